@@ -1,0 +1,114 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny")
+]
+
+let package = Package(
+    name: "campusgrid",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "campusgrid", targets: ["campusgrid"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        // Pure layers: no I/O.
+        .target(name: "GridCore", swiftSettings: swiftSettings),
+        .target(
+            name: "GridProtocol",
+            dependencies: ["GridCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "GridScheduler", dependencies: ["GridCore"], swiftSettings: swiftSettings),
+
+        // I/O shells.
+        .target(
+            name: "GridStore",
+            dependencies: ["GridCore", "GridScheduler", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GridSandbox",
+            dependencies: ["GridCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GridManager",
+            dependencies: [
+                "GridCore", "GridProtocol", "GridScheduler", "GridStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GridWorker",
+            dependencies: [
+                "GridCore", "GridProtocol", "GridSandbox",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GridClient",
+            dependencies: [
+                "GridCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "campusgrid",
+            dependencies: [
+                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Tests.
+        .target(
+            name: "GridTestSupport",
+            dependencies: ["GridCore"],
+            path: "Tests/GridTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "GridCoreTests", dependencies: ["GridCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GridProtocolTests",
+            dependencies: ["GridProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler"], swiftSettings: swiftSettings),
+        .testTarget(name: "GridStoreTests", dependencies: ["GridStore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GridIntegrationTests",
+            dependencies: [
+                "GridCore", "GridProtocol", "GridTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

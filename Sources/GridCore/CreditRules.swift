@@ -1,0 +1,49 @@
+/// The credit rules of the seed document, kept exactly (DESIGN §6).
+///
+/// `cost = 5 + 2×cpus + 1×ram_gb + 10×gpu + 1×minutes`. The full cost (with the requested minutes) is held at submission;
+/// at the end the submitter pays the same formula with the actual minutes (rounded up, at most the requested minutes),
+/// the worker's owner earns what was paid, and the rest of the hold is released.
+public enum CreditRules {
+    /// Credits a new account starts with, unless configured otherwise.
+    public static let defaultStartingCredits = 100
+
+    /// The fixed part of the cost: everything but the minutes.
+    public static func base(_ spec: JobSpec) -> Int { 5 + 2 * spec.cpus + spec.ramGb + 10 * spec.gpus }
+
+    /// The hold taken at submission.
+    public static func hold(_ spec: JobSpec) -> Int { base(spec) + spec.minutes }
+
+    /// Minutes charged for a run of `runtimeMilliseconds`: rounded up, at most the requested minutes.
+    public static func chargedMinutes(_ spec: JobSpec, runtimeMilliseconds: Int64) -> Int {
+        let ms = max(0, runtimeMilliseconds)
+        let minutes = Int((ms + 59_999) / 60_000)
+        return min(minutes, spec.minutes)
+    }
+
+    /// How a job ended, as far as credits are concerned.
+    public enum Ending: Sendable, Hashable {
+        /// The job ran (completed, failed by its own error, timed out, or cancelled while running): the worker did the work.
+        case ran(runtimeMilliseconds: Int64)
+        /// Cancelled before it started, or lost through no fault of its own: refunded in full.
+        case refunded
+    }
+
+    /// How a hold is split when a job ends.
+    public struct Settlement: Hashable, Sendable {
+        /// Paid by the submitter to the worker's owner.
+        public var paid: Int
+        /// Released back to the submitter.
+        public var released: Int
+    }
+
+    public static func settle(_ spec: JobSpec, ending: Ending) -> Settlement {
+        let held = hold(spec)
+        switch ending {
+        case .refunded:
+            return Settlement(paid: 0, released: held)
+        case .ran(let ms):
+            let paid = base(spec) + chargedMinutes(spec, runtimeMilliseconds: ms)
+            return Settlement(paid: paid, released: held - paid)
+        }
+    }
+}

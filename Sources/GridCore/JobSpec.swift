@@ -1,0 +1,53 @@
+/// What a submitter asks for: resources, time limit, priority, outputs.
+public struct JobSpec: Hashable, Sendable, Codable {
+    public var name: String
+    public var cpus: Int
+    public var ramGb: Int
+    public var gpus: Int
+    /// Wall-clock limit in minutes; also the number of minutes held at submission.
+    public var minutes: Int
+    /// Higher runs first; -10...10.
+    public var priority: Int
+    /// Output file globs, relative to the job's scratch directory; empty means every new file.
+    public var outputs: [String]
+    /// The weakest sandbox tier the job accepts.
+    public var minTier: SandboxTier
+
+    public init(
+        name: String, cpus: Int = 1, ramGb: Int = 1, gpus: Int = 0, minutes: Int = 5, priority: Int = 0, outputs: [String] = [],
+        minTier: SandboxTier = .restricted
+    ) {
+        self.name = name
+        self.cpus = cpus
+        self.ramGb = ramGb
+        self.gpus = gpus
+        self.minutes = minutes
+        self.priority = priority
+        self.outputs = outputs
+        self.minTier = minTier
+    }
+
+    public var resources: Resources { Resources(cpus: cpus, ramGb: ramGb, gpus: gpus) }
+
+    public static let limits = (cpus: 1...256, ramGb: 0...4096, gpus: 0...64, minutes: 1...10_080, priority: -10...10)
+
+    /// Checks every field and says, in words, what is wrong.
+    public func validate() throws(GridError) {
+        let l = Self.limits
+        var problems: [String] = []
+        if !l.cpus.contains(cpus) { problems.append("cpus must be \(l.cpus.lowerBound)–\(l.cpus.upperBound) (got \(cpus))") }
+        if !l.ramGb.contains(ramGb) { problems.append("ram must be \(l.ramGb.lowerBound)–\(l.ramGb.upperBound) GB (got \(ramGb))") }
+        if !l.gpus.contains(gpus) { problems.append("gpus must be \(l.gpus.lowerBound)–\(l.gpus.upperBound) (got \(gpus))") }
+        if !l.minutes.contains(minutes) {
+            problems.append("minutes must be \(l.minutes.lowerBound)–\(l.minutes.upperBound) (got \(minutes))")
+        }
+        if !l.priority.contains(priority) {
+            problems.append("priority must be \(l.priority.lowerBound)–\(l.priority.upperBound) (got \(priority))")
+        }
+        if name.count > 200 { problems.append("name must be at most 200 characters") }
+        if outputs.count > 64 || outputs.contains(where: { $0.isEmpty || $0.count > 256 || $0.hasPrefix("/") || $0.contains("..") }) {
+            problems.append("outputs must be at most 64 relative globs without '..'")
+        }
+        if !problems.isEmpty { throw GridError(.invalidResources, problems.joined(separator: "; ")) }
+    }
+}

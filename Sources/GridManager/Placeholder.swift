@@ -1,0 +1,6 @@
+import Hummingbird
+import HummingbirdBcrypt
+import GRDB
+import NIOPosix
+import Crypto
+import ServiceLifecycle

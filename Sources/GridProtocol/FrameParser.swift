@@ -1,0 +1,123 @@
+import Foundation
+import GridCore
+import NIOCore
+
+/// The framing of the grid protocol as a pure parser: one JSON object per `\n`-terminated line; a line whose object
+/// has `"bytes": N` is followed by exactly N raw bytes.
+///
+/// It never throws and never allocates more than the limits allow: an over-long line or an over-limit bulk size is
+/// refused from its announced length, before its bytes are kept.
+public struct FrameParser: Sendable {
+    private enum State: Sendable {
+        case line
+        case payload(type: String, id: Int, header: Data, size: Int)
+        /// A fatal error was reported; everything after it is discarded.
+        case failed
+    }
+
+    private struct Probe: Decodable {
+        var type: String?
+        var id: Int?
+        var bytes: Int?
+    }
+
+    public let limits: FrameLimits
+    private var state: State = .line
+
+    public init(limits: FrameLimits = FrameLimits()) {
+        self.limits = limits
+    }
+
+    /// Takes the next frame out of `buffer`, or returns nil when more bytes are needed.
+    public mutating func next(_ buffer: inout ByteBuffer) -> InboundFrame? {
+        while true {
+            switch state {
+            case .failed:
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                return nil
+            case .payload(let type, let id, let header, let size):
+                guard buffer.readableBytes >= size else { return nil }
+                let payload = buffer.readSlice(length: size)!
+                state = .line
+                return Self.decodeMessage(type: type, id: id, header: header, payload: payload)
+            case .line:
+                let view = buffer.readableBytesView
+                guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
+                    if buffer.readableBytes > limits.maxLineBytes { return fail(.lineTooLong, tooLong(), id: nil, &buffer) }
+                    return nil
+                }
+                let length = newline - view.startIndex
+                if length > limits.maxLineBytes { return fail(.lineTooLong, tooLong(), id: nil, &buffer) }
+                var line = Data(buffer.readBytes(length: length)!)
+                buffer.moveReaderIndex(forwardBy: 1)
+                if line.last == UInt8(ascii: "\r") { line.removeLast() }
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }  // blank lines are ignored (nc, telnet)
+                guard let probe = try? GridJSON.decode(Probe.self, from: line) else {
+                    return .invalid(GridError(.malformedMessage, "not a JSON object: \(Self.preview(line))"), id: nil, fatal: false)
+                }
+                let id = probe.id ?? 0
+                guard let type = probe.type, !type.isEmpty else {
+                    return .invalid(GridError(.malformedMessage, "a message needs a string field \"type\""), id: id, fatal: false)
+                }
+                if let size = probe.bytes {
+                    guard size >= 0, size <= limits.maxBulkBytes else {
+                        return fail(.bulkTooLarge, "bulk size \(size) is outside 0...\(limits.maxBulkBytes) bytes", id: id, &buffer)
+                    }
+                    state = .payload(type: type, id: id, header: line, size: size)
+                    continue
+                }
+                return Self.decodeMessage(type: type, id: id, header: line, payload: nil)
+            }
+        }
+    }
+
+    /// Called once the peer has closed its side: anything left over is a truncated frame.
+    public mutating func finish(_ buffer: inout ByteBuffer) -> InboundFrame? {
+        switch state {
+        case .failed:
+            return nil
+        case .payload(let type, let id, _, let size):
+            let got = buffer.readableBytes
+            return fail(.truncated, "\(type) announced \(size) bulk bytes but the stream ended after \(got)", id: id, &buffer)
+        case .line:
+            if buffer.readableBytes == 0 { return nil }
+            return fail(.truncated, "the stream ended inside a line (no final newline)", id: nil, &buffer)
+        }
+    }
+
+    private func tooLong() -> String { "line longer than \(limits.maxLineBytes) bytes" }
+
+    private mutating func fail(_ code: GridError.Code, _ message: String, id: Int?, _ buffer: inout ByteBuffer) -> InboundFrame {
+        state = .failed
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        return .invalid(GridError(code, message), id: id, fatal: true)
+    }
+
+    static func preview(_ data: Data) -> String {
+        let text = String(decoding: data.prefix(60), as: UTF8.self)
+        return data.count > 60 ? "\(text)…" : text
+    }
+
+    static func decodeMessage(type: String, id: Int, header: Data, payload: ByteBuffer?) -> InboundFrame {
+        do {
+            let message = try GridMessage.decode(type: type, from: header)
+            return .frame(GridFrame(id: id, message, payload: payload))
+        } catch let error as GridError {
+            return .invalid(error, id: id, fatal: false)
+        } catch {
+            return .invalid(GridError(.malformedMessage, "bad \(type) message: \(Self.describe(error))"), id: id, fatal: false)
+        }
+    }
+
+    /// A short, readable account of a decoding error.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? DecodingError else { return "\(error)" }
+        func path(_ c: [any CodingKey]) -> String { c.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let ctx): return "missing field \"\(path(ctx.codingPath + [key]))\""
+        case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx): return "wrong type for field \"\(path(ctx.codingPath))\""
+        case .dataCorrupted(let ctx): return "invalid value at \"\(path(ctx.codingPath))\": \(ctx.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import GridCore
+import NIOCore
+
+/// One message on the wire with its request id and, for bulk messages, the raw bytes that follow the line.
+public struct GridFrame: Sendable {
+    public var id: Int
+    public var message: GridMessage
+    public var payload: ByteBuffer?
+
+    public init(id: Int = 0, _ message: GridMessage, payload: ByteBuffer? = nil) {
+        self.id = id
+        self.message = message
+        self.payload = payload
+    }
+}
+
+/// What the decoder yields: a frame, or a reason the input was refused.
+public enum InboundFrame: Sendable {
+    case frame(GridFrame)
+    /// The input was refused. `fatal` means the stream can no longer be trusted and the connection must close after
+    /// the `ERROR` is sent; otherwise the connection carries on with the next line.
+    case invalid(GridError, id: Int?, fatal: Bool)
+}
+
+/// Size limits, enforced before anything is allocated for the data.
+public struct FrameLimits: Sendable, Hashable {
+    /// The longest JSON line accepted, newline excluded.
+    public var maxLineBytes: Int
+    /// The largest bulk payload a message may announce.
+    public var maxBulkBytes: Int
+
+    public init(maxLineBytes: Int = 1 << 20, maxBulkBytes: Int = 64 << 20) {
+        self.maxLineBytes = maxLineBytes
+        self.maxBulkBytes = maxBulkBytes
+    }
+}

@@ -1,0 +1,23 @@
+import Foundation
+
+/// The one JSON dialect of the grid: snake_case keys on the wire, camelCase in Swift, sorted keys for stable output.
+///
+/// Property names avoid runs of capitals (`ramGb`, `jobId`) so that keys round-trip through the snake_case conversion.
+public enum GridJSON {
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }
+
+    public static func encode<T: Encodable>(_ value: T) throws -> Data { try encoder().encode(value) }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T { try decoder().decode(type, from: data) }
+}

@@ -1,0 +1,229 @@
+import GridCore
+
+/// The grid protocol's version; a peer states it in `HELLO` and the manager accepts `ProtocolVersion.supported`.
+public enum ProtocolVersion {
+    public static let current = 1
+    public static let supported = 1...1
+}
+
+/// A file inside a bulk payload: payloads are the files' bytes, one after another, in this order.
+public struct FileEntry: Hashable, Sendable, Codable {
+    public var name: String
+    public var size: Int
+    public init(name: String, size: Int) {
+        self.name = name
+        self.size = size
+    }
+}
+
+/// Messages of the grid protocol. See docs/PROTOCOL.md for each, with examples.
+public enum Msg {
+    /// First message on every connection: who is talking and with which token.
+    public struct Hello: Hashable, Sendable, Codable {
+        public var version: Int
+        public var token: String
+        /// The worker's name for people.
+        public var name: String?
+        /// The id the worker was given before (kept in its data directory); nil on first registration.
+        public var workerId: String?
+        /// The seed's `-u/--user`: the account the worker says it earns for; must match the token's owner.
+        public var user: String?
+        public init(version: Int = ProtocolVersion.current, token: String, name: String? = nil, workerId: String? = nil, user: String? = nil) {
+            self.version = version
+            self.token = token
+            self.name = name
+            self.workerId = workerId
+            self.user = user
+        }
+    }
+
+    public struct HelloOk: Hashable, Sendable, Codable {
+        public var version: Int
+        public var workerId: String
+        public var owner: String
+        public var heartbeatSeconds: Double
+        public init(version: Int, workerId: String, owner: String, heartbeatSeconds: Double) {
+            self.version = version
+            self.workerId = workerId
+            self.owner = owner
+            self.heartbeatSeconds = heartbeatSeconds
+        }
+    }
+
+    /// A worker's resources and the jobs it is running (after a reconnect).
+    public struct Register: Hashable, Sendable, Codable {
+        public var resources: Resources
+        public var gpuNames: [String]
+        public var tier: SandboxTier
+        public var slots: Int
+        public var host: String?
+        public var port: Int?
+        public var webPort: Int?
+        public var running: [JobRef]
+        public init(
+            resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,
+            webPort: Int? = nil, running: [JobRef] = []
+        ) {
+            self.resources = resources
+            self.gpuNames = gpuNames
+            self.tier = tier
+            self.slots = slots
+            self.host = host
+            self.port = port
+            self.webPort = webPort
+            self.running = running
+        }
+    }
+
+    /// The manager's answer to `REGISTER`: jobs to kill, and how much of each kept job's log it already has.
+    public struct Registered: Hashable, Sendable, Codable {
+        public var cancel: [JobRef]
+        public var logOffsets: [String: Int64]
+        public init(cancel: [JobRef], logOffsets: [String: Int64]) {
+            self.cancel = cancel
+            self.logOffsets = logOffsets
+        }
+    }
+
+    /// Heartbeat: renews the leases of the listed jobs.
+    public struct LoadUpdate: Hashable, Sendable, Codable {
+        /// CPU load of the machine, 0...1 per core averaged.
+        public var load: Double
+        public var running: [JobRef]
+        public init(load: Double, running: [JobRef]) {
+            self.load = load
+            self.running = running
+        }
+    }
+
+    /// A job for the worker; the bulk payload holds `files`, the entry script first.
+    public struct JobAssign: Hashable, Sendable, Codable {
+        public var job: JobRef
+        public var spec: JobSpec
+        public var script: String
+        public var files: [FileEntry]
+        public init(job: JobRef, spec: JobSpec, script: String, files: [FileEntry]) {
+            self.job = job
+            self.spec = spec
+            self.script = script
+            self.files = files
+        }
+    }
+
+    public struct JobStarted: Hashable, Sendable, Codable {
+        public var job: JobRef
+        public init(job: JobRef) { self.job = job }
+    }
+
+    /// Log bytes (the bulk payload) of a running job, at `offset` in that attempt's log.
+    public struct JobLog: Hashable, Sendable, Codable {
+        public var job: JobRef
+        public var offset: Int64
+        public init(job: JobRef, offset: Int64) {
+            self.job = job
+            self.offset = offset
+        }
+    }
+
+    /// How a run ended, from the worker's side.
+    public enum Outcome: String, Hashable, Sendable, Codable {
+        case completed
+        case failed
+        case timedOut = "timed_out"
+        case cancelled
+    }
+
+    /// The end of a run; the bulk payload holds the output `files`.
+    public struct JobDone: Hashable, Sendable, Codable {
+        public var job: JobRef
+        public var outcome: Outcome
+        public var exitCode: Int32?
+        public var runtimeMs: Int64
+        public var peakMemoryKb: Int64
+        public var cpuSeconds: Double
+        /// Why it failed, in words a student understands.
+        public var reason: String?
+        public var files: [FileEntry]
+        public init(
+            job: JobRef, outcome: Outcome, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?,
+            files: [FileEntry]
+        ) {
+            self.job = job
+            self.outcome = outcome
+            self.exitCode = exitCode
+            self.runtimeMs = runtimeMs
+            self.peakMemoryKb = peakMemoryKb
+            self.cpuSeconds = cpuSeconds
+            self.reason = reason
+            self.files = files
+        }
+    }
+
+    /// The manager has stored a `JOB_DONE`; the worker may forget the result.
+    public struct JobDoneAck: Hashable, Sendable, Codable {
+        public var job: JobRef
+        public init(job: JobRef) { self.job = job }
+    }
+
+    /// Stop a job now (the user cancelled it, or the job was given to another worker).
+    public struct Cancel: Hashable, Sendable, Codable {
+        public var job: JobRef
+        public var reason: String
+        public init(job: JobRef, reason: String) {
+            self.job = job
+            self.reason = reason
+        }
+    }
+
+    public struct Error: Hashable, Sendable, Codable {
+        public var code: GridError.Code
+        public var message: String
+        public init(code: GridError.Code, message: String) {
+            self.code = code
+            self.message = message
+        }
+        public init(_ error: GridError) { self.init(code: error.code, message: error.message) }
+    }
+
+    public struct Empty: Hashable, Sendable, Codable {
+        public init() {}
+    }
+}
+
+/// One message of the grid protocol, by its wire `type`.
+public enum GridMessage: Hashable, Sendable {
+    case hello(Msg.Hello)
+    case helloOk(Msg.HelloOk)
+    case register(Msg.Register)
+    case registered(Msg.Registered)
+    case loadUpdate(Msg.LoadUpdate)
+    case jobAssign(Msg.JobAssign)
+    case jobStarted(Msg.JobStarted)
+    case jobLog(Msg.JobLog)
+    case jobDone(Msg.JobDone)
+    case jobDoneAck(Msg.JobDoneAck)
+    case cancel(Msg.Cancel)
+    case ping
+    case pong
+    case error(Msg.Error)
+
+    /// The wire name of each message type.
+    public var type: String {
+        switch self {
+        case .hello: "HELLO"
+        case .helloOk: "HELLO_OK"
+        case .register: "REGISTER"
+        case .registered: "REGISTERED"
+        case .loadUpdate: "LOAD_UPDATE"
+        case .jobAssign: "JOB_ASSIGN"
+        case .jobStarted: "JOB_STARTED"
+        case .jobLog: "JOB_LOG"
+        case .jobDone: "JOB_DONE"
+        case .jobDoneAck: "JOB_DONE_ACK"
+        case .cancel: "CANCEL"
+        case .ping: "PING"
+        case .pong: "PONG"
+        case .error: "ERROR"
+        }
+    }
+}

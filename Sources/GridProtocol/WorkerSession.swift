@@ -1,0 +1,128 @@
+import GridCore
+
+/// The manager's side of one worker connection, as a pure state machine.
+///
+/// The shell feeds it every decoded frame (or decoding failure) and the results of token checks, and carries out the
+/// one action each event returns. It enforces the order `HELLO → REGISTER → …` and turns bad input into `ERROR`s.
+public enum WorkerSession {
+    /// Who is on the other end, once the token was checked.
+    public struct Identity: Hashable, Sendable {
+        public var workerId: WorkerID
+        public var name: String
+        public var ownerId: UserID
+        public var ownerName: String
+        public init(workerId: WorkerID, name: String, ownerId: UserID, ownerName: String) {
+            self.workerId = workerId
+            self.name = name
+            self.ownerId = ownerId
+            self.ownerName = ownerName
+        }
+    }
+
+    public struct StateMachine: Sendable {
+        public enum State: Hashable, Sendable {
+            case awaitingHello
+            case authenticating
+            case awaitingRegister(Identity)
+            case active(Identity)
+            case closed
+        }
+
+        public enum Action: Hashable, Sendable {
+            /// Send this message (id echoes the request's).
+            case send(GridMessage, id: Int)
+            /// Check the token of this `HELLO`, then call `authenticated` or `authenticationFailed`.
+            case authenticate(Msg.Hello, id: Int)
+            /// Record the worker's resources and running jobs, answer `REGISTERED`.
+            case register(Identity, Msg.Register, id: Int)
+            /// A message of a registered worker for the manager's core.
+            case deliver(Identity, GridMessage, id: Int)
+            /// Send this error, then close the connection.
+            case closeWithError(GridError, id: Int)
+            /// Close without a word (the peer closed, or we already said why).
+            case close
+            case none
+        }
+
+        public private(set) var state: State = .awaitingHello
+        public let heartbeatSeconds: Double
+
+        public init(heartbeatSeconds: Double) {
+            self.heartbeatSeconds = heartbeatSeconds
+        }
+
+        /// A decoded message arrived.
+        public mutating func received(_ message: GridMessage, id: Int) -> Action {
+            switch (state, message) {
+            case (.closed, _):
+                return .none
+            case (_, .ping):
+                return .send(.pong, id: id)
+            case (.awaitingHello, .hello(let hello)):
+                guard ProtocolVersion.supported.contains(hello.version) else {
+                    state = .closed
+                    return .closeWithError(
+                        GridError(
+                            .versionMismatch,
+                            "protocol version \(hello.version) is not supported; this manager speaks \(ProtocolVersion.supported)"
+                        ),
+                        id: id
+                    )
+                }
+                state = .authenticating
+                return .authenticate(hello, id: id)
+            case (.awaitingHello, _), (.authenticating, _):
+                state = .closed
+                return .closeWithError(GridError(.notAuthenticated, "send HELLO with a token before \(message.type)"), id: id)
+            case (.awaitingRegister(let who), .register(let reg)):
+                state = .active(who)
+                return .register(who, reg, id: id)
+            case (.awaitingRegister, _):
+                return .send(.error(Msg.Error(GridError(.badRequest, "send REGISTER before \(message.type)"))), id: id)
+            case (.active, .hello), (.active, .register):
+                return .send(.error(Msg.Error(GridError(.badRequest, "\(message.type) was already received"))), id: id)
+            case (.active(let who), _):
+                return .deliver(who, message, id: id)
+            }
+        }
+
+        /// The decoder refused some input.
+        public mutating func invalid(_ error: GridError, id: Int?, fatal: Bool) -> Action {
+            if case .closed = state { return .none }
+            if fatal {
+                state = .closed
+                return .closeWithError(error, id: id ?? 0)
+            }
+            return .send(.error(Msg.Error(error)), id: id ?? 0)
+        }
+
+        /// The token of the `HELLO` was good.
+        public mutating func authenticated(_ identity: Identity, id: Int) -> Action {
+            guard case .authenticating = state else { return .none }
+            state = .awaitingRegister(identity)
+            return .send(
+                .helloOk(
+                    Msg.HelloOk(
+                        version: ProtocolVersion.current, workerId: identity.workerId, owner: identity.ownerName,
+                        heartbeatSeconds: heartbeatSeconds)),
+                id: id
+            )
+        }
+
+        /// The token of the `HELLO` was refused.
+        public mutating func authenticationFailed(_ error: GridError, id: Int) -> Action {
+            guard case .authenticating = state else { return .none }
+            state = .closed
+            return .closeWithError(error, id: id)
+        }
+
+        /// The connection ended.
+        public mutating func closed() -> Identity? {
+            defer { state = .closed }
+            switch state {
+            case .active(let who), .awaitingRegister(let who): return who
+            default: return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import GRDB
+import GridCore
+
+extension GridDatabase {
+    /// Creates an account and mints its starting credits, in one transaction.
+    public func createUser(username: String, passwordHash: String, startingCredits: Int, now: Double) async throws -> UserRecord {
+        try await writer.write { db in
+            if try Row.fetchOne(db, sql: "SELECT id FROM users WHERE username = ?", arguments: [username]) != nil {
+                throw GridError(.conflict, "the username \(String(reflecting: username)) is taken")
+            }
+            try db.execute(
+                sql: "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
+                arguments: [username, passwordHash, now])
+            let id = db.lastInsertedRowID
+            if startingCredits > 0 {
+                try Self.move(db, startingCredits, from: .mint, to: .user(id), reason: "signup", job: nil, now: now)
+            }
+            return UserRecord(row: try Row.fetchOne(db, sql: "SELECT * FROM users WHERE id = ?", arguments: [id])!)
+        }
+    }
+
+    public func user(named username: String) async throws -> UserRecord? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE username = ?", arguments: [username]).map(UserRecord.init(row:))
+        }
+    }
+
+    public func user(id: UserID) async throws -> UserRecord? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE id = ?", arguments: [id]).map(UserRecord.init(row:))
+        }
+    }
+
+    /// Stores a token by its hash (the token itself is never stored).
+    public func addToken(hash: String, userId: UserID, kind: TokenKind, now: Double) async throws {
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT INTO tokens (hash, user_id, kind, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [hash, userId, kind.rawValue, now])
+        }
+    }
+
+    /// The owner and kind of the token with this hash.
+    public func tokenOwner(hash: String) async throws -> (user: UserRecord, kind: TokenKind)? {
+        try await writer.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT u.*, t.kind AS token_kind FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?",
+                    arguments: [hash])
+            else { return nil }
+            return (UserRecord(row: row), TokenKind(rawValue: row["token_kind"]) ?? .api)
+        }
+    }
+
+    public func deleteToken(hash: String) async throws {
+        try await writer.write { db in try db.execute(sql: "DELETE FROM tokens WHERE hash = ?", arguments: [hash]) }
+    }
+
+    /// The balance of an account, derived from the ledger.
+    public func balance(of account: LedgerAccount) async throws -> Int {
+        try await writer.read { db in try Self.balance(db, account) }
+    }
+
+    /// Every ledger row that touches a user's balance, newest first.
+    public func ledger(of user: UserID, limit: Int = 200) async throws -> [LedgerEntry] {
+        try await writer.read { db in
+            let a = LedgerAccount.user(user).description
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM ledger WHERE debit = ? OR credit = ? ORDER BY id DESC LIMIT ?", arguments: [a, a, limit]
+            ).map(LedgerEntry.init(row:))
+        }
+    }
+
+    /// Checks the ledger invariant: the sum of every account but the mint equals what sign-ups minted, and no account
+    /// is negative.
+    public func checkLedger() async throws -> LedgerCheck {
+        try await writer.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT account, SUM(amount) AS balance FROM (
+                        SELECT credit AS account, amount FROM ledger
+                        UNION ALL SELECT debit AS account, -amount FROM ledger
+                    ) GROUP BY account
+                    """)
+            var minted = 0
+            var held = 0
+            var negative: [String] = []
+            for row in rows {
+                let account: String = row["account"]
+                let balance: Int = row["balance"]
+                if account == LedgerAccount.mint.description {
+                    minted = -balance
+                } else {
+                    held += balance
+                    if balance < 0 { negative.append(account) }
+                }
+            }
+            return LedgerCheck(minted: minted, held: held, negativeAccounts: negative)
+        }
+    }
+
+    static func balance(_ db: Database, _ account: LedgerAccount) throws -> Int {
+        let a = account.description
+        return try Int.fetchOne(
+            db,
+            sql: """
+                SELECT COALESCE((SELECT SUM(amount) FROM ledger WHERE credit = ?), 0)
+                     - COALESCE((SELECT SUM(amount) FROM ledger WHERE debit = ?), 0)
+                """,
+            arguments: [a, a]) ?? 0
+    }
+
+    /// Writes one ledger row; a zero amount writes nothing.
+    static func move(_ db: Database, _ amount: Int, from: LedgerAccount, to: LedgerAccount, reason: String, job: JobID?, now: Double) throws {
+        precondition(amount >= 0, "ledger amounts are positive")
+        guard amount > 0 else { return }
+        try db.execute(
+            sql: "INSERT INTO ledger (at, debit, credit, amount, reason, job_id) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [now, from.description, to.description, amount, reason, job])
+    }
+}

@@ -1,0 +1,363 @@
+import Foundation
+import GRDB
+import GridCore
+import GridScheduler
+
+extension GridDatabase {
+    /// What the end of a run looked like, from the worker.
+    public struct RunResult: Hashable, Sendable {
+        public var state: JobState
+        public var exitCode: Int32?
+        public var runtimeMs: Int64
+        public var peakMemoryKb: Int64
+        public var cpuSeconds: Double
+        public var reason: String?
+        public init(state: JobState, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?) {
+            self.state = state
+            self.exitCode = exitCode
+            self.runtimeMs = runtimeMs
+            self.peakMemoryKb = peakMemoryKb
+            self.cpuSeconds = cpuSeconds
+            self.reason = reason
+        }
+    }
+
+    /// Stores a new job and holds its full cost, in one transaction: `submitted → pending`.
+    /// Refuses a job the owner cannot afford, with the balance and the cost in the message.
+    public func submitJob(owner: UserID, spec: JobSpec, script: StoredFile, inputs: [StoredFile], now: Double) async throws -> JobRecord {
+        try spec.validate()
+        try FileName.validate(script.name)
+        var seen: Set<String> = [script.name]
+        for input in inputs {
+            try FileName.validate(input.name)
+            guard seen.insert(input.name).inserted else { throw GridError(.badRequest, "two input files are named \(input.name)") }
+        }
+        let cost = CreditRules.hold(spec)
+        return try await writer.write { db in
+            let balance = try Self.balance(db, .user(owner))
+            guard balance >= cost else {
+                throw GridError(
+                    .insufficientCredits,
+                    "this job costs up to \(cost) credits but your balance is \(balance); ask for fewer resources or minutes, or earn credits by running a worker"
+                )
+            }
+            let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+            try db.execute(
+                sql: "INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at) VALUES (?, ?, ?, 'submitted', ?, ?)",
+                arguments: [owner, specJSON, script.name, cost, now])
+            let id = db.lastInsertedRowID
+            try Self.event(db, id, .submitted, "held \(cost) credits", now)
+            try Self.move(db, cost, from: .user(owner), to: .hold(id), reason: "hold", job: id, now: now)
+            for file in [script] + inputs {
+                try db.execute(
+                    sql: "INSERT INTO job_files (job_id, kind, name, data) VALUES (?, 'input', ?, ?)", arguments: [id, file.name, file.data])
+            }
+            try db.execute(sql: "UPDATE jobs SET state = 'pending' WHERE id = ?", arguments: [id])
+            try Self.event(db, id, .pending, nil, now)
+            return try Self.job(db, id)!
+        }
+    }
+
+    public func job(id: JobID) async throws -> JobRecord? {
+        try await writer.read { db in try Self.job(db, id) }
+    }
+
+    /// Jobs, newest first, optionally of one owner and one state.
+    public func jobs(owner: UserID? = nil, state: JobState? = nil, limit: Int = 100, offset: Int = 0) async throws -> [JobRecord] {
+        try await writer.read { db in
+            var sql = "SELECT * FROM jobs WHERE 1"
+            var args: [any DatabaseValueConvertible] = []
+            if let owner {
+                sql += " AND owner_id = ?"
+                args.append(owner)
+            }
+            if let state {
+                sql += " AND state = ?"
+                args.append(state.rawValue)
+            }
+            sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+            args += [limit, offset]
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(JobRecord.init(row:))
+        }
+    }
+
+    /// Count of jobs by state.
+    public func jobCounts() async throws -> [JobState: Int] {
+        try await writer.read { db in
+            var out: [JobState: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
+                if let s = JobState(rawValue: row["state"]) { out[s] = row["n"] }
+            }
+            return out
+        }
+    }
+
+    public func events(of job: JobID) async throws -> [JobEvent] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM job_events WHERE job_id = ? ORDER BY id", arguments: [job]).map {
+                JobEvent(at: $0["at"], state: JobState(rawValue: $0["state"]) ?? .failed, detail: $0["detail"])
+            }
+        }
+    }
+
+    /// The job's input files (the script first) or its outputs.
+    public func files(of job: JobID, outputs: Bool) async throws -> [StoredFile] {
+        try await writer.read { db in
+            let script = try String.fetchOne(db, sql: "SELECT script_name FROM jobs WHERE id = ?", arguments: [job])
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT name, data FROM job_files WHERE job_id = ? AND kind = ? ORDER BY name",
+                arguments: [job, outputs ? "output" : "input"])
+            var files = rows.map { StoredFile(name: $0["name"], data: $0["data"]) }
+            if !outputs, let i = files.firstIndex(where: { $0.name == script }) { files.insert(files.remove(at: i), at: 0) }
+            return files
+        }
+    }
+
+    /// Names and sizes of a job's outputs.
+    public func outputList(of job: JobID) async throws -> [(name: String, size: Int)] {
+        try await writer.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT name, length(data) AS size FROM job_files WHERE job_id = ? AND kind = 'output' ORDER BY name",
+                arguments: [job]
+            ).map { ($0["name"], $0["size"]) }
+        }
+    }
+
+    public func output(of job: JobID, name: String) async throws -> Data? {
+        try await writer.read { db in
+            try Data.fetchOne(
+                db, sql: "SELECT data FROM job_files WHERE job_id = ? AND kind = 'output' AND name = ?", arguments: [job, name])
+        }
+    }
+
+    /// Pending jobs as the scheduler sees them.
+    public func queuedJobs() async throws -> [Placement.Job] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'pending' ORDER BY id").map {
+                let job = JobRecord(row: $0)
+                return Placement.Job(
+                    id: job.id, owner: job.ownerId, priority: job.spec.priority, request: job.spec.resources, minTier: job.spec.minTier,
+                    submitted: job.submittedAt)
+            }
+        }
+    }
+
+    /// Running jobs (for rebuilding leases at start-up).
+    public func runningJobs() async throws -> [JobRecord] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'running' ORDER BY id").map(JobRecord.init(row:))
+        }
+    }
+
+    /// Each user's recent usage (CPU-seconds of jobs run in the last day), for fair share.
+    public func recentUsage(since: Double) async throws -> [UserID: Double] {
+        try await writer.read { db in
+            var out: [UserID: Double] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: "SELECT owner_id, SUM(COALESCE(cpu_seconds, 0)) AS used, COUNT(*) AS n FROM jobs WHERE started_at >= ? GROUP BY owner_id",
+                arguments: [since])
+            {
+                let used: Double = row["used"] ?? 0
+                let n: Int = row["n"]
+                out[row["owner_id"]] = used + Double(n)
+            }
+            return out
+        }
+    }
+
+    /// Commits a placement plan in one transaction, re-checking each job is still pending and each worker online.
+    /// Returns the jobs now running, with their new attempt numbers.
+    public func apply(_ assignments: [Placement.Assignment], now: Double) async throws -> [JobRecord] {
+        guard !assignments.isEmpty else { return [] }
+        return try await writer.write { db in
+            var started: [JobRecord] = []
+            for a in assignments {
+                guard let job = try Self.job(db, a.job), job.state == .pending, !job.cancelRequested else { continue }
+                guard let online = try Bool.fetchOne(db, sql: "SELECT online FROM workers WHERE id = ?", arguments: [a.worker]), online
+                else { continue }
+                try db.execute(
+                    sql: """
+                        UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
+                            log_attempt_base = log_total WHERE id = ?
+                        """,
+                    arguments: [a.worker, now, a.job])
+                let name = try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [a.worker]) ?? a.worker
+                try Self.event(db, a.job, .running, "on worker \(name) (attempt \(job.attempt + 1))", now)
+                started.append(try Self.job(db, a.job)!)
+            }
+            return started
+        }
+    }
+
+    /// Records why each job is still pending (only where it changed).
+    public func setPendingReasons(_ reasons: [JobID: String]) async throws {
+        guard !reasons.isEmpty else { return }
+        try await writer.write { db in
+            for (id, reason) in reasons {
+                try db.execute(
+                    sql: "UPDATE jobs SET pending_reason = ? WHERE id = ? AND state = 'pending' AND pending_reason IS NOT ?",
+                    arguments: [reason, id, reason])
+            }
+        }
+    }
+
+    /// Appends log bytes of attempt `job` at `offset` within that attempt. Duplicate bytes (a resend after a reconnect)
+    /// are skipped. Returns false when the attempt is not the job's current one.
+    @discardableResult
+    public func appendLog(_ job: JobRef, offset: Int64, data: Data) async throws -> Bool {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT attempt, state, log_total, log_attempt_base FROM jobs WHERE id = ?", arguments: [job.jobId])
+            else { return false }
+            let attempt: Int = row["attempt"]
+            let state: String = row["state"]
+            guard attempt == job.attempt, state == JobState.running.rawValue else { return false }
+            let total: Int64 = row["log_total"]
+            let base: Int64 = row["log_attempt_base"]
+            let start = base + offset
+            var bytes = data
+            if start < total {
+                let skip = Int(min(Int64(bytes.count), total - start))
+                bytes = bytes.dropFirst(skip)
+            }
+            guard !bytes.isEmpty else { return true }
+            try Self.appendLog(db, job.jobId, Data(bytes), total: total)
+            return true
+        }
+    }
+
+    /// How many bytes of the current attempt's log are stored.
+    public func logOffset(of job: JobID) async throws -> Int64 {
+        try await writer.read { db in
+            try Int64.fetchOne(db, sql: "SELECT log_total - log_attempt_base FROM jobs WHERE id = ?", arguments: [job]) ?? 0
+        }
+    }
+
+    /// The job's log from byte `offset` on (across attempts), at most `limit` bytes, and the total length.
+    public func log(of job: JobID, from offset: Int64, limit: Int = 1 << 20) async throws -> (data: Data, total: Int64) {
+        try await writer.read { db in
+            let total = try Int64.fetchOne(db, sql: "SELECT log_total FROM jobs WHERE id = ?", arguments: [job]) ?? 0
+            var out = Data()
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT pos, data FROM job_logs WHERE job_id = ? AND pos + length(data) > ? ORDER BY pos",
+                arguments: [job, offset])
+            for row in rows {
+                let pos: Int64 = row["pos"]
+                let data: Data = row["data"]
+                let skip = Int(max(0, offset - pos))
+                out.append(data.dropFirst(skip))
+                if out.count >= limit { break }
+            }
+            if out.count > limit { out = out.prefix(limit) }
+            return (out, total)
+        }
+    }
+
+    /// Records the end of a run reported by its worker and settles its credits, in one transaction.
+    /// Returns nil (and changes nothing) when the report is about an attempt the job no longer is at.
+    public func finish(_ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], now: Double) async throws -> JobRecord? {
+        try await writer.write { db in
+            guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt, job.workerId == worker
+            else { return nil }
+            let settlement = CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs))
+            guard let ownerId = try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [worker]) else {
+                return nil
+            }
+            try Self.move(db, settlement.paid, from: .hold(job.id), to: .user(ownerId), reason: "payment", job: job.id, now: now)
+            try Self.move(db, settlement.released, from: .hold(job.id), to: .user(job.ownerId), reason: "release", job: job.id, now: now)
+            for file in outputs {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO job_files (job_id, kind, name, data) VALUES (?, 'output', ?, ?)",
+                    arguments: [job.id, file.name, file.data])
+            }
+            try db.execute(
+                sql: """
+                    UPDATE jobs SET state = ?, paid = ?, exit_code = ?, runtime_ms = ?, peak_memory_kb = ?, cpu_seconds = ?, reason = ?,
+                        finished_at = ? WHERE id = ?
+                    """,
+                arguments: [
+                    result.state.rawValue, settlement.paid, result.exitCode.map { Int64($0) }, result.runtimeMs, result.peakMemoryKb,
+                    result.cpuSeconds, result.reason, now, job.id,
+                ])
+            try db.execute(
+                sql: "UPDATE workers SET cpu_seconds_given = cpu_seconds_given + ?, jobs_done = jobs_done + 1 WHERE id = ?",
+                arguments: [result.cpuSeconds, worker])
+            var detail = "paid \(settlement.paid) credits"
+            if let code = result.exitCode { detail = "exit code \(code); " + detail }
+            if let reason = result.reason { detail = reason + "; " + detail }
+            try Self.event(db, job.id, result.state, detail, now)
+            return try Self.job(db, job.id)
+        }
+    }
+
+    /// A running job lost its worker (lease expired). It goes back to `pending` unless it was cancelled or has used up
+    /// its attempts; then it ends, refunded in full (the submitter is not charged for a lost run).
+    public func requeue(_ ref: JobRef, reason: String, maxAttempts: Int, now: Double) async throws -> JobRecord? {
+        try await writer.write { db in
+            guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt else { return nil }
+            let note = "\n--- \(reason) ---\n"
+            try Self.appendLog(db, job.id, Data(note.utf8), total: job.logBytes)
+            if job.cancelRequested {
+                try Self.end(db, job, .cancelled, reason: "cancelled (\(reason))", refund: true, now: now)
+            } else if job.attempt >= maxAttempts {
+                try Self.end(db, job, .failed, reason: "lost \(job.attempt) times: \(reason); refunded", refund: true, now: now)
+            } else {
+                try db.execute(sql: "UPDATE jobs SET state = 'pending', worker_id = NULL, started_at = NULL WHERE id = ?", arguments: [job.id])
+                try Self.event(db, job.id, .pending, "\(reason); will run again", now)
+            }
+            return try Self.job(db, job.id)
+        }
+    }
+
+    /// What a cancel request did.
+    public enum CancelOutcome: Hashable, Sendable {
+        /// The job had not started: it is cancelled and refunded.
+        case cancelled
+        /// The job is running on `worker`: tell it to stop; the job ends when the worker confirms.
+        case stopRunning(JobRef, worker: WorkerID)
+    }
+
+    /// Cancels a job on behalf of its owner.
+    public func requestCancel(_ id: JobID, by user: UserID, now: Double) async throws -> CancelOutcome {
+        try await writer.write { db in
+            guard let job = try Self.job(db, id), job.ownerId == user else { throw GridError(.notFound, "no job \(id) of yours") }
+            switch job.state {
+            case .submitted, .pending:
+                try Self.end(db, job, .cancelled, reason: "cancelled before it started; refunded", refund: true, now: now)
+                return .cancelled
+            case .running:
+                try db.execute(sql: "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", arguments: [id])
+                return .stopRunning(job.ref, worker: job.workerId ?? "")
+            case .completed, .failed, .timedOut, .cancelled:
+                throw GridError(.conflict, "job \(id) already ended (\(job.state.rawValue))")
+            }
+        }
+    }
+
+    // MARK: - Helpers inside transactions
+
+    static func job(_ db: Database, _ id: JobID) throws -> JobRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(JobRecord.init(row:))
+    }
+
+    static func event(_ db: Database, _ job: JobID, _ state: JobState, _ detail: String?, _ now: Double) throws {
+        try db.execute(
+            sql: "INSERT INTO job_events (job_id, at, state, detail) VALUES (?, ?, ?, ?)", arguments: [job, now, state.rawValue, detail])
+    }
+
+    static func appendLog(_ db: Database, _ job: JobID, _ data: Data, total: Int64) throws {
+        try db.execute(sql: "INSERT INTO job_logs (job_id, pos, data) VALUES (?, ?, ?)", arguments: [job, total, data])
+        try db.execute(sql: "UPDATE jobs SET log_total = ? WHERE id = ?", arguments: [total + Int64(data.count), job])
+    }
+
+    /// Ends a job that did not run to a report (cancelled before start, or lost), releasing its whole hold.
+    static func end(_ db: Database, _ job: JobRecord, _ state: JobState, reason: String, refund: Bool, now: Double) throws {
+        let held = try balance(db, .hold(job.id))
+        if refund { try move(db, held, from: .hold(job.id), to: .user(job.ownerId), reason: "refund", job: job.id, now: now) }
+        try db.execute(
+            sql: "UPDATE jobs SET state = ?, paid = 0, reason = ?, finished_at = ?, pending_reason = NULL WHERE id = ?",
+            arguments: [state.rawValue, reason, now, job.id])
+        try event(db, job.id, state, reason, now)
+    }
+}

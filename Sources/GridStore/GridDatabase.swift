@@ -1,0 +1,132 @@
+import Foundation
+import GRDB
+import GridCore
+
+/// The manager's durable state: accounts, tokens, the credit ledger, jobs with their files, logs and events, workers.
+///
+/// One SQLite file in WAL mode. Every operation that moves credits or changes a job's state is one transaction, so a
+/// crash at any point leaves either the whole change or none of it.
+public struct GridDatabase: Sendable {
+    let writer: any DatabaseWriter
+
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    public static func open(path: String) throws -> GridDatabase {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        let pool = try DatabasePool(path: path, configuration: config)
+        return try GridDatabase(writer: pool)
+    }
+
+    /// A private in-memory database, for tests.
+    public static func inMemory() throws -> GridDatabase {
+        try GridDatabase(writer: DatabaseQueue())
+    }
+
+    init(writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try Self.migrator.migrate(writer)
+    }
+
+    /// Migrations, in order. Never edit one that has shipped: add a new one.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE users (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                        password_hash TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE TABLE tokens (
+                        hash TEXT PRIMARY KEY,
+                        user_id INTEGER NOT NULL REFERENCES users(id),
+                        kind TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE TABLE ledger (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        at REAL NOT NULL,
+                        debit TEXT NOT NULL,
+                        credit TEXT NOT NULL,
+                        amount INTEGER NOT NULL CHECK (amount > 0),
+                        reason TEXT NOT NULL,
+                        job_id INTEGER
+                    );
+                    CREATE INDEX ledger_debit ON ledger(debit);
+                    CREATE INDEX ledger_credit ON ledger(credit);
+                    CREATE TABLE jobs (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        owner_id INTEGER NOT NULL REFERENCES users(id),
+                        spec TEXT NOT NULL,
+                        script_name TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        attempt INTEGER NOT NULL DEFAULT 0,
+                        worker_id TEXT,
+                        hold INTEGER NOT NULL,
+                        paid INTEGER,
+                        exit_code INTEGER,
+                        runtime_ms INTEGER,
+                        peak_memory_kb INTEGER,
+                        cpu_seconds REAL,
+                        reason TEXT,
+                        pending_reason TEXT,
+                        cancel_requested INTEGER NOT NULL DEFAULT 0,
+                        log_total INTEGER NOT NULL DEFAULT 0,
+                        log_attempt_base INTEGER NOT NULL DEFAULT 0,
+                        submitted_at REAL NOT NULL,
+                        started_at REAL,
+                        finished_at REAL
+                    );
+                    CREATE INDEX jobs_state ON jobs(state);
+                    CREATE INDEX jobs_owner ON jobs(owner_id);
+                    CREATE TABLE job_events (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        job_id INTEGER NOT NULL REFERENCES jobs(id),
+                        at REAL NOT NULL,
+                        state TEXT NOT NULL,
+                        detail TEXT
+                    );
+                    CREATE INDEX job_events_job ON job_events(job_id);
+                    CREATE TABLE job_files (
+                        job_id INTEGER NOT NULL REFERENCES jobs(id),
+                        kind TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        data BLOB NOT NULL,
+                        PRIMARY KEY (job_id, kind, name)
+                    );
+                    CREATE TABLE job_logs (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        job_id INTEGER NOT NULL REFERENCES jobs(id),
+                        pos INTEGER NOT NULL,
+                        data BLOB NOT NULL
+                    );
+                    CREATE INDEX job_logs_job ON job_logs(job_id, pos);
+                    CREATE TABLE workers (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        owner_id INTEGER NOT NULL REFERENCES users(id),
+                        resources TEXT NOT NULL,
+                        gpu_names TEXT NOT NULL DEFAULT '[]',
+                        tier TEXT NOT NULL,
+                        slots INTEGER NOT NULL,
+                        host TEXT,
+                        port INTEGER,
+                        web_port INTEGER,
+                        online INTEGER NOT NULL DEFAULT 0,
+                        load REAL NOT NULL DEFAULT 0,
+                        first_seen REAL NOT NULL,
+                        last_seen REAL NOT NULL,
+                        online_since REAL,
+                        cpu_seconds_given REAL NOT NULL DEFAULT 0,
+                        jobs_done INTEGER NOT NULL DEFAULT 0
+                    );
+                    """)
+        }
+        return m
+    }
+}

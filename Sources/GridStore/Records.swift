@@ -1,0 +1,171 @@
+import Foundation
+import GRDB
+import GridCore
+
+/// A user account.
+public struct UserRecord: Hashable, Sendable, Codable {
+    public var id: UserID
+    public var username: String
+    public var passwordHash: String
+    public var createdAt: Double
+
+    init(row: Row) {
+        id = row["id"]
+        username = row["username"]
+        passwordHash = row["password_hash"]
+        createdAt = row["created_at"]
+    }
+}
+
+/// A kind of API token.
+public enum TokenKind: String, Sendable, Codable {
+    /// A user's login token for the CLI and API.
+    case api
+    /// A join token that a worker presents in `HELLO`; the worker earns for the token's owner.
+    case worker
+}
+
+/// One movement of credits: `amount` leaves `debit` and arrives at `credit`.
+public struct LedgerEntry: Hashable, Sendable, Codable {
+    public var id: Int64
+    public var at: Double
+    public var debit: String
+    public var credit: String
+    public var amount: Int
+    public var reason: String
+    public var jobId: JobID?
+
+    init(row: Row) {
+        id = row["id"]
+        at = row["at"]
+        debit = row["debit"]
+        credit = row["credit"]
+        amount = row["amount"]
+        reason = row["reason"]
+        jobId = row["job_id"]
+    }
+}
+
+/// A job as stored.
+public struct JobRecord: Hashable, Sendable, Codable {
+    public var id: JobID
+    public var ownerId: UserID
+    public var spec: JobSpec
+    public var scriptName: String
+    public var state: JobState
+    public var attempt: Int
+    public var workerId: WorkerID?
+    public var hold: Int
+    public var paid: Int?
+    public var exitCode: Int32?
+    public var runtimeMs: Int64?
+    public var peakMemoryKb: Int64?
+    public var cpuSeconds: Double?
+    public var reason: String?
+    public var pendingReason: String?
+    public var cancelRequested: Bool
+    public var logBytes: Int64
+    public var submittedAt: Double
+    public var startedAt: Double?
+    public var finishedAt: Double?
+
+    public var ref: JobRef { JobRef(jobId: id, attempt: attempt) }
+
+    init(row: Row) {
+        id = row["id"]
+        ownerId = row["owner_id"]
+        spec = (try? JSONDecoder().decode(JobSpec.self, from: Data((row["spec"] as String).utf8))) ?? JobSpec(name: "?")
+        scriptName = row["script_name"]
+        state = JobState(rawValue: row["state"]) ?? .failed
+        attempt = row["attempt"]
+        workerId = row["worker_id"]
+        hold = row["hold"]
+        paid = row["paid"]
+        exitCode = (row["exit_code"] as Int64?).map { Int32(truncatingIfNeeded: $0) }
+        runtimeMs = row["runtime_ms"]
+        peakMemoryKb = row["peak_memory_kb"]
+        cpuSeconds = row["cpu_seconds"]
+        reason = row["reason"]
+        pendingReason = row["pending_reason"]
+        cancelRequested = row["cancel_requested"]
+        logBytes = row["log_total"]
+        submittedAt = row["submitted_at"]
+        startedAt = row["started_at"]
+        finishedAt = row["finished_at"]
+    }
+}
+
+/// A state transition of a job, with its time.
+public struct JobEvent: Hashable, Sendable, Codable {
+    public var at: Double
+    public var state: JobState
+    public var detail: String?
+}
+
+/// A stored file of a job (an input, the script, or an output).
+public struct StoredFile: Hashable, Sendable {
+    public var name: String
+    public var data: Data
+}
+
+/// A worker as registered.
+public struct WorkerRecord: Hashable, Sendable, Codable {
+    public var id: WorkerID
+    public var name: String
+    public var ownerId: UserID
+    public var ownerName: String
+    public var resources: Resources
+    public var gpuNames: [String]
+    public var tier: SandboxTier
+    public var slots: Int
+    public var host: String?
+    public var port: Int?
+    public var webPort: Int?
+    public var online: Bool
+    public var load: Double
+    public var firstSeen: Double
+    public var lastSeen: Double
+    public var onlineSince: Double?
+    public var cpuSecondsGiven: Double
+    public var jobsDone: Int
+
+    init(row: Row) {
+        id = row["id"]
+        name = row["name"]
+        ownerId = row["owner_id"]
+        ownerName = row["owner_name"] ?? ""
+        resources = (try? JSONDecoder().decode(Resources.self, from: Data((row["resources"] as String).utf8))) ?? .zero
+        gpuNames = (try? JSONDecoder().decode([String].self, from: Data((row["gpu_names"] as String).utf8))) ?? []
+        tier = SandboxTier(rawValue: row["tier"]) ?? .restricted
+        slots = row["slots"]
+        host = row["host"]
+        port = row["port"]
+        webPort = row["web_port"]
+        online = row["online"]
+        load = row["load"]
+        firstSeen = row["first_seen"]
+        lastSeen = row["last_seen"]
+        onlineSince = row["online_since"]
+        cpuSecondsGiven = row["cpu_seconds_given"]
+        jobsDone = row["jobs_done"]
+    }
+}
+
+/// A contributor's standing on the leaderboard.
+public struct LeaderboardEntry: Hashable, Sendable, Codable {
+    public var username: String
+    public var creditsEarned: Int
+    public var cpuHours: Double
+    public var jobsRun: Int
+}
+
+/// The result of the ledger invariant check.
+public struct LedgerCheck: Hashable, Sendable, Codable {
+    /// Credits minted by sign-ups.
+    public var minted: Int
+    /// The sum of every account's balance but the mint's.
+    public var held: Int
+    /// Accounts whose balance is negative (must be none).
+    public var negativeAccounts: [String]
+    public var ok: Bool { minted == held && negativeAccounts.isEmpty }
+}
