@@ -38,9 +38,10 @@ let package = Package(
             dependencies: ["GridCore", "GridScheduler", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
+        .target(name: "CGridSpawn"),
         .target(
             name: "GridSandbox",
-            dependencies: ["GridCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GridCore", "CGridSpawn", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -71,8 +72,9 @@ let package = Package(
         .target(
             name: "GridClient",
             dependencies: [
-                "GridCore",
+                "GridCore", "GridProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -83,6 +85,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

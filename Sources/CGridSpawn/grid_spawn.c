@@ -1,0 +1,70 @@
+#define _GNU_SOURCE
+#include "grid_spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int out_fd,
+                 const grid_rlimit *limits, int nlimits, int new_session) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -1;
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull < 0) { close(report[0]); close(report[1]); return -1; }
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(report[0]); close(report[1]); close(devnull);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Child: only async-signal-safe calls from here on. */
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int s = 1; s < 32; s++) {
+            if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+        }
+        if (new_session && setsid() < 0) goto fail;
+        if (dup2(devnull, 0) < 0) goto fail;
+        if (out_fd >= 0) {
+            if (dup2(out_fd, 1) < 0) goto fail;
+            if (dup2(out_fd, 2) < 0) goto fail;
+        }
+        if (dir != NULL && chdir(dir) != 0) goto fail;
+        for (int i = 0; i < nlimits; i++) {
+            struct rlimit rl = { (rlim_t)limits[i].value, (rlim_t)limits[i].value };
+            if (setrlimit(limits[i].resource, &rl) != 0) goto fail;
+        }
+        execve(path, argv, envp);
+    fail: {
+            int e = errno;
+            ssize_t ignored = write(report[1], &e, sizeof e);
+            (void)ignored;
+            _exit(127);
+        }
+    }
+    close(report[1]);
+    close(devnull);
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = read(report[0], &child_errno, sizeof child_errno);
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof child_errno) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        errno = child_errno;
+        return -1;
+    }
+    return pid;
+}
+
+int grid_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

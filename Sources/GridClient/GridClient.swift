@@ -1,0 +1,131 @@
+import AsyncHTTPClient
+import Foundation
+import GridCore
+import GridProtocol
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// A typed client for the manager's REST API (`/api/v1`), used by the CLI, `up` and the tests.
+public struct GridClient: Sendable {
+    /// The manager's base URL, e.g. `http://127.0.0.1:5000`.
+    public var baseURL: String
+    public var token: String?
+
+    public init(baseURL: String, token: String? = nil) {
+        var url = baseURL
+        while url.hasSuffix("/") { url.removeLast() }
+        if !url.contains("://") { url = "http://" + url }
+        self.baseURL = url
+        self.token = token
+    }
+
+    /// An error the manager returned, or a failure to reach it.
+    public struct Failure: Error, CustomStringConvertible {
+        public var status: Int
+        public var code: String
+        public var message: String
+        public var description: String { message }
+    }
+
+    // MARK: - Accounts
+
+    public func register(_ username: String, password: String) async throws -> API.TokenResponse {
+        try await send(.POST, "/api/v1/register", body: API.Credentials(username: username, password: password))
+    }
+
+    public func login(_ username: String, password: String) async throws -> API.TokenResponse {
+        try await send(.POST, "/api/v1/login", body: API.Credentials(username: username, password: password))
+    }
+
+    public func logout() async throws {
+        _ = try await raw(.POST, "/api/v1/logout", body: nil)
+    }
+
+    public func me() async throws -> API.Me { try await send(.GET, "/api/v1/me") }
+
+    public func credits() async throws -> API.Credits { try await send(.GET, "/api/v1/credits") }
+
+    public func createToken(kind: String = "worker") async throws -> API.TokenResponse {
+        try await send(.POST, "/api/v1/tokens?kind=\(kind)", body: Optional<API.Me>.none)
+    }
+
+    // MARK: - Jobs
+
+    public func submit(_ request: API.SubmitRequest) async throws -> API.SubmitResponse {
+        try await send(.POST, "/api/v1/jobs", body: request)
+    }
+
+    public func jobs(mine: Bool = false, state: String? = nil, limit: Int = 100) async throws -> API.JobList {
+        var q = "?limit=\(limit)"
+        if mine { q += "&mine=1" }
+        if let state { q += "&state=\(state.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? state)" }
+        return try await send(.GET, "/api/v1/jobs" + q)
+    }
+
+    public func job(_ id: JobID) async throws -> API.JobStatus { try await send(.GET, "/api/v1/jobs/\(id)") }
+
+    public func logs(_ id: JobID, from offset: Int64, wait: Double = 0) async throws -> API.LogChunk {
+        try await send(.GET, "/api/v1/jobs/\(id)/logs?offset=\(offset)&wait=\(wait)")
+    }
+
+    public func cancel(_ id: JobID) async throws -> API.JobStatus {
+        try await send(.POST, "/api/v1/jobs/\(id)/cancel", body: Optional<API.Me>.none)
+    }
+
+    public func output(_ id: JobID, name: String) async throws -> Data {
+        let escaped = name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? name
+        return try await raw(.GET, "/api/v1/jobs/\(id)/outputs/\(escaped)", body: nil)
+    }
+
+    // MARK: - Cluster
+
+    public func workers() async throws -> API.WorkerList { try await send(.GET, "/api/v1/workers") }
+
+    public func leaderboard() async throws -> API.Leaderboard { try await send(.GET, "/api/v1/leaderboard") }
+
+    public func ledgerCheck() async throws -> [String: JSONValue] { try await send(.GET, "/api/v1/admin/ledger-check") }
+
+    // MARK: - Transport
+
+    func send<T: Decodable>(_ method: HTTPMethod, _ path: String) async throws -> T {
+        try await send(method, path, body: Optional<API.Me>.none)
+    }
+
+    func send<T: Decodable, B: Encodable>(_ method: HTTPMethod, _ path: String, body: B?) async throws -> T {
+        let data = try body.map { try GridJSON.encode($0) }
+        let bytes = try await raw(method, path, body: data)
+        do {
+            return try GridJSON.decode(T.self, from: bytes)
+        } catch {
+            throw Failure(status: 0, code: "bad_response", message: "the manager's answer to \(path) could not be read: \(error)")
+        }
+    }
+
+    func raw(_ method: HTTPMethod, _ path: String, body: Data?) async throws -> Data {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        } catch {
+            throw Failure(
+                status: 0, code: "unreachable",
+                message: "cannot reach the manager at \(baseURL) (\(error)); is it running? Start a local grid with `campusgrid up`")
+        }
+        let buffer = try await response.body.collect(upTo: 256 << 20)
+        let data = Data(buffer: buffer)
+        guard (200..<300).contains(response.status.code) else {
+            if let e = try? GridJSON.decode(API.ErrorBody.self, from: data) {
+                throw Failure(status: Int(response.status.code), code: e.error.code, message: e.error.message)
+            }
+            throw Failure(status: Int(response.status.code), code: "http_\(response.status.code)", message: "the manager answered \(response.status)")
+        }
+        return data
+    }
+}

@@ -1,0 +1,285 @@
+/// The bodies of the REST API under `/api/v1` (shared by the manager, which serves them, and the client).
+/// JSON keys are snake_case on the wire.
+public enum API {
+    public struct Credentials: Hashable, Sendable, Codable {
+        public var username: String
+        public var password: String
+        public init(username: String, password: String) {
+            self.username = username
+            self.password = password
+        }
+    }
+
+    public struct TokenResponse: Hashable, Sendable, Codable {
+        public var username: String
+        public var token: String
+        public var kind: String
+        public init(username: String, token: String, kind: String) {
+            self.username = username
+            self.token = token
+            self.kind = kind
+        }
+    }
+
+    public struct Me: Hashable, Sendable, Codable {
+        public var id: UserID
+        public var username: String
+        public var balance: Int
+        public init(id: UserID, username: String, balance: Int) {
+            self.id = id
+            self.username = username
+            self.balance = balance
+        }
+    }
+
+    /// A ledger row from one user's side: positive amounts arrive, negative ones leave.
+    public struct LedgerRow: Hashable, Sendable, Codable {
+        public var id: Int64
+        public var at: Double
+        public var amount: Int
+        public var reason: String
+        public var jobId: JobID?
+        public var counterparty: String
+        public init(id: Int64, at: Double, amount: Int, reason: String, jobId: JobID?, counterparty: String) {
+            self.id = id
+            self.at = at
+            self.amount = amount
+            self.reason = reason
+            self.jobId = jobId
+            self.counterparty = counterparty
+        }
+    }
+
+    public struct Credits: Hashable, Sendable, Codable {
+        public var username: String
+        public var balance: Int
+        public var held: Int
+        public var earned: Int
+        public var ledger: [LedgerRow]
+        public init(username: String, balance: Int, held: Int, earned: Int, ledger: [LedgerRow]) {
+            self.username = username
+            self.balance = balance
+            self.held = held
+            self.earned = earned
+            self.ledger = ledger
+        }
+    }
+
+    /// A file sent over HTTP (base64 is fine here; the grid protocol carries raw bytes).
+    public struct FileUpload: Hashable, Sendable, Codable {
+        public var name: String
+        public var contentBase64: String
+        public init(name: String, contentBase64: String) {
+            self.name = name
+            self.contentBase64 = contentBase64
+        }
+    }
+
+    public struct SubmitRequest: Hashable, Sendable, Codable {
+        public var spec: JobSpec
+        public var script: FileUpload
+        public var inputs: [FileUpload]
+        public init(spec: JobSpec, script: FileUpload, inputs: [FileUpload]) {
+            self.spec = spec
+            self.script = script
+            self.inputs = inputs
+        }
+    }
+
+    public struct SubmitResponse: Hashable, Sendable, Codable {
+        public var job: JobStatus
+        public var hold: Int
+        public var balance: Int
+        public init(job: JobStatus, hold: Int, balance: Int) {
+            self.job = job
+            self.hold = hold
+            self.balance = balance
+        }
+    }
+
+    public struct Event: Hashable, Sendable, Codable {
+        public var at: Double
+        public var state: JobState
+        public var detail: String?
+        public init(at: Double, state: JobState, detail: String?) {
+            self.at = at
+            self.state = state
+            self.detail = detail
+        }
+    }
+
+    public struct OutputFile: Hashable, Sendable, Codable {
+        public var name: String
+        public var size: Int
+        public init(name: String, size: Int) {
+            self.name = name
+            self.size = size
+        }
+    }
+
+    public struct JobStatus: Hashable, Sendable, Codable {
+        public var id: JobID
+        public var name: String
+        public var owner: String
+        public var state: JobState
+        public var spec: JobSpec
+        public var script: String
+        public var attempt: Int
+        public var worker: String?
+        public var workerId: WorkerID?
+        public var hold: Int
+        public var paid: Int?
+        public var exitCode: Int32?
+        public var runtimeMs: Int64?
+        public var peakMemoryKb: Int64?
+        public var cpuSeconds: Double?
+        public var reason: String?
+        /// For a pending job: which requirement no online worker meets, or that it waits for room.
+        public var pendingReason: String?
+        public var cancelRequested: Bool
+        public var logBytes: Int64
+        public var submittedAt: Double
+        public var startedAt: Double?
+        public var finishedAt: Double?
+        public var events: [Event]?
+        public var outputs: [OutputFile]?
+
+        public init(
+            id: JobID, name: String, owner: String, state: JobState, spec: JobSpec, script: String, attempt: Int, worker: String?,
+            workerId: WorkerID?, hold: Int, paid: Int?, exitCode: Int32?, runtimeMs: Int64?, peakMemoryKb: Int64?, cpuSeconds: Double?,
+            reason: String?, pendingReason: String?, cancelRequested: Bool, logBytes: Int64, submittedAt: Double, startedAt: Double?,
+            finishedAt: Double?, events: [Event]?, outputs: [OutputFile]?
+        ) {
+            self.id = id
+            self.name = name
+            self.owner = owner
+            self.state = state
+            self.spec = spec
+            self.script = script
+            self.attempt = attempt
+            self.worker = worker
+            self.workerId = workerId
+            self.hold = hold
+            self.paid = paid
+            self.exitCode = exitCode
+            self.runtimeMs = runtimeMs
+            self.peakMemoryKb = peakMemoryKb
+            self.cpuSeconds = cpuSeconds
+            self.reason = reason
+            self.pendingReason = pendingReason
+            self.cancelRequested = cancelRequested
+            self.logBytes = logBytes
+            self.submittedAt = submittedAt
+            self.startedAt = startedAt
+            self.finishedAt = finishedAt
+            self.events = events
+            self.outputs = outputs
+        }
+    }
+
+    public struct JobList: Hashable, Sendable, Codable {
+        public var jobs: [JobStatus]
+        public init(jobs: [JobStatus]) { self.jobs = jobs }
+    }
+
+    /// A piece of a job's log: bytes `offset..<next` as text; `done` once the job ended and all was sent.
+    public struct LogChunk: Hashable, Sendable, Codable {
+        public var offset: Int64
+        public var next: Int64
+        public var text: String
+        public var state: JobState
+        public var done: Bool
+        public init(offset: Int64, next: Int64, text: String, state: JobState, done: Bool) {
+            self.offset = offset
+            self.next = next
+            self.text = text
+            self.state = state
+            self.done = done
+        }
+    }
+
+    public struct WorkerInfo: Hashable, Sendable, Codable {
+        public var id: WorkerID
+        public var name: String
+        public var owner: String
+        public var online: Bool
+        public var resources: Resources
+        public var free: Resources
+        public var gpuNames: [String]
+        public var tier: SandboxTier
+        public var tierLabel: String
+        public var slots: Int
+        public var running: Int
+        public var load: Double
+        public var host: String?
+        public var port: Int?
+        public var webPort: Int?
+        public var onlineSince: Double?
+        public var lastSeen: Double
+        public var cpuHoursGiven: Double
+        public var jobsDone: Int
+        public init(
+            id: WorkerID, name: String, owner: String, online: Bool, resources: Resources, free: Resources, gpuNames: [String],
+            tier: SandboxTier, slots: Int, running: Int, load: Double, host: String?, port: Int?, webPort: Int?, onlineSince: Double?,
+            lastSeen: Double, cpuHoursGiven: Double, jobsDone: Int
+        ) {
+            self.id = id
+            self.name = name
+            self.owner = owner
+            self.online = online
+            self.resources = resources
+            self.free = free
+            self.gpuNames = gpuNames
+            self.tier = tier
+            self.tierLabel = tier.label
+            self.slots = slots
+            self.running = running
+            self.load = load
+            self.host = host
+            self.port = port
+            self.webPort = webPort
+            self.onlineSince = onlineSince
+            self.lastSeen = lastSeen
+            self.cpuHoursGiven = cpuHoursGiven
+            self.jobsDone = jobsDone
+        }
+    }
+
+    public struct WorkerList: Hashable, Sendable, Codable {
+        public var workers: [WorkerInfo]
+        public init(workers: [WorkerInfo]) { self.workers = workers }
+    }
+
+    public struct LeaderboardRow: Hashable, Sendable, Codable {
+        public var rank: Int
+        public var username: String
+        public var creditsEarned: Int
+        public var cpuHours: Double
+        public var jobsRun: Int
+        public init(rank: Int, username: String, creditsEarned: Int, cpuHours: Double, jobsRun: Int) {
+            self.rank = rank
+            self.username = username
+            self.creditsEarned = creditsEarned
+            self.cpuHours = cpuHours
+            self.jobsRun = jobsRun
+        }
+    }
+
+    public struct Leaderboard: Hashable, Sendable, Codable {
+        public var contributors: [LeaderboardRow]
+        public init(contributors: [LeaderboardRow]) { self.contributors = contributors }
+    }
+
+    public struct ErrorBody: Hashable, Sendable, Codable {
+        public struct Detail: Hashable, Sendable, Codable {
+            public var code: String
+            public var message: String
+            public init(code: String, message: String) {
+                self.code = code
+                self.message = message
+            }
+        }
+        public var error: Detail
+        public init(error: Detail) { self.error = error }
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+import GridCore
+import GridProtocol
+import GridStore
+import Hummingbird
+import HummingbirdBcrypt
+import NIOPosix
+
+/// The REST API under `/api/v1`: accounts, credits, jobs, workers, leaderboard. The CLI speaks only this.
+struct APIController: Sendable {
+    let db: GridDatabase
+    let core: ManagerCore
+    let config: ManagerConfig
+    let loginLimiter: RateLimiter
+
+    func addRoutes(to router: Router<APIContext>) {
+        let v1 = router.group("api/v1")
+        v1.post("register", use: register)
+        v1.post("login", use: login)
+        v1.post("logout", use: logout)
+        v1.get("me", use: me)
+        v1.get("credits", use: credits)
+        v1.post("tokens", use: createToken)
+        v1.post("jobs", use: submit)
+        v1.get("jobs", use: listJobs)
+        v1.get("jobs/:id", use: jobStatus)
+        v1.get("jobs/:id/logs", use: logs)
+        v1.post("jobs/:id/cancel", use: cancel)
+        v1.get("jobs/:id/outputs/:name", use: output)
+        v1.get("workers", use: workers)
+        v1.get("leaderboard", use: leaderboard)
+        v1.get("admin/ledger-check", use: ledgerCheck)
+        router.get("healthz") { _, _ in "ok\n" }
+    }
+
+    // MARK: - Accounts
+
+    @Sendable func register(_ request: Request, context: APIContext) async throws -> Response {
+        let body = try await request.decode(as: API.Credentials.self, context: context)
+        let username = body.username.trimmingCharacters(in: .whitespaces)
+        guard username.count >= 2, username.count <= 32,
+            username.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0) })
+        else {
+            throw GridError(.badRequest, "a username is 2–32 letters, digits, '_', '-' or '.'")
+        }
+        guard body.password.count >= 8, body.password.count <= 72 else {
+            throw GridError(.badRequest, "a password is 8–72 characters")
+        }
+        let hash = try await hashPassword(body.password)
+        let user = try await db.createUser(username: username, passwordHash: hash, startingCredits: config.startingCredits, now: wall())
+        let token = try await issueToken(for: user, kind: .api)
+        return try jsonResponse(token, status: .created, request: request, context: context)
+    }
+
+    @Sendable func login(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
+        let body = try await request.decode(as: API.Credentials.self, context: context)
+        let key = body.username.lowercased()
+        guard loginLimiter.allow(key) else {
+            throw GridError(.rateLimited, "too many login attempts for \(body.username); wait a minute and try again")
+        }
+        guard let user = try await db.user(named: body.username), try await verifyPassword(body.password, hash: user.passwordHash) else {
+            throw GridError(.unauthorized, "wrong username or password")
+        }
+        loginLimiter.reset(key)
+        return try await issueToken(for: user, kind: .api)
+    }
+
+    @Sendable func logout(_ request: Request, context: APIContext) async throws -> Response {
+        if let token = bearer(request) { try await db.deleteToken(hash: Tokens.hash(token)) }
+        return Response(status: .noContent)
+    }
+
+    @Sendable func me(_ request: Request, context: APIContext) async throws -> API.Me {
+        let user = try await authenticate(request)
+        return API.Me(id: user.id, username: user.username, balance: try await db.balance(of: .user(user.id)))
+    }
+
+    @Sendable func credits(_ request: Request, context: APIContext) async throws -> API.Credits {
+        let user = try await authenticate(request)
+        let me = LedgerAccount.user(user.id).description
+        let rows = try await db.ledger(of: user.id)
+        let ledger = rows.map { e in
+            let incoming = e.credit == me
+            return API.LedgerRow(
+                id: e.id, at: e.at, amount: incoming ? e.amount : -e.amount, reason: e.reason, jobId: e.jobId,
+                counterparty: incoming ? e.debit : e.credit)
+        }
+        let jobs = try await db.jobs(owner: user.id, limit: 10_000)
+        let held = jobs.filter { !$0.state.isFinal }.reduce(0) { $0 + $1.hold }
+        let earned = rows.filter { $0.credit == me && $0.reason == "payment" }.reduce(0) { $0 + $1.amount }
+        return API.Credits(
+            username: user.username, balance: try await db.balance(of: .user(user.id)), held: held, earned: earned, ledger: ledger)
+    }
+
+    @Sendable func createToken(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
+        let user = try await authenticate(request)
+        let kind = request.uri.queryParameters["kind"].map(String.init) ?? "worker"
+        guard let k = TokenKind(rawValue: kind) else { throw GridError(.badRequest, "kind is 'worker' or 'api'") }
+        return try await issueToken(for: user, kind: k)
+    }
+
+    // MARK: - Jobs
+
+    @Sendable func submit(_ request: Request, context: APIContext) async throws -> Response {
+        let user = try await authenticate(request)
+        let body = try await request.decode(as: API.SubmitRequest.self, context: context)
+        func file(_ upload: API.FileUpload) throws -> StoredFile {
+            try FileName.validate(upload.name)
+            guard let data = Data(base64Encoded: upload.contentBase64) else {
+                throw GridError(.badRequest, "the content of \(upload.name) is not valid base64")
+            }
+            return StoredFile(name: upload.name, data: data)
+        }
+        let script = try file(body.script)
+        guard !script.data.isEmpty else { throw GridError(.badRequest, "the script \(script.name) is empty") }
+        var spec = body.spec
+        if spec.name.isEmpty { spec.name = script.name }
+        let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: try body.inputs.map(file), now: wall())
+        core.jobsChanged()
+        let status = try await jobStatus(job, owner: user.username, detail: true)
+        let answer = API.SubmitResponse(job: status, hold: job.hold, balance: try await db.balance(of: .user(user.id)))
+        return try jsonResponse(answer, status: .created, request: request, context: context)
+    }
+
+    @Sendable func listJobs(_ request: Request, context: APIContext) async throws -> API.JobList {
+        let user = try await authenticate(request)
+        let q = request.uri.queryParameters
+        let mine = q["mine"].map { $0 == "1" || $0 == "true" } ?? false
+        var state: JobState?
+        if let s = q["state"], !s.isEmpty {
+            guard let parsed = JobState(rawValue: String(s)) else {
+                throw GridError(.badRequest, "state is one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            state = parsed
+        }
+        let limit = min(max(Int(q["limit"] ?? "100") ?? 100, 1), 1000)
+        let offset = max(Int(q["offset"] ?? "0") ?? 0, 0)
+        // Everyone sees the queue; details of other users' jobs (logs, outputs) stay private.
+        let jobs = try await db.jobs(owner: mine ? user.id : nil, state: state, limit: limit, offset: offset)
+        var names: [UserID: String] = [user.id: user.username]
+        var out: [API.JobStatus] = []
+        for job in jobs {
+            if names[job.ownerId] == nil { names[job.ownerId] = try await db.user(id: job.ownerId)?.username ?? "?" }
+            out.append(try await jobStatus(job, owner: names[job.ownerId]!, detail: false))
+        }
+        return API.JobList(jobs: out)
+    }
+
+    @Sendable func jobStatus(_ request: Request, context: APIContext) async throws -> API.JobStatus {
+        let user = try await authenticate(request)
+        let job = try await ownJob(request, context: context, user: user)
+        return try await jobStatus(job, owner: user.username, detail: true)
+    }
+
+    /// A piece of the log from `offset`; with `wait=S`, waits up to S seconds for new bytes or the job's end.
+    @Sendable func logs(_ request: Request, context: APIContext) async throws -> API.LogChunk {
+        let user = try await authenticate(request)
+        var job = try await ownJob(request, context: context, user: user)
+        let q = request.uri.queryParameters
+        let offset = max(Int64(q["offset"] ?? "0") ?? 0, 0)
+        let wait = min(max(Double(q["wait"] ?? "0") ?? 0, 0), 30)
+        let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
+        while true {
+            let (data, total) = try await db.log(of: job.id, from: offset)
+            if !data.isEmpty || job.state.isFinal || ContinuousClock.now >= deadline {
+                let next = offset + Int64(data.count)
+                return API.LogChunk(
+                    offset: offset, next: next, text: String(decoding: data, as: UTF8.self), state: job.state,
+                    done: job.state.isFinal && next >= total)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            job = try await db.job(id: job.id) ?? job
+        }
+    }
+
+    @Sendable func cancel(_ request: Request, context: APIContext) async throws -> API.JobStatus {
+        let user = try await authenticate(request)
+        let job = try await ownJob(request, context: context, user: user)
+        try await core.cancel(job.id, by: user.id)
+        let now = try await db.job(id: job.id) ?? job
+        return try await jobStatus(now, owner: user.username, detail: true)
+    }
+
+    @Sendable func output(_ request: Request, context: APIContext) async throws -> Response {
+        let user = try await authenticate(request)
+        let job = try await ownJob(request, context: context, user: user)
+        let name = try context.parameters.require("name")
+        guard let data = try await db.output(of: job.id, name: name) else {
+            throw GridError(.notFound, "job \(job.id) has no output named \(name)")
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    // MARK: - Cluster
+
+    @Sendable func workers(_ request: Request, context: APIContext) async throws -> API.WorkerList {
+        _ = try await authenticate(request)
+        return API.WorkerList(workers: try await workerInfos())
+    }
+
+    func workerInfos() async throws -> [API.WorkerInfo] {
+        let live = await core.liveState()
+        return try await db.workers().map { w in
+            let l = live[w.id]
+            return API.WorkerInfo(
+                id: w.id, name: w.name, owner: w.ownerName, online: l != nil, resources: w.resources, free: l?.free ?? .zero,
+                gpuNames: w.gpuNames, tier: w.tier, slots: w.slots, running: l?.running ?? 0, load: l?.load ?? 0, host: w.host, port: w.port,
+                webPort: w.webPort, onlineSince: l != nil ? w.onlineSince : nil, lastSeen: w.lastSeen, cpuHoursGiven: w.cpuSecondsGiven / 3600,
+                jobsDone: w.jobsDone)
+        }
+    }
+
+    @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {
+        let rows = try await db.leaderboard()
+        return API.Leaderboard(
+            contributors: rows.enumerated().map {
+                API.LeaderboardRow(
+                    rank: $0.offset + 1, username: $0.element.username, creditsEarned: $0.element.creditsEarned, cpuHours: $0.element.cpuHours,
+                    jobsRun: $0.element.jobsRun)
+            })
+    }
+
+    @Sendable func ledgerCheck(_ request: Request, context: APIContext) async throws -> LedgerCheckResponse {
+        _ = try await authenticate(request)
+        let c = try await db.checkLedger()
+        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, ok: c.ok)
+    }
+
+    // MARK: - Helpers
+
+    func wall() -> Double { Date().timeIntervalSince1970 }
+
+    func bearer(_ request: Request) -> String? {
+        guard let value = request.headers[.authorization], value.lowercased().hasPrefix("bearer ") else { return nil }
+        let token = value.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    func authenticate(_ request: Request) async throws -> UserRecord {
+        guard let token = bearer(request) else {
+            throw GridError(.notAuthenticated, "log in first (`campusgrid login`) or pass a token")
+        }
+        guard let (user, _) = try await db.tokenOwner(hash: Tokens.hash(token)) else {
+            throw GridError(.unauthorized, "the token is not valid (expired or logged out); log in again")
+        }
+        return user
+    }
+
+    /// The job named in the path, if it belongs to `user`; another user's job is reported as missing.
+    func ownJob(_ request: Request, context: APIContext, user: UserRecord) async throws -> JobRecord {
+        let raw = try context.parameters.require("id")
+        guard let id = JobID(raw) else { throw GridError(.badRequest, "a job id is a number (got \(raw))") }
+        guard let job = try await db.job(id: id), job.ownerId == user.id else { throw GridError(.notFound, "no job \(id) of yours") }
+        return job
+    }
+
+    func jobStatus(_ job: JobRecord, owner: String, detail: Bool) async throws -> API.JobStatus {
+        var workerName: String?
+        if let w = job.workerId { workerName = try await db.workers().first { $0.id == w }?.name ?? w }
+        let events = detail ? try await db.events(of: job.id).map { API.Event(at: $0.at, state: $0.state, detail: $0.detail) } : nil
+        let outputs = detail ? try await db.outputList(of: job.id).map { API.OutputFile(name: $0.name, size: $0.size) } : nil
+        return API.JobStatus(
+            id: job.id, name: job.spec.name, owner: owner, state: job.state, spec: job.spec, script: job.scriptName, attempt: job.attempt,
+            worker: workerName, workerId: job.workerId, hold: job.hold, paid: job.paid, exitCode: job.exitCode, runtimeMs: job.runtimeMs,
+            peakMemoryKb: job.peakMemoryKb, cpuSeconds: job.cpuSeconds, reason: job.reason, pendingReason: job.pendingReason,
+            cancelRequested: job.cancelRequested, logBytes: job.logBytes, submittedAt: job.submittedAt, startedAt: job.startedAt,
+            finishedAt: job.finishedAt, events: events, outputs: outputs)
+    }
+
+    func issueToken(for user: UserRecord, kind: TokenKind) async throws -> API.TokenResponse {
+        let token = Tokens.generate(prefix: kind == .worker ? "cgw_" : "cga_")
+        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: kind, now: wall())
+        return API.TokenResponse(username: user.username, token: token, kind: kind.rawValue)
+    }
+
+    func hashPassword(_ password: String) async throws -> String {
+        let cost = config.bcryptCost
+        return try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+    }
+
+    func verifyPassword(_ password: String, hash: String) async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+    }
+
+    func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status, request: Request, context: APIContext) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try GridJSON.encode(value))))
+    }
+}

@@ -1,0 +1,102 @@
+import GridCore
+import GridProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The grid-protocol listener: accepts worker connections and runs one `WorkerSession.StateMachine` for each.
+/// A thin shell: it decodes, feeds the machine, and carries out the action it returns.
+struct GridServer: Service {
+    let core: ManagerCore
+    let host: String
+    let port: Int
+    let limits: FrameLimits
+    let logger: Logger
+    let onBound: @Sendable (Int) async -> Void
+
+    func run() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .bind(host: host, port: port) { [limits] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits)))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
+                    return try NIOAsyncChannel<InboundFrame, GridFrame>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+        await onBound(server.channel.localAddress?.port ?? port)
+        logger.info("grid protocol listening", metadata: ["grid.port": "\(server.channel.localAddress?.port ?? port)"])
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        }
+    }
+
+    private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>) async {
+        let connection = await core.newConnection()
+        let remote = channel.channel.remoteAddress?.description ?? "?"
+        var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds)
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                loop: for try await item in inbound {
+                    var payload: ByteBuffer?
+                    var action: WorkerSession.StateMachine.Action
+                    switch item {
+                    case .frame(let frame):
+                        payload = frame.payload
+                        action = machine.received(frame.message, id: frame.id)
+                    case .invalid(let error, let id, let fatal):
+                        logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+                        action = machine.invalid(error, id: id, fatal: fatal)
+                    }
+                    // Carry out actions until one needs no follow-up.
+                    while true {
+                        switch action {
+                        case .none:
+                            continue loop
+                        case .send(let message, let id):
+                            try await outbound.write(GridFrame(id: id, message))
+                            continue loop
+                        case .authenticate(let hello, let id):
+                            switch await core.authenticate(hello) {
+                            case .success(let who): action = machine.authenticated(who, id: id)
+                            case .failure(let error): action = machine.authenticationFailed(error, id: id)
+                            }
+                        case .register(let who, let reg, let id):
+                            let answer = await core.register(who, reg, connection: connection, outbox: outbound)
+                            try await outbound.write(GridFrame(id: id, .registered(answer)))
+                            continue loop
+                        case .deliver(let who, let message, let id):
+                            if let reply = await core.deliver(who, message, payload: payload, connection: connection) {
+                                try await outbound.write(GridFrame(id: id, reply))
+                            }
+                            continue loop
+                        case .closeWithError(let error, let id):
+                            try? await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
+                            break loop
+                        case .close:
+                            break loop
+                        }
+                    }
+                }
+                if case .closed = machine.state {} else {
+                    // Peer closed its side: nothing more to say.
+                }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+        }
+        if let who = machine.closed() {
+            await core.disconnected(who, connection: connection)
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import GridCore
+
+/// Everything the manager can be told, with documented defaults. Parsed only by the executable.
+public struct ManagerConfig: Sendable {
+    /// Address both listeners bind (`MANAGER_HOST`).
+    public var host: String = "0.0.0.0"
+    /// Grid protocol port for workers (`MANAGER_PORT`); 0 picks a free one.
+    public var gridPort: Int = 9999
+    /// HTTP port for the dashboard, API and metrics (`DASHBOARD_PORT`); 0 picks a free one.
+    public var httpPort: Int = 5000
+    /// Folder for the SQLite database and everything else the manager keeps.
+    public var dataDirectory: String
+    /// Credits a new account starts with (`STARTING_CREDITS`).
+    public var startingCredits: Int = CreditRules.defaultStartingCredits
+    /// How often workers send `LOAD_UPDATE`.
+    public var heartbeatSeconds: Double = 1
+    /// How long a running job stays with a silent worker before it is given to another.
+    public var leaseSeconds: Double = 10
+    /// Runs of one job lost to vanished workers before it fails (refunded).
+    public var maxAttempts: Int = 3
+    /// bcrypt cost for passwords.
+    public var bcryptCost: UInt8 = 10
+    /// Frame limits of the grid protocol.
+    public var maxLineBytes: Int = 1 << 20
+    public var maxBulkBytes: Int = 64 << 20
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+}

@@ -1,0 +1,367 @@
+import Foundation
+import GridCore
+import GridProtocol
+import GridScheduler
+import GridStore
+import Logging
+import NIOCore
+
+/// The manager's live state and its rules: connected workers, leases, scheduling, job events from workers.
+///
+/// One actor owns everything that changes; the database holds everything that must survive a crash. The pure parts
+/// (placement, leases, the session machine) decide; this actor carries their decisions out.
+public actor ManagerCore {
+    /// A way to send frames to one connected worker.
+    typealias Outbox = NIOAsyncChannelOutboundWriter<GridFrame>
+
+    struct LiveWorker {
+        var identity: WorkerSession.Identity
+        var registration: Msg.Register
+        var load: Double
+        var connection: Int
+        var outbox: Outbox
+        var lastHeartbeat: Double
+        var lastLoadWrite: Double
+    }
+
+    let db: GridDatabase
+    let config: ManagerConfig
+    let logger: Logger
+    private var leases: LeaseTable
+    private var live: [WorkerID: LiveWorker] = [:]
+    /// Requests on running jobs: the spec of each leased job, to compute free resources.
+    private var leasedSpecs: [JobID: JobSpec] = [:]
+    private let wake: AsyncStream<Void>.Continuation
+    private let wakes: AsyncStream<Void>
+    private let origin = ContinuousClock.now
+    private var nextConnection = 0
+
+    public init(db: GridDatabase, config: ManagerConfig, logger: Logger) {
+        self.db = db
+        self.config = config
+        self.logger = logger
+        self.leases = LeaseTable(ttl: config.leaseSeconds)
+        (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Seconds on a monotonic scale, for leases.
+    func now() -> Double {
+        let d = ContinuousClock.now - origin
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// Wall-clock seconds since 1970, for what is stored and shown.
+    nonisolated func wall() -> Double { Date().timeIntervalSince1970 }
+
+    func newConnection() -> Int {
+        nextConnection += 1
+        return nextConnection
+    }
+
+    // MARK: - Start-up
+
+    /// Rebuilds live state after a (re)start: no worker is connected; every running job keeps its lease for a grace
+    /// period so its worker can reconnect and carry on.
+    func recover() async throws {
+        try await db.markAllWorkersOffline()
+        let running = try await db.runningJobs()
+        let grace = max(config.leaseSeconds * 3, 5)
+        for job in running {
+            guard let worker = job.workerId else { continue }
+            leases.grant(job.ref, to: worker, now: now(), ttl: grace)
+            leasedSpecs[job.id] = job.spec
+        }
+        if !running.isEmpty { logger.info("recovered running jobs", metadata: ["grid.jobs": "\(running.count)"]) }
+        wake.yield()
+    }
+
+    // MARK: - Worker sessions
+
+    /// Checks a worker's token and picks its id.
+    func authenticate(_ hello: Msg.Hello) async -> Result<WorkerSession.Identity, GridError> {
+        do {
+            guard let (user, _) = try await db.tokenOwner(hash: Tokens.hash(hello.token)) else {
+                return .failure(GridError(.unauthorized, "the token is not valid; create one with `campusgrid token create --worker`"))
+            }
+            if let claimed = hello.user, !claimed.isEmpty, claimed.lowercased() != user.username.lowercased() {
+                return .failure(GridError(.forbidden, "this token belongs to \(user.username), not \(claimed)"))
+            }
+            var id = Tokens.workerId()
+            if let wanted = hello.workerId, !wanted.isEmpty, wanted.count <= 64 {
+                let owner = try await db.workerOwner(wanted)
+                if owner == nil || owner == user.id { id = wanted }
+            }
+            let name = (hello.name?.isEmpty == false ? hello.name! : id).prefix(64)
+            return .success(WorkerSession.Identity(workerId: id, name: String(name), ownerId: user.id, ownerName: user.username))
+        } catch {
+            return .failure(GridError(.internal, "could not check the token: \(error)"))
+        }
+    }
+
+    /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs.
+    func register(_ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, outbox: Outbox) async -> Msg.Registered {
+        if let old = live[who.workerId], old.connection != connection {
+            logger.info("worker reconnected; dropping its old connection", metadata: ["grid.worker.id": "\(who.workerId)"])
+        }
+        do {
+            try await db.registerWorker(
+                GridDatabase.WorkerRegistration(
+                    id: who.workerId, name: who.name, ownerId: who.ownerId, resources: reg.resources, gpuNames: reg.gpuNames, tier: reg.tier,
+                    slots: max(1, reg.slots), host: reg.host, port: reg.port, webPort: reg.webPort),
+                now: wall())
+        } catch {
+            logger.error("could not record worker", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(error)"])
+        }
+        let t = now()
+        live[who.workerId] = LiveWorker(
+            identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, lastHeartbeat: t, lastLoadWrite: t)
+        var cancel: [JobRef] = []
+        var offsets: [String: Int64] = [:]
+        for ref in reg.running {
+            if leases.holds(ref, worker: who.workerId), let job = try? await db.job(id: ref.jobId), job.state == .running,
+                job.attempt == ref.attempt
+            {
+                leases.grant(ref, to: who.workerId, now: now())
+                offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0
+                if job.cancelRequested { cancel.append(ref) }
+            } else {
+                cancel.append(ref)
+            }
+        }
+        logger.info(
+            "worker online",
+            metadata: [
+                "grid.worker.id": "\(who.workerId)", "grid.worker.name": "\(who.name)", "grid.worker.owner": "\(who.ownerName)",
+                "grid.worker.tier": "\(reg.tier.rawValue)", "grid.worker.cpus": "\(reg.resources.cpus)",
+            ])
+        wake.yield()
+        return Msg.Registered(cancel: cancel, logOffsets: offsets)
+    }
+
+    /// The connection of a worker ended. Its leases stay until they expire, so a quick reconnect loses nothing.
+    func disconnected(_ who: WorkerSession.Identity, connection: Int) async {
+        guard let w = live[who.workerId], w.connection == connection else { return }
+        live[who.workerId] = nil
+        try? await db.setWorkerOffline(who.workerId, now: wall())
+        logger.info("worker offline", metadata: ["grid.worker.id": "\(who.workerId)"])
+    }
+
+    /// A message from a registered worker.
+    func deliver(_ who: WorkerSession.Identity, _ message: GridMessage, payload: ByteBuffer?, connection: Int) async -> GridMessage? {
+        guard live[who.workerId]?.connection == connection else { return nil }
+        switch message {
+        case .loadUpdate(let update):
+            let t = now()
+            live[who.workerId]?.load = max(0, min(update.load, 64))
+            live[who.workerId]?.lastHeartbeat = t
+            let stale = leases.renew(worker: who.workerId, running: update.running, now: t)
+            for ref in stale {
+                await send(.cancel(Msg.Cancel(job: ref, reason: "this run of the job was given to another worker")), to: who.workerId)
+            }
+            if let w = live[who.workerId], t - w.lastLoadWrite >= 5 {
+                live[who.workerId]?.lastLoadWrite = t
+                try? await db.workerHeartbeat(who.workerId, load: update.load, now: wall())
+            }
+            return nil
+        case .jobStarted:
+            return nil
+        case .jobLog(let log):
+            guard leases.holds(log.job, worker: who.workerId), let payload else { return nil }
+            do {
+                try await db.appendLog(log.job, offset: log.offset, data: Data(payload.readableBytesView))
+            } catch {
+                logger.error("could not store log", metadata: ["grid.job.id": "\(log.job.jobId)", "grid.error": "\(error)"])
+            }
+            return nil
+        case .jobDone(let done):
+            return await finished(who, done, payload: payload)
+        case .ping:
+            return .pong
+        case .error(let e):
+            logger.warning("worker reported an error", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(e.message)"])
+            return nil
+        default:
+            return .error(Msg.Error(GridError(.badRequest, "\(message.type) is not a message a worker sends")))
+        }
+    }
+
+    private func finished(_ who: WorkerSession.Identity, _ done: Msg.JobDone, payload: ByteBuffer?) async -> GridMessage? {
+        var outputs: [StoredFile] = []
+        var bytes = payload ?? ByteBuffer()
+        for file in done.files {
+            guard (try? FileName.validate(file.name)) != nil, file.size >= 0, let slice = bytes.readSlice(length: file.size) else {
+                return .error(Msg.Error(GridError(.badRequest, "JOB_DONE files do not match its bulk bytes or have bad names")))
+            }
+            outputs.append(StoredFile(name: file.name, data: Data(slice.readableBytesView)))
+        }
+        let state: JobState =
+            switch done.outcome {
+            case .completed: .completed
+            case .failed: .failed
+            case .timedOut: .timedOut
+            case .cancelled: .cancelled
+            }
+        let result = GridDatabase.RunResult(
+            state: state, exitCode: done.exitCode, runtimeMs: done.runtimeMs, peakMemoryKb: done.peakMemoryKb, cpuSeconds: done.cpuSeconds,
+            reason: done.reason)
+        do {
+            if let job = try await db.finish(done.job, worker: who.workerId, result: result, outputs: outputs, now: wall()) {
+                leases.release(job.id)
+                leasedSpecs[job.id] = nil
+                logger.info(
+                    "job ended",
+                    metadata: [
+                        "grid.job.id": "\(job.id)", "grid.job.state": "\(job.state.rawValue)", "grid.worker.id": "\(who.workerId)",
+                        "grid.job.paid": "\(job.paid ?? 0)",
+                    ])
+            } else {
+                logger.info("ignored a stale JOB_DONE", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)"])
+            }
+            wake.yield()
+            return .jobDoneAck(Msg.JobDoneAck(job: done.job))
+        } catch {
+            logger.error("could not record job end", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.error": "\(error)"])
+            return .error(Msg.Error(GridError(.internal, "could not record the result; send it again")))
+        }
+    }
+
+    private func send(_ message: GridMessage, payload: ByteBuffer? = nil, to worker: WorkerID) async {
+        guard let w = live[worker] else { return }
+        do {
+            try await w.outbox.write(GridFrame(message, payload: payload))
+        } catch {
+            logger.debug("send failed", metadata: ["grid.worker.id": "\(worker)", "grid.error": "\(error)"])
+        }
+    }
+
+    // MARK: - Requests from the API
+
+    /// Something changed that may let a job start.
+    nonisolated func jobsChanged() { wake.yield() }
+
+    /// Cancels a job for its owner: at once when it has not started, through its worker when it runs.
+    func cancel(_ id: JobID, by user: UserID) async throws {
+        switch try await db.requestCancel(id, by: user, now: wall()) {
+        case .cancelled:
+            wake.yield()
+        case .stopRunning(let ref, let worker):
+            if live[worker] == nil {
+                logger.info("cancel waits for the worker to return or the lease to end", metadata: ["grid.job.id": "\(id)"])
+            }
+            await send(.cancel(Msg.Cancel(job: ref, reason: "cancelled by its owner")), to: worker)
+        }
+    }
+
+    /// Live figures of each connected worker: free resources and running jobs.
+    func liveState() -> [WorkerID: (free: Resources, running: Int, load: Double)] {
+        var out: [WorkerID: (free: Resources, running: Int, load: Double)] = [:]
+        for (id, w) in live {
+            let jobs = leases.jobs(of: id)
+            let used = jobs.reduce(Resources.zero) { $0 + (leasedSpecs[$1.jobId]?.resources ?? .zero) }
+            out[id] = (w.registration.resources - used, jobs.count, w.load)
+        }
+        return out
+    }
+
+    // MARK: - Scheduling and leases
+
+    /// Runs until cancelled: plans whenever something changed (and every second), expires leases four times a second.
+    func runLoops() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.schedulerLoop() }
+            group.addTask { await self.leaseLoop() }
+            await group.waitForAll()
+        }
+    }
+
+    private func schedulerLoop() async {
+        let ticker = Task { [wake] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                wake.yield()
+            }
+        }
+        defer { ticker.cancel() }
+        for await _ in wakes {
+            if Task.isCancelled { break }
+            do {
+                try await schedulePass()
+            } catch {
+                logger.error("scheduling pass failed", metadata: ["grid.error": "\(error)"])
+            }
+        }
+    }
+
+    /// One scheduling pass: snapshot → plan (pure) → commit (one transaction) → send assignments.
+    func schedulePass() async throws {
+        let queued = try await db.queuedJobs()
+        guard !queued.isEmpty else { return }
+        let state = liveState()
+        let workers = live.values.map { w in
+            let s = state[w.identity.workerId]!
+            return Placement.Worker(
+                id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
+                freeSlots: max(0, w.registration.slots - s.running))
+        }
+        let usage = try await db.recentUsage(since: wall() - 86_400)
+        let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)
+        let started = try await db.apply(plan.assignments, now: wall())
+        for job in started {
+            guard let worker = job.workerId else { continue }
+            leases.grant(job.ref, to: worker, now: now())
+            leasedSpecs[job.id] = job.spec
+            await assign(job, to: worker)
+        }
+        try await db.setPendingReasons(plan.pending.mapValues(\.description))
+    }
+
+    private func assign(_ job: JobRecord, to worker: WorkerID) async {
+        do {
+            let files = try await db.files(of: job.id, outputs: false)
+            var payload = ByteBuffer()
+            for f in files { payload.writeBytes(f.data) }
+            let message = Msg.JobAssign(
+                job: job.ref, spec: job.spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
+            await send(.jobAssign(message), payload: payload, to: worker)
+            logger.info("job assigned", metadata: ["grid.job.id": "\(job.id)", "grid.worker.id": "\(worker)", "grid.job.attempt": "\(job.attempt)"])
+        } catch {
+            logger.error("could not load job files", metadata: ["grid.job.id": "\(job.id)", "grid.error": "\(error)"])
+        }
+    }
+
+    private func leaseLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            await expireLeases()
+        }
+    }
+
+    func expireLeases() async {
+        let t = now()
+        // A worker silent for a whole lease period is offline, even if its socket is still open.
+        for (id, w) in live where t - w.lastHeartbeat > config.leaseSeconds {
+            live[id] = nil
+            try? await db.setWorkerOffline(id, now: wall())
+            logger.warning("worker stopped sending heartbeats", metadata: ["grid.worker.id": "\(id)"])
+        }
+        for lease in leases.expire(now: t) {
+            leasedSpecs[lease.job.jobId] = nil
+            do {
+                let name = (try? await db.workers().first { $0.id == lease.worker }?.name) ?? lease.worker
+                let job = try await db.requeue(
+                    lease.job, reason: "worker \(name) stopped responding", maxAttempts: config.maxAttempts, now: wall())
+                logger.warning(
+                    "lease expired",
+                    metadata: [
+                        "grid.job.id": "\(lease.job.jobId)", "grid.worker.id": "\(lease.worker)", "grid.job.state": "\(job?.state.rawValue ?? "-")",
+                    ])
+                if live[lease.worker] != nil {
+                    await send(.cancel(Msg.Cancel(job: lease.job, reason: "the lease on this job expired")), to: lease.worker)
+                }
+            } catch {
+                logger.error("could not requeue job", metadata: ["grid.job.id": "\(lease.job.jobId)", "grid.error": "\(error)"])
+            }
+            wake.yield()
+        }
+    }
+}

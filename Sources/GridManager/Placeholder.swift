@@ -1,6 +1,0 @@
-import Hummingbird
-import HummingbirdBcrypt
-import GRDB
-import NIOPosix
-import Crypto
-import ServiceLifecycle

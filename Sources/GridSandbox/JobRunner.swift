@@ -1,0 +1,79 @@
+import Foundation
+import GridCore
+
+/// Everything a runner needs to start one job attempt. The scratch directory already holds the script and inputs.
+public struct RunRequest: Sendable {
+    public var job: JobRef
+    public var spec: JobSpec
+    /// The job's private working directory (read-write); the only place a job may write besides its `/tmp`.
+    public var scratch: URL
+    /// The entry script, relative to `scratch`.
+    public var script: String
+    /// Extra environment (GPU assignment, job id); the runner adds the rest.
+    public var environment: [String: String]
+
+    public init(job: JobRef, spec: JobSpec, scratch: URL, script: String, environment: [String: String] = [:]) {
+        self.job = job
+        self.spec = spec
+        self.scratch = scratch
+        self.script = script
+        self.environment = environment
+    }
+}
+
+/// How a run ended, as measured by the runner.
+public struct RunReport: Sendable, Hashable {
+    public enum Outcome: String, Sendable, Hashable {
+        case completed
+        case failed
+        case timedOut = "timed_out"
+        case cancelled
+    }
+
+    public var outcome: Outcome
+    public var exitCode: Int32?
+    /// The signal that ended the main process, if any.
+    public var signal: Int32?
+    public var runtimeMs: Int64
+    public var peakMemoryKb: Int64
+    public var cpuSeconds: Double
+    /// Why it failed, in words a student understands.
+    public var reason: String?
+
+    public init(
+        outcome: Outcome, exitCode: Int32?, signal: Int32? = nil, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double,
+        reason: String? = nil
+    ) {
+        self.outcome = outcome
+        self.exitCode = exitCode
+        self.signal = signal
+        self.runtimeMs = runtimeMs
+        self.peakMemoryKb = peakMemoryKb
+        self.cpuSeconds = cpuSeconds
+        self.reason = reason
+    }
+}
+
+/// A sandbox tier's way of running a job. Implementations: `RestrictedRunner` (rlimits + process-group kill).
+public protocol JobRunner: Sendable {
+    /// The isolation this runner gives.
+    var tier: SandboxTier { get }
+    /// Starts the job; the returned execution streams its output and ends with a report.
+    func start(_ request: RunRequest) throws -> JobExecution
+}
+
+/// Per-worker caps that apply to every job, whatever it asks for.
+public struct RunnerLimits: Sendable, Hashable {
+    /// Largest file a job may write, in bytes.
+    public var maxFileBytes: UInt64
+    /// Open files per process.
+    public var maxOpenFiles: UInt64
+    /// Processes per job (enforced where the tier can: the pids cgroup; RLIMIT_NPROC does nothing for root).
+    public var maxProcesses: Int
+
+    public init(maxFileBytes: UInt64 = 1 << 30, maxOpenFiles: UInt64 = 1024, maxProcesses: Int = 256) {
+        self.maxFileBytes = maxFileBytes
+        self.maxOpenFiles = maxOpenFiles
+        self.maxProcesses = maxProcesses
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Finding and killing every process of a job, even ones that left its process group.
+///
+/// Each job runs with a unique marker in its environment (`CAMPUSGRID_RUN=<nonce>`); processes inherit it, so a
+/// scan of `/proc/*/environ` finds descendants that called `setsid` or double-forked. Best effort by nature: the
+/// bwrap tier uses cgroups instead.
+enum ProcessTree {
+    static let markerName = "CAMPUSGRID_RUN"
+
+    /// The pids whose environment carries `marker`.
+    static func pids(withMarker marker: String) -> [pid_t] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        let needle = Array("\(markerName)=\(marker)\0".utf8)
+        var out: [pid_t] = []
+        for entry in entries {
+            guard let pid = pid_t(entry), pid != getpid() else { continue }
+            guard let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ"), !env.isEmpty else { continue }
+            var bytes = [UInt8](env)
+            if bytes.last != 0 { bytes.append(0) }
+            if contains(bytes, needle) { out.append(pid) }
+        }
+        return out
+    }
+
+    private static func contains(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard hay.count >= needle.count else { return false }
+        // Entries are NUL-separated: check each entry's start.
+        var start = 0
+        while start + needle.count <= hay.count {
+            if hay[start..<(start + needle.count)].elementsEqual(needle) { return true }
+            guard let next = hay[start...].firstIndex(of: 0) else { break }
+            start = next + 1
+        }
+        return false
+    }
+
+    /// Kills the process group `pgid` and every process carrying `marker`, repeating until none is left (bounded).
+    static func killAll(pgid: pid_t, marker: String) {
+        for _ in 0..<20 {
+            kill(-pgid, SIGKILL)
+            let left = pids(withMarker: marker)
+            for pid in left { kill(pid, SIGKILL) }
+            if left.isEmpty { return }
+            usleep(20_000)
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import GridCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writing a job's bundle into its scratch directory and collecting its outputs.
+enum JobFiles {
+    /// Writes `files` (names already checked) from `payload` into `directory`.
+    static func unpack(_ files: [(name: String, data: Data)], into directory: URL) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        for file in files {
+            try FileName.validate(file.name)
+            let url = directory.appendingPathComponent(file.name)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try file.data.write(to: url)
+        }
+    }
+
+    /// Output files of a finished job: those matching `globs`, or every file that is not an unchanged input.
+    /// Stops at `maxBytes`; the second value lists files left out.
+    static func collect(
+        in directory: URL, globs: [String], inputs: [String: Int], maxBytes: Int
+    ) -> (files: [(name: String, data: Data)], skipped: [String]) {
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) else {
+            return ([], [])
+        }
+        let base = directory.standardizedFileURL.path
+        var names: [String] = []
+        for case let url as URL in walker {
+            let values = try? url.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey])
+            guard values?.isRegularFile == true, values?.isSymbolicLink != true else { continue }
+            let path = url.standardizedFileURL.path
+            guard path.hasPrefix(base + "/") else { continue }
+            names.append(String(path.dropFirst(base.count + 1)))
+        }
+        names.sort()
+        var out: [(String, Data)] = []
+        var skipped: [String] = []
+        var total = 0
+        for name in names {
+            guard (try? FileName.validate(name)) != nil else { continue }
+            if globs.isEmpty {
+                if name.hasPrefix("__pycache__/") || name.contains("/__pycache__/") { continue }
+                if let size = inputs[name], let attrs = try? fm.attributesOfItem(atPath: directory.appendingPathComponent(name).path),
+                    (attrs[.size] as? Int) == size
+                {
+                    continue
+                }
+            } else if !globs.contains(where: { fnmatch($0, name, 0) == 0 }) {
+                continue
+            }
+            guard let data = fm.contents(atPath: directory.appendingPathComponent(name).path) else { continue }
+            if total + data.count > maxBytes {
+                skipped.append(name)
+                continue
+            }
+            total += data.count
+            out.append((name, data))
+        }
+        return (out, skipped)
+    }
+}

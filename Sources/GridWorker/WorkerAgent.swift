@@ -1,0 +1,337 @@
+import Foundation
+import GridCore
+import GridProtocol
+import GridSandbox
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// A worker: keeps a link to the manager (reconnecting by itself), runs the jobs it is given in its sandbox, streams
+/// their logs and reports their ends. Results survive a manager outage: they are re-sent until acknowledged.
+public actor WorkerAgent: Service {
+    typealias Outbox = NIOAsyncChannelOutboundWriter<GridFrame>
+
+    /// The token was refused or the protocol does not match: retrying will not help.
+    public struct FatalLinkError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    struct RunningJob {
+        var ref: JobRef
+        var spec: JobSpec
+        var execution: JobExecution
+        var scratch: URL
+        var inputs: [String: Int]
+        var log: [UInt8] = []
+        var sent: Int64 = 0
+        var truncated = false
+    }
+
+    let config: WorkerConfig
+    let runner: any JobRunner
+    let resources: Resources
+    let gpuNames: [String]
+    let logger: Logger
+    private var workerId: String?
+    private var heartbeatSeconds: Double = 1
+    private var outbox: Outbox?
+    private var jobs: [JobID: RunningJob] = [:]
+    private var unacked: [JobID: (done: Msg.JobDone, payload: ByteBuffer)] = [:]
+    private let starts: AsyncStream<JobID>
+    private let startContinuation: AsyncStream<JobID>.Continuation
+    /// Called with the manager's answer once the worker is registered (used by `up` and tests to know it is ready).
+    private let onRegistered: @Sendable (String) -> Void
+
+    public init(
+        config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger,
+        onRegistered: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.config = config
+        self.runner = runner
+        self.resources = resources
+        self.gpuNames = gpuNames
+        self.logger = logger
+        self.onRegistered = onRegistered
+        (starts, startContinuation) = AsyncStream<JobID>.makeStream()
+        self.workerId = Self.loadWorkerId(config.dataDirectory)
+    }
+
+    public func run() async throws {
+        try FileManager.default.createDirectory(atPath: config.dataDirectory + "/jobs", withIntermediateDirectories: true)
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await self.linkLoop() }
+                for await id in starts {
+                    group.addTask { await self.watch(id) }
+                }
+            }
+        } onGracefulShutdown: {
+            Task { await self.shutdown() }
+        }
+    }
+
+    private func shutdown() {
+        for job in jobs.values { job.execution.cancel() }
+        startContinuation.finish()
+    }
+
+    // MARK: - The link to the manager
+
+    private func linkLoop() async throws {
+        var backoff = Backoff()
+        while !Task.isCancelled {
+            do {
+                try await connectOnce(&backoff)
+                logger.warning("lost the manager; reconnecting")
+            } catch let error as FatalLinkError {
+                logger.critical("the manager refused this worker: \(error.message)")
+                startContinuation.finish()
+                throw error
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.info("manager unreachable; retrying", metadata: ["grid.error": "\(error)"])
+            }
+            detach()
+            if Task.isCancelled { return }
+            try? await Task.sleep(for: .milliseconds(Int(backoff.next() * 1000)))
+        }
+    }
+
+    private func connectOnce(_ backoff: inout Backoff) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(3))
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .connect(host: config.managerHost, port: config.managerPort) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
+                    return try NIOAsyncChannel<InboundFrame, GridFrame>(wrappingChannelSynchronously: channel)
+                }
+            }
+        try await channel.executeThenClose { inbound, outbound in
+            var messages = inbound.makeAsyncIterator()
+            func expect() async throws -> GridFrame {
+                guard let item = try await messages.next() else { throw LinkClosed() }
+                switch item {
+                case .frame(let f):
+                    if case .error(let e) = f.message {
+                        if [.unauthorized, .forbidden, .versionMismatch, .notAuthenticated].contains(e.code) {
+                            throw FatalLinkError(message: e.message)
+                        }
+                        throw LinkClosed()
+                    }
+                    return f
+                case .invalid(let e, _, _): throw e
+                }
+            }
+            try await outbound.write(
+                GridFrame(.hello(Msg.Hello(token: config.token, name: config.name, workerId: workerId, user: config.user))))
+            guard case .helloOk(let ok) = try await expect().message else { throw LinkClosed() }
+            adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
+            let register = Msg.Register(
+                resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
+                host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref))
+            try await outbound.write(GridFrame(.register(register)))
+            guard case .registered(let reg) = try await expect().message else { throw LinkClosed() }
+            backoff.reset()
+            await attach(outbound, registered: reg)
+            logger.info("registered with the manager", metadata: ["grid.worker.id": "\(ok.workerId)", "grid.worker.owner": "\(ok.owner)"])
+            onRegistered(ok.workerId)
+            // The heartbeat task lives exactly as long as this connection: it is cancelled when the read loop ends.
+            let heartbeat = Task { try await self.heartbeats(outbound) }
+            defer { heartbeat.cancel() }
+            reading: while let item = try await messages.next() {
+                switch item {
+                case .frame(let frame): await handle(frame, outbound)
+                case .invalid(let e, _, let fatal):
+                    logger.warning("bad message from the manager", metadata: ["grid.error": "\(e)"])
+                    if fatal { break reading }
+                }
+            }
+        }
+    }
+
+    struct LinkClosed: Error {}
+
+    private func adopt(workerId id: String, heartbeat: Double) {
+        heartbeatSeconds = max(0.1, min(heartbeat, 30))
+        if workerId != id {
+            workerId = id
+            Self.saveWorkerId(id, config.dataDirectory)
+        }
+    }
+
+    /// A new connection is registered: kill what the manager gave away, re-send unsent log bytes and unacknowledged ends.
+    private func attach(_ out: Outbox, registered: Msg.Registered) async {
+        outbox = out
+        for ref in registered.cancel {
+            if let job = jobs[ref.jobId], job.ref == ref {
+                logger.info("manager gave this job away; stopping it", metadata: ["grid.job.id": "\(ref.jobId)"])
+                job.execution.cancel()
+            }
+        }
+        for (id, job) in jobs {
+            jobs[id]?.sent = min(registered.logOffsets[String(id)] ?? 0, Int64(job.log.count))
+            await flushLog(id)
+        }
+        for (_, pending) in unacked {
+            try? await out.write(GridFrame(.jobDone(pending.done), payload: pending.payload))
+        }
+    }
+
+    private func detach() { outbox = nil }
+
+    private func heartbeats(_ out: Outbox) async throws {
+        while !Task.isCancelled {
+            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: jobs.values.map(\.ref))
+            try await out.write(GridFrame(.loadUpdate(update)))
+            try await Task.sleep(for: .milliseconds(Int(heartbeatSeconds * 1000)))
+        }
+    }
+
+    private func handle(_ frame: GridFrame, _ out: Outbox) async {
+        switch frame.message {
+        case .jobAssign(let assign):
+            await start(assign, payload: frame.payload ?? ByteBuffer())
+        case .cancel(let cancel):
+            if let job = jobs[cancel.job.jobId], job.ref == cancel.job {
+                logger.info("cancelling job", metadata: ["grid.job.id": "\(cancel.job.jobId)", "grid.reason": "\(cancel.reason)"])
+                job.execution.cancel()
+            }
+        case .jobDoneAck(let ack):
+            if unacked[ack.job.jobId]?.done.job == ack.job { unacked[ack.job.jobId] = nil }
+        case .ping:
+            try? await out.write(GridFrame(id: frame.id, .pong))
+        case .error(let e):
+            logger.warning("manager said: \(e.message)", metadata: ["grid.error.code": "\(e.code)"])
+        default:
+            break
+        }
+    }
+
+    // MARK: - Jobs
+
+    private func start(_ assign: Msg.JobAssign, payload: ByteBuffer) async {
+        let ref = assign.job
+        if let existing = jobs[ref.jobId] {
+            if existing.ref == ref { return }
+            existing.execution.cancel()
+        }
+        var bytes = payload
+        var files: [(name: String, data: Data)] = []
+        for entry in assign.files {
+            guard entry.size >= 0, let slice = bytes.readSlice(length: entry.size) else {
+                await reject(ref, reason: "the job bundle was damaged in transit")
+                return
+            }
+            files.append((entry.name, Data(slice.readableBytesView)))
+        }
+        let scratch = URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("jobs/\(ref.jobId)-\(ref.attempt)")
+        do {
+            try? FileManager.default.removeItem(at: scratch)
+            try JobFiles.unpack(files, into: scratch)
+            try FileName.validate(assign.script)
+            let execution = try runner.start(RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script))
+            jobs[ref.jobId] = RunningJob(
+                ref: ref, spec: assign.spec, execution: execution, scratch: scratch,
+                inputs: Dictionary(files.map { ($0.name, $0.data.count) }, uniquingKeysWith: { a, _ in a }))
+            logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
+            try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
+            startContinuation.yield(ref.jobId)
+        } catch {
+            try? FileManager.default.removeItem(at: scratch)
+            await reject(ref, reason: "the worker could not start the job: \(error)")
+        }
+    }
+
+    /// Reports a job that could not even start as failed by the sandbox (it ran 0 ms, so it costs only the base).
+    private func reject(_ ref: JobRef, reason: String) async {
+        logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
+        let done = Msg.JobDone(
+            job: ref, outcome: .failed, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
+        unacked[ref.jobId] = (done, ByteBuffer())
+        try? await outbox?.write(GridFrame(.jobDone(done)))
+    }
+
+    /// Streams a job's output to the manager until it ends, then reports its end.
+    private func watch(_ id: JobID) async {
+        guard let job = jobs[id] else { return }
+        for await chunk in job.execution.output {
+            append(id, chunk)
+            await flushLog(id)
+        }
+        let report = await job.execution.wait()
+        await finish(id, report: report)
+    }
+
+    private func append(_ id: JobID, _ chunk: [UInt8]) {
+        guard var job = jobs[id] else { return }
+        let room = config.maxLogBytes - job.log.count
+        if room >= chunk.count {
+            job.log += chunk
+        } else if !job.truncated {
+            job.log += chunk.prefix(max(0, room))
+            job.log += Array("\n[log truncated at \(config.maxLogBytes >> 20) MB]\n".utf8)
+            job.truncated = true
+        }
+        jobs[id] = job
+    }
+
+    private func flushLog(_ id: JobID) async {
+        guard let out = outbox, let job = jobs[id], job.sent < Int64(job.log.count) else { return }
+        let start = Int(job.sent)
+        jobs[id]?.sent = Int64(job.log.count)
+        let payload = ByteBuffer(bytes: job.log[start...])
+        do {
+            try await out.write(GridFrame(.jobLog(Msg.JobLog(job: job.ref, offset: Int64(start))), payload: payload))
+        } catch {
+            // Re-sent from the manager's offset after the next registration.
+        }
+    }
+
+    private func finish(_ id: JobID, report: RunReport) async {
+        guard let job = jobs[id] else { return }
+        let (files, skipped) = JobFiles.collect(
+            in: job.scratch, globs: job.spec.outputs, inputs: job.inputs, maxBytes: config.maxOutputBytes)
+        if !skipped.isEmpty {
+            append(id, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
+        }
+        await flushLog(id)
+        var payload = ByteBuffer()
+        for f in files { payload.writeBytes(f.data) }
+        let outcome: Msg.Outcome =
+            switch report.outcome {
+            case .completed: .completed
+            case .failed: .failed
+            case .timedOut: .timedOut
+            case .cancelled: .cancelled
+            }
+        var reason = report.reason
+        if reason == nil, !skipped.isEmpty { reason = "output too large: \(skipped.count) file(s) left out" }
+        let done = Msg.JobDone(
+            job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
+            cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
+        jobs[id] = nil
+        unacked[id] = (done, payload)
+        try? FileManager.default.removeItem(at: job.scratch)
+        logger.info(
+            "job ended", metadata: ["grid.job.id": "\(id)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
+        try? await outbox?.write(GridFrame(.jobDone(done), payload: payload))
+    }
+
+    // MARK: - Identity
+
+    static func loadWorkerId(_ dir: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: dir + "/worker-id") else { return nil }
+        let id = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return id.isEmpty ? nil : id
+    }
+
+    static func saveWorkerId(_ id: String, _ dir: String) {
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try? Data((id + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/worker-id"), options: .atomic)
+    }
+}

@@ -1,0 +1,36 @@
+import GridCore
+
+/// Everything a worker can be told, with documented defaults. Parsed only by the executable.
+public struct WorkerConfig: Sendable {
+    public var managerHost: String
+    public var managerPort: Int = 9999
+    /// Join token (`campusgrid token create --worker`).
+    public var token: String
+    /// Name shown on the dashboard; the host name by default.
+    public var name: String
+    /// The seed's `-u/--user`: the account to earn for; checked against the token's owner.
+    public var user: String?
+    /// Folder for the worker's id, job scratch directories and peer storage.
+    public var dataDirectory: String
+    /// CPUs, RAM (GB) and GPUs offered; detected when nil.
+    public var cpus: Int?
+    public var memoryGb: Int?
+    public var gpus: Int?
+    /// Jobs run at once; the CPU count by default.
+    public var slots: Int?
+    /// Address other peers reach this worker at, and its ports (peer services, status page).
+    public var advertiseHost: String?
+    public var port: Int?
+    public var webPort: Int?
+    /// Largest total size of one job's outputs, in bytes.
+    public var maxOutputBytes: Int = 60 << 20
+    /// Largest log kept per job, in bytes.
+    public var maxLogBytes: Int = 16 << 20
+
+    public init(managerHost: String, token: String, name: String, dataDirectory: String) {
+        self.managerHost = managerHost
+        self.token = token
+        self.name = name
+        self.dataDirectory = dataDirectory
+    }
+}

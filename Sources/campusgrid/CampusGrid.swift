@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct CampusGrid: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "campusgrid",
+        abstract: "Share idle campus machines: run Python jobs on other students' hardware and earn credits for yours.",
+        subcommands: [
+            Up.self, ManagerCommand.self, WorkerCommand.self,
+            Register.self, Login.self, Logout.self, WhoAmI.self, Credits.self, TokenCommand.self,
+            Submit.self, Jobs.self, Status.self, Logs.self, Cancel.self, Download.self,
+            Workers.self, Leaderboard.self, Admin.self,
+        ]
+    )
+}
+
+/// Logging to standard error; level from `CAMPUSGRID_LOG_LEVEL` (trace…critical, default info).
+enum GridLogging {
+    static let bootstrap: Void = {
+        let level = ProcessInfo.processInfo.environment["CAMPUSGRID_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }()
+
+    static func logger(_ label: String) -> Logger {
+        _ = bootstrap
+        return Logger(label: label)
+    }
+}
+
+/// Environment lookups with the documented names.
+enum Env {
+    static func string(_ names: String...) -> String? {
+        for n in names {
+            if let v = ProcessInfo.processInfo.environment[n], !v.isEmpty { return v }
+        }
+        return nil
+    }
+
+    static func int(_ names: String...) -> Int? {
+        for n in names {
+            if let v = ProcessInfo.processInfo.environment[n], let i = Int(v) { return i }
+        }
+        return nil
+    }
+
+    static func bool(_ name: String) -> Bool? {
+        guard let v = ProcessInfo.processInfo.environment[name]?.lowercased() else { return nil }
+        if ["1", "true", "yes", "on"].contains(v) { return true }
+        if ["0", "false", "no", "off"].contains(v) { return false }
+        return nil
+    }
+
+    static var home: String { ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory() }
+}
+
+/// Writes one line to standard output, flushed (scripts and `up` read these as they come).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Writes one line to standard error.
+func complain(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import GridClient
+import GridCore
+import GridProtocol
+
+/// Options every client command takes.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The manager's URL (env CAMPUSGRID_MANAGER; default http://127.0.0.1:5000).")
+    var manager: String?
+
+    @Option(help: "API token (env CAMPUSGRID_TOKEN; else the one stored by `login`).")
+    var token: String?
+
+    @Flag(help: "Print JSON for scripts instead of text.")
+    var json = false
+
+    var managerURL: String { manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000" }
+
+    /// A client with the token from the flag, the environment, or the credentials file.
+    func client(needsToken: Bool = true) throws -> GridClient {
+        let url = GridClient(baseURL: managerURL).baseURL
+        let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? CredentialStore.token(for: url)
+        if needsToken && t == nil {
+            throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
+        }
+        return GridClient(baseURL: url, token: t)
+    }
+
+    /// Prints `value` as JSON when `--json` was given, else runs `text`.
+    func output<T: Encodable>(_ value: T, text: () -> Void) throws {
+        if json {
+            let e = GridJSON.encoder()
+            e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            say(String(decoding: try e.encode(value), as: UTF8.self))
+        } else {
+            text()
+        }
+    }
+}
+
+/// Turns client failures into a clean message and a non-zero exit.
+func run(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let failure as GridClient.Failure {
+        complain("error: \(failure.message)")
+        throw ExitCode(failure.status == 0 ? 3 : 1)
+    } catch let error as GridError {
+        complain("error: \(error.message)")
+        throw ExitCode(2)
+    }
+}
+
+/// Where `login` keeps tokens: `$XDG_CONFIG_HOME/campusgrid/credentials.json` (default `~/.config/...`), mode 0600,
+/// one token per manager URL.
+enum CredentialStore {
+    static var directory: String {
+        let base = Env.string("XDG_CONFIG_HOME") ?? (Env.home + "/.config")
+        return base + "/campusgrid"
+    }
+
+    static var path: String { directory + "/credentials.json" }
+
+    static func all() -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path),
+            let map = try? JSONDecoder().decode([String: String].self, from: data)
+        else { return [:] }
+        return map
+    }
+
+    static func token(for url: String) -> String? { all()[url] }
+
+    static func save(_ token: String?, for url: String) throws {
+        var map = all()
+        map[url] = token
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let data = try JSONEncoder().encode(map)
+        FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
+    }
+}
+
+/// Plain text tables for people.
+enum Table {
+    static func render(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces)
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+/// Times for people.
+enum When {
+    static func format(_ t: Double?) -> String {
+        guard let t else { return "-" }
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+
+    static func duration(ms: Int64?) -> String {
+        guard let ms else { return "-" }
+        if ms < 1000 { return "\(ms) ms" }
+        if ms < 60_000 { return String(format: "%.1f s", Double(ms) / 1000) }
+        return String(format: "%dm%02ds", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+/// Reads a password: from standard input with `--password-stdin`, else from a prompt without echo.
+func readPassword(stdin: Bool, confirm: Bool = false) throws -> String {
+    if stdin {
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+            throw ValidationError("no password on standard input")
+        }
+        return line
+    }
+    guard let p = getpass("Password: ") else { throw ValidationError("no password given") }
+    let password = String(cString: p)
+    if confirm {
+        guard let q = getpass("Repeat password: "), String(cString: q) == password else {
+            throw ValidationError("the passwords do not match")
+        }
+    }
+    return password
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import GridCore
+import GridManager
+import GridProtocol
+import GridSandbox
+import GridWorker
+import Logging
+import ServiceLifecycle
+
+struct ManagerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "manager", abstract: "Run the manager: accounts, credits, job queue, scheduler, API and dashboard.", aliases: ["tracker"])
+
+    @Option(help: "Data folder (SQLite database). Default ~/.campusgrid/manager.") var dataDir: String?
+    @Option(help: "Address to bind (env MANAGER_HOST; default 0.0.0.0).") var host: String?
+    @Option(help: "Grid protocol port for workers (env MANAGER_PORT; default 9999; 0 = any free port).") var port: Int?
+    @Option(help: "HTTP port for the dashboard and API (env DASHBOARD_PORT; default 5000; 0 = any free port).") var dashboardPort: Int?
+    @Option(help: "Seconds a silent worker keeps its jobs (env CAMPUSGRID_LEASE_SECONDS; default 10).") var leaseSeconds: Double?
+    @Flag(help: "Print the ready line as JSON.") var json = false
+
+    func run() async throws {
+        var config = ManagerConfig(dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/manager" } ?? Env.home + "/.campusgrid/manager")
+        config.host = host ?? Env.string("MANAGER_HOST") ?? config.host
+        config.gridPort = port ?? Env.int("MANAGER_PORT") ?? config.gridPort
+        config.httpPort = dashboardPort ?? Env.int("DASHBOARD_PORT") ?? config.httpPort
+        config.startingCredits = Env.int("STARTING_CREDITS") ?? config.startingCredits
+        config.leaseSeconds = leaseSeconds ?? Env.string("CAMPUSGRID_LEASE_SECONDS").flatMap(Double.init) ?? config.leaseSeconds
+        config.heartbeatSeconds = min(config.heartbeatSeconds, config.leaseSeconds / 3)
+        if let cost = Env.int("CAMPUSGRID_BCRYPT_COST"), (4...31).contains(cost) { config.bcryptCost = UInt8(cost) }
+        guard (0...65535).contains(config.gridPort), (0...65535).contains(config.httpPort) else {
+            throw ValidationError("ports are 0–65535")
+        }
+        let logger = GridLogging.logger("campusgrid.manager")
+        let shownHost = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
+        let asJSON = json
+        try await Manager.run(config: config, logger: logger) { ports in
+            if asJSON {
+                say(#"{"event":"ready","grid_port":\#(ports.grid),"http_port":\#(ports.http),"dashboard":"http://\#(shownHost):\#(ports.http)"}"#)
+            } else {
+                say("CampusGrid manager ready: dashboard and API at http://\(shownHost):\(ports.http), workers connect to \(shownHost):\(ports.grid)")
+            }
+        }
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "Run a worker: offer this machine's CPUs (and GPUs) to the grid and earn credits.", aliases: ["peer"])
+
+    @Option(name: [.short, .long], help: "The manager, HOST[:PORT] (default port 9999; env MANAGER_HOST/MANAGER_PORT).") var manager: String?
+    @Option(help: "Worker join token (env CAMPUSGRID_TOKEN).") var token: String?
+    @Option(help: "Data folder. Default ~/.campusgrid/worker.") var dataDir: String?
+    @Option(name: [.short, .long], help: "Name shown on the dashboard (default: host name).") var name: String?
+    @Option(name: [.short, .long], help: "The account to earn for; must own the token.") var user: String?
+    @Option(help: "Peer port (reported to the manager).") var port: Int?
+    @Option(help: "Status page port (reported to the manager).") var webPort: Int?
+    @Option(help: "Sandbox: auto, docker, podman, bwrap or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
+    @Flag(help: "Never use an OCI engine (env USE_DOCKER=false).") var noDocker = false
+    @Option(help: "CPUs to offer (default: all).") var cpus: Int?
+    @Option(help: "RAM to offer, in GB (default: all).") var memory: Int?
+    @Option(help: "GPUs to offer (default: all detected).") var gpus: Int?
+    @Option(help: "Jobs at once (default: the CPU count).") var slots: Int?
+    @Option(help: "Python interpreter for jobs (env CAMPUSGRID_PYTHON; default python3, resolved once).") var python: String?
+    @Flag(help: "Print the ready line as JSON.") var json = false
+
+    func run() async throws {
+        let target = manager ?? Env.string("MANAGER_HOST").map { h in Env.string("MANAGER_PORT").map { "\(h):\($0)" } ?? h } ?? "127.0.0.1"
+        let (host, managerPort) = try parseHostPort(target, defaultPort: 9999)
+        guard let token = token ?? Env.string("CAMPUSGRID_TOKEN") else {
+            throw ValidationError("a worker needs a join token: --token T (create one with `campusgrid token create --worker`)")
+        }
+        let hostName = ProcessInfo.processInfo.hostName
+        var config = WorkerConfig(
+            managerHost: host, token: token, name: name ?? hostName,
+            dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/worker" } ?? Env.home + "/.campusgrid/worker")
+        config.managerPort = managerPort
+        config.user = user
+        config.port = port
+        config.webPort = webPort
+        config.slots = slots
+        for (label, value) in [("--cpus", cpus), ("--memory", memory), ("--gpus", gpus), ("--slots", slots)] {
+            if let value, value < 0 || value > 4096 { throw ValidationError("\(label) must be 0–4096 (got \(value))") }
+        }
+        let inventory = MachineInfo.gpus()
+        let gpuCount = min(gpus ?? inventory.gpus.count, inventory.gpus.count)
+        let resources = Resources(
+            cpus: max(1, cpus ?? MachineInfo.cpuCount()), ramGb: memory ?? MachineInfo.memoryGb(), gpus: gpuCount,
+            gpuMemoryGb: gpuCount > 0 ? inventory.smallestMemoryGb : 0)
+        config.cpus = resources.cpus
+        let interpreter: String
+        do {
+            interpreter = try PythonLocator.resolve(python ?? Env.string("CAMPUSGRID_PYTHON") ?? "python3")
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let runner = try chooseRunner(python: interpreter)
+        let logger = GridLogging.logger("campusgrid.worker")
+        let asJSON = json
+        let name = config.name
+        let agent = WorkerAgent(
+            config: config, runner: runner, resources: resources, gpuNames: Array(inventory.gpus.prefix(gpuCount).map(\.name)), logger: logger
+        ) { id in
+            if asJSON {
+                say(#"{"event":"registered","worker_id":"\#(id)","name":"\#(name)","tier":"\#(runner.tier.rawValue)"}"#)
+            } else {
+                say("Worker \(name) (\(id)) registered with \(host):\(managerPort); sandbox: \(runner.tier.label)")
+            }
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    func chooseRunner(python: String) throws -> any JobRunner {
+        let choice = (sandbox ?? Env.string("CAMPUSGRID_SANDBOX") ?? "auto").lowercased()
+        switch choice {
+        case "auto", "none", "restricted":
+            return RestrictedRunner(python: python)
+        case "bwrap", "docker", "podman":
+            throw ValidationError(
+                "the \(choice) sandbox tier is not available in this version yet; use --sandbox none (restricted, best-effort)")
+        default:
+            throw ValidationError("--sandbox is one of auto, docker, podman, bwrap, none (got \(choice))")
+        }
+    }
+}
+
+/// Splits `HOST[:PORT]`.
+func parseHostPort(_ text: String, defaultPort: Int) throws -> (String, Int) {
+    var s = text
+    if let r = s.range(of: "://") { s = String(s[r.upperBound...]) }
+    if let colon = s.lastIndex(of: ":"), !s.hasSuffix("]") {
+        let host = String(s[..<colon])
+        guard let port = Int(s[s.index(after: colon)...]), (1...65535).contains(port) else {
+            throw ValidationError("bad port in \(text)")
+        }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+    return (s.isEmpty ? "127.0.0.1" : s, defaultPort)
+}

@@ -1,0 +1,224 @@
+import ArgumentParser
+import Foundation
+import GridClient
+import GridCore
+
+struct Submit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Submit a Python job; prints its id and the credits held.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The entry script (FILE.py).") var script: String
+    @Option(help: "An input file to send along (repeatable).") var input: [String] = []
+    @Option(help: "Output files to keep, as a glob (repeatable; default: every new file).") var output: [String] = []
+    @Option(help: "CPUs.") var cpus = 1
+    @Option(help: "RAM in GB.") var ram = 1
+    @Option(help: "GPUs.") var gpu = 0
+    @Option(help: "Wall-clock limit in minutes (also what is held).") var minutes = 5
+    @Option(help: "Priority, -10 (low) to 10 (high).") var priority = 0
+    @Option(help: "A name for the job.") var name: String?
+    @Option(help: "The weakest sandbox tier accepted: restricted, bwrap or oci.") var isolation: String = "restricted"
+    @Flag(help: "Wait until the job ends; exit non-zero unless it completed.") var wait = false
+    @Flag(help: "Stream the job's log until it ends (implies --wait).") var follow = false
+
+    func run() async throws {
+        try await CampusGrid.run {
+            guard let tier = SandboxTier(rawValue: isolation) else {
+                throw ValidationError("--isolation is one of restricted, bwrap, oci (got \(isolation))")
+            }
+            let scriptURL = URL(fileURLWithPath: script)
+            guard let scriptData = FileManager.default.contents(atPath: scriptURL.path) else {
+                throw ValidationError("cannot read the script \(script): no such file")
+            }
+            let spec = JobSpec(
+                name: name ?? scriptURL.lastPathComponent, cpus: cpus, ramGb: ram, gpus: gpu, minutes: minutes, priority: priority,
+                outputs: output, minTier: tier)
+            try spec.validate()
+            var inputs: [API.FileUpload] = []
+            for path in input {
+                guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the input \(path)") }
+                inputs.append(API.FileUpload(name: URL(fileURLWithPath: path).lastPathComponent, contentBase64: data.base64EncodedString()))
+            }
+            let client = try options.client()
+            let answer = try await client.submit(
+                API.SubmitRequest(
+                    spec: spec, script: API.FileUpload(name: scriptURL.lastPathComponent, contentBase64: scriptData.base64EncodedString()),
+                    inputs: inputs))
+            if !(wait || follow) {
+                try options.output(answer) {
+                    say("Submitted job \(answer.job.id) (\(answer.job.name)); held \(answer.hold) credits, balance now \(answer.balance).")
+                }
+                return
+            }
+            if !options.json { complain("Submitted job \(answer.job.id); held \(answer.hold) credits, balance now \(answer.balance).") }
+            let final = try await waitFor(answer.job.id, client: client, stream: follow && !options.json)
+            try options.output(final) { printStatus(final) }
+            if final.state != .completed { throw ExitCode(1) }
+        }
+    }
+}
+
+/// Waits for a job to end, optionally streaming its log to standard output.
+func waitFor(_ id: JobID, client: GridClient, stream: Bool) async throws -> API.JobStatus {
+    var offset: Int64 = 0
+    while true {
+        let chunk = try await client.logs(id, from: offset, wait: 10)
+        if stream, !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
+        offset = chunk.next
+        if chunk.done { return try await client.job(id) }
+    }
+}
+
+func printStatus(_ j: API.JobStatus) {
+    var lines = [
+        "Job \(j.id): \(j.name)",
+        "  state:      \(j.state.rawValue)\(j.reason.map { " (\($0))" } ?? "")",
+        "  owner:      \(j.owner)",
+        "  resources:  \(j.spec.cpus) CPU, \(j.spec.ramGb) GB RAM, \(j.spec.gpus) GPU, \(j.spec.minutes) min, priority \(j.spec.priority)",
+        "  worker:     \(j.worker ?? "-")\(j.attempt > 1 ? " (attempt \(j.attempt))" : "")",
+        "  credits:    held \(j.hold)\(j.paid.map { ", paid \($0)" } ?? "")",
+        "  exit code:  \(j.exitCode.map(String.init) ?? "-")",
+        "  runtime:    \(When.duration(ms: j.runtimeMs))",
+        "  peak mem:   \(j.peakMemoryKb.map { "\($0 / 1024) MB" } ?? "-")",
+    ]
+    if j.state == .pending, let why = j.pendingReason { lines.append("  waiting:    \(why)") }
+    if let events = j.events {
+        lines.append("  timeline:")
+        for e in events { lines.append("    \(When.format(e.at))  \(e.state.rawValue)\(e.detail.map { "  \($0)" } ?? "")") }
+    }
+    if let outputs = j.outputs, !outputs.isEmpty {
+        lines.append("  outputs:    " + outputs.map { "\($0.name) (\($0.size) B)" }.joined(separator: ", "))
+    }
+    say(lines.joined(separator: "\n"))
+}
+
+struct Jobs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List jobs.")
+    @OptionGroup var options: ClientOptions
+    @Flag(help: "Only your jobs.") var mine = false
+    @Option(help: "Only jobs in this state.") var state: String?
+
+    func run() async throws {
+        try await CampusGrid.run {
+            let list = try await options.client().jobs(mine: mine, state: state)
+            try options.output(list) {
+                let rows = list.jobs.map { j in
+                    [
+                        String(j.id), j.name, j.owner, j.state.rawValue, "\(j.spec.cpus)/\(j.spec.ramGb)/\(j.spec.gpus)", j.worker ?? "-",
+                        When.format(j.submittedAt),
+                    ]
+                }
+                say(Table.render(["ID", "NAME", "OWNER", "STATE", "CPU/RAM/GPU", "WORKER", "SUBMITTED"], rows))
+            }
+        }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A job's state, timeline, result and, if pending, why.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The job id.") var id: JobID
+
+    func run() async throws {
+        try await CampusGrid.run {
+            let j = try await options.client().job(id)
+            try options.output(j) { printStatus(j) }
+        }
+    }
+}
+
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A job's output; -f follows it live until the job ends.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The job id.") var id: JobID
+    @Flag(name: .shortAndLong, help: "Follow the log until the job ends.") var follow = false
+
+    func run() async throws {
+        try await CampusGrid.run {
+            let client = try options.client()
+            var offset: Int64 = 0
+            while true {
+                let chunk = try await client.logs(id, from: offset, wait: follow ? 10 : 0)
+                if !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
+                offset = chunk.next
+                if chunk.done || (!follow && chunk.text.isEmpty) { break }
+            }
+        }
+    }
+}
+
+struct Cancel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Cancel a job (refunded in full if it had not started).")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The job id.") var id: JobID
+
+    func run() async throws {
+        try await CampusGrid.run {
+            let j = try await options.client().cancel(id)
+            try options.output(j) {
+                say(j.state == .cancelled ? "Job \(id) cancelled." : "Job \(id) is being stopped on its worker.")
+            }
+        }
+    }
+}
+
+struct Download: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Download a job's output files.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "The job id.") var id: JobID
+    @Argument(help: "Folder to save into (default: job-ID).") var directory: String?
+
+    func run() async throws {
+        try await CampusGrid.run {
+            let client = try options.client()
+            let job = try await client.job(id)
+            let dir = URL(fileURLWithPath: directory ?? "job-\(id)")
+            var saved: [String] = []
+            for file in job.outputs ?? [] {
+                try FileName.validate(file.name)
+                let data = try await client.output(id, name: file.name)
+                let url = dir.appendingPathComponent(file.name)
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try data.write(to: url)
+                saved.append(url.path)
+            }
+            try options.output(["files": saved]) {
+                say(saved.isEmpty ? "Job \(id) has no output files." : "Saved \(saved.count) file(s) to \(dir.path):\n" + saved.joined(separator: "\n"))
+            }
+        }
+    }
+}
+
+struct Workers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Workers: resources, load, sandbox tier, earnings.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        try await CampusGrid.run {
+            let list = try await options.client().workers()
+            try options.output(list) {
+                let rows = list.workers.map { w in
+                    [
+                        w.name, w.owner, w.online ? "online" : "offline", "\(w.resources.cpus)", "\(w.resources.ramGb) GB",
+                        w.gpuNames.isEmpty ? "\(w.resources.gpus)" : w.gpuNames.joined(separator: ","), w.tierLabel,
+                        String(format: "%.2f", w.load), "\(w.running)/\(w.slots)", String(format: "%.3f", w.cpuHoursGiven),
+                    ]
+                }
+                say(Table.render(["NAME", "OWNER", "STATUS", "CPUS", "RAM", "GPUS", "SANDBOX", "LOAD", "JOBS", "CPU-HOURS"], rows))
+            }
+        }
+    }
+}
+
+struct Leaderboard: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Contributors by credits earned and CPU-hours given.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        try await CampusGrid.run {
+            let board = try await options.client(needsToken: false).leaderboard()
+            try options.output(board) {
+                let rows = board.contributors.map { ["\($0.rank)", $0.username, "\($0.creditsEarned)", String(format: "%.3f", $0.cpuHours), "\($0.jobsRun)"] }
+                say(Table.render(["#", "USER", "CREDITS EARNED", "CPU-HOURS", "JOBS"], rows))
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import ArgumentParser
+import Foundation
+import GridClient
+import GridCore
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `campusgrid up`: a whole local grid in one command — a manager and N workers as child processes, a demo account
+/// whose workers earn for it, and the dashboard URL. Runs until SIGINT/SIGTERM, then stops its children cleanly.
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start a local grid: a manager, N workers and a demo account.")
+
+    @Option(help: "Number of local workers.") var workers = 2
+    @Option(help: "Data folder (default ~/.campusgrid/local).") var dataDir: String?
+    @Option(help: "Sandbox for the workers (as `worker --sandbox`).") var sandbox: String?
+    @Flag(help: "First line of output is one JSON object with the dashboard URL, manager address and demo credentials.") var json = false
+
+    struct Demo: Codable {
+        var username: String
+        var password: String
+    }
+
+    func run() async throws {
+        guard (0...64).contains(workers) else { throw ValidationError("--workers must be 0–64") }
+        let dir = URL(fileURLWithPath: dataDir ?? Env.home + "/.campusgrid/local").standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let me = try executablePath()
+        var children: [Child] = []
+        func stopAll() {
+            for c in children.reversed() { c.terminate() }
+            for c in children.reversed() { c.waitOrKill(seconds: 10) }
+        }
+        do {
+            let gridPort = Self.isFree(9999) ? 9999 : 0
+            let httpPort = Self.isFree(5000) ? 5000 : 0
+            let manager = try Child.start(
+                me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json"],
+                label: "manager")
+            children.append(manager)
+            guard let ready = manager.readLine(timeout: 60), let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8)),
+                case .number(let g)? = info["grid_port"], case .number(let h)? = info["http_port"]
+            else { throw ValidationError("the manager did not start; see its messages above") }
+            let dashboard = "http://127.0.0.1:\(Int(h))"
+            let managerAddress = "127.0.0.1:\(Int(g))"
+
+            // The demo account: created once, its password kept in the data folder (mode 0600).
+            let demoPath = dir + "/demo.json"
+            var client = GridClient(baseURL: dashboard)
+            let token: String
+            if let data = FileManager.default.contents(atPath: demoPath), let demo = try? JSONDecoder().decode(Demo.self, from: data) {
+                token = try await client.login(demo.username, password: demo.password).token
+            } else {
+                let demo = Demo(username: "demo", password: Self.randomPassword())
+                token = try await client.register(demo.username, password: demo.password).token
+                FileManager.default.createFile(atPath: demoPath, contents: try JSONEncoder().encode(demo), attributes: [.posixPermissions: 0o600])
+            }
+            let demo = try JSONDecoder().decode(Demo.self, from: FileManager.default.contents(atPath: demoPath)!)
+            client.token = token
+            let workerToken = try await client.createToken(kind: "worker").token
+
+            for i in 1...max(workers, 1) where workers > 0 {
+                var args = [
+                    "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
+                ]
+                if let sandbox { args += ["--sandbox", sandbox] }
+                let w = try Child.start(me, args, label: "worker-\(i)")
+                children.append(w)
+                guard w.readLine(timeout: 60) != nil else { throw ValidationError("worker \(i) did not start; see its messages above") }
+            }
+
+            if json {
+                let line: [String: String] = [
+                    "dashboard": dashboard, "manager": managerAddress, "user": demo.username, "password": demo.password, "token": token,
+                ]
+                let e = JSONEncoder()
+                e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                say(String(decoding: try e.encode(line), as: UTF8.self))
+            } else {
+                say(
+                    """
+                    CampusGrid is up.
+                      Dashboard:  \(dashboard)
+                      Manager:    \(managerAddress) (grid protocol), data in \(dir)
+                      Workers:    \(workers) local worker(s), earning for \(demo.username)
+                      Demo login: \(demo.username) / \(demo.password)
+                      Try:        CAMPUSGRID_MANAGER=\(dashboard) CAMPUSGRID_TOKEN=\(token) campusgrid submit examples/sum_of_squares.py --follow
+                    Press Ctrl-C to stop.
+                    """)
+            }
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+            for await _ in signals { break }
+            if !json { say("Stopping…") }
+            stopAll()
+        } catch {
+            stopAll()
+            throw error
+        }
+    }
+
+    static func randomPassword() -> String {
+        let alphabet = Array("abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var rng = SystemRandomNumberGenerator()
+        return String((0..<16).map { _ in alphabet.randomElement(using: &rng)! })
+    }
+
+    /// Whether a TCP port on 127.0.0.1 can be bound now.
+    static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
+
+/// This program's own path, to start its children.
+func executablePath() throws -> String {
+    if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return p }
+    return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+}
+
+/// A child process of `up`: its standard output is read line by line (the ready line, then passed through);
+/// its standard error goes straight to ours.
+final class Child: @unchecked Sendable {
+    // Safe: `process` is only touched from the thread that owns the `up` command; the line buffer is behind `lock`.
+    let process: Process
+    let label: String
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private let available = DispatchSemaphore(value: 0)
+
+    private init(process: Process, label: String) {
+        self.process = process
+        self.label = label
+    }
+
+    static func start(_ path: String, _ arguments: [String], label: String) throws -> Child {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardInput = FileHandle.nullDevice
+        let child = Child(process: p, label: label)
+        try p.run()
+        let handle = pipe.fileHandleForReading
+        Thread.detachNewThread {
+            var pending = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                pending.append(chunk)
+                while let nl = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
+                    pending.removeSubrange(pending.startIndex...nl)
+                    child.lock.lock()
+                    child.lines.append(line)
+                    child.lock.unlock()
+                    child.available.signal()
+                }
+            }
+        }
+        return child
+    }
+
+    /// The next line the child printed, or nil after `timeout` seconds or if it exited.
+    func readLine(timeout: Double) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if available.wait(timeout: .now() + 0.2) == .success {
+                lock.lock()
+                defer { lock.unlock() }
+                return lines.isEmpty ? nil : lines.removeFirst()
+            }
+            if !process.isRunning { return nil }
+        }
+        return nil
+    }
+
+    func terminate() {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+    }
+
+    func waitOrKill(seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
