@@ -37,6 +37,7 @@ public actor WorkerAgent: Service {
     private var workerId: String?
     private var heartbeatSeconds: Double = 1
     private var outbox: Outbox?
+    private var stopping = false
     private var jobs: [JobID: RunningJob] = [:]
     private var unacked: [JobID: (done: Msg.JobDone, payload: ByteBuffer)] = [:]
     private let starts: AsyncStream<JobID>
@@ -62,7 +63,7 @@ public actor WorkerAgent: Service {
         try FileManager.default.createDirectory(atPath: config.dataDirectory + "/jobs", withIntermediateDirectories: true)
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await self.linkLoop() }
+                group.addTask { try await cancelWhenGracefulShutdown { try await self.linkLoop() } }
                 for await id in starts {
                     group.addTask { await self.watch(id) }
                 }
@@ -73,6 +74,7 @@ public actor WorkerAgent: Service {
     }
 
     private func shutdown() {
+        stopping = true
         for job in jobs.values { job.execution.cancel() }
         startContinuation.finish()
     }
@@ -81,7 +83,7 @@ public actor WorkerAgent: Service {
 
     private func linkLoop() async throws {
         var backoff = Backoff()
-        while !Task.isCancelled {
+        while !Task.isCancelled && !stopping {
             do {
                 try await connectOnce(&backoff)
                 logger.warning("lost the manager; reconnecting")
@@ -95,7 +97,7 @@ public actor WorkerAgent: Service {
                 logger.info("manager unreachable; retrying", metadata: ["grid.error": "\(error)"])
             }
             detach()
-            if Task.isCancelled { return }
+            if Task.isCancelled || stopping { return }
             try? await Task.sleep(for: .milliseconds(Int(backoff.next() * 1000)))
         }
     }

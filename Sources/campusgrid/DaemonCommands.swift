@@ -109,7 +109,11 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch is CancellationError {
+            // Stopped by a signal: a clean exit.
+        }
     }
 
     func chooseRunner(python: String) throws -> any JobRunner {

@@ -31,8 +31,14 @@ struct Up: AsyncParsableCommand {
         let me = try executablePath()
         var children: [Child] = []
         func stopAll() {
-            for c in children.reversed() { c.terminate() }
-            for c in children.reversed() { c.waitOrKill(seconds: 10) }
+            // Workers first (they stop their jobs), then the manager.
+            let workers = children.dropFirst()
+            for c in workers { c.terminate() }
+            for c in workers { c.waitOrKill(seconds: 10) }
+            if let manager = children.first {
+                manager.terminate()
+                manager.waitOrKill(seconds: 10)
+            }
         }
         do {
             let gridPort = Self.isFree(9999) ? 9999 : 0
