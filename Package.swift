@@ -93,7 +93,7 @@ let package = Package(
         // Tests.
         .target(
             name: "GridTestSupport",
-            dependencies: ["GridCore"],
+            dependencies: ["GridCore", "GridClient"],
             path: "Tests/GridTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(
             name: "GridIntegrationTests",
             dependencies: [
-                "GridCore", "GridProtocol", "GridTestSupport",
+                "GridCore", "GridProtocol", "GridClient", "GridTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

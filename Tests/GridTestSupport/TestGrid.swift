@@ -1,0 +1,208 @@
+import Foundation
+import GridClient
+import GridCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built `campusgrid` binary: `$CAMPUSGRID_BIN`, or the one next to the test bundle (`swift build` puts both in
+/// the same folder). Tests never build it themselves.
+public enum CampusGridBinary {
+    public static var path: String {
+        if let p = ProcessInfo.processInfo.environment["CAMPUSGRID_BIN"], !p.isEmpty { return p }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        if dir.lastPathComponent == "MacOS" || dir.path.hasSuffix(".xctest/Contents") { dir = dir.deletingLastPathComponent() }
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("campusgrid").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug/campusgrid").path
+    }
+}
+
+/// The result of one CLI run.
+public struct CLIResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// A real grid for one test: a manager and workers as separate `campusgrid` processes on 127.0.0.1 with free ports,
+/// a real SQLite file in a temporary folder. Everything it started is stopped by `shutdown()`, by PID.
+public final class TestGrid: @unchecked Sendable {
+    // Safe: a TestGrid is used by one test at a time; `processes` is guarded by `lock`.
+    public let root: String
+    public private(set) var manager: ManagedProcess?
+    public private(set) var gridPort = 0
+    public private(set) var httpPort = 0
+    private var processes: [ManagedProcess] = []
+    private let lock = NSLock()
+
+    public var baseURL: String { "http://127.0.0.1:\(httpPort)" }
+    public var managerAddress: String { "127.0.0.1:\(gridPort)" }
+
+    public init(label: String = "grid") throws {
+        root = NSTemporaryDirectory() + "campusgrid-test-\(label)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
+    }
+
+    /// The environment every child gets: cheap bcrypt, a private config folder, no inherited tokens.
+    public var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["CAMPUSGRID_BCRYPT_COST"] = "4"
+        env["XDG_CONFIG_HOME"] = root + "/config"
+        env["HOME"] = root
+        env["CAMPUSGRID_TOKEN"] = nil
+        env["CAMPUSGRID_MANAGER"] = nil
+        env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_LOG_LEVEL"] ?? "debug"
+        return env
+    }
+
+    /// Starts a process of the `campusgrid` binary and remembers it for `shutdown()`.
+    public func spawn(_ name: String, _ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> ManagedProcess {
+        var env = environment
+        for (k, v) in extraEnvironment { env[k] = v }
+        let p = try ManagedProcess(name: name, executable: CampusGridBinary.path, arguments: arguments, environment: env, logDirectory: root)
+        lock.lock()
+        processes.append(p)
+        lock.unlock()
+        return p
+    }
+
+    /// Starts the manager (on the same data folder each time) and waits for its ready line.
+    @discardableResult
+    public func startManager(leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0) throws -> ManagedProcess {
+        let m = try spawn(
+            "manager-\(processes.count)",
+            [
+                "manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)",
+                "--lease-seconds", "\(leaseSeconds)", "--json",
+            ])
+        guard let line = m.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+            case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
+        else {
+            throw TestGridError("the manager did not become ready:\n\(m.errorLog.suffix(3000))")
+        }
+        self.gridPort = Int(g)
+        self.httpPort = Int(h)
+        manager = m
+        return m
+    }
+
+    /// Creates an account and returns a client logged in as it.
+    public func user(_ name: String, password: String = "correct horse battery") async throws -> GridClient {
+        var client = GridClient(baseURL: baseURL)
+        client.token = try await client.register(name, password: password).token
+        return client
+    }
+
+    /// Starts a worker earning for `owner` and waits until it registered.
+    @discardableResult
+    public func startWorker(
+        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil
+    ) async throws -> ManagedProcess {
+        let token = try await owner.createToken(kind: "worker").token
+        return try startWorker(name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory)
+    }
+
+    public func startWorker(
+        _ name: String, token: String, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil
+    ) throws -> ManagedProcess {
+        let w = try spawn(
+            name,
+            [
+                "worker", "-m", managerAddress, "--token", token, "--data-dir", dataDirectory ?? root + "/\(name)", "-n", name, "--cpus", "\(cpus)",
+                "--memory", "\(memoryGb)", "--json",
+            ] + extra)
+        guard w.nextLine(timeout: 60) != nil else {
+            throw TestGridError("worker \(name) did not register:\n\(w.errorLog.suffix(3000))")
+        }
+        return w
+    }
+
+    /// Runs the CLI to completion (bounded by `timeout`), against this grid, as `token`'s owner.
+    public func cli(_ arguments: [String], token: String? = nil, stdin: String? = nil, timeout: Double = 120) throws -> CLIResult {
+        var env = environment
+        env["CAMPUSGRID_MANAGER"] = baseURL
+        env["CAMPUSGRID_TOKEN"] = token
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
+        p.arguments = arguments
+        p.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let input = Pipe()
+        p.standardInput = input
+        try p.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
+        // Read both pipes while waiting, so a chatty child never blocks on a full pipe.
+        let outData = LockedData()
+        let errData = LockedData()
+        let t1 = Thread { outData.set(out.fileHandleForReading.readDataToEndOfFile()) }
+        let t2 = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+        t1.start()
+        t2.start()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(10_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        let readDeadline = Date().addingTimeInterval(5)
+        while (outData.get() == nil || errData.get() == nil) && Date() < readDeadline { usleep(10_000) }
+        return CLIResult(
+            status: p.terminationStatus, stdout: String(decoding: outData.get() ?? Data(), as: UTF8.self),
+            stderr: String(decoding: errData.get() ?? Data(), as: UTF8.self))
+    }
+
+    /// Stops everything this grid started (SIGTERM, then SIGKILL) and removes its folder.
+    public func shutdown(keepFiles: Bool = false) {
+        lock.lock()
+        let all = processes
+        lock.unlock()
+        for p in all.reversed() { p.signal(SIGTERM) }
+        for p in all.reversed() { p.waitForExit(timeout: 10) }
+        if !keepFiles { try? FileManager.default.removeItem(atPath: root) }
+    }
+
+    /// Logs of every process, for a failing test's message.
+    public func logs() -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        return processes.map { "==== \($0.name)\n\($0.errorLog.suffix(4000))" }.joined(separator: "\n")
+    }
+}
+
+final class LockedData: @unchecked Sendable {
+    // Safe: all access goes through `lock`.
+    private let lock = NSLock()
+    private var value: Data?
+    func set(_ d: Data) {
+        lock.lock()
+        value = d
+        lock.unlock()
+    }
+    func get() -> Data? {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}
+
+public struct TestGridError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` every `interval` seconds until it holds or `timeout` passes; returns whether it held.
+public func eventually(timeout: Double = 30, interval: Double = 0.1, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+    }
+    return try await condition()
+}
