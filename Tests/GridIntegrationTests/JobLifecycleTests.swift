@@ -53,6 +53,10 @@ extension Integration {
             let dl = try grid.cli(["download", "\(id)", out], token: alice.token!)
             #expect(dl.status == 0, "\(dl.stderr)")
             #expect(try String(contentsOfFile: out + "/answer.txt", encoding: .utf8) == "332833500")
+            let metrics = try await grid.httpGet("/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.body.contains("campusgrid_jobs{state=\"completed\"} 1"))
+            #expect(metrics.body.contains("campusgrid_workers_online 2"))
             #expect(try await Scenario.ledgerOK(alice))
         }
 
