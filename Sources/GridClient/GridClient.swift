@@ -56,8 +56,9 @@ public struct GridClient: Sendable {
         try await send(.POST, "/api/v1/jobs", body: request)
     }
 
-    public func jobs(mine: Bool = false, state: String? = nil, limit: Int = 100) async throws -> API.JobList {
+    public func jobs(mine: Bool = false, state: String? = nil, limit: Int = 100, offset: Int = 0) async throws -> API.JobList {
         var q = "?limit=\(limit)"
+        if offset > 0 { q += "&offset=\(offset)" }
         if mine { q += "&mine=1" }
         if let state { q += "&state=\(state.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? state)" }
         return try await send(.GET, "/api/v1/jobs" + q)

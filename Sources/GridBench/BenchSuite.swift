@@ -1,0 +1,115 @@
+import Foundation
+import GridSandbox
+
+/// Runs every figure of `campusgrid bench` in turn and collects the report. A part that fails is reported as not
+/// measured, with the reason, and the rest still runs.
+public struct BenchSuite: Sendable {
+    /// The sections, in the order they run.
+    public enum Section: String, Sendable, CaseIterable {
+        case jobs, scheduler, sandbox, tasks, memory, files
+    }
+
+    public var sizes: BenchSizes
+    /// The `campusgrid` binary to start the local grid with.
+    public var binary: String
+    /// The repository checkout (for `scripts/bench-reference` and the git commit), if known.
+    public var repository: String?
+    public var sections: [Section]
+    /// Whether missing reference tools are installed first.
+    public var installReferences: Bool
+    /// Progress lines (to standard error).
+    public var log: @Sendable (String) -> Void
+
+    public init(
+        sizes: BenchSizes, binary: String, repository: String?, sections: [Section] = Section.allCases, installReferences: Bool,
+        log: @escaping @Sendable (String) -> Void
+    ) {
+        self.sizes = sizes
+        self.binary = binary
+        self.repository = repository
+        self.sections = sections
+        self.installReferences = installReferences
+        self.log = log
+    }
+
+    public func run() async -> BenchReport {
+        let started = Date()
+        let t0 = Stats.now()
+        let machine = MachineDescription.current(repository: repository)
+        let scratch = NSTemporaryDirectory() + "campusgrid-bench-scratch-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var figures: [Figure] = []
+        let python = (try? PythonLocator.resolve(ProcessInfo.processInfo.environment["CAMPUSGRID_PYTHON"] ?? "python3")) ?? "/usr/bin/python3"
+        var references = ReferenceTools(repository: repository, install: installReferences, runPython: sizes.mode != "tiny")
+        let needsReferences = sections.contains { [.tasks, .memory, .files].contains($0) }
+        if needsReferences, let why = references.prepare(log: log) {
+            log("reference tools: \(why)")
+            references.runPython = false
+        }
+        for section in sections {
+            log("bench: \(section.rawValue)")
+            let s0 = Stats.now()
+            do {
+                switch section {
+                case .jobs:
+                    let grid = try await LocalGrid.start(binary: binary, workers: 2)
+                    do {
+                        figures += try await JobBench.latency(grid: grid, count: sizes.latencyJobs, python: python, scratch: scratch + "/jobs", log: log)
+                        figures.append(
+                            try await JobBench.throughput(
+                                grid: grid, count: sizes.throughputJobs, repeats: sizes.throughputRepeats, python: python, scratch: scratch + "/jobs",
+                                log: log))
+                        grid.stop()
+                    } catch {
+                        grid.stop()
+                        throw error
+                    }
+                case .scheduler:
+                    figures.append(
+                        try await SchedulerBench.run(
+                            workers: sizes.schedulerWorkers, jobs: sizes.schedulerJobs, repeats: sizes.schedulerRepeats, scratch: scratch, log: log))
+                case .sandbox:
+                    figures += try await SandboxBench.run(python: python, launches: sizes.sandboxLaunches, scratch: scratch, log: log)
+                case .tasks:
+                    figures += try await PeerBench.tasks(sizes: sizes, references: references, log: log)
+                case .memory:
+                    figures.append(try await PeerBench.memory(sizes: sizes, references: references, scratch: scratch, log: log))
+                case .files:
+                    figures += try await PeerBench.files(sizes: sizes, references: references, scratch: scratch, log: log)
+                }
+            } catch {
+                log("bench: \(section.rawValue) failed: \(error)")
+                figures += Self.placeholders(for: section, reason: "failed: \(error)")
+            }
+            log(String(format: "bench: %@ took %.1f s", section.rawValue, Stats.now() - s0))
+        }
+        return BenchReport(
+            mode: sizes.mode, startedAt: ISO8601DateFormatter().string(from: started), durationSeconds: Stats.now() - t0, machine: machine,
+            figures: figures)
+    }
+
+    /// The figures a section would have produced, marked not measured (so the report always names every figure).
+    static func placeholders(for section: Section, reason: String) -> [Figure] {
+        let ids: [(String, String, String, Better)] =
+            switch section {
+            case .jobs:
+                [
+                    ("job.submit_to_start", "Empty job: submit → start", "ms", .lower),
+                    ("job.submit_to_completion", "Empty job: submit → completion", "ms", .lower),
+                    ("job.throughput", "Job throughput", "jobs/s", .higher),
+                ]
+            case .scheduler: [("scheduler.placements", "Scheduler placements", "placements/s", .higher)]
+            case .sandbox: [("sandbox.restricted", "Sandbox launch: restricted", "ms", .lower)]
+            case .tasks:
+                [("tasks.throughput", "Function tasks (x*x)", "tasks/s", .higher), ("tasks.round_trip", "Function task round trip", "ms", .lower)]
+            case .memory: [("memory.ops", "Memory set/get", "ops/s", .higher)]
+            case .files: [("files.put", "File put", "MB/s", .higher), ("files.get", "File get", "MB/s", .higher)]
+            }
+        return ids.map { id, title, unit, better in
+            var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")
+            f.skip(reason)
+            return f
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import GridClient
+import GridCore
+import NIOCore
+import NIOFoundationCompat
+
+/// An idle local grid the bench starts for itself: a manager and N workers as child processes of the `campusgrid`
+/// binary, on free ports of 127.0.0.1, with a temporary data folder that is removed afterwards.
+public final class LocalGrid: @unchecked Sendable {
+    // Safe: created and stopped by one task; the children are only signalled by pid.
+    public let root: String
+    public let baseURL: String
+    public let managerAddress: String
+    /// A submitter with (practically) unlimited credits.
+    public let client: GridClient
+    /// The workers' owner, whose token the workers joined with.
+    public let workerToken: String
+    private var children: [ServerProcess]
+    private let binary: String
+    private let environment: [String: String]
+
+    /// Starts the manager and `workers` workers (each offering 1 CPU and 1 slot, so the grid runs `workers` jobs at
+    /// once) and waits until all registered.
+    public static func start(binary: String, workers: Int, extraWorkerArguments: [String] = []) async throws -> LocalGrid {
+        let root = NSTemporaryDirectory() + "campusgrid-bench-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
+        var env = ProcessInfo.processInfo.environment
+        env["HOME"] = root
+        env["XDG_CONFIG_HOME"] = root + "/config"
+        env["CAMPUSGRID_BCRYPT_COST"] = "4"
+        env["STARTING_CREDITS"] = "1000000000"
+        env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_BENCH_LOG_LEVEL"] ?? "warning"
+        env["CAMPUSGRID_TOKEN"] = nil
+        env["CAMPUSGRID_MANAGER"] = nil
+        var children: [ServerProcess] = []
+        do {
+            let manager = try ServerProcess(
+                name: "manager", path: binary,
+                arguments: ["manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json"],
+                environment: env)
+            children.append(manager)
+            guard let line = manager.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+                case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
+            else { throw BenchError("the bench's manager did not start:\n\(manager.errorLog.suffix(2000))") }
+            let baseURL = "http://127.0.0.1:\(Int(h))"
+            let managerAddress = "127.0.0.1:\(Int(g))"
+            let password = UUID().uuidString
+            var owner = GridClient(baseURL: baseURL)
+            owner.token = try await owner.register("bench-owner", password: password).token
+            let workerToken = try await owner.createToken(kind: "worker").token
+            var client = GridClient(baseURL: baseURL)
+            client.token = try await client.register("bench", password: password).token
+            for i in 1...max(1, workers) {
+                let w = try ServerProcess(
+                    name: "worker-\(i)", path: binary,
+                    arguments: [
+                        "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", root + "/worker-\(i)", "-n", "bench-\(i)", "--cpus", "1",
+                        "--slots", "1", "--memory", "2", "--json",
+                    ] + extraWorkerArguments,
+                    environment: env)
+                children.append(w)
+                guard w.nextLine(timeout: 60) != nil else { throw BenchError("bench worker \(i) did not register:\n\(w.errorLog.suffix(2000))") }
+            }
+            return LocalGrid(
+                root: root, baseURL: baseURL, managerAddress: managerAddress, client: client, workerToken: workerToken, children: children,
+                binary: binary, environment: env)
+        } catch {
+            for c in children.reversed() { c.stop() }
+            try? FileManager.default.removeItem(atPath: root)
+            throw error
+        }
+    }
+
+    private init(
+        root: String, baseURL: String, managerAddress: String, client: GridClient, workerToken: String, children: [ServerProcess], binary: String,
+        environment: [String: String]
+    ) {
+        self.root = root
+        self.baseURL = baseURL
+        self.managerAddress = managerAddress
+        self.client = client
+        self.workerToken = workerToken
+        self.children = children
+        self.binary = binary
+        self.environment = environment
+    }
+
+    /// Jobs by state, from the manager's `/metrics`.
+    public func jobCounts() async throws -> [String: Int] {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: baseURL + "/metrics"), timeout: .seconds(30))
+        let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        var out: [String: Int] = [:]
+        for line in body.split(separator: "\n") where line.hasPrefix("campusgrid_jobs{state=\"") {
+            let rest = line.dropFirst("campusgrid_jobs{state=\"".count)
+            guard let quote = rest.firstIndex(of: "\""), let space = rest.lastIndex(of: " "), let n = Int(rest[rest.index(after: space)...]) else {
+                continue
+            }
+            out[String(rest[..<quote])] = n
+        }
+        return out
+    }
+
+    /// Stops the workers, then the manager, and removes the data folder.
+    public func stop() {
+        for c in children.dropFirst().reversed() { c.stop() }
+        children.first?.stop()
+        children = []
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// The last messages of every child, for an error.
+    public var logs: String {
+        children.map { "== \($0.name)\n\($0.errorLog.suffix(1500))" }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+
+/// The peer-service figures — function tasks, distributed memory, distributed files — with their references
+/// (Dask and Ray; redis-server; nginx). The references always run when installed; the peers' side plugs in through
+/// `PeerServices` once this build has them, and is reported as not measured until then (never estimated).
+enum PeerBench {
+    static let unavailable = "not measured: peer services not available in this build"
+
+    // MARK: Function tasks
+
+    static func tasks(sizes: BenchSizes, references: ReferenceTools, log: (String) -> Void) async throws -> [Figure] {
+        var throughput = Figure(
+            id: "tasks.throughput", title: "Function tasks (x*x)", unit: "tasks/s", better: .higher,
+            workload: "\(sizes.tasks) calls of def main(x): return x*x submitted at once, 2 worker processes; \(sizes.taskRepeats) runs, warm pools")
+        var roundTrip = Figure(
+            id: "tasks.round_trip", title: "Function task round trip", unit: "ms", better: .lower,
+            workload: "\(sizes.roundTrips) sequential calls of main(x), warm pools")
+        if let peers = PeerServices.current {
+            throughput.record(try await peers.taskThroughput(tasks: sizes.tasks, repeats: sizes.taskRepeats))
+            roundTrip.record(try await peers.taskRoundTrips(sizes.roundTrips))
+        } else {
+            throughput.skip(unavailable)
+            roundTrip.skip(unavailable)
+        }
+        for framework in ["ray", "dask"] {
+            switch references.pythonTasks(framework, sizes: sizes, log: log) {
+            case .success(let run):
+                // Targets (issue 6): throughput at least Ray's, round-trip p50 no worse than Ray's.
+                let goal: Double? = framework == "ray" ? 1.0 : nil
+                throughput.add(Reference(name: run.name, samples: run.tasksPerSecond, targetRatio: goal))
+                roundTrip.add(Reference(name: run.name, samples: run.roundTripMs, targetRatio: goal))
+            case .failure(let why):
+                let goal: Double? = framework == "ray" ? 1.0 : nil
+                throughput.add(.missing(framework, because: why.description, targetRatio: goal))
+                roundTrip.add(.missing(framework, because: why.description, targetRatio: goal))
+            }
+        }
+        return [throughput, roundTrip]
+    }
+
+    // MARK: Distributed memory
+
+    static func memory(sizes: BenchSizes, references: ReferenceTools, scratch: String, log: (String) -> Void) async throws -> Figure {
+        var figure = Figure(
+            id: "memory.ops", title: "Memory set/get", unit: "ops/s", better: .higher,
+            workload:
+                "\(sizes.kvClients) concurrent clients × \(sizes.kvOpsPerClient) ops (SET then GET of a 100-byte value, one request in flight per client); \(sizes.kvRepeats) runs; same Swift load generator for both"
+        )
+        if let peers = PeerServices.current {
+            var samples: [Double] = []
+            for _ in 0..<sizes.kvRepeats {
+                let r = try await KVLoad.run(clients: sizes.kvClients, opsPerClient: sizes.kvOpsPerClient, timeLimit: 60) { c in
+                    try await peers.memoryConnection(c)
+                }
+                samples.append(r.opsPerSecond)
+            }
+            figure.record(samples)
+        } else {
+            figure.skip(unavailable)
+        }
+        do {
+            let redis = try references.startRedis(scratch: scratch)
+            defer { redis.server.stop() }
+            var samples: [Double] = []
+            for _ in 0..<sizes.kvRepeats {
+                let port = redis.port
+                let r = try await KVLoad.run(clients: sizes.kvClients, opsPerClient: sizes.kvOpsPerClient, timeLimit: 60) { _ in
+                    try await RESPConnection.connect(port: port)
+                }
+                samples.append(r.opsPerSecond)
+            }
+            log("  redis: \(String(format: "%.0f", Stats.median(samples) ?? 0)) ops/s")
+            figure.add(Reference(name: redis.name, samples: samples, targetRatio: 0.3))
+        } catch {
+            figure.add(.missing("redis-server", because: "\(error)", targetRatio: 0.3))
+        }
+        return figure
+    }
+
+    // MARK: Distributed files
+
+    static func files(sizes: BenchSizes, references: ReferenceTools, scratch: String, log: (String) -> Void) async throws -> [Figure] {
+        let mb = sizes.fileBytes >> 20
+        var put = Figure(
+            id: "files.put", title: "File put (\(mb) MiB)", unit: "MB/s", better: .higher,
+            workload: "one \(mb) MiB file stored through a peer; \(sizes.fileRepeats) runs")
+        var get = Figure(
+            id: "files.get", title: "File get (\(mb) MiB)", unit: "MB/s", better: .higher,
+            workload: "the same \(mb) MiB file read back through a peer over loopback; \(sizes.fileRepeats) runs (page cache warm)")
+        let dir = scratch + "/files"
+        try FileManager.default.createDirectory(atPath: dir + "/www", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/www/blob.bin"
+        try writeBlob(path: path, bytes: sizes.fileBytes)
+        if let peers = PeerServices.current {
+            put.record(try await peers.filePut(path: path, repeats: sizes.fileRepeats))
+            get.record(try await peers.fileGet(name: "blob.bin", bytes: sizes.fileBytes, repeats: sizes.fileRepeats, scratch: dir))
+        } else {
+            put.skip(unavailable)
+            get.skip(unavailable)
+        }
+        do {
+            let samples = try references.nginxGet(root: dir, file: "blob.bin", bytes: sizes.fileBytes, repeats: sizes.fileRepeats)
+            log("  nginx: \(String(format: "%.0f", Stats.median(samples.samples) ?? 0)) MB/s")
+            get.add(Reference(name: samples.name, samples: samples.samples, targetRatio: 0.5))
+        } catch {
+            get.add(.missing("nginx", because: "\(error)", targetRatio: 0.5))
+        }
+        return [put, get]
+    }
+
+    /// Writes `bytes` of incompressible data (one random MiB, repeated).
+    static func writeBlob(path: String, bytes: Int) throws {
+        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644])
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw BenchError("cannot write \(path)") }
+        defer { try? handle.close() }
+        var rng = SplitMix(seed: 7)
+        var block = [UInt8](repeating: 0, count: 1 << 20)
+        for i in stride(from: 0, to: block.count, by: 8) {
+            withUnsafeBytes(of: rng.next()) { raw in for j in 0..<8 { block[i + j] = raw[j] } }
+        }
+        let data = Data(block)
+        var left = bytes
+        while left > 0 {
+            let n = min(left, data.count)
+            try handle.write(contentsOf: data.prefix(n))
+            left -= n
+        }
+    }
+}
+
+/// The grid's peer services as the bench drives them. `current` is nil until this build has them (the peer-services
+/// issue); then it connects to the peers of a local grid and every figure above gains its measured side.
+protocol PeerServiceDriver: Sendable {
+    func taskThroughput(tasks: Int, repeats: Int) async throws -> [Double]
+    func taskRoundTrips(_ count: Int) async throws -> [Double]
+    func memoryConnection(_ client: Int) async throws -> any KVConnection
+    func filePut(path: String, repeats: Int) async throws -> [Double]
+    func fileGet(name: String, bytes: Int, repeats: Int, scratch: String) async throws -> [Double]
+}
+
+enum PeerServices {
+    static var current: (any PeerServiceDriver)? { nil }
+}

@@ -1,0 +1,124 @@
+import Foundation
+
+/// The reference tools, found on this machine: `scripts/bench-reference` (Dask and Ray in its virtualenv),
+/// redis-server and nginx (from apt). Each is started here, on 127.0.0.1 and a free port, and stopped by pid.
+struct ReferenceTools {
+    /// The repository checkout holding `scripts/bench-reference`, if found.
+    var repository: String?
+    /// Whether missing tools may be installed (`scripts/bench-reference install`) before use.
+    var install: Bool
+    /// Whether the Python references (slow to start: Ray takes seconds) run at all.
+    var runPython: Bool
+
+    var script: String? { repository.map { $0 + "/scripts/bench-reference" }.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil } }
+
+    /// Installs what is missing, once; returns why it could not, if it could not.
+    func prepare(log: (String) -> Void) -> String? {
+        guard let script else { return "scripts/bench-reference not found (run the bench from the repository, or pass --repository)" }
+        if (try? Shell.run(script, ["check"], timeout: 60))?.status == 0 { return nil }
+        guard install else { return "reference tools not installed: run scripts/bench-reference install" }
+        log("installing the reference tools (scripts/bench-reference install)…")
+        guard let r = try? Shell.run(script, ["install"], timeout: 900), r.status == 0 else {
+            return "scripts/bench-reference install failed"
+        }
+        return nil
+    }
+
+    struct PythonRun {
+        var name: String
+        var tasksPerSecond: [Double]
+        var roundTripMs: [Double]
+    }
+
+    /// Runs the function-task workload on `framework` (dask or ray) through the script.
+    func pythonTasks(_ framework: String, sizes: BenchSizes, log: (String) -> Void) -> Result<PythonRun, BenchError> {
+        guard runPython else { return .failure(BenchError("not run in this mode (Python references are skipped with --tiny)")) }
+        guard let script else { return .failure(BenchError("scripts/bench-reference not found")) }
+        log("  running \(framework) (\(sizes.tasks) tasks × \(sizes.taskRepeats), \(sizes.roundTrips) round trips)…")
+        let result: Shell.Result
+        do {
+            result = try Shell.run(
+                script, ["run", "\(sizes.tasks)", "\(sizes.roundTrips)", "\(sizes.taskRepeats)", framework], timeout: 660)
+        } catch {
+            return .failure(BenchError("\(error)"))
+        }
+        let line = result.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            return .failure(BenchError("bench-reference printed no result: \(result.stderr.suffix(400))"))
+        }
+        if let error = object["error"] as? String { return .failure(BenchError("bench-reference: \(error.suffix(400))")) }
+        guard let run = object[framework] as? [String: Any] else { return .failure(BenchError("bench-reference printed no \(framework) result")) }
+        if let error = run["error"] as? String { return .failure(BenchError("\(framework) failed: \(error.suffix(400))")) }
+        guard let rates = run["tasks_per_s"] as? [Double], let trips = run["round_trip_ms"] as? [Double] else {
+            return .failure(BenchError("\(framework) result without samples"))
+        }
+        let python = run["python"] as? String ?? "?"
+        return .success(PythonRun(name: "\(run["name"] as? String ?? framework), Python \(python)", tasksPerSecond: rates, roundTripMs: trips))
+    }
+
+    /// Starts redis-server (no persistence) on a free port.
+    func startRedis(scratch: String) throws -> (server: ServerProcess, port: Int, name: String) {
+        guard let path = Shell.which("redis-server") else { throw BenchError("redis-server not installed: run scripts/bench-reference install") }
+        let version = Shell.output(path, ["--version"], timeout: 10)?.split(separator: " ").first { $0.hasPrefix("v=") }.map { $0.dropFirst(2) } ?? "?"
+        let dir = scratch + "/redis"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let port = try Shell.freePort()
+        let server = try ServerProcess(
+            name: "redis-server", path: path,
+            arguments: [
+                "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir, "--maxclients", "1000",
+            ])
+        guard Shell.waitForPort(port, timeout: 20) else {
+            server.stop()
+            throw BenchError("redis-server did not start: \(server.errorLog.suffix(400))")
+        }
+        return (server, port, "redis-server \(version) (same Swift load generator, RESP)")
+    }
+
+    /// Serves `root/www/file` with nginx on a free port and downloads it `repeats` times with curl (after one
+    /// warm-up); returns MB/s samples.
+    func nginxGet(root: String, file: String, bytes: Int, repeats: Int) throws -> (name: String, samples: [Double]) {
+        guard let nginx = Shell.which("nginx") else { throw BenchError("nginx not installed: run scripts/bench-reference install") }
+        guard Shell.which("curl") != nil else { throw BenchError("curl not installed: run scripts/bench-reference install") }
+        let version = (try? Shell.run(nginx, ["-v"], timeout: 10))?.stderr.split(separator: "/").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        let port = try Shell.freePort()
+        let conf = """
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            user root;
+            pid \(root)/nginx.pid;
+            error_log \(root)/nginx-error.log;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                sendfile on;
+                tcp_nopush on;
+                client_body_temp_path \(root)/tmp-body;
+                proxy_temp_path \(root)/tmp-proxy;
+                fastcgi_temp_path \(root)/tmp-fastcgi;
+                uwsgi_temp_path \(root)/tmp-uwsgi;
+                scgi_temp_path \(root)/tmp-scgi;
+                server {
+                    listen 127.0.0.1:\(port);
+                    root \(root)/www;
+                }
+            }
+            """
+        try conf.write(toFile: root + "/nginx.conf", atomically: true, encoding: .utf8)
+        let server = try ServerProcess(name: "nginx", path: nginx, arguments: ["-c", root + "/nginx.conf", "-p", root, "-e", root + "/nginx-error.log"])
+        defer { server.stop() }
+        guard Shell.waitForPort(port, timeout: 20) else { throw BenchError("nginx did not start: \(server.errorLog.suffix(400))") }
+        var samples: [Double] = []
+        for i in 0...repeats {
+            let r = try Shell.run(
+                "curl", ["-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", "http://127.0.0.1:\(port)/\(file)"], timeout: 300)
+            let parts = r.stdout.split(separator: " ")
+            guard r.status == 0, parts.count == 2, let size = Double(parts[0]), let seconds = Double(parts[1]), Int(size) == bytes, seconds > 0 else {
+                throw BenchError("curl from nginx failed: \(r.stderr.suffix(300)) \(r.stdout.suffix(100))")
+            }
+            if i > 0 { samples.append(size / seconds / 1e6) }
+        }
+        return ("nginx \(version) over loopback, curl client", samples)
+    }
+}

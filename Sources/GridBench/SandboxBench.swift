@@ -1,0 +1,62 @@
+import Foundation
+import GridCore
+import GridSandbox
+
+/// Launch overhead of each sandbox tier this machine has: an empty Python script started through the tier's runner
+/// and waited for as the worker does (output drained, report received), against the same script started with a plain
+/// `posix_spawn` + `waitpid`. Samples alternate between the two so drift in the machine's load hits both alike.
+enum SandboxBench {
+    /// The tiers that can run here, weakest first, each with its runner, or the reason it cannot.
+    static func tiers(python: String) -> [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] {
+        var out: [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] = [(.restricted, .success(RestrictedRunner(python: python)))]
+        out.append((.bwrap, .failure(BenchError("not available: this build has no bwrap runner yet"))))
+        out.append((.oci, .failure(BenchError("not available: this build has no OCI runner yet"))))
+        return out
+    }
+
+    static func run(python: String, launches: Int, scratch: String, log: (String) -> Void) async throws -> [Figure] {
+        var figures: [Figure] = []
+        for (tier, runner) in tiers(python: python) {
+            var figure = Figure(
+                id: "sandbox.\(tier.rawValue)", title: "Sandbox launch: \(tier.label)", unit: "ms", better: .lower,
+                workload: "\(launches) launches of an empty Python script, alternating with plain launches")
+            switch runner {
+            case .failure(let why):
+                figure.skip(why.description)
+                figure.add(Reference.missing("plain process start (posix_spawn + wait)", because: "the tier did not run"))
+            case .success(let runner):
+                let dir = scratch + "/sandbox-\(tier.rawValue)"
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try Data(JobBench.script.utf8).write(to: URL(fileURLWithPath: dir + "/empty.py"))
+                var ours: [Double] = []
+                var plain: [Double] = []
+                // One warm-up of each, not counted.
+                _ = try await launch(runner, scratch: dir, attempt: 0)
+                _ = try PlainSpawn.run(python, ["-u", dir + "/empty.py"], directory: dir)
+                for i in 0..<launches {
+                    plain.append(try PlainSpawn.run(python, ["-u", dir + "/empty.py"], directory: dir) * 1000)
+                    ours.append(try await launch(runner, scratch: dir, attempt: i + 1) * 1000)
+                }
+                figure.record(ours)
+                figure.add(Reference(name: "plain process start (posix_spawn + wait)", samples: plain))
+                if let a = figure.value, let b = figure.references.last?.value { figure.detail["overhead_ms"] = a - b }
+                log("  sandbox \(tier.rawValue): \(String(format: "%.1f", figure.value ?? 0)) ms vs plain \(String(format: "%.1f", figure.references.last?.value ?? 0)) ms")
+            }
+            figures.append(figure)
+        }
+        return figures
+    }
+
+    /// Starts the script through `runner`, drains its output and waits for its report; returns the seconds taken.
+    static func launch(_ runner: any JobRunner, scratch: String, attempt: Int) async throws -> Double {
+        let request = RunRequest(
+            job: JobRef(jobId: 1, attempt: attempt), spec: JobBench.spec, scratch: URL(fileURLWithPath: scratch), script: "empty.py")
+        let start = Stats.now()
+        let execution = try runner.start(request)
+        for await _ in execution.output {}
+        let report = await execution.wait()
+        let elapsed = Stats.now() - start
+        guard report.outcome == .completed else { throw BenchError("the sandboxed script ended \(report.outcome.rawValue): \(report.reason ?? "")") }
+        return elapsed
+    }
+}
