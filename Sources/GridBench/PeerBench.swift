@@ -59,8 +59,14 @@ enum PeerBench {
             figure.skip(unavailable)
         }
         do {
+            let t0 = Stats.now()
             let redis = try references.startRedis(scratch: scratch)
-            defer { redis.server.stop() }
+            log(String(format: "  redis started in %.2f s", Stats.now() - t0))
+            defer {
+                let t1 = Stats.now()
+                redis.server.stop()
+                log(String(format: "  redis stopped in %.2f s", Stats.now() - t1))
+            }
             var samples: [Double] = []
             for _ in 0..<sizes.kvRepeats {
                 let port = redis.port

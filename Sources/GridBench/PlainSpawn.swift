@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// The reference for everything that starts a process: `posix_spawn` and `waitpid`, nothing else. Output goes to
-/// /dev/null; the caller's environment is inherited.
+/// /dev/null; the environment is the same minimal one a job gets (so both start the interpreter the same way).
 public enum PlainSpawn {
     /// Runs `path arguments…` in `directory` and returns the seconds from spawn to exit. Throws when it cannot start
     /// or exits non-zero.
@@ -18,11 +18,26 @@ public enum PlainSpawn {
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         // (The working directory is not changed: Glibc's addchdir is not visible to Swift here; pass absolute paths.)
         _ = directory
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        let environment: [String] = [
+            "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(directory ?? "/tmp")", "TMPDIR=/tmp", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1",
+            "PYTHONDONTWRITEBYTECODE=1",
+        ]
+        let env = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            env.forEach { free($0) }
+        }
         var pid: pid_t = 0
         let start = Stats.now()
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, env)
         guard rc == 0 else { throw BenchError("cannot start \(path): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

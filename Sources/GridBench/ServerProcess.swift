@@ -28,7 +28,21 @@ public final class ServerProcess: @unchecked Sendable {
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
         process = p
-        do { try p.run() } catch { throw BenchError("cannot start \(name) (\(path)): \(error)") }
+        // Started from a fresh thread with no signals blocked: the child inherits its signal mask, and the threads
+        // of Swift's concurrency pool block SIGTERM, which would make the child deaf to `stop()`.
+        let failure = Collected()
+        let started = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var none = sigset_t()
+            sigemptyset(&none)
+            pthread_sigmask(SIG_SETMASK, &none, nil)
+            do { try p.run() } catch { failure.set(Data("\(error)".utf8)) }
+            started.signal()
+        }
+        started.wait()
+        if !failure.get().isEmpty {
+            throw BenchError("cannot start \(name) (\(path)): \(String(decoding: failure.get(), as: UTF8.self))")
+        }
         let outHandle = out.fileHandleForReading
         let errHandle = err.fileHandleForReading
         Thread.detachNewThread { [self] in
@@ -73,7 +87,7 @@ public final class ServerProcess: @unchecked Sendable {
                 return lines.removeFirst()
             }
             lock.unlock()
-            if available.wait(timeout: .now() + 0.2) == .timedOut && !process.isRunning { return nil }
+            if available.wait(timeout: .now() + 0.2) == .timedOut && hasExited { return nil }
         }
         return nil
     }
@@ -87,11 +101,25 @@ public final class ServerProcess: @unchecked Sendable {
 
     /// SIGTERM, up to `grace` seconds to exit, then SIGKILL.
     public func stop(grace: Double = 10) {
-        guard process.isRunning else { return }
+        guard !hasExited else { return }
         kill(pid, SIGTERM)
         let deadline = Stats.now() + grace
-        while process.isRunning && Stats.now() < deadline { usleep(20_000) }
-        if process.isRunning { kill(pid, SIGKILL) }
-        process.waitUntilExit()
+        while !hasExited && Stats.now() < deadline { usleep(10_000) }
+        if !hasExited {
+            kill(pid, SIGKILL)
+            let killDeadline = Stats.now() + 5
+            while !hasExited && Stats.now() < killDeadline { usleep(10_000) }
+        }
+    }
+
+    /// Whether the child is gone or a zombie. Read from /proc: Foundation's `isRunning` can lag by seconds when the
+    /// child exits while its pipes are being read.
+    var hasExited: Bool {
+        guard process.isRunning else { return true }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        // The state follows the parenthesised command name: "pid (comm) S …".
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        return state == "Z" || state == "X"
     }
 }

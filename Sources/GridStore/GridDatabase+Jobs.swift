@@ -132,12 +132,13 @@ extension GridDatabase {
 
     /// Pending jobs as the scheduler sees them.
     public func queuedJobs() async throws -> [Placement.Job] {
+        // Only the columns the scheduler needs, with one decoder: this runs on every pass over the whole queue.
         try await writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'pending' ORDER BY id").map {
-                let job = JobRecord(row: $0)
+            let decoder = JSONDecoder()
+            return try Row.fetchAll(db, sql: "SELECT id, owner_id, spec, submitted_at FROM jobs WHERE state = 'pending' ORDER BY id").map { row in
+                let spec = (try? decoder.decode(JobSpec.self, from: Data((row[2] as String).utf8))) ?? JobSpec(name: "?")
                 return Placement.Job(
-                    id: job.id, owner: job.ownerId, priority: job.spec.priority, request: job.spec.resources, minTier: job.spec.minTier,
-                    submitted: job.submittedAt)
+                    id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3])
             }
         }
     }
@@ -172,19 +173,31 @@ extension GridDatabase {
         guard !assignments.isEmpty else { return [] }
         return try await writer.write { db in
             var started: [JobRecord] = []
+            // Cached statements (compiled once per pass, not once per job) and each worker looked up once.
+            let workerRow = try db.cachedStatement(sql: "SELECT online, name FROM workers WHERE id = ?")
+            let start = try db.cachedStatement(
+                sql: """
+                    UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
+                        log_attempt_base = log_total WHERE id = ?
+                    """)
+            var workers: [WorkerID: (online: Bool, name: String)] = [:]
             for a in assignments {
                 guard let job = try Self.job(db, a.job), job.state == .pending, !job.cancelRequested else { continue }
-                guard let online = try Bool.fetchOne(db, sql: "SELECT online FROM workers WHERE id = ?", arguments: [a.worker]), online
-                else { continue }
-                try db.execute(
-                    sql: """
-                        UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
-                            log_attempt_base = log_total WHERE id = ?
-                        """,
-                    arguments: [a.worker, now, a.job])
-                let name = try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [a.worker]) ?? a.worker
-                try Self.event(db, a.job, .running, "on worker \(name) (attempt \(job.attempt + 1))", now)
-                started.append(try Self.job(db, a.job)!)
+                if workers[a.worker] == nil {
+                    let row = try Row.fetchOne(workerRow, arguments: [a.worker])
+                    workers[a.worker] = (row?["online"] ?? false, row?["name"] ?? a.worker)
+                }
+                guard let worker = workers[a.worker], worker.online else { continue }
+                try start.execute(arguments: [a.worker, now, a.job])
+                try Self.event(db, a.job, .running, "on worker \(worker.name) (attempt \(job.attempt + 1))", now)
+                // The row as the UPDATE left it, without reading it back.
+                var running = job
+                running.state = .running
+                running.workerId = a.worker
+                running.attempt += 1
+                running.startedAt = now
+                running.pendingReason = nil
+                started.append(running)
             }
             return started
         }
@@ -194,11 +207,9 @@ extension GridDatabase {
     public func setPendingReasons(_ reasons: [JobID: String]) async throws {
         guard !reasons.isEmpty else { return }
         try await writer.write { db in
-            for (id, reason) in reasons {
-                try db.execute(
-                    sql: "UPDATE jobs SET pending_reason = ? WHERE id = ? AND state = 'pending' AND pending_reason IS NOT ?",
-                    arguments: [reason, id, reason])
-            }
+            let update = try db.cachedStatement(
+                sql: "UPDATE jobs SET pending_reason = ? WHERE id = ? AND state = 'pending' AND pending_reason IS NOT ?")
+            for (id, reason) in reasons { try update.execute(arguments: [reason, id, reason]) }
         }
     }
 
@@ -338,12 +349,12 @@ extension GridDatabase {
     // MARK: - Helpers inside transactions
 
     static func job(_ db: Database, _ id: JobID) throws -> JobRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(JobRecord.init(row:))
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM jobs WHERE id = ?"), arguments: [id]).map(JobRecord.init(row:))
     }
 
     static func event(_ db: Database, _ job: JobID, _ state: JobState, _ detail: String?, _ now: Double) throws {
-        try db.execute(
-            sql: "INSERT INTO job_events (job_id, at, state, detail) VALUES (?, ?, ?, ?)", arguments: [job, now, state.rawValue, detail])
+        try db.cachedStatement(sql: "INSERT INTO job_events (job_id, at, state, detail) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [job, now, state.rawValue, detail])
     }
 
     static func appendLog(_ db: Database, _ job: JobID, _ data: Data, total: Int64) throws {

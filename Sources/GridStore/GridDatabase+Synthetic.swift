@@ -28,5 +28,7 @@ extension GridDatabase {
                 try insertJob.execute(arguments: [j.id, j.owner, String(decoding: try encoder.encode(spec), as: UTF8.self), j.submitted])
             }
         }
+        // Fold the write-ahead log into the database now, so the next write does not pay for checkpointing this one.
+        try await writer.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
     }
 }

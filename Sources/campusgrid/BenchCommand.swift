@@ -19,7 +19,12 @@ struct BenchCommand: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let tinyMode = tiny || env["CAMPUSGRID_BENCH_TINY"] == "1"
-        let sizes: BenchSizes = tinyMode ? .tiny : quick ? .quick : .full
+        var sizes: BenchSizes = tinyMode ? .tiny : quick ? .quick : .full
+        // For profiling one part: CAMPUSGRID_BENCH_SCHEDULER=WORKERS,JOBS.
+        if let wj = env["CAMPUSGRID_BENCH_SCHEDULER"]?.split(separator: ",").compactMap({ Int($0) }), wj.count == 2 {
+            sizes.schedulerWorkers = wj[0]
+            sizes.schedulerJobs = wj[1]
+        }
         var sections = BenchSuite.Section.allCases
         if let only {
             sections = try only.split(separator: ",").map { name in
