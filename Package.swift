@@ -106,6 +106,10 @@ let package = Package(
         .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler"], swiftSettings: swiftSettings),
         .testTarget(name: "GridStoreTests", dependencies: ["GridStore"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "GridSandboxTests", dependencies: ["GridCore", "GridSandbox", "GridTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GridSandboxIntegrationTests", dependencies: ["GridCore", "GridClient", "GridTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "GridIntegrationTests",
             dependencies: [
                 "GridCore", "GridProtocol", "GridClient", "GridTestSupport",

@@ -179,9 +179,9 @@ extension GridDatabase {
                 try db.execute(
                     sql: """
                         UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
-                            log_attempt_base = log_total WHERE id = ?
+                            log_attempt_base = log_total, tier = (SELECT tier FROM workers WHERE id = ?) WHERE id = ?
                         """,
-                    arguments: [a.worker, now, a.job])
+                    arguments: [a.worker, now, a.worker, a.job])
                 let name = try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [a.worker]) ?? a.worker
                 try Self.event(db, a.job, .running, "on worker \(name) (attempt \(job.attempt + 1))", now)
                 started.append(try Self.job(db, a.job)!)
