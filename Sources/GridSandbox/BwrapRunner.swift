@@ -152,7 +152,9 @@ public struct BwrapRunner: JobRunner {
                 let u = cgroup.usage()
                 cgroup.remove()
                 let usage = Reasons.Usage(
-                    oomKilled: u.oomKills > 0, pidsLimitHit: u.pidsLimitHits > 0, cpuSeconds: u.cpuSeconds, peakMemoryBytes: u.peakMemoryBytes)
+                    oomKilled: u.oomKills > 0, pidsLimitHit: u.pidsLimitHits > 0,
+                    fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
+                    cpuSeconds: u.cpuSeconds, peakMemoryBytes: u.peakMemoryBytes)
                 return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
             })
         do {

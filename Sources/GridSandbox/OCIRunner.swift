@@ -158,7 +158,9 @@ public struct OCIRunner: JobRunner {
                 let v = seen.withLock { $0 }
                 let usage = Reasons.Usage(
                     oomKilled: oom || (report.exitCode == 137 && v.peakBytes > (Int64(spec.ramGb) << 30) * 9 / 10),
-                    pidsLimitHit: v.pidsLimitHit, cpuSeconds: nil, peakMemoryBytes: nil)
+                    pidsLimitHit: v.pidsLimitHit,
+                    fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
+                    cpuSeconds: nil, peakMemoryBytes: nil)
                 return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
             })
         return JobExecution(pid: 0, outputFD: fds[0], deadline: Double(spec.minutes) * 60, control: control)

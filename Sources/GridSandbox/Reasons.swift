@@ -1,3 +1,4 @@
+import Foundation
 import GridCore
 
 /// Why a sandboxed job ended, in words a student understands (pure).
@@ -14,6 +15,8 @@ enum Reasons {
     struct Usage: Sendable, Hashable {
         var oomKilled = false
         var pidsLimitHit = false
+        /// A file in the scratch folder reached the file-size limit (Python ignores SIGXFSZ and fails with EFBIG).
+        var fileLimitHit = false
         var cpuSeconds: Double?
         var peakMemoryBytes: Int64?
     }
@@ -35,7 +38,7 @@ enum Reasons {
                 r.reason = tooManyProcesses(limits.maxProcesses)
             } else if usage.oomKilled {
                 r.reason = outOfMemory(gb: spec.ramGb)
-            } else if signal == fileTooLargeSignal {
+            } else if signal == fileTooLargeSignal || usage.fileLimitHit {
                 r.reason = outputTooLarge(bytes: limits.maxFileBytes)
             } else if let signal, r.reason == nil || r.reason?.hasPrefix("exited with code") == true {
                 r.reason = "killed by signal \(signal)"
@@ -44,5 +47,20 @@ enum Reasons {
             break
         }
         return r
+    }
+
+    /// Whether a file under `scratch` reached `limit` bytes (looks at no more than 10,000 entries).
+    static func fileLimitHit(in scratch: URL, limit: UInt64) -> Bool {
+        guard let walker = FileManager.default.enumerator(at: scratch, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey]) else {
+            return false
+        }
+        var seen = 0
+        for case let url as URL in walker {
+            seen += 1
+            if seen > 10_000 { return false }
+            let v = try? url.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey])
+            if v?.isRegularFile == true, let size = v?.fileSize, UInt64(size) >= limit { return true }
+        }
+        return false
     }
 }

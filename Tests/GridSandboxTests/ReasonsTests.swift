@@ -27,6 +27,11 @@ import Testing
         #expect(r.reason == "output too large (a file reached the 8 MB limit)")
     }
 
+    @Test func aFileAtTheSizeLimitSaysOutputTooLarge() {
+        let r = Reasons.explain(failed(code: 1), usage: .init(fileLimitHit: true), spec: spec, limits: limits)
+        #expect(r.reason == "output too large (a file reached the 8 MB limit)")
+    }
+
     @Test func timeoutSaysTimeLimitReached() {
         let t = RunReport(outcome: .timedOut, exitCode: nil, signal: 9, runtimeMs: 1, peakMemoryKb: 1, cpuSeconds: 1)
         #expect(Reasons.explain(t, usage: .init(), spec: spec, limits: limits).reason == "time limit reached (3 min)")
