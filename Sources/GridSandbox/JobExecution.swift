@@ -73,12 +73,31 @@ public final class JobExecution: Sendable {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        let pid = limits.withUnsafeBufferPointer { lp in
-            hooks.cgroupProcs.withUnsafeBufferPointer { cp in
-                grid_spawn(path, argv, envp, directory, fds[1], lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count))
+        // The thread that forks is the one that waits: a parent-death signal (bwrap's --die-with-parent) fires when the
+        // forking *thread* ends, and pool threads end when idle, so the fork happens on a thread that lives as long as the job.
+        let started = Mutex<(pid: pid_t, errno: Int32)?>(nil)
+        let forked = DispatchSemaphore(value: 0)
+        let ended = DispatchSemaphore(value: 0)
+        let exit = Mutex<Exit?>(nil)
+        let outFD = fds[1]
+        let cgroupProcs = hooks.cgroupProcs
+        let strings = CStrings(argv: argv, envp: envp)
+        Thread.detachNewThread {
+            let (argv, envp) = (strings.argv, strings.envp)
+            let pid = limits.withUnsafeBufferPointer { lp in
+                cgroupProcs.withUnsafeBufferPointer { cp in
+                    grid_spawn(path, argv, envp, directory, outFD, lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count))
+                }
             }
+            started.withLock { $0 = (pid, errno) }
+            forked.signal()
+            guard pid > 0 else { return }
+            let status = Self.waitFor(pid)
+            exit.withLock { $0 = status }
+            ended.signal()
         }
-        let spawnErrno = errno
+        forked.wait()
+        let (pid, spawnErrno) = started.withLock { $0 } ?? (-1, EINVAL)
         close(fds[1])
         guard pid > 0 else {
             close(fds[0])
@@ -86,7 +105,10 @@ public final class JobExecution: Sendable {
         }
         let extraKill = hooks.killAll
         let control = Control(
-            waitForExit: { Self.waitFor(pid) },
+            waitForExit: {
+                ended.wait()
+                return exit.withLock { $0 }!
+            },
             killAll: {
                 extraKill?()
                 ProcessTree.killAll(pgid: pid, marker: marker)
@@ -203,6 +225,13 @@ public final class JobExecution: Sendable {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
+}
+
+/// The C strings of one exec, handed to the thread that forks.
+private struct CStrings: @unchecked Sendable {
+    // Safe: written before the thread starts, read only by it, freed only after it reported the fork.
+    let argv: [UnsafeMutablePointer<CChar>?]
+    let envp: [UnsafeMutablePointer<CChar>?]
 }
 
 /// A process could not be started.

@@ -65,6 +65,8 @@ public struct OCIRunner: JobRunner {
                 ["Name": "fsize", "Soft": limits.maxFileBytes, "Hard": limits.maxFileBytes],
                 ["Name": "core", "Soft": 0, "Hard": 0],
                 ["Name": "nofile", "Soft": limits.maxOpenFiles, "Hard": limits.maxOpenFiles],
+                // Engines default nproc above what root may set on some hosts (DESIGN §8); the pids limit is the real cap.
+                ["Name": "nproc", "Soft": 32768, "Hard": 32768],
             ],
             "AutoRemove": false,
         ]
