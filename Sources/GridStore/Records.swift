@@ -106,6 +106,10 @@ public struct JobEvent: Hashable, Sendable, Codable {
 public struct StoredFile: Hashable, Sendable {
     public var name: String
     public var data: Data
+    public init(name: String, data: Data) {
+        self.name = name
+        self.data = data
+    }
 }
 
 /// A worker as registered.
