@@ -225,7 +225,7 @@ struct APIController: Sendable {
     @Sendable func ledgerCheck(_ request: Request, context: APIContext) async throws -> LedgerCheckResponse {
         _ = try await authenticate(request)
         let c = try await db.checkLedger()
-        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, ok: c.ok)
+        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, stuckHolds: c.stuckHolds, ok: c.ok)
     }
 
     // MARK: - Helpers

@@ -23,6 +23,11 @@ struct FileNameTests {
         #expect(error?.message.contains("absolute") == true)
     }
 
+    @Test(arguments: ["\u{202E}txt.exe", "a\u{200B}b", "c1\u{0085}x", "esc\u{009B}31m", "line\u{2028}sep"])
+    func invisibleFormattingAndC1CharactersAreRejected(name: String) {
+        #expect(throws: GridError.self) { try FileName.validate(name) }
+    }
+
     @Test func controlCharactersSayWhy() {
         let error = #expect(throws: GridError.self) { try FileName.validate("a\u{0}b") }
         #expect(error?.message.contains("control characters") == true)

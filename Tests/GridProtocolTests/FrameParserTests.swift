@@ -257,6 +257,13 @@ struct FrameParserTests {
         #expect(seen(out) == [.invalid(.bulkTooLarge, id: 2, fatal: true)])
     }
 
+    @Test(arguments: [#""3""#, "2.5", "1e30", "true", "null"])
+    func aBulkSizeThatIsNotAWholeNumberIsFatal(bytes: String) {
+        var f = Feeder(limits: limits)
+        let out = f.feed(#"{"type":"PING","id":2,"bytes":"# + bytes + "}\n" + "raw bytes\n")
+        #expect(seen(out) == [.invalid(.malformedMessage, id: 2, fatal: true)])
+    }
+
     @Test func negativeBulkSizeIsFatal() {
         var f = Feeder(limits: limits)
         #expect(seen(f.feed(#"{"type":"PING","id":2,"bytes":-1}"# + "\n")) == [.invalid(.bulkTooLarge, id: 2, fatal: true)])

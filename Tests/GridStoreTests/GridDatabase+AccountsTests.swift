@@ -1,5 +1,6 @@
+import Foundation
+@testable import GridStore
 import GridCore
-import GridStore
 import Testing
 
 @Suite("GridDatabase accounts")
@@ -86,5 +87,23 @@ struct GridDatabaseAccountsTests {
         try await db.deleteToken(hash: "abc")
         #expect(try await db.tokenOwner(hash: "abc") == nil)
         #expect(try await db.checkLedger().ok)
+    }
+}
+
+@Suite("Ledger check")
+struct LedgerCheckTests {
+    @Test func creditsLeftOnTheHoldOfAnEndedJobAreReported() async throws {
+        let db = try GridDatabase.inMemory()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        let job = try await db.submitJob(
+            owner: ada.id, spec: JobSpec(name: "j"), script: StoredFile(name: "main.py", data: Data("print(1)".utf8)), inputs: [], now: 1)
+        #expect(try await db.checkLedger().ok)
+        // End the job without settling its hold, as a bug would.
+        try await db.writer.write { db in
+            try db.execute(sql: "UPDATE jobs SET state = 'completed' WHERE id = ?", arguments: [job.id])
+        }
+        let check = try await db.checkLedger()
+        #expect(!check.ok)
+        #expect(check.stuckHolds == ["hold:\(job.id)"])
     }
 }

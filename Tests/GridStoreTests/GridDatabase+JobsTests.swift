@@ -189,6 +189,30 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    @Test func applyRechecksSlotsCapacityAndTierAgainstWhatTheWorkerAlreadyRuns() async throws {
+        let grid = try await Grid()
+        // w1 has 8 CPUs and 4 slots: four 2-CPU jobs fill it (1 minute each, so Ada can afford five).
+        var cheap = Grid.spec
+        cheap.minutes = 1
+        for _ in 0..<4 {
+            let job = try await grid.submit(cheap)
+            #expect(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 2).count == 1)
+        }
+        let fifth = try await grid.submit(cheap)
+        #expect(try await grid.db.apply([Placement.Assignment(job: fifth.id, worker: "w1")], now: 3).isEmpty)
+        #expect(try await grid.db.job(id: fifth.id)?.state == .pending)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func applyRefusesAWorkerWhoseTierIsTooWeak() async throws {
+        let grid = try await Grid()
+        var spec = Grid.spec
+        spec.minTier = .oci
+        let job = try await grid.submit(spec)
+        #expect(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 2).isEmpty)
+        #expect(try await grid.db.job(id: job.id)?.state == .pending)
+    }
+
     // MARK: Finishing
 
     @Test func finishPaysTheWorkerOwnerBasePlusMinutesRoundedUpAndReleasesTheRest() async throws {
@@ -383,6 +407,16 @@ struct GridDatabaseJobsTests {
         #expect(try await grid.db.appendLog(job.ref, offset: 6, data: Data("world".utf8)))
         #expect(try await grid.log(job.id) == "hello world")
         #expect(try await grid.db.logOffset(of: job.id) == 11)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func appendLogMarksAGapInsteadOfSplicingSilently() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("abc".utf8)))
+        #expect(try await grid.db.appendLog(job.ref, offset: 10, data: Data("xyz".utf8)))
+        #expect(try await grid.db.appendLog(job.ref, offset: 13, data: Data("!".utf8)))
+        #expect(try await grid.log(job.id) == "abc\n[7 bytes of log lost in transit]\nxyz!")
         try await grid.expectLedgerOK()
     }
 
