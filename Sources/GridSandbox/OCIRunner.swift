@@ -120,7 +120,9 @@ public struct OCIRunner: JobRunner {
             throw SpawnError(errno: errno, path: "pipe")
         }
         let writeEnd = fds[1]
+        let logsDone = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
+            defer { logsDone.signal() }
             var demux = EngineHTTP.LogDemux()
             _ = try? engine.stream("GET", "/containers/\(id)/logs?follow=true&stdout=true&stderr=true", timeout: nil) { bytes in
                 guard let out = try? demux.feed(bytes) else { return false }
@@ -132,6 +134,8 @@ public struct OCIRunner: JobRunner {
         let control = JobExecution.Control(
             waitForExit: {
                 let answer = try? engine.call("POST", "/containers/\(id)/wait", timeout: nil)
+                // All output is in the pipe before the end is reported (and before the container is removed).
+                _ = logsDone.wait(timeout: .now() + 10)
                 let code = (answer?.json as? [String: Any])?["StatusCode"] as? Int
                 return JobExecution.Exit(
                     exitCode: code.map { Int32(truncatingIfNeeded: $0) } ?? -1, signal: nil, cpuSeconds: seen.withLock { $0.cpuSeconds },
