@@ -163,7 +163,9 @@ public struct OCIRunner: JobRunner {
                 remove()
                 let v = seen.withLock { $0 }
                 let usage = Reasons.Usage(
-                    oomKilled: oom || (report.exitCode == 137 && v.peakBytes > (Int64(spec.ramGb) << 30) * 9 / 10),
+                    // The engine's OOMKilled flag is unreliable (Podman 4.3's conmon writes its `oom` note into its working
+                    // directory); a container's init killed by SIGKILL that we did not send, with a memory limit, is the OOM killer.
+                    oomKilled: oom || (report.exitCode == 137 && spec.ramGb > 0),
                     pidsLimitHit: v.pidsLimitHit,
                     fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
                     cpuSeconds: nil, peakMemoryBytes: nil)

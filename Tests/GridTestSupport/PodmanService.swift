@@ -28,6 +28,8 @@ public final class PodmanService: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: podman)
         p.arguments = ["system", "service", "--time=120", "unix://" + socket]
+        // conmon drops notes (an `oom` file) into its working directory: keep them in the service's folder.
+        p.currentDirectoryURL = URL(fileURLWithPath: folder)
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         process = p
