@@ -14,7 +14,7 @@ struct APIController: Sendable {
     let loginLimiter: RateLimiter
 
     func addRoutes(to router: Router<APIContext>) {
-        let v1 = router.group("api/v1").add(middleware: APIErrorMiddleware())
+        let v1 = router.group("api/v1")
         v1.post("register", use: register)
         v1.post("login", use: login)
         v1.post("logout", use: logout)
@@ -170,7 +170,8 @@ struct APIController: Sendable {
         var job = try await ownJob(request, context: context, user: user)
         let q = request.uri.queryParameters
         let offset = max(Int64(q["offset"] ?? "0") ?? 0, 0)
-        let wait = min(max(Double(q["wait"] ?? "0") ?? 0, 0), 30)
+        let asked = Double(q["wait"] ?? "0") ?? 0
+        let wait = asked.isFinite ? min(max(asked, 0), 30) : 0
         let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
         while true {
             let (data, total) = try await db.log(of: job.id, from: offset)

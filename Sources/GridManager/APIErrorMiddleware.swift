@@ -3,10 +3,12 @@ import GridCore
 import GridProtocol
 import Hummingbird
 
-/// Gives every error under `/api/v1` the API's one error shape, `{"error": {"code", "message"}}`, keeping the status:
-/// Hummingbird's own errors (a body that does not decode, an upload over the limit) and anything unexpected (500).
+/// Gives every error under `/api/` the API's one error shape, `{"error": {"code", "message"}}`, keeping the status:
+/// Hummingbird's own errors (a body that does not decode, an upload over the limit, no such route) and anything
+/// unexpected (500). Added to the whole router, before any route, so that it also sees requests no route matched.
 struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.uri.path.hasPrefix("/api/") else { return try await next(request, context) }
         do {
             return try await next(request, context)
         } catch let error as GridError {

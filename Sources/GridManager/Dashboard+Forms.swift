@@ -176,7 +176,8 @@ extension Dashboard {
         var problem: String?
         do { try spec.validate() } catch { problem = error.message }
         let hold = problem == nil ? CreditRules.hold(spec) : 0
-        let balance = try await session.user.map { try await db.balance(of: .user($0.id)) }
+        var balance: Int?
+        if let user = session.user { balance = try await db.balance(of: .user(user.id)) }
         struct Preview: Encodable {
             var hold: Int
             var balance: Int?

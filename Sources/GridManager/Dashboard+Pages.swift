@@ -47,8 +47,8 @@ extension Dashboard {
         let base = mine ? "/my-jobs" : "/jobs"
         let filters: [[String: Any]] =
             [["label": "all", "href": base, "selected": state == nil]]
-            + JobState.allCases.filter { $0 != .submitted }.map {
-                ["label": $0.rawValue.replacingOccurrences(of: "_", with: " "), "href": "\(base)?state=\($0.rawValue)", "selected": state == $0]
+            + JobState.allCases.filter { $0 != .submitted }.map { s -> [String: Any] in
+                ["label": s.rawValue.replacingOccurrences(of: "_", with: " "), "href": "\(base)?state=\(s.rawValue)", "selected": state == s]
             }
         var live = "/live?view=jobs&page=\(page)"
         if mine { live += "&mine=1" }
@@ -59,7 +59,7 @@ extension Dashboard {
     }
 
     /// `state` and `page` of a job list's query; a bad state is a 400.
-    static func listQuery(_ q: Parameters) throws -> (JobState?, Int) {
+    static func listQuery(_ q: FlatDictionary<Substring, Substring>) throws -> (JobState?, Int) {
         var state: JobState?
         if let s = q["state"], !s.isEmpty {
             guard let parsed = JobState(rawValue: String(s)) else { throw GridError(.badRequest, "there is no job state called \(s)") }

@@ -44,6 +44,7 @@ extension Manager {
         db: GridDatabase, core: ManagerCore, config: ManagerConfig, history: UtilisationHistory, streamSeconds: Double = 300
     ) async throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
+        router.add(middleware: APIErrorMiddleware())
         let api = APIController(db: db, core: core, config: config, loginLimiter: RateLimiter())
         api.addRoutes(to: router)
         var dashboard = Dashboard(db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load())

@@ -57,7 +57,7 @@ struct WebSession: Sendable {
 
     /// Whether the request came over TLS, so cookies get the Secure attribute.
     static func isSecure(_ request: Request) -> Bool {
-        request.uri.scheme == "https" || request.headers[.init("X-Forwarded-Proto")!]?.lowercased() == "https"
+        request.uri.scheme?.rawValue == "https" || request.headers[.init("X-Forwarded-Proto")!]?.lowercased() == "https"
     }
 
     static func cookie(_ name: String, _ value: String, maxAge: Int, request: Request) -> Cookie {

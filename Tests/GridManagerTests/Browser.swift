@@ -6,7 +6,7 @@ import HummingbirdTesting
 /// a browser would carry them.
 final class Browser: @unchecked Sendable {
     // Safe: one test drives one Browser from one task.
-    struct Page {
+    struct Page: Sendable {
         var status: HTTPResponse.Status
         var body: String
         var location: String?

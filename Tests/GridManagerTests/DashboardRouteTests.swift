@@ -60,7 +60,7 @@ import Testing
                 #expect(r.status == .forbidden)
                 #expect(r.body.contains("security token"))
             }
-            let r = try await browser.post("/login", ["username": "mallory", "password": "long enough pw"])
+            let r = try await browser.post("/login", ["csrf": "", "username": "mallory", "password": "long enough pw"])
             #expect(r.status == .forbidden)
             // With the page's token it works.
             try await browser.register("alice")
