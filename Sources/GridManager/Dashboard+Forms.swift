@@ -171,7 +171,7 @@ extension Dashboard {
     /// The cost of a job before it is sent, computed by `CreditRules` as the server will: JSON for the form's script.
     @Sendable func costPreview(_ request: Request, _ session: WebSession) async throws -> Response {
         let q = request.uri.queryParameters
-        func n(_ key: String, _ d: Int) -> Int { q[key].flatMap { Int($0) } ?? d }
+        func n(_ key: Substring, _ d: Int) -> Int { q[key].flatMap { Int($0) } ?? d }
         let spec = JobSpec(name: "preview", cpus: n("cpus", 1), ramGb: n("ram_gb", 1), gpus: n("gpus", 0), minutes: n("minutes", 5))
         var problem: String?
         do { try spec.validate() } catch { problem = error.message }

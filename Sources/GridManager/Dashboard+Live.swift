@@ -49,7 +49,7 @@ extension Dashboard {
             query.logOffset = max(0, q["log"].flatMap { Int64(String($0)) } ?? 0)
         case .account, .jobs:
             guard session.user != nil else { throw GridError(.notAuthenticated, "log in to follow this page") }
-            (query.state, query.page) = try Self.listQuery(q)
+            (query.state, query.page) = try Self.listQuery(state: q["state"], page: q["page"])
             query.mine = q["mine"] == "1"
         case .overview, .workers, .leaderboard:
             break

@@ -42,7 +42,7 @@ extension Dashboard {
     @Sendable func jobList(_ request: Request, _ session: WebSession, mine: Bool) async throws -> Response {
         let user = try requireUser(session, request)
         let q = request.uri.queryParameters
-        let (state, page) = try Self.listQuery(q)
+        let (state, page) = try Self.listQuery(state: q["state"], page: q["page"])
         let region = try await jobsRegion(user: user, mine: mine, state: state, page: page)
         let base = mine ? "/my-jobs" : "/jobs"
         let filters: [[String: Any]] =
@@ -59,13 +59,13 @@ extension Dashboard {
     }
 
     /// `state` and `page` of a job list's query; a bad state is a 400.
-    static func listQuery(_ q: FlatDictionary<Substring, Substring>) throws -> (JobState?, Int) {
+    static func listQuery(state s: Substring?, page p: Substring?) throws -> (JobState?, Int) {
         var state: JobState?
-        if let s = q["state"], !s.isEmpty {
+        if let s, !s.isEmpty {
             guard let parsed = JobState(rawValue: String(s)) else { throw GridError(.badRequest, "there is no job state called \(s)") }
             state = parsed
         }
-        let page = min(max(Int(q["page"] ?? "1") ?? 1, 1), 100_000)
+        let page = min(max(Int(p ?? "1") ?? 1, 1), 100_000)
         return (state, page)
     }
 

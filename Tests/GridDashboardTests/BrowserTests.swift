@@ -52,7 +52,7 @@ import Glibc
                 old.waitForExit(timeout: 20)
                 #expect(!old.isRunning, "the manager did not stop on SIGTERM")
                 try grid.startManager(leaseSeconds: 10, gridPort: grid.gridPort, httpPort: grid.httpPort)
-                FileManager.default.createFile(atPath: control + "/restarted", contents: Data())
+                _ = FileManager.default.createFile(atPath: control + "/restarted", contents: Data())
             }
         }
         try? flow.output.write(to: artifacts.appendingPathComponent("browser-flow.log"), atomically: true, encoding: .utf8)

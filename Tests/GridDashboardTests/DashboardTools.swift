@@ -55,7 +55,7 @@ enum DashboardTools {
             var env = ProcessInfo.processInfo.environment
             for (k, v) in environment { env[k] = v }
             process.environment = env
-            FileManager.default.createFile(atPath: outputPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
             let out = FileHandle(forWritingAtPath: outputPath)
             process.standardOutput = out
             process.standardError = out

@@ -38,7 +38,7 @@ import Testing
             ],
             environment: ["SCHEMATHESIS_HOOKS": "", "HOME": grid.root],
             outputPath: grid.root + "/schemathesis.log")
-        let status = await run.wait(timeout: 480)
+        let status = try await run.wait(timeout: 480)
         try? run.output.write(to: DashboardTools.artifacts.appendingPathComponent("schemathesis.log"), atomically: true, encoding: .utf8)
         #expect(status == 0, "schemathesis reported problems:\n\(run.output.suffix(8000))\n\(grid.logs().suffix(3000))")
         // The user's token still works: the run never logged it out (logout is checked on its own below).

@@ -56,6 +56,8 @@ final class Browser: @unchecked Sendable {
         try await get("/register")
         let page = try await post("/register", ["username": name, "password": password, "password2": password])
         precondition(page.status == .seeOther, "registration of \(name) failed: \(page.status) \(page.body.prefix(500))")
+        // Follow the redirect, as a browser does: the new page carries the session's CSRF token.
+        try await get(page.location ?? "/")
         return page
     }
 

@@ -142,7 +142,7 @@ import Testing
             try await user.register("gina")
             let attacker = Browser(client)
             try await attacker.get("/login")
-            var statuses: [UInt16] = []
+            var statuses: [Int] = []
             for _ in 0..<12 {
                 statuses.append(try await attacker.post("/login", ["username": "gina", "password": "wrong password"]).status.code)
             }
