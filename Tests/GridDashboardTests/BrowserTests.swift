@@ -7,6 +7,9 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// The dashboard in a real browser: headless Chromium through chromedriver, against a real manager and two workers.
 @Suite(.serialized) struct BrowserTests {
@@ -27,7 +30,7 @@ import Glibc
         let driverPort = DashboardTools.freePort()
         let driver = try grid.spawnTool("chromedriver", executable: chromedriver, ["--port=\(driverPort)", "--allowed-ips=127.0.0.1"])
         let driverReady = await eventually(timeout: 30) {
-            (try? Data(contentsOf: URL(string: "http://127.0.0.1:\(driverPort)/status")!)) != nil
+            (try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(driverPort)/status")!)) != nil
         }
         #expect(driverReady, "chromedriver did not start: \(driver.errorLog.suffix(2000))")
 
