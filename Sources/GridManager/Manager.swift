@@ -50,6 +50,7 @@ extension Manager {
         var dashboard = Dashboard(db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load())
         dashboard.streamSeconds = streamSeconds
         dashboard.addRoutes(to: router)
+        MetricsEndpoint(db: db, core: core).addRoutes(to: router)
         return router
     }
 }
