@@ -32,7 +32,7 @@ extension Dashboard {
         let tokens = try await db.tokens(of: user.id, kind: .worker).map { t -> [String: Any] in
             ["hash": t.hash, "short": String(t.hash.prefix(10)), "created": Self.time(t.createdAt)]
         }
-        var values: [String: Any] = ["summary": try await accountRegion(user), "tokens": tokens, "has_tokens": !tokens.isEmpty, "manager": request.head.authority ?? ""]
+        var values: [String: Any] = ["summary": try await accountRegion(user), "tokens": tokens, "has_tokens": !tokens.isEmpty, "manager": Self.hostOnly(request.head.authority)]
         if let newToken { values["new_token"] = newToken }
         return try await page(
             "account", title: "Account · CampusGrid", session: session, request: request, nav: "account", live: "/live?view=account",
@@ -116,6 +116,13 @@ extension Dashboard {
 
     @Sendable func registerForm(_ request: Request, _ session: WebSession) async throws -> Response {
         try await page("register", title: "Register · CampusGrid", session: session, request: request, nav: "register")
+    }
+
+    /// The host part of `Host` (the dashboard's port is not the grid port workers use).
+    static func hostOnly(_ authority: String?) -> String {
+        guard let authority, !authority.isEmpty else { return "MANAGER-HOST" }
+        if authority.hasPrefix("["), let end = authority.firstIndex(of: "]") { return String(authority[...end]) }
+        return String(authority.split(separator: ":").first ?? "")
     }
 
     /// Only paths on this site may follow a login.

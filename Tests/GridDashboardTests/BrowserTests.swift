@@ -29,10 +29,14 @@ import FoundationNetworking
 
         let driverPort = DashboardTools.freePort()
         let driver = try grid.spawnTool("chromedriver", executable: chromedriver, ["--port=\(driverPort)", "--allowed-ips=127.0.0.1"])
-        let driverReady = await eventually(timeout: 30) {
-            (try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(driverPort)/status")!)) != nil
+        // chromedriver says on standard output when it listens.
+        var said: [String] = []
+        for _ in 0..<5 {
+            guard let line = driver.nextLine(timeout: 60) else { break }
+            said.append(line)
+            if line.contains("started successfully") { break }
         }
-        #expect(driverReady, "chromedriver did not start: \(driver.errorLog.suffix(2000))")
+        #expect(said.contains { $0.contains("started successfully") }, "chromedriver did not start: \(said) \(driver.errorLog.suffix(2000))")
 
         let control = grid.root + "/browser-control"
         try FileManager.default.createDirectory(atPath: control, withIntermediateDirectories: true)

@@ -32,7 +32,7 @@ import Testing
                 "run", grid.baseURL + "/openapi.json", "--url", grid.baseURL,
                 "--header", "Authorization: Bearer \(user.token ?? "")",
                 "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-                "--phases", "examples,coverage,fuzzing", "--max-examples", "60", "--workers", "2", "--request-timeout", "40",
+                "--phases", "examples,coverage,fuzzing", "--max-examples", "60", "--workers", "1", "--request-timeout", "40",
                 "--exclude-path", "/api/v1/logout",
                 "--report", "junit", "--report-dir", report.path, "--no-color",
             ],
