@@ -31,7 +31,7 @@ final class Browser: @unchecked Sendable {
 
     /// Posts a form with this session's CSRF token (unless the fields name their own), urlencoded or multipart.
     @discardableResult
-    func post(_ uri: String, _ fields: [String: String], multipart: Bool = false) async throws -> Page {
+    func post(_ uri: String, _ fields: [String: String], multipart: Bool = false, files: [(field: String, name: String, content: String)] = []) async throws -> Page {
         var fields = fields
         if fields["csrf"] == nil { fields["csrf"] = csrf }
         if multipart {
@@ -39,6 +39,9 @@ final class Browser: @unchecked Sendable {
             var body = ""
             for (k, v) in fields.sorted(by: { $0.key < $1.key }) {
                 body += "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n"
+            }
+            for f in files {
+                body += "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(f.field)\"; filename=\"\(f.name)\"\r\nContent-Type: application/octet-stream\r\n\r\n\(f.content)\r\n"
             }
             body += "--\(boundary)\r\nContent-Disposition: form-data; name=\"script_file\"; filename=\"\"\r\nContent-Type: application/octet-stream\r\n\r\n\r\n"
             body += "--\(boundary)--\r\n"

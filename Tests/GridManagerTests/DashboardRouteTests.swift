@@ -136,6 +136,20 @@ import Testing
         }
     }
 
+    @Test func anUploadedScriptAndInputsBecomeTheJobsFiles() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("uma")
+            let r = try await browser.post(
+                "/submit", ["script": "", "minutes": "1"], multipart: true,
+                files: [("script_file", "train.py", "print('uploaded')"), ("inputs", "data.csv", "a,b\n1,2"), ("inputs", "more.txt", "x")])
+            let path = try #require(r.location, "\(r.status) \(r.body.prefix(800))")
+            let page = try await browser.get(path)
+            #expect(page.body.contains("<code>train.py</code>"))
+            #expect(page.body.contains("Job #") && page.body.contains("train.py"))
+        }
+    }
+
     @Test func loginIsRateLimited() async throws {
         try await Self.app().test(.router) { client in
             let user = Browser(client)
