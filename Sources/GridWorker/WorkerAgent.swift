@@ -253,11 +253,11 @@ public actor WorkerAgent: Service {
         }
     }
 
-    /// Reports a job that could not even start as failed by the sandbox (it ran 0 ms, so it costs only the base).
+    /// Reports a job that could not even start: the manager gives it to another worker, and the submitter pays nothing for it.
     private func reject(_ ref: JobRef, reason: String) async {
         logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
         let done = Msg.JobDone(
-            job: ref, outcome: .failed, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
+            job: ref, outcome: .rejected, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
         unacked[ref.jobId] = (done, ByteBuffer())
         try? await outbox?.write(GridFrame(.jobDone(done)))
     }
