@@ -48,9 +48,12 @@ enum DashboardTools {
         let process = Process()
         let outputPath: String
 
-        init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], outputPath: String) throws {
+        init(
+            _ executable: String, _ arguments: [String], environment: [String: String] = [:], outputPath: String, directory: String? = nil
+        ) throws {
             self.outputPath = outputPath
             process.executableURL = URL(fileURLWithPath: executable)
+            if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
             process.arguments = arguments
             var env = ProcessInfo.processInfo.environment
             for (k, v) in environment { env[k] = v }

@@ -37,7 +37,7 @@ import Testing
                 "--report", "junit", "--report-dir", report.path, "--no-color",
             ],
             environment: ["SCHEMATHESIS_HOOKS": "", "HOME": grid.root],
-            outputPath: grid.root + "/schemathesis.log")
+            outputPath: grid.root + "/schemathesis.log", directory: grid.root)
         let status = try await run.wait(timeout: 480)
         try? run.output.write(to: DashboardTools.artifacts.appendingPathComponent("schemathesis.log"), atomically: true, encoding: .utf8)
         #expect(status == 0, "schemathesis reported problems:\n\(run.output.suffix(8000))\n\(grid.logs().suffix(3000))")
