@@ -96,7 +96,10 @@ extension Dashboard {
     @Sendable func download(_ request: Request, _ session: WebSession) async throws -> Response {
         let user = try requireUser(session, request)
         let job = try await ownJob(request, user: user)
-        let name = String(request.uri.path.split(separator: "/").last ?? "").removingPercentEncoding ?? ""
+        // Everything after `/outputs/`: an output may sit in a folder (`results/a.csv`).
+        let path = request.uri.path
+        let rest = path.range(of: "/outputs/").map { String(path[$0.upperBound...]) } ?? ""
+        let name = rest.removingPercentEncoding ?? rest
         guard let data = try await db.output(of: job.id, name: name) else {
             throw GridError(.notFound, "job \(job.id) has no output named \(name)")
         }

@@ -57,7 +57,7 @@ struct Dashboard: Sendable {
         router.get("/my-jobs", use: html { try await jobList($0, $1, mine: true) })
         router.get("/jobs/:id", use: html(jobDetail))
         router.post("/jobs/:id/cancel", use: html(cancelJob))
-        router.get("/jobs/:id/outputs/:name", use: html(download))
+        router.get("/jobs/:id/outputs/**", use: html(download))
         router.get("/workers", use: html(workersPage))
         router.get("/leaderboard", use: html(leaderboardPage))
         router.get("/account", use: html(account))

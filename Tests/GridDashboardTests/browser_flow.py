@@ -69,6 +69,9 @@ class Browser:
     def js(self, script, *args):
         return call("POST", self.s("/execute/sync"), {"script": script, "args": list(args)})
 
+    def js_async(self, script, *args):
+        return call("POST", self.s("/execute/async"), {"script": script, "args": list(args)})
+
     def find(self, css, timeout=10):
         deadline = time.time() + timeout
         while True:
@@ -290,6 +293,9 @@ def run(b):
     b.wait("the balance shows the refund of unused minutes", lambda: int(b.text("#nav-balance")) > balance_before, timeout=30)
     b.wait("the output is listed", lambda: b.text("#outputs a") == "result.txt", timeout=30)
     check(b.text("#job-exit") == "0", f"exit code {b.text('#job-exit')}")
+    downloaded = b.js_async("var done = arguments[arguments.length - 1];"
+                            "fetch(document.querySelector('#outputs a').href).then(r => r.text()).then(done, e => done('error ' + e));")
+    check(downloaded == "42\n", f"downloaded output {downloaded!r}")
     cost = b.text("#job-cost")
     log("cost", cost, "balance", b.text("#nav-balance"))
     b.screenshot("job-completed")
