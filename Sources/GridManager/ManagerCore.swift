@@ -282,6 +282,20 @@ public actor ManagerCore {
         return out
     }
 
+    /// One utilisation sample: CPUs online, CPUs held by running jobs, workers online, jobs running.
+    func utilisation() -> (cpusTotal: Int, cpusUsed: Int, workers: Int, running: Int) {
+        var total = 0
+        var used = 0
+        var running = 0
+        for (id, w) in live {
+            let jobs = leases.jobs(of: id)
+            total += w.registration.resources.cpus
+            used += min(w.registration.resources.cpus, jobs.reduce(0) { $0 + (leasedSpecs[$1.jobId]?.cpus ?? 0) })
+            running += jobs.count
+        }
+        return (total, used, live.count, running)
+    }
+
     // MARK: - Scheduling and leases
 
     /// Runs until cancelled: plans whenever something changed (and every second), expires leases four times a second.

@@ -55,6 +55,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: [.short, .long], help: "The account to earn for; must own the token.") var user: String?
     @Option(help: "Peer port (reported to the manager).") var port: Int?
     @Option(help: "Status page port (reported to the manager).") var webPort: Int?
+    @Option(help: "Address the status page binds.") var webHost = "0.0.0.0"
     @Option(help: "Sandbox: auto, docker, podman, bwrap or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
     @Flag(help: "Never use an OCI engine (env USE_DOCKER=false).") var noDocker = false
     @Option(help: "Container image for the OCI tier (env CAMPUSGRID_IMAGE; default \(OCIRunner.defaultImage), built by scripts/build-sandbox-image).")
@@ -112,8 +113,12 @@ struct WorkerCommand: AsyncParsableCommand {
                 say("Worker \(name) (\(id)) registered with \(host):\(managerPort); sandbox: \(runner.tier.label)")
             }
         }
+        var services: [any Service] = [agent]
+        if let webPort {
+            services.append(WorkerStatusPage(agent: agent, host: webHost, port: webPort, logger: logger))
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch is CancellationError {
