@@ -17,7 +17,7 @@ enum JobBench {
     static func latency(grid: LocalGrid, count: Int, python: String, scratch: String, log: (String) -> Void) async throws -> [Figure] {
         var start = Figure(
             id: "job.submit_to_start", title: "Empty job: submit → start", unit: "ms", better: .lower,
-            workload: "\(count) empty Python jobs, one at a time, idle grid of a manager + 2 workers (started = the manager assigned it)")
+            workload: "\(count) empty Python jobs, one at a time, idle grid of a manager + 2 workers (sandbox \(grid.tier)); started = the manager assigned it")
         var done = Figure(
             id: "job.submit_to_completion", title: "Empty job: submit → completion", unit: "ms", better: .lower,
             workload: "the same \(count) jobs; completion = the manager recorded the end")
@@ -66,7 +66,7 @@ enum JobBench {
     ) async throws -> Figure {
         var figure = Figure(
             id: "job.throughput", title: "Job throughput", unit: "jobs/s", better: .higher,
-            workload: "\(count) empty Python jobs submitted at once by 8 clients, 2 workers × 1 slot; \(repeats) runs")
+            workload: "\(count) empty Python jobs submitted at once by 8 clients, 2 workers × 1 slot (sandbox \(grid.tier)); \(repeats) runs")
         var samples: [Double] = []
         var failed = 0
         for r in 0..<repeats {

@@ -16,6 +16,8 @@ public final class LocalGrid: @unchecked Sendable {
     public let client: GridClient
     /// The workers' owner, whose token the workers joined with.
     public let workerToken: String
+    /// The sandbox tier the workers chose (their default, `auto`).
+    public let tier: String
     private var children: [ServerProcess]
     private let binary: String
     private let environment: [String: String]
@@ -51,6 +53,7 @@ public final class LocalGrid: @unchecked Sendable {
             let workerToken = try await owner.createToken(kind: "worker").token
             var client = GridClient(baseURL: baseURL)
             client.token = try await client.register("bench", password: password).token
+            var tier = "?"
             for i in 1...max(1, workers) {
                 let w = try ServerProcess(
                     name: "worker-\(i)", path: binary,
@@ -60,11 +63,12 @@ public final class LocalGrid: @unchecked Sendable {
                     ] + extraWorkerArguments,
                     environment: env)
                 children.append(w)
-                guard w.nextLine(timeout: 60) != nil else { throw BenchError("bench worker \(i) did not register:\n\(w.errorLog.suffix(2000))") }
+                guard let ready = w.nextLine(timeout: 60) else { throw BenchError("bench worker \(i) did not register:\n\(w.errorLog.suffix(2000))") }
+                if let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8)), case .string(let t)? = info["tier"] { tier = t }
             }
             return LocalGrid(
                 root: root, baseURL: baseURL, managerAddress: managerAddress, client: client, workerToken: workerToken, children: children,
-                binary: binary, environment: env)
+                binary: binary, environment: env, tier: tier)
         } catch {
             for c in children.reversed() { c.stop() }
             try? FileManager.default.removeItem(atPath: root)
@@ -74,8 +78,9 @@ public final class LocalGrid: @unchecked Sendable {
 
     private init(
         root: String, baseURL: String, managerAddress: String, client: GridClient, workerToken: String, children: [ServerProcess], binary: String,
-        environment: [String: String]
+        environment: [String: String], tier: String
     ) {
+        self.tier = tier
         self.root = root
         self.baseURL = baseURL
         self.managerAddress = managerAddress

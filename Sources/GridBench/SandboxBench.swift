@@ -6,11 +6,25 @@ import GridSandbox
 /// and waited for as the worker does (output drained, report received), against the same script started with a plain
 /// `posix_spawn` + `waitpid`. Samples alternate between the two so drift in the machine's load hits both alike.
 enum SandboxBench {
-    /// The tiers that can run here, weakest first, each with its runner, or the reason it cannot.
+    /// The tiers that can run here, weakest first, each with its runner, or the reason it cannot. The OCI tier uses
+    /// the first Docker-API engine that answers (`CAMPUSGRID_ENGINE_SOCKET`, DOCKER_HOST, the usual sockets).
     static func tiers(python: String) -> [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] {
         var out: [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] = [(.restricted, .success(RestrictedRunner(python: python)))]
-        out.append((.bwrap, .failure(BenchError("not available: this build has no bwrap runner yet"))))
-        out.append((.oci, .failure(BenchError("not available: this build has no OCI runner yet"))))
+        do {
+            out.append((.bwrap, .success(try BwrapRunner(configuration: BwrapRunner.Configuration(python: python)))))
+        } catch {
+            out.append((.bwrap, .failure(BenchError("not available here: \(error)"))))
+        }
+        let env = ProcessInfo.processInfo.environment
+        var oci: Result<any JobRunner, BenchError> = .failure(
+            BenchError("not available here: no Docker-API engine with the sandbox image answered (start one, e.g. scripts/bench-sandbox's podman service)"))
+        for socket in SandboxSelection.sockets(for: .auto, given: env["CAMPUSGRID_ENGINE_SOCKET"], environment: env) {
+            if let runner = try? OCIRunner(configuration: OCIRunner.Configuration(socket: socket)) {
+                oci = .success(runner)
+                break
+            }
+        }
+        out.append((.oci, oci))
         return out
     }
 

@@ -37,32 +37,44 @@ struct APIController: Sendable {
 
     @Sendable func register(_ request: Request, context: APIContext) async throws -> Response {
         let body = try await request.decode(as: API.Credentials.self, context: context)
-        let username = body.username.trimmingCharacters(in: .whitespaces)
-        guard username.count >= 2, username.count <= 32,
-            username.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0) })
-        else {
-            throw GridError(.badRequest, "a username is 2–32 letters, digits, '_', '-' or '.'")
-        }
-        guard body.password.count >= 8, body.password.count <= 72 else {
-            throw GridError(.badRequest, "a password is 8–72 characters")
-        }
-        let hash = try await hashPassword(body.password)
-        let user = try await db.createUser(username: username, passwordHash: hash, startingCredits: config.startingCredits, now: wall())
+        let user = try await createAccount(username: body.username, password: body.password)
         let token = try await issueToken(for: user, kind: .api)
         return try jsonResponse(token, status: .created, request: request, context: context)
     }
 
     @Sendable func login(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
         let body = try await request.decode(as: API.Credentials.self, context: context)
-        let key = body.username.lowercased()
-        guard loginLimiter.allow(key) else {
-            throw GridError(.rateLimited, "too many login attempts for \(body.username); wait a minute and try again")
+        return try await issueToken(for: try await checkLogin(username: body.username, password: body.password), kind: .api)
+    }
+
+    /// Creates an account after checking the username and password rules (shared by the API and the dashboard).
+    func createAccount(username raw: String, password: String) async throws -> UserRecord {
+        let username = raw.trimmingCharacters(in: .whitespaces)
+        guard username.count >= 2, username.count <= 32,
+            username.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0)) })
+        else {
+            throw GridError(.badRequest, "a username is 2–32 letters, digits, '_', '-' or '.'")
         }
-        guard let user = try await db.user(named: body.username), try await verifyPassword(body.password, hash: user.passwordHash) else {
+        guard password.count >= 8, password.utf8.count <= 72 else {
+            throw GridError(.badRequest, "a password is 8–72 characters (at most 72 bytes)")
+        }
+        let hash = try await hashPassword(password)
+        return try await db.createUser(username: username, passwordHash: hash, startingCredits: config.startingCredits, now: wall())
+    }
+
+    /// Checks a username and password, rate-limited per username (shared by the API and the dashboard).
+    func checkLogin(username: String, password: String) async throws -> UserRecord {
+        let key = username.lowercased()
+        guard loginLimiter.allow(key) else {
+            throw GridError(.rateLimited, "too many login attempts for \(username); wait a minute and try again")
+        }
+        guard password.utf8.count <= 200, let user = try await db.user(named: username),
+            try await verifyPassword(password, hash: user.passwordHash)
+        else {
             throw GridError(.unauthorized, "wrong username or password")
         }
         loginLimiter.reset(key)
-        return try await issueToken(for: user, kind: .api)
+        return user
     }
 
     @Sendable func logout(_ request: Request, context: APIContext) async throws -> Response {
@@ -115,7 +127,14 @@ struct APIController: Sendable {
         guard !script.data.isEmpty else { throw GridError(.badRequest, "the script \(script.name) is empty") }
         var spec = body.spec
         if spec.name.isEmpty { spec.name = script.name }
-        let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: try body.inputs.map(file), now: wall())
+        let inputs = try body.inputs.map(file)
+        // The bundle travels to the worker as one bulk message; keep it well inside the protocol's bulk limit.
+        let bundle = inputs.reduce(script.data.count) { $0 + $1.data.count }
+        let limit = Self.maxBundleBytes(config)
+        guard bundle <= limit else {
+            throw GridError(.badRequest, "the script and inputs are \(bundle >> 20) MB; the limit is \(limit >> 20) MB per job")
+        }
+        let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())
         core.jobsChanged()
         let status = try await jobStatus(job, owner: user.username, detail: true)
         let answer = API.SubmitResponse(job: status, hold: job.hold, balance: try await db.balance(of: .user(user.id)))
@@ -158,7 +177,8 @@ struct APIController: Sendable {
         var job = try await ownJob(request, context: context, user: user)
         let q = request.uri.queryParameters
         let offset = max(Int64(q["offset"] ?? "0") ?? 0, 0)
-        let wait = min(max(Double(q["wait"] ?? "0") ?? 0, 0), 30)
+        let asked = Double(q["wait"] ?? "0") ?? 0
+        let wait = asked.isFinite ? min(max(asked, 0), 30) : 0
         let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
         while true {
             let (data, total) = try await db.log(of: job.id, from: offset)
@@ -225,10 +245,13 @@ struct APIController: Sendable {
     @Sendable func ledgerCheck(_ request: Request, context: APIContext) async throws -> LedgerCheckResponse {
         _ = try await authenticate(request)
         let c = try await db.checkLedger()
-        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, ok: c.ok)
+        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, stuckHolds: c.stuckHolds, ok: c.ok)
     }
 
     // MARK: - Helpers
+
+    /// The largest script + inputs a job may carry: three quarters of the grid protocol's bulk limit.
+    static func maxBundleBytes(_ config: ManagerConfig) -> Int { config.maxBulkBytes / 4 * 3 }
 
     func wall() -> Double { Date().timeIntervalSince1970 }
 
@@ -261,12 +284,15 @@ struct APIController: Sendable {
         if let w = job.workerId { workerName = try await db.workers().first { $0.id == w }?.name ?? w }
         let events = detail ? try await db.events(of: job.id).map { API.Event(at: $0.at, state: $0.state, detail: $0.detail) } : nil
         let outputs = detail ? try await db.outputList(of: job.id).map { API.OutputFile(name: $0.name, size: $0.size) } : nil
-        return API.JobStatus(
+        var status = API.JobStatus(
             id: job.id, name: job.spec.name, owner: owner, state: job.state, spec: job.spec, script: job.scriptName, attempt: job.attempt,
             worker: workerName, workerId: job.workerId, hold: job.hold, paid: job.paid, exitCode: job.exitCode, runtimeMs: job.runtimeMs,
             peakMemoryKb: job.peakMemoryKb, cpuSeconds: job.cpuSeconds, reason: job.reason, pendingReason: job.pendingReason,
             cancelRequested: job.cancelRequested, logBytes: job.logBytes, submittedAt: job.submittedAt, startedAt: job.startedAt,
             finishedAt: job.finishedAt, events: events, outputs: outputs)
+        status.tier = job.tier
+        status.tierLabel = job.tier?.label
+        return status
     }
 
     func issueToken(for user: UserRecord, kind: TokenKind) async throws -> API.TokenResponse {

@@ -167,29 +167,54 @@ extension GridDatabase {
         }
     }
 
-    /// Commits a placement plan in one transaction, re-checking each job is still pending and each worker online.
-    /// Returns the jobs now running, with their new attempt numbers.
+    /// Commits a placement plan in one transaction, re-checking each assignment against the database: the job is still
+    /// pending and not being cancelled, the worker is online, has a free slot, a strong enough sandbox tier, and free
+    /// CPUs, RAM and GPUs for it next to the jobs it already runs. Returns the jobs now running, with their new attempts.
     public func apply(_ assignments: [Placement.Assignment], now: Double) async throws -> [JobRecord] {
         guard !assignments.isEmpty else { return [] }
         return try await writer.write { db in
             var started: [JobRecord] = []
-            // Cached statements (compiled once per pass, not once per job) and each worker looked up once.
-            let workerRow = try db.cachedStatement(sql: "SELECT online, name FROM workers WHERE id = ?")
-            let start = try db.cachedStatement(
+            // Each worker is read once per pass (its row and what its running jobs use), then kept up to date here as
+            // this transaction starts jobs on it; statements are compiled once per pass, not once per job.
+            struct Room {
+                var online: Bool
+                var name: String
+                var tier: SandboxTier
+                var slots: Int
+                var total: Resources
+                var used: Resources
+                var running: Int
+            }
+            let decoder = JSONDecoder()
+            let workerRow = try db.cachedStatement(sql: "SELECT name, resources, slots, tier, online FROM workers WHERE id = ?")
+            let runningSpecs = try db.cachedStatement(sql: "SELECT spec FROM jobs WHERE state = 'running' AND worker_id = ?")
+            let startJob = try db.cachedStatement(
                 sql: """
                     UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
-                        log_attempt_base = log_total WHERE id = ?
+                        log_attempt_base = log_total, tier = ? WHERE id = ?
                     """)
-            var workers: [WorkerID: (online: Bool, name: String)] = [:]
+            var rooms: [WorkerID: Room] = [:]
             for a in assignments {
                 guard let job = try Self.job(db, a.job), job.state == .pending, !job.cancelRequested else { continue }
-                if workers[a.worker] == nil {
-                    let row = try Row.fetchOne(workerRow, arguments: [a.worker])
-                    workers[a.worker] = (row?["online"] ?? false, row?["name"] ?? a.worker)
+                if rooms[a.worker] == nil {
+                    guard let worker = try Row.fetchOne(workerRow, arguments: [a.worker]) else { continue }
+                    let specs = try String.fetchAll(runningSpecs, arguments: [a.worker]).map {
+                        (try? decoder.decode(JobSpec.self, from: Data($0.utf8)))?.resources ?? .zero
+                    }
+                    rooms[a.worker] = Room(
+                        online: worker["online"], name: worker["name"], tier: SandboxTier(rawValue: worker["tier"]) ?? .restricted,
+                        slots: worker["slots"],
+                        total: (try? decoder.decode(Resources.self, from: Data((worker["resources"] as String).utf8))) ?? .zero,
+                        used: specs.reduce(Resources.zero, +), running: specs.count)
                 }
-                guard let worker = workers[a.worker], worker.online else { continue }
-                try start.execute(arguments: [a.worker, now, a.job])
-                try Self.event(db, a.job, .running, "on worker \(worker.name) (attempt \(job.attempt + 1))", now)
+                guard var room = rooms[a.worker], room.online, room.running < room.slots, room.tier >= job.spec.minTier,
+                    (room.total - room.used).covers(job.spec.resources)
+                else { continue }
+                try startJob.execute(arguments: [a.worker, now, room.tier.rawValue, a.job])
+                try Self.event(db, a.job, .running, "on worker \(room.name) (attempt \(job.attempt + 1))", now)
+                room.used = room.used + job.spec.resources
+                room.running += 1
+                rooms[a.worker] = room
                 // The row as the UPDATE left it, without reading it back.
                 var running = job
                 running.state = .running
@@ -197,6 +222,7 @@ extension GridDatabase {
                 running.attempt += 1
                 running.startedAt = now
                 running.pendingReason = nil
+                running.tier = room.tier
                 started.append(running)
             }
             return started
@@ -224,13 +250,22 @@ extension GridDatabase {
             let attempt: Int = row["attempt"]
             let state: String = row["state"]
             guard attempt == job.attempt, state == JobState.running.rawValue else { return false }
-            let total: Int64 = row["log_total"]
+            var total: Int64 = row["log_total"]
             let base: Int64 = row["log_attempt_base"]
             let start = base + offset
             var bytes = data
             if start < total {
                 let skip = Int(min(Int64(bytes.count), total - start))
                 bytes = bytes.dropFirst(skip)
+            } else if start > total {
+                // Bytes between what is stored and this chunk never arrived: say so rather than splice silently, and
+                // shift this attempt's base so later offsets land after the note.
+                let gap = start - total
+                let note = Data("\n[\(gap) bytes of log lost in transit]\n".utf8)
+                try Self.appendLog(db, job.jobId, note, total: total)
+                total += Int64(note.count)
+                try db.execute(
+                    sql: "UPDATE jobs SET log_attempt_base = log_attempt_base + ? WHERE id = ?", arguments: [Int64(note.count) - gap, job.jobId])
             }
             guard !bytes.isEmpty else { return true }
             try Self.appendLog(db, job.jobId, Data(bytes), total: total)

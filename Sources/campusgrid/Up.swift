@@ -78,6 +78,8 @@ struct Up: AsyncParsableCommand {
                 guard w.readLine(timeout: 60) != nil else { throw ValidationError("worker \(i) did not start; see its messages above") }
             }
 
+            // Trap the signals before saying we are up, so a stop right after the ready line is still clean.
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             if json {
                 let line: [String: String] = [
                     "dashboard": dashboard, "manager": managerAddress, "user": demo.username, "password": demo.password, "token": token,
@@ -97,7 +99,6 @@ struct Up: AsyncParsableCommand {
                     Press Ctrl-C to stop.
                     """)
             }
-            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             for await _ in signals { break }
             if !json { say("Stopping…") }
             stopAll()

@@ -88,6 +88,11 @@ extension Integration {
             let notLoggedIn = try grid.cli(["submit", script])
             #expect(notLoggedIn.status != 0)
             #expect(notLoggedIn.stderr.contains("not logged in"), "\(notLoggedIn.stderr)")
+            let huge = grid.root + "/huge.bin"
+            FileManager.default.createFile(atPath: huge, contents: Data(count: 50 << 20))
+            let tooBig = try grid.cli(["submit", script, "--input", huge], token: alice.token!)
+            #expect(tooBig.status != 0)
+            #expect(tooBig.stderr.contains("the limit is 48 MB"), "\(tooBig.stderr)")
             // The API refuses what the CLI would have refused too.
             var raw = alice
             raw.token = alice.token

@@ -61,6 +61,8 @@ public final class TestGrid: @unchecked Sendable {
         env["CAMPUSGRID_TOKEN"] = nil
         env["CAMPUSGRID_MANAGER"] = nil
         env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_LOG_LEVEL"] ?? "debug"
+        // Workers run the restricted tier unless a test asks for another (`--sandbox`); `auto` would pick bwrap here.
+        env["CAMPUSGRID_SANDBOX"] = env["CAMPUSGRID_SANDBOX"] ?? "none"
         return env
     }
 
@@ -69,6 +71,15 @@ public final class TestGrid: @unchecked Sendable {
         var env = environment
         for (k, v) in extraEnvironment { env[k] = v }
         let p = try ManagedProcess(name: name, executable: CampusGridBinary.path, arguments: arguments, environment: env, logDirectory: root)
+        lock.lock()
+        processes.append(p)
+        lock.unlock()
+        return p
+    }
+
+    /// Remembers a process started elsewhere (a browser driver, say) so that `shutdown()` stops it too, by its PID.
+    @discardableResult
+    public func adopt(_ p: ManagedProcess) -> ManagedProcess {
         lock.lock()
         processes.append(p)
         lock.unlock()
