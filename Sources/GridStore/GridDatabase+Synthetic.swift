@@ -29,6 +29,6 @@ extension GridDatabase {
             }
         }
         // Fold the write-ahead log into the database now, so the next write does not pay for checkpointing this one.
-        try await writer.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        try await writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
     }
 }
