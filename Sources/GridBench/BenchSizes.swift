@@ -19,7 +19,7 @@ public struct BenchSizes: Sendable, Codable, Hashable {
     public var fileRepeats: Int
 
     public static let full = BenchSizes(
-        mode: "full", latencyJobs: 50, throughputJobs: 1000, throughputRepeats: 3, schedulerWorkers: 10_000, schedulerJobs: 100_000,
+        mode: "full", latencyJobs: 50, throughputJobs: 1000, throughputRepeats: 2, schedulerWorkers: 10_000, schedulerJobs: 100_000,
         schedulerRepeats: 3, sandboxLaunches: 30, tasks: 10_000, roundTrips: 200, taskRepeats: 3, kvClients: 50, kvOpsPerClient: 2_000,
         kvRepeats: 3, fileBytes: 1 << 30, fileRepeats: 3)
 
