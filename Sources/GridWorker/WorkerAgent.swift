@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// A worker: keeps a link to the manager (reconnecting by itself), runs the jobs it is given in its sandbox, streams
 /// their logs and reports their ends. Results survive a manager outage: they are re-sent until acknowledged.
@@ -44,11 +45,19 @@ public actor WorkerAgent: Service {
     private let startContinuation: AsyncStream<JobID>.Continuation
     /// Called with the manager's answer once the worker is registered (used by `up` and tests to know it is ready).
     private let onRegistered: @Sendable (String) -> Void
+    /// The peer services, told the worker's id and the online peers; nil when the worker offers none.
+    private let peers: PeerService?
+    /// Requests to the manager waiting for their reply, by id (see `ask`).
+    private var asks: [Int: CheckedContinuation<GridMessage, any Error>] = [:]
+    private var nextAsk = 1
+    /// Set when the peer's task load changed: the next heartbeat goes out at once.
+    private let loadDirty = Mutex(false)
 
     public init(
-        config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger,
+        config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger, peers: PeerService? = nil,
         onRegistered: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.peers = peers
         self.config = config
         self.runner = runner
         self.resources = resources
@@ -133,6 +142,7 @@ public actor WorkerAgent: Service {
                 GridFrame(.hello(Msg.Hello(token: config.token, name: config.name, workerId: workerId, user: config.user))))
             guard case .helloOk(let ok) = try await expect().message else { throw LinkClosed() }
             adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
+            await peers?.setIdentity(ok.workerId)
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
                 host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref))
@@ -184,18 +194,68 @@ public actor WorkerAgent: Service {
         }
     }
 
-    private func detach() { outbox = nil }
+    private func detach() {
+        outbox = nil
+        let waiting = asks
+        asks = [:]
+        for (_, c) in waiting { c.resume(throwing: GridError(.unreachable, "lost the connection to the manager")) }
+    }
+
+    /// Sends a request to the manager and waits (at most `timeout` seconds) for the reply with its id; an `ERROR`
+    /// reply is thrown. Used by the peer services (`AUTH_CHECK`, `GET_BEST_PEER`).
+    public func ask(_ message: GridMessage, timeout: Double = 10) async throws -> GridMessage {
+        guard let out = outbox else { throw GridError(.unreachable, "this worker is not connected to its manager right now") }
+        let id = nextAsk
+        nextAsk += 1
+        let timer = Task {
+            try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+            self.answer(id, .failure(GridError(.timeout, "the manager did not answer \(message.type) in \(Int(timeout)) s")))
+        }
+        defer { timer.cancel() }
+        let reply = try await withCheckedThrowingContinuation { c in
+            asks[id] = c
+            Task {
+                do { try await out.write(GridFrame(id: id, message)) } catch {
+                    self.answer(id, .failure(GridError(.unreachable, "could not reach the manager: \(error)")))
+                }
+            }
+        }
+        if case .error(let e) = reply { throw GridError(e.code, e.message) }
+        return reply
+    }
+
+    private func answer(_ id: Int, _ result: Result<GridMessage, any Error>) {
+        asks.removeValue(forKey: id)?.resume(with: result)
+    }
+
+    /// The peer's task load changed: report it with the next heartbeat tick, not a whole period later.
+    public nonisolated func loadChanged() {
+        loadDirty.withLock { $0 = true }
+    }
 
     private func heartbeats(_ out: Outbox) async throws {
         while !Task.isCancelled {
-            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: jobs.values.map(\.ref))
+            loadDirty.withLock { $0 = false }
+            let tasks = await peers?.taskLoad()
+            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: jobs.values.map(\.ref), tasks: tasks)
             try await out.write(GridFrame(.loadUpdate(update)))
-            try await Task.sleep(for: .milliseconds(Int(heartbeatSeconds * 1000)))
+            // Sleep a heartbeat period, in short steps so that a change of the task load is reported soon.
+            let steps = max(1, Int(heartbeatSeconds * 1000) / 50)
+            for _ in 0..<steps {
+                try await Task.sleep(for: .milliseconds(50))
+                if loadDirty.withLock({ $0 }) { break }
+            }
         }
     }
 
     private func handle(_ frame: GridFrame, _ out: Outbox) async {
+        if frame.id != 0, asks[frame.id] != nil {
+            answer(frame.id, .success(frame.message))
+            return
+        }
         switch frame.message {
+        case .peers(let update):
+            await peers?.membership(update.peers)
         case .jobAssign(let assign):
             await start(assign, payload: frame.payload ?? ByteBuffer())
         case .cancel(let cancel):

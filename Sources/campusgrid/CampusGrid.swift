@@ -12,6 +12,8 @@ struct CampusGrid: AsyncParsableCommand {
             Register.self, Login.self, Logout.self, WhoAmI.self, Credits.self, TokenCommand.self,
             Submit.self, Jobs.self, Status.self, Logs.self, Cancel.self, Download.self,
             Workers.self, Leaderboard.self, Admin.self,
+            CPUCommand.self, SetMemCommand.self, GetMemCommand.self, DelMemCommand.self, ListMemCommand.self,
+            PutFileCommand.self, GetFileCommand.self, ListFilesCommand.self, DeleteFileCommand.self,
         ]
     )
 }
