@@ -206,13 +206,7 @@ private final class Zygote: @unchecked Sendable {
 
     /// Writes one request line and reads one answer line (on a dispatch thread: the read blocks).
     func exchange(_ line: Data, timeout: Double) async throws -> Data {
-        lock.lock()
-        guard let input, outputFd >= 0 else {
-            lock.unlock()
-            throw ZygoteError.notRunning
-        }
-        let fd = outputFd
-        lock.unlock()
+        let (input, fd) = try endpoints()
         try input.write(contentsOf: line)
         served += 1
         return try await withCheckedThrowingContinuation { continuation in
@@ -220,6 +214,13 @@ private final class Zygote: @unchecked Sendable {
                 continuation.resume(with: Result { try self.readLine(fd: fd, timeout: timeout) })
             }
         }
+    }
+
+    private func endpoints() throws -> (FileHandle, Int32) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let input, outputFd >= 0 else { throw ZygoteError.notRunning }
+        return (input, outputFd)
     }
 
     private func readLine(fd: Int32, timeout: Double) throws -> Data {
@@ -251,6 +252,8 @@ private final class Zygote: @unchecked Sendable {
 
     private func stopLocked() {
         if let p = process, p.isRunning {
+            // The zygote leads its own process group: its task children go with it.
+            kill(-p.processIdentifier, SIGKILL)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
         }

@@ -7,6 +7,7 @@
 enum FunctionZygote {
     static let script = #"""
 import sys, os, json, time, select, signal, io, ast, traceback, builtins, contextlib
+os.setpgrp()
 proto_in = sys.stdin.buffer
 proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
 os.dup2(2, 1)
@@ -117,5 +118,6 @@ while True:
     else:
         res = {"ok": False, "error": "crashed", "message": "the task's process exited with status %d without an answer" % os.WEXITSTATUS(status)}
     proto_out.write(json.dumps(res).encode() + b"\n")
+os.killpg(0, signal.SIGKILL)
 """#
 }

@@ -68,20 +68,17 @@ extension PeerService {
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         var found: [String: Msg.MemEntry] = [:]
         var reachable = 0
-        func consider(_ peer: String) async {
-            if peer == selfId {
-                reachable += 1
-                if let e = memory.get(key) { found[peer] = Msg.MemEntry(key: key, value: e.value, version: e.version, origin: e.origin) }
-                return
-            }
-            if case .memEntries(let m)? = try? await ask(peer, .memFetch(Msg.MemFetch(keys: [key])), timeout: 10).message {
-                reachable += 1
-                if let e = m.entries.first(where: { $0.key == key }) { found[peer] = e }
-            }
+        for owner in owners {
+            let (reached, entry) = await replica(of: key, on: owner)
+            if reached { reachable += 1 }
+            if let entry { found[owner] = entry }
         }
-        for owner in owners { await consider(owner) }
         if found.isEmpty {
-            for peer in memberIds where !owners.contains(peer) { await consider(peer) }
+            for peer in memberIds where !owners.contains(peer) {
+                let (reached, entry) = await replica(of: key, on: peer)
+                if reached { reachable += 1 }
+                if let entry { found[peer] = entry }
+            }
         }
         if reachable == 0 { throw GridError(.unreachable, "no peer holding this key could be reached; try again") }
         let newest = found.values.max { a, b in
@@ -92,6 +89,17 @@ extension PeerService {
             for owner in owners where found[owner] != newest { _ = await push([newest], to: owner) }
         }
         return newest
+    }
+
+    /// Peer `peer`'s replica of `key`: whether the peer answered, and its entry if it has one.
+    private func replica(of key: String, on peer: String) async -> (Bool, Msg.MemEntry?) {
+        if peer == selfId {
+            return (true, memory.get(key).map { Msg.MemEntry(key: key, value: $0.value, version: $0.version, origin: $0.origin) })
+        }
+        guard case .memEntries(let m)? = try? await ask(peer, .memFetch(Msg.MemFetch(keys: [key])), timeout: 10).message else {
+            return (false, nil)
+        }
+        return (true, m.entries.first { $0.key == key })
     }
 
     func listMem(prefix: String, local: Bool) async throws -> [String] {

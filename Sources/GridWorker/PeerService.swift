@@ -218,7 +218,7 @@ public actor PeerService: Service {
             case .putFileEnd(let m): return (.fileStored(try await putFileEnd(m, caller: caller)), nil)
             case .getFile(let m): return (.fileInfo(try await getFile(m.filename)), nil)
             case .getFileChunk(let m): return try await getFileChunk(m)
-            case .listFiles(let m): return (.fileList(try await listFiles(prefix: m.prefix ?? "")), nil)
+            case .listFiles(let m): return (.fileList(Msg.FileList(files: try await listFiles(prefix: m.prefix ?? ""))), nil)
             case .deleteFile(let m):
                 try PeerNames.validateFileName(m.filename)
                 _ = try await writeEntry(PeerNames.manifestPrefix + m.filename, nil)

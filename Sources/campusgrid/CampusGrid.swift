@@ -18,6 +18,29 @@ struct CampusGrid: AsyncParsableCommand {
     )
 }
 
+extension CampusGrid {
+    /// Accepts the seed's order too: `campusgrid --port 9000 cpu …` (seed 003's `client.py --port 9000 cpu …`).
+    static func main() async {
+        await main(SeedArguments.reorder(Array(CommandLine.arguments.dropFirst())))
+    }
+}
+
+/// Seed 003 puts the peer's `--host`/`--port` before the command; argument-parser wants them after it.
+enum SeedArguments {
+    static let movable: Set<String> = ["--host", "--port", "--token"]
+
+    static func reorder(_ args: [String]) -> [String] {
+        var leading: [String] = []
+        var i = 0
+        while i + 1 < args.count, movable.contains(args[i]) {
+            leading += [args[i], args[i + 1]]
+            i += 2
+        }
+        guard !leading.isEmpty, i < args.count else { return args }
+        return [args[i]] + leading + args[(i + 1)...]
+    }
+}
+
 /// Logging to standard error; level from `CAMPUSGRID_LOG_LEVEL` (trace…critical, default info).
 enum GridLogging {
     static let bootstrap: Void = {

@@ -17,7 +17,28 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Number of local workers.") var workers = 2
     @Option(help: "Data folder (default ~/.campusgrid/local).") var dataDir: String?
     @Option(help: "Sandbox for the workers (as `worker --sandbox`).") var sandbox: String?
+    @Option(help: "Peer port of the first worker; the others count up from it (a busy port is replaced by a free one).") var peerPort = 9000
     @Flag(help: "First line of output is one JSON object with the dashboard URL, manager address and demo credentials.") var json = false
+
+    /// One worker's peer ports, as printed.
+    struct PeerLine: Codable {
+        var name: String
+        var port: Int
+        var webPort: Int?
+        enum CodingKeys: String, CodingKey {
+            case name, port
+            case webPort = "web_port"
+        }
+    }
+
+    struct UpLine: Codable {
+        var dashboard: String
+        var manager: String
+        var user: String
+        var password: String
+        var token: String
+        var peers: [PeerLine]
+    }
 
     struct Demo: Codable {
         var username: String
@@ -66,22 +87,32 @@ struct Up: AsyncParsableCommand {
             }
             let demo = try JSONDecoder().decode(Demo.self, from: FileManager.default.contents(atPath: demoPath)!)
             client.token = token
+            // So that the seed's client commands (`campusgrid cpu --port 9000 …`) work as written: log the CLI in as
+            // the demo user unless it already has a login for this manager.
+            if CredentialStore.token(for: dashboard) == nil { try? CredentialStore.save(token, for: dashboard) }
             let workerToken = try await client.createToken(kind: "worker").token
 
+            var peers: [PeerLine] = []
             for i in 1...max(workers, 1) where workers > 0 {
+                let wanted = peerPort + i - 1
+                let port = (1...65535).contains(wanted) && Self.isFree(wanted) ? wanted : 0
                 var args = [
                     "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
+                    "--port", "\(port)",
                 ]
                 if let sandbox { args += ["--sandbox", sandbox] }
                 let w = try Child.start(me, args, label: "worker-\(i)")
                 children.append(w)
-                guard w.readLine(timeout: 60) != nil else { throw ValidationError("worker \(i) did not start; see its messages above") }
+                guard let ready = w.readLine(timeout: 60) else { throw ValidationError("worker \(i) did not start; see its messages above") }
+                let info = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8))) ?? [:]
+                var line = PeerLine(name: "local-\(i)", port: 0, webPort: nil)
+                if case .number(let p)? = info["port"] { line.port = Int(p) }
+                if case .number(let p)? = info["web_port"] { line.webPort = Int(p) }
+                peers.append(line)
             }
 
             if json {
-                let line: [String: String] = [
-                    "dashboard": dashboard, "manager": managerAddress, "user": demo.username, "password": demo.password, "token": token,
-                ]
+                let line = UpLine(dashboard: dashboard, manager: managerAddress, user: demo.username, password: demo.password, token: token, peers: peers)
                 let e = JSONEncoder()
                 e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 say(String(decoding: try e.encode(line), as: UTF8.self))
@@ -92,6 +123,8 @@ struct Up: AsyncParsableCommand {
                       Dashboard:  \(dashboard)
                       Manager:    \(managerAddress) (grid protocol), data in \(dir)
                       Workers:    \(workers) local worker(s), earning for \(demo.username)
+                    \(peers.map { "  Peer \($0.name): grid port \($0.port), web port \($0.webPort.map(String.init) ?? "none (no status page yet)")" }.joined(separator: "\n"))
+                      Peer try:   CAMPUSGRID_TOKEN=\(token) campusgrid cpu --port \(peers.first?.port ?? 9000) --program "def main(a, b): return a + b" --args "[10, 32]"
                       Demo login: \(demo.username) / \(demo.password)
                       Try:        CAMPUSGRID_MANAGER=\(dashboard) CAMPUSGRID_TOKEN=\(token) campusgrid submit examples/sum_of_squares.py --follow
                     Press Ctrl-C to stop.
