@@ -12,6 +12,8 @@ proto_in = sys.stdin.buffer
 proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
 os.dup2(2, 1)
 MAX_RESULT = int(os.environ.get("GRID_MAX_RESULT", "1048576"))
+# The task may replace anything it can reach (json.dumps, os.write…): the child reports with these saved ones.
+_dumps, _write, _exit, _format_exc = json.dumps, os.write, os._exit, traceback.format_exc
 
 def execute(req):
     out = io.StringIO()
@@ -44,11 +46,11 @@ def execute(req):
             else:
                 result = fn(args)
         except BaseException as e:
-            tb = traceback.format_exc()
+            tb = _format_exc()
             return {"ok": False, "error": "exception", "message": "%s: %s" % (type(e).__name__, e), "traceback": tb[-16384:],
                     "output": out.getvalue()[-65536:]}
     try:
-        text = json.dumps(result)
+        text = _dumps(result)
     except (TypeError, ValueError) as e:
         return {"ok": False, "error": "not_json", "message": "the result (%s) is not JSON-serialisable: %s" % (type(result).__name__, e)}
     if len(text) > MAX_RESULT:
@@ -59,14 +61,14 @@ def child(req, w):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         res = execute(req)
-        data = json.dumps(res).encode()
+        data = _dumps(res).encode()
     except BaseException as e:
-        data = json.dumps({"ok": False, "error": "crashed", "message": "the task could not report: %s" % e}).encode()
+        data = _dumps({"ok": False, "error": "crashed", "message": "the task could not report: %s" % e}).encode()
     view = memoryview(data)
     while view:
-        n = os.write(w, view)
+        n = _write(w, view)
         view = view[n:]
-    os._exit(0)
+    _exit(0)
 
 while True:
     line = proto_in.readline()
