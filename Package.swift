@@ -111,7 +111,7 @@ let package = Package(
         ),
         .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler"], swiftSettings: swiftSettings),
         .testTarget(name: "GridStoreTests", dependencies: ["GridStore"], swiftSettings: swiftSettings),
-        .testTarget(name: "GridPeerTests", dependencies: ["GridPeer", "GridCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GridPeerTests", dependencies: ["GridPeer", "GridCore", "GridProtocol"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridPeerIntegrationTests",
             dependencies: [

@@ -17,7 +17,8 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Number of local workers.") var workers = 2
     @Option(help: "Data folder (default ~/.campusgrid/local).") var dataDir: String?
     @Option(help: "Sandbox for the workers (as `worker --sandbox`).") var sandbox: String?
-    @Option(help: "Peer port of the first worker; the others count up from it (a busy port is replaced by a free one).") var peerPort = 9000
+    @Option(help: "Peer port of the first worker; the others count up from it (a busy port is replaced by a free one; 0: all free ports).")
+    var peerPort = 9000
     @Flag(help: "First line of output is one JSON object with the dashboard URL, manager address and demo credentials.") var json = false
 
     /// One worker's peer ports, as printed.
@@ -95,7 +96,7 @@ struct Up: AsyncParsableCommand {
             var peers: [PeerLine] = []
             for i in 1...max(workers, 1) where workers > 0 {
                 let wanted = peerPort + i - 1
-                let port = (1...65535).contains(wanted) && Self.isFree(wanted) ? wanted : 0
+                let port = peerPort > 0 && (1...65535).contains(wanted) && Self.isFree(wanted) ? wanted : 0
                 var args = [
                     "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
                     "--port", "\(port)",

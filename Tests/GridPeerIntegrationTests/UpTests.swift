@@ -1,0 +1,52 @@
+import Foundation
+import GridCore
+import GridTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct UpTests {
+    /// `up --workers 3` prints every peer's port; the seed's examples then work against those ports with nothing but
+    /// the login `up` stored.
+    @Test func upPrintsEachPeersPortsAndTheSeedExamplesWorkAgainstThem() async throws {
+        let grid = try TestGrid(label: "up")
+        defer { grid.shutdown() }
+        let up = try grid.spawn("up", ["up", "--workers", "3", "--peer-port", "0", "--json", "--data-dir", grid.root + "/local"])
+        let line = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+        let info = try JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8))
+        guard case .array(let peers)? = info["peers"], case .string(let dashboard)? = info["dashboard"] else {
+            Issue.record("no peers in \(line)")
+            return
+        }
+        #expect(peers.count == 3)
+        var ports: [Int] = []
+        for case .object(let p) in peers {
+            if case .number(let port)? = p["port"] { ports.append(Int(port)) }
+            #expect(p.keys.contains("web_port") || p["web_port"] == nil)
+        }
+        #expect(ports.count == 3 && Set(ports).count == 3 && ports.allSatisfy { $0 > 0 })
+
+        // The CLI, with no token given: it uses the login `up` stored for its manager.
+        func cli(_ args: [String]) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
+            p.arguments = args
+            var env = grid.environment
+            env["CAMPUSGRID_MANAGER"] = dashboard
+            p.environment = env
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let r = try cli(["--port", "\(ports[0])", "cpu", "--program", "def main(a, b): return a + b", "--args", "[10, 32]"])
+        #expect(r == "Result: 42", "\(grid.logs())")
+        _ = try cli(["--port", "\(ports[0])", "set-mem", "--key", "user:id", "--value", "101"])
+        #expect(try cli(["--port", "\(ports[2])", "get-mem", "--key", "user:id"]) == "Memory value: 101")
+    }
+}
