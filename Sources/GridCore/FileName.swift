@@ -7,10 +7,21 @@ public enum FileName {
         if name.isEmpty { throw bad("empty") }
         if name.utf8.count > 1024 { throw bad("longer than 1024 bytes") }
         if name.hasPrefix("/") { throw bad("absolute paths are not allowed") }
-        if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) { throw bad("control characters are not allowed") }
+        if name.unicodeScalars.contains(where: isControlOrFormat) {
+            throw bad("control characters and invisible formatting characters are not allowed")
+        }
         for part in name.split(separator: "/", omittingEmptySubsequences: false) {
             if part.isEmpty || part == "." || part == ".." { throw bad("'.', '..' and empty path parts are not allowed") }
             if part.utf8.count > 255 { throw bad("a path part is longer than 255 bytes") }
+        }
+    }
+
+    /// Control characters (C0, DEL, C1), invisible formatting characters (bidirectional overrides, zero-width
+    /// joiners) and line or paragraph separators: they can hide what a name really is.
+    static func isControlOrFormat(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .unassigned, .privateUse: true
+        default: false
         }
     }
 }

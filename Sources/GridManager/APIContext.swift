@@ -58,5 +58,6 @@ struct LedgerCheckResponse: Codable, Sendable {
     var minted: Int
     var held: Int
     var negativeAccounts: [String]
+    var stuckHolds: [String]
     var ok: Bool
 }

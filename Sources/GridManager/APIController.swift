@@ -115,7 +115,14 @@ struct APIController: Sendable {
         guard !script.data.isEmpty else { throw GridError(.badRequest, "the script \(script.name) is empty") }
         var spec = body.spec
         if spec.name.isEmpty { spec.name = script.name }
-        let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: try body.inputs.map(file), now: wall())
+        let inputs = try body.inputs.map(file)
+        // The bundle travels to the worker as one bulk message; keep it well inside the protocol's bulk limit.
+        let bundle = inputs.reduce(script.data.count) { $0 + $1.data.count }
+        let limit = Self.maxBundleBytes(config)
+        guard bundle <= limit else {
+            throw GridError(.badRequest, "the script and inputs are \(bundle >> 20) MB; the limit is \(limit >> 20) MB per job")
+        }
+        let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())
         core.jobsChanged()
         let status = try await jobStatus(job, owner: user.username, detail: true)
         let answer = API.SubmitResponse(job: status, hold: job.hold, balance: try await db.balance(of: .user(user.id)))
@@ -225,10 +232,13 @@ struct APIController: Sendable {
     @Sendable func ledgerCheck(_ request: Request, context: APIContext) async throws -> LedgerCheckResponse {
         _ = try await authenticate(request)
         let c = try await db.checkLedger()
-        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, ok: c.ok)
+        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, stuckHolds: c.stuckHolds, ok: c.ok)
     }
 
     // MARK: - Helpers
+
+    /// The largest script + inputs a job may carry: three quarters of the grid protocol's bulk limit.
+    static func maxBundleBytes(_ config: ManagerConfig) -> Int { config.maxBulkBytes / 4 * 3 }
 
     func wall() -> Double { Date().timeIntervalSince1970 }
 

@@ -24,6 +24,7 @@ public enum Manager {
         let api = APIController(db: db, core: core, config: config, loginLimiter: RateLimiter())
         api.addRoutes(to: router)
         StatusPage(db: db, api: api).addRoutes(to: router)
+        MetricsEndpoint(db: db, core: core).addRoutes(to: router)
 
         let gate = PortGate(onReady)
         let grid = GridServer(

@@ -20,7 +20,7 @@ public struct ManagerConfig: Sendable {
     public var maxAttempts: Int = 3
     /// bcrypt cost for passwords.
     public var bcryptCost: UInt8 = 10
-    /// Frame limits of the grid protocol.
+    /// Frame limits of the grid protocol. A job's script and inputs may take up to ¾ of the bulk limit.
     public var maxLineBytes: Int = 1 << 20
     public var maxBulkBytes: Int = 64 << 20
 

@@ -15,10 +15,24 @@ public struct FrameParser: Sendable {
         case failed
     }
 
+    /// The envelope fields, read leniently: a bad `type` or `id` is reported later; a `bytes` that is present but not
+    /// a whole number is `badBytes` (the stream's framing can no longer be trusted).
     private struct Probe: Decodable {
         var type: String?
         var id: Int?
         var bytes: Int?
+        var badBytes = false
+
+        enum Keys: String, CodingKey { case type, id, bytes }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: Keys.self)
+            type = try? c.decodeIfPresent(String.self, forKey: .type)
+            id = try? c.decodeIfPresent(Int.self, forKey: .id)
+            if c.contains(.bytes) {
+                if let n = try? c.decode(Int.self, forKey: .bytes) { bytes = n } else { badBytes = true }
+            }
+        }
     }
 
     public let limits: FrameLimits
@@ -56,6 +70,9 @@ public struct FrameParser: Sendable {
                     return .invalid(GridError(.malformedMessage, "not a JSON object: \(Self.preview(line))"), id: nil, fatal: false)
                 }
                 let id = probe.id ?? 0
+                if probe.badBytes {
+                    return fail(.malformedMessage, "\"bytes\" must be a whole number of bytes", id: id, &buffer)
+                }
                 guard let type = probe.type, !type.isEmpty else {
                     return .invalid(GridError(.malformedMessage, "a message needs a string field \"type\""), id: id, fatal: false)
                 }

@@ -97,7 +97,16 @@ extension GridDatabase {
                     if balance < 0 { negative.append(account) }
                 }
             }
-            return LedgerCheck(minted: minted, held: held, negativeAccounts: negative)
+            // Credits still held for jobs that ended would be credits nobody can spend.
+            var stuck: [String] = []
+            for row in rows {
+                let account: String = row["account"]
+                let balance: Int = row["balance"]
+                guard balance != 0, case .hold(let job)? = LedgerAccount(account) else { continue }
+                let state = try String.fetchOne(db, sql: "SELECT state FROM jobs WHERE id = ?", arguments: [job])
+                if let state, JobState(rawValue: state)?.isFinal ?? true { stuck.append(account) }
+            }
+            return LedgerCheck(minted: minted, held: held, negativeAccounts: negative, stuckHolds: stuck)
         }
     }
 

@@ -166,23 +166,34 @@ extension GridDatabase {
         }
     }
 
-    /// Commits a placement plan in one transaction, re-checking each job is still pending and each worker online.
-    /// Returns the jobs now running, with their new attempt numbers.
+    /// Commits a placement plan in one transaction, re-checking each assignment against the database: the job is still
+    /// pending and not being cancelled, the worker is online, has a free slot, a strong enough sandbox tier, and free
+    /// CPUs, RAM and GPUs for it next to the jobs it already runs. Returns the jobs now running, with their new attempts.
     public func apply(_ assignments: [Placement.Assignment], now: Double) async throws -> [JobRecord] {
         guard !assignments.isEmpty else { return [] }
         return try await writer.write { db in
             var started: [JobRecord] = []
             for a in assignments {
                 guard let job = try Self.job(db, a.job), job.state == .pending, !job.cancelRequested else { continue }
-                guard let online = try Bool.fetchOne(db, sql: "SELECT online FROM workers WHERE id = ?", arguments: [a.worker]), online
+                guard let worker = try Row.fetchOne(
+                    db, sql: "SELECT name, resources, slots, tier, online FROM workers WHERE id = ?", arguments: [a.worker]),
+                    worker["online"] as Bool
                 else { continue }
+                let total = (try? JSONDecoder().decode(Resources.self, from: Data((worker["resources"] as String).utf8))) ?? .zero
+                let tier = SandboxTier(rawValue: worker["tier"]) ?? .restricted
+                let running = try Row.fetchAll(
+                    db, sql: "SELECT * FROM jobs WHERE state = 'running' AND worker_id = ?", arguments: [a.worker]
+                ).map(JobRecord.init(row:))
+                let used = running.reduce(Resources.zero) { $0 + $1.spec.resources }
+                let slots: Int = worker["slots"]
+                guard running.count < slots, tier >= job.spec.minTier, (total - used).covers(job.spec.resources) else { continue }
                 try db.execute(
                     sql: """
                         UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
                             log_attempt_base = log_total WHERE id = ?
                         """,
                     arguments: [a.worker, now, a.job])
-                let name = try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [a.worker]) ?? a.worker
+                let name: String = worker["name"]
                 try Self.event(db, a.job, .running, "on worker \(name) (attempt \(job.attempt + 1))", now)
                 started.append(try Self.job(db, a.job)!)
             }
@@ -213,13 +224,22 @@ extension GridDatabase {
             let attempt: Int = row["attempt"]
             let state: String = row["state"]
             guard attempt == job.attempt, state == JobState.running.rawValue else { return false }
-            let total: Int64 = row["log_total"]
+            var total: Int64 = row["log_total"]
             let base: Int64 = row["log_attempt_base"]
             let start = base + offset
             var bytes = data
             if start < total {
                 let skip = Int(min(Int64(bytes.count), total - start))
                 bytes = bytes.dropFirst(skip)
+            } else if start > total {
+                // Bytes between what is stored and this chunk never arrived: say so rather than splice silently, and
+                // shift this attempt's base so later offsets land after the note.
+                let gap = start - total
+                let note = Data("\n[\(gap) bytes of log lost in transit]\n".utf8)
+                try Self.appendLog(db, job.jobId, note, total: total)
+                total += Int64(note.count)
+                try db.execute(
+                    sql: "UPDATE jobs SET log_attempt_base = log_attempt_base + ? WHERE id = ?", arguments: [Int64(note.count) - gap, job.jobId])
             }
             guard !bytes.isEmpty else { return true }
             try Self.appendLog(db, job.jobId, Data(bytes), total: total)

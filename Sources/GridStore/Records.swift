@@ -171,5 +171,7 @@ public struct LedgerCheck: Hashable, Sendable, Codable {
     public var held: Int
     /// Accounts whose balance is negative (must be none).
     public var negativeAccounts: [String]
-    public var ok: Bool { minted == held && negativeAccounts.isEmpty }
+    /// Holds of jobs that already ended but still carry credits (must be none).
+    public var stuckHolds: [String]
+    public var ok: Bool { minted == held && negativeAccounts.isEmpty && stuckHolds.isEmpty }
 }

@@ -9,11 +9,11 @@ struct Submit: AsyncParsableCommand {
     @Argument(help: "The entry script (FILE.py).") var script: String
     @Option(help: "An input file to send along (repeatable).") var input: [String] = []
     @Option(help: "Output files to keep, as a glob (repeatable; default: every new file).") var output: [String] = []
-    @Option(help: "CPUs.") var cpus = 1
-    @Option(help: "RAM in GB.") var ram = 1
-    @Option(help: "GPUs.") var gpu = 0
-    @Option(help: "Wall-clock limit in minutes (also what is held).") var minutes = 5
-    @Option(help: "Priority, -10 (low) to 10 (high).") var priority = 0
+    @Option(parsing: .unconditional, help: "CPUs.") var cpus = 1
+    @Option(parsing: .unconditional, help: "RAM in GB.") var ram = 1
+    @Option(parsing: .unconditional, help: "GPUs.") var gpu = 0
+    @Option(parsing: .unconditional, help: "Wall-clock limit in minutes (also what is held).") var minutes = 5
+    @Option(parsing: .unconditional, help: "Priority, -10 (low) to 10 (high).") var priority = 0
     @Option(help: "A name for the job.") var name: String?
     @Option(help: "The weakest sandbox tier accepted: restricted, bwrap or oci.") var isolation: String = "restricted"
     @Flag(help: "Wait until the job ends; exit non-zero unless it completed.") var wait = false

@@ -112,6 +112,8 @@ struct Up: AsyncParsableCommand {
                 peers.append(line)
             }
 
+            // Trap the signals before saying we are up, so a stop right after the ready line is still clean.
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             if json {
                 let line = UpLine(dashboard: dashboard, manager: managerAddress, user: demo.username, password: demo.password, token: token, peers: peers)
                 let e = JSONEncoder()
@@ -131,7 +133,6 @@ struct Up: AsyncParsableCommand {
                     Press Ctrl-C to stop.
                     """)
             }
-            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             for await _ in signals { break }
             if !json { say("Stopping…") }
             stopAll()

@@ -1,5 +1,9 @@
 import Foundation
 import GridClient
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import GridCore
 
 #if canImport(Glibc)
@@ -156,6 +160,14 @@ public final class TestGrid: @unchecked Sendable {
         return CLIResult(
             status: p.terminationStatus, stdout: String(decoding: outData.get() ?? Data(), as: UTF8.self),
             stderr: String(decoding: errData.get() ?? Data(), as: UTF8.self))
+    }
+
+    /// GETs a path of the manager's HTTP server; returns the status and body.
+    public func httpGet(_ path: String, token: String? = nil) async throws -> (status: Int, body: String) {
+        var request = URLRequest(url: URL(string: baseURL + path)!)
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
 
     /// Stops everything this grid started (SIGTERM, then SIGKILL) and removes its folder.

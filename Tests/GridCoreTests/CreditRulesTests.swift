@@ -1,0 +1,74 @@
+import GridCore
+import Testing
+
+@Suite("CreditRules")
+struct CreditRulesTests {
+    /// 2 CPUs, 4 GB, 1 GPU, 10 minutes: base 5 + 4 + 4 + 10 = 23, hold 33.
+    let spec = JobSpec(name: "train", cpus: 2, ramGb: 4, gpus: 1, minutes: 10)
+
+    @Test func costIsFivePlusTwicePerCpuPlusRamPlusTenPerGpuPlusMinutes() {
+        #expect(CreditRules.base(spec) == 23)
+        #expect(CreditRules.hold(spec) == 33)
+    }
+
+    @Test func smallestJobCostsSevenPlusItsMinutes() {
+        let tiny = JobSpec(name: "tiny", cpus: 1, ramGb: 0, gpus: 0, minutes: 1)
+        #expect(CreditRules.hold(tiny) == 5 + 2 + 0 + 0 + 1)
+    }
+
+    @Test(arguments: [
+        (Int64(0), 0), (1, 1), (59_999, 1), (60_000, 1), (60_001, 2), (90_000, 2), (599_999, 10), (600_000, 10),
+    ])
+    func chargedMinutesRoundUp(runtimeMilliseconds: Int64, minutes: Int) {
+        #expect(CreditRules.chargedMinutes(spec, runtimeMilliseconds: runtimeMilliseconds) == minutes)
+    }
+
+    @Test func chargedMinutesAreCappedAtTheRequestedMinutes() {
+        #expect(CreditRules.chargedMinutes(spec, runtimeMilliseconds: 600_001) == 10)
+        #expect(CreditRules.chargedMinutes(spec, runtimeMilliseconds: 24 * 3_600_000) == 10)
+    }
+
+    @Test func negativeRuntimeIsChargedZeroMinutes() {
+        #expect(CreditRules.chargedMinutes(spec, runtimeMilliseconds: -5_000) == 0)
+    }
+
+    @Test func settleAfterARunPaysBasePlusActualMinutesAndReleasesTheRest() {
+        let s = CreditRules.settle(spec, ending: .ran(runtimeMilliseconds: 90_000))
+        #expect(s.paid == 23 + 2)
+        #expect(s.released == 33 - 25)
+    }
+
+    @Test func settleOfARunPastTheLimitPaysTheWholeHold() {
+        let s = CreditRules.settle(spec, ending: .ran(runtimeMilliseconds: 3_600_000))
+        #expect(s.paid == 33)
+        #expect(s.released == 0)
+    }
+
+    @Test func settleOfAnInstantRunPaysOnlyTheBase() {
+        let s = CreditRules.settle(spec, ending: .ran(runtimeMilliseconds: 0))
+        #expect(s.paid == 23)
+        #expect(s.released == 10)
+    }
+
+    @Test func refundPaysNothingAndReleasesTheWholeHold() {
+        let s = CreditRules.settle(spec, ending: .refunded)
+        #expect(s.paid == 0)
+        #expect(s.released == 33)
+    }
+
+    @Test func settlementAlwaysSplitsExactlyTheHold() {
+        for minutes in [1, 7, 60] {
+            let spec = JobSpec(name: "j", cpus: 3, ramGb: 2, gpus: 0, minutes: minutes)
+            for ms in stride(from: Int64(-1), through: Int64(minutes + 2) * 60_000, by: 7_919) {
+                let s = CreditRules.settle(spec, ending: .ran(runtimeMilliseconds: ms))
+                #expect(s.paid + s.released == CreditRules.hold(spec))
+                #expect(s.paid >= CreditRules.base(spec))
+                #expect(s.released >= 0)
+            }
+        }
+    }
+
+    @Test func startingCreditsDefaultToOneHundred() {
+        #expect(CreditRules.defaultStartingCredits == 100)
+    }
+}

@@ -1,0 +1,85 @@
+import GridCore
+import Testing
+
+@Suite("JobSpec")
+struct JobSpecTests {
+    /// The message of the error `validate()` throws for `spec`, after checking its code.
+    private func problem(_ spec: JobSpec) -> String? {
+        let error = #expect(throws: GridError.self) { try spec.validate() }
+        #expect(error?.code == .invalidResources)
+        return error?.message
+    }
+
+    @Test func defaultSpecIsValid() throws {
+        try JobSpec(name: "hello").validate()
+    }
+
+    @Test func limitsThemselvesAreValid() throws {
+        try JobSpec(name: "low", cpus: 1, ramGb: 0, gpus: 0, minutes: 1, priority: -10).validate()
+        try JobSpec(name: "high", cpus: 256, ramGb: 4096, gpus: 64, minutes: 10_080, priority: 10).validate()
+    }
+
+    @Test(arguments: [0, -1, 257, Int.max])
+    func cpusOutOfRangeAreRejectedNamingCpus(cpus: Int) throws {
+        let message = try #require(problem(JobSpec(name: "j", cpus: cpus)))
+        #expect(message.contains("cpus"))
+        #expect(message.contains("(got \(cpus))"))
+    }
+
+    @Test(arguments: [-1, 4097, 1_000_000])
+    func ramOutOfRangeIsRejectedNamingRam(ramGb: Int) throws {
+        let message = try #require(problem(JobSpec(name: "j", ramGb: ramGb)))
+        #expect(message.contains("ram"))
+        #expect(message.contains("(got \(ramGb))"))
+    }
+
+    @Test(arguments: [-1, 65])
+    func gpusOutOfRangeAreRejectedNamingGpus(gpus: Int) throws {
+        let message = try #require(problem(JobSpec(name: "j", gpus: gpus)))
+        #expect(message.contains("gpus"))
+        #expect(message.contains("(got \(gpus))"))
+    }
+
+    @Test(arguments: [0, -5, 10_081])
+    func minutesOutOfRangeAreRejectedNamingMinutes(minutes: Int) throws {
+        let message = try #require(problem(JobSpec(name: "j", minutes: minutes)))
+        #expect(message.contains("minutes"))
+        #expect(message.contains("(got \(minutes))"))
+    }
+
+    @Test(arguments: [-11, 11])
+    func priorityOutOfRangeIsRejectedNamingPriority(priority: Int) throws {
+        let message = try #require(problem(JobSpec(name: "j", priority: priority)))
+        #expect(message.contains("priority"))
+    }
+
+    @Test func overlongNameIsRejected() throws {
+        try JobSpec(name: String(repeating: "n", count: 200)).validate()
+        let message = try #require(problem(JobSpec(name: String(repeating: "n", count: 201))))
+        #expect(message.contains("name"))
+    }
+
+    @Test(arguments: ["../secret", "/etc/passwd", "", "out/../../x"])
+    func unsafeOutputGlobsAreRejected(glob: String) throws {
+        let message = try #require(problem(JobSpec(name: "j", outputs: ["*.csv", glob])))
+        #expect(message.contains("outputs"))
+    }
+
+    @Test func tooManyOutputGlobsAreRejected() throws {
+        try JobSpec(name: "j", outputs: Array(repeating: "*.txt", count: 64)).validate()
+        let message = try #require(problem(JobSpec(name: "j", outputs: Array(repeating: "*.txt", count: 65))))
+        #expect(message.contains("outputs"))
+    }
+
+    @Test func everyProblemIsNamedInOneMessage() throws {
+        let message = try #require(problem(JobSpec(name: "j", cpus: -1, ramGb: -2, gpus: -3, minutes: 0, priority: 99)))
+        for field in ["cpus", "ram", "gpus", "minutes", "priority"] {
+            #expect(message.contains(field), "missing \(field) in \(message)")
+        }
+    }
+
+    @Test func resourcesCarryCpusRamAndGpus() {
+        let spec = JobSpec(name: "j", cpus: 3, ramGb: 7, gpus: 2)
+        #expect(spec.resources == Resources(cpus: 3, ramGb: 7, gpus: 2))
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+extension Integration {
+    @Suite struct FaultTolerance {
+        @Test func killedWorkersJobRerunsElsewhereChargedOnceAndTheDeadOwnerEarnsNothing() async throws {
+            let grid = try TestGrid(label: "killworker")
+            defer { grid.shutdown() }
+            try grid.startManager(leaseSeconds: 2)
+            let ann = try await grid.user("ann")
+            let bob = try await grid.user("bob")
+            let wa = try await grid.startWorker("ann-laptop", owner: ann)
+            let wb = try await grid.startWorker("bob-laptop", owner: bob)
+            let alice = try await grid.user("alice")
+            let script = try Scenario.script(
+                grid, "slow.py",
+                """
+                import time
+                print("started", flush=True)
+                time.sleep(3)
+                print("finished", flush=True)
+                """)
+            let id = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+            let running = try await Scenario.waitForState(alice, id, [.running])
+            let victim = running.worker == "ann-laptop" ? wa : wb
+            let survivorOwner = running.worker == "ann-laptop" ? bob : ann
+            let victimOwner = running.worker == "ann-laptop" ? ann : bob
+            _ = try await eventually(timeout: 10) { try await alice.logs(id, from: 0).text.contains("started") }
+            victim.signal(SIGKILL)
+            #expect(victim.waitForExit(timeout: 10) != 0)
+
+            let done = try await Scenario.waitForState(alice, id, [.completed, .failed], timeout: 60)
+            #expect(done.state == .completed)
+            #expect(done.attempt == 2)
+            #expect(done.worker != running.worker)
+            let states = (done.events ?? []).map(\.state)
+            #expect(states == [.submitted, .pending, .running, .pending, .running, .completed])
+            let paid = try #require(done.paid)
+            #expect(try await alice.me().balance == 100 - paid, "charged once")
+            #expect(try await victimOwner.me().balance == 100, "the dead worker's owner earned nothing")
+            #expect(try await survivorOwner.me().balance == 100 + paid)
+            #expect(try await Scenario.ledgerOK(alice))
+        }
+
+        @Test func managerKilledMidRunLosesNoJobOrCreditAndWorkersReconnect() async throws {
+            let grid = try TestGrid(label: "killmanager")
+            defer { grid.shutdown() }
+            let first = try grid.startManager(leaseSeconds: 3)
+            let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
+            let owner = try await grid.user("owner")
+            try await grid.startWorker("w1", owner: owner)
+            try await grid.startWorker("w2", owner: owner)
+            let alice = try await grid.user("alice")
+            let script = try Scenario.script(
+                grid, "long.py",
+                """
+                import time
+                for i in range(8):
+                    print(f"step {i}", flush=True)
+                    time.sleep(0.5)
+                open("result.txt", "w").write("ok")
+                """)
+            let a = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+            let b = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+            let queued = try Scenario.submit(grid, token: alice.token!, [script, "--cpus", "2"]).job.id
+            _ = try await Scenario.waitForState(alice, a, [.running])
+            _ = try await Scenario.waitForState(alice, b, [.running])
+            let balanceBefore = try await alice.me().balance
+
+            first.signal(SIGKILL)
+            #expect(first.waitForExit(timeout: 10) != 0)
+            try await Task.sleep(for: .seconds(1))
+            try grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
+            #expect(try await alice.me().balance == balanceBefore, "no credit lost in the crash")
+
+            for id in [a, b, queued] {
+                let job = try await Scenario.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 90)
+                #expect(job.state == .completed, "job \(id): \(job.reason ?? "")")
+                #expect(job.outputs?.map(\.name) == ["result.txt"])
+            }
+            let jobA = try await alice.job(a)
+            #expect(jobA.attempt == 1, "the running job finished on its first worker, across the restart")
+            let workers = try await owner.workers().workers
+            #expect(workers.filter(\.online).count == 2, "both workers reconnected by themselves")
+            let paid = try await [a, b, queued].asyncMap { try await alice.job($0).paid ?? 0 }.reduce(0, +)
+            #expect(try await alice.me().balance == 100 - paid)
+            #expect(try await owner.me().balance == 100 + paid)
+            #expect(try await Scenario.ledgerOK(alice))
+        }
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for e in self { out.append(try await transform(e)) }
+        return out
+    }
+}

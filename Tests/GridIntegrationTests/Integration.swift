@@ -1,0 +1,50 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+/// Whole-grid scenarios with the real `campusgrid` binary. One parent suite, serialized: each scenario starts its own
+/// manager and workers, and two at once would fight over the machine's two cores.
+@Suite(.serialized)
+enum Integration {}
+
+/// Helpers shared by the scenarios.
+enum Scenario {
+    /// Writes a Python script into the grid's folder and returns its path.
+    static func script(_ grid: TestGrid, _ name: String, _ source: String) throws -> String {
+        let path = grid.root + "/" + name
+        try source.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func submit(_ grid: TestGrid, token: String, _ args: [String]) throws -> API.SubmitResponse {
+        let r = try grid.cli(["submit", "--json"] + args, token: token)
+        guard r.status == 0 else { throw TestGridError("submit failed (\(r.status)): \(r.stderr)") }
+        return try GridJSONTest.decode(API.SubmitResponse.self, r.stdout)
+    }
+
+    static func waitForState(_ client: GridClient, _ id: JobID, _ states: Set<JobState>, timeout: Double = 60) async throws -> API.JobStatus {
+        var last: API.JobStatus?
+        let ok = try await eventually(timeout: timeout) {
+            last = try await client.job(id)
+            return states.contains(last!.state)
+        }
+        guard ok, let last else { throw TestGridError("job \(id) never reached \(states); last: \(String(describing: last?.state))") }
+        return last
+    }
+
+    static func ledgerOK(_ client: GridClient) async throws -> Bool {
+        let c = try await client.ledgerCheck()
+        return c["ok"] == .bool(true)
+    }
+}
+
+enum GridJSONTest {
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        let line = text.split(separator: "\n").first.map(String.init) ?? text
+        return try d.decode(type, from: Data(line.utf8))
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+extension Integration {
+    @Suite struct JobLifecycle {
+        @Test func jobCompletesOnTwoWorkerGridWithOutputLiveLogAndTimeline() async throws {
+            let grid = try TestGrid(label: "lifecycle")
+            defer { grid.shutdown() }
+            try grid.startManager()
+            let owner = try await grid.user("owner")
+            try await grid.startWorker("w1", owner: owner)
+            try await grid.startWorker("w2", owner: owner)
+            let alice = try await grid.user("alice")
+            let script = try Scenario.script(
+                grid, "ticks.py",
+                """
+                import time
+                for i in range(6):
+                    print(f"tick {i}", flush=True)
+                    time.sleep(0.4)
+                with open("answer.txt", "w") as f:
+                    f.write(str(sum(i * i for i in range(1000))))
+                print("done")
+                """)
+            let submitted = try Scenario.submit(grid, token: alice.token!, [script])
+            let id = submitted.job.id
+
+            // `logs -f` runs as its own process; its first line must arrive while the job is still running.
+            let follower = try grid.spawn("logs-f", ["logs", "\(id)", "-f", "--manager", grid.baseURL, "--token", alice.token!])
+            let first = follower.nextLine(timeout: 30)
+            #expect(first == "tick 0")
+            let whileStreaming = try await alice.job(id)
+            #expect(whileStreaming.state == .running, "the log streamed before the job ended")
+            #expect(follower.waitForExit(timeout: 30) == 0)
+            #expect(follower.output == ["tick 0", "tick 1", "tick 2", "tick 3", "tick 4", "tick 5", "done"])
+
+            let status = try grid.cli(["status", "\(id)", "--json"], token: alice.token!)
+            let job = try GridJSONTest.decode(API.JobStatus.self, status.stdout)
+            #expect(job.state == .completed)
+            #expect(job.exitCode == 0)
+            let states = (job.events ?? []).map(\.state)
+            #expect(states == [.submitted, .pending, .running, .completed])
+            let times = (job.events ?? []).map(\.at)
+            #expect(times == times.sorted(), "transitions are timestamped in order")
+            #expect(job.worker == "w1" || job.worker == "w2")
+            #expect((job.runtimeMs ?? 0) >= 2000)
+            #expect((job.peakMemoryKb ?? 0) > 0)
+
+            let out = grid.root + "/out"
+            let dl = try grid.cli(["download", "\(id)", out], token: alice.token!)
+            #expect(dl.status == 0, "\(dl.stderr)")
+            #expect(try String(contentsOfFile: out + "/answer.txt", encoding: .utf8) == "332833500")
+            let metrics = try await grid.httpGet("/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.body.contains("campusgrid_jobs{state=\"completed\"} 1"))
+            #expect(metrics.body.contains("campusgrid_workers_online 2"))
+            #expect(try await Scenario.ledgerOK(alice))
+        }
+
+        @Test func seedExamplesRunWithSubmitWait() async throws {
+            let grid = try TestGrid(label: "examples")
+            defer { grid.shutdown() }
+            try grid.startManager()
+            let owner = try await grid.user("owner")
+            try await grid.startWorker("w1", owner: owner)
+            try await grid.startWorker("w2", owner: owner)
+            let alice = try await grid.user("alice")
+            let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("examples").path
+            let expectations = [
+                ("sum_of_squares.py", "Result: 333332833333500000"),
+                ("matrix_product.py", "Result shape: (1000, 1000)"),
+                ("random_forest.py", "Accuracy: "),
+            ]
+            for (file, expected) in expectations {
+                let r = try grid.cli(["submit", examples + "/" + file, "--follow", "--minutes", "5"], token: alice.token!, timeout: 300)
+                #expect(r.status == 0, "\(file): \(r.stderr)")
+                #expect(r.stdout.contains(expected), "\(file) printed: \(r.stdout)")
+            }
+            #expect(try await Scenario.ledgerOK(alice))
+        }
+
+        @Test func cancelKillsTheWholeRunningTreeWithinASecond() async throws {
+            let grid = try TestGrid(label: "cancel")
+            defer { grid.shutdown() }
+            try grid.startManager()
+            let owner = try await grid.user("owner")
+            try await grid.startWorker("w1", owner: owner)
+            let alice = try await grid.user("alice")
+            let script = try Scenario.script(
+                grid, "tree.py",
+                """
+                import os, signal, subprocess, time
+                a = subprocess.Popen(["sleep", "600"])
+                b = subprocess.Popen(["setsid", "sleep", "601"])
+                import sys
+                c = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(602)"])
+                time.sleep(0.5)
+                print("pids", os.getpid(), a.pid, b.pid, c.pid, flush=True)
+                time.sleep(600)
+                """)
+            let id = try Scenario.submit(grid, token: alice.token!, [script, "--minutes", "20"]).job.id
+            var pids: [Int32] = []
+            let started = try await eventually(timeout: 30) {
+                let chunk = try await alice.logs(id, from: 0)
+                guard let line = chunk.text.split(separator: "\n").first(where: { $0.hasPrefix("pids") }) else { return false }
+                pids = line.split(separator: " ").dropFirst().compactMap { Int32($0) }
+                return pids.count == 4
+            }
+            #expect(started)
+            #expect(pids.allSatisfy { kill($0, 0) == 0 }, "every process of the tree runs before the cancel")
+            let r = try grid.cli(["cancel", "\(id)"], token: alice.token!)
+            #expect(r.status == 0, "\(r.stderr)")
+            let deadline = Date().addingTimeInterval(1.0)
+            var alive = pids
+            while !alive.isEmpty && Date() < deadline {
+                alive = alive.filter { isAlive($0) }
+                usleep(20_000)
+            }
+            #expect(alive.isEmpty, "processes left 1 s after cancel: \(alive)")
+            let job = try await Scenario.waitForState(alice, id, [.cancelled], timeout: 10)
+            #expect(job.state == .cancelled)
+            #expect(try await Scenario.ledgerOK(alice))
+        }
+
+        @Test func pendingJobSaysWhichRequirementIsUnmetAndStartsWhenAWorkerFits() async throws {
+            let grid = try TestGrid(label: "pending")
+            defer { grid.shutdown() }
+            try grid.startManager()
+            let owner = try await grid.user("owner")
+            try await grid.startWorker("small", owner: owner, cpus: 2)
+            let alice = try await grid.user("alice")
+            let script = try Scenario.script(grid, "hello.py", "print('big job ran')\n")
+            let id = try Scenario.submit(grid, token: alice.token!, [script, "--cpus", "4"]).job.id
+            let explained = try await eventually(timeout: 15) {
+                let r = try grid.cli(["status", "\(id)"], token: alice.token!)
+                return r.stdout.contains("no online worker has 4 CPUs")
+            }
+            #expect(explained, "status names the unmet requirement")
+            #expect(try await alice.job(id).state == .pending)
+            try await grid.startWorker("big", owner: owner, cpus: 4)
+            let done = try await Scenario.waitForState(alice, id, [.completed, .failed], timeout: 30)
+            #expect(done.state == .completed)
+            #expect(done.worker == "big")
+        }
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+func isAlive(_ pid: Int32) -> Bool {
+    guard kill(pid, 0) == 0 else { return false }
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    guard let close = stat.lastIndex(of: ")") else { return true }
+    let state = stat[stat.index(close, offsetBy: 2)]
+    return state != "Z" && state != "X"
+}

@@ -1,0 +1,85 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+extension Integration {
+    @Suite struct UpAndAccounts {
+        @Test func upStartsAGridWhoseWorkersEarnForTheDemoAccountAndStopsCleanly() async throws {
+            let grid = try TestGrid(label: "up")
+            defer { grid.shutdown() }
+            let up = try grid.spawn("up", ["up", "--json", "--workers", "2", "--data-dir", grid.root + "/local"])
+            let first = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+            let info = try JSONDecoder().decode([String: String].self, from: Data(first.utf8))
+            let dashboard = try #require(info["dashboard"])
+            #expect(info["manager"]?.hasPrefix("127.0.0.1:") == true)
+            #expect(info["user"] == "demo")
+            #expect((info["password"] ?? "").count >= 12)
+            let demo = GridClient(baseURL: dashboard, token: info["token"])
+            let workers = try await demo.workers().workers
+            #expect(workers.filter(\.online).count == 2)
+            #expect(workers.allSatisfy { $0.owner == "demo" })
+
+            var alice = GridClient(baseURL: dashboard)
+            alice.token = try await alice.register("alice", password: "long enough").token
+            let script = Data("print('via up')\n".utf8).base64EncodedString()
+            let job = try await alice.submit(
+                API.SubmitRequest(spec: JobSpec(name: "up"), script: API.FileUpload(name: "up.py", contentBase64: script), inputs: []))
+            let done = try await Scenario.waitForState(alice, job.job.id, [.completed, .failed])
+            #expect(done.state == .completed)
+            #expect(try await demo.me().balance == 100 + (done.paid ?? 0), "the local workers earn for the demo account")
+
+            let pids = try childPIDs(of: up.pid)
+            #expect(pids.count == 3, "a manager and two workers")
+            up.signal(SIGTERM)
+            #expect(up.waitForExit(timeout: 30) == 0)
+            #expect(pids.allSatisfy { !isAlive($0) }, "up stopped its children")
+
+            // A second `up` on the same folder logs the demo account in again with the stored password.
+            let again = try grid.spawn("up-again", ["up", "--json", "--workers", "1", "--data-dir", grid.root + "/local"])
+            let line = try #require(again.nextLine(timeout: 120))
+            let info2 = try JSONDecoder().decode([String: String].self, from: Data(line.utf8))
+            #expect(info2["password"] == info["password"])
+            again.signal(SIGTERM)
+            #expect(again.waitForExit(timeout: 30) == 0)
+        }
+
+        @Test func registerLoginWhoamiLogoutThroughTheCLI() async throws {
+            let grid = try TestGrid(label: "accounts")
+            defer { grid.shutdown() }
+            try grid.startManager()
+            let reg = try grid.cli(["register", "--username", "carol", "--password-stdin"], stdin: "s3cret-pass\n")
+            #expect(reg.status == 0, "\(reg.stderr)")
+            let who = try grid.cli(["whoami"])
+            #expect(who.stdout.contains("carol (balance 100 credits)"), "the stored token is used: \(who.stderr)")
+            let token = try grid.cli(["token", "create", "--worker", "--json"])
+            #expect(token.stdout.contains("cgw_"))
+            let out = try grid.cli(["logout"])
+            #expect(out.status == 0)
+            let after = try grid.cli(["whoami"])
+            #expect(after.status != 0 && after.stderr.contains("not logged in"), "\(after.stderr)")
+            let wrong = try grid.cli(["login", "--username", "carol", "--password-stdin"], stdin: "wrong-password\n")
+            #expect(wrong.status != 0 && wrong.stderr.contains("wrong username or password"))
+            let login = try grid.cli(["login", "--username", "carol", "--password-stdin"], stdin: "s3cret-pass\n")
+            #expect(login.status == 0, "\(login.stderr)")
+            let credits = try grid.cli(["credits", "--json"])
+            let parsed = try GridJSONTest.decode(API.Credits.self, credits.stdout)
+            #expect(parsed.balance == 100)
+            #expect(parsed.ledger.map(\.reason) == ["signup"])
+            let taken = try grid.cli(["register", "--username", "CAROL", "--password-stdin"], stdin: "another-pass\n")
+            #expect(taken.status != 0 && taken.stderr.contains("taken"), "\(taken.stderr)")
+        }
+    }
+}
+
+/// Direct children of a process, from /proc.
+func childPIDs(of parent: Int32) throws -> [Int32] {
+    try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap { Int32($0) }.filter { pid in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else {
+            return false
+        }
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        return fields.count > 1 && Int32(fields[1]) == parent
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import GridCore
+import GridProtocol
+import NIOCore
+import Testing
+
+/// One sample of every message, with and without optional fields.
+private let samples: [GridMessage] = [
+    .hello(Msg.Hello(token: "t0k3n")),
+    .hello(Msg.Hello(version: 7, token: "t", name: "lab-pc-3", workerId: "w-1", user: "ada")),
+    .helloOk(Msg.HelloOk(version: 1, workerId: "w-1", owner: "ada", heartbeatSeconds: 2.5)),
+    .register(
+        Msg.Register(
+            resources: Resources(cpus: 8, ramGb: 32, gpus: 1, gpuMemoryGb: 24), gpuNames: ["RTX 4090"], tier: .bwrap, slots: 4,
+            host: "10.0.0.5", port: 5001, webPort: 5002, running: [JobRef(jobId: 3, attempt: 2)])),
+    .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1), tier: .restricted, slots: 1)),
+    .registered(Msg.Registered(cancel: [JobRef(jobId: 4, attempt: 1)], logOffsets: ["3": 1024, "9": 0])),
+    .registered(Msg.Registered(cancel: [], logOffsets: [:])),
+    .loadUpdate(Msg.LoadUpdate(load: 0.75, running: [JobRef(jobId: 3, attempt: 2), JobRef(jobId: 5, attempt: 1)])),
+    .jobAssign(
+        Msg.JobAssign(
+            job: JobRef(jobId: 5, attempt: 1),
+            spec: JobSpec(name: "fit", cpus: 2, ramGb: 4, gpus: 1, minutes: 30, priority: -3, outputs: ["*.png"], minTier: .oci),
+            script: "main.py", files: [FileEntry(name: "main.py", size: 10), FileEntry(name: "data/in.csv", size: 3)])),
+    .jobStarted(Msg.JobStarted(job: JobRef(jobId: 5, attempt: 1))),
+    .jobLog(Msg.JobLog(job: JobRef(jobId: 5, attempt: 1), offset: 4096)),
+    .jobDone(
+        Msg.JobDone(
+            job: JobRef(jobId: 5, attempt: 1), outcome: .timedOut, exitCode: -9, runtimeMs: 1_800_000, peakMemoryKb: 123_456,
+            cpuSeconds: 1.5, reason: "ran past its 30-minute limit", files: [FileEntry(name: "out.png", size: 2)])),
+    .jobDone(
+        Msg.JobDone(
+            job: JobRef(jobId: 6, attempt: 3), outcome: .completed, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0,
+            reason: nil, files: [])),
+    .jobDoneAck(Msg.JobDoneAck(job: JobRef(jobId: 5, attempt: 1))),
+    .cancel(Msg.Cancel(job: JobRef(jobId: 5, attempt: 1), reason: "cancelled by its owner")),
+    .ping,
+    .pong,
+    .error(Msg.Error(GridError(.unknownMessage, "unknown message type \"FROB\""))),
+]
+
+/// The case of `message`, by position: adding a case to `GridMessage` breaks this switch until it has a sample.
+private func caseIndex(_ message: GridMessage) -> Int {
+    switch message {
+    case .hello: 0
+    case .helloOk: 1
+    case .register: 2
+    case .registered: 3
+    case .loadUpdate: 4
+    case .jobAssign: 5
+    case .jobStarted: 6
+    case .jobLog: 7
+    case .jobDone: 8
+    case .jobDoneAck: 9
+    case .cancel: 10
+    case .ping: 11
+    case .pong: 12
+    case .error: 13
+    }
+}
+
+/// Writes `frame` and parses the bytes back.
+private func roundTrip(_ frame: GridFrame) throws -> GridFrame {
+    var buffer = ByteBuffer()
+    try frame.write(to: &buffer)
+    var parser = FrameParser()
+    let next = parser.next(&buffer)
+    let inbound = try #require(next)
+    #expect(buffer.readableBytes == 0)
+    #expect(parser.finish(&buffer) == nil)
+    switch inbound {
+    case .frame(let f):
+        return f
+    case .invalid(let error, _, _):
+        Issue.record("\(frame.message.type) did not parse back: \(error)")
+        throw error
+    }
+}
+
+@Suite("GridMessage wire codec")
+struct GridMessageCodecTests {
+    @Test func samplesCoverEveryMessageCase() {
+        #expect(Set(samples.map(caseIndex)) == Set(0...13))
+    }
+
+    @Test(arguments: samples)
+    func everyMessageRoundTripsThroughTheFrameParser(message: GridMessage) throws {
+        let back = try roundTrip(GridFrame(id: 41, message))
+        #expect(back.id == 41)
+        #expect(back.message == message)
+        #expect(back.payload == nil)
+    }
+
+    @Test(arguments: samples)
+    func everyMessageRoundTripsWithAPayload(message: GridMessage) throws {
+        let payload = ByteBuffer(bytes: [0, 10, 13, 123, 255] + Array("\n{\"type\":\"PING\"}\n".utf8))
+        let back = try roundTrip(GridFrame(id: 8, message, payload: payload))
+        #expect(back.id == 8)
+        #expect(back.message == message)
+        #expect(back.payload == payload)
+    }
+
+    @Test func anEmptyPayloadRoundTripsAsEmptyNotAbsent() throws {
+        let back = try roundTrip(GridFrame(id: 1, .ping, payload: ByteBuffer()))
+        #expect(back.payload?.readableBytes == 0)
+    }
+
+    @Test func framesWrittenBackToBackParseInOrderByteByByte() throws {
+        var wire = ByteBuffer()
+        for (i, message) in samples.enumerated() {
+            let payload = i.isMultiple(of: 2) ? ByteBuffer(string: "payload \(i)\n") : nil
+            try GridFrame(id: i, message, payload: payload).write(to: &wire)
+        }
+        var parser = FrameParser()
+        var buffer = ByteBuffer()
+        var got: [GridFrame] = []
+        for byte in wire.readableBytesView {
+            buffer.writeInteger(byte)
+            while let inbound = parser.next(&buffer) {
+                guard case .frame(let f) = inbound else {
+                    Issue.record("unexpected \(inbound)")
+                    return
+                }
+                got.append(f)
+            }
+        }
+        #expect(got.map(\.message) == samples)
+        #expect(got.map(\.id) == Array(samples.indices))
+        #expect(got.map { $0.payload.map { String(buffer: $0) } } == samples.indices.map { $0.isMultiple(of: 2) ? "payload \($0)\n" : nil })
+    }
+
+    @Test func aLineIsOneSnakeCaseJSONObjectWithTypeIdAndBytes() throws {
+        let line = try GridMessage.jobLog(Msg.JobLog(job: JobRef(jobId: 5, attempt: 2), offset: 9)).encodeLine(id: 3, bulkBytes: 4)
+        let text = String(decoding: line, as: UTF8.self)
+        #expect(!text.contains("\n"))
+        #expect(text == #"{"bytes":4,"id":3,"job":{"attempt":2,"job_id":5},"offset":9,"type":"JOB_LOG"}"#)
+    }
+
+    @Test func aLineWithoutPayloadHasNoBytesField() throws {
+        let text = String(decoding: try GridMessage.ping.encodeLine(id: 1, bulkBytes: nil), as: UTF8.self)
+        #expect(text == #"{"id":1,"type":"PING"}"#)
+    }
+
+    @Test func decodingAnUnknownTypeThrowsUnknownMessage() {
+        let error = #expect(throws: GridError.self) { try GridMessage.decode(type: "NOPE", from: Data("{}".utf8)) }
+        #expect(error?.code == .unknownMessage)
+    }
+
+    @Test func aVeryLongUnknownTypeIsShortenedInTheError() {
+        let type = String(repeating: "X", count: 500)
+        let error = #expect(throws: GridError.self) { try GridMessage.decode(type: type, from: Data("{}".utf8)) }
+        #expect((error?.message.count ?? 0) < 100)
+    }
+}

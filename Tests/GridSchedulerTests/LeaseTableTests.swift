@@ -1,0 +1,156 @@
+import GridCore
+import GridScheduler
+import Testing
+
+private let j1 = JobRef(jobId: 1, attempt: 1)
+private let j2 = JobRef(jobId: 2, attempt: 1)
+private let j3 = JobRef(jobId: 3, attempt: 2)
+
+/// A lease's fields, comparable in tests (`LeaseTable.Lease` has no public initializer).
+private struct Held: Equatable {
+    var job: JobRef
+    var worker: WorkerID
+    var expires: Double
+}
+
+private func held(_ lease: LeaseTable.Lease?) -> Held? {
+    lease.map { Held(job: $0.job, worker: $0.worker, expires: $0.expires) }
+}
+
+@Suite("LeaseTable")
+struct LeaseTableTests {
+    @Test func grantGivesTheJobToTheWorkerUntilNowPlusTtl() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 100)
+        #expect(held(t.holder(of: 1)) == Held(job: j1, worker: "a", expires: 130))
+        #expect(t.holds(j1, worker: "a"))
+        #expect(!t.holds(j1, worker: "b"))
+        #expect(!t.holds(JobRef(jobId: 1, attempt: 2), worker: "a"))
+    }
+
+    @Test func grantWithAnExplicitTtlUsesIt() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 100, ttl: 5)
+        #expect(t.holder(of: 1)?.expires == 105)
+    }
+
+    @Test func aNewGrantReplacesTheOldLeaseOnTheJob() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        t.grant(JobRef(jobId: 1, attempt: 2), to: "b", now: 10)
+        #expect(held(t.holder(of: 1)) == Held(job: JobRef(jobId: 1, attempt: 2), worker: "b", expires: 40))
+        #expect(t.leases.count == 1)
+        #expect(t.jobs(of: "a").isEmpty)
+    }
+
+    @Test func renewExtendsTheLeasesTheWorkerHolds() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        t.grant(j2, to: "a", now: 0)
+        #expect(t.renew(worker: "a", running: [j1, j2], now: 20).isEmpty)
+        #expect(t.holder(of: 1)?.expires == 50)
+        #expect(t.holder(of: 2)?.expires == 50)
+    }
+
+    @Test func renewOnlyExtendsTheReportedJobs() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        t.grant(j2, to: "a", now: 0)
+        _ = t.renew(worker: "a", running: [j1], now: 20)
+        #expect(t.holder(of: 1)?.expires == 50)
+        #expect(t.holder(of: 2)?.expires == 30)
+    }
+
+    @Test func renewReturnsJobsHeldByAnotherWorkerAndLeavesTheirLease() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "b", now: 0)
+        #expect(t.renew(worker: "a", running: [j1], now: 20) == [j1])
+        #expect(held(t.holder(of: 1)) == Held(job: j1, worker: "b", expires: 30))
+    }
+
+    @Test func renewReturnsAnOlderAttemptAsStale() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(JobRef(jobId: 1, attempt: 2), to: "a", now: 0)
+        #expect(t.renew(worker: "a", running: [j1], now: 20) == [j1])
+        #expect(t.holder(of: 1)?.expires == 30)
+    }
+
+    @Test func renewReturnsUnknownJobsAsStale() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        #expect(t.renew(worker: "a", running: [j1, j2, j3], now: 5) == [j2, j3])
+    }
+
+    @Test func renewUsesTheTablesTtl() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0, ttl: 5)
+        _ = t.renew(worker: "a", running: [j1], now: 4)
+        #expect(t.holder(of: 1)?.expires == 34)
+    }
+
+    @Test func nothingExpiresBeforeTheDeadline() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        #expect(t.expire(now: 29.999).isEmpty)
+        #expect(t.holds(j1, worker: "a"))
+    }
+
+    @Test func aLeaseExpiresExactlyAtItsDeadline() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        #expect(t.expire(now: 30).map(held) == [Held(job: j1, worker: "a", expires: 30)])
+        #expect(t.holder(of: 1) == nil)
+    }
+
+    @Test func expireReturnsExactlyTheExpiredLeasesOldestFirstAndKeepsTheRest() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j3, to: "b", now: 5)  // 35
+        t.grant(j1, to: "a", now: 10)  // 40
+        t.grant(j2, to: "a", now: 0)  // 30
+        t.grant(JobRef(jobId: 4, attempt: 1), to: "c", now: 11)  // 41
+        let gone = t.expire(now: 40)
+        #expect(gone.map(\.job) == [j2, j3, j1])
+        #expect(Array(t.leases.keys) == [4])
+        #expect(t.expire(now: 40).isEmpty)
+    }
+
+    @Test func equalDeadlinesExpireInJobOrder() {
+        var t = LeaseTable(ttl: 30)
+        for id in [5, 2, 9, 1] as [JobID] { t.grant(JobRef(jobId: id, attempt: 1), to: "a", now: 0) }
+        #expect(t.expire(now: 30).map(\.job.jobId) == [1, 2, 5, 9])
+    }
+
+    @Test func aRenewedLeaseDoesNotExpireAtItsOldDeadline() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        _ = t.renew(worker: "a", running: [j1], now: 25)
+        #expect(t.expire(now: 30).isEmpty)
+        #expect(t.expire(now: 55).map(\.job) == [j1])
+    }
+
+    @Test func releaseForgetsTheLeaseAndReturnsIt() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        #expect(held(t.release(1)) == Held(job: j1, worker: "a", expires: 30))
+        #expect(t.holder(of: 1) == nil)
+        #expect(t.release(1) == nil)
+        #expect(t.expire(now: 1000).isEmpty)
+    }
+
+    @Test func aReleasedJobReportedAgainIsStale() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j1, to: "a", now: 0)
+        t.release(1)
+        #expect(t.renew(worker: "a", running: [j1], now: 5) == [j1])
+    }
+
+    @Test func jobsOfAWorkerAreItsLeasesInJobOrder() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j3, to: "a", now: 0)
+        t.grant(j2, to: "b", now: 0)
+        t.grant(j1, to: "a", now: 0)
+        #expect(t.jobs(of: "a") == [j1, j3])
+        #expect(t.jobs(of: "b") == [j2])
+        #expect(t.jobs(of: "c").isEmpty)
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+@testable import GridStore
+import GridCore
+import Testing
+
+@Suite("GridDatabase accounts")
+struct GridDatabaseAccountsTests {
+    @Test func createUserMintsTheStartingCreditsThroughTheLedger() async throws {
+        let db = try GridDatabase.inMemory()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 10)
+        #expect(ada.username == "ada")
+        #expect(ada.createdAt == 10)
+        #expect(try await db.balance(of: .user(ada.id)) == 100)
+        #expect(try await db.balance(of: .mint) == -100)
+        let rows = try await db.ledger(of: ada.id)
+        #expect(rows.count == 1)
+        #expect(rows.first?.debit == "mint")
+        #expect(rows.first?.credit == "user:\(ada.id)")
+        #expect(rows.first?.amount == 100)
+        #expect(rows.first?.reason == "signup")
+        let check = try await db.checkLedger()
+        #expect(check.minted == 100)
+        #expect(check.held == 100)
+        #expect(check.negativeAccounts.isEmpty)
+        #expect(check.ok)
+    }
+
+    @Test func mintedCreditsAddUpOverEveryUser() async throws {
+        let db = try GridDatabase.inMemory()
+        _ = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        _ = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 250, now: 0)
+        let check = try await db.checkLedger()
+        #expect(check.minted == 350)
+        #expect(check.held == 350)
+        #expect(check.ok)
+    }
+
+    @Test func zeroStartingCreditsWritesNoLedgerRow() async throws {
+        let db = try GridDatabase.inMemory()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 0, now: 0)
+        #expect(try await db.balance(of: .user(ada.id)) == 0)
+        #expect(try await db.ledger(of: ada.id).isEmpty)
+        #expect(try await db.checkLedger().ok)
+    }
+
+    @Test func aDuplicateUsernameIsAConflict() async throws {
+        let db = try GridDatabase.inMemory()
+        _ = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        let error = await #expect(throws: GridError.self) {
+            try await db.createUser(username: "ada", passwordHash: "other", startingCredits: 100, now: 1)
+        }
+        #expect(error?.code == .conflict)
+        #expect(error?.message.contains("ada") == true)
+        let check = try await db.checkLedger()
+        #expect(check.minted == 100)
+        #expect(check.ok)
+    }
+
+    @Test func usernamesDifferingOnlyInCaseAreAConflict() async throws {
+        let db = try GridDatabase.inMemory()
+        _ = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        let error = await #expect(throws: GridError.self) {
+            try await db.createUser(username: "ADA", passwordHash: "h", startingCredits: 100, now: 1)
+        }
+        #expect(error?.code == .conflict)
+        #expect(try await db.checkLedger().ok)
+    }
+
+    @Test func usersAreFoundByNameAndById() async throws {
+        let db = try GridDatabase.inMemory()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        #expect(try await db.user(named: "ada") == ada)
+        #expect(try await db.user(id: ada.id) == ada)
+        #expect(try await db.user(named: "nobody") == nil)
+        #expect(try await db.user(id: ada.id + 100) == nil)
+        #expect(try await db.checkLedger().ok)
+    }
+
+    @Test func aTokenIsFoundByItsHashUntilDeleted() async throws {
+        let db = try GridDatabase.inMemory()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        try await db.addToken(hash: "abc", userId: ada.id, kind: .worker, now: 0)
+        let found = try #require(try await db.tokenOwner(hash: "abc"))
+        #expect(found.user == ada)
+        #expect(found.kind == .worker)
+        #expect(try await db.tokenOwner(hash: "other") == nil)
+        try await db.deleteToken(hash: "abc")
+        #expect(try await db.tokenOwner(hash: "abc") == nil)
+        #expect(try await db.checkLedger().ok)
+    }
+}
+
+@Suite("Ledger check")
+struct LedgerCheckTests {
+    @Test func creditsLeftOnTheHoldOfAnEndedJobAreReported() async throws {
+        let db = try GridDatabase.inMemory()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        let job = try await db.submitJob(
+            owner: ada.id, spec: JobSpec(name: "j"), script: StoredFile(name: "main.py", data: Data("print(1)".utf8)), inputs: [], now: 1)
+        #expect(try await db.checkLedger().ok)
+        // End the job without settling its hold, as a bug would.
+        try await db.writer.write { db in
+            try db.execute(sql: "UPDATE jobs SET state = 'completed' WHERE id = ?", arguments: [job.id])
+        }
+        let check = try await db.checkLedger()
+        #expect(!check.ok)
+        #expect(check.stuckHolds == ["hold:\(job.id)"])
+    }
+}

@@ -1,0 +1,497 @@
+import Foundation
+import GridCore
+import GridStore
+import Testing
+
+// `Placement.Assignment` has no public initializer: plans normally come from `Placement.plan`.
+@testable import GridScheduler
+
+/// A fresh in-memory grid: Ada submits jobs, Bob owns the online worker "w1" (and the offline "w2"); both start with
+/// 100 credits.
+private struct Grid {
+    let db: GridDatabase
+    let ada: UserRecord
+    let bob: UserRecord
+
+    /// 2 CPUs, 4 GB, 10 minutes: base 5 + 4 + 4 = 13, hold 23.
+    static let spec = JobSpec(name: "fit", cpus: 2, ramGb: 4, gpus: 0, minutes: 10)
+    static let base = 13
+    static let hold = 23
+
+    init() async throws {
+        db = try GridDatabase.inMemory()
+        ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
+        for (id, online) in [("w1", true), ("w2", false)] {
+            try await db.registerWorker(
+                GridDatabase.WorkerRegistration(
+                    id: id, name: "pc-\(id)", ownerId: bob.id, resources: Resources(cpus: 8, ramGb: 16), gpuNames: [], tier: .bwrap,
+                    slots: 4, host: nil, port: nil, webPort: nil),
+                now: 0)
+            if !online { try await db.setWorkerOffline(id, now: 0) }
+        }
+    }
+
+    func submit(_ spec: JobSpec = Grid.spec, inputs: [StoredFile] = [], now: Double = 1) async throws -> JobRecord {
+        try await db.submitJob(owner: ada.id, spec: spec, script: StoredFile(name: "main.py", data: Data("print(1)".utf8)), inputs: inputs, now: now)
+    }
+
+    /// Submits a job and starts it on `worker`.
+    func running(on worker: WorkerID = "w1") async throws -> JobRecord {
+        let job = try await submit()
+        return try #require(try await db.apply([Placement.Assignment(job: job.id, worker: worker)], now: 2).first)
+    }
+
+    /// Requeues and restarts `job`, returning its new attempt.
+    func rerun(_ job: JobRecord, maxAttempts: Int = 5) async throws -> JobRecord {
+        _ = try await db.requeue(job.ref, reason: "worker vanished", maxAttempts: maxAttempts, now: 3)
+        return try #require(try await db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 4).first)
+    }
+
+    func balance(_ user: UserRecord) async throws -> Int { try await db.balance(of: .user(user.id)) }
+
+    func log(_ job: JobID, from offset: Int64 = 0, limit: Int = 1 << 20) async throws -> String {
+        String(decoding: try await db.log(of: job, from: offset, limit: limit).data, as: UTF8.self)
+    }
+
+    /// The invariant every scenario must keep.
+    func expectLedgerOK(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let check = try await db.checkLedger()
+        #expect(check.ok, "\(check)", sourceLocation: sourceLocation)
+        #expect(check.minted == 200, sourceLocation: sourceLocation)
+    }
+}
+
+private func ran(_ runtimeMs: Int64, state: JobState = .completed) -> GridDatabase.RunResult {
+    GridDatabase.RunResult(state: state, exitCode: 0, runtimeMs: runtimeMs, peakMemoryKb: 2048, cpuSeconds: 42, reason: nil)
+}
+
+@Suite("GridDatabase jobs")
+struct GridDatabaseJobsTests {
+    // MARK: Submission
+
+    @Test func submitHoldsTheFullCostAndTheBalanceDropsByIt() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit()
+        #expect(job.state == .pending)
+        #expect(job.attempt == 0)
+        #expect(job.hold == Grid.hold)
+        #expect(job.spec == Grid.spec)
+        #expect(try await grid.balance(grid.ada) == 100 - Grid.hold)
+        #expect(try await grid.db.balance(of: .hold(job.id)) == Grid.hold)
+        #expect(try await grid.db.events(of: job.id).map(\.state) == [.submitted, .pending])
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func submitStoresTheScriptFirstAmongTheInputs() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit(inputs: [StoredFile(name: "a.csv", data: Data("1,2".utf8))])
+        #expect(try await grid.db.files(of: job.id, outputs: false).map(\.name) == ["main.py", "a.csv"])
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func anUnaffordableJobIsRefusedNamingTheBalanceAndTheCost() async throws {
+        let grid = try await Grid()
+        let spec = JobSpec(name: "big", cpus: 4, ramGb: 8, minutes: 90)  // 5 + 8 + 8 + 90 = 111
+        let error = await #expect(throws: GridError.self) { try await grid.submit(spec) }
+        #expect(error?.code == .insufficientCredits)
+        #expect(error?.message.contains("111") == true)
+        #expect(error?.message.contains("100") == true)
+        #expect(try await grid.balance(grid.ada) == 100)
+        #expect(try await grid.db.jobs().isEmpty)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aJobCostingExactlyTheBalanceIsAccepted() async throws {
+        let grid = try await Grid()
+        let spec = JobSpec(name: "all-in", cpus: 1, ramGb: 1, minutes: 92)  // 5 + 2 + 1 + 92 = 100
+        _ = try await grid.submit(spec)
+        #expect(try await grid.balance(grid.ada) == 0)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func theHoldsOfEarlierJobsCountAgainstTheBalance() async throws {
+        let grid = try await Grid()
+        for _ in 0..<4 { _ = try await grid.submit() }  // 4 × 23 = 92
+        let error = await #expect(throws: GridError.self) { try await grid.submit() }
+        #expect(error?.code == .insufficientCredits)
+        #expect(error?.message.contains("23") == true)
+        #expect(error?.message.contains("balance is 8") == true)
+        #expect(try await grid.balance(grid.ada) == 8)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func anInvalidSpecIsRefusedBeforeAnythingIsHeld() async throws {
+        let grid = try await Grid()
+        let error = await #expect(throws: GridError.self) { try await grid.submit(JobSpec(name: "bad", cpus: -4)) }
+        #expect(error?.code == .invalidResources)
+        #expect(try await grid.balance(grid.ada) == 100)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func anUnsafeInputNameIsRefused() async throws {
+        let grid = try await Grid()
+        let error = await #expect(throws: GridError.self) {
+            try await grid.submit(inputs: [StoredFile(name: "../etc/passwd", data: Data())])
+        }
+        #expect(error?.code == .badRequest)
+        #expect(try await grid.db.jobs().isEmpty)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func twoInputsWithOneNameAreRefused() async throws {
+        let grid = try await Grid()
+        let error = await #expect(throws: GridError.self) {
+            try await grid.submit(inputs: [StoredFile(name: "main.py", data: Data())])
+        }
+        #expect(error?.code == .badRequest)
+        try await grid.expectLedgerOK()
+    }
+
+    // MARK: Applying a plan
+
+    @Test func applyStartsAPendingJobOnAnOnlineWorkerAsAttemptOne() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit()
+        let started = try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 2)
+        #expect(started.count == 1)
+        let running = try #require(started.first)
+        #expect(running.id == job.id)
+        #expect(running.state == .running)
+        #expect(running.attempt == 1)
+        #expect(running.workerId == "w1")
+        #expect(running.startedAt == 2)
+        #expect(try await grid.db.runningJobs().map(\.id) == [job.id])
+        #expect(try await grid.db.queuedJobs().isEmpty)
+        #expect(try await grid.db.events(of: job.id).last?.state == .running)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func applySkipsOfflineAndUnknownWorkers() async throws {
+        let grid = try await Grid()
+        let a = try await grid.submit()
+        let b = try await grid.submit()
+        let started = try await grid.db.apply(
+            [Placement.Assignment(job: a.id, worker: "w2"), Placement.Assignment(job: b.id, worker: "ghost")], now: 2)
+        #expect(started.isEmpty)
+        #expect(try await grid.db.job(id: a.id)?.state == .pending)
+        #expect(try await grid.db.job(id: b.id)?.state == .pending)
+        #expect(try await grid.db.queuedJobs().map(\.id) == [a.id, b.id])
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func applySkipsAJobThatIsNoLongerPending() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        let again = try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 3)
+        #expect(again.isEmpty)
+        #expect(try await grid.db.job(id: job.id)?.attempt == 1)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func applyRechecksSlotsCapacityAndTierAgainstWhatTheWorkerAlreadyRuns() async throws {
+        let grid = try await Grid()
+        // w1 has 8 CPUs and 4 slots: four 2-CPU jobs fill it (1 minute each, so Ada can afford five).
+        var cheap = Grid.spec
+        cheap.minutes = 1
+        for _ in 0..<4 {
+            let job = try await grid.submit(cheap)
+            #expect(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 2).count == 1)
+        }
+        let fifth = try await grid.submit(cheap)
+        #expect(try await grid.db.apply([Placement.Assignment(job: fifth.id, worker: "w1")], now: 3).isEmpty)
+        #expect(try await grid.db.job(id: fifth.id)?.state == .pending)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func applyRefusesAWorkerWhoseTierIsTooWeak() async throws {
+        let grid = try await Grid()
+        var spec = Grid.spec
+        spec.minTier = .oci
+        let job = try await grid.submit(spec)
+        #expect(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 2).isEmpty)
+        #expect(try await grid.db.job(id: job.id)?.state == .pending)
+    }
+
+    // MARK: Finishing
+
+    @Test func finishPaysTheWorkerOwnerBasePlusMinutesRoundedUpAndReleasesTheRest() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        let output = StoredFile(name: "out.txt", data: Data("42".utf8))
+        let done = try #require(
+            try await grid.db.finish(job.ref, worker: "w1", result: ran(90_000), outputs: [output], now: 5))
+        let paid = Grid.base + 2
+        #expect(done.state == .completed)
+        #expect(done.paid == paid)
+        #expect(done.runtimeMs == 90_000)
+        #expect(done.finishedAt == 5)
+        #expect(try await grid.balance(grid.ada) == 100 - paid)
+        #expect(try await grid.balance(grid.bob) == 100 + paid)
+        #expect(try await grid.db.balance(of: .hold(job.id)) == 0)
+        #expect(try await grid.db.output(of: job.id, name: "out.txt") == output.data)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func finishCapsTheChargeAtTheRequestedMinutes() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        let done = try #require(try await grid.db.finish(job.ref, worker: "w1", result: ran(3_600_000, state: .timedOut), outputs: [], now: 5))
+        #expect(done.state == .timedOut)
+        #expect(done.paid == Grid.hold)
+        #expect(try await grid.balance(grid.ada) == 100 - Grid.hold)
+        #expect(try await grid.balance(grid.bob) == 100 + Grid.hold)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aJobFailedByItsOwnErrorPaysLikeACompletedOne() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        let done = try #require(try await grid.db.finish(job.ref, worker: "w1", result: ran(1, state: .failed), outputs: [], now: 5))
+        #expect(done.state == .failed)
+        #expect(done.paid == Grid.base + 1)
+        #expect(try await grid.balance(grid.bob) == 100 + Grid.base + 1)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func finishOfAStaleAttemptReturnsNilAndMovesNothing() async throws {
+        let grid = try await Grid()
+        let first = try await grid.running()
+        let second = try await grid.rerun(first)
+        #expect(second.attempt == 2)
+        let stale = try await grid.db.finish(first.ref, worker: "w1", result: ran(60_000), outputs: [], now: 5)
+        #expect(stale == nil)
+        #expect(try await grid.db.job(id: first.id)?.state == .running)
+        #expect(try await grid.balance(grid.ada) == 100 - Grid.hold)
+        #expect(try await grid.balance(grid.bob) == 100)
+        #expect(try await grid.db.balance(of: .hold(first.id)) == Grid.hold)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func finishFromAnotherWorkerReturnsNilAndMovesNothing() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        #expect(try await grid.db.finish(job.ref, worker: "w2", result: ran(60_000), outputs: [], now: 5) == nil)
+        #expect(try await grid.balance(grid.bob) == 100)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aSecondFinishOfTheSameAttemptReturnsNil() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        _ = try await grid.db.finish(job.ref, worker: "w1", result: ran(60_000), outputs: [], now: 5)
+        #expect(try await grid.db.finish(job.ref, worker: "w1", result: ran(60_000), outputs: [], now: 6) == nil)
+        #expect(try await grid.balance(grid.bob) == 100 + Grid.base + 1)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func finishCreditsTheWorkerOnTheLeaderboard() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        _ = try await grid.db.finish(job.ref, worker: "w1", result: ran(60_000), outputs: [], now: 5)
+        let board = try await grid.db.leaderboard()
+        #expect(board.map(\.username) == ["bob"])
+        #expect(board.first?.creditsEarned == Grid.base + 1)
+        #expect(board.first?.jobsRun == 1)
+        try await grid.expectLedgerOK()
+    }
+
+    // MARK: Requeue
+
+    @Test func requeueReturnsARunningJobToPendingKeepingItsHold() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        let back = try #require(try await grid.db.requeue(job.ref, reason: "worker vanished", maxAttempts: 3, now: 3))
+        #expect(back.state == .pending)
+        #expect(back.workerId == nil)
+        #expect(back.attempt == 1)
+        #expect(try await grid.db.balance(of: .hold(job.id)) == Grid.hold)
+        #expect(try await grid.db.queuedJobs().map(\.id) == [job.id])
+        let again = try #require(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 4).first)
+        #expect(again.attempt == 2)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func requeueAfterMaxAttemptsFailsTheJobWithAFullRefund() async throws {
+        let grid = try await Grid()
+        let first = try await grid.running()
+        let second = try await grid.rerun(first, maxAttempts: 2)
+        let ended = try #require(try await grid.db.requeue(second.ref, reason: "worker vanished", maxAttempts: 2, now: 5))
+        #expect(ended.state == .failed)
+        #expect(ended.paid == 0)
+        #expect(ended.reason?.contains("worker vanished") == true)
+        #expect(try await grid.balance(grid.ada) == 100)
+        #expect(try await grid.balance(grid.bob) == 100)
+        #expect(try await grid.db.balance(of: .hold(first.id)) == 0)
+        #expect(try await grid.db.queuedJobs().isEmpty)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func requeueOfAStaleAttemptReturnsNil() async throws {
+        let grid = try await Grid()
+        let first = try await grid.running()
+        let second = try await grid.rerun(first)
+        #expect(try await grid.db.requeue(first.ref, reason: "late", maxAttempts: 5, now: 6) == nil)
+        #expect(try await grid.db.job(id: first.id)?.state == .running)
+        #expect(try await grid.db.job(id: first.id)?.attempt == second.attempt)
+        try await grid.expectLedgerOK()
+    }
+
+    // MARK: Cancel
+
+    @Test func cancellingAPendingJobRefundsItInFull() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit()
+        #expect(try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 2) == .cancelled)
+        let cancelled = try #require(try await grid.db.job(id: job.id))
+        #expect(cancelled.state == .cancelled)
+        #expect(cancelled.paid == 0)
+        #expect(try await grid.balance(grid.ada) == 100)
+        #expect(try await grid.db.balance(of: .hold(job.id)) == 0)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aCancelledJobIsNotStartedByAnOldPlan() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit()
+        _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 2)
+        #expect(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 3).isEmpty)
+        #expect(try await grid.db.job(id: job.id)?.state == .cancelled)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func cancellingARunningJobAsksItsWorkerToStop() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        #expect(try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 3) == .stopRunning(job.ref, worker: "w1"))
+        #expect(try await grid.db.job(id: job.id)?.cancelRequested == true)
+        #expect(try await grid.db.job(id: job.id)?.state == .running)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aRunningJobCancelledThenLostEndsCancelledAndRefunded() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 3)
+        let ended = try #require(try await grid.db.requeue(job.ref, reason: "worker vanished", maxAttempts: 5, now: 4))
+        #expect(ended.state == .cancelled)
+        #expect(try await grid.balance(grid.ada) == 100)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func onlyTheOwnerCanCancelAJob() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit()
+        let error = await #expect(throws: GridError.self) { try await grid.db.requestCancel(job.id, by: grid.bob.id, now: 2) }
+        #expect(error?.code == .notFound)
+        #expect(try await grid.db.job(id: job.id)?.state == .pending)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func cancellingAnEndedJobIsAConflict() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit()
+        _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 2)
+        let error = await #expect(throws: GridError.self) { try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 3) }
+        #expect(error?.code == .conflict)
+        #expect(try await grid.balance(grid.ada) == 100)
+        try await grid.expectLedgerOK()
+    }
+
+    // MARK: Logs
+
+    @Test func appendLogStoresBytesAtTheirOffsets() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("hello ".utf8)))
+        #expect(try await grid.db.appendLog(job.ref, offset: 6, data: Data("world".utf8)))
+        #expect(try await grid.log(job.id) == "hello world")
+        #expect(try await grid.db.logOffset(of: job.id) == 11)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func appendLogMarksAGapInsteadOfSplicingSilently() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("abc".utf8)))
+        #expect(try await grid.db.appendLog(job.ref, offset: 10, data: Data("xyz".utf8)))
+        #expect(try await grid.db.appendLog(job.ref, offset: 13, data: Data("!".utf8)))
+        #expect(try await grid.log(job.id) == "abc\n[7 bytes of log lost in transit]\nxyz!")
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func appendLogSkipsBytesThatWereAlreadyStored() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        try await grid.db.appendLog(job.ref, offset: 0, data: Data("hello ".utf8))
+        #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("hello ".utf8)))
+        #expect(try await grid.log(job.id) == "hello ")
+        #expect(try await grid.db.appendLog(job.ref, offset: 3, data: Data("lo world".utf8)))
+        #expect(try await grid.log(job.id) == "hello world")
+        #expect(try await grid.db.appendLog(job.ref, offset: 2, data: Data("llo".utf8)))
+        #expect(try await grid.log(job.id) == "hello world")
+        #expect(try await grid.db.logOffset(of: job.id) == 11)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func appendLogIgnoresAStaleAttempt() async throws {
+        let grid = try await Grid()
+        let first = try await grid.running()
+        try await grid.db.appendLog(first.ref, offset: 0, data: Data("one\n".utf8))
+        _ = try await grid.rerun(first)
+        let before = try await grid.log(first.id)
+        #expect(try await grid.db.appendLog(first.ref, offset: 4, data: Data("late\n".utf8)) == false)
+        #expect(try await grid.log(first.id) == before)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func appendLogIgnoresAJobThatIsNotRunning() async throws {
+        let grid = try await Grid()
+        let job = try await grid.submit()
+        #expect(try await grid.db.appendLog(JobRef(jobId: job.id, attempt: 0), offset: 0, data: Data("x".utf8)) == false)
+        #expect(try await grid.db.appendLog(JobRef(jobId: 999, attempt: 1), offset: 0, data: Data("x".utf8)) == false)
+        #expect(try await grid.log(job.id).isEmpty)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aNewAttemptLogsFromOffsetZeroAfterTheOldOnesLog() async throws {
+        let grid = try await Grid()
+        let first = try await grid.running()
+        try await grid.db.appendLog(first.ref, offset: 0, data: Data("one\n".utf8))
+        let second = try await grid.rerun(first)
+        #expect(try await grid.db.logOffset(of: first.id) == 0)
+        #expect(try await grid.db.appendLog(second.ref, offset: 0, data: Data("two\n".utf8)))
+        #expect(try await grid.db.appendLog(second.ref, offset: 0, data: Data("two\n".utf8)))
+        #expect(try await grid.log(first.id) == "one\n\n--- worker vanished ---\ntwo\n")
+        #expect(try await grid.db.logOffset(of: first.id) == 4)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func logFromAnOffsetReturnsTheRestAcrossChunks() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        for (offset, text) in [(0, "abc"), (3, "def"), (6, "ghi")] {
+            try await grid.db.appendLog(job.ref, offset: Int64(offset), data: Data(text.utf8))
+        }
+        #expect(try await grid.log(job.id, from: 0) == "abcdefghi")
+        #expect(try await grid.log(job.id, from: 3) == "defghi")
+        #expect(try await grid.log(job.id, from: 4) == "efghi")
+        #expect(try await grid.log(job.id, from: 8) == "i")
+        #expect(try await grid.log(job.id, from: 9) == "")
+        #expect(try await grid.log(job.id, from: 50) == "")
+        #expect(try await grid.db.log(of: job.id, from: 4).total == 9)
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func logReturnsAtMostLimitBytes() async throws {
+        let grid = try await Grid()
+        let job = try await grid.running()
+        for (offset, text) in [(0, "abc"), (3, "def"), (6, "ghi")] {
+            try await grid.db.appendLog(job.ref, offset: Int64(offset), data: Data(text.utf8))
+        }
+        #expect(try await grid.log(job.id, from: 2, limit: 4) == "cdef")
+        #expect(try await grid.log(job.id, from: 0, limit: 3) == "abc")
+        #expect(try await grid.log(job.id, from: 7, limit: 100) == "hi")
+        try await grid.expectLedgerOK()
+    }
+}
