@@ -249,7 +249,8 @@ public actor ManagerCore {
     func announcePeers() async {
         let peers = onlinePeers()
         logger.debug("announcing peers", metadata: ["grid.peers": "\(peers.map(\.workerId))"])
-        for id in live.keys { await send(.peers(Msg.Peers(peers: peers)), to: id) }
+        // Only workers that offer peer services (a peer port) care.
+        for (id, w) in live where (w.registration.port ?? 0) > 0 { await send(.peers(Msg.Peers(peers: peers)), to: id) }
     }
 
     /// `GET_BEST_PEER`: the online peer with the least work per slot (jobs and function tasks), then the lowest

@@ -192,6 +192,42 @@ extension PeerService {
         return out
     }
 
+    // MARK: - Job inputs and outputs
+
+    /// Fetches stored file `filename` into `path`, chunk by chunk (for `submit --input grid:NAME`).
+    public func fetchFile(_ filename: String, to path: String) async throws {
+        let m = try await manifest(filename)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {
+            throw GridError(.internal, "cannot write \(path)")
+        }
+        defer { try? out.close() }
+        var hasher = SHA256()
+        for hash in m.chunks {
+            let bytes = try await fetchChunk(hash)
+            hasher.update(data: bytes)
+            try out.write(contentsOf: Data(bytes))
+        }
+        let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        guard sha == m.sha256 else { throw GridError(.conflict, "\(filename) does not match its manifest") }
+    }
+
+    /// Stores `data` as file `filename` (a job's output, for `submit --save-outputs`).
+    public func storeFile(_ filename: String, _ data: Data) async throws -> Msg.FileManifest {
+        try PeerNames.validateFileName(filename)
+        var chunks: [String] = []
+        var offset = 0
+        while offset < data.count {
+            let part = [UInt8](data[offset..<min(data.count, offset + PeerNames.chunkSize)])
+            chunks.append(try await storeChunk(part))
+            offset += part.count
+        }
+        let manifest = Msg.FileManifest(
+            filename: filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
+        try await saveManifest(manifest)
+        return manifest
+    }
+
     // MARK: - Repair
 
     /// Gives every chunk held here its full set of owners (copying where one lacks it), and lets go of chunks that

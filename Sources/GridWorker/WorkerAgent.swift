@@ -40,6 +40,8 @@ public actor WorkerAgent: Service {
     private var outbox: Outbox?
     private var stopping = false
     private var jobs: [JobID: RunningJob] = [:]
+    /// Jobs whose grid inputs are being fetched.
+    private var preparing: Set<JobID> = []
     private var unacked: [JobID: (done: Msg.JobDone, payload: ByteBuffer)] = [:]
     private let starts: AsyncStream<JobID>
     private let startContinuation: AsyncStream<JobID>.Continuation
@@ -296,10 +298,27 @@ public actor WorkerAgent: Service {
             try? FileManager.default.removeItem(at: scratch)
             try JobFiles.unpack(files, into: scratch)
             try FileName.validate(assign.script)
+            var inputs = Dictionary(files.map { ($0.name, $0.data.count) }, uniquingKeysWith: { a, _ in a })
+            // Inputs stored in the grid's files come straight from the peers that hold them.
+            if let names = assign.spec.gridInputs, !names.isEmpty {
+                guard let peers else { throw GridError(.badRequest, "this worker offers no peer services to fetch grid inputs") }
+                guard !preparing.contains(ref.jobId) else { return }
+                preparing.insert(ref.jobId)
+                defer { preparing.remove(ref.jobId) }
+                for name in names {
+                    try FileName.validate(name)
+                    let path = scratch.appendingPathComponent(name).path
+                    do {
+                        try await peers.fetchFile(name, to: path)
+                    } catch let e as GridError {
+                        throw GridError(e.code, "input grid:\(name): \(e.message)")
+                    }
+                    inputs[name] = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                }
+                if jobs[ref.jobId] != nil { return }
+            }
             let execution = try runner.start(RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script))
-            jobs[ref.jobId] = RunningJob(
-                ref: ref, spec: assign.spec, execution: execution, scratch: scratch,
-                inputs: Dictionary(files.map { ($0.name, $0.data.count) }, uniquingKeysWith: { a, _ in a }))
+            jobs[ref.jobId] = RunningJob(ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: inputs)
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
             startContinuation.yield(ref.jobId)
@@ -360,6 +379,16 @@ public actor WorkerAgent: Service {
             in: job.scratch, globs: job.spec.outputs, inputs: job.inputs, maxBytes: config.maxOutputBytes)
         if !skipped.isEmpty {
             append(id, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
+        }
+        if let prefix = job.spec.saveOutputsAs, let peers {
+            for f in files {
+                do {
+                    _ = try await peers.storeFile(prefix + f.name, f.data)
+                    append(id, Array("[output \(f.name) stored in the grid as \(prefix + f.name)]\n".utf8))
+                } catch {
+                    append(id, Array("[output \(f.name) could not be stored in the grid: \(error)]\n".utf8))
+                }
+            }
         }
         await flushLog(id)
         var payload = ByteBuffer()

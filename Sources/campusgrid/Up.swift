@@ -32,15 +32,6 @@ struct Up: AsyncParsableCommand {
         }
     }
 
-    struct UpLine: Codable {
-        var dashboard: String
-        var manager: String
-        var user: String
-        var password: String
-        var token: String
-        var peers: [PeerLine]
-    }
-
     struct Demo: Codable {
         var username: String
         var password: String
@@ -115,7 +106,12 @@ struct Up: AsyncParsableCommand {
             // Trap the signals before saying we are up, so a stop right after the ready line is still clean.
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             if json {
-                let line = UpLine(dashboard: dashboard, manager: managerAddress, user: demo.username, password: demo.password, token: token, peers: peers)
+                // A flat object of strings (scripts decode it as such); the peers' ports as comma-separated lists.
+                let line: [String: String] = [
+                    "dashboard": dashboard, "manager": managerAddress, "user": demo.username, "password": demo.password, "token": token,
+                    "peer_ports": peers.map { String($0.port) }.joined(separator: ","),
+                    "web_ports": peers.map { $0.webPort.map(String.init) ?? "" }.joined(separator: ","),
+                ]
                 let e = JSONEncoder()
                 e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 say(String(decoding: try e.encode(line), as: UTF8.self))
