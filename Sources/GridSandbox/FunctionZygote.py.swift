@@ -1,9 +1,10 @@
 /// The Python side of a warm interpreter ("zygote"), run with `python -I -c`.
 ///
 /// It reads one JSON request a line on standard input and answers one JSON line on a private copy of standard
-/// output. For each task it forks: the child builds a fresh namespace, runs the program and the function, and writes
-/// its answer into a pipe; the zygote waits (up to the task's timeout, then SIGKILLs the child) and relays it. So no
-/// task sees another's state, a crashing task only loses its own child, and the zygote only ever runs trusted code.
+/// output. Each task runs in its own child, forked ahead of time (a spare waits for the next request, so the fork is
+/// off the task's path): the child builds a fresh namespace, runs the program and the function, and writes its answer
+/// into a pipe; the zygote waits (up to the task's timeout, then SIGKILLs the child) and relays it. So no task sees
+/// another's state, a crashing task only loses its own child, and the zygote only ever runs trusted code.
 enum FunctionZygote {
     static let script = #"""
 import sys, os, json, time, select, signal, io, ast, traceback, builtins, contextlib
@@ -70,6 +71,33 @@ def child(req, w):
         view = view[n:]
     _exit(0)
 
+def read_all(fd):
+    parts = []
+    while True:
+        b = os.read(fd, 1 << 16)
+        if not b:
+            return b"".join(parts)
+        parts.append(b)
+
+def spawn_spare():
+    # A child forked ahead of time, waiting for its request: the fork is off the task's critical path.
+    rq, wq = os.pipe()
+    rr, wr = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(wq)
+        os.close(rr)
+        try:
+            req = json.loads(read_all(rq))
+        except BaseException:
+            _exit(0)
+        os.close(rq)
+        child(req, wr)
+    os.close(rq)
+    os.close(wr)
+    return pid, wq, rr
+
+spare = spawn_spare()
 while True:
     line = proto_in.readline()
     if not line:
@@ -80,14 +108,18 @@ while True:
         proto_out.write(b'{"ok": false, "error": "crashed", "message": "bad request"}\n')
         continue
     timeout = float(req.get("timeout") or 30)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        child(req, w)
-    os.close(w)
-    chunks = []
+    pid, wq, r = spare
     deadline = time.monotonic() + timeout
+    view = memoryview(line)
+    try:
+        while view:
+            n = os.write(wq, view)
+            view = view[n:]
+    except OSError:
+        pass
+    os.close(wq)
+    spare = spawn_spare()
+    chunks = []
     timed_out = False
     while True:
         left = deadline - time.monotonic()
