@@ -64,6 +64,7 @@ let package = Package(
             dependencies: [
                 "GridCore", "GridProtocol", "GridSandbox", "GridPeer", "GridClient",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

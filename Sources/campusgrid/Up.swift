@@ -54,13 +54,24 @@ struct Up: AsyncParsableCommand {
             }
         }
         do {
-            let gridPort = Self.isFree(9999) ? 9999 : 0
-            let httpPort = Self.isFree(5000) ? 5000 : 0
-            let manager = try Child.start(
-                me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json"],
-                label: "manager")
+            // The usual ports when free; if another program takes one between the check and the bind, free ports.
+            var managerReady: (child: Child, line: String)?
+            for attempt in 0..<2 where managerReady == nil {
+                let gridPort = attempt == 0 && Self.isFree(9999) ? 9999 : 0
+                let httpPort = attempt == 0 && Self.isFree(5000) ? 5000 : 0
+                let m = try Child.start(
+                    me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json"],
+                    label: "manager")
+                if let line = m.readLine(timeout: 60) {
+                    managerReady = (m, line)
+                } else {
+                    m.terminate()
+                    m.waitOrKill(seconds: 5)
+                }
+            }
+            guard let (manager, ready) = managerReady else { throw ValidationError("the manager did not start; see its messages above") }
             children.append(manager)
-            guard let ready = manager.readLine(timeout: 60), let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8)),
+            guard let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8)),
                 case .number(let g)? = info["grid_port"], case .number(let h)? = info["http_port"]
             else { throw ValidationError("the manager did not start; see its messages above") }
             let dashboard = "http://127.0.0.1:\(Int(h))"
@@ -88,14 +99,26 @@ struct Up: AsyncParsableCommand {
             for i in 1...max(workers, 1) where workers > 0 {
                 let wanted = peerPort + i - 1
                 let port = peerPort > 0 && (1...65535).contains(wanted) && Self.isFree(wanted) ? wanted : 0
-                var args = [
-                    "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
-                    "--port", "\(port)",
-                ]
-                if let sandbox { args += ["--sandbox", sandbox] }
-                let w = try Child.start(me, args, label: "worker-\(i)")
+                // Status pages from 5001 up (the manager's dashboard has 5000), free ports otherwise.
+                let wantedWeb = 5000 + i
+                let web = peerPort > 0 && Self.isFree(wantedWeb) ? wantedWeb : 0
+                var started: (child: Child, line: String)?
+                for attempt in 0..<2 where started == nil {
+                    var args = [
+                        "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
+                        "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : 0)",
+                    ]
+                    if let sandbox { args += ["--sandbox", sandbox] }
+                    let w = try Child.start(me, args, label: "worker-\(i)")
+                    if let line = w.readLine(timeout: 60) {
+                        started = (w, line)
+                    } else {
+                        w.terminate()
+                        w.waitOrKill(seconds: 5)
+                    }
+                }
+                guard let (w, ready) = started else { throw ValidationError("worker \(i) did not start; see its messages above") }
                 children.append(w)
-                guard let ready = w.readLine(timeout: 60) else { throw ValidationError("worker \(i) did not start; see its messages above") }
                 let info = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8))) ?? [:]
                 var line = PeerLine(name: "local-\(i)", port: 0, webPort: nil)
                 if case .number(let p)? = info["port"] { line.port = Int(p) }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import GridCore
 import GridTestSupport
 import Testing
@@ -19,7 +22,15 @@ import Glibc
         let dashboard = try #require(info["dashboard"])
         let ports = (info["peer_ports"] ?? "").split(separator: ",").compactMap { Int($0) }
         #expect(ports.count == 3 && Set(ports).count == 3 && ports.allSatisfy { $0 > 0 }, "\(line)")
-        #expect(info["web_ports"] != nil)
+        let webPorts = (info["web_ports"] ?? "").split(separator: ",").compactMap { Int($0) }
+        #expect(webPorts.count == 3 && webPorts.allSatisfy { $0 > 0 }, "\(line)")
+        // Each peer's status page answers.
+        for web in webPorts {
+            let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/status")!)
+            #expect((response as? HTTPURLResponse)?.statusCode == 200)
+            let status = try JSONDecoder().decode([String: JSONValue].self, from: data)
+            #expect(status["tier"] == .string("restricted"))
+        }
 
         // The CLI, with no token given: it uses the login `up` stored for its manager.
         func cli(_ args: [String]) throws -> String {
