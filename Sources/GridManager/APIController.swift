@@ -37,32 +37,44 @@ struct APIController: Sendable {
 
     @Sendable func register(_ request: Request, context: APIContext) async throws -> Response {
         let body = try await request.decode(as: API.Credentials.self, context: context)
-        let username = body.username.trimmingCharacters(in: .whitespaces)
-        guard username.count >= 2, username.count <= 32,
-            username.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0) })
-        else {
-            throw GridError(.badRequest, "a username is 2–32 letters, digits, '_', '-' or '.'")
-        }
-        guard body.password.count >= 8, body.password.count <= 72 else {
-            throw GridError(.badRequest, "a password is 8–72 characters")
-        }
-        let hash = try await hashPassword(body.password)
-        let user = try await db.createUser(username: username, passwordHash: hash, startingCredits: config.startingCredits, now: wall())
+        let user = try await createAccount(username: body.username, password: body.password)
         let token = try await issueToken(for: user, kind: .api)
         return try jsonResponse(token, status: .created, request: request, context: context)
     }
 
     @Sendable func login(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
         let body = try await request.decode(as: API.Credentials.self, context: context)
-        let key = body.username.lowercased()
-        guard loginLimiter.allow(key) else {
-            throw GridError(.rateLimited, "too many login attempts for \(body.username); wait a minute and try again")
+        return try await issueToken(for: try await checkLogin(username: body.username, password: body.password), kind: .api)
+    }
+
+    /// Creates an account after checking the username and password rules (shared by the API and the dashboard).
+    func createAccount(username raw: String, password: String) async throws -> UserRecord {
+        let username = raw.trimmingCharacters(in: .whitespaces)
+        guard username.count >= 2, username.count <= 32,
+            username.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0)) })
+        else {
+            throw GridError(.badRequest, "a username is 2–32 letters, digits, '_', '-' or '.'")
         }
-        guard let user = try await db.user(named: body.username), try await verifyPassword(body.password, hash: user.passwordHash) else {
+        guard password.count >= 8, password.utf8.count <= 72 else {
+            throw GridError(.badRequest, "a password is 8–72 characters (at most 72 bytes)")
+        }
+        let hash = try await hashPassword(password)
+        return try await db.createUser(username: username, passwordHash: hash, startingCredits: config.startingCredits, now: wall())
+    }
+
+    /// Checks a username and password, rate-limited per username (shared by the API and the dashboard).
+    func checkLogin(username: String, password: String) async throws -> UserRecord {
+        let key = username.lowercased()
+        guard loginLimiter.allow(key) else {
+            throw GridError(.rateLimited, "too many login attempts for \(username); wait a minute and try again")
+        }
+        guard password.utf8.count <= 200, let user = try await db.user(named: username),
+            try await verifyPassword(password, hash: user.passwordHash)
+        else {
             throw GridError(.unauthorized, "wrong username or password")
         }
         loginLimiter.reset(key)
-        return try await issueToken(for: user, kind: .api)
+        return user
     }
 
     @Sendable func logout(_ request: Request, context: APIContext) async throws -> Response {
@@ -165,7 +177,8 @@ struct APIController: Sendable {
         var job = try await ownJob(request, context: context, user: user)
         let q = request.uri.queryParameters
         let offset = max(Int64(q["offset"] ?? "0") ?? 0, 0)
-        let wait = min(max(Double(q["wait"] ?? "0") ?? 0, 0), 30)
+        let asked = Double(q["wait"] ?? "0") ?? 0
+        let wait = asked.isFinite ? min(max(asked, 0), 30) : 0
         let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
         while true {
             let (data, total) = try await db.log(of: job.id, from: offset)

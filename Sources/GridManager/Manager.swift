@@ -20,11 +20,8 @@ public enum Manager {
         let core = ManagerCore(db: db, config: config, logger: logger)
         try await core.recover()
 
-        let router = Router(context: APIContext.self)
-        let api = APIController(db: db, core: core, config: config, loginLimiter: RateLimiter())
-        api.addRoutes(to: router)
-        StatusPage(db: db, api: api).addRoutes(to: router)
-        MetricsEndpoint(db: db, core: core).addRoutes(to: router)
+        let history = UtilisationHistory(capacity: 720)
+        let router = try await routes(db: db, core: core, config: config, history: history)
 
         let gate = PortGate(onReady)
         let grid = GridServer(
@@ -34,10 +31,27 @@ public enum Manager {
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "campusgrid"),
-            services: [grid, CoreLoops(core: core)],
+            services: [grid, CoreLoops(core: core), UtilisationSampler(core: core, history: history, interval: 5)],
             onServerRunning: { channel in await gate.set(http: channel.localAddress?.port ?? config.httpPort) },
             logger: logger)
         try await app.runService()
+    }
+}
+
+extension Manager {
+    /// Everything the HTTP listener serves: the REST API under `/api/v1`, the dashboard, `/openapi.json`.
+    static func routes(
+        db: GridDatabase, core: ManagerCore, config: ManagerConfig, history: UtilisationHistory, streamSeconds: Double = 300
+    ) async throws -> Router<APIContext> {
+        let router = Router(context: APIContext.self)
+        router.add(middleware: APIErrorMiddleware())
+        let api = APIController(db: db, core: core, config: config, loginLimiter: RateLimiter())
+        api.addRoutes(to: router)
+        var dashboard = Dashboard(db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load())
+        dashboard.streamSeconds = streamSeconds
+        dashboard.addRoutes(to: router)
+        MetricsEndpoint(db: db, core: core).addRoutes(to: router)
+        return router
     }
 }
 
@@ -66,40 +80,5 @@ actor PortGate {
             self.grid = nil
             self.http = nil
         }
-    }
-}
-
-/// A plain status page at `/` until the dashboard arrives: workers online, jobs by state, the leaderboard.
-struct StatusPage: Sendable {
-    let db: GridDatabase
-    let api: APIController
-
-    func addRoutes(to router: Router<APIContext>) {
-        router.get("/") { _, _ -> Response in
-            let counts = try await db.jobCounts()
-            let workers = try await api.workerInfos()
-            let board = try await db.leaderboard(limit: 10)
-            var html = """
-                <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-                <title>CampusGrid</title></head><body><h1>CampusGrid</h1>
-                <p>Workers online: \(workers.filter(\.online).count)</p><h2>Jobs</h2><ul>
-                """
-            for state in JobState.allCases { html += "<li>\(state.rawValue): \(counts[state] ?? 0)</li>" }
-            html += "</ul><h2>Workers</h2><ul>"
-            for w in workers {
-                html += "<li>\(escape(w.name)) (\(escape(w.owner))) — \(w.online ? "online" : "offline"), \(w.resources.cpus) CPUs, \(w.tierLabel)</li>"
-            }
-            html += "</ul><h2>Leaderboard</h2><ol>"
-            for row in board { html += "<li>\(escape(row.username)): \(row.creditsEarned) credits</li>" }
-            html += "</ol><p>API: <code>/api/v1</code></p></body></html>"
-            var headers = HTTPFields()
-            headers[.contentType] = "text/html; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
-        }
-    }
-
-    func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "'", with: "&#39;")
     }
 }

@@ -33,6 +33,8 @@ public actor ManagerCore {
     private var live: [WorkerID: LiveWorker] = [:]
     /// Requests on running jobs: the spec of each leased job, to compute free resources.
     private var leasedSpecs: [JobID: JobSpec] = [:]
+    /// Workers that could not start a job: it is not offered to them again (kept in memory only).
+    private var rejectedBy: [JobID: Set<WorkerID>] = [:]
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
     private let origin = ContinuousClock.now
@@ -194,6 +196,22 @@ public actor ManagerCore {
     }
 
     private func finished(_ who: WorkerSession.Identity, _ done: Msg.JobDone, payload: ByteBuffer?) async -> GridMessage? {
+        if done.outcome == .rejected {
+            guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
+            leases.release(done.job.jobId)
+            leasedSpecs[done.job.jobId] = nil
+            rejectedBy[done.job.jobId, default: []].insert(who.workerId)
+            let reason = "worker \(who.name) could not start it: \(done.reason ?? "unknown reason")"
+            do {
+                let job = try await db.requeue(done.job, reason: reason, maxAttempts: config.maxAttempts, now: wall())
+                logger.warning("worker rejected a job", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.job.state": "\(job?.state.rawValue ?? "-")"])
+            } catch {
+                logger.error("could not requeue job", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.error": "\(error)"])
+                return .error(Msg.Error(GridError(.internal, "could not record the result; send it again")))
+            }
+            wake.yield()
+            return .jobDoneAck(Msg.JobDoneAck(job: done.job))
+        }
         var outputs: [StoredFile] = []
         var bytes = payload ?? ByteBuffer()
         for file in done.files {
@@ -207,7 +225,7 @@ public actor ManagerCore {
             case .completed: .completed
             case .failed: .failed
             case .timedOut: .timedOut
-            case .cancelled: .cancelled
+            case .cancelled, .rejected: .cancelled
             }
         let result = GridDatabase.RunResult(
             state: state, exitCode: done.exitCode, runtimeMs: done.runtimeMs, peakMemoryKb: done.peakMemoryKb, cpuSeconds: done.cpuSeconds,
@@ -216,6 +234,7 @@ public actor ManagerCore {
             if let job = try await db.finish(done.job, worker: who.workerId, result: result, outputs: outputs, now: wall()) {
                 leases.release(job.id)
                 leasedSpecs[job.id] = nil
+                rejectedBy[job.id] = nil
                 logger.info(
                     "job ended",
                     metadata: [
@@ -327,6 +346,20 @@ public actor ManagerCore {
         return out
     }
 
+    /// One utilisation sample: CPUs online, CPUs held by running jobs, workers online, jobs running.
+    func utilisation() -> (cpusTotal: Int, cpusUsed: Int, workers: Int, running: Int) {
+        var total = 0
+        var used = 0
+        var running = 0
+        for (id, w) in live {
+            let jobs = leases.jobs(of: id)
+            total += w.registration.resources.cpus
+            used += min(w.registration.resources.cpus, jobs.reduce(0) { $0 + (leasedSpecs[$1.jobId]?.cpus ?? 0) })
+            running += jobs.count
+        }
+        return (total, used, live.count, running)
+    }
+
     // MARK: - Scheduling and leases
 
     /// Runs until cancelled: plans whenever something changed (and every second), expires leases four times a second.
@@ -358,8 +391,11 @@ public actor ManagerCore {
 
     /// One scheduling pass: snapshot → plan (pure) → commit (one transaction) → send assignments.
     func schedulePass() async throws {
-        let queued = try await db.queuedJobs()
+        var queued = try await db.queuedJobs()
         guard !queued.isEmpty else { return }
+        if !rejectedBy.isEmpty {
+            for i in queued.indices { queued[i].avoid = rejectedBy[queued[i].id] ?? [] }
+        }
         let state = liveState()
         let workers = live.values.map { w in
             let s = state[w.identity.workerId]!

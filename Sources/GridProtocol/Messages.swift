@@ -134,6 +134,9 @@ public enum Msg {
         case failed
         case timedOut = "timed_out"
         case cancelled
+        /// The worker could not start the job (sandbox unavailable, bundle damaged): not the job's fault, so it is
+        /// refunded and runs elsewhere.
+        case rejected
     }
 
     /// The end of a run; the bulk payload holds the output `files`.

@@ -42,14 +42,19 @@ public enum Placement {
         public var minTier: SandboxTier
         /// Submission order (time or sequence); lower is older.
         public var submitted: Double
+        /// Workers not to use for this job (they could not start it before).
+        public var avoid: Set<WorkerID>
 
-        public init(id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double) {
+        public init(
+            id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double, avoid: Set<WorkerID> = []
+        ) {
             self.id = id
             self.owner = owner
             self.priority = priority
             self.request = request
             self.minTier = minTier
             self.submitted = submitted
+            self.avoid = avoid
         }
     }
 
@@ -111,7 +116,9 @@ public enum Placement {
             let shape = Shape(job)
             var chosen: Int?
             if !noFit.contains(shape) {
-                chosen = ready.firstIndex { workers[$0].tier >= job.minTier && workers[$0].free.covers(job.request) }
+                chosen = ready.firstIndex {
+                    workers[$0].tier >= job.minTier && workers[$0].free.covers(job.request) && !job.avoid.contains(workers[$0].id)
+                }
             }
             guard let position = chosen else {
                 noFit.insert(shape)
@@ -142,16 +149,23 @@ public enum Placement {
     private struct Shape: Hashable {
         var request: Resources
         var minTier: SandboxTier
+        var avoid: Set<WorkerID>
         init(_ job: Job) {
             request = job.request
             minTier = job.minTier
+            avoid = job.avoid
         }
     }
 
     /// Why `job` cannot be placed on any of `workers` now.
     public static func reason(for job: Job, workers: [Worker]) -> PendingReason {
         if workers.isEmpty { return .noWorkerOnline }
-        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) }) { return .waitingForCapacity }
+        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && !job.avoid.contains($0.id) }) {
+            return .waitingForCapacity
+        }
+        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) }) {
+            return .noWorkerFits(unmet: ["a worker other than the ones that could not start it"])
+        }
         // Report what the closest worker lacks: the one with the fewest unmet requirements.
         var best: [String]?
         for w in workers {

@@ -63,25 +63,6 @@ public actor PeerService: Service {
     private let starts: AsyncStream<StartedTask>
     private let startContinuation: AsyncStream<StartedTask>.Continuation
 
-    /// Recent public tasks (confidential ones are only counted), for the status page.
-    public struct TaskRecord: Sendable, Encodable {
-        public var taskId: String
-        public var user: String
-        public var ok: Bool
-        public var error: String?
-        public var runtimeMs: Int64
-    }
-
-    /// What the status page may show to anyone.
-    public struct PublicView: Sendable, Encodable {
-        public var status: Msg.PeerStatus
-        public var history: [TaskRecord]
-        public var confidentialDone: Int
-    }
-
-    var history: [TaskRecord] = []
-    var confidentialDone = 0
-
     // Memory and files.
     var memory = MemoryTable()
     var clock = VersionClock()
@@ -383,20 +364,9 @@ public actor PeerService: Service {
         finished(started.queued, result)
     }
 
-    /// The peer's state for its status page.
-    public func publicView() -> PublicView {
-        PublicView(status: status(selfId ?? "-"), history: history, confidentialDone: confidentialDone)
-    }
-
     private func finished(_ q: QueuedTask, _ result: Msg.CPUResult) {
         running -= 1
         doneCount += 1
-        if q.task.confidential == true {
-            confidentialDone += 1
-        } else {
-            history.append(TaskRecord(taskId: q.task.taskId, user: q.task.user ?? "?", ok: result.ok, error: result.error, runtimeMs: result.runtimeMs))
-            if history.count > 50 { history.removeFirst(history.count - 50) }
-        }
         q.continuation.resume(returning: result)
         pump()
         if queue.isEmpty && running == 0 { onLoadChange?() }

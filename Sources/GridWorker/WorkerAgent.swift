@@ -43,6 +43,9 @@ public actor WorkerAgent: Service {
     /// Jobs whose grid inputs are being fetched.
     private var preparing: Set<JobID> = []
     private var unacked: [JobID: (done: Msg.JobDone, payload: ByteBuffer)] = [:]
+    /// The last jobs this worker finished, newest last, for its status page.
+    private var recent: [WorkerStatus.Task] = []
+    private var startedAt: [JobID: Double] = [:]
     private let starts: AsyncStream<JobID>
     private let startContinuation: AsyncStream<JobID>.Continuation
     /// Called with the manager's answer once the worker is registered (used by `up` and tests to know it is ready).
@@ -319,6 +322,7 @@ public actor WorkerAgent: Service {
             }
             let execution = try runner.start(RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script))
             jobs[ref.jobId] = RunningJob(ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: inputs)
+            startedAt[ref.jobId] = Date().timeIntervalSince1970
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
             startContinuation.yield(ref.jobId)
@@ -328,11 +332,11 @@ public actor WorkerAgent: Service {
         }
     }
 
-    /// Reports a job that could not even start as failed by the sandbox (it ran 0 ms, so it costs only the base).
+    /// Reports a job that could not even start: the manager gives it to another worker, and the submitter pays nothing for it.
     private func reject(_ ref: JobRef, reason: String) async {
         logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
         let done = Msg.JobDone(
-            job: ref, outcome: .failed, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
+            job: ref, outcome: .rejected, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
         unacked[ref.jobId] = (done, ByteBuffer())
         try? await outbox?.write(GridFrame(.jobDone(done)))
     }
@@ -406,11 +410,31 @@ public actor WorkerAgent: Service {
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
         jobs[id] = nil
+        recent.append(
+            WorkerStatus.Task(
+                job: id, attempt: job.ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: id) ?? 0,
+                outcome: outcome.rawValue, exitCode: report.exitCode, runtimeMs: report.runtimeMs))
+        if recent.count > 20 { recent.removeFirst(recent.count - 20) }
         unacked[id] = (done, payload)
         try? FileManager.default.removeItem(at: job.scratch)
         logger.info(
             "job ended", metadata: ["grid.job.id": "\(id)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
         try? await outbox?.write(GridFrame(.jobDone(done), payload: payload))
+    }
+
+    // MARK: - Status
+
+    /// What the worker's status page shows: resources, load, sandbox tier, current and recent tasks.
+    public func status() -> WorkerStatus {
+        WorkerStatus(
+            name: config.name, workerId: workerId, connected: outbox != nil, resources: resources, gpuNames: gpuNames, tier: runner.tier,
+            slots: config.slots ?? resources.cpus, load: MachineInfo.load(),
+            current: jobs.values.sorted { $0.ref.jobId < $1.ref.jobId }.map {
+                WorkerStatus.Task(
+                    job: $0.ref.jobId, attempt: $0.ref.attempt, name: $0.spec.name, cpus: $0.spec.cpus, startedAt: startedAt[$0.ref.jobId] ?? 0,
+                    outcome: nil, exitCode: nil, runtimeMs: nil)
+            },
+            recent: recent.reversed())
     }
 
     // MARK: - Identity

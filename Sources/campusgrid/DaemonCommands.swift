@@ -57,7 +57,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Address the peer port binds (default 127.0.0.1 when the manager is local, else 0.0.0.0).") var listen: String?
     @Option(help: "Address other peers reach this one at (default: the address the manager sees).") var advertise: String?
     @Option(help: "Copies of each memory key and file chunk (default 2).") var replicas: Int?
-    @Option(help: "Status page port (HTML at /, JSON at /status; 0 = any free port; default: none).") var webPort: Int?
+    @Option(help: "Status page port (reported to the manager).") var webPort: Int?
+    @Option(help: "Address the status page binds.") var webHost = "0.0.0.0"
     @Option(help: "Sandbox: auto, docker, podman, bwrap or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
     @Flag(help: "Never use an OCI engine (env USE_DOCKER=false).") var noDocker = false
     @Option(help: "CPUs to offer (default: all).") var cpus: Int?
@@ -116,12 +117,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let peers = try PeerService(
             config: peerConfig,
             launch: FunctionPool.Launch(python: interpreter, wrapper: [], directory: config.dataDirectory + "/peer/tasks"), logger: logger)
-        var webListener: PeerStatusPage.Listener?
-        if let webPort {
-            guard (0...65535).contains(webPort) else { throw ValidationError("--web-port must be 0–65535") }
-            webListener = try await PeerStatusPage.bind(host: listenHost, port: webPort)
-            config.webPort = webListener?.channel.localAddress?.port ?? webPort
-        }
+        config.webPort = webPort
         let webPortShown = config.webPort.map(String.init) ?? "null"
         let agent = WorkerAgent(
             config: config, runner: runner, resources: resources, gpuNames: Array(inventory.gpus.prefix(gpuCount).map(\.name)), logger: logger,
@@ -137,8 +133,8 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         await peers.connect(manager: { try await agent.ask($0) }, onLoadChange: { agent.loadChanged() })
         var services: [any Service] = [agent, peers, PeerServer(listener: listener, service: peers, logger: logger)]
-        if let webListener {
-            services.append(PeerStatusPage(listener: webListener, service: peers, tier: runner.tier.rawValue, resources: resources, logger: logger))
+        if let webPort {
+            services.append(WorkerStatusPage(agent: agent, host: webHost, port: webPort, logger: logger))
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

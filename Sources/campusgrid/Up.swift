@@ -101,12 +101,12 @@ struct Up: AsyncParsableCommand {
                 let port = peerPort > 0 && (1...65535).contains(wanted) && Self.isFree(wanted) ? wanted : 0
                 // Status pages from 5001 up (the manager's dashboard has 5000), free ports otherwise.
                 let wantedWeb = 5000 + i
-                let web = peerPort > 0 && Self.isFree(wantedWeb) ? wantedWeb : 0
+                let web = peerPort > 0 && Self.isFree(wantedWeb) ? wantedWeb : Self.freePort()
                 var started: (child: Child, line: String)?
                 for attempt in 0..<2 where started == nil {
                     var args = [
                         "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
-                        "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : 0)",
+                        "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : Self.freePort())",
                     ]
                     if let sandbox { args += ["--sandbox", sandbox] }
                     let w = try Child.start(me, args, label: "worker-\(i)")
@@ -165,6 +165,22 @@ struct Up: AsyncParsableCommand {
         let alphabet = Array("abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
         var rng = SystemRandomNumberGenerator()
         return String((0..<16).map { _ in alphabet.randomElement(using: &rng)! })
+    }
+
+    /// A TCP port on 127.0.0.1 that is free now (the kernel's pick), so a child can be told a concrete port.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        return ok ? Int(UInt16(bigEndian: addr.sin_port)) : 0
     }
 
     /// Whether a TCP port on 127.0.0.1 can be bound now.

@@ -44,3 +44,52 @@ extension Integration {
         }
     }
 }
+
+extension Integration.WorkerJoin {
+    @Test func aJobTheWorkerCannotStartRunsElsewhereAndIsChargedOnce() async throws {
+        let grid = try TestGrid(label: "reject")
+        defer { grid.shutdown() }
+        try grid.startManager()
+        let owner = try await grid.user("owner")
+        let token = try await owner.createToken(kind: "worker").token
+        // A hand-driven worker that takes the job and says it cannot start it.
+        let raw = try RawConnection(port: grid.gridPort)
+        raw.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"broken"}"# + "\n")
+        #expect(raw.readMessage()?["type"] as? String == "HELLO_OK")
+        raw.send(
+            #"{"type":"REGISTER","id":2,"resources":{"cpus":2,"ram_gb":4,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"restricted","slots":2,"running":[]}"#
+                + "\n")
+        #expect(raw.readMessage()?["type"] as? String == "REGISTERED")
+        let alice = try await grid.user("alice")
+        let script = try Scenario.script(grid, "fine.py", "print('fine')\n")
+        let id = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+        var assign: [String: Any]?
+        for _ in 0..<20 {
+            guard let m = raw.readMessage(timeout: 10) else { break }
+            if m["type"] as? String == "JOB_ASSIGN" {
+                assign = m
+                break
+            }
+        }
+        let job = try #require(assign?["job"] as? [String: Any])
+        #expect(job["job_id"] as? Int == Int(id))
+        raw.send(
+            #"{"type":"JOB_DONE","id":3,"job":{"job_id":\#(id),"attempt":1},"outcome":"rejected","runtime_ms":0,"peak_memory_kb":0,"cpu_seconds":0,"reason":"sandbox unavailable","files":[]}"#
+                + "\n")
+        let pending = try await Scenario.waitForState(alice, id, [.pending], timeout: 10)
+        #expect(pending.events?.last?.detail?.contains("sandbox unavailable") == true)
+        let explained = try await eventually(timeout: 10) {
+            try await alice.job(id).pendingReason?.contains("other than the ones that could not start it") == true
+        }
+        #expect(explained, "the job waits for another worker and says so")
+        raw.shutdownWrite()
+
+        try await grid.startWorker("good", owner: owner)
+        let done = try await Scenario.waitForState(alice, id, [.completed, .failed], timeout: 30)
+        #expect(done.state == .completed)
+        #expect(done.attempt == 2, "the worker that could not start it is not offered it again")
+        #expect(done.worker == "good")
+        #expect(try await alice.me().balance == 100 - (done.paid ?? 0), "charged once, for the run that happened")
+        #expect(try await Scenario.ledgerOK(alice))
+    }
+}

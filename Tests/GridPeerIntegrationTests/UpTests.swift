@@ -26,10 +26,10 @@ import Glibc
         #expect(webPorts.count == 3 && webPorts.allSatisfy { $0 > 0 }, "\(line)")
         // Each peer's status page answers.
         for web in webPorts {
-            let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/status")!)
+            let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/status.json")!)
             #expect((response as? HTTPURLResponse)?.statusCode == 200)
             let status = try JSONDecoder().decode([String: JSONValue].self, from: data)
-            #expect(status["tier"] == .string("restricted"))
+            #expect(status["tier"] == .string("restricted"), "\(String(decoding: data, as: UTF8.self))")
         }
 
         // The CLI, with no token given: it uses the login `up` stored for its manager.

@@ -212,3 +212,26 @@ struct PlacementTests {
         #expect(plan.pending.isEmpty)
     }
 }
+
+@Suite("Placement avoids workers that rejected a job")
+struct PlacementAvoidTests {
+    static func worker(_ id: String, load: Double) -> Placement.Worker {
+        Placement.Worker(
+            id: id, total: Resources(cpus: 4, ramGb: 8), free: Resources(cpus: 4, ramGb: 8), load: load, tier: .restricted, freeSlots: 4)
+    }
+
+    @Test func aJobIsNotPlacedOnAWorkerItAvoidsEvenIfItIsTheLeastLoaded() {
+        let job = Placement.Job(
+            id: 1, owner: 1, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .restricted, submitted: 0, avoid: ["idle"])
+        let plan = Placement.plan(jobs: [job], workers: [Self.worker("idle", load: 0), Self.worker("busy", load: 0.9)])
+        #expect(plan.assignments.map(\.worker) == ["busy"])
+    }
+
+    @Test func aJobThatOnlyAvoidedWorkersFitWaitsAndSaysWhy() {
+        let job = Placement.Job(
+            id: 1, owner: 1, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .restricted, submitted: 0, avoid: ["only"])
+        let plan = Placement.plan(jobs: [job], workers: [Self.worker("only", load: 0)])
+        #expect(plan.assignments.isEmpty)
+        #expect(plan.pending[1]?.description.contains("other than the ones that could not start it") == true)
+    }
+}

@@ -75,6 +75,15 @@ public final class TestGrid: @unchecked Sendable {
         return p
     }
 
+    /// Remembers a process started elsewhere (a browser driver, say) so that `shutdown()` stops it too, by its PID.
+    @discardableResult
+    public func adopt(_ p: ManagedProcess) -> ManagedProcess {
+        lock.lock()
+        processes.append(p)
+        lock.unlock()
+        return p
+    }
+
     /// Starts the manager (on the same data folder each time) and waits for its ready line.
     @discardableResult
     public func startManager(leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0) throws -> ManagedProcess {

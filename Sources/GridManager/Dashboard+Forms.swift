@@ -1,0 +1,193 @@
+import Foundation
+import GridCore
+import GridProtocol
+import GridStore
+import Hummingbird
+
+/// The forms of the dashboard: every POST checks the CSRF token first.
+extension Dashboard {
+    @Sendable func login(_ request: Request, _ session: WebSession) async throws -> Response {
+        let form = try await form(request, session, limit: 64 << 10)
+        let username = (form["username"] ?? "").trimmingCharacters(in: .whitespaces)
+        let next = Self.safeNext(form["next"])
+        do {
+            let user = try await api.checkLogin(username: username, password: form["password"] ?? "")
+            return try await startSession(user, request: request, to: next)
+        } catch let error as GridError where error.code == .unauthorized || error.code == .rateLimited {
+            return try await page(
+                "login", title: "Log in · CampusGrid", session: session, request: request, nav: "login", status: error.status,
+                ["error": error.message, "username": username, "next": next])
+        }
+    }
+
+    @Sendable func register(_ request: Request, _ session: WebSession) async throws -> Response {
+        let form = try await form(request, session, limit: 64 << 10)
+        let username = form["username"] ?? ""
+        let password = form["password"] ?? ""
+        do {
+            guard password == (form["password2"] ?? password) else { throw GridError(.badRequest, "the two passwords differ") }
+            let user = try await api.createAccount(username: username, password: password)
+            return try await startSession(user, request: request, to: "/")
+        } catch let error as GridError where error.code == .badRequest || error.code == .conflict {
+            return try await page(
+                "register", title: "Register · CampusGrid", session: session, request: request, nav: "register", status: error.status,
+                ["error": error.message, "username": username])
+        }
+    }
+
+    /// A new session for `user`: a token stored by its hash, handed to the browser in an HttpOnly cookie.
+    func startSession(_ user: UserRecord, request: Request, to location: String) async throws -> Response {
+        let token = Tokens.generate(prefix: "cgs_")
+        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .api, now: wall())
+        var response = redirect(location)
+        response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request))
+        return response
+    }
+
+    @Sendable func logout(_ request: Request, _ session: WebSession) async throws -> Response {
+        _ = try await form(request, session, limit: 16 << 10)
+        if let token = session.token { try await db.deleteToken(hash: Tokens.hash(token)) }
+        var response = redirect("/")
+        response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request))
+        return response
+    }
+
+    @Sendable func createJoinToken(_ request: Request, _ session: WebSession) async throws -> Response {
+        let user = try requireUser(session, request)
+        _ = try await form(request, session, limit: 16 << 10)
+        let token = try await api.issueToken(for: user, kind: .worker)
+        return try await accountPage(user, request: request, session: session, newToken: token.token)
+    }
+
+    @Sendable func revokeJoinToken(_ request: Request, _ session: WebSession) async throws -> Response {
+        let user = try requireUser(session, request)
+        let form = try await form(request, session, limit: 16 << 10)
+        _ = try await db.revokeToken(hash: form["hash"] ?? "", of: user.id)
+        return redirect("/account")
+    }
+
+    @Sendable func cancelJob(_ request: Request, _ session: WebSession) async throws -> Response {
+        let user = try requireUser(session, request)
+        let job = try await ownJob(request, user: user)
+        _ = try await form(request, session, limit: 16 << 10)
+        if !job.state.isFinal { try await core.cancel(job.id, by: user.id) }
+        return redirect("/jobs/\(job.id)")
+    }
+
+    // MARK: - Submitting
+
+    /// The submit form's fields with their defaults (or what was sent, to show again after an error).
+    struct SubmitFields {
+        var name = ""
+        var script = "print('hello from CampusGrid')\n"
+        var cpus = 1
+        var ramGb = 1
+        var gpus = 0
+        var minutes = 5
+        var priority = 0
+        var outputs = ""
+
+        var spec: JobSpec {
+            JobSpec(
+                name: name, cpus: cpus, ramGb: ramGb, gpus: gpus, minutes: minutes, priority: priority,
+                outputs: outputs.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init))
+        }
+
+        init() {}
+
+        init(_ form: FormData) throws {
+            func number(_ key: String, _ label: String, default value: Int) throws -> Int {
+                guard let raw = form[key]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return value }
+                guard let n = Int(raw) else { throw GridError(.badRequest, "\(label) must be a whole number (got \(raw))") }
+                return n
+            }
+            name = (form["name"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            script = (form["script"] ?? "").replacingOccurrences(of: "\r\n", with: "\n")
+            cpus = try number("cpus", "CPUs", default: 1)
+            ramGb = try number("ram_gb", "RAM", default: 1)
+            gpus = try number("gpus", "GPUs", default: 0)
+            minutes = try number("minutes", "Minutes", default: 5)
+            priority = try number("priority", "Priority", default: 0)
+            outputs = form["outputs"] ?? ""
+        }
+
+        /// The hold this job would take, when its fields are valid (never computed from out-of-range numbers).
+        var hold: Int? { (try? spec.validate()) != nil ? CreditRules.hold(spec) : nil }
+
+        var values: [String: Any] {
+            [
+                "name": name, "script": script, "cpus": cpus, "ram_gb": ramGb, "gpus": gpus, "minutes": minutes, "priority": priority,
+                "outputs": outputs, "hold": hold.map(String.init) ?? "—",
+            ]
+        }
+    }
+
+    @Sendable func submitForm(_ request: Request, _ session: WebSession) async throws -> Response {
+        let user = try requireUser(session, request)
+        return try await submitPage(SubmitFields(), user: user, request: request, session: session)
+    }
+
+    func submitPage(
+        _ fields: SubmitFields, user: UserRecord, request: Request, session: WebSession, error: GridError? = nil
+    ) async throws -> Response {
+        var values = fields.values
+        let balance = try await db.balance(of: .user(user.id))
+        values["balance"] = balance
+        if let hold = fields.hold {
+            values["after"] = balance - hold
+            values["short"] = balance < hold
+        }
+        if let error { values["error"] = error.message }
+        return try await page(
+            "submit", title: "Submit a job · CampusGrid", session: session, request: request, nav: "submit", status: error?.status ?? .ok,
+            values)
+    }
+
+    @Sendable func submit(_ request: Request, _ session: WebSession) async throws -> Response {
+        let user = try requireUser(session, request)
+        let form = try await form(request, session)
+        var fields = SubmitFields()
+        do {
+            fields = try SubmitFields(form)
+            var script = StoredFile(name: "main.py", data: Data(fields.script.utf8))
+            if let upload = form.files["script_file"]?.first, !upload.data.isEmpty {
+                script = StoredFile(name: upload.filename.isEmpty ? "main.py" : upload.filename, data: upload.data)
+                fields.script = String(decoding: upload.data.prefix(200_000), as: UTF8.self)
+            }
+            guard !script.data.isEmpty, !fields.script.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw GridError(.badRequest, "paste a script or choose a file to upload")
+            }
+            let inputs = (form.files["inputs"] ?? []).filter { !$0.filename.isEmpty }.map { StoredFile(name: $0.filename, data: $0.data) }
+            var spec = fields.spec
+            if spec.name.isEmpty { spec.name = script.name }
+            let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())
+            core.jobsChanged()
+            return redirect("/jobs/\(job.id)")
+        } catch let error as GridError where error.status.code < 500 {
+            return try await submitPage(fields, user: user, request: request, session: session, error: error)
+        }
+    }
+
+    /// The cost of a job before it is sent, computed by `CreditRules` as the server will: JSON for the form's script.
+    @Sendable func costPreview(_ request: Request, _ session: WebSession) async throws -> Response {
+        let q = request.uri.queryParameters
+        func n(_ key: Substring, _ d: Int) -> Int { q[key].flatMap { Int($0) } ?? d }
+        let spec = JobSpec(name: "preview", cpus: n("cpus", 1), ramGb: n("ram_gb", 1), gpus: n("gpus", 0), minutes: n("minutes", 5))
+        var problem: String?
+        do { try spec.validate() } catch { problem = error.message }
+        let hold = problem == nil ? CreditRules.hold(spec) : 0
+        var balance: Int?
+        if let user = session.user { balance = try await db.balance(of: .user(user.id)) }
+        struct Preview: Encodable {
+            var hold: Int
+            var balance: Int?
+            var after: Int?
+            var error: String?
+        }
+        let body = Preview(hold: hold, balance: balance, after: balance.map { $0 - hold }, error: problem)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try GridJSON.encode(body))))
+    }
+}

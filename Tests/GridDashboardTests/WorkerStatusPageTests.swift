@@ -1,0 +1,48 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Each worker's `--web-port`: resources, load, sandbox tier, current and recent tasks.
+@Suite(.serialized) struct WorkerStatusPageTests {
+    @Test func aWorkersStatusPageShowsItsResourcesTierAndTasks() async throws {
+        let grid = try TestGrid(label: "workerpage")
+        defer { grid.shutdown() }
+        try grid.startManager()
+        let owner = try await grid.user("olga")
+        let port = DashboardTools.freePort()
+        try await grid.startWorker("olga-<laptop>", owner: owner, cpus: 3, memoryGb: 2, extra: ["--web-port", "\(port)", "--web-host", "127.0.0.1"])
+        let url = URL(string: "http://127.0.0.1:\(port)/")!
+        func page() async throws -> String { String(decoding: try await URLSession.shared.data(from: url).0, as: UTF8.self) }
+
+        let first = try await page()
+        #expect(first.contains("3 CPUs · 2 GB RAM"))
+        #expect(first.contains("restricted (best-effort)"))
+        #expect(first.contains("id=\"load\""))
+        #expect(first.contains("olga-&lt;laptop&gt;") && !first.contains("olga-<laptop>"))
+
+        let script = Data("import time\nprint('working')\ntime.sleep(3)\n".utf8).base64EncodedString()
+        let job = try await owner.submit(
+            API.SubmitRequest(spec: JobSpec(name: "<i>task</i>", minutes: 1), script: .init(name: "t.py", contentBase64: script), inputs: []))
+        let running = try await eventually(timeout: 30) {
+            let html = try await page()
+            return html.contains("#\(job.job.id)") && html.contains("<td>running</td>")
+        }
+        #expect(running, "the current task never showed")
+        let recent = try await eventually(timeout: 60) {
+            let html = try await page()
+            return html.contains("Recent tasks") && html.contains("<td>completed</td>") && html.contains("&lt;i&gt;task&lt;/i&gt;")
+        }
+        #expect(recent, "the finished task never showed among recent ones")
+        let json = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/status.json")!).0
+        let status = try JSONSerialization.jsonObject(with: json) as? [String: Any]
+        #expect(status?["tier"] as? String == "restricted")
+        // The manager knows where the page is.
+        #expect(try await owner.workers().workers.first?.webPort == port)
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import GridCore
+import GridStore
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+@testable import GridManager
+
+/// The dashboard's HTTP behaviour, in process: the real router, store and core, an in-memory database, no sockets.
+@Suite struct DashboardRouteTests {
+    /// A router over a fresh in-memory grid; cheap bcrypt.
+    static func app(streamSeconds: Double = 1) async throws -> some ApplicationProtocol {
+        var config = ManagerConfig(dataDirectory: NSTemporaryDirectory())
+        config.bcryptCost = 4
+        let db = try GridDatabase.inMemory()
+        let core = ManagerCore(db: db, config: config, logger: Logger(label: "test"))
+        let router = try await Manager.routes(
+            db: db, core: core, config: config, history: UtilisationHistory(capacity: 10), streamSeconds: streamSeconds)
+        return Application(router: router)
+    }
+
+    @Test func everyPublicPageRendersWithTitleAndStylesheet() async throws {
+        try await Self.app().test(.router) { client in
+            for (path, title) in [("/", "Overview"), ("/workers", "Workers"), ("/leaderboard", "Leaderboard"), ("/login", "Log in"), ("/register", "Register")] {
+                try await client.execute(uri: path, method: .get) { r in
+                    #expect(r.status == .ok, "\(path)")
+                    let html = String(buffer: r.body)
+                    #expect(html.contains("<title>\(title) · CampusGrid</title>"), "\(path)")
+                    #expect(html.contains("/static/app.css") && html.contains("/static/app.js"))
+                    #expect(!html.contains("{{"), "unrendered mustache tag on \(path)")
+                }
+            }
+            try await client.execute(uri: "/static/app.js", method: .get) { r in
+                #expect(r.headers[.contentType]?.hasPrefix("text/javascript") == true)
+                #expect(String(buffer: r.body).contains("EventSource"))
+            }
+        }
+    }
+
+    @Test func pagesThatNeedAnAccountRedirectToLogin() async throws {
+        try await Self.app().test(.router) { client in
+            for path in ["/submit", "/jobs", "/my-jobs", "/account", "/jobs/1"] {
+                try await client.execute(uri: path, method: .get) { r in
+                    #expect(r.status == .seeOther, "\(path)")
+                    #expect(r.headers[.location]?.hasPrefix("/login?next=") == true)
+                }
+            }
+        }
+    }
+
+    @Test func aFormPostWithoutTheCSRFTokenIsRefused() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.get("/register")
+            // No token at all, and a token from some other session: both 403, no account made.
+            for token in ["", WebSession.csrf(for: "someone-else")] {
+                let r = try await browser.post("/register", ["csrf": token, "username": "mallory", "password": "long enough pw", "password2": "long enough pw"])
+                #expect(r.status == .forbidden)
+                #expect(r.body.contains("security token"))
+            }
+            let r = try await browser.post("/login", ["csrf": "", "username": "mallory", "password": "long enough pw"])
+            #expect(r.status == .forbidden)
+            // With the page's token it works.
+            try await browser.register("alice")
+            #expect(browser.cookies[WebSession.cookieName] != nil)
+            // Logged in, a logout without the token does nothing.
+            let out = try await browser.post("/logout", ["csrf": "nope"])
+            #expect(out.status == .forbidden)
+            try await browser.get("/account")
+            #expect(browser.last.status == .ok)
+        }
+    }
+
+    @Test func theSessionCookieIsHttpOnlyAndSameSiteAndSecureUnderTLS() async throws {
+        try await Self.app().test(.router) { client in
+            let plain = Browser(client)
+            let r = try await plain.register("bob")
+            let cookie = r.setCookies.first { $0.hasPrefix(WebSession.cookieName + "=") } ?? ""
+            #expect(cookie.contains("HttpOnly"))
+            #expect(cookie.contains("SameSite=Lax"))
+            #expect(!cookie.contains("Secure"))
+            let tls = Browser(client, extraHeaders: [.init("X-Forwarded-Proto")!: "https"])
+            let r2 = try await tls.register("carol")
+            let secure = r2.setCookies.first { $0.hasPrefix(WebSession.cookieName + "=") } ?? ""
+            #expect(secure.contains("Secure") && secure.contains("HttpOnly") && secure.contains("SameSite=Lax"))
+        }
+    }
+
+    @Test func userTextIsEscapedEverywhere() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("dave")
+            // A username with markup is refused, and the refusal shows it as text.
+            let other = Browser(client)
+            try await other.get("/register")
+            let refused = try await other.post(
+                "/register", ["username": "<script>alert(1)</script>", "password": "long enough pw", "password2": "long enough pw"])
+            #expect(refused.status == .badRequest)
+            #expect(!refused.body.contains("<script>alert(1)</script>"))
+            #expect(refused.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+            // A job whose name and script carry markup.
+            let submitted = try await browser.post(
+                "/submit",
+                ["name": "<script>alert('name')</script>", "script": "print('<script>alert(2)</script>')", "cpus": "1", "ram_gb": "1", "gpus": "0", "minutes": "2", "priority": "0"],
+                multipart: true)
+            #expect(submitted.status == .seeOther)
+            let jobPath = submitted.location ?? ""
+            #expect(jobPath.hasPrefix("/jobs/"))
+            for path in [jobPath, "/jobs", "/my-jobs"] {
+                let page = try await browser.get(path)
+                #expect(page.status == .ok, "\(path)")
+                #expect(!page.body.contains("<script>alert"), "raw markup on \(path)")
+                #expect(page.body.contains("&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;"), "\(path)")
+            }
+        }
+    }
+
+    @Test func anotherUsersJobIsNotFound() async throws {
+        try await Self.app().test(.router) { client in
+            let owner = Browser(client)
+            try await owner.register("erin")
+            let submitted = try await owner.post("/submit", ["script": "print(1)", "minutes": "1"], multipart: true)
+            let path = try #require(submitted.location)
+            #expect(try await owner.get(path).status == .ok)
+            let id = path.split(separator: "/").last!
+            let stranger = Browser(client)
+            try await stranger.register("frank")
+            #expect(try await stranger.get(path).status == .notFound)
+            #expect(try await stranger.get("/jobs/\(id)/outputs/result.txt").status == .notFound)
+            #expect(try await stranger.get("/live?view=job&id=\(id)").status == .notFound)
+            #expect(try await stranger.post("/jobs/\(id)/cancel", [:]).status == .notFound)
+            // The owner's job is still pending: the stranger's cancel did nothing.
+            #expect(try await owner.get(path).body.contains("data-state=\"pending\""))
+        }
+    }
+
+    @Test func anUploadedScriptAndInputsBecomeTheJobsFiles() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("uma")
+            let r = try await browser.post(
+                "/submit", ["script": "", "minutes": "1"], multipart: true,
+                files: [("script_file", "train.py", "print('uploaded')"), ("inputs", "data.csv", "a,b\n1,2"), ("inputs", "more.txt", "x")])
+            let path = try #require(r.location, "\(r.status) \(r.body.prefix(800))")
+            let page = try await browser.get(path)
+            #expect(page.body.contains("<code>train.py</code>"))
+            #expect(page.body.contains("Job #") && page.body.contains("train.py"))
+        }
+    }
+
+    @Test func loginIsRateLimited() async throws {
+        try await Self.app().test(.router) { client in
+            let user = Browser(client)
+            try await user.register("gina")
+            let attacker = Browser(client)
+            try await attacker.get("/login")
+            var statuses: [Int] = []
+            for _ in 0..<12 {
+                statuses.append(try await attacker.post("/login", ["username": "gina", "password": "wrong password"]).status.code)
+            }
+            #expect(statuses.prefix(10).allSatisfy { $0 == 401 })
+            #expect(statuses.last == 429)
+            // Even the right password is refused while the limit holds.
+            #expect(try await attacker.post("/login", ["username": "gina", "password": "correct horse battery"]).status == .tooManyRequests)
+        }
+    }
+
+    @Test func theCostPreviewUsesTheServersFormula() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("hank")
+            for (cpus, ram, gpus, minutes) in [(1, 1, 0, 5), (4, 8, 1, 30), (2, 0, 0, 1)] {
+                let r = try await browser.get("/submit/preview?cpus=\(cpus)&ram_gb=\(ram)&gpus=\(gpus)&minutes=\(minutes)")
+                let json = try JSONSerialization.jsonObject(with: Data(r.body.utf8)) as? [String: Any]
+                let hold = CreditRules.hold(JobSpec(name: "x", cpus: cpus, ramGb: ram, gpus: gpus, minutes: minutes))
+                #expect(json?["hold"] as? Int == hold)
+                #expect(json?["after"] as? Int == 100 - hold)
+            }
+            let bad = try await browser.get("/submit/preview?cpus=99999999999999999&minutes=-1")
+            #expect(bad.status == .ok)
+            #expect(bad.body.contains("\"error\""))
+            // The page shows the same figure before any script runs.
+            let page = try await browser.get("/submit")
+            #expect(page.body.contains("<output id=\"cost-hold\">\(CreditRules.hold(JobSpec(name: "x")))</output>"))
+        }
+    }
+
+    @Test func anOutOfRangeSubmitIsShownAgainWithTheProblem() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("ivy")
+            let r = try await browser.post("/submit", ["script": "print(1)", "cpus": "9223372036854775807", "minutes": "5"], multipart: true)
+            #expect(r.status == .badRequest)
+            #expect(r.body.contains("cpus must be"))
+            let poor = try await browser.post("/submit", ["script": "print(1)", "cpus": "40", "minutes": "100"], multipart: true)
+            #expect(poor.status.code == 402)
+            #expect(poor.body.contains("balance is 100"))
+        }
+    }
+
+    @Test func theLiveStreamSendsRegionsAsServerSentEvents() async throws {
+        try await Self.app(streamSeconds: 1).test(.router) { client in
+            try await client.execute(uri: "/live?view=overview", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.contentType]?.hasPrefix("text/event-stream") == true)
+                let text = String(buffer: r.body)
+                #expect(text.hasPrefix("retry: "))
+                #expect(text.contains("event: region\ndata: {\"html\":"))
+                #expect(text.contains("\"id\":\"stats\""))
+                #expect(text.contains("\"id\":\"chart\""))
+            }
+            try await client.execute(uri: "/live?view=nonsense", method: .get) { r in #expect(r.status == .badRequest) }
+        }
+    }
+
+    @Test func aJobsLiveStreamCarriesItsLogAndState() async throws {
+        try await Self.app(streamSeconds: 1).test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("jack")
+            let path = try #require(try await browser.post("/submit", ["script": "print(1)", "minutes": "1"], multipart: true).location)
+            let id = path.split(separator: "/").last!
+            let r = try await browser.get("/live?view=job&id=\(id)&log=0")
+            #expect(r.body.contains("\"id\":\"summary\""))
+            #expect(r.body.contains("job-state"))
+            #expect(r.body.contains("\"id\":\"nav-balance\""))
+        }
+    }
+
+    @Test func logoutEndsTheSession() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("kim")
+            #expect(try await browser.get("/account").status == .ok)
+            let out = try await browser.post("/logout", [:])
+            #expect(out.status == .seeOther)
+            #expect(try await browser.get("/account").status == .seeOther)
+        }
+    }
+
+    @Test func apiErrorsKeepTheirShapeForMalformedBodies() async throws {
+        try await Self.app().test(.router) { client in
+            try await client.execute(
+                uri: "/api/v1/register", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{\"username\": 5")
+            ) { r in
+                #expect(r.status == .badRequest)
+                let json = try JSONSerialization.jsonObject(with: Data(String(buffer: r.body).utf8)) as? [String: [String: String]]
+                #expect(json?["error"]?["code"] == "bad_request")
+            }
+            try await client.execute(uri: "/openapi.json", method: .get) { r in
+                let doc = try JSONSerialization.jsonObject(with: Data(String(buffer: r.body).utf8)) as? [String: Any]
+                #expect((doc?["openapi"] as? String)?.hasPrefix("3.") == true)
+                let paths = (doc?["paths"] as? [String: Any])?.keys.sorted() ?? []
+                #expect(paths.contains("/api/v1/jobs/{id}/logs"))
+            }
+        }
+    }
+}
