@@ -313,6 +313,11 @@ public actor WorkerAgent: Service {
                     let path = scratch.appendingPathComponent(name).path
                     do {
                         try await peers.fetchFile(name, to: path)
+                    } catch let e as GridError where e.code == .notFound || e.code == .badRequest {
+                        // The submitter's mistake: no worker could do better, so the job fails instead of moving on.
+                        try? FileManager.default.removeItem(at: scratch)
+                        await reject(ref, reason: "input grid:\(name): \(e.message)", outcome: .failed)
+                        return
                     } catch let e as GridError {
                         throw GridError(e.code, "input grid:\(name): \(e.message)")
                     }
@@ -332,11 +337,12 @@ public actor WorkerAgent: Service {
         }
     }
 
-    /// Reports a job that could not even start: the manager gives it to another worker, and the submitter pays nothing for it.
-    private func reject(_ ref: JobRef, reason: String) async {
+    /// Reports a job that could not even start: `rejected` (the manager gives it to another worker, and the submitter
+    /// pays nothing for it), or `failed` when no worker could do better (a grid input that does not exist).
+    private func reject(_ ref: JobRef, reason: String, outcome: Msg.Outcome = .rejected) async {
         logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
         let done = Msg.JobDone(
-            job: ref, outcome: .rejected, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
+            job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
         unacked[ref.jobId] = (done, ByteBuffer())
         try? await outbox?.write(GridFrame(.jobDone(done)))
     }
