@@ -125,6 +125,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GridSandboxTests", dependencies: ["GridCore", "GridSandbox", "GridTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GridSandboxIntegrationTests", dependencies: ["GridCore", "GridClient", "GridTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "GridManagerTests",
             dependencies: [
                 "GridCore", "GridManager",

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int out_fd,
-                 const grid_rlimit *limits, int nlimits, int new_session) {
+                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -1;
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -30,6 +30,10 @@ pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const
         sigprocmask(SIG_SETMASK, &all, NULL);
         for (int s = 1; s < 32; s++) {
             if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+        }
+        /* Join the job's cgroups before anything else runs, so every descendant is born inside them. */
+        for (int i = 0; i < ncgroup_fds; i++) {
+            if (write(cgroup_fds[i], "0\n", 2) != 2) goto fail;
         }
         if (new_session && setsid() < 0) goto fail;
         if (dup2(devnull, 0) < 0) goto fail;

@@ -143,6 +143,9 @@ public enum API {
         public var finishedAt: Double?
         public var events: [Event]?
         public var outputs: [OutputFile]?
+        /// The sandbox tier the job's latest attempt ran in (nil before it started), and its label for people.
+        public var tier: SandboxTier?
+        public var tierLabel: String?
 
         public init(
             id: JobID, name: String, owner: String, state: JobState, spec: JobSpec, script: String, attempt: Int, worker: String?,

@@ -284,12 +284,15 @@ struct APIController: Sendable {
         if let w = job.workerId { workerName = try await db.workers().first { $0.id == w }?.name ?? w }
         let events = detail ? try await db.events(of: job.id).map { API.Event(at: $0.at, state: $0.state, detail: $0.detail) } : nil
         let outputs = detail ? try await db.outputList(of: job.id).map { API.OutputFile(name: $0.name, size: $0.size) } : nil
-        return API.JobStatus(
+        var status = API.JobStatus(
             id: job.id, name: job.spec.name, owner: owner, state: job.state, spec: job.spec, script: job.scriptName, attempt: job.attempt,
             worker: workerName, workerId: job.workerId, hold: job.hold, paid: job.paid, exitCode: job.exitCode, runtimeMs: job.runtimeMs,
             peakMemoryKb: job.peakMemoryKb, cpuSeconds: job.cpuSeconds, reason: job.reason, pendingReason: job.pendingReason,
             cancelRequested: job.cancelRequested, logBytes: job.logBytes, submittedAt: job.submittedAt, startedAt: job.startedAt,
             finishedAt: job.finishedAt, events: events, outputs: outputs)
+        status.tier = job.tier
+        status.tierLabel = job.tier?.label
+        return status
     }
 
     func issueToken(for user: UserRecord, kind: TokenKind) async throws -> API.TokenResponse {

@@ -6,24 +6,61 @@ import Synchronization
 import Glibc
 #endif
 
-/// One running job process: its merged output as a stream, cancellation, and its final report.
+/// One running job: its merged output as a stream, cancellation, and its final report.
 ///
-/// Two threads per job do the blocking work (reading the output pipe, `wait4` on the main process); when the main
-/// process ends, whatever it left behind is killed, so a run never leaves processes behind.
+/// Two threads per job do the blocking work (reading the output, waiting for the end); when the main process ends,
+/// whatever it left behind is killed, so a run never leaves processes behind. How the job's processes are reached
+/// (a process group, a cgroup, a container) is the runner's business, given as a `Control`.
 public final class JobExecution: Sendable {
     /// Output (stdout and stderr together) in chunks, as it is written; ends when the job's processes are gone.
     public let output: AsyncStream<[UInt8]>
+    /// The main process on this machine, or 0 where an engine owns the job's processes (OCI).
     public let pid: pid_t
-    private let marker: String
-    private let ending = Mutex<RunReport.Outcome?>(nil)
+    private let control: Control
+    private let ending = Mutex<Stop?>(nil)
     private let exited = Mutex<Double?>(nil)
     private let report = OneShot<RunReport>()
-    private let describe: @Sendable (RunReport) -> RunReport
+
+    /// Why a run was stopped before its main process ended by itself.
+    struct Stop: Sendable, Hashable {
+        var outcome: RunReport.Outcome
+        var reason: String?
+    }
+
+    /// How the main process (or container) ended.
+    struct Exit: Sendable {
+        var exitCode: Int32?
+        var signal: Int32?
+        var cpuSeconds: Double
+        var peakMemoryKb: Int64
+    }
+
+    /// The runner's hold on a job's processes.
+    struct Control: Sendable {
+        /// Blocks until the main process (or container) has ended.
+        var waitForExit: @Sendable () -> Exit
+        /// Kills everything that belongs to the job; idempotent; called on stop and again after the end.
+        var killAll: @Sendable () -> Void
+        /// Polled about every 250 ms while the job runs; an answer stops the job with that outcome and reason.
+        var check: (@Sendable () -> Stop?)? = nil
+        /// Amends the final report (reasons, measurements) and releases what the run held (cgroup, container).
+        var finish: @Sendable (RunReport) -> RunReport = { $0 }
+    }
+
+    /// What a runner adds to a plain process start.
+    struct Hooks: Sendable {
+        /// Open `cgroup.procs` files the child joins before it runs anything.
+        var cgroupProcs: [Int32] = []
+        /// Kills the job's processes in addition to the process-group and marker kill.
+        var killAll: (@Sendable () -> Void)? = nil
+        var check: (@Sendable () -> Stop?)? = nil
+        var finish: @Sendable (RunReport) -> RunReport = { $0 }
+    }
 
     /// Starts `path` and returns its execution; `deadline` is the wall-clock limit in seconds.
     static func spawn(
         path: String, arguments: [String], environment: [String: String], directory: String, limits: [grid_rlimit], deadline: Double,
-        describe: @escaping @Sendable (RunReport) -> RunReport = { $0 }
+        hooks: Hooks = Hooks()
     ) throws -> JobExecution {
         var fds: [Int32] = [0, 0]
         guard grid_pipe_cloexec(&fds) == 0 else { throw SpawnError(errno: errno, path: path) }
@@ -36,22 +73,54 @@ public final class JobExecution: Sendable {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        let pid = limits.withUnsafeBufferPointer { lp in
-            grid_spawn(path, argv, envp, directory, fds[1], lp.baseAddress, Int32(lp.count), 1)
+        // The thread that forks is the one that waits: a parent-death signal (bwrap's --die-with-parent) fires when the
+        // forking *thread* ends, and pool threads end when idle, so the fork happens on a thread that lives as long as the job.
+        let started = Mutex<(pid: pid_t, errno: Int32)?>(nil)
+        let forked = DispatchSemaphore(value: 0)
+        let ended = DispatchSemaphore(value: 0)
+        let exit = Mutex<Exit?>(nil)
+        let outFD = fds[1]
+        let cgroupProcs = hooks.cgroupProcs
+        let strings = CStrings(argv: argv, envp: envp)
+        Thread.detachNewThread {
+            let (argv, envp) = (strings.argv, strings.envp)
+            let pid = limits.withUnsafeBufferPointer { lp in
+                cgroupProcs.withUnsafeBufferPointer { cp in
+                    grid_spawn(path, argv, envp, directory, outFD, lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count))
+                }
+            }
+            started.withLock { $0 = (pid, errno) }
+            forked.signal()
+            guard pid > 0 else { return }
+            let status = Self.waitFor(pid)
+            exit.withLock { $0 = status }
+            ended.signal()
         }
-        let spawnErrno = errno
+        forked.wait()
+        let (pid, spawnErrno) = started.withLock { $0 } ?? (-1, EINVAL)
         close(fds[1])
         guard pid > 0 else {
             close(fds[0])
             throw SpawnError(errno: spawnErrno, path: path)
         }
-        return JobExecution(pid: pid, outputFD: fds[0], marker: marker, deadline: deadline, describe: describe)
+        let extraKill = hooks.killAll
+        let control = Control(
+            waitForExit: {
+                ended.wait()
+                return exit.withLock { $0 }!
+            },
+            killAll: {
+                extraKill?()
+                ProcessTree.killAll(pgid: pid, marker: marker)
+            },
+            check: hooks.check, finish: hooks.finish)
+        return JobExecution(pid: pid, outputFD: fds[0], deadline: deadline, control: control)
     }
 
-    private init(pid: pid_t, outputFD: Int32, marker: String, deadline: Double, describe: @escaping @Sendable (RunReport) -> RunReport) {
+    /// An execution whose output arrives on `outputFD` and whose processes `control` reaches.
+    init(pid: pid_t, outputFD: Int32, deadline: Double, control: Control) {
         self.pid = pid
-        self.marker = marker
-        self.describe = describe
+        self.control = control
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
         self.output = stream
         let started = Self.monotonic()
@@ -61,52 +130,71 @@ public final class JobExecution: Sendable {
         Thread.detachNewThread { [self] in
             self.reap(started: started)
         }
+        if control.check != nil {
+            Thread.detachNewThread { [self] in
+                self.watch()
+            }
+        }
         DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { [self] in
-            self.stop(.timedOut)
+            self.stop(Stop(outcome: .timedOut))
         }
     }
 
     /// Stops the job now: kills its whole process tree. The report says `cancelled`.
-    public func cancel() { stop(.cancelled) }
+    public func cancel() { stop(Stop(outcome: .cancelled, reason: "cancelled")) }
 
     /// Waits for the end of the run.
     public func wait() async -> RunReport { await report.wait() }
 
-    private func stop(_ why: RunReport.Outcome) {
+    private func stop(_ why: Stop) {
         guard report.value == nil else { return }
         let first = ending.withLock { e -> Bool in
             guard e == nil else { return false }
             e = why
             return true
         }
-        if first { ProcessTree.killAll(pgid: pid, marker: marker) }
+        if first { control.killAll() }
     }
 
-    private func reap(started: Double) {
+    /// Polls the runner's check until the run ends (bounded by the deadline, which ends the run).
+    private func watch() {
+        guard let check = control.check else { return }
+        while report.value == nil && exited.withLock({ $0 }) == nil {
+            if let why = check() {
+                stop(why)
+                return
+            }
+            usleep(250_000)
+        }
+    }
+
+    private static func waitFor(_ pid: pid_t) -> Exit {
         var status: Int32 = 0
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-        let end = Self.monotonic()
-        exited.withLock { $0 = end }
-        ProcessTree.killAll(pgid: pid, marker: marker)
-        let runtimeMs = Int64((end - started) * 1000)
         let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
             + Double(usage.ru_stime.tv_usec) / 1e6
         let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
-        let signal: Int32? = signaled ? status & 0x7f : nil
-        let code: Int32? = signaled ? nil : (status >> 8) & 0xff
+        return Exit(
+            exitCode: signaled ? nil : (status >> 8) & 0xff, signal: signaled ? status & 0x7f : nil, cpuSeconds: cpu,
+            peakMemoryKb: Int64(usage.ru_maxrss))
+    }
+
+    private func reap(started: Double) {
+        let exit = control.waitForExit()
+        let end = Self.monotonic()
+        exited.withLock { $0 = end }
+        control.killAll()
         let forced = ending.withLock { $0 }
         var r = RunReport(
-            outcome: forced ?? (code == 0 ? .completed : .failed), exitCode: code, signal: signal, runtimeMs: runtimeMs,
-            peakMemoryKb: Int64(usage.ru_maxrss), cpuSeconds: cpu)
-        switch r.outcome {
-        case .completed: break
-        case .cancelled: r.reason = "cancelled"
-        case .timedOut: r.reason = nil
-        case .failed:
-            if let signal { r.reason = "killed by signal \(signal)" } else { r.reason = "exited with code \(code ?? -1)" }
+            outcome: forced?.outcome ?? (exit.exitCode == 0 ? .completed : .failed), exitCode: exit.exitCode, signal: exit.signal,
+            runtimeMs: Int64((end - started) * 1000), peakMemoryKb: exit.peakMemoryKb, cpuSeconds: exit.cpuSeconds)
+        if let reason = forced?.reason {
+            r.reason = reason
+        } else if r.outcome == .failed {
+            if let signal = exit.signal { r.reason = "killed by signal \(signal)" } else { r.reason = "exited with code \(exit.exitCode ?? -1)" }
         }
-        report.fulfil(describe(r))
+        report.fulfil(control.finish(r))
     }
 
     /// Copies the pipe into the stream until EOF, or until the main process has been gone a while (a process that
@@ -137,6 +225,13 @@ public final class JobExecution: Sendable {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
+}
+
+/// The C strings of one exec, handed to the thread that forks.
+private struct CStrings: @unchecked Sendable {
+    // Safe: written before the thread starts, read only by it, freed only after it reported the fork.
+    let argv: [UnsafeMutablePointer<CChar>?]
+    let envp: [UnsafeMutablePointer<CChar>?]
 }
 
 /// A process could not be started.

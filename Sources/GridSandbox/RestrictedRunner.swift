@@ -30,7 +30,7 @@ public struct RestrictedRunner: JobRunner {
         return try JobExecution.spawn(
             path: python, arguments: ["-u", request.script], environment: env, directory: request.scratch.path, limits: rlimits,
             deadline: Double(request.spec.minutes) * 60,
-            describe: { report in
+            hooks: JobExecution.Hooks(finish: { report in
                 var r = report
                 if r.outcome == .timedOut { r.reason = "time limit reached (\(request.spec.minutes) min)" }
                 if r.outcome == .failed, let gb = memoryLimitGB, r.signal == nil, r.exitCode == 1, r.peakMemoryKb > (Int64(gb) << 20) * 8 / 10 {
@@ -38,7 +38,7 @@ public struct RestrictedRunner: JobRunner {
                 }
                 if r.signal == 25 { r.reason = "output too large (a file reached the \(limits.maxFileBytes >> 20) MB limit)" }
                 return r
-            })
+            }))
     }
 }
 

@@ -190,9 +190,9 @@ extension GridDatabase {
                 try db.execute(
                     sql: """
                         UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
-                            log_attempt_base = log_total WHERE id = ?
+                            log_attempt_base = log_total, tier = ? WHERE id = ?
                         """,
-                    arguments: [a.worker, now, a.job])
+                    arguments: [a.worker, now, tier.rawValue, a.job])
                 let name: String = worker["name"]
                 try Self.event(db, a.job, .running, "on worker \(name) (attempt \(job.attempt + 1))", now)
                 started.append(try Self.job(db, a.job)!)

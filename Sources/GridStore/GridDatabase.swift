@@ -127,6 +127,10 @@ public struct GridDatabase: Sendable {
                     );
                     """)
         }
+        m.registerMigration("v2-job-tier") { db in
+            // The sandbox tier each job's latest attempt ran in.
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN tier TEXT")
+        }
         return m
     }
 }

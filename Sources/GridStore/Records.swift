@@ -68,6 +68,8 @@ public struct JobRecord: Hashable, Sendable, Codable {
     public var submittedAt: Double
     public var startedAt: Double?
     public var finishedAt: Double?
+    /// The sandbox tier of the worker the latest attempt was placed on.
+    public var tier: SandboxTier?
 
     public var ref: JobRef { JobRef(jobId: id, attempt: attempt) }
 
@@ -92,6 +94,7 @@ public struct JobRecord: Hashable, Sendable, Codable {
         submittedAt = row["submitted_at"]
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
+        tier = (row["tier"] as String?).flatMap(SandboxTier.init(rawValue:))
     }
 }
 

@@ -11,7 +11,7 @@ struct CampusGrid: AsyncParsableCommand {
             Up.self, ManagerCommand.self, WorkerCommand.self,
             Register.self, Login.self, Logout.self, WhoAmI.self, Credits.self, TokenCommand.self,
             Submit.self, Jobs.self, Status.self, Logs.self, Cancel.self, Download.self,
-            Workers.self, Leaderboard.self, Admin.self,
+            Workers.self, Leaderboard.self, Admin.self, SandboxBench.self,
             CPUCommand.self, SetMemCommand.self, GetMemCommand.self, DelMemCommand.self, ListMemCommand.self,
             PutFileCommand.self, GetFileCommand.self, ListFilesCommand.self, DeleteFileCommand.self,
         ]

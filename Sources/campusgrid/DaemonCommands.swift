@@ -61,6 +61,11 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Address the status page binds.") var webHost = "0.0.0.0"
     @Option(help: "Sandbox: auto, docker, podman, bwrap or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
     @Flag(help: "Never use an OCI engine (env USE_DOCKER=false).") var noDocker = false
+    @Option(help: "Container image for the OCI tier (env CAMPUSGRID_IMAGE; default \(OCIRunner.defaultImage), built by scripts/build-sandbox-image).")
+    var image: String?
+    @Option(help: "Docker-API engine socket for the OCI tier (env CAMPUSGRID_ENGINE_SOCKET; default $DOCKER_HOST, Docker's, Podman's).")
+    var engineSocket: String?
+    @Option(help: "The bubblewrap binary for the bwrap tier (env CAMPUSGRID_BWRAP; default /usr/bin/bwrap).") var bwrap: String?
     @Option(help: "CPUs to offer (default: all).") var cpus: Int?
     @Option(help: "RAM to offer, in GB (default: all).") var memory: Int?
     @Option(help: "GPUs to offer (default: all detected).") var gpus: Int?
@@ -146,15 +151,20 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func chooseRunner(python: String) throws -> any JobRunner {
-        let choice = (sandbox ?? Env.string("CAMPUSGRID_SANDBOX") ?? "auto").lowercased()
-        switch choice {
-        case "auto", "none", "restricted":
-            return RestrictedRunner(python: python)
-        case "bwrap", "docker", "podman":
-            throw ValidationError(
-                "the \(choice) sandbox tier is not available in this version yet; use --sandbox none (restricted, best-effort)")
-        default:
-            throw ValidationError("--sandbox is one of auto, docker, podman, bwrap, none (got \(choice))")
+        let env = ProcessInfo.processInfo.environment
+        do {
+            let choice = try SandboxSelection.Choice(parsing: sandbox ?? Env.string("CAMPUSGRID_SANDBOX") ?? "auto")
+            let steps = try SandboxSelection.steps(
+                choice: choice, useDocker: SandboxSelection.useDocker(noDockerFlag: noDocker, environment: env),
+                engineSocket: engineSocket ?? Env.string("CAMPUSGRID_ENGINE_SOCKET"), environment: env)
+            var settings = SandboxSelection.Settings(python: python)
+            settings.image = image ?? Env.string("CAMPUSGRID_IMAGE") ?? settings.image
+            settings.bwrapPath = bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? settings.bwrapPath
+            let (runner, skipped) = try SandboxSelection.makeRunner(steps, settings: settings)
+            if !skipped.isEmpty { complain("sandbox: using \(runner.tier.label); skipped: \(skipped.joined(separator: "; "))") }
+            return runner
+        } catch let error as SandboxUnavailable {
+            throw ValidationError("sandbox unavailable: \(error.message)")
         }
     }
 }

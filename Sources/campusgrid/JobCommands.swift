@@ -79,6 +79,7 @@ func printStatus(_ j: API.JobStatus) {
         "  owner:      \(j.owner)",
         "  resources:  \(j.spec.cpus) CPU, \(j.spec.ramGb) GB RAM, \(j.spec.gpus) GPU, \(j.spec.minutes) min, priority \(j.spec.priority)",
         "  worker:     \(j.worker ?? "-")\(j.attempt > 1 ? " (attempt \(j.attempt))" : "")",
+        "  sandbox:    \(j.tierLabel ?? "-")",
         "  credits:    held \(j.hold)\(j.paid.map { ", paid \($0)" } ?? "")",
         "  exit code:  \(j.exitCode.map(String.init) ?? "-")",
         "  runtime:    \(When.duration(ms: j.runtimeMs))",

@@ -49,7 +49,8 @@ extension Integration.WorkerJoin {
     @Test func aJobTheWorkerCannotStartRunsElsewhereAndIsChargedOnce() async throws {
         let grid = try TestGrid(label: "reject")
         defer { grid.shutdown() }
-        try grid.startManager()
+        // A long lease: the hand-driven worker sends no heartbeats, and a loaded machine must not expire it meanwhile.
+        try grid.startManager(leaseSeconds: 30)
         let owner = try await grid.user("owner")
         let token = try await owner.createToken(kind: "worker").token
         // A hand-driven worker that takes the job and says it cannot start it.

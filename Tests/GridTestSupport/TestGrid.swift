@@ -61,6 +61,8 @@ public final class TestGrid: @unchecked Sendable {
         env["CAMPUSGRID_TOKEN"] = nil
         env["CAMPUSGRID_MANAGER"] = nil
         env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_LOG_LEVEL"] ?? "debug"
+        // Workers run the restricted tier unless a test asks for another (`--sandbox`); `auto` would pick bwrap here.
+        env["CAMPUSGRID_SANDBOX"] = env["CAMPUSGRID_SANDBOX"] ?? "none"
         return env
     }
 

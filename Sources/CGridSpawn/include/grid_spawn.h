@@ -11,9 +11,10 @@ typedef struct {
 
 /// Starts `path` with `argv` and `envp` in directory `dir`, standard input from /dev/null, standard output and error
 /// to `out_fd`, the given resource limits, and (when `new_session` is set) in a new session and process group.
-/// Everything between fork and exec is async-signal-safe. Returns the pid, or -1 with errno set (also when exec fails).
+/// When `ncgroup_fds` > 0 the child first writes "0" to each of `cgroup_fds` (open `cgroup.procs` files), joining those
+/// cgroups before it runs anything. Everything between fork and exec is async-signal-safe. Returns the pid, or -1 with errno set (also when exec fails).
 pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int out_fd,
-                 const grid_rlimit *limits, int nlimits, int new_session);
+                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds);
 
 
 /// pipe2(fds, O_CLOEXEC): a pipe whose ends are closed on exec.

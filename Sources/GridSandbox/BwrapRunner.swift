@@ -1,0 +1,169 @@
+import CGridSpawn
+import Foundation
+import GridCore
+
+/// The Linux default tier: bubblewrap namespaces (no network, a read-only view of only what Python needs, uid 65534,
+/// no capabilities, a fresh environment) plus a per-job cgroup (memory, processes, CPU quota) and file-size/core
+/// rlimits. The whole job is killed through its cgroup on timeout or cancel, and the cgroup is always removed.
+public struct BwrapRunner: JobRunner {
+    /// Everything the runner needs to know about this machine, with defaults for a Debian host.
+    public struct Configuration: Sendable {
+        /// The bubblewrap binary (env `CAMPUSGRID_BWRAP`).
+        public var bwrapPath: String = "/usr/bin/bwrap"
+        /// The real interpreter (not a shim).
+        public var python: String
+        public var limits: RunnerLimits = RunnerLimits()
+        /// Size cap of the job's private `/tmp`.
+        public var tmpBytes: UInt64 = 256 << 20
+        /// The cgroup mount.
+        public var cgroupRoot: String = "/sys/fs/cgroup"
+
+        public init(python: String) { self.python = python }
+    }
+
+    /// Where the job's scratch directory appears inside the sandbox (its working directory and `HOME`).
+    public static let jobDirectory = "/job"
+
+    public let configuration: Configuration
+    /// Directories of the Python installation bound read-only at their own paths (prefix and base prefix).
+    public let pythonRoots: [String]
+    /// How `/bin`, `/lib`, ... look on this host: a symlink target (merged /usr) or nil (a real directory).
+    let topLevel: [(name: String, symlink: String?)]
+    public var tier: SandboxTier { .bwrap }
+
+    /// Checks that bubblewrap runs and the cgroups are writable; throws `SandboxUnavailable` with the reason otherwise.
+    public init(configuration: Configuration) throws {
+        self.configuration = configuration
+        let fm = FileManager.default
+        guard fm.isExecutableFile(atPath: configuration.bwrapPath) else {
+            throw SandboxUnavailable(
+                "the bwrap sandbox needs bubblewrap, and \(configuration.bwrapPath) does not exist or is not executable "
+                    + "(install it: apt-get install bubblewrap; or choose --sandbox none for best-effort isolation)")
+        }
+        pythonRoots = Self.pythonRoots(of: configuration.python)
+        topLevel = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].compactMap { name in
+            let path = "/" + name
+            if let target = try? fm.destinationOfSymbolicLink(atPath: path) { return (name, target) }
+            var isDir: ObjCBool = false
+            return fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? (name, nil) : nil
+        }
+        let probe = try JobCgroup(
+            root: configuration.cgroupRoot, name: "probe-\(getpid())-\(UUID().uuidString.prefix(8))",
+            limits: .init(memoryBytes: 64 << 20, pids: 8, cpus: 1))
+        probe.remove()
+    }
+
+    /// The Python installation's directories outside `/usr` (a pyenv or venv prefix), which the sandbox must see.
+    static func pythonRoots(of python: String) -> [String] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", "import sys, os; print(os.path.realpath(sys.prefix)); print(os.path.realpath(sys.base_prefix))"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        var roots: [String] = []
+        if (try? process.run()) != nil {
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            roots = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        }
+        if roots.isEmpty {
+            roots = [URL(fileURLWithPath: python).resolvingSymlinksInPath().deletingLastPathComponent().deletingLastPathComponent().path]
+        }
+        return Array(Set(roots.filter { $0.hasPrefix("/") && $0 != "/usr" && !$0.hasPrefix("/usr/") && $0 != "/" })).sorted()
+    }
+
+    /// The bubblewrap command line for one job (pure). Never binds `/` itself: only `/usr`, the Python roots, a few
+    /// files of `/etc`, and the scratch directory; the sandbox's own root is made read-only at the end.
+    static func arguments(
+        python: String, pythonRoots: [String], topLevel: [(name: String, symlink: String?)], scratch: String, script: String,
+        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String]
+    ) -> [String] {
+        var a = [
+            "--unshare-all", "--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534",
+            "--cap-drop", "ALL", "--disable-userns",
+            "--ro-bind", "/usr", "/usr",
+        ]
+        for entry in topLevel {
+            if let target = entry.symlink {
+                a += ["--symlink", target, "/" + entry.name]
+            } else {
+                a += ["--ro-bind", "/" + entry.name, "/" + entry.name]
+            }
+        }
+        for file in ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf", "passwd", "group"] {
+            a += ["--ro-bind-try", "/etc/" + file, "/etc/" + file]
+        }
+        for root in pythonRoots { a += ["--ro-bind", root, root] }
+        a += ["--proc", "/proc", "--dev", "/dev"]
+        for device in gpuDevices { a += ["--dev-bind-try", device, device] }
+        a += ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
+        a += ["--bind", scratch, jobDirectory, "--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
+        for key in environment.keys.sorted() { a += ["--setenv", key, environment[key]!] }
+        a += [python, "-u", script]
+        return a
+    }
+
+    /// The device files a GPU job may use: its assigned `/dev/nvidiaN` (from `CUDA_VISIBLE_DEVICES`) and the shared
+    /// control devices; none for a CPU job.
+    static func gpuDevices(gpus: Int, visible: String?) -> [String] {
+        guard gpus > 0, let visible, !visible.isEmpty else { return [] }
+        let indices = visible.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !indices.isEmpty else { return [] }
+        return indices.map { "/dev/nvidia\($0)" } + ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
+    }
+
+    public func start(_ request: RunRequest) throws -> JobExecution {
+        let spec = request.spec
+        let limits = configuration.limits
+        let memoryBytes: UInt64? = spec.ramGb > 0 ? UInt64(spec.ramGb) << 30 : nil
+        let cgroup = try JobCgroup(
+            root: configuration.cgroupRoot, name: "job-\(request.job.jobId)-\(request.job.attempt)-\(UUID().uuidString.prefix(8))",
+            limits: .init(memoryBytes: memoryBytes, pids: limits.maxProcesses, cpus: spec.cpus))
+        let procs: [Int32]
+        do { procs = try cgroup.openProcs() } catch {
+            cgroup.remove()
+            throw error
+        }
+        defer { procs.forEach { close($0) } }
+        var env = JobEnvironment.make(for: request, home: Self.jobDirectory)
+        env["TMPDIR"] = "/tmp"
+        let args = Self.arguments(
+            python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: request.scratch.path, script: request.script,
+            environment: env, tmpBytes: configuration.tmpBytes,
+            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]))
+        // RLIMIT_AS is never used here: the memory cgroup limits RAM, and RLIMIT_AS breaks CUDA.
+        let rlimits: [grid_rlimit] = [
+            grid_rlimit(resource: RLimit.core, value: 0),
+            grid_rlimit(resource: RLimit.fsize, value: limits.maxFileBytes),
+            grid_rlimit(resource: RLimit.nofile, value: limits.maxOpenFiles),
+        ]
+        let ram = spec.ramGb
+        let hooks = JobExecution.Hooks(
+            cgroupProcs: procs,
+            killAll: { cgroup.killAll() },
+            check: {
+                let u = cgroup.usage()
+                if u.pidsLimitHits > 0 { return .init(outcome: .failed, reason: Reasons.tooManyProcesses(limits.maxProcesses)) }
+                if u.oomKills > 0 { return .init(outcome: .failed, reason: Reasons.outOfMemory(gb: ram)) }
+                return nil
+            },
+            finish: { report in
+                let u = cgroup.usage()
+                cgroup.remove()
+                let usage = Reasons.Usage(
+                    oomKilled: u.oomKills > 0, pidsLimitHit: u.pidsLimitHits > 0,
+                    fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
+                    cpuSeconds: u.cpuSeconds, peakMemoryBytes: u.peakMemoryBytes)
+                return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
+            })
+        do {
+            return try JobExecution.spawn(
+                path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path, limits: rlimits,
+                deadline: Double(spec.minutes) * 60, hooks: hooks)
+        } catch {
+            cgroup.remove()
+            throw error
+        }
+    }
+}

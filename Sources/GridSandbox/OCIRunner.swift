@@ -1,0 +1,207 @@
+import CGridSpawn
+import Foundation
+import GridCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The strongest tier: each job in its own container through a Docker-API engine (Docker, or Podman's compatible
+/// service), with no network, memory = memory+swap, a pids limit, a CPU quota, a read-only root, a size-capped `/tmp`,
+/// the scratch directory as its only writable volume, uid 65534, no capabilities and no-new-privileges. The
+/// container is removed after the job, whatever happened.
+public struct OCIRunner: JobRunner {
+    public struct Configuration: Sendable {
+        /// The engine's unix socket.
+        public var socket: String
+        /// The image jobs run in; it must already be on this machine (never pulled).
+        public var image: String = OCIRunner.defaultImage
+        /// The interpreter inside the image.
+        public var python: String = "python3"
+        public var limits: RunnerLimits = RunnerLimits()
+        public var tmpBytes: UInt64 = 256 << 20
+
+        public init(socket: String) { self.socket = socket }
+    }
+
+    /// The image `scripts/build-sandbox-image` builds on this machine from the system Python with numpy.
+    public static let defaultImage = "localhost/campusgrid-python:3.11-1"
+    /// Where the scratch directory is mounted in the container (its working directory and `HOME`).
+    public static let jobDirectory = "/job"
+
+    public let configuration: Configuration
+    let engine: DockerEngine
+    public var tier: SandboxTier { .oci }
+
+    /// Checks the engine answers and has the image; throws `SandboxUnavailable` saying which is missing.
+    public init(configuration: Configuration) throws {
+        self.configuration = configuration
+        engine = DockerEngine(socket: configuration.socket)
+        guard engine.ping() else {
+            throw SandboxUnavailable(
+                "no container engine answers at \(engine.socketPath) (start Docker, or `podman system service`, or choose --sandbox bwrap)")
+        }
+        guard engine.hasImage(configuration.image) else {
+            throw SandboxUnavailable(
+                "the container image \(configuration.image) is not on this machine (build it with scripts/build-sandbox-image, or pass --image)")
+        }
+    }
+
+    /// The container to create for one job (pure): the Docker Engine API's create body.
+    static func createBody(
+        image: String, python: String, script: String, environment: [String: String], scratch: String, spec: JobSpec,
+        limits: RunnerLimits, tmpBytes: UInt64, jobId: String
+    ) -> [String: Any] {
+        var host: [String: Any] = [
+            "NetworkMode": "none",
+            "PidsLimit": limits.maxProcesses,
+            "ReadonlyRootfs": true,
+            "Tmpfs": ["/tmp": "rw,nosuid,nodev,size=\(tmpBytes),mode=1777"],
+            "Binds": ["\(scratch):\(jobDirectory):rw"],
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "Ulimits": [
+                ["Name": "fsize", "Soft": limits.maxFileBytes, "Hard": limits.maxFileBytes],
+                ["Name": "core", "Soft": 0, "Hard": 0],
+                ["Name": "nofile", "Soft": limits.maxOpenFiles, "Hard": limits.maxOpenFiles],
+                // Engines default nproc above what root may set on some hosts (DESIGN §8); the pids limit is the real cap.
+                ["Name": "nproc", "Soft": 32768, "Hard": 32768],
+            ],
+            "AutoRemove": false,
+        ]
+        if spec.ramGb > 0 {
+            host["Memory"] = spec.ramGb << 30
+            host["MemorySwap"] = spec.ramGb << 30
+        }
+        if spec.cpus > 0 { host["NanoCpus"] = spec.cpus * 1_000_000_000 }
+        if spec.gpus > 0, let visible = environment["CUDA_VISIBLE_DEVICES"], !visible.isEmpty {
+            host["DeviceRequests"] = [
+                ["Driver": "nvidia", "DeviceIDs": visible.split(separator: ",").map(String.init), "Capabilities": [["gpu"]]]
+            ]
+        }
+        return [
+            "Image": image,
+            "Cmd": [python, "-u", script],
+            "WorkingDir": jobDirectory,
+            "User": "65534:65534",
+            "Env": environment.keys.sorted().map { "\($0)=\(environment[$0]!)" },
+            "NetworkDisabled": true,
+            "Labels": ["campusgrid.job": jobId],
+            "HostConfig": host,
+        ]
+    }
+
+    public func start(_ request: RunRequest) throws -> JobExecution {
+        let spec = request.spec
+        let limits = configuration.limits
+        Self.handOver(request.scratch.path)
+        var env = JobEnvironment.make(for: request, home: Self.jobDirectory)
+        env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+        let jobId = "\(request.job.jobId)-\(request.job.attempt)"
+        let body = Self.createBody(
+            image: configuration.image, python: configuration.python, script: request.script, environment: env, scratch: request.scratch.path,
+            spec: spec, limits: limits, tmpBytes: configuration.tmpBytes, jobId: jobId)
+        let name = "campusgrid-job-\(jobId)-\(UUID().uuidString.prefix(8).lowercased())"
+        let created = try engine.call("POST", "/containers/create?name=\(name)", json: body)
+        guard created.status == 201, let id = (created.json as? [String: Any])?["Id"] as? String else {
+            throw SandboxUnavailable("the container engine refused the job's container: \(created.message)")
+        }
+        let engine = self.engine
+        let remove: @Sendable () -> Void = { _ = try? engine.call("DELETE", "/containers/\(id)?force=true&v=true", timeout: 30) }
+        let started = try? engine.call("POST", "/containers/\(id)/start")
+        guard let started, started.status == 204 || started.status == 304 else {
+            remove()
+            throw SandboxUnavailable("the container engine could not start the job: \(started?.message ?? "no answer")")
+        }
+        var fds: [Int32] = [0, 0]
+        guard grid_pipe_cloexec(&fds) == 0 else {
+            remove()
+            throw SpawnError(errno: errno, path: "pipe")
+        }
+        let writeEnd = fds[1]
+        let logsDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { logsDone.signal() }
+            var demux = EngineHTTP.LogDemux()
+            _ = try? engine.stream("GET", "/containers/\(id)/logs?follow=true&stdout=true&stderr=true", timeout: nil) { bytes in
+                guard let out = try? demux.feed(bytes) else { return false }
+                return Self.writeAll(writeEnd, out)
+            }
+            close(writeEnd)
+        }
+        let seen = Mutex(Seen())
+        let control = JobExecution.Control(
+            waitForExit: {
+                let answer = try? engine.call("POST", "/containers/\(id)/wait", timeout: nil)
+                // All output is in the pipe before the end is reported (and before the container is removed).
+                _ = logsDone.wait(timeout: .now() + 10)
+                let code = (answer?.json as? [String: Any])?["StatusCode"] as? Int
+                return JobExecution.Exit(
+                    exitCode: code.map { Int32(truncatingIfNeeded: $0) } ?? -1, signal: nil, cpuSeconds: seen.withLock { $0.cpuSeconds },
+                    peakMemoryKb: seen.withLock { $0.peakBytes } / 1024)
+            },
+            killAll: { _ = try? engine.call("POST", "/containers/\(id)/kill?signal=KILL", timeout: 30) },
+            check: {
+                guard let stats = try? engine.call("GET", "/containers/\(id)/stats?stream=false&one-shot=true", timeout: 10),
+                    stats.status == 200, let s = stats.json as? [String: Any]
+                else { return nil }
+                let pids = (s["pids_stats"] as? [String: Any])?["current"] as? Int ?? 0
+                let cpuNs = ((s["cpu_stats"] as? [String: Any])?["cpu_usage"] as? [String: Any])?["total_usage"] as? Int
+                let memory = (s["memory_stats"] as? [String: Any])?["usage"] as? Int ?? 0
+                seen.withLock { v in
+                    if let cpuNs { v.cpuSeconds = max(v.cpuSeconds, Double(cpuNs) / 1e9) }
+                    v.peakBytes = max(v.peakBytes, Int64(memory))
+                    if pids >= limits.maxProcesses { v.pidsLimitHit = true }
+                }
+                return pids >= limits.maxProcesses ? .init(outcome: .failed, reason: Reasons.tooManyProcesses(limits.maxProcesses)) : nil
+            },
+            finish: { report in
+                let inspect = try? engine.call("GET", "/containers/\(id)/json", timeout: 30)
+                let state = (inspect?.json as? [String: Any])?["State"] as? [String: Any]
+                let oom = state?["OOMKilled"] as? Bool ?? false
+                remove()
+                let v = seen.withLock { $0 }
+                let usage = Reasons.Usage(
+                    // The engine's OOMKilled flag is unreliable (Podman 4.3's conmon writes its `oom` note into its working
+                    // directory); a container's init killed by SIGKILL that we did not send, with a memory limit, is the OOM killer.
+                    oomKilled: oom || (report.exitCode == 137 && spec.ramGb > 0),
+                    pidsLimitHit: v.pidsLimitHit,
+                    fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
+                    cpuSeconds: nil, peakMemoryBytes: nil)
+                return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
+            })
+        return JobExecution(pid: 0, outputFD: fds[0], deadline: Double(spec.minutes) * 60, control: control)
+    }
+
+    /// What the stats polls saw.
+    struct Seen: Sendable {
+        var cpuSeconds: Double = 0
+        var peakBytes: Int64 = 0
+        var pidsLimitHit = false
+    }
+
+    /// Makes the scratch directory the container user's (uid 65534): chown when the worker is root, else open it up.
+    static func handOver(_ scratch: String) {
+        if getuid() == 0 {
+            let fm = FileManager.default
+            chown(scratch, 65534, 65534)
+            if let walker = fm.enumerator(atPath: scratch) {
+                for case let rel as String in walker { lchown(scratch + "/" + rel, 65534, 65534) }
+            }
+        } else {
+            chmod(scratch, 0o777)
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            sent += n
+        }
+        return true
+    }
+}

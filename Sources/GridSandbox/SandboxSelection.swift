@@ -1,0 +1,106 @@
+import GridCore
+
+/// Choosing a worker's runner from `--sandbox`, `--no-docker`/`USE_DOCKER` and what the machine has.
+/// `steps` is pure (what to try, strongest first); `makeRunner` tries them and says why each one it skipped failed.
+public enum SandboxSelection {
+    /// What the worker's owner asked for.
+    public enum Choice: String, Sendable, CaseIterable {
+        case auto, docker, podman, bwrap, none
+
+        /// Parses `--sandbox`; `restricted` is accepted as a synonym of `none`.
+        public init(parsing text: String) throws {
+            let t = text.lowercased()
+            if t == "restricted" {
+                self = .none
+                return
+            }
+            guard let c = Choice(rawValue: t) else {
+                throw SandboxUnavailable("--sandbox is one of auto, docker, podman, bwrap, none (got \(text))")
+            }
+            self = c
+        }
+    }
+
+    /// One runner to try.
+    public enum Step: Sendable, Hashable {
+        /// An OCI engine at the first of these sockets that answers.
+        case oci(sockets: [String])
+        case bwrap
+        case restricted
+    }
+
+    /// The engine sockets to try for a choice: the one given, else the engine's usual ones.
+    public static func sockets(for choice: Choice, given: String?, environment: [String: String]) -> [String] {
+        if let given, !given.isEmpty { return [given.hasPrefix("unix://") ? String(given.dropFirst(7)) : given] }
+        let dockerHost = environment["DOCKER_HOST"].flatMap { $0.hasPrefix("unix://") ? String($0.dropFirst(7)) : nil }
+        let containerHost = environment["CONTAINER_HOST"].flatMap { $0.hasPrefix("unix://") ? String($0.dropFirst(7)) : nil }
+        switch choice {
+        case .docker: return [dockerHost, "/var/run/docker.sock"].compactMap { $0 }
+        case .podman: return [containerHost, dockerHost, "/run/podman/podman.sock"].compactMap { $0 }
+        default: return [dockerHost, containerHost, "/var/run/docker.sock", "/run/podman/podman.sock"].compactMap { $0 }
+        }
+    }
+
+    /// What to try, strongest first (pure). `auto` ends with restricted, which always works; an explicit choice
+    /// has exactly one step, so a missing sandbox fails the worker's start instead of silently running weaker.
+    public static func steps(choice: Choice, useDocker: Bool, engineSocket: String?, environment: [String: String]) throws -> [Step] {
+        switch choice {
+        case .auto:
+            let oci: [Step] = useDocker ? [.oci(sockets: sockets(for: .auto, given: engineSocket, environment: environment))] : []
+            return oci + [.bwrap, .restricted]
+        case .docker, .podman:
+            guard useDocker else {
+                throw SandboxUnavailable("--sandbox \(choice.rawValue) asks for a container engine, but --no-docker (or USE_DOCKER=false) forbids it")
+            }
+            return [.oci(sockets: sockets(for: choice, given: engineSocket, environment: environment))]
+        case .bwrap: return [.bwrap]
+        case .none: return [.restricted]
+        }
+    }
+
+    /// Whether `USE_DOCKER` allows an OCI engine (anything but false/0/no/off).
+    public static func useDocker(noDockerFlag: Bool, environment: [String: String]) -> Bool {
+        if noDockerFlag { return false }
+        guard let v = environment["USE_DOCKER"]?.lowercased() else { return true }
+        return !["false", "0", "no", "off"].contains(v)
+    }
+
+    /// The settings each runner is built from.
+    public struct Settings: Sendable {
+        public var python: String
+        public var limits: RunnerLimits = RunnerLimits()
+        public var bwrapPath: String = "/usr/bin/bwrap"
+        public var image: String = OCIRunner.defaultImage
+        public init(python: String) { self.python = python }
+    }
+
+    /// Builds the first runner of `steps` that works here; the second value lists why stronger ones were skipped.
+    public static func makeRunner(_ steps: [Step], settings: Settings) throws -> (runner: any JobRunner, skipped: [String]) {
+        var skipped: [String] = []
+        for step in steps {
+            do {
+                switch step {
+                case .oci(let sockets):
+                    var lastError: (any Error)?
+                    for socket in sockets {
+                        var c = OCIRunner.Configuration(socket: socket)
+                        c.image = settings.image
+                        c.limits = settings.limits
+                        do { return (try OCIRunner(configuration: c), skipped) } catch { lastError = error }
+                    }
+                    throw lastError ?? SandboxUnavailable("no container engine socket to try")
+                case .bwrap:
+                    var c = BwrapRunner.Configuration(python: settings.python)
+                    c.bwrapPath = settings.bwrapPath
+                    c.limits = settings.limits
+                    return (try BwrapRunner(configuration: c), skipped)
+                case .restricted:
+                    return (RestrictedRunner(python: settings.python, limits: settings.limits), skipped)
+                }
+            } catch {
+                skipped.append("\(error)")
+            }
+        }
+        throw SandboxUnavailable(skipped.joined(separator: "; "))
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import GridCore
+import Testing
+
+@testable import GridSandbox
+
+@Suite struct BwrapArgumentsTests {
+    let args = BwrapRunner.arguments(
+        python: "/root/.pyenv/versions/3.11.7/bin/python3.11", pythonRoots: ["/root/.pyenv/versions/3.11.7"],
+        topLevel: [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", nil)], scratch: "/data/jobs/7-1", script: "main.py",
+        environment: ["HOME": "/job", "PATH": "/usr/bin"], tmpBytes: 64 << 20, gpuDevices: [])
+
+    /// Pairs (flag, value) and triples (flag, source, destination) for lookups.
+    func binds(_ flag: String) -> [(String, String)] {
+        var out: [(String, String)] = []
+        for i in args.indices where args[i] == flag && i + 2 < args.count { out.append((args[i + 1], args[i + 2])) }
+        return out
+    }
+
+    @Test func neverBindsTheHostRoot() {
+        for flag in ["--bind", "--ro-bind", "--ro-bind-try", "--dev-bind", "--dev-bind-try"] {
+            #expect(!binds(flag).contains { $0.0 == "/" }, "\(flag) / ...")
+        }
+    }
+
+    @Test func isolatesEverythingAndDropsPrivileges() {
+        for flag in ["--unshare-all", "--die-with-parent", "--new-session", "--unshare-user", "--disable-userns", "--clearenv"] {
+            #expect(args.contains(flag), "missing \(flag)")
+        }
+        #expect(zip(args, args.dropFirst()).contains { $0 == ("--uid", "65534") })
+        #expect(zip(args, args.dropFirst()).contains { $0 == ("--gid", "65534") })
+        #expect(zip(args, args.dropFirst()).contains { $0 == ("--cap-drop", "ALL") })
+        #expect(!args.contains("--share-net"))
+    }
+
+    @Test func bindsUsrAndThePythonPrefixReadOnlyAtTheirOwnPaths() {
+        let ro = binds("--ro-bind")
+        #expect(ro.contains { $0 == ("/usr", "/usr") })
+        #expect(ro.contains { $0 == ("/root/.pyenv/versions/3.11.7", "/root/.pyenv/versions/3.11.7") })
+        #expect(ro.contains { $0 == ("/lib64", "/lib64") })
+        #expect(binds("--symlink").contains { $0 == ("usr/bin", "/bin") })
+    }
+
+    @Test func scratchIsTheOnlyWritableBindAndTheWorkingDirectory() {
+        #expect(binds("--bind").map(\.0) == ["/data/jobs/7-1"])
+        #expect(binds("--bind").first?.1 == BwrapRunner.jobDirectory)
+        #expect(zip(args, args.dropFirst()).contains { $0 == ("--chdir", "/job") })
+        // The sandbox's own root becomes read-only after every mount point was made.
+        let remount = args.firstIndex(of: "--remount-ro")
+        #expect(remount != nil && args[remount! + 1] == "/")
+        #expect(remount! > args.lastIndex(of: "--bind")!)
+    }
+
+    @Test func tmpIsASizeCappedTmpfs() {
+        let size = args.firstIndex(of: "--size")!
+        #expect(args[size + 1] == String(64 << 20))
+        #expect(args[size + 2] == "--tmpfs" && args[size + 3] == "/tmp")
+    }
+
+    @Test func environmentIsSetAfterClearingAndTheScriptRunsLast() {
+        let clear = args.firstIndex(of: "--clearenv")!
+        let set = args.firstIndex(of: "--setenv")!
+        #expect(set > clear)
+        #expect(Array(args.suffix(3)) == ["/root/.pyenv/versions/3.11.7/bin/python3.11", "-u", "main.py"])
+    }
+
+    @Test func gpuJobsGetOnlyTheirAssignedDevices() {
+        let devices = BwrapRunner.gpuDevices(gpus: 1, visible: "1")
+        #expect(devices.contains("/dev/nvidia1") && !devices.contains("/dev/nvidia0"))
+        #expect(devices.contains("/dev/nvidiactl"))
+        #expect(BwrapRunner.gpuDevices(gpus: 0, visible: "0").isEmpty)
+        let a = BwrapRunner.arguments(
+            python: "/usr/bin/python3", pythonRoots: [], topLevel: [], scratch: "/s", script: "m.py", environment: [:], tmpBytes: 1,
+            gpuDevices: devices)
+        #expect(zip(a, a.dropFirst()).contains { $0 == ("--dev-bind-try", "/dev/nvidia1") })
+    }
+}
+
+@Suite(.serialized)
+struct BwrapRunnerTests {
+    @Test func missingBubblewrapFailsWithAClearMessage() {
+        var c = BwrapRunner.Configuration(python: SandboxHarness.python)
+        c.bwrapPath = "/nonexistent/bwrap"
+        #expect {
+            _ = try BwrapRunner(configuration: c)
+        } throws: { error in
+            "\(error)".contains("/nonexistent/bwrap") && "\(error)".contains("bubblewrap")
+        }
+    }
+
+    @Test func pythonPrefixOutsideUsrIsFound() throws {
+        let roots = BwrapRunner.pythonRoots(of: SandboxHarness.python)
+        if SandboxHarness.python.hasPrefix("/usr/") {
+            #expect(roots.isEmpty)
+        } else {
+            #expect(!roots.isEmpty && roots.allSatisfy { SandboxHarness.python.hasPrefix($0) })
+        }
+    }
+
+    @Test func numpyImportsInsideTheSandbox() async throws {
+        let h = try SandboxHarness(.bwrap)
+        let r = try await h.run("import numpy, os\nprint('NUMPY', numpy.__version__, os.getuid(), os.getcwd())")
+        #expect(r.report.outcome == .completed, "\(r.output)")
+        #expect(r.output.contains("NUMPY") && r.output.contains(" 65534 /job"), "\(r.output)")
+    }
+
+    @Test func theJobCgroupIsRemovedAfterTheRun() async throws {
+        let h = try SandboxHarness(.bwrap)
+        let before = try jobCgroups()
+        _ = try await h.run("import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\nprint('bye')")
+        #expect(try jobCgroups() == before)
+    }
+
+    @Test func cancelKillsTheWholeTree() async throws {
+        let h = try SandboxHarness(.bwrap)
+        let marker = "cgcancel\(UUID().uuidString.prefix(8))"
+        let (execution, _) = try h.start(
+            "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(600)', '\(marker)'])\nprint('UP', flush=True)\ntime.sleep(600)"
+        )
+        var seen = ""
+        for await chunk in execution.output {
+            seen += String(decoding: chunk, as: UTF8.self)
+            if seen.contains("UP") { break }
+        }
+        #expect(seen.contains("UP"))
+        execution.cancel()
+        let report = await execution.wait()
+        #expect(report.outcome == .cancelled)
+        #expect(hostProcesses(containing: marker).isEmpty)
+    }
+
+    @Test func aFileOverTheSizeLimitIsReportedAsOutputTooLarge() async throws {
+        let h = try SandboxHarness(.bwrap, limits: RunnerLimits(maxFileBytes: 1 << 20, maxProcesses: 64))
+        let r = try await h.run("with open('big.bin', 'wb') as f:\n    f.write(b'x' * (4 << 20))")
+        #expect(r.report.outcome == .failed)
+        #expect(r.report.reason == "output too large (a file reached the 1 MB limit)", "\(String(describing: r.report.reason))")
+    }
+
+    /// The names of job cgroups under this process's memory cgroup.
+    func jobCgroups() throws -> Set<String> {
+        let layout = CgroupLayout.make(
+            version: JobCgroup.hostVersion(root: "/sys/fs/cgroup"), root: "/sys/fs/cgroup",
+            selfCgroup: (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? "", name: "x")
+        let parent = layout.parents.first { $0.contains("/memory/") } ?? layout.parents[0]
+        return Set(((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix("job-") })
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import GridCore
+import Testing
+
+@testable import GridSandbox
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Acceptance for issue 3: hostile jobs, run for real in the bwrap tier and in the OCI tier (through Podman).
+@Suite(.serialized)
+struct HostileJobTests {
+    @Test("a job cannot connect to a listener on 127.0.0.1", arguments: Tier.allCases)
+    func cannotConnectToLocalListener(tier: Tier) async throws {
+        let listener = try TCPListener()
+        defer { listener.close() }
+        let h = try SandboxHarness(tier)
+        let r = try await h.run(
+            """
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", \(listener.port)), timeout=3)
+                print("CONNECTED")
+            except OSError as e:
+                print("BLOCKED", e)
+            """)
+        #expect(r.output.contains("BLOCKED"), "\(r.output)")
+        #expect(!listener.hadConnection())
+    }
+
+    @Test("a job cannot resolve host names", arguments: Tier.allCases)
+    func cannotResolveNames(tier: Tier) async throws {
+        let h = try SandboxHarness(tier)
+        let r = try await h.run(
+            """
+            import socket
+            for name in ["example.com", "pypi.org"]:
+                try:
+                    socket.getaddrinfo(name, 443)
+                    print("RESOLVED", name)
+                except OSError as e:
+                    print("NO-DNS", name)
+            """)
+        #expect(r.output.contains("NO-DNS example.com") && r.output.contains("NO-DNS pypi.org"), "\(r.output)")
+        #expect(!r.output.contains("RESOLVED"))
+    }
+
+    @Test("a job can write only to its scratch folder and /tmp", arguments: Tier.allCases)
+    func writesOnlyScratchAndTmp(tier: Tier) async throws {
+        let h = try SandboxHarness(tier)
+        let marker = "cg-\(UUID().uuidString.prefix(8))"
+        let targets = ["/etc", "/usr", "/usr/local/lib", "/root", "/", "/var", h.dataDir, h.dataDir + "/jobs", "/job/..", "/proc/sys/kernel"]
+        let r = try await h.run(
+            """
+            import os
+            for d in \(pythonList(targets)):
+                try:
+                    with open(os.path.join(d, "\(marker)"), "w") as f:
+                        f.write("x")
+                    print("WROTE", d)
+                except OSError:
+                    print("DENIED", d)
+            for d in [".", "/tmp"]:
+                with open(os.path.join(d, "ok.txt"), "w") as f:
+                    f.write("ok")
+                print("OK", d)
+            """)
+        #expect(r.report.outcome == .completed, "\(r.output)")
+        #expect(!r.output.contains("WROTE"), "\(r.output)")
+        #expect(r.output.contains("OK .") && r.output.contains("OK /tmp"), "\(r.output)")
+        for d in targets where FileManager.default.fileExists(atPath: d) {
+            #expect(!FileManager.default.fileExists(atPath: d + "/" + marker), "\(d) was written")
+        }
+        #expect(FileManager.default.fileExists(atPath: r.scratch.appendingPathComponent("ok.txt").path))
+    }
+
+    @Test("a job cannot read the worker's token, database or root's home", arguments: Tier.allCases)
+    func cannotReadSecrets(tier: Tier) async throws {
+        let h = try SandboxHarness(tier)
+        let rootFiles = ((try? FileManager.default.contentsOfDirectory(atPath: "/root")) ?? []).filter { !$0.hasPrefix(".pyenv") }
+        let r = try await h.run(
+            """
+            import os
+            for p in ["\(h.dataDir)/token", "\(h.dataDir)/manager.sqlite", "/root/.bashrc", "/root/.profile", "/etc/shadow"]:
+                try:
+                    print("READ", p, open(p, "rb").read()[:40])
+                except OSError:
+                    print("DENIED", p)
+            try:
+                print("ROOT", sorted(os.listdir("/root")))
+            except OSError:
+                print("ROOT []")
+            """)
+        #expect(!r.output.contains("cgw_secret_token") && !r.output.contains("SQLite format"), "\(r.output)")
+        #expect(!r.output.contains("READ"), "\(r.output)")
+        for f in rootFiles { #expect(!r.output.contains("'\(f)'"), "the job saw /root/\(f): \(r.output)") }
+    }
+
+    @Test("a fork bomb is stopped by the pids limit and reported as too many processes", arguments: Tier.allCases)
+    func forkBombStopped(tier: Tier) async throws {
+        let h = try SandboxHarness(tier)
+        let r = try await h.run(
+            """
+            import os, time
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    time.sleep(0.01)
+            """, spec: JobSpec(name: "bomb", cpus: 1, ramGb: 1, minutes: 3))
+        #expect(r.report.outcome == .failed)
+        #expect(r.report.reason?.hasPrefix("too many processes") == true, "\(String(describing: r.report.reason))")
+        // The runner is still healthy: the next job runs.
+        let after = try await h.run("print('still fine')")
+        #expect(after.report.outcome == .completed && after.output.contains("still fine"), "\(after.output)")
+    }
+
+    @Test("a memory hog is killed and reported as out of memory with the limit", arguments: Tier.allCases)
+    func memoryHogOutOfMemory(tier: Tier) async throws {
+        let h = try SandboxHarness(tier)
+        let r = try await h.run(
+            """
+            chunks = []
+            for i in range(64):
+                chunks.append(bytearray(64 << 20))
+                for j in range(0, len(chunks[-1]), 4096):
+                    chunks[-1][j] = 1
+            print("SURVIVED")
+            """, spec: JobSpec(name: "hog", cpus: 1, ramGb: 1, minutes: 3))
+        #expect(r.report.outcome == .failed)
+        #expect(r.report.reason == "out of memory (limit 1 GB)", "\(String(describing: r.report.reason)) \(r.output.suffix(500))")
+        #expect(!r.output.contains("SURVIVED"))
+    }
+
+    @Test("a busy loop is stopped at the time limit with no process left, even setsid and SIGTERM-proof ones", arguments: Tier.allCases)
+    func timeLimitKillsWholeTree(tier: Tier) async throws {
+        let h = try SandboxHarness(tier)
+        let marker = "cgleft\(UUID().uuidString.prefix(8))"
+        let r = try await h.run(
+            """
+            import os, signal, subprocess, sys
+            child = '''
+            import os, signal
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if os.fork() == 0:
+                os.setsid()
+                while True: pass
+            while True: pass
+            '''
+            subprocess.Popen([sys.executable, "-c", child, "\(marker)"], start_new_session=True)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print("STARTED", flush=True)
+            while True: pass
+            """, spec: JobSpec(name: "busy", cpus: 1, ramGb: 1, minutes: 1))
+        #expect(r.output.contains("STARTED"), "\(r.output)")
+        #expect(r.report.outcome == .timedOut)
+        #expect(r.report.reason == "time limit reached (1 min)")
+        #expect(hostProcesses(containing: marker).isEmpty, "processes left behind")
+    }
+
+    @Test("a job asking for 1 CPU gets about one core of CPU time", arguments: Tier.allCases)
+    func oneCPUQuota(tier: Tier) async throws {
+        let h = try SandboxHarness(tier)
+        let r = try await h.run(
+            """
+            import multiprocessing, time
+            def spin(seconds):
+                end = time.time() + seconds
+                while time.time() < end: pass
+            if __name__ == "__main__":
+                ps = [multiprocessing.Process(target=spin, args=(6,)) for _ in range(2)]
+                [p.start() for p in ps]
+                [p.join() for p in ps]
+                print("DONE")
+            """, spec: JobSpec(name: "cpu", cpus: 1, ramGb: 1, minutes: 2))
+        #expect(r.report.outcome == .completed, "\(r.report) \(r.output)")
+        let wall = Double(r.report.runtimeMs) / 1000
+        // Two busy processes for 6 s on a 2-core machine: ~12 CPU-s unconstrained, at most ~6 under a 1-CPU quota.
+        #expect(r.report.cpuSeconds > 1, "CPU time was not measured: \(r.report.cpuSeconds)")
+        #expect(r.report.cpuSeconds <= wall * 1.15 + 0.5, "\(r.report.cpuSeconds) CPU-s in \(wall) s")
+    }
+}
+
+func pythonList(_ items: [String]) -> String {
+    "[" + items.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+}
+
+/// A TCP listener on 127.0.0.1 (any free port) that remembers whether anyone connected.
+final class TCPListener: @unchecked Sendable {
+    // Safe: `fd` is set once; used by one test.
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
+                bind(s, p, len) == 0 && listen(s, 16) == 0 && getsockname(s, p, &len) == 0
+            }
+        }
+        guard ok else {
+            Glibc.close(s)
+            throw POSIXError(.EADDRINUSE)
+        }
+        fd = s
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        _ = fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK)
+    }
+
+    func hadConnection() -> Bool {
+        let c = accept(fd, nil, nil)
+        if c >= 0 { Glibc.close(c) }
+        return c >= 0
+    }
+
+    func close() { Glibc.close(fd) }
+}

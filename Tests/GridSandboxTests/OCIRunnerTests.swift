@@ -1,0 +1,88 @@
+import Foundation
+import GridCore
+import GridTestSupport
+import Testing
+
+@testable import GridSandbox
+
+@Suite struct OCICreateBodyTests {
+    let body = OCIRunner.createBody(
+        image: "img:1", python: "python3", script: "main.py", environment: ["HOME": "/job"], scratch: "/data/jobs/3-1",
+        spec: JobSpec(name: "j", cpus: 2, ramGb: 3, minutes: 5), limits: RunnerLimits(maxFileBytes: 1 << 20, maxOpenFiles: 512, maxProcesses: 99),
+        tmpBytes: 32 << 20, jobId: "3-1")
+    var host: [String: Any] { body["HostConfig"] as! [String: Any] }
+
+    @Test func hasNoNetwork() {
+        #expect(host["NetworkMode"] as? String == "none")
+        #expect(body["NetworkDisabled"] as? Bool == true)
+    }
+
+    @Test func memoryEqualsMemoryPlusSwap() {
+        #expect(host["Memory"] as? Int == 3 << 30)
+        #expect(host["MemorySwap"] as? Int == 3 << 30)
+    }
+
+    @Test func limitsPidsAndCPU() {
+        #expect(host["PidsLimit"] as? Int == 99)
+        #expect(host["NanoCpus"] as? Int == 2_000_000_000)
+    }
+
+    @Test func rootIsReadOnlyAndOnlyScratchAndTmpAreWritable() {
+        #expect(host["ReadonlyRootfs"] as? Bool == true)
+        #expect(host["Binds"] as? [String] == ["/data/jobs/3-1:/job:rw"])
+        #expect((host["Tmpfs"] as? [String: String])?["/tmp"]?.contains("size=\(32 << 20)") == true)
+    }
+
+    @Test func runsAsNobodyWithoutPrivileges() {
+        #expect(body["User"] as? String == "65534:65534")
+        #expect(host["CapDrop"] as? [String] == ["ALL"])
+        #expect(host["SecurityOpt"] as? [String] == ["no-new-privileges"])
+        #expect(host["Privileged"] == nil)
+    }
+
+    @Test func gpuJobsRequestOnlyTheirDevices() {
+        let b = OCIRunner.createBody(
+            image: "i", python: "python3", script: "m.py", environment: ["CUDA_VISIBLE_DEVICES": "1"], scratch: "/s",
+            spec: JobSpec(name: "g", gpus: 1), limits: RunnerLimits(), tmpBytes: 1, jobId: "1-1")
+        let requests = (b["HostConfig"] as! [String: Any])["DeviceRequests"] as? [[String: Any]]
+        #expect(requests?.first?["DeviceIDs"] as? [String] == ["1"])
+        #expect(host["DeviceRequests"] == nil)
+    }
+}
+
+@Suite(.serialized)
+struct OCIRunnerTests {
+    @Test func numpyImportsInsideTheContainer() async throws {
+        let h = try SandboxHarness(.oci)
+        let r = try await h.run("import numpy, os\nprint('NUMPY', numpy.__version__, os.getuid(), os.getcwd())")
+        #expect(r.report.outcome == .completed, "\(r.output)")
+        #expect(r.output.contains("NUMPY") && r.output.contains(" 65534 /job"), "\(r.output)")
+    }
+
+    @Test func theContainerIsRemovedAfterTheJob() async throws {
+        let h = try SandboxHarness(.oci)
+        let r = try await h.run("print('bye')")
+        #expect(r.report.outcome == .completed)
+        let engine = (h.runner as! OCIRunner).engine
+        let list = try engine.call("GET", "/containers/json?all=true")
+        let names = ((list.json as? [[String: Any]]) ?? []).flatMap { ($0["Names"] as? [String]) ?? [] }
+        let jobLabel = ((list.json as? [[String: Any]]) ?? []).compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
+        #expect(!jobLabel.contains("\(h.lastJob.jobId)-1"), "containers left: \(names)")
+    }
+
+    @Test func aMissingImageFailsWithAClearMessage() throws {
+        let service = try PodmanService()
+        defer { service.stop() }
+        var c = OCIRunner.Configuration(socket: service.socket)
+        c.image = "localhost/no-such-image:0"
+        #expect {
+            _ = try OCIRunner(configuration: c)
+        } throws: { "\($0)".contains("localhost/no-such-image:0") }
+    }
+
+    @Test func noEngineFailsWithAClearMessage() {
+        #expect {
+            _ = try OCIRunner(configuration: .init(socket: "/nonexistent/engine.sock"))
+        } throws: { "\($0)".contains("/nonexistent/engine.sock") }
+    }
+}

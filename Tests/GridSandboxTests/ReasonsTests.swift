@@ -1,0 +1,51 @@
+import GridCore
+import Testing
+
+@testable import GridSandbox
+
+@Suite struct ReasonsTests {
+    let spec = JobSpec(name: "j", cpus: 1, ramGb: 2, minutes: 3)
+    let limits = RunnerLimits(maxFileBytes: 8 << 20, maxProcesses: 50)
+
+    func failed(code: Int32?) -> RunReport {
+        RunReport(outcome: .failed, exitCode: code, runtimeMs: 10, peakMemoryKb: 1, cpuSeconds: 0.1, reason: "exited with code \(code ?? -1)")
+    }
+
+    @Test func oomKillSaysOutOfMemoryWithTheLimit() {
+        let r = Reasons.explain(failed(code: 137), usage: .init(oomKilled: true), spec: spec, limits: limits)
+        #expect(r.reason == "out of memory (limit 2 GB)")
+        #expect(r.signal == 9)
+    }
+
+    @Test func pidsLimitSaysTooManyProcesses() {
+        let r = Reasons.explain(failed(code: 1), usage: .init(pidsLimitHit: true), spec: spec, limits: limits)
+        #expect(r.reason == "too many processes (limit 50)")
+    }
+
+    @Test func fileSizeSignalSaysOutputTooLarge() {
+        let r = Reasons.explain(failed(code: 128 + 25), usage: .init(), spec: spec, limits: limits)
+        #expect(r.reason == "output too large (a file reached the 8 MB limit)")
+    }
+
+    @Test func aFileAtTheSizeLimitSaysOutputTooLarge() {
+        let r = Reasons.explain(failed(code: 1), usage: .init(fileLimitHit: true), spec: spec, limits: limits)
+        #expect(r.reason == "output too large (a file reached the 8 MB limit)")
+    }
+
+    @Test func timeoutSaysTimeLimitReached() {
+        let t = RunReport(outcome: .timedOut, exitCode: nil, signal: 9, runtimeMs: 1, peakMemoryKb: 1, cpuSeconds: 1)
+        #expect(Reasons.explain(t, usage: .init(), spec: spec, limits: limits).reason == "time limit reached (3 min)")
+    }
+
+    @Test func anOrdinaryFailureKeepsItsExitCode() {
+        let r = Reasons.explain(failed(code: 2), usage: .init(), spec: spec, limits: limits)
+        #expect(r.reason == "exited with code 2")
+    }
+
+    @Test func cgroupMeasurementsReplaceTheWrappersOwn() {
+        let ok = RunReport(outcome: .completed, exitCode: 0, runtimeMs: 1, peakMemoryKb: 1, cpuSeconds: 0.01)
+        let r = Reasons.explain(ok, usage: .init(cpuSeconds: 4.5, peakMemoryBytes: 10 << 20), spec: spec, limits: limits)
+        #expect(r.cpuSeconds == 4.5 && r.peakMemoryKb == 10 << 10)
+        #expect(r.reason == nil)
+    }
+}
