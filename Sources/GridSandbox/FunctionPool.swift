@@ -22,11 +22,25 @@ public final class FunctionPool: Sendable {
             self.python = python
             self.wrapper = wrapper
             self.directory = directory
-            self.environment =
-                environment ?? [
-                    "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": directory, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-                    "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-                ]
+            self.environment = environment ?? Self.environment(home: directory)
+        }
+
+        /// What an interpreter sees of the environment: nothing of the worker's.
+        public static func environment(home: String) -> [String: String] {
+            [
+                "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+                "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+            ]
+        }
+
+        /// How to start interpreters under `runner`'s tier: inside bubblewrap for the bwrap tier; as plain children
+        /// (the restricted tier) otherwise. Returns the launch and the tier the interpreters really get.
+        public static func under(_ runner: any JobRunner, python: String, directory: String) -> (Launch, SandboxTier) {
+            if let bwrap = runner as? BwrapRunner {
+                let env = environment(home: BwrapRunner.jobDirectory)
+                return (Launch(python: python, wrapper: bwrap.interpreterPrefix(directory: directory, environment: env), directory: directory), .bwrap)
+            }
+            return (Launch(python: python, directory: directory), .restricted)
         }
     }
 

@@ -119,9 +119,12 @@ struct WorkerCommand: AsyncParsableCommand {
         var peerConfig = PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: slots ?? resources.cpus)
         peerConfig.replicas = replicas ?? peerConfig.replicas
         if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s > 0 { peerConfig.repairSeconds = s }
-        let peers = try PeerService(
-            config: peerConfig,
-            launch: FunctionPool.Launch(python: interpreter, wrapper: [], directory: config.dataDirectory + "/peer/tasks"), logger: logger)
+        // Function tasks run their warm interpreters under the worker's tier where it can host them (restricted, bwrap).
+        let (launch, taskTier) = FunctionPool.Launch.under(runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks")
+        if taskTier != runner.tier {
+            logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)")
+        }
+        let peers = try PeerService(config: peerConfig, launch: launch, logger: logger)
         config.webPort = webPort
         let webPortShown = config.webPort.map(String.init) ?? "null"
         let agent = WorkerAgent(

@@ -140,3 +140,32 @@ import Testing
         await bobLink.close()
     }
 }
+
+@Suite(.serialized) struct FunctionTaskSandboxTests {
+    /// With `--sandbox bwrap`, the warm interpreters run inside bubblewrap: tasks run as nobody, without the network.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/bwrap")))
+    func functionTasksRunInTheWorkersBwrapTier() async throws {
+        let g = try await PeerGrid(label: "tasks-bwrap")
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("peer-1", extra: ["--sandbox", "bwrap"])
+        try await g.waitForMembership([peer])
+        let link = try await g.link(peer)
+        let program = """
+            import os, socket
+            def main(port):
+                s = socket.socket()
+                s.settimeout(2)
+                try:
+                    s.connect(("127.0.0.1", port))
+                    net = "reachable"
+                except OSError:
+                    net = "blocked"
+                return [os.getuid(), net, os.getcwd()]
+            """
+        let task = Msg.CPUTask(taskId: "bw", program: program, args: .array([.number(Double(peer.port))]), confidential: true)
+        guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: 60).message else { throw TestGridError("no result") }
+        #expect(r.ok, "\(r)\n\(g.grid.logs())")
+        #expect(r.result == .array([.number(65534), .string("blocked"), .string("/job")]), "\(r)")
+        await link.close()
+    }
+}
