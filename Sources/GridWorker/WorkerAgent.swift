@@ -25,6 +25,8 @@ public actor WorkerAgent: Service {
         var execution: JobExecution
         var scratch: URL
         var inputs: [String: Int]
+        /// GPU device indices this job holds.
+        var gpus: [Int] = []
         var log: [UInt8] = []
         var sent: Int64 = 0
         var truncated = false
@@ -34,6 +36,8 @@ public actor WorkerAgent: Service {
     let runner: any JobRunner
     let resources: Resources
     let gpuNames: [String]
+    /// Free GPU devices; a job asking for GPUs gets whole devices and only those are visible in its sandbox.
+    private var gpuSlots: GPUSlots
     let logger: Logger
     private var workerId: String?
     private var heartbeatSeconds: Double = 1
@@ -67,6 +71,7 @@ public actor WorkerAgent: Service {
         self.runner = runner
         self.resources = resources
         self.gpuNames = gpuNames
+        self.gpuSlots = GPUSlots(indices: config.gpuIndices)
         self.logger = logger
         self.onRegistered = onRegistered
         (starts, startContinuation) = AsyncStream<JobID>.makeStream()
@@ -325,8 +330,20 @@ public actor WorkerAgent: Service {
                 }
                 if jobs[ref.jobId] != nil { return }
             }
-            let execution = try runner.start(RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script))
-            jobs[ref.jobId] = RunningJob(ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: inputs)
+            guard let devices = gpuSlots.take(assign.spec.gpus) else {
+                throw GridError(.sandboxUnavailable, "\(assign.spec.gpus) GPU(s) asked for, \(gpuSlots.free.count) free on this worker")
+            }
+            var environment: [String: String] = [:]
+            if !devices.isEmpty { environment["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
+            let execution: JobExecution
+            do {
+                execution = try runner.start(
+                    RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script, environment: environment))
+            } catch {
+                gpuSlots.give(devices)
+                throw error
+            }
+            jobs[ref.jobId] = RunningJob(ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: inputs, gpus: devices)
             startedAt[ref.jobId] = Date().timeIntervalSince1970
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
@@ -416,6 +433,7 @@ public actor WorkerAgent: Service {
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
         jobs[id] = nil
+        gpuSlots.give(job.gpus)
         recent.append(
             WorkerStatus.Task(
                 job: id, attempt: job.ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: id) ?? 0,

@@ -127,6 +127,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let peers = try PeerService(config: peerConfig, launch: launch, logger: logger)
         config.webPort = webPort
         let webPortShown = config.webPort.map(String.init) ?? "null"
+        config.gpuIndices = inventory.gpus.prefix(gpuCount).map(\.index)
         let agent = WorkerAgent(
             config: config, runner: runner, resources: resources, gpuNames: Array(inventory.gpus.prefix(gpuCount).map(\.name)), logger: logger,
             peers: peers
