@@ -32,6 +32,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "GridScheduler", dependencies: ["GridCore"], swiftSettings: swiftSettings),
+        .target(name: "GridPeer", dependencies: ["GridCore"], swiftSettings: swiftSettings),
 
         // I/O shells.
         .target(
@@ -64,9 +65,10 @@ let package = Package(
         .target(
             name: "GridWorker",
             dependencies: [
-                "GridCore", "GridProtocol", "GridSandbox",
+                "GridCore", "GridProtocol", "GridSandbox", "GridPeer", "GridClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -78,7 +80,10 @@ let package = Package(
             dependencies: [
                 "GridCore", "GridProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -96,8 +101,9 @@ let package = Package(
         .executableTarget(
             name: "campusgrid",
             dependencies: [
-                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridBench",
+                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridProtocol", "GridBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -120,6 +126,15 @@ let package = Package(
         ),
         .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler"], swiftSettings: swiftSettings),
         .testTarget(name: "GridStoreTests", dependencies: ["GridStore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GridPeerTests", dependencies: ["GridPeer", "GridCore", "GridProtocol"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GridPeerIntegrationTests",
+            dependencies: [
+                "GridCore", "GridProtocol", "GridClient", "GridTestSupport", "GridPeer",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GridBenchTests",
             dependencies: ["GridBench", "GridTestSupport", .product(name: "NIOCore", package: "swift-nio")],

@@ -27,6 +27,9 @@ public struct GridError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let rateLimited = Code("rate_limited")
         public static let sandboxUnavailable = Code("sandbox_unavailable")
         public static let `internal` = Code("internal")
+        /// A peer or the manager could not be reached (peer services).
+        public static let unreachable = Code("unreachable")
+        public static let timeout = Code("timeout")
     }
 
     public var code: Code

@@ -12,11 +12,19 @@ public struct JobSpec: Hashable, Sendable, Codable {
     public var outputs: [String]
     /// The weakest sandbox tier the job accepts.
     public var minTier: SandboxTier
+    /// Files of the grid's distributed file store (peer services) that the worker fetches into the scratch folder,
+    /// under the same name, before the job starts (`submit --input grid:NAME`); they never pass through the manager.
+    public var gridInputs: [String]?
+    /// When set, the job's output files are also stored in the grid's file store as this prefix + their name
+    /// (`submit --save-outputs PREFIX`).
+    public var saveOutputsAs: String?
 
     public init(
         name: String, cpus: Int = 1, ramGb: Int = 1, gpus: Int = 0, minutes: Int = 5, priority: Int = 0, outputs: [String] = [],
-        minTier: SandboxTier = .restricted
+        minTier: SandboxTier = .restricted, gridInputs: [String]? = nil, saveOutputsAs: String? = nil
     ) {
+        self.gridInputs = gridInputs
+        self.saveOutputsAs = saveOutputsAs
         self.name = name
         self.cpus = cpus
         self.ramGb = ramGb
@@ -47,6 +55,13 @@ public struct JobSpec: Hashable, Sendable, Codable {
         if name.count > 200 { problems.append("name must be at most 200 characters") }
         if outputs.count > 64 || outputs.contains(where: { $0.isEmpty || $0.count > 256 || $0.hasPrefix("/") || $0.contains("..") }) {
             problems.append("outputs must be at most 64 relative globs without '..'")
+        }
+        if let names = gridInputs {
+            if names.count > 64 { problems.append("at most 64 grid inputs") }
+            for n in names where (try? FileName.validate(n)) == nil { problems.append("grid input \(String(reflecting: n)) is not a valid file name") }
+        }
+        if let prefix = saveOutputsAs, prefix.count > 200 || (try? FileName.validate(prefix + "x")) == nil {
+            problems.append("--save-outputs must be a relative name prefix without '..' (got \(String(reflecting: prefix)))")
         }
         if !problems.isEmpty { throw GridError(.invalidResources, problems.joined(separator: "; ")) }
     }

@@ -71,9 +71,12 @@ struct GridServer: Service {
                             case .success(let who): action = machine.authenticated(who, id: id)
                             case .failure(let error): action = machine.authenticationFailed(error, id: id)
                             }
-                        case .register(let who, let reg, let id):
+                        case .register(let who, var reg, let id):
+                            // A peer that does not say where it is reachable is reachable where it connected from.
+                            if reg.host == nil || reg.host?.isEmpty == true { reg.host = channel.channel.remoteAddress?.ipAddress }
                             let answer = await core.register(who, reg, connection: connection, outbox: outbound)
                             try await outbound.write(GridFrame(id: id, .registered(answer)))
+                            await core.announcePeers()
                             continue loop
                         case .deliver(let who, let message, let id):
                             if let reply = await core.deliver(who, message, payload: payload, connection: connection) {

@@ -45,7 +45,7 @@ extension Manager {
     ) async throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: APIErrorMiddleware())
-        let api = APIController(db: db, core: core, config: config, loginLimiter: RateLimiter())
+        let api = APIController(db: db, core: core, config: config, loginLimiter: RateLimiter(limit: config.loginAttempts, window: config.loginWindowSeconds))
         api.addRoutes(to: router)
         var dashboard = Dashboard(db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load())
         dashboard.streamSeconds = streamSeconds

@@ -18,6 +18,9 @@ public struct ManagerConfig: Sendable {
     public var leaseSeconds: Double = 10
     /// Runs of one job lost to vanished workers before it fails (refunded).
     public var maxAttempts: Int = 3
+    /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.
+    public var loginAttempts: Int = 10
+    public var loginWindowSeconds: Double = 60
     /// bcrypt cost for passwords.
     public var bcryptCost: UInt8 = 10
     /// Frame limits of the grid protocol. A job's script and inputs may take up to ¾ of the bulk limit.

@@ -22,6 +22,8 @@ public actor ManagerCore {
         var outbox: Outbox
         var lastHeartbeat: Double
         var lastLoadWrite: Double
+        /// Function tasks queued or running on the peer (peer services).
+        var tasks = 0
     }
 
     let db: GridDatabase
@@ -146,6 +148,7 @@ public actor ManagerCore {
         live[who.workerId] = nil
         try? await db.setWorkerOffline(who.workerId, now: wall())
         logger.info("worker offline", metadata: ["grid.worker.id": "\(who.workerId)"])
+        await announcePeers()
     }
 
     /// A message from a registered worker.
@@ -155,6 +158,7 @@ public actor ManagerCore {
         case .loadUpdate(let update):
             let t = now()
             live[who.workerId]?.load = max(0, min(update.load, 64))
+            if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
             live[who.workerId]?.lastHeartbeat = t
             let stale = leases.renew(worker: who.workerId, running: update.running, now: t)
             for ref in stale {
@@ -179,6 +183,10 @@ public actor ManagerCore {
             return await finished(who, done, payload: payload)
         case .ping:
             return .pong
+        case .getBestPeer(let ask):
+            return bestPeer(ask)
+        case .authCheck(let check):
+            return await authCheck(check)
         case .error(let e):
             logger.warning("worker reported an error", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(e.message)"])
             return nil
@@ -241,6 +249,62 @@ public actor ManagerCore {
         } catch {
             logger.error("could not record job end", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.error": "\(error)"])
             return .error(Msg.Error(GridError(.internal, "could not record the result; send it again")))
+        }
+    }
+
+    // MARK: - Peer services
+
+    /// The online workers that listen for peers, as the `PEERS` message lists them.
+    func onlinePeers() -> [Msg.PeerInfo] {
+        live.values.compactMap { w in
+            guard let port = w.registration.port, port > 0 else { return nil }
+            return Msg.PeerInfo(
+                workerId: w.identity.workerId, name: w.identity.name, host: w.registration.host ?? "127.0.0.1", port: port,
+                webPort: w.registration.webPort)
+        }.sorted { $0.workerId < $1.workerId }
+    }
+
+    /// Tells every online worker who the peers are (after a join, once `REGISTERED` was sent, or a leave).
+    func announcePeers() async {
+        let peers = onlinePeers()
+        logger.debug("announcing peers", metadata: ["grid.peers": "\(peers.map(\.workerId))"])
+        // Only workers that offer peer services (a peer port) care.
+        for (id, w) in live where (w.registration.port ?? 0) > 0 { await send(.peers(Msg.Peers(peers: peers)), to: id) }
+    }
+
+    /// `GET_BEST_PEER`: the online peer with the least work per slot (jobs and function tasks), then the lowest
+    /// machine load; the asking peer wins ties, which saves a hop.
+    func bestPeer(_ ask: Msg.GetBestPeer) -> GridMessage {
+        let peers = Dictionary(uniqueKeysWithValues: onlinePeers().map { ($0.workerId, $0) })
+        let state = liveState()
+        let ranked = live.values.compactMap { w -> (info: Msg.PeerInfo, busy: Double, load: Double)? in
+            guard let info = peers[w.identity.workerId] else { return nil }
+            let jobs = state[w.identity.workerId]?.running ?? 0
+            let busy = Double(jobs + w.tasks) / Double(max(1, w.registration.slots))
+            return (info, busy, w.load)
+        }.sorted { a, b in
+            if a.busy != b.busy { return a.busy < b.busy }
+            if (a.info.workerId == ask.prefer) != (b.info.workerId == ask.prefer) { return a.info.workerId == ask.prefer }
+            if a.load != b.load { return a.load < b.load }
+            return a.info.workerId < b.info.workerId
+        }
+        guard let best = ranked.first else {
+            return .error(Msg.Error(GridError(.notFound, "no peer is online to run the task")))
+        }
+        logger.info(
+            "best peer chosen", metadata: ["grid.task.id": "\(ask.taskId ?? "-")", "grid.worker.id": "\(best.info.workerId)", "grid.peer.busy": "\(best.busy)"])
+        return .bestPeer(Msg.BestPeer(peer: best.info, load: best.busy))
+    }
+
+    /// `AUTH_CHECK`: a peer asks whose token a client presented.
+    func authCheck(_ check: Msg.AuthCheck) async -> GridMessage {
+        do {
+            guard let (user, kind) = try await db.tokenOwner(hash: Tokens.hash(check.token)) else {
+                return .error(Msg.Error(GridError(.unauthorized, "the token is not valid; log in with `campusgrid login`")))
+            }
+            return .authOk(Msg.AuthOk(user: user.username, kind: kind.rawValue))
+        } catch {
+            return .error(Msg.Error(GridError(.internal, "could not check the token: \(error)")))
         }
     }
 
@@ -379,6 +443,7 @@ public actor ManagerCore {
             live[id] = nil
             try? await db.setWorkerOffline(id, now: wall())
             logger.warning("worker stopped sending heartbeats", metadata: ["grid.worker.id": "\(id)"])
+            await announcePeers()
         }
         for lease in leases.expire(now: t) {
             leasedSpecs[lease.job.jobId] = nil

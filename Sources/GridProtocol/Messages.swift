@@ -90,9 +90,12 @@ public enum Msg {
         /// CPU load of the machine, 0...1 per core averaged.
         public var load: Double
         public var running: [JobRef]
-        public init(load: Double, running: [JobRef]) {
+        /// Function tasks queued or running on this peer (peer services); the manager's `GET_BEST_PEER` weighs them.
+        public var tasks: Int?
+        public init(load: Double, running: [JobRef], tasks: Int? = nil) {
             self.load = load
             self.running = running
+            self.tasks = tasks
         }
     }
 
@@ -209,6 +212,42 @@ public enum GridMessage: Hashable, Sendable {
     case ping
     case pong
     case error(Msg.Error)
+    case peers(Msg.Peers)
+    case authCheck(Msg.AuthCheck)
+    case authOk(Msg.AuthOk)
+    case getBestPeer(Msg.GetBestPeer)
+    case bestPeer(Msg.BestPeer)
+    case cpuTask(Msg.CPUTask)
+    case cpuResult(Msg.CPUResult)
+    case setMem(Msg.SetMem)
+    case getMem(Msg.MemKey)
+    case delMem(Msg.MemKey)
+    case listMem(Msg.ListMem)
+    case memResult(Msg.MemResult)
+    case memKeys(Msg.MemKeys)
+    case memSync(Msg.MemEntries)
+    case memFetch(Msg.MemFetch)
+    case memEntries(Msg.MemEntries)
+    case putFile(Msg.PutFile)
+    case upload(Msg.Upload)
+    case putFileChunk(Msg.PutFileChunk)
+    case putFileEnd(Msg.PutFileEnd)
+    case fileStored(Msg.FileManifest)
+    case getFile(Msg.FileRef)
+    case fileInfo(Msg.FileInfo)
+    case getFileChunk(Msg.GetFileChunk)
+    case fileChunk(Msg.ChunkData)
+    case listFiles(Msg.ListFiles)
+    case fileList(Msg.FileList)
+    case deleteFile(Msg.FileRef)
+    case chunkPut(Msg.ChunkData)
+    case chunkGet(Msg.ChunkData)
+    case chunkData(Msg.ChunkData)
+    case chunkHas(Msg.ChunkHashes)
+    case chunkHave(Msg.ChunkHashes)
+    case peerStatus(Msg.PeerStatus)
+    case ok(Msg.Ok)
+    case getPeerStatus
 
     /// The wire name of each message type.
     public var type: String {
@@ -227,6 +266,42 @@ public enum GridMessage: Hashable, Sendable {
         case .ping: "PING"
         case .pong: "PONG"
         case .error: "ERROR"
+        case .peers: "PEERS"
+        case .authCheck: "AUTH_CHECK"
+        case .authOk: "AUTH_OK"
+        case .getBestPeer: "GET_BEST_PEER"
+        case .bestPeer: "BEST_PEER"
+        case .cpuTask: "CPU_TASK"
+        case .cpuResult: "CPU_RESULT"
+        case .setMem: "SET_MEM"
+        case .getMem: "GET_MEM"
+        case .delMem: "DEL_MEM"
+        case .listMem: "LIST_MEM"
+        case .memResult: "MEM_RESULT"
+        case .memKeys: "MEM_KEYS"
+        case .memSync: "MEM_SYNC"
+        case .memFetch: "MEM_FETCH"
+        case .memEntries: "MEM_ENTRIES"
+        case .putFile: "PUT_FILE"
+        case .upload: "UPLOAD"
+        case .putFileChunk: "PUT_FILE_CHUNK"
+        case .putFileEnd: "PUT_FILE_END"
+        case .fileStored: "FILE_STORED"
+        case .getFile: "GET_FILE"
+        case .fileInfo: "FILE_INFO"
+        case .getFileChunk: "GET_FILE_CHUNK"
+        case .fileChunk: "FILE_CHUNK"
+        case .listFiles: "LIST_FILES"
+        case .fileList: "FILE_LIST"
+        case .deleteFile: "DELETE_FILE"
+        case .chunkPut: "CHUNK_PUT"
+        case .chunkGet: "CHUNK_GET"
+        case .chunkData: "CHUNK_DATA"
+        case .chunkHas: "CHUNK_HAS"
+        case .chunkHave: "CHUNK_HAVE"
+        case .peerStatus: "PEER_STATUS"
+        case .ok: "OK"
+        case .getPeerStatus: "GET_PEER_STATUS"
         }
     }
 }

@@ -113,6 +113,16 @@ public struct BwrapRunner: JobRunner {
         return indices.map { "/dev/nvidia\($0)" } + ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
     }
 
+    /// The command prefix that starts a long-lived interpreter in this tier's sandbox (the peer services' function-task
+    /// zygotes, see `FunctionPool`): the same namespaces and binds as a job, with `directory` as its read-write `/job`;
+    /// `python` and its arguments follow. No cgroup: the zygote's children are bounded by their task's time limit.
+    public func interpreterPrefix(directory: String, environment: [String: String]) -> [String] {
+        let args = Self.arguments(
+            python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: directory, script: "-",
+            environment: environment, tmpBytes: configuration.tmpBytes, gpuDevices: [])
+        return [configuration.bwrapPath] + args.dropLast(3)
+    }
+
     public func start(_ request: RunRequest) throws -> JobExecution {
         let spec = request.spec
         let limits = configuration.limits

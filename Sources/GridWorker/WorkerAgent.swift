@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// A worker: keeps a link to the manager (reconnecting by itself), runs the jobs it is given in its sandbox, streams
 /// their logs and reports their ends. Results survive a manager outage: they are re-sent until acknowledged.
@@ -24,6 +25,8 @@ public actor WorkerAgent: Service {
         var execution: JobExecution
         var scratch: URL
         var inputs: [String: Int]
+        /// GPU device indices this job holds.
+        var gpus: [Int] = []
         var log: [UInt8] = []
         var sent: Int64 = 0
         var truncated = false
@@ -33,12 +36,16 @@ public actor WorkerAgent: Service {
     let runner: any JobRunner
     let resources: Resources
     let gpuNames: [String]
+    /// Free GPU devices; a job asking for GPUs gets whole devices and only those are visible in its sandbox.
+    private var gpuSlots: GPUSlots
     let logger: Logger
     private var workerId: String?
     private var heartbeatSeconds: Double = 1
     private var outbox: Outbox?
     private var stopping = false
     private var jobs: [JobID: RunningJob] = [:]
+    /// Jobs whose grid inputs are being fetched.
+    private var preparing: Set<JobID> = []
     private var unacked: [JobID: (done: Msg.JobDone, payload: ByteBuffer)] = [:]
     /// The last jobs this worker finished, newest last, for its status page.
     private var recent: [WorkerStatus.Task] = []
@@ -47,15 +54,24 @@ public actor WorkerAgent: Service {
     private let startContinuation: AsyncStream<JobID>.Continuation
     /// Called with the manager's answer once the worker is registered (used by `up` and tests to know it is ready).
     private let onRegistered: @Sendable (String) -> Void
+    /// The peer services, told the worker's id and the online peers; nil when the worker offers none.
+    private let peers: PeerService?
+    /// Requests to the manager waiting for their reply, by id (see `ask`).
+    private var asks: [Int: CheckedContinuation<GridMessage, any Error>] = [:]
+    private var nextAsk = 1
+    /// Set when the peer's task load changed: the next heartbeat goes out at once.
+    private let loadDirty = Mutex(false)
 
     public init(
-        config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger,
+        config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger, peers: PeerService? = nil,
         onRegistered: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.peers = peers
         self.config = config
         self.runner = runner
         self.resources = resources
         self.gpuNames = gpuNames
+        self.gpuSlots = GPUSlots(indices: config.gpuIndices)
         self.logger = logger
         self.onRegistered = onRegistered
         (starts, startContinuation) = AsyncStream<JobID>.makeStream()
@@ -136,6 +152,7 @@ public actor WorkerAgent: Service {
                 GridFrame(.hello(Msg.Hello(token: config.token, name: config.name, workerId: workerId, user: config.user))))
             guard case .helloOk(let ok) = try await expect().message else { throw LinkClosed() }
             adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
+            await peers?.setIdentity(ok.workerId)
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
                 host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref))
@@ -187,18 +204,68 @@ public actor WorkerAgent: Service {
         }
     }
 
-    private func detach() { outbox = nil }
+    private func detach() {
+        outbox = nil
+        let waiting = asks
+        asks = [:]
+        for (_, c) in waiting { c.resume(throwing: GridError(.unreachable, "lost the connection to the manager")) }
+    }
+
+    /// Sends a request to the manager and waits (at most `timeout` seconds) for the reply with its id; an `ERROR`
+    /// reply is thrown. Used by the peer services (`AUTH_CHECK`, `GET_BEST_PEER`).
+    public func ask(_ message: GridMessage, timeout: Double = 10) async throws -> GridMessage {
+        guard let out = outbox else { throw GridError(.unreachable, "this worker is not connected to its manager right now") }
+        let id = nextAsk
+        nextAsk += 1
+        let timer = Task {
+            try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+            self.answer(id, .failure(GridError(.timeout, "the manager did not answer \(message.type) in \(Int(timeout)) s")))
+        }
+        defer { timer.cancel() }
+        let reply = try await withCheckedThrowingContinuation { c in
+            asks[id] = c
+            Task {
+                do { try await out.write(GridFrame(id: id, message)) } catch {
+                    self.answer(id, .failure(GridError(.unreachable, "could not reach the manager: \(error)")))
+                }
+            }
+        }
+        if case .error(let e) = reply { throw GridError(e.code, e.message) }
+        return reply
+    }
+
+    private func answer(_ id: Int, _ result: Result<GridMessage, any Error>) {
+        asks.removeValue(forKey: id)?.resume(with: result)
+    }
+
+    /// The peer's task load changed: report it with the next heartbeat tick, not a whole period later.
+    public nonisolated func loadChanged() {
+        loadDirty.withLock { $0 = true }
+    }
 
     private func heartbeats(_ out: Outbox) async throws {
         while !Task.isCancelled {
-            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: jobs.values.map(\.ref))
+            loadDirty.withLock { $0 = false }
+            let tasks = await peers?.taskLoad()
+            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: jobs.values.map(\.ref), tasks: tasks)
             try await out.write(GridFrame(.loadUpdate(update)))
-            try await Task.sleep(for: .milliseconds(Int(heartbeatSeconds * 1000)))
+            // Sleep a heartbeat period, in short steps so that a change of the task load is reported soon.
+            let steps = max(1, Int(heartbeatSeconds * 1000) / 50)
+            for _ in 0..<steps {
+                try await Task.sleep(for: .milliseconds(50))
+                if loadDirty.withLock({ $0 }) { break }
+            }
         }
     }
 
     private func handle(_ frame: GridFrame, _ out: Outbox) async {
+        if frame.id != 0, asks[frame.id] != nil {
+            answer(frame.id, .success(frame.message))
+            return
+        }
         switch frame.message {
+        case .peers(let update):
+            await peers?.membership(update.peers)
         case .jobAssign(let assign):
             await start(assign, payload: frame.payload ?? ByteBuffer())
         case .cancel(let cancel):
@@ -239,10 +306,44 @@ public actor WorkerAgent: Service {
             try? FileManager.default.removeItem(at: scratch)
             try JobFiles.unpack(files, into: scratch)
             try FileName.validate(assign.script)
-            let execution = try runner.start(RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script))
-            jobs[ref.jobId] = RunningJob(
-                ref: ref, spec: assign.spec, execution: execution, scratch: scratch,
-                inputs: Dictionary(files.map { ($0.name, $0.data.count) }, uniquingKeysWith: { a, _ in a }))
+            var inputs = Dictionary(files.map { ($0.name, $0.data.count) }, uniquingKeysWith: { a, _ in a })
+            // Inputs stored in the grid's files come straight from the peers that hold them.
+            if let names = assign.spec.gridInputs, !names.isEmpty {
+                guard let peers else { throw GridError(.badRequest, "this worker offers no peer services to fetch grid inputs") }
+                guard !preparing.contains(ref.jobId) else { return }
+                preparing.insert(ref.jobId)
+                defer { preparing.remove(ref.jobId) }
+                for name in names {
+                    try FileName.validate(name)
+                    let path = scratch.appendingPathComponent(name).path
+                    do {
+                        try await peers.fetchFile(name, to: path)
+                    } catch let e as GridError where e.code == .notFound || e.code == .badRequest {
+                        // The submitter's mistake: no worker could do better, so the job fails instead of moving on.
+                        try? FileManager.default.removeItem(at: scratch)
+                        await reject(ref, reason: "input grid:\(name): \(e.message)", outcome: .failed)
+                        return
+                    } catch let e as GridError {
+                        throw GridError(e.code, "input grid:\(name): \(e.message)")
+                    }
+                    inputs[name] = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                }
+                if jobs[ref.jobId] != nil { return }
+            }
+            guard let devices = gpuSlots.take(assign.spec.gpus) else {
+                throw GridError(.sandboxUnavailable, "\(assign.spec.gpus) GPU(s) asked for, \(gpuSlots.free.count) free on this worker")
+            }
+            var environment: [String: String] = [:]
+            if !devices.isEmpty { environment["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
+            let execution: JobExecution
+            do {
+                execution = try runner.start(
+                    RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script, environment: environment))
+            } catch {
+                gpuSlots.give(devices)
+                throw error
+            }
+            jobs[ref.jobId] = RunningJob(ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: inputs, gpus: devices)
             startedAt[ref.jobId] = Date().timeIntervalSince1970
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
@@ -253,11 +354,12 @@ public actor WorkerAgent: Service {
         }
     }
 
-    /// Reports a job that could not even start: the manager gives it to another worker, and the submitter pays nothing for it.
-    private func reject(_ ref: JobRef, reason: String) async {
+    /// Reports a job that could not even start: `rejected` (the manager gives it to another worker, and the submitter
+    /// pays nothing for it), or `failed` when no worker could do better (a grid input that does not exist).
+    private func reject(_ ref: JobRef, reason: String, outcome: Msg.Outcome = .rejected) async {
         logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
         let done = Msg.JobDone(
-            job: ref, outcome: .rejected, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
+            job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
         unacked[ref.jobId] = (done, ByteBuffer())
         try? await outbox?.write(GridFrame(.jobDone(done)))
     }
@@ -305,6 +407,16 @@ public actor WorkerAgent: Service {
         if !skipped.isEmpty {
             append(id, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
         }
+        if let prefix = job.spec.saveOutputsAs, let peers {
+            for f in files {
+                do {
+                    _ = try await peers.storeFile(prefix + f.name, f.data)
+                    append(id, Array("[output \(f.name) stored in the grid as \(prefix + f.name)]\n".utf8))
+                } catch {
+                    append(id, Array("[output \(f.name) could not be stored in the grid: \(error)]\n".utf8))
+                }
+            }
+        }
         await flushLog(id)
         var payload = ByteBuffer()
         for f in files { payload.writeBytes(f.data) }
@@ -321,6 +433,7 @@ public actor WorkerAgent: Service {
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
         jobs[id] = nil
+        gpuSlots.give(job.gpus)
         recent.append(
             WorkerStatus.Task(
                 job: id, attempt: job.ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: id) ?? 0,

@@ -16,6 +16,8 @@ public struct WorkerConfig: Sendable {
     public var cpus: Int?
     public var memoryGb: Int?
     public var gpus: Int?
+    /// Indices of the GPUs offered (nvidia-smi's `index`); jobs get whole devices from these.
+    public var gpuIndices: [Int] = []
     /// Jobs run at once; the CPU count by default.
     public var slots: Int?
     /// Address other peers reach this worker at, and its ports (peer services, status page).

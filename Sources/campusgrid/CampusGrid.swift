@@ -12,8 +12,33 @@ struct CampusGrid: AsyncParsableCommand {
             Register.self, Login.self, Logout.self, WhoAmI.self, Credits.self, TokenCommand.self,
             Submit.self, Jobs.self, Status.self, Logs.self, Cancel.self, Download.self,
             Workers.self, Leaderboard.self, Admin.self, SandboxBench.self, BenchCommand.self,
+            CPUCommand.self, SetMemCommand.self, GetMemCommand.self, DelMemCommand.self, ListMemCommand.self,
+            PutFileCommand.self, GetFileCommand.self, ListFilesCommand.self, DeleteFileCommand.self,
         ]
     )
+}
+
+extension CampusGrid {
+    /// Accepts the seed's order too: `campusgrid --port 9000 cpu …` (seed 003's `client.py --port 9000 cpu …`).
+    static func main() async {
+        await main(SeedArguments.reorder(Array(CommandLine.arguments.dropFirst())))
+    }
+}
+
+/// Seed 003 puts the peer's `--host`/`--port` before the command; argument-parser wants them after it.
+enum SeedArguments {
+    static let movable: Set<String> = ["--host", "--port", "--token"]
+
+    static func reorder(_ args: [String]) -> [String] {
+        var leading: [String] = []
+        var i = 0
+        while i + 1 < args.count, movable.contains(args[i]) {
+            leading += [args[i], args[i + 1]]
+            i += 2
+        }
+        guard !leading.isEmpty, i < args.count else { return args }
+        return [args[i]] + leading + args[(i + 1)...]
+    }
 }
 
 /// Logging to standard error; level from `CAMPUSGRID_LOG_LEVEL` (trace…critical, default info).

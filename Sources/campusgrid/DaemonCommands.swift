@@ -53,7 +53,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Data folder. Default ~/.campusgrid/worker.") var dataDir: String?
     @Option(name: [.short, .long], help: "Name shown on the dashboard (default: host name).") var name: String?
     @Option(name: [.short, .long], help: "The account to earn for; must own the token.") var user: String?
-    @Option(help: "Peer port (reported to the manager).") var port: Int?
+    @Option(help: "Peer port for function tasks, memory and files (default 0: any free port; reported to the manager).") var port: Int?
+    @Option(help: "Address the peer port binds (default 127.0.0.1 when the manager is local, else 0.0.0.0).") var listen: String?
+    @Option(help: "Address other peers reach this one at (default: the address the manager sees).") var advertise: String?
+    @Option(help: "Copies of each memory key and file chunk (default 2).") var replicas: Int?
     @Option(help: "Status page port (reported to the manager).") var webPort: Int?
     @Option(help: "Address the status page binds.") var webHost = "0.0.0.0"
     @Option(help: "Sandbox: auto, docker, podman, bwrap or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
@@ -82,9 +85,8 @@ struct WorkerCommand: AsyncParsableCommand {
             dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/worker" } ?? Env.home + "/.campusgrid/worker")
         config.managerPort = managerPort
         config.user = user
-        config.port = port
-        config.webPort = webPort
         config.slots = slots
+        config.advertiseHost = advertise
         for (label, value) in [("--cpus", cpus), ("--memory", memory), ("--gpus", gpus), ("--slots", slots)] {
             if let value, value < 0 || value > 4096 { throw ValidationError("\(label) must be 0–4096 (got \(value))") }
         }
@@ -104,16 +106,42 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = GridLogging.logger("campusgrid.worker")
         let asJSON = json
         let name = config.name
+
+        // Peer services (seed 003): bind the peer port first, so REGISTER and the ready line carry it.
+        guard (0...65535).contains(port ?? 0) else { throw ValidationError("--port must be 0–65535") }
+        if let replicas, !(1...5).contains(replicas) { throw ValidationError("--replicas must be 1–5") }
+        let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
+        let listenHost = listen ?? (loopback ? "127.0.0.1" : "0.0.0.0")
+        let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0)
+        let peerPort = listener.channel.localAddress?.port ?? port ?? 0
+        config.port = peerPort
+        if config.advertiseHost == nil, loopback { config.advertiseHost = "127.0.0.1" }
+        var peerConfig = PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: slots ?? resources.cpus)
+        peerConfig.replicas = replicas ?? peerConfig.replicas
+        if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s > 0 { peerConfig.repairSeconds = s }
+        // Function tasks run their warm interpreters under the worker's tier where it can host them (restricted, bwrap).
+        let (launch, taskTier) = FunctionPool.Launch.under(runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks")
+        if taskTier != runner.tier {
+            logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)")
+        }
+        let peers = try PeerService(config: peerConfig, launch: launch, logger: logger)
+        config.webPort = webPort
+        let webPortShown = config.webPort.map(String.init) ?? "null"
+        config.gpuIndices = inventory.gpus.prefix(gpuCount).map(\.index)
         let agent = WorkerAgent(
-            config: config, runner: runner, resources: resources, gpuNames: Array(inventory.gpus.prefix(gpuCount).map(\.name)), logger: logger
+            config: config, runner: runner, resources: resources, gpuNames: Array(inventory.gpus.prefix(gpuCount).map(\.name)), logger: logger,
+            peers: peers
         ) { id in
             if asJSON {
-                say(#"{"event":"registered","worker_id":"\#(id)","name":"\#(name)","tier":"\#(runner.tier.rawValue)"}"#)
+                say(
+                    #"{"event":"registered","worker_id":"\#(id)","name":"\#(name)","tier":"\#(runner.tier.rawValue)","port":\#(peerPort),"web_port":\#(webPortShown)}"#
+                )
             } else {
-                say("Worker \(name) (\(id)) registered with \(host):\(managerPort); sandbox: \(runner.tier.label)")
+                say("Worker \(name) (\(id)) registered with \(host):\(managerPort); peer port \(peerPort); sandbox: \(runner.tier.label)")
             }
         }
-        var services: [any Service] = [agent]
+        await peers.connect(manager: { try await agent.ask($0) }, onLoadChange: { agent.loadChanged() })
+        var services: [any Service] = [agent, peers, PeerServer(listener: listener, service: peers, logger: logger)]
         if let webPort {
             services.append(WorkerStatusPage(agent: agent, host: webHost, port: webPort, logger: logger))
         }

@@ -7,7 +7,10 @@ struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Submit a Python job; prints its id and the credits held.")
     @OptionGroup var options: ClientOptions
     @Argument(help: "The entry script (FILE.py).") var script: String
-    @Option(help: "An input file to send along (repeatable).") var input: [String] = []
+    @Option(help: "An input file to send along, or grid:NAME for a file stored in the grid (put-file), fetched by the worker (repeatable).")
+    var input: [String] = []
+    @Option(help: "Also store the job's outputs in the grid's files, named PREFIX + file name (get-file them from any peer).")
+    var saveOutputs: String?
     @Option(help: "Output files to keep, as a glob (repeatable; default: every new file).") var output: [String] = []
     @Option(parsing: .unconditional, help: "CPUs.") var cpus = 1
     @Option(parsing: .unconditional, help: "RAM in GB.") var ram = 1
@@ -30,10 +33,12 @@ struct Submit: AsyncParsableCommand {
             }
             let spec = JobSpec(
                 name: name ?? scriptURL.lastPathComponent, cpus: cpus, ramGb: ram, gpus: gpu, minutes: minutes, priority: priority,
-                outputs: output, minTier: tier)
+                outputs: output, minTier: tier,
+                gridInputs: input.contains { $0.hasPrefix("grid:") } ? input.filter { $0.hasPrefix("grid:") }.map { String($0.dropFirst(5)) } : nil,
+                saveOutputsAs: saveOutputs)
             try spec.validate()
             var inputs: [API.FileUpload] = []
-            for path in input {
+            for path in input where !path.hasPrefix("grid:") {
                 guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the input \(path)") }
                 inputs.append(API.FileUpload(name: URL(fileURLWithPath: path).lastPathComponent, contentBase64: data.base64EncodedString()))
             }

@@ -17,7 +17,20 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Number of local workers.") var workers = 2
     @Option(help: "Data folder (default ~/.campusgrid/local).") var dataDir: String?
     @Option(help: "Sandbox for the workers (as `worker --sandbox`).") var sandbox: String?
+    @Option(help: "Peer port of the first worker; the others count up from it (a busy port is replaced by a free one; 0: all free ports).")
+    var peerPort = 9000
     @Flag(help: "First line of output is one JSON object with the dashboard URL, manager address and demo credentials.") var json = false
+
+    /// One worker's peer ports, as printed.
+    struct PeerLine: Codable {
+        var name: String
+        var port: Int
+        var webPort: Int?
+        enum CodingKeys: String, CodingKey {
+            case name, port
+            case webPort = "web_port"
+        }
+    }
 
     struct Demo: Codable {
         var username: String
@@ -41,13 +54,24 @@ struct Up: AsyncParsableCommand {
             }
         }
         do {
-            let gridPort = Self.isFree(9999) ? 9999 : 0
-            let httpPort = Self.isFree(5000) ? 5000 : 0
-            let manager = try Child.start(
-                me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json"],
-                label: "manager")
+            // The usual ports when free; if another program takes one between the check and the bind, free ports.
+            var managerReady: (child: Child, line: String)?
+            for attempt in 0..<2 where managerReady == nil {
+                let gridPort = attempt == 0 && Self.isFree(9999) ? 9999 : 0
+                let httpPort = attempt == 0 && Self.isFree(5000) ? 5000 : 0
+                let m = try Child.start(
+                    me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json"],
+                    label: "manager")
+                if let line = m.readLine(timeout: 60) {
+                    managerReady = (m, line)
+                } else {
+                    m.terminate()
+                    m.waitOrKill(seconds: 5)
+                }
+            }
+            guard let (manager, ready) = managerReady else { throw ValidationError("the manager did not start; see its messages above") }
             children.append(manager)
-            guard let ready = manager.readLine(timeout: 60), let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8)),
+            guard let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8)),
                 case .number(let g)? = info["grid_port"], case .number(let h)? = info["http_port"]
             else { throw ValidationError("the manager did not start; see its messages above") }
             let dashboard = "http://127.0.0.1:\(Int(h))"
@@ -66,23 +90,50 @@ struct Up: AsyncParsableCommand {
             }
             let demo = try JSONDecoder().decode(Demo.self, from: FileManager.default.contents(atPath: demoPath)!)
             client.token = token
+            // So that the seed's client commands (`campusgrid cpu --port 9000 …`) work as written: log the CLI in as
+            // the demo user unless it already has a login for this manager.
+            if CredentialStore.token(for: dashboard) == nil { try? CredentialStore.save(token, for: dashboard) }
             let workerToken = try await client.createToken(kind: "worker").token
 
+            var peers: [PeerLine] = []
             for i in 1...max(workers, 1) where workers > 0 {
-                var args = [
-                    "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
-                ]
-                if let sandbox { args += ["--sandbox", sandbox] }
-                let w = try Child.start(me, args, label: "worker-\(i)")
+                let wanted = peerPort + i - 1
+                let port = peerPort > 0 && (1...65535).contains(wanted) && Self.isFree(wanted) ? wanted : 0
+                // Status pages from 5001 up (the manager's dashboard has 5000), free ports otherwise.
+                let wantedWeb = 5000 + i
+                let web = peerPort > 0 && Self.isFree(wantedWeb) ? wantedWeb : Self.freePort()
+                var started: (child: Child, line: String)?
+                for attempt in 0..<2 where started == nil {
+                    var args = [
+                        "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
+                        "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : Self.freePort())",
+                    ]
+                    if let sandbox { args += ["--sandbox", sandbox] }
+                    let w = try Child.start(me, args, label: "worker-\(i)")
+                    if let line = w.readLine(timeout: 60) {
+                        started = (w, line)
+                    } else {
+                        w.terminate()
+                        w.waitOrKill(seconds: 5)
+                    }
+                }
+                guard let (w, ready) = started else { throw ValidationError("worker \(i) did not start; see its messages above") }
                 children.append(w)
-                guard w.readLine(timeout: 60) != nil else { throw ValidationError("worker \(i) did not start; see its messages above") }
+                let info = (try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8))) ?? [:]
+                var line = PeerLine(name: "local-\(i)", port: 0, webPort: nil)
+                if case .number(let p)? = info["port"] { line.port = Int(p) }
+                if case .number(let p)? = info["web_port"] { line.webPort = Int(p) }
+                peers.append(line)
             }
 
             // Trap the signals before saying we are up, so a stop right after the ready line is still clean.
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             if json {
+                // A flat object of strings (scripts decode it as such); the peers' ports as comma-separated lists.
                 let line: [String: String] = [
                     "dashboard": dashboard, "manager": managerAddress, "user": demo.username, "password": demo.password, "token": token,
+                    "peer_ports": peers.map { String($0.port) }.joined(separator: ","),
+                    "web_ports": peers.map { $0.webPort.map(String.init) ?? "" }.joined(separator: ","),
                 ]
                 let e = JSONEncoder()
                 e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -94,6 +145,8 @@ struct Up: AsyncParsableCommand {
                       Dashboard:  \(dashboard)
                       Manager:    \(managerAddress) (grid protocol), data in \(dir)
                       Workers:    \(workers) local worker(s), earning for \(demo.username)
+                    \(peers.map { "  Peer \($0.name): grid port \($0.port), web port \($0.webPort.map(String.init) ?? "none (no status page yet)")" }.joined(separator: "\n"))
+                      Peer try:   CAMPUSGRID_TOKEN=\(token) campusgrid cpu --port \(peers.first?.port ?? 9000) --program "def main(a, b): return a + b" --args "[10, 32]"
                       Demo login: \(demo.username) / \(demo.password)
                       Try:        CAMPUSGRID_MANAGER=\(dashboard) CAMPUSGRID_TOKEN=\(token) campusgrid submit examples/sum_of_squares.py --follow
                     Press Ctrl-C to stop.
@@ -112,6 +165,22 @@ struct Up: AsyncParsableCommand {
         let alphabet = Array("abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
         var rng = SystemRandomNumberGenerator()
         return String((0..<16).map { _ in alphabet.randomElement(using: &rng)! })
+    }
+
+    /// A TCP port on 127.0.0.1 that is free now (the kernel's pick), so a child can be told a concrete port.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        return ok ? Int(UInt16(bigEndian: addr.sin_port)) : 0
     }
 
     /// Whether a TCP port on 127.0.0.1 can be bound now.

@@ -37,6 +37,49 @@ private let samples: [GridMessage] = [
     .ping,
     .pong,
     .error(Msg.Error(GridError(.unknownMessage, "unknown message type \"FROB\""))),
+    // Peer services (seed 003).
+    .peers(Msg.Peers(peers: [Msg.PeerInfo(workerId: "w-1", name: "lab-1", host: "10.0.0.5", port: 9000, webPort: 5001)])),
+    .authCheck(Msg.AuthCheck(token: "t0k3n")),
+    .authOk(Msg.AuthOk(user: "ada", kind: "api")),
+    .getBestPeer(Msg.GetBestPeer(taskId: "T1", prefer: "w-1")),
+    .bestPeer(Msg.BestPeer(peer: Msg.PeerInfo(workerId: "w-2", name: "lab-2", host: "127.0.0.1", port: 9001), load: 0.5)),
+    .cpuTask(Msg.CPUTask(taskId: "T123", program: "def main(x): return x*x", args: .array([.number(5)]))),
+    .cpuTask(
+        Msg.CPUTask(
+            taskId: "T124", program: "def main(s): return s", function: "main", argsLiteral: "['secret']", confidential: true, timeout: 2.5,
+            priority: 3, user: "ada")),
+    .cpuResult(Msg.CPUResult(taskId: "T123", ok: true, result: .number(25), output: "", peer: "w-1", runtimeMs: 3, startOrder: 7)),
+    .cpuResult(Msg.CPUResult(taskId: "T9", ok: false, error: "exception", message: "ZeroDivisionError", traceback: "Traceback…", peer: "w-1", runtimeMs: 1)),
+    .setMem(Msg.SetMem(key: "user:id", value: .object(["a": .array([.null, .bool(true), .string("x")])]))),
+    .getMem(Msg.MemKey(key: "user:id")),
+    .delMem(Msg.MemKey(key: "user:id")),
+    .listMem(Msg.ListMem(prefix: "user:", local: true)),
+    .memResult(Msg.MemResult(key: "user:id", value: .number(101), owners: ["w-1", "w-2"])),
+    .memKeys(Msg.MemKeys(keys: ["a", "b"])),
+    .memSync(Msg.MemEntries(entries: [Msg.MemEntry(key: "k", value: nil, version: 1_700_000_000_000, origin: "w-1")])),
+    .memFetch(Msg.MemFetch(keys: ["k"])),
+    .memEntries(Msg.MemEntries(entries: [Msg.MemEntry(key: "k", value: .string("v"), version: 2, origin: "w-2")])),
+    .putFile(Msg.PutFile(filename: "document.txt", data: "aGVsbG8=")),
+    .upload(Msg.Upload(uploadId: "u-1", chunkSize: 4 << 20)),
+    .putFileChunk(Msg.PutFileChunk(uploadId: "u-1", index: 0)),
+    .putFileEnd(Msg.PutFileEnd(uploadId: "u-1", sha256: String(repeating: "a", count: 64))),
+    .fileStored(Msg.FileManifest(filename: "big.bin", size: 5 << 20, sha256: String(repeating: "b", count: 64), chunkSize: 4 << 20, chunks: ["c1", "c2"])),
+    .getFile(Msg.FileRef(filename: "document.txt")),
+    .fileInfo(Msg.FileInfo(filename: "document.txt", size: 5, sha256: "s", chunkSize: 4 << 20, chunkCount: 1, data: "aGVsbG8=")),
+    .getFileChunk(Msg.GetFileChunk(filename: "big.bin", index: 1)),
+    .fileChunk(Msg.ChunkData(hash: "c2", index: 1)),
+    .listFiles(Msg.ListFiles(prefix: "b")),
+    .fileList(Msg.FileList(files: [])),
+    .deleteFile(Msg.FileRef(filename: "big.bin")),
+    .chunkPut(Msg.ChunkData(hash: "c1")),
+    .chunkGet(Msg.ChunkData(hash: "c1")),
+    .chunkData(Msg.ChunkData(hash: "c1")),
+    .chunkHas(Msg.ChunkHashes(hashes: ["c1", "c2"])),
+    .chunkHave(Msg.ChunkHashes(hashes: ["c1"])),
+    .peerStatus(
+        Msg.PeerStatus(workerId: "w-1", name: "lab-1", slots: 2, running: 1, queued: ["ada": 3], peers: [], memKeys: 10, chunks: 4, tasksDone: 99)),
+    .ok(Msg.Ok(detail: "deleted")),
+    .getPeerStatus,
 ]
 
 /// The case of `message`, by position: adding a case to `GridMessage` breaks this switch until it has a sample.
@@ -56,6 +99,42 @@ private func caseIndex(_ message: GridMessage) -> Int {
     case .ping: 11
     case .pong: 12
     case .error: 13
+    case .peers: 14
+    case .authCheck: 15
+    case .authOk: 16
+    case .getBestPeer: 17
+    case .bestPeer: 18
+    case .cpuTask: 19
+    case .cpuResult: 20
+    case .setMem: 21
+    case .getMem: 22
+    case .delMem: 23
+    case .listMem: 24
+    case .memResult: 25
+    case .memKeys: 26
+    case .memSync: 27
+    case .memFetch: 28
+    case .memEntries: 29
+    case .putFile: 30
+    case .upload: 31
+    case .putFileChunk: 32
+    case .putFileEnd: 33
+    case .fileStored: 34
+    case .getFile: 35
+    case .fileInfo: 36
+    case .getFileChunk: 37
+    case .fileChunk: 38
+    case .listFiles: 39
+    case .fileList: 40
+    case .deleteFile: 41
+    case .chunkPut: 42
+    case .chunkGet: 43
+    case .chunkData: 44
+    case .chunkHas: 45
+    case .chunkHave: 46
+    case .peerStatus: 47
+    case .ok: 48
+    case .getPeerStatus: 49
     }
 }
 
@@ -80,7 +159,7 @@ private func roundTrip(_ frame: GridFrame) throws -> GridFrame {
 @Suite("GridMessage wire codec")
 struct GridMessageCodecTests {
     @Test func samplesCoverEveryMessageCase() {
-        #expect(Set(samples.map(caseIndex)) == Set(0...13))
+        #expect(Set(samples.map(caseIndex)) == Set(0...49))
     }
 
     @Test(arguments: samples)

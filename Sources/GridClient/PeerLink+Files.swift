@@ -1,0 +1,79 @@
+import Crypto
+import Foundation
+import GridCore
+import GridProtocol
+import NIOCore
+
+/// Streaming file transfers over a peer link: one chunk in flight at a time, read from and written to disk, so
+/// neither side ever holds the whole file.
+extension PeerLink {
+    /// Uploads the file at `path` as `filename` (the bulk form of `PUT_FILE`); returns the stored manifest.
+    public func upload(path: String, as filename: String) async throws -> Msg.FileManifest {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw GridError(.notFound, "cannot read \(path)") }
+        defer { try? handle.close() }
+        let size = Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.int64Value ?? 0)
+        guard case .upload(let up) = try await request(.putFile(Msg.PutFile(filename: filename, size: size))).message else {
+            throw GridError(.badRequest, "the peer did not accept the upload")
+        }
+        var hasher = SHA256()
+        var index = 0
+        var sent: Int64 = 0
+        while sent < size {
+            let want = Int(min(Int64(up.chunkSize), size - sent))
+            guard let data = try handle.read(upToCount: want), data.count == want else {
+                throw GridError(.conflict, "\(path) changed while it was being uploaded")
+            }
+            hasher.update(data: data)
+            _ = try await request(.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: index)), payload: ByteBuffer(bytes: data))
+            sent += Int64(want)
+            index += 1
+        }
+        let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        guard case .fileStored(let manifest) = try await request(.putFileEnd(Msg.PutFileEnd(uploadId: up.uploadId, sha256: sha))).message else {
+            throw GridError(.badRequest, "the peer did not confirm the upload")
+        }
+        return manifest
+    }
+
+    /// Downloads `filename` into `path` (through a temporary file, renamed once its SHA-256 checks out).
+    public func download(_ filename: String, to path: String) async throws -> Msg.FileInfo {
+        guard case .fileInfo(let info) = try await request(.getFile(Msg.FileRef(filename: filename))).message else {
+            throw GridError(.badRequest, "the peer gave an unexpected answer to GET_FILE")
+        }
+        let tmp = path + ".part-\(UUID().uuidString.prefix(8))"
+        guard FileManager.default.createFile(atPath: tmp, contents: nil), let out = FileHandle(forWritingAtPath: tmp) else {
+            throw GridError(.badRequest, "cannot write \(path)")
+        }
+        var hasher = SHA256()
+        do {
+            defer { try? out.close() }
+            if let inline = info.data {
+                guard let data = Data(base64Encoded: inline) else { throw GridError(.badRequest, "the peer sent bad base64") }
+                hasher.update(data: data)
+                try out.write(contentsOf: data)
+            } else {
+                for index in 0..<info.chunkCount {
+                    let reply = try await request(.getFileChunk(Msg.GetFileChunk(filename: filename, index: index)))
+                    guard case .fileChunk = reply.message, let payload = reply.payload else {
+                        throw GridError(.badRequest, "the peer gave an unexpected answer for chunk \(index)")
+                    }
+                    let bytes = payload.readableBytesView
+                    hasher.update(data: Data(bytes))
+                    try out.write(contentsOf: Data(bytes))
+                }
+            }
+            let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            guard sha == info.sha256 else {
+                throw GridError(.conflict, "the downloaded file's SHA-256 (\(sha)) differs from the stored one (\(info.sha256))")
+            }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        if rename(tmp, path) != 0 {
+            unlink(tmp)
+            throw GridError(.badRequest, "cannot save to \(path)")
+        }
+        return info
+    }
+}

@@ -1,0 +1,46 @@
+import GridCore
+
+/// Rules for what clients may name: memory keys, stored file names, chunk hashes; and the size limits.
+public enum PeerNames {
+    /// Largest memory value, as JSON text.
+    public static let maxValueBytes = 256 << 10
+    /// Longest memory key, in bytes.
+    public static let maxKeyBytes = 512
+    /// Files below this size also come back inline (base64) in `FILE_INFO`, the seed's form.
+    public static let inlineFileBytes = 64 << 10
+    /// Chunk size of stored files.
+    public static let chunkSize = 4 << 20
+    /// Largest file the grid stores (one manifest line must fit the protocol's line limit).
+    public static let maxFileBytes: Int64 = 64 << 30
+    /// The prefix of the manifests' keys in the distributed memory; users cannot name keys with control characters.
+    public static let manifestPrefix = "\u{1}file:"
+
+    public static func validateKey(_ key: String) throws(GridError) {
+        if key.isEmpty { throw GridError(.badRequest, "the key is empty") }
+        if key.utf8.count > maxKeyBytes { throw GridError(.badRequest, "the key is longer than \(maxKeyBytes) bytes") }
+        if key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+            throw GridError(.badRequest, "the key \(String(reflecting: key)) contains control characters")
+        }
+    }
+
+    /// A stored file's name follows the job-file rules: relative, no `..`, no NUL or control characters.
+    public static func validateFileName(_ name: String) throws(GridError) {
+        try FileName.validate(name)
+    }
+
+    /// A chunk is named by its SHA-256: exactly 64 lower-case hex digits (so it can never be a path).
+    public static func isChunkHash(_ s: String) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// Number of chunks of a file of `size` bytes (an empty file has none).
+    public static func chunkCount(size: Int64, chunkSize: Int) -> Int {
+        size <= 0 ? 0 : Int((size + Int64(chunkSize) - 1) / Int64(chunkSize))
+    }
+
+    /// The size chunk `index` must have.
+    public static func chunkLength(index: Int, size: Int64, chunkSize: Int) -> Int {
+        let start = Int64(index) * Int64(chunkSize)
+        return Int(max(0, min(Int64(chunkSize), size - start)))
+    }
+}

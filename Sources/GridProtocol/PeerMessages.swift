@@ -1,0 +1,348 @@
+import GridCore
+
+/// Messages of the peer services (seed 003): function tasks, distributed memory and files, membership.
+/// Clients and peers send them to a worker's peer port; `AUTH_CHECK`, `GET_BEST_PEER` and `PEERS` also travel on the
+/// worker ⇄ manager link. See docs/PROTOCOL.md.
+extension Msg {
+    /// A peer as the manager announces it: where its peer port is.
+    public struct PeerInfo: Hashable, Sendable, Codable {
+        public var workerId: String
+        public var name: String
+        public var host: String
+        public var port: Int
+        public var webPort: Int?
+        public init(workerId: String, name: String, host: String, port: Int, webPort: Int? = nil) {
+            self.workerId = workerId
+            self.name = name
+            self.host = host
+            self.port = port
+            self.webPort = webPort
+        }
+    }
+
+    /// Manager → workers: the online peers, sent whenever the set changes.
+    public struct Peers: Hashable, Sendable, Codable {
+        public var peers: [PeerInfo]
+        public init(peers: [PeerInfo]) { self.peers = peers }
+    }
+
+    /// Worker → manager: whose token is this? (A peer checks the `HELLO` of its own clients this way.)
+    public struct AuthCheck: Hashable, Sendable, Codable {
+        public var token: String
+        public init(token: String) { self.token = token }
+    }
+
+    public struct AuthOk: Hashable, Sendable, Codable {
+        public var user: String
+        /// `api` (a person's login token) or `worker` (a join token: the caller is another peer).
+        public var kind: String
+        public init(user: String, kind: String) {
+            self.user = user
+            self.kind = kind
+        }
+    }
+
+    /// Which online peer is least loaded? `prefer` wins ties (the asking peer, to save a hop).
+    public struct GetBestPeer: Hashable, Sendable, Codable {
+        public var taskId: String?
+        public var prefer: String?
+        public init(taskId: String? = nil, prefer: String? = nil) {
+            self.taskId = taskId
+            self.prefer = prefer
+        }
+    }
+
+    public struct BestPeer: Hashable, Sendable, Codable {
+        public var peer: PeerInfo
+        public var load: Double
+        public init(peer: PeerInfo, load: Double) {
+            self.peer = peer
+            self.load = load
+        }
+    }
+
+    /// Seed 003's function task: `program` defines `function`, called with `args` (JSON; a list is spread as
+    /// positional arguments, an object as keyword arguments). `args_literal` is a Python literal instead of JSON
+    /// (the seed's `--args "['secret']"`).
+    public struct CPUTask: Hashable, Sendable, Codable {
+        public var taskId: String
+        public var program: String
+        public var function: String?
+        public var args: JSONValue?
+        public var argsLiteral: String?
+        public var confidential: Bool?
+        /// Seconds before the task is stopped (default 30, at most 600).
+        public var timeout: Double?
+        /// Higher runs first; users of one priority take turns.
+        public var priority: Int?
+        /// Set only by a peer forwarding a task: the user it runs for.
+        public var user: String?
+        public init(
+            taskId: String, program: String, function: String? = "main", args: JSONValue? = nil, argsLiteral: String? = nil,
+            confidential: Bool? = false, timeout: Double? = nil, priority: Int? = nil, user: String? = nil
+        ) {
+            self.taskId = taskId
+            self.program = program
+            self.function = function
+            self.args = args
+            self.argsLiteral = argsLiteral
+            self.confidential = confidential
+            self.timeout = timeout
+            self.priority = priority
+            self.user = user
+        }
+    }
+
+    /// The end of a function task. `ok` with `result`, or `error` (a code: `syntax_error`, `exception`, `timeout`,
+    /// `not_json`, `no_function`, `bad_args`, `crashed`, `result_too_large`) with `message` and maybe `traceback`.
+    public struct CPUResult: Hashable, Sendable, Codable {
+        public var taskId: String
+        public var ok: Bool
+        public var result: JSONValue?
+        public var error: String?
+        public var message: String?
+        public var traceback: String?
+        /// What the function printed (at most 64 KiB).
+        public var output: String?
+        /// The worker id of the peer that ran it.
+        public var peer: String
+        public var runtimeMs: Int64
+        /// The order in which this peer started its tasks (1, 2, …): shows the scheduler's fairness.
+        public var startOrder: Int?
+        public init(
+            taskId: String, ok: Bool, result: JSONValue? = nil, error: String? = nil, message: String? = nil, traceback: String? = nil,
+            output: String? = nil, peer: String, runtimeMs: Int64, startOrder: Int? = nil
+        ) {
+            self.taskId = taskId
+            self.ok = ok
+            self.result = result
+            self.error = error
+            self.message = message
+            self.traceback = traceback
+            self.output = output
+            self.peer = peer
+            self.runtimeMs = runtimeMs
+            self.startOrder = startOrder
+        }
+    }
+
+    public struct SetMem: Hashable, Sendable, Codable {
+        public var key: String
+        public var value: JSONValue
+        public init(key: String, value: JSONValue) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    /// `GET_MEM` and `DEL_MEM`.
+    public struct MemKey: Hashable, Sendable, Codable {
+        public var key: String
+        public init(key: String) { self.key = key }
+    }
+
+    public struct ListMem: Hashable, Sendable, Codable {
+        public var prefix: String?
+        /// Only this peer's own replicas (peers use it to sync; tests use it to see where keys live).
+        public var local: Bool?
+        public init(prefix: String? = nil, local: Bool? = nil) {
+            self.prefix = prefix
+            self.local = local
+        }
+    }
+
+    /// The answer to `SET_MEM`, `GET_MEM` and `DEL_MEM`.
+    public struct MemResult: Hashable, Sendable, Codable {
+        public var key: String
+        public var value: JSONValue?
+        /// The peers that hold (or now hold) the key.
+        public var owners: [String]
+        public init(key: String, value: JSONValue? = nil, owners: [String]) {
+            self.key = key
+            self.value = value
+            self.owners = owners
+        }
+    }
+
+    public struct MemKeys: Hashable, Sendable, Codable {
+        public var keys: [String]
+        public init(keys: [String]) { self.keys = keys }
+    }
+
+    /// One replica of a key; `value` nil is a deletion (tombstone). Newer versions win.
+    public struct MemEntry: Hashable, Sendable, Codable {
+        public var key: String
+        public var value: JSONValue?
+        public var version: Int64
+        public var origin: String
+        public init(key: String, value: JSONValue?, version: Int64, origin: String) {
+            self.key = key
+            self.value = value
+            self.version = version
+            self.origin = origin
+        }
+    }
+
+    /// Peer → peer: keep these replicas (`MEM_SYNC`), or the answer to `MEM_FETCH`.
+    public struct MemEntries: Hashable, Sendable, Codable {
+        public var entries: [MemEntry]
+        public init(entries: [MemEntry]) { self.entries = entries }
+    }
+
+    /// Peer → peer: your own replicas of these keys, if any.
+    public struct MemFetch: Hashable, Sendable, Codable {
+        public var keys: [String]
+        public init(keys: [String]) { self.keys = keys }
+    }
+
+    /// Store a file: `data` (base64, the seed's form, small files) or `size` (the bulk form: chunks follow with
+    /// `PUT_FILE_CHUNK`, then `PUT_FILE_END`).
+    public struct PutFile: Hashable, Sendable, Codable {
+        public var filename: String
+        public var data: String?
+        public var size: Int64?
+        public init(filename: String, data: String? = nil, size: Int64? = nil) {
+            self.filename = filename
+            self.data = data
+            self.size = size
+        }
+    }
+
+    /// The answer to a bulk `PUT_FILE`: send chunks of exactly `chunk_size` bytes (the last may be shorter).
+    public struct Upload: Hashable, Sendable, Codable {
+        public var uploadId: String
+        public var chunkSize: Int
+        public init(uploadId: String, chunkSize: Int) {
+            self.uploadId = uploadId
+            self.chunkSize = chunkSize
+        }
+    }
+
+    /// Chunk `index` of an upload; the bulk payload holds its bytes.
+    public struct PutFileChunk: Hashable, Sendable, Codable {
+        public var uploadId: String
+        public var index: Int
+        public init(uploadId: String, index: Int) {
+            self.uploadId = uploadId
+            self.index = index
+        }
+    }
+
+    public struct PutFileEnd: Hashable, Sendable, Codable {
+        public var uploadId: String
+        /// The SHA-256 of the whole file, hex; checked when given.
+        public var sha256: String?
+        public init(uploadId: String, sha256: String?) {
+            self.uploadId = uploadId
+            self.sha256 = sha256
+        }
+    }
+
+    /// `GET_FILE` and `DELETE_FILE`.
+    public struct FileRef: Hashable, Sendable, Codable {
+        public var filename: String
+        public init(filename: String) { self.filename = filename }
+    }
+
+    /// A stored file: which chunks (SHA-256, hex) make it up. The manifest is what the distributed memory keeps.
+    public struct FileManifest: Hashable, Sendable, Codable {
+        public var filename: String
+        public var size: Int64
+        public var sha256: String
+        public var chunkSize: Int
+        public var chunks: [String]
+        public init(filename: String, size: Int64, sha256: String, chunkSize: Int, chunks: [String]) {
+            self.filename = filename
+            self.size = size
+            self.sha256 = sha256
+            self.chunkSize = chunkSize
+            self.chunks = chunks
+        }
+    }
+
+    /// The answer to `GET_FILE`: the file's size and chunks; `data` (base64) too when the file is small (the seed's form).
+    public struct FileInfo: Hashable, Sendable, Codable {
+        public var filename: String
+        public var size: Int64
+        public var sha256: String
+        public var chunkSize: Int
+        public var chunkCount: Int
+        public var data: String?
+        public init(filename: String, size: Int64, sha256: String, chunkSize: Int, chunkCount: Int, data: String?) {
+            self.filename = filename
+            self.size = size
+            self.sha256 = sha256
+            self.chunkSize = chunkSize
+            self.chunkCount = chunkCount
+            self.data = data
+        }
+    }
+
+    public struct GetFileChunk: Hashable, Sendable, Codable {
+        public var filename: String
+        public var index: Int
+        public init(filename: String, index: Int) {
+            self.filename = filename
+            self.index = index
+        }
+    }
+
+    /// One chunk's bytes (the bulk payload), verified against `hash` by the sender and the receiver.
+    public struct ChunkData: Hashable, Sendable, Codable {
+        public var hash: String
+        public var index: Int?
+        public init(hash: String, index: Int? = nil) {
+            self.hash = hash
+            self.index = index
+        }
+    }
+
+    /// `CHUNK_GET` (one hash) and `CHUNK_HAS`/`CHUNK_HAVE` (which of these do you hold?).
+    public struct ChunkHashes: Hashable, Sendable, Codable {
+        public var hashes: [String]
+        public init(hashes: [String]) { self.hashes = hashes }
+    }
+
+    public struct ListFiles: Hashable, Sendable, Codable {
+        public var prefix: String?
+        public init(prefix: String? = nil) { self.prefix = prefix }
+    }
+
+    public struct FileList: Hashable, Sendable, Codable {
+        public var files: [FileManifest]
+        public init(files: [FileManifest]) { self.files = files }
+    }
+
+    /// A peer's own state, for people, tests and the status page.
+    public struct PeerStatus: Hashable, Sendable, Codable {
+        public var workerId: String
+        public var name: String
+        public var slots: Int
+        public var running: Int
+        /// Queued function tasks by user.
+        public var queued: [String: Int]
+        public var peers: [PeerInfo]
+        public var memKeys: Int
+        public var chunks: Int
+        public var tasksDone: Int
+        public init(
+            workerId: String, name: String, slots: Int, running: Int, queued: [String: Int], peers: [PeerInfo], memKeys: Int, chunks: Int,
+            tasksDone: Int
+        ) {
+            self.workerId = workerId
+            self.name = name
+            self.slots = slots
+            self.running = running
+            self.queued = queued
+            self.peers = peers
+            self.memKeys = memKeys
+            self.chunks = chunks
+            self.tasksDone = tasksDone
+        }
+    }
+
+    public struct Ok: Hashable, Sendable, Codable {
+        public var detail: String?
+        public init(detail: String? = nil) { self.detail = detail }
+    }
+}

@@ -1,0 +1,79 @@
+import Crypto
+import Foundation
+import GridCore
+import GridPeer
+
+/// A peer's file chunks on disk: `<root>/<first two hex digits>/<sha256>`. Names are checked to be SHA-256 hex, so
+/// nothing is ever written outside `root`; writes go to a temporary file first and are renamed into place.
+/// Stateless apart from the file system, so any task may call it without going through the peer's actor.
+struct ChunkStore: Sendable {
+    let root: String
+
+    init(root: String) throws {
+        self.root = root
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    }
+
+    static func sha256(_ bytes: some DataProtocol) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
+    func path(_ hash: String) throws(GridError) -> String {
+        guard PeerNames.isChunkHash(hash) else { throw GridError(.badRequest, "\(String(reflecting: hash)) is not a chunk name (64 hex digits)") }
+        return "\(root)/\(hash.prefix(2))/\(hash)"
+    }
+
+    func has(_ hash: String) -> Bool {
+        guard let p = try? path(hash) else { return false }
+        return FileManager.default.fileExists(atPath: p)
+    }
+
+    /// Stores `bytes` as chunk `hash` after checking that they hash to it.
+    func put(_ hash: String, _ bytes: [UInt8]) throws {
+        let p = try path(hash)
+        guard Self.sha256(bytes) == hash else { throw GridError(.conflict, "the chunk's bytes do not match its name \(hash.prefix(12))…") }
+        if FileManager.default.fileExists(atPath: p), (try? read(hash)) != nil { return }
+        let dir = (p as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = "\(dir)/.\(hash).\(UUID().uuidString.prefix(8)).tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
+            throw GridError(.internal, "could not write chunk \(hash.prefix(12))… (disk full?)")
+        }
+        if rename(tmp, p) != 0 {
+            unlink(tmp)
+            throw GridError(.internal, "could not store chunk \(hash.prefix(12))…")
+        }
+    }
+
+    /// The chunk's bytes if it is here and intact; nil if absent. A corrupt copy is deleted and reported as `corrupt`.
+    func read(_ hash: String) throws -> [UInt8]? {
+        let p = try path(hash)
+        guard let data = FileManager.default.contents(atPath: p) else { return nil }
+        let bytes = [UInt8](data)
+        guard Self.sha256(bytes) == hash else {
+            unlink(p)
+            throw CorruptChunk(hash: hash)
+        }
+        return bytes
+    }
+
+    func delete(_ hash: String) {
+        if let p = try? path(hash) { unlink(p) }
+    }
+
+    /// Every chunk held here.
+    func list() -> [String] {
+        guard let dirs = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
+        var out: [String] = []
+        for d in dirs where d.count == 2 {
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + d)) ?? [] where PeerNames.isChunkHash(f) {
+                out.append(f)
+            }
+        }
+        return out.sorted()
+    }
+
+    struct CorruptChunk: Error {
+        var hash: String
+    }
+}

@@ -1,0 +1,26 @@
+/// Settings of a worker's peer services (seed 003), with their defaults.
+public struct PeerConfig: Sendable {
+    /// Folder of the peer's own storage (chunks); nothing is written outside it.
+    public var dataDirectory: String
+    /// The worker's join token: how this peer introduces itself to other peers.
+    public var token: String
+    /// Copies of each memory key and file chunk (default 2).
+    public var replicas = 2
+    /// Function tasks at once; the CPU count by default.
+    public var slots: Int
+    /// Seconds between repair passes (re-replication of keys and chunks); membership changes trigger one at once.
+    public var repairSeconds: Double = 30
+    /// Default and largest time limit of a function task, in seconds.
+    public var defaultTaskSeconds: Double = 30
+    public var maxTaskSeconds: Double = 600
+    /// Largest program text of a function task, in bytes.
+    public var maxProgramBytes = 256 << 10
+    /// How long a client token checked with the manager stays trusted, in seconds.
+    public var authCacheSeconds: Double = 60
+
+    public init(dataDirectory: String, token: String, slots: Int) {
+        self.dataDirectory = dataDirectory
+        self.token = token
+        self.slots = max(1, slots)
+    }
+}

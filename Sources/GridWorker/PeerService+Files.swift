@@ -1,0 +1,271 @@
+import Crypto
+import Foundation
+import GridCore
+import GridPeer
+import GridProtocol
+import NIOCore
+
+/// Distributed files: chunks named by SHA-256, placed like memory keys (rendezvous hashing, `replicas` copies), a
+/// manifest per file kept in the distributed memory. Every chunk is verified when it arrives and when it is read; a
+/// bad or missing copy is fetched from another owner and rewritten. Chunks travel as raw bulk bytes, one at a time.
+extension PeerService {
+    // MARK: - Upload
+
+    func putFile(_ m: Msg.PutFile, caller: Caller) async throws -> Reply {
+        try PeerNames.validateFileName(m.filename)
+        if let text = m.data {
+            // The seed's form: the whole (small) file in base64.
+            guard let data = Data(base64Encoded: text) else { throw GridError(.badRequest, "data is not valid base64") }
+            var chunks: [String] = []
+            var offset = 0
+            while offset < data.count {
+                let part = [UInt8](data[offset..<min(data.count, offset + PeerNames.chunkSize)])
+                chunks.append(try await storeChunk(part))
+                offset += part.count
+            }
+            let manifest = Msg.FileManifest(
+                filename: m.filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
+            try await saveManifest(manifest)
+            return (.fileStored(manifest), nil)
+        }
+        guard let size = m.size, size >= 0, size <= PeerNames.maxFileBytes else {
+            throw GridError(.badRequest, "PUT_FILE needs data (base64) or a size of 0…\(PeerNames.maxFileBytes >> 30) GiB")
+        }
+        let now = Date().timeIntervalSince1970
+        uploads = uploads.filter { now - $0.value.lastUsed < 600 }
+        guard uploads.count < 64 else { throw GridError(.rateLimited, "too many uploads in progress on this peer; try again later") }
+        let id = UUID().uuidString.lowercased()
+        uploads[id] = Upload(filename: m.filename, user: caller.user, size: size, lastUsed: now)
+        return (.upload(Msg.Upload(uploadId: id, chunkSize: PeerNames.chunkSize)), nil)
+    }
+
+    func putFileChunk(_ m: Msg.PutFileChunk, payload: ByteBuffer?, caller: Caller) async throws -> Reply {
+        guard var upload = uploads[m.uploadId], upload.user == caller.user else {
+            throw GridError(.notFound, "no upload \(m.uploadId) in progress here (it may have expired; start again)")
+        }
+        guard m.index == upload.next else { throw GridError(.badRequest, "expected chunk \(upload.next), got \(m.index)") }
+        let want = PeerNames.chunkLength(index: m.index, size: upload.size, chunkSize: PeerNames.chunkSize)
+        guard let payload, payload.readableBytes == want, want > 0 else {
+            throw GridError(.badRequest, "chunk \(m.index) must be \(want) bytes of bulk data (got \(payload?.readableBytes ?? 0))")
+        }
+        let bytes = Array(payload.readableBytesView)
+        upload.next += 1
+        uploads[m.uploadId] = upload
+        let hash = try await storeChunk(bytes)
+        guard var current = uploads[m.uploadId] else { throw GridError(.notFound, "the upload was cancelled") }
+        current.hasher.update(data: bytes)
+        current.chunks.append(hash)
+        current.lastUsed = Date().timeIntervalSince1970
+        uploads[m.uploadId] = current
+        return (.ok(Msg.Ok(detail: hash)), nil)
+    }
+
+    func putFileEnd(_ m: Msg.PutFileEnd, caller: Caller) async throws -> Msg.FileManifest {
+        guard let upload = uploads.removeValue(forKey: m.uploadId), upload.user == caller.user else {
+            throw GridError(.notFound, "no upload \(m.uploadId) in progress here")
+        }
+        let expected = PeerNames.chunkCount(size: upload.size, chunkSize: PeerNames.chunkSize)
+        guard upload.chunks.count == expected else {
+            throw GridError(.badRequest, "the upload has \(upload.chunks.count) of \(expected) chunks")
+        }
+        let sha = upload.hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        if let claimed = m.sha256, claimed.lowercased() != sha {
+            throw GridError(.conflict, "the file's SHA-256 is \(sha), not \(claimed): it changed in transit; upload it again")
+        }
+        let manifest = Msg.FileManifest(filename: upload.filename, size: upload.size, sha256: sha, chunkSize: PeerNames.chunkSize, chunks: upload.chunks)
+        try await saveManifest(manifest)
+        logger.info("file stored", metadata: ["grid.file": "\(upload.filename)", "grid.file.size": "\(upload.size)"])
+        return manifest
+    }
+
+    private func saveManifest(_ manifest: Msg.FileManifest) async throws {
+        let value = try GridJSON.decode(JSONValue.self, from: GridJSON.encode(manifest))
+        _ = try await writeEntry(PeerNames.manifestPrefix + manifest.filename, value)
+        manifestCache[manifest.filename] = (manifest, Date().timeIntervalSince1970)
+    }
+
+    /// Stores a chunk on its owners (here and/or on other peers); at least one copy must succeed, the repair pass
+    /// makes up missing ones. Returns its hash.
+    func storeChunk(_ bytes: [UInt8]) async throws -> String {
+        let hash = ChunkStore.sha256(bytes)
+        let owners = Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas)
+        var stored = 0
+        var lastError: (any Error)?
+        for owner in owners {
+            do {
+                if owner == selfId {
+                    try chunks.put(hash, bytes)
+                } else {
+                    _ = try await ask(owner, .chunkPut(Msg.ChunkData(hash: hash)), payload: ByteBuffer(bytes: bytes), timeout: 120)
+                }
+                stored += 1
+            } catch {
+                lastError = error
+                logger.info("could not place a chunk copy", metadata: ["grid.worker.id": "\(owner)", "grid.error": "\(error)"])
+            }
+        }
+        if stored == 0 {
+            // No owner reachable: keep it here so the repair pass can place it.
+            do { try chunks.put(hash, bytes) } catch {
+                throw GridError(.unreachable, "no peer could store the chunk: \(lastError.map { "\($0)" } ?? "\(error)")")
+            }
+        }
+        return hash
+    }
+
+    // MARK: - Download
+
+    func manifest(_ filename: String) async throws -> Msg.FileManifest {
+        try PeerNames.validateFileName(filename)
+        let now = Date().timeIntervalSince1970
+        if let hit = manifestCache[filename], now - hit.at < 5 { return hit.manifest }
+        guard let entry = try await readEntry(PeerNames.manifestPrefix + filename), let value = entry.value else {
+            throw GridError(.notFound, "no file named \(String(reflecting: filename)) is stored")
+        }
+        let manifest = try GridJSON.decode(Msg.FileManifest.self, from: GridJSON.encode(value))
+        if manifestCache.count > 256 { manifestCache = [:] }
+        manifestCache[filename] = (manifest, now)
+        return manifest
+    }
+
+    func getFile(_ filename: String) async throws -> Msg.FileInfo {
+        let m = try await manifest(filename)
+        var inline: String?
+        if m.size <= Int64(PeerNames.inlineFileBytes) {
+            var data = Data()
+            for hash in m.chunks { data.append(contentsOf: try await fetchChunk(hash)) }
+            inline = data.base64EncodedString()
+        }
+        return Msg.FileInfo(filename: m.filename, size: m.size, sha256: m.sha256, chunkSize: m.chunkSize, chunkCount: m.chunks.count, data: inline)
+    }
+
+    func getFileChunk(_ req: Msg.GetFileChunk) async throws -> Reply {
+        let m = try await manifest(req.filename)
+        guard req.index >= 0, req.index < m.chunks.count else {
+            throw GridError(.badRequest, "\(req.filename) has chunks 0…\(m.chunks.count - 1), not \(req.index)")
+        }
+        let hash = m.chunks[req.index]
+        let bytes = try await fetchChunk(hash)
+        return (.fileChunk(Msg.ChunkData(hash: hash, index: req.index)), ByteBuffer(bytes: bytes))
+    }
+
+    /// A verified copy of a chunk: here if intact, else from its owners, else from any peer. A copy that belongs
+    /// here (or was corrupt here) is rewritten.
+    func fetchChunk(_ hash: String) async throws -> [UInt8] {
+        guard PeerNames.isChunkHash(hash) else { throw GridError(.badRequest, "bad chunk name") }
+        var repairHere = false
+        do {
+            if let bytes = try chunks.read(hash) { return bytes }
+        } catch is ChunkStore.CorruptChunk {
+            logger.warning("corrupt chunk detected; fetching a replica", metadata: ["grid.chunk": "\(hash)"])
+            repairHere = true
+        }
+        let owners = Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas)
+        if owners.contains(selfId ?? "") { repairHere = true }
+        let others = owners.filter { $0 != selfId } + memberIds.filter { !owners.contains($0) && $0 != selfId }
+        for peer in others {
+            guard let reply = try? await ask(peer, .chunkGet(Msg.ChunkData(hash: hash)), timeout: 120), case .chunkData = reply.message,
+                let payload = reply.payload
+            else { continue }
+            let bytes = Array(payload.readableBytesView)
+            guard ChunkStore.sha256(bytes) == hash else {
+                logger.warning("a peer sent a corrupt chunk", metadata: ["grid.worker.id": "\(peer)", "grid.chunk": "\(hash)"])
+                continue
+            }
+            if repairHere {
+                do {
+                    try chunks.put(hash, bytes)
+                    logger.info("chunk repaired from a replica", metadata: ["grid.chunk": "\(hash)", "grid.worker.id": "\(peer)"])
+                } catch {}
+            }
+            return bytes
+        }
+        throw GridError(.notFound, "no intact copy of chunk \(hash.prefix(12))… is reachable")
+    }
+
+    func listFiles(prefix: String) async throws -> [Msg.FileManifest] {
+        let keys = try await listMem(prefix: PeerNames.manifestPrefix + prefix, local: false)
+        var out: [Msg.FileManifest] = []
+        for key in keys.prefix(1000) {
+            if let m = try? await manifest(String(key.dropFirst(PeerNames.manifestPrefix.count))) { out.append(m) }
+        }
+        return out
+    }
+
+    // MARK: - Job inputs and outputs
+
+    /// Fetches stored file `filename` into `path`, chunk by chunk (for `submit --input grid:NAME`).
+    public func fetchFile(_ filename: String, to path: String) async throws {
+        let m = try await manifest(filename)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {
+            throw GridError(.internal, "cannot write \(path)")
+        }
+        defer { try? out.close() }
+        var hasher = SHA256()
+        for hash in m.chunks {
+            let bytes = try await fetchChunk(hash)
+            hasher.update(data: bytes)
+            try out.write(contentsOf: Data(bytes))
+        }
+        let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        guard sha == m.sha256 else { throw GridError(.conflict, "\(filename) does not match its manifest") }
+    }
+
+    /// Stores `data` as file `filename` (a job's output, for `submit --save-outputs`).
+    public func storeFile(_ filename: String, _ data: Data) async throws -> Msg.FileManifest {
+        try PeerNames.validateFileName(filename)
+        var chunks: [String] = []
+        var offset = 0
+        while offset < data.count {
+            let part = [UInt8](data[offset..<min(data.count, offset + PeerNames.chunkSize)])
+            chunks.append(try await storeChunk(part))
+            offset += part.count
+        }
+        let manifest = Msg.FileManifest(
+            filename: filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
+        try await saveManifest(manifest)
+        return manifest
+    }
+
+    // MARK: - Repair
+
+    /// Gives every chunk held here its full set of owners (copying where one lacks it), and lets go of chunks that
+    /// are no longer ours once their owners have them.
+    func repairChunks() async {
+        guard let selfId else { return }
+        let held = chunks.list()
+        guard !held.isEmpty else { return }
+        var byOwner: [String: [String]] = [:]
+        var owned: [String: [String]] = [:]
+        for hash in held {
+            let owners = Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas)
+            owned[hash] = owners
+            for o in owners where o != selfId { byOwner[o, default: []].append(hash) }
+        }
+        var confirmed: [String: Set<String>] = [:]  // hash → owners known to hold it
+        for (peer, hashes) in byOwner {
+            for start in stride(from: 0, to: hashes.count, by: 5000) {
+                let batch = Array(hashes[start..<min(hashes.count, start + 5000)])
+                guard case .chunkHave(let have)? = try? await ask(peer, .chunkHas(Msg.ChunkHashes(hashes: batch)), timeout: 30).message else {
+                    continue
+                }
+                let present = Set(have.hashes)
+                for hash in batch {
+                    if present.contains(hash) {
+                        confirmed[hash, default: []].insert(peer)
+                        continue
+                    }
+                    guard let bytes = try? chunks.read(hash) else { continue }
+                    if (try? await ask(peer, .chunkPut(Msg.ChunkData(hash: hash)), payload: ByteBuffer(bytes: bytes), timeout: 120)) != nil {
+                        confirmed[hash, default: []].insert(peer)
+                        logger.info("chunk re-replicated", metadata: ["grid.chunk": "\(hash)", "grid.worker.id": "\(peer)"])
+                    }
+                }
+            }
+        }
+        for (hash, owners) in owned where !owners.contains(selfId) && !owners.isEmpty {
+            if Set(owners).isSubset(of: confirmed[hash] ?? []) { chunks.delete(hash) }
+        }
+    }
+}

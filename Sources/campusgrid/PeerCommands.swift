@@ -1,0 +1,222 @@
+import ArgumentParser
+import Foundation
+import GridClient
+import GridCore
+import GridProtocol
+
+/// Options of the seed 003 client commands: which peer to talk to, and as whom.
+struct PeerOptions: ParsableArguments {
+    @Option(help: "The peer's address.") var host = "127.0.0.1"
+    @Option(help: "The peer's port (a worker's peer port; `campusgrid up` prints them).") var port = 9000
+    @Option(help: "API token (env CAMPUSGRID_TOKEN; else the one `login` stored for --manager).") var token: String?
+    @Option(help: "The manager whose stored login to use (env CAMPUSGRID_MANAGER; default http://127.0.0.1:5000).") var manager: String?
+    @Flag(help: "Print the peer's whole answer as JSON.") var json = false
+
+    /// A link to the peer, authenticated with the user's token (the peer checks it with its manager).
+    func link() async throws -> PeerLink {
+        let url = GridClient(baseURL: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000").baseURL
+        guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? CredentialStore.token(for: url) else {
+            throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
+        }
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
+        return try await PeerLink.connect(host: host, port: port, token: t)
+    }
+
+    func printJSON<T: Encodable>(_ value: T) throws {
+        say(String(decoding: try GridJSON.encode(value), as: UTF8.self))
+    }
+}
+
+/// A JSON value as the seed's client prints it: strings bare, whole numbers without a decimal point.
+func render(_ value: JSONValue?) -> String {
+    switch value {
+    case nil, .null?: return "None"
+    case .string(let s)?: return s
+    case let v?: return String(decoding: (try? GridJSON.encode(v)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// Parses `--args`/`--value`: JSON if it is JSON, else nil.
+func parseJSON(_ text: String) -> JSONValue? {
+    try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+}
+
+struct CPUCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cpu", abstract: "Run a Python function on the least-loaded peer (or, with --confidential, on this peer only).")
+
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "Python source that defines the function.") var program: String
+    @Option(help: "The function to call.") var function = "main"
+    @Option(help: "Arguments: a JSON or Python list (spread), object (keywords) or single value.") var args = "[]"
+    @Flag(help: "Run only on the peer at --port; the manager never hears of the task.") var confidential = false
+    @Option(help: "Seconds before the task is stopped (default 30).") var timeout: Double?
+    @Option(help: "Priority (higher first).") var priority: Int?
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            let parsed = parseJSON(args)
+            let task = Msg.CPUTask(
+                taskId: "t-" + UUID().uuidString.prefix(12).lowercased(), program: program, function: function, args: parsed,
+                argsLiteral: parsed == nil ? args : nil, confidential: confidential, timeout: timeout, priority: priority)
+            let wait = (timeout ?? 30) + 90
+            guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: wait).message else {
+                throw GridError(.badRequest, "the peer gave an unexpected answer")
+            }
+            await link.close()
+            if peer.json { try peer.printJSON(r) }
+            if let output = r.output, !output.isEmpty, !peer.json { FileHandle.standardError.write(Data(output.utf8)) }
+            guard r.ok else {
+                if !peer.json {
+                    complain("Error (\(r.error ?? "failed")): \(r.message ?? "")")
+                    if let tb = r.traceback, r.error == "exception" { complain(tb) }
+                }
+                throw ExitCode(1)
+            }
+            if !peer.json { say("Result: \(render(r.result))") }
+        }
+    }
+}
+
+struct SetMemCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set-mem", abstract: "Store a value in the grid's distributed memory.")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "The key.") var key: String
+    @Option(help: "The value (JSON if it parses as JSON, else a string).") var value: String
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            guard case .memResult(let r) = try await link.request(.setMem(Msg.SetMem(key: key, value: parseJSON(value) ?? .string(value)))).message
+            else { throw GridError(.badRequest, "unexpected answer") }
+            await link.close()
+            if peer.json { try peer.printJSON(r) } else { say("Stored \(key) (on \(r.owners.joined(separator: ", ")))") }
+        }
+    }
+}
+
+struct GetMemCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get-mem", abstract: "Read a value from the grid's distributed memory.")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "The key.") var key: String
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            guard case .memResult(let r) = try await link.request(.getMem(Msg.MemKey(key: key))).message else {
+                throw GridError(.badRequest, "unexpected answer")
+            }
+            await link.close()
+            if peer.json { try peer.printJSON(r) } else { say("Memory value: \(render(r.value))") }
+        }
+    }
+}
+
+struct DelMemCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "del-mem", abstract: "Delete a key from the distributed memory.")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "The key.") var key: String
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            _ = try await link.request(.delMem(Msg.MemKey(key: key)))
+            await link.close()
+            say("Deleted \(key)")
+        }
+    }
+}
+
+struct ListMemCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list-mem", abstract: "List the distributed memory's keys.")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "Only keys starting with this.") var prefix = ""
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            guard case .memKeys(let r) = try await link.request(.listMem(Msg.ListMem(prefix: prefix))).message else {
+                throw GridError(.badRequest, "unexpected answer")
+            }
+            await link.close()
+            if peer.json { try peer.printJSON(r) } else { for k in r.keys { say(k) } }
+        }
+    }
+}
+
+struct PutFileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "put-file", abstract: "Store a file in the grid (chunked, replicated).")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "The name to store it under.") var filename: String
+    @Option(help: "The local file to upload.") var filepath: String
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            let m = try await link.upload(path: filepath, as: filename)
+            await link.close()
+            if peer.json { try peer.printJSON(m) } else { say("Stored \(m.filename) (\(m.size) bytes, sha256 \(m.sha256))") }
+        }
+    }
+}
+
+struct GetFileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get-file", abstract: "Download a file stored in the grid.")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "The stored file's name.") var filename: String
+    @Option(help: "Where to save it.") var save: String
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            let info = try await link.download(filename, to: save)
+            await link.close()
+            if peer.json { try peer.printJSON(info) } else { say("Saved \(info.filename) to \(save) (\(info.size) bytes)") }
+        }
+    }
+}
+
+struct ListFilesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list-files", abstract: "List the files stored in the grid.")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "Only names starting with this.") var prefix = ""
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            guard case .fileList(let r) = try await link.request(.listFiles(Msg.ListFiles(prefix: prefix))).message else {
+                throw GridError(.badRequest, "unexpected answer")
+            }
+            await link.close()
+            if peer.json { try peer.printJSON(r) } else { for f in r.files { say("\(f.filename)\t\(f.size)\t\(f.sha256)") } }
+        }
+    }
+}
+
+struct DeleteFileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete-file", abstract: "Delete a file stored in the grid.")
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "The stored file's name.") var filename: String
+
+    func run() async throws {
+        try await GridCLI.run {
+            let link = try await peer.link()
+            _ = try await link.request(.deleteFile(Msg.FileRef(filename: filename)))
+            await link.close()
+            say("Deleted \(filename)")
+        }
+    }
+}
+
+enum GridCLI {
+    /// Runs a peer command: grid errors become one line on standard error and exit status 2.
+    static func run(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let e as GridError {
+            complain("error: \(e.message)")
+            throw ExitCode(2)
+        }
+    }
+}

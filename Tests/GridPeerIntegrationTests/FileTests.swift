@@ -1,0 +1,155 @@
+import Crypto
+import Foundation
+import GridClient
+import GridCore
+import GridPeer
+import GridProtocol
+import GridTestSupport
+import Testing
+
+@Suite(.serialized) struct FileTests {
+    /// Writes a file of `mb` MiB whose every MiB differs (so chunks are distinct); returns its SHA-256.
+    static func makeFile(_ path: String, mb: Int) throws -> String {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let h = FileHandle(forWritingAtPath: path)!
+        defer { try? h.close() }
+        var rng = SystemRandomNumberGenerator()
+        var block = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var hasher = SHA256()
+        for i in 0..<mb {
+            withUnsafeBytes(of: UInt64(i).littleEndian) { for (j, b) in $0.enumerated() { block[j] = b } }
+            hasher.update(data: block)
+            try h.write(contentsOf: Data(block))
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func sha256(of path: String) throws -> String {
+        let h = FileHandle(forReadingAtPath: path)!
+        defer { try? h.close() }
+        var hasher = SHA256()
+        while let d = try h.read(upToCount: 4 << 20), !d.isEmpty { hasher.update(data: d) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Size of the large round trip: 1 GiB unless `CAMPUSGRID_TEST_BIG_FILE_MB` says otherwise.
+    static var bigMB: Int { Int(ProcessInfo.processInfo.environment["CAMPUSGRID_TEST_BIG_FILE_MB"] ?? "") ?? 1024 }
+
+    @Test func aLargeFileRoundTripsWhileThePeersStaySmall() async throws {
+        let g = try await PeerGrid(label: "files-big")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(3)
+        let dir = g.grid.root + "/client"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let sha = try Self.makeFile(dir + "/big.bin", mb: Self.bigMB)
+        let up = try g.cli(["--port", "\(peers[0].port)", "put-file", "--filename", "big.bin", "--filepath", dir + "/big.bin"], timeout: 900)
+        #expect(up.status == 0, "\(up.stderr)")
+        try? FileManager.default.removeItem(atPath: dir + "/big.bin")
+        let down = try g.cli(["--port", "\(peers[1].port)", "get-file", "--filename", "big.bin", "--save", dir + "/back.bin"], timeout: 900)
+        #expect(down.status == 0, "\(down.stderr)")
+        #expect(try Self.sha256(of: dir + "/back.bin") == sha)
+        try? FileManager.default.removeItem(atPath: dir + "/back.bin")
+        // Chunks travel one at a time: no peer ever held more than a small part of the file.
+        for p in peers {
+            let peakKb = PeerGrid.peakRSSKb(p.process.pid)
+            print("\(p.name): peak resident memory \(peakKb / 1024) MiB for a \(Self.bigMB) MiB file")
+            #expect(peakKb > 0 && peakKb < 300 << 10, "\(p.name) peaked at \(peakKb / 1024) MiB for a \(Self.bigMB) MiB file")
+        }
+        // Two copies of every chunk, spread over the peers.
+        let copies = peers.flatMap { PeerGrid.chunkFiles($0).keys }
+        #expect(copies.count == 2 * PeerNames.chunkCount(size: Int64(Self.bigMB) << 20, chunkSize: PeerNames.chunkSize))
+    }
+
+    @Test func aCorruptChunkIsDetectedServedFromAReplicaAndRepaired() async throws {
+        let g = try await PeerGrid(label: "files-corrupt")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(3)
+        let dir = g.grid.root + "/client"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let sha = try Self.makeFile(dir + "/f.bin", mb: 10)
+        let link = try await g.link(peers[0])
+        let manifest = try await link.upload(path: dir + "/f.bin", as: "f.bin")
+        // Damage a chunk that peer 1 holds.
+        let held = PeerGrid.chunkFiles(peers[0])
+        let victim = try #require(manifest.chunks.first { held[$0] != nil })
+        let h = FileHandle(forUpdatingAtPath: held[victim]!)!
+        try h.seek(toOffset: 100)
+        try h.write(contentsOf: Data("CORRUPTED".utf8))
+        try h.close()
+        // Read through that peer: the right bytes come back.
+        _ = try await link.download("f.bin", to: dir + "/back.bin")
+        #expect(try Self.sha256(of: dir + "/back.bin") == sha)
+        // And its copy was rewritten from the replica.
+        #expect(try Self.sha256(of: held[victim]!) == victim)
+        #expect(peers[0].process.errorLog.contains("corrupt chunk detected"))
+        await link.close()
+    }
+
+    @Test func filesSurviveAPeerKillAndRegainFullReplication() async throws {
+        let g = try await PeerGrid(label: "files-kill")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(3)
+        let dir = g.grid.root + "/client"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let link = try await g.link(peers[0])
+        var shas: [String: String] = [:]
+        var manifests: [Msg.FileManifest] = []
+        for i in 0..<3 {
+            shas["f\(i)"] = try Self.makeFile(dir + "/f\(i)", mb: 5 + i)
+            manifests.append(try await link.upload(path: dir + "/f\(i)", as: "f\(i)"))
+        }
+        peers[2].process.signal(SIGKILL)
+        _ = peers[2].process.waitForExit(timeout: 10)
+        let survivors = Array(peers.prefix(2))
+        for p in survivors {
+            let l = try await g.link(p)
+            for i in 0..<3 {
+                _ = try await l.download("f\(i)", to: dir + "/back")
+                #expect(try Self.sha256(of: dir + "/back") == shas["f\(i)"])
+            }
+            await l.close()
+        }
+        // Within a bounded time, every chunk again has two copies (here: on both survivors).
+        let all = Set(manifests.flatMap(\.chunks))
+        let restored = await eventually(timeout: 60, interval: 0.5) {
+            survivors.allSatisfy { all.isSubset(of: Set(PeerGrid.chunkFiles($0).keys)) }
+        }
+        #expect(restored, "chunks not re-replicated after a peer was killed")
+        await link.close()
+    }
+
+    @Test func badFileRequestsGetClearErrorsAndNothingIsWrittenOutside() async throws {
+        let g = try await PeerGrid(label: "files-bad")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let link = try await g.link(peers[0])
+        func code(_ m: GridMessage) async -> GridError.Code? {
+            do {
+                _ = try await link.request(m)
+                return nil
+            } catch let e as GridError { return e.code } catch { return nil }
+        }
+        let data = Data("x".utf8).base64EncodedString()
+        for name in ["../escape.txt", "../../escape.txt", "/tmp/escape.txt", "a\u{0}b", "a/../../escape.txt", ""] {
+            #expect(await code(.putFile(Msg.PutFile(filename: name, data: data))) == .badRequest, "\(name)")
+            #expect(await code(.getFile(Msg.FileRef(filename: name))) == .badRequest, "\(name)")
+        }
+        #expect(await code(.getFile(Msg.FileRef(filename: "missing.txt"))) == .notFound)
+        #expect(await code(.putFile(Msg.PutFile(filename: "x", data: "%%%not base64"))) == .badRequest)
+        #expect(await code(.putFileChunk(Msg.PutFileChunk(uploadId: "nope", index: 0))) == .notFound)
+        #expect(await code(.putFile(Msg.PutFile(filename: "neg", size: -5))) == .badRequest)
+        // A chunk of the wrong size.
+        guard case .upload(let up) = try await link.request(.putFile(Msg.PutFile(filename: "sized", size: 10))).message else {
+            Issue.record("no upload")
+            return
+        }
+        #expect(await code(.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: 0))) == .badRequest)
+        for path in [g.grid.root + "/escape.txt", "/tmp/escape.txt", peers[0].dataDirectory + "/../escape.txt"] {
+            #expect(!FileManager.default.fileExists(atPath: path), "\(path) was written")
+        }
+        let cli = try g.cli(["--port", "\(peers[0].port)", "get-file", "--filename", "missing.txt", "--save", g.grid.root + "/m.txt"])
+        #expect(cli.status != 0 && cli.stderr.contains("no file named"))
+        #expect(peers.allSatisfy { $0.process.isRunning })
+        await link.close()
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import GridClient
+import GridCore
+import GridProtocol
+import GridTestSupport
+import Testing
+
+@Suite(.serialized) struct FunctionTaskTests {
+    func run(_ link: PeerLink, _ program: String, args: JSONValue = .array([]), confidential: Bool = true, timeout: Double? = nil, id: String? = nil)
+        async throws -> Msg.CPUResult
+    {
+        let task = Msg.CPUTask(
+            taskId: id ?? "t-\(UUID().uuidString.prefix(8))", program: program, args: args, confidential: confidential, timeout: timeout)
+        guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: 120).message else { throw TestGridError("no result") }
+        return r
+    }
+
+    @Test func failuresComeBackAsClearErrorsAndThePeerKeepsWorking() async throws {
+        let g = try await PeerGrid(label: "tasks-errors")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(1)
+        let link = try await g.link(peers[0])
+
+        let syntax = try await run(link, "def main(:\n  pass")
+        #expect(!syntax.ok && syntax.error == "syntax_error")
+        let raised = try await run(link, "def main():\n    return 1 / 0")
+        #expect(!raised.ok && raised.error == "exception")
+        #expect(raised.message?.contains("ZeroDivisionError") == true)
+        #expect(raised.traceback?.contains("line 2") == true)
+        let slow = try await run(link, "import time\ndef main():\n    time.sleep(30)", timeout: 1)
+        #expect(!slow.ok && slow.error == "timeout")
+        let notJSON = try await run(link, "def main():\n    return object()")
+        #expect(!notJSON.ok && notJSON.error == "not_json")
+        let missing = try await run(link, "def other(): return 1")
+        #expect(!missing.ok && missing.error == "no_function")
+        let crash = try await run(link, "import os\ndef main():\n    os._exit(3)")
+        #expect(!crash.ok && crash.error == "crashed")
+        let killed = try await run(link, "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGKILL)")
+        #expect(!killed.ok && killed.error == "crashed")
+        do {
+            _ = try await run(link, "def main(): return 1", timeout: -1)
+            Issue.record("a negative timeout was accepted")
+        } catch let e as GridError {
+            #expect(e.code == .badRequest)
+        }
+        let fine = try await run(link, "def main(x, y=2): return {'sum': x + y}", args: .object(["x": .number(40)]))
+        #expect(fine.ok && fine.result == .object(["sum": .number(42)]))
+        await link.close()
+    }
+
+    @Test func aTaskNeverSeesAnotherTasksState() async throws {
+        let g = try await PeerGrid(label: "tasks-isolation")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(1, slots: 1)
+        let link = try await g.link(peers[0])
+        let first = try await run(
+            link,
+            "import builtins, json\nCOUNTER = 41\ndef main():\n    builtins.leaked = 'x'\n    json.dumps = None\n    return COUNTER + 1")
+        #expect(first.result == .number(42))
+        let second = try await run(
+            link,
+            "import builtins, json\ndef main():\n    return [hasattr(builtins, 'leaked'), 'COUNTER' in globals(), json.dumps is None]")
+        #expect(second.ok, "\(second)")
+        #expect(second.result == .array([.bool(false), .bool(false), .bool(false)]))
+        await link.close()
+    }
+
+    @Test func aNonConfidentialTaskRunsOnTheLeastLoadedPeer() async throws {
+        let g = try await PeerGrid(label: "tasks-balance")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2, slots: 1)
+        let (a, b) = (peers[0], peers[1])
+        let linkB = try await g.link(b)
+        // Idle grid: the connected peer wins the tie and runs the task itself.
+        let idle = try await run(linkB, "def main(): return 1", confidential: false)
+        #expect(idle.peer == b.id)
+        // Load B with work the manager never sees (confidential), then ask B for a public task: A runs it.
+        let load = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<2 {
+                    group.addTask { _ = try await self.run(linkB, "import time\ndef main():\n    time.sleep(8)", confidential: true) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        defer { load.cancel() }
+        // Wait until the manager knows B is busy (B reports its load as it changes).
+        let known = await eventually(timeout: 20, interval: 0.1) {
+            guard case .bestPeer(let best)? = try? await linkB.request(.getBestPeer(Msg.GetBestPeer())).message else { return false }
+            return best.peer.workerId == a.id
+        }
+        #expect(known, "the manager never saw the load of the busy peer\n\(g.grid.logs())")
+        let moved = try await run(linkB, "def main(): return 2", confidential: false)
+        #expect(moved.ok && moved.peer == a.id, "a public task sent to the busy peer ran on \(moved.peer), not on the idle one")
+        await linkB.close()
+    }
+
+    @Test func aConfidentialTaskStaysOnItsPeerAndTheManagerHearsNothingOfIt() async throws {
+        let g = try await PeerGrid(label: "tasks-confidential")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let link = try await g.link(peers[0])
+        let secret = "SECRET-\(UUID().uuidString.prefix(8))"
+        let publicMark = "PUBLIC-\(UUID().uuidString.prefix(8))"
+        let r = try await run(link, "def main():\n    return '\(secret)'", confidential: true, id: "task-\(secret)")
+        #expect(r.ok && r.peer == peers[0].id)
+        let p = try await run(link, "def main():\n    return 1", confidential: false, id: "task-\(publicMark)")
+        #expect(p.ok)
+        // The manager logs every task it places (positive control), and nothing of the confidential one.
+        let seen = await eventually(timeout: 10) { g.grid.manager?.errorLog.contains(publicMark) == true }
+        #expect(seen)
+        #expect(g.grid.manager?.errorLog.contains(secret) == false)
+        await link.close()
+    }
+
+    @Test func twoUsersFloodingOnePeerAreServedInTurns() async throws {
+        let g = try await PeerGrid(label: "tasks-fair")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(1, slots: 1)
+        let bob = try await g.grid.user("bob")
+        let aliceLink = try await g.link(peers[0])
+        let bobLink = try await g.link(peers[0], token: bob.token)
+        let program = "import time\ndef main(i):\n    time.sleep(0.3)\n    return i"
+        let results = try await withThrowingTaskGroup(of: (String, Msg.CPUResult).self) { group in
+            for i in 0..<6 { group.addTask { ("alice", try await self.run(aliceLink, program, args: .array([.number(Double(i))]))) } }
+            // Bob starts only once all of Alice's tasks wait in the queue.
+            let queued = await eventually(timeout: 30) { ((try? await g.status(peers[0]))?.queued["alice"] ?? 0) >= 5 }
+            #expect(queued)
+            for i in 0..<6 { group.addTask { ("bob", try await self.run(bobLink, program, args: .array([.number(Double(i))]))) } }
+            var all: [(String, Msg.CPUResult)] = []
+            for try await r in group { all.append(r) }
+            return all
+        }
+        #expect(results.allSatisfy { $0.1.ok })
+        let order = results.sorted { ($0.1.startOrder ?? 0) < ($1.1.startOrder ?? 0) }.map(\.0)
+        // First-come-first-served would start all six of Alice's before any of Bob's; turns interleave them.
+        let firstSeven = order.prefix(7)
+        #expect(firstSeven.filter { $0 == "bob" }.count >= 2, "start order: \(order)")
+        await aliceLink.close()
+        await bobLink.close()
+    }
+}
+
+@Suite(.serialized) struct FunctionTaskSandboxTests {
+    /// With `--sandbox bwrap`, the warm interpreters run inside bubblewrap: tasks run as nobody, without the network.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/bwrap")))
+    func functionTasksRunInTheWorkersBwrapTier() async throws {
+        let g = try await PeerGrid(label: "tasks-bwrap")
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("peer-1", extra: ["--sandbox", "bwrap"])
+        try await g.waitForMembership([peer])
+        let link = try await g.link(peer)
+        let program = """
+            import os, socket
+            def main(port):
+                s = socket.socket()
+                s.settimeout(2)
+                try:
+                    s.connect(("127.0.0.1", port))
+                    net = "reachable"
+                except OSError:
+                    net = "blocked"
+                return [os.getuid(), net, os.getcwd()]
+            """
+        let task = Msg.CPUTask(taskId: "bw", program: program, args: .array([.number(Double(peer.port))]), confidential: true)
+        guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: 60).message else { throw TestGridError("no result") }
+        #expect(r.ok, "\(r)\n\(g.grid.logs())")
+        #expect(r.result == .array([.number(65534), .string("blocked"), .string("/job")]), "\(r)")
+        await link.close()
+    }
+}

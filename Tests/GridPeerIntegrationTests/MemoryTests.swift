@@ -1,0 +1,150 @@
+import Foundation
+import GridClient
+import GridCore
+import GridPeer
+import GridProtocol
+import GridTestSupport
+import Testing
+
+@Suite(.serialized) struct MemoryTests {
+    func get(_ link: PeerLink, _ key: String) async throws -> JSONValue? {
+        guard case .memResult(let r) = try await link.request(.getMem(Msg.MemKey(key: key)), timeout: 30).message else { return nil }
+        return r.value
+    }
+
+    func localKeys(_ g: PeerGrid, _ peer: Peer) async throws -> Set<String> {
+        let l = try await g.link(peer)
+        defer { Task { await l.close() } }
+        guard case .memKeys(let k) = try await l.request(.listMem(Msg.ListMem(prefix: "k", local: true))).message else { return [] }
+        return Set(k.keys)
+    }
+
+    @Test func keysSurviveAPeerKillAndMoveToAJoiningPeer() async throws {
+        let g = try await PeerGrid(label: "memory")
+        defer { g.shutdown() }
+        var peers = try await g.startPeers(3)
+        var opened: [PeerLink] = []
+        for p in peers { opened.append(try await g.link(p)) }
+        let links = opened
+        let keys = (0..<1000).map { "k\($0)" }
+
+        // 1,000 keys set through different peers, a few at a time.
+        for start in stride(from: 0, to: keys.count, by: 50) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in start..<min(keys.count, start + 50) {
+                    group.addTask {
+                        _ = try await links[i % 3].request(.setMem(Msg.SetMem(key: keys[i], value: .number(Double(i)))), timeout: 30)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        // Every key reads back through every peer.
+        for (n, link) in links.enumerated() {
+            for (i, key) in keys.enumerated() where (i + n) % 3 == 0 || n == 0 {
+                #expect(try await get(link, key) == .number(Double(i)), "key \(key) through \(peers[n].name)")
+            }
+        }
+        // Each key lives on its two owners.
+        let ids = peers.map(\.id)
+        for (n, p) in peers.enumerated() {
+            let local = try await localKeys(g, p)
+            let expected = Set(keys.filter { Rendezvous.owners(of: $0, among: ids, replicas: 2).contains(ids[n]) })
+            #expect(local == expected, "\(p.name) holds \(local.count) keys, its share is \(expected.count)")
+        }
+
+        // SIGKILL one peer: every key still reads, through the others.
+        peers[2].process.signal(SIGKILL)
+        _ = peers[2].process.waitForExit(timeout: 10)
+        for link in links.prefix(2) {
+            for (i, key) in keys.enumerated() where i % 2 == 0 || link === links[0] {
+                #expect(try await get(link, key) == .number(Double(i)), "key \(key) after the kill")
+            }
+        }
+
+        // A new peer joins and takes its share.
+        let d = try await g.startPeer("peer-4")
+        peers = [peers[0], peers[1], d]
+        try await g.waitForMembership(peers)
+        let newIds = peers.map(\.id)
+        let share = Set(keys.filter { Rendezvous.owners(of: $0, among: newIds, replicas: 2).contains(d.id) })
+        #expect(share.count > 300)
+        let took = await eventually(timeout: 60, interval: 0.5) { (try? await localKeys(g, d)) == share }
+        let held = (try? await localKeys(g, d))?.count ?? -1
+        #expect(took, "the joining peer holds \(held) keys, its share is \(share.count)")
+        // And the others let go of what is no longer theirs.
+        for p in peers.prefix(2) {
+            let mine = Set(keys.filter { Rendezvous.owners(of: $0, among: newIds, replicas: 2).contains(p.id) })
+            let settled = await eventually(timeout: 60, interval: 0.5) { (try? await localKeys(g, p)) == mine }
+            #expect(settled, "\(p.name) did not settle on its share")
+        }
+        let dl = try await g.link(d)
+        for (i, key) in keys.enumerated() where i % 5 == 0 { #expect(try await get(dl, key) == .number(Double(i))) }
+        for l in links { await l.close() }
+        await dl.close()
+    }
+
+    @Test func badMemoryRequestsGetClearErrors() async throws {
+        let g = try await PeerGrid(label: "memory-bad")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let link = try await g.link(peers[0])
+        func code(_ m: GridMessage) async -> GridError.Code? {
+            do {
+                _ = try await link.request(m)
+                return nil
+            } catch let e as GridError { return e.code } catch { return nil }
+        }
+        #expect(await code(.getMem(Msg.MemKey(key: "no-such-key"))) == .notFound)
+        #expect(await code(.setMem(Msg.SetMem(key: "big", value: .string(String(repeating: "x", count: PeerNames.maxValueBytes + 10))))) == .badRequest)
+        #expect(await code(.setMem(Msg.SetMem(key: "a\u{0}b", value: .number(1)))) == .badRequest)
+        #expect(await code(.setMem(Msg.SetMem(key: "", value: .number(1)))) == .badRequest)
+        #expect(await code(.delMem(Msg.MemKey(key: "no-such-key"))) == .notFound)
+        // Peer-only messages are refused to a person's token.
+        #expect(await code(.memSync(Msg.MemEntries(entries: []))) == .forbidden)
+        #expect(await code(.chunkGet(Msg.ChunkData(hash: String(repeating: "a", count: 64)))) == .forbidden)
+        // Set, delete, then it is gone everywhere.
+        _ = try await link.request(.setMem(Msg.SetMem(key: "temp", value: .string("v"))))
+        _ = try await link.request(.delMem(Msg.MemKey(key: "temp")))
+        let other = try await g.link(peers[1])
+        do {
+            _ = try await other.request(.getMem(Msg.MemKey(key: "temp")))
+            Issue.record("a deleted key still reads")
+        } catch let e as GridError { #expect(e.code == .notFound) }
+        // The CLI says it in words, with a non-zero status.
+        let r = try g.cli(["--port", "\(peers[0].port)", "get-mem", "--key", "missing"])
+        #expect(r.status != 0 && r.stderr.contains("no value for key"))
+        let unknown = try g.cli(["--port", "1", "get-mem", "--key", "x"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("cannot reach the peer"))
+        await link.close()
+        await other.close()
+    }
+
+    @Test func malformedAndUnauthenticatedInputIsRefusedWithoutACrash() async throws {
+        let g = try await PeerGrid(label: "peer-malformed")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(1)
+        let port = peers[0].port
+        // Not JSON, then a message before HELLO: an ERROR for each, then the connection closes.
+        let a = rawExchange(port: port, send: "this is not json\n{\"type\":\"GET_MEM\",\"id\":7,\"key\":\"x\"}\n", lines: 2)
+        #expect(a.count == 2 && a[0].contains("malformed_message") && a[1].contains("not_authenticated"), "\(a)")
+        // A bad token.
+        let b = rawExchange(port: port, send: "{\"type\":\"HELLO\",\"id\":1,\"version\":1,\"token\":\"nope\"}\n", lines: 1)
+        #expect(b.first?.contains("unauthorized") == true, "\(b)")
+        // Authenticated, then garbage: unknown type, missing fields, an oversized bulk announcement.
+        let hello = "{\"type\":\"HELLO\",\"id\":1,\"version\":1,\"token\":\"\(g.token)\"}\n"
+        let c = rawExchange(
+            port: port,
+            send: hello + "{\"type\":\"FROBNICATE\",\"id\":2}\n{\"type\":\"SET_MEM\",\"id\":3}\n{\"type\":\"PUT_FILE_CHUNK\",\"id\":4,\"bytes\":999999999999}\n",
+            lines: 4)
+        #expect(c.count == 4, "\(c)")
+        #expect(c.dropFirst().first?.contains("unknown_message") == true)
+        #expect(c.dropFirst(2).first?.contains("malformed_message") == true)
+        #expect(c.dropFirst(3).first?.contains("bulk_too_large") == true)
+        // The peer is still alive and answering.
+        let l = try await g.link(peers[0])
+        _ = try await l.request(.setMem(Msg.SetMem(key: "still", value: .bool(true))))
+        #expect(peers[0].process.isRunning)
+        await l.close()
+    }
+}

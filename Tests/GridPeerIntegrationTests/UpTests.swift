@@ -1,0 +1,56 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import GridCore
+import GridTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct UpTests {
+    /// `up --workers 3` prints every peer's port; the seed's examples then work against those ports with nothing but
+    /// the login `up` stored.
+    @Test func upPrintsEachPeersPortsAndTheSeedExamplesWorkAgainstThem() async throws {
+        let grid = try TestGrid(label: "up")
+        defer { grid.shutdown() }
+        let up = try grid.spawn("up", ["up", "--workers", "3", "--peer-port", "0", "--json", "--data-dir", grid.root + "/local"])
+        let line = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+        let info = try JSONDecoder().decode([String: String].self, from: Data(line.utf8))
+        let dashboard = try #require(info["dashboard"])
+        let ports = (info["peer_ports"] ?? "").split(separator: ",").compactMap { Int($0) }
+        #expect(ports.count == 3 && Set(ports).count == 3 && ports.allSatisfy { $0 > 0 }, "\(line)")
+        let webPorts = (info["web_ports"] ?? "").split(separator: ",").compactMap { Int($0) }
+        #expect(webPorts.count == 3 && webPorts.allSatisfy { $0 > 0 }, "\(line)")
+        // Each peer's status page answers.
+        for web in webPorts {
+            let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/status.json")!)
+            #expect((response as? HTTPURLResponse)?.statusCode == 200)
+            let status = try JSONDecoder().decode([String: JSONValue].self, from: data)
+            #expect(status["tier"] == .string("restricted"), "\(String(decoding: data, as: UTF8.self))")
+        }
+
+        // The CLI, with no token given: it uses the login `up` stored for its manager.
+        func cli(_ args: [String]) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
+            p.arguments = args
+            var env = grid.environment
+            env["CAMPUSGRID_MANAGER"] = dashboard
+            p.environment = env
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let r = try cli(["--port", "\(ports[0])", "cpu", "--program", "def main(a, b): return a + b", "--args", "[10, 32]"])
+        #expect(r == "Result: 42", "\(grid.logs())")
+        _ = try cli(["--port", "\(ports[0])", "set-mem", "--key", "user:id", "--value", "101"])
+        #expect(try cli(["--port", "\(ports[2])", "get-mem", "--key", "user:id"]) == "Memory value: 101")
+    }
+}

@@ -1,0 +1,54 @@
+import GridCore
+import GridPeer
+import Testing
+
+@Suite struct MemoryTableTests {
+    @Test func newerVersionsWinAndOlderOnesAreIgnored() {
+        var t = MemoryTable()
+        let r1 = t.apply("k", .init(value: .number(1), version: 10, origin: "w-a"))
+        #expect(r1)
+        let r2 = t.apply("k", .init(value: .number(0), version: 9, origin: "w-b"))
+        #expect(!r2)
+        let r3 = t.apply("k", .init(value: .number(2), version: 11, origin: "w-a"))
+        #expect(r3)
+        // Same version: the origin breaks the tie, the same way on every peer.
+        let r4 = t.apply("k", .init(value: .number(3), version: 11, origin: "w-b"))
+        #expect(r4)
+        let r5 = t.apply("k", .init(value: .number(4), version: 11, origin: "w-a"))
+        #expect(!r5)
+        #expect(t.get("k")?.value == .number(3))
+    }
+
+    @Test func tombstonesHideKeysAndStopStaleCopiesFromReturning() {
+        var t = MemoryTable()
+        t.apply("k", .init(value: .string("v"), version: 1, origin: "w-a"))
+        t.apply("k", .init(value: nil, version: 2, origin: "w-a"))
+        #expect(t.keys(prefix: "") == [])
+        let r6 = t.apply("k", .init(value: .string("v"), version: 1, origin: "w-a"))
+        #expect(!r6)
+        t.collectGarbage(now: 2 + t.tombstoneTTL + 1)
+        #expect(t.get("k") == nil)
+    }
+
+    @Test func rebalanceSendsKeysToNewOwnersAndDropsKeysNoLongerOwned() {
+        var t = MemoryTable()
+        for i in 0..<300 { t.apply("k\(i)", .init(value: .number(Double(i)), version: 1, origin: "w-a")) }
+        let peers = ["w-a", "w-b", "w-c", "w-d"]
+        let moves = t.rebalance(selfId: "w-a", peers: peers, replicas: 2)
+        for m in moves {
+            let owners = Rendezvous.owners(of: m.key, among: peers, replicas: 2)
+            #expect(Set(m.sendTo) == Set(owners.filter { $0 != "w-a" }))
+            #expect(m.dropAfter == !owners.contains("w-a"))
+        }
+        #expect(moves.contains { $0.dropAfter })
+        #expect(t.rebalance(selfId: "w-a", peers: ["w-a"], replicas: 2).isEmpty)
+    }
+
+    @Test func versionsAlwaysIncrease() {
+        var c = VersionClock()
+        #expect(c.next(nowMs: 100) == 100)
+        #expect(c.next(nowMs: 100) == 101)
+        #expect(c.next(nowMs: 50) == 102)
+        #expect(c.next(nowMs: 500) == 500)
+    }
+}
