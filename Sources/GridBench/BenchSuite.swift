@@ -47,24 +47,31 @@ public struct BenchSuite: Sendable {
             log("reference tools: \(why)")
             references.runPython = false
         }
+        // One local grid (a manager + 2 workers with peer ports) for the job and peer figures, started when first needed.
+        var grid: LocalGrid?
+        defer {
+            grid?.stop()
+            PeerServices.current = nil
+        }
+        func shared() async throws -> LocalGrid {
+            if let grid { return grid }
+            let g = try await LocalGrid.start(binary: binary, workers: 2)
+            grid = g
+            if let token = g.client.token { PeerServices.current = GridPeerDriver(ports: g.peerPorts, token: token) }
+            return g
+        }
         for section in sections {
             log("bench: \(section.rawValue)")
             let s0 = Stats.now()
             do {
                 switch section {
                 case .jobs:
-                    let grid = try await LocalGrid.start(binary: binary, workers: 2)
-                    do {
-                        figures += try await JobBench.latency(grid: grid, count: sizes.latencyJobs, python: python, scratch: scratch + "/jobs", log: log)
-                        figures.append(
-                            try await JobBench.throughput(
-                                grid: grid, count: sizes.throughputJobs, repeats: sizes.throughputRepeats, python: python, scratch: scratch + "/jobs",
-                                log: log))
-                        grid.stop()
-                    } catch {
-                        grid.stop()
-                        throw error
-                    }
+                    let grid = try await shared()
+                    figures += try await JobBench.latency(grid: grid, count: sizes.latencyJobs, python: python, scratch: scratch + "/jobs", log: log)
+                    figures.append(
+                        try await JobBench.throughput(
+                            grid: grid, count: sizes.throughputJobs, repeats: sizes.throughputRepeats, python: python, scratch: scratch + "/jobs",
+                            log: log))
                 case .scheduler:
                     figures.append(
                         try await SchedulerBench.run(
@@ -72,10 +79,13 @@ public struct BenchSuite: Sendable {
                 case .sandbox:
                     figures += try await SandboxBench.run(python: python, launches: sizes.sandboxLaunches, scratch: scratch, log: log)
                 case .tasks:
+                    _ = try? await shared()
                     figures += try await PeerBench.tasks(sizes: sizes, references: references, log: log)
                 case .memory:
+                    _ = try? await shared()
                     figures.append(try await PeerBench.memory(sizes: sizes, references: references, scratch: scratch, log: log))
                 case .files:
+                    _ = try? await shared()
                     figures += try await PeerBench.files(sizes: sizes, references: references, scratch: scratch, log: log)
                 }
             } catch {

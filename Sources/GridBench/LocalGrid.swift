@@ -18,6 +18,8 @@ public final class LocalGrid: @unchecked Sendable {
     public let workerToken: String
     /// The sandbox tier the workers chose (their default, `auto`).
     public let tier: String
+    /// Each worker's peer port (grid protocol, peer services).
+    public let peerPorts: [Int]
     private var children: [ServerProcess]
     private let binary: String
     private let environment: [String: String]
@@ -54,12 +56,15 @@ public final class LocalGrid: @unchecked Sendable {
             var client = GridClient(baseURL: baseURL)
             client.token = try await client.register("bench", password: password).token
             var tier = "?"
+            var peerPorts: [Int] = []
             for i in 1...max(1, workers) {
+                let peerPort = try Shell.freePort()
+                peerPorts.append(peerPort)
                 let w = try ServerProcess(
                     name: "worker-\(i)", path: binary,
                     arguments: [
                         "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", root + "/worker-\(i)", "-n", "bench-\(i)", "--cpus", "1",
-                        "--slots", "1", "--memory", "2", "--json",
+                        "--slots", "1", "--memory", "2", "--port", "\(peerPort)", "--json",
                     ] + extraWorkerArguments,
                     environment: env)
                 children.append(w)
@@ -68,7 +73,7 @@ public final class LocalGrid: @unchecked Sendable {
             }
             return LocalGrid(
                 root: root, baseURL: baseURL, managerAddress: managerAddress, client: client, workerToken: workerToken, children: children,
-                binary: binary, environment: env, tier: tier)
+                binary: binary, environment: env, tier: tier, peerPorts: peerPorts)
         } catch {
             for c in children.reversed() { c.stop() }
             try? FileManager.default.removeItem(atPath: root)
@@ -78,8 +83,9 @@ public final class LocalGrid: @unchecked Sendable {
 
     private init(
         root: String, baseURL: String, managerAddress: String, client: GridClient, workerToken: String, children: [ServerProcess], binary: String,
-        environment: [String: String], tier: String
+        environment: [String: String], tier: String, peerPorts: [Int]
     ) {
+        self.peerPorts = peerPorts
         self.tier = tier
         self.root = root
         self.baseURL = baseURL

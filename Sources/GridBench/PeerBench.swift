@@ -146,5 +146,6 @@ protocol PeerServiceDriver: Sendable {
 }
 
 enum PeerServices {
-    static var current: (any PeerServiceDriver)? { nil }
+    /// Set by the suite once its local grid (with peer ports) is up.
+    nonisolated(unsafe) static var current: (any PeerServiceDriver)?
 }

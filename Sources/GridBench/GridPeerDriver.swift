@@ -1,0 +1,111 @@
+import Foundation
+import GridClient
+import GridCore
+import GridProtocol
+
+/// The peer services of a local grid, driven over the grid protocol with `PeerLink` (the client the CLI uses).
+struct GridPeerDriver: PeerServiceDriver {
+    let ports: [Int]
+    let token: String
+    static let program = "def main(x):\n    return x * x\n"
+
+    func link(_ i: Int) async throws -> PeerLink {
+        try await PeerLink.connect(host: "127.0.0.1", port: ports[i % ports.count], token: token)
+    }
+
+    func call(_ link: PeerLink, _ x: Int) async throws {
+        let task = Msg.CPUTask(taskId: "b-\(UUID().uuidString.prefix(12))", program: Self.program, function: "main", args: .array([.number(Double(x))]))
+        guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: 120).message, r.ok, case .number(let v)? = r.result,
+            Int(v) == x * x
+        else { throw BenchError("a function task did not return x*x") }
+    }
+
+    func taskThroughput(tasks: Int, repeats: Int) async throws -> [Double] {
+        var opened: [PeerLink] = []
+        for i in 0..<ports.count { opened.append(try await link(i)) }
+        let links = opened
+        defer { for l in links { Task { await l.close() } } }
+        for x in 0..<min(50, tasks) { try await call(links[x % links.count], x) }  // warm the pools
+        var rates: [Double] = []
+        for _ in 0..<repeats {
+            let next = Counter()
+            let start = Stats.now()
+            // 32 requests in flight per link (bounded), each link to one peer.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<(32 * links.count) {
+                    group.addTask {
+                        while true {
+                            let x = next.take()
+                            if x >= tasks { return }
+                            try await call(links[lane % links.count], x)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            rates.append(Double(tasks) / (Stats.now() - start))
+        }
+        return rates
+    }
+
+    func taskRoundTrips(_ count: Int) async throws -> [Double] {
+        let l = try await link(0)
+        defer { Task { await l.close() } }
+        for x in 0..<10 { try await call(l, x) }
+        var out: [Double] = []
+        for x in 0..<count {
+            let start = Stats.now()
+            try await call(l, x)
+            out.append((Stats.now() - start) * 1000)
+        }
+        return out
+    }
+
+    func memoryConnection(_ client: Int) async throws -> any KVConnection {
+        PeerKV(link: try await link(client))
+    }
+
+    func filePut(path: String, repeats: Int) async throws -> [Double] {
+        let l = try await link(0)
+        defer { Task { await l.close() } }
+        let bytes = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+        var out: [Double] = []
+        for r in 0..<repeats {
+            let start = Stats.now()
+            _ = try await l.upload(path: path, as: r == 0 ? "blob.bin" : "blob-\(r).bin")
+            out.append(bytes / (Stats.now() - start) / 1e6)
+        }
+        return out
+    }
+
+    func fileGet(name: String, bytes: Int, repeats: Int, scratch: String) async throws -> [Double] {
+        let l = try await link(1)
+        defer { Task { await l.close() } }
+        var out: [Double] = []
+        for _ in 0..<repeats {
+            let target = scratch + "/got.bin"
+            let start = Stats.now()
+            _ = try await l.download(name, to: target)
+            out.append(Double(bytes) / (Stats.now() - start) / 1e6)
+            try? FileManager.default.removeItem(atPath: target)
+        }
+        return out
+    }
+}
+
+/// Distributed memory as a `KVConnection`: SET_MEM / GET_MEM on one peer link; bytes travel as base64 strings.
+struct PeerKV: KVConnection {
+    let link: PeerLink
+    func set(_ key: String, _ value: [UInt8]) async throws {
+        guard case .memResult = try await link.request(.setMem(Msg.SetMem(key: key, value: .string(Data(value).base64EncodedString())))).message
+        else { throw BenchError("SET_MEM got an unexpected answer") }
+    }
+    func get(_ key: String) async throws -> [UInt8]? {
+        guard case .memResult(let r) = try await link.request(.getMem(Msg.MemKey(key: key))).message else {
+            throw BenchError("GET_MEM got an unexpected answer")
+        }
+        guard case .string(let s)? = r.value, let d = Data(base64Encoded: s) else { return nil }
+        return Array(d)
+    }
+    func close() async { await link.close() }
+}
