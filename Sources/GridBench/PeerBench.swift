@@ -4,7 +4,7 @@ import Foundation
 /// (Dask and Ray; redis-server; nginx). The references always run when installed; the peers' side plugs in through
 /// `PeerServices` once this build has them, and is reported as not measured until then (never estimated).
 enum PeerBench {
-    static let unavailable = "not measured: peer services not available in this build"
+    static let unavailable = "not measured: peer services not available"
 
     // MARK: Function tasks
 
