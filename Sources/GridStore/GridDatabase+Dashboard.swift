@@ -7,17 +7,8 @@ extension GridDatabase {
     /// How many jobs `jobs(owner:state:)` would list without a limit.
     public func jobCount(owner: UserID? = nil, state: JobState? = nil) async throws -> Int {
         try await writer.read { db in
-            var sql = "SELECT COUNT(*) FROM jobs WHERE 1"
-            var args: [any DatabaseValueConvertible] = []
-            if let owner {
-                sql += " AND owner_id = ?"
-                args.append(owner)
-            }
-            if let state {
-                sql += " AND state = ?"
-                args.append(state.rawValue)
-            }
-            return try Int.fetchOne(db, sql: sql, arguments: StatementArguments(args)) ?? 0
+            let (filter, args) = Self.jobFilter(owner: owner, state: state)
+            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE " + filter, arguments: StatementArguments(args)) ?? 0
         }
     }
 

@@ -65,19 +65,11 @@ extension GridDatabase {
     /// Jobs, newest first, optionally of one owner and one state.
     public func jobs(owner: UserID? = nil, state: JobState? = nil, limit: Int = 100, offset: Int = 0) async throws -> [JobRecord] {
         try await writer.read { db in
-            var sql = "SELECT * FROM jobs WHERE 1"
-            var args: [any DatabaseValueConvertible] = []
-            if let owner {
-                sql += " AND owner_id = ?"
-                args.append(owner)
-            }
-            if let state {
-                sql += " AND state = ?"
-                args.append(state.rawValue)
-            }
-            sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+            var (filter, args) = Self.jobFilter(owner: owner, state: state)
             args += [limit, offset]
-            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(JobRecord.init(row:))
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM jobs WHERE " + filter + " ORDER BY id DESC LIMIT ? OFFSET ?", arguments: StatementArguments(args)
+            ).map(JobRecord.init(row:))
         }
     }
 
@@ -390,6 +382,21 @@ extension GridDatabase {
     }
 
     // MARK: - Helpers inside transactions
+
+    /// The WHERE clause (and its arguments) selecting jobs of one owner and/or one state.
+    static func jobFilter(owner: UserID?, state: JobState?) -> (String, [any DatabaseValueConvertible]) {
+        var clauses = ["1"]
+        var args: [any DatabaseValueConvertible] = []
+        if let owner {
+            clauses.append("owner_id = ?")
+            args.append(owner)
+        }
+        if let state {
+            clauses.append("state = ?")
+            args.append(state.rawValue)
+        }
+        return (clauses.joined(separator: " AND "), args)
+    }
 
     static func job(_ db: Database, _ id: JobID) throws -> JobRecord? {
         try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM jobs WHERE id = ?"), arguments: [id]).map(JobRecord.init(row:))
