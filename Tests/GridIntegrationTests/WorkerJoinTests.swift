@@ -86,7 +86,9 @@ extension Integration.WorkerJoin {
         raw.shutdownWrite()
 
         try await grid.startWorker("good", owner: owner)
-        let done = try await Scenario.waitForState(alice, id, [.completed, .failed], timeout: 30)
+        let finished = try await eventually(timeout: 90) { try await alice.job(id).state.isFinal }
+        let done = try await alice.job(id)
+        #expect(finished, "job \(id) is \(done.state) on \(done.worker ?? "-") (attempt \(done.attempt)); logs:\n\(grid.logs())")
         #expect(done.state == .completed)
         #expect(done.attempt == 2, "the worker that could not start it is not offered it again")
         #expect(done.worker == "good")
