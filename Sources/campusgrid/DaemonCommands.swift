@@ -34,12 +34,16 @@ struct ManagerCommand: AsyncParsableCommand {
         let logger = GridLogging.logger("campusgrid.manager")
         let shownHost = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
         let asJSON = json
-        try await Manager.run(config: config, logger: logger) { ports in
-            if asJSON {
-                say(#"{"event":"ready","grid_port":\#(ports.grid),"http_port":\#(ports.http),"dashboard":"http://\#(shownHost):\#(ports.http)"}"#)
-            } else {
-                say("CampusGrid manager ready: dashboard and API at http://\(shownHost):\(ports.http), workers connect to \(shownHost):\(ports.grid)")
+        do {
+            try await Manager.run(config: config, logger: logger) { ports in
+                if asJSON {
+                    say(#"{"event":"ready","grid_port":\#(ports.grid),"http_port":\#(ports.http),"dashboard":"http://\#(shownHost):\#(ports.http)"}"#)
+                } else {
+                    say("CampusGrid manager ready: dashboard and API at http://\(shownHost):\(ports.http), workers connect to \(shownHost):\(ports.grid)")
+                }
             }
+        } catch is CancellationError {
+            // Stopped by a signal: a clean exit.
         }
     }
 }

@@ -96,3 +96,18 @@ extension Integration.WorkerJoin {
         #expect(try await Scenario.ledgerOK(alice))
     }
 }
+
+extension Integration.WorkerJoin {
+    @Test func managerAndWorkerStopCleanlyOnSIGTERMEvenWhenStartedFromAsyncCode() async throws {
+        let grid = try TestGrid(label: "sigterm")
+        defer { grid.shutdown() }
+        let manager = try grid.startManager()
+        let owner = try await grid.user("owner")
+        let worker = try await grid.startWorker("w1", owner: owner)
+        // Both were started from a thread of Swift's concurrency pool, whose blocked signals a child inherits.
+        worker.signal(SIGTERM)
+        #expect(worker.waitForExit(timeout: 15) == 0, "the worker exits by itself, not by the SIGKILL that follows a timeout")
+        manager.signal(SIGTERM)
+        #expect(manager.waitForExit(timeout: 15) == 0)
+    }
+}
