@@ -19,7 +19,10 @@ struct ManagerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a silent worker keeps its jobs (env CAMPUSGRID_LEASE_SECONDS; default 10).") var leaseSeconds: Double?
     @Flag(help: "Print the ready line as JSON.") var json = false
 
+    @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
+
     func run() async throws {
+        if let parentPid { ParentWatch.start(parent: parentPid) }
         var config = ManagerConfig(dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/manager" } ?? Env.home + "/.campusgrid/manager")
         config.host = host ?? Env.string("MANAGER_HOST") ?? config.host
         config.gridPort = port ?? Env.int("MANAGER_PORT") ?? config.gridPort
@@ -77,7 +80,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Python interpreter for jobs (env CAMPUSGRID_PYTHON; default python3, resolved once).") var python: String?
     @Flag(help: "Print the ready line as JSON.") var json = false
 
+    @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
+
     func run() async throws {
+        if let parentPid { ParentWatch.start(parent: parentPid) }
         let target = manager ?? Env.string("MANAGER_HOST").map { h in Env.string("MANAGER_PORT").map { "\(h):\($0)" } ?? h } ?? "127.0.0.1"
         let (host, managerPort) = try parseHostPort(target, defaultPort: 9999)
         guard let token = token ?? Env.string("CAMPUSGRID_TOKEN") else {
@@ -189,4 +195,20 @@ func parseHostPort(_ text: String, defaultPort: Int) throws -> (String, Int) {
         return (host.isEmpty ? "127.0.0.1" : host, port)
     }
     return (s.isEmpty ? "127.0.0.1" : s, defaultPort)
+}
+
+/// Used by `up`: a child that outlives the `up` that started it (even one killed by SIGKILL) stops itself, through
+/// the same graceful path as a SIGTERM.
+enum ParentWatch {
+    static func start(parent: Int32) {
+        Thread.detachNewThread {
+            while true {
+                if getppid() != parent {
+                    kill(getpid(), SIGTERM)
+                    return
+                }
+                usleep(500_000)
+            }
+        }
+    }
 }

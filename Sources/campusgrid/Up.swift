@@ -60,7 +60,8 @@ struct Up: AsyncParsableCommand {
                 let gridPort = attempt == 0 && Self.isFree(9999) ? 9999 : 0
                 let httpPort = attempt == 0 && Self.isFree(5000) ? 5000 : 0
                 let m = try Child.start(
-                    me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json"],
+                    me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json",
+                        "--parent-pid", "\(getpid())"],
                     label: "manager")
                 if let line = m.readLine(timeout: 60) {
                     managerReady = (m, line)
@@ -105,7 +106,7 @@ struct Up: AsyncParsableCommand {
                 var started: (child: Child, line: String)?
                 for attempt in 0..<2 where started == nil {
                     var args = [
-                        "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json",
+                        "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json", "--parent-pid", "\(getpid())",
                         "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : Self.freePort())",
                     ]
                     if let sandbox { args += ["--sandbox", sandbox] }

@@ -83,3 +83,18 @@ func childPIDs(of parent: Int32) throws -> [Int32] {
         return fields.count > 1 && Int32(fields[1]) == parent
     }
 }
+
+extension Integration.UpAndAccounts {
+    @Test func upsChildrenStopThemselvesWhenUpIsKilled() async throws {
+        let grid = try TestGrid(label: "upkill")
+        defer { grid.shutdown() }
+        let up = try grid.spawn("up", ["up", "--json", "--workers", "1", "--data-dir", grid.root + "/local"])
+        _ = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+        let pids = try childPIDs(of: up.pid)
+        #expect(pids.count == 2, "a manager and a worker")
+        up.signal(SIGKILL)
+        _ = up.waitForExit(timeout: 10)
+        let gone = await eventually(timeout: 20) { pids.allSatisfy { !isAlive($0) } }
+        #expect(gone, "children left running after up was killed: \(pids.filter { isAlive($0) })")
+    }
+}
