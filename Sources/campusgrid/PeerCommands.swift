@@ -22,6 +22,25 @@ struct PeerOptions: ParsableArguments {
         return try await PeerLink.connect(host: host, port: port, token: t)
     }
 
+    /// Sends one request on a fresh link and returns the part of the answer `extract` takes out; the link is always
+    /// closed, and an answer of another kind is an error naming what was expected (a peer `ERROR` is thrown as itself).
+    func ask<T>(
+        _ message: GridMessage, timeout: Double = 120, expecting what: String, _ extract: (GridMessage) -> T?
+    ) async throws -> T {
+        let link = try await link()
+        do {
+            let reply = try await link.request(message, timeout: timeout)
+            await link.close()
+            guard let value = extract(reply.message) else {
+                throw GridError(.badRequest, "the peer answered \(reply.message.type) where \(what) was expected")
+            }
+            return value
+        } catch {
+            await link.close()
+            throw error
+        }
+    }
+
     func printJSON<T: Encodable>(_ value: T) throws {
         say(String(decoding: try GridJSON.encode(value), as: UTF8.self))
     }
@@ -55,16 +74,14 @@ struct CPUCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
             let parsed = parseJSON(args)
             let task = Msg.CPUTask(
                 taskId: "t-" + UUID().uuidString.prefix(12).lowercased(), program: program, function: function, args: parsed,
                 argsLiteral: parsed == nil ? args : nil, confidential: confidential, timeout: timeout, priority: priority)
             let wait = (timeout ?? 30) + 90
-            guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: wait).message else {
-                throw GridError(.badRequest, "the peer gave an unexpected answer")
+            let r = try await peer.ask(.cpuTask(task), timeout: wait, expecting: "CPU_RESULT") {
+                if case .cpuResult(let r) = $0 { r } else { nil }
             }
-            await link.close()
             if peer.json { try peer.printJSON(r) }
             if let output = r.output, !output.isEmpty, !peer.json { FileHandle.standardError.write(Data(output.utf8)) }
             guard r.ok else {
@@ -87,10 +104,9 @@ struct SetMemCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
-            guard case .memResult(let r) = try await link.request(.setMem(Msg.SetMem(key: key, value: parseJSON(value) ?? .string(value)))).message
-            else { throw GridError(.badRequest, "unexpected answer") }
-            await link.close()
+            let r = try await peer.ask(.setMem(Msg.SetMem(key: key, value: parseJSON(value) ?? .string(value))), expecting: "MEM_RESULT") {
+                if case .memResult(let r) = $0 { r } else { nil }
+            }
             if peer.json { try peer.printJSON(r) } else { say("Stored \(key) (on \(r.owners.joined(separator: ", ")))") }
         }
     }
@@ -103,11 +119,9 @@ struct GetMemCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
-            guard case .memResult(let r) = try await link.request(.getMem(Msg.MemKey(key: key))).message else {
-                throw GridError(.badRequest, "unexpected answer")
+            let r = try await peer.ask(.getMem(Msg.MemKey(key: key)), expecting: "MEM_RESULT") {
+                if case .memResult(let r) = $0 { r } else { nil }
             }
-            await link.close()
             if peer.json { try peer.printJSON(r) } else { say("Memory value: \(render(r.value))") }
         }
     }
@@ -135,11 +149,9 @@ struct ListMemCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
-            guard case .memKeys(let r) = try await link.request(.listMem(Msg.ListMem(prefix: prefix))).message else {
-                throw GridError(.badRequest, "unexpected answer")
+            let r = try await peer.ask(.listMem(Msg.ListMem(prefix: prefix)), expecting: "MEM_KEYS") {
+                if case .memKeys(let r) = $0 { r } else { nil }
             }
-            await link.close()
             if peer.json { try peer.printJSON(r) } else { for k in r.keys { say(k) } }
         }
     }
@@ -184,11 +196,9 @@ struct ListFilesCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
-            guard case .fileList(let r) = try await link.request(.listFiles(Msg.ListFiles(prefix: prefix))).message else {
-                throw GridError(.badRequest, "unexpected answer")
+            let r = try await peer.ask(.listFiles(Msg.ListFiles(prefix: prefix)), expecting: "FILE_LIST") {
+                if case .fileList(let r) = $0 { r } else { nil }
             }
-            await link.close()
             if peer.json { try peer.printJSON(r) } else { for f in r.files { say("\(f.filename)\t\(f.size)\t\(f.sha256)") } }
         }
     }
