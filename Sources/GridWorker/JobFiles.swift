@@ -19,10 +19,31 @@ enum JobFiles {
         }
     }
 
+    /// What an input file looked like when the job started: a file with the same size and modification time
+    /// afterwards is taken as unchanged.
+    struct Stamp: Hashable, Sendable {
+        var size: Int
+        var modified: Date?
+    }
+
+    /// The stamps of `names` inside `directory` (names that are not regular files are left out).
+    static func stamps(of names: some Sequence<String>, in directory: URL) -> [String: Stamp] {
+        var out: [String: Stamp] = [:]
+        for name in names {
+            if let stamp = stamp(directory.appendingPathComponent(name).path) { out[name] = stamp }
+        }
+        return out
+    }
+
+    static func stamp(_ path: String) -> Stamp? {
+        guard let attrs = try? FileManager.default.attributesOfItem(atPath: path), let size = attrs[.size] as? Int else { return nil }
+        return Stamp(size: size, modified: attrs[.modificationDate] as? Date)
+    }
+
     /// Output files of a finished job: those matching `globs`, or every file that is not an unchanged input.
     /// Stops at `maxBytes`; the second value lists files left out.
     static func collect(
-        in directory: URL, globs: [String], inputs: [String: Int], maxBytes: Int
+        in directory: URL, globs: [String], inputs: [String: Stamp], maxBytes: Int
     ) -> (files: [(name: String, data: Data)], skipped: [String]) {
         let fm = FileManager.default
         guard let walker = fm.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) else {
@@ -45,11 +66,7 @@ enum JobFiles {
             guard (try? FileName.validate(name)) != nil else { continue }
             if globs.isEmpty {
                 if name.hasPrefix("__pycache__/") || name.contains("/__pycache__/") { continue }
-                if let size = inputs[name], let attrs = try? fm.attributesOfItem(atPath: directory.appendingPathComponent(name).path),
-                    (attrs[.size] as? Int) == size
-                {
-                    continue
-                }
+                if let before = inputs[name], stamp(directory.appendingPathComponent(name).path) == before { continue }
             } else if !globs.contains(where: { fnmatch($0, name, 0) == 0 }) {
                 continue
             }

@@ -24,7 +24,8 @@ public actor WorkerAgent: Service {
         var spec: JobSpec
         var execution: JobExecution
         var scratch: URL
-        var inputs: [String: Int]
+        /// The inputs as they were when the job started, to tell them from outputs.
+        var inputs: [String: JobFiles.Stamp]
         /// GPU device indices this job holds.
         var gpus: [Int] = []
         var log: [UInt8] = []
@@ -330,6 +331,8 @@ public actor WorkerAgent: Service {
                 }
                 if jobs[ref.jobId] != nil { return }
             }
+            // Stamped before the job starts, so an input it rewrites is seen as an output.
+            let stamps = JobFiles.stamps(of: inputs.keys, in: scratch)
             guard let devices = gpuSlots.take(assign.spec.gpus) else {
                 throw GridError(.sandboxUnavailable, "\(assign.spec.gpus) GPU(s) asked for, \(gpuSlots.free.count) free on this worker")
             }
@@ -343,7 +346,9 @@ public actor WorkerAgent: Service {
                 gpuSlots.give(devices)
                 throw error
             }
-            jobs[ref.jobId] = RunningJob(ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: inputs, gpus: devices)
+            jobs[ref.jobId] = RunningJob(
+                ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: stamps,
+                gpus: devices)
             startedAt[ref.jobId] = Date().timeIntervalSince1970
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))

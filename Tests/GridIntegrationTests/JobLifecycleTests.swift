@@ -157,3 +157,29 @@ func isAlive(_ pid: Int32) -> Bool {
     let state = stat[stat.index(close, offsetBy: 2)]
     return state != "Z" && state != "X"
 }
+
+extension Integration.JobLifecycle {
+    @Test func anInputTheJobRewritesComesBackAsAnOutputEvenAtTheSameSize() async throws {
+        let grid = try TestGrid(label: "rewrite")
+        defer { grid.shutdown() }
+        try grid.startManager()
+        let owner = try await grid.user("owner")
+        try await grid.startWorker("w1", owner: owner)
+        let alice = try await grid.user("alice")
+        let input = grid.root + "/data.txt"
+        try "aaaa".write(toFile: input, atomically: true, encoding: .utf8)
+        let script = try Scenario.script(
+            grid, "rewrite.py",
+            """
+            import time
+            time.sleep(0.05)
+            open("data.txt", "w").write("bbbb")
+            open("untouched-copy.txt", "w").write(open("data.txt").read())
+            """)
+        let id = try Scenario.submit(grid, token: alice.token!, [script, "--input", input]).job.id
+        let done = try await Scenario.waitForState(alice, id, [.completed, .failed])
+        #expect(done.state == .completed)
+        #expect(Set(done.outputs?.map(\.name) ?? []) == ["data.txt", "untouched-copy.txt"], "the script itself is not an output")
+        #expect(String(decoding: try await alice.output(id, name: "data.txt"), as: UTF8.self) == "bbbb")
+    }
+}
