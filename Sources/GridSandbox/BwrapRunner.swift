@@ -114,8 +114,8 @@ public struct BwrapRunner: JobRunner {
     }
 
     /// The command prefix that starts a long-lived interpreter in this tier's sandbox (the peer services' function-task
-    /// zygotes, see `FunctionPool`): the same namespaces and binds as a job, with `directory` as its read-write `/job`;
-    /// `python` and its arguments follow. No cgroup: the zygote's children are bounded by their task's time limit.
+    /// interpreters, see `FunctionPool`): the same namespaces and binds as a job, with `directory` as its read-write `/job`;
+    /// `python` and its arguments follow. No cgroup: a task is bounded by its time limit (its interpreter is killed when it overruns).
     public func interpreterPrefix(directory: String, environment: [String: String]) -> [String] {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: directory, script: "-",

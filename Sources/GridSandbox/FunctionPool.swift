@@ -1,18 +1,20 @@
 import Foundation
 import GridCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Warm Python interpreters for function tasks (`CPU_TASK`): one zygote per slot, started once and reused; each task
-/// runs in a fresh child forked from a zygote (see `FunctionZygote`), so tasks are cheap and never share state.
-/// A zygote that dies is replaced on its next use; one that served `recycleAfter` tasks is replaced too.
+/// Warm Python interpreters for function tasks (`CPU_TASK`). Each interpreter runs many tasks, each in a fresh
+/// namespace (see `FunctionExecutor`), and serves one user only: a user's tasks never share a process with another
+/// user's. A task that overruns its time limit, crashes its interpreter, or closes its pipe costs that interpreter: it
+/// is killed with its process group and replaced. One is also replaced after `recycleAfter` tasks.
 ///
 /// The interpreter starts under `Launch.wrapper` (empty for the restricted tier; a sandbox tier puts its own command
 /// there, e.g. `bwrap … --`), in `directory`, with only `environment`.
 public final class FunctionPool: Sendable {
-    /// How to start an interpreter: the sandbox tier's wrapper command, then `python -I -S -c <zygote>`.
+    /// How to start an interpreter: the sandbox tier's wrapper command, then `python -I -c <executor>`.
     public struct Launch: Sendable {
         public var python: String
         public var wrapper: [String]
@@ -44,7 +46,7 @@ public final class FunctionPool: Sendable {
         }
     }
 
-    /// A task for an interpreter: the `CPU_TASK` fields the zygote reads.
+    /// A task for an interpreter: the `CPU_TASK` fields the executor reads.
     public struct Request: Sendable, Encodable {
         public var program: String
         public var function: String
@@ -75,46 +77,70 @@ public final class FunctionPool: Sendable {
     }
 
     private let launch: Launch
+    private let slots: Int
+    private let capacity: Int
     private let recycleAfter: Int
-    private let zygotes: [Zygote]
-    private let free: FreeList
+    private let state: Mutex<PoolState>
 
-    public init(launch: Launch, size: Int, recycleAfter: Int = 10_000) {
+    /// `slots` tasks run at once; up to `interpreters` interpreters are kept (default: twice the slots, at least
+    /// slots + 2), each bound to the user it serves, so users taking turns do not start a fresh one per task.
+    /// An interpreter is replaced after `recycleAfter` tasks.
+    public init(launch: Launch, size slots: Int, interpreters: Int? = nil, recycleAfter: Int = 2_000) {
+        signal(SIGPIPE, SIG_IGN)  // a pipe to an interpreter that died fails the write; it must not end the worker
         self.launch = launch
+        self.slots = max(1, slots)
+        self.capacity = max(self.slots, interpreters ?? max(self.slots * 2, self.slots + 2))
         self.recycleAfter = recycleAfter
-        self.zygotes = (0..<max(1, size)).map { _ in Zygote() }
-        self.free = FreeList(count: max(1, size))
+        self.state = Mutex(PoolState())
     }
 
-    /// Starts every interpreter now, so the first tasks do not pay for it.
+    /// Starts one spare interpreter per slot now, so the first tasks do not pay for the start.
     public func warm() {
-        for z in zygotes { _ = try? z.ensureStarted(launch) }
+        let spares = state.withLock { s -> [Interpreter] in
+            let n = max(0, slots - s.count)
+            let fresh = (0..<n).map { _ in Interpreter() }
+            s.count += n
+            s.idle += fresh
+            s.all += fresh
+            return fresh
+        }
+        for i in spares { _ = try? i.ensureStarted(launch) }
     }
 
-    /// Runs one task on a free interpreter (waiting for one); never throws for the task's own failures.
-    public func run(_ request: Request) async -> Answer {
-        let index = await free.take()
-        defer { free.give(index) }
-        let zygote = zygotes[index]
+    /// Runs one task of `user` on a free interpreter of theirs (waiting for one); never throws for the task's own
+    /// failures.
+    public func run(_ request: Request, user: String) async -> Answer {
         let line: Data
         do {
             line = try JSONEncoder().encode(request) + Data([0x0A])
         } catch {
             return Answer(ok: false, result: nil, error: "bad_args", message: "the arguments could not be encoded: \(error)")
         }
+        let (interpreter, spare) = await take(for: user)
+        if let spare { _ = try? spare.ensureStarted(launch) }
+        defer { give(interpreter) }
+        if interpreter.served >= recycleAfter { interpreter.stop() }
+        // An interpreter that died while idle never saw the task: start a fresh one and try once more.
         for attempt in 0..<2 {
             do {
-                if zygote.served >= recycleAfter { zygote.stop() }
-                try zygote.ensureStarted(launch)
-                let reply = try await zygote.exchange(line, timeout: request.timeout + 10)
+                try interpreter.ensureStarted(launch)
+            } catch {
+                return Answer(ok: false, error: "crashed", message: "no interpreter could be started: \(error)")
+            }
+            switch await interpreter.exchange(line, timeout: request.timeout) {
+            case .answer(let reply):
                 return (try? JSONDecoder().decode(Answer.self, from: reply))
                     ?? Answer(ok: false, error: "crashed", message: "the interpreter gave an unreadable answer")
-            } catch {
-                // The zygote died (or hung): replace it and try once more, on a fresh one.
-                zygote.stop()
-                if attempt == 1 {
-                    return Answer(ok: false, error: "crashed", message: "the interpreter failed: \(error)")
-                }
+            case .notDelivered(let why):
+                interpreter.stop()
+                if attempt == 1 { return Answer(ok: false, error: "crashed", message: "the interpreter failed: \(why)") }
+            case .timedOut:
+                interpreter.stop()
+                return Answer(
+                    ok: false, error: "timeout", message: "the task ran longer than \(Self.seconds(request.timeout)) s and was stopped")
+            case .died(let why):
+                interpreter.stop()
+                return Answer(ok: false, error: "crashed", message: "the task's process \(why)")
             }
         }
         return Answer(ok: false, error: "crashed", message: "the interpreter failed")
@@ -122,11 +148,93 @@ public final class FunctionPool: Sendable {
 
     /// Stops every interpreter.
     public func shutdown() {
-        for z in zygotes { z.stop() }
+        let all = state.withLock { s -> [Interpreter] in
+            defer { s.all = [] }
+            return s.all
+        }
+        for i in all { i.stop() }
     }
 
     /// PIDs of the running interpreters (for tests and status pages).
-    public var pids: [Int32] { zygotes.compactMap(\.pid) }
+    public var pids: [Int32] { state.withLock { $0.all }.compactMap(\.pid) }
+
+    /// Which user each running interpreter serves (nil: a spare), by PID.
+    public var owners: [Int32: String?] {
+        state.withLock { s in s.all.compactMap { i in i.pid.map { ($0, i.owner) } } }.reduce(into: [:]) { $0[$1.0] = $1.1 }
+    }
+
+    static func seconds(_ t: Double) -> String { t == t.rounded() ? String(Int(t)) : String(t) }
+
+    // MARK: - Choosing an interpreter
+
+    /// An idle interpreter for `user`: one already theirs, else a spare, else a new one while under capacity, else
+    /// the least recently used idle one of another user, reset first (its process is replaced). Waits when every
+    /// interpreter is busy. Also returns a new spare to start when the last one was taken.
+    private func take(for user: String) async -> (Interpreter, spare: Interpreter?) {
+        await withCheckedContinuation { (c: CheckedContinuation<(Interpreter, spare: Interpreter?), Never>) in
+            let picked = state.withLock { s -> (Interpreter, spare: Interpreter?)? in
+                guard let i = s.pick(for: user, capacity: capacity) else {
+                    s.waiters.append((user, c))
+                    return nil
+                }
+                return (i, s.spareIfNeeded(capacity: capacity))
+            }
+            if let picked { c.resume(returning: picked) }
+        }
+    }
+
+    private func give(_ interpreter: Interpreter) {
+        let next = state.withLock { s -> (CheckedContinuation<(Interpreter, spare: Interpreter?), Never>, Interpreter)? in
+            s.tick += 1
+            interpreter.lastUsed = s.tick
+            s.idle.append(interpreter)
+            guard !s.waiters.isEmpty else { return nil }
+            let (user, c) = s.waiters.removeFirst()
+            guard let i = s.pick(for: user, capacity: capacity) else { return nil }
+            return (c, i)
+        }
+        if let (c, i) = next { c.resume(returning: (i, nil)) }
+    }
+}
+
+/// The pool's bookkeeping, behind its mutex.
+private struct PoolState {
+    var all: [Interpreter] = []
+    var idle: [Interpreter] = []
+    var count = 0
+    var tick: UInt64 = 0
+    var waiters: [(String, CheckedContinuation<(Interpreter, spare: Interpreter?), Never>)] = []
+
+    mutating func pick(for user: String, capacity: Int) -> Interpreter? {
+        if let k = idle.firstIndex(where: { $0.owner == user }) { return idle.remove(at: k) }
+        if let k = idle.firstIndex(where: { $0.owner == nil }) {
+            let i = idle.remove(at: k)
+            i.owner = user
+            return i
+        }
+        if count < capacity {
+            let i = Interpreter()
+            i.owner = user
+            count += 1
+            all.append(i)
+            return i
+        }
+        guard let k = idle.indices.min(by: { idle[$0].lastUsed < idle[$1].lastUsed }) else { return nil }
+        let i = idle.remove(at: k)
+        i.owner = user
+        i.needsReset = true
+        return i
+    }
+
+    /// A new spare when none is left and there is room for one; the caller starts it.
+    mutating func spareIfNeeded(capacity: Int) -> Interpreter? {
+        guard count < capacity, !idle.contains(where: { $0.owner == nil }) else { return nil }
+        let i = Interpreter()
+        count += 1
+        all.append(i)
+        idle.append(i)
+        return i
+    }
 }
 
 extension FunctionPool.Answer {
@@ -140,51 +248,29 @@ extension FunctionPool.Answer {
     }
 }
 
-/// Indices of idle zygotes; `take` waits for one.
-private final class FreeList: @unchecked Sendable {
-    // Safe: all state behind `lock`.
-    private let lock = NSLock()
-    private var idle: [Int]
-    private var waiters: [CheckedContinuation<Int, Never>] = []
-
-    init(count: Int) { idle = Array(0..<count) }
-
-    func take() async -> Int {
-        await withCheckedContinuation { c in
-            lock.lock()
-            if let i = idle.popLast() {
-                lock.unlock()
-                c.resume(returning: i)
-            } else {
-                waiters.append(c)
-                lock.unlock()
-            }
-        }
-    }
-
-    func give(_ i: Int) {
-        lock.lock()
-        if !waiters.isEmpty {
-            let c = waiters.removeFirst()
-            lock.unlock()
-            c.resume(returning: i)
-        } else {
-            idle.append(i)
-            lock.unlock()
-        }
-    }
-}
-
-/// One warm interpreter. Used by one task at a time (the free list guarantees it); `lock` guards the fields against
-/// `stop()` from `shutdown()`.
-private final class Zygote: @unchecked Sendable {
-    // Safe: fields behind `lock`; `exchange` runs for one task at a time.
+/// One warm interpreter. Runs one task at a time (the pool hands it to one task); `owner`, `lastUsed` and
+/// `needsReset` change only under the pool's mutex; `lock` guards the process against `stop()` from `shutdown()`.
+private final class Interpreter: @unchecked Sendable {
+    // Safe: see above.
+    var owner: String?
+    var lastUsed: UInt64 = 0
+    var needsReset = false
+    private(set) var served = 0
     private let lock = NSLock()
     private var process: Process?
-    private var input: FileHandle?
-    private var outputFd: Int32 = -1
-    private var buffer = Data()
-    private(set) var served = 0
+    private var input: Int32 = -1
+    private var output: Int32 = -1
+    private var buffer: [UInt8] = []
+    private var ready = false
+
+    enum Outcome {
+        case answer(Data)
+        /// The task never reached the interpreter (it was gone, or did not start).
+        case notDelivered(String)
+        case timedOut
+        /// The interpreter ended while running the task; why, in words.
+        case died(String)
+    }
 
     var pid: Int32? {
         lock.lock()
@@ -195,11 +281,15 @@ private final class Zygote: @unchecked Sendable {
     func ensureStarted(_ launch: FunctionPool.Launch) throws {
         lock.lock()
         defer { lock.unlock() }
+        if needsReset {
+            needsReset = false
+            stopLocked()
+        }
         if let p = process, p.isRunning { return }
         stopLocked()
         try FileManager.default.createDirectory(atPath: launch.directory, withIntermediateDirectories: true)
         let p = Process()
-        let argv = launch.wrapper + [launch.python, "-I", "-c", FunctionZygote.script]
+        let argv = launch.wrapper + [launch.python, "-I", "-c", FunctionExecutor.script]
         p.executableURL = URL(fileURLWithPath: argv[0])
         p.arguments = Array(argv.dropFirst())
         p.environment = launch.environment
@@ -211,50 +301,96 @@ private final class Zygote: @unchecked Sendable {
         p.standardError = FileHandle.nullDevice
         try p.run()
         process = p
-        input = stdin.fileHandleForWriting
-        outputFd = dup(stdout.fileHandleForReading.fileDescriptor)
-        try? stdout.fileHandleForReading.close()
-        buffer = Data()
+        input = Self.keep(stdin.fileHandleForWriting)
+        output = Self.keep(stdout.fileHandleForReading)
+        buffer = []
+        ready = false
         served = 0
     }
 
-    /// Writes one request line and reads one answer line (on a dispatch thread: the read blocks).
-    func exchange(_ line: Data, timeout: Double) async throws -> Data {
-        let (input, fd) = try endpoints()
-        try input.write(contentsOf: line)
-        served += 1
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { [self] in
-                continuation.resume(with: Result { try self.readLine(fd: fd, timeout: timeout) })
-            }
+    /// A private descriptor for one end of a pipe, not inherited by later children.
+    private static func keep(_ handle: FileHandle) -> Int32 {
+        let fd = dup(handle.fileDescriptor)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        try? handle.close()
+        return fd
+    }
+
+    /// Sends one request line and waits for its answer line, on a dispatch thread (the reads block).
+    func exchange(_ line: Data, timeout: Double) async -> Outcome {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { [self] in continuation.resume(returning: exchangeNow(line, timeout: timeout)) }
         }
     }
 
-    private func endpoints() throws -> (FileHandle, Int32) {
+    private func exchangeNow(_ line: Data, timeout: Double) -> Outcome {
         lock.lock()
-        defer { lock.unlock() }
-        guard let input, outputFd >= 0 else { throw ZygoteError.notRunning }
-        return (input, outputFd)
+        let (fdIn, fdOut) = (input, output)
+        lock.unlock()
+        guard fdIn >= 0, fdOut >= 0 else { return .notDelivered("the interpreter is not running") }
+        if !ready {
+            switch readLine(fdOut, deadline: Date().addingTimeInterval(60)) {
+            case .line(let l) where l == Array("ready".utf8): ready = true
+            case .line: return .notDelivered("the interpreter started with an unexpected line")
+            case .timedOut: return .notDelivered("the interpreter did not start within 60 s")
+            case .closed: return .notDelivered("the interpreter ended as it started")
+            }
+        }
+        let sent = line.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fdIn, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        guard sent else { return .notDelivered("the interpreter was gone") }
+        served += 1
+        switch readLine(fdOut, deadline: Date().addingTimeInterval(timeout)) {
+        case .line(let l): return .answer(Data(l))
+        case .timedOut: return .timedOut
+        case .closed: return .died(exitDescription())
+        }
     }
 
-    private func readLine(fd: Int32, timeout: Double) throws -> Data {
-        let deadline = Date().addingTimeInterval(timeout)
+    private enum Read {
+        case line([UInt8]), timedOut, closed
+    }
+
+    private func readLine(_ fd: Int32, deadline: Date) -> Read {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             if let nl = buffer.firstIndex(of: 0x0A) {
-                let line = buffer[buffer.startIndex..<nl]
-                buffer.removeSubrange(buffer.startIndex...nl)
-                return Data(line)
+                let line = Array(buffer[..<nl])
+                buffer.removeSubrange(...nl)
+                return .line(line)
             }
             let left = deadline.timeIntervalSinceNow
-            if left <= 0 { throw ZygoteError.timedOut }
+            if left <= 0 { return .timedOut }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(min(left, 1) * 1000))
-            if ready < 0 && errno != EINTR { throw ZygoteError.died }
+            let ready = poll(&pfd, 1, Int32(min(left, 1) * 1000) + 1)
+            if ready < 0 && errno != EINTR { return .closed }
             if ready <= 0 { continue }
             let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { throw ZygoteError.died }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return .closed }
             buffer.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// How the interpreter ended, for a task that was running in it (waits up to a second for its exit).
+    private func exitDescription() -> String {
+        lock.lock()
+        let p = process
+        lock.unlock()
+        guard let p else { return "was stopped" }
+        for _ in 0..<100 where p.isRunning { usleep(10_000) }
+        if p.isRunning { return "closed its answer pipe without answering" }
+        switch p.terminationReason {
+        case .uncaughtSignal: return "was killed by signal \(p.terminationStatus)"
+        default: return "exited with status \(p.terminationStatus) without an answer"
         }
     }
 
@@ -266,20 +402,17 @@ private final class Zygote: @unchecked Sendable {
 
     private func stopLocked() {
         if let p = process, p.isRunning {
-            // The zygote leads its own process group: its task children go with it.
+            // The interpreter leads its own process group: whatever a task started goes with it.
             kill(-p.processIdentifier, SIGKILL)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
         }
-        try? input?.close()
-        if outputFd >= 0 { close(outputFd) }
+        if input >= 0 { close(input) }
+        if output >= 0 { close(output) }
         process = nil
-        input = nil
-        outputFd = -1
-        buffer = Data()
+        input = -1
+        output = -1
+        buffer = []
+        ready = false
     }
-}
-
-enum ZygoteError: Error {
-    case notRunning, died, timedOut
 }

@@ -60,6 +60,8 @@ public actor PeerService: Service {
     var startedCount = 0
     var doneCount = 0
     var nextTaskSerial = 0
+    /// Grid jobs running on this worker (they take slots too).
+    var jobsRunning = 0
     private let starts: AsyncStream<StartedTask>
     private let startContinuation: AsyncStream<StartedTask>.Continuation
 
@@ -112,6 +114,12 @@ public actor PeerService: Service {
 
     /// Function tasks queued or running here (reported to the manager for `GET_BEST_PEER`).
     public func taskLoad() -> Int { running + queue.count }
+
+    /// The worker started or finished a job.
+    public func setJobsRunning(_ count: Int) { jobsRunning = count }
+
+    /// Whether a task given now would start at once: a slot is free of jobs and tasks, and nothing waits.
+    var hasFreeSlot: Bool { jobsRunning + running + queue.count < config.slots }
 
     /// Ids of the online peers (this one included once known).
     var memberIds: [String] {
@@ -304,6 +312,9 @@ public actor PeerService: Service {
         mine.user = caller.isPeer ? (task.user ?? caller.user) : caller.user
         // Confidential tasks, and tasks another peer forwarded here, run here: the manager never hears of them.
         if task.confidential == true || caller.isPeer { return await runHere(mine) }
+        // A free slot here is as good as the least-loaded peer's (a peer that is busy nowhere): the task starts at once,
+        // without a round trip to the manager, as Ray's local-first scheduling does. Only a busy peer asks.
+        if hasFreeSlot { return await runHere(mine) }
         guard let managerLink else { return await runHere(mine) }
         let best: Msg.PeerInfo?
         do {
@@ -355,7 +366,8 @@ public actor PeerService: Service {
         let answer = await pool.run(
             FunctionPool.Request(
                 program: t.program, function: t.function ?? "main", args: t.args, argsLiteral: t.argsLiteral,
-                timeout: t.timeout ?? config.defaultTaskSeconds))
+                timeout: t.timeout ?? config.defaultTaskSeconds),
+            user: t.user ?? "?")
         let elapsed = ContinuousClock.now - begin
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
         let result = Msg.CPUResult(

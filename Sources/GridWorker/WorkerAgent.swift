@@ -350,6 +350,7 @@ public actor WorkerAgent: Service {
                 ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: stamps,
                 gpus: devices)
             startedAt[ref.jobId] = Date().timeIntervalSince1970
+            await peers?.setJobsRunning(jobs.count)
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
             startContinuation.yield(ref.jobId)
@@ -438,6 +439,7 @@ public actor WorkerAgent: Service {
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
         jobs[id] = nil
+        await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)
         recent.append(
             WorkerStatus.Task(

@@ -48,21 +48,44 @@ import Testing
         await link.close()
     }
 
-    @Test func aTaskNeverSeesAnotherTasksState() async throws {
+    @Test func tasksGetFreshGlobalsAndNeverShareAnInterpreterWithAnotherUser() async throws {
         let g = try await PeerGrid(label: "tasks-isolation")
         defer { g.shutdown() }
         let peers = try await g.startPeers(1, slots: 1)
-        let link = try await g.link(peers[0])
-        let first = try await run(
-            link,
-            "import builtins, json\nCOUNTER = 41\ndef main():\n    builtins.leaked = 'x'\n    json.dumps = None\n    return COUNTER + 1")
-        #expect(first.result == .number(42))
-        let second = try await run(
-            link,
-            "import builtins, json\ndef main():\n    return [hasattr(builtins, 'leaked'), 'COUNTER' in globals(), json.dumps is None]")
-        #expect(second.ok, "\(second)")
-        #expect(second.result == .array([.bool(false), .bool(false), .bool(false)]))
-        await link.close()
+        let bob = try await g.grid.user("bob")
+        let aliceLink = try await g.link(peers[0])
+        let bobLink = try await g.link(peers[0], token: bob.token)
+        let patch = "import builtins, json, os\nCOUNTER = 41\ndef main():\n    builtins.leaked = 'x'\n    json.dumps = None\n    return [COUNTER + 1, os.getpid()]"
+        let look = "import builtins, json, os\ndef main():\n    return [hasattr(builtins, 'leaked'), 'COUNTER' in globals(), json.dumps is None, os.getpid()]"
+        let first = try await run(aliceLink, patch)
+        guard first.ok, case .array(let a)? = first.result, a.count == 2, case .number(let alicePid) = a[1] else {
+            Issue.record("\(first)")
+            return
+        }
+        #expect(a[0] == .number(42))
+        // Alice's next task: fresh globals, in the same warm interpreter (what she patched in modules stays hers).
+        let again = try await run(aliceLink, look)
+        #expect(again.result == .array([.bool(true), .bool(false), .bool(true), .number(alicePid)]), "\(again)")
+        // Bob's task never runs where Alice's did, and sees nothing of it.
+        let bobs = try await run(bobLink, look)
+        guard bobs.ok, case .array(let b)? = bobs.result, b.count == 4 else {
+            Issue.record("\(bobs)")
+            return
+        }
+        #expect(Array(b.prefix(3)) == [.bool(false), .bool(false), .bool(false)], "\(bobs)")
+        #expect(b[3] != .number(alicePid))
+        // A task that ends its interpreter takes the patches with it: Alice's next task starts clean, in a new one.
+        let crash = try await run(aliceLink, "import os\ndef main():\n    os._exit(3)")
+        #expect(!crash.ok && crash.error == "crashed" && crash.message?.contains("status 3") == true, "\(crash)")
+        let fresh = try await run(aliceLink, look)
+        guard case .array(let f)? = fresh.result, f.count == 4 else {
+            Issue.record("\(fresh)")
+            return
+        }
+        #expect(Array(f.prefix(3)) == [.bool(false), .bool(false), .bool(false)], "\(fresh)")
+        #expect(f[3] != .number(alicePid))
+        await aliceLink.close()
+        await bobLink.close()
     }
 
     @Test func aNonConfidentialTaskRunsOnTheLeastLoadedPeer() async throws {
@@ -98,14 +121,19 @@ import Testing
     @Test func aConfidentialTaskStaysOnItsPeerAndTheManagerHearsNothingOfIt() async throws {
         let g = try await PeerGrid(label: "tasks-confidential")
         defer { g.shutdown() }
-        let peers = try await g.startPeers(2)
+        let peers = try await g.startPeers(2, slots: 1)
         let link = try await g.link(peers[0])
         let secret = "SECRET-\(UUID().uuidString.prefix(8))"
         let publicMark = "PUBLIC-\(UUID().uuidString.prefix(8))"
-        let r = try await run(link, "def main():\n    return '\(secret)'", confidential: true, id: "task-\(secret)")
-        #expect(r.ok && r.peer == peers[0].id)
+        // The confidential task keeps peer 1's only slot busy while a public one arrives: a busy peer asks the manager
+        // where the public task goes (an idle peer would run it at once without asking).
+        async let confidential = run(link, "import time\ndef main():\n    time.sleep(2)\n    return '\(secret)'", confidential: true, id: "task-\(secret)")
+        let busy = await eventually(timeout: 20) { ((try? await g.status(peers[0]))?.running ?? 0) >= 1 }
+        #expect(busy)
         let p = try await run(link, "def main():\n    return 1", confidential: false, id: "task-\(publicMark)")
-        #expect(p.ok)
+        #expect(p.ok, "\(p)")
+        let r = try await confidential
+        #expect(r.ok && r.peer == peers[0].id && r.result == .string(secret))
         // The manager logs every task it places (positive control), and nothing of the confidential one.
         let seen = await eventually(timeout: 10) { g.grid.manager?.errorLog.contains(publicMark) == true }
         #expect(seen)
