@@ -14,7 +14,7 @@ extension PeerService {
         guard size <= PeerNames.maxValueBytes else {
             throw GridError(.badRequest, "the value is \(size) bytes; the limit is \(PeerNames.maxValueBytes >> 10) KiB")
         }
-        let owners = try await writeEntry(key, value)
+        let owners = try await writeEntry(key, value, bytes: size)
         return Msg.MemResult(key: key, value: value, owners: owners)
     }
 
@@ -32,14 +32,25 @@ extension PeerService {
         return Msg.MemResult(key: key, value: value, owners: Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas))
     }
 
-    /// Writes a new version of `key` (nil deletes) to its owners; returns the owners that stored it.
-    func writeEntry(_ key: String, _ value: JSONValue?) async throws -> [String] {
+    /// Writes a new version of `key` (nil deletes) to its owners, all at once; returns the owners that stored it.
+    func writeEntry(_ key: String, _ value: JSONValue?, bytes: Int = 0) async throws -> [String] {
         guard let selfId else { throw GridError(.unreachable, "not registered yet") }
         let entry = Msg.MemEntry(key: key, value: value, version: clock.next(nowMs: Self.nowMs()), origin: selfId)
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         var stored: [String] = []
-        for owner in owners {
-            if await push([entry], to: owner) { stored.append(owner) }
+        if owners.contains(selfId) {
+            memory.apply(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId))
+            stored.append(selfId)
+        }
+        let others = owners.filter { $0 != selfId }
+        let size = key.utf8.count + bytes + 64
+        if others.count == 1 {
+            if await push([entry], to: others[0], bytes: size) { stored.append(others[0]) }
+        } else if !others.isEmpty {
+            await withTaskGroup(of: String?.self) { group in
+                for owner in others { group.addTask { await self.push([entry], to: owner, bytes: size) ? owner : nil } }
+                for await owner in group { if let owner { stored.append(owner) } }
+            }
         }
         guard !stored.isEmpty else {
             throw GridError(.unreachable, "none of the key's owners (\(owners.joined(separator: ", "))) could store it; try again")
@@ -47,25 +58,61 @@ extension PeerService {
         return stored
     }
 
-    /// Stores entries on `peer` (this one included); returns whether it worked.
-    func push(_ entries: [Msg.MemEntry], to peer: String) async -> Bool {
+    /// Stores entries on `peer` (this one included); returns whether it worked. Entries for another peer join the
+    /// next `MEM_SYNC` to it: while one is in flight, the writes that arrive meanwhile wait and go together in the next
+    /// (group commit), so many concurrent writers share each round trip. `bytes` estimates their size on the wire.
+    func push(_ entries: [Msg.MemEntry], to peer: String, bytes: Int) async -> Bool {
         if peer == selfId {
             for e in entries { memory.apply(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) }
             return true
         }
-        do {
-            _ = try await ask(peer, .memSync(Msg.MemEntries(entries: entries)), timeout: 10)
-            return true
-        } catch {
-            logger.debug("could not sync keys", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(error)"])
-            return false
+        return await withCheckedContinuation { continuation in
+            outgoingSync[peer, default: SyncQueue()].groups.append((entries, bytes, continuation))
+            if outgoingSync[peer]?.sending == false {
+                outgoingSync[peer]?.sending = true
+                Task { await self.drainSync(to: peer) }
+            }
         }
+    }
+
+    /// Sends the writes waiting for `peer`, a batch at a time (at most 512 KiB or 1,000 entries, and at least one write)
+    /// until none wait.
+    private func drainSync(to peer: String) async {
+        while var queue = outgoingSync[peer], !queue.groups.isEmpty {
+            var batch: [Msg.MemEntry] = []
+            var bytes = 0
+            var taken = 0
+            for group in queue.groups {
+                if taken > 0 && (bytes + group.bytes > 512 << 10 || batch.count + group.entries.count > 1000) { break }
+                batch += group.entries
+                bytes += group.bytes
+                taken += 1
+            }
+            let waiters = queue.groups.prefix(taken).map(\.continuation)
+            queue.groups.removeFirst(taken)
+            outgoingSync[peer] = queue
+            let ok: Bool
+            do {
+                _ = try await ask(peer, .memSync(Msg.MemEntries(entries: batch)), timeout: 10)
+                ok = true
+            } catch {
+                logger.debug("could not sync keys", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(error)"])
+                ok = false
+            }
+            for w in waiters { w.resume(returning: ok) }
+        }
+        outgoingSync[peer] = nil
     }
 
     /// The newest replica of `key` among its owners; when they have none (peers just changed), every other peer is
     /// asked. Owners that lacked the newest version get it (read repair).
     func readEntry(_ key: String) async throws -> Msg.MemEntry? {
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
+        // A replica here answers at once: every write goes to every owner, and one that missed a write (its peer was
+        // unreachable) is brought up to date by the next repair pass. Without one here, the owners are asked.
+        if let selfId, owners.contains(selfId), let local = memory.get(key) {
+            return Msg.MemEntry(key: key, value: local.value, version: local.version, origin: local.origin)
+        }
         var found: [String: Msg.MemEntry] = [:]
         var reachable = 0
         for owner in owners {
@@ -86,7 +133,8 @@ extension PeerService {
                 .isNewer(than: MemoryTable.Entry(value: a.value, version: a.version, origin: a.origin))
         }
         if let newest {
-            for owner in owners where found[owner] != newest { _ = await push([newest], to: owner) }
+            let size = key.utf8.count + ((try? GridJSON.encode(newest.value).count) ?? 0) + 64
+            for owner in owners where found[owner] != newest { _ = await push([newest], to: owner, bytes: size) }
         }
         return newest
     }
@@ -140,14 +188,14 @@ extension PeerService {
             for e in entries {
                 let size = e.key.utf8.count + ((try? GridJSON.encode(e.value).count) ?? 0) + 64
                 if bytes + size > 512 << 10, !batch.isEmpty {
-                    if !(await push(batch, to: peer)) { failed.insert(peer) }
+                    if !(await push(batch, to: peer, bytes: bytes)) { failed.insert(peer) }
                     batch = []
                     bytes = 0
                 }
                 batch.append(e)
                 bytes += size
             }
-            if !batch.isEmpty, !(await push(batch, to: peer)) { failed.insert(peer) }
+            if !batch.isEmpty, !(await push(batch, to: peer, bytes: bytes)) { failed.insert(peer) }
         }
         var dropped = 0
         for move in moves where move.dropAfter && Set(move.sendTo).isDisjoint(with: failed) && !move.sendTo.isEmpty {

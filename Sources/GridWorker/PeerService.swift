@@ -35,6 +35,12 @@ public actor PeerService: Service {
         var order: Int
     }
 
+    /// Memory writes waiting to go to one peer (see `push`).
+    struct SyncQueue {
+        var groups: [(entries: [Msg.MemEntry], bytes: Int, continuation: CheckedContinuation<Bool, Never>)] = []
+        var sending = false
+    }
+
     struct Upload {
         var filename: String
         var user: String
@@ -70,6 +76,7 @@ public actor PeerService: Service {
     var clock = VersionClock()
     var uploads: [String: Upload] = [:]
     var manifestCache: [String: (manifest: Msg.FileManifest, at: Double)] = [:]
+    var outgoingSync: [String: SyncQueue] = [:]
 
     // Other peers and clients.
     private var links: [String: PeerLink] = [:]
