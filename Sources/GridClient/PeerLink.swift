@@ -3,134 +3,212 @@ import GridCore
 import GridProtocol
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A connection to a peer's port (grid protocol), authenticated with `HELLO`: requests carry fresh ids and each waits
 /// for the one reply that echoes its id, so many requests can share one link at once.
 ///
 /// Used by the CLI, by tests, and by peers to talk to each other. Replies are bounded by the requests in flight
-/// (every request has exactly one reply), so the link never buffers more than it asked for.
-public actor PeerLink {
+/// (every request has exactly one reply), so the link never buffers more than it asked for. A reply is handed to its
+/// waiting request straight from the event loop (`ReplyHandler`), and one timer per link fails requests whose time
+/// is up: a request costs no task and no timer of its own.
+public final class PeerLink: Sendable {
     public typealias Reply = (message: GridMessage, payload: ByteBuffer?)
 
     public let host: String
     public let port: Int
-    private var outbound: NIOAsyncChannelOutboundWriter<GridFrame>?
-    private var pending: [Int: CheckedContinuation<Reply, any Error>] = [:]
-    private var nextId = 1
-    private var closedError: GridError?
-    private var reader: Task<Void, Never>?
-    /// The `HELLO_OK` of the peer: its worker id and the user it accepted us as.
-    public private(set) var hello: Msg.HelloOk?
+    private let channel: any Channel
+    private let state = Mutex(State())
 
-    private init(host: String, port: Int) {
+    private struct State: ~Copyable {
+        var pending: [Int: Pending] = [:]
+        var nextId = 1
+        var closedError: GridError?
+        var hello: Msg.HelloOk?
+        var sweeper: RepeatedTask?
+    }
+
+    /// One request waiting for its reply; a reply that comes before the request starts waiting is kept in `early`.
+    private struct Pending {
+        var type: String
+        var deadline: NIODeadline
+        var timeout: Double
+        var continuation: CheckedContinuation<Reply, any Error>?
+        var early: Result<Reply, any Error>?
+    }
+
+    /// The `HELLO_OK` of the peer: its worker id and the user it accepted us as.
+    public var hello: Msg.HelloOk? { state.withLock { $0.hello } }
+
+    private init(host: String, port: Int, channel: any Channel) {
         self.host = host
         self.port = port
+        self.channel = channel
     }
 
     /// Connects to `host:port` and says `HELLO` with `token`. Throws a `GridError` the user can act on.
     public static func connect(host: String, port: Int, token: String, name: String? = nil, timeout: Double = 5) async throws -> PeerLink {
-        let link = PeerLink(host: host, port: port)
-        try await link.open(token: token, name: name, timeout: timeout)
-        return link
-    }
-
-    private func open(token: String, name: String?, timeout: Double) async throws {
-        let channel: NIOAsyncChannel<InboundFrame, GridFrame>
+        let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(Int64(timeout * 1000)))
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .connect(host: host, port: port) { channel in
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
                         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
-                        return try NIOAsyncChannel<InboundFrame, GridFrame>(wrappingChannelSynchronously: channel)
                     }
                 }
+                .connect(host: host, port: port).get()
         } catch {
             throw GridError(.unreachable, "cannot reach the peer at \(host):\(port) (\(error)); is a worker listening there?")
         }
-        let ready = AsyncStream<NIOAsyncChannelOutboundWriter<GridFrame>>.makeStream()
-        reader = Task { [weak self] in
-            do {
-                try await channel.executeThenClose { inbound, outbound in
-                    ready.continuation.yield(outbound)
-                    ready.continuation.finish()
-                    for try await item in inbound {
-                        guard let self else { return }
-                        await self.deliver(item)
-                    }
-                }
-            } catch {}
-            ready.continuation.finish()
-            await self?.fail(GridError(.unreachable, "the peer at \(self?.host ?? "?"):\(self?.port ?? 0) closed the connection"))
+        let link = PeerLink(host: host, port: port, channel: channel)
+        do {
+            try await channel.eventLoop.submit {
+                try channel.pipeline.syncOperations.addHandler(ReplyHandler(link: link))
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            throw GridError(.unreachable, "the connection to \(host):\(port) closed at once")
         }
-        for await out in ready.stream { outbound = out }
-        guard outbound != nil else { throw GridError(.unreachable, "the connection to \(host):\(port) closed at once") }
-        let reply = try await request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)
-        guard case .helloOk(let ok) = reply.message else { throw GridError(.badRequest, "the peer answered HELLO with \(reply.message.type)") }
-        hello = ok
+        link.startSweeper()
+        do {
+            let reply = try await link.request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)
+            guard case .helloOk(let ok) = reply.message else {
+                throw GridError(.badRequest, "the peer answered HELLO with \(reply.message.type)")
+            }
+            link.state.withLock { $0.hello = ok }
+        } catch {
+            link.close()
+            throw error
+        }
+        return link
     }
 
     /// Sends `message` (with bulk `payload`) and waits for its reply. An `ERROR` reply is thrown as a `GridError`.
     public func request(_ message: GridMessage, payload: ByteBuffer? = nil, timeout: Double = 120) async throws -> Reply {
-        if let closedError { throw closedError }
-        guard let outbound else { throw GridError(.unreachable, "not connected") }
-        let id = nextId
-        nextId += 1
-        let timer = Task { [weak self] in
-            try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
-            await self?.resolve(id, .failure(GridError(.timeout, "no answer to \(message.type) from \(self?.host ?? "?"):\(self?.port ?? 0) in \(Int(timeout)) s")))
+        let id = try state.withLock { s -> Int in
+            if let e = s.closedError { throw e }
+            let id = s.nextId
+            s.nextId += 1
+            s.pending[id] = Pending(
+                type: message.type, deadline: .now() + .milliseconds(Int64(timeout * 1000)), timeout: timeout)
+            return id
         }
-        defer { timer.cancel() }
+        channel.writeAndFlush(GridFrame(id: id, message, payload: payload)).whenFailure { [weak self] error in
+            self?.resolve(id, .failure(GridError(.unreachable, "could not send to the peer: \(error)")))
+        }
         let reply: Reply = try await withCheckedThrowingContinuation { continuation in
-            pending[id] = continuation
-            Task { [weak self] in
-                do {
-                    try await outbound.write(GridFrame(id: id, message, payload: payload))
-                } catch {
-                    await self?.resolve(id, .failure(GridError(.unreachable, "could not send to the peer: \(error)")))
+            let ready = state.withLock { s -> Result<Reply, any Error>? in
+                guard var p = s.pending[id] else { return .failure(s.closedError ?? GridError(.unreachable, "the request was dropped")) }
+                if let early = p.early {
+                    s.pending[id] = nil
+                    return early
                 }
+                p.continuation = continuation
+                s.pending[id] = p
+                return nil
             }
+            if let ready { continuation.resume(with: ready) }
         }
         if case .error(let e) = reply.message { throw GridError(e.code, e.message) }
         return reply
     }
 
-    private func deliver(_ item: InboundFrame) {
+    /// Hands a reply (or a failure) to request `id`, now or when it starts waiting.
+    private func resolve(_ id: Int, _ result: Result<Reply, any Error>) {
+        let waiting = state.withLock { s -> CheckedContinuation<Reply, any Error>? in
+            guard var p = s.pending[id] else { return nil }
+            if let c = p.continuation {
+                s.pending[id] = nil
+                return c
+            }
+            if p.early == nil {
+                p.early = result
+                s.pending[id] = p
+            }
+            return nil
+        }
+        waiting?.resume(with: result)
+    }
+
+    fileprivate func deliver(_ item: InboundFrame) {
         switch item {
         case .frame(let frame):
             resolve(frame.id, .success((frame.message, frame.payload)))
         case .invalid(let error, let id, let fatal):
-            if let id, pending[id] != nil {
+            if let id, state.withLock({ $0.pending[id] != nil }) {
                 resolve(id, .failure(error))
             } else if fatal {
                 fail(error)
+                channel.close(promise: nil)
             }
         }
     }
 
-    private func resolve(_ id: Int, _ result: Result<Reply, any Error>) {
-        guard let continuation = pending.removeValue(forKey: id) else { return }
-        continuation.resume(with: result)
+    /// Fails every request, now and later, with `error`.
+    fileprivate func fail(_ error: GridError) {
+        let (ids, sweeper) = state.withLock { s -> ([Int], RepeatedTask?) in
+            if s.closedError == nil { s.closedError = error }
+            defer { s.sweeper = nil }
+            return (Array(s.pending.keys), s.sweeper)
+        }
+        sweeper?.cancel()
+        for id in ids { resolve(id, .failure(error)) }
     }
 
-    private func fail(_ error: GridError) {
-        if closedError == nil { closedError = error }
-        outbound = nil
-        for (_, c) in pending { c.resume(throwing: error) }
-        pending = [:]
+    /// One timer for the link: every 100 ms, requests whose time is up fail with `timeout`.
+    private func startSweeper() {
+        let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [weak self] _ in
+            self?.sweep()
+        }
+        let closed = state.withLock { s -> Bool in
+            if s.closedError != nil { return true }
+            s.sweeper = task
+            return false
+        }
+        if closed { task.cancel() }
+    }
+
+    private func sweep() {
+        let now = NIODeadline.now()
+        let overdue = state.withLock { s in s.pending.filter { $0.value.deadline <= now }.map { ($0.key, $0.value.type, $0.value.timeout) } }
+        for (id, type, timeout) in overdue {
+            resolve(id, .failure(GridError(.timeout, "no answer to \(type) from \(host):\(port) in \(Int(timeout)) s")))
+        }
     }
 
     /// Whether the link can still be used.
-    public var isOpen: Bool { closedError == nil && outbound != nil }
+    public var isOpen: Bool { state.withLock { $0.closedError == nil } && channel.isActive }
 
     /// Closes the connection; requests in flight fail.
     public func close() {
-        outbound?.finish()
-        outbound = nil
-        reader?.cancel()
         fail(GridError(.unreachable, "closed"))
+        channel.close(promise: nil)
     }
 }
 
+/// The link's end of the pipeline: replies go to their requests; a closed connection fails what still waits.
+private final class ReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = InboundFrame
+
+    private let link: PeerLink
+
+    init(link: PeerLink) { self.link = link }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        link.deliver(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        link.fail(GridError(.unreachable, "the peer at \(link.host):\(link.port) closed the connection"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        link.fail(GridError(.unreachable, "the connection to \(link.host):\(link.port) failed: \(error)"))
+        context.close(promise: nil)
+    }
+}
