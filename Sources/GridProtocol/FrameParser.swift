@@ -10,18 +10,20 @@ import NIOCore
 public struct FrameParser: Sendable {
     private enum State: Sendable {
         case line
-        case payload(type: String, id: Int, header: Data, size: Int)
+        case payload(type: String, id: Int, message: Result<GridMessage, any Error>, size: Int)
         /// A fatal error was reported; everything after it is discarded.
         case failed
     }
 
     /// The envelope fields, read leniently: a bad `type` or `id` is reported later; a `bytes` that is present but not
-    /// a whole number is `badBytes` (the stream's framing can no longer be trusted).
-    private struct Probe: Decodable {
+    /// a whole number is `badBytes` (the stream's framing can no longer be trusted). The message itself is decoded in
+    /// the same pass (one parse of the line), its failure kept for later.
+    private struct Envelope: Decodable {
         var type: String?
         var id: Int?
         var bytes: Int?
         var badBytes = false
+        var message: Result<GridMessage, any Error>?
 
         enum Keys: String, CodingKey { case type, id, bytes }
 
@@ -31,6 +33,9 @@ public struct FrameParser: Sendable {
             id = try? c.decodeIfPresent(Int.self, forKey: .id)
             if c.contains(.bytes) {
                 if let n = try? c.decode(Int.self, forKey: .bytes) { bytes = n } else { badBytes = true }
+            }
+            if let type, !type.isEmpty, !badBytes {
+                message = Result { try GridMessage.decode(type: type, from: decoder) }
             }
         }
     }
@@ -49,11 +54,11 @@ public struct FrameParser: Sendable {
             case .failed:
                 buffer.moveReaderIndex(to: buffer.writerIndex)
                 return nil
-            case .payload(let type, let id, let header, let size):
+            case .payload(let type, let id, let message, let size):
                 guard buffer.readableBytes >= size else { return nil }
                 let payload = buffer.readSlice(length: size)!
                 state = .line
-                return Self.decodeMessage(type: type, id: id, header: header, payload: payload)
+                return Self.frame(type: type, id: id, message, payload: payload)
             case .line:
                 let view = buffer.readableBytesView
                 guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
@@ -66,24 +71,24 @@ public struct FrameParser: Sendable {
                 buffer.moveReaderIndex(forwardBy: 1)
                 if line.last == UInt8(ascii: "\r") { line.removeLast() }
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }  // blank lines are ignored (nc, telnet)
-                guard let probe = try? GridJSON.decode(Probe.self, from: line) else {
+                guard let probe = try? GridJSON.decode(Envelope.self, from: line) else {
                     return .invalid(GridError(.malformedMessage, "not a JSON object: \(Self.preview(line))"), id: nil, fatal: false)
                 }
                 let id = probe.id ?? 0
                 if probe.badBytes {
                     return fail(.malformedMessage, "\"bytes\" must be a whole number of bytes", id: id, &buffer)
                 }
-                guard let type = probe.type, !type.isEmpty else {
+                guard let type = probe.type, !type.isEmpty, let message = probe.message else {
                     return .invalid(GridError(.malformedMessage, "a message needs a string field \"type\""), id: id, fatal: false)
                 }
                 if let size = probe.bytes {
                     guard size >= 0, size <= limits.maxBulkBytes else {
                         return fail(.bulkTooLarge, "bulk size \(size) is outside 0...\(limits.maxBulkBytes) bytes", id: id, &buffer)
                     }
-                    state = .payload(type: type, id: id, header: line, size: size)
+                    state = .payload(type: type, id: id, message: message, size: size)
                     continue
                 }
-                return Self.decodeMessage(type: type, id: id, header: line, payload: nil)
+                return Self.frame(type: type, id: id, message, payload: nil)
             }
         }
     }
@@ -115,13 +120,13 @@ public struct FrameParser: Sendable {
         return data.count > 60 ? "\(text)…" : text
     }
 
-    static func decodeMessage(type: String, id: Int, header: Data, payload: ByteBuffer?) -> InboundFrame {
-        do {
-            let message = try GridMessage.decode(type: type, from: header)
+    static func frame(type: String, id: Int, _ message: Result<GridMessage, any Error>, payload: ByteBuffer?) -> InboundFrame {
+        switch message {
+        case .success(let message):
             return .frame(GridFrame(id: id, message, payload: payload))
-        } catch let error as GridError {
+        case .failure(let error as GridError):
             return .invalid(error, id: id, fatal: false)
-        } catch {
+        case .failure(let error):
             return .invalid(GridError(.malformedMessage, "bad \(type) message: \(Self.describe(error))"), id: id, fatal: false)
         }
     }

@@ -17,7 +17,11 @@ public enum GridJSON {
         return d
     }
 
-    public static func encode<T: Encodable>(_ value: T) throws -> Data { try encoder().encode(value) }
+    /// One configured encoder and decoder for the hot paths (they are never reconfigured, so sharing them is safe).
+    static let sharedEncoder = encoder()
+    static let sharedDecoder = decoder()
 
-    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T { try decoder().decode(type, from: data) }
+    public static func encode<T: Encodable>(_ value: T) throws -> Data { try sharedEncoder.encode(value) }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T { try sharedDecoder.decode(type, from: data) }
 }

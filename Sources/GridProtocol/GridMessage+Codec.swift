@@ -6,56 +6,71 @@ extension GridMessage {
     /// Decodes a message body from its JSON line, by wire type.
     public static func decode(type: String, from data: Data) throws -> GridMessage {
         let d = GridJSON.decoder()
+        d.userInfo[typeKey] = type
+        return try d.decode(Typed.self, from: data).message
+    }
+
+    private static let typeKey = CodingUserInfoKey(rawValue: "grid.type")!
+
+    private struct Typed: Decodable {
+        var message: GridMessage
+        init(from decoder: any Decoder) throws {
+            message = try GridMessage.decode(type: decoder.userInfo[typeKey] as? String ?? "", from: decoder)
+        }
+    }
+
+    /// Decodes a message body of wire type `type` from `decoder` (the whole JSON object of the line).
+    public static func decode(type: String, from decoder: any Decoder) throws -> GridMessage {
         switch type {
-        case "HELLO": return .hello(try d.decode(Msg.Hello.self, from: data))
-        case "HELLO_OK": return .helloOk(try d.decode(Msg.HelloOk.self, from: data))
-        case "REGISTER": return .register(try d.decode(Msg.Register.self, from: data))
-        case "REGISTERED": return .registered(try d.decode(Msg.Registered.self, from: data))
-        case "LOAD_UPDATE": return .loadUpdate(try d.decode(Msg.LoadUpdate.self, from: data))
-        case "JOB_ASSIGN": return .jobAssign(try d.decode(Msg.JobAssign.self, from: data))
-        case "JOB_STARTED": return .jobStarted(try d.decode(Msg.JobStarted.self, from: data))
-        case "JOB_LOG": return .jobLog(try d.decode(Msg.JobLog.self, from: data))
-        case "JOB_DONE": return .jobDone(try d.decode(Msg.JobDone.self, from: data))
-        case "JOB_DONE_ACK": return .jobDoneAck(try d.decode(Msg.JobDoneAck.self, from: data))
-        case "CANCEL": return .cancel(try d.decode(Msg.Cancel.self, from: data))
+        case "HELLO": return .hello(try Msg.Hello(from: decoder))
+        case "HELLO_OK": return .helloOk(try Msg.HelloOk(from: decoder))
+        case "REGISTER": return .register(try Msg.Register(from: decoder))
+        case "REGISTERED": return .registered(try Msg.Registered(from: decoder))
+        case "LOAD_UPDATE": return .loadUpdate(try Msg.LoadUpdate(from: decoder))
+        case "JOB_ASSIGN": return .jobAssign(try Msg.JobAssign(from: decoder))
+        case "JOB_STARTED": return .jobStarted(try Msg.JobStarted(from: decoder))
+        case "JOB_LOG": return .jobLog(try Msg.JobLog(from: decoder))
+        case "JOB_DONE": return .jobDone(try Msg.JobDone(from: decoder))
+        case "JOB_DONE_ACK": return .jobDoneAck(try Msg.JobDoneAck(from: decoder))
+        case "CANCEL": return .cancel(try Msg.Cancel(from: decoder))
         case "PING": return .ping
         case "PONG": return .pong
-        case "ERROR": return .error(try d.decode(Msg.Error.self, from: data))
-        case "PEERS": return .peers(try d.decode(Msg.Peers.self, from: data))
-        case "AUTH_CHECK": return .authCheck(try d.decode(Msg.AuthCheck.self, from: data))
-        case "AUTH_OK": return .authOk(try d.decode(Msg.AuthOk.self, from: data))
-        case "GET_BEST_PEER": return .getBestPeer(try d.decode(Msg.GetBestPeer.self, from: data))
-        case "BEST_PEER": return .bestPeer(try d.decode(Msg.BestPeer.self, from: data))
-        case "CPU_TASK": return .cpuTask(try d.decode(Msg.CPUTask.self, from: data))
-        case "CPU_RESULT": return .cpuResult(try d.decode(Msg.CPUResult.self, from: data))
-        case "SET_MEM": return .setMem(try d.decode(Msg.SetMem.self, from: data))
-        case "GET_MEM": return .getMem(try d.decode(Msg.MemKey.self, from: data))
-        case "DEL_MEM": return .delMem(try d.decode(Msg.MemKey.self, from: data))
-        case "LIST_MEM": return .listMem(try d.decode(Msg.ListMem.self, from: data))
-        case "MEM_RESULT": return .memResult(try d.decode(Msg.MemResult.self, from: data))
-        case "MEM_KEYS": return .memKeys(try d.decode(Msg.MemKeys.self, from: data))
-        case "MEM_SYNC": return .memSync(try d.decode(Msg.MemEntries.self, from: data))
-        case "MEM_FETCH": return .memFetch(try d.decode(Msg.MemFetch.self, from: data))
-        case "MEM_ENTRIES": return .memEntries(try d.decode(Msg.MemEntries.self, from: data))
-        case "PUT_FILE": return .putFile(try d.decode(Msg.PutFile.self, from: data))
-        case "UPLOAD": return .upload(try d.decode(Msg.Upload.self, from: data))
-        case "PUT_FILE_CHUNK": return .putFileChunk(try d.decode(Msg.PutFileChunk.self, from: data))
-        case "PUT_FILE_END": return .putFileEnd(try d.decode(Msg.PutFileEnd.self, from: data))
-        case "FILE_STORED": return .fileStored(try d.decode(Msg.FileManifest.self, from: data))
-        case "GET_FILE": return .getFile(try d.decode(Msg.FileRef.self, from: data))
-        case "FILE_INFO": return .fileInfo(try d.decode(Msg.FileInfo.self, from: data))
-        case "GET_FILE_CHUNK": return .getFileChunk(try d.decode(Msg.GetFileChunk.self, from: data))
-        case "FILE_CHUNK": return .fileChunk(try d.decode(Msg.ChunkData.self, from: data))
-        case "LIST_FILES": return .listFiles(try d.decode(Msg.ListFiles.self, from: data))
-        case "FILE_LIST": return .fileList(try d.decode(Msg.FileList.self, from: data))
-        case "DELETE_FILE": return .deleteFile(try d.decode(Msg.FileRef.self, from: data))
-        case "CHUNK_PUT": return .chunkPut(try d.decode(Msg.ChunkData.self, from: data))
-        case "CHUNK_GET": return .chunkGet(try d.decode(Msg.ChunkData.self, from: data))
-        case "CHUNK_DATA": return .chunkData(try d.decode(Msg.ChunkData.self, from: data))
-        case "CHUNK_HAS": return .chunkHas(try d.decode(Msg.ChunkHashes.self, from: data))
-        case "CHUNK_HAVE": return .chunkHave(try d.decode(Msg.ChunkHashes.self, from: data))
-        case "PEER_STATUS": return .peerStatus(try d.decode(Msg.PeerStatus.self, from: data))
-        case "OK": return .ok(try d.decode(Msg.Ok.self, from: data))
+        case "ERROR": return .error(try Msg.Error(from: decoder))
+        case "PEERS": return .peers(try Msg.Peers(from: decoder))
+        case "AUTH_CHECK": return .authCheck(try Msg.AuthCheck(from: decoder))
+        case "AUTH_OK": return .authOk(try Msg.AuthOk(from: decoder))
+        case "GET_BEST_PEER": return .getBestPeer(try Msg.GetBestPeer(from: decoder))
+        case "BEST_PEER": return .bestPeer(try Msg.BestPeer(from: decoder))
+        case "CPU_TASK": return .cpuTask(try Msg.CPUTask(from: decoder))
+        case "CPU_RESULT": return .cpuResult(try Msg.CPUResult(from: decoder))
+        case "SET_MEM": return .setMem(try Msg.SetMem(from: decoder))
+        case "GET_MEM": return .getMem(try Msg.MemKey(from: decoder))
+        case "DEL_MEM": return .delMem(try Msg.MemKey(from: decoder))
+        case "LIST_MEM": return .listMem(try Msg.ListMem(from: decoder))
+        case "MEM_RESULT": return .memResult(try Msg.MemResult(from: decoder))
+        case "MEM_KEYS": return .memKeys(try Msg.MemKeys(from: decoder))
+        case "MEM_SYNC": return .memSync(try Msg.MemEntries(from: decoder))
+        case "MEM_FETCH": return .memFetch(try Msg.MemFetch(from: decoder))
+        case "MEM_ENTRIES": return .memEntries(try Msg.MemEntries(from: decoder))
+        case "PUT_FILE": return .putFile(try Msg.PutFile(from: decoder))
+        case "UPLOAD": return .upload(try Msg.Upload(from: decoder))
+        case "PUT_FILE_CHUNK": return .putFileChunk(try Msg.PutFileChunk(from: decoder))
+        case "PUT_FILE_END": return .putFileEnd(try Msg.PutFileEnd(from: decoder))
+        case "FILE_STORED": return .fileStored(try Msg.FileManifest(from: decoder))
+        case "GET_FILE": return .getFile(try Msg.FileRef(from: decoder))
+        case "FILE_INFO": return .fileInfo(try Msg.FileInfo(from: decoder))
+        case "GET_FILE_CHUNK": return .getFileChunk(try Msg.GetFileChunk(from: decoder))
+        case "FILE_CHUNK": return .fileChunk(try Msg.ChunkData(from: decoder))
+        case "LIST_FILES": return .listFiles(try Msg.ListFiles(from: decoder))
+        case "FILE_LIST": return .fileList(try Msg.FileList(from: decoder))
+        case "DELETE_FILE": return .deleteFile(try Msg.FileRef(from: decoder))
+        case "CHUNK_PUT": return .chunkPut(try Msg.ChunkData(from: decoder))
+        case "CHUNK_GET": return .chunkGet(try Msg.ChunkData(from: decoder))
+        case "CHUNK_DATA": return .chunkData(try Msg.ChunkData(from: decoder))
+        case "CHUNK_HAS": return .chunkHas(try Msg.ChunkHashes(from: decoder))
+        case "CHUNK_HAVE": return .chunkHave(try Msg.ChunkHashes(from: decoder))
+        case "PEER_STATUS": return .peerStatus(try Msg.PeerStatus(from: decoder))
+        case "OK": return .ok(try Msg.Ok(from: decoder))
         case "GET_PEER_STATUS": return .getPeerStatus
         default:
             let shown = type.count > 40 ? String(type.prefix(40)) + "…" : type
