@@ -76,8 +76,8 @@ struct ReferenceTools {
     }
 
     /// Serves `root/www/file` with nginx on a free port and downloads it `repeats` times with curl (after one
-    /// warm-up); returns MB/s samples.
-    func nginxGet(root: String, file: String, bytes: Int, repeats: Int) throws -> (name: String, samples: [Double]) {
+    /// warm-up), into a file under `root` as the peers' download does (`save`), or into /dev/null; returns MB/s samples.
+    func nginxGet(root: String, file: String, bytes: Int, repeats: Int, save: Bool) throws -> (name: String, samples: [Double]) {
         guard let nginx = Shell.which("nginx") else { throw BenchError("nginx not installed: run scripts/bench-reference install") }
         guard Shell.which("curl") != nil else { throw BenchError("curl not installed: run scripts/bench-reference install") }
         let version = (try? Shell.run(nginx, ["-v"], timeout: 10))?.stderr.split(separator: "/").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
@@ -110,15 +110,18 @@ struct ReferenceTools {
         defer { server.stop() }
         guard Shell.waitForPort(port, timeout: 20) else { throw BenchError("nginx did not start: \(server.errorLog.suffix(400))") }
         var samples: [Double] = []
+        // Saving, curl writes the file in the same folder the peers' download writes to: both sides write what they read.
+        let target = save ? root + "/nginx-got.bin" : "/dev/null"
+        defer { if save { unlink(target) } }
         for i in 0...repeats {
             let r = try Shell.run(
-                "curl", ["-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", "http://127.0.0.1:\(port)/\(file)"], timeout: 300)
+                "curl", ["-sS", "-o", target, "-w", "%{size_download} %{time_total}", "http://127.0.0.1:\(port)/\(file)"], timeout: 300)
             let parts = r.stdout.split(separator: " ")
             guard r.status == 0, parts.count == 2, let size = Double(parts[0]), let seconds = Double(parts[1]), Int(size) == bytes, seconds > 0 else {
                 throw BenchError("curl from nginx failed: \(r.stderr.suffix(300)) \(r.stdout.suffix(100))")
             }
             if i > 0 { samples.append(size / seconds / 1e6) }
         }
-        return ("nginx \(version) over loopback, curl client", samples)
+        return ("nginx \(version) over loopback, curl \(save ? "saving to disk" : "discarding")", samples)
     }
 }

@@ -52,14 +52,27 @@ extension PeerLink {
                 hasher.update(data: data)
                 try out.write(contentsOf: data)
             } else {
-                for index in 0..<info.chunkCount {
-                    let reply = try await request(.getFileChunk(Msg.GetFileChunk(filename: filename, index: index)))
+                // Up to `window` chunks in flight, written in order as they come: the peer reads the next chunks from
+                // its disk while this one crosses the network and is written here.
+                let window = 4
+                var inFlight: [Task<Reply, any Error>] = []
+                var next = 0
+                defer { for t in inFlight { t.cancel() } }
+                while next < info.chunkCount || !inFlight.isEmpty {
+                    while next < info.chunkCount && inFlight.count < window {
+                        let index = next
+                        inFlight.append(Task { try await self.request(.getFileChunk(Msg.GetFileChunk(filename: filename, index: index))) })
+                        next += 1
+                    }
+                    let index = next - inFlight.count
+                    let reply = try await inFlight.removeFirst().value
                     guard case .fileChunk = reply.message, let payload = reply.payload else {
                         throw GridError(.badRequest, "the peer gave an unexpected answer for chunk \(index)")
                     }
-                    let bytes = payload.readableBytesView
-                    hasher.update(data: Data(bytes))
-                    try out.write(contentsOf: Data(bytes))
+                    try payload.withUnsafeReadableBytes { raw in
+                        hasher.update(bufferPointer: raw)
+                        try Self.writeAll(out.fileDescriptor, raw)
+                    }
                 }
             }
             let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
@@ -75,5 +88,16 @@ extension PeerLink {
             throw GridError(.badRequest, "cannot save to \(path)")
         }
         return info
+    }
+
+    /// Writes every byte of `raw` to `fd`.
+    static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { throw GridError(.internal, "could not write the download (disk full?): \(String(cString: strerror(errno)))") }
+            offset += n
+        }
     }
 }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GridCore
 import GridPeer
+import NIOCore
 
 /// A peer's file chunks on disk: `<root>/<first two hex digits>/<sha256>`. Names are checked to be SHA-256 hex, so
 /// nothing is ever written outside `root`; writes go to a temporary file first and are renamed into place.
@@ -55,6 +56,36 @@ struct ChunkStore: Sendable {
             throw CorruptChunk(hash: hash)
         }
         return bytes
+    }
+
+    /// The chunk's bytes read straight into a buffer for the wire (no copy), if it is here and intact; nil if absent.
+    /// A corrupt copy is deleted and reported as `CorruptChunk`.
+    func readBuffer(_ hash: String) throws -> ByteBuffer? {
+        let p = try path(hash)
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        let size = Int(st.st_size)
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw -> Int in
+            var done = 0
+            while done < size {
+                let n = pread(fd, raw.baseAddress! + done, size - done, off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                done += n
+            }
+            return done
+        }
+        guard got == size else { return nil }
+        let digest = buffer.withUnsafeReadableBytes { SHA256.hash(data: $0) }
+        guard digest.map({ String(format: "%02x", $0) }).joined() == hash else {
+            unlink(p)
+            throw CorruptChunk(hash: hash)
+        }
+        return buffer
     }
 
     func delete(_ hash: String) {

@@ -139,21 +139,31 @@ extension PeerService {
         return Msg.FileInfo(filename: m.filename, size: m.size, sha256: m.sha256, chunkSize: m.chunkSize, chunkCount: m.chunks.count, data: inline)
     }
 
-    func getFileChunk(_ req: Msg.GetFileChunk) async throws -> Reply {
+    /// One chunk of a stored file. A copy here is read and checked off the actor, straight into the reply's buffer,
+    /// so chunk reads run in parallel and other requests do not wait for the disk; a missing or corrupt one is
+    /// fetched (and repaired) through the actor.
+    @concurrent
+    nonisolated func getFileChunk(_ req: Msg.GetFileChunk) async throws -> Reply {
         let m = try await manifest(req.filename)
         guard req.index >= 0, req.index < m.chunks.count else {
             throw GridError(.badRequest, "\(req.filename) has chunks 0…\(m.chunks.count - 1), not \(req.index)")
         }
         let hash = m.chunks[req.index]
-        let bytes = try await fetchChunk(hash)
-        return (.fileChunk(Msg.ChunkData(hash: hash, index: req.index)), ByteBuffer(bytes: bytes))
+        let reply = Msg.ChunkData(hash: hash, index: req.index)
+        do {
+            if let local = try chunks.readBuffer(hash) { return (.fileChunk(reply), local) }
+        } catch is ChunkStore.CorruptChunk {
+            logger.warning("corrupt chunk detected; fetching a replica", metadata: ["grid.chunk": "\(hash)"])
+            return (.fileChunk(reply), ByteBuffer(bytes: try await fetchChunk(hash, repairHere: true)))
+        }
+        return (.fileChunk(reply), ByteBuffer(bytes: try await fetchChunk(hash)))
     }
 
     /// A verified copy of a chunk: here if intact, else from its owners, else from any peer. A copy that belongs
     /// here (or was corrupt here) is rewritten.
-    func fetchChunk(_ hash: String) async throws -> [UInt8] {
+    func fetchChunk(_ hash: String, repairHere corruptHere: Bool = false) async throws -> [UInt8] {
         guard PeerNames.isChunkHash(hash) else { throw GridError(.badRequest, "bad chunk name") }
-        var repairHere = false
+        var repairHere = corruptHere
         do {
             if let bytes = try chunks.read(hash) { return bytes }
         } catch is ChunkStore.CorruptChunk {
