@@ -4,31 +4,33 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 
 /// The peer port: clients (the CLI) and other peers connect here with the grid protocol. The first message must be
 /// `HELLO` with a token, which the peer checks with its manager (cached); then every request gets one reply with its
-/// id. Requests of one connection run concurrently, at most `maxInFlight` at a time (more waits: backpressure).
-/// A thin shell: `PeerService` decides.
+/// id. Requests of one connection run concurrently, at most `maxInFlight` at a time (then the connection is not read
+/// until one ends: backpressure). A thin shell: `PeerService` decides; `PeerConnection` (a channel handler) hands
+/// each request to a task and writes its reply from the event loop, with no stream in between.
 public struct PeerServer: Service {
-    public typealias Listener = NIOAsyncChannel<NIOAsyncChannel<InboundFrame, GridFrame>, Never>
+    public typealias Listener = NIOAsyncChannel<any Channel, Never>
 
     let listener: Listener
     let service: PeerService
     let logger: Logger
-    let maxInFlight = 32
+    static let maxInFlight = 32
 
-    /// Binds the port (0: any free one) before the worker registers, so it can report the port.
+    /// Binds the port (0: any free one) before the worker registers, so it can report the port. Accepted connections
+    /// are not read until `run` gives them their handler.
     public static func bind(host: String, port: Int, limits: FrameLimits = FrameLimits()) async throws -> Listener {
         try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
-                    return try NIOAsyncChannel<InboundFrame, GridFrame>(
-                        wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                    return channel
                 }
             }
     }
@@ -41,98 +43,187 @@ public struct PeerServer: Service {
 
     public func run() async throws {
         try await cancelWhenGracefulShutdown {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await listener.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
-                    }
-                }
-            }
-        }
-    }
-
-    private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>) async {
-        let remote = channel.channel.remoteAddress?.description ?? "?"
-        do {
-            try await channel.executeThenClose { inbound, outbound in
-                var caller: PeerService.Caller?
-                let inFlight = Counter()
-                try await withThrowingDiscardingTaskGroup { group in
-                    loop: for try await item in inbound {
-                        switch item {
-                        case .invalid(let error, let id, let fatal):
-                            logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
-                            try await outbound.write(GridFrame(id: id ?? 0, .error(Msg.Error(error))))
-                            if fatal { break loop }
-                        case .frame(let frame):
-                            guard let who = caller else {
-                                // Nothing but HELLO (or PING) before the token was checked.
-                                switch frame.message {
-                                case .ping:
-                                    try await outbound.write(GridFrame(id: frame.id, .pong))
-                                    continue loop
-                                case .hello(let hello):
-                                    guard ProtocolVersion.supported.contains(hello.version) else {
-                                        let e = GridError(.versionMismatch, "protocol version \(hello.version) is not supported (\(ProtocolVersion.supported))")
-                                        try await outbound.write(GridFrame(id: frame.id, .error(Msg.Error(e))))
-                                        break loop
-                                    }
-                                    switch await service.authenticate(hello.token) {
-                                    case .success(let c):
-                                        caller = c
-                                        let me = await service.selfId ?? ""
-                                        try await outbound.write(
-                                            GridFrame(
-                                                id: frame.id,
-                                                .helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: c.user, heartbeatSeconds: 0))))
-                                    case .failure(let e):
-                                        try await outbound.write(GridFrame(id: frame.id, .error(Msg.Error(e))))
-                                        break loop
-                                    }
-                                default:
-                                    let e = GridError(.notAuthenticated, "send HELLO with a token before \(frame.message.type)")
-                                    try await outbound.write(GridFrame(id: frame.id, .error(Msg.Error(e))))
-                                    break loop
-                                }
-                                continue loop
-                            }
-                            if case .hello = frame.message {
-                                try await outbound.write(GridFrame(id: frame.id, .error(Msg.Error(GridError(.badRequest, "HELLO was already received")))))
-                                continue loop
-                            }
-                            let work: @Sendable () async -> Void = {
-                                let reply = await service.handle(frame.message, payload: frame.payload, caller: who)
-                                try? await outbound.write(GridFrame(id: frame.id, reply.message, payload: reply.payload))
-                            }
-                            if inFlight.tryTake(maxInFlight) {
-                                group.addTask {
-                                    await work()
-                                    inFlight.give()
-                                }
-                            } else {
-                                await work()
-                            }
+            try await listener.executeThenClose { inbound in
+                for try await channel in inbound {
+                    let (service, logger) = (service, logger)
+                    channel.eventLoop.execute {
+                        do {
+                            try channel.pipeline.syncOperations.addHandler(PeerConnection(service: service, logger: logger))
+                            channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+                        } catch {
+                            channel.close(promise: nil)
                         }
                     }
                 }
             }
-        } catch {
-            logger.debug("peer connection ended", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
         }
     }
 }
 
-/// Requests in flight on one connection.
-final class Counter: Sendable {
-    private let value = Mutex(0)
+/// One connection of the peer port: authentication first, then each request in a task of its own, its reply written
+/// on the event loop. State is touched on the event loop only.
+final class PeerConnection: ChannelInboundHandler {
+    typealias InboundIn = InboundFrame
+    typealias OutboundOut = GridFrame
 
-    func tryTake(_ limit: Int) -> Bool {
-        value.withLock { v in
-            guard v < limit else { return false }
-            v += 1
-            return true
+    private enum Auth {
+        case waiting
+        /// HELLO is being checked; frames that come meanwhile wait their turn.
+        case checking([InboundFrame])
+        case done(PeerService.Caller)
+        case closing
+    }
+
+    private let service: PeerService
+    private let logger: Logger
+    private var auth = Auth.waiting
+    private var inFlight = 0
+    private var paused = false
+    private var inputClosed = false
+    private var remote = "?"
+
+    init(service: PeerService, logger: Logger) {
+        self.service = service
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        remote = context.channel.remoteAddress?.description ?? "?"
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        receive(unwrapInboundIn(data), context: context)
+    }
+
+    private func receive(_ item: InboundFrame, context: ChannelHandlerContext) {
+        switch auth {
+        case .closing:
+            return
+        case .checking(var waiting):
+            waiting.append(item)
+            auth = .checking(waiting)
+            return
+        case .waiting, .done:
+            break
+        }
+        switch item {
+        case .invalid(let error, let id, let fatal):
+            logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+            reply(GridFrame(id: id ?? 0, .error(Msg.Error(error))), context: context, thenClose: fatal)
+        case .frame(let frame):
+            guard case .done(let caller) = auth else { return greet(frame, context: context) }
+            if case .hello = frame.message {
+                reply(GridFrame(id: frame.id, .error(Msg.Error(GridError(.badRequest, "HELLO was already received")))), context: context)
+                return
+            }
+            // A key held here is read on the event loop: no task, no actor.
+            if case .getMem(let m) = frame.message, let hit = service.memory.fastGet(m.key) {
+                return reply(GridFrame(id: frame.id, .memResult(hit)), context: context)
+            }
+            start(frame, caller: caller, context: context)
         }
     }
 
-    func give() { value.withLock { $0 -= 1 } }
+    /// Before the token is checked: only `HELLO` (or `PING`).
+    private func greet(_ frame: GridFrame, context: ChannelHandlerContext) {
+        switch frame.message {
+        case .ping:
+            reply(GridFrame(id: frame.id, .pong), context: context)
+        case .hello(let hello):
+            guard ProtocolVersion.supported.contains(hello.version) else {
+                let e = GridError(.versionMismatch, "protocol version \(hello.version) is not supported (\(ProtocolVersion.supported))")
+                return reply(GridFrame(id: frame.id, .error(Msg.Error(e))), context: context, thenClose: true)
+            }
+            auth = .checking([])
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let service = service
+            Task {
+                let result = await service.authenticate(hello.token)
+                let me = await service.selfId ?? ""
+                bound.eventLoop.execute {
+                    let (handler, context) = bound.value
+                    handler.authenticated(result, me: me, id: frame.id, context: context)
+                }
+            }
+        default:
+            let e = GridError(.notAuthenticated, "send HELLO with a token before \(frame.message.type)")
+            reply(GridFrame(id: frame.id, .error(Msg.Error(e))), context: context, thenClose: true)
+        }
+    }
+
+    private func authenticated(_ result: Result<PeerService.Caller, GridError>, me: String, id: Int, context: ChannelHandlerContext) {
+        guard case .checking(let waiting) = auth else { return }
+        switch result {
+        case .success(let caller):
+            auth = .done(caller)
+            reply(
+                GridFrame(id: id, .helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0))),
+                context: context)
+            for item in waiting { receive(item, context: context) }
+            closeIfDone(context: context)
+        case .failure(let e):
+            auth = .waiting
+            reply(GridFrame(id: id, .error(Msg.Error(e))), context: context, thenClose: true)
+        }
+    }
+
+    /// Runs one request in a task; its reply is written from the event loop.
+    private func start(_ frame: GridFrame, caller: PeerService.Caller, context: ChannelHandlerContext) {
+        inFlight += 1
+        if inFlight >= PeerServer.maxInFlight, !paused {
+            paused = true
+            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+        }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let service = service
+        Task {
+            let answer = await service.handle(frame.message, payload: frame.payload, caller: caller)
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.finished(GridFrame(id: frame.id, answer.message, payload: answer.payload), context: context)
+            }
+        }
+    }
+
+    private func finished(_ frame: GridFrame, context: ChannelHandlerContext) {
+        inFlight -= 1
+        if case .closing = auth { return }
+        reply(frame, context: context)
+        if paused, inFlight < PeerServer.maxInFlight {
+            paused = false
+            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        }
+        closeIfDone(context: context)
+    }
+
+    private func reply(_ frame: GridFrame, context: ChannelHandlerContext, thenClose: Bool = false) {
+        if thenClose {
+            auth = .closing
+            context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        }
+    }
+
+    /// The client closed its side: answer what is in flight, then close.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            inputClosed = true
+            closeIfDone(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func closeIfDone(context: ChannelHandlerContext) {
+        guard inputClosed, inFlight == 0 else { return }
+        if case .checking = auth { return }
+        auth = .closing
+        context.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("peer connection ended", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+        auth = .closing
+        context.close(promise: nil)
+    }
 }
