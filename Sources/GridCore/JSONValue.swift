@@ -37,3 +37,26 @@ public enum JSONValue: Hashable, Sendable, Codable {
         }
     }
 }
+
+extension JSONValue {
+    /// The size of this value written as compact JSON, at most (strings counted with their escapes), without writing
+    /// it: a cheap check against a size limit.
+    public var encodedSizeBound: Int {
+        switch self {
+        case .null: 4
+        case .bool: 5
+        case .number: 24
+        case .string(let s): Self.stringSize(s)
+        case .array(let a): 2 + a.reduce(max(0, a.count - 1)) { $0 + $1.encodedSizeBound }
+        case .object(let o): 2 + o.reduce(max(0, o.count - 1)) { $0 + Self.stringSize($1.key) + 1 + $1.value.encodedSizeBound }
+        }
+    }
+
+    private static func stringSize(_ s: String) -> Int {
+        var n = 2
+        for byte in s.utf8 {
+            n += byte < 0x20 ? 6 : (byte == 0x22 || byte == 0x5C || byte == 0x2F) ? 2 : 1
+        }
+        return n
+    }
+}

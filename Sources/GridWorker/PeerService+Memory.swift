@@ -10,12 +10,13 @@ extension PeerService {
 
     func setMem(_ key: String, _ value: JSONValue) async throws -> Msg.MemResult {
         try PeerNames.validateKey(key)
-        let size = (try? GridJSON.encode(value).count) ?? Int.max
+        let bound = value.encodedSizeBound
+        let size = bound <= PeerNames.maxValueBytes ? bound : ((try? GridJSON.encode(value).count) ?? Int.max)
         guard size <= PeerNames.maxValueBytes else {
             throw GridError(.badRequest, "the value is \(size) bytes; the limit is \(PeerNames.maxValueBytes >> 10) KiB")
         }
-        let owners = try await writeEntry(key, value, bytes: size)
-        return Msg.MemResult(key: key, value: value, owners: owners)
+        // The reply names where the value went; it does not echo the value back.
+        return Msg.MemResult(key: key, owners: try await writeEntry(key, value, bytes: size))
     }
 
     func delMem(_ key: String) async throws -> Msg.MemResult {
@@ -63,7 +64,7 @@ extension PeerService {
     /// (group commit), so many concurrent writers share each round trip. `bytes` estimates their size on the wire.
     func push(_ entries: [Msg.MemEntry], to peer: String, bytes: Int) async -> Bool {
         if peer == selfId {
-            for e in entries { memory.apply(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) }
+            memory.apply(entries)
             return true
         }
         return await withCheckedContinuation { continuation in

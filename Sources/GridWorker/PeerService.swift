@@ -72,7 +72,7 @@ public actor PeerService: Service {
     private let startContinuation: AsyncStream<StartedTask>.Continuation
 
     // Memory and files.
-    var memory = MemoryTable()
+    let memory: LocalReplicas
     var clock = VersionClock()
     var uploads: [String: Upload] = [:]
     var manifestCache: [String: (manifest: Msg.FileManifest, at: Double)] = [:]
@@ -88,6 +88,7 @@ public actor PeerService: Service {
         self.config = config
         self.logger = logger
         self.pool = FunctionPool(launch: launch, size: config.slots)
+        self.memory = LocalReplicas(replicas: config.replicas)
         self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks")
         (starts, startContinuation) = AsyncStream<StartedTask>.makeStream()
         (repairs, repairContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -104,12 +105,16 @@ public actor PeerService: Service {
     }
 
     /// The manager gave this worker its id.
-    public func setIdentity(_ id: String) { selfId = id }
+    public func setIdentity(_ id: String) {
+        selfId = id
+        memory.setView(selfId: selfId, peers: memberIds)
+    }
 
     /// The manager announced the online peers.
     public func membership(_ peers: [Msg.PeerInfo]) {
         let before = Set(members.map(\.workerId))
         members = peers
+        memory.setView(selfId: selfId, peers: memberIds)
         for id in Set(links.keys).subtracting(peers.map(\.workerId)) {
             if let link = links.removeValue(forKey: id) { Task { await link.close() } }
         }
@@ -220,7 +225,7 @@ public actor PeerService: Service {
             case .listMem(let m): return (.memKeys(Msg.MemKeys(keys: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false))), nil)
             case .memSync(let m):
                 try requirePeer(caller, message)
-                for e in m.entries { memory.apply(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) }
+                memory.apply(m.entries)
                 return (.ok(Msg.Ok()), nil)
             case .memFetch(let m):
                 try requirePeer(caller, message)

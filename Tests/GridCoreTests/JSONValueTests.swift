@@ -18,6 +18,17 @@ struct JSONValueTests {
         #expect(try roundTrip(value) == value)
     }
 
+    @Test(arguments: [
+        JSONValue.null, .bool(false), .number(-1.25e-300), .number(9.5e15), .string("héllo \"world\"\n\u{1}/\\"),
+        .array([.null, .bool(true), .number(2), .string("x"), .array([.number(1)]), .object(["k\n": .null])]),
+        .object(["a": .number(1), "b_c": .array([.bool(false)]), "nested": .object(["deep": .string(String(repeating: "\"", count: 50))])]),
+    ])
+    func theSizeBoundIsNeverBelowTheEncodedSize(value: JSONValue) throws {
+        let encoded = try JSONEncoder().encode(value).count
+        #expect(value.encodedSizeBound >= encoded, "\(value): bound \(value.encodedSizeBound) < \(encoded)")
+        #expect(value.encodedSizeBound <= encoded * 6 + 24)
+    }
+
     @Test func wholeNumbersAreWrittenWithoutAFraction() throws {
         let text = String(decoding: try JSONEncoder().encode(JSONValue.array([.number(3), .number(-7)])), as: UTF8.self)
         #expect(text == "[3,-7]")

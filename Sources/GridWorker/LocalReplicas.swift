@@ -1,0 +1,59 @@
+import GridCore
+import GridPeer
+import GridProtocol
+import Synchronization
+
+/// This peer's replicas of distributed-memory keys (a `MemoryTable`) with the membership they are placed by, behind
+/// one mutex: the peer's actor writes and rebalances through it, and the peer port answers a `GET_MEM` for a key held
+/// here straight from the event loop (`fastGet`), without a task or an actor hop.
+final class LocalReplicas: Sendable {
+    private struct State {
+        var table = MemoryTable()
+        var selfId: String?
+        var peers: [String] = []
+    }
+
+    private let state = Mutex(State())
+    let replicas: Int
+
+    init(replicas: Int) { self.replicas = replicas }
+
+    /// The peer's id and the online peers (itself included), as the actor knows them.
+    func setView(selfId: String?, peers: [String]) {
+        state.withLock {
+            $0.selfId = selfId
+            $0.peers = peers
+        }
+    }
+
+    /// The reply to `GET_MEM key` when this peer owns the key and holds a live value for it; nil sends the request
+    /// the long way (not an owner, nothing here, a deletion, a bad key: the actor answers those).
+    func fastGet(_ key: String) -> Msg.MemResult? {
+        guard (try? PeerNames.validateKey(key)) != nil else { return nil }
+        return state.withLock { s in
+            guard let selfId = s.selfId, let value = s.table.get(key)?.value else { return nil }
+            let owners = Rendezvous.owners(of: key, among: s.peers, replicas: replicas)
+            guard owners.contains(selfId) else { return nil }
+            return Msg.MemResult(key: key, value: value, owners: owners)
+        }
+    }
+
+    @discardableResult
+    func apply(_ key: String, _ entry: MemoryTable.Entry) -> Bool { state.withLock { $0.table.apply(key, entry) } }
+
+    func apply(_ entries: [Msg.MemEntry]) {
+        state.withLock { s in
+            for e in entries { s.table.apply(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) }
+        }
+    }
+
+    func get(_ key: String) -> MemoryTable.Entry? { state.withLock { $0.table.get(key) } }
+    func drop(_ key: String) { state.withLock { $0.table.drop(key) } }
+    func keys(prefix: String) -> [String] { state.withLock { $0.table.keys(prefix: prefix) } }
+    var liveCount: Int { state.withLock { $0.table.liveCount } }
+    func collectGarbage(now: Int64) { state.withLock { $0.table.collectGarbage(now: now) } }
+
+    func rebalance(selfId: String, peers: [String], replicas: Int) -> [MemoryTable.Move] {
+        state.withLock { $0.table.rebalance(selfId: selfId, peers: peers, replicas: replicas) }
+    }
+}
