@@ -67,6 +67,10 @@ public struct FrameParser: Sendable {
                 }
                 let length = newline - view.startIndex
                 if length > limits.maxLineBytes { return fail(.lineTooLong, tooLong(), id: nil, &buffer) }
+                if let fast = Self.fastFrame(buffer.readableBytesView[..<newline]) {
+                    buffer.moveReaderIndex(forwardBy: length + 1)
+                    return fast
+                }
                 var line = Data(buffer.readBytes(length: length)!)
                 buffer.moveReaderIndex(forwardBy: 1)
                 if line.last == UInt8(ascii: "\r") { line.removeLast() }
@@ -118,6 +122,17 @@ public struct FrameParser: Sendable {
     static func preview(_ data: Data) -> String {
         let text = String(decoding: data.prefix(60), as: UTF8.self)
         return data.count > 60 ? "\(text)…" : text
+    }
+
+    /// A hot message (see `GridMessage+Fast`) read without `Codable`; nil sends the line the general way.
+    static func fastFrame(_ line: ByteBufferView) -> InboundFrame? {
+        line.withUnsafeBytes { raw -> InboundFrame? in
+            guard raw.count > 0, raw[0] == UInt8(ascii: "{"), case .object(let fields)? = WireJSON.parse(raw),
+                fields["bytes"] == nil, case .string(let type)? = fields["type"], case .number(let n)? = fields["id"],
+                let id = Int(exactly: n), let message = GridMessage.fastMessage(type: type, fields)
+            else { return nil }
+            return .frame(GridFrame(id: id, message))
+        }
     }
 
     static func frame(type: String, id: Int, _ message: Result<GridMessage, any Error>, payload: ByteBuffer?) -> InboundFrame {

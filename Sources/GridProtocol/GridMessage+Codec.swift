@@ -159,6 +159,14 @@ private struct Wire: Encodable {
 extension GridFrame {
     /// Appends this frame's bytes (line, newline, payload) to `buffer`.
     public func write(to buffer: inout ByteBuffer) throws {
+        if payload == nil {
+            let mark = buffer.writerIndex
+            if message.writeFastLine(id: id, into: &buffer) {
+                buffer.writeInteger(UInt8(ascii: "\n"))
+                return
+            }
+            buffer.moveWriterIndex(to: mark)
+        }
         let line = try message.encodeLine(id: id, bulkBytes: payload?.readableBytes)
         buffer.writeBytes(line)
         buffer.writeInteger(UInt8(ascii: "\n"))

@@ -1,0 +1,108 @@
+import Foundation
+import GridCore
+import NIOCore
+import Testing
+
+@testable import GridProtocol
+
+/// The hand-written hot path (`WireJSON`, `GridMessage+Fast`) must agree with `Codable` byte for byte and value for
+/// value, and must leave everything it does not accept to `Codable`.
+@Suite("Wire JSON fast path")
+struct WireJSONTests {
+    static let tricky: [JSONValue] = [
+        .null, .bool(true), .number(0), .number(-3), .number(1.5), .number(-2.25e-8), .number(1e300), .number(9.5e15), .number(8_999_999_999_999_999),
+        .string(""), .string("héllo \"world\"\n\t\r\u{8}\u{c}\u{1}\u{1f}/\\ 日本 😀 \u{7f}"),
+        .array([]), .object([:]),
+        .array([.null, .bool(false), .number(2), .string("x"), .array([.number(1)]), .object(["k": .null])]),
+        .object(["b": .number(1), "a_b": .array([.bool(false)]), "Z": .string("z"), "nested": .object(["deep\n": .string("v")])]),
+    ]
+
+    static var hotMessages: [GridMessage] {
+        var out: [GridMessage] = [
+            .getMem(Msg.MemKey(key: "user:id")), .delMem(Msg.MemKey(key: "a \"quoted\" key\u{1}")),
+            .memResult(Msg.MemResult(key: "k", owners: [])), .memResult(Msg.MemResult(key: "k", value: .number(101), owners: ["w-1", "w-2"])),
+            .memSync(Msg.MemEntries(entries: [])), .ok(Msg.Ok()), .ok(Msg.Ok(detail: "deleted \"x\"")),
+            .memSync(
+                Msg.MemEntries(entries: [
+                    Msg.MemEntry(key: "k", value: nil, version: 1_700_000_000_000, origin: "w-1"),
+                    Msg.MemEntry(key: "k2", value: .string("v"), version: 2, origin: "w-2"),
+                ])),
+            .memEntries(Msg.MemEntries(entries: [Msg.MemEntry(key: "k", value: .object(["a": .number(1)]), version: 3, origin: "w-3")])),
+        ]
+        for v in tricky {
+            out.append(.setMem(Msg.SetMem(key: "k", value: v)))
+            out.append(.memResult(Msg.MemResult(key: "k", value: v, owners: ["w-1"])))
+        }
+        return out
+    }
+
+    func fastLine(_ m: GridMessage, id: Int) -> String? {
+        var b = ByteBuffer()
+        guard m.writeFastLine(id: id, into: &b) else { return nil }
+        return String(buffer: b)
+    }
+
+    @Test(arguments: hotMessages)
+    func aHotMessageIsWrittenByteForByteAsCodableWritesIt(message: GridMessage) throws {
+        let codable = String(decoding: try message.encodeLine(id: 12, bulkBytes: nil), as: UTF8.self)
+        #expect(fastLine(message, id: 12) == codable)
+    }
+
+    @Test(arguments: hotMessages)
+    func aLineCodableWroteIsReadBackByTheFastPathAsCodableReadsIt(message: GridMessage) throws {
+        let line = try message.encodeLine(id: 7, bulkBytes: nil)
+        let codable = try GridMessage.decode(type: message.type, from: line)
+        let frame = FrameParser.fastFrame(ByteBuffer(bytes: line).readableBytesView)
+        guard case .frame(let f)? = frame else {
+            Issue.record("the fast path refused \(String(decoding: line, as: UTF8.self))")
+            return
+        }
+        // (Codable reads an optional `null` as absent: so does the fast path.)
+        #expect(f.id == 7 && f.message == codable && f.payload == nil)
+    }
+
+    @Test func otherMessagesAndBulkFramesAreLeftToCodable() throws {
+        #expect(fastLine(.ping, id: 1) == nil)
+        #expect(fastLine(.listMem(Msg.ListMem(prefix: "a")), id: 1) == nil)
+        #expect(fastLine(.setMem(Msg.SetMem(key: "k", value: .number(.infinity))), id: 1) == nil)
+        for line in [
+            #"{"type":"PING","id":1}"#, #"{"type":"SET_MEM","id":1,"key":"k"}"#, #"{"type":"GET_MEM","id":1,"key":5}"#,
+            #"{"type":"GET_MEM","id":1.5,"key":"k"}"#, #"{"type":"GET_MEM","id":1,"key":"k","bytes":3}"#,
+            #"{"type":"MEM_SYNC","id":1,"entries":[{"key":"k","origin":"o","version":1.5}]}"#,
+        ] {
+            #expect(FrameParser.fastFrame(ByteBuffer(string: line).readableBytesView) == nil, "\(line)")
+        }
+        // …and Codable words the error as it always did.
+        var buffer = ByteBuffer(string: #"{"type":"SET_MEM","id":4,"key":"k"}"# + "\n")
+        var parser = FrameParser()
+        guard case .invalid(let error, let id, let fatal)? = parser.next(&buffer) else {
+            Issue.record("a SET_MEM without a value was accepted")
+            return
+        }
+        #expect(id == 4 && !fatal && error.message.contains("missing field \"value\""), "\(error)")
+    }
+
+    @Test(arguments: tricky)
+    func theReaderAgreesWithJSONDecoder(value: JSONValue) throws {
+        let data = try JSONEncoder().encode(value)
+        let fast = data.withUnsafeBytes { WireJSON.parse($0) }
+        #expect(fast == (try JSONDecoder().decode(JSONValue.self, from: data)))
+    }
+
+    @Test(arguments: [
+        "", " ", "{", "{\"a\":1,}", "[1,]", "01", "-", "1.", ".5", "1e", "+1", "1e999", "NaN", "tru", "nul", "\"a", "\"\u{1}\"",
+        "\"\\x\"", "\"\\ud800\"", "{\"a\" 1}", "{1:2}", "[1 2]", "1 2", "\"\\u12G4\"",
+        String(repeating: "[", count: 65) + String(repeating: "]", count: 65),
+    ])
+    func theReaderRefusesWhatIsNotPlainJSON(text: String) {
+        let parsed = Array(text.utf8).withUnsafeBytes { WireJSON.parse($0) }
+        #expect(parsed == nil, "\(String(reflecting: text)) was read as \(String(describing: parsed))")
+    }
+
+    @Test func theReaderRefusesInvalidUTF8AndAcceptsDeepButBoundedNesting() {
+        let bad: [UInt8] = [0x22, 0xFF, 0xFE, 0x22]
+        #expect(bad.withUnsafeBytes { WireJSON.parse($0) } == nil)
+        let deep = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
+        #expect(Array(deep.utf8).withUnsafeBytes { WireJSON.parse($0) } != nil)
+    }
+}
