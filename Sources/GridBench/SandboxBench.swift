@@ -8,7 +8,7 @@ import GridSandbox
 enum SandboxBench {
     /// The tiers that can run here, weakest first, each with its runner, or the reason it cannot. The OCI tier uses
     /// the first Docker-API engine that answers (`CAMPUSGRID_ENGINE_SOCKET`, DOCKER_HOST, the usual sockets).
-    static func tiers(python: String) -> [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] {
+    static func tiers(python: String, engine: String? = nil) -> [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] {
         var out: [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] = [(.restricted, .success(RestrictedRunner(python: python)))]
         do {
             out.append((.bwrap, .success(try BwrapRunner(configuration: BwrapRunner.Configuration(python: python)))))
@@ -17,8 +17,9 @@ enum SandboxBench {
         }
         let env = ProcessInfo.processInfo.environment
         var oci: Result<any JobRunner, BenchError> = .failure(
-            BenchError("not available here: no Docker-API engine with the sandbox image answered (start one, e.g. scripts/bench-sandbox's podman service)"))
-        for socket in SandboxSelection.sockets(for: .auto, given: env["CAMPUSGRID_ENGINE_SOCKET"], environment: env) {
+            BenchError("not available here: no Docker-API engine with the sandbox image answered, and podman could not start one (run scripts/setup)"))
+        let sockets = SandboxSelection.sockets(for: .auto, given: env["CAMPUSGRID_ENGINE_SOCKET"], environment: env) + (engine.map { [$0] } ?? [])
+        for socket in sockets {
             if let runner = try? OCIRunner(configuration: OCIRunner.Configuration(socket: socket)) {
                 oci = .success(runner)
                 break
@@ -30,7 +31,9 @@ enum SandboxBench {
 
     static func run(python: String, launches: Int, scratch: String, log: (String) -> Void) async throws -> [Figure] {
         var figures: [Figure] = []
-        for (tier, runner) in tiers(python: python) {
+        let engine = privateEngine(scratch: scratch, log: log)
+        defer { engine?.server.stop() }
+        for (tier, runner) in tiers(python: python, engine: engine?.socket) {
             var figure = Figure(
                 id: "sandbox.\(tier.rawValue)", title: "Sandbox launch: \(tier.label)", unit: "ms", better: .lower,
                 workload: "\(launches) launches of an empty Python script, alternating with plain launches")
@@ -59,6 +62,27 @@ enum SandboxBench {
             figures.append(figure)
         }
         return figures
+    }
+
+    /// A Podman service (Docker API) of the bench's own, stopped with it, for the OCI figure: started when podman is
+    /// installed and no engine answers already.
+    static func privateEngine(scratch: String, log: (String) -> Void) -> (server: ServerProcess, socket: String)? {
+        let env = ProcessInfo.processInfo.environment
+        let known = SandboxSelection.sockets(for: .auto, given: env["CAMPUSGRID_ENGINE_SOCKET"], environment: env)
+        if known.contains(where: { (try? OCIRunner(configuration: OCIRunner.Configuration(socket: $0))) != nil }) { return nil }
+        guard let podman = Shell.which("podman") else { return nil }
+        let dir = scratch + "/podman"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let socket = dir + "/podman.sock"
+        guard let server = try? ServerProcess(name: "podman", path: podman, arguments: ["system", "service", "--time=0", "unix://" + socket], directory: dir)
+        else { return nil }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
+        guard FileManager.default.fileExists(atPath: socket) else {
+            server.stop()
+            return nil
+        }
+        log("  started a private podman service for the OCI tier")
+        return (server, socket)
     }
 
     /// Starts the script through `runner`, drains its output and waits for its report; returns the seconds taken.

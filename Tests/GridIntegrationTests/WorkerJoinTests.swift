@@ -90,7 +90,7 @@ extension Integration.WorkerJoin {
         let done = try await alice.job(id)
         #expect(finished, "job \(id) is \(done.state) on \(done.worker ?? "-") (attempt \(done.attempt)); logs:\n\(grid.logs())")
         #expect(done.state == .completed)
-        #expect(done.attempt == 2, "the worker that could not start it is not offered it again")
+        #expect(done.attempt == 2, "the worker that could not start it is not offered it again; logs:\n\(grid.logs())")
         #expect(done.worker == "good")
         #expect(try await alice.me().balance == 100 - (done.paid ?? 0), "charged once, for the run that happened")
         #expect(try await Scenario.ledgerOK(alice))
