@@ -118,6 +118,34 @@ import Testing
         await linkB.close()
     }
 
+    @Test func aPeerWhoseSlotRunsAJobSendsAPublicTaskToAnIdlePeer() async throws {
+        let g = try await PeerGrid(label: "tasks-job-busy")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2, slots: 1)
+        let script = g.grid.root + "/sleep.py"
+        try "import time\ntime.sleep(60)\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let submit = try g.cli(["submit", "--json", script, "--minutes", "2"])
+        #expect(submit.status == 0, "\(submit.stderr)")
+        let line = submit.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        let id = try GridJSON.decode(API.SubmitResponse.self, from: Data(line.utf8)).job.id
+        var worker: String?
+        let running = await eventually(timeout: 30) {
+            guard let job = try? await g.alice.job(id), job.state == .running else { return false }
+            worker = job.workerId
+            return true
+        }
+        #expect(running, "the job never ran:\n\(g.grid.logs())")
+        let busy = try #require(peers.first { $0.id == worker })
+        let idle = try #require(peers.first { $0.id != worker })
+        // The busy peer has no task running or queued, but its one slot runs a job: it asks the manager, which names
+        // the idle peer.
+        let link = try await g.link(busy)
+        let r = try await run(link, "def main(): return 3", confidential: false)
+        #expect(r.ok && r.peer == idle.id, "a public task given to the peer running a job ran on \(r.peer)")
+        await link.close()
+        _ = try? await g.alice.cancel(id)
+    }
+
     @Test func aConfidentialTaskStaysOnItsPeerAndTheManagerHearsNothingOfIt() async throws {
         let g = try await PeerGrid(label: "tasks-confidential")
         defer { g.shutdown() }
