@@ -13,10 +13,18 @@ import Glibc
 @Suite struct FunctionPoolTests {
     let directory = "/tmp/cg-pool-\(UUID().uuidString.prefix(8))"
 
-    func pool(slots: Int = 1, interpreters: Int? = nil, recycleAfter: Int = 2_000) -> FunctionPool {
-        FunctionPool(
+    /// Runs `body` with a pool of its own, stopped (with its folder removed) afterwards.
+    func withPool(
+        slots: Int = 1, interpreters: Int? = nil, recycleAfter: Int = 2_000, _ body: (FunctionPool) async throws -> Void
+    ) async rethrows {
+        let p = FunctionPool(
             launch: FunctionPool.Launch(python: SandboxHarness.python, directory: directory), size: slots, interpreters: interpreters,
             recycleAfter: recycleAfter)
+        defer {
+            p.shutdown()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        try await body(p)
     }
 
     func call(_ pool: FunctionPool, _ program: String, user: String = "alice", args: JSONValue = .array([]), timeout: Double = 20) async
@@ -34,90 +42,75 @@ import Glibc
     }
 
     @Test func aUsersTasksShareAWarmInterpreterAndOtherUsersNeverDo() async throws {
-        let p = pool(slots: 1, interpreters: 2)
-        defer {
-            p.shutdown()
-            try? FileManager.default.removeItem(atPath: directory)
+        try await withPool(slots: 1, interpreters: 2) { p in
+            let alice = try await pid(p)
+            #expect(try await pid(p) == alice)
+            let bob = try await pid(p, user: "bob")
+            #expect(bob != alice)
+            #expect(try await pid(p) == alice)
+            // Capacity 2 is reached: a third user takes over the least recently used interpreter (Bob's), in a new process.
+            let carol = try await pid(p, user: "carol")
+            #expect(carol != alice && carol != bob)
+            #expect(kill(pid_t(bob), 0) != 0, "Bob's interpreter was handed to Carol without being replaced")
+            #expect(p.owners.values.compactMap { $0 }.sorted() == ["alice", "carol"])
         }
-        let alice = try await pid(p)
-        #expect(try await pid(p) == alice)
-        let bob = try await pid(p, user: "bob")
-        #expect(bob != alice)
-        #expect(try await pid(p) == alice)
-        // Capacity 2 is reached: a third user takes over the least recently used interpreter (Bob's), in a new process.
-        let carol = try await pid(p, user: "carol")
-        #expect(carol != alice && carol != bob)
-        #expect(kill(pid_t(bob), 0) != 0, "Bob's interpreter was handed to Carol without being replaced")
-        #expect(p.owners.values.compactMap { $0 }.sorted() == ["alice", "carol"])
     }
 
     @Test func anOverrunKillsTheInterpreterWithEverythingItStarted() async throws {
-        let p = pool()
-        defer {
-            p.shutdown()
-            try? FileManager.default.removeItem(atPath: directory)
+        try await withPool { p in
+            let before = try await pid(p)
+            let spawned = await call(p, "import subprocess\ndef main():\n    return subprocess.Popen(['sleep', '60']).pid")
+            guard case .number(let child)? = spawned.result else { throw TestGridError("\(spawned)") }
+            let slow = await call(p, "import time\ndef main():\n    time.sleep(30)", timeout: 0.5)
+            #expect(!slow.ok && slow.error == "timeout" && slow.message == "the task ran longer than 0.5 s and was stopped", "\(slow)")
+            let gone = await eventually(timeout: 5) { kill(pid_t(child), 0) != 0 || Self.isZombie(Int32(child)) }
+            #expect(gone, "the task's background process outlived its interpreter")
+            #expect(kill(pid_t(before), 0) != 0 || Self.isZombie(Int32(before)))
+            let after = try await pid(p)
+            #expect(after != before)
         }
-        let before = try await pid(p)
-        let spawned = await call(p, "import subprocess\ndef main():\n    return subprocess.Popen(['sleep', '60']).pid")
-        guard case .number(let child)? = spawned.result else { throw TestGridError("\(spawned)") }
-        let slow = await call(p, "import time\ndef main():\n    time.sleep(30)", timeout: 0.5)
-        #expect(!slow.ok && slow.error == "timeout" && slow.message == "the task ran longer than 0.5 s and was stopped", "\(slow)")
-        let gone = await eventually(timeout: 5) { kill(pid_t(child), 0) != 0 || Self.isZombie(Int32(child)) }
-        #expect(gone, "the task's background process outlived its interpreter")
-        #expect(kill(pid_t(before), 0) != 0 || Self.isZombie(Int32(before)))
-        let after = try await pid(p)
-        #expect(after != before)
     }
 
     @Test func anInterpreterIsReplacedAfterItsTaskQuotaAndWhenItDiesIdle() async throws {
-        let p = pool(recycleAfter: 3)
-        defer {
-            p.shutdown()
-            try? FileManager.default.removeItem(atPath: directory)
+        try await withPool(recycleAfter: 3) { p in
+            let first = try await pid(p)
+            #expect(try await pid(p) == first)
+            #expect(try await pid(p) == first)
+            let second = try await pid(p)
+            #expect(second != first)
+            // Killed while idle (say, by the OOM killer): the next task is not lost, it runs in a fresh interpreter.
+            kill(pid_t(second), SIGKILL)
+            try await Task.sleep(for: .milliseconds(100))
+            let third = try await pid(p)
+            #expect(third != second)
         }
-        let first = try await pid(p)
-        #expect(try await pid(p) == first)
-        #expect(try await pid(p) == first)
-        let second = try await pid(p)
-        #expect(second != first)
-        // Killed while idle (say, by the OOM killer): the next task is not lost, it runs in a fresh interpreter.
-        kill(pid_t(second), SIGKILL)
-        try await Task.sleep(for: .milliseconds(100))
-        let third = try await pid(p)
-        #expect(third != second)
     }
 
     @Test func concurrentTasksUseEverySlotAndEachGetsItsOwnAnswer() async throws {
-        let p = pool(slots: 2)
-        defer {
-            p.shutdown()
-            try? FileManager.default.removeItem(atPath: directory)
-        }
-        let results = await withTaskGroup(of: (Int, FunctionPool.Answer).self) { group in
-            for i in 0..<40 {
-                group.addTask { (i, await self.call(p, "def main(x):\n    return x * x", user: i % 2 == 0 ? "alice" : "bob", args: .array([.number(Double(i))]))) }
+        await withPool(slots: 2) { p in
+            let results = await withTaskGroup(of: (Int, FunctionPool.Answer).self) { group in
+                for i in 0..<40 {
+                    group.addTask { (i, await self.call(p, "def main(x):\n    return x * x", user: i % 2 == 0 ? "alice" : "bob", args: .array([.number(Double(i))]))) }
+                }
+                var all: [(Int, FunctionPool.Answer)] = []
+                for await r in group { all.append(r) }
+                return all
             }
-            var all: [(Int, FunctionPool.Answer)] = []
-            for await r in group { all.append(r) }
-            return all
+            #expect(results.count == 40)
+            for (i, a) in results { #expect(a.ok && a.result == .number(Double(i * i)), "\(i): \(a)") }
+            #expect(p.pids.count >= 2)
         }
-        #expect(results.count == 40)
-        for (i, a) in results { #expect(a.ok && a.result == .number(Double(i * i)), "\(i): \(a)") }
-        #expect(p.pids.count >= 2)
     }
 
     @Test func aResultThatIsNotJSONOrTooLargeIsRefusedAndTheInterpreterKeepsServing() async throws {
-        let p = pool()
-        defer {
-            p.shutdown()
-            try? FileManager.default.removeItem(atPath: directory)
+        await withPool { p in
+            let nan = await call(p, "def main():\n    return float('nan')")
+            #expect(!nan.ok && nan.error == "not_json", "\(nan)")
+            let big = await call(p, "def main():\n    return 'x' * 2_000_000")
+            #expect(!big.ok && big.error == "result_too_large", "\(big)")
+            let printed = await call(p, "def main():\n    print('hello')\n    return 7")
+            #expect(printed.ok && printed.result == .number(7) && printed.output == "hello\n", "\(printed)")
         }
-        let nan = await call(p, "def main():\n    return float('nan')")
-        #expect(!nan.ok && nan.error == "not_json", "\(nan)")
-        let big = await call(p, "def main():\n    return 'x' * 2_000_000")
-        #expect(!big.ok && big.error == "result_too_large", "\(big)")
-        let printed = await call(p, "def main():\n    print('hello')\n    return 7")
-        #expect(printed.ok && printed.result == .number(7) && printed.output == "hello\n", "\(printed)")
     }
 
     static func isZombie(_ pid: Int32) -> Bool {
