@@ -97,9 +97,7 @@ public final class FunctionPool: Sendable {
     /// Starts one spare interpreter per slot now, so the first tasks do not pay for the start.
     public func warm() {
         let spares = state.withLock { s -> [Interpreter] in
-            let n = max(0, slots - s.count)
-            let fresh = (0..<n).map { _ in Interpreter() }
-            s.count += n
+            let fresh = (0..<max(0, slots - s.all.count)).map { _ in Interpreter() }
             s.idle += fresh
             s.all += fresh
             return fresh
@@ -201,7 +199,6 @@ public final class FunctionPool: Sendable {
 private struct PoolState {
     var all: [Interpreter] = []
     var idle: [Interpreter] = []
-    var count = 0
     var tick: UInt64 = 0
     var waiters: [(String, CheckedContinuation<(Interpreter, spare: Interpreter?), Never>)] = []
 
@@ -212,10 +209,9 @@ private struct PoolState {
             i.owner = user
             return i
         }
-        if count < capacity {
+        if all.count < capacity {
             let i = Interpreter()
             i.owner = user
-            count += 1
             all.append(i)
             return i
         }
@@ -228,9 +224,8 @@ private struct PoolState {
 
     /// A new spare when none is left and there is room for one; the caller starts it.
     mutating func spareIfNeeded(capacity: Int) -> Interpreter? {
-        guard count < capacity, !idle.contains(where: { $0.owner == nil }) else { return nil }
+        guard all.count < capacity, !idle.contains(where: { $0.owner == nil }) else { return nil }
         let i = Interpreter()
-        count += 1
         all.append(i)
         idle.append(i)
         return i
@@ -261,6 +256,7 @@ private final class Interpreter: @unchecked Sendable {
     private var input: Int32 = -1
     private var output: Int32 = -1
     private var buffer: [UInt8] = []
+    private var chunk = [UInt8](repeating: 0, count: 65536)
     private var ready = false
 
     enum Outcome {
@@ -360,7 +356,6 @@ private final class Interpreter: @unchecked Sendable {
     }
 
     private func readLine(_ fd: Int32, deadline: Date) -> Read {
-        var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             if let nl = buffer.firstIndex(of: 0x0A) {
                 let line = Array(buffer[..<nl])
