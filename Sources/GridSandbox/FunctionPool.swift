@@ -20,6 +20,8 @@ public final class FunctionPool: Sendable {
         public var wrapper: [String]
         public var directory: String
         public var environment: [String: String]
+        /// A cgroup of its own for each interpreter (the bwrap tier), with these limits; nil: none.
+        public var cgroup: (root: String, limits: CgroupLayout.Limits)?
         public init(python: String, wrapper: [String] = [], directory: String, environment: [String: String]? = nil) {
             self.python = python
             self.wrapper = wrapper
@@ -35,12 +37,18 @@ public final class FunctionPool: Sendable {
             ]
         }
 
-        /// How to start interpreters under `runner`'s tier: inside bubblewrap for the bwrap tier; as plain children
-        /// (the restricted tier) otherwise. Returns the launch and the tier the interpreters really get.
-        public static func under(_ runner: any JobRunner, python: String, directory: String) -> (Launch, SandboxTier) {
+        /// How to start interpreters under `runner`'s tier: inside bubblewrap, each in a cgroup of its own holding it
+        /// to `memoryBytes` and the tier's process limit, for the bwrap tier; as plain children (the restricted tier)
+        /// otherwise. Returns the launch and the tier the interpreters really get.
+        public static func under(_ runner: any JobRunner, python: String, directory: String, memoryBytes: UInt64? = nil) -> (Launch, SandboxTier) {
             if let bwrap = runner as? BwrapRunner {
                 let env = environment(home: BwrapRunner.jobDirectory)
-                return (Launch(python: python, wrapper: bwrap.interpreterPrefix(directory: directory, environment: env), directory: directory), .bwrap)
+                var launch = Launch(python: python, wrapper: bwrap.interpreterPrefix(directory: directory, environment: env), directory: directory)
+                launch.cgroup = (
+                    bwrap.configuration.cgroupRoot,
+                    CgroupLayout.Limits(memoryBytes: memoryBytes, pids: bwrap.configuration.limits.maxProcesses, cpus: nil)
+                )
+                return (launch, .bwrap)
             }
             return (Launch(python: python, directory: directory), .restricted)
         }
@@ -258,6 +266,7 @@ private final class Interpreter: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private var chunk = [UInt8](repeating: 0, count: 65536)
     private var ready = false
+    private var cgroup: JobCgroup?
 
     enum Outcome {
         case answer(Data)
@@ -284,8 +293,15 @@ private final class Interpreter: @unchecked Sendable {
         if let p = process, p.isRunning { return }
         stopLocked()
         try FileManager.default.createDirectory(atPath: launch.directory, withIntermediateDirectories: true)
+        var argv = launch.wrapper + [launch.python, "-I", "-c", FunctionExecutor.script]
+        if let (root, limits) = launch.cgroup {
+            // The shell joins the cgroup, then becomes the sandbox: everything the interpreter starts is inside.
+            let group = try JobCgroup(root: root, name: "task-interpreter-\(getpid())-\(UUID().uuidString.prefix(8))", limits: limits)
+            cgroup = group
+            let files = group.layout.procsFiles.map { "'\($0)'" }.joined(separator: " ")
+            argv = ["/bin/sh", "-c", "for f in \(files); do echo $$ > \"$f\" || exit 97; done; exec \"$@\"", "sh"] + argv
+        }
         let p = Process()
-        let argv = launch.wrapper + [launch.python, "-I", "-c", FunctionExecutor.script]
         p.executableURL = URL(fileURLWithPath: argv[0])
         p.arguments = Array(argv.dropFirst())
         p.environment = launch.environment
@@ -295,7 +311,13 @@ private final class Interpreter: @unchecked Sendable {
         p.standardInput = stdin
         p.standardOutput = stdout
         p.standardError = FileHandle.nullDevice
-        try p.run()
+        do {
+            try p.run()
+        } catch {
+            cgroup?.remove()
+            cgroup = nil
+            throw error
+        }
         process = p
         input = Self.keep(stdin.fileHandleForWriting)
         output = Self.keep(stdout.fileHandleForReading)
@@ -382,6 +404,13 @@ private final class Interpreter: @unchecked Sendable {
         lock.unlock()
         guard let p else { return "was stopped" }
         for _ in 0..<100 where p.isRunning { usleep(10_000) }
+        if let usage = cgroup?.usage() {
+            if usage.oomKills > 0 {
+                let limit = cgroup?.limits.memoryBytes.map { " (\($0 >> 20) MiB per interpreter)" } ?? ""
+                return "ran out of memory\(limit) and was killed"
+            }
+            if usage.pidsLimitHits > 0 { return "hit the limit of \(cgroup?.limits.pids ?? 0) processes and threads and was killed" }
+        }
         if p.isRunning { return "closed its answer pipe without answering" }
         switch p.terminationReason {
         case .uncaughtSignal: return "was killed by signal \(p.terminationStatus)"
@@ -402,6 +431,9 @@ private final class Interpreter: @unchecked Sendable {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
         }
+        cgroup?.killAll()
+        cgroup?.remove()
+        cgroup = nil
         if input >= 0 { close(input) }
         if output >= 0 { close(output) }
         process = nil

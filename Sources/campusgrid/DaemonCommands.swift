@@ -130,7 +130,10 @@ struct WorkerCommand: AsyncParsableCommand {
         peerConfig.replicas = replicas ?? peerConfig.replicas
         if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s > 0 { peerConfig.repairSeconds = s }
         // Function tasks run their warm interpreters under the worker's tier where it can host them (restricted, bwrap).
-        let (launch, taskTier) = FunctionPool.Launch.under(runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks")
+        // Each interpreter may use its slot's share of the memory this worker offers (at least 512 MiB).
+        let taskMemory = max(UInt64(512) << 20, (UInt64(max(0, resources.ramGb)) << 30) / UInt64(max(1, peerConfig.slots)))
+        let (launch, taskTier) = FunctionPool.Launch.under(
+            runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks", memoryBytes: taskMemory)
         if taskTier != runner.tier {
             logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)")
         }

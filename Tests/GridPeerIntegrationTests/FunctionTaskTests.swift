@@ -224,4 +224,25 @@ import Testing
         #expect(r.result == .array([.number(65534), .string("blocked"), .string("/job")]), "\(r)")
         await link.close()
     }
+
+    /// In the bwrap tier each interpreter has a cgroup: a task that eats more than its slot's share of the worker's
+    /// memory is killed with its interpreter, says so, and the next task runs in a fresh one.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/bwrap")))
+    func aTaskThatEatsTooMuchMemoryLosesOnlyItsInterpreter() async throws {
+        let g = try await PeerGrid(label: "tasks-oom")
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("peer-1", slots: 1, extra: ["--sandbox", "bwrap", "--memory", "1"])
+        try await g.waitForMembership([peer])
+        let link = try await g.link(peer)
+        func run(_ program: String) async throws -> Msg.CPUResult {
+            let task = Msg.CPUTask(taskId: "m-\(UUID().uuidString.prefix(6))", program: program, confidential: true, timeout: 60)
+            guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: 90).message else { throw TestGridError("no result") }
+            return r
+        }
+        let hog = try await run("def main():\n    b = bytearray(3 << 30)\n    return len(b)")
+        #expect(!hog.ok && hog.error == "crashed" && hog.message?.contains("ran out of memory (1024 MiB per interpreter)") == true, "\(hog)")
+        let fine = try await run("def main():\n    return 7")
+        #expect(fine.ok && fine.result == .number(7), "\(fine)")
+        await link.close()
+    }
 }
