@@ -6,9 +6,12 @@ import Hummingbird
 /// The request context of the manager's HTTP server: snake_case JSON both ways, larger uploads for job bundles.
 public struct APIContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The address the request came from ("?" when unknown, as in in-process tests).
+    public let clientAddress: String
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
+        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? "?"
     }
 
     public var maxUploadSize: Int { 96 << 20 }

@@ -44,7 +44,8 @@ struct APIController: Sendable {
 
     @Sendable func login(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
         let body = try await request.decode(as: API.Credentials.self, context: context)
-        return try await issueToken(for: try await checkLogin(username: body.username, password: body.password), kind: .api)
+        return try await issueToken(
+            for: try await checkLogin(username: body.username, password: body.password, client: context.clientAddress), kind: .api)
     }
 
     /// Creates an account after checking the username and password rules (shared by the API and the dashboard).
@@ -62,9 +63,10 @@ struct APIController: Sendable {
         return try await db.createUser(username: username, passwordHash: hash, startingCredits: config.startingCredits, now: wall())
     }
 
-    /// Checks a username and password, rate-limited per username (shared by the API and the dashboard).
-    func checkLogin(username: String, password: String) async throws -> UserRecord {
-        let key = username.lowercased()
+    /// Checks a username and password, rate-limited per username and client address (shared by the API and the
+    /// dashboard): someone guessing from one address is stopped without locking the user out everywhere else.
+    func checkLogin(username: String, password: String, client: String) async throws -> UserRecord {
+        let key = Self.loginKey(username: username, client: client)
         guard loginLimiter.allow(key) else {
             throw GridError(.rateLimited, "too many login attempts for \(username); wait a minute and try again")
         }
@@ -76,6 +78,8 @@ struct APIController: Sendable {
         loginLimiter.reset(key)
         return user
     }
+
+    static func loginKey(username: String, client: String) -> String { username.lowercased() + "|" + client }
 
     @Sendable func logout(_ request: Request, context: APIContext) async throws -> Response {
         if let token = bearer(request) { try await db.deleteToken(hash: Tokens.hash(token)) }
@@ -265,7 +269,9 @@ struct APIController: Sendable {
         guard let token = bearer(request) else {
             throw GridError(.notAuthenticated, "log in first (`campusgrid login`) or pass a token")
         }
-        guard let (user, _) = try await db.tokenOwner(hash: Tokens.hash(token)) else {
+        // A dashboard session's token ("cgs_") expires with the session, wherever it is presented.
+        let owner = token.hasPrefix("cgs_") ? try await WebSession.user(of: token, db: db) : try await db.tokenOwner(hash: Tokens.hash(token))?.user
+        guard let user = owner else {
             throw GridError(.unauthorized, "the token is not valid (expired or logged out); log in again")
         }
         return user

@@ -11,7 +11,7 @@ extension Dashboard {
         let username = (form["username"] ?? "").trimmingCharacters(in: .whitespaces)
         let next = Self.safeNext(form["next"])
         do {
-            let user = try await api.checkLogin(username: username, password: form["password"] ?? "")
+            let user = try await api.checkLogin(username: username, password: form["password"] ?? "", client: session.client)
             return try await startSession(user, request: request, to: next)
         } catch let error as GridError where error.code == .unauthorized || error.code == .rateLimited {
             return try await page(

@@ -75,8 +75,9 @@ struct Dashboard: Sendable {
     typealias PageHandler = @Sendable (Request, WebSession) async throws -> Response
 
     func html(_ handler: @escaping PageHandler) -> @Sendable (Request, APIContext) async throws -> Response {
-        { request, _ in
-            let session = try await WebSession.load(request, db: db)
+        { request, context in
+            var session = try await WebSession.load(request, db: db)
+            session.client = context.clientAddress
             var response: Response
             do {
                 response = try await handler(request, session)

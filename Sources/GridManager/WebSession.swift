@@ -21,6 +21,8 @@ struct WebSession: Sendable {
     var anchor: String
     /// A pre-session cookie to set on the response (first visit).
     var newPreCookie: String?
+    /// The address the request came from (for login rate limits).
+    var client = "?"
 
     /// The CSRF token for forms on pages rendered for this request.
     var csrf: String { Self.csrf(for: anchor) }
@@ -29,12 +31,16 @@ struct WebSession: Sendable {
         SHA256.hash(data: Data(("campusgrid-csrf|" + anchor).utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The user of a session token, unless it is older than `maxAge` (a session lasts a week from login, like its
+    /// cookie, then the user logs in again).
+    static func user(of token: String, db: GridDatabase, now: Double = Date().timeIntervalSince1970) async throws -> UserRecord? {
+        try await db.tokenOwner(hash: Tokens.hash(token), issuedAfter: now - Double(maxAge))
+    }
+
     /// Reads the session from the request's cookies.
     static func load(_ request: Request, db: GridDatabase) async throws -> WebSession {
         let cookies = request.cookies
-        if let token = cookies[cookieName]?.value, !token.isEmpty, token.count <= 200,
-            let (user, _) = try await db.tokenOwner(hash: Tokens.hash(token))
-        {
+        if let token = cookies[cookieName]?.value, !token.isEmpty, token.count <= 200, let user = try await user(of: token, db: db) {
             return WebSession(user: user, token: token, anchor: token)
         }
         if let pre = cookies[preCookieName]?.value, pre.count >= 16, pre.count <= 100 {

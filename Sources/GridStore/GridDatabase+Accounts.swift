@@ -53,6 +53,16 @@ extension GridDatabase {
         }
     }
 
+    /// The owner of the token with this hash if it was issued at or after `issuedAfter` (older ones have expired).
+    public func tokenOwner(hash: String, issuedAfter: Double) async throws -> UserRecord? {
+        try await writer.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ? AND t.created_at >= ?",
+                arguments: [hash, issuedAfter]
+            ).map(UserRecord.init(row:))
+        }
+    }
+
     public func deleteToken(hash: String) async throws {
         try await writer.write { db in try db.execute(sql: "DELETE FROM tokens WHERE hash = ?", arguments: [hash]) }
     }

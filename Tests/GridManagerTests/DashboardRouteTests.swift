@@ -11,12 +11,12 @@ import Testing
 /// The dashboard's HTTP behaviour, in process: the real router, store and core, an in-memory database, no sockets.
 @Suite struct DashboardRouteTests {
     /// A router over a fresh in-memory grid; cheap bcrypt.
-    static func app(streamSeconds: Double = 1) async throws -> some ApplicationProtocol {
+    static func app(streamSeconds: Double = 1, db: GridDatabase? = nil) async throws -> some ApplicationProtocol {
         var config = ManagerConfig(dataDirectory: NSTemporaryDirectory())
         config.bcryptCost = 4
         // A window no loaded test machine outlasts: the limit, not the clock, is under test.
         config.loginWindowSeconds = 3600
-        let db = try GridDatabase.inMemory()
+        let db = try db ?? GridDatabase.inMemory()
         let core = ManagerCore(db: db, config: config, logger: Logger(label: "test"))
         let router = try await Manager.routes(
             db: db, core: core, config: config, history: UtilisationHistory(capacity: 10), streamSeconds: streamSeconds)
@@ -166,6 +166,39 @@ import Testing
             #expect(statuses.last == 429)
             // Even the right password is refused while the limit holds.
             #expect(try await attacker.post("/login", ["username": "gina", "password": "correct horse battery"]).status == .tooManyRequests)
+        }
+    }
+
+    @Test func aGuesserIsLimitedPerAddressSoTheUserIsNotLockedOutElsewhere() {
+        let limiter = RateLimiter(limit: 3, window: 3600)
+        let attacker = APIController.loginKey(username: "Gina", client: "10.0.0.66")
+        let gina = APIController.loginKey(username: "gina", client: "10.0.0.7")
+        #expect((0..<4).map { _ in limiter.allow(attacker) } == [true, true, true, false])
+        #expect(limiter.allow(gina), "the attacker's failures locked the user out from her own address")
+        #expect(APIController.loginKey(username: "GINA", client: "10.0.0.66") == attacker, "case must not dodge the limit")
+    }
+
+    @Test func aDashboardSessionExpiresAfterAWeekInTheBrowserAndOnTheAPI() async throws {
+        let db = try GridDatabase.inMemory()
+        let user = try await db.createUser(username: "ivy", passwordHash: "x", startingCredits: 100, now: 0)
+        let now = Date().timeIntervalSince1970
+        let fresh = "cgs_fresh_\(UUID().uuidString)"
+        let stale = "cgs_stale_\(UUID().uuidString)"
+        try await db.addToken(hash: Tokens.hash(fresh), userId: user.id, kind: .api, now: now - 3600)
+        try await db.addToken(hash: Tokens.hash(stale), userId: user.id, kind: .api, now: now - Double(WebSession.maxAge) - 60)
+        try await Self.app(db: db).test(.router) { client in
+            for (token, ok) in [(fresh, true), (stale, false)] {
+                var cookie = HTTPFields()
+                cookie[.cookie] = "\(WebSession.cookieName)=\(token)"
+                try await client.execute(uri: "/account", method: .get, headers: cookie) { r in
+                    #expect(ok ? r.status == .ok : r.status == .seeOther, "\(token.prefix(9)): \(r.status)")
+                }
+                var bearer = HTTPFields()
+                bearer[.authorization] = "Bearer \(token)"
+                try await client.execute(uri: "/api/v1/me", method: .get, headers: bearer) { r in
+                    #expect(ok ? r.status == .ok : r.status == .unauthorized, "\(token.prefix(9)): \(r.status)")
+                }
+            }
         }
     }
 
