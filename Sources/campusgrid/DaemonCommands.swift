@@ -65,7 +65,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Address other peers reach this one at (default: the address the manager sees).") var advertise: String?
     @Option(help: "Copies of each memory key and file chunk (default 2).") var replicas: Int?
     @Option(help: "Status page port (reported to the manager).") var webPort: Int?
-    @Option(help: "Address the status page binds.") var webHost = "0.0.0.0"
+    @Option(help: "Address the status page binds (it has no login: 0.0.0.0 shows it to the whole network).") var webHost = "127.0.0.1"
     @Option(help: "Sandbox: auto, docker, podman, bwrap or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
     @Flag(help: "Never use an OCI engine (env USE_DOCKER=false).") var noDocker = false
     @Option(help: "Container image for the OCI tier (env CAMPUSGRID_IMAGE; default \(OCIRunner.defaultImage), built by scripts/build-sandbox-image).")

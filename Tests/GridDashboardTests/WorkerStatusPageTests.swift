@@ -16,7 +16,9 @@ import FoundationNetworking
         try grid.startManager()
         let owner = try await grid.user("olga")
         let port = DashboardTools.freePort()
-        try await grid.startWorker("olga-<laptop>", owner: owner, cpus: 3, memoryGb: 2, extra: ["--web-port", "\(port)", "--web-host", "127.0.0.1"])
+        try await grid.startWorker("olga-<laptop>", owner: owner, cpus: 3, memoryGb: 2, extra: ["--web-port", "\(port)"])
+        // The page has no login, so by default only this machine sees it.
+        #expect(Self.listeningAddresses(port: port) == ["0100007F"], "the status page listens on \(Self.listeningAddresses(port: port))")
         let url = URL(string: "http://127.0.0.1:\(port)/")!
         func page() async throws -> String { String(decoding: try await URLSession.shared.data(from: url).0, as: UTF8.self) }
 
@@ -44,5 +46,17 @@ import FoundationNetworking
         #expect(status?["tier"] as? String == "restricted")
         // The manager knows where the page is.
         #expect(try await owner.workers().workers.first?.webPort == port)
+    }
+
+    /// The IPv4 addresses (hex, as /proc/net/tcp shows them) listening on `port`.
+    static func listeningAddresses(port: Int) -> [String] {
+        let table = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        return table.split(separator: "\n").dropFirst().compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 3, fields[3] == "0A" else { return nil }  // LISTEN
+            let local = fields[1].split(separator: ":")
+            guard local.count == 2, Int(local[1], radix: 16) == port else { return nil }
+            return String(local[0])
+        }
     }
 }
