@@ -82,21 +82,23 @@ final class JobCgroup: Sendable {
     }
 
     /// Kills every process of the job: `cgroup.kill` on v2; on v1 freeze, SIGKILL each, thaw; repeats until the
-    /// cgroup is empty (at most ~2 s).
+    /// cgroup is empty (at most ~2 s), looking again after 1, 2, 4… ms, then every 20 ms.
     func killAll() {
         let freezer = layout.version == .v1 ? layout.directories["freezer"].map { $0 + "/freezer.state" } : nil
         let v2dir = layout.directories["unified"]
-        for _ in 0..<100 {
+        var pause: UInt32 = 1_000
+        for _ in 0..<110 {
             let left = pids()
             if left.isEmpty { return }
-            if let v2dir, Self.write("1", to: v2dir + "/cgroup.kill") {
-                usleep(20_000)
-                continue
+            let killedByKernel = v2dir.map { Self.write("1", to: $0 + "/cgroup.kill") } ?? false
+            if !killedByKernel {
+                if let freezer { _ = Self.write("FROZEN", to: freezer) }
+                for pid in pids() { kill(pid, SIGKILL) }
+                if let freezer { _ = Self.write("THAWED", to: freezer) }
             }
-            if let freezer { _ = Self.write("FROZEN", to: freezer) }
-            for pid in pids() { kill(pid, SIGKILL) }
-            if let freezer { _ = Self.write("THAWED", to: freezer) }
-            usleep(20_000)
+            // Look again soon (killed processes usually go within a millisecond), then every 20 ms.
+            usleep(pause)
+            pause = min(pause * 2, 20_000)
         }
     }
 
@@ -140,9 +142,11 @@ final class JobCgroup: Sendable {
     func remove() {
         killAll()
         for dir in layout.jobDirectories {
-            for _ in 0..<50 {
+            var pause: UInt32 = 1_000
+            for _ in 0..<55 {
                 if rmdir(dir) == 0 || errno == ENOENT { break }
-                usleep(20_000)
+                usleep(pause)
+                pause = min(pause * 2, 20_000)
             }
         }
     }
