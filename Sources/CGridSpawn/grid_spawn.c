@@ -5,15 +5,17 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int out_fd,
-                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds) {
+static pid_t spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
+                   int err_fd, const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds,
+                   int ncgroup_fds) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -1;
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0) { close(report[0]); close(report[1]); return -1; }
 
     pid_t pid = fork();
@@ -36,10 +38,19 @@ pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const
             if (write(cgroup_fds[i], "0\n", 2) != 2) goto fail;
         }
         if (new_session && setsid() < 0) goto fail;
-        if (dup2(devnull, 0) < 0) goto fail;
-        if (out_fd >= 0) {
-            if (dup2(out_fd, 1) < 0) goto fail;
-            if (dup2(out_fd, 2) < 0) goto fail;
+        if (dup2(in_fd >= 0 ? in_fd : devnull, 0) < 0) goto fail;
+        if (out_fd >= 0 && dup2(out_fd, 1) < 0) goto fail;
+        if (dup2(err_fd >= 0 ? err_fd : devnull, 2) < 0) goto fail;
+        /* Nothing of the worker's may leak into the job: its sockets (the manager link, the peer port) and event
+         * fds are not all close-on-exec. Mark every descriptor above stderr close-on-exec (the report pipe already
+         * is, and still reports a failed exec). */
+        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+            struct rlimit nofile;
+            int top = (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 1048576) ? (int)nofile.rlim_cur : 65536;
+            for (int fd = 3; fd < top; fd++) {
+                int flags = fcntl(fd, F_GETFD);
+                if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+            }
         }
         if (dir != NULL && chdir(dir) != 0) goto fail;
         for (int i = 0; i < nlimits; i++) {
@@ -69,6 +80,16 @@ pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const
         return -1;
     }
     return pid;
+}
+
+pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int out_fd,
+                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds) {
+    return spawn(path, argv, envp, dir, -1, out_fd, out_fd, limits, nlimits, new_session, cgroup_fds, ncgroup_fds);
+}
+
+pid_t grid_spawn_io(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
+                    int new_session) {
+    return spawn(path, argv, envp, dir, in_fd, out_fd, -1, NULL, 0, new_session, NULL, 0);
 }
 
 int grid_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

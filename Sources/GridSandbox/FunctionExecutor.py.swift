@@ -9,7 +9,10 @@
 enum FunctionExecutor {
     static let script = #"""
 import sys, os, json, io, ast, traceback, builtins, contextlib
-os.setpgrp()
+try:
+    os.setpgrp()  # lead a process group of its own (already done when the pool started it in a new session)
+except OSError:
+    pass
 proto_in = sys.stdin.buffer
 proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
 os.dup2(2, 1)

@@ -1,3 +1,4 @@
+import CGridSpawn
 import Foundation
 import GridCore
 import Synchronization
@@ -260,7 +261,7 @@ private final class Interpreter: @unchecked Sendable {
     var needsReset = false
     private(set) var served = 0
     private let lock = NSLock()
-    private var process: Process?
+    private var process: Child?
     private var input: Int32 = -1
     private var output: Int32 = -1
     private var buffer: [UInt8] = []
@@ -280,7 +281,7 @@ private final class Interpreter: @unchecked Sendable {
     var pid: Int32? {
         lock.lock()
         defer { lock.unlock() }
-        return process?.isRunning == true ? process?.processIdentifier : nil
+        return process?.isRunning == true ? process?.pid : nil
     }
 
     func ensureStarted(_ launch: FunctionPool.Launch) throws {
@@ -301,37 +302,19 @@ private final class Interpreter: @unchecked Sendable {
             let files = group.layout.procsFiles.map { "'\($0)'" }.joined(separator: " ")
             argv = ["/bin/sh", "-c", "for f in \(files); do echo $$ > \"$f\" || exit 97; done; exec \"$@\"", "sh"] + argv
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: argv[0])
-        p.arguments = Array(argv.dropFirst())
-        p.environment = launch.environment
-        p.currentDirectoryURL = URL(fileURLWithPath: launch.directory)
-        let stdin = Pipe()
-        let stdout = Pipe()
-        p.standardInput = stdin
-        p.standardOutput = stdout
-        p.standardError = FileHandle.nullDevice
         do {
-            try p.run()
+            let (child, input, output) = try Child.start(argv, environment: launch.environment, directory: launch.directory)
+            process = child
+            self.input = input
+            self.output = output
         } catch {
             cgroup?.remove()
             cgroup = nil
             throw error
         }
-        process = p
-        input = Self.keep(stdin.fileHandleForWriting)
-        output = Self.keep(stdout.fileHandleForReading)
         buffer = []
         ready = false
         served = 0
-    }
-
-    /// A private descriptor for one end of a pipe, not inherited by later children.
-    private static func keep(_ handle: FileHandle) -> Int32 {
-        let fd = dup(handle.fileDescriptor)
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        try? handle.close()
-        return fd
     }
 
     /// Sends one request line and waits for its answer line, on a dispatch thread (the reads block).
@@ -403,7 +386,7 @@ private final class Interpreter: @unchecked Sendable {
         let p = process
         lock.unlock()
         guard let p else { return "was stopped" }
-        for _ in 0..<100 where p.isRunning { usleep(10_000) }
+        let status = p.waitForExit(seconds: 1)
         if let usage = cgroup?.usage() {
             if usage.oomKills > 0 {
                 let limit = cgroup?.limits.memoryBytes.map { " (\($0 >> 20) MiB per interpreter)" } ?? ""
@@ -411,11 +394,9 @@ private final class Interpreter: @unchecked Sendable {
             }
             if usage.pidsLimitHits > 0 { return "hit the limit of \(cgroup?.limits.pids ?? 0) processes and threads and was killed" }
         }
-        if p.isRunning { return "closed its answer pipe without answering" }
-        switch p.terminationReason {
-        case .uncaughtSignal: return "was killed by signal \(p.terminationStatus)"
-        default: return "exited with status \(p.terminationStatus) without an answer"
-        }
+        guard let status else { return "closed its answer pipe without answering" }
+        let signal = status & 0x7f
+        return signal != 0 ? "was killed by signal \(signal)" : "exited with status \((status >> 8) & 0xff) without an answer"
     }
 
     func stop() {
@@ -427,9 +408,9 @@ private final class Interpreter: @unchecked Sendable {
     private func stopLocked() {
         if let p = process, p.isRunning {
             // The interpreter leads its own process group: whatever a task started goes with it.
-            kill(-p.processIdentifier, SIGKILL)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            kill(-p.pid, SIGKILL)
+            kill(p.pid, SIGKILL)
+            _ = p.waitForExit(seconds: 10)
         }
         cgroup?.killAll()
         cgroup?.remove()
@@ -441,5 +422,76 @@ private final class Interpreter: @unchecked Sendable {
         output = -1
         buffer = []
         ready = false
+    }
+}
+
+/// An interpreter's process, started with `grid_spawn_io` (every descriptor of the worker closed, its own session) by
+/// a thread of its own that then waits for it: a parent-death signal (bwrap's `--die-with-parent`) follows the
+/// thread that forked, so that thread lives exactly as long as the process.
+private final class Child: Sendable {
+    let pid: pid_t
+    private let status = Mutex<Int32?>(nil)
+    private let ended = DispatchSemaphore(value: 0)
+
+    private init(pid: pid_t) { self.pid = pid }
+
+    var isRunning: Bool { status.withLock { $0 == nil } }
+
+    /// The wait status once the process ended, waiting up to `seconds` for it.
+    func waitForExit(seconds: Double) -> Int32? {
+        if let s = status.withLock({ $0 }) { return s }
+        guard ended.wait(timeout: .now() + seconds) == .success else { return nil }
+        ended.signal()
+        return status.withLock { $0 }
+    }
+
+    /// Starts `argv` with its standard input and output on new pipes; returns the child and this side's ends (the
+    /// writing end of its input, the reading end of its output), both close-on-exec.
+    static func start(_ argv: [String], environment: [String: String], directory: String) throws -> (Child, Int32, Int32) {
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        guard grid_pipe_cloexec(&toChild) == 0 else { throw SpawnError(errno: errno, path: argv[0]) }
+        guard grid_pipe_cloexec(&fromChild) == 0 else {
+            let e = errno
+            toChild.forEach { close($0) }
+            throw SpawnError(errno: e, path: argv[0])
+        }
+        let args = argv.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            args.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let strings = CStrings(argv: args, envp: envp)
+        let started = Mutex<(pid: pid_t, errno: Int32)?>(nil)
+        let forked = DispatchSemaphore(value: 0)
+        let box = Mutex<Child?>(nil)
+        let (childIn, childOut) = (toChild[0], fromChild[1])
+        Thread.detachNewThread {
+            let pid = grid_spawn_io(argv[0], strings.argv, strings.envp, directory, childIn, childOut, 1)
+            started.withLock { $0 = (pid, errno) }
+            let child = pid > 0 ? Child(pid: pid) : nil
+            box.withLock { $0 = child }
+            forked.signal()
+            guard let child else { return }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 {
+                if errno != EINTR {
+                    status = 0x7f00  // reaped elsewhere: exit status unknown
+                    break
+                }
+            }
+            child.status.withLock { $0 = status }
+            child.ended.signal()
+        }
+        forked.wait()
+        close(childIn)
+        close(childOut)
+        guard let child = box.withLock({ $0 }) else {
+            close(toChild[1])
+            close(fromChild[0])
+            throw SpawnError(errno: started.withLock { $0?.errno } ?? EINVAL, path: argv[0])
+        }
+        return (child, toChild[1], fromChild[0])
     }
 }

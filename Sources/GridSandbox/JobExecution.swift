@@ -228,7 +228,7 @@ public final class JobExecution: Sendable {
 }
 
 /// The C strings of one exec, handed to the thread that forks.
-private struct CStrings: @unchecked Sendable {
+struct CStrings: @unchecked Sendable {
     // Safe: written before the thread starts, read only by it, freed only after it reported the fork.
     let argv: [UnsafeMutablePointer<CChar>?]
     let envp: [UnsafeMutablePointer<CChar>?]

@@ -117,4 +117,36 @@ import Glibc
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
         return stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") == true
     }
+
+    @Test func anInterpreterInheritsNoDescriptorOfTheWorker() async throws {
+        let (a, b) = HostileJobTests.openLeakySocket()
+        defer {
+            close(a)
+            close(b)
+        }
+        await withPool { p in
+            let program = """
+                import os
+                def main():
+                    out = []
+                    for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
+                        try:
+                            out.append(os.readlink("/proc/self/fd/%d" % fd))
+                        except OSError:
+                            pass
+                    return out
+                """
+            let answer = await call(p, program)
+            guard case .array(let lines)? = answer.result else {
+                Issue.record("\(answer)")
+                return
+            }
+            let held = lines.compactMap { line -> String? in
+                guard case .string(let s) = line else { return nil }
+                return s
+            }
+            // The interpreter's own protocol pipes are expected; nothing of the worker's (a socket) is.
+            #expect(!held.contains { $0.contains("socket:") }, "the interpreter holds \(held)")
+        }
+    }
 }

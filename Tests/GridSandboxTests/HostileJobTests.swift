@@ -29,6 +29,64 @@ struct HostileJobTests {
         #expect(!listener.hadConnection())
     }
 
+    static let listDescriptors = """
+        import os
+        for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
+            try:
+                print("FD", fd, os.readlink("/proc/self/fd/%d" % fd))
+            except OSError:
+                pass
+        """
+
+    /// What a job's descriptors above stderr point at, from `listDescriptors`' output, minus the directory it listed.
+    static func leaked(_ output: String) -> [String] {
+        output.split(separator: "\n").filter { $0.hasPrefix("FD ") }.compactMap { line -> String? in
+            let parts = line.split(separator: " ", maxSplits: 2)
+            guard parts.count == 3, let fd = Int(parts[1]), fd > 2, !parts[2].hasPrefix("/proc/") else { return nil }
+            return String(parts[2])
+        }
+    }
+
+    /// A socket of the worker's that is not close-on-exec (as some of SwiftNIO's are): the job must not get it.
+    static func openLeakySocket() -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds)
+        return (fds[0], fds[1])
+    }
+
+    @Test("a job inherits no descriptor of the worker (its sockets, its event fds)", arguments: Tier.allCases)
+    func inheritsNoDescriptor(tier: Tier) async throws {
+        let (a, b) = Self.openLeakySocket()
+        defer {
+            close(a)
+            close(b)
+        }
+        let h = try SandboxHarness(tier)
+        let r = try await h.run(Self.listDescriptors)
+        #expect(r.output.contains("FD 1 "), "\(r.output)")
+        #expect(Self.leaked(r.output).isEmpty, "the job holds \(Self.leaked(r.output))")
+    }
+
+    @Test func aRestrictedJobInheritsNoDescriptorOfTheWorkerEither() async throws {
+        let (a, b) = Self.openLeakySocket()
+        defer {
+            close(a)
+            close(b)
+        }
+        let dir = "/tmp/cg-fds-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data(Self.listDescriptors.utf8).write(to: URL(fileURLWithPath: dir + "/main.py"))
+        let execution = try RestrictedRunner(python: SandboxHarness.python).start(
+            RunRequest(job: JobRef(jobId: 1, attempt: 1), spec: JobSpec(name: "t", minutes: 1), scratch: URL(fileURLWithPath: dir), script: "main.py"))
+        var output: [UInt8] = []
+        for await chunk in execution.output { output += chunk }
+        _ = await execution.wait()
+        let text = String(decoding: output, as: UTF8.self)
+        #expect(text.contains("FD 1 "), "\(text)")
+        #expect(Self.leaked(text).isEmpty, "the job holds \(Self.leaked(text))")
+    }
+
     @Test("a job cannot resolve host names", arguments: Tier.allCases)
     func cannotResolveNames(tier: Tier) async throws {
         let h = try SandboxHarness(tier)
