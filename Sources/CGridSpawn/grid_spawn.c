@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <linux/close_range.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0) { close(report[0]); close(report[1]); return -1; }
 
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
@@ -33,6 +35,10 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
         for (int s = 1; s < 32; s++) {
             if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
         }
+        /* Die with the worker: the signal follows the forking thread, which waits for the child for as long as it
+         * runs. A worker that died before this line is caught by the parent check. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+        if (getppid() != parent) _exit(127);
         /* Join the job's cgroups before anything else runs, so every descendant is born inside them. */
         for (int i = 0; i < ncgroup_fds; i++) {
             if (write(cgroup_fds[i], "0\n", 2) != 2) goto fail;

@@ -19,9 +19,9 @@ extension Integration {
                 grid, "slow.py",
                 """
                 import os, time
-                print("started", flush=True)
+                print("started", os.getpid(), flush=True)
                 # The first run must still be running when its worker is killed, however slowly its log reaches the
-                # test on a loaded machine; the rerun is quick. (The orphaned first run ends by itself.)
+                # test on a loaded machine; the rerun is quick. (The first run dies with its worker.)
                 time.sleep(15 if os.environ.get("CAMPUSGRID_ATTEMPT") == "1" else 1)
                 print("finished", flush=True)
                 """)
@@ -30,9 +30,20 @@ extension Integration {
             let victim = running.worker == "ann-laptop" ? wa : wb
             let survivorOwner = running.worker == "ann-laptop" ? bob : ann
             let victimOwner = running.worker == "ann-laptop" ? ann : bob
-            _ = try await eventually(timeout: 10) { try await alice.logs(id, from: 0).text.contains("started") }
+            var firstRun: Int32 = 0
+            _ = try await eventually(timeout: 10) {
+                let text = try await alice.logs(id, from: 0).text
+                firstRun = text.split(separator: "\n").first { $0.hasPrefix("started ") }.flatMap { Int32($0.dropFirst(8)) } ?? 0
+                return firstRun > 0
+            }
             victim.signal(SIGKILL)
             #expect(victim.waitForExit(timeout: 10) != 0)
+            // The job's process dies with its worker: nothing of a dead worker keeps running on the owner's machine.
+            let gone = await eventually(timeout: 10) {
+                let stat = (try? String(contentsOfFile: "/proc/\(firstRun)/stat", encoding: .utf8)) ?? ""
+                return firstRun > 0 && (stat.isEmpty || stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") == true)
+            }
+            #expect(gone, "the first run (pid \(firstRun)) outlived its worker")
 
             let done = try await Scenario.waitForState(alice, id, [.completed, .failed], timeout: 60)
             #expect(done.state == .completed)
