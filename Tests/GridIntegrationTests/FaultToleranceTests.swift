@@ -50,7 +50,6 @@ extension Integration {
             #expect(done.attempt == 2)
             #expect(done.worker != running.worker)
             let states = (done.events ?? []).map(\.state)
-            print("EVENTS", (done.events ?? []).map { "\($0.state) \($0.at) \($0.detail ?? "")" })
             #expect(states == [.submitted, .pending, .running, .pending, .running, .completed])
             let paid = try #require(done.paid)
             #expect(try await alice.me().balance == 100 - paid, "charged once")
