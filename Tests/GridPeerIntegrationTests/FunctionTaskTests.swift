@@ -123,7 +123,7 @@ import Testing
         defer { g.shutdown() }
         let peers = try await g.startPeers(2, slots: 1)
         let script = g.grid.root + "/sleep.py"
-        try "import time\ntime.sleep(60)\n".write(toFile: script, atomically: true, encoding: .utf8)
+        try "import time\nprint('up', flush=True)\ntime.sleep(60)\n".write(toFile: script, atomically: true, encoding: .utf8)
         let submit = try g.cli(["submit", "--json", script, "--minutes", "2"])
         #expect(submit.status == 0, "\(submit.stderr)")
         let line = submit.stdout.split(separator: "\n").first.map(String.init) ?? ""
@@ -135,13 +135,16 @@ import Testing
             return true
         }
         #expect(running, "the job never ran:\n\(g.grid.logs())")
+        // "running" starts when the manager hands the job out; wait until the worker has really started it.
+        let started = await eventually(timeout: 30) { (try? await g.alice.logs(id, from: 0))?.text.contains("up") == true }
+        #expect(started, "the job never printed:\n\(g.grid.logs())")
         let busy = try #require(peers.first { $0.id == worker })
         let idle = try #require(peers.first { $0.id != worker })
         // The busy peer has no task running or queued, but its one slot runs a job: it asks the manager, which names
         // the idle peer.
         let link = try await g.link(busy)
         let r = try await run(link, "def main(): return 3", confidential: false)
-        #expect(r.ok && r.peer == idle.id, "a public task given to the peer running a job ran on \(r.peer)")
+        #expect(r.ok && r.peer == idle.id, "a public task given to the peer running a job ran on \(r.peer)\n\(g.grid.logs())")
         await link.close()
         _ = try? await g.alice.cancel(id)
     }
