@@ -119,7 +119,7 @@ public final class FunctionPool: Sendable {
     public func run(_ request: Request, user: String) async -> Answer {
         let line: Data
         do {
-            line = try JSONEncoder().encode(request) + Data([0x0A])
+            line = try Self.encoder.encode(request) + Data([0x0A])
         } catch {
             return Answer(ok: false, result: nil, error: "bad_args", message: "the arguments could not be encoded: \(error)")
         }
@@ -136,7 +136,7 @@ public final class FunctionPool: Sendable {
             }
             switch await interpreter.exchange(line, timeout: request.timeout) {
             case .answer(let reply):
-                return (try? JSONDecoder().decode(Answer.self, from: reply))
+                return (try? Self.decoder.decode(Answer.self, from: reply))
                     ?? Answer(ok: false, error: "crashed", message: "the interpreter gave an unreadable answer")
             case .notDelivered(let why):
                 interpreter.stop()
@@ -169,6 +169,10 @@ public final class FunctionPool: Sendable {
     public var owners: [Int32: String?] {
         state.withLock { s in s.all.compactMap { i in i.pid.map { ($0, i.owner) } } }.reduce(into: [:]) { $0[$1.0] = $1.1 }
     }
+
+    /// One encoder and decoder for every task (never reconfigured, so sharing them is safe).
+    private static let encoder = JSONEncoder()
+    private static let decoder = JSONDecoder()
 
     static func seconds(_ t: Double) -> String { t == t.rounded() ? String(Int(t)) : String(t) }
 
