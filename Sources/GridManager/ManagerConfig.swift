@@ -1,4 +1,5 @@
 import GridCore
+import GridScheduler
 
 /// Everything the manager can be told, with documented defaults. Parsed only by the executable.
 public struct ManagerConfig: Sendable {
@@ -16,8 +17,12 @@ public struct ManagerConfig: Sendable {
     public var heartbeatSeconds: Double = 1
     /// How long a running job stays with a silent worker before it is given to another.
     public var leaseSeconds: Double = 10
-    /// Runs of one job lost to vanished workers before it fails (refunded).
-    public var maxAttempts: Int = 3
+    /// When an interrupted job is given up (refunded): see `LossPolicy`.
+    public var lossLimits = LossPolicy.Limits()
+    /// How long a `JOB_DONE` waits for the rest of its run's log before the run counts as interrupted (`SettleRule`).
+    public var settleWaitSeconds: Double = 30
+    /// The longest log a run may claim to have.
+    public var maxLogBytes: Int64 = 256 << 20
     /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.
     public var loginAttempts: Int = 10
     public var loginWindowSeconds: Double = 60

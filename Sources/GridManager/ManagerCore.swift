@@ -35,6 +35,19 @@ public actor ManagerCore {
     private var leasedSpecs: [JobID: JobSpec] = [:]
     /// Workers that could not start a job: it is not offered to them again (kept in memory only).
     private var rejectedBy: [JobID: Set<WorkerID>] = [:]
+    /// Reports of runs that ended whose log has not all arrived yet (`SettleRule`): settled once it has, or given up
+    /// after `settleWaitSeconds`. Their leases are released; log bytes for them are still taken.
+    private var unsettled: [JobID: Unsettled] = [:]
+    /// When each worker last lost a run (monotonic), to tell a lone loss from part of an outage.
+    private var recentLoss: [WorkerID: Double] = [:]
+
+    struct Unsettled {
+        var who: WorkerSession.Identity
+        var done: Msg.JobDone
+        var outputs: [StoredFile]
+        /// On the monotonic scale of `now()`.
+        var since: Double
+    }
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
     private let origin = ContinuousClock.now
@@ -121,6 +134,16 @@ public actor ManagerCore {
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, lastHeartbeat: t, lastLoadWrite: t)
         var cancel: [JobRef] = []
         var offsets: [String: Int64] = [:]
+        // Runs that ended while the manager could not be told: say how much of each log is here, so that the worker
+        // re-sends the rest before its JOB_DONE.
+        for ref in reg.finished ?? [] {
+            let leased = leases.holds(ref, worker: who.workerId)
+            let waiting = unsettled[ref.jobId].map { $0.done.job == ref && $0.who.workerId == who.workerId } ?? false
+            guard leased || waiting, let job = try? await db.job(id: ref.jobId), job.state == .running, job.attempt == ref.attempt else { continue }
+            if leased { leases.grant(ref, to: who.workerId, now: now()) }
+            offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0
+        }
+        let claimed = Set((reg.running + (reg.finished ?? [])).map(\.jobId))
         for ref in reg.running {
             if leases.holds(ref, worker: who.workerId), let job = try? await db.job(id: ref.jobId), job.state == .running,
                 job.attempt == ref.attempt
@@ -132,6 +155,16 @@ public actor ManagerCore {
                 cancel.append(ref)
             }
         }
+        // Runs this worker held but no longer knows of (it restarted): lost now, not a lease period later.
+        let forgotten = leases.jobs(of: who.workerId).filter { !claimed.contains($0.jobId) && unsettled[$0.jobId] == nil }
+        let forgottenAlone = lostAlone(who.workerId, count: forgotten.count, now: now())
+        for ref in forgotten {
+            leases.release(ref.jobId)
+            leasedSpecs[ref.jobId] = nil
+            await interrupt(
+                ref, .init(kind: .workerLost, worker: who.workerId, reason: "worker \(who.name) restarted without the job", alone: forgottenAlone))
+        }
+        if !forgotten.isEmpty { recentLoss[who.workerId] = now() }
         logger.info(
             "worker online",
             metadata: [
@@ -172,11 +205,15 @@ public actor ManagerCore {
         case .jobStarted:
             return nil
         case .jobLog(let log):
-            guard leases.holds(log.job, worker: who.workerId), let payload else { return nil }
+            let waiting = unsettled[log.job.jobId].map { $0.done.job == log.job && $0.who.workerId == who.workerId } ?? false
+            guard leases.holds(log.job, worker: who.workerId) || waiting, let payload else { return nil }
             do {
                 try await db.appendLog(log.job, offset: log.offset, data: Data(payload.readableBytesView))
             } catch {
                 logger.error("could not store log", metadata: ["grid.job.id": "\(log.job.jobId)", "grid.error": "\(error)"])
+            }
+            if let held = unsettled[log.job.jobId], held.done.job == log.job {
+                return await settle(held.who, held.done, outputs: held.outputs, since: held.since)
             }
             return nil
         case .jobDone(let done):
@@ -203,7 +240,8 @@ public actor ManagerCore {
             rejectedBy[done.job.jobId, default: []].insert(who.workerId)
             let reason = "worker \(who.name) could not start it: \(done.reason ?? "unknown reason")"
             do {
-                let job = try await db.requeue(done.job, reason: reason, maxAttempts: config.maxAttempts, now: wall())
+                let job = try await db.requeue(
+                    done.job, .init(kind: .rejected, worker: who.workerId, reason: reason, alone: true), limits: config.lossLimits, now: wall())
                 logger.warning("worker rejected a job", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.job.state": "\(job?.state.rawValue ?? "-")"])
             } catch {
                 logger.error("could not requeue job", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.error": "\(error)"])
@@ -219,6 +257,43 @@ public actor ManagerCore {
                 return .error(Msg.Error(GridError(.badRequest, "JOB_DONE files do not match its bulk bytes or have bad names")))
             }
             outputs.append(StoredFile(name: file.name, data: Data(slice.readableBytesView)))
+        }
+        return await settle(who, done, outputs: outputs, since: unsettled[done.job.jobId]?.since)
+    }
+
+    /// Settles a reported run once its whole log is stored (`SettleRule`); until then keeps the report (unacknowledged,
+    /// so the worker keeps it too) and takes the missing bytes as they come.
+    private func settle(_ who: WorkerSession.Identity, _ done: Msg.JobDone, outputs: [StoredFile], since: Double?) async -> GridMessage? {
+        let t = now()
+        guard let job = try? await db.job(id: done.job.jobId), job.state == .running, job.attempt == done.job.attempt,
+            job.workerId == who.workerId
+        else {
+            // Not this worker's current run (any more): nothing to store; the worker may forget it.
+            unsettled[done.job.jobId] = nil
+            logger.info("ignored a stale JOB_DONE", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)"])
+            return .jobDoneAck(Msg.JobDoneAck(job: done.job))
+        }
+        let stored = (try? await db.logOffset(of: done.job.jobId)) ?? 0
+        switch SettleRule.decide(
+            stored: stored, reported: done.logBytes, waitingSince: since, now: t, bound: config.settleWaitSeconds, maxLogBytes: config.maxLogBytes)
+        {
+        case .settle:
+            unsettled[done.job.jobId] = nil
+        case .wait(let missing):
+            if unsettled[done.job.jobId] == nil {
+                logger.info(
+                    "run ended; waiting for the rest of its log",
+                    metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)", "grid.log.missing": "\(missing)"])
+            }
+            leases.release(done.job.jobId)
+            unsettled[done.job.jobId] = Unsettled(who: who, done: done, outputs: outputs, since: since ?? t)
+            return nil
+        case .giveUp(let why):
+            unsettled[done.job.jobId] = nil
+            leases.release(done.job.jobId)
+            leasedSpecs[done.job.jobId] = nil
+            await interrupt(done.job, .init(kind: .incompleteReport, worker: who.workerId, reason: "worker \(who.name): \(why)", alone: true))
+            return .jobDoneAck(Msg.JobDoneAck(job: done.job))
         }
         let state: JobState =
             switch done.outcome {
@@ -445,24 +520,50 @@ public actor ManagerCore {
             logger.warning("worker stopped sending heartbeats", metadata: ["grid.worker.id": "\(id)"])
             await announcePeers()
         }
-        for lease in leases.expire(now: t) {
+        let expired = leases.expire(now: t)
+        let batch = Dictionary(grouping: expired, by: \.worker).mapValues(\.count)
+        let alone = Dictionary(uniqueKeysWithValues: batch.map { ($0.key, lostAlone($0.key, count: $0.value, now: t)) })
+        for lease in expired {
             leasedSpecs[lease.job.jobId] = nil
-            do {
-                let name = (try? await db.workers().first { $0.id == lease.worker }?.name) ?? lease.worker
-                let job = try await db.requeue(
-                    lease.job, reason: "worker \(name) stopped responding", maxAttempts: config.maxAttempts, now: wall())
-                logger.warning(
-                    "lease expired",
-                    metadata: [
-                        "grid.job.id": "\(lease.job.jobId)", "grid.worker.id": "\(lease.worker)", "grid.job.state": "\(job?.state.rawValue ?? "-")",
-                    ])
-                if live[lease.worker] != nil {
-                    await send(.cancel(Msg.Cancel(job: lease.job, reason: "the lease on this job expired")), to: lease.worker)
-                }
-            } catch {
-                logger.error("could not requeue job", metadata: ["grid.job.id": "\(lease.job.jobId)", "grid.error": "\(error)"])
+            let name = (try? await db.workers().first { $0.id == lease.worker }?.name) ?? lease.worker
+            await interrupt(
+                lease.job, .init(kind: .workerLost, worker: lease.worker, reason: "worker \(name) stopped responding", alone: alone[lease.worker] ?? false))
+            if live[lease.worker] != nil {
+                await send(.cancel(Msg.Cancel(job: lease.job, reason: "the lease on this job expired")), to: lease.worker)
             }
-            wake.yield()
         }
+        for worker in batch.keys { recentLoss[worker] = t }
+        // Reports that waited too long for the rest of their log.
+        for (_, held) in unsettled where t - held.since >= config.settleWaitSeconds {
+            if let reply = await settle(held.who, held.done, outputs: held.outputs, since: held.since) {
+                await send(reply, to: held.who.workerId)
+            }
+        }
+    }
+
+    /// Whether `count` runs lost at once from `worker` were all it lost: one run, while the worker still heartbeats for
+    /// its other jobs or held no other, and nothing else lost from it within a lease period (`LossPolicy.Evidence`).
+    private func lostAlone(_ worker: WorkerID, count: Int, now t: Double) -> Bool {
+        guard count == 1 else { return false }
+        if live[worker] == nil, !leases.jobs(of: worker).isEmpty { return false }
+        if let last = recentLoss[worker], t - last <= config.leaseSeconds { return false }
+        return true
+    }
+
+    /// A run was interrupted: the store records it and requeues the job, or gives it up (refunded) as `LossPolicy`
+    /// decides, in one transaction.
+    private func interrupt(_ ref: JobRef, _ what: GridDatabase.Interruption) async {
+        do {
+            let job = try await db.requeue(ref, what, limits: config.lossLimits, now: wall())
+            logger.warning(
+                "run interrupted",
+                metadata: [
+                    "grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)", "grid.worker.id": "\(what.worker)",
+                    "grid.reason": "\(what.reason)", "grid.job.state": "\(job?.state.rawValue ?? "-")",
+                ])
+        } catch {
+            logger.error("could not requeue job", metadata: ["grid.job.id": "\(ref.jobId)", "grid.error": "\(error)"])
+        }
+        wake.yield()
     }
 }

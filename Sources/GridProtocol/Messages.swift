@@ -60,10 +60,14 @@ public enum Msg {
         public var port: Int?
         public var webPort: Int?
         public var running: [JobRef]
+        /// Runs that ended while the manager could not be told, whose `JOB_DONE` is not acknowledged yet: the manager
+        /// answers with how much of each one's log it holds, and the worker re-sends the rest before the `JOB_DONE`.
+        public var finished: [JobRef]?
         public init(
             resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,
-            webPort: Int? = nil, running: [JobRef] = []
+            webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil
         ) {
+            self.finished = finished
             self.resources = resources
             self.gpuNames = gpuNames
             self.tier = tier
@@ -75,7 +79,8 @@ public enum Msg {
         }
     }
 
-    /// The manager's answer to `REGISTER`: jobs to kill, and how much of each kept job's log it already has.
+    /// The manager's answer to `REGISTER`: jobs to kill, and how much of each kept job's log it already has (running
+    /// and finished-but-unacknowledged runs alike).
     public struct Registered: Hashable, Sendable, Codable {
         public var cancel: [JobRef]
         public var logOffsets: [String: Int64]
@@ -150,10 +155,13 @@ public enum Msg {
         /// Why it failed, in words a student understands.
         public var reason: String?
         public var files: [FileEntry]
+        /// How many log bytes the run produced: the manager settles the run only once it holds all of them.
+        public var logBytes: Int64?
         public init(
             job: JobRef, outcome: Outcome, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?,
-            files: [FileEntry]
+            files: [FileEntry], logBytes: Int64? = nil
         ) {
+            self.logBytes = logBytes
             self.job = job
             self.outcome = outcome
             self.exitCode = exitCode

@@ -337,22 +337,73 @@ extension GridDatabase {
         }
     }
 
-    /// A running job lost its worker (lease expired). It goes back to `pending` unless it was cancelled or has used up
-    /// its attempts; then it ends, refunded in full (the submitter is not charged for a lost run).
-    public func requeue(_ ref: JobRef, reason: String, maxAttempts: Int, now: Double) async throws -> JobRecord? {
+    /// How a run was interrupted, as the manager saw it.
+    public struct Interruption: Hashable, Sendable {
+        public var kind: LossPolicy.Kind
+        /// The worker the run was on.
+        public var worker: WorkerID
+        /// In words, for the log and `status`.
+        public var reason: String
+        /// No other job of this worker was lost in the same outage.
+        public var alone: Bool
+        public init(kind: LossPolicy.Kind, worker: WorkerID, reason: String, alone: Bool) {
+            self.kind = kind
+            self.worker = worker
+            self.reason = reason
+            self.alone = alone
+        }
+    }
+
+    /// How long a worker that lost other jobs counts as a host that goes away by itself (`LossPolicy.Evidence`).
+    static let flakyWindowSeconds: Double = 3600
+
+    /// A running job's run was interrupted (its worker vanished, could not start it, or its report never arrived whole).
+    /// The interruption is recorded; the job goes back to `pending` unless it was cancelled or `LossPolicy` gives it up,
+    /// and then it ends, refunded in full (the submitter is not charged for a lost run). One transaction.
+    public func requeue(_ ref: JobRef, _ interruption: Interruption, limits: LossPolicy.Limits, now: Double) async throws -> JobRecord? {
         try await writer.write { db in
             guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt else { return nil }
+            let reason = interruption.reason
+            let flaky =
+                try Bool.fetchOne(
+                    db,
+                    sql: "SELECT EXISTS (SELECT 1 FROM job_interruptions WHERE worker_id = ? AND job_id != ? AND kind = ? AND at >= ? AND at < ?)",
+                    arguments: [interruption.worker, job.id, LossPolicy.Kind.workerLost.rawValue, now - Self.flakyWindowSeconds, now]) ?? false
+            let evidence = LossPolicy.Evidence(
+                alone: interruption.alone, hostFlaky: flaky, ranSeconds: now - (job.startedAt ?? now), limitSeconds: Double(job.spec.minutes) * 60)
+            let blamed = LossPolicy.blames(interruption.kind, evidence)
+            try db.execute(
+                sql: "INSERT INTO job_interruptions (job_id, attempt, worker_id, at, kind, blamed, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [job.id, job.attempt, interruption.worker, now, interruption.kind.rawValue, blamed, reason])
+            let history = try Self.interruptions(db, job.id).map {
+                LossPolicy.Loss(worker: $0.workerId, at: $0.at, kind: $0.kind, blamed: $0.blamed)
+            }
             let note = "\n--- \(reason) ---\n"
             try Self.appendLog(db, job.id, Data(note.utf8), total: job.logBytes)
             if job.cancelRequested {
                 try Self.end(db, job, .cancelled, reason: "cancelled (\(reason))", refund: true, now: now)
-            } else if job.attempt >= maxAttempts {
-                try Self.end(db, job, .failed, reason: "lost \(job.attempt) times: \(reason); refunded", refund: true, now: now)
+            } else if case .giveUp(let why) = LossPolicy.decide(history: history, submittedAt: job.submittedAt, now: now, limits: limits) {
+                try Self.end(db, job, .failed, reason: "\(reason); \(why)", refund: true, now: now)
             } else {
                 try db.execute(sql: "UPDATE jobs SET state = 'pending', worker_id = NULL, started_at = NULL WHERE id = ?", arguments: [job.id])
-                try Self.event(db, job.id, .pending, "\(reason); will run again", now)
+                try Self.event(db, job.id, .pending, "\(reason); will run again (interruption \(history.count))", now)
             }
             return try Self.job(db, job.id)
+        }
+    }
+
+    /// Every interruption of a job, oldest first.
+    public func interruptions(of job: JobID) async throws -> [InterruptionRecord] {
+        try await writer.read { db in try Self.interruptions(db, job) }
+    }
+
+    static func interruptions(_ db: Database, _ job: JobID) throws -> [InterruptionRecord] {
+        try Row.fetchAll(
+            db, sql: "SELECT attempt, worker_id, at, kind, blamed, reason FROM job_interruptions WHERE job_id = ? ORDER BY id", arguments: [job]
+        ).map {
+            InterruptionRecord(
+                attempt: $0["attempt"], workerId: $0["worker_id"], at: $0["at"], kind: LossPolicy.Kind(rawValue: $0["kind"]) ?? .workerLost,
+                blamed: $0["blamed"], reason: $0["reason"])
         }
     }
 

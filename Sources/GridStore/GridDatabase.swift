@@ -131,6 +131,25 @@ public struct GridDatabase: Sendable {
             // The sandbox tier each job's latest attempt ran in.
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN tier TEXT")
         }
+        m.registerMigration("v3-job-interruptions") { db in
+            // Every interrupted run (a lost worker, a rejection, a report whose log never arrived), for the retry
+            // policy (LossPolicy) and for `status`.
+            try db.execute(
+                sql: """
+                    CREATE TABLE job_interruptions (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        job_id INTEGER NOT NULL REFERENCES jobs(id),
+                        attempt INTEGER NOT NULL,
+                        worker_id TEXT NOT NULL,
+                        at REAL NOT NULL,
+                        kind TEXT NOT NULL,
+                        blamed INTEGER NOT NULL,
+                        reason TEXT NOT NULL
+                    );
+                    CREATE INDEX job_interruptions_job ON job_interruptions(job_id);
+                    CREATE INDEX job_interruptions_worker ON job_interruptions(worker_id, at);
+                    """)
+        }
         return m
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GridCore
+import GridScheduler
 
 /// A user account.
 public struct UserRecord: Hashable, Sendable, Codable {
@@ -177,4 +178,15 @@ public struct LedgerCheck: Hashable, Sendable, Codable {
     /// Holds of jobs that already ended but still carry credits (must be none).
     public var stuckHolds: [String]
     public var ok: Bool { minted == held && negativeAccounts.isEmpty && stuckHolds.isEmpty }
+}
+
+/// One interrupted run of a job (see `LossPolicy`).
+public struct InterruptionRecord: Hashable, Sendable, Codable {
+    public var attempt: Int
+    public var workerId: WorkerID
+    public var at: Double
+    public var kind: LossPolicy.Kind
+    /// Whether the loss pointed at the job itself.
+    public var blamed: Bool
+    public var reason: String
 }

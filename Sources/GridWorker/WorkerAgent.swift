@@ -47,7 +47,14 @@ public actor WorkerAgent: Service {
     private var jobs: [JobID: RunningJob] = [:]
     /// Jobs whose grid inputs are being fetched.
     private var preparing: Set<JobID> = []
-    private var unacked: [JobID: (done: Msg.JobDone, payload: ByteBuffer)] = [:]
+    /// A run that ended, kept until the manager acknowledges its `JOB_DONE`: with its whole log, so that bytes the
+    /// manager never got are re-sent (from the offset in `REGISTERED`) before the report itself.
+    struct Unacked {
+        var done: Msg.JobDone
+        var payload: ByteBuffer
+        var log: [UInt8]
+    }
+    private var unacked: [JobID: Unacked] = [:]
     /// The last jobs this worker finished, newest last, for its status page.
     private var recent: [WorkerStatus.Task] = []
     private var startedAt: [JobID: Double] = [:]
@@ -156,7 +163,8 @@ public actor WorkerAgent: Service {
             await peers?.setIdentity(ok.workerId)
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
-                host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref))
+                host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref),
+                finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId })
             try await outbound.write(GridFrame(.register(register)))
             guard case .registered(let reg) = try await expect().message else { throw LinkClosed() }
             backoff.reset()
@@ -200,7 +208,12 @@ public actor WorkerAgent: Service {
             jobs[id]?.sent = min(registered.logOffsets[String(id)] ?? 0, Int64(job.log.count))
             await flushLog(id)
         }
-        for (_, pending) in unacked {
+        for (id, pending) in unacked.sorted(by: { $0.key < $1.key }) {
+            // The tail of the log first (the manager settles a run only once it holds all of it), then the report.
+            if let offset = registered.logOffsets[String(id)], offset >= 0, offset < Int64(pending.log.count) {
+                let tail = ByteBuffer(bytes: pending.log[Int(offset)...])
+                try? await out.write(GridFrame(.jobLog(Msg.JobLog(job: pending.done.job, offset: offset)), payload: tail))
+            }
             try? await out.write(GridFrame(.jobDone(pending.done), payload: pending.payload))
         }
     }
@@ -365,8 +378,8 @@ public actor WorkerAgent: Service {
     private func reject(_ ref: JobRef, reason: String, outcome: Msg.Outcome = .rejected) async {
         logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
         let done = Msg.JobDone(
-            job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [])
-        unacked[ref.jobId] = (done, ByteBuffer())
+            job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [], logBytes: 0)
+        unacked[ref.jobId] = Unacked(done: done, payload: ByteBuffer(), log: [])
         try? await outbox?.write(GridFrame(.jobDone(done)))
     }
 
@@ -424,6 +437,7 @@ public actor WorkerAgent: Service {
             }
         }
         await flushLog(id)
+        let log = jobs[id]?.log ?? job.log
         var payload = ByteBuffer()
         for f in files { payload.writeBytes(f.data) }
         let outcome: Msg.Outcome =
@@ -437,7 +451,8 @@ public actor WorkerAgent: Service {
         if reason == nil, !skipped.isEmpty { reason = "output too large: \(skipped.count) file(s) left out" }
         let done = Msg.JobDone(
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
-            cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
+            cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
+            logBytes: Int64(log.count))
         jobs[id] = nil
         await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)
@@ -446,7 +461,7 @@ public actor WorkerAgent: Service {
                 job: id, attempt: job.ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: id) ?? 0,
                 outcome: outcome.rawValue, exitCode: report.exitCode, runtimeMs: report.runtimeMs))
         if recent.count > 20 { recent.removeFirst(recent.count - 20) }
-        unacked[id] = (done, payload)
+        unacked[id] = Unacked(done: done, payload: payload, log: log)
         try? FileManager.default.removeItem(at: job.scratch)
         logger.info(
             "job ended", metadata: ["grid.job.id": "\(id)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])

@@ -42,9 +42,17 @@ private struct Grid {
         return try #require(try await db.apply([Placement.Assignment(job: job.id, worker: worker)], now: 2).first)
     }
 
+    /// The run `ref` lost its worker `worker` (alone: nothing else lost with it).
+    func lose(
+        _ ref: JobRef, worker: WorkerID = "w1", alone: Bool = false, maxLosses: Int = 10, now: Double, reason: String = "worker vanished"
+    ) async throws -> JobRecord? {
+        try await db.requeue(
+            ref, .init(kind: .workerLost, worker: worker, reason: reason, alone: alone), limits: LossPolicy.Limits(maxLosses: maxLosses), now: now)
+    }
+
     /// Requeues and restarts `job`, returning its new attempt.
-    func rerun(_ job: JobRecord, maxAttempts: Int = 5) async throws -> JobRecord {
-        _ = try await db.requeue(job.ref, reason: "worker vanished", maxAttempts: maxAttempts, now: 3)
+    func rerun(_ job: JobRecord, maxLosses: Int = 5) async throws -> JobRecord {
+        _ = try await lose(job.ref, maxLosses: maxLosses, now: 3)
         return try #require(try await db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 4).first)
     }
 
@@ -301,7 +309,7 @@ struct GridDatabaseJobsTests {
     @Test func requeueReturnsARunningJobToPendingKeepingItsHold() async throws {
         let grid = try await Grid()
         let job = try await grid.running()
-        let back = try #require(try await grid.db.requeue(job.ref, reason: "worker vanished", maxAttempts: 3, now: 3))
+        let back = try #require(try await grid.lose(job.ref, now: 3))
         #expect(back.state == .pending)
         #expect(back.workerId == nil)
         #expect(back.attempt == 1)
@@ -312,11 +320,11 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func requeueAfterMaxAttemptsFailsTheJobWithAFullRefund() async throws {
+    @Test func requeueAfterTheMostInterruptionsFailsTheJobWithAFullRefund() async throws {
         let grid = try await Grid()
         let first = try await grid.running()
-        let second = try await grid.rerun(first, maxAttempts: 2)
-        let ended = try #require(try await grid.db.requeue(second.ref, reason: "worker vanished", maxAttempts: 2, now: 5))
+        let second = try await grid.rerun(first, maxLosses: 2)
+        let ended = try #require(try await grid.lose(second.ref, maxLosses: 2, now: 5))
         #expect(ended.state == .failed)
         #expect(ended.paid == 0)
         #expect(ended.reason?.contains("worker vanished") == true)
@@ -327,11 +335,61 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    @Test func aJobLostOnManyWorkersWithTheirOtherJobsIsRetriedPastTheOldLimitAndInterruptionsAreRecorded() async throws {
+        let grid = try await Grid()
+        var job = try await grid.running()
+        // Five outages, each taking other jobs with it (not alone): churn, not the job's fault.
+        for i in 0..<5 {
+            let back = try #require(try await grid.lose(job.ref, worker: "w1", alone: false, now: 3 + Double(i)))
+            #expect(back.state == .pending, "interruption \(i + 1)")
+            job = try #require(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 3.5 + Double(i)).first)
+        }
+        let history = try await grid.db.interruptions(of: job.id)
+        #expect(history.count == 5)
+        #expect(history.allSatisfy { $0.kind == .workerLost && !$0.blamed && $0.workerId == "w1" })
+        #expect(history.map(\.attempt) == [1, 2, 3, 4, 5])
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aJobThatIsTheOnlyLossOfThreeHealthyWorkersIsFailedAndRefundedSayingSo() async throws {
+        let grid = try await Grid()
+        for w in ["w2", "w3"] {
+            try await grid.db.registerWorker(
+                GridDatabase.WorkerRegistration(
+                    id: w, name: w, ownerId: grid.bob.id, resources: Resources(cpus: 4, ramGb: 8, gpus: 0), gpuNames: [], tier: .bwrap, slots: 4, host: nil, port: nil, webPort: nil),
+                now: 1)
+        }
+        var job = try await grid.running(on: "w1")
+        for (i, w) in ["w1", "w2"].enumerated() {
+            let back = try #require(try await grid.lose(job.ref, worker: w, alone: true, now: 10 + Double(i)))
+            #expect(back.state == .pending)
+            let next = ["w2", "w3"][i]
+            job = try #require(try await grid.db.apply([Placement.Assignment(job: job.id, worker: next)], now: 10.5 + Double(i)).first)
+        }
+        let ended = try #require(try await grid.lose(job.ref, worker: "w3", alone: true, now: 12))
+        #expect(ended.state == .failed)
+        #expect(ended.reason?.contains("3 different workers") == true)
+        #expect(ended.reason?.contains("refunded") == true)
+        #expect(try await grid.balance(grid.ada) == 100)
+        #expect(try await grid.db.interruptions(of: job.id).map(\.blamed) == [true, true, true])
+        try await grid.expectLedgerOK()
+    }
+
+    @Test func aLossOnAWorkerThatLostOtherJobsRecentlyDoesNotPointAtTheJob() async throws {
+        let grid = try await Grid()
+        let other = try await grid.running(on: "w1")
+        _ = try await grid.lose(other.ref, worker: "w1", alone: true, now: 5)
+        let job = try await grid.running(on: "w1")
+        _ = try await grid.lose(job.ref, worker: "w1", alone: true, now: 6)
+        #expect(try await grid.db.interruptions(of: job.id).map(\.blamed) == [false], "w1 is a host that loses jobs by itself")
+        #expect(try await grid.db.interruptions(of: other.id).map(\.blamed) == [true])
+    }
+
     @Test func requeueOfAStaleAttemptReturnsNil() async throws {
         let grid = try await Grid()
         let first = try await grid.running()
         let second = try await grid.rerun(first)
-        #expect(try await grid.db.requeue(first.ref, reason: "late", maxAttempts: 5, now: 6) == nil)
+        #expect(try await grid.lose(first.ref, now: 6, reason: "late") == nil)
         #expect(try await grid.db.job(id: first.id)?.state == .running)
         #expect(try await grid.db.job(id: first.id)?.attempt == second.attempt)
         try await grid.expectLedgerOK()
@@ -373,7 +431,7 @@ struct GridDatabaseJobsTests {
         let grid = try await Grid()
         let job = try await grid.running()
         _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 3)
-        let ended = try #require(try await grid.db.requeue(job.ref, reason: "worker vanished", maxAttempts: 5, now: 4))
+        let ended = try #require(try await grid.lose(job.ref, now: 4))
         #expect(ended.state == .cancelled)
         #expect(try await grid.balance(grid.ada) == 100)
         try await grid.expectLedgerOK()
