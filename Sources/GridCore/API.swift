@@ -108,6 +108,25 @@ public enum API {
         }
     }
 
+    /// One interrupted run of a job: when, on which worker, why, and whether it pointed at the job itself.
+    public struct Interruption: Hashable, Sendable, Codable {
+        public var at: Double
+        public var attempt: Int
+        public var worker: String
+        /// `worker_lost`, `rejected` or `incomplete_report`.
+        public var kind: String
+        public var reason: String
+        public var blamed: Bool
+        public init(at: Double, attempt: Int, worker: String, kind: String, reason: String, blamed: Bool) {
+            self.at = at
+            self.attempt = attempt
+            self.worker = worker
+            self.kind = kind
+            self.reason = reason
+            self.blamed = blamed
+        }
+    }
+
     public struct OutputFile: Hashable, Sendable, Codable {
         public var name: String
         public var size: Int
@@ -142,6 +161,8 @@ public enum API {
         public var startedAt: Double?
         public var finishedAt: Double?
         public var events: [Event]?
+        /// Interrupted runs, oldest first (with `events`).
+        public var interruptions: [Interruption]?
         public var outputs: [OutputFile]?
         /// The sandbox tier the job's latest attempt ran in (nil before it started), and its label for people.
         public var tier: SandboxTier?

@@ -296,6 +296,15 @@ struct APIController: Sendable {
             peakMemoryKb: job.peakMemoryKb, cpuSeconds: job.cpuSeconds, reason: job.reason, pendingReason: job.pendingReason,
             cancelRequested: job.cancelRequested, logBytes: job.logBytes, submittedAt: job.submittedAt, startedAt: job.startedAt,
             finishedAt: job.finishedAt, events: events, outputs: outputs)
+        if detail {
+            let stops = try await db.interruptions(of: job.id)
+            let names = stops.isEmpty ? [:] : Dictionary(try await db.workers().map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+            status.interruptions = stops.map {
+                API.Interruption(
+                    at: $0.at, attempt: $0.attempt, worker: names[$0.workerId] ?? $0.workerId, kind: $0.kind.rawValue, reason: $0.reason,
+                    blamed: $0.blamed)
+            }
+        }
         status.tier = job.tier
         status.tierLabel = job.tier?.label
         return status

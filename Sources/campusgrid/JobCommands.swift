@@ -90,6 +90,12 @@ func printStatus(_ j: API.JobStatus) {
         lines.append("  timeline:")
         for e in events { lines.append("    \(When.format(e.at))  \(e.state.rawValue)\(e.detail.map { "  \($0)" } ?? "")") }
     }
+    if let stops = j.interruptions, !stops.isEmpty {
+        lines.append("  interrupted: \(stops.count) time\(stops.count == 1 ? "" : "s")")
+        for s in stops {
+            lines.append("    \(When.format(s.at))  attempt \(s.attempt): \(s.reason)\(s.blamed ? " (counts against the job)" : "")")
+        }
+    }
     if let outputs = j.outputs, !outputs.isEmpty {
         lines.append("  outputs:    " + outputs.map { "\($0.name) (\($0.size) B)" }.joined(separator: ", "))
     }
