@@ -15,9 +15,26 @@ public enum CreditRules {
 
     /// Minutes charged for a run of `runtimeMilliseconds`: rounded up, at most the requested minutes.
     public static func chargedMinutes(_ spec: JobSpec, runtimeMilliseconds: Int64) -> Int {
-        let ms = max(0, runtimeMilliseconds)
+        // Clamped first: a reported runtime is a claim, and no arithmetic on it may trap.
+        let ms = min(max(0, runtimeMilliseconds), Int64(max(0, spec.minutes)) * 60_000)
         let minutes = Int((ms + 59_999) / 60_000)
         return min(minutes, spec.minutes)
+    }
+
+    /// The runtime a run is paid for: what its worker reported, but never more than the manager itself saw pass between
+    /// the run's start and its end (`observedMilliseconds`), nor more than the requested minutes. A worker cannot be paid
+    /// for time it claims but the manager did not see.
+    public static func paidRuntime(_ spec: JobSpec, reportedMilliseconds: Int64, observedMilliseconds: Int64) -> Int64 {
+        let limit = Int64(max(0, spec.minutes)) * 60_000
+        return min(max(0, reportedMilliseconds), max(0, observedMilliseconds), limit)
+    }
+
+    /// The manager's own measure of a run, in milliseconds, from two wall-clock readings in seconds: 0 when either is
+    /// not a number or the clock went backwards, and never a trap.
+    public static func observedMilliseconds(from start: Double, to end: Double) -> Int64 {
+        let seconds = end - start
+        guard seconds.isFinite, seconds > 0 else { return 0 }
+        return seconds >= 1e12 ? Int64(1e15) : Int64((seconds * 1000).rounded(.up))
     }
 
     /// How a job ended, as far as credits are concerned.

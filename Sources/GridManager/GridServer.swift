@@ -83,6 +83,10 @@ struct GridServer: Service {
                                 try await outbound.write(GridFrame(id: id, reply))
                             }
                             continue loop
+                        case .refuse(let error, let id):
+                            logger.warning("refused a worker's message", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error.message)"])
+                            try await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
+                            continue loop
                         case .closeWithError(let error, let id):
                             try? await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
                             break loop

@@ -21,6 +21,9 @@ public struct ManagerConfig: Sendable {
     public var lossLimits = LossPolicy.Limits()
     /// How long a `JOB_DONE` waits for the rest of its run's log before the run counts as interrupted (`SettleRule`).
     public var settleWaitSeconds: Double = 30
+    /// How long past its minutes a run may still be reported running before the manager stops it itself (`timed_out`,
+    /// paid its minutes) and no longer believes the worker about it. The worker's own limit fires first.
+    public var timeLimitGraceSeconds: Double = 60
     /// The longest log a run may claim to have.
     public var maxLogBytes: Int64 = 256 << 20
     /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.

@@ -24,6 +24,8 @@ public actor ManagerCore {
         var lastLoadWrite: Double
         /// Function tasks queued or running on the peer (peer services).
         var tasks = 0
+        /// Breaks placement ties: the manager's pick, not the worker's (see `Placement.Worker.tieBreak`).
+        var tieBreak = UInt64.random(in: 0...UInt64.max)
     }
 
     let db: GridDatabase
@@ -40,6 +42,10 @@ public actor ManagerCore {
     private var unsettled: [JobID: Unsettled] = [:]
     /// When each worker last lost a run (monotonic), to tell a lone loss from part of an outage.
     private var recentLoss: [WorkerID: Double] = [:]
+    /// When the manager saw each run start (`JOB_STARTED`, wall clock): payment never exceeds what it saw since.
+    private var runStarted: [JobRef: Double] = [:]
+    /// Wall-clock time after which a leased run is past its minutes plus the grace, and the manager stops it.
+    private var deadlines: [JobID: (ref: JobRef, at: Double)] = [:]
 
     struct Unsettled {
         var who: WorkerSession.Identity
@@ -47,6 +53,8 @@ public actor ManagerCore {
         var outputs: [StoredFile]
         /// On the monotonic scale of `now()`.
         var since: Double
+        /// When the report first arrived (wall clock): the end of the run as the manager saw it.
+        var receivedAt: Double
     }
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
@@ -87,6 +95,8 @@ public actor ManagerCore {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now(), ttl: grace)
             leasedSpecs[job.id] = job.spec
+            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds)
+            if job.cancelRequested { leases.revoke(job.id, now: now()) }
         }
         if !running.isEmpty { logger.info("recovered running jobs", metadata: ["grid.jobs": "\(running.count)"]) }
         wake.yield()
@@ -150,7 +160,10 @@ public actor ManagerCore {
             {
                 leases.grant(ref, to: who.workerId, now: now())
                 offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0
-                if job.cancelRequested { cancel.append(ref) }
+                if job.cancelRequested {
+                    cancel.append(ref)
+                    leases.revoke(ref.jobId, now: now())
+                }
             } else {
                 cancel.append(ref)
             }
@@ -202,7 +215,8 @@ public actor ManagerCore {
                 try? await db.workerHeartbeat(who.workerId, load: update.load, now: wall())
             }
             return nil
-        case .jobStarted:
+        case .jobStarted(let started):
+            if leases.holds(started.job, worker: who.workerId), runStarted[started.job] == nil { runStarted[started.job] = wall() }
             return nil
         case .jobLog(let log):
             let waiting = unsettled[log.job.jobId].map { $0.done.job == log.job && $0.who.workerId == who.workerId } ?? false
@@ -213,7 +227,7 @@ public actor ManagerCore {
                 logger.error("could not store log", metadata: ["grid.job.id": "\(log.job.jobId)", "grid.error": "\(error)"])
             }
             if let held = unsettled[log.job.jobId], held.done.job == log.job {
-                return await settle(held.who, held.done, outputs: held.outputs, since: held.since)
+                return await settle(held.who, held.done, outputs: held.outputs, since: held.since, receivedAt: held.receivedAt)
             }
             return nil
         case .jobDone(let done):
@@ -258,12 +272,15 @@ public actor ManagerCore {
             }
             outputs.append(StoredFile(name: file.name, data: Data(slice.readableBytesView)))
         }
-        return await settle(who, done, outputs: outputs, since: unsettled[done.job.jobId]?.since)
+        let held = unsettled[done.job.jobId]
+        return await settle(who, done, outputs: outputs, since: held?.since, receivedAt: held?.receivedAt ?? wall())
     }
 
     /// Settles a reported run once its whole log is stored (`SettleRule`); until then keeps the report (unacknowledged,
     /// so the worker keeps it too) and takes the missing bytes as they come.
-    private func settle(_ who: WorkerSession.Identity, _ done: Msg.JobDone, outputs: [StoredFile], since: Double?) async -> GridMessage? {
+    private func settle(
+        _ who: WorkerSession.Identity, _ done: Msg.JobDone, outputs: [StoredFile], since: Double?, receivedAt: Double
+    ) async -> GridMessage? {
         let t = now()
         guard let job = try? await db.job(id: done.job.jobId), job.state == .running, job.attempt == done.job.attempt,
             job.workerId == who.workerId
@@ -286,7 +303,7 @@ public actor ManagerCore {
                     metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)", "grid.log.missing": "\(missing)"])
             }
             leases.release(done.job.jobId)
-            unsettled[done.job.jobId] = Unsettled(who: who, done: done, outputs: outputs, since: since ?? t)
+            unsettled[done.job.jobId] = Unsettled(who: who, done: done, outputs: outputs, since: since ?? t, receivedAt: receivedAt)
             return nil
         case .giveUp(let why):
             unsettled[done.job.jobId] = nil
@@ -302,14 +319,16 @@ public actor ManagerCore {
             case .timedOut: .timedOut
             case .cancelled, .rejected: .cancelled
             }
+        // Paid by the manager's own clock: never more than it saw pass since the run started (JOB_STARTED, else the
+        // assignment), nor more than the requested minutes, whatever the worker reports.
+        let observed = CreditRules.observedMilliseconds(from: runStarted[done.job] ?? job.startedAt ?? receivedAt, to: receivedAt)
+        let runtime = CreditRules.paidRuntime(job.spec, reportedMilliseconds: done.runtimeMs, observedMilliseconds: observed)
         let result = GridDatabase.RunResult(
-            state: state, exitCode: done.exitCode, runtimeMs: done.runtimeMs, peakMemoryKb: done.peakMemoryKb, cpuSeconds: done.cpuSeconds,
+            state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb, cpuSeconds: done.cpuSeconds,
             reason: done.reason)
         do {
             if let job = try await db.finish(done.job, worker: who.workerId, result: result, outputs: outputs, now: wall()) {
-                leases.release(job.id)
-                leasedSpecs[job.id] = nil
-                rejectedBy[job.id] = nil
+                forget(job.id)
                 logger.info(
                     "job ended",
                     metadata: [
@@ -403,6 +422,9 @@ public actor ManagerCore {
         case .cancelled:
             wake.yield()
         case .stopRunning(let ref, let worker):
+            // The worker is asked to stop, but not trusted to: its lease is no longer renewed, so the job ends (cancelled,
+            // refunded) within one lease period even if it never obeys.
+            leases.revoke(id, now: now())
             if live[worker] == nil {
                 logger.info("cancel waits for the worker to return or the lease to end", metadata: ["grid.job.id": "\(id)"])
             }
@@ -476,7 +498,7 @@ public actor ManagerCore {
             let s = state[w.identity.workerId]!
             return Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
-                freeSlots: max(0, w.registration.slots - s.running))
+                freeSlots: max(0, w.registration.slots - s.running), tieBreak: w.tieBreak)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)
@@ -485,6 +507,7 @@ public actor ManagerCore {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now())
             leasedSpecs[job.id] = job.spec
+            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds)
             await assign(job, to: worker)
         }
         try await db.setPendingReasons(plan.pending.mapValues(\.description))
@@ -533,11 +556,48 @@ public actor ManagerCore {
             }
         }
         for worker in batch.keys { recentLoss[worker] = t }
+        for lease in expired { forget(lease.job.jobId) }
+        await stopOverruns()
         // Reports that waited too long for the rest of their log.
         for (_, held) in unsettled where t - held.since >= config.settleWaitSeconds {
-            if let reply = await settle(held.who, held.done, outputs: held.outputs, since: held.since) {
+            if let reply = await settle(held.who, held.done, outputs: held.outputs, since: held.since, receivedAt: held.receivedAt) {
                 await send(reply, to: held.who.workerId)
             }
+        }
+    }
+
+    /// The manager is done with a job's run: forget its lease and everything kept about it.
+    private func forget(_ id: JobID) {
+        leases.release(id)
+        leasedSpecs[id] = nil
+        rejectedBy[id] = nil
+        deadlines[id] = nil
+        runStarted = runStarted.filter { $0.key.jobId != id }
+    }
+
+    /// Runs still leased past their minutes plus the grace: the worker did not stop them, so the manager does. The job
+    /// ends `timed_out`, paid its minutes (the work was done for that long), and the worker is told to stop it.
+    private func stopOverruns() async {
+        let clock = wall()
+        for (id, d) in deadlines where clock > d.at {
+            guard let lease = leases.holder(of: id), lease.job == d.ref, let spec = leasedSpecs[id] else {
+                deadlines[id] = nil
+                continue
+            }
+            let result = GridDatabase.RunResult(
+                state: .timedOut, exitCode: nil, runtimeMs: Int64(spec.minutes) * 60_000, peakMemoryKb: 0, cpuSeconds: 0,
+                reason: "time limit reached (\(spec.minutes) min): still running \(Int(config.timeLimitGraceSeconds)) s past it, stopped by the manager")
+            do {
+                let job = try await db.finish(d.ref, worker: lease.worker, result: result, outputs: [], now: clock)
+                logger.warning("run past its time limit; stopped", metadata: ["grid.job.id": "\(id)", "grid.worker.id": "\(lease.worker)"])
+                forget(id)
+                if job != nil {
+                    await send(.cancel(Msg.Cancel(job: d.ref, reason: "past its time limit")), to: lease.worker)
+                }
+            } catch {
+                logger.error("could not time out job", metadata: ["grid.job.id": "\(id)", "grid.error": "\(error)"])
+            }
+            wake.yield()
         }
     }
 

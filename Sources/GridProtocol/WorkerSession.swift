@@ -39,6 +39,8 @@ public enum WorkerSession {
             case deliver(Identity, GridMessage, id: Int)
             /// Send this error, then close the connection.
             case closeWithError(GridError, id: Int)
+            /// Answer `ERROR` (a claim out of range): log it; the connection stays up.
+            case refuse(GridError, id: Int)
             /// Close without a word (the peer closed, or we already said why).
             case close
             case none
@@ -74,6 +76,13 @@ public enum WorkerSession {
             case (.awaitingHello, _), (.authenticating, _):
                 state = .closed
                 return .closeWithError(GridError(.notAuthenticated, "send HELLO with a token before \(message.type)"), id: id)
+            case (.awaitingRegister, .register) where WorkerClaims.problem(message) != nil,
+                (.active, .loadUpdate) where WorkerClaims.problem(message) != nil,
+                (.active, .jobStarted) where WorkerClaims.problem(message) != nil,
+                (.active, .jobLog) where WorkerClaims.problem(message) != nil,
+                (.active, .jobDone) where WorkerClaims.problem(message) != nil:
+                // A figure out of range: refused with the reason, the connection stays up, nothing is computed from it.
+                return .refuse(WorkerClaims.problem(message)!, id: id)
             case (.awaitingRegister(let who), .register(let reg)):
                 state = .active(who)
                 return .register(who, reg, id: id)

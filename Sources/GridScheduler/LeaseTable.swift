@@ -14,6 +14,9 @@ public struct LeaseTable: Sendable {
     /// How long a lease lasts without a heartbeat.
     public let ttl: Double
     public private(set) var leases: [JobID: Lease] = [:]
+    /// Leases that heartbeats no longer renew (the job was cancelled or ran out of time): whatever the worker says,
+    /// they run out within one lease period.
+    public private(set) var revoked: Set<JobID> = []
 
     public init(ttl: Double) {
         self.ttl = ttl
@@ -21,7 +24,18 @@ public struct LeaseTable: Sendable {
 
     /// Gives `job` to `worker` until `now + ttl` (replacing any older lease on the job).
     public mutating func grant(_ job: JobRef, to worker: WorkerID, now: Double, ttl: Double? = nil) {
+        let old = leases[job.jobId]
         leases[job.jobId] = Lease(job: job, worker: worker, expires: now + (ttl ?? self.ttl))
+        // A revoked lease is never extended, not even by a reconnect.
+        if revoked.contains(job.jobId), let old, old.job == job { leases[job.jobId]!.expires = min(old.expires, now + self.ttl) }
+    }
+
+    /// Stops renewing the lease on `job`: it expires at most one lease period from `now`, even if the worker keeps
+    /// reporting the job (the manager stops trusting it to obey a cancel).
+    public mutating func revoke(_ job: JobID, now: Double) {
+        guard let lease = leases[job] else { return }
+        revoked.insert(job)
+        leases[job]!.expires = min(lease.expires, now + ttl)
     }
 
     /// The lease on `job`, if any.
@@ -39,6 +53,7 @@ public struct LeaseTable: Sendable {
         var stale: [JobRef] = []
         for job in running {
             if holds(job, worker: worker) {
+                if revoked.contains(job.jobId) { continue }
                 leases[job.jobId]!.expires = now + ttl
             } else {
                 stale.append(job)
@@ -50,13 +65,17 @@ public struct LeaseTable: Sendable {
     /// The job ended or was cancelled: forget its lease.
     @discardableResult
     public mutating func release(_ job: JobID) -> Lease? {
-        leases.removeValue(forKey: job)
+        revoked.remove(job)
+        return leases.removeValue(forKey: job)
     }
 
     /// Removes and returns every lease that ran out at `now`, oldest first.
     public mutating func expire(now: Double) -> [Lease] {
         let gone = leases.values.filter { $0.expires <= now }.sorted { ($0.expires, $0.job.jobId) < ($1.expires, $1.job.jobId) }
-        for lease in gone { leases.removeValue(forKey: lease.job.jobId) }
+        for lease in gone {
+            leases.removeValue(forKey: lease.job.jobId)
+            revoked.remove(lease.job.jobId)
+        }
         return gone
     }
 

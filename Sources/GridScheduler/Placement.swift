@@ -16,8 +16,14 @@ public enum Placement {
         public var tier: SandboxTier
         /// Free job slots.
         public var freeSlots: Int
+        /// Breaks ties between equally loaded workers: a value the manager picks (at random, per registration), never
+        /// something the worker chooses, such as its id.
+        public var tieBreak: UInt64
 
-        public init(id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int) {
+        public init(
+            id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0
+        ) {
+            self.tieBreak = tieBreak
             self.id = id
             self.total = total
             self.free = free
@@ -103,7 +109,9 @@ public enum Placement {
         }
         func before(_ i: Int, _ j: Int) -> Bool {
             let (li, lj) = (workers[i].effectiveLoad, workers[j].effectiveLoad)
-            return li < lj || (li == lj && workers[i].id < workers[j].id)
+            if li != lj { return li < lj }
+            if workers[i].tieBreak != workers[j].tieBreak { return workers[i].tieBreak < workers[j].tieBreak }
+            return workers[i].id < workers[j].id
         }
         func hasRoom(_ i: Int) -> Bool { workers[i].freeSlots > 0 && workers[i].free.cpus > 0 }
         // Indices of workers with room, least-loaded first.

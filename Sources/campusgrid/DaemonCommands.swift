@@ -17,6 +17,8 @@ struct ManagerCommand: AsyncParsableCommand {
     @Option(help: "Grid protocol port for workers (env MANAGER_PORT; default 9999; 0 = any free port).") var port: Int?
     @Option(help: "HTTP port for the dashboard and API (env DASHBOARD_PORT; default 5000; 0 = any free port).") var dashboardPort: Int?
     @Option(help: "Seconds a silent worker keeps its jobs (env CAMPUSGRID_LEASE_SECONDS; default 10).") var leaseSeconds: Double?
+    @Option(help: "Seconds a run may go on past its minutes before the manager stops it itself (default 60).")
+    var timeGraceSeconds: Double?
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
@@ -30,6 +32,10 @@ struct ManagerCommand: AsyncParsableCommand {
         config.startingCredits = Env.int("STARTING_CREDITS") ?? config.startingCredits
         config.leaseSeconds = leaseSeconds ?? Env.string("CAMPUSGRID_LEASE_SECONDS").flatMap(Double.init) ?? config.leaseSeconds
         config.heartbeatSeconds = min(config.heartbeatSeconds, config.leaseSeconds / 3)
+        if let g = timeGraceSeconds {
+            guard g.isFinite, g >= 0, g <= 86_400 else { throw ValidationError("--time-grace-seconds must be 0…86400 (got \(g))") }
+            config.timeLimitGraceSeconds = g
+        }
         if let cost = Env.int("CAMPUSGRID_BCRYPT_COST"), (4...31).contains(cost) { config.bcryptCost = UInt8(cost) }
         guard (0...65535).contains(config.gridPort), (0...65535).contains(config.httpPort) else {
             throw ValidationError("ports are 0–65535")

@@ -65,6 +65,42 @@ public final class RawConnection {
         }
     }
 
+    /// The next `count` raw bytes (a frame's bulk payload), or nil on close or after `timeout` seconds.
+    public func readBytes(_ count: Int, timeout: Double = 5) -> [UInt8]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while buffer.count < count {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { return nil }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(left * 1000)) > 0 else { return nil }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { return nil }
+            buffer += chunk[0..<n]
+        }
+        defer { buffer.removeSubrange(0..<count) }
+        return Array(buffer[0..<count])
+    }
+
+    /// The next frame: its JSON object, with its bulk payload (if it announced `bytes`) read past.
+    public func readFrame(timeout: Double = 5) -> (message: [String: Any], payload: [UInt8])? {
+        guard let m = readMessage(timeout: timeout) else { return nil }
+        let n = (m["bytes"] as? Int) ?? 0
+        guard n > 0 else { return (m, []) }
+        guard let payload = readBytes(n, timeout: timeout) else { return nil }
+        return (m, payload)
+    }
+
+    /// Reads frames until one of `type` arrives (skipping others, such as `PEERS`); nil after `timeout` seconds.
+    public func next(_ type: String, timeout: Double = 10) -> [String: Any]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while deadline.timeIntervalSinceNow > 0 {
+            guard let f = readFrame(timeout: deadline.timeIntervalSinceNow) else { return nil }
+            if f.message["type"] as? String == type { return f.message }
+        }
+        return nil
+    }
+
     /// The next line decoded as a JSON object.
     public func readMessage(timeout: Double = 5) -> [String: Any]? {
         guard let line = readLine(timeout: timeout) else { return nil }

@@ -89,14 +89,15 @@ public final class TestGrid: @unchecked Sendable {
     /// Starts the manager (on the same data folder each time) and waits for its ready line.
     @discardableResult
     public func startManager(
-        leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0, extraEnvironment: [String: String] = [:]
+        leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0, extraEnvironment: [String: String] = [:],
+        extraArguments: [String] = []
     ) throws -> ManagedProcess {
         let m = try spawn(
             "manager-\(processes.count)",
             [
                 "manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)",
                 "--lease-seconds", "\(leaseSeconds)", "--json",
-            ], extraEnvironment: extraEnvironment)
+            ] + extraArguments, extraEnvironment: extraEnvironment)
         guard let line = m.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
             case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
         else {

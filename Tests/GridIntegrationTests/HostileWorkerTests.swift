@@ -1,0 +1,191 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+/// A worker speaking the grid protocol by hand, claiming whatever a test tells it to.
+final class FakeWorker {
+    let c: RawConnection
+    private(set) var workerId = ""
+    private var nextId = 10
+
+    init(port: Int, token: String, name: String, workerId: String? = nil) throws {
+        c = try RawConnection(port: port)
+        let wanted = workerId.map { #","worker_id":"\#($0)""# } ?? ""
+        c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"\#(name)"\#(wanted)}"# + "\n")
+        guard let ok = c.next("HELLO_OK"), let id = ok["worker_id"] as? String else { throw TestGridError("no HELLO_OK for \(name)") }
+        self.workerId = id
+    }
+
+    /// Sends one frame (a JSON object without `id`, and an optional payload) and returns its id.
+    @discardableResult
+    func send(_ fields: String, payload: [UInt8] = []) -> Int {
+        nextId += 1
+        let bytes = payload.isEmpty ? "" : #","bytes":\#(payload.count)"#
+        c.send(Array(#"{"id":\#(nextId),\#(fields)\#(bytes)}"#.utf8) + [0x0A] + payload)
+        return nextId
+    }
+
+    /// Sends a frame and returns the first `ERROR`, `REGISTERED` or `JOB_DONE_ACK` answer (skipping `PEERS`, `CANCEL`…).
+    func ask(_ fields: String, payload: [UInt8] = []) -> [String: Any]? {
+        send(fields, payload: payload)
+        let deadline = Date().addingTimeInterval(10)
+        while deadline.timeIntervalSinceNow > 0 {
+            guard let f = c.readFrame(timeout: deadline.timeIntervalSinceNow) else { return nil }
+            if ["ERROR", "REGISTERED", "JOB_DONE_ACK", "PONG"].contains(f.message["type"] as? String) { return f.message }
+        }
+        return nil
+    }
+
+    static func register(cpus: String = "2", slots: String = "2", running: String = "[]", extra: String = "") -> String {
+        #""type":"REGISTER","resources":{"cpus":\#(cpus),"ram_gb":4,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"bwrap","slots":\#(slots),"running":\#(running)\#(extra)"#
+    }
+
+    static func ref(_ job: [String: Any]) -> String {
+        #"{"job_id":\#(job["job_id"] as? Int ?? 0),"attempt":\#(job["attempt"] as? Int ?? 0)}"#
+    }
+
+    static func code(_ m: [String: Any]?) -> String? { m?["type"] as? String == "ERROR" ? m?["code"] as? String : nil }
+}
+
+extension Integration {
+    /// Workers are strangers: every number they send is a claim (issue: trust between strangers).
+    @Suite struct HostileWorker {
+        static func submit(_ user: GridClient, minutes: Int = 5, cpus: Int = 1) async throws -> JobID {
+            let request = API.SubmitRequest(
+                spec: JobSpec(name: "target", cpus: cpus, ramGb: 1, minutes: minutes),
+                script: API.FileUpload(name: "job.py", contentBase64: Data("print(1)\n".utf8).base64EncodedString()), inputs: [])
+            return try await user.submit(request).job.id
+        }
+
+        @Test func outOfRangeNumbersFromAWorkerGetErrorsAndTheManagerStaysUpAlsoAfterARestart() async throws {
+            let grid = try TestGrid(label: "hostile-numbers")
+            defer { grid.shutdown() }
+            let first = try grid.startManager(leaseSeconds: 3)
+            let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
+            let owner = try await grid.user("owner")
+            let alice = try await grid.user("alice")
+            let token = try await owner.createToken(kind: "worker").token
+            let w = try FakeWorker(port: gridPort, token: token, name: "liar")
+
+            // REGISTER: each figure at its boundaries.
+            for (cpus, slots) in [("9223372036854775807", "1"), ("0", "1"), ("-1", "1"), ("2", "0"), ("2", "-1"), ("2", "9223372036854775807")] {
+                let answer = w.ask(FakeWorker.register(cpus: cpus, slots: slots))
+                #expect(FakeWorker.code(answer) == "bad_request", "cpus \(cpus) slots \(slots): \(String(describing: answer))")
+            }
+            #expect(FakeWorker.code(w.ask(FakeWorker.register(extra: #","port":70000"#))) == "bad_request")
+            #expect(FakeWorker.code(w.ask(FakeWorker.register(running: #"[{"job_id":-9223372036854775808,"attempt":-1}]"#))) == "bad_request")
+            #expect(w.ask(FakeWorker.register())?["type"] as? String == "REGISTERED", "a sane REGISTER still works")
+
+            // LOAD_UPDATE.
+            for load in ["-1", "1e308", "-1e308"] {
+                #expect(FakeWorker.code(w.ask(#""type":"LOAD_UPDATE","load":\#(load),"running":[]"#)) == "bad_request", "load \(load)")
+            }
+            #expect(FakeWorker.code(w.ask(#""type":"LOAD_UPDATE","load":0,"running":[],"tasks":9223372036854775807"#)) == "bad_request")
+
+            // A job to lie about.
+            let id = try await Self.submit(alice)
+            let assign = try #require(w.c.next("JOB_ASSIGN"))
+            let job = FakeWorker.ref(try #require(assign["job"] as? [String: Any]))
+            w.send(#""type":"JOB_STARTED","job":\#(job)"#)
+            w.send(#""type":"JOB_LOG","job":\#(job),"offset":0"#, payload: Array("hello\n".utf8))
+            // A gap, then offsets at the boundaries.
+            w.send(#""type":"JOB_LOG","job":\#(job),"offset":100"#, payload: Array("after a gap\n".utf8))
+            for offset in ["-9223372036854775808", "9223372036854775807", "-1"] {
+                let answer = w.ask(#""type":"JOB_LOG","job":\#(job),"offset":\#(offset)"#, payload: Array("x".utf8))
+                #expect(FakeWorker.code(answer) == "bad_request", "offset \(offset)")
+            }
+            // JOB_DONE with impossible figures.
+            let hostileDone = [
+                #""runtime_ms":9223372036854775807,"peak_memory_kb":0,"cpu_seconds":0"#,
+                #""runtime_ms":-1,"peak_memory_kb":0,"cpu_seconds":0"#,
+                #""runtime_ms":1,"peak_memory_kb":-9223372036854775808,"cpu_seconds":0"#,
+                #""runtime_ms":1,"peak_memory_kb":0,"cpu_seconds":1e300"#,
+                #""runtime_ms":1,"peak_memory_kb":0,"cpu_seconds":-1"#,
+                #""runtime_ms":1,"peak_memory_kb":0,"cpu_seconds":0,"log_bytes":-1"#,
+            ]
+            for figures in hostileDone {
+                let answer = w.ask(#""type":"JOB_DONE","job":\#(job),"outcome":"completed","exit_code":0,\#(figures),"files":[]"#)
+                #expect(FakeWorker.code(answer) == "bad_request", "\(figures): \(String(describing: answer))")
+            }
+            #expect(w.ask(#""type":"PING""#)?["type"] as? String == "PONG", "the worker's connection is still up")
+            #expect(try await alice.job(id).state == .running)
+            #expect(try await Scenario.ledgerOK(alice))
+
+            // After a restart, the same hostile report is refused again (it once crashed the manager twice).
+            first.signal(SIGKILL)
+            _ = first.waitForExit(timeout: 10)
+            try grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
+            let again = try FakeWorker(port: gridPort, token: token, name: "liar", workerId: w.workerId)
+            #expect(again.ask(FakeWorker.register(running: "[\(job)]"))?["type"] as? String == "REGISTERED")
+            let answer = again.ask(#""type":"JOB_DONE","job":\#(job),"outcome":"completed","exit_code":0,\#(hostileDone[0]),"files":[]"#)
+            #expect(FakeWorker.code(answer) == "bad_request")
+            #expect(again.ask(#""type":"PING""#)?["type"] as? String == "PONG")
+            #expect(try await alice.me().username == "alice", "the manager still serves the API")
+            #expect(try await Scenario.ledgerOK(alice))
+        }
+
+        @Test func aFakeWorkerThatAnswersAtOnceIsPaidForTheTimeTheManagerSawNotTheHold() async throws {
+            let grid = try TestGrid(label: "hostile-pay")
+            defer { grid.shutdown() }
+            try grid.startManager(leaseSeconds: 3)
+            let owner = try await grid.user("owner")
+            let alice = try await grid.user("alice")
+            let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "liar")
+            #expect(w.ask(FakeWorker.register(cpus: "64", slots: "64"))?["type"] as? String == "REGISTERED")
+            let id = try await Self.submit(alice, minutes: 30)
+            let job = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+            w.send(#""type":"JOB_STARTED","job":\#(job)"#)
+            let ack = w.ask(
+                #""type":"JOB_DONE","job":\#(job),"outcome":"completed","exit_code":0,"runtime_ms":1800000,"peak_memory_kb":1,"cpu_seconds":1800,"files":[]"#
+            )
+            #expect(ack?["type"] as? String == "JOB_DONE_ACK")
+            let done = try await Scenario.waitForState(alice, id, [.completed])
+            let spec = JobSpec(name: "target", cpus: 1, ramGb: 1, minutes: 30)
+            #expect(done.paid == CreditRules.base(spec) + 1, "one minute by the manager's clock, not the 30 claimed")
+            #expect(done.hold == CreditRules.hold(spec))
+            #expect(try await owner.me().balance == 100 + CreditRules.base(spec) + 1)
+            #expect(try await Scenario.ledgerOK(alice))
+        }
+
+        @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
+            let grid = try TestGrid(label: "hostile-time")
+            defer { grid.shutdown() }
+            try grid.startManager(leaseSeconds: 2, extraArguments: ["--time-grace-seconds", "1"])
+            let owner = try await grid.user("owner")
+            let alice = try await grid.user("alice")
+            let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "stubborn")
+            #expect(w.ask(FakeWorker.register(cpus: "4", slots: "4"))?["type"] as? String == "REGISTERED")
+            let long = try await Self.submit(alice, minutes: 1)
+            let longRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+            let cancelled = try await Self.submit(alice, minutes: 5)
+            let cancelledRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+            for ref in [longRef, cancelledRef] { w.send(#""type":"JOB_STARTED","job":\#(ref)"#) }
+            let started = Date()
+            _ = try await alice.cancel(cancelled)
+
+            // The worker keeps claiming both jobs run, every half second, and never obeys.
+            var cancelEndedAfter: Double?
+            var timedOutAfter: Double?
+            for _ in 0..<200 where timedOutAfter == nil {
+                w.send(#""type":"LOAD_UPDATE","load":0,"running":[\#(longRef),\#(cancelledRef)]"#)
+                try await Task.sleep(for: .milliseconds(500))
+                if cancelEndedAfter == nil, try await alice.job(cancelled).state == .cancelled { cancelEndedAfter = Date().timeIntervalSince(started) }
+                if try await alice.job(long).state == .timedOut { timedOutAfter = Date().timeIntervalSince(started) }
+                if Date().timeIntervalSince(started) > 90 { break }
+            }
+            let c = try #require(cancelEndedAfter, "the cancel never settled")
+            #expect(c < 2 * 2 + 2, "settled within about one lease period (\(c) s)")
+            #expect(try await alice.job(cancelled).paid == 0)
+            let t = try #require(timedOutAfter, "the run past its limit was never stopped")
+            #expect(t >= 60, "not before its minute (\(t) s)")
+            let timedOut = try await alice.job(long)
+            #expect(timedOut.reason?.contains("time limit") == true)
+            #expect(timedOut.paid == CreditRules.base(JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1)) + 1)
+            #expect(w.c.next("CANCEL", timeout: 5) != nil, "the worker was told to stop")
+            #expect(try await Scenario.ledgerOK(alice))
+            print("cancel settled after \(c) s; the overrun was stopped after \(t) s")
+        }
+    }
+}
