@@ -72,3 +72,35 @@ struct CreditRulesTests {
         #expect(CreditRules.defaultStartingCredits == 100)
     }
 }
+
+@Suite("CreditRules: paid by the manager's clock")
+struct PaidRuntimeTests {
+    let spec = JobSpec(name: "j", cpus: 1, ramGb: 1, minutes: 30)
+
+    @Test func aRunIsPaidNoMoreThanTheManagerSaw() {
+        #expect(CreditRules.paidRuntime(spec, reportedMilliseconds: 1_800_000, observedMilliseconds: 250) == 250)
+        #expect(CreditRules.settle(spec, ending: .ran(runtimeMilliseconds: 250)).paid == CreditRules.base(spec) + 1)
+    }
+
+    @Test func aRunIsPaidNoMoreThanTheWorkerReportedNorTheRequestedMinutes() {
+        #expect(CreditRules.paidRuntime(spec, reportedMilliseconds: 1000, observedMilliseconds: 5000) == 1000)
+        #expect(CreditRules.paidRuntime(spec, reportedMilliseconds: Int64.max, observedMilliseconds: Int64.max) == 1_800_000)
+    }
+
+    @Test func boundaryFiguresNeverTrapNorPayNegative() {
+        for (r, o): (Int64, Int64) in [(Int64.min, Int64.min), (-1, 10), (10, -1), (0, 0), (Int64.max, Int64.min)] {
+            let paid = CreditRules.paidRuntime(spec, reportedMilliseconds: r, observedMilliseconds: o)
+            #expect((0...1_800_000).contains(paid), "\(r), \(o)")
+        }
+        #expect(CreditRules.chargedMinutes(spec, runtimeMilliseconds: Int64.max) == 30)
+        #expect(CreditRules.chargedMinutes(spec, runtimeMilliseconds: Int64.min) == 0)
+    }
+
+    @Test func theObservedTimeComesFromTwoClockReadingsSafely() {
+        #expect(CreditRules.observedMilliseconds(from: 100, to: 100.2501) == 251)
+        #expect(CreditRules.observedMilliseconds(from: 100, to: 99) == 0, "a clock that went back")
+        #expect(CreditRules.observedMilliseconds(from: .nan, to: 1) == 0)
+        #expect(CreditRules.observedMilliseconds(from: -.infinity, to: .infinity) == 0)
+        #expect(CreditRules.observedMilliseconds(from: 0, to: 1e300) > 0)
+    }
+}

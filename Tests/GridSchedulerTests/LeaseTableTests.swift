@@ -154,3 +154,38 @@ struct LeaseTableTests {
         #expect(t.jobs(of: "c").isEmpty)
     }
 }
+
+@Suite("LeaseTable: revoked leases")
+struct LeaseRevokeTests {
+    @Test func aRevokedLeaseIsNotRenewedByHeartbeatsAndExpiresWithinOnePeriod() {
+        var t = LeaseTable(ttl: 2)
+        let job = JobRef(jobId: 1, attempt: 1)
+        t.grant(job, to: "w1", now: 0)
+        t.revoke(1, now: 1)
+        #expect(t.renew(worker: "w1", running: [job], now: 1.5) == [], "still the worker's job: not stale")
+        #expect(t.renew(worker: "w1", running: [job], now: 2.5) == [])
+        #expect(t.expire(now: 1.9).isEmpty)
+        #expect(t.expire(now: 2).map(\.job) == [job], "expired when it would have without the heartbeats, within one lease period")
+        #expect(t.revoked.isEmpty)
+    }
+
+    @Test func aReconnectCannotExtendARevokedLease() {
+        var t = LeaseTable(ttl: 2)
+        let job = JobRef(jobId: 1, attempt: 1)
+        t.grant(job, to: "w1", now: 0, ttl: 30)
+        t.revoke(1, now: 0)
+        t.grant(job, to: "w1", now: 1.5)
+        #expect(t.holder(of: 1)?.expires == 2)
+    }
+
+    @Test func releasingForgetsTheRevocation() {
+        var t = LeaseTable(ttl: 2)
+        t.grant(JobRef(jobId: 1, attempt: 1), to: "w1", now: 0)
+        t.revoke(1, now: 0)
+        t.release(1)
+        #expect(t.revoked.isEmpty)
+        t.grant(JobRef(jobId: 1, attempt: 2), to: "w2", now: 5)
+        #expect(t.renew(worker: "w2", running: [JobRef(jobId: 1, attempt: 2)], now: 6) == [])
+        #expect(t.holder(of: 1)?.expires == 8)
+    }
+}

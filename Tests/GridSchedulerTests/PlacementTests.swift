@@ -54,6 +54,16 @@ struct PlacementTests {
         #expect(placed(Placement.plan(jobs: [job(1, gpus: 1, gpuMemoryGb: 16)], workers: workers)) == [1: "biggpu"])
     }
 
+    @Test func tiesGoByTheManagersPickNotByTheWorkersId() {
+        var aaa = worker("aaa")
+        var zzz = worker("zzz")
+        aaa.tieBreak = 900
+        zzz.tieBreak = 100
+        #expect(placed(Placement.plan(jobs: [job(1)], workers: [aaa, zzz]))[1] == "zzz", "an id chosen to sort first wins nothing")
+        aaa.tieBreak = 50
+        #expect(placed(Placement.plan(jobs: [job(1)], workers: [aaa, zzz]))[1] == "aaa")
+    }
+
     @Test func theLeastLoadedWorkerWins() {
         let workers = [worker("a", load: 0.5), worker("b", load: 0.1), worker("c", load: 0.3)]
         #expect(placed(Placement.plan(jobs: [job(1)], workers: workers)) == [1: "b"])

@@ -1,0 +1,108 @@
+import GridCore
+import GridProtocol
+import Testing
+
+private let job = JobRef(jobId: 7, attempt: 1)
+private let sane = Msg.Register(resources: Resources(cpus: 4, ramGb: 8), tier: .bwrap, slots: 2, port: 9000)
+
+private func done(runtime: Int64 = 1000, peak: Int64 = 10, cpu: Double = 0.5, logBytes: Int64? = 12, files: [FileEntry] = []) -> GridMessage {
+    .jobDone(
+        Msg.JobDone(
+            job: job, outcome: .completed, exitCode: 0, runtimeMs: runtime, peakMemoryKb: peak, cpuSeconds: cpu, reason: nil, files: files,
+            logBytes: logBytes))
+}
+
+@Suite("WorkerClaims")
+struct WorkerClaimsTests {
+    @Test func saneMessagesPass() {
+        #expect(WorkerClaims.problem(.register(sane)) == nil)
+        #expect(WorkerClaims.problem(.loadUpdate(Msg.LoadUpdate(load: 0.5, running: [job], tasks: 3))) == nil)
+        #expect(WorkerClaims.problem(.jobLog(Msg.JobLog(job: job, offset: 0))) == nil)
+        #expect(WorkerClaims.problem(done()) == nil)
+        #expect(WorkerClaims.problem(done(logBytes: nil)) == nil)
+    }
+
+    @Test func registerFiguresAtTheirBoundariesAreRefusedNamingTheField() {
+        for cpus in [0, -1, Int.max, Int.min, 4097] {
+            var r = sane
+            r.resources.cpus = cpus
+            let problem = WorkerClaims.problem(.register(r))
+            #expect(problem?.code == .badRequest, "cpus \(cpus)")
+            #expect(problem?.message.contains("resources.cpus = \(cpus)") == true)
+        }
+        for slots in [0, -1, Int.max] {
+            var r = sane
+            r.slots = slots
+            #expect(WorkerClaims.problem(.register(r)) != nil, "slots \(slots)")
+        }
+        var r = sane
+        r.resources.ramGb = -1
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+        r = sane
+        r.resources.gpus = Int.max
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+        r = sane
+        r.port = 65_536
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+        r = sane
+        r.webPort = -1
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+        r = sane
+        r.running = [JobRef(jobId: Int64.min, attempt: -1)]
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+        r = sane
+        r.finished = [JobRef(jobId: 1, attempt: 0)]
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+        r = sane
+        r.host = String(repeating: "h", count: 300)
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+    }
+
+    @Test func loadThatIsNotANumberOrOutOfRangeIsRefused() {
+        for load: Double in [-1, .nan, .infinity, -.infinity, 1e300, -0.0001] {
+            #expect(WorkerClaims.problem(.loadUpdate(Msg.LoadUpdate(load: load, running: []))) != nil, "load \(load)")
+        }
+        #expect(WorkerClaims.problem(.loadUpdate(Msg.LoadUpdate(load: 0, running: [], tasks: Int.max))) != nil)
+        #expect(WorkerClaims.problem(.loadUpdate(Msg.LoadUpdate(load: 0, running: [], tasks: -1))) != nil)
+        let many = (1...10_001).map { JobRef(jobId: Int64($0), attempt: 1) }
+        #expect(WorkerClaims.problem(.loadUpdate(Msg.LoadUpdate(load: 0, running: many))) != nil)
+    }
+
+    @Test func logOffsetsAtTheirBoundariesAreRefused() {
+        for offset: Int64 in [Int64.min, -1, Int64.max, (1 << 30) + 1] {
+            #expect(WorkerClaims.problem(.jobLog(Msg.JobLog(job: job, offset: offset))) != nil, "offset \(offset)")
+        }
+        #expect(WorkerClaims.problem(.jobLog(Msg.JobLog(job: job, offset: 1 << 30))) == nil)
+    }
+
+    @Test func jobDoneFiguresAtTheirBoundariesAreRefused() {
+        for runtime: Int64 in [Int64.min, -1, Int64.max] { #expect(WorkerClaims.problem(done(runtime: runtime)) != nil, "runtime \(runtime)") }
+        for peak: Int64 in [Int64.min, -1, Int64.max] { #expect(WorkerClaims.problem(done(peak: peak)) != nil, "peak \(peak)") }
+        for cpu: Double in [-1, .nan, .infinity, 1e300] { #expect(WorkerClaims.problem(done(cpu: cpu)) != nil, "cpu \(cpu)") }
+        for bytes: Int64 in [Int64.min, -1, Int64.max] { #expect(WorkerClaims.problem(done(logBytes: bytes)) != nil, "log bytes \(bytes)") }
+        #expect(WorkerClaims.problem(done(files: [FileEntry(name: "a", size: -1)])) != nil)
+        #expect(WorkerClaims.problem(done(files: [FileEntry(name: "a", size: Int.max)])) != nil)
+    }
+
+    @Test func theSessionRefusesAnOutOfRangeClaimKeepsTheConnectionAndTakesAGoodOneAfter() {
+        let who = WorkerSession.Identity(workerId: "w-1", name: "pc", ownerId: 1, ownerName: "ada")
+        var m = WorkerSession.StateMachine(heartbeatSeconds: 1)
+        _ = m.received(.hello(Msg.Hello(token: "t")), id: 1)
+        _ = m.authenticated(who, id: 1)
+        var bad = sane
+        bad.resources.cpus = Int.max
+        guard case .refuse(let error, id: 2) = m.received(.register(bad), id: 2) else {
+            Issue.record("an out-of-range REGISTER must be refused")
+            return
+        }
+        #expect(error.code == .badRequest)
+        #expect(m.state == .awaitingRegister(who), "still waiting for a good REGISTER")
+        #expect(m.received(.register(sane), id: 3) == .register(who, sane, id: 3))
+        guard case .refuse = m.received(done(runtime: Int64.max), id: 4) else {
+            Issue.record("an out-of-range JOB_DONE must be refused")
+            return
+        }
+        #expect(m.state == .active(who))
+        #expect(m.received(done(), id: 5) == .deliver(who, done(), id: 5))
+    }
+}
