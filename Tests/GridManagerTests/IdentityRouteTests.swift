@@ -99,4 +99,18 @@ import Testing
             }
         }
     }
+
+    @Test func theAccountPageStartsWorkersWithATokenFileNeverTheTokenOnTheCommandLine() async throws {
+        try await DashboardRouteTests.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("olga")
+            try await browser.get("/account")
+            let page = try await browser.post("/account/tokens", [:])
+            #expect(page.status == .ok)
+            let token = try #require(page.body.range(of: #"<code id="new-token" class="token">"#).map { page.body[$0.upperBound...].prefix(while: { $0 != "<" }) })
+            #expect(token.hasPrefix("cgw_"))
+            #expect(page.body.contains("--token-file"))
+            #expect(!page.body.contains("--token \(token)") && !page.body.contains("--token cgw_"), "the hint puts the token on a command line")
+        }
+    }
 }
