@@ -55,6 +55,11 @@ public final class LocalGrid: @unchecked Sendable {
             let workerToken = try await owner.createToken(kind: "worker").token
             var client = GridClient(baseURL: baseURL)
             client.token = try await client.register("bench", password: password).token
+            // Workers read the join token from a private file, never from their command line (`ps` shows that).
+            let tokenFile = root + "/worker-token"
+            guard FileManager.default.createFile(atPath: tokenFile, contents: Data((workerToken + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw BenchError("cannot write \(tokenFile)")
+            }
             var tier = "?"
             var peerPorts: [Int] = []
             for i in 1...max(1, workers) {
@@ -63,7 +68,7 @@ public final class LocalGrid: @unchecked Sendable {
                 let w = try ServerProcess(
                     name: "worker-\(i)", path: binary,
                     arguments: [
-                        "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", root + "/worker-\(i)", "-n", "bench-\(i)", "--cpus", "1",
+                        "worker", "-m", managerAddress, "--token-file", tokenFile, "--data-dir", root + "/worker-\(i)", "-n", "bench-\(i)", "--cpus", "1",
                         "--slots", "1", "--memory", "2", "--port", "\(peerPort)", "--json",
                     ] + extraWorkerArguments,
                     environment: env)

@@ -12,6 +12,9 @@ struct APIController: Sendable {
     let core: ManagerCore
     let config: ManagerConfig
     let loginLimiter: RateLimiter
+    /// Sign-ups per client address (the API and the dashboard's form share it).
+    let registrationLimiter: RateLimiter
+    let admins: Admins
 
     func addRoutes(to router: Router<APIContext>) {
         let v1 = router.group("api/v1")
@@ -36,6 +39,8 @@ struct APIController: Sendable {
     // MARK: - Accounts
 
     @Sendable func register(_ request: Request, context: APIContext) async throws -> Response {
+        try await refuseJoinToken(request)
+        try admitRegistration(client: context.clientAddress)
         let body = try await request.decode(as: API.Credentials.self, context: context)
         let user = try await createAccount(username: body.username, password: body.password)
         let token = try await issueToken(for: user, kind: .api)
@@ -43,9 +48,19 @@ struct APIController: Sendable {
     }
 
     @Sendable func login(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
+        try await refuseJoinToken(request)
         let body = try await request.decode(as: API.Credentials.self, context: context)
         return try await issueToken(
             for: try await checkLogin(username: body.username, password: body.password, client: context.clientAddress), kind: .api)
+    }
+
+    /// Counts a sign-up from `client` (shared by the API and the dashboard); throws 429 with `Retry-After` beyond the
+    /// limit, before any password is hashed.
+    func admitRegistration(client: String) throws {
+        let decision = registrationLimiter.admit("register|" + client)
+        if let seconds = decision.retryAfterHeader {
+            throw TooManyRequests(message: "too many new accounts from your address; try again in \(seconds) s", retryAfter: seconds)
+        }
     }
 
     /// Creates an account after checking the username and password rules (shared by the API and the dashboard).
@@ -67,8 +82,8 @@ struct APIController: Sendable {
     /// dashboard): someone guessing from one address is stopped without locking the user out everywhere else.
     func checkLogin(username: String, password: String, client: String) async throws -> UserRecord {
         let key = Self.loginKey(username: username, client: client)
-        guard loginLimiter.allow(key) else {
-            throw GridError(.rateLimited, "too many login attempts for \(username); wait a minute and try again")
+        if let seconds = loginLimiter.admit(key).retryAfterHeader {
+            throw TooManyRequests(message: "too many login attempts for \(username); try again in \(seconds) s", retryAfter: seconds)
         }
         guard password.utf8.count <= 200, let user = try await db.user(named: username),
             try await verifyPassword(password, hash: user.passwordHash)
@@ -82,6 +97,7 @@ struct APIController: Sendable {
     static func loginKey(username: String, client: String) -> String { username.lowercased() + "|" + client }
 
     @Sendable func logout(_ request: Request, context: APIContext) async throws -> Response {
+        try await refuseJoinToken(request)
         if let token = bearer(request) { try await db.deleteToken(hash: Tokens.hash(token)) }
         return Response(status: .noContent)
     }
@@ -237,6 +253,7 @@ struct APIController: Sendable {
     }
 
     @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {
+        try await refuseJoinToken(request)
         let rows = try await db.leaderboard()
         return API.Leaderboard(
             contributors: rows.enumerated().map {
@@ -247,7 +264,7 @@ struct APIController: Sendable {
     }
 
     @Sendable func ledgerCheck(_ request: Request, context: APIContext) async throws -> LedgerCheckResponse {
-        _ = try await authenticate(request)
+        try await requireAdmin(try await authenticate(request))
         let c = try await db.checkLedger()
         return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, stuckHolds: c.stuckHolds, ok: c.ok)
     }
@@ -269,12 +286,34 @@ struct APIController: Sendable {
         guard let token = bearer(request) else {
             throw GridError(.notAuthenticated, "log in first (`campusgrid login`) or pass a token")
         }
-        // A dashboard session's token ("cgs_") expires with the session, wherever it is presented.
-        let owner = token.hasPrefix("cgs_") ? try await WebSession.user(of: token, db: db) : try await db.tokenOwner(hash: Tokens.hash(token))?.user
-        guard let user = owner else {
+        guard let user = try await person(presenting: token) else {
             throw GridError(.unauthorized, "the token is not valid (expired or logged out); log in again")
         }
         return user
+    }
+
+    /// The person `token` stands for (a bearer token or a dashboard session's), nil when it is unknown, revoked or
+    /// an expired session; throws the refusal for a worker join token, which never acts as a person. A session's
+    /// token (`asSession`, or any "cgs_" token wherever it is presented) expires `WebSession.maxAge` after login.
+    func person(presenting token: String, asSession: Bool = false, now: Double = Date().timeIntervalSince1970) async throws -> UserRecord? {
+        guard let found = try await db.token(hash: Tokens.hash(token)) else { return nil }
+        if let refusal = found.kind.refusal(for: .person) { throw refusal }
+        if asSession || token.hasPrefix("cgs_"), found.createdAt < now - Double(WebSession.maxAge) { return nil }
+        return found.user
+    }
+
+    /// Refuses a request that presents a worker join token on a route that needs no login (register, login, logout,
+    /// leaderboard): a join token never stands for a person anywhere.
+    func refuseJoinToken(_ request: Request) async throws {
+        guard let token = bearer(request), let found = try await db.token(hash: Tokens.hash(token)) else { return }
+        if let refusal = found.kind.refusal(for: .person) { throw refusal }
+    }
+
+    /// Throws 403 unless `user` is an admin (`Admins`).
+    func requireAdmin(_ user: UserRecord) async throws {
+        guard admins.includes(id: user.id, username: user.username, firstUserId: try await db.firstUserId()) else {
+            throw Admins.refusal(user.username)
+        }
     }
 
     /// The job named in the path, if it belongs to `user`; another user's job is reported as missing.

@@ -13,6 +13,8 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as GridError {
             throw error
+        } catch let error as TooManyRequests {
+            throw error
         } catch let error as any HTTPResponseError {
             let status = error.status
             let code: GridError.Code =

@@ -13,10 +13,16 @@ extension Dashboard {
         do {
             let user = try await api.checkLogin(username: username, password: form["password"] ?? "", client: session.client)
             return try await startSession(user, request: request, to: next)
-        } catch let error as GridError where error.code == .unauthorized || error.code == .rateLimited {
+        } catch let error as GridError where error.code == .unauthorized {
             return try await page(
                 "login", title: "Log in · CampusGrid", session: session, request: request, nav: "login", status: error.status,
                 ["error": error.message, "username": username, "next": next])
+        } catch let limited as TooManyRequests {
+            var response = try await page(
+                "login", title: "Log in · CampusGrid", session: session, request: request, nav: "login", status: limited.status,
+                ["error": limited.message, "username": username, "next": next])
+            response.headers[.retryAfter] = String(limited.retryAfter)
+            return response
         }
     }
 
@@ -25,6 +31,7 @@ extension Dashboard {
         let username = form["username"] ?? ""
         let password = form["password"] ?? ""
         do {
+            try api.admitRegistration(client: session.client)
             guard password == (form["password2"] ?? password) else { throw GridError(.badRequest, "the two passwords differ") }
             let user = try await api.createAccount(username: username, password: password)
             return try await startSession(user, request: request, to: "/")
@@ -32,6 +39,12 @@ extension Dashboard {
             return try await page(
                 "register", title: "Register · CampusGrid", session: session, request: request, nav: "register", status: error.status,
                 ["error": error.message, "username": username])
+        } catch let limited as TooManyRequests {
+            var response = try await page(
+                "register", title: "Register · CampusGrid", session: session, request: request, nav: "register", status: limited.status,
+                ["error": limited.message, "username": username])
+            response.headers[.retryAfter] = String(limited.retryAfter)
+            return response
         }
     }
 

@@ -75,7 +75,7 @@ extension Dashboard {
         for tick in 0..<ticks {
             if Task.isCancelled || Task.isShuttingDownGracefully { break }
             var user: UserRecord?
-            if let token { user = try await WebSession.user(of: token, db: db) }
+            if let token { user = try await api.person(presenting: token, asSession: true) }
             if token != nil && user == nil {
                 try await writer.write(ByteBuffer(string: "event: gone\ndata: {}\n\n"))
                 return

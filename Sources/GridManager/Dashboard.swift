@@ -76,13 +76,22 @@ struct Dashboard: Sendable {
 
     func html(_ handler: @escaping PageHandler) -> @Sendable (Request, APIContext) async throws -> Response {
         { request, context in
-            var session = try await WebSession.load(request, db: db)
+            var session = try await WebSession.load(request, api: api)
             session.client = context.clientAddress
             var response: Response
-            do {
-                response = try await handler(request, session)
-            } catch let error as GridError {
-                response = try await errorPage(error, request: request, session: session)
+            if let refusal = session.refusal {
+                // A worker join token: no page at all, and the browser forgets the cookie that carried it.
+                response = try await errorPage(refusal, request: request, session: session)
+                response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request))
+            } else {
+                do {
+                    response = try await handler(request, session)
+                } catch let error as GridError {
+                    response = try await errorPage(error, request: request, session: session)
+                } catch let limited as TooManyRequests {
+                    response = try await errorPage(limited.error, request: request, session: session)
+                    response.headers[.retryAfter] = String(limited.retryAfter)
+                }
             }
             if let pre = session.newPreCookie {
                 response.setCookie(WebSession.cookie(WebSession.preCookieName, pre, maxAge: WebSession.maxAge, request: request))

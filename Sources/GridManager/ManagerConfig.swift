@@ -29,6 +29,13 @@ public struct ManagerConfig: Sendable {
     /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.
     public var loginAttempts: Int = 10
     public var loginWindowSeconds: Double = 60
+    /// Sign-ups allowed from one client address at once (`/api/v1/register` and the dashboard's form together); more
+    /// are refused with 429 and `Retry-After` until the address has earned them back at `registrationsPerMinute`.
+    public var registrationBurst: Int = 10
+    /// The steady rate of sign-ups per client address, per minute (`manager --registrations-per-minute`).
+    public var registrationsPerMinute: Double = 10
+    /// Usernames that may use the admin routes besides the first account registered (`manager --admin USER`).
+    public var admins: [String] = []
     /// bcrypt cost for passwords.
     public var bcryptCost: UInt8 = 10
     /// Frame limits of the grid protocol. A job's script and inputs may take up to ¾ of the bulk limit.

@@ -104,12 +104,13 @@ public actor ManagerCore {
 
     // MARK: - Worker sessions
 
-    /// Checks a worker's token and picks its id.
+    /// Checks a worker's token (a worker join token; an API token is refused by name) and picks its id.
     func authenticate(_ hello: Msg.Hello) async -> Result<WorkerSession.Identity, GridError> {
         do {
-            guard let (user, _) = try await db.tokenOwner(hash: Tokens.hash(hello.token)) else {
+            guard let (user, kind) = try await db.tokenOwner(hash: Tokens.hash(hello.token)) else {
                 return .failure(GridError(.unauthorized, "the token is not valid; create one with `campusgrid token create --worker`"))
             }
+            if let refusal = kind.refusal(for: .joinWorker) { return .failure(refusal) }
             if let claimed = hello.user, !claimed.isEmpty, claimed.lowercased() != user.username.lowercased() {
                 return .failure(GridError(.forbidden, "this token belongs to \(user.username), not \(claimed)"))
             }

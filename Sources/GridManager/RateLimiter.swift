@@ -1,27 +1,30 @@
 import Foundation
 import Synchronization
 
-/// A fixed-window limiter for login attempts: at most `limit` failures per key per `window` seconds.
+/// The shell around a `RateLimit`: one lock, the wall clock. Used for logins (failures per username and address)
+/// and registrations (per address).
 final class RateLimiter: Sendable {
-    private let limit: Int
-    private let window: Double
-    private let state = Mutex<[String: (start: Double, count: Int)]>([:])
+    private let state: Mutex<RateLimit>
 
+    /// At most `limit` requests per key at once, then `limit` more per `window` seconds.
     init(limit: Int = 10, window: Double = 60) {
-        self.limit = limit
-        self.window = window
+        state = Mutex(RateLimit(burst: limit, window: window))
     }
 
+    /// `burst` requests per key at once, then `perMinute` a minute.
+    convenience init(burst: Int, perMinute: Double) {
+        self.init(limit: burst, window: 60 * Double(max(1, burst)) / max(perMinute, 0.001))
+    }
+
+    /// Counts a request from `key` and says whether it may go ahead, and if not, when it may.
+    func admit(_ key: String, now: Double = Date().timeIntervalSince1970) -> RateLimit.Decision {
+        state.withLock { $0.admit(key, now: now) }
+    }
+
+    /// Counts a request from `key`; whether it may go ahead.
     func allow(_ key: String, now: Double = Date().timeIntervalSince1970) -> Bool {
-        state.withLock { s in
-            if s.count > 10_000 { s = s.filter { now - $0.value.start < window } }
-            var entry = s[key] ?? (now, 0)
-            if now - entry.start >= window { entry = (now, 0) }
-            entry.count += 1
-            s[key] = entry
-            return entry.count <= limit
-        }
+        admit(key, now: now) == .allowed
     }
 
-    func reset(_ key: String) { _ = state.withLock { $0.removeValue(forKey: key) } }
+    func reset(_ key: String) { state.withLock { $0.reset(key) } }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GridCore
 import GridStore
 import Hummingbird
 
@@ -23,6 +24,9 @@ struct WebSession: Sendable {
     var newPreCookie: String?
     /// The address the request came from (for login rate limits).
     var client = "?"
+    /// Set when the request presented a worker join token (as its session cookie or a bearer token): every page
+    /// answers with this refusal (401), since a join token never stands for a person.
+    var refusal: GridError?
 
     /// The CSRF token for forms on pages rendered for this request.
     var csrf: String { Self.csrf(for: anchor) }
@@ -31,18 +35,28 @@ struct WebSession: Sendable {
         SHA256.hash(data: Data(("campusgrid-csrf|" + anchor).utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The user of a session token, unless it is older than `maxAge` (a session lasts a week from login, like its
-    /// cookie, then the user logs in again).
-    static func user(of token: String, db: GridDatabase, now: Double = Date().timeIntervalSince1970) async throws -> UserRecord? {
-        try await db.tokenOwner(hash: Tokens.hash(token), issuedAfter: now - Double(maxAge))
+    /// Reads the session from the request's cookies. A session token lasts `maxAge` from login, like its cookie, then
+    /// the user logs in again. A worker join token, in the cookie or as a bearer token, makes a refused session.
+    static func load(_ request: Request, api: APIController) async throws -> WebSession {
+        let cookies = request.cookies
+        do {
+            // The dashboard does not log in by bearer token, but a join token presented that way is still refused.
+            if let bearer = api.bearer(request), bearer.count <= 200 { _ = try await api.person(presenting: bearer) }
+            if let token = cookies[cookieName]?.value, !token.isEmpty, token.count <= 200,
+                let user = try await api.person(presenting: token, asSession: true)
+            {
+                return WebSession(user: user, token: token, anchor: token)
+            }
+        } catch let refusal as GridError {
+            var session = anonymous(cookies)
+            session.refusal = refusal
+            return session
+        }
+        return anonymous(cookies)
     }
 
-    /// Reads the session from the request's cookies.
-    static func load(_ request: Request, db: GridDatabase) async throws -> WebSession {
-        let cookies = request.cookies
-        if let token = cookies[cookieName]?.value, !token.isEmpty, token.count <= 200, let user = try await user(of: token, db: db) {
-            return WebSession(user: user, token: token, anchor: token)
-        }
+    /// A session without a user, its CSRF token anchored to the pre-session cookie (a new one on a first visit).
+    static func anonymous(_ cookies: Cookies) -> WebSession {
         if let pre = cookies[preCookieName]?.value, pre.count >= 16, pre.count <= 100 {
             return WebSession(user: nil, token: nil, anchor: pre)
         }

@@ -53,6 +53,23 @@ extension GridDatabase {
         }
     }
 
+    /// The token with this hash: its owner, kind and issue time (nil for a token never issued or revoked).
+    public func token(hash: String) async throws -> TokenRecord? {
+        try await writer.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT u.*, t.kind AS token_kind, t.created_at AS token_created_at FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?",
+                    arguments: [hash])
+            else { return nil }
+            return TokenRecord(user: UserRecord(row: row), kind: TokenKind(rawValue: row["token_kind"]) ?? .api, createdAt: row["token_created_at"])
+        }
+    }
+
+    /// The id of the first account ever registered (it is an admin), or nil before any.
+    public func firstUserId() async throws -> UserID? {
+        try await writer.read { db in try UserID.fetchOne(db, sql: "SELECT MIN(id) FROM users") }
+    }
+
     /// The owner of the token with this hash if it was issued at or after `issuedAfter` (older ones have expired).
     public func tokenOwner(hash: String, issuedAfter: Double) async throws -> UserRecord? {
         try await writer.read { db in

@@ -26,6 +26,14 @@ public enum TokenKind: String, Sendable, Codable {
     case worker
 }
 
+/// A stored token as a lookup finds it: whose it is, its kind, when it was issued.
+public struct TokenRecord: Hashable, Sendable {
+    public var user: UserRecord
+    public var kind: TokenKind
+    /// Wall-clock seconds since 1970.
+    public var createdAt: Double
+}
+
 /// One movement of credits: `amount` leaves `debit` and arrives at `credit`.
 public struct LedgerEntry: Hashable, Sendable, Codable {
     public var id: Int64

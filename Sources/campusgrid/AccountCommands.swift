@@ -95,7 +95,11 @@ struct TokenCommand: AsyncParsableCommand {
                 let t = try await options.client().createToken(kind: api ? "api" : "worker")
                 try options.output(t) {
                     say(t.token)
-                    if t.kind == "worker" { complain("Start a worker with: campusgrid worker -m MANAGER_HOST --token \(t.token)") }
+                    if t.kind == "worker" {
+                        complain(
+                            "Save it in a file only you can read and start a worker with it (it only joins workers): "
+                                + "(umask 077; campusgrid token create --worker > join-token) && campusgrid worker -m MANAGER_HOST --token-file join-token")
+                    }
                 }
             }
         }

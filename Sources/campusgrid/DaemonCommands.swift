@@ -19,6 +19,10 @@ struct ManagerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a silent worker keeps its jobs (env CAMPUSGRID_LEASE_SECONDS; default 10).") var leaseSeconds: Double?
     @Option(help: "Seconds a run may go on past its minutes before the manager stops it itself (default 60).")
     var timeGraceSeconds: Double?
+    @Option(name: .customLong("admin"), help: "A username that may use the admin routes, besides the first account registered (repeatable).")
+    var admins: [String] = []
+    @Option(help: "New accounts allowed per client address per minute (default 10).") var registrationsPerMinute: Double?
+    @Option(help: "New accounts allowed from one client address at once (default 10).") var registrationBurst: Int?
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
@@ -37,6 +41,15 @@ struct ManagerCommand: AsyncParsableCommand {
             config.timeLimitGraceSeconds = g
         }
         if let cost = Env.int("CAMPUSGRID_BCRYPT_COST"), (4...31).contains(cost) { config.bcryptCost = UInt8(cost) }
+        config.admins = admins
+        if let rate = registrationsPerMinute {
+            guard rate > 0, rate.isFinite else { throw ValidationError("--registrations-per-minute must be above 0") }
+            config.registrationsPerMinute = rate
+        }
+        if let burst = registrationBurst {
+            guard burst >= 1 else { throw ValidationError("--registration-burst must be at least 1") }
+            config.registrationBurst = burst
+        }
         guard (0...65535).contains(config.gridPort), (0...65535).contains(config.httpPort) else {
             throw ValidationError("ports are 0–65535")
         }
@@ -62,7 +75,8 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker", abstract: "Run a worker: offer this machine's CPUs (and GPUs) to the grid and earn credits.", aliases: ["peer"])
 
     @Option(name: [.short, .long], help: "The manager, HOST[:PORT] (default port 9999; env MANAGER_HOST/MANAGER_PORT).") var manager: String?
-    @Option(help: "Worker join token (env CAMPUSGRID_TOKEN).") var token: String?
+    @Option(help: "A file holding the worker join token (keep it mode 0600). Env CAMPUSGRID_TOKEN also works.") var tokenFile: String?
+    @Option(help: "Worker join token. Avoid: anyone on this machine sees it with `ps`; use --token-file or CAMPUSGRID_TOKEN.") var token: String?
     @Option(help: "Data folder. Default ~/.campusgrid/worker.") var dataDir: String?
     @Option(name: [.short, .long], help: "Name shown on the dashboard (default: host name).") var name: String?
     @Option(name: [.short, .long], help: "The account to earn for; must own the token.") var user: String?
@@ -92,9 +106,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let parentPid { ParentWatch.start(parent: parentPid) }
         let target = manager ?? Env.string("MANAGER_HOST").map { h in Env.string("MANAGER_PORT").map { "\(h):\($0)" } ?? h } ?? "127.0.0.1"
         let (host, managerPort) = try parseHostPort(target, defaultPort: 9999)
-        guard let token = token ?? Env.string("CAMPUSGRID_TOKEN") else {
-            throw ValidationError("a worker needs a join token: --token T (create one with `campusgrid token create --worker`)")
-        }
+        let token = try joinToken()
         let hostName = ProcessInfo.processInfo.hostName
         var config = WorkerConfig(
             managerHost: host, token: token, name: name ?? hostName,
@@ -171,6 +183,35 @@ struct WorkerCommand: AsyncParsableCommand {
         } catch is CancellationError {
             // Stopped by a signal: a clean exit.
         }
+    }
+
+    /// The join token: from `--token-file`, else `--token` (with a warning: `ps` shows it), else `CAMPUSGRID_TOKEN`.
+    func joinToken() throws -> String {
+        if let tokenFile {
+            guard token == nil else { throw ValidationError("give the join token once: --token-file or --token, not both") }
+            guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                throw ValidationError("cannot read the join token file \(tokenFile)")
+            }
+            let read = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !read.isEmpty, !read.contains(where: \.isWhitespace) else {
+                throw ValidationError("\(tokenFile) should hold one join token (from `campusgrid token create --worker`)")
+            }
+            if let mode = (try? FileManager.default.attributesOfItem(atPath: tokenFile))?[.posixPermissions] as? Int, mode & 0o077 != 0 {
+                complain("warning: \(tokenFile) can be read by other users of this machine; `chmod 600 \(tokenFile)`")
+            }
+            return read
+        }
+        if let token {
+            complain(
+                "warning: --token puts the join token on the command line, where anyone on this machine sees it with `ps`; "
+                    + "use --token-file PATH (mode 0600) or CAMPUSGRID_TOKEN instead")
+            return token
+        }
+        guard let token = Env.string("CAMPUSGRID_TOKEN") else {
+            throw ValidationError(
+                "a worker needs a join token: --token-file PATH or CAMPUSGRID_TOKEN (create one with `campusgrid token create --worker`)")
+        }
+        return token
     }
 
     func chooseRunner(python: String) throws -> any JobRunner {

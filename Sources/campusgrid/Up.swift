@@ -94,7 +94,10 @@ struct Up: AsyncParsableCommand {
             // So that the seed's client commands (`campusgrid cpu --port 9000 …`) work as written: log the CLI in as
             // the demo user unless it already has a login for this manager.
             if CredentialStore.token(for: dashboard) == nil { try? CredentialStore.save(token, for: dashboard) }
-            let workerToken = try await client.createToken(kind: "worker").token
+            // The workers read their join token from a file only this user can read: on a command line, `ps` would
+            // show it to everyone on the machine.
+            let tokenFile = dir + "/worker-token"
+            try writePrivateFile(tokenFile, try await client.createToken(kind: "worker").token + "\n")
 
             var peers: [PeerLine] = []
             for i in 1...max(workers, 1) where workers > 0 {
@@ -106,7 +109,7 @@ struct Up: AsyncParsableCommand {
                 var started: (child: Child, line: String)?
                 for attempt in 0..<2 where started == nil {
                     var args = [
-                        "worker", "-m", managerAddress, "--token", workerToken, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json", "--parent-pid", "\(getpid())",
+                        "worker", "-m", managerAddress, "--token-file", tokenFile, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json", "--parent-pid", "\(getpid())",
                         "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : Self.freePort())",
                     ]
                     if let sandbox { args += ["--sandbox", sandbox] }
@@ -196,6 +199,22 @@ struct Up: AsyncParsableCommand {
         return withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
+    }
+}
+
+/// Writes `contents` to `path` as a file only its owner can read or write (0600 from the moment it exists; an
+/// existing file is truncated and its mode tightened).
+func writePrivateFile(_ path: String, _ contents: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    guard fchmod(fd, 0o600) == 0 else { throw ValidationError("cannot make \(path) private: \(String(cString: strerror(errno)))") }
+    let bytes = Array(contents.utf8)
+    var written = 0
+    while written < bytes.count {
+        let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        written += n
     }
 }
 

@@ -134,8 +134,8 @@ extension Integration {
                 #expect(try await user.me().balance == Self.credits - paid[i], "user \(i) pays exactly what their jobs paid (\(context))")
             }
             #expect(try await owner.me().balance == Self.credits + paid[0] + paid[1], "the owner earned exactly that (\(context))")
-            #expect(try await Scenario.ledgerOK(owner))
-            let check = try grid.cli(["admin", "check-ledger"], token: owner.token!)
+            #expect(try await Scenario.ledgerOK(grid))
+            let check = try grid.cli(["admin", "check-ledger"], token: try await grid.admin().token!)
             #expect(check.status == 0, "admin check-ledger: \(check.stdout) \(check.stderr)")
             print(
                 "chaos seed \(seed): \(kills.count) rounds in \(Int(chaosSeconds)) s, all ended after \(Int(Date().timeIntervalSince(began))) s, "

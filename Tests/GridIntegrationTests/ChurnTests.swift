@@ -65,7 +65,7 @@ extension Integration {
             let paid = try #require(done.paid)
             #expect(try await alice.me().balance == 100 - paid)
             #expect(try await owner.me().balance == 100 + paid)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func aJobWhoseLastOutputAndEndComeWhileTheManagerIsDownCompletesWithItsWholeLog() async throws {
@@ -139,7 +139,7 @@ extension Integration {
             let paid = try #require(done.paid) + (try #require(other.paid))
             #expect(try await alice.me().balance + (try await bob.me().balance) == 200 - paid)
             #expect(try await owner.me().balance == 100 + paid)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func aJobThatKillsEveryWorkerItRunsOnIsFailedAfterThreeWorkersAndRefunded() async throws {
@@ -171,7 +171,7 @@ extension Integration {
             _ = workers
             #expect(try await alice.me().balance == 100, "refunded in full")
             #expect(try await owner.me().balance == 100)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
     }
 }

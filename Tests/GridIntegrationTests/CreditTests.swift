@@ -32,7 +32,7 @@ extension Integration {
             let parsed = try GridJSONTest.decode(API.Leaderboard.self, board.stdout)
             #expect(parsed.contributors.first?.username == "owner")
             #expect(parsed.contributors.first?.creditsEarned == 13)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func unaffordableJobIsRefusedWithBalanceAndCost() async throws {
@@ -48,7 +48,7 @@ extension Integration {
             #expect(r.stderr.contains("100"), "the balance is in the message: \(r.stderr)")
             #expect(try await alice.me().balance == 100)
             #expect(try await alice.jobs(mine: true).jobs.isEmpty)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func cancelBeforeStartRefundsInFull() async throws {
@@ -65,7 +65,7 @@ extension Integration {
             #expect(job.state == .cancelled)
             #expect(job.paid == 0)
             #expect(try await alice.me().balance == 100)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
             let again = try grid.cli(["cancel", "\(submitted.job.id)"], token: alice.token!)
             #expect(again.status != 0 && again.stderr.contains("already ended"))
         }

@@ -55,7 +55,7 @@ extension Integration {
             #expect(try await alice.me().balance == 100 - paid, "charged once")
             #expect(try await victimOwner.me().balance == 100, "the dead worker's owner earned nothing")
             #expect(try await survivorOwner.me().balance == 100 + paid)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func managerKilledMidRunLosesNoJobOrCreditAndWorkersReconnect() async throws {
@@ -101,7 +101,7 @@ extension Integration {
             let paid = try await [a, b, queued].asyncMap { try await alice.job($0).paid ?? 0 }.reduce(0, +)
             #expect(try await alice.me().balance == 100 - paid)
             #expect(try await owner.me().balance == 100 + paid)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
     }
 }

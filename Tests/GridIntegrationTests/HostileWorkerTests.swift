@@ -111,7 +111,7 @@ extension Integration {
             }
             #expect(w.ask(#""type":"PING""#)?["type"] as? String == "PONG", "the worker's connection is still up")
             #expect(try await alice.job(id).state == .running)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
 
             // After a restart, the same hostile report is refused again (it once crashed the manager twice).
             first.signal(SIGKILL)
@@ -123,7 +123,7 @@ extension Integration {
             #expect(FakeWorker.code(answer) == "bad_request")
             #expect(again.ask(#""type":"PING""#)?["type"] as? String == "PONG")
             #expect(try await alice.me().username == "alice", "the manager still serves the API")
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func aFakeWorkerThatAnswersAtOnceIsPaidForTheTimeTheManagerSawNotTheHold() async throws {
@@ -146,13 +146,13 @@ extension Integration {
             #expect(done.paid == CreditRules.base(spec) + 1, "one minute by the manager's clock, not the 30 claimed")
             #expect(done.hold == CreditRules.hold(spec))
             #expect(try await owner.me().balance == 100 + CreditRules.base(spec) + 1)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
             let grid = try TestGrid(label: "hostile-time")
             defer { grid.shutdown() }
-            try grid.startManager(leaseSeconds: 2, extraArguments: ["--time-grace-seconds", "1"])
+            try grid.startManager(leaseSeconds: 2, extra: ["--time-grace-seconds", "1"])
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "stubborn")
@@ -184,7 +184,7 @@ extension Integration {
             #expect(timedOut.reason?.contains("time limit") == true)
             #expect(timedOut.paid == CreditRules.base(JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1)) + 1)
             #expect(w.c.next("CANCEL", timeout: 5) != nil, "the worker was told to stop")
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
             print("cancel settled after \(c) s; the overrun was stopped after \(t) s")
         }
     }

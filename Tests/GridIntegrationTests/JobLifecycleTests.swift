@@ -57,7 +57,7 @@ extension Integration {
             #expect(metrics.status == 200)
             #expect(metrics.body.contains("campusgrid_jobs{state=\"completed\"} 1"))
             #expect(metrics.body.contains("campusgrid_workers_online 2"))
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func seedExamplesRunWithSubmitWait() async throws {
@@ -80,7 +80,7 @@ extension Integration {
                 #expect(r.status == 0, "\(file): \(r.stderr)")
                 #expect(r.stdout.contains(expected), "\(file) printed: \(r.stdout)")
             }
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func cancelKillsTheWholeRunningTreeWithinASecond() async throws {
@@ -123,7 +123,7 @@ extension Integration {
             #expect(alive.isEmpty, "processes left 1 s after cancel: \(alive)")
             let job = try await Scenario.waitForState(alice, id, [.cancelled], timeout: 10)
             #expect(job.state == .cancelled)
-            #expect(try await Scenario.ledgerOK(alice))
+            #expect(try await Scenario.ledgerOK(grid))
         }
 
         @Test func pendingJobSaysWhichRequirementIsUnmetAndStartsWhenAWorkerFits() async throws {

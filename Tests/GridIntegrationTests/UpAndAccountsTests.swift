@@ -98,3 +98,39 @@ extension Integration.UpAndAccounts {
         #expect(gone, "children left running after up was killed: \(pids.filter { isAlive($0) })")
     }
 }
+
+extension Integration.UpAndAccounts {
+    @Test func noTokenAppearsOnTheCommandLineOfAnythingUpStarts() async throws {
+        let grid = try TestGrid(label: "upps")
+        defer { grid.shutdown() }
+        let dir = grid.root + "/local"
+        let up = try grid.spawn("up", ["up", "--json", "--workers", "2", "--data-dir", dir])
+        let first = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+        let info = try JSONDecoder().decode([String: String].self, from: Data(first.utf8))
+        let apiToken = try #require(info["token"])
+        // The workers' join token lives in a file only its owner can read.
+        let tokenFile = dir + "/worker-token"
+        let joinToken = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(joinToken.hasPrefix("cgw_"))
+        let mode = try FileManager.default.attributesOfItem(atPath: tokenFile)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        // What `ps` shows: every process up started (and up itself), read from /proc/<pid>/cmdline.
+        let pids = try childPIDs(of: up.pid)
+        #expect(pids.count == 3, "a manager and two workers")
+        var workers = 0
+        for pid in pids + [up.pid] {
+            let raw = try #require(FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"))
+            let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            let line = argv.joined(separator: " ")
+            #expect(!line.contains(joinToken) && !line.contains(apiToken), "a token on the command line of \(pid): \(line)")
+            #expect(!line.contains("cgw_") && !line.contains("cga_") && !argv.contains("--token"), "\(pid): \(line)")
+            if argv.contains("worker") {
+                workers += 1
+                #expect(argv.contains("--token-file"), "\(line)")
+            }
+        }
+        #expect(workers == 2)
+        up.signal(SIGTERM)
+        #expect(up.waitForExit(timeout: 30) == 0)
+    }
+}

@@ -93,7 +93,7 @@ extension Integration.WorkerJoin {
         #expect(done.attempt == 2, "the worker that could not start it is not offered it again; logs:\n\(grid.logs())")
         #expect(done.worker == "good")
         #expect(try await alice.me().balance == 100 - (done.paid ?? 0), "charged once, for the run that happened")
-        #expect(try await Scenario.ledgerOK(alice))
+        #expect(try await Scenario.ledgerOK(grid))
     }
 }
 

@@ -11,16 +11,25 @@ import Testing
 /// The dashboard's HTTP behaviour, in process: the real router, store and core, an in-memory database, no sockets.
 @Suite struct DashboardRouteTests {
     /// A router over a fresh in-memory grid; cheap bcrypt.
-    static func app(streamSeconds: Double = 1, db: GridDatabase? = nil) async throws -> some ApplicationProtocol {
+    static func app(
+        streamSeconds: Double = 1, db: GridDatabase? = nil, configure: (inout ManagerConfig) -> Void = { _ in }
+    ) async throws -> some ApplicationProtocol {
+        Application(router: try await router(streamSeconds: streamSeconds, db: db, configure: configure))
+    }
+
+    /// The manager's whole router over a fresh in-memory grid (or `db`), for tests that also read its route list.
+    static func router(
+        streamSeconds: Double = 1, db: GridDatabase? = nil, configure: (inout ManagerConfig) -> Void = { _ in }
+    ) async throws -> Router<APIContext> {
         var config = ManagerConfig(dataDirectory: NSTemporaryDirectory())
         config.bcryptCost = 4
         // A window no loaded test machine outlasts: the limit, not the clock, is under test.
         config.loginWindowSeconds = 3600
+        configure(&config)
         let db = try db ?? GridDatabase.inMemory()
         let core = ManagerCore(db: db, config: config, logger: Logger(label: "test"))
-        let router = try await Manager.routes(
+        return try await Manager.routes(
             db: db, core: core, config: config, history: UtilisationHistory(capacity: 10), streamSeconds: streamSeconds)
-        return Application(router: router)
     }
 
     @Test func everyPublicPageRendersWithTitleAndStylesheet() async throws {

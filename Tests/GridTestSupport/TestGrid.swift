@@ -42,7 +42,11 @@ public final class TestGrid: @unchecked Sendable {
     public private(set) var gridPort = 0
     public private(set) var httpPort = 0
     private var processes: [ManagedProcess] = []
+    private var adminClient: GridClient?
     private let lock = NSLock()
+
+    /// The account every manager of a test grid names with `--admin`: the one that may check the ledger.
+    public static let adminName = "grid-admin"
 
     public var baseURL: String { "http://127.0.0.1:\(httpPort)" }
     public var managerAddress: String { "127.0.0.1:\(gridPort)" }
@@ -86,18 +90,18 @@ public final class TestGrid: @unchecked Sendable {
         return p
     }
 
-    /// Starts the manager (on the same data folder each time) and waits for its ready line.
+    /// Starts the manager (on the same data folder each time) and waits for its ready line. It names
+    /// `TestGrid.adminName` an admin; `extra` adds manager options.
     @discardableResult
     public func startManager(
-        leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0, extraEnvironment: [String: String] = [:],
-        extraArguments: [String] = []
+        leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0, extraEnvironment: [String: String] = [:], extra: [String] = []
     ) throws -> ManagedProcess {
         let m = try spawn(
             "manager-\(processes.count)",
             [
                 "manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)",
-                "--lease-seconds", "\(leaseSeconds)", "--json",
-            ] + extraArguments, extraEnvironment: extraEnvironment)
+                "--lease-seconds", "\(leaseSeconds)", "--admin", Self.adminName, "--json",
+            ] + extra, extraEnvironment: extraEnvironment)
         guard let line = m.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
             case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
         else {
@@ -116,6 +120,24 @@ public final class TestGrid: @unchecked Sendable {
         return client
     }
 
+    /// A client logged in as the grid's admin (`TestGrid.adminName`, created on first use): admin routes such as the
+    /// ledger check refuse ordinary users.
+    public func admin() async throws -> GridClient {
+        if let known = lock.withLock({ adminClient }) { return known }
+        let client = try await user(Self.adminName)
+        lock.withLock { adminClient = client }
+        return client
+    }
+
+    /// Writes a join token to a file only this user can read, for `worker --token-file`; returns its path.
+    public func tokenFile(_ token: String, name: String = "join-token-\(UUID().uuidString.prefix(8))") throws -> String {
+        let path = root + "/" + name
+        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw TestGridError("cannot write \(path)")
+        }
+        return path
+    }
+
     /// Starts a worker earning for `owner` and waits until it registered.
     @discardableResult
     public func startWorker(
@@ -131,7 +153,7 @@ public final class TestGrid: @unchecked Sendable {
         let w = try spawn(
             name,
             [
-                "worker", "-m", managerAddress, "--token", token, "--data-dir", dataDirectory ?? root + "/\(name)", "-n", name, "--cpus", "\(cpus)",
+                "worker", "-m", managerAddress, "--token-file", try tokenFile(token), "--data-dir", dataDirectory ?? root + "/\(name)", "-n", name, "--cpus", "\(cpus)",
                 "--memory", "\(memoryGb)", "--json",
             ] + extra)
         guard w.nextLine(timeout: 60) != nil else {

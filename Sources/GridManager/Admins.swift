@@ -1,0 +1,25 @@
+import Foundation
+import GridCore
+
+/// Who may use the admin routes (`/api/v1/admin/…`, `campusgrid admin …`): the first account ever registered, and
+/// every username named by `manager --admin USER`. Everyone else gets 403.
+struct Admins: Sendable, Hashable {
+    /// Usernames named by the operator, lowercased (usernames are unique regardless of case).
+    let named: Set<String>
+
+    init(named: [String]) {
+        self.named = Set(named.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })
+    }
+
+    /// Whether the account `id`/`username` is an admin, given the id of the first account (nil: none yet).
+    func includes(id: UserID, username: String, firstUserId: UserID?) -> Bool {
+        id == firstUserId || named.contains(username.lowercased())
+    }
+
+    /// The refusal for `username`, who is not an admin.
+    static func refusal(_ username: String) -> GridError {
+        GridError(
+            .forbidden,
+            "\(username) is not an admin of this grid; admins are the first account registered and those named by `campusgrid manager --admin USER`")
+    }
+}

@@ -1,0 +1,65 @@
+/// A token bucket per key, with time passed in: `burst` requests at once, then `burst` more per `window` seconds,
+/// spread evenly. Pure, so the tests drive the clock by hand; `RateLimiter` is its shell.
+struct RateLimit: Sendable {
+    /// What the limit says about one request.
+    enum Decision: Sendable, Equatable {
+        case allowed
+        /// Refused; the next request from this key is allowed after `retryAfter` seconds.
+        case limited(retryAfter: Double)
+
+        /// `retryAfter` as an HTTP `Retry-After` value: whole seconds, rounded up, at least 1 (nil when allowed).
+        var retryAfterHeader: Int? {
+            guard case .limited(let seconds) = self else { return nil }
+            return max(1, Int(seconds.rounded(.up)))
+        }
+    }
+
+    /// One key's bucket: tokens left (fractions count toward the next one) as of `updated`.
+    struct Bucket: Sendable, Equatable {
+        var tokens: Double
+        var updated: Double
+    }
+
+    /// The most requests allowed at once (the bucket's size), at least 1.
+    let burst: Int
+    /// Tokens added back per second.
+    let refillPerSecond: Double
+    /// Buckets are forgotten once full again; beyond this many keys the full ones are dropped.
+    let maxKeys: Int
+    private(set) var buckets: [String: Bucket] = [:]
+
+    /// `burst` requests per `window` seconds (at least one per window; a window under a millisecond counts as one).
+    init(burst: Int, window: Double, maxKeys: Int = 10_000) {
+        self.burst = max(1, burst)
+        self.refillPerSecond = Double(max(1, burst)) / max(window, 0.001)
+        self.maxKeys = maxKeys
+    }
+
+    /// Counts one request from `key` at `now` (seconds on any steady scale) and says whether it may go ahead.
+    mutating func admit(_ key: String, now: Double) -> Decision {
+        if buckets.count > maxKeys { prune(now: now) }
+        var bucket = current(key, now: now)
+        defer { buckets[key] = bucket }
+        if bucket.tokens >= 1 {
+            bucket.tokens -= 1
+            return .allowed
+        }
+        return .limited(retryAfter: (1 - bucket.tokens) / refillPerSecond)
+    }
+
+    /// Forgets `key` (a login that succeeded starts afresh).
+    mutating func reset(_ key: String) { buckets[key] = nil }
+
+    /// `key`'s bucket refilled up to `now`.
+    private func current(_ key: String, now: Double) -> Bucket {
+        guard let old = buckets[key] else { return Bucket(tokens: Double(burst), updated: now) }
+        let refilled = old.tokens + max(0, now - old.updated) * refillPerSecond
+        return Bucket(tokens: min(Double(burst), refilled), updated: max(now, old.updated))
+    }
+
+    /// Drops the buckets that are full again: they say nothing a fresh one would not.
+    private mutating func prune(now: Double) {
+        let kept = buckets.filter { key, _ in current(key, now: now).tokens < Double(burst) }
+        buckets = kept
+    }
+}

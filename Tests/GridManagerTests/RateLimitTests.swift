@@ -1,0 +1,74 @@
+import Testing
+
+@testable import GridManager
+
+/// The pure token bucket behind the login and sign-up limits; time is passed in.
+@Suite struct RateLimitTests {
+    /// Whether `decision` refuses with a wait of `seconds` (to within rounding).
+    func refused(_ decision: RateLimit.Decision, wait seconds: Double) -> Bool {
+        guard case .limited(let wait) = decision else { return false }
+        return abs(wait - seconds) < 1e-6
+    }
+
+    @Test func aBurstIsAllowedAtOnceThenRefusedWithTheWaitForTheNextToken() {
+        var limit = RateLimit(burst: 3, window: 60)  // 3 at once, then one every 20 s
+        #expect((0..<3).map { _ in limit.admit("a", now: 100) } == [.allowed, .allowed, .allowed])
+        #expect(refused(limit.admit("a", now: 100), wait: 20))
+        #expect(refused(limit.admit("a", now: 105), wait: 15))
+    }
+
+    @Test func tokensComeBackAtTheSteadyRateAndNeverBeyondTheBurst() {
+        var limit = RateLimit(burst: 2, window: 10)  // one back every 5 s
+        #expect(limit.admit("a", now: 0) == .allowed)
+        #expect(limit.admit("a", now: 0) == .allowed)
+        #expect(limit.admit("a", now: 4.9) != .allowed)
+        #expect(limit.admit("a", now: 5.01) == .allowed, "a refused request costs nothing")
+        // A long quiet spell refills to the burst, not more.
+        #expect(limit.admit("a", now: 1000) == .allowed)
+        #expect(limit.admit("a", now: 1000) == .allowed)
+        #expect(refused(limit.admit("a", now: 1000), wait: 5))
+    }
+
+    @Test func keysAreLimitedApart() {
+        var limit = RateLimit(burst: 1, window: 60)
+        #expect(limit.admit("10.0.0.66", now: 0) == .allowed)
+        #expect(limit.admit("10.0.0.66", now: 0) != .allowed)
+        #expect(limit.admit("10.0.0.7", now: 0) == .allowed, "one address's flood must not block another")
+    }
+
+    @Test func resetForgetsAKey() {
+        var limit = RateLimit(burst: 1, window: 3600)
+        _ = limit.admit("a", now: 0)
+        #expect(limit.admit("a", now: 1) != .allowed)
+        limit.reset("a")
+        #expect(limit.admit("a", now: 1) == .allowed)
+    }
+
+    @Test func retryAfterIsWholeSecondsRoundedUpAndAtLeastOne() {
+        #expect(RateLimit.Decision.allowed.retryAfterHeader == nil)
+        #expect(RateLimit.Decision.limited(retryAfter: 0.01).retryAfterHeader == 1)
+        #expect(RateLimit.Decision.limited(retryAfter: 5).retryAfterHeader == 5)
+        #expect(RateLimit.Decision.limited(retryAfter: 5.2).retryAfterHeader == 6)
+    }
+
+    @Test func aClockThatStepsBackNeitherRefillsNorBreaks() {
+        var limit = RateLimit(burst: 1, window: 60)
+        #expect(limit.admit("a", now: 100) == .allowed)
+        #expect(refused(limit.admit("a", now: 50), wait: 60))
+    }
+
+    @Test func fullBucketsAreForgottenWhenManyKeysPileUp() {
+        var limit = RateLimit(burst: 1, window: 1, maxKeys: 100)
+        for i in 0..<101 { _ = limit.admit("k\(i)", now: 0) }
+        _ = limit.admit("late", now: 10)
+        #expect(limit.buckets.count == 1, "every old bucket had refilled; only the new key is kept")
+        #expect(limit.buckets["late"] != nil)
+    }
+
+    @Test func nonsenseSettingsStillLimit() {
+        var limit = RateLimit(burst: 0, window: 0)
+        #expect(limit.burst == 1)
+        #expect(limit.admit("a", now: 0) == .allowed)
+        #expect(limit.admit("a", now: 0) != .allowed)
+    }
+}
