@@ -18,6 +18,8 @@ final class RawWorker: @unchecked Sendable {
     let credential: PeerTrust.Credential?
     private let connection: RawConnection
     private let stopped = Mutex(false)
+    /// Answers to `ask`, by id; only the heartbeat thread reads the connection.
+    private let answers = Mutex<[Int: String]>([:])
 
     init(gridPort: Int, token: String, peerKey: String?, host: String, peerPort: Int, slots: Int = 16) throws {
         connection = try RawConnection(port: gridPort)
@@ -44,9 +46,14 @@ final class RawWorker: @unchecked Sendable {
         let thread = Thread { [self] in
             while !stopped.withLock({ $0 }) {
                 connection.send(#"{"type":"LOAD_UPDATE","id":0,"load":0,"running":[],"tasks":0}"# + "\n")
-                // Answers (PEERS, …) are read and dropped so the socket never fills.
-                while connection.readLine(timeout: 0.01) != nil {}
-                Thread.sleep(forTimeInterval: 0.3)
+                // Messages are read for a while: answers to `ask` are kept, the rest (PEERS, …) dropped.
+                let until = Date().addingTimeInterval(0.3)
+                while Date() < until {
+                    guard let line = connection.readLine(timeout: 0.05),
+                        let m = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any], let id = m["id"] as? Int, id != 0
+                    else { continue }
+                    answers.withLock { $0[id] = line }
+                }
             }
         }
         thread.start()
@@ -57,7 +64,10 @@ final class RawWorker: @unchecked Sendable {
         connection.send(json + "\n")
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if let m = connection.readMessage(timeout: 1), m["id"] as? Int == id { return m }
+            if let line = answers.withLock({ $0.removeValue(forKey: id) }) {
+                return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            }
+            Thread.sleep(forTimeInterval: 0.02)
         }
         return nil
     }

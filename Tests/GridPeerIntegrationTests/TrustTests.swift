@@ -195,7 +195,15 @@ import Testing
         c.send(String(decoding: try GridMessage.peerAuth(auth).encodeLine(id: 2, bulkBytes: nil), as: UTF8.self) + "\n")
         #expect(c.readMessage(timeout: 10)?["type"] as? String == "OK")
 
-        let stored = PeerNamespace.stored("pinned", user: "alice", kind: .memory)
+        // A key peer 0 owns whether or not it counts the raw worker (listed at port 1) among the peers.
+        let honest = peers.map(\.id)
+        let name = try #require(
+            (0..<1000).map { "pinned-\($0)" }.first { n in
+                let k = PeerNamespace.stored(n, user: "alice", kind: .memory)
+                return Rendezvous.owners(of: k, among: honest + [worker.id], replicas: 2).contains(honest[0])
+                    && Rendezvous.owners(of: k, among: honest, replicas: 2).contains(honest[0])
+            })
+        let stored = PeerNamespace.stored(name, user: "alice", kind: .memory)
         let keyJSON = String(decoding: try GridJSON.encode(stored), as: UTF8.self)
         var id = 10
         func sync(version: String, value: String?) -> [String: Any]? {
@@ -218,7 +226,7 @@ import Testing
         #expect(sync(version: "\(ahead)", value: #""pinned-by-a-peer""#)?["type"] as? String == "OK")
         // …so alice's write, older than it, is reported as lost, never as stored.
         let link = try await g.link(peers[0])
-        #expect(await code(link, .setMem(Msg.SetMem(key: "pinned", value: .string("alice")))) == .conflict)
+        #expect(await code(link, .setMem(Msg.SetMem(key: name, value: .string("alice")))) == .conflict)
         await link.close()
     }
 }
