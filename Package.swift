@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "GridCore", swiftSettings: swiftSettings),
         .target(
             name: "GridProtocol",
-            dependencies: ["GridCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["GridCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .target(name: "GridScheduler", dependencies: ["GridCore"], swiftSettings: swiftSettings),
@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "GridCoreTests", dependencies: ["GridCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridProtocolTests",
-            dependencies: ["GridProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["GridProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler"], swiftSettings: swiftSettings),

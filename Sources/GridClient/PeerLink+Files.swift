@@ -7,12 +7,13 @@ import NIOCore
 /// Streaming file transfers over a peer link: one chunk in flight at a time, read from and written to disk, so
 /// neither side ever holds the whole file.
 extension PeerLink {
-    /// Uploads the file at `path` as `filename` (the bulk form of `PUT_FILE`); returns the stored manifest.
-    public func upload(path: String, as filename: String) async throws -> Msg.FileManifest {
+    /// Uploads the file at `path` as `filename` (the bulk form of `PUT_FILE`), private to the link's user or
+    /// (`isPublic`) readable by everyone; returns the stored manifest.
+    public func upload(path: String, as filename: String, isPublic: Bool = false) async throws -> Msg.FileManifest {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw GridError(.notFound, "cannot read \(path)") }
         defer { try? handle.close() }
         let size = Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.int64Value ?? 0)
-        guard case .upload(let up) = try await request(.putFile(Msg.PutFile(filename: filename, size: size))).message else {
+        guard case .upload(let up) = try await request(.putFile(Msg.PutFile(filename: filename, size: size, isPublic: isPublic ? true : nil))).message else {
             throw GridError(.badRequest, "the peer did not accept the upload")
         }
         var hasher = SHA256()

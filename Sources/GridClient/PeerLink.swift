@@ -48,6 +48,45 @@ public final class PeerLink: Sendable {
 
     /// Connects to `host:port` and says `HELLO` with `token`. Throws a `GridError` the user can act on.
     public static func connect(host: String, port: Int, token: String, name: String? = nil, timeout: Double = 5) async throws -> PeerLink {
+        let link = try await open(host: host, port: port, timeout: timeout)
+        do {
+            let reply = try await link.request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)
+            guard case .helloOk(let ok) = reply.message else {
+                throw GridError(.badRequest, "the peer answered HELLO with \(reply.message.type)")
+            }
+            link.state.withLock { $0.hello = ok }
+        } catch {
+            link.close()
+            throw error
+        }
+        return link
+    }
+
+    /// Connects to another peer as a peer: says `HELLO {nonce}` (no token), hands the answer to `prove`, which checks
+    /// the other side's credential and proof and returns this peer's `PEER_AUTH` (or throws, and nothing more is
+    /// sent), then waits for its `OK`.
+    public static func connectAsPeer(
+        host: String, port: Int, nonce: String, name: String? = nil, timeout: Double = 5,
+        prove: @Sendable (Msg.HelloOk) throws -> Msg.PeerAuth
+    ) async throws -> PeerLink {
+        let link = try await open(host: host, port: port, timeout: timeout)
+        do {
+            let reply = try await link.request(.hello(Msg.Hello(token: "", name: name, nonce: nonce)), timeout: timeout)
+            guard case .helloOk(let ok) = reply.message else {
+                throw GridError(.unauthorized, "the peer at \(host):\(port) answered HELLO with \(reply.message.type)")
+            }
+            let auth = try prove(ok)
+            _ = try await link.request(.peerAuth(auth), timeout: timeout)
+            link.state.withLock { $0.hello = ok }
+        } catch {
+            link.close()
+            throw error
+        }
+        return link
+    }
+
+    /// An open connection with its reply handler, before any `HELLO`.
+    private static func open(host: String, port: Int, timeout: Double) async throws -> PeerLink {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -74,16 +113,6 @@ public final class PeerLink: Sendable {
             throw GridError(.unreachable, "the connection to \(host):\(port) closed at once")
         }
         link.startSweeper()
-        do {
-            let reply = try await link.request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)
-            guard case .helloOk(let ok) = reply.message else {
-                throw GridError(.badRequest, "the peer answered HELLO with \(reply.message.type)")
-            }
-            link.state.withLock { $0.hello = ok }
-        } catch {
-            link.close()
-            throw error
-        }
         return link
     }
 

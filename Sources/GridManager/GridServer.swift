@@ -44,7 +44,7 @@ struct GridServer: Service {
     private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>) async {
         let connection = await core.newConnection()
         let remote = channel.channel.remoteAddress?.description ?? "?"
-        var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds)
+        var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds, managerKey: core.authority.publicKey)
         do {
             try await channel.executeThenClose { inbound, outbound in
                 loop: for try await item in inbound {
@@ -74,7 +74,8 @@ struct GridServer: Service {
                         case .register(let who, var reg, let id):
                             // A peer that does not say where it is reachable is reachable where it connected from.
                             if reg.host == nil || reg.host?.isEmpty == true { reg.host = channel.channel.remoteAddress?.ipAddress }
-                            let answer = await core.register(who, reg, connection: connection, outbox: outbound)
+                            var answer = await core.register(who, reg, connection: connection, outbox: outbound)
+                            answer.credential = await core.credential(for: who.workerId)
                             try await outbound.write(GridFrame(id: id, .registered(answer)))
                             await core.announcePeers()
                             continue loop

@@ -17,7 +17,7 @@ public enum Manager {
     public static func run(config: ManagerConfig, logger: Logger, onReady: @escaping @Sendable (Ports) -> Void) async throws {
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
         let db = try GridDatabase.open(path: (config.dataDirectory as NSString).appendingPathComponent("grid.sqlite"))
-        let core = ManagerCore(db: db, config: config, logger: logger)
+        let core = ManagerCore(db: db, config: config, logger: logger, authority: try ManagerKey.loadOrCreate(directory: config.dataDirectory))
         try await core.recover()
 
         let history = UtilisationHistory(capacity: 720)

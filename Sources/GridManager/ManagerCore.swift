@@ -60,11 +60,14 @@ public actor ManagerCore {
     private let wakes: AsyncStream<Void>
     private let origin = ContinuousClock.now
     private var nextConnection = 0
+    /// The manager's key: signs peer credentials and user tickets (see `PeerTrust`).
+    nonisolated let authority: PeerTrust.Signer
 
-    public init(db: GridDatabase, config: ManagerConfig, logger: Logger) {
+    public init(db: GridDatabase, config: ManagerConfig, logger: Logger, authority: PeerTrust.Signer = PeerTrust.Signer()) {
         self.db = db
         self.config = config
         self.logger = logger
+        self.authority = authority
         self.leases = LeaseTable(ttl: config.leaseSeconds)
         (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -238,7 +241,12 @@ public actor ManagerCore {
         case .getBestPeer(let ask):
             return bestPeer(ask)
         case .authCheck(let check):
-            return await authCheck(check)
+            return await authCheck(check, holder: who.workerId)
+        case .credential:
+            guard let credential = credential(for: who.workerId) else {
+                return .error(Msg.Error(GridError(.badRequest, "this worker sent no peer key in HELLO or has no peer port")))
+            }
+            return .credential(Msg.CredentialGrant(credential: credential))
         case .error(let e):
             logger.warning("worker reported an error", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(e.message)"])
             return nil
@@ -391,13 +399,32 @@ public actor ManagerCore {
         return .bestPeer(Msg.BestPeer(peer: best.info, load: best.busy))
     }
 
-    /// `AUTH_CHECK`: a peer asks whose token a client presented.
-    func authCheck(_ check: Msg.AuthCheck) async -> GridMessage {
+    /// A fresh peer credential for online worker `id`: its id, the address `PEERS` lists for it, and the key it sent
+    /// in `HELLO`, signed by the manager. Nil when it has no key or no peer port.
+    func credential(for id: WorkerID) -> PeerTrust.Credential? {
+        guard let w = live[id], let key = w.identity.peerKey, let port = w.registration.port, port > 0 else { return nil }
+        return authority.credential(
+            workerId: id, host: w.registration.host ?? "127.0.0.1", port: port, key: key, now: Int64(wall()))
+    }
+
+    /// `AUTH_CHECK`: a peer asks whose token a client presented. Only a person's API token is answered, with a ticket
+    /// that lets the asking peer (`holder`) forward work on that person's behalf; a worker's join token is refused
+    /// (peers prove themselves with credentials, never with tokens).
+    func authCheck(_ check: Msg.AuthCheck, holder: WorkerID) async -> GridMessage {
         do {
             guard let (user, kind) = try await db.tokenOwner(hash: Tokens.hash(check.token)) else {
                 return .error(Msg.Error(GridError(.unauthorized, "the token is not valid; log in with `campusgrid login`")))
             }
-            return .authOk(Msg.AuthOk(user: user.username, kind: kind.rawValue))
+            guard kind == .api else {
+                return .error(
+                    Msg.Error(
+                        GridError(
+                            .unauthorized,
+                            "that is a \(kind.rawValue) token (a worker's join token); a peer accepts only a person's API token from `campusgrid login`"
+                        )))
+            }
+            let ticket = authority.ticket(user: user.username, holder: holder, now: Int64(wall()))
+            return .authOk(Msg.AuthOk(user: user.username, kind: kind.rawValue, ticket: ticket))
         } catch {
             return .error(Msg.Error(GridError(.internal, "could not check the token: \(error)")))
         }
@@ -519,8 +546,10 @@ public actor ManagerCore {
             let files = try await db.files(of: job.id, outputs: false)
             var payload = ByteBuffer()
             for f in files { payload.writeBytes(f.data) }
+            let owner = try await db.user(id: job.ownerId)?.username
             let message = Msg.JobAssign(
-                job: job.ref, spec: job.spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) })
+                job: job.ref, spec: job.spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
+                owner: owner)
             await send(.jobAssign(message), payload: payload, to: worker)
             logger.info("job assigned", metadata: ["grid.job.id": "\(job.id)", "grid.worker.id": "\(worker)", "grid.job.attempt": "\(job.attempt)"])
         } catch {

@@ -45,9 +45,11 @@ public struct MemoryTable: Sendable {
 
     public var liveCount: Int { entries.values.filter { $0.value != nil }.count }
 
-    /// Forgets tombstones older than the TTL.
+    /// Forgets tombstones older than the TTL (no arithmetic on stored versions, so no version can make it trap).
     public mutating func collectGarbage(now: Int64) {
-        entries = entries.filter { _, e in e.value != nil || now - e.version < tombstoneTTL }
+        let cutoff = now.subtractingReportingOverflow(tombstoneTTL)
+        guard !cutoff.overflow else { return }
+        entries = entries.filter { _, e in e.value != nil || e.version > cutoff.partialValue }
     }
 
     /// What to do after the set of peers changed: for each key, the other owners that should get a copy, and whether
@@ -73,7 +75,31 @@ public struct VersionClock: Sendable {
     private var last: Int64 = 0
     public init() {}
     public mutating func next(nowMs: Int64) -> Int64 {
-        last = max(nowMs, last + 1)
+        last = max(nowMs, last < Int64.max ? last + 1 : last)
         return last
+    }
+}
+
+/// Which versions a peer accepts from another: milliseconds since 1970, at least 1, and never more than
+/// `maxSkewMs` ahead of the receiver's clock (a version from the future would pin a key against every later write).
+public enum VersionRules {
+    /// How far ahead of the receiver's clock a version may be: 5 minutes.
+    public static let maxSkewMs: Int64 = 5 * 60 * 1000
+
+    /// Why `version` is refused at `nowMs`, or nil when it is acceptable. Never traps, whatever the numbers.
+    public static func check(_ version: Int64, nowMs: Int64) -> GridError? {
+        guard version >= 1 else { return GridError(.badRequest, "memory version \(version) is out of range (it must be at least 1)") }
+        let limit = nowMs.addingReportingOverflow(maxSkewMs)
+        if !limit.overflow, version > limit.partialValue {
+            return GridError(
+                .badRequest, "memory version \(version) is from the future (more than \(maxSkewMs / 1000) s ahead of this peer's clock)")
+        }
+        return nil
+    }
+
+    /// The first refusal among `entries`' versions, if any (one bad entry refuses the whole `MEM_SYNC`).
+    public static func check(_ versions: some Sequence<Int64>, nowMs: Int64) -> GridError? {
+        for v in versions { if let e = check(v, nowMs: nowMs) { return e } }
+        return nil
     }
 }

@@ -72,6 +72,8 @@ extension GridMessage {
         case "PEER_STATUS": return .peerStatus(try Msg.PeerStatus(from: decoder))
         case "OK": return .ok(try Msg.Ok(from: decoder))
         case "GET_PEER_STATUS": return .getPeerStatus
+        case "PEER_AUTH": return .peerAuth(try Msg.PeerAuth(from: decoder))
+        case "CREDENTIAL": return .credential(try Msg.CredentialGrant(from: decoder))
         default:
             let shown = type.count > 40 ? String(type.prefix(40)) + "…" : type
             throw GridError(.unknownMessage, "unknown message type \(String(reflecting: shown))")
@@ -129,6 +131,8 @@ extension GridMessage {
         case .peerStatus(let m): m
         case .ok(let m): m
         case .getPeerStatus: Msg.Empty()
+        case .peerAuth(let m): m
+        case .credential(let m): m
         }
     }
 

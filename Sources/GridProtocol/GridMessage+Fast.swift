@@ -57,6 +57,10 @@ extension GridMessage {
         case .setMem(let m):
             leadingId()
             key(m.key)
+            if let p = m.isPublic {
+                field("public")
+                if p { out.writeStaticString("true") } else { out.writeStaticString("false") }
+            }
             type("SET_MEM")
             field("value")
             guard WireJSON.write(m.value, into: &out) else { return false }
@@ -115,7 +119,11 @@ extension GridMessage {
             return type == "GET_MEM" ? .getMem(Msg.MemKey(key: key)) : .delMem(Msg.MemKey(key: key))
         case "SET_MEM":
             guard let key = string("key"), let value = fields["value"] else { return nil }
-            return .setMem(Msg.SetMem(key: key, value: value))
+            switch fields["public"] {
+            case nil, .null?: return .setMem(Msg.SetMem(key: key, value: value))
+            case .bool(let p)?: return .setMem(Msg.SetMem(key: key, value: value, isPublic: p))
+            default: return nil
+            }
         case "MEM_RESULT":
             guard let key = string("key"), case .array(let list)? = fields["owners"] else { return nil }
             var owners: [String] = []

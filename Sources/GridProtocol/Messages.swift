@@ -28,12 +28,21 @@ public enum Msg {
         public var workerId: String?
         /// The seed's `-u/--user`: the account the worker says it earns for; must match the token's owner.
         public var user: String?
-        public init(version: Int = ProtocolVersion.current, token: String, name: String? = nil, workerId: String? = nil, user: String? = nil) {
+        /// Worker → manager: the worker's own Ed25519 public key (raw, base64), which its peer credentials will name.
+        public var peerKey: String?
+        /// Peer → peer: a fresh nonce the answering peer signs (`token` is then empty: peers never send one).
+        public var nonce: String?
+        public init(
+            version: Int = ProtocolVersion.current, token: String, name: String? = nil, workerId: String? = nil, user: String? = nil,
+            peerKey: String? = nil, nonce: String? = nil
+        ) {
             self.version = version
             self.token = token
             self.name = name
             self.workerId = workerId
             self.user = user
+            self.peerKey = peerKey
+            self.nonce = nonce
         }
     }
 
@@ -42,12 +51,43 @@ public enum Msg {
         public var workerId: String
         public var owner: String
         public var heartbeatSeconds: Double
-        public init(version: Int, workerId: String, owner: String, heartbeatSeconds: Double) {
+        /// Manager → worker: the manager's Ed25519 public key (raw, base64), which signs credentials and tickets.
+        public var managerKey: String?
+        /// Peer → peer: the answering peer's credential, its `proof` (signature over the caller's nonce), and a nonce
+        /// of its own for the caller's `PEER_AUTH`.
+        public var credential: PeerTrust.Credential?
+        public var proof: String?
+        public var nonce: String?
+        public init(
+            version: Int, workerId: String, owner: String, heartbeatSeconds: Double, managerKey: String? = nil,
+            credential: PeerTrust.Credential? = nil, proof: String? = nil, nonce: String? = nil
+        ) {
             self.version = version
             self.workerId = workerId
             self.owner = owner
             self.heartbeatSeconds = heartbeatSeconds
+            self.managerKey = managerKey
+            self.credential = credential
+            self.proof = proof
+            self.nonce = nonce
         }
+    }
+
+    /// Peer → peer, after `HELLO_OK`: the connecting peer's credential and its signature over the answering peer's
+    /// nonce. Answered with `OK`, or `ERROR unauthorized` and a close.
+    public struct PeerAuth: Hashable, Sendable, Codable {
+        public var credential: PeerTrust.Credential
+        public var proof: String
+        public init(credential: PeerTrust.Credential, proof: String) {
+            self.credential = credential
+            self.proof = proof
+        }
+    }
+
+    /// Worker → manager: `CREDENTIAL {}` asks for a fresh credential; the manager answers `CREDENTIAL {credential}`.
+    public struct CredentialGrant: Hashable, Sendable, Codable {
+        public var credential: PeerTrust.Credential?
+        public init(credential: PeerTrust.Credential? = nil) { self.credential = credential }
     }
 
     /// A worker's resources and the jobs it is running (after a reconnect).
@@ -84,9 +124,12 @@ public enum Msg {
     public struct Registered: Hashable, Sendable, Codable {
         public var cancel: [JobRef]
         public var logOffsets: [String: Int64]
-        public init(cancel: [JobRef], logOffsets: [String: Int64]) {
+        /// The worker's peer credential (when it listens on a peer port and sent its key in `HELLO`).
+        public var credential: PeerTrust.Credential?
+        public init(cancel: [JobRef], logOffsets: [String: Int64], credential: PeerTrust.Credential? = nil) {
             self.cancel = cancel
             self.logOffsets = logOffsets
+            self.credential = credential
         }
     }
 
@@ -110,11 +153,14 @@ public enum Msg {
         public var spec: JobSpec
         public var script: String
         public var files: [FileEntry]
-        public init(job: JobRef, spec: JobSpec, script: String, files: [FileEntry]) {
+        /// The submitter's username: the grid files the job reads and writes (`grid_inputs`, `save_outputs_as`) are theirs.
+        public var owner: String?
+        public init(job: JobRef, spec: JobSpec, script: String, files: [FileEntry], owner: String? = nil) {
             self.job = job
             self.spec = spec
             self.script = script
             self.files = files
+            self.owner = owner
         }
     }
 
@@ -256,6 +302,8 @@ public enum GridMessage: Hashable, Sendable {
     case peerStatus(Msg.PeerStatus)
     case ok(Msg.Ok)
     case getPeerStatus
+    case peerAuth(Msg.PeerAuth)
+    case credential(Msg.CredentialGrant)
 
     /// The wire name of each message type.
     public var type: String {
@@ -310,6 +358,8 @@ public enum GridMessage: Hashable, Sendable {
         case .peerStatus: "PEER_STATUS"
         case .ok: "OK"
         case .getPeerStatus: "GET_PEER_STATUS"
+        case .peerAuth: "PEER_AUTH"
+        case .credential: "CREDENTIAL"
         }
     }
 }

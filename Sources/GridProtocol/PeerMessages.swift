@@ -34,11 +34,14 @@ extension Msg {
 
     public struct AuthOk: Hashable, Sendable, Codable {
         public var user: String
-        /// `api` (a person's login token) or `worker` (a join token: the caller is another peer).
+        /// Always `api`: the manager answers only for people's API tokens (a join token is refused).
         public var kind: String
-        public init(user: String, kind: String) {
+        /// The user ticket for the asking peer: it may forward work on this user's behalf until it expires.
+        public var ticket: PeerTrust.Ticket?
+        public init(user: String, kind: String, ticket: PeerTrust.Ticket? = nil) {
             self.user = user
             self.kind = kind
+            self.ticket = ticket
         }
     }
 
@@ -75,12 +78,20 @@ extension Msg {
         public var timeout: Double?
         /// Higher runs first; users of one priority take turns.
         public var priority: Int?
-        /// Set only by a peer forwarding a task: the user it runs for.
+        /// Ignored: a task runs as the user whose token opened the connection, or as its `ticket`'s user when a peer
+        /// forwarded it. A task that names another user here is refused.
         public var user: String?
+        /// Set only by a peer forwarding a task: the manager's ticket for the user it runs for.
+        public var ticket: PeerTrust.Ticket?
+        /// Set only by a peer forwarding a task: its signature (credential key) over the ticket and the task's digest.
+        public var signature: String?
         public init(
             taskId: String, program: String, function: String? = "main", args: JSONValue? = nil, argsLiteral: String? = nil,
-            confidential: Bool? = false, timeout: Double? = nil, priority: Int? = nil, user: String? = nil
+            confidential: Bool? = false, timeout: Double? = nil, priority: Int? = nil, user: String? = nil, ticket: PeerTrust.Ticket? = nil,
+            signature: String? = nil
         ) {
+            self.ticket = ticket
+            self.signature = signature
             self.taskId = taskId
             self.program = program
             self.function = function
@@ -129,9 +140,16 @@ extension Msg {
     public struct SetMem: Hashable, Sendable, Codable {
         public var key: String
         public var value: JSONValue
-        public init(key: String, value: JSONValue) {
+        /// Publish read-only to every user (only the owner may change or delete it).
+        public var isPublic: Bool?
+        public init(key: String, value: JSONValue, isPublic: Bool? = nil) {
             self.key = key
             self.value = value
+            self.isPublic = isPublic
+        }
+        enum CodingKeys: String, CodingKey {
+            case key, value
+            case isPublic = "public"
         }
     }
 
@@ -201,10 +219,17 @@ extension Msg {
         public var filename: String
         public var data: String?
         public var size: Int64?
-        public init(filename: String, data: String? = nil, size: Int64? = nil) {
+        /// Publish read-only to every user (only the owner may replace or delete it).
+        public var isPublic: Bool?
+        public init(filename: String, data: String? = nil, size: Int64? = nil, isPublic: Bool? = nil) {
             self.filename = filename
             self.data = data
             self.size = size
+            self.isPublic = isPublic
+        }
+        enum CodingKeys: String, CodingKey {
+            case filename, data, size
+            case isPublic = "public"
         }
     }
 

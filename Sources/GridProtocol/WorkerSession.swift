@@ -11,11 +11,15 @@ public enum WorkerSession {
         public var name: String
         public var ownerId: UserID
         public var ownerName: String
-        public init(workerId: WorkerID, name: String, ownerId: UserID, ownerName: String) {
+        /// The worker's own Ed25519 public key from its `HELLO` (what its peer credentials name); nil: it offers no
+        /// peer services, or predates them.
+        public var peerKey: String?
+        public init(workerId: WorkerID, name: String, ownerId: UserID, ownerName: String, peerKey: String? = nil) {
             self.workerId = workerId
             self.name = name
             self.ownerId = ownerId
             self.ownerName = ownerName
+            self.peerKey = peerKey
         }
     }
 
@@ -48,9 +52,14 @@ public enum WorkerSession {
 
         public private(set) var state: State = .awaitingHello
         public let heartbeatSeconds: Double
+        /// The manager's public key, handed to every worker in `HELLO_OK` (it signs peer credentials and tickets).
+        public let managerKey: String?
+        /// The peer key of the `HELLO` being checked.
+        private var helloPeerKey: String?
 
-        public init(heartbeatSeconds: Double) {
+        public init(heartbeatSeconds: Double, managerKey: String? = nil) {
             self.heartbeatSeconds = heartbeatSeconds
+            self.managerKey = managerKey
         }
 
         /// A decoded message arrived.
@@ -72,6 +81,7 @@ public enum WorkerSession {
                     )
                 }
                 state = .authenticating
+                helloPeerKey = hello.peerKey.flatMap { $0.isEmpty || $0.utf8.count > 128 ? nil : $0 }
                 return .authenticate(hello, id: id)
             case (.awaitingHello, _), (.authenticating, _):
                 state = .closed
@@ -108,12 +118,14 @@ public enum WorkerSession {
         /// The token of the `HELLO` was good.
         public mutating func authenticated(_ identity: Identity, id: Int) -> Action {
             guard case .authenticating = state else { return .none }
+            var identity = identity
+            if identity.peerKey == nil { identity.peerKey = helloPeerKey }
             state = .awaitingRegister(identity)
             return .send(
                 .helloOk(
                     Msg.HelloOk(
                         version: ProtocolVersion.current, workerId: identity.workerId, owner: identity.ownerName,
-                        heartbeatSeconds: heartbeatSeconds)),
+                        heartbeatSeconds: heartbeatSeconds, managerKey: managerKey)),
                 id: id
             )
         }

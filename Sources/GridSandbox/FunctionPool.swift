@@ -13,7 +13,9 @@ import Glibc
 /// is killed with its process group and replaced. One is also replaced after `recycleAfter` tasks.
 ///
 /// The interpreter starts under `Launch.wrapper` (empty for the restricted tier; a sandbox tier puts its own command
-/// there, e.g. `bwrap … --`), in `directory`, with only `environment`.
+/// there, e.g. `bwrap … --`), with only `environment`, in a working folder of its own under `directory`: an interpreter
+/// serves one user, and its folder is emptied whenever a fresh process starts in it (after a recycle, a crash, an
+/// overrun, or before it serves another user), so no user's task ever sees files another user's task wrote.
 public final class FunctionPool: Sendable {
     /// How to start an interpreter: the sandbox tier's wrapper command, then `python -I -c <executor>`.
     public struct Launch: Sendable {
@@ -23,6 +25,9 @@ public final class FunctionPool: Sendable {
         public var environment: [String: String]
         /// A cgroup of its own for each interpreter (the bwrap tier), with these limits; nil: none.
         public var cgroup: (root: String, limits: CgroupLayout.Limits)?
+        /// The wrapper for an interpreter whose working folder is the given one (a sandbox tier binds that folder as
+        /// the task's `/job`); nil: `wrapper` as it is, and the folder becomes the interpreter's `HOME`.
+        public var wrapperFor: (@Sendable (String) -> [String])?
         public init(python: String, wrapper: [String] = [], directory: String, environment: [String: String]? = nil) {
             self.python = python
             self.wrapper = wrapper
@@ -45,6 +50,7 @@ public final class FunctionPool: Sendable {
             if let bwrap = runner as? BwrapRunner {
                 let env = environment(home: BwrapRunner.jobDirectory)
                 var launch = Launch(python: python, wrapper: bwrap.interpreterPrefix(directory: directory, environment: env), directory: directory)
+                launch.wrapperFor = { folder in bwrap.interpreterPrefix(directory: folder, environment: env) }
                 launch.cgroup = (
                     bwrap.configuration.cgroupRoot,
                     CgroupLayout.Limits(memoryBytes: memoryBytes, pids: bwrap.configuration.limits.maxProcesses, cpus: nil)
@@ -263,6 +269,8 @@ private final class Interpreter: @unchecked Sendable {
     var owner: String?
     var lastUsed: UInt64 = 0
     var needsReset = false
+    /// Names this interpreter's working folder under the launch directory.
+    private let folderName = UUID().uuidString.prefix(12).lowercased()
     private(set) var served = 0
     private let lock = NSLock()
     private var process: Child?
@@ -297,8 +305,13 @@ private final class Interpreter: @unchecked Sendable {
         }
         if let p = process, p.isRunning { return }
         stopLocked()
-        try FileManager.default.createDirectory(atPath: launch.directory, withIntermediateDirectories: true)
-        var argv = launch.wrapper + [launch.python, "-I", "-c", FunctionExecutor.script]
+        // A fresh process starts in an empty folder of its own: nothing an earlier task (maybe another user's) left.
+        let folder = (launch.directory as NSString).appendingPathComponent("interpreter-\(folderName)")
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var environment = launch.environment
+        if launch.wrapperFor == nil { environment["HOME"] = folder }
+        var argv = (launch.wrapperFor?(folder) ?? launch.wrapper) + [launch.python, "-I", "-c", FunctionExecutor.script]
         if let (root, limits) = launch.cgroup {
             // The shell joins the cgroup, then becomes the sandbox: everything the interpreter starts is inside.
             let group = try JobCgroup(root: root, name: "task-interpreter-\(getpid())-\(UUID().uuidString.prefix(8))", limits: limits)
@@ -307,7 +320,7 @@ private final class Interpreter: @unchecked Sendable {
             argv = ["/bin/sh", "-c", "for f in \(files); do echo $$ > \"$f\" || exit 97; done; exec \"$@\"", "sh"] + argv
         }
         do {
-            let (child, input, output) = try Child.start(argv, environment: launch.environment, directory: launch.directory)
+            let (child, input, output) = try Child.start(argv, environment: environment, directory: folder)
             process = child
             self.input = input
             self.output = output

@@ -26,13 +26,14 @@ final class LocalReplicas: Sendable {
         }
     }
 
-    /// The reply to `GET_MEM key` when this peer owns the key and holds a live value for it; nil sends the request
+    /// The reply to `user`'s `GET_MEM key` when this peer owns their key and holds a live value for it; nil sends the request
     /// the long way (not an owner, nothing here, a deletion, a bad key: the actor answers those).
-    func fastGet(_ key: String) -> Msg.MemResult? {
-        guard (try? PeerNames.validateKey(key)) != nil else { return nil }
+    func fastGet(_ key: String, user: String) -> Msg.MemResult? {
+        guard (try? PeerNames.validateKey(key)) != nil, PeerNamespace.isValidUser(user) else { return nil }
+        let stored = PeerNamespace.stored(key, user: user, kind: .memory)
         return state.withLock { s in
-            guard let selfId = s.selfId, let value = s.table.get(key)?.value else { return nil }
-            let owners = Rendezvous.owners(of: key, among: s.peers, replicas: replicas)
+            guard let selfId = s.selfId, let value = s.table.get(stored)?.value else { return nil }
+            let owners = Rendezvous.owners(of: stored, among: s.peers, replicas: replicas)
             guard owners.contains(selfId) else { return nil }
             return Msg.MemResult(key: key, value: value, owners: owners)
         }
@@ -41,9 +42,17 @@ final class LocalReplicas: Sendable {
     @discardableResult
     func apply(_ key: String, _ entry: MemoryTable.Entry) -> Bool { state.withLock { $0.table.apply(key, entry) } }
 
-    func apply(_ entries: [Msg.MemEntry]) {
+    /// Applies `entries`; returns, for each that lost to a newer replica held here, that newer replica.
+    @discardableResult
+    func apply(_ entries: [Msg.MemEntry]) -> [Msg.MemEntry] {
         state.withLock { s in
-            for e in entries { s.table.apply(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) }
+            var lost: [Msg.MemEntry] = []
+            for e in entries where !s.table.apply(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) {
+                if let cur = s.table.get(e.key), cur.version != e.version || cur.origin != e.origin {
+                    lost.append(Msg.MemEntry(key: e.key, value: cur.value, version: cur.version, origin: cur.origin))
+                }
+            }
+            return lost
         }
     }
 

@@ -2,7 +2,8 @@
 public struct PeerConfig: Sendable {
     /// Folder of the peer's own storage (chunks); nothing is written outside it.
     public var dataDirectory: String
-    /// The worker's join token: how this peer introduces itself to other peers.
+    /// The worker's join token. Kept for the worker's own manager link only: it never crosses a peer link (peers prove
+    /// themselves with manager-signed credentials, see `PeerTrust`).
     public var token: String
     /// Copies of each memory key and file chunk (default 2).
     public var replicas = 2

@@ -6,8 +6,9 @@ import NIOPosix
 import ServiceLifecycle
 
 /// The peer port: clients (the CLI) and other peers connect here with the grid protocol. The first message must be
-/// `HELLO` with a token, which the peer checks with its manager (cached); then every request gets one reply with its
-/// id. Requests of one connection run concurrently, at most `maxInFlight` at a time (then the connection is not read
+/// `HELLO`: a client's carries its API token, which the peer checks with its manager (cached); another peer's carries a
+/// nonce, answered with this peer's credential and proof, and the peer must then prove itself with `PEER_AUTH`. Then
+/// every request gets one reply with its id. Requests of one connection run concurrently, at most `maxInFlight` at a time (then the connection is not read
 /// until one ends: backpressure). A thin shell: `PeerService` decides; `PeerConnection` (a channel handler) hands
 /// each request to a task and writes its reply from the event loop, with no stream in between.
 public struct PeerServer: Service {
@@ -68,8 +69,10 @@ final class PeerConnection: ChannelInboundHandler {
 
     private enum Auth {
         case waiting
-        /// HELLO is being checked; frames that come meanwhile wait their turn.
+        /// HELLO (or PEER_AUTH) is being checked; frames that come meanwhile wait their turn.
         case checking([InboundFrame])
+        /// A peer said HELLO with a nonce and got our credential; its `PEER_AUTH` must answer our `nonce`.
+        case awaitingProof(nonce: String)
         case done(PeerService.Caller)
         case closing
     }
@@ -105,6 +108,22 @@ final class PeerConnection: ChannelInboundHandler {
             return
         case .waiting, .done:
             break
+        case .awaitingProof(let nonce):
+            guard case .frame(let frame) = item, case .peerAuth(let proof) = frame.message else {
+                let e = GridError(.notAuthenticated, "a peer must send PEER_AUTH after HELLO_OK")
+                return reply(GridFrame(id: 0, .error(Msg.Error(e))), context: context, thenClose: true)
+            }
+            auth = .checking([])
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let service = service
+            Task {
+                let result = await service.authenticatePeer(proof, nonce: nonce)
+                bound.eventLoop.execute {
+                    let (handler, context) = bound.value
+                    handler.authenticated(result, answer: { _ in .ok(Msg.Ok()) }, id: frame.id, context: context)
+                }
+            }
+            return
         }
         switch item {
         case .invalid(let error, let id, let fatal):
@@ -116,8 +135,8 @@ final class PeerConnection: ChannelInboundHandler {
                 reply(GridFrame(id: frame.id, .error(Msg.Error(GridError(.badRequest, "HELLO was already received")))), context: context)
                 return
             }
-            // A key held here is read on the event loop: no task, no actor.
-            if case .getMem(let m) = frame.message, let hit = service.memory.fastGet(m.key) {
+            // A key of the caller's held here is read on the event loop: no task, no actor.
+            if case .getMem(let m) = frame.message, caller.peer == nil, let hit = service.memory.fastGet(m.key, user: caller.user) {
                 return reply(GridFrame(id: frame.id, .memResult(hit)), context: context)
             }
             start(frame, caller: caller, context: context)
@@ -137,12 +156,27 @@ final class PeerConnection: ChannelInboundHandler {
             auth = .checking([])
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let service = service
+            if let nonce = hello.nonce, hello.token.isEmpty {
+                // Another peer: we prove ourselves first (our credential, our signature over its nonce), then it does.
+                Task {
+                    let result = await service.peerHello(nonce: nonce)
+                    bound.eventLoop.execute {
+                        let (handler, context) = bound.value
+                        handler.peerGreeted(result, id: frame.id, context: context)
+                    }
+                }
+                return
+            }
             Task {
                 let result = await service.authenticate(hello.token)
                 let me = await service.selfId ?? ""
                 bound.eventLoop.execute {
                     let (handler, context) = bound.value
-                    handler.authenticated(result, me: me, id: frame.id, context: context)
+                    handler.authenticated(
+                        result,
+                        answer: { caller in
+                            .helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0))
+                        }, id: frame.id, context: context)
                 }
             }
         default:
@@ -151,14 +185,29 @@ final class PeerConnection: ChannelInboundHandler {
         }
     }
 
-    private func authenticated(_ result: Result<PeerService.Caller, GridError>, me: String, id: Int, context: ChannelHandlerContext) {
+    /// Our answer to a peer's `HELLO {nonce}` is ready: send it, then wait for its `PEER_AUTH`.
+    private func peerGreeted(_ result: Result<Msg.HelloOk, GridError>, id: Int, context: ChannelHandlerContext) {
+        guard case .checking(let waiting) = auth else { return }
+        switch result {
+        case .success(let ok):
+            auth = .awaitingProof(nonce: ok.nonce ?? "")
+            reply(GridFrame(id: id, .helloOk(ok)), context: context)
+            for item in waiting { receive(item, context: context) }
+            closeIfDone(context: context)
+        case .failure(let e):
+            auth = .waiting
+            reply(GridFrame(id: id, .error(Msg.Error(e))), context: context, thenClose: true)
+        }
+    }
+
+    private func authenticated(
+        _ result: Result<PeerService.Caller, GridError>, answer: (PeerService.Caller) -> GridMessage, id: Int, context: ChannelHandlerContext
+    ) {
         guard case .checking(let waiting) = auth else { return }
         switch result {
         case .success(let caller):
             auth = .done(caller)
-            reply(
-                GridFrame(id: id, .helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0))),
-                context: context)
+            reply(GridFrame(id: id, answer(caller)), context: context)
             for item in waiting { receive(item, context: context) }
             closeIfDone(context: context)
         case .failure(let e):

@@ -13,6 +13,9 @@ extension PeerService {
 
     func putFile(_ m: Msg.PutFile, caller: Caller) async throws -> Reply {
         try PeerNames.validateFileName(m.filename)
+        let isPublic = m.isPublic ?? false
+        // A public name someone else holds is refused before any byte is stored.
+        if isPublic { try await checkPublicFile(m.filename, user: caller.user) }
         if let text = m.data {
             // The seed's form: the whole (small) file in base64.
             guard let data = Data(base64Encoded: text) else { throw GridError(.badRequest, "data is not valid base64") }
@@ -25,7 +28,7 @@ extension PeerService {
             }
             let manifest = Msg.FileManifest(
                 filename: m.filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
-            try await saveManifest(manifest)
+            try await saveManifest(manifest, user: caller.user, isPublic: isPublic)
             return (.fileStored(manifest), nil)
         }
         guard let size = m.size, size >= 0, size <= PeerNames.maxFileBytes else {
@@ -35,7 +38,7 @@ extension PeerService {
         uploads = uploads.filter { now - $0.value.lastUsed < 600 }
         guard uploads.count < 64 else { throw GridError(.rateLimited, "too many uploads in progress on this peer; try again later") }
         let id = UUID().uuidString.lowercased()
-        uploads[id] = Upload(filename: m.filename, user: caller.user, size: size, lastUsed: now)
+        uploads[id] = Upload(filename: m.filename, user: caller.user, isPublic: isPublic, size: size, lastUsed: now)
         return (.upload(Msg.Upload(uploadId: id, chunkSize: PeerNames.chunkSize)), nil)
     }
 
@@ -73,15 +76,48 @@ extension PeerService {
             throw GridError(.conflict, "the file's SHA-256 is \(sha), not \(claimed): it changed in transit; upload it again")
         }
         let manifest = Msg.FileManifest(filename: upload.filename, size: upload.size, sha256: sha, chunkSize: PeerNames.chunkSize, chunks: upload.chunks)
-        try await saveManifest(manifest)
+        try await saveManifest(manifest, user: upload.user, isPublic: upload.isPublic)
         logger.info("file stored", metadata: ["grid.file": "\(upload.filename)", "grid.file.size": "\(upload.size)"])
         return manifest
     }
 
-    private func saveManifest(_ manifest: Msg.FileManifest) async throws {
+    /// Keeps `manifest` as `user`'s file, or (`isPublic`) as a public one only `user` may replace or delete.
+    private func saveManifest(_ manifest: Msg.FileManifest, user: String, isPublic: Bool) async throws {
         let value = try GridJSON.decode(JSONValue.self, from: GridJSON.encode(manifest))
-        _ = try await writeEntry(PeerNames.manifestPrefix + manifest.filename, value)
-        manifestCache[manifest.filename] = (manifest, Date().timeIntervalSince1970)
+        let key = PeerNamespace.stored(manifest.filename, user: isPublic ? nil : user, kind: .file)
+        if isPublic {
+            try await checkPublicFile(manifest.filename, user: user)
+            _ = try await writeEntry(key, PeerNamespace.wrap(value, owner: user))
+        } else {
+            _ = try await writeEntry(key, value)
+        }
+        manifestCache[key] = (manifest, Date().timeIntervalSince1970)
+    }
+
+    /// Refuses when public file `filename` is held by another user.
+    private func checkPublicFile(_ filename: String, user: String) async throws {
+        let key = PeerNamespace.stored(filename, user: nil, kind: .file)
+        if let e = PeerNamespace.mayWritePublic(current: try await readEntry(key)?.value, user: user, name: filename) { throw e }
+    }
+
+    /// Deletes `user`'s own file `filename`, or the public one they published under that name.
+    func deleteFile(_ filename: String, user: String) async throws {
+        try PeerNames.validateFileName(filename)
+        let mine = PeerNamespace.stored(filename, user: user, kind: .file)
+        let shared = PeerNamespace.stored(filename, user: nil, kind: .file)
+        defer {
+            manifestCache[mine] = nil
+            manifestCache[shared] = nil
+        }
+        if try await readEntry(mine)?.value != nil {
+            _ = try await writeEntry(mine, nil)
+            return
+        }
+        guard let current = try await readEntry(shared)?.value else {
+            throw GridError(.notFound, "no file named \(String(reflecting: filename)) is stored")
+        }
+        if let e = PeerNamespace.mayWritePublic(current: current, user: user, name: filename) { throw e }
+        _ = try await writeEntry(shared, nil)
     }
 
     /// Stores a chunk on its owners (here and/or on other peers); at least one copy must succeed, the repair pass
@@ -115,21 +151,30 @@ extension PeerService {
 
     // MARK: - Download
 
-    func manifest(_ filename: String) async throws -> Msg.FileManifest {
+    /// The manifest of `user`'s own file `filename`, else of the public one of that name.
+    func manifest(_ filename: String, user: String) async throws -> Msg.FileManifest {
         try PeerNames.validateFileName(filename)
+        if let m = try await manifest(stored: PeerNamespace.stored(filename, user: user, kind: .file), isPublic: false) { return m }
+        if let m = try await manifest(stored: PeerNamespace.stored(filename, user: nil, kind: .file), isPublic: true) { return m }
+        throw GridError(.notFound, "no file named \(String(reflecting: filename)) is stored")
+    }
+
+    private func manifest(stored key: String, isPublic: Bool) async throws -> Msg.FileManifest? {
         let now = Date().timeIntervalSince1970
-        if let hit = manifestCache[filename], now - hit.at < 5 { return hit.manifest }
-        guard let entry = try await readEntry(PeerNames.manifestPrefix + filename), let value = entry.value else {
-            throw GridError(.notFound, "no file named \(String(reflecting: filename)) is stored")
+        if let hit = manifestCache[key], now - hit.at < 5 { return hit.manifest }
+        guard let entry = try await readEntry(key), var value = entry.value else { return nil }
+        if isPublic {
+            guard let (_, inner) = PeerNamespace.unwrap(value) else { return nil }
+            value = inner
         }
         let manifest = try GridJSON.decode(Msg.FileManifest.self, from: GridJSON.encode(value))
         if manifestCache.count > 256 { manifestCache = [:] }
-        manifestCache[filename] = (manifest, now)
+        manifestCache[key] = (manifest, now)
         return manifest
     }
 
-    func getFile(_ filename: String) async throws -> Msg.FileInfo {
-        let m = try await manifest(filename)
+    func getFile(_ filename: String, user: String) async throws -> Msg.FileInfo {
+        let m = try await manifest(filename, user: user)
         var inline: String?
         if m.size <= Int64(PeerNames.inlineFileBytes) {
             var data = Data()
@@ -143,8 +188,8 @@ extension PeerService {
     /// so chunk reads run in parallel and other requests do not wait for the disk; a missing or corrupt one is
     /// fetched (and repaired) through the actor.
     @concurrent
-    nonisolated func getFileChunk(_ req: Msg.GetFileChunk) async throws -> Reply {
-        let m = try await manifest(req.filename)
+    nonisolated func getFileChunk(_ req: Msg.GetFileChunk, user: String) async throws -> Reply {
+        let m = try await manifest(req.filename, user: user)
         guard req.index >= 0, req.index < m.chunks.count else {
             throw GridError(.badRequest, "\(req.filename) has chunks 0…\(m.chunks.count - 1), not \(req.index)")
         }
@@ -193,20 +238,27 @@ extension PeerService {
         throw GridError(.notFound, "no intact copy of chunk \(hash.prefix(12))… is reachable")
     }
 
-    func listFiles(prefix: String) async throws -> [Msg.FileManifest] {
-        let keys = try await listMem(prefix: PeerNames.manifestPrefix + prefix, local: false)
+    /// `user`'s own files starting with `prefix`, and the public ones (a name of their own first).
+    func listFiles(prefix: String, user: String) async throws -> [Msg.FileManifest] {
+        var names = Set<String>()
+        for owner in [user, nil] as [String?] {
+            for stored in try await listStored(prefix: PeerNamespace.stored(prefix, user: owner, kind: .file), local: false) {
+                if let name = PeerNamespace.name(of: stored, user: owner, kind: .file) { names.insert(name) }
+            }
+        }
         var out: [Msg.FileManifest] = []
-        for key in keys.prefix(1000) {
-            if let m = try? await manifest(String(key.dropFirst(PeerNames.manifestPrefix.count))) { out.append(m) }
+        for name in names.sorted().prefix(1000) {
+            if let m = try? await manifest(name, user: user) { out.append(m) }
         }
         return out
     }
 
     // MARK: - Job inputs and outputs
 
-    /// Fetches stored file `filename` into `path`, chunk by chunk (for `submit --input grid:NAME`).
-    public func fetchFile(_ filename: String, to path: String) async throws {
-        let m = try await manifest(filename)
+    /// Fetches `user`'s stored file `filename` (or the public one) into `path`, chunk by chunk (for a job of `user`:
+    /// `submit --input grid:NAME`).
+    public func fetchFile(_ filename: String, to path: String, user: String) async throws {
+        let m = try await manifest(filename, user: user)
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {
             throw GridError(.internal, "cannot write \(path)")
@@ -222,8 +274,8 @@ extension PeerService {
         guard sha == m.sha256 else { throw GridError(.conflict, "\(filename) does not match its manifest") }
     }
 
-    /// Stores `data` as file `filename` (a job's output, for `submit --save-outputs`).
-    public func storeFile(_ filename: String, _ data: Data) async throws -> Msg.FileManifest {
+    /// Stores `data` as `user`'s file `filename` (a job's output, for `submit --save-outputs`).
+    public func storeFile(_ filename: String, _ data: Data, user: String) async throws -> Msg.FileManifest {
         try PeerNames.validateFileName(filename)
         var chunks: [String] = []
         var offset = 0
@@ -234,7 +286,7 @@ extension PeerService {
         }
         let manifest = Msg.FileManifest(
             filename: filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
-        try await saveManifest(manifest)
+        try await saveManifest(manifest, user: user, isPublic: false)
         return manifest
     }
 

@@ -8,50 +8,81 @@ import GridProtocol
 extension PeerService {
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    func setMem(_ key: String, _ value: JSONValue) async throws -> Msg.MemResult {
+    /// `user` stores `value` under their `key`, private, or (`isPublic`) published read-only to everyone under a name
+    /// only they may then change or delete.
+    func setMem(_ key: String, _ value: JSONValue, isPublic: Bool, user: String) async throws -> Msg.MemResult {
         try PeerNames.validateKey(key)
         let bound = value.encodedSizeBound
         let size = bound <= PeerNames.maxValueBytes ? bound : ((try? GridJSON.encode(value).count) ?? Int.max)
         guard size <= PeerNames.maxValueBytes else {
             throw GridError(.badRequest, "the value is \(size) bytes; the limit is \(PeerNames.maxValueBytes >> 10) KiB")
         }
+        if isPublic {
+            let stored = PeerNamespace.stored(key, user: nil, kind: .memory)
+            if let e = PeerNamespace.mayWritePublic(current: try await readEntry(stored)?.value, user: user, name: key) { throw e }
+            let owners = try await writeEntry(stored, PeerNamespace.wrap(value, owner: user), bytes: size + user.utf8.count + 32)
+            return Msg.MemResult(key: key, owners: owners)
+        }
         // The reply names where the value went; it does not echo the value back.
-        return Msg.MemResult(key: key, owners: try await writeEntry(key, value, bytes: size))
+        let stored = PeerNamespace.stored(key, user: user, kind: .memory)
+        return Msg.MemResult(key: key, owners: try await writeEntry(stored, value, bytes: size))
     }
 
-    func delMem(_ key: String) async throws -> Msg.MemResult {
+    /// Deletes `user`'s own `key`, or the public one they published under that name.
+    func delMem(_ key: String, user: String) async throws -> Msg.MemResult {
         try PeerNames.validateKey(key)
-        guard try await readEntry(key)?.value != nil else { throw GridError(.notFound, "no value for key \(String(reflecting: key))") }
-        return Msg.MemResult(key: key, owners: try await writeEntry(key, nil))
+        let mine = PeerNamespace.stored(key, user: user, kind: .memory)
+        if try await readEntry(mine)?.value != nil { return Msg.MemResult(key: key, owners: try await writeEntry(mine, nil)) }
+        let shared = PeerNamespace.stored(key, user: nil, kind: .memory)
+        guard let current = try await readEntry(shared)?.value else { throw GridError(.notFound, "no value for key \(String(reflecting: key))") }
+        if let e = PeerNamespace.mayWritePublic(current: current, user: user, name: key) { throw e }
+        return Msg.MemResult(key: key, owners: try await writeEntry(shared, nil))
     }
 
-    func getMem(_ key: String) async throws -> Msg.MemResult {
+    /// `user`'s own value of `key`, else the public one of that name.
+    func getMem(_ key: String, user: String) async throws -> Msg.MemResult {
         try PeerNames.validateKey(key)
-        guard let entry = try await readEntry(key), let value = entry.value else {
+        let mine = PeerNamespace.stored(key, user: user, kind: .memory)
+        if let value = try await readEntry(mine)?.value {
+            return Msg.MemResult(key: key, value: value, owners: Rendezvous.owners(of: mine, among: memberIds, replicas: config.replicas))
+        }
+        let shared = PeerNamespace.stored(key, user: nil, kind: .memory)
+        guard let stored = try await readEntry(shared)?.value, let (_, value) = PeerNamespace.unwrap(stored) else {
             throw GridError(.notFound, "no value for key \(String(reflecting: key))")
         }
-        return Msg.MemResult(key: key, value: value, owners: Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas))
+        return Msg.MemResult(key: key, value: value, owners: Rendezvous.owners(of: shared, among: memberIds, replicas: config.replicas))
     }
 
-    /// Writes a new version of `key` (nil deletes) to its owners, all at once; returns the owners that stored it.
+    /// Writes a new version of stored key `key` (nil deletes) to its owners, all at once; returns the owners that
+    /// stored it. A write that an owner refused because it holds a newer version lost: that is an error
+    /// (`conflict`), never reported as stored.
     func writeEntry(_ key: String, _ value: JSONValue?, bytes: Int = 0) async throws -> [String] {
         guard let selfId else { throw GridError(.unreachable, "not registered yet") }
         let entry = Msg.MemEntry(key: key, value: value, version: clock.next(nowMs: Self.nowMs()), origin: selfId)
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         var stored: [String] = []
+        var lost: [String] = []
         if owners.contains(selfId) {
-            memory.apply(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId))
-            stored.append(selfId)
+            if memory.apply(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId)) {
+                stored.append(selfId)
+            } else {
+                lost.append(selfId)
+            }
         }
         let others = owners.filter { $0 != selfId }
         let size = key.utf8.count + bytes + 64
-        if others.count == 1 {
-            if await push([entry], to: others[0], bytes: size) { stored.append(others[0]) }
-        } else if !others.isEmpty {
-            await withTaskGroup(of: String?.self) { group in
-                for owner in others { group.addTask { await self.push([entry], to: owner, bytes: size) ? owner : nil } }
-                for await owner in group { if let owner { stored.append(owner) } }
+        await withTaskGroup(of: (String, PushOutcome).self) { group in
+            for owner in others { group.addTask { (owner, await self.push([entry], to: owner, bytes: size)) } }
+            for await (owner, outcome) in group {
+                switch outcome {
+                case .stored: stored.append(owner)
+                case .lost: lost.append(owner)
+                case .failed: break
+                }
             }
+        }
+        guard lost.isEmpty else {
+            throw GridError(.conflict, "a newer write of this key won on \(lost.sorted().joined(separator: ", ")); this write was not stored")
         }
         guard !stored.isEmpty else {
             throw GridError(.unreachable, "none of the key's owners (\(owners.joined(separator: ", "))) could store it; try again")
@@ -62,10 +93,9 @@ extension PeerService {
     /// Stores entries on `peer` (this one included); returns whether it worked. Entries for another peer join the
     /// next `MEM_SYNC` to it: while one is in flight, the writes that arrive meanwhile wait and go together in the next
     /// (group commit), so many concurrent writers share each round trip. `bytes` estimates their size on the wire.
-    func push(_ entries: [Msg.MemEntry], to peer: String, bytes: Int) async -> Bool {
+    func push(_ entries: [Msg.MemEntry], to peer: String, bytes: Int) async -> PushOutcome {
         if peer == selfId {
-            memory.apply(entries)
-            return true
+            return memory.apply(entries).isEmpty ? .stored : .lost
         }
         return await withCheckedContinuation { continuation in
             outgoingSync[peer, default: SyncQueue()].groups.append((entries, bytes, continuation))
@@ -90,17 +120,34 @@ extension PeerService {
                 taken += 1
             }
             let waiters = queue.groups.prefix(taken).map(\.continuation)
+            let groupEntries = queue.groups.prefix(taken).map(\.entries)
             queue.groups.removeFirst(taken)
             outgoingSync[peer] = queue
-            let ok: Bool
+            // The peer answers OK, or MEM_ENTRIES with the newer replicas that some of the entries lost to.
+            var winners: [String: MemoryTable.Entry]?
             do {
-                _ = try await ask(peer, .memSync(Msg.MemEntries(entries: batch)), timeout: 10)
-                ok = true
+                let reply = try await ask(peer, .memSync(Msg.MemEntries(entries: batch)), timeout: 10)
+                if case .memEntries(let m) = reply.message {
+                    winners = Dictionary(
+                        m.entries.map { ($0.key, MemoryTable.Entry(value: $0.value, version: $0.version, origin: $0.origin)) },
+                        uniquingKeysWith: { a, b in a.isNewer(than: b) ? a : b })
+                } else {
+                    winners = [:]
+                }
             } catch {
                 logger.debug("could not sync keys", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(error)"])
-                ok = false
             }
-            for w in waiters { w.resume(returning: ok) }
+            for (k, w) in waiters.enumerated() {
+                guard let winners else {
+                    w.resume(returning: .failed)
+                    continue
+                }
+                let entries = groupEntries[k]
+                let beaten = entries.contains { e in
+                    winners[e.key].map { $0.isNewer(than: MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) } ?? false
+                }
+                w.resume(returning: beaten ? .lost : .stored)
+            }
         }
         outgoingSync[peer] = nil
     }
@@ -135,7 +182,7 @@ extension PeerService {
         }
         if let newest {
             let size = key.utf8.count + ((try? GridJSON.encode(newest.value).count) ?? 0) + 64
-            for owner in owners where found[owner] != newest { _ = await push([newest], to: owner, bytes: size) }
+            for owner in owners where found[owner] != newest { _ = await push([newest], to: owner, bytes: size) as PushOutcome }
         }
         return newest
     }
@@ -151,8 +198,20 @@ extension PeerService {
         return (true, m.entries.first { $0.key == key })
     }
 
-    func listMem(prefix: String, local: Bool) async throws -> [String] {
-        let mine = memory.keys(prefix: prefix).filter { !$0.hasPrefix(PeerNames.manifestPrefix) || prefix.hasPrefix(PeerNames.manifestPrefix) }
+    /// `user`'s own keys starting with `prefix`, and the public ones (each name once).
+    func listMem(prefix: String, local: Bool, user: String) async throws -> [String] {
+        var names = Set<String>()
+        for owner in [user, nil] as [String?] {
+            for stored in try await listStored(prefix: PeerNamespace.stored(prefix, user: owner, kind: .memory), local: local) {
+                if let name = PeerNamespace.name(of: stored, user: owner, kind: .memory) { names.insert(name) }
+            }
+        }
+        return names.sorted()
+    }
+
+    /// Stored keys (any namespace) starting with `prefix`: this peer's own replicas (`local`), or every peer's.
+    func listStored(prefix: String, local: Bool) async throws -> [String] {
+        let mine = memory.keys(prefix: prefix)
         if local { return mine }
         var all = Set(mine)
         for peer in memberIds where peer != selfId {
@@ -189,14 +248,14 @@ extension PeerService {
             for e in entries {
                 let size = e.key.utf8.count + ((try? GridJSON.encode(e.value).count) ?? 0) + 64
                 if bytes + size > 512 << 10, !batch.isEmpty {
-                    if !(await push(batch, to: peer, bytes: bytes)) { failed.insert(peer) }
+                    if await push(batch, to: peer, bytes: bytes) == .failed { failed.insert(peer) }
                     batch = []
                     bytes = 0
                 }
                 batch.append(e)
                 bytes += size
             }
-            if !batch.isEmpty, !(await push(batch, to: peer, bytes: bytes)) { failed.insert(peer) }
+            if !batch.isEmpty, await push(batch, to: peer, bytes: bytes) == .failed { failed.insert(peer) }
         }
         var dropped = 0
         for move in moves where move.dropAfter && Set(move.sendTo).isDisjoint(with: failed) && !move.sendTo.isEmpty {

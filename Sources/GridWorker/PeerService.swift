@@ -15,10 +15,21 @@ import ServiceLifecycle
 /// peers. The pure parts decide (`Rendezvous`, `FairQueue`, `MemoryTable`); this actor carries their decisions out.
 /// Requests come from `PeerServer`; the manager is reached through the worker's link (`managerLink`).
 public actor PeerService: Service {
-    /// Who sent a request: a person (API token) or another peer (join token).
+    /// Who sent a request: a person (API token, checked with the manager) or another peer (its credential, checked
+    /// here with the manager's key).
     public struct Caller: Sendable, Hashable {
+        /// The person; empty for a peer (a peer acts for a user only with that user's ticket).
         public var user: String
-        public var isPeer: Bool
+        /// The worker id a peer proved with its credential; nil for a person.
+        public var peer: String?
+        /// That peer's credential key: it signs the requests the peer forwards.
+        public var peerKey: String?
+        public var isPeer: Bool { peer != nil }
+        public init(user: String, peer: String? = nil, peerKey: String? = nil) {
+            self.user = user
+            self.peer = peer
+            self.peerKey = peerKey
+        }
     }
 
     /// A reply: a message and, for bulk replies, its bytes.
@@ -35,15 +46,24 @@ public actor PeerService: Service {
         var order: Int
     }
 
+    /// How a push of memory entries to one peer ended.
+    enum PushOutcome: Sendable {
+        case stored
+        /// The peer holds a newer version of one of the entries: this write lost.
+        case lost
+        case failed
+    }
+
     /// Memory writes waiting to go to one peer (see `push`).
     struct SyncQueue {
-        var groups: [(entries: [Msg.MemEntry], bytes: Int, continuation: CheckedContinuation<Bool, Never>)] = []
+        var groups: [(entries: [Msg.MemEntry], bytes: Int, continuation: CheckedContinuation<PushOutcome, Never>)] = []
         var sending = false
     }
 
     struct Upload {
         var filename: String
         var user: String
+        var isPublic: Bool
         var size: Int64
         var next = 0
         var hasher = SHA256()
@@ -58,6 +78,16 @@ public actor PeerService: Service {
     private(set) var selfId: String?
     private(set) var members: [Msg.PeerInfo] = []
     private var managerLink: (@Sendable (GridMessage) async throws -> GridMessage)?
+
+    // Trust (see `PeerTrust`).
+    /// This worker's own key: its credentials name the public half; it signs handshake proofs and forwarded requests.
+    let signer = PeerTrust.Signer()
+    /// The manager's public key, from `HELLO_OK`.
+    private(set) var managerKey: String?
+    /// This worker's current credential, from `REGISTERED` or `CREDENTIAL`.
+    private(set) var credential: PeerTrust.Credential?
+    /// The newest ticket per user, from `AUTH_OK`: lets this peer forward that user's tasks.
+    var tickets: [String: PeerTrust.Ticket] = [:]
     private var onLoadChange: (@Sendable () -> Void)?
 
     // Function tasks.
@@ -109,6 +139,29 @@ public actor PeerService: Service {
         selfId = id
         memory.setView(selfId: selfId, peers: memberIds)
     }
+
+    /// The public half of this worker's own key, sent to the manager in `HELLO`.
+    public nonisolated var publicKey: String { signer.publicKey }
+
+    /// The manager's key (from `HELLO_OK`) and this worker's credential (from `REGISTERED`).
+    public func setTrust(managerKey: String?, credential: PeerTrust.Credential?) {
+        if let managerKey { self.managerKey = managerKey }
+        if let credential { self.credential = credential }
+    }
+
+    /// Asks the manager for a fresh credential when less than half of this one's life is left.
+    func renewCredential() async {
+        guard PeerTrust.needsRenewal(credential, now: Self.nowS()), let managerLink else { return }
+        do {
+            if case .credential(let grant) = try await managerLink(.credential(Msg.CredentialGrant())), let c = grant.credential {
+                credential = c
+            }
+        } catch {
+            logger.info("could not renew the peer credential", metadata: ["grid.error": "\(error)"])
+        }
+    }
+
+    static func nowS() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
     /// The manager announced the online peers.
     public func membership(_ peers: [Msg.PeerInfo]) {
@@ -176,6 +229,7 @@ public actor PeerService: Service {
         defer { ticker.cancel() }
         for await _ in repairs {
             guard selfId != nil else { continue }
+            await renewCredential()
             await rebalanceMemory()
             await repairChunks()
         }
@@ -183,8 +237,10 @@ public actor PeerService: Service {
 
     // MARK: - Requests
 
-    /// Checks a client's or peer's token (with the manager, cached for a minute).
+    /// Checks a person's API token (with the manager, cached for a minute). The manager refuses join tokens: peers
+    /// prove themselves with credentials (`peerHello`, `authenticatePeer`).
     func authenticate(_ token: String) async -> Result<Caller, GridError> {
+        guard !token.isEmpty else { return .failure(GridError(.unauthorized, "send HELLO with your API token (`campusgrid login`)")) }
         let key = ChunkStore.sha256(Array(token.utf8))
         let now = Date().timeIntervalSince1970
         if let hit = authCache[key], hit.until > now { return .success(hit.caller) }
@@ -195,7 +251,9 @@ public actor PeerService: Service {
             guard case .authOk(let ok) = try await managerLink(.authCheck(Msg.AuthCheck(token: token))) else {
                 return .failure(GridError(.internal, "the manager gave an unexpected answer to AUTH_CHECK"))
             }
-            let caller = Caller(user: ok.user, isPeer: ok.kind == "worker")
+            guard ok.kind == "api" else { return .failure(GridError(.unauthorized, "only a person's API token opens a session here")) }
+            let caller = Caller(user: ok.user)
+            if let ticket = ok.ticket, ticket.user == ok.user { tickets[ok.user] = ticket }
             if authCache.count > 10_000 { authCache = [:] }
             authCache[key] = (caller, now + config.authCacheSeconds)
             return .success(caller)
@@ -204,6 +262,30 @@ public actor PeerService: Service {
         } catch {
             return .failure(GridError(.unreachable, "could not check the token with the manager: \(error)"))
         }
+    }
+
+    /// Another peer said `HELLO {nonce}`: our answer proves who we are (credential, signature over its nonce) and
+    /// carries a nonce of ours for its `PEER_AUTH`.
+    func peerHello(nonce: String) async -> Result<Msg.HelloOk, GridError> {
+        guard (16...128).contains(nonce.utf8.count) else { return .failure(GridError(.badRequest, "the nonce must be 16–128 bytes")) }
+        await renewCredential()
+        guard let selfId, let credential, credential.expires > Self.nowS() else {
+            return .failure(GridError(.unreachable, "this peer has no valid credential from its manager yet; try again"))
+        }
+        return .success(
+            Msg.HelloOk(
+                version: ProtocolVersion.current, workerId: selfId, owner: "", heartbeatSeconds: 0, credential: credential,
+                proof: signer.proof(nonce: nonce, workerId: selfId, role: .server), nonce: PeerTrust.nonce()))
+    }
+
+    /// A connecting peer's `PEER_AUTH`: a credential the manager signed and its signature over our `nonce`.
+    func authenticatePeer(_ auth: Msg.PeerAuth, nonce: String) -> Result<Caller, GridError> {
+        guard let managerKey else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet")) }
+        if let e = PeerTrust.checkClient(credential: auth.credential, proof: auth.proof, nonce: nonce, managerKey: managerKey, now: Self.nowS()) {
+            logger.warning("refused a peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)", "grid.error": "\(e.message)"])
+            return .failure(e)
+        }
+        return .success(Caller(user: "", peer: auth.credential.workerId, peerKey: auth.credential.key))
     }
 
     /// One request of an authenticated caller → its reply. Never throws: failures become `ERROR`.
@@ -215,35 +297,22 @@ public actor PeerService: Service {
             switch message {
             case .ping: return (.pong, nil)
             case .getPeerStatus: return (.peerStatus(status(selfId)), nil)
-            case .getBestPeer(let ask):
-                guard let managerLink else { throw GridError(.unreachable, "this peer is not connected to its manager") }
-                return (try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: ask.taskId, prefer: selfId))), nil)
             case .cpuTask(let task): return (.cpuResult(try await cpuTask(task, caller: caller)), nil)
-            case .setMem(let m): return (.memResult(try await setMem(m.key, m.value)), nil)
-            case .getMem(let m): return (.memResult(try await getMem(m.key)), nil)
-            case .delMem(let m): return (.memResult(try await delMem(m.key)), nil)
-            case .listMem(let m): return (.memKeys(Msg.MemKeys(keys: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false))), nil)
+            // Replication between peers: only a peer that proved its credential.
             case .memSync(let m):
                 try requirePeer(caller, message)
-                memory.apply(m.entries)
-                return (.ok(Msg.Ok()), nil)
+                if let e = VersionRules.check(m.entries.lazy.map(\.version), nowMs: Self.nowMs()) { throw e }
+                let lost = memory.apply(m.entries)
+                return lost.isEmpty ? (.ok(Msg.Ok()), nil) : (.memEntries(Msg.MemEntries(entries: lost)), nil)
             case .memFetch(let m):
                 try requirePeer(caller, message)
                 let entries = m.keys.prefix(1000).compactMap { k in
                     memory.get(k).map { Msg.MemEntry(key: k, value: $0.value, version: $0.version, origin: $0.origin) }
                 }
                 return (.memEntries(Msg.MemEntries(entries: entries)), nil)
-            case .putFile(let m): return try await putFile(m, caller: caller)
-            case .putFileChunk(let m): return try await putFileChunk(m, payload: payload, caller: caller)
-            case .putFileEnd(let m): return (.fileStored(try await putFileEnd(m, caller: caller)), nil)
-            case .getFile(let m): return (.fileInfo(try await getFile(m.filename)), nil)
-            case .getFileChunk(let m): return try await getFileChunk(m)
-            case .listFiles(let m): return (.fileList(Msg.FileList(files: try await listFiles(prefix: m.prefix ?? ""))), nil)
-            case .deleteFile(let m):
-                try PeerNames.validateFileName(m.filename)
-                _ = try await writeEntry(PeerNames.manifestPrefix + m.filename, nil)
-                manifestCache[m.filename] = nil
-                return (.ok(Msg.Ok(detail: "deleted \(m.filename)")), nil)
+            case .listMem(let m) where caller.isPeer:
+                // A peer lists this peer's stored keys (every namespace), to sync.
+                return (.memKeys(Msg.MemKeys(keys: memory.keys(prefix: m.prefix ?? ""))), nil)
             case .chunkPut(let m):
                 try requirePeer(caller, message)
                 guard let payload else { throw GridError(.badRequest, "CHUNK_PUT needs the chunk as bulk bytes") }
@@ -259,6 +328,32 @@ public actor PeerService: Service {
                 try requirePeer(caller, message)
                 return (.chunkHave(Msg.ChunkHashes(hashes: m.hashes.prefix(10_000).filter { chunks.has($0) })), nil)
             default:
+                break
+            }
+            // Everything else is a person's request, on their own data.
+            guard !caller.isPeer, PeerNamespace.isValidUser(caller.user) else {
+                throw GridError(.forbidden, "\(message.type) is a request of a person (API token); a peer acts for a user only with a ticket")
+            }
+            let user = caller.user
+            switch message {
+            case .getBestPeer(let ask):
+                guard let managerLink else { throw GridError(.unreachable, "this peer is not connected to its manager") }
+                return (try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: ask.taskId, prefer: selfId))), nil)
+            case .setMem(let m): return (.memResult(try await setMem(m.key, m.value, isPublic: m.isPublic ?? false, user: user)), nil)
+            case .getMem(let m): return (.memResult(try await getMem(m.key, user: user)), nil)
+            case .delMem(let m): return (.memResult(try await delMem(m.key, user: user)), nil)
+            case .listMem(let m):
+                return (.memKeys(Msg.MemKeys(keys: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false, user: user))), nil)
+            case .putFile(let m): return try await putFile(m, caller: caller)
+            case .putFileChunk(let m): return try await putFileChunk(m, payload: payload, caller: caller)
+            case .putFileEnd(let m): return (.fileStored(try await putFileEnd(m, caller: caller)), nil)
+            case .getFile(let m): return (.fileInfo(try await getFile(m.filename, user: user)), nil)
+            case .getFileChunk(let m): return try await getFileChunk(m, user: user)
+            case .listFiles(let m): return (.fileList(Msg.FileList(files: try await listFiles(prefix: m.prefix ?? "", user: user))), nil)
+            case .deleteFile(let m):
+                try await deleteFile(m.filename, user: user)
+                return (.ok(Msg.Ok(detail: "deleted \(m.filename)")), nil)
+            default:
                 throw GridError(.badRequest, "\(message.type) is not a request a peer answers")
             }
         } catch let e as GridError {
@@ -269,7 +364,7 @@ public actor PeerService: Service {
     }
 
     private func requirePeer(_ caller: Caller, _ message: GridMessage) throws {
-        guard caller.isPeer else { throw GridError(.forbidden, "\(message.type) is only for peers (a worker's join token)") }
+        guard caller.isPeer else { throw GridError(.forbidden, "\(message.type) is only for peers (a worker's credential)") }
     }
 
     private func status(_ selfId: String) -> Msg.PeerStatus {
@@ -280,17 +375,49 @@ public actor PeerService: Service {
 
     // MARK: - Links to other peers
 
-    /// A link to peer `id` (kept and reused).
+    /// A link to peer `id` (kept and reused). Before anything but a nonce is sent, the other side must show a
+    /// credential the manager signed for worker `id` at the address `PEERS` lists for it, and sign our nonce with its
+    /// key; then this peer proves itself the same way. No token ever crosses a peer link.
     func link(to id: String) async throws -> PeerLink {
         if let l = links[id], await l.isOpen { return l }
         guard let peer = info(of: id) else { throw GridError(.notFound, "peer \(id) is not online") }
-        let l = try await PeerLink.connect(host: peer.host, port: peer.port, token: config.token, name: selfId)
+        await renewCredential()
+        guard let selfId, let managerKey, let credential else {
+            throw GridError(.unreachable, "this peer has no credential from its manager yet; try again")
+        }
+        let expected = PeerTrust.Expected(workerId: id, host: peer.host, port: peer.port)
+        let nonce = PeerTrust.nonce()
+        let l: PeerLink
+        do {
+            l = try await connectAsPeer(peer, expected: expected, nonce: nonce, managerKey: managerKey, credential: credential, selfId: selfId)
+        } catch let e as GridError {
+            // A peer that cannot prove itself is as good as unreachable: nothing is sent to it.
+            logger.warning("could not open a trusted link to a peer", metadata: ["grid.worker.id": "\(id)", "grid.error": "\(e.message)"])
+            throw GridError(e.code == .unauthorized ? .unauthorized : .unreachable, e.message)
+        }
         if let old = links[id], old !== l, await old.isOpen {
             await l.close()
             return old
         }
         links[id] = l
         return l
+    }
+
+    private func connectAsPeer(
+        _ peer: Msg.PeerInfo, expected: PeerTrust.Expected, nonce: String, managerKey: String, credential: PeerTrust.Credential, selfId: String
+    ) async throws -> PeerLink {
+        let (signer, now) = (signer, Self.nowS())
+        return try await PeerLink.connectAsPeer(host: peer.host, port: peer.port, nonce: nonce, name: selfId) { ok in
+            if let e = PeerTrust.checkServer(
+                credential: ok.credential, proof: ok.proof, nonce: nonce, managerKey: managerKey, now: now, expected: expected)
+            {
+                throw e
+            }
+            guard let theirs = ok.nonce, (16...128).contains(theirs.utf8.count) else {
+                throw GridError(.unauthorized, "the peer at \(peer.host):\(peer.port) sent no nonce to sign")
+            }
+            return Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: theirs, workerId: selfId, role: .client))
+        }
     }
 
     /// Sends a request to peer `id`; a link that failed is dropped so the next call reconnects.
@@ -320,8 +447,32 @@ public actor PeerService: Service {
         guard function.range(of: #"^[A-Za-z_][A-Za-z0-9_]{0,99}$"#, options: .regularExpression) != nil else {
             throw GridError(.badRequest, "function must be a Python name (got \(String(reflecting: function)))")
         }
+        if let p = task.priority, !Self.priorities.contains(p) {
+            throw GridError(.badRequest, "priority must be \(Self.priorities.lowerBound)…\(Self.priorities.upperBound) (got \(p))")
+        }
+        let user: String
+        if let peer = caller.peer {
+            // Forwarded by a peer: it runs as the user of the manager's ticket, which must be this peer's, and the peer
+            // must have signed this very request with its credential key.
+            guard let ticket = task.ticket, let signature = task.signature, let peerKey = caller.peerKey, let managerKey else {
+                throw GridError(.forbidden, "a peer may forward a task only with the user's ticket and its signature")
+            }
+            if let e = PeerTrust.check(ticket, managerKey: managerKey, holder: peer, now: Self.nowS()) { throw e }
+            var unsigned = task
+            unsigned.signature = nil
+            guard PeerTrust.isValid(signature: signature, over: PeerTrust.requestBytes(ticket: ticket, requestJSON: try GridJSON.encode(unsigned)), key: peerKey)
+            else { throw GridError(.forbidden, "the forwarded task's signature does not match its peer's credential") }
+            user = ticket.user
+        } else {
+            user = caller.user
+        }
+        if let claimed = task.user, !claimed.isEmpty, claimed != user {
+            throw GridError(.forbidden, "this task would run as \(user), not \(claimed): a task always runs as the user who sent it")
+        }
         var mine = task
-        mine.user = caller.isPeer ? (task.user ?? caller.user) : caller.user
+        mine.user = user
+        mine.ticket = nil
+        mine.signature = nil
         // Confidential tasks, and tasks another peer forwarded here, run here: the manager never hears of them.
         if task.confidential == true || caller.isPeer { return await runHere(mine) }
         // A free slot here is as good as the least-loaded peer's (a peer that is busy nowhere): the task starts at once,
@@ -339,18 +490,28 @@ public actor PeerService: Service {
             best = nil
         }
         guard let best, best.workerId != selfId else { return await runHere(mine) }
-        mine.confidential = false
+        // Forwarded with the user's ticket (from the manager, when it checked the user's token here) and this peer's
+        // signature over it and the task; without a ticket that lasts long enough, the task runs here.
+        let wait = (task.timeout ?? config.defaultTaskSeconds) + 60
+        guard let ticket = tickets[user], ticket.expires > Self.nowS() + Int64(wait) else { return await runHere(mine) }
+        var forwarded = mine
+        forwarded.confidential = false
+        forwarded.user = nil
+        forwarded.ticket = ticket
+        forwarded.signature = signer.sign(PeerTrust.requestBytes(ticket: ticket, requestJSON: try GridJSON.encode(forwarded)))
         do {
-            let wait = (task.timeout ?? config.defaultTaskSeconds) + 60
-            guard case .cpuResult(let r) = try await ask(best.workerId, .cpuTask(mine), timeout: wait).message else {
+            guard case .cpuResult(let r) = try await ask(best.workerId, .cpuTask(forwarded), timeout: wait).message else {
                 throw GridError(.internal, "peer \(best.workerId) gave an unexpected answer")
             }
             return r
-        } catch let e as GridError where e.code == .unreachable {
-            logger.info("best peer unreachable; running here", metadata: ["grid.worker.id": "\(best.workerId)"])
+        } catch let e as GridError where e.code == .unreachable || e.code == .unauthorized {
+            logger.info("best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(best.workerId)", "grid.error": "\(e.message)"])
             return await runHere(mine)
         }
     }
+
+    /// The priorities a task may ask for.
+    static let priorities = -10...10
 
     /// Queues a task on this peer's scheduler and waits for its end.
     func runHere(_ task: Msg.CPUTask) async -> Msg.CPUResult {

@@ -22,6 +22,8 @@ public actor WorkerAgent: Service {
     struct RunningJob {
         var ref: JobRef
         var spec: JobSpec
+        /// The submitter: the grid files the job writes are theirs.
+        var owner: String
         var execution: JobExecution
         var scratch: URL
         /// The inputs as they were when the job started, to tell them from outputs.
@@ -157,16 +159,19 @@ public actor WorkerAgent: Service {
                 }
             }
             try await outbound.write(
-                GridFrame(.hello(Msg.Hello(token: config.token, name: config.name, workerId: workerId, user: config.user))))
+                GridFrame(
+                    .hello(Msg.Hello(token: config.token, name: config.name, workerId: workerId, user: config.user, peerKey: peers?.publicKey))))
             guard case .helloOk(let ok) = try await expect().message else { throw LinkClosed() }
             adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
             await peers?.setIdentity(ok.workerId)
+            await peers?.setTrust(managerKey: ok.managerKey, credential: nil)
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
                 host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref),
                 finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId })
             try await outbound.write(GridFrame(.register(register)))
             guard case .registered(let reg) = try await expect().message else { throw LinkClosed() }
+            await peers?.setTrust(managerKey: nil, credential: reg.credential)
             backoff.reset()
             await attach(outbound, registered: reg)
             logger.info("registered with the manager", metadata: ["grid.worker.id": "\(ok.workerId)", "grid.worker.owner": "\(ok.owner)"])
@@ -331,7 +336,7 @@ public actor WorkerAgent: Service {
                     try FileName.validate(name)
                     let path = scratch.appendingPathComponent(name).path
                     do {
-                        try await peers.fetchFile(name, to: path)
+                        try await peers.fetchFile(name, to: path, user: assign.owner ?? "")
                     } catch let e as GridError where e.code == .notFound || e.code == .badRequest {
                         // The submitter's mistake: no worker could do better, so the job fails instead of moving on.
                         try? FileManager.default.removeItem(at: scratch)
@@ -360,7 +365,7 @@ public actor WorkerAgent: Service {
                 throw error
             }
             jobs[ref.jobId] = RunningJob(
-                ref: ref, spec: assign.spec, execution: execution, scratch: scratch, inputs: stamps,
+                ref: ref, spec: assign.spec, owner: assign.owner ?? "", execution: execution, scratch: scratch, inputs: stamps,
                 gpus: devices)
             startedAt[ref.jobId] = Date().timeIntervalSince1970
             await peers?.setJobsRunning(jobs.count)
@@ -429,7 +434,7 @@ public actor WorkerAgent: Service {
         if let prefix = job.spec.saveOutputsAs, let peers {
             for f in files {
                 do {
-                    _ = try await peers.storeFile(prefix + f.name, f.data)
+                    _ = try await peers.storeFile(prefix + f.name, f.data, user: job.owner)
                     append(id, Array("[output \(f.name) stored in the grid as \(prefix + f.name)]\n".utf8))
                 } catch {
                     append(id, Array("[output \(f.name) could not be stored in the grid: \(error)]\n".utf8))

@@ -101,10 +101,11 @@ struct SetMemCommand: AsyncParsableCommand {
     @OptionGroup var peer: PeerOptions
     @Option(help: "The key.") var key: String
     @Option(help: "The value (JSON if it parses as JSON, else a string).") var value: String
+    @Flag(name: .customLong("public"), help: "Publish it read-only to every user (only you may change or delete it).") var isPublic = false
 
     func run() async throws {
         try await GridCLI.run {
-            let r = try await peer.ask(.setMem(Msg.SetMem(key: key, value: parseJSON(value) ?? .string(value))), expecting: "MEM_RESULT") {
+            let r = try await peer.ask(.setMem(Msg.SetMem(key: key, value: parseJSON(value) ?? .string(value), isPublic: isPublic ? true : nil)), expecting: "MEM_RESULT") {
                 if case .memResult(let r) = $0 { r } else { nil }
             }
             if peer.json { try peer.printJSON(r) } else { say("Stored \(key) (on \(r.owners.joined(separator: ", ")))") }
@@ -162,11 +163,12 @@ struct PutFileCommand: AsyncParsableCommand {
     @OptionGroup var peer: PeerOptions
     @Option(help: "The name to store it under.") var filename: String
     @Option(help: "The local file to upload.") var filepath: String
+    @Flag(name: .customLong("public"), help: "Publish it read-only to every user (only you may replace or delete it).") var isPublic = false
 
     func run() async throws {
         try await GridCLI.run {
             let link = try await peer.link()
-            let m = try await link.upload(path: filepath, as: filename)
+            let m = try await link.upload(path: filepath, as: filename, isPublic: isPublic)
             await link.close()
             if peer.json { try peer.printJSON(m) } else { say("Stored \(m.filename) (\(m.size) bytes, sha256 \(m.sha256))") }
         }

@@ -12,6 +12,9 @@ import Testing
         return r.value
     }
 
+    /// Where alice's key is placed: keys are namespaced per user (issue 10), so placement hashes the stored key.
+    func stored(_ key: String) -> String { PeerNamespace.stored(key, user: "alice", kind: .memory) }
+
     func localKeys(_ g: PeerGrid, _ peer: Peer) async throws -> Set<String> {
         let l = try await g.link(peer)
         defer { Task { await l.close() } }
@@ -49,7 +52,7 @@ import Testing
         let ids = peers.map(\.id)
         for (n, p) in peers.enumerated() {
             let local = try await localKeys(g, p)
-            let expected = Set(keys.filter { Rendezvous.owners(of: $0, among: ids, replicas: 2).contains(ids[n]) })
+            let expected = Set(keys.filter { Rendezvous.owners(of: stored($0), among: ids, replicas: 2).contains(ids[n]) })
             #expect(local == expected, "\(p.name) holds \(local.count) keys, its share is \(expected.count)")
         }
 
@@ -67,14 +70,14 @@ import Testing
         peers = [peers[0], peers[1], d]
         try await g.waitForMembership(peers)
         let newIds = peers.map(\.id)
-        let share = Set(keys.filter { Rendezvous.owners(of: $0, among: newIds, replicas: 2).contains(d.id) })
+        let share = Set(keys.filter { Rendezvous.owners(of: stored($0), among: newIds, replicas: 2).contains(d.id) })
         #expect(share.count > 300)
         let took = await eventually(timeout: 60, interval: 0.5) { (try? await localKeys(g, d)) == share }
         let held = (try? await localKeys(g, d))?.count ?? -1
         #expect(took, "the joining peer holds \(held) keys, its share is \(share.count)")
         // And the others let go of what is no longer theirs.
         for p in peers.prefix(2) {
-            let mine = Set(keys.filter { Rendezvous.owners(of: $0, among: newIds, replicas: 2).contains(p.id) })
+            let mine = Set(keys.filter { Rendezvous.owners(of: stored($0), among: newIds, replicas: 2).contains(p.id) })
             let settled = await eventually(timeout: 60, interval: 0.5) { (try? await localKeys(g, p)) == mine }
             #expect(settled, "\(p.name) did not settle on its share")
         }

@@ -80,7 +80,33 @@ private let samples: [GridMessage] = [
         Msg.PeerStatus(workerId: "w-1", name: "lab-1", slots: 2, running: 1, queued: ["ada": 3], peers: [], memKeys: 10, chunks: 4, tasksDone: 99)),
     .ok(Msg.Ok(detail: "deleted")),
     .getPeerStatus,
+    // Trust between peers (issue 10).
+    .hello(Msg.Hello(token: "", name: "w-1", nonce: "00112233445566778899aabbccddeeff")),
+    .hello(Msg.Hello(token: "cgw_x", peerKey: "cGsK")),
+    .helloOk(
+        Msg.HelloOk(
+            version: 1, workerId: "w-1", owner: "", heartbeatSeconds: 0, managerKey: "bWsK", credential: sampleCredential, proof: "cHJvb2Y=",
+            nonce: "n0nce")),
+    .registered(Msg.Registered(cancel: [], logOffsets: [:], credential: sampleCredential)),
+    .peerAuth(Msg.PeerAuth(credential: sampleCredential, proof: "cHJvb2Y=")),
+    .credential(Msg.CredentialGrant()),
+    .credential(Msg.CredentialGrant(credential: sampleCredential)),
+    .authOk(Msg.AuthOk(user: "ada", kind: "api", ticket: PeerTrust.Ticket(user: "ada", holder: "w-1", expires: 1_700_000_900, signature: "c2ln"))),
+    .cpuTask(
+        Msg.CPUTask(
+            taskId: "T125", program: "def main(): return 1",
+            ticket: PeerTrust.Ticket(user: "ada", holder: "w-1", expires: 1_700_000_900, signature: "c2ln"), signature: "cmVx")),
+    .setMem(Msg.SetMem(key: "shared", value: .number(1), isPublic: true)),
+    .setMem(Msg.SetMem(key: "shared", value: .number(1), isPublic: false)),
+    .putFile(Msg.PutFile(filename: "pub.txt", data: "aGVsbG8=", isPublic: true)),
+    .jobAssign(
+        Msg.JobAssign(
+            job: JobRef(jobId: 7, attempt: 1), spec: JobSpec(name: "j", cpus: 1, ramGb: 1, minutes: 1), script: "main.py", files: [],
+            owner: "ada")),
 ]
+
+private let sampleCredential = PeerTrust.Credential(
+    workerId: "w-1", host: "127.0.0.1", port: 9000, key: "a2V5", expires: 1_700_000_600, signature: "c2ln")
 
 /// The case of `message`, by position: adding a case to `GridMessage` breaks this switch until it has a sample.
 private func caseIndex(_ message: GridMessage) -> Int {
@@ -135,6 +161,8 @@ private func caseIndex(_ message: GridMessage) -> Int {
     case .peerStatus: 47
     case .ok: 48
     case .getPeerStatus: 49
+    case .peerAuth: 50
+    case .credential: 51
     }
 }
 
@@ -159,7 +187,7 @@ private func roundTrip(_ frame: GridFrame) throws -> GridFrame {
 @Suite("GridMessage wire codec")
 struct GridMessageCodecTests {
     @Test func samplesCoverEveryMessageCase() {
-        #expect(Set(samples.map(caseIndex)) == Set(0...49))
+        #expect(Set(samples.map(caseIndex)) == Set(0...51))
     }
 
     @Test(arguments: samples)

@@ -1,0 +1,60 @@
+import GridCore
+
+/// Where a user's memory keys and file names live in the peers' shared key space, and who may do what with them.
+///
+/// Every stored key starts with a control character that clients cannot type (`PeerNames.validateKey` refuses control
+/// characters), so no client key can reach into another namespace:
+/// * private: `\u{2}` USER `\u{1e}` KEY (memory) or `\u{2}` USER `\u{1f}` NAME (a file's manifest): only USER sees them;
+/// * public: `\u{3}\u{1e}` KEY or `\u{3}\u{1f}` NAME, the value wrapped as `{"owner": USER, "value": …}`: everyone
+///   reads them, only the owner changes or deletes them. Public names are first come, first served until deleted.
+public enum PeerNamespace {
+    public enum Kind: Sendable {
+        case memory
+        case file
+
+        var mark: String { self == .memory ? "\u{1e}" : "\u{1f}" }
+    }
+
+    /// Usernames are 2–32 ASCII letters, digits, `_`, `-`, `.` (the manager's rule); anything else owns nothing.
+    public static func isValidUser(_ user: String) -> Bool {
+        (1...64).contains(user.utf8.count)
+            && user.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)) }
+    }
+
+    /// The prefix of `user`'s private keys of `kind` (nil: the public ones).
+    public static func prefix(user: String?, kind: Kind) -> String {
+        if let user { return "\u{2}" + user + kind.mark }
+        return "\u{3}" + kind.mark
+    }
+
+    /// The stored key of `name`, private to `user` or (`user` nil) public.
+    public static func stored(_ name: String, user: String?, kind: Kind) -> String { prefix(user: user, kind: kind) + name }
+
+    /// The client's name of a stored key under `prefix(user:kind:)`, or nil when it lies elsewhere.
+    public static func name(of stored: String, user: String?, kind: Kind) -> String? {
+        let p = prefix(user: user, kind: kind)
+        return stored.hasPrefix(p) ? String(stored.dropFirst(p.count)) : nil
+    }
+
+    /// A public value, with its owner.
+    public static func wrap(_ value: JSONValue, owner: String) -> JSONValue { .object(["owner": .string(owner), "value": value]) }
+
+    /// The owner and value of a stored public value; nil when it is not one (never written by a peer).
+    public static func unwrap(_ stored: JSONValue) -> (owner: String, value: JSONValue)? {
+        guard case .object(let o) = stored, case .string(let owner)? = o["owner"], let value = o["value"] else { return nil }
+        return (owner, value)
+    }
+
+    /// Whether `user` may write (set, replace or delete) the public name whose current stored value is `current`
+    /// (nil: none, or deleted): only when nobody holds it or `user` does.
+    public static func mayWritePublic(current: JSONValue?, user: String, name: String) -> GridError? {
+        guard let current else { return nil }
+        guard let (owner, _) = unwrap(current) else {
+            return GridError(.forbidden, "\(String(reflecting: name)) is public and has no owner; nobody may change it")
+        }
+        guard owner == user else {
+            return GridError(.forbidden, "\(String(reflecting: name)) is published by \(owner); only \(owner) may change or delete it")
+        }
+        return nil
+    }
+}

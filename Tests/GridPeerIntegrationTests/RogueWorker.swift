@@ -1,0 +1,158 @@
+import Foundation
+import GridCore
+import GridProtocol
+import GridTestSupport
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A worker registered by the test itself over a raw manager connection, with its owner's own join token: it reports
+/// whatever peer address and key it likes, keeps its registration alive with heartbeats, and keeps what the manager
+/// answered (its id and credential).
+final class RawWorker: @unchecked Sendable {
+    // Safe: `connection` is used by the heartbeat thread only after `init` returns, and `stop` only sets a flag.
+    let id: String
+    let managerKey: String
+    let credential: PeerTrust.Credential?
+    private let connection: RawConnection
+    private let stopped = Mutex(false)
+    /// Answers to `ask`, by id; only the heartbeat thread reads the connection.
+    private let answers = Mutex<[Int: String]>([:])
+
+    init(gridPort: Int, token: String, peerKey: String?, host: String, peerPort: Int, slots: Int = 16) throws {
+        connection = try RawConnection(port: gridPort)
+        var hello: [String: Any] = ["type": "HELLO", "id": 1, "version": 1, "token": token, "name": "rogue"]
+        if let peerKey { hello["peer_key"] = peerKey }
+        connection.send(String(decoding: try JSONSerialization.data(withJSONObject: hello), as: UTF8.self) + "\n")
+        guard let ok = connection.readMessage(timeout: 10), ok["type"] as? String == "HELLO_OK", let id = ok["worker_id"] as? String else {
+            throw TestGridError("the manager did not accept the raw worker")
+        }
+        self.id = id
+        managerKey = ok["manager_key"] as? String ?? ""
+        connection.send(
+            #"{"type":"REGISTER","id":2,"resources":{"cpus":16,"ram_gb":64,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"restricted","#
+                + #""slots":\#(slots),"host":"\#(host)","port":\#(peerPort),"running":[]}"# + "\n")
+        var credential: PeerTrust.Credential?
+        while let m = connection.readMessage(timeout: 10) {
+            guard m["type"] as? String == "REGISTERED" else { continue }
+            if let c = m["credential"] {
+                credential = try GridJSON.decode(PeerTrust.Credential.self, from: JSONSerialization.data(withJSONObject: c))
+            }
+            break
+        }
+        self.credential = credential
+        let thread = Thread { [self] in
+            while !stopped.withLock({ $0 }) {
+                connection.send(#"{"type":"LOAD_UPDATE","id":0,"load":0,"running":[],"tasks":0}"# + "\n")
+                // Messages are read for a while: answers to `ask` are kept, the rest (PEERS, …) dropped.
+                let until = Date().addingTimeInterval(0.3)
+                while Date() < until {
+                    guard let line = connection.readLine(timeout: 0.05),
+                        let m = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any], let id = m["id"] as? Int, id != 0
+                    else { continue }
+                    answers.withLock { $0[id] = line }
+                }
+            }
+        }
+        thread.start()
+    }
+
+    /// Sends one request on the worker's manager link and returns the answer with its id.
+    func ask(_ json: String, id: Int) -> [String: Any]? {
+        connection.send(json + "\n")
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let line = answers.withLock({ $0.removeValue(forKey: id) }) {
+                return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return nil
+    }
+
+    func stop() { stopped.withLock { $0 = true } }
+}
+
+/// A plain TCP listener the test controls, posing as a peer: it records every byte it receives, and answers every
+/// `HELLO` with a forged `HELLO_OK` carrying `credential` (a real one the manager signed, replayed without the private
+/// key it names) and a proof it could not have made.
+final class RogueListener: @unchecked Sendable {
+    // Safe: state behind the mutex; the socket is only used by the accept thread and closed by `stop`.
+    let port: Int
+    private let fd: Int32
+    private let state = Mutex<(bytes: Data, credential: PeerTrust.Credential?, workerId: String, stopped: Bool)>((Data(), nil, "", false))
+
+    init() throws {
+        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard bound, listen(sock, 64) == 0 else { throw TestGridError("the rogue listener could not bind") }
+        var out = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &out) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
+        fd = sock
+        port = Int(UInt16(bigEndian: out.sin_port))
+        let thread = Thread { [self] in acceptLoop() }
+        thread.start()
+    }
+
+    /// The credential to replay and the worker id to claim.
+    func pose(as workerId: String, credential: PeerTrust.Credential?) {
+        state.withLock {
+            $0.workerId = workerId
+            $0.credential = credential
+        }
+    }
+
+    /// Everything received so far, as text.
+    var received: String { String(decoding: state.withLock { $0.bytes }, as: UTF8.self) }
+
+    func stop() {
+        state.withLock { $0.stopped = true }
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+
+    private func acceptLoop() {
+        while !state.withLock({ $0.stopped }) {
+            let c = accept(fd, nil, nil)
+            if c < 0 { return }
+            let thread = Thread { [self] in serve(c) }
+            thread.start()
+        }
+    }
+
+    private func serve(_ c: Int32) {
+        defer { close(c) }
+        var pending = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(c, &chunk, chunk.count, 0)
+            if n <= 0 { return }
+            state.withLock { $0.bytes.append(contentsOf: chunk[0..<n]) }
+            pending.append(contentsOf: chunk[0..<n])
+            while let nl = pending.firstIndex(of: 0x0A) {
+                let line = pending[pending.startIndex..<nl]
+                pending = Data(pending[(nl + 1)...])
+                guard let m = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any], m["type"] as? String == "HELLO" else { continue }
+                let (credential, workerId) = state.withLock { ($0.credential, $0.workerId) }
+                var answer: [String: Any] = [
+                    "type": "HELLO_OK", "id": m["id"] ?? 0, "version": 1, "worker_id": workerId, "owner": "mallory", "heartbeat_seconds": 0,
+                    "proof": Data(repeating: 7, count: 64).base64EncodedString(), "nonce": String(repeating: "ab", count: 16),
+                ]
+                if let credential, let data = try? GridJSON.encode(credential) { answer["credential"] = try? JSONSerialization.jsonObject(with: data) }
+                guard let reply = try? JSONSerialization.data(withJSONObject: answer) else { continue }
+                _ = (reply + Data([0x0A])).withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import GridClient
+import GridCore
+import GridPeer
+import GridProtocol
+import GridTestSupport
+import Testing
+
+/// Issue 10, "Trust between strangers": hostile users and a rogue listener against real peers.
+@Suite(.serialized) struct TrustTests {
+    func code(_ link: PeerLink, _ m: GridMessage) async -> GridError.Code? {
+        do {
+            _ = try await link.request(m, timeout: 30)
+            return nil
+        } catch let e as GridError { return e.code } catch { return nil }
+    }
+
+    func value(_ link: PeerLink, _ key: String) async throws -> JSONValue? {
+        guard case .memResult(let r) = try await link.request(.getMem(Msg.MemKey(key: key)), timeout: 30).message else { return nil }
+        return r.value
+    }
+
+    func run(_ link: PeerLink, _ program: String, id: String) async throws -> Msg.CPUResult {
+        guard case .cpuResult(let r) = try await link.request(.cpuTask(Msg.CPUTask(taskId: id, program: program)), timeout: 60).message else {
+            throw TestGridError("no CPU_RESULT")
+        }
+        return r
+    }
+
+    @Test func honestPeersSendARogueListenerNoTokenValueOrTaskAndNoResultComesFromIt() async throws {
+        let g = try await PeerGrid(label: "trust-rogue")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        // Mallory registers a worker with her own join token; it reports the address of a listener she controls, and a
+        // key she does not hold: the manager signs a real credential for it, which her listener replays.
+        let mallory = try await g.grid.user("mallory")
+        let join = try await mallory.createToken(kind: "worker").token
+        let rogue = try RogueListener()
+        defer { rogue.stop() }
+        let worker = try RawWorker(
+            gridPort: g.grid.gridPort, token: join, peerKey: PeerTrust.Signer().publicKey, host: "127.0.0.1", peerPort: rogue.port)
+        defer { worker.stop() }
+        #expect(worker.credential != nil, "the manager issues a credential to every worker with a key and a peer port")
+        rogue.pose(as: worker.id, credential: worker.credential)
+        for p in peers {
+            let listed = await eventually(timeout: 30) { (try? await g.status(p))?.peers.contains { $0.workerId == worker.id } == true }
+            #expect(listed, "\(p.name) never listed the rogue worker")
+        }
+
+        // Alice uses the honest peers: values, a file, and more tasks than the first peer has slots (so it forwards).
+        let a = try await g.link(peers[0])
+        let b = try await g.link(peers[1])
+        for i in 0..<40 {
+            _ = try? await a.request(.setMem(Msg.SetMem(key: "k\(i)", value: .string("secret-value-\(i)"))), timeout: 30)
+        }
+        _ = try? await a.request(.putFile(Msg.PutFile(filename: "doc.txt", data: Data("secret-file-bytes".utf8).base64EncodedString())), timeout: 30)
+        let program = "def main(i):\n    import time\n    time.sleep(0.5)\n    return 'PROGRAM-MARKER-%d' % i"
+        let results = try await withThrowingTaskGroup(of: Msg.CPUResult?.self) { group in
+            for i in 0..<6 {
+                group.addTask {
+                    guard case .cpuResult(let r) = try await a.request(
+                        .cpuTask(Msg.CPUTask(taskId: "t\(i)", program: program, args: .array([.number(Double(i))]))), timeout: 60
+                    ).message else { return nil }
+                    return r
+                }
+            }
+            var out: [Msg.CPUResult] = []
+            for try await r in group { if let r { out.append(r) } }
+            return out
+        }
+        #expect(results.count == 6)
+        for r in results {
+            guard case .string(let text)? = r.result else {
+                Issue.record("task \(r.taskId) failed: \(r)")
+                continue
+            }
+            #expect(r.ok && text.hasPrefix("PROGRAM-MARKER"), "\(r)")
+            #expect(Set(peers.map(\.id)).contains(r.peer), "a result came from \(r.peer), not an honest peer")
+        }
+        // Every value still reads back (from honest owners).
+        for i in stride(from: 0, to: 40, by: 7) { #expect(try await value(b, "k\(i)") == .string("secret-value-\(i)")) }
+
+        // The rogue was contacted (keys and chunks are placed on it), yet it saw no secret of any kind.
+        let seen = rogue.received
+        #expect(seen.contains("HELLO"), "no honest peer tried the rogue, so the test proves nothing")
+        #expect(!seen.contains(g.token), "an API token reached the rogue")
+        #expect(seen.range(of: #""token":"[^"]"#, options: .regularExpression) == nil, "a token reached the rogue: \(seen.prefix(2000))")
+        #expect(!seen.contains("secret-value"), "a memory value reached the rogue")
+        #expect(!seen.contains("PROGRAM-MARKER") && !seen.contains("CPU_TASK"), "a task reached the rogue")
+        #expect(!seen.contains("PEER_AUTH") && !seen.contains("MEM_SYNC") && !seen.contains("CHUNK_PUT"), "the rogue was trusted: \(seen.prefix(2000))")
+        await a.close()
+        await b.close()
+    }
+
+    @Test func aUserCannotReachAnotherUsersMemoryFilesTasksOrInterpreters() async throws {
+        let g = try await PeerGrid(label: "trust-users")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let bobClient = try await g.grid.user("bob")
+        let alice = try await g.link(peers[0])
+        let bob = try await g.link(peers[1], token: bobClient.token)
+
+        // Memory: bob neither reads, lists, overwrites nor deletes alice's key; his own key of that name is his alone.
+        _ = try await alice.request(.setMem(Msg.SetMem(key: "user:id", value: .string("alice-secret"))))
+        #expect(await code(bob, .getMem(Msg.MemKey(key: "user:id"))) == .notFound)
+        #expect(await code(bob, .delMem(Msg.MemKey(key: "user:id"))) == .notFound)
+        guard case .memKeys(let listed) = try await bob.request(.listMem(Msg.ListMem(prefix: ""))).message else { throw TestGridError("list") }
+        #expect(!listed.keys.contains("user:id"))
+        _ = try await bob.request(.setMem(Msg.SetMem(key: "user:id", value: .string("bob"))))
+        #expect(try await value(alice, "user:id") == .string("alice-secret"))
+        #expect(try await value(bob, "user:id") == .string("bob"))
+        _ = try await bob.request(.delMem(Msg.MemKey(key: "user:id")))
+        #expect(try await value(alice, "user:id") == .string("alice-secret"))
+
+        // Public: everyone reads it, only alice changes or deletes it.
+        _ = try await alice.request(.setMem(Msg.SetMem(key: "motd", value: .string("hello all"), isPublic: true)))
+        #expect(try await value(bob, "motd") == .string("hello all"))
+        #expect(await code(bob, .setMem(Msg.SetMem(key: "motd", value: .string("defaced"), isPublic: true))) == .forbidden)
+        #expect(await code(bob, .delMem(Msg.MemKey(key: "motd"))) == .forbidden)
+        #expect(try await value(alice, "motd") == .string("hello all"))
+
+        // Files, the same way.
+        let bytes = Data("alice's file".utf8).base64EncodedString()
+        _ = try await alice.request(.putFile(Msg.PutFile(filename: "notes.txt", data: bytes)))
+        #expect(await code(bob, .getFile(Msg.FileRef(filename: "notes.txt"))) == .notFound)
+        #expect(await code(bob, .deleteFile(Msg.FileRef(filename: "notes.txt"))) == .notFound)
+        guard case .fileList(let files) = try await bob.request(.listFiles(Msg.ListFiles())).message else { throw TestGridError("files") }
+        #expect(!files.files.contains { $0.filename == "notes.txt" })
+        guard case .fileInfo(let mine) = try await alice.request(.getFile(Msg.FileRef(filename: "notes.txt"))).message else {
+            throw TestGridError("alice lost her file")
+        }
+        #expect(mine.data == bytes)
+        _ = try await alice.request(.putFile(Msg.PutFile(filename: "syllabus.txt", data: bytes, isPublic: true)))
+        guard case .fileInfo(let shared) = try await bob.request(.getFile(Msg.FileRef(filename: "syllabus.txt"))).message else {
+            throw TestGridError("bob cannot read a public file")
+        }
+        #expect(shared.data == bytes)
+        #expect(await code(bob, .putFile(Msg.PutFile(filename: "syllabus.txt", data: "eA==", isPublic: true))) == .forbidden)
+        #expect(await code(bob, .deleteFile(Msg.FileRef(filename: "syllabus.txt"))) == .forbidden)
+
+        // Tasks: bob cannot name alice as the user, and sees neither her interpreter state nor her task files.
+        let forged = Msg.CPUTask(taskId: "f1", program: "def main(): return 1", user: "alice")
+        #expect(await code(bob, .cpuTask(forged)) == .forbidden)
+        let bobOnAlicesPeer = try await g.link(peers[0], token: bobClient.token)
+        let plant = try await run(alice, "def main():\n    import json\n    json.alice_mark = 1\n    open('note.txt', 'w').write('x')\n    return 1", id: "p1")
+        #expect(plant.ok, "\(plant)")
+        for i in 0..<4 {
+            let look = try await run(
+                bobOnAlicesPeer, "def main():\n    import json, os\n    return [hasattr(json, 'alice_mark'), os.path.exists('note.txt')]", id: "l\(i)")
+            #expect(look.ok && look.result == .array([.bool(false), .bool(false)]), "\(look)")
+        }
+        // Priorities are bounded.
+        #expect(await code(bob, .cpuTask(Msg.CPUTask(taskId: "p", program: "def main(): return 1", priority: 11))) == .badRequest)
+        #expect(await code(bob, .cpuTask(Msg.CPUTask(taskId: "p", program: "def main(): return 1", priority: Int.min))) == .badRequest)
+        for l in [alice, bob, bobOnAlicesPeer] { await l.close() }
+    }
+
+    @Test func joinTokensOpenNoPeerAndAuthCheckAnswersOnlyForPeople() async throws {
+        let g = try await PeerGrid(label: "trust-tokens")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(1)
+        let join = try await g.alice.createToken(kind: "worker").token
+        do {
+            let l = try await g.link(peers[0], token: join)
+            await l.close()
+            Issue.record("a join token opened a peer session")
+        } catch let e as GridError { #expect(e.code == .unauthorized) }
+        let worker = try RawWorker(gridPort: g.grid.gridPort, token: join, peerKey: nil, host: "127.0.0.1", peerPort: 1)
+        defer { worker.stop() }
+        let refused = worker.ask(#"{"type":"AUTH_CHECK","id":50,"token":"\#(join)"}"#, id: 50)
+        #expect(refused?["type"] as? String == "ERROR")
+        #expect((refused?["message"] as? String)?.contains("worker") == true, "\(refused ?? [:])")
+        let person = worker.ask(#"{"type":"AUTH_CHECK","id":51,"token":"\#(g.token)"}"#, id: 51)
+        #expect(person?["type"] as? String == "AUTH_OK" && person?["kind"] as? String == "api")
+        let ticket = (person?["ticket"] as? [String: Any])
+        #expect(ticket?["user"] as? String == "alice" && ticket?["holder"] as? String == worker.id)
+    }
+
+    @Test func boundaryMemSyncVersionsAreRefusedAndAPinnedKeyIsReportedAsLost() async throws {
+        let g = try await PeerGrid(label: "trust-versions")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        // A real peer (its own key, its credential from the manager) proves itself to peer 1 and sends MEM_SYNCs.
+        let mine = PeerTrust.Signer()
+        let join = try await g.alice.createToken(kind: "worker").token
+        let worker = try RawWorker(gridPort: g.grid.gridPort, token: join, peerKey: mine.publicKey, host: "127.0.0.1", peerPort: 1)
+        defer { worker.stop() }
+        let credential = try #require(worker.credential)
+        let c = try RawConnection(port: peers[0].port)
+        let nonce = PeerTrust.nonce()
+        c.send(#"{"type":"HELLO","id":1,"version":1,"token":"","nonce":"\#(nonce)"}"# + "\n")
+        let hello = try #require(c.readMessage(timeout: 10))
+        let theirs = try #require(hello["nonce"] as? String)
+        let auth = Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: theirs, workerId: worker.id, role: .client))
+        c.send(String(decoding: try GridMessage.peerAuth(auth).encodeLine(id: 2, bulkBytes: nil), as: UTF8.self) + "\n")
+        #expect(c.readMessage(timeout: 10)?["type"] as? String == "OK")
+
+        // A key peer 0 owns whether or not it counts the raw worker (listed at port 1) among the peers.
+        let honest = peers.map(\.id)
+        let name = try #require(
+            (0..<1000).map { "pinned-\($0)" }.first { n in
+                let k = PeerNamespace.stored(n, user: "alice", kind: .memory)
+                return Rendezvous.owners(of: k, among: honest + [worker.id], replicas: 2).contains(honest[0])
+                    && Rendezvous.owners(of: k, among: honest, replicas: 2).contains(honest[0])
+            })
+        let stored = PeerNamespace.stored(name, user: "alice", kind: .memory)
+        let keyJSON = String(decoding: try GridJSON.encode(stored), as: UTF8.self)
+        var id = 10
+        func sync(version: String, value: String?) -> [String: Any]? {
+            id += 1
+            let v = value.map { #","value":\#($0)"# } ?? ""
+            c.send(#"{"type":"MEM_SYNC","id":\#(id),"entries":[{"key":\#(keyJSON),"origin":"\#(worker.id)","version":\#(version)\#(v)}]}"# + "\n")
+            return c.readMessage(timeout: 10)
+        }
+        for version in ["0", "-1", "\(Int64.max)", "\(Int64.min)", "\(Int64.max - 1)"] {
+            for value in ["1", nil] as [String?] {
+                let answer = sync(version: version, value: value)
+                #expect(answer?["type"] as? String == "ERROR", "version \(version): \(answer ?? [:])")
+            }
+        }
+        let farFuture = Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000
+        #expect(sync(version: "\(farFuture)", value: "1")?["type"] as? String == "ERROR")
+        // The peer is still up, and a version a little ahead (within the allowed skew) is kept…
+        _ = try await g.status(peers[0])
+        let ahead = Int64(Date().timeIntervalSince1970 * 1000) + 120_000
+        #expect(sync(version: "\(ahead)", value: #""pinned-by-a-peer""#)?["type"] as? String == "OK")
+        // …so alice's write, older than it, is reported as lost, never as stored.
+        let link = try await g.link(peers[0])
+        #expect(await code(link, .setMem(Msg.SetMem(key: name, value: .string("alice")))) == .conflict)
+        await link.close()
+    }
+}

@@ -1,0 +1,80 @@
+import GridCore
+import GridPeer
+import Testing
+
+@Suite("PeerNamespace and VersionRules")
+struct PeerNamespaceTests {
+    @Test func aUsersKeysLiveUnderTheirOwnPrefixOnly() {
+        let ada = PeerNamespace.stored("user:id", user: "ada", kind: .memory)
+        let bob = PeerNamespace.stored("user:id", user: "bob", kind: .memory)
+        #expect(ada != bob)
+        #expect(PeerNamespace.name(of: ada, user: "ada", kind: .memory) == "user:id")
+        #expect(PeerNamespace.name(of: ada, user: "bob", kind: .memory) == nil)
+        #expect(PeerNamespace.name(of: ada, user: nil, kind: .memory) == nil)
+        #expect(PeerNamespace.name(of: ada, user: "ada", kind: .file) == nil)
+    }
+
+    @Test func noClientKeyCanReachIntoAnotherNamespace() {
+        // A user whose name is a prefix of another's, or who puts the other's prefix into a key, stays in their own.
+        let a = PeerNamespace.stored("x", user: "ad", kind: .memory)
+        let b = PeerNamespace.stored("a\u{1e}x", user: "ad", kind: .memory)
+        #expect(!a.hasPrefix(PeerNamespace.prefix(user: "ada", kind: .memory)))
+        #expect(!b.hasPrefix(PeerNamespace.prefix(user: "ada", kind: .memory)))
+        // Keys with control characters (every namespace mark) are refused before they get here.
+        #expect(throws: GridError.self) { try PeerNames.validateKey("\u{2}ada\u{1e}user:id") }
+        #expect(throws: GridError.self) { try PeerNames.validateKey("\u{3}\u{1e}x") }
+    }
+
+    @Test(arguments: ["ada", "bob_2", "a.b-c"]) func ordinaryUsernamesAreValid(name: String) {
+        #expect(PeerNamespace.isValidUser(name))
+    }
+
+    @Test(arguments: ["", "a\u{1e}b", "a\u{2}", "ü", String(repeating: "a", count: 65)]) func otherUsernamesOwnNothing(name: String) {
+        #expect(!PeerNamespace.isValidUser(name))
+    }
+
+    @Test func publicValuesCarryTheirOwnerAndOnlyTheOwnerMayWriteThem() {
+        let v = PeerNamespace.wrap(.number(101), owner: "ada")
+        #expect(PeerNamespace.unwrap(v)?.owner == "ada")
+        #expect(PeerNamespace.unwrap(v)?.value == .number(101))
+        #expect(PeerNamespace.mayWritePublic(current: nil, user: "bob", name: "k") == nil)
+        #expect(PeerNamespace.mayWritePublic(current: v, user: "ada", name: "k") == nil)
+        #expect(PeerNamespace.mayWritePublic(current: v, user: "bob", name: "k")?.code == .forbidden)
+        #expect(PeerNamespace.mayWritePublic(current: .number(1), user: "ada", name: "k")?.code == .forbidden)
+    }
+
+    // MARK: Versions
+
+    private let nowMs: Int64 = 1_700_000_000_000
+
+    @Test(arguments: [Int64(0), -1, Int64.min, Int64.max]) func boundaryVersionsAreRefused(version: Int64) {
+        #expect(VersionRules.check(version, nowMs: nowMs)?.code == .badRequest)
+    }
+
+    @Test func versionsUpToTheSkewAheadAreAccepted() {
+        #expect(VersionRules.check(1, nowMs: nowMs) == nil)
+        #expect(VersionRules.check(nowMs, nowMs: nowMs) == nil)
+        #expect(VersionRules.check(nowMs + VersionRules.maxSkewMs, nowMs: nowMs) == nil)
+        #expect(VersionRules.check(nowMs + VersionRules.maxSkewMs + 1, nowMs: nowMs) != nil)
+    }
+
+    @Test func oneBadVersionRefusesTheBatch() {
+        #expect(VersionRules.check([1, nowMs, Int64.max], nowMs: nowMs) != nil)
+        #expect(VersionRules.check([1, nowMs], nowMs: nowMs) == nil)
+    }
+
+    @Test func extremeClocksNeverTrap() {
+        #expect(VersionRules.check(5, nowMs: Int64.max) == nil)
+        #expect(VersionRules.check(Int64.max, nowMs: Int64.max) == nil)
+        var t = MemoryTable()
+        t.apply("a", .init(value: nil, version: Int64.min, origin: "w"))
+        t.apply("b", .init(value: nil, version: Int64.max, origin: "w"))
+        t.collectGarbage(now: Int64.min)
+        t.collectGarbage(now: Int64.max)
+        t.collectGarbage(now: nowMs)
+        #expect(t.get("b") != nil)
+        var clock = VersionClock()
+        _ = clock.next(nowMs: Int64.max)
+        #expect(clock.next(nowMs: 0) == Int64.max)
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import GridCore
+import GridProtocol
+import Testing
+
+private let now: Int64 = 1_700_000_000
+private let manager = PeerTrust.Signer()
+private let worker = PeerTrust.Signer()
+private let there = PeerTrust.Expected(workerId: "w-1", host: "127.0.0.1", port: 9000)
+
+private func credential(_ id: String = "w-1", host: String = "127.0.0.1", port: Int = 9000, key: String = worker.publicKey, at t: Int64 = now)
+    -> PeerTrust.Credential
+{
+    manager.credential(workerId: id, host: host, port: port, key: key, now: t)
+}
+
+@Suite("PeerTrust: credentials, proofs, tickets")
+struct PeerTrustTests {
+    // MARK: Credentials
+
+    @Test func aCredentialTheManagerSignedForTheListedWorkerAndAddressIsGood() {
+        #expect(PeerTrust.check(credential(), managerKey: manager.publicKey, now: now, expected: there) == nil)
+    }
+
+    @Test func aCredentialSignedByAnyOtherKeyIsRefused() {
+        let forged = PeerTrust.Signer().credential(workerId: "w-1", host: "127.0.0.1", port: 9000, key: worker.publicKey, now: now)
+        #expect(PeerTrust.check(forged, managerKey: manager.publicKey, now: now, expected: there)?.code == .unauthorized)
+    }
+
+    @Test(arguments: [
+        PeerTrust.Expected(workerId: "w-2", host: "127.0.0.1", port: 9000),
+        PeerTrust.Expected(workerId: "w-1", host: "10.0.0.9", port: 9000),
+        PeerTrust.Expected(workerId: "w-1", host: "127.0.0.1", port: 9001),
+    ])
+    func aCredentialForAnotherWorkerOrAddressIsRefused(expected: PeerTrust.Expected) {
+        #expect(PeerTrust.check(credential(), managerKey: manager.publicKey, now: now, expected: expected)?.code == .unauthorized)
+    }
+
+    @Test func anyChangedFieldBreaksTheSignature() {
+        var c = credential()
+        c.port = 9001
+        #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: now)?.code == .unauthorized)
+        c = credential()
+        c.expires += 3600
+        #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: now)?.code == .unauthorized)
+        c = credential()
+        c.key = PeerTrust.Signer().publicKey
+        #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: now)?.code == .unauthorized)
+    }
+
+    @Test func anExpiredCredentialIsRefusedAfterTheAllowedSkew() {
+        let c = credential()
+        #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: c.expires + PeerTrust.clockSkewSeconds) == nil)
+        #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: c.expires + PeerTrust.clockSkewSeconds + 1)?.code == .unauthorized)
+    }
+
+    @Test(arguments: [Int64.min, -1, 0, Int64.max])
+    func extremeExpiriesNeverTrap(expires: Int64) {
+        var c = credential()
+        c.expires = expires
+        #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: now) != nil)
+        #expect(PeerTrust.needsRenewal(c, now: now) == (expires < now + PeerTrust.credentialSeconds / 2))
+    }
+
+    @Test(arguments: ["", "not base64!", "AAAA", String(repeating: "A", count: 4000)])
+    func malformedKeysAndSignaturesAreRefusedNotCrashed(junk: String) {
+        var c = credential()
+        c.signature = junk
+        #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: now) != nil)
+        #expect(PeerTrust.check(credential(), managerKey: junk, now: now) != nil)
+    }
+
+    @Test func aCredentialIsRenewedWhenLessThanHalfItsLifeIsLeft() {
+        let c = credential()
+        #expect(!PeerTrust.needsRenewal(c, now: now))
+        #expect(!PeerTrust.needsRenewal(c, now: now + PeerTrust.credentialSeconds / 2))
+        #expect(PeerTrust.needsRenewal(c, now: now + PeerTrust.credentialSeconds / 2 + 1))
+        #expect(PeerTrust.needsRenewal(nil, now: now))
+    }
+
+    // MARK: The handshake
+
+    @Test func theAnsweringPeerIsTrustedOnlyWithAProofOverOurNonceByItsCredentialKey() {
+        let nonce = PeerTrust.nonce()
+        let proof = worker.proof(nonce: nonce, workerId: "w-1", role: .server)
+        let good = PeerTrust.checkServer(
+            credential: credential(), proof: proof, nonce: nonce, managerKey: manager.publicKey, now: now, expected: there)
+        #expect(good == nil)
+        // A listener with no credential, or replaying someone's credential without its key, is refused.
+        #expect(PeerTrust.checkServer(credential: nil, proof: nil, nonce: nonce, managerKey: manager.publicKey, now: now, expected: there) != nil)
+        let thief = PeerTrust.Signer().proof(nonce: nonce, workerId: "w-1", role: .server)
+        #expect(
+            PeerTrust.checkServer(credential: credential(), proof: thief, nonce: nonce, managerKey: manager.publicKey, now: now, expected: there)?.code
+                == .unauthorized)
+        // A proof for another nonce (a replay) or made in the other role does not count.
+        let replay = worker.proof(nonce: PeerTrust.nonce(), workerId: "w-1", role: .server)
+        #expect(
+            PeerTrust.checkServer(credential: credential(), proof: replay, nonce: nonce, managerKey: manager.publicKey, now: now, expected: there)
+                != nil)
+        let reflected = worker.proof(nonce: nonce, workerId: "w-1", role: .client)
+        #expect(
+            PeerTrust.checkServer(
+                credential: credential(), proof: reflected, nonce: nonce, managerKey: manager.publicKey, now: now, expected: there) != nil)
+    }
+
+    @Test func aConnectingPeerIsTrustedOnlyWithAGoodCredentialAndProof() {
+        let nonce = PeerTrust.nonce()
+        let c = credential("w-7", host: "10.0.0.7", port: 9100)
+        #expect(
+            PeerTrust.checkClient(
+                credential: c, proof: worker.proof(nonce: nonce, workerId: "w-7", role: .client), nonce: nonce, managerKey: manager.publicKey,
+                now: now) == nil)
+        #expect(
+            PeerTrust.checkClient(
+                credential: c, proof: PeerTrust.Signer().proof(nonce: nonce, workerId: "w-7", role: .client), nonce: nonce,
+                managerKey: manager.publicKey, now: now) != nil)
+    }
+
+    @Test func noncesAreFreshAndLongEnough() {
+        let a = PeerTrust.nonce()
+        #expect(a.utf8.count == 32)
+        #expect(a != PeerTrust.nonce())
+    }
+
+    // MARK: Tickets
+
+    @Test func aTicketIsGoodOnlyForItsHolderUntilItExpires() {
+        let t = manager.ticket(user: "ada", holder: "w-1", now: now)
+        #expect(PeerTrust.check(t, managerKey: manager.publicKey, holder: "w-1", now: now) == nil)
+        #expect(PeerTrust.check(t, managerKey: manager.publicKey, holder: "w-2", now: now)?.code == .forbidden)
+        #expect(PeerTrust.check(t, managerKey: manager.publicKey, holder: "w-1", now: t.expires)?.code == .forbidden)
+    }
+
+    @Test func aTicketWithAnotherUserOrAForgedSignatureIsRefused() {
+        var t = manager.ticket(user: "ada", holder: "w-1", now: now)
+        t.user = "demo"
+        #expect(PeerTrust.check(t, managerKey: manager.publicKey, holder: "w-1", now: now)?.code == .forbidden)
+        let forged = PeerTrust.Signer().ticket(user: "demo", holder: "w-1", now: now)
+        #expect(PeerTrust.check(forged, managerKey: manager.publicKey, holder: "w-1", now: now)?.code == .forbidden)
+    }
+
+    @Test func aForwardedRequestSignatureCoversTheTicketAndEveryByteOfTheRequest() {
+        let t = manager.ticket(user: "ada", holder: "w-1", now: now)
+        let request = Data(#"{"program":"def main(): return 1","task_id":"T1"}"#.utf8)
+        let sig = worker.sign(PeerTrust.requestBytes(ticket: t, requestJSON: request))
+        #expect(PeerTrust.isValid(signature: sig, over: PeerTrust.requestBytes(ticket: t, requestJSON: request), key: worker.publicKey))
+        let changed = Data(#"{"program":"def main(): return 2","task_id":"T1"}"#.utf8)
+        #expect(!PeerTrust.isValid(signature: sig, over: PeerTrust.requestBytes(ticket: t, requestJSON: changed), key: worker.publicKey))
+        let other = manager.ticket(user: "bob", holder: "w-1", now: now)
+        #expect(!PeerTrust.isValid(signature: sig, over: PeerTrust.requestBytes(ticket: other, requestJSON: request), key: worker.publicKey))
+    }
+
+    @Test func aSignerSurvivesItsRawBytes() throws {
+        let copy = try PeerTrust.Signer(rawRepresentation: manager.rawRepresentation)
+        #expect(copy.publicKey == manager.publicKey)
+    }
+}
