@@ -17,6 +17,9 @@ import FoundationNetworking
         let owner = try await grid.user("olga")
         let port = DashboardTools.freePort()
         try await grid.startWorker("olga-<laptop>", owner: owner, cpus: 3, memoryGb: 2, extra: ["--web-port", "\(port)"])
+        // The page starts beside the manager link: wait (bounded) until it listens, however loaded the machine is.
+        let listening = await eventually(timeout: 30) { !Self.listeningAddresses(port: port).isEmpty }
+        #expect(listening, "the status page never listened on \(port)")
         // The page has no login, so by default only this machine sees it.
         #expect(Self.listeningAddresses(port: port) == ["0100007F"], "the status page listens on \(Self.listeningAddresses(port: port))")
         let url = URL(string: "http://127.0.0.1:\(port)/")!
