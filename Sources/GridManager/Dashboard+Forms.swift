@@ -171,6 +171,7 @@ extension Dashboard {
                 throw GridError(.badRequest, "paste a script or choose a file to upload")
             }
             let inputs = (form.files["inputs"] ?? []).filter { !$0.filename.isEmpty }.map { StoredFile(name: $0.filename, data: $0.data) }
+            try APIController.checkBundle(script: script, inputs: inputs, config: api.config)
             var spec = fields.spec
             if spec.name.isEmpty { spec.name = script.name }
             let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())

@@ -26,7 +26,8 @@ public enum Manager {
         let gate = PortGate(onReady)
         let grid = GridServer(
             core: core, host: config.host, port: config.gridPort,
-            limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes), logger: logger,
+            limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes, maxStrangerLineBytes: config.strangers.maxLineBytes),
+            strangers: StrangerGuard(limits: config.strangers), logger: logger,
             onBound: { await gate.set(grid: $0) })
         let app = Application(
             router: router,
@@ -45,6 +46,7 @@ extension Manager {
     ) async throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: APIErrorMiddleware())
+        router.add(middleware: BodyLimitMiddleware(uploadBytes: APIContext.uploadBytes))
         let api = APIController(
             db: db, core: core, config: config, loginLimiter: RateLimiter(limit: config.loginAttempts, window: config.loginWindowSeconds),
             registrationLimiter: RateLimiter(burst: config.registrationBurst, perMinute: config.registrationsPerMinute),

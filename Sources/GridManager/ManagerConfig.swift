@@ -1,4 +1,5 @@
 import GridCore
+import GridProtocol
 import GridScheduler
 
 /// Everything the manager can be told, with documented defaults. Parsed only by the executable.
@@ -41,6 +42,9 @@ public struct ManagerConfig: Sendable {
     /// Frame limits of the grid protocol. A job's script and inputs may take up to ¾ of the bulk limit.
     public var maxLineBytes: Int = 1 << 20
     public var maxBulkBytes: Int = 64 << 20
+    /// What a grid-port connection may do before `HELLO_OK`: deadline, line length, per-address caps
+    /// (`manager --hello-deadline`).
+    public var strangers = StrangerLimits()
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

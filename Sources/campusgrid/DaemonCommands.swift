@@ -23,6 +23,8 @@ struct ManagerCommand: AsyncParsableCommand {
     var admins: [String] = []
     @Option(help: "New accounts allowed per client address per minute (default 10).") var registrationsPerMinute: Double?
     @Option(help: "New accounts allowed from one client address at once (default 10).") var registrationBurst: Int?
+    @Option(help: "Seconds a grid-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
+    var helloDeadline: Double?
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
@@ -42,6 +44,7 @@ struct ManagerCommand: AsyncParsableCommand {
         }
         if let cost = Env.int("CAMPUSGRID_BCRYPT_COST"), (4...31).contains(cost) { config.bcryptCost = UInt8(cost) }
         config.admins = admins
+        config.strangers.helloDeadlineSeconds = try helloDeadlineSeconds(helloDeadline) ?? config.strangers.helloDeadlineSeconds
         if let rate = registrationsPerMinute {
             guard rate > 0, rate.isFinite else { throw ValidationError("--registrations-per-minute must be above 0") }
             config.registrationsPerMinute = rate
@@ -98,6 +101,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "GPUs to offer (default: all detected).") var gpus: Int?
     @Option(help: "Jobs at once (default: the CPU count).") var slots: Int?
     @Option(help: "Python interpreter for jobs (env CAMPUSGRID_PYTHON; default python3, resolved once).") var python: String?
+    @Option(help: "Seconds a peer-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
+    var helloDeadline: Double?
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
@@ -140,7 +145,9 @@ struct WorkerCommand: AsyncParsableCommand {
         if let replicas, !(1...5).contains(replicas) { throw ValidationError("--replicas must be 1–5") }
         let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
         let listenHost = listen ?? (loopback ? "127.0.0.1" : "0.0.0.0")
-        let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0)
+        var strangers = StrangerLimits()
+        strangers.helloDeadlineSeconds = try helloDeadlineSeconds(helloDeadline) ?? strangers.helloDeadlineSeconds
+        let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0, strangers: strangers)
         let peerPort = listener.channel.localAddress?.port ?? port ?? 0
         config.port = peerPort
         if config.advertiseHost == nil, loopback { config.advertiseHost = "127.0.0.1" }
@@ -231,6 +238,13 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("sandbox unavailable: \(error.message)")
         }
     }
+}
+
+/// `--hello-deadline`, else `CAMPUSGRID_HELLO_DEADLINE`, checked: 0.1 s to 1 h.
+func helloDeadlineSeconds(_ option: Double?) throws -> Double? {
+    guard let seconds = option ?? Env.string("CAMPUSGRID_HELLO_DEADLINE").flatMap(Double.init) else { return nil }
+    guard seconds.isFinite, seconds >= 0.1, seconds <= 3600 else { throw ValidationError("--hello-deadline must be 0.1…3600 seconds") }
+    return seconds
 }
 
 /// Splits `HOST[:PORT]`.
