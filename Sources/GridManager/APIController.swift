@@ -366,7 +366,8 @@ struct APIController: Sendable {
     func issueToken(for user: UserRecord, kind: TokenKind) async throws -> API.TokenResponse {
         let token = Tokens.generate(prefix: kind == .worker ? "cgw_" : "cga_")
         try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: kind, now: wall())
-        return API.TokenResponse(username: user.username, token: token, kind: kind.rawValue)
+        let join = kind == .worker ? config.caFingerprint.map { JoinString(token: token, caFingerprint: $0).description } : nil
+        return API.TokenResponse(username: user.username, token: token, kind: kind.rawValue, join: join)
     }
 
     func hashPassword(_ password: String) async throws -> String {

@@ -3,6 +3,7 @@ import GridProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// The grid-protocol listener: accepts worker connections and runs one `WorkerSession.StateMachine` for each.
@@ -14,6 +15,8 @@ struct GridServer: Service {
     let limits: FrameLimits
     /// Connections that have not said `HELLO` yet: counted per address, closed at the deadline.
     let strangers: StrangerGuard
+    /// TLS 1.3 on this port (nil: plain text, on loopback or by `--insecure-plaintext`).
+    let tls: NIOSSLContext?
     let logger: Logger
     let onBound: @Sendable (Int) async -> Void
 
@@ -21,8 +24,9 @@ struct GridServer: Service {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(host: host, port: port) { [limits, strangers] channel in
+            .bind(host: host, port: port) { [limits, strangers, tls] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     let stranger = StrangerHandler(guard: strangers, address: channel.remoteAddress?.ipAddress ?? "?")
                     try channel.pipeline.syncOperations.addHandler(stranger)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))
