@@ -53,7 +53,7 @@ extension Dashboard {
         let token = Tokens.generate(prefix: "cgs_")
         try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .api, now: wall())
         var response = redirect(location)
-        response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request))
+        response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request, tls: api.config.caFingerprint != nil))
         return response
     }
 
@@ -61,7 +61,7 @@ extension Dashboard {
         _ = try await form(request, session, limit: 16 << 10)
         if let token = session.token { try await db.deleteToken(hash: Tokens.hash(token)) }
         var response = redirect("/")
-        response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request))
+        response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request, tls: api.config.caFingerprint != nil))
         return response
     }
 

@@ -44,6 +44,17 @@ extension Integration {
             #expect(log.text.contains("over tls 42"), "\(log.text)")
         }
 
+        @Test func theCLITrustsTheManagerThroughCAAndRefusesItWithout() async throws {
+            let grid = try TestGrid(label: "tlscli")
+            defer { grid.shutdown() }
+            try grid.startManager(extra: ["--tls"])
+            let alice = try await grid.user("alice")
+            let trusted = try grid.cli(["whoami", "--ca", grid.root + "/manager/ca.pem"], token: alice.token!)
+            #expect(trusted.status == 0 && trusted.stdout.contains("alice"), "\(trusted.stderr)")
+            let untrusted = try grid.cli(["whoami"], token: alice.token!)
+            #expect(untrusted.status != 0, "the system's roots do not know the grid's CA")
+        }
+
         @Test func plainTextToATLSGridPortGetsNoAnswer() async throws {
             let grid = try TestGrid(label: "tlsplain")
             defer { grid.shutdown() }
