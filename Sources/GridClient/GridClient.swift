@@ -5,19 +5,34 @@ import GridProtocol
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import NIOSSL
+import Synchronization
 
 /// A typed client for the manager's REST API (`/api/v1`), used by the CLI, `up` and the tests.
 public struct GridClient: Sendable {
     /// The manager's base URL, e.g. `http://127.0.0.1:5000`.
     public var baseURL: String
     public var token: String?
+    /// The manager's CA certificate (PEM): an `https` manager is trusted only if that CA issued its certificate
+    /// (host names are not checked: the grid's own CA is the identity). nil: the system's roots.
+    public var caCertificatePEM: String?
 
-    public init(baseURL: String, token: String? = nil) {
+    public init(baseURL: String, token: String? = nil, caCertificatePEM: String? = nil) {
         var url = baseURL
         while url.hasSuffix("/") { url.removeLast() }
         if !url.contains("://") { url = "http://" + url }
         self.baseURL = url
         self.token = token
+        self.caCertificatePEM = caCertificatePEM
+    }
+
+    /// The HTTP client for this manager: the shared one, or one per CA that trusts only that CA (kept for the
+    /// process's life: a CLI talks to one manager).
+    var http: HTTPClient {
+        get throws {
+            guard let pem = caCertificatePEM else { return HTTPClient.shared }
+            return try TrustedClients.client(caPEM: pem)
+        }
     }
 
     /// An error the manager returned, or a failure to reach it.
@@ -113,7 +128,7 @@ public struct GridClient: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            response = try await http.execute(request, timeout: .seconds(60))
         } catch {
             throw Failure(
                 status: 0, code: "unreachable",
@@ -128,5 +143,25 @@ public struct GridClient: Sendable {
             throw Failure(status: Int(response.status.code), code: "http_\(response.status.code)", message: "the manager answered \(response.status)")
         }
         return data
+    }
+}
+
+/// HTTP clients that trust one CA each, made once per CA.
+enum TrustedClients {
+    private static let clients = Mutex<[String: HTTPClient]>([:])
+
+    static func client(caPEM: String) throws -> HTTPClient {
+        try clients.withLock { map in
+            if let c = map[caPEM] { return c }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv13
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
+            tls.certificateVerification = .noHostnameVerification
+            var config = HTTPClient.Configuration()
+            config.tlsConfiguration = tls
+            let c = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+            map[caPEM] = c
+            return c
+        }
     }
 }

@@ -14,10 +14,14 @@ public enum API {
         public var username: String
         public var token: String
         public var kind: String
-        public init(username: String, token: String, kind: String) {
+        /// For a worker join token on a manager that speaks TLS: `TOKEN@sha256:<CA fingerprint>`, which a worker
+        /// takes instead of the bare token and which pins the manager's certificate authority.
+        public var join: String?
+        public init(username: String, token: String, kind: String, join: String? = nil) {
             self.username = username
             self.token = token
             self.kind = kind
+            self.join = join
         }
     }
 

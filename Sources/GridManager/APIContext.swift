@@ -14,7 +14,9 @@ public struct APIContext: RequestContext {
         self.clientAddress = source.channel.remoteAddress?.ipAddress ?? "?"
     }
 
-    public var maxUploadSize: Int { 96 << 20 }
+    /// The largest body a logged-in route accepts (job bundles, as base64 in JSON or as a form's files).
+    static let uploadBytes = 96 << 20
+    public var maxUploadSize: Int { Self.uploadBytes }
     public var requestDecoder: JSONDecoder { GridJSON.decoder() }
     public var responseEncoder: JSONEncoder { GridJSON.encoder() }
 }

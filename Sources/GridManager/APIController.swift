@@ -149,11 +149,7 @@ struct APIController: Sendable {
         if spec.name.isEmpty { spec.name = script.name }
         let inputs = try body.inputs.map(file)
         // The bundle travels to the worker as one bulk message; keep it well inside the protocol's bulk limit.
-        let bundle = inputs.reduce(script.data.count) { $0 + $1.data.count }
-        let limit = Self.maxBundleBytes(config)
-        guard bundle <= limit else {
-            throw GridError(.badRequest, "the script and inputs are \(bundle >> 20) MB; the limit is \(limit >> 20) MB per job")
-        }
+        try Self.checkBundle(script: script, inputs: inputs, config: config)
         let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())
         core.jobsChanged()
         let status = try await jobStatus(job, owner: user.username, detail: true)
@@ -274,6 +270,24 @@ struct APIController: Sendable {
     /// The largest script + inputs a job may carry: three quarters of the grid protocol's bulk limit.
     static func maxBundleBytes(_ config: ManagerConfig) -> Int { config.maxBulkBytes / 4 * 3 }
 
+    /// A job's script and inputs travel to the worker as one bulk message: refuses a bundle over `maxBundleBytes`
+    /// (the API and the dashboard's form alike), so that no `JOB_ASSIGN` can exceed what a worker accepts.
+    static func checkBundle(script: StoredFile, inputs: [StoredFile], config: ManagerConfig) throws {
+        let bundle = inputs.reduce(script.data.count) { $0 + $1.data.count }
+        let limit = maxBundleBytes(config)
+        guard bundle <= limit else {
+            throw GridError(
+                .badRequest,
+                "the script and inputs are \(size(bundle)); the limit is \(size(limit)) per job (store large inputs in the grid's files and name them as grid inputs)")
+        }
+    }
+
+    /// A byte count for people: MB above one, else KB.
+    static func size(_ bytes: Int) -> String {
+        if bytes < 1 << 20 { return "\((bytes + 1023) >> 10) KB" }
+        return bytes % (1 << 20) == 0 ? "\(bytes >> 20) MB" : String(format: "%.1f MB", Double(bytes) / Double(1 << 20))
+    }
+
     func wall() -> Double { Date().timeIntervalSince1970 }
 
     func bearer(_ request: Request) -> String? {
@@ -352,7 +366,8 @@ struct APIController: Sendable {
     func issueToken(for user: UserRecord, kind: TokenKind) async throws -> API.TokenResponse {
         let token = Tokens.generate(prefix: kind == .worker ? "cgw_" : "cga_")
         try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: kind, now: wall())
-        return API.TokenResponse(username: user.username, token: token, kind: kind.rawValue)
+        let join = kind == .worker ? config.caFingerprint.map { JoinString(token: token, caFingerprint: $0).description } : nil
+        return API.TokenResponse(username: user.username, token: token, kind: kind.rawValue, join: join)
     }
 
     func hashPassword(_ password: String) async throws -> String {

@@ -53,7 +53,7 @@ extension Dashboard {
         let token = Tokens.generate(prefix: "cgs_")
         try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .api, now: wall())
         var response = redirect(location)
-        response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request))
+        response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request, tls: api.config.caFingerprint != nil))
         return response
     }
 
@@ -61,7 +61,7 @@ extension Dashboard {
         _ = try await form(request, session, limit: 16 << 10)
         if let token = session.token { try await db.deleteToken(hash: Tokens.hash(token)) }
         var response = redirect("/")
-        response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request))
+        response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request, tls: api.config.caFingerprint != nil))
         return response
     }
 
@@ -171,6 +171,7 @@ extension Dashboard {
                 throw GridError(.badRequest, "paste a script or choose a file to upload")
             }
             let inputs = (form.files["inputs"] ?? []).filter { !$0.filename.isEmpty }.map { StoredFile(name: $0.filename, data: $0.data) }
+            try APIController.checkBundle(script: script, inputs: inputs, config: api.config)
             var spec = fields.spec
             if spec.name.isEmpty { spec.name = script.name }
             let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())

@@ -130,9 +130,15 @@ extension Dashboard {
 
     /// Only paths on this site may follow a login.
     static func safeNext(_ next: String?) -> String {
-        guard let next = next?.removingPercentEncoding ?? next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"),
-            next.count < 500
-        else { return "/" }
+        guard let next = next?.removingPercentEncoding ?? next, isSameSitePath(next) else { return "/" }
         return next
+    }
+
+    /// Whether `path` (already percent-decoded) is a path on this site and nothing a browser could read as another
+    /// host: it starts with one `/`, and has no backslash (`/\\evil` is `//evil` to browsers), no control characters
+    /// or whitespace (browsers drop tabs and newlines, so `/<TAB>/evil` becomes `//evil`), no `//` at the start.
+    static func isSameSitePath(_ path: String) -> Bool {
+        guard path.hasPrefix("/"), !path.hasPrefix("//"), path.utf8.count < 500 else { return false }
+        return !path.unicodeScalars.contains { $0 == "\\" || $0.value < 0x20 || $0.value == 0x7f || $0.properties.isWhitespace }
     }
 }

@@ -82,7 +82,7 @@ struct Dashboard: Sendable {
             if let refusal = session.refusal {
                 // A worker join token: no page at all, and the browser forgets the cookie that carried it.
                 response = try await errorPage(refusal, request: request, session: session)
-                response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request))
+                response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request, tls: api.config.caFingerprint != nil))
             } else {
                 do {
                     response = try await handler(request, session)
@@ -94,7 +94,7 @@ struct Dashboard: Sendable {
                 }
             }
             if let pre = session.newPreCookie {
-                response.setCookie(WebSession.cookie(WebSession.preCookieName, pre, maxAge: WebSession.maxAge, request: request))
+                response.setCookie(WebSession.cookie(WebSession.preCookieName, pre, maxAge: WebSession.maxAge, request: request, tls: api.config.caFingerprint != nil))
             }
             response.headers[.init("X-Frame-Options")!] = "DENY"
             response.headers[.init("X-Content-Type-Options")!] = "nosniff"

@@ -3,6 +3,7 @@ import GridProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// The grid-protocol listener: accepts worker connections and runs one `WorkerSession.StateMachine` for each.
@@ -12,6 +13,10 @@ struct GridServer: Service {
     let host: String
     let port: Int
     let limits: FrameLimits
+    /// Connections that have not said `HELLO` yet: counted per address, closed at the deadline.
+    let strangers: StrangerGuard
+    /// TLS 1.3 on this port (nil: plain text, on loopback or by `--insecure-plaintext`).
+    let tls: NIOSSLContext?
     let logger: Logger
     let onBound: @Sendable (Int) async -> Void
 
@@ -19,13 +24,17 @@ struct GridServer: Service {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(host: host, port: port) { [limits] channel in
+            .bind(host: host, port: port) { [limits, strangers, tls] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits)))
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    let stranger = StrangerHandler(guard: strangers, address: channel.remoteAddress?.ipAddress ?? "?")
+                    try channel.pipeline.syncOperations.addHandler(stranger)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
-                    return try NIOAsyncChannel<InboundFrame, GridFrame>(
+                    let async = try NIOAsyncChannel<InboundFrame, GridFrame>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(isOutboundHalfClosureEnabled: true))
+                    return Accepted(channel: async, gate: stranger.gate)
                 }
             }
         await onBound(server.channel.localAddress?.port ?? port)
@@ -34,14 +43,22 @@ struct GridServer: Service {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+                        // A refused stranger has no gate: its handler already said why and closes it.
+                        guard let gate = connection.gate else { continue }
+                        group.addTask { await self.serve(connection.channel, gate: gate) }
                     }
                 }
             }
         }
     }
 
-    private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>) async {
+    /// An accepted connection with its gate (nil: refused by the per-address caps).
+    struct Accepted: Sendable {
+        var channel: NIOAsyncChannel<InboundFrame, GridFrame>
+        var gate: StrangerGate?
+    }
+
+    private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>, gate: StrangerGate) async {
         let connection = await core.newConnection()
         let remote = channel.channel.remoteAddress?.description ?? "?"
         var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds, managerKey: core.authority.publicKey)
@@ -68,7 +85,10 @@ struct GridServer: Service {
                             continue loop
                         case .authenticate(let hello, let id):
                             switch await core.authenticate(hello) {
-                            case .success(let who): action = machine.authenticated(who, id: id)
+                            case .success(let who):
+                                // Full limits from here on; HELLO_OK goes out after the gate is open.
+                                gate.open()
+                                action = machine.authenticated(who, id: id)
                             case .failure(let error): action = machine.authenticationFailed(error, id: id)
                             }
                         case .register(let who, var reg, let id):

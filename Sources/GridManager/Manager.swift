@@ -3,7 +3,10 @@ import GridCore
 import GridProtocol
 import GridStore
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
+import NIOSSL
 import ServiceLifecycle
 
 /// Builds the manager (store, core, grid listener, HTTP API) and runs it until SIGINT/SIGTERM.
@@ -15,7 +18,20 @@ public enum Manager {
     }
 
     public static func run(config: ManagerConfig, logger: Logger, onReady: @escaping @Sendable (Ports) -> Void) async throws {
+        var config = config
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+        // TLS on both ports unless plain text was chosen (loopback, or --insecure-plaintext): see `TransportChoice`.
+        let transport = config.transport
+        var tls: ManagerTLS?
+        if transport.isTLS {
+            let material = try ManagerTLS.load(config: config)
+            tls = material
+            config.caFingerprint = material.caFingerprint
+            config.caPEM = material.caPEM
+            logger.info("TLS on the grid and HTTP ports", metadata: ["grid.ca.fingerprint": "\(material.caFingerprint)"])
+        } else if let notice = transport.notice("the manager") {
+            if transport == .plaintextInsecure { logger.warning("\(notice)") } else { logger.notice("\(notice)") }
+        }
         let db = try GridDatabase.open(path: (config.dataDirectory as NSString).appendingPathComponent("grid.sqlite"))
         let core = ManagerCore(db: db, config: config, logger: logger, authority: try ManagerKey.loadOrCreate(directory: config.dataDirectory))
         try await core.recover()
@@ -26,13 +42,23 @@ public enum Manager {
         let gate = PortGate(onReady)
         let grid = GridServer(
             core: core, host: config.host, port: config.gridPort,
-            limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes), logger: logger,
+            limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes, maxStrangerLineBytes: config.strangers.maxLineBytes),
+            strangers: StrangerGuard(limits: config.strangers), tls: try tls?.serverContext(), logger: logger,
             onBound: { await gate.set(grid: $0) })
+        let server: HTTPServerBuilder
+        if let tls {
+            var c = TLSConfiguration.makeServerConfiguration(certificateChain: tls.chain.map { .certificate($0) }, privateKey: .privateKey(tls.key))
+            c.minimumTLSVersion = .tlsv13
+            server = try .tls(.http1(), tlsConfiguration: c)
+        } else {
+            server = .http1()
+        }
         let app = Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "campusgrid"),
             services: [grid, CoreLoops(core: core), UtilisationSampler(core: core, history: history, interval: 5)],
-            onServerRunning: { channel in await gate.set(http: channel.localAddress?.port ?? config.httpPort) },
+            onServerRunning: { [httpPort = config.httpPort] channel in await gate.set(http: channel.localAddress?.port ?? httpPort) },
             logger: logger)
         try await app.runService()
     }
@@ -45,6 +71,7 @@ extension Manager {
     ) async throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: APIErrorMiddleware())
+        router.add(middleware: BodyLimitMiddleware(uploadBytes: APIContext.uploadBytes))
         let api = APIController(
             db: db, core: core, config: config, loginLimiter: RateLimiter(limit: config.loginAttempts, window: config.loginWindowSeconds),
             registrationLimiter: RateLimiter(burst: config.registrationBurst, perMinute: config.registrationsPerMinute),

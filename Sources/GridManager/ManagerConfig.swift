@@ -1,4 +1,5 @@
 import GridCore
+import GridProtocol
 import GridScheduler
 
 /// Everything the manager can be told, with documented defaults. Parsed only by the executable.
@@ -41,6 +42,27 @@ public struct ManagerConfig: Sendable {
     /// Frame limits of the grid protocol. A job's script and inputs may take up to ¾ of the bulk limit.
     public var maxLineBytes: Int = 1 << 20
     public var maxBulkBytes: Int = 64 << 20
+    /// What a grid-port connection may do before `HELLO_OK`: deadline, line length, per-address caps
+    /// (`manager --hello-deadline`).
+    public var strangers = StrangerLimits()
+    /// Speak TLS on the grid and HTTP ports even on loopback (`manager --tls`); beyond loopback TLS is the default.
+    public var tlsAsked = false
+    /// Plain text beyond loopback, by the operator's explicit choice (`--insecure-plaintext`); logged at every start.
+    public var insecurePlaintext = false
+    /// An operator's certificate chain and key (PEM) instead of the manager's own CA (`--tls-cert`, `--tls-key`).
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
+    /// More names or addresses for the server certificate (`--tls-name`), e.g. a DNS alias workers use.
+    public var tlsNames: [String] = []
+
+    /// Set by `Manager.run` when TLS is on: the CA fingerprint that join strings carry, and the CA certificate.
+    public var caFingerprint: String?
+    public var caPEM: String?
+
+    /// Plain text or TLS for this manager's listeners (`TransportChoice`).
+    public var transport: TransportChoice {
+        TransportChoice.decide(bindHost: host, tlsAsked: tlsAsked || tlsCertificateFile != nil, insecurePlaintext: insecurePlaintext)
+    }
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

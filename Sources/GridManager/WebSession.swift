@@ -80,7 +80,8 @@ struct WebSession: Sendable {
         request.uri.scheme?.rawValue == "https" || request.headers[.init("X-Forwarded-Proto")!]?.lowercased() == "https"
     }
 
-    static func cookie(_ name: String, _ value: String, maxAge: Int, request: Request) -> Cookie {
-        Cookie(name: name, value: value, maxAge: maxAge, path: "/", secure: isSecure(request), httpOnly: true, sameSite: .lax)
+    /// `tls`: the manager itself serves HTTPS, so every cookie is Secure.
+    static func cookie(_ name: String, _ value: String, maxAge: Int, request: Request, tls: Bool = false) -> Cookie {
+        Cookie(name: name, value: value, maxAge: maxAge, path: "/", secure: tls || isSecure(request), httpOnly: true, sameSite: .lax)
     }
 }

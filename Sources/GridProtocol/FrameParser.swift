@@ -42,6 +42,12 @@ public struct FrameParser: Sendable {
 
     public let limits: FrameLimits
     private var state: State = .line
+    /// Whether the other side has authenticated. Until it has, a line may be at most `maxStrangerLineBytes` long
+    /// and a message that announces bulk bytes is refused (`not_authenticated`, fatal) from its line, so nothing of
+    /// its payload is kept. A parser that reads what this side asked for (a client) stays authenticated.
+    public var authenticated = true
+
+    private var lineLimit: Int { authenticated ? limits.maxLineBytes : min(limits.maxLineBytes, limits.maxStrangerLineBytes) }
 
     public init(limits: FrameLimits = FrameLimits()) {
         self.limits = limits
@@ -62,11 +68,11 @@ public struct FrameParser: Sendable {
             case .line:
                 let view = buffer.readableBytesView
                 guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
-                    if buffer.readableBytes > limits.maxLineBytes { return fail(.lineTooLong, tooLong(), id: nil, &buffer) }
+                    if buffer.readableBytes > lineLimit { return fail(.lineTooLong, tooLong(), id: nil, &buffer) }
                     return nil
                 }
                 let length = newline - view.startIndex
-                if length > limits.maxLineBytes { return fail(.lineTooLong, tooLong(), id: nil, &buffer) }
+                if length > lineLimit { return fail(.lineTooLong, tooLong(), id: nil, &buffer) }
                 if let fast = Self.fastFrame(buffer.readableBytesView[..<newline]) {
                     buffer.moveReaderIndex(forwardBy: length + 1)
                     return fast
@@ -88,6 +94,9 @@ public struct FrameParser: Sendable {
                 if let size = probe.bytes {
                     guard size >= 0, size <= limits.maxBulkBytes else {
                         return fail(.bulkTooLarge, "bulk size \(size) is outside 0...\(limits.maxBulkBytes) bytes", id: id, &buffer)
+                    }
+                    guard authenticated else {
+                        return fail(.notAuthenticated, "no bulk data before HELLO_OK (\(type) announced \(size) bytes)", id: id, &buffer)
                     }
                     state = .payload(type: type, id: id, message: message, size: size)
                     continue
@@ -111,7 +120,9 @@ public struct FrameParser: Sendable {
         }
     }
 
-    private func tooLong() -> String { "line longer than \(limits.maxLineBytes) bytes" }
+    private func tooLong() -> String {
+        authenticated ? "line longer than \(lineLimit) bytes" : "line longer than \(lineLimit) bytes before HELLO_OK"
+    }
 
     private mutating func fail(_ code: GridError.Code, _ message: String, id: Int?, _ buffer: inout ByteBuffer) -> InboundFrame {
         state = .failed

@@ -28,9 +28,13 @@ public struct FrameLimits: Sendable, Hashable {
     public var maxLineBytes: Int
     /// The largest bulk payload a message may announce.
     public var maxBulkBytes: Int
+    /// The longest line accepted before the connection authenticated (`StrangerLimits.maxLineBytes`); no bulk
+    /// payload at all is accepted before then.
+    public var maxStrangerLineBytes: Int
 
-    public init(maxLineBytes: Int = 1 << 20, maxBulkBytes: Int = 64 << 20) {
+    public init(maxLineBytes: Int = 1 << 20, maxBulkBytes: Int = 64 << 20, maxStrangerLineBytes: Int = 16 << 10) {
         self.maxLineBytes = maxLineBytes
         self.maxBulkBytes = maxBulkBytes
+        self.maxStrangerLineBytes = maxStrangerLineBytes
     }
 }

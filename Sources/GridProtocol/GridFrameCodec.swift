@@ -5,18 +5,25 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = InboundFrame
 
     private var parser: FrameParser
+    /// On a listener: the connection's gate, which says whether the other side has authenticated yet (see
+    /// `FrameParser.authenticated`). nil: this side opened the connection, and reads with the full limits.
+    private let gate: StrangerGate?
 
-    public init(limits: FrameLimits = FrameLimits()) {
+    public init(limits: FrameLimits = FrameLimits(), gate: StrangerGate? = nil) {
         self.parser = FrameParser(limits: limits)
+        self.gate = gate
+        if let gate { parser.authenticated = gate.isOpen }
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
         guard let frame = parser.next(&buffer) else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
         while let frame = parser.next(&buffer) {
             context.fireChannelRead(wrapInboundOut(frame))
         }

@@ -1,3 +1,5 @@
+import GridPeer
+
 /// Settings of a worker's peer services (seed 003), with their defaults.
 public struct PeerConfig: Sendable {
     /// Folder of the peer's own storage (chunks); nothing is written outside it.
@@ -18,6 +20,8 @@ public struct PeerConfig: Sendable {
     public var maxProgramBytes = 256 << 10
     /// How long a client token checked with the manager stays trusted, in seconds.
     public var authCacheSeconds: Double = 60
+    /// Bulk uploads open at once: per user, and on this peer altogether.
+    public var uploadQuota = UploadQuota()
 
     public init(dataDirectory: String, token: String, slots: Int) {
         self.dataDirectory = dataDirectory

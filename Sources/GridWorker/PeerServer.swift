@@ -21,15 +21,23 @@ public struct PeerServer: Service {
 
     /// Binds the port (0: any free one) before the worker registers, so it can report the port. Accepted connections
     /// are not read until `run` gives them their handler.
-    public static func bind(host: String, port: Int, limits: FrameLimits = FrameLimits()) async throws -> Listener {
-        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    /// `strangers`: what a connection may do before it authenticates (deadline, line length, per-address caps).
+    public static func bind(
+        host: String, port: Int, limits: FrameLimits = FrameLimits(), strangers: StrangerLimits = StrangerLimits()
+    ) async throws -> Listener {
+        let strangerGuard = StrangerGuard(limits: strangers)
+        var limits = limits
+        limits.maxStrangerLineBytes = strangers.maxLineBytes
+        return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
+            .bind(host: host, port: port) { [limits] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits)))
+                    let stranger = StrangerHandler(guard: strangerGuard, address: channel.remoteAddress?.ipAddress ?? "?")
+                    try channel.pipeline.syncOperations.addHandler(stranger)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
                     return channel
                 }
@@ -49,7 +57,9 @@ public struct PeerServer: Service {
                     let (service, logger) = (service, logger)
                     channel.eventLoop.execute {
                         do {
-                            try channel.pipeline.syncOperations.addHandler(PeerConnection(service: service, logger: logger))
+                            // A refused stranger has no gate: its handler already said why and closes it.
+                            guard let gate = try channel.pipeline.syncOperations.handler(type: StrangerHandler.self).gate else { return }
+                            try channel.pipeline.syncOperations.addHandler(PeerConnection(service: service, gate: gate, logger: logger))
                             channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
                         } catch {
                             channel.close(promise: nil)
@@ -79,14 +89,18 @@ final class PeerConnection: ChannelInboundHandler {
 
     private let service: PeerService
     private let logger: Logger
+    /// Opened once the caller is authenticated: the decoder then accepts bulk bytes and long lines, and the HELLO
+    /// deadline no longer applies.
+    private let gate: StrangerGate
     private var auth = Auth.waiting
     private var inFlight = 0
     private var paused = false
     private var inputClosed = false
     private var remote = "?"
 
-    init(service: PeerService, logger: Logger) {
+    init(service: PeerService, gate: StrangerGate, logger: Logger) {
         self.service = service
+        self.gate = gate
         self.logger = logger
     }
 
@@ -207,6 +221,7 @@ final class PeerConnection: ChannelInboundHandler {
         switch result {
         case .success(let caller):
             auth = .done(caller)
+            gate.open()
             reply(GridFrame(id: id, answer(caller)), context: context)
             for item in waiting { receive(item, context: context) }
             closeIfDone(context: context)

@@ -36,7 +36,9 @@ extension PeerService {
         }
         let now = Date().timeIntervalSince1970
         uploads = uploads.filter { now - $0.value.lastUsed < 600 }
-        guard uploads.count < 64 else { throw GridError(.rateLimited, "too many uploads in progress on this peer; try again later") }
+        if let refusal = config.uploadQuota.refusal(user: caller.user, openOwners: uploads.values.lazy.map(\.user)) {
+            throw GridError(.rateLimited, refusal)
+        }
         let id = UUID().uuidString.lowercased()
         uploads[id] = Upload(filename: m.filename, user: caller.user, isPublic: isPublic, size: size, lastUsed: now)
         return (.upload(Msg.Upload(uploadId: id, chunkSize: PeerNames.chunkSize)), nil)

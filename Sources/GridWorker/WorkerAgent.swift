@@ -132,11 +132,26 @@ public actor WorkerAgent: Service {
     }
 
     private func connectOnce(_ backoff: inout Backoff) async throws {
+        let pin = PinnedManager(fingerprint: config.caFingerprint)
+        do {
+            try await connectOnce(&backoff, pin: pin)
+        } catch let error as FatalLinkError {
+            throw error
+        } catch {
+            // A refused certificate surfaces as a failed handshake: say which CA was found instead of the pinned one.
+            if let refusal = pin.refusal { throw FatalLinkError(message: refusal.message) }
+            throw error
+        }
+    }
+
+    private func connectOnce(_ backoff: inout Backoff, pin: PinnedManager) async throws {
+        let tls = try pin.context()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(3))
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .connect(host: config.managerHost, port: config.managerPort) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(pin.handler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
                     return try NIOAsyncChannel<InboundFrame, GridFrame>(wrappingChannelSynchronously: channel)

@@ -6,6 +6,10 @@ public struct WorkerConfig: Sendable {
     public var managerPort: Int = 9999
     /// Join token (`campusgrid token create --worker`).
     public var token: String
+    /// The manager's CA, pinned by the join string (`TOKEN@sha256:…`): the link speaks TLS and refuses, before it sends
+    /// anything, a manager whose certificate chain does not carry this CA. nil: plain text (loopback, or
+    /// `--insecure-plaintext`).
+    public var caFingerprint: String?
     /// Name shown on the dashboard; the host name by default.
     public var name: String
     /// The seed's `-u/--user`: the account to earn for; checked against the token's owner.

@@ -94,7 +94,8 @@ struct TokenCommand: AsyncParsableCommand {
             try await CampusGrid.run {
                 let t = try await options.client().createToken(kind: api ? "api" : "worker")
                 try options.output(t) {
-                    say(t.token)
+                    // The join string pins the manager's CA (TLS); a manager on plain-text loopback has none.
+                    say(t.join ?? t.token)
                     if t.kind == "worker" {
                         complain(
                             "Save it in a file only you can read and start a worker with it (it only joins workers): "

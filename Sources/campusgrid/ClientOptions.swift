@@ -15,6 +15,16 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON for scripts instead of text.")
     var json = false
 
+    @Option(help: "The manager's CA certificate (PEM; env CAMPUSGRID_CA): an https manager is trusted only if this CA issued its certificate. The manager keeps it as ca.pem in its data folder.")
+    var ca: String?
+
+    /// The CA file's text, when one was given.
+    func caPEM() throws -> String? {
+        guard let path = ca ?? Env.string("CAMPUSGRID_CA") else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the CA file \(path)") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     var managerURL: String { manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000" }
 
     /// A client with the token from the flag, the environment, or the credentials file.
@@ -24,7 +34,7 @@ struct ClientOptions: ParsableArguments {
         if needsToken && t == nil {
             throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
-        return GridClient(baseURL: url, token: t)
+        return GridClient(baseURL: url, token: t, caCertificatePEM: try caPEM())
     }
 
     /// Prints `value` as JSON when `--json` was given, else runs `text`.

@@ -23,12 +23,24 @@ struct ManagerCommand: AsyncParsableCommand {
     var admins: [String] = []
     @Option(help: "New accounts allowed per client address per minute (default 10).") var registrationsPerMinute: Double?
     @Option(help: "New accounts allowed from one client address at once (default 10).") var registrationBurst: Int?
+    @Option(help: "Seconds a grid-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
+    var helloDeadline: Double?
+    @Flag(help: "TLS on the grid and HTTP ports even when bound to loopback (beyond loopback it is the default).") var tls = false
+    @Flag(help: "Plain text beyond loopback: tokens, passwords and data cross the network unencrypted. Logged at every start.")
+    var insecurePlaintext = false
+    @Option(help: "The server certificate chain (PEM) to present instead of one from the manager's own CA; workers then pin its last certificate.")
+    var tlsCert: String?
+    @Option(help: "The private key (PEM) of --tls-cert.") var tlsKey: String?
+    @Option(name: .customLong("tls-name"), help: "Another host name or address for the manager's server certificate (repeatable).")
+    var tlsNames: [String] = []
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
 
     func run() async throws {
         if let parentPid { ParentWatch.start(parent: parentPid) }
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        guard !(insecurePlaintext && (tls || tlsCert != nil)) else { throw ValidationError("--insecure-plaintext contradicts --tls/--tls-cert") }
         var config = ManagerConfig(dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/manager" } ?? Env.home + "/.campusgrid/manager")
         config.host = host ?? Env.string("MANAGER_HOST") ?? config.host
         config.gridPort = port ?? Env.int("MANAGER_PORT") ?? config.gridPort
@@ -42,6 +54,12 @@ struct ManagerCommand: AsyncParsableCommand {
         }
         if let cost = Env.int("CAMPUSGRID_BCRYPT_COST"), (4...31).contains(cost) { config.bcryptCost = UInt8(cost) }
         config.admins = admins
+        config.tlsAsked = tls
+        config.insecurePlaintext = insecurePlaintext
+        config.tlsCertificateFile = tlsCert
+        config.tlsKeyFile = tlsKey
+        config.tlsNames = tlsNames
+        config.strangers.helloDeadlineSeconds = try helloDeadlineSeconds(helloDeadline) ?? config.strangers.helloDeadlineSeconds
         if let rate = registrationsPerMinute {
             guard rate > 0, rate.isFinite else { throw ValidationError("--registrations-per-minute must be above 0") }
             config.registrationsPerMinute = rate
@@ -56,12 +74,15 @@ struct ManagerCommand: AsyncParsableCommand {
         let logger = GridLogging.logger("campusgrid.manager")
         let shownHost = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
         let asJSON = json
+        let scheme = config.transport.isTLS ? "https" : "http"
+        if config.transport == .plaintextInsecure, let notice = config.transport.notice("the manager") { complain(notice) }
         do {
             try await Manager.run(config: config, logger: logger) { ports in
                 if asJSON {
-                    say(#"{"event":"ready","grid_port":\#(ports.grid),"http_port":\#(ports.http),"dashboard":"http://\#(shownHost):\#(ports.http)"}"#)
+                    say(
+                        #"{"event":"ready","grid_port":\#(ports.grid),"http_port":\#(ports.http),"dashboard":"\#(scheme)://\#(shownHost):\#(ports.http)","tls":\#(scheme == "https")}"#)
                 } else {
-                    say("CampusGrid manager ready: dashboard and API at http://\(shownHost):\(ports.http), workers connect to \(shownHost):\(ports.grid)")
+                    say("CampusGrid manager ready: dashboard and API at \(scheme)://\(shownHost):\(ports.http), workers connect to \(shownHost):\(ports.grid)")
                 }
             }
         } catch is CancellationError {
@@ -75,7 +96,8 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker", abstract: "Run a worker: offer this machine's CPUs (and GPUs) to the grid and earn credits.", aliases: ["peer"])
 
     @Option(name: [.short, .long], help: "The manager, HOST[:PORT] (default port 9999; env MANAGER_HOST/MANAGER_PORT).") var manager: String?
-    @Option(help: "A file holding the worker join token (keep it mode 0600). Env CAMPUSGRID_TOKEN also works.") var tokenFile: String?
+    @Option(help: "A file holding the join string (TOKEN@sha256:…, from `token create --worker`; keep it mode 0600). Env CAMPUSGRID_TOKEN also works.")
+    var tokenFile: String?
     @Option(help: "Worker join token. Avoid: anyone on this machine sees it with `ps`; use --token-file or CAMPUSGRID_TOKEN.") var token: String?
     @Option(help: "Data folder. Default ~/.campusgrid/worker.") var dataDir: String?
     @Option(name: [.short, .long], help: "Name shown on the dashboard (default: host name).") var name: String?
@@ -98,6 +120,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "GPUs to offer (default: all detected).") var gpus: Int?
     @Option(help: "Jobs at once (default: the CPU count).") var slots: Int?
     @Option(help: "Python interpreter for jobs (env CAMPUSGRID_PYTHON; default python3, resolved once).") var python: String?
+    @Option(help: "Seconds a peer-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
+    var helloDeadline: Double?
+    @Flag(help: "Speak plain text to a manager beyond loopback (one started with --insecure-plaintext). Logged at every start.")
+    var insecurePlaintext = false
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
@@ -106,12 +132,19 @@ struct WorkerCommand: AsyncParsableCommand {
         if let parentPid { ParentWatch.start(parent: parentPid) }
         let target = manager ?? Env.string("MANAGER_HOST").map { h in Env.string("MANAGER_PORT").map { "\(h):\($0)" } ?? h } ?? "127.0.0.1"
         let (host, managerPort) = try parseHostPort(target, defaultPort: 9999)
-        let token = try joinToken()
+        let join: JoinString
+        do { join = try JoinString(parsing: try joinToken()) } catch let e as GridError { throw ValidationError(e.message) }
+        let token = join.token
+        switch TransportChoice.forWorker(managerHost: host, pinned: join.caFingerprint != nil, insecurePlaintext: insecurePlaintext) {
+        case .failure(let e): throw ValidationError(e.message)
+        case .success(let choice): if let notice = choice.notice("the link to the manager") { complain(notice) }
+        }
         let hostName = ProcessInfo.processInfo.hostName
         var config = WorkerConfig(
             managerHost: host, token: token, name: name ?? hostName,
             dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/worker" } ?? Env.home + "/.campusgrid/worker")
         config.managerPort = managerPort
+        config.caFingerprint = join.caFingerprint
         config.user = user
         config.slots = slots
         config.advertiseHost = advertise
@@ -140,7 +173,9 @@ struct WorkerCommand: AsyncParsableCommand {
         if let replicas, !(1...5).contains(replicas) { throw ValidationError("--replicas must be 1–5") }
         let loopback = ["127.0.0.1", "localhost", "::1"].contains(host)
         let listenHost = listen ?? (loopback ? "127.0.0.1" : "0.0.0.0")
-        let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0)
+        var strangers = StrangerLimits()
+        strangers.helloDeadlineSeconds = try helloDeadlineSeconds(helloDeadline) ?? strangers.helloDeadlineSeconds
+        let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0, strangers: strangers)
         let peerPort = listener.channel.localAddress?.port ?? port ?? 0
         config.port = peerPort
         if config.advertiseHost == nil, loopback { config.advertiseHost = "127.0.0.1" }
@@ -231,6 +266,13 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("sandbox unavailable: \(error.message)")
         }
     }
+}
+
+/// `--hello-deadline`, else `CAMPUSGRID_HELLO_DEADLINE`, checked: 0.1 s to 1 h.
+func helloDeadlineSeconds(_ option: Double?) throws -> Double? {
+    guard let seconds = option ?? Env.string("CAMPUSGRID_HELLO_DEADLINE").flatMap(Double.init) else { return nil }
+    guard seconds.isFinite, seconds >= 0.1, seconds <= 3600 else { throw ValidationError("--hello-deadline must be 0.1…3600 seconds") }
+    return seconds
 }
 
 /// Splits `HOST[:PORT]`.

@@ -24,9 +24,9 @@ final class PeerGrid: @unchecked Sendable {
     let alice: GridClient
     var token: String { alice.token ?? "" }
 
-    init(label: String) async throws {
+    init(label: String, managerExtra: [String] = []) async throws {
         grid = try TestGrid(label: label)
-        try grid.startManager()
+        try grid.startManager(extra: managerExtra)
         alice = try await grid.user("alice")
     }
 
@@ -85,6 +85,15 @@ final class PeerGrid: @unchecked Sendable {
     static func peakRSSKb(_ pid: Int32) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+        }
+        return -1
+    }
+
+    /// The resident memory of a process now, from /proc (kB).
+    static func rssKb(_ pid: Int32) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
             return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
         }
         return -1

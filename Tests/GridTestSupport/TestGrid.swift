@@ -48,7 +48,12 @@ public final class TestGrid: @unchecked Sendable {
     /// The account every manager of a test grid names with `--admin`: the one that may check the ledger.
     public static let adminName = "grid-admin"
 
-    public var baseURL: String { "http://127.0.0.1:\(httpPort)" }
+    public var baseURL: String { "\(tls ? "https" : "http")://127.0.0.1:\(httpPort)" }
+    /// Whether the manager speaks TLS (started with `--tls`); its CA is then in `caPEM`.
+    public private(set) var tls = false
+    public var caPEM: String? {
+        tls ? (try? String(contentsOfFile: root + "/manager/ca.pem", encoding: .utf8)) : nil
+    }
     public var managerAddress: String { "127.0.0.1:\(gridPort)" }
 
     public init(label: String = "grid") throws {
@@ -109,13 +114,14 @@ public final class TestGrid: @unchecked Sendable {
         }
         self.gridPort = Int(g)
         self.httpPort = Int(h)
+        if case .bool(let t)? = ready["tls"] { tls = t } else { tls = false }
         manager = m
         return m
     }
 
     /// Creates an account and returns a client logged in as it.
     public func user(_ name: String, password: String = "correct horse battery") async throws -> GridClient {
-        var client = GridClient(baseURL: baseURL)
+        var client = GridClient(baseURL: baseURL, caCertificatePEM: caPEM)
         client.token = try await client.register(name, password: password).token
         return client
     }
@@ -143,7 +149,9 @@ public final class TestGrid: @unchecked Sendable {
     public func startWorker(
         _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil
     ) async throws -> ManagedProcess {
-        let token = try await owner.createToken(kind: "worker").token
+        let created = try await owner.createToken(kind: "worker")
+        // On a TLS grid the join string (TOKEN@sha256:…) pins the manager's CA.
+        let token = created.join ?? created.token
         return try startWorker(name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory)
     }
 

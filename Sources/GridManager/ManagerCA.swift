@@ -1,0 +1,158 @@
+import Crypto
+import Foundation
+import GridCore
+import GridProtocol
+import NIOCore
+import NIOSSL
+import SwiftASN1
+import X509
+
+/// The manager's certificate authority: a P-256 key and a self-signed CA certificate in `<data>/ca-key.pem` and
+/// `<data>/ca.pem` (both mode 0600), made on first start. It issues the manager its server certificate (for its host
+/// names and addresses, fresh at each start). Workers pin it by its fingerprint, which the join string carries.
+struct ManagerCA: Sendable {
+    static let keyFile = "ca-key.pem"
+    static let certFile = "ca.pem"
+
+    let key: Certificate.PrivateKey
+    let certificate: Certificate
+    let certificatePEM: String
+
+    var fingerprint: String { ManagerTrust.fingerprint(der: Self.der(certificate)) }
+
+    static func der(_ certificate: Certificate) -> [UInt8] {
+        var serializer = DER.Serializer()
+        try? serializer.serialize(certificate)
+        return serializer.serializedBytes
+    }
+
+    /// The CA in `directory`, made when there is none. A key others may read is refused.
+    static func loadOrCreate(directory: String, now: Date = Date()) throws -> ManagerCA {
+        let fm = FileManager.default
+        let keyPath = (directory as NSString).appendingPathComponent(keyFile)
+        let certPath = (directory as NSString).appendingPathComponent(certFile)
+        if fm.fileExists(atPath: keyPath) {
+            if let mode = (try fm.attributesOfItem(atPath: keyPath)[.posixPermissions] as? NSNumber)?.intValue, mode & 0o077 != 0 {
+                throw GridError(.internal, "\(keyPath) may be read by other users (mode \(String(mode, radix: 8))); run `chmod 600 \(keyPath)`")
+            }
+            guard let keyPEM = fm.contents(atPath: keyPath).map({ String(decoding: $0, as: UTF8.self) }),
+                let certPEM = fm.contents(atPath: certPath).map({ String(decoding: $0, as: UTF8.self) })
+            else { throw GridError(.internal, "the manager's CA in \(directory) is incomplete (\(keyFile), \(certFile)); move both away to make a new one") }
+            let key = try Certificate.PrivateKey(pemEncoded: keyPEM)
+            let cert = try Certificate(pemEncoded: certPEM)
+            guard cert.publicKey == key.publicKey else { throw GridError(.internal, "\(certPath) does not belong to \(keyPath)") }
+            return ManagerCA(key: key, certificate: cert, certificatePEM: certPEM)
+        }
+        let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let name = try DistinguishedName {
+            OrganizationName("CampusGrid")
+            CommonName("CampusGrid manager CA \(UUID().uuidString.prefix(8))")
+        }
+        let cert = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key.publicKey,
+            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(20 * 365 * 86400),
+            issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+            },
+            issuerPrivateKey: key)
+        let keyPEM = try key.serializeAsPEM().pemString
+        let certPEM = try cert.serializeAsPEM().pemString
+        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Created with mode 0600 from the start: the key is never readable by others, not even for a moment.
+        guard fm.createFile(atPath: keyPath, contents: Data(keyPEM.utf8), attributes: [.posixPermissions: 0o600]),
+            fm.createFile(atPath: certPath, contents: Data(certPEM.utf8), attributes: [.posixPermissions: 0o600])
+        else { throw GridError(.internal, "could not write the manager's CA to \(directory)") }
+        return ManagerCA(key: key, certificate: cert, certificatePEM: certPEM)
+    }
+
+    /// A server certificate for `names` (DNS names) and `addresses` (IPv4/IPv6 text), with a fresh key.
+    func issueServer(names: [String], addresses: [String], now: Date = Date()) throws -> (Certificate, Certificate.PrivateKey) {
+        let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        var alternatives: [GeneralName] = names.map { .dnsName($0) }
+        for a in addresses {
+            if let bytes = Self.addressBytes(a) { alternatives.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes)))) }
+        }
+        let cert = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key.publicKey,
+            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(365 * 86400),
+            issuer: certificate.subject,
+            subject: try DistinguishedName {
+                OrganizationName("CampusGrid")
+                CommonName(names.first ?? "campusgrid-manager")
+            },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([.serverAuth, .clientAuth])
+                SubjectAlternativeNames(alternatives)
+            },
+            issuerPrivateKey: self.key)
+        return (cert, key)
+    }
+
+    static func addressBytes(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
+    }
+}
+
+/// What the manager's TLS listeners present: its certificate chain and key, and the fingerprint of the CA that
+/// workers pin (the manager's own CA, or the last certificate of an operator's chain given with `--tls-cert`).
+public struct ManagerTLS: Sendable {
+    public let chain: [NIOSSLCertificate]
+    public let key: NIOSSLPrivateKey
+    public let caFingerprint: String
+    /// The CA certificate (PEM), for `--ca` files and the dashboard's download.
+    public let caPEM: String
+
+    /// The manager's own CA (made on first start) issues the server certificate, or the operator's files are used.
+    static func load(config: ManagerConfig) throws -> ManagerTLS {
+        if let certFile = config.tlsCertificateFile, let keyFile = config.tlsKeyFile {
+            let chain = try NIOSSLCertificate.fromPEMFile(certFile)
+            guard let last = chain.last else { throw GridError(.badRequest, "\(certFile) holds no certificate") }
+            let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+            let caDER = try last.toDERBytes()
+            let caPEM = try Certificate(derEncoded: caDER).serializeAsPEM().pemString
+            return ManagerTLS(chain: chain, key: key, caFingerprint: ManagerTrust.fingerprint(der: caDER), caPEM: caPEM)
+        }
+        let ca = try ManagerCA.loadOrCreate(directory: config.dataDirectory)
+        let (names, addresses) = hostIdentities(bindHost: config.host, extra: config.tlsNames)
+        let (cert, key) = try ca.issueServer(names: names, addresses: addresses)
+        let chain = [
+            try NIOSSLCertificate(bytes: Array(try cert.serializeAsPEM().pemString.utf8), format: .pem),
+            try NIOSSLCertificate(bytes: Array(ca.certificatePEM.utf8), format: .pem),
+        ]
+        let nioKey = try NIOSSLPrivateKey(bytes: Array(try key.serializeAsPEM().pemString.utf8), format: .pem)
+        return ManagerTLS(chain: chain, key: nioKey, caFingerprint: ca.fingerprint, caPEM: ca.certificatePEM)
+    }
+
+    /// The names and addresses the server certificate covers: this host's name, localhost, the bound address (or,
+    /// bound to every address, those of each interface), and any the operator adds (`--tls-name`).
+    static func hostIdentities(bindHost: String, extra: [String]) -> (names: [String], addresses: [String]) {
+        var names = ["localhost", ProcessInfo.processInfo.hostName]
+        var addresses = ["127.0.0.1", "::1"]
+        for item in [bindHost] + extra where !item.isEmpty && item != "0.0.0.0" && item != "::" {
+            if ManagerCA.addressBytes(item) != nil { addresses.append(item) } else { names.append(item) }
+        }
+        if bindHost == "0.0.0.0" || bindHost == "::" {
+            for device in (try? System.enumerateDevices()) ?? [] {
+                if let ip = device.address?.ipAddress { addresses.append(ip) }
+            }
+        }
+        var seen = Set<String>()
+        return (names.filter { seen.insert($0).inserted }, addresses.filter { seen.insert($0).inserted })
+    }
+
+    /// TLS 1.3 for a listener.
+    func serverContext() throws -> NIOSSLContext {
+        var c = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        c.minimumTLSVersion = .tlsv13
+        return try NIOSSLContext(configuration: c)
+    }
+}

@@ -1,0 +1,133 @@
+import Crypto
+import Foundation
+import GridCore
+import SwiftASN1
+import X509
+
+/// Trust in the manager's certificate authority, decided without I/O: a CA is named by the SHA-256 of its DER
+/// certificate (`sha256:` and 64 hex digits, as kubeadm's discovery hash); a join string carries that name, and a
+/// worker trusts a TLS peer only if the chain it presents holds that CA and the CA signed its leaf, in date.
+public enum ManagerTrust {
+    /// `sha256:<hex>` of a DER certificate.
+    public static func fingerprint(der: some Sequence<UInt8>) -> String {
+        "sha256:" + SHA256.hash(data: Array(der)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Whether `text` looks like a fingerprint (`sha256:` and 64 lower-case hex digits; upper case is accepted).
+    public static func normalise(fingerprint text: String) -> String? {
+        let lower = text.lowercased()
+        guard lower.hasPrefix("sha256:") else { return nil }
+        let hex = lower.dropFirst(7)
+        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit }) else { return nil }
+        return lower
+    }
+
+    /// Checks a chain a TLS peer presented (DER, leaf first) against the CA pinned by `fingerprint`: the chain must
+    /// carry that CA, and the CA must have signed the leaf, which must be valid at `now`. nil: trusted; otherwise the
+    /// refusal, which names both fingerprints when the CA is not the pinned one.
+    public static func check(chain: [[UInt8]], pinned fingerprint: String, now: Date) -> GridError? {
+        guard let leafDER = chain.first else { return GridError(.unauthorized, "the manager presented no certificate") }
+        let pinned = normalise(fingerprint: fingerprint) ?? fingerprint
+        guard let caDER = chain.first(where: { Self.fingerprint(der: $0) == pinned }) else {
+            let presented = chain.count > 1 ? Self.fingerprint(der: chain[chain.count - 1]) : Self.fingerprint(der: leafDER)
+            return GridError(
+                .unauthorized,
+                "the manager's certificate authority is \(presented), but the join string pins \(pinned): this is not the manager "
+                    + "the join string was made for (or its CA was replaced); nothing was sent. Ask for a new join string "
+                    + "(`campusgrid token create --worker`) if the manager really changed")
+        }
+        return verify(leaf: leafDER, ca: caDER, now: now)
+    }
+
+    /// Whether `leaf` was signed by `ca` and is valid at `now` (both DER). nil: yes.
+    public static func verify(leaf leafDER: [UInt8], ca caDER: [UInt8], now: Date) -> GridError? {
+        guard let ca = try? Certificate(derEncoded: caDER), let leaf = try? Certificate(derEncoded: leafDER) else {
+            return GridError(.unauthorized, "the presented certificate does not parse")
+        }
+        if leafDER == caDER {
+            return ca.notValidBefore <= now && now <= ca.notValidAfter ? nil : GridError(.unauthorized, "the CA certificate is out of date")
+        }
+        guard leaf.issuer == ca.subject, ca.publicKey.isValidSignature(leaf.signature, for: leaf) else {
+            return GridError(.unauthorized, "the certificate (\(leaf.subject)) was not issued by the grid's CA (\(ca.subject))")
+        }
+        guard leaf.notValidBefore <= now, now <= leaf.notValidAfter else {
+            return GridError(.unauthorized, "the certificate (\(leaf.subject)) is not valid now (\(leaf.notValidBefore)…\(leaf.notValidAfter))")
+        }
+        return nil
+    }
+}
+
+/// What `campusgrid token create --worker` prints and `worker` takes: the join token and the fingerprint of the
+/// manager's CA, `TOKEN@sha256:HEX`. A bare token (no `@`) is accepted where plain text is allowed.
+public struct JoinString: Sendable, Hashable, CustomStringConvertible {
+    public var token: String
+    public var caFingerprint: String?
+
+    public init(token: String, caFingerprint: String?) {
+        self.token = token
+        self.caFingerprint = caFingerprint
+    }
+
+    public init(parsing text: String) throws(GridError) {
+        let text = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let at = text.firstIndex(of: "@") else {
+            self.init(token: text, caFingerprint: nil)
+            return
+        }
+        let token = String(text[..<at])
+        guard !token.isEmpty, let fp = ManagerTrust.normalise(fingerprint: String(text[text.index(after: at)...])) else {
+            throw GridError(.badRequest, "a join string is TOKEN@sha256:<64 hex digits> (from `campusgrid token create --worker`)")
+        }
+        self.init(token: token, caFingerprint: fp)
+    }
+
+    public var description: String { caFingerprint.map { "\(token)@\($0)" } ?? token }
+}
+
+/// Whether a listener speaks TLS: pure, from where it binds and what the operator asked for. Loopback may stay plain
+/// text (everything on one machine, as `up` runs it) and says so; anything bound beyond loopback is TLS unless the
+/// operator explicitly chose `--insecure-plaintext`, and then every start logs a warning.
+public enum TransportChoice: Sendable, Hashable {
+    case tls
+    /// Plain text on loopback only.
+    case plaintextLoopback
+    /// Plain text beyond loopback, because the operator said `--insecure-plaintext`.
+    case plaintextInsecure
+
+    public static func decide(bindHost: String, tlsAsked: Bool, insecurePlaintext: Bool) -> TransportChoice {
+        if tlsAsked { return .tls }
+        if isLoopback(bindHost) { return .plaintextLoopback }
+        return insecurePlaintext ? .plaintextInsecure : .tls
+    }
+
+    public var isTLS: Bool { self == .tls }
+
+    /// What a process says at start about its choice (nil for TLS).
+    public func notice(_ what: String) -> String? {
+        switch self {
+        case .tls: nil
+        case .plaintextLoopback: "\(what) speaks plain text on loopback only (nothing leaves this machine); pass --tls to encrypt it anyway"
+        case .plaintextInsecure:
+            "WARNING: \(what) speaks PLAIN TEXT beyond loopback (--insecure-plaintext): tokens, passwords and data cross the network unencrypted"
+        }
+    }
+
+    /// How a worker reaches its manager: TLS pinned to the join string's CA when it carries one; else plain text to a
+    /// loopback manager, or beyond loopback only with `--insecure-plaintext`. A worker never sends its token in clear
+    /// text across the network by default.
+    public static func forWorker(managerHost: String, pinned: Bool, insecurePlaintext: Bool) -> Result<TransportChoice, GridError> {
+        if pinned { return .success(.tls) }
+        if isLoopback(managerHost) { return .success(.plaintextLoopback) }
+        if insecurePlaintext { return .success(.plaintextInsecure) }
+        return .failure(
+            GridError(
+                .badRequest,
+                "the join token carries no CA fingerprint, so the manager at \(managerHost) cannot be verified and the token would cross "
+                    + "the network in clear text; use the join string from `campusgrid token create --worker` (TOKEN@sha256:…), "
+                    + "or pass --insecure-plaintext to a manager started with it"))
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+}

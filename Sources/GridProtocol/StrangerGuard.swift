@@ -1,0 +1,143 @@
+import GridCore
+import NIOCore
+import Synchronization
+
+/// The shared owner of a listener's `StrangerTally`: each accepted connection asks it for a `StrangerGate`.
+public final class StrangerGuard: Sendable {
+    public let limits: StrangerLimits
+    private let tally: Mutex<StrangerTally>
+
+    public init(limits: StrangerLimits = StrangerLimits()) {
+        self.limits = limits
+        self.tally = Mutex(StrangerTally(limits: limits))
+    }
+
+    /// A gate for a new connection from `address`, or why it is refused.
+    public func admit(address: String) -> Result<StrangerGate, StrangerTally.Refusal> {
+        if let refusal = tally.withLock({ $0.admit(address) }) { return .failure(refusal) }
+        return .success(StrangerGate(address: address, owner: self))
+    }
+
+    /// The counts now (for tests and metrics).
+    public var snapshot: StrangerTally { tally.withLock { $0 } }
+
+    fileprivate func authenticated(_ address: String) { tally.withLock { $0.authenticated(address) } }
+    fileprivate func closed(_ address: String, wasAuthenticated: Bool) {
+        tally.withLock { $0.closed(address, wasAuthenticated: wasAuthenticated) }
+    }
+}
+
+/// One connection's authentication state, shared by its decoder (which refuses bulk bytes and long lines until it is
+/// open), its `StrangerHandler` (which closes it at the deadline unless it is open) and the shell that authenticates
+/// it (which opens it, once `HELLO_OK` or the peer's `OK` is sent).
+public final class StrangerGate: Sendable {
+    private enum State { case pending, open, closed }
+
+    public let address: String
+    private let owner: StrangerGuard?
+    private let state: Mutex<State>
+
+    init(address: String, owner: StrangerGuard?) {
+        self.address = address
+        self.owner = owner
+        self.state = Mutex(.pending)
+    }
+
+    /// A gate that is open from the start: for connections this side opened itself.
+    public static func trusted() -> StrangerGate {
+        let gate = StrangerGate(address: "", owner: nil)
+        gate.open()
+        return gate
+    }
+
+    public var isOpen: Bool { state.withLock { $0 == .open } }
+
+    /// The connection authenticated: no deadline, full limits. Only the first call counts.
+    public func open() {
+        let counted = state.withLock { s -> Bool in
+            guard s == .pending else { return false }
+            s = .open
+            return true
+        }
+        if counted { owner?.authenticated(address) }
+    }
+
+    /// The connection closed. Only the first call counts.
+    func close() {
+        let was = state.withLock { s -> State? in
+            guard s != .closed else { return nil }
+            defer { s = .closed }
+            return s
+        }
+        if let was { owner?.closed(address, wasAuthenticated: was == .open) }
+    }
+}
+
+/// First in a listener's pipeline (after TLS): counts the connection with its `StrangerGuard`, closes it at once when
+/// its address has too many, and closes it at the HELLO deadline unless its gate was opened by then. Bytes pass
+/// through untouched.
+public final class StrangerHandler: ChannelInboundHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private let admission: Result<StrangerGate, StrangerTally.Refusal>
+    private let deadline: TimeAmount
+    private var timer: Scheduled<Void>?
+    private var started = false
+
+    /// The gate of this connection (nil when it was refused).
+    public var gate: StrangerGate? { try? admission.get() }
+
+    public init(guard strangers: StrangerGuard, address: String) {
+        self.admission = strangers.admit(address: address)
+        self.deadline = .milliseconds(Int64(strangers.limits.helloDeadlineSeconds * 1000))
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context: context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        switch admission {
+        case .failure(let refusal):
+            refuse(context: context, "connection refused: \(refusal)")
+        case .success(let gate):
+            let seconds = deadline.nanoseconds / 1_000_000_000
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(in: deadline) {
+                let (handler, context) = bound.value
+                if !gate.isOpen { handler.refuse(context: context, "no HELLO within \(seconds) s") }
+            }
+        }
+    }
+
+    /// Says why (one `ERROR` line, as the protocol does) and closes.
+    private func refuse(context: ChannelHandlerContext, _ why: String) {
+        var buffer = context.channel.allocator.buffer(capacity: 160)
+        try? GridFrame(id: 0, .error(Msg.Error(GridError(.notAuthenticated, why)))).write(to: &buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        gate?.close()
+        context.fireChannelInactive()
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        gate?.close()
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import GridCore
+import GridStore
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import GridManager
+
+/// Limits for those who have not logged in, and the bundle limit of the dashboard's form, through the real router in
+/// process; and the `next=` rule.
+@Suite struct StrangerRouteTests {
+    @Test(arguments: ["/api/v1/register", "/api/v1/login", "/api/v1/logout", "/register", "/login", "/logout", "/api/v1/register/"])
+    func routesThatNeedNoLoginTakeASmallBody(path: String) {
+        #expect(BodyLimit.bytes(path: path, uploadBytes: 96 << 20) == BodyLimit.anonymousBytes)
+    }
+
+    @Test(arguments: ["/api/v1/jobs", "/submit", "/api/v1/tokens"])
+    func routesThatNeedALoginTakeTheUploadLimit(path: String) {
+        #expect(BodyLimit.bytes(path: path, uploadBytes: 96 << 20) == 96 << 20)
+    }
+
+    @Test func aLargeRegisterBodyGets413FromItsLengthWithTheAPIErrorShape() async throws {
+        let app = try await DashboardRouteTests.app()
+        try await app.test(.router) { client in
+            let body = ByteBuffer(repeating: UInt8(ascii: " "), count: BodyLimit.anonymousBytes + 1)
+            let (status, text) = try await client.execute(
+                uri: "/api/v1/register", method: .post, headers: [.contentType: "application/json"], body: body
+            ) { r in (r.status, String(buffer: r.body)) }
+            #expect(status == .contentTooLarge)
+            #expect(text.contains("accepts at most \(BodyLimit.anonymousBytes)"), "\(text)")
+        }
+    }
+
+    @Test func aLargeDashboardLoginFormGets413() async throws {
+        let app = try await DashboardRouteTests.app()
+        try await app.test(.router) { client in
+            let browser = Browser(client)
+            try await browser.get("/login")
+            let page = try await browser.post("/login", ["username": "x", "password": String(repeating: "p", count: 70_000)])
+            #expect(page.status == .contentTooLarge)
+        }
+    }
+
+    @Test func aDashboardUploadOverTheBundleLimitGetsAClearErrorAndNoJob() async throws {
+        let db = try GridDatabase.inMemory()
+        // A 64 KiB bulk limit: the bundle limit is 48 KiB, as the API enforces it.
+        let app = try await DashboardRouteTests.app(db: db) { $0.maxBulkBytes = 64 << 10 }
+        try await app.test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("bigupload")
+            let page = try await browser.post(
+                "/submit", ["script": "print(1)", "minutes": "1"], multipart: true,
+                files: [(field: "inputs", name: "big.bin", content: String(repeating: "x", count: 70 << 10))])
+            #expect(page.status == .badRequest)
+            #expect(page.body.contains("the script and inputs are 71 KB; the limit is 48 KB per job"), "\(page.body.prefix(2000))")
+            #expect(try await db.jobs(limit: 10).isEmpty, "no job, so no JOB_ASSIGN")
+        }
+    }
+
+    @Test(arguments: [
+        ("/jobs/3", true), ("/", true), ("/jobs?mine=1", true),
+        ("//evil.example", false), ("/\\evil.example", false), ("\\\\evil.example", false), ("/\t/evil.example", false),
+        ("/\n/evil.example", false), ("https://evil.example", false), ("evil", false), ("/ /evil", false), ("", false),
+    ])
+    func nextAcceptsOnlySameSitePaths(path: String, ok: Bool) {
+        #expect(Dashboard.isSameSitePath(path) == ok)
+    }
+
+    @Test func nextIsDecodedBeforeItIsChecked() {
+        #expect(Dashboard.safeNext("/%09/evil.example") == "/")
+        #expect(Dashboard.safeNext("%2F%2Fevil.example") == "/")
+        #expect(Dashboard.safeNext("/%5Cevil.example") == "/")
+        #expect(Dashboard.safeNext("/jobs/4") == "/jobs/4")
+    }
+}

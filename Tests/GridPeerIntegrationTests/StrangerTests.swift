@@ -1,0 +1,148 @@
+import Foundation
+import GridClient
+import GridCore
+import GridPeer
+import GridProtocol
+import GridTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Connections that never authenticate, on the manager's grid port and a worker's peer port: bounded in time, in
+/// number per address and in the bytes they can make either side keep.
+@Suite(.serialized) struct StrangerTests {
+    /// Samples both processes' resident memory until told to stop; reports the largest growth over `idle`.
+    final class RSSWatch: @unchecked Sendable {
+        // Safe: `peak` is guarded by `lock`.
+        let lock = NSLock()
+        var peak: [Int32: Int] = [:]
+        var running = true
+        let pids: [Int32]
+
+        init(_ pids: [Int32]) {
+            self.pids = pids
+            Thread.detachNewThread { [self] in
+                while lock.withLock({ running }) {
+                    for pid in pids {
+                        let kb = PeerGrid.rssKb(pid)
+                        lock.withLock { peak[pid] = max(peak[pid] ?? 0, kb) }
+                    }
+                    usleep(50_000)
+                }
+            }
+        }
+
+        func stop() -> [Int32: Int] {
+            lock.withLock {
+                running = false
+                return peak
+            }
+        }
+    }
+
+    func code(_ m: [String: Any]?) -> String? { m?["type"] as? String == "ERROR" ? m?["code"] as? String : nil }
+
+    @Test func silentAndBulkStrangersAreClosedAndMemoryStaysNearIdle() async throws {
+        let g = try await PeerGrid(label: "strangers", managerExtra: ["--hello-deadline", "2"])
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("p1", extra: ["--hello-deadline", "2"])
+        let manager = try #require(g.grid.manager)
+        try await Task.sleep(for: .seconds(1))
+        let idle = [manager.pid: PeerGrid.rssKb(manager.pid), peer.process.pid: PeerGrid.rssKb(peer.process.pid)]
+        let watch = RSSWatch([manager.pid, peer.process.pid])
+
+        for port in [g.grid.gridPort, peer.port] {
+            // 4 strangers announce a large bulk message and stream its bytes without a HELLO: refused from the line.
+            var streamers: [RawConnection] = []
+            for _ in 0..<4 {
+                let c = try RawConnection(port: port)
+                c.send(#"{"type":"JOB_LOG","id":1,"job":{"job_id":1,"attempt":1},"offset":0,"bytes":60000000}"# + "\n")
+                streamers.append(c)
+            }
+            let block = [UInt8](repeating: 0x41, count: 1 << 20)
+            var sentMiB = [Int](repeating: 0, count: 4)
+            for _ in 0..<32 {
+                for (i, c) in streamers.enumerated() where c.send(block) { sentMiB[i] += 1 }
+            }
+            for c in streamers {
+                #expect(code(c.readMessage(timeout: 5)) == "not_authenticated", "port \(port)")
+                #expect(c.isClosed(timeout: 5), "port \(port)")
+            }
+            #expect(sentMiB.allSatisfy { $0 < 32 }, "the stream was cut before 32 MiB were sent: \(sentMiB) MiB")
+
+            // 100 strangers that never say HELLO: the first 64 wait for the deadline, the rest are refused at once.
+            let start = Date()
+            let silent = try (0..<100).map { _ in try RawConnection(port: port) }
+            var closed = 0
+            var refusedAtOnce = 0
+            for c in silent {
+                let m = c.readMessage(timeout: 8)
+                if (m?["message"] as? String)?.contains("connection refused") == true { refusedAtOnce += 1 }
+                if c.isClosed(timeout: 8) { closed += 1 }
+            }
+            let took = Date().timeIntervalSince(start)
+            #expect(closed == 100, "port \(port): \(closed) of 100 closed")
+            #expect(refusedAtOnce == 36, "port \(port): \(refusedAtOnce) refused by the per-address cap")
+            #expect(took >= 1.5 && took < 15, "port \(port): closed after \(took) s (deadline 2 s)")
+        }
+
+        let peaks = watch.stop()
+        for (pid, name) in [(manager.pid, "manager"), (peer.process.pid, "worker")] {
+            let grew = (peaks[pid] ?? 0) - (idle[pid] ?? 0)
+            print("stranger RSS: \(name) idle \(idle[pid] ?? 0) kB, peak \(peaks[pid] ?? 0) kB, growth \(grew) kB")
+            #expect(grew < 50 * 1024, "\(name) grew by \(grew) kB under strangers")
+        }
+
+        // The grid still works for those who do authenticate.
+        let link = try await g.link(peer)
+        guard case .memResult = try await link.request(.setMem(Msg.SetMem(key: "k", value: .number(1)))).message else {
+            Issue.record("SET_MEM failed after the strangers")
+            return
+        }
+        link.close()
+    }
+
+    @Test func oneUserWithSixtyFourUploadsOpenDoesNotStopAnothersPutFile() async throws {
+        let g = try await PeerGrid(label: "uploadquota")
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("p1")
+        let hog = try await g.link(peer)
+        var opened = 0
+        var refusal = ""
+        for i in 0..<64 {
+            do {
+                _ = try await hog.request(.putFile(Msg.PutFile(filename: "hog-\(i).bin", size: 10 << 20)))
+                opened += 1
+            } catch let e as GridError {
+                refusal = e.message
+            }
+        }
+        #expect(opened == UploadQuota().perUser)
+        #expect(refusal.contains("you have \(UploadQuota().perUser) uploads in progress"), "\(refusal)")
+
+        let bob = try await g.grid.user("bob")
+        let other = try await g.link(peer, token: bob.token)
+        let path = g.grid.root + "/bob.txt"
+        try Data("bob's bytes".utf8).write(to: URL(fileURLWithPath: path))
+        let manifest = try await other.upload(path: path, as: "bob.txt")
+        #expect(manifest.size == 11)
+        hog.close()
+        other.close()
+    }
+
+    @Test func aNinetyMiBRegisterBodyGets413AtOnce() async throws {
+        let grid = try TestGrid(label: "bigregister")
+        defer { grid.shutdown() }
+        try grid.startManager()
+        let c = try RawConnection(port: grid.httpPort)
+        let start = Date()
+        c.send(
+            "POST /api/v1/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(90 << 20)\r\n\r\n"
+                + String(repeating: " ", count: 1024))
+        let status = c.readLine(timeout: 5)
+        #expect(status?.hasPrefix("HTTP/1.1 413") == true, "\(status ?? "no answer")")
+        #expect(Date().timeIntervalSince(start) < 3, "answered before the body was sent")
+    }
+}

@@ -1,0 +1,120 @@
+import Crypto
+import Foundation
+import GridCore
+import GridProtocol
+import SwiftASN1
+import Testing
+import X509
+
+/// The pure trust decisions: fingerprints, join strings, the pinned-CA check, plain text or TLS.
+@Suite("ManagerTrust")
+struct ManagerTrustTests {
+    static let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    static func der(_ c: Certificate) -> [UInt8] {
+        var s = DER.Serializer()
+        try! s.serialize(c)
+        return s.serializedBytes
+    }
+
+    /// A CA and a leaf it signed, valid around `now`.
+    static func pair(leafValidUntil: Date = now.addingTimeInterval(86400)) throws -> (ca: [UInt8], leaf: [UInt8]) {
+        let caKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let caName = try DistinguishedName { CommonName("test CA \(UUID().uuidString.prefix(6))") }
+        let ca = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: caKey.publicKey, notValidBefore: now.addingTimeInterval(-86400),
+            notValidAfter: now.addingTimeInterval(86400 * 365), issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0)) },
+            issuerPrivateKey: caKey)
+        let leafKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let leaf = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: leafKey.publicKey, notValidBefore: now.addingTimeInterval(-3600),
+            notValidAfter: leafValidUntil, issuer: caName, subject: try DistinguishedName { CommonName("manager") },
+            signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions(), issuerPrivateKey: caKey)
+        return (der(ca), der(leaf))
+    }
+
+    @Test func aChainWithThePinnedCAThatSignedTheLeafIsTrusted() throws {
+        let (ca, leaf) = try Self.pair()
+        #expect(ManagerTrust.check(chain: [leaf, ca], pinned: ManagerTrust.fingerprint(der: ca), now: Self.now) == nil)
+    }
+
+    @Test func theFingerprintIsCheckedCaseInsensitively() throws {
+        let (ca, leaf) = try Self.pair()
+        #expect(ManagerTrust.check(chain: [leaf, ca], pinned: ManagerTrust.fingerprint(der: ca).uppercased(), now: Self.now) == nil)
+    }
+
+    @Test func anotherCAIsRefusedAndTheMessageNamesBothFingerprints() throws {
+        let (ca, leaf) = try Self.pair()
+        let pinned = "sha256:" + String(repeating: "0", count: 64)
+        let refusal = try #require(ManagerTrust.check(chain: [leaf, ca], pinned: pinned, now: Self.now))
+        #expect(refusal.code == .unauthorized)
+        #expect(refusal.message.contains(pinned))
+        #expect(refusal.message.contains(ManagerTrust.fingerprint(der: ca)))
+    }
+
+    @Test func aLeafThatThePinnedCADidNotSignIsRefused() throws {
+        let (ca, _) = try Self.pair()
+        let (_, strangerLeaf) = try Self.pair()
+        #expect(ManagerTrust.check(chain: [strangerLeaf, ca], pinned: ManagerTrust.fingerprint(der: ca), now: Self.now) != nil)
+    }
+
+    @Test func anExpiredLeafIsRefused() throws {
+        let (ca, leaf) = try Self.pair(leafValidUntil: Self.now.addingTimeInterval(-1))
+        let refusal = ManagerTrust.check(chain: [leaf, ca], pinned: ManagerTrust.fingerprint(der: ca), now: Self.now)
+        #expect(refusal?.message.contains("not valid now") == true)
+    }
+
+    @Test func anEmptyChainIsRefused() {
+        #expect(ManagerTrust.check(chain: [], pinned: "sha256:" + String(repeating: "a", count: 64), now: Self.now) != nil)
+    }
+
+    // MARK: Join strings
+
+    @Test func aJoinStringCarriesTheTokenAndTheFingerprint() throws {
+        let fp = "sha256:" + String(repeating: "a1", count: 32)
+        let join = try JoinString(parsing: "cgw_0123@\(fp)\n")
+        #expect(join.token == "cgw_0123" && join.caFingerprint == fp)
+        #expect(join.description == "cgw_0123@\(fp)")
+    }
+
+    @Test func aBareTokenHasNoFingerprint() throws {
+        #expect(try JoinString(parsing: "cgw_0123").caFingerprint == nil)
+    }
+
+    @Test(arguments: ["cgw_1@sha256:abc", "cgw_1@md5:" + String(repeating: "a", count: 64), "@sha256:" + String(repeating: "a", count: 64), "cgw_1@"])
+    func aMalformedJoinStringIsRefused(text: String) {
+        #expect(throws: GridError.self) { try JoinString(parsing: text) }
+    }
+
+    // MARK: Plain text or TLS
+
+    @Test func loopbackMayStayPlainTextAndSaysSo() {
+        let c = TransportChoice.decide(bindHost: "127.0.0.1", tlsAsked: false, insecurePlaintext: false)
+        #expect(c == .plaintextLoopback)
+        #expect(c.notice("the manager")?.contains("loopback") == true)
+    }
+
+    @Test(arguments: ["0.0.0.0", "10.1.2.3", "grid.campus.example"])
+    func beyondLoopbackIsTLSUnlessPlainTextIsChosen(host: String) {
+        #expect(TransportChoice.decide(bindHost: host, tlsAsked: false, insecurePlaintext: false) == .tls)
+        let insecure = TransportChoice.decide(bindHost: host, tlsAsked: false, insecurePlaintext: true)
+        #expect(insecure == .plaintextInsecure)
+        #expect(insecure.notice("the manager")?.hasPrefix("WARNING") == true)
+    }
+
+    @Test func tlsCanBeAskedForOnLoopback() {
+        #expect(TransportChoice.decide(bindHost: "127.0.0.1", tlsAsked: true, insecurePlaintext: false) == .tls)
+    }
+
+    @Test func aWorkerWithoutAPinRefusesARemoteManagerUnlessPlainTextIsChosen() throws {
+        guard case .failure(let e) = TransportChoice.forWorker(managerHost: "10.0.0.1", pinned: false, insecurePlaintext: false) else {
+            Issue.record("a bare token to a remote manager must be refused")
+            return
+        }
+        #expect(e.message.contains("TOKEN@sha256"))
+        #expect(try TransportChoice.forWorker(managerHost: "10.0.0.1", pinned: false, insecurePlaintext: true).get() == .plaintextInsecure)
+        #expect(try TransportChoice.forWorker(managerHost: "10.0.0.1", pinned: true, insecurePlaintext: false).get() == .tls)
+        #expect(try TransportChoice.forWorker(managerHost: "127.0.0.1", pinned: false, insecurePlaintext: false).get() == .plaintextLoopback)
+    }
+}

@@ -1,0 +1,110 @@
+import GridCore
+import GridProtocol
+import NIOCore
+import Testing
+
+/// The per-address count behind the stranger limits, and what the parser accepts before authentication.
+@Suite("StrangerLimits")
+struct StrangerLimitsTests {
+    static let small = StrangerLimits(helloDeadlineSeconds: 1, maxLineBytes: 64, maxPendingPerAddress: 2, maxOpenPerAddress: 3)
+
+    @Test func pendingConnectionsFromOneAddressAreCapped() {
+        var tally = StrangerTally(limits: Self.small)
+        #expect(tally.admit("10.0.0.1") == nil)
+        #expect(tally.admit("10.0.0.1") == nil)
+        #expect(tally.admit("10.0.0.1") == .tooManyPending(2))
+        #expect(tally.admit("10.0.0.2") == nil, "another address has its own count")
+    }
+
+    @Test func anAuthenticatedConnectionFreesItsPendingPlaceButStillCountsAsOpen() {
+        var tally = StrangerTally(limits: Self.small)
+        #expect(tally.admit("a") == nil)
+        #expect(tally.admit("a") == nil)
+        tally.authenticated("a")
+        #expect(tally.admit("a") == nil)
+        tally.authenticated("a")
+        #expect(tally.admit("a") == .tooManyOpen(3))
+        #expect(tally.pending["a"] == 1 && tally.open["a"] == 3)
+    }
+
+    @Test func closingReturnsThePlacesAndForgetsTheAddress() {
+        var tally = StrangerTally(limits: Self.small)
+        #expect(tally.admit("a") == nil)
+        #expect(tally.admit("a") == nil)
+        tally.authenticated("a")
+        tally.closed("a", wasAuthenticated: true)
+        tally.closed("a", wasAuthenticated: false)
+        #expect(tally.pending.isEmpty && tally.open.isEmpty)
+    }
+
+    @Test func theGuardCountsAGateOnceWhateverTheOrderOfOpenAndClose() {
+        let strangers = StrangerGuard(limits: Self.small)
+        let gate = try! strangers.admit(address: "a").get()
+        gate.open()
+        gate.open()
+        #expect(strangers.snapshot.pending.isEmpty && strangers.snapshot.open["a"] == 1)
+        let other = try! strangers.admit(address: "a").get()
+        #expect(strangers.snapshot.pending["a"] == 1)
+        _ = other
+        if case .success = strangers.admit(address: "a") {} else { Issue.record("a second pending one is allowed") }
+        if case .failure(let refusal) = strangers.admit(address: "a") {
+            #expect(refusal == .tooManyPending(2))
+        } else {
+            Issue.record("a third pending one must be refused")
+        }
+    }
+
+    // MARK: The parser before authentication
+
+    static func frames(_ parser: inout FrameParser, _ text: String) -> [InboundFrame] {
+        var buffer = ByteBuffer(string: text)
+        var out: [InboundFrame] = []
+        while let f = parser.next(&buffer) { out.append(f) }
+        return out
+    }
+
+    static func code(_ f: InboundFrame?) -> (GridError.Code, Bool)? {
+        guard case .invalid(let e, _, let fatal)? = f else { return nil }
+        return (e.code, fatal)
+    }
+
+    @Test func aBulkMessageBeforeAuthenticationIsRefusedFromItsLineAndItsBytesAreNotKept() {
+        var parser = FrameParser()
+        parser.authenticated = false
+        var buffer = ByteBuffer(string: #"{"type":"JOB_LOG","id":2,"job":{"job_id":1,"attempt":1},"offset":0,"bytes":1000000}"# + "\n")
+        buffer.writeBytes([UInt8](repeating: 0x41, count: 4096))
+        let first = parser.next(&buffer)
+        #expect(Self.code(first)?.0 == .notAuthenticated)
+        #expect(Self.code(first)?.1 == true, "fatal: the connection closes")
+        #expect(buffer.readableBytes == 0, "nothing of the payload is kept")
+        #expect(parser.next(&buffer) == nil)
+    }
+
+    @Test func aBulkMessageAfterAuthenticationIsAccepted() {
+        var parser = FrameParser()
+        parser.authenticated = false
+        parser.authenticated = true
+        let out = Self.frames(&parser, #"{"type":"JOB_LOG","id":2,"job":{"job_id":1,"attempt":1},"offset":0,"bytes":3}"# + "\nabc")
+        guard case .frame(let f)? = out.first else { Issue.record("no frame: \(out)"); return }
+        #expect(f.payload.map { Array($0.readableBytesView) } == Array("abc".utf8))
+    }
+
+    @Test func aLongLineBeforeAuthenticationIsRefusedAtTheStrangerLimit() {
+        var parser = FrameParser(limits: FrameLimits(maxLineBytes: 1 << 20, maxBulkBytes: 1 << 20, maxStrangerLineBytes: 100))
+        parser.authenticated = false
+        let out = Self.frames(&parser, String(repeating: "a", count: 101))
+        #expect(Self.code(out.first)?.0 == .lineTooLong)
+        var trusted = FrameParser(limits: FrameLimits(maxLineBytes: 1 << 20, maxBulkBytes: 1 << 20, maxStrangerLineBytes: 100))
+        #expect(Self.frames(&trusted, String(repeating: "a", count: 101)).isEmpty, "after authentication the long limit applies")
+    }
+
+    @Test func aHelloFitsWellWithinTheStrangerLineLimit() {
+        var parser = FrameParser()
+        parser.authenticated = false
+        let hello = #"{"type":"HELLO","id":1,"version":1,"token":"cgw_\#(String(repeating: "x", count: 64))","name":"lab-3","peer_key":"\#(String(repeating: "k", count: 44))"}"#
+        guard case .frame(let f)? = Self.frames(&parser, hello + "\n").first, case .hello = f.message else {
+            Issue.record("HELLO refused")
+            return
+        }
+    }
+}
