@@ -7,12 +7,14 @@ public struct StrangerLimits: Sendable, Hashable {
     public var helloDeadlineSeconds: Double
     /// The longest line accepted before authentication (a `HELLO` is a few hundred bytes).
     public var maxLineBytes: Int
-    /// Connections from one address that have not authenticated yet; one more is closed at once.
+    /// Connections from one address that have not authenticated yet; one more is closed at once. 256: a class behind
+    /// one NAT address, or every client of a loaded machine on loopback, may open that many at once while the manager
+    /// checks their tokens.
     public var maxPendingPerAddress: Int
     /// Connections from one address altogether, authenticated or not.
     public var maxOpenPerAddress: Int
 
-    public init(helloDeadlineSeconds: Double = 10, maxLineBytes: Int = 16 << 10, maxPendingPerAddress: Int = 64, maxOpenPerAddress: Int = 1024) {
+    public init(helloDeadlineSeconds: Double = 10, maxLineBytes: Int = 16 << 10, maxPendingPerAddress: Int = 256, maxOpenPerAddress: Int = 1024) {
         self.helloDeadlineSeconds = helloDeadlineSeconds
         self.maxLineBytes = maxLineBytes
         self.maxPendingPerAddress = maxPendingPerAddress

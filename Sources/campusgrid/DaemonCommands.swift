@@ -25,6 +25,8 @@ struct ManagerCommand: AsyncParsableCommand {
     @Option(help: "New accounts allowed from one client address at once (default 10).") var registrationBurst: Int?
     @Option(help: "Seconds a grid-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
     var helloDeadline: Double?
+    @Option(help: "Connections from one address that have not said HELLO yet; one more is refused at once (default 256).")
+    var maxPendingPerAddress: Int?
     @Flag(help: "TLS on the grid and HTTP ports even when bound to loopback (beyond loopback it is the default).") var tls = false
     @Flag(help: "Plain text beyond loopback: tokens, passwords and data cross the network unencrypted. Logged at every start.")
     var insecurePlaintext = false
@@ -60,6 +62,7 @@ struct ManagerCommand: AsyncParsableCommand {
         config.tlsKeyFile = tlsKey
         config.tlsNames = tlsNames
         config.strangers.helloDeadlineSeconds = try helloDeadlineSeconds(helloDeadline) ?? config.strangers.helloDeadlineSeconds
+        config.strangers.maxPendingPerAddress = try pendingCap(maxPendingPerAddress) ?? config.strangers.maxPendingPerAddress
         if let rate = registrationsPerMinute {
             guard rate > 0, rate.isFinite else { throw ValidationError("--registrations-per-minute must be above 0") }
             config.registrationsPerMinute = rate
@@ -122,6 +125,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Python interpreter for jobs (env CAMPUSGRID_PYTHON; default python3, resolved once).") var python: String?
     @Option(help: "Seconds a peer-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
     var helloDeadline: Double?
+    @Option(help: "Connections from one address that have not said HELLO yet; one more is refused at once (default 256).")
+    var maxPendingPerAddress: Int?
     @Flag(help: "Speak plain text to a manager beyond loopback (one started with --insecure-plaintext). Logged at every start.")
     var insecurePlaintext = false
     @Flag(help: "Print the ready line as JSON.") var json = false
@@ -175,6 +180,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let listenHost = listen ?? (loopback ? "127.0.0.1" : "0.0.0.0")
         var strangers = StrangerLimits()
         strangers.helloDeadlineSeconds = try helloDeadlineSeconds(helloDeadline) ?? strangers.helloDeadlineSeconds
+        strangers.maxPendingPerAddress = try pendingCap(maxPendingPerAddress) ?? strangers.maxPendingPerAddress
         let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0, strangers: strangers)
         let peerPort = listener.channel.localAddress?.port ?? port ?? 0
         config.port = peerPort
@@ -266,6 +272,13 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("sandbox unavailable: \(error.message)")
         }
     }
+}
+
+/// `--max-pending-per-address`, checked: 1…100,000.
+func pendingCap(_ option: Int?) throws -> Int? {
+    guard let n = option else { return nil }
+    guard (1...100_000).contains(n) else { throw ValidationError("--max-pending-per-address must be 1…100000") }
+    return n
 }
 
 /// `--hello-deadline`, else `CAMPUSGRID_HELLO_DEADLINE`, checked: 0.1 s to 1 h.
