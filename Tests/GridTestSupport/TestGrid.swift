@@ -66,7 +66,13 @@ public final class TestGrid: @unchecked Sendable {
         env["CAMPUSGRID_MANAGER"] = nil
         env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_LOG_LEVEL"] ?? "debug"
         // Workers run the restricted tier unless a test asks for another (`--sandbox`); `auto` would pick bwrap here.
-        env["CAMPUSGRID_SANDBOX"] = env["CAMPUSGRID_SANDBOX"] ?? "none"
+        // Forced into it, they take every user's jobs (`--allow-unsandboxed`), and the CLI's jobs accept it
+        // (`--isolation restricted`); a test of the refusal sets CAMPUSGRID_ALLOW_UNSANDBOXED=0 for its worker.
+        if env["CAMPUSGRID_SANDBOX"] == nil {
+            env["CAMPUSGRID_SANDBOX"] = "none"
+            env["CAMPUSGRID_ALLOW_UNSANDBOXED"] = "1"
+            env["CAMPUSGRID_ISOLATION"] = "restricted"
+        }
         return env
     }
 
