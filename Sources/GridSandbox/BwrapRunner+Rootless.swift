@@ -22,8 +22,8 @@ extension BwrapRunner {
         let hooks = JobExecution.Hooks(
             killAll: { namespace.killAll() },
             check: {
-                // The namespace's first process (bwrap's reaper) counts too, so the job itself is at its limit.
-                guard namespace.sample() > limits.maxProcesses else { return nil }
+                // RLIMIT_NPROC counts bwrap's reaper in the namespace too: at the limit, the job's next fork fails.
+                guard namespace.sample() >= limits.maxProcesses else { return nil }
                 tooMany.withLock { $0 = true }
                 return .init(outcome: .failed, reason: Reasons.tooManyProcesses(limits.maxProcesses))
             },

@@ -48,6 +48,10 @@ public final class TestGrid: @unchecked Sendable {
     /// The account every manager of a test grid names with `--admin`: the one that may check the ledger.
     public static let adminName = "grid-admin"
 
+    /// A command every process of the grid is started through, e.g. `["/usr/sbin/ip", "netns", "exec", NAME]` for a
+    /// grid inside a network namespace (then only the CLI, through the same prefix, can reach it). Set before starting.
+    public var launcher: [String] = []
+
     public var baseURL: String { "http://127.0.0.1:\(httpPort)" }
     public var managerAddress: String { "127.0.0.1:\(gridPort)" }
 
@@ -77,10 +81,17 @@ public final class TestGrid: @unchecked Sendable {
     }
 
     /// Starts a process of the `campusgrid` binary and remembers it for `shutdown()`.
-    public func spawn(_ name: String, _ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> ManagedProcess {
+    /// `launcher` replaces the grid's own (`TestGrid.launcher`), e.g. to run a worker as another user.
+    public func spawn(_ name: String, _ arguments: [String], extraEnvironment: [String: String] = [:], launcher: [String]? = nil) throws
+        -> ManagedProcess
+    {
         var env = environment
         for (k, v) in extraEnvironment { env[k] = v }
-        let p = try ManagedProcess(name: name, executable: CampusGridBinary.path, arguments: arguments, environment: env, logDirectory: root)
+        let prefix = launcher ?? self.launcher
+        let p = try ManagedProcess(
+            name: name, executable: prefix.first ?? CampusGridBinary.path,
+            arguments: prefix.isEmpty ? arguments : Array(prefix.dropFirst()) + [CampusGridBinary.path] + arguments, environment: env,
+            logDirectory: root)
         lock.lock()
         processes.append(p)
         lock.unlock()
@@ -174,8 +185,8 @@ public final class TestGrid: @unchecked Sendable {
         env["CAMPUSGRID_MANAGER"] = baseURL
         env["CAMPUSGRID_TOKEN"] = token
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
-        p.arguments = arguments
+        p.executableURL = URL(fileURLWithPath: launcher.first ?? CampusGridBinary.path)
+        p.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [CampusGridBinary.path] + arguments
         p.environment = env
         let out = Pipe()
         let err = Pipe()
