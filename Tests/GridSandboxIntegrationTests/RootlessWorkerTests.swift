@@ -1,5 +1,9 @@
 import Foundation
 import GridCore
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import GridTestSupport
 import Testing
 
@@ -18,7 +22,13 @@ struct RootlessWorkerTests {
         let grid = try TestGrid(label: "rootless")
         defer { grid.shutdown() }
         let suite = try HostileSuite(grid: grid, account: user, workerLauncher: ["/usr/sbin/runuser", "-u", TestAccount.name, "--"])
+        suite.webPort = Int.random(in: 20_000...40_000)
         try suite.run()
+        // The status page and the dashboard's workers page show the tier and why the stronger ones were skipped.
+        let page = String(decoding: try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(suite.webPort!)/")!).0, as: UTF8.self)
+        #expect(page.contains("bwrap, rootless, rlimits") && page.contains("Stronger tiers skipped") && page.contains("need root"), "\(page)")
+        let dashboard = String(decoding: try await URLSession.shared.data(from: URL(string: grid.baseURL + "/workers")!).0, as: UTF8.self)
+        #expect(dashboard.contains("bwrap, rootless, rlimits") && dashboard.contains("stronger tiers skipped") && dashboard.contains("need root"))
         #expect(suite.workerLog.contains("bwrap, rootless, rlimits"), "\(suite.workerLog.suffix(3000))")
         #expect(suite.workerLog.contains("need root (this worker runs as uid \(user.uid))"), "\(suite.workerLog.suffix(3000))")
     }
@@ -81,6 +91,8 @@ final class HostileSuite: @unchecked Sendable {
     let workerLauncher: [String]
     let id = UUID().uuidString.prefix(8)
     private(set) var workerLog = ""
+    /// The worker's status page port, when it should have one.
+    var webPort: Int?
 
     init(grid: TestGrid, account: TestAccount, workerLauncher: [String]) throws {
         self.grid = grid
@@ -130,7 +142,7 @@ final class HostileSuite: @unchecked Sendable {
             [
                 "worker", "-m", grid.managerAddress, "--token-file", tokenPath, "--data-dir", dataDir, "-n", "laptop", "--cpus", "2", "--memory", "4",
                 "--json", "--sandbox", "auto", "--python", "/usr/bin/python3",
-            ],
+            ] + (webPort.map { ["--web-port", "\($0)"] } ?? []),
             extraEnvironment: ["CAMPUSGRID_ALLOW_UNSANDBOXED": "0", "HOME": account.home, "XDG_RUNTIME_DIR": "", "TMPDIR": "/tmp"],
             launcher: workerLauncher)
         let ready = try #require(worker.nextLine(timeout: 90), "the worker did not register:\n\(worker.errorLog.suffix(3000))")

@@ -158,21 +158,24 @@ public final class TestGrid: @unchecked Sendable {
     /// Starts a worker earning for `owner` and waits until it registered.
     @discardableResult
     public func startWorker(
-        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil
+        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil,
+        extraEnvironment: [String: String] = [:]
     ) async throws -> ManagedProcess {
         let token = try await owner.createToken(kind: "worker").token
-        return try startWorker(name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory)
+        return try startWorker(
+            name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory, extraEnvironment: extraEnvironment)
     }
 
     public func startWorker(
-        _ name: String, token: String, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil
+        _ name: String, token: String, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil,
+        extraEnvironment: [String: String] = [:]
     ) throws -> ManagedProcess {
         let w = try spawn(
             name,
             [
                 "worker", "-m", managerAddress, "--token-file", try tokenFile(token), "--data-dir", dataDirectory ?? root + "/\(name)", "-n", name, "--cpus", "\(cpus)",
                 "--memory", "\(memoryGb)", "--json",
-            ] + extra)
+            ] + extra, extraEnvironment: extraEnvironment)
         guard w.nextLine(timeout: 60) != nil else {
             throw TestGridError("worker \(name) did not register:\n\(w.errorLog.suffix(3000))")
         }
