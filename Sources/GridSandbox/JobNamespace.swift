@@ -34,12 +34,14 @@ final class JobNamespace: Sendable {
         return nil
     }
 
-    /// Every process in the job's namespace, with its thread count.
+    /// Every live process in the job's namespace, with its thread count (zombies waiting for a reaper that is not
+    /// the worker are already dead: a kill cannot remove them, and they hold nothing).
     func members() -> [(pid: pid_t, threads: Int)] {
         guard let ns = namespace() else { return [] }
         var out: [(pid_t, Int)] = []
         for pid in Self.allPids() where Self.namespace(of: pid) == ns {
-            out.append((pid, Self.stat(pid)?.threads ?? 1))
+            guard let s = Self.stat(pid), s.state != "Z", s.state != "X" else { continue }
+            out.append((pid, s.threads))
         }
         return out
     }
@@ -91,12 +93,12 @@ final class JobNamespace: Sendable {
         allPids().filter { stat($0)?.ppid == parent }
     }
 
-    /// The parent and thread count from `/proc/PID/stat` (the fields after the command's closing parenthesis).
-    static func stat(_ pid: pid_t) -> (ppid: pid_t, threads: Int)? {
+    /// The state, parent and thread count from `/proc/PID/stat` (the fields after the command's closing parenthesis).
+    static func stat(_ pid: pid_t) -> (state: Character, ppid: pid_t, threads: Int)? {
         guard let text = JobCgroup.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // fields[0] = state, [1] = ppid, ..., [17] = num_threads
-        guard fields.count > 17, let ppid = pid_t(fields[1]), let threads = Int(fields[17]) else { return nil }
-        return (ppid, threads)
+        guard fields.count > 17, let state = fields[0].first, let ppid = pid_t(fields[1]), let threads = Int(fields[17]) else { return nil }
+        return (state, ppid, threads)
     }
 }
