@@ -50,6 +50,23 @@ struct RootlessWorkerTests {
         #expect(suite.workerLog.contains("/sys/fs/cgroup is empty"), "\(suite.workerLog.suffix(3000))")
         #expect(suite.workerLog.contains("bwrap, rootless, rlimits"))
     }
+
+    @Test("a root worker inside a network namespace uses bwrap with rlimits, its process limit held by the worker")
+    func rootInsideANetworkNamespace() async throws {
+        let user = try #require(TestAccount.lookup(), "no user \(TestAccount.name): run scripts/setup")
+        let name = "cgtest-\(UUID().uuidString.prefix(8).lowercased())"
+        try sh("/usr/sbin/ip", "netns", "add", name)
+        defer { _ = try? sh("/usr/sbin/ip", "netns", "delete", name) }
+        try sh("/usr/sbin/ip", "netns", "exec", name, "/usr/sbin/ip", "link", "set", "lo", "up")
+        let grid = try TestGrid(label: "netns-root")
+        defer { grid.shutdown() }
+        grid.launcher = ["/usr/sbin/ip", "netns", "exec", name]
+        let suite = try HostileSuite(grid: grid, account: user, workerLauncher: grid.launcher)
+        suite.workerIsRoot = true
+        try suite.run()
+        #expect(suite.workerLog.contains("/sys/fs/cgroup is empty"), "\(suite.workerLog.suffix(3000))")
+        #expect(suite.workerLog.contains("sandbox: bwrap, rlimits") && suite.workerLog.contains("RLIMIT_NPROC does not bind"))
+    }
 }
 
 /// The ordinary account the rootless tests run workers as.
@@ -93,6 +110,8 @@ final class HostileSuite: @unchecked Sendable {
     private(set) var workerLog = ""
     /// The worker's status page port, when it should have one.
     var webPort: Int?
+    /// The worker runs as root (its folders stay root's); else as the test account, which owns them.
+    var workerIsRoot = false
 
     init(grid: TestGrid, account: TestAccount, workerLauncher: [String]) throws {
         self.grid = grid
@@ -125,10 +144,14 @@ final class HostileSuite: @unchecked Sendable {
         // The worker's folders belong to the ordinary user; a secret waits in its home directory.
         let dataDir = grid.root + "/laptop"
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        try give(dataDir, mode: 0o700)
         let tokenPath = dataDir + "/join-token"
         try Data((joinToken + "\n").utf8).write(to: URL(fileURLWithPath: tokenPath))
-        try give(tokenPath, mode: 0o600)
+        if workerIsRoot {
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokenPath)
+        } else {
+            try give(dataDir, mode: 0o700)
+            try give(tokenPath, mode: 0o600)
+        }
         let ssh = account.home + "/.ssh"
         try FileManager.default.createDirectory(atPath: ssh, withIntermediateDirectories: true)
         try give(ssh, mode: 0o700)
