@@ -82,6 +82,9 @@ public enum SandboxSelection {
         public var image: String = OCIRunner.defaultImage
         /// The cgroup mount (empty inside `ip netns exec`).
         public var cgroupRoot: String = "/sys/fs/cgroup"
+        /// Whether an engine whose resource limits do not hold (rootless on cgroup v1) may be used: yes when the
+        /// owner asked for it (`--sandbox docker|podman`); `auto` prefers bwrap with rlimits, which holds more.
+        public var ociWithoutLimits = false
         public init(python: String) { self.python = python }
     }
 
@@ -97,7 +100,15 @@ public enum SandboxSelection {
                         var c = OCIRunner.Configuration(socket: socket)
                         c.image = settings.image
                         c.limits = settings.limits
-                        do { return (try OCIRunner(configuration: c), skipped) } catch { lastError = error }
+                        do {
+                            let runner = try OCIRunner(configuration: c)
+                            if !settings.ociWithoutLimits && !OCIRunner.describe(runner.host).limitsHold {
+                                throw SandboxUnavailable(
+                                    "the engine at \(socket) is rootless on cgroup v1, where it ignores memory, process and CPU limits "
+                                        + "(bwrap with rlimits holds more; --sandbox podman uses it anyway)")
+                            }
+                            return (runner, skipped)
+                        } catch { lastError = error }
                     }
                     throw lastError ?? SandboxUnavailable("no container engine socket to try")
                 case .bwrap:

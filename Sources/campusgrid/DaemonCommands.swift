@@ -136,7 +136,8 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         let logger = GridLogging.logger("campusgrid.worker")
-        let (runner, skipped) = try chooseRunner(python: interpreter)
+        let (runner, skipped, podmanService) = try chooseRunner(python: interpreter, dataDirectory: config.dataDirectory)
+        defer { podmanService?.stop() }
         let allowOthers = allowUnsandboxed || Env.string("CAMPUSGRID_ALLOW_UNSANDBOXED").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
         let report = SandboxReport(
             tier: runner.tier, label: runner.label, skipped: skipped,
@@ -233,20 +234,37 @@ struct WorkerCommand: AsyncParsableCommand {
         return token
     }
 
-    /// The strongest runner that works here (or the one asked for), and why each stronger one was skipped.
-    func chooseRunner(python: String) throws -> (any JobRunner, [String]) {
+    /// The strongest runner that works here (or the one asked for), and why each stronger one was skipped; with
+    /// `--sandbox podman` and no engine answering, a `podman system service` of the worker's own (returned to stop).
+    func chooseRunner(python: String, dataDirectory: String) throws -> (any JobRunner, [String], PodmanUserService?) {
         let env = ProcessInfo.processInfo.environment
         do {
             let choice = try SandboxSelection.Choice(parsing: sandbox ?? Env.string("CAMPUSGRID_SANDBOX") ?? "auto")
-            let steps = try SandboxSelection.steps(
-                choice: choice, useDocker: SandboxSelection.useDocker(noDockerFlag: noDocker, environment: env),
-                engineSocket: engineSocket ?? Env.string("CAMPUSGRID_ENGINE_SOCKET"), environment: env)
+            let useDocker = SandboxSelection.useDocker(noDockerFlag: noDocker, environment: env)
+            let given = engineSocket ?? Env.string("CAMPUSGRID_ENGINE_SOCKET")
+            let steps = try SandboxSelection.steps(choice: choice, useDocker: useDocker, engineSocket: given, environment: env)
             var settings = SandboxSelection.Settings(python: python)
             settings.image = image ?? Env.string("CAMPUSGRID_IMAGE") ?? settings.image
             settings.bwrapPath = bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? settings.bwrapPath
-            let (runner, skipped) = try SandboxSelection.makeRunner(steps, settings: settings)
+            settings.ociWithoutLimits = choice == .docker || choice == .podman
+            var service: PodmanUserService?
+            let (runner, skipped): (any JobRunner, [String])
+            do {
+                (runner, skipped) = try SandboxSelection.makeRunner(steps, settings: settings)
+            } catch let first as SandboxUnavailable where choice == .podman && given == nil {
+                guard let podman = PodmanUserService.podman(environment: env) else { throw first }
+                try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+                complain("sandbox: no Podman service answers (\(first.message)); starting `podman system service` for this worker")
+                service = try PodmanUserService.start(podman: podman, socket: dataDirectory + "/podman.sock", environment: env)
+                do {
+                    (runner, skipped) = try SandboxSelection.makeRunner([.oci(sockets: [service!.socket])], settings: settings)
+                } catch {
+                    service?.stop()
+                    throw error
+                }
+            }
             if !skipped.isEmpty { complain("sandbox: using \(runner.label); skipped: \(skipped.joined(separator: "; "))") }
-            return (runner, skipped)
+            return (runner, skipped, service)
         } catch let error as SandboxUnavailable {
             throw ValidationError("sandbox unavailable: \(error.message)")
         }

@@ -67,6 +67,36 @@ struct RootlessWorkerTests {
         #expect(suite.workerLog.contains("/sys/fs/cgroup is empty"), "\(suite.workerLog.suffix(3000))")
         #expect(suite.workerLog.contains("sandbox: bwrap, rlimits") && suite.workerLog.contains("RLIMIT_NPROC does not bind"))
     }
+
+    @Test(
+        "an ordinary user's worker with --sandbox podman starts its own Podman service and runs jobs in rootless containers",
+        .disabled("on this host the rootless worker registers as oci but stalls after three jobs and its label misses `rootless`: not diagnosed yet"))
+    func rootlessPodman() async throws {
+        let user = try #require(TestAccount.lookup(), "no user \(TestAccount.name): run scripts/setup")
+        let grid = try TestGrid(label: "rootless-podman")
+        defer { grid.shutdown() }
+        // The user's Podman needs a runtime folder of its own and the sandbox image in its own storage.
+        let runtime = grid.root + "/xdg"
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes(
+            [.ownerAccountID: NSNumber(value: user.uid), .groupOwnerAccountID: NSNumber(value: user.gid), .posixPermissions: 0o700], ofItemAtPath: runtime)
+        let asUser = ["/usr/sbin/runuser", "-u", TestAccount.name, "--", "/usr/bin/env", "HOME=\(user.home)", "XDG_RUNTIME_DIR=\(runtime)"]
+        if (try? sh(asUser[0], Array(asUser.dropFirst()) + ["podman", "image", "exists", PodmanService.image])) == nil {
+            let tar = grid.root + "/image.tar"
+            try sh("/usr/bin/podman", "save", "-o", tar, PodmanService.image)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: tar)
+            try sh(asUser[0], Array(asUser.dropFirst()) + ["podman", "load", "-i", tar])
+        }
+        let suite = try HostileSuite(grid: grid, account: user, workerLauncher: ["/usr/sbin/runuser", "-u", TestAccount.name, "--"])
+        suite.sandboxFlags = ["--sandbox", "podman", "--image", PodmanService.image]
+        suite.extraEnvironment = ["XDG_RUNTIME_DIR": runtime]
+        suite.expectedTier = "oci"
+        suite.expectedLabel = "rootless"
+        // On cgroup v1 a rootless engine ignores resource limits (the label says so): only the isolation is checked.
+        suite.only = ["net", "home", "write", "uid", "fds"]
+        try suite.run()
+        #expect(suite.workerLog.contains("starting `podman system service`"), "\(suite.workerLog.suffix(3000))")
+    }
 }
 
 /// The ordinary account the rootless tests run workers as.
@@ -84,7 +114,10 @@ struct TestAccount {
 
 /// Runs a command to its end; throws when it fails.
 @discardableResult
-func sh(_ path: String, _ args: String...) throws -> String {
+func sh(_ path: String, _ args: String...) throws -> String { try sh(path, args) }
+
+@discardableResult
+func sh(_ path: String, _ args: [String]) throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
@@ -112,6 +145,12 @@ final class HostileSuite: @unchecked Sendable {
     var webPort: Int?
     /// The worker runs as root (its folders stay root's); else as the test account, which owns them.
     var workerIsRoot = false
+    /// The worker's sandbox flags, the tier and label it must report, and the jobs to run (nil = all).
+    var sandboxFlags = ["--sandbox", "auto"]
+    var expectedTier = "bwrap"
+    var expectedLabel = "rlimits"
+    var only: Set<String>?
+    var extraEnvironment: [String: String] = [:]
 
     init(grid: TestGrid, account: TestAccount, workerLauncher: [String]) throws {
         self.grid = grid
@@ -164,27 +203,28 @@ final class HostileSuite: @unchecked Sendable {
             "laptop",
             [
                 "worker", "-m", grid.managerAddress, "--token-file", tokenPath, "--data-dir", dataDir, "-n", "laptop", "--cpus", "2", "--memory", "4",
-                "--json", "--sandbox", "auto", "--python", "/usr/bin/python3",
-            ] + (webPort.map { ["--web-port", "\($0)"] } ?? []),
-            extraEnvironment: ["CAMPUSGRID_ALLOW_UNSANDBOXED": "0", "HOME": account.home, "XDG_RUNTIME_DIR": "", "TMPDIR": "/tmp"],
+                "--json", "--python", "/usr/bin/python3",
+            ] + sandboxFlags + (webPort.map { ["--web-port", "\($0)"] } ?? []),
+            extraEnvironment: ["CAMPUSGRID_ALLOW_UNSANDBOXED": "0", "HOME": account.home, "XDG_RUNTIME_DIR": "", "TMPDIR": "/tmp"].merging(
+                extraEnvironment, uniquingKeysWith: { $1 }),
             launcher: workerLauncher)
         let ready = try #require(worker.nextLine(timeout: 90), "the worker did not register:\n\(worker.errorLog.suffix(3000))")
         let info = try json(ready)
-        #expect(info["tier"] as? String == "bwrap", "\(ready)\n\(worker.errorLog.suffix(3000))")
-        #expect((info["tier_label"] as? String)?.contains("rlimits") == true, "\(ready)")
+        #expect(info["tier"] as? String == expectedTier, "\(ready)\n\(worker.errorLog.suffix(3000))")
+        #expect((info["tier_label"] as? String)?.contains(expectedLabel) == true, "\(ready)")
 
         // The tier and the reasons appear in `workers --json`.
         let workers = try json(try grid.cli(["workers", "--json"], token: bob).stdout)
         let row = try #require((workers["workers"] as? [[String: Any]])?.first)
         let sandbox = try #require(row["sandbox"] as? [String: Any], "\(row)")
-        #expect((sandbox["label"] as? String)?.contains("rlimits") == true)
-        #expect(!((sandbox["skipped"] as? [String]) ?? []).isEmpty)
+        #expect((sandbox["label"] as? String)?.contains(expectedLabel) == true)
+        if sandboxFlags == ["--sandbox", "auto"] { #expect(!((sandbox["skipped"] as? [String]) ?? []).isEmpty) }
         #expect(row["unsandboxed"] as? Bool == false)
 
         let escapee = "cgescape\(id)"
         let marker = "cg-written-\(id)"
         let writeTargets = [account.home, ssh, dataDir, grid.root, "/tmp", "/var/tmp", "/dev/shm", "/etc", "/"]
-        let jobs: [(name: String, script: String, extra: [String])] = [
+        let allJobs: [(name: String, script: String, extra: [String])] = [
             (
                 "net",
                 """
@@ -287,6 +327,7 @@ final class HostileSuite: @unchecked Sendable {
         ]
         try FileManager.default.createDirectory(atPath: grid.root + "/scripts", withIntermediateDirectories: true)
         var ids: [String: Int] = [:]
+        let jobs = allJobs.filter { only?.contains($0.name) ?? true }
         for job in jobs {
             let path = grid.root + "/scripts/\(job.name).py"
             try Data(job.script.utf8).write(to: URL(fileURLWithPath: path))
@@ -314,7 +355,7 @@ final class HostileSuite: @unchecked Sendable {
         }
         check("net") { s, log in
             #expect(log.contains("BLOCKED") && log.contains("NO-DNS") && !log.contains("CONNECTED") && !log.contains("RESOLVED"), "\(log)")
-            #expect(s["tier"] as? String == "bwrap", "\(s)")
+            #expect(s["tier"] as? String == expectedTier, "\(s)")
         }
         check("home") { _, log in
             #expect(!log.contains("PLANTED-SECRET") && !log.contains(joinToken), "\(log)")
@@ -322,7 +363,8 @@ final class HostileSuite: @unchecked Sendable {
         }
         check("write") { s, log in
             #expect(s["state"] as? String == "completed" && log.contains("OK"), "\(log)")
-            for d in writeTargets where d != "/tmp" {
+            // /tmp is the sandbox's own tmpfs; a container's /dev/shm is one too (the host's are checked below).
+            for d in writeTargets where d != "/tmp" && !(expectedTier == "oci" && d == "/dev/shm") {
                 #expect(!log.contains("WROTE \(d)\n"), "wrote \(d): \(log)")
             }
             for d in writeTargets { #expect(!FileManager.default.fileExists(atPath: d + "/" + marker), "\(d) was written on the host") }
@@ -345,7 +387,7 @@ final class HostileSuite: @unchecked Sendable {
             #expect(!log.contains("SURVIVED"))
         }
         check("escape") { s, log in #expect(log.contains("LEFT A CHILD"), "\(s) \(log)") }
-        #expect(Self.hostProcesses(containing: escapee).isEmpty)
+        if only?.contains("escape") ?? true { #expect(Self.hostProcesses(containing: escapee).isEmpty) }
     }
 
     static func waitUntilGone(_ marker: String) -> Bool {
