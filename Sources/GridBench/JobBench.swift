@@ -5,7 +5,8 @@ import GridCore
 /// Job latency and throughput through a real local grid, each against running the same Python script directly.
 enum JobBench {
     static let script = "pass\n"
-    static let spec = JobSpec(name: "bench-empty", cpus: 1, ramGb: 0, minutes: 1)
+    /// Any tier: the bench measures the tier its workers chose (they take its jobs even when restricted).
+    static let spec = JobSpec(name: "bench-empty", cpus: 1, ramGb: 0, minutes: 1, minTier: .restricted)
 
     static func submitRequest() -> API.SubmitRequest {
         API.SubmitRequest(

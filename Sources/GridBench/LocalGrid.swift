@@ -69,7 +69,7 @@ public final class LocalGrid: @unchecked Sendable {
                     name: "worker-\(i)", path: binary,
                     arguments: [
                         "worker", "-m", managerAddress, "--token-file", tokenFile, "--data-dir", root + "/worker-\(i)", "-n", "bench-\(i)", "--cpus", "1",
-                        "--slots", "1", "--memory", "2", "--port", "\(peerPort)", "--json",
+                        "--slots", "1", "--memory", "2", "--port", "\(peerPort)", "--json", "--allow-unsandboxed",
                     ] + extraWorkerArguments,
                     environment: env)
                 children.append(w)

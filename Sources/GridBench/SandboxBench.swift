@@ -8,12 +8,24 @@ import GridSandbox
 enum SandboxBench {
     /// The tiers that can run here, weakest first, each with its runner, or the reason it cannot. The OCI tier uses
     /// the first Docker-API engine that answers (`CAMPUSGRID_ENGINE_SOCKET`, DOCKER_HOST, the usual sockets).
-    static func tiers(python: String, engine: String? = nil) -> [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] {
-        var out: [(tier: SandboxTier, runner: Result<any JobRunner, BenchError>)] = [(.restricted, .success(RestrictedRunner(python: python)))]
+    /// `id` names the figure (`sandbox.<id>`): the tier, or `bwrap-rootless` for bwrap with rlimits instead of cgroups.
+    static func tiers(python: String, engine: String? = nil) -> [(id: String, label: String, runner: Result<any JobRunner, BenchError>)] {
+        var out: [(id: String, label: String, runner: Result<any JobRunner, BenchError>)] = [
+            ("restricted", SandboxTier.restricted.label, .success(RestrictedRunner(python: python)))
+        ]
         do {
-            out.append((.bwrap, .success(try BwrapRunner(configuration: BwrapRunner.Configuration(python: python)))))
+            out.append(("bwrap", SandboxTier.bwrap.label, .success(try BwrapRunner(configuration: BwrapRunner.Configuration(python: python)))))
         } catch {
-            out.append((.bwrap, .failure(BenchError("not available here: \(error)"))))
+            out.append(("bwrap", SandboxTier.bwrap.label, .failure(BenchError("not available here: \(error)"))))
+        }
+        // The rootless form: the same namespaces, per-job rlimits, RLIMIT_NPROC set inside by a prelude, the PID-namespace kill.
+        var rootless = BwrapRunner.Configuration(python: python)
+        rootless.limitSource = .rlimits
+        do {
+            let runner = try BwrapRunner(configuration: rootless)
+            out.append(("bwrap-rootless", runner.label, .success(runner)))
+        } catch {
+            out.append(("bwrap-rootless", "bwrap, rootless, rlimits", .failure(BenchError("not available here: \(error)"))))
         }
         let env = ProcessInfo.processInfo.environment
         var oci: Result<any JobRunner, BenchError> = .failure(
@@ -25,7 +37,7 @@ enum SandboxBench {
                 break
             }
         }
-        out.append((.oci, oci))
+        out.append(("oci", SandboxTier.oci.label, oci))
         return out
     }
 
@@ -33,16 +45,16 @@ enum SandboxBench {
         var figures: [Figure] = []
         let engine = privateEngine(scratch: scratch, log: log)
         defer { engine?.server.stop() }
-        for (tier, runner) in tiers(python: python, engine: engine?.socket) {
+        for (tier, label, runner) in tiers(python: python, engine: engine?.socket) {
             var figure = Figure(
-                id: "sandbox.\(tier.rawValue)", title: "Sandbox launch: \(tier.label)", unit: "ms", better: .lower,
-                workload: "\(launches) launches of an empty Python script, alternating with plain launches")
+                id: "sandbox.\(tier)", title: "Sandbox launch: \(label)", unit: "ms", better: .lower,
+                workload: "\(launches) launches of an empty Python script, alternating with plain launches (worker uid \(getuid()))")
             switch runner {
             case .failure(let why):
                 figure.skip(why.description)
                 figure.add(Reference.missing("plain process start (posix_spawn + wait)", because: "the tier did not run"))
             case .success(let runner):
-                let dir = scratch + "/sandbox-\(tier.rawValue)"
+                let dir = scratch + "/sandbox-\(tier)"
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 try Data(JobBench.script.utf8).write(to: URL(fileURLWithPath: dir + "/empty.py"))
                 var ours: [Double] = []
@@ -57,7 +69,7 @@ enum SandboxBench {
                 figure.record(ours)
                 figure.add(Reference(name: "plain process start (posix_spawn + wait)", samples: plain))
                 if let a = figure.value, let b = figure.references.last?.value { figure.detail["overhead_ms"] = a - b }
-                log("  sandbox \(tier.rawValue): \(String(format: "%.1f", figure.value ?? 0)) ms vs plain \(String(format: "%.1f", figure.references.last?.value ?? 0)) ms")
+                log("  sandbox \(tier): \(String(format: "%.1f", figure.value ?? 0)) ms vs plain \(String(format: "%.1f", figure.references.last?.value ?? 0)) ms")
             }
             figures.append(figure)
         }

@@ -246,6 +246,11 @@ public enum API {
         public var lastSeen: Double
         public var cpuHoursGiven: Double
         public var jobsDone: Int
+        /// What an online worker said about its sandbox: the label, why stronger tiers were skipped, whose jobs it
+        /// takes (nil for offline workers and older ones).
+        public var sandbox: SandboxReport?
+        /// No real sandbox: a job there can read its owner's files and reach the network.
+        public var unsandboxed: Bool
         public init(
             id: WorkerID, name: String, owner: String, online: Bool, resources: Resources, free: Resources, gpuNames: [String],
             tier: SandboxTier, slots: Int, running: Int, load: Double, host: String?, port: Int?, webPort: Int?, onlineSince: Double?,
@@ -260,6 +265,7 @@ public enum API {
             self.gpuNames = gpuNames
             self.tier = tier
             self.tierLabel = tier.label
+            self.unsandboxed = tier == .restricted
             self.slots = slots
             self.running = running
             self.load = load

@@ -10,7 +10,8 @@ public struct JobSpec: Hashable, Sendable, Codable {
     public var priority: Int
     /// Output file globs, relative to the job's scratch directory; empty means every new file.
     public var outputs: [String]
-    /// The weakest sandbox tier the job accepts.
+    /// The weakest sandbox tier the job accepts: `bwrap` unless the submitter lowers it for their own job (a
+    /// restricted worker runs only its owner's jobs anyway, unless started with `--allow-unsandboxed`).
     public var minTier: SandboxTier
     /// Files of the grid's distributed file store (peer services) that the worker fetches into the scratch folder,
     /// under the same name, before the job starts (`submit --input grid:NAME`); they never pass through the manager.
@@ -21,7 +22,7 @@ public struct JobSpec: Hashable, Sendable, Codable {
 
     public init(
         name: String, cpus: Int = 1, ramGb: Int = 1, gpus: Int = 0, minutes: Int = 5, priority: Int = 0, outputs: [String] = [],
-        minTier: SandboxTier = .restricted, gridInputs: [String]? = nil, saveOutputsAs: String? = nil
+        minTier: SandboxTier = .bwrap, gridInputs: [String]? = nil, saveOutputsAs: String? = nil
     ) {
         self.gridInputs = gridInputs
         self.saveOutputsAs = saveOutputsAs

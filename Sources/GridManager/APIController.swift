@@ -238,13 +238,19 @@ struct APIController: Sendable {
 
     func workerInfos() async throws -> [API.WorkerInfo] {
         let live = await core.liveState()
+        let sandboxes = await core.sandboxReports()
         return try await db.workers().map { w in
             let l = live[w.id]
-            return API.WorkerInfo(
+            var info = API.WorkerInfo(
                 id: w.id, name: w.name, owner: w.ownerName, online: l != nil, resources: w.resources, free: l?.free ?? .zero,
                 gpuNames: w.gpuNames, tier: w.tier, slots: w.slots, running: l?.running ?? 0, load: l?.load ?? 0, host: w.host, port: w.port,
                 webPort: w.webPort, onlineSince: l != nil ? w.onlineSince : nil, lastSeen: w.lastSeen, cpuHoursGiven: w.cpuSecondsGiven / 3600,
                 jobsDone: w.jobsDone)
+            if l != nil, let report = sandboxes[w.id] {
+                info.sandbox = report
+                info.tierLabel = report.label
+            }
+            return info
         }
     }
 

@@ -99,11 +99,13 @@ extension Dashboard {
         var minutes = 5
         var priority = 0
         var outputs = ""
+        /// The weakest sandbox the job accepts (default bwrap: never a worker without a real sandbox).
+        var minTier = SandboxTier.bwrap
 
         var spec: JobSpec {
             JobSpec(
                 name: name, cpus: cpus, ramGb: ramGb, gpus: gpus, minutes: minutes, priority: priority,
-                outputs: outputs.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init))
+                outputs: outputs.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init), minTier: minTier)
         }
 
         init() {}
@@ -122,6 +124,10 @@ extension Dashboard {
             minutes = try number("minutes", "Minutes", default: 5)
             priority = try number("priority", "Priority", default: 0)
             outputs = form["outputs"] ?? ""
+            if let raw = form["min_tier"], !raw.isEmpty {
+                guard let tier = SandboxTier(rawValue: raw) else { throw GridError(.badRequest, "sandbox must be restricted, bwrap or oci (got \(raw))") }
+                minTier = tier
+            }
         }
 
         /// The hold this job would take, when its fields are valid (never computed from out-of-range numbers).
@@ -131,6 +137,7 @@ extension Dashboard {
             [
                 "name": name, "script": script, "cpus": cpus, "ram_gb": ramGb, "gpus": gpus, "minutes": minutes, "priority": priority,
                 "outputs": outputs, "hold": hold.map(String.init) ?? "—",
+                "tiers": SandboxTier.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == minTier] },
             ]
         }
     }

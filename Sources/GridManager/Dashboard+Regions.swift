@@ -75,6 +75,12 @@ extension Dashboard {
                 "cpu_hours": String(format: "%.2f", w.cpuHoursGiven), "earned": earnings[w.id] ?? 0, "last_seen": Self.time(w.lastSeen),
             ]
             if let since = w.onlineSince { row["online_since"] = Self.time(since) }
+            row["unsandboxed"] = w.unsandboxed
+            if let s = w.sandbox {
+                row["owner_only"] = !s.acceptsOthers
+                row["skipped"] = s.skipped
+                row["has_skipped"] = !s.skipped.isEmpty
+            }
             return row
         }
         return ["rows": rows, "empty": rows.isEmpty, "online": infos.filter(\.online).count]

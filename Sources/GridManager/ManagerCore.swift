@@ -471,6 +471,11 @@ public actor ManagerCore {
         return out
     }
 
+    /// What each online worker said about its sandbox in `REGISTER` (workers that said nothing are left out).
+    func sandboxReports() -> [WorkerID: SandboxReport] {
+        live.compactMapValues { $0.registration.sandbox }
+    }
+
     /// One utilisation sample: CPUs online, CPUs held by running jobs, workers online, jobs running.
     func utilisation() -> (cpusTotal: Int, cpusUsed: Int, workers: Int, running: Int) {
         var total = 0
@@ -526,7 +531,8 @@ public actor ManagerCore {
             let s = state[w.identity.workerId]!
             return Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
-                freeSlots: max(0, w.registration.slots - s.running), tieBreak: w.tieBreak)
+                freeSlots: max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
+                acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)

@@ -103,10 +103,15 @@ public enum Msg {
         /// Runs that ended while the manager could not be told, whose `JOB_DONE` is not acknowledged yet: the manager
         /// answers with how much of each one's log it holds, and the worker re-sends the rest before the `JOB_DONE`.
         public var finished: [JobRef]?
+        /// The sandbox in words: its label (which limits hold), why stronger tiers were skipped, and whether it takes
+        /// other users' jobs (`accepts_others`: false for a restricted worker started without `--allow-unsandboxed`).
+        /// Absent from older workers, which take everyone's jobs.
+        public var sandbox: SandboxReport?
         public init(
             resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,
-            webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil
+            webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil, sandbox: SandboxReport? = nil
         ) {
+            self.sandbox = sandbox
             self.finished = finished
             self.resources = resources
             self.gpuNames = gpuNames

@@ -28,6 +28,9 @@ public enum WorkerClaims {
     public static let files = 0...1_000
     public static let fileBytes = 0...(1 << 30)
     public static let reasonLength = 0...10_000
+    /// The sandbox report: its label, and the reasons and notes it lists.
+    public static let sandboxLines = 0...16
+    public static let sandboxText = 0...1_000
 
     /// Checks a message from a registered (or registering) worker; nil when every figure is in range.
     public static func problem(_ message: GridMessage) -> GridError? {
@@ -46,6 +49,14 @@ public enum WorkerClaims {
             for n in r.gpuNames { c.range("gpu_names (length)", n.utf8.count, nameLength) }
             c.refs("running", r.running)
             c.refs("finished", r.finished ?? [])
+            if let s = r.sandbox {
+                c.range("sandbox.label (length)", s.label.utf8.count, sandboxText)
+                c.range("sandbox.skipped (count)", s.skipped.count, sandboxLines)
+                c.range("sandbox.notes (count)", s.notes.count, sandboxLines)
+                for t in s.skipped + s.notes { c.range("sandbox reasons (length)", t.utf8.count, sandboxText) }
+                // A report that contradicts the tier claimed is refused: the tier is what placement trusts.
+                c.range("sandbox.tier (same as tier)", s.tier == r.tier ? 0 : 1, 0...0)
+            }
         case .loadUpdate(let u):
             c.range("load", u.load, load)
             if let t = u.tasks { c.range("tasks", t, tasks) }

@@ -5,6 +5,10 @@ import GridCore
 /// The Linux default tier: bubblewrap namespaces (no network, a read-only view of only what Python needs, uid 65534,
 /// no capabilities, a fresh environment) plus a per-job cgroup (memory, processes, CPU quota) and file-size/core
 /// rlimits. The whole job is killed through its cgroup on timeout or cancel, and the cgroup is always removed.
+///
+/// Without root (a student's laptop) or without a cgroup mount (inside `ip netns exec`), the same namespaces hold and
+/// the limits come from a delegated cgroup v2 subtree or per-job rlimits (`RootlessLimits`); the job's PID namespace
+/// is then its handle for the kill.
 public struct BwrapRunner: JobRunner {
     /// Everything the runner needs to know about this machine, with defaults for a Debian host.
     public struct Configuration: Sendable {
@@ -17,6 +21,10 @@ public struct BwrapRunner: JobRunner {
         public var tmpBytes: UInt64 = 256 << 20
         /// The cgroup mount.
         public var cgroupRoot: String = "/sys/fs/cgroup"
+        /// Where the limits come from: the cgroups (root), a delegated cgroup v2 subtree, or rlimits.
+        public var limitSource: RootlessLimits.Source = .cgroups
+        /// For a delegated subtree: the cgroup (relative to `cgroupRoot`) job cgroups are made under.
+        public var cgroupParent: String?
 
         public init(python: String) { self.python = python }
     }
@@ -30,9 +38,15 @@ public struct BwrapRunner: JobRunner {
     /// How `/bin`, `/lib`, ... look on this host: a symlink target (merged /usr) or nil (a real directory).
     let topLevel: [(name: String, symlink: String?)]
     public var tier: SandboxTier { .bwrap }
+    /// Whether the worker runs as root (RLIMIT_NPROC does not bind root's sandboxes).
+    let isRoot: Bool
+    public var label: String { RootlessLimits.label(source: configuration.limitSource, isRoot: isRoot) }
+    public var notes: [String] { RootlessLimits.notes(source: configuration.limitSource, isRoot: isRoot, limits: configuration.limits) }
 
-    /// Checks that bubblewrap runs and the cgroups are writable; throws `SandboxUnavailable` with the reason otherwise.
+    /// Checks that bubblewrap runs and the limits hold (the cgroups are writable, or a probe job's rlimits bite);
+    /// throws `SandboxUnavailable` with the reason otherwise.
     public init(configuration: Configuration) throws {
+        isRoot = geteuid() == 0
         self.configuration = configuration
         let fm = FileManager.default
         guard fm.isExecutableFile(atPath: configuration.bwrapPath) else {
@@ -47,10 +61,18 @@ public struct BwrapRunner: JobRunner {
             var isDir: ObjCBool = false
             return fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? (name, nil) : nil
         }
-        let probe = try JobCgroup(
-            root: configuration.cgroupRoot, name: "probe-\(getpid())-\(UUID().uuidString.prefix(8))",
-            limits: .init(memoryBytes: 64 << 20, pids: 8, cpus: 1))
-        probe.remove()
+        switch configuration.limitSource {
+        case .cgroups, .delegatedCgroup:
+            if configuration.limitSource == .cgroups, let why = CgroupDelegation.unreachable(root: configuration.cgroupRoot, isRoot: isRoot, delegated: false) {
+                throw SandboxUnavailable(why)
+            }
+            let probe = try JobCgroup(
+                root: configuration.cgroupRoot, name: "probe-\(getpid())-\(UUID().uuidString.prefix(8))",
+                limits: .init(memoryBytes: 64 << 20, pids: 8, cpus: 1), parent: configuration.cgroupParent)
+            probe.remove()
+        case .rlimits:
+            try probeRlimits()
+        }
     }
 
     /// The Python installation's directories outside `/usr` (a pyenv or venv prefix), which the sandbox must see.
@@ -77,7 +99,7 @@ public struct BwrapRunner: JobRunner {
     /// files of `/etc`, and the scratch directory; the sandbox's own root is made read-only at the end.
     static func arguments(
         python: String, pythonRoots: [String], topLevel: [(name: String, symlink: String?)], scratch: String, script: String,
-        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String]
+        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String], processes: Int? = nil
     ) -> [String] {
         var a = [
             "--unshare-all", "--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534",
@@ -100,7 +122,12 @@ public struct BwrapRunner: JobRunner {
         a += ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
         a += ["--bind", scratch, jobDirectory, "--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
         for key in environment.keys.sorted() { a += ["--setenv", key, environment[key]!] }
-        a += [python, "-u", script]
+        if let processes {
+            // RLIMIT_NPROC must be set inside the user namespace, where it counts only the job's processes.
+            a += [python, "-S", "-c", RootlessLimits.prelude(processes: processes), script]
+        } else {
+            a += [python, "-u", script]
+        }
         return a
     }
 
@@ -124,12 +151,13 @@ public struct BwrapRunner: JobRunner {
     }
 
     public func start(_ request: RunRequest) throws -> JobExecution {
+        if configuration.limitSource == .rlimits { return try startWithRlimits(request) }
         let spec = request.spec
         let limits = configuration.limits
         let memoryBytes: UInt64? = spec.ramGb > 0 ? UInt64(spec.ramGb) << 30 : nil
         let cgroup = try JobCgroup(
             root: configuration.cgroupRoot, name: "job-\(request.job.jobId)-\(request.job.attempt)-\(UUID().uuidString.prefix(8))",
-            limits: .init(memoryBytes: memoryBytes, pids: limits.maxProcesses, cpus: spec.cpus))
+            limits: .init(memoryBytes: memoryBytes, pids: limits.maxProcesses, cpus: spec.cpus), parent: configuration.cgroupParent)
         let procs: [Int32]
         do { procs = try cgroup.openProcs() } catch {
             cgroup.remove()

@@ -153,6 +153,22 @@ public struct DockerEngine: Sendable {
         (try? call("GET", "/_ping", timeout: 5))?.status == 200
     }
 
+    /// What `/info` says about where containers run: rootless (`SecurityOptions` has `name=rootless`) and the cgroup
+    /// version (`CgroupVersion`), or nil when the engine does not say.
+    /// Podman's compatible `/info` says neither, so its own `/v4.0.0/libpod/info` (`host.security.rootless`) is asked too.
+    public func host() -> OCIRunner.EngineHost? {
+        guard let r = try? call("GET", "/info", timeout: 10), r.status == 200, let info = r.json as? [String: Any] else { return nil }
+        let options = (info["SecurityOptions"] as? [String]) ?? []
+        var host = OCIRunner.EngineHost(rootless: options.contains { $0.contains("name=rootless") }, cgroupVersion: info["CgroupVersion"] as? String)
+        if !host.rootless, let p = try? call("GET", "/v4.0.0/libpod/info", timeout: 10), p.status == 200,
+            let podman = (p.json as? [String: Any])?["host"] as? [String: Any]
+        {
+            host.rootless = (podman["security"] as? [String: Any])?["rootless"] as? Bool ?? false
+            if let v = podman["cgroupVersion"] as? String { host.cgroupVersion = v.hasPrefix("v") ? String(v.dropFirst()) : v }
+        }
+        return host
+    }
+
     /// Whether `image` is present locally (never pulled: a worker runs only images its owner put there).
     public func hasImage(_ image: String) -> Bool {
         let name = image.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? image

@@ -51,10 +51,13 @@ public final class FunctionPool: Sendable {
                 let env = environment(home: BwrapRunner.jobDirectory)
                 var launch = Launch(python: python, wrapper: bwrap.interpreterPrefix(directory: directory, environment: env), directory: directory)
                 launch.wrapperFor = { folder in bwrap.interpreterPrefix(directory: folder, environment: env) }
-                launch.cgroup = (
-                    bwrap.configuration.cgroupRoot,
-                    CgroupLayout.Limits(memoryBytes: memoryBytes, pids: bwrap.configuration.limits.maxProcesses, cpus: nil)
-                )
+                // Interpreters get a cgroup of their own only where the worker has root's cgroups (not rootless).
+                if bwrap.configuration.limitSource == .cgroups {
+                    launch.cgroup = (
+                        bwrap.configuration.cgroupRoot,
+                        CgroupLayout.Limits(memoryBytes: memoryBytes, pids: bwrap.configuration.limits.maxProcesses, cpus: nil)
+                    )
+                }
                 return (launch, .bwrap)
             }
             return (Launch(python: python, directory: directory), .restricted)

@@ -16,9 +16,10 @@ final class JobCgroup: Sendable {
     }
 
     /// Creates the job's cgroup and writes its limits; throws `SandboxUnavailable` when it cannot.
-    init(root: String, name: String, limits: CgroupLayout.Limits) throws {
+    /// `parent` replaces the worker's own v2 cgroup path (a delegated subtree the worker moved itself out of).
+    init(root: String, name: String, limits: CgroupLayout.Limits, parent: String? = nil) throws {
         let version = Self.hostVersion(root: root)
-        let selfCgroup = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
+        let selfCgroup = parent.map { "0::\($0)\n" } ?? (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
         layout = CgroupLayout.make(version: version, root: root, selfCgroup: selfCgroup, name: name)
         self.limits = limits
         let fm = FileManager.default

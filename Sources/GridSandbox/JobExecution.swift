@@ -20,6 +20,10 @@ public final class JobExecution: Sendable {
     private let ending = Mutex<Stop?>(nil)
     private let exited = Mutex<Double?>(nil)
     private let report = OneShot<RunReport>()
+    /// The last few KiB of output, for runners whose only sign of a limit is what the job printed (`explainTail`).
+    private let tail = Mutex<[UInt8]>([])
+    private let pumped = DispatchSemaphore(value: 0)
+    static let tailBytes = 4096
 
     /// Why a run was stopped before its main process ended by itself.
     struct Stop: Sendable, Hashable {
@@ -45,6 +49,8 @@ public final class JobExecution: Sendable {
         var check: (@Sendable () -> Stop?)? = nil
         /// Amends the final report (reasons, measurements) and releases what the run held (cgroup, container).
         var finish: @Sendable (RunReport) -> RunReport = { $0 }
+        /// Amends the final report from the end of the job's output (read to its end first, waiting at most 2 s).
+        var explainTail: (@Sendable (RunReport, String) -> RunReport)? = nil
     }
 
     /// What a runner adds to a plain process start.
@@ -55,6 +61,7 @@ public final class JobExecution: Sendable {
         var killAll: (@Sendable () -> Void)? = nil
         var check: (@Sendable () -> Stop?)? = nil
         var finish: @Sendable (RunReport) -> RunReport = { $0 }
+        var explainTail: (@Sendable (RunReport, String) -> RunReport)? = nil
     }
 
     /// Starts `path` and returns its execution; `deadline` is the wall-clock limit in seconds.
@@ -113,7 +120,7 @@ public final class JobExecution: Sendable {
                 extraKill?()
                 ProcessTree.killAll(pgid: pid, marker: marker)
             },
-            check: hooks.check, finish: hooks.finish)
+            check: hooks.check, finish: hooks.finish, explainTail: hooks.explainTail)
         return JobExecution(pid: pid, outputFD: fds[0], deadline: deadline, control: control)
     }
 
@@ -194,7 +201,12 @@ public final class JobExecution: Sendable {
         } else if r.outcome == .failed {
             if let signal = exit.signal { r.reason = "killed by signal \(signal)" } else { r.reason = "exited with code \(exit.exitCode ?? -1)" }
         }
-        report.fulfil(control.finish(r))
+        r = control.finish(r)
+        if let explain = control.explainTail {
+            _ = pumped.wait(timeout: .now() + 2)
+            r = explain(r, String(decoding: tail.withLock { $0 }, as: UTF8.self))
+        }
+        report.fulfil(r)
     }
 
     /// Copies the pipe into the stream until EOF, or until the main process has been gone a while (a process that
@@ -203,6 +215,7 @@ public final class JobExecution: Sendable {
         defer {
             close(fd)
             continuation.finish()
+            pumped.signal()
         }
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
@@ -217,6 +230,12 @@ public final class JobExecution: Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             continuation.yield(Array(buffer[0..<n]))
+            if control.explainTail != nil {
+                tail.withLock { t in
+                    t += buffer[0..<n].suffix(Self.tailBytes)
+                    if t.count > Self.tailBytes { t.removeFirst(t.count - Self.tailBytes) }
+                }
+            }
         }
     }
 

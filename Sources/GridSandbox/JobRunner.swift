@@ -60,6 +60,15 @@ public protocol JobRunner: Sendable {
     var tier: SandboxTier { get }
     /// Starts the job; the returned execution streams its output and ends with a report.
     func start(_ request: RunRequest) throws -> JobExecution
+    /// A label for people that says which limits hold (`bwrap, rootless, rlimits`).
+    var label: String { get }
+    /// Limits this runner cannot hold, or holds only for some jobs, with the reason.
+    var notes: [String] { get }
+}
+
+extension JobRunner {
+    public var label: String { tier.label }
+    public var notes: [String] { [] }
 }
 
 /// Per-worker caps that apply to every job, whatever it asks for.

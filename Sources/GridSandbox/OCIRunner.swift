@@ -33,6 +33,34 @@ public struct OCIRunner: JobRunner {
     public let configuration: Configuration
     let engine: DockerEngine
     public var tier: SandboxTier { .oci }
+    /// Where the engine runs containers (rootless Podman, cgroup version), when it said.
+    public let host: EngineHost?
+    public var label: String { Self.describe(host).label }
+    public var notes: [String] { Self.describe(host).notes }
+
+    /// What an engine said about its host.
+    public struct EngineHost: Sendable, Hashable {
+        public var rootless: Bool
+        public var cgroupVersion: String?
+        public init(rootless: Bool, cgroupVersion: String?) {
+            self.rootless = rootless
+            self.cgroupVersion = cgroupVersion
+        }
+    }
+
+    /// The label for an engine's host, and whether the resource limits hold there (pure): a rootless engine on
+    /// cgroup v1 ignores memory, pids and CPU limits (Podman says so), which the label names.
+    public static func describe(_ host: EngineHost?) -> (label: String, notes: [String], limitsHold: Bool) {
+        guard let host, host.rootless else { return (SandboxTier.oci.label, [], true) }
+        if host.cgroupVersion == "1" {
+            return (
+                "oci, rootless, no resource limits",
+                ["memory, processes and CPU: not limited (a rootless engine on cgroup v1 ignores them); no network, read-only root, uid 65534 hold"],
+                false
+            )
+        }
+        return ("oci, rootless", [], true)
+    }
 
     /// Checks the engine answers and has the image; throws `SandboxUnavailable` saying which is missing.
     public init(configuration: Configuration) throws {
@@ -42,6 +70,7 @@ public struct OCIRunner: JobRunner {
             throw SandboxUnavailable(
                 "no container engine answers at \(engine.socketPath) (start Docker, or `podman system service`, or choose --sandbox bwrap)")
         }
+        host = engine.host()
         guard engine.hasImage(configuration.image) else {
             throw SandboxUnavailable(
                 "the container image \(configuration.image) is not on this machine (build it with scripts/build-sandbox-image, or pass --image)")

@@ -44,6 +44,7 @@ public struct RestrictedRunner: JobRunner {
 
 /// Linux resource numbers (stable on every Linux architecture we run on).
 enum RLimit {
+    static let cpu: Int32 = 0
     static let fsize: Int32 = 1
     static let core: Int32 = 4
     static let nproc: Int32 = 6

@@ -19,11 +19,18 @@ public enum Placement {
         /// Breaks ties between equally loaded workers: a value the manager picks (at random, per registration), never
         /// something the worker chooses, such as its id.
         public var tieBreak: UInt64
+        /// The worker's owner, and whether it takes other users' jobs (a restricted worker does only when its owner
+        /// started it with `--allow-unsandboxed`; see `Admission`). A nil owner takes everyone's.
+        public var owner: UserID?
+        public var acceptsOthers: Bool
 
         public init(
-            id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0
+            id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0,
+            owner: UserID? = nil, acceptsOthers: Bool = true
         ) {
             self.tieBreak = tieBreak
+            self.owner = owner
+            self.acceptsOthers = acceptsOthers
             self.id = id
             self.total = total
             self.free = free
@@ -37,6 +44,15 @@ public enum Placement {
             let given = total.cpus > 0 ? Double(total.cpus - free.cpus) / Double(total.cpus) : 1
             return load + given
         }
+
+        /// Whether this worker would run a job of `owner` (its tier aside).
+        func takes(_ owner: UserID) -> Bool {
+            guard let mine = self.owner else { return true }
+            return Admission.accepts(jobOwner: owner, workerOwner: mine, acceptsOthers: acceptsOthers)
+        }
+
+        /// Whether this worker could ever run `job`: tier, owner and total resources (not what is free now).
+        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job.owner) && total.covers(job.request) }
     }
 
     /// A queued job as the scheduler sees it.
@@ -71,12 +87,17 @@ public enum Placement {
         case noWorkerFits(unmet: [String])
         /// Some online workers could run it, but none has room right now.
         case waitingForCapacity
+        /// The only workers that could run it are unsandboxed (restricted tier) and run only their owners' jobs.
+        case onlyUnsandboxedWorkers
 
         public var description: String {
             switch self {
             case .noWorkerOnline: "no worker is online"
             case .noWorkerFits(let unmet): "no online worker has \(unmet.joined(separator: ", "))"
             case .waitingForCapacity: "waiting for a worker with enough free resources"
+            case .onlyUnsandboxedWorkers:
+                "the only online workers that fit have no real sandbox (restricted tier) and run only their owners' jobs "
+                    + "(their owners did not start them with --allow-unsandboxed)"
             }
         }
     }
@@ -120,12 +141,14 @@ public enum Placement {
         var pending: [JobID: PendingReason] = [:]
         var noFit: Set<Shape> = []
         var reasons: [Shape: PendingReason] = [:]
+        let ownerMatters = workers.contains { !$0.acceptsOthers && $0.owner != nil }
         for job in order {
-            let shape = Shape(job)
+            let shape = Shape(job, ownerMatters: ownerMatters)
             var chosen: Int?
             if !noFit.contains(shape) {
                 chosen = ready.firstIndex {
                     workers[$0].tier >= job.minTier && workers[$0].free.covers(job.request) && !job.avoid.contains(workers[$0].id)
+                        && workers[$0].takes(job.owner)
                 }
             }
             guard let position = chosen else {
@@ -153,26 +176,32 @@ public enum Placement {
         return Plan(assignments: assignments, pending: pending)
     }
 
-    /// What makes two requests interchangeable for placement.
+    /// What makes two requests interchangeable for placement. The owner counts only while some worker takes only its
+    /// owner's jobs (otherwise every owner is alike, and 100,000 jobs of many users still share a few shapes).
     private struct Shape: Hashable {
         var request: Resources
         var minTier: SandboxTier
         var avoid: Set<WorkerID>
-        init(_ job: Job) {
+        var owner: UserID?
+        init(_ job: Job, ownerMatters: Bool) {
             request = job.request
             minTier = job.minTier
             avoid = job.avoid
+            owner = ownerMatters ? job.owner : nil
         }
     }
 
     /// Why `job` cannot be placed on any of `workers` now.
     public static func reason(for job: Job, workers: [Worker]) -> PendingReason {
         if workers.isEmpty { return .noWorkerOnline }
-        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && !job.avoid.contains($0.id) }) {
+        if workers.contains(where: { $0.couldRun(job) && !job.avoid.contains($0.id) }) {
             return .waitingForCapacity
         }
-        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) }) {
+        if workers.contains(where: { $0.couldRun(job) }) {
             return .noWorkerFits(unmet: ["a worker other than the ones that could not start it"])
+        }
+        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && !$0.takes(job.owner) }) {
+            return .onlyUnsandboxedWorkers
         }
         // Report what the closest worker lacks: the one with the fewest unmet requirements.
         var best: [String]?

@@ -43,6 +43,8 @@ public actor WorkerAgent: Service {
     private var gpuSlots: GPUSlots
     let logger: Logger
     private var workerId: String?
+    /// The account this worker earns for (from `HELLO_OK`): the only owner a worker that refuses others' jobs serves.
+    private var owner: String?
     private var heartbeatSeconds: Double = 1
     private var outbox: Outbox?
     private var stopping = false
@@ -178,12 +180,13 @@ public actor WorkerAgent: Service {
                     .hello(Msg.Hello(token: config.token, name: config.name, workerId: workerId, user: config.user, peerKey: peers?.publicKey))))
             guard case .helloOk(let ok) = try await expect().message else { throw LinkClosed() }
             adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
+            owner = ok.owner
             await peers?.setIdentity(ok.workerId)
             await peers?.setTrust(managerKey: ok.managerKey, credential: nil)
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
                 host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref),
-                finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId })
+                finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId }, sandbox: sandbox)
             try await outbound.write(GridFrame(.register(register)))
             guard case .registered(let reg) = try await expect().message else { throw LinkClosed() }
             await peers?.setTrust(managerKey: nil, credential: reg.credential)
@@ -325,6 +328,11 @@ public actor WorkerAgent: Service {
         if let existing = jobs[ref.jobId] {
             if existing.ref == ref { return }
             existing.execution.cancel()
+        }
+        // The manager does not place others' jobs here; if one comes anyway, it is refused, never run unsandboxed.
+        if let owner, !Admission.accepts(jobOwner: assign.owner ?? "", workerOwner: owner, acceptsOthers: sandbox.acceptsOthers) {
+            await reject(ref, reason: "this worker has no real sandbox and runs only its owner's jobs (started without --allow-unsandboxed)")
+            return
         }
         var bytes = payload
         var files: [(name: String, data: Data)] = []
@@ -494,6 +502,7 @@ public actor WorkerAgent: Service {
     public func status() -> WorkerStatus {
         WorkerStatus(
             name: config.name, workerId: workerId, connected: outbox != nil, resources: resources, gpuNames: gpuNames, tier: runner.tier,
+            sandbox: sandbox,
             slots: config.slots ?? resources.cpus, load: MachineInfo.load(),
             current: jobs.values.sorted { $0.ref.jobId < $1.ref.jobId }.map {
                 WorkerStatus.Task(
@@ -501,6 +510,11 @@ public actor WorkerAgent: Service {
                     outcome: nil, exitCode: nil, runtimeMs: nil)
             },
             recent: recent.reversed())
+    }
+
+    /// The sandbox as this worker reports it.
+    var sandbox: SandboxReport {
+        config.sandbox ?? SandboxReport(tier: runner.tier, label: runner.label, notes: runner.notes)
     }
 
     // MARK: - Identity

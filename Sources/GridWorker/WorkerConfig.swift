@@ -32,6 +32,9 @@ public struct WorkerConfig: Sendable {
     public var maxOutputBytes: Int = 60 << 20
     /// Largest log kept per job, in bytes.
     public var maxLogBytes: Int = 16 << 20
+    /// The sandbox as reported to the manager and shown on the status page (label, skipped tiers, whose jobs it takes);
+    /// nil = the runner's tier and label, taking everyone's jobs.
+    public var sandbox: SandboxReport?
 
     public init(managerHost: String, token: String, name: String, dataDirectory: String) {
         self.managerHost = managerHost

@@ -24,6 +24,8 @@ public struct WorkerStatus: Sendable, Hashable, Codable {
     public var resources: Resources
     public var gpuNames: [String]
     public var tier: SandboxTier
+    /// Which limits hold, why stronger tiers were skipped, whose jobs it takes.
+    public var sandbox: SandboxReport
     public var slots: Int
     public var load: Double
     public var current: [Task]
@@ -96,7 +98,10 @@ public struct WorkerStatusPage: Service {
             <dt>Manager link</dt><dd id="link">\(s.connected ? "connected" : "reconnecting")</dd>
             <dt>Resources</dt><dd id="resources">\(s.resources.cpus) CPUs · \(s.resources.ramGb) GB RAM · \(gpus)</dd>
             <dt>Load</dt><dd id="load">\(String(format: "%.2f", s.load))</dd>
-            <dt>Sandbox tier</dt><dd id="tier">\(escape(s.tier.label))</dd>
+            <dt>Sandbox tier</dt><dd id="tier">\(escape(s.sandbox.label))\(s.sandbox.unsandboxed ? " — <strong>no real sandbox</strong>: a job can read this user's files and reach the network" : "")</dd>
+            <dt>Jobs taken</dt><dd id="accepts">\(s.sandbox.acceptsOthers ? "everyone's" : "only its owner's (start with --allow-unsandboxed to take others')")</dd>
+            \(s.sandbox.skipped.isEmpty ? "" : "<dt>Stronger tiers skipped</dt><dd id=\"skipped\"><ul>" + s.sandbox.skipped.map { "<li>\(escape($0))</li>" }.joined() + "</ul></dd>")
+            \(s.sandbox.notes.isEmpty ? "" : "<dt>Limits</dt><dd id=\"notes\"><ul>" + s.sandbox.notes.map { "<li>\(escape($0))</li>" }.joined() + "</ul></dd>")
             <dt>Slots</dt><dd>\(s.current.count) of \(s.slots) busy</dd></dl></section>
             <section><h2>Current tasks</h2>\(s.current.isEmpty ? "<p>None.</p>" : "<table>\(head)\(s.current.map { row($0, current: true) }.joined())</table>")</section>
             <section><h2>Recent tasks</h2>\(s.recent.isEmpty ? "<p>None yet.</p>" : "<table>\(head)\(s.recent.map { row($0, current: false) }.joined())</table>")</section>

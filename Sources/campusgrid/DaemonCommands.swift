@@ -111,7 +111,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Copies of each memory key and file chunk (default 2).") var replicas: Int?
     @Option(help: "Status page port (reported to the manager).") var webPort: Int?
     @Option(help: "Address the status page binds (it has no login: 0.0.0.0 shows it to the whole network).") var webHost = "127.0.0.1"
-    @Option(help: "Sandbox: auto, docker, podman, bwrap or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
+    @Option(help: "Sandbox: auto, docker, podman, bwrap, bwrap-rootless or none (env CAMPUSGRID_SANDBOX).") var sandbox: String?
+    @Flag(
+        help:
+            "Let a worker without a real sandbox (the restricted tier) run other users' jobs too; they could read your files and reach your network (env CAMPUSGRID_ALLOW_UNSANDBOXED=1)."
+    )
+    var allowUnsandboxed = false
     @Flag(help: "Never use an OCI engine (env USE_DOCKER=false).") var noDocker = false
     @Option(help: "Container image for the OCI tier (env CAMPUSGRID_IMAGE; default \(OCIRunner.defaultImage), built by scripts/build-sandbox-image).")
     var image: String?
@@ -168,8 +173,23 @@ struct WorkerCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        let runner = try chooseRunner(python: interpreter)
         let logger = GridLogging.logger("campusgrid.worker")
+        let (runner, skipped, podmanService) = try chooseRunner(python: interpreter, dataDirectory: config.dataDirectory)
+        defer { podmanService?.stop() }
+        let allowOthers = allowUnsandboxed || Env.string("CAMPUSGRID_ALLOW_UNSANDBOXED").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
+        let report = SandboxReport(
+            tier: runner.tier, label: runner.label, skipped: skipped,
+            acceptsOthers: Admission.acceptsOthers(tier: runner.tier, allowUnsandboxed: allowOthers), notes: runner.notes)
+        config.sandbox = report
+        logger.notice(
+            "sandbox: \(report.label)",
+            metadata: [
+                "grid.sandbox.tier": "\(report.tier.rawValue)", "grid.sandbox.skipped": "\(report.skipped.joined(separator: "; "))",
+                "grid.sandbox.accepts_others": "\(report.acceptsOthers)", "grid.sandbox.notes": "\(report.notes.joined(separator: "; "))",
+            ])
+        if report.unsandboxed {
+            complain(Admission.restrictedWarning(owner: user, home: Env.string("HOME"), acceptsOthers: report.acceptsOthers, skipped: skipped))
+        }
         let asJSON = json
         let name = config.name
 
@@ -206,10 +226,10 @@ struct WorkerCommand: AsyncParsableCommand {
         ) { id in
             if asJSON {
                 say(
-                    #"{"event":"registered","worker_id":"\#(id)","name":"\#(name)","tier":"\#(runner.tier.rawValue)","port":\#(peerPort),"web_port":\#(webPortShown)}"#
+                    #"{"event":"registered","worker_id":"\#(id)","name":"\#(name)","tier":"\#(runner.tier.rawValue)","tier_label":"\#(runner.label)","port":\#(peerPort),"web_port":\#(webPortShown)}"#
                 )
             } else {
-                say("Worker \(name) (\(id)) registered with \(host):\(managerPort); peer port \(peerPort); sandbox: \(runner.tier.label)")
+                say("Worker \(name) (\(id)) registered with \(host):\(managerPort); peer port \(peerPort); sandbox: \(runner.label)")
             }
         }
         await peers.connect(manager: { try await agent.ask($0) }, onLoadChange: { agent.loadChanged() })
@@ -255,19 +275,37 @@ struct WorkerCommand: AsyncParsableCommand {
         return token
     }
 
-    func chooseRunner(python: String) throws -> any JobRunner {
+    /// The strongest runner that works here (or the one asked for), and why each stronger one was skipped; with
+    /// `--sandbox podman` and no engine answering, a `podman system service` of the worker's own (returned to stop).
+    func chooseRunner(python: String, dataDirectory: String) throws -> (any JobRunner, [String], PodmanUserService?) {
         let env = ProcessInfo.processInfo.environment
         do {
             let choice = try SandboxSelection.Choice(parsing: sandbox ?? Env.string("CAMPUSGRID_SANDBOX") ?? "auto")
-            let steps = try SandboxSelection.steps(
-                choice: choice, useDocker: SandboxSelection.useDocker(noDockerFlag: noDocker, environment: env),
-                engineSocket: engineSocket ?? Env.string("CAMPUSGRID_ENGINE_SOCKET"), environment: env)
+            let useDocker = SandboxSelection.useDocker(noDockerFlag: noDocker, environment: env)
+            let given = engineSocket ?? Env.string("CAMPUSGRID_ENGINE_SOCKET")
+            let steps = try SandboxSelection.steps(choice: choice, useDocker: useDocker, engineSocket: given, environment: env)
             var settings = SandboxSelection.Settings(python: python)
             settings.image = image ?? Env.string("CAMPUSGRID_IMAGE") ?? settings.image
             settings.bwrapPath = bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? settings.bwrapPath
-            let (runner, skipped) = try SandboxSelection.makeRunner(steps, settings: settings)
-            if !skipped.isEmpty { complain("sandbox: using \(runner.tier.label); skipped: \(skipped.joined(separator: "; "))") }
-            return runner
+            settings.ociWithoutLimits = choice == .docker || choice == .podman
+            var service: PodmanUserService?
+            let (runner, skipped): (any JobRunner, [String])
+            do {
+                (runner, skipped) = try SandboxSelection.makeRunner(steps, settings: settings)
+            } catch let first as SandboxUnavailable where choice == .podman && given == nil {
+                guard let podman = PodmanUserService.podman(environment: env) else { throw first }
+                try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+                complain("sandbox: no Podman service answers (\(first.message)); starting `podman system service` for this worker")
+                service = try PodmanUserService.start(podman: podman, socket: dataDirectory + "/podman.sock", environment: env)
+                do {
+                    (runner, skipped) = try SandboxSelection.makeRunner([.oci(sockets: [service!.socket])], settings: settings)
+                } catch {
+                    service?.stop()
+                    throw error
+                }
+            }
+            if !skipped.isEmpty { complain("sandbox: using \(runner.label); skipped: \(skipped.joined(separator: "; "))") }
+            return (runner, skipped, service)
         } catch let error as SandboxUnavailable {
             throw ValidationError("sandbox unavailable: \(error.message)")
         }

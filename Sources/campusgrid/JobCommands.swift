@@ -18,7 +18,8 @@ struct Submit: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Wall-clock limit in minutes (also what is held).") var minutes = 5
     @Option(parsing: .unconditional, help: "Priority, -10 (low) to 10 (high).") var priority = 0
     @Option(help: "A name for the job.") var name: String?
-    @Option(help: "The weakest sandbox tier accepted: restricted, bwrap or oci.") var isolation: String = "restricted"
+    @Option(help: "The weakest sandbox tier accepted: restricted, bwrap or oci (env CAMPUSGRID_ISOLATION; default bwrap).") var isolation: String =
+        Env.string("CAMPUSGRID_ISOLATION") ?? "bwrap"
     @Flag(help: "Wait until the job ends; exit non-zero unless it completed.") var wait = false
     @Flag(help: "Stream the job's log until it ends (implies --wait).") var follow = false
 
@@ -210,11 +211,16 @@ struct Workers: AsyncParsableCommand {
                 let rows = list.workers.map { w in
                     [
                         w.name, w.owner, w.online ? "online" : "offline", "\(w.resources.cpus)", "\(w.resources.ramGb) GB",
-                        w.gpuNames.isEmpty ? "\(w.resources.gpus)" : w.gpuNames.joined(separator: ","), w.tierLabel,
+                        w.gpuNames.isEmpty ? "\(w.resources.gpus)" : w.gpuNames.joined(separator: ","),
+                        w.tierLabel + (w.unsandboxed ? " UNSANDBOXED" : "") + (w.sandbox?.acceptsOthers == false ? " (owner's jobs only)" : ""),
                         String(format: "%.2f", w.load), "\(w.running)/\(w.slots)", String(format: "%.3f", w.cpuHoursGiven),
                     ]
                 }
                 say(Table.render(["NAME", "OWNER", "STATUS", "CPUS", "RAM", "GPUS", "SANDBOX", "LOAD", "JOBS", "CPU-HOURS"], rows))
+                for w in list.workers where w.online {
+                    for reason in w.sandbox?.skipped ?? [] { say("  \(w.name): skipped \(reason)") }
+                    if w.unsandboxed { say("  \(w.name): no real sandbox — a job there can read \(w.owner)'s files and reach the network") }
+                }
             }
         }
     }

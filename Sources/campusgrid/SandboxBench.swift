@@ -28,6 +28,8 @@ struct SandboxBench: AsyncParsableCommand {
         var bc = BwrapRunner.Configuration(python: interpreter)
         bc.bwrapPath = bwrap
         do { runners.append(("bwrap", try BwrapRunner(configuration: bc))) } catch { complain("bwrap tier skipped: \(error)") }
+        bc.limitSource = .rlimits
+        do { runners.append(("bwrap-rootless", try BwrapRunner(configuration: bc))) } catch { complain("bwrap-rootless tier skipped: \(error)") }
         for socket in SandboxSelection.sockets(for: .auto, given: engineSocket, environment: ProcessInfo.processInfo.environment) {
             var oc = OCIRunner.Configuration(socket: socket)
             oc.image = image

@@ -52,6 +52,8 @@ struct BenchCommandTests {
         #expect(completion?.references.first?.ratio != nil)
         let sandbox = report.figures.first { $0.id == "sandbox.restricted" }
         #expect(sandbox?.references.first?.ratio != nil)
+        // The rootless bwrap tier is measured (or says why not) beside the plain start and the root bwrap tier.
+        #expect(report.figures.contains { $0.id == "sandbox.bwrap-rootless" }, "\(report.figures.map(\.id))")
     }
 
     static func run(_ path: String, _ arguments: [String], timeout: Double) throws -> (Int32, String, String) {

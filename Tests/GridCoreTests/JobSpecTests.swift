@@ -10,6 +10,11 @@ struct JobSpecTests {
         return error?.message
     }
 
+    @Test func jobsAskForABwrapSandboxUnlessTheirSubmitterLowersIt() {
+        #expect(JobSpec(name: "j").minTier == .bwrap)
+        #expect(JobSpec(name: "j", minTier: .restricted).minTier == .restricted)
+    }
+
     @Test func defaultSpecIsValid() throws {
         try JobSpec(name: "hello").validate()
     }

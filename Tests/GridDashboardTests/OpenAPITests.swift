@@ -20,7 +20,7 @@ import Testing
         try await grid.startWorker("schema-worker", owner: user, cpus: 2, memoryGb: 2)
         let script = Data("open('out.txt', 'w').write('x')\nprint('hi')\n".utf8).base64EncodedString()
         let job = try await user.submit(
-            API.SubmitRequest(spec: JobSpec(name: "schema-job", minutes: 1), script: .init(name: "job.py", contentBase64: script), inputs: []))
+            API.SubmitRequest(spec: JobSpec(name: "schema-job", minutes: 1, minTier: .restricted), script: .init(name: "job.py", contentBase64: script), inputs: []))
         let ended = try await eventually(timeout: 60) { try await user.job(job.job.id).state.isFinal }
         #expect(ended)
 

@@ -33,7 +33,7 @@ import FoundationNetworking
 
         let script = Data("import time\nprint('working')\ntime.sleep(3)\n".utf8).base64EncodedString()
         let job = try await owner.submit(
-            API.SubmitRequest(spec: JobSpec(name: "<i>task</i>", minutes: 1), script: .init(name: "t.py", contentBase64: script), inputs: []))
+            API.SubmitRequest(spec: JobSpec(name: "<i>task</i>", minutes: 1, minTier: .restricted), script: .init(name: "t.py", contentBase64: script), inputs: []))
         let running = try await eventually(timeout: 30) {
             let html = try await page()
             return html.contains("#\(job.job.id)") && html.contains("<td>running</td>")

@@ -70,7 +70,7 @@ extension Integration {
                 let steps = Int.random(in: 4...16, using: &rng)
                 let user = k % 2
                 let request = API.SubmitRequest(
-                    spec: JobSpec(name: "chaos-\(k)", cpus: 1, ramGb: 0, minutes: 1),
+                    spec: JobSpec(name: "chaos-\(k)", cpus: 1, ramGb: 0, minutes: 1, minTier: .restricted),
                     script: API.FileUpload(name: "job.py", contentBase64: Data(Self.source(k, steps: steps).utf8).base64EncodedString()),
                     inputs: [])
                 jobs.append((try await users[user].submit(request).job.id, user, k, steps))

@@ -54,7 +54,7 @@ extension Integration {
     @Suite struct HostileWorker {
         static func submit(_ user: GridClient, minutes: Int = 5, cpus: Int = 1) async throws -> JobID {
             let request = API.SubmitRequest(
-                spec: JobSpec(name: "target", cpus: cpus, ramGb: 1, minutes: minutes),
+                spec: JobSpec(name: "target", cpus: cpus, ramGb: 1, minutes: minutes, minTier: .restricted),
                 script: API.FileUpload(name: "job.py", contentBase64: Data("print(1)\n".utf8).base64EncodedString()), inputs: [])
             return try await user.submit(request).job.id
         }
@@ -142,7 +142,7 @@ extension Integration {
             )
             #expect(ack?["type"] as? String == "JOB_DONE_ACK")
             let done = try await Scenario.waitForState(alice, id, [.completed])
-            let spec = JobSpec(name: "target", cpus: 1, ramGb: 1, minutes: 30)
+            let spec = JobSpec(name: "target", cpus: 1, ramGb: 1, minutes: 30, minTier: .restricted)
             #expect(done.paid == CreditRules.base(spec) + 1, "one minute by the manager's clock, not the 30 claimed")
             #expect(done.hold == CreditRules.hold(spec))
             #expect(try await owner.me().balance == 100 + CreditRules.base(spec) + 1)

@@ -33,7 +33,7 @@ extension Integration {
             let alice = try await grid.user("alice")
             let submitted = try await alice.submit(
                 API.SubmitRequest(
-                    spec: JobSpec(name: "tls", cpus: 1, ramGb: 0, minutes: 1),
+                    spec: JobSpec(name: "tls", cpus: 1, ramGb: 0, minutes: 1, minTier: .restricted),
                     script: API.FileUpload(name: "job.py", contentBase64: Data("print('over tls', 6 * 7)\n".utf8).base64EncodedString()),
                     inputs: []))
             let done = await eventually(timeout: 60) { (try? await alice.job(submitted.job.id).state.isFinal) == true }

@@ -25,7 +25,7 @@ extension Integration {
             alice.token = try await alice.register("alice", password: "long enough").token
             let script = Data("print('via up')\n".utf8).base64EncodedString()
             let job = try await alice.submit(
-                API.SubmitRequest(spec: JobSpec(name: "up"), script: API.FileUpload(name: "up.py", contentBase64: script), inputs: []))
+                API.SubmitRequest(spec: JobSpec(name: "up", minTier: .restricted), script: API.FileUpload(name: "up.py", contentBase64: script), inputs: []))
             let done = try await Scenario.waitForState(alice, job.job.id, [.completed, .failed])
             #expect(done.state == .completed)
             #expect(try await demo.me().balance == 100 + (done.paid ?? 0), "the local workers earn for the demo account")

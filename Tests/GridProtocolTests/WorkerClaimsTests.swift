@@ -22,6 +22,19 @@ struct WorkerClaimsTests {
         #expect(WorkerClaims.problem(done(logBytes: nil)) == nil)
     }
 
+    @Test func aSandboxReportIsBoundedAndMustMatchTheTier() {
+        var r = sane
+        r.sandbox = SandboxReport(tier: .bwrap, label: "bwrap, rootless, rlimits", skipped: ["oci: no engine"], acceptsOthers: true)
+        #expect(WorkerClaims.problem(.register(r)) == nil)
+        r.sandbox?.tier = .oci
+        #expect(WorkerClaims.problem(.register(r))?.message.contains("sandbox.tier") == true)
+        r.sandbox?.tier = .bwrap
+        r.sandbox?.skipped = Array(repeating: "x", count: 17)
+        #expect(WorkerClaims.problem(.register(r))?.message.contains("sandbox.skipped") == true)
+        r.sandbox?.skipped = [String(repeating: "x", count: 1_001)]
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+    }
+
     @Test func registerFiguresAtTheirBoundariesAreRefusedNamingTheField() {
         for cpus in [0, -1, Int.max, Int.min, 4097] {
             var r = sane

@@ -86,3 +86,15 @@ struct OCIRunnerTests {
         } throws: { "\($0)".contains("/nonexistent/engine.sock") }
     }
 }
+
+@Suite struct OCIEngineHostTests {
+    @Test func aRootlessEngineOnCgroupV1SaysItsLimitsDoNotHold() {
+        let v1 = OCIRunner.describe(OCIRunner.EngineHost(rootless: true, cgroupVersion: "1"))
+        #expect(v1.label == "oci, rootless, no resource limits" && !v1.limitsHold)
+        #expect(v1.notes.first?.contains("ignores") == true)
+        let v2 = OCIRunner.describe(OCIRunner.EngineHost(rootless: true, cgroupVersion: "2"))
+        #expect(v2.label == "oci, rootless" && v2.limitsHold)
+        #expect(OCIRunner.describe(OCIRunner.EngineHost(rootless: false, cgroupVersion: "1")).label == "oci")
+        #expect(OCIRunner.describe(nil).limitsHold)
+    }
+}

@@ -12,7 +12,11 @@ import Glibc
 /// The tiers the hostile-job tests run in, for real.
 enum Tier: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case bwrap
+    /// bwrap's namespaces with per-job rlimits and the PID-namespace kill (no cgroup): the rootless tier's runner.
+    case rootless
     case oci
+    /// The tiers that hold a CPU share (a cgroup or an engine); the rootless rlimits cannot.
+    static let withCPUQuota: [Tier] = [.bwrap, .oci]
     var testDescription: String { rawValue }
 }
 
@@ -41,6 +45,12 @@ final class SandboxHarness: @unchecked Sendable {
             podman = nil
             var c = BwrapRunner.Configuration(python: Self.python)
             c.limits = limits
+            runner = try BwrapRunner(configuration: c)
+        case .rootless:
+            podman = nil
+            var c = BwrapRunner.Configuration(python: Self.python)
+            c.limits = limits
+            c.limitSource = .rlimits
             runner = try BwrapRunner(configuration: c)
         case .oci:
             let service = try PodmanService()

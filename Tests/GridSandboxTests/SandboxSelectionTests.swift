@@ -5,12 +5,12 @@ import Testing
 @Suite struct SandboxSelectionTests {
     @Test func autoTriesTheStrongestFirstAndEndsWithRestricted() throws {
         let steps = try SandboxSelection.steps(choice: .auto, useDocker: true, engineSocket: "/s.sock", environment: [:])
-        #expect(steps == [.oci(sockets: ["/s.sock"]), .bwrap, .restricted])
+        #expect(steps == [.oci(sockets: ["/s.sock"]), .bwrap, .bwrapRootless, .restricted])
     }
 
     @Test func noDockerMeansNeverOCI() throws {
         let steps = try SandboxSelection.steps(choice: .auto, useDocker: false, engineSocket: nil, environment: [:])
-        #expect(steps == [.bwrap, .restricted])
+        #expect(steps == [.bwrap, .bwrapRootless, .restricted])
         #expect(throws: SandboxUnavailable.self) {
             try SandboxSelection.steps(choice: .podman, useDocker: false, engineSocket: nil, environment: [:])
         }
@@ -24,7 +24,8 @@ import Testing
     }
 
     @Test func anExplicitTierHasNoFallback() throws {
-        #expect(try SandboxSelection.steps(choice: .bwrap, useDocker: true, engineSocket: nil, environment: [:]) == [.bwrap])
+        #expect(try SandboxSelection.steps(choice: .bwrap, useDocker: true, engineSocket: nil, environment: [:]) == [.bwrap, .bwrapRootless])
+        #expect(try SandboxSelection.steps(choice: .bwrapRootless, useDocker: true, engineSocket: nil, environment: [:]) == [.bwrapRootless])
         #expect(try SandboxSelection.steps(choice: .none, useDocker: true, engineSocket: nil, environment: [:]) == [.restricted])
     }
 

@@ -244,4 +244,50 @@ struct PlacementAvoidTests {
         #expect(plan.assignments.isEmpty)
         #expect(plan.pending[1]?.description.contains("other than the ones that could not start it") == true)
     }
+
+}
+
+/// Issue 12: a worker without a real sandbox runs only its owner's jobs unless started with `--allow-unsandboxed`.
+@Suite("Placement: unsandboxed workers")
+struct PlacementAdmissionTests {
+    private func restricted(_ id: WorkerID, owner: UserID, acceptsOthers: Bool = false) -> Placement.Worker {
+        var w = worker(id, tier: .restricted)
+        w.owner = owner
+        w.acceptsOthers = acceptsOthers
+        return w
+    }
+
+    @Test func aRestrictedWorkerWithoutAllowUnsandboxedRunsOnlyItsOwnersJobs() {
+        let plan = Placement.plan(
+            jobs: [job(1, owner: 7, minTier: .restricted), job(2, owner: 8, minTier: .restricted)], workers: [restricted("laptop", owner: 7)])
+        #expect(placed(plan) == [1: "laptop"])
+        #expect(plan.pending[2] == .onlyUnsandboxedWorkers)
+        #expect(plan.pending[2]?.description.contains("--allow-unsandboxed") == true)
+    }
+
+    @Test func anotherOwnersJobGoesToASandboxedWorkerInstead() {
+        let plan = Placement.plan(
+            jobs: [job(1, owner: 8, minTier: .restricted)], workers: [restricted("laptop", owner: 7), worker("lab", load: 0.9, tier: .bwrap)])
+        #expect(placed(plan) == [1: "lab"])
+    }
+
+    @Test func allowUnsandboxedLetsARestrictedWorkerTakeEveryonesJobs() {
+        let plan = Placement.plan(
+            jobs: [job(1, owner: 8, minTier: .restricted)], workers: [restricted("laptop", owner: 7, acceptsOthers: true)])
+        #expect(placed(plan) == [1: "laptop"])
+    }
+
+    @Test func aRefusedOwnerDoesNotBlockTheSameShapeFromAnotherOwner() {
+        // Same request shape, two owners: the first cannot use the laptop, the second (its owner) can.
+        let plan = Placement.plan(
+            jobs: [job(1, owner: 8, minTier: .restricted), job(2, owner: 7, minTier: .restricted)], workers: [restricted("laptop", owner: 7)])
+        #expect(placed(plan) == [2: "laptop"])
+        #expect(plan.pending[1] == .onlyUnsandboxedWorkers)
+    }
+
+    @Test func theDefaultMinimumTierBwrapSkipsRestrictedWorkersEvenForTheirOwner() {
+        let plan = Placement.plan(jobs: [job(1, owner: 7, minTier: .bwrap)], workers: [restricted("laptop", owner: 7)])
+        #expect(plan.assignments.isEmpty)
+        #expect(plan.pending[1] == .noWorkerFits(unmet: ["sandbox tier bwrap or stronger"]))
+    }
 }

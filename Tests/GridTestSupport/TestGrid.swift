@@ -54,6 +54,9 @@ public final class TestGrid: @unchecked Sendable {
     public var caPEM: String? {
         tls ? (try? String(contentsOfFile: root + "/manager/ca.pem", encoding: .utf8)) : nil
     }
+    /// A command every process of the grid is started through, e.g. `["/usr/sbin/ip", "netns", "exec", NAME]` for a
+    /// grid inside a network namespace (then only the CLI, through the same prefix, can reach it). Set before starting.
+    public var launcher: [String] = []
     public var managerAddress: String { "127.0.0.1:\(gridPort)" }
 
     public init(label: String = "grid") throws {
@@ -71,15 +74,28 @@ public final class TestGrid: @unchecked Sendable {
         env["CAMPUSGRID_MANAGER"] = nil
         env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_LOG_LEVEL"] ?? "debug"
         // Workers run the restricted tier unless a test asks for another (`--sandbox`); `auto` would pick bwrap here.
-        env["CAMPUSGRID_SANDBOX"] = env["CAMPUSGRID_SANDBOX"] ?? "none"
+        // Forced into it, they take every user's jobs (`--allow-unsandboxed`), and the CLI's jobs accept it
+        // (`--isolation restricted`); a test of the refusal sets CAMPUSGRID_ALLOW_UNSANDBOXED=0 for its worker.
+        if env["CAMPUSGRID_SANDBOX"] == nil {
+            env["CAMPUSGRID_SANDBOX"] = "none"
+            env["CAMPUSGRID_ALLOW_UNSANDBOXED"] = "1"
+            env["CAMPUSGRID_ISOLATION"] = "restricted"
+        }
         return env
     }
 
     /// Starts a process of the `campusgrid` binary and remembers it for `shutdown()`.
-    public func spawn(_ name: String, _ arguments: [String], extraEnvironment: [String: String] = [:]) throws -> ManagedProcess {
+    /// `launcher` replaces the grid's own (`TestGrid.launcher`), e.g. to run a worker as another user.
+    public func spawn(_ name: String, _ arguments: [String], extraEnvironment: [String: String] = [:], launcher: [String]? = nil) throws
+        -> ManagedProcess
+    {
         var env = environment
         for (k, v) in extraEnvironment { env[k] = v }
-        let p = try ManagedProcess(name: name, executable: CampusGridBinary.path, arguments: arguments, environment: env, logDirectory: root)
+        let prefix = launcher ?? self.launcher
+        let p = try ManagedProcess(
+            name: name, executable: prefix.first ?? CampusGridBinary.path,
+            arguments: prefix.isEmpty ? arguments : Array(prefix.dropFirst()) + [CampusGridBinary.path] + arguments, environment: env,
+            logDirectory: root)
         lock.lock()
         processes.append(p)
         lock.unlock()
@@ -147,23 +163,26 @@ public final class TestGrid: @unchecked Sendable {
     /// Starts a worker earning for `owner` and waits until it registered.
     @discardableResult
     public func startWorker(
-        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil
+        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil,
+        extraEnvironment: [String: String] = [:]
     ) async throws -> ManagedProcess {
         let created = try await owner.createToken(kind: "worker")
         // On a TLS grid the join string (TOKEN@sha256:…) pins the manager's CA.
         let token = created.join ?? created.token
-        return try startWorker(name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory)
+        return try startWorker(
+            name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory, extraEnvironment: extraEnvironment)
     }
 
     public func startWorker(
-        _ name: String, token: String, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil
+        _ name: String, token: String, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil,
+        extraEnvironment: [String: String] = [:]
     ) throws -> ManagedProcess {
         let w = try spawn(
             name,
             [
                 "worker", "-m", managerAddress, "--token-file", try tokenFile(token), "--data-dir", dataDirectory ?? root + "/\(name)", "-n", name, "--cpus", "\(cpus)",
                 "--memory", "\(memoryGb)", "--json",
-            ] + extra)
+            ] + extra, extraEnvironment: extraEnvironment)
         guard w.nextLine(timeout: 60) != nil else {
             throw TestGridError("worker \(name) did not register:\n\(w.errorLog.suffix(3000))")
         }
@@ -176,8 +195,8 @@ public final class TestGrid: @unchecked Sendable {
         env["CAMPUSGRID_MANAGER"] = baseURL
         env["CAMPUSGRID_TOKEN"] = token
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
-        p.arguments = arguments
+        p.executableURL = URL(fileURLWithPath: launcher.first ?? CampusGridBinary.path)
+        p.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [CampusGridBinary.path] + arguments
         p.environment = env
         let out = Pipe()
         let err = Pipe()

@@ -1,0 +1,104 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A rootless bwrap job's processes, found through its PID namespace (its processes carry no environment marker:
+/// `--clearenv`). Everything in the namespace dies with the namespace's first process, `setsid` or not, so killing
+/// every member is a complete teardown; members are found by the namespace's inode, even after the job's first
+/// process was reparented away from bwrap.
+final class JobNamespace: Sendable {
+    /// The bwrap process this worker started (0 until it has started).
+    private let sandboxPid = Mutex<pid_t>(0)
+    private let inode = Mutex<String?>(nil)
+    private static let own = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) ?? ""
+
+    init() {}
+
+    /// Names the bwrap process once it has started.
+    func attach(_ pid: pid_t) { sandboxPid.withLock { $0 = pid } }
+
+    /// The namespace (`pid:[N]`), found through the first child of bwrap in another PID namespace.
+    func namespace() -> String? {
+        if let known = inode.withLock({ $0 }) { return known }
+        let parent = sandboxPid.withLock { $0 }
+        guard parent > 0 else { return nil }
+        for pid in Self.children(of: parent) {
+            if let ns = Self.namespace(of: pid), ns != Self.own {
+                inode.withLock { $0 = ns }
+                return ns
+            }
+        }
+        return nil
+    }
+
+    /// Every live process in the job's namespace, with its thread count (zombies waiting for a reaper that is not
+    /// the worker are already dead: a kill cannot remove them, and they hold nothing).
+    func members() -> [(pid: pid_t, threads: Int)] {
+        guard let ns = namespace() else { return [] }
+        var out: [(pid_t, Int)] = []
+        for pid in Self.allPids() where Self.namespace(of: pid) == ns {
+            guard let s = Self.stat(pid), s.state != "Z", s.state != "X" else { continue }
+            out.append((pid, s.threads))
+        }
+        return out
+    }
+
+    private let peak = Mutex<Int64>(0)
+
+    /// Counts the tasks (threads) in the namespace, what RLIMIT_NPROC counts, and records their resident memory
+    /// (the job's peak, as far as samples see it: bwrap's own resource usage does not include the job's).
+    func sample() -> Int {
+        let all = members()
+        var resident: Int64 = 0
+        for m in all {
+            if let statm = JobCgroup.read("/proc/\(m.pid)/statm"), let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Int64($0) }) {
+                resident += pages * Int64(getpagesize())
+            }
+        }
+        peak.withLock { $0 = max($0, resident) }
+        return all.reduce(0) { $0 + $1.threads }
+    }
+
+    /// The largest resident memory of the job seen by `sample`, in bytes.
+    var peakResidentBytes: Int64 { peak.withLock { $0 } }
+
+    /// SIGKILLs every member until none is left (about 2 s at most).
+    func killAll() {
+        guard namespace() != nil else { return }
+        var pause: UInt32 = 1_000
+        for _ in 0..<110 {
+            let left = members()
+            if left.isEmpty { return }
+            for m in left { kill(m.pid, SIGKILL) }
+            usleep(pause)
+            pause = min(pause * 2, 20_000)
+        }
+    }
+
+    static func namespace(of pid: pid_t) -> String? {
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/\(pid)/ns/pid", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func allPids() -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+    }
+
+    static func children(of parent: pid_t) -> [pid_t] {
+        allPids().filter { stat($0)?.ppid == parent }
+    }
+
+    /// The state, parent and thread count from `/proc/PID/stat` (the fields after the command's closing parenthesis).
+    static func stat(_ pid: pid_t) -> (state: Character, ppid: pid_t, threads: Int)? {
+        guard let text = JobCgroup.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // fields[0] = state, [1] = ppid, ..., [17] = num_threads
+        guard fields.count > 17, let state = fields[0].first, let ppid = pid_t(fields[1]), let threads = Int(fields[17]) else { return nil }
+        return (state, ppid, threads)
+    }
+}
