@@ -31,10 +31,10 @@ import FoundationNetworking
         #expect(first.contains("id=\"load\""))
         #expect(first.contains("olga-&lt;laptop&gt;") && !first.contains("olga-<laptop>"))
 
-        let script = Data("import time\nprint('working')\ntime.sleep(3)\n".utf8).base64EncodedString()
+        let script = Data("import time\nprint('working')\ntime.sleep(10)\n".utf8).base64EncodedString()
         let job = try await owner.submit(
             API.SubmitRequest(spec: JobSpec(name: "<i>task</i>", minutes: 1, minTier: .restricted), script: .init(name: "t.py", contentBase64: script), inputs: []))
-        let running = try await eventually(timeout: 30) {
+        let running = try await eventually(timeout: 60) {
             let html = try await page()
             return html.contains("#\(job.job.id)") && html.contains("<td>running</td>")
         }
