@@ -45,6 +45,19 @@ public final class RawConnection {
     /// Closes the sending side (the peer sees end of stream, can still answer).
     public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
+    /// Appends what arrives before `deadline` to the buffer; false on close or time-out.
+    private func receive(until deadline: Date) -> Bool {
+        let left = deadline.timeIntervalSinceNow
+        if left <= 0 { return false }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(left * 1000)) > 0 else { return false }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = recv(fd, &chunk, chunk.count, 0)
+        if n <= 0 { return false }
+        buffer += chunk[0..<n]
+        return true
+    }
+
     /// The next line received (without the newline), or nil on close or after `timeout` seconds.
     public func readLine(timeout: Double = 5) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
@@ -54,14 +67,7 @@ public final class RawConnection {
                 buffer.removeSubrange(...nl)
                 return line
             }
-            let left = deadline.timeIntervalSinceNow
-            if left <= 0 { return nil }
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, Int32(left * 1000)) > 0 else { return nil }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = recv(fd, &chunk, chunk.count, 0)
-            if n <= 0 { return nil }
-            buffer += chunk[0..<n]
+            guard receive(until: deadline) else { return nil }
         }
     }
 
@@ -69,14 +75,7 @@ public final class RawConnection {
     public func readBytes(_ count: Int, timeout: Double = 5) -> [UInt8]? {
         let deadline = Date().addingTimeInterval(timeout)
         while buffer.count < count {
-            let left = deadline.timeIntervalSinceNow
-            if left <= 0 { return nil }
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, Int32(left * 1000)) > 0 else { return nil }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = recv(fd, &chunk, chunk.count, 0)
-            if n <= 0 { return nil }
-            buffer += chunk[0..<n]
+            guard receive(until: deadline) else { return nil }
         }
         defer { buffer.removeSubrange(0..<count) }
         return Array(buffer[0..<count])
