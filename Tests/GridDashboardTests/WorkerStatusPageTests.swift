@@ -18,7 +18,7 @@ import FoundationNetworking
         let port = DashboardTools.freePort()
         try await grid.startWorker("olga-<laptop>", owner: owner, cpus: 3, memoryGb: 2, extra: ["--web-port", "\(port)"])
         // The page starts beside the manager link: wait (bounded) until it listens, however loaded the machine is.
-        let listening = await eventually(timeout: 30) { !Self.listeningAddresses(port: port).isEmpty }
+        let listening = await eventually(timeout: 90) { !Self.listeningAddresses(port: port).isEmpty }
         #expect(listening, "the status page never listened on \(port)")
         // The page has no login, so by default only this machine sees it.
         #expect(Self.listeningAddresses(port: port) == ["0100007F"], "the status page listens on \(Self.listeningAddresses(port: port))")

@@ -110,26 +110,32 @@ extension Integration {
                 print("victim done", flush=True)
                 """)
             let id = try Scenario.submit(grid, token: alice.token!, [script, "--cpus", "1"]).job.id
-            for attempt in 1...5 {
-                let running = try await Scenario.waitForState(alice, id, [.running], timeout: 60)
-                #expect(running.attempt == attempt)
+            // Kill the job's worker five times (a loaded machine may add an interruption of its own: counted, not assumed).
+            var kills = 0
+            while kills < 5 {
+                let running = try await Scenario.waitForState(alice, id, [.running, .completed, .failed], timeout: 60)
+                if running.state != .running { break }
+                let attempt = running.attempt
                 let started = try await eventually(timeout: 30) { try await alice.logs(id, from: 0).text.contains("attempt \(attempt)\n") }
-                #expect(started, "attempt \(attempt) never started")
+                let now = try await alice.job(id)
+                guard started, now.state == .running, now.attempt == attempt else { continue }
                 let name = try #require(running.worker)
                 let victim = try #require(workers[name], "job ran on \(name)")
                 victim.signal(SIGKILL)
                 #expect(victim.waitForExit(timeout: 10) != 0)
+                kills += 1
                 workers[name] = try await grid.startWorker(name, owner: owner, cpus: 1, extra: ["--slots", "1"], dataDirectory: grid.root + "/\(name)")
             }
+            #expect(kills == 5, "the job's workers were killed \(kills) times")
             let done = try await Scenario.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 90)
             #expect(done.state == .completed, "\(done.reason ?? "")")
-            #expect(done.attempt == 6)
             let interruptions = done.interruptions ?? []
-            #expect(interruptions.count == 5)
+            #expect(interruptions.count >= 5)
+            #expect(done.attempt == interruptions.count + 1)
             #expect(interruptions.allSatisfy { $0.kind == "worker_lost" })
             #expect(Set(interruptions.map(\.worker)).isSubset(of: ["w1", "w2"]))
             let status = try grid.cli(["status", "\(id)"], token: alice.token!)
-            #expect(status.stdout.contains("interrupted: 5 times"), "\(status.stdout)")
+            #expect(status.stdout.contains("interrupted: \(interruptions.count) times"), "\(status.stdout)")
             #expect(done.events?.filter { $0.state == .completed }.count == 1, "completed exactly once")
 
             _ = FileManager.default.createFile(atPath: release, contents: Data())

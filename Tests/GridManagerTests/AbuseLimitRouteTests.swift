@@ -23,7 +23,8 @@ import Testing
     @Test func aRegistrationFloodFromOneAddressGets429WithRetryAfterOnTheAPIAndTheForm() async throws {
         let app = try await DashboardRouteTests.app { config in
             config.registrationBurst = 3
-            config.registrationsPerMinute = 1
+            // No refill within the test, however slowly a loaded machine runs it.
+            config.registrationsPerMinute = 0.01
         }
         try await app.test(.router) { client in
             var statuses: [Int] = []
@@ -34,7 +35,7 @@ import Testing
             }
             #expect(statuses == [201, 201, 201, 429, 429])
             let wait = try #require(last?.retryAfter.flatMap { Int($0) }, "429 without Retry-After")
-            #expect((1...60).contains(wait))
+            #expect(wait >= 1, "Retry-After \(wait) s")
             #expect(last?.body.contains("\"rate_limited\"") == true)
             #expect(last?.body.contains("too many new accounts") == true)
             // The dashboard's sign-up form counts against the same limit.
