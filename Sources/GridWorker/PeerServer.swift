@@ -97,6 +97,9 @@ final class PeerConnection: ChannelInboundHandler {
     private var paused = false
     private var inputClosed = false
     private var remote = "?"
+    /// The token or peer check under way (one at a time, before the connection is open): owned by this connection,
+    /// cancelled when it closes, so no check outlives it.
+    private var handshake: Task<Void, Never>?
 
     init(service: PeerService, gate: StrangerGate, logger: Logger) {
         self.service = service
@@ -130,7 +133,7 @@ final class PeerConnection: ChannelInboundHandler {
             auth = .checking([])
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let service = service
-            Task {
+            handshake = Task {
                 let result = await service.authenticatePeer(proof, nonce: nonce)
                 bound.eventLoop.execute {
                     let (handler, context) = bound.value
@@ -172,7 +175,7 @@ final class PeerConnection: ChannelInboundHandler {
             let service = service
             if let nonce = hello.nonce, hello.token.isEmpty {
                 // Another peer: we prove ourselves first (our credential, our signature over its nonce), then it does.
-                Task {
+                handshake = Task {
                     let result = await service.peerHello(nonce: nonce)
                     bound.eventLoop.execute {
                         let (handler, context) = bound.value
@@ -181,7 +184,7 @@ final class PeerConnection: ChannelInboundHandler {
                 }
                 return
             }
-            Task {
+            handshake = Task {
                 let result = await service.authenticate(hello.token)
                 let me = await service.selfId ?? ""
                 bound.eventLoop.execute {
@@ -283,6 +286,12 @@ final class PeerConnection: ChannelInboundHandler {
         if case .checking = auth { return }
         auth = .closing
         context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshake?.cancel()
+        handshake = nil
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
