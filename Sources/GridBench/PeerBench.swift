@@ -1,4 +1,5 @@
 import Foundation
+import GridCore
 
 /// The peer-service figures — function tasks, distributed memory, distributed files — with their references
 /// (Dask and Ray; redis-server; nginx). The references always run when installed; the peers' side plugs in through

@@ -4,19 +4,6 @@ import GridCore
 import GridTestSupport
 import Testing
 
-/// A seeded generator (SplitMix64), so that a failing chaos run can be replayed with `CAMPUSGRID_CHAOS_SEED`.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 extension Integration {
     /// Real manager and worker processes, killed (SIGKILL) and restarted at random while jobs run.
     @Suite struct Chaos {
@@ -47,7 +34,7 @@ extension Integration {
         @Test func jobsSurviveRandomKillsOfWorkersAndTheManagerExactlyOnceWithTheirWholeOutputAndExactMoney() async throws {
             let seed = ProcessInfo.processInfo.environment["CAMPUSGRID_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...999_999)
             print("chaos seed: \(seed) (replay with CAMPUSGRID_CHAOS_SEED=\(seed))")
-            var rng = SeededGenerator(seed: seed)
+            var rng = SplitMix(seed: seed)  // replayable with CAMPUSGRID_CHAOS_SEED
             let began = Date()
             let grid = try TestGrid(label: "chaos")
             defer { grid.shutdown() }
