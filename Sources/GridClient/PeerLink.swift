@@ -47,7 +47,7 @@ public final class PeerLink: Sendable {
     }
 
     /// Connects to `host:port` and says `HELLO` with `token`. Throws a `GridError` the user can act on.
-    public static func connect(host: String, port: Int, token: String, name: String? = nil, timeout: Double = 5) async throws -> PeerLink {
+    public static func connect(host: String, port: Int, token: String, name: String? = nil, timeout: Double = 15) async throws -> PeerLink {
         let link = try await open(host: host, port: port, timeout: timeout)
         do {
             let reply = try await link.request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)

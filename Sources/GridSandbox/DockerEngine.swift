@@ -148,9 +148,9 @@ public struct DockerEngine: Sendable {
 
     // MARK: - The API calls CampusGrid uses
 
-    /// Whether the engine answers `/_ping`.
-    public func ping() -> Bool {
-        (try? call("GET", "/_ping", timeout: 5))?.status == 200
+    /// Whether the engine answers `/_ping` within `timeout` seconds (an engine busy on a loaded machine can be slow).
+    public func ping(timeout: Double = 15) -> Bool {
+        (try? call("GET", "/_ping", timeout: timeout))?.status == 200
     }
 
     /// What `/info` says about where containers run: rootless (`SecurityOptions` has `name=rootless`) and the cgroup

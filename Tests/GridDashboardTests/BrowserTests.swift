@@ -21,7 +21,7 @@ import FoundationNetworking
             DashboardTools.executable(["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]), "chromedriver is missing: run scripts/setup")
         let grid = try TestGrid(label: "browser")
         defer { grid.shutdown() }
-        try grid.startManager(leaseSeconds: 10)
+        try await grid.startManager(leaseSeconds: 10)
         let wendy = try await grid.user("wendy")
         let webPort = DashboardTools.freePort()
         try await grid.startWorker("lab-pc-1", owner: wendy, cpus: 2, memoryGb: 4, extra: ["--web-port", "\(webPort)", "--web-host", "127.0.0.1"])
@@ -32,7 +32,7 @@ import FoundationNetworking
         // chromedriver says on standard output when it listens.
         var said: [String] = []
         for _ in 0..<5 {
-            guard let line = driver.nextLine(timeout: 60) else { break }
+            guard let line = await driver.nextLine(timeout: 60) else { break }
             said.append(line)
             if line.contains("started successfully") { break }
         }

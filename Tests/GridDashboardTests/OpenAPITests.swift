@@ -14,7 +14,7 @@ import Testing
             "schemathesis is missing: run scripts/setup")
         let grid = try TestGrid(label: "openapi")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let user = try await grid.user("schema")
         // Real data to find: a worker, a finished job with an output.
         try await grid.startWorker("schema-worker", owner: user, cpus: 2, memoryGb: 2)
@@ -48,7 +48,7 @@ import Testing
     @Test func logoutRevokesTheTokenItWasSent() async throws {
         let grid = try TestGrid(label: "logout")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let user = try await grid.user("leaving")
         #expect(try await user.me().username == "leaving")
         try await user.logout()

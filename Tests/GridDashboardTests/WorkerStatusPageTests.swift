@@ -13,7 +13,7 @@ import FoundationNetworking
     @Test func aWorkersStatusPageShowsItsResourcesTierAndTasks() async throws {
         let grid = try TestGrid(label: "workerpage")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let owner = try await grid.user("olga")
         let port = DashboardTools.freePort()
         try await grid.startWorker("olga-<laptop>", owner: owner, cpus: 3, memoryGb: 2, extra: ["--web-port", "\(port)"])

@@ -39,7 +39,7 @@ extension Integration {
             let grid = try TestGrid(label: "chaos")
             defer { grid.shutdown() }
             let env = ["STARTING_CREDITS": "\(Self.credits)"]
-            var manager = try grid.startManager(leaseSeconds: 4, extraEnvironment: env)
+            var manager = try await grid.startManager(leaseSeconds: 4, extraEnvironment: env)
             let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
             let owner = try await grid.user("owner")
             let users = [try await grid.user("alice"), try await grid.user("bob")]
@@ -48,7 +48,7 @@ extension Integration {
             var workers: [String: ManagedProcess] = [:]
             for name in names {
                 tokens[name] = try await owner.createToken(kind: "worker").token
-                workers[name] = try grid.startWorker(name, token: tokens[name]!, cpus: 2, extra: ["--slots", "2"])
+                workers[name] = try await grid.startWorker(name, token: tokens[name]!, cpus: 2, extra: ["--slots", "2"])
             }
 
             // 40 jobs of 1–4 s from two users.
@@ -71,19 +71,19 @@ extension Integration {
                 try await Task.sleep(for: .milliseconds(Int.random(in: 300...1200, using: &rng)))
                 let name = names.randomElement(using: &rng)!
                 workers[name]!.signal(SIGKILL)
-                _ = workers[name]!.waitForExit(timeout: 10)
+                _ = await workers[name]!.waitForExit(timeout: 10)
                 var event = "round \(round): killed \(name)"
                 let killManager = round % 4 == 0
                 if killManager {
                     manager.signal(SIGKILL)
-                    _ = manager.waitForExit(timeout: 10)
+                    _ = await manager.waitForExit(timeout: 10)
                     event += " and the manager"
                 }
                 try await Task.sleep(for: .milliseconds(Int.random(in: 1000...3000, using: &rng)))
                 if killManager {
-                    manager = try grid.startManager(leaseSeconds: 4, gridPort: gridPort, httpPort: httpPort, extraEnvironment: env)
+                    manager = try await grid.startManager(leaseSeconds: 4, gridPort: gridPort, httpPort: httpPort, extraEnvironment: env)
                 }
-                workers[name] = try grid.startWorker(
+                workers[name] = try await grid.startWorker(
                     name, token: tokens[name]!, cpus: 2, extra: ["--slots", "2"], dataDirectory: grid.root + "/\(name)")
                 kills.append(event)
             }
@@ -122,7 +122,7 @@ extension Integration {
             }
             #expect(try await owner.me().balance == Self.credits + paid[0] + paid[1], "the owner earned exactly that (\(context))")
             #expect(try await Scenario.ledgerOK(grid))
-            let check = try grid.cli(["admin", "check-ledger"], token: try await grid.admin().token!)
+            let check = try await grid.cli(["admin", "check-ledger"], token: try await grid.admin().token!)
             #expect(check.status == 0, "admin check-ledger: \(check.stdout) \(check.stderr)")
             print(
                 "chaos seed \(seed): \(kills.count) rounds in \(Int(chaosSeconds)) s, all ended after \(Int(Date().timeIntervalSince(began))) s, "

@@ -33,7 +33,7 @@ extension Integration {
         func finishWhileTheManagerIsDown(lastOutputBeforeKill: Bool) async throws {
             let grid = try TestGrid(label: "finish-down")
             defer { grid.shutdown() }
-            let first = try grid.startManager(leaseSeconds: 3)
+            let first = try await grid.startManager(leaseSeconds: 3)
             let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
             let owner = try await grid.user("owner")
             let worker = try await grid.startWorker("w1", owner: owner)
@@ -47,13 +47,13 @@ extension Integration {
             #expect(seen, "the job's output before the gate never reached the manager")
 
             first.signal(SIGKILL)
-            #expect(first.waitForExit(timeout: 10) != 0)
+            await #expect(first.waitForExit(timeout: 10) != 0)
             _ = FileManager.default.createFile(atPath: gate, contents: Data())
             // The run ends while the manager is down: the worker says so in its log.
             let ended = await eventually(timeout: 30) { worker.errorLog.contains("job ended") }
             #expect(ended, "the job did not end while the manager was down:\n\(worker.errorLog.suffix(2000))")
 
-            try grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
+            try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
             let done = try await Scenario.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 60)
             #expect(done.state == .completed, "\(done.reason ?? "")")
             #expect(done.attempt == 1, "the run that ended while the manager was down is the one settled")
@@ -79,7 +79,7 @@ extension Integration {
         @Test func aJobWhoseWorkersAreKilledFiveTimesWhileOthersRunOnCompletesOnceAndPaysOnce() async throws {
             let grid = try TestGrid(label: "churn")
             defer { grid.shutdown() }
-            try grid.startManager(leaseSeconds: 2)
+            try await grid.startManager(leaseSeconds: 2)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             let bob = try await grid.user("bob")
@@ -122,7 +122,7 @@ extension Integration {
                 let name = try #require(running.worker)
                 let victim = try #require(workers[name], "job ran on \(name)")
                 victim.signal(SIGKILL)
-                #expect(victim.waitForExit(timeout: 10) != 0)
+                await #expect(victim.waitForExit(timeout: 10) != 0)
                 kills += 1
                 workers[name] = try await grid.startWorker(name, owner: owner, cpus: 1, extra: ["--slots", "1"], dataDirectory: grid.root + "/\(name)")
             }
@@ -134,7 +134,7 @@ extension Integration {
             #expect(done.attempt == interruptions.count + 1)
             #expect(interruptions.allSatisfy { $0.kind == "worker_lost" })
             #expect(Set(interruptions.map(\.worker)).isSubset(of: ["w1", "w2"]))
-            let status = try grid.cli(["status", "\(id)"], token: alice.token!)
+            let status = try await grid.cli(["status", "\(id)"], token: alice.token!)
             #expect(status.stdout.contains("interrupted: \(interruptions.count) times"), "\(status.stdout)")
             #expect(done.events?.filter { $0.state == .completed }.count == 1, "completed exactly once")
 
@@ -151,7 +151,7 @@ extension Integration {
         @Test func aJobThatKillsEveryWorkerItRunsOnIsFailedAfterThreeWorkersAndRefunded() async throws {
             let grid = try TestGrid(label: "hostkiller")
             defer { grid.shutdown() }
-            try grid.startManager(leaseSeconds: 2)
+            try await grid.startManager(leaseSeconds: 2)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             var workers: [ManagedProcess] = []

@@ -9,7 +9,7 @@ extension Integration {
         @Test func killedWorkersJobRerunsElsewhereChargedOnceAndTheDeadOwnerEarnsNothing() async throws {
             let grid = try TestGrid(label: "killworker")
             defer { grid.shutdown() }
-            try grid.startManager(leaseSeconds: 2)
+            try await grid.startManager(leaseSeconds: 2)
             let ann = try await grid.user("ann")
             let bob = try await grid.user("bob")
             let wa = try await grid.startWorker("ann-laptop", owner: ann)
@@ -37,7 +37,7 @@ extension Integration {
                 return firstRun > 0
             }
             victim.signal(SIGKILL)
-            #expect(victim.waitForExit(timeout: 10) != 0)
+            await #expect(victim.waitForExit(timeout: 10) != 0)
             // The job's process dies with its worker: nothing of a dead worker keeps running on the owner's machine.
             let gone = await eventually(timeout: 10) {
                 let stat = (try? String(contentsOfFile: "/proc/\(firstRun)/stat", encoding: .utf8)) ?? ""
@@ -61,7 +61,7 @@ extension Integration {
         @Test func managerKilledMidRunLosesNoJobOrCreditAndWorkersReconnect() async throws {
             let grid = try TestGrid(label: "killmanager")
             defer { grid.shutdown() }
-            let first = try grid.startManager(leaseSeconds: 3)
+            let first = try await grid.startManager(leaseSeconds: 3)
             let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
             let owner = try await grid.user("owner")
             try await grid.startWorker("w1", owner: owner)
@@ -84,9 +84,9 @@ extension Integration {
             let balanceBefore = try await alice.me().balance
 
             first.signal(SIGKILL)
-            #expect(first.waitForExit(timeout: 10) != 0)
+            await #expect(first.waitForExit(timeout: 10) != 0)
             try await Task.sleep(for: .seconds(1))
-            try grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
+            try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
             #expect(try await alice.me().balance == balanceBefore, "no credit lost in the crash")
 
             for id in [a, b, queued] {

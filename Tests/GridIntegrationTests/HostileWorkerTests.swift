@@ -62,7 +62,7 @@ extension Integration {
         @Test func outOfRangeNumbersFromAWorkerGetErrorsAndTheManagerStaysUpAlsoAfterARestart() async throws {
             let grid = try TestGrid(label: "hostile-numbers")
             defer { grid.shutdown() }
-            let first = try grid.startManager(leaseSeconds: 3)
+            let first = try await grid.startManager(leaseSeconds: 3)
             let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
@@ -115,8 +115,8 @@ extension Integration {
 
             // After a restart, the same hostile report is refused again (it once crashed the manager twice).
             first.signal(SIGKILL)
-            _ = first.waitForExit(timeout: 10)
-            try grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
+            _ = await first.waitForExit(timeout: 10)
+            try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
             let again = try FakeWorker(port: gridPort, token: token, name: "liar", workerId: w.workerId)
             #expect(again.ask(FakeWorker.register(running: "[\(job)]"))?["type"] as? String == "REGISTERED")
             let answer = again.ask(#""type":"JOB_DONE","job":\#(job),"outcome":"completed","exit_code":0,\#(hostileDone[0]),"files":[]"#)
@@ -129,7 +129,7 @@ extension Integration {
         @Test func aFakeWorkerThatAnswersAtOnceIsPaidForTheTimeTheManagerSawNotTheHold() async throws {
             let grid = try TestGrid(label: "hostile-pay")
             defer { grid.shutdown() }
-            try grid.startManager(leaseSeconds: 3)
+            try await grid.startManager(leaseSeconds: 3)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "liar")
@@ -152,7 +152,7 @@ extension Integration {
         @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
             let grid = try TestGrid(label: "hostile-time")
             defer { grid.shutdown() }
-            try grid.startManager(leaseSeconds: 2, extra: ["--time-grace-seconds", "1"])
+            try await grid.startManager(leaseSeconds: 2, extra: ["--time-grace-seconds", "1"])
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "stubborn")

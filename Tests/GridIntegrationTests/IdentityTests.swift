@@ -14,7 +14,7 @@ extension Integration {
         @Test func aWorkerStartedWithAnAPITokenStopsWithAMessageThatNamesTheKind() async throws {
             let grid = try TestGrid(label: "apijoin")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let ann = try await grid.user("ann")
             let api = try #require(ann.token)
             for (how, args, env) in [
@@ -22,7 +22,7 @@ extension Integration {
                 ("CAMPUSGRID_TOKEN", [], ["CAMPUSGRID_TOKEN": api]),
             ] {
                 let w = try grid.spawn("api-\(how)", ["worker", "-m", grid.managerAddress, "--data-dir", grid.root + "/w-\(how)"] + args, extraEnvironment: env)
-                #expect(w.waitForExit(timeout: 30) != 0, "\(how)")
+                await #expect(w.waitForExit(timeout: 30) != 0, "\(how)")
                 #expect(
                     w.errorLog.contains("this is an API token; workers join with a worker join token (`campusgrid token create --worker`)"),
                     "\(how): \(w.errorLog.suffix(2000))")
@@ -33,11 +33,11 @@ extension Integration {
         @Test func aJoinTokenCannotActAsItsOwnerThroughTheCLI() async throws {
             let grid = try TestGrid(label: "joinasuser")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let ann = try await grid.user("ann")
             let join = try await ann.createToken(kind: "worker").token
             for command in [["whoami"], ["credits"], ["token", "create", "--api"], ["jobs"], ["admin", "check-ledger"]] {
-                let r = try grid.cli(command, token: join)
+                let r = try await grid.cli(command, token: join)
                 #expect(r.status != 0, "\(command): \(r.stdout)")
                 #expect(r.stderr.contains("this is a worker join token; it only joins workers — use an API token from `campusgrid login`"), "\(command): \(r.stderr)")
             }
@@ -48,22 +48,22 @@ extension Integration {
         @Test func tokenOnTheCommandLineStillWorksButWarnsThatPsShowsIt() async throws {
             let grid = try TestGrid(label: "tokenflag")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let ann = try await grid.user("ann")
             let join = try await ann.createToken(kind: "worker").token
             let w = try grid.spawn("flag", ["worker", "-m", grid.managerAddress, "--token", join, "--data-dir", grid.root + "/w", "--json"])
-            #expect(w.nextLine(timeout: 60) != nil, "the worker registered: \(w.errorLog.suffix(2000))")
+            await #expect(w.nextLine(timeout: 60) != nil, "the worker registered: \(w.errorLog.suffix(2000))")
             #expect(w.errorLog.contains("warning: --token puts the join token on the command line"), "\(w.errorLog.suffix(2000))")
             #expect(w.errorLog.contains("--token-file"))
             let both = try grid.spawn("both", ["worker", "-m", grid.managerAddress, "--token", join, "--token-file", try grid.tokenFile(join)])
-            #expect(both.waitForExit(timeout: 30) != 0)
+            await #expect(both.waitForExit(timeout: 30) != 0)
             #expect(both.errorLog.contains("give the join token once"))
         }
 
         @Test func aRegistrationFloodFromOneAddressGets429WithRetryAfter() async throws {
             let grid = try TestGrid(label: "flood")
             defer { grid.shutdown() }
-            try grid.startManager(extra: ["--registration-burst", "3", "--registrations-per-minute", "1"])
+            try await grid.startManager(extra: ["--registration-burst", "3", "--registrations-per-minute", "1"])
             var statuses: [Int] = []
             var retryAfter: String?
             for i in 0..<6 {
@@ -79,22 +79,22 @@ extension Integration {
             #expect(statuses == [201, 201, 201, 429, 429, 429])
             #expect(retryAfter.flatMap { Int($0) }.map { (1...60).contains($0) } == true, "Retry-After: \(retryAfter ?? "none")")
             // The CLI says so, with the wait.
-            let cli = try grid.cli(["register", "--username", "flood9", "--password-stdin"], stdin: "long enough pw\n")
+            let cli = try await grid.cli(["register", "--username", "flood9", "--password-stdin"], stdin: "long enough pw\n")
             #expect(cli.status != 0 && cli.stderr.contains("too many new accounts"), "\(cli.stderr)")
         }
 
         @Test func checkLedgerNeedsAnAdmin() async throws {
             let grid = try TestGrid(label: "admin")
             defer { grid.shutdown() }
-            try grid.startManager(extra: ["--admin", "dora"])
+            try await grid.startManager(extra: ["--admin", "dora"])
             let first = try await grid.user("first")
             let bob = try await grid.user("bob")
             let dora = try await grid.user("dora")
-            let refused = try grid.cli(["admin", "check-ledger"], token: bob.token)
+            let refused = try await grid.cli(["admin", "check-ledger"], token: bob.token)
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("bob is not an admin"), "\(refused.stderr)")
             for (who, client) in [("first account", first), ("--admin dora", dora)] {
-                let ok = try grid.cli(["admin", "check-ledger"], token: client.token)
+                let ok = try await grid.cli(["admin", "check-ledger"], token: client.token)
                 #expect(ok.status == 0 && ok.stdout.contains("Ledger OK"), "\(who): \(ok.stderr)")
             }
             let forbidden = try await grid.httpGet("/api/v1/admin/ledger-check", token: bob.token)

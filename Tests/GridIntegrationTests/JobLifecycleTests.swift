@@ -9,7 +9,7 @@ extension Integration {
         @Test func jobCompletesOnTwoWorkerGridWithOutputLiveLogAndTimeline() async throws {
             let grid = try TestGrid(label: "lifecycle")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let owner = try await grid.user("owner")
             try await grid.startWorker("w1", owner: owner)
             try await grid.startWorker("w2", owner: owner)
@@ -30,14 +30,14 @@ extension Integration {
 
             // `logs -f` runs as its own process; its first line must arrive while the job is still running.
             let follower = try grid.spawn("logs-f", ["logs", "\(id)", "-f", "--manager", grid.baseURL, "--token", alice.token!])
-            let first = follower.nextLine(timeout: 30)
+            let first = await follower.nextLine(timeout: 30)
             #expect(first == "tick 0")
             let whileStreaming = try await alice.job(id)
             #expect(whileStreaming.state == .running, "the log streamed before the job ended")
-            #expect(follower.waitForExit(timeout: 30) == 0)
+            await #expect(follower.waitForExit(timeout: 30) == 0)
             #expect(follower.output == ["tick 0", "tick 1", "tick 2", "tick 3", "tick 4", "tick 5", "done"])
 
-            let status = try grid.cli(["status", "\(id)", "--json"], token: alice.token!)
+            let status = try await grid.cli(["status", "\(id)", "--json"], token: alice.token!)
             let job = try GridJSONTest.decode(API.JobStatus.self, status.stdout)
             #expect(job.state == .completed)
             #expect(job.exitCode == 0)
@@ -50,7 +50,7 @@ extension Integration {
             #expect((job.peakMemoryKb ?? 0) > 0)
 
             let out = grid.root + "/out"
-            let dl = try grid.cli(["download", "\(id)", out], token: alice.token!)
+            let dl = try await grid.cli(["download", "\(id)", out], token: alice.token!)
             #expect(dl.status == 0, "\(dl.stderr)")
             #expect(try String(contentsOfFile: out + "/answer.txt", encoding: .utf8) == "332833500")
             let metrics = try await grid.httpGet("/metrics")
@@ -63,7 +63,7 @@ extension Integration {
         @Test func seedExamplesRunWithSubmitWait() async throws {
             let grid = try TestGrid(label: "examples")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let owner = try await grid.user("owner")
             try await grid.startWorker("w1", owner: owner)
             try await grid.startWorker("w2", owner: owner)
@@ -76,7 +76,7 @@ extension Integration {
                 ("random_forest.py", "Accuracy: "),
             ]
             for (file, expected) in expectations {
-                let r = try grid.cli(["submit", examples + "/" + file, "--follow", "--minutes", "5"], token: alice.token!, timeout: 300)
+                let r = try await grid.cli(["submit", examples + "/" + file, "--follow", "--minutes", "5"], token: alice.token!, timeout: 300)
                 #expect(r.status == 0, "\(file): \(r.stderr)")
                 #expect(r.stdout.contains(expected), "\(file) printed: \(r.stdout)")
             }
@@ -86,7 +86,7 @@ extension Integration {
         @Test func cancelKillsTheWholeRunningTreeWithinASecond() async throws {
             let grid = try TestGrid(label: "cancel")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let owner = try await grid.user("owner")
             try await grid.startWorker("w1", owner: owner)
             let alice = try await grid.user("alice")
@@ -112,7 +112,7 @@ extension Integration {
             }
             #expect(started)
             #expect(pids.allSatisfy { kill($0, 0) == 0 }, "every process of the tree runs before the cancel")
-            let r = try grid.cli(["cancel", "\(id)"], token: alice.token!)
+            let r = try await grid.cli(["cancel", "\(id)"], token: alice.token!)
             #expect(r.status == 0, "\(r.stderr)")
             let deadline = Date().addingTimeInterval(1.0)
             var alive = pids
@@ -129,7 +129,7 @@ extension Integration {
         @Test func pendingJobSaysWhichRequirementIsUnmetAndStartsWhenAWorkerFits() async throws {
             let grid = try TestGrid(label: "pending")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let owner = try await grid.user("owner")
             try await grid.startWorker("small", owner: owner, cpus: 2)
             let alice = try await grid.user("alice")
@@ -162,7 +162,7 @@ extension Integration.JobLifecycle {
     @Test func anInputTheJobRewritesComesBackAsAnOutputEvenAtTheSameSize() async throws {
         let grid = try TestGrid(label: "rewrite")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let owner = try await grid.user("owner")
         try await grid.startWorker("w1", owner: owner)
         let alice = try await grid.user("alice")

@@ -15,7 +15,7 @@ extension Integration {
         @Test func everyKindOfBadInputGetsAnErrorAndTheManagerSurvives() async throws {
             let grid = try TestGrid(label: "badproto")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let alice = try await grid.user("alice")
             let port = grid.gridPort
 
@@ -83,14 +83,14 @@ extension Integration {
             try await grid.startWorker("w1", owner: owner)
             let script = grid.root + "/after.py"
             try "print('still alive')\n".write(toFile: script, atomically: true, encoding: .utf8)
-            let r = try grid.cli(["submit", script, "--follow"], token: alice.token!)
+            let r = try await grid.cli(["submit", script, "--follow"], token: alice.token!)
             #expect(r.status == 0 && r.stdout.contains("still alive"), "\(r.stderr)")
         }
 
         @Test func aRegisteredWorkerConnectionSurvivesMalformedMessages() async throws {
             let grid = try TestGrid(label: "badproto2")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let owner = try await grid.user("owner")
             let token = try await owner.createToken(kind: "worker").token
             let c = try RawConnection(port: grid.gridPort)

@@ -19,7 +19,7 @@ extension Integration {
         @Test func aJobRunsEndToEndOverTLSWithAJoinStringThatPinsTheCA() async throws {
             let grid = try TestGrid(label: "tls")
             defer { grid.shutdown() }
-            try grid.startManager(extra: ["--tls"])
+            try await grid.startManager(extra: ["--tls"])
             #expect(grid.baseURL.hasPrefix("https://"))
             let ca = try #require(grid.caPEM, "the manager made its CA in its data folder")
             let mode = try FileManager.default.attributesOfItem(atPath: grid.root + "/manager/ca-key.pem")[.posixPermissions] as? Int
@@ -47,18 +47,18 @@ extension Integration {
         @Test func theCLITrustsTheManagerThroughCAAndRefusesItWithout() async throws {
             let grid = try TestGrid(label: "tlscli")
             defer { grid.shutdown() }
-            try grid.startManager(extra: ["--tls"])
+            try await grid.startManager(extra: ["--tls"])
             let alice = try await grid.user("alice")
-            let trusted = try grid.cli(["whoami", "--ca", grid.root + "/manager/ca.pem"], token: alice.token!)
+            let trusted = try await grid.cli(["whoami", "--ca", grid.root + "/manager/ca.pem"], token: alice.token!)
             #expect(trusted.status == 0 && trusted.stdout.contains("alice"), "\(trusted.stderr)")
-            let untrusted = try grid.cli(["whoami"], token: alice.token!)
+            let untrusted = try await grid.cli(["whoami"], token: alice.token!)
             #expect(untrusted.status != 0, "the system's roots do not know the grid's CA")
         }
 
         @Test func plainTextToATLSGridPortGetsNoAnswer() async throws {
             let grid = try TestGrid(label: "tlsplain")
             defer { grid.shutdown() }
-            try grid.startManager(extra: ["--tls"])
+            try await grid.startManager(extra: ["--tls"])
             let c = try RawConnection(port: grid.gridPort)
             c.send(#"{"type":"HELLO","id":1,"version":1,"token":"cgw_x"}"# + "\n")
             #expect(c.readMessage(timeout: 3) == nil, "no grid-protocol answer in clear text")
@@ -67,7 +67,7 @@ extension Integration {
         @Test func aWorkerWithAJoinStringForAnotherCARefusesAndNamesBothFingerprints() async throws {
             let grid = try TestGrid(label: "tlspin")
             defer { grid.shutdown() }
-            try grid.startManager(extra: ["--tls"])
+            try await grid.startManager(extra: ["--tls"])
             let ca = try #require(grid.caPEM)
             let owner = try await grid.user("owner")
             let token = try await owner.createToken(kind: "worker").token
@@ -75,8 +75,8 @@ extension Integration {
             let w = try grid.spawn(
                 "w-wrong",
                 ["worker", "-m", grid.managerAddress, "--token-file", try grid.tokenFile("\(token)@\(wrong)"), "--data-dir", grid.root + "/w", "--json"])
-            #expect(w.nextLine(timeout: 20) == nil, "it never registers")
-            #expect(w.waitForExit(timeout: 20) != 0)
+            await #expect(w.nextLine(timeout: 20) == nil, "it never registers")
+            await #expect(w.waitForExit(timeout: 20) != 0)
             let log = w.errorLog
             #expect(log.contains(wrong), "\(log.suffix(2000))")
             #expect(log.contains(Self.fingerprint(pem: ca)), "\(log.suffix(2000))")

@@ -18,7 +18,7 @@ struct UnsandboxedWorkerTests {
     @Test func aRestrictedWorkerRunsOnlyItsOwnersJobsSaysWhatAJobCouldReachAndIsFlaggedEverywhere() async throws {
         let grid = try TestGrid(label: "unsandboxed")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let ann = try await grid.user("ann")
         let bob = try await grid.user("bob")
         let webPort = freePort()
@@ -49,13 +49,13 @@ struct UnsandboxedWorkerTests {
         #expect(try await bob.job(bobs.job.id).state == .pending)
 
         // workers --json, the dashboard's workers page and the worker's status page flag it.
-        let list = try grid.cli(["workers", "--json"], token: bob.token)
+        let list = try await grid.cli(["workers", "--json"], token: bob.token)
         let row = try #require(
             ((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any])?["workers"] as? [[String: Any]])?.first)
         #expect(row["unsandboxed"] as? Bool == true)
         #expect((row["sandbox"] as? [String: Any])?["accepts_others"] as? Bool == false, "\(row)")
         #expect((((row["sandbox"] as? [String: Any])?["skipped"] as? [String]) ?? []).isEmpty, "--sandbox none skips nothing")
-        let table = try grid.cli(["workers"], token: bob.token).stdout
+        let table = try await grid.cli(["workers"], token: bob.token).stdout
         #expect(table.contains("UNSANDBOXED") && table.contains("owner's jobs only"), "\(table)")
         let dashboard = String(decoding: try await URLSession.shared.data(from: URL(string: grid.baseURL + "/workers")!).0, as: UTF8.self)
         #expect(dashboard.contains("unsandboxed") && dashboard.contains("runs only its owner"), "\(dashboard.suffix(3000))")

@@ -33,7 +33,7 @@ extension Integration {
             let pids = try childPIDs(of: up.pid)
             #expect(pids.count == 3, "a manager and two workers")
             up.signal(SIGTERM)
-            #expect(up.waitForExit(timeout: 30) == 0)
+            await #expect(up.waitForExit(timeout: 30) == 0)
             #expect(pids.allSatisfy { !isAlive($0) }, "up stopped its children")
 
             // A second `up` on the same folder logs the demo account in again with the stored password.
@@ -42,32 +42,32 @@ extension Integration {
             let info2 = try JSONDecoder().decode([String: String].self, from: Data(line.utf8))
             #expect(info2["password"] == info["password"])
             again.signal(SIGTERM)
-            #expect(again.waitForExit(timeout: 30) == 0)
+            await #expect(again.waitForExit(timeout: 30) == 0)
         }
 
         @Test func registerLoginWhoamiLogoutThroughTheCLI() async throws {
             let grid = try TestGrid(label: "accounts")
             defer { grid.shutdown() }
-            try grid.startManager()
-            let reg = try grid.cli(["register", "--username", "carol", "--password-stdin"], stdin: "s3cret-pass\n")
+            try await grid.startManager()
+            let reg = try await grid.cli(["register", "--username", "carol", "--password-stdin"], stdin: "s3cret-pass\n")
             #expect(reg.status == 0, "\(reg.stderr)")
-            let who = try grid.cli(["whoami"])
+            let who = try await grid.cli(["whoami"])
             #expect(who.stdout.contains("carol (balance 100 credits)"), "the stored token is used: \(who.stderr)")
-            let token = try grid.cli(["token", "create", "--worker", "--json"])
+            let token = try await grid.cli(["token", "create", "--worker", "--json"])
             #expect(token.stdout.contains("cgw_"))
-            let out = try grid.cli(["logout"])
+            let out = try await grid.cli(["logout"])
             #expect(out.status == 0)
-            let after = try grid.cli(["whoami"])
+            let after = try await grid.cli(["whoami"])
             #expect(after.status != 0 && after.stderr.contains("not logged in"), "\(after.stderr)")
-            let wrong = try grid.cli(["login", "--username", "carol", "--password-stdin"], stdin: "wrong-password\n")
+            let wrong = try await grid.cli(["login", "--username", "carol", "--password-stdin"], stdin: "wrong-password\n")
             #expect(wrong.status != 0 && wrong.stderr.contains("wrong username or password"))
-            let login = try grid.cli(["login", "--username", "carol", "--password-stdin"], stdin: "s3cret-pass\n")
+            let login = try await grid.cli(["login", "--username", "carol", "--password-stdin"], stdin: "s3cret-pass\n")
             #expect(login.status == 0, "\(login.stderr)")
-            let credits = try grid.cli(["credits", "--json"])
+            let credits = try await grid.cli(["credits", "--json"])
             let parsed = try GridJSONTest.decode(API.Credits.self, credits.stdout)
             #expect(parsed.balance == 100)
             #expect(parsed.ledger.map(\.reason) == ["signup"])
-            let taken = try grid.cli(["register", "--username", "CAROL", "--password-stdin"], stdin: "another-pass\n")
+            let taken = try await grid.cli(["register", "--username", "CAROL", "--password-stdin"], stdin: "another-pass\n")
             #expect(taken.status != 0 && taken.stderr.contains("taken"), "\(taken.stderr)")
         }
     }
@@ -93,7 +93,7 @@ extension Integration.UpAndAccounts {
         let pids = try childPIDs(of: up.pid)
         #expect(pids.count == 2, "a manager and a worker")
         up.signal(SIGKILL)
-        _ = up.waitForExit(timeout: 10)
+        _ = await up.waitForExit(timeout: 10)
         let gone = await eventually(timeout: 20) { pids.allSatisfy { !isAlive($0) } }
         #expect(gone, "children left running after up was killed: \(pids.filter { isAlive($0) })")
     }
@@ -131,6 +131,6 @@ extension Integration.UpAndAccounts {
         }
         #expect(workers == 2)
         up.signal(SIGTERM)
-        #expect(up.waitForExit(timeout: 30) == 0)
+        await #expect(up.waitForExit(timeout: 30) == 0)
     }
 }

@@ -9,21 +9,21 @@ extension Integration {
         @Test func aWorkerWithABadTokenOrAnotherUsersNameStopsWithAClearMessage() async throws {
             let grid = try TestGrid(label: "join")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let ann = try await grid.user("ann")
             let token = try await ann.createToken(kind: "worker").token
 
             let bad = try grid.spawn("bad-token", ["worker", "-m", grid.managerAddress, "--token", "cgw_nope", "--data-dir", grid.root + "/w1"])
-            #expect(bad.waitForExit(timeout: 30) != 0)
+            await #expect(bad.waitForExit(timeout: 30) != 0)
             #expect(bad.errorLog.contains("the token is not valid"), "\(bad.errorLog.suffix(2000))")
 
             let impostor = try grid.spawn(
                 "impostor", ["worker", "-m", grid.managerAddress, "--token", token, "-u", "bob", "--data-dir", grid.root + "/w2"])
-            #expect(impostor.waitForExit(timeout: 30) != 0)
+            await #expect(impostor.waitForExit(timeout: 30) != 0)
             #expect(impostor.errorLog.contains("this token belongs to ann, not bob"), "\(impostor.errorLog.suffix(2000))")
 
             let none = try grid.spawn("no-token", ["worker", "-m", grid.managerAddress, "--data-dir", grid.root + "/w3"])
-            #expect(none.waitForExit(timeout: 30) != 0)
+            await #expect(none.waitForExit(timeout: 30) != 0)
             #expect(none.errorLog.contains("needs a join token"))
 
             #expect(try await ann.workers().workers.isEmpty)
@@ -32,7 +32,7 @@ extension Integration {
         @Test func aRestartedWorkerKeepsItsIdentity() async throws {
             let grid = try TestGrid(label: "identity")
             defer { grid.shutdown() }
-            try grid.startManager()
+            try await grid.startManager()
             let ann = try await grid.user("ann")
             let first = try await grid.startWorker("lab", owner: ann, dataDirectory: grid.root + "/lab")
             let id = try #require(try await ann.workers().workers.first?.id)
@@ -50,7 +50,7 @@ extension Integration.WorkerJoin {
         let grid = try TestGrid(label: "reject")
         defer { grid.shutdown() }
         // A long lease: the hand-driven worker sends no heartbeats, and a loaded machine must not expire it meanwhile.
-        try grid.startManager(leaseSeconds: 30)
+        try await grid.startManager(leaseSeconds: 30)
         let owner = try await grid.user("owner")
         let token = try await owner.createToken(kind: "worker").token
         // A hand-driven worker that takes the job and says it cannot start it.
@@ -101,13 +101,13 @@ extension Integration.WorkerJoin {
     @Test func managerAndWorkerStopCleanlyOnSIGTERMEvenWhenStartedFromAsyncCode() async throws {
         let grid = try TestGrid(label: "sigterm")
         defer { grid.shutdown() }
-        let manager = try grid.startManager()
+        let manager = try await grid.startManager()
         let owner = try await grid.user("owner")
         let worker = try await grid.startWorker("w1", owner: owner)
         // Both were started from a thread of Swift's concurrency pool, whose blocked signals a child inherits.
         worker.signal(SIGTERM)
-        #expect(worker.waitForExit(timeout: 15) == 0, "the worker exits by itself, not by the SIGKILL that follows a timeout")
+        await #expect(worker.waitForExit(timeout: 15) == 0, "the worker exits by itself, not by the SIGKILL that follows a timeout")
         manager.signal(SIGTERM)
-        #expect(manager.waitForExit(timeout: 15) == 0)
+        await #expect(manager.waitForExit(timeout: 15) == 0)
     }
 }

@@ -99,7 +99,7 @@ import Testing
             manifests.append(try await link.upload(path: dir + "/f\(i)", as: "f\(i)"))
         }
         peers[2].process.signal(SIGKILL)
-        _ = peers[2].process.waitForExit(timeout: 10)
+        _ = await peers[2].process.waitForExit(timeout: 10)
         let survivors = Array(peers.prefix(2))
         for p in survivors {
             let l = try await g.link(p)

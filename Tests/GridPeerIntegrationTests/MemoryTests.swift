@@ -48,17 +48,19 @@ import Testing
                 #expect(try await get(link, key) == .number(Double(i)), "key \(key) through \(peers[n].name)")
             }
         }
-        // Each key lives on its two owners.
+        // Each key lives on its two owners. A peer that learned of the third late (a loaded machine) held more at
+        // first and hands the rest over on its next sync, so this is waited for, bounded.
         let ids = peers.map(\.id)
         for (n, p) in peers.enumerated() {
-            let local = try await localKeys(g, p)
             let expected = Set(keys.filter { Rendezvous.owners(of: stored($0), among: ids, replicas: 2).contains(ids[n]) })
-            #expect(local == expected, "\(p.name) holds \(local.count) keys, its share is \(expected.count)")
+            let settled = await eventually(timeout: 60, interval: 0.5) { (try? await localKeys(g, p)) == expected }
+            let local = (try? await localKeys(g, p))?.count ?? -1
+            #expect(settled, "\(p.name) holds \(local) keys, its share is \(expected.count)")
         }
 
         // SIGKILL one peer: every key still reads, through the others.
         peers[2].process.signal(SIGKILL)
-        _ = peers[2].process.waitForExit(timeout: 10)
+        _ = await peers[2].process.waitForExit(timeout: 10)
         for link in links.prefix(2) {
             for (i, key) in keys.enumerated() where i % 2 == 0 || link === links[0] {
                 #expect(try await get(link, key) == .number(Double(i)), "key \(key) after the kill")

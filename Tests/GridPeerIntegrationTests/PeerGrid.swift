@@ -26,7 +26,7 @@ final class PeerGrid: @unchecked Sendable {
 
     init(label: String, managerExtra: [String] = []) async throws {
         grid = try TestGrid(label: label)
-        try grid.startManager(extra: managerExtra)
+        try await grid.startManager(extra: managerExtra)
         alice = try await grid.user("alice")
     }
 
@@ -40,7 +40,7 @@ final class PeerGrid: @unchecked Sendable {
                 "worker", "-m", grid.managerAddress, "--token", token, "--data-dir", dir, "-n", name, "--cpus", "2", "--memory", "4",
                 "--slots", "\(slots)", "--port", "0", "--json",
             ] + extra, extraEnvironment: ["CAMPUSGRID_PEER_REPAIR_SECONDS": "1"])
-        guard let line = w.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+        guard let line = await w.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
             case .number(let port)? = ready["port"], case .string(let id)? = ready["worker_id"]
         else { throw TestGridError("worker \(name) did not register:\n\(w.errorLog.suffix(3000))") }
         return Peer(name: name, process: w, port: Int(port), id: id, dataDirectory: dir + "/peer")

@@ -140,7 +140,7 @@ import Glibc
     @Test func aNinetyMiBRegisterBodyGets413AtOnce() async throws {
         let grid = try TestGrid(label: "bigregister")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let c = try RawConnection(port: grid.httpPort)
         let start = Date()
         c.send(

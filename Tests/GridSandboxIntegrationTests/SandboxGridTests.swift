@@ -29,19 +29,19 @@ struct SandboxGridTests {
     func tierIsVisible(tier: String) async throws {
         let grid = try TestGrid(label: "tier")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let alice = try await grid.user("alice")
         let (flags, podman) = try Self.workerFlags(tier)
         defer { podman?.stop() }
         try await grid.startWorker("w1", owner: alice, extra: flags)
-        let workers = try grid.cli(["workers", "--json"], token: alice.token)
+        let workers = try await grid.cli(["workers", "--json"], token: alice.token)
         #expect(workers.stdout.contains("\"tier\":\"\(tier)\"") || workers.stdout.contains("\"tier\" : \"\(tier)\""), "\(workers.stdout)")
-        let done = try grid.cli(["submit", Self.examples + "/sum_of_squares.py", "--wait", "--json", "--isolation", tier], token: alice.token)
+        let done = try await grid.cli(["submit", Self.examples + "/sum_of_squares.py", "--wait", "--json", "--isolation", tier], token: alice.token)
         #expect(done.status == 0, "\(done.stderr)\n\(grid.logs())")
         let status = try json(done.stdout)
         #expect(status["tier"] as? String == tier)
         #expect(status["state"] as? String == "completed")
-        let text = try grid.cli(["status", "\(status["id"] as? Int ?? 0)"], token: alice.token)
+        let text = try await grid.cli(["status", "\(status["id"] as? Int ?? 0)"], token: alice.token)
         #expect(text.stdout.contains("sandbox:"), "\(text.stdout)")
     }
 
@@ -49,13 +49,13 @@ struct SandboxGridTests {
     func examplesPass(tier: String) async throws {
         let grid = try TestGrid(label: "examples")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let alice = try await grid.user("alice")
         let (flags, podman) = try Self.workerFlags(tier)
         defer { podman?.stop() }
         try await grid.startWorker("w1", owner: alice, extra: flags)
         for example in ["sum_of_squares.py", "matrix_product.py", "random_forest.py"] {
-            let r = try grid.cli(["submit", Self.examples + "/" + example, "--ram", "2", "--minutes", "5", "--wait", "--json"], token: alice.token, timeout: 300)
+            let r = try await grid.cli(["submit", Self.examples + "/" + example, "--ram", "2", "--minutes", "5", "--wait", "--json"], token: alice.token, timeout: 300)
             #expect(r.status == 0, "\(example) in \(tier): \(r.stdout)\n\(r.stderr)")
         }
     }
@@ -64,18 +64,18 @@ struct SandboxGridTests {
     func forkBombLeavesWorkerHealthy() async throws {
         let grid = try TestGrid(label: "bomb")
         defer { grid.shutdown() }
-        try grid.startManager()
+        try await grid.startManager()
         let alice = try await grid.user("alice")
         let worker = try await grid.startWorker("w1", owner: alice, extra: ["--sandbox", "bwrap"])
         let bomb = grid.root + "/bomb.py"
         try Data("import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n".utf8)
             .write(to: URL(fileURLWithPath: bomb))
-        let r = try grid.cli(["submit", bomb, "--wait", "--json"], token: alice.token, timeout: 200)
+        let r = try await grid.cli(["submit", bomb, "--wait", "--json"], token: alice.token, timeout: 200)
         let status = try json(r.stdout)
         #expect(status["state"] as? String == "failed")
         #expect((status["reason"] as? String)?.hasPrefix("too many processes") == true, "\(r.stdout)")
         #expect(worker.isRunning)
-        let next = try grid.cli(["submit", Self.examples + "/sum_of_squares.py", "--wait", "--json"], token: alice.token)
+        let next = try await grid.cli(["submit", Self.examples + "/sum_of_squares.py", "--wait", "--json"], token: alice.token)
         #expect(next.status == 0, "\(next.stdout)\n\(grid.logs())")
     }
 

@@ -68,6 +68,23 @@ public final class ManagedProcess: @unchecked Sendable {
         return nil
     }
 
+    /// The next line printed on standard output, or nil after `timeout` seconds (or if the process exited), waited for
+    /// without holding a thread: tests run in parallel on a pool as wide as the machine has cores (2 in CI), and a
+    /// blocked thread there stalls every other test, including their own timers.
+    public func nextLine(timeout: Double = 30) async -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let line: String? = lock.withLock { lines.isEmpty ? nil : lines.removeFirst() }
+            if let line { return line }
+            if !process.isRunning {
+                // It may have printed its last line just before it exited.
+                return lock.withLock { lines.isEmpty ? nil : lines.removeFirst() }
+            }
+            if Date() >= deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     /// Everything printed on standard output so far.
     public var output: [String] {
         lock.lock()
@@ -87,6 +104,18 @@ public final class ManagedProcess: @unchecked Sendable {
     public func waitForExit(timeout: Double = 10) -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+
+    /// Waits for the process to exit (bounded) without holding a thread; SIGKILLs it when the time is up.
+    @discardableResult
+    public func waitForExit(timeout: Double = 10) async -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()

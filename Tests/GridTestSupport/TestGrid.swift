@@ -117,13 +117,32 @@ public final class TestGrid: @unchecked Sendable {
     public func startManager(
         leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0, extraEnvironment: [String: String] = [:], extra: [String] = []
     ) throws -> ManagedProcess {
-        let m = try spawn(
+        let m = try spawnManager(leaseSeconds: leaseSeconds, gridPort: gridPort, httpPort: httpPort, extraEnvironment: extraEnvironment, extra: extra)
+        return try managerReady(m, line: m.nextLine(timeout: 60))
+    }
+
+    /// `startManager`, waited for without holding a thread (see `ManagedProcess.nextLine(timeout:) async`).
+    @discardableResult
+    public func startManager(
+        leaseSeconds: Double = 3, gridPort: Int = 0, httpPort: Int = 0, extraEnvironment: [String: String] = [:], extra: [String] = []
+    ) async throws -> ManagedProcess {
+        let m = try spawnManager(leaseSeconds: leaseSeconds, gridPort: gridPort, httpPort: httpPort, extraEnvironment: extraEnvironment, extra: extra)
+        return try managerReady(m, line: await m.nextLine(timeout: 60))
+    }
+
+    private func spawnManager(leaseSeconds: Double, gridPort: Int, httpPort: Int, extraEnvironment: [String: String], extra: [String]) throws
+        -> ManagedProcess
+    {
+        try spawn(
             "manager-\(processes.count)",
             [
                 "manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)",
                 "--lease-seconds", "\(leaseSeconds)", "--admin", Self.adminName, "--json",
             ] + extra, extraEnvironment: extraEnvironment)
-        guard let line = m.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+    }
+
+    private func managerReady(_ m: ManagedProcess, line: String?) throws -> ManagedProcess {
+        guard let line, let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
             case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
         else {
             throw TestGridError("the manager did not become ready:\n\(m.errorLog.suffix(3000))")
@@ -169,7 +188,7 @@ public final class TestGrid: @unchecked Sendable {
         let created = try await owner.createToken(kind: "worker")
         // On a TLS grid the join string (TOKEN@sha256:…) pins the manager's CA.
         let token = created.join ?? created.token
-        return try startWorker(
+        return try await startWorker(
             name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory, extraEnvironment: extraEnvironment)
     }
 
@@ -177,20 +196,56 @@ public final class TestGrid: @unchecked Sendable {
         _ name: String, token: String, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil,
         extraEnvironment: [String: String] = [:]
     ) throws -> ManagedProcess {
-        let w = try spawn(
-            name,
-            [
-                "worker", "-m", managerAddress, "--token-file", try tokenFile(token), "--data-dir", dataDirectory ?? root + "/\(name)", "-n", name, "--cpus", "\(cpus)",
-                "--memory", "\(memoryGb)", "--json",
-            ] + extra, extraEnvironment: extraEnvironment)
+        let w = try spawnWorker(name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory, extraEnvironment: extraEnvironment)
         guard w.nextLine(timeout: 60) != nil else {
             throw TestGridError("worker \(name) did not register:\n\(w.errorLog.suffix(3000))")
         }
         return w
     }
 
+    /// `startWorker(_:token:…)`, waited for without holding a thread (a worker probes its sandbox tiers first, which
+    /// takes seconds on a loaded machine).
+    public func startWorker(
+        _ name: String, token: String, cpus: Int = 2, memoryGb: Int = 4, extra: [String] = [], dataDirectory: String? = nil,
+        extraEnvironment: [String: String] = [:]
+    ) async throws -> ManagedProcess {
+        let w = try spawnWorker(name, token: token, cpus: cpus, memoryGb: memoryGb, extra: extra, dataDirectory: dataDirectory, extraEnvironment: extraEnvironment)
+        guard await w.nextLine(timeout: 60) != nil else {
+            throw TestGridError("worker \(name) did not register:\n\(w.errorLog.suffix(3000))")
+        }
+        return w
+    }
+
+    private func spawnWorker(
+        _ name: String, token: String, cpus: Int, memoryGb: Int, extra: [String], dataDirectory: String?, extraEnvironment: [String: String]
+    ) throws -> ManagedProcess {
+        try spawn(
+            name,
+            [
+                "worker", "-m", managerAddress, "--token-file", try tokenFile(token), "--data-dir", dataDirectory ?? root + "/\(name)", "-n", name, "--cpus", "\(cpus)",
+                "--memory", "\(memoryGb)", "--json",
+            ] + extra, extraEnvironment: extraEnvironment)
+    }
+
     /// Runs the CLI to completion (bounded by `timeout`), against this grid, as `token`'s owner.
     public func cli(_ arguments: [String], token: String? = nil, stdin: String? = nil, timeout: Double = 120) throws -> CLIResult {
+        let run = try startCLI(arguments, token: token, stdin: stdin)
+        let deadline = Date().addingTimeInterval(timeout)
+        while run.process.isRunning && Date() < deadline { usleep(10_000) }
+        return run.finish()
+    }
+
+    /// `cli`, waited for without holding a thread (tests run in parallel on a pool as wide as the machine's cores).
+    public func cli(_ arguments: [String], token: String? = nil, stdin: String? = nil, timeout: Double = 120) async throws -> CLIResult {
+        let run = try startCLI(arguments, token: token, stdin: stdin)
+        let deadline = Date().addingTimeInterval(timeout)
+        while run.process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        let readDeadline = Date().addingTimeInterval(5)
+        while !run.drained && Date() < readDeadline { try? await Task.sleep(for: .milliseconds(10)) }
+        return run.finish()
+    }
+
+    private func startCLI(_ arguments: [String], token: String?, stdin: String?) throws -> CLIRun {
         var env = environment
         env["CAMPUSGRID_MANAGER"] = baseURL
         env["CAMPUSGRID_TOKEN"] = token
@@ -208,21 +263,12 @@ public final class TestGrid: @unchecked Sendable {
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
         // Read both pipes while waiting, so a chatty child never blocks on a full pipe.
-        let outData = LockedData()
-        let errData = LockedData()
-        let t1 = Thread { outData.set(out.fileHandleForReading.readDataToEndOfFile()) }
-        let t2 = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+        let run = CLIRun(process: p)
+        let t1 = Thread { run.outData.set(out.fileHandleForReading.readDataToEndOfFile()) }
+        let t2 = Thread { run.errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
         t1.start()
         t2.start()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        let readDeadline = Date().addingTimeInterval(5)
-        while (outData.get() == nil || errData.get() == nil) && Date() < readDeadline { usleep(10_000) }
-        return CLIResult(
-            status: p.terminationStatus, stdout: String(decoding: outData.get() ?? Data(), as: UTF8.self),
-            stderr: String(decoding: errData.get() ?? Data(), as: UTF8.self))
+        return run
     }
 
     /// GETs a path of the manager's HTTP server; returns the status and body.
@@ -248,6 +294,29 @@ public final class TestGrid: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return processes.map { "==== \($0.name)\n\($0.errorLog.suffix(4000))" }.joined(separator: "\n")
+    }
+}
+
+/// A CLI process being run: its output is read by two threads into `outData` and `errData`.
+final class CLIRun: @unchecked Sendable {
+    // Safe: `process` is only queried and reaped; the data boxes lock themselves.
+    let process: Process
+    let outData = LockedData()
+    let errData = LockedData()
+    init(process: Process) { self.process = process }
+
+    /// Both pipes have been read to their end.
+    var drained: Bool { outData.get() != nil && errData.get() != nil }
+
+    /// Kills the process if it still runs, reaps it and returns what it printed (pipes waited for up to 5 s).
+    func finish() -> CLIResult {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        let readDeadline = Date().addingTimeInterval(5)
+        while !drained && Date() < readDeadline { usleep(10_000) }
+        return CLIResult(
+            status: process.terminationStatus, stdout: String(decoding: outData.get() ?? Data(), as: UTF8.self),
+            stderr: String(decoding: errData.get() ?? Data(), as: UTF8.self))
     }
 }
 
