@@ -146,7 +146,7 @@ let package = Package(
             name: "GridPeerIntegrationTests",
             dependencies: [
                 "GridCore", "GridProtocol", "GridClient", "GridTestSupport", "GridPeer",
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: swiftSettings
         ),

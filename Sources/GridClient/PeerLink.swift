@@ -3,6 +3,7 @@ import GridCore
 import GridProtocol
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A connection to a peer's port (grid protocol), authenticated with `HELLO`: requests carry fresh ids and each waits
@@ -47,8 +48,11 @@ public final class PeerLink: Sendable {
     }
 
     /// Connects to `host:port` and says `HELLO` with `token`. Throws a `GridError` the user can act on.
-    public static func connect(host: String, port: Int, token: String, name: String? = nil, timeout: Double = 15) async throws -> PeerLink {
-        let link = try await open(host: host, port: port, timeout: timeout)
+    /// `tls`: speak TLS and trust only a peer whose certificate comes from its CA (nil: plain text).
+    public static func connect(
+        host: String, port: Int, token: String, name: String? = nil, timeout: Double = 15, tls: PeerTLS? = nil
+    ) async throws -> PeerLink {
+        let link = try await open(host: host, port: port, timeout: timeout, tls: tls)
         do {
             let reply = try await link.request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)
             guard case .helloOk(let ok) = reply.message else {
@@ -66,10 +70,10 @@ public final class PeerLink: Sendable {
     /// the other side's credential and proof and returns this peer's `PEER_AUTH` (or throws, and nothing more is
     /// sent), then waits for its `OK`.
     public static func connectAsPeer(
-        host: String, port: Int, nonce: String, name: String? = nil, timeout: Double = 5,
+        host: String, port: Int, nonce: String, name: String? = nil, timeout: Double = 5, tls: PeerTLS? = nil,
         prove: @Sendable (Msg.HelloOk) throws -> Msg.PeerAuth
     ) async throws -> PeerLink {
-        let link = try await open(host: host, port: port, timeout: timeout)
+        let link = try await open(host: host, port: port, timeout: timeout, tls: tls)
         do {
             let reply = try await link.request(.hello(Msg.Hello(token: "", name: name, nonce: nonce)), timeout: timeout)
             guard case .helloOk(let ok) = reply.message else {
@@ -86,7 +90,7 @@ public final class PeerLink: Sendable {
     }
 
     /// An open connection with its reply handler, before any `HELLO`.
-    private static func open(host: String, port: Int, timeout: Double) async throws -> PeerLink {
+    private static func open(host: String, port: Int, timeout: Double, tls: PeerTLS?) async throws -> PeerLink {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -95,6 +99,7 @@ public final class PeerLink: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls { try channel.pipeline.syncOperations.addHandler(try tls.clientHandler()) }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
                         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
                     }

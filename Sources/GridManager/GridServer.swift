@@ -17,6 +17,8 @@ struct GridServer: Service {
     let strangers: StrangerGuard
     /// TLS 1.3 on this port (nil: plain text, on loopback or by `--insecure-plaintext`).
     let tls: NIOSSLContext?
+    /// On a TLS grid: signs each worker's peer-port key at `REGISTER`.
+    let peerCertificates: PeerCertificates?
     let logger: Logger
     let onBound: @Sendable (Int) async -> Void
 
@@ -96,6 +98,14 @@ struct GridServer: Service {
                             if reg.host == nil || reg.host?.isEmpty == true { reg.host = channel.channel.remoteAddress?.ipAddress }
                             var answer = await core.register(who, reg, connection: connection, outbox: outbound)
                             answer.credential = await core.credential(for: who.workerId)
+                            if let issuer = peerCertificates, let key = reg.tlsKey {
+                                do {
+                                    answer.peerCertificate = try issuer.issue(workerId: who.workerId, host: reg.host ?? "127.0.0.1", keyPEM: key)
+                                    answer.peerAuthority = issuer.caPEM
+                                } catch {
+                                    logger.warning("refused a peer key", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(error)"])
+                                }
+                            }
                             try await outbound.write(GridFrame(id: id, .registered(answer)))
                             await core.announcePeers()
                             continue loop
@@ -105,7 +115,7 @@ struct GridServer: Service {
                             }
                             continue loop
                         case .refuse(let error, let id):
-                            logger.warning("refused a worker's message", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error.message)"])
+                            logger.warning("refused a worker's message", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
                             try await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
                             continue loop
                         case .closeWithError(let error, let id):

@@ -43,7 +43,10 @@ public enum Manager {
         let grid = GridServer(
             core: core, host: config.host, port: config.gridPort,
             limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes, maxStrangerLineBytes: config.strangers.maxLineBytes),
-            strangers: StrangerGuard(limits: config.strangers), tls: try tls?.serverContext(), logger: logger,
+            strangers: StrangerGuard(limits: config.strangers), tls: try tls?.serverContext(),
+            // Peer ports are TLS whenever the grid port is, with certificates from the manager's own CA (also when the
+            // operator gave the manager's HTTPS certificate with --tls-cert).
+            peerCertificates: tls == nil ? nil : PeerCertificates(ca: try ManagerCA.loadOrCreate(directory: config.dataDirectory)), logger: logger,
             onBound: { await gate.set(grid: $0) })
         let server: HTTPServerBuilder
         if let tls {

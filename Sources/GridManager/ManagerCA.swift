@@ -156,3 +156,62 @@ public struct ManagerTLS: Sendable {
         return try NIOSSLContext(configuration: c)
     }
 }
+
+/// Peer-port certificates on a TLS grid: the manager's own CA signs each worker's P-256 key, naming the worker id
+/// (common name) and the address `PEERS` lists for it (subject alternative name). Peers and clients trust a peer port
+/// only if it shows such a certificate; a worker's private key never leaves it. Issued at each `REGISTER`, for 30 days.
+struct PeerCertificates: Sendable {
+    let ca: ManagerCA
+
+    var caPEM: String { ca.certificatePEM }
+
+    /// A certificate for `keyPEM` (a P-256 public key, PEM) naming worker `workerId` reachable at `host`. Any other
+    /// kind of key, or a key that does not parse, is refused with a reason.
+    func issue(workerId: String, host: String, keyPEM: String, now: Date = Date()) throws(GridError) -> String {
+        let key: Certificate.PublicKey
+        do {
+            key = Certificate.PublicKey(try P256.Signing.PublicKey(pemRepresentation: keyPEM))
+        } catch {
+            throw GridError(.badRequest, "tls_key must be a P-256 public key in PEM")
+        }
+        var alternatives: [GeneralName] = [.dnsName(workerId)]
+        for address in Self.addresses(for: host) {
+            if let bytes = ManagerCA.addressBytes(address) {
+                alternatives.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))))
+            } else {
+                alternatives.append(.dnsName(address))
+            }
+        }
+        do {
+            let cert = try Certificate(
+                version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key,
+                notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(30 * 86400),
+                issuer: ca.certificate.subject,
+                subject: try DistinguishedName {
+                    OrganizationName("CampusGrid")
+                    OrganizationalUnitName("peer")
+                    CommonName(workerId)
+                },
+                signatureAlgorithm: .ecdsaWithSHA256,
+                extensions: try Certificate.Extensions {
+                    Critical(BasicConstraints.notCertificateAuthority)
+                    Critical(KeyUsage(digitalSignature: true))
+                    try ExtendedKeyUsage([.serverAuth, .clientAuth])
+                    SubjectAlternativeNames(alternatives)
+                },
+                issuerPrivateKey: ca.key)
+            return try cert.serializeAsPEM().pemString
+        } catch {
+            throw GridError(.internal, "could not issue a peer certificate: \(error)")
+        }
+    }
+
+    /// The names a peer certificate carries for `host` (pure): the host itself, and loopback's addresses when it is
+    /// on loopback (a peer on one machine is reached at either).
+    static func addresses(for host: String) -> [String] {
+        var out = [host]
+        if TransportChoice.isLoopback(host) { out += ["127.0.0.1", "localhost"] }
+        var seen = Set<String>()
+        return out.filter { !$0.isEmpty && seen.insert($0).inserted }
+    }
+}

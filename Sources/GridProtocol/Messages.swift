@@ -107,10 +107,14 @@ public enum Msg {
         /// other users' jobs (`accepts_others`: false for a restricted worker started without `--allow-unsandboxed`).
         /// Absent from older workers, which take everyone's jobs.
         public var sandbox: SandboxReport?
+        /// On a TLS grid: the P-256 public key (PEM) of the worker's peer-port certificate, which the manager's CA signs
+        /// and returns in `REGISTERED`. The private key never leaves the worker.
+        public var tlsKey: String?
         public init(
             resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,
-            webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil, sandbox: SandboxReport? = nil
+            webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil, sandbox: SandboxReport? = nil, tlsKey: String? = nil
         ) {
+            self.tlsKey = tlsKey
             self.sandbox = sandbox
             self.finished = finished
             self.resources = resources
@@ -131,7 +135,16 @@ public enum Msg {
         public var logOffsets: [String: Int64]
         /// The worker's peer credential (when it listens on a peer port and sent its key in `HELLO`).
         public var credential: PeerTrust.Credential?
-        public init(cancel: [JobRef], logOffsets: [String: Int64], credential: PeerTrust.Credential? = nil) {
+        /// On a TLS grid: the worker's peer-port certificate (PEM), issued by the manager's CA for the key in `REGISTER`.
+        public var peerCertificate: String?
+        /// The CA (PEM) that issues every peer's certificate: peers and clients trust a peer port only if it shows one.
+        public var peerAuthority: String?
+        public init(
+            cancel: [JobRef], logOffsets: [String: Int64], credential: PeerTrust.Credential? = nil, peerCertificate: String? = nil,
+            peerAuthority: String? = nil
+        ) {
+            self.peerCertificate = peerCertificate
+            self.peerAuthority = peerAuthority
             self.cancel = cancel
             self.logOffsets = logOffsets
             self.credential = credential

@@ -31,6 +31,8 @@ public enum WorkerClaims {
     /// The sandbox report: its label, and the reasons and notes it lists.
     public static let sandboxLines = 0...16
     public static let sandboxText = 0...1_000
+    /// A P-256 public key in PEM is about 180 bytes.
+    public static let tlsKeyLength = 0...1_024
 
     /// Checks a message from a registered (or registering) worker; nil when every figure is in range.
     public static func problem(_ message: GridMessage) -> GridError? {
@@ -49,6 +51,7 @@ public enum WorkerClaims {
             for n in r.gpuNames { c.range("gpu_names (length)", n.utf8.count, nameLength) }
             c.refs("running", r.running)
             c.refs("finished", r.finished ?? [])
+            c.range("tls_key (length)", r.tlsKey?.utf8.count ?? 0, tlsKeyLength)
             if let s = r.sandbox {
                 c.range("sandbox.label (length)", s.label.utf8.count, sandboxText)
                 c.range("sandbox.skipped (count)", s.skipped.count, sandboxLines)

@@ -4,6 +4,22 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
+import GridClient
+
+/// Whether this worker's peer port speaks TLS, and with what: on a TLS grid (the manager link is pinned) the port
+/// is TLS from the start, and accepts nothing until the manager has signed this worker's key at `REGISTER`.
+public final class PeerTLSSwitch: Sendable {
+    public let required: Bool
+    private let current = Mutex<PeerTLS?>(nil)
+
+    public init(required: Bool) { self.required = required }
+
+    /// The material in use (nil before `REGISTERED`, or on a plain-text grid).
+    public var tls: PeerTLS? { current.withLock { $0 } }
+
+    public func set(_ tls: PeerTLS) { current.withLock { $0 = tls } }
+}
 
 /// The peer port: clients (the CLI) and other peers connect here with the grid protocol. The first message must be
 /// `HELLO`: a client's carries its API token, which the peer checks with its manager (cached); another peer's carries a
@@ -23,7 +39,8 @@ public struct PeerServer: Service {
     /// are not read until `run` gives them their handler.
     /// `strangers`: what a connection may do before it authenticates (deadline, line length, per-address caps).
     public static func bind(
-        host: String, port: Int, limits: FrameLimits = FrameLimits(), strangers: StrangerLimits = StrangerLimits()
+        host: String, port: Int, limits: FrameLimits = FrameLimits(), strangers: StrangerLimits = StrangerLimits(),
+        tls: PeerTLSSwitch = PeerTLSSwitch(required: false)
     ) async throws -> Listener {
         let strangerGuard = StrangerGuard(limits: strangers)
         var limits = limits
@@ -35,6 +52,13 @@ public struct PeerServer: Service {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { [limits] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if tls.required {
+                        // No certificate yet (the worker has not registered): nothing is accepted in plain text.
+                        guard let handler = tls.tls?.serverHandler() else {
+                            throw GridError(.unreachable, "this peer has no certificate from its manager yet")
+                        }
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
                     let stranger = StrangerHandler(guard: strangerGuard, address: channel.remoteAddress?.ipAddress ?? "?")
                     try channel.pipeline.syncOperations.addHandler(stranger)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))

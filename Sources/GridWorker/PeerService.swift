@@ -114,7 +114,11 @@ public actor PeerService: Service {
     private let repairs: AsyncStream<Void>
     private let repairContinuation: AsyncStream<Void>.Continuation
 
-    public init(config: PeerConfig, launch: FunctionPool.Launch, logger: Logger) throws {
+    /// TLS on links to other peers, and on this peer's own port (`PeerServer`), on a TLS grid.
+    public nonisolated let tls: PeerTLSSwitch
+
+    public init(config: PeerConfig, launch: FunctionPool.Launch, logger: Logger, tls: PeerTLSSwitch = PeerTLSSwitch(required: false)) throws {
+        self.tls = tls
         self.config = config
         self.logger = logger
         self.pool = FunctionPool(launch: launch, size: config.slots)
@@ -385,6 +389,9 @@ public actor PeerService: Service {
         guard let selfId, let managerKey, let credential else {
             throw GridError(.unreachable, "this peer has no credential from its manager yet; try again")
         }
+        if tls.required && tls.tls == nil {
+            throw GridError(.unreachable, "this peer has no certificate from its manager yet; try again")
+        }
         let expected = PeerTrust.Expected(workerId: id, host: peer.host, port: peer.port)
         let nonce = PeerTrust.nonce()
         let l: PeerLink
@@ -407,7 +414,7 @@ public actor PeerService: Service {
         _ peer: Msg.PeerInfo, expected: PeerTrust.Expected, nonce: String, managerKey: String, credential: PeerTrust.Credential, selfId: String
     ) async throws -> PeerLink {
         let (signer, now) = (signer, Self.nowS())
-        return try await PeerLink.connectAsPeer(host: peer.host, port: peer.port, nonce: nonce, name: selfId) { ok in
+        return try await PeerLink.connectAsPeer(host: peer.host, port: peer.port, nonce: nonce, name: selfId, tls: tls.tls) { ok in
             if let e = PeerTrust.checkServer(
                 credential: ok.credential, proof: ok.proof, nonce: nonce, managerKey: managerKey, now: now, expected: expected)
             {

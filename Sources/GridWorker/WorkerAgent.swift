@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import GridClient
 import GridCore
 import GridProtocol
 import GridSandbox
@@ -68,6 +70,8 @@ public actor WorkerAgent: Service {
     private let onRegistered: @Sendable (String) -> Void
     /// The peer services, told the worker's id and the online peers; nil when the worker offers none.
     private let peers: PeerService?
+    /// The key of this worker's peer-port certificate on a TLS grid: made at start, never sent (only its public half).
+    private let peerTLSKey = P256.Signing.PrivateKey()
     /// Requests to the manager waiting for their reply, by id (see `ask`).
     private var asks: [Int: CheckedContinuation<GridMessage, any Error>] = [:]
     private var nextAsk = 1
@@ -186,10 +190,18 @@ public actor WorkerAgent: Service {
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
                 host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref),
-                finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId }, sandbox: sandbox)
+                finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId }, sandbox: sandbox,
+                tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil)
             try await outbound.write(GridFrame(.register(register)))
             guard case .registered(let reg) = try await expect().message else { throw LinkClosed() }
             await peers?.setTrust(managerKey: nil, credential: reg.credential)
+            if let peers, peers.tls.required {
+                // The manager (verified against the join string's CA) signed our key: the peer port can now open.
+                guard let certificate = reg.peerCertificate, let ca = reg.peerAuthority else {
+                    throw FatalLinkError(message: "the manager issued no certificate for this worker's peer port (is it older than this worker?)")
+                }
+                peers.tls.set(try PeerTLS(caPEM: ca, certificatePEM: certificate, keyPEM: peerTLSKey.pemRepresentation))
+            }
             backoff.reset()
             await attach(outbound, registered: reg)
             logger.info("registered with the manager", metadata: ["grid.worker.id": "\(ok.workerId)", "grid.worker.owner": "\(ok.owner)"])

@@ -201,7 +201,9 @@ struct WorkerCommand: AsyncParsableCommand {
         var strangers = StrangerLimits()
         strangers.helloDeadlineSeconds = try helloDeadlineSeconds(helloDeadline) ?? strangers.helloDeadlineSeconds
         strangers.maxPendingPerAddress = try pendingCap(maxPendingPerAddress) ?? strangers.maxPendingPerAddress
-        let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0, strangers: strangers)
+        // On a TLS grid the peer port is TLS too, with a certificate the manager signs at REGISTER.
+        let peerTLS = PeerTLSSwitch(required: join.caFingerprint != nil)
+        let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0, strangers: strangers, tls: peerTLS)
         let peerPort = listener.channel.localAddress?.port ?? port ?? 0
         config.port = peerPort
         if config.advertiseHost == nil, loopback { config.advertiseHost = "127.0.0.1" }
@@ -216,7 +218,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if taskTier != runner.tier {
             logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)")
         }
-        let peers = try PeerService(config: peerConfig, launch: launch, logger: logger)
+        let peers = try PeerService(config: peerConfig, launch: launch, logger: logger, tls: peerTLS)
         config.webPort = webPort
         let webPortShown = config.webPort.map(String.init) ?? "null"
         config.gpuIndices = inventory.gpus.prefix(gpuCount).map(\.index)

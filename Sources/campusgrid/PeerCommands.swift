@@ -11,6 +11,10 @@ struct PeerOptions: ParsableArguments {
     @Option(help: "API token (env CAMPUSGRID_TOKEN; else the one `login` stored for --manager).") var token: String?
     @Option(help: "The manager whose stored login to use (env CAMPUSGRID_MANAGER; default http://127.0.0.1:5000).") var manager: String?
     @Flag(help: "Print the peer's whole answer as JSON.") var json = false
+    @Option(help: "The grid's CA certificate (PEM; env CAMPUSGRID_CA; the manager keeps it as ca.pem): speak TLS to the peer and trust it only if this CA issued its certificate.")
+    var ca: String?
+    @Flag(help: "Allow plain text to a peer beyond loopback (your token and data cross the network unencrypted).")
+    var insecurePlaintext = false
 
     /// A link to the peer, authenticated with the user's token (the peer checks it with its manager).
     func link() async throws -> PeerLink {
@@ -19,7 +23,21 @@ struct PeerOptions: ParsableArguments {
             throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
-        return try await PeerLink.connect(host: host, port: port, token: t)
+        var tls: PeerTLS?
+        if let path = ca ?? Env.string("CAMPUSGRID_CA") {
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the CA file \(path)") }
+            tls = try PeerTLS(caPEM: String(decoding: data, as: UTF8.self))
+        } else if !TransportChoice.isLoopback(host) && !insecurePlaintext {
+            throw ValidationError(
+                "the peer at \(host) is beyond loopback: pass --ca with the grid's CA (the manager's ca.pem) so the link is encrypted "
+                    + "and the peer verified, or --insecure-plaintext to send your token in clear text")
+        }
+        do {
+            return try await PeerLink.connect(host: host, port: port, token: t, tls: tls)
+        } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden].contains(e.code) {
+            // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
+            throw GridError(e.code, "\(e.message) (if the grid speaks TLS, pass --ca with its CA, the manager's ca.pem)")
+        }
     }
 
     /// Sends one request on a fresh link and returns the part of the answer `extract` takes out; the link is always

@@ -42,10 +42,10 @@ import Testing
         let dir = g.grid.root + "/client"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let sha = try Self.makeFile(dir + "/big.bin", mb: Self.bigMB)
-        let up = try g.cli(["--port", "\(peers[0].port)", "put-file", "--filename", "big.bin", "--filepath", dir + "/big.bin"], timeout: 900)
+        let up = try await g.cli(["--port", "\(peers[0].port)", "put-file", "--filename", "big.bin", "--filepath", dir + "/big.bin"], timeout: 900)
         #expect(up.status == 0, "\(up.stderr)")
         try? FileManager.default.removeItem(atPath: dir + "/big.bin")
-        let down = try g.cli(["--port", "\(peers[1].port)", "get-file", "--filename", "big.bin", "--save", dir + "/back.bin"], timeout: 900)
+        let down = try await g.cli(["--port", "\(peers[1].port)", "get-file", "--filename", "big.bin", "--save", dir + "/back.bin"], timeout: 900)
         #expect(down.status == 0, "\(down.stderr)")
         #expect(try Self.sha256(of: dir + "/back.bin") == sha)
         try? FileManager.default.removeItem(atPath: dir + "/back.bin")
@@ -147,7 +147,7 @@ import Testing
         for path in [g.grid.root + "/escape.txt", "/tmp/escape.txt", peers[0].dataDirectory + "/../escape.txt"] {
             #expect(!FileManager.default.fileExists(atPath: path), "\(path) was written")
         }
-        let cli = try g.cli(["--port", "\(peers[0].port)", "get-file", "--filename", "missing.txt", "--save", g.grid.root + "/m.txt"])
+        let cli = try await g.cli(["--port", "\(peers[0].port)", "get-file", "--filename", "missing.txt", "--save", g.grid.root + "/m.txt"])
         #expect(cli.status != 0 && cli.stderr.contains("no file named"))
         #expect(peers.allSatisfy { $0.process.isRunning })
         await link.close()

@@ -124,7 +124,7 @@ import Testing
         let peers = try await g.startPeers(2, slots: 1)
         let script = g.grid.root + "/sleep.py"
         try "import time\nprint('up', flush=True)\ntime.sleep(60)\n".write(toFile: script, atomically: true, encoding: .utf8)
-        let submit = try g.cli(["submit", "--json", script, "--minutes", "2"])
+        let submit = try await g.cli(["submit", "--json", script, "--minutes", "2"])
         #expect(submit.status == 0, "\(submit.stderr)")
         let line = submit.stdout.split(separator: "\n").first.map(String.init) ?? ""
         let id = try GridJSON.decode(API.SubmitResponse.self, from: Data(line.utf8)).job.id

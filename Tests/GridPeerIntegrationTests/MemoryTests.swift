@@ -117,9 +117,9 @@ import Testing
             Issue.record("a deleted key still reads")
         } catch let e as GridError { #expect(e.code == .notFound) }
         // The CLI says it in words, with a non-zero status.
-        let r = try g.cli(["--port", "\(peers[0].port)", "get-mem", "--key", "missing"])
+        let r = try await g.cli(["--port", "\(peers[0].port)", "get-mem", "--key", "missing"])
         #expect(r.status != 0 && r.stderr.contains("no value for key"))
-        let unknown = try g.cli(["--port", "1", "get-mem", "--key", "x"])
+        let unknown = try await g.cli(["--port", "1", "get-mem", "--key", "x"])
         #expect(unknown.status != 0 && unknown.stderr.contains("cannot reach the peer"))
         await link.close()
         await other.close()

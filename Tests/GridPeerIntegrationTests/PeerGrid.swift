@@ -32,12 +32,14 @@ final class PeerGrid: @unchecked Sendable {
 
     /// Starts a worker (repair passes every second, so re-replication is quick) and reads its ready line.
     func startPeer(_ name: String, slots: Int = 2, extra: [String] = []) async throws -> Peer {
-        let token = try await alice.createToken(kind: "worker").token
+        let created = try await alice.createToken(kind: "worker")
+        // On a TLS grid the join string (TOKEN@sha256:…) pins the manager's CA; the token goes in a file, never argv.
+        let tokenFile = try grid.tokenFile(created.join ?? created.token)
         let dir = grid.root + "/\(name)"
         let w = try grid.spawn(
             name,
             [
-                "worker", "-m", grid.managerAddress, "--token", token, "--data-dir", dir, "-n", name, "--cpus", "2", "--memory", "4",
+                "worker", "-m", grid.managerAddress, "--token-file", tokenFile, "--data-dir", dir, "-n", name, "--cpus", "2", "--memory", "4",
                 "--slots", "\(slots)", "--port", "0", "--json",
             ] + extra, extraEnvironment: ["CAMPUSGRID_PEER_REPAIR_SECONDS": "1"])
         guard let line = await w.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
@@ -67,7 +69,13 @@ final class PeerGrid: @unchecked Sendable {
     }
 
     func link(_ peer: Peer, token: String? = nil) async throws -> PeerLink {
-        try await PeerLink.connect(host: "127.0.0.1", port: peer.port, token: token ?? self.token)
+        try await PeerLink.connect(host: "127.0.0.1", port: peer.port, token: token ?? self.token, tls: peerTLS())
+    }
+
+    /// On a TLS grid: trust in its CA for links to peers (nil: plain text).
+    func peerTLS() throws -> PeerTLS? {
+        guard grid.tls, let ca = grid.caPEM else { return nil }
+        return try PeerTLS(caPEM: ca)
     }
 
     func status(_ peer: Peer) async throws -> Msg.PeerStatus {
@@ -79,6 +87,11 @@ final class PeerGrid: @unchecked Sendable {
 
     func cli(_ args: [String], timeout: Double = 300) throws -> CLIResult {
         try grid.cli(args, token: token, timeout: timeout)
+    }
+
+    /// `cli`, waited for without holding a thread.
+    func cli(_ args: [String], timeout: Double = 300) async throws -> CLIResult {
+        try await grid.cli(args, token: token, timeout: timeout)
     }
 
     /// The peak resident memory of a process, from /proc (kB).

@@ -88,6 +88,9 @@ private let samples: [GridMessage] = [
             version: 1, workerId: "w-1", owner: "", heartbeatSeconds: 0, managerKey: "bWsK", credential: sampleCredential, proof: "cHJvb2Y=",
             nonce: "n0nce")),
     .registered(Msg.Registered(cancel: [], logOffsets: [:], credential: sampleCredential)),
+    // Peer-port TLS (issue 11): the key goes up in REGISTER, the certificate and its CA come back.
+    .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1), tier: .bwrap, slots: 1, tlsKey: "-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n")),
+    .registered(Msg.Registered(cancel: [], logOffsets: [:], peerCertificate: "-----BEGIN CERTIFICATE-----\nQQ==\n", peerAuthority: "-----BEGIN CERTIFICATE-----\nQg==\n")),
     .peerAuth(Msg.PeerAuth(credential: sampleCredential, proof: "cHJvb2Y=")),
     .credential(Msg.CredentialGrant()),
     .credential(Msg.CredentialGrant(credential: sampleCredential)),

@@ -1,0 +1,112 @@
+import Crypto
+import Foundation
+import GridClient
+import GridCore
+import GridProtocol
+import GridTestSupport
+import Testing
+import X509
+
+/// Issue 11: on a TLS grid the peer ports speak TLS 1.3 with certificates from the manager's CA; clients and peers
+/// trust nothing else, and nothing readable crosses the wire.
+@Suite(.serialized) struct PeerTLSTests {
+    /// A certificate authority the grid has never seen, and a certificate it issued for `key` (both PEM).
+    static func strangerCA(for key: P256.Signing.PrivateKey) throws -> (ca: String, leaf: String) {
+        let caKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let caName = try DistinguishedName { CommonName("Mallory's CA") }
+        let now = Date()
+        let ca = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: caKey.publicKey, notValidBefore: now - 3600,
+            notValidAfter: now + 86400, issuer: caName, subject: caName, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0)) },
+            issuerPrivateKey: caKey)
+        let leaf = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PublicKey(key.publicKey),
+            notValidBefore: now - 3600, notValidAfter: now + 86400, issuer: caName, subject: try DistinguishedName { CommonName("w-rogue") },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                try ExtendedKeyUsage([.serverAuth, .clientAuth])
+            },
+            issuerPrivateKey: caKey)
+        return (try ca.serializeAsPEM().pemString, try leaf.serializeAsPEM().pemString)
+    }
+
+    @Test func peersOfATLSGridServeOverTLSAndTrustOnlyTheirCA() async throws {
+        let g = try await PeerGrid(label: "peer-tls", managerExtra: ["--tls"])
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let a = try await g.link(peers[0])
+        let b = try await g.link(peers[1])
+
+        // The seed's flows over TLS: values and files set through one peer read back through the other (the peers'
+        // own links are TLS too), and a task runs.
+        for i in 0..<20 {
+            _ = try await a.request(.setMem(Msg.SetMem(key: "k\(i)", value: .string("tls-secret-\(i)"))), timeout: 60)
+        }
+        for i in 0..<20 {
+            guard case .memResult(let r) = try await b.request(.getMem(Msg.MemKey(key: "k\(i)")), timeout: 60).message else {
+                throw TestGridError("no MEM_RESULT")
+            }
+            #expect(r.value == .string("tls-secret-\(i)"))
+        }
+        let bytes = Data("file bytes over tls".utf8).base64EncodedString()
+        _ = try await a.request(.putFile(Msg.PutFile(filename: "t.txt", data: bytes)), timeout: 60)
+        guard case .fileInfo(let f) = try await b.request(.getFile(Msg.FileRef(filename: "t.txt")), timeout: 60).message else {
+            throw TestGridError("no FILE_INFO")
+        }
+        #expect(f.data == bytes)
+        let task = Msg.CPUTask(taskId: "tls-1", program: "def main(x):\n    return x * 6", args: .array([.number(7)]))
+        guard case .cpuResult(let r) = try await a.request(.cpuTask(task), timeout: 90).message else { throw TestGridError("no CPU_RESULT") }
+        #expect(r.ok && r.result == .number(42), "\(r)")
+
+        // Plain text gets nothing from a TLS peer port.
+        await #expect(throws: GridError.self) {
+            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, token: g.token, timeout: 10)
+            l.close()
+        }
+        // A client that trusts another CA refuses the peer before it sends its token.
+        let key = P256.Signing.PrivateKey()
+        let stranger = try Self.strangerCA(for: key)
+        await #expect(throws: GridError.self) {
+            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, token: g.token, timeout: 10, tls: try PeerTLS(caPEM: stranger.ca))
+            l.close()
+        }
+        // A would-be peer whose certificate another CA issued cannot complete the handshake, even though it trusts the
+        // grid's CA itself.
+        let ca = try #require(g.grid.caPEM)
+        let rogue = try PeerTLS(caPEM: ca, certificatePEM: stranger.leaf, keyPEM: key.pemRepresentation)
+        await #expect(throws: GridError.self) {
+            let l = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[0].port, nonce: PeerTrust.nonce(), timeout: 10, tls: rogue) { _ in
+                Issue.record("a peer with another CA's certificate completed the TLS handshake and got HELLO_OK")
+                throw GridError(.unauthorized, "stop here")
+            }
+            l.close()
+        }
+
+        // The CLI speaks TLS to a peer when given the grid's CA, and says what to do when it is not.
+        let caFile = g.grid.root + "/manager/ca.pem"
+        let port = "\(peers[1].port)"
+        let set = try await g.cli(["set-mem", "--port", port, "--ca", caFile, "--key", "cli", "--value", "\"over tls\""])
+        #expect(set.status == 0, "\(set.stderr)")
+        let got = try await g.cli(["get-mem", "--port", port, "--ca", caFile, "--key", "cli"])
+        #expect(got.status == 0 && got.stdout.contains("over tls"), "\(got.stdout)\(got.stderr)")
+        let plain = try await g.cli(["get-mem", "--port", port, "--key", "cli"])
+        #expect(plain.status != 0 && plain.stderr.contains("--ca"), "status \(plain.status): \(plain.stderr)")
+
+        // A capture of the stream between a client and a peer shows neither the token nor the value nor the file.
+        let relay = try CaptureRelay(to: peers[0].port)
+        defer { relay.stop() }
+        let watched = try await PeerLink.connect(host: "127.0.0.1", port: relay.port, token: g.token, timeout: 30, tls: try g.peerTLS())
+        _ = try await watched.request(.setMem(Msg.SetMem(key: "captured", value: .string("wire-secret-value"))), timeout: 60)
+        _ = try await watched.request(.putFile(Msg.PutFile(filename: "w.txt", data: Data("wire-secret-file".utf8).base64EncodedString())), timeout: 60)
+        watched.close()
+        #expect(relay.captured.count > 200, "the capture saw \(relay.captured.count) bytes")
+        #expect(relay.captured.first == 0x16, "the stream does not open with a TLS handshake record")
+        for secret in [g.token, "wire-secret-value", Data("wire-secret-file".utf8).base64EncodedString(), "SET_MEM", "HELLO"] {
+            #expect(!relay.saw(secret), "\(secret.prefix(12))… crossed the wire in clear text")
+        }
+        a.close()
+        b.close()
+    }
+}
