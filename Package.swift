@@ -162,8 +162,10 @@ let package = Package(
         .testTarget(
             name: "GridManagerTests",
             dependencies: [
-                "GridCore", "GridManager",
+                "GridCore", "GridManager", "GridProtocol",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             swiftSettings: swiftSettings
         ),
