@@ -57,6 +57,32 @@ public enum ManagerTrust {
     }
 }
 
+/// Trust on first use for the CLI (as SSH does for hosts): what to do with the CA fingerprints an `https` manager
+/// presents, given the one trusted for its URL before (if any). Pure.
+public enum FirstUse: Sendable, Hashable {
+    /// Never seen: trust `fingerprint` from now on, and say so.
+    case trustNew(fingerprint: String)
+    /// The chain carries the CA trusted before.
+    case same
+    /// The chain does not carry the CA trusted before: refuse, naming both.
+    case changed(trusted: String, presented: String)
+
+    /// `presented`: fingerprints of the chain, leaf first (its last one is the CA trusted on first use).
+    public static func decide(trusted: String?, presented: [String]) -> FirstUse? {
+        guard let top = presented.last else { return nil }
+        guard let trusted else { return .trustNew(fingerprint: top) }
+        return presented.contains(trusted) ? .same : .changed(trusted: trusted, presented: top)
+    }
+
+    /// The fingerprint of a PEM certificate (the first one in `pem`), or nil when it does not decode.
+    public static func fingerprint(pem: String) -> String? {
+        let lines = pem.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        let body = lines.drop { !$0.hasPrefix("-----BEGIN CERTIFICATE") }.dropFirst().prefix { !$0.hasPrefix("-----END") }.joined()
+        guard let der = Data(base64Encoded: body), !der.isEmpty else { return nil }
+        return ManagerTrust.fingerprint(der: der)
+    }
+}
+
 /// What `campusgrid token create --worker` prints and `worker` takes: the join token and the fingerprint of the
 /// manager's CA, `TOKEN@sha256:HEX`. A bare token (no `@`) is accepted where plain text is allowed.
 public struct JoinString: Sendable, Hashable, CustomStringConvertible {

@@ -12,6 +12,7 @@ struct Register: AsyncParsableCommand {
     func run() async throws {
         try await CampusGrid.run {
             let password = try readPassword(stdin: passwordStdin, confirm: true)
+            try await options.settleTrust()
             let client = try options.client(needsToken: false)
             let answer = try await client.register(username, password: password)
             try CredentialStore.save(answer.token, for: client.baseURL)
@@ -29,6 +30,7 @@ struct Login: AsyncParsableCommand {
     func run() async throws {
         try await CampusGrid.run {
             let password = try readPassword(stdin: passwordStdin)
+            try await options.settleTrust()
             let client = try options.client(needsToken: false)
             let answer = try await client.login(username, password: password)
             try CredentialStore.save(answer.token, for: client.baseURL)

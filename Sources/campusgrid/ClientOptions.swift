@@ -18,14 +18,48 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The manager's CA certificate (PEM; env CAMPUSGRID_CA): an https manager is trusted only if this CA issued its certificate. The manager keeps it as ca.pem in its data folder.")
     var ca: String?
 
-    /// The CA file's text, when one was given.
+    /// The CA file's text, when one was given, else the CA trusted on first use for this manager (`login`).
     func caPEM() throws -> String? {
-        guard let path = ca ?? Env.string("CAMPUSGRID_CA") else { return nil }
+        guard let path = ca ?? Env.string("CAMPUSGRID_CA") else { return TrustStore.pem(for: normalisedURL) }
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the CA file \(path)") }
         return String(decoding: data, as: UTF8.self)
     }
 
     var managerURL: String { manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000" }
+
+    var normalisedURL: String { GridClient(baseURL: managerURL).baseURL }
+
+    /// Before a password goes to an `https` manager whose CA was not given (`--ca`): trust on first use. The chain it
+    /// presents is read in a handshake that sends nothing; a first contact trusts its CA from now on and says which;
+    /// a CA other than the one trusted before is refused, loudly, naming both (`FirstUse`).
+    func settleTrust() async throws {
+        let url = normalisedURL
+        guard url.hasPrefix("https://"), ca == nil, Env.string("CAMPUSGRID_CA") == nil, let parts = URLComponents(string: url),
+            let host = parts.host
+        else { return }
+        let chain = try await ManagerProbe.presentedChain(host: host, port: parts.port ?? 443)
+        let trusted = TrustStore.pem(for: url).flatMap { FirstUse.fingerprint(pem: $0) }
+        switch FirstUse.decide(trusted: trusted, presented: chain.map { ManagerTrust.fingerprint(der: $0) }) {
+        case .same?:
+            return
+        case .trustNew(let fingerprint)?:
+            try TrustStore.save(try ManagerProbe.authority(of: chain).pem, for: url)
+            complain(
+                "First contact with \(url): it presents the certificate authority \(fingerprint). Trusting it from now on "
+                    + "(kept in \(TrustStore.path)). Check it against a join string (TOKEN@sha256:…) or ask the manager's operator.")
+        case .changed(let old, let new)?:
+            throw GridError(
+                .unauthorized,
+                """
+                WARNING: THE MANAGER'S CERTIFICATE AUTHORITY HAS CHANGED.
+                \(url) was trusted with \(old), but now presents \(new).
+                Someone may be impersonating it; nothing was sent. If the manager really got a new CA, check the new
+                fingerprint with its operator, then remove \(url) from \(TrustStore.path) (or pass --ca FILE).
+                """)
+        case nil:
+            throw GridError(.unreachable, "\(url) presented no certificate")
+        }
+    }
 
     /// A client with the token from the flag, the environment, or the credentials file.
     func client(needsToken: Bool = true) throws -> GridClient {
@@ -87,6 +121,28 @@ enum CredentialStore {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let data = try JSONEncoder().encode(map)
         FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
+    }
+}
+
+/// The CAs trusted on first use, per manager URL: `trusted-cas.json` beside the credentials (mode 0600), PEM each.
+enum TrustStore {
+    static var path: String { CredentialStore.directory + "/trusted-cas.json" }
+
+    static func all() -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path),
+            let map = try? JSONDecoder().decode([String: String].self, from: data)
+        else { return [:] }
+        return map
+    }
+
+    static func pem(for url: String) -> String? { all()[url] }
+
+    static func save(_ pem: String, for url: String) throws {
+        var map = all()
+        map[url] = pem
+        try FileManager.default.createDirectory(
+            atPath: CredentialStore.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        FileManager.default.createFile(atPath: path, contents: try JSONEncoder().encode(map), attributes: [.posixPermissions: 0o600])
     }
 }
 

@@ -55,6 +55,38 @@ extension Integration {
             #expect(untrusted.status != 0, "the system's roots do not know the grid's CA")
         }
 
+        @Test func loginTrustsTheManagersCAOnFirstUseAndRefusesAnotherLoudly() async throws {
+            let grid = try TestGrid(label: "tofu")
+            defer { grid.shutdown() }
+            try await grid.startManager(extra: ["--tls"])
+            let first = Self.fingerprint(pem: try #require(grid.caPEM))
+            let password = "correct horse battery\n"
+            let registered = try await grid.cli(["register", "--username", "ada", "--password-stdin"], stdin: password)
+            #expect(registered.status == 0, "\(registered.stderr)")
+            #expect(registered.stderr.contains("First contact") && registered.stderr.contains(first), "\(registered.stderr)")
+            // From now on the CLI trusts that CA without --ca, and says nothing more about it.
+            let me = try await grid.cli(["whoami"])
+            #expect(me.status == 0 && me.stdout.contains("ada"), "\(me.stderr)")
+            let again = try await grid.cli(["login", "--username", "ada", "--password-stdin"], stdin: password)
+            #expect(again.status == 0 && !again.stderr.contains("First contact"), "\(again.stderr)")
+
+            // Another CA at the same address (a manager replaced, or someone in between): refused before the password
+            // is sent, loudly, naming both fingerprints.
+            let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
+            grid.manager?.stop()
+            for file in ["ca.pem", "ca-key.pem"] {
+                try FileManager.default.moveItem(atPath: grid.root + "/manager/" + file, toPath: grid.root + "/old-" + file)
+            }
+            try await grid.startManager(gridPort: gridPort, httpPort: httpPort, extra: ["--tls"])
+            let second = Self.fingerprint(pem: try #require(grid.caPEM))
+            #expect(first != second)
+            let refused = try await grid.cli(["login", "--username", "ada", "--password-stdin"], stdin: password)
+            #expect(refused.status != 0, "\(refused.stdout)")
+            #expect(
+                refused.stderr.contains("HAS CHANGED") && refused.stderr.contains(first) && refused.stderr.contains(second), "\(refused.stderr)")
+            #expect(try await grid.cli(["whoami"]).status != 0, "a command with the stored CA does not trust the new one either")
+        }
+
         @Test func plainTextToATLSGridPortGetsNoAnswer() async throws {
             let grid = try TestGrid(label: "tlsplain")
             defer { grid.shutdown() }

@@ -118,3 +118,36 @@ struct ManagerTrustTests {
         #expect(try TransportChoice.forWorker(managerHost: "127.0.0.1", pinned: false, insecurePlaintext: false).get() == .plaintextLoopback)
     }
 }
+
+/// Trust on first use for the CLI (issue 11): the decision, event by event.
+@Suite struct FirstUseTests {
+    let ca = "sha256:" + String(repeating: "a", count: 64)
+    let leaf = "sha256:" + String(repeating: "b", count: 64)
+    let other = "sha256:" + String(repeating: "c", count: 64)
+
+    @Test func aFirstContactTrustsTheTopOfTheChain() {
+        #expect(FirstUse.decide(trusted: nil, presented: [leaf, ca]) == .trustNew(fingerprint: ca))
+    }
+
+    @Test func theSameCAIsSilentlyTrusted() {
+        #expect(FirstUse.decide(trusted: ca, presented: [leaf, ca]) == .same)
+    }
+
+    @Test func anotherCAIsRefusedNamingBoth() {
+        #expect(FirstUse.decide(trusted: ca, presented: [leaf, other]) == .changed(trusted: ca, presented: other))
+        #expect(FirstUse.decide(trusted: ca, presented: [leaf]) == .changed(trusted: ca, presented: leaf))
+    }
+
+    @Test func noChainDecidesNothing() {
+        #expect(FirstUse.decide(trusted: nil, presented: []) == nil)
+        #expect(FirstUse.decide(trusted: ca, presented: []) == nil)
+    }
+
+    @Test func aPEMsFingerprintIsItsDERs() {
+        let der: [UInt8] = Array("not really a certificate, but DER bytes all the same".utf8)
+        let pem = "-----BEGIN CERTIFICATE-----\n" + Data(der).base64EncodedString(options: .lineLength64Characters) + "\n-----END CERTIFICATE-----\n"
+        #expect(FirstUse.fingerprint(pem: pem) == ManagerTrust.fingerprint(der: der))
+        #expect(FirstUse.fingerprint(pem: "no certificate here") == nil)
+        #expect(FirstUse.fingerprint(pem: "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n") == nil)
+    }
+}
