@@ -21,7 +21,19 @@ import FoundationNetworking
             DashboardTools.executable(["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]), "chromedriver is missing: run scripts/setup")
         let grid = try TestGrid(label: "browser")
         defer { grid.shutdown() }
-        try await grid.startManager(leaseSeconds: 10)
+        // Over HTTPS, as a campus runs it: Chromium is told to trust the manager's CA (an NSS database in the HOME the
+        // browser runs with), and nothing else.
+        try await grid.startManager(leaseSeconds: 10, extra: ["--tls"])
+        let nss = grid.root + "/.pki/nssdb"
+        try FileManager.default.createDirectory(atPath: nss, withIntermediateDirectories: true)
+        for args in [
+            ["-N", "--empty-password", "-d", "sql:" + nss],
+            ["-A", "-t", "C,,", "-n", "campusgrid-test-ca", "-i", grid.root + "/manager/ca.pem", "-d", "sql:" + nss],
+        ] {
+            let certutil = try DashboardTools.Tool("/usr/bin/certutil", args, outputPath: grid.root + "/certutil.log")
+            #expect(try await certutil.wait(timeout: 60) == 0, "certutil \(args.first ?? ""): \(certutil.output)")
+        }
+        #expect(grid.baseURL.hasPrefix("https://"))
         let wendy = try await grid.user("wendy")
         let webPort = DashboardTools.freePort()
         try await grid.startWorker("lab-pc-1", owner: wendy, cpus: 2, memoryGb: 4, extra: ["--web-port", "\(webPort)", "--web-host", "127.0.0.1"])
@@ -58,7 +70,7 @@ import FoundationNetworking
                 old.signal(SIGTERM)
                 old.waitForExit(timeout: 20)
                 #expect(!old.isRunning, "the manager did not stop on SIGTERM")
-                try grid.startManager(leaseSeconds: 10, gridPort: grid.gridPort, httpPort: grid.httpPort)
+                try grid.startManager(leaseSeconds: 10, gridPort: grid.gridPort, httpPort: grid.httpPort, extra: ["--tls"])
                 _ = FileManager.default.createFile(atPath: control + "/restarted", contents: Data())
             }
         }
