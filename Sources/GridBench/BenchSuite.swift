@@ -6,7 +6,7 @@ import GridSandbox
 public struct BenchSuite: Sendable {
     /// The sections, in the order they run.
     public enum Section: String, Sendable, CaseIterable {
-        case jobs, scheduler, sandbox, tasks, memory, files
+        case jobs, scheduler, sandbox, tasks, memory, files, tls
     }
 
     public var sizes: BenchSizes
@@ -87,6 +87,11 @@ public struct BenchSuite: Sendable {
                 case .files:
                     _ = try? await shared()
                     figures += try await PeerBench.files(sizes: sizes, references: references, scratch: scratch, log: log)
+                case .tls:
+                    let plain = try await shared()
+                    let secure = try await LocalGrid.start(binary: binary, workers: 2, tls: true)
+                    defer { secure.stop() }
+                    figures += try await TLSBench.run(plain: plain, tls: secure, sizes: sizes, scratch: scratch + "/tls", log: log)
                 }
             } catch {
                 log("bench: \(section.rawValue) failed: \(error)")
@@ -115,6 +120,12 @@ public struct BenchSuite: Sendable {
                 [("tasks.throughput", "Function tasks (x*x)", "tasks/s", .higher), ("tasks.round_trip", "Function task round trip", "ms", .lower)]
             case .memory: [("memory.ops", "Memory set/get", "ops/s", .higher)]
             case .files: [("files.put", "File put", "MB/s", .higher), ("files.get", "File get", "MB/s", .higher)]
+            case .tls:
+                [
+                    ("tls.job_submit_to_start", "TLS: empty job submit → start", "ms", .lower),
+                    ("tls.task_round_trip", "TLS: function task round trip", "ms", .lower),
+                    ("tls.memory_ops", "TLS: memory set/get", "ops/s", .higher), ("tls.file_get", "TLS: file get", "MB/s", .higher),
+                ]
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

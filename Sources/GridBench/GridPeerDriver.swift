@@ -7,10 +7,11 @@ import GridProtocol
 struct GridPeerDriver: PeerServiceDriver {
     let ports: [Int]
     let token: String
+    var tls: PeerTLS? = nil
     static let program = "def main(x):\n    return x * x\n"
 
     func link(_ i: Int) async throws -> PeerLink {
-        try await PeerLink.connect(host: "127.0.0.1", port: ports[i % ports.count], token: token)
+        try await PeerLink.connect(host: "127.0.0.1", port: ports[i % ports.count], token: token, tls: tls)
     }
 
     func call(_ link: PeerLink, _ x: Int) async throws {

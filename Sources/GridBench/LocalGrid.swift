@@ -20,13 +20,17 @@ public final class LocalGrid: @unchecked Sendable {
     public let tier: String
     /// Each worker's peer port (grid protocol, peer services).
     public let peerPorts: [Int]
+    /// On a TLS grid: trust in its CA for links to the peers.
+    public let peerTLS: PeerTLS?
     private var children: [ServerProcess]
     private let binary: String
     private let environment: [String: String]
 
     /// Starts the manager and `workers` workers (each offering 1 CPU and 1 slot, so the grid runs `workers` jobs at
     /// once) and waits until all registered.
-    public static func start(binary: String, workers: Int, extraWorkerArguments: [String] = []) async throws -> LocalGrid {
+    /// `tls`: the manager speaks TLS on its grid and HTTP ports (`--tls`), the workers join with a join string that pins
+    /// its CA, and their peer ports speak TLS with certificates from it (`peerTLS`).
+    public static func start(binary: String, workers: Int, extraWorkerArguments: [String] = [], tls: Bool = false) async throws -> LocalGrid {
         let root = NSTemporaryDirectory() + "campusgrid-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
         var env = ProcessInfo.processInfo.environment
@@ -41,19 +45,23 @@ public final class LocalGrid: @unchecked Sendable {
         do {
             let manager = try ServerProcess(
                 name: "manager", path: binary,
-                arguments: ["manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json"],
+                arguments: ["manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json"]
+                    + (tls ? ["--tls"] : []),
                 environment: env)
             children.append(manager)
             guard let line = manager.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
                 case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
             else { throw BenchError("the bench's manager did not start:\n\(manager.errorLog.suffix(2000))") }
-            let baseURL = "http://127.0.0.1:\(Int(h))"
+            let baseURL = "\(tls ? "https" : "http")://127.0.0.1:\(Int(h))"
             let managerAddress = "127.0.0.1:\(Int(g))"
+            let caPEM = tls ? FileManager.default.contents(atPath: root + "/manager/ca.pem").map { String(decoding: $0, as: UTF8.self) } : nil
+            if tls && caPEM == nil { throw BenchError("the TLS manager made no CA in \(root)/manager") }
             let password = UUID().uuidString
-            var owner = GridClient(baseURL: baseURL)
+            var owner = GridClient(baseURL: baseURL, caCertificatePEM: caPEM)
             owner.token = try await owner.register("bench-owner", password: password).token
-            let workerToken = try await owner.createToken(kind: "worker").token
-            var client = GridClient(baseURL: baseURL)
+            let created = try await owner.createToken(kind: "worker")
+            let workerToken = tls ? (created.join ?? created.token) : created.token
+            var client = GridClient(baseURL: baseURL, caCertificatePEM: caPEM)
             client.token = try await client.register("bench", password: password).token
             // Workers read the join token from a private file, never from their command line (`ps` shows that).
             let tokenFile = root + "/worker-token"
@@ -78,7 +86,7 @@ public final class LocalGrid: @unchecked Sendable {
             }
             return LocalGrid(
                 root: root, baseURL: baseURL, managerAddress: managerAddress, client: client, workerToken: workerToken, children: children,
-                binary: binary, environment: env, tier: tier, peerPorts: peerPorts)
+                binary: binary, environment: env, tier: tier, peerPorts: peerPorts, peerTLS: try caPEM.map { try PeerTLS(caPEM: $0) })
         } catch {
             for c in children.reversed() { c.stop() }
             try? FileManager.default.removeItem(atPath: root)
@@ -88,8 +96,9 @@ public final class LocalGrid: @unchecked Sendable {
 
     private init(
         root: String, baseURL: String, managerAddress: String, client: GridClient, workerToken: String, children: [ServerProcess], binary: String,
-        environment: [String: String], tier: String, peerPorts: [Int]
+        environment: [String: String], tier: String, peerPorts: [Int], peerTLS: PeerTLS?
     ) {
+        self.peerTLS = peerTLS
         self.peerPorts = peerPorts
         self.tier = tier
         self.root = root

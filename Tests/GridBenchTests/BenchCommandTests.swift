@@ -10,10 +10,14 @@ import Testing
 struct BenchCommandTests {
     static let expectedFigures = [
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
-        "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get",
+        "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get", "tls.job_submit_to_start", "tls.task_round_trip",
+        "tls.memory_ops", "tls.file_get",
     ]
     /// Figures that need nothing but this build, so they must always be measured.
-    static let alwaysMeasured = ["job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted"]
+    static let alwaysMeasured = [
+        "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted", "tls.job_submit_to_start",
+        "tls.task_round_trip", "tls.memory_ops", "tls.file_get",
+    ]
 
     @Test("bench --quick --tiny writes a complete JSON report and prints a table")
     func tinyBenchReportIsComplete() throws {
