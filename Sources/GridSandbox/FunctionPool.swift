@@ -265,8 +265,33 @@ extension FunctionPool.Answer {
     }
 }
 
+/// The pipes of one interpreter process and what has been read from them. An exchange takes a reference under the
+/// interpreter's lock and then works on it alone; `stop()` only drops the interpreter's reference (after killing the
+/// process, which ends any read in progress), so the descriptors close when the last holder lets go and a descriptor
+/// number is never reused under an exchange still reading it.
+private final class Pipes: @unchecked Sendable {
+    // Safe: one exchange at a time uses it (the pool hands an interpreter to one task); made and dropped under the
+    // interpreter's lock; the descriptors are closed only in deinit.
+    let input: Int32
+    let output: Int32
+    var buffer: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    var ready = false
+
+    init(input: Int32, output: Int32) {
+        self.input = input
+        self.output = output
+    }
+
+    deinit {
+        close(input)
+        close(output)
+    }
+}
+
 /// One warm interpreter. Runs one task at a time (the pool hands it to one task); `owner`, `lastUsed` and
-/// `needsReset` change only under the pool's mutex; `lock` guards the process against `stop()` from `shutdown()`.
+/// `needsReset` change only under the pool's mutex; `lock` guards the process, its pipes and `served` against
+/// `stop()` from `shutdown()`, which may come from another thread while a task runs.
 private final class Interpreter: @unchecked Sendable {
     // Safe: see above.
     var owner: String?
@@ -274,15 +299,13 @@ private final class Interpreter: @unchecked Sendable {
     var needsReset = false
     /// Names this interpreter's working folder under the launch directory.
     private let folderName = UUID().uuidString.prefix(12).lowercased()
-    private(set) var served = 0
+    private var servedCount = 0
     private let lock = NSLock()
     private var process: Child?
-    private var input: Int32 = -1
-    private var output: Int32 = -1
-    private var buffer: [UInt8] = []
-    private var chunk = [UInt8](repeating: 0, count: 65536)
-    private var ready = false
+    private var pipes: Pipes?
     private var cgroup: JobCgroup?
+
+    var served: Int { lock.withLock { servedCount } }
 
     enum Outcome {
         case answer(Data)
@@ -325,16 +348,13 @@ private final class Interpreter: @unchecked Sendable {
         do {
             let (child, input, output) = try Child.start(argv, environment: environment, directory: folder)
             process = child
-            self.input = input
-            self.output = output
+            pipes = Pipes(input: input, output: output)
         } catch {
             cgroup?.remove()
             cgroup = nil
             throw error
         }
-        buffer = []
-        ready = false
-        served = 0
+        servedCount = 0
     }
 
     /// Sends one request line and waits for its answer line, on a dispatch thread (the reads block).
@@ -345,13 +365,11 @@ private final class Interpreter: @unchecked Sendable {
     }
 
     private func exchangeNow(_ line: Data, timeout: Double) -> Outcome {
-        lock.lock()
-        let (fdIn, fdOut) = (input, output)
-        lock.unlock()
-        guard fdIn >= 0, fdOut >= 0 else { return .notDelivered("the interpreter is not running") }
-        if !ready {
-            switch readLine(fdOut, deadline: Date().addingTimeInterval(60)) {
-            case .line(let l) where l == Array("ready".utf8): ready = true
+        guard let pipes = lock.withLock({ self.pipes }) else { return .notDelivered("the interpreter is not running") }
+        let fdIn = pipes.input
+        if !pipes.ready {
+            switch readLine(pipes, deadline: Date().addingTimeInterval(60)) {
+            case .line(let l) where l == Array("ready".utf8): pipes.ready = true
             case .line: return .notDelivered("the interpreter started with an unexpected line")
             case .timedOut: return .notDelivered("the interpreter did not start within 60 s")
             case .closed: return .notDelivered("the interpreter ended as it started")
@@ -368,8 +386,8 @@ private final class Interpreter: @unchecked Sendable {
             return true
         }
         guard sent else { return .notDelivered("the interpreter was gone") }
-        served += 1
-        switch readLine(fdOut, deadline: Date().addingTimeInterval(timeout)) {
+        lock.withLock { servedCount += 1 }
+        switch readLine(pipes, deadline: Date().addingTimeInterval(timeout)) {
         case .line(let l): return .answer(Data(l))
         case .timedOut: return .timedOut
         case .closed: return .died(exitDescription())
@@ -380,11 +398,12 @@ private final class Interpreter: @unchecked Sendable {
         case line([UInt8]), timedOut, closed
     }
 
-    private func readLine(_ fd: Int32, deadline: Date) -> Read {
+    private func readLine(_ pipes: Pipes, deadline: Date) -> Read {
+        let fd = pipes.output
         while true {
-            if let nl = buffer.firstIndex(of: 0x0A) {
-                let line = Array(buffer[..<nl])
-                buffer.removeSubrange(...nl)
+            if let nl = pipes.buffer.firstIndex(of: 0x0A) {
+                let line = Array(pipes.buffer[..<nl])
+                pipes.buffer.removeSubrange(...nl)
                 return .line(line)
             }
             let left = deadline.timeIntervalSinceNow
@@ -393,26 +412,25 @@ private final class Interpreter: @unchecked Sendable {
             let ready = poll(&pfd, 1, Int32(min(left, 1) * 1000) + 1)
             if ready < 0 && errno != EINTR { return .closed }
             if ready <= 0 { continue }
-            let n = read(fd, &chunk, chunk.count)
+            let n = read(fd, &pipes.chunk, pipes.chunk.count)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return .closed }
-            buffer.append(contentsOf: chunk[0..<n])
+            pipes.buffer.append(contentsOf: pipes.chunk[0..<n])
         }
     }
 
     /// How the interpreter ended, for a task that was running in it (waits up to a second for its exit).
     private func exitDescription() -> String {
-        lock.lock()
-        let p = process
-        lock.unlock()
+        let (p, group) = lock.withLock { (process, cgroup) }
         guard let p else { return "was stopped" }
         let status = p.waitForExit(seconds: 1)
-        if let usage = cgroup?.usage() {
+        if let group {
+            let usage = group.usage()
             if usage.oomKills > 0 {
-                let limit = cgroup?.limits.memoryBytes.map { " (\($0 >> 20) MiB per interpreter)" } ?? ""
+                let limit = group.limits.memoryBytes.map { " (\($0 >> 20) MiB per interpreter)" } ?? ""
                 return "ran out of memory\(limit) and was killed"
             }
-            if usage.pidsLimitHits > 0 { return "hit the limit of \(cgroup?.limits.pids ?? 0) processes and threads and was killed" }
+            if usage.pidsLimitHits > 0 { return "hit the limit of \(group.limits.pids ?? 0) processes and threads and was killed" }
         }
         guard let status else { return "closed its answer pipe without answering" }
         let signal = status & 0x7f
@@ -435,13 +453,9 @@ private final class Interpreter: @unchecked Sendable {
         cgroup?.killAll()
         cgroup?.remove()
         cgroup = nil
-        if input >= 0 { close(input) }
-        if output >= 0 { close(output) }
         process = nil
-        input = -1
-        output = -1
-        buffer = []
-        ready = false
+        // Closed when the last holder lets go: an exchange in progress sees the end of its pipe, not another file.
+        pipes = nil
     }
 }
 

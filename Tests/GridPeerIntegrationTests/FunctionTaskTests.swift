@@ -97,11 +97,12 @@ import Testing
         // Idle grid: the connected peer wins the tie and runs the task itself.
         let idle = try await run(linkB, "def main(): return 1", confidential: false)
         #expect(idle.peer == b.id)
-        // Load B with work the manager never sees (confidential), then ask B for a public task: A runs it.
+        // Load B with work the manager never sees (confidential), then ask B for a public task: A runs it. The load lasts
+        // long enough (60 s, ended with the grid) that a loaded machine cannot finish it before the public task comes.
         let load = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<2 {
-                    group.addTask { _ = try await self.run(linkB, "import time\ndef main():\n    time.sleep(8)", confidential: true) }
+                    group.addTask { _ = try await self.run(linkB, "import time\ndef main():\n    time.sleep(60)", confidential: true) }
                 }
                 try await group.waitForAll()
             }

@@ -56,6 +56,30 @@ import Glibc
         }
     }
 
+    /// `shutdown()` (a worker stopping) while tasks are mid-answer: the task ends as crashed or answered, never reads a
+    /// descriptor that was closed and reused, and nothing traps. Before the interpreter's pipes were owned by their
+    /// process (`Pipes`), `stop()` closed and reset them under a running exchange.
+    @Test func shuttingDownWhileTasksAnswerNeverTrapsOrCrossesPipes() async throws {
+        for round in 0..<30 {
+            let p = FunctionPool(launch: FunctionPool.Launch(python: SandboxHarness.python, directory: directory + "-\(round)"), size: 2)
+            defer { try? FileManager.default.removeItem(atPath: directory + "-\(round)") }
+            // Output that fills the pipe while the shutdown lands: the read loop is busy in the buffer.
+            let program = "def main(n):\n    import sys\n    sys.stdout.write('x' * 200000)\n    return n"
+            async let first = call(p, program, args: .array([.number(Double(round))]))
+            async let second = call(p, program, user: "bob", args: .array([.number(Double(round + 1000))]))
+            try? await Task.sleep(for: .milliseconds(UInt64(round % 7) * 15))
+            p.shutdown()
+            for (answer, n) in [(await first, round), (await second, round + 1000)] {
+                if answer.ok {
+                    #expect(answer.result == .number(Double(n)), "an answer for another task: \(answer)")
+                } else {
+                    #expect(answer.error == "crashed", "\(answer)")
+                }
+            }
+            p.shutdown()
+        }
+    }
+
     @Test func anOverrunKillsTheInterpreterWithEverythingItStarted() async throws {
         try await withPool { p in
             let before = try await pid(p)
