@@ -66,6 +66,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
@@ -94,6 +95,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
@@ -102,7 +104,7 @@ let package = Package(
         .target(
             name: "GridBench",
             dependencies: [
-                "GridCore", "GridClient", "GridScheduler", "GridStore", "GridSandbox",
+                "GridCore", "GridClient", "GridProtocol", "GridScheduler", "GridStore", "GridSandbox",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -113,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "campusgrid",
             dependencies: [
-                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridProtocol", "GridBench",
+                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridProtocol", "GridBench", "GridSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -134,14 +136,16 @@ let package = Package(
         .testTarget(
             name: "GridProtocolTests",
             dependencies: [
-                "GridProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),
+                "GridProtocol", "GridCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler"], swiftSettings: swiftSettings),
-        .testTarget(name: "GridStoreTests", dependencies: ["GridStore"], swiftSettings: swiftSettings),
-        .testTarget(name: "GridPeerTests", dependencies: ["GridPeer", "GridCore", "GridProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler", "GridCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "GridStoreTests", dependencies: ["GridStore", "GridCore", "GridScheduler"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GridPeerTests", dependencies: ["GridPeer", "GridCore", "GridProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "GridPeerIntegrationTests",
             dependencies: [
@@ -162,8 +166,9 @@ let package = Package(
         .testTarget(
             name: "GridManagerTests",
             dependencies: [
-                "GridCore", "GridManager", "GridProtocol",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "GridCore", "GridManager", "GridProtocol", "GridStore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],

@@ -25,7 +25,7 @@ struct GridPeerDriver: PeerServiceDriver {
         var opened: [PeerLink] = []
         for i in 0..<ports.count { opened.append(try await link(i)) }
         let links = opened
-        defer { for l in links { Task { await l.close() } } }
+        defer { for l in links { l.close() } }
         for x in 0..<min(50, tasks) { try await call(links[x % links.count], x) }  // warm the pools
         var rates: [Double] = []
         for _ in 0..<repeats {
@@ -51,7 +51,7 @@ struct GridPeerDriver: PeerServiceDriver {
 
     func taskRoundTrips(_ count: Int) async throws -> [Double] {
         let l = try await link(0)
-        defer { Task { await l.close() } }
+        defer { l.close() }
         for x in 0..<10 { try await call(l, x) }
         var out: [Double] = []
         for x in 0..<count {
@@ -68,7 +68,7 @@ struct GridPeerDriver: PeerServiceDriver {
 
     func filePut(path: String, repeats: Int) async throws -> [Double] {
         let l = try await link(0)
-        defer { Task { await l.close() } }
+        defer { l.close() }
         let bytes = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
         var out: [Double] = []
         for r in 0..<repeats {
@@ -81,7 +81,7 @@ struct GridPeerDriver: PeerServiceDriver {
 
     func fileGet(name: String, bytes: Int, repeats: Int, scratch: String) async throws -> [Double] {
         let l = try await link(1)
-        defer { Task { await l.close() } }
+        defer { l.close() }
         var out: [Double] = []
         for _ in 0..<repeats {
             let target = scratch + "/got.bin"

@@ -173,7 +173,7 @@ public actor PeerService: Service {
         members = peers
         memory.setView(selfId: selfId, peers: memberIds)
         for id in Set(links.keys).subtracting(peers.map(\.workerId)) {
-            if let link = links.removeValue(forKey: id) { Task { await link.close() } }
+            if let link = links.removeValue(forKey: id) { link.close() }
         }
         if before != Set(peers.map(\.workerId)) {
             logger.info("peers changed", metadata: ["grid.peers": "\(peers.map(\.workerId))"])
