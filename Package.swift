@@ -43,7 +43,9 @@ let package = Package(
         // I/O shells.
         .target(
             name: "GridStore",
-            dependencies: ["GridCore", "GridScheduler", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "GridCore", "GridScheduler", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(name: "CGridSpawn"),

@@ -33,6 +33,7 @@ struct APIController: Sendable {
         v1.get("workers", use: workers)
         v1.get("leaderboard", use: leaderboard)
         v1.get("admin/ledger-check", use: ledgerCheck)
+        v1.post("admin/workers/:id/lift-quarantine", use: liftQuarantine)
         router.get("healthz") { _, _ in "ok\n" }
     }
 
@@ -250,6 +251,9 @@ struct APIController: Sendable {
                 info.sandbox = report
                 info.tierLabel = report.label
             }
+            info.reputation = API.Reputation(
+                verified: w.verified, contradicted: w.contradicted, probation: w.verified < config.verification.reputation.probationResults,
+                quarantined: w.quarantined, quarantineReason: w.quarantineReason)
             return info
         }
     }
@@ -268,7 +272,19 @@ struct APIController: Sendable {
     @Sendable func ledgerCheck(_ request: Request, context: APIContext) async throws -> LedgerCheckResponse {
         try await requireAdmin(try await authenticate(request))
         let c = try await db.checkLedger()
-        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, stuckHolds: c.stuckHolds, ok: c.ok)
+        return LedgerCheckResponse(
+            minted: c.minted, held: c.held, holds: c.holds, escrow: c.escrow, fund: c.fund, negativeAccounts: c.negativeAccounts,
+            stuckHolds: c.stuckHolds, ok: c.ok)
+    }
+
+    /// An admin lifts a worker's quarantine (verification): it takes other users' jobs again.
+    @Sendable func liftQuarantine(_ request: Request, context: APIContext) async throws -> API.WorkerInfo {
+        try await requireAdmin(try await authenticate(request))
+        let id = try context.parameters.require("id")
+        guard try await db.workerOwner(id) != nil else { throw GridError(.notFound, "no worker \(id)") }
+        guard try await core.liftQuarantine(id) else { throw GridError(.conflict, "worker \(id) is not quarantined") }
+        guard let info = try await workerInfos().first(where: { $0.id == id }) else { throw GridError(.notFound, "no worker \(id)") }
+        return info
     }
 
     // MARK: - Helpers
@@ -366,6 +382,7 @@ struct APIController: Sendable {
         }
         status.tier = job.tier
         status.tierLabel = job.tier?.label
+        status.verification = job.verificationStatus
         return status
     }
 
