@@ -106,6 +106,9 @@ public enum Placement {
         case onlyUnsandboxedWorkers
         /// A check run waits for a worker of an owner none of the job's earlier runs had.
         case waitingForAnotherOwner
+        /// The only workers that could run it are quarantined (contradicted by verification) and run only their
+        /// owners' jobs.
+        case onlyQuarantinedWorkers
 
         public var description: String {
             switch self {
@@ -116,6 +119,8 @@ public enum Placement {
                 "the only online workers that fit have no real sandbox (restricted tier) and run only their owners' jobs "
                     + "(their owners did not start them with --allow-unsandboxed)"
             case .waitingForAnotherOwner: "a check run waits for an online worker of another owner"
+            case .onlyQuarantinedWorkers:
+                "the only online workers that fit are quarantined (their results were contradicted by verification) and run only their owners' jobs"
             }
         }
     }
@@ -223,9 +228,8 @@ public enum Placement {
         if !job.avoidOwners.isEmpty, workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && $0.takes(job.owner) }) {
             return .waitingForAnotherOwner
         }
-        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && !$0.takes(job.owner) }) {
-            return .onlyUnsandboxedWorkers
-        }
+        let refusing = workers.filter { $0.tier >= job.minTier && $0.total.covers(job.request) && !$0.takes(job.owner) }
+        if !refusing.isEmpty { return refusing.allSatisfy(\.quarantined) ? .onlyQuarantinedWorkers : .onlyUnsandboxedWorkers }
         // Report what the closest worker lacks: the one with the fewest unmet requirements.
         var best: [String]?
         for w in workers {

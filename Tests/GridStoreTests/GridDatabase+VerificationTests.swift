@@ -17,13 +17,14 @@ private struct VerifyGrid {
 
     static let spec = JobSpec(name: "fit", cpus: 2, ramGb: 4, gpus: 0, minutes: 10)
     static let paid = 14
+    static let adaCredits = 10_000
     static let hold = 23
     /// Probation (5 agreeing results), no spot checks, the fund takes 5%.
     static let policy = Verification.Policy(spotCheckRate: 0, fundSharePercent: 5, seed: 1)
 
     init(db: GridDatabase? = nil) async throws {
         self.db = try db ?? GridDatabase.inMemory()
-        ada = try await self.db.createUser(username: "ada", passwordHash: "h", startingCredits: 500, now: 0)
+        ada = try await self.db.createUser(username: "ada", passwordHash: "h", startingCredits: VerifyGrid.adaCredits, now: 0)
         bob = try await self.db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
         carol = try await self.db.createUser(username: "carol", passwordHash: "h", startingCredits: 100, now: 0)
         dave = try await self.db.createUser(username: "dave", passwordHash: "h", startingCredits: 100, now: 0)
@@ -175,7 +176,7 @@ struct GridDatabaseVerificationTests {
         spec.verify = true
         let job = try await g.submit(spec)
         #expect(job.hold == 2 * VerifyGrid.hold)
-        #expect(try await g.balance(.user(g.ada.id)) == 500 - 2 * VerifyGrid.hold)
+        #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - 2 * VerifyGrid.hold)
         let fundBefore = try await g.balance(.fund)
         // Even on a trusted worker past probation, and on the submitter's own worker.
         let trusted = Verification.Policy(spotCheckRate: 0, fundSharePercent: 5, reputation: .init(probationResults: 0), seed: 1)
@@ -184,11 +185,11 @@ struct GridDatabaseVerificationTests {
         let check = try #require(first.checkQueued)
         #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)  // from Ada's reserve, not the fund
         #expect(try await g.balance(.fund) == fundBefore + 1)
-        #expect(try await g.balance(.user(g.ada.id)) == 500 - VerifyGrid.hold - VerifyGrid.paid)
+        #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - VerifyGrid.hold - VerifyGrid.paid)
         try await g.run(check, on: "w3", output: "42", policy: trusted, now: 20)
         #expect(try await g.db.job(id: job.id)?.verification == .verified)
         // Ada paid two runs; Carol's run was paid from Ada's reserve, released to Carol on agreement.
-        #expect(try await g.balance(.user(g.ada.id)) == 500 - 2 * VerifyGrid.paid + VerifyGrid.paid - 1)
+        #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - 2 * VerifyGrid.paid + VerifyGrid.paid - 1)
         #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 1)
         try await g.expectLedgerOK()
     }
@@ -243,5 +244,36 @@ struct GridDatabaseVerificationTests {
         let check2 = try await reopened.checkLedger()
         #expect(check2.ok)
         #expect(check2.escrow == 0)
+    }
+}
+
+extension GridDatabaseVerificationTests {
+    @Test func anHonestWorkerPassesProbationAndIsThenSpotCheckedAtAboutTheRate() async throws {
+        let g = try await VerifyGrid()
+        try await g.seedFund(jobs: 20)
+        let policy = Verification.Policy(spotCheckRate: 0.05, fundSharePercent: 5, seed: 2026)
+        // Probation: every result is checked until five agreed.
+        for _ in 0..<5 {
+            let job = try await g.submit()
+            let check = try #require(try await g.run(job.id, on: "w1", output: "ok", policy: policy).checkQueued)
+            #expect(try await g.db.job(id: job.id)?.verificationReason == .probation)
+            try await g.run(check, on: "w3", output: "ok", policy: policy, now: 20)
+        }
+        #expect(try await !g.db.reputation(of: "w1", rules: policy.reputation).onProbation)
+        // Then 200 jobs: 10 checks expected at 5%; 2...20 holds for any seed with probability above 99%, and this seed
+        // is fixed, so the count is too.
+        var checked = 0
+        for _ in 0..<200 {
+            let job = try await g.submit()
+            let finished = try await g.run(job.id, on: "w1", output: "ok", policy: policy)
+            if let check = finished.checkQueued {
+                #expect(finished.job.verificationReason == .spotCheck)
+                checked += 1
+                try await g.run(check, on: "w4", output: "ok", policy: policy, now: 20)
+            }
+        }
+        #expect((2...20).contains(checked), "\(checked) of 200 spot-checked")
+        #expect(try await g.db.reputation(of: "w1", rules: policy.reputation).verified == 5 + checked)
+        try await g.expectLedgerOK()
     }
 }
