@@ -340,7 +340,8 @@ public actor ManagerCore {
             reason: done.reason)
         do {
             if let finished = try await db.finishRun(
-                done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification, now: wall())
+                done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,
+                checkerOnline: checkerOnline(besides: who.ownerId), now: wall())
             {
                 let job = finished.job
                 forget(job.id)
@@ -635,8 +636,10 @@ public actor ManagerCore {
                 state: .timedOut, exitCode: nil, runtimeMs: Int64(spec.minutes) * 60_000, peakMemoryKb: 0, cpuSeconds: 0,
                 reason: "time limit reached (\(spec.minutes) min): still running \(Int(config.timeLimitGraceSeconds)) s past it, stopped by the manager")
             do {
+                let owner = try await db.workerOwner(lease.worker) ?? -1
                 let finished = try await db.finishRun(
-                    d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification, now: clock)
+                    d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification,
+                    checkerOnline: checkerOnline(besides: owner), now: clock)
                 let job = finished?.job
                 if let finished { noteVerification(finished) }
                 logger.warning("run past its time limit; stopped", metadata: ["grid.job.id": "\(id)", "grid.worker.id": "\(lease.worker)"])
@@ -669,6 +672,11 @@ public actor ManagerCore {
             wake.yield()
         }
         return lifted
+    }
+
+    /// Whether a worker of another owner than `owner`, not quarantined, is online to run a check run.
+    private func checkerOnline(besides owner: UserID) -> Bool {
+        live.values.contains { $0.identity.ownerId != owner && !quarantined.contains($0.identity.workerId) }
     }
 
     /// Whether a worker is quarantined now.

@@ -42,10 +42,13 @@ public enum Verification {
     ///
     /// A `--nondeterministic` job is never checked; a `--verify` job always; a worker on probation always; any other
     /// run at `policy.spotCheckRate`, drawn from a hash of the job id and the policy's seed (the same job and seed
-    /// always draw the same).
-    public static func select(job: JobID, spec: JobSpec, reputation: Reputation, policy: Policy) -> Reason? {
+    /// always draw the same). Probation runs and spot checks are made only while a worker of another owner is online
+    /// to run the check (`checkerOnline`): on a grid of one owner's workers they could never run, and the worker's pay
+    /// would wait in escrow for nothing. A `--verify` job's check waits for one.
+    public static func select(job: JobID, spec: JobSpec, reputation: Reputation, policy: Policy, checkerOnline: Bool = true) -> Reason? {
         if spec.isNondeterministic { return nil }
         if spec.wantsVerification { return .requested }
+        guard checkerOnline else { return nil }
         if reputation.onProbation { return .probation }
         return spotDraw(job: job, seed: policy.seed) < policy.spotCheckRate ? .spotCheck : nil
     }

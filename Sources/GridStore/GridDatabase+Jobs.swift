@@ -309,7 +309,7 @@ extension GridDatabase {
     public func finish(
         _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification: Verification.Policy = .off, now: Double
     ) async throws -> JobRecord? {
-        try await finishRun(ref, worker: worker, result: result, outputs: outputs, verification: verification, now: now)?.job
+        try await finishRun(ref, worker: worker, result: result, outputs: outputs, verification: verification, checkerOnline: true, now: now)?.job
     }
 
     /// Records the end of a run and settles it, in one transaction, with verification (`Verification`):
@@ -320,9 +320,12 @@ extension GridDatabase {
     /// - a check run's pay always goes to escrow; once every check run of the job has ended the runs are compared and
     ///   the verdict carried out (`decide`);
     /// - the fund takes its share of every payment.
+    /// `checkerOnline`: whether a worker of an owner other than this run's worker's is online to run a check
+    /// (`Verification.select`).
     /// Returns nil (and changes nothing) when the report is about an attempt the job no longer is at.
     public func finishRun(
-        _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification policy: Verification.Policy = .off, now: Double
+        _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification policy: Verification.Policy = .off,
+        checkerOnline: Bool = true, now: Double
     ) async throws -> Finished? {
         try await writer.write { db in
             guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt, job.workerId == worker
@@ -355,7 +358,7 @@ extension GridDatabase {
                 ownerId != job.ownerId || job.spec.wantsVerification
             {
                 let reputation = try Self.reputation(db, worker, rules: policy.reputation)
-                reason = Verification.select(job: job.id, spec: job.spec, reputation: reputation, policy: policy)
+                reason = Verification.select(job: job.id, spec: job.spec, reputation: reputation, policy: policy, checkerOnline: checkerOnline)
             }
             let escrowed = reason != nil || job.checkOf != nil
             if escrowed {

@@ -48,6 +48,9 @@ extension Integration {
             // Both assignments first: `ask` skips every frame but its answer.
             var assigns: [[String: Any]] = []
             for _ in ids { assigns.append(try #require(cheater.c.next("JOB_ASSIGN", timeout: 30), "\(grid.logs().suffix(4000))")) }
+            // While the cheater "runs" them, honest workers of two other owners join (a probation check is made only
+            // while a worker of another owner is online to run it).
+            let honest = [try await grid.startWorker("honest-carol", owner: carol), try await grid.startWorker("honest-dave", owner: dave)]
             for assign in assigns {
                 let job = try #require(assign["job"] as? [String: Any])
                 let id = JobID(job["job_id"] as? Int ?? 0)
@@ -62,19 +65,18 @@ extension Integration {
                     #""type":"JOB_DONE","job":\#(ref),"outcome":"completed","exit_code":0,"runtime_ms":900,"peak_memory_kb":1,"cpu_seconds":0.9,"log_bytes":\#(log.count),"files":[{"name":"out.txt","size":\#(forged.count)}]"#,
                     payload: forged)
                 #expect(ack?["type"] as? String == "JOB_DONE_ACK", "\(String(describing: ack))")
-            }
-            // The submitter has the first result at once, marked unverified.
-            for id in ids {
-                let status = try await Scenario.waitForState(alice, id, [.completed])
+                // The submitter has the first result at once (settled before the acknowledgement), marked unverified
+                // while its check runs (two runs in a row on other machines: far longer than these two requests).
+                let status = try await alice.job(id)
+                #expect(status.state == .completed)
                 #expect(status.verification?.state == .unverified)
                 #expect(status.verification?.reason == "probation")
                 #expect(String(decoding: try await alice.output(id, name: "out.txt"), as: UTF8.self) == "forged")
             }
             #expect(try await bob.me().balance == 100, "a worker on probation is paid into escrow, not to its owner")
 
-            // Honest workers of two other owners join: the check runs go to them, never to Bob's worker; the
-            // disagreement goes to a third run on the third owner's worker, which decides by majority.
-            let honest = [try await grid.startWorker("honest-carol", owner: carol), try await grid.startWorker("honest-dave", owner: dave)]
+            // The check runs go to the honest workers, never to Bob's; the disagreement goes to a third run on the
+            // third owner's worker, which decides by majority.
             for id in ids {
                 var last: API.JobStatus?
                 let decided = try await eventually(timeout: 150, interval: 0.25) {

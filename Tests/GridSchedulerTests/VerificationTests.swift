@@ -29,6 +29,15 @@ struct VerificationTests {
         for id in JobID(1)...50 { #expect(Verification.select(job: id, spec: spec, reputation: trusted(), policy: policy) == .requested) }
     }
 
+    @Test func probationAndSpotChecksWaitForAWorkerOfAnotherOwnerButARequestedCheckDoesNot() {
+        let policy = Verification.Policy(spotCheckRate: 1, seed: 1)
+        #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: Reputation(), policy: policy, checkerOnline: false) == nil)
+        #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: trusted(), policy: policy, checkerOnline: false) == nil)
+        #expect(
+            Verification.select(job: 1, spec: JobSpec(name: "j", verify: true), reputation: trusted(), policy: policy, checkerOnline: false)
+                == .requested)
+    }
+
     @Test func aNondeterministicJobIsNeverCheckedNotEvenOnProbation() {
         let policy = Verification.Policy(spotCheckRate: 1, seed: 1)
         let spec = JobSpec(name: "j", nondeterministic: true)
