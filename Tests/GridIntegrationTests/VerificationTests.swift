@@ -168,3 +168,64 @@ extension Integration {
         }
     }
 }
+
+extension Integration.Verification {
+    @Test(.timeLimit(.minutes(4)))
+    func aCheckInProgressSurvivesAManagerRestartAndNoCreditIsCreatedOrLost() async throws {
+        let grid = try TestGrid(label: "verify-restart")
+        defer { grid.shutdown() }
+        let flags = ["--probation-results", "5", "--fund-share", "5"]
+        let first = try grid.startManager(leaseSeconds: 10, extra: flags)
+        let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
+        let alice = try await grid.user("alice")
+        let bob = try await grid.user("bob")
+        let carol = try await grid.user("carol")
+        let carolToken = try await carol.createToken(kind: "worker").token
+        let a = try FakeWorker(port: gridPort, token: try await bob.createToken(kind: "worker").token, name: "bob-pc")
+        #expect(a.ask(FakeWorker.register(cpus: "2", slots: "2"))?["type"] as? String == "REGISTERED")
+        let submitted = try await alice.submit(Self.request("checked", verify: true))
+        let id = submitted.job.id
+        let ref = FakeWorker.ref(try #require(a.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+        let b = try FakeWorker(port: gridPort, token: carolToken, name: "carol-pc")
+        #expect(b.ask(FakeWorker.register(cpus: "2", slots: "2"))?["type"] as? String == "REGISTERED")
+
+        // Both runs say the same thing.
+        let log = Array("same\n".utf8)
+        let out = Array("same".utf8)
+        func report(_ w: FakeWorker, _ ref: String) -> [String: Any]? {
+            w.send(#""type":"JOB_LOG","job":\#(ref),"offset":0"#, payload: log)
+            return w.ask(
+                #""type":"JOB_DONE","job":\#(ref),"outcome":"completed","exit_code":0,"runtime_ms":500,"peak_memory_kb":1,"cpu_seconds":0.5,"log_bytes":\#(log.count),"files":[{"name":"out.txt","size":\#(out.count)}]"#,
+                payload: out)
+        }
+        a.send(#""type":"JOB_STARTED","job":\#(ref)"#)
+        #expect(report(a, ref)?["type"] as? String == "JOB_DONE_ACK")
+        #expect(try await alice.job(id).verification?.state == .unverified)
+        let checkRef = FakeWorker.ref(try #require(b.c.next("JOB_ASSIGN")?["job"] as? [String: Any], "the check run went to Carol's worker"))
+        b.send(#""type":"JOB_STARTED","job":\#(checkRef)"#)
+        #expect(try await Scenario.ledgerOK(grid))
+
+        // The manager dies in the middle of the check and comes back on the same data.
+        first.signal(SIGKILL)
+        _ = first.waitForExit(timeout: 10)
+        try grid.startManager(leaseSeconds: 10, gridPort: gridPort, httpPort: httpPort, extra: flags)
+        #expect(try await alice.job(id).verification?.state == .unverified)
+        #expect(try await Scenario.ledgerOK(grid))
+        let again = try FakeWorker(port: gridPort, token: carolToken, name: "carol-pc", workerId: b.workerId)
+        #expect(again.ask(FakeWorker.register(cpus: "2", slots: "2", running: "[\(checkRef)]"))?["type"] as? String == "REGISTERED")
+        #expect(report(again, checkRef)?["type"] as? String == "JOB_DONE_ACK")
+
+        let verified = try await alice.job(id)
+        #expect(verified.verification?.state == .verified)
+        #expect(verified.verification?.label == "verified by worker carol-pc")
+        // Alice paid both runs (she asked); each owner got their pay less the fund's share; nothing is left in escrow.
+        let ledger = try await grid.admin().ledgerCheck()
+        #expect(ledger["ok"] == .bool(true), "\(ledger)")
+        #expect(ledger["escrow"] == .number(0))
+        guard case .number(let fund)? = ledger["fund"] else { throw TestGridError("no fund in \(ledger)") }
+        let (aliceNow, bobNow, carolNow) = (try await alice.me().balance, try await bob.me().balance, try await carol.me().balance)
+        #expect(bobNow > 100 && carolNow > 100)
+        #expect(fund >= 2, "the fund's share of two payments")
+        #expect(aliceNow + bobNow + carolNow + Int(fund) == 300, "no credit created or lost")
+    }
+}
