@@ -294,6 +294,9 @@ public enum API {
         public var creditsEarned: Int
         public var cpuHours: Double
         public var jobsRun: Int
+        /// Results of the contributor's workers that verification checked: agreed, and contradicted.
+        public var verified: Int?
+        public var contradicted: Int?
         public init(rank: Int, username: String, creditsEarned: Int, cpuHours: Double, jobsRun: Int) {
             self.rank = rank
             self.username = username

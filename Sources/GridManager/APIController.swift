@@ -263,9 +263,12 @@ struct APIController: Sendable {
         let rows = try await db.leaderboard()
         return API.Leaderboard(
             contributors: rows.enumerated().map {
-                API.LeaderboardRow(
+                var row = API.LeaderboardRow(
                     rank: $0.offset + 1, username: $0.element.username, creditsEarned: $0.element.creditsEarned, cpuHours: $0.element.cpuHours,
                     jobsRun: $0.element.jobsRun)
+                row.verified = $0.element.verified
+                row.contradicted = $0.element.contradicted
+                return row
             })
     }
 

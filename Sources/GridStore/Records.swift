@@ -210,6 +210,9 @@ public struct LeaderboardEntry: Hashable, Sendable, Codable {
     public var creditsEarned: Int
     public var cpuHours: Double
     public var jobsRun: Int
+    /// Results of the contributor's workers that verification checked: agreed, and contradicted.
+    public var verified: Int = 0
+    public var contradicted: Int = 0
 }
 
 /// The result of the ledger invariant check.

@@ -246,8 +246,13 @@ struct Leaderboard: AsyncParsableCommand {
         try await CampusGrid.run {
             let board = try await options.client(needsToken: false).leaderboard()
             try options.output(board) {
-                let rows = board.contributors.map { ["\($0.rank)", $0.username, "\($0.creditsEarned)", String(format: "%.3f", $0.cpuHours), "\($0.jobsRun)"] }
-                say(Table.render(["#", "USER", "CREDITS EARNED", "CPU-HOURS", "JOBS"], rows))
+                let rows = board.contributors.map {
+                    [
+                        "\($0.rank)", $0.username, "\($0.creditsEarned)", String(format: "%.3f", $0.cpuHours), "\($0.jobsRun)", "\($0.verified ?? 0)",
+                        "\($0.contradicted ?? 0)",
+                    ]
+                }
+                say(Table.render(["#", "USER", "CREDITS EARNED", "CPU-HOURS", "JOBS", "VERIFIED", "CONTRADICTED"], rows))
             }
         }
     }
