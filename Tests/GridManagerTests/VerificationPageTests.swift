@@ -56,4 +56,21 @@ import Testing
             #expect(board.body.contains(#"<td data-label="Verified" class="num">1</td>"#))
         }
     }
+
+    @Test func theSubmitFormOffersVerificationAndItsPreviewShowsTheDoubledHold() async throws {
+        try await DashboardRouteTests.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("alice")
+            let page = try await browser.get("/submit")
+            #expect(page.body.contains(#"name="verify""#) && page.body.contains(#"name="nondeterministic""#))
+            #expect(page.body.contains("less 5%, which goes to the verification fund"))
+            func hold(_ query: String) async throws -> Int? {
+                let body = try await browser.get("/submit/preview?cpus=1&ram_gb=1&gpus=0&minutes=5" + query).body
+                return (try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["hold"] as? Int
+            }
+            let single = CreditRules.hold(JobSpec(name: "x", cpus: 1, ramGb: 1, minutes: 5))
+            #expect(try await hold("") == single)
+            #expect(try await hold("&verify=1") == 2 * single)
+        }
+    }
 }
