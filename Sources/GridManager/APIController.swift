@@ -120,7 +120,7 @@ struct APIController: Sendable {
         }
         let jobs = try await db.jobs(owner: user.id, limit: 10_000)
         let held = jobs.filter { !$0.state.isFinal }.reduce(0) { $0 + $1.hold }
-        let earned = rows.filter { $0.credit == me && $0.reason == "payment" }.reduce(0) { $0 + $1.amount }
+        let earned = rows.filter { $0.credit == me && ($0.reason == "payment" || $0.reason == "escrow released") }.reduce(0) { $0 + $1.amount }
         return API.Credits(
             username: user.username, balance: try await db.balance(of: .user(user.id)), held: held, earned: earned, ledger: ledger)
     }

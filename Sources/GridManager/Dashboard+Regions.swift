@@ -169,7 +169,7 @@ extension Dashboard {
         let entries = try await db.ledger(of: user.id, limit: 100)
         let jobs = try await db.jobs(owner: user.id, limit: 10_000)
         let held = jobs.filter { !$0.state.isFinal }.reduce(0) { $0 + $1.hold }
-        let earned = entries.filter { $0.credit == me && $0.reason == "payment" }.reduce(0) { $0 + $1.amount }
+        let earned = entries.filter { $0.credit == me && ($0.reason == "payment" || $0.reason == "escrow released") }.reduce(0) { $0 + $1.amount }
         let rows = entries.map { e -> [String: Any] in
             let incoming = e.credit == me
             var row: [String: Any] = [

@@ -115,7 +115,7 @@ extension GridDatabase {
         try event(db, id, .pending, nil, now)
         if !submitterPays {
             let cost = CreditRules.runCost(root.spec)
-            try apply(db, Verification.fundCheckHold(check: id, cost: cost, fundBalance: try balance(db, .fund)), job: id, now: now)
+            try apply(db, Verification.fundCheckHold(check: id, cost: cost, fundBalance: try balance(db, .fund)), job: root.id, now: now)
         }
         return id
     }

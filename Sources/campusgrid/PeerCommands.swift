@@ -14,12 +14,17 @@ struct PeerOptions: ParsableArguments {
 
     /// A link to the peer, authenticated with the user's token (the peer checks it with its manager).
     func link() async throws -> PeerLink {
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
+        return try await PeerLink.connect(host: host, port: port, token: try credentials().token)
+    }
+
+    /// The manager's URL and the user's token.
+    func credentials() throws -> (manager: String, token: String) {
         let url = GridClient(baseURL: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000").baseURL
         guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? CredentialStore.token(for: url) else {
             throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
-        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
-        return try await PeerLink.connect(host: host, port: port, token: t)
+        return (url, t)
     }
 
     /// Sends one request on a fresh link and returns the part of the answer `extract` takes out; the link is always
@@ -69,6 +74,7 @@ struct CPUCommand: AsyncParsableCommand {
     @Option(help: "The function to call.") var function = "main"
     @Option(help: "Arguments: a JSON or Python list (spread), object (keywords) or single value.") var args = "[]"
     @Flag(help: "Run only on the peer at --port; the manager never hears of the task.") var confidential = false
+    @Flag(help: "Run the task on two peers of different owners and print the result only if they agree.") var verify = false
     @Option(help: "Seconds before the task is stopped (default 30).") var timeout: Double?
     @Option(help: "Priority (higher first).") var priority: Int?
 
@@ -79,6 +85,11 @@ struct CPUCommand: AsyncParsableCommand {
                 taskId: "t-" + UUID().uuidString.prefix(12).lowercased(), program: program, function: function, args: parsed,
                 argsLiteral: parsed == nil ? args : nil, confidential: confidential, timeout: timeout, priority: priority)
             let wait = (timeout ?? 30) + 90
+            if verify {
+                guard !confidential else { throw ValidationError("--verify runs the task on two peers; --confidential keeps it on one") }
+                try await VerifiedTask(options: peer, task: task, timeout: wait).run()
+                return
+            }
             let r = try await peer.ask(.cpuTask(task), timeout: wait, expecting: "CPU_RESULT") {
                 if case .cpuResult(let r) = $0 { r } else { nil }
             }

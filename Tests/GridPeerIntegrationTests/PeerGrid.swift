@@ -31,8 +31,8 @@ final class PeerGrid: @unchecked Sendable {
     }
 
     /// Starts a worker (repair passes every second, so re-replication is quick) and reads its ready line.
-    func startPeer(_ name: String, slots: Int = 2, extra: [String] = []) async throws -> Peer {
-        let token = try await alice.createToken(kind: "worker").token
+    func startPeer(_ name: String, slots: Int = 2, extra: [String] = [], owner: GridClient? = nil) async throws -> Peer {
+        let token = try await (owner ?? alice).createToken(kind: "worker").token
         let dir = grid.root + "/\(name)"
         let w = try grid.spawn(
             name,
