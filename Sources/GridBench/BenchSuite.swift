@@ -6,7 +6,7 @@ import GridSandbox
 public struct BenchSuite: Sendable {
     /// The sections, in the order they run.
     public enum Section: String, Sendable, CaseIterable {
-        case jobs, scheduler, sandbox, tasks, memory, files
+        case jobs, scheduler, sandbox, tasks, memory, files, verification
     }
 
     public var sizes: BenchSizes
@@ -87,6 +87,9 @@ public struct BenchSuite: Sendable {
                 case .files:
                     _ = try? await shared()
                     figures += try await PeerBench.files(sizes: sizes, references: references, scratch: scratch, log: log)
+                case .verification:
+                    // A grid of its own: workers of three owners, each on probation from the start.
+                    figures.append(try await VerificationBench.cost(binary: binary, jobs: sizes.verificationJobs, log: log))
                 }
             } catch {
                 log("bench: \(section.rawValue) failed: \(error)")
@@ -115,6 +118,7 @@ public struct BenchSuite: Sendable {
                 [("tasks.throughput", "Function tasks (x*x)", "tasks/s", .higher), ("tasks.round_trip", "Function task round trip", "ms", .lower)]
             case .memory: [("memory.ops", "Memory set/get", "ops/s", .higher)]
             case .files: [("files.put", "File put", "MB/s", .higher), ("files.get", "File get", "MB/s", .higher)]
+            case .verification: [("verification.extra_cpu_per_100_jobs", "Verification: extra CPU per 100 jobs", "CPU-s", .lower)]
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

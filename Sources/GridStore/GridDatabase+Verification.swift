@@ -106,7 +106,9 @@ extension GridDatabase {
                 INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, check_of, avoid_owners)
                 VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)
                 """,
-            arguments: [root.ownerId, specJSON, root.scriptName, now, root.id, avoid])
+            // It takes its job's place in the queue (its submission time): a check unblocks escrow and reputation, and
+            // would otherwise wait behind every job submitted since. Nothing the worker sees tells it apart.
+            arguments: [root.ownerId, specJSON, root.scriptName, root.submittedAt, root.id, avoid])
         let id = db.lastInsertedRowID
         try db.execute(
             sql: "INSERT INTO job_files (job_id, kind, name, data) SELECT ?, kind, name, data FROM job_files WHERE job_id = ? AND kind = 'input'",

@@ -10,7 +10,7 @@ import Testing
 struct BenchCommandTests {
     static let expectedFigures = [
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
-        "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get",
+        "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get", "verification.extra_cpu_per_100_jobs",
     ]
     /// Figures that need nothing but this build, so they must always be measured.
     static let alwaysMeasured = ["job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted"]
