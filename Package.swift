@@ -43,7 +43,9 @@ let package = Package(
         // I/O shells.
         .target(
             name: "GridStore",
-            dependencies: ["GridCore", "GridScheduler", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "GridCore", "GridScheduler", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(name: "CGridSpawn"),
@@ -115,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "campusgrid",
             dependencies: [
-                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridProtocol", "GridBench", "GridSandbox",
+                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridProtocol", "GridBench", "GridSandbox", "GridScheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -166,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "GridManagerTests",
             dependencies: [
-                "GridCore", "GridManager", "GridProtocol", "GridStore",
+                "GridCore", "GridManager", "GridProtocol", "GridStore", "GridScheduler",
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),

@@ -17,6 +17,8 @@ public struct BenchSizes: Sendable, Codable, Hashable {
     public var kvRepeats: Int
     public var fileBytes: Int
     public var fileRepeats: Int
+    /// Jobs the verification figure runs through a fresh grid (its cost is reported per 100 jobs).
+    public var verificationJobs = 100
 
     public static let full = BenchSizes(
         mode: "full", latencyJobs: 50, throughputJobs: 1000, throughputRepeats: 2, schedulerWorkers: 10_000, schedulerJobs: 100_000,
@@ -31,5 +33,5 @@ public struct BenchSizes: Sendable, Codable, Hashable {
     public static let tiny = BenchSizes(
         mode: "tiny", latencyJobs: 3, throughputJobs: 6, throughputRepeats: 1, schedulerWorkers: 50, schedulerJobs: 500, schedulerRepeats: 1,
         sandboxLaunches: 3, tasks: 100, roundTrips: 10, taskRepeats: 1, kvClients: 5, kvOpsPerClient: 20, kvRepeats: 1, fileBytes: 4 << 20,
-        fileRepeats: 1)
+        fileRepeats: 1, verificationJobs: 10)
 }

@@ -6,7 +6,7 @@ import GridSandbox
 public struct BenchSuite: Sendable {
     /// The sections, in the order they run.
     public enum Section: String, Sendable, CaseIterable {
-        case jobs, scheduler, sandbox, tasks, memory, files, tls
+        case jobs, scheduler, sandbox, tasks, memory, files, tls, verification
     }
 
     public var sizes: BenchSizes
@@ -92,6 +92,9 @@ public struct BenchSuite: Sendable {
                     let secure = try await LocalGrid.start(binary: binary, workers: 2, tls: true)
                     defer { secure.stop() }
                     figures += try await TLSBench.run(plain: plain, tls: secure, sizes: sizes, scratch: scratch + "/tls", log: log)
+                case .verification:
+                    // A grid of its own: workers of three owners, each on probation from the start.
+                    figures.append(try await VerificationBench.cost(binary: binary, jobs: sizes.verificationJobs, log: log))
                 }
             } catch {
                 log("bench: \(section.rawValue) failed: \(error)")
@@ -126,6 +129,7 @@ public struct BenchSuite: Sendable {
                     ("tls.task_round_trip", "TLS: function task round trip", "ms", .lower),
                     ("tls.memory_ops", "TLS: memory set/get", "ops/s", .higher), ("tls.file_get", "TLS: file get", "MB/s", .higher),
                 ]
+            case .verification: [("verification.extra_cpu_per_100_jobs", "Verification: extra CPU per 100 jobs", "CPU-s", .lower)]
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

@@ -27,10 +27,13 @@ public final class LocalGrid: @unchecked Sendable {
     private let environment: [String: String]
 
     /// Starts the manager and `workers` workers (each offering 1 CPU and 1 slot, so the grid runs `workers` jobs at
-    /// once) and waits until all registered.
+    /// once) and waits until all registered. With `distinctOwners` each worker joins for an owner of its own (so that
+    /// verification can check one worker's results on another's).
     /// `tls`: the manager speaks TLS on its grid and HTTP ports (`--tls`), the workers join with a join string that pins
     /// its CA, and their peer ports speak TLS with certificates from it (`peerTLS`).
-    public static func start(binary: String, workers: Int, extraWorkerArguments: [String] = [], tls: Bool = false) async throws -> LocalGrid {
+    public static func start(
+        binary: String, workers: Int, extraWorkerArguments: [String] = [], distinctOwners: Bool = false, tls: Bool = false
+    ) async throws -> LocalGrid {
         let root = NSTemporaryDirectory() + "campusgrid-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
         var env = ProcessInfo.processInfo.environment
@@ -71,6 +74,16 @@ public final class LocalGrid: @unchecked Sendable {
             var tier = "?"
             var peerPorts: [Int] = []
             for i in 1...max(1, workers) {
+                var tokenFile = tokenFile
+                if distinctOwners, i > 1 {
+                    var own = GridClient(baseURL: baseURL, caCertificatePEM: caPEM)
+                    own.token = try await own.register("bench-owner-\(i)", password: password).token
+                    tokenFile = root + "/worker-token-\(i)"
+                    let made = try await own.createToken(kind: "worker")
+                    let token = tls ? (made.join ?? made.token) : made.token
+                    guard FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+                    else { throw BenchError("cannot write \(tokenFile)") }
+                }
                 let peerPort = try Shell.freePort()
                 peerPorts.append(peerPort)
                 let w = try ServerProcess(

@@ -102,6 +102,12 @@ public struct GridClient: Sendable {
 
     public func ledgerCheck() async throws -> [String: JSONValue] { try await send(.GET, "/api/v1/admin/ledger-check") }
 
+    /// An admin lifts a worker's quarantine (verification).
+    public func liftQuarantine(worker: WorkerID) async throws -> API.WorkerInfo {
+        let escaped = worker.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? worker
+        return try await send(.POST, "/api/v1/admin/workers/\(escaped)/lift-quarantine", body: Optional<API.Me>.none)
+    }
+
     // MARK: - Transport
 
     func send<T: Decodable>(_ method: HTTPMethod, _ path: String) async throws -> T {

@@ -171,6 +171,8 @@ public enum API {
         /// The sandbox tier the job's latest attempt ran in (nil before it started), and its label for people.
         public var tier: SandboxTier?
         public var tierLabel: String?
+        /// Nil for a job whose result was never checked.
+        public var verification: Verification?
 
         public init(
             id: JobID, name: String, owner: String, state: JobState, spec: JobSpec, script: String, attempt: Int, worker: String?,
@@ -251,6 +253,8 @@ public enum API {
         public var sandbox: SandboxReport?
         /// No real sandbox: a job there can read its owner's files and reach the network.
         public var unsandboxed: Bool
+        /// Verified and contradicted results, probation and quarantine.
+        public var reputation: Reputation?
         public init(
             id: WorkerID, name: String, owner: String, online: Bool, resources: Resources, free: Resources, gpuNames: [String],
             tier: SandboxTier, slots: Int, running: Int, load: Double, host: String?, port: Int?, webPort: Int?, onlineSince: Double?,
@@ -290,6 +294,9 @@ public enum API {
         public var creditsEarned: Int
         public var cpuHours: Double
         public var jobsRun: Int
+        /// Results of the contributor's workers that verification checked: agreed, and contradicted.
+        public var verified: Int?
+        public var contradicted: Int?
         public init(rank: Int, username: String, creditsEarned: Int, cpuHours: Double, jobsRun: Int) {
             self.rank = rank
             self.username = username

@@ -10,8 +10,25 @@ public enum CreditRules {
     /// The fixed part of the cost: everything but the minutes.
     public static func base(_ spec: JobSpec) -> Int { 5 + 2 * spec.cpus + spec.ramGb + 10 * spec.gpus }
 
-    /// The hold taken at submission.
-    public static func hold(_ spec: JobSpec) -> Int { base(spec) + spec.minutes }
+    /// The most one run of the job can cost (its requested minutes).
+    public static func runCost(_ spec: JobSpec) -> Int { base(spec) + spec.minutes }
+
+    /// The hold taken at submission: one run's cost, or two when the submitter asked for a verified result
+    /// (`--verify`: they pay for the check run too).
+    public static func hold(_ spec: JobSpec) -> Int { runCost(spec) * (spec.wantsVerification ? 2 : 1) }
+
+    /// The verification fund's default share of every payment, in percent.
+    public static let defaultFundSharePercent = 5
+
+    /// The verification fund's share of a payment of `paid` credits at `percent`: rounded up (so small payments feed
+    /// the fund too), never more than the payment, never negative, and never a trap whatever the inputs.
+    public static func fundShare(of paid: Int, percent: Int) -> Int {
+        let paid = max(0, paid)
+        let percent = min(max(0, percent), 100)
+        // paid = 100q + r, so paid × percent / 100 = q × percent + r × percent / 100: no product can overflow.
+        let (q, r) = paid.quotientAndRemainder(dividingBy: 100)
+        return min(paid, q * percent + (r * percent + 99) / 100)
+    }
 
     /// Minutes charged for a run of `runtimeMilliseconds`: rounded up, at most the requested minutes.
     public static func chargedMinutes(_ spec: JobSpec, runtimeMilliseconds: Int64) -> Int {

@@ -19,11 +19,22 @@ public struct JobSpec: Hashable, Sendable, Codable {
     /// When set, the job's output files are also stored in the grid's file store as this prefix + their name
     /// (`submit --save-outputs PREFIX`).
     public var saveOutputsAs: String?
+    /// The submitter asks for every result to be checked by a second run on another owner's worker (`submit --verify`);
+    /// they pay for that run, so the hold is doubled (`CreditRules.hold`).
+    public var verify: Bool?
+    /// The job's output is not expected to repeat (`submit --nondeterministic`): it is never spot-checked.
+    public var nondeterministic: Bool?
+    /// The seed every run of the job gets as `CAMPUSGRID_SEED` and `PYTHONHASHSEED`, so honest reruns of seeded code
+    /// match. Set by the manager at submission (whatever the submitter sent), copied to the job's check runs.
+    public var seed: UInt32?
 
     public init(
         name: String, cpus: Int = 1, ramGb: Int = 1, gpus: Int = 0, minutes: Int = 5, priority: Int = 0, outputs: [String] = [],
-        minTier: SandboxTier = .bwrap, gridInputs: [String]? = nil, saveOutputsAs: String? = nil
+        minTier: SandboxTier = .bwrap, gridInputs: [String]? = nil, saveOutputsAs: String? = nil, verify: Bool? = nil,
+        nondeterministic: Bool? = nil
     ) {
+        self.verify = verify
+        self.nondeterministic = nondeterministic
         self.gridInputs = gridInputs
         self.saveOutputsAs = saveOutputsAs
         self.name = name
@@ -37,6 +48,25 @@ public struct JobSpec: Hashable, Sendable, Codable {
     }
 
     public var resources: Resources { Resources(cpus: cpus, ramGb: ramGb, gpus: gpus) }
+
+    /// Whether the submitter asked for a checked result.
+    public var wantsVerification: Bool { verify == true }
+
+    /// Whether the job says its runs may legitimately differ.
+    public var isNondeterministic: Bool { nondeterministic == true }
+
+    /// The environment every run of the job gets: its fixed seed (nothing when the manager set none).
+    public var seedEnvironment: [String: String] {
+        guard let seed else { return [:] }
+        return ["CAMPUSGRID_SEED": String(seed), "PYTHONHASHSEED": String(seed)]
+    }
+
+    /// The seed of job `id`: a fixed function of the id, the same for every run of it (a check run carries its
+    /// job's seed in its copied spec).
+    public static func seed(for id: JobID) -> UInt32 {
+        var g = SplitMix(seed: UInt64(bitPattern: id) ^ 0x5EED_CA4D_5EED_CA4D)
+        return UInt32(truncatingIfNeeded: g.next())
+    }
 
     public static let limits = (cpus: 1...256, ramGb: 0...4096, gpus: 0...64, minutes: 1...10_080, priority: -10...10)
 
@@ -63,6 +93,9 @@ public struct JobSpec: Hashable, Sendable, Codable {
         }
         if let prefix = saveOutputsAs, prefix.count > 200 || (try? FileName.validate(prefix + "x")) == nil {
             problems.append("--save-outputs must be a relative name prefix without '..' (got \(String(reflecting: prefix)))")
+        }
+        if verify == true, nondeterministic == true {
+            problems.append("a --nondeterministic job cannot be verified by a second run (--verify): its runs are not expected to agree")
         }
         if !problems.isEmpty { throw GridError(.invalidResources, problems.joined(separator: "; ")) }
     }

@@ -9,12 +9,19 @@ public enum LedgerAccount: Hashable, Sendable, CustomStringConvertible {
     case user(UserID)
     /// Credits held for a job between submission and settlement.
     case hold(JobID)
+    /// A worker owner's earnings for a run under check, kept until the check decides (released to the owner when the
+    /// run agrees, forfeited to the fund when it is contradicted).
+    case escrow(JobID)
+    /// The verification fund: a share of every payment; pays for spot checks and probation runs.
+    case fund
 
     public var description: String {
         switch self {
         case .mint: "mint"
         case .user(let id): "user:\(id)"
         case .hold(let id): "hold:\(id)"
+        case .escrow(let id): "escrow:\(id)"
+        case .fund: "fund"
         }
     }
 
@@ -25,6 +32,10 @@ public enum LedgerAccount: Hashable, Sendable, CustomStringConvertible {
             self = .user(id)
         } else if text.hasPrefix("hold:"), let id = Int64(text.dropFirst(5)) {
             self = .hold(id)
+        } else if text.hasPrefix("escrow:"), let id = Int64(text.dropFirst(7)) {
+            self = .escrow(id)
+        } else if text == "fund" {
+            self = .fund
         } else {
             return nil
         }

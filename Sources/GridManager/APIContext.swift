@@ -55,13 +55,19 @@ extension API.JobStatus: ResponseEncodable {}
 extension API.JobList: ResponseEncodable {}
 extension API.LogChunk: ResponseEncodable {}
 extension API.WorkerList: ResponseEncodable {}
+extension API.WorkerInfo: ResponseEncodable {}
 extension API.Leaderboard: ResponseEncodable {}
 extension LedgerCheckResponse: ResponseEncodable {}
 
 /// The ledger invariant as the API reports it.
 struct LedgerCheckResponse: Codable, Sendable {
     var minted: Int
+    /// Everything not in the mint: balances + holds + escrow + fund.
     var held: Int
+    /// Of `held`: job holds, escrowed earnings of runs under check, the verification fund.
+    var holds: Int
+    var escrow: Int
+    var fund: Int
     var negativeAccounts: [String]
     var stuckHolds: [String]
     var ok: Bool

@@ -33,6 +33,7 @@ struct APIController: Sendable {
         v1.get("workers", use: workers)
         v1.get("leaderboard", use: leaderboard)
         v1.get("admin/ledger-check", use: ledgerCheck)
+        v1.post("admin/workers/:id/lift-quarantine", use: liftQuarantine)
         router.get("healthz") { _, _ in "ok\n" }
     }
 
@@ -119,7 +120,7 @@ struct APIController: Sendable {
         }
         let jobs = try await db.jobs(owner: user.id, limit: 10_000)
         let held = jobs.filter { !$0.state.isFinal }.reduce(0) { $0 + $1.hold }
-        let earned = rows.filter { $0.credit == me && $0.reason == "payment" }.reduce(0) { $0 + $1.amount }
+        let earned = rows.filter { $0.credit == me && ($0.reason == "payment" || $0.reason == "escrow released") }.reduce(0) { $0 + $1.amount }
         return API.Credits(
             username: user.username, balance: try await db.balance(of: .user(user.id)), held: held, earned: earned, ledger: ledger)
     }
@@ -250,6 +251,9 @@ struct APIController: Sendable {
                 info.sandbox = report
                 info.tierLabel = report.label
             }
+            info.reputation = API.Reputation(
+                verified: w.verified, contradicted: w.contradicted, probation: w.verified < config.verification.reputation.probationResults,
+                quarantined: w.quarantined, quarantineReason: w.quarantineReason)
             return info
         }
     }
@@ -259,16 +263,31 @@ struct APIController: Sendable {
         let rows = try await db.leaderboard()
         return API.Leaderboard(
             contributors: rows.enumerated().map {
-                API.LeaderboardRow(
+                var row = API.LeaderboardRow(
                     rank: $0.offset + 1, username: $0.element.username, creditsEarned: $0.element.creditsEarned, cpuHours: $0.element.cpuHours,
                     jobsRun: $0.element.jobsRun)
+                row.verified = $0.element.verified
+                row.contradicted = $0.element.contradicted
+                return row
             })
     }
 
     @Sendable func ledgerCheck(_ request: Request, context: APIContext) async throws -> LedgerCheckResponse {
         try await requireAdmin(try await authenticate(request))
         let c = try await db.checkLedger()
-        return LedgerCheckResponse(minted: c.minted, held: c.held, negativeAccounts: c.negativeAccounts, stuckHolds: c.stuckHolds, ok: c.ok)
+        return LedgerCheckResponse(
+            minted: c.minted, held: c.held, holds: c.holds, escrow: c.escrow, fund: c.fund, negativeAccounts: c.negativeAccounts,
+            stuckHolds: c.stuckHolds, ok: c.ok)
+    }
+
+    /// An admin lifts a worker's quarantine (verification): it takes other users' jobs again.
+    @Sendable func liftQuarantine(_ request: Request, context: APIContext) async throws -> API.WorkerInfo {
+        try await requireAdmin(try await authenticate(request))
+        let id = try context.parameters.require("id")
+        guard try await db.workerOwner(id) != nil else { throw GridError(.notFound, "no worker \(id)") }
+        guard try await core.liftQuarantine(id) else { throw GridError(.conflict, "worker \(id) is not quarantined") }
+        guard let info = try await workerInfos().first(where: { $0.id == id }) else { throw GridError(.notFound, "no worker \(id)") }
+        return info
     }
 
     // MARK: - Helpers
@@ -366,6 +385,7 @@ struct APIController: Sendable {
         }
         status.tier = job.tier
         status.tierLabel = job.tier?.label
+        status.verification = job.verificationStatus
         return status
     }
 

@@ -101,11 +101,16 @@ extension Dashboard {
         var outputs = ""
         /// The weakest sandbox the job accepts (default bwrap: never a worker without a real sandbox).
         var minTier = SandboxTier.bwrap
+        /// Verification: a second run checks the result, paid by the submitter (`--verify`); or the job says its runs
+        /// may differ (`--nondeterministic`) and is never spot-checked.
+        var verify = false
+        var nondeterministic = false
 
         var spec: JobSpec {
             JobSpec(
                 name: name, cpus: cpus, ramGb: ramGb, gpus: gpus, minutes: minutes, priority: priority,
-                outputs: outputs.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init), minTier: minTier)
+                outputs: outputs.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" }).map(String.init), minTier: minTier,
+                verify: verify ? true : nil, nondeterministic: nondeterministic ? true : nil)
         }
 
         init() {}
@@ -124,6 +129,8 @@ extension Dashboard {
             minutes = try number("minutes", "Minutes", default: 5)
             priority = try number("priority", "Priority", default: 0)
             outputs = form["outputs"] ?? ""
+            verify = !(form["verify"] ?? "").isEmpty
+            nondeterministic = !(form["nondeterministic"] ?? "").isEmpty
             if let raw = form["min_tier"], !raw.isEmpty {
                 guard let tier = SandboxTier(rawValue: raw) else { throw GridError(.badRequest, "sandbox must be restricted, bwrap or oci (got \(raw))") }
                 minTier = tier
@@ -136,7 +143,7 @@ extension Dashboard {
         var values: [String: Any] {
             [
                 "name": name, "script": script, "cpus": cpus, "ram_gb": ramGb, "gpus": gpus, "minutes": minutes, "priority": priority,
-                "outputs": outputs, "hold": hold.map(String.init) ?? "—",
+                "outputs": outputs, "hold": hold.map(String.init) ?? "—", "verify": verify, "nondeterministic": nondeterministic,
                 "tiers": SandboxTier.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == minTier] },
             ]
         }
@@ -153,6 +160,7 @@ extension Dashboard {
         var values = fields.values
         let balance = try await db.balance(of: .user(user.id))
         values["balance"] = balance
+        values["fund_share"] = api.config.verification.fundSharePercent
         if let hold = fields.hold {
             values["after"] = balance - hold
             values["short"] = balance < hold
@@ -193,7 +201,9 @@ extension Dashboard {
     @Sendable func costPreview(_ request: Request, _ session: WebSession) async throws -> Response {
         let q = request.uri.queryParameters
         func n(_ key: Substring, _ d: Int) -> Int { q[key].flatMap { Int($0) } ?? d }
-        let spec = JobSpec(name: "preview", cpus: n("cpus", 1), ramGb: n("ram_gb", 1), gpus: n("gpus", 0), minutes: n("minutes", 5))
+        let spec = JobSpec(
+            name: "preview", cpus: n("cpus", 1), ramGb: n("ram_gb", 1), gpus: n("gpus", 0), minutes: n("minutes", 5),
+            verify: n("verify", 0) == 1 ? true : nil)
         var problem: String?
         do { try spec.validate() } catch { problem = error.message }
         let hold = problem == nil ? CreditRules.hold(spec) : 0

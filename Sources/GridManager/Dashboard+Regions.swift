@@ -58,7 +58,10 @@ extension Dashboard {
 
     func leaderboardRegion(limit: Int) async throws -> [String: Any] {
         let rows = try await db.leaderboard(limit: limit).enumerated().map { i, r -> [String: Any] in
-            ["rank": i + 1, "username": r.username, "earned": r.creditsEarned, "cpu_hours": String(format: "%.2f", r.cpuHours), "jobs": r.jobsRun]
+            [
+                "rank": i + 1, "username": r.username, "earned": r.creditsEarned, "cpu_hours": String(format: "%.2f", r.cpuHours), "jobs": r.jobsRun,
+                "verified": r.verified, "contradicted": r.contradicted,
+            ]
         }
         return ["rows": rows, "empty": rows.isEmpty]
     }
@@ -76,6 +79,13 @@ extension Dashboard {
             ]
             if let since = w.onlineSince { row["online_since"] = Self.time(since) }
             row["unsandboxed"] = w.unsandboxed
+            if let r = w.reputation {
+                row["verified"] = r.verified
+                row["contradicted"] = r.contradicted
+                row["probation"] = r.probation && !r.quarantined
+                row["quarantined"] = r.quarantined
+                if let why = r.quarantineReason { row["quarantine_reason"] = why }
+            }
             if let s = w.sandbox {
                 row["owner_only"] = !s.acceptsOthers
                 row["skipped"] = s.skipped
@@ -123,6 +133,13 @@ extension Dashboard {
         if let ms = job.runtimeMs { summary["runtime"] = Self.duration(ms) }
         if let kb = job.peakMemoryKb { summary["memory"] = String(format: "%.1f MB", Double(kb) / 1024) }
         if let r = job.reason, !r.isEmpty { summary["reason"] = r }
+        if let v = status.verification {
+            summary["verification"] = v.label
+            summary["verification_state"] = v.state.rawValue
+        } else if job.spec.isNondeterministic {
+            summary["verification"] = "nondeterministic: never spot-checked"
+            summary["verification_state"] = "nondeterministic"
+        }
         if job.state == .pending || job.state == .submitted {
             summary["pending_reason"] = job.pendingReason ?? "waiting for the scheduler's next pass"
         }
@@ -152,7 +169,7 @@ extension Dashboard {
         let entries = try await db.ledger(of: user.id, limit: 100)
         let jobs = try await db.jobs(owner: user.id, limit: 10_000)
         let held = jobs.filter { !$0.state.isFinal }.reduce(0) { $0 + $1.hold }
-        let earned = entries.filter { $0.credit == me && $0.reason == "payment" }.reduce(0) { $0 + $1.amount }
+        let earned = entries.filter { $0.credit == me && ($0.reason == "payment" || $0.reason == "escrow released") }.reduce(0) { $0 + $1.amount }
         let rows = entries.map { e -> [String: Any] in
             let incoming = e.credit == me
             var row: [String: Any] = [

@@ -25,6 +25,10 @@ public struct ManagerConfig: Sendable {
     /// How long past its minutes a run may still be reported running before the manager stops it itself (`timed_out`,
     /// paid its minutes) and no longer believes the worker about it. The worker's own limit fires first.
     public var timeLimitGraceSeconds: Double = 60
+    /// Verification (adaptive replication): spot-check rate (default 5%, `--spot-check-rate`), probation (5 agreeing
+    /// results, `--probation-results`), the fund's share of every payment (5%, `--fund-share`), and a random seed for
+    /// the spot-check draw, picked at start-up so no worker can tell which of its runs will be checked.
+    public var verification = Verification.Policy(seed: UInt64.random(in: 0...UInt64.max))
     /// The longest log a run may claim to have.
     public var maxLogBytes: Int64 = 256 << 20
     /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.

@@ -46,6 +46,8 @@ public actor ManagerCore {
     private var runStarted: [JobRef: Double] = [:]
     /// Wall-clock time after which a leased run is past its minutes plus the grace, and the manager stops it.
     private var deadlines: [JobID: (ref: JobRef, at: Double)] = [:]
+    /// Workers quarantined by verification: they get only their owners' jobs (kept in the database; cached here).
+    private var quarantined: Set<WorkerID> = []
 
     struct Unsettled {
         var who: WorkerSession.Identity
@@ -92,6 +94,7 @@ public actor ManagerCore {
     /// period so its worker can reconnect and carry on.
     func recover() async throws {
         try await db.markAllWorkersOffline()
+        quarantined = Set(try await db.quarantinedWorkers().keys)
         let running = try await db.runningJobs()
         let grace = max(config.leaseSeconds * 3, 5)
         for job in running {
@@ -336,14 +339,20 @@ public actor ManagerCore {
             state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb, cpuSeconds: done.cpuSeconds,
             reason: done.reason)
         do {
-            if let job = try await db.finish(done.job, worker: who.workerId, result: result, outputs: outputs, now: wall()) {
+            if let finished = try await db.finishRun(
+                done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,
+                checkerOnline: checkerOnline(besides: who.ownerId), now: wall())
+            {
+                let job = finished.job
                 forget(job.id)
                 logger.info(
                     "job ended",
                     metadata: [
                         "grid.job.id": "\(job.id)", "grid.job.state": "\(job.state.rawValue)", "grid.worker.id": "\(who.workerId)",
-                        "grid.job.paid": "\(job.paid ?? 0)",
+                        "grid.job.paid": "\(job.paid ?? 0)", "grid.job.verification": "\(job.verification?.rawValue ?? "-")",
+                        "grid.job.check": "\(finished.checkQueued.map(String.init) ?? "-")",
                     ])
+                noteVerification(finished)
             } else {
                 logger.info("ignored a stale JOB_DONE", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)"])
             }
@@ -532,7 +541,7 @@ public actor ManagerCore {
             return Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
                 freeSlots: max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
-                acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true)
+                acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId))
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)
@@ -553,8 +562,11 @@ public actor ManagerCore {
             var payload = ByteBuffer()
             for f in files { payload.writeBytes(f.data) }
             let owner = try await db.user(id: job.ownerId)?.username
+            // Every run of a job, check runs included, gets the same seed: the job's (a check run's is its job's).
+            var spec = job.spec
+            spec.seed = spec.seed ?? JobSpec.seed(for: job.checkOf ?? job.id)
             let message = Msg.JobAssign(
-                job: job.ref, spec: job.spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
+                job: job.ref, spec: spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
                 owner: owner)
             await send(.jobAssign(message), payload: payload, to: worker)
             logger.info("job assigned", metadata: ["grid.job.id": "\(job.id)", "grid.worker.id": "\(worker)", "grid.job.attempt": "\(job.attempt)"])
@@ -624,7 +636,12 @@ public actor ManagerCore {
                 state: .timedOut, exitCode: nil, runtimeMs: Int64(spec.minutes) * 60_000, peakMemoryKb: 0, cpuSeconds: 0,
                 reason: "time limit reached (\(spec.minutes) min): still running \(Int(config.timeLimitGraceSeconds)) s past it, stopped by the manager")
             do {
-                let job = try await db.finish(d.ref, worker: lease.worker, result: result, outputs: [], now: clock)
+                let owner = try await db.workerOwner(lease.worker) ?? -1
+                let finished = try await db.finishRun(
+                    d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification,
+                    checkerOnline: checkerOnline(besides: owner), now: clock)
+                let job = finished?.job
+                if let finished { noteVerification(finished) }
                 logger.warning("run past its time limit; stopped", metadata: ["grid.job.id": "\(id)", "grid.worker.id": "\(lease.worker)"])
                 forget(id)
                 if job != nil {
@@ -636,6 +653,34 @@ public actor ManagerCore {
             wake.yield()
         }
     }
+
+    /// Carries out what a settlement decided about verification: quarantined workers stop getting others' jobs.
+    private func noteVerification(_ finished: GridDatabase.Finished) {
+        for (worker, reason) in finished.quarantined {
+            quarantined.insert(worker)
+            logger.warning("worker quarantined", metadata: ["grid.worker.id": "\(worker)", "grid.reason": "\(reason)"])
+        }
+        if finished.checkQueued != nil { wake.yield() }
+    }
+
+    /// An admin lifted a worker's quarantine. False when it was not quarantined.
+    func liftQuarantine(_ worker: WorkerID) async throws -> Bool {
+        let lifted = try await db.liftQuarantine(worker, now: wall())
+        quarantined.remove(worker)
+        if lifted {
+            logger.info("quarantine lifted", metadata: ["grid.worker.id": "\(worker)"])
+            wake.yield()
+        }
+        return lifted
+    }
+
+    /// Whether a worker of another owner than `owner`, not quarantined, is online to run a check run.
+    private func checkerOnline(besides owner: UserID) -> Bool {
+        live.values.contains { $0.identity.ownerId != owner && !quarantined.contains($0.identity.workerId) }
+    }
+
+    /// Whether a worker is quarantined now.
+    func isQuarantined(_ worker: WorkerID) -> Bool { quarantined.contains(worker) }
 
     /// Whether `count` runs lost at once from `worker` were all it lost: one run, while the worker still heartbeats for
     /// its other jobs or held no other, and nothing else lost from it within a lease period (`LossPolicy.Evidence`).

@@ -23,11 +23,14 @@ public enum Placement {
         /// started it with `--allow-unsandboxed`; see `Admission`). A nil owner takes everyone's.
         public var owner: UserID?
         public var acceptsOthers: Bool
+        /// A quarantined worker (contradicted too often by verification) runs only its owner's jobs.
+        public var quarantined: Bool
 
         public init(
             id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0,
-            owner: UserID? = nil, acceptsOthers: Bool = true
+            owner: UserID? = nil, acceptsOthers: Bool = true, quarantined: Bool = false
         ) {
+            self.quarantined = quarantined
             self.tieBreak = tieBreak
             self.owner = owner
             self.acceptsOthers = acceptsOthers
@@ -47,12 +50,19 @@ public enum Placement {
 
         /// Whether this worker would run a job of `owner` (its tier aside).
         func takes(_ owner: UserID) -> Bool {
-            guard let mine = self.owner else { return true }
-            return Admission.accepts(jobOwner: owner, workerOwner: mine, acceptsOthers: acceptsOthers)
+            guard let mine = self.owner else { return !quarantined }
+            return Admission.accepts(jobOwner: owner, workerOwner: mine, acceptsOthers: acceptsOthers && !quarantined)
+        }
+
+        /// Whether this worker would run `job` (its tier and resources aside): it takes the job's owner and its owner
+        /// is not one a check run must avoid.
+        func takes(_ job: Job) -> Bool {
+            if !job.avoidOwners.isEmpty, owner.map(job.avoidOwners.contains) ?? true { return false }
+            return takes(job.owner)
         }
 
         /// Whether this worker could ever run `job`: tier, owner and total resources (not what is free now).
-        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job.owner) && total.covers(job.request) }
+        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job) && total.covers(job.request) }
     }
 
     /// A queued job as the scheduler sees it.
@@ -66,10 +76,15 @@ public enum Placement {
         public var submitted: Double
         /// Workers not to use for this job (they could not start it before).
         public var avoid: Set<WorkerID>
+        /// Owners whose workers must not run this job: a check run goes to a worker of an owner none of the job's
+        /// earlier runs had (a worker with no known owner is avoided too).
+        public var avoidOwners: Set<UserID>
 
         public init(
-            id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double, avoid: Set<WorkerID> = []
+            id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double, avoid: Set<WorkerID> = [],
+            avoidOwners: Set<UserID> = []
         ) {
+            self.avoidOwners = avoidOwners
             self.id = id
             self.owner = owner
             self.priority = priority
@@ -89,6 +104,11 @@ public enum Placement {
         case waitingForCapacity
         /// The only workers that could run it are unsandboxed (restricted tier) and run only their owners' jobs.
         case onlyUnsandboxedWorkers
+        /// A check run waits for a worker of an owner none of the job's earlier runs had.
+        case waitingForAnotherOwner
+        /// The only workers that could run it are quarantined (contradicted by verification) and run only their
+        /// owners' jobs.
+        case onlyQuarantinedWorkers
 
         public var description: String {
             switch self {
@@ -98,6 +118,9 @@ public enum Placement {
             case .onlyUnsandboxedWorkers:
                 "the only online workers that fit have no real sandbox (restricted tier) and run only their owners' jobs "
                     + "(their owners did not start them with --allow-unsandboxed)"
+            case .waitingForAnotherOwner: "a check run waits for an online worker of another owner"
+            case .onlyQuarantinedWorkers:
+                "the only online workers that fit are quarantined (their results were contradicted by verification) and run only their owners' jobs"
             }
         }
     }
@@ -141,14 +164,14 @@ public enum Placement {
         var pending: [JobID: PendingReason] = [:]
         var noFit: Set<Shape> = []
         var reasons: [Shape: PendingReason] = [:]
-        let ownerMatters = workers.contains { !$0.acceptsOthers && $0.owner != nil }
+        let ownerMatters = workers.contains { (!$0.acceptsOthers || $0.quarantined) && $0.owner != nil }
         for job in order {
             let shape = Shape(job, ownerMatters: ownerMatters)
             var chosen: Int?
             if !noFit.contains(shape) {
                 chosen = ready.firstIndex {
                     workers[$0].tier >= job.minTier && workers[$0].free.covers(job.request) && !job.avoid.contains(workers[$0].id)
-                        && workers[$0].takes(job.owner)
+                        && workers[$0].takes(job)
                 }
             }
             guard let position = chosen else {
@@ -182,12 +205,14 @@ public enum Placement {
         var request: Resources
         var minTier: SandboxTier
         var avoid: Set<WorkerID>
+        var avoidOwners: Set<UserID>
         var owner: UserID?
         init(_ job: Job, ownerMatters: Bool) {
             request = job.request
             minTier = job.minTier
             avoid = job.avoid
-            owner = ownerMatters ? job.owner : nil
+            avoidOwners = job.avoidOwners
+            owner = ownerMatters || !job.avoidOwners.isEmpty ? job.owner : nil
         }
     }
 
@@ -200,9 +225,11 @@ public enum Placement {
         if workers.contains(where: { $0.couldRun(job) }) {
             return .noWorkerFits(unmet: ["a worker other than the ones that could not start it"])
         }
-        if workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && !$0.takes(job.owner) }) {
-            return .onlyUnsandboxedWorkers
+        if !job.avoidOwners.isEmpty, workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && $0.takes(job.owner) }) {
+            return .waitingForAnotherOwner
         }
+        let refusing = workers.filter { $0.tier >= job.minTier && $0.total.covers(job.request) && !$0.takes(job.owner) }
+        if !refusing.isEmpty { return refusing.allSatisfy(\.quarantined) ? .onlyQuarantinedWorkers : .onlyUnsandboxedWorkers }
         // Report what the closest worker lacks: the one with the fewest unmet requirements.
         var best: [String]?
         for w in workers {

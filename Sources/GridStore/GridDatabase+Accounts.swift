@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GridCore
+import GridScheduler
 
 extension GridDatabase {
     /// Creates an account and mints its starting credits, in one transaction.
@@ -113,6 +114,7 @@ extension GridDatabase {
                     """)
             var minted = 0
             var held = 0
+            var (holds, escrow, fund) = (0, 0, 0)
             var negative: [String] = []
             for row in rows {
                 let account: String = row["account"]
@@ -122,6 +124,12 @@ extension GridDatabase {
                 } else {
                     held += balance
                     if balance < 0 { negative.append(account) }
+                    switch LedgerAccount(account) {
+                    case .hold?: holds += balance
+                    case .escrow?: escrow += balance
+                    case .fund?: fund += balance
+                    default: break
+                    }
                 }
             }
             // Credits still held for jobs that ended would be credits nobody can spend.
@@ -133,7 +141,20 @@ extension GridDatabase {
                 let state = try String.fetchOne(db, sql: "SELECT state FROM jobs WHERE id = ?", arguments: [job])
                 if let state, JobState(rawValue: state)?.isFinal ?? true { stuck.append(account) }
             }
-            return LedgerCheck(minted: minted, held: held, negativeAccounts: negative, stuckHolds: stuck)
+            // Escrow of a run whose check was decided would be credits nobody can spend.
+            for row in rows {
+                let account: String = row["account"]
+                let balance: Int = row["balance"]
+                guard balance != 0, case .escrow(let run)? = LedgerAccount(account) else { continue }
+                let state = try String.fetchOne(
+                    db, sql: "SELECT r.verification FROM jobs j JOIN jobs r ON r.id = COALESCE(j.check_of, j.id) WHERE j.id = ?", arguments: [run])
+                if state != VerificationState.unverified.rawValue { stuck.append(account) }
+            }
+            var check = LedgerCheck(minted: minted, held: held, negativeAccounts: negative, stuckHolds: stuck)
+            check.holds = holds
+            check.escrow = escrow
+            check.fund = fund
+            return check
         }
     }
 
@@ -146,6 +167,11 @@ extension GridDatabase {
                      - COALESCE((SELECT SUM(amount) FROM ledger WHERE debit = ?), 0)
                 """,
             arguments: [a, a]) ?? 0
+    }
+
+    /// Writes the movements a pure rule (`Verification`) decided, in order.
+    static func apply(_ db: Database, _ moves: [Verification.Movement], job: JobID?, now: Double) throws {
+        for m in moves { try move(db, m.amount, from: m.from, to: m.to, reason: m.reason, job: job, now: now) }
     }
 
     /// Writes one ledger row; a zero amount writes nothing.

@@ -17,7 +17,10 @@ extension GridDatabase {
         try await writer.read { db in
             var out: [WorkerID: Int] = [:]
             let rows = try Row.fetchAll(
-                db, sql: "SELECT worker_id, SUM(paid) AS earned FROM jobs WHERE paid IS NOT NULL AND worker_id IS NOT NULL GROUP BY worker_id")
+                db, sql: "SELECT worker_id, SUM(paid) AS earned FROM jobs WHERE paid IS NOT NULL AND worker_id IS NOT NULL"
+                    // A run contradicted by verification earned nothing: its pay went to the fund.
+                    + " AND NOT EXISTS (SELECT 1 FROM worker_checks c WHERE c.job_id = jobs.id AND c.outcome = 'contradicted')"
+                    + " GROUP BY worker_id")
             for row in rows { out[row["worker_id"]] = row["earned"] }
             return out
         }

@@ -127,10 +127,14 @@ extension GridDatabase {
         // Only the columns the scheduler needs, with one decoder: this runs on every pass over the whole queue.
         try await writer.read { db in
             let decoder = JSONDecoder()
-            return try Row.fetchAll(db, sql: "SELECT id, owner_id, spec, submitted_at FROM jobs WHERE state = 'pending' ORDER BY id").map { row in
+            return try Row.fetchAll(
+                db, sql: "SELECT id, owner_id, spec, submitted_at, avoid_owners FROM jobs WHERE state = 'pending' ORDER BY id"
+            ).map { row in
                 let spec = (try? decoder.decode(JobSpec.self, from: Data((row[2] as String).utf8))) ?? JobSpec(name: "?")
+                let avoid = (row[4] as String?).flatMap { try? decoder.decode([UserID].self, from: Data($0.utf8)) } ?? []
                 return Placement.Job(
-                    id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3])
+                    id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3],
+                    avoidOwners: Set(avoid))
             }
         }
     }
@@ -302,16 +306,35 @@ extension GridDatabase {
 
     /// Records the end of a run reported by its worker and settles its credits, in one transaction.
     /// Returns nil (and changes nothing) when the report is about an attempt the job no longer is at.
-    public func finish(_ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], now: Double) async throws -> JobRecord? {
+    public func finish(
+        _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification: Verification.Policy = .off, now: Double
+    ) async throws -> JobRecord? {
+        try await finishRun(ref, worker: worker, result: result, outputs: outputs, verification: verification, checkerOnline: true, now: now)?.job
+    }
+
+    /// Records the end of a run and settles it, in one transaction, with verification (`Verification`):
+    /// - a finished run of a job is selected for a check or not (probation, spot check, `--verify`; never a
+    ///   `--nondeterministic` job, nor a run on the submitter's own worker unless they asked); a selected run's pay
+    ///   goes to `escrow:J` and a check run is queued, its hold taken from the submitter's reserve (`--verify`) or
+    ///   from the fund;
+    /// - a check run's pay always goes to escrow; once every check run of the job has ended the runs are compared and
+    ///   the verdict carried out (`decide`);
+    /// - the fund takes its share of every payment.
+    /// `checkerOnline`: whether a worker of an owner other than this run's worker's is online to run a check
+    /// (`Verification.select`).
+    /// Returns nil (and changes nothing) when the report is about an attempt the job no longer is at.
+    public func finishRun(
+        _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification policy: Verification.Policy = .off,
+        checkerOnline: Bool = true, now: Double
+    ) async throws -> Finished? {
         try await writer.write { db in
             guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt, job.workerId == worker
             else { return nil }
-            let settlement = CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs))
             guard let ownerId = try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [worker]) else {
                 return nil
             }
-            try Self.move(db, settlement.paid, from: .hold(job.id), to: .user(ownerId), reason: "payment", job: job.id, now: now)
-            try Self.move(db, settlement.released, from: .hold(job.id), to: .user(job.ownerId), reason: "release", job: job.id, now: now)
+            let held = try Self.balance(db, .hold(job.id))
+            let paid = min(CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs)).paid, held)
             for file in outputs {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO job_files (job_id, kind, name, data) VALUES (?, 'output', ?, ?)",
@@ -323,17 +346,54 @@ extension GridDatabase {
                         finished_at = ? WHERE id = ?
                     """,
                 arguments: [
-                    result.state.rawValue, settlement.paid, result.exitCode.map { Int64($0) }, result.runtimeMs, result.peakMemoryKb,
+                    result.state.rawValue, paid, result.exitCode.map { Int64($0) }, result.runtimeMs, result.peakMemoryKb,
                     result.cpuSeconds, result.reason, now, job.id,
                 ])
             try db.execute(
                 sql: "UPDATE workers SET cpu_seconds_given = cpu_seconds_given + ?, jobs_done = jobs_done + 1 WHERE id = ?",
                 arguments: [result.cpuSeconds, worker])
-            var detail = "paid \(settlement.paid) credits"
+            // Is this run checked?
+            var reason: Verification.Reason?
+            if job.checkOf == nil, result.state == .completed || result.state == .failed,
+                ownerId != job.ownerId || job.spec.wantsVerification
+            {
+                let reputation = try Self.reputation(db, worker, rules: policy.reputation)
+                reason = Verification.select(job: job.id, spec: job.spec, reputation: reputation, policy: policy, checkerOnline: checkerOnline)
+            }
+            let escrowed = reason != nil || job.checkOf != nil
+            if escrowed {
+                let digest = try Self.digest(db, job.id, exitCode: result.exitCode, outputs: outputs)
+                try db.execute(
+                    sql: "UPDATE jobs SET digest = ? WHERE id = ?",
+                    arguments: [String(decoding: try JSONEncoder().encode(digest), as: UTF8.self), job.id])
+            }
+            var check: JobID?
+            let submitterPays = reason == .requested
+            if reason != nil {
+                check = try Self.queueCheck(db, root: job, avoidOwners: [ownerId], submitterPays: submitterPays, now: now)
+            }
+            let moves = Verification.settleRun(
+                job: job.id, held: held, paid: paid, fundSharePercent: policy.fundSharePercent, workerOwner: ownerId, escrowed: escrowed,
+                payer: Self.payer(job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil)
+            try Self.apply(db, moves, job: job.checkOf ?? job.id, now: now)
+            if let check { try Self.recordHold(db, check) }
+            var detail = escrowed ? "paid \(paid) credits (held in escrow until checked)" : "paid \(paid) credits"
             if let code = result.exitCode { detail = "exit code \(code); " + detail }
             if let reason = result.reason { detail = reason + "; " + detail }
             try Self.event(db, job.id, result.state, detail, now)
-            return try Self.job(db, job.id)
+            var finished = Finished(job: job, checkQueued: check)
+            if let reason, let check {
+                try db.execute(
+                    sql: "UPDATE jobs SET verification = 'unverified', verification_reason = ? WHERE id = ?", arguments: [reason.rawValue, job.id])
+                try Self.event(db, job.id, result.state, "unverified: a check run (job \(check)) is queued (\(reason.rawValue))", now)
+            }
+            if let root = job.checkOf {
+                let (another, quarantined) = try Self.decide(db, root: root, policy: policy, now: now)
+                finished.checkQueued = another
+                finished.quarantined = quarantined
+            }
+            finished.job = try Self.job(db, job.id)!
+            return finished
         }
     }
 
@@ -418,7 +478,9 @@ extension GridDatabase {
     /// Cancels a job on behalf of its owner.
     public func requestCancel(_ id: JobID, by user: UserID, now: Double) async throws -> CancelOutcome {
         try await writer.write { db in
-            guard let job = try Self.job(db, id), job.ownerId == user else { throw GridError(.notFound, "no job \(id) of yours") }
+            guard let job = try Self.job(db, id), job.ownerId == user, job.checkOf == nil else {
+                throw GridError(.notFound, "no job \(id) of yours")
+            }
             switch job.state {
             case .submitted, .pending:
                 try Self.end(db, job, .cancelled, reason: "cancelled before it started; refunded", refund: true, now: now)
@@ -436,7 +498,8 @@ extension GridDatabase {
 
     /// The WHERE clause (and its arguments) selecting jobs of one owner and/or one state.
     static func jobFilter(owner: UserID?, state: JobState?) -> (String, [any DatabaseValueConvertible]) {
-        var clauses = ["1"]
+        // Check runs are the manager's, not listed among their submitter's jobs.
+        var clauses = ["check_of IS NULL"]
         var args: [any DatabaseValueConvertible] = []
         if let owner {
             clauses.append("owner_id = ?")
@@ -466,10 +529,12 @@ extension GridDatabase {
     /// Ends a job that did not run to a report (cancelled before start, or lost), releasing its whole hold.
     static func end(_ db: Database, _ job: JobRecord, _ state: JobState, reason: String, refund: Bool, now: Double) throws {
         let held = try balance(db, .hold(job.id))
-        if refund { try move(db, held, from: .hold(job.id), to: .user(job.ownerId), reason: "refund", job: job.id, now: now) }
+        if refund { try move(db, held, from: .hold(job.id), to: payer(job), reason: "refund", job: job.checkOf ?? job.id, now: now) }
         try db.execute(
             sql: "UPDATE jobs SET state = ?, paid = 0, reason = ?, finished_at = ?, pending_reason = NULL WHERE id = ?",
             arguments: [state.rawValue, reason, now, job.id])
         try event(db, job.id, state, reason, now)
+        // A check run that ended without a result leaves its job's verification without a decision.
+        if let root = job.checkOf { _ = try decide(db, root: root, policy: .off, now: now) }
     }
 }

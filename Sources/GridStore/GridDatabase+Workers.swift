@@ -79,7 +79,10 @@ extension GridDatabase {
         try await writer.read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT w.*, u.username AS owner_name FROM workers w JOIN users u ON u.id = w.owner_id"
+                sql: "SELECT w.*, u.username AS owner_name, "
+                    + "(SELECT COUNT(*) FROM worker_checks c WHERE c.worker_id = w.id AND c.outcome = 'agreed') AS verified, "
+                    + "(SELECT COUNT(*) FROM worker_checks c WHERE c.worker_id = w.id AND c.outcome = 'contradicted') AS contradicted "
+                    + "FROM workers w JOIN users u ON u.id = w.owner_id"
                     + (onlineOnly ? " WHERE w.online = 1" : "") + " ORDER BY w.online DESC, w.name"
             ).map(WorkerRecord.init(row:))
         }
@@ -92,16 +95,22 @@ extension GridDatabase {
                 db,
                 sql: """
                     SELECT u.username,
-                        COALESCE((SELECT SUM(amount) FROM ledger l WHERE l.credit = 'user:' || u.id AND l.reason = 'payment'), 0) AS earned,
+                        COALESCE((SELECT SUM(amount) FROM ledger l WHERE l.credit = 'user:' || u.id AND l.reason IN ('payment', 'escrow released')), 0) AS earned,
                         COALESCE((SELECT SUM(cpu_seconds_given) FROM workers w WHERE w.owner_id = u.id), 0) AS cpu,
-                        COALESCE((SELECT SUM(jobs_done) FROM workers w WHERE w.owner_id = u.id), 0) AS jobs
+                        COALESCE((SELECT SUM(jobs_done) FROM workers w WHERE w.owner_id = u.id), 0) AS jobs,
+                        (SELECT COUNT(*) FROM worker_checks c JOIN workers w ON w.id = c.worker_id
+                            WHERE w.owner_id = u.id AND c.outcome = 'agreed') AS verified,
+                        (SELECT COUNT(*) FROM worker_checks c JOIN workers w ON w.id = c.worker_id
+                            WHERE w.owner_id = u.id AND c.outcome = 'contradicted') AS contradicted
                     FROM users u
                     WHERE EXISTS (SELECT 1 FROM workers w WHERE w.owner_id = u.id)
                     ORDER BY earned DESC, cpu DESC, u.username LIMIT ?
                     """,
                 arguments: [limit]
             ).map {
-                LeaderboardEntry(username: $0["username"], creditsEarned: $0["earned"], cpuHours: ($0["cpu"] as Double) / 3600, jobsRun: $0["jobs"])
+                LeaderboardEntry(
+                    username: $0["username"], creditsEarned: $0["earned"], cpuHours: ($0["cpu"] as Double) / 3600, jobsRun: $0["jobs"],
+                    verified: $0["verified"], contradicted: $0["contradicted"])
             }
         }
     }

@@ -150,6 +150,33 @@ public struct GridDatabase: Sendable {
                     CREATE INDEX job_interruptions_worker ON job_interruptions(worker_id, at);
                     """)
         }
+        m.registerMigration("v4-verification") { db in
+            // Verification (adaptive replication): a check run is a job row of its own (`check_of` = the job it checks),
+            // placed away from the owners in `avoid_owners`; each run under check keeps its `digest`; the checked job
+            // keeps its verification state. Each decided check is a row of `worker_checks` (reputation).
+            try db.execute(
+                sql: """
+                    ALTER TABLE jobs ADD COLUMN check_of INTEGER REFERENCES jobs(id);
+                    ALTER TABLE jobs ADD COLUMN avoid_owners TEXT;
+                    ALTER TABLE jobs ADD COLUMN verification TEXT;
+                    ALTER TABLE jobs ADD COLUMN verification_reason TEXT;
+                    ALTER TABLE jobs ADD COLUMN verified_by TEXT;
+                    ALTER TABLE jobs ADD COLUMN rerun_on TEXT;
+                    ALTER TABLE jobs ADD COLUMN digest TEXT;
+                    CREATE INDEX jobs_check_of ON jobs(check_of);
+                    ALTER TABLE workers ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE workers ADD COLUMN quarantine_reason TEXT;
+                    ALTER TABLE workers ADD COLUMN quarantine_lifted_at REAL;
+                    CREATE TABLE worker_checks (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        worker_id TEXT NOT NULL,
+                        job_id INTEGER NOT NULL,
+                        at REAL NOT NULL,
+                        outcome TEXT NOT NULL
+                    );
+                    CREATE INDEX worker_checks_worker ON worker_checks(worker_id, id);
+                    """)
+        }
         return m
     }
 }

@@ -79,8 +79,29 @@ public struct JobRecord: Hashable, Sendable, Codable {
     public var finishedAt: Double?
     /// The sandbox tier of the worker the latest attempt was placed on.
     public var tier: SandboxTier?
+    /// For a check run: the job whose result it checks (check runs are not listed among their owner's jobs).
+    public var checkOf: JobID?
+    /// For a check run: owners whose workers must not run it (the owners of the job's earlier runs).
+    public var avoidOwners: [UserID]
+    /// Where the job's result stands with verification (nil: never checked).
+    public var verification: VerificationState?
+    public var verificationReason: Verification.Reason?
+    /// Names of the workers whose runs agreed with the result.
+    public var verifiedBy: [String]
+    /// The worker whose run replaced a contradicted result.
+    public var rerunOn: String?
+    /// What a run under check produced, for the comparison.
+    public var digest: Verification.Digest?
 
     public var ref: JobRef { JobRef(jobId: id, attempt: attempt) }
+
+    /// The verification as the API shows it.
+    public var verificationStatus: API.Verification? {
+        verification.map {
+            API.Verification(
+                state: $0, reason: verificationReason?.rawValue, verifiedBy: verifiedBy.isEmpty ? nil : verifiedBy, rerunOn: rerunOn)
+        }
+    }
 
     init(row: Row) {
         id = row["id"]
@@ -104,6 +125,13 @@ public struct JobRecord: Hashable, Sendable, Codable {
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
         tier = (row["tier"] as String?).flatMap(SandboxTier.init(rawValue:))
+        checkOf = row["check_of"]
+        avoidOwners = (row["avoid_owners"] as String?).flatMap { try? JSONDecoder().decode([UserID].self, from: Data($0.utf8)) } ?? []
+        verification = (row["verification"] as String?).flatMap(VerificationState.init(rawValue:))
+        verificationReason = (row["verification_reason"] as String?).flatMap(Verification.Reason.init(rawValue:))
+        verifiedBy = (row["verified_by"] as String?).flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
+        rerunOn = row["rerun_on"]
+        digest = (row["digest"] as String?).flatMap { try? JSONDecoder().decode(Verification.Digest.self, from: Data($0.utf8)) }
     }
 }
 
@@ -144,6 +172,11 @@ public struct WorkerRecord: Hashable, Sendable, Codable {
     public var onlineSince: Double?
     public var cpuSecondsGiven: Double
     public var jobsDone: Int
+    /// Verification standing: results verified and contradicted, quarantine (probation follows from `verified`).
+    public var verified: Int
+    public var contradicted: Int
+    public var quarantined: Bool
+    public var quarantineReason: String?
 
     init(row: Row) {
         id = row["id"]
@@ -164,6 +197,10 @@ public struct WorkerRecord: Hashable, Sendable, Codable {
         onlineSince = row["online_since"]
         cpuSecondsGiven = row["cpu_seconds_given"]
         jobsDone = row["jobs_done"]
+        verified = (row["verified"] as Int?) ?? 0
+        contradicted = (row["contradicted"] as Int?) ?? 0
+        quarantined = (row["quarantined"] as Bool?) ?? false
+        quarantineReason = row["quarantine_reason"]
     }
 }
 
@@ -173,14 +210,21 @@ public struct LeaderboardEntry: Hashable, Sendable, Codable {
     public var creditsEarned: Int
     public var cpuHours: Double
     public var jobsRun: Int
+    /// Results of the contributor's workers that verification checked: agreed, and contradicted.
+    public var verified: Int = 0
+    public var contradicted: Int = 0
 }
 
 /// The result of the ledger invariant check.
 public struct LedgerCheck: Hashable, Sendable, Codable {
     /// Credits minted by sign-ups.
     public var minted: Int
-    /// The sum of every account's balance but the mint's.
+    /// The sum of every account's balance but the mint's (users' balances + holds + escrow + the fund).
     public var held: Int
+    /// Of `held`: what holds of jobs keep, what escrow accounts keep, and what the verification fund has.
+    public var holds: Int = 0
+    public var escrow: Int = 0
+    public var fund: Int = 0
     /// Accounts whose balance is negative (must be none).
     public var negativeAccounts: [String]
     /// Holds of jobs that already ended but still carry credits (must be none).

@@ -389,7 +389,8 @@ public actor WorkerAgent: Service {
             guard let devices = gpuSlots.take(assign.spec.gpus) else {
                 throw GridError(.sandboxUnavailable, "\(assign.spec.gpus) GPU(s) asked for, \(gpuSlots.free.count) free on this worker")
             }
-            var environment: [String: String] = [:]
+            // The job's fixed seed (CAMPUSGRID_SEED, PYTHONHASHSEED): honest reruns of seeded code match (verification).
+            var environment = assign.spec.seedEnvironment
             if !devices.isEmpty { environment["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
             let execution: JobExecution
             do {

@@ -110,7 +110,22 @@ struct TokenCommand: AsyncParsableCommand {
 }
 
 struct Admin: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Checks for the people who run the manager.", subcommands: [CheckLedger.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Checks for the people who run the manager.", subcommands: [CheckLedger.self, LiftQuarantine.self])
+
+    struct LiftQuarantine: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "lift-quarantine", abstract: "Let a worker quarantined by verification take other users' jobs again.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "The worker's id (see `campusgrid workers --json`).") var worker: String
+
+        func run() async throws {
+            try await CampusGrid.run {
+                let info = try await options.client().liftQuarantine(worker: worker)
+                try options.output(info) { say("Quarantine of worker \(info.name) (\(info.id)) lifted; it takes other users' jobs again.") }
+            }
+        }
+    }
 
     struct CheckLedger: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -122,7 +137,12 @@ struct Admin: AsyncParsableCommand {
                 let c = try await options.client().ledgerCheck()
                 let ok = c["ok"] == .bool(true)
                 try options.output(c) {
-                    say(ok ? "Ledger OK: \(c["minted"].map { "\($0)" } ?? "?") minted, all accounted for." : "Ledger MISMATCH: \(c)")
+                    say(
+                        ok
+                            ? "Ledger OK: \(c["minted"].map { "\($0)" } ?? "?") minted, all accounted for"
+                                + " (holds \(c["holds"].map { "\($0)" } ?? "?"), escrow \(c["escrow"].map { "\($0)" } ?? "?"),"
+                                + " verification fund \(c["fund"].map { "\($0)" } ?? "?"))."
+                            : "Ledger MISMATCH: \(c)")
                 }
                 if !ok { throw ExitCode(1) }
             }

@@ -4,6 +4,7 @@ import GridCore
 import GridManager
 import GridProtocol
 import GridSandbox
+import GridScheduler
 import GridWorker
 import Logging
 import ServiceLifecycle
@@ -21,6 +22,11 @@ struct ManagerCommand: AsyncParsableCommand {
     var timeGraceSeconds: Double?
     @Option(name: .customLong("admin"), help: "A username that may use the admin routes, besides the first account registered (repeatable).")
     var admins: [String] = []
+    @Option(help: "Share of trusted workers' results checked by a second run, 0…1 (env CAMPUSGRID_SPOT_CHECK_RATE; default 0.05).")
+    var spotCheckRate: Double?
+    @Option(help: "Agreeing results a new worker needs before it leaves probation (every result checked) (env CAMPUSGRID_PROBATION_RESULTS; default 5).")
+    var probationResults: Int?
+    @Option(help: "Percent of every payment that goes to the verification fund (env CAMPUSGRID_FUND_SHARE; default 5).") var fundShare: Int?
     @Option(help: "New accounts allowed per client address per minute (default 10).") var registrationsPerMinute: Double?
     @Option(help: "New accounts allowed from one client address at once (default 10).") var registrationBurst: Int?
     @Option(help: "Seconds a grid-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
@@ -55,6 +61,14 @@ struct ManagerCommand: AsyncParsableCommand {
             config.timeLimitGraceSeconds = g
         }
         if let cost = Env.int("CAMPUSGRID_BCRYPT_COST"), (4...31).contains(cost) { config.bcryptCost = UInt8(cost) }
+        let rate = spotCheckRate ?? Env.string("CAMPUSGRID_SPOT_CHECK_RATE").flatMap(Double.init) ?? config.verification.spotCheckRate
+        guard rate.isFinite, (0...1).contains(rate) else { throw ValidationError("--spot-check-rate must be 0…1 (got \(rate))") }
+        let probation = probationResults ?? Env.int("CAMPUSGRID_PROBATION_RESULTS") ?? config.verification.reputation.probationResults
+        guard (0...1000).contains(probation) else { throw ValidationError("--probation-results must be 0…1000 (got \(probation))") }
+        let share = fundShare ?? Env.int("CAMPUSGRID_FUND_SHARE") ?? config.verification.fundSharePercent
+        guard (0...100).contains(share) else { throw ValidationError("--fund-share must be 0…100 percent (got \(share))") }
+        config.verification = Verification.Policy(
+            spotCheckRate: rate, fundSharePercent: share, reputation: .init(probationResults: probation), seed: config.verification.seed)
         config.admins = admins
         config.tlsAsked = tls
         config.insecurePlaintext = insecurePlaintext

@@ -20,6 +20,9 @@ struct Submit: AsyncParsableCommand {
     @Option(help: "A name for the job.") var name: String?
     @Option(help: "The weakest sandbox tier accepted: restricted, bwrap or oci (env CAMPUSGRID_ISOLATION; default bwrap).") var isolation: String =
         Env.string("CAMPUSGRID_ISOLATION") ?? "bwrap"
+    @Flag(help: "Have the result checked by a second run on another owner's worker; you pay for both runs (the hold is doubled).")
+    var verify = false
+    @Flag(help: "The job's output is not expected to repeat between runs: it is never spot-checked.") var nondeterministic = false
     @Flag(help: "Wait until the job ends; exit non-zero unless it completed.") var wait = false
     @Flag(help: "Stream the job's log until it ends (implies --wait).") var follow = false
 
@@ -36,7 +39,7 @@ struct Submit: AsyncParsableCommand {
                 name: name ?? scriptURL.lastPathComponent, cpus: cpus, ramGb: ram, gpus: gpu, minutes: minutes, priority: priority,
                 outputs: output, minTier: tier,
                 gridInputs: input.contains { $0.hasPrefix("grid:") } ? input.filter { $0.hasPrefix("grid:") }.map { String($0.dropFirst(5)) } : nil,
-                saveOutputsAs: saveOutputs)
+                saveOutputsAs: saveOutputs, verify: verify ? true : nil, nondeterministic: nondeterministic ? true : nil)
             try spec.validate()
             var inputs: [API.FileUpload] = []
             for path in input where !path.hasPrefix("grid:") {
@@ -50,7 +53,7 @@ struct Submit: AsyncParsableCommand {
                     inputs: inputs))
             if !(wait || follow) {
                 try options.output(answer) {
-                    say("Submitted job \(answer.job.id) (\(answer.job.name)); held \(answer.hold) credits, balance now \(answer.balance).")
+                    say("Submitted job \(answer.job.id) (\(answer.job.name)); held \(answer.hold) credits\(verify ? " (two runs: --verify)" : ""), balance now \(answer.balance).")
                 }
                 return
             }
@@ -83,6 +86,7 @@ func printStatus(_ j: API.JobStatus) {
         "  sandbox:    \(j.tierLabel ?? "-")",
         "  credits:    held \(j.hold)\(j.paid.map { ", paid \($0)" } ?? "")",
         "  exit code:  \(j.exitCode.map(String.init) ?? "-")",
+        "  result:     \(j.verification?.label ?? (j.spec.isNondeterministic ? "nondeterministic (never spot-checked)" : "not checked"))",
         "  runtime:    \(When.duration(ms: j.runtimeMs))",
         "  peak mem:   \(j.peakMemoryKb.map { "\($0 / 1024) MB" } ?? "-")",
     ]
@@ -214,9 +218,17 @@ struct Workers: AsyncParsableCommand {
                         w.gpuNames.isEmpty ? "\(w.resources.gpus)" : w.gpuNames.joined(separator: ","),
                         w.tierLabel + (w.unsandboxed ? " UNSANDBOXED" : "") + (w.sandbox?.acceptsOthers == false ? " (owner's jobs only)" : ""),
                         String(format: "%.2f", w.load), "\(w.running)/\(w.slots)", String(format: "%.3f", w.cpuHoursGiven),
+                        w.reputation.map {
+                            "\($0.verified) ok / \($0.contradicted) bad" + ($0.quarantined ? " QUARANTINED" : $0.probation ? " (probation)" : "")
+                        } ?? "-",
                     ]
                 }
-                say(Table.render(["NAME", "OWNER", "STATUS", "CPUS", "RAM", "GPUS", "SANDBOX", "LOAD", "JOBS", "CPU-HOURS"], rows))
+                say(
+                    Table.render(
+                        ["NAME", "OWNER", "STATUS", "CPUS", "RAM", "GPUS", "SANDBOX", "LOAD", "JOBS", "CPU-HOURS", "VERIFIED"], rows))
+                for w in list.workers {
+                    if let r = w.reputation, r.quarantined { say("  \(w.name): quarantined — \(r.quarantineReason ?? "contradicted by verification")") }
+                }
                 for w in list.workers where w.online {
                     for reason in w.sandbox?.skipped ?? [] { say("  \(w.name): skipped \(reason)") }
                     if w.unsandboxed { say("  \(w.name): no real sandbox — a job there can read \(w.owner)'s files and reach the network") }
@@ -234,8 +246,13 @@ struct Leaderboard: AsyncParsableCommand {
         try await CampusGrid.run {
             let board = try await options.client(needsToken: false).leaderboard()
             try options.output(board) {
-                let rows = board.contributors.map { ["\($0.rank)", $0.username, "\($0.creditsEarned)", String(format: "%.3f", $0.cpuHours), "\($0.jobsRun)"] }
-                say(Table.render(["#", "USER", "CREDITS EARNED", "CPU-HOURS", "JOBS"], rows))
+                let rows = board.contributors.map {
+                    [
+                        "\($0.rank)", $0.username, "\($0.creditsEarned)", String(format: "%.3f", $0.cpuHours), "\($0.jobsRun)", "\($0.verified ?? 0)",
+                        "\($0.contradicted ?? 0)",
+                    ]
+                }
+                say(Table.render(["#", "USER", "CREDITS EARNED", "CPU-HOURS", "JOBS", "VERIFIED", "CONTRADICTED"], rows))
             }
         }
     }

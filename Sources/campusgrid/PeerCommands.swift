@@ -18,11 +18,14 @@ struct PeerOptions: ParsableArguments {
 
     /// A link to the peer, authenticated with the user's token (the peer checks it with its manager).
     func link() async throws -> PeerLink {
-        let url = GridClient(baseURL: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000").baseURL
-        guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? CredentialStore.token(for: url) else {
-            throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
-        }
+        try await link(host: host, port: port)
+    }
+
+    /// A link to the peer at `host:port` (this one, or another the manager named): TLS with `--ca`; plain text only on
+    /// loopback, or beyond it with `--insecure-plaintext`.
+    func link(host: String, port: Int) async throws -> PeerLink {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
+        let t = try credentials().token
         var tls: PeerTLS?
         if let path = ca ?? Env.string("CAMPUSGRID_CA") {
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the CA file \(path)") }
@@ -38,6 +41,15 @@ struct PeerOptions: ParsableArguments {
             // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
             throw GridError(e.code, "\(e.message) (if the grid speaks TLS, pass --ca with its CA, the manager's ca.pem)")
         }
+    }
+
+    /// The manager's URL and the user's token.
+    func credentials() throws -> (manager: String, token: String) {
+        let url = GridClient(baseURL: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000").baseURL
+        guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? CredentialStore.token(for: url) else {
+            throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
+        }
+        return (url, t)
     }
 
     /// Sends one request on a fresh link and returns the part of the answer `extract` takes out; the link is always
@@ -87,6 +99,7 @@ struct CPUCommand: AsyncParsableCommand {
     @Option(help: "The function to call.") var function = "main"
     @Option(help: "Arguments: a JSON or Python list (spread), object (keywords) or single value.") var args = "[]"
     @Flag(help: "Run only on the peer at --port; the manager never hears of the task.") var confidential = false
+    @Flag(help: "Run the task on two peers of different owners and print the result only if they agree.") var verify = false
     @Option(help: "Seconds before the task is stopped (default 30).") var timeout: Double?
     @Option(help: "Priority (higher first).") var priority: Int?
 
@@ -97,6 +110,11 @@ struct CPUCommand: AsyncParsableCommand {
                 taskId: "t-" + UUID().uuidString.prefix(12).lowercased(), program: program, function: function, args: parsed,
                 argsLiteral: parsed == nil ? args : nil, confidential: confidential, timeout: timeout, priority: priority)
             let wait = (timeout ?? 30) + 90
+            if verify {
+                guard !confidential else { throw ValidationError("--verify runs the task on two peers; --confidential keeps it on one") }
+                try await VerifiedTask(options: peer, task: task, timeout: wait).run()
+                return
+            }
             let r = try await peer.ask(.cpuTask(task), timeout: wait, expecting: "CPU_RESULT") {
                 if case .cpuResult(let r) = $0 { r } else { nil }
             }

@@ -103,4 +103,38 @@ struct PaidRuntimeTests {
         #expect(CreditRules.observedMilliseconds(from: -.infinity, to: .infinity) == 0)
         #expect(CreditRules.observedMilliseconds(from: 0, to: 1e300) > 0)
     }
+
+    @Test func aVerifiedJobHoldsTwoRuns() {
+        var verified = spec
+        verified.verify = true
+        #expect(CreditRules.runCost(verified) == CreditRules.hold(spec))
+        #expect(CreditRules.hold(verified) == 2 * CreditRules.hold(spec))
+        #expect(CreditRules.settle(verified, ending: .refunded).released == 2 * CreditRules.hold(spec))
+    }
+
+    @Test func theFundsShareIsRoundedUpAndNeverMoreThanThePayment() {
+        #expect(CreditRules.fundShare(of: 100, percent: 5) == 5)
+        #expect(CreditRules.fundShare(of: 9, percent: 5) == 1)
+        #expect(CreditRules.fundShare(of: 0, percent: 5) == 0)
+        #expect(CreditRules.fundShare(of: 9, percent: 0) == 0)
+        #expect(CreditRules.fundShare(of: 9, percent: 250) == 9)
+        #expect(CreditRules.fundShare(of: -9, percent: 5) == 0)
+        #expect(CreditRules.fundShare(of: .max, percent: 5) <= .max)
+        #expect(CreditRules.fundShare(of: .max, percent: 100) == .max)
+    }
+
+    @Test func aJobCannotBeBothVerifiedAndNondeterministic() {
+        #expect(throws: GridError.self) { try JobSpec(name: "x", verify: true, nondeterministic: true).validate() }
+        #expect(throws: Never.self) { try JobSpec(name: "x", nondeterministic: true).validate() }
+    }
+
+    @Test func everyRunOfAJobGetsTheSameSeedInItsEnvironment() {
+        var s = spec
+        #expect(s.seedEnvironment.isEmpty)
+        s.seed = JobSpec.seed(for: 12)
+        #expect(JobSpec.seed(for: 12) == JobSpec.seed(for: 12))
+        #expect(JobSpec.seed(for: 12) != JobSpec.seed(for: 13))
+        #expect(s.seedEnvironment["CAMPUSGRID_SEED"] == String(s.seed!))
+        #expect(s.seedEnvironment["PYTHONHASHSEED"] == String(s.seed!))
+    }
 }

@@ -31,8 +31,8 @@ final class PeerGrid: @unchecked Sendable {
     }
 
     /// Starts a worker (repair passes every second, so re-replication is quick) and reads its ready line.
-    func startPeer(_ name: String, slots: Int = 2, extra: [String] = []) async throws -> Peer {
-        let created = try await alice.createToken(kind: "worker")
+    func startPeer(_ name: String, slots: Int = 2, extra: [String] = [], owner: GridClient? = nil) async throws -> Peer {
+        let created = try await (owner ?? alice).createToken(kind: "worker")
         // On a TLS grid the join string (TOKEN@sha256:…) pins the manager's CA; the token goes in a file, never argv.
         let tokenFile = try grid.tokenFile(created.join ?? created.token)
         let dir = grid.root + "/\(name)"

@@ -291,3 +291,43 @@ struct PlacementAdmissionTests {
         #expect(plan.pending[1] == .noWorkerFits(unmet: ["sandbox tier bwrap or stronger"]))
     }
 }
+
+@Suite("Placement.Verification")
+struct PlacementVerificationTests {
+    static func worker(_ id: String, owner: UserID, quarantined: Bool = false) -> Placement.Worker {
+        let total = Resources(cpus: 4, ramGb: 8, gpus: 0)
+        return Placement.Worker(
+            id: id, total: total, free: total, load: 0, tier: .bwrap, freeSlots: 2, owner: owner, quarantined: quarantined)
+    }
+
+    static func job(_ id: JobID, owner: UserID, avoidOwners: Set<UserID> = []) -> Placement.Job {
+        Placement.Job(
+            id: id, owner: owner, priority: 0, request: Resources(cpus: 1, ramGb: 1, gpus: 0), minTier: .bwrap, submitted: Double(id),
+            avoidOwners: avoidOwners)
+    }
+
+    @Test func aCheckRunNeverGoesToAWorkerOfAnOwnerItMustAvoid() {
+        // The least-loaded worker belongs to the first run's owner (10); the check goes to owner 20's.
+        var busy = Self.worker("b", owner: 20)
+        busy.load = 0.9
+        let plan = Placement.plan(jobs: [Self.job(1, owner: 1, avoidOwners: [10])], workers: [Self.worker("a", owner: 10), busy])
+        #expect(plan.assignments.map(\.worker) == ["b"])
+    }
+
+    @Test func aThirdRunAvoidsBothEarlierOwnersAndWaitsWhenNoOtherOwnerIsOnline() {
+        let workers = [Self.worker("a", owner: 10), Self.worker("b", owner: 20)]
+        let plan = Placement.plan(jobs: [Self.job(1, owner: 1, avoidOwners: [10, 20])], workers: workers)
+        #expect(plan.assignments.isEmpty)
+        #expect(plan.pending[1] == .waitingForAnotherOwner)
+        let more = Placement.plan(jobs: [Self.job(1, owner: 1, avoidOwners: [10, 20])], workers: workers + [Self.worker("c", owner: 30)])
+        #expect(more.assignments.map(\.worker) == ["c"])
+    }
+
+    @Test func aQuarantinedWorkerRunsOnlyItsOwnersJobs() {
+        let workers = [Self.worker("q", owner: 10, quarantined: true)]
+        let plan = Placement.plan(jobs: [Self.job(1, owner: 1), Self.job(2, owner: 10)], workers: workers)
+        #expect(plan.assignments.map(\.job) == [2])
+        #expect(plan.assignments.map(\.worker) == ["q"])
+        #expect(plan.pending[1] == .onlyQuarantinedWorkers)
+    }
+}

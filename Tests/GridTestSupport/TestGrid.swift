@@ -81,6 +81,9 @@ public final class TestGrid: @unchecked Sendable {
             env["CAMPUSGRID_ALLOW_UNSANDBOXED"] = "1"
             env["CAMPUSGRID_ISOLATION"] = "restricted"
         }
+        // Verification (spot checks, probation, the fund's share) is off in test grids unless a test turns it on through
+        // its manager's environment: the other scenarios count exact earnings and have a single worker owner.
+        for key in ["CAMPUSGRID_SPOT_CHECK_RATE", "CAMPUSGRID_PROBATION_RESULTS", "CAMPUSGRID_FUND_SHARE"] where env[key] == nil { env[key] = "0" }
         return env
     }
 

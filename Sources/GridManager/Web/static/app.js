@@ -87,6 +87,7 @@
       var q = ["cpus", "ram_gb", "gpus", "minutes"].map(function (n) {
         return n + "=" + encodeURIComponent(form.elements[n].value);
       }).join("&");
+      if (form.elements["verify"] && form.elements["verify"].checked) q += "&verify=1";
       fetch("/submit/preview?" + q, { credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (p) {
@@ -97,7 +98,7 @@
         })
         .catch(function () { /* keep the last figures */ });
     }
-    form.querySelectorAll("[data-cost]").forEach(function (i) { i.addEventListener("input", preview); });
+    form.querySelectorAll("[data-cost]").forEach(function (i) { i.addEventListener("input", preview); i.addEventListener("change", preview); });
     var file = document.getElementById("script_file");
     var script = document.getElementById("script");
     var name = document.getElementById("name");

@@ -1,0 +1,165 @@
+import GridCore
+
+/// Adaptive replication (BOINC-style): which finished runs are checked by a second run on another owner's worker,
+/// whether runs agree, what a set of runs decides, and how credits move meanwhile. Pure functions, no I/O, no clock.
+public enum Verification {
+    /// The manager's settings for verification (`manager --spot-check-rate`, `--probation-results`, `--fund-share`).
+    public struct Policy: Hashable, Sendable {
+        /// The share of a trusted worker's results that are checked, 0...1.
+        public var spotCheckRate: Double
+        /// Percent of every payment that goes to the verification fund.
+        public var fundSharePercent: Int
+        /// Probation and quarantine thresholds.
+        public var reputation: Reputation.Rules
+        /// Mixed into the spot-check draw, so a worker that knows a job's id cannot tell whether it will be checked. A
+        /// manager picks one at random at start-up; tests pass their own to replay draws.
+        public var seed: UInt64
+
+        public init(
+            spotCheckRate: Double = 0.05, fundSharePercent: Int = CreditRules.defaultFundSharePercent,
+            reputation: Reputation.Rules = Reputation.Rules(), seed: UInt64 = 0
+        ) {
+            self.spotCheckRate = spotCheckRate.isFinite ? min(max(spotCheckRate, 0), 1) : 0
+            self.fundSharePercent = min(max(fundSharePercent, 0), 100)
+            self.reputation = reputation
+            self.seed = seed
+        }
+    }
+
+    /// Why a result is checked.
+    public enum Reason: String, Hashable, Sendable, Codable {
+        /// Its worker is on probation.
+        case probation
+        /// A random spot check of a trusted worker.
+        case spotCheck = "spot-check"
+        /// The submitter asked (`--verify`), and pays for the check run.
+        case requested
+    }
+
+    // MARK: - Selection
+
+    /// Whether the finished run of job `job` on a worker with `reputation` is checked, and why (nil: not checked).
+    ///
+    /// A `--nondeterministic` job is never checked; a `--verify` job always; a worker on probation always; any other
+    /// run at `policy.spotCheckRate`, drawn from a hash of the job id and the policy's seed (the same job and seed
+    /// always draw the same). Probation runs and spot checks are made only while a worker of another owner is online
+    /// to run the check (`checkerOnline`): on a grid of one owner's workers they could never run, and the worker's pay
+    /// would wait in escrow for nothing. A `--verify` job's check waits for one.
+    public static func select(job: JobID, spec: JobSpec, reputation: Reputation, policy: Policy, checkerOnline: Bool = true) -> Reason? {
+        if spec.isNondeterministic { return nil }
+        if spec.wantsVerification { return .requested }
+        guard checkerOnline else { return nil }
+        if reputation.onProbation { return .probation }
+        return spotDraw(job: job, seed: policy.seed) < policy.spotCheckRate ? .spotCheck : nil
+    }
+
+    /// A number in [0, 1) fixed by the job id and the seed, evenly spread over job ids.
+    public static func spotDraw(job: JobID, seed: UInt64) -> Double {
+        var g = SplitMix(seed: seed ^ (UInt64(bitPattern: job) &* 0x9E37_79B9_7F4A_7C15))
+        return Double(g.next() >> 11) / Double(UInt64(1) << 53)
+    }
+
+    // MARK: - Agreement
+
+    /// What is compared of one run: exit code, a hash of its output stream, and each output file's SHA-256.
+    public struct Digest: Hashable, Sendable, Codable {
+        public var exitCode: Int32?
+        public var stdoutSHA256: String
+        /// File name → SHA-256 (hex).
+        public var files: [String: String]
+        public init(exitCode: Int32?, stdoutSHA256: String, files: [String: String]) {
+            self.exitCode = exitCode
+            self.stdoutSHA256 = stdoutSHA256
+            self.files = files
+        }
+    }
+
+    /// Two runs agree when their exit codes, output streams and output files (names and contents) all match.
+    public static func agree(_ a: Digest, _ b: Digest) -> Bool { a == b }
+
+    /// What a set of runs of one job decides.
+    public enum Verdict: Hashable, Sendable {
+        /// Not enough runs yet: run one more, on a worker of an owner none of the runs so far had.
+        case runAnother
+        /// Decided: the runs (by index) whose result stands, and those it contradicts.
+        case decided(agreeing: [Int], contradicted: [Int])
+        /// No result has a majority and no more runs will be made.
+        case inconclusive
+    }
+
+    /// The verdict over `runs` (the first run first, then the checks in order), with at most `maxRuns` runs in all
+    /// (default 3: a disagreement between two goes to a third, which decides by majority).
+    public static func verdict(_ runs: [Digest], maxRuns: Int = 3) -> Verdict {
+        guard runs.count >= 2 else { return .runAnother }
+        // The largest group of agreeing runs (the earliest such group on a tie).
+        var best: [Int] = []
+        for i in runs.indices {
+            let group = runs.indices.filter { agree(runs[$0], runs[i]) }
+            if group.count > best.count { best = group }
+        }
+        if best.count * 2 > runs.count {
+            return .decided(agreeing: best, contradicted: runs.indices.filter { !best.contains($0) })
+        }
+        return runs.count < maxRuns ? .runAnother : .inconclusive
+    }
+
+    // MARK: - Credits
+
+    /// One ledger movement the store writes.
+    public struct Movement: Hashable, Sendable {
+        public var from: LedgerAccount
+        public var to: LedgerAccount
+        public var amount: Int
+        public var reason: String
+        public init(from: LedgerAccount, to: LedgerAccount, amount: Int, reason: String) {
+            self.from = from
+            self.to = to
+            self.amount = amount
+            self.reason = reason
+        }
+    }
+
+    /// How the hold of a run that ended is split (`job` is the run's own job row: the job, or a check run of it).
+    ///
+    /// - `held`: what `hold:job` holds now; `paid`: what the run costs (`CreditRules.settle`); both clamped, so the
+    ///   movements never take more than is held.
+    /// - The fund takes its share of the payment; the rest goes to the worker's owner, or to `escrow:job` while the run
+    ///   is under check.
+    /// - `reserve` (a `--verify` job's second run) moves on to `reserveTo` (the check run's hold).
+    /// - What is left goes back to `payer` (the submitter, or the fund for a check run it paid for).
+    public static func settleRun(
+        job: JobID, held: Int, paid: Int, fundSharePercent: Int, workerOwner: UserID, escrowed: Bool, payer: LedgerAccount,
+        reserve: Int = 0, reserveTo: LedgerAccount? = nil
+    ) -> [Movement] {
+        let held = max(0, held)
+        let paid = min(max(0, paid), held)
+        let share = CreditRules.fundShare(of: paid, percent: fundSharePercent)
+        let reserve = reserveTo == nil ? 0 : min(max(0, reserve), held - paid)
+        let released = held - paid - reserve
+        let earner: LedgerAccount = escrowed ? .escrow(job) : .user(workerOwner)
+        var out: [Movement] = [
+            Movement(from: .hold(job), to: .fund, amount: share, reason: "verification fund share"),
+            Movement(from: .hold(job), to: earner, amount: paid - share, reason: escrowed ? "payment into escrow" : "payment"),
+        ]
+        if let reserveTo { out.append(Movement(from: .hold(job), to: reserveTo, amount: reserve, reason: "check run hold")) }
+        out.append(Movement(from: .hold(job), to: payer, amount: released, reason: "release"))
+        return out.filter { $0.amount > 0 }
+    }
+
+    /// The hold of a check run the fund pays for: the run's full cost, or what the fund has when it has less.
+    public static func fundCheckHold(check: JobID, cost: Int, fundBalance: Int) -> [Movement] {
+        let amount = min(max(0, cost), max(0, fundBalance))
+        return amount > 0 ? [Movement(from: .fund, to: .hold(check), amount: amount, reason: "check run hold")] : []
+    }
+
+    /// A decided run's escrow: released to the worker's owner when its result stands, forfeited to the fund when it
+    /// was contradicted.
+    public static func resolveEscrow(run: JobID, escrowed: Int, workerOwner: UserID, agreed: Bool) -> [Movement] {
+        guard escrowed > 0 else { return [] }
+        return [
+            agreed
+                ? Movement(from: .escrow(run), to: .user(workerOwner), amount: escrowed, reason: "escrow released")
+                : Movement(from: .escrow(run), to: .fund, amount: escrowed, reason: "escrow forfeited")
+        ]
+    }
+}

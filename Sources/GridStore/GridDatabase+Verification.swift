@@ -1,0 +1,229 @@
+import Crypto
+import Foundation
+import GRDB
+import GridCore
+import GridScheduler
+
+extension Verification.Policy {
+    /// No spot checks, no probation, no fund share: only jobs whose submitter asked (`--verify`) are checked.
+    public static let off = Verification.Policy(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 0))
+}
+
+extension GridDatabase {
+    /// What settling a run did besides storing it.
+    public struct Finished: Sendable {
+        /// The job row as it is now (the job, or a check run of it).
+        public var job: JobRecord
+        /// A check run queued by this settlement (for the job itself, or a third run after a disagreement).
+        public var checkQueued: JobID?
+        /// Workers this settlement quarantined, with the reason.
+        public var quarantined: [WorkerID: String] = [:]
+    }
+
+    // MARK: - Reading
+
+    /// A worker's reputation, rebuilt from its decided checks.
+    public func reputation(of worker: WorkerID, rules: Reputation.Rules) async throws -> Reputation {
+        try await writer.read { db in try Self.reputation(db, worker, rules: rules) }
+    }
+
+    /// Quarantined workers and why.
+    public func quarantinedWorkers() async throws -> [WorkerID: String] {
+        try await writer.read { db in
+            var out: [WorkerID: String] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT id, quarantine_reason FROM workers WHERE quarantined = 1") {
+                out[row["id"]] = row["quarantine_reason"] ?? "quarantined"
+            }
+            return out
+        }
+    }
+
+    /// The check runs of a job, oldest first.
+    public func checkRuns(of job: JobID) async throws -> [JobRecord] {
+        try await writer.read { db in try Self.checkRuns(db, job) }
+    }
+
+    /// An admin lifts a worker's quarantine: it takes other users' jobs again, with a fresh window of checks.
+    /// Returns false when the worker is unknown or not quarantined.
+    public func liftQuarantine(_ worker: WorkerID, now: Double) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(
+                sql: "UPDATE workers SET quarantined = 0, quarantine_reason = NULL, quarantine_lifted_at = ? WHERE id = ? AND quarantined = 1",
+                arguments: [now, worker])
+            return db.changesCount > 0
+        }
+    }
+
+    // MARK: - Inside transactions
+
+    static func checkRuns(_ db: Database, _ job: JobID) throws -> [JobRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE check_of = ? ORDER BY id", arguments: [job]).map(JobRecord.init(row:))
+    }
+
+    static func reputation(_ db: Database, _ worker: WorkerID, rules: Reputation.Rules) throws -> Reputation {
+        let row = try Row.fetchOne(db, sql: "SELECT quarantined, quarantine_lifted_at FROM workers WHERE id = ?", arguments: [worker])
+        let quarantined: Bool = row?["quarantined"] ?? false
+        let lifted: Double? = row?["quarantine_lifted_at"]
+        var history: [Reputation.Outcome] = []
+        var window: [Reputation.Outcome] = []
+        for r in try Row.fetchAll(db, sql: "SELECT at, outcome FROM worker_checks WHERE worker_id = ? ORDER BY id", arguments: [worker]) {
+            guard let outcome = Reputation.Outcome(rawValue: r["outcome"]) else { continue }
+            history.append(outcome)
+            if let lifted, (r["at"] as Double) > lifted { window.append(outcome) }
+        }
+        return Reputation(rules: rules, history: history, quarantined: quarantined, window: lifted == nil ? nil : window)
+    }
+
+    /// What a run produced, for comparison: its exit code, the SHA-256 of this attempt's log, each output's SHA-256.
+    static func digest(_ db: Database, _ job: JobID, exitCode: Int32?, outputs: [StoredFile]) throws -> Verification.Digest {
+        let base = try Int64.fetchOne(db, sql: "SELECT log_attempt_base FROM jobs WHERE id = ?", arguments: [job]) ?? 0
+        var hash = SHA256()
+        let rows = try Row.fetchCursor(db, sql: "SELECT data FROM job_logs WHERE job_id = ? AND pos >= ? ORDER BY pos", arguments: [job, base])
+        while let row = try rows.next() { hash.update(data: row["data"] as Data) }
+        var files: [String: String] = [:]
+        for f in outputs { files[f.name] = hex(SHA256.hash(data: f.data)) }
+        return Verification.Digest(exitCode: exitCode, stdoutSHA256: hex(hash.finalize()), files: files)
+    }
+
+    private static func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
+
+    /// Who a run's unspent hold goes back to: the submitter, or the fund for a check run it pays for (a check run whose
+    /// copied spec says `verify` is the submitter's own second run).
+    static func payer(_ job: JobRecord) -> LedgerAccount {
+        job.checkOf == nil || job.spec.wantsVerification ? .user(job.ownerId) : .fund
+    }
+
+    /// Queues a check run of `root`: a job row of its own with the same spec (and so the same seed), script and
+    /// inputs, placed away from `avoidOwners`. Its hold is taken by the caller (the submitter's reserve for `--verify`)
+    /// or here from the fund (`submitterPays` false). To its worker it looks like any other job.
+    static func queueCheck(_ db: Database, root: JobRecord, avoidOwners: Set<UserID>, submitterPays: Bool, now: Double) throws -> JobID {
+        var spec = root.spec
+        spec.verify = submitterPays ? true : nil
+        let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
+        let avoid = String(decoding: try JSONEncoder().encode(avoidOwners.sorted()), as: UTF8.self)
+        try db.execute(
+            sql: """
+                INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, check_of, avoid_owners)
+                VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)
+                """,
+            // It takes its job's place in the queue (its submission time): a check unblocks escrow and reputation, and
+            // would otherwise wait behind every job submitted since. Nothing the worker sees tells it apart.
+            arguments: [root.ownerId, specJSON, root.scriptName, root.submittedAt, root.id, avoid])
+        let id = db.lastInsertedRowID
+        try db.execute(
+            sql: "INSERT INTO job_files (job_id, kind, name, data) SELECT ?, kind, name, data FROM job_files WHERE job_id = ? AND kind = 'input'",
+            arguments: [id, root.id])
+        try event(db, id, .submitted, "check run of job \(root.id)", now)
+        try event(db, id, .pending, nil, now)
+        if !submitterPays {
+            let cost = CreditRules.runCost(root.spec)
+            try apply(db, Verification.fundCheckHold(check: id, cost: cost, fundBalance: try balance(db, .fund)), job: root.id, now: now)
+        }
+        return id
+    }
+
+    /// Sets a check run's `hold` column to what its hold account holds (after its hold was taken).
+    static func recordHold(_ db: Database, _ job: JobID) throws {
+        try db.execute(sql: "UPDATE jobs SET hold = ? WHERE id = ?", arguments: [try balance(db, .hold(job)), job])
+    }
+
+    /// Once every check run of `root` has ended: compares the runs and carries out the verdict (a third run, or
+    /// escrow released or forfeited, reputations recorded, quarantines, the job's result replaced when it was
+    /// contradicted). Returns the check queued and the workers quarantined.
+    static func decide(_ db: Database, root rootId: JobID, policy: Verification.Policy, now: Double) throws -> (JobID?, [WorkerID: String]) {
+        guard let root = try job(db, rootId), root.verification == .unverified else { return (nil, [:]) }
+        let checks = try checkRuns(db, rootId)
+        guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:]) }
+        let runs = [root] + checks
+        let digests = runs.compactMap(\.digest)
+        let verdict: Verification.Verdict = digests.count == runs.count ? Verification.verdict(digests) : .inconclusive
+        switch verdict {
+        case .runAnother:
+            var owners: Set<UserID> = []
+            for r in runs { if let o = try workerOwner(db, r.workerId) { owners.insert(o) } }
+            let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: false, now: now)
+            try recordHold(db, id)
+            try event(db, root.id, root.state, "verification: the runs disagree; a third run (job \(id)) decides", now)
+            return (id, [:])
+        case .inconclusive:
+            for r in runs { try resolve(db, r, agreed: true, now: now) }
+            try db.execute(sql: "UPDATE jobs SET verification = 'inconclusive' WHERE id = ?", arguments: [root.id])
+            try event(db, root.id, root.state, "verification inconclusive: the runs could not be compared to a decision", now)
+            return (nil, [:])
+        case .decided(let agreeing, let contradicted):
+            var quarantined: [WorkerID: String] = [:]
+            for i in runs.indices {
+                let agreed = agreeing.contains(i)
+                try resolve(db, runs[i], agreed: agreed, now: now)
+                guard let worker = runs[i].workerId else { continue }
+                var reputation = try reputation(db, worker, rules: policy.reputation)
+                let actions = reputation.record(agreed ? .agreed : .contradicted)
+                try db.execute(
+                    sql: "INSERT INTO worker_checks (worker_id, job_id, at, outcome) VALUES (?, ?, ?, ?)",
+                    arguments: [worker, runs[i].id, now, agreed ? "agreed" : "contradicted"])
+                for case .quarantine(let reason) in actions {
+                    try db.execute(
+                        sql: "UPDATE workers SET quarantined = 1, quarantine_reason = ? WHERE id = ?", arguments: [reason, worker])
+                    quarantined[worker] = reason
+                }
+            }
+            let names = try agreeing.filter { $0 != 0 }.map { try workerName(db, runs[$0].workerId) }
+            if agreeing.contains(0) {
+                let by = String(decoding: try JSONEncoder().encode(names), as: UTF8.self)
+                try db.execute(sql: "UPDATE jobs SET verification = 'verified', verified_by = ? WHERE id = ?", arguments: [by, root.id])
+                try event(db, root.id, root.state, "verified by worker \(names.joined(separator: ", "))", now)
+            } else {
+                let winner = runs[agreeing[0]]
+                try replaceResult(db, root: root, with: winner, now: now)
+                try db.execute(
+                    sql: "UPDATE jobs SET verification = 'contradicted', rerun_on = ? WHERE id = ?", arguments: [names.first, root.id])
+                let losers = try contradicted.map { try workerName(db, runs[$0].workerId) }
+                try event(
+                    db, root.id, winner.state,
+                    "contradicted → rerun on \(names.first ?? "another worker"); the result of worker \(losers.joined(separator: ", ")) was replaced",
+                    now)
+            }
+            return (nil, quarantined)
+        }
+    }
+
+    /// A decided run's escrow: to its worker's owner when its result stands, else to the fund.
+    private static func resolve(_ db: Database, _ run: JobRecord, agreed: Bool, now: Double) throws {
+        let held = try balance(db, .escrow(run.id))
+        guard held > 0 else { return }
+        guard let owner = try workerOwner(db, run.workerId) else {
+            try apply(db, Verification.resolveEscrow(run: run.id, escrowed: held, workerOwner: 0, agreed: false), job: run.checkOf ?? run.id, now: now)
+            return
+        }
+        try apply(db, Verification.resolveEscrow(run: run.id, escrowed: held, workerOwner: owner, agreed: agreed), job: run.checkOf ?? run.id, now: now)
+    }
+
+    /// A contradicted job takes the result of the run that won: its outputs, exit code and state; its log gets the
+    /// winner's log after a note.
+    private static func replaceResult(_ db: Database, root: JobRecord, with winner: JobRecord, now: Double) throws {
+        try db.execute(sql: "DELETE FROM job_files WHERE job_id = ? AND kind = 'output'", arguments: [root.id])
+        try db.execute(
+            sql: "INSERT INTO job_files (job_id, kind, name, data) SELECT ?, kind, name, data FROM job_files WHERE job_id = ? AND kind = 'output'",
+            arguments: [root.id, winner.id])
+        try db.execute(
+            sql: "UPDATE jobs SET state = ?, exit_code = ? WHERE id = ?",
+            arguments: [winner.state.rawValue, winner.exitCode.map { Int64($0) }, root.id])
+        let base = try Int64.fetchOne(db, sql: "SELECT log_attempt_base FROM jobs WHERE id = ?", arguments: [winner.id]) ?? 0
+        var log = Data("\n--- verification: this result was contradicted; the output of the agreeing run on worker \(try workerName(db, winner.workerId)) follows ---\n".utf8)
+        for row in try Row.fetchAll(db, sql: "SELECT data FROM job_logs WHERE job_id = ? AND pos >= ? ORDER BY pos", arguments: [winner.id, base]) {
+            log.append(row["data"] as Data)
+        }
+        let total = try Int64.fetchOne(db, sql: "SELECT log_total FROM jobs WHERE id = ?", arguments: [root.id]) ?? 0
+        try appendLog(db, root.id, log, total: total)
+    }
+
+    static func workerOwner(_ db: Database, _ worker: WorkerID?) throws -> UserID? {
+        guard let worker else { return nil }
+        return try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [worker])
+    }
+
+    static func workerName(_ db: Database, _ worker: WorkerID?) throws -> String {
+        guard let worker else { return "?" }
+        return try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [worker]) ?? worker
+    }
+}

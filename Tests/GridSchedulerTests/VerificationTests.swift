@@ -1,0 +1,250 @@
+import GridCore
+import GridScheduler
+import Testing
+
+private func digest(_ exit: Int32? = 0, out: String = "aa", files: [String: String] = ["result.txt": "11"]) -> Verification.Digest {
+    Verification.Digest(exitCode: exit, stdoutSHA256: out, files: files)
+}
+
+private func trusted(_ rules: Reputation.Rules = Reputation.Rules()) -> Reputation {
+    var r = Reputation(rules: rules)
+    for _ in 0..<rules.probationResults { _ = r.record(.agreed) }
+    return r
+}
+
+@Suite("Verification")
+struct VerificationTests {
+    // MARK: Selection
+
+    @Test func aWorkerOnProbationIsAlwaysChecked() {
+        let policy = Verification.Policy(spotCheckRate: 0, seed: 1)
+        for id in JobID(1)...50 {
+            #expect(Verification.select(job: id, spec: JobSpec(name: "j"), reputation: Reputation(), policy: policy) == .probation)
+        }
+    }
+
+    @Test func aSubmitterWhoAsksIsAlwaysCheckedEvenOnATrustedWorker() {
+        let policy = Verification.Policy(spotCheckRate: 0, seed: 1)
+        let spec = JobSpec(name: "j", verify: true)
+        for id in JobID(1)...50 { #expect(Verification.select(job: id, spec: spec, reputation: trusted(), policy: policy) == .requested) }
+    }
+
+    @Test func probationAndSpotChecksWaitForAWorkerOfAnotherOwnerButARequestedCheckDoesNot() {
+        let policy = Verification.Policy(spotCheckRate: 1, seed: 1)
+        #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: Reputation(), policy: policy, checkerOnline: false) == nil)
+        #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: trusted(), policy: policy, checkerOnline: false) == nil)
+        #expect(
+            Verification.select(job: 1, spec: JobSpec(name: "j", verify: true), reputation: trusted(), policy: policy, checkerOnline: false)
+                == .requested)
+    }
+
+    @Test func aNondeterministicJobIsNeverCheckedNotEvenOnProbation() {
+        let policy = Verification.Policy(spotCheckRate: 1, seed: 1)
+        let spec = JobSpec(name: "j", nondeterministic: true)
+        for id in JobID(1)...50 {
+            #expect(Verification.select(job: id, spec: spec, reputation: Reputation(), policy: policy) == nil)
+            #expect(Verification.select(job: id, spec: spec, reputation: trusted(), policy: policy) == nil)
+        }
+    }
+
+    @Test func aTrustedWorkerIsSpotCheckedAtAboutTheRateOver200Jobs() {
+        // 200 jobs at 5%: 10 expected, with a binomial standard deviation of about 3.1; the tolerance is 4 of them
+        // (10 ± 12), and the draw is fixed per seed, so this never flakes.
+        for seed in UInt64(0)..<20 {
+            let policy = Verification.Policy(spotCheckRate: 0.05, seed: seed)
+            let checked = (JobID(1)...200).filter {
+                Verification.select(job: $0, spec: JobSpec(name: "j"), reputation: trusted(), policy: policy) == .spotCheck
+            }.count
+            #expect(abs(checked - 10) <= 12, "seed \(seed): \(checked) of 200 checked")
+        }
+        // Over many jobs the rate is close.
+        let policy = Verification.Policy(spotCheckRate: 0.05, seed: 42)
+        let checked = (JobID(1)...100_000).filter { Verification.spotDraw(job: $0, seed: policy.seed) < 0.05 }.count
+        #expect((4_700...5_300).contains(checked))
+    }
+
+    @Test func theSpotCheckDrawIsFixedByJobAndSeedAndChangesWithTheSeed() {
+        #expect(Verification.spotDraw(job: 7, seed: 3) == Verification.spotDraw(job: 7, seed: 3))
+        let a = (JobID(1)...64).map { Verification.spotDraw(job: $0, seed: 1) < 0.5 }
+        let b = (JobID(1)...64).map { Verification.spotDraw(job: $0, seed: 2) < 0.5 }
+        #expect(a != b)
+        for id in JobID(-5)...5 { #expect((0..<1).contains(Verification.spotDraw(job: id, seed: .max))) }
+    }
+
+    @Test func ratesOutsideZeroToOneAreClamped() {
+        #expect(Verification.Policy(spotCheckRate: 7).spotCheckRate == 1)
+        #expect(Verification.Policy(spotCheckRate: -1).spotCheckRate == 0)
+        #expect(Verification.Policy(spotCheckRate: .nan).spotCheckRate == 0)
+        #expect(Verification.Policy(fundSharePercent: 500).fundSharePercent == 100)
+        let never = Verification.Policy(spotCheckRate: 0, seed: 9)
+        #expect((JobID(1)...500).allSatisfy { Verification.select(job: $0, spec: JobSpec(name: "j"), reputation: trusted(), policy: never) == nil })
+        let always = Verification.Policy(spotCheckRate: 1, seed: 9)
+        #expect((JobID(1)...500).allSatisfy { Verification.select(job: $0, spec: JobSpec(name: "j"), reputation: trusted(), policy: always) == .spotCheck })
+    }
+
+    // MARK: Agreement
+
+    @Test func runsAgreeOnlyWhenExitCodeStdoutAndEveryFileMatch() {
+        #expect(Verification.agree(digest(), digest()))
+        #expect(!Verification.agree(digest(0), digest(1)))
+        #expect(!Verification.agree(digest(0), digest(nil)))
+        #expect(!Verification.agree(digest(out: "aa"), digest(out: "bb")))
+        #expect(!Verification.agree(digest(files: ["result.txt": "11"]), digest(files: ["result.txt": "22"])))
+        #expect(!Verification.agree(digest(files: ["result.txt": "11"]), digest(files: ["result.txt": "11", "extra": "00"])))
+        #expect(!Verification.agree(digest(files: ["a": "11"]), digest(files: ["b": "11"])))
+    }
+
+    @Test func twoAgreeingRunsDecideForBoth() {
+        #expect(Verification.verdict([digest(), digest()]) == .decided(agreeing: [0, 1], contradicted: []))
+    }
+
+    @Test func oneRunDecidesNothing() {
+        #expect(Verification.verdict([digest()]) == .runAnother)
+        #expect(Verification.verdict([]) == .runAnother)
+    }
+
+    @Test func aDisagreementGoesToAThirdRun() {
+        #expect(Verification.verdict([digest(out: "forged"), digest()]) == .runAnother)
+    }
+
+    @Test func theThirdRunDecidesByMajority() {
+        #expect(Verification.verdict([digest(out: "forged"), digest(), digest()]) == .decided(agreeing: [1, 2], contradicted: [0]))
+        #expect(Verification.verdict([digest(), digest(out: "forged"), digest()]) == .decided(agreeing: [0, 2], contradicted: [1]))
+    }
+
+    @Test func threeDifferentResultsAreInconclusive() {
+        #expect(Verification.verdict([digest(out: "a"), digest(out: "b"), digest(out: "c")]) == .inconclusive)
+    }
+
+    // MARK: Credits
+
+    private func net(_ moves: [Verification.Movement], _ account: LedgerAccount) -> Int {
+        moves.reduce(0) { $0 + ($1.to == account ? $1.amount : 0) - ($1.from == account ? $1.amount : 0) }
+    }
+
+    @Test func aRunUnderCheckIsPaidIntoEscrowLessTheFundsShare() {
+        let moves = Verification.settleRun(job: 4, held: 20, paid: 13, fundSharePercent: 5, workerOwner: 2, escrowed: true, payer: .user(1))
+        #expect(net(moves, .fund) == 1)  // 5% of 13, rounded up
+        #expect(net(moves, .escrow(4)) == 12)
+        #expect(net(moves, .user(2)) == 0)
+        #expect(net(moves, .user(1)) == 7)
+        #expect(net(moves, .hold(4)) == -20)
+    }
+
+    @Test func aRunNotUnderCheckPaysTheOwnerLessTheFundsShare() {
+        let moves = Verification.settleRun(job: 4, held: 20, paid: 13, fundSharePercent: 5, workerOwner: 2, escrowed: false, payer: .user(1))
+        #expect(net(moves, .user(2)) == 12)
+        #expect(net(moves, .fund) == 1)
+        #expect(net(moves, .escrow(4)) == 0)
+    }
+
+    @Test func aVerifiedJobsReserveMovesToTheCheckRunsHold() {
+        let moves = Verification.settleRun(
+            job: 4, held: 40, paid: 13, fundSharePercent: 5, workerOwner: 2, escrowed: true, payer: .user(1), reserve: 20, reserveTo: .hold(9))
+        #expect(net(moves, .hold(9)) == 20)
+        #expect(net(moves, .user(1)) == 7)
+        #expect(net(moves, .hold(4)) == -40)
+    }
+
+    @Test func settlingNeverMovesMoreThanIsHeldWhateverTheInputs() {
+        for (held, paid, reserve) in [(0, 13, 5), (5, 13, 20), (20, -3, 0), (20, .max, .max), (.max, .max, .max), (-4, 2, 2)] {
+            let moves = Verification.settleRun(
+                job: 1, held: held, paid: paid, fundSharePercent: 5, workerOwner: 2, escrowed: true, payer: .user(1), reserve: reserve,
+                reserveTo: .hold(2))
+            #expect(moves.allSatisfy { $0.amount > 0 && $0.from == .hold(1) })
+            #expect(moves.reduce(0) { $0 + $1.amount } == max(0, held))
+        }
+    }
+
+    @Test func aFundPaidCheckHoldsNoMoreThanTheFundHas() {
+        #expect(Verification.fundCheckHold(check: 3, cost: 20, fundBalance: 50) == [.init(from: .fund, to: .hold(3), amount: 20, reason: "check run hold")])
+        #expect(Verification.fundCheckHold(check: 3, cost: 20, fundBalance: 6).first?.amount == 6)
+        #expect(Verification.fundCheckHold(check: 3, cost: 20, fundBalance: 0).isEmpty)
+        #expect(Verification.fundCheckHold(check: 3, cost: 20, fundBalance: -8).isEmpty)
+    }
+
+    @Test func escrowIsReleasedOnAgreementAndForfeitedOnContradiction() {
+        #expect(Verification.resolveEscrow(run: 5, escrowed: 12, workerOwner: 2, agreed: true) == [
+            .init(from: .escrow(5), to: .user(2), amount: 12, reason: "escrow released")
+        ])
+        #expect(Verification.resolveEscrow(run: 5, escrowed: 12, workerOwner: 2, agreed: false) == [
+            .init(from: .escrow(5), to: .fund, amount: 12, reason: "escrow forfeited")
+        ])
+        #expect(Verification.resolveEscrow(run: 5, escrowed: 0, workerOwner: 2, agreed: false).isEmpty)
+    }
+}
+
+@Suite("Reputation")
+struct ReputationTests {
+    @Test func aNewWorkerIsOnProbationUntilFiveAgreeingResults() {
+        var r = Reputation()
+        for _ in 0..<4 {
+            #expect(r.onProbation)
+            #expect(r.record(.agreed) == [])
+        }
+        #expect(r.onProbation)
+        #expect(r.record(.agreed) == [.leftProbation])
+        #expect(!r.onProbation)
+        #expect(r.verified == 5)
+    }
+
+    @Test func aContradictionDoesNotCountTowardsProbation() {
+        var r = Reputation()
+        for _ in 0..<4 { _ = r.record(.agreed) }
+        _ = r.record(.contradicted)
+        #expect(r.onProbation)
+        #expect(r.contradicted == 1)
+    }
+
+    @Test func twoContradictionsInTheLastTwentyChecksQuarantine() {
+        var r = Reputation()
+        #expect(r.record(.contradicted) == [])
+        #expect(!r.quarantined)
+        let actions = r.record(.contradicted)
+        #expect(r.quarantined)
+        guard case .quarantine(let reason)? = actions.first else {
+            Issue.record("expected a quarantine, got \(actions)")
+            return
+        }
+        #expect(reason.contains("contradicted 2 times"))
+        // Already quarantined: no second action.
+        #expect(r.record(.contradicted) == [])
+    }
+
+    @Test func contradictionsTwentyChecksApartDoNotQuarantine() {
+        var r = Reputation()
+        _ = r.record(.contradicted)
+        for _ in 0..<19 { _ = r.record(.agreed) }
+        #expect(r.recent.count == 20)
+        #expect(r.record(.contradicted) == [])  // the first one left the window
+        #expect(!r.quarantined)
+        #expect(r.recentContradictions == 1)
+    }
+
+    @Test func liftingClearsTheWindowButKeepsTheTotals() {
+        var r = Reputation()
+        _ = r.record(.contradicted)
+        _ = r.record(.contradicted)
+        r.lift()
+        #expect(!r.quarantined)
+        #expect(r.contradicted == 2)
+        #expect(r.record(.contradicted) == [])
+        #expect(!r.quarantined)
+    }
+
+    @Test func aRecordRebuiltFromItsHistoryMatchesOneBuiltEventByEvent() {
+        let history: [Reputation.Outcome] = [.agreed, .agreed, .contradicted, .agreed, .agreed, .agreed, .agreed]
+        var live = Reputation()
+        for o in history { _ = live.record(o) }
+        let rebuilt = Reputation(history: history, quarantined: false)
+        #expect(rebuilt == live)
+        #expect(!rebuilt.onProbation)
+    }
+
+    @Test func countsSaturateInsteadOfTrapping() {
+        var r = Reputation(rules: .init(probationResults: -3, window: 0, quarantineAfter: 0))
+        #expect(!r.onProbation)
+        #expect(r.record(.agreed) == [])
+        #expect(r.recent.count == 1)
+    }
+}

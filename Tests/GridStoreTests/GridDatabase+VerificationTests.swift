@@ -1,0 +1,279 @@
+import Foundation
+import GridCore
+import GridStore
+import Testing
+
+// `Placement.Assignment` has no public initializer: plans normally come from `Placement.plan`.
+@testable import GridScheduler
+
+/// Ada submits; Bob (w1), Carol (w3) and Dave (w4) own one worker each. Every run takes 30 s: it pays 13 + 1 = 14 of
+/// the 23 held.
+private struct VerifyGrid {
+    let db: GridDatabase
+    let ada: UserRecord
+    let bob: UserRecord
+    let carol: UserRecord
+    let dave: UserRecord
+
+    static let spec = JobSpec(name: "fit", cpus: 2, ramGb: 4, gpus: 0, minutes: 10)
+    static let paid = 14
+    static let adaCredits = 10_000
+    static let hold = 23
+    /// Probation (5 agreeing results), no spot checks, the fund takes 5%.
+    static let policy = Verification.Policy(spotCheckRate: 0, fundSharePercent: 5, seed: 1)
+
+    init(db: GridDatabase? = nil) async throws {
+        self.db = try db ?? GridDatabase.inMemory()
+        ada = try await self.db.createUser(username: "ada", passwordHash: "h", startingCredits: VerifyGrid.adaCredits, now: 0)
+        bob = try await self.db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
+        carol = try await self.db.createUser(username: "carol", passwordHash: "h", startingCredits: 100, now: 0)
+        dave = try await self.db.createUser(username: "dave", passwordHash: "h", startingCredits: 100, now: 0)
+        for (id, owner) in [("w1", bob.id), ("w3", carol.id), ("w4", dave.id), ("wa", ada.id)] {
+            try await self.db.registerWorker(
+                GridDatabase.WorkerRegistration(
+                    id: id, name: "pc-\(id)", ownerId: owner, resources: Resources(cpus: 8, ramGb: 16), gpuNames: [], tier: .bwrap,
+                    slots: 4, host: nil, port: nil, webPort: nil),
+                now: 0)
+        }
+    }
+
+    func submit(_ spec: JobSpec = VerifyGrid.spec) async throws -> JobRecord {
+        try await db.submitJob(owner: ada.id, spec: spec, script: StoredFile(name: "main.py", data: Data("print(42)".utf8)), inputs: [], now: 1)
+    }
+
+    /// Starts `job` on `worker`, which prints `output` and writes it to out.txt, and settles the run.
+    @discardableResult
+    func run(
+        _ job: JobID, on worker: WorkerID, output: String, policy: Verification.Policy = VerifyGrid.policy, now: Double = 10
+    ) async throws -> GridDatabase.Finished {
+        let started = try #require(try await db.apply([Placement.Assignment(job: job, worker: worker)], now: now).first)
+        try await db.appendLog(started.ref, offset: 0, data: Data("\(output)\n".utf8))
+        let result = GridDatabase.RunResult(state: .completed, exitCode: 0, runtimeMs: 30_000, peakMemoryKb: 0, cpuSeconds: 1, reason: nil)
+        return try #require(
+            try await db.finishRun(
+                started.ref, worker: worker, result: result, outputs: [StoredFile(name: "out.txt", data: Data(output.utf8))],
+                verification: policy, now: now + 1))
+    }
+
+    /// Gives the fund credits: jobs run on Carol's worker with the whole payment going to the fund and no checks.
+    func seedFund(jobs: Int = 3) async throws {
+        let seeding = Verification.Policy(spotCheckRate: 0, fundSharePercent: 100, reputation: .init(probationResults: 0))
+        for _ in 0..<jobs { try await run(try await submit().id, on: "w3", output: "seed", policy: seeding, now: 2) }
+    }
+
+    func balance(_ a: LedgerAccount) async throws -> Int { try await db.balance(of: a) }
+
+    func expectLedgerOK(_ comment: Comment? = nil) async throws {
+        let check = try await db.checkLedger()
+        #expect(check.ok, comment)
+        #expect(check.minted == check.held)
+        #expect(check.held >= check.holds + check.escrow + check.fund)
+    }
+}
+
+@Suite("GridDatabase.Verification")
+struct GridDatabaseVerificationTests {
+    @Test func aRunOnAWorkerOnProbationIsPaidIntoEscrowAndCheckedOnAnotherOwnersWorker() async throws {
+        let g = try await VerifyGrid()
+        try await g.seedFund()
+        let fundBefore = try await g.balance(.fund)
+        let job = try await g.submit()
+        let first = try await g.run(job.id, on: "w1", output: "42")
+        #expect(first.job.state == .completed)
+        #expect(first.job.verification == .unverified)
+        #expect(first.job.verificationReason == .probation)
+        let check = try #require(first.checkQueued)
+        #expect(try await g.balance(.escrow(job.id)) == VerifyGrid.paid - 1)  // 5% of 14, rounded up, went to the fund
+        #expect(try await g.balance(.user(g.bob.id)) == 100)
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)  // the fund pays for the probation run
+        #expect(try await g.balance(.fund) == fundBefore + 1 - VerifyGrid.hold)
+        // The check run is queued away from Bob and is not one of Ada's listed jobs.
+        let queued = try #require(try await g.db.queuedJobs().first { $0.id == check })
+        #expect(queued.avoidOwners == [g.bob.id])
+        #expect(try await g.db.jobs(owner: g.ada.id).allSatisfy { $0.checkOf == nil })
+        try await g.expectLedgerOK()
+
+        let second = try await g.run(check, on: "w3", output: "42", now: 20)
+        #expect(second.quarantined.isEmpty)
+        let verified = try #require(try await g.db.job(id: job.id))
+        #expect(verified.verification == .verified)
+        #expect(verified.verifiedBy == ["pc-w3"])
+        #expect(verified.verificationStatus?.label == "verified by worker pc-w3")
+        #expect(try await g.balance(.escrow(job.id)) == 0)
+        #expect(try await g.balance(.escrow(check)) == 0)
+        #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
+        #expect(try await g.db.reputation(of: "w1", rules: .init()).verified == 1)
+        #expect(try await g.db.reputation(of: "w3", rules: .init()).verified == 1)
+        try await g.expectLedgerOK()
+    }
+
+    @Test func aDisagreementGoesToAThirdOwnerAndTheMajorityReplacesAForgedResult() async throws {
+        let g = try await VerifyGrid()
+        try await g.seedFund(jobs: 5)
+        let job = try await g.submit()
+        let first = try await g.run(job.id, on: "w1", output: "forged")
+        let check = try #require(first.checkQueued)
+        let second = try await g.run(check, on: "w3", output: "42", now: 20)
+        let third = try #require(second.checkQueued)
+        #expect(try await g.db.job(id: job.id)?.verification == .unverified)
+        let queued = try #require(try await g.db.queuedJobs().first { $0.id == third })
+        #expect(queued.avoidOwners == [g.bob.id, g.carol.id])
+        try await g.expectLedgerOK()
+
+        let escrowed = try await g.balance(.escrow(job.id))
+        let fundBefore = try await g.balance(.fund)
+        let decided = try await g.run(third, on: "w4", output: "42", now: 30)
+        #expect(decided.quarantined.isEmpty)  // one contradiction is not enough
+        let final = try #require(try await g.db.job(id: job.id))
+        #expect(final.verification == .contradicted)
+        #expect(final.rerunOn == "pc-w3")
+        #expect(final.verificationStatus?.label == "contradicted → rerun on pc-w3")
+        #expect(try await g.db.output(of: job.id, name: "out.txt") == Data("42".utf8))
+        let log = String(decoding: try await g.db.log(of: job.id, from: 0).data, as: UTF8.self)
+        #expect(log.hasSuffix("42\n"))
+        // Bob's escrow went to the fund; Carol's and Dave's were released.
+        #expect(try await g.balance(.escrow(job.id)) == 0)
+        #expect(try await g.balance(.user(g.bob.id)) == 100)
+        #expect(try await g.balance(.fund) >= fundBefore + escrowed)
+        #expect(try await g.balance(.escrow(check)) == 0)
+        #expect(try await g.balance(.escrow(third)) == 0)
+        let bob = try await g.db.reputation(of: "w1", rules: .init())
+        #expect(bob.contradicted == 1)
+        #expect(try await g.db.reputation(of: "w4", rules: .init()).verified == 1)
+        try await g.expectLedgerOK()
+    }
+
+    @Test func aWorkerContradictedTwiceIsQuarantinedUntilAnAdminLiftsIt() async throws {
+        let g = try await VerifyGrid()
+        try await g.seedFund(jobs: 12)
+        var quarantined: [WorkerID: String] = [:]
+        for round in 0..<2 {
+            let t = Double(100 * round)
+            let job = try await g.submit()
+            let check = try #require(try await g.run(job.id, on: "w1", output: "forged", now: t + 10).checkQueued)
+            let third = try #require(try await g.run(check, on: "w3", output: "42", now: t + 20).checkQueued)
+            quarantined = try await g.run(third, on: "w4", output: "42", now: t + 30).quarantined
+            #expect(quarantined.isEmpty == (round == 0))
+        }
+        #expect(quarantined["w1"]?.contains("contradicted 2 times") == true)
+        #expect(try await g.db.quarantinedWorkers().keys.sorted() == ["w1"])
+        let listed = try #require(try await g.db.workers().first { $0.id == "w1" })
+        #expect(listed.quarantined)
+        #expect(listed.contradicted == 2)
+        #expect(try await g.db.liftQuarantine("w1", now: 1_000))
+        #expect(try await g.db.quarantinedWorkers().isEmpty)
+        #expect(try await !g.db.liftQuarantine("w1", now: 1_001))
+        // A lifted worker starts a fresh window: one more contradiction does not put it straight back.
+        let rep = try await g.db.reputation(of: "w1", rules: .init())
+        #expect(!rep.quarantined)
+        #expect(rep.recentContradictions == 0)
+        try await g.expectLedgerOK()
+    }
+
+    @Test func aVerifiedJobHoldsTwoRunsAndTheSubmitterPaysForTheCheck() async throws {
+        let g = try await VerifyGrid()
+        var spec = VerifyGrid.spec
+        spec.verify = true
+        let job = try await g.submit(spec)
+        #expect(job.hold == 2 * VerifyGrid.hold)
+        #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - 2 * VerifyGrid.hold)
+        let fundBefore = try await g.balance(.fund)
+        // Even on a trusted worker past probation, and on the submitter's own worker.
+        let trusted = Verification.Policy(spotCheckRate: 0, fundSharePercent: 5, reputation: .init(probationResults: 0), seed: 1)
+        let first = try await g.run(job.id, on: "wa", output: "42", policy: trusted)
+        #expect(first.job.verificationReason == .requested)
+        let check = try #require(first.checkQueued)
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)  // from Ada's reserve, not the fund
+        #expect(try await g.balance(.fund) == fundBefore + 1)
+        #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - VerifyGrid.hold - VerifyGrid.paid)
+        try await g.run(check, on: "w3", output: "42", policy: trusted, now: 20)
+        #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        // Ada paid two runs; Carol's run was paid from Ada's reserve, released to Carol on agreement.
+        #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - 2 * VerifyGrid.paid + VerifyGrid.paid - 1)
+        #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 1)
+        try await g.expectLedgerOK()
+    }
+
+    @Test func nondeterministicJobsAndRunsOnTheSubmittersOwnWorkerAreNotChecked() async throws {
+        let g = try await VerifyGrid()
+        var spec = VerifyGrid.spec
+        spec.nondeterministic = true
+        let nondeterministic = try await g.run(try await g.submit(spec).id, on: "w1", output: "7")
+        #expect(nondeterministic.checkQueued == nil)
+        #expect(nondeterministic.job.verification == nil)
+        #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
+        let own = try await g.run(try await g.submit().id, on: "wa", output: "7")
+        #expect(own.checkQueued == nil)
+        try await g.expectLedgerOK()
+    }
+
+    @Test func aCheckRunThatCannotFinishLeavesTheJobInconclusiveAndReleasesItsEscrow() async throws {
+        let g = try await VerifyGrid()
+        try await g.seedFund()
+        let job = try await g.submit()
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
+        let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 20).first)
+        let ended = try await g.db.requeue(
+            started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(maxLosses: 1), now: 21)
+        #expect(ended?.state == .failed)
+        #expect(try await g.db.job(id: job.id)?.verification == .inconclusive)
+        #expect(try await g.balance(.escrow(job.id)) == 0)
+        #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
+        #expect(try await g.balance(.hold(check)) == 0)
+        try await g.expectLedgerOK()
+    }
+
+    @Test func aCheckInProgressSurvivesReopeningTheDatabase() async throws {
+        let path = NSTemporaryDirectory() + "verify-\(UUID().uuidString).sqlite"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let g = try await VerifyGrid(db: try GridDatabase.open(path: path))
+        try await g.seedFund()
+        let job = try await g.submit()
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
+        // The manager restarts: a fresh database handle on the same file.
+        let reopened = try GridDatabase.open(path: path)
+        #expect(try await reopened.checkLedger().ok)
+        #expect(try await reopened.queuedJobs().contains { $0.id == check })
+        let started = try #require(try await reopened.apply([Placement.Assignment(job: check, worker: "w3")], now: 20).first)
+        try await reopened.appendLog(started.ref, offset: 0, data: Data("42\n".utf8))
+        _ = try await reopened.finishRun(
+            started.ref, worker: "w3",
+            result: .init(state: .completed, exitCode: 0, runtimeMs: 30_000, peakMemoryKb: 0, cpuSeconds: 1, reason: nil),
+            outputs: [StoredFile(name: "out.txt", data: Data("42".utf8))], verification: VerifyGrid.policy, now: 21)
+        #expect(try await reopened.job(id: job.id)?.verification == .verified)
+        let check2 = try await reopened.checkLedger()
+        #expect(check2.ok)
+        #expect(check2.escrow == 0)
+    }
+}
+
+extension GridDatabaseVerificationTests {
+    @Test func anHonestWorkerPassesProbationAndIsThenSpotCheckedAtAboutTheRate() async throws {
+        let g = try await VerifyGrid()
+        try await g.seedFund(jobs: 20)
+        let policy = Verification.Policy(spotCheckRate: 0.05, fundSharePercent: 5, seed: 2026)
+        // Probation: every result is checked until five agreed.
+        for _ in 0..<5 {
+            let job = try await g.submit()
+            let check = try #require(try await g.run(job.id, on: "w1", output: "ok", policy: policy).checkQueued)
+            #expect(try await g.db.job(id: job.id)?.verificationReason == .probation)
+            try await g.run(check, on: "w3", output: "ok", policy: policy, now: 20)
+        }
+        #expect(try await !g.db.reputation(of: "w1", rules: policy.reputation).onProbation)
+        // Then 200 jobs: 10 checks expected at 5%; 2...20 holds for any seed with probability above 99%, and this seed
+        // is fixed, so the count is too.
+        var checked = 0
+        for _ in 0..<200 {
+            let job = try await g.submit()
+            let finished = try await g.run(job.id, on: "w1", output: "ok", policy: policy)
+            if let check = finished.checkQueued {
+                #expect(finished.job.verificationReason == .spotCheck)
+                checked += 1
+                try await g.run(check, on: "w4", output: "ok", policy: policy, now: 20)
+            }
+        }
+        #expect((2...20).contains(checked), "\(checked) of 200 spot-checked")
+        #expect(try await g.db.reputation(of: "w1", rules: policy.reputation).verified == 5 + checked)
+        try await g.expectLedgerOK()
+    }
+}
