@@ -23,7 +23,7 @@ struct RootlessWorkerTests {
         defer { grid.shutdown() }
         let suite = try HostileSuite(grid: grid, account: user, workerLauncher: ["/usr/sbin/runuser", "-u", TestAccount.name, "--"])
         suite.webPort = Int.random(in: 20_000...40_000)
-        try suite.run()
+        try await onThread { try suite.run() }
         // The status page and the dashboard's workers page show the tier and why the stronger ones were skipped.
         let page = String(decoding: try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(suite.webPort!)/")!).0, as: UTF8.self)
         #expect(page.contains("bwrap, rootless, rlimits") && page.contains("Stronger tiers skipped") && page.contains("need root"), "\(page)")
@@ -46,7 +46,7 @@ struct RootlessWorkerTests {
         grid.launcher = ["/usr/sbin/ip", "netns", "exec", name]
         let suite = try HostileSuite(
             grid: grid, account: user, workerLauncher: grid.launcher + ["/usr/sbin/runuser", "-u", TestAccount.name, "--"])
-        try suite.run()
+        try await onThread { try suite.run() }
         #expect(suite.workerLog.contains("/sys/fs/cgroup is empty"), "\(suite.workerLog.suffix(3000))")
         #expect(suite.workerLog.contains("bwrap, rootless, rlimits"))
     }
@@ -63,7 +63,7 @@ struct RootlessWorkerTests {
         grid.launcher = ["/usr/sbin/ip", "netns", "exec", name]
         let suite = try HostileSuite(grid: grid, account: user, workerLauncher: grid.launcher)
         suite.workerIsRoot = true
-        try suite.run()
+        try await onThread { try suite.run() }
         #expect(suite.workerLog.contains("/sys/fs/cgroup is empty"), "\(suite.workerLog.suffix(3000))")
         #expect(suite.workerLog.contains("sandbox: bwrap, rlimits") && suite.workerLog.contains("RLIMIT_NPROC does not bind"))
     }
@@ -94,7 +94,7 @@ struct RootlessWorkerTests {
         suite.expectedLabel = "rootless"
         // On cgroup v1 a rootless engine ignores resource limits (the label says so): only the isolation is checked.
         suite.only = ["net", "home", "write", "uid", "fds"]
-        try suite.run()
+        try await onThread { try suite.run() }
         #expect(suite.workerLog.contains("starting `podman system service`"), "\(suite.workerLog.suffix(3000))")
     }
 }

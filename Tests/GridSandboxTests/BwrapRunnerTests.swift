@@ -98,14 +98,14 @@ struct BwrapRunnerTests {
     }
 
     @Test func numpyImportsInsideTheSandbox() async throws {
-        let h = try SandboxHarness(.bwrap)
+        let h = try await SandboxHarness.make(.bwrap)
         let r = try await h.run("import numpy, os\nprint('NUMPY', numpy.__version__, os.getuid(), os.getcwd())")
         #expect(r.report.outcome == .completed, "\(r.output)")
         #expect(r.output.contains("NUMPY") && r.output.contains(" 65534 /job"), "\(r.output)")
     }
 
     @Test func theJobCgroupIsRemovedAfterTheRun() async throws {
-        let h = try SandboxHarness(.bwrap)
+        let h = try await SandboxHarness.make(.bwrap)
         _ = try await h.run("import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\nprint('bye')")
         // Only this run's cgroup is checked: other tests may be running jobs of their own meanwhile.
         let mine = try jobCgroups().filter { $0.hasPrefix("job-\(h.lastJob.jobId)-") }
@@ -113,7 +113,7 @@ struct BwrapRunnerTests {
     }
 
     @Test func cancelKillsTheWholeTree() async throws {
-        let h = try SandboxHarness(.bwrap)
+        let h = try await SandboxHarness.make(.bwrap)
         let marker = "cgcancel\(UUID().uuidString.prefix(8))"
         let (execution, _) = try h.start(
             "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(600)', '\(marker)'])\nprint('UP', flush=True)\ntime.sleep(600)"
@@ -131,7 +131,7 @@ struct BwrapRunnerTests {
     }
 
     @Test func aFileOverTheSizeLimitIsReportedAsOutputTooLarge() async throws {
-        let h = try SandboxHarness(.bwrap, limits: RunnerLimits(maxFileBytes: 1 << 20, maxProcesses: 64))
+        let h = try await SandboxHarness.make(.bwrap, limits: RunnerLimits(maxFileBytes: 1 << 20, maxProcesses: 64))
         let r = try await h.run("with open('big.bin', 'wb') as f:\n    f.write(b'x' * (4 << 20))")
         #expect(r.report.outcome == .failed)
         #expect(r.report.reason == "output too large (a file reached the 1 MB limit)", "\(String(describing: r.report.reason))")

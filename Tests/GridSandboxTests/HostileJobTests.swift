@@ -16,7 +16,7 @@ struct HostileJobTests {
     func cannotConnectToLocalListener(tier: Tier) async throws {
         let listener = try TCPListener()
         defer { listener.close() }
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let r = try await h.run(
             """
             import socket
@@ -62,7 +62,7 @@ struct HostileJobTests {
             close(a)
             close(b)
         }
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let r = try await h.run(Self.listDescriptors)
         #expect(r.output.contains("FD 1 "), "\(r.output)")
         #expect(Self.leaked(r.output).isEmpty, "the job holds \(Self.leaked(r.output))")
@@ -90,7 +90,7 @@ struct HostileJobTests {
 
     @Test("a job cannot resolve host names", arguments: Tier.allCases)
     func cannotResolveNames(tier: Tier) async throws {
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let r = try await h.run(
             """
             import socket
@@ -107,7 +107,7 @@ struct HostileJobTests {
 
     @Test("a job can write only to its scratch folder and /tmp", arguments: Tier.allCases)
     func writesOnlyScratchAndTmp(tier: Tier) async throws {
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let marker = "cg-\(UUID().uuidString.prefix(8))"
         let targets = ["/etc", "/usr", "/usr/local/lib", "/root", "/", "/var", h.dataDir, h.dataDir + "/jobs", "/job/..", "/proc/sys/kernel"]
         let r = try await h.run(
@@ -136,7 +136,7 @@ struct HostileJobTests {
 
     @Test("a job cannot read the worker's token, database or root's home", arguments: Tier.allCases)
     func cannotReadSecrets(tier: Tier) async throws {
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let rootFiles = ((try? FileManager.default.contentsOfDirectory(atPath: "/root")) ?? []).filter { !$0.hasPrefix(".pyenv") }
         let r = try await h.run(
             """
@@ -158,7 +158,7 @@ struct HostileJobTests {
 
     @Test("a fork bomb is stopped by the pids limit and reported as too many processes", arguments: Tier.allCases)
     func forkBombStopped(tier: Tier) async throws {
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let r = try await h.run(
             """
             import os, time
@@ -177,7 +177,7 @@ struct HostileJobTests {
 
     @Test("a memory hog is killed and reported as out of memory with the limit", arguments: Tier.allCases)
     func memoryHogOutOfMemory(tier: Tier) async throws {
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let r = try await h.run(
             """
             chunks = []
@@ -194,7 +194,7 @@ struct HostileJobTests {
 
     @Test("a busy loop is stopped at the time limit with no process left, even setsid and SIGTERM-proof ones", arguments: Tier.allCases)
     func timeLimitKillsWholeTree(tier: Tier) async throws {
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let marker = "cgleft\(UUID().uuidString.prefix(8))"
         let r = try await h.run(
             """
@@ -221,7 +221,7 @@ struct HostileJobTests {
 
     @Test("a job asking for 1 CPU gets about one core of CPU time", arguments: Tier.withCPUQuota)
     func oneCPUQuota(tier: Tier) async throws {
-        let h = try SandboxHarness(tier)
+        let h = try await SandboxHarness.make(tier)
         let r = try await h.run(
             """
             import multiprocessing, time

@@ -53,14 +53,14 @@ import Testing
 @Suite(.serialized)
 struct OCIRunnerTests {
     @Test func numpyImportsInsideTheContainer() async throws {
-        let h = try SandboxHarness(.oci)
+        let h = try await SandboxHarness.make(.oci)
         let r = try await h.run("import numpy, os\nprint('NUMPY', numpy.__version__, os.getuid(), os.getcwd())")
         #expect(r.report.outcome == .completed, "\(r.output)")
         #expect(r.output.contains("NUMPY") && r.output.contains(" 65534 /job"), "\(r.output)")
     }
 
     @Test func theContainerIsRemovedAfterTheJob() async throws {
-        let h = try SandboxHarness(.oci)
+        let h = try await SandboxHarness.make(.oci)
         let r = try await h.run("print('bye')")
         #expect(r.report.outcome == .completed)
         let engine = (h.runner as! OCIRunner).engine

@@ -34,6 +34,12 @@ final class SandboxHarness: @unchecked Sendable {
 
     static let python: String = (try? PythonLocator.resolve("python3")) ?? "/usr/bin/python3"
 
+    /// `init` on a thread of its own: starting a Podman service (the OCI tier) waits seconds for it to answer, which
+    /// must not hold a thread of the pool every test shares.
+    static func make(_ tier: Tier, limits: RunnerLimits = RunnerLimits(maxProcesses: 64)) async throws -> SandboxHarness {
+        try await onThread { try SandboxHarness(tier, limits: limits) }
+    }
+
     init(_ tier: Tier, limits: RunnerLimits = RunnerLimits(maxProcesses: 64)) throws {
         self.tier = tier
         dataDir = "/tmp/cg-sbx-\(UUID().uuidString.prefix(8))"

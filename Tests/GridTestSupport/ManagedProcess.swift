@@ -129,3 +129,11 @@ public final class ManagedProcess: @unchecked Sendable {
         waitForExit(timeout: timeout)
     }
 }
+
+/// Runs blocking work (a synchronous suite of checks, a process run to its end) on a thread of its own and waits for it
+/// without holding a thread of the pool every test shares.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}

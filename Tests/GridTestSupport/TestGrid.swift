@@ -282,14 +282,20 @@ public final class TestGrid: @unchecked Sendable {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
 
-    /// Stops everything this grid started (SIGTERM, then SIGKILL) and removes its folder.
+    /// Stops everything this grid started (SIGTERM now; SIGKILL to what is left after 10 s) and removes its folder.
+    /// Called from `defer` in async tests, so it returns at once: the waiting happens on a thread of its own, never on
+    /// the pool every test shares (where a few grids stopping at once stalled every other test's timers and links).
     public func shutdown(keepFiles: Bool = false) {
         lock.lock()
         let all = processes
+        processes = []
         lock.unlock()
         for p in all.reversed() { p.signal(SIGTERM) }
-        for p in all.reversed() { p.waitForExit(timeout: 10) }
-        if !keepFiles { try? FileManager.default.removeItem(atPath: root) }
+        let root = root
+        Thread.detachNewThread {
+            for p in all.reversed() { p.waitForExit(timeout: 10) }
+            if !keepFiles { try? FileManager.default.removeItem(atPath: root) }
+        }
     }
 
     /// Logs of every process, for a failing test's message.
