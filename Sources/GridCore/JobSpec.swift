@@ -19,11 +19,19 @@ public struct JobSpec: Hashable, Sendable, Codable {
     /// When set, the job's output files are also stored in the grid's file store as this prefix + their name
     /// (`submit --save-outputs PREFIX`).
     public var saveOutputsAs: String?
+    /// Python packages the job needs (PEP 508 lines, normalised: `PythonRequirements.lines`), installed by the worker
+    /// into a cached environment put first on the job's `sys.path`; nil or empty: the worker's own Python as it is.
+    public var requirements: [String]?
+    /// The Python versions the job runs on (PEP 440 specifiers, `>=3.11`); nil: any.
+    public var requiresPython: String?
 
     public init(
         name: String, cpus: Int = 1, ramGb: Int = 1, gpus: Int = 0, minutes: Int = 5, priority: Int = 0, outputs: [String] = [],
-        minTier: SandboxTier = .bwrap, gridInputs: [String]? = nil, saveOutputsAs: String? = nil
+        minTier: SandboxTier = .bwrap, gridInputs: [String]? = nil, saveOutputsAs: String? = nil, requirements: [String]? = nil,
+        requiresPython: String? = nil
     ) {
+        self.requirements = requirements
+        self.requiresPython = requiresPython
         self.gridInputs = gridInputs
         self.saveOutputsAs = saveOutputsAs
         self.name = name
@@ -37,6 +45,11 @@ public struct JobSpec: Hashable, Sendable, Codable {
     }
 
     public var resources: Resources { Resources(cpus: cpus, ramGb: ramGb, gpus: gpus) }
+
+    /// The job's Python needs, parsed; empty when it declares none (or when they do not parse: `validate` says why).
+    public var pythonRequirements: PythonRequirements {
+        (try? PythonRequirements(lines: requirements ?? [], requiresPython: requiresPython)) ?? PythonRequirements()
+    }
 
     public static let limits = (cpus: 1...256, ramGb: 0...4096, gpus: 0...64, minutes: 1...10_080, priority: -10...10)
 
@@ -65,5 +78,8 @@ public struct JobSpec: Hashable, Sendable, Codable {
             problems.append("--save-outputs must be a relative name prefix without '..' (got \(String(reflecting: prefix)))")
         }
         if !problems.isEmpty { throw GridError(.invalidResources, problems.joined(separator: "; ")) }
+        if requirements != nil || requiresPython != nil {
+            _ = try PythonRequirements(lines: requirements ?? [], requiresPython: requiresPython)
+        }
     }
 }
