@@ -32,7 +32,7 @@ public struct InlineScriptMetadata: Hashable, Sendable {
         var found: String?
         var content: [String]?
         var type = ""
-        for raw in script.split(separator: "\n", omittingEmptySubsequences: false) {
+        for raw in script.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             var line = Substring(raw)
             if line.hasSuffix("\r") { line = line.dropLast() }
             if var lines = content {

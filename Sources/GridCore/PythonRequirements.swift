@@ -70,7 +70,7 @@ public struct PythonRequirements: Hashable, Sendable {
         var out: [String] = []
         var pending = ""
         var pendingLine = 0
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             var line = String(rawLine)
             if line.hasSuffix("\r") { line.removeLast() }
             if pending.isEmpty { pendingLine = index + 1 }

@@ -25,6 +25,10 @@ public struct ManagerConfig: Sendable {
     /// How long past its minutes a run may still be reported running before the manager stops it itself (`timed_out`,
     /// paid its minutes) and no longer believes the worker about it. The worker's own limit fires first.
     public var timeLimitGraceSeconds: Double = 60
+    /// How long a job that declares Python packages may wait for its environment before it starts: its time limit
+    /// counts from its start (`JOB_STARTED`), and until then the manager allows this much more (workers stop a build
+    /// after 10 minutes by default).
+    public var environmentGraceSeconds: Double = 1_800
     /// The longest log a run may claim to have.
     public var maxLogBytes: Int64 = 256 << 20
     /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.

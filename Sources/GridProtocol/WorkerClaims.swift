@@ -31,6 +31,9 @@ public enum WorkerClaims {
     /// The sandbox report: its label, and the reasons and notes it lists.
     public static let sandboxLines = 0...16
     public static let sandboxText = 0...1_000
+    /// Cached environments reported, and the length of each digest.
+    public static let envs = 0...100_000
+    public static let envDigestLength = 1...128
 
     /// Checks a message from a registered (or registering) worker; nil when every figure is in range.
     public static func problem(_ message: GridMessage) -> GridError? {
@@ -49,6 +52,8 @@ public enum WorkerClaims {
             for n in r.gpuNames { c.range("gpu_names (length)", n.utf8.count, nameLength) }
             c.refs("running", r.running)
             c.refs("finished", r.finished ?? [])
+            c.envs(r.envs)
+            c.range("python (length)", r.python?.utf8.count ?? 0, 0...32)
             if let s = r.sandbox {
                 c.range("sandbox.label (length)", s.label.utf8.count, sandboxText)
                 c.range("sandbox.skipped (count)", s.skipped.count, sandboxLines)
@@ -61,6 +66,7 @@ public enum WorkerClaims {
             c.range("load", u.load, load)
             if let t = u.tasks { c.range("tasks", t, tasks) }
             c.refs("running", u.running)
+            c.envs(u.envs)
         case .jobStarted(let s):
             c.refs("job", [s.job])
         case .jobLog(let l):
@@ -93,6 +99,12 @@ public enum WorkerClaims {
             if !value.isFinite || !allowed.contains(value) {
                 problems.append("\(field) = \(value) is out of range \(allowed.lowerBound)…\(allowed.upperBound)")
             }
+        }
+
+        mutating func envs(_ digests: [String]?) {
+            guard let digests else { return }
+            range("envs (count)", digests.count, WorkerClaims.envs)
+            for d in digests { range("envs (length)", d.utf8.count, WorkerClaims.envDigestLength) }
         }
 
         mutating func refs(_ field: String, _ refs: [JobRef]) {

@@ -99,7 +99,7 @@ public struct BwrapRunner: JobRunner {
     /// files of `/etc`, and the scratch directory; the sandbox's own root is made read-only at the end.
     static func arguments(
         python: String, pythonRoots: [String], topLevel: [(name: String, symlink: String?)], scratch: String, script: String,
-        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String], processes: Int? = nil
+        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String], processes: Int? = nil, pythonEnvironment: String? = nil
     ) -> [String] {
         var a = [
             "--unshare-all", "--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534",
@@ -120,7 +120,10 @@ public struct BwrapRunner: JobRunner {
         a += ["--proc", "/proc", "--dev", "/dev"]
         for device in gpuDevices { a += ["--dev-bind-try", device, device] }
         a += ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
-        a += ["--bind", scratch, jobDirectory, "--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
+        a += ["--bind", scratch, jobDirectory]
+        // The job's packages: read-only, so no job can change a cached environment another job will use.
+        if let pythonEnvironment { a += ["--ro-bind", pythonEnvironment, EnvBuilder.mountPoint] }
+        a += ["--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
         for key in environment.keys.sorted() { a += ["--setenv", key, environment[key]!] }
         if let processes {
             // RLIMIT_NPROC must be set inside the user namespace, where it counts only the job's processes.
@@ -169,7 +172,8 @@ public struct BwrapRunner: JobRunner {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: request.scratch.path, script: request.script,
             environment: env, tmpBytes: configuration.tmpBytes,
-            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]))
+            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]),
+            pythonEnvironment: request.pythonEnvironment)
         // RLIMIT_AS is never used here: the memory cgroup limits RAM, and RLIMIT_AS breaks CUDA.
         let rlimits: [grid_rlimit] = [
             grid_rlimit(resource: RLimit.core, value: 0),

@@ -23,11 +23,17 @@ public enum Placement {
         /// started it with `--allow-unsandboxed`; see `Admission`). A nil owner takes everyone's.
         public var owner: UserID?
         public var acceptsOthers: Bool
+        /// Digests of the Python environments the worker has cached (`PythonRequirements.digest`).
+        public var envs: Set<String>
+        /// The worker's Python version (`3.11.7`); nil: unknown (an older worker), taken to fit any job.
+        public var python: String?
 
         public init(
             id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0,
-            owner: UserID? = nil, acceptsOthers: Bool = true
+            owner: UserID? = nil, acceptsOthers: Bool = true, envs: Set<String> = [], python: String? = nil
         ) {
+            self.envs = envs
+            self.python = python
             self.tieBreak = tieBreak
             self.owner = owner
             self.acceptsOthers = acceptsOthers
@@ -51,8 +57,14 @@ public enum Placement {
             return Admission.accepts(jobOwner: owner, workerOwner: mine, acceptsOthers: acceptsOthers)
         }
 
-        /// Whether this worker could ever run `job`: tier, owner and total resources (not what is free now).
-        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job.owner) && total.covers(job.request) }
+        /// Whether this worker's Python meets the job's `requires-python`.
+        func hasPython(for job: Job) -> Bool {
+            guard let spec = job.requiresPython, let python else { return true }
+            return PythonVersionSpec.allows(spec, version: python)
+        }
+
+        /// Whether this worker could ever run `job`: tier, owner, Python and total resources (not what is free now).
+        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job.owner) && hasPython(for: job) && total.covers(job.request) }
     }
 
     /// A queued job as the scheduler sees it.
@@ -66,10 +78,18 @@ public enum Placement {
         public var submitted: Double
         /// Workers not to use for this job (they could not start it before).
         public var avoid: Set<WorkerID>
+        /// The digest of the job's Python environment; nil when it declares no packages. Among the workers that fit,
+        /// one that has it cached is preferred (no build), even over a less loaded one.
+        public var env: String?
+        /// The job's `requires-python`; only workers whose Python meets it are used.
+        public var requiresPython: String?
 
         public init(
-            id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double, avoid: Set<WorkerID> = []
+            id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double, avoid: Set<WorkerID> = [],
+            env: String? = nil, requiresPython: String? = nil
         ) {
+            self.env = env
+            self.requiresPython = requiresPython
             self.id = id
             self.owner = owner
             self.priority = priority
@@ -146,10 +166,13 @@ public enum Placement {
             let shape = Shape(job, ownerMatters: ownerMatters)
             var chosen: Int?
             if !noFit.contains(shape) {
-                chosen = ready.firstIndex {
+                let fits: (Int) -> Bool = {
                     workers[$0].tier >= job.minTier && workers[$0].free.covers(job.request) && !job.avoid.contains(workers[$0].id)
-                        && workers[$0].takes(job.owner)
+                        && workers[$0].takes(job.owner) && workers[$0].hasPython(for: job)
                 }
+                // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
+                if let env = job.env { chosen = ready.firstIndex { workers[$0].envs.contains(env) && fits($0) } }
+                if chosen == nil { chosen = ready.firstIndex(where: fits) }
             }
             guard let position = chosen else {
                 noFit.insert(shape)
@@ -183,7 +206,9 @@ public enum Placement {
         var minTier: SandboxTier
         var avoid: Set<WorkerID>
         var owner: UserID?
+        var requiresPython: String?
         init(_ job: Job, ownerMatters: Bool) {
+            requiresPython = job.requiresPython
             request = job.request
             minTier = job.minTier
             avoid = job.avoid
@@ -208,6 +233,7 @@ public enum Placement {
         for w in workers {
             var unmet = w.total.unmet(job.request)
             if w.tier < job.minTier { unmet.append("sandbox tier \(job.minTier.rawValue) or stronger") }
+            if !w.hasPython(for: job) { unmet.append("Python \(job.requiresPython ?? "") (it has \(w.python ?? "?"))") }
             if best == nil || unmet.count < best!.count { best = unmet }
         }
         return .noWorkerFits(unmet: best ?? [])

@@ -12,6 +12,8 @@ extension GridDatabase {
         public var peakMemoryKb: Int64
         public var cpuSeconds: Double
         public var reason: String?
+        /// The run never started (its Python environment could not be built): the whole hold goes back, nothing is paid.
+        public var refund = false
         public init(state: JobState, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?) {
             self.state = state
             self.exitCode = exitCode
@@ -129,8 +131,11 @@ extension GridDatabase {
             let decoder = JSONDecoder()
             return try Row.fetchAll(db, sql: "SELECT id, owner_id, spec, submitted_at FROM jobs WHERE state = 'pending' ORDER BY id").map { row in
                 let spec = (try? decoder.decode(JobSpec.self, from: Data((row[2] as String).utf8))) ?? JobSpec(name: "?")
+                var env: String?
+                if spec.requirements?.isEmpty == false { env = spec.pythonRequirements.digest }
                 return Placement.Job(
-                    id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3])
+                    id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3],
+                    env: env, requiresPython: spec.requiresPython)
             }
         }
     }
@@ -306,12 +311,13 @@ extension GridDatabase {
         try await writer.write { db in
             guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt, job.workerId == worker
             else { return nil }
-            let settlement = CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs))
+            let settlement = CreditRules.settle(job.spec, ending: result.refund ? .refunded : .ran(runtimeMilliseconds: result.runtimeMs))
             guard let ownerId = try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [worker]) else {
                 return nil
             }
             try Self.move(db, settlement.paid, from: .hold(job.id), to: .user(ownerId), reason: "payment", job: job.id, now: now)
-            try Self.move(db, settlement.released, from: .hold(job.id), to: .user(job.ownerId), reason: "release", job: job.id, now: now)
+            try Self.move(
+                db, settlement.released, from: .hold(job.id), to: .user(job.ownerId), reason: result.refund ? "refund" : "release", job: job.id, now: now)
             for file in outputs {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO job_files (job_id, kind, name, data) VALUES (?, 'output', ?, ?)",
@@ -329,7 +335,7 @@ extension GridDatabase {
             try db.execute(
                 sql: "UPDATE workers SET cpu_seconds_given = cpu_seconds_given + ?, jobs_done = jobs_done + 1 WHERE id = ?",
                 arguments: [result.cpuSeconds, worker])
-            var detail = "paid \(settlement.paid) credits"
+            var detail = result.refund ? "refunded \(settlement.released) credits" : "paid \(settlement.paid) credits"
             if let code = result.exitCode { detail = "exit code \(code); " + detail }
             if let reason = result.reason { detail = reason + "; " + detail }
             try Self.event(db, job.id, result.state, detail, now)

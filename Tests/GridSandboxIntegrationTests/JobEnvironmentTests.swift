@@ -1,0 +1,207 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+/// Jobs that bring their own Python packages, on a real grid with a bwrap worker: packages come from wheels written by
+/// the test into a folder the worker installs from (`--no-index --find-links`), so nothing reaches the network.
+@Suite(.serialized)
+struct JobEnvironmentTests {
+    /// A grid with one bwrap worker that installs from `wheels`.
+    struct EnvGrid {
+        let grid: TestGrid
+        let alice: GridClient
+        let worker: ManagedProcess
+        let wheels: String
+        var envs: String { grid.root + "/w1/envs" }
+
+        static func start(_ label: String, prepare: (String) throws -> Void = { _ in }, extra: [String] = []) async throws -> EnvGrid {
+            let grid = try TestGrid(label: label)
+            let wheels = grid.root + "/wheels"
+            try TestWheels.wheel(in: wheels, name: "cg-greet", module: "cg_greet", source: "GREETING = 'hello from cg-greet'\n")
+            try prepare(wheels)
+            try grid.startManager()
+            let alice = try await grid.user("alice")
+            let worker = try await grid.startWorker(
+                "w1", owner: alice, extra: ["--sandbox", "bwrap", "--no-index", "--find-links", wheels, "--env-installer", "pip"] + extra)
+            return EnvGrid(grid: grid, alice: alice, worker: worker, wheels: wheels)
+        }
+
+        func script(_ name: String, _ text: String) throws -> String {
+            let path = grid.root + "/" + name
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+
+        /// Submits with the CLI and waits for the end; returns the final status as JSON.
+        func run(_ script: String, _ options: [String] = [], timeout: Double = 240) throws -> [String: Any] {
+            let r = try grid.cli(["submit", script, "--isolation", "bwrap", "--wait", "--json"] + options, token: alice.token, timeout: timeout)
+            guard let status = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else {
+                throw TestGridError("submit gave no status: \(r.stdout)\n\(r.stderr)\n\(grid.logs())")
+            }
+            return status
+        }
+
+        func log(_ status: [String: Any]) async throws -> String {
+            try await alice.logs(JobID(status["id"] as? Int ?? 0), from: 0).text
+        }
+
+        /// The built environments' folders (not the temporary ones).
+        func environments() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: envs)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        }
+    }
+
+    static let importGreet = "import cg_greet\nprint(cg_greet.GREETING)\n"
+
+    @Test(.timeLimit(.minutes(10)))
+    func aJobImportsAPackageItDeclaresWithPipRequirementsOrPEP723() async throws {
+        let g = try await EnvGrid.start("env-ways") { wheels in
+            try TestWheels.wheel(in: wheels, name: "cg-extra", module: "cg_extra", source: "VALUE = 'extra ok'\n")
+            try TestWheels.wheel(in: wheels, name: "cg_pep", version: "2.0", module: "cg_pep", source: "VALUE = 'pep 723 ok'\n")
+        }
+        defer { g.grid.shutdown() }
+        // Without declaring it, the package is missing: the worker's own Python lacks it.
+        let bare = try g.run(try g.script("bare.py", Self.importGreet))
+        #expect(bare["state"] as? String == "failed")
+        #expect(try await g.log(bare).contains("ModuleNotFoundError"))
+
+        let viaPip = try g.run(try g.script("pip.py", Self.importGreet), ["--pip", "cg-greet==1.0"])
+        let pipLog = try await g.log(viaPip)
+        #expect(viaPip["state"] as? String == "completed", "\(viaPip)\n\(pipLog)")
+        #expect(pipLog.contains("hello from cg-greet"))
+        #expect(pipLog.contains("=== preparing environment ==="), "\(pipLog)")
+
+        let requirements = try g.script("requirements.txt", "# what the job needs\ncg-extra  # from the wheel folder\n")
+        let viaFile = try g.run(try g.script("file.py", "import cg_extra\nprint(cg_extra.VALUE)\n"), ["--requirements", requirements])
+        #expect(viaFile["state"] as? String == "completed", "\(viaFile)")
+        #expect(try await g.log(viaFile).contains("extra ok"))
+
+        let pep = """
+            # /// script
+            # requires-python = ">=3.8"
+            # dependencies = [
+            #   "cg-pep>=2",
+            # ]
+            # ///
+            import cg_pep
+            print(cg_pep.VALUE)
+            """
+        let viaMetadata = try g.run(try g.script("pep.py", pep))
+        let pepLog = try await g.log(viaMetadata)
+        #expect(viaMetadata["state"] as? String == "completed", "\(viaMetadata)\n\(pepLog)")
+        #expect(pepLog.contains("pep 723 ok"))
+        #expect(g.environments().count == 3)
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func aSecondJobReusesTheEnvironmentAndConcurrentJobsShareOneBuild() async throws {
+        let g = try await EnvGrid.start("env-reuse") { wheels in
+            try TestWheels.wheel(in: wheels, name: "cg-shared", module: "cg_shared", source: "VALUE = 'shared ok'\n")
+        }
+        defer { g.grid.shutdown() }
+        let script = try g.script("greet.py", Self.importGreet)
+        let first = try g.run(script, ["--pip", "cg-greet"])
+        #expect(first["state"] as? String == "completed", "\(first)")
+        let folder = try #require(g.environments().first)
+        let inode = try FileManager.default.attributesOfItem(atPath: g.envs + "/" + folder)[.systemFileNumber] as? Int
+        let second = try g.run(script, ["--pip", "CG_Greet"])
+        #expect(second["state"] as? String == "completed", "\(second)")
+        #expect(try await g.log(second).contains("is cached on this worker"))
+        #expect(try FileManager.default.attributesOfItem(atPath: g.envs + "/" + folder)[.systemFileNumber] as? Int == inode)
+        #expect(g.environments() == [folder])
+
+        // Two jobs at once that need the same new environment: one build.
+        let shared = try g.script("shared.py", "import cg_shared\nprint(cg_shared.VALUE)\n")
+        var ids: [Int] = []
+        for _ in 0..<2 {
+            let r = try g.grid.cli(["submit", shared, "--isolation", "bwrap", "--pip", "cg-shared", "--json"], token: g.alice.token)
+            let answer = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+            ids.append(try #require((answer["job"] as? [String: Any])?["id"] as? Int))
+        }
+        let ended = try await eventually(timeout: 240) {
+            var all = true
+            for id in ids where !(try await g.alice.job(JobID(id)).state.isFinal) { all = false }
+            return all
+        }
+        #expect(ended)
+        for id in ids { #expect(try await g.alice.job(JobID(id)).state == .completed) }
+        #expect(g.environments().count == 2)
+        let built = g.worker.errorLog.components(separatedBy: "environment built").count - 1
+        #expect(built == 2, "\(g.worker.errorLog.suffix(4000))")
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func aJobCannotWriteItsMountedEnvironment() async throws {
+        let g = try await EnvGrid.start("env-rofs")
+        defer { g.grid.shutdown() }
+        let script = try g.script(
+            "write.py",
+            """
+            import errno, os, cg_greet
+            target = os.path.join(os.path.dirname(cg_greet.__file__), 'planted.py')
+            try:
+                open(target, 'w').write('x')
+                print('WROTE', target)
+            except OSError as e:
+                print('refused:', errno.errorcode.get(e.errno))
+            """)
+        let status = try g.run(script, ["--pip", "cg-greet"])
+        #expect(status["state"] as? String == "completed", "\(status)")
+        let log = try await g.log(status)
+        #expect(log.contains("refused: EROFS"), "\(log)")
+        let folder = try #require(g.environments().first)
+        #expect(!FileManager.default.fileExists(atPath: g.envs + "/" + folder + "/site/planted.py"))
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func anUnknownPackageFailsTheJobWithTheInstallersReasonAndAFullRefund() async throws {
+        let g = try await EnvGrid.start("env-unknown")
+        defer { g.grid.shutdown() }
+        let before = try await g.alice.me().balance
+        let status = try g.run(try g.script("missing.py", "print('never')\n"), ["--pip", "cg-no-such-package==3.1"])
+        #expect(status["state"] as? String == "failed")
+        let reason = status["reason"] as? String ?? ""
+        #expect(reason.contains("could not install") && reason.contains("cg-no-such-package"), "\(reason)")
+        #expect(try await g.log(status).contains("=== preparing environment ==="))
+        #expect(try await g.alice.me().balance == before, "the hold comes back whole")
+        #expect(try await g.grid.admin().ledgerCheck()["ok"] == .bool(true))
+        #expect(g.environments().isEmpty)
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func anSdistIsRefusedByDefaultWithAClearReason() async throws {
+        let g = try await EnvGrid.start("env-sdist") { wheels in
+            try TestWheels.sdist(in: wheels, name: "cg-source-only", module: "cg_source_only", source: "VALUE = 1\n")
+        }
+        defer { g.grid.shutdown() }
+        let status = try g.run(try g.script("src.py", "import cg_source_only\n"), ["--pip", "cg-source-only"])
+        #expect(status["state"] as? String == "failed")
+        let reason = status["reason"] as? String ?? ""
+        #expect(reason.contains("wheels only") && reason.contains("--env-allow-sdist"), "\(reason)")
+    }
+
+    @Test func malformedRequirementsAreRefusedAtSubmitWithTheLine() async throws {
+        let grid = try TestGrid(label: "env-bad")
+        defer { grid.shutdown() }
+        try grid.startManager()
+        let alice = try await grid.user("alice")
+        let script = grid.root + "/s.py"
+        try Data("print(1)\n".utf8).write(to: URL(fileURLWithPath: script))
+        let file = grid.root + "/requirements.txt"
+        try Data("numpy\n--extra-index-url https://evil.example/simple\n".utf8).write(to: URL(fileURLWithPath: file))
+        let r = try grid.cli(["submit", script, "--requirements", file], token: alice.token)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("requirements.txt line 2") && r.stderr.contains("--extra-index-url"), "\(r.stderr)")
+        // The API refuses a bad PEP 723 block too, before anything is held.
+        let before = try await alice.me().balance
+        let bad = "# /// script\n# dependencies = [\"pkg @ https://evil.example/p.whl\"]\n# ///\n"
+        await #expect(throws: (any Error).self) {
+            try await alice.submit(
+                API.SubmitRequest(
+                    spec: JobSpec(name: "bad"), script: .init(name: "bad.py", contentBase64: Data(bad.utf8).base64EncodedString()), inputs: []))
+        }
+        #expect(try await alice.me().balance == before)
+    }
+}
