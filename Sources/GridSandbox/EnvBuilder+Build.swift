@@ -56,8 +56,9 @@ extension EnvBuilder {
         for file in etc { a += ["--ro-bind-try", "/etc/" + file, "/etc/" + file] }
         for root in s.pythonRoots { a += ["--ro-bind", root, root] }
         if let uv = c.uv { a += ["--ro-bind", uv, uv] }
-        for link in c.findLinks where link.hasPrefix("/") { a += ["--ro-bind", link, link] }
         a += ["--proc", "/proc", "--dev", "/dev", "--size", String(1 << 30), "--tmpfs", "/tmp"]
+        // After the private /tmp, so that a wheel folder under /tmp is seen.
+        for link in c.findLinks where link.hasPrefix("/") { a += ["--ro-bind", link, link] }
         a += ["--bind", buildFolder, buildDirectory, "--chdir", buildDirectory, "--remount-ro", "/"]
         return a
     }
