@@ -204,4 +204,64 @@ struct JobEnvironmentTests {
         }
         #expect(try await alice.me().balance == before)
     }
+
+    @Test(.timeLimit(.minutes(10)))
+    func aBuildCannotReadTheWorkersHomeNorWriteOutsideItsFolder() async throws {
+        var planted = ""
+        var outside: [String] = []
+        let g = try await EnvGrid.start("env-safe", prepare: { wheels in
+            let root = URL(fileURLWithPath: wheels).deletingLastPathComponent().path
+            planted = root + "/secret.txt"
+            outside = [root + "/w1/escape.txt", root + "/w1/envs/escape.txt", "/escape-\(UUID().uuidString.prefix(8)).txt"]
+            try Data("top secret\n".utf8).write(to: URL(fileURLWithPath: planted))
+            let backend = TestWheels.writeWheelFunction + """
+                def probe():
+                    out = {}
+                    try:
+                        open(\(String(reflecting: planted))).read()
+                        out['home'] = 'read'
+                    except OSError:
+                        out['home'] = 'refused'
+                    for i, path in enumerate(\(outside.map { String(reflecting: $0) })):
+                        try:
+                            with open(path, 'w') as f:
+                                f.write('x')
+                            out[f'write{i}'] = 'written'
+                        except OSError:
+                            out[f'write{i}'] = 'refused'
+                    return out
+
+                def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+                    return write_wheel(wheel_directory, 'cg-probe', 'cg_probe', 'PROBE = %r\\n' % (probe(),))
+                """
+            try TestWheels.sdistWithBackend(in: wheels, name: "cg-probe", backend: backend)
+        }, extra: ["--env-allow-sdist"])
+        defer { g.grid.shutdown() }
+        let status = try g.run(try g.script("probe.py", "import cg_probe\nprint(sorted(cg_probe.PROBE.items()))\n"), ["--pip", "cg-probe"])
+        let log = try await g.log(status)
+        #expect(status["state"] as? String == "completed", "\(status)\n\(log)")
+        #expect(log.contains("[('home', 'refused'), ('write0', 'refused'), ('write1', 'refused'), ('write2', 'refused')]"), "\(log)")
+        for path in outside { #expect(!FileManager.default.fileExists(atPath: path), "\(path)") }
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func aBuildOverItsTimeLimitIsKilledAndTheJobFailsRefunded() async throws {
+        let g = try await EnvGrid.start("env-slow", prepare: { wheels in
+            let backend = TestWheels.writeWheelFunction + """
+                import time
+                def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+                    time.sleep(120)
+                    return write_wheel(wheel_directory, 'cg-slow', 'cg_slow', 'VALUE = 1\\n')
+                """
+            try TestWheels.sdistWithBackend(in: wheels, name: "cg-slow", backend: backend)
+        }, extra: ["--env-allow-sdist", "--env-build-minutes", "0.1"])
+        defer { g.grid.shutdown() }
+        let before = try await g.alice.me().balance
+        let status = try g.run(try g.script("slow.py", "import cg_slow\n"), ["--pip", "cg-slow"], timeout: 100)
+        #expect(status["state"] as? String == "failed")
+        let reason = status["reason"] as? String ?? ""
+        #expect(reason.contains("took longer than this worker's limit of 6 s"), "\(reason)")
+        #expect(try await g.alice.me().balance == before)
+        #expect(g.environments().isEmpty)
+    }
 }

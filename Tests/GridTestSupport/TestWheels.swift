@@ -52,6 +52,53 @@ public enum TestWheels {
             """, [folder, name, version, module, source])
     }
 
+    /// Writes a source distribution `NAME-1.0.tar.gz` whose build backend is `backend` (Python source, in the sdist:
+    /// `backend-path = ["."]`, no build requirements): the code a build runs, for tests of the build sandbox.
+    /// `wheelFor(module:source:)` gives a `build_wheel` helper the backend may call.
+    public static func sdistWithBackend(in folder: String, name: String, backend: String) throws {
+        try python(
+            """
+            import io, os, sys, tarfile
+            folder, name, backend = sys.argv[1:4]
+            base = f"{name.replace('-', '_')}-1.0"
+            files = {
+                f'{base}/pyproject.toml': b'[build-system]\\nrequires = []\\nbuild-backend = "grid_backend"\\nbackend-path = ["."]\\n',
+                f'{base}/grid_backend.py': backend.encode(),
+                f'{base}/PKG-INFO': f'Metadata-Version: 2.1\\nName: {name}\\nVersion: 1.0\\n'.encode(),
+            }
+            os.makedirs(folder, exist_ok=True)
+            with tarfile.open(os.path.join(folder, f'{base}.tar.gz'), 'w:gz') as t:
+                for path, data in files.items():
+                    info = tarfile.TarInfo(path)
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+            """, [folder, name, backend])
+    }
+
+    /// Python source of a `write_wheel(wheel_directory, name, module, source)` function for a build backend.
+    public static let writeWheelFunction = """
+        import base64, hashlib, os, zipfile
+        def write_wheel(wheel_directory, name, module, source):
+            dist = name.replace('-', '_')
+            info = f'{dist}-1.0.dist-info'
+            files = {
+                f'{module}.py': source.encode(),
+                f'{info}/METADATA': f'Metadata-Version: 2.1\\nName: {name}\\nVersion: 1.0\\n'.encode(),
+                f'{info}/WHEEL': b'Wheel-Version: 1.0\\nGenerator: campusgrid-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n',
+            }
+            record = ''
+            for path, data in files.items():
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()
+                record += f'{path},sha256={digest},{len(data)}\\n'
+            files[f'{info}/RECORD'] = (record + f'{info}/RECORD,,\\n').encode()
+            filename = f'{dist}-1.0-py3-none-any.whl'
+            with zipfile.ZipFile(os.path.join(wheel_directory, filename), 'w') as z:
+                for path, data in files.items():
+                    z.writestr(path, data)
+            return filename
+
+        """
+
     static func python(_ program: String, _ arguments: [String]) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
