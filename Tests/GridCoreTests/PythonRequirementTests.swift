@@ -1,3 +1,4 @@
+import Foundation
 import GridCore
 import Testing
 
@@ -133,5 +134,24 @@ import Testing
             SHA256Digest.hex(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         #expect(SHA256Digest.hex(of: [UInt8](repeating: 0x61, count: 1000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+}
+
+@Suite struct JobSpecRequirementsWireTests {
+    @Test func aSpecWithoutPackagesEncodesAsBefore() throws {
+        let json = String(decoding: try JSONEncoder().encode(JobSpec(name: "plain")), as: UTF8.self)
+        #expect(!json.contains("requirements") && !json.contains("requiresPython"), "\(json)")
+    }
+
+    @Test func aSpecFromAnOlderClientDecodesWithoutPackages() throws {
+        let old = #"{"name":"j","cpus":1,"ramGb":1,"gpus":0,"minutes":5,"priority":0,"outputs":[],"minTier":"bwrap"}"#
+        let spec = try JSONDecoder().decode(JobSpec.self, from: Data(old.utf8))
+        #expect(spec.requirements == nil && spec.requiresPython == nil)
+        #expect(spec.pythonRequirements.isEmpty)
+    }
+
+    @Test func packagesRoundTrip() throws {
+        let spec = JobSpec(name: "j", requirements: ["numpy<2", "tqdm"], requiresPython: ">=3.10")
+        #expect(try JSONDecoder().decode(JobSpec.self, from: try JSONEncoder().encode(spec)) == spec)
     }
 }

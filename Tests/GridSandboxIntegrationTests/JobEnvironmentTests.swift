@@ -264,4 +264,24 @@ struct JobEnvironmentTests {
         #expect(try await g.alice.me().balance == before)
         #expect(g.environments().isEmpty)
     }
+
+    @Test(.timeLimit(.minutes(10)))
+    func jobsGoToTheWorkerThatHasTheirEnvironmentCached() async throws {
+        let g = try await EnvGrid.start("env-local")
+        defer { g.grid.shutdown() }
+        let script = try g.script("greet.py", Self.importGreet)
+        let first = try g.run(script, ["--pip", "cg-greet"])
+        #expect(first["worker"] as? String == "w1", "\(first)")
+        // A second, equally idle worker joins; it has no environment cached.
+        try await g.grid.startWorker(
+            "w2", owner: g.alice, extra: ["--sandbox", "bwrap", "--no-index", "--find-links", g.wheels, "--env-installer", "pip"])
+        // Without locality each job would go to either worker at random (ties are broken at random).
+        for _ in 0..<4 {
+            let next = try g.run(script, ["--pip", "cg-greet"])
+            #expect(next["state"] as? String == "completed")
+            #expect(next["worker"] as? String == "w1", "\(next)")
+        }
+        let onSecond = (try? FileManager.default.contentsOfDirectory(atPath: g.grid.root + "/w2/envs")) ?? []
+        #expect(onSecond.isEmpty, "w2 built \(onSecond)")
+    }
 }
