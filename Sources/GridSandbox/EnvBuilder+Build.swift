@@ -150,16 +150,23 @@ extension EnvBuilder {
         return bytes
     }
 
-    /// The installer's own error lines (pip's `ERROR:`, uv's `error:`/`×`), else its last lines, with a hint when a
-    /// package seems to have no wheel and sdists are off.
+    /// The installer's own error, from its first error line on (pip's `ERROR:`, uv's `error:`/`×` and the `╰─▶`
+    /// explanation after it), else its last lines, with a hint when a package seems to have no wheel and sdists are off.
     static func failureReason(_ output: String, allowSdist: Bool, signal: Int32?) -> String {
         if signal == 25 { return "the environment grew over this worker's size limit for one environment" }
-        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        var errors = lines.filter { $0.hasPrefix("ERROR:") || $0.hasPrefix("error:") || $0.hasPrefix("×") || $0.hasPrefix("╰─▶") }
-        if errors.isEmpty { errors = Array(lines.suffix(3)) }
-        var reason = "could not install the job's packages: " + errors.prefix(4).joined(separator: " ").prefix(600)
-        let noVersion = output.contains("No matching distribution") || output.contains("from versions: none") || output.contains("no wheels")
-            || output.contains("--no-build") || output.contains("not satisfiable")
+        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("[") }
+        let isError: (String) -> Bool = { $0.hasPrefix("ERROR:") || $0.hasPrefix("error:") || $0.hasPrefix("×") }
+        var picked = lines.firstIndex(where: isError).map { Array(lines[$0...].prefix(6)) } ?? Array(lines.suffix(3))
+        picked = picked.filter { !$0.hasPrefix("hint:") }.map { line in
+            var l = Substring(line)
+            for prefix in ["╰─▶", "×", "│"] where l.hasPrefix(prefix) { l = l.dropFirst(prefix.count) }
+            return l.trimmingCharacters(in: .whitespaces)
+        }
+        var reason = "could not install the job's packages: " + picked.joined(separator: " ").prefix(800)
+        let noVersion = [
+            "No matching distribution", "from versions: none", "no usable wheels", "building from source is disabled",
+            "not found in the provided package locations", "not found in the package registry",
+        ].contains { output.contains($0) }
         if !allowSdist, noVersion {
             reason += " (this worker installs wheels only: a package or version that is published only as source (sdist) is refused;"
                 + " check the name and version, or ask the worker's owner to allow sdists with --env-allow-sdist)"

@@ -284,4 +284,37 @@ struct JobEnvironmentTests {
         let onSecond = (try? FileManager.default.contentsOfDirectory(atPath: g.grid.root + "/w2/envs")) ?? []
         #expect(onSecond.isEmpty, "w2 built \(onSecond)")
     }
+
+    /// Whether `uv` is installed next to the jobs' interpreter (`scripts/setup` installs it).
+    static let uvInstalled: Bool = {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import os, sys; print(os.path.realpath(sys.executable))"]
+        let out = Pipe()
+        p.standardOutput = out
+        guard (try? p.run()) != nil else { return false }
+        let path = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        p.waitUntilExit()
+        return FileManager.default.isExecutableFile(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("uv").path)
+    }()
+
+    @Test(.enabled(if: uvInstalled, "uv is not installed next to python3: run scripts/setup"), .timeLimit(.minutes(10)))
+    func uvBuildsTheEnvironmentWhenItIsInstalled() async throws {
+        let g = try await EnvGrid.start("env-uv", extra: ["--env-installer", "uv"])
+        defer { g.grid.shutdown() }
+        let status = try g.run(try g.script("greet.py", Self.importGreet), ["--pip", "cg-greet"])
+        let log = try await g.log(status)
+        #expect(status["state"] as? String == "completed", "\(status)\n\(log)")
+        #expect(log.contains("with uv") && log.contains("hello from cg-greet"), "\(log)")
+        let missing = try g.run(try g.script("missing.py", "print(1)\n"), ["--pip", "cg-no-such-package"])
+        #expect(missing["state"] as? String == "failed")
+        #expect((missing["reason"] as? String ?? "").contains("cg-no-such-package"), "\(missing)")
+        let sdistOnly = try await EnvGrid.start("env-uv-sdist", prepare: { wheels in
+            try TestWheels.sdist(in: wheels, name: "cg-source-only", module: "cg_source_only", source: "VALUE = 1\n")
+        }, extra: ["--env-installer", "uv"])
+        defer { sdistOnly.grid.shutdown() }
+        let refused = try sdistOnly.run(try sdistOnly.script("src.py", "import cg_source_only\n"), ["--pip", "cg-source-only"])
+        #expect(refused["state"] as? String == "failed")
+        #expect((refused["reason"] as? String ?? "").contains("wheels only"), "\(refused)")
+    }
 }
