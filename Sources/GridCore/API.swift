@@ -171,6 +171,9 @@ public enum API {
         /// The sandbox tier the job's latest attempt ran in (nil before it started), and its label for people.
         public var tier: SandboxTier?
         public var tierLabel: String?
+        /// For a running job whose Python environment is still being prepared (built or fetched from the worker's
+        /// cache): `preparing environment (cached on 1 of 3 workers)`.
+        public var preparing: String?
 
         public init(
             id: JobID, name: String, owner: String, state: JobState, spec: JobSpec, script: String, attempt: Int, worker: String?,

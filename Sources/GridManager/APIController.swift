@@ -369,6 +369,7 @@ struct APIController: Sendable {
             peakMemoryKb: job.peakMemoryKb, cpuSeconds: job.cpuSeconds, reason: job.reason, pendingReason: job.pendingReason,
             cancelRequested: job.cancelRequested, logBytes: job.logBytes, submittedAt: job.submittedAt, startedAt: job.startedAt,
             finishedAt: job.finishedAt, events: events, outputs: outputs)
+        if job.state == .running { status.preparing = await core.preparation(of: job.ref, spec: job.spec) }
         if detail {
             let stops = try await db.interruptions(of: job.id)
             let names = stops.isEmpty ? [:] : Dictionary(try await db.workers().map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })

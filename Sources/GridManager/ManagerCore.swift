@@ -614,6 +614,15 @@ public actor ManagerCore {
         }
     }
 
+    /// For a run that has not reported `JOB_STARTED` yet and declares Python packages: how many online workers have its
+    /// environment cached (`status` shows it while the environment is prepared).
+    func preparation(of ref: JobRef, spec: JobSpec) -> String? {
+        guard spec.requirements?.isEmpty == false, leases.holder(of: ref.jobId)?.job == ref, runStarted[ref] == nil else { return nil }
+        let digest = spec.pythonRequirements.digest
+        let cached = live.values.filter { $0.registration.envs?.contains(digest) == true }.count
+        return "preparing environment (cached on \(cached) of \(live.count) worker\(live.count == 1 ? "" : "s"))"
+    }
+
     /// The manager is done with a job's run: forget its lease and everything kept about it.
     private func forget(_ id: JobID) {
         leases.release(id)

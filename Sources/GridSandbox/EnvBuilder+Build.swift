@@ -130,7 +130,8 @@ extension EnvBuilder {
         case .cancelled:
             throw GridError(.invalidRequirements, "building the environment was cancelled")
         case .failed:
-            throw GridError(.invalidRequirements, failureReason(String(decoding: tail, as: UTF8.self), allowSdist: c.allowSdist, signal: report.signal))
+            throw GridError(.invalidRequirements, failureReason(
+                    String(decoding: tail, as: UTF8.self), allowSdist: c.allowSdist, signal: report.signal, maxBytes: c.maxEnvironmentBytes))
         }
         let bytes = folderSize(temp + "/site")
         if bytes > c.maxEnvironmentBytes {
@@ -152,8 +153,11 @@ extension EnvBuilder {
 
     /// The installer's own error, from its first error line on (pip's `ERROR:`, uv's `error:`/`×` and the `╰─▶`
     /// explanation after it), else its last lines, with a hint when a package seems to have no wheel and sdists are off.
-    static func failureReason(_ output: String, allowSdist: Bool, signal: Int32?) -> String {
-        if signal == 25 { return "the environment grew over this worker's size limit for one environment" }
+    static func failureReason(_ output: String, allowSdist: Bool, signal: Int32?, maxBytes: Int64 = 0) -> String {
+        // A file over RLIMIT_FSIZE: SIGXFSZ, or EFBIG where the installer ignores the signal (Python does).
+        if signal == 25 || output.contains("[Errno 27]") || output.contains("File too large") {
+            return "the environment grew over this worker's limit of \(maxBytes >> 20) MB for one environment"
+        }
         let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("[") }
         let isError: (String) -> Bool = { $0.hasPrefix("ERROR:") || $0.hasPrefix("error:") || $0.hasPrefix("×") }
         var picked = lines.firstIndex(where: isError).map { Array(lines[$0...].prefix(6)) } ?? Array(lines.suffix(3))

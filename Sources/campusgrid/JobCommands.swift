@@ -110,6 +110,7 @@ func printStatus(_ j: API.JobStatus) {
         "  peak mem:   \(j.peakMemoryKb.map { "\($0 / 1024) MB" } ?? "-")",
     ]
     if j.state == .pending, let why = j.pendingReason { lines.append("  waiting:    \(why)") }
+    if j.state == .running, let preparing = j.preparing { lines.append("  preparing:  \(preparing.replacingOccurrences(of: "preparing environment ", with: "environment "))") }
     if let events = j.events {
         lines.append("  timeline:")
         for e in events { lines.append("    \(When.format(e.at))  \(e.state.rawValue)\(e.detail.map { "  \($0)" } ?? "")") }

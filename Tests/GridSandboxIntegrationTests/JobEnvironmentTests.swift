@@ -257,7 +257,19 @@ struct JobEnvironmentTests {
         }, extra: ["--env-allow-sdist", "--env-build-minutes", "0.1"])
         defer { g.grid.shutdown() }
         let before = try await g.alice.me().balance
-        let status = try g.run(try g.script("slow.py", "import cg_slow\n"), ["--pip", "cg-slow"], timeout: 100)
+        let submitted = try g.grid.cli(
+            ["submit", try g.script("slow.py", "import cg_slow\n"), "--isolation", "bwrap", "--pip", "cg-slow", "--json"], token: g.alice.token)
+        let answer = try #require(try JSONSerialization.jsonObject(with: Data(submitted.stdout.utf8)) as? [String: Any], "\(submitted.stderr)")
+        let id = JobID(try #require((answer["job"] as? [String: Any])?["id"] as? Int))
+        // While the build runs, `status` says so (and that no worker has the environment yet).
+        let seen = try await eventually(timeout: 60) { try await g.alice.job(id).preparing != nil }
+        #expect(seen)
+        let text = try g.grid.cli(["status", "\(id)"], token: g.alice.token).stdout
+        #expect(text.contains("preparing:  environment (cached on 0 of 1 worker)") || text.contains("failed"), "\(text)")
+        let ended = try await eventually(timeout: 90) { try await g.alice.job(id).state.isFinal }
+        #expect(ended)
+        let r = try g.grid.cli(["status", "\(id)", "--json"], token: g.alice.token)
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
         #expect(status["state"] as? String == "failed")
         let reason = status["reason"] as? String ?? ""
         #expect(reason.contains("took longer than this worker's limit of 6 s"), "\(reason)")
