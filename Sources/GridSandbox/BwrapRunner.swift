@@ -55,12 +55,7 @@ public struct BwrapRunner: JobRunner {
                     + "(install it: apt-get install bubblewrap; or choose --sandbox none for best-effort isolation)")
         }
         pythonRoots = Self.pythonRoots(of: configuration.python)
-        topLevel = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].compactMap { name in
-            let path = "/" + name
-            if let target = try? fm.destinationOfSymbolicLink(atPath: path) { return (name, target) }
-            var isDir: ObjCBool = false
-            return fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? (name, nil) : nil
-        }
+        topLevel = Self.topLevel()
         switch configuration.limitSource {
         case .cgroups, .delegatedCgroup:
             if configuration.limitSource == .cgroups, let why = CgroupDelegation.unreachable(root: configuration.cgroupRoot, isRoot: isRoot, delegated: false) {
@@ -72,6 +67,17 @@ public struct BwrapRunner: JobRunner {
             probe.remove()
         case .rlimits:
             try probeRlimits()
+        }
+    }
+
+    /// How `/bin`, `/lib`, ... look on this host: a symlink target (merged /usr) or nil (a real directory).
+    static func topLevel() -> [(name: String, symlink: String?)] {
+        let fm = FileManager.default
+        return ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].compactMap { name in
+            let path = "/" + name
+            if let target = try? fm.destinationOfSymbolicLink(atPath: path) { return (name, target) }
+            var isDir: ObjCBool = false
+            return fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? (name, nil) : nil
         }
     }
 

@@ -132,10 +132,28 @@ public actor EnvBuilder {
         return nil
     }
 
-    /// The sandbox of a bwrap-tier runner, for the installer.
-    public static func sandbox(of runner: any JobRunner) -> Sandbox? {
-        guard let bwrap = runner as? BwrapRunner else { return nil }
-        return Sandbox(bwrapPath: bwrap.configuration.bwrapPath, pythonRoots: bwrap.pythonRoots, topLevel: bwrap.topLevel)
+    /// The sandbox for the installer: the bwrap tier's own; for a worker in another tier (OCI, restricted), bubblewrap
+    /// at `bwrapPath` when it works here (a probe runs the interpreter in it), so that a build never runs as the
+    /// worker's user with its home visible where this machine can prevent it; nil when it cannot.
+    public static func sandbox(of runner: any JobRunner, bwrapPath: String = "/usr/bin/bwrap", python: String) -> Sandbox? {
+        if let bwrap = runner as? BwrapRunner {
+            return Sandbox(bwrapPath: bwrap.configuration.bwrapPath, pythonRoots: bwrap.pythonRoots, topLevel: bwrap.topLevel)
+        }
+        guard FileManager.default.isExecutableFile(atPath: bwrapPath) else { return nil }
+        let sandbox = Sandbox(bwrapPath: bwrapPath, pythonRoots: BwrapRunner.pythonRoots(of: python), topLevel: BwrapRunner.topLevel())
+        let probe = NSTemporaryDirectory() + "campusgrid-env-probe-\(getpid())-\(UUID().uuidString.prefix(8))"
+        guard (try? FileManager.default.createDirectory(atPath: probe, withIntermediateDirectories: true)) != nil else { return nil }
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        var c = Configuration(root: probe, python: python)
+        c.noIndex = true
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: bwrapPath)
+        process.arguments = sandboxArguments(sandbox, configuration: c, buildFolder: probe) + [python, "-c", "open('/build/ok', 'w').write('ok')"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        process.waitUntilExit()
+        return process.terminationStatus == 0 && FileManager.default.fileExists(atPath: probe + "/ok") ? sandbox : nil
     }
 
     /// The options that change what an install produces: part of the key.

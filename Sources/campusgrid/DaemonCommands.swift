@@ -276,7 +276,7 @@ struct WorkerCommand: AsyncParsableCommand {
         c.cacheLimitBytes = Int64(envCacheGb * Double(1 << 30))
         c.maxEnvironmentBytes = Int64(envMaxGb * Double(1 << 30))
         c.timeLimitSeconds = envBuildMinutes * 60
-        c.sandbox = EnvBuilder.sandbox(of: runner)
+        c.sandbox = EnvBuilder.sandbox(of: runner, bwrapPath: bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? "/usr/bin/bwrap", python: python)
         switch envInstaller {
         case "pip": c.uv = nil
         case "uv", "auto":

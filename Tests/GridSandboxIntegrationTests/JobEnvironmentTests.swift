@@ -205,8 +205,10 @@ struct JobEnvironmentTests {
         #expect(try await alice.me().balance == before)
     }
 
-    @Test(.timeLimit(.minutes(10)))
-    func aBuildCannotReadTheWorkersHomeNorWriteOutsideItsFolder() async throws {
+    /// In every tier where bubblewrap works: the bwrap tier's own sandbox, and for a restricted worker (`none`) one of
+    /// the builder's own.
+    @Test(.timeLimit(.minutes(10)), arguments: ["bwrap", "none"])
+    func aBuildCannotReadTheWorkersHomeNorWriteOutsideItsFolder(tier: String) async throws {
         var planted = ""
         var outside: [String] = []
         let g = try await EnvGrid.start("env-safe", prepare: { wheels in
@@ -235,9 +237,11 @@ struct JobEnvironmentTests {
                     return write_wheel(wheel_directory, 'cg-probe', 'cg_probe', 'PROBE = %r\\n' % (probe(),))
                 """
             try TestWheels.sdistWithBackend(in: wheels, name: "cg-probe", backend: backend)
-        }, extra: ["--env-allow-sdist"])
+        }, extra: ["--env-allow-sdist", "--sandbox", tier])
         defer { g.grid.shutdown() }
-        let status = try g.run(try g.script("probe.py", "import cg_probe\nprint(sorted(cg_probe.PROBE.items()))\n"), ["--pip", "cg-probe"])
+        let status = try g.run(
+            try g.script("probe.py", "import cg_probe\nprint(sorted(cg_probe.PROBE.items()))\n"),
+            ["--pip", "cg-probe", "--isolation", tier == "none" ? "restricted" : tier])
         let log = try await g.log(status)
         #expect(status["state"] as? String == "completed", "\(status)\n\(log)")
         #expect(log.contains("[('home', 'refused'), ('write0', 'refused'), ('write1', 'refused'), ('write2', 'refused')]"), "\(log)")
