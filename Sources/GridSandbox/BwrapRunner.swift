@@ -152,10 +152,10 @@ public struct BwrapRunner: JobRunner {
     /// The command prefix that starts a long-lived interpreter in this tier's sandbox (the peer services' function-task
     /// interpreters, see `FunctionPool`): the same namespaces and binds as a job, with `directory` as its read-write `/job`;
     /// `python` and its arguments follow. No cgroup: a task is bounded by its time limit (its interpreter is killed when it overruns).
-    public func interpreterPrefix(directory: String, environment: [String: String]) -> [String] {
+    public func interpreterPrefix(directory: String, environment: [String: String], pythonEnvironment: String? = nil) -> [String] {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: directory, script: "-",
-            environment: environment, tmpBytes: configuration.tmpBytes, gpuDevices: [])
+            environment: environment, tmpBytes: configuration.tmpBytes, gpuDevices: [], pythonEnvironment: pythonEnvironment)
         return [configuration.bwrapPath] + args.dropLast(3)
     }
 

@@ -526,6 +526,8 @@ public actor WorkerAgent: Service {
             await reject(ref, reason: "cancelled while its environment was prepared", outcome: .cancelled, refund: true)
             return .stop
         }
+        // A new environment: the next heartbeat (sent at once) tells the manager, before this job's own report.
+        if ready.built { loadChanged() }
         await preparationOutput(ref, Array("=== environment ready; starting the job ===\n".utf8))
         return .ready(ready)
     }

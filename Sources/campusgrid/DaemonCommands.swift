@@ -228,6 +228,7 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let peers = try PeerService(config: peerConfig, launch: launch, logger: logger)
         let environments = try environmentBuilder(python: interpreter, runner: runner, dataDirectory: config.dataDirectory)
+        await peers.setEnvironments(environments)
         logger.notice(
             "job environments: \(environments.configuration.uv == nil ? "pip" : "uv"), \(environments.configuration.sandbox == nil ? "unsandboxed" : "bwrap") builds",
             metadata: ["grid.env.python": "\(environments.interpreter.version)", "grid.env.platform": "\(environments.interpreter.platform)"])
