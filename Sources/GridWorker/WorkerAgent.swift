@@ -131,11 +131,11 @@ public actor WorkerAgent: Service {
         }
     }
 
-    private func shutdown() {
+    private func shutdown() async {
         stopping = true
         for job in jobs.values { job.execution.cancel() }
         for id in preparations.keys { preparations[id]?.cancelled = true }
-        if let environments { Task { await environments.stopBuilds() } }
+        await environments?.stopBuilds()
         startContinuation.finish()
     }
 

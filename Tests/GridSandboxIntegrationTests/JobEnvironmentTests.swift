@@ -333,4 +333,24 @@ struct JobEnvironmentTests {
         #expect(refused["state"] as? String == "failed")
         #expect((refused["reason"] as? String ?? "").contains("wheels only"), "\(refused)")
     }
+
+    @Test(.timeLimit(.minutes(10)))
+    func aJobWhosePythonNoWorkerHasWaitsSayingWhyAndIsRefundedWhenCancelled() async throws {
+        let g = try await EnvGrid.start("env-python")
+        defer { g.grid.shutdown() }
+        let before = try await g.alice.me().balance
+        let script = try g.script("future.py", "# /// script\n# requires-python = \">=3.99\"\n# dependencies = [\"cg-greet\"]\n# ///\nprint(1)\n")
+        let r = try g.grid.cli(["submit", script, "--isolation", "bwrap", "--json"], token: g.alice.token)
+        let answer = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+        let id = JobID(try #require((answer["job"] as? [String: Any])?["id"] as? Int))
+        var reason = ""
+        let waits = try await eventually(timeout: 30) {
+            reason = try await g.alice.job(id).pendingReason ?? ""
+            return reason.contains("Python >=3.99")
+        }
+        #expect(waits, "\(reason)")
+        #expect(try await g.alice.job(id).state == .pending)
+        _ = try await g.alice.cancel(id)
+        #expect(try await g.alice.me().balance == before)
+    }
 }
