@@ -146,6 +146,7 @@ public final class FunctionPool: Sendable {
         if let spare { _ = try? spare.ensureStarted(launch) }
         defer { give(interpreter) }
         if interpreter.served >= recycleAfter { interpreter.stop() }
+        interpreter.restartIfEnvironmentChanged()
         // An interpreter that died while idle never saw the task: start a fresh one and try once more.
         for attempt in 0..<2 {
             do {
@@ -358,6 +359,7 @@ private final class Interpreter: @unchecked Sendable {
         }
         do {
             let (child, input, output) = try Child.start(argv, environment: environment, directory: folder)
+            siteInode = site.flatMap(Self.inode)
             process = child
             self.input = input
             self.output = output
@@ -451,6 +453,22 @@ private final class Interpreter: @unchecked Sendable {
         guard let status else { return "closed its answer pipe without answering" }
         let signal = status & 0x7f
         return signal != 0 ? "was killed by signal \(signal)" : "exited with status \((status >> 8) & 0xff) without an answer"
+    }
+
+    /// The inode of the environment folder the running process was started with.
+    private var siteInode: UInt64?
+
+    static func inode(_ path: String) -> UInt64? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.systemFileNumber] as? UInt64
+    }
+
+    /// Replaces the process when its environment was deleted (evicted) or built again since it started: the old
+    /// one's mount or path no longer holds the packages.
+    func restartIfEnvironmentChanged() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let site, process?.isRunning == true, Self.inode(site) != siteInode else { return }
+        stopLocked()
     }
 
     func stop() {
