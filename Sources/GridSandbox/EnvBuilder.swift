@@ -232,7 +232,7 @@ public actor EnvBuilder {
         let now = Date().timeIntervalSince1970
         cached[key]?.lastUsed = now
         let stamp = configuration.root + "/" + key + "/last-used"
-        FileManager.default.createFile(atPath: stamp, contents: Data("\(now)\n".utf8))
+        _ = FileManager.default.createFile(atPath: stamp, contents: Data("\(now)\n".utf8))
     }
 
     /// Deletes least recently used environments while the cache is over its limit.
