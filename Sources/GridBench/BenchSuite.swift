@@ -6,7 +6,7 @@ import GridSandbox
 public struct BenchSuite: Sendable {
     /// The sections, in the order they run.
     public enum Section: String, Sendable, CaseIterable {
-        case jobs, scheduler, sandbox, tasks, memory, files
+        case jobs, scheduler, sandbox, tasks, memory, files, env
     }
 
     public var sizes: BenchSizes
@@ -87,6 +87,8 @@ public struct BenchSuite: Sendable {
                 case .files:
                     _ = try? await shared()
                     figures += try await PeerBench.files(sizes: sizes, references: references, scratch: scratch, log: log)
+                case .env:
+                    figures += try await EnvBench.run(python: python, builds: max(1, sizes.sandboxLaunches / 3), scratch: scratch, log: log)
                 }
             } catch {
                 log("bench: \(section.rawValue) failed: \(error)")
@@ -115,6 +117,8 @@ public struct BenchSuite: Sendable {
                 [("tasks.throughput", "Function tasks (x*x)", "tasks/s", .higher), ("tasks.round_trip", "Function task round trip", "ms", .lower)]
             case .memory: [("memory.ops", "Memory set/get", "ops/s", .higher)]
             case .files: [("files.put", "File put", "MB/s", .higher), ("files.get", "File get", "MB/s", .higher)]
+            case .env:
+                [("env.cold_build", "Environment: cold build", "ms", .lower), ("env.cached", "Environment: cached, ready for a job", "ms", .lower)]
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

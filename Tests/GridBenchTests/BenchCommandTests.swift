@@ -10,10 +10,13 @@ import Testing
 struct BenchCommandTests {
     static let expectedFigures = [
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
-        "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get",
+        "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get", "env.cold_build", "env.cached",
     ]
     /// Figures that need nothing but this build, so they must always be measured.
-    static let alwaysMeasured = ["job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted"]
+    static let alwaysMeasured = [
+        "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted", "env.cold_build",
+        "env.cached",
+    ]
 
     @Test("bench --quick --tiny writes a complete JSON report and prints a table")
     func tinyBenchReportIsComplete() throws {
