@@ -132,9 +132,11 @@ struct JobEnvironmentTests {
         #expect(built == 2, "\(g.worker.errorLog.suffix(4000))")
     }
 
-    @Test(.timeLimit(.minutes(10)))
-    func aJobCannotWriteItsMountedEnvironment() async throws {
-        let g = try await EnvGrid.start("env-rofs")
+    @Test(.timeLimit(.minutes(10)), arguments: ["bwrap", "oci"])
+    func aJobCannotWriteItsMountedEnvironment(tier: String) async throws {
+        let (flags, podman) = try SandboxGridTests.workerFlags(tier)
+        defer { podman?.stop() }
+        let g = try await EnvGrid.start("env-rofs", extra: flags)
         defer { g.grid.shutdown() }
         let script = try g.script(
             "write.py",
@@ -147,9 +149,9 @@ struct JobEnvironmentTests {
             except OSError as e:
                 print('refused:', errno.errorcode.get(e.errno))
             """)
-        let status = try g.run(script, ["--pip", "cg-greet"])
-        #expect(status["state"] as? String == "completed", "\(status)")
+        let status = try g.run(script, ["--pip", "cg-greet", "--isolation", tier])
         let log = try await g.log(status)
+        #expect(status["state"] as? String == "completed", "\(status)\n\(log)")
         #expect(log.contains("refused: EROFS"), "\(log)")
         let folder = try #require(g.environments().first)
         #expect(!FileManager.default.fileExists(atPath: g.envs + "/" + folder + "/site/planted.py"))
