@@ -6,7 +6,7 @@ import GridSandbox
 public struct BenchSuite: Sendable {
     /// The sections, in the order they run.
     public enum Section: String, Sendable, CaseIterable {
-        case jobs, scheduler, sandbox, tasks, memory, files, tls, verification
+        case jobs, scheduler, sandbox, tasks, memory, files, tls, verification, env
     }
 
     public var sizes: BenchSizes
@@ -95,6 +95,8 @@ public struct BenchSuite: Sendable {
                 case .verification:
                     // A grid of its own: workers of three owners, each on probation from the start.
                     figures.append(try await VerificationBench.cost(binary: binary, jobs: sizes.verificationJobs, log: log))
+                case .env:
+                    figures += try await EnvBench.run(python: python, builds: max(1, sizes.sandboxLaunches / 3), scratch: scratch, log: log)
                 }
             } catch {
                 log("bench: \(section.rawValue) failed: \(error)")
@@ -130,6 +132,8 @@ public struct BenchSuite: Sendable {
                     ("tls.memory_ops", "TLS: memory set/get", "ops/s", .higher), ("tls.file_get", "TLS: file get", "MB/s", .higher),
                 ]
             case .verification: [("verification.extra_cpu_per_100_jobs", "Verification: extra CPU per 100 jobs", "CPU-s", .lower)]
+            case .env:
+                [("env.cold_build", "Environment: cold build", "ms", .lower), ("env.cached", "Environment: cached, ready for a job", "ms", .lower)]
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

@@ -173,6 +173,9 @@ public enum API {
         public var tierLabel: String?
         /// Nil for a job whose result was never checked.
         public var verification: Verification?
+        /// For a running job whose Python environment is still being prepared (built or fetched from the worker's
+        /// cache): `preparing environment (cached on 1 of 3 workers)`.
+        public var preparing: String?
 
         public init(
             id: JobID, name: String, owner: String, state: JobState, spec: JobSpec, script: String, attempt: Int, worker: String?,

@@ -30,6 +30,8 @@ public struct GridError: Error, Hashable, Sendable, CustomStringConvertible {
         /// A peer or the manager could not be reached (peer services).
         public static let unreachable = Code("unreachable")
         public static let timeout = Code("timeout")
+        /// A job's declared Python packages are malformed, or its environment could not be built.
+        public static let invalidRequirements = Code("invalid_requirements")
     }
 
     public var code: Code

@@ -27,14 +27,21 @@ public struct JobSpec: Hashable, Sendable, Codable {
     /// The seed every run of the job gets as `CAMPUSGRID_SEED` and `PYTHONHASHSEED`, so honest reruns of seeded code
     /// match. Set by the manager at submission (whatever the submitter sent), copied to the job's check runs.
     public var seed: UInt32?
+    /// Python packages the job needs (PEP 508 lines, normalised: `PythonRequirements.lines`), installed by the worker
+    /// into a cached environment put first on the job's `sys.path`; nil or empty: the worker's own Python as it is.
+    public var requirements: [String]?
+    /// The Python versions the job runs on (PEP 440 specifiers, `>=3.11`); nil: any.
+    public var requiresPython: String?
 
     public init(
         name: String, cpus: Int = 1, ramGb: Int = 1, gpus: Int = 0, minutes: Int = 5, priority: Int = 0, outputs: [String] = [],
         minTier: SandboxTier = .bwrap, gridInputs: [String]? = nil, saveOutputsAs: String? = nil, verify: Bool? = nil,
-        nondeterministic: Bool? = nil
+        nondeterministic: Bool? = nil, requirements: [String]? = nil, requiresPython: String? = nil
     ) {
         self.verify = verify
         self.nondeterministic = nondeterministic
+        self.requirements = requirements
+        self.requiresPython = requiresPython
         self.gridInputs = gridInputs
         self.saveOutputsAs = saveOutputsAs
         self.name = name
@@ -68,6 +75,11 @@ public struct JobSpec: Hashable, Sendable, Codable {
         return UInt32(truncatingIfNeeded: g.next())
     }
 
+    /// The job's Python needs, parsed; empty when it declares none (or when they do not parse: `validate` says why).
+    public var pythonRequirements: PythonRequirements {
+        (try? PythonRequirements(lines: requirements ?? [], requiresPython: requiresPython)) ?? PythonRequirements()
+    }
+
     public static let limits = (cpus: 1...256, ramGb: 0...4096, gpus: 0...64, minutes: 1...10_080, priority: -10...10)
 
     /// Checks every field and says, in words, what is wrong.
@@ -98,5 +110,8 @@ public struct JobSpec: Hashable, Sendable, Codable {
             problems.append("a --nondeterministic job cannot be verified by a second run (--verify): its runs are not expected to agree")
         }
         if !problems.isEmpty { throw GridError(.invalidResources, problems.joined(separator: "; ")) }
+        if requirements != nil || requiresPython != nil {
+            _ = try PythonRequirements(lines: requirements ?? [], requiresPython: requiresPython)
+        }
     }
 }

@@ -26,7 +26,7 @@ extension GridError: ResponseGenerator {}
 extension GridError: HTTPResponseError {
     public var status: HTTPResponse.Status {
         switch code {
-        case .badRequest, .invalidResources, .malformedMessage: .badRequest
+        case .badRequest, .invalidResources, .invalidRequirements, .malformedMessage: .badRequest
         case .notAuthenticated, .unauthorized: .unauthorized
         case .forbidden: .forbidden
         case .notFound: .notFound

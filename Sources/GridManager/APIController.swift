@@ -146,7 +146,7 @@ struct APIController: Sendable {
         }
         let script = try file(body.script)
         guard !script.data.isEmpty else { throw GridError(.badRequest, "the script \(script.name) is empty") }
-        var spec = body.spec
+        var spec = try Self.withScriptRequirements(body.spec, script: script.data)
         if spec.name.isEmpty { spec.name = script.name }
         let inputs = try body.inputs.map(file)
         // The bundle travels to the worker as one bulk message; keep it well inside the protocol's bulk limit.
@@ -156,6 +156,20 @@ struct APIController: Sendable {
         let status = try await jobStatus(job, owner: user.username, detail: true)
         let answer = API.SubmitResponse(job: status, hold: job.hold, balance: try await db.balance(of: .user(user.id)))
         return try jsonResponse(answer, status: .created, request: request, context: context)
+    }
+
+    /// The spec with the script's PEP 723 metadata (`# /// script`) added to its requirements, all normalised
+    /// (`PythonRequirements`); a malformed block or requirement is refused with the reason.
+    static func withScriptRequirements(_ spec: JobSpec, script: Data) throws -> JobSpec {
+        var spec = spec
+        var requirements = try PythonRequirements(lines: spec.requirements ?? [], requiresPython: spec.requiresPython)
+        if let meta = try InlineScriptMetadata.parse(String(decoding: script, as: UTF8.self)) {
+            try requirements.add(meta.dependencies)
+            if let python = meta.requiresPython { try requirements.require(python: python) }
+        }
+        spec.requirements = requirements.lines.isEmpty ? nil : requirements.lines
+        spec.requiresPython = requirements.requiresPython
+        return spec
     }
 
     @Sendable func listJobs(_ request: Request, context: APIContext) async throws -> API.JobList {
@@ -374,6 +388,7 @@ struct APIController: Sendable {
             peakMemoryKb: job.peakMemoryKb, cpuSeconds: job.cpuSeconds, reason: job.reason, pendingReason: job.pendingReason,
             cancelRequested: job.cancelRequested, logBytes: job.logBytes, submittedAt: job.submittedAt, startedAt: job.startedAt,
             finishedAt: job.finishedAt, events: events, outputs: outputs)
+        if job.state == .running { status.preparing = await core.preparation(of: job.ref, spec: job.spec) }
         if detail {
             let stops = try await db.interruptions(of: job.id)
             let names = stops.isEmpty ? [:] : Dictionary(try await db.workers().map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })

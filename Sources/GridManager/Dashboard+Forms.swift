@@ -99,6 +99,8 @@ extension Dashboard {
         var minutes = 5
         var priority = 0
         var outputs = ""
+        /// Python packages, as a requirements file (one a line).
+        var requirements = ""
         /// The weakest sandbox the job accepts (default bwrap: never a worker without a real sandbox).
         var minTier = SandboxTier.bwrap
         /// Verification: a second run checks the result, paid by the submitter (`--verify`); or the job says its runs
@@ -131,6 +133,7 @@ extension Dashboard {
             outputs = form["outputs"] ?? ""
             verify = !(form["verify"] ?? "").isEmpty
             nondeterministic = !(form["nondeterministic"] ?? "").isEmpty
+            requirements = (form["requirements"] ?? "").replacingOccurrences(of: "\r\n", with: "\n")
             if let raw = form["min_tier"], !raw.isEmpty {
                 guard let tier = SandboxTier(rawValue: raw) else { throw GridError(.badRequest, "sandbox must be restricted, bwrap or oci (got \(raw))") }
                 minTier = tier
@@ -143,7 +146,8 @@ extension Dashboard {
         var values: [String: Any] {
             [
                 "name": name, "script": script, "cpus": cpus, "ram_gb": ramGb, "gpus": gpus, "minutes": minutes, "priority": priority,
-                "outputs": outputs, "hold": hold.map(String.init) ?? "—", "verify": verify, "nondeterministic": nondeterministic,
+                "outputs": outputs, "requirements": requirements, "hold": hold.map(String.init) ?? "—", "verify": verify,
+                "nondeterministic": nondeterministic,
                 "tiers": SandboxTier.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == minTier] },
             ]
         }
@@ -188,6 +192,9 @@ extension Dashboard {
             let inputs = (form.files["inputs"] ?? []).filter { !$0.filename.isEmpty }.map { StoredFile(name: $0.filename, data: $0.data) }
             try APIController.checkBundle(script: script, inputs: inputs, config: api.config)
             var spec = fields.spec
+            let packages = try PythonRequirements.parseFile(fields.requirements, name: "Python packages")
+            if !packages.isEmpty { spec.requirements = packages }
+            spec = try APIController.withScriptRequirements(spec, script: script.data)
             if spec.name.isEmpty { spec.name = script.name }
             let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())
             core.jobsChanged()

@@ -128,6 +128,8 @@ extension Dashboard {
             "attempt": job.attempt, "script": job.scriptName, "submitted": Self.time(job.submittedAt), "tier": job.spec.minTier.label, "csrf": csrf,
         ]
         if let w = status.worker { summary["worker"] = w }
+        if let packages = job.spec.requirements, !packages.isEmpty { summary["packages"] = packages.joined(separator: ", ") }
+        if let preparing = status.preparing { summary["preparing"] = preparing }
         if let paid = job.paid { summary["paid"] = "\(paid)" }
         if let code = job.exitCode { summary["exit_code"] = "\(code)" }
         if let ms = job.runtimeMs { summary["runtime"] = Self.duration(ms) }

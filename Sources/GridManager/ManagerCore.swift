@@ -212,6 +212,7 @@ public actor ManagerCore {
             let t = now()
             live[who.workerId]?.load = max(0, min(update.load, 64))
             if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
+            if let envs = update.envs { live[who.workerId]?.registration.envs = envs }
             live[who.workerId]?.lastHeartbeat = t
             let stale = leases.renew(worker: who.workerId, running: update.running, now: t)
             for ref in stale {
@@ -223,7 +224,14 @@ public actor ManagerCore {
             }
             return nil
         case .jobStarted(let started):
-            if leases.holds(started.job, worker: who.workerId), runStarted[started.job] == nil { runStarted[started.job] = wall() }
+            if leases.holds(started.job, worker: who.workerId), runStarted[started.job] == nil {
+                let t = wall()
+                runStarted[started.job] = t
+                // The time limit counts from the start: time spent preparing the job's environment is neither billed nor counted.
+                if let spec = leasedSpecs[started.job.jobId], deadlines[started.job.jobId]?.ref == started.job {
+                    deadlines[started.job.jobId] = (started.job, t + Double(spec.minutes) * 60 + config.timeLimitGraceSeconds)
+                }
+            }
             return nil
         case .jobLog(let log):
             let waiting = unsettled[log.job.jobId].map { $0.done.job == log.job && $0.who.workerId == who.workerId } ?? false
@@ -335,9 +343,11 @@ public actor ManagerCore {
         // assignment), nor more than the requested minutes, whatever the worker reports.
         let observed = CreditRules.observedMilliseconds(from: runStarted[done.job] ?? job.startedAt ?? receivedAt, to: receivedAt)
         let runtime = CreditRules.paidRuntime(job.spec, reportedMilliseconds: done.runtimeMs, observedMilliseconds: observed)
-        let result = GridDatabase.RunResult(
+        var result = GridDatabase.RunResult(
             state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb, cpuSeconds: done.cpuSeconds,
             reason: done.reason)
+        // A job whose environment could not be built never ran: the worker waives its pay and the hold goes back whole.
+        result.refund = done.refund == true
         do {
             if let finished = try await db.finishRun(
                 done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,
@@ -541,7 +551,8 @@ public actor ManagerCore {
             return Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
                 freeSlots: max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
-                acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId))
+                acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
+                envs: Set(w.registration.envs ?? []), python: w.registration.python)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)
@@ -550,7 +561,8 @@ public actor ManagerCore {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now())
             leasedSpecs[job.id] = job.spec
-            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds)
+            let preparing = job.spec.requirements?.isEmpty == false ? config.environmentGraceSeconds : 0
+            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing)
             await assign(job, to: worker)
         }
         try await db.setPendingReasons(plan.pending.mapValues(\.description))
@@ -612,6 +624,15 @@ public actor ManagerCore {
                 await send(reply, to: held.who.workerId)
             }
         }
+    }
+
+    /// For a run that has not reported `JOB_STARTED` yet and declares Python packages: how many online workers have its
+    /// environment cached (`status` shows it while the environment is prepared).
+    func preparation(of ref: JobRef, spec: JobSpec) -> String? {
+        guard spec.requirements?.isEmpty == false, leases.holder(of: ref.jobId)?.job == ref, runStarted[ref] == nil else { return nil }
+        let digest = spec.pythonRequirements.digest
+        let cached = live.values.filter { $0.registration.envs?.contains(digest) == true }.count
+        return "preparing environment (cached on \(cached) of \(live.count) worker\(live.count == 1 ? "" : "s"))"
     }
 
     /// The manager is done with a job's run: forget its lease and everything kept about it.

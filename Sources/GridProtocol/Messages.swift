@@ -110,11 +110,19 @@ public enum Msg {
         /// On a TLS grid: the P-256 public key (PEM) of the worker's peer-port certificate, which the manager's CA signs
         /// and returns in `REGISTERED`. The private key never leaves the worker.
         public var tlsKey: String?
+        /// Digests (`PythonRequirements.digest`) of the Python environments this worker has built and cached; placement
+        /// prefers a worker that has a job's environment. Absent from older workers.
+        public var envs: [String]?
+        /// The Python version jobs run with here (`3.11.7`), for jobs that declare `requires-python`.
+        public var python: String?
         public init(
             resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,
-            webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil, sandbox: SandboxReport? = nil, tlsKey: String? = nil
+            webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil, sandbox: SandboxReport? = nil, tlsKey: String? = nil,
+            envs: [String]? = nil, python: String? = nil
         ) {
             self.tlsKey = tlsKey
+            self.envs = envs
+            self.python = python
             self.sandbox = sandbox
             self.finished = finished
             self.resources = resources
@@ -158,7 +166,10 @@ public enum Msg {
         public var running: [JobRef]
         /// Function tasks queued or running on this peer (peer services); the manager's `GET_BEST_PEER` weighs them.
         public var tasks: Int?
-        public init(load: Double, running: [JobRef], tasks: Int? = nil) {
+        /// The cached environments' digests, as in `REGISTER`, when they changed since the last report.
+        public var envs: [String]?
+        public init(load: Double, running: [JobRef], tasks: Int? = nil, envs: [String]? = nil) {
+            self.envs = envs
             self.load = load
             self.running = running
             self.tasks = tasks
@@ -221,10 +232,14 @@ public enum Msg {
         public var files: [FileEntry]
         /// How many log bytes the run produced: the manager settles the run only once it holds all of them.
         public var logBytes: Int64?
+        /// The job never ran because its Python environment could not be built: the submitter gets the whole hold back
+        /// (the worker's owner waives its pay). Absent or false for runs that ran.
+        public var refund: Bool?
         public init(
             job: JobRef, outcome: Outcome, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?,
-            files: [FileEntry], logBytes: Int64? = nil
+            files: [FileEntry], logBytes: Int64? = nil, refund: Bool? = nil
         ) {
+            self.refund = refund
             self.logBytes = logBytes
             self.job = job
             self.outcome = outcome

@@ -85,11 +85,15 @@ extension Msg {
         public var ticket: PeerTrust.Ticket?
         /// Set only by a peer forwarding a task: its signature (credential key) over the ticket and the task's digest.
         public var signature: String?
+        /// Python packages the task needs (PEP 508 lines, as `JobSpec.requirements`): it runs in an interpreter of that
+        /// environment (built or taken from the peer's cache), never one serving another user or environment.
+        public var requirements: [String]?
         public init(
             taskId: String, program: String, function: String? = "main", args: JSONValue? = nil, argsLiteral: String? = nil,
             confidential: Bool? = false, timeout: Double? = nil, priority: Int? = nil, user: String? = nil, ticket: PeerTrust.Ticket? = nil,
-            signature: String? = nil
+            signature: String? = nil, requirements: [String]? = nil
         ) {
+            self.requirements = requirements
             self.ticket = ticket
             self.signature = signature
             self.taskId = taskId

@@ -33,6 +33,9 @@ public enum WorkerClaims {
     public static let sandboxText = 0...1_000
     /// A P-256 public key in PEM is about 180 bytes.
     public static let tlsKeyLength = 0...1_024
+    /// Cached environments reported, and the length of each digest.
+    public static let envs = 0...100_000
+    public static let envDigestLength = 1...128
 
     /// Checks a message from a registered (or registering) worker; nil when every figure is in range.
     public static func problem(_ message: GridMessage) -> GridError? {
@@ -52,6 +55,8 @@ public enum WorkerClaims {
             c.refs("running", r.running)
             c.refs("finished", r.finished ?? [])
             c.range("tls_key (length)", r.tlsKey?.utf8.count ?? 0, tlsKeyLength)
+            c.envs(r.envs)
+            c.range("python (length)", r.python?.utf8.count ?? 0, 0...32)
             if let s = r.sandbox {
                 c.range("sandbox.label (length)", s.label.utf8.count, sandboxText)
                 c.range("sandbox.skipped (count)", s.skipped.count, sandboxLines)
@@ -64,6 +69,7 @@ public enum WorkerClaims {
             c.range("load", u.load, load)
             if let t = u.tasks { c.range("tasks", t, tasks) }
             c.refs("running", u.running)
+            c.envs(u.envs)
         case .jobStarted(let s):
             c.refs("job", [s.job])
         case .jobLog(let l):
@@ -96,6 +102,12 @@ public enum WorkerClaims {
             if !value.isFinite || !allowed.contains(value) {
                 problems.append("\(field) = \(value) is out of range \(allowed.lowerBound)…\(allowed.upperBound)")
             }
+        }
+
+        mutating func envs(_ digests: [String]?) {
+            guard let digests else { return }
+            range("envs (count)", digests.count, WorkerClaims.envs)
+            for d in digests { range("envs (length)", d.utf8.count, WorkerClaims.envDigestLength) }
         }
 
         mutating func refs(_ field: String, _ refs: [JobRef]) {

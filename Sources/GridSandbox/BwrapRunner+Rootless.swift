@@ -16,7 +16,8 @@ extension BwrapRunner {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: request.scratch.path, script: request.script,
             environment: env, tmpBytes: configuration.tmpBytes,
-            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]), processes: plan.processes)
+            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]), processes: plan.processes,
+            pythonEnvironment: request.pythonEnvironment)
         let namespace = JobNamespace()
         let tooMany = Mutex(false)
         let hooks = JobExecution.Hooks(

@@ -55,12 +55,7 @@ public struct BwrapRunner: JobRunner {
                     + "(install it: apt-get install bubblewrap; or choose --sandbox none for best-effort isolation)")
         }
         pythonRoots = Self.pythonRoots(of: configuration.python)
-        topLevel = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].compactMap { name in
-            let path = "/" + name
-            if let target = try? fm.destinationOfSymbolicLink(atPath: path) { return (name, target) }
-            var isDir: ObjCBool = false
-            return fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? (name, nil) : nil
-        }
+        topLevel = Self.topLevel()
         switch configuration.limitSource {
         case .cgroups, .delegatedCgroup:
             if configuration.limitSource == .cgroups, let why = CgroupDelegation.unreachable(root: configuration.cgroupRoot, isRoot: isRoot, delegated: false) {
@@ -72,6 +67,17 @@ public struct BwrapRunner: JobRunner {
             probe.remove()
         case .rlimits:
             try probeRlimits()
+        }
+    }
+
+    /// How `/bin`, `/lib`, ... look on this host: a symlink target (merged /usr) or nil (a real directory).
+    static func topLevel() -> [(name: String, symlink: String?)] {
+        let fm = FileManager.default
+        return ["bin", "sbin", "lib", "lib32", "lib64", "libx32"].compactMap { name in
+            let path = "/" + name
+            if let target = try? fm.destinationOfSymbolicLink(atPath: path) { return (name, target) }
+            var isDir: ObjCBool = false
+            return fm.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? (name, nil) : nil
         }
     }
 
@@ -99,7 +105,7 @@ public struct BwrapRunner: JobRunner {
     /// files of `/etc`, and the scratch directory; the sandbox's own root is made read-only at the end.
     static func arguments(
         python: String, pythonRoots: [String], topLevel: [(name: String, symlink: String?)], scratch: String, script: String,
-        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String], processes: Int? = nil
+        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String], processes: Int? = nil, pythonEnvironment: String? = nil
     ) -> [String] {
         var a = [
             "--unshare-all", "--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534",
@@ -120,7 +126,10 @@ public struct BwrapRunner: JobRunner {
         a += ["--proc", "/proc", "--dev", "/dev"]
         for device in gpuDevices { a += ["--dev-bind-try", device, device] }
         a += ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
-        a += ["--bind", scratch, jobDirectory, "--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
+        a += ["--bind", scratch, jobDirectory]
+        // The job's packages: read-only, so no job can change a cached environment another job will use.
+        if let pythonEnvironment { a += ["--ro-bind", pythonEnvironment, EnvBuilder.mountPoint] }
+        a += ["--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
         for key in environment.keys.sorted() { a += ["--setenv", key, environment[key]!] }
         if let processes {
             // RLIMIT_NPROC must be set inside the user namespace, where it counts only the job's processes.
@@ -143,10 +152,10 @@ public struct BwrapRunner: JobRunner {
     /// The command prefix that starts a long-lived interpreter in this tier's sandbox (the peer services' function-task
     /// interpreters, see `FunctionPool`): the same namespaces and binds as a job, with `directory` as its read-write `/job`;
     /// `python` and its arguments follow. No cgroup: a task is bounded by its time limit (its interpreter is killed when it overruns).
-    public func interpreterPrefix(directory: String, environment: [String: String]) -> [String] {
+    public func interpreterPrefix(directory: String, environment: [String: String], pythonEnvironment: String? = nil) -> [String] {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: directory, script: "-",
-            environment: environment, tmpBytes: configuration.tmpBytes, gpuDevices: [])
+            environment: environment, tmpBytes: configuration.tmpBytes, gpuDevices: [], pythonEnvironment: pythonEnvironment)
         return [configuration.bwrapPath] + args.dropLast(3)
     }
 
@@ -169,7 +178,8 @@ public struct BwrapRunner: JobRunner {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: request.scratch.path, script: request.script,
             environment: env, tmpBytes: configuration.tmpBytes,
-            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]))
+            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]),
+            pythonEnvironment: request.pythonEnvironment)
         // RLIMIT_AS is never used here: the memory cgroup limits RAM, and RLIMIT_AS breaks CUDA.
         let rlimits: [grid_rlimit] = [
             grid_rlimit(resource: RLimit.core, value: 0),

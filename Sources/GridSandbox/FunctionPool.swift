@@ -28,6 +28,9 @@ public final class FunctionPool: Sendable {
         /// The wrapper for an interpreter whose working folder is the given one (a sandbox tier binds that folder as
         /// the task's `/job`); nil: `wrapper` as it is, and the folder becomes the interpreter's `HOME`.
         public var wrapperFor: (@Sendable (String) -> [String])?
+        /// The same for an interpreter of a job-style Python environment (its `site` folder, mounted read-only at
+        /// `EnvBuilder.mountPoint`); nil: the environment is used at its own path.
+        public var wrapperForEnvironment: (@Sendable (String, String) -> [String])?
         public init(python: String, wrapper: [String] = [], directory: String, environment: [String: String]? = nil) {
             self.python = python
             self.wrapper = wrapper
@@ -51,6 +54,9 @@ public final class FunctionPool: Sendable {
                 let env = environment(home: BwrapRunner.jobDirectory)
                 var launch = Launch(python: python, wrapper: bwrap.interpreterPrefix(directory: directory, environment: env), directory: directory)
                 launch.wrapperFor = { folder in bwrap.interpreterPrefix(directory: folder, environment: env) }
+                launch.wrapperForEnvironment = { folder, site in
+                    bwrap.interpreterPrefix(directory: folder, environment: env, pythonEnvironment: site)
+                }
                 // Interpreters get a cgroup of their own only where the worker has root's cgroups (not rootless).
                 if bwrap.configuration.limitSource == .cgroups {
                     launch.cgroup = (
@@ -125,17 +131,22 @@ public final class FunctionPool: Sendable {
 
     /// Runs one task of `user` on a free interpreter of theirs (waiting for one); never throws for the task's own
     /// failures.
-    public func run(_ request: Request, user: String) async -> Answer {
+    ///
+    /// With `environment` (`key`, `site` folder), the task runs in an interpreter of that environment: interpreters are
+    /// keyed by user *and* environment, so none serving another user or another environment ever runs it.
+    public func run(_ request: Request, user: String, environment: (key: String, site: String)? = nil) async -> Answer {
         let line: Data
         do {
             line = try Self.encoder.encode(request) + Data([0x0A])
         } catch {
             return Answer(ok: false, result: nil, error: "bad_args", message: "the arguments could not be encoded: \(error)")
         }
-        let (interpreter, spare) = await take(for: user)
+        let owner = environment.map { user + "\u{1F}env:" + $0.key } ?? user
+        let (interpreter, spare) = await take(for: owner, site: environment?.site)
         if let spare { _ = try? spare.ensureStarted(launch) }
         defer { give(interpreter) }
         if interpreter.served >= recycleAfter { interpreter.stop() }
+        interpreter.restartIfEnvironmentChanged()
         // An interpreter that died while idle never saw the task: start a fresh one and try once more.
         for attempt in 0..<2 {
             do {
@@ -190,11 +201,11 @@ public final class FunctionPool: Sendable {
     /// An idle interpreter for `user`: one already theirs, else a spare, else a new one while under capacity, else
     /// the least recently used idle one of another user, reset first (its process is replaced). Waits when every
     /// interpreter is busy. Also returns a new spare to start when the last one was taken.
-    private func take(for user: String) async -> (Interpreter, spare: Interpreter?) {
+    private func take(for user: String, site: String?) async -> (Interpreter, spare: Interpreter?) {
         await withCheckedContinuation { (c: CheckedContinuation<(Interpreter, spare: Interpreter?), Never>) in
             let picked = state.withLock { s -> (Interpreter, spare: Interpreter?)? in
-                guard let i = s.pick(for: user, capacity: capacity) else {
-                    s.waiters.append((user, c))
+                guard let i = s.pick(for: user, site: site, capacity: capacity) else {
+                    s.waiters.append((user, site, c))
                     return nil
                 }
                 return (i, s.spareIfNeeded(capacity: capacity))
@@ -209,8 +220,8 @@ public final class FunctionPool: Sendable {
             interpreter.lastUsed = s.tick
             s.idle.append(interpreter)
             guard !s.waiters.isEmpty else { return nil }
-            let (user, c) = s.waiters.removeFirst()
-            guard let i = s.pick(for: user, capacity: capacity) else { return nil }
+            let (user, site, c) = s.waiters.removeFirst()
+            guard let i = s.pick(for: user, site: site, capacity: capacity) else { return nil }
             return (c, i)
         }
         if let (c, i) = next { c.resume(returning: (i, nil)) }
@@ -222,24 +233,32 @@ private struct PoolState {
     var all: [Interpreter] = []
     var idle: [Interpreter] = []
     var tick: UInt64 = 0
-    var waiters: [(String, CheckedContinuation<(Interpreter, spare: Interpreter?), Never>)] = []
+    var waiters: [(String, String?, CheckedContinuation<(Interpreter, spare: Interpreter?), Never>)] = []
 
-    mutating func pick(for user: String, capacity: Int) -> Interpreter? {
+    /// `user` is the interpreter's owner key (the user, and the environment's key for a task with packages); `site`
+    /// the environment an interpreter must have: a spare or another owner's interpreter is restarted with it.
+    mutating func pick(for user: String, site: String?, capacity: Int) -> Interpreter? {
         if let k = idle.firstIndex(where: { $0.owner == user }) { return idle.remove(at: k) }
         if let k = idle.firstIndex(where: { $0.owner == nil }) {
             let i = idle.remove(at: k)
             i.owner = user
+            if i.site != site {
+                i.site = site
+                i.needsReset = true
+            }
             return i
         }
         if all.count < capacity {
             let i = Interpreter()
             i.owner = user
+            i.site = site
             all.append(i)
             return i
         }
         guard let k = idle.indices.min(by: { idle[$0].lastUsed < idle[$1].lastUsed }) else { return nil }
         let i = idle.remove(at: k)
         i.owner = user
+        i.site = site
         i.needsReset = true
         return i
     }
@@ -255,7 +274,7 @@ private struct PoolState {
 }
 
 extension FunctionPool.Answer {
-    init(ok: Bool, result: JSONValue? = nil, error: String?, message: String?) {
+    public init(ok: Bool, result: JSONValue? = nil, error: String?, message: String?) {
         self.ok = ok
         self.result = result
         self.error = error
@@ -295,6 +314,8 @@ private final class Pipes: @unchecked Sendable {
 private final class Interpreter: @unchecked Sendable {
     // Safe: see above.
     var owner: String?
+    /// The Python environment (`site` folder) this interpreter runs with; nil: the worker's Python only.
+    var site: String?
     var lastUsed: UInt64 = 0
     var needsReset = false
     /// Names this interpreter's working folder under the launch directory.
@@ -337,7 +358,21 @@ private final class Interpreter: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var environment = launch.environment
         if launch.wrapperFor == nil { environment["HOME"] = folder }
-        var argv = (launch.wrapperFor?(folder) ?? launch.wrapper) + [launch.python, "-I", "-c", FunctionExecutor.script]
+        var wrapper = launch.wrapperFor?(folder) ?? launch.wrapper
+        var script = FunctionExecutor.script
+        if let site {
+            // `-I` ignores PYTHONPATH: the environment goes first on sys.path from the executor itself.
+            var path = site
+            if let withEnvironment = launch.wrapperForEnvironment {
+                wrapper = withEnvironment(folder, site)
+                path = EnvBuilder.mountPoint
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .withoutEscapingSlashes
+            let literal = String(decoding: (try? encoder.encode([path])) ?? Data("[]".utf8), as: UTF8.self)
+            script = "import sys; sys.path[0:0] = \(literal)\n" + script
+        }
+        var argv = wrapper + [launch.python, "-I", "-c", script]
         if let (root, limits) = launch.cgroup {
             // The shell joins the cgroup, then becomes the sandbox: everything the interpreter starts is inside.
             let group = try JobCgroup(root: root, name: "task-interpreter-\(getpid())-\(UUID().uuidString.prefix(8))", limits: limits)
@@ -347,6 +382,7 @@ private final class Interpreter: @unchecked Sendable {
         }
         do {
             let (child, input, output) = try Child.start(argv, environment: environment, directory: folder)
+            siteInode = site.flatMap(Self.inode)
             process = child
             pipes = Pipes(input: input, output: output)
         } catch {
@@ -435,6 +471,22 @@ private final class Interpreter: @unchecked Sendable {
         guard let status else { return "closed its answer pipe without answering" }
         let signal = status & 0x7f
         return signal != 0 ? "was killed by signal \(signal)" : "exited with status \((status >> 8) & 0xff) without an answer"
+    }
+
+    /// The inode of the environment folder the running process was started with.
+    private var siteInode: UInt64?
+
+    static func inode(_ path: String) -> UInt64? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.systemFileNumber] as? UInt64
+    }
+
+    /// Replaces the process when its environment was deleted (evicted) or built again since it started: the old
+    /// one's mount or path no longer holds the packages.
+    func restartIfEnvironmentChanged() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let site, process?.isRunning == true, Self.inode(site) != siteInode else { return }
+        stopLocked()
     }
 
     func stop() {

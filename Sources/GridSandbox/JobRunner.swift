@@ -11,8 +11,14 @@ public struct RunRequest: Sendable {
     public var script: String
     /// Extra environment (GPU assignment, job id); the runner adds the rest.
     public var environment: [String: String]
+    /// The job's Python environment (`EnvBuilder.Ready.sitePath`): mounted read-only (at `EnvBuilder.mountPoint` in
+    /// the sandboxed tiers) and put first on `sys.path`; nil: the worker's Python as it is.
+    public var pythonEnvironment: String?
 
-    public init(job: JobRef, spec: JobSpec, scratch: URL, script: String, environment: [String: String] = [:]) {
+    public init(
+        job: JobRef, spec: JobSpec, scratch: URL, script: String, environment: [String: String] = [:], pythonEnvironment: String? = nil
+    ) {
+        self.pythonEnvironment = pythonEnvironment
         self.job = job
         self.spec = spec
         self.scratch = scratch

@@ -80,14 +80,14 @@ public struct OCIRunner: JobRunner {
     /// The container to create for one job (pure): the Docker Engine API's create body.
     static func createBody(
         image: String, python: String, script: String, environment: [String: String], scratch: String, spec: JobSpec,
-        limits: RunnerLimits, tmpBytes: UInt64, jobId: String
+        limits: RunnerLimits, tmpBytes: UInt64, jobId: String, pythonEnvironment: String? = nil
     ) -> [String: Any] {
         var host: [String: Any] = [
             "NetworkMode": "none",
             "PidsLimit": limits.maxProcesses,
             "ReadonlyRootfs": true,
             "Tmpfs": ["/tmp": "rw,nosuid,nodev,size=\(tmpBytes),mode=1777"],
-            "Binds": ["\(scratch):\(jobDirectory):rw"],
+            "Binds": ["\(scratch):\(jobDirectory):rw"] + (pythonEnvironment.map { ["\($0):\(EnvBuilder.mountPoint):ro"] } ?? []),
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],
             "Ulimits": [
@@ -130,7 +130,7 @@ public struct OCIRunner: JobRunner {
         let jobId = "\(request.job.jobId)-\(request.job.attempt)"
         let body = Self.createBody(
             image: configuration.image, python: configuration.python, script: request.script, environment: env, scratch: request.scratch.path,
-            spec: spec, limits: limits, tmpBytes: configuration.tmpBytes, jobId: jobId)
+            spec: spec, limits: limits, tmpBytes: configuration.tmpBytes, jobId: jobId, pythonEnvironment: request.pythonEnvironment)
         let name = "campusgrid-job-\(jobId)-\(UUID().uuidString.prefix(8).lowercased())"
         let created = try engine.call("POST", "/containers/create?name=\(name)", json: body)
         guard created.status == 201, let id = (created.json as? [String: Any])?["Id"] as? String else {

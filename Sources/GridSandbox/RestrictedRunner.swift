@@ -26,7 +26,9 @@ public struct RestrictedRunner: JobRunner {
         if let gb = memoryLimitGB {
             rlimits.append(grid_rlimit(resource: RLimit.addressSpace, value: UInt64(gb + 1) << 30))
         }
-        let env = JobEnvironment.make(for: request, home: request.scratch.path)
+        var env = JobEnvironment.make(for: request, home: request.scratch.path)
+        // No mount namespace here: the job sees the environment at its own path (and, as the worker's user, could change it).
+        if let site = request.pythonEnvironment { env["PYTHONPATH"] = site }
         return try JobExecution.spawn(
             path: python, arguments: ["-u", request.script], environment: env, directory: request.scratch.path, limits: rlimits,
             deadline: Double(request.spec.minutes) * 60,
@@ -69,6 +71,7 @@ enum JobEnvironment {
             "CAMPUSGRID_ATTEMPT": String(request.job.attempt),
         ]
         if request.spec.gpus == 0 { env["CUDA_VISIBLE_DEVICES"] = "" }
+        if request.pythonEnvironment != nil { env["PYTHONPATH"] = EnvBuilder.mountPoint }
         for (k, v) in request.environment { env[k] = v }
         return env
     }

@@ -25,12 +25,18 @@ public enum Placement {
         public var acceptsOthers: Bool
         /// A quarantined worker (contradicted too often by verification) runs only its owner's jobs.
         public var quarantined: Bool
+        /// Digests of the Python environments the worker has cached (`PythonRequirements.digest`).
+        public var envs: Set<String>
+        /// The worker's Python version (`3.11.7`); nil: unknown (an older worker), taken to fit any job.
+        public var python: String?
 
         public init(
             id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0,
-            owner: UserID? = nil, acceptsOthers: Bool = true, quarantined: Bool = false
+            owner: UserID? = nil, acceptsOthers: Bool = true, quarantined: Bool = false, envs: Set<String> = [], python: String? = nil
         ) {
             self.quarantined = quarantined
+            self.envs = envs
+            self.python = python
             self.tieBreak = tieBreak
             self.owner = owner
             self.acceptsOthers = acceptsOthers
@@ -61,8 +67,14 @@ public enum Placement {
             return takes(job.owner)
         }
 
-        /// Whether this worker could ever run `job`: tier, owner and total resources (not what is free now).
-        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job) && total.covers(job.request) }
+        /// Whether this worker's Python meets the job's `requires-python`.
+        func hasPython(for job: Job) -> Bool {
+            guard let spec = job.requiresPython, let python else { return true }
+            return PythonVersionSpec.allows(spec, version: python)
+        }
+
+        /// Whether this worker could ever run `job`: tier, owner, Python and total resources (not what is free now).
+        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job) && hasPython(for: job) && total.covers(job.request) }
     }
 
     /// A queued job as the scheduler sees it.
@@ -79,12 +91,19 @@ public enum Placement {
         /// Owners whose workers must not run this job: a check run goes to a worker of an owner none of the job's
         /// earlier runs had (a worker with no known owner is avoided too).
         public var avoidOwners: Set<UserID>
+        /// The digest of the job's Python environment; nil when it declares no packages. Among the workers that fit,
+        /// one that has it cached is preferred (no build), even over a less loaded one.
+        public var env: String?
+        /// The job's `requires-python`; only workers whose Python meets it are used.
+        public var requiresPython: String?
 
         public init(
             id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double, avoid: Set<WorkerID> = [],
-            avoidOwners: Set<UserID> = []
+            avoidOwners: Set<UserID> = [], env: String? = nil, requiresPython: String? = nil
         ) {
             self.avoidOwners = avoidOwners
+            self.env = env
+            self.requiresPython = requiresPython
             self.id = id
             self.owner = owner
             self.priority = priority
@@ -169,10 +188,13 @@ public enum Placement {
             let shape = Shape(job, ownerMatters: ownerMatters)
             var chosen: Int?
             if !noFit.contains(shape) {
-                chosen = ready.firstIndex {
+                let fits: (Int) -> Bool = {
                     workers[$0].tier >= job.minTier && workers[$0].free.covers(job.request) && !job.avoid.contains(workers[$0].id)
-                        && workers[$0].takes(job)
+                        && workers[$0].takes(job) && workers[$0].hasPython(for: job)
                 }
+                // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
+                if let env = job.env { chosen = ready.firstIndex { workers[$0].envs.contains(env) && fits($0) } }
+                if chosen == nil { chosen = ready.firstIndex(where: fits) }
             }
             guard let position = chosen else {
                 noFit.insert(shape)
@@ -207,7 +229,9 @@ public enum Placement {
         var avoid: Set<WorkerID>
         var avoidOwners: Set<UserID>
         var owner: UserID?
+        var requiresPython: String?
         init(_ job: Job, ownerMatters: Bool) {
+            requiresPython = job.requiresPython
             request = job.request
             minTier = job.minTier
             avoid = job.avoid
@@ -235,6 +259,7 @@ public enum Placement {
         for w in workers {
             var unmet = w.total.unmet(job.request)
             if w.tier < job.minTier { unmet.append("sandbox tier \(job.minTier.rawValue) or stronger") }
+            if !w.hasPython(for: job) { unmet.append("Python \(job.requiresPython ?? "") (it has \(w.python ?? "?"))") }
             if best == nil || unmet.count < best!.count { best = unmet }
         }
         return .noWorkerFits(unmet: best ?? [])

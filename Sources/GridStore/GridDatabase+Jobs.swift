@@ -12,6 +12,8 @@ extension GridDatabase {
         public var peakMemoryKb: Int64
         public var cpuSeconds: Double
         public var reason: String?
+        /// The run never started (its Python environment could not be built): the whole hold goes back, nothing is paid.
+        public var refund = false
         public init(state: JobState, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?) {
             self.state = state
             self.exitCode = exitCode
@@ -132,9 +134,11 @@ extension GridDatabase {
             ).map { row in
                 let spec = (try? decoder.decode(JobSpec.self, from: Data((row[2] as String).utf8))) ?? JobSpec(name: "?")
                 let avoid = (row[4] as String?).flatMap { try? decoder.decode([UserID].self, from: Data($0.utf8)) } ?? []
+                var env: String?
+                if spec.requirements?.isEmpty == false { env = spec.pythonRequirements.digest }
                 return Placement.Job(
                     id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3],
-                    avoidOwners: Set(avoid))
+                    avoidOwners: Set(avoid), env: env, requiresPython: spec.requiresPython)
             }
         }
     }
@@ -334,7 +338,8 @@ extension GridDatabase {
                 return nil
             }
             let held = try Self.balance(db, .hold(job.id))
-            let paid = min(CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs)).paid, held)
+            // A run whose Python environment could not be built is refunded in full (`refund`): nothing is paid.
+            let paid = result.refund ? 0 : min(CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs)).paid, held)
             for file in outputs {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO job_files (job_id, kind, name, data) VALUES (?, 'output', ?, ?)",
@@ -354,7 +359,7 @@ extension GridDatabase {
                 arguments: [result.cpuSeconds, worker])
             // Is this run checked?
             var reason: Verification.Reason?
-            if job.checkOf == nil, result.state == .completed || result.state == .failed,
+            if !result.refund, job.checkOf == nil, result.state == .completed || result.state == .failed,
                 ownerId != job.ownerId || job.spec.wantsVerification
             {
                 let reputation = try Self.reputation(db, worker, rules: policy.reputation)
@@ -377,7 +382,9 @@ extension GridDatabase {
                 payer: Self.payer(job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil)
             try Self.apply(db, moves, job: job.checkOf ?? job.id, now: now)
             if let check { try Self.recordHold(db, check) }
-            var detail = escrowed ? "paid \(paid) credits (held in escrow until checked)" : "paid \(paid) credits"
+            var detail =
+                result.refund
+                ? "refunded \(held) credits" : escrowed ? "paid \(paid) credits (held in escrow until checked)" : "paid \(paid) credits"
             if let code = result.exitCode { detail = "exit code \(code); " + detail }
             if let reason = result.reason { detail = reason + "; " + detail }
             try Self.event(db, job.id, result.state, detail, now)

@@ -73,6 +73,8 @@ public actor PeerService: Service {
 
     let config: PeerConfig
     let pool: FunctionPool
+    /// Builds the Python environments tasks declare (`CPU_TASK.requirements`); the worker's own, shared with its jobs.
+    private var environments: EnvBuilder?
     let chunks: ChunkStore
     let logger: Logger
     private(set) var selfId: String?
@@ -454,6 +456,10 @@ public actor PeerService: Service {
         guard function.range(of: #"^[A-Za-z_][A-Za-z0-9_]{0,99}$"#, options: .regularExpression) != nil else {
             throw GridError(.badRequest, "function must be a Python name (got \(String(reflecting: function)))")
         }
+        if let lines = task.requirements, !lines.isEmpty {
+            guard environments != nil else { throw GridError(.badRequest, "this peer does not build Python environments for tasks") }
+            _ = try PythonRequirements(lines: lines)
+        }
         if let p = task.priority, !Self.priorities.contains(p) {
             throw GridError(.badRequest, "priority must be \(Self.priorities.lowerBound)…\(Self.priorities.upperBound) (got \(p))")
         }
@@ -540,14 +546,29 @@ public actor PeerService: Service {
         onLoadChange?()
     }
 
+    /// The builder of Python environments for tasks with `requirements` (the worker's, shared with its jobs).
+    public func setEnvironments(_ builder: EnvBuilder) {
+        environments = builder
+    }
+
     private func execute(_ started: StartedTask) async {
         let t = started.queued.task
         let begin = ContinuousClock.now
-        let answer = await pool.run(
-            FunctionPool.Request(
-                program: t.program, function: t.function ?? "main", args: t.args, argsLiteral: t.argsLiteral,
-                timeout: t.timeout ?? config.defaultTaskSeconds),
-            user: t.user ?? "?")
+        let request = FunctionPool.Request(
+            program: t.program, function: t.function ?? "main", args: t.args, argsLiteral: t.argsLiteral,
+            timeout: t.timeout ?? config.defaultTaskSeconds)
+        let answer: FunctionPool.Answer
+        if let lines = t.requirements, !lines.isEmpty, let environments {
+            do {
+                let ready = try await environments.prepare(try PythonRequirements(lines: lines)) { _ in }
+                answer = await pool.run(request, user: t.user ?? "?", environment: (ready.key, ready.sitePath))
+                await environments.release(ready.key)
+            } catch {
+                answer = FunctionPool.Answer(ok: false, error: "environment", message: (error as? GridError)?.message ?? "\(error)")
+            }
+        } else {
+            answer = await pool.run(request, user: t.user ?? "?")
+        }
         let elapsed = ContinuousClock.now - begin
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
         let result = Msg.CPUResult(

@@ -35,6 +35,17 @@ public actor WorkerAgent: Service {
         var log: [UInt8] = []
         var sent: Int64 = 0
         var truncated = false
+        /// The Python environment it runs in (`EnvBuilder` key), released when it ends.
+        var envKey: String?
+    }
+
+    /// A job whose Python environment is being prepared: its log so far (the installer's output) goes to the manager
+    /// as it comes, and it counts as running (its lease is renewed), but it has not started and is not billed.
+    struct Preparation {
+        var ref: JobRef
+        var log: [UInt8] = []
+        var sent: Int64 = 0
+        var cancelled = false
     }
 
     let config: WorkerConfig
@@ -53,6 +64,12 @@ public actor WorkerAgent: Service {
     private var jobs: [JobID: RunningJob] = [:]
     /// Jobs whose grid inputs are being fetched.
     private var preparing: Set<JobID> = []
+    /// Jobs whose Python environment is being built or waited for.
+    private var preparations: [JobID: Preparation] = [:]
+    /// Builds and caches jobs' Python environments; nil: jobs that declare packages are refused.
+    private let environments: EnvBuilder?
+    /// The environments' digests last reported to the manager.
+    private var reportedEnvs: [String]?
     /// A run that ended, kept until the manager acknowledges its `JOB_DONE`: with its whole log, so that bytes the
     /// manager never got are re-sent (from the offset in `REGISTERED`) before the report itself.
     struct Unacked {
@@ -64,8 +81,14 @@ public actor WorkerAgent: Service {
     /// The last jobs this worker finished, newest last, for its status page.
     private var recent: [WorkerStatus.Task] = []
     private var startedAt: [JobID: Double] = [:]
-    private let starts: AsyncStream<JobID>
-    private let startContinuation: AsyncStream<JobID>.Continuation
+    /// Work for the task group of `run()`: a started job to watch, or an assignment whose environment must be prepared
+    /// first (so that a long build never holds up the messages from the manager).
+    enum Work: Sendable {
+        case watch(JobID)
+        case prepare(Msg.JobAssign, ByteBuffer)
+    }
+    private let starts: AsyncStream<Work>
+    private let startContinuation: AsyncStream<Work>.Continuation
     /// Called with the manager's answer once the worker is registered (used by `up` and tests to know it is ready).
     private let onRegistered: @Sendable (String) -> Void
     /// The peer services, told the worker's id and the online peers; nil when the worker offers none.
@@ -80,8 +103,9 @@ public actor WorkerAgent: Service {
 
     public init(
         config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger, peers: PeerService? = nil,
-        onRegistered: @escaping @Sendable (String) -> Void = { _ in }
+        environments: EnvBuilder? = nil, onRegistered: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.environments = environments
         self.peers = peers
         self.config = config
         self.runner = runner
@@ -90,7 +114,7 @@ public actor WorkerAgent: Service {
         self.gpuSlots = GPUSlots(indices: config.gpuIndices)
         self.logger = logger
         self.onRegistered = onRegistered
-        (starts, startContinuation) = AsyncStream<JobID>.makeStream()
+        (starts, startContinuation) = AsyncStream<Work>.makeStream()
         self.workerId = Self.loadWorkerId(config.dataDirectory)
     }
 
@@ -99,8 +123,11 @@ public actor WorkerAgent: Service {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await cancelWhenGracefulShutdown { try await self.linkLoop() } }
-                for await id in starts {
-                    group.addTask { await self.watch(id) }
+                for await work in starts {
+                    switch work {
+                    case .watch(let id): group.addTask { await self.watch(id) }
+                    case .prepare(let assign, let payload): group.addTask { await self.start(assign, payload: payload) }
+                    }
                 }
             }
         } onGracefulShutdown: {
@@ -108,9 +135,11 @@ public actor WorkerAgent: Service {
         }
     }
 
-    private func shutdown() {
+    private func shutdown() async {
         stopping = true
         for job in jobs.values { job.execution.cancel() }
+        for id in preparations.keys { preparations[id]?.cancelled = true }
+        await environments?.stopBuilds()
         startContinuation.finish()
     }
 
@@ -187,11 +216,14 @@ public actor WorkerAgent: Service {
             owner = ok.owner
             await peers?.setIdentity(ok.workerId)
             await peers?.setTrust(managerKey: ok.managerKey, credential: nil)
+            let envs = await environments?.cachedDigests()
+            reportedEnvs = envs
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
-                host: config.advertiseHost, port: config.port, webPort: config.webPort, running: jobs.values.map(\.ref),
+                host: config.advertiseHost, port: config.port, webPort: config.webPort, running: runningRefs,
                 finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId }, sandbox: sandbox,
-                tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil)
+                tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil, envs: envs,
+                python: environments?.interpreter.version)
             try await outbound.write(GridFrame(.register(register)))
             guard case .registered(let reg) = try await expect().message else { throw LinkClosed() }
             await peers?.setTrust(managerKey: nil, credential: reg.credential)
@@ -242,6 +274,11 @@ public actor WorkerAgent: Service {
         for (id, job) in jobs {
             jobs[id]?.sent = min(registered.logOffsets[String(id)] ?? 0, Int64(job.log.count))
             await flushLog(id)
+        }
+        for (id, prep) in preparations {
+            if registered.cancel.contains(prep.ref) { preparations[id]?.cancelled = true }
+            preparations[id]?.sent = min(registered.logOffsets[String(id)] ?? 0, Int64(prep.log.count))
+            await flushPreparationLog(id)
         }
         for (id, pending) in unacked.sorted(by: { $0.key < $1.key }) {
             // The tail of the log first (the manager settles a run only once it holds all of it), then the report.
@@ -296,7 +333,9 @@ public actor WorkerAgent: Service {
         while !Task.isCancelled {
             loadDirty.withLock { $0 = false }
             let tasks = await peers?.taskLoad()
-            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: jobs.values.map(\.ref), tasks: tasks)
+            var envs = await environments?.cachedDigests()
+            if envs == reportedEnvs { envs = nil } else { reportedEnvs = envs }
+            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs)
             try await out.write(GridFrame(.loadUpdate(update)))
             // Sleep a heartbeat period, in short steps so that a change of the task load is reported soon.
             let steps = max(1, Int(heartbeatSeconds * 1000) / 50)
@@ -316,11 +355,18 @@ public actor WorkerAgent: Service {
         case .peers(let update):
             await peers?.membership(update.peers)
         case .jobAssign(let assign):
-            await start(assign, payload: frame.payload ?? ByteBuffer())
+            if assign.spec.requirements?.isEmpty == false {
+                startContinuation.yield(.prepare(assign, frame.payload ?? ByteBuffer()))
+            } else {
+                await start(assign, payload: frame.payload ?? ByteBuffer())
+            }
         case .cancel(let cancel):
             if let job = jobs[cancel.job.jobId], job.ref == cancel.job {
                 logger.info("cancelling job", metadata: ["grid.job.id": "\(cancel.job.jobId)", "grid.reason": "\(cancel.reason)"])
                 job.execution.cancel()
+            } else if preparations[cancel.job.jobId]?.ref == cancel.job {
+                // Not started yet: it is reported cancelled, instead of starting, once its environment is ready.
+                preparations[cancel.job.jobId]?.cancelled = true
             }
         case .jobDoneAck(let ack):
             if unacked[ack.job.jobId]?.done.job == ack.job { unacked[ack.job.jobId] = nil }
@@ -340,6 +386,10 @@ public actor WorkerAgent: Service {
         if let existing = jobs[ref.jobId] {
             if existing.ref == ref { return }
             existing.execution.cancel()
+        }
+        if let prep = preparations[ref.jobId] {
+            if prep.ref == ref { return }
+            preparations[ref.jobId]?.cancelled = true
         }
         // The manager does not place others' jobs here; if one comes anyway, it is refused, never run unsandboxed.
         if let owner, !Admission.accepts(jobOwner: assign.owner ?? "", workerOwner: owner, acceptsOthers: sandbox.acceptsOthers) {
@@ -384,30 +434,47 @@ public actor WorkerAgent: Service {
                 }
                 if jobs[ref.jobId] != nil { return }
             }
+            // The job's Python packages: built (or found cached) before it starts; this time is not billed.
+            var environment: EnvBuilder.Ready?
+            let requirements = assign.spec.pythonRequirements
+            if !requirements.isEmpty {
+                switch await prepareEnvironment(ref, requirements) {
+                case .ready(let ready): environment = ready
+                case .stop:
+                    try? FileManager.default.removeItem(at: scratch)
+                    return
+                }
+            }
+            var preparedLog: (log: [UInt8], sent: Int64) = ([], 0)
+            if let prep = preparations.removeValue(forKey: ref.jobId) { preparedLog = (prep.log, prep.sent) }
             // Stamped before the job starts, so an input it rewrites is seen as an output.
             let stamps = JobFiles.stamps(of: inputs.keys, in: scratch)
             guard let devices = gpuSlots.take(assign.spec.gpus) else {
+                if let key = environment?.key { await environments?.release(key) }
                 throw GridError(.sandboxUnavailable, "\(assign.spec.gpus) GPU(s) asked for, \(gpuSlots.free.count) free on this worker")
             }
             // The job's fixed seed (CAMPUSGRID_SEED, PYTHONHASHSEED): honest reruns of seeded code match (verification).
-            var environment = assign.spec.seedEnvironment
-            if !devices.isEmpty { environment["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
+            var variables = assign.spec.seedEnvironment
+            if !devices.isEmpty { variables["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
             let execution: JobExecution
             do {
                 execution = try runner.start(
-                    RunRequest(job: ref, spec: assign.spec, scratch: scratch, script: assign.script, environment: environment))
+                    RunRequest(
+                        job: ref, spec: assign.spec, scratch: scratch, script: assign.script, environment: variables,
+                        pythonEnvironment: environment?.sitePath))
             } catch {
                 gpuSlots.give(devices)
+                if let key = environment?.key { await environments?.release(key) }
                 throw error
             }
             jobs[ref.jobId] = RunningJob(
                 ref: ref, spec: assign.spec, owner: assign.owner ?? "", execution: execution, scratch: scratch, inputs: stamps,
-                gpus: devices)
+                gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key)
             startedAt[ref.jobId] = Date().timeIntervalSince1970
             await peers?.setJobsRunning(jobs.count)
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
-            startContinuation.yield(ref.jobId)
+            startContinuation.yield(.watch(ref.jobId))
         } catch {
             try? FileManager.default.removeItem(at: scratch)
             await reject(ref, reason: "the worker could not start the job: \(error)")
@@ -415,13 +482,84 @@ public actor WorkerAgent: Service {
     }
 
     /// Reports a job that could not even start: `rejected` (the manager gives it to another worker, and the submitter
-    /// pays nothing for it), or `failed` when no worker could do better (a grid input that does not exist).
-    private func reject(_ ref: JobRef, reason: String, outcome: Msg.Outcome = .rejected) async {
+    /// pays nothing for it), or `failed` when no worker could do better (a grid input that does not exist); `refund`
+    /// gives the submitter the whole hold back. The log so far (preparing its environment) goes with it.
+    private func reject(_ ref: JobRef, reason: String, outcome: Msg.Outcome = .rejected, refund: Bool? = nil) async {
         logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
+        let log = preparations.removeValue(forKey: ref.jobId)?.log ?? []
         let done = Msg.JobDone(
-            job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [], logBytes: 0)
-        unacked[ref.jobId] = Unacked(done: done, payload: ByteBuffer(), log: [])
+            job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [],
+            logBytes: Int64(log.count), refund: refund)
+        unacked[ref.jobId] = Unacked(done: done, payload: ByteBuffer(), log: log)
         try? await outbox?.write(GridFrame(.jobDone(done)))
+    }
+
+    /// Every run this worker holds: started jobs and jobs whose environment is being prepared.
+    private var runningRefs: [JobRef] { jobs.values.map(\.ref) + preparations.values.map(\.ref) }
+
+    enum Prepared {
+        case ready(EnvBuilder.Ready)
+        /// The job was reported (failed, rejected or cancelled): do not start it.
+        case stop
+    }
+
+    /// Builds (or finds cached) the job's Python environment, streaming the installer's output into the job's log
+    /// under a "preparing environment" heading. A build that fails fails the job, refunded in full; a job this
+    /// worker's Python cannot run is rejected, so that another worker may take it.
+    private func prepareEnvironment(_ ref: JobRef, _ requirements: PythonRequirements) async -> Prepared {
+        guard let environments else {
+            await reject(ref, reason: "this worker does not build Python environments")
+            return .stop
+        }
+        if let spec = requirements.requiresPython, !PythonVersionSpec.allows(spec, version: environments.interpreter.version) {
+            await reject(ref, reason: "the job requires Python \(spec); this worker has Python \(environments.interpreter.version)")
+            return .stop
+        }
+        preparations[ref.jobId] = Preparation(ref: ref)
+        await preparationOutput(ref, Array("=== preparing environment ===\n".utf8))
+        logger.info("preparing environment", metadata: ["grid.job.id": "\(ref.jobId)", "grid.env.digest": "\(requirements.digest.prefix(12))"])
+        let ready: EnvBuilder.Ready
+        do {
+            ready = try await environments.prepare(requirements) { bytes in await self.preparationOutput(ref, bytes) }
+        } catch {
+            let reason = (error as? GridError)?.message ?? "could not build the job's environment: \(error)"
+            await preparationOutput(ref, Array("[\(reason)]\n".utf8))
+            if preparations[ref.jobId]?.cancelled == true {
+                await reject(ref, reason: "cancelled while its environment was prepared", outcome: .cancelled, refund: true)
+            } else {
+                await reject(ref, reason: reason, outcome: .failed, refund: true)
+            }
+            return .stop
+        }
+        logger.info(
+            ready.built ? "environment built" : "environment reused",
+            metadata: ["grid.job.id": "\(ref.jobId)", "grid.env.key": "\(ready.key)", "grid.env.built": "\(ready.built)"])
+        if preparations[ref.jobId]?.cancelled != false || stopping {
+            await environments.release(ready.key)
+            await reject(ref, reason: "cancelled while its environment was prepared", outcome: .cancelled, refund: true)
+            return .stop
+        }
+        // A new environment: the next heartbeat (sent at once) tells the manager, before this job's own report.
+        if ready.built { loadChanged() }
+        await preparationOutput(ref, Array("=== environment ready; starting the job ===\n".utf8))
+        return .ready(ready)
+    }
+
+    private func preparationOutput(_ ref: JobRef, _ bytes: [UInt8]) async {
+        guard var prep = preparations[ref.jobId], prep.ref == ref else { return }
+        // The installer's output may take at most half the log; the job's own output keeps the rest.
+        let room = config.maxLogBytes / 2 - prep.log.count
+        guard room > 0 else { return }
+        prep.log += bytes.prefix(room)
+        preparations[ref.jobId] = prep
+        await flushPreparationLog(ref.jobId)
+    }
+
+    private func flushPreparationLog(_ id: JobID) async {
+        guard let out = outbox, let prep = preparations[id], prep.sent < Int64(prep.log.count) else { return }
+        let start = Int(prep.sent)
+        preparations[id]?.sent = Int64(prep.log.count)
+        try? await out.write(GridFrame(.jobLog(Msg.JobLog(job: prep.ref, offset: Int64(start))), payload: ByteBuffer(bytes: prep.log[start...])))
     }
 
     /// Streams a job's output to the manager until it ends, then reports its end.
@@ -497,6 +635,7 @@ public actor WorkerAgent: Service {
         jobs[id] = nil
         await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)
+        if let key = job.envKey { await environments?.release(key) }
         recent.append(
             WorkerStatus.Task(
                 job: id, attempt: job.ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: id) ?? 0,

@@ -142,6 +142,16 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "GPUs to offer (default: all detected).") var gpus: Int?
     @Option(help: "Jobs at once (default: the CPU count).") var slots: Int?
     @Option(help: "Python interpreter for jobs (env CAMPUSGRID_PYTHON; default python3, resolved once).") var python: String?
+    @Option(name: .customLong("index-url"), help: "The package index jobs' environments are installed from, e.g. a campus mirror (env CAMPUSGRID_INDEX_URL; default PyPI).")
+    var indexURL: String?
+    @Option(help: "A folder (or URL) of wheels to install jobs' packages from as well (repeatable).") var findLinks: [String] = []
+    @Flag(help: "Install jobs' packages only from --find-links, never from an index (the installer then has no network).") var noIndex = false
+    @Flag(help: "Let jobs' environments build packages from source (sdists): this runs the packages' own build code.") var envAllowSdist = false
+    @Option(help: "Size of the cache of jobs' Python environments, in GB (default 10); least recently used ones are deleted.")
+    var envCacheGb: Double = 10
+    @Option(help: "Largest single environment, in GB (default 5).") var envMaxGb: Double = 5
+    @Option(help: "Time limit of one environment build, in minutes (default 10).") var envBuildMinutes: Double = 10
+    @Option(help: "Installer for jobs' environments: auto (uv when installed, else pip), uv or pip.") var envInstaller = "auto"
     @Option(help: "Seconds a peer-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
     var helloDeadline: Double?
     @Option(help: "Connections from one address that have not said HELLO yet; one more is refused at once (default 256).")
@@ -233,12 +243,17 @@ struct WorkerCommand: AsyncParsableCommand {
             logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)")
         }
         let peers = try PeerService(config: peerConfig, launch: launch, logger: logger, tls: peerTLS)
+        let environments = try environmentBuilder(python: interpreter, runner: runner, dataDirectory: config.dataDirectory)
+        await peers.setEnvironments(environments)
+        logger.notice(
+            "job environments: \(environments.configuration.uv == nil ? "pip" : "uv"), \(environments.configuration.sandbox == nil ? "unsandboxed" : "bwrap") builds",
+            metadata: ["grid.env.python": "\(environments.interpreter.version)", "grid.env.platform": "\(environments.interpreter.platform)"])
         config.webPort = webPort
         let webPortShown = config.webPort.map(String.init) ?? "null"
         config.gpuIndices = inventory.gpus.prefix(gpuCount).map(\.index)
         let agent = WorkerAgent(
             config: config, runner: runner, resources: resources, gpuNames: Array(inventory.gpus.prefix(gpuCount).map(\.name)), logger: logger,
-            peers: peers
+            peers: peers, environments: environments
         ) { id in
             if asJSON {
                 say(
@@ -259,6 +274,37 @@ struct WorkerCommand: AsyncParsableCommand {
             try await group.run()
         } catch is CancellationError {
             // Stopped by a signal: a clean exit.
+        }
+    }
+
+    /// The builder of jobs' Python environments, from the `--env-*`, `--index-url` and `--find-links` options (checked).
+    func environmentBuilder(python: String, runner: any JobRunner, dataDirectory: String) throws -> EnvBuilder {
+        for (label, value, range) in [
+            ("--env-cache-gb", envCacheGb, 0.0...100_000.0), ("--env-max-gb", envMaxGb, 0.001...10_000.0),
+            ("--env-build-minutes", envBuildMinutes, 0.05...1_440.0),
+        ] where !value.isFinite || !range.contains(value) {
+            throw ValidationError("\(label) must be \(range.lowerBound)–\(range.upperBound) (got \(value))")
+        }
+        var c = EnvBuilder.Configuration(root: dataDirectory + "/envs", python: python)
+        c.indexURL = indexURL ?? Env.string("CAMPUSGRID_INDEX_URL")
+        c.noIndex = noIndex
+        c.findLinks = findLinks.map { $0.contains("://") ? $0 : URL(fileURLWithPath: $0).standardizedFileURL.path }
+        c.allowSdist = envAllowSdist
+        c.cacheLimitBytes = Int64(envCacheGb * Double(1 << 30))
+        c.maxEnvironmentBytes = Int64(envMaxGb * Double(1 << 30))
+        c.timeLimitSeconds = envBuildMinutes * 60
+        c.sandbox = EnvBuilder.sandbox(of: runner, bwrapPath: bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? "/usr/bin/bwrap", python: python)
+        switch envInstaller {
+        case "pip": c.uv = nil
+        case "uv", "auto":
+            c.uv = EnvBuilder.findUV(python: python)
+            if envInstaller == "uv", c.uv == nil { throw ValidationError("--env-installer uv: no uv found next to \(python) or in /usr/local/bin, /usr/bin") }
+        default: throw ValidationError("--env-installer is auto, uv or pip (got \(envInstaller))")
+        }
+        do {
+            return EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: python))
+        } catch {
+            throw ValidationError("cannot use \(python) for jobs' environments: \(error)")
         }
     }
 

@@ -12,6 +12,9 @@ struct Submit: AsyncParsableCommand {
     @Option(help: "Also store the job's outputs in the grid's files, named PREFIX + file name (get-file them from any peer).")
     var saveOutputs: String?
     @Option(help: "Output files to keep, as a glob (repeatable; default: every new file).") var output: [String] = []
+    @Option(help: "A requirements file (one package a line, as pip reads it) of Python packages the job needs.") var requirements: String?
+    @Option(help: "A Python package the job needs, as pip names it: \"polars==1.*\" (repeatable). PEP 723 metadata in the script counts too.")
+    var pip: [String] = []
     @Option(parsing: .unconditional, help: "CPUs.") var cpus = 1
     @Option(parsing: .unconditional, help: "RAM in GB.") var ram = 1
     @Option(parsing: .unconditional, help: "GPUs.") var gpu = 0
@@ -35,11 +38,31 @@ struct Submit: AsyncParsableCommand {
             guard let scriptData = FileManager.default.contents(atPath: scriptURL.path) else {
                 throw ValidationError("cannot read the script \(script): no such file")
             }
+            // The job's Python packages: --requirements, --pip and the script's own `# /// script` block, checked here
+            // (the manager checks them again) so that a mistake is reported before anything is held.
+            var packages = PythonRequirements()
+            do {
+                if let requirements {
+                    guard let data = FileManager.default.contents(atPath: requirements) else {
+                        throw ValidationError("cannot read the requirements file \(requirements)")
+                    }
+                    try packages.add(
+                        try PythonRequirements.parseFile(String(decoding: data, as: UTF8.self), name: URL(fileURLWithPath: requirements).lastPathComponent))
+                }
+                try packages.add(pip)
+                if let meta = try InlineScriptMetadata.parse(String(decoding: scriptData, as: UTF8.self)) {
+                    try packages.add(meta.dependencies)
+                    if let python = meta.requiresPython { try packages.require(python: python) }
+                }
+            } catch let e as GridError {
+                throw ValidationError(e.message)
+            }
             let spec = JobSpec(
                 name: name ?? scriptURL.lastPathComponent, cpus: cpus, ramGb: ram, gpus: gpu, minutes: minutes, priority: priority,
                 outputs: output, minTier: tier,
                 gridInputs: input.contains { $0.hasPrefix("grid:") } ? input.filter { $0.hasPrefix("grid:") }.map { String($0.dropFirst(5)) } : nil,
-                saveOutputsAs: saveOutputs, verify: verify ? true : nil, nondeterministic: nondeterministic ? true : nil)
+                saveOutputsAs: saveOutputs, verify: verify ? true : nil, nondeterministic: nondeterministic ? true : nil,
+                requirements: packages.lines.isEmpty ? nil : packages.lines, requiresPython: packages.requiresPython)
             try spec.validate()
             var inputs: [API.FileUpload] = []
             for path in input where !path.hasPrefix("grid:") {
@@ -91,6 +114,7 @@ func printStatus(_ j: API.JobStatus) {
         "  peak mem:   \(j.peakMemoryKb.map { "\($0 / 1024) MB" } ?? "-")",
     ]
     if j.state == .pending, let why = j.pendingReason { lines.append("  waiting:    \(why)") }
+    if j.state == .running, let preparing = j.preparing { lines.append("  preparing:  \(preparing.replacingOccurrences(of: "preparing environment ", with: "environment "))") }
     if let events = j.events {
         lines.append("  timeline:")
         for e in events { lines.append("    \(When.format(e.at))  \(e.state.rawValue)\(e.detail.map { "  \($0)" } ?? "")") }

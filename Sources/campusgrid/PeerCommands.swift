@@ -102,13 +102,31 @@ struct CPUCommand: AsyncParsableCommand {
     @Flag(help: "Run the task on two peers of different owners and print the result only if they agree.") var verify = false
     @Option(help: "Seconds before the task is stopped (default 30).") var timeout: Double?
     @Option(help: "Priority (higher first).") var priority: Int?
+    @Option(help: "A requirements file of Python packages the function needs.") var requirements: String?
+    @Option(help: "A Python package the function needs, as pip names it (repeatable); PEP 723 metadata in the program counts too.")
+    var pip: [String] = []
 
     func run() async throws {
         try await GridCLI.run {
             let parsed = parseJSON(args)
+            var packages = PythonRequirements()
+            do {
+                if let requirements {
+                    guard let data = FileManager.default.contents(atPath: requirements) else {
+                        throw ValidationError("cannot read the requirements file \(requirements)")
+                    }
+                    try packages.add(
+                        try PythonRequirements.parseFile(String(decoding: data, as: UTF8.self), name: URL(fileURLWithPath: requirements).lastPathComponent))
+                }
+                try packages.add(pip)
+                if let meta = try InlineScriptMetadata.parse(program) { try packages.add(meta.dependencies) }
+            } catch let e as GridError {
+                throw ValidationError(e.message)
+            }
             let task = Msg.CPUTask(
                 taskId: "t-" + UUID().uuidString.prefix(12).lowercased(), program: program, function: function, args: parsed,
-                argsLiteral: parsed == nil ? args : nil, confidential: confidential, timeout: timeout, priority: priority)
+                argsLiteral: parsed == nil ? args : nil, confidential: confidential, timeout: timeout, priority: priority,
+                requirements: packages.lines.isEmpty ? nil : packages.lines)
             let wait = (timeout ?? 30) + 90
             if verify {
                 guard !confidential else { throw ValidationError("--verify runs the task on two peers; --confidential keeps it on one") }

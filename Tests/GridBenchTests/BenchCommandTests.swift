@@ -11,12 +11,12 @@ struct BenchCommandTests {
     static let expectedFigures = [
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
         "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get", "tls.job_submit_to_start", "tls.task_round_trip",
-        "tls.memory_ops", "tls.file_get", "verification.extra_cpu_per_100_jobs",
+        "tls.memory_ops", "tls.file_get", "verification.extra_cpu_per_100_jobs", "env.cold_build", "env.cached",
     ]
     /// Figures that need nothing but this build, so they must always be measured.
     static let alwaysMeasured = [
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted", "tls.job_submit_to_start",
-        "tls.task_round_trip", "tls.memory_ops", "tls.file_get",
+        "tls.task_round_trip", "tls.memory_ops", "tls.file_get", "env.cold_build", "env.cached",
     ]
 
     @Test("bench --quick --tiny writes a complete JSON report and prints a table")

@@ -161,6 +161,21 @@ import Testing
         }
     }
 
+    @Test func theSubmitFormTakesPythonPackagesAndTheScriptsOwnMetadata() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("pia")
+            let script = "# /// script\n# dependencies = [\"Polars==1.*\"]\n# ///\nimport polars, tqdm\n"
+            let r = try await browser.post("/submit", ["script": script, "requirements": "tqdm  # progress\r\n", "minutes": "1"], multipart: true)
+            let path = try #require(r.location, "\(r.status) \(r.body.prefix(800))")
+            let page = try await browser.get(path)
+            #expect(page.body.contains("<code>polars==1.*, tqdm</code>"), "\(page.body)")
+            let bad = try await browser.post("/submit", ["script": "print(1)", "requirements": "numpy\n-e .\n", "minutes": "1"], multipart: true)
+            #expect(bad.status == .badRequest)
+            #expect(bad.body.contains("Python packages line 2"), "\(bad.body)")
+        }
+    }
+
     @Test func loginIsRateLimited() async throws {
         try await Self.app().test(.router) { client in
             let user = Browser(client)

@@ -250,3 +250,50 @@ import Testing
         await link.close()
     }
 }
+
+/// Function tasks with Python packages (`CPU_TASK.requirements`): an interpreter of that environment, never one
+/// serving another user or another environment.
+@Suite(.serialized) struct FunctionTaskEnvironmentTests {
+    @Test(.timeLimit(.minutes(10)), arguments: ["none", "bwrap"])
+    func aTaskWithRequirementsRunsInAnInterpreterOfThatEnvironmentOnly(tier: String) async throws {
+        let g = try await PeerGrid(label: "tasks-env")
+        defer { g.shutdown() }
+        let wheels = g.grid.root + "/wheels"
+        try TestWheels.wheel(in: wheels, name: "cg-greet", module: "cg_greet", source: "GREETING = 'hello from cg-greet'\n")
+        let peer = try await g.startPeer(
+            "peer-1", slots: 1, extra: ["--no-index", "--find-links", wheels, "--env-installer", "pip", "--sandbox", tier])
+        try await g.waitForMembership([peer])
+        let bob = try await g.grid.user("bob")
+        let aliceLink = try await g.link(peer)
+        let bobLink = try await g.link(peer, token: bob.token)
+        func run(_ link: PeerLink, _ program: String, requirements: [String]?) async throws -> Msg.CPUResult {
+            let task = Msg.CPUTask(
+                taskId: "t-\(UUID().uuidString.prefix(8))", program: program, confidential: true, requirements: requirements)
+            guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: 120).message else { throw TestGridError("no result") }
+            return r
+        }
+        // The interpreter's identity: its PID and start time (in the bwrap tier every interpreter is PID 2 of its own namespace).
+        let greet = "import os\ndef main():\n    import cg_greet\n    return [cg_greet.GREETING, '%d@%s' % (os.getpid(), open('/proc/self/stat').read().split()[21])]"
+        let first = try await run(aliceLink, greet, requirements: ["cg-greet"])
+        #expect(first.ok, "\(first)")
+        guard case .array(let a)? = first.result, a.count == 2, a[0] == .string("hello from cg-greet") else {
+            Issue.record("unexpected result \(String(describing: first.result)) \(first.message ?? "")")
+            return
+        }
+        // The same user without the package: another interpreter, which lacks it.
+        let plain = try await run(aliceLink, "import os\ndef main():\n    import cg_greet\n    return os.getpid()", requirements: nil)
+        #expect(!plain.ok && plain.message?.contains("cg_greet") == true, "\(plain)")
+        // Another user with the same package: an interpreter of their own.
+        let other = try await run(bobLink, greet, requirements: ["cg-greet"])
+        #expect(other.ok, "\(other)")
+        if case .array(let b)? = other.result { #expect(b[1] != a[1], "bob's task ran in alice's interpreter") }
+        // Alice again: her interpreter of that environment is reused.
+        let again = try await run(aliceLink, greet, requirements: ["cg-greet"])
+        if case .array(let c)? = again.result { #expect(c[1] == a[1]) }
+        // An unknown package: a clear error, and the peer keeps working.
+        let missing = try await run(aliceLink, greet, requirements: ["cg-no-such-package"])
+        #expect(!missing.ok && missing.error == "environment" && missing.message?.contains("cg-no-such-package") == true, "\(missing)")
+        await aliceLink.close()
+        await bobLink.close()
+    }
+}

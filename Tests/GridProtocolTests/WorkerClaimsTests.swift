@@ -22,6 +22,22 @@ struct WorkerClaimsTests {
         #expect(WorkerClaims.problem(done(logBytes: nil)) == nil)
     }
 
+    @Test func cachedEnvironmentsAndThePythonVersionAreBounded() {
+        var r = sane
+        r.envs = [String(repeating: "a", count: 64)]
+        r.python = "3.11.7"
+        #expect(WorkerClaims.problem(.register(r)) == nil)
+        r.envs = [String(repeating: "a", count: 129)]
+        #expect(WorkerClaims.problem(.register(r))?.message.contains("envs (length)") == true)
+        r.envs = [""]
+        #expect(WorkerClaims.problem(.register(r)) != nil)
+        r.envs = nil
+        r.python = String(repeating: "3", count: 33)
+        #expect(WorkerClaims.problem(.register(r))?.message.contains("python (length)") == true)
+        let tooMany = Array(repeating: "d", count: WorkerClaims.envs.upperBound + 1)
+        #expect(WorkerClaims.problem(.loadUpdate(Msg.LoadUpdate(load: 0, running: [], envs: tooMany)))?.message.contains("envs (count)") == true)
+    }
+
     @Test func aSandboxReportIsBoundedAndMustMatchTheTier() {
         var r = sane
         r.sandbox = SandboxReport(tier: .bwrap, label: "bwrap, rootless, rlimits", skipped: ["oci: no engine"], acceptsOthers: true)

@@ -1,0 +1,90 @@
+import Foundation
+import GridCore
+import GridSandbox
+
+/// Jobs' Python environments (`EnvBuilder`): a cold build of a small environment from a local wheel folder (no
+/// network), with uv against pip side by side when both are installed, and getting an environment that is cached.
+/// Builds run as the worker runs them (in bubblewrap when it works here).
+enum EnvBench {
+    /// Packages in the small environment: pure-Python wheels written by the bench.
+    static let packages = 5
+
+    static func run(python: String, builds: Int, scratch: String, log: (String) -> Void) async throws -> [Figure] {
+        let wheels = scratch + "/env-wheels"
+        for i in 0..<packages { try writeWheel(python: python, folder: wheels, name: "cg-bench-\(i)", module: "cg_bench_\(i)") }
+        let interpreter = try EnvBuilder.probe(python: python)
+        let sandbox = EnvBuilder.sandbox(of: RestrictedRunner(python: python), python: python)
+        func builder(_ root: String, uv: String?) -> EnvBuilder {
+            var c = EnvBuilder.Configuration(root: root, python: python)
+            c.noIndex = true
+            c.findLinks = [wheels]
+            c.uv = uv
+            c.sandbox = sandbox
+            return EnvBuilder(configuration: c, interpreter: interpreter)
+        }
+        let requirements = try PythonRequirements(lines: (0..<packages).map { "cg-bench-\($0)" })
+        let uv = EnvBuilder.findUV(python: python)
+        func cold(uv: String?, tag: String) async throws -> [Double] {
+            var samples: [Double] = []
+            for i in 0..<max(1, builds) {
+                let envs = builder(scratch + "/envs-\(tag)-\(i)", uv: uv)
+                let t = Stats.now()
+                _ = try await envs.prepare(requirements) { _ in }
+                samples.append((Stats.now() - t) * 1000)
+            }
+            return samples
+        }
+        let where_ = sandbox == nil ? "unsandboxed" : "in bubblewrap"
+        var build = Figure(
+            id: "env.cold_build", title: "Environment: cold build (\(uv == nil ? "pip" : "uv"))", unit: "ms", better: .lower,
+            workload: "\(packages) pure-Python wheels from a local folder, \(where_), \(max(1, builds)) builds")
+        build.record(try await cold(uv: uv, tag: uv == nil ? "pip" : "uv"))
+        if uv != nil {
+            build.add(Reference(name: "python -m pip install --target", samples: try await cold(uv: nil, tag: "pip")))
+        } else {
+            build.add(Reference.missing("uv pip install --target", because: "uv is not installed (scripts/setup installs it)"))
+        }
+        log("  env cold build: \(String(format: "%.0f", build.value ?? 0)) ms")
+        var cached = Figure(
+            id: "env.cached", title: "Environment: cached, ready for a job", unit: "ms", better: .lower,
+            workload: "the same \(packages) packages, found in the cache, \(max(1, builds) * 10) times")
+        let envs = builder(scratch + "/envs-cached", uv: uv)
+        _ = try await envs.prepare(requirements) { _ in }
+        var samples: [Double] = []
+        for _ in 0..<(max(1, builds) * 10) {
+            let t = Stats.now()
+            let ready = try await envs.prepare(requirements) { _ in }
+            samples.append((Stats.now() - t) * 1000)
+            await envs.release(ready.key)
+        }
+        cached.record(samples)
+        log("  env cached: \(String(format: "%.2f", cached.value ?? 0)) ms")
+        return [build, cached]
+    }
+
+    static func writeWheel(python: String, folder: String, name: String, module: String) throws {
+        let program = """
+            import base64, hashlib, os, sys, zipfile
+            folder, name, module = sys.argv[1:4]
+            dist = name.replace('-', '_')
+            info = f'{dist}-1.0.dist-info'
+            files = {
+                f'{module}.py': b'VALUE = 1\\n',
+                f'{info}/METADATA': f'Metadata-Version: 2.1\\nName: {name}\\nVersion: 1.0\\n'.encode(),
+                f'{info}/WHEEL': b'Wheel-Version: 1.0\\nGenerator: campusgrid-bench\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n',
+            }
+            record = ''.join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\\n" for p, d in files.items())
+            files[f'{info}/RECORD'] = (record + f'{info}/RECORD,,\\n').encode()
+            os.makedirs(folder, exist_ok=True)
+            with zipfile.ZipFile(os.path.join(folder, f'{dist}-1.0-py3-none-any.whl'), 'w') as z:
+                for p, d in files.items():
+                    z.writestr(p, d)
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", program, folder, name, module]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw BenchError("could not write the bench's wheels") }
+    }
+}

@@ -1,0 +1,195 @@
+import CGridSpawn
+import Foundation
+import GridCore
+
+extension EnvBuilder {
+    /// Where the build folder appears inside the installer's sandbox.
+    static let buildDirectory = "/build"
+
+    struct Meta: Codable {
+        var digest: String
+        var requirements: [String]
+        var requiresPython: String?
+        var bytes: Int64
+        var builtAt: Double
+        var seconds: Double
+    }
+
+    static func readMeta(_ folder: String) -> Meta? {
+        guard let data = FileManager.default.contents(atPath: folder + "/meta.json") else { return nil }
+        return try? JSONDecoder().decode(Meta.self, from: data)
+    }
+
+    /// The installer's command line (pure). `site` and `requirementsFile` are paths as the installer sees them.
+    static func installCommand(configuration c: Configuration, site: String, requirementsFile: String) -> [String] {
+        var a: [String]
+        if let uv = c.uv {
+            a = [uv, "pip", "install", "--no-config", "--python", c.python, "--target", site]
+        } else {
+            a = [c.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-cache-dir", "--progress-bar", "off", "--target", site]
+        }
+        if !c.allowSdist { a += ["--only-binary", ":all:"] }
+        // The index URL goes in the environment (`installerEnvironment`): it may carry a password.
+        if c.noIndex { a.append("--no-index") }
+        for link in c.findLinks { a += ["--find-links", link] }
+        a += ["-r", requirementsFile]
+        return a
+    }
+
+    /// The bubblewrap arguments around the installer (pure): the same read-only view of the system as a job, without
+    /// the home folder; the build folder read-write at `/build`; the network only when an index must be reached;
+    /// local `--find-links` folders read-only at their own paths.
+    /// The installer's environment is bubblewrap's own (`installerEnvironment`, set at spawn), never `--setenv`
+    /// arguments, which anyone on the machine could read with `ps`.
+    static func sandboxArguments(_ s: Sandbox, configuration c: Configuration, buildFolder: String) -> [String] {
+        var a = ["--unshare-all"]
+        if !c.noIndex { a.append("--share-net") }
+        a += [
+            "--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--disable-userns",
+            "--ro-bind", "/usr", "/usr",
+        ]
+        for entry in s.topLevel {
+            if let target = entry.symlink { a += ["--symlink", target, "/" + entry.name] } else { a += ["--ro-bind", "/" + entry.name, "/" + entry.name] }
+        }
+        var etc = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf", "passwd", "group"]
+        if !c.noIndex { etc += ["resolv.conf", "hosts", "ssl", "ca-certificates", "pki", "gai.conf"] }
+        for file in etc { a += ["--ro-bind-try", "/etc/" + file, "/etc/" + file] }
+        for root in s.pythonRoots { a += ["--ro-bind", root, root] }
+        if let uv = c.uv { a += ["--ro-bind", uv, uv] }
+        a += ["--proc", "/proc", "--dev", "/dev", "--size", String(1 << 30), "--tmpfs", "/tmp"]
+        // After the private /tmp, so that a wheel folder under /tmp is seen.
+        for link in c.findLinks where link.hasPrefix("/") { a += ["--ro-bind", link, link] }
+        a += ["--bind", buildFolder, buildDirectory, "--chdir", buildDirectory, "--remount-ro", "/"]
+        return a
+    }
+
+    /// The installer's environment: nothing of the worker's (no tokens, no pip configuration of its user); the index,
+    /// which may carry a password, is set here rather than on the command line.
+    static func installerEnvironment(_ c: Configuration, home: String, sandboxed: Bool) -> [String: String] {
+        var env = [
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": sandboxed ? "/tmp" : home, "LANG": "C.UTF-8",
+            "PIP_CONFIG_FILE": "/dev/null", "PYTHONDONTWRITEBYTECODE": "1", "UV_CACHE_DIR": home + "/uv-cache", "UV_NO_PROGRESS": "1",
+        ]
+        if let index = c.indexURL, !c.noIndex {
+            env["PIP_INDEX_URL"] = index
+            env["UV_DEFAULT_INDEX"] = index
+        }
+        if sandboxed, FileManager.default.fileExists(atPath: "/etc/ssl/certs/ca-certificates.crt") {
+            env["SSL_CERT_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
+        }
+        return env
+    }
+
+    /// Builds `requirements` into `<root>/<key>` through a temporary folder; returns its size in bytes.
+    static func build(
+        _ requirements: PythonRequirements, key: String, configuration c: Configuration, log: @escaping @Sendable ([UInt8]) async -> Void
+    ) async throws -> Int64 {
+        let fm = FileManager.default
+        let temp = c.root + "/.build-" + key + "-" + UUID().uuidString.prefix(8)
+        let final = c.root + "/" + key
+        try fm.createDirectory(atPath: temp + "/site", withIntermediateDirectories: true)
+        var keepTemp = false
+        defer { if !keepTemp { try? fm.removeItem(atPath: temp) } }
+        try Data((requirements.lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: temp + "/requirements.txt"))
+        let installer = c.uv == nil ? "pip" : "uv"
+        await log(Array("[installing \(requirements.lines.count) package(s) with \(installer): \(requirements.lines.joined(separator: " "))]\n".utf8))
+        let started = Date()
+        let execution: JobExecution
+        let limits = [grid_rlimit(resource: RLimit.core, value: 0), grid_rlimit(resource: RLimit.fsize, value: UInt64(max(0, c.maxEnvironmentBytes)))]
+        if let sandbox = c.sandbox {
+            let env = installerEnvironment(c, home: "/tmp", sandboxed: true)
+            let command = installCommand(configuration: c, site: buildDirectory + "/site", requirementsFile: buildDirectory + "/requirements.txt")
+            execution = try JobExecution.spawn(
+                path: sandbox.bwrapPath, arguments: sandboxArguments(sandbox, configuration: c, buildFolder: temp) + command,
+                environment: env, directory: temp, limits: limits, deadline: c.timeLimitSeconds)
+        } else {
+            try fm.createDirectory(atPath: temp + "/home", withIntermediateDirectories: true)
+            let command = installCommand(configuration: c, site: temp + "/site", requirementsFile: temp + "/requirements.txt")
+            execution = try JobExecution.spawn(
+                path: command[0], arguments: Array(command.dropFirst()), environment: installerEnvironment(c, home: temp + "/home", sandboxed: false),
+                directory: temp, limits: limits, deadline: c.timeLimitSeconds)
+        }
+        var tail: [UInt8] = []
+        await withTaskCancellationHandler {
+            for await chunk in execution.output {
+                tail += chunk
+                if tail.count > 16_384 { tail.removeFirst(tail.count - 16_384) }
+                await log(chunk)
+            }
+        } onCancel: {
+            execution.cancel()
+        }
+        let report = await execution.wait()
+        let seconds = Date().timeIntervalSince(started)
+        switch report.outcome {
+        case .completed: break
+        case .timedOut:
+            throw GridError(
+                .invalidRequirements,
+                "building the environment took longer than this worker's limit of \(Self.minutes(c.timeLimitSeconds)) and was stopped")
+        case .cancelled:
+            throw GridError(.invalidRequirements, "building the environment was cancelled")
+        case .failed:
+            throw GridError(.invalidRequirements, failureReason(
+                    String(decoding: tail, as: UTF8.self), allowSdist: c.allowSdist, signal: report.signal, maxBytes: c.maxEnvironmentBytes))
+        }
+        let bytes = folderSize(temp + "/site")
+        if bytes > c.maxEnvironmentBytes {
+            throw GridError(
+                .invalidRequirements,
+                "the environment is \(bytes >> 20) MB, over this worker's limit of \(c.maxEnvironmentBytes >> 20) MB for one environment")
+        }
+        let meta = Meta(
+            digest: requirements.digest, requirements: requirements.lines, requiresPython: requirements.requiresPython, bytes: bytes,
+            builtAt: Date().timeIntervalSince1970, seconds: seconds)
+        try JSONEncoder().encode(meta).write(to: URL(fileURLWithPath: temp + "/meta.json"))
+        try? fm.removeItem(atPath: temp + "/home")
+        try? fm.removeItem(atPath: final)
+        try fm.moveItem(atPath: temp, toPath: final)
+        keepTemp = true
+        await log(Array("[environment \(key.prefix(12)) built in \(String(format: "%.1f", seconds)) s, \(bytes >> 10) KB]\n".utf8))
+        return bytes
+    }
+
+    /// The installer's own error, from its first error line on (pip's `ERROR:`, uv's `error:`/`×` and the `╰─▶`
+    /// explanation after it), else its last lines, with a hint when a package seems to have no wheel and sdists are off.
+    static func failureReason(_ output: String, allowSdist: Bool, signal: Int32?, maxBytes: Int64 = 0) -> String {
+        // A file over RLIMIT_FSIZE: SIGXFSZ, or EFBIG where the installer ignores the signal (Python does).
+        if signal == 25 || output.contains("[Errno 27]") || output.contains("File too large") {
+            return "the environment grew over this worker's limit of \(maxBytes >> 20) MB for one environment"
+        }
+        let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("[") }
+        let isError: (String) -> Bool = { $0.hasPrefix("ERROR:") || $0.hasPrefix("error:") || $0.hasPrefix("×") }
+        var picked = lines.firstIndex(where: isError).map { Array(lines[$0...].prefix(6)) } ?? Array(lines.suffix(3))
+        picked = picked.filter { !$0.hasPrefix("hint:") }.map { line in
+            var l = Substring(line)
+            for prefix in ["╰─▶", "×", "│"] where l.hasPrefix(prefix) { l = l.dropFirst(prefix.count) }
+            return l.trimmingCharacters(in: .whitespaces)
+        }
+        var reason = "could not install the job's packages: " + picked.joined(separator: " ").prefix(800)
+        let noVersion = [
+            "No matching distribution", "from versions: none", "no usable wheels", "building from source is disabled",
+            "not found in the provided package locations", "not found in the package registry",
+        ].contains { output.contains($0) }
+        if !allowSdist, noVersion {
+            reason += " (this worker installs wheels only: a package or version that is published only as source (sdist) is refused;"
+                + " check the name and version, or ask the worker's owner to allow sdists with --env-allow-sdist)"
+        }
+        return reason
+    }
+
+    static func minutes(_ seconds: Double) -> String {
+        seconds >= 60 && seconds.truncatingRemainder(dividingBy: 60) == 0 ? "\(Int(seconds / 60)) min" : "\(Int(seconds)) s"
+    }
+
+    static func folderSize(_ path: String) -> Int64 {
+        var total: Int64 = 0
+        guard let e = FileManager.default.enumerator(atPath: path) else { return 0 }
+        while let name = e.nextObject() as? String {
+            if let attrs = try? FileManager.default.attributesOfItem(atPath: path + "/" + name), attrs[.type] as? FileAttributeType == .typeRegular {
+                total += (attrs[.size] as? Int64) ?? Int64((attrs[.size] as? Int) ?? 0)
+            }
+        }
+        return total
+    }
+}

@@ -1,0 +1,248 @@
+import Foundation
+import GridCore
+
+/// Builds the Python environments jobs declare (`JobSpec.requirements`) and keeps them, addressed by content, under
+/// `<data>/envs/<key>`: each is built once, in a temporary folder renamed into place when complete, so a job never sees
+/// a half-built one; jobs that need an environment being built wait for that one build. Least recently used
+/// environments are deleted when the cache is over its limit (`EnvironmentCache`), never one in use.
+///
+/// The installer is `uv pip install` when `uv` is found, else `python -m pip install`, always `--target` a folder that
+/// the job's sandbox mounts read-only and puts first on `sys.path` (`PYTHONPATH`), so the worker's own packages stay
+/// visible beneath it. Wheels only unless the owner allows sdists. In the bwrap tier the installer runs in a sandbox
+/// of its own (`EnvBuilder.sandboxArguments`): uid 65534, the home folder hidden, the network only when an index must
+/// be reached, and the build folder the only place it may write besides its private `/tmp`.
+public actor EnvBuilder {
+    /// What the worker's owner decides about environments (worker options `--env-*`, `--index-url`, `--find-links`).
+    public struct Configuration: Sendable {
+        /// `<data>/envs`.
+        public var root: String
+        /// The real interpreter jobs run with.
+        public var python: String
+        /// `uv` to use, when installed (the executable finds it); nil: `python -m pip`.
+        public var uv: String?
+        /// The package index (`--index-url`); nil: PyPI.
+        public var indexURL: String?
+        /// Use no index at all, only `findLinks` (`--no-index`).
+        public var noIndex = false
+        /// Folders (or URLs) of wheels to look in as well (`--find-links`).
+        public var findLinks: [String] = []
+        /// Build packages that have no wheel from source (`--env-allow-sdist`): this runs the package's own code.
+        public var allowSdist = false
+        /// A build longer than this is killed and the job fails (`--env-build-minutes`, default 10).
+        public var timeLimitSeconds: Double = 600
+        /// An environment larger than this is refused (`--env-max-gb`, default 5).
+        public var maxEnvironmentBytes: Int64 = 5 << 30
+        /// The cache's size limit (`--env-cache-gb`, default 10).
+        public var cacheLimitBytes: Int64 = 10 << 30
+        /// The sandbox the installer runs in; nil: none (the restricted tier), with a cleared environment and a private HOME.
+        public var sandbox: Sandbox?
+
+        public init(root: String, python: String) {
+            self.root = root
+            self.python = python
+        }
+    }
+
+    /// The bubblewrap sandbox of the bwrap tier, as its runner sees this machine.
+    public struct Sandbox: Sendable {
+        public var bwrapPath: String
+        public var pythonRoots: [String]
+        var topLevel: [(name: String, symlink: String?)]
+    }
+
+    /// The interpreter an environment is built for: part of its key.
+    public struct Interpreter: Sendable, Hashable {
+        /// `3.11.7`.
+        public var version: String
+        /// `linux-x86_64` and the implementation tag (`cp311`).
+        public var platform: String
+    }
+
+    /// An environment ready for a job: the folder to mount read-only and put on `sys.path`.
+    public struct Ready: Sendable, Hashable {
+        public var key: String
+        public var digest: String
+        public var sitePath: String
+        /// Built for this job (false: found in the cache, or built for another job that was waiting at the same time).
+        public var built: Bool
+    }
+
+    struct Cached {
+        var digest: String
+        var bytes: Int64
+        var lastUsed: Double
+    }
+
+    public nonisolated let configuration: Configuration
+    public nonisolated let interpreter: Interpreter
+    private var cached: [String: Cached] = [:]
+    private var inUse: [String: Int] = [:]
+    private var building: [String: [CheckedContinuation<Ready, any Error>]] = [:]
+    private var buildTasks: [String: Task<Int64, any Error>] = [:]
+    /// How many environments this worker built since it started (tests and the status page read it).
+    public private(set) var builds = 0
+
+    /// Where a job sees its environment.
+    public static let mountPoint = "/grid-env"
+
+    public init(configuration: Configuration, interpreter: Interpreter) {
+        self.configuration = configuration
+        self.interpreter = interpreter
+        let fm = FileManager.default
+        try? fm.createDirectory(atPath: configuration.root, withIntermediateDirectories: true)
+        for name in (try? fm.contentsOfDirectory(atPath: configuration.root)) ?? [] {
+            let path = configuration.root + "/" + name
+            if name.hasPrefix(".") {
+                // A build that never finished (the worker stopped mid-build): never used, so removed.
+                try? fm.removeItem(atPath: path)
+                continue
+            }
+            guard let meta = Self.readMeta(path) else { continue }
+            let used = (try? fm.attributesOfItem(atPath: path + "/last-used")[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            cached[name] = Cached(digest: meta.digest, bytes: meta.bytes, lastUsed: used)
+        }
+    }
+
+    /// Asks the interpreter its version and platform.
+    public static func probe(python: String) throws -> Interpreter {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [
+            "-c", "import sys, sysconfig; print('%d.%d.%d' % sys.version_info[:3]); print(sysconfig.get_platform() + '-' + sys.implementation.cache_tag)",
+        ]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        guard process.terminationStatus == 0, lines.count == 2 else {
+            throw GridError(.internal, "cannot ask \(python) its version and platform")
+        }
+        return Interpreter(version: lines[0], platform: lines[1])
+    }
+
+    /// `uv`, when installed: next to the interpreter (`pip install uv` puts it there), else in the system's bin folders.
+    public static func findUV(python: String) -> String? {
+        let beside = URL(fileURLWithPath: python).deletingLastPathComponent().appendingPathComponent("uv").path
+        for candidate in [beside, "/usr/local/bin/uv", "/usr/bin/uv"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            return URL(fileURLWithPath: candidate).resolvingSymlinksInPath().path
+        }
+        return nil
+    }
+
+    /// The sandbox for the installer: the bwrap tier's own; for a worker in another tier (OCI, restricted), bubblewrap
+    /// at `bwrapPath` when it works here (a probe runs the interpreter in it), so that a build never runs as the
+    /// worker's user with its home visible where this machine can prevent it; nil when it cannot.
+    public static func sandbox(of runner: any JobRunner, bwrapPath: String = "/usr/bin/bwrap", python: String) -> Sandbox? {
+        if let bwrap = runner as? BwrapRunner {
+            return Sandbox(bwrapPath: bwrap.configuration.bwrapPath, pythonRoots: bwrap.pythonRoots, topLevel: bwrap.topLevel)
+        }
+        guard FileManager.default.isExecutableFile(atPath: bwrapPath) else { return nil }
+        let sandbox = Sandbox(bwrapPath: bwrapPath, pythonRoots: BwrapRunner.pythonRoots(of: python), topLevel: BwrapRunner.topLevel())
+        let probe = NSTemporaryDirectory() + "campusgrid-env-probe-\(getpid())-\(UUID().uuidString.prefix(8))"
+        guard (try? FileManager.default.createDirectory(atPath: probe, withIntermediateDirectories: true)) != nil else { return nil }
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        var c = Configuration(root: probe, python: python)
+        c.noIndex = true
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: bwrapPath)
+        process.arguments = sandboxArguments(sandbox, configuration: c, buildFolder: probe) + [python, "-c", "open('/build/ok', 'w').write('ok')"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        process.waitUntilExit()
+        return process.terminationStatus == 0 && FileManager.default.fileExists(atPath: probe + "/ok") ? sandbox : nil
+    }
+
+    /// The options that change what an install produces: part of the key.
+    var keyOptions: [String] {
+        var o = ["sdist \(configuration.allowSdist)"]
+        if configuration.noIndex { o.append("no-index") } else if let i = configuration.indexURL { o.append("index " + i) }
+        o += configuration.findLinks.map { "find-links " + $0 }
+        return o
+    }
+
+    /// The folder name of `requirements`' environment on this worker.
+    public func key(for requirements: PythonRequirements) -> String {
+        requirements.environmentKey(python: interpreter.version, platform: interpreter.platform, options: keyOptions)
+    }
+
+    /// The digests of the environments cached here, reported to the manager for placement.
+    public func cachedDigests() -> [String] { Array(Set(cached.values.map(\.digest))).sorted() }
+
+    /// The environment for `requirements`, built if it is not cached; `log` receives the installer's output. The
+    /// environment counts as in use until `release(_:)`. Throws a `GridError` (`invalidRequirements`) whose message
+    /// says why it could not be built, for the job's reason.
+    public func prepare(_ requirements: PythonRequirements, log: @escaping @Sendable ([UInt8]) async -> Void) async throws -> Ready {
+        if let spec = requirements.requiresPython, !PythonVersionSpec.allows(spec, version: interpreter.version) {
+            throw GridError(.invalidRequirements, "the job requires Python \(spec); this worker has Python \(interpreter.version)")
+        }
+        let key = key(for: requirements)
+        let site = configuration.root + "/" + key + "/site"
+        if cached[key] != nil, FileManager.default.fileExists(atPath: site) {
+            use(key)
+            await log(Array("[environment \(key.prefix(12)) is cached on this worker]\n".utf8))
+            return Ready(key: key, digest: requirements.digest, sitePath: site, built: false)
+        }
+        if building[key] != nil {
+            await log(Array("[waiting for environment \(key.prefix(12)), being built for another job]\n".utf8))
+            var ready = try await withCheckedThrowingContinuation { building[key]!.append($0) }
+            ready.built = false
+            use(key)
+            return ready
+        }
+        building[key] = []
+        let result: Result<Ready, any Error>
+        do {
+            // A task of its own so that `stopBuilds()` can end it (and the installer) when the worker stops.
+            let configuration = configuration
+            let task = Task { try await Self.build(requirements, key: key, configuration: configuration, log: log) }
+            buildTasks[key] = task
+            defer { buildTasks[key] = nil }
+            let bytes = try await task.value
+            builds += 1
+            cached[key] = Cached(digest: requirements.digest, bytes: bytes, lastUsed: Date().timeIntervalSince1970)
+            result = .success(Ready(key: key, digest: requirements.digest, sitePath: site, built: true))
+        } catch {
+            result = .failure(error)
+        }
+        for waiter in building.removeValue(forKey: key) ?? [] { waiter.resume(with: result) }
+        let ready = try result.get()
+        use(key)
+        evict()
+        return ready
+    }
+
+    /// The worker is stopping: kill every installer still running (their jobs fail, and run elsewhere later).
+    public func stopBuilds() {
+        for task in buildTasks.values { task.cancel() }
+    }
+
+    /// The job that used `key` ended.
+    public func release(_ key: String) {
+        guard let n = inUse[key] else { return }
+        inUse[key] = n > 1 ? n - 1 : nil
+        evict()
+    }
+
+    private func use(_ key: String) {
+        inUse[key, default: 0] += 1
+        let now = Date().timeIntervalSince1970
+        cached[key]?.lastUsed = now
+        let stamp = configuration.root + "/" + key + "/last-used"
+        _ = FileManager.default.createFile(atPath: stamp, contents: Data("\(now)\n".utf8))
+    }
+
+    /// Deletes least recently used environments while the cache is over its limit.
+    private func evict() {
+        let entries = cached.map { EnvironmentCache.Entry(key: $0.key, bytes: $0.value.bytes, lastUsed: $0.value.lastUsed, inUse: inUse[$0.key] != nil) }
+        for key in EnvironmentCache.evictions(entries, limitBytes: configuration.cacheLimitBytes) {
+            cached[key] = nil
+            let path = configuration.root + "/" + key
+            let trash = configuration.root + "/.evicted-" + key + "-" + UUID().uuidString.prefix(8)
+            if (try? FileManager.default.moveItem(atPath: path, toPath: trash)) != nil { try? FileManager.default.removeItem(atPath: trash) }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import GridCore
+import GridTestSupport
+import Testing
+
+@testable import GridSandbox
+
+/// `EnvBuilder` on its own, with real installs (`python -m pip`, no sandbox: the restricted tier's way) from wheels
+/// written by the test: the cache's eviction, the size limit, and the installer's command line.
+@Suite(.serialized)
+struct EnvBuilderTests {
+    let folder = "/tmp/cg-envs-\(UUID().uuidString.prefix(8))"
+
+    func builder(cacheBytes: Int64 = 10 << 30, maxBytes: Int64 = 5 << 30) throws -> EnvBuilder {
+        for n in ["a", "b", "c"] {
+            try TestWheels.wheel(in: folder + "/wheels", name: "cg-\(n)", module: "cg_\(n)", source: "X = '\(String(repeating: n, count: 2000))'\n")
+        }
+        var c = EnvBuilder.Configuration(root: folder + "/envs", python: SandboxHarness.python)
+        c.noIndex = true
+        c.findLinks = [folder + "/wheels"]
+        c.cacheLimitBytes = cacheBytes
+        c.maxEnvironmentBytes = maxBytes
+        return EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+    }
+
+    func requirements(_ name: String) throws -> PythonRequirements { try PythonRequirements(lines: [name]) }
+
+    @Test func theLeastRecentlyUsedEnvironmentIsEvictedButNeverOneInUse() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Room for about one environment (each holds a 2 KB module plus pip's metadata).
+        let envs = try builder(cacheBytes: 6_000)
+        let a = try await envs.prepare(try requirements("cg-a")) { _ in }
+        let b = try await envs.prepare(try requirements("cg-b")) { _ in }
+        // Both are in use: over the limit, yet nothing is deleted.
+        #expect(FileManager.default.fileExists(atPath: a.sitePath) && FileManager.default.fileExists(atPath: b.sitePath))
+        await envs.release(a.key)
+        // `a` is idle and the older: it goes; `b` stays while in use.
+        #expect(!FileManager.default.fileExists(atPath: a.sitePath))
+        #expect(FileManager.default.fileExists(atPath: b.sitePath))
+        #expect(await envs.cachedDigests() == [b.digest])
+        // Needed again, `a` is built again.
+        let again = try await envs.prepare(try requirements("cg-a")) { _ in }
+        #expect(again.built)
+        #expect(await envs.builds == 3)
+    }
+
+    @Test func anEnvironmentIsFoundAgainAfterARestart() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let first = try builder()
+        let built = try await first.prepare(try requirements("cg-c")) { _ in }
+        await first.release(built.key)
+        let restarted = try builder()
+        #expect(await restarted.cachedDigests() == [built.digest])
+        let reused = try await restarted.prepare(try requirements("cg-c")) { _ in }
+        #expect(!reused.built)
+        #expect(await restarted.builds == 0)
+    }
+
+    @Test func anEnvironmentOverTheSizeLimitIsRefusedAndNotKept() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let envs = try builder(maxBytes: 1_000)
+        await #expect(throws: GridError.self) { _ = try await envs.prepare(try requirements("cg-a")) { _ in } }
+        do {
+            _ = try await envs.prepare(try requirements("cg-a")) { _ in }
+        } catch let e as GridError {
+            #expect(e.message.contains("limit"), "\(e.message)")
+        }
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: folder + "/envs")) ?? [])
+        #expect(left.isEmpty, "\(left)")
+    }
+
+    @Test func theIndexNeverGoesOnTheInstallersCommandLine() {
+        var c = EnvBuilder.Configuration(root: "/data/envs", python: "/usr/bin/python3")
+        c.indexURL = "https://student:secret@mirror.example/simple"
+        let command = EnvBuilder.installCommand(configuration: c, site: "/build/site", requirementsFile: "/build/requirements.txt")
+        #expect(!command.joined(separator: " ").contains("secret"))
+        #expect(command.contains("--only-binary"))
+        #expect(EnvBuilder.installerEnvironment(c, home: "/tmp", sandboxed: true)["PIP_INDEX_URL"] == c.indexURL)
+        c.allowSdist = true
+        #expect(!EnvBuilder.installCommand(configuration: c, site: "/s", requirementsFile: "/r").contains("--only-binary"))
+    }
+
+    @Test func theBuildSandboxHidesHomeAndHasNoNetworkWithoutAnIndex() {
+        var c = EnvBuilder.Configuration(root: "/data/envs", python: "/opt/py/bin/python3")
+        c.noIndex = true
+        c.findLinks = ["/srv/wheels"]
+        let s = EnvBuilder.Sandbox(bwrapPath: "/usr/bin/bwrap", pythonRoots: ["/opt/py"], topLevel: [])
+        let args = EnvBuilder.sandboxArguments(s, configuration: c, buildFolder: "/data/envs/.build-x")
+        #expect(!args.contains("--share-net"))
+        #expect(!args.contains { $0.hasPrefix("/root") || $0.hasPrefix("/home") })
+        #expect(args.contains("--ro-bind") && args.contains("/srv/wheels"))
+        let bind = args.firstIndex(of: "--bind")!
+        #expect(Array(args[bind...].prefix(3)) == ["--bind", "/data/envs/.build-x", "/build"])
+        c.noIndex = false
+        #expect(EnvBuilder.sandboxArguments(s, configuration: c, buildFolder: "/b").contains("--share-net"))
+    }
+}
