@@ -86,6 +86,7 @@ struct GridServer: Service {
                             try await outbound.write(GridFrame(id: id, message))
                             continue loop
                         case .authenticate(let hello, let id):
+                            gate.heard()
                             switch await core.authenticate(hello) {
                             case .success(let who):
                                 // Full limits from here on; HELLO_OK goes out after the gate is open.

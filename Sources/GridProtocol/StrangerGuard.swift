@@ -31,7 +31,9 @@ public final class StrangerGuard: Sendable {
 /// open), its `StrangerHandler` (which closes it at the deadline unless it is open) and the shell that authenticates
 /// it (which opens it, once `HELLO_OK` or the peer's `OK` is sent).
 public final class StrangerGate: Sendable {
-    private enum State { case pending, open, closed }
+    /// `checking`: it said `HELLO` and this side is checking it (asking the manager, say); the HELLO deadline is for
+    /// strangers who say nothing, so this side's own slowness under load does not close an honest client.
+    private enum State { case pending, checking, open, closed }
 
     public let address: String
     private let owner: StrangerGuard?
@@ -52,10 +54,18 @@ public final class StrangerGate: Sendable {
 
     public var isOpen: Bool { state.withLock { $0 == .open } }
 
+    /// Whether it said `HELLO` and is being checked.
+    public var isChecking: Bool { state.withLock { $0 == .checking } }
+
+    /// It said `HELLO`; the check (bounded by its own timeout) has begun. Still no bulk bytes, still counted as pending.
+    public func heard() {
+        state.withLock { s in if s == .pending { s = .checking } }
+    }
+
     /// The connection authenticated: no deadline, full limits. Only the first call counts.
     public func open() {
         let counted = state.withLock { s -> Bool in
-            guard s == .pending else { return false }
+            guard s == .pending || s == .checking else { return false }
             s = .open
             return true
         }
@@ -88,6 +98,9 @@ public final class StrangerHandler: ChannelInboundHandler {
     /// The gate of this connection (nil when it was refused).
     public var gate: StrangerGate? { try? admission.get() }
 
+    /// How much longer than the deadline a connection whose HELLO is being checked may wait for the check.
+    static let checkGrace = TimeAmount.seconds(60)
+
     public init(guard strangers: StrangerGuard, address: String) {
         self.admission = strangers.admit(address: address)
         self.deadline = .milliseconds(Int64(strangers.limits.helloDeadlineSeconds * 1000))
@@ -111,9 +124,17 @@ public final class StrangerHandler: ChannelInboundHandler {
         case .success(let gate):
             let seconds = deadline.nanoseconds / 1_000_000_000
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let grace = Self.checkGrace
             timer = context.eventLoop.scheduleTask(in: deadline) {
                 let (handler, context) = bound.value
-                if !gate.isOpen { handler.refuse(context: context, "no HELLO within \(seconds) s") }
+                if gate.isChecking {
+                    // Its HELLO is being checked: give the check its time (it has a timeout of its own), then close.
+                    handler.timer = context.eventLoop.scheduleTask(in: grace) {
+                        if !gate.isOpen { handler.refuse(context: context, "the HELLO could not be checked in time") }
+                    }
+                } else if !gate.isOpen {
+                    handler.refuse(context: context, "no HELLO within \(seconds) s")
+                }
             }
         }
     }

@@ -195,6 +195,7 @@ final class PeerConnection: ChannelInboundHandler {
                 return reply(GridFrame(id: frame.id, .error(Msg.Error(e))), context: context, thenClose: true)
             }
             auth = .checking([])
+            gate.heard()
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let service = service
             if let nonce = hello.nonce, hello.token.isEmpty {

@@ -1,6 +1,7 @@
 import GridCore
 import GridProtocol
 import NIOCore
+import NIOEmbedded
 import Testing
 
 /// The per-address count behind the stranger limits, and what the parser accepts before authentication.
@@ -52,6 +53,41 @@ struct StrangerLimitsTests {
         } else {
             Issue.record("a third pending one must be refused")
         }
+    }
+
+    // MARK: The HELLO deadline
+
+    /// A connection through a `StrangerHandler` with a 1 s deadline, connected (so its timer runs).
+    static func connected() throws -> (EmbeddedChannel, StrangerGate) {
+        let handler = StrangerHandler(guard: StrangerGuard(limits: small), address: "a")
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return (channel, try #require(handler.gate))
+    }
+
+    @Test func aSilentStrangerIsClosedAtTheDeadline() throws {
+        let (channel, _) = try Self.connected()
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(900))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        #expect(!channel.isActive)
+    }
+
+    @Test func aHelloBeingCheckedOutlivesTheDeadlineButNotItsGrace() throws {
+        let (channel, gate) = try Self.connected()
+        gate.heard()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(30))
+        #expect(channel.isActive, "this side's slow check must not close a client that said HELLO in time")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(32))
+        #expect(!channel.isActive, "a check that never ends does not keep the connection forever")
+    }
+
+    @Test func anOpenedGateIsNeverClosedByTheTimer() throws {
+        let (channel, gate) = try Self.connected()
+        gate.heard()
+        gate.open()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(120))
+        #expect(channel.isActive)
     }
 
     // MARK: The parser before authentication
