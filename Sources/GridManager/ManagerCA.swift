@@ -74,23 +74,29 @@ struct ManagerCA: Sendable {
         for a in addresses {
             if let bytes = Self.addressBytes(a) { alternatives.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes)))) }
         }
-        let cert = try Certificate(
-            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key.publicKey,
-            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(365 * 86400),
-            issuer: certificate.subject,
-            subject: try DistinguishedName {
-                OrganizationName("CampusGrid")
-                CommonName(names.first ?? "campusgrid-manager")
-            },
-            signatureAlgorithm: .ecdsaWithSHA256,
+        let subject = try DistinguishedName {
+            OrganizationName("CampusGrid")
+            CommonName(names.first ?? "campusgrid-manager")
+        }
+        let cert = try issueLeaf(publicKey: key.publicKey, subject: subject, alternatives: alternatives, days: 365, now: now)
+        return (cert, key)
+    }
+
+    /// A leaf certificate this CA signs for `publicKey`: not a CA, for TLS servers and clients, valid from an hour ago.
+    func issueLeaf(publicKey: Certificate.PublicKey, subject: DistinguishedName, alternatives: [GeneralName], days: Int, now: Date) throws
+        -> Certificate
+    {
+        try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
+            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(Double(days) * 86400),
+            issuer: certificate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
                 try ExtendedKeyUsage([.serverAuth, .clientAuth])
                 SubjectAlternativeNames(alternatives)
             },
-            issuerPrivateKey: self.key)
-        return (cert, key)
+            issuerPrivateKey: key)
     }
 
     static func addressBytes(_ text: String) -> [UInt8]? {
@@ -183,24 +189,12 @@ struct PeerCertificates: Sendable {
             }
         }
         do {
-            let cert = try Certificate(
-                version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key,
-                notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(30 * 86400),
-                issuer: ca.certificate.subject,
-                subject: try DistinguishedName {
-                    OrganizationName("CampusGrid")
-                    OrganizationalUnitName("peer")
-                    CommonName(workerId)
-                },
-                signatureAlgorithm: .ecdsaWithSHA256,
-                extensions: try Certificate.Extensions {
-                    Critical(BasicConstraints.notCertificateAuthority)
-                    Critical(KeyUsage(digitalSignature: true))
-                    try ExtendedKeyUsage([.serverAuth, .clientAuth])
-                    SubjectAlternativeNames(alternatives)
-                },
-                issuerPrivateKey: ca.key)
-            return try cert.serializeAsPEM().pemString
+            let subject = try DistinguishedName {
+                OrganizationName("CampusGrid")
+                OrganizationalUnitName("peer")
+                CommonName(workerId)
+            }
+            return try ca.issueLeaf(publicKey: key, subject: subject, alternatives: alternatives, days: 30, now: now).serializeAsPEM().pemString
         } catch {
             throw GridError(.internal, "could not issue a peer certificate: \(error)")
         }

@@ -96,54 +96,45 @@ func run(_ body: () async throws -> Void) async throws {
     }
 }
 
-/// Where `login` keeps tokens: `$XDG_CONFIG_HOME/campusgrid/credentials.json` (default `~/.config/...`), mode 0600,
-/// one token per manager URL.
-enum CredentialStore {
+/// A JSON map of manager URL to text in `$XDG_CONFIG_HOME/campusgrid/` (default `~/.config/...`), folder 0700, file 0600.
+struct ConfigMap {
     static var directory: String {
         let base = Env.string("XDG_CONFIG_HOME") ?? (Env.home + "/.config")
         return base + "/campusgrid"
     }
 
-    static var path: String { directory + "/credentials.json" }
+    let file: String
+    var path: String { Self.directory + "/" + file }
 
-    static func all() -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: path),
-            let map = try? JSONDecoder().decode([String: String].self, from: data)
+    func all() -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path), let map = try? JSONDecoder().decode([String: String].self, from: data)
         else { return [:] }
         return map
     }
 
-    static func token(for url: String) -> String? { all()[url] }
-
-    static func save(_ token: String?, for url: String) throws {
+    func save(_ value: String?, for url: String) throws {
         var map = all()
-        map[url] = token
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let data = try JSONEncoder().encode(map)
-        FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
+        map[url] = value
+        try FileManager.default.createDirectory(atPath: Self.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        FileManager.default.createFile(atPath: path, contents: try JSONEncoder().encode(map), attributes: [.posixPermissions: 0o600])
     }
 }
 
-/// The CAs trusted on first use, per manager URL: `trusted-cas.json` beside the credentials (mode 0600), PEM each.
+/// Where `login` keeps tokens: `credentials.json`, one token per manager URL.
+enum CredentialStore {
+    static let map = ConfigMap(file: "credentials.json")
+    static var directory: String { ConfigMap.directory }
+    static var path: String { map.path }
+    static func token(for url: String) -> String? { map.all()[url] }
+    static func save(_ token: String?, for url: String) throws { try map.save(token, for: url) }
+}
+
+/// The CAs trusted on first use, per manager URL: `trusted-cas.json`, PEM each.
 enum TrustStore {
-    static var path: String { CredentialStore.directory + "/trusted-cas.json" }
-
-    static func all() -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: path),
-            let map = try? JSONDecoder().decode([String: String].self, from: data)
-        else { return [:] }
-        return map
-    }
-
-    static func pem(for url: String) -> String? { all()[url] }
-
-    static func save(_ pem: String, for url: String) throws {
-        var map = all()
-        map[url] = pem
-        try FileManager.default.createDirectory(
-            atPath: CredentialStore.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        FileManager.default.createFile(atPath: path, contents: try JSONEncoder().encode(map), attributes: [.posixPermissions: 0o600])
-    }
+    static let map = ConfigMap(file: "trusted-cas.json")
+    static var path: String { map.path }
+    static func pem(for url: String) -> String? { map.all()[url] }
+    static func save(_ pem: String, for url: String) throws { try map.save(pem, for: url) }
 }
 
 /// Plain text tables for people.

@@ -40,23 +40,7 @@ struct Submit: AsyncParsableCommand {
             }
             // The job's Python packages: --requirements, --pip and the script's own `# /// script` block, checked here
             // (the manager checks them again) so that a mistake is reported before anything is held.
-            var packages = PythonRequirements()
-            do {
-                if let requirements {
-                    guard let data = FileManager.default.contents(atPath: requirements) else {
-                        throw ValidationError("cannot read the requirements file \(requirements)")
-                    }
-                    try packages.add(
-                        try PythonRequirements.parseFile(String(decoding: data, as: UTF8.self), name: URL(fileURLWithPath: requirements).lastPathComponent))
-                }
-                try packages.add(pip)
-                if let meta = try InlineScriptMetadata.parse(String(decoding: scriptData, as: UTF8.self)) {
-                    try packages.add(meta.dependencies)
-                    if let python = meta.requiresPython { try packages.require(python: python) }
-                }
-            } catch let e as GridError {
-                throw ValidationError(e.message)
-            }
+            let packages = try declaredPackages(file: requirements, pip: pip, script: String(decoding: scriptData, as: UTF8.self))
             let spec = JobSpec(
                 name: name ?? scriptURL.lastPathComponent, cpus: cpus, ramGb: ram, gpus: gpu, minutes: minutes, priority: priority,
                 outputs: output, minTier: tier,
@@ -280,4 +264,25 @@ struct Leaderboard: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// The Python packages a job or a function task declares: `--requirements FILE`, `--pip SPEC`s and the script's own
+/// PEP 723 block (`# /// script`, with its `requires-python`), checked here so that a mistake is reported before
+/// anything is sent or held.
+func declaredPackages(file: String?, pip: [String], script: String) throws -> PythonRequirements {
+    var packages = PythonRequirements()
+    do {
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read the requirements file \(file)") }
+            try packages.add(try PythonRequirements.parseFile(String(decoding: data, as: UTF8.self), name: URL(fileURLWithPath: file).lastPathComponent))
+        }
+        try packages.add(pip)
+        if let meta = try InlineScriptMetadata.parse(script) {
+            try packages.add(meta.dependencies)
+            if let python = meta.requiresPython { try packages.require(python: python) }
+        }
+    } catch let e as GridError {
+        throw ValidationError(e.message)
+    }
+    return packages
 }

@@ -109,20 +109,7 @@ struct CPUCommand: AsyncParsableCommand {
     func run() async throws {
         try await GridCLI.run {
             let parsed = parseJSON(args)
-            var packages = PythonRequirements()
-            do {
-                if let requirements {
-                    guard let data = FileManager.default.contents(atPath: requirements) else {
-                        throw ValidationError("cannot read the requirements file \(requirements)")
-                    }
-                    try packages.add(
-                        try PythonRequirements.parseFile(String(decoding: data, as: UTF8.self), name: URL(fileURLWithPath: requirements).lastPathComponent))
-                }
-                try packages.add(pip)
-                if let meta = try InlineScriptMetadata.parse(program) { try packages.add(meta.dependencies) }
-            } catch let e as GridError {
-                throw ValidationError(e.message)
-            }
+            let packages = try declaredPackages(file: requirements, pip: pip, script: program)
             let task = Msg.CPUTask(
                 taskId: "t-" + UUID().uuidString.prefix(12).lowercased(), program: program, function: function, args: parsed,
                 argsLiteral: parsed == nil ? args : nil, confidential: confidential, timeout: timeout, priority: priority,

@@ -24,22 +24,9 @@ extension Integration {
                         pass
             """#
 
-        /// Runs `args` to completion (bounded), throwing with its output when it fails.
+        /// Runs `args` to completion, throwing with its output when it fails.
         @discardableResult
-        static func sh(_ args: String...) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: args[0])
-            p.arguments = Array(args.dropFirst())
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            let text = String(decoding: data, as: UTF8.self)
-            guard p.terminationStatus == 0 else { throw TestGridError("\(args.joined(separator: " ")): \(text)") }
-            return text
-        }
+        static func sh(_ args: String...) throws -> String { try runTool(args[0], Array(args.dropFirst())) }
 
         @Test(.enabled(if: getuid() == 0, "network namespaces need root"))
         func nothingReadableCrossesANonLoopbackGrid() async throws {

@@ -117,20 +117,7 @@ struct TestAccount {
 func sh(_ path: String, _ args: String...) throws -> String { try sh(path, args) }
 
 @discardableResult
-func sh(_ path: String, _ args: [String]) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    let text = String(decoding: data, as: UTF8.self)
-    guard p.terminationStatus == 0 else { throw TestGridError("\(path) \(args.joined(separator: " ")) failed: \(text)") }
-    return text
-}
+func sh(_ path: String, _ args: [String]) throws -> String { try runTool(path, args) }
 
 /// The hostile suite against a real grid: a manager, one worker (run through `workerLauncher`), jobs from a user who
 /// does not own the worker, every result read back through the CLI.

@@ -137,3 +137,21 @@ public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) as
         Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
     }
 }
+
+/// Runs a tool to its end (synchronously: call it from a thread of its own, or for quick tools) and returns what it
+/// printed; throws with that output when it fails.
+@discardableResult
+public func runTool(_ path: String, _ args: [String]) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    guard p.terminationStatus == 0 else { throw TestGridError("\(path) \(args.joined(separator: " ")) failed: \(text)") }
+    return text
+}
