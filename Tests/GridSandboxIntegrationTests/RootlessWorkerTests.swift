@@ -271,17 +271,7 @@ final class HostileSuite: @unchecked Sendable {
                         pass
                 """, []
             ),
-            (
-                "bomb",
-                """
-                import os, time
-                while True:
-                    try:
-                        os.fork()
-                    except OSError:
-                        time.sleep(0.01)
-                """, []
-            ),
+            ("bomb", HostileScripts.forkBomb, []),
             (
                 "hog",
                 """

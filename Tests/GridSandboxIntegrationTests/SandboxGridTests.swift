@@ -68,8 +68,7 @@ struct SandboxGridTests {
         let alice = try await grid.user("alice")
         let worker = try await grid.startWorker("w1", owner: alice, extra: ["--sandbox", "bwrap"])
         let bomb = grid.root + "/bomb.py"
-        try Data("import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n".utf8)
-            .write(to: URL(fileURLWithPath: bomb))
+        try Data(HostileScripts.forkBomb.utf8).write(to: URL(fileURLWithPath: bomb))
         let r = try await grid.cli(["submit", bomb, "--wait", "--json"], token: alice.token, timeout: 200)
         let status = try json(r.stdout)
         #expect(status["state"] as? String == "failed")

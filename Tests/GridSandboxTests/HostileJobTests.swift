@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridTestSupport
 import Testing
 
 @testable import GridSandbox
@@ -159,15 +160,7 @@ struct HostileJobTests {
     @Test("a fork bomb is stopped by the pids limit and reported as too many processes", arguments: Tier.allCases)
     func forkBombStopped(tier: Tier) async throws {
         let h = try await SandboxHarness.make(tier)
-        let r = try await h.run(
-            """
-            import os, time
-            while True:
-                try:
-                    os.fork()
-                except OSError:
-                    time.sleep(0.01)
-            """, spec: JobSpec(name: "bomb", cpus: 1, ramGb: 1, minutes: 3))
+        let r = try await h.run(HostileScripts.forkBomb, spec: JobSpec(name: "bomb", cpus: 1, ramGb: 1, minutes: 3))
         #expect(r.report.outcome == .failed)
         #expect(r.report.reason?.hasPrefix("too many processes") == true, "\(String(describing: r.report.reason))")
         // The runner is still healthy: the next job runs.
