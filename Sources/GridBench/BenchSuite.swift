@@ -97,6 +97,7 @@ public struct BenchSuite: Sendable {
                     figures.append(try await VerificationBench.cost(binary: binary, jobs: sizes.verificationJobs, log: log))
                 case .env:
                     figures += try await EnvBench.run(python: python, builds: max(1, sizes.sandboxLaunches / 3), scratch: scratch, log: log)
+                    figures.append(try await EnvBench.jobStart(binary: binary, python: python, count: sizes.latencyJobs, scratch: scratch, log: log))
                 }
             } catch {
                 log("bench: \(section.rawValue) failed: \(error)")
@@ -133,7 +134,10 @@ public struct BenchSuite: Sendable {
                 ]
             case .verification: [("verification.extra_cpu_per_100_jobs", "Verification: extra CPU per 100 jobs", "CPU-s", .lower)]
             case .env:
-                [("env.cold_build", "Environment: cold build", "ms", .lower), ("env.cached", "Environment: cached, ready for a job", "ms", .lower)]
+                [
+                    ("env.cold_build", "Environment: cold build", "ms", .lower), ("env.cached", "Environment: cached, ready for a job", "ms", .lower),
+                    ("env.job_submit_to_start", "Job with a cached environment: submit → start", "ms", .lower),
+                ]
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

@@ -1,4 +1,5 @@
 import Foundation
+import GridClient
 import GridCore
 import GridSandbox
 
@@ -60,6 +61,36 @@ enum EnvBench {
         cached.record(samples)
         log("  env cached: \(String(format: "%.2f", cached.value ?? 0)) ms")
         return [build, cached]
+    }
+
+    /// Submit → start of a job that declares the small environment, once it is cached on the worker, against the
+    /// same empty job declaring nothing, on one local grid whose workers install from the bench's wheel folder.
+    static func jobStart(binary: String, python: String, count: Int, scratch: String, log: (String) -> Void) async throws -> Figure {
+        let wheels = scratch + "/env-job-wheels"
+        for i in 0..<packages { try writeWheel(python: python, folder: wheels, name: "cg-bench-\(i)", module: "cg_bench_\(i)") }
+        let grid = try await LocalGrid.start(binary: binary, workers: 1, extraWorkerArguments: ["--find-links", wheels, "--no-index"])
+        defer { grid.stop() }
+        var figure = Figure(
+            id: "env.job_submit_to_start", title: "Job with a cached environment: submit → start", unit: "ms", better: .lower,
+            workload: "\(count) empty jobs declaring \(packages) packages (the environment built once, before), one at a time, one worker")
+        var withEnv = JobBench.submitRequest()
+        withEnv.spec.requirements = (0..<packages).map { "cg-bench-\($0)" }
+        func starts(_ request: API.SubmitRequest) async throws -> [Double] {
+            _ = try await JobBench.runOne(grid: grid, request: request)
+            var out: [Double] = []
+            for _ in 0..<max(1, count) {
+                let job = try await JobBench.runOne(grid: grid, request: request)
+                guard job.state == .completed, let s = job.startedAt else {
+                    throw BenchError("bench job \(job.id) ended \(job.state.rawValue): \(job.reason ?? "no reason")\n\(grid.logs)")
+                }
+                out.append((s - job.submittedAt) * 1000)
+            }
+            return out
+        }
+        figure.record(try await starts(withEnv))
+        figure.add(Reference(name: "the same job declaring no packages", samples: try await starts(JobBench.submitRequest()), targetRatio: 1.2))
+        log("  env job start: \(String(format: "%.1f", figure.value ?? 0)) ms")
+        return figure
     }
 
     static func writeWheel(python: String, folder: String, name: String, module: String) throws {

@@ -49,8 +49,8 @@ enum JobBench {
     }
 
     /// Submits one job and polls (every 5 ms, at most 60 s) until it ends.
-    static func runOne(grid: LocalGrid) async throws -> API.JobStatus {
-        let submitted = try await grid.client.submit(submitRequest()).job
+    static func runOne(grid: LocalGrid, request: API.SubmitRequest = submitRequest()) async throws -> API.JobStatus {
+        let submitted = try await grid.client.submit(request).job
         let deadline = Stats.now() + 60
         while Stats.now() < deadline {
             let job = try await grid.client.job(submitted.id)
