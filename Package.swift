@@ -179,8 +179,8 @@ let package = Package(
         ),
         .testTarget(
             name: "GridDashboardTests",
-            dependencies: ["GridCore", "GridClient", "GridTestSupport"],
-            exclude: ["browser_flow.py"],
+            dependencies: ["GridCore", "GridClient", "GridStore", "GridScheduler", "GridTestSupport"],
+            exclude: ["browser_flow.py", "browser_verification.py"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
