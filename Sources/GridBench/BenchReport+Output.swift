@@ -53,7 +53,42 @@ extension BenchReport {
         header += "commit \(m.gitCommit.prefix(12))\(m.gitDirty ? "+dirty" : ""); load \(m.loadAverageAtStart) at start; "
         header += String(format: "%.0f s\n", durationSeconds)
         header += "Ratios are ours ÷ theirs: above 1 is faster for rates, below 1 is faster for times. Values are medians (p50/p99 for times).\n\n"
-        return header + out + (notes.isEmpty ? "" : "\n" + notes.map { "  - " + $0 }.joined(separator: "\n") + "\n")
+        return header + out + (notes.isEmpty ? "" : "\n" + notes.map { "  - " + $0 }.joined(separator: "\n") + "\n") + curveTable()
+    }
+
+    /// The scaling curves, one line per series: each point as `x → median`.
+    func curveTable() -> String {
+        guard !curves.isEmpty else { return "" }
+        var out = "\nScaling curves (medians):\n"
+        for c in curves {
+            out += "  \(c.title) (\(c.unit), by \(c.x))"
+            if let why = c.notMeasured { out += ": not measured: \(why)" }
+            out += "\n"
+            for s in c.series {
+                let points = s.points.map { p in "\(c.x == "bytes" ? Self.bytes(p.x) : Self.count(p.x)) → \(p.value.map(Self.number) ?? "—")" }
+                out += "    \(s.name): " + points.joined(separator: ", ") + "\n"
+            }
+        }
+        return out
+    }
+
+    /// A count for people: 1000 → 1k, 1000000 → 1M (whole thousands and millions), other whole numbers as they are.
+    static func count(_ x: Double) -> String {
+        guard x.isFinite, abs(x) < 1e15 else { return number(x) }
+        if x >= 1_000_000, x.truncatingRemainder(dividingBy: 1_000_000) == 0 { return "\(Int(x / 1_000_000))M" }
+        if x >= 1_000, x.truncatingRemainder(dividingBy: 1_000) == 0 { return "\(Int(x / 1_000))k" }
+        if x.rounded() == x { return "\(Int(x))" }
+        return number(x)
+    }
+
+    /// A size in bytes for people: whole MiB or GiB where it is one.
+    static func bytes(_ x: Double) -> String {
+        let gib = Double(1 << 30)
+        let mib = Double(1 << 20)
+        guard x.isFinite, abs(x) < 1e15 else { return number(x) }
+        if x >= gib, x.truncatingRemainder(dividingBy: gib) == 0 { return "\(Int(x / gib)) GiB" }
+        if x >= mib, x.truncatingRemainder(dividingBy: mib) == 0 { return "\(Int(x / mib)) MiB" }
+        return count(x)
     }
 
     static func format(_ f: Figure) -> String { format(f.value, f.p99, unit: f.unit, latency: f.unit == "ms") }

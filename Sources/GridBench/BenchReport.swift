@@ -1,8 +1,8 @@
 /// The result of one `campusgrid bench` run: the machine, then every figure with its raw samples, its reference runs
 /// from the same run, and the ratio to each. Written as JSON (snake_case keys) and printed as a table.
 public struct BenchReport: Sendable, Codable {
-    /// Bumped when a field changes meaning.
-    public var schema = 1
+    /// Bumped when a field changes meaning. 2: `curves` added.
+    public var schema = 2
     /// `full`, `quick` or `tiny`.
     public var mode: String
     /// When the run started (ISO 8601, UTC).
@@ -10,13 +10,91 @@ public struct BenchReport: Sendable, Codable {
     public var durationSeconds: Double
     public var machine: MachineDescription
     public var figures: [Figure]
+    /// How costs grow with the work (`bench --only curves`); empty in reports from before schema 2.
+    public var curves: [Curve]
 
-    public init(mode: String, startedAt: String, durationSeconds: Double, machine: MachineDescription, figures: [Figure]) {
+    public init(
+        mode: String, startedAt: String, durationSeconds: Double, machine: MachineDescription, figures: [Figure], curves: [Curve] = []
+    ) {
         self.mode = mode
         self.startedAt = startedAt
         self.durationSeconds = durationSeconds
         self.machine = machine
         self.figures = figures
+        self.curves = curves
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schema, mode, startedAt, durationSeconds, machine, figures, curves
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        schema = try c.decode(Int.self, forKey: .schema)
+        mode = try c.decode(String.self, forKey: .mode)
+        startedAt = try c.decode(String.self, forKey: .startedAt)
+        durationSeconds = try c.decode(Double.self, forKey: .durationSeconds)
+        machine = try c.decode(MachineDescription.self, forKey: .machine)
+        figures = try c.decode([Figure].self, forKey: .figures)
+        curves = try c.decodeIfPresent([Curve].self, forKey: .curves) ?? []
+    }
+}
+
+/// A scaling curve: one quantity measured at several sizes of the work (`x`), in one or more series (e.g. one per
+/// worker count), each point with its raw samples.
+public struct Curve: Sendable, Codable {
+    /// Stable dotted identifier, e.g. `curve.placements`.
+    public var id: String
+    public var title: String
+    /// Unit of every point's samples.
+    public var unit: String
+    public var better: Better
+    /// What `x` counts, e.g. `queued jobs`.
+    public var x: String
+    public var workload: String
+    public var series: [Series]
+    /// Why the curve (or part of it) was not measured.
+    public var notMeasured: String?
+
+    public struct Series: Sendable, Codable {
+        public var name: String
+        public var points: [Point]
+        public init(name: String, points: [Point] = []) {
+            self.name = name
+            self.points = points
+        }
+    }
+
+    public struct Point: Sendable, Codable {
+        public var x: Double
+        public var samples: [Double]
+        /// The median of the samples.
+        public var value: Double?
+        /// Extra measured detail at this point (e.g. the scheduler pass's steps).
+        public var detail: [String: Double]
+        public init(x: Double, samples: [Double], detail: [String: Double] = [:]) {
+            self.x = x
+            self.samples = samples
+            self.value = Stats.median(samples)
+            self.detail = detail
+        }
+    }
+
+    public init(id: String, title: String, unit: String, better: Better, x: String, workload: String) {
+        self.id = id
+        self.title = title
+        self.unit = unit
+        self.better = better
+        self.x = x
+        self.workload = workload
+        self.series = []
+    }
+
+    /// The curve with every series, marked not measured (so the report always names every curve).
+    public static func missing(_ id: String, title: String, unit: String, better: Better, x: String, because reason: String) -> Curve {
+        var c = Curve(id: id, title: title, unit: unit, better: better, x: x, workload: "")
+        c.notMeasured = reason
+        return c
     }
 }
 

@@ -6,7 +6,7 @@ import GridSandbox
 public struct BenchSuite: Sendable {
     /// The sections, in the order they run.
     public enum Section: String, Sendable, CaseIterable {
-        case jobs, scheduler, sandbox, tasks, memory, files, tls, verification, env
+        case jobs, scheduler, sandbox, tasks, memory, files, tls, verification, env, curves
     }
 
     public var sizes: BenchSizes
@@ -40,6 +40,7 @@ public struct BenchSuite: Sendable {
         try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         var figures: [Figure] = []
+        var curves: [Curve] = []
         let python = (try? PythonLocator.resolve(ProcessInfo.processInfo.environment["CAMPUSGRID_PYTHON"] ?? "python3")) ?? "/usr/bin/python3"
         var references = ReferenceTools(repository: repository, install: installReferences, runPython: sizes.mode != "tiny")
         let needsReferences = sections.contains { [.tasks, .memory, .files].contains($0) }
@@ -83,7 +84,7 @@ public struct BenchSuite: Sendable {
                     figures += try await PeerBench.tasks(sizes: sizes, references: references, log: log)
                 case .memory:
                     _ = try? await shared()
-                    figures.append(try await PeerBench.memory(sizes: sizes, references: references, scratch: scratch, log: log))
+                    figures += try await PeerBench.memory(sizes: sizes, references: references, scratch: scratch, log: log)
                 case .files:
                     _ = try? await shared()
                     figures += try await PeerBench.files(sizes: sizes, references: references, scratch: scratch, log: log)
@@ -98,16 +99,37 @@ public struct BenchSuite: Sendable {
                 case .env:
                     figures += try await EnvBench.run(python: python, builds: max(1, sizes.sandboxLaunches / 3), scratch: scratch, log: log)
                     figures.append(try await EnvBench.jobStart(binary: binary, python: python, count: sizes.latencyJobs, scratch: scratch, log: log))
+                case .curves:
+                    curves.append(try await SchedulerBench.curve(workers: sizes.curveWorkers, jobs: sizes.curveJobs, scratch: scratch, log: log))
+                    curves.append(await CurveBench.memoryByPeers(binary: binary, peers: sizes.curvePeers, sizes: sizes, log: log))
+                    _ = try? await shared()
+                    curves.append(await CurveBench.fileGetBySize(bytes: sizes.curveFileBytes, repeats: sizes.fileRepeats, scratch: scratch, log: log))
+                    curves.append(await CurveBench.submitToStartByQueue(binary: binary, queued: sizes.curveQueued, count: sizes.curveLatencyJobs, log: log))
                 }
             } catch {
                 log("bench: \(section.rawValue) failed: \(error)")
                 figures += Self.placeholders(for: section, reason: "failed: \(error)")
+                if section == .curves {
+                    let have = Set(curves.map(\.id))
+                    curves += Self.curvePlaceholders(reason: "failed: \(error)").filter { !have.contains($0.id) }
+                }
             }
             log(String(format: "bench: %@ took %.1f s", section.rawValue, Stats.now() - s0))
         }
         return BenchReport(
             mode: sizes.mode, startedAt: ISO8601DateFormatter().string(from: started), durationSeconds: Stats.now() - t0, machine: machine,
-            figures: figures)
+            figures: figures, curves: curves)
+    }
+
+    /// Every curve the `curves` section makes, marked not measured.
+    static func curvePlaceholders(reason: String) -> [Curve] {
+        [
+            Curve.missing("curve.placements", title: "Scheduler placements by queue length", unit: "placements/s", better: .higher, x: "queued jobs", because: reason),
+            Curve.missing("curve.memory_peers", title: "Memory set/get by peers", unit: "ops/s", better: .higher, x: "peers", because: reason),
+            Curve.missing("curve.file_get", title: "File get by size", unit: "MB/s", better: .higher, x: "bytes", because: reason),
+            Curve.missing(
+                "curve.submit_to_start", title: "Empty job submit → start by queue length", unit: "ms", better: .lower, x: "queued jobs", because: reason),
+        ]
     }
 
     /// The figures a section would have produced, marked not measured (so the report always names every figure).
@@ -124,7 +146,8 @@ public struct BenchSuite: Sendable {
             case .sandbox: [("sandbox.restricted", "Sandbox launch: restricted", "ms", .lower)]
             case .tasks:
                 [("tasks.throughput", "Function tasks (x*x)", "tasks/s", .higher), ("tasks.round_trip", "Function task round trip", "ms", .lower)]
-            case .memory: [("memory.ops", "Memory set/get", "ops/s", .higher)]
+            case .memory:
+                [("memory.ops", "Memory set/get", "ops/s", .higher), ("memory.set", "Memory SET (ours: two copies)", "ops/s", .higher), ("memory.get", "Memory GET", "ops/s", .higher)]
             case .files: [("files.put", "File put", "MB/s", .higher), ("files.get", "File get", "MB/s", .higher)]
             case .tls:
                 [
@@ -138,6 +161,7 @@ public struct BenchSuite: Sendable {
                     ("env.cold_build", "Environment: cold build", "ms", .lower), ("env.cached", "Environment: cached, ready for a job", "ms", .lower),
                     ("env.job_submit_to_start", "Job with a cached environment: submit → start", "ms", .lower),
                 ]
+            case .curves: []
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

@@ -79,6 +79,12 @@ struct GridPeerDriver: PeerServiceDriver {
         return out
     }
 
+    func fileUpload(path: String, as name: String) async throws {
+        let l = try await link(0)
+        defer { l.close() }
+        _ = try await l.upload(path: path, as: name)
+    }
+
     func fileGet(name: String, bytes: Int, repeats: Int, scratch: String) async throws -> [Double] {
         let l = try await link(1)
         defer { l.close() }

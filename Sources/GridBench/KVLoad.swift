@@ -11,10 +11,17 @@ public protocol KVConnection: Sendable {
 /// The load generator for distributed memory: the same code drives Redis (over RESP) and the peers (over the grid
 /// protocol), so the two differ only in the server and its protocol.
 ///
-/// Each of `clients` concurrent clients opens its own connection, then does `opsPerClient` operations: a SET of a
-/// 100-byte value under its own key, then a GET of it, alternating; every GET is checked. Bounded in count and in
+/// Each of `clients` concurrent clients opens its own connection, then does `opsPerClient` operations on keys of its
+/// own (at most 1,000 per client), 100-byte values. `mix` says which: a SET then a GET of it, alternating (the default);
+/// only SETs; or only GETs of keys each client stored first (not timed). Every GET is checked. Bounded in count and in
 /// time (`timeLimit` seconds for the whole run).
 public enum KVLoad {
+    public enum Mix: String, Sendable {
+        case setThenGet = "set+get"
+        case setOnly = "set"
+        case getOnly = "get"
+    }
+
     public struct Result: Sendable {
         public var operations: Int
         public var seconds: Double
@@ -22,27 +29,41 @@ public enum KVLoad {
     }
 
     public static func run(
-        clients: Int, opsPerClient: Int, valueBytes: Int = 100, timeLimit: Double,
+        clients: Int, opsPerClient: Int, valueBytes: Int = 100, mix: Mix = .setThenGet, timeLimit: Double,
         connect: @escaping @Sendable (Int) async throws -> any KVConnection
     ) async throws -> Result {
         var connections: [any KVConnection] = []
         for c in 0..<clients { connections.append(try await connect(c)) }
+        let keys = max(1, min(1000, opsPerClient))
+        if mix == .getOnly {
+            // Every key a client will read, stored first (not timed).
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (c, connection) in connections.enumerated() {
+                    group.addTask { for k in 0..<keys { try await connection.set("bench:\(c):\(k)", value(k, c, bytes: valueBytes)) } }
+                }
+                try await group.waitForAll()
+            }
+        }
         let deadline = Stats.now() + timeLimit
         let start = Stats.now()
         let done = try await withThrowingTaskGroup(of: Int.self) { group in
             for (c, connection) in connections.enumerated() {
                 group.addTask {
-                    var value = [UInt8](repeating: 0, count: valueBytes)
                     var ops = 0
                     for i in 0..<opsPerClient {
                         if i % 64 == 0 && Stats.now() > deadline { break }
-                        let key = "bench:\(c):\(i / 2 % 1000)"
-                        if i % 2 == 0 {
-                            value[0] = UInt8(truncatingIfNeeded: i)
-                            value[1] = UInt8(truncatingIfNeeded: c)
-                            try await connection.set(key, value)
+                        let set: Bool
+                        let k: Int
+                        switch mix {
+                        case .setThenGet: (set, k) = (i % 2 == 0, i / 2 % keys)
+                        case .setOnly: (set, k) = (true, i % keys)
+                        case .getOnly: (set, k) = (false, i % keys)
+                        }
+                        let key = "bench:\(c):\(k)"
+                        if set {
+                            try await connection.set(key, value(i, c, bytes: valueBytes))
                         } else {
-                            guard let got = try await connection.get(key), got.count == valueBytes, got[1] == UInt8(truncatingIfNeeded: c) else {
+                            guard let got = try await connection.get(key), got.count == max(2, valueBytes), got[1] == UInt8(truncatingIfNeeded: c) else {
                                 throw BenchError("a GET of \(key) did not return what was SET")
                             }
                         }
@@ -58,5 +79,13 @@ public enum KVLoad {
         let seconds = Stats.now() - start
         for c in connections { await c.close() }
         return Result(operations: done, seconds: seconds)
+    }
+
+    /// A value for client `c`'s operation `i`: the client in byte 1 (what a GET checks), at least 2 bytes.
+    static func value(_ i: Int, _ c: Int, bytes: Int) -> [UInt8] {
+        var v = [UInt8](repeating: 0, count: max(2, bytes))
+        v[0] = UInt8(truncatingIfNeeded: i)
+        v[1] = UInt8(truncatingIfNeeded: c)
+        return v
     }
 }

@@ -56,23 +56,109 @@ struct ReferenceTools {
         return .success(PythonRun(name: "\(run["name"] as? String ?? framework), Python \(python)", tasksPerSecond: rates, roundTripMs: trips))
     }
 
-    /// Starts redis-server (no persistence) on a free port.
-    func startRedis(scratch: String) throws -> (server: ServerProcess, port: Int, name: String) {
+    /// Starts redis-server (no persistence) on a free port; with `replicaOf`, as a replica of the server on that port.
+    func startRedis(scratch: String, replicaOf primary: Int? = nil) throws -> (server: ServerProcess, port: Int, name: String) {
         guard let path = Shell.which("redis-server") else { throw BenchError("redis-server not installed: run scripts/bench-reference install") }
         let version = Shell.output(path, ["--version"], timeout: 10)?.split(separator: " ").first { $0.hasPrefix("v=") }.map { $0.dropFirst(2) } ?? "?"
-        let dir = scratch + "/redis"
+        let dir = scratch + (primary == nil ? "/redis" : "/redis-replica")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let port = try Shell.freePort()
         let server = try ServerProcess(
-            name: "redis-server", path: path,
+            name: primary == nil ? "redis-server" : "redis-replica", path: path,
             arguments: [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir, "--maxclients", "1000",
-            ])
+            ] + (primary.map { ["--replicaof", "127.0.0.1", "\($0)"] } ?? []))
         guard Shell.waitForPort(port, timeout: 20) else {
             server.stop()
             throw BenchError("redis-server did not start: \(server.errorLog.suffix(400))")
         }
         return (server, port, "redis-server \(version) (same Swift load generator, RESP)")
+    }
+
+    /// A Redis primary with one replica in sync (checked with `WAIT 1`, bounded: 40 tries of 250 ms).
+    func startRedisWithReplica(scratch: String) async throws -> (servers: [ServerProcess], port: Int, name: String) {
+        let primary = try startRedis(scratch: scratch)
+        var replica: ServerProcess?
+        do {
+            replica = try startRedis(scratch: scratch, replicaOf: primary.port).server
+            let probe = try await RESPConnection.connect(port: primary.port)
+            var synced = false
+            var failure: (any Error)?
+            do {
+                for _ in 0..<40 where !synced {
+                    try await probe.set("bench:replica-probe", Array("x".utf8))
+                    synced = try await probe.wait(replicas: 1, timeoutMs: 250) >= 1
+                }
+            } catch {
+                failure = error
+            }
+            await probe.close()
+            if let failure { throw failure }
+            guard synced, let replica else { throw BenchError("the Redis replica never caught up: \(replica?.errorLog.suffix(300) ?? "")") }
+            let version = primary.name.split(separator: " ").prefix(2).joined(separator: " ")
+            return ([replica, primary.server], primary.port, "\(version) + 1 replica, WAIT 1 0 after each SET (same load generator)")
+        } catch {
+            replica?.stop()
+            primary.server.stop()
+            throw error
+        }
+    }
+
+    /// Receives `path` with nginx `repeats` times (after one warm-up), uploaded by `curl -T`: nginx writes each request
+    /// body to a file on disk (`client_body_in_file_only`), as a peer stores what it is sent; returns MB/s samples.
+    func nginxPut(root: String, path: String, bytes: Int, repeats: Int) throws -> (name: String, samples: [Double]) {
+        guard let nginx = Shell.which("nginx") else { throw BenchError("nginx not installed: run scripts/bench-reference install") }
+        guard Shell.which("curl") != nil else { throw BenchError("curl not installed: run scripts/bench-reference install") }
+        let version = (try? Shell.run(nginx, ["-v"], timeout: 10))?.stderr.split(separator: "/").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        let port = try Shell.freePort()
+        let dir = root + "/nginx-put"
+        try FileManager.default.createDirectory(atPath: dir + "/body", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let conf = """
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            user root;
+            pid \(dir)/nginx.pid;
+            error_log \(dir)/nginx-error.log;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                client_body_temp_path \(dir)/body;
+                proxy_temp_path \(dir)/tmp-proxy;
+                fastcgi_temp_path \(dir)/tmp-fastcgi;
+                uwsgi_temp_path \(dir)/tmp-uwsgi;
+                scgi_temp_path \(dir)/tmp-scgi;
+                server {
+                    listen 127.0.0.1:\(port);
+                    location /upload {
+                        client_max_body_size 0;
+                        client_body_in_file_only clean;
+                        client_body_buffer_size 1m;
+                        proxy_pass_request_body off;
+                        proxy_set_header Content-Length "";
+                        proxy_pass http://127.0.0.1:\(port)/stored;
+                    }
+                    location /stored { return 204; }
+                }
+            }
+            """
+        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+        let server = try ServerProcess(name: "nginx", path: nginx, arguments: ["-c", dir + "/nginx.conf", "-p", dir, "-e", dir + "/nginx-error.log"])
+        defer { server.stop() }
+        guard Shell.waitForPort(port, timeout: 20) else { throw BenchError("nginx did not start: \(server.errorLog.suffix(400))") }
+        var samples: [Double] = []
+        for i in 0...repeats {
+            let r = try Shell.run(
+                "curl", ["-sS", "-o", "/dev/null", "-T", path, "-w", "%{size_upload} %{time_total} %{http_code}", "http://127.0.0.1:\(port)/upload"],
+                timeout: 300)
+            let parts = r.stdout.split(separator: " ")
+            guard r.status == 0, parts.count == 3, let size = Double(parts[0]), let seconds = Double(parts[1]), Int(size) == bytes, seconds > 0,
+                parts[2] == "204"
+            else { throw BenchError("curl upload to nginx failed: \(r.stderr.suffix(300)) \(r.stdout.suffix(100))") }
+            if i > 0 { samples.append(size / seconds / 1e6) }
+        }
+        return ("nginx \(version) over loopback, curl -T uploading, nginx writing the body to disk", samples)
     }
 
     /// Serves `root/www/file` with nginx on a free port and downloads it `repeats` times with curl (after one

@@ -17,48 +17,82 @@ enum SchedulerBench {
         var steps: [String: [Double]] = [:]
         var placed = 0
         for r in 0..<repeats {
-            let dir = scratch + "/scheduler-\(r)"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            let db = try GridDatabase.open(path: dir + "/grid.sqlite")
-            var rng = SplitMix(seed: 42 &+ UInt64(r))
-            var owners: [UserID] = []
-            for u in 0..<20 {
-                owners.append(try await db.createUser(username: "user\(u)", passwordHash: "-", startingCredits: 0, now: 0).id)
-            }
-            let workers = syntheticWorkers(workerCount, rng: &rng)
-            let jobs = syntheticJobs(jobCount, owners: owners, rng: &rng)
-            try await db.insertSyntheticLoad(workers: workers, jobs: jobs, owner: owners[0], now: 1_000)
-
-            let t0 = Stats.now()
-            let queued = try await db.queuedJobs()
-            let usage = try await db.recentUsage(since: 0)
-            let t1 = Stats.now()
-            let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)
-            let t2 = Stats.now()
-            let started = try await db.apply(plan.assignments, now: 2_000)
-            let t3 = Stats.now()
-            try await db.setPendingReasons(plan.pending.mapValues(\.description))
-            let t4 = Stats.now()
-            guard started.count == plan.assignments.count else {
-                throw BenchError("the store committed \(started.count) of \(plan.assignments.count) planned placements")
-            }
-            placed = started.count
-            samples.append(Double(started.count) / (t4 - t0))
-            steps["snapshot_s", default: []].append(t1 - t0)
-            steps["plan_s", default: []].append(t2 - t1)
-            steps["commit_s", default: []].append(t3 - t2)
-            steps["pending_reasons_s", default: []].append(t4 - t3)
-            steps["plan_only_placements_per_s", default: []].append(Double(plan.assignments.count) / (t2 - t1))
+            let pass = try await onePass(workers: workerCount, jobs: jobCount, seed: 42 &+ UInt64(r), dir: scratch + "/scheduler-\(r)")
+            placed = pass.placed
+            samples.append(pass.rate)
+            for (k, v) in pass.steps { steps[k, default: []].append(v) }
             log(
-                "  scheduler run \(r + 1)/\(repeats): \(started.count) placed, \(plan.pending.count) pending in \(String(format: "%.2f", t4 - t0)) s "
-                    + "(read \(ms(t1 - t0)), plan \(ms(t2 - t1)), commit \(ms(t3 - t2)), reasons \(ms(t4 - t3)))")
+                "  scheduler run \(r + 1)/\(repeats): \(pass.placed) placed, \(pass.pending) pending in \(String(format: "%.2f", pass.seconds)) s "
+                    + "(read \(ms(pass.steps["snapshot_s"] ?? 0)), plan \(ms(pass.steps["plan_s"] ?? 0)), commit \(ms(pass.steps["commit_s"] ?? 0)), "
+                    + "reasons \(ms(pass.steps["pending_reasons_s"] ?? 0)))")
         }
         figure.record(samples)
         for (k, v) in steps { figure.detail[k] = Stats.median(v) }
         figure.detail["placements_per_pass"] = Double(placed)
-        figure.setTarget(10_000, better: .higher, description: "at least 10,000 placements/s")
+        figure.setTarget(20_000, better: .higher, description: "at least 20,000 placements/s (issue 17)")
         return figure
+    }
+
+    struct Pass {
+        var placed: Int
+        var pending: Int
+        var seconds: Double
+        var rate: Double { Double(placed) / seconds }
+        var steps: [String: Double]
+    }
+
+    /// One whole pass over a fresh database in `dir` (removed after): `workers` simulated workers, `jobs` queued jobs.
+    static func onePass(workers workerCount: Int, jobs jobCount: Int, seed: UInt64, dir: String) async throws -> Pass {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try GridDatabase.open(path: dir + "/grid.sqlite")
+        var rng = SplitMix(seed: seed)
+        var owners: [UserID] = []
+        for u in 0..<20 {
+            owners.append(try await db.createUser(username: "user\(u)", passwordHash: "-", startingCredits: 0, now: 0).id)
+        }
+        let workers = syntheticWorkers(workerCount, rng: &rng)
+        let jobs = syntheticJobs(jobCount, owners: owners, rng: &rng)
+        try await db.insertSyntheticLoad(workers: workers, jobs: jobs, owner: owners[0], now: 1_000)
+
+        let t0 = Stats.now()
+        let queued = try await db.queuedJobs()
+        let usage = try await db.recentUsage(since: 0)
+        let t1 = Stats.now()
+        let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)
+        let t2 = Stats.now()
+        let started = try await db.apply(plan.assignments, now: 2_000)
+        let t3 = Stats.now()
+        try await db.setPendingReasons(plan.pending.mapValues(\.description))
+        let t4 = Stats.now()
+        guard started.count == plan.assignments.count else {
+            throw BenchError("the store committed \(started.count) of \(plan.assignments.count) planned placements")
+        }
+        return Pass(
+            placed: started.count, pending: plan.pending.count, seconds: t4 - t0,
+            steps: [
+                "snapshot_s": t1 - t0, "plan_s": t2 - t1, "commit_s": t3 - t2, "pending_reasons_s": t4 - t3,
+                "plan_only_placements_per_s": Double(plan.assignments.count) / max(t2 - t1, 1e-9),
+            ])
+    }
+
+    /// Placements/s across simulated workers × queued jobs: one fresh pass per point; a series per worker count.
+    static func curve(workers: [Int], jobs: [Int], scratch: String, log: (String) -> Void) async throws -> Curve {
+        var curve = Curve(
+            id: "curve.placements", title: "Scheduler placements by queue length", unit: "placements/s", better: .higher, x: "queued jobs",
+            workload: "one full pass (store read + plan + commit) per point on a fresh SQLite database; a series per simulated worker count")
+        for w in workers {
+            var series = Curve.Series(name: "\(w) workers")
+            for j in jobs {
+                let pass = try await onePass(workers: w, jobs: j, seed: 42, dir: scratch + "/scheduler-curve")
+                log("  placements, \(w) workers × \(j) jobs: \(pass.placed) placed, \(String(format: "%.0f", pass.rate))/s")
+                var detail = pass.steps
+                detail["placed"] = Double(pass.placed)
+                series.points.append(Curve.Point(x: Double(j), samples: [pass.rate], detail: detail))
+            }
+            curve.series.append(series)
+        }
+        return curve
     }
 
     static func ms(_ s: Double) -> String { String(format: "%.0f ms", s * 1000) }

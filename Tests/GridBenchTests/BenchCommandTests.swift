@@ -10,7 +10,7 @@ import Testing
 struct BenchCommandTests {
     static let expectedFigures = [
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
-        "tasks.throughput", "tasks.round_trip", "memory.ops", "files.put", "files.get", "tls.job_submit_to_start", "tls.task_round_trip",
+        "tasks.throughput", "tasks.round_trip", "memory.ops", "memory.set", "memory.get", "files.put", "files.get", "tls.job_submit_to_start", "tls.task_round_trip",
         "tls.memory_ops", "tls.file_get", "verification.extra_cpu_per_100_jobs", "env.cold_build", "env.cached",
         "env.job_submit_to_start",
     ]
@@ -59,6 +59,25 @@ struct BenchCommandTests {
         #expect(sandbox?.references.first?.ratio != nil)
         // The rootless bwrap tier is measured (or says why not) beside the plain start and the root bwrap tier.
         #expect(report.figures.contains { $0.id == "sandbox.bwrap-rootless" }, "\(report.figures.map(\.id))")
+        // Every scaling curve, each point at every size the tiny run asks for, with its raw samples. They need nothing
+        // but this build, so each is measured.
+        let sizes = BenchSizes.tiny
+        let expectedCurves: [String: (series: Int, points: Int)] = [
+            "curve.placements": (sizes.curveWorkers.count, sizes.curveJobs.count), "curve.memory_peers": (1, sizes.curvePeers.count),
+            "curve.file_get": (1, sizes.curveFileBytes.count), "curve.submit_to_start": (1, sizes.curveQueued.count),
+        ]
+        #expect(Set(report.curves.map(\.id)) == Set(expectedCurves.keys), "\(report.curves.map(\.id))")
+        for c in report.curves {
+            #expect(c.notMeasured == nil, "\(c.id) not measured: \(c.notMeasured ?? "")\n\(stderr.suffix(2000))")
+            guard let shape = expectedCurves[c.id] else { continue }
+            #expect(c.series.count == shape.series, "\(c.id): \(c.series.count) series")
+            for s in c.series {
+                #expect(s.points.count == shape.points, "\(c.id)/\(s.name): \(s.points.count) points")
+                #expect(s.points.allSatisfy { !$0.samples.isEmpty && $0.value != nil }, "\(c.id)/\(s.name): a point without samples")
+                #expect(zip(s.points, s.points.dropFirst()).allSatisfy { $0.x < $1.x }, "\(c.id)/\(s.name): x not increasing")
+            }
+        }
+        #expect(stdout.contains("Scaling curves"), "no curve table printed")
     }
 
     static func run(_ path: String, _ arguments: [String], timeout: Double) throws -> (Int32, String, String) {
@@ -95,6 +114,34 @@ struct BenchStatsTests {
         #expect(t.references[0].targetMet == false)
         t.skip("gone")
         #expect(t.references[0].ratio == nil)
+    }
+
+    @Test("curve axes print for people and never trap on odd values")
+    func curveAxisFormatting() {
+        #expect(BenchReport.count(1_000) == "1k")
+        #expect(BenchReport.count(1_000_000) == "1M")
+        #expect(BenchReport.count(8) == "8")
+        #expect(BenchReport.count(1_500) == "1500")
+        #expect(BenchReport.bytes(Double(64 << 20)) == "64 MiB")
+        #expect(BenchReport.bytes(Double(1 << 30)) == "1 GiB")
+        for odd in [Double.nan, .infinity, -.infinity, 1e300, -1e300, -1, 0] {
+            _ = BenchReport.count(odd)
+            _ = BenchReport.bytes(odd)
+        }
+    }
+
+    @Test("a report from before the curves (schema 1) still decodes, with no curves")
+    func schemaOneReportDecodes() throws {
+        let now = BenchReport(
+            mode: "tiny", startedAt: "2026-01-01T00:00:00Z", durationSeconds: 1, machine: MachineDescription.current(repository: nil), figures: [],
+            curves: [Curve(id: "curve.x", title: "x", unit: "ms", better: .lower, x: "n", workload: "")])
+        var object = try #require(try JSONSerialization.jsonObject(with: try now.json()) as? [String: Any])
+        object["curves"] = nil
+        object["schema"] = 1
+        let old = try JSONSerialization.data(withJSONObject: object)
+        let report = try BenchReport.decode(old)
+        #expect(report.curves.isEmpty)
+        #expect(report.schema == 1)
     }
 
     @Test("RESP replies parse whole or wait for more bytes")
