@@ -107,46 +107,25 @@ struct ReferenceTools {
     /// Receives `path` with nginx `repeats` times (after one warm-up), uploaded by `curl -T`: nginx writes each request
     /// body to a file on disk (`client_body_in_file_only`), as a peer stores what it is sent; returns MB/s samples.
     func nginxPut(root: String, path: String, bytes: Int, repeats: Int) throws -> (name: String, samples: [Double]) {
-        guard let nginx = Shell.which("nginx") else { throw BenchError("nginx not installed: run scripts/bench-reference install") }
-        guard Shell.which("curl") != nil else { throw BenchError("curl not installed: run scripts/bench-reference install") }
-        let version = (try? Shell.run(nginx, ["-v"], timeout: 10))?.stderr.split(separator: "/").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-        let port = try Shell.freePort()
         let dir = root + "/nginx-put"
-        try FileManager.default.createDirectory(atPath: dir + "/body", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/tmp-body", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let conf = """
-            daemon off;
-            master_process off;
-            worker_processes 1;
-            user root;
-            pid \(dir)/nginx.pid;
-            error_log \(dir)/nginx-error.log;
-            events { worker_connections 64; }
-            http {
-                access_log off;
-                client_body_temp_path \(dir)/body;
-                proxy_temp_path \(dir)/tmp-proxy;
-                fastcgi_temp_path \(dir)/tmp-fastcgi;
-                uwsgi_temp_path \(dir)/tmp-uwsgi;
-                scgi_temp_path \(dir)/tmp-scgi;
-                server {
-                    listen 127.0.0.1:\(port);
-                    location /upload {
-                        client_max_body_size 0;
-                        client_body_in_file_only clean;
-                        client_body_buffer_size 1m;
-                        proxy_pass_request_body off;
-                        proxy_set_header Content-Length "";
-                        proxy_pass http://127.0.0.1:\(port)/stored;
-                    }
-                    location /stored { return 204; }
-                }
-            }
+        let nginx = try startNginx(dir: dir) { port in
             """
-        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
-        let server = try ServerProcess(name: "nginx", path: nginx, arguments: ["-c", dir + "/nginx.conf", "-p", dir, "-e", dir + "/nginx-error.log"])
-        defer { server.stop() }
-        guard Shell.waitForPort(port, timeout: 20) else { throw BenchError("nginx did not start: \(server.errorLog.suffix(400))") }
+            location /upload {
+                client_max_body_size 0;
+                client_body_in_file_only clean;
+                client_body_buffer_size 1m;
+                proxy_pass_request_body off;
+                proxy_set_header Content-Length "";
+                proxy_pass http://127.0.0.1:\(port)/stored;
+            }
+            location /stored { return 204; }
+            """
+        }
+        defer { nginx.server.stop() }
+        let port = nginx.port
+        let version = nginx.version
         var samples: [Double] = []
         for i in 0...repeats {
             let r = try Shell.run(
@@ -164,37 +143,10 @@ struct ReferenceTools {
     /// Serves `root/www/file` with nginx on a free port and downloads it `repeats` times with curl (after one
     /// warm-up), into a file under `root` as the peers' download does (`save`), or into /dev/null; returns MB/s samples.
     func nginxGet(root: String, file: String, bytes: Int, repeats: Int, save: Bool) throws -> (name: String, samples: [Double]) {
-        guard let nginx = Shell.which("nginx") else { throw BenchError("nginx not installed: run scripts/bench-reference install") }
-        guard Shell.which("curl") != nil else { throw BenchError("curl not installed: run scripts/bench-reference install") }
-        let version = (try? Shell.run(nginx, ["-v"], timeout: 10))?.stderr.split(separator: "/").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-        let port = try Shell.freePort()
-        let conf = """
-            daemon off;
-            master_process off;
-            worker_processes 1;
-            user root;
-            pid \(root)/nginx.pid;
-            error_log \(root)/nginx-error.log;
-            events { worker_connections 64; }
-            http {
-                access_log off;
-                sendfile on;
-                tcp_nopush on;
-                client_body_temp_path \(root)/tmp-body;
-                proxy_temp_path \(root)/tmp-proxy;
-                fastcgi_temp_path \(root)/tmp-fastcgi;
-                uwsgi_temp_path \(root)/tmp-uwsgi;
-                scgi_temp_path \(root)/tmp-scgi;
-                server {
-                    listen 127.0.0.1:\(port);
-                    root \(root)/www;
-                }
-            }
-            """
-        try conf.write(toFile: root + "/nginx.conf", atomically: true, encoding: .utf8)
-        let server = try ServerProcess(name: "nginx", path: nginx, arguments: ["-c", root + "/nginx.conf", "-p", root, "-e", root + "/nginx-error.log"])
-        defer { server.stop() }
-        guard Shell.waitForPort(port, timeout: 20) else { throw BenchError("nginx did not start: \(server.errorLog.suffix(400))") }
+        let nginx = try startNginx(dir: root) { _ in "root \(root)/www;" }
+        defer { nginx.server.stop() }
+        let port = nginx.port
+        let version = nginx.version
         var samples: [Double] = []
         // Saving, curl writes the file in the same folder the peers' download writes to: both sides write what they read.
         let target = save ? root + "/nginx-got.bin" : "/dev/null"
@@ -209,5 +161,44 @@ struct ReferenceTools {
             if i > 0 { samples.append(size / seconds / 1e6) }
         }
         return ("nginx \(version) over loopback, curl \(save ? "saving to disk" : "discarding")", samples)
+    }
+
+    /// Starts nginx (one process, in the foreground, files under `dir`) on a free loopback port, with `server` (given
+    /// the port) as the body of its one server block; waits until it listens.
+    func startNginx(dir: String, server body: (Int) -> String) throws -> (server: ServerProcess, port: Int, version: String) {
+        guard let nginx = Shell.which("nginx") else { throw BenchError("nginx not installed: run scripts/bench-reference install") }
+        guard Shell.which("curl") != nil else { throw BenchError("curl not installed: run scripts/bench-reference install") }
+        let version = (try? Shell.run(nginx, ["-v"], timeout: 10))?.stderr.split(separator: "/").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        let port = try Shell.freePort()
+        let conf = """
+            daemon off;
+            master_process off;
+            worker_processes 1;
+            user root;
+            pid \(dir)/nginx.pid;
+            error_log \(dir)/nginx-error.log;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                sendfile on;
+                tcp_nopush on;
+                client_body_temp_path \(dir)/tmp-body;
+                proxy_temp_path \(dir)/tmp-proxy;
+                fastcgi_temp_path \(dir)/tmp-fastcgi;
+                uwsgi_temp_path \(dir)/tmp-uwsgi;
+                scgi_temp_path \(dir)/tmp-scgi;
+                server {
+                    listen 127.0.0.1:\(port);
+            \(body(port))
+                }
+            }
+            """
+        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+        let server = try ServerProcess(name: "nginx", path: nginx, arguments: ["-c", dir + "/nginx.conf", "-p", dir, "-e", dir + "/nginx-error.log"])
+        guard Shell.waitForPort(port, timeout: 20) else {
+            server.stop()
+            throw BenchError("nginx did not start: \(server.errorLog.suffix(400))")
+        }
+        return (server, port, version)
     }
 }

@@ -39,16 +39,7 @@ import FoundationNetworking
         try await grid.startWorker("lab-pc-1", owner: wendy, cpus: 2, memoryGb: 4, extra: ["--web-port", "\(webPort)", "--web-host", "127.0.0.1"])
         try await grid.startWorker("lab-pc-2", owner: wendy, cpus: 2, memoryGb: 4)
 
-        let driverPort = DashboardTools.freePort()
-        let driver = try grid.spawnTool("chromedriver", executable: chromedriver, ["--port=\(driverPort)", "--allowed-ips=127.0.0.1"])
-        // chromedriver says on standard output when it listens.
-        var said: [String] = []
-        for _ in 0..<5 {
-            guard let line = await driver.nextLine(timeout: 60) else { break }
-            said.append(line)
-            if line.contains("started successfully") { break }
-        }
-        #expect(said.contains { $0.contains("started successfully") }, "chromedriver did not start: \(said) \(driver.errorLog.suffix(2000))")
+        let driverPort = try await grid.startChromedriver(chromedriver)
 
         let control = grid.root + "/browser-control"
         try FileManager.default.createDirectory(atPath: control, withIntermediateDirectories: true)
@@ -90,4 +81,23 @@ extension TestGrid {
     func spawnTool(_ name: String, executable: String, _ arguments: [String]) throws -> ManagedProcess {
         try adopt(ManagedProcess(name: name, executable: executable, arguments: arguments, environment: environment, logDirectory: root))
     }
+
+    /// Starts chromedriver on a free loopback port and waits (bounded) until it says it listens; returns the port.
+    func startChromedriver(_ executable: String) async throws -> Int {
+        let port = DashboardTools.freePort()
+        let driver = try spawnTool("chromedriver", executable: executable, ["--port=\(port)", "--allowed-ips=127.0.0.1"])
+        // chromedriver says on standard output when it listens.
+        var said: [String] = []
+        for _ in 0..<5 {
+            guard let line = await driver.nextLine(timeout: 60) else { break }
+            said.append(line)
+            if line.contains("started successfully") { return port }
+        }
+        throw DashboardToolError("chromedriver did not start: \(said) \(driver.errorLog.suffix(2000))")
+    }
+}
+
+struct DashboardToolError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

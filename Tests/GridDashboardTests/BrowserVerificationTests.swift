@@ -87,15 +87,7 @@ import Testing
         #expect(try await scene.run(pending, on: "w-dave", output: "8").checkQueued != nil)
         #expect(try await db.checkLedger().ok)
 
-        let driverPort = DashboardTools.freePort()
-        let driver = try grid.spawnTool("chromedriver", executable: chromedriver, ["--port=\(driverPort)", "--allowed-ips=127.0.0.1"])
-        var said: [String] = []
-        for _ in 0..<5 {
-            guard let line = await driver.nextLine(timeout: 60) else { break }
-            said.append(line)
-            if line.contains("started successfully") { break }
-        }
-        #expect(said.contains { $0.contains("started successfully") }, "chromedriver did not start: \(said) \(driver.errorLog.suffix(2000))")
+        let driverPort = try await grid.startChromedriver(chromedriver)
 
         let artifacts = DashboardTools.artifacts
         let expect: [String: Any] = [
