@@ -52,7 +52,7 @@ public enum Manager {
         if let tls {
             var c = TLSConfiguration.makeServerConfiguration(certificateChain: tls.chain.map { .certificate($0) }, privateKey: .privateKey(tls.key))
             c.minimumTLSVersion = .tlsv13
-            server = try .tls(.http1(), tlsConfiguration: c)
+            server = try .tlsAnsweringPlainHTTP(tlsConfiguration: c)
         } else {
             server = .http1()
         }

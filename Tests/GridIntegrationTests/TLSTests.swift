@@ -96,6 +96,25 @@ extension Integration {
             #expect(c.readMessage(timeout: 3) == nil, "no grid-protocol answer in clear text")
         }
 
+        @Test func plainHTTPToTheHTTPSPortIsRedirectedAndHTTPSStillServes() async throws {
+            let grid = try TestGrid(label: "tlsredirect")
+            defer { grid.shutdown() }
+            try await grid.startManager(extra: ["--tls"])
+            let c = try RawConnection(port: grid.httpPort)
+            #expect(c.send("GET /jobs?page=2 HTTP/1.1\r\nHost: 127.0.0.1:\(grid.httpPort)\r\n\r\n"))
+            var head: [String] = []
+            for _ in 0..<10 {
+                guard let line = c.readLine(timeout: 10), !line.isEmpty, line != "\r" else { break }
+                head.append(line.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            #expect(head.first == "HTTP/1.1 308 Permanent Redirect", "\(head)")
+            #expect(head.contains("Location: https://127.0.0.1:\(grid.httpPort)/jobs?page=2"), "\(head)")
+            #expect(c.isClosed(timeout: 10), "the plain connection is closed after the answer")
+            // TLS clients on the same port are unaffected.
+            let alice = try await grid.user("alice")
+            #expect(try await alice.me().username == "alice")
+        }
+
         @Test func aWorkerWithAJoinStringForAnotherCARefusesAndNamesBothFingerprints() async throws {
             let grid = try TestGrid(label: "tlspin")
             defer { grid.shutdown() }
