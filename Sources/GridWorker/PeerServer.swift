@@ -74,25 +74,43 @@ public struct PeerServer: Service {
         self.logger = logger
     }
 
+    /// Accepts connections and runs every request they make as a child of one task group, so none outlives `run()`:
+    /// on shutdown the listener closes, the request stream ends, and the group waits for (cancelled) requests in flight.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            try await listener.executeThenClose { inbound in
-                for try await channel in inbound {
-                    let (service, logger) = (service, logger)
-                    channel.eventLoop.execute {
-                        do {
-                            // A refused stranger has no gate: its handler already said why and closes it.
-                            guard let gate = try channel.pipeline.syncOperations.handler(type: StrangerHandler.self).gate else { return }
-                            try channel.pipeline.syncOperations.addHandler(PeerConnection(service: service, gate: gate, logger: logger))
-                            channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
-                        } catch {
-                            channel.close(promise: nil)
-                        }
+        let (requests, submit) = AsyncStream.makeStream(of: PeerRequest.self)
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                defer { submit.finish() }
+                try await cancelWhenGracefulShutdown { try await accept(submit: submit) }
+            }
+            for await request in requests {
+                group.addTask { await request.run() }
+            }
+        }
+    }
+
+    private func accept(submit: AsyncStream<PeerRequest>.Continuation) async throws {
+        try await listener.executeThenClose { inbound in
+            for try await channel in inbound {
+                let (service, logger) = (service, logger)
+                channel.eventLoop.execute {
+                    do {
+                        // A refused stranger has no gate: its handler already said why and closes it.
+                        guard let gate = try channel.pipeline.syncOperations.handler(type: StrangerHandler.self).gate else { return }
+                        try channel.pipeline.syncOperations.addHandler(PeerConnection(service: service, gate: gate, submit: submit, logger: logger))
+                        channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+                    } catch {
+                        channel.close(promise: nil)
                     }
                 }
             }
         }
     }
+}
+
+/// One request of a peer connection, run by `PeerServer.run()`'s task group.
+struct PeerRequest: Sendable {
+    let run: @Sendable () async -> Void
 }
 
 /// One connection of the peer port: authentication first, then each request in a task of its own, its reply written
@@ -113,6 +131,8 @@ final class PeerConnection: ChannelInboundHandler {
 
     private let service: PeerService
     private let logger: Logger
+    /// Hands each request to `PeerServer.run()`'s task group.
+    private let submit: AsyncStream<PeerRequest>.Continuation
     /// Opened once the caller is authenticated: the decoder then accepts bulk bytes and long lines, and the HELLO
     /// deadline no longer applies.
     private let gate: StrangerGate
@@ -125,9 +145,10 @@ final class PeerConnection: ChannelInboundHandler {
     /// cancelled when it closes, so no check outlives it.
     private var handshake: Task<Void, Never>?
 
-    init(service: PeerService, gate: StrangerGate, logger: Logger) {
+    init(service: PeerService, gate: StrangerGate, submit: AsyncStream<PeerRequest>.Continuation, logger: Logger) {
         self.service = service
         self.gate = gate
+        self.submit = submit
         self.logger = logger
     }
 
@@ -259,7 +280,7 @@ final class PeerConnection: ChannelInboundHandler {
         }
     }
 
-    /// Runs one request in a task; its reply is written from the event loop.
+    /// Runs one request in the server's task group; its reply is written from the event loop.
     private func start(_ frame: GridFrame, caller: PeerService.Caller, context: ChannelHandlerContext) {
         inFlight += 1
         if inFlight >= PeerServer.maxInFlight, !paused {
@@ -268,12 +289,17 @@ final class PeerConnection: ChannelInboundHandler {
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let service = service
-        Task {
+        let request = PeerRequest {
             let answer = await service.handle(frame.message, payload: frame.payload, caller: caller)
             bound.eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.finished(GridFrame(id: frame.id, answer.message, payload: answer.payload), context: context)
             }
+        }
+        if case .terminated = submit.yield(request) {
+            // The server is stopping: no new request runs.
+            auth = .closing
+            context.close(promise: nil)
         }
     }
 
