@@ -453,7 +453,7 @@ public actor PeerService: Service {
             throw GridError(.badRequest, "timeout must be more than 0 and at most \(Int(config.maxTaskSeconds)) s")
         }
         let function = task.function ?? "main"
-        guard function.range(of: #"^[A-Za-z_][A-Za-z0-9_]{0,99}$"#, options: .regularExpression) != nil else {
+        guard PythonName.isValid(function) else {
             throw GridError(.badRequest, "function must be a Python name (got \(String(reflecting: function)))")
         }
         if let lines = task.requirements, !lines.isEmpty {
