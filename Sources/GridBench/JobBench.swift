@@ -50,14 +50,23 @@ enum JobBench {
 
     /// Submits one job and polls (every 5 ms, at most 60 s) until it ends.
     static func runOne(grid: LocalGrid, request: API.SubmitRequest = submitRequest()) async throws -> API.JobStatus {
-        let submitted = try await grid.client.submit(request).job
+        do {
+            return try await runOne(client: grid.client, request: request)
+        } catch let e as BenchError {
+            throw BenchError("\(e)\n\(grid.logs)")
+        }
+    }
+
+    /// Submits one job through `client` and polls (every 5 ms, at most 60 s) until it ends.
+    static func runOne(client: GridClient, request: API.SubmitRequest = submitRequest()) async throws -> API.JobStatus {
+        let submitted = try await client.submit(request).job
         let deadline = Stats.now() + 60
         while Stats.now() < deadline {
-            let job = try await grid.client.job(submitted.id)
+            let job = try await client.job(submitted.id)
             if job.state.isFinal { return job }
             try await Task.sleep(for: .milliseconds(5))
         }
-        throw BenchError("bench job \(submitted.id) did not finish in 60 s\n\(grid.logs)")
+        throw BenchError("bench job \(submitted.id) did not finish in 60 s")
     }
 
     /// `count` empty jobs submitted at once (8 submitters), through 2 one-slot workers; repeated `repeats` times.

@@ -32,7 +32,8 @@ public final class LocalGrid: @unchecked Sendable {
     /// `tls`: the manager speaks TLS on its grid and HTTP ports (`--tls`), the workers join with a join string that pins
     /// its CA, and their peer ports speak TLS with certificates from it (`peerTLS`).
     public static func start(
-        binary: String, workers: Int, extraWorkerArguments: [String] = [], distinctOwners: Bool = false, tls: Bool = false
+        binary: String, workers: Int, extraWorkerArguments: [String] = [], distinctOwners: Bool = false, tls: Bool = false,
+        managerEnvironment: [String: String] = [:]
     ) async throws -> LocalGrid {
         let root = NSTemporaryDirectory() + "campusgrid-bench-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
@@ -50,7 +51,7 @@ public final class LocalGrid: @unchecked Sendable {
                 name: "manager", path: binary,
                 arguments: ["manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json"]
                     + (tls ? ["--tls"] : []),
-                environment: env)
+                environment: env.merging(managerEnvironment) { $1 })
             children.append(manager)
             guard let line = manager.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
                 case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]

@@ -41,11 +41,15 @@ enum SchedulerBench {
         var steps: [String: Double]
     }
 
-    /// One whole pass over a fresh database in `dir` (removed after): `workers` simulated workers, `jobs` queued jobs.
+    /// One whole pass over a fresh SQLite database in `dir` (removed after): `workers` simulated workers, `jobs` queued jobs.
     static func onePass(workers workerCount: Int, jobs jobCount: Int, seed: UInt64, dir: String) async throws -> Pass {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let db = try GridDatabase.open(path: dir + "/grid.sqlite")
+        return try await onePass(db: try GridDatabase.open(path: dir + "/grid.sqlite"), workers: workerCount, jobs: jobCount, seed: seed)
+    }
+
+    /// One whole pass over `db`, which must be empty: `workers` simulated workers, `jobs` queued jobs.
+    static func onePass(db: GridDatabase, workers workerCount: Int, jobs jobCount: Int, seed: UInt64) async throws -> Pass {
         var rng = SplitMix(seed: seed)
         var owners: [UserID] = []
         for u in 0..<20 {
