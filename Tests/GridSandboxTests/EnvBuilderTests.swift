@@ -56,6 +56,26 @@ struct EnvBuilderTests {
         #expect(await restarted.builds == 0)
     }
 
+    @Test func theLastUsedStampIsWrittenOnFirstUseNotForEveryUse() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let envs = try builder()
+        let built = try await envs.prepare(try requirements("cg-b")) { _ in }
+        await envs.release(built.key)
+        let stamp = folder + "/envs/" + built.key + "/last-used"
+        let written = try #require(FileManager.default.contents(atPath: stamp), "no last-used stamp after the build")
+        // Used again at once (as every function task of a cached environment uses it): the stamp is not rewritten.
+        for _ in 0..<20 {
+            let again = try await envs.prepare(try requirements("cg-b")) { _ in }
+            #expect(!again.built)
+            await envs.release(again.key)
+        }
+        #expect(FileManager.default.contents(atPath: stamp) == written)
+        #expect(EnvBuilder.stampSeconds == 60)
+        // Another environment gets a stamp of its own on its first use.
+        let other = try await envs.prepare(try requirements("cg-c")) { _ in }
+        #expect(FileManager.default.fileExists(atPath: folder + "/envs/" + other.key + "/last-used"))
+    }
+
     @Test func anEnvironmentOverTheSizeLimitIsRefusedAndNotKept() async throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let envs = try builder(maxBytes: 1_000)
