@@ -52,6 +52,8 @@ import Testing
         let model = String(decoding: try await g.alice.output(first.id, name: "model.txt"), as: UTF8.self)
         #expect(model.hasPrefix("torch 2.") && model.contains("final loss"), "\(model)")
         let folder = try #require(environments().first, "no environment under \(envs)")
+        // Unpacked in the build folder (not the build sandbox's 1 GiB /tmp), and that scratch removed.
+        #expect(!FileManager.default.fileExists(atPath: envs + "/" + folder + "/tmp"))
         let inode = try FileManager.default.attributesOfItem(atPath: envs + "/" + folder)[.systemFileNumber] as? Int
         let built = firstLog.split(separator: "\n").first { $0.contains(" built in ") }.map(String.init) ?? "?"
 

@@ -109,6 +109,8 @@ struct EnvBuilderTests {
         let log = await output.text
         #expect(ready.built, "\(log)")
         #expect(FileManager.default.fileExists(atPath: ready.sitePath + "/six.py"), "\(log)")
+        // The installer's scratch (temporary files, uv's cache) is gone from the environment.
+        #expect(!FileManager.default.fileExists(atPath: folder + "/envs/" + ready.key + "/tmp"))
         let check = Process()
         check.executableURL = URL(fileURLWithPath: SandboxHarness.python)
         check.arguments = ["-c", "import six; print(six.__version__)"]
@@ -141,6 +143,9 @@ struct EnvBuilderTests {
         #expect(!command.joined(separator: " ").contains("secret"))
         #expect(command.contains("--only-binary"))
         #expect(EnvBuilder.installerEnvironment(c, home: "/tmp", sandboxed: true)["PIP_INDEX_URL"] == c.indexURL)
+        // A sandboxed installer's temporary files and uv's cache go to the build folder, not the 1 GiB tmpfs at /tmp.
+        let sandboxed = EnvBuilder.installerEnvironment(c, home: "/tmp", sandboxed: true)
+        #expect(sandboxed["TMPDIR"] == "/build/tmp" && sandboxed["UV_CACHE_DIR"] == "/build/tmp/uv-cache", "\(sandboxed)")
         c.allowSdist = true
         #expect(!EnvBuilder.installCommand(configuration: c, site: "/s", requirementsFile: "/r").contains("--only-binary"))
     }
