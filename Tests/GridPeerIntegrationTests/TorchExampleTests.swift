@@ -29,6 +29,9 @@ import Testing
         // torch's environment is ~750 MB: well inside the defaults (5 GB one, 10 GB the cache), said here on purpose.
         let peer = try await g.startPeer("peer-1", slots: 1, extra: ["--sandbox", "bwrap", "--env-max-gb", "2", "--env-cache-gb", "4"] + wheels)
         let envs = g.grid.root + "/peer-1/envs"
+        // The environment is ~750 MB: removed before the grid stops (its folder's own removal runs on a background
+        // thread that a test process ending at once never gets to).
+        defer { try? FileManager.default.removeItem(atPath: envs) }
         func environments() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: envs)) ?? []).filter { !$0.hasPrefix(".") } }
 
         // torch's import needs a few hundred MB: the job asks for 2 GB.
