@@ -1,3 +1,6 @@
+# /// script
+# dependencies = ["numpy", "scikit-learn"]
+# ///
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.datasets import make_classification

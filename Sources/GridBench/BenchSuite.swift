@@ -98,7 +98,8 @@ public struct BenchSuite: Sendable {
                     figures.append(try await VerificationBench.cost(binary: binary, jobs: sizes.verificationJobs, log: log))
                 case .env:
                     figures += try await EnvBench.run(python: python, builds: max(1, sizes.sandboxLaunches / 3), scratch: scratch, log: log)
-                    figures.append(try await EnvBench.jobStart(binary: binary, python: python, count: sizes.latencyJobs, scratch: scratch, log: log))
+                    figures += try await EnvBench.onGrid(
+                        binary: binary, python: python, count: sizes.latencyJobs, roundTrips: sizes.roundTrips, scratch: scratch, log: log)
                 case .curves:
                     curves.append(try await SchedulerBench.curve(workers: sizes.curveWorkers, jobs: sizes.curveJobs, scratch: scratch, log: log))
                     curves.append(await CurveBench.memoryByPeers(binary: binary, peers: sizes.curvePeers, sizes: sizes, log: log))
@@ -160,6 +161,7 @@ public struct BenchSuite: Sendable {
                 [
                     ("env.cold_build", "Environment: cold build", "ms", .lower), ("env.cached", "Environment: cached, ready for a job", "ms", .lower),
                     ("env.job_submit_to_start", "Job with a cached environment: submit → start", "ms", .lower),
+                    ("env.task_round_trip", "Function task with a cached environment: round trip", "ms", .lower),
                 ]
             case .curves: []
             }

@@ -63,9 +63,11 @@ enum EnvBench {
         return [build, cached]
     }
 
-    /// Submit → start of a job that declares the small environment, once it is cached on the worker, against the
-    /// same empty job declaring nothing, on one local grid whose workers install from the bench's wheel folder.
-    static func jobStart(binary: String, python: String, count: Int, scratch: String, log: (String) -> Void) async throws -> Figure {
+    /// On one local grid whose worker installs from the bench's wheel folder, once the small environment is cached
+    /// there: submit → start of a job that declares it against the same empty job declaring nothing
+    /// (`env.job_submit_to_start`), and the round trip of a function task that declares it against the same task
+    /// declaring nothing (`env.task_round_trip`), each pair in the same run.
+    static func onGrid(binary: String, python: String, count: Int, roundTrips: Int, scratch: String, log: (String) -> Void) async throws -> [Figure] {
         let wheels = scratch + "/env-job-wheels"
         for i in 0..<packages { try writeWheel(python: python, folder: wheels, name: "cg-bench-\(i)", module: "cg_bench_\(i)") }
         let grid = try await LocalGrid.start(binary: binary, workers: 1, extraWorkerArguments: ["--find-links", wheels, "--no-index"])
@@ -90,7 +92,16 @@ enum EnvBench {
         figure.record(try await starts(withEnv))
         figure.add(Reference(name: "the same job declaring no packages", samples: try await starts(JobBench.submitRequest()), targetRatio: 1.2))
         log("  env job start: \(String(format: "%.1f", figure.value ?? 0)) ms")
-        return figure
+
+        var trip = Figure(
+            id: "env.task_round_trip", title: "Function task with a cached environment: round trip", unit: "ms", better: .lower,
+            workload: "\(max(1, roundTrips)) sequential x*x tasks declaring \(packages) packages (the environment built once, before), one link, one worker")
+        let requirements = (0..<packages).map { "cg-bench-\($0)" }
+        let driver = GridPeerDriver(ports: grid.peerPorts, token: grid.client.token ?? "")
+        trip.record(try await driver.taskRoundTrips(max(1, roundTrips), requirements: requirements))
+        trip.add(Reference(name: "the same task declaring no packages", samples: try await driver.taskRoundTrips(max(1, roundTrips)), targetRatio: 1.2))
+        log("  env task round trip: \(String(format: "%.2f", trip.value ?? 0)) ms")
+        return [figure, trip]
     }
 
     static func writeWheel(python: String, folder: String, name: String, module: String) throws {

@@ -14,11 +14,16 @@ struct GridPeerDriver: PeerServiceDriver {
         try await PeerLink.connect(host: "127.0.0.1", port: ports[i % ports.count], token: token, tls: tls)
     }
 
-    func call(_ link: PeerLink, _ x: Int) async throws {
-        let task = Msg.CPUTask(taskId: "b-\(UUID().uuidString.prefix(12))", program: Self.program, function: "main", args: .array([.number(Double(x))]))
-        guard case .cpuResult(let r) = try await link.request(.cpuTask(task), timeout: 120).message, r.ok, case .number(let v)? = r.result,
-            Int(v) == x * x
-        else { throw BenchError("a function task did not return x*x") }
+    /// `requirements`: Python packages the task declares (`CPU_TASK.requirements`); nil: none.
+    func call(_ link: PeerLink, _ x: Int, requirements: [String]? = nil) async throws {
+        let task = Msg.CPUTask(
+            taskId: "b-\(UUID().uuidString.prefix(12))", program: Self.program, function: "main", args: .array([.number(Double(x))]),
+            requirements: requirements)
+        let answer = try await link.request(.cpuTask(task), timeout: 120).message
+        guard case .cpuResult(let r) = answer, r.ok, case .number(let v)? = r.result, Int(v) == x * x else {
+            if case .cpuResult(let r) = answer, !r.ok { throw BenchError("a function task failed: \(r.error ?? "?") \(r.message ?? "")") }
+            throw BenchError("a function task did not return x*x")
+        }
     }
 
     func taskThroughput(tasks: Int, repeats: Int) async throws -> [Double] {
@@ -50,13 +55,18 @@ struct GridPeerDriver: PeerServiceDriver {
     }
 
     func taskRoundTrips(_ count: Int) async throws -> [Double] {
+        try await taskRoundTrips(count, requirements: nil)
+    }
+
+    /// Sequential round trips on one link after 10 warm-up calls (which build or find the environment of `requirements`).
+    func taskRoundTrips(_ count: Int, requirements: [String]?) async throws -> [Double] {
         let l = try await link(0)
         defer { l.close() }
-        for x in 0..<10 { try await call(l, x) }
+        for x in 0..<10 { try await call(l, x, requirements: requirements) }
         var out: [Double] = []
         for x in 0..<count {
             let start = Stats.now()
-            try await call(l, x)
+            try await call(l, x, requirements: requirements)
             out.append((Stats.now() - start) * 1000)
         }
         return out

@@ -63,12 +63,18 @@ extension EnvBuilder {
         return a
     }
 
+    /// Where a sandboxed installer keeps its temporary files and uv's cache: in the build folder, on the worker's disk,
+    /// not the sandbox's private `/tmp` (a 1 GiB tmpfs): both hold the unpacked packages, which for torch-sized
+    /// environments approach or pass 1 GiB. Removed before the environment is put in place.
+    static let scratchDirectory = buildDirectory + "/tmp"
+
     /// The installer's environment: nothing of the worker's (no tokens, no pip configuration of its user); the index,
     /// which may carry a password, is set here rather than on the command line.
     static func installerEnvironment(_ c: Configuration, home: String, sandboxed: Bool) -> [String: String] {
+        let scratch = sandboxed ? scratchDirectory : home
         var env = [
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": sandboxed ? "/tmp" : home, "LANG": "C.UTF-8",
-            "PIP_CONFIG_FILE": "/dev/null", "PYTHONDONTWRITEBYTECODE": "1", "UV_CACHE_DIR": home + "/uv-cache", "UV_NO_PROGRESS": "1",
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": scratch, "LANG": "C.UTF-8",
+            "PIP_CONFIG_FILE": "/dev/null", "PYTHONDONTWRITEBYTECODE": "1", "UV_CACHE_DIR": scratch + "/uv-cache", "UV_NO_PROGRESS": "1",
         ]
         if let index = c.indexURL, !c.noIndex {
             env["PIP_INDEX_URL"] = index
@@ -97,6 +103,7 @@ extension EnvBuilder {
         let execution: JobExecution
         let limits = [grid_rlimit(resource: RLimit.core, value: 0), grid_rlimit(resource: RLimit.fsize, value: UInt64(max(0, c.maxEnvironmentBytes)))]
         if let sandbox = c.sandbox {
+            try fm.createDirectory(atPath: temp + "/tmp", withIntermediateDirectories: true)
             let env = installerEnvironment(c, home: "/tmp", sandboxed: true)
             let command = installCommand(configuration: c, site: buildDirectory + "/site", requirementsFile: buildDirectory + "/requirements.txt")
             execution = try JobExecution.spawn(
@@ -121,6 +128,8 @@ extension EnvBuilder {
         }
         let report = await execution.wait()
         let seconds = Date().timeIntervalSince(started)
+        // The installer's scratch (its temporary files, uv's cache) is not part of the environment.
+        try? fm.removeItem(atPath: temp + "/tmp")
         switch report.outcome {
         case .completed: break
         case .timedOut:

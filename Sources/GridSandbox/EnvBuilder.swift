@@ -79,6 +79,10 @@ public actor EnvBuilder {
     private var inUse: [String: Int] = [:]
     private var building: [String: [CheckedContinuation<Ready, any Error>]] = [:]
     private var buildTasks: [String: Task<Int64, any Error>] = [:]
+    /// When each environment's `last-used` stamp was last written (`use`).
+    private var stamped: [String: Double] = [:]
+    /// The stamp is rewritten at most this often per environment.
+    static let stampSeconds: Double = 60
     /// How many environments this worker built since it started (tests and the status page read it).
     public private(set) var builds = 0
 
@@ -231,6 +235,10 @@ public actor EnvBuilder {
         inUse[key, default: 0] += 1
         let now = Date().timeIntervalSince1970
         cached[key]?.lastUsed = now
+        // The stamp on disk orders evictions only after a restart: a minute's precision is plenty there, and a file
+        // written for every use would cost each function task of a cached environment a write (about half its round trip).
+        guard now - (stamped[key] ?? -.infinity) >= Self.stampSeconds else { return }
+        stamped[key] = now
         let stamp = configuration.root + "/" + key + "/last-used"
         _ = FileManager.default.createFile(atPath: stamp, contents: Data("\(now)\n".utf8))
     }
@@ -240,6 +248,7 @@ public actor EnvBuilder {
         let entries = cached.map { EnvironmentCache.Entry(key: $0.key, bytes: $0.value.bytes, lastUsed: $0.value.lastUsed, inUse: inUse[$0.key] != nil) }
         for key in EnvironmentCache.evictions(entries, limitBytes: configuration.cacheLimitBytes) {
             cached[key] = nil
+            stamped[key] = nil
             let path = configuration.root + "/" + key
             let trash = configuration.root + "/.evicted-" + key + "-" + UUID().uuidString.prefix(8)
             if (try? FileManager.default.moveItem(atPath: path, toPath: trash)) != nil { try? FileManager.default.removeItem(atPath: trash) }

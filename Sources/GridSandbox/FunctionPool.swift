@@ -273,6 +273,17 @@ private struct PoolState {
     }
 }
 
+extension FunctionPool {
+    /// The inode of `path`, by one `stat` (checked before every task of an environment); nil when it is not there.
+    /// `FileManager.attributesOfItem` also looks up the owner's and group's names: a tenth of a millisecond that a
+    /// function task's round trip felt.
+    static func inode(_ path: String) -> UInt64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt64(info.st_ino)
+    }
+}
+
 extension FunctionPool.Answer {
     public init(ok: Bool, result: JSONValue? = nil, error: String?, message: String?) {
         self.ok = ok
@@ -382,7 +393,7 @@ private final class Interpreter: @unchecked Sendable {
         }
         do {
             let (child, input, output) = try Child.start(argv, environment: environment, directory: folder)
-            siteInode = site.flatMap(Self.inode)
+            siteInode = site.flatMap(FunctionPool.inode)
             process = child
             pipes = Pipes(input: input, output: output)
         } catch {
@@ -476,16 +487,14 @@ private final class Interpreter: @unchecked Sendable {
     /// The inode of the environment folder the running process was started with.
     private var siteInode: UInt64?
 
-    static func inode(_ path: String) -> UInt64? {
-        (try? FileManager.default.attributesOfItem(atPath: path))?[.systemFileNumber] as? UInt64
-    }
+
 
     /// Replaces the process when its environment was deleted (evicted) or built again since it started: the old
     /// one's mount or path no longer holds the packages.
     func restartIfEnvironmentChanged() {
         lock.lock()
         defer { lock.unlock() }
-        guard let site, process?.isRunning == true, Self.inode(site) != siteInode else { return }
+        guard let site, process?.isRunning == true, FunctionPool.inode(site) != siteInode else { return }
         stopLocked()
     }
 

@@ -12,7 +12,7 @@ struct BenchCommandTests {
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
         "tasks.throughput", "tasks.round_trip", "memory.ops", "memory.set", "memory.get", "files.put", "files.get", "tls.job_submit_to_start", "tls.task_round_trip",
         "tls.memory_ops", "tls.file_get", "verification.extra_cpu_per_100_jobs", "env.cold_build", "env.cached",
-        "env.job_submit_to_start",
+        "env.job_submit_to_start", "env.task_round_trip",
     ]
     /// Figures that need nothing but this build, so they must always be measured.
     static let alwaysMeasured = [
@@ -57,6 +57,12 @@ struct BenchCommandTests {
         #expect(completion?.references.first?.ratio != nil)
         let sandbox = report.figures.first { $0.id == "sandbox.restricted" }
         #expect(sandbox?.references.first?.ratio != nil)
+        // A task in a cached environment against the same task declaring nothing: same grid, same run, as a ratio.
+        let envTask = report.figures.first { $0.id == "env.task_round_trip" }
+        if envTask?.notMeasured == nil {
+            #expect(envTask?.references.first?.name == "the same task declaring no packages")
+            #expect(envTask?.references.first?.ratio != nil, "\(String(describing: envTask))")
+        }
         // The rootless bwrap tier is measured (or says why not) beside the plain start and the root bwrap tier.
         #expect(report.figures.contains { $0.id == "sandbox.bwrap-rootless" }, "\(report.figures.map(\.id))")
         // Every scaling curve, each point at every size the tiny run asks for, with its raw samples. They need nothing

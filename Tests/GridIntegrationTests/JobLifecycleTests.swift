@@ -65,8 +65,10 @@ extension Integration {
             defer { grid.shutdown() }
             try await grid.startManager()
             let owner = try await grid.user("owner")
-            try await grid.startWorker("w1", owner: owner)
-            try await grid.startWorker("w2", owner: owner)
+            // random_forest.py declares numpy and scikit-learn: workers install them from the project's wheel folder only.
+            let wheels = try LocalWheels.workerArguments(needs: LocalWheels.seedExample)
+            try await grid.startWorker("w1", owner: owner, extra: wheels)
+            try await grid.startWorker("w2", owner: owner, extra: wheels)
             let alice = try await grid.user("alice")
             let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("examples").path

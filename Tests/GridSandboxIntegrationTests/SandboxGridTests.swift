@@ -53,10 +53,16 @@ struct SandboxGridTests {
         let alice = try await grid.user("alice")
         let (flags, podman) = try Self.workerFlags(tier)
         defer { podman?.stop() }
-        try await grid.startWorker("w1", owner: alice, extra: flags)
+        // random_forest.py declares numpy and scikit-learn (PEP 723): the worker builds that environment from the
+        // project's wheel folder, never from an index.
+        try await grid.startWorker("w1", owner: alice, extra: flags + (try LocalWheels.workerArguments(needs: LocalWheels.seedExample)))
         for example in ["sum_of_squares.py", "matrix_product.py", "random_forest.py"] {
             let r = try await grid.cli(["submit", Self.examples + "/" + example, "--ram", "2", "--minutes", "5", "--wait", "--json"], token: alice.token, timeout: 300)
             #expect(r.status == 0, "\(example) in \(tier): \(r.stdout)\n\(r.stderr)")
+            if example == "random_forest.py" {
+                let log = try await alice.logs(JobID(try json(r.stdout)["id"] as? Int ?? 0), from: 0).text
+                #expect(log.contains("=== preparing environment ===") && log.contains("Accuracy: "), "\(log)")
+            }
         }
     }
 

@@ -56,6 +56,73 @@ struct EnvBuilderTests {
         #expect(await restarted.builds == 0)
     }
 
+    @Test func theLastUsedStampIsWrittenOnFirstUseNotForEveryUse() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let envs = try builder()
+        let built = try await envs.prepare(try requirements("cg-b")) { _ in }
+        await envs.release(built.key)
+        let stamp = folder + "/envs/" + built.key + "/last-used"
+        let written = try #require(FileManager.default.contents(atPath: stamp), "no last-used stamp after the build")
+        // Used again at once (as every function task of a cached environment uses it): the stamp is not rewritten.
+        for _ in 0..<20 {
+            let again = try await envs.prepare(try requirements("cg-b")) { _ in }
+            #expect(!again.built)
+            await envs.release(again.key)
+        }
+        #expect(FileManager.default.contents(atPath: stamp) == written)
+        #expect(EnvBuilder.stampSeconds == 60)
+        // Another environment gets a stamp of its own on its first use.
+        let other = try await envs.prepare(try requirements("cg-c")) { _ in }
+        #expect(FileManager.default.fileExists(atPath: folder + "/envs/" + other.key + "/last-used"))
+    }
+
+    /// Whether PyPI answers from here: one bounded probe (the interpreter's own HTTPS client, 5 s; the probe process
+    /// is killed, by its PID, after 10 s whatever it is waiting for).
+    static let pypiAnswers: Bool = {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: SandboxHarness.python)
+        p.arguments = ["-c", "import urllib.request; urllib.request.urlopen('https://pypi.org/simple/six/', timeout=5).read(1)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            return false
+        }
+        return p.terminationStatus == 0
+    }()
+
+    /// The one test that reaches a real index (acceptance 1): a tiny pure-Python package, pinned, from PyPI, installed
+    /// as a worker without `--no-index` installs it, in the build sandbox where bubblewrap works. Skipped offline.
+    @Test(.enabled(if: pypiAnswers, "PyPI did not answer within 5 s: the real-index test is skipped (no network here)"), .timeLimit(.minutes(3)))
+    func anEnvironmentIsBuiltFromTheRealIndex() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var c = EnvBuilder.Configuration(root: folder + "/envs", python: SandboxHarness.python)
+        c.uv = EnvBuilder.findUV(python: SandboxHarness.python)
+        c.sandbox = EnvBuilder.sandbox(of: RestrictedRunner(python: SandboxHarness.python), python: SandboxHarness.python)
+        let envs = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+        let output = OutputBox()
+        let ready = try await envs.prepare(try PythonRequirements(lines: ["six==1.16.0"])) { await output.append($0) }
+        let log = await output.text
+        #expect(ready.built, "\(log)")
+        #expect(FileManager.default.fileExists(atPath: ready.sitePath + "/six.py"), "\(log)")
+        // The installer's scratch (temporary files, uv's cache) is gone from the environment.
+        #expect(!FileManager.default.fileExists(atPath: folder + "/envs/" + ready.key + "/tmp"))
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: SandboxHarness.python)
+        check.arguments = ["-c", "import six; print(six.__version__)"]
+        check.environment = ["PYTHONPATH": ready.sitePath, "PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        check.standardOutput = pipe
+        try check.run()
+        let printed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        #expect(printed.trimmingCharacters(in: .whitespacesAndNewlines) == "1.16.0", "\(printed)\n\(log)")
+    }
+
     @Test func anEnvironmentOverTheSizeLimitIsRefusedAndNotKept() async throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let envs = try builder(maxBytes: 1_000)
@@ -76,6 +143,9 @@ struct EnvBuilderTests {
         #expect(!command.joined(separator: " ").contains("secret"))
         #expect(command.contains("--only-binary"))
         #expect(EnvBuilder.installerEnvironment(c, home: "/tmp", sandboxed: true)["PIP_INDEX_URL"] == c.indexURL)
+        // A sandboxed installer's temporary files and uv's cache go to the build folder, not the 1 GiB tmpfs at /tmp.
+        let sandboxed = EnvBuilder.installerEnvironment(c, home: "/tmp", sandboxed: true)
+        #expect(sandboxed["TMPDIR"] == "/build/tmp" && sandboxed["UV_CACHE_DIR"] == "/build/tmp/uv-cache", "\(sandboxed)")
         c.allowSdist = true
         #expect(!EnvBuilder.installCommand(configuration: c, site: "/s", requirementsFile: "/r").contains("--only-binary"))
     }
@@ -94,4 +164,11 @@ struct EnvBuilderTests {
         c.noIndex = false
         #expect(EnvBuilder.sandboxArguments(s, configuration: c, buildFolder: "/b").contains("--share-net"))
     }
+}
+
+/// The installer's output, gathered across the builder's log calls.
+actor OutputBox {
+    private var bytes: [UInt8] = []
+    func append(_ chunk: [UInt8]) { bytes += chunk }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
 }

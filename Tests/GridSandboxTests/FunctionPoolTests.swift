@@ -27,6 +27,15 @@ import Glibc
         try await body(p)
     }
 
+    @Test func anEnvironmentsInodeIsReadByOneStat() throws {
+        try FileManager.default.createDirectory(atPath: directory + "/site", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let expected = try FileManager.default.attributesOfItem(atPath: directory + "/site")[.systemFileNumber] as? UInt64
+        #expect(FunctionPool.inode(directory + "/site") == expected && expected != nil)
+        #expect(FunctionPool.inode(directory + "/missing") == nil)
+        #expect(FunctionPool.inode("") == nil)
+    }
+
     func call(_ pool: FunctionPool, _ program: String, user: String = "alice", args: JSONValue = .array([]), timeout: Double = 20) async
         -> FunctionPool.Answer
     {
