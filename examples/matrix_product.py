@@ -1,3 +1,6 @@
+# /// script
+# dependencies = ["numpy"]
+# ///
 import numpy as np
 
 # Heavy matrix multiplication
