@@ -98,8 +98,13 @@ public struct StoreRow: Sendable {
     }
 
     func value(_ name: String) -> StoreValue {
-        guard let i = columns.firstIndex(of: name) else { return .null }
-        return values[i]
+        // A plain loop: rows have a few dozen columns, and this stays cheap even unoptimized (debug builds, the bench).
+        var i = 0
+        while i < columns.count {
+            if columns[i] == name { return i < values.count ? values[i] : .null }
+            i += 1
+        }
+        return .null
     }
 
     func value(at index: Int) -> StoreValue { values.indices.contains(index) ? values[index] : .null }
