@@ -4,6 +4,23 @@ import GridCore
 import GridTestSupport
 import Testing
 
+/// The manager's store in a scenario that runs on both (issue 16).
+enum IntegrationStore: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+    case postgres
+
+    var testDescription: String { rawValue }
+
+    /// What the manager's environment needs: nothing for SQLite (grid.sqlite in its data folder), a fresh database's URL
+    /// in CAMPUSGRID_DATABASE for PostgreSQL (never on the command line: it carries the password).
+    func managerEnvironment() async throws -> [String: String] {
+        switch self {
+        case .sqlite: [:]
+        case .postgres: ["CAMPUSGRID_DATABASE": try await onThread { try TestPostgres.freshDatabaseURL() }]
+        }
+    }
+}
+
 extension Integration {
     /// A manager on PostgreSQL (issue 16): `--database` from the environment or a file, never the command line.
     @Suite struct OnPostgres {
