@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates.git", exact: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", exact: "1.7.4"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Pure layers: no I/O.
@@ -45,6 +46,9 @@ let package = Package(
             name: "GridStore",
             dependencies: [
                 "GridCore", "GridScheduler", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -145,7 +149,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "GridSchedulerTests", dependencies: ["GridScheduler", "GridCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "GridStoreTests", dependencies: ["GridStore", "GridCore", "GridScheduler"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GridStoreTests", dependencies: ["GridStore", "GridCore", "GridScheduler", "GridTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridPeerTests", dependencies: ["GridPeer", "GridCore", "GridProtocol", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings),

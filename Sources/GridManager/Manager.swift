@@ -32,7 +32,13 @@ public enum Manager {
         } else if let notice = transport.notice("the manager") {
             if transport == .plaintextInsecure { logger.warning("\(notice)") } else { logger.notice("\(notice)") }
         }
-        let db = try GridDatabase.open(path: (config.dataDirectory as NSString).appendingPathComponent("grid.sqlite"))
+        let db: GridDatabase
+        if let database = config.database {
+            db = try await GridDatabase.open(url: database)
+            logger.info("store opened", metadata: ["store.backend": "\(db.backendName)"])
+        } else {
+            db = try GridDatabase.open(path: (config.dataDirectory as NSString).appendingPathComponent("grid.sqlite"))
+        }
         let core = ManagerCore(db: db, config: config, logger: logger, authority: try ManagerKey.loadOrCreate(directory: config.dataDirectory))
         try await core.recover()
 

@@ -12,6 +12,9 @@ public struct ManagerConfig: Sendable {
     public var httpPort: Int = 5000
     /// Folder for the SQLite database and everything else the manager keeps.
     public var dataDirectory: String
+    /// The store (issue 16): a `postgres://` URL (several managers may share it) or a SQLite file path; nil keeps
+    /// `grid.sqlite` in `dataDirectory`. May carry a password: never logged (see `GridStore.PostgresURL`).
+    public var database: String?
     /// Credits a new account starts with (`STARTING_CREDITS`).
     public var startingCredits: Int = CreditRules.defaultStartingCredits
     /// How often workers send `LOAD_UPDATE`.

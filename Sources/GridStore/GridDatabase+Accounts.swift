@@ -1,41 +1,40 @@
 import Foundation
-import GRDB
 import GridCore
 import GridScheduler
 
 extension GridDatabase {
     /// Creates an account and mints its starting credits, in one transaction.
     public func createUser(username: String, passwordHash: String, startingCredits: Int, now: Double) async throws -> UserRecord {
-        try await writer.write { db in
-            if try Row.fetchOne(db, sql: "SELECT id FROM users WHERE username = ?", arguments: [username]) != nil {
+        try await write { db in
+            // Usernames are unique without regard to case (SQLite: COLLATE NOCASE; PostgreSQL: a unique index on lower()).
+            if try StoreRow.fetchOne(db, sql: "SELECT id FROM users WHERE lower(username) = lower(?)", arguments: [username]) != nil {
                 throw GridError(.conflict, "the username \(String(reflecting: username)) is taken")
             }
-            try db.execute(
+            let id = try db.insert(
                 sql: "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
                 arguments: [username, passwordHash, now])
-            let id = db.lastInsertedRowID
             if startingCredits > 0 {
                 try Self.move(db, startingCredits, from: .mint, to: .user(id), reason: "signup", job: nil, now: now)
             }
-            return UserRecord(row: try Row.fetchOne(db, sql: "SELECT * FROM users WHERE id = ?", arguments: [id])!)
+            return UserRecord(row: try StoreRow.fetchOne(db, sql: "SELECT * FROM users WHERE id = ?", arguments: [id])!)
         }
     }
 
     public func user(named username: String) async throws -> UserRecord? {
-        try await writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE username = ?", arguments: [username]).map(UserRecord.init(row:))
+        try await read { db in
+            try StoreRow.fetchOne(db, sql: "SELECT * FROM users WHERE lower(username) = lower(?)", arguments: [username]).map(UserRecord.init(row:))
         }
     }
 
     public func user(id: UserID) async throws -> UserRecord? {
-        try await writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE id = ?", arguments: [id]).map(UserRecord.init(row:))
+        try await read { db in
+            try StoreRow.fetchOne(db, sql: "SELECT * FROM users WHERE id = ?", arguments: [id]).map(UserRecord.init(row:))
         }
     }
 
     /// Stores a token by its hash (the token itself is never stored).
     public func addToken(hash: String, userId: UserID, kind: TokenKind, now: Double) async throws {
-        try await writer.write { db in
+        try await write { db in
             try db.execute(
                 sql: "INSERT INTO tokens (hash, user_id, kind, created_at) VALUES (?, ?, ?, ?)",
                 arguments: [hash, userId, kind.rawValue, now])
@@ -44,9 +43,9 @@ extension GridDatabase {
 
     /// The owner and kind of the token with this hash.
     public func tokenOwner(hash: String) async throws -> (user: UserRecord, kind: TokenKind)? {
-        try await writer.read { db in
+        try await read { db in
             guard
-                let row = try Row.fetchOne(
+                let row = try StoreRow.fetchOne(
                     db, sql: "SELECT u.*, t.kind AS token_kind FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?",
                     arguments: [hash])
             else { return nil }
@@ -56,9 +55,9 @@ extension GridDatabase {
 
     /// The token with this hash: its owner, kind and issue time (nil for a token never issued or revoked).
     public func token(hash: String) async throws -> TokenRecord? {
-        try await writer.read { db in
+        try await read { db in
             guard
-                let row = try Row.fetchOne(
+                let row = try StoreRow.fetchOne(
                     db, sql: "SELECT u.*, t.kind AS token_kind, t.created_at AS token_created_at FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?",
                     arguments: [hash])
             else { return nil }
@@ -68,13 +67,13 @@ extension GridDatabase {
 
     /// The id of the first account ever registered (it is an admin), or nil before any.
     public func firstUserId() async throws -> UserID? {
-        try await writer.read { db in try UserID.fetchOne(db, sql: "SELECT MIN(id) FROM users") }
+        try await read { db in try UserID.fetchOne(db, sql: "SELECT MIN(id) FROM users") }
     }
 
     /// The owner of the token with this hash if it was issued at or after `issuedAfter` (older ones have expired).
     public func tokenOwner(hash: String, issuedAfter: Double) async throws -> UserRecord? {
-        try await writer.read { db in
-            try Row.fetchOne(
+        try await read { db in
+            try StoreRow.fetchOne(
                 db, sql: "SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ? AND t.created_at >= ?",
                 arguments: [hash, issuedAfter]
             ).map(UserRecord.init(row:))
@@ -82,19 +81,19 @@ extension GridDatabase {
     }
 
     public func deleteToken(hash: String) async throws {
-        try await writer.write { db in try db.execute(sql: "DELETE FROM tokens WHERE hash = ?", arguments: [hash]) }
+        try await write { db in try db.execute(sql: "DELETE FROM tokens WHERE hash = ?", arguments: [hash]) }
     }
 
     /// The balance of an account, derived from the ledger.
     public func balance(of account: LedgerAccount) async throws -> Int {
-        try await writer.read { db in try Self.balance(db, account) }
+        try await read { db in try Self.balance(db, account) }
     }
 
     /// Every ledger row that touches a user's balance, newest first.
     public func ledger(of user: UserID, limit: Int = 200) async throws -> [LedgerEntry] {
-        try await writer.read { db in
+        try await read { db in
             let a = LedgerAccount.user(user).description
-            return try Row.fetchAll(
+            return try StoreRow.fetchAll(
                 db, sql: "SELECT * FROM ledger WHERE debit = ? OR credit = ? ORDER BY id DESC LIMIT ?", arguments: [a, a, limit]
             ).map(LedgerEntry.init(row:))
         }
@@ -103,14 +102,14 @@ extension GridDatabase {
     /// Checks the ledger invariant: the sum of every account but the mint equals what sign-ups minted, and no account
     /// is negative.
     public func checkLedger() async throws -> LedgerCheck {
-        try await writer.read { db in
-            let rows = try Row.fetchAll(
+        try await read { db in
+            let rows = try StoreRow.fetchAll(
                 db,
                 sql: """
                     SELECT account, SUM(amount) AS balance FROM (
                         SELECT credit AS account, amount FROM ledger
                         UNION ALL SELECT debit AS account, -amount FROM ledger
-                    ) GROUP BY account
+                    ) AS moves GROUP BY account
                     """)
             var minted = 0
             var held = 0
@@ -158,7 +157,7 @@ extension GridDatabase {
         }
     }
 
-    static func balance(_ db: Database, _ account: LedgerAccount) throws -> Int {
+    static func balance(_ db: any StoreSession, _ account: LedgerAccount) throws -> Int {
         let a = account.description
         return try Int.fetchOne(
             db,
@@ -170,12 +169,12 @@ extension GridDatabase {
     }
 
     /// Writes the movements a pure rule (`Verification`) decided, in order.
-    static func apply(_ db: Database, _ moves: [Verification.Movement], job: JobID?, now: Double) throws {
+    static func apply(_ db: any StoreSession, _ moves: [Verification.Movement], job: JobID?, now: Double) throws {
         for m in moves { try move(db, m.amount, from: m.from, to: m.to, reason: m.reason, job: job, now: now) }
     }
 
     /// Writes one ledger row; a zero amount writes nothing.
-    static func move(_ db: Database, _ amount: Int, from: LedgerAccount, to: LedgerAccount, reason: String, job: JobID?, now: Double) throws {
+    static func move(_ db: any StoreSession, _ amount: Int, from: LedgerAccount, to: LedgerAccount, reason: String, job: JobID?, now: Double) throws {
         precondition(amount >= 0, "ledger amounts are positive")
         guard amount > 0 else { return }
         try db.execute(

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import GridCore
 import GridScheduler
 
@@ -35,7 +34,7 @@ extension GridDatabase {
             guard seen.insert(input.name).inserted else { throw GridError(.badRequest, "two input files are named \(input.name)") }
         }
         let cost = CreditRules.hold(spec)
-        return try await writer.write { db in
+        return try await write { db in
             let balance = try Self.balance(db, .user(owner))
             guard balance >= cost else {
                 throw GridError(
@@ -44,10 +43,9 @@ extension GridDatabase {
                 )
             }
             let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
-            try db.execute(
+            let id = try db.insert(
                 sql: "INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at) VALUES (?, ?, ?, 'submitted', ?, ?)",
                 arguments: [owner, specJSON, script.name, cost, now])
-            let id = db.lastInsertedRowID
             try Self.event(db, id, .submitted, "held \(cost) credits", now)
             try Self.move(db, cost, from: .user(owner), to: .hold(id), reason: "hold", job: id, now: now)
             for file in [script] + inputs {
@@ -61,25 +59,25 @@ extension GridDatabase {
     }
 
     public func job(id: JobID) async throws -> JobRecord? {
-        try await writer.read { db in try Self.job(db, id) }
+        try await read { db in try Self.job(db, id) }
     }
 
     /// Jobs, newest first, optionally of one owner and one state.
     public func jobs(owner: UserID? = nil, state: JobState? = nil, limit: Int = 100, offset: Int = 0) async throws -> [JobRecord] {
-        try await writer.read { db in
+        try await read { db in
             var (filter, args) = Self.jobFilter(owner: owner, state: state)
             args += [limit, offset]
-            return try Row.fetchAll(
-                db, sql: "SELECT * FROM jobs WHERE " + filter + " ORDER BY id DESC LIMIT ? OFFSET ?", arguments: StatementArguments(args)
+            return try StoreRow.fetchAll(
+                db, sql: "SELECT * FROM jobs WHERE " + filter + " ORDER BY id DESC LIMIT ? OFFSET ?", arguments: args
             ).map(JobRecord.init(row:))
         }
     }
 
     /// Count of jobs by state.
     public func jobCounts() async throws -> [JobState: Int] {
-        try await writer.read { db in
+        try await read { db in
             var out: [JobState: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
+            for row in try StoreRow.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state") {
                 if let s = JobState(rawValue: row["state"]) { out[s] = row["n"] }
             }
             return out
@@ -87,8 +85,8 @@ extension GridDatabase {
     }
 
     public func events(of job: JobID) async throws -> [JobEvent] {
-        try await writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM job_events WHERE job_id = ? ORDER BY id", arguments: [job]).map {
+        try await read { db in
+            try StoreRow.fetchAll(db, sql: "SELECT * FROM job_events WHERE job_id = ? ORDER BY id", arguments: [job]).map {
                 JobEvent(at: $0["at"], state: JobState(rawValue: $0["state"]) ?? .failed, detail: $0["detail"])
             }
         }
@@ -96,9 +94,9 @@ extension GridDatabase {
 
     /// The job's input files (the script first) or its outputs.
     public func files(of job: JobID, outputs: Bool) async throws -> [StoredFile] {
-        try await writer.read { db in
+        try await read { db in
             let script = try String.fetchOne(db, sql: "SELECT script_name FROM jobs WHERE id = ?", arguments: [job])
-            let rows = try Row.fetchAll(
+            let rows = try StoreRow.fetchAll(
                 db, sql: "SELECT name, data FROM job_files WHERE job_id = ? AND kind = ? ORDER BY name",
                 arguments: [job, outputs ? "output" : "input"])
             var files = rows.map { StoredFile(name: $0["name"], data: $0["data"]) }
@@ -109,8 +107,8 @@ extension GridDatabase {
 
     /// Names and sizes of a job's outputs.
     public func outputList(of job: JobID) async throws -> [(name: String, size: Int)] {
-        try await writer.read { db in
-            try Row.fetchAll(
+        try await read { db in
+            try StoreRow.fetchAll(
                 db, sql: "SELECT name, length(data) AS size FROM job_files WHERE job_id = ? AND kind = 'output' ORDER BY name",
                 arguments: [job]
             ).map { ($0["name"], $0["size"]) }
@@ -118,7 +116,7 @@ extension GridDatabase {
     }
 
     public func output(of job: JobID, name: String) async throws -> Data? {
-        try await writer.read { db in
+        try await read { db in
             try Data.fetchOne(
                 db, sql: "SELECT data FROM job_files WHERE job_id = ? AND kind = 'output' AND name = ?", arguments: [job, name])
         }
@@ -127,9 +125,9 @@ extension GridDatabase {
     /// Pending jobs as the scheduler sees them.
     public func queuedJobs() async throws -> [Placement.Job] {
         // Only the columns the scheduler needs, with one decoder: this runs on every pass over the whole queue.
-        try await writer.read { db in
+        try await read { db in
             let decoder = JSONDecoder()
-            return try Row.fetchAll(
+            return try StoreRow.fetchAll(
                 db, sql: "SELECT id, owner_id, spec, submitted_at, avoid_owners FROM jobs WHERE state = 'pending' ORDER BY id"
             ).map { row in
                 let spec = (try? decoder.decode(JobSpec.self, from: Data((row[2] as String).utf8))) ?? JobSpec(name: "?")
@@ -145,16 +143,16 @@ extension GridDatabase {
 
     /// Running jobs (for rebuilding leases at start-up).
     public func runningJobs() async throws -> [JobRecord] {
-        try await writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'running' ORDER BY id").map(JobRecord.init(row:))
+        try await read { db in
+            try StoreRow.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'running' ORDER BY id").map(JobRecord.init(row:))
         }
     }
 
     /// Each user's recent usage (CPU-seconds of jobs run in the last day), for fair share.
     public func recentUsage(since: Double) async throws -> [UserID: Double] {
-        try await writer.read { db in
+        try await read { db in
             var out: [UserID: Double] = [:]
-            for row in try Row.fetchAll(
+            for row in try StoreRow.fetchAll(
                 db,
                 sql: "SELECT owner_id, SUM(COALESCE(cpu_seconds, 0)) AS used, COUNT(*) AS n FROM jobs WHERE started_at >= ? GROUP BY owner_id",
                 arguments: [since])
@@ -172,7 +170,7 @@ extension GridDatabase {
     /// CPUs, RAM and GPUs for it next to the jobs it already runs. Returns the jobs now running, with their new attempts.
     public func apply(_ assignments: [Placement.Assignment], now: Double) async throws -> [JobRecord] {
         guard !assignments.isEmpty else { return [] }
-        return try await writer.write { db in
+        return try await write { db in
             var started: [JobRecord] = []
             // Each worker is read once per pass (its row and what its running jobs use), then kept up to date here as
             // this transaction starts jobs on it; statements are compiled once per pass, not once per job.
@@ -186,28 +184,27 @@ extension GridDatabase {
                 var running: Int
             }
             let decoder = JSONDecoder()
-            let workerRow = try db.cachedStatement(sql: "SELECT name, resources, slots, tier, online FROM workers WHERE id = ?")
             // What the planned workers already run, in one scan of the running jobs (a query per worker would scan them
             // once per worker: 10,000 workers made that the whole cost of a pass).
             let planned = Set(assignments.map(\.worker))
             var inUse: [WorkerID: (used: Resources, count: Int)] = [:]
-            let rows = try Row.fetchCursor(db, sql: "SELECT worker_id, spec FROM jobs WHERE state = 'running'")
-            while let row = try rows.next() {
+            let rows = try StoreRow.fetchAll(db, sql: "SELECT worker_id, spec FROM jobs WHERE state = 'running'")
+            for row in rows {
                 guard let worker: WorkerID = row[0], planned.contains(worker) else { continue }
                 let resources = (try? decoder.decode(JobSpec.self, from: Data((row[1] as String).utf8)))?.resources ?? .zero
                 let before = inUse[worker] ?? (.zero, 0)
                 inUse[worker] = (before.used + resources, before.count + 1)
             }
-            let startJob = try db.cachedStatement(
-                sql: """
-                    UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
-                        log_attempt_base = log_total, tier = ? WHERE id = ?
-                    """)
+            let startJob = """
+                UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
+                    log_attempt_base = log_total, tier = ? WHERE id = ?
+                """
             var rooms: [WorkerID: Room] = [:]
             for a in assignments {
                 guard let job = try Self.job(db, a.job), job.state == .pending, !job.cancelRequested else { continue }
                 if rooms[a.worker] == nil {
-                    guard let worker = try Row.fetchOne(workerRow, arguments: [a.worker]) else { continue }
+                    guard let worker = try StoreRow.fetchOne(
+                        db, sql: "SELECT name, resources, slots, tier, online FROM workers WHERE id = ?", arguments: [a.worker]) else { continue }
                     let busy = inUse[a.worker] ?? (.zero, 0)
                     rooms[a.worker] = Room(
                         online: worker["online"], name: worker["name"], tier: SandboxTier(rawValue: worker["tier"]) ?? .restricted,
@@ -218,7 +215,7 @@ extension GridDatabase {
                 guard var room = rooms[a.worker], room.online, room.running < room.slots, room.tier >= job.spec.minTier,
                     (room.total - room.used).covers(job.spec.resources)
                 else { continue }
-                try startJob.execute(arguments: [a.worker, now, room.tier.rawValue, a.job])
+                try db.execute(sql: startJob, arguments: [a.worker, now, room.tier.rawValue, a.job])
                 try Self.event(db, a.job, .running, "on worker \(room.name) (attempt \(job.attempt + 1))", now)
                 room.used = room.used + job.spec.resources
                 room.running += 1
@@ -240,10 +237,9 @@ extension GridDatabase {
     /// Records why each job is still pending (only where it changed).
     public func setPendingReasons(_ reasons: [JobID: String]) async throws {
         guard !reasons.isEmpty else { return }
-        try await writer.write { db in
-            let update = try db.cachedStatement(
-                sql: "UPDATE jobs SET pending_reason = ? WHERE id = ? AND state = 'pending' AND pending_reason IS NOT ?")
-            for (id, reason) in reasons { try update.execute(arguments: [reason, id, reason]) }
+        try await write { db in
+            let update = "UPDATE jobs SET pending_reason = ? WHERE id = ? AND state = 'pending' AND pending_reason IS DISTINCT FROM ?"
+            for (id, reason) in reasons { try db.execute(sql: update, arguments: [reason, id, reason]) }
         }
     }
 
@@ -251,8 +247,8 @@ extension GridDatabase {
     /// are skipped. Returns false when the attempt is not the job's current one.
     @discardableResult
     public func appendLog(_ job: JobRef, offset: Int64, data: Data) async throws -> Bool {
-        try await writer.write { db in
-            guard let row = try Row.fetchOne(
+        try await write { db in
+            guard let row = try StoreRow.fetchOne(
                 db, sql: "SELECT attempt, state, log_total, log_attempt_base FROM jobs WHERE id = ?", arguments: [job.jobId])
             else { return false }
             let attempt: Int = row["attempt"]
@@ -283,17 +279,17 @@ extension GridDatabase {
 
     /// How many bytes of the current attempt's log are stored.
     public func logOffset(of job: JobID) async throws -> Int64 {
-        try await writer.read { db in
+        try await read { db in
             try Int64.fetchOne(db, sql: "SELECT log_total - log_attempt_base FROM jobs WHERE id = ?", arguments: [job]) ?? 0
         }
     }
 
     /// The job's log from byte `offset` on (across attempts), at most `limit` bytes, and the total length.
     public func log(of job: JobID, from offset: Int64, limit: Int = 1 << 20) async throws -> (data: Data, total: Int64) {
-        try await writer.read { db in
+        try await read { db in
             let total = try Int64.fetchOne(db, sql: "SELECT log_total FROM jobs WHERE id = ?", arguments: [job]) ?? 0
             var out = Data()
-            let rows = try Row.fetchAll(
+            let rows = try StoreRow.fetchAll(
                 db, sql: "SELECT pos, data FROM job_logs WHERE job_id = ? AND pos + length(data) > ? ORDER BY pos",
                 arguments: [job, offset])
             for row in rows {
@@ -331,7 +327,7 @@ extension GridDatabase {
         _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification policy: Verification.Policy = .off,
         checkerOnline: Bool = true, now: Double
     ) async throws -> Finished? {
-        try await writer.write { db in
+        try await write { db in
             guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt, job.workerId == worker
             else { return nil }
             guard let ownerId = try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [worker]) else {
@@ -342,7 +338,10 @@ extension GridDatabase {
             let paid = result.refund ? 0 : min(CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs)).paid, held)
             for file in outputs {
                 try db.execute(
-                    sql: "INSERT OR REPLACE INTO job_files (job_id, kind, name, data) VALUES (?, 'output', ?, ?)",
+                    sql: """
+                        INSERT INTO job_files (job_id, kind, name, data) VALUES (?, 'output', ?, ?)
+                        ON CONFLICT (job_id, kind, name) DO UPDATE SET data = excluded.data
+                        """,
                     arguments: [job.id, file.name, file.data])
             }
             try db.execute(
@@ -428,7 +427,7 @@ extension GridDatabase {
     /// The interruption is recorded; the job goes back to `pending` unless it was cancelled or `LossPolicy` gives it up,
     /// and then it ends, refunded in full (the submitter is not charged for a lost run). One transaction.
     public func requeue(_ ref: JobRef, _ interruption: Interruption, limits: LossPolicy.Limits, now: Double) async throws -> JobRecord? {
-        try await writer.write { db in
+        try await write { db in
             guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt else { return nil }
             let reason = interruption.reason
             let flaky =
@@ -461,11 +460,11 @@ extension GridDatabase {
 
     /// Every interruption of a job, oldest first.
     public func interruptions(of job: JobID) async throws -> [InterruptionRecord] {
-        try await writer.read { db in try Self.interruptions(db, job) }
+        try await read { db in try Self.interruptions(db, job) }
     }
 
-    static func interruptions(_ db: Database, _ job: JobID) throws -> [InterruptionRecord] {
-        try Row.fetchAll(
+    static func interruptions(_ db: any StoreSession, _ job: JobID) throws -> [InterruptionRecord] {
+        try StoreRow.fetchAll(
             db, sql: "SELECT attempt, worker_id, at, kind, blamed, reason FROM job_interruptions WHERE job_id = ? ORDER BY id", arguments: [job]
         ).map {
             InterruptionRecord(
@@ -484,7 +483,7 @@ extension GridDatabase {
 
     /// Cancels a job on behalf of its owner.
     public func requestCancel(_ id: JobID, by user: UserID, now: Double) async throws -> CancelOutcome {
-        try await writer.write { db in
+        try await write { db in
             guard let job = try Self.job(db, id), job.ownerId == user, job.checkOf == nil else {
                 throw GridError(.notFound, "no job \(id) of yours")
             }
@@ -504,10 +503,10 @@ extension GridDatabase {
     // MARK: - Helpers inside transactions
 
     /// The WHERE clause (and its arguments) selecting jobs of one owner and/or one state.
-    static func jobFilter(owner: UserID?, state: JobState?) -> (String, [any DatabaseValueConvertible]) {
+    static func jobFilter(owner: UserID?, state: JobState?) -> (String, StoreArguments) {
         // Check runs are the manager's, not listed among their submitter's jobs.
         var clauses = ["check_of IS NULL"]
-        var args: [any DatabaseValueConvertible] = []
+        var args: StoreArguments = []
         if let owner {
             clauses.append("owner_id = ?")
             args.append(owner)
@@ -519,22 +518,21 @@ extension GridDatabase {
         return (clauses.joined(separator: " AND "), args)
     }
 
-    static func job(_ db: Database, _ id: JobID) throws -> JobRecord? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM jobs WHERE id = ?"), arguments: [id]).map(JobRecord.init(row:))
+    static func job(_ db: any StoreSession, _ id: JobID) throws -> JobRecord? {
+        try StoreRow.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id]).map(JobRecord.init(row:))
     }
 
-    static func event(_ db: Database, _ job: JobID, _ state: JobState, _ detail: String?, _ now: Double) throws {
-        try db.cachedStatement(sql: "INSERT INTO job_events (job_id, at, state, detail) VALUES (?, ?, ?, ?)")
-            .execute(arguments: [job, now, state.rawValue, detail])
+    static func event(_ db: any StoreSession, _ job: JobID, _ state: JobState, _ detail: String?, _ now: Double) throws {
+        try db.execute(sql: "INSERT INTO job_events (job_id, at, state, detail) VALUES (?, ?, ?, ?)", arguments: [job, now, state.rawValue, detail])
     }
 
-    static func appendLog(_ db: Database, _ job: JobID, _ data: Data, total: Int64) throws {
+    static func appendLog(_ db: any StoreSession, _ job: JobID, _ data: Data, total: Int64) throws {
         try db.execute(sql: "INSERT INTO job_logs (job_id, pos, data) VALUES (?, ?, ?)", arguments: [job, total, data])
         try db.execute(sql: "UPDATE jobs SET log_total = ? WHERE id = ?", arguments: [total + Int64(data.count), job])
     }
 
     /// Ends a job that did not run to a report (cancelled before start, or lost), releasing its whole hold.
-    static func end(_ db: Database, _ job: JobRecord, _ state: JobState, reason: String, refund: Bool, now: Double) throws {
+    static func end(_ db: any StoreSession, _ job: JobRecord, _ state: JobState, reason: String, refund: Bool, now: Double) throws {
         let held = try balance(db, .hold(job.id))
         if refund { try move(db, held, from: .hold(job.id), to: payer(job), reason: "refund", job: job.checkOf ?? job.id, now: now) }
         try db.execute(

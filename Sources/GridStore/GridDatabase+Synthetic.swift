@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import GridCore
 import GridScheduler
 
@@ -9,26 +8,23 @@ extension GridDatabase {
     /// Never called by the manager.
     public func insertSyntheticLoad(workers: [Placement.Worker], jobs: [Placement.Job], owner: UserID, now: Double) async throws {
         let encoder = JSONEncoder()
-        try await writer.write { db in
-            let insertWorker = try db.makeStatement(
-                sql: """
-                    INSERT INTO workers (id, name, owner_id, resources, tier, slots, online, load, first_seen, last_seen, online_since)
-                    VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
-                    """)
+        try await write { db in
+            let insertWorker = """
+                INSERT INTO workers (id, name, owner_id, resources, tier, slots, online, load, first_seen, last_seen, online_since)
+                VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+                """
             for w in workers {
                 let resources = String(decoding: try encoder.encode(w.total), as: UTF8.self)
-                try insertWorker.execute(arguments: [w.id, w.id, owner, resources, w.tier.rawValue, w.freeSlots, w.load, now, now, now])
+                try db.execute(sql: insertWorker, arguments: [w.id, w.id, owner, resources, w.tier.rawValue, w.freeSlots, w.load, now, now, now])
             }
-            let insertJob = try db.makeStatement(
-                sql: "INSERT INTO jobs (id, owner_id, spec, script_name, state, hold, submitted_at) VALUES (?, ?, ?, 'job.py', 'pending', 0, ?)")
+            let insertJob = "INSERT INTO jobs (id, owner_id, spec, script_name, state, hold, submitted_at) VALUES (?, ?, ?, 'job.py', 'pending', 0, ?)"
             for j in jobs {
                 let spec = JobSpec(
                     name: "synthetic-\(j.id)", cpus: j.request.cpus, ramGb: j.request.ramGb, gpus: j.request.gpus, priority: j.priority,
                     minTier: j.minTier)
-                try insertJob.execute(arguments: [j.id, j.owner, String(decoding: try encoder.encode(spec), as: UTF8.self), j.submitted])
+                try db.execute(sql: insertJob, arguments: [j.id, j.owner, String(decoding: try encoder.encode(spec), as: UTF8.self), j.submitted])
             }
         }
-        // Fold the write-ahead log into the database now, so the next write does not pay for checkpointing this one.
-        try await writer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+        try await backend.afterBulkInsert()
     }
 }

@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 import GridCore
 import GridScheduler
 
@@ -24,14 +23,14 @@ extension GridDatabase {
 
     /// A worker's reputation, rebuilt from its decided checks.
     public func reputation(of worker: WorkerID, rules: Reputation.Rules) async throws -> Reputation {
-        try await writer.read { db in try Self.reputation(db, worker, rules: rules) }
+        try await read { db in try Self.reputation(db, worker, rules: rules) }
     }
 
     /// Quarantined workers and why.
     public func quarantinedWorkers() async throws -> [WorkerID: String] {
-        try await writer.read { db in
+        try await read { db in
             var out: [WorkerID: String] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT id, quarantine_reason FROM workers WHERE quarantined = 1") {
+            for row in try StoreRow.fetchAll(db, sql: "SELECT id, quarantine_reason FROM workers WHERE quarantined = 1") {
                 out[row["id"]] = row["quarantine_reason"] ?? "quarantined"
             }
             return out
@@ -40,33 +39,32 @@ extension GridDatabase {
 
     /// The check runs of a job, oldest first.
     public func checkRuns(of job: JobID) async throws -> [JobRecord] {
-        try await writer.read { db in try Self.checkRuns(db, job) }
+        try await read { db in try Self.checkRuns(db, job) }
     }
 
     /// An admin lifts a worker's quarantine: it takes other users' jobs again, with a fresh window of checks.
     /// Returns false when the worker is unknown or not quarantined.
     public func liftQuarantine(_ worker: WorkerID, now: Double) async throws -> Bool {
-        try await writer.write { db in
+        try await write { db in
             try db.execute(
                 sql: "UPDATE workers SET quarantined = 0, quarantine_reason = NULL, quarantine_lifted_at = ? WHERE id = ? AND quarantined = 1",
-                arguments: [now, worker])
-            return db.changesCount > 0
+                arguments: [now, worker]) > 0
         }
     }
 
     // MARK: - Inside transactions
 
-    static func checkRuns(_ db: Database, _ job: JobID) throws -> [JobRecord] {
-        try Row.fetchAll(db, sql: "SELECT * FROM jobs WHERE check_of = ? ORDER BY id", arguments: [job]).map(JobRecord.init(row:))
+    static func checkRuns(_ db: any StoreSession, _ job: JobID) throws -> [JobRecord] {
+        try StoreRow.fetchAll(db, sql: "SELECT * FROM jobs WHERE check_of = ? ORDER BY id", arguments: [job]).map(JobRecord.init(row:))
     }
 
-    static func reputation(_ db: Database, _ worker: WorkerID, rules: Reputation.Rules) throws -> Reputation {
-        let row = try Row.fetchOne(db, sql: "SELECT quarantined, quarantine_lifted_at FROM workers WHERE id = ?", arguments: [worker])
+    static func reputation(_ db: any StoreSession, _ worker: WorkerID, rules: Reputation.Rules) throws -> Reputation {
+        let row = try StoreRow.fetchOne(db, sql: "SELECT quarantined, quarantine_lifted_at FROM workers WHERE id = ?", arguments: [worker])
         let quarantined: Bool = row?["quarantined"] ?? false
         let lifted: Double? = row?["quarantine_lifted_at"]
         var history: [Reputation.Outcome] = []
         var window: [Reputation.Outcome] = []
-        for r in try Row.fetchAll(db, sql: "SELECT at, outcome FROM worker_checks WHERE worker_id = ? ORDER BY id", arguments: [worker]) {
+        for r in try StoreRow.fetchAll(db, sql: "SELECT at, outcome FROM worker_checks WHERE worker_id = ? ORDER BY id", arguments: [worker]) {
             guard let outcome = Reputation.Outcome(rawValue: r["outcome"]) else { continue }
             history.append(outcome)
             if let lifted, (r["at"] as Double) > lifted { window.append(outcome) }
@@ -75,11 +73,11 @@ extension GridDatabase {
     }
 
     /// What a run produced, for comparison: its exit code, the SHA-256 of this attempt's log, each output's SHA-256.
-    static func digest(_ db: Database, _ job: JobID, exitCode: Int32?, outputs: [StoredFile]) throws -> Verification.Digest {
+    static func digest(_ db: any StoreSession, _ job: JobID, exitCode: Int32?, outputs: [StoredFile]) throws -> Verification.Digest {
         let base = try Int64.fetchOne(db, sql: "SELECT log_attempt_base FROM jobs WHERE id = ?", arguments: [job]) ?? 0
         var hash = SHA256()
-        let rows = try Row.fetchCursor(db, sql: "SELECT data FROM job_logs WHERE job_id = ? AND pos >= ? ORDER BY pos", arguments: [job, base])
-        while let row = try rows.next() { hash.update(data: row["data"] as Data) }
+        let rows = try StoreRow.fetchAll(db, sql: "SELECT data FROM job_logs WHERE job_id = ? AND pos >= ? ORDER BY pos", arguments: [job, base])
+        for row in rows { hash.update(data: row["data"] as Data) }
         var files: [String: String] = [:]
         for f in outputs { files[f.name] = hex(SHA256.hash(data: f.data)) }
         return Verification.Digest(exitCode: exitCode, stdoutSHA256: hex(hash.finalize()), files: files)
@@ -96,12 +94,12 @@ extension GridDatabase {
     /// Queues a check run of `root`: a job row of its own with the same spec (and so the same seed), script and
     /// inputs, placed away from `avoidOwners`. Its hold is taken by the caller (the submitter's reserve for `--verify`)
     /// or here from the fund (`submitterPays` false). To its worker it looks like any other job.
-    static func queueCheck(_ db: Database, root: JobRecord, avoidOwners: Set<UserID>, submitterPays: Bool, now: Double) throws -> JobID {
+    static func queueCheck(_ db: any StoreSession, root: JobRecord, avoidOwners: Set<UserID>, submitterPays: Bool, now: Double) throws -> JobID {
         var spec = root.spec
         spec.verify = submitterPays ? true : nil
         let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
         let avoid = String(decoding: try JSONEncoder().encode(avoidOwners.sorted()), as: UTF8.self)
-        try db.execute(
+        let id = try db.insert(
             sql: """
                 INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, check_of, avoid_owners)
                 VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)
@@ -109,7 +107,6 @@ extension GridDatabase {
             // It takes its job's place in the queue (its submission time): a check unblocks escrow and reputation, and
             // would otherwise wait behind every job submitted since. Nothing the worker sees tells it apart.
             arguments: [root.ownerId, specJSON, root.scriptName, root.submittedAt, root.id, avoid])
-        let id = db.lastInsertedRowID
         try db.execute(
             sql: "INSERT INTO job_files (job_id, kind, name, data) SELECT ?, kind, name, data FROM job_files WHERE job_id = ? AND kind = 'input'",
             arguments: [id, root.id])
@@ -123,14 +120,14 @@ extension GridDatabase {
     }
 
     /// Sets a check run's `hold` column to what its hold account holds (after its hold was taken).
-    static func recordHold(_ db: Database, _ job: JobID) throws {
+    static func recordHold(_ db: any StoreSession, _ job: JobID) throws {
         try db.execute(sql: "UPDATE jobs SET hold = ? WHERE id = ?", arguments: [try balance(db, .hold(job)), job])
     }
 
     /// Once every check run of `root` has ended: compares the runs and carries out the verdict (a third run, or
     /// escrow released or forfeited, reputations recorded, quarantines, the job's result replaced when it was
     /// contradicted). Returns the check queued and the workers quarantined.
-    static func decide(_ db: Database, root rootId: JobID, policy: Verification.Policy, now: Double) throws -> (JobID?, [WorkerID: String]) {
+    static func decide(_ db: any StoreSession, root rootId: JobID, policy: Verification.Policy, now: Double) throws -> (JobID?, [WorkerID: String]) {
         guard let root = try job(db, rootId), root.verification == .unverified else { return (nil, [:]) }
         let checks = try checkRuns(db, rootId)
         guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:]) }
@@ -188,7 +185,7 @@ extension GridDatabase {
     }
 
     /// A decided run's escrow: to its worker's owner when its result stands, else to the fund.
-    private static func resolve(_ db: Database, _ run: JobRecord, agreed: Bool, now: Double) throws {
+    private static func resolve(_ db: any StoreSession, _ run: JobRecord, agreed: Bool, now: Double) throws {
         let held = try balance(db, .escrow(run.id))
         guard held > 0 else { return }
         guard let owner = try workerOwner(db, run.workerId) else {
@@ -200,7 +197,7 @@ extension GridDatabase {
 
     /// A contradicted job takes the result of the run that won: its outputs, exit code and state; its log gets the
     /// winner's log after a note.
-    private static func replaceResult(_ db: Database, root: JobRecord, with winner: JobRecord, now: Double) throws {
+    private static func replaceResult(_ db: any StoreSession, root: JobRecord, with winner: JobRecord, now: Double) throws {
         try db.execute(sql: "DELETE FROM job_files WHERE job_id = ? AND kind = 'output'", arguments: [root.id])
         try db.execute(
             sql: "INSERT INTO job_files (job_id, kind, name, data) SELECT ?, kind, name, data FROM job_files WHERE job_id = ? AND kind = 'output'",
@@ -210,19 +207,19 @@ extension GridDatabase {
             arguments: [winner.state.rawValue, winner.exitCode.map { Int64($0) }, root.id])
         let base = try Int64.fetchOne(db, sql: "SELECT log_attempt_base FROM jobs WHERE id = ?", arguments: [winner.id]) ?? 0
         var log = Data("\n--- verification: this result was contradicted; the output of the agreeing run on worker \(try workerName(db, winner.workerId)) follows ---\n".utf8)
-        for row in try Row.fetchAll(db, sql: "SELECT data FROM job_logs WHERE job_id = ? AND pos >= ? ORDER BY pos", arguments: [winner.id, base]) {
+        for row in try StoreRow.fetchAll(db, sql: "SELECT data FROM job_logs WHERE job_id = ? AND pos >= ? ORDER BY pos", arguments: [winner.id, base]) {
             log.append(row["data"] as Data)
         }
         let total = try Int64.fetchOne(db, sql: "SELECT log_total FROM jobs WHERE id = ?", arguments: [root.id]) ?? 0
         try appendLog(db, root.id, log, total: total)
     }
 
-    static func workerOwner(_ db: Database, _ worker: WorkerID?) throws -> UserID? {
+    static func workerOwner(_ db: any StoreSession, _ worker: WorkerID?) throws -> UserID? {
         guard let worker else { return nil }
         return try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [worker])
     }
 
-    static func workerName(_ db: Database, _ worker: WorkerID?) throws -> String {
+    static func workerName(_ db: any StoreSession, _ worker: WorkerID?) throws -> String {
         guard let worker else { return "?" }
         return try String.fetchOne(db, sql: "SELECT name FROM workers WHERE id = ?", arguments: [worker]) ?? worker
     }

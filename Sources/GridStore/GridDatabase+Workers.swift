@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import GridCore
 
 extension GridDatabase {
@@ -34,14 +33,14 @@ extension GridDatabase {
 
     /// Whether a worker id is already known, and whose it is.
     public func workerOwner(_ id: WorkerID) async throws -> UserID? {
-        try await writer.read { db in try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [id]) }
+        try await read { db in try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [id]) }
     }
 
     /// Records a worker as online with what it reported.
     public func registerWorker(_ w: WorkerRegistration, now: Double) async throws {
         let resources = String(decoding: try JSONEncoder().encode(w.resources), as: UTF8.self)
         let gpus = String(decoding: try JSONEncoder().encode(w.gpuNames), as: UTF8.self)
-        try await writer.write { db in
+        try await write { db in
             try db.execute(
                 sql: """
                     INSERT INTO workers (id, name, owner_id, resources, gpu_names, tier, slots, host, port, web_port, online, load,
@@ -59,25 +58,25 @@ extension GridDatabase {
     }
 
     public func workerHeartbeat(_ id: WorkerID, load: Double, now: Double) async throws {
-        try await writer.write { db in
+        try await write { db in
             try db.execute(sql: "UPDATE workers SET load = ?, last_seen = ? WHERE id = ?", arguments: [load, now, id])
         }
     }
 
     public func setWorkerOffline(_ id: WorkerID, now: Double) async throws {
-        try await writer.write { db in
+        try await write { db in
             try db.execute(sql: "UPDATE workers SET online = 0, online_since = NULL, last_seen = ? WHERE id = ?", arguments: [now, id])
         }
     }
 
     /// At manager start-up no worker is connected yet.
     public func markAllWorkersOffline() async throws {
-        try await writer.write { db in try db.execute(sql: "UPDATE workers SET online = 0, online_since = NULL") }
+        try await write { db in try db.execute(sql: "UPDATE workers SET online = 0, online_since = NULL") }
     }
 
     public func workers(onlineOnly: Bool = false) async throws -> [WorkerRecord] {
-        try await writer.read { db in
-            try Row.fetchAll(
+        try await read { db in
+            try StoreRow.fetchAll(
                 db,
                 sql: "SELECT w.*, u.username AS owner_name, "
                     + "(SELECT COUNT(*) FROM worker_checks c WHERE c.worker_id = w.id AND c.outcome = 'agreed') AS verified, "
@@ -90,8 +89,8 @@ extension GridDatabase {
 
     /// Contributors by credits earned, with the CPU-hours their workers gave.
     public func leaderboard(limit: Int = 50) async throws -> [LeaderboardEntry] {
-        try await writer.read { db in
-            try Row.fetchAll(
+        try await read { db in
+            try StoreRow.fetchAll(
                 db,
                 sql: """
                     SELECT u.username,

@@ -1,182 +1,61 @@
 import Foundation
-import GRDB
 import GridCore
 
-/// The manager's durable state: accounts, tokens, the credit ledger, jobs with their files, logs and events, workers.
+/// The manager's durable state: accounts, tokens, the credit ledger, jobs with their files, logs and events, workers,
+/// and which manager leads.
 ///
-/// One SQLite file in WAL mode. Every operation that moves credits or changes a job's state is one transaction, so a
-/// crash at any point leaves either the whole change or none of it.
+/// On one of two backends (issue 16): a SQLite file in WAL mode (the default), or a PostgreSQL database that several
+/// managers share. Every operation that moves credits or changes a job's state is one transaction, so a crash at any
+/// point leaves either the whole change or none of it; write transactions are exclusive against each other on both.
 public struct GridDatabase: Sendable {
-    let writer: any DatabaseWriter
+    let backend: any StoreBackend
+    /// When set, every write transaction first checks that the lease's epoch is still this one (`fenced(epoch:)`).
+    let fence: Int64?
 
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    init(backend: any StoreBackend, fence: Int64? = nil) {
+        self.backend = backend
+        self.fence = fence
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
     public static func open(path: String) throws -> GridDatabase {
-        var config = Configuration()
-        config.busyMode = .timeout(10)
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-        }
-        let pool = try DatabasePool(path: path, configuration: config)
-        return try GridDatabase(writer: pool)
+        GridDatabase(backend: try SQLiteBackend.open(path: path))
     }
 
-    /// A private in-memory database, for tests.
+    /// Opens the database a `--database` value names: a `postgres://` (or `postgresql://`) URL, or a SQLite file path.
+    /// Errors never repeat the URL (it may carry a password).
+    public static func open(url: String) async throws -> GridDatabase {
+        if let pg = try PostgresURL(parsing: url) {
+            return GridDatabase(backend: try await PostgresBackend.open(pg))
+        }
+        return try open(path: url)
+    }
+
+    /// A private in-memory SQLite database, for tests.
     public static func inMemory() throws -> GridDatabase {
-        try GridDatabase(writer: DatabaseQueue())
+        GridDatabase(backend: try SQLiteBackend.inMemory())
     }
 
-    init(writer: any DatabaseWriter) throws {
-        self.writer = writer
-        try Self.migrator.migrate(writer)
+    /// Which backend this is ("sqlite" or "postgres"), for logs and the status page.
+    public var backendName: String {
+        switch backend.dialect {
+        case .sqlite: "sqlite"
+        case .postgres: "postgres"
+        }
     }
 
-    /// Migrations, in order. Never edit one that has shipped: add a new one.
-    static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE users (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        username TEXT NOT NULL UNIQUE COLLATE NOCASE,
-                        password_hash TEXT NOT NULL,
-                        created_at REAL NOT NULL
-                    );
-                    CREATE TABLE tokens (
-                        hash TEXT PRIMARY KEY,
-                        user_id INTEGER NOT NULL REFERENCES users(id),
-                        kind TEXT NOT NULL,
-                        created_at REAL NOT NULL
-                    );
-                    CREATE TABLE ledger (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        at REAL NOT NULL,
-                        debit TEXT NOT NULL,
-                        credit TEXT NOT NULL,
-                        amount INTEGER NOT NULL CHECK (amount > 0),
-                        reason TEXT NOT NULL,
-                        job_id INTEGER
-                    );
-                    CREATE INDEX ledger_debit ON ledger(debit);
-                    CREATE INDEX ledger_credit ON ledger(credit);
-                    CREATE TABLE jobs (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        owner_id INTEGER NOT NULL REFERENCES users(id),
-                        spec TEXT NOT NULL,
-                        script_name TEXT NOT NULL,
-                        state TEXT NOT NULL,
-                        attempt INTEGER NOT NULL DEFAULT 0,
-                        worker_id TEXT,
-                        hold INTEGER NOT NULL,
-                        paid INTEGER,
-                        exit_code INTEGER,
-                        runtime_ms INTEGER,
-                        peak_memory_kb INTEGER,
-                        cpu_seconds REAL,
-                        reason TEXT,
-                        pending_reason TEXT,
-                        cancel_requested INTEGER NOT NULL DEFAULT 0,
-                        log_total INTEGER NOT NULL DEFAULT 0,
-                        log_attempt_base INTEGER NOT NULL DEFAULT 0,
-                        submitted_at REAL NOT NULL,
-                        started_at REAL,
-                        finished_at REAL
-                    );
-                    CREATE INDEX jobs_state ON jobs(state);
-                    CREATE INDEX jobs_owner ON jobs(owner_id);
-                    CREATE TABLE job_events (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        job_id INTEGER NOT NULL REFERENCES jobs(id),
-                        at REAL NOT NULL,
-                        state TEXT NOT NULL,
-                        detail TEXT
-                    );
-                    CREATE INDEX job_events_job ON job_events(job_id);
-                    CREATE TABLE job_files (
-                        job_id INTEGER NOT NULL REFERENCES jobs(id),
-                        kind TEXT NOT NULL,
-                        name TEXT NOT NULL,
-                        data BLOB NOT NULL,
-                        PRIMARY KEY (job_id, kind, name)
-                    );
-                    CREATE TABLE job_logs (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        job_id INTEGER NOT NULL REFERENCES jobs(id),
-                        pos INTEGER NOT NULL,
-                        data BLOB NOT NULL
-                    );
-                    CREATE INDEX job_logs_job ON job_logs(job_id, pos);
-                    CREATE TABLE workers (
-                        id TEXT PRIMARY KEY,
-                        name TEXT NOT NULL,
-                        owner_id INTEGER NOT NULL REFERENCES users(id),
-                        resources TEXT NOT NULL,
-                        gpu_names TEXT NOT NULL DEFAULT '[]',
-                        tier TEXT NOT NULL,
-                        slots INTEGER NOT NULL,
-                        host TEXT,
-                        port INTEGER,
-                        web_port INTEGER,
-                        online INTEGER NOT NULL DEFAULT 0,
-                        load REAL NOT NULL DEFAULT 0,
-                        first_seen REAL NOT NULL,
-                        last_seen REAL NOT NULL,
-                        online_since REAL,
-                        cpu_seconds_given REAL NOT NULL DEFAULT 0,
-                        jobs_done INTEGER NOT NULL DEFAULT 0
-                    );
-                    """)
+    /// A read transaction: one consistent snapshot, never fenced.
+    func read<T: Sendable>(_ body: @escaping @Sendable (any StoreSession) throws -> T) async throws -> T {
+        try await backend.read(body)
+    }
+
+    /// A write transaction; on a fenced handle it first checks the lease (`fenced(epoch:)`).
+    @discardableResult
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StoreSession) throws -> T) async throws -> T {
+        guard let fence else { return try await backend.write(body) }
+        return try await backend.write { db in
+            try Self.checkFence(db, epoch: fence)
+            return try body(db)
         }
-        m.registerMigration("v2-job-tier") { db in
-            // The sandbox tier each job's latest attempt ran in.
-            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN tier TEXT")
-        }
-        m.registerMigration("v3-job-interruptions") { db in
-            // Every interrupted run (a lost worker, a rejection, a report whose log never arrived), for the retry
-            // policy (LossPolicy) and for `status`.
-            try db.execute(
-                sql: """
-                    CREATE TABLE job_interruptions (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        job_id INTEGER NOT NULL REFERENCES jobs(id),
-                        attempt INTEGER NOT NULL,
-                        worker_id TEXT NOT NULL,
-                        at REAL NOT NULL,
-                        kind TEXT NOT NULL,
-                        blamed INTEGER NOT NULL,
-                        reason TEXT NOT NULL
-                    );
-                    CREATE INDEX job_interruptions_job ON job_interruptions(job_id);
-                    CREATE INDEX job_interruptions_worker ON job_interruptions(worker_id, at);
-                    """)
-        }
-        m.registerMigration("v4-verification") { db in
-            // Verification (adaptive replication): a check run is a job row of its own (`check_of` = the job it checks),
-            // placed away from the owners in `avoid_owners`; each run under check keeps its `digest`; the checked job
-            // keeps its verification state. Each decided check is a row of `worker_checks` (reputation).
-            try db.execute(
-                sql: """
-                    ALTER TABLE jobs ADD COLUMN check_of INTEGER REFERENCES jobs(id);
-                    ALTER TABLE jobs ADD COLUMN avoid_owners TEXT;
-                    ALTER TABLE jobs ADD COLUMN verification TEXT;
-                    ALTER TABLE jobs ADD COLUMN verification_reason TEXT;
-                    ALTER TABLE jobs ADD COLUMN verified_by TEXT;
-                    ALTER TABLE jobs ADD COLUMN rerun_on TEXT;
-                    ALTER TABLE jobs ADD COLUMN digest TEXT;
-                    CREATE INDEX jobs_check_of ON jobs(check_of);
-                    ALTER TABLE workers ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
-                    ALTER TABLE workers ADD COLUMN quarantine_reason TEXT;
-                    ALTER TABLE workers ADD COLUMN quarantine_lifted_at REAL;
-                    CREATE TABLE worker_checks (
-                        id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        worker_id TEXT NOT NULL,
-                        job_id INTEGER NOT NULL,
-                        at REAL NOT NULL,
-                        outcome TEXT NOT NULL
-                    );
-                    CREATE INDEX worker_checks_worker ON worker_checks(worker_id, id);
-                    """)
-        }
-        return m
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import GridCore
 import GridScheduler
 
@@ -10,7 +9,7 @@ public struct UserRecord: Hashable, Sendable, Codable {
     public var passwordHash: String
     public var createdAt: Double
 
-    init(row: Row) {
+    init(row: StoreRow) {
         id = row["id"]
         username = row["username"]
         passwordHash = row["password_hash"]
@@ -44,7 +43,7 @@ public struct LedgerEntry: Hashable, Sendable, Codable {
     public var reason: String
     public var jobId: JobID?
 
-    init(row: Row) {
+    init(row: StoreRow) {
         id = row["id"]
         at = row["at"]
         debit = row["debit"]
@@ -103,7 +102,7 @@ public struct JobRecord: Hashable, Sendable, Codable {
         }
     }
 
-    init(row: Row) {
+    init(row: StoreRow) {
         id = row["id"]
         ownerId = row["owner_id"]
         spec = (try? JSONDecoder().decode(JobSpec.self, from: Data((row["spec"] as String).utf8))) ?? JobSpec(name: "?")
@@ -178,7 +177,7 @@ public struct WorkerRecord: Hashable, Sendable, Codable {
     public var quarantined: Bool
     public var quarantineReason: String?
 
-    init(row: Row) {
+    init(row: StoreRow) {
         id = row["id"]
         name = row["name"]
         ownerId = row["owner_id"]

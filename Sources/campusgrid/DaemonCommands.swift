@@ -14,6 +14,13 @@ struct ManagerCommand: AsyncParsableCommand {
         commandName: "manager", abstract: "Run the manager: accounts, credits, job queue, scheduler, API and dashboard.", aliases: ["tracker"])
 
     @Option(help: "Data folder (SQLite database). Default ~/.campusgrid/manager.") var dataDir: String?
+    @Option(
+        help: """
+            The store: postgres://USER:PASSWORD@HOST:PORT/DB (managers may share it) or a SQLite file (default: grid.sqlite in \
+            the data folder). A URL with a password belongs in env CAMPUSGRID_DATABASE or --database-file, not here.
+            """)
+    var database: String?
+    @Option(help: "A file whose first line is the --database value (keeps a password off the command line).") var databaseFile: String?
     @Option(help: "Address to bind (env MANAGER_HOST; default 0.0.0.0).") var host: String?
     @Option(help: "Grid protocol port for workers (env MANAGER_PORT; default 9999; 0 = any free port).") var port: Int?
     @Option(help: "HTTP port for the dashboard and API (env DASHBOARD_PORT; default 5000; 0 = any free port).") var dashboardPort: Int?
@@ -50,6 +57,7 @@ struct ManagerCommand: AsyncParsableCommand {
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         guard !(insecurePlaintext && (tls || tlsCert != nil)) else { throw ValidationError("--insecure-plaintext contradicts --tls/--tls-cert") }
         var config = ManagerConfig(dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/manager" } ?? Env.home + "/.campusgrid/manager")
+        config.database = try databaseValue()
         config.host = host ?? Env.string("MANAGER_HOST") ?? config.host
         config.gridPort = port ?? Env.int("MANAGER_PORT") ?? config.gridPort
         config.httpPort = dashboardPort ?? Env.int("DASHBOARD_PORT") ?? config.httpPort
@@ -105,6 +113,27 @@ struct ManagerCommand: AsyncParsableCommand {
         } catch is CancellationError {
             // Stopped by a signal: a clean exit.
         }
+    }
+}
+
+extension ManagerCommand {
+    /// --database, else the first line of --database-file, else env CAMPUSGRID_DATABASE; nil for the default SQLite file.
+    /// Never repeats the value in an error (it may carry a password).
+    func databaseValue() throws -> String? {
+        guard database == nil || databaseFile == nil else { throw ValidationError("--database and --database-file are one choice: give one") }
+        if let database {
+            guard !database.isEmpty else { throw ValidationError("--database is empty") }
+            return database
+        }
+        if let databaseFile {
+            guard let text = try? String(contentsOfFile: databaseFile, encoding: .utf8) else {
+                throw ValidationError("cannot read --database-file \(databaseFile)")
+            }
+            let line = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            guard !line.isEmpty else { throw ValidationError("--database-file \(databaseFile) is empty") }
+            return line
+        }
+        return Env.string("CAMPUSGRID_DATABASE")
     }
 }
 

@@ -58,10 +58,12 @@ extension Integration {
             #expect(try await Scenario.ledgerOK(grid))
         }
 
-        @Test func managerKilledMidRunLosesNoJobOrCreditAndWorkersReconnect() async throws {
+        @Test(arguments: IntegrationStore.allCases)
+        func managerKilledMidRunLosesNoJobOrCreditAndWorkersReconnect(_ store: IntegrationStore) async throws {
             let grid = try TestGrid(label: "killmanager")
             defer { grid.shutdown() }
-            let first = try await grid.startManager(leaseSeconds: 3)
+            let storeEnvironment = try await store.managerEnvironment()
+            let first = try await grid.startManager(leaseSeconds: 3, extraEnvironment: storeEnvironment)
             let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
             let owner = try await grid.user("owner")
             try await grid.startWorker("w1", owner: owner)
@@ -86,7 +88,7 @@ extension Integration {
             first.signal(SIGKILL)
             await #expect(first.waitForExit(timeout: 10) != 0)
             try await Task.sleep(for: .seconds(1))
-            try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
+            try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort, extraEnvironment: storeEnvironment)
             #expect(try await alice.me().balance == balanceBefore, "no credit lost in the crash")
 
             for id in [a, b, queued] {

@@ -5,8 +5,8 @@ import Testing
 
 @Suite("GridDatabase accounts")
 struct GridDatabaseAccountsTests {
-    @Test func createUserMintsTheStartingCreditsThroughTheLedger() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func createUserMintsTheStartingCreditsThroughTheLedger(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 10)
         #expect(ada.username == "ada")
         #expect(ada.createdAt == 10)
@@ -25,8 +25,8 @@ struct GridDatabaseAccountsTests {
         #expect(check.ok)
     }
 
-    @Test func mintedCreditsAddUpOverEveryUser() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func mintedCreditsAddUpOverEveryUser(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         _ = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         _ = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 250, now: 0)
         let check = try await db.checkLedger()
@@ -35,16 +35,16 @@ struct GridDatabaseAccountsTests {
         #expect(check.ok)
     }
 
-    @Test func zeroStartingCreditsWritesNoLedgerRow() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func zeroStartingCreditsWritesNoLedgerRow(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 0, now: 0)
         #expect(try await db.balance(of: .user(ada.id)) == 0)
         #expect(try await db.ledger(of: ada.id).isEmpty)
         #expect(try await db.checkLedger().ok)
     }
 
-    @Test func aDuplicateUsernameIsAConflict() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func aDuplicateUsernameIsAConflict(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         _ = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         let error = await #expect(throws: GridError.self) {
             try await db.createUser(username: "ada", passwordHash: "other", startingCredits: 100, now: 1)
@@ -56,8 +56,8 @@ struct GridDatabaseAccountsTests {
         #expect(check.ok)
     }
 
-    @Test func usernamesDifferingOnlyInCaseAreAConflict() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func usernamesDifferingOnlyInCaseAreAConflict(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         _ = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         let error = await #expect(throws: GridError.self) {
             try await db.createUser(username: "ADA", passwordHash: "h", startingCredits: 100, now: 1)
@@ -66,8 +66,8 @@ struct GridDatabaseAccountsTests {
         #expect(try await db.checkLedger().ok)
     }
 
-    @Test func usersAreFoundByNameAndById() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func usersAreFoundByNameAndById(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         #expect(try await db.user(named: "ada") == ada)
         #expect(try await db.user(id: ada.id) == ada)
@@ -76,8 +76,8 @@ struct GridDatabaseAccountsTests {
         #expect(try await db.checkLedger().ok)
     }
 
-    @Test func aTokenIsFoundByItsHashUntilDeleted() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func aTokenIsFoundByItsHashUntilDeleted(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         try await db.addToken(hash: "abc", userId: ada.id, kind: .worker, now: 0)
         let found = try #require(try await db.tokenOwner(hash: "abc"))
@@ -92,14 +92,14 @@ struct GridDatabaseAccountsTests {
 
 @Suite("Ledger check")
 struct LedgerCheckTests {
-    @Test func creditsLeftOnTheHoldOfAnEndedJobAreReported() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func creditsLeftOnTheHoldOfAnEndedJobAreReported(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         let job = try await db.submitJob(
             owner: ada.id, spec: JobSpec(name: "j"), script: StoredFile(name: "main.py", data: Data("print(1)".utf8)), inputs: [], now: 1)
         #expect(try await db.checkLedger().ok)
         // End the job without settling its hold, as a bug would.
-        try await db.writer.write { db in
+        try await db.write { db in
             try db.execute(sql: "UPDATE jobs SET state = 'completed' WHERE id = ?", arguments: [job.id])
         }
         let check = try await db.checkLedger()

@@ -18,8 +18,8 @@ private struct Grid {
     static let base = 13
     static let hold = 23
 
-    init() async throws {
-        db = try GridDatabase.inMemory()
+    init(_ backend: StoreBackend) async throws {
+        db = try await backend.open()
         ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
         for (id, online) in [("w1", true), ("w2", false)] {
@@ -78,8 +78,8 @@ private func ran(_ runtimeMs: Int64, state: JobState = .completed) -> GridDataba
 struct GridDatabaseJobsTests {
     // MARK: Submission
 
-    @Test func submitHoldsTheFullCostAndTheBalanceDropsByIt() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func submitHoldsTheFullCostAndTheBalanceDropsByIt(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit()
         #expect(job.state == .pending)
         #expect(job.attempt == 0)
@@ -91,15 +91,15 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func submitStoresTheScriptFirstAmongTheInputs() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func submitStoresTheScriptFirstAmongTheInputs(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit(inputs: [StoredFile(name: "a.csv", data: Data("1,2".utf8))])
         #expect(try await grid.db.files(of: job.id, outputs: false).map(\.name) == ["main.py", "a.csv"])
         try await grid.expectLedgerOK()
     }
 
-    @Test func anUnaffordableJobIsRefusedNamingTheBalanceAndTheCost() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func anUnaffordableJobIsRefusedNamingTheBalanceAndTheCost(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let spec = JobSpec(name: "big", cpus: 4, ramGb: 8, minutes: 90)  // 5 + 8 + 8 + 90 = 111
         let error = await #expect(throws: GridError.self) { try await grid.submit(spec) }
         #expect(error?.code == .insufficientCredits)
@@ -110,16 +110,16 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aJobCostingExactlyTheBalanceIsAccepted() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aJobCostingExactlyTheBalanceIsAccepted(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let spec = JobSpec(name: "all-in", cpus: 1, ramGb: 1, minutes: 92)  // 5 + 2 + 1 + 92 = 100
         _ = try await grid.submit(spec)
         #expect(try await grid.balance(grid.ada) == 0)
         try await grid.expectLedgerOK()
     }
 
-    @Test func theHoldsOfEarlierJobsCountAgainstTheBalance() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func theHoldsOfEarlierJobsCountAgainstTheBalance(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         for _ in 0..<4 { _ = try await grid.submit() }  // 4 × 23 = 92
         let error = await #expect(throws: GridError.self) { try await grid.submit() }
         #expect(error?.code == .insufficientCredits)
@@ -129,16 +129,16 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func anInvalidSpecIsRefusedBeforeAnythingIsHeld() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func anInvalidSpecIsRefusedBeforeAnythingIsHeld(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let error = await #expect(throws: GridError.self) { try await grid.submit(JobSpec(name: "bad", cpus: -4)) }
         #expect(error?.code == .invalidResources)
         #expect(try await grid.balance(grid.ada) == 100)
         try await grid.expectLedgerOK()
     }
 
-    @Test func anUnsafeInputNameIsRefused() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func anUnsafeInputNameIsRefused(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let error = await #expect(throws: GridError.self) {
             try await grid.submit(inputs: [StoredFile(name: "../etc/passwd", data: Data())])
         }
@@ -147,8 +147,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func twoInputsWithOneNameAreRefused() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func twoInputsWithOneNameAreRefused(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let error = await #expect(throws: GridError.self) {
             try await grid.submit(inputs: [StoredFile(name: "main.py", data: Data())])
         }
@@ -158,8 +158,8 @@ struct GridDatabaseJobsTests {
 
     // MARK: Applying a plan
 
-    @Test func applyStartsAPendingJobOnAnOnlineWorkerAsAttemptOne() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func applyStartsAPendingJobOnAnOnlineWorkerAsAttemptOne(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit()
         let started = try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 2)
         #expect(started.count == 1)
@@ -175,8 +175,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func applySkipsOfflineAndUnknownWorkers() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func applySkipsOfflineAndUnknownWorkers(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let a = try await grid.submit()
         let b = try await grid.submit()
         let started = try await grid.db.apply(
@@ -188,8 +188,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func applySkipsAJobThatIsNoLongerPending() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func applySkipsAJobThatIsNoLongerPending(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         let again = try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 3)
         #expect(again.isEmpty)
@@ -197,8 +197,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func applyRechecksSlotsCapacityAndTierAgainstWhatTheWorkerAlreadyRuns() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func applyRechecksSlotsCapacityAndTierAgainstWhatTheWorkerAlreadyRuns(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         // w1 has 8 CPUs and 4 slots: four 2-CPU jobs fill it (1 minute each, so Ada can afford five).
         var cheap = Grid.spec
         cheap.minutes = 1
@@ -212,8 +212,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func applyRefusesAWorkerWhoseTierIsTooWeak() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func applyRefusesAWorkerWhoseTierIsTooWeak(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         var spec = Grid.spec
         spec.minTier = .oci
         let job = try await grid.submit(spec)
@@ -223,8 +223,8 @@ struct GridDatabaseJobsTests {
 
     // MARK: Finishing
 
-    @Test func finishPaysTheWorkerOwnerBasePlusMinutesRoundedUpAndReleasesTheRest() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func finishPaysTheWorkerOwnerBasePlusMinutesRoundedUpAndReleasesTheRest(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         let output = StoredFile(name: "out.txt", data: Data("42".utf8))
         let done = try #require(
@@ -241,8 +241,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func finishCapsTheChargeAtTheRequestedMinutes() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func finishCapsTheChargeAtTheRequestedMinutes(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         let done = try #require(try await grid.db.finish(job.ref, worker: "w1", result: ran(3_600_000, state: .timedOut), outputs: [], now: 5))
         #expect(done.state == .timedOut)
@@ -252,8 +252,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aJobFailedByItsOwnErrorPaysLikeACompletedOne() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aJobFailedByItsOwnErrorPaysLikeACompletedOne(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         let done = try #require(try await grid.db.finish(job.ref, worker: "w1", result: ran(1, state: .failed), outputs: [], now: 5))
         #expect(done.state == .failed)
@@ -262,8 +262,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func finishOfAStaleAttemptReturnsNilAndMovesNothing() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func finishOfAStaleAttemptReturnsNilAndMovesNothing(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let first = try await grid.running()
         let second = try await grid.rerun(first)
         #expect(second.attempt == 2)
@@ -276,16 +276,16 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func finishFromAnotherWorkerReturnsNilAndMovesNothing() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func finishFromAnotherWorkerReturnsNilAndMovesNothing(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         #expect(try await grid.db.finish(job.ref, worker: "w2", result: ran(60_000), outputs: [], now: 5) == nil)
         #expect(try await grid.balance(grid.bob) == 100)
         try await grid.expectLedgerOK()
     }
 
-    @Test func aSecondFinishOfTheSameAttemptReturnsNil() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aSecondFinishOfTheSameAttemptReturnsNil(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         _ = try await grid.db.finish(job.ref, worker: "w1", result: ran(60_000), outputs: [], now: 5)
         #expect(try await grid.db.finish(job.ref, worker: "w1", result: ran(60_000), outputs: [], now: 6) == nil)
@@ -293,8 +293,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func finishCreditsTheWorkerOnTheLeaderboard() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func finishCreditsTheWorkerOnTheLeaderboard(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         _ = try await grid.db.finish(job.ref, worker: "w1", result: ran(60_000), outputs: [], now: 5)
         let board = try await grid.db.leaderboard()
@@ -306,8 +306,8 @@ struct GridDatabaseJobsTests {
 
     // MARK: Requeue
 
-    @Test func requeueReturnsARunningJobToPendingKeepingItsHold() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func requeueReturnsARunningJobToPendingKeepingItsHold(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         let back = try #require(try await grid.lose(job.ref, now: 3))
         #expect(back.state == .pending)
@@ -320,8 +320,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func requeueAfterTheMostInterruptionsFailsTheJobWithAFullRefund() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func requeueAfterTheMostInterruptionsFailsTheJobWithAFullRefund(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let first = try await grid.running()
         let second = try await grid.rerun(first, maxLosses: 2)
         let ended = try #require(try await grid.lose(second.ref, maxLosses: 2, now: 5))
@@ -335,8 +335,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aJobLostOnManyWorkersWithTheirOtherJobsIsRetriedPastTheOldLimitAndInterruptionsAreRecorded() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aJobLostOnManyWorkersWithTheirOtherJobsIsRetriedPastTheOldLimitAndInterruptionsAreRecorded(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         var job = try await grid.running()
         // Five outages, each taking other jobs with it (not alone): churn, not the job's fault.
         for i in 0..<5 {
@@ -351,8 +351,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aJobThatIsTheOnlyLossOfThreeHealthyWorkersIsFailedAndRefundedSayingSo() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aJobThatIsTheOnlyLossOfThreeHealthyWorkersIsFailedAndRefundedSayingSo(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         for w in ["w2", "w3"] {
             try await grid.db.registerWorker(
                 GridDatabase.WorkerRegistration(
@@ -375,8 +375,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aLossOnAWorkerThatLostOtherJobsRecentlyDoesNotPointAtTheJob() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aLossOnAWorkerThatLostOtherJobsRecentlyDoesNotPointAtTheJob(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let other = try await grid.running(on: "w1")
         _ = try await grid.lose(other.ref, worker: "w1", alone: true, now: 5)
         let job = try await grid.running(on: "w1")
@@ -385,8 +385,8 @@ struct GridDatabaseJobsTests {
         #expect(try await grid.db.interruptions(of: other.id).map(\.blamed) == [true])
     }
 
-    @Test func requeueOfAStaleAttemptReturnsNil() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func requeueOfAStaleAttemptReturnsNil(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let first = try await grid.running()
         let second = try await grid.rerun(first)
         #expect(try await grid.lose(first.ref, now: 6, reason: "late") == nil)
@@ -397,8 +397,8 @@ struct GridDatabaseJobsTests {
 
     // MARK: Cancel
 
-    @Test func cancellingAPendingJobRefundsItInFull() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func cancellingAPendingJobRefundsItInFull(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit()
         #expect(try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 2) == .cancelled)
         let cancelled = try #require(try await grid.db.job(id: job.id))
@@ -409,8 +409,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aCancelledJobIsNotStartedByAnOldPlan() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aCancelledJobIsNotStartedByAnOldPlan(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit()
         _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 2)
         #expect(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 3).isEmpty)
@@ -418,8 +418,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func cancellingARunningJobAsksItsWorkerToStop() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func cancellingARunningJobAsksItsWorkerToStop(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         #expect(try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 3) == .stopRunning(job.ref, worker: "w1"))
         #expect(try await grid.db.job(id: job.id)?.cancelRequested == true)
@@ -427,8 +427,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aRunningJobCancelledThenLostEndsCancelledAndRefunded() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aRunningJobCancelledThenLostEndsCancelledAndRefunded(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 3)
         let ended = try #require(try await grid.lose(job.ref, now: 4))
@@ -437,8 +437,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func onlyTheOwnerCanCancelAJob() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func onlyTheOwnerCanCancelAJob(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit()
         let error = await #expect(throws: GridError.self) { try await grid.db.requestCancel(job.id, by: grid.bob.id, now: 2) }
         #expect(error?.code == .notFound)
@@ -446,8 +446,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func cancellingAnEndedJobIsAConflict() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func cancellingAnEndedJobIsAConflict(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit()
         _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 2)
         let error = await #expect(throws: GridError.self) { try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 3) }
@@ -458,8 +458,8 @@ struct GridDatabaseJobsTests {
 
     // MARK: Logs
 
-    @Test func appendLogStoresBytesAtTheirOffsets() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func appendLogStoresBytesAtTheirOffsets(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("hello ".utf8)))
         #expect(try await grid.db.appendLog(job.ref, offset: 6, data: Data("world".utf8)))
@@ -468,8 +468,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func appendLogMarksAGapInsteadOfSplicingSilently() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func appendLogMarksAGapInsteadOfSplicingSilently(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("abc".utf8)))
         #expect(try await grid.db.appendLog(job.ref, offset: 10, data: Data("xyz".utf8)))
@@ -478,8 +478,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func appendLogSkipsBytesThatWereAlreadyStored() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func appendLogSkipsBytesThatWereAlreadyStored(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         try await grid.db.appendLog(job.ref, offset: 0, data: Data("hello ".utf8))
         #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("hello ".utf8)))
@@ -492,8 +492,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func appendLogIgnoresAStaleAttempt() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func appendLogIgnoresAStaleAttempt(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let first = try await grid.running()
         try await grid.db.appendLog(first.ref, offset: 0, data: Data("one\n".utf8))
         _ = try await grid.rerun(first)
@@ -503,8 +503,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func appendLogIgnoresAJobThatIsNotRunning() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func appendLogIgnoresAJobThatIsNotRunning(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.submit()
         #expect(try await grid.db.appendLog(JobRef(jobId: job.id, attempt: 0), offset: 0, data: Data("x".utf8)) == false)
         #expect(try await grid.db.appendLog(JobRef(jobId: 999, attempt: 1), offset: 0, data: Data("x".utf8)) == false)
@@ -512,8 +512,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func aNewAttemptLogsFromOffsetZeroAfterTheOldOnesLog() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func aNewAttemptLogsFromOffsetZeroAfterTheOldOnesLog(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let first = try await grid.running()
         try await grid.db.appendLog(first.ref, offset: 0, data: Data("one\n".utf8))
         let second = try await grid.rerun(first)
@@ -525,8 +525,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func logFromAnOffsetReturnsTheRestAcrossChunks() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func logFromAnOffsetReturnsTheRestAcrossChunks(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         for (offset, text) in [(0, "abc"), (3, "def"), (6, "ghi")] {
             try await grid.db.appendLog(job.ref, offset: Int64(offset), data: Data(text.utf8))
@@ -541,8 +541,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    @Test func logReturnsAtMostLimitBytes() async throws {
-        let grid = try await Grid()
+    @Test(arguments: StoreBackend.allCases) func logReturnsAtMostLimitBytes(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
         let job = try await grid.running()
         for (offset, text) in [(0, "abc"), (3, "def"), (6, "ghi")] {
             try await grid.db.appendLog(job.ref, offset: Int64(offset), data: Data(text.utf8))

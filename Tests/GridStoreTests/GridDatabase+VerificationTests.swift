@@ -22,8 +22,8 @@ private struct VerifyGrid {
     /// Probation (5 agreeing results), no spot checks, the fund takes 5%.
     static let policy = Verification.Policy(spotCheckRate: 0, fundSharePercent: 5, seed: 1)
 
-    init(db: GridDatabase? = nil) async throws {
-        self.db = try db ?? GridDatabase.inMemory()
+    init(_ backend: StoreBackend, db: GridDatabase? = nil) async throws {
+        if let db { self.db = db } else { self.db = try await backend.open() }
         ada = try await self.db.createUser(username: "ada", passwordHash: "h", startingCredits: VerifyGrid.adaCredits, now: 0)
         bob = try await self.db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
         carol = try await self.db.createUser(username: "carol", passwordHash: "h", startingCredits: 100, now: 0)
@@ -73,8 +73,8 @@ private struct VerifyGrid {
 
 @Suite("GridDatabase.Verification")
 struct GridDatabaseVerificationTests {
-    @Test func aRunOnAWorkerOnProbationIsPaidIntoEscrowAndCheckedOnAnotherOwnersWorker() async throws {
-        let g = try await VerifyGrid()
+    @Test(arguments: StoreBackend.allCases) func aRunOnAWorkerOnProbationIsPaidIntoEscrowAndCheckedOnAnotherOwnersWorker(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
         try await g.seedFund()
         let fundBefore = try await g.balance(.fund)
         let job = try await g.submit()
@@ -107,8 +107,8 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    @Test func aDisagreementGoesToAThirdOwnerAndTheMajorityReplacesAForgedResult() async throws {
-        let g = try await VerifyGrid()
+    @Test(arguments: StoreBackend.allCases) func aDisagreementGoesToAThirdOwnerAndTheMajorityReplacesAForgedResult(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 5)
         let job = try await g.submit()
         let first = try await g.run(job.id, on: "w1", output: "forged")
@@ -143,8 +143,8 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    @Test func aWorkerContradictedTwiceIsQuarantinedUntilAnAdminLiftsIt() async throws {
-        let g = try await VerifyGrid()
+    @Test(arguments: StoreBackend.allCases) func aWorkerContradictedTwiceIsQuarantinedUntilAnAdminLiftsIt(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 12)
         var quarantined: [WorkerID: String] = [:]
         for round in 0..<2 {
@@ -170,8 +170,8 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    @Test func aVerifiedJobHoldsTwoRunsAndTheSubmitterPaysForTheCheck() async throws {
-        let g = try await VerifyGrid()
+    @Test(arguments: StoreBackend.allCases) func aVerifiedJobHoldsTwoRunsAndTheSubmitterPaysForTheCheck(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
         var spec = VerifyGrid.spec
         spec.verify = true
         let job = try await g.submit(spec)
@@ -194,8 +194,8 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    @Test func nondeterministicJobsAndRunsOnTheSubmittersOwnWorkerAreNotChecked() async throws {
-        let g = try await VerifyGrid()
+    @Test(arguments: StoreBackend.allCases) func nondeterministicJobsAndRunsOnTheSubmittersOwnWorkerAreNotChecked(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
         var spec = VerifyGrid.spec
         spec.nondeterministic = true
         let nondeterministic = try await g.run(try await g.submit(spec).id, on: "w1", output: "7")
@@ -207,8 +207,8 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    @Test func aCheckRunThatCannotFinishLeavesTheJobInconclusiveAndReleasesItsEscrow() async throws {
-        let g = try await VerifyGrid()
+    @Test(arguments: StoreBackend.allCases) func aCheckRunThatCannotFinishLeavesTheJobInconclusiveAndReleasesItsEscrow(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
         try await g.seedFund()
         let job = try await g.submit()
         let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
@@ -223,15 +223,15 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    @Test func aCheckInProgressSurvivesReopeningTheDatabase() async throws {
-        let path = NSTemporaryDirectory() + "verify-\(UUID().uuidString).sqlite"
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let g = try await VerifyGrid(db: try GridDatabase.open(path: path))
+    @Test(arguments: StoreBackend.allCases) func aCheckInProgressSurvivesReopeningTheDatabase(_ backend: StoreBackend) async throws {
+        let place = try await backend.persistentPlace()
+        defer { place.remove() }
+        let g = try await VerifyGrid(backend, db: try await GridDatabase.open(url: place.url))
         try await g.seedFund()
         let job = try await g.submit()
         let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
         // The manager restarts: a fresh database handle on the same file.
-        let reopened = try GridDatabase.open(path: path)
+        let reopened = try await GridDatabase.open(url: place.url)
         #expect(try await reopened.checkLedger().ok)
         #expect(try await reopened.queuedJobs().contains { $0.id == check })
         let started = try #require(try await reopened.apply([Placement.Assignment(job: check, worker: "w3")], now: 20).first)
@@ -248,8 +248,8 @@ struct GridDatabaseVerificationTests {
 }
 
 extension GridDatabaseVerificationTests {
-    @Test func anHonestWorkerPassesProbationAndIsThenSpotCheckedAtAboutTheRate() async throws {
-        let g = try await VerifyGrid()
+    @Test(arguments: StoreBackend.allCases) func anHonestWorkerPassesProbationAndIsThenSpotCheckedAtAboutTheRate(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 20)
         let policy = Verification.Policy(spotCheckRate: 0.05, fundSharePercent: 5, seed: 2026)
         // Probation: every result is checked until five agreed.

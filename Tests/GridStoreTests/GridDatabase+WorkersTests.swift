@@ -10,8 +10,8 @@ private func registration(_ id: WorkerID, owner: UserID, cpus: Int = 4) -> GridD
 
 @Suite("GridDatabase workers")
 struct GridDatabaseWorkersTests {
-    @Test func aRegisteredWorkerIsOnlineWithWhatItReported() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func aRegisteredWorkerIsOnlineWithWhatItReported(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
         try await db.registerWorker(registration("w1", owner: bob.id), now: 5)
         let w = try #require(try await db.workers(onlineOnly: true).first)
@@ -29,8 +29,8 @@ struct GridDatabaseWorkersTests {
         #expect(try await db.checkLedger().ok)
     }
 
-    @Test func registeringAgainUpdatesTheWorkerAndKeepsFirstSeen() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func registeringAgainUpdatesTheWorkerAndKeepsFirstSeen(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
         try await db.registerWorker(registration("w1", owner: bob.id, cpus: 4), now: 5)
         try await db.setWorkerOffline("w1", now: 6)
@@ -44,8 +44,8 @@ struct GridDatabaseWorkersTests {
         #expect(try await db.checkLedger().ok)
     }
 
-    @Test func anOfflineWorkerIsListedOnlyWhenAskingForAll() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func anOfflineWorkerIsListedOnlyWhenAskingForAll(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
         try await db.registerWorker(registration("w1", owner: bob.id), now: 5)
         try await db.registerWorker(registration("w2", owner: bob.id), now: 5)
@@ -58,8 +58,8 @@ struct GridDatabaseWorkersTests {
         #expect(try await db.checkLedger().ok)
     }
 
-    @Test func aHeartbeatRecordsLoadAndLastSeen() async throws {
-        let db = try GridDatabase.inMemory()
+    @Test(arguments: StoreBackend.allCases) func aHeartbeatRecordsLoadAndLastSeen(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
         let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
         try await db.registerWorker(registration("w1", owner: bob.id), now: 5)
         try await db.workerHeartbeat("w1", load: 0.4, now: 8)
