@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The tests' PostgreSQL (issue 16): one private cluster for every test process on this machine, started by the
 /// project's own `scripts/postgres` on first use (never assumed running), and a fresh database for each caller so
 /// tests running in parallel never share state. Databases left by test processes that are gone are dropped when a
@@ -32,9 +36,10 @@ public enum TestPostgres {
         return url
     }
 
-    /// Runs `scripts/postgres` and returns its stdout; its stderr goes to a file, shown when it fails.
+    /// Runs `scripts/postgres` (e.g. `["start", DIR, DATABASE]`) and returns its stdout; its stderr goes to a file, shown
+    /// when it fails. Blocks: call it from a thread of its own (`onThread`).
     @discardableResult
-    static func run(_ args: [String]) throws -> String {
+    public static func run(_ args: [String]) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         p.arguments = [script] + args
@@ -51,10 +56,27 @@ public enum TestPostgres {
         p.standardError = err
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
+        // Polled and bounded (the script bounds its own waits). Foundation was seen to miss the script's exit (the
+        // child left a zombie, isRunning stayed true, waitUntilExit() hung): it is reaped here when Foundation has not.
+        let pid = p.processIdentifier
+        let deadline = Date().addingTimeInterval(300)
+        var exitStatus: Int32?
+        while exitStatus == nil && Date() < deadline {
+            if !p.isRunning {
+                exitStatus = p.terminationStatus
+                break
+            }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
+            if exitStatus == nil { usleep(10_000) }
+        }
+        guard let exitStatus else {
+            p.terminate()
+            throw TestGridError("scripts/postgres \(args.first ?? "") did not finish in 300 s")
+        }
+        guard exitStatus == 0 else {
             let why = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-            throw TestGridError("scripts/postgres \(args.first ?? "") failed (\(p.terminationStatus)): \(why.suffix(2000))")
+            throw TestGridError("scripts/postgres \(args.first ?? "") failed (\(exitStatus)): \(why.suffix(2000))")
         }
         return String(decoding: data, as: UTF8.self)
     }
