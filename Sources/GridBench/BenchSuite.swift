@@ -6,7 +6,7 @@ import GridSandbox
 public struct BenchSuite: Sendable {
     /// The sections, in the order they run.
     public enum Section: String, Sendable, CaseIterable {
-        case jobs, scheduler, sandbox, tasks, memory, files, tls, verification, env, curves
+        case jobs, scheduler, sandbox, tasks, memory, files, tls, verification, env, curves, ha
     }
 
     public var sizes: BenchSizes
@@ -100,6 +100,13 @@ public struct BenchSuite: Sendable {
                     figures += try await EnvBench.run(python: python, builds: max(1, sizes.sandboxLaunches / 3), scratch: scratch, log: log)
                     figures += try await EnvBench.onGrid(
                         binary: binary, python: python, count: sizes.latencyJobs, roundTrips: sizes.roundTrips, scratch: scratch, log: log)
+                case .ha:
+                    figures.append(
+                        try await HABench.placements(
+                            workers: sizes.haWorkers, jobs: sizes.haJobs, repeats: sizes.haRepeats, repository: repository, scratch: scratch, log: log))
+                    figures.append(
+                        try await HABench.submitToStart(
+                            binary: binary, count: sizes.latencyJobs, repository: repository, python: python, scratch: scratch, log: log))
                 case .curves:
                     curves.append(try await SchedulerBench.curve(workers: sizes.curveWorkers, jobs: sizes.curveJobs, scratch: scratch, log: log))
                     curves.append(await CurveBench.memoryByPeers(binary: binary, peers: sizes.curvePeers, sizes: sizes, log: log))
@@ -164,6 +171,11 @@ public struct BenchSuite: Sendable {
                     ("env.task_round_trip", "Function task with a cached environment: round trip", "ms", .lower),
                 ]
             case .curves: []
+            case .ha:
+                [
+                    ("ha.placements_postgres", "Scheduler placements on PostgreSQL", "placements/s", .higher),
+                    ("ha.submit_to_start_postgres", "Empty job submit → start, PostgreSQL store", "ms", .lower),
+                ]
             }
         return ids.map { id, title, unit, better in
             var f = Figure(id: id, title: title, unit: unit, better: better, workload: "")

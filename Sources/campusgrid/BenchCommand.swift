@@ -12,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Smaller sizes: finishes in under 5 minutes on 2 cores.") var quick = false
     @Flag(help: .hidden) var tiny = false
     @Option(help: "Also write the report as JSON to this file.") var json: String?
-    @Option(help: "Sections to run, comma-separated: jobs, scheduler, sandbox, tasks, memory, files, tls, verification, env, curves (default: all).") var only: String?
+    @Option(help: "Sections to run, comma-separated: jobs, scheduler, sandbox, tasks, memory, files, tls, verification, env, curves, ha (default: all).") var only: String?
     @Option(help: "The repository checkout with scripts/bench-reference (default: found from here).") var repository: String?
     @Flag(help: "Do not install missing reference tools; report them as not run.") var noInstall = false
 
