@@ -72,6 +72,16 @@ public struct ManagerConfig: Sendable {
         TransportChoice.decide(bindHost: host, tlsAsked: tlsAsked || tlsCertificateFile != nil, insecurePlaintext: insecurePlaintext)
     }
 
+    /// The store (issue 16): a SQLite file several managers share (nil: `<data>/grid.sqlite`). Managers of one grid
+    /// point at one store and share one identity (the key material under the data folder).
+    public var databasePath: String?
+    /// Seconds a leader's lease row lasts without renewal (renewed three times a lease): a follower takes over this long
+    /// after the leader stops renewing.
+    public var leaderLeaseSeconds: Double = 3
+    /// The host name or address the other managers, workers and clients reach this manager at (nil: the bind address,
+    /// or this machine's host name when bound to every address). Written into the lease row when it leads.
+    public var advertiseHost: String?
+
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
     }
