@@ -68,3 +68,40 @@ struct NotLeaderTests {
         #expect(r.current.port == 1)
     }
 }
+
+/// The CLI's walk over its list of managers (issue 16).
+@Suite("ManagerFailover")
+struct ManagerFailoverTests {
+    @Test func aReadGoesToTheFirstManagerThatAnswersAndEachIsTriedOnce() {
+        var f = ManagerFailover(count: 3, safe: true)
+        #expect(f.unreachable(at: 0, nothingSent: false) == 1)
+        #expect(f.unreachable(at: 1, nothingSent: false) == 2)
+        #expect(f.unreachable(at: 2, nothingSent: false) == nil)
+    }
+
+    @Test func aWriteMovesOnOnlyWhenNothingWasSent() {
+        var f = ManagerFailover(count: 2, safe: false)
+        #expect(f.unreachable(at: 0, nothingSent: false) == nil)
+        var g = ManagerFailover(count: 2, safe: false)
+        #expect(g.unreachable(at: 0, nothingSent: true) == 1)
+    }
+
+    @Test func aNotLeaderAnswerIsRetriedOnceOnTheNamedLeaderFromTheList() {
+        var f = ManagerFailover(count: 3, safe: false)
+        #expect(f.notLeader(at: 0, leader: 2) == 2)
+        #expect(f.notLeader(at: 2, leader: 1) == nil, "retried once only")
+    }
+
+    @Test func aLeaderNotInTheListIsNotFollowedTheNextIsTried() {
+        var f = ManagerFailover(count: 3, safe: false)
+        #expect(f.notLeader(at: 0, leader: nil) == 1)
+        var g = ManagerFailover(count: 3, safe: false)
+        #expect(g.notLeader(at: 0, leader: 7) == 1, "an index outside the list is no leader")
+        var h = ManagerFailover(count: 3, safe: false)
+        #expect(h.notLeader(at: 0, leader: -1) == 1)
+        var i = ManagerFailover(count: 1, safe: false)
+        #expect(i.notLeader(at: 0, leader: 0) == nil, "a lone manager naming itself: nowhere to go")
+        var j = ManagerFailover(count: 0, safe: true)
+        #expect(j.unreachable(at: 0, nothingSent: true) == nil)
+    }
+}
