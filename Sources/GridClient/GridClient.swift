@@ -160,6 +160,11 @@ public struct GridClient: Sendable {
         var index = 0
         while true {
             do {
+                if urls.count > 1, !(await ManagerProbe.accepts(urls[index])) {
+                    var failure = Failure(status: 0, code: "unreachable", message: "cannot reach the manager at \(urls[index]); is it running?")
+                    failure.nothingSent = true
+                    throw failure
+                }
                 return try await raw(at: urls[index], method, path, body: body)
             } catch let failure as Failure {
                 let next: Int?

@@ -228,5 +228,46 @@ extension Integration {
             // m0's log says it stepped down (or that its fenced writes were refused), never that it led epoch 2.
             #expect(m0.process.errorLog.contains("stepped down"))
         }
+
+        @Test func followersAnswerReadsDuringALeaderChangeAndTheCLIRetriesWritesOnTheLeader() async throws {
+            let grid = try TestGrid(label: "ha-cli")
+            defer { grid.shutdown() }
+            let m0 = try await HA.first(grid)
+            let m1 = try await HA.start(grid, 1)
+            let owner = try await grid.user("owner")
+            _ = try await grid.user("alice")
+            _ = try await HA.worker(grid, "w1", owner: owner, managers: [m1, m0])
+            // The user lists the follower first: `login` (a write: it makes a token) is refused there and retried on
+            // the leader; the token is kept under the list's first URL and used for the whole list.
+            let list = "\(m1.url),\(m0.url)"
+            let login = try await grid.cli(["login", "--manager", list, "--username", "alice", "--password-stdin"], stdin: "correct horse battery\n")
+            #expect(login.status == 0, "\(login.stderr)")
+            let script = try Scenario.script(grid, "hello.py", "print('hello from the leader')\n")
+            let submitted = try await grid.cli(["submit", "--manager", list, "--json", script])
+            #expect(submitted.status == 0, "\(submitted.stderr)")
+            let id = try GridJSONTest.decode(API.SubmitResponse.self, submitted.stdout).job.id
+            // A write straight to the follower, without the list, gets the not-leader answer naming the leader.
+            let refused = try await grid.cli(["cancel", "--manager", m1.url, "\(id)"])
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("not the leader: write to \(m0.url)"), "\(refused.stderr)")
+
+            // The leader dies; while the follower takes over, it keeps answering reads: `jobs`, `status`, the dashboard.
+            m0.process.signal(SIGKILL)
+            let jobs = try await grid.cli(["jobs", "--manager", list, "--json"])
+            #expect(jobs.status == 0, "\(jobs.stderr)")
+            let status = try await grid.cli(["status", "--manager", list, "\(id)"])
+            #expect(status.status == 0, "\(status.stderr)")
+            let page = try await URLSession.shared.data(from: URL(string: m1.url + "/")!)
+            #expect((page.1 as? HTTPURLResponse)?.statusCode == 200)
+            let html = String(decoding: page.0, as: UTF8.self)
+            #expect(html.contains("Served by a follower manager"), "the dashboard says it is served by a follower")
+
+            // Once the follower leads, the same list (dead manager included) takes writes again.
+            _ = try await HA.leader(among: [m1], timeout: 20)
+            let again = try await grid.cli(["submit", "--manager", "\(m0.url),\(m1.url)", "--json", script])
+            #expect(again.status == 0, "\(again.stderr)")
+            let page2 = try await URLSession.shared.data(from: URL(string: m1.url + "/")!)
+            #expect(!String(decoding: page2.0, as: UTF8.self).contains("Served by a follower manager"), "the new leader's dashboard has no notice")
+        }
     }
 }
