@@ -269,5 +269,38 @@ extension Integration {
             let page2 = try await URLSession.shared.data(from: URL(string: m1.url + "/")!)
             #expect(!String(decoding: page2.0, as: UTF8.self).contains("Served by a follower manager"), "the new leader's dashboard has no notice")
         }
+
+        @Test func upWithTwoManagersRunsTheHAShapeAndPostgresWithoutItsScriptSaysSo() async throws {
+            let grid = try TestGrid(label: "ha-up")
+            defer { grid.shutdown() }
+            let up = try grid.spawn("up", ["up", "--json", "--workers", "1", "--managers", "2", "--data-dir", grid.root + "/local"])
+            let first = try #require(await up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+            let info = try JSONDecoder().decode([String: String].self, from: Data(first.utf8))
+            let dashboards = (info["dashboards"] ?? "").split(separator: ",").map(String.init)
+            #expect(dashboards.count == 2)
+            #expect((info["managers"] ?? "").split(separator: ",").count == 2)
+            #expect(dashboards.first == info["dashboard"], "the leader first")
+            var roles: [String] = []
+            for d in dashboards {
+                let (data, _) = try await URLSession.shared.data(from: URL(string: d + "/api/v1/leader")!)
+                roles.append(try JSONDecoder().decode(LeaderView.self, from: data).role)
+            }
+            #expect(roles.sorted() == ["follower", "leader"])
+            // A client listing both, the follower first, gets its job run.
+            var alice = GridClient(managers: dashboards.reversed().joined(separator: ","))
+            alice.token = try await alice.register("alice", password: "long enough").token
+            let job = try await alice.submit(API.SubmitRequest(spec: HA.spec("up-ha"), script: HA.script("print('ha')\n"), inputs: []))
+            #expect(try await Scenario.waitForState(alice, job.job.id, [.completed, .failed]).state == .completed)
+            up.signal(SIGTERM)
+            await #expect(up.waitForExit(timeout: 30) == 0)
+
+            // Without the PostgreSQL store's script, --postgres says what is missing (with it, the coordinator's
+            // PostgreSQL tests cover `up --postgres`).
+            if !FileManager.default.isExecutableFile(atPath: FileManager.default.currentDirectoryPath + "/scripts/postgres") {
+                let pg = try await grid.cli(["up", "--managers", "2", "--postgres", "--data-dir", grid.root + "/pg"], timeout: 60)
+                #expect(pg.status != 0)
+                #expect(pg.stderr.contains("scripts/postgres"), "\(pg.stderr)")
+            }
+        }
     }
 }
