@@ -167,12 +167,7 @@ struct LeadershipService: Service {
         onRole(.leading(epoch: epoch))
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await core.runLoops() }
-            group.addTask { [history] in
-                while !Task.isCancelled {
-                    history.append(await UtilisationHistory.sample(core, now: Date().timeIntervalSince1970))
-                    try? await Task.sleep(for: .seconds(5))
-                }
-            }
+            group.addTask { [history] in try? await UtilisationSampler(core: core, history: history, interval: 5).run() }
             while !stopped {
                 await pause(interval)
                 if stopped { break }

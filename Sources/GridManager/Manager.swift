@@ -112,14 +112,6 @@ extension Manager {
     }
 }
 
-/// The core's scheduling and lease loops as a service.
-struct CoreLoops: Service {
-    let core: ManagerCore
-    func run() async throws {
-        await cancelWhenGracefulShutdown { await core.runLoops() }
-    }
-}
-
 /// Calls back once both ports are known.
 actor PortGate {
     private var grid: Int?
