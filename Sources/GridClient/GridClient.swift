@@ -17,14 +17,33 @@ public struct GridClient: Sendable {
     /// (host names are not checked: the grid's own CA is the identity). nil: the system's roots.
     public var caCertificatePEM: String?
 
+    /// The grid's other managers' base URLs (issue 16: `CAMPUSGRID_MANAGER=url1,url2,…`), after `baseURL`. A request
+    /// goes to the first that answers; a write a follower refuses is retried once, on the leader it names if that one
+    /// is in this list, else on the next. They share one identity (CA, accounts, tokens) with `baseURL`.
+    public var alternates: [String] = []
+
     public init(baseURL: String, token: String? = nil, caCertificatePEM: String? = nil) {
-        var url = baseURL
-        while url.hasSuffix("/") { url.removeLast() }
-        if !url.contains("://") { url = "http://" + url }
-        self.baseURL = url
+        self.baseURL = Self.normalise(baseURL)
         self.token = token
         self.caCertificatePEM = caCertificatePEM
     }
+
+    /// A client for a comma-separated list of managers: the first is `baseURL` (credentials and trust are kept under it).
+    public init(managers list: String, token: String? = nil, caCertificatePEM: String? = nil) {
+        let urls = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map(Self.normalise)
+        self.init(baseURL: urls.first ?? list, token: token, caCertificatePEM: caCertificatePEM)
+        alternates = Array(urls.dropFirst()).filter { $0 != baseURL }
+    }
+
+    static func normalise(_ text: String) -> String {
+        var url = text
+        while url.hasSuffix("/") { url.removeLast() }
+        if !url.contains("://") { url = "http://" + url }
+        return url
+    }
+
+    /// Every manager this client knows, `baseURL` first.
+    public var managers: [String] { [baseURL] + alternates }
 
     /// The HTTP client for this manager: the shared one, or one per CA that trusts only that CA (kept for the
     /// process's life: a CLI talks to one manager).
@@ -41,7 +60,18 @@ public struct GridClient: Sendable {
         public var code: String
         public var message: String
         public var description: String { message }
+        /// `not_leader`: the leader's URL the follower named, if any.
+        public var leader: String?
+        /// `unreachable`: the connection was refused, so the request never left.
+        public var nothingSent = false
+        public init(status: Int, code: String, message: String) {
+            self.status = status
+            self.code = code
+            self.message = message
+        }
     }
+
+    struct NotLeaderBody: Decodable { var leader: String? }
 
     // MARK: - Accounts
 
@@ -125,7 +155,34 @@ public struct GridClient: Sendable {
     }
 
     func raw(_ method: HTTPMethod, _ path: String, body: Data?) async throws -> Data {
-        var request = HTTPClientRequest(url: baseURL + path)
+        let urls = managers
+        var plan = ManagerFailover(count: urls.count, safe: method == .GET || method == .HEAD)
+        var index = 0
+        while true {
+            do {
+                if urls.count > 1, !(await ManagerProbe.accepts(urls[index])) {
+                    var failure = Failure(status: 0, code: "unreachable", message: "cannot reach the manager at \(urls[index]); is it running?")
+                    failure.nothingSent = true
+                    throw failure
+                }
+                return try await raw(at: urls[index], method, path, body: body)
+            } catch let failure as Failure {
+                let next: Int?
+                if failure.code == "not_leader" {
+                    next = plan.notLeader(at: index, leader: failure.leader.flatMap { leader in urls.firstIndex(of: Self.normalise(leader)) })
+                } else if failure.status == 0 && failure.code == "unreachable" {
+                    next = plan.unreachable(at: index, nothingSent: failure.nothingSent)
+                } else {
+                    next = nil
+                }
+                guard let next else { throw failure }
+                index = next
+            }
+        }
+    }
+
+    private func raw(at base: String, _ method: HTTPMethod, _ path: String, body: Data?) async throws -> Data {
+        var request = HTTPClientRequest(url: base + path)
         request.method = method
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body {
@@ -136,15 +193,20 @@ public struct GridClient: Sendable {
         do {
             response = try await http.execute(request, timeout: .seconds(60))
         } catch {
-            throw Failure(
+            var failure = Failure(
                 status: 0, code: "unreachable",
-                message: "cannot reach the manager at \(baseURL) (\(error)); is it running? Start a local grid with `campusgrid up`")
+                message: "cannot reach the manager at \(base) (\(error)); is it running? Start a local grid with `campusgrid up`")
+            // A refused connection sent nothing: even a write may go to the next manager.
+            failure.nothingSent = "\(error)".contains("refused") || (error as? HTTPClientError) == .connectTimeout
+            throw failure
         }
         let buffer = try await response.body.collect(upTo: 256 << 20)
         let data = Data(buffer: buffer)
         guard (200..<300).contains(response.status.code) else {
             if let e = try? GridJSON.decode(API.ErrorBody.self, from: data) {
-                throw Failure(status: Int(response.status.code), code: e.error.code, message: e.error.message)
+                var failure = Failure(status: Int(response.status.code), code: e.error.code, message: e.error.message)
+                if e.error.code == "not_leader" { failure.leader = try? GridJSON.decode(NotLeaderBody.self, from: data).leader }
+                throw failure
             }
             throw Failure(status: Int(response.status.code), code: "http_\(response.status.code)", message: "the manager answered \(response.status)")
         }

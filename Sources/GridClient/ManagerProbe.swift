@@ -51,3 +51,21 @@ public enum ManagerProbe {
         func get() -> [[UInt8]] { value.withLock { $0 } }
     }
 }
+
+extension ManagerProbe {
+    /// Whether something accepts TCP connections at `baseURL`'s host and port within `timeout` (issue 16: a client with
+    /// several managers skips a dead one at once, instead of letting the HTTP client retry it until its deadline).
+    static func accepts(_ baseURL: String, timeout: Double = 2) async -> Bool {
+        guard let parts = URLComponents(string: baseURL), let host = parts.host else { return false }
+        let port = parts.port ?? (parts.scheme == "https" ? 443 : 80)
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(Int64(timeout * 1000)))
+                .connect(host: host, port: port).get()
+            try? await channel.close()
+            return true
+        } catch {
+            return false
+        }
+    }
+}

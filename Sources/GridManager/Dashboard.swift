@@ -20,6 +20,8 @@ struct Dashboard: Sendable {
     var streamSeconds: Double = 300
     /// How often an event stream looks for changes.
     var tickMilliseconds: Int = 500
+    /// On a follower manager (issue 16): the leader's URL, if known, for the notice every page shows.
+    var followerOf: (@Sendable () -> String?)?
 
     /// Templates and static files, loaded once from the package resources.
     struct Assets: Sendable {
@@ -117,6 +119,7 @@ struct Dashboard: Sendable {
         ctx["csrf"] = session.csrf
         ctx["nav_" + nav] = true
         if let live { ctx["live"] = live }
+        if let followerOf { ctx["follower"] = followerOf().map { ["leader": $0] } ?? ["unknown": true] }
         if let user = session.user {
             ctx["user"] = ["username": user.username, "balance": try await db.balance(of: .user(user.id))] as [String: Any]
         }

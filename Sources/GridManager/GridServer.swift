@@ -9,7 +9,9 @@ import ServiceLifecycle
 /// The grid-protocol listener: accepts worker connections and runs one `WorkerSession.StateMachine` for each.
 /// A thin shell: it decodes, feeds the machine, and carries out the action it returns.
 struct GridServer: Service {
-    let core: ManagerCore
+    /// Which term this manager leads, if any: sessions belong to the term they started in; a follower answers
+    /// `HELLO` with `NOT_LEADER` (issue 16).
+    let leadership: LeaderState
     let host: String
     let port: Int
     let limits: FrameLimits
@@ -61,6 +63,36 @@ struct GridServer: Service {
     }
 
     private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>, gate: StrangerGate) async {
+        guard let term = leadership.term, let tracked = term.track(channel.channel) else {
+            await refuseAsFollower(channel, gate: gate)
+            return
+        }
+        defer { term.untrack(tracked) }
+        await serve(channel, gate: gate, core: term.core)
+    }
+
+    /// A follower's answer to whatever comes first (a `HELLO`): `NOT_LEADER` naming the leader it knows, then close.
+    private func refuseAsFollower(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>, gate: StrangerGate) async {
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                for try await item in inbound {
+                    gate.heard()
+                    let id: Int
+                    switch item {
+                    case .frame(let frame): id = frame.id
+                    case .invalid(_, let i, _): id = i ?? 0
+                    }
+                    let leader = leadership.leader?.workerAddress ?? ""
+                    try await outbound.write(GridFrame(id: id, .notLeader(Msg.NotLeader(leader: leader))))
+                    return
+                }
+            }
+        } catch {
+            logger.debug("follower connection ended", metadata: ["grid.error": "\(error)"])
+        }
+    }
+
+    private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>, gate: StrangerGate, core: ManagerCore) async {
         let connection = await core.newConnection()
         let remote = channel.channel.remoteAddress?.description ?? "?"
         var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds, managerKey: core.authority.publicKey)
@@ -138,4 +170,9 @@ struct GridServer: Service {
             await core.disconnected(who, connection: connection)
         }
     }
+}
+
+extension GridServer: CustomStringConvertible {
+    /// What ServiceLifecycle logs for this service: its name and port, not its fields.
+    var description: String { "GridServer(port: \(port))" }
 }

@@ -17,7 +17,10 @@ public enum Manager {
         public var http: Int
     }
 
-    public static func run(config: ManagerConfig, logger: Logger, onReady: @escaping @Sendable (Ports) -> Void) async throws {
+    public static func run(
+        config: ManagerConfig, logger: Logger, onRole: @escaping @Sendable (Role) -> Void = { _ in },
+        onReady: @escaping @Sendable (Ports) -> Void
+    ) async throws {
         var config = config
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
         // TLS on both ports unless plain text was chosen (loopback, or --insecure-plaintext): see `TransportChoice`.
@@ -32,6 +35,8 @@ public enum Manager {
         } else if let notice = transport.notice("the manager") {
             if transport == .plaintextInsecure { logger.warning("\(notice)") } else { logger.notice("\(notice)") }
         }
+        // The store (issue 16): `--database` (a PostgreSQL URL or a SQLite file several managers share), else the data
+        // folder's grid.sqlite. Managers of one grid point at one store and share one identity (the data folder's keys).
         let db: GridDatabase
         if let database = config.database {
             db = try await GridDatabase.open(url: database)
@@ -39,21 +44,34 @@ public enum Manager {
         } else {
             db = try GridDatabase.open(path: (config.dataDirectory as NSString).appendingPathComponent("grid.sqlite"))
         }
-        let core = ManagerCore(db: db, config: config, logger: logger, authority: try ManagerKey.loadOrCreate(directory: config.dataDirectory))
-        try await core.recover()
-
+        let authority = try ManagerKey.loadOrCreate(directory: config.dataDirectory)
         let history = UtilisationHistory(capacity: 720)
-        let router = try await routes(db: db, core: core, config: config, history: history)
 
-        let gate = PortGate(onReady)
+        // Issue 16: every manager starts as a follower (reads from the store, writes refused naming the leader) and
+        // leads while it holds the lease row; `LeadershipService` swaps the HTTP router and the worker protocol's core
+        // at each change of role.
+        let leadership = LeaderState()
+        let followerCore = ManagerCore(db: db, config: config, logger: logger, authority: authority)
+        let followerRouter = try await routes(db: db, core: followerCore, config: config, history: history, leadership: leadership, follower: true)
+            .buildResponder()
+        let responder = SwitchingResponder(followerRouter)
+        let (boundPorts, portsKnown) = AsyncStream<Ports>.makeStream(bufferingPolicy: .bufferingNewest(1))
+
+        // Ready once both ports are bound AND leadership is settled (this manager leads, or another live one does): a
+        // lone manager says it is ready when it can take writes, as before issue 16.
+        let gate = PortGate { ports in portsKnown.yield(ports) }
         let grid = GridServer(
-            core: core, host: config.host, port: config.gridPort,
+            leadership: leadership, host: config.host, port: config.gridPort,
             limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes, maxStrangerLineBytes: config.strangers.maxLineBytes),
             strangers: StrangerGuard(limits: config.strangers), tls: try tls?.serverContext(),
             // Peer ports are TLS whenever the grid port is, with certificates from the manager's own CA (also when the
             // operator gave the manager's HTTPS certificate with --tls-cert).
             peerCertificates: tls == nil ? nil : PeerCertificates(ca: try ManagerCA.loadOrCreate(directory: config.dataDirectory)), logger: logger,
             onBound: { await gate.set(grid: $0) })
+        let leader = LeadershipService(
+            db: db, config: config, logger: logger, authority: authority, history: history, state: leadership, responder: responder,
+            followerResponder: followerRouter, ports: boundPorts, scheme: transport.isTLS ? "https" : "http", onRole: onRole,
+            onReady: onReady)
         let server: HTTPServerBuilder
         if let tls {
             var c = TLSConfiguration.makeServerConfiguration(certificateChain: tls.chain.map { .certificate($0) }, privateKey: .privateKey(tls.key))
@@ -63,10 +81,10 @@ public enum Manager {
             server = .http1()
         }
         let app = Application(
-            router: router,
+            router: SwitchingRouter(responder: responder),
             server: server,
             configuration: .init(address: .hostname(config.host, port: config.httpPort), serverName: "campusgrid"),
-            services: [grid, CoreLoops(core: core), UtilisationSampler(core: core, history: history, interval: 5)],
+            services: [grid, leader],
             onServerRunning: { [httpPort = config.httpPort] channel in await gate.set(http: channel.localAddress?.port ?? httpPort) },
             logger: logger)
         try await app.runService()
@@ -75,11 +93,18 @@ public enum Manager {
 
 extension Manager {
     /// Everything the HTTP listener serves: the REST API under `/api/v1`, the dashboard, `/openapi.json`.
+    /// With `leadership` (issue 16) it also answers `GET /api/v1/leader`; a `follower`'s router refuses every write
+    /// naming the leader, and its dashboard says it is served by a follower.
     static func routes(
-        db: GridDatabase, core: ManagerCore, config: ManagerConfig, history: UtilisationHistory, streamSeconds: Double = 300
+        db: GridDatabase, core: ManagerCore, config: ManagerConfig, history: UtilisationHistory, streamSeconds: Double = 300,
+        leadership: LeaderState? = nil, follower: Bool = false
     ) async throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: APIErrorMiddleware())
+        if let leadership {
+            LeaderEndpoint(state: leadership).addRoutes(to: router)
+            if follower { router.add(middleware: FollowerGate { leadership.leader?.apiURL }) }
+        }
         router.add(middleware: BodyLimitMiddleware(uploadBytes: APIContext.uploadBytes))
         let api = APIController(
             db: db, core: core, config: config, loginLimiter: RateLimiter(limit: config.loginAttempts, window: config.loginWindowSeconds),
@@ -88,17 +113,10 @@ extension Manager {
         api.addRoutes(to: router)
         var dashboard = Dashboard(db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load())
         dashboard.streamSeconds = streamSeconds
+        if follower, let leadership { dashboard.followerOf = { leadership.leader?.apiURL } }
         dashboard.addRoutes(to: router)
         MetricsEndpoint(db: db, core: core).addRoutes(to: router)
         return router
-    }
-}
-
-/// The core's scheduling and lease loops as a service.
-struct CoreLoops: Service {
-    let core: ManagerCore
-    func run() async throws {
-        await cancelWhenGracefulShutdown { await core.runLoops() }
     }
 }
 

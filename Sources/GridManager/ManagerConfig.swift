@@ -75,7 +75,24 @@ public struct ManagerConfig: Sendable {
         TransportChoice.decide(bindHost: host, tlsAsked: tlsAsked || tlsCertificateFile != nil, insecurePlaintext: insecurePlaintext)
     }
 
+    /// Seconds a leader's lease row lasts without renewal (renewed three times a lease): a follower takes over this long
+    /// after the leader stops renewing.
+    public var leaderLeaseSeconds: Double = 3
+    /// The host name or address the other managers, workers and clients reach this manager at (nil: the bind address,
+    /// or this machine's host name when bound to every address). Written into the lease row when it leads.
+    public var advertiseHost: String?
+
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
     }
+}
+
+/// A config written into a log (ServiceLifecycle prints its services, and so their configs, at debug level) never
+/// shows the store's URL, which may carry a password: only whether one is set.
+extension ManagerConfig: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "ManagerConfig(host: \(host), gridPort: \(gridPort), httpPort: \(httpPort), dataDirectory: \(dataDirectory), database: \(database == nil ? "default" : "set, not shown"))"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
 }

@@ -74,6 +74,7 @@ extension GridMessage {
         case "GET_PEER_STATUS": return .getPeerStatus
         case "PEER_AUTH": return .peerAuth(try Msg.PeerAuth(from: decoder))
         case "CREDENTIAL": return .credential(try Msg.CredentialGrant(from: decoder))
+        case "NOT_LEADER": return .notLeader(try Msg.NotLeader(from: decoder))
         default:
             let shown = type.count > 40 ? String(type.prefix(40)) + "…" : type
             throw GridError(.unknownMessage, "unknown message type \(String(reflecting: shown))")
@@ -133,6 +134,7 @@ extension GridMessage {
         case .getPeerStatus: Msg.Empty()
         case .peerAuth(let m): m
         case .credential(let m): m
+        case .notLeader(let m): m
         }
     }
 

@@ -278,6 +278,26 @@ public enum Msg {
         public init(_ error: GridError) { self.init(code: error.code, message: error.message) }
     }
 
+    /// Manager → worker, answering `HELLO` on a manager that does not lead (issue 16): where the leader's worker port is,
+    /// `host:port`. Then the manager closes. The worker follows it only if it is in its own list of managers.
+    public struct NotLeader: Hashable, Sendable, Codable {
+        /// The leader's `host:port`; empty when this manager knows of no live leader.
+        public var leader: String
+        public init(leader: String) { self.leader = leader }
+
+        enum CodingKeys: String, CodingKey { case leader }
+
+        /// A claim from the wire: at most `ManagerAddress.maxLength` bytes and a `host:port` (or empty), else refused.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let leader = try c.decodeIfPresent(String.self, forKey: .leader) ?? ""
+            guard leader.isEmpty || ManagerAddress(parsing: leader) != nil else {
+                throw GridError(.malformedMessage, "NOT_LEADER names no manager address")
+            }
+            self.leader = leader
+        }
+    }
+
     public struct Empty: Hashable, Sendable, Codable {
         public init() {}
     }
@@ -337,6 +357,7 @@ public enum GridMessage: Hashable, Sendable {
     case getPeerStatus
     case peerAuth(Msg.PeerAuth)
     case credential(Msg.CredentialGrant)
+    case notLeader(Msg.NotLeader)
 
     /// The wire name of each message type.
     public var type: String {
@@ -393,6 +414,7 @@ public enum GridMessage: Hashable, Sendable {
         case .getPeerStatus: "GET_PEER_STATUS"
         case .peerAuth: "PEER_AUTH"
         case .credential: "CREDENTIAL"
+        case .notLeader: "NOT_LEADER"
         }
     }
 }

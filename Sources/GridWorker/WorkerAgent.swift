@@ -61,6 +61,8 @@ public actor WorkerAgent: Service {
     private var heartbeatSeconds: Double = 1
     private var outbox: Outbox?
     private var stopping = false
+    /// Which of the grid's managers the link tries next (issue 16).
+    private lazy var rotation = ManagerRotation(config.managers)
     private var jobs: [JobID: RunningJob] = [:]
     /// Jobs whose grid inputs are being fetched.
     private var preparing: Set<JobID> = []
@@ -151,6 +153,12 @@ public actor WorkerAgent: Service {
             do {
                 try await connectOnce(&backoff)
                 logger.warning("lost the manager; reconnecting")
+            } catch let redirect as NotLeader {
+                let from = rotation.current
+                let followed = rotation.notLeader(naming: redirect.leader)
+                logger.info(
+                    "the manager does not lead; trying another",
+                    metadata: ["grid.manager": "\(from)", "grid.leader": "\(redirect.leader)", "grid.next": "\(rotation.current)", "grid.followed": "\(followed)"])
             } catch let error as FatalLinkError {
                 logger.critical("the manager refused this worker: \(error.message)")
                 startContinuation.finish()
@@ -158,7 +166,8 @@ public actor WorkerAgent: Service {
             } catch is CancellationError {
                 return
             } catch {
-                logger.info("manager unreachable; retrying", metadata: ["grid.error": "\(error)"])
+                logger.info("manager unreachable; retrying", metadata: ["grid.manager": "\(rotation.current)", "grid.error": "\(error)"])
+                rotation.failed()
             }
             detach()
             if Task.isCancelled || stopping { return }
@@ -184,7 +193,7 @@ public actor WorkerAgent: Service {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(3))
             .channelOption(.socketOption(.so_keepalive), value: 1)
-            .connect(host: config.managerHost, port: config.managerPort) { channel in
+            .connect(host: rotation.current.host, port: rotation.current.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(pin.handler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
@@ -198,6 +207,7 @@ public actor WorkerAgent: Service {
                 guard let item = try await messages.next() else { throw LinkClosed() }
                 switch item {
                 case .frame(let f):
+                    if case .notLeader(let n) = f.message { throw NotLeader(leader: n.leader) }
                     if case .error(let e) = f.message {
                         if [.unauthorized, .forbidden, .versionMismatch, .notAuthenticated].contains(e.code) {
                             throw FatalLinkError(message: e.message)
@@ -253,6 +263,8 @@ public actor WorkerAgent: Service {
     }
 
     struct LinkClosed: Error {}
+    /// The manager answered `HELLO` with `NOT_LEADER`.
+    struct NotLeader: Error { var leader: String }
 
     private func adopt(workerId id: String, heartbeat: Double) {
         heartbeatSeconds = max(0.1, min(heartbeat, 30))

@@ -1,9 +1,18 @@
+import GridProtocol
 import GridCore
 
 /// Everything a worker can be told, with documented defaults. Parsed only by the executable.
 public struct WorkerConfig: Sendable {
     public var managerHost: String
     public var managerPort: Int = 9999
+    /// The grid's other managers (issue 16: `-m host1,host2,…`), after `managerHost:managerPort`. The worker talks to
+    /// whichever leads; a `NOT_LEADER` answer is followed only to a manager in this list.
+    public var otherManagers: [ManagerAddress] = []
+    /// Every manager this worker knows, the first one first.
+    public var managers: [ManagerAddress] {
+        let first = ManagerAddress(host: managerHost, port: managerPort)
+        return [first] + otherManagers.filter { $0 != first }
+    }
     /// Join token (`campusgrid token create --worker`).
     public var token: String
     /// The manager's CA, pinned by the join string (`TOKEN@sha256:…`): the link speaks TLS and refuses, before it sends

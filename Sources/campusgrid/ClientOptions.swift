@@ -6,7 +6,7 @@ import GridProtocol
 
 /// Options every client command takes.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "The manager's URL (env CAMPUSGRID_MANAGER; default http://127.0.0.1:5000).")
+    @Option(help: "The manager's URL, or every manager of the grid, URL,URL,… (env CAMPUSGRID_MANAGER; default http://127.0.0.1:5000).")
     var manager: String?
 
     @Option(help: "API token (env CAMPUSGRID_TOKEN; else the one stored by `login`).")
@@ -20,14 +20,17 @@ struct ClientOptions: ParsableArguments {
 
     /// The CA file's text, when one was given, else the CA trusted on first use for this manager (`login`).
     func caPEM() throws -> String? {
-        guard let path = ca ?? Env.string("CAMPUSGRID_CA") else { return TrustStore.pem(for: normalisedURL) }
+        guard let path = ca ?? Env.string("CAMPUSGRID_CA") else {
+            return GridClient(managers: managerURL).managers.lazy.compactMap { TrustStore.pem(for: $0) }.first
+        }
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the CA file \(path)") }
         return String(decoding: data, as: UTF8.self)
     }
 
     var managerURL: String { manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000" }
 
-    var normalisedURL: String { GridClient(baseURL: managerURL).baseURL }
+    /// The first manager of the list: `login` keeps the token (and trust on first use the CA) under it.
+    var normalisedURL: String { GridClient(managers: managerURL).baseURL }
 
     /// Before a password goes to an `https` manager whose CA was not given (`--ca`): trust on first use. The chain it
     /// presents is read in a handshake that sends nothing; a first contact trusts its CA from now on and says which;
@@ -63,12 +66,16 @@ struct ClientOptions: ParsableArguments {
 
     /// A client with the token from the flag, the environment, or the credentials file.
     func client(needsToken: Bool = true) throws -> GridClient {
-        let url = GridClient(baseURL: managerURL).baseURL
-        let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? CredentialStore.token(for: url)
+        let listed = GridClient(managers: managerURL)
+        let url = listed.baseURL
+        // Managers of one grid share accounts: a token stored for any manager of the list works on all of them.
+        let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? listed.managers.lazy.compactMap { CredentialStore.token(for: $0) }.first
         if needsToken && t == nil {
             throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
-        return GridClient(baseURL: url, token: t, caCertificatePEM: try caPEM())
+        var client = GridClient(managers: managerURL, token: t, caCertificatePEM: try caPEM())
+        client.token = t
+        return client
     }
 
     /// Prints `value` as JSON when `--json` was given, else runs `text`.

@@ -48,6 +48,10 @@ struct ManagerCommand: AsyncParsableCommand {
     @Option(help: "The private key (PEM) of --tls-cert.") var tlsKey: String?
     @Option(name: .customLong("tls-name"), help: "Another host name or address for the manager's server certificate (repeatable).")
     var tlsNames: [String] = []
+    @Option(help: "Seconds the leader's lease lasts without renewal; a follower takes over this long after the leader stops (default 3).")
+    var leaderLease: Double?
+    @Option(help: "The host name or address other managers, workers and clients reach this manager at (default: the bind address, or the host name).")
+    var advertise: String?
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
@@ -96,6 +100,16 @@ struct ManagerCommand: AsyncParsableCommand {
         guard (0...65535).contains(config.gridPort), (0...65535).contains(config.httpPort) else {
             throw ValidationError("ports are 0–65535")
         }
+        if let leaderLease {
+            guard leaderLease.isFinite, (0.3...600).contains(leaderLease) else { throw ValidationError("--leader-lease must be 0.3…600 seconds (got \(leaderLease))") }
+            config.leaderLeaseSeconds = leaderLease
+        }
+        if let advertise {
+            guard ManagerAddress(parsing: advertise) != nil, !advertise.contains(":") || advertise.hasPrefix("[") else {
+                throw ValidationError("--advertise takes a host name or address (got \(advertise))")
+            }
+            config.advertiseHost = advertise
+        }
         let logger = GridLogging.logger("campusgrid.manager")
         let shownHost = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
         let asJSON = json
@@ -141,7 +155,8 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker", abstract: "Run a worker: offer this machine's CPUs (and GPUs) to the grid and earn credits.", aliases: ["peer"])
 
-    @Option(name: [.short, .long], help: "The manager, HOST[:PORT] (default port 9999; env MANAGER_HOST/MANAGER_PORT).") var manager: String?
+    @Option(name: [.short, .long], help: "The manager, HOST[:PORT], or every manager of the grid, HOST[:PORT],HOST[:PORT],… (default port 9999; env MANAGER_HOST/MANAGER_PORT).")
+    var manager: String?
     @Option(help: "A file holding the join string (TOKEN@sha256:…, from `token create --worker`; keep it mode 0600). Env CAMPUSGRID_TOKEN also works.")
     var tokenFile: String?
     @Option(help: "Worker join token. Avoid: anyone on this machine sees it with `ps`; use --token-file or CAMPUSGRID_TOKEN.") var token: String?
@@ -194,19 +209,25 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         if let parentPid { ParentWatch.start(parent: parentPid) }
         let target = manager ?? Env.string("MANAGER_HOST").map { h in Env.string("MANAGER_PORT").map { "\(h):\($0)" } ?? h } ?? "127.0.0.1"
-        let (host, managerPort) = try parseHostPort(target, defaultPort: 9999)
+        // Issue 16: `-m host1,host2:9998,…` lists every manager of the grid; the worker talks to whichever leads.
+        let listed: [ManagerAddress]
+        do { listed = try ManagerAddress.list(target) } catch let e as GridError { throw ValidationError(e.message) }
+        let (host, managerPort) = (listed[0].host, listed[0].port)
         let join: JoinString
         do { join = try JoinString(parsing: try joinToken()) } catch let e as GridError { throw ValidationError(e.message) }
         let token = join.token
-        switch TransportChoice.forWorker(managerHost: host, pinned: join.caFingerprint != nil, insecurePlaintext: insecurePlaintext) {
-        case .failure(let e): throw ValidationError(e.message)
-        case .success(let choice): if let notice = choice.notice("the link to the manager") { complain(notice) }
+        for m in listed {
+            switch TransportChoice.forWorker(managerHost: m.host, pinned: join.caFingerprint != nil, insecurePlaintext: insecurePlaintext) {
+            case .failure(let e): throw ValidationError(e.message)
+            case .success(let choice): if m == listed[0], let notice = choice.notice("the link to the manager") { complain(notice) }
+            }
         }
         let hostName = ProcessInfo.processInfo.hostName
         var config = WorkerConfig(
             managerHost: host, token: token, name: name ?? hostName,
             dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/worker" } ?? Env.home + "/.campusgrid/worker")
         config.managerPort = managerPort
+        config.otherManagers = Array(listed.dropFirst())
         config.caFingerprint = join.caFingerprint
         config.user = user
         config.slots = slots

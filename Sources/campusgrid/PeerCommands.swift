@@ -45,8 +45,9 @@ struct PeerOptions: ParsableArguments {
 
     /// The manager's URL and the user's token.
     func credentials() throws -> (manager: String, token: String) {
-        let url = GridClient(baseURL: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000").baseURL
-        guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? CredentialStore.token(for: url) else {
+        let listed = GridClient(managers: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000")
+        let url = listed.baseURL
+        guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? listed.managers.lazy.compactMap({ CredentialStore.token(for: $0) }).first else {
             throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
         return (url, t)

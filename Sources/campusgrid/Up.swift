@@ -19,6 +19,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Sandbox for the workers (as `worker --sandbox`).") var sandbox: String?
     @Option(help: "Peer port of the first worker; the others count up from it (a busy port is replaced by a free one; 0: all free ports).")
     var peerPort = 9000
+    @Option(help: "Managers on one shared store (issue 16: one leads, the others take over if it dies); workers list them all (default 1).")
+    var managers = 1
+    @Flag(help: "Store in a local PostgreSQL started by scripts/postgres instead of a SQLite file.") var postgres = false
     @Flag(help: "First line of output is one JSON object with the dashboard URL, manager address and demo credentials.") var json = false
 
     /// One worker's peer ports, as printed.
@@ -39,15 +42,22 @@ struct Up: AsyncParsableCommand {
 
     func run() async throws {
         guard (0...64).contains(workers) else { throw ValidationError("--workers must be 0–64") }
+        guard (1...5).contains(managers) else { throw ValidationError("--managers must be 1–5") }
         let dir = URL(fileURLWithPath: dataDir ?? Env.home + "/.campusgrid/local").standardizedFileURL.path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let me = try executablePath()
+        // Every manager gets the same store: with --postgres the database scripts/postgres starts, else the SQLite file
+        // in the shared data folder (which also gives them one identity: key, CA).
+        let storeArgs: [String] = postgres ? ["--database", try Self.startPostgres()] : []
         var children: [Child] = []
+        var standbys: [Child] = []
         func stopAll() {
-            // Workers first (they stop their jobs), then the manager.
+            // Workers first (they stop their jobs), then the standby managers, then the first manager.
             let workers = children.dropFirst()
             for c in workers { c.terminate() }
             for c in workers { c.waitOrKill(seconds: 10) }
+            for c in standbys { c.terminate() }
+            for c in standbys { c.waitOrKill(seconds: 10) }
             if let manager = children.first {
                 manager.terminate()
                 manager.waitOrKill(seconds: 10)
@@ -61,7 +71,7 @@ struct Up: AsyncParsableCommand {
                 let httpPort = attempt == 0 && Self.isFree(5000) ? 5000 : 0
                 let m = try Child.start(
                     me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json",
-                        "--parent-pid", "\(getpid())"],
+                        "--parent-pid", "\(getpid())"] + storeArgs,
                     label: "manager")
                 if let line = m.readLine(timeout: 60) {
                     managerReady = (m, line)
@@ -77,6 +87,22 @@ struct Up: AsyncParsableCommand {
             else { throw ValidationError("the manager did not start; see its messages above") }
             let dashboard = "http://127.0.0.1:\(Int(h))"
             let managerAddress = "127.0.0.1:\(Int(g))"
+            // The other managers (issue 16): started after the first (which made the identity), on free ports; each
+            // says it is ready once it has seen the leader renew its lease.
+            var dashboards = [dashboard]
+            var managerAddresses = [managerAddress]
+            for i in 1..<managers {
+                let m = try Child.start(
+                    me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json",
+                        "--parent-pid", "\(getpid())"] + storeArgs,
+                    label: "manager-\(i + 1)")
+                standbys.append(m)
+                guard let line = m.readLine(timeout: 60), let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+                    case .number(let g2)? = info["grid_port"], case .number(let h2)? = info["http_port"]
+                else { throw ValidationError("manager \(i + 1) did not start; see its messages above") }
+                dashboards.append("http://127.0.0.1:\(Int(h2))")
+                managerAddresses.append("127.0.0.1:\(Int(g2))")
+            }
 
             // The demo account: created once, its password kept in the data folder (mode 0600).
             let demoPath = dir + "/demo.json"
@@ -109,7 +135,7 @@ struct Up: AsyncParsableCommand {
                 var started: (child: Child, line: String)?
                 for attempt in 0..<2 where started == nil {
                     var args = [
-                        "worker", "-m", managerAddress, "--token-file", tokenFile, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json", "--parent-pid", "\(getpid())",
+                        "worker", "-m", managerAddresses.joined(separator: ","), "--token-file", tokenFile, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json", "--parent-pid", "\(getpid())",
                         "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : Self.freePort())",
                     ]
                     if let sandbox { args += ["--sandbox", sandbox] }
@@ -134,11 +160,16 @@ struct Up: AsyncParsableCommand {
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             if json {
                 // A flat object of strings (scripts decode it as such); the peers' ports as comma-separated lists.
-                let line: [String: String] = [
+                var line: [String: String] = [
                     "dashboard": dashboard, "manager": managerAddress, "user": demo.username, "password": demo.password, "token": token,
                     "peer_ports": peers.map { String($0.port) }.joined(separator: ","),
                     "web_ports": peers.map { $0.webPort.map(String.init) ?? "" }.joined(separator: ","),
                 ]
+                if managers > 1 {
+                    // Only with --managers: every manager's grid address and dashboard, comma-separated, the leader first.
+                    line["managers"] = managerAddresses.joined(separator: ",")
+                    line["dashboards"] = dashboards.joined(separator: ",")
+                }
                 let e = JSONEncoder()
                 e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 say(String(decoding: try e.encode(line), as: UTF8.self))
@@ -148,7 +179,7 @@ struct Up: AsyncParsableCommand {
                     CampusGrid is up.
                       Dashboard:  \(dashboard)
                       Manager:    \(managerAddress) (grid protocol), data in \(dir)
-                      Workers:    \(workers) local worker(s), earning for \(demo.username)
+                      Workers:    \(workers) local worker(s), earning for \(demo.username)\(managers > 1 ? "\n  Managers:   \(managers) on one store, the first leads: \(dashboards.joined(separator: ","))" : "")
                     \(peers.map { "  Peer \($0.name): grid port \($0.port), web port \($0.webPort.map(String.init) ?? "none (no status page yet)")" }.joined(separator: "\n"))
                       Peer try:   CAMPUSGRID_TOKEN=\(token) campusgrid cpu --port \(peers.first?.port ?? 9000) --program "def main(a, b): return a + b" --args "[10, 32]"
                       Demo login: \(demo.username) / \(demo.password)
@@ -163,6 +194,29 @@ struct Up: AsyncParsableCommand {
             stopAll()
             throw error
         }
+    }
+
+    /// `--postgres`: starts the local PostgreSQL with `scripts/postgres start` (from the repository the command runs
+    /// in) and returns the database URL it prints last.
+    static func startPostgres() throws -> String {
+        let script = FileManager.default.currentDirectoryPath + "/scripts/postgres"
+        guard FileManager.default.isExecutableFile(atPath: script) else {
+            throw ValidationError(
+                "--postgres starts PostgreSQL with scripts/postgres, which this build does not have (run from the repository root of a build with the PostgreSQL store)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: script)
+        p.arguments = ["start"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let url = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        guard p.terminationStatus == 0, url.hasPrefix("postgres") else {
+            throw ValidationError("scripts/postgres start failed (exit \(p.terminationStatus)); see its messages above")
+        }
+        return url
     }
 
     static func randomPassword() -> String {

@@ -14,6 +14,7 @@ extension Integration {
             let info = try JSONDecoder().decode([String: String].self, from: Data(first.utf8))
             let dashboard = try #require(info["dashboard"])
             #expect(info["manager"]?.hasPrefix("127.0.0.1:") == true)
+            #expect(info["managers"] == nil && info["dashboards"] == nil, "issue 16: plain `up` prints what it printed before")
             #expect(info["user"] == "demo")
             #expect((info["password"] ?? "").count >= 12)
             let demo = GridClient(baseURL: dashboard, token: info["token"])

@@ -94,6 +94,8 @@ private let samples: [GridMessage] = [
     .peerAuth(Msg.PeerAuth(credential: sampleCredential, proof: "cHJvb2Y=")),
     .credential(Msg.CredentialGrant()),
     .credential(Msg.CredentialGrant(credential: sampleCredential)),
+    .notLeader(Msg.NotLeader(leader: "10.0.0.7:9999")),
+    .notLeader(Msg.NotLeader(leader: "")),
     .authOk(Msg.AuthOk(user: "ada", kind: "api", ticket: PeerTrust.Ticket(user: "ada", holder: "w-1", expires: 1_700_000_900, signature: "c2ln"))),
     .cpuTask(
         Msg.CPUTask(
@@ -166,6 +168,7 @@ private func caseIndex(_ message: GridMessage) -> Int {
     case .getPeerStatus: 49
     case .peerAuth: 50
     case .credential: 51
+    case .notLeader: 52
     }
 }
 
@@ -190,7 +193,7 @@ private func roundTrip(_ frame: GridFrame) throws -> GridFrame {
 @Suite("GridMessage wire codec")
 struct GridMessageCodecTests {
     @Test func samplesCoverEveryMessageCase() {
-        #expect(Set(samples.map(caseIndex)) == Set(0...51))
+        #expect(Set(samples.map(caseIndex)) == Set(0...52))
     }
 
     @Test(arguments: samples)
