@@ -18,6 +18,9 @@ import PostgresNIO
 /// this scheme should not produce) is retried a bounded number of times.
 final class PostgresBackend: StoreBackend, @unchecked Sendable {
     static let poolSize = 4
+    /// How long the server lets a session sit idle inside a transaction before ending it (see `checkOut`).
+    static let idleInTransactionMs = 5_000
+
     /// The advisory lock every write transaction takes ("CGRD").
     static let writeLockKey: Int64 = 0x4347_5244
     static let maxAttempts = 3
@@ -128,9 +131,15 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         let configuration = PostgresConnection.Configuration(
             host: url.host, port: url.port, username: url.username, password: url.password, database: url.database, tls: tls)
         do {
-            return try PostgresConnection.connect(
+            let connection = try PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: id, logger: logger
             ).wait()
+            // A manager frozen inside a transaction (SIGSTOP, a paused VM) must not hold the write lock or the lease
+            // row forever: the server ends a session idle in a transaction this long, so a follower's takeover waits
+            // at most this long behind it, and the frozen manager's late COMMIT fails.
+            try PostgresSession(connection: connection, logger: logger).execute(
+                sql: "SET idle_in_transaction_session_timeout = \(Self.idleInTransactionMs)", arguments: [])
+            return connection
         } catch {
             throw PostgresStoreFailure(error, doing: "connecting to \(url)")
         }

@@ -31,14 +31,18 @@ extension Integration {
         enum HA {
             static let leaderLease = "1.5"
 
-            /// Another manager on the grid's data folder (the first one is `grid.startManager(extra: HA.extra)`).
-            static func start(_ grid: TestGrid, _ index: Int) async throws -> Manager {
+            /// Another manager on the grid's data folder (the first one is `grid.startManager(extra: HA.extra)`), on the
+            /// store `env` names (nothing: the data folder's SQLite file; CAMPUSGRID_DATABASE: PostgreSQL), on the given
+            /// ports (0: free ones).
+            static func start(
+                _ grid: TestGrid, _ index: Int, env: [String: String] = [:], gridPort: Int = 0, httpPort: Int = 0
+            ) async throws -> Manager {
                 let p = try grid.spawn(
                     "manager-\(index)",
                     [
-                        "manager", "--data-dir", grid.root + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0",
-                        "--lease-seconds", "3", "--admin", TestGrid.adminName, "--json",
-                    ] + extra)
+                        "manager", "--data-dir", grid.root + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port",
+                        "\(httpPort)", "--lease-seconds", "3", "--admin", TestGrid.adminName, "--json",
+                    ] + extra, extraEnvironment: env)
                 guard let line = await p.nextLine(timeout: 60),
                     let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
                     case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
@@ -49,8 +53,8 @@ extension Integration {
             static var extra: [String] { ["--leader-lease", leaderLease] }
 
             /// The first manager, started the usual way (so `grid.user`, `grid.admin` talk to it).
-            static func first(_ grid: TestGrid) async throws -> Manager {
-                let p = try await grid.startManager(leaseSeconds: 3, extra: extra)
+            static func first(_ grid: TestGrid, env: [String: String] = [:]) async throws -> Manager {
+                let p = try await grid.startManager(leaseSeconds: 3, extraEnvironment: env, extra: extra)
                 return Manager(process: p, gridPort: grid.gridPort, httpPort: grid.httpPort)
             }
 
@@ -107,12 +111,14 @@ extension Integration {
             init(_ value: [String: Any]) { self.value = value }
         }
 
-        @Test func oneLeadsAFollowerRedirectsTheWorkerAndTakesOverWithinTenSecondsOfTheLeadersDeath() async throws {
+        @Test(arguments: IntegrationStore.allCases)
+        func oneLeadsAFollowerRedirectsTheWorkerAndTakesOverWithinTenSecondsOfTheLeadersDeath(store: IntegrationStore) async throws {
+            let env = try await store.managerEnvironment()
             let grid = try TestGrid(label: "ha-takeover")
             defer { grid.shutdown() }
-            let m0 = try await HA.first(grid)
-            let m1 = try await HA.start(grid, 1)
-            let m2 = try await HA.start(grid, 2)
+            let m0 = try await HA.first(grid, env: env)
+            let m1 = try await HA.start(grid, 1, env: env)
+            let m2 = try await HA.start(grid, 2, env: env)
             let all = [m0, m1, m2]
             #expect(try await HA.leader(among: all).url == m0.url, "the first manager leads")
             #expect(await HA.view(m1)?.leader == m0.url, "a follower names the leader")
@@ -183,11 +189,13 @@ extension Integration {
             #expect(try await admin.ledgerCheck()["ok"] == .bool(true))
         }
 
-        @Test func aStoppedLeaderWokenAfterATakeoverCommitsNothingAndStepsDown() async throws {
+        @Test(arguments: IntegrationStore.allCases)
+        func aStoppedLeaderWokenAfterATakeoverCommitsNothingAndStepsDown(store: IntegrationStore) async throws {
+            let env = try await store.managerEnvironment()
             let grid = try TestGrid(label: "ha-deposed")
             defer { grid.shutdown() }
-            let m0 = try await HA.first(grid)
-            let m1 = try await HA.start(grid, 1)
+            let m0 = try await HA.first(grid, env: env)
+            let m1 = try await HA.start(grid, 1, env: env)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             var admin = try await grid.admin()

@@ -21,7 +21,7 @@ struct UnsandboxedWorkerTests {
         try await grid.startManager()
         let ann = try await grid.user("ann")
         let bob = try await grid.user("bob")
-        let webPort = freePort()
+        let webPort = freeTCPPort()
         // Restricted, and without --allow-unsandboxed (the test grid's workers otherwise get it).
         let laptop = try await grid.startWorker(
             "ann-laptop", owner: ann, extra: ["--sandbox", "none", "--web-port", "\(webPort)"],
@@ -68,18 +68,4 @@ struct UnsandboxedWorkerTests {
         #expect(bobDone)
         #expect(try await bob.job(bobs.job.id).worker == "lab")
     }
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-private func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }
