@@ -107,6 +107,8 @@ public struct BenchSuite: Sendable {
                     figures.append(
                         try await HABench.submitToStart(
                             binary: binary, count: sizes.latencyJobs, repository: repository, python: python, scratch: scratch, log: log))
+                    figures.append(
+                        try await HABench.failover(binary: binary, runs: sizes.failoverRuns, leaderLease: 3, repository: repository, log: log))
                 case .curves:
                     curves.append(try await SchedulerBench.curve(workers: sizes.curveWorkers, jobs: sizes.curveJobs, scratch: scratch, log: log))
                     curves.append(await CurveBench.memoryByPeers(binary: binary, peers: sizes.curvePeers, sizes: sizes, log: log))
@@ -175,6 +177,7 @@ public struct BenchSuite: Sendable {
                 [
                     ("ha.placements_postgres", "Scheduler placements on PostgreSQL", "placements/s", .higher),
                     ("ha.submit_to_start_postgres", "Empty job submit → start, PostgreSQL store", "ms", .lower),
+                    ("ha.failover", "Failover: leader SIGKILLed → first job placed by the next", "s", .lower),
                 ]
             }
         return ids.map { id, title, unit, better in

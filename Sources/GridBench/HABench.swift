@@ -7,8 +7,9 @@ import GridStore
 import Glibc
 #endif
 
-/// Issue 16's figures: the PostgreSQL store beside SQLite (placements/s, an empty job's submit → start). PostgreSQL is
-/// the project's own private cluster (`scripts/postgres`), a fresh database for each figure.
+/// Issue 16's figures: the PostgreSQL store beside SQLite (placements/s, an empty job's submit → start), and failover
+/// time — from SIGKILL of the leading manager to the first job the next leader places (median of the runs). PostgreSQL
+/// is the project's own private cluster (`scripts/postgres`), a fresh database for each figure.
 enum HABench {
     /// `scripts/postgres start DIR NAME`: the URL of a fresh database on the bench's cluster (started if needed).
     static func freshDatabase(repository: String?, name: String) throws -> String {
@@ -76,6 +77,41 @@ enum HABench {
         figure.workload = "\(count) empty jobs one at a time, a manager on PostgreSQL + 2 workers; the reference is the same on SQLite"
         figure.references = []
         figure.add(Reference(name: "the same grid on SQLite", samples: reference.samples))
+        return figure
+    }
+
+    /// Two managers on one PostgreSQL database and one worker listing both. Each run: SIGKILL the leader, then submit
+    /// an empty job to the other manager (retrying while it still follows) and take the time from the kill to the
+    /// job's start by the manager's clock; the killed manager comes back as a follower on its old ports.
+    static func failover(binary: String, runs: Int, leaderLease: Double, repository: String?, log: (String) -> Void) async throws -> Figure {
+        var figure = Figure(
+            id: "ha.failover", title: "Failover: leader SIGKILLed → first job placed by the next", unit: "s", better: .lower,
+            workload: "2 managers on one PostgreSQL database (leader lease \(leaderLease) s), 1 worker listing both; \(runs) kills")
+        let url = try freshDatabase(repository: repository, name: "\(runTag)_f")
+        let grid = try await HAGrid.start(binary: binary, managers: 2, databaseURL: url, leaderLease: leaderLease)
+        defer { grid.stop() }
+        var samples: [Double] = []
+        for run in 0..<runs {
+            let leader = try await grid.leader(timeout: 30)
+            let follower = (leader + 1) % grid.managers.count
+            // A job through the current leader first: the worker is on it and the grid works.
+            _ = try await JobBench.runOne(client: grid.client(leader))
+            let killedAt = Date().timeIntervalSince1970
+            grid.kill(leader)
+            let job = try await grid.submitRetrying(to: follower, JobBench.submitRequest(), timeout: 60)
+            let deadline = Stats.now() + 60
+            var started: Double?
+            while Stats.now() < deadline, started == nil {
+                started = try? await grid.client(follower).job(job.id).startedAt
+                if started == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            guard let started else { throw BenchError("no job started within 60 s of killing the leader\n\(grid.logs)") }
+            samples.append(started - killedAt)
+            log(String(format: "  failover %d/%d: %.2f s", run + 1, runs, started - killedAt))
+            try await grid.restart(leader)
+        }
+        figure.record(samples)
+        figure.setTarget(10, better: .lower, description: "a new leader places work within 10 s")
         return figure
     }
 }

@@ -12,7 +12,7 @@ struct BenchCommandTests {
         "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
         "tasks.throughput", "tasks.round_trip", "memory.ops", "memory.set", "memory.get", "files.put", "files.get", "tls.job_submit_to_start", "tls.task_round_trip",
         "tls.memory_ops", "tls.file_get", "verification.extra_cpu_per_100_jobs", "env.cold_build", "env.cached",
-        "env.job_submit_to_start", "env.task_round_trip",
+        "env.job_submit_to_start", "env.task_round_trip", "ha.placements_postgres", "ha.submit_to_start_postgres", "ha.failover",
     ]
     /// Figures that need nothing but this build, so they must always be measured.
     static let alwaysMeasured = [
