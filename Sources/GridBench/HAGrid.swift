@@ -39,15 +39,7 @@ final class HAGrid: @unchecked Sendable {
 
     static func start(binary: String, managers count: Int, databaseURL: String, leaderLease: Double) async throws -> HAGrid {
         let root = NSTemporaryDirectory() + "campusgrid-bench-ha-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = root
-        env["XDG_CONFIG_HOME"] = root + "/config"
-        env["CAMPUSGRID_BCRYPT_COST"] = "4"
-        env["STARTING_CREDITS"] = "1000000000"
-        env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_BENCH_LOG_LEVEL"] ?? "warning"
-        env["CAMPUSGRID_TOKEN"] = nil
-        env["CAMPUSGRID_MANAGER"] = nil
+        var env = try LocalGrid.childEnvironment(root: root)
         // The database URL carries the cluster's password: in the environment, never on a command line.
         env["CAMPUSGRID_DATABASE"] = databaseURL
         var slots: [Slot] = []

@@ -36,15 +36,7 @@ public final class LocalGrid: @unchecked Sendable {
         managerEnvironment: [String: String] = [:]
     ) async throws -> LocalGrid {
         let root = NSTemporaryDirectory() + "campusgrid-bench-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
-        var env = ProcessInfo.processInfo.environment
-        env["HOME"] = root
-        env["XDG_CONFIG_HOME"] = root + "/config"
-        env["CAMPUSGRID_BCRYPT_COST"] = "4"
-        env["STARTING_CREDITS"] = "1000000000"
-        env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_BENCH_LOG_LEVEL"] ?? "warning"
-        env["CAMPUSGRID_TOKEN"] = nil
-        env["CAMPUSGRID_MANAGER"] = nil
+        var env = try childEnvironment(root: root)
         var children: [ServerProcess] = []
         do {
             let manager = try ServerProcess(
@@ -123,6 +115,21 @@ public final class LocalGrid: @unchecked Sendable {
         self.children = children
         self.binary = binary
         self.environment = environment
+    }
+
+    /// The environment of a bench grid's children under `root` (created): a private HOME and config folder, cheap
+    /// bcrypt, (practically) unlimited starting credits, quiet logs, no inherited token or manager.
+    static func childEnvironment(root: String) throws -> [String: String] {
+        try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
+        var env = ProcessInfo.processInfo.environment
+        env["HOME"] = root
+        env["XDG_CONFIG_HOME"] = root + "/config"
+        env["CAMPUSGRID_BCRYPT_COST"] = "4"
+        env["STARTING_CREDITS"] = "1000000000"
+        env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_BENCH_LOG_LEVEL"] ?? "warning"
+        env["CAMPUSGRID_TOKEN"] = nil
+        env["CAMPUSGRID_MANAGER"] = nil
+        return env
     }
 
     /// Jobs by state, from the manager's `/metrics`.

@@ -235,7 +235,21 @@ public actor WorkerAgent: Service {
                 tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil, envs: envs,
                 python: environments?.interpreter.version)
             try await outbound.write(GridFrame(.register(register)))
-            guard case .registered(let reg) = try await expect().message else { throw LinkClosed() }
+            // The manager may send a job or the peer list before its REGISTERED reaches us (its scheduler can run as soon
+            // as it counts this worker online): those frames are kept, a few at most, and handled once registered.
+            var early: [GridFrame] = []
+            var registered: Msg.Registered?
+            while registered == nil {
+                let frame = try await expect()
+                if case .registered(let r) = frame.message {
+                    registered = r
+                } else if early.count < 64 {
+                    early.append(frame)
+                } else {
+                    throw LinkClosed()
+                }
+            }
+            guard let reg = registered else { throw LinkClosed() }
             await peers?.setTrust(managerKey: nil, credential: reg.credential)
             if let peers, peers.tls.required {
                 // The manager (verified against the join string's CA) signed our key: the peer port can now open.
@@ -251,6 +265,7 @@ public actor WorkerAgent: Service {
             // The heartbeat task lives exactly as long as this connection: it is cancelled when the read loop ends.
             let heartbeat = Task { try await self.heartbeats(outbound) }
             defer { heartbeat.cancel() }
+            for frame in early { await handle(frame, outbound) }
             reading: while let item = try await messages.next() {
                 switch item {
                 case .frame(let frame): await handle(frame, outbound)
