@@ -51,19 +51,36 @@ public enum Shell {
                 readers.leave()
             }
         }
-        let deadline = Stats.now() + timeout
-        while p.isRunning && Stats.now() < deadline { usleep(5_000) }
-        let timedOut = p.isRunning
+        var status = exitStatus(of: p, within: timeout)
+        let timedOut = status == nil
         if timedOut {
             kill(p.processIdentifier, SIGTERM)
-            usleep(500_000)
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            status = exitStatus(of: p, within: 0.5)
+            if status == nil {
+                kill(p.processIdentifier, SIGKILL)
+                status = exitStatus(of: p, within: 5)
+            }
         }
-        p.waitUntilExit()
         _ = readers.wait(timeout: .now() + 5)
         return Result(
-            status: p.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self), stderr: String(decoding: errData.get(), as: UTF8.self),
-            timedOut: timedOut)
+            status: status ?? 128 + SIGKILL, stdout: String(decoding: outData.get(), as: UTF8.self),
+            stderr: String(decoding: errData.get(), as: UTF8.self), timedOut: timedOut)
+    }
+
+    /// The exit status of `p` once it exits, or nil after `seconds`. Never `waitUntilExit()`: Foundation learns of a
+    /// child's exit when every holder of a socket it gave the child has closed it, so a daemon the child started (and
+    /// that kept the socket) hid the exit for the daemon's whole life. The child is reaped here when Foundation has not.
+    static func exitStatus(of p: Process, within seconds: Double) -> Int32? {
+        let deadline = Stats.now() + seconds
+        repeat {
+            if !p.isRunning { return p.terminationStatus }
+            var status: Int32 = 0
+            if waitpid(p.processIdentifier, &status, WNOHANG) == p.processIdentifier {
+                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            }
+            usleep(5_000)
+        } while Stats.now() < deadline
+        return nil
     }
 
     /// The standard output of a command that succeeded, or nil.

@@ -16,7 +16,19 @@ struct PostgresRestartTests {
             try? FileManager.default.removeItem(atPath: dir)
             try? FileManager.default.removeItem(atPath: dir + ".lock")
         }
-        let url = try await onThread { try TestPostgres.run(["start", dir, "grid"]) }.trimmingCharacters(in: .whitespacesAndNewlines)
+        // The first start, with a descriptor of the caller's open: the server keeps none of them. (Foundation's
+        // Process hears of its child's exit through a socket it hands the child; a server that kept it hid the script's
+        // exit for the server's whole life, and `bench` and `up --postgres` waited for ever on a fresh cluster.)
+        let marker = dir + "-caller-descriptor"
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let url = try await onThread { try TestPostgres.run(["start", dir, "grid"], holding: marker) }.trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = try #require(
+            (try? String(contentsOfFile: dir + "/data/postmaster.pid", encoding: .utf8))?.split(separator: "\n").first.flatMap { Int32($0) })
+        let held = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(server)/fd")) ?? []).compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(server)/fd/\($0)")
+        }
+        #expect(!held.isEmpty, "cannot read the server's descriptors")
+        #expect(!held.contains(marker), "the server kept its caller's descriptor: \(held)")
         let password = try #require(URLComponents(string: url)?.password)
         let db = try await GridDatabase.open(url: url)
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)

@@ -38,11 +38,16 @@ public enum TestPostgres {
 
     /// Runs `scripts/postgres` (e.g. `["start", DIR, DATABASE]`) and returns its stdout; its stderr goes to a file, shown
     /// when it fails. Blocks: call it from a thread of its own (`onThread`).
+    /// With `holding`, the script runs with that file open on descriptor 7, as a caller's open descriptors would be.
     @discardableResult
-    public static func run(_ args: [String]) throws -> String {
+    public static func run(_ args: [String], holding file: String? = nil) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script] + args
+        if let file {
+            p.arguments = ["-c", #"exec 7>>"$0"; exec /bin/bash "$@""#, file, script] + args
+        } else {
+            p.arguments = [script] + args
+        }
         var env = ProcessInfo.processInfo.environment
         env["CAMPUSGRID_POSTGRES_FAST"] = "1"
         p.environment = env
