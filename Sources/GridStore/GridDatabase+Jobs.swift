@@ -130,10 +130,12 @@ extension GridDatabase {
             return try StoreRow.fetchAll(
                 db, sql: "SELECT id, owner_id, spec, submitted_at, avoid_owners FROM jobs WHERE state = 'pending' ORDER BY id"
             ).map { row in
-                let spec = (try? decoder.decode(JobSpec.self, from: Data((row[2] as String).utf8))) ?? JobSpec(name: "?")
+                let spec = (try? decoder.decode(SchedulingFields.self, from: Data((row[2] as String).utf8))) ?? SchedulingFields()
                 let avoid = (row[4] as String?).flatMap { try? decoder.decode([UserID].self, from: Data($0.utf8)) } ?? []
                 var env: String?
-                if spec.requirements?.isEmpty == false { env = spec.pythonRequirements.digest }
+                if let requirements = spec.requirements, !requirements.isEmpty {
+                    env = JobSpec(name: "", requirements: requirements, requiresPython: spec.requiresPython).pythonRequirements.digest
+                }
                 return Placement.Job(
                     id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3],
                     avoidOwners: Set(avoid), env: env, requiresPython: spec.requiresPython)
@@ -171,9 +173,10 @@ extension GridDatabase {
     public func apply(_ assignments: [Placement.Assignment], now: Double) async throws -> [JobRecord] {
         guard !assignments.isEmpty else { return [] }
         return try await write { db in
-            var started: [JobRecord] = []
-            // Each worker is read once per pass (its row and what its running jobs use), then kept up to date here as
-            // this transaction starts jobs on it; statements are compiled once per pass, not once per job.
+            // A few statements per pass, not a few per job: the planned jobs and workers are read in chunks, the checks
+            // below run on them in memory (kept up to date as this transaction starts jobs), and the starts are
+            // written in chunks. On PostgreSQL every statement is a round trip; on SQLite each still costs a parse of
+            // its arguments. The checks are the same as one job at a time.
             struct Room {
                 var online: Bool
                 var name: String
@@ -191,36 +194,42 @@ extension GridDatabase {
             let rows = try StoreRow.fetchAll(db, sql: "SELECT worker_id, spec FROM jobs WHERE state = 'running'")
             for row in rows {
                 guard let worker: WorkerID = row[0], planned.contains(worker) else { continue }
-                let resources = (try? decoder.decode(JobSpec.self, from: Data((row[1] as String).utf8)))?.resources ?? .zero
+                let resources = (try? decoder.decode(SchedulingFields.self, from: Data((row[1] as String).utf8)))?.resources ?? .zero
                 let before = inUse[worker] ?? (.zero, 0)
                 inUse[worker] = (before.used + resources, before.count + 1)
             }
-            let startJob = """
-                UPDATE jobs SET state = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
-                    log_attempt_base = log_total, tier = ? WHERE id = ?
-                """
+            var jobs: [JobID: JobRecord] = [:]
+            for chunk in Self.chunks(Array(Set(assignments.map(\.job))).sorted()) {
+                for row in try StoreRow.fetchAll(db, sql: "SELECT * FROM jobs WHERE id IN (\(Self.placeholders(chunk.count)))", arguments: chunk.map { $0 }) {
+                    let job = JobRecord(row: row)
+                    jobs[job.id] = job
+                }
+            }
             var rooms: [WorkerID: Room] = [:]
-            for a in assignments {
-                guard let job = try Self.job(db, a.job), job.state == .pending, !job.cancelRequested else { continue }
-                if rooms[a.worker] == nil {
-                    guard let worker = try StoreRow.fetchOne(
-                        db, sql: "SELECT name, resources, slots, tier, online FROM workers WHERE id = ?", arguments: [a.worker]) else { continue }
-                    let busy = inUse[a.worker] ?? (.zero, 0)
-                    rooms[a.worker] = Room(
+            for chunk in Self.chunks(planned.sorted()) {
+                for worker in try StoreRow.fetchAll(
+                    db, sql: "SELECT id, name, resources, slots, tier, online FROM workers WHERE id IN (\(Self.placeholders(chunk.count)))",
+                    arguments: chunk.map { $0 })
+                {
+                    let id: WorkerID = worker["id"]
+                    let busy = inUse[id] ?? (.zero, 0)
+                    rooms[id] = Room(
                         online: worker["online"], name: worker["name"], tier: SandboxTier(rawValue: worker["tier"]) ?? .restricted,
                         slots: worker["slots"],
                         total: (try? decoder.decode(Resources.self, from: Data((worker["resources"] as String).utf8))) ?? .zero,
                         used: busy.used, running: busy.count)
                 }
+            }
+            var started: [JobRecord] = []
+            for a in assignments {
+                guard let job = jobs[a.job], job.state == .pending, !job.cancelRequested else { continue }
                 guard var room = rooms[a.worker], room.online, room.running < room.slots, room.tier >= job.spec.minTier,
                     (room.total - room.used).covers(job.spec.resources)
                 else { continue }
-                try db.execute(sql: startJob, arguments: [a.worker, now, room.tier.rawValue, a.job])
-                try Self.event(db, a.job, .running, "on worker \(room.name) (attempt \(job.attempt + 1))", now)
                 room.used = room.used + job.spec.resources
                 room.running += 1
                 rooms[a.worker] = room
-                // The row as the UPDATE left it, without reading it back.
+                // The row as the UPDATE below leaves it, without reading it back.
                 var running = job
                 running.state = .running
                 running.workerId = a.worker
@@ -229,18 +238,54 @@ extension GridDatabase {
                 running.pendingReason = nil
                 running.tier = room.tier
                 started.append(running)
+                // A job planned twice in one pass (never by Placement, but the store does not rely on it) starts once.
+                jobs[a.job]?.state = .running
+            }
+            for chunk in Self.chunks(started, size: 200) {
+                // UPDATE … FROM (VALUES …): SQLite ≥ 3.33 and PostgreSQL both speak it; VALUES' columns are column1….
+                let values = Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", ")
+                let idValue = db.dialect == .postgres ? "v.column1::bigint" : "v.column1"
+                try db.execute(
+                    sql: """
+                        UPDATE jobs SET state = 'running', worker_id = v.column2, attempt = attempt + 1, started_at = ?, pending_reason = NULL,
+                            log_attempt_base = log_total, tier = v.column3 FROM (VALUES \(values)) AS v WHERE jobs.id = \(idValue)
+                        """,
+                    arguments: [now] + chunk.flatMap { job -> StoreArguments in [job.id, job.workerId, job.tier?.rawValue] })
+                try db.execute(
+                    sql: "INSERT INTO job_events (job_id, at, state, detail) VALUES "
+                        + Array(repeating: "(?, ?, ?, ?)", count: chunk.count).joined(separator: ", "),
+                    arguments: chunk.flatMap { job -> StoreArguments in
+                        [job.id, now, JobState.running.rawValue, "on worker \(rooms[job.workerId ?? ""]?.name ?? "?") (attempt \(job.attempt))"]
+                    })
             }
             return started
         }
     }
 
-    /// Records why each job is still pending (only where it changed).
+    /// Records why each job is still pending (only where it changed): one statement per reason and chunk of jobs.
     public func setPendingReasons(_ reasons: [JobID: String]) async throws {
         guard !reasons.isEmpty else { return }
-        try await write { db in
-            let update = "UPDATE jobs SET pending_reason = ? WHERE id = ? AND state = 'pending' AND pending_reason IS DISTINCT FROM ?"
-            for (id, reason) in reasons { try db.execute(sql: update, arguments: [reason, id, reason]) }
+        var byReason: [String: [JobID]] = [:]
+        for (id, reason) in reasons { byReason[reason, default: []].append(id) }
+        try await write { [byReason] db in
+            for (reason, ids) in byReason {
+                for chunk in Self.chunks(ids.sorted()) {
+                    try db.execute(
+                        sql: "UPDATE jobs SET pending_reason = ? WHERE id IN (\(Self.placeholders(chunk.count))) AND state = 'pending' "
+                            + "AND pending_reason IS DISTINCT FROM ?",
+                        arguments: [reason] + chunk.map { $0 as (any StoreValueConvertible)? } + [reason])
+                }
+            }
         }
+    }
+
+    /// `?, ?, …` for an `IN (…)` list of `count`.
+    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
+
+    /// `items` in slices of at most `size`: a statement's arguments stay far below both stores' limits (SQLite 32,766,
+    /// PostgreSQL 65,535).
+    static func chunks<T>(_ items: [T], size: Int = 500) -> [ArraySlice<T>] {
+        stride(from: 0, to: items.count, by: size).map { items[$0..<min($0 + size, items.count)] }
     }
 
     /// Appends log bytes of attempt `job` at `offset` within that attempt. Duplicate bytes (a resend after a reconnect)
@@ -541,5 +586,41 @@ extension GridDatabase {
         try event(db, job.id, state, reason, now)
         // A check run that ended without a result leaves its job's verification without a decision.
         if let root = job.checkOf { _ = try decide(db, root: root, policy: .off, now: now) }
+    }
+}
+
+/// The fields of a stored `JobSpec` the scheduler reads on every pass, decoded without the rest (names, outputs,
+/// inputs): the whole spec's decoding was most of a pass's read. A spec that does not decode as a `JobSpec` is
+/// decoded as `JobSpec(name: "?")` would be: these defaults are that spec's.
+struct SchedulingFields: Decodable {
+    var cpus = 1
+    var ramGb = 1
+    var gpus = 0
+    var priority = 0
+    var minTier = SandboxTier.bwrap
+    var requirements: [String]?
+    var requiresPython: String?
+
+    init() {}
+
+    var resources: Resources { Resources(cpus: cpus, ramGb: ramGb, gpus: gpus) }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, cpus, ramGb, gpus, minutes, priority, outputs, minTier, requirements, requiresPython
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // The keys a JobSpec must have, so what decodes here is what would decode as one.
+        _ = try c.decode(String.self, forKey: .name)
+        _ = try c.decode(Int.self, forKey: .minutes)
+        guard c.contains(.outputs) else { throw DecodingError.keyNotFound(CodingKeys.outputs, .init(codingPath: [], debugDescription: "")) }
+        cpus = try c.decode(Int.self, forKey: .cpus)
+        ramGb = try c.decode(Int.self, forKey: .ramGb)
+        gpus = try c.decode(Int.self, forKey: .gpus)
+        priority = try c.decode(Int.self, forKey: .priority)
+        minTier = try c.decode(SandboxTier.self, forKey: .minTier)
+        requirements = try c.decodeIfPresent([String].self, forKey: .requirements)
+        requiresPython = try c.decodeIfPresent(String.self, forKey: .requiresPython)
     }
 }

@@ -212,6 +212,56 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    /// A whole pass's plan is committed in chunks (issue 17): every assignment is still re-checked, across chunk
+    /// boundaries, against what the same plan started before it.
+    @Test(arguments: StoreBackend.allCases) func aLargePlanIsRecheckedAsAWholeAcrossChunks(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        func worker(_ id: WorkerID, cpus: Int, slots: Int, tier: SandboxTier = .bwrap) -> Placement.Worker {
+            let total = Resources(cpus: cpus, ramGb: cpus * 2)
+            return Placement.Worker(id: id, total: total, free: total, load: 0, tier: tier, freeSlots: slots)
+        }
+        let ids = (0..<1_200).map { JobID(10_000 + $0) }
+        try await grid.db.insertSyntheticLoad(
+            workers: [worker("wa", cpus: 4, slots: 2), worker("wb", cpus: 1_000, slots: 1_000), worker("wc", cpus: 8, slots: 8),
+                      worker("wd", cpus: 8, slots: 8, tier: .restricted), worker("we", cpus: 3, slots: 8)],
+            jobs: ids.map { Placement.Job(id: $0, owner: grid.ada.id, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .bwrap, submitted: 1) },
+            owner: grid.bob.id, now: 1)
+        try await grid.db.setWorkerOffline("wc", now: 1)
+        var plan: [Placement.Assignment] = []
+        plan += ids[0..<3].map { Placement.Assignment(job: $0, worker: "wa") }  // two slots: the third is refused
+        plan += ids[3..<603].map { Placement.Assignment(job: $0, worker: "wb") }  // 600, across chunks
+        plan.append(Placement.Assignment(job: ids[3], worker: "wb"))  // planned twice: starts once
+        plan.append(Placement.Assignment(job: ids[603], worker: "wc"))  // offline
+        plan.append(Placement.Assignment(job: ids[604], worker: "wd"))  // too weak a tier
+        plan.append(Placement.Assignment(job: ids[605], worker: "nobody"))  // unknown
+        plan += ids[606..<610].map { Placement.Assignment(job: $0, worker: "we") }  // 3 CPUs: the fourth does not fit
+        plan.append(Placement.Assignment(job: 999_999, worker: "wb"))  // no such job
+        let started = try await grid.db.apply(plan, now: 5)
+
+        let expected = Array(ids[0..<2]) + Array(ids[3..<603]) + Array(ids[606..<609])
+        #expect(started.map(\.id) == expected)
+        for id in [ids[0], ids[3], ids[500], ids[602], ids[608]] {
+            let job = try #require(try await grid.db.job(id: id))
+            #expect(job.state == .running && job.attempt == 1 && job.startedAt == 5 && job.tier == .bwrap, "\(job)")
+            #expect(job.workerId == started.first { $0.id == id }?.workerId)
+            let running = try await grid.db.events(of: id).filter { $0.state == .running }
+            #expect(running.map(\.detail) == ["on worker \(job.workerId ?? "") (attempt 1)"])
+        }
+        for id in [ids[2], ids[603], ids[604], ids[605], ids[609]] {
+            #expect(try await grid.db.job(id: id)?.state == .pending)
+        }
+
+        // Pending reasons by reason, across chunks; a job that started keeps none.
+        var reasons: [JobID: String] = [:]
+        for id in ids[609..<1_200] { reasons[id] = id % 2 == 0 ? "no worker is online" : "waiting for a worker with enough free resources" }
+        reasons[ids[0]] = "no worker is online"
+        try await grid.db.setPendingReasons(reasons)
+        #expect(try await grid.db.job(id: ids[1_199])?.pendingReason == reasons[ids[1_199]])
+        #expect(try await grid.db.job(id: ids[1_198])?.pendingReason == reasons[ids[1_198]])
+        #expect(try await grid.db.job(id: ids[700])?.pendingReason == reasons[ids[700]])
+        #expect(try await grid.db.job(id: ids[0])?.pendingReason == nil)
+    }
+
     @Test(arguments: StoreBackend.allCases) func applyRefusesAWorkerWhoseTierIsTooWeak(_ backend: StoreBackend) async throws {
         let grid = try await Grid(backend)
         var spec = Grid.spec
