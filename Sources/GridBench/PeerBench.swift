@@ -26,14 +26,12 @@ enum PeerBench {
         for framework in ["ray", "dask"] {
             switch references.pythonTasks(framework, sizes: sizes, log: log) {
             case .success(let run):
-                // Targets (issue 6): throughput at least Ray's, round-trip p50 no worse than Ray's.
-                let goal: Double? = framework == "ray" ? 1.0 : nil
-                throughput.add(Reference(name: run.name, samples: run.tasksPerSecond, targetRatio: goal))
-                roundTrip.add(Reference(name: run.name, samples: run.roundTripMs, targetRatio: goal))
+                // Targets (issue 17): throughput at least 3× Ray's, round-trip p50 at most a quarter of Ray's.
+                throughput.add(Reference(name: run.name, samples: run.tasksPerSecond, targetRatio: framework == "ray" ? 3.0 : nil))
+                roundTrip.add(Reference(name: run.name, samples: run.roundTripMs, targetRatio: framework == "ray" ? 0.25 : nil))
             case .failure(let why):
-                let goal: Double? = framework == "ray" ? 1.0 : nil
-                throughput.add(.missing(framework, because: why.description, targetRatio: goal))
-                roundTrip.add(.missing(framework, because: why.description, targetRatio: goal))
+                throughput.add(.missing(framework, because: why.description, targetRatio: framework == "ray" ? 3.0 : nil))
+                roundTrip.add(.missing(framework, because: why.description, targetRatio: framework == "ray" ? 0.25 : nil))
             }
         }
         return [throughput, roundTrip]

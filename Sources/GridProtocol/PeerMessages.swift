@@ -310,9 +310,15 @@ extension Msg {
     public struct GetFileChunk: Hashable, Sendable, Codable {
         public var filename: String
         public var index: Int
-        public init(filename: String, index: Int) {
+        /// Hash the chunk on this read too (`true`): a stored chunk was checked when it was written, so a plain read
+        /// sends it as stored and the reader's check of the whole file catches a copy damaged since; a reader whose
+        /// check failed asks again with this set, and the peer then finds the damaged copy, serves and rewrites it
+        /// from a replica.
+        public var verify: Bool?
+        public init(filename: String, index: Int, verify: Bool? = nil) {
             self.filename = filename
             self.index = index
+            self.verify = verify
         }
     }
 

@@ -186,9 +186,10 @@ extension PeerService {
         return Msg.FileInfo(filename: m.filename, size: m.size, sha256: m.sha256, chunkSize: m.chunkSize, chunkCount: m.chunks.count, data: inline)
     }
 
-    /// One chunk of a stored file. A copy here is read and checked off the actor, straight into the reply's buffer,
-    /// so chunk reads run in parallel and other requests do not wait for the disk; a missing or corrupt one is
-    /// fetched (and repaired) through the actor.
+    /// One chunk of a stored file. A copy here is read off the actor, straight into the reply's buffer, so chunk reads
+    /// run in parallel and other requests do not wait for the disk; it is hashed only when the reader asks (`verify`),
+    /// as one whose check of the whole file failed does. A missing or corrupt one is fetched (and repaired) through
+    /// the actor.
     @concurrent
     nonisolated func getFileChunk(_ req: Msg.GetFileChunk, user: String) async throws -> Reply {
         let m = try await manifest(req.filename, user: user)
@@ -198,7 +199,8 @@ extension PeerService {
         let hash = m.chunks[req.index]
         let reply = Msg.ChunkData(hash: hash, index: req.index)
         do {
-            if let local = try chunks.readBuffer(hash) { return (.fileChunk(reply), local) }
+            // Unverified unless asked: the reader hashes the whole file, and asks again with `verify` when that fails.
+            if let local = try chunks.readBuffer(hash, verify: req.verify == true) { return (.fileChunk(reply), local) }
         } catch is ChunkStore.CorruptChunk {
             logger.warning("corrupt chunk detected; fetching a replica", metadata: ["grid.chunk": "\(hash)"])
             return (.fileChunk(reply), ByteBuffer(bytes: try await fetchChunk(hash, repairHere: true)))

@@ -85,6 +85,37 @@ import Testing
         await link.close()
     }
 
+    /// Every copy of a chunk damaged: the reader's check fails, its verified second read finds no intact copy, and
+    /// the download fails with a reason and leaves no file (issue 17: the fast read skips no check).
+    @Test func aChunkDamagedOnEveryPeerFailsTheDownloadAndLeavesNoFile() async throws {
+        let g = try await PeerGrid(label: "files-all-corrupt")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let dir = g.grid.root + "/client"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = try Self.makeFile(dir + "/f.bin", mb: 6)
+        let link = try await g.link(peers[0])
+        let manifest = try await link.upload(path: dir + "/f.bin", as: "f.bin")
+        let victim = try #require(manifest.chunks.last)
+        for peer in peers {
+            let path = try #require(PeerGrid.chunkFiles(peer)[victim], "a peer holds no copy of the chunk")
+            let h = try #require(FileHandle(forUpdatingAtPath: path))
+            try h.seek(toOffset: 10)
+            try h.write(contentsOf: Data("CORRUPTED".utf8))
+            try h.close()
+        }
+        do {
+            _ = try await link.download("f.bin", to: dir + "/back.bin")
+            Issue.record("a file with a chunk damaged everywhere was downloaded")
+        } catch {
+            #expect("\(error)".contains("no intact copy"), "\(error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/back.bin"))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".part-") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+        await link.close()
+    }
+
     @Test func filesSurviveAPeerKillAndRegainFullReplication() async throws {
         let g = try await PeerGrid(label: "files-kill")
         defer { g.shutdown() }
