@@ -159,6 +159,7 @@ let package = Package(
             dependencies: [
                 "GridCore", "GridProtocol", "GridClient", "GridTestSupport", "GridPeer",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

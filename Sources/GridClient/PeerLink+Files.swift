@@ -4,7 +4,7 @@ import GridCore
 import GridProtocol
 import NIOCore
 
-/// Streaming file transfers over a peer link: one chunk in flight at a time, read from and written to disk, so
+/// Streaming file transfers over a peer link: a few chunks in flight at a time, read from and written to disk, so
 /// neither side ever holds the whole file.
 extension PeerLink {
     /// Uploads the file at `path` as `filename` (the bulk form of `PUT_FILE`), private to the link's user or
@@ -17,17 +17,37 @@ extension PeerLink {
             throw GridError(.badRequest, "the peer did not accept the upload")
         }
         var hasher = SHA256()
-        var index = 0
-        var sent: Int64 = 0
-        while sent < size {
-            let want = Int(min(Int64(up.chunkSize), size - sent))
+        var read: Int64 = 0
+        func nextChunk() throws -> Data? {
+            guard read < size else { return nil }
+            let want = Int(min(Int64(up.chunkSize), size - read))
             guard let data = try handle.read(upToCount: want), data.count == want else {
                 throw GridError(.conflict, "\(path) changed while it was being uploaded")
             }
             hasher.update(data: data)
-            _ = try await request(.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: index)), payload: ByteBuffer(bytes: data))
-            sent += Int64(want)
-            index += 1
+            read += Int64(want)
+            return data
+        }
+        // Up to the peer's window of chunks in flight: the peer stores one (and sends its copies on) while the next
+        // cross the network and this side reads and hashes the one after.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var index = 0
+            var inFlight = 0
+            while let data = try nextChunk() {
+                if inFlight == up.inFlight {
+                    try await group.next()
+                    inFlight -= 1
+                }
+                let message = GridMessage.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: index))
+                group.addTask {
+                    guard case .ok = try await self.request(message, payload: ByteBuffer(bytes: data)).message else {
+                        throw GridError(.badRequest, "the peer did not accept a chunk of the upload")
+                    }
+                }
+                inFlight += 1
+                index += 1
+            }
+            try await group.waitForAll()
         }
         let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
         guard case .fileStored(let manifest) = try await request(.putFileEnd(Msg.PutFileEnd(uploadId: up.uploadId, sha256: sha))).message else {

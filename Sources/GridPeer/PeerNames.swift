@@ -10,6 +10,8 @@ public enum PeerNames {
     public static let inlineFileBytes = 64 << 10
     /// Chunk size of stored files.
     public static let chunkSize = 4 << 20
+    /// How many chunks of one upload a client may have in flight (sent, not yet answered).
+    public static let uploadWindow = 4
     /// Largest file the grid stores (one manifest line must fit the protocol's line limit).
     public static let maxFileBytes: Int64 = 64 << 30
     /// The prefix of the manifests' keys in the distributed memory; users cannot name keys with control characters.

@@ -241,10 +241,16 @@ extension Msg {
     public struct Upload: Hashable, Sendable, Codable {
         public var uploadId: String
         public var chunkSize: Int
-        public init(uploadId: String, chunkSize: Int) {
+        /// How many chunks the client may send before the first is answered (absent: one at a time).
+        public var window: Int?
+        public init(uploadId: String, chunkSize: Int, window: Int? = nil) {
             self.uploadId = uploadId
             self.chunkSize = chunkSize
+            self.window = window
         }
+
+        /// The window a client uses: the peer's claim, kept within 1…16.
+        public var inFlight: Int { min(max(window ?? 1, 1), 16) }
     }
 
     /// Chunk `index` of an upload; the bulk payload holds its bytes.

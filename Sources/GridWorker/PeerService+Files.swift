@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GridClient
 import GridCore
 import GridPeer
 import GridProtocol
@@ -41,25 +42,49 @@ extension PeerService {
         }
         let id = UUID().uuidString.lowercased()
         uploads[id] = Upload(filename: m.filename, user: caller.user, isPublic: isPublic, size: size, lastUsed: now)
-        return (.upload(Msg.Upload(uploadId: id, chunkSize: PeerNames.chunkSize)), nil)
+        return (.upload(Msg.Upload(uploadId: id, chunkSize: PeerNames.chunkSize, window: PeerNames.uploadWindow)), nil)
     }
 
+    /// One chunk of an upload. A client may send up to `PeerNames.uploadWindow` chunks before the first of them is
+    /// answered, so they may arrive here out of order within that window: each is stored as it comes, and the whole
+    /// file is hashed in chunk order (a chunk ahead of its turn waits in memory for the ones before it, at most the
+    /// window's worth). A chunk outside the window, or one already received, is refused.
     func putFileChunk(_ m: Msg.PutFileChunk, payload: ByteBuffer?, caller: Caller) async throws -> Reply {
         guard var upload = uploads[m.uploadId], upload.user == caller.user else {
             throw GridError(.notFound, "no upload \(m.uploadId) in progress here (it may have expired; start again)")
         }
-        guard m.index == upload.next else { throw GridError(.badRequest, "expected chunk \(upload.next), got \(m.index)") }
+        let count = PeerNames.chunkCount(size: upload.size, chunkSize: PeerNames.chunkSize)
+        guard m.index >= 0, m.index < count else {
+            throw GridError(.badRequest, "this upload has chunks 0…\(count - 1), not \(m.index)")
+        }
+        guard m.index >= upload.next, upload.early[m.index] == nil else {
+            throw GridError(.badRequest, "chunk \(m.index) was already received")
+        }
+        guard m.index < min(count, upload.next + PeerNames.uploadWindow) else {
+            throw GridError(
+                .badRequest, "chunk \(m.index) is out of order: the next chunks are \(upload.next)…\(min(count, upload.next + PeerNames.uploadWindow) - 1)")
+        }
         let want = PeerNames.chunkLength(index: m.index, size: upload.size, chunkSize: PeerNames.chunkSize)
         guard let payload, payload.readableBytes == want, want > 0 else {
             throw GridError(.badRequest, "chunk \(m.index) must be \(want) bytes of bulk data (got \(payload?.readableBytes ?? 0))")
         }
         let bytes = Array(payload.readableBytesView)
-        upload.next += 1
+        // Hashed in chunk order, here, before any suspension; its hash takes its place in the list once it is stored.
+        if upload.chunks.isEmpty { upload.chunks = Array(repeating: "", count: count) }
+        if m.index == upload.next {
+            upload.hasher.update(data: bytes)
+            upload.next += 1
+            while let ahead = upload.early.removeValue(forKey: upload.next) {
+                upload.hasher.update(data: ahead)
+                upload.next += 1
+            }
+        } else {
+            upload.early[m.index] = bytes
+        }
         uploads[m.uploadId] = upload
         let hash = try await storeChunk(bytes)
         guard var current = uploads[m.uploadId] else { throw GridError(.notFound, "the upload was cancelled") }
-        current.hasher.update(data: bytes)
-        current.chunks.append(hash)
+        current.chunks[m.index] = hash
         current.lastUsed = Date().timeIntervalSince1970
         uploads[m.uploadId] = current
         return (.ok(Msg.Ok(detail: hash)), nil)
@@ -70,8 +95,9 @@ extension PeerService {
             throw GridError(.notFound, "no upload \(m.uploadId) in progress here")
         }
         let expected = PeerNames.chunkCount(size: upload.size, chunkSize: PeerNames.chunkSize)
-        guard upload.chunks.count == expected else {
-            throw GridError(.badRequest, "the upload has \(upload.chunks.count) of \(expected) chunks")
+        let received = upload.chunks.filter { !$0.isEmpty }.count
+        guard upload.next == expected, received == expected else {
+            throw GridError(.badRequest, "the upload has \(received) of \(expected) chunks")
         }
         let sha = upload.hasher.finalize().map { String(format: "%02x", $0) }.joined()
         if let claimed = m.sha256, claimed.lowercased() != sha {
@@ -123,29 +149,57 @@ extension PeerService {
     }
 
     /// Stores a chunk on its owners (here and/or on other peers); at least one copy must succeed, the repair pass
-    /// makes up missing ones. Returns its hash.
+    /// makes up missing ones. Returns its hash. The copies for other peers are sent first, by child tasks, and cross
+    /// the network (and are checked and written there) while the copy here is written.
     func storeChunk(_ bytes: [UInt8]) async throws -> String {
         let hash = ChunkStore.sha256(bytes)
         let owners = Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas)
-        var stored = 0
-        var lastError: (any Error)?
-        for owner in owners {
-            do {
-                if owner == selfId {
-                    try chunks.put(hash, bytes)
-                } else {
-                    _ = try await ask(owner, .chunkPut(Msg.ChunkData(hash: hash)), payload: ByteBuffer(bytes: bytes), timeout: 120)
+        // Each copy's failure, by owner; a copy that is stored has none.
+        var outcomes: [(owner: String, error: String?)] = []
+        var targets: [(owner: String, link: PeerLink)] = []
+        for owner in owners where owner != selfId {
+            do { targets.append((owner, try await link(to: owner))) } catch { outcomes.append((owner, "\(error)")) }
+        }
+        let payload = ByteBuffer(bytes: bytes)
+        let here = owners.contains(selfId ?? "")
+        let (local, remote) = await withTaskGroup(of: (String, PeerLink, GridError?, String?).self) { group in
+            for (owner, link) in targets {
+                group.addTask {
+                    do {
+                        _ = try await link.request(.chunkPut(Msg.ChunkData(hash: hash)), payload: payload, timeout: 120)
+                        return (owner, link, nil, nil)
+                    } catch {
+                        return (owner, link, error as? GridError, "\(error)")
+                    }
                 }
-                stored += 1
-            } catch {
-                lastError = error
-                logger.info("could not place a chunk copy", metadata: ["grid.worker.id": "\(owner)", "grid.error": "\(error)"])
+            }
+            var local: String??
+            if here {
+                do {
+                    try chunks.put(hash, bytes, hashedHere: true)
+                    local = .some(nil)
+                } catch { local = .some("\(error)") }
+            }
+            var remote: [(String, PeerLink, GridError?, String?)] = []
+            for await result in group { remote.append(result) }
+            return (local, remote)
+        }
+        if let local { outcomes.append((selfId ?? "", local)) }
+        for (owner, link, gridError, error) in remote {
+            outcomes.append((owner, error))
+            // As `ask` does: a link that failed is dropped so the next call reconnects.
+            if let gridError, gridError.code == .unreachable || gridError.code == .timeout {
+                if links[owner] === link { links[owner] = nil }
+                await link.close()
             }
         }
-        if stored == 0 {
+        for (owner, error) in outcomes {
+            if let error { logger.info("could not place a chunk copy", metadata: ["grid.worker.id": "\(owner)", "grid.error": "\(error)"]) }
+        }
+        if !outcomes.contains(where: { $0.error == nil }) {
             // No owner reachable: keep it here so the repair pass can place it.
-            do { try chunks.put(hash, bytes) } catch {
-                throw GridError(.unreachable, "no peer could store the chunk: \(lastError.map { "\($0)" } ?? "\(error)")")
+            do { try chunks.put(hash, bytes, hashedHere: true) } catch {
+                throw GridError(.unreachable, "no peer could store the chunk: \(outcomes.last?.error ?? "\(error)")")
             }
         }
         return hash

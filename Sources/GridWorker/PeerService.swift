@@ -67,7 +67,10 @@ public actor PeerService: Service {
         var size: Int64
         var next = 0
         var hasher = SHA256()
+        /// Each chunk's hash once stored (`""` before); sized at the first chunk.
         var chunks: [String] = []
+        /// Chunks that arrived ahead of `next`, kept until the whole-file hash reaches them.
+        var early: [Int: [UInt8]] = [:]
         var lastUsed: Double
     }
 
@@ -111,7 +114,7 @@ public actor PeerService: Service {
     var outgoingSync: [String: SyncQueue] = [:]
 
     // Other peers and clients.
-    private var links: [String: PeerLink] = [:]
+    var links: [String: PeerLink] = [:]
     private var authCache: [String: (caller: Caller, until: Double)] = [:]
     private let repairs: AsyncStream<Void>
     private let repairContinuation: AsyncStream<Void>.Continuation

@@ -5,6 +5,7 @@ import GridCore
 import GridPeer
 import GridProtocol
 import GridTestSupport
+import NIOCore
 import Testing
 
 @Suite(.serialized) struct FileTests {
@@ -175,6 +176,51 @@ import Testing
             return
         }
         #expect(await code(.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: 0))) == .badRequest)
+        // Chunks out of order are taken within the window the peer announced, and only there; none twice; and the
+        // end is refused until every chunk came (issue 17: several chunks in flight).
+        let chunk = PeerNames.chunkSize
+        let size = 5 * chunk + 7
+        guard case .upload(let many) = try await link.request(.putFile(Msg.PutFile(filename: "ordered", size: Int64(size)))).message else {
+            Issue.record("no upload")
+            return
+        }
+        #expect(many.window == PeerNames.uploadWindow && many.inFlight == PeerNames.uploadWindow)
+        func part(_ i: Int) -> ByteBuffer { ByteBuffer(repeating: UInt8(i), count: PeerNames.chunkLength(index: i, size: Int64(size), chunkSize: chunk)) }
+        func put(_ i: Int, _ payload: ByteBuffer? = nil) async -> (GridError.Code?, String) {
+            do {
+                _ = try await link.request(.putFileChunk(Msg.PutFileChunk(uploadId: many.uploadId, index: i)), payload: payload ?? part(i))
+                return (nil, "")
+            } catch let e as GridError { return (e.code, e.message) } catch { return (.internal, "\(error)") }
+        }
+        for bad in [-1, Int.min, Int.max, PeerNames.uploadWindow, 6] {
+            let (c, why) = await put(bad, ByteBuffer(repeating: 1, count: 16))
+            #expect(c == .badRequest, "chunk \(bad): \(why)")
+        }
+        #expect(await put(2).0 == nil)
+        #expect(await put(2).0 == .badRequest)  // twice
+        #expect(await put(1).0 == nil)
+        #expect(await put(0).0 == nil)
+        #expect(await put(0).0 == .badRequest)  // hashed already
+        #expect(await put(5).0 == nil)
+        #expect(await put(3).0 == nil)
+        #expect(await put(4).0 == nil)
+        var whole = Data()
+        for i in 0..<6 { whole.append(contentsOf: part(i).readableBytesView) }
+        guard case .fileStored(let stored) = try await link.request(.putFileEnd(Msg.PutFileEnd(uploadId: many.uploadId, sha256: nil))).message else {
+            Issue.record("the upload did not end")
+            return
+        }
+        #expect(stored.sha256 == SHA256.hash(data: whole).map { String(format: "%02x", $0) }.joined())
+        #expect(stored.chunks.count == 6 && !stored.chunks.contains(""))
+        _ = try await link.download("ordered", to: g.grid.root + "/ordered.bin")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: g.grid.root + "/ordered.bin")) == whole)
+        // An end before every chunk came is refused (and ends the upload).
+        guard case .upload(let short) = try await link.request(.putFile(Msg.PutFile(filename: "short", size: Int64(chunk + 1)))).message else {
+            Issue.record("no upload")
+            return
+        }
+        _ = try await link.request(.putFileChunk(Msg.PutFileChunk(uploadId: short.uploadId, index: 1)), payload: ByteBuffer(repeating: 1, count: 1))
+        #expect(await code(.putFileEnd(Msg.PutFileEnd(uploadId: short.uploadId, sha256: nil))) == .badRequest)
         for path in [g.grid.root + "/escape.txt", "/tmp/escape.txt", peers[0].dataDirectory + "/../escape.txt"] {
             #expect(!FileManager.default.fileExists(atPath: path), "\(path) was written")
         }
