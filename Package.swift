@@ -169,7 +169,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "GridSandboxTests", dependencies: ["GridCore", "GridSandbox", "GridTestSupport"], swiftSettings: swiftSettings),
+            name: "GridSandboxTests", dependencies: ["GridCore", "GridSandbox", "GridTestSupport", "CGridSpawn"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridSandboxIntegrationTests", dependencies: ["GridCore", "GridClient", "GridTestSupport"], swiftSettings: swiftSettings),
         .testTarget(

@@ -506,9 +506,9 @@ private final class Interpreter: @unchecked Sendable {
 
     private func stopLocked() {
         if let p = process, p.isRunning {
-            // The interpreter leads its own process group: whatever a task started goes with it.
-            kill(-p.pid, SIGKILL)
-            kill(p.pid, SIGKILL)
+            // The interpreter leads its own process group: whatever a task started goes with it. Never by pid once it
+            // is reaped (the number may be another program's by then): `GroupLeader`.
+            p.group.signalGroup(SIGKILL)
             _ = p.waitForExit(seconds: 10)
         }
         cgroup?.killAll()
@@ -525,10 +525,15 @@ private final class Interpreter: @unchecked Sendable {
 /// thread that forked, so that thread lives exactly as long as the process.
 private final class Child: Sendable {
     let pid: pid_t
+    /// Its process group (it leads one), signalled only while it is not reaped.
+    let group: GroupLeader
     private let status = Mutex<Int32?>(nil)
     private let ended = DispatchSemaphore(value: 0)
 
-    private init(pid: pid_t) { self.pid = pid }
+    private init(pid: pid_t) {
+        self.pid = pid
+        group = GroupLeader(pid: pid)
+    }
 
     var isRunning: Bool { status.withLock { $0 == nil } }
 
@@ -569,13 +574,8 @@ private final class Child: Sendable {
             box.withLock { $0 = child }
             forked.signal()
             guard let child else { return }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 {
-                if errno != EINTR {
-                    status = 0x7f00  // reaped elsewhere: exit status unknown
-                    break
-                }
-            }
+            // What the interpreter left behind in its group dies with it.
+            let status = child.group.waitKillGroupAndReap().status
             child.status.withLock { $0 = status }
             child.ended.signal()
         }

@@ -82,7 +82,7 @@ public final class JobExecution: Sendable {
         }
         // The thread that forks is the one that waits: a parent-death signal (bwrap's --die-with-parent) fires when the
         // forking *thread* ends, and pool threads end when idle, so the fork happens on a thread that lives as long as the job.
-        let started = Mutex<(pid: pid_t, errno: Int32)?>(nil)
+        let started = Mutex<(pid: pid_t, errno: Int32, leader: GroupLeader?)?>(nil)
         let forked = DispatchSemaphore(value: 0)
         let ended = DispatchSemaphore(value: 0)
         let exit = Mutex<Exit?>(nil)
@@ -96,17 +96,19 @@ public final class JobExecution: Sendable {
                     grid_spawn(path, argv, envp, directory, outFD, lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count))
                 }
             }
-            started.withLock { $0 = (pid, errno) }
+            let spawnErrno = errno
+            let leader = pid > 0 ? GroupLeader(pid: pid) : nil
+            started.withLock { $0 = (pid, spawnErrno, leader) }
             forked.signal()
-            guard pid > 0 else { return }
-            let status = Self.waitFor(pid)
+            guard let leader else { return }
+            let status = Self.exit(leader.waitKillGroupAndReap())
             exit.withLock { $0 = status }
             ended.signal()
         }
         forked.wait()
-        let (pid, spawnErrno) = started.withLock { $0 } ?? (-1, EINVAL)
+        let (pid, spawnErrno, leader) = started.withLock { $0 } ?? (-1, EINVAL, nil)
         close(fds[1])
-        guard pid > 0 else {
+        guard pid > 0, let leader else {
             close(fds[0])
             throw SpawnError(errno: spawnErrno, path: path)
         }
@@ -118,7 +120,7 @@ public final class JobExecution: Sendable {
             },
             killAll: {
                 extraKill?()
-                ProcessTree.killAll(pgid: pid, marker: marker)
+                ProcessTree.killAll(group: leader, marker: marker)
             },
             check: hooks.check, finish: hooks.finish, explainTail: hooks.explainTail)
         return JobExecution(pid: pid, outputFD: fds[0], deadline: deadline, control: control)
@@ -175,10 +177,8 @@ public final class JobExecution: Sendable {
         }
     }
 
-    private static func waitFor(_ pid: pid_t) -> Exit {
-        var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+    private static func exit(_ ended: (status: Int32, usage: rusage)) -> Exit {
+        let (status, usage) = ended
         let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
             + Double(usage.ru_stime.tv_usec) / 1e6
         let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f

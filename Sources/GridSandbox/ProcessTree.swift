@@ -39,11 +39,12 @@ enum ProcessTree {
         return false
     }
 
-    /// Kills the process group `pgid` and every process carrying `marker`, repeating until none is left (bounded).
-    static func killAll(pgid: pid_t, marker: String) {
+    /// Kills the process group of `group` (while its leader is not reaped: `GroupLeader`) and every process carrying
+    /// `marker`, repeating until none is left (bounded).
+    static func killAll(group: GroupLeader, marker: String) {
         var pause: UInt32 = 1_000
         for _ in 0..<30 {
-            kill(-pgid, SIGKILL)
+            group.signalGroup(SIGKILL)
             let left = pids(withMarker: marker)
             for pid in left { kill(pid, SIGKILL) }
             if left.isEmpty { return }
