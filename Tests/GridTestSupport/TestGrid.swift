@@ -294,7 +294,10 @@ public final class TestGrid: @unchecked Sendable {
         let root = root
         Thread.detachNewThread {
             for p in all.reversed() { p.waitForExit(timeout: 10) }
-            if !keepFiles { try? FileManager.default.removeItem(atPath: root) }
+            // CAMPUSGRID_TEST_KEEP_FILES=1 keeps every grid's folder (its processes' logs) for a post-mortem.
+            if !keepFiles && ProcessInfo.processInfo.environment["CAMPUSGRID_TEST_KEEP_FILES"] != "1" {
+                try? FileManager.default.removeItem(atPath: root)
+            }
         }
     }
 
