@@ -29,7 +29,7 @@ struct BenchCommandTests {
         // On a thread of its own: the bench runs for a minute or more, and a test that held a thread of the shared
         // pool that long (it has one per core) starved every other test of the run.
         let (status, stdout, stderr) = try await onThread {
-            try Self.run(CampusGridBinary.path, ["bench", "--quick", "--tiny", "--no-install", "--json", out], timeout: 280)
+            try Self.run(CampusGridBinary.path, ["bench", "--quick", "--tiny", "--no-install", "--json", out], timeout: 600)
         }
         #expect(status == 0, "bench failed:\n\(stderr.suffix(3000))")
         #expect(stdout.contains("figure"), "no table printed:\n\(stdout)")
