@@ -16,12 +16,12 @@ public struct MachineDescription: Sendable, Codable {
 
     /// Reads /proc, /etc/os-release, `uname`, `swift --version` and `git` (each best effort: "unknown" when missing).
     public static func current(repository: String?) -> MachineDescription {
-        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let cpuinfo = String(decoding: FileHandle(forReadingAtPath: "/proc/cpuinfo")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
         let model =
             cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
             .flatMap { $0.split(separator: ":", maxSplits: 1).last }
             .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
-        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let meminfo = String(decoding: FileHandle(forReadingAtPath: "/proc/meminfo")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
         let kb = meminfo.split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
             .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Double($0) } ?? 0
         let release = (try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? ""

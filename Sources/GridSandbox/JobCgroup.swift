@@ -156,6 +156,13 @@ final class JobCgroup: Sendable {
     var exists: Bool { layout.jobDirectories.contains { FileManager.default.fileExists(atPath: $0) } }
 
     static func read(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// A kernel file (`/proc`, `/sys`) read to its end, at most `limit` bytes. Such files say they are empty (size 0),
+    /// and Foundation's `String(contentsOfFile:)` and `FileManager.contents(atPath:)` then return only their first
+    /// page: the rest of `/proc/net/tcp` on a busy machine, or of a large environment in `/proc/PID/environ`.
+    static func readBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -166,9 +173,9 @@ final class JobCgroup: Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             out += buf[0..<n]
-            if out.count > 1 << 20 { break }
+            if out.count > limit { break }
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     @discardableResult

@@ -19,8 +19,8 @@ enum ProcessTree {
         var out: [pid_t] = []
         for entry in entries {
             guard let pid = pid_t(entry), pid != getpid() else { continue }
-            guard let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ"), !env.isEmpty else { continue }
-            var bytes = [UInt8](env)
+            // Read to its end: a process with a large environment must not hide its marker past the first page.
+            guard var bytes = JobCgroup.readBytes("/proc/\(pid)/environ", limit: 8 << 20), !bytes.isEmpty else { continue }
             if bytes.last != 0 { bytes.append(0) }
             if contains(bytes, needle) { out.append(pid) }
         }

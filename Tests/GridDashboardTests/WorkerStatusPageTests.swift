@@ -53,7 +53,9 @@ import FoundationNetworking
 
     /// The IPv4 addresses (hex, as /proc/net/tcp shows them) listening on `port`.
     static func listeningAddresses(port: Int) -> [String] {
-        let table = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        // Read to its end: String(contentsOfFile:) returns only the first page of a /proc file (27 sockets), and on a
+        // machine running the whole suite the worker's listener was further down.
+        let table = String(decoding: FileHandle(forReadingAtPath: "/proc/net/tcp")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
         return table.split(separator: "\n").dropFirst().compactMap { line in
             let fields = line.split(separator: " ")
             guard fields.count > 3, fields[3] == "0A" else { return nil }  // LISTEN

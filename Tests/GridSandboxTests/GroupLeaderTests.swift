@@ -55,3 +55,27 @@ import Glibc
         #expect(leader.signalGroup(SIGTERM) == false)
     }
 }
+
+/// The marker scan reads a whole environment: a process whose environment is larger than a page, with the marker
+/// last, is still found (`String(contentsOfFile:)` returns only a /proc file's first page; the scan reads to the end).
+@Suite struct ProcessTreeTests {
+    @Test func aMarkerPastTheFirstPageOfTheEnvironmentIsFound() async throws {
+        let marker = UUID().uuidString
+        let padding = (0..<40).map { "PAD\($0)=" + String(repeating: "x", count: 200) }
+        let argv: [UnsafeMutablePointer<CChar>?] = ["/bin/sh", "-c", "exec sleep 60"].map { (s: String) in strdup(s) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] =
+            (["PATH=/usr/bin:/bin"] + padding + ["\(ProcessTree.markerName)=\(marker)"]).map { (s: String) in strdup(s) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let pid = grid_spawn("/bin/sh", argv, envp, "/", -1, nil, 0, 1, nil, 0)
+        try #require(pid > 0)
+        let leader = GroupLeader(pid: pid)
+        defer {
+            leader.signalGroup(SIGKILL)
+            _ = leader.waitKillGroupAndReap()
+        }
+        #expect(ProcessTree.pids(withMarker: marker) == [pid])
+    }
+}
