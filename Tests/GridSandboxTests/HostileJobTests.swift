@@ -230,7 +230,9 @@ struct HostileJobTests {
         #expect(r.report.outcome == .completed, "\(r.report) \(r.output)")
         let wall = Double(r.report.runtimeMs) / 1000
         // Two busy processes for 6 s on a 2-core machine: ~12 CPU-s unconstrained, at most ~6 under a 1-CPU quota.
-        #expect(r.report.cpuSeconds > 1, "CPU time was not measured: \(r.report.cpuSeconds)")
+        // Measured at all (a loaded machine may give the job far less than its core: a fresh clone's run beside a CPU
+        // hog measured 0.47 CPU-s for the 6 s; the quota is the upper bound below).
+        #expect(r.report.cpuSeconds > 0.05, "CPU time was not measured: \(r.report.cpuSeconds)")
         #expect(r.report.cpuSeconds <= wall * 1.15 + 0.5, "\(r.report.cpuSeconds) CPU-s in \(wall) s")
     }
 }
