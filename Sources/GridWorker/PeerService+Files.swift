@@ -7,8 +7,9 @@ import GridProtocol
 import NIOCore
 
 /// Distributed files: chunks named by SHA-256, placed like memory keys (rendezvous hashing, `replicas` copies), a
-/// manifest per file kept in the distributed memory. Every chunk is verified when it arrives and when it is read; a
-/// bad or missing copy is fetched from another owner and rewritten. Chunks travel as raw bulk bytes, one at a time.
+/// manifest per file kept in the distributed memory. Every chunk is verified when it arrives, and by the reader
+/// (a whole-file check; a reader whose check fails asks again with `verify`, and the peer hashes each chunk); a
+/// bad or missing copy is fetched from another owner and rewritten. Chunks travel as raw bulk bytes, a few in flight.
 extension PeerService {
     // MARK: - Upload
 
@@ -187,11 +188,7 @@ extension PeerService {
         if let local { outcomes.append((selfId ?? "", local)) }
         for (owner, link, gridError, error) in remote {
             outcomes.append((owner, error))
-            // As `ask` does: a link that failed is dropped so the next call reconnects.
-            if let gridError, gridError.code == .unreachable || gridError.code == .timeout {
-                if links[owner] === link { links[owner] = nil }
-                await link.close()
-            }
+            if let gridError { await dropIfBroken(link, to: owner, gridError) }
         }
         for (owner, error) in outcomes {
             if let error { logger.info("could not place a chunk copy", metadata: ["grid.worker.id": "\(owner)", "grid.error": "\(error)"]) }

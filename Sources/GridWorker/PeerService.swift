@@ -114,7 +114,7 @@ public actor PeerService: Service {
     var outgoingSync: [String: SyncQueue] = [:]
 
     // Other peers and clients.
-    var links: [String: PeerLink] = [:]
+    private var links: [String: PeerLink] = [:]
     private var authCache: [String: (caller: Caller, until: Double)] = [:]
     private let repairs: AsyncStream<Void>
     private let repairContinuation: AsyncStream<Void>.Continuation
@@ -438,11 +438,17 @@ public actor PeerService: Service {
         do {
             let r = try await l.request(message, payload: payload, timeout: timeout)
             return (r.message, r.payload)
-        } catch let e as GridError where e.code == .unreachable || e.code == .timeout {
-            if links[id] === l { links[id] = nil }
-            await l.close()
+        } catch let e as GridError {
+            await dropIfBroken(l, to: id, e)
             throw e
         }
+    }
+
+    /// A link whose request failed as unreachable or timed out is dropped (and closed), so the next call reconnects.
+    func dropIfBroken(_ l: PeerLink, to id: String, _ error: GridError) async {
+        guard error.code == .unreachable || error.code == .timeout else { return }
+        if links[id] === l { links[id] = nil }
+        await l.close()
     }
 
     // MARK: - Function tasks
