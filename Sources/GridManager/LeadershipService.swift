@@ -175,6 +175,8 @@ struct LeadershipService: Service {
             }
             group.cancelAll()
         }
+        // Who leads now, as the step that deposed us read it, before we answer as a follower (never a stale leader).
+        state.set(leader: machine.leader)
         state.set(term: nil)
         term.drop()
         responder.set(followerResponder)

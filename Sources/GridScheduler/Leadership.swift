@@ -80,7 +80,11 @@ public struct Leadership: Sendable {
         // A clock that says nothing sensible decides nothing; a leader keeps its term until the row says otherwise.
         guard now.isFinite else { return .none }
         if let epoch {
-            guard let row = observed, row.epoch == epoch, row.holder == me.id else { return stepDown() }
+            guard let row = observed, row.epoch == epoch, row.holder == me.id else {
+                // Deposed: the row names who leads now (if its lease is live), so the follower can say so at once.
+                leader = observed.flatMap { $0.holder != me.id && $0.expiresAt.isFinite && now < $0.expiresAt ? $0 : nil }
+                return stepDown()
+            }
             return ask(expecting: epoch, lease(epoch: epoch, now: now))
         }
         guard let row = observed else {

@@ -82,6 +82,8 @@ struct LeadershipTests {
         var l = leading()
         #expect(l.handle(.tick(now: 11, observed: row("other", epoch: 2, expires: 14))) == .stepDown)
         #expect(!l.isLeading && l.epoch == nil)
+        // It names the new leader at once (the deposed manager answers as its follower before its next tick)…
+        #expect(l.leader?.holder == "other" && l.leader?.epoch == 2)
         // …and from then on it follows the new leader.
         #expect(l.handle(.tick(now: 12, observed: row("other", epoch: 2, expires: 14))) == .none)
         #expect(l.leader?.epoch == 2)
@@ -90,6 +92,16 @@ struct LeadershipTests {
     @Test func aRowNamingMeWithAnotherEpochStepsTheLeaderDown() {
         var l = leading(epoch: 1)
         #expect(l.handle(.tick(now: 11, observed: row("me", epoch: 5, expires: 14))) == .stepDown)
+        #expect(l.leader == nil, "a row naming me is never shown as another leader")
+    }
+
+    @Test func aDeposingRowWhoseLeaseIsOverOrDamagedNamesNoLeader() {
+        var expired = leading()
+        #expect(expired.handle(.tick(now: 20, observed: row("other", epoch: 2, expires: 14))) == .stepDown)
+        #expect(expired.leader == nil)
+        var damaged = leading()
+        #expect(damaged.handle(.tick(now: 11, observed: row("other", epoch: 2, expires: .nan))) == .stepDown)
+        #expect(damaged.leader == nil)
     }
 
     @Test func aVanishedRowStepsTheLeaderDown() {
