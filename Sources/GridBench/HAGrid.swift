@@ -125,10 +125,12 @@ final class HAGrid: @unchecked Sendable {
     /// Submits to manager `i`, again while it answers that it is not the leader (bounded).
     func submitRetrying(to i: Int, _ request: API.SubmitRequest, timeout: Double) async throws -> API.JobStatus {
         let deadline = Stats.now() + timeout
+        // One key for every attempt: an attempt whose answer was lost is found again, not made twice.
+        let key = UUID().uuidString
         var last: (any Error)?
         while Stats.now() < deadline {
             do {
-                return try await client(i).submit(request).job
+                return try await client(i).submit(request, key: key).job
             } catch {
                 last = error
                 try await Task.sleep(for: .milliseconds(20))

@@ -97,8 +97,14 @@ public struct GridClient: Sendable {
 
     // MARK: - Jobs
 
-    public func submit(_ request: API.SubmitRequest) async throws -> API.SubmitResponse {
-        try await send(.POST, "/api/v1/jobs", body: request)
+    /// Submits a job. `key` (`SubmitKey`) names this submission: a new one is made if nil. The same key is sent with
+    /// every attempt, so the submission may go to the next manager after an answer was lost (the leader died after
+    /// committing it) without making a second job; pass your own key to make retries across calls safe too.
+    public func submit(_ request: API.SubmitRequest, key: String? = nil) async throws -> API.SubmitResponse {
+        let key = key ?? UUID().uuidString
+        let bytes = try await raw(
+            .POST, "/api/v1/jobs", body: try GridJSON.encode(request), headers: [("Idempotency-Key", key)], idempotent: true)
+        return try decode(API.SubmitResponse.self, bytes, path: "/api/v1/jobs")
     }
 
     public func jobs(mine: Bool = false, state: String? = nil, limit: Int = 100, offset: Int = 0) async throws -> API.JobList {
@@ -146,7 +152,10 @@ public struct GridClient: Sendable {
 
     func send<T: Decodable, B: Encodable>(_ method: HTTPMethod, _ path: String, body: B?) async throws -> T {
         let data = try body.map { try GridJSON.encode($0) }
-        let bytes = try await raw(method, path, body: data)
+        return try decode(T.self, try await raw(method, path, body: data), path: path)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ bytes: Data, path: String) throws -> T {
         do {
             return try GridJSON.decode(T.self, from: bytes)
         } catch {
@@ -154,9 +163,13 @@ public struct GridClient: Sendable {
         }
     }
 
-    func raw(_ method: HTTPMethod, _ path: String, body: Data?) async throws -> Data {
+    /// `idempotent`: a write the manager deduplicates (it carries a key), so it may be sent again after an answer
+    /// was lost, like a read.
+    func raw(
+        _ method: HTTPMethod, _ path: String, body: Data?, headers: [(String, String)] = [], idempotent: Bool = false
+    ) async throws -> Data {
         let urls = managers
-        var plan = ManagerFailover(count: urls.count, safe: method == .GET || method == .HEAD)
+        var plan = ManagerFailover(count: urls.count, safe: idempotent || method == .GET || method == .HEAD)
         var index = 0
         while true {
             do {
@@ -165,7 +178,7 @@ public struct GridClient: Sendable {
                     failure.nothingSent = true
                     throw failure
                 }
-                return try await raw(at: urls[index], method, path, body: body)
+                return try await raw(at: urls[index], method, path, body: body, headers: headers)
             } catch let failure as Failure {
                 let next: Int?
                 if failure.code == "not_leader" {
@@ -181,9 +194,10 @@ public struct GridClient: Sendable {
         }
     }
 
-    private func raw(at base: String, _ method: HTTPMethod, _ path: String, body: Data?) async throws -> Data {
+    private func raw(at base: String, _ method: HTTPMethod, _ path: String, body: Data?, headers: [(String, String)]) async throws -> Data {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")

@@ -94,10 +94,13 @@ public enum API {
         public var job: JobStatus
         public var hold: Int
         public var balance: Int
-        public init(job: JobStatus, hold: Int, balance: Int) {
+        /// true: an earlier attempt with the same `Idempotency-Key` made this job; nothing more was held.
+        public var replayed: Bool?
+        public init(job: JobStatus, hold: Int, balance: Int, replayed: Bool? = nil) {
             self.job = job
             self.hold = hold
             self.balance = balance
+            self.replayed = replayed
         }
     }
 

@@ -134,6 +134,8 @@ struct APIController: Sendable {
 
     // MARK: - Jobs
 
+    static let idempotencyKey = HTTPFields.Element.Name("Idempotency-Key")!
+
     @Sendable func submit(_ request: Request, context: APIContext) async throws -> Response {
         let user = try await authenticate(request)
         let body = try await request.decode(as: API.SubmitRequest.self, context: context)
@@ -151,11 +153,15 @@ struct APIController: Sendable {
         let inputs = try body.inputs.map(file)
         // The bundle travels to the worker as one bulk message; keep it well inside the protocol's bulk limit.
         try Self.checkBundle(script: script, inputs: inputs, config: config)
-        let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())
-        core.jobsChanged()
+        // A retry of a submission whose answer was lost carries the same key and gets the same job back (SubmitKey).
+        let key = request.headers[Self.idempotencyKey]
+        let submission = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall(), key: key)
+        let job = submission.job
+        if !submission.replayed { core.jobsChanged() }
         let status = try await jobStatus(job, owner: user.username, detail: true)
-        let answer = API.SubmitResponse(job: status, hold: job.hold, balance: try await db.balance(of: .user(user.id)))
-        return try jsonResponse(answer, status: .created, request: request, context: context)
+        var answer = API.SubmitResponse(job: status, hold: job.hold, balance: try await db.balance(of: .user(user.id)))
+        answer.replayed = submission.replayed ? true : nil
+        return try jsonResponse(answer, status: submission.replayed ? .ok : .created, request: request, context: context)
     }
 
     /// The spec with the script's PEP 723 metadata (`# /// script`) added to its requirements, all normalised

@@ -107,6 +107,9 @@ extension Dashboard {
         /// may differ (`--nondeterministic`) and is never spot-checked.
         var verify = false
         var nondeterministic = false
+        /// This form's submission key (`SubmitKey`), new each time the form is shown: a second click or a resent POST
+        /// of the same form returns the job the first made instead of making another.
+        var key = UUID().uuidString
 
         var spec: JobSpec {
             JobSpec(
@@ -134,6 +137,7 @@ extension Dashboard {
             verify = !(form["verify"] ?? "").isEmpty
             nondeterministic = !(form["nondeterministic"] ?? "").isEmpty
             requirements = (form["requirements"] ?? "").replacingOccurrences(of: "\r\n", with: "\n")
+            if let raw = form["submit_key"], !raw.isEmpty { key = try SubmitKey.validate(raw) }
             if let raw = form["min_tier"], !raw.isEmpty {
                 guard let tier = SandboxTier(rawValue: raw) else { throw GridError(.badRequest, "sandbox must be restricted, bwrap or oci (got \(raw))") }
                 minTier = tier
@@ -147,7 +151,7 @@ extension Dashboard {
             [
                 "name": name, "script": script, "cpus": cpus, "ram_gb": ramGb, "gpus": gpus, "minutes": minutes, "priority": priority,
                 "outputs": outputs, "requirements": requirements, "hold": hold.map(String.init) ?? "—", "verify": verify,
-                "nondeterministic": nondeterministic,
+                "nondeterministic": nondeterministic, "submit_key": key,
                 "tiers": SandboxTier.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == minTier] },
             ]
         }
@@ -169,7 +173,11 @@ extension Dashboard {
             values["after"] = balance - hold
             values["short"] = balance < hold
         }
-        if let error { values["error"] = error.message }
+        if let error {
+            values["error"] = error.message
+            // Nothing was made: the corrected form is a new submission.
+            values["submit_key"] = UUID().uuidString
+        }
         return try await page(
             "submit", title: "Submit a job · CampusGrid", session: session, request: request, nav: "submit", status: error?.status ?? .ok,
             values)
@@ -196,9 +204,10 @@ extension Dashboard {
             if !packages.isEmpty { spec.requirements = packages }
             spec = try APIController.withScriptRequirements(spec, script: script.data)
             if spec.name.isEmpty { spec.name = script.name }
-            let job = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall())
-            core.jobsChanged()
-            return redirect("/jobs/\(job.id)")
+            let submission = try await db.submitJob(
+                owner: user.id, spec: spec, script: script, inputs: inputs, now: wall(), key: fields.key)
+            if !submission.replayed { core.jobsChanged() }
+            return redirect("/jobs/\(submission.job.id)")
         } catch let error as GridError where error.status.code < 500 {
             return try await submitPage(fields, user: user, request: request, session: session, error: error)
         }

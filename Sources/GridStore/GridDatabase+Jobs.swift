@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GridCore
 import GridScheduler
@@ -26,6 +27,23 @@ extension GridDatabase {
     /// Stores a new job and holds its full cost, in one transaction: `submitted → pending`.
     /// Refuses a job the owner cannot afford, with the balance and the cost in the message.
     public func submitJob(owner: UserID, spec: JobSpec, script: StoredFile, inputs: [StoredFile], now: Double) async throws -> JobRecord {
+        try await submitJob(owner: owner, spec: spec, script: script, inputs: inputs, now: now, key: nil).job
+    }
+
+    /// A submission's outcome: the job, and whether it was made by an earlier attempt with the same key.
+    public struct Submission: Sendable {
+        public var job: JobRecord
+        public var replayed: Bool
+    }
+
+    /// `submitJob` with an idempotency key (`SubmitKey`): in the same transaction that would make the job, the owner's
+    /// job already holding `key` is looked up; the same submission again gets that job back and is charged nothing,
+    /// a different one under the same key is refused (conflict). Write transactions are exclusive on both backends,
+    /// so two attempts racing with one key make one job.
+    public func submitJob(
+        owner: UserID, spec: JobSpec, script: StoredFile, inputs: [StoredFile], now: Double, key: String?
+    ) async throws -> Submission {
+        let key = try key.map(SubmitKey.validate)
         try spec.validate()
         try FileName.validate(script.name)
         var seen: Set<String> = [script.name]
@@ -34,7 +52,23 @@ extension GridDatabase {
             guard seen.insert(input.name).inserted else { throw GridError(.badRequest, "two input files are named \(input.name)") }
         }
         let cost = CreditRules.hold(spec)
+        let digest = key == nil ? "" : try Self.submissionDigest(spec: spec, script: script, inputs: inputs)
         return try await write { db in
+            if let key {
+                let row = try StoreRow.fetchOne(
+                    db, sql: "SELECT id, submit_digest FROM jobs WHERE owner_id = ? AND submit_key = ?", arguments: [owner, key])
+                let existing = row.map { (id: $0["id"] as Int64, digest: $0["submit_digest"] as String?) }
+                switch SubmitKey.decide(existing: existing, digest: digest) {
+                case .create: break
+                case .replay(let id):
+                    guard let job = try Self.job(db, id) else { throw GridError(.internal, "job \(id) vanished") }
+                    return Submission(job: job, replayed: true)
+                case .conflict(let id):
+                    throw GridError(
+                        .conflict,
+                        "this Idempotency-Key was already used for job \(id), with a different script, inputs or spec; use a new key for a new job")
+                }
+            }
             let balance = try Self.balance(db, .user(owner))
             guard balance >= cost else {
                 throw GridError(
@@ -44,8 +78,8 @@ extension GridDatabase {
             }
             let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
             let id = try db.insert(
-                sql: "INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at) VALUES (?, ?, ?, 'submitted', ?, ?)",
-                arguments: [owner, specJSON, script.name, cost, now])
+                sql: "INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, submit_key, submit_digest) VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?)",
+                arguments: [owner, specJSON, script.name, cost, now, key, key == nil ? nil : digest])
             try Self.event(db, id, .submitted, "held \(cost) credits", now)
             try Self.move(db, cost, from: .user(owner), to: .hold(id), reason: "hold", job: id, now: now)
             for file in [script] + inputs {
@@ -54,8 +88,27 @@ extension GridDatabase {
             }
             try db.execute(sql: "UPDATE jobs SET state = 'pending' WHERE id = ?", arguments: [id])
             try Self.event(db, id, .pending, nil, now)
-            return try Self.job(db, id)!
+            return Submission(job: try Self.job(db, id)!, replayed: false)
         }
+    }
+
+    /// SHA-256 (hex) of what a submission asks for: the spec (keys sorted), then each file's name and bytes, lengths
+    /// first so that no two different submissions run together into the same bytes.
+    static func submissionDigest(spec: JobSpec, script: StoredFile, inputs: [StoredFile]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var hash = SHA256()
+        func part(_ bytes: Data) {
+            var length = UInt64(bytes.count).bigEndian
+            withUnsafeBytes(of: &length) { hash.update(bufferPointer: $0) }
+            hash.update(data: bytes)
+        }
+        part(try encoder.encode(spec))
+        for file in [script] + inputs {
+            part(Data(file.name.utf8))
+            part(file.data)
+        }
+        return hash.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     public func job(id: JobID) async throws -> JobRecord? {

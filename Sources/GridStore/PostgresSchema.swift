@@ -167,6 +167,14 @@ enum PostgresSchema {
                 """
             ]
         ),
+        (
+            "v6-submit-keys",
+            [
+                "ALTER TABLE jobs ADD COLUMN submit_key text",
+                "ALTER TABLE jobs ADD COLUMN submit_digest text",
+                "CREATE UNIQUE INDEX jobs_submit_key ON jobs(owner_id, submit_key) WHERE submit_key IS NOT NULL",
+            ]
+        ),
     ]
 
     static func migrate(_ db: any StoreSession) throws {

@@ -153,6 +153,15 @@ enum SQLiteSchema {
             // Which manager leads the grid (issue 16): one row, its epoch fencing the leader's writes.
             try db.execute(sql: SQLiteSchema.leaderLease)
         }
+        m.registerMigration("v6-submit-keys") { db in
+            // Idempotent submission (SubmitKey): the client's key, unique per owner, and the digest of what it asked for.
+            try db.execute(
+                sql: """
+                    ALTER TABLE jobs ADD COLUMN submit_key TEXT;
+                    ALTER TABLE jobs ADD COLUMN submit_digest TEXT;
+                    CREATE UNIQUE INDEX jobs_submit_key ON jobs(owner_id, submit_key) WHERE submit_key IS NOT NULL;
+                    """)
+        }
         return m
     }
 

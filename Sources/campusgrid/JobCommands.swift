@@ -28,9 +28,14 @@ struct Submit: AsyncParsableCommand {
     @Flag(help: "The job's output is not expected to repeat between runs: it is never spot-checked.") var nondeterministic = false
     @Flag(help: "Wait until the job ends; exit non-zero unless it completed.") var wait = false
     @Flag(help: "Stream the job's log until it ends (implies --wait).") var follow = false
+    @Option(
+        help: ArgumentHelp(
+            "A name for this submission (1-128 of A-Z a-z 0-9 - _ . :): submitting again with the same key and the same job returns the first job instead of making and charging another. Default: a new key each run.",
+            valueName: "KEY")) var key: String?
 
     func run() async throws {
         try await CampusGrid.run {
+            if let key { _ = try SubmitKey.validate(key) }
             guard let tier = SandboxTier(rawValue: isolation) else {
                 throw ValidationError("--isolation is one of restricted, bwrap, oci (got \(isolation))")
             }
@@ -57,9 +62,13 @@ struct Submit: AsyncParsableCommand {
             let answer = try await client.submit(
                 API.SubmitRequest(
                     spec: spec, script: API.FileUpload(name: scriptURL.lastPathComponent, contentBase64: scriptData.base64EncodedString()),
-                    inputs: inputs))
+                    inputs: inputs), key: key)
             if !(wait || follow) {
                 try options.output(answer) {
+                    if answer.replayed == true {
+                        say("Job \(answer.job.id) (\(answer.job.name)) was already submitted with this key; nothing more was held. State: \(answer.job.state.rawValue).")
+                        return
+                    }
                     say("Submitted job \(answer.job.id) (\(answer.job.name)); held \(answer.hold) credits\(verify ? " (two runs: --verify)" : ""), balance now \(answer.balance).")
                 }
                 return

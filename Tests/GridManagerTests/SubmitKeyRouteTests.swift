@@ -1,0 +1,99 @@
+import Foundation
+import GridCore
+import GridProtocol
+import GridStore
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import GridManager
+
+/// `Idempotency-Key` on `POST /api/v1/jobs`, through the real router: a retry gets the first job back (200, replayed,
+/// nothing more held), a different submission under a used key is refused (409), a malformed key is refused (400)
+/// before anything is held, and a resent dashboard form makes no second job.
+@Suite struct SubmitKeyRouteTests {
+    static func body(_ script: String = "print(1)\n", minutes: Int = 1) throws -> ByteBuffer {
+        ByteBuffer(
+            bytes: try GridJSON.encode(
+                API.SubmitRequest(
+                    spec: JobSpec(name: "j", minutes: minutes),
+                    script: API.FileUpload(name: "main.py", contentBase64: Data(script.utf8).base64EncodedString()), inputs: [])))
+    }
+
+    static func user(_ db: GridDatabase, _ name: String) async throws -> (UserRecord, String) {
+        let now = Date().timeIntervalSince1970
+        let user = try await db.createUser(username: name, passwordHash: "x", startingCredits: 100, now: now)
+        let token = "cga_\(UUID().uuidString)"
+        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .api, now: now)
+        return (user, token)
+    }
+
+    @Test func aRetriedSubmissionGetsTheFirstJobBackAndIsHeldOnce() async throws {
+        let db = try GridDatabase.inMemory()
+        let (ann, token) = try await Self.user(db, "ann")
+        let (bob, bobToken) = try await Self.user(db, "bob")
+        try await DashboardRouteTests.app(db: db).test(.router) { client in
+            func post(_ token: String, key: String?, body: ByteBuffer) async throws -> (HTTPResponse.Status, API.SubmitResponse?, String) {
+                var headers: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
+                if let key { headers[SubmitKeyRouteTests.keyField] = key }
+                return try await client.execute(uri: "/api/v1/jobs", method: .post, headers: headers, body: body) { r in
+                    (r.status, try? GridJSON.decode(API.SubmitResponse.self, from: Data(buffer: r.body)), String(buffer: r.body))
+                }
+            }
+            let (s1, first, _) = try await post(token, key: "retry-1", body: try Self.body())
+            #expect(s1 == .created)
+            let job = try #require(first).job
+            #expect(first?.replayed == nil)
+            let (s2, again, _) = try await post(token, key: "retry-1", body: try Self.body())
+            #expect(s2 == .ok)
+            #expect(again?.replayed == true && again?.job.id == job.id)
+            #expect(again?.balance == first?.balance, "nothing more held")
+            // Another user's identical key is their own submission.
+            let (s3, bobs, _) = try await post(bobToken, key: "retry-1", body: try Self.body())
+            #expect(s3 == .created && bobs?.job.id != job.id && bobs?.job.owner == "bob")
+            // A different script under ann's used key: refused, nothing held.
+            let (s4, _, text4) = try await post(token, key: "retry-1", body: try Self.body("print(2)\n"))
+            #expect(s4 == .conflict, "\(text4)")
+            #expect(text4.contains("job \(job.id)"))
+            // Malformed keys: refused with the reason before anything is held.
+            for bad in ["", String(repeating: "k", count: 129), "a b", "x/y"] {
+                let (s, _, text) = try await post(token, key: bad, body: try Self.body())
+                #expect(s == .badRequest, "key \(bad.debugDescription): \(s) \(text)")
+                #expect(text.contains("Idempotency-Key"))
+            }
+        }
+        #expect(try await db.jobs(owner: ann.id).count == 1)
+        #expect(try await db.jobs(owner: bob.id).count == 1)
+        let hold = try #require(try await db.jobs(owner: ann.id).first).hold
+        #expect(try await db.balance(of: .user(ann.id)) == 100 - hold)
+        #expect(try await db.checkLedger().ok)
+    }
+
+    static let keyField = HTTPFields.Element.Name("Idempotency-Key")!
+
+    @Test func aResentSubmitFormMakesNoSecondJob() async throws {
+        let db = try GridDatabase.inMemory()
+        try await DashboardRouteTests.app(db: db).test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("uma")
+            let form = try await browser.get("/submit")
+            let key = try #require(
+                form.body.firstMatch(of: /name="submit_key" value="([A-Za-z0-9._:-]+)"/).map { String($0.output.1) },
+                "the form carries its submission key")
+            let fields = ["script": "print(1)", "minutes": "1", "submit_key": key]
+            let first = try #require(try await browser.post("/submit", fields, multipart: true).location)
+            // The same form sent again (a double click, a browser resend): the same job.
+            let second = try #require(try await browser.post("/submit", fields, multipart: true).location)
+            #expect(first == second)
+            // The form shown again has a new key: the next submission is a new job.
+            let next = try await browser.get("/submit")
+            #expect(!next.body.contains("value=\"\(key)\""))
+            // A forged key is refused on the page, not stored.
+            let forged = try await browser.post("/submit", ["script": "print(1)", "minutes": "1", "submit_key": "<b>x</b>"], multipart: true)
+            #expect(forged.status == .badRequest)
+            #expect(!forged.body.contains("<b>x</b>"))
+        }
+        let uma = try #require(try await db.user(named: "uma"))
+        #expect(try await db.jobs(owner: uma.id).count == 1)
+    }
+}
