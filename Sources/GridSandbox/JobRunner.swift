@@ -73,6 +73,16 @@ public protocol JobRunner: Sendable {
 }
 
 extension JobRunner {
+    /// `start` on a thread of its own: starting may block for seconds (a container engine's create and start), and the
+    /// caller (the worker's actor, the shared cooperative pool) must go on meanwhile.
+    public func startOffActor(_ request: RunRequest) async throws -> JobExecution {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JobExecution, any Error>) in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try self.start(request) })
+            }
+        }
+    }
+
     public var label: String { tier.label }
     public var notes: [String] { [] }
 }

@@ -68,6 +68,9 @@ public actor WorkerAgent: Service {
     private var preparing: Set<JobID> = []
     /// Jobs whose Python environment is being built or waited for.
     private var preparations: [JobID: Preparation] = [:]
+    /// Jobs whose sandbox is being started, off the actor (a container engine may take seconds, and the link must go
+    /// on answering meanwhile); `true`: cancelled while starting, so it is stopped as soon as it has started.
+    private var starting: [JobRef: Bool] = [:]
     /// Builds and caches jobs' Python environments; nil: jobs that declare packages are refused.
     private let environments: EnvBuilder?
     /// The environments' digests last reported to the manager.
@@ -394,6 +397,8 @@ public actor WorkerAgent: Service {
             } else if preparations[cancel.job.jobId]?.ref == cancel.job {
                 // Not started yet: it is reported cancelled, instead of starting, once its environment is ready.
                 preparations[cancel.job.jobId]?.cancelled = true
+            } else if starting[cancel.job] != nil {
+                starting[cancel.job] = true
             }
         case .jobDoneAck(let ack):
             if unacked[ack.job.jobId]?.done.job == ack.job { unacked[ack.job.jobId] = nil }
@@ -417,6 +422,13 @@ public actor WorkerAgent: Service {
         if let prep = preparations[ref.jobId] {
             if prep.ref == ref { return }
             preparations[ref.jobId]?.cancelled = true
+        }
+        if let other = starting.keys.first(where: { $0.jobId == ref.jobId }) {
+            if other == ref { return }
+            // Another attempt of this job is still starting here: it is stopped once started; this one goes elsewhere.
+            starting[other] = true
+            await reject(ref, reason: "an earlier attempt of this job is still starting on this worker")
+            return
         }
         // The manager does not place others' jobs here; if one comes anyway, it is refused, never run unsandboxed.
         if let owner, !Admission.accepts(jobOwner: assign.owner ?? "", workerOwner: owner, acceptsOthers: sandbox.acceptsOthers) {
@@ -484,16 +496,21 @@ public actor WorkerAgent: Service {
             var variables = assign.spec.seedEnvironment
             if !devices.isEmpty { variables["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
             let execution: JobExecution
+            starting[ref] = false
             do {
-                execution = try runner.start(
+                execution = try await runner.startOffActor(
                     RunRequest(
                         job: ref, spec: assign.spec, scratch: scratch, script: assign.script, environment: variables,
                         pythonEnvironment: environment?.sitePath))
             } catch {
+                starting[ref] = nil
                 gpuSlots.give(devices)
                 if let key = environment?.key { await environments?.release(key) }
                 throw error
             }
+            // Cancelled (or the worker began stopping) while it started: it runs only to be stopped, and is reported
+            // like any cancelled run.
+            if starting.removeValue(forKey: ref) == true || stopping { execution.cancel() }
             jobs[ref.jobId] = RunningJob(
                 ref: ref, spec: assign.spec, owner: assign.owner ?? "", execution: execution, scratch: scratch, inputs: stamps,
                 gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key)
@@ -522,7 +539,7 @@ public actor WorkerAgent: Service {
     }
 
     /// Every run this worker holds: started jobs and jobs whose environment is being prepared.
-    private var runningRefs: [JobRef] { jobs.values.map(\.ref) + preparations.values.map(\.ref) }
+    private var runningRefs: [JobRef] { jobs.values.map(\.ref) + preparations.values.map(\.ref) + starting.keys }
 
     enum Prepared {
         case ready(EnvBuilder.Ready)
