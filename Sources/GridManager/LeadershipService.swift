@@ -127,6 +127,12 @@ struct LeadershipService: Service {
 
     /// One tick: read the row, decide, try the swap it asks for and feed the answer back. Returns the last action.
     private func step(_ machine: inout Leadership) async -> Leadership.Action {
+        // Each store call is bounded by the lease: a store that does not answer within it counts as unreachable (a
+        // leader that cannot renew steps down) instead of holding this loop, and the leader's role, indefinitely.
+        await StoreDeadline.$seconds.withValue(max(0.5, machine.ttl)) { await stepBounded(&machine) }
+    }
+
+    private func stepBounded(_ machine: inout Leadership) async -> Leadership.Action {
         var action: Leadership.Action
         do {
             let row = try await db.leaderLease()

@@ -64,11 +64,13 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (any StoreSession) throws -> T) async throws -> T {
-        try await threads.runIfActive { try self.transaction(write: false, body) }
+        let bound = StoreDeadline.seconds
+        return try await threads.runIfActive { try self.transaction(write: false, bound: bound, body) }
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (any StoreSession) throws -> T) async throws -> T {
-        try await threads.runIfActive { try self.transaction(write: true, body) }
+        let bound = StoreDeadline.seconds
+        return try await threads.runIfActive { try self.transaction(write: true, bound: bound, body) }
     }
 
     func afterBulkInsert() async throws {
@@ -82,13 +84,13 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 
     // MARK: - Transactions (on a pool thread)
 
-    private func transaction<T>(write: Bool, _ body: (any StoreSession) throws -> T) throws -> T {
+    private func transaction<T>(write: Bool, bound: Double, _ body: (any StoreSession) throws -> T) throws -> T {
         slots.wait()
         defer { slots.signal() }
         var attempt = 1
         while true {
             let connection = try checkOut()
-            let session = PostgresSession(connection: connection, logger: logger)
+            let session = PostgresSession(connection: connection, logger: logger, bound: bound)
             do {
                 try session.execute(sql: write ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             } catch {
@@ -99,6 +101,11 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
                 continue
             }
             do {
+                // The server ends a statement past the bound itself (a closed connection alone does not stop one that is
+                // running, which would go on holding its locks); the session's default is set at connect.
+                if bound != StoreDeadline.statementSeconds {
+                    try session.execute(sql: "SET LOCAL statement_timeout = \(StoreDeadline.milliseconds(bound))", arguments: [])
+                }
                 if write { try session.execute(sql: "SELECT pg_advisory_xact_lock(?)", arguments: [Self.writeLockKey]) }
                 let result = try body(session)
                 try session.execute(sql: "COMMIT")
@@ -137,8 +144,9 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
             // A manager frozen inside a transaction (SIGSTOP, a paused VM) must not hold the write lock or the lease
             // row forever: the server ends a session idle in a transaction this long, so a follower's takeover waits
             // at most this long behind it, and the frozen manager's late COMMIT fails.
-            try PostgresSession(connection: connection, logger: logger).execute(
-                sql: "SET idle_in_transaction_session_timeout = \(Self.idleInTransactionMs)", arguments: [])
+            let session = PostgresSession(connection: connection, logger: logger)
+            try session.execute(sql: "SET idle_in_transaction_session_timeout = \(Self.idleInTransactionMs)", arguments: [])
+            try session.execute(sql: "SET statement_timeout = \(StoreDeadline.milliseconds(StoreDeadline.statementSeconds))", arguments: [])
             return connection
         } catch {
             throw PostgresStoreFailure(error, doing: "connecting to \(url)")
@@ -160,6 +168,9 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 struct PostgresSession: StoreSession {
     let connection: PostgresConnection
     let logger: Logger
+    /// The longest one statement is waited for (`StoreDeadline`); past it the connection is closed and the statement
+    /// fails, so no thread of the pool waits forever on a connection that went quiet.
+    var bound: Double = StoreDeadline.statementSeconds
     var dialect: StoreDialect { .postgres }
 
     @discardableResult
@@ -185,11 +196,37 @@ struct PostgresSession: StoreSession {
             case .blob(let b): binds.append(ByteBuffer(bytes: b))
             }
         }
+        let future = connection.query(PostgresQuery(unsafeSQL: Self.numberPlaceholders(sql), binds: binds), logger: logger)
+        let answer = Answer<PostgresQueryResult>()
+        future.whenComplete { answer.set($0) }
+        // The server's own statement_timeout (the same bound) normally ends it first; this one is for a server, or a
+        // link, that went quiet.
+        guard answer.wait(seconds: bound.isFinite ? bound + 1 : 1) else {
+            // The server (or the link to it) went quiet: closing the connection fails the statement, and with it the
+            // transaction, which the server rolls back when it sees the connection go.
+            let _: EventLoopFuture<Void> = connection.close()
+            throw PostgresStoreFailure(timedOutAfter: bound)
+        }
         do {
-            return try connection.query(PostgresQuery(unsafeSQL: Self.numberPlaceholders(sql), binds: binds), logger: logger).wait()
+            return try answer.result!.get()
         } catch {
             throw PostgresStoreFailure(error, doing: "a statement")
         }
+    }
+
+    /// A result handed from the event loop to the waiting pool thread.
+    final class Answer<T>: @unchecked Sendable {
+        // Safe: `value` is written once under `lock`, before `done` is signalled, and read only after.
+        private let lock = NSLock()
+        private let done = DispatchSemaphore(value: 0)
+        private var value: Result<T, any Error>?
+        func set(_ result: Result<T, any Error>) {
+            lock.withLock { value = result }
+            done.signal()
+        }
+        /// Whether it came within `seconds`.
+        func wait(seconds: Double) -> Bool { done.wait(timeout: .now() + max(0.001, seconds)) == .success }
+        var result: Result<T, any Error>? { lock.withLock { value } }
     }
 
     /// `?` → `$1`, `$2`, … outside string literals and quoted identifiers.
@@ -253,6 +290,26 @@ struct PostgresStoreFailure: Error, CustomStringConvertible {
         }
     }
 
+    init(timedOutAfter seconds: Double) {
+        sqlState = nil
+        description = "PostgreSQL did not answer within \(seconds) s; the connection was closed"
+    }
+
     /// Serialization failure or deadlock: the transaction can run again.
     var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
+}
+
+/// How long a store call may wait for PostgreSQL, per statement: `statementSeconds` unless a caller bounds its own
+/// calls tighter (the leadership loop bounds its lease reads and swaps by the lease, so that a quiet connection makes
+/// a leader step down instead of hanging it). SQLite needs none: its calls never wait on a network.
+public enum StoreDeadline {
+    public static let statementSeconds: Double = 120
+    @TaskLocal public static var seconds: Double = statementSeconds
+
+    /// `seconds` as PostgreSQL's statement_timeout: whole milliseconds, at least 1 (0 would mean none), at most an hour;
+    /// NaN is the shortest.
+    static func milliseconds(_ seconds: Double) -> Int {
+        guard seconds.isFinite || seconds == .infinity else { return 1 }
+        return Int(min(max(seconds, 0.001), 3600) * 1000)
+    }
 }

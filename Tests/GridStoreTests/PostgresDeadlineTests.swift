@@ -1,0 +1,65 @@
+import Foundation
+import GridCore
+import GridTestSupport
+import Testing
+
+@testable import GridStore
+
+/// A PostgreSQL statement is never waited for without a bound (`StoreDeadline`): one that outlasts it fails with a
+/// clear error, its connection is closed (the server rolls its transaction back), and the store goes on working. This
+/// is what keeps a leader's lease loop from hanging on a connection that went quiet, so that it steps down in time.
+@Suite("PostgreSQL statement bounds")
+struct PostgresDeadlineTests {
+    /// The server's statement_timeout (57014) or, for a server gone quiet, the client's own bound.
+    static func isTimeout(_ error: any Error) -> Bool {
+        "\(error)".contains("57014") || "\(error)".contains("did not answer within")
+    }
+
+    @Test func boundsBecomeWholePositiveMilliseconds() {
+        #expect(StoreDeadline.milliseconds(3) == 3000)
+        #expect(StoreDeadline.milliseconds(0.0004) == 1)
+        for nonsense in [0.0, -1.0, -Double.infinity, Double.nan, -Double.greatestFiniteMagnitude] {
+            #expect(StoreDeadline.milliseconds(nonsense) == 1, "\(nonsense)")
+        }
+        #expect(StoreDeadline.milliseconds(.infinity) == 3_600_000)
+        #expect(StoreDeadline.milliseconds(.greatestFiniteMagnitude) == 3_600_000)
+    }
+
+    @Test func aStatementPastItsBoundFailsClosesItsConnectionAndTheStoreGoesOn() async throws {
+        let db = try await StoreBackend.postgres.open()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
+        let started = ContinuousClock.now
+        do {
+            try await StoreDeadline.$seconds.withValue(2) {
+                _ = try await db.write { session in
+                    try session.execute(sql: "UPDATE users SET created_at = 1 WHERE id = ?", arguments: [ada.id])
+                    return try session.execute(sql: "SELECT pg_sleep(30)", arguments: [])
+                }
+            }
+            Issue.record("a 30 s statement returned inside a 2 s bound")
+        } catch {
+            #expect(Self.isTimeout(error), "\(error)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(25), "the bound, not the statement, ended the wait")
+        // The server stopped the statement too: the write lock it held is free long before the 30 s sleep would end.
+        // The half-done transaction was rolled back, and the next call gets a working connection.
+        #expect(try await db.user(id: ada.id)?.createdAt == 0)
+        _ = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 1)
+        #expect(ContinuousClock.now - started < .seconds(25), "the next write did not wait for the abandoned statement")
+        #expect(try await db.checkLedger().ok)
+    }
+
+    @Test(arguments: [0.0, -1.0, -Double.infinity, Double.nan])
+    func aNonsenseBoundStillWaitsOnlyBriefly(_ bound: Double) async throws {
+        // A bound of 0, below 0 or NaN is taken as the shortest wait, never as "for ever" and never a trap.
+        let db = try await StoreBackend.postgres.open()
+        do {
+            try await StoreDeadline.$seconds.withValue(bound) {
+                _ = try await db.read { session in try session.execute(sql: "SELECT pg_sleep(30)", arguments: []) }
+            }
+            Issue.record("a 30 s statement returned inside a bound of \(bound)")
+        } catch {
+            #expect(Self.isTimeout(error), "\(error)")
+        }
+    }
+}
