@@ -101,14 +101,17 @@ extension PeerService {
             outgoingSync[peer, default: SyncQueue()].groups.append((entries, bytes, continuation))
             if outgoingSync[peer]?.sending == false {
                 outgoingSync[peer]?.sending = true
-                Task { await self.drainSync(to: peer) }
+                if case .terminated = drainContinuation.yield(peer) {
+                    // Shutting down: nothing will send them.
+                    for group in outgoingSync.removeValue(forKey: peer)?.groups ?? [] { group.continuation.resume(returning: .failed) }
+                }
             }
         }
     }
 
     /// Sends the writes waiting for `peer`, a batch at a time (at most 512 KiB or 1,000 entries, and at least one write)
     /// until none wait.
-    private func drainSync(to peer: String) async {
+    func drainSync(to peer: String) async {
         while var queue = outgoingSync[peer], !queue.groups.isEmpty {
             var batch: [Msg.MemEntry] = []
             var bytes = 0

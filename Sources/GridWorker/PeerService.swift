@@ -112,6 +112,9 @@ public actor PeerService: Service {
     var uploads: [String: Upload] = [:]
     var manifestCache: [String: (manifest: Msg.FileManifest, at: Double)] = [:]
     var outgoingSync: [String: SyncQueue] = [:]
+    /// Peers with writes waiting to be sent: each is drained by a task of `run()`'s group (`syncLoop`).
+    private let drains: AsyncStream<String>
+    let drainContinuation: AsyncStream<String>.Continuation
 
     // Other peers and clients.
     private var links: [String: PeerLink] = [:]
@@ -131,6 +134,7 @@ public actor PeerService: Service {
         self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks")
         (starts, startContinuation) = AsyncStream<StartedTask>.makeStream()
         (repairs, repairContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (drains, drainContinuation) = AsyncStream<String>.makeStream()
     }
 
     // MARK: - Wiring
@@ -211,6 +215,7 @@ public actor PeerService: Service {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.repairLoop() }
+                group.addTask { await self.syncLoop() }
                 for await started in starts {
                     group.addTask { await self.execute(started) }
                 }
@@ -225,7 +230,15 @@ public actor PeerService: Service {
     private func shutdown() {
         startContinuation.finish()
         repairContinuation.finish()
+        drainContinuation.finish()
         pool.shutdown()
+    }
+
+    /// Drains each peer's waiting writes (`push`), one drain per peer at a time, all owned by `run()`.
+    private func syncLoop() async {
+        await withDiscardingTaskGroup { group in
+            for await peer in drains { group.addTask { await self.drainSync(to: peer) } }
+        }
     }
 
     private func repairLoop() async {

@@ -100,8 +100,14 @@ public actor WorkerAgent: Service {
     private let peers: PeerService?
     /// The key of this worker's peer-port certificate on a TLS grid: made at start, never sent (only its public half).
     private let peerTLSKey = P256.Signing.PrivateKey()
-    /// Requests to the manager waiting for their reply, by id (see `ask`).
-    private var asks: [Int: CheckedContinuation<GridMessage, any Error>] = [:]
+    /// Requests to the manager in flight, by id (see `ask`).
+    private var asks: [Int: AskSlot] = [:]
+    /// One request's state: sent (its asker is still writing it), waited for, or answered before its asker waited.
+    private enum AskSlot {
+        case sent
+        case waiting(CheckedContinuation<GridMessage, any Error>)
+        case answered(Result<GridMessage, any Error>)
+    }
     private var nextAsk = 1
     /// Set when the peer's task load changed: the next heartbeat goes out at once.
     private let loadDirty = Mutex(false)
@@ -322,9 +328,7 @@ public actor WorkerAgent: Service {
 
     private func detach() {
         outbox = nil
-        let waiting = asks
-        asks = [:]
-        for (_, c) in waiting { c.resume(throwing: GridError(.unreachable, "lost the connection to the manager")) }
+        for id in Array(asks.keys) { answer(id, .failure(GridError(.unreachable, "lost the connection to the manager"))) }
     }
 
     /// Sends a request to the manager and waits (at most `timeout` seconds) for the reply with its id; an `ERROR`
@@ -333,25 +337,37 @@ public actor WorkerAgent: Service {
         guard let out = outbox else { throw GridError(.unreachable, "this worker is not connected to its manager right now") }
         let id = nextAsk
         nextAsk += 1
-        let timer = Task {
-            try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
-            self.answer(id, .failure(GridError(.timeout, "the manager did not answer \(message.type) in \(Int(timeout)) s")))
-        }
-        defer { timer.cancel() }
-        let reply = try await withCheckedThrowingContinuation { c in
-            asks[id] = c
-            Task {
-                do { try await out.write(GridFrame(id: id, message)) } catch {
-                    self.answer(id, .failure(GridError(.unreachable, "could not reach the manager: \(error)")))
-                }
+        asks[id] = .sent
+        defer { asks[id] = nil }
+        let expired = GridError(.timeout, "the manager did not answer \(message.type) in \(Int(timeout)) s")
+        // The deadline is a child of this call: it ends (cancelled) when the answer comes, and never outlives the call.
+        let reply = try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+                if !Task.isCancelled { await self.answer(id, .failure(expired)) }
+            }
+            defer { group.cancelAll() }
+            do { try await out.write(GridFrame(id: id, message)) } catch {
+                answer(id, .failure(GridError(.unreachable, "could not reach the manager: \(error)")))
+            }
+            return try await withCheckedThrowingContinuation { c in
+                if case .answered(let result) = asks[id] { c.resume(with: result) } else { asks[id] = .waiting(c) }
             }
         }
         if case .error(let e) = reply { throw GridError(e.code, e.message) }
         return reply
     }
 
+    /// The reply (or failure) of request `id`: to its asker now if it waits, else kept until it does. Only the first
+    /// counts; a request no longer in flight is ignored.
     private func answer(_ id: Int, _ result: Result<GridMessage, any Error>) {
-        asks.removeValue(forKey: id)?.resume(with: result)
+        switch asks[id] {
+        case .sent: asks[id] = .answered(result)
+        case .waiting(let c):
+            asks[id] = .answered(result)
+            c.resume(with: result)
+        case .answered, nil: break
+        }
     }
 
     /// The peer's task load changed: report it with the next heartbeat tick, not a whole period later.
