@@ -128,6 +128,7 @@ struct ReferenceTools {
         let version = nginx.version
         var samples: [Double] = []
         for i in 0...repeats {
+            Stats.settleDisk()
             let r = try Shell.run(
                 "curl", ["-sS", "-o", "/dev/null", "-T", path, "-w", "%{size_upload} %{time_total} %{http_code}", "http://127.0.0.1:\(port)/upload"],
                 timeout: 300)
@@ -152,6 +153,7 @@ struct ReferenceTools {
         let target = save ? root + "/nginx-got.bin" : "/dev/null"
         defer { if save { unlink(target) } }
         for i in 0...repeats {
+            Stats.settleDisk()
             let r = try Shell.run(
                 "curl", ["-sS", "-o", target, "-w", "%{size_download} %{time_total}", "http://127.0.0.1:\(port)/\(file)"], timeout: 300)
             let parts = r.stdout.split(separator: " ")
