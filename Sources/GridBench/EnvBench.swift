@@ -122,11 +122,7 @@ enum EnvBench {
                 for p, d in files.items():
                     z.writestr(p, d)
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", program, folder, name, module]
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw BenchError("could not write the bench's wheels") }
+        let r = try Command.run(python, ["-c", program, folder, name, module], timeout: 120)
+        guard r.succeeded else { throw BenchError("could not write the bench's wheels: \(r.stderr.suffix(300))") }
     }
 }

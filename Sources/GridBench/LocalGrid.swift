@@ -36,7 +36,7 @@ public final class LocalGrid: @unchecked Sendable {
         managerEnvironment: [String: String] = [:]
     ) async throws -> LocalGrid {
         let root = NSTemporaryDirectory() + "campusgrid-bench-\(UUID().uuidString.prefix(8))"
-        var env = try childEnvironment(root: root)
+        let env = try childEnvironment(root: root)
         var children: [ServerProcess] = []
         do {
             let manager = try ServerProcess(

@@ -1,4 +1,5 @@
 import Foundation
+import GridSandbox
 
 #if canImport(Glibc)
 import Glibc
@@ -6,13 +7,8 @@ import Glibc
 
 /// Running other programs from the bench: one-shot commands with a time limit, and lookups on `PATH`.
 public enum Shell {
-    /// The result of a finished command.
-    public struct Result: Sendable {
-        public var status: Int32
-        public var stdout: String
-        public var stderr: String
-        public var timedOut: Bool
-    }
+    /// The result of a finished command (`Command`, in GridSandbox, runs it).
+    public typealias Result = Command.Result
 
     /// Finds `name` on `PATH` (plus the sbin folders, where Debian puts nginx and redis-server).
     public static func which(_ name: String) -> String? {
@@ -25,62 +21,12 @@ public enum Shell {
         return nil
     }
 
-    /// Runs `command` to completion or until `timeout` seconds pass (then kills it). Output is read while it runs.
+    /// Runs `command` (looked up on `PATH`) to completion or until `timeout` seconds pass (then kills it).
     public static func run(
         _ command: String, _ arguments: [String], environment: [String: String]? = nil, directory: String? = nil, timeout: Double
     ) throws -> Result {
         guard let path = which(command) else { throw BenchError("\(command) is not installed") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        if let environment { p.environment = environment }
-        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let outData = Collected()
-        let errData = Collected()
-        let readers = DispatchGroup()
-        for (pipe, sink) in [(out, outData), (err, errData)] {
-            readers.enter()
-            Thread.detachNewThread {
-                sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
-                readers.leave()
-            }
-        }
-        var status = exitStatus(of: p, within: timeout)
-        let timedOut = status == nil
-        if timedOut {
-            kill(p.processIdentifier, SIGTERM)
-            status = exitStatus(of: p, within: 0.5)
-            if status == nil {
-                kill(p.processIdentifier, SIGKILL)
-                status = exitStatus(of: p, within: 5)
-            }
-        }
-        _ = readers.wait(timeout: .now() + 5)
-        return Result(
-            status: status ?? 128 + SIGKILL, stdout: String(decoding: outData.get(), as: UTF8.self),
-            stderr: String(decoding: errData.get(), as: UTF8.self), timedOut: timedOut)
-    }
-
-    /// The exit status of `p` once it exits, or nil after `seconds`. Never `waitUntilExit()`: Foundation learns of a
-    /// child's exit when every holder of a socket it gave the child has closed it, so a daemon the child started (and
-    /// that kept the socket) hid the exit for the daemon's whole life. The child is reaped here when Foundation has not.
-    static func exitStatus(of p: Process, within seconds: Double) -> Int32? {
-        let deadline = Stats.now() + seconds
-        repeat {
-            if !p.isRunning { return p.terminationStatus }
-            var status: Int32 = 0
-            if waitpid(p.processIdentifier, &status, WNOHANG) == p.processIdentifier {
-                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            }
-            usleep(5_000)
-        } while Stats.now() < deadline
-        return nil
+        return try Command.run(path, arguments, environment: environment, directory: directory, timeout: timeout)
     }
 
     /// The standard output of a command that succeeded, or nil.
@@ -123,23 +69,6 @@ public enum Shell {
             usleep(20_000)
         }
         return false
-    }
-}
-
-/// Bytes collected by a reader thread.
-final class Collected: @unchecked Sendable {
-    // Safe: every access holds `lock`.
-    private let lock = NSLock()
-    private var data = Data()
-    func set(_ d: Data) {
-        lock.lock()
-        data = d
-        lock.unlock()
-    }
-    func get() -> Data {
-        lock.lock()
-        defer { lock.unlock() }
-        return data
     }
 }
 

@@ -80,18 +80,12 @@ extension BwrapRunner {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: dir, script: "probe.py",
             environment: ["PATH": "/usr/bin:/bin", "HOME": Self.jobDirectory], tmpBytes: 16 << 20, gpuDevices: [], processes: 6)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: configuration.bwrapPath)
-        process.arguments = args
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        do { try process.run() } catch { throw SandboxUnavailable("cannot start \(configuration.bwrapPath): \(error)") }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        switch RootlessLimits.judgeProbe(output: text, errors: errors, status: process.terminationStatus, isRoot: isRoot) {
+        let r: Command.Result
+        do { r = try Command.run(configuration.bwrapPath, args, timeout: 30) } catch {
+            throw SandboxUnavailable("cannot start \(configuration.bwrapPath): \(error)")
+        }
+        if r.timedOut { throw SandboxUnavailable("the sandbox probe did not finish within 30 s") }
+        switch RootlessLimits.judgeProbe(output: r.stdout, errors: r.stderr, status: r.status, isRoot: isRoot) {
         case .ok: return
         case .failed(let why): throw SandboxUnavailable(why)
         }

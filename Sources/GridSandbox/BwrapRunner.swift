@@ -83,18 +83,9 @@ public struct BwrapRunner: JobRunner {
 
     /// The Python installation's directories outside `/usr` (a pyenv or venv prefix), which the sandbox must see.
     static func pythonRoots(of python: String) -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", "import sys, os; print(os.path.realpath(sys.prefix)); print(os.path.realpath(sys.base_prefix))"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        var roots: [String] = []
-        if (try? process.run()) != nil {
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            roots = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
-        }
+        let asked = Command.output(
+            python, ["-c", "import sys, os; print(os.path.realpath(sys.prefix)); print(os.path.realpath(sys.base_prefix))"], timeout: 30)
+        var roots = (asked ?? "").split(separator: "\n").map(String.init)
         if roots.isEmpty {
             roots = [URL(fileURLWithPath: python).resolvingSymlinksInPath().deletingLastPathComponent().deletingLastPathComponent().path]
         }

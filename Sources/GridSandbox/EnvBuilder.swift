@@ -109,19 +109,12 @@ public actor EnvBuilder {
 
     /// Asks the interpreter its version and platform.
     public static func probe(python: String) throws -> Interpreter {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [
-            "-c", "import sys, sysconfig; print('%d.%d.%d' % sys.version_info[:3]); print(sysconfig.get_platform() + '-' + sys.implementation.cache_tag)",
-        ]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
-        guard process.terminationStatus == 0, lines.count == 2 else {
+        let r = try Command.run(
+            python,
+            ["-c", "import sys, sysconfig; print('%d.%d.%d' % sys.version_info[:3]); print(sysconfig.get_platform() + '-' + sys.implementation.cache_tag)"],
+            timeout: 30)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        guard r.succeeded, lines.count == 2 else {
             throw GridError(.internal, "cannot ask \(python) its version and platform")
         }
         return Interpreter(version: lines[0], platform: lines[1])
@@ -150,14 +143,9 @@ public actor EnvBuilder {
         defer { try? FileManager.default.removeItem(atPath: probe) }
         var c = Configuration(root: probe, python: python)
         c.noIndex = true
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: bwrapPath)
-        process.arguments = sandboxArguments(sandbox, configuration: c, buildFolder: probe) + [python, "-c", "open('/build/ok', 'w').write('ok')"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        process.waitUntilExit()
-        return process.terminationStatus == 0 && FileManager.default.fileExists(atPath: probe + "/ok") ? sandbox : nil
+        let args = sandboxArguments(sandbox, configuration: c, buildFolder: probe) + [python, "-c", "open('/build/ok', 'w').write('ok')"]
+        guard let r = try? Command.run(bwrapPath, args, timeout: 30) else { return nil }
+        return r.succeeded && FileManager.default.fileExists(atPath: probe + "/ok") ? sandbox : nil
     }
 
     /// The options that change what an install produces: part of the key.

@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridSandbox
 
 /// What the machine has: CPUs, RAM, NVIDIA GPUs, current load.
 public enum MachineInfo {
@@ -24,16 +25,10 @@ public enum MachineInfo {
         guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             return GPUInventory(gpus: [])
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = ["--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return GPUInventory(gpus: []) }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { return GPUInventory(gpus: []) }
-        return GPUInventory.parse(csv: String(decoding: data, as: UTF8.self))
+        // Bounded: nvidia-smi is known to hang when the driver is wedged; a worker then starts with no GPUs rather than not at all.
+        guard let csv = Command.output(path, ["--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"], timeout: 15) else {
+            return GPUInventory(gpus: [])
+        }
+        return GPUInventory.parse(csv: csv)
     }
 }

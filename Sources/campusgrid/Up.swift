@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GridClient
 import GridCore
+import GridSandbox
 import ServiceLifecycle
 import UnixSignals
 
@@ -204,17 +205,12 @@ struct Up: AsyncParsableCommand {
             throw ValidationError(
                 "--postgres starts PostgreSQL with scripts/postgres, which this build does not have (run from the repository root of a build with the PostgreSQL store)")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: script)
-        p.arguments = ["start"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let url = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-        guard p.terminationStatus == 0, url.hasPrefix("postgres") else {
-            throw ValidationError("scripts/postgres start failed (exit \(p.terminationStatus)); see its messages above")
+        // Its messages go to the terminal; the script bounds its own waits, and this one is bounded too.
+        let r = try Command.run(script, ["start"], timeout: 300, inheritStderr: true)
+        let url = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        guard r.succeeded, url.hasPrefix("postgres") else {
+            throw ValidationError(
+                "scripts/postgres start failed (\(r.timedOut ? "no answer within 300 s" : "exit \(r.status)")); see its messages above")
         }
         return url
     }
