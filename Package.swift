@@ -134,7 +134,7 @@ let package = Package(
         // Tests.
         .target(
             name: "GridTestSupport",
-            dependencies: ["GridCore", "GridClient"],
+            dependencies: ["GridCore", "GridClient", "GridSandbox"],
             path: "Tests/GridTestSupport",
             swiftSettings: swiftSettings
         ),

@@ -73,7 +73,7 @@ final class HAGrid: @unchecked Sendable {
                 ],
                 environment: env)
             grid.worker = w
-            guard w.nextLine(timeout: 60) != nil else { throw BenchError("the HA bench's worker did not register:\n\(w.errorLog.suffix(2000))") }
+            guard await w.nextLine(timeout: 60) != nil else { throw BenchError("the HA bench's worker did not register:\n\(w.errorLog.suffix(2000))") }
             return grid
         } catch {
             grid.stop()
@@ -85,7 +85,7 @@ final class HAGrid: @unchecked Sendable {
     func restart(_ i: Int) async throws {
         let p = try ServerProcess(name: "manager-\(i)", path: binary, arguments: arguments(managers[i]), environment: environment)
         managers[i].process = p
-        guard p.nextLine(timeout: 60) != nil else { throw BenchError("manager \(i) did not start:\n\(p.errorLog.suffix(2000))") }
+        guard await p.nextLine(timeout: 60) != nil else { throw BenchError("manager \(i) did not start:\n\(p.errorLog.suffix(2000))") }
     }
 
     func kill(_ i: Int) {

@@ -45,7 +45,7 @@ public final class LocalGrid: @unchecked Sendable {
                     + (tls ? ["--tls"] : []),
                 environment: env.merging(managerEnvironment) { $1 })
             children.append(manager)
-            guard let line = manager.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+            guard let line = await manager.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
                 case .number(let g)? = ready["grid_port"], case .number(let h)? = ready["http_port"]
             else { throw BenchError("the bench's manager did not start:\n\(manager.errorLog.suffix(2000))") }
             let baseURL = "\(tls ? "https" : "http")://127.0.0.1:\(Int(h))"
@@ -87,7 +87,7 @@ public final class LocalGrid: @unchecked Sendable {
                     ] + extraWorkerArguments,
                     environment: env)
                 children.append(w)
-                guard let ready = w.nextLine(timeout: 60) else { throw BenchError("bench worker \(i) did not register:\n\(w.errorLog.suffix(2000))") }
+                guard let ready = await w.nextLine(timeout: 60) else { throw BenchError("bench worker \(i) did not register:\n\(w.errorLog.suffix(2000))") }
                 if let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(ready.utf8)), case .string(let t)? = info["tier"] { tier = t }
             }
             return LocalGrid(

@@ -50,35 +50,37 @@ struct Up: AsyncParsableCommand {
         // Every manager gets the same store: with --postgres the database scripts/postgres starts, else the SQLite file
         // in the shared data folder (which also gives them one identity: key, CA).
         let storeArgs: [String] = postgres ? ["--database", try Self.startPostgres()] : []
-        var children: [Child] = []
-        var standbys: [Child] = []
+        var children: [ChildProcess] = []
+        var standbys: [ChildProcess] = []
         func stopAll() {
             // Workers first (they stop their jobs), then the standby managers, then the first manager.
             let workers = children.dropFirst()
-            for c in workers { c.terminate() }
-            for c in workers { c.waitOrKill(seconds: 10) }
-            for c in standbys { c.terminate() }
-            for c in standbys { c.waitOrKill(seconds: 10) }
+            for c in workers { c.signal(SIGTERM) }
+            for c in workers { c.waitForExit(timeout: 10) }
+            for c in standbys { c.signal(SIGTERM) }
+            for c in standbys { c.waitForExit(timeout: 10) }
             if let manager = children.first {
-                manager.terminate()
-                manager.waitOrKill(seconds: 10)
+                manager.signal(SIGTERM)
+                manager.waitForExit(timeout: 10)
             }
         }
         do {
             // The usual ports when free; if another program takes one between the check and the bind, free ports.
-            var managerReady: (child: Child, line: String)?
+            var managerReady: (child: ChildProcess, line: String)?
             for attempt in 0..<2 where managerReady == nil {
                 let gridPort = attempt == 0 && Self.isFree(9999) ? 9999 : 0
                 let httpPort = attempt == 0 && Self.isFree(5000) ? 5000 : 0
-                let m = try Child.start(
-                    me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)", "--json",
-                        "--parent-pid", "\(getpid())"] + storeArgs,
-                    label: "manager")
-                if let line = m.readLine(timeout: 60) {
+                let m = try ChildProcess(
+                    name: "manager", path: me,
+                    arguments: [
+                        "manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)",
+                        "--json", "--parent-pid", "\(getpid())",
+                    ] + storeArgs, errors: .inherit)
+                if let line = await m.nextLine(timeout: 60) {
                     managerReady = (m, line)
                 } else {
-                    m.terminate()
-                    m.waitOrKill(seconds: 5)
+                    m.signal(SIGTERM)
+                    await m.waitForExit(timeout: 5)
                 }
             }
             guard let (manager, ready) = managerReady else { throw ValidationError("the manager did not start; see its messages above") }
@@ -93,12 +95,14 @@ struct Up: AsyncParsableCommand {
             var dashboards = [dashboard]
             var managerAddresses = [managerAddress]
             for i in 1..<managers {
-                let m = try Child.start(
-                    me, ["manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json",
-                        "--parent-pid", "\(getpid())"] + storeArgs,
-                    label: "manager-\(i + 1)")
+                let m = try ChildProcess(
+                    name: "manager-\(i + 1)", path: me,
+                    arguments: [
+                        "manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json",
+                        "--parent-pid", "\(getpid())",
+                    ] + storeArgs, errors: .inherit)
                 standbys.append(m)
-                guard let line = m.readLine(timeout: 60), let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
+                guard let line = await m.nextLine(timeout: 60), let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
                     case .number(let g2)? = info["grid_port"], case .number(let h2)? = info["http_port"]
                 else { throw ValidationError("manager \(i + 1) did not start; see its messages above") }
                 dashboards.append("http://127.0.0.1:\(Int(h2))")
@@ -133,19 +137,19 @@ struct Up: AsyncParsableCommand {
                 // Status pages from 5001 up (the manager's dashboard has 5000), free ports otherwise.
                 let wantedWeb = 5000 + i
                 let web = peerPort > 0 && Self.isFree(wantedWeb) ? wantedWeb : Self.freePort()
-                var started: (child: Child, line: String)?
+                var started: (child: ChildProcess, line: String)?
                 for attempt in 0..<2 where started == nil {
                     var args = [
                         "worker", "-m", managerAddresses.joined(separator: ","), "--token-file", tokenFile, "--data-dir", dir + "/worker-\(i)", "-n", "local-\(i)", "--json", "--parent-pid", "\(getpid())",
                         "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : Self.freePort())",
                     ]
                     if let sandbox { args += ["--sandbox", sandbox] }
-                    let w = try Child.start(me, args, label: "worker-\(i)")
-                    if let line = w.readLine(timeout: 60) {
+                    let w = try ChildProcess(name: "worker-\(i)", path: me, arguments: args, errors: .inherit)
+                    if let line = await w.nextLine(timeout: 60) {
                         started = (w, line)
                     } else {
-                        w.terminate()
-                        w.waitOrKill(seconds: 5)
+                        w.signal(SIGTERM)
+                        await w.waitForExit(timeout: 5)
                     }
                 }
                 guard let (w, ready) = started else { throw ValidationError("worker \(i) did not start; see its messages above") }
@@ -272,73 +276,4 @@ func writePrivateFile(_ path: String, _ contents: String) throws {
 func executablePath() throws -> String {
     if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return p }
     return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-}
-
-/// A child process of `up`: its standard output is read line by line (the ready line, then passed through);
-/// its standard error goes straight to ours.
-final class Child: @unchecked Sendable {
-    // Safe: `process` is only touched from the thread that owns the `up` command; the line buffer is behind `lock`.
-    let process: Process
-    let label: String
-    private let lock = NSLock()
-    private var lines: [String] = []
-    private let available = DispatchSemaphore(value: 0)
-
-    private init(process: Process, label: String) {
-        self.process = process
-        self.label = label
-    }
-
-    static func start(_ path: String, _ arguments: [String], label: String) throws -> Child {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardInput = FileHandle.nullDevice
-        let child = Child(process: p, label: label)
-        try p.run()
-        let handle = pipe.fileHandleForReading
-        Thread.detachNewThread {
-            var pending = Data()
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                pending.append(chunk)
-                while let nl = pending.firstIndex(of: 0x0A) {
-                    let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
-                    pending.removeSubrange(pending.startIndex...nl)
-                    child.lock.lock()
-                    child.lines.append(line)
-                    child.lock.unlock()
-                    child.available.signal()
-                }
-            }
-        }
-        return child
-    }
-
-    /// The next line the child printed, or nil after `timeout` seconds or if it exited.
-    func readLine(timeout: Double) -> String? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if available.wait(timeout: .now() + 0.2) == .success {
-                lock.lock()
-                defer { lock.unlock() }
-                return lines.isEmpty ? nil : lines.removeFirst()
-            }
-            if !process.isRunning { return nil }
-        }
-        return nil
-    }
-
-    func terminate() {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-    }
-
-    func waitOrKill(seconds: Double) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(50_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
 }
