@@ -72,13 +72,14 @@ public enum Command {
         return r.stdout
     }
 
-    /// The exit status of `p` once it exits, or nil after `seconds`. Never `waitUntilExit()`: Foundation learns of a
+    /// The exit status of `p` once it exits (128 + the signal when one ended it), or nil after `seconds`. Never `waitUntilExit()`: Foundation learns of a
     /// child's exit when every holder of a socket it gave the child has closed it, so a daemon the child started (and
     /// that kept the socket) hid the exit for the daemon's whole life. The child is reaped here when Foundation has not.
     public static func exitStatus(of p: Process, within seconds: Double) -> Int32? {
         let deadline = ContinuousClock.now + .milliseconds(Int64(min(max(seconds, 0), 86_400) * 1000))
         repeat {
-            if !p.isRunning { return p.terminationStatus }
+            // One convention whoever saw the end: the exit code, or 128 + the signal that ended it (as a shell says).
+            if !p.isRunning { return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus }
             var status: Int32 = 0
             if waitpid(p.processIdentifier, &status, WNOHANG) == p.processIdentifier {
                 return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
