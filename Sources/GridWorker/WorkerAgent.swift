@@ -102,6 +102,9 @@ public actor WorkerAgent: Service {
     private let peerTLSKey = P256.Signing.PrivateKey()
     /// Requests to the manager in flight, by id (see `ask`).
     private var asks: [Int: AskSlot] = [:]
+    /// When the manager was last heard from, and when to ping it (`ManagerSilence`); per connection.
+    private var silence = ManagerSilence(heartbeat: 1, now: 0)
+    private var leftSilentManager = false
     /// One request's state: sent (its asker is still writing it), waited for, or answered before its asker waited.
     private enum AskSlot {
         case sent
@@ -210,6 +213,12 @@ public actor WorkerAgent: Service {
                     return try NIOAsyncChannel<InboundFrame, GridFrame>(wrappingChannelSynchronously: channel)
                 }
             }
+        let link = channel.channel
+        leftSilentManager = false
+        // A manager that accepts the connection but never answers (frozen: the kernel still accepts for it) is left after
+        // a bound, not waited on: the handshake must be over by then (cancelled once registered).
+        let handshakeBound = link.eventLoop.scheduleTask(in: .seconds(Int64(Self.handshakeSeconds))) { link.close(promise: nil) }
+        defer { handshakeBound.cancel() }
         try await channel.executeThenClose { inbound, outbound in
             var messages = inbound.makeAsyncIterator()
             func expect() async throws -> GridFrame {
@@ -267,12 +276,14 @@ public actor WorkerAgent: Service {
                 }
                 peers.tls.set(try PeerTLS(caPEM: ca, certificatePEM: certificate, keyPEM: peerTLSKey.pemRepresentation))
             }
+            handshakeBound.cancel()
             backoff.reset()
             await attach(outbound, registered: reg)
             logger.info("registered with the manager", metadata: ["grid.worker.id": "\(ok.workerId)", "grid.worker.owner": "\(ok.owner)"])
             onRegistered(ok.workerId)
             // The heartbeat task lives exactly as long as this connection: it is cancelled when the read loop ends.
-            let heartbeat = Task { try await self.heartbeats(outbound) }
+            silence = ManagerSilence(heartbeat: heartbeatSeconds, now: Self.clock())
+            let heartbeat = Task { try await self.heartbeats(outbound, link: link) }
             defer { heartbeat.cancel() }
             for frame in early { await handle(frame, outbound) }
             reading: while let item = try await messages.next() {
@@ -284,6 +295,14 @@ public actor WorkerAgent: Service {
                 }
             }
         }
+        // Left for its silence: the next connection tries another manager first.
+        if leftSilentManager { throw ManagerWentSilent() }
+    }
+
+    /// How long a manager has to answer HELLO and REGISTER.
+    static let handshakeSeconds = 20.0
+    struct ManagerWentSilent: Error, CustomStringConvertible {
+        var description: String { "the manager went silent" }
     }
 
     struct LinkClosed: Error {}
@@ -375,8 +394,31 @@ public actor WorkerAgent: Service {
         loadDirty.withLock { $0 = true }
     }
 
-    private func heartbeats(_ out: Outbox) async throws {
+    /// Seconds on a monotonic clock, for `ManagerSilence`.
+    private static func clock() -> Double {
+        let d = ContinuousClock.now - Self.epoch
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+    private static let epoch = ContinuousClock.now
+
+    private func heartbeats(_ out: Outbox, link: any Channel) async throws {
         while !Task.isCancelled {
+            switch silence.tick(now: Self.clock()) {
+            case .none: break
+            case .ping:
+                // Its PONG (any frame, in fact) counts as an answer; the id is one no request of ours uses.
+                let id = nextAsk
+                nextAsk += 1
+                try await out.write(GridFrame(id: id, .ping))
+            case .giveUp(let silent):
+                // A manager frozen with the connection open: close it, and the link goes to whichever manager leads.
+                logger.warning(
+                    "the manager has said nothing for \(Int(silent)) s; leaving it for whichever manager leads",
+                    metadata: ["grid.manager": "\(rotation.current)"])
+                leftSilentManager = true
+                link.close(promise: nil)
+                return
+            }
             loadDirty.withLock { $0 = false }
             let tasks = await peers?.taskLoad()
             var envs = await environments?.cachedDigests()
@@ -393,6 +435,7 @@ public actor WorkerAgent: Service {
     }
 
     private func handle(_ frame: GridFrame, _ out: Outbox) async {
+        silence.heard(now: Self.clock())
         if frame.id != 0, asks[frame.id] != nil {
             answer(frame.id, .success(frame.message))
             return

@@ -242,6 +242,37 @@ extension Integration {
             #expect(m0.process.errorLog.contains("stepped down"))
         }
 
+        /// A leader frozen with its connections open (SIGSTOP) closes nothing and answers nothing: its worker hears
+        /// nothing from it for the silence bound (`ManagerSilence`), leaves it, and registers with the manager that took
+        /// over, where a new job then runs, all while the frozen one stays frozen.
+        @Test(arguments: IntegrationStore.allCases)
+        func aWorkerLeavesAFrozenLeaderForTheOneThatTookOver(store: IntegrationStore) async throws {
+            let env = try await store.managerEnvironment()
+            let grid = try TestGrid(label: "ha-frozen")
+            defer { grid.shutdown() }
+            let m0 = try await HA.first(grid, env: env)
+            let m1 = try await HA.start(grid, 1, env: env)
+            let owner = try await grid.user("owner")
+            let alice = try await grid.user("alice")
+            let worker = try await HA.worker(grid, "w1", owner: owner, managers: [m0, m1])
+            let adminToken = try await grid.admin().token
+            m0.process.signal(SIGSTOP)
+            defer { m0.process.signal(SIGCONT) }
+            var m1Leads = false
+            _ = await eventually(timeout: 30, interval: 0.2) {
+                m1Leads = await HA.view(m1)?.role == "leader"
+                return m1Leads
+            }
+            #expect(m1Leads, "the follower took over from the frozen leader")
+            let c = GridClient(baseURL: m1.url, token: alice.token)
+            let request = API.SubmitRequest(spec: HA.spec("after-freeze"), script: HA.script("print('ran under the new leader')\n"), inputs: [])
+            let job = try await c.submit(request, key: "after-freeze").job
+            let done = try await Scenario.waitForState(c, job.id, [.completed, .failed], timeout: 120)
+            #expect(done.state == .completed, "\(worker.errorLog.suffix(3000))")
+            #expect(worker.errorLog.contains("leaving it for whichever manager leads"), "\(worker.errorLog.suffix(3000))")
+            #expect(try await GridClient(baseURL: m1.url, token: adminToken).ledgerCheck()["ok"] == .bool(true))
+        }
+
         @Test func followersAnswerReadsDuringALeaderChangeAndTheCLIRetriesWritesOnTheLeader() async throws {
             let grid = try TestGrid(label: "ha-cli")
             defer { grid.shutdown() }
