@@ -36,14 +36,7 @@ public final class ChildProcess: @unchecked Sendable {
         errors errorOutput: ErrorOutput = .keep
     ) throws {
         self.name = name
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        if let environment { p.environment = environment }
-        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardInput = FileHandle.nullDevice
+        let (p, out) = Command.process(path, arguments, environment: environment, directory: directory)
         var errPipe: Pipe?
         switch errorOutput {
         case .keep:

@@ -25,16 +25,9 @@ public enum Command {
         _ path: String, _ arguments: [String], environment: [String: String]? = nil, directory: String? = nil, timeout: Double,
         inheritStderr: Bool = false
     ) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        if let environment { p.environment = environment }
-        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let out = Pipe()
+        let (p, out) = process(path, arguments, environment: environment, directory: directory)
         let err = Pipe()
-        p.standardOutput = out
         p.standardError = inheritStderr ? FileHandle.standardError : err
-        p.standardInput = FileHandle.nullDevice
         try p.run()
         let outData = Collected()
         let errData = Collected()
@@ -64,6 +57,19 @@ public enum Command {
         return Result(
             status: status ?? 128 + SIGKILL, stdout: String(decoding: outData.get(), as: UTF8.self),
             stderr: String(decoding: errData.get(), as: UTF8.self), timedOut: timedOut)
+    }
+
+    /// A child not yet started: `path` with `arguments`, no standard input, its standard output to the returned pipe.
+    static func process(_ path: String, _ arguments: [String], environment: [String: String]?, directory: String?) -> (Process, Pipe) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        if let environment { p.environment = environment }
+        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardInput = FileHandle.nullDevice
+        return (p, out)
     }
 
     /// The standard output of a command that succeeded in time, or nil (not there, failed, or too slow).

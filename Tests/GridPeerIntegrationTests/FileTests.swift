@@ -69,11 +69,19 @@ import Testing
         let dir = g.grid.root + "/client"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let sha = try Self.makeFile(dir + "/f.bin", mb: 10)
-        let link = try await g.link(peers[0])
-        let manifest = try await link.upload(path: dir + "/f.bin", as: "f.bin")
-        // Damage a chunk that peer 1 holds.
-        let held = PeerGrid.chunkFiles(peers[0])
-        let victim = try #require(manifest.chunks.first { held[$0] != nil })
+        let uploader = try await g.link(peers[0])
+        let manifest = try await uploader.upload(path: dir + "/f.bin", as: "f.bin")
+        await uploader.close()
+        // Damage a chunk on a peer that holds one. Each chunk has two owners among the three peers (rendezvous), so
+        // any one peer may hold none of a small file's chunks (about one upload in 27): pick one that does.
+        var found: (Int, [String: String], String)?
+        _ = await eventually(timeout: 30, interval: 0.2) {
+            let holders = peers.indices.map { (index: $0, held: PeerGrid.chunkFiles(peers[$0])) }
+            found = holders.lazy.compactMap { h in manifest.chunks.first { h.held[$0] != nil }.map { (h.index, h.held, $0) } }.first
+            return found != nil
+        }
+        let (holder, held, victim) = try #require(found, "no peer holds a chunk of the file")
+        let link = try await g.link(peers[holder])
         let h = FileHandle(forUpdatingAtPath: held[victim]!)!
         try h.seek(toOffset: 100)
         try h.write(contentsOf: Data("CORRUPTED".utf8))
@@ -85,7 +93,7 @@ import Testing
         // the damage first (then the read was served from the replica), by that pass. Bounded.
         let repaired = await eventually(timeout: 60, interval: 0.2) { (try? Self.sha256(of: held[victim]!)) == victim }
         #expect(repaired, "the damaged copy was not rewritten")
-        #expect(peers[0].process.errorLog.contains("corrupt chunk detected"))
+        #expect(peers[holder].process.errorLog.contains("corrupt chunk detected"))
         await link.close()
     }
 
