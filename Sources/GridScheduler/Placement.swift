@@ -77,6 +77,13 @@ public enum Placement {
         func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job) && hasPython(for: job) && total.covers(job.request) }
     }
 
+    /// The one fit rule: whether a worker of `tier`, with `free` resources and `freeSlots` job slots, has room now for a
+    /// job that needs `request` in at least `minTier`. The planner uses it, and the store re-checks each assignment of a
+    /// plan with it when it commits the plan.
+    public static func hasRoom(tier: SandboxTier, free: Resources, freeSlots: Int, for minTier: SandboxTier, _ request: Resources) -> Bool {
+        freeSlots > 0 && tier >= minTier && free.covers(request)
+    }
+
     /// A queued job as the scheduler sees it.
     public struct Job: Hashable, Sendable {
         public var id: JobID
@@ -189,8 +196,8 @@ public enum Placement {
             var chosen: Int?
             if !noFit.contains(shape) {
                 let fits: (Int) -> Bool = {
-                    workers[$0].tier >= job.minTier && workers[$0].free.covers(job.request) && !job.avoid.contains(workers[$0].id)
-                        && workers[$0].takes(job) && workers[$0].hasPython(for: job)
+                    Placement.hasRoom(tier: workers[$0].tier, free: workers[$0].free, freeSlots: workers[$0].freeSlots, for: job.minTier, job.request)
+                        && !job.avoid.contains(workers[$0].id) && workers[$0].takes(job) && workers[$0].hasPython(for: job)
                 }
                 // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
                 if let env = job.env { chosen = ready.firstIndex { workers[$0].envs.contains(env) && fits($0) } }

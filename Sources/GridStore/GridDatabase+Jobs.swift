@@ -276,8 +276,9 @@ extension GridDatabase {
             var started: [JobRecord] = []
             for a in assignments {
                 guard let job = jobs[a.job], job.state == .pending, !job.cancelRequested else { continue }
-                guard var room = rooms[a.worker], room.online, room.running < room.slots, room.tier >= job.spec.minTier,
-                    (room.total - room.used).covers(job.spec.resources)
+                guard var room = rooms[a.worker], room.online,
+                    Placement.hasRoom(
+                        tier: room.tier, free: room.total - room.used, freeSlots: max(0, room.slots) - room.running, for: job.spec.minTier, job.spec.resources)
                 else { continue }
                 room.used = room.used + job.spec.resources
                 room.running += 1

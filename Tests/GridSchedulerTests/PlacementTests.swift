@@ -331,3 +331,24 @@ struct PlacementVerificationTests {
         #expect(plan.pending[1] == .onlyQuarantinedWorkers)
     }
 }
+
+/// The one fit rule, shared by the planner and the store's re-check of a plan (`Placement.hasRoom`).
+@Suite struct FitRuleTests {
+    let need = Resources(cpus: 2, ramGb: 4)
+
+    @Test func roomIsAFreeSlotAStrongEnoughTierAndResourcesThatCoverTheJob() {
+        #expect(Placement.hasRoom(tier: .bwrap, free: Resources(cpus: 2, ramGb: 4), freeSlots: 1, for: .bwrap, need))
+        #expect(Placement.hasRoom(tier: .oci, free: Resources(cpus: 8, ramGb: 16), freeSlots: 3, for: .restricted, need))
+    }
+
+    @Test(arguments: [0, -1, Int.min])
+    func noFreeSlotIsNoRoom(_ slots: Int) {
+        #expect(!Placement.hasRoom(tier: .oci, free: Resources(cpus: 64, ramGb: 256), freeSlots: slots, for: .restricted, need))
+    }
+
+    @Test func aWeakerTierOrResourcesOneShortAreNoRoom() {
+        #expect(!Placement.hasRoom(tier: .restricted, free: Resources(cpus: 8, ramGb: 16), freeSlots: 1, for: .bwrap, need))
+        #expect(!Placement.hasRoom(tier: .bwrap, free: Resources(cpus: 1, ramGb: 16), freeSlots: 1, for: .bwrap, need))
+        #expect(!Placement.hasRoom(tier: .bwrap, free: Resources(cpus: 8, ramGb: 3), freeSlots: 1, for: .bwrap, need))
+    }
+}
