@@ -153,7 +153,8 @@ extension PeerService {
     /// makes up missing ones. Returns its hash. The copies for other peers are sent first, by child tasks, and cross
     /// the network (and are checked and written there) while the copy here is written.
     func storeChunk(_ bytes: [UInt8]) async throws -> String {
-        let hash = ChunkStore.sha256(bytes)
+        // Hashed off the actor: the chunks of an upload's window (and other requests) go on meanwhile, on both cores.
+        let hash = await Self.offActor { ChunkStore.sha256(bytes) }
         let owners = Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas)
         // Each copy's failure, by owner; a copy that is stored has none.
         var outcomes: [(owner: String, error: String?)] = []
@@ -176,10 +177,14 @@ extension PeerService {
             }
             var local: String??
             if here {
-                do {
-                    try chunks.put(hash, bytes, hashedHere: true)
-                    local = .some(nil)
-                } catch { local = .some("\(error)") }
+                // Written off the actor too (a disk write of up to a chunk).
+                let store = chunks
+                local = .some(await Self.offActor { () -> String? in
+                    do {
+                        try store.put(hash, bytes, hashedHere: true)
+                        return nil
+                    } catch { return "\(error)" }
+                })
             }
             var remote: [(String, PeerLink, GridError?, String?)] = []
             for await result in group { remote.append(result) }
@@ -201,6 +206,9 @@ extension PeerService {
         }
         return hash
     }
+
+    /// Runs `body` on the shared pool, not on this actor: CPU or disk work that needs none of the actor's state.
+    @concurrent nonisolated static func offActor<T: Sendable>(_ body: @Sendable () -> T) async -> T { body() }
 
     // MARK: - Download
 

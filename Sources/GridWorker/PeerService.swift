@@ -338,7 +338,16 @@ public actor PeerService: Service {
             case .chunkPut(let m):
                 try requirePeer(caller, message)
                 guard let payload else { throw GridError(.badRequest, "CHUNK_PUT needs the chunk as bulk bytes") }
-                try chunks.put(m.hash, Array(payload.readableBytesView))
+                // Checked (hashed) and written off the actor: other requests go on meanwhile.
+                let store = chunks
+                let hash = m.hash
+                let failure = await Self.offActor { () -> GridError? in
+                    do {
+                        try store.put(hash, Array(payload.readableBytesView))
+                        return nil
+                    } catch let e as GridError { return e } catch { return GridError(.internal, "could not store the chunk: \(error)") }
+                }
+                if let failure { throw failure }
                 return (.ok(Msg.Ok()), nil)
             case .chunkGet(let m):
                 try requirePeer(caller, message)
