@@ -201,7 +201,7 @@ struct PostgresSession: StoreSession {
         future.whenComplete { answer.set($0) }
         // The server's own statement_timeout (the same bound) normally ends it first; this one is for a server, or a
         // link, that went quiet.
-        guard answer.wait(seconds: bound.isFinite ? bound + 1 : 1) else {
+        guard answer.wait(seconds: Double(StoreDeadline.milliseconds(bound)) / 1000 + 1) else {
             // The server (or the link to it) went quiet: closing the connection fails the statement, and with it the
             // transaction, which the server rolls back when it sees the connection go.
             let _: EventLoopFuture<Void> = connection.close()

@@ -1,6 +1,7 @@
 import Foundation
 import GridCore
 import GridTestSupport
+import Synchronization
 import Testing
 
 @testable import GridStore
@@ -25,7 +26,7 @@ struct PostgresDeadlineTests {
         #expect(StoreDeadline.milliseconds(.greatestFiniteMagnitude) == 3_600_000)
     }
 
-    @Test func aStatementPastItsBoundFailsClosesItsConnectionAndTheStoreGoesOn() async throws {
+    @Test func aStatementPastItsBoundIsEndedByTheServerAndTheStoreGoesOn() async throws {
         let db = try await StoreBackend.postgres.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         let started = ContinuousClock.now
@@ -46,6 +47,37 @@ struct PostgresDeadlineTests {
         #expect(try await db.user(id: ada.id)?.createdAt == 0)
         _ = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 1)
         #expect(ContinuousClock.now - started < .seconds(25), "the next write did not wait for the abandoned statement")
+        #expect(try await db.checkLedger().ok)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aServerThatGoesQuietIsLeftByTheClientsOwnBound() async throws {
+        // The backend serving this transaction is stopped (SIGSTOP) mid-transaction: its statement_timeout cannot fire,
+        // so only the client's backstop (the bound plus a second) ends the wait, closing the connection. The backend
+        // is this test's own (it serves only this test's connection to its own database) and is woken afterwards.
+        let db = try await StoreBackend.postgres.open()
+        let stopped = Mutex<pid_t>(0)
+        defer {
+            let pid = stopped.withLock { $0 }
+            if pid > 0 { kill(pid, SIGCONT) }
+        }
+        let started = ContinuousClock.now
+        do {
+            try await StoreDeadline.$seconds.withValue(1) {
+                _ = try await db.read { session in
+                    guard let row = try session.fetchOne(sql: "SELECT pg_backend_pid() AS pid", arguments: []) else { return 0 }
+                    let pid: Int64 = row["pid"]
+                    stopped.withLock { $0 = pid_t(pid) }
+                    kill(pid_t(pid), SIGSTOP)
+                    return try session.execute(sql: "SELECT 1", arguments: [])
+                }
+            }
+            Issue.record("a stopped server answered")
+        } catch {
+            #expect("\(error)".contains("did not answer within"), "\(error)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(30))
+        // The next call gets another connection and works.
+        _ = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
         #expect(try await db.checkLedger().ok)
     }
 
