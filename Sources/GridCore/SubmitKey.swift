@@ -9,11 +9,12 @@ public enum SubmitKey {
     /// The longest key accepted (a UUID is 36; room for a client's own scheme).
     public static let maxLength = 128
 
-    /// The key as sent, checked: 1–128 characters from `A–Z a–z 0–9 - _ . :`. Anything else is refused with the reason.
-    public static func validate(_ raw: String) throws -> String {
-        guard !raw.isEmpty else { throw GridError(.badRequest, "the Idempotency-Key header is empty") }
+    /// The key as sent, checked: 1–128 characters from `A–Z a–z 0–9 - _ . :`. Anything else is refused with the reason,
+    /// naming the key as its sender knows it (`field`: the header, or `--key` on the command line).
+    public static func validate(_ raw: String, field: String = "the Idempotency-Key header") throws -> String {
+        guard !raw.isEmpty else { throw GridError(.badRequest, "\(field) is empty") }
         guard raw.utf8.count <= maxLength else {
-            throw GridError(.badRequest, "the Idempotency-Key header is longer than \(maxLength) characters")
+            throw GridError(.badRequest, "\(field) is longer than \(maxLength) characters")
         }
         for byte in raw.utf8 {
             switch byte {
@@ -21,7 +22,7 @@ public enum SubmitKey {
                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"):
                 continue
             default:
-                throw GridError(.badRequest, "the Idempotency-Key header may hold only letters, digits and - _ . :")
+                throw GridError(.badRequest, "\(field) may hold only letters, digits and - _ . :")
             }
         }
         return raw

@@ -137,7 +137,7 @@ extension Dashboard {
             verify = !(form["verify"] ?? "").isEmpty
             nondeterministic = !(form["nondeterministic"] ?? "").isEmpty
             requirements = (form["requirements"] ?? "").replacingOccurrences(of: "\r\n", with: "\n")
-            if let raw = form["submit_key"], !raw.isEmpty { key = try SubmitKey.validate(raw) }
+            if let raw = form["submit_key"], !raw.isEmpty { key = try SubmitKey.validate(raw, field: "the form's submission key (reload the form)") }
             if let raw = form["min_tier"], !raw.isEmpty {
                 guard let tier = SandboxTier(rawValue: raw) else { throw GridError(.badRequest, "sandbox must be restricted, bwrap or oci (got \(raw))") }
                 minTier = tier

@@ -43,7 +43,7 @@ extension GridDatabase {
     public func submitJob(
         owner: UserID, spec: JobSpec, script: StoredFile, inputs: [StoredFile], now: Double, key: String?
     ) async throws -> Submission {
-        let key = try key.map(SubmitKey.validate)
+        let key = try key.map { try SubmitKey.validate($0) }
         try spec.validate()
         try FileName.validate(script.name)
         var seen: Set<String> = [script.name]

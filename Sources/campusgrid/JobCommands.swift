@@ -35,7 +35,7 @@ struct Submit: AsyncParsableCommand {
 
     func run() async throws {
         try await CampusGrid.run {
-            if let key { _ = try SubmitKey.validate(key) }
+            if let key { _ = try SubmitKey.validate(key, field: "--key") }
             guard let tier = SandboxTier(rawValue: isolation) else {
                 throw ValidationError("--isolation is one of restricted, bwrap, oci (got \(isolation))")
             }

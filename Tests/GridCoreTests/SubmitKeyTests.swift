@@ -18,6 +18,14 @@ import Testing
         }
     }
 
+    @Test func theMessageNamesTheKeyAsItsSenderKnowsIt() {
+        #expect {
+            _ = try SubmitKey.validate("a b", field: "--key")
+        } throws: { error in
+            (error as? GridError)?.message == "--key may hold only letters, digits and - _ . :"
+        }
+    }
+
     @Test func aKeyNoJobHoldsMakesTheJob() {
         #expect(SubmitKey.decide(existing: nil, digest: "d1") == .create)
     }

@@ -128,6 +128,28 @@ extension Integration {
             #expect(try await Scenario.ledgerOK(grid))
         }
 
+        /// `submit --key`: the same submission sent again (a script rerun after a lost answer) is the first job, held
+        /// once; a malformed key is refused before anything is sent.
+        @Test func submitWithTheSameKeyTwiceIsOneJobHeldOnce() async throws {
+            let grid = try TestGrid(label: "submit-key")
+            defer { grid.shutdown() }
+            try await grid.startManager()
+            let alice = try await grid.user("alice")
+            let script = try Scenario.script(grid, "hello.py", "print('once')\n")
+            let first = try await grid.cli(["submit", "--json", "--key", "nightly-7", script], token: alice.token!)
+            #expect(first.status == 0, "\(first.stderr)")
+            let made = try GridJSONTest.decode(API.SubmitResponse.self, first.stdout)
+            let again = try await grid.cli(["submit", "--key", "nightly-7", script], token: alice.token!)
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stdout.contains("Job \(made.job.id)") && again.stdout.contains("already submitted with this key"), "\(again.stdout)")
+            #expect(try await alice.me().balance == 100 - made.hold, "held once")
+            #expect(try await alice.jobs(mine: true).jobs.count == 1)
+            let bad = try await grid.cli(["submit", "--key", "not a key", script], token: alice.token!)
+            #expect(bad.status != 0)
+            #expect(bad.stderr.contains("--key may hold only letters"), "\(bad.stderr)")
+            #expect(try await alice.jobs(mine: true).jobs.count == 1)
+        }
+
         @Test func pendingJobSaysWhichRequirementIsUnmetAndStartsWhenAWorkerFits() async throws {
             let grid = try TestGrid(label: "pending")
             defer { grid.shutdown() }
