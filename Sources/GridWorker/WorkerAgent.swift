@@ -39,13 +39,12 @@ public actor WorkerAgent: Service {
         var envKey: String?
     }
 
-    /// A job whose Python environment is being prepared: its log so far (the installer's output) goes to the manager
-    /// as it comes, and it counts as running (its lease is renewed), but it has not started and is not billed.
+    /// The log of a job whose Python environment is being prepared (the installer's output): it goes to the manager
+    /// as it comes; the job counts as running (its lease is renewed), but it has not started and is not billed.
     struct Preparation {
         var ref: JobRef
         var log: [UInt8] = []
         var sent: Int64 = 0
-        var cancelled = false
     }
 
     let config: WorkerConfig
@@ -60,17 +59,16 @@ public actor WorkerAgent: Service {
     private var owner: String?
     private var heartbeatSeconds: Double = 1
     private var outbox: Outbox?
-    private var stopping = false
     /// Which of the grid's managers the link tries next (issue 16).
     private lazy var rotation = ManagerRotation(config.managers)
-    private var jobs: [JobID: RunningJob] = [:]
-    /// Jobs whose grid inputs are being fetched.
-    private var preparing: Set<JobID> = []
-    /// Jobs whose Python environment is being built or waited for.
-    private var preparations: [JobID: Preparation] = [:]
-    /// Jobs whose sandbox is being started, off the actor (a container engine may take seconds, and the link must go
-    /// on answering meanwhile); `true`: cancelled while starting, so it is stopped as soon as it has started.
-    private var starting: [JobRef: Bool] = [:]
+    /// Which run is in which phase, which was cancelled, which reports wait for an acknowledgement: the decisions
+    /// (pure, `WorkerJobTable`). A run's sandbox starts off the actor (a container engine may take seconds, and the
+    /// link must go on answering meanwhile); a cancel that comes meanwhile stops it as soon as it has started.
+    private var table = WorkerJobTable<Unacked>()
+    /// Started runs' executions and logs.
+    private var jobs: [JobRef: RunningJob] = [:]
+    /// Logs of runs whose Python environment is being built or waited for.
+    private var preparations: [JobRef: Preparation] = [:]
     /// Builds and caches jobs' Python environments; nil: jobs that declare packages are refused.
     private let environments: EnvBuilder?
     /// The environments' digests last reported to the manager.
@@ -82,14 +80,13 @@ public actor WorkerAgent: Service {
         var payload: ByteBuffer
         var log: [UInt8]
     }
-    private var unacked: [JobID: Unacked] = [:]
     /// The last jobs this worker finished, newest last, for its status page.
     private var recent: [WorkerStatus.Task] = []
-    private var startedAt: [JobID: Double] = [:]
+    private var startedAt: [JobRef: Double] = [:]
     /// Work for the task group of `run()`: a started job to watch, or an assignment whose environment must be prepared
     /// first (so that a long build never holds up the messages from the manager).
     enum Work: Sendable {
-        case watch(JobID)
+        case watch(JobRef)
         case prepare(Msg.JobAssign, ByteBuffer)
     }
     private let starts: AsyncStream<Work>
@@ -150,9 +147,7 @@ public actor WorkerAgent: Service {
     }
 
     private func shutdown() async {
-        stopping = true
-        for job in jobs.values { job.execution.cancel() }
-        for id in preparations.keys { preparations[id]?.cancelled = true }
+        for ref in table.shutdown() { jobs[ref]?.execution.cancel() }
         await environments?.stopBuilds()
         startContinuation.finish()
     }
@@ -161,7 +156,7 @@ public actor WorkerAgent: Service {
 
     private func linkLoop() async throws {
         var backoff = Backoff()
-        while !Task.isCancelled && !stopping {
+        while !Task.isCancelled && !table.stopping {
             do {
                 try await connectOnce(&backoff)
                 logger.warning("lost the manager; reconnecting")
@@ -182,7 +177,7 @@ public actor WorkerAgent: Service {
                 rotation.failed()
             }
             detach()
-            if Task.isCancelled || stopping { return }
+            if Task.isCancelled || table.stopping { return }
             try? await Task.sleep(for: .milliseconds(Int(backoff.next() * 1000)))
         }
     }
@@ -249,7 +244,7 @@ public actor WorkerAgent: Service {
             let register = Msg.Register(
                 resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
                 host: config.advertiseHost, port: config.port, webPort: config.webPort, running: runningRefs,
-                finished: unacked.values.map(\.done.job).sorted { $0.jobId < $1.jobId }, sandbox: sandbox,
+                finished: table.finished, sandbox: sandbox,
                 tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil, envs: envs,
                 python: environments?.interpreter.version)
             try await outbound.write(GridFrame(.register(register)))
@@ -320,24 +315,22 @@ public actor WorkerAgent: Service {
     /// A new connection is registered: kill what the manager gave away, re-send unsent log bytes and unacknowledged ends.
     private func attach(_ out: Outbox, registered: Msg.Registered) async {
         outbox = out
-        for ref in registered.cancel {
-            if let job = jobs[ref.jobId], job.ref == ref {
-                logger.info("manager gave this job away; stopping it", metadata: ["grid.job.id": "\(ref.jobId)"])
-                job.execution.cancel()
-            }
+        let decided = table.registered(cancel: registered.cancel)
+        for ref in decided.cancelRuns {
+            logger.info("manager gave this job away; stopping it", metadata: ["grid.job.id": "\(ref.jobId)"])
+            jobs[ref]?.execution.cancel()
         }
-        for (id, job) in jobs {
-            jobs[id]?.sent = min(registered.logOffsets[String(id)] ?? 0, Int64(job.log.count))
-            await flushLog(id)
+        for (ref, job) in jobs {
+            jobs[ref]?.sent = min(registered.logOffsets[String(ref.jobId)] ?? 0, Int64(job.log.count))
+            await flushLog(ref)
         }
-        for (id, prep) in preparations {
-            if registered.cancel.contains(prep.ref) { preparations[id]?.cancelled = true }
-            preparations[id]?.sent = min(registered.logOffsets[String(id)] ?? 0, Int64(prep.log.count))
-            await flushPreparationLog(id)
+        for (ref, prep) in preparations {
+            preparations[ref]?.sent = min(registered.logOffsets[String(ref.jobId)] ?? 0, Int64(prep.log.count))
+            await flushPreparationLog(ref)
         }
-        for (id, pending) in unacked.sorted(by: { $0.key < $1.key }) {
+        for (ref, pending) in decided.resend {
             // The tail of the log first (the manager settles a run only once it holds all of it), then the report.
-            if let offset = registered.logOffsets[String(id)], offset >= 0, offset < Int64(pending.log.count) {
+            if let offset = registered.logOffsets[String(ref.jobId)], offset >= 0, offset < Int64(pending.log.count) {
                 let tail = ByteBuffer(bytes: pending.log[Int(offset)...])
                 try? await out.write(GridFrame(.jobLog(Msg.JobLog(job: pending.done.job, offset: offset)), payload: tail))
             }
@@ -444,23 +437,27 @@ public actor WorkerAgent: Service {
         case .peers(let update):
             await peers?.membership(update.peers)
         case .jobAssign(let assign):
-            if assign.spec.requirements?.isEmpty == false {
+            // Taken here, on the read loop, so that a CANCEL read next finds it; prepared and started in a task of
+            // its own, so that a slow start never holds up the link.
+            let admitted = owner.map { Admission.accepts(jobOwner: assign.owner ?? "", workerOwner: $0, acceptsOthers: sandbox.acceptsOthers) } ?? true
+            switch table.assign(assign.job, admitted: admitted) {
+            case .duplicate: break
+            case .refuse(let reason): await reject(assign.job, reason: reason)
+            case .take(let replaced):
+                for old in replaced { jobs[old]?.execution.cancel() }
                 startContinuation.yield(.prepare(assign, frame.payload ?? ByteBuffer()))
-            } else {
-                await start(assign, payload: frame.payload ?? ByteBuffer())
             }
         case .cancel(let cancel):
-            if let job = jobs[cancel.job.jobId], job.ref == cancel.job {
+            switch table.cancel(cancel.job) {
+            case .cancelRun:
                 logger.info("cancelling job", metadata: ["grid.job.id": "\(cancel.job.jobId)", "grid.reason": "\(cancel.reason)"])
-                job.execution.cancel()
-            } else if preparations[cancel.job.jobId]?.ref == cancel.job {
-                // Not started yet: it is reported cancelled, instead of starting, once its environment is ready.
-                preparations[cancel.job.jobId]?.cancelled = true
-            } else if starting[cancel.job] != nil {
-                starting[cancel.job] = true
+                jobs[cancel.job]?.execution.cancel()
+            case .noted, .unknown:
+                // Not started yet: it is reported cancelled instead of starting, or stopped the moment it has started.
+                break
             }
         case .jobDoneAck(let ack):
-            if unacked[ack.job.jobId]?.done.job == ack.job { unacked[ack.job.jobId] = nil }
+            table.acknowledged(ack.job)
         case .ping:
             try? await out.write(GridFrame(id: frame.id, .pong))
         case .error(let e):
@@ -472,28 +469,10 @@ public actor WorkerAgent: Service {
 
     // MARK: - Jobs
 
+    /// Prepares and starts a run the table took (`assign`): its files unpacked, its grid inputs fetched, its Python
+    /// environment ready, then its sandbox started, unless it was cancelled meanwhile.
     private func start(_ assign: Msg.JobAssign, payload: ByteBuffer) async {
         let ref = assign.job
-        if let existing = jobs[ref.jobId] {
-            if existing.ref == ref { return }
-            existing.execution.cancel()
-        }
-        if let prep = preparations[ref.jobId] {
-            if prep.ref == ref { return }
-            preparations[ref.jobId]?.cancelled = true
-        }
-        if let other = starting.keys.first(where: { $0.jobId == ref.jobId }) {
-            if other == ref { return }
-            // Another attempt of this job is still starting here: it is stopped once started; this one goes elsewhere.
-            starting[other] = true
-            await reject(ref, reason: "an earlier attempt of this job is still starting on this worker")
-            return
-        }
-        // The manager does not place others' jobs here; if one comes anyway, it is refused, never run unsandboxed.
-        if let owner, !Admission.accepts(jobOwner: assign.owner ?? "", workerOwner: owner, acceptsOthers: sandbox.acceptsOthers) {
-            await reject(ref, reason: "this worker has no real sandbox and runs only its owner's jobs (started without --allow-unsandboxed)")
-            return
-        }
         var bytes = payload
         var files: [(name: String, data: Data)] = []
         for entry in assign.files {
@@ -512,9 +491,6 @@ public actor WorkerAgent: Service {
             // Inputs stored in the grid's files come straight from the peers that hold them.
             if let names = assign.spec.gridInputs, !names.isEmpty {
                 guard let peers else { throw GridError(.badRequest, "this worker offers no peer services to fetch grid inputs") }
-                guard !preparing.contains(ref.jobId) else { return }
-                preparing.insert(ref.jobId)
-                defer { preparing.remove(ref.jobId) }
                 for name in names {
                     try FileName.validate(name)
                     let path = scratch.appendingPathComponent(name).path
@@ -530,7 +506,6 @@ public actor WorkerAgent: Service {
                     }
                     inputs[name] = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
                 }
-                if jobs[ref.jobId] != nil { return }
             }
             // The job's Python packages: built (or found cached) before it starts; this time is not billed.
             var environment: EnvBuilder.Ready?
@@ -543,8 +518,17 @@ public actor WorkerAgent: Service {
                     return
                 }
             }
+            let decision = table.beginStart(ref)
+            if decision != .start {
+                if let key = environment?.key { await environments?.release(key) }
+                try? FileManager.default.removeItem(at: scratch)
+                if decision == .reportCancelled {
+                    await reject(ref, reason: "cancelled before it started", outcome: .cancelled, refund: true)
+                }
+                return
+            }
             var preparedLog: (log: [UInt8], sent: Int64) = ([], 0)
-            if let prep = preparations.removeValue(forKey: ref.jobId) { preparedLog = (prep.log, prep.sent) }
+            if let prep = preparations.removeValue(forKey: ref) { preparedLog = (prep.log, prep.sent) }
             // Stamped before the job starts, so an input it rewrites is seen as an output.
             let stamps = JobFiles.stamps(of: inputs.keys, in: scratch)
             guard let devices = gpuSlots.take(assign.spec.gpus) else {
@@ -555,29 +539,27 @@ public actor WorkerAgent: Service {
             var variables = assign.spec.seedEnvironment
             if !devices.isEmpty { variables["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
             let execution: JobExecution
-            starting[ref] = false
             do {
                 execution = try await runner.startOffActor(
                     RunRequest(
                         job: ref, spec: assign.spec, scratch: scratch, script: assign.script, environment: variables,
                         pythonEnvironment: environment?.sitePath))
             } catch {
-                starting[ref] = nil
                 gpuSlots.give(devices)
                 if let key = environment?.key { await environments?.release(key) }
                 throw error
             }
             // Cancelled (or the worker began stopping) while it started: it runs only to be stopped, and is reported
             // like any cancelled run.
-            if starting.removeValue(forKey: ref) == true || stopping { execution.cancel() }
-            jobs[ref.jobId] = RunningJob(
+            if table.started(ref) == .cancelAtOnce { execution.cancel() }
+            jobs[ref] = RunningJob(
                 ref: ref, spec: assign.spec, owner: assign.owner ?? "", execution: execution, scratch: scratch, inputs: stamps,
                 gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key)
-            startedAt[ref.jobId] = Date().timeIntervalSince1970
+            startedAt[ref] = Date().timeIntervalSince1970
             await peers?.setJobsRunning(jobs.count)
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
-            startContinuation.yield(.watch(ref.jobId))
+            startContinuation.yield(.watch(ref))
         } catch {
             try? FileManager.default.removeItem(at: scratch)
             await reject(ref, reason: "the worker could not start the job: \(error)")
@@ -585,20 +567,21 @@ public actor WorkerAgent: Service {
     }
 
     /// Reports a job that could not even start: `rejected` (the manager gives it to another worker, and the submitter
-    /// pays nothing for it), or `failed` when no worker could do better (a grid input that does not exist); `refund`
-    /// gives the submitter the whole hold back. The log so far (preparing its environment) goes with it.
+    /// pays nothing for it), `failed` when no worker could do better (a grid input that does not exist), or
+    /// `cancelled` before it started; `refund` gives the submitter the whole hold back. The log so far (preparing its
+    /// environment) goes with it.
     private func reject(_ ref: JobRef, reason: String, outcome: Msg.Outcome = .rejected, refund: Bool? = nil) async {
         logger.error("job could not start", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(reason)"])
-        let log = preparations.removeValue(forKey: ref.jobId)?.log ?? []
+        let log = preparations.removeValue(forKey: ref)?.log ?? []
         let done = Msg.JobDone(
             job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [],
             logBytes: Int64(log.count), refund: refund)
-        unacked[ref.jobId] = Unacked(done: done, payload: ByteBuffer(), log: log)
+        table.reported(ref, Unacked(done: done, payload: ByteBuffer(), log: log))
         try? await outbox?.write(GridFrame(.jobDone(done)))
     }
 
-    /// Every run this worker holds: started jobs and jobs whose environment is being prepared.
-    private var runningRefs: [JobRef] { jobs.values.map(\.ref) + preparations.values.map(\.ref) + starting.keys }
+    /// Every run this worker holds, in any phase: fetching inputs, preparing its environment, starting, running.
+    private var runningRefs: [JobRef] { table.held }
 
     enum Prepared {
         case ready(EnvBuilder.Ready)
@@ -618,7 +601,7 @@ public actor WorkerAgent: Service {
             await reject(ref, reason: "the job requires Python \(spec); this worker has Python \(environments.interpreter.version)")
             return .stop
         }
-        preparations[ref.jobId] = Preparation(ref: ref)
+        preparations[ref] = Preparation(ref: ref)
         await preparationOutput(ref, Array("=== preparing environment ===\n".utf8))
         logger.info("preparing environment", metadata: ["grid.job.id": "\(ref.jobId)", "grid.env.digest": "\(requirements.digest.prefix(12))"])
         let ready: EnvBuilder.Ready
@@ -627,7 +610,7 @@ public actor WorkerAgent: Service {
         } catch {
             let reason = (error as? GridError)?.message ?? "could not build the job's environment: \(error)"
             await preparationOutput(ref, Array("[\(reason)]\n".utf8))
-            if preparations[ref.jobId]?.cancelled == true {
+            if table.isCancelled(ref) || table.phase(of: ref) == nil {
                 await reject(ref, reason: "cancelled while its environment was prepared", outcome: .cancelled, refund: true)
             } else {
                 await reject(ref, reason: reason, outcome: .failed, refund: true)
@@ -637,7 +620,7 @@ public actor WorkerAgent: Service {
         logger.info(
             ready.built ? "environment built" : "environment reused",
             metadata: ["grid.job.id": "\(ref.jobId)", "grid.env.key": "\(ready.key)", "grid.env.built": "\(ready.built)"])
-        if preparations[ref.jobId]?.cancelled != false || stopping {
+        if table.isCancelled(ref) || table.stopping || table.phase(of: ref) == nil {
             await environments.release(ready.key)
             await reject(ref, reason: "cancelled while its environment was prepared", outcome: .cancelled, refund: true)
             return .stop
@@ -649,35 +632,37 @@ public actor WorkerAgent: Service {
     }
 
     private func preparationOutput(_ ref: JobRef, _ bytes: [UInt8]) async {
-        guard var prep = preparations[ref.jobId], prep.ref == ref else { return }
+        guard var prep = preparations[ref] else { return }
         // The installer's output may take at most half the log; the job's own output keeps the rest.
         let room = config.maxLogBytes / 2 - prep.log.count
         guard room > 0 else { return }
         prep.log += bytes.prefix(room)
-        preparations[ref.jobId] = prep
-        await flushPreparationLog(ref.jobId)
+        preparations[ref] = prep
+        await flushPreparationLog(ref)
     }
 
-    private func flushPreparationLog(_ id: JobID) async {
-        guard let out = outbox, let prep = preparations[id], prep.sent < Int64(prep.log.count) else { return }
+    private func flushPreparationLog(_ ref: JobRef) async {
+        guard let out = outbox, let prep = preparations[ref], prep.sent < Int64(prep.log.count) else { return }
         let start = Int(prep.sent)
-        preparations[id]?.sent = Int64(prep.log.count)
+        preparations[ref]?.sent = Int64(prep.log.count)
         try? await out.write(GridFrame(.jobLog(Msg.JobLog(job: prep.ref, offset: Int64(start))), payload: ByteBuffer(bytes: prep.log[start...])))
     }
 
     /// Streams a job's output to the manager until it ends, then reports its end.
-    private func watch(_ id: JobID) async {
-        guard let job = jobs[id] else { return }
+    private func watch(_ ref: JobRef) async {
+        guard let job = jobs[ref] else { return }
         for await chunk in job.execution.output {
-            append(id, chunk)
-            await flushLog(id)
+            append(ref, chunk)
+            await flushLog(ref)
         }
         let report = await job.execution.wait()
-        await finish(id, report: report)
+        await finish(ref, report: report)
     }
 
-    private func append(_ id: JobID, _ chunk: [UInt8]) {
-        guard var job = jobs[id] else { return }
+    private func append(_ ref: JobRef, _ chunk: [UInt8]) {
+        guard var job = jobs[ref] else { return }
+        // Taken out first, so that the log is not copied on each append.
+        jobs[ref] = nil
         let room = config.maxLogBytes - job.log.count
         if room >= chunk.count {
             job.log += chunk
@@ -686,13 +671,13 @@ public actor WorkerAgent: Service {
             job.log += Array("\n[log truncated at \(config.maxLogBytes >> 20) MB]\n".utf8)
             job.truncated = true
         }
-        jobs[id] = job
+        jobs[ref] = job
     }
 
-    private func flushLog(_ id: JobID) async {
-        guard let out = outbox, let job = jobs[id], job.sent < Int64(job.log.count) else { return }
+    private func flushLog(_ ref: JobRef) async {
+        guard let out = outbox, let job = jobs[ref], job.sent < Int64(job.log.count) else { return }
         let start = Int(job.sent)
-        jobs[id]?.sent = Int64(job.log.count)
+        jobs[ref]?.sent = Int64(job.log.count)
         let payload = ByteBuffer(bytes: job.log[start...])
         do {
             try await out.write(GridFrame(.jobLog(Msg.JobLog(job: job.ref, offset: Int64(start))), payload: payload))
@@ -701,25 +686,25 @@ public actor WorkerAgent: Service {
         }
     }
 
-    private func finish(_ id: JobID, report: RunReport) async {
-        guard let job = jobs[id] else { return }
+    private func finish(_ ref: JobRef, report: RunReport) async {
+        guard let job = jobs[ref] else { return }
         let (files, skipped) = JobFiles.collect(
             in: job.scratch, globs: job.spec.outputs, inputs: job.inputs, maxBytes: config.maxOutputBytes)
         if !skipped.isEmpty {
-            append(id, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
+            append(ref, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
         }
         if let prefix = job.spec.saveOutputsAs, let peers {
             for f in files {
                 do {
                     _ = try await peers.storeFile(prefix + f.name, f.data, user: job.owner)
-                    append(id, Array("[output \(f.name) stored in the grid as \(prefix + f.name)]\n".utf8))
+                    append(ref, Array("[output \(f.name) stored in the grid as \(prefix + f.name)]\n".utf8))
                 } catch {
-                    append(id, Array("[output \(f.name) could not be stored in the grid: \(error)]\n".utf8))
+                    append(ref, Array("[output \(f.name) could not be stored in the grid: \(error)]\n".utf8))
                 }
             }
         }
-        await flushLog(id)
-        let log = jobs[id]?.log ?? job.log
+        await flushLog(ref)
+        let log = jobs[ref]?.log ?? job.log
         var payload = ByteBuffer()
         for f in files { payload.writeBytes(f.data) }
         let outcome: Msg.Outcome =
@@ -735,19 +720,19 @@ public actor WorkerAgent: Service {
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
             logBytes: Int64(log.count))
-        jobs[id] = nil
+        jobs[ref] = nil
         await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)
         if let key = job.envKey { await environments?.release(key) }
         recent.append(
             WorkerStatus.Task(
-                job: id, attempt: job.ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: id) ?? 0,
+                job: ref.jobId, attempt: ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: ref) ?? 0,
                 outcome: outcome.rawValue, exitCode: report.exitCode, runtimeMs: report.runtimeMs))
         if recent.count > 20 { recent.removeFirst(recent.count - 20) }
-        unacked[id] = Unacked(done: done, payload: payload, log: log)
+        table.reported(ref, Unacked(done: done, payload: payload, log: log))
         try? FileManager.default.removeItem(at: job.scratch)
         logger.info(
-            "job ended", metadata: ["grid.job.id": "\(id)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
+            "job ended", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
         try? await outbox?.write(GridFrame(.jobDone(done), payload: payload))
     }
 
@@ -761,7 +746,7 @@ public actor WorkerAgent: Service {
             slots: config.slots ?? resources.cpus, load: MachineInfo.load(),
             current: jobs.values.sorted { $0.ref.jobId < $1.ref.jobId }.map {
                 WorkerStatus.Task(
-                    job: $0.ref.jobId, attempt: $0.ref.attempt, name: $0.spec.name, cpus: $0.spec.cpus, startedAt: startedAt[$0.ref.jobId] ?? 0,
+                    job: $0.ref.jobId, attempt: $0.ref.attempt, name: $0.spec.name, cpus: $0.spec.cpus, startedAt: startedAt[$0.ref] ?? 0,
                     outcome: nil, exitCode: nil, runtimeMs: nil)
             },
             recent: recent.reversed())
