@@ -134,6 +134,7 @@ public actor ManagerCore {
 
     /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs.
     func register(_ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, outbox: Outbox) async -> Msg.Registered {
+        let heldBefore = Set(leases.jobs(of: who.workerId))
         if let old = live[who.workerId], old.connection != connection {
             logger.info("worker reconnected; dropping its old connection", metadata: ["grid.worker.id": "\(who.workerId)"])
         }
@@ -149,41 +150,31 @@ public actor ManagerCore {
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, lastHeartbeat: t, lastLoadWrite: t)
-        var cancel: [JobRef] = []
-        var offsets: [String: Int64] = [:]
-        // Runs that ended while the manager could not be told: say how much of each log is here, so that the worker
-        // re-sends the rest before its JOB_DONE.
-        for ref in reg.finished ?? [] {
-            let leased = leases.holds(ref, worker: who.workerId)
-            let waiting = unsettled[ref.jobId].map { $0.done.job == ref && $0.who.workerId == who.workerId } ?? false
-            guard leased || waiting, let job = try? await db.job(id: ref.jobId), job.state == .running, job.attempt == ref.attempt else { continue }
-            if leased { leases.grant(ref, to: who.workerId, now: now()) }
-            offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0
-        }
-        let claimed = Set((reg.running + (reg.finished ?? [])).map(\.jobId))
-        for ref in reg.running {
-            if leases.holds(ref, worker: who.workerId), let job = try? await db.job(id: ref.jobId), job.state == .running,
-                job.attempt == ref.attempt
-            {
-                leases.grant(ref, to: who.workerId, now: now())
-                offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0
-                if job.cancelRequested {
-                    cancel.append(ref)
-                    leases.revoke(ref.jobId, now: now())
-                }
-            } else {
-                cancel.append(ref)
+        // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
+        // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
+        let claims = reg.running + (reg.finished ?? [])
+        var stored: [JobID: Rejoin.StoredRun] = [:]
+        for id in Set(claims.map(\.jobId)) {
+            if let job = try? await db.job(id: id) {
+                stored[id] = Rejoin.StoredRun(state: job.state, attempt: job.attempt, cancelRequested: job.cancelRequested)
             }
         }
-        // Runs this worker held but no longer knows of (it restarted): lost now, not a lease period later.
-        let forgotten = leases.jobs(of: who.workerId).filter { !claimed.contains($0.jobId) && unsettled[$0.jobId] == nil }
+        let settling = unsettled.mapValues { Rejoin.Settling(ref: $0.done.job, worker: $0.who.workerId) }
+        let decision = Rejoin.decide(
+            worker: who.workerId, running: reg.running, finished: reg.finished ?? [], stored: stored, settling: settling,
+            heldBefore: heldBefore, leases: &leases, now: now())
+        let forgotten = decision.forgotten
         let forgottenAlone = lostAlone(who.workerId, count: forgotten.count, now: now())
+        for ref in forgotten { leasedSpecs[ref.jobId] = nil }
+        // Runs that ended while the manager could not be told, and runs kept: say how much of each log is here, so that
+        // the worker re-sends the rest (before its JOB_DONE).
+        var offsets: [String: Int64] = [:]
+        for ref in decision.keep { offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0 }
         for ref in forgotten {
-            leases.release(ref.jobId)
-            leasedSpecs[ref.jobId] = nil
             await interrupt(
                 ref, .init(kind: .workerLost, worker: who.workerId, reason: "worker \(who.name) restarted without the job", alone: forgottenAlone))
         }
+        let cancel = decision.cancel
         if !forgotten.isEmpty { recentLoss[who.workerId] = now() }
         logger.info(
             "worker online",
