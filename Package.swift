@@ -134,7 +134,10 @@ let package = Package(
         // Tests.
         .target(
             name: "GridTestSupport",
-            dependencies: ["GridCore", "GridClient", "GridSandbox"],
+            dependencies: [
+                "GridCore", "GridClient", "GridSandbox", "GridManager", "GridWorker",
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/GridTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -189,6 +192,8 @@ let package = Package(
             exclude: ["browser_flow.py", "browser_verification.py"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "GridInProcessTests", dependencies: ["GridCore", "GridClient", "GridTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridIntegrationTests",
             dependencies: [

@@ -259,3 +259,45 @@ public struct SpawnError: Error, CustomStringConvertible {
     public var path: String
     public var description: String { "cannot start \(path): \(String(cString: strerror(errno)))" }
 }
+
+extension JobExecution {
+    /// A run with no process of its own: `work` runs on a thread of its own, writes its output with `emit`, should
+    /// return soon after `stopped()` turns true (a cancel, or the deadline), and returns its exit code. Output, cancel,
+    /// deadline and report behave as for a process (a stopped run reports as killed). Used by the in-process grid's
+    /// scripted runner (issue 14), where a test needs a job's lifecycle without starting a process.
+    public static func inProcess(
+        deadline: Double, _ work: @escaping @Sendable (_ emit: @Sendable ([UInt8]) -> Void, _ stopped: @Sendable () -> Bool) -> Int32
+    ) throws -> JobExecution {
+        var fds: [Int32] = [0, 0]
+        guard grid_pipe_cloexec(&fds) == 0 else { throw SpawnError(errno: errno, path: "an in-process run") }
+        let writeFD = fds[1]
+        let stop = Mutex(false)
+        let exit = Mutex<Exit?>(nil)
+        let ended = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            let code = work(
+                { bytes in
+                    bytes.withUnsafeBytes { raw in
+                        var offset = 0
+                        while offset < raw.count {
+                            let n = write(writeFD, raw.baseAddress! + offset, raw.count - offset)
+                            if n < 0 && errno == EINTR { continue }
+                            if n <= 0 { return }
+                            offset += n
+                        }
+                    }
+                }, { stop.withLock { $0 } })
+            close(writeFD)
+            let killed = stop.withLock { $0 }
+            exit.withLock { $0 = Exit(exitCode: killed ? nil : code, signal: killed ? SIGKILL : nil, cpuSeconds: 0, peakMemoryKb: 0) }
+            ended.signal()
+        }
+        let control = Control(
+            waitForExit: {
+                ended.wait()
+                return exit.withLock { $0 }!
+            },
+            killAll: { stop.withLock { $0 = true } })
+        return JobExecution(pid: 0, outputFD: fds[0], deadline: deadline, control: control)
+    }
+}

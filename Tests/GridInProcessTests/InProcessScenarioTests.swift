@@ -1,0 +1,122 @@
+import Foundation
+import GridClient
+import GridCore
+import GridTestSupport
+import Testing
+
+/// Scenarios on a whole grid in this process (`withTestGrid`): the real manager and real worker agents over loopback,
+/// jobs run by the scripted runner, no child process (issue 14).
+@Suite struct InProcessScenarioTests {
+    static func job(_ name: String, _ script: String, cpus: Int = 1, ramGb: Int = 1, minutes: Int = 5, outputs: [String] = []) -> API.SubmitRequest {
+        API.SubmitRequest(
+            spec: JobSpec(name: name, cpus: cpus, ramGb: ramGb, minutes: minutes, outputs: outputs),
+            script: API.FileUpload(name: "\(name).py", contentBase64: Data(script.utf8).base64EncodedString()), inputs: [])
+    }
+
+    static func wait(_ client: GridClient, _ id: JobID, for states: Set<JobState>, timeout: Double = 30) async throws -> API.JobStatus {
+        var last: API.JobStatus?
+        let reached = try await eventually(timeout: timeout, interval: 0.05) {
+            last = try await client.job(id)
+            return states.contains(last!.state)
+        }
+        guard reached, let last else { throw TestGridError("job \(id) never reached \(states); last: \(String(describing: last?.state))") }
+        return last
+    }
+
+    @Test func aJobRunsToCompletionWithItsLogOutputAndTimeline() async throws {
+        try await withTestGrid(workers: 1) { grid in
+            let alice = try await grid.user("alice")
+            let script = "# grid: print hello from the grid\n# grid: write result.txt 42\n# grid: print done\n"
+            let submitted = try await alice.submit(Self.job("hello", script, outputs: ["result.txt"]))
+            let done = try await Self.wait(alice, submitted.job.id, for: [.completed, .failed])
+            #expect(done.state == .completed && done.exitCode == 0, "\(done)")
+            let log = try await alice.logs(done.id, from: 0)
+            #expect(log.text == "hello from the grid\ndone\n")
+            #expect(try await alice.output(done.id, name: "result.txt") == Data("42".utf8))
+            let states = try await alice.job(done.id).events?.map(\.state) ?? []
+            #expect(states.contains(.pending) && states.contains(.running) && states.last == .completed, "\(states)")
+        }
+    }
+
+    @Test func theHoldIsTakenAtSubmitAndSettledOnCompletionWithTheWorkerOwnerPaid() async throws {
+        try await withTestGrid(workers: 1) { grid in
+            let alice = try await grid.user("alice")
+            // cpus 2, ram 3, minutes 7: hold = 5 + 4 + 3 + 7 = 19; a sub-minute run pays 5 + 4 + 3 + 1 = 13 (a run of
+            // no measurable time would pay no minute).
+            let submitted = try await alice.submit(Self.job("quick", "# grid: print hi\n# grid: sleep 0.05\n", cpus: 2, ramGb: 3, minutes: 7))
+            #expect(submitted.hold == 19 && submitted.balance == 100 - 19)
+            let done = try await Self.wait(alice, submitted.job.id, for: [.completed, .failed])
+            #expect(done.state == .completed && done.paid == 13, "\(done)")
+            #expect(try await alice.me().balance == 100 - 13)
+            var owner = GridClient(baseURL: grid.baseURL)
+            owner.token = try await owner.login("owner", password: "correct horse battery").token
+            #expect(try await owner.credits().earned == 13)
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
+    @Test func aFailingJobIsReportedWithItsExitCodeAndStillPaysForItsTime() async throws {
+        try await withTestGrid(workers: 1) { grid in
+            let alice = try await grid.user("alice")
+            let submitted = try await alice.submit(Self.job("broken", "# grid: print about to fail\n# grid: exit 3\n"))
+            let done = try await Self.wait(alice, submitted.job.id, for: [.completed, .failed])
+            #expect(done.state == .failed && done.exitCode == 3, "\(done)")
+            #expect((done.paid ?? 0) > 0 && (done.paid ?? 0) <= submitted.hold)
+            #expect(try await alice.me().balance == 100 - (done.paid ?? 0))
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
+    @Test func aCancelBeforeAnyWorkerIsThereRefundsInFull() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let submitted = try await alice.submit(Self.job("waits", "# grid: print never\n"))
+            #expect(try await alice.me().balance == 100 - submitted.hold)
+            let cancelled = try await alice.cancel(submitted.job.id)
+            #expect(cancelled.state == .cancelled && cancelled.paid == 0)
+            #expect(try await alice.me().balance == 100)
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
+    @Test func aCancelOfARunningJobStopsItAndTheCreditsStillAddUp() async throws {
+        try await withTestGrid(workers: 1) { grid in
+            let alice = try await grid.user("alice")
+            let submitted = try await alice.submit(Self.job("long", "# grid: print started\n# grid: sleep 600\n# grid: print never\n"))
+            _ = try await Self.wait(alice, submitted.job.id, for: [.running])
+            // Its first line is in the log: it really runs.
+            #expect(try await eventually(timeout: 20, interval: 0.05) { (try await alice.logs(submitted.job.id, from: 0).next) > 0 })
+            _ = try await alice.cancel(submitted.job.id)
+            let done = try await Self.wait(alice, submitted.job.id, for: [.cancelled])
+            let log = try await alice.logs(done.id, from: 0)
+            #expect(!log.text.contains("never"))
+            var owner = GridClient(baseURL: grid.baseURL)
+            owner.token = try await owner.login("owner", password: "correct horse battery").token
+            #expect(try await alice.me().balance + owner.me().balance == 200, "no credit made or lost")
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
+    @Test func aJobWhoseWorkerVanishesRunsAgainOnAnotherAndIsPaidOnce() async throws {
+        try await withTestGrid(workers: 1, leaseSeconds: 1) { grid in
+            let alice = try await grid.user("alice")
+            let submitted = try await alice.submit(Self.job("survivor", "# grid: print attempt\n# grid: sleep 1.5\n# grid: print finished\n"))
+            let running = try await Self.wait(alice, submitted.job.id, for: [.running])
+            let first = try #require(grid.workers.withLock { $0.first })
+            #expect(running.workerId == first.workerId)
+            var owner = GridClient(baseURL: grid.baseURL)
+            owner.token = try await owner.login("owner", password: "correct horse battery").token
+            // The second worker comes only now, so that the first run is on the first one; then the first vanishes.
+            let second = try await grid.startWorker("w2", owner: owner)
+            await first.vanish()
+            let done = try await Self.wait(alice, submitted.job.id, for: [.completed, .failed], timeout: 60)
+            #expect(done.state == .completed && done.attempt >= 2, "\(done)")
+            #expect(done.workerId == second.workerId)
+            let interruptions = try await alice.job(done.id).interruptions ?? []
+            #expect(interruptions.contains { $0.kind == "worker_lost" }, "\(interruptions)")
+            #expect(try await alice.me().balance == 100 - (done.paid ?? 0), "paid once, for the run that finished")
+            #expect(try await grid.ledgerOK())
+            await second.stop()
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import GridClient
+import GridCore
+import GridManager
+import GridSandbox
+import GridWorker
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A whole grid in the test's own process (issue 14): the real manager (`Manager.run`: store, core, grid protocol,
+/// HTTP API) and real `WorkerAgent`s, talking over loopback, with a `ScriptedRunner` instead of a sandbox, so that a
+/// job's lifecycle, its credits and a worker's loss run with no child process at all. What needs real processes
+/// (kill -9, rejoin across restarts, sandboxes, TLS, the browser) stays with `TestGrid`.
+public final class InProcessGrid: Sendable {
+    public let root: String
+    public let ports: Manager.Ports
+    public var baseURL: String { "http://127.0.0.1:\(ports.http)" }
+    /// The account named admin of this grid (it may check the ledger).
+    public static let adminName = "grid-admin"
+    let logger: Logger
+    private let workerTasks = Mutex<[String: Task<Void, Never>]>([:])
+    /// The workers `withTestGrid(workers:)` started, earning for `owner`.
+    public let workers: Mutex<[InProcessWorker]> = Mutex([])
+
+    init(root: String, ports: Manager.Ports, logger: Logger) {
+        self.root = root
+        self.ports = ports
+        self.logger = logger
+    }
+
+    /// Creates an account and returns a client logged in as it.
+    public func user(_ name: String, password: String = "correct horse battery") async throws -> GridClient {
+        var client = GridClient(baseURL: baseURL)
+        client.token = try await client.register(name, password: password).token
+        return client
+    }
+
+    /// The ledger invariant, checked as the grid's admin.
+    public func ledgerOK() async throws -> Bool {
+        var admin = GridClient(baseURL: baseURL)
+        do {
+            admin.token = try await admin.login(Self.adminName, password: "correct horse battery").token
+        } catch {
+            admin.token = try await admin.register(Self.adminName, password: "correct horse battery").token
+        }
+        return try await admin.ledgerCheck()["ok"] == .bool(true)
+    }
+
+    /// Starts a worker earning for `owner`, in this process, and returns once the manager registered it.
+    @discardableResult
+    public func startWorker(
+        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(),
+        timeout: Double = 30
+    ) async throws -> InProcessWorker {
+        let token = try await owner.createToken(kind: "worker").token
+        var config = WorkerConfig(managerHost: "127.0.0.1", token: token, name: name, dataDirectory: root + "/workers/\(name)")
+        config.managerPort = ports.grid
+        config.cpus = cpus
+        config.sandbox = SandboxReport(tier: runner.tier, label: "scripted, in-process (tests)", acceptsOthers: true)
+        let (registered, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        var workerLogger = logger
+        workerLogger[metadataKey: "worker"] = "\(name)"
+        let agent = WorkerAgent(
+            config: config, runner: runner, resources: Resources(cpus: cpus, ramGb: memoryGb, gpus: 0), gpuNames: [], logger: workerLogger
+        ) { id in continuation.yield(id) }
+        let group = ServiceGroup(configuration: .init(services: [agent], logger: workerLogger))
+        let task = Task {
+            do { try await group.run() } catch { workerLogger.error("worker \(name) ended: \(error)") }
+        }
+        let worker = InProcessWorker(name: name, group: group, task: task)
+        guard let id = await first(of: registered, within: timeout) else {
+            task.cancel()
+            throw TestGridError("in-process worker \(name) did not register within \(Int(timeout)) s; log: \(root)/grid.log")
+        }
+        worker.id.withLock { $0 = id }
+        return worker
+    }
+}
+
+/// A worker of an `InProcessGrid`.
+public final class InProcessWorker: Sendable {
+    public let name: String
+    public let id = Mutex<String>("")
+    let group: ServiceGroup
+    let task: Task<Void, Never>
+
+    init(name: String, group: ServiceGroup, task: Task<Void, Never>) {
+        self.name = name
+        self.group = group
+        self.task = task
+    }
+
+    public var workerId: WorkerID { id.withLock { $0 } }
+
+    /// Stops it as a signal would: its runs are cancelled and reported, then its link closes.
+    public func stop() async {
+        await group.triggerGracefulShutdown()
+        await task.value
+    }
+
+    /// It vanishes: its link closes at once, nothing is reported (its runs go on until they end by themselves).
+    public func vanish() async {
+        task.cancel()
+        await task.value
+    }
+}
+
+/// Runs `body` with a manager in this process, and `workers` workers (2 CPUs, 4 GB each) earning for an account
+/// named `owner`; everything is stopped afterwards, whatever `body` did.
+public func withTestGrid<T: Sendable>(
+    workers: Int = 0, leaseSeconds: Double = 2, label: String = "inproc", _ body: (InProcessGrid) async throws -> T
+) async throws -> T {
+    let root = NSTemporaryDirectory() + "campusgrid-test-\(label)-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    let logger = FileLogHandler.logger(path: root + "/grid.log")
+    var config = ManagerConfig(dataDirectory: root + "/manager")
+    config.host = "127.0.0.1"
+    config.gridPort = 0
+    config.httpPort = 0
+    config.leaseSeconds = leaseSeconds
+    config.bcryptCost = 4
+    config.admins = [InProcessGrid.adminName]
+    // Verification off, as in `TestGrid`: these scenarios count exact earnings with a single worker owner.
+    config.verification = .init(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 0))
+    let (ready, readyContinuation) = AsyncStream<Manager.Ports>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    let manager = Task {
+        do {
+            try await Manager.run(config: config, logger: logger) { readyContinuation.yield($0) }
+        } catch {
+            logger.error("manager ended: \(error)")
+        }
+        readyContinuation.finish()
+    }
+    guard let ports = await first(of: ready, within: 60) else {
+        manager.cancel()
+        throw TestGridError("the in-process manager did not become ready; log: \(root)/grid.log")
+    }
+    let grid = InProcessGrid(root: root, ports: ports, logger: logger)
+    do {
+        if workers > 0 {
+            let owner = try await grid.user("owner")
+            for i in 1...workers {
+                let w = try await grid.startWorker("w\(i)", owner: owner)
+                grid.workers.withLock { $0.append(w) }
+            }
+        }
+        let result = try await body(grid)
+        await stop(grid, manager, root: root, failed: false)
+        return result
+    } catch {
+        await stop(grid, manager, root: root, failed: true)
+        throw error
+    }
+}
+
+private func stop(_ grid: InProcessGrid, _ manager: Task<Void, Never>, root: String, failed: Bool) async {
+    for w in grid.workers.withLock({ $0 }) { await w.vanish() }
+    manager.cancel()
+    await manager.value
+    if !failed && ProcessInfo.processInfo.environment["CAMPUSGRID_TEST_KEEP_FILES"] == nil {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
+
+/// The first element of `stream`, or nil after `seconds`.
+func first<T: Sendable>(of stream: AsyncStream<T>, within seconds: Double) async -> T? {
+    await withTaskGroup(of: T?.self) { group in
+        group.addTask {
+            var it = stream.makeAsyncIterator()
+            return await it.next()
+        }
+        group.addTask {
+            try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+            return nil
+        }
+        let value = await group.next() ?? nil
+        group.cancelAll()
+        return value
+    }
+}
+
+/// Log lines of an in-process grid, into one file (a failed test names it).
+struct FileLogHandler: LogHandler {
+    let file: FileHandleBox
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    static func logger(path: String) -> Logger {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let box = FileHandleBox(FileHandle(forWritingAtPath: path))
+        return Logger(label: "campusgrid.inproc") { _ in FileLogHandler(file: box) }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String, file _: String, function: String,
+        line: UInt
+    ) {
+        let all = metadata.merging(extra ?? [:]) { $1 }
+        let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        file.write("\(Date().timeIntervalSince1970) \(level) \(message)\(tail)\n")
+    }
+}
+
+final class FileHandleBox: Sendable {
+    private let handle: Mutex<FileHandle?>
+    init(_ handle: FileHandle?) { self.handle = Mutex(handle) }
+    func write(_ line: String) { handle.withLock { $0?.write(Data(line.utf8)) } }
+}

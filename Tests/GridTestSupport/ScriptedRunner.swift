@@ -1,0 +1,72 @@
+import Foundation
+import GridCore
+import GridSandbox
+
+/// A job runner with no sandbox and no process, for the in-process grid (issue 14). It reads the job's script as a
+/// script of its own, one step a line, and ignores every other line (so a file can be valid Python as well):
+///
+///     # grid: print TEXT          one line of output
+///     # grid: sleep SECONDS       waits (a cancel or the deadline stops it at once)
+///     # grid: write NAME TEXT     writes a file into the job's folder (an output)
+///     # grid: exit CODE           ends with that code (without one, 0)
+///
+/// Its runs behave as a process's for everything the worker and the manager see: output streamed, cancel, time limit,
+/// exit code, outputs.
+public struct ScriptedRunner: JobRunner {
+    public let tier: SandboxTier
+    public var label: String { "scripted, in-process (tests)" }
+    public var notes: [String] { ["runs no code: a test runner"] }
+
+    public init(tier: SandboxTier = .bwrap) { self.tier = tier }
+
+    public enum Step: Hashable, Sendable {
+        case print(String)
+        case sleep(Double)
+        case write(name: String, text: String)
+        case exit(Int32)
+    }
+
+    /// The steps of a script; lines that are not steps are skipped.
+    public static func steps(_ script: String) -> [Step] {
+        script.split(separator: "\n", omittingEmptySubsequences: true).compactMap { raw in
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            guard line.hasPrefix("# grid:") else { return nil }
+            let words = line.dropFirst("# grid:".count).trimmingCharacters(in: .whitespaces)
+            let (verb, rest) = words.firstIndex(of: " ").map { (String(words[..<$0]), String(words[$0...].dropFirst())) } ?? (words, "")
+            switch verb {
+            case "print": return .print(rest)
+            case "sleep": return Double(rest).flatMap { $0.isFinite && $0 >= 0 ? .sleep(min($0, 3600)) : nil }
+            case "write":
+                let parts = rest.split(separator: " ", maxSplits: 1)
+                guard let name = parts.first, !name.contains("/") else { return nil }
+                return .write(name: String(name), text: parts.count > 1 ? String(parts[1]) : "")
+            case "exit": return Int32(rest).map { .exit($0) }
+            default: return nil
+            }
+        }
+    }
+
+    public func start(_ request: RunRequest) throws -> JobExecution {
+        let script = try String(contentsOf: request.scratch.appendingPathComponent(request.script), encoding: .utf8)
+        let steps = Self.steps(script)
+        let folder = request.scratch
+        return try JobExecution.inProcess(deadline: Double(request.spec.minutes) * 60) { emit, stopped in
+            for step in steps {
+                if stopped() { return 137 }
+                switch step {
+                case .print(let text): emit(Array((text + "\n").utf8))
+                case .sleep(let seconds):
+                    let end = Date().addingTimeInterval(seconds)
+                    while Date() < end {
+                        if stopped() { return 137 }
+                        usleep(10_000)
+                    }
+                case .write(let name, let text):
+                    FileManager.default.createFile(atPath: folder.appendingPathComponent(name).path, contents: Data(text.utf8))
+                case .exit(let code): return code
+                }
+            }
+            return 0
+        }
+    }
+}
