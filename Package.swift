@@ -193,7 +193,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "GridInProcessTests", dependencies: ["GridCore", "GridClient", "GridTestSupport"], swiftSettings: swiftSettings),
+            name: "GridInProcessTests", dependencies: ["GridCore", "GridClient", "GridSandbox", "GridTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridIntegrationTests",
             dependencies: [

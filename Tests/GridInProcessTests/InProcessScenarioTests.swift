@@ -1,7 +1,9 @@
 import Foundation
 import GridClient
 import GridCore
+import GridSandbox
 import GridTestSupport
+import Synchronization
 import Testing
 
 /// Scenarios on a whole grid in this process (`withTestGrid`): the real manager and real worker agents over loopback,
@@ -117,6 +119,55 @@ import Testing
             #expect(try await alice.me().balance == 100 - (done.paid ?? 0), "paid once, for the run that finished")
             #expect(try await grid.ledgerOK())
             await second.stop()
+        }
+    }
+}
+
+/// A runner whose starts of jobs marked `# grid: slow start` block until the test opens the gate, as a container
+/// engine's create and start can take seconds.
+final class GatedRunner: JobRunner, Sendable {
+    let inner = ScriptedRunner()
+    var tier: SandboxTier { inner.tier }
+    var label: String { inner.label }
+    var notes: [String] { inner.notes }
+    private let gate = DispatchSemaphore(value: 0)
+    let blocked = Mutex(0)
+
+    func start(_ request: RunRequest) throws -> JobExecution {
+        let script = (try? String(contentsOf: request.scratch.appendingPathComponent(request.script), encoding: .utf8)) ?? ""
+        if script.contains("# grid: slow start") {
+            blocked.withLock { $0 += 1 }
+            gate.wait()
+        }
+        return try inner.start(request)
+    }
+
+    func open() { gate.signal() }
+}
+
+@Suite struct InProcessStartTests {
+    @Test func aCancelDuringASlowStartStopsTheRunBeforeItDoesAnythingAndTheLinkGoesOnMeanwhile() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let runner = GatedRunner()
+            let worker = try await grid.startWorker("slow", owner: owner, cpus: 4, runner: runner)
+            let alice = try await grid.user("alice")
+            let slow = try await alice.submit(
+                InProcessScenarioTests.job("slow", "# grid: slow start\n# grid: print the job did something\n# grid: sleep 30\n"))
+            #expect(try await eventually(timeout: 20, interval: 0.02) { runner.blocked.withLock { $0 } == 1 }, "its start began")
+            // While that start blocks, the worker goes on answering: another job runs to its end.
+            let quick = try await alice.submit(InProcessScenarioTests.job("quick", "# grid: print quick\n"))
+            let quickDone = try await InProcessScenarioTests.wait(alice, quick.job.id, for: [.completed, .failed])
+            #expect(quickDone.state == .completed && quickDone.workerId == worker.workerId)
+            // A cancel read during the start: the run is stopped the moment it has started, before its first step.
+            _ = try await alice.cancel(slow.job.id)
+            runner.open()
+            let done = try await InProcessScenarioTests.wait(alice, slow.job.id, for: [.cancelled, .completed, .failed])
+            #expect(done.state == .cancelled, "\(done)")
+            let log = try await alice.logs(done.id, from: 0).text
+            #expect(!log.contains("the job did something"), "\(log)")
+            #expect(try await grid.ledgerOK())
+            await worker.stop()
         }
     }
 }
