@@ -2,7 +2,9 @@
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny")
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
 let package = Package(
@@ -127,6 +129,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -135,7 +138,7 @@ let package = Package(
         .target(
             name: "GridTestSupport",
             dependencies: [
-                "GridCore", "GridClient", "GridSandbox", "GridManager", "GridWorker",
+                "GridCore", "GridClient", "GridSandbox", "GridManager", "GridWorker", "GridScheduler",
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/GridTestSupport",
@@ -160,21 +163,22 @@ let package = Package(
         .testTarget(
             name: "GridPeerIntegrationTests",
             dependencies: [
-                "GridCore", "GridProtocol", "GridClient", "GridTestSupport", "GridPeer",
+                "GridCore", "GridProtocol", "GridClient", "GridTestSupport", "GridPeer", "GridSandbox",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftASN1", package: "swift-asn1"), .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GridBenchTests",
-            dependencies: ["GridBench", "GridTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["GridBench", "GridTestSupport", "GridSandbox", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GridSandboxTests", dependencies: ["GridCore", "GridSandbox", "GridTestSupport", "CGridSpawn"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "GridSandboxIntegrationTests", dependencies: ["GridCore", "GridClient", "GridTestSupport"], swiftSettings: swiftSettings),
+            name: "GridSandboxIntegrationTests", dependencies: ["GridCore", "GridClient", "GridTestSupport", "GridSandbox"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "GridManagerTests",
             dependencies: [
@@ -182,13 +186,13 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
-                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "SwiftASN1", package: "swift-asn1"), .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GridDashboardTests",
-            dependencies: ["GridCore", "GridClient", "GridStore", "GridScheduler", "GridTestSupport"],
+            dependencies: ["GridCore", "GridClient", "GridStore", "GridScheduler", "GridTestSupport", "GridSandbox"],
             exclude: ["browser_flow.py", "browser_verification.py"],
             swiftSettings: swiftSettings
         ),
@@ -197,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "GridIntegrationTests",
             dependencies: [
-                "GridCore", "GridProtocol", "GridClient", "GridTestSupport",
+                "GridCore", "GridProtocol", "GridClient", "GridTestSupport", "GridSandbox",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 extension BenchReport {
     /// The report as JSON: snake_case keys, sorted, indented.

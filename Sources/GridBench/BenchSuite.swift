@@ -1,4 +1,5 @@
 import Foundation
+import GridClient
 import GridSandbox
 
 /// Runs every figure of `campusgrid bench` in turn and collects the report. A part that fails is reported as not

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import GridClient
 import GridCore
+import GridSandbox
 import NIOCore
 import NIOFoundationCompat
 

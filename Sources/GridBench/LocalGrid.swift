@@ -1,7 +1,8 @@
 import AsyncHTTPClient
 import Foundation
-import GridClient
+public import GridClient
 import GridCore
+import GridSandbox
 import NIOCore
 import NIOFoundationCompat
 

@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridSandbox
 
 /// The peer-service figures — function tasks, distributed memory, distributed files — with their references
 /// (Dask and Ray; redis-server; nginx). The references always run when installed; the peers' side plugs in through

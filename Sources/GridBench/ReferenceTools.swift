@@ -1,4 +1,5 @@
 import Foundation
+import GridSandbox
 
 /// The reference tools, found on this machine: `scripts/bench-reference` (Dask and Ray in its virtualenv),
 /// redis-server and nginx (from apt). Each is started here, on 127.0.0.1 and a free port, and stopped by pid.

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-import Foundation
-import GridCore
+public import Foundation
+public import GridCore
 import GridProtocol
 import NIOCore
 import NIOFoundationCompat

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 import GridCore
-import GridProtocol
+public import GridProtocol
 import NIOCore
 
 /// Streaming file transfers over a peer link: a few chunks in flight at a time, read from and written to disk, so

@@ -1,7 +1,7 @@
 import Foundation
 import GridCore
-import GridProtocol
-import NIOCore
+public import GridProtocol
+public import NIOCore
 import NIOPosix
 import NIOSSL
 import Synchronization

@@ -1,7 +1,7 @@
 import Foundation
-import GridCore
+public import GridCore
 import NIOCore
-import NIOSSL
+public import NIOSSL
 
 /// TLS for peer ports: the CA that issues every peer's certificate and, for a worker, its own certificate and key.
 /// A client (the CLI, or a peer connecting to another) trusts a peer port only if it shows a certificate from that CA;

@@ -1,7 +1,7 @@
-import Foundation
-import GridCore
+public import Foundation
+public import GridCore
 import GridProtocol
-import Hummingbird
+public import Hummingbird
 
 /// The request context of the manager's HTTP server: snake_case JSON both ways, larger uploads for job bundles.
 public struct APIContext: RequestContext {

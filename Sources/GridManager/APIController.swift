@@ -1,6 +1,7 @@
 import Foundation
 import GridCore
 import GridProtocol
+import GridScheduler
 import GridStore
 import Hummingbird
 import HummingbirdBcrypt

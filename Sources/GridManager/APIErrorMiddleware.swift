@@ -2,6 +2,7 @@ import Foundation
 import GridCore
 import GridProtocol
 import Hummingbird
+import Logging
 
 /// Gives every error under `/api/` the API's one error shape, `{"error": {"code", "message"}}`, keeping the status:
 /// Hummingbird's own errors (a body that does not decode, an upload over the limit, no such route) and anything

@@ -1,6 +1,7 @@
 import Foundation
 import GridCore
 import GridProtocol
+import GridScheduler
 import Hummingbird
 
 /// On a follower manager (issue 16): reads are served from the shared store, every write is refused with

@@ -5,7 +5,7 @@ import GridStore
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import Logging
+public import Logging
 import NIOSSL
 import ServiceLifecycle
 

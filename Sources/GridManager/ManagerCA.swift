@@ -3,7 +3,7 @@ import Foundation
 import GridCore
 import GridProtocol
 import NIOCore
-import NIOSSL
+public import NIOSSL
 import SwiftASN1
 import X509
 

@@ -1,6 +1,6 @@
 import GridCore
-import GridProtocol
-import GridScheduler
+public import GridProtocol
+public import GridScheduler
 
 /// Everything the manager can be told, with documented defaults. Parsed only by the executable.
 public struct ManagerConfig: Sendable {

@@ -1,9 +1,9 @@
 import Foundation
 import GridCore
-import GridProtocol
+public import GridProtocol
 import GridScheduler
-import GridStore
-import Logging
+public import GridStore
+public import Logging
 import NIOCore
 
 /// The manager's live state and its rules: connected workers, leases, scheduling, job events from workers.

@@ -1,3 +1,4 @@
+import Foundation
 import HummingbirdCore
 import HummingbirdTLS
 import Logging

@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// One peer's replicas of distributed-memory keys, last-writer-wins by `(version, origin)`.
 ///

@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Rules for what clients may name: memory keys, stored file names, chunk hashes; and the size limits.
 public enum PeerNames {

@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Where a user's memory keys and file names live in the peers' shared key space, and who may do what with them.
 ///

@@ -1,6 +1,6 @@
 import Foundation
 import GridCore
-import NIOCore
+public import NIOCore
 
 /// The framing of the grid protocol as a pure parser: one JSON object per `\n`-terminated line; a line whose object
 /// has `"bytes": N` is followed by exactly N raw bytes.

@@ -1,5 +1,5 @@
-import GridCore
-import NIOCore
+public import GridCore
+public import NIOCore
 
 /// One message on the wire with its request id and, for bulk messages, the raw bytes that follow the line.
 public struct GridFrame: Sendable {

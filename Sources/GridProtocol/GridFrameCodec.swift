@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// NIO adapter of `FrameParser`: turns bytes into `InboundFrame`s.
 public struct GridFrameDecoder: ByteToMessageDecoder {

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The one JSON dialect of the grid: snake_case keys on the wire, camelCase in Swift, sorted keys for stable output.
 ///

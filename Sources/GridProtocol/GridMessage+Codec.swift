@@ -1,6 +1,6 @@
-import Foundation
+public import Foundation
 import GridCore
-import NIOCore
+public import NIOCore
 
 extension GridMessage {
     /// Decodes a message body from its JSON line, by wire type.

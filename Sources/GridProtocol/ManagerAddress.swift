@@ -1,3 +1,4 @@
+import Foundation
 import GridCore
 
 /// One manager's worker-protocol address, `host:port` (issue 16: a grid may have several managers).

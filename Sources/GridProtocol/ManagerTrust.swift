@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
-import GridCore
+public import Foundation
+public import GridCore
 import SwiftASN1
 import X509
 

@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// The grid protocol's version; a peer states it in `HELLO` and the manager accepts `ProtocolVersion.supported`.
 public enum ProtocolVersion {

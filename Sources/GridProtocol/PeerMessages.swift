@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Messages of the peer services (seed 003): function tasks, distributed memory and files, membership.
 /// Clients and peers send them to a worker's peer port; `AUTH_CHECK`, `GET_BEST_PEER` and `PEERS` also travel on the

@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
-import GridCore
+public import Foundation
+public import GridCore
 
 /// Trust between peers, decided here and nowhere else: the manager's Ed25519 key signs short-lived **credentials**
 /// (a worker id, the address `PEERS` lists for it, and that worker's own public key) and **user tickets** (a user, the

@@ -1,5 +1,5 @@
 import GridCore
-import NIOCore
+public import NIOCore
 import Synchronization
 
 /// The shared owner of a listener's `StrangerTally`: each accepted connection asks it for a `StrangerGate`.

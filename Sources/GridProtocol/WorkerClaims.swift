@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Range checks for every number a worker sends the manager. A worker is a stranger: each figure it reports is a claim,
 /// checked before anything is computed from it, so that no arithmetic on it can trap. Pure.

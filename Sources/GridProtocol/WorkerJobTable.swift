@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// The worker's side of the runs its manager gives it (pure; issue 14): which phase each run is in, whether it was
 /// cancelled, and which ended runs wait for the manager's acknowledgement. `WorkerAgent` asks it on every event and

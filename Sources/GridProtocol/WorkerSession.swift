@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// The manager's side of one worker connection, as a pure state machine.
 ///

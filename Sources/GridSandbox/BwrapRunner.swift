@@ -1,6 +1,6 @@
 import CGridSpawn
 import Foundation
-import GridCore
+public import GridCore
 
 /// The Linux default tier: bubblewrap namespaces (no network, a read-only view of only what Python needs, uid 65534,
 /// no capabilities, a fresh environment) plus a per-job cgroup (memory, processes, CPU quota) and file-size/core

@@ -1,5 +1,5 @@
 import Foundation
-import GridCore
+public import GridCore
 
 /// Builds the Python environments jobs declare (`JobSpec.requirements`) and keeps them, addressed by content, under
 /// `<data>/envs/<key>`: each is built once, in a temporary folder renamed into place when complete, so a job never sees

@@ -1,6 +1,6 @@
 import CGridSpawn
 import Foundation
-import GridCore
+public import GridCore
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,5 +1,5 @@
 import CGridSpawn
-import Foundation
+public import Foundation
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,5 +1,5 @@
-import Foundation
-import GridCore
+public import Foundation
+public import GridCore
 
 /// Everything a runner needs to start one job attempt. The scratch directory already holds the script and inputs.
 public struct RunRequest: Sendable {

@@ -1,6 +1,6 @@
 import CGridSpawn
 import Foundation
-import GridCore
+public import GridCore
 
 /// The weakest tier: the job runs as the worker's user, in its own session and process group and scratch directory,
 /// with resource limits (file size, core dumps, open files, address space for CPU jobs). Best-effort isolation only:

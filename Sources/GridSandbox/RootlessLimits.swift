@@ -1,5 +1,6 @@
 import CGridSpawn
-import GridCore
+import Foundation
+public import GridCore
 
 /// Which limits a bwrap sandbox without root can hold, and how (pure, so every case is tested anywhere).
 ///

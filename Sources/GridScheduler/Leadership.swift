@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Which manager leads the grid, decided from the lease row (issue 16). Pure: time and the row come in as events, the
 /// shell carries out the action each returns (a compare-and-set on the row, starting or ending a term).

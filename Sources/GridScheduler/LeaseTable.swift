@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Who holds each running job, until when. Pure: time comes in as `now` (seconds on any monotonic scale).
 ///

@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// What happens to a job whose run was interrupted: retried, or given up (and refunded). Pure.
 ///

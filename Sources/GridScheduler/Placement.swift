@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Where queued jobs should run, planned from a read-only snapshot: a pure function, no I/O, no clock.
 ///

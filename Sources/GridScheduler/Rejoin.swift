@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// What the manager keeps of a worker's runs when it registers (first time or after a reconnect), pure (issue 14).
 ///

@@ -1,4 +1,4 @@
-import GridCore
+public import GridCore
 
 /// Adaptive replication (BOINC-style): which finished runs are checked by a second run on another owner's worker,
 /// whether runs agree, what a set of runs decides, and how credits move meanwhile. Pure functions, no I/O, no clock.

@@ -1,5 +1,5 @@
 import Foundation
-import GridCore
+public import GridCore
 import GridScheduler
 
 extension GridDatabase {

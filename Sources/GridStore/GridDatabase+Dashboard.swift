@@ -1,5 +1,5 @@
 import Foundation
-import GridCore
+public import GridCore
 
 /// Read-only queries the web dashboard needs beyond the API's: counts for paging, earnings per worker, a user's tokens.
 extension GridDatabase {

@@ -1,7 +1,7 @@
 import Crypto
-import Foundation
-import GridCore
-import GridScheduler
+public import Foundation
+public import GridCore
+public import GridScheduler
 
 extension GridDatabase {
     /// What the end of a run looked like, from the worker.

@@ -1,5 +1,5 @@
 import Foundation
-import GridCore
+public import GridCore
 
 /// A write on a fenced handle found that another manager leads now (issue 16): nothing was written.
 public enum GridStoreError: Error, Equatable, Sendable {

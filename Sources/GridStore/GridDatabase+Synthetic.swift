@@ -1,6 +1,6 @@
 import Foundation
-import GridCore
-import GridScheduler
+public import GridCore
+public import GridScheduler
 
 extension GridDatabase {
     /// Inserts `workers` as online workers of `owner` and `jobs` as pending jobs (no credit holds, no files), in one

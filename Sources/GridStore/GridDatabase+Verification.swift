@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import GridCore
-import GridScheduler
+public import GridCore
+public import GridScheduler
 
 extension Verification.Policy {
     /// No spot checks, no probation, no fund share: only jobs whose submitter asked (`--verify`) are checked.

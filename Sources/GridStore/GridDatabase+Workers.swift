@@ -1,5 +1,5 @@
 import Foundation
-import GridCore
+public import GridCore
 
 extension GridDatabase {
     /// What a worker says about itself when it registers.

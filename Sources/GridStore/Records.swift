@@ -1,6 +1,6 @@
-import Foundation
-import GridCore
-import GridScheduler
+public import Foundation
+public import GridCore
+public import GridScheduler
 
 /// A user account.
 public struct UserRecord: Hashable, Sendable, Codable {

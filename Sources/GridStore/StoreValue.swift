@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// One value of a row or an argument, the same on every backend (issue 16): SQLite's storage classes, which
 /// PostgreSQL's column types map onto (bigint and int → `int`, double precision and numeric → `int` or `double`,

@@ -1,5 +1,5 @@
 import Foundation
-import GridCore
+public import GridCore
 import GridSandbox
 
 /// What the machine has: CPUs, RAM, NVIDIA GPUs, current load.

@@ -1,4 +1,4 @@
-import GridPeer
+public import GridPeer
 
 /// Settings of a worker's peer services (seed 003), with their defaults.
 public struct PeerConfig: Sendable {

@@ -1,11 +1,11 @@
 import GridCore
-import GridProtocol
-import Logging
-import NIOCore
+public import GridProtocol
+public import Logging
+public import NIOCore
 import NIOPosix
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
-import GridClient
+public import GridClient
 
 /// Whether this worker's peer port speaks TLS, and with what: on a TLS grid (the manager link is pinned) the port
 /// is TLS from the start, and accepts nothing until the manager has signed this worker's key at `REGISTER`.

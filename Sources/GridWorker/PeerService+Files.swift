@@ -1,9 +1,10 @@
 import Crypto
-import Foundation
+public import Foundation
 import GridClient
 import GridCore
 import GridPeer
-import GridProtocol
+public import GridProtocol
+import Logging
 import NIOCore
 
 /// Distributed files: chunks named by SHA-256, placed like memory keys (rendezvous hashing, `replicas` copies), a

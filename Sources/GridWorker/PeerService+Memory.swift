@@ -2,6 +2,7 @@ import Foundation
 import GridCore
 import GridPeer
 import GridProtocol
+import Logging
 
 /// Distributed memory: keys placed by rendezvous hashing over the online peers, `replicas` copies each, newest
 /// version wins. Any peer accepts a request and routes it to the owners.

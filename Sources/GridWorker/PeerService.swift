@@ -3,11 +3,11 @@ import Foundation
 import GridClient
 import GridCore
 import GridPeer
-import GridProtocol
-import GridSandbox
-import Logging
-import NIOCore
-import ServiceLifecycle
+public import GridProtocol
+public import GridSandbox
+public import Logging
+public import NIOCore
+public import ServiceLifecycle
 
 /// A worker's peer services (seed 003): function tasks, distributed memory, distributed files.
 ///

@@ -1,13 +1,13 @@
 import Crypto
 import Foundation
 import GridClient
-import GridCore
-import GridProtocol
-import GridSandbox
-import Logging
+public import GridCore
+public import GridProtocol
+public import GridSandbox
+public import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 
 /// A worker: keeps a link to the manager (reconnecting by itself), runs the jobs it is given in its sandbox, streams

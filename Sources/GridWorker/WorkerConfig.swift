@@ -1,5 +1,5 @@
-import GridProtocol
-import GridCore
+public import GridProtocol
+public import GridCore
 
 /// Everything a worker can be told, with documented defaults. Parsed only by the executable.
 public struct WorkerConfig: Sendable {

@@ -1,8 +1,8 @@
 import Foundation
-import GridCore
+public import GridCore
 import Hummingbird
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 
 /// What a worker shows about itself on its `--web-port`.
 public struct WorkerStatus: Sendable, Hashable, Codable {

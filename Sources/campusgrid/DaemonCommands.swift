@@ -7,7 +7,9 @@ import GridSandbox
 import GridScheduler
 import GridWorker
 import Logging
+import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 struct ManagerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

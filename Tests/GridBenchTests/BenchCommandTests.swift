@@ -1,4 +1,5 @@
 import Foundation
+import GridSandbox
 import GridTestSupport
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import GridClient
 import GridCore
 import GridStore
 import GridTestSupport

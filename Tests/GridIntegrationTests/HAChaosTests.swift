@@ -1,6 +1,7 @@
 import Foundation
 import GridClient
 import GridCore
+import GridSandbox
 import GridTestSupport
 import Testing
 

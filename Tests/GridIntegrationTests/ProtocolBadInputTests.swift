@@ -1,5 +1,6 @@
 import Foundation
 import GridClient
+import GridCore
 import GridTestSupport
 import Testing
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GridClient
 import GridCore
+import GridSandbox
 import GridTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridSandbox
 import GridTestSupport
 import Testing
 

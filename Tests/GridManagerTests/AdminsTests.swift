@@ -1,3 +1,4 @@
+import GridCore
 import Testing
 
 @testable import GridManager

@@ -4,6 +4,7 @@ import GridProtocol
 import GridStore
 import Hummingbird
 import HummingbirdTesting
+import NIOFoundationCompat
 import Testing
 
 @testable import GridManager

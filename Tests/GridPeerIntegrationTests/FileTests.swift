@@ -4,6 +4,7 @@ import GridClient
 import GridCore
 import GridPeer
 import GridProtocol
+import GridSandbox
 import GridTestSupport
 import NIOCore
 import Testing

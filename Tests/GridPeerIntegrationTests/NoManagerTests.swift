@@ -2,6 +2,7 @@ import Foundation
 import GridClient
 import GridCore
 import GridProtocol
+import GridSandbox
 import GridTestSupport
 import Testing
 

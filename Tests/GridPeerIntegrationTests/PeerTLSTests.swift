@@ -3,7 +3,9 @@ import Foundation
 import GridClient
 import GridCore
 import GridProtocol
+import GridSandbox
 import GridTestSupport
+import SwiftASN1
 import Testing
 import X509
 

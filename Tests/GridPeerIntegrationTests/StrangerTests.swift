@@ -3,6 +3,7 @@ import GridClient
 import GridCore
 import GridPeer
 import GridProtocol
+import GridSandbox
 import GridTestSupport
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import GridSandbox
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

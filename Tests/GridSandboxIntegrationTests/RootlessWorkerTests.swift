@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridSandbox
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking

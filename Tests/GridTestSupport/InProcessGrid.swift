@@ -1,12 +1,13 @@
-import Foundation
-import GridClient
-import GridCore
-import GridManager
-import GridSandbox
+public import Foundation
+public import GridClient
+public import GridCore
+public import GridManager
+public import GridSandbox
+import GridScheduler
 import GridWorker
 import Logging
 import ServiceLifecycle
-import Synchronization
+public import Synchronization
 
 /// A whole grid in the test's own process (issue 14): the real manager (`Manager.run`: store, core, grid protocol,
 /// HTTP API) and real `WorkerAgent`s, talking over loopback, with a `ScriptedRunner` instead of a sandbox, so that a

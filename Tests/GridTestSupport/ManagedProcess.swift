@@ -1,5 +1,5 @@
 import Foundation
-import GridSandbox
+public import GridSandbox
 
 #if canImport(Glibc)
 import Glibc

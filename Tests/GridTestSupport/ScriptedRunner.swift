@@ -1,6 +1,6 @@
 import Foundation
-import GridCore
-import GridSandbox
+public import GridCore
+public import GridSandbox
 
 /// A job runner with no sandbox and no process, for the in-process grid (issue 14). It reads the job's script as a
 /// script of its own, one step a line, and ignores every other line (so a file can be valid Python as well):

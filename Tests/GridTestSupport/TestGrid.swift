@@ -1,5 +1,6 @@
-import Foundation
-import GridClient
+public import Foundation
+public import GridClient
+public import GridSandbox
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
