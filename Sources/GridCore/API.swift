@@ -143,36 +143,23 @@ public enum API {
         }
     }
 
+    /// A job as the API shows it: its `JobProgress` (whose fields it reads as its own and writes at the top level of its
+    /// JSON) and what the API adds to it.
+    @dynamicMemberLookup
     public struct JobStatus: Hashable, Sendable, Codable {
         public var id: JobID
         public var name: String
         public var owner: String
-        public var state: JobState
         public var spec: JobSpec
         public var script: String
-        public var attempt: Int
+        /// The name of the worker of the latest attempt.
         public var worker: String?
-        public var workerId: WorkerID?
-        public var hold: Int
-        public var paid: Int?
-        public var exitCode: Int32?
-        public var runtimeMs: Int64?
-        public var peakMemoryKb: Int64?
-        public var cpuSeconds: Double?
-        public var reason: String?
-        /// For a pending job: which requirement no online worker meets, or that it waits for room.
-        public var pendingReason: String?
-        public var cancelRequested: Bool
-        public var logBytes: Int64
-        public var submittedAt: Double
-        public var startedAt: Double?
-        public var finishedAt: Double?
+        public var progress: JobProgress
         public var events: [Event]?
         /// Interrupted runs, oldest first (with `events`).
         public var interruptions: [Interruption]?
         public var outputs: [OutputFile]?
-        /// The sandbox tier the job's latest attempt ran in (nil before it started), and its label for people.
-        public var tier: SandboxTier?
+        /// The label for people of `tier`.
         public var tierLabel: String?
         /// Nil for a job whose result was never checked.
         public var verification: Verification?
@@ -181,35 +168,61 @@ public enum API {
         public var preparing: String?
 
         public init(
-            id: JobID, name: String, owner: String, state: JobState, spec: JobSpec, script: String, attempt: Int, worker: String?,
-            workerId: WorkerID?, hold: Int, paid: Int?, exitCode: Int32?, runtimeMs: Int64?, peakMemoryKb: Int64?, cpuSeconds: Double?,
-            reason: String?, pendingReason: String?, cancelRequested: Bool, logBytes: Int64, submittedAt: Double, startedAt: Double?,
-            finishedAt: Double?, events: [Event]?, outputs: [OutputFile]?
+            id: JobID, name: String, owner: String, spec: JobSpec, script: String, worker: String?, progress: JobProgress, events: [Event]?,
+            outputs: [OutputFile]?
         ) {
             self.id = id
             self.name = name
             self.owner = owner
-            self.state = state
             self.spec = spec
             self.script = script
-            self.attempt = attempt
             self.worker = worker
-            self.workerId = workerId
-            self.hold = hold
-            self.paid = paid
-            self.exitCode = exitCode
-            self.runtimeMs = runtimeMs
-            self.peakMemoryKb = peakMemoryKb
-            self.cpuSeconds = cpuSeconds
-            self.reason = reason
-            self.pendingReason = pendingReason
-            self.cancelRequested = cancelRequested
-            self.logBytes = logBytes
-            self.submittedAt = submittedAt
-            self.startedAt = startedAt
-            self.finishedAt = finishedAt
+            self.progress = progress
             self.events = events
             self.outputs = outputs
+        }
+
+        public subscript<T>(dynamicMember field: WritableKeyPath<JobProgress, T>) -> T {
+            get { progress[keyPath: field] }
+            set { progress[keyPath: field] = newValue }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, owner, spec, script, worker, events, interruptions, outputs, tierLabel, verification, preparing
+        }
+
+        public init(from decoder: any Decoder) throws {
+            progress = try JobProgress(from: decoder)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(JobID.self, forKey: .id)
+            name = try c.decode(String.self, forKey: .name)
+            owner = try c.decode(String.self, forKey: .owner)
+            spec = try c.decode(JobSpec.self, forKey: .spec)
+            script = try c.decode(String.self, forKey: .script)
+            worker = try c.decodeIfPresent(String.self, forKey: .worker)
+            events = try c.decodeIfPresent([Event].self, forKey: .events)
+            interruptions = try c.decodeIfPresent([Interruption].self, forKey: .interruptions)
+            outputs = try c.decodeIfPresent([OutputFile].self, forKey: .outputs)
+            tierLabel = try c.decodeIfPresent(String.self, forKey: .tierLabel)
+            verification = try c.decodeIfPresent(Verification.self, forKey: .verification)
+            preparing = try c.decodeIfPresent(String.self, forKey: .preparing)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try progress.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(name, forKey: .name)
+            try c.encode(owner, forKey: .owner)
+            try c.encode(spec, forKey: .spec)
+            try c.encode(script, forKey: .script)
+            try c.encodeIfPresent(worker, forKey: .worker)
+            try c.encodeIfPresent(events, forKey: .events)
+            try c.encodeIfPresent(interruptions, forKey: .interruptions)
+            try c.encodeIfPresent(outputs, forKey: .outputs)
+            try c.encodeIfPresent(tierLabel, forKey: .tierLabel)
+            try c.encodeIfPresent(verification, forKey: .verification)
+            try c.encodeIfPresent(preparing, forKey: .preparing)
         }
     }
 

@@ -390,11 +390,8 @@ struct APIController: Sendable {
         let events = detail ? try await db.events(of: job.id).map { API.Event(at: $0.at, state: $0.state, detail: $0.detail) } : nil
         let outputs = detail ? try await db.outputList(of: job.id).map { API.OutputFile(name: $0.name, size: $0.size) } : nil
         var status = API.JobStatus(
-            id: job.id, name: job.spec.name, owner: owner, state: job.state, spec: job.spec, script: job.scriptName, attempt: job.attempt,
-            worker: workerName, workerId: job.workerId, hold: job.hold, paid: job.paid, exitCode: job.exitCode, runtimeMs: job.runtimeMs,
-            peakMemoryKb: job.peakMemoryKb, cpuSeconds: job.cpuSeconds, reason: job.reason, pendingReason: job.pendingReason,
-            cancelRequested: job.cancelRequested, logBytes: job.logBytes, submittedAt: job.submittedAt, startedAt: job.startedAt,
-            finishedAt: job.finishedAt, events: events, outputs: outputs)
+            id: job.id, name: job.spec.name, owner: owner, spec: job.spec, script: job.scriptName, worker: workerName, progress: job.progress,
+            events: events, outputs: outputs)
         if job.state == .running { status.preparing = await core.preparation(of: job.ref, spec: job.spec) }
         if detail {
             let stops = try await db.interruptions(of: job.id)
@@ -405,7 +402,6 @@ struct APIController: Sendable {
                     blamed: $0.blamed)
             }
         }
-        status.tier = job.tier
         status.tierLabel = job.tier?.label
         status.verification = job.verificationStatus
         return status

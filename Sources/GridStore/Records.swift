@@ -55,29 +55,14 @@ public struct LedgerEntry: Hashable, Sendable, Codable {
 }
 
 /// A job as stored.
+@dynamicMemberLookup
 public struct JobRecord: Hashable, Sendable, Codable {
     public var id: JobID
     public var ownerId: UserID
     public var spec: JobSpec
     public var scriptName: String
-    public var state: JobState
-    public var attempt: Int
-    public var workerId: WorkerID?
-    public var hold: Int
-    public var paid: Int?
-    public var exitCode: Int32?
-    public var runtimeMs: Int64?
-    public var peakMemoryKb: Int64?
-    public var cpuSeconds: Double?
-    public var reason: String?
-    public var pendingReason: String?
-    public var cancelRequested: Bool
-    public var logBytes: Int64
-    public var submittedAt: Double
-    public var startedAt: Double?
-    public var finishedAt: Double?
-    /// The sandbox tier of the worker the latest attempt was placed on.
-    public var tier: SandboxTier?
+    /// Its state, attempt, money and measurements, as the API shows them too; read as the record's own fields.
+    public var progress: JobProgress
     /// For a check run: the job whose result it checks (check runs are not listed among their owner's jobs).
     public var checkOf: JobID?
     /// For a check run: owners whose workers must not run it (the owners of the job's earlier runs).
@@ -92,7 +77,12 @@ public struct JobRecord: Hashable, Sendable, Codable {
     /// What a run under check produced, for the comparison.
     public var digest: Verification.Digest?
 
-    public var ref: JobRef { JobRef(jobId: id, attempt: attempt) }
+    public var ref: JobRef { JobRef(jobId: id, attempt: progress.attempt) }
+
+    public subscript<T>(dynamicMember field: WritableKeyPath<JobProgress, T>) -> T {
+        get { progress[keyPath: field] }
+        set { progress[keyPath: field] = newValue }
+    }
 
     /// The verification as the API shows it.
     public var verificationStatus: API.Verification? {
@@ -107,23 +97,12 @@ public struct JobRecord: Hashable, Sendable, Codable {
         ownerId = row["owner_id"]
         spec = (try? JSONDecoder().decode(JobSpec.self, from: Data((row["spec"] as String).utf8))) ?? JobSpec(name: "?")
         scriptName = row["script_name"]
-        state = JobState(rawValue: row["state"]) ?? .failed
-        attempt = row["attempt"]
-        workerId = row["worker_id"]
-        hold = row["hold"]
-        paid = row["paid"]
-        exitCode = (row["exit_code"] as Int64?).map { Int32(truncatingIfNeeded: $0) }
-        runtimeMs = row["runtime_ms"]
-        peakMemoryKb = row["peak_memory_kb"]
-        cpuSeconds = row["cpu_seconds"]
-        reason = row["reason"]
-        pendingReason = row["pending_reason"]
-        cancelRequested = row["cancel_requested"]
-        logBytes = row["log_total"]
-        submittedAt = row["submitted_at"]
-        startedAt = row["started_at"]
-        finishedAt = row["finished_at"]
-        tier = (row["tier"] as String?).flatMap(SandboxTier.init(rawValue:))
+        progress = JobProgress(
+            state: JobState(rawValue: row["state"]) ?? .failed, attempt: row["attempt"], workerId: row["worker_id"], hold: row["hold"],
+            paid: row["paid"], exitCode: (row["exit_code"] as Int64?).map { Int32(truncatingIfNeeded: $0) }, runtimeMs: row["runtime_ms"],
+            peakMemoryKb: row["peak_memory_kb"], cpuSeconds: row["cpu_seconds"], reason: row["reason"], pendingReason: row["pending_reason"],
+            cancelRequested: row["cancel_requested"], logBytes: row["log_total"], submittedAt: row["submitted_at"], startedAt: row["started_at"],
+            finishedAt: row["finished_at"], tier: (row["tier"] as String?).flatMap(SandboxTier.init(rawValue:)))
         checkOf = row["check_of"]
         avoidOwners = (row["avoid_owners"] as String?).flatMap { try? JSONDecoder().decode([UserID].self, from: Data($0.utf8)) } ?? []
         verification = (row["verification"] as String?).flatMap(VerificationState.init(rawValue:))
