@@ -137,6 +137,7 @@ public actor ManagerCore {
         let heldBefore = Set(leases.jobs(of: who.workerId))
         if let old = live[who.workerId], old.connection != connection {
             logger.info("worker reconnected; dropping its old connection", metadata: ["grid.worker.id": "\(who.workerId)"])
+            old.outbox.finish()
         }
         do {
             try await db.registerWorker(
@@ -590,6 +591,9 @@ public actor ManagerCore {
         // A worker silent for a whole lease period is offline, even if its socket is still open.
         for (id, w) in live where t - w.lastHeartbeat > config.leaseSeconds {
             live[id] = nil
+            // Its connection is closed too: a worker that was only slow (suspended, starved) sees it end, connects again
+            // and registers, instead of talking on into a connection the manager no longer listens to.
+            w.outbox.finish()
             try? await db.setWorkerOffline(id, now: wall())
             logger.warning("worker stopped sending heartbeats", metadata: ["grid.worker.id": "\(id)"])
             await announcePeers()

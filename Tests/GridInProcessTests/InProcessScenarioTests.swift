@@ -172,3 +172,27 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 }
+
+@Suite struct InProcessSilentWorkerTests {
+    /// A worker whose heartbeats stop while its connection stays open (a laptop suspended, a starved process) is taken
+    /// offline after a lease period, and its connection is closed, so that it connects and registers again when it
+    /// wakes, instead of talking into a connection nobody listens to any more.
+    @Test func aWorkerSilentForALeasePeriodIsTakenOfflineAndItsConnectionClosed() async throws {
+        try await withTestGrid(workers: 0, leaseSeconds: 1) { grid in
+            let owner = try await grid.user("owner")
+            let token = try await owner.createToken(kind: "worker").token
+            let c = try RawConnection(port: grid.gridPort)
+            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"sleepy"}"# + "\n")
+            #expect(c.next("HELLO_OK") != nil)
+            c.send(
+                #"{"type":"REGISTER","id":2,"resources":{"cpus":2,"ram_gb":4,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"bwrap","slots":2,"running":[]}"#
+                    + "\n")
+            #expect(c.next("REGISTERED") != nil)
+            #expect(try await owner.workers().workers.contains { $0.name == "sleepy" && $0.online })
+            // Not a single heartbeat from here on: within a few lease periods the manager closes the connection.
+            let closed = await Task.detached { c.isClosed(timeout: 15) }.value
+            #expect(closed, "the manager kept the silent worker's connection open")
+            #expect(try await eventually(timeout: 10) { try await !owner.workers().workers.contains { $0.name == "sleepy" && $0.online } })
+        }
+    }
+}

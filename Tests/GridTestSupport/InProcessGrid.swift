@@ -17,6 +17,8 @@ public final class InProcessGrid: Sendable {
     public let root: String
     public let ports: Manager.Ports
     public var baseURL: String { "http://127.0.0.1:\(ports.http)" }
+    /// The manager's grid-protocol port (workers connect there).
+    public var gridPort: Int { ports.grid }
     /// The account named admin of this grid (it may check the ledger).
     public static let adminName = "grid-admin"
     let logger: Logger
@@ -120,6 +122,8 @@ public func withTestGrid<T: Sendable>(
     config.gridPort = 0
     config.httpPort = 0
     config.leaseSeconds = leaseSeconds
+    // Heartbeats well inside a lease, so that a loaded machine does not take a worker for a silent one.
+    config.heartbeatSeconds = min(1, max(0.1, leaseSeconds / 4))
     config.bcryptCost = 4
     config.admins = [InProcessGrid.adminName]
     // Verification off, as in `TestGrid`: these scenarios count exact earnings with a single worker owner.
