@@ -108,36 +108,60 @@ extension Msg {
         }
     }
 
-    /// The end of a function task. `ok` with `result`, or `error` (a code: `syntax_error`, `exception`, `timeout`,
-    /// `not_json`, `no_function`, `bad_args`, `crashed`, `result_too_large`) with `message` and maybe `traceback`.
+    /// The end of a function task: its `FunctionOutcome` (read as this message's own fields, and written at the top
+    /// level of its JSON), who ran it, how long it took.
+    @dynamicMemberLookup
     public struct CPUResult: Hashable, Sendable, Codable {
         public var taskId: String
-        public var ok: Bool
-        public var result: JSONValue?
-        public var error: String?
-        public var message: String?
-        public var traceback: String?
-        /// What the function printed (at most 64 KiB).
-        public var output: String?
+        public var outcome: FunctionOutcome
         /// The worker id of the peer that ran it.
         public var peer: String
         public var runtimeMs: Int64
         /// The order in which this peer started its tasks (1, 2, …): shows the scheduler's fairness.
         public var startOrder: Int?
+
+        public init(taskId: String, outcome: FunctionOutcome, peer: String, runtimeMs: Int64, startOrder: Int? = nil) {
+            self.taskId = taskId
+            self.outcome = outcome
+            self.peer = peer
+            self.runtimeMs = runtimeMs
+            self.startOrder = startOrder
+        }
+
         public init(
             taskId: String, ok: Bool, result: JSONValue? = nil, error: String? = nil, message: String? = nil, traceback: String? = nil,
             output: String? = nil, peer: String, runtimeMs: Int64, startOrder: Int? = nil
         ) {
-            self.taskId = taskId
-            self.ok = ok
-            self.result = result
-            self.error = error
-            self.message = message
-            self.traceback = traceback
-            self.output = output
-            self.peer = peer
-            self.runtimeMs = runtimeMs
-            self.startOrder = startOrder
+            self.init(
+                taskId: taskId, outcome: FunctionOutcome(ok: ok, result: result, error: error, message: message, traceback: traceback, output: output),
+                peer: peer, runtimeMs: runtimeMs, startOrder: startOrder)
+        }
+
+        public subscript<T>(dynamicMember field: WritableKeyPath<FunctionOutcome, T>) -> T {
+            get { outcome[keyPath: field] }
+            set { outcome[keyPath: field] = newValue }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case taskId, peer, runtimeMs, startOrder
+        }
+
+        public init(from decoder: any Decoder) throws {
+            outcome = try FunctionOutcome(from: decoder)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            taskId = try c.decode(String.self, forKey: .taskId)
+            peer = try c.decode(String.self, forKey: .peer)
+            runtimeMs = try c.decode(Int64.self, forKey: .runtimeMs)
+            startOrder = try c.decodeIfPresent(Int.self, forKey: .startOrder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try outcome.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(taskId, forKey: .taskId)
+            try c.encode(peer, forKey: .peer)
+            try c.encode(runtimeMs, forKey: .runtimeMs)
+            try c.encodeIfPresent(startOrder, forKey: .startOrder)
         }
     }
 

@@ -91,14 +91,7 @@ public final class FunctionPool: Sendable {
     }
 
     /// What the interpreter answered.
-    public struct Answer: Sendable, Decodable {
-        public var ok: Bool
-        public var result: JSONValue?
-        public var error: String?
-        public var message: String?
-        public var traceback: String?
-        public var output: String?
-    }
+    public typealias Answer = FunctionOutcome
 
     private let launch: Launch
     private let slots: Int
@@ -281,17 +274,6 @@ extension FunctionPool {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         return UInt64(info.st_ino)
-    }
-}
-
-extension FunctionPool.Answer {
-    public init(ok: Bool, result: JSONValue? = nil, error: String?, message: String?) {
-        self.ok = ok
-        self.result = result
-        self.error = error
-        self.message = message
-        self.traceback = nil
-        self.output = nil
     }
 }
 

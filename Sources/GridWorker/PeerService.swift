@@ -602,9 +602,7 @@ public actor PeerService: Service {
         }
         let elapsed = ContinuousClock.now - begin
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-        let result = Msg.CPUResult(
-            taskId: t.taskId, ok: answer.ok, result: answer.result, error: answer.error, message: answer.message, traceback: answer.traceback,
-            output: answer.output, peer: selfId ?? "?", runtimeMs: ms, startOrder: started.order)
+        let result = Msg.CPUResult(taskId: t.taskId, outcome: answer, peer: selfId ?? "?", runtimeMs: ms, startOrder: started.order)
         finished(started.queued, result)
     }
 
