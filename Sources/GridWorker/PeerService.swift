@@ -197,7 +197,7 @@ public actor PeerService: Service {
     public func setJobsRunning(_ count: Int) { jobsRunning = count }
 
     /// Whether a task given now would start at once: a slot is free of jobs and tasks, and nothing waits.
-    var hasFreeSlot: Bool { jobsRunning + running + queue.count < config.slots }
+    var hasFreeSlot: Bool { TaskRouting.hasFreeSlot(jobsRunning: jobsRunning, tasksRunning: running, queued: queue.count, slots: config.slots) }
 
     /// Ids of the online peers (this one included once known).
     var memberIds: [String] {
@@ -517,39 +517,38 @@ public actor PeerService: Service {
         mine.user = user
         mine.ticket = nil
         mine.signature = nil
-        // Confidential tasks, and tasks another peer forwarded here, run here: the manager never hears of them.
-        if task.confidential == true || caller.isPeer { return await runHere(mine) }
-        // A free slot here is as good as the least-loaded peer's (a peer that is busy nowhere): the task starts at once,
-        // without a round trip to the manager, as Ray's local-first scheduling does. Only a busy peer asks.
-        if hasFreeSlot { return await runHere(mine) }
-        guard let managerLink else { return await runHere(mine) }
-        let best: Msg.PeerInfo?
+        // Where it runs is decided by `TaskRouting` (pure): here, or on the manager's least-loaded peer.
+        let first = TaskRouting.first(
+            confidential: task.confidential == true, forwardedByAPeer: caller.isPeer, freeSlot: hasFreeSlot, hasManager: managerLink != nil)
+        guard first == .askManager, let managerLink else { return await runHere(mine) }
+        var best: String?
+        var asked = true
         do {
-            guard case .bestPeer(let b) = try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: task.taskId, prefer: selfId))) else {
-                return await runHere(mine)
+            if case .bestPeer(let b) = try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: task.taskId, prefer: selfId))) {
+                best = b.peer.workerId
             }
-            best = b.peer
         } catch {
             logger.info("could not ask the manager for a peer; running here", metadata: ["grid.error": "\(error)"])
-            best = nil
+            asked = false
         }
-        guard let best, best.workerId != selfId else { return await runHere(mine) }
         // Forwarded with the user's ticket (from the manager, when it checked the user's token here) and this peer's
-        // signature over it and the task; without a ticket that lasts long enough, the task runs here.
+        // signature over it and the task.
         let wait = (task.timeout ?? config.defaultTaskSeconds) + 60
-        guard let ticket = tickets[user], ticket.expires > Self.nowS() + Int64(wait) else { return await runHere(mine) }
+        let choice = TaskRouting.afterAsking(
+            asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait)
+        guard case .forward(let target) = choice, let ticket = tickets[user] else { return await runHere(mine) }
         var forwarded = mine
         forwarded.confidential = false
         forwarded.user = nil
         forwarded.ticket = ticket
         forwarded.signature = signer.sign(PeerTrust.requestBytes(ticket: ticket, requestJSON: try GridJSON.encode(forwarded)))
         do {
-            guard case .cpuResult(let r) = try await ask(best.workerId, .cpuTask(forwarded), timeout: wait).message else {
-                throw GridError(.internal, "peer \(best.workerId) gave an unexpected answer")
+            guard case .cpuResult(let r) = try await ask(target, .cpuTask(forwarded), timeout: wait).message else {
+                throw GridError(.internal, "peer \(target) gave an unexpected answer")
             }
             return r
-        } catch let e as GridError where e.code == .unreachable || e.code == .unauthorized {
-            logger.info("best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(best.workerId)", "grid.error": "\(e.message)"])
+        } catch let e as GridError where TaskRouting.runsHereAfterForwardFailed(e.code) {
+            logger.info("best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(e.message)"])
             return await runHere(mine)
         }
     }

@@ -1,0 +1,69 @@
+public import GridCore
+
+/// Where a function task runs (pure; issue 14). The peer that receives a task decides in two steps, with the manager's
+/// answer (`GET_BEST_PEER`) in between, and `PeerService` carries the decisions out.
+///
+/// 1. `first`: a confidential task, or one another peer forwarded, runs here (the manager never hears of it); so does
+///    any task when a slot is free here (a free slot is as good as the least-loaded peer's, without a round trip, as
+///    Ray's local-first scheduling does) or when there is no manager to ask. Only a busy peer asks.
+/// 2. `afterAsking`: the manager's best peer, unless it is this one or none; and only with the user's ticket valid for
+///    the whole wait (the task's timeout and a minute), since the receiving peer checks it. Otherwise it runs here.
+/// 3. `afterForwardFailed`: a best peer that cannot be reached or does not trust this one is passed over: the task runs
+///    here. Any other failure is the task's answer.
+public enum TaskRouting {
+    public enum Reason: String, Hashable, Sendable {
+        case confidential
+        case forwardedByAPeer = "forwarded by a peer"
+        case freeSlot = "a slot is free here"
+        case noManager = "no manager to ask"
+        case managerDidNotAnswer = "the manager did not answer"
+        case noBetterPeer = "no better peer"
+        case noTicket = "no ticket of the user's that lasts the wait"
+        case bestPeerUnreachable = "the best peer is unreachable or does not trust this one"
+    }
+
+    public enum First: Hashable, Sendable {
+        case runHere(Reason)
+        case askManager
+    }
+
+    /// Whether a slot is free of jobs and tasks and nothing waits: a task given now would start at once. Counts are
+    /// this peer's own; a negative one counts as none, and the sum never traps.
+    public static func hasFreeSlot(jobsRunning: Int, tasksRunning: Int, queued: Int, slots: Int) -> Bool {
+        let (a, o1) = max(0, jobsRunning).addingReportingOverflow(max(0, tasksRunning))
+        let (busy, o2) = a.addingReportingOverflow(max(0, queued))
+        return !o1 && !o2 && busy < slots
+    }
+
+    public static func first(confidential: Bool, forwardedByAPeer: Bool, freeSlot: Bool, hasManager: Bool) -> First {
+        if confidential { return .runHere(.confidential) }
+        if forwardedByAPeer { return .runHere(.forwardedByAPeer) }
+        if freeSlot { return .runHere(.freeSlot) }
+        if !hasManager { return .runHere(.noManager) }
+        return .askManager
+    }
+
+    public enum Choice: Hashable, Sendable {
+        case runHere(Reason)
+        case forward(to: String)
+    }
+
+    /// The manager named `best` (nil: none, or it could not be asked: `asked` false). `ticketExpires`: the user's
+    /// ticket held here (Unix seconds), if any; `waitSeconds`: how long the forward may take.
+    public static func afterAsking(
+        asked: Bool, best: String?, selfId: String?, ticketExpires: Int64?, now: Int64, waitSeconds: Double
+    ) -> Choice {
+        guard asked else { return .runHere(.managerDidNotAnswer) }
+        guard let best, !best.isEmpty, best != selfId else { return .runHere(.noBetterPeer) }
+        guard let expires = ticketExpires, waitSeconds.isFinite, waitSeconds >= 0 else { return .runHere(.noTicket) }
+        // A wait beyond a day is no wait a ticket covers; the sum never traps.
+        let (until, overflow) = now.addingReportingOverflow(Int64(min(waitSeconds, 86_400).rounded(.up)))
+        guard !overflow, expires > until else { return .runHere(.noTicket) }
+        return .forward(to: best)
+    }
+
+    /// Whether a forward that failed with `code` falls back to running here.
+    public static func runsHereAfterForwardFailed(_ code: GridError.Code) -> Bool {
+        code == .unreachable || code == .unauthorized
+    }
+}

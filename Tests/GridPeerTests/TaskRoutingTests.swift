@@ -1,0 +1,65 @@
+import GridCore
+import GridPeer
+import Testing
+
+/// Where a function task runs, decision by decision, with boundary counts and forged or stale answers.
+@Suite struct TaskRoutingTests {
+    @Test func confidentialAndForwardedTasksRunHereWhateverTheLoad() {
+        #expect(TaskRouting.first(confidential: true, forwardedByAPeer: false, freeSlot: false, hasManager: true) == .runHere(.confidential))
+        #expect(TaskRouting.first(confidential: false, forwardedByAPeer: true, freeSlot: false, hasManager: true) == .runHere(.forwardedByAPeer))
+        #expect(TaskRouting.first(confidential: true, forwardedByAPeer: true, freeSlot: true, hasManager: true) == .runHere(.confidential))
+    }
+
+    @Test func aFreeSlotRunsHereWithoutAskingAndOnlyABusyPeerAsks() {
+        #expect(TaskRouting.first(confidential: false, forwardedByAPeer: false, freeSlot: true, hasManager: true) == .runHere(.freeSlot))
+        #expect(TaskRouting.first(confidential: false, forwardedByAPeer: false, freeSlot: false, hasManager: true) == .askManager)
+        #expect(TaskRouting.first(confidential: false, forwardedByAPeer: false, freeSlot: false, hasManager: false) == .runHere(.noManager))
+    }
+
+    @Test func aSlotIsFreeOnlyWhenJobsTasksAndTheQueueLeaveOne() {
+        #expect(TaskRouting.hasFreeSlot(jobsRunning: 0, tasksRunning: 0, queued: 0, slots: 2))
+        #expect(TaskRouting.hasFreeSlot(jobsRunning: 1, tasksRunning: 0, queued: 0, slots: 2))
+        #expect(!TaskRouting.hasFreeSlot(jobsRunning: 1, tasksRunning: 1, queued: 0, slots: 2))
+        #expect(!TaskRouting.hasFreeSlot(jobsRunning: 0, tasksRunning: 1, queued: 1, slots: 2), "a waiting task goes first")
+        #expect(!TaskRouting.hasFreeSlot(jobsRunning: 0, tasksRunning: 0, queued: 0, slots: 0))
+        #expect(!TaskRouting.hasFreeSlot(jobsRunning: .max, tasksRunning: .max, queued: .max, slots: .max), "no trap, and no slot")
+        #expect(TaskRouting.hasFreeSlot(jobsRunning: -5, tasksRunning: .min, queued: -1, slots: 1), "negative counts count as none")
+    }
+
+    @Test func theManagersBestPeerIsUsedOnlyWithATicketThatLastsTheWait() {
+        let now: Int64 = 1_000_000
+        #expect(
+            TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: now + 400, now: now, waitSeconds: 360)
+                == .forward(to: "w-2"))
+        #expect(
+            TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: now + 360, now: now, waitSeconds: 360)
+                == .runHere(.noTicket), "a ticket that ends as the wait does is not enough")
+        #expect(
+            TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: nil, now: now, waitSeconds: 60) == .runHere(.noTicket))
+    }
+
+    @Test func noAnswerNoPeerOrThisPeerMeansRunningHere() {
+        let now: Int64 = 5
+        #expect(TaskRouting.afterAsking(asked: false, best: "w-2", selfId: "w-1", ticketExpires: 1000, now: now, waitSeconds: 1) == .runHere(.managerDidNotAnswer))
+        #expect(TaskRouting.afterAsking(asked: true, best: nil, selfId: "w-1", ticketExpires: 1000, now: now, waitSeconds: 1) == .runHere(.noBetterPeer))
+        #expect(TaskRouting.afterAsking(asked: true, best: "w-1", selfId: "w-1", ticketExpires: 1000, now: now, waitSeconds: 1) == .runHere(.noBetterPeer))
+        #expect(TaskRouting.afterAsking(asked: true, best: "", selfId: nil, ticketExpires: 1000, now: now, waitSeconds: 1) == .runHere(.noBetterPeer))
+    }
+
+    @Test func boundaryWaitsAndTimesNeverTrap() {
+        for wait in [Double.nan, .infinity, -.infinity, -1] {
+            #expect(TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: .max, now: 0, waitSeconds: wait) == .runHere(.noTicket))
+        }
+        #expect(TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: .max, now: .max, waitSeconds: 10) == .runHere(.noTicket))
+        #expect(TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: .max, now: .min, waitSeconds: 1e300) == .forward(to: "w-2"))
+        #expect(TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: .min, now: 0, waitSeconds: 0) == .runHere(.noTicket))
+    }
+
+    @Test func onlyAnUnreachableOrDistrustingPeerFallsBackToRunningHere() {
+        #expect(TaskRouting.runsHereAfterForwardFailed(.unreachable))
+        #expect(TaskRouting.runsHereAfterForwardFailed(.unauthorized))
+        #expect(!TaskRouting.runsHereAfterForwardFailed(.badRequest), "the task's own mistake is its answer")
+        #expect(!TaskRouting.runsHereAfterForwardFailed(.forbidden))
+        #expect(!TaskRouting.runsHereAfterForwardFailed(.timeout), "a task that ran out of time there is not run again here")
+    }
+}
