@@ -22,21 +22,15 @@ public final class PeerLink: Sendable {
     private let state = Mutex(State())
 
     private struct State: ~Copyable {
-        var pending: [Int: Pending] = [:]
-        var nextId = 1
-        var closedError: GridError?
+        /// Requests in flight, matched to replies by id (`Correlator`, pure); a reply that comes before its request
+        /// waits is kept for it.
+        var requests = Correlator<Result<Reply, any Error>, CheckedContinuation<Reply, any Error>>()
         var hello: Msg.HelloOk?
         var sweeper: RepeatedTask?
     }
 
-    /// One request waiting for its reply; a reply that comes before the request starts waiting is kept in `early`.
-    private struct Pending {
-        var type: String
-        var deadline: NIODeadline
-        var timeout: Double
-        var continuation: CheckedContinuation<Reply, any Error>?
-        var early: Result<Reply, any Error>?
-    }
+    /// Seconds on the event loops' monotonic clock, for the requests' deadlines.
+    private static func clock() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
 
     /// The `HELLO_OK` of the peer: its worker id and the user it accepted us as.
     public var hello: Msg.HelloOk? { state.withLock { $0.hello } }
@@ -123,27 +117,19 @@ public final class PeerLink: Sendable {
 
     /// Sends `message` (with bulk `payload`) and waits for its reply. An `ERROR` reply is thrown as a `GridError`.
     public func request(_ message: GridMessage, payload: ByteBuffer? = nil, timeout: Double = 120) async throws -> Reply {
+        let label = "\(message.type) from \(host):\(port) in \(Int(timeout.isFinite ? timeout : 0)) s"
         let id = try state.withLock { s -> Int in
-            if let e = s.closedError { throw e }
-            let id = s.nextId
-            s.nextId += 1
-            s.pending[id] = Pending(
-                type: message.type, deadline: .now() + .milliseconds(Int64(timeout * 1000)), timeout: timeout)
-            return id
+            switch s.requests.begin(deadline: Self.clock() + timeout, label: label) {
+            case .success(let id): return id
+            case .failure(let closed): throw Self.error(of: closed.outcome)
+            }
         }
         channel.writeAndFlush(GridFrame(id: id, message, payload: payload)).whenFailure { [weak self] error in
             self?.resolve(id, .failure(GridError(.unreachable, "could not send to the peer: \(error)")))
         }
         let reply: Reply = try await withCheckedThrowingContinuation { continuation in
-            let ready = state.withLock { s -> Result<Reply, any Error>? in
-                guard var p = s.pending[id] else { return .failure(s.closedError ?? GridError(.unreachable, "the request was dropped")) }
-                if let early = p.early {
-                    s.pending[id] = nil
-                    return early
-                }
-                p.continuation = continuation
-                s.pending[id] = p
-                return nil
+            let ready = state.withLock { s in
+                s.requests.wait(id, continuation, missing: .failure(GridError(.unreachable, "the request was dropped")))
             }
             if let ready { continuation.resume(with: ready) }
         }
@@ -153,19 +139,13 @@ public final class PeerLink: Sendable {
 
     /// Hands a reply (or a failure) to request `id`, now or when it starts waiting.
     private func resolve(_ id: Int, _ result: Result<Reply, any Error>) {
-        let waiting = state.withLock { s -> CheckedContinuation<Reply, any Error>? in
-            guard var p = s.pending[id] else { return nil }
-            if let c = p.continuation {
-                s.pending[id] = nil
-                return c
-            }
-            if p.early == nil {
-                p.early = result
-                s.pending[id] = p
-            }
-            return nil
-        }
+        let waiting = state.withLock { $0.requests.resolve(id, result) }
         waiting?.resume(with: result)
+    }
+
+    private static func error(of outcome: Result<Reply, any Error>) -> any Error {
+        if case .failure(let e) = outcome { return e }
+        return GridError(.unreachable, "closed")
     }
 
     fileprivate func deliver(_ item: InboundFrame) {
@@ -173,7 +153,7 @@ public final class PeerLink: Sendable {
         case .frame(let frame):
             resolve(frame.id, .success((frame.message, frame.payload)))
         case .invalid(let error, let id, let fatal):
-            if let id, state.withLock({ $0.pending[id] != nil }) {
+            if let id, state.withLock({ $0.requests.isInFlight(id) }) {
                 resolve(id, .failure(error))
             } else if fatal {
                 fail(error)
@@ -184,13 +164,13 @@ public final class PeerLink: Sendable {
 
     /// Fails every request, now and later, with `error`.
     fileprivate func fail(_ error: GridError) {
-        let (ids, sweeper) = state.withLock { s -> ([Int], RepeatedTask?) in
-            if s.closedError == nil { s.closedError = error }
+        let (waiters, outcome, sweeper) = state.withLock { s -> ([CheckedContinuation<Reply, any Error>], Result<Reply, any Error>, RepeatedTask?) in
+            let waiters = s.requests.close(.failure(error))
             defer { s.sweeper = nil }
-            return (Array(s.pending.keys), s.sweeper)
+            return (waiters, s.requests.closed ?? .failure(error), s.sweeper)
         }
         sweeper?.cancel()
-        for id in ids { resolve(id, .failure(error)) }
+        for w in waiters { w.resume(with: outcome) }
     }
 
     /// One timer for the link: every 100 ms, requests whose time is up fail with `timeout`.
@@ -199,7 +179,7 @@ public final class PeerLink: Sendable {
             self?.sweep()
         }
         let closed = state.withLock { s -> Bool in
-            if s.closedError != nil { return true }
+            if s.requests.closed != nil { return true }
             s.sweeper = task
             return false
         }
@@ -207,15 +187,13 @@ public final class PeerLink: Sendable {
     }
 
     private func sweep() {
-        let now = NIODeadline.now()
-        let overdue = state.withLock { s in s.pending.filter { $0.value.deadline <= now }.map { ($0.key, $0.value.type, $0.value.timeout) } }
-        for (id, type, timeout) in overdue {
-            resolve(id, .failure(GridError(.timeout, "no answer to \(type) from \(host):\(port) in \(Int(timeout)) s")))
-        }
+        let now = Self.clock()
+        let overdue = state.withLock { $0.requests.overdue(now: now) }
+        for (id, label) in overdue { resolve(id, .failure(GridError(.timeout, "no answer to \(label)"))) }
     }
 
     /// Whether the link can still be used.
-    public var isOpen: Bool { state.withLock { $0.closedError == nil } && channel.isActive }
+    public var isOpen: Bool { state.withLock { $0.requests.closed == nil } && channel.isActive }
 
     /// Closes the connection; requests in flight fail.
     public func close() {

@@ -97,18 +97,11 @@ public actor WorkerAgent: Service {
     private let peers: PeerService?
     /// The key of this worker's peer-port certificate on a TLS grid: made at start, never sent (only its public half).
     private let peerTLSKey = P256.Signing.PrivateKey()
-    /// Requests to the manager in flight, by id (see `ask`).
-    private var asks: [Int: AskSlot] = [:]
+    /// Requests to the manager in flight, matched to replies by id (`Correlator`, pure; see `ask`).
+    private var asks = Correlator<Result<GridMessage, any Error>, CheckedContinuation<GridMessage, any Error>>()
     /// When the manager was last heard from, and when to ping it (`ManagerSilence`); per connection.
     private var silence = ManagerSilence(heartbeat: 1, now: 0)
     private var leftSilentManager = false
-    /// One request's state: sent (its asker is still writing it), waited for, or answered before its asker waited.
-    private enum AskSlot {
-        case sent
-        case waiting(CheckedContinuation<GridMessage, any Error>)
-        case answered(Result<GridMessage, any Error>)
-    }
-    private var nextAsk = 1
     /// Set when the peer's task load changed: the next heartbeat goes out at once.
     private let loadDirty = Mutex(false)
 
@@ -340,17 +333,19 @@ public actor WorkerAgent: Service {
 
     private func detach() {
         outbox = nil
-        for id in Array(asks.keys) { answer(id, .failure(GridError(.unreachable, "lost the connection to the manager"))) }
+        let lost: Result<GridMessage, any Error> = .failure(GridError(.unreachable, "lost the connection to the manager"))
+        for waiter in asks.failAll(lost) { waiter.resume(with: lost) }
     }
 
     /// Sends a request to the manager and waits (at most `timeout` seconds) for the reply with its id; an `ERROR`
     /// reply is thrown. Used by the peer services (`AUTH_CHECK`, `GET_BEST_PEER`).
     public func ask(_ message: GridMessage, timeout: Double = 10) async throws -> GridMessage {
         guard let out = outbox else { throw GridError(.unreachable, "this worker is not connected to its manager right now") }
-        let id = nextAsk
-        nextAsk += 1
-        asks[id] = .sent
-        defer { asks[id] = nil }
+        // Never closed (a lost connection fails what is in flight; the next one takes new requests), so always an id.
+        guard case .success(let id) = asks.begin(deadline: .infinity, label: message.type) else {
+            throw GridError(.unreachable, "this worker is not connected to its manager right now")
+        }
+        defer { asks.finish(id) }
         let expired = GridError(.timeout, "the manager did not answer \(message.type) in \(Int(timeout)) s")
         // The deadline is a child of this call: it ends (cancelled) when the answer comes, and never outlives the call.
         let reply = try await withThrowingTaskGroup(of: Void.self) { group in
@@ -363,7 +358,9 @@ public actor WorkerAgent: Service {
                 answer(id, .failure(GridError(.unreachable, "could not reach the manager: \(error)")))
             }
             return try await withCheckedThrowingContinuation { c in
-                if case .answered(let result) = asks[id] { c.resume(with: result) } else { asks[id] = .waiting(c) }
+                if let outcome = asks.wait(id, c, missing: .failure(GridError(.unreachable, "the request to the manager was dropped"))) {
+                    c.resume(with: outcome)
+                }
             }
         }
         if case .error(let e) = reply { throw GridError(e.code, e.message) }
@@ -373,13 +370,7 @@ public actor WorkerAgent: Service {
     /// The reply (or failure) of request `id`: to its asker now if it waits, else kept until it does. Only the first
     /// counts; a request no longer in flight is ignored.
     private func answer(_ id: Int, _ result: Result<GridMessage, any Error>) {
-        switch asks[id] {
-        case .sent: asks[id] = .answered(result)
-        case .waiting(let c):
-            asks[id] = .answered(result)
-            c.resume(with: result)
-        case .answered, nil: break
-        }
+        asks.resolve(id, result)?.resume(with: result)
     }
 
     /// The peer's task load changed: report it with the next heartbeat tick, not a whole period later.
@@ -400,9 +391,7 @@ public actor WorkerAgent: Service {
             case .none: break
             case .ping:
                 // Its PONG (any frame, in fact) counts as an answer; the id is one no request of ours uses.
-                let id = nextAsk
-                nextAsk += 1
-                try await out.write(GridFrame(id: id, .ping))
+                try await out.write(GridFrame(id: asks.reserveId(), .ping))
             case .giveUp(let silent):
                 // A manager frozen with the connection open: close it, and the link goes to whichever manager leads.
                 logger.warning(
@@ -429,7 +418,7 @@ public actor WorkerAgent: Service {
 
     private func handle(_ frame: GridFrame, _ out: Outbox) async {
         silence.heard(now: Self.clock())
-        if frame.id != 0, asks[frame.id] != nil {
+        if frame.id != 0, asks.isInFlight(frame.id) {
             answer(frame.id, .success(frame.message))
             return
         }
