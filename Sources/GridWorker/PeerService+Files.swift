@@ -71,13 +71,14 @@ extension PeerService {
             throw GridError(.badRequest, "chunk \(m.index) must be \(want) bytes of bulk data (got \(payload?.readableBytes ?? 0))")
         }
         let bytes = Array(payload.readableBytesView)
-        // Hashed in chunk order, here, before any suspension; its hash takes its place in the list once it is stored.
+        // Handed to the whole-file hash in chunk order, here, before any suspension (the hashing itself runs off the
+        // actor); its own hash takes its place in the list once it is stored.
         if upload.chunks.isEmpty { upload.chunks = Array(repeating: "", count: count) }
         if m.index == upload.next {
-            upload.hasher.update(data: bytes)
+            upload.hasher.feed(bytes)
             upload.next += 1
             while let ahead = upload.early.removeValue(forKey: upload.next) {
-                upload.hasher.update(data: ahead)
+                upload.hasher.feed(ahead)
                 upload.next += 1
             }
         } else {
@@ -101,7 +102,7 @@ extension PeerService {
         guard upload.next == expected, received == expected else {
             throw GridError(.badRequest, "the upload has \(received) of \(expected) chunks")
         }
-        let sha = upload.hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let sha = await upload.hasher.finish()
         if let claimed = m.sha256, claimed.lowercased() != sha {
             throw GridError(.conflict, "the file's SHA-256 is \(sha), not \(claimed): it changed in transit; upload it again")
         }
@@ -392,6 +393,26 @@ extension PeerService {
         }
         for (hash, owners) in owned where !owners.contains(selfId) && !owners.isEmpty {
             if Set(owners).isSubset(of: confirmed[hash] ?? []) { chunks.delete(hash) }
+        }
+    }
+}
+
+/// An upload's whole-file SHA-256, computed in chunk order on a serial queue of its own: the peer's actor only hands
+/// each chunk over, so hashing a large file never holds up the peer's other requests (issue 17). Chunks are fed in
+/// order by the actor, and the queue keeps that order.
+final class OrderedHasher: @unchecked Sendable {
+    // Safe: `hasher` is read and written only on `queue`.
+    private var hasher = SHA256()
+    private let queue = DispatchQueue(label: "campusgrid.upload-hash")
+
+    func feed(_ bytes: [UInt8]) {
+        queue.async { self.hasher.update(data: bytes) }
+    }
+
+    /// The digest (hex) of everything fed, once the queue has hashed it.
+    func finish() async -> String {
+        await withCheckedContinuation { (c: CheckedContinuation<String, Never>) in
+            queue.async { c.resume(returning: self.hasher.finalize().map { String(format: "%02x", $0) }.joined()) }
         }
     }
 }

@@ -66,7 +66,8 @@ public actor PeerService: Service {
         var isPublic: Bool
         var size: Int64
         var next = 0
-        var hasher = SHA256()
+        /// The whole file's SHA-256, fed in chunk order and computed off the actor.
+        let hasher = OrderedHasher()
         /// Each chunk's hash once stored (`""` before); sized at the first chunk.
         var chunks: [String] = []
         /// Chunks that arrived ahead of `next`, kept until the whole-file hash reaches them.
