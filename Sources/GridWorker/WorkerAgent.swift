@@ -209,53 +209,45 @@ public actor WorkerAgent: Service {
         defer { handshakeBound.cancel() }
         try await channel.executeThenClose { inbound, outbound in
             var messages = inbound.makeAsyncIterator()
-            func expect() async throws -> GridFrame {
-                guard let item = try await messages.next() else { throw LinkClosed() }
+            // The handshake's frames are decided by `ManagerHandshake` (pure); this carries its answers out.
+            var handshake = ManagerHandshake()
+            func step() async throws -> ManagerHandshake.Action {
+                guard let item = try await messages.next() else { return handshake.closed() }
                 switch item {
-                case .frame(let f):
-                    if case .notLeader(let n) = f.message { throw NotLeader(leader: n.leader) }
-                    if case .error(let e) = f.message {
-                        if [.unauthorized, .forbidden, .versionMismatch, .notAuthenticated].contains(e.code) {
-                            throw FatalLinkError(message: e.message)
-                        }
-                        throw LinkClosed()
-                    }
-                    return f
-                case .invalid(let e, _, _): throw e
+                case .frame(let f): return handshake.received(f)
+                case .invalid(let e, _, _): return handshake.invalid(e)
                 }
             }
             try await outbound.write(
                 GridFrame(
                     .hello(Msg.Hello(token: config.token, name: config.name, workerId: workerId, user: config.user, peerKey: peers?.publicKey))))
-            guard case .helloOk(let ok) = try await expect().message else { throw LinkClosed() }
-            adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
-            owner = ok.owner
-            await peers?.setIdentity(ok.workerId)
-            await peers?.setTrust(managerKey: ok.managerKey, credential: nil)
-            let envs = await environments?.cachedDigests()
-            reportedEnvs = envs
-            let register = Msg.Register(
-                resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
-                host: config.advertiseHost, port: config.port, webPort: config.webPort, running: runningRefs,
-                finished: table.finished, sandbox: sandbox,
-                tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil, envs: envs,
-                python: environments?.interpreter.version)
-            try await outbound.write(GridFrame(.register(register)))
-            // The manager may send a job or the peer list before its REGISTERED reaches us (its scheduler can run as soon
-            // as it counts this worker online): those frames are kept, a few at most, and handled once registered.
-            var early: [GridFrame] = []
-            var registered: Msg.Registered?
+            var hello: Msg.HelloOk?
+            var registered: (answer: Msg.Registered, early: [GridFrame])?
             while registered == nil {
-                let frame = try await expect()
-                if case .registered(let r) = frame.message {
-                    registered = r
-                } else if early.count < 64 {
-                    early.append(frame)
-                } else {
-                    throw LinkClosed()
+                switch try await step() {
+                case .readOn: continue
+                case .followLeader(let leader): throw NotLeader(leader: leader)
+                case .fatal(let message): throw FatalLinkError(message: message)
+                case .reconnect(let reason): throw HandshakeFailed(description: reason)
+                case .registered(let r, let frames): registered = (r, frames)
+                case .register(let ok):
+                    hello = ok
+                    adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
+                    owner = ok.owner
+                    await peers?.setIdentity(ok.workerId)
+                    await peers?.setTrust(managerKey: ok.managerKey, credential: nil)
+                    let envs = await environments?.cachedDigests()
+                    reportedEnvs = envs
+                    let register = Msg.Register(
+                        resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
+                        host: config.advertiseHost, port: config.port, webPort: config.webPort, running: runningRefs,
+                        finished: table.finished, sandbox: sandbox,
+                        tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil, envs: envs,
+                        python: environments?.interpreter.version)
+                    try await outbound.write(GridFrame(.register(register)))
                 }
             }
-            guard let reg = registered else { throw LinkClosed() }
+            guard let ok = hello, let (reg, early) = registered else { throw HandshakeFailed(description: "registered without HELLO_OK") }
             await peers?.setTrust(managerKey: nil, credential: reg.credential)
             if let peers, peers.tls.required {
                 // The manager (verified against the join string's CA) signed our key: the peer port can now open.
@@ -294,6 +286,10 @@ public actor WorkerAgent: Service {
     }
 
     struct LinkClosed: Error {}
+    /// The handshake with the manager went wrong in a way another try may cure.
+    struct HandshakeFailed: Error, CustomStringConvertible {
+        var description: String
+    }
     /// The manager answered `HELLO` with `NOT_LEADER`.
     struct NotLeader: Error { var leader: String }
 
