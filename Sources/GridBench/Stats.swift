@@ -25,10 +25,9 @@ public enum Stats {
         sync()
     }
 
+    /// Seconds on the monotonic clock (CLOCK_MONOTONIC on Linux).
     public static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        Double(DispatchTime.now().uptimeNanoseconds) / 1e9
     }
 
     /// Runs `body` and returns its result and how long it took, in seconds.

@@ -196,3 +196,28 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 }
+
+@Suite struct InProcessRejoinTests {
+    /// A worker that comes back (same identity) without the run it held has lost that run: the manager requeues it at
+    /// once, at registration, with that reason, instead of waiting for the lease to run out (`Rejoin`'s forgotten runs).
+    @Test func aWorkerThatRestartsWithoutItsRunLosesItAtRegistrationNotALeaseLater() async throws {
+        try await withTestGrid(workers: 0, leaseSeconds: 30) { grid in
+            let owner = try await grid.user("owner")
+            let first = try await grid.startWorker("comeback", owner: owner)
+            let alice = try await grid.user("alice")
+            let submitted = try await alice.submit(InProcessScenarioTests.job("steady", "# grid: print run\n# grid: sleep 1\n# grid: print end\n"))
+            _ = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.running])
+            await first.vanish()
+            // The same worker (its saved identity) starts again, empty-handed.
+            let again = try await grid.startWorker("comeback", owner: owner)
+            #expect(again.workerId == first.workerId)
+            let done = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.completed, .failed], timeout: 25)
+            #expect(done.state == .completed && done.attempt == 2, "\(done)")
+            let interruptions = try await alice.job(done.id).interruptions ?? []
+            #expect(interruptions.count == 1)
+            #expect(interruptions.first?.reason.contains("restarted without the job") == true, "\(interruptions)")
+            #expect(try await grid.ledgerOK())
+            await again.stop()
+        }
+    }
+}
