@@ -199,7 +199,10 @@ public actor ManagerCore {
     /// A message from a registered worker.
     func deliver(_ who: WorkerSession.Identity, _ message: GridMessage, payload: ByteBuffer?, connection: Int) async -> GridMessage? {
         guard live[who.workerId]?.connection == connection else { return nil }
-        switch message {
+        guard let report = WorkerReport(message) else {
+            return .error(Msg.Error(GridError(.badRequest, "\(message.type) is not a message a worker sends")))
+        }
+        switch report {
         case .loadUpdate(let update):
             let t = now()
             live[who.workerId]?.load = max(0, min(update.load, 64))
@@ -253,8 +256,6 @@ public actor ManagerCore {
         case .error(let e):
             logger.warning("worker reported an error", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(e.message)"])
             return nil
-        default:
-            return .error(Msg.Error(GridError(.badRequest, "\(message.type) is not a message a worker sends")))
         }
     }
 

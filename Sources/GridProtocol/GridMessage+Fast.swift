@@ -17,10 +17,10 @@ extension GridMessage {
             field("id", first: true)
             out.writeString(String(id))
         }
-        func type(_ t: StaticString) {
+        func type() {
             field("type")
             out.writeInteger(UInt8(ascii: "\""))
-            out.writeStaticString(t)
+            out.writeString(kind.rawValue)
             out.writeStaticString("\"")
         }
         func key(_ k: String) {
@@ -53,7 +53,7 @@ extension GridMessage {
         case .getMem(let m), .delMem(let m):
             leadingId()
             key(m.key)
-            if case .getMem = self { type("GET_MEM") } else { type("DEL_MEM") }
+            type()
         case .setMem(let m):
             leadingId()
             key(m.key)
@@ -61,7 +61,7 @@ extension GridMessage {
                 field("public")
                 if p { out.writeStaticString("true") } else { out.writeStaticString("false") }
             }
-            type("SET_MEM")
+            type()
             field("value")
             guard WireJSON.write(m.value, into: &out) else { return false }
         case .memResult(let m):
@@ -74,17 +74,17 @@ extension GridMessage {
                 WireJSON.writeString(o, into: &out)
             }
             out.writeInteger(UInt8(ascii: "]"))
-            type("MEM_RESULT")
+            type()
             if let v = m.value {
                 field("value")
                 guard WireJSON.write(v, into: &out) else { return false }
             }
         case .memSync(let m):
             guard entries(m.entries) else { return false }
-            type("MEM_SYNC")
+            type()
         case .memEntries(let m):
             guard entries(m.entries) else { return false }
-            type("MEM_ENTRIES")
+            type()
         case .ok(let m):
             if let detail = m.detail {
                 field("detail", first: true)
@@ -94,7 +94,7 @@ extension GridMessage {
                 field("id", first: true)
             }
             out.writeString(String(id))
-            type("OK")
+            type()
         default:
             return false
         }
@@ -113,18 +113,18 @@ extension GridMessage {
             guard let v else { return .some(nil) }
             return v == .null ? .some(nil) : .some(v)
         }
-        switch type {
-        case "GET_MEM", "DEL_MEM":
+        switch MessageType(rawValue: type) {
+        case .getMem?, .delMem?:
             guard let key = string("key") else { return nil }
-            return type == "GET_MEM" ? .getMem(Msg.MemKey(key: key)) : .delMem(Msg.MemKey(key: key))
-        case "SET_MEM":
+            return type == MessageType.getMem.rawValue ? .getMem(Msg.MemKey(key: key)) : .delMem(Msg.MemKey(key: key))
+        case .setMem?:
             guard let key = string("key"), let value = fields["value"] else { return nil }
             switch fields["public"] {
             case nil, .null?: return .setMem(Msg.SetMem(key: key, value: value))
             case .bool(let p)?: return .setMem(Msg.SetMem(key: key, value: value, isPublic: p))
             default: return nil
             }
-        case "MEM_RESULT":
+        case .memResult?:
             guard let key = string("key"), case .array(let list)? = fields["owners"] else { return nil }
             var owners: [String] = []
             for o in list {
@@ -133,7 +133,7 @@ extension GridMessage {
             }
             guard case .some(let value) = optional(fields["value"]) else { return nil }
             return .memResult(Msg.MemResult(key: key, value: value, owners: owners))
-        case "MEM_SYNC", "MEM_ENTRIES":
+        case .memSync?, .memEntries?:
             guard case .array(let list)? = fields["entries"] else { return nil }
             var entries: [Msg.MemEntry] = []
             entries.reserveCapacity(list.count)
@@ -144,8 +144,8 @@ extension GridMessage {
                 entries.append(Msg.MemEntry(key: key, value: value, version: version, origin: origin))
             }
             let m = Msg.MemEntries(entries: entries)
-            return type == "MEM_SYNC" ? .memSync(m) : .memEntries(m)
-        case "OK":
+            return type == MessageType.memSync.rawValue ? .memSync(m) : .memEntries(m)
+        case .ok?:
             switch fields["detail"] {
             case nil, .null?: return .ok(Msg.Ok())
             case .string(let d)?: return .ok(Msg.Ok(detail: d))

@@ -359,62 +359,123 @@ public enum GridMessage: Hashable, Sendable {
     case credential(Msg.CredentialGrant)
     case notLeader(Msg.NotLeader)
 
-    /// The wire name of each message type.
-    public var type: String {
+    /// The kind of this message; its wire name is `kind.rawValue` (`MessageType`, the one table of wire names).
+    public var kind: MessageType {
         switch self {
-        case .hello: "HELLO"
-        case .helloOk: "HELLO_OK"
-        case .register: "REGISTER"
-        case .registered: "REGISTERED"
-        case .loadUpdate: "LOAD_UPDATE"
-        case .jobAssign: "JOB_ASSIGN"
-        case .jobStarted: "JOB_STARTED"
-        case .jobLog: "JOB_LOG"
-        case .jobDone: "JOB_DONE"
-        case .jobDoneAck: "JOB_DONE_ACK"
-        case .cancel: "CANCEL"
-        case .ping: "PING"
-        case .pong: "PONG"
-        case .error: "ERROR"
-        case .peers: "PEERS"
-        case .authCheck: "AUTH_CHECK"
-        case .authOk: "AUTH_OK"
-        case .getBestPeer: "GET_BEST_PEER"
-        case .bestPeer: "BEST_PEER"
-        case .cpuTask: "CPU_TASK"
-        case .cpuResult: "CPU_RESULT"
-        case .setMem: "SET_MEM"
-        case .getMem: "GET_MEM"
-        case .delMem: "DEL_MEM"
-        case .listMem: "LIST_MEM"
-        case .memResult: "MEM_RESULT"
-        case .memKeys: "MEM_KEYS"
-        case .memSync: "MEM_SYNC"
-        case .memFetch: "MEM_FETCH"
-        case .memEntries: "MEM_ENTRIES"
-        case .putFile: "PUT_FILE"
-        case .upload: "UPLOAD"
-        case .putFileChunk: "PUT_FILE_CHUNK"
-        case .putFileEnd: "PUT_FILE_END"
-        case .fileStored: "FILE_STORED"
-        case .getFile: "GET_FILE"
-        case .fileInfo: "FILE_INFO"
-        case .getFileChunk: "GET_FILE_CHUNK"
-        case .fileChunk: "FILE_CHUNK"
-        case .listFiles: "LIST_FILES"
-        case .fileList: "FILE_LIST"
-        case .deleteFile: "DELETE_FILE"
-        case .chunkPut: "CHUNK_PUT"
-        case .chunkGet: "CHUNK_GET"
-        case .chunkData: "CHUNK_DATA"
-        case .chunkHas: "CHUNK_HAS"
-        case .chunkHave: "CHUNK_HAVE"
-        case .peerStatus: "PEER_STATUS"
-        case .ok: "OK"
-        case .getPeerStatus: "GET_PEER_STATUS"
-        case .peerAuth: "PEER_AUTH"
-        case .credential: "CREDENTIAL"
-        case .notLeader: "NOT_LEADER"
+        case .hello: .hello
+        case .helloOk: .helloOk
+        case .register: .register
+        case .registered: .registered
+        case .loadUpdate: .loadUpdate
+        case .jobAssign: .jobAssign
+        case .jobStarted: .jobStarted
+        case .jobLog: .jobLog
+        case .jobDone: .jobDone
+        case .jobDoneAck: .jobDoneAck
+        case .cancel: .cancel
+        case .ping: .ping
+        case .pong: .pong
+        case .error: .error
+        case .peers: .peers
+        case .authCheck: .authCheck
+        case .authOk: .authOk
+        case .getBestPeer: .getBestPeer
+        case .bestPeer: .bestPeer
+        case .cpuTask: .cpuTask
+        case .cpuResult: .cpuResult
+        case .setMem: .setMem
+        case .getMem: .getMem
+        case .delMem: .delMem
+        case .listMem: .listMem
+        case .memResult: .memResult
+        case .memKeys: .memKeys
+        case .memSync: .memSync
+        case .memFetch: .memFetch
+        case .memEntries: .memEntries
+        case .putFile: .putFile
+        case .upload: .upload
+        case .putFileChunk: .putFileChunk
+        case .putFileEnd: .putFileEnd
+        case .fileStored: .fileStored
+        case .getFile: .getFile
+        case .fileInfo: .fileInfo
+        case .getFileChunk: .getFileChunk
+        case .fileChunk: .fileChunk
+        case .listFiles: .listFiles
+        case .fileList: .fileList
+        case .deleteFile: .deleteFile
+        case .chunkPut: .chunkPut
+        case .chunkGet: .chunkGet
+        case .chunkData: .chunkData
+        case .chunkHas: .chunkHas
+        case .chunkHave: .chunkHave
+        case .peerStatus: .peerStatus
+        case .ok: .ok
+        case .getPeerStatus: .getPeerStatus
+        case .peerAuth: .peerAuth
+        case .credential: .credential
+        case .notLeader: .notLeader
         }
     }
+
+    /// The wire name of this message's type.
+    public var type: String { kind.rawValue }
+}
+
+/// Every message type of the grid protocol with its wire name: the one table of wire names (encoding writes
+/// `kind.rawValue`; decoding reads a name back through `MessageType(rawValue:)`).
+public enum MessageType: String, CaseIterable, Sendable {
+    case hello = "HELLO"
+    case helloOk = "HELLO_OK"
+    case register = "REGISTER"
+    case registered = "REGISTERED"
+    case loadUpdate = "LOAD_UPDATE"
+    case jobAssign = "JOB_ASSIGN"
+    case jobStarted = "JOB_STARTED"
+    case jobLog = "JOB_LOG"
+    case jobDone = "JOB_DONE"
+    case jobDoneAck = "JOB_DONE_ACK"
+    case cancel = "CANCEL"
+    case ping = "PING"
+    case pong = "PONG"
+    case error = "ERROR"
+    case peers = "PEERS"
+    case authCheck = "AUTH_CHECK"
+    case authOk = "AUTH_OK"
+    case getBestPeer = "GET_BEST_PEER"
+    case bestPeer = "BEST_PEER"
+    case cpuTask = "CPU_TASK"
+    case cpuResult = "CPU_RESULT"
+    case setMem = "SET_MEM"
+    case getMem = "GET_MEM"
+    case delMem = "DEL_MEM"
+    case listMem = "LIST_MEM"
+    case memResult = "MEM_RESULT"
+    case memKeys = "MEM_KEYS"
+    case memSync = "MEM_SYNC"
+    case memFetch = "MEM_FETCH"
+    case memEntries = "MEM_ENTRIES"
+    case putFile = "PUT_FILE"
+    case upload = "UPLOAD"
+    case putFileChunk = "PUT_FILE_CHUNK"
+    case putFileEnd = "PUT_FILE_END"
+    case fileStored = "FILE_STORED"
+    case getFile = "GET_FILE"
+    case fileInfo = "FILE_INFO"
+    case getFileChunk = "GET_FILE_CHUNK"
+    case fileChunk = "FILE_CHUNK"
+    case listFiles = "LIST_FILES"
+    case fileList = "FILE_LIST"
+    case deleteFile = "DELETE_FILE"
+    case chunkPut = "CHUNK_PUT"
+    case chunkGet = "CHUNK_GET"
+    case chunkData = "CHUNK_DATA"
+    case chunkHas = "CHUNK_HAS"
+    case chunkHave = "CHUNK_HAVE"
+    case peerStatus = "PEER_STATUS"
+    case ok = "OK"
+    case getPeerStatus = "GET_PEER_STATUS"
+    case peerAuth = "PEER_AUTH"
+    case credential = "CREDENTIAL"
+    case notLeader = "NOT_LEADER"
 }

@@ -317,7 +317,10 @@ public actor PeerService: Service {
             return (.error(Msg.Error(GridError(.unreachable, "this peer has not registered with its manager yet; try again"))), nil)
         }
         do {
-            switch message {
+            guard let request = PeerPortRequest(message) else {
+                throw GridError(.badRequest, "\(message.type) is not a request a peer answers")
+            }
+            switch request {
             case .ping: return (.pong, nil)
             case .getPeerStatus: return (.peerStatus(status(selfId)), nil)
             case .cpuTask(let task): return (.cpuResult(try await cpuTask(task, caller: caller)), nil)
@@ -359,40 +362,49 @@ public actor PeerService: Service {
             case .chunkHas(let m):
                 try requirePeer(caller, message)
                 return (.chunkHave(Msg.ChunkHashes(hashes: m.hashes.prefix(10_000).filter { chunks.has($0) })), nil)
-            default:
-                break
-            }
             // Everything else is a person's request, on their own data.
-            guard !caller.isPeer, PeerNamespace.isValidUser(caller.user) else {
-                throw GridError(.forbidden, "\(message.type) is a request of a person (API token); a peer acts for a user only with a ticket")
-            }
-            let user = caller.user
-            switch message {
             case .getBestPeer(let ask):
+                _ = try person(caller, message)
                 guard let managerLink else { throw GridError(.unreachable, "this peer is not connected to its manager") }
                 return (try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: ask.taskId, prefer: selfId))), nil)
-            case .setMem(let m): return (.memResult(try await setMem(m.key, m.value, isPublic: m.isPublic ?? false, user: user)), nil)
-            case .getMem(let m): return (.memResult(try await getMem(m.key, user: user)), nil)
-            case .delMem(let m): return (.memResult(try await delMem(m.key, user: user)), nil)
+            case .setMem(let m):
+                return (.memResult(try await setMem(m.key, m.value, isPublic: m.isPublic ?? false, user: try person(caller, message))), nil)
+            case .getMem(let m): return (.memResult(try await getMem(m.key, user: try person(caller, message))), nil)
+            case .delMem(let m): return (.memResult(try await delMem(m.key, user: try person(caller, message))), nil)
             case .listMem(let m):
+                let user = try person(caller, message)
                 return (.memKeys(Msg.MemKeys(keys: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false, user: user))), nil)
-            case .putFile(let m): return try await putFile(m, caller: caller)
-            case .putFileChunk(let m): return try await putFileChunk(m, payload: payload, caller: caller)
-            case .putFileEnd(let m): return (.fileStored(try await putFileEnd(m, caller: caller)), nil)
-            case .getFile(let m): return (.fileInfo(try await getFile(m.filename, user: user)), nil)
-            case .getFileChunk(let m): return try await getFileChunk(m, user: user)
-            case .listFiles(let m): return (.fileList(Msg.FileList(files: try await listFiles(prefix: m.prefix ?? "", user: user))), nil)
+            case .putFile(let m):
+                _ = try person(caller, message)
+                return try await putFile(m, caller: caller)
+            case .putFileChunk(let m):
+                _ = try person(caller, message)
+                return try await putFileChunk(m, payload: payload, caller: caller)
+            case .putFileEnd(let m):
+                _ = try person(caller, message)
+                return (.fileStored(try await putFileEnd(m, caller: caller)), nil)
+            case .getFile(let m): return (.fileInfo(try await getFile(m.filename, user: try person(caller, message))), nil)
+            case .getFileChunk(let m): return try await getFileChunk(m, user: try person(caller, message))
+            case .listFiles(let m):
+                let user = try person(caller, message)
+                return (.fileList(Msg.FileList(files: try await listFiles(prefix: m.prefix ?? "", user: user))), nil)
             case .deleteFile(let m):
-                try await deleteFile(m.filename, user: user)
+                try await deleteFile(m.filename, user: try person(caller, message))
                 return (.ok(Msg.Ok(detail: "deleted \(m.filename)")), nil)
-            default:
-                throw GridError(.badRequest, "\(message.type) is not a request a peer answers")
             }
         } catch let e as GridError {
             return (.error(Msg.Error(e)), nil)
         } catch {
             return (.error(Msg.Error(GridError(.internal, "\(error)"))), nil)
         }
+    }
+
+    /// The user a person's request acts for; a peer (which acts for a user only with a ticket) is refused.
+    private func person(_ caller: Caller, _ message: GridMessage) throws -> String {
+        guard !caller.isPeer, PeerNamespace.isValidUser(caller.user) else {
+            throw GridError(.forbidden, "\(message.type) is a request of a person (API token); a peer acts for a user only with a ticket")
+        }
+        return caller.user
     }
 
     private func requirePeer(_ caller: Caller, _ message: GridMessage) throws {

@@ -418,7 +418,11 @@ public actor WorkerAgent: Service {
             answer(frame.id, .success(frame.message))
             return
         }
-        switch frame.message {
+        guard let order = ManagerOrder(frame.message) else {
+            logger.warning("the manager sent \(frame.message.type), which it does not send a worker unasked; ignored")
+            return
+        }
+        switch order {
         case .peers(let update):
             await peers?.membership(update.peers)
         case .jobAssign(let assign):
@@ -445,10 +449,10 @@ public actor WorkerAgent: Service {
             table.acknowledged(ack.job)
         case .ping:
             try? await out.write(GridFrame(id: frame.id, .pong))
+        case .pong:
+            break
         case .error(let e):
             logger.warning("manager said: \(e.message)", metadata: ["grid.error.code": "\(e.code)"])
-        default:
-            break
         }
     }
 

@@ -106,3 +106,22 @@ struct WireJSONTests {
         #expect(Array(deep.utf8).withUnsafeBytes { WireJSON.parse($0) } != nil)
     }
 }
+
+/// The one table of wire names: every name in it decodes as its own kind (or fails on its fields, never as unknown),
+/// every message encodes its kind's name, and a name not in it is refused as unknown.
+@Suite struct MessageTypeTableTests {
+    @Test func everyWireNameIsKnownToTheDecoderAndNamesAreUnique() {
+        #expect(Set(MessageType.allCases.map(\.rawValue)).count == MessageType.allCases.count)
+        for kind in MessageType.allCases {
+            do {
+                let m = try GridMessage.decode(type: kind.rawValue, from: Data("{}".utf8))
+                #expect(m.kind == kind && m.type == kind.rawValue)
+            } catch let e as GridError {
+                #expect(e.code != .unknownMessage, "\(kind.rawValue) is in the table but unknown to the decoder")
+            } catch {}
+        }
+        for unknown in ["", "hello", "HELLO ", "NOT_A_TYPE", String(repeating: "X", count: 10_000)] {
+            #expect(throws: GridError.self) { try GridMessage.decode(type: unknown, from: Data("{}".utf8)) }
+        }
+    }
+}
