@@ -503,33 +503,13 @@ private final class Interpreter: @unchecked Sendable {
 }
 
 /// An interpreter's process, started with `grid_spawn_io` (every descriptor of the worker closed, its own session) by
-/// a thread of its own that then waits for it: a parent-death signal (bwrap's `--die-with-parent`) follows the
-/// thread that forked, so that thread lives exactly as long as the process.
-private final class Child: Sendable {
-    let pid: pid_t
-    /// Its process group (it leads one), signalled only while it is not reaped.
-    let group: GroupLeader
-    private let status = Mutex<Int32?>(nil)
-    private let ended = DispatchSemaphore(value: 0)
+/// the one spawner, `ForkedProcess`.
+private typealias Child = ForkedProcess
 
-    private init(pid: pid_t) {
-        self.pid = pid
-        group = GroupLeader(pid: pid)
-    }
-
-    var isRunning: Bool { status.withLock { $0 == nil } }
-
-    /// The wait status once the process ended, waiting up to `seconds` for it.
-    func waitForExit(seconds: Double) -> Int32? {
-        if let s = status.withLock({ $0 }) { return s }
-        guard ended.wait(timeout: .now() + seconds) == .success else { return nil }
-        ended.signal()
-        return status.withLock { $0 }
-    }
-
+extension ForkedProcess {
     /// Starts `argv` with its standard input and output on new pipes; returns the child and this side's ends (the
     /// writing end of its input, the reading end of its output), both close-on-exec.
-    static func start(_ argv: [String], environment: [String: String], directory: String) throws -> (Child, Int32, Int32) {
+    fileprivate static func start(_ argv: [String], environment: [String: String], directory: String) throws -> (ForkedProcess, Int32, Int32) {
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
         guard grid_pipe_cloexec(&toChild) == 0 else { throw SpawnError(errno: errno, path: argv[0]) }
@@ -538,37 +518,19 @@ private final class Child: Sendable {
             toChild.forEach { close($0) }
             throw SpawnError(errno: e, path: argv[0])
         }
-        let args = argv.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            args.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        let strings = CStrings(argv: args, envp: envp)
-        let started = Mutex<(pid: pid_t, errno: Int32)?>(nil)
-        let forked = DispatchSemaphore(value: 0)
-        let box = Mutex<Child?>(nil)
         let (childIn, childOut) = (toChild[0], fromChild[1])
-        Thread.detachNewThread {
-            let pid = grid_spawn_io(argv[0], strings.argv, strings.envp, directory, childIn, childOut, 1)
-            started.withLock { $0 = (pid, errno) }
-            let child = pid > 0 ? Child(pid: pid) : nil
-            box.withLock { $0 = child }
-            forked.signal()
-            guard let child else { return }
-            // What the interpreter left behind in its group dies with it.
-            let status = child.group.waitKillGroupAndReap().status
-            child.status.withLock { $0 = status }
-            child.ended.signal()
+        let path = argv[0]
+        let child: ForkedProcess
+        do {
+            child = try ForkedProcess.start(argv, environment: environment) { args, envp in
+                grid_spawn_io(path, args, envp, directory, childIn, childOut, 1)
+            }
+        } catch {
+            (toChild + fromChild).forEach { close($0) }
+            throw error
         }
-        forked.wait()
         close(childIn)
         close(childOut)
-        guard let child = box.withLock({ $0 }) else {
-            close(toChild[1])
-            close(fromChild[0])
-            throw SpawnError(errno: started.withLock { $0?.errno } ?? EINVAL, path: argv[0])
-        }
         return (child, toChild[1], fromChild[0])
     }
 }

@@ -15,7 +15,7 @@ public final class JobExecution: Sendable {
     /// Output (stdout and stderr together) in chunks, as it is written; ends when the job's processes are gone.
     public let output: AsyncStream<[UInt8]>
     /// The main process on this machine, or 0 where an engine owns the job's processes (OCI).
-    public let pid: pid_t
+    public let pid: Int32
     private let control: Control
     private let ending = Mutex<Stop?>(nil)
     private let exited = Mutex<Double?>(nil)
@@ -74,55 +74,32 @@ public final class JobExecution: Sendable {
         let marker = UUID().uuidString
         var env = environment
         env[ProcessTree.markerName] = marker
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        // The thread that forks is the one that waits: a parent-death signal (bwrap's --die-with-parent) fires when the
-        // forking *thread* ends, and pool threads end when idle, so the fork happens on a thread that lives as long as the job.
-        let started = Mutex<(pid: pid_t, errno: Int32, leader: GroupLeader?)?>(nil)
-        let forked = DispatchSemaphore(value: 0)
-        let ended = DispatchSemaphore(value: 0)
-        let exit = Mutex<Exit?>(nil)
         let outFD = fds[1]
         let cgroupProcs = hooks.cgroupProcs
-        let strings = CStrings(argv: argv, envp: envp)
-        Thread.detachNewThread {
-            let (argv, envp) = (strings.argv, strings.envp)
-            let pid = limits.withUnsafeBufferPointer { lp in
-                cgroupProcs.withUnsafeBufferPointer { cp in
-                    grid_spawn(path, argv, envp, directory, outFD, lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count))
+        let process: ForkedProcess
+        do {
+            process = try ForkedProcess.start([path] + arguments, environment: env) { argv, envp in
+                limits.withUnsafeBufferPointer { lp in
+                    cgroupProcs.withUnsafeBufferPointer { cp in
+                        grid_spawn(path, argv, envp, directory, outFD, lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count))
+                    }
                 }
             }
-            let spawnErrno = errno
-            let leader = pid > 0 ? GroupLeader(pid: pid) : nil
-            started.withLock { $0 = (pid, spawnErrno, leader) }
-            forked.signal()
-            guard let leader else { return }
-            let status = Self.exit(leader.waitKillGroupAndReap())
-            exit.withLock { $0 = status }
-            ended.signal()
-        }
-        forked.wait()
-        let (pid, spawnErrno, leader) = started.withLock { $0 } ?? (-1, EINVAL, nil)
-        close(fds[1])
-        guard pid > 0, let leader else {
+        } catch {
+            close(fds[1])
             close(fds[0])
-            throw SpawnError(errno: spawnErrno, path: path)
+            throw error
         }
+        close(fds[1])
         let extraKill = hooks.killAll
         let control = Control(
-            waitForExit: {
-                ended.wait()
-                return exit.withLock { $0 }!
-            },
+            waitForExit: { Self.exit(process.waitForExit()) },
             killAll: {
                 extraKill?()
-                ProcessTree.killAll(group: leader, marker: marker)
+                ProcessTree.killAll(group: process.group, marker: marker)
             },
             check: hooks.check, finish: hooks.finish, explainTail: hooks.explainTail)
+        let pid = process.pid
         return JobExecution(pid: pid, outputFD: fds[0], deadline: deadline, control: control)
     }
 
@@ -177,14 +154,12 @@ public final class JobExecution: Sendable {
         }
     }
 
-    private static func exit(_ ended: (status: Int32, usage: rusage)) -> Exit {
-        let (status, usage) = ended
-        let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
-            + Double(usage.ru_stime.tv_usec) / 1e6
+    private static func exit(_ ended: ForkedProcess.Ended) -> Exit {
+        let status = ended.status
         let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
         return Exit(
-            exitCode: signaled ? nil : (status >> 8) & 0xff, signal: signaled ? status & 0x7f : nil, cpuSeconds: cpu,
-            peakMemoryKb: Int64(usage.ru_maxrss))
+            exitCode: signaled ? nil : (status >> 8) & 0xff, signal: signaled ? status & 0x7f : nil, cpuSeconds: ended.cpuSeconds,
+            peakMemoryKb: ended.peakMemoryKb)
     }
 
     private func reap(started: Double) {
