@@ -105,19 +105,7 @@ public struct Correlator<Outcome, Waiter> {
     /// returned; the others get it when they wait), and new requests are refused. Only the first close counts.
     public mutating func close(_ outcome: Outcome) -> [Waiter] {
         if closed == nil { closed = outcome }
-        var waiters: [Waiter] = []
-        for (id, entry) in entries {
-            switch entry.slot {
-            case .waiting(let w):
-                waiters.append(w)
-                entries[id] = nil
-            case .sent:
-                entries[id]?.slot = .answered(closed!)
-            case .answered:
-                break
-            }
-        }
-        return waiters
+        return failAll(closed ?? outcome)
     }
 
     /// Fails every request in flight with `outcome` (its waiters are returned), without closing: the next connection
