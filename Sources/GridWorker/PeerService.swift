@@ -179,13 +179,14 @@ public actor PeerService: Service {
 
     /// The manager announced the online peers.
     public func membership(_ peers: [Msg.PeerInfo]) {
-        let before = Set(members.map(\.workerId))
+        let change = Membership.change(
+            previous: members.map(\.workerId), announced: peers.map(\.workerId), selfId: selfId, linked: Array(links.keys))
         members = peers
         memory.setView(selfId: selfId, peers: memberIds)
-        for id in Set(links.keys).subtracting(peers.map(\.workerId)) {
+        for id in change.departed {
             if let link = links.removeValue(forKey: id) { link.close() }
         }
-        if before != Set(peers.map(\.workerId)) {
+        if change.changed {
             logger.info("peers changed", metadata: ["grid.peers": "\(peers.map(\.workerId))"])
             repairContinuation.yield()
         }
@@ -202,9 +203,7 @@ public actor PeerService: Service {
 
     /// Ids of the online peers (this one included once known).
     var memberIds: [String] {
-        var ids = members.map(\.workerId)
-        if let selfId, !ids.contains(selfId) { ids.append(selfId) }
-        return ids
+        Membership.change(previous: [], announced: members.map(\.workerId), selfId: selfId, linked: []).members
     }
 
     func info(of id: String) -> Msg.PeerInfo? { members.first { $0.workerId == id } }
