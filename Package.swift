@@ -138,7 +138,7 @@ let package = Package(
         .target(
             name: "GridTestSupport",
             dependencies: [
-                "GridCore", "GridClient", "GridSandbox", "GridManager", "GridWorker", "GridScheduler",
+                "GridCore", "GridClient", "GridProtocol", "GridSandbox", "GridManager", "GridWorker", "GridScheduler",
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/GridTestSupport",
@@ -197,7 +197,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "GridInProcessTests", dependencies: ["GridCore", "GridClient", "GridSandbox", "GridTestSupport"], swiftSettings: swiftSettings),
+            name: "GridInProcessTests",
+            dependencies: ["GridCore", "GridClient", "GridProtocol", "GridSandbox", "GridTestSupport", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridIntegrationTests",
             dependencies: [

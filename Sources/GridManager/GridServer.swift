@@ -23,8 +23,24 @@ struct GridServer: Service {
     let peerCertificates: PeerCertificates?
     let logger: Logger
     let onBound: @Sendable (Int) async -> Void
+    /// Tests (issue 14): listen on this in-memory transport instead of a TCP port (which is then 0). It is shut when
+    /// the server stops, so a worker dialling later is refused as it would be by a closed port.
+    var memory: MemoryGridTransport?
 
     func run() async throws {
+        if let memory {
+            defer { memory.shut() }
+            await onBound(0)
+            logger.info("grid protocol listening in memory")
+            await cancelWhenGracefulShutdown {
+                await withDiscardingTaskGroup { group in
+                    for await link in memory.connections {
+                        group.addTask { await self.serve(link, gate: .trusted()) }
+                    }
+                }
+            }
+            return
+        }
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -49,7 +65,9 @@ struct GridServer: Service {
                     for try await connection in inbound {
                         // A refused stranger has no gate: its handler already said why and closes it.
                         guard let gate = connection.gate else { continue }
-                        group.addTask { await self.serve(connection.channel, gate: gate) }
+                        group.addTask {
+                            try? await connection.channel.withGridLink { link in await self.serve(link, gate: gate) }
+                        }
                     }
                 }
             }
@@ -62,19 +80,19 @@ struct GridServer: Service {
         var gate: StrangerGate?
     }
 
-    private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>, gate: StrangerGate) async {
-        guard let term = leadership.term, let tracked = term.track(channel.channel) else {
-            await refuseAsFollower(channel, gate: gate)
+    private func serve(_ link: GridLink, gate: StrangerGate) async {
+        guard let term = leadership.term, let tracked = term.track(link) else {
+            await refuseAsFollower(link, gate: gate)
             return
         }
         defer { term.untrack(tracked) }
-        await serve(channel, gate: gate, core: term.core)
+        await serve(link, gate: gate, core: term.core)
     }
 
     /// A follower's answer to whatever comes first (a `HELLO`): `NOT_LEADER` naming the leader it knows, then close.
-    private func refuseAsFollower(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>, gate: StrangerGate) async {
+    private func refuseAsFollower(_ link: GridLink, gate: StrangerGate) async {
         do {
-            try await channel.executeThenClose { inbound, outbound in
+            try await link.executeThenClose { inbound, outbound in
                 for try await item in inbound {
                     gate.heard()
                     let id: Int
@@ -92,12 +110,12 @@ struct GridServer: Service {
         }
     }
 
-    private func serve(_ channel: NIOAsyncChannel<InboundFrame, GridFrame>, gate: StrangerGate, core: ManagerCore) async {
+    private func serve(_ link: GridLink, gate: StrangerGate, core: ManagerCore) async {
         let connection = await core.newConnection()
-        let remote = channel.channel.remoteAddress?.description ?? "?"
+        let remote = link.remoteDescription
         var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds, managerKey: core.authority.publicKey)
         do {
-            try await channel.executeThenClose { inbound, outbound in
+            try await link.executeThenClose { inbound, outbound in
                 loop: for try await item in inbound {
                     var payload: ByteBuffer?
                     var action: WorkerSession.StateMachine.Action
@@ -128,7 +146,7 @@ struct GridServer: Service {
                             }
                         case .register(let who, var reg, let id):
                             // A peer that does not say where it is reachable is reachable where it connected from.
-                            if reg.host == nil || reg.host?.isEmpty == true { reg.host = channel.channel.remoteAddress?.ipAddress }
+                            if reg.host == nil || reg.host?.isEmpty == true { reg.host = link.remoteAddress }
                             var answer = await core.register(who, reg, connection: connection, outbox: outbound)
                             answer.credential = await core.credential(for: who.workerId)
                             if let issuer = peerCertificates, let key = reg.tlsKey {

@@ -2,7 +2,7 @@ import Foundation
 import GridCore
 import GridScheduler
 import GridStore
-import NIOCore
+import GridProtocol
 import Synchronization
 
 /// One leadership term of this manager (issue 16): the core built for it on the fenced store, and the worker
@@ -10,22 +10,22 @@ import Synchronization
 final class ManagerTerm: Sendable {
     let epoch: Int64
     let core: ManagerCore
-    private let channels = Mutex<(next: Int, open: [Int: any Channel], dropped: Bool)>((0, [:], false))
+    private let channels = Mutex<(next: Int, open: [Int: GridLink], dropped: Bool)>((0, [:], false))
 
     init(epoch: Int64, core: ManagerCore) {
         self.epoch = epoch
         self.core = core
     }
 
-    /// Counts `channel` as a session of this term; nil (and the channel is closed) if the term is already over.
-    func track(_ channel: any Channel) -> Int? {
+    /// Counts `link` as a session of this term; nil (and the link is closed) if the term is already over.
+    func track(_ channel: GridLink) -> Int? {
         let id: Int? = channels.withLock { c in
             if c.dropped { return nil }
             c.next += 1
             c.open[c.next] = channel
             return c.next
         }
-        if id == nil { channel.close(promise: nil) }
+        if id == nil { channel.close() }
         return id
     }
 
@@ -38,7 +38,7 @@ final class ManagerTerm: Sendable {
             defer { c.open = [:] }
             return Array(c.open.values)
         }
-        for channel in open { channel.close(promise: nil) }
+        for link in open { link.close() }
     }
 }
 

@@ -1,6 +1,6 @@
 import Foundation
 import GridCore
-import GridProtocol
+public import GridProtocol
 import GridStore
 import Hummingbird
 import HummingbirdCore
@@ -17,8 +17,10 @@ public enum Manager {
         public var http: Int
     }
 
+    /// `gridTransport`: tests (issue 14) serve the grid protocol on an in-memory transport instead of the grid port
+    /// (reported as 0); the HTTP API still listens on `config.httpPort`.
     public static func run(
-        config: ManagerConfig, logger: Logger, onRole: @escaping @Sendable (Role) -> Void = { _ in },
+        config: ManagerConfig, logger: Logger, gridTransport: MemoryGridTransport? = nil, onRole: @escaping @Sendable (Role) -> Void = { _ in },
         onReady: @escaping @Sendable (Ports) -> Void
     ) async throws {
         var config = config
@@ -60,7 +62,7 @@ public enum Manager {
         // Ready once both ports are bound AND leadership is settled (this manager leads, or another live one does): a
         // lone manager says it is ready when it can take writes, as before issue 16.
         let gate = PortGate { ports in portsKnown.yield(ports) }
-        let grid = GridServer(
+        var grid = GridServer(
             leadership: leadership, host: config.host, port: config.gridPort,
             limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes, maxStrangerLineBytes: config.strangers.maxLineBytes),
             strangers: StrangerGuard(limits: config.strangers), tls: try tls?.serverContext(),
@@ -68,6 +70,7 @@ public enum Manager {
             // operator gave the manager's HTTPS certificate with --tls-cert).
             peerCertificates: tls == nil ? nil : PeerCertificates(ca: try ManagerCA.loadOrCreate(directory: config.dataDirectory)), logger: logger,
             onBound: { await gate.set(grid: $0) })
+        grid.memory = gridTransport
         let leader = LeadershipService(
             db: db, config: config, logger: logger, authority: authority, history: history, state: leadership, responder: responder,
             followerResponder: followerRouter, ports: boundPorts, scheme: transport.isTLS ? "https" : "http", onRole: onRole,

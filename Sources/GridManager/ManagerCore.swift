@@ -12,7 +12,7 @@ import NIOCore
 /// (placement, leases, the session machine) decide; this actor carries their decisions out.
 public actor ManagerCore {
     /// A way to send frames to one connected worker.
-    typealias Outbox = NIOAsyncChannelOutboundWriter<GridFrame>
+    typealias Outbox = GridOutbox
 
     struct LiveWorker {
         var identity: WorkerSession.Identity

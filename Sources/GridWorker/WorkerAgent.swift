@@ -13,7 +13,7 @@ import Synchronization
 /// A worker: keeps a link to the manager (reconnecting by itself), runs the jobs it is given in its sandbox, streams
 /// their logs and reports their ends. Results survive a manager outage: they are re-sent until acknowledged.
 public actor WorkerAgent: Service {
-    typealias Outbox = NIOAsyncChannelOutboundWriter<GridFrame>
+    typealias Outbox = GridOutbox
 
     /// The token was refused or the protocol does not match: retrying will not help.
     public struct FatalLinkError: Error, CustomStringConvertible {
@@ -95,6 +95,8 @@ public actor WorkerAgent: Service {
     private let onRegistered: @Sendable (String) -> Void
     /// The peer services, told the worker's id and the online peers; nil when the worker offers none.
     private let peers: PeerService?
+    /// Tests (issue 14): reach the manager on this in-memory transport instead of `config.managerHost`.
+    private let transport: MemoryGridTransport?
     /// The key of this worker's peer-port certificate on a TLS grid: made at start, never sent (only its public half).
     private let peerTLSKey = P256.Signing.PrivateKey()
     /// Requests to the manager in flight, matched to replies by id (`Correlator`, pure; see `ask`).
@@ -107,8 +109,9 @@ public actor WorkerAgent: Service {
 
     public init(
         config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger, peers: PeerService? = nil,
-        environments: EnvBuilder? = nil, onRegistered: @escaping @Sendable (String) -> Void = { _ in }
+        environments: EnvBuilder? = nil, transport: MemoryGridTransport? = nil, onRegistered: @escaping @Sendable (String) -> Void = { _ in }
     ) {
+        self.transport = transport
         self.environments = environments
         self.peers = peers
         self.config = config
@@ -189,6 +192,10 @@ public actor WorkerAgent: Service {
     }
 
     private func connectOnce(_ backoff: inout Backoff, pin: PinnedManager) async throws {
+        if let transport {
+            try await session(try transport.dial(), &backoff)
+            return
+        }
         let tls = try pin.context()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(3))
@@ -201,13 +208,17 @@ public actor WorkerAgent: Service {
                     return try NIOAsyncChannel<InboundFrame, GridFrame>(wrappingChannelSynchronously: channel)
                 }
             }
-        let link = channel.channel
+        try await channel.withGridLink { link in try await session(link, &backoff) }
+    }
+
+    /// One connection to the manager, whichever transport carries it: the handshake, then its frames until it closes.
+    private func session(_ link: GridLink, _ backoff: inout Backoff) async throws {
         leftSilentManager = false
         // A manager that accepts the connection but never answers (frozen: the kernel still accepts for it) is left after
         // a bound, not waited on: the handshake must be over by then (cancelled once registered).
-        let handshakeBound = link.eventLoop.scheduleTask(in: .seconds(Int64(Self.handshakeSeconds))) { link.close(promise: nil) }
+        let handshakeBound = MultiThreadedEventLoopGroup.singleton.next().scheduleTask(in: .seconds(Int64(Self.handshakeSeconds))) { link.close() }
         defer { handshakeBound.cancel() }
-        try await channel.executeThenClose { inbound, outbound in
+        try await link.executeThenClose { inbound, outbound in
             var messages = inbound.makeAsyncIterator()
             // The handshake's frames are decided by `ManagerHandshake` (pure); this carries its answers out.
             var handshake = ManagerHandshake()
@@ -381,7 +392,7 @@ public actor WorkerAgent: Service {
     }
     private static let epoch = ContinuousClock.now
 
-    private func heartbeats(_ out: Outbox, link: any Channel) async throws {
+    private func heartbeats(_ out: Outbox, link: GridLink) async throws {
         while !Task.isCancelled {
             switch silence.tick(now: Self.clock()) {
             case .none: break
@@ -394,7 +405,7 @@ public actor WorkerAgent: Service {
                     "the manager has said nothing for \(Int(silent)) s; leaving it for whichever manager leads",
                     metadata: ["grid.manager": "\(rotation.current)"])
                 leftSilentManager = true
-                link.close(promise: nil)
+                link.close()
                 return
             }
             loadDirty.withLock { $0 = false }

@@ -1,8 +1,10 @@
 import Foundation
 import GridClient
 import GridCore
+import GridProtocol
 import GridSandbox
 import GridTestSupport
+import NIOCore
 import Synchronization
 import Testing
 
@@ -181,16 +183,26 @@ final class GatedRunner: JobRunner, Sendable {
         try await withTestGrid(workers: 0, leaseSeconds: 1) { grid in
             let owner = try await grid.user("owner")
             let token = try await owner.createToken(kind: "worker").token
-            let c = try RawConnection(port: grid.gridPort)
-            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"sleepy"}"# + "\n")
-            #expect(c.next("HELLO_OK") != nil)
-            c.send(
-                #"{"type":"REGISTER","id":2,"resources":{"cpus":2,"ram_gb":4,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"bwrap","slots":2,"running":[]}"#
-                    + "\n")
-            #expect(c.next("REGISTERED") != nil)
+            // Speaks for a worker itself, on the grid's transport: HELLO and REGISTER, then nothing at all.
+            let link = try grid.transport.dial()
+            var inbound = link.inbound.makeAsyncIterator()
+            func next() async throws -> GridMessage? {
+                guard case .frame(let f)? = try await inbound.next() else { return nil }
+                return f.message
+            }
+            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "sleepy"))))
+            guard case .helloOk? = try await next() else { Issue.record("no HELLO_OK"); return }
+            let register = Msg.Register(resources: Resources(cpus: 2, ramGb: 4, gpus: 0), gpuNames: [], tier: .bwrap, slots: 2)
+            try await link.outbound.write(GridFrame(id: 2, .register(register)))
+            guard case .registered? = try await next() else { Issue.record("no REGISTERED"); return }
             #expect(try await owner.workers().workers.contains { $0.name == "sleepy" && $0.online })
-            // Not a single heartbeat from here on: within a few lease periods the manager closes the connection.
-            let closed = await Task.detached { c.isClosed(timeout: 15) }.value
+            // Not a single heartbeat from here on: within a few lease periods the manager closes the connection (its
+            // side ends: whatever else it says first, PINGs, is read and not answered). Bounded by the manager's
+            // lease expiry (1 s leases); the suite's time limit is the backstop.
+            var closed = false
+            for _ in 0..<10_000 {
+                guard try await next() != nil else { closed = true; break }
+            }
             #expect(closed, "the manager kept the silent worker's connection open")
             #expect(try await eventually(timeout: 10) { try await !owner.workers().workers.contains { $0.name == "sleepy" && $0.online } })
         }
@@ -218,6 +230,66 @@ final class GatedRunner: JobRunner, Sendable {
             #expect(interruptions.first?.reason.contains("restarted without the job") == true, "\(interruptions)")
             #expect(try await grid.ledgerOK())
             await again.stop()
+        }
+    }
+}
+
+/// Hostile workers, spoken for by the test on the grid's in-memory transport.
+@Suite struct InProcessForgedReportTests {
+    /// A worker that holds a job and a stranger that says it finished that job (with the greatest runtime there is):
+    /// the stranger's report is acknowledged as stale and changes nothing; the job ends when its own worker says so,
+    /// paid to its own worker's owner only.
+    @Test func aJobDoneForgedByAnotherWorkerIsAcknowledgedAsStaleAndPaysNothing() async throws {
+        try await withTestGrid(workers: 1) { grid in
+            let alice = try await grid.user("alice")
+            let submitted = try await alice.submit(
+                InProcessScenarioTests.job("held", "# grid: print start\n# grid: sleep 2\n# grid: print end\n", cpus: 1, ramGb: 1, minutes: 5))
+            let running = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.running])
+            let ref = JobRef(jobId: submitted.job.id, attempt: running.attempt)
+
+            let mallory = try await grid.user("mallory")
+            let token = try await mallory.createToken(kind: "worker").token
+            let link = try grid.transport.dial()
+            defer { link.close() }
+            var inbound = link.inbound.makeAsyncIterator()
+            func next(_ id: Int) async throws -> GridMessage? {
+                // The answer to request `id` (PINGs and other pushes on the way are skipped; bounded).
+                for _ in 0..<1000 {
+                    guard case .frame(let f)? = try await inbound.next() else { return nil }
+                    if f.id == id { return f.message }
+                }
+                return nil
+            }
+            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "mallory-box"))))
+            guard case .helloOk? = try await next(1) else { Issue.record("no HELLO_OK"); return }
+            try await link.outbound.write(
+                GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1, gpus: 0), tier: .bwrap, slots: 1))))
+            guard case .registered? = try await next(2) else { Issue.record("no REGISTERED"); return }
+            // Numbers no run can have are refused as such, before anything else is looked at.
+            let absurd = Msg.JobDone(
+                job: ref, outcome: .completed, exitCode: 0, runtimeMs: .max, peakMemoryKb: .max, cpuSeconds: .greatestFiniteMagnitude, reason: nil,
+                files: [], logBytes: 0)
+            try await link.outbound.write(GridFrame(id: 3, .jobDone(absurd)))
+            let refused = try await next(3)
+            guard case .error(let e)? = refused else { Issue.record("absurd numbers were not refused: \(String(describing: refused))"); return }
+            #expect(e.code == .badRequest && e.message.contains("runtime_ms"), "\(e)")
+            // Plausible ones, for a run that is not this worker's: acknowledged as stale, nothing stored.
+            let forged = Msg.JobDone(
+                job: ref, outcome: .completed, exitCode: 0, runtimeMs: 299_000, peakMemoryKb: 1, cpuSeconds: 1, reason: nil, files: [], logBytes: 0)
+            try await link.outbound.write(GridFrame(id: 4, .jobDone(forged)))
+            let answer = try await next(4)
+            guard case .jobDoneAck(let ack)? = answer else { Issue.record("the forged JOB_DONE was not answered as stale: \(String(describing: answer))"); return }
+            #expect(ack.job == ref)
+            #expect(try await alice.job(submitted.job.id).state == .running, "a stranger's report ended the job")
+
+            let done = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.completed, .failed, .cancelled])
+            #expect(done.state == .completed && done.attempt == running.attempt, "\(done)")
+            #expect(try await alice.logs(submitted.job.id, from: 0).text.contains("end"))
+            #expect(try await mallory.credits().earned == 0)
+            var owner = GridClient(baseURL: grid.baseURL)
+            owner.token = try await owner.login("owner", password: "correct horse battery").token
+            #expect(try await owner.credits().earned == done.paid)
+            #expect(try await grid.ledgerOK())
         }
     }
 }

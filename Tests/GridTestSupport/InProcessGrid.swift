@@ -2,6 +2,7 @@ public import Foundation
 public import GridClient
 public import GridCore
 public import GridManager
+public import GridProtocol
 public import GridSandbox
 import GridScheduler
 import GridWorker
@@ -10,15 +11,16 @@ import ServiceLifecycle
 public import Synchronization
 
 /// A whole grid in the test's own process (issue 14): the real manager (`Manager.run`: store, core, grid protocol,
-/// HTTP API) and real `WorkerAgent`s, talking over loopback, with a `ScriptedRunner` instead of a sandbox, so that a
-/// job's lifecycle, its credits and a worker's loss run with no child process at all. What needs real processes
+/// HTTP API) and real `WorkerAgent`s, the grid protocol between them on an in-memory transport (`MemoryGridTransport`:
+/// no socket, no port), with a `ScriptedRunner` instead of a sandbox, so that a job's lifecycle, its credits and a
+/// worker's loss run with no child process at all. Clients use the HTTP API on loopback, as users do. What needs real processes
 /// (kill -9, rejoin across restarts, sandboxes, TLS, the browser) stays with `TestGrid`.
 public final class InProcessGrid: Sendable {
     public let root: String
     public let ports: Manager.Ports
     public var baseURL: String { "http://127.0.0.1:\(ports.http)" }
-    /// The manager's grid-protocol port (workers connect there).
-    public var gridPort: Int { ports.grid }
+    /// Where the manager hears the grid protocol: workers (and tests speaking for one) dial it.
+    public let transport: MemoryGridTransport
     /// The account named admin of this grid (it may check the ledger).
     public static let adminName = "grid-admin"
     let logger: Logger
@@ -26,7 +28,8 @@ public final class InProcessGrid: Sendable {
     /// The workers `withTestGrid(workers:)` started, earning for `owner`.
     public let workers: Mutex<[InProcessWorker]> = Mutex([])
 
-    init(root: String, ports: Manager.Ports, logger: Logger) {
+    init(root: String, ports: Manager.Ports, transport: MemoryGridTransport, logger: Logger) {
+        self.transport = transport
         self.root = root
         self.ports = ports
         self.logger = logger
@@ -58,14 +61,14 @@ public final class InProcessGrid: Sendable {
     ) async throws -> InProcessWorker {
         let token = try await owner.createToken(kind: "worker").token
         var config = WorkerConfig(managerHost: "127.0.0.1", token: token, name: name, dataDirectory: root + "/workers/\(name)")
-        config.managerPort = ports.grid
         config.cpus = cpus
         config.sandbox = SandboxReport(tier: runner.tier, label: "scripted, in-process (tests)", acceptsOthers: true)
         let (registered, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
         var workerLogger = logger
         workerLogger[metadataKey: "worker"] = "\(name)"
         let agent = WorkerAgent(
-            config: config, runner: runner, resources: Resources(cpus: cpus, ramGb: memoryGb, gpus: 0), gpuNames: [], logger: workerLogger
+            config: config, runner: runner, resources: Resources(cpus: cpus, ramGb: memoryGb, gpus: 0), gpuNames: [], logger: workerLogger,
+            transport: transport
         ) { id in continuation.yield(id) }
         let group = ServiceGroup(configuration: .init(services: [agent], logger: workerLogger))
         let task = Task {
@@ -129,9 +132,10 @@ public func withTestGrid<T: Sendable>(
     // Verification off, as in `TestGrid`: these scenarios count exact earnings with a single worker owner.
     config.verification = .init(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 0))
     let (ready, readyContinuation) = AsyncStream<Manager.Ports>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    let transport = MemoryGridTransport()
     let manager = Task {
         do {
-            try await Manager.run(config: config, logger: logger) { readyContinuation.yield($0) }
+            try await Manager.run(config: config, logger: logger, gridTransport: transport) { readyContinuation.yield($0) }
         } catch {
             logger.error("manager ended: \(error)")
         }
@@ -141,7 +145,7 @@ public func withTestGrid<T: Sendable>(
         manager.cancel()
         throw TestGridError("the in-process manager did not become ready; log: \(root)/grid.log")
     }
-    let grid = InProcessGrid(root: root, ports: ports, logger: logger)
+    let grid = InProcessGrid(root: root, ports: ports, transport: transport, logger: logger)
     do {
         if workers > 0 {
             let owner = try await grid.user("owner")

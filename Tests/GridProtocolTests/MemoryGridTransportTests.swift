@@ -1,0 +1,72 @@
+import GridCore
+import GridProtocol
+import NIOCore
+import Testing
+
+/// The in-memory transport the in-process grid runs the grid protocol on: it must behave as a connection does
+/// (order kept, half close, close, refusal once shut), or the scenarios on it would prove nothing about TCP.
+@Suite struct MemoryGridTransportTests {
+    func ids(_ link: GridLink, _ count: Int) async throws -> [Int] {
+        var it = link.inbound.makeAsyncIterator()
+        var seen: [Int] = []
+        while seen.count < count, case .frame(let f)? = try await it.next() { seen.append(f.id) }
+        return seen
+    }
+
+    @Test func framesArriveInOrderBothWaysAndTheListenerSeesWhereTheyCameFrom() async throws {
+        let transport = MemoryGridTransport()
+        let client = try transport.dial(from: "10.0.0.7")
+        var accepted = transport.connections.makeAsyncIterator()
+        let server = try #require(await accepted.next())
+        #expect(server.remoteAddress == "10.0.0.7")
+        for i in 1...5000 { try await client.outbound.write(GridFrame(id: i, .ping)) }
+        for i in 1...3 { try await server.outbound.write(GridFrame(id: -i, .pong)) }
+        #expect(try await ids(server, 5000) == Array(1...5000))
+        #expect(try await ids(client, 3) == [-1, -2, -3])
+    }
+
+    @Test func finishingOneSideEndsOnlyTheOtherSidesInboundAsAHalfCloseDoes() async throws {
+        let transport = MemoryGridTransport()
+        let client = try transport.dial()
+        var accepted = transport.connections.makeAsyncIterator()
+        let server = try #require(await accepted.next())
+        try await server.outbound.write(GridFrame(id: 1, .pong))
+        server.outbound.finish()
+        #expect(try await ids(client, 10) == [1], "the client reads what was sent, then its inbound ends")
+        await #expect(throws: (any Error).self) { try await server.outbound.write(GridFrame(id: 2, .pong)) }
+        // The other direction still works.
+        try await client.outbound.write(GridFrame(id: 3, .ping))
+        #expect(try await ids(server, 1) == [3])
+    }
+
+    @Test func closingEndsBothSidesAndLaterWritesFail() async throws {
+        let transport = MemoryGridTransport()
+        let client = try transport.dial()
+        var accepted = transport.connections.makeAsyncIterator()
+        let server = try #require(await accepted.next())
+        client.close()
+        #expect(try await ids(server, 10).isEmpty)
+        #expect(try await ids(client, 10).isEmpty)
+        await #expect(throws: (any Error).self) { try await client.outbound.write(GridFrame(id: 1, .ping)) }
+        await #expect(throws: (any Error).self) { try await server.outbound.write(GridFrame(id: 1, .pong)) }
+        client.close()  // twice: nothing happens
+    }
+
+    @Test func executeThenCloseClosesTheLinkHoweverTheBodyEnds() async throws {
+        struct Boom: Error {}
+        let transport = MemoryGridTransport()
+        let client = try transport.dial()
+        var accepted = transport.connections.makeAsyncIterator()
+        let server = try #require(await accepted.next())
+        await #expect(throws: Boom.self) { try await client.executeThenClose { _, _ in throw Boom() } }
+        #expect(try await ids(server, 10).isEmpty, "the body threw; the other side saw the connection close")
+    }
+
+    @Test func aDialAfterTheListenerShutIsRefused() async throws {
+        let transport = MemoryGridTransport()
+        transport.shut()
+        #expect(throws: MemoryGridTransport.Refused.self) { try transport.dial() }
+        var accepted = transport.connections.makeAsyncIterator()
+        #expect(await accepted.next() == nil)
+    }
+}
