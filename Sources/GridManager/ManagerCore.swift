@@ -37,9 +37,10 @@ public actor ManagerCore {
     private var leasedSpecs: [JobID: JobSpec] = [:]
     /// Workers that could not start a job: it is not offered to them again (kept in memory only).
     private var rejectedBy: [JobID: Set<WorkerID>] = [:]
-    /// Reports of runs that ended whose log has not all arrived yet (`SettleRule`): settled once it has, or given up
-    /// after `settleWaitSeconds`. Their leases are released; log bytes for them are still taken.
-    private var unsettled: [JobID: Unsettled] = [:]
+    /// Reports of runs that ended, and the rules for them (pure, `RunReports`): one whose log has not all arrived yet is
+    /// held, settled once it has, or given up after `settleWaitSeconds`. Its lease is released; its log bytes are still
+    /// taken.
+    private var reports: RunReports<Pending>
     /// When each worker last lost a run (monotonic), to tell a lone loss from part of an outage.
     private var recentLoss: [WorkerID: Double] = [:]
     /// When the manager saw each run start (`JOB_STARTED`, wall clock): payment never exceeds what it saw since.
@@ -49,14 +50,11 @@ public actor ManagerCore {
     /// Workers quarantined by verification: they get only their owners' jobs (kept in the database; cached here).
     private var quarantined: Set<WorkerID> = []
 
-    struct Unsettled {
+    /// What is kept of a held report.
+    struct Pending: Sendable {
         var who: WorkerSession.Identity
         var done: Msg.JobDone
         var outputs: [StoredFile]
-        /// On the monotonic scale of `now()`.
-        var since: Double
-        /// When the report first arrived (wall clock): the end of the run as the manager saw it.
-        var receivedAt: Double
     }
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
@@ -71,6 +69,7 @@ public actor ManagerCore {
         self.logger = logger
         self.authority = authority
         self.leases = LeaseTable(ttl: config.leaseSeconds)
+        self.reports = RunReports(bound: config.settleWaitSeconds, maxLogBytes: config.maxLogBytes)
         (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -160,9 +159,8 @@ public actor ManagerCore {
                 stored[id] = Rejoin.StoredRun(state: job.state, attempt: job.attempt, cancelRequested: job.cancelRequested)
             }
         }
-        let settling = unsettled.mapValues { Rejoin.Settling(ref: $0.done.job, worker: $0.who.workerId) }
         let decision = Rejoin.decide(
-            worker: who.workerId, running: reg.running, finished: reg.finished ?? [], stored: stored, settling: settling,
+            worker: who.workerId, running: reg.running, finished: reg.finished ?? [], stored: stored, settling: reports.settling,
             heldBefore: heldBefore, leases: &leases, now: now())
         let forgotten = decision.forgotten
         let forgottenAlone = lostAlone(who.workerId, count: forgotten.count, now: now())
@@ -229,16 +227,14 @@ public actor ManagerCore {
             }
             return nil
         case .jobLog(let log):
-            let waiting = unsettled[log.job.jobId].map { $0.done.job == log.job && $0.who.workerId == who.workerId } ?? false
+            let waiting = reports.awaitsLog(log.job, from: who.workerId)
             guard leases.holds(log.job, worker: who.workerId) || waiting, let payload else { return nil }
             do {
                 try await db.appendLog(log.job, offset: log.offset, data: Data(payload.readableBytesView))
             } catch {
                 logger.error("could not store log", metadata: ["grid.job.id": "\(log.job.jobId)", "grid.error": "\(error)"])
             }
-            if let held = unsettled[log.job.jobId], held.done.job == log.job {
-                return await settle(held.who, held.done, outputs: held.outputs, since: held.since, receivedAt: held.receivedAt)
-            }
+            if reports.awaitsLog(log.job, from: who.workerId) { return await recheck(log.job.jobId)?.reply }
             return nil
         case .jobDone(let done):
             return await finished(who, done, payload: payload)
@@ -285,46 +281,57 @@ public actor ManagerCore {
             }
             outputs.append(StoredFile(name: file.name, data: Data(slice.readableBytesView)))
         }
-        let held = unsettled[done.job.jobId]
-        return await settle(who, done, outputs: outputs, since: held?.since, receivedAt: held?.receivedAt ?? wall())
+        let (current, stored) = await currentRun(done.job.jobId)
+        let decision = reports.reported(
+            Pending(who: who, done: done, outputs: outputs), ref: done.job, worker: who.workerId, reportedLogBytes: done.logBytes,
+            current: current.map { RunReports<Pending>.CurrentRun(state: $0.state, attempt: $0.attempt, worker: $0.workerId) },
+            storedLogBytes: stored, now: now(), wall: wall())
+        return await carryOut(decision, Pending(who: who, done: done, outputs: outputs), job: current, fresh: true)
     }
 
-    /// Settles a reported run once its whole log is stored (`SettleRule`); until then keeps the report (unacknowledged,
-    /// so the worker keeps it too) and takes the missing bytes as they come.
-    private func settle(
-        _ who: WorkerSession.Identity, _ done: Msg.JobDone, outputs: [StoredFile], since: Double?, receivedAt: Double
-    ) async -> GridMessage? {
-        let t = now()
-        guard let job = try? await db.job(id: done.job.jobId), job.state == .running, job.attempt == done.job.attempt,
-            job.workerId == who.workerId
-        else {
+    /// The job as the store has it now, and how much of its log it holds.
+    private func currentRun(_ id: JobID) async -> (JobRecord?, Int64) {
+        guard let job = try? await db.job(id: id) else { return (nil, 0) }
+        return (job, (try? await db.logOffset(of: id)) ?? 0)
+    }
+
+    /// Decides the held report of job `id` again (more of its log came, or its wait ran out): the worker it came from,
+    /// and the answer for it (nil: it waits on).
+    private func recheck(_ id: JobID) async -> (worker: WorkerID, reply: GridMessage?)? {
+        let (current, stored) = await currentRun(id)
+        guard
+            let (held, decision) = reports.recheck(
+                id, current: current.map { .init(state: $0.state, attempt: $0.attempt, worker: $0.workerId) }, storedLogBytes: stored, now: now())
+        else { return nil }
+        return (held.worker, await carryOut(decision, held.report, job: current, fresh: false))
+    }
+
+    /// Carries out what `RunReports` decided for a report: the answer to send the worker (nil: none yet, it waits).
+    /// `fresh`: the report just came (not a held one decided again).
+    private func carryOut(_ decision: RunReports<Pending>.Decision, _ pending: Pending, job: JobRecord?, fresh: Bool) async -> GridMessage? {
+        let (who, done, outputs) = (pending.who, pending.done, pending.outputs)
+        let receivedAt: Double
+        switch decision {
+        case .stale:
             // Not this worker's current run (any more): nothing to store; the worker may forget it.
-            unsettled[done.job.jobId] = nil
             logger.info("ignored a stale JOB_DONE", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)"])
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
-        }
-        let stored = (try? await db.logOffset(of: done.job.jobId)) ?? 0
-        switch SettleRule.decide(
-            stored: stored, reported: done.logBytes, waitingSince: since, now: t, bound: config.settleWaitSeconds, maxLogBytes: config.maxLogBytes)
-        {
-        case .settle:
-            unsettled[done.job.jobId] = nil
         case .wait(let missing):
-            if unsettled[done.job.jobId] == nil {
-                logger.info(
-                    "run ended; waiting for the rest of its log",
-                    metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)", "grid.log.missing": "\(missing)"])
-            }
+            logger.log(
+                level: fresh ? .info : .debug,
+                "run ended; waiting for the rest of its log",
+                metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)", "grid.log.missing": "\(missing)"])
             leases.release(done.job.jobId)
-            unsettled[done.job.jobId] = Unsettled(who: who, done: done, outputs: outputs, since: since ?? t, receivedAt: receivedAt)
             return nil
         case .giveUp(let why):
-            unsettled[done.job.jobId] = nil
             leases.release(done.job.jobId)
             leasedSpecs[done.job.jobId] = nil
             await interrupt(done.job, .init(kind: .incompleteReport, worker: who.workerId, reason: "worker \(who.name): \(why)", alone: true))
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
+        case .settle(let at):
+            receivedAt = at
         }
+        guard let job else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
         let state: JobState =
             switch done.outcome {
             case .completed: .completed
@@ -615,10 +622,8 @@ public actor ManagerCore {
         for lease in expired { forget(lease.job.jobId) }
         await stopOverruns()
         // Reports that waited too long for the rest of their log.
-        for (_, held) in unsettled where t - held.since >= config.settleWaitSeconds {
-            if let reply = await settle(held.who, held.done, outputs: held.outputs, since: held.since, receivedAt: held.receivedAt) {
-                await send(reply, to: held.who.workerId)
-            }
+        for id in reports.due(now: t) {
+            if let (worker, reply) = await recheck(id), let reply { await send(reply, to: worker) }
         }
     }
 
