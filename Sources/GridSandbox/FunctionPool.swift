@@ -16,7 +16,7 @@ import Glibc
 /// there, e.g. `bwrap … --`), with only `environment`, in a working folder of its own under `directory`: an interpreter
 /// serves one user, and its folder is emptied whenever a fresh process starts in it (after a recycle, a crash, an
 /// overrun, or before it serves another user), so no user's task ever sees files another user's task wrote.
-public final class FunctionPool: Sendable {
+public final class FunctionPool: FunctionRunner {
     /// How to start an interpreter: the sandbox tier's wrapper command, then `python -I -c <executor>`.
     public struct Launch: Sendable {
         public var python: String
@@ -532,5 +532,22 @@ extension ForkedProcess {
         close(childIn)
         close(childOut)
         return (child, toChild[1], fromChild[0])
+    }
+}
+
+/// What runs a peer's function tasks: the pool of warm interpreters (`FunctionPool`), or, in the in-process test grid,
+/// a scripted stand-in that starts no process.
+public protocol FunctionRunner: Sendable {
+    /// Gets ready for the first tasks (starts spare interpreters).
+    func warm()
+    /// Runs one task of `user` (in the Python environment given, if any); never throws for the task's own failures.
+    func run(_ request: FunctionPool.Request, user: String, environment: (key: String, site: String)?) async -> FunctionPool.Answer
+    /// Stops everything it started.
+    func shutdown()
+}
+
+extension FunctionRunner {
+    public func run(_ request: FunctionPool.Request, user: String) async -> FunctionPool.Answer {
+        await run(request, user: user, environment: nil)
     }
 }

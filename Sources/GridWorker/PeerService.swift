@@ -76,7 +76,8 @@ public actor PeerService: Service {
     }
 
     let config: PeerConfig
-    let pool: FunctionPool
+    /// Runs the function tasks (`FunctionPool`: warm interpreters).
+    let pool: any FunctionRunner
     /// Builds the Python environments tasks declare (`CPU_TASK.requirements`); the worker's own, shared with its jobs.
     private var environments: EnvBuilder?
     let chunks: ChunkStore
@@ -127,10 +128,15 @@ public actor PeerService: Service {
     public nonisolated let tls: PeerTLSSwitch
 
     public init(config: PeerConfig, launch: FunctionPool.Launch, logger: Logger, tls: PeerTLSSwitch = PeerTLSSwitch(required: false)) throws {
+        try self.init(config: config, functions: FunctionPool(launch: launch, size: config.slots), logger: logger, tls: tls)
+    }
+
+    /// With `functions` running the function tasks (the in-process test grid gives a scripted one).
+    public init(config: PeerConfig, functions: any FunctionRunner, logger: Logger, tls: PeerTLSSwitch = PeerTLSSwitch(required: false)) throws {
         self.tls = tls
         self.config = config
         self.logger = logger
-        self.pool = FunctionPool(launch: launch, size: config.slots)
+        self.pool = functions
         self.memory = LocalReplicas(replicas: config.replicas)
         self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks")
         (starts, startContinuation) = AsyncStream<StartedTask>.makeStream()

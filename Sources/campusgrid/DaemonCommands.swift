@@ -303,9 +303,9 @@ struct WorkerCommand: AsyncParsableCommand {
         config.webPort = webPort
         let webPortShown = config.webPort.map(String.init) ?? "null"
         config.gpuIndices = inventory.gpus.prefix(gpuCount).map(\.index)
-        let agent = WorkerAgent(
+        let built = await Worker.build(
             config: config, runner: runner, resources: resources, gpuNames: Array(inventory.gpus.prefix(gpuCount).map(\.name)), logger: logger,
-            peers: peers, environments: environments
+            peers: Worker.Peers(service: peers, listener: listener), environments: environments
         ) { id in
             if asJSON {
                 say(
@@ -315,8 +315,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 say("Worker \(name) (\(id)) registered with \(host):\(managerPort); peer port \(peerPort); sandbox: \(runner.label)")
             }
         }
-        await peers.connect(manager: { try await agent.ask($0) }, onLoadChange: { agent.loadChanged() })
-        var services: [any Service] = [agent, peers, PeerServer(listener: listener, service: peers, logger: logger)]
+        let agent = built.agent
+        var services = built.services
         if let webPort {
             services.append(WorkerStatusPage(agent: agent, host: webHost, port: webPort, logger: logger))
         }

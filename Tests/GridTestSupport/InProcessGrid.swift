@@ -53,10 +53,12 @@ public final class InProcessGrid: Sendable {
         return try await admin.ledgerCheck()["ok"] == .bool(true)
     }
 
-    /// Starts a worker earning for `owner`, in this process, and returns once the manager registered it.
+    /// Starts a worker earning for `owner`, in this process, and returns once the manager registered it. With `peer`,
+    /// it offers the peer services too (as every `campusgrid worker` does): its peer port listens on loopback, and its
+    /// function tasks run on `ScriptedFunctions`, one slot per CPU.
     @discardableResult
     public func startWorker(
-        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(),
+        _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(), peer: Bool = false,
         timeout: Double = 30
     ) async throws -> InProcessWorker {
         let token = try await owner.createToken(kind: "worker").token
@@ -66,15 +68,25 @@ public final class InProcessGrid: Sendable {
         let (registered, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
         var workerLogger = logger
         workerLogger[metadataKey: "worker"] = "\(name)"
-        let agent = WorkerAgent(
+        var peers: Worker.Peers?
+        if peer {
+            let service = try PeerService(
+                config: PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: cpus), functions: ScriptedFunctions(peer: name),
+                logger: workerLogger)
+            let bound = Worker.Peers(service: service, listener: try await PeerServer.bind(host: "127.0.0.1", port: 0))
+            config.port = bound.port
+            config.advertiseHost = "127.0.0.1"
+            peers = bound
+        }
+        let (_, services) = await Worker.build(
             config: config, runner: runner, resources: Resources(cpus: cpus, ramGb: memoryGb, gpus: 0), gpuNames: [], logger: workerLogger,
-            transport: transport
+            peers: peers, transport: transport
         ) { id in continuation.yield(id) }
-        let group = ServiceGroup(configuration: .init(services: [agent], logger: workerLogger))
+        let group = ServiceGroup(configuration: .init(services: services, logger: workerLogger))
         let task = Task {
             do { try await group.run() } catch { workerLogger.error("worker \(name) ended: \(error)") }
         }
-        let worker = InProcessWorker(name: name, group: group, task: task)
+        let worker = InProcessWorker(name: name, peerPort: config.port, group: group, task: task)
         guard let id = await first(of: registered, within: timeout) else {
             task.cancel()
             throw TestGridError("in-process worker \(name) did not register within \(Int(timeout)) s; log: \(root)/grid.log")
@@ -87,12 +99,15 @@ public final class InProcessGrid: Sendable {
 /// A worker of an `InProcessGrid`.
 public final class InProcessWorker: Sendable {
     public let name: String
+    /// Its peer port on loopback, if it offers the peer services.
+    public let peerPort: Int?
     public let id = Mutex<String>("")
     let group: ServiceGroup
     let task: Task<Void, Never>
 
-    init(name: String, group: ServiceGroup, task: Task<Void, Never>) {
+    init(name: String, peerPort: Int?, group: ServiceGroup, task: Task<Void, Never>) {
         self.name = name
+        self.peerPort = peerPort
         self.group = group
         self.task = task
     }

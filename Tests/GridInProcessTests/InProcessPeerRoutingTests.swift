@@ -1,0 +1,65 @@
+import Foundation
+import GridClient
+import GridCore
+import GridProtocol
+import GridTestSupport
+import Testing
+
+/// Function tasks routed between peers, in process (issue 14): workers with their peer services, their tasks run by
+/// `ScriptedFunctions` (no interpreter), the manager on the in-memory transport; the peers' own ports on loopback.
+@Suite struct InProcessPeerRoutingTests {
+    static func task(_ id: String, _ program: String = "# grid: print hi", confidential: Bool = false) -> GridMessage {
+        .cpuTask(Msg.CPUTask(taskId: id, program: program, args: .array([.number(7)]), confidential: confidential, timeout: 30))
+    }
+
+    static func result(_ link: PeerLink, _ message: GridMessage) async throws -> Msg.CPUResult {
+        let reply = try await link.request(message, timeout: 60)
+        guard case .cpuResult(let r) = reply.message else { throw TestGridError("a CPU_TASK was answered with \(reply.message.type)") }
+        return r
+    }
+
+    /// A peer whose only slot is taken by a grid job asks the manager, and the task runs on the least-loaded peer,
+    /// for the user who sent it; a confidential task stays on the busy peer; a peer with a free slot runs it itself.
+    @Test func aTaskGivenToABusyPeerRunsOnTheLeastLoadedPeerAndAConfidentialOneStaysPut() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let busy = try await grid.startWorker("busy", owner: owner, cpus: 1, peer: true)
+            let alice = try await grid.user("alice")
+            // The job goes to the only worker there is: its slot is taken for the whole test.
+            let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 60\n", cpus: 1, ramGb: 1))
+            let running = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
+            #expect(running.workerId == busy.workerId)
+            let idle = try await grid.startWorker("idle", owner: owner, cpus: 1, peer: true)
+
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(busy.peerPort), token: try #require(alice.token))
+            defer { link.close() }
+            let routed = try await Self.result(link, Self.task("t-routed"))
+            #expect(routed.outcome.ok, "\(routed)")
+            #expect(routed.peer == idle.workerId, "ran on \(routed.peer), not on the idle peer \(idle.workerId)")
+            #expect(routed.outcome.result == .object(["ran_on": .string("idle"), "user": .string("alice"), "function": .string("main"), "args": .array([.number(7)])]))
+
+            let kept = try await Self.result(link, Self.task("t-confidential", confidential: true))
+            #expect(kept.outcome.ok && kept.peer == busy.workerId, "a confidential task left its peer: \(kept)")
+
+            let direct = try await PeerLink.connect(host: "127.0.0.1", port: try #require(idle.peerPort), token: try #require(alice.token))
+            defer { direct.close() }
+            let local = try await Self.result(direct, Self.task("t-local"))
+            #expect(local.peer == idle.workerId, "a peer with a free slot sent its task away: \(local)")
+            _ = try await alice.cancel(job.job.id)
+        }
+    }
+
+    /// A worker's join token is not a person: a peer refuses it, so a worker (or whoever stole its token) cannot send
+    /// tasks as a user.
+    @Test func aPeerRefusesAWorkersJoinTokenInPlaceOfAPersons() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true)
+            let joinToken = try await owner.createToken(kind: "worker").token
+            await #expect(throws: GridError.self) {
+                let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), token: joinToken)
+                link.close()
+            }
+        }
+    }
+}
