@@ -292,4 +292,43 @@ final class GatedRunner: JobRunner, Sendable {
             #expect(try await grid.ledgerOK())
         }
     }
+
+    /// Messages only a manager sends (a CANCEL, an acknowledgement, a peer list), sent by a worker: each is refused
+    /// with the reason, nothing happens to the job it names, and the connection goes on (a PING is answered).
+    @Test func messagesOnlyAManagerSendsAreRefusedFromAWorkerAndChangeNothing() async throws {
+        try await withTestGrid(workers: 1) { grid in
+            let alice = try await grid.user("alice")
+            let submitted = try await alice.submit(InProcessScenarioTests.job("kept", "# grid: print start\n# grid: sleep 1\n# grid: print end\n"))
+            let running = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.running])
+            let ref = JobRef(jobId: submitted.job.id, attempt: running.attempt)
+            let mallory = try await grid.user("mallory")
+            let link = try grid.transport.dial()
+            defer { link.close() }
+            var inbound = link.inbound.makeAsyncIterator()
+            func answer(_ id: Int, _ message: GridMessage) async throws -> GridMessage? {
+                try await link.outbound.write(GridFrame(id: id, message))
+                for _ in 0..<1000 {
+                    guard case .frame(let f)? = try await inbound.next() else { return nil }
+                    if f.id == id { return f.message }
+                }
+                return nil
+            }
+            let token = try await mallory.createToken(kind: "worker").token
+            guard case .helloOk? = try await answer(1, .hello(Msg.Hello(token: token, name: "mallory-box"))) else { Issue.record("no HELLO_OK"); return }
+            let register = Msg.Register(resources: Resources(cpus: 1, ramGb: 1, gpus: 0), tier: .bwrap, slots: 1)
+            guard case .registered? = try await answer(2, .register(register)) else { Issue.record("no REGISTERED"); return }
+            let orders: [GridMessage] = [
+                .cancel(Msg.Cancel(job: ref, reason: "mallory says so")), .jobDoneAck(Msg.JobDoneAck(job: ref)), .peers(Msg.Peers(peers: [])),
+            ]
+            for (i, order) in orders.enumerated() {
+                let reply = try await answer(10 + i, order)
+                guard case .error(let e)? = reply else { Issue.record("\(order.type) from a worker was not refused: \(String(describing: reply))"); continue }
+                #expect(e.code == .badRequest && e.message.contains(order.type), "\(e)")
+            }
+            guard case .pong? = try await answer(20, .ping) else { Issue.record("the connection did not go on after the refusals"); return }
+            let done = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.completed, .failed, .cancelled])
+            #expect(done.state == .completed && done.attempt == running.attempt, "\(done)")
+            #expect(try await grid.ledgerOK())
+        }
+    }
 }
