@@ -119,16 +119,6 @@ final class PeerConnection: ChannelInboundHandler {
     typealias InboundIn = InboundFrame
     typealias OutboundOut = GridFrame
 
-    private enum Auth {
-        case waiting
-        /// HELLO (or PEER_AUTH) is being checked; frames that come meanwhile wait their turn.
-        case checking([InboundFrame])
-        /// A peer said HELLO with a nonce and got our credential; its `PEER_AUTH` must answer our `nonce`.
-        case awaitingProof(nonce: String)
-        case done(PeerService.Caller)
-        case closing
-    }
-
     private let service: PeerService
     private let logger: Logger
     /// Hands each request to `PeerServer.run()`'s task group.
@@ -136,7 +126,8 @@ final class PeerConnection: ChannelInboundHandler {
     /// Opened once the caller is authenticated: the decoder then accepts bulk bytes and long lines, and the HELLO
     /// deadline no longer applies.
     private let gate: StrangerGate
-    private var auth = Auth.waiting
+    /// Who the caller is and what may be done before that is known (pure, `PeerGreeting`).
+    private var greeting = PeerGreeting<PeerService.Caller>()
     private var inFlight = 0
     private var paused = false
     private var inputClosed = false
@@ -161,42 +152,59 @@ final class PeerConnection: ChannelInboundHandler {
     }
 
     private func receive(_ item: InboundFrame, context: ChannelHandlerContext) {
-        switch auth {
-        case .closing:
+        if case .invalid(let error, _, _) = item {
+            logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+        }
+        carryOut(greeting.received(item), context: context)
+    }
+
+    /// Carries out what `PeerGreeting` decided.
+    private func carryOut(_ action: PeerGreeting<PeerService.Caller>.Action, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let service = service
+        switch action {
+        case .none:
             return
-        case .checking(var waiting):
-            waiting.append(item)
-            auth = .checking(waiting)
-            return
-        case .waiting, .done:
-            break
-        case .awaitingProof(let nonce):
-            guard case .frame(let frame) = item, case .peerAuth(let proof) = frame.message else {
-                let e = GridError(.notAuthenticated, "a peer must send PEER_AUTH after HELLO_OK")
-                return reply(GridFrame(id: 0, .error(Msg.Error(e))), context: context, thenClose: true)
-            }
-            auth = .checking([])
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let service = service
+        case .reply(let frame):
+            reply(frame, context: context)
+        case .replyAndClose(let frame):
+            reply(frame, context: context, thenClose: true)
+        case .checkToken(let token, let id):
+            gate.heard()
             handshake = Task {
-                let result = await service.authenticatePeer(proof, nonce: nonce)
+                let result = await service.authenticate(token)
+                let me = await service.selfId ?? ""
+                let answered = result.map { caller in
+                    (caller, GridMessage.helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0)))
+                }
                 bound.eventLoop.execute {
                     let (handler, context) = bound.value
-                    handler.authenticated(result, answer: { _ in .ok(Msg.Ok()) }, id: frame.id, context: context)
+                    handler.resolved(handler.greeting.checked(answered, id: id), context: context)
                 }
             }
-            return
-        }
-        switch item {
-        case .invalid(let error, let id, let fatal):
-            logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
-            reply(GridFrame(id: id ?? 0, .error(Msg.Error(error))), context: context, thenClose: fatal)
-        case .frame(let frame):
-            guard case .done(let caller) = auth else { return greet(frame, context: context) }
-            if case .hello = frame.message {
-                reply(GridFrame(id: frame.id, .error(Msg.Error(GridError(.badRequest, "HELLO was already received")))), context: context)
-                return
+        case .greetPeer(let nonce, let id):
+            // Another peer: we prove ourselves first (our credential, our signature over its nonce), then it does.
+            gate.heard()
+            handshake = Task {
+                let result = await service.peerHello(nonce: nonce)
+                bound.eventLoop.execute {
+                    let (handler, context) = bound.value
+                    handler.resolved(handler.greeting.greeted(result, id: id), context: context)
+                }
             }
+        case .checkProof(let proof, let nonce, let id):
+            handshake = Task {
+                let result = await service.authenticatePeer(proof, nonce: nonce).map { ($0, GridMessage.ok(Msg.Ok())) }
+                bound.eventLoop.execute {
+                    let (handler, context) = bound.value
+                    handler.resolved(handler.greeting.checked(result, id: id), context: context)
+                }
+            }
+        case .open(let frame):
+            // Full limits from here on: bulk bytes, long lines, no HELLO deadline.
+            gate.open()
+            reply(frame, context: context)
+        case .deliver(let frame, let caller):
             // A key of the caller's held here is read on the event loop: no task, no actor.
             if case .getMem(let m) = frame.message, caller.peer == nil, let hit = service.memory.fastGet(m.key, user: caller.user) {
                 return reply(GridFrame(id: frame.id, .memResult(hit)), context: context)
@@ -205,79 +213,11 @@ final class PeerConnection: ChannelInboundHandler {
         }
     }
 
-    /// Before the token is checked: only `HELLO` (or `PING`).
-    private func greet(_ frame: GridFrame, context: ChannelHandlerContext) {
-        switch frame.message {
-        case .ping:
-            reply(GridFrame(id: frame.id, .pong), context: context)
-        case .hello(let hello):
-            guard ProtocolVersion.supported.contains(hello.version) else {
-                let e = GridError(.versionMismatch, "protocol version \(hello.version) is not supported (\(ProtocolVersion.supported))")
-                return reply(GridFrame(id: frame.id, .error(Msg.Error(e))), context: context, thenClose: true)
-            }
-            auth = .checking([])
-            gate.heard()
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let service = service
-            if let nonce = hello.nonce, hello.token.isEmpty {
-                // Another peer: we prove ourselves first (our credential, our signature over its nonce), then it does.
-                handshake = Task {
-                    let result = await service.peerHello(nonce: nonce)
-                    bound.eventLoop.execute {
-                        let (handler, context) = bound.value
-                        handler.peerGreeted(result, id: frame.id, context: context)
-                    }
-                }
-                return
-            }
-            handshake = Task {
-                let result = await service.authenticate(hello.token)
-                let me = await service.selfId ?? ""
-                bound.eventLoop.execute {
-                    let (handler, context) = bound.value
-                    handler.authenticated(
-                        result,
-                        answer: { caller in
-                            .helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0))
-                        }, id: frame.id, context: context)
-                }
-            }
-        default:
-            let e = GridError(.notAuthenticated, "send HELLO with a token before \(frame.message.type)")
-            reply(GridFrame(id: frame.id, .error(Msg.Error(e))), context: context, thenClose: true)
-        }
-    }
-
-    /// Our answer to a peer's `HELLO {nonce}` is ready: send it, then wait for its `PEER_AUTH`.
-    private func peerGreeted(_ result: Result<Msg.HelloOk, GridError>, id: Int, context: ChannelHandlerContext) {
-        guard case .checking(let waiting) = auth else { return }
-        switch result {
-        case .success(let ok):
-            auth = .awaitingProof(nonce: ok.nonce ?? "")
-            reply(GridFrame(id: id, .helloOk(ok)), context: context)
-            for item in waiting { receive(item, context: context) }
-            closeIfDone(context: context)
-        case .failure(let e):
-            auth = .waiting
-            reply(GridFrame(id: id, .error(Msg.Error(e))), context: context, thenClose: true)
-        }
-    }
-
-    private func authenticated(
-        _ result: Result<PeerService.Caller, GridError>, answer: (PeerService.Caller) -> GridMessage, id: Int, context: ChannelHandlerContext
-    ) {
-        guard case .checking(let waiting) = auth else { return }
-        switch result {
-        case .success(let caller):
-            auth = .done(caller)
-            gate.open()
-            reply(GridFrame(id: id, answer(caller)), context: context)
-            for item in waiting { receive(item, context: context) }
-            closeIfDone(context: context)
-        case .failure(let e):
-            auth = .waiting
-            reply(GridFrame(id: id, .error(Msg.Error(e))), context: context, thenClose: true)
-        }
+    /// A check ended: its action, then the frames that waited for it, in order.
+    private func resolved(_ decided: (PeerGreeting<PeerService.Caller>.Action, held: [InboundFrame]), context: ChannelHandlerContext) {
+        carryOut(decided.0, context: context)
+        for item in decided.held { receive(item, context: context) }
+        closeIfDone(context: context)
     }
 
     /// Runs one request in the server's task group; its reply is written from the event loop.
@@ -298,14 +238,14 @@ final class PeerConnection: ChannelInboundHandler {
         }
         if case .terminated = submit.yield(request) {
             // The server is stopping: no new request runs.
-            auth = .closing
+            greeting.close()
             context.close(promise: nil)
         }
     }
 
     private func finished(_ frame: GridFrame, context: ChannelHandlerContext) {
         inFlight -= 1
-        if case .closing = auth { return }
+        if greeting.isClosing { return }
         reply(frame, context: context)
         if paused, inFlight < PeerServer.maxInFlight {
             paused = false
@@ -316,7 +256,7 @@ final class PeerConnection: ChannelInboundHandler {
 
     private func reply(_ frame: GridFrame, context: ChannelHandlerContext, thenClose: Bool = false) {
         if thenClose {
-            auth = .closing
+            greeting.close()
             context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in context.close(promise: nil) }
         } else {
             context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
@@ -333,9 +273,8 @@ final class PeerConnection: ChannelInboundHandler {
     }
 
     private func closeIfDone(context: ChannelHandlerContext) {
-        guard inputClosed, inFlight == 0 else { return }
-        if case .checking = auth { return }
-        auth = .closing
+        guard inputClosed, inFlight == 0, !greeting.isChecking else { return }
+        greeting.close()
         context.close(promise: nil)
     }
 
@@ -347,7 +286,7 @@ final class PeerConnection: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("peer connection ended", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
-        auth = .closing
+        greeting.close()
         context.close(promise: nil)
     }
 }
