@@ -23,18 +23,18 @@ struct GridServer: Service {
     let peerCertificates: PeerCertificates?
     let logger: Logger
     let onBound: @Sendable (Int) async -> Void
-    /// Tests (issue 14): listen on this in-memory transport instead of a TCP port (which is then 0). It is shut when
-    /// the server stops, so a worker dialling later is refused as it would be by a closed port.
+    /// Tests (issue 14): listen on this in-memory transport instead of a TCP port (which is then 0). Once the server
+    /// stops, a worker dialling is refused, as it would be by a closed port.
     var memory: MemoryGridTransport?
 
     func run() async throws {
         if let memory {
-            defer { memory.shut() }
+            let connections = memory.listen()
             await onBound(0)
             logger.info("grid protocol listening in memory")
             await cancelWhenGracefulShutdown {
                 await withDiscardingTaskGroup { group in
-                    for await link in memory.connections {
+                    for await link in connections {
                         group.addTask { await self.serve(link, gate: .trusted()) }
                     }
                 }

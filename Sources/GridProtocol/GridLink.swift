@@ -85,21 +85,27 @@ public struct GridOutbox: Sendable {
 /// An in-memory transport for the grid protocol (issue 14, after grpc-swift's in-process transport): a manager listens
 /// on it and workers dial it, in one process, with no socket. Frames go across as values (their encoding is tested
 /// on its own: `FrameParser`, the codec tests); writes keep their order, and a closed pipe refuses writes as a closed
-/// channel does. Used by the in-process test grid; the binary never makes one.
+/// channel does. Like a port, it has one listener at a time, and a manager that stops and starts again listens on it
+/// again, so its workers reconnect. Used by the in-process test grid; the binary never makes one.
 public final class MemoryGridTransport: Sendable {
-    private let accepted: AsyncStream<GridLink>
-    private let acceptor: AsyncStream<GridLink>.Continuation
-    private let closed = Mutex(false)
+    private let listener = Mutex<AsyncStream<GridLink>.Continuation?>(nil)
 
-    public init() {
-        (accepted, acceptor) = AsyncStream<GridLink>.makeStream()
+    public init() {}
+
+    /// Starts listening: the connections dialled from now on, as the listening side sees them. The stream ends when its
+    /// reader is cancelled or `shut()` is called; dials are refused from then on, until the next `listen()`.
+    public func listen() -> AsyncStream<GridLink> {
+        let (stream, continuation) = AsyncStream<GridLink>.makeStream()
+        let previous = listener.withLock { current in
+            defer { current = continuation }
+            return current
+        }
+        previous?.finish()
+        return stream
     }
 
-    /// The connections dialled, as the listening side sees them; ends once the transport is shut.
-    public var connections: AsyncStream<GridLink> { accepted }
-
-    /// Opens a connection to the listening side, which sees it come from `address`. Throws once the transport is shut
-    /// (as a refused connection does).
+    /// Opens a connection to the listening side, which sees it come from `address`. Throws when nothing listens (as a
+    /// refused connection does).
     public func dial(from address: String = "127.0.0.1") throws -> GridLink {
         let pipe = Pipe()
         let server = GridLink(
@@ -108,27 +114,28 @@ public final class MemoryGridTransport: Sendable {
         let client = GridLink(
             inbound: pipe.clientInbound, outbound: GridOutbox(pipe: pipe, toServer: true), remoteAddress: nil,
             remoteDescription: "memory:manager", close: { pipe.close() })
-        let refused = closed.withLock { shut in
-            if shut { return true }
-            if case .terminated = acceptor.yield(server) { return true }
-            return false
+        let accepted = listener.withLock { current -> Bool in
+            guard let current, case .enqueued = current.yield(server) else { return false }
+            return true
         }
-        if refused {
+        guard accepted else {
             pipe.close()
             throw Refused()
         }
         return client
     }
 
-    /// A dial after the listening side stopped (as a refused TCP connection).
+    /// A dial when nothing listens (as a refused TCP connection).
     public struct Refused: Error, CustomStringConvertible {
-        public var description: String { "connection refused: the in-memory grid transport is shut" }
+        public var description: String { "connection refused: nothing listens on the in-memory grid transport" }
     }
 
     /// Stops listening: later dials are refused (the links already made stay until they close).
     public func shut() {
-        closed.withLock { $0 = true }
-        acceptor.finish()
+        listener.withLock { current in
+            current?.finish()
+            current = nil
+        }
     }
 
     /// Both directions of one connection.

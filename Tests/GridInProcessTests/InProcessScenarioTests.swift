@@ -332,3 +332,42 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 }
+
+@Suite struct InProcessManagerRestartTests {
+    /// The manager stops while jobs run (and one waits) and starts again on its store: no job and no credit is lost, the
+    /// running jobs finish on their first attempt on the workers that had them, and the workers reconnect by
+    /// themselves. (The process-level `FaultTolerance` test does the same with a SIGKILL.)
+    @Test func aManagerRestartedMidRunLosesNoJobOrCreditAndItsWorkersReconnect() async throws {
+        try await withTestGrid(workers: 2, leaseSeconds: 2) { grid in
+            let alice = try await grid.user("alice")
+            let script = "# grid: print step 1\n# grid: sleep 1.5\n# grid: print step 2\n# grid: write result.txt ok\n"
+            let a = try await alice.submit(InProcessScenarioTests.job("a", script, outputs: ["result.txt"])).job.id
+            let b = try await alice.submit(InProcessScenarioTests.job("b", script, outputs: ["result.txt"])).job.id
+            let queued = try await alice.submit(InProcessScenarioTests.job("queued", script, cpus: 2, outputs: ["result.txt"])).job.id
+            _ = try await InProcessScenarioTests.wait(alice, a, for: [.running])
+            _ = try await InProcessScenarioTests.wait(alice, b, for: [.running])
+            let balanceBefore = try await alice.me().balance
+
+            try await grid.restartManager()
+            let log = try String(contentsOfFile: grid.root + "/grid.log", encoding: .utf8)
+            #expect(log.components(separatedBy: "grid protocol listening in memory").count - 1 == 2, "the manager did not start twice")
+            #expect(try await alice.me().balance == balanceBefore, "no credit lost in the restart")
+            for id in [a, b, queued] {
+                let job = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed, .cancelled], timeout: 30)
+                #expect(job.state == .completed, "job \(id): \(job)")
+                #expect(try await alice.logs(id, from: 0).text.contains("step 2"))
+            }
+            #expect(try await alice.job(a).attempt == 1, "the running job finished on its first worker, across the restart")
+            #expect(try await alice.job(b).attempt == 1)
+            var owner = GridClient(baseURL: grid.baseURL)
+            owner.token = try await owner.login("owner", password: "correct horse battery").token
+            let online = try await eventually(timeout: 10) { try await owner.workers().workers.filter(\.online).count == 2 }
+            #expect(online, "both workers reconnected by themselves")
+            var paid = 0
+            for id in [a, b, queued] { paid += try await alice.job(id).paid ?? 0 }
+            #expect(try await alice.me().balance == 100 - paid)
+            #expect(try await owner.credits().earned == paid)
+            #expect(try await grid.ledgerOK())
+        }
+    }
+}

@@ -15,8 +15,8 @@ import Testing
 
     @Test func framesArriveInOrderBothWaysAndTheListenerSeesWhereTheyCameFrom() async throws {
         let transport = MemoryGridTransport()
+        var accepted = transport.listen().makeAsyncIterator()
         let client = try transport.dial(from: "10.0.0.7")
-        var accepted = transport.connections.makeAsyncIterator()
         let server = try #require(await accepted.next())
         #expect(server.remoteAddress == "10.0.0.7")
         for i in 1...5000 { try await client.outbound.write(GridFrame(id: i, .ping)) }
@@ -27,8 +27,8 @@ import Testing
 
     @Test func finishingOneSideEndsOnlyTheOtherSidesInboundAsAHalfCloseDoes() async throws {
         let transport = MemoryGridTransport()
+        var accepted = transport.listen().makeAsyncIterator()
         let client = try transport.dial()
-        var accepted = transport.connections.makeAsyncIterator()
         let server = try #require(await accepted.next())
         try await server.outbound.write(GridFrame(id: 1, .pong))
         server.outbound.finish()
@@ -41,8 +41,8 @@ import Testing
 
     @Test func closingEndsBothSidesAndLaterWritesFail() async throws {
         let transport = MemoryGridTransport()
+        var accepted = transport.listen().makeAsyncIterator()
         let client = try transport.dial()
-        var accepted = transport.connections.makeAsyncIterator()
         let server = try #require(await accepted.next())
         client.close()
         #expect(try await ids(server, 10).isEmpty)
@@ -55,18 +55,34 @@ import Testing
     @Test func executeThenCloseClosesTheLinkHoweverTheBodyEnds() async throws {
         struct Boom: Error {}
         let transport = MemoryGridTransport()
+        var accepted = transport.listen().makeAsyncIterator()
         let client = try transport.dial()
-        var accepted = transport.connections.makeAsyncIterator()
         let server = try #require(await accepted.next())
         await #expect(throws: Boom.self) { try await client.executeThenClose { _, _ in throw Boom() } }
         #expect(try await ids(server, 10).isEmpty, "the body threw; the other side saw the connection close")
     }
 
-    @Test func aDialAfterTheListenerShutIsRefused() async throws {
+    @Test func aDialWithNothingListeningIsRefusedAndAListenerAgainTakesNewOnes() async throws {
         let transport = MemoryGridTransport()
-        transport.shut()
         #expect(throws: MemoryGridTransport.Refused.self) { try transport.dial() }
-        var accepted = transport.connections.makeAsyncIterator()
-        #expect(await accepted.next() == nil)
+        var first = transport.listen().makeAsyncIterator()
+        _ = try transport.dial()
+        #expect(await first.next() != nil)
+        transport.shut()
+        #expect(await first.next() == nil, "shut: the listener's stream ends")
+        #expect(throws: MemoryGridTransport.Refused.self) { try transport.dial() }
+        // A manager that starts again listens again: new dials reach the new listener only.
+        var again = transport.listen().makeAsyncIterator()
+        _ = try transport.dial(from: "10.0.0.9")
+        #expect(await again.next()?.remoteAddress == "10.0.0.9")
+    }
+
+    @Test func aListenerWhoseReaderIsCancelledRefusesLaterDials() async throws {
+        let transport = MemoryGridTransport()
+        let stream = transport.listen()
+        let reader = Task { for await _ in stream {} }
+        reader.cancel()
+        await reader.value
+        #expect(throws: MemoryGridTransport.Refused.self) { try transport.dial() }
     }
 }

@@ -24,15 +24,55 @@ public final class InProcessGrid: Sendable {
     /// The account named admin of this grid (it may check the ledger).
     public static let adminName = "grid-admin"
     let logger: Logger
-    private let workerTasks = Mutex<[String: Task<Void, Never>]>([:])
-    /// The workers `withTestGrid(workers:)` started, earning for `owner`.
+    let config: ManagerConfig
+    /// The manager's run (replaced by `restartManager`).
+    let manager: Mutex<Task<Void, Never>?>
+    /// Every worker started on this grid (stopped, if still running, when the grid stops); the first ones are those
+    /// `withTestGrid(workers:)` started, earning for `owner`.
     public let workers: Mutex<[InProcessWorker]> = Mutex([])
 
-    init(root: String, ports: Manager.Ports, transport: MemoryGridTransport, logger: Logger) {
+    init(root: String, ports: Manager.Ports, transport: MemoryGridTransport, config: ManagerConfig, manager: Task<Void, Never>, logger: Logger) {
         self.transport = transport
         self.root = root
         self.ports = ports
+        self.config = config
+        self.manager = Mutex(manager)
         self.logger = logger
+    }
+
+    /// Starts a manager on `transport` and returns its run once it is ready (both listeners bound, leading).
+    static func launch(config: ManagerConfig, transport: MemoryGridTransport, logger: Logger, root: String) async throws -> (Task<Void, Never>, Manager.Ports) {
+        let (ready, readyContinuation) = AsyncStream<Manager.Ports>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let manager = Task {
+            do {
+                try await Manager.run(config: config, logger: logger, gridTransport: transport) { readyContinuation.yield($0) }
+            } catch {
+                logger.error("manager ended: \(error)")
+            }
+            readyContinuation.finish()
+        }
+        guard let ports = await first(of: ready, within: 60) else {
+            manager.cancel()
+            await manager.value
+            throw TestGridError("the in-process manager did not become ready; log: \(root)/grid.log")
+        }
+        return (manager, ports)
+    }
+
+    /// Stops the manager (its listeners close, its connections end, nothing more is written) and starts it again on
+    /// the same store, HTTP port and transport, as an operator's restart does; returns once it is ready again. The
+    /// workers reconnect by themselves.
+    public func restartManager() async throws {
+        let old = manager.withLock { m in
+            defer { m = nil }
+            return m
+        }
+        old?.cancel()
+        await old?.value
+        var again = config
+        again.httpPort = ports.http
+        let (run, _) = try await Self.launch(config: again, transport: transport, logger: logger, root: root)
+        manager.withLock { $0 = run }
     }
 
     /// Creates an account and returns a client logged in as it.
@@ -87,6 +127,7 @@ public final class InProcessGrid: Sendable {
             do { try await group.run() } catch { workerLogger.error("worker \(name) ended: \(error)") }
         }
         let worker = InProcessWorker(name: name, peerPort: config.port, group: group, task: task)
+        workers.withLock { $0.append(worker) }
         guard let id = await first(of: registered, within: timeout) else {
             task.cancel()
             throw TestGridError("in-process worker \(name) did not register within \(Int(timeout)) s; log: \(root)/grid.log")
@@ -146,42 +187,28 @@ public func withTestGrid<T: Sendable>(
     config.admins = [InProcessGrid.adminName]
     // Verification off, as in `TestGrid`: these scenarios count exact earnings with a single worker owner.
     config.verification = .init(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 0))
-    let (ready, readyContinuation) = AsyncStream<Manager.Ports>.makeStream(bufferingPolicy: .bufferingNewest(1))
     let transport = MemoryGridTransport()
-    let manager = Task {
-        do {
-            try await Manager.run(config: config, logger: logger, gridTransport: transport) { readyContinuation.yield($0) }
-        } catch {
-            logger.error("manager ended: \(error)")
-        }
-        readyContinuation.finish()
-    }
-    guard let ports = await first(of: ready, within: 60) else {
-        manager.cancel()
-        throw TestGridError("the in-process manager did not become ready; log: \(root)/grid.log")
-    }
-    let grid = InProcessGrid(root: root, ports: ports, transport: transport, logger: logger)
+    let (manager, ports) = try await InProcessGrid.launch(config: config, transport: transport, logger: logger, root: root)
+    let grid = InProcessGrid(root: root, ports: ports, transport: transport, config: config, manager: manager, logger: logger)
     do {
         if workers > 0 {
             let owner = try await grid.user("owner")
-            for i in 1...workers {
-                let w = try await grid.startWorker("w\(i)", owner: owner)
-                grid.workers.withLock { $0.append(w) }
-            }
+            for i in 1...workers { try await grid.startWorker("w\(i)", owner: owner) }
         }
         let result = try await body(grid)
-        await stop(grid, manager, root: root, failed: false)
+        await stop(grid, root: root, failed: false)
         return result
     } catch {
-        await stop(grid, manager, root: root, failed: true)
+        await stop(grid, root: root, failed: true)
         throw error
     }
 }
 
-private func stop(_ grid: InProcessGrid, _ manager: Task<Void, Never>, root: String, failed: Bool) async {
+private func stop(_ grid: InProcessGrid, root: String, failed: Bool) async {
     for w in grid.workers.withLock({ $0 }) { await w.vanish() }
-    manager.cancel()
-    await manager.value
+    let manager = grid.manager.withLock { $0 }
+    manager?.cancel()
+    await manager?.value
     if !failed && ProcessInfo.processInfo.environment["CAMPUSGRID_TEST_KEEP_FILES"] == nil {
         try? FileManager.default.removeItem(atPath: root)
     }
