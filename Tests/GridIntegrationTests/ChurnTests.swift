@@ -5,7 +5,7 @@ import GridSandbox
 import GridTestSupport
 import Testing
 
-extension IntegrationFaults {
+extension Integration {
     /// Runs that end while the manager is down, and jobs whose workers come and go (issue: data loss and churn).
     @Suite struct Churn {
         /// A job that waits for `gate` (a file the test creates) before and after its last output.

@@ -50,7 +50,7 @@ final class FakeWorker {
     static func code(_ m: [String: Any]?) -> String? { m?["type"] as? String == "ERROR" ? m?["code"] as? String : nil }
 }
 
-extension IntegrationWire {
+extension Integration {
     /// Workers are strangers: every number they send is a claim (issue: trust between strangers).
     @Suite struct HostileWorker {
         static func submit(_ user: GridClient, minutes: Int = 5, cpus: Int = 1) async throws -> JobID {

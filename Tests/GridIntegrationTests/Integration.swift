@@ -4,21 +4,10 @@ import GridCore
 import GridTestSupport
 import Testing
 
-/// Whole-grid scenarios with the real `campusgrid` binary, in three serialized chains that run beside each other (and
-/// beside the other targets' suites, within the suite's width of 4). Each scenario starts its own manager and workers;
-/// one chain held every scenario once, and its ~9 minutes were the whole test phase while the other slots sat idle.
-/// Balanced by measured time (idle, 2 cores): about 4, 2.5 and 3 minutes.
-/// The longest scenario, the chaos run, and the quick ones.
+/// Whole-grid scenarios with the real `campusgrid` binary. One parent suite, serialized: each scenario starts its own
+/// manager and workers, and two at once would fight over the machine's two cores.
 @Suite(.serialized)
 enum Integration {}
-
-/// Faults of managers and workers: kills, restarts, several managers.
-@Suite(.serialized)
-enum IntegrationFaults {}
-
-/// What crosses the wire: TLS, hostile workers, the job lifecycle through the CLI.
-@Suite(.serialized)
-enum IntegrationWire {}
 
 /// Helpers shared by the scenarios.
 enum Scenario {

@@ -5,7 +5,7 @@ import GridSandbox
 import GridTestSupport
 import Testing
 
-extension IntegrationWire {
+extension Integration {
     @Suite struct JobLifecycle {
         @Test func jobCompletesOnTwoWorkerGridWithOutputLiveLogAndTimeline() async throws {
             let grid = try TestGrid(label: "lifecycle")
@@ -183,7 +183,7 @@ func isAlive(_ pid: Int32) -> Bool {
     return state != "Z" && state != "X"
 }
 
-extension IntegrationWire.JobLifecycle {
+extension Integration.JobLifecycle {
     @Test func anInputTheJobRewritesComesBackAsAnOutputEvenAtTheSameSize() async throws {
         let grid = try TestGrid(label: "rewrite")
         defer { grid.shutdown() }

@@ -22,7 +22,7 @@ enum IntegrationStore: String, CaseIterable, CustomTestStringConvertible, Sendab
     }
 }
 
-extension IntegrationFaults {
+extension Integration {
     /// A manager on PostgreSQL (issue 16): `--database` from the environment or a file, never the command line.
     @Suite struct OnPostgres {
         @Test func aGridWhoseManagerKeepsItsStoreInPostgreSQLRunsAJobAndSettlesItsCredits() async throws {

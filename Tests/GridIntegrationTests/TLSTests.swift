@@ -8,7 +8,7 @@ import Testing
 
 /// A manager started with `--tls` (loopback would otherwise stay plain text): HTTPS, the grid port in TLS 1.3, join
 /// strings that pin its CA, workers that refuse any other CA.
-extension IntegrationWire {
+extension Integration {
     @Suite struct TLS {
         /// `sha256:<hex>` of the first certificate of a PEM file.
         static func fingerprint(pem: String) -> String {

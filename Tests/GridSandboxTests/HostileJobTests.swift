@@ -185,6 +185,33 @@ struct HostileJobTests {
         #expect(!r.output.contains("SURVIVED"))
     }
 
+    @Test("a busy loop is stopped at the time limit with no process left, even setsid and SIGTERM-proof ones", arguments: Tier.allCases)
+    func timeLimitKillsWholeTree(tier: Tier) async throws {
+        let h = try await SandboxHarness.make(tier)
+        let marker = "cgleft\(UUID().uuidString.prefix(8))"
+        let r = try await h.run(
+            """
+            import os, signal, subprocess, sys
+            child = '''
+            import os, signal
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if os.fork() == 0:
+                os.setsid()
+                while True: pass
+            while True: pass
+            '''
+            subprocess.Popen([sys.executable, "-c", child, "\(marker)"], start_new_session=True)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print("STARTED", flush=True)
+            while True: pass
+            """, spec: JobSpec(name: "busy", cpus: 1, ramGb: 1, minutes: 1))
+        #expect(r.output.contains("STARTED"), "\(r.output)")
+        #expect(r.report.outcome == .timedOut)
+        #expect(r.report.reason == "time limit reached (1 min)")
+        #expect(hostProcesses(containing: marker).isEmpty, "processes left behind")
+    }
+
     @Test("a job asking for 1 CPU gets about one core of CPU time", arguments: Tier.withCPUQuota)
     func oneCPUQuota(tier: Tier) async throws {
         let h = try await SandboxHarness.make(tier)
@@ -248,36 +275,4 @@ final class TCPListener: @unchecked Sendable {
     }
 
     func close() { Glibc.close(fd) }
-}
-
-/// The time-limit case of `HostileJobTests`, a suite of its own: it waits out a one-minute limit in each tier (three
-/// minutes in all), and on its own chain it runs beside the rest of the hostile jobs instead of after them.
-@Suite(.serialized)
-struct HostileJobTimeLimitTests {
-    @Test("a busy loop is stopped at the time limit with no process left, even setsid and SIGTERM-proof ones", arguments: Tier.allCases)
-    func timeLimitKillsWholeTree(tier: Tier) async throws {
-        let h = try await SandboxHarness.make(tier)
-        let marker = "cgleft\(UUID().uuidString.prefix(8))"
-        let r = try await h.run(
-            """
-            import os, signal, subprocess, sys
-            child = '''
-            import os, signal
-            os.setsid()
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            if os.fork() == 0:
-                os.setsid()
-                while True: pass
-            while True: pass
-            '''
-            subprocess.Popen([sys.executable, "-c", child, "\(marker)"], start_new_session=True)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            print("STARTED", flush=True)
-            while True: pass
-            """, spec: JobSpec(name: "busy", cpus: 1, ramGb: 1, minutes: 1))
-        #expect(r.output.contains("STARTED"), "\(r.output)")
-        #expect(r.report.outcome == .timedOut)
-        #expect(r.report.reason == "time limit reached (1 min)")
-        #expect(hostProcesses(containing: marker).isEmpty, "processes left behind")
-    }
 }
