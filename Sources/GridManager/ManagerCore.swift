@@ -284,9 +284,13 @@ public actor ManagerCore {
         let (current, stored) = await currentRun(done.job.jobId)
         let decision = reports.reported(
             Pending(who: who, done: done, outputs: outputs), ref: done.job, worker: who.workerId, reportedLogBytes: done.logBytes,
-            current: current.map { RunReports<Pending>.CurrentRun(state: $0.state, attempt: $0.attempt, worker: $0.workerId) },
-            storedLogBytes: stored, now: now(), wall: wall())
+            current: current.map(Self.currentRun), storedLogBytes: stored, now: now(), wall: wall())
         return await carryOut(decision, Pending(who: who, done: done, outputs: outputs), job: current, fresh: true)
+    }
+
+    /// What `RunReports` needs of a job as the store has it.
+    private static func currentRun(_ job: JobRecord) -> RunReports<Pending>.CurrentRun {
+        .init(state: job.state, attempt: job.attempt, worker: job.workerId)
     }
 
     /// The job as the store has it now, and how much of its log it holds.
@@ -300,8 +304,7 @@ public actor ManagerCore {
     private func recheck(_ id: JobID) async -> (worker: WorkerID, reply: GridMessage?)? {
         let (current, stored) = await currentRun(id)
         guard
-            let (held, decision) = reports.recheck(
-                id, current: current.map { .init(state: $0.state, attempt: $0.attempt, worker: $0.workerId) }, storedLogBytes: stored, now: now())
+            let (held, decision) = reports.recheck(id, current: current.map(Self.currentRun), storedLogBytes: stored, now: now())
         else { return nil }
         return (held.worker, await carryOut(decision, held.report, job: current, fresh: false))
     }
