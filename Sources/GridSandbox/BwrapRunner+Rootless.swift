@@ -44,7 +44,7 @@ extension BwrapRunner {
             })
         let execution = try JobExecution.spawn(
             path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path,
-            limits: plan.outside.map { grid_rlimit(resource: $0.resource, value: $0.value) }, deadline: Double(spec.minutes) * 60, hooks: hooks)
+            limits: plan.outside.map { grid_rlimit(resource: $0.resource, value: $0.value) }, deadline: request.timeLimitSeconds, hooks: hooks)
         namespace.attach(execution.pid)
         return execution
     }

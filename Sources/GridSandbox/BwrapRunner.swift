@@ -199,7 +199,7 @@ public struct BwrapRunner: JobRunner {
         do {
             return try JobExecution.spawn(
                 path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path, limits: rlimits,
-                deadline: Double(spec.minutes) * 60, hooks: hooks)
+                deadline: request.timeLimitSeconds, hooks: hooks)
         } catch {
             cgroup.remove()
             throw error

@@ -14,6 +14,9 @@ public struct RunRequest: Sendable {
     /// The job's Python environment (`EnvBuilder.Ready.sitePath`): mounted read-only (at `EnvBuilder.mountPoint` in
     /// the sandboxed tiers) and put first on `sys.path`; nil: the worker's Python as it is.
     public var pythonEnvironment: String?
+    /// How long the run may take before its runner stops it (whole tree) and reports it timed out: by default the
+    /// spec's minutes. One place for that rule; the runners only enforce what they are given.
+    public var timeLimitSeconds: Double
 
     public init(
         job: JobRef, spec: JobSpec, scratch: URL, script: String, environment: [String: String] = [:], pythonEnvironment: String? = nil
@@ -24,6 +27,7 @@ public struct RunRequest: Sendable {
         self.scratch = scratch
         self.script = script
         self.environment = environment
+        self.timeLimitSeconds = Double(spec.minutes) * 60
     }
 }
 

@@ -200,7 +200,7 @@ public struct OCIRunner: JobRunner {
                     cpuSeconds: nil, peakMemoryBytes: nil)
                 return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
             })
-        return JobExecution(pid: 0, outputFD: fds[0], deadline: Double(spec.minutes) * 60, control: control)
+        return JobExecution(pid: 0, outputFD: fds[0], deadline: request.timeLimitSeconds, control: control)
     }
 
     /// What the stats polls saw.

@@ -31,7 +31,7 @@ public struct RestrictedRunner: JobRunner {
         if let site = request.pythonEnvironment { env["PYTHONPATH"] = site }
         return try JobExecution.spawn(
             path: python, arguments: ["-u", request.script], environment: env, directory: request.scratch.path, limits: rlimits,
-            deadline: Double(request.spec.minutes) * 60,
+            deadline: request.timeLimitSeconds,
             hooks: JobExecution.Hooks(finish: { report in
                 var r = report
                 if r.outcome == .timedOut { r.reason = "time limit reached (\(request.spec.minutes) min)" }

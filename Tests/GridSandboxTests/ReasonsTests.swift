@@ -1,3 +1,4 @@
+import Foundation
 import GridCore
 import Testing
 
@@ -47,5 +48,14 @@ import Testing
         let r = Reasons.explain(ok, usage: .init(cpuSeconds: 4.5, peakMemoryBytes: 10 << 20), spec: spec, limits: limits)
         #expect(r.cpuSeconds == 4.5 && r.peakMemoryKb == 10 << 10)
         #expect(r.reason == nil)
+    }
+}
+
+/// The one place a spec's minutes become the seconds a runner enforces.
+@Suite struct RunRequestTests {
+    @Test(arguments: [(1, 60.0), (3, 180.0), (1440, 86_400.0)])
+    func aRunsLimitIsItsSpecsMinutes(minutes: Int, seconds: Double) {
+        let r = RunRequest(job: JobRef(jobId: 1, attempt: 1), spec: JobSpec(name: "j", minutes: minutes), scratch: URL(fileURLWithPath: "/tmp"), script: "main.py")
+        #expect(r.timeLimitSeconds == seconds)
     }
 }

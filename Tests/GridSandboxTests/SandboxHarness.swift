@@ -80,24 +80,28 @@ final class SandboxHarness: @unchecked Sendable {
     }
 
     /// Starts `script` as a job; `files` go into its scratch folder too.
-    func start(_ script: String, spec: JobSpec = JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 2), files: [String: String] = [:]) throws
-        -> (JobExecution, URL)
-    {
+    /// `timeLimitSeconds` replaces the spec's minutes as the run's limit (the runner enforces what the request says).
+    func start(
+        _ script: String, spec: JobSpec = JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 2), files: [String: String] = [:],
+        timeLimitSeconds: Double? = nil
+    ) throws -> (JobExecution, URL) {
         let scratch = URL(fileURLWithPath: dataDir + "/jobs/\(next)-1")
         next += 1
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         try Data(script.utf8).write(to: scratch.appendingPathComponent("main.py"))
         for (name, text) in files { try Data(text.utf8).write(to: scratch.appendingPathComponent(name)) }
         lastJob = JobRef(jobId: JobID.random(in: 1_000_000...9_999_999), attempt: 1)
-        let request = RunRequest(job: lastJob, spec: spec, scratch: scratch, script: "main.py")
+        var request = RunRequest(job: lastJob, spec: spec, scratch: scratch, script: "main.py")
+        if let timeLimitSeconds { request.timeLimitSeconds = timeLimitSeconds }
         return (try runner.start(request), scratch)
     }
 
     /// Runs `script` to its end and collects its output.
-    func run(_ script: String, spec: JobSpec = JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 2), files: [String: String] = [:]) async throws
-        -> Result
-    {
-        let (execution, scratch) = try start(script, spec: spec, files: files)
+    func run(
+        _ script: String, spec: JobSpec = JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 2), files: [String: String] = [:],
+        timeLimitSeconds: Double? = nil
+    ) async throws -> Result {
+        let (execution, scratch) = try start(script, spec: spec, files: files, timeLimitSeconds: timeLimitSeconds)
         var output: [UInt8] = []
         for await chunk in execution.output { output += chunk.prefix(1 << 20) }
         let report = await execution.wait()

@@ -50,7 +50,7 @@ public struct ScriptedRunner: JobRunner {
         let script = try String(contentsOf: request.scratch.appendingPathComponent(request.script), encoding: .utf8)
         let steps = Self.steps(script)
         let folder = request.scratch
-        return try JobExecution.inProcess(deadline: Double(request.spec.minutes) * 60) { emit, stopped in
+        return try JobExecution.inProcess(deadline: request.timeLimitSeconds) { emit, stopped in
             for step in steps {
                 if stopped() { return 137 }
                 switch step {
