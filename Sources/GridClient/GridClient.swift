@@ -48,10 +48,7 @@ public struct GridClient: Sendable {
     /// The HTTP client for this manager: the shared one, or one per CA that trusts only that CA (kept for the
     /// process's life: a CLI talks to one manager).
     var http: HTTPClient {
-        get throws {
-            guard let pem = caCertificatePEM else { return HTTPClient.shared }
-            return try TrustedClients.client(caPEM: pem)
-        }
+        get throws { try TrustedClients.client(caPEM: caCertificatePEM) }
     }
 
     /// An error the manager returned, or a failure to reach it.
@@ -206,6 +203,11 @@ public struct GridClient: Sendable {
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request, timeout: .seconds(60))
+        } catch let error as NIOSSLError {
+            // The handshake failed: nothing was sent, and trying again cannot help until the user says whom to trust.
+            var failure = Failure(status: 0, code: "unreachable", message: Self.untrustedMessage(base, error, caGiven: caCertificatePEM != nil))
+            failure.nothingSent = true
+            throw failure
         } catch {
             var failure = Failure(
                 status: 0, code: "unreachable",
@@ -228,19 +230,42 @@ public struct GridClient: Sendable {
     }
 }
 
-/// HTTP clients that trust one CA each, made once per CA.
-enum TrustedClients {
-    private static let clients = Mutex<[String: HTTPClient]>([:])
+extension GridClient {
+    /// What a user reads when the manager's certificate is not one this client trusts.
+    static func untrustedMessage(_ base: String, _ error: NIOSSLError, caGiven: Bool) -> String {
+        let how =
+            caGiven
+            ? "the CA this client was given (--ca, CAMPUSGRID_CA or the one `login` stored) did not issue it"
+            : "no CA was given, and the system's roots do not know the grid's own CA"
+        let detail = "\(error)".contains("CERTIFICATE_VERIFY_FAILED") ? "CERTIFICATE_VERIFY_FAILED" : "\(error)"
+        return "the manager at \(base) presented a certificate this client does not trust: \(how) (\(detail)). "
+            + "Pass --ca with the grid's CA (the manager keeps it as ca.pem in its data folder), or run `campusgrid login`, "
+            + "which shows the CA's fingerprint and trusts it from then on"
+    }
+}
 
-    static func client(caPEM: String) throws -> HTTPClient {
+/// The HTTP clients of this process: one that trusts the system's roots (nil), and one per grid CA that trusts only
+/// that CA; each made once.
+///
+/// None retries a failed connection: AsyncHTTPClient's pool would try again with backoff until the request's
+/// deadline, so a manager that is down, or a certificate that is not trusted, kept a CLI command waiting a whole
+/// minute before it said so. The grid's own failover (`ManagerFailover`) decides where to try next.
+enum TrustedClients {
+    private static let clients = Mutex<[String?: HTTPClient]>([:])
+
+    static func client(caPEM: String?) throws -> HTTPClient {
         try clients.withLock { map in
             if let c = map[caPEM] { return c }
             var tls = TLSConfiguration.makeClientConfiguration()
-            tls.minimumTLSVersion = .tlsv13
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
-            tls.certificateVerification = .noHostnameVerification
+            if let caPEM {
+                tls.minimumTLSVersion = .tlsv13
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
+                tls.certificateVerification = .noHostnameVerification
+            }
             var config = HTTPClient.Configuration()
             config.tlsConfiguration = tls
+            config.connectionPool.retryConnectionEstablishment = false
+            config.timeout.connect = .seconds(10)
             let c = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
             map[caPEM] = c
             return c
