@@ -49,7 +49,7 @@ final class HAGrid: @unchecked Sendable {
             [
                 "manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "\(slot.gridPort)", "--dashboard-port",
                 "\(slot.httpPort)", "--leader-lease", "\(leaderLease)", "--json",
-            ]
+            ] + LocalGrid.stopWithTheBench
         }
         do {
             for i in 0..<count { try await grid.restart(i) }
@@ -71,7 +71,7 @@ final class HAGrid: @unchecked Sendable {
                 arguments: [
                     "worker", "-m", list, "--token-file", tokenFile, "--data-dir", root + "/worker", "-n", "bench-ha", "--cpus", "1", "--slots", "1",
                     "--memory", "2", "--port", "\(try Shell.freePort())", "--json", "--allow-unsandboxed",
-                ],
+                ] + LocalGrid.stopWithTheBench,
                 environment: env)
             grid.worker = w
             guard await w.nextLine(timeout: 60) != nil else { throw BenchError("the HA bench's worker did not register:\n\(w.errorLog.suffix(2000))") }

@@ -9,6 +9,10 @@ import NIOFoundationCompat
 /// An idle local grid the bench starts for itself: a manager and N workers as child processes of the `campusgrid`
 /// binary, on free ports of 127.0.0.1, with a temporary data folder that is removed afterwards.
 public final class LocalGrid: @unchecked Sendable {
+    /// Given to every manager and worker the bench starts: each stops itself once this process is gone, so a bench
+    /// interrupted (Ctrl-C, SIGKILL) leaves none of them running. `up` does the same.
+    static var stopWithTheBench: [String] { ["--parent-pid", "\(getpid())"] }
+
     // Safe: created and stopped by one task; the children are only signalled by pid.
     public let root: String
     public let baseURL: String
@@ -43,6 +47,7 @@ public final class LocalGrid: @unchecked Sendable {
             let manager = try ServerProcess(
                 name: "manager", path: binary,
                 arguments: ["manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json"]
+                    + Self.stopWithTheBench
                     + (tls ? ["--tls"] : []),
                 environment: env.merging(managerEnvironment) { $1 })
             children.append(manager)
@@ -85,7 +90,7 @@ public final class LocalGrid: @unchecked Sendable {
                     arguments: [
                         "worker", "-m", managerAddress, "--token-file", tokenFile, "--data-dir", root + "/worker-\(i)", "-n", "bench-\(i)", "--cpus", "1",
                         "--slots", "1", "--memory", "2", "--port", "\(peerPort)", "--json", "--allow-unsandboxed",
-                    ] + extraWorkerArguments,
+                    ] + Self.stopWithTheBench + extraWorkerArguments,
                     environment: env)
                 children.append(w)
                 guard let ready = await w.nextLine(timeout: 60) else { throw BenchError("bench worker \(i) did not register:\n\(w.errorLog.suffix(2000))") }

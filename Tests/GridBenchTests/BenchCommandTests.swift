@@ -3,6 +3,10 @@ import GridSandbox
 import GridTestSupport
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @testable import GridBench
 
 /// Runs the real `campusgrid bench` with tiny sizes and checks its JSON: every figure is there, measured ones carry
@@ -88,6 +92,58 @@ struct BenchCommandTests {
             }
         }
         #expect(stdout.contains("Scaling curves"), "no curve table printed")
+    }
+
+    /// A bench killed mid-run (SIGKILL: it cannot clean up) leaves no manager or worker of its grids running. Before,
+    /// an idle grid of the bench's outlived it: nothing made its processes notice the bench was gone.
+    @Test func aBenchKilledMidRunLeavesNoManagerOrWorkerRunning() async throws {
+        let dir = NSTemporaryDirectory() + "campusgrid-bench-kill-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let progress = dir + "/progress.txt"
+        FileManager.default.createFile(atPath: progress, contents: nil)
+        let bench = Process()
+        bench.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
+        bench.arguments = ["bench", "--quick", "--tiny", "--no-install", "--json", dir + "/bench.json"]
+        bench.standardOutput = FileHandle.nullDevice
+        bench.standardError = FileHandle(forWritingAtPath: progress)
+        try bench.run()
+        let pid = bench.processIdentifier
+        defer { if bench.isRunning { kill(pid, SIGKILL) } }
+        // Its shared grid (a manager and two workers) has run the job figures and idles while other parts run.
+        let idle = try await eventually(timeout: 240, interval: 0.05) {
+            (try? String(contentsOfFile: progress, encoding: .utf8))?.contains("bench: jobs took") == true || !bench.isRunning
+        }
+        let children = Self.processes(namingParent: pid)
+        #expect(idle && children.count >= 3, "the bench's grid never came up: \((try? String(contentsOfFile: progress, encoding: .utf8)) ?? "")")
+        kill(pid, SIGKILL)
+        bench.waitUntilExit()
+        // Each looks for its parent every half second, then shuts down.
+        let gone = try await eventually(timeout: 30) { children.allSatisfy { !Self.isRunning($0) } }
+        #expect(gone, "still running after the bench was killed: \(children.filter(Self.isRunning))")
+        for child in children where Self.isRunning(child) { kill(child, SIGKILL) }
+    }
+
+    /// The bench's own children that are managers or workers (read from /proc: parent pid and command line).
+    static func processes(namingParent pid: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { e -> Int32? in
+            guard let p = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                let close = stat.range(of: ") ", options: .backwards),
+                let parent = stat[close.upperBound...].split(separator: " ").dropFirst().first.flatMap({ Int32($0) }), parent == pid,
+                let data = FileManager.default.contents(atPath: "/proc/\(p)/cmdline")
+            else { return nil }
+            let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return args.count > 1 && ["manager", "worker"].contains(args[1]) ? p : nil
+        }
+    }
+
+    /// Running, not a zombie.
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.range(of: ") ", options: .backwards)
+        else { return false }
+        return stat[close.upperBound...].first != "Z"
     }
 
     static func run(_ path: String, _ arguments: [String], timeout: Double) throws -> (Int32, String, String) {
