@@ -149,49 +149,44 @@ extension Integration {
             #expect(try await owner.me().balance == 100 + CreditRules.base(spec) + 1)
             #expect(try await Scenario.ledgerOK(grid))
         }
-    }
-}
 
-/// A worker that heartbeats a run past its limit and never obeys a cancel. Not in the serialized `Integration` chain:
-/// it waits out a one-minute limit with a manager and a hand-written worker that are idle meanwhile, so it runs beside
-/// other tests instead of adding a minute to the chain.
-@Suite struct HostileWorkerTimeLimit {
-    @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
-        let grid = try TestGrid(label: "hostile-time")
-        defer { grid.shutdown() }
-        try await grid.startManager(leaseSeconds: 2, extra: ["--time-grace-seconds", "1"])
-        let owner = try await grid.user("owner")
-        let alice = try await grid.user("alice")
-        let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "stubborn")
-        #expect(w.ask(FakeWorker.register(cpus: "4", slots: "4"))?["type"] as? String == "REGISTERED")
-        let long = try await Integration.HostileWorker.submit(alice, minutes: 1)
-        let longRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
-        let cancelled = try await Integration.HostileWorker.submit(alice, minutes: 5)
-        let cancelledRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
-        for ref in [longRef, cancelledRef] { w.send(#""type":"JOB_STARTED","job":\#(ref)"#) }
-        let started = Date()
-        _ = try await alice.cancel(cancelled)
+        @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
+            let grid = try TestGrid(label: "hostile-time")
+            defer { grid.shutdown() }
+            try await grid.startManager(leaseSeconds: 2, extra: ["--time-grace-seconds", "1"])
+            let owner = try await grid.user("owner")
+            let alice = try await grid.user("alice")
+            let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "stubborn")
+            #expect(w.ask(FakeWorker.register(cpus: "4", slots: "4"))?["type"] as? String == "REGISTERED")
+            let long = try await Self.submit(alice, minutes: 1)
+            let longRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+            let cancelled = try await Self.submit(alice, minutes: 5)
+            let cancelledRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+            for ref in [longRef, cancelledRef] { w.send(#""type":"JOB_STARTED","job":\#(ref)"#) }
+            let started = Date()
+            _ = try await alice.cancel(cancelled)
 
-        // The worker keeps claiming both jobs run, every half second, and never obeys.
-        var cancelEndedAfter: Double?
-        var timedOutAfter: Double?
-        for _ in 0..<200 where timedOutAfter == nil {
-            w.send(#""type":"LOAD_UPDATE","load":0,"running":[\#(longRef),\#(cancelledRef)]"#)
-            try await Task.sleep(for: .milliseconds(500))
-            if cancelEndedAfter == nil, try await alice.job(cancelled).state == .cancelled { cancelEndedAfter = Date().timeIntervalSince(started) }
-            if try await alice.job(long).state == .timedOut { timedOutAfter = Date().timeIntervalSince(started) }
-            if Date().timeIntervalSince(started) > 90 { break }
+            // The worker keeps claiming both jobs run, every half second, and never obeys.
+            var cancelEndedAfter: Double?
+            var timedOutAfter: Double?
+            for _ in 0..<200 where timedOutAfter == nil {
+                w.send(#""type":"LOAD_UPDATE","load":0,"running":[\#(longRef),\#(cancelledRef)]"#)
+                try await Task.sleep(for: .milliseconds(500))
+                if cancelEndedAfter == nil, try await alice.job(cancelled).state == .cancelled { cancelEndedAfter = Date().timeIntervalSince(started) }
+                if try await alice.job(long).state == .timedOut { timedOutAfter = Date().timeIntervalSince(started) }
+                if Date().timeIntervalSince(started) > 90 { break }
+            }
+            let c = try #require(cancelEndedAfter, "the cancel never settled")
+            #expect(c < 2 * 2 + 2, "settled within about one lease period (\(c) s)")
+            #expect(try await alice.job(cancelled).paid == 0)
+            let t = try #require(timedOutAfter, "the run past its limit was never stopped")
+            #expect(t >= 60, "not before its minute (\(t) s)")
+            let timedOut = try await alice.job(long)
+            #expect(timedOut.reason?.contains("time limit") == true)
+            #expect(timedOut.paid == CreditRules.base(JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1)) + 1)
+            #expect(w.c.next("CANCEL", timeout: 5) != nil, "the worker was told to stop")
+            #expect(try await Scenario.ledgerOK(grid))
+            print("cancel settled after \(c) s; the overrun was stopped after \(t) s")
         }
-        let c = try #require(cancelEndedAfter, "the cancel never settled")
-        #expect(c < 2 * 2 + 2, "settled within about one lease period (\(c) s)")
-        #expect(try await alice.job(cancelled).paid == 0)
-        let t = try #require(timedOutAfter, "the run past its limit was never stopped")
-        #expect(t >= 60, "not before its minute (\(t) s)")
-        let timedOut = try await alice.job(long)
-        #expect(timedOut.reason?.contains("time limit") == true)
-        #expect(timedOut.paid == CreditRules.base(JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1)) + 1)
-        #expect(w.c.next("CANCEL", timeout: 5) != nil, "the worker was told to stop")
-        #expect(try await Scenario.ledgerOK(grid))
-        print("cancel settled after \(c) s; the overrun was stopped after \(t) s")
     }
 }
