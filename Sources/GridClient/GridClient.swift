@@ -45,8 +45,8 @@ public struct GridClient: Sendable {
     /// Every manager this client knows, `baseURL` first.
     public var managers: [String] { [baseURL] + alternates }
 
-    /// The HTTP client for this manager: the shared one, or one per CA that trusts only that CA (kept for the
-    /// process's life: a CLI talks to one manager).
+    /// The HTTP client for this manager: the one that trusts the system's roots, or the one for its CA that trusts only
+    /// that CA (`TrustedClients`, kept for the process's life: a CLI talks to one manager).
     var http: HTTPClient {
         get throws { try TrustedClients.client(caPEM: caCertificatePEM) }
     }
