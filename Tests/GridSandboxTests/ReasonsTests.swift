@@ -59,3 +59,33 @@ import Testing
         #expect(r.timeLimitSeconds == seconds)
     }
 }
+
+/// A run's time limit at its boundaries: whatever a caller puts in `RunRequest.timeLimitSeconds`, starting the run
+/// never traps. A limit of zero or less stops the run at once; one too large to reach (or not a number) leaves the run
+/// to end by itself.
+@Suite struct RunTimeLimitBoundaryTests {
+    /// A run that ends by itself after about 2 s unless it is stopped first.
+    static func run(limit: Double) async throws -> RunReport {
+        let execution = try JobExecution.inProcess(deadline: limit) { _, stopped in
+            for _ in 0..<200 {
+                if stopped() { return 137 }
+                usleep(10_000)
+            }
+            return 0
+        }
+        for await _ in execution.output {}
+        return await execution.wait()
+    }
+
+    @Test(arguments: [0, -1, -Double.infinity, -Double.greatestFiniteMagnitude])
+    func aLimitOfZeroOrLessStopsTheRunAtOnce(limit: Double) async throws {
+        let r = try await Self.run(limit: limit)
+        #expect(r.outcome == .timedOut)
+    }
+
+    @Test(arguments: [Double.nan, .infinity, .greatestFiniteMagnitude, 1e300, Double(Int64.max)])
+    func aLimitTooLargeToReachLetsTheRunEnd(limit: Double) async throws {
+        let r = try await Self.run(limit: limit)
+        #expect(r.outcome == .completed)
+    }
+}
