@@ -205,7 +205,7 @@ public struct GridClient: Sendable {
             response = try await http.execute(request, timeout: .seconds(60))
         } catch let error as NIOSSLError {
             // The handshake failed: nothing was sent, and trying again cannot help until the user says whom to trust.
-            var failure = Failure(status: 0, code: "unreachable", message: Self.untrustedMessage(base, error, caGiven: caCertificatePEM != nil))
+            var failure = Failure(status: 0, code: "unreachable", message: Self.handshakeFailureMessage(base, error, caGiven: caCertificatePEM != nil))
             failure.nothingSent = true
             throw failure
         } catch {
@@ -231,14 +231,18 @@ public struct GridClient: Sendable {
 }
 
 extension GridClient {
-    /// What a user reads when the manager's certificate is not one this client trusts.
-    static func untrustedMessage(_ base: String, _ error: NIOSSLError, caGiven: Bool) -> String {
+    /// What a user reads when the TLS handshake with a manager fails: a certificate this client does not trust, or
+    /// something that is not a TLS manager at all (an `https://` URL for a manager without `--tls`).
+    static func handshakeFailureMessage(_ base: String, _ error: NIOSSLError, caGiven: Bool) -> String {
+        guard "\(error)".contains("CERTIFICATE_VERIFY_FAILED") else {
+            return "the TLS handshake with the manager at \(base) failed (\(error)). Is it a manager started with --tls? "
+                + "A manager without TLS takes an http:// URL"
+        }
         let how =
             caGiven
             ? "the CA this client was given (--ca, CAMPUSGRID_CA or the one `login` stored) did not issue it"
             : "no CA was given, and the system's roots do not know the grid's own CA"
-        let detail = "\(error)".contains("CERTIFICATE_VERIFY_FAILED") ? "CERTIFICATE_VERIFY_FAILED" : "\(error)"
-        return "the manager at \(base) presented a certificate this client does not trust: \(how) (\(detail)). "
+        return "the manager at \(base) presented a certificate this client does not trust: \(how) (CERTIFICATE_VERIFY_FAILED). "
             + "Pass --ca with the grid's CA (the manager keeps it as ca.pem in its data folder), or run `campusgrid login`, "
             + "which shows the CA's fingerprint and trusts it from then on"
     }

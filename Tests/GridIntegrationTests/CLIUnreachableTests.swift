@@ -17,4 +17,15 @@ import Testing
         #expect(r.stderr.contains("cannot reach the manager at http://127.0.0.1:1") && r.stderr.contains("campusgrid up"), "\(r.stderr)")
         #expect(Date().timeIntervalSince(started) < 45, "the CLI waited for retries instead of saying so")
     }
+
+    @Test func anHTTPSURLForAManagerWithoutTLSSaysTheHandshakeFailedNotThatACertificateIsUntrusted() async throws {
+        let grid = try TestGrid(label: "httpsplain")
+        defer { grid.shutdown() }
+        try await grid.startManager()
+        let url = "https://127.0.0.1:\(grid.httpPort)"
+        let r = try await grid.cli(["whoami", "--manager", url], token: "cgu_not_a_real_token", timeout: 45)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("TLS handshake with the manager at \(url) failed") && r.stderr.contains("http:// URL"), "\(r.stderr)")
+        #expect(!r.stderr.contains("does not trust"), "\(r.stderr)")
+    }
 }
