@@ -92,31 +92,45 @@ import Testing
     @Test func aNonConfidentialTaskRunsOnTheLeastLoadedPeer() async throws {
         let g = try await PeerGrid(label: "tasks-balance")
         defer { g.shutdown() }
-        let peers = try await g.startPeers(2, slots: 1)
+        let peers = try await g.startPeers(2, slots: 2)
         let (a, b) = (peers[0], peers[1])
-        let linkB = try await g.link(b)
-        // Idle grid: the connected peer wins the tie and runs the task itself.
+        let (linkA, linkB) = (try await g.link(a), try await g.link(b))
+        // Idle grid: the connected peer has a free slot and runs the task itself.
         let idle = try await run(linkB, "def main(): return 1", confidential: false)
         #expect(idle.peer == b.id)
-        // Load B with work the manager never sees (confidential), then ask B for a public task: A runs it. The load lasts
-        // long enough (60 s, ended with the grid) that a loaded machine cannot finish it before the public task comes.
+        // Load both with work the manager never sees (confidential): A one task of its two slots, B three (both slots
+        // and one queued). The load lasts long enough (60 s, ended with the grid) that a loaded machine cannot finish it
+        // before the public task comes.
+        let sleep = "import time\ndef main():\n    time.sleep(60)"
         let load = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<2 {
-                    group.addTask { _ = try await self.run(linkB, "import time\ndef main():\n    time.sleep(60)", confidential: true) }
+                group.addTask { _ = try await self.run(linkA, sleep, confidential: true) }
+                for _ in 0..<3 {
+                    group.addTask { _ = try await self.run(linkB, sleep, confidential: true) }
                 }
                 try await group.waitForAll()
             }
         }
         defer { load.cancel() }
-        // Wait until the manager knows B is busy (B reports its load as it changes).
+        // Wait until the manager knows both loads. The manager's best peer is A at A's load of 0.5 only once B's report
+        // says more than 0.5 (the asking peer, B, wins a tie): B has at least two tasks, so that report is about the
+        // load (the idle task above was one). A report B sent earlier (about the idle task, running or ended) is
+        // already behind it, on the same connection, so the manager's view of B cannot fall back to idle.
+        var last: Msg.BestPeer?
         let known = await eventually(timeout: 20, interval: 0.1) {
             guard case .bestPeer(let best)? = try? await linkB.request(.getBestPeer(Msg.GetBestPeer())).message else { return false }
-            return best.peer.workerId == a.id
+            last = best
+            return best.peer.workerId == a.id && best.load == 0.5
         }
-        #expect(known, "the manager never saw the load of the busy peer\n\(g.grid.logs())")
+        #expect(known, "the manager never saw both loads; its last best peer: \(String(describing: last))\n\(g.grid.logs())")
         let moved = try await run(linkB, "def main(): return 2", confidential: false)
-        #expect(moved.ok && moved.peer == a.id, "a public task sent to the busy peer ran on \(moved.peer), not on the idle one")
+        #expect(
+            moved.ok && moved.peer == a.id,
+            """
+            a public task sent to the busy peer ran on \(moved.peer), not on the idle one
+            \(g.grid.logs(matching: ["running here", "trusted link", "best peer", "peers changed", "error"]))
+            """)
+        await linkA.close()
         await linkB.close()
     }
 

@@ -308,6 +308,17 @@ public final class TestGrid: @unchecked Sendable {
         defer { lock.unlock() }
         return processes.map { "==== \($0.name)\n\($0.errorLog.suffix(4000))" }.joined(separator: "\n")
     }
+
+    /// Every log line of every process that contains one of `needles`, for a failing test's message when the line
+    /// that explains it may be older than `logs()` keeps.
+    public func logs(matching needles: [String]) -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        return processes.map { p in
+            let lines = p.errorLog.split(separator: "\n").filter { line in needles.contains { line.contains($0) } }
+            return "==== \(p.name)\n" + lines.suffix(200).joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
 }
 
 /// A CLI process being run: its output is read by two threads into `outData` and `errData`.
