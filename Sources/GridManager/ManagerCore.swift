@@ -284,13 +284,13 @@ public actor ManagerCore {
         let (current, stored) = await currentRun(done.job.jobId)
         let decision = reports.reported(
             Pending(who: who, done: done, outputs: outputs), ref: done.job, worker: who.workerId, reportedLogBytes: done.logBytes,
-            current: current.map(Self.currentRun), storedLogBytes: stored, now: now(), wall: wall())
+            cancelled: done.outcome == .cancelled, current: current.map(Self.currentRun), storedLogBytes: stored, now: now(), wall: wall())
         return await carryOut(decision, Pending(who: who, done: done, outputs: outputs), job: current, fresh: true)
     }
 
     /// What `RunReports` needs of a job as the store has it.
     private static func currentRun(_ job: JobRecord) -> RunReports<Pending>.CurrentRun {
-        .init(state: job.state, attempt: job.attempt, worker: job.workerId)
+        .init(state: job.state, attempt: job.attempt, worker: job.workerId, cancelRequested: job.cancelRequested)
     }
 
     /// The job as the store has it now, and how much of its log it holds.
@@ -330,6 +330,13 @@ public actor ManagerCore {
             leases.release(done.job.jobId)
             leasedSpecs[done.job.jobId] = nil
             await interrupt(done.job, .init(kind: .incompleteReport, worker: who.workerId, reason: "worker \(who.name): \(why)", alone: true))
+            return .jobDoneAck(Msg.JobDoneAck(job: done.job))
+        case .notCancelled:
+            leases.release(done.job.jobId)
+            leasedSpecs[done.job.jobId] = nil
+            await interrupt(
+                done.job,
+                .init(kind: .stoppedByWorker, worker: who.workerId, reason: "worker \(who.name) stopped the run, though nobody cancelled the job", alone: true))
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
         case .settle(let at):
             receivedAt = at

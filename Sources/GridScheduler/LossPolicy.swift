@@ -16,6 +16,9 @@ public enum LossPolicy {
         case rejected
         /// The worker reported the end but the run's log never arrived whole.
         case incompleteReport = "incomplete_report"
+        /// The worker reported the run cancelled though nobody cancelled the job (it was stopping, or a hostile one):
+        /// the job is not over, it runs again.
+        case stoppedByWorker = "stopped_by_worker"
     }
 
     /// What the manager saw when a run was lost.

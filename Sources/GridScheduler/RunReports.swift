@@ -20,6 +20,8 @@ public struct RunReports<Report: Sendable>: Sendable {
         public var since: Double
         /// When the report first arrived (wall clock): the end of the run as the manager saw it.
         public var receivedAt: Double
+        /// The report says the run was cancelled.
+        public var cancelled: Bool
     }
 
     /// The job as the store has it when the report is decided.
@@ -27,10 +29,13 @@ public struct RunReports<Report: Sendable>: Sendable {
         public var state: JobState
         public var attempt: Int
         public var worker: WorkerID?
-        public init(state: JobState, attempt: Int, worker: WorkerID?) {
+        /// The job's owner asked to cancel it.
+        public var cancelRequested: Bool
+        public init(state: JobState, attempt: Int, worker: WorkerID?, cancelRequested: Bool = false) {
             self.state = state
             self.attempt = attempt
             self.worker = worker
+            self.cancelRequested = cancelRequested
         }
     }
 
@@ -44,6 +49,9 @@ public struct RunReports<Report: Sendable>: Sendable {
         case giveUp(String)
         /// Record the end, as of `receivedAt` (wall clock: when the report first came), and acknowledge it.
         case settle(receivedAt: Double)
+        /// The report says the run was cancelled, but nobody cancelled the job: only its owner ends a job that way. The
+        /// run is interrupted (the job runs again, nothing is paid for this run) and the report acknowledged.
+        case notCancelled
     }
 
     /// How long a report may wait for its log (seconds).
@@ -57,16 +65,17 @@ public struct RunReports<Report: Sendable>: Sendable {
         self.maxLogBytes = maxLogBytes
     }
 
-    /// A report of `ref` from `worker` arrived (`now`: monotonic, `wall`: wall clock). A report this machine already
-    /// holds for the same run and worker (sent again after a reconnect) keeps when it first came and since when it waits.
+    /// A report of `ref` from `worker` arrived (`now`: monotonic, `wall`: wall clock); `cancelled`: it says the run was
+    /// cancelled. A report this machine already holds for the same run and worker (sent again after a reconnect) keeps
+    /// when it first came and since when it waits.
     public mutating func reported(
-        _ report: Report, ref: JobRef, worker: WorkerID, reportedLogBytes: Int64?, current: CurrentRun?, storedLogBytes: Int64, now: Double,
-        wall: Double
+        _ report: Report, ref: JobRef, worker: WorkerID, reportedLogBytes: Int64?, cancelled: Bool = false, current: CurrentRun?,
+        storedLogBytes: Int64, now: Double, wall: Double
     ) -> Decision {
         let earlier = held[ref.jobId].flatMap { $0.ref == ref && $0.worker == worker ? $0 : nil }
         let entry = Held(
             worker: worker, ref: ref, report: report, reportedLogBytes: reportedLogBytes, since: earlier?.since ?? now,
-            receivedAt: earlier?.receivedAt ?? wall)
+            receivedAt: earlier?.receivedAt ?? wall, cancelled: cancelled)
         return decide(entry, current: current, storedLogBytes: storedLogBytes, now: now, waitingSince: earlier?.since)
     }
 
@@ -98,6 +107,12 @@ public struct RunReports<Report: Sendable>: Sendable {
             // away the report the current run is waiting with.
             if held[entry.ref.jobId].map({ $0.ref == entry.ref && $0.worker == entry.worker }) == true { held[entry.ref.jobId] = nil }
             return .stale
+        }
+        // A worker cannot end someone's job by saying it was cancelled (a worker that stops cancels its runs; a hostile
+        // one may claim anything): without the owner's request the run is only interrupted.
+        if entry.cancelled && !current.cancelRequested {
+            if held[entry.ref.jobId].map({ $0.ref == entry.ref && $0.worker == entry.worker }) == true { held[entry.ref.jobId] = nil }
+            return .notCancelled
         }
         switch SettleRule.decide(
             stored: storedLogBytes, reported: entry.reportedLogBytes, waitingSince: waitingSince, now: now, bound: bound, maxLogBytes: maxLogBytes)

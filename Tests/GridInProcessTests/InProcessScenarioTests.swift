@@ -333,6 +333,85 @@ final class GatedRunner: JobRunner, Sendable {
     }
 }
 
+/// Only a job's owner cancels it. A worker that stops (SIGTERM) cancels its runs, and a hostile one may report a run
+/// cancelled that nobody cancelled; either way the job is not over: it runs again, and the stopped run pays nothing.
+@Suite struct InProcessStoppedRunTests {
+    @Test func aJobWhoseWorkerStopsMidRunRunsAgainOnAnotherAndIsNotCancelled() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let owner = try await grid.user("contributor")
+            let first = try await grid.startWorker("first", owner: owner)
+            let submitted = try await alice.submit(InProcessScenarioTests.job("long", "# grid: print start\n# grid: sleep 3\n# grid: print end\n"))
+            let id = submitted.job.id
+            _ = try await InProcessScenarioTests.wait(alice, id, for: [.running])
+            let started = await eventually(timeout: 20) { (try? await alice.logs(id, from: 0))?.text.contains("start") == true }
+            #expect(started)
+            // Stopped as SIGTERM would stop it: the run is cancelled and reported so, and the worker goes.
+            await first.stop()
+            let requeued = try await InProcessScenarioTests.wait(alice, id, for: [.pending, .cancelled, .failed, .completed], timeout: 20)
+            #expect(requeued.state == .pending, "a worker that stopped ended the job: \(requeued.state) \(requeued.reason ?? "")")
+            // The run counts as interrupted once (today the stopping worker closes its link before its report goes out,
+            // so the manager sees the worker lost; a report would say `stopped_by_worker`).
+            let interruptions = try await alice.job(id).interruptions ?? []
+            #expect(interruptions.count == 1 && ["worker_lost", "stopped_by_worker"].contains(interruptions.first?.kind ?? ""), "\(interruptions)")
+            // Another worker runs it to the end; it is paid once, for that run.
+            try await grid.startWorker("second", owner: owner)
+            let done = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed, .cancelled])
+            #expect(done.state == .completed && done.attempt == 2, "\(done)")
+            #expect(try await alice.logs(id, from: 0).text.contains("end"))
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
+    /// A hostile worker reports the run it holds as cancelled, with a long runtime: the job is not ended, its owner pays
+    /// nothing for that run, and the worker's owner earns nothing.
+    @Test func aWorkerThatReportsItsRunCancelledUnaskedEndsNothingAndEarnsNothing() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let before = try await alice.me().balance
+            let mallory = try await grid.user("mallory")
+            let link = try grid.transport.dial()
+            defer { link.close() }
+            var inbound = link.inbound.makeAsyncIterator()
+            func next(where wanted: (GridFrame) -> Bool) async throws -> GridFrame? {
+                for _ in 0..<1000 {
+                    guard case .frame(let f)? = try await inbound.next() else { return nil }
+                    if wanted(f) { return f }
+                }
+                return nil
+            }
+            let token = try await mallory.createToken(kind: "worker").token
+            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "mallory-box"))))
+            guard case .helloOk? = try await next(where: { $0.id == 1 })?.message else { Issue.record("no HELLO_OK"); return }
+            try await link.outbound.write(
+                GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 2, ramGb: 4, gpus: 0), tier: .bwrap, slots: 1))))
+            guard case .registered? = try await next(where: { $0.id == 2 })?.message else { Issue.record("no REGISTERED"); return }
+
+            let id = try await alice.submit(InProcessScenarioTests.job("target", "# grid: print hi\n", minutes: 5)).job.id
+            guard case .jobAssign(let assign)? = try await next(where: { if case .jobAssign = $0.message { true } else { false } })?.message else {
+                Issue.record("the job never came to the hand-spoken worker")
+                return
+            }
+            let ref = assign.job
+            try await link.outbound.write(GridFrame(id: 3, .jobStarted(Msg.JobStarted(job: ref))))
+            let claim = Msg.JobDone(
+                job: ref, outcome: .cancelled, exitCode: nil, runtimeMs: 299_000, peakMemoryKb: 1, cpuSeconds: 299, reason: "cancelled", files: [],
+                logBytes: 0)
+            try await link.outbound.write(GridFrame(id: 4, .jobDone(claim)))
+            guard case .jobDoneAck(let ack)? = try await next(where: { $0.id == 4 })?.message else { Issue.record("the report was not acknowledged"); return }
+            #expect(ack.job == ref)
+            // Back in the queue, and (the only worker being this one) perhaps given to it again, as a new attempt.
+            let job = try await alice.job(id)
+            #expect(job.state == .pending || (job.state == .running && job.attempt > ref.attempt), "a worker's word ended the job: \(job.state) \(job.reason ?? "")")
+            #expect(job.paid == nil || job.paid == 0)
+            #expect((job.interruptions ?? []).map(\.kind) == ["stopped_by_worker"], "\(job.interruptions ?? [])")
+            #expect(try await mallory.credits().earned == 0)
+            #expect(try await alice.me().balance == before - job.hold, "only the hold is out of alice's balance: \(job.hold)")
+            #expect(try await grid.ledgerOK())
+        }
+    }
+}
+
 @Suite struct InProcessManagerRestartTests {
     /// The manager stops while jobs run (and one waits) and starts again on its store: no job and no credit is lost, the
     /// running jobs finish on their first attempt on the workers that had them, and the workers reconnect by

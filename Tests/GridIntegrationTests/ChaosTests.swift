@@ -106,7 +106,9 @@ extension Integration {
             var interrupted = 0
             for job in jobs {
                 guard let status = final[job.id] else { continue }
-                #expect(status.state == .completed, "job \(job.k): \(status.state.rawValue) \(status.reason ?? "") (\(context))")
+                #expect(
+                    status.state == .completed,
+                    "job \(job.k): \(status.state.rawValue) \(status.reason ?? "") (\(context))\n\(grid.logs(matching: ["grid.job.id=\(job.id) "]))")
                 #expect((status.events ?? []).filter { $0.state == .completed }.count == 1, "job \(job.k) completed once (\(context))")
                 let log = try await users[job.user].logs(job.id, from: 0).text
                 #expect(!log.contains("lost in transit"), "job \(job.k) lost log bytes (\(context))")

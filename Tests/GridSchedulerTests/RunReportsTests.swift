@@ -122,4 +122,31 @@ import Testing
         #expect(r.reported("b", ref: bottom, worker: "w", reportedLogBytes: 1, current: running(bottom, on: "w"), storedLogBytes: 0, now: 0, wall: 0) == .wait(missing: 1))
         #expect(r.due(now: 30) == [.min, .max])
     }
+
+    /// A worker cannot end someone's job by reporting it cancelled: a worker that stops (SIGTERM) cancels its runs, and
+    /// a hostile one may claim anything. Only the owner's request makes a cancelled report the job's end.
+    @Test func aRunReportedCancelledThatNobodyCancelledIsInterruptedNotSettled() {
+        var r = Reports(bound: 30, maxLogBytes: 1000)
+        let d = r.reported("stopped", ref: a1, worker: "w", reportedLogBytes: 0, cancelled: true, current: running(a1, on: "w"), storedLogBytes: 0, now: 0, wall: 0)
+        #expect(d == .notCancelled)
+        #expect(r.held.isEmpty)
+        // Not even after waiting for its log: a held report (the log still coming) is decided the same way.
+        var held = Reports(bound: 30, maxLogBytes: 1000)
+        #expect(held.reported("stopped", ref: a1, worker: "w", reportedLogBytes: 10, cancelled: true, current: running(a1, on: "w"), storedLogBytes: 0, now: 0, wall: 0) == .notCancelled)
+        #expect(held.held.isEmpty, "nothing is held for a run that is not settled")
+    }
+
+    @Test func aRunReportedCancelledAfterItsOwnerAskedSettlesAsCancelled() {
+        var r = Reports(bound: 30, maxLogBytes: 1000)
+        let asked = Reports.CurrentRun(state: .running, attempt: 1, worker: "w", cancelRequested: true)
+        #expect(r.reported("cancelled", ref: a1, worker: "w", reportedLogBytes: 4, cancelled: true, current: asked, storedLogBytes: 4, now: 0, wall: 7) == .settle(receivedAt: 7))
+        // A report that is not "cancelled" settles whether or not a cancel was asked (the run ended first).
+        #expect(r.reported("done", ref: a2, worker: "w", reportedLogBytes: 0, cancelled: false, current: .init(state: .running, attempt: 2, worker: "w", cancelRequested: true), storedLogBytes: 0, now: 0, wall: 8) == .settle(receivedAt: 8))
+    }
+
+    @Test func aStaleCancelledReportStaysStale() {
+        var r = Reports(bound: 30, maxLogBytes: 1000)
+        #expect(r.reported("stopped", ref: a1, worker: "w", reportedLogBytes: 0, cancelled: true, current: running(a2, on: "w"), storedLogBytes: 0, now: 0, wall: 0) == .stale)
+        #expect(r.reported("stopped", ref: a1, worker: "w", reportedLogBytes: 0, cancelled: true, current: nil, storedLogBytes: 0, now: 0, wall: 0) == .stale)
+    }
 }
