@@ -149,44 +149,87 @@ extension Integration {
             #expect(try await owner.me().balance == 100 + CreditRules.base(spec) + 1)
             #expect(try await Scenario.ledgerOK(grid))
         }
+    }
+}
 
-        @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
-            let grid = try TestGrid(label: "hostile-time")
-            defer { grid.shutdown() }
-            try await grid.startManager(leaseSeconds: 2, extra: ["--time-grace-seconds", "1"])
-            let owner = try await grid.user("owner")
-            let alice = try await grid.user("alice")
-            let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "stubborn")
-            #expect(w.ask(FakeWorker.register(cpus: "4", slots: "4"))?["type"] as? String == "REGISTERED")
-            let long = try await Self.submit(alice, minutes: 1)
-            let longRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
-            let cancelled = try await Self.submit(alice, minutes: 5)
-            let cancelledRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
-            for ref in [longRef, cancelledRef] { w.send(#""type":"JOB_STARTED","job":\#(ref)"#) }
-            let started = Date()
-            _ = try await alice.cancel(cancelled)
+/// A worker that heartbeats a run past its limit and never obeys a cancel. Not in the serialized `Integration` chain: it
+/// waits out a one-minute limit with a manager and a hand-written worker that are idle meanwhile, so it runs beside
+/// other tests instead of adding a minute to the chain. Beside them the machine is busier, so the worker's heartbeats
+/// come from a thread of their own, every quarter second, whatever the test's own requests cost; a missed lease would
+/// take the run away from the worker, and a run without a lease is no longer the manager's to time out.
+@Suite struct HostileWorkerTimeLimit {
+    static let leaseSeconds = 3.0
 
-            // The worker keeps claiming both jobs run, every half second, and never obeys.
-            var cancelEndedAfter: Double?
-            var timedOutAfter: Double?
-            for _ in 0..<200 where timedOutAfter == nil {
-                w.send(#""type":"LOAD_UPDATE","load":0,"running":[\#(longRef),\#(cancelledRef)]"#)
-                try await Task.sleep(for: .milliseconds(500))
-                if cancelEndedAfter == nil, try await alice.job(cancelled).state == .cancelled { cancelEndedAfter = Date().timeIntervalSince(started) }
-                if try await alice.job(long).state == .timedOut { timedOutAfter = Date().timeIntervalSince(started) }
-                if Date().timeIntervalSince(started) > 90 { break }
+    @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
+        let grid = try TestGrid(label: "hostile-time")
+        defer { grid.shutdown() }
+        try await grid.startManager(leaseSeconds: Self.leaseSeconds, extra: ["--time-grace-seconds", "1"])
+        let owner = try await grid.user("owner")
+        let alice = try await grid.user("alice")
+        let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "stubborn")
+        #expect(w.ask(FakeWorker.register(cpus: "4", slots: "4"))?["type"] as? String == "REGISTERED")
+        let long = try await Integration.HostileWorker.submit(alice, minutes: 1)
+        let longRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+        let cancelled = try await Integration.HostileWorker.submit(alice, minutes: 5)
+        let cancelledRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+        for ref in [longRef, cancelledRef] { w.send(#""type":"JOB_STARTED","job":\#(ref)"#) }
+        // The worker keeps claiming both jobs run, four times a second, and never obeys.
+        let heartbeat = Heartbeat(w.c, frame: #"{"id":9000,"type":"LOAD_UPDATE","load":0,"running":[\#(longRef),\#(cancelledRef)]}"#, every: 0.25)
+        defer { heartbeat.stop() }
+        let started = Date()
+        _ = try await alice.cancel(cancelled)
+
+        var cancelEndedAfter: Double?
+        var timedOutAfter: Double?
+        for _ in 0..<200 where timedOutAfter == nil {
+            try await Task.sleep(for: .milliseconds(500))
+            if cancelEndedAfter == nil, try await alice.job(cancelled).state == .cancelled { cancelEndedAfter = Date().timeIntervalSince(started) }
+            if try await alice.job(long).state == .timedOut { timedOutAfter = Date().timeIntervalSince(started) }
+            if Date().timeIntervalSince(started) > 90 { break }
+        }
+        let c = try #require(cancelEndedAfter, "the cancel never settled\n\(grid.logs())")
+        #expect(c < 2 * Self.leaseSeconds + 2, "settled within about one lease period (\(c) s)")
+        #expect(try await alice.job(cancelled).paid == 0)
+        let longNow = try await alice.job(long)
+        let t = try #require(timedOutAfter, "the run past its limit was never stopped: \(longNow.state) \(longNow.reason ?? "")\n\(grid.logs())")
+        #expect(t >= 60, "not before its minute (\(t) s)")
+        let timedOut = try await alice.job(long)
+        #expect(timedOut.reason?.contains("time limit") == true)
+        #expect(timedOut.paid == CreditRules.base(JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1)) + 1)
+        heartbeat.stop()
+        #expect(w.c.next("CANCEL", timeout: 5) != nil, "the worker was told to stop")
+        #expect(try await Scenario.ledgerOK(grid))
+        print("cancel settled after \(c) s; the overrun was stopped after \(t) s")
+    }
+
+    /// Sends one frame on a raw connection every `every` seconds from a thread of its own, until stopped. The test's
+    /// own flow only reads the connection meanwhile, and sends nothing.
+    final class Heartbeat: @unchecked Sendable {
+        // Safe: `connection` is only sent on by the thread (a send touches only its fd); `stopped` is behind `lock`.
+        private let connection: RawConnection
+        private let lock = NSLock()
+        private var stopped = false
+        private let done = DispatchSemaphore(value: 0)
+
+        init(_ connection: RawConnection, frame: String, every: Double) {
+            self.connection = connection
+            let bytes = Array(frame.utf8) + [0x0A]
+            Thread.detachNewThread { [self] in
+                while !lock.withLock({ stopped }) {
+                    _ = self.connection.send(bytes)
+                    Thread.sleep(forTimeInterval: every)
+                }
+                done.signal()
             }
-            let c = try #require(cancelEndedAfter, "the cancel never settled")
-            #expect(c < 2 * 2 + 2, "settled within about one lease period (\(c) s)")
-            #expect(try await alice.job(cancelled).paid == 0)
-            let t = try #require(timedOutAfter, "the run past its limit was never stopped")
-            #expect(t >= 60, "not before its minute (\(t) s)")
-            let timedOut = try await alice.job(long)
-            #expect(timedOut.reason?.contains("time limit") == true)
-            #expect(timedOut.paid == CreditRules.base(JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1)) + 1)
-            #expect(w.c.next("CANCEL", timeout: 5) != nil, "the worker was told to stop")
-            #expect(try await Scenario.ledgerOK(grid))
-            print("cancel settled after \(c) s; the overrun was stopped after \(t) s")
+        }
+
+        /// Stops the thread and waits (a beat at most) until it sent its last frame.
+        func stop() {
+            let first = lock.withLock {
+                defer { stopped = true }
+                return !stopped
+            }
+            if first { _ = done.wait(timeout: .now() + 5) }
         }
     }
 }
