@@ -91,6 +91,11 @@ public actor WorkerAgent: Service {
     }
     private let starts: AsyncStream<Work>
     private let startContinuation: AsyncStream<Work>.Continuation
+    /// Finished when the worker, stopping, has reported its runs (or waited its bound): the link to the manager closes.
+    private let leave: AsyncStream<Void>
+    private let leaveContinuation: AsyncStream<Void>.Continuation
+    /// How long a stopping worker waits for the reports of the runs it cancelled to be acknowledged.
+    static let leaveSeconds = 10.0
     /// Called with the manager's answer once the worker is registered (used by `up` and tests to know it is ready).
     private let onRegistered: @Sendable (String) -> Void
     /// The peer services, told the worker's id and the online peers; nil when the worker offers none.
@@ -122,6 +127,7 @@ public actor WorkerAgent: Service {
         self.logger = logger
         self.onRegistered = onRegistered
         (starts, startContinuation) = AsyncStream<Work>.makeStream()
+        (leave, leaveContinuation) = AsyncStream<Void>.makeStream()
         self.workerId = Self.loadWorkerId(config.dataDirectory)
     }
 
@@ -129,7 +135,16 @@ public actor WorkerAgent: Service {
         try FileManager.default.createDirectory(atPath: config.dataDirectory + "/jobs", withIntermediateDirectories: true)
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await cancelWhenGracefulShutdown { try await self.linkLoop() } }
+                // The link outlives the start of a graceful shutdown: it ends once the runs the worker cancelled are reported
+                // (`shutdown()`), so the manager hears they stopped instead of waiting for their leases to run out.
+                group.addTask {
+                    try await withThrowingTaskGroup(of: Void.self) { link in
+                        link.addTask { try await self.linkLoop() }
+                        link.addTask { for await _ in self.leave {} }
+                        defer { link.cancelAll() }
+                        _ = try await link.next()
+                    }
+                }
                 for await work in starts {
                     switch work {
                     case .watch(let id): group.addTask { await self.watch(id) }
@@ -142,10 +157,19 @@ public actor WorkerAgent: Service {
         }
     }
 
+    /// Stops the worker: its runs are cancelled and nothing new starts; while the manager is connected, the worker waits
+    /// (at most `leaveSeconds`) until the manager has acknowledged the report of every run, then leaves. The manager
+    /// puts each run's job back in the queue at once (a run reported cancelled that nobody cancelled is only
+    /// interrupted), instead of a lease period later, and does not take the worker's going for the job's fault.
     private func shutdown() async {
         for ref in table.shutdown() { jobs[ref]?.execution.cancel() }
         await environments?.stopBuilds()
         startContinuation.finish()
+        let deadline = ContinuousClock.now + .milliseconds(Int64(Self.leaveSeconds * 1000))
+        while outbox != nil, !(table.held.isEmpty && table.finished.isEmpty), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        leaveContinuation.finish()
     }
 
     // MARK: - The link to the manager
