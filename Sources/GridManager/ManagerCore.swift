@@ -24,6 +24,8 @@ public actor ManagerCore {
         var lastLoadWrite: Double
         /// Function tasks queued or running on the peer (peer services).
         var tasks = 0
+        /// It said it is stopping: no new job goes to it.
+        var stopping = false
         /// Breaks placement ties: the manager's pick, not the worker's (see `Placement.Worker.tieBreak`).
         var tieBreak = UInt64.random(in: 0...UInt64.max)
     }
@@ -206,6 +208,7 @@ public actor ManagerCore {
             live[who.workerId]?.load = max(0, min(update.load, 64))
             if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
             if let envs = update.envs { live[who.workerId]?.registration.envs = envs }
+            if update.stopping == true { live[who.workerId]?.stopping = true }
             live[who.workerId]?.lastHeartbeat = t
             let stale = leases.renew(worker: who.workerId, running: update.running, now: t)
             for ref in stale {
@@ -560,7 +563,7 @@ public actor ManagerCore {
             let s = state[w.identity.workerId]!
             return Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
-                freeSlots: max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
+                freeSlots: w.stopping ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
                 envs: Set(w.registration.envs ?? []), python: w.registration.python)
         }

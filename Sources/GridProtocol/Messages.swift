@@ -168,7 +168,10 @@ public enum Msg {
         public var tasks: Int?
         /// The cached environments' digests, as in `REGISTER`, when they changed since the last report.
         public var envs: [String]?
-        public init(load: Double, running: [JobRef], tasks: Int? = nil, envs: [String]? = nil) {
+        /// The worker is stopping: it takes no new job (it reports the runs it cancelled, then leaves).
+        public var stopping: Bool?
+        public init(load: Double, running: [JobRef], tasks: Int? = nil, envs: [String]? = nil, stopping: Bool? = nil) {
+            self.stopping = stopping
             self.envs = envs
             self.load = load
             self.running = running

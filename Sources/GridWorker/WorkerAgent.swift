@@ -162,6 +162,9 @@ public actor WorkerAgent: Service {
     /// puts each run's job back in the queue at once (a run reported cancelled that nobody cancelled is only
     /// interrupted), instead of a lease period later, and does not take the worker's going for the job's fault.
     private func shutdown() async {
+        // First, so that the manager reads it before the reports of the cancelled runs and offers this worker nothing new.
+        try? await outbox?.write(
+            GridFrame(.loadUpdate(Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: nil, envs: nil, stopping: true))))
         for ref in table.shutdown() { jobs[ref]?.execution.cancel() }
         await environments?.stopBuilds()
         startContinuation.finish()
