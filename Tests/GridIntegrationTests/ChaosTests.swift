@@ -104,6 +104,7 @@ extension Integration {
             #expect(allEnded, "only \(final.count) of 40 jobs ended (\(context))\n\(grid.logs().suffix(6000))")
             var paid = [0, 0]
             var interrupted = 0
+            var kinds: [String: Int] = [:]
             for job in jobs {
                 guard let status = final[job.id] else { continue }
                 #expect(
@@ -119,6 +120,7 @@ extension Integration {
                 }
                 paid[job.user] += status.paid ?? 0
                 interrupted += status.interruptions?.count ?? 0
+                for i in status.interruptions ?? [] { kinds[i.kind, default: 0] += 1 }
             }
             for (i, user) in users.enumerated() {
                 #expect(try await user.me().balance == Self.credits - paid[i], "user \(i) pays exactly what their jobs paid (\(context))")
@@ -129,7 +131,8 @@ extension Integration {
             #expect(check.status == 0, "admin check-ledger: \(check.stdout) \(check.stderr)")
             print(
                 "chaos seed \(seed): \(kills.count) rounds in \(Int(chaosSeconds)) s, all ended after \(Int(Date().timeIntervalSince(began))) s, "
-                    + "\(interrupted) interruptions, \(paid[0] + paid[1]) credits paid")
+                    + "\(interrupted) interruptions (\(kinds.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))), "
+                    + "\(paid[0] + paid[1]) credits paid")
         }
     }
 }

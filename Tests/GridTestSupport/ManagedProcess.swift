@@ -11,10 +11,17 @@ import Glibc
 public typealias ManagedProcess = ChildProcess
 
 extension ChildProcess {
-    /// A test's process: standard error goes to `logDirectory/NAME.stderr.log`.
+    /// A test's process: standard error goes to `logDirectory/NAME.stderr.log`; a process started again under the same
+    /// name (a worker restarted on its data folder) writes `NAME.2.stderr.log`, and so on, so a post-mortem has every
+    /// life's log.
     public convenience init(name: String, executable: String, arguments: [String], environment: [String: String], logDirectory: String) throws {
-        try self.init(
-            name: name, path: executable, arguments: arguments, environment: environment, errors: .file(logDirectory + "/\(name).stderr.log"))
+        var path = logDirectory + "/\(name).stderr.log"
+        var life = 1
+        while FileManager.default.fileExists(atPath: path), life < 1000 {
+            life += 1
+            path = logDirectory + "/\(name).\(life).stderr.log"
+        }
+        try self.init(name: name, path: executable, arguments: arguments, environment: environment, errors: .file(path))
     }
 }
 
