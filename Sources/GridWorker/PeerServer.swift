@@ -81,7 +81,12 @@ public struct PeerServer: Service {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 defer { submit.finish() }
-                try await cancelWhenGracefulShutdown { try await accept(submit: submit) }
+                // A graceful shutdown stops accepting by cancelling the loop: that is this service's normal end, not a
+                // failure (a service that throws makes its ServiceGroup cancel every other service at once, and a
+                // stopping worker could not report the runs it stops).
+                do {
+                    try await cancelWhenGracefulShutdown { try await accept(submit: submit) }
+                } catch is CancellationError {}
             }
             for await request in requests {
                 group.addTask { await request.run() }

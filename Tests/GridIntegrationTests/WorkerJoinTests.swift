@@ -112,3 +112,32 @@ extension Integration.WorkerJoin {
         await #expect(manager.waitForExit(timeout: 15) == 0)
     }
 }
+
+extension Integration.WorkerJoin {
+    /// A contributor stops their worker (SIGTERM, as Ctrl-C or `systemctl stop`) while it runs a job: the worker stops
+    /// the run, reports it before it leaves, and exits by itself; the job goes back to the queue at once, is not held
+    /// against (a stop is not a crash), runs on another worker, and is paid once.
+    @Test func aWorkerStoppedMidRunHandsItsJobBackAndTheJobRunsElsewhere() async throws {
+        let grid = try TestGrid(label: "sigterm-run")
+        defer { grid.shutdown() }
+        try await grid.startManager(leaseSeconds: 30)
+        let owner = try await grid.user("owner")
+        let alice = try await grid.user("alice")
+        let first = try await grid.startWorker("first", owner: owner)
+        let script = try Scenario.script(grid, "steps.py", "import time\nprint('start', flush=True)\ntime.sleep(3)\nprint('end', flush=True)\n")
+        let id = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+        let started = try await eventually(timeout: 60) { try await alice.logs(id, from: 0).text.contains("start") }
+        #expect(started, "the job never started:\n\(grid.logs())")
+        first.signal(SIGTERM)
+        await #expect(first.waitForExit(timeout: 20) == 0, "the worker exits by itself")
+        // Back in the queue well before the 30 s lease could have run out: the worker said why the run ended.
+        let back = try await Scenario.waitForState(alice, id, [.pending], timeout: 15)
+        #expect(back.interruptions?.map(\.kind) == ["stopped_by_worker"], "\(back.interruptions ?? [])\n\(grid.logs())")
+        #expect(back.interruptions?.first?.blamed == false)
+        try await grid.startWorker("second", owner: owner)
+        let done = try await Scenario.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 60)
+        #expect(done.state == .completed && done.attempt == 2 && done.worker == "second", "\(done)")
+        #expect(try await alice.me().balance == 100 - (done.paid ?? 0), "charged once, for the run that finished")
+        #expect(try await Scenario.ledgerOK(grid))
+    }
+}
