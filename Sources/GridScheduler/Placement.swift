@@ -167,7 +167,6 @@ public enum Placement {
     /// comparisons); a request shape that fit nowhere is remembered for the rest of the pass, so 100,000 queued jobs
     /// against 10,000 workers plan in well under a second.
     public static func plan(jobs: [Job], workers: [Worker], usage: [UserID: Double] = [:]) -> Plan {
-        var workers = workers
         var order = jobs
         order.sort { a, b in
             if a.priority != b.priority { return a.priority > b.priority }
@@ -177,6 +176,13 @@ public enum Placement {
             if a.submitted != b.submitted { return a.submitted < b.submitted }
             return a.id < b.id
         }
+        return plan(ordered: order, workers: workers)
+    }
+
+    /// Plans placements for `order`, jobs already in scheduling order (priority, fair share, age), as `PendingQueue`
+    /// keeps them: the same plan as `plan(jobs:workers:usage:)` without sorting the queue again.
+    public static func plan(ordered order: [Job], workers: [Worker]) -> Plan {
+        var workers = workers
         func before(_ i: Int, _ j: Int) -> Bool {
             let (li, lj) = (workers[i].effectiveLoad, workers[j].effectiveLoad)
             if li != lj { return li < lj }
@@ -188,6 +194,7 @@ public enum Placement {
         var ready = workers.indices.filter(hasRoom).sorted(by: before)
         var assignments: [Assignment] = []
         var pending: [JobID: PendingReason] = [:]
+        pending.reserveCapacity(max(0, order.count - ready.count))
         var noFit: Set<Shape> = []
         var reasons: [Shape: PendingReason] = [:]
         let ownerMatters = workers.contains { (!$0.acceptsOthers || $0.quarantined) && $0.owner != nil }
