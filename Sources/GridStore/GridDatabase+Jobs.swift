@@ -177,22 +177,60 @@ extension GridDatabase {
 
     /// Pending jobs as the scheduler sees them.
     public func queuedJobs() async throws -> [Placement.Job] {
-        // Only the columns the scheduler needs, with one decoder: this runs on every pass over the whole queue.
+        try await queueSync(after: nil).pending.map(\.job)
+    }
+
+    /// What the leader's copy of the queue (`PendingQueue`) needs to catch up with the store: after a position of the
+    /// queue's change log (`QueueSync.upTo` of an earlier sync), the jobs changed since; with no position, or one from
+    /// before the log was last cut, every pending job (`full`). One read, one snapshot.
+    public func queueSync(after position: Int64?) async throws -> QueueSync {
         try await read { db in
-            let decoder = JSONDecoder()
-            return try StoreRow.fetchAll(
-                db, sql: "SELECT id, owner_id, spec, submitted_at, avoid_owners FROM jobs WHERE state = 'pending' ORDER BY id"
-            ).map { row in
-                let spec = (try? decoder.decode(SchedulingFields.self, from: Data((row[2] as String).utf8))) ?? SchedulingFields()
-                let avoid = (row[4] as String?).flatMap { try? decoder.decode([UserID].self, from: Data($0.utf8)) } ?? []
-                var env: String?
-                if let requirements = spec.requirements, !requirements.isEmpty {
-                    env = JobSpec(name: "", requirements: requirements, requiresPython: spec.requiresPython).pythonRequirements.digest
-                }
-                return Placement.Job(
-                    id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3],
-                    avoidOwners: Set(avoid), env: env, requiresPython: spec.requiresPython)
+            let upTo = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM queue_changes") ?? 0
+            let pruned = try Int64.fetchOne(db, sql: "SELECT upto FROM queue_changes_pruned WHERE id = 1") ?? 0
+            let columns = "id, owner_id, spec, submitted_at, avoid_owners, pending_reason"
+            guard let position, position >= pruned else {
+                let rows = try StoreRow.fetchAll(db, sql: "SELECT \(columns) FROM jobs WHERE state = 'pending' ORDER BY id")
+                return QueueSync(upTo: upTo, full: true, pending: Self.queued(rows), gone: [])
             }
+            // Each changed job once, with its row where it is still pending (a job that left the queue, or was
+            // deleted, has none): the jobs a pass started come back here as gone, without their specs.
+            let rows = try StoreRow.fetchAll(
+                db,
+                sql: """
+                    SELECT c.job_id, j.owner_id, j.spec, j.submitted_at, j.avoid_owners, j.pending_reason
+                    FROM (SELECT DISTINCT job_id FROM queue_changes WHERE seq > ?) AS c
+                    LEFT JOIN jobs AS j ON j.id = c.job_id AND j.state = 'pending' ORDER BY c.job_id
+                    """,
+                arguments: [position])
+            let pending = Self.queued(rows.filter { ($0[1] as UserID?) != nil })
+            let gone = rows.compactMap { ($0[1] as UserID?) == nil ? ($0[0] as JobID) : nil }
+            return QueueSync(upTo: max(upTo, position), full: false, pending: pending, gone: gone)
+        }
+    }
+
+    /// Cuts the queue's change log up to `position` (the leader has read that far).
+    public func pruneQueueChanges(through position: Int64) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM queue_changes WHERE seq <= ?", arguments: [position])
+            try db.execute(sql: "UPDATE queue_changes_pruned SET upto = ? WHERE id = 1 AND upto < ?", arguments: [position, position])
+        }
+    }
+
+    /// Rows of `jobs` (id, owner_id, spec, submitted_at, avoid_owners, pending_reason) as the scheduler sees them, with
+    /// one decoder: a whole read of the queue decodes every pending job.
+    static func queued(_ rows: [StoreRow]) -> [QueueSync.Queued] {
+        let decoder = JSONDecoder()
+        return rows.map { row in
+            let spec = (try? decoder.decode(SchedulingFields.self, from: Data((row[2] as String).utf8))) ?? SchedulingFields()
+            let avoid = (row[4] as String?).flatMap { try? decoder.decode([UserID].self, from: Data($0.utf8)) } ?? []
+            var env: String?
+            if let requirements = spec.requirements, !requirements.isEmpty {
+                env = JobSpec(name: "", requirements: requirements, requiresPython: spec.requiresPython).pythonRequirements.digest
+            }
+            let job = Placement.Job(
+                id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3],
+                avoidOwners: Set(avoid), env: env, requiresPython: spec.requiresPython)
+            return QueueSync.Queued(job: job, reason: row[5])
         }
     }
 
@@ -209,7 +247,9 @@ extension GridDatabase {
             var out: [UserID: Double] = [:]
             for row in try StoreRow.fetchAll(
                 db,
-                sql: "SELECT owner_id, SUM(COALESCE(cpu_seconds, 0)) AS used, COUNT(*) AS n FROM jobs WHERE started_at >= ? GROUP BY owner_id",
+                // Grouped by `+owner_id`, an expression, not the column: SQLite would otherwise walk the owner index to
+                // group, a scan of every job ever submitted, rather than the index range of the last day's starts.
+                sql: "SELECT +owner_id AS owner_id, SUM(COALESCE(cpu_seconds, 0)) AS used, COUNT(*) AS n FROM jobs WHERE started_at >= ? GROUP BY +owner_id",
                 arguments: [since])
             {
                 let used: Double = row["used"] ?? 0

@@ -220,3 +220,30 @@ public struct InterruptionRecord: Hashable, Sendable, Codable {
     public var blamed: Bool
     public var reason: String
 }
+
+/// What the leader's copy of the pending queue needs to catch up with the store (`GridDatabase.queueSync`).
+public struct QueueSync: Sendable {
+    /// A pending job and the pending reason the store holds for it.
+    public struct Queued: Sendable {
+        public var job: Placement.Job
+        public var reason: String?
+    }
+
+    /// The change log's position this read saw: the next sync starts after it.
+    public var upTo: Int64
+    /// Whether `pending` is the whole queue (the copy is to be replaced), not only what changed.
+    public var full: Bool
+    /// Pending jobs: all of them (`full`), or those that changed.
+    public var pending: [Queued]
+    /// Jobs that changed and are no longer pending (started, cancelled, finished, deleted).
+    public var gone: [JobID]
+}
+
+extension PendingQueue {
+    /// Brings the queue up to date with what the store said: replaced by a whole read, else changed job by job.
+    public mutating func catchUp(with sync: QueueSync) {
+        if sync.full { removeAll() }
+        for id in sync.gone { remove(id) }
+        for q in sync.pending { upsert(q.job, reason: q.reason) }
+    }
+}

@@ -12,6 +12,11 @@ struct SQLiteBackend: StoreBackend {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // Reads map the file (shared with the page cache) instead of copying each page out of the kernel, and each
+            // connection keeps more pages than SQLite's 2 MiB default: a pass at a million queued jobs spent a quarter of
+            // its time copying pages (issue 17).
+            try db.execute(sql: "PRAGMA mmap_size = 1073741824")
+            try db.execute(sql: "PRAGMA cache_size = -16384")
         }
         let pool = try DatabasePool(path: path, configuration: config)
         return try SQLiteBackend(writer: pool)

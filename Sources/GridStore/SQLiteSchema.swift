@@ -162,6 +162,27 @@ enum SQLiteSchema {
                     CREATE UNIQUE INDEX jobs_submit_key ON jobs(owner_id, submit_key) WHERE submit_key IS NOT NULL;
                     """)
         }
+        m.registerMigration("v7-queue-changes") { db in
+            // The queue's change log (issue 17): every job that enters, leaves or changes in the pending queue appends its
+            // id, so the leader brings its copy of the queue up to date by reading what changed since its last pass
+            // (`GridDatabase.queueSync`). Written by triggers, so no write path can forget it. `queue_changes_pruned`
+            // says how far the log was cut: a reader that was further behind reads the whole queue again.
+            try db.execute(
+                sql: """
+                    CREATE TABLE queue_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL);
+                    CREATE TABLE queue_changes_pruned (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL);
+                    INSERT INTO queue_changes_pruned (id, upto) VALUES (1, 0);
+                    CREATE TRIGGER jobs_queue_insert AFTER INSERT ON jobs WHEN NEW.state = 'pending'
+                    BEGIN INSERT INTO queue_changes (job_id) VALUES (NEW.id); END;
+                    CREATE TRIGGER jobs_queue_update AFTER UPDATE OF state, owner_id, spec, submitted_at, avoid_owners, cancel_requested ON jobs
+                    WHEN OLD.state = 'pending' OR NEW.state = 'pending'
+                    BEGIN INSERT INTO queue_changes (job_id) VALUES (NEW.id); END;
+                    CREATE TRIGGER jobs_queue_delete AFTER DELETE ON jobs WHEN OLD.state = 'pending'
+                    BEGIN INSERT INTO queue_changes (job_id) VALUES (OLD.id); END;
+                    -- Fair share reads the last day''s starts on every pass.
+                    CREATE INDEX jobs_started ON jobs(started_at);
+                    """)
+        }
         return m
     }
 

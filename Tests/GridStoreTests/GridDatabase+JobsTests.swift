@@ -602,4 +602,73 @@ struct GridDatabaseJobsTests {
         #expect(try await grid.log(job.id, from: 7, limit: 100) == "hi")
         try await grid.expectLedgerOK()
     }
+
+    // MARK: - The queue's change log (issue 17)
+
+    @Test(arguments: StoreBackend.allCases) func queueSyncReadsTheWholeQueueFirstThenOnlyWhatChanged(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        let a = try await grid.submit()
+        let b = try await grid.submit()
+        let first = try await grid.db.queueSync(after: nil)
+        #expect(first.full)
+        #expect(first.pending.map(\.job.id) == [a.id, b.id])
+        #expect(first.gone.isEmpty)
+        // Nothing changed: nothing to read.
+        let idle = try await grid.db.queueSync(after: first.upTo)
+        #expect(!idle.full)
+        #expect(idle.pending.isEmpty && idle.gone.isEmpty)
+        #expect(idle.upTo == first.upTo)
+        // Pending reasons are the manager's own writes, not changes of the queue.
+        try await grid.db.setPendingReasons([a.id: "waiting", b.id: "waiting"])
+        #expect(try await grid.db.queueSync(after: first.upTo).pending.isEmpty)
+        // A new job, a start and a cancel: each one shows up once, as pending or gone, and with its reason.
+        let c = try await grid.submit()
+        _ = try await grid.db.apply([Placement.Assignment(job: a.id, worker: "w1")], now: 2)
+        _ = try await grid.db.requestCancel(b.id, by: grid.ada.id, now: 3)
+        let delta = try await grid.db.queueSync(after: first.upTo)
+        #expect(!delta.full)
+        #expect(delta.pending.map(\.job.id) == [c.id])
+        #expect(delta.pending.first?.reason == nil)
+        #expect(delta.gone == [a.id, b.id].sorted())
+        #expect(delta.upTo > first.upTo)
+        // A run lost goes back to the queue: the change log says so.
+        _ = try await grid.lose(JobRef(jobId: a.id, attempt: 1), now: 4)
+        let back = try await grid.db.queueSync(after: delta.upTo)
+        #expect(back.pending.map(\.job.id) == [a.id])
+        #expect(back.gone.isEmpty)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func aReaderBehindTheCutOfTheChangeLogReadsTheWholeQueue(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        let a = try await grid.submit()
+        let first = try await grid.db.queueSync(after: nil)
+        let b = try await grid.submit()
+        let second = try await grid.db.queueSync(after: first.upTo)
+        #expect(second.pending.map(\.job.id) == [b.id])
+        // Cut up to the second reader's position: a reader at the first position can no longer catch up from the log.
+        try await grid.db.pruneQueueChanges(through: second.upTo)
+        let stale = try await grid.db.queueSync(after: first.upTo)
+        #expect(stale.full)
+        #expect(stale.pending.map(\.job.id) == [a.id, b.id])
+        // The reader at the cut still reads only what changed; a cut never moves back.
+        #expect(try await !grid.db.queueSync(after: second.upTo).full)
+        try await grid.db.pruneQueueChanges(through: first.upTo)
+        #expect(try await grid.db.queueSync(after: first.upTo).full)
+    }
+
+    @Test(arguments: StoreBackend.allCases) func queueSyncCarriesWhatPlacementNeeds(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        var spec = Grid.spec
+        spec.priority = 10
+        spec.minTier = .bwrap
+        let job = try await grid.submit(spec, now: 7)
+        let queued = try #require(try await grid.db.queueSync(after: nil).pending.first)
+        #expect(queued.job.id == job.id)
+        #expect(queued.job.owner == grid.ada.id)
+        #expect(queued.job.priority == 10)
+        #expect(queued.job.minTier == .bwrap)
+        #expect(queued.job.request == Resources(cpus: 2, ramGb: 4))
+        #expect(queued.job.submitted == 7)
+    }
+
 }
