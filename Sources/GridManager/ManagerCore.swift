@@ -51,6 +51,13 @@ public actor ManagerCore {
     private var deadlines: [JobID: (ref: JobRef, at: Double)] = [:]
     /// Workers quarantined by verification: they get only their owners' jobs (kept in the database; cached here).
     private var quarantined: Set<WorkerID> = []
+    /// The pending queue as of the last pass, in scheduling order (pure, `PendingQueue`): each pass reads only what
+    /// changed since (the store's change log), not the whole queue. `queuePosition` is how far the log was read (nil:
+    /// read the whole queue); the log is cut behind it now and then.
+    private var queue = PendingQueue()
+    private var queuePosition: Int64?
+    private var queueCut: (position: Int64, at: Double) = (0, 0)
+    private var queueFullRead = -Double.infinity
 
     /// What is kept of a held report.
     struct Pending: Sendable {
@@ -551,13 +558,11 @@ public actor ManagerCore {
         }
     }
 
-    /// One scheduling pass: snapshot → plan (pure) → commit (one transaction) → send assignments.
+    /// One scheduling pass: bring the queue up to date → plan (pure) → commit (one transaction) → send assignments.
     func schedulePass() async throws {
-        var queued = try await db.queuedJobs()
-        guard !queued.isEmpty else { return }
-        if !rejectedBy.isEmpty {
-            for i in queued.indices { queued[i].avoid = rejectedBy[queued[i].id] ?? [] }
-        }
+        try await syncQueue()
+        guard !queue.isEmpty else { return }
+        for (id, avoid) in rejectedBy { queue.setAvoid(id, avoid) }
         let state = liveState()
         let workers = live.values.map { w in
             let s = state[w.identity.workerId]!
@@ -568,9 +573,10 @@ public actor ManagerCore {
                 envs: Set(w.registration.envs ?? []), python: w.registration.python)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
-        let plan = Placement.plan(jobs: queued, workers: workers, usage: usage)
+        let plan = Placement.plan(ordered: queue.ordered(usage: usage), workers: workers)
         let started = try await db.apply(plan.assignments, now: wall())
         for job in started {
+            queue.remove(job.id)
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now())
             leasedSpecs[job.id] = job.spec
@@ -578,7 +584,24 @@ public actor ManagerCore {
             deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing)
             await assign(job, to: worker)
         }
-        try await db.setPendingReasons(plan.pending.mapValues(\.description))
+        let changed = queue.changedReasons(plan.pending)
+        try await db.setPendingReasons(changed)
+        for (id, reason) in changed { queue.recorded(reason: reason, for: id) }
+    }
+
+    /// Brings `queue` up to date with the store: what changed since the last pass, or the whole queue on the first pass,
+    /// after the log was cut past this copy's position, and every five minutes (a bound on any copy's drift). Cuts the
+    /// log behind it now and then.
+    private func syncQueue() async throws {
+        if now() - queueFullRead > 300 { queuePosition = nil }
+        let sync = try await db.queueSync(after: queuePosition)
+        queue.catchUp(with: sync)
+        if sync.full { queueFullRead = now() }
+        queuePosition = sync.upTo
+        if sync.upTo > queueCut.position, sync.upTo - queueCut.position >= 4_096 || now() - queueCut.at > 10 {
+            try await db.pruneQueueChanges(through: sync.upTo)
+            queueCut = (sync.upTo, now())
+        }
     }
 
     private func assign(_ job: JobRecord, to worker: WorkerID) async {
