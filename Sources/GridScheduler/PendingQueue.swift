@@ -42,6 +42,12 @@ public struct PendingQueue: Sendable {
     private var entries: [JobID: Entry] = [:]
     private var groups: [GroupKey: Group] = [:]
     private var nextTicket: UInt64 = 0
+    /// Jobs whose pending reason was not worked out since they last changed, and the workers (`Placement.fingerprint`)
+    /// the others' reasons were worked out for. A reason depends only on the job and on what the workers are (not on
+    /// what they have free), so a pass need not work it out again while neither changed.
+    private var unreasoned: Set<JobID> = []
+    private var reasonedFor: Int?
+    private var reasonedAt = -Double.infinity
 
     public init() {}
 
@@ -62,10 +68,12 @@ public struct PendingQueue: Sendable {
         if let old = entries[job.id] {
             if old.job.priority == job.priority && old.job.owner == job.owner && old.job.submitted == job.submitted {
                 entries[job.id] = Entry(job: job, reason: reason, ticket: old.ticket)
+                unreasoned.insert(job.id)
                 return
             }
             groups[GroupKey(priority: old.job.priority, owner: old.job.owner)]?.stale += 1
         }
+        unreasoned.insert(job.id)
         nextTicket &+= 1
         entries[job.id] = Entry(job: job, reason: reason, ticket: nextTicket)
         let key = Key(submitted: job.submitted, id: job.id, ticket: nextTicket)
@@ -78,6 +86,7 @@ public struct PendingQueue: Sendable {
     /// Drops a job that is no longer pending (started, cancelled, finished). Unknown ids are ignored.
     public mutating func remove(_ id: JobID) {
         guard let old = entries.removeValue(forKey: id) else { return }
+        unreasoned.remove(id)
         let g = GroupKey(priority: old.job.priority, owner: old.job.owner)
         groups[g]?.stale += 1
         if let group = groups[g], group.stale >= group.keys.count { groups[g] = nil }
@@ -87,18 +96,56 @@ public struct PendingQueue: Sendable {
     public mutating func removeAll() {
         entries = [:]
         groups = [:]
+        unreasoned = []
+        reasonedFor = nil
+        reasonedAt = -.infinity
     }
 
     /// The workers a job must avoid (they could not start it). Ignored for jobs not queued.
     public mutating func setAvoid(_ id: JobID, _ avoid: Set<WorkerID>) {
         guard entries[id] != nil, entries[id]?.job.avoid != avoid else { return }
         entries[id]?.job.avoid = avoid
+        unreasoned.insert(id)
     }
 
     /// The store now holds `reason` for `id` (the manager wrote it).
     public mutating func recorded(reason: String, for id: JobID) {
         guard entries[id] != nil else { return }
         entries[id]?.reason = reason
+    }
+
+    /// How often, at most, every job's pending reason is worked out again because the workers changed (each worker
+    /// that joins or leaves changes them; on a large grid, nearly every pass): seconds.
+    public static let reasonRefreshSeconds: Double = 5
+
+    /// The jobs whose pending reason is to be worked out at `now` for `workers` (a `Placement.fingerprint`): every job
+    /// when the workers changed since that was last done (at most once in `reasonRefreshSeconds`), else those queued or
+    /// changed since the last call. They count as worked out from now on.
+    public mutating func takeUnreasoned(for workers: Int, now: Double) -> [Placement.Job] {
+        defer { unreasoned = [] }
+        if reasonedFor != workers, !(now - reasonedAt < Self.reasonRefreshSeconds) {
+            reasonedFor = workers
+            reasonedAt = now
+            return entries.values.map(\.job)
+        }
+        return unreasoned.compactMap { entries[$0]?.job }
+    }
+
+    /// Plans one pass from the queue (pure): `Placement.plan` over the queue in scheduling order, stopping once no
+    /// worker has room, with a pending reason for every job that needs one now (`takeUnreasoned`), not for every job.
+    public mutating func plan(workers: [Placement.Worker], usage: [UserID: Double], now: Double) -> Placement.Plan {
+        var plan = Placement.plan(ordered: ordered(usage: usage), workers: workers, stopWhenFull: true)
+        let assigned = Set(plan.assignments.map(\.job))
+        let missing = takeUnreasoned(for: Placement.fingerprint(workers), now: now).filter { plan.pending[$0.id] == nil && !assigned.contains($0.id) }
+        for (id, reason) in Placement.reasons(for: missing, workers: workers) { plan.pending[id] = reason }
+        return plan
+    }
+
+    /// The store committed `plan` and started `started`: they leave the queue; a job planned and not started (the store's
+    /// re-check refused it) is reconsidered, reason and all, next pass.
+    public mutating func committed(_ plan: Placement.Plan, started: some Sequence<JobID>) {
+        for id in started { remove(id) }
+        for a in plan.assignments where entries[a.job] != nil { unreasoned.insert(a.job) }
     }
 
     /// The pending reasons of a plan that differ from those the store holds, in words: a pass writes only what changed,
@@ -120,12 +167,13 @@ public struct PendingQueue: Sendable {
     }
 
     /// The queued jobs in the order `Placement.plan` considers them: priority (high first), then fair share (the owner
-    /// with less `usage` first), then age (submission, then id). Mutating only to sort and sweep its groups.
-    public mutating func ordered(usage: [UserID: Double]) -> [Placement.Job] {
+    /// with less `usage` first), then age (submission, then id). Lazy: a pass that fills every worker early reads only
+    /// the front of the queue. Mutating only to sort and sweep its groups.
+    public mutating func ordered(usage: [UserID: Double]) -> Ordered {
         for (g, var group) in groups {
             guard !group.sorted || group.stale * 2 > group.keys.count else { continue }
             groups[g] = nil
-            if group.stale > 0 { group.keys.removeAll { !isLive($0) } }
+            if group.stale > 0 { group.keys.removeAll { entries[$0.id]?.ticket != $0.ticket } }
             if !group.sorted { group.keys.sort(by: <) }
             group.sorted = true
             group.stale = 0
@@ -138,66 +186,81 @@ public struct PendingQueue: Sendable {
             if ua != ub { return ua < ub }
             return a.owner < b.owner
         }
-        var out: [Placement.Job] = []
-        out.reserveCapacity(entries.count)
+        // Runs of groups that tie on priority and usage: their jobs interleave by age.
+        var runs: [[[Key]]] = []
         var i = 0
         while i < keys.count {
-            // A run of groups that tie on priority and usage: their jobs interleave by age.
             var j = i + 1
             while j < keys.count, keys[j].priority == keys[i].priority, usage[keys[j].owner, default: 0] == usage[keys[i].owner, default: 0] { j += 1 }
-            let run = keys[i..<j].map { groups[$0]!.keys }
-            if run.count == 1 {
-                for key in run[0] where isLive(key) { out.append(entries[key.id]!.job) }
-            } else {
-                merge(run, into: &out)
-            }
+            runs.append(keys[i..<j].map { groups[$0]!.keys })
             i = j
         }
-        return out
+        return Ordered(entries: entries, runs: runs)
     }
 
-    private func isLive(_ key: Key) -> Bool { entries[key.id]?.ticket == key.ticket }
+    /// The queue in scheduling order, read lazily: each run of tying groups is merged by age on a binary heap of the
+    /// groups' heads. A snapshot: changing the queue afterwards does not change it.
+    public struct Ordered: Sequence, Sendable {
+        let entries: [JobID: Entry]
+        let runs: [[[Key]]]
 
-    /// Appends the live jobs of `lists` (each sorted by age) in age order: a k-way merge on a binary heap of list heads.
-    private func merge(_ lists: [[Key]], into out: inout [Placement.Job]) {
-        var heads: [(key: Key, list: Int, at: Int)] = []
-        func less(_ a: Int, _ b: Int) -> Bool { heads[a].key < heads[b].key }
-        func up(_ start: Int) {
-            var c = start
-            while c > 0 {
-                let p = (c - 1) / 2
-                guard less(c, p) else { return }
-                heads.swapAt(c, p)
-                c = p
+        public func makeIterator() -> Iterator { Iterator(entries: entries, runs: runs) }
+
+        public struct Iterator: IteratorProtocol {
+            let entries: [JobID: Entry]
+            let runs: [[[Key]]]
+            var run = -1
+            var heads: [(key: Key, list: Int, at: Int)] = []
+
+            public mutating func next() -> Placement.Job? {
+                while true {
+                    if heads.isEmpty {
+                        run += 1
+                        guard run < runs.count else { return nil }
+                        for (n, list) in runs[run].enumerated() where !list.isEmpty {
+                            heads.append((list[0], n, 0))
+                            up(heads.count - 1)
+                        }
+                        continue
+                    }
+                    let top = heads[0]
+                    let lists = runs[run]
+                    if top.at + 1 < lists[top.list].count {
+                        heads[0] = (lists[top.list][top.at + 1], top.list, top.at + 1)
+                    } else {
+                        heads[0] = heads[heads.count - 1]
+                        heads.removeLast()
+                    }
+                    if !heads.isEmpty { down(0) }
+                    if let entry = entries[top.key.id], entry.ticket == top.key.ticket { return entry.job }
+                }
             }
-        }
-        func down(_ start: Int) {
-            var p = start
-            while true {
-                let l = 2 * p + 1
-                let r = l + 1
-                var m = p
-                if l < heads.count, less(l, m) { m = l }
-                if r < heads.count, less(r, m) { m = r }
-                guard m != p else { return }
-                heads.swapAt(m, p)
-                p = m
+
+            private func less(_ a: Int, _ b: Int) -> Bool { heads[a].key < heads[b].key }
+
+            private mutating func up(_ start: Int) {
+                var c = start
+                while c > 0 {
+                    let p = (c - 1) / 2
+                    guard less(c, p) else { return }
+                    heads.swapAt(c, p)
+                    c = p
+                }
             }
-        }
-        for (n, list) in lists.enumerated() where !list.isEmpty {
-            heads.append((list[0], n, 0))
-            up(heads.count - 1)
-        }
-        while let top = heads.first {
-            if isLive(top.key) { out.append(entries[top.key.id]!.job) }
-            let next = top.at + 1
-            if next < lists[top.list].count {
-                heads[0] = (lists[top.list][next], top.list, next)
-            } else {
-                heads[0] = heads[heads.count - 1]
-                heads.removeLast()
+
+            private mutating func down(_ start: Int) {
+                var p = start
+                while true {
+                    let l = 2 * p + 1
+                    let r = l + 1
+                    var m = p
+                    if l < heads.count, less(l, m) { m = l }
+                    if r < heads.count, less(r, m) { m = r }
+                    guard m != p else { return }
+                    heads.swapAt(m, p)
+                    p = m
+                }
             }
-            if !heads.isEmpty { down(0) }
         }
     }
 }

@@ -180,8 +180,10 @@ public enum Placement {
     }
 
     /// Plans placements for `order`, jobs already in scheduling order (priority, fair share, age), as `PendingQueue`
-    /// keeps them: the same plan as `plan(jobs:workers:usage:)` without sorting the queue again.
-    public static func plan(ordered order: [Job], workers: [Worker]) -> Plan {
+    /// keeps them: the same plan as `plan(jobs:workers:usage:)` without sorting the queue again. With `stopWhenFull`,
+    /// planning stops once no worker has room: the jobs after that get no reason in the plan (what `reasons(for:workers:)`
+    /// would give them does not depend on what is free).
+    public static func plan(ordered order: some Sequence<Job>, workers: [Worker], stopWhenFull: Bool = false) -> Plan {
         var workers = workers
         func before(_ i: Int, _ j: Int) -> Bool {
             let (li, lj) = (workers[i].effectiveLoad, workers[j].effectiveLoad)
@@ -194,11 +196,11 @@ public enum Placement {
         var ready = workers.indices.filter(hasRoom).sorted(by: before)
         var assignments: [Assignment] = []
         var pending: [JobID: PendingReason] = [:]
-        pending.reserveCapacity(max(0, order.count - ready.count))
         var noFit: Set<Shape> = []
         var reasons: [Shape: PendingReason] = [:]
         let ownerMatters = workers.contains { (!$0.acceptsOthers || $0.quarantined) && $0.owner != nil }
         for job in order {
+            if stopWhenFull && ready.isEmpty { break }
             let shape = Shape(job, ownerMatters: ownerMatters)
             var chosen: Int?
             if !noFit.contains(shape) {
@@ -233,6 +235,45 @@ public enum Placement {
             // Capacity only shrinks within a pass, so shapes that did not fit still do not.
         }
         return Plan(assignments: assignments, pending: pending)
+    }
+
+    /// Why each of `jobs` cannot be placed on `workers` (as `plan` gives it), worked out once per request shape.
+    public static func reasons(for jobs: some Sequence<Job>, workers: [Worker]) -> [JobID: PendingReason] {
+        let ownerMatters = workers.contains { (!$0.acceptsOthers || $0.quarantined) && $0.owner != nil }
+        var byShape: [Shape: PendingReason] = [:]
+        var out: [JobID: PendingReason] = [:]
+        for job in jobs {
+            let shape = Shape(job, ownerMatters: ownerMatters)
+            if let known = byShape[shape] {
+                out[job.id] = known
+            } else {
+                let reason = reason(for: job, workers: workers)
+                byShape[shape] = reason
+                out[job.id] = reason
+            }
+        }
+        return out
+    }
+
+    /// What the workers are, as far as a pending reason depends on it: who they are, their totals, tiers, owners,
+    /// whom they take, quarantine and Python (not their load or what they have free). Equal sets give equal values.
+    public static func fingerprint(_ workers: [Worker]) -> Int {
+        var sum = 0
+        for w in workers {
+            var h = Hasher()
+            h.combine(w.id)
+            h.combine(w.total)
+            h.combine(w.tier)
+            h.combine(w.owner)
+            h.combine(w.acceptsOthers)
+            h.combine(w.quarantined)
+            h.combine(w.python)
+            sum &+= h.finalize()
+        }
+        var h = Hasher()
+        h.combine(workers.count)
+        h.combine(sum)
+        return h.finalize()
     }
 
     /// What makes two requests interchangeable for placement. The owner counts only while some worker takes only its

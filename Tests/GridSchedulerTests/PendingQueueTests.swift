@@ -74,7 +74,7 @@ struct PendingQueueTests {
         #expect(q.ordered(usage: [:]).map(\.id) == [2])
         q.remove(2)
         #expect(q.isEmpty)
-        #expect(q.ordered(usage: [:]).isEmpty)
+        #expect(Array(q.ordered(usage: [:])).isEmpty)
     }
 
     @Test func anOlderJobArrivingLateIsSortedIntoPlace() {
@@ -105,7 +105,7 @@ struct PendingQueueTests {
         #expect(q.job(1)?.avoid == ["w1"])
         #expect(q.reason(of: 1) == "new")
         #expect(!q.contains(2))
-        #expect(q.ordered(usage: [:]).first?.avoid == ["w1"])
+        #expect(Array(q.ordered(usage: [:])).first?.avoid == ["w1"])
     }
 
     @Test func removeAllEmptiesTheQueue() {
@@ -113,7 +113,7 @@ struct PendingQueueTests {
         for id in 1...10 { q.upsert(job(JobID(id), owner: UserID(id % 3)), reason: nil) }
         q.removeAll()
         #expect(q.isEmpty)
-        #expect(q.ordered(usage: [:]).isEmpty)
+        #expect(Array(q.ordered(usage: [:])).isEmpty)
     }
 
     /// Random histories of adds, changes and removals (seeded, replayable): after each step the queue's order is the
@@ -144,7 +144,7 @@ struct PendingQueueTests {
                 }
             }
             let usage: [UserID: Double] = [0: Double(rng.next() % 3), 1: Double(rng.next() % 3), 2: 1, 3: 0]
-            let ordered = q.ordered(usage: usage)
+            let ordered = Array(q.ordered(usage: usage))
             #expect(ordered.map(\.id) == sorted(Array(model.values), usage: usage), "step \(step)")
             #expect(q.count == model.count)
             if step % 50 == 0 {
@@ -153,4 +153,100 @@ struct PendingQueueTests {
             }
         }
     }
+
+    // MARK: One pass's plan from the queue
+
+    private static func worker(_ id: WorkerID, cpus: Int = 2, slots: Int = 2) -> Placement.Worker {
+        let total = Resources(cpus: cpus, ramGb: 8)
+        return Placement.Worker(id: id, total: total, free: total, load: 0, tier: .bwrap, freeSlots: slots)
+    }
+
+    @Test func aPassStopsAtTheFirstJobAfterEveryWorkerIsFullAndReasonsOnlyWhatNeedsOne() {
+        var q = PendingQueue()
+        for id in 1...6 { q.upsert(job(JobID(id)), reason: nil) }
+        q.upsert(job(7, cpus: 64), reason: nil)
+        let workers = [Self.worker("a")]
+        // First pass: every job needs a reason, whether the plan reached it or not.
+        let first = q.plan(workers: workers, usage: [:], now: 0)
+        #expect(first.assignments.map(\.job) == [1, 2])
+        #expect(Set(first.pending.keys) == [3, 4, 5, 6, 7])
+        #expect(first.pending[7] == .noWorkerFits(unmet: ["64 CPUs"]) || first.pending[7] != .waitingForCapacity)
+        #expect(first.pending[3] == .waitingForCapacity)
+        q.committed(first, started: [1, 2])
+        for (id, r) in q.changedReasons(first.pending) { q.recorded(reason: r, for: id) }
+        #expect(!q.contains(1) && !q.contains(2))
+        // Same workers, freed: the plan stops once they are full again, and no reason is worked out anew.
+        let second = q.plan(workers: workers, usage: [:], now: 1)
+        #expect(second.assignments.map(\.job) == [3, 4])
+        #expect(second.pending.isEmpty)
+        // A new job gets its reason even though the plan never reached it.
+        q.committed(second, started: [3, 4])
+        q.upsert(job(8), reason: nil)
+        let busy = [Placement.Worker(id: "a", total: Resources(cpus: 2, ramGb: 8), free: .zero, load: 0, tier: .bwrap, freeSlots: 0)]
+        let third = q.plan(workers: busy, usage: [:], now: 2)
+        #expect(third.assignments.isEmpty)
+        #expect(third.pending == [8: .waitingForCapacity])
+        #expect(q.changedReasons(third.pending) == [8: Placement.PendingReason.waitingForCapacity.description])
+    }
+
+    @Test func aJobPlannedAndNotStartedIsReconsidered() {
+        var q = PendingQueue()
+        q.upsert(job(1), reason: nil)
+        let workers = [Self.worker("a", slots: 1)]
+        let first = q.plan(workers: workers, usage: [:], now: 0)
+        #expect(first.assignments.map(\.job) == [1])
+        // The store refused it (the worker went offline meanwhile): it stays, and is planned again.
+        q.committed(first, started: [])
+        #expect(q.contains(1))
+        let again = q.plan(workers: [], usage: [:], now: 1)
+        #expect(again.pending == [1: .noWorkerOnline])
+    }
+
+    @Test func whenTheWorkersChangeEveryReasonIsWorkedOutAgainAtMostOncePerRefreshInterval() {
+        // Busy workers: the plan reaches no job, so every reason comes from what the queue says needs one.
+        func busy(_ id: WorkerID, cpus: Int) -> Placement.Worker {
+            Placement.Worker(id: id, total: Resources(cpus: cpus, ramGb: 8), free: .zero, load: 0, tier: .bwrap, freeSlots: 0)
+        }
+        var q = PendingQueue()
+        for id in 1...3 { q.upsert(job(JobID(id), cpus: 4), reason: nil) }
+        let small = [busy("a", cpus: 2)]
+        let first = q.plan(workers: small, usage: [:], now: 0)
+        #expect(first.pending.count == 3)
+        #expect(first.pending.values.allSatisfy { $0 != .waitingForCapacity })
+        // Nothing changed: nothing to work out.
+        #expect(q.plan(workers: small, usage: [:], now: 1).pending.isEmpty)
+        // A big worker joined: within the interval only what changed is reasoned; after it, every job.
+        let big = small + [busy("b", cpus: 8)]
+        #expect(q.plan(workers: big, usage: [:], now: 2).pending.isEmpty)
+        let later = q.plan(workers: big, usage: [:], now: PendingQueue.reasonRefreshSeconds + 1)
+        #expect(later.pending == [1: .waitingForCapacity, 2: .waitingForCapacity, 3: .waitingForCapacity])
+        #expect(q.plan(workers: big, usage: [:], now: 100).pending.isEmpty)
+        // A changed avoid set, or a new job, is reasoned at once, whatever the interval.
+        q.setAvoid(2, ["b"])
+        q.upsert(job(4, cpus: 4), reason: nil)
+        let changed = q.plan(workers: big, usage: [:], now: 101)
+        #expect(Set(changed.pending.keys) == [2, 4])
+        #expect(changed.pending[4] == .waitingForCapacity)
+        #expect(changed.pending[2] != .waitingForCapacity)
+    }
+
+    @Test func aFullyBookedPassPlansTheSameAsPlacementOverTheWholeQueue() {
+        // What the plan places does not depend on stopping early: the same assignments as planning every job.
+        var rng = SplitMix(seed: 9)
+        var q = PendingQueue()
+        var all: [Placement.Job] = []
+        for id in 1...300 {
+            let j = job(JobID(id), owner: UserID(rng.next() % 5), priority: Int(rng.next() % 3), cpus: 1 + Int(rng.next() % 4))
+            q.upsert(j, reason: nil)
+            all.append(j)
+        }
+        let workers = (0..<10).map { Self.worker("w\($0)", cpus: 4, slots: 3) }
+        let usage: [UserID: Double] = [0: 5, 1: 1, 2: 3]
+        let mine = q.plan(workers: workers, usage: usage, now: 0)
+        let whole = Placement.plan(jobs: all, workers: workers, usage: usage)
+        #expect(mine.assignments == whole.assignments)
+        // First pass: every unplaced job has the reason the whole plan gives it.
+        #expect(mine.pending == whole.pending)
+    }
+
 }
