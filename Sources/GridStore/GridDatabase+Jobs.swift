@@ -185,8 +185,9 @@ extension GridDatabase {
     /// before the log was last cut, every pending job (`full`). One read, one snapshot.
     public func queueSync(after position: Int64?) async throws -> QueueSync {
         try await read { db in
-            let upTo = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM queue_changes") ?? 0
             let pruned = try Int64.fetchOne(db, sql: "SELECT upto FROM queue_changes_pruned WHERE id = 1") ?? 0
+            // At least the cut: a log cut to nothing has no MAX, and a reader at 0 would be behind the cut for ever.
+            let upTo = max(pruned, try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM queue_changes") ?? 0)
             let columns = "id, owner_id, spec, submitted_at, avoid_owners, pending_reason"
             guard let position, position >= pruned else {
                 let rows = try StoreRow.fetchAll(db, sql: "SELECT \(columns) FROM jobs WHERE state = 'pending' ORDER BY id")

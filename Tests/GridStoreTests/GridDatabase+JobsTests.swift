@@ -656,6 +656,22 @@ struct GridDatabaseJobsTests {
         #expect(try await grid.db.queueSync(after: first.upTo).full)
     }
 
+    @Test(arguments: StoreBackend.allCases) func aLogCutToNothingStillLetsTheNextReaderCatchUp(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        _ = try await grid.submit()
+        let first = try await grid.db.queueSync(after: nil)
+        try await grid.db.pruneQueueChanges(through: first.upTo)
+        // A new leader reads the whole queue from an empty log; its next pass must not read it all again.
+        let whole = try await grid.db.queueSync(after: nil)
+        #expect(whole.full)
+        #expect(whole.upTo >= first.upTo)
+        let next = try await grid.db.queueSync(after: whole.upTo)
+        #expect(!next.full)
+        #expect(next.pending.isEmpty && next.gone.isEmpty)
+        let b = try await grid.submit()
+        #expect(try await grid.db.queueSync(after: whole.upTo).pending.map(\.job.id) == [b.id])
+    }
+
     @Test(arguments: StoreBackend.allCases) func queueSyncCarriesWhatPlacementNeeds(_ backend: StoreBackend) async throws {
         let grid = try await Grid(backend)
         var spec = Grid.spec
