@@ -573,10 +573,10 @@ public actor ManagerCore {
                 envs: Set(w.registration.envs ?? []), python: w.registration.python)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
-        let plan = Placement.plan(ordered: queue.ordered(usage: usage), workers: workers)
+        let plan = queue.plan(workers: workers, usage: usage, now: now())
         let started = try await db.apply(plan.assignments, now: wall())
+        queue.committed(plan, started: started.map(\.id))
         for job in started {
-            queue.remove(job.id)
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now())
             leasedSpecs[job.id] = job.spec

@@ -27,12 +27,4 @@ extension GridDatabase {
         }
         try await backend.afterBulkInsert()
     }
-
-    /// Ends every running job as completed (no payment, no outputs): the synthetic load's runs are done. For the
-    /// scheduler benchmark's second pass; never called by the manager.
-    public func finishSyntheticRuns(now: Double) async throws {
-        try await write { db in
-            try db.execute(sql: "UPDATE jobs SET state = 'completed', finished_at = ? WHERE state = 'running'", arguments: [now])
-        }
-    }
 }
