@@ -78,8 +78,9 @@ extension GridDatabase {
             }
             let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
             let id = try db.insert(
-                sql: "INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, submit_key, submit_digest) VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?)",
-                arguments: [owner, specJSON, script.name, cost, now, key, key == nil ? nil : digest])
+                sql: "INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, submit_key, submit_digest, \(SchedulingColumns.names)) "
+                    + "VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, \(SchedulingColumns.placeholders))",
+                arguments: [owner, specJSON, script.name, cost, now, key, key == nil ? nil : digest] + SchedulingColumns.values(spec))
             try Self.event(db, id, .submitted, "held \(cost) credits", now)
             try Self.move(db, cost, from: .user(owner), to: .hold(id), reason: "hold", job: id, now: now)
             for file in [script] + inputs {
@@ -188,7 +189,8 @@ extension GridDatabase {
             let pruned = try Int64.fetchOne(db, sql: "SELECT upto FROM queue_changes_pruned WHERE id = 1") ?? 0
             // At least the cut: a log cut to nothing has no MAX, and a reader at 0 would be behind the cut for ever.
             let upTo = max(pruned, try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM queue_changes") ?? 0)
-            let columns = "id, owner_id, spec, submitted_at, avoid_owners, pending_reason"
+            let columns = "id, owner_id, submitted_at, avoid_owners, pending_reason, \(SchedulingColumns.names), "
+                + "CASE WHEN sched_cpus IS NULL THEN spec END AS spec"
             guard let position, position >= pruned else {
                 let rows = try StoreRow.fetchAll(db, sql: "SELECT \(columns) FROM jobs WHERE state = 'pending' ORDER BY id")
                 return QueueSync(upTo: upTo, full: true, pending: Self.queued(rows), gone: [])
@@ -198,7 +200,8 @@ extension GridDatabase {
             let rows = try StoreRow.fetchAll(
                 db,
                 sql: """
-                    SELECT c.job_id, j.owner_id, j.spec, j.submitted_at, j.avoid_owners, j.pending_reason
+                    SELECT c.job_id, j.owner_id, j.submitted_at, j.avoid_owners, j.pending_reason, \(SchedulingColumns.names(in: "j")),
+                        CASE WHEN j.sched_cpus IS NULL THEN j.spec END AS spec
                     FROM (SELECT DISTINCT job_id FROM queue_changes WHERE seq > ?) AS c
                     LEFT JOIN jobs AS j ON j.id = c.job_id AND j.state = 'pending' ORDER BY c.job_id
                     """,
@@ -217,21 +220,25 @@ extension GridDatabase {
         }
     }
 
-    /// Rows of `jobs` (id, owner_id, spec, submitted_at, avoid_owners, pending_reason) as the scheduler sees them, with
-    /// one decoder: a whole read of the queue decodes every pending job.
+    /// Rows of `jobs` (id, owner_id, submitted_at, avoid_owners, pending_reason, the scheduling columns, then the spec
+    /// where they are NULL) as the scheduler sees them: a row from before the columns has its spec decoded.
     static func queued(_ rows: [StoreRow]) -> [QueueSync.Queued] {
         let decoder = JSONDecoder()
         return rows.map { row in
-            let spec = (try? decoder.decode(SchedulingFields.self, from: Data((row[2] as String).utf8))) ?? SchedulingFields()
-            let avoid = (row[4] as String?).flatMap { try? decoder.decode([UserID].self, from: Data($0.utf8)) } ?? []
-            var env: String?
-            if let requirements = spec.requirements, !requirements.isEmpty {
-                env = JobSpec(name: "", requirements: requirements, requiresPython: spec.requiresPython).pythonRequirements.digest
+            let avoid = (row[3] as String?).flatMap { try? decoder.decode([UserID].self, from: Data($0.utf8)) } ?? []
+            let fields: SchedulingColumns
+            if let cpus: Int = row[5] {
+                fields = SchedulingColumns(
+                    cpus: cpus, ramGb: row[6] ?? 1, gpus: row[7] ?? 0, priority: row[8] ?? 0,
+                    minTier: (row[9] as String?).flatMap(SandboxTier.init(rawValue:)) ?? .bwrap, env: row[10], requiresPython: row[11])
+            } else {
+                let spec = (row[12] as String?).flatMap { try? decoder.decode(SchedulingFields.self, from: Data($0.utf8)) } ?? SchedulingFields()
+                fields = SchedulingColumns(spec)
             }
             let job = Placement.Job(
-                id: row[0], owner: row[1], priority: spec.priority, request: spec.resources, minTier: spec.minTier, submitted: row[3],
-                avoidOwners: Set(avoid), env: env, requiresPython: spec.requiresPython)
-            return QueueSync.Queued(job: job, reason: row[5])
+                id: row[0], owner: row[1], priority: fields.priority, request: Resources(cpus: fields.cpus, ramGb: fields.ramGb, gpus: fields.gpus),
+                minTier: fields.minTier, submitted: row[2], avoidOwners: Set(avoid), env: fields.env, requiresPython: fields.requiresPython)
+            return QueueSync.Queued(job: job, reason: row[4])
         }
     }
 
@@ -717,5 +724,49 @@ struct SchedulingFields: Decodable {
         minTier = try c.decode(SandboxTier.self, forKey: .minTier)
         requirements = try c.decodeIfPresent([String].self, forKey: .requirements)
         requiresPython = try c.decodeIfPresent(String.self, forKey: .requiresPython)
+    }
+}
+
+/// A job's scheduling fields as stored in their own columns beside the spec (migration v8), written with every job, so
+/// that a whole read of the queue decodes no JSON. One rule for both ways in: a `JobSpec` at insert, or the scheduling
+/// fields decoded from an older row's spec.
+struct SchedulingColumns {
+    var cpus: Int
+    var ramGb: Int
+    var gpus: Int
+    var priority: Int
+    var minTier: SandboxTier
+    /// The digest of the job's Python environment; nil when it declares no packages.
+    var env: String?
+    var requiresPython: String?
+
+    static let names = "sched_cpus, sched_ram_gb, sched_gpus, sched_priority, sched_min_tier, sched_env, sched_requires_python"
+    static let placeholders = "?, ?, ?, ?, ?, ?, ?"
+    static func names(in table: String) -> String { names.split(separator: ",").map { "\(table).\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ") }
+
+    init(cpus: Int, ramGb: Int, gpus: Int, priority: Int, minTier: SandboxTier, env: String?, requiresPython: String?) {
+        self.cpus = cpus
+        self.ramGb = ramGb
+        self.gpus = gpus
+        self.priority = priority
+        self.minTier = minTier
+        self.env = env
+        self.requiresPython = requiresPython
+    }
+
+    init(_ fields: SchedulingFields) {
+        self.init(
+            cpus: fields.cpus, ramGb: fields.ramGb, gpus: fields.gpus, priority: fields.priority, minTier: fields.minTier,
+            env: Self.env(fields.requirements, fields.requiresPython), requiresPython: fields.requiresPython)
+    }
+
+    static func env(_ requirements: [String]?, _ requiresPython: String?) -> String? {
+        guard let requirements, !requirements.isEmpty else { return nil }
+        return JobSpec(name: "", requirements: requirements, requiresPython: requiresPython).pythonRequirements.digest
+    }
+
+    /// The columns' values for a job of `spec`, in the order of `names`.
+    static func values(_ spec: JobSpec) -> StoreArguments {
+        [spec.cpus, spec.ramGb, spec.gpus, spec.priority, spec.minTier.rawValue, env(spec.requirements, spec.requiresPython), spec.requiresPython]
     }
 }

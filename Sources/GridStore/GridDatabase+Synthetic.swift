@@ -17,12 +17,16 @@ extension GridDatabase {
                 let resources = String(decoding: try encoder.encode(w.total), as: UTF8.self)
                 try db.execute(sql: insertWorker, arguments: [w.id, w.id, owner, resources, w.tier.rawValue, w.freeSlots, w.load, now, now, now])
             }
-            let insertJob = "INSERT INTO jobs (id, owner_id, spec, script_name, state, hold, submitted_at) VALUES (?, ?, ?, 'job.py', 'pending', 0, ?)"
+            let insertJob =
+                "INSERT INTO jobs (id, owner_id, spec, script_name, state, hold, submitted_at, \(SchedulingColumns.names)) "
+                + "VALUES (?, ?, ?, 'job.py', 'pending', 0, ?, \(SchedulingColumns.placeholders))"
             for j in jobs {
                 let spec = JobSpec(
                     name: "synthetic-\(j.id)", cpus: j.request.cpus, ramGb: j.request.ramGb, gpus: j.request.gpus, priority: j.priority,
                     minTier: j.minTier)
-                try db.execute(sql: insertJob, arguments: [j.id, j.owner, String(decoding: try encoder.encode(spec), as: UTF8.self), j.submitted])
+                try db.execute(
+                    sql: insertJob,
+                    arguments: [j.id, j.owner, String(decoding: try encoder.encode(spec), as: UTF8.self), j.submitted] + SchedulingColumns.values(spec))
             }
         }
         try await backend.afterBulkInsert()

@@ -101,12 +101,12 @@ extension GridDatabase {
         let avoid = String(decoding: try JSONEncoder().encode(avoidOwners.sorted()), as: UTF8.self)
         let id = try db.insert(
             sql: """
-                INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, check_of, avoid_owners)
-                VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)
+                INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, check_of, avoid_owners, \(SchedulingColumns.names))
+                VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, \(SchedulingColumns.placeholders))
                 """,
             // It takes its job's place in the queue (its submission time): a check unblocks escrow and reputation, and
             // would otherwise wait behind every job submitted since. Nothing the worker sees tells it apart.
-            arguments: [root.ownerId, specJSON, root.scriptName, root.submittedAt, root.id, avoid])
+            arguments: [root.ownerId, specJSON, root.scriptName, root.submittedAt, root.id, avoid] + SchedulingColumns.values(spec))
         try db.execute(
             sql: "INSERT INTO job_files (job_id, kind, name, data) SELECT ?, kind, name, data FROM job_files WHERE job_id = ? AND kind = 'input'",
             arguments: [id, root.id])

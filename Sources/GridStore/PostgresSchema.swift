@@ -211,6 +211,18 @@ enum PostgresSchema {
                 "CREATE INDEX jobs_started ON jobs(started_at)",
             ]
         ),
+        (
+            "v8-scheduling-columns",
+            [
+                "ALTER TABLE jobs ADD COLUMN sched_cpus bigint",
+                "ALTER TABLE jobs ADD COLUMN sched_ram_gb bigint",
+                "ALTER TABLE jobs ADD COLUMN sched_gpus bigint",
+                "ALTER TABLE jobs ADD COLUMN sched_priority bigint",
+                "ALTER TABLE jobs ADD COLUMN sched_min_tier text",
+                "ALTER TABLE jobs ADD COLUMN sched_env text",
+                "ALTER TABLE jobs ADD COLUMN sched_requires_python text",
+            ]
+        ),
     ]
 
     static func migrate(_ db: any StoreSession) throws {

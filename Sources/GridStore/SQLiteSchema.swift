@@ -183,6 +183,20 @@ enum SQLiteSchema {
                     CREATE INDEX jobs_started ON jobs(started_at);
                     """)
         }
+        m.registerMigration("v8-scheduling-columns") { db in
+            // A job's scheduling fields beside its spec (`SchedulingColumns`), so that reading the whole queue (a new
+            // leader's first pass) decodes no JSON. NULL: a row from before, whose spec is decoded instead.
+            try db.execute(
+                sql: """
+                    ALTER TABLE jobs ADD COLUMN sched_cpus INTEGER;
+                    ALTER TABLE jobs ADD COLUMN sched_ram_gb INTEGER;
+                    ALTER TABLE jobs ADD COLUMN sched_gpus INTEGER;
+                    ALTER TABLE jobs ADD COLUMN sched_priority INTEGER;
+                    ALTER TABLE jobs ADD COLUMN sched_min_tier TEXT;
+                    ALTER TABLE jobs ADD COLUMN sched_env TEXT;
+                    ALTER TABLE jobs ADD COLUMN sched_requires_python TEXT;
+                    """)
+        }
         return m
     }
 

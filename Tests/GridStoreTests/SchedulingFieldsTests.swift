@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridScheduler
 import Testing
 
 @testable import GridStore
@@ -28,4 +29,29 @@ import Testing
             #expect(throws: (any Error).self) { try JSONDecoder().decode(JobSpec.self, from: Data(bad.utf8)) }
         }
     }
+    /// Jobs stored before the scheduling columns (migration v8) have NULL there: their spec is decoded instead, to the
+    /// same job the columns give, on both backends.
+    @Test(arguments: StoreBackend.allCases) func aRowWithoutSchedulingColumnsIsReadFromItsSpecAlike(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 1_000, now: 0)
+        let specs = [
+            JobSpec(name: "a", cpus: 3, ramGb: 7, gpus: 1, minutes: 9, priority: -4, minTier: .oci, requirements: ["numpy==2.1.0"], requiresPython: ">=3.11"),
+            JobSpec(name: "b", cpus: 1, ramGb: 1, gpus: 0, minutes: 1, priority: 10, minTier: .restricted),
+        ]
+        for spec in specs {
+            _ = try await db.submitJob(owner: ada.id, spec: spec, script: StoredFile(name: "main.py", data: Data("print(1)".utf8)), inputs: [], now: 1)
+        }
+        let fromColumns = try await db.queueSync(after: nil).pending.map(\.job)
+        #expect(fromColumns.count == 2)
+        #expect(fromColumns.first?.env != nil && fromColumns.first?.requiresPython == ">=3.11" && fromColumns.first?.minTier == .oci)
+        #expect(fromColumns.first?.request == Resources(cpus: 3, ramGb: 7, gpus: 1) && fromColumns.first?.priority == -4)
+        try await db.write { s in
+            try s.execute(
+                sql: "UPDATE jobs SET sched_cpus = NULL, sched_ram_gb = NULL, sched_gpus = NULL, sched_priority = NULL, sched_min_tier = NULL, "
+                    + "sched_env = NULL, sched_requires_python = NULL")
+        }
+        let fromSpecs = try await db.queueSync(after: nil).pending.map(\.job)
+        #expect(fromSpecs == fromColumns)
+    }
+
 }
