@@ -414,28 +414,22 @@ public actor ManagerCore {
         for (id, w) in live where (w.registration.port ?? 0) > 0 { await send(.peers(Msg.Peers(peers: peers)), to: id) }
     }
 
-    /// `GET_BEST_PEER`: the online peer with the least work per slot (jobs and function tasks), then the lowest
-    /// machine load; the asking peer wins ties, which saves a hop.
+    /// `GET_BEST_PEER`: the online peer `PeerChoice` picks (least work per slot, the asker on a tie, then the lowest
+    /// load; never one that is stopping).
     func bestPeer(_ ask: Msg.GetBestPeer) -> GridMessage {
         let peers = Dictionary(uniqueKeysWithValues: onlinePeers().map { ($0.workerId, $0) })
         let state = liveState()
-        let ranked = live.values.compactMap { w -> (info: Msg.PeerInfo, busy: Double, load: Double)? in
-            guard let info = peers[w.identity.workerId] else { return nil }
-            let jobs = state[w.identity.workerId]?.running ?? 0
-            let busy = Double(jobs + w.tasks) / Double(max(1, w.registration.slots))
-            return (info, busy, w.load)
-        }.sorted { a, b in
-            if a.busy != b.busy { return a.busy < b.busy }
-            if (a.info.workerId == ask.prefer) != (b.info.workerId == ask.prefer) { return a.info.workerId == ask.prefer }
-            if a.load != b.load { return a.load < b.load }
-            return a.info.workerId < b.info.workerId
+        let candidates = live.values.compactMap { w -> PeerChoice.Candidate? in
+            guard peers[w.identity.workerId] != nil else { return nil }
+            let busy = PeerChoice.busy(jobs: state[w.identity.workerId]?.running ?? 0, tasks: w.tasks, slots: w.registration.slots)
+            return PeerChoice.Candidate(id: w.identity.workerId, busy: busy, load: w.load, stopping: w.stopping)
         }
-        guard let best = ranked.first else {
+        guard let best = PeerChoice.best(candidates, prefer: ask.prefer), let info = peers[best.id] else {
             return .error(Msg.Error(GridError(.notFound, "no peer is online to run the task")))
         }
         logger.info(
-            "best peer chosen", metadata: ["grid.task.id": "\(ask.taskId ?? "-")", "grid.worker.id": "\(best.info.workerId)", "grid.peer.busy": "\(best.busy)"])
-        return .bestPeer(Msg.BestPeer(peer: best.info, load: best.busy))
+            "best peer chosen", metadata: ["grid.task.id": "\(ask.taskId ?? "-")", "grid.worker.id": "\(best.id)", "grid.peer.busy": "\(best.busy)"])
+        return .bestPeer(Msg.BestPeer(peer: info, load: best.busy))
     }
 
     /// A fresh peer credential for online worker `id`: its id, the address `PEERS` lists for it, and the key it sent
