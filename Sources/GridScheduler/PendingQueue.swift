@@ -14,10 +14,11 @@ public import GridCore
 /// job the copy still holds after it left the queue is at worst planned and skipped, and the manager re-reads the whole
 /// queue when the change log cannot bring it up to date.
 public struct PendingQueue: Sendable {
-    /// A job as the queue holds it: what placement needs, and the pending reason the store has for it.
-    public struct Entry: Sendable, Hashable {
-        public var job: Placement.Job
-        public var reason: String?
+    /// A job as the queue holds it: what placement needs, the pending reason the store has for it, and the ticket of
+    /// its current key in its group.
+    struct Entry: Sendable, Hashable {
+        var job: Placement.Job
+        var reason: String?
         var ticket: UInt64
     }
 

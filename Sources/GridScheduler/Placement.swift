@@ -167,16 +167,10 @@ public enum Placement {
     /// comparisons); a request shape that fit nowhere is remembered for the rest of the pass, so 100,000 queued jobs
     /// against 10,000 workers plan in well under a second.
     public static func plan(jobs: [Job], workers: [Worker], usage: [UserID: Double] = [:]) -> Plan {
-        var order = jobs
-        order.sort { a, b in
-            if a.priority != b.priority { return a.priority > b.priority }
-            let ua = usage[a.owner, default: 0]
-            let ub = usage[b.owner, default: 0]
-            if ua != ub { return ua < ub }
-            if a.submitted != b.submitted { return a.submitted < b.submitted }
-            return a.id < b.id
-        }
-        return plan(ordered: order, workers: workers)
+        // The order is `PendingQueue`'s, the one place it is written. Jobs are told apart by id: a repeated id counts once.
+        var queue = PendingQueue()
+        for job in jobs { queue.upsert(job, reason: nil) }
+        return plan(ordered: queue.ordered(usage: usage), workers: workers)
     }
 
     /// Plans placements for `order`, jobs already in scheduling order (priority, fair share, age), as `PendingQueue`
