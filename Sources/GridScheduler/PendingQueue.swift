@@ -129,6 +129,9 @@ public struct PendingQueue: Sendable {
             reasonedAt = now
             return entries.values.map(\.job)
         }
+        // Within the interval, with other workers: a whole refresh is owed even if the workers change back meanwhile,
+        // since what is reasoned now is reasoned for these workers.
+        if reasonedFor != workers { reasonedFor = nil }
         return unreasoned.compactMap { entries[$0]?.job }
     }
 

@@ -230,6 +230,25 @@ struct PendingQueueTests {
         #expect(changed.pending[2] != .waitingForCapacity)
     }
 
+    @Test func workersThatChangeAndChangeBackWithinTheIntervalStillOweAWholeRefresh() {
+        func busy(_ id: WorkerID, cpus: Int) -> Placement.Worker {
+            Placement.Worker(id: id, total: Resources(cpus: cpus, ramGb: 8), free: .zero, load: 0, tier: .bwrap, freeSlots: 0)
+        }
+        var q = PendingQueue()
+        q.upsert(job(1, cpus: 4), reason: nil)
+        let small = [busy("a", cpus: 2)]
+        let big = small + [busy("b", cpus: 8)]
+        #expect(q.plan(workers: small, usage: [:], now: 0).pending[1] != .waitingForCapacity)
+        // A big worker comes and goes within the interval; a job queued meanwhile is reasoned for the big one.
+        q.upsert(job(2, cpus: 4), reason: nil)
+        #expect(q.plan(workers: big, usage: [:], now: 1).pending == [2: .waitingForCapacity])
+        #expect(q.plan(workers: small, usage: [:], now: 2).pending.isEmpty)
+        // Back to the workers of the last refresh, but job 2's reason is of the others: every reason is worked out again.
+        let refresh = q.plan(workers: small, usage: [:], now: PendingQueue.reasonRefreshSeconds + 1)
+        #expect(Set(refresh.pending.keys) == [1, 2])
+        #expect(refresh.pending[2] != .waitingForCapacity)
+    }
+
     @Test func aFullyBookedPassPlansTheSameAsPlacementOverTheWholeQueue() {
         // What the plan places does not depend on stopping early: the same assignments as planning every job.
         var rng = SplitMix(seed: 9)
