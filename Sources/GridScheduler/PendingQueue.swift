@@ -5,10 +5,12 @@ public import GridCore
 /// manager feeds it what the store's change log says (`upsert`, `remove`), asks it for the jobs in the order
 /// `Placement.plan` would sort them (`ordered(usage:)`), and records the pending reasons it wrote.
 ///
-/// Jobs are kept in groups of one priority and one owner, each sorted by age (submission, then id). Fair share only
-/// reorders whole groups (an owner's usage is the same for all its jobs), so a pass sorts the groups, not the jobs, and
-/// merges groups that tie. A job that leaves a group leaves a stale key behind; stale keys are skipped by ticket and
-/// swept when they are half a group.
+/// Jobs are kept in groups of one priority, one owner and one shape (request, minimum tier, `requires-python`), each
+/// sorted by age (submission, then id). Fair share only reorders whole groups (an owner's usage is the same for all its
+/// jobs), so a pass sorts the groups, not the jobs, and merges groups that tie. A group is what HTCondor calls an
+/// autocluster: when one of its jobs fits nowhere, none of the others behind it does either, and a pass skips the rest
+/// of the group at once (`Ordered.Iterator.skipRestOfGroup`) instead of walking it. A job that leaves a group leaves a
+/// stale key behind; stale keys are skipped by ticket and swept when they are half a group.
 ///
 /// The copy is a cache, never the authority: the store re-checks every assignment of a plan when it commits it, so a
 /// job the copy still holds after it left the queue is at worst planned and skipped, and the manager re-reads the whole
@@ -22,9 +24,22 @@ public struct PendingQueue: Sendable {
         var ticket: UInt64
     }
 
+    /// A group: the jobs of one priority and owner that are alike for placement (what `Placement` calls a shape, but
+    /// for the workers and owners a job avoids, which only make a job harder to place).
     struct GroupKey: Hashable, Sendable {
         var priority: Int
         var owner: UserID
+        var request: Resources
+        var minTier: SandboxTier
+        var requiresPython: String?
+
+        init(_ job: Placement.Job) {
+            priority = job.priority
+            owner = job.owner
+            request = job.request
+            minTier = job.minTier
+            requiresPython = job.requiresPython
+        }
     }
 
     struct Key: Sendable {
@@ -66,19 +81,20 @@ public struct PendingQueue: Sendable {
 
     /// Adds a pending job, or replaces it (it changed in the store). `reason` is the pending reason the store holds.
     public mutating func upsert(_ job: Placement.Job, reason: String?) {
+        let g = GroupKey(job)
         if let old = entries[job.id] {
-            if old.job.priority == job.priority && old.job.owner == job.owner && old.job.submitted == job.submitted {
+            let was = GroupKey(old.job)
+            if was == g && old.job.submitted == job.submitted {
                 entries[job.id] = Entry(job: job, reason: reason, ticket: old.ticket)
                 unreasoned.insert(job.id)
                 return
             }
-            groups[GroupKey(priority: old.job.priority, owner: old.job.owner)]?.stale += 1
+            groups[was]?.stale += 1
         }
         unreasoned.insert(job.id)
         nextTicket &+= 1
         entries[job.id] = Entry(job: job, reason: reason, ticket: nextTicket)
         let key = Key(submitted: job.submitted, id: job.id, ticket: nextTicket)
-        let g = GroupKey(priority: job.priority, owner: job.owner)
         // In place: a copy of the group taken out of the dictionary would copy its keys on every append.
         if let last = groups[g]?.keys.last, key < last { groups[g]?.sorted = false }
         groups[g, default: Group()].keys.append(key)
@@ -88,7 +104,7 @@ public struct PendingQueue: Sendable {
     public mutating func remove(_ id: JobID) {
         guard let old = entries.removeValue(forKey: id) else { return }
         unreasoned.remove(id)
-        let g = GroupKey(priority: old.job.priority, owner: old.job.owner)
+        let g = GroupKey(old.job)
         groups[g]?.stale += 1
         if let group = groups[g], group.stale >= group.keys.count { groups[g] = nil }
     }
@@ -138,7 +154,8 @@ public struct PendingQueue: Sendable {
     /// Plans one pass from the queue (pure): `Placement.plan` over the queue in scheduling order, stopping once no
     /// worker has room, with a pending reason for every job that needs one now (`takeUnreasoned`), not for every job.
     public mutating func plan(workers: [Placement.Worker], usage: [UserID: Double], now: Double) -> Placement.Plan {
-        var plan = Placement.plan(ordered: ordered(usage: usage), workers: workers, stopWhenFull: true)
+        var order = ordered(usage: usage).makeIterator()
+        var plan = Placement.plan(&order, workers: workers, stopWhenFull: true, skipGroups: true)
         let assigned = Set(plan.assignments.map(\.job))
         let missing = takeUnreasoned(for: Placement.fingerprint(workers), now: now).filter { plan.pending[$0.id] == nil && !assigned.contains($0.id) }
         for (id, reason) in Placement.reasons(for: missing, workers: workers) { plan.pending[id] = reason }
@@ -215,8 +232,14 @@ public struct PendingQueue: Sendable {
             let runs: [[[Key]]]
             var run = -1
             var heads: [(key: Key, list: Int, at: Int)] = []
+            /// The job last returned is the head of `heads[0]`, not yet moved past: `skipRestOfGroup` drops its group.
+            var returned = false
 
             public mutating func next() -> Placement.Job? {
+                if returned {
+                    returned = false
+                    advanceTop()
+                }
                 while true {
                     if heads.isEmpty {
                         run += 1
@@ -227,17 +250,35 @@ public struct PendingQueue: Sendable {
                         }
                         continue
                     }
-                    let top = heads[0]
-                    let lists = runs[run]
-                    if top.at + 1 < lists[top.list].count {
-                        heads[0] = (lists[top.list][top.at + 1], top.list, top.at + 1)
-                    } else {
-                        heads[0] = heads[heads.count - 1]
-                        heads.removeLast()
+                    let top = heads[0].key
+                    if let entry = entries[top.id], entry.ticket == top.ticket {
+                        returned = true
+                        return entry.job
                     }
-                    if !heads.isEmpty { down(0) }
-                    if let entry = entries[top.key.id], entry.ticket == top.key.ticket { return entry.job }
+                    advanceTop()
                 }
+            }
+
+            /// Skips the jobs after the one last returned in its group (same priority, owner and shape): they come
+            /// out of no later `next()`. Nothing happens before the first `next()` or after the end.
+            public mutating func skipRestOfGroup() {
+                guard returned else { return }
+                returned = false
+                removeTop()
+            }
+
+            private mutating func advanceTop() {
+                let top = heads[0]
+                let list = runs[run][top.list]
+                guard top.at + 1 < list.count else { return removeTop() }
+                heads[0] = (list[top.at + 1], top.list, top.at + 1)
+                down(0)
+            }
+
+            private mutating func removeTop() {
+                heads[0] = heads[heads.count - 1]
+                heads.removeLast()
+                if !heads.isEmpty { down(0) }
             }
 
             private func less(_ a: Int, _ b: Int) -> Bool { heads[a].key < heads[b].key }
@@ -268,3 +309,5 @@ public struct PendingQueue: Sendable {
         }
     }
 }
+
+extension PendingQueue.Ordered.Iterator: Placement.Order {}

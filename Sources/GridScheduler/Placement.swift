@@ -178,6 +178,29 @@ public enum Placement {
     /// planning stops once no worker has room: the jobs after that get no reason in the plan (what `reasons(for:workers:)`
     /// would give them does not depend on what is free).
     public static func plan(ordered order: some Sequence<Job>, workers: [Worker], stopWhenFull: Bool = false) -> Plan {
+        var jobs = InOrder(base: order.makeIterator())
+        return plan(&jobs, workers: workers, stopWhenFull: stopWhenFull, skipGroups: false)
+    }
+
+    /// Jobs in scheduling order, read one at a time, of which the rest of the last one's group can be skipped.
+    protocol Order {
+        mutating func next() -> Job?
+        /// The jobs alike the one last returned (same priority, owner and shape) that come after it: a pass skips them
+        /// once it fits nowhere (capacity only shrinks within a pass).
+        mutating func skipRestOfGroup()
+    }
+
+    /// Any sequence in order; it knows no groups and skips nothing.
+    struct InOrder<Base: IteratorProtocol<Job>>: Order {
+        var base: Base
+        mutating func next() -> Job? { base.next() }
+        func skipRestOfGroup() {}
+    }
+
+    /// The plan itself. With `skipGroups`, a job that fits nowhere (and avoids no worker or owner, which would only make
+    /// it harder to place than the others of its group) ends its group's part in the pass: the group's other jobs are not
+    /// walked and get no reason in the plan, as after a stop when full.
+    static func plan(_ order: inout some Order, workers: [Worker], stopWhenFull: Bool, skipGroups: Bool) -> Plan {
         var workers = workers
         func before(_ i: Int, _ j: Int) -> Bool {
             let (li, lj) = (workers[i].effectiveLoad, workers[j].effectiveLoad)
@@ -193,7 +216,7 @@ public enum Placement {
         var noFit: Set<Shape> = []
         var reasons: [Shape: PendingReason] = [:]
         let ownerMatters = workers.contains { (!$0.acceptsOthers || $0.quarantined) && $0.owner != nil }
-        for job in order {
+        while let job = order.next() {
             if stopWhenFull && ready.isEmpty { break }
             let shape = Shape(job, ownerMatters: ownerMatters)
             var chosen: Int?
@@ -210,6 +233,7 @@ public enum Placement {
                 noFit.insert(shape)
                 if reasons[shape] == nil { reasons[shape] = reason(for: job, workers: workers) }
                 pending[job.id] = reasons[shape]
+                if skipGroups && job.avoid.isEmpty && job.avoidOwners.isEmpty { order.skipRestOfGroup() }
                 continue
             }
             let w = ready.remove(at: position)

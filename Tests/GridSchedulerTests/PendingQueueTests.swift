@@ -129,8 +129,9 @@ struct PendingQueueTests {
             let id = JobID(rng.next() % 60)
             switch rng.next() % 4 {
             case 0, 1:
+                // Up to 5 CPUs on workers of 4: some shapes fit nowhere, so passes skip their groups.
                 let j = job(
-                    id, owner: UserID(rng.next() % 4), priority: Int(rng.next() % 3) - 1, cpus: 1 + Int(rng.next() % 3),
+                    id, owner: UserID(rng.next() % 4), priority: Int(rng.next() % 3) - 1, cpus: 1 + Int(rng.next() % 5),
                     submitted: Double(rng.next() % 50))
                 q.upsert(j, reason: nil)
                 model[id] = j
@@ -150,6 +151,20 @@ struct PendingQueueTests {
             if step % 50 == 0 {
                 #expect(
                     Placement.plan(ordered: ordered, workers: workers) == Placement.plan(jobs: Array(model.values), workers: workers, usage: usage))
+            }
+            // A pass that skips the groups that fit nowhere places exactly what a walk of the whole queue places, on
+            // workers with little room left as well as on free ones.
+            let partly = workers.map { w in
+                var w = w
+                w.free = Resources(cpus: Int(rng.next() % 5), ramGb: 8)
+                w.freeSlots = Int(rng.next() % 3)
+                return w
+            }
+            for ws in [workers, partly] {
+                var pass = q
+                #expect(
+                    pass.plan(workers: ws, usage: usage, now: 0).assignments
+                        == Placement.plan(jobs: Array(model.values), workers: ws, usage: usage).assignments, "step \(step)")
             }
         }
     }
@@ -268,4 +283,76 @@ struct PendingQueueTests {
         #expect(mine.pending == whole.pending)
     }
 
+
+    // MARK: Groups of one shape (autoclusters)
+
+    @Test func aGroupThatFitsNowhereIsSkippedWholeAndTheJobsBehindItAreStillPlanned() {
+        var q = PendingQueue()
+        // 10,000 older jobs that fit on no worker, of one owner and shape; then one small job of the same owner.
+        for id in 1...10_000 { q.upsert(job(JobID(id), cpus: 256), reason: nil) }
+        q.upsert(job(10_001), reason: nil)
+        var order = q.ordered(usage: [:]).makeIterator()
+        #expect(order.next()?.id == 1)
+        order.skipRestOfGroup()
+        #expect(order.next()?.id == 10_001)
+        #expect(order.next() == nil)
+        // A pass places the small job, and the first gives all 10,000 the reason a whole walk gives them.
+        let workers = [Self.worker("a")]
+        let first = q.plan(workers: workers, usage: [:], now: 0)
+        #expect(first.assignments.map(\.job) == [10_001])
+        #expect(first.pending.count == 10_000)
+        #expect(first.pending == Placement.plan(jobs: (1...10_000).map { job(JobID($0), cpus: 256) }, workers: workers).pending)
+        q.committed(first, started: [10_001])
+        for (id, r) in q.changedReasons(first.pending) { q.recorded(reason: r, for: id) }
+        // The next small job is placed past them as well: only the group's first job is looked at, and nothing is
+        // written.
+        q.upsert(job(10_002), reason: nil)
+        let next = q.plan(workers: workers, usage: [:], now: 1)
+        #expect(next.assignments.map(\.job) == [10_002])
+        #expect(Set(next.pending.keys) == [1])
+        #expect(q.changedReasons(next.pending).isEmpty)
+    }
+
+    @Test func skippingAGroupLeavesTheGroupsItIsMergedWithInOrder() {
+        var q = PendingQueue()
+        // Owner 1's small and big jobs interleave by age with owner 2's (no usage: one run of three groups).
+        q.upsert(job(1, owner: 1, cpus: 8), reason: nil)
+        q.upsert(job(2, owner: 2), reason: nil)
+        q.upsert(job(3, owner: 1), reason: nil)
+        q.upsert(job(4, owner: 1, cpus: 8), reason: nil)
+        q.upsert(job(5, owner: 2), reason: nil)
+        q.upsert(job(6, owner: 1), reason: nil)
+        #expect(q.ordered(usage: [:]).map(\.id) == [1, 2, 3, 4, 5, 6])
+        var order = q.ordered(usage: [:]).makeIterator()
+        order.skipRestOfGroup()  // before the first job: nothing to skip
+        #expect(order.next()?.id == 1)
+        order.skipRestOfGroup()
+        order.skipRestOfGroup()  // twice: still only job 1's group
+        #expect([order.next(), order.next(), order.next(), order.next()].map { $0?.id } == [2, 3, 5, 6])
+        order.skipRestOfGroup()  // job 6 was its group's last: nothing after it to skip
+        #expect(order.next() == nil)
+        order.skipRestOfGroup()
+        #expect(order.next() == nil)
+    }
+
+    @Test func aJobThatAvoidsAWorkerDoesNotEndItsGroup() {
+        var q = PendingQueue()
+        q.upsert(job(1), reason: nil)
+        q.upsert(job(2), reason: nil)
+        q.setAvoid(1, ["a"])
+        // Job 1 cannot go to the only worker; job 2, of the same shape, can.
+        let plan = q.plan(workers: [Self.worker("a")], usage: [:], now: 0)
+        #expect(plan.assignments.map(\.job) == [2])
+        #expect(plan.pending[1] == .noWorkerFits(unmet: ["a worker other than the ones that could not start it"]))
+    }
+
+    @Test func aJobMovedToAnotherShapeLeavesItsOldGroup() {
+        var q = PendingQueue()
+        q.upsert(job(1, cpus: 64), reason: nil)
+        q.upsert(job(2, cpus: 64), reason: nil)
+        // Job 2 is resized to fit (a new shape): skipping job 1's group must not take it along.
+        q.upsert(job(2), reason: nil)
+        #expect(q.ordered(usage: [:]).map(\.id) == [1, 2])
+        #expect(q.plan(workers: [Self.worker("a")], usage: [:], now: 0).assignments.map(\.job) == [2])
+    }
 }
