@@ -27,6 +27,10 @@ public final class PeerLink: Sendable {
         var requests = Correlator<Result<Reply, any Error>, CheckedContinuation<Reply, any Error>>()
         var hello: Msg.HelloOk?
         var sweeper: RepeatedTask?
+        /// Frames sent by callers off the event loop and not yet written, and whether a drain is scheduled: requests
+        /// made together go out in one write (one system call, one wake-up of the peer), not one each.
+        var outbox: [(id: Int, frame: GridFrame)] = []
+        var draining = false
     }
 
     /// Seconds on the event loops' monotonic clock, for the requests' deadlines.
@@ -124,9 +128,7 @@ public final class PeerLink: Sendable {
             case .failure(let closed): throw Self.error(of: closed.outcome)
             }
         }
-        channel.writeAndFlush(GridFrame(id: id, message, payload: payload)).whenFailure { [weak self] error in
-            self?.resolve(id, .failure(GridError(.unreachable, "could not send to the peer: \(error)")))
-        }
+        send(GridFrame(id: id, message, payload: payload), id: id)
         let reply: Reply = try await withCheckedThrowingContinuation { continuation in
             let ready = state.withLock { s in
                 s.requests.wait(id, continuation, missing: .failure(GridError(.unreachable, "the request was dropped")))
@@ -135,6 +137,31 @@ public final class PeerLink: Sendable {
         }
         if case .error(let e) = reply.message { throw GridError(e.code, e.message) }
         return reply
+    }
+
+    /// Queues `frame` for the event loop, which writes every queued frame and flushes once.
+    private func send(_ frame: GridFrame, id: Int) {
+        let schedule = state.withLock { s -> Bool in
+            s.outbox.append((id, frame))
+            defer { s.draining = true }
+            return !s.draining
+        }
+        guard schedule else { return }
+        channel.eventLoop.execute { [self] in
+            let frames = state.withLock { s -> [(id: Int, frame: GridFrame)] in
+                defer {
+                    s.outbox = []
+                    s.draining = false
+                }
+                return s.outbox
+            }
+            for (id, frame) in frames {
+                channel.write(frame).whenFailure { [weak self] error in
+                    self?.resolve(id, .failure(GridError(.unreachable, "could not send to the peer: \(error)")))
+                }
+            }
+            channel.flush()
+        }
     }
 
     /// Hands a reply (or a failure) to request `id`, now or when it starts waiting.

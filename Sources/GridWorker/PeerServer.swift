@@ -135,6 +135,8 @@ final class PeerConnection: ChannelInboundHandler {
     private var greeting = PeerGreeting<PeerService.Caller>()
     private var inFlight = 0
     private var paused = false
+    /// A flush of the replies written since is queued on the event loop.
+    private var flushScheduled = false
     private var inputClosed = false
     private var remote = "?"
     /// The token or peer check under way (one at a time, before the connection is open): owned by this connection,
@@ -264,7 +266,17 @@ final class PeerConnection: ChannelInboundHandler {
             greeting.close()
             context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in context.close(promise: nil) }
         } else {
-            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+            // Written now, flushed once the event loop has run what is queued on it: the replies that finish together
+            // (a read's worth of memory hits, the tasks an interpreter answered at once) leave in one write.
+            context.write(wrapOutboundOut(frame), promise: nil)
+            guard !flushScheduled else { return }
+            flushScheduled = true
+            let bound = NIOLoopBound((self, context.channel), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, channel) = bound.value
+                handler.flushScheduled = false
+                channel.flush()
+            }
         }
     }
 
@@ -280,6 +292,7 @@ final class PeerConnection: ChannelInboundHandler {
     private func closeIfDone(context: ChannelHandlerContext) {
         guard inputClosed, inFlight == 0, !greeting.isChecking else { return }
         greeting.close()
+        context.flush()  // the replies written and not yet flushed go first
         context.close(promise: nil)
     }
 
