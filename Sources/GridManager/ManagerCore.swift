@@ -427,7 +427,8 @@ public actor ManagerCore {
         guard let best = PeerChoice.best(candidates, prefer: ask.prefer), let info = peers[best.id] else {
             return .error(Msg.Error(GridError(.notFound, "no peer is online to run the task")))
         }
-        logger.info(
+        // Debug, not info: a busy grid asks this for thousands of tasks a second.
+        logger.debug(
             "best peer chosen", metadata: ["grid.task.id": "\(ask.taskId ?? "-")", "grid.worker.id": "\(best.id)", "grid.peer.busy": "\(best.busy)"])
         return .bestPeer(Msg.BestPeer(peer: info, load: best.busy))
     }

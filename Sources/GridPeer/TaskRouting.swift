@@ -10,6 +10,10 @@ public import GridCore
 ///    the whole wait (the task's timeout and a minute), since the receiving peer checks it. Otherwise it runs here.
 /// 3. `afterForwardFailed`: a best peer that cannot be reached or does not trust this one is passed over: the task runs
 ///    here. Any other failure is the task's answer.
+///
+/// The manager's answer is reused for `answerReuseSeconds` (`reusable`): it knows the peers' task load only from their
+/// `LOAD_UPDATE`s, which come at most every 50 ms, so asking again within that time gets the same answer for one more
+/// round trip. A busy peer given thousands of tasks a second asks about once per interval, not once per task.
 public enum TaskRouting {
     public enum Reason: String, Hashable, Sendable {
         case confidential
@@ -60,6 +64,27 @@ public enum TaskRouting {
         let (until, overflow) = now.addingReportingOverflow(Int64(min(waitSeconds, 86_400).rounded(.up)))
         guard !overflow, expires > until else { return .runHere(.noTicket) }
         return .forward(to: best)
+    }
+
+    /// An answer of the manager's to `GET_BEST_PEER`: the peer it named (nil: none), and when it came (seconds on a
+    /// monotonic clock).
+    public struct Answer: Hashable, Sendable {
+        public var best: String?
+        public var at: Double
+        public init(best: String?, at: Double) {
+            self.best = best
+            self.at = at
+        }
+    }
+
+    /// How long an answer is reused: the shortest interval of the peers' load reports to the manager.
+    public static let answerReuseSeconds = 0.05
+
+    /// `last` when it is recent enough at `now` to stand for the manager's answer; nil: ask. A time that is not finite,
+    /// or a clock that went back, asks.
+    public static func reusable(_ last: Answer?, now: Double) -> Answer? {
+        guard let last, now.isFinite, last.at.isFinite, now >= last.at, now - last.at < answerReuseSeconds else { return nil }
+        return last
     }
 
     /// Whether a forward that failed with `code` falls back to running here.

@@ -182,6 +182,8 @@ public actor PeerService: Service {
     }
 
     static func nowS() -> Int64 { Int64(Date().timeIntervalSince1970) }
+    /// Seconds on a monotonic clock.
+    static func uptime() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     /// The manager announced the online peers.
     public func membership(_ peers: [Msg.PeerInfo]) {
@@ -198,6 +200,8 @@ public actor PeerService: Service {
         }
     }
 
+    /// The manager's last answer to `GET_BEST_PEER` for a task, reused for a moment (`TaskRouting.reusable`).
+    private var lastBestPeer: TaskRouting.Answer?
     /// Function tasks queued or running here (reported to the manager for `GET_BEST_PEER`).
     public func taskLoad() -> Int { running + queue.count }
 
@@ -541,13 +545,18 @@ public actor PeerService: Service {
         guard first == .askManager, let managerLink else { return await runHere(mine) }
         var best: String?
         var asked = true
-        do {
-            if case .bestPeer(let b) = try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: task.taskId, prefer: selfId))) {
-                best = b.peer.workerId
+        if let recent = TaskRouting.reusable(lastBestPeer, now: Self.uptime()) {
+            best = recent.best
+        } else {
+            do {
+                if case .bestPeer(let b) = try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: task.taskId, prefer: selfId))) {
+                    best = b.peer.workerId
+                }
+                lastBestPeer = TaskRouting.Answer(best: best, at: Self.uptime())
+            } catch {
+                logger.info("could not ask the manager for a peer; running here", metadata: ["grid.error": "\(error)"])
+                asked = false
             }
-        } catch {
-            logger.info("could not ask the manager for a peer; running here", metadata: ["grid.error": "\(error)"])
-            asked = false
         }
         // Forwarded with the user's ticket (from the manager, when it checked the user's token here) and this peer's
         // signature over it and the task.

@@ -62,4 +62,31 @@ import Testing
         #expect(!TaskRouting.runsHereAfterForwardFailed(.forbidden))
         #expect(!TaskRouting.runsHereAfterForwardFailed(.timeout), "a task that ran out of time there is not run again here")
     }
+
+    @Test func theManagersAnswerIsReusedOnlyWithinTheInterval() {
+        let answer = TaskRouting.Answer(best: "w-2", at: 100)
+        let reuse = TaskRouting.answerReuseSeconds
+        #expect(TaskRouting.reusable(nil, now: 100) == nil, "no answer yet: ask")
+        #expect(TaskRouting.reusable(answer, now: 100) == answer)
+        #expect(TaskRouting.reusable(answer, now: 100 + reuse / 2) == answer)
+        let atZero = TaskRouting.Answer(best: "w-2", at: 0)
+        #expect(TaskRouting.reusable(atZero, now: reuse) == nil, "at the end of the interval: ask again")
+        #expect(TaskRouting.reusable(answer, now: 100 + reuse * 1.01) == nil)
+        #expect(TaskRouting.reusable(answer, now: 101) == nil)
+        // "None" is an answer too, reused alike.
+        let none = TaskRouting.Answer(best: nil, at: 100)
+        #expect(TaskRouting.reusable(none, now: 100.01) == none)
+    }
+
+    @Test func aClockThatWentBackOrIsNotFiniteAsksTheManager() {
+        let answer = TaskRouting.Answer(best: "w-2", at: 100)
+        #expect(TaskRouting.reusable(answer, now: 99.99) == nil, "the clock went back")
+        for now in [Double.nan, .infinity, -.infinity, -.greatestFiniteMagnitude, .greatestFiniteMagnitude] {
+            #expect(TaskRouting.reusable(answer, now: now) == nil, "now \(now)")
+        }
+        for at in [Double.nan, .infinity, -.infinity] {
+            #expect(TaskRouting.reusable(TaskRouting.Answer(best: "w-2", at: at), now: 100) == nil, "at \(at)")
+        }
+        #expect(TaskRouting.reusable(TaskRouting.Answer(best: "w-2", at: -.greatestFiniteMagnitude), now: .greatestFiniteMagnitude) == nil)
+    }
 }
