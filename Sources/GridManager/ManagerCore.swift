@@ -37,8 +37,9 @@ public actor ManagerCore {
     private var live: [WorkerID: LiveWorker] = [:]
     /// Requests on running jobs: the spec of each leased job, to compute free resources.
     private var leasedSpecs: [JobID: JobSpec] = [:]
-    /// Workers that could not start a job: it is not offered to them again (kept in memory only).
-    private var rejectedBy: [JobID: Set<WorkerID>] = [:]
+    /// Workers that could not start a queued job, which it keeps away from for a while (`Rejections`, pure; kept in
+    /// memory only).
+    private var rejections = Rejections()
     /// Reports of runs that ended, and the rules for them (pure, `RunReports`): one whose log has not all arrived yet is
     /// held, settled once it has, or given up after `settleWaitSeconds`. Its lease is released; its log bytes are still
     /// taken.
@@ -270,7 +271,7 @@ public actor ManagerCore {
             guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
             leases.release(done.job.jobId)
             leasedSpecs[done.job.jobId] = nil
-            rejectedBy[done.job.jobId, default: []].insert(who.workerId)
+            rejections.rejected(done.job.jobId, by: who.workerId, now: now())
             let reason = "worker \(who.name) could not start it: \(done.reason ?? "unknown reason")"
             do {
                 let job = try await db.requeue(
@@ -557,7 +558,7 @@ public actor ManagerCore {
     func schedulePass() async throws {
         try await syncQueue()
         guard !queue.isEmpty else { return }
-        for (id, avoid) in rejectedBy { queue.setAvoid(id, avoid) }
+        for (id, avoid) in rejections.avoidSets(now: now()) { queue.setAvoid(id, avoid) }
         let state = liveState()
         let workers = live.values.map { w in
             let s = state[w.identity.workerId]!
@@ -671,7 +672,7 @@ public actor ManagerCore {
     private func forget(_ id: JobID) {
         leases.release(id)
         leasedSpecs[id] = nil
-        rejectedBy[id] = nil
+        rejections.forget(id)
         deadlines[id] = nil
         runStarted = runStarted.filter { $0.key.jobId != id }
     }
