@@ -171,6 +171,7 @@ struct LeadershipService: Service {
         logger.notice("leading the grid", metadata: ["grid.epoch": "\(epoch)"])
         ready?()
         onRole(.leading(epoch: epoch))
+        var endedAt = ContinuousClock.now
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await core.runLoops() }
             group.addTask { [history] in try? await UtilisationSampler(core: core, history: history, interval: 5).run() }
@@ -179,13 +180,20 @@ struct LeadershipService: Service {
                 if stopped { break }
                 if case .stepDown = await step(&machine) { break }
             }
+            // Answer as a follower at once, naming who leads now as the step that deposed us read it (never a stale
+            // leader), and let the workers go: the term's own tasks may take a while to end (a store call in flight),
+            // and every write of theirs is fenced by the epoch, so nothing waits for them.
+            state.set(leader: machine.leader)
+            state.set(term: nil)
+            term.drop()
+            responder.set(followerResponder)
+            endedAt = ContinuousClock.now
             group.cancelAll()
         }
-        // Who leads now, as the step that deposed us read it, before we answer as a follower (never a stale leader).
-        state.set(leader: machine.leader)
-        state.set(term: nil)
-        term.drop()
-        responder.set(followerResponder)
+        let ended = ContinuousClock.now - endedAt
+        if ended > .seconds(1) {
+            logger.warning("the term's tasks took \(ended) to end after it was over", metadata: ["grid.epoch": "\(epoch)"])
+        }
         if machine.isLeading {
             // Shutting down: hand the row over at once (expired) instead of making followers wait a whole lease.
             var released = LeaderLease(holder: machine.me.id, epoch: epoch, expiresAt: 0, workerAddress: machine.me.workerAddress, apiURL: machine.me.apiURL)

@@ -223,7 +223,8 @@ extension Integration {
                 seen = await HA.view(m0)
                 return seen?.role == "follower"
             }
-            #expect(steppedDown)
+            // Once seen failing under a CPU hog on PostgreSQL (the woken manager still led 15 s later); its log says why.
+            #expect(steppedDown, "the woken manager did not step down; its view: \(String(describing: seen))\n\(grid.logs())")
             #expect(seen?.leader == m1.url, "a deposed manager names the new leader as soon as it calls itself a follower")
             let answer = try await HA.hello(m0, token: "whatever")
             #expect(answer?["type"] as? String == "NOT_LEADER")
