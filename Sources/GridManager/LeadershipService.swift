@@ -129,7 +129,10 @@ struct LeadershipService: Service {
     private func step(_ machine: inout Leadership) async -> Leadership.Action {
         // Each store call is bounded by the lease: a store that does not answer within it counts as unreachable (a
         // leader that cannot renew steps down) instead of holding this loop, and the leader's role, indefinitely.
-        await StoreDeadline.$seconds.withValue(max(0.5, machine.ttl)) { await stepBounded(&machine) }
+        // Its calls also run on a store thread of their own (`StoreLane.lease`), never queued behind the term's.
+        await StoreLane.$lease.withValue(true) {
+            await StoreDeadline.$seconds.withValue(max(0.5, machine.ttl)) { await stepBounded(&machine) }
+        }
     }
 
     private func stepBounded(_ machine: inout Leadership) async -> Leadership.Action {

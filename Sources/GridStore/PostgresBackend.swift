@@ -27,6 +27,10 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 
     let url: PostgresURL
     let threads: NIOThreadPool
+    /// One thread of its own for the leadership loop's reads and swaps of the lease row (`StoreLane.lease`): they
+    /// never queue behind the term's own store calls, which may hold every thread of `threads` (each statement is
+    /// allowed `StoreDeadline.statementSeconds`), so a deposed leader learns it in time and a leader renews in time.
+    let leaseThread: NIOThreadPool
     let logger: Logger
     private let tls: PostgresConnection.Configuration.TLS
     private let lock = NSLock()
@@ -49,11 +53,14 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
         }
         threads = NIOThreadPool(numberOfThreads: Self.poolSize)
         threads.start()
+        leaseThread = NIOThreadPool(numberOfThreads: 1)
+        leaseThread.start()
     }
 
     deinit {
         for connection in idle { Self.discard(connection) }
         threads.shutdownGracefully { _ in }
+        leaseThread.shutdownGracefully { _ in }
     }
 
     /// Connects and brings the schema up to date (one write transaction, so managers starting together migrate once).
@@ -65,13 +72,17 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 
     func read<T: Sendable>(_ body: @escaping @Sendable (any StoreSession) throws -> T) async throws -> T {
         let bound = StoreDeadline.seconds
-        return try await threads.runIfActive { try self.transaction(write: false, bound: bound, body) }
+        if StoreLane.lease { return try await leaseThread.runIfActive { try self.transaction(write: false, bound: bound, lane: .lease, body) } }
+        return try await threads.runIfActive { try self.transaction(write: false, bound: bound, lane: .pool, body) }
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (any StoreSession) throws -> T) async throws -> T {
         let bound = StoreDeadline.seconds
-        return try await threads.runIfActive { try self.transaction(write: true, bound: bound, body) }
+        if StoreLane.lease { return try await leaseThread.runIfActive { try self.transaction(write: true, bound: bound, lane: .lease, body) } }
+        return try await threads.runIfActive { try self.transaction(write: true, bound: bound, lane: .pool, body) }
     }
+
+    private enum Lane { case pool, lease }
 
     func afterBulkInsert() async throws {
         try await write { db in
@@ -84,9 +95,10 @@ final class PostgresBackend: StoreBackend, @unchecked Sendable {
 
     // MARK: - Transactions (on a pool thread)
 
-    private func transaction<T>(write: Bool, bound: Double, _ body: (any StoreSession) throws -> T) throws -> T {
-        slots.wait()
-        defer { slots.signal() }
+    private func transaction<T>(write: Bool, bound: Double, lane: Lane, _ body: (any StoreSession) throws -> T) throws -> T {
+        // The lease lane is its one thread; the pool's threads are counted by `slots`.
+        if lane == .pool { slots.wait() }
+        defer { if lane == .pool { slots.signal() } }
         var attempt = 1
         while true {
             let connection = try checkOut()
@@ -297,6 +309,13 @@ struct PostgresStoreFailure: Error, CustomStringConvertible {
 
     /// Serialization failure or deadlock: the transaction can run again.
     var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
+}
+
+/// Which of the store's threads a PostgreSQL call runs on: the leadership loop's lease reads and swaps have a thread of
+/// their own (`lease`), so that they never wait behind the term's store calls. SQLite needs none: its readers never
+/// wait on a network, and its one writer is the file's.
+public enum StoreLane {
+    @TaskLocal public static var lease = false
 }
 
 /// How long a store call may wait for PostgreSQL, per statement: `statementSeconds` unless a caller bounds its own

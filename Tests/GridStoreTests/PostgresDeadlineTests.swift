@@ -94,4 +94,46 @@ struct PostgresDeadlineTests {
             #expect(Self.isTimeout(error), "\(error)")
         }
     }
+
+    /// The leadership loop's lease calls run on a thread of their own (`StoreLane.lease`): while every thread of the
+    /// pool is held by slow statements (a loaded server, a term's own work), a lease read still answers at once, where
+    /// a read on the pool waits its turn behind them. Without the lane, a deposed leader could learn it only after them.
+    @Test(.timeLimit(.minutes(2))) func theLeaseIsReadOnAThreadOfItsOwnWhileThePoolIsBusy() async throws {
+        let db = try await StoreBackend.postgres.open()
+        let finished = FinishedCount()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Twice as many 5 s statements as the pool has threads: it stays busy for about 10 s.
+            for _ in 0..<(2 * PostgresBackend.poolSize) {
+                group.addTask {
+                    _ = try await db.read { session in try session.execute(sql: "SELECT pg_sleep(5)", arguments: []) }
+                    finished.n.withLock { $0 += 1 }
+                }
+            }
+            // Wait (bounded) until every thread of the pool is in its statement, asking on the lease's own thread.
+            let busy = try await eventually(timeout: 30, interval: 0.05) {
+                let n = try await StoreLane.$lease.withValue(true) {
+                    try await db.read { session -> Int64 in
+                        let row = try session.fetchOne(
+                            sql: "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+                                + "AND query LIKE '%pg_sleep(5)%' AND pid <> pg_backend_pid()", arguments: [])
+                        return row?["n"] ?? 0
+                    }
+                }
+                return n >= Int64(PostgresBackend.poolSize)
+            }
+            #expect(busy, "the pool's threads never all ran their statements")
+            // On the lease's thread: answered before any of the statements holding the pool ended.
+            _ = try await StoreLane.$lease.withValue(true) { try await db.leaderLease() }
+            #expect(finished.n.withLock { $0 } == 0, "the lease read waited for the pool")
+            // On the pool: it waits for a thread, behind at least the first round of statements.
+            _ = try await db.leaderLease()
+            #expect(finished.n.withLock { $0 } >= PostgresBackend.poolSize, "a pool read did not wait: the test shows nothing")
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// How many of a test's statements have ended.
+private final class FinishedCount: Sendable {
+    let n = Mutex(0)
 }
