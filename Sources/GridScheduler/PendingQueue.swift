@@ -152,7 +152,8 @@ public struct PendingQueue: Sendable {
     }
 
     /// Plans one pass from the queue (pure): `Placement.plan` over the queue in scheduling order, stopping once no
-    /// worker has room, with a pending reason for every job that needs one now (`takeUnreasoned`), not for every job.
+    /// worker has room and skipping the rest of a group once one of its jobs fits nowhere, with a pending reason for
+    /// every job that needs one now (`takeUnreasoned`), not for every job.
     public mutating func plan(workers: [Placement.Worker], usage: [UserID: Double], now: Double) -> Placement.Plan {
         var order = ordered(usage: usage).makeIterator()
         var plan = Placement.plan(&order, workers: workers, stopWhenFull: true, skipGroups: true)
