@@ -99,3 +99,239 @@ pid_t grid_spawn_io(const char *path, char *const argv[], char *const envp[], co
 }
 
 int grid_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+/* ---- standby: a child forked ahead of its job (see grid_spawn.h) ---- */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+/* Closes every descriptor above stderr but the `nkeep` ones in `keep` (async-signal-safe). */
+static void close_all_but(const int *keep, int nkeep) {
+    int sorted[72];
+    int n = 0;
+    for (int i = 0; i < nkeep && n < 72; i++) {
+        if (keep[i] < 3) continue;
+        int j = n++;
+        while (j > 0 && sorted[j - 1] > keep[i]) { sorted[j] = sorted[j - 1]; j--; }
+        sorted[j] = keep[i];
+    }
+    unsigned int from = 3;
+    for (int i = 0; i < n; i++) {
+        unsigned int k = (unsigned int)sorted[i];
+        if (k < from) continue; /* a duplicate */
+        if (k > from && close_range(from, k - 1, 0) != 0) {
+            for (unsigned int fd = from; fd < k; fd++) close((int)fd);
+        }
+        from = k + 1;
+    }
+    if (close_range(from, ~0U, 0) != 0) {
+        for (unsigned int fd = from; fd < 65536; fd++) close((int)fd);
+    }
+}
+
+/* The next NUL-terminated field of the request, or NULL past its end. */
+static char *next_field(char **cursor, char *end) {
+    char *start = *cursor;
+    if (start >= end) return NULL;
+    char *p = start;
+    while (p < end && *p != 0) p++;
+    if (p >= end) return NULL;
+    *cursor = p + 1;
+    return start;
+}
+
+static int parse_count(const char *s, long max, long *out) {
+    if (s == NULL || *s == 0) return -1;
+    long v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return -1;
+        v = v * 10 + (*s - '0');
+        if (v > max) return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int *request_fd, int *report_fd) {
+    if (ncgroup_fds < 0 || ncgroup_fds > 64) { errno = EINVAL; return -1; }
+    int channel[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0) return -1;
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) { int e = errno; close(channel[0]); close(channel[1]); errno = e; return -1; }
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    char *buffer = malloc(GRID_STANDBY_MAX_REQUEST);
+    char **slots = malloc(sizeof(char *) * (GRID_STANDBY_MAX_STRINGS + 2));
+    if (devnull < 0 || buffer == NULL || slots == NULL) {
+        int e = devnull < 0 ? errno : ENOMEM;
+        if (devnull >= 0) close(devnull);
+        free(buffer); free(slots);
+        close(channel[0]); close(channel[1]); close(report[0]); close(report[1]);
+        errno = e;
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        free(buffer); free(slots); close(devnull);
+        close(channel[0]); close(channel[1]); close(report[0]); close(report[1]);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Child: only async-signal-safe calls from here on. */
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int s = 1; s < 32; s++) {
+            if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+        }
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+        if (getppid() != parent) _exit(127);
+        /* It may wait a long time: it must not hold the worker's sockets, pipes and files open meanwhile. */
+        int keep[70];
+        int nkeep = 0;
+        keep[nkeep++] = channel[1];
+        keep[nkeep++] = report[1];
+        keep[nkeep++] = devnull;
+        keep[nkeep++] = out_fd;
+        for (int i = 0; i < ncgroup_fds; i++) keep[nkeep++] = cgroup_fds[i];
+        close_all_but(keep, nkeep);
+        for (int i = 0; i < ncgroup_fds; i++) {
+            if (write(cgroup_fds[i], "0\n", 2) != 2) goto fail;
+            close(cgroup_fds[i]);
+        }
+        /* Ready: in its cgroups, holding nothing of the worker's. */
+        char ready = 'R';
+        if (send(channel[1], &ready, 1, MSG_NOSIGNAL) != 1) _exit(0);
+        /* The request: its length (8 bytes), then its fields. A closed socket means "not needed": exit quietly. */
+        uint64_t length = 0;
+        size_t got = 0;
+        while (got < sizeof length) {
+            ssize_t n = read(channel[1], (char *)&length + got, sizeof length - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) _exit(0);
+            got += (size_t)n;
+        }
+        if (length == 0 || length > GRID_STANDBY_MAX_REQUEST) { errno = E2BIG; goto fail; }
+        got = 0;
+        while (got < length) {
+            ssize_t n = read(channel[1], buffer + got, length - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) _exit(0);
+            got += (size_t)n;
+        }
+        char *cursor = buffer;
+        char *end = buffer + length;
+        char *path = next_field(&cursor, end);
+        char *dir = next_field(&cursor, end);
+        char *session = next_field(&cursor, end);
+        long nargs = 0, nenv = 0, nlimits = 0;
+        if (path == NULL || dir == NULL || session == NULL) { errno = EINVAL; goto fail; }
+        if (parse_count(next_field(&cursor, end), GRID_STANDBY_MAX_STRINGS, &nargs) != 0) { errno = EINVAL; goto fail; }
+        char **argv = slots;
+        for (long i = 0; i < nargs; i++) {
+            if ((argv[i] = next_field(&cursor, end)) == NULL) { errno = EINVAL; goto fail; }
+        }
+        argv[nargs] = NULL;
+        if (parse_count(next_field(&cursor, end), GRID_STANDBY_MAX_STRINGS - nargs, &nenv) != 0) { errno = EINVAL; goto fail; }
+        char **envp = slots + nargs + 1;
+        for (long i = 0; i < nenv; i++) {
+            if ((envp[i] = next_field(&cursor, end)) == NULL) { errno = EINVAL; goto fail; }
+        }
+        envp[nenv] = NULL;
+        if (parse_count(next_field(&cursor, end), 64, &nlimits) != 0) { errno = EINVAL; goto fail; }
+        if (session[0] == '1' && setsid() < 0) goto fail;
+        if (dup2(devnull, 0) < 0) goto fail;
+        if (out_fd >= 0 && dup2(out_fd, 1) < 0) goto fail;
+        if (out_fd >= 0 && dup2(out_fd, 2) < 0) goto fail;
+        if (dir[0] != 0 && chdir(dir) != 0) goto fail;
+        for (long i = 0; i < nlimits; i++) {
+            long resource = 0;
+            if (parse_count(next_field(&cursor, end), 64, &resource) != 0) { errno = EINVAL; goto fail; }
+            char *v = next_field(&cursor, end);
+            if (v == NULL) { errno = EINVAL; goto fail; }
+            unsigned long long big = 0;
+            for (; *v; v++) {
+                if (*v < '0' || *v > '9' || big > (~0ULL - 9) / 10) { errno = EINVAL; goto fail; }
+                big = big * 10 + (unsigned long long)(*v - '0');
+            }
+            struct rlimit rl = { (rlim_t)big, (rlim_t)big };
+            if (setrlimit((int)resource, &rl) != 0) goto fail;
+        }
+        /* Everything kept so far is close-on-exec except the job's standard streams. */
+        execve(path, argv, envp);
+    fail: {
+            int e = errno;
+            ssize_t ignored = write(report[1], &e, sizeof e);
+            (void)ignored;
+            _exit(127);
+        }
+    }
+    free(buffer);
+    free(slots);
+    close(devnull);
+    close(channel[1]);
+    close(report[1]);
+    /* Wait until it is ready (or failed: then say why, and reap it). */
+    char ready = 0;
+    ssize_t n;
+    do {
+        n = read(channel[0], &ready, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || ready != 'R') {
+        int child_errno = EPIPE;
+        ssize_t m;
+        do {
+            m = read(report[0], &child_errno, sizeof child_errno);
+        } while (m < 0 && errno == EINTR);
+        if (m != (ssize_t)sizeof child_errno) child_errno = EPIPE;
+        close(channel[0]);
+        close(report[0]);
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        errno = child_errno;
+        return -1;
+    }
+    *request_fd = channel[0];
+    *report_fd = report[0];
+    return pid;
+}
+
+int grid_standby_go(int request_fd, int report_fd, const char *request, size_t length) {
+    int result = 0;
+    int saved = 0;
+    if (length == 0 || length > GRID_STANDBY_MAX_REQUEST) {
+        saved = E2BIG;
+        result = -1;
+    } else {
+        uint64_t header = (uint64_t)length;
+        size_t sent = 0;
+        const char *parts[2] = { (const char *)&header, request };
+        size_t sizes[2] = { sizeof header, length };
+        for (int part = 0; part < 2 && result == 0; part++) {
+            sent = 0;
+            while (sent < sizes[part]) {
+                ssize_t n = send(request_fd, parts[part] + sent, sizes[part] - sent, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) { saved = n < 0 ? errno : EPIPE; result = -1; break; }
+                sent += (size_t)n;
+            }
+        }
+    }
+    close(request_fd);
+    /* EOF: the child exec'd (the pipe is close-on-exec). An errno: it failed, at its cgroup join or at the exec. */
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = read(report_fd, &child_errno, sizeof child_errno);
+    } while (n < 0 && errno == EINTR);
+    close(report_fd);
+    if (n == (ssize_t)sizeof child_errno) {
+        errno = child_errno;
+        return -1;
+    }
+    if (result != 0) { errno = saved; return -1; }
+    return 0;
+}

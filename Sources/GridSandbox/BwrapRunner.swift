@@ -42,11 +42,19 @@ public struct BwrapRunner: JobRunner {
     let isRoot: Bool
     public var label: String { RootlessLimits.label(source: configuration.limitSource, isRoot: isRoot) }
     public var notes: [String] { RootlessLimits.notes(source: configuration.limitSource, isRoot: isRoot, limits: configuration.limits) }
+    /// The next job's first process, forked ahead into a cgroup of its own (`Standby`); made after the first job.
+    let standbys: StandbySlot
+    /// How the names of this runner's standby cgroups begin (`standby-PID-RUNNER-`).
+    let standbyCgroupPrefix: String
 
     /// Checks that bubblewrap runs and the limits hold (the cgroups are writable, or a probe job's rlimits bite);
     /// throws `SandboxUnavailable` with the reason otherwise.
     public init(configuration: Configuration) throws {
         isRoot = geteuid() == 0
+        let (root, parent, pids) = (configuration.cgroupRoot, configuration.cgroupParent, configuration.limits.maxProcesses)
+        let prefix = "standby-\(getpid())-\(UUID().uuidString.prefix(8))-"
+        standbyCgroupPrefix = prefix
+        standbys = StandbySlot { try Standby.make(root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids) }
         self.configuration = configuration
         let fm = FileManager.default
         guard fm.isExecutableFile(atPath: configuration.bwrapPath) else {
@@ -65,6 +73,7 @@ public struct BwrapRunner: JobRunner {
                 root: configuration.cgroupRoot, name: "probe-\(getpid())-\(UUID().uuidString.prefix(8))",
                 limits: .init(memoryBytes: 64 << 20, pids: 8, cpus: 1), parent: configuration.cgroupParent)
             probe.remove()
+            Standby.sweep(parents: probe.layout.parents)
         case .rlimits:
             try probeRlimits()
         }
@@ -155,15 +164,7 @@ public struct BwrapRunner: JobRunner {
         let spec = request.spec
         let limits = configuration.limits
         let memoryBytes: UInt64? = spec.ramGb > 0 ? UInt64(spec.ramGb) << 30 : nil
-        let cgroup = try JobCgroup(
-            root: configuration.cgroupRoot, name: "job-\(request.job.jobId)-\(request.job.attempt)-\(UUID().uuidString.prefix(8))",
-            limits: .init(memoryBytes: memoryBytes, pids: limits.maxProcesses, cpus: spec.cpus), parent: configuration.cgroupParent)
-        let procs: [Int32]
-        do { procs = try cgroup.openProcs() } catch {
-            cgroup.remove()
-            throw error
-        }
-        defer { procs.forEach { close($0) } }
+        let cgroupLimits = CgroupLayout.Limits(memoryBytes: memoryBytes, pids: limits.maxProcesses, cpus: spec.cpus)
         var env = JobEnvironment.make(for: request, home: Self.jobDirectory)
         env["TMPDIR"] = "/tmp"
         let args = Self.arguments(
@@ -177,10 +178,50 @@ public struct BwrapRunner: JobRunner {
             grid_rlimit(resource: RLimit.fsize, value: limits.maxFileBytes),
             grid_rlimit(resource: RLimit.nofile, value: limits.maxOpenFiles),
         ]
+        // A standby forked ahead into a cgroup of its own, if one is ready: the same start, without waiting for the
+        // cgroup join. Any failure discards it and starts cold, which fails again with its own reason if it must.
+        if let standby = standbys.take() {
+            do {
+                try standby.cgroup.apply(cgroupLimits)
+                let execution = try JobExecution.spawn(
+                    standby: standby, path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path,
+                    limits: rlimits, deadline: request.timeLimitSeconds, hooks: hooks(request, cgroup: standby.cgroup))
+                standbys.countServed()
+                return execution
+            } catch {
+                standby.discard()
+            }
+        }
+        let cgroup = try JobCgroup(
+            root: configuration.cgroupRoot, name: "job-\(request.job.jobId)-\(request.job.attempt)-\(UUID().uuidString.prefix(8))",
+            limits: cgroupLimits, parent: configuration.cgroupParent)
+        let procs: [Int32]
+        do { procs = try cgroup.openProcs() } catch {
+            cgroup.remove()
+            throw error
+        }
+        defer { procs.forEach { close($0) } }
+        var hooks = hooks(request, cgroup: cgroup)
+        hooks.cgroupProcs = procs
+        do {
+            return try JobExecution.spawn(
+                path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path, limits: rlimits,
+                deadline: request.timeLimitSeconds, hooks: hooks)
+        } catch {
+            cgroup.remove()
+            throw error
+        }
+    }
+
+    /// The cgroup tier's hold on a job: killed through its cgroup, checked for its limits, explained and removed at
+    /// the end.
+    private func hooks(_ request: RunRequest, cgroup: JobCgroup) -> JobExecution.Hooks {
+        let spec = request.spec
+        let limits = configuration.limits
         let ram = spec.ramGb
-        let hooks = JobExecution.Hooks(
-            cgroupProcs: procs,
+        return JobExecution.Hooks(
             killAll: { cgroup.killAll() },
+            cgroupHoldsEveryProcess: true,
             check: {
                 let u = cgroup.usage()
                 if u.pidsLimitHits > 0 { return .init(outcome: .failed, reason: Reasons.tooManyProcesses(limits.maxProcesses)) }
@@ -196,13 +237,5 @@ public struct BwrapRunner: JobRunner {
                     cpuSeconds: u.cpuSeconds, peakMemoryBytes: u.peakMemoryBytes)
                 return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
             })
-        do {
-            return try JobExecution.spawn(
-                path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path, limits: rlimits,
-                deadline: request.timeLimitSeconds, hooks: hooks)
-        } catch {
-            cgroup.remove()
-            throw error
-        }
     }
 }

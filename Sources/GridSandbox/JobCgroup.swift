@@ -38,16 +38,24 @@ final class JobCgroup: Sendable {
                 throw SandboxUnavailable("cannot create the job cgroup \(dir) (\(why))")
             }
         }
+        do { try apply(limits) } catch {
+            remove()
+            throw error
+        }
+    }
+
+    /// Writes `limits` into the cgroup's files (again, for a cgroup made ahead of its job: `Standby`). Throws
+    /// `SandboxUnavailable` naming the limit that did not take.
+    func apply(_ limits: CgroupLayout.Limits) throws {
         for (path, value) in layout.limitWrites(limits) {
             // memsw exists only with swap accounting; everything else must take.
             if path.hasSuffix("memory.memsw.limit_in_bytes") || path.hasSuffix("memory.swap.max"),
-                !fm.fileExists(atPath: path)
+                !FileManager.default.fileExists(atPath: path)
             {
                 continue
             }
             if !Self.write(value, to: path) {
                 let why = String(cString: strerror(errno))
-                remove()
                 throw SandboxUnavailable("cannot set the job limit \(path) = \(value) (\(why))")
             }
         }

@@ -59,6 +59,9 @@ public final class JobExecution: Sendable {
         var cgroupProcs: [Int32] = []
         /// Kills the job's processes in addition to the process-group and marker kill.
         var killAll: (@Sendable () -> Void)? = nil
+        /// `killAll` reaches every process of the job (its cgroup, which the first process joined before it ran
+        /// anything, and which no process of the job can leave): the scan for the job's marker is then skipped.
+        var cgroupHoldsEveryProcess = false
         var check: (@Sendable () -> Stop?)? = nil
         var finish: @Sendable (RunReport) -> RunReport = { $0 }
         var explainTail: (@Sendable (RunReport, String) -> RunReport)? = nil
@@ -91,16 +94,39 @@ public final class JobExecution: Sendable {
             throw error
         }
         close(fds[1])
+        return JobExecution(process: process, marker: marker, outputFD: fds[0], deadline: deadline, hooks: hooks)
+    }
+
+    /// Starts `path` in `standby` (forked ahead into the job's cgroup, whose limits the caller has written), as
+    /// `spawn` would have started it: the same arguments, environment, directory, limits and new session.
+    static func spawn(
+        standby: Standby, path: String, arguments: [String], environment: [String: String], directory: String, limits: [grid_rlimit],
+        deadline: Double, hooks: Hooks
+    ) throws -> JobExecution {
+        let marker = UUID().uuidString
+        var env = environment
+        env[ProcessTree.markerName] = marker
+        try standby.go(path: path, arguments: arguments, environment: env, directory: directory, limits: limits)
+        return JobExecution(process: standby.process, marker: marker, outputFD: standby.outputFD, deadline: deadline, hooks: hooks)
+    }
+
+    private convenience init(process: ForkedProcess, marker: String, outputFD: Int32, deadline: Double, hooks: Hooks) {
         let extraKill = hooks.killAll
+        let everyProcessInCgroup = hooks.cgroupHoldsEveryProcess
         let control = Control(
             waitForExit: { Self.exit(process.waitForExit()) },
             killAll: {
                 extraKill?()
-                ProcessTree.killAll(group: process.group, marker: marker)
+                if everyProcessInCgroup {
+                    // The cgroup kill above reached every process of the job; the group signal is for good measure,
+                    // and the scan of every process's environment (about 1.5 ms) would find nothing.
+                    process.group.signalGroup(SIGKILL)
+                } else {
+                    ProcessTree.killAll(group: process.group, marker: marker)
+                }
             },
             check: hooks.check, finish: hooks.finish, explainTail: hooks.explainTail)
-        let pid = process.pid
-        return JobExecution(pid: pid, outputFD: fds[0], deadline: deadline, control: control)
+        self.init(pid: process.pid, outputFD: outputFD, deadline: deadline, control: control)
     }
 
     /// An execution whose output arrives on `outputFD` and whose processes `control` reaches.

@@ -106,10 +106,45 @@ struct BwrapRunnerTests {
 
     @Test func theJobCgroupIsRemovedAfterTheRun() async throws {
         let h = try await SandboxHarness.make(.bwrap)
+        let bwrap = try #require(h.runner as? BwrapRunner)
         _ = try await h.run("import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\nprint('bye')")
-        // Only this run's cgroup is checked: other tests may be running jobs of their own meanwhile.
-        let mine = try jobCgroups().filter { $0.hasPrefix("job-\(h.lastJob.jobId)-") }
+        // The job ran in a standby's cgroup (the harness checks); closing the slot discards the next one too.
+        bwrap.standbys.close()
+        // Only this runner's cgroups are checked: other tests may be running jobs of their own meanwhile.
+        let mine = try jobCgroups().filter { $0.hasPrefix("job-\(h.lastJob.jobId)-") || $0.hasPrefix(bwrap.standbyCgroupPrefix) }
         #expect(mine.isEmpty, "left behind: \(mine)")
+    }
+
+    @Test func aColdStartAlsoRemovesItsCgroupAndLeavesNoProcess() async throws {
+        let h = try await SandboxHarness.make(.bwrap)
+        let bwrap = try #require(h.runner as? BwrapRunner)
+        bwrap.standbys.close()
+        let marker = "cgcold\(UUID().uuidString.prefix(8))"
+        // No standby: the runner starts the job cold, joining a cgroup named for the job.
+        let request = RunRequest(job: JobRef(jobId: 4242, attempt: 1), spec: JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1),
+            scratch: URL(fileURLWithPath: h.dataDir + "/jobs"), script: "main.py")
+        try Data("import subprocess, sys, os\nsubprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(600)', '\(marker)'])\nprint('bye', flush=True)\n".utf8)
+            .write(to: URL(fileURLWithPath: h.dataDir + "/jobs/main.py"))
+        let execution = try bwrap.start(request)
+        var output = ""
+        for await chunk in execution.output { output += String(decoding: chunk, as: UTF8.self) }
+        let report = await execution.wait()
+        #expect(report.outcome == .completed, "\(output)")
+        #expect(bwrap.standbys.served == 0)
+        #expect(hostProcesses(containing: marker).isEmpty)
+        #expect(try jobCgroups().filter { $0.hasPrefix("job-4242-1-") }.isEmpty)
+    }
+
+    @Test func aDaemonAJobLeavesBehindIsKilledWhenItEnds() async throws {
+        // The cgroup tier skips the scan of every process's environment: its cgroup kill must reach a daemon that
+        // left the job's session.
+        let h = try await SandboxHarness.make(.bwrap)
+        let marker = "cgdaemon\(UUID().uuidString.prefix(8))"
+        let r = try await h.run(
+            "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); os.fork() or time.sleep(600); time.sleep(600)', '\(marker)'])\nprint('bye')"
+        )
+        #expect(r.report.outcome == .completed, "\(r.output)")
+        #expect(hostProcesses(containing: marker).isEmpty)
     }
 
     @Test func cancelKillsTheWholeTree() async throws {
@@ -137,12 +172,12 @@ struct BwrapRunnerTests {
         #expect(r.report.reason == "output too large (a file reached the 1 MB limit)", "\(String(describing: r.report.reason))")
     }
 
-    /// The names of job cgroups under this process's memory cgroup.
+    /// The names of job and standby cgroups under this process's memory cgroup.
     func jobCgroups() throws -> Set<String> {
         let layout = CgroupLayout.make(
             version: JobCgroup.hostVersion(root: "/sys/fs/cgroup"), root: "/sys/fs/cgroup",
             selfCgroup: (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? "", name: "x")
         let parent = layout.parents.first { $0.contains("/memory/") } ?? layout.parents[0]
-        return Set(((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix("job-") })
+        return Set(((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix("job-") || $0.hasPrefix("standby-") })
     }
 }

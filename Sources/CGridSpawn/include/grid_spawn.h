@@ -22,6 +22,26 @@ pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const
 pid_t grid_spawn_io(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
                     int new_session);
 
+/// Forks a child ahead of its job (a "standby"): it resets its signals, dies with the calling thread
+/// (PR_SET_PDEATHSIG), closes every descriptor but the ones it needs, joins the cgroups of `cgroup_fds` (the slow part
+/// on a busy kernel: a cgroup migration waits for an RCU grace period), and then waits for its exec request on a socket.
+/// `grid_standby_go` sends the request; if the socket closes first, the child exits with status 0 having run nothing.
+/// Returns once the child is ready (joined, holding nothing else), with its pid, with the caller's end of the request socket in `*request_fd` and the read end of the
+/// report pipe (EOF once the child exec'd, an errno before that if it failed) in `*report_fd`; else -1 with errno set.
+/// `out_fd` becomes the job's standard output and error. Everything between fork and exec is async-signal-safe: the
+/// request is read into a buffer allocated before the fork.
+pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int *request_fd, int *report_fd);
+
+/// Sends a standby its exec request and waits for the exec: 0 when it exec'd, else -1 with errno set (the child's
+/// errno when its exec failed). The request is, as NUL-terminated fields: the path, the directory, "1" or "0" for a new
+/// session, the count of arguments, the arguments, the count of environment entries, the entries, the count of
+/// resource limits, and a resource and a value for each. Closes `request_fd` and `report_fd`.
+int grid_standby_go(int request_fd, int report_fd, const char *request, size_t length);
+
+/// The most bytes a standby's exec request may have, and the most arguments plus environment entries.
+#define GRID_STANDBY_MAX_REQUEST (1 << 20)
+#define GRID_STANDBY_MAX_STRINGS 4096
+
 /// pipe2(fds, O_CLOEXEC): a pipe whose ends are closed on exec.
 int grid_pipe_cloexec(int fds[2]);
 

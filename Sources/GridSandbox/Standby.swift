@@ -1,0 +1,257 @@
+import CGridSpawn
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A job's first process, forked ahead of its job into a cgroup of its own (issue 17).
+///
+/// Joining a cgroup is the slow part of starting a sandboxed job: a migration waits for an RCU grace period, about
+/// 10 ms on this kind of machine, while the job's whole sandbox (bubblewrap's namespaces and mounts) takes about 5.
+/// A standby pays it before the job is known: it is forked, joins a fresh cgroup and closes every descriptor it
+/// inherited, then waits. When a job comes, its limits are written into that cgroup and the standby gets its exec
+/// request (command, environment, directory, rlimits), as a cold start would have used them. So the job runs under
+/// exactly the limits and in exactly the sandbox of a cold start; only the order differs: the cgroup's limits are
+/// written after its first process joined, before that process runs anything of the job's.
+///
+/// A standby serves one job. One that is never used exits when discarded (its socket closes) or with the worker
+/// (its parent-death signal), and its cgroup is removed.
+final class Standby: Sendable {
+    let process: ForkedProcess
+    let cgroup: JobCgroup
+    /// The read end of the job's output pipe (its standard output and error).
+    let outputFD: Int32
+    /// The request socket and the report pipe, until the exec request went out or the standby was discarded.
+    private let channel: Mutex<(request: Int32, report: Int32)?>
+
+    private init(process: ForkedProcess, cgroup: JobCgroup, outputFD: Int32, request: Int32, report: Int32) {
+        self.process = process
+        self.cgroup = cgroup
+        self.outputFD = outputFD
+        channel = Mutex((request, report))
+    }
+
+    /// Makes a cgroup named `name` (holding only the `pids` limit until a job's limits are applied) and forks a
+    /// standby into it.
+    static func make(root: String, parent: String?, name: String, pids: Int) throws -> Standby {
+        let cgroup = try JobCgroup(root: root, name: name, limits: .init(memoryBytes: nil, pids: pids, cpus: nil), parent: parent)
+        let procs: [Int32]
+        do { procs = try cgroup.openProcs() } catch {
+            cgroup.remove()
+            throw error
+        }
+        defer { procs.forEach { close($0) } }
+        var fds: [Int32] = [0, 0]
+        guard grid_pipe_cloexec(&fds) == 0 else {
+            cgroup.remove()
+            throw SpawnError(errno: errno, path: "a standby's output pipe")
+        }
+        let outWrite = fds[1]
+        let ends = Mutex<(Int32, Int32)>((-1, -1))
+        let process: ForkedProcess
+        do {
+            process = try ForkedProcess.start(["standby"], environment: [:]) { _, _ in
+                var request: Int32 = -1
+                var report: Int32 = -1
+                let pid = procs.withUnsafeBufferPointer { cp in
+                    grid_standby_fork(cp.baseAddress, Int32(cp.count), outWrite, &request, &report)
+                }
+                if pid > 0 { ends.withLock { $0 = (request, report) } }
+                return pid
+            }
+        } catch {
+            close(outWrite)
+            close(fds[0])
+            cgroup.remove()
+            throw error
+        }
+        close(outWrite)
+        let (request, report) = ends.withLock { $0 }
+        return Standby(process: process, cgroup: cgroup, outputFD: fds[0], request: request, report: report)
+    }
+
+    /// The exec request as `grid_standby_go` reads it (pure).
+    static func request(
+        path: String, arguments: [String], environment: [String: String], directory: String, limits: [grid_rlimit], newSession: Bool
+    ) -> [UInt8] {
+        var out: [UInt8] = []
+        func field(_ s: String) {
+            out += Array(s.utf8)
+            out.append(0)
+        }
+        field(path)
+        field(directory)
+        field(newSession ? "1" : "0")
+        field(String(arguments.count + 1))
+        field(path)
+        arguments.forEach(field)
+        field(String(environment.count))
+        for key in environment.keys.sorted() { field("\(key)=\(environment[key]!)") }
+        field(String(limits.count))
+        for limit in limits {
+            field(String(limit.resource))
+            field(String(limit.value))
+        }
+        return out
+    }
+
+    /// Starts the job in this standby: `path` with `arguments` (argv[0] is `path`). Throws `SpawnError` when it
+    /// could not (the standby died, or the exec failed); the standby is spent either way.
+    func go(path: String, arguments: [String], environment: [String: String], directory: String, limits: [grid_rlimit]) throws {
+        guard let (request, report) = channel.withLock({ c -> (Int32, Int32)? in
+            defer { c = nil }
+            return c
+        }) else { throw SpawnError(errno: EALREADY, path: path) }
+        for s in [path, directory] + arguments + environment.map({ $0.key + $0.value }) where s.utf8.contains(0) {
+            close(request)
+            close(report)
+            throw SpawnError(errno: EINVAL, path: path)
+        }
+        let bytes = Self.request(path: path, arguments: arguments, environment: environment, directory: directory, limits: limits, newSession: true)
+        let ok = bytes.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { c in grid_standby_go(request, report, c.baseAddress, c.count) }
+        }
+        guard ok == 0 else { throw SpawnError(errno: errno, path: path) }
+    }
+
+    /// Gives the standby up: it exits having run nothing (or is killed), and its cgroup is removed. Blocks a few ms.
+    func discard() {
+        if let (request, report) = channel.withLock({ c -> (Int32, Int32)? in
+            defer { c = nil }
+            return c
+        }) {
+            close(request)
+            close(report)
+        }
+        close(outputFD)
+        cgroup.remove()
+        _ = process.waitForExit(seconds: 2)
+    }
+}
+
+extension Standby {
+    /// Removes the standby cgroups (`standby-PID-…`) under `parents` whose worker PID is gone: a worker that exits
+    /// leaves its unused standby's cgroup, empty (the standby died with it). A cgroup still holding a process, or
+    /// of a live worker, is left alone.
+    static func sweep(parents: [String]) {
+        for parent in parents {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix("standby-") {
+                guard let pid = name.split(separator: "-").dropFirst().first.flatMap({ pid_t($0) }), pid > 0 else { continue }
+                if kill(pid, 0) == 0 || errno == EPERM { continue }
+                rmdir(parent + "/" + name)
+            }
+        }
+    }
+}
+
+/// Keeps one standby ready for the next job and makes the next one, off the caller's path, when it is taken.
+final class StandbySlot: Sendable {
+    private struct State {
+        var ready: Standby?
+        var making = false
+        var closed = false
+        /// Jobs started from a standby of this slot.
+        var served = 0
+    }
+    private let state = Mutex(State())
+    private let make: @Sendable () throws -> Standby
+
+    init(make: @escaping @Sendable () throws -> Standby) { self.make = make }
+
+    /// The ready standby, if there is one; a new one is made for the job after.
+    func take() -> Standby? {
+        let taken = state.withLock { s -> Standby? in
+            defer { s.ready = nil }
+            return s.ready
+        }
+        refill()
+        return taken
+    }
+
+    /// Makes a standby on a background thread unless one is ready or being made. A failure leaves the slot empty
+    /// (jobs then start cold, and say why if a cold start fails too).
+    func refill() {
+        let go = state.withLock { s -> Bool in
+            guard !s.closed, !s.making, s.ready == nil else { return false }
+            s.making = true
+            return true
+        }
+        guard go else { return }
+        let make = self.make
+        DispatchQueue.global().async { [weak self] in
+            let made = try? make()
+            guard let self else {
+                made?.discard()
+                return
+            }
+            self.finishMaking(made)
+        }
+    }
+
+    /// Keeps `made` as the ready standby, or discards it if the slot closed meanwhile; then says making is over.
+    private func finishMaking(_ made: Standby?) {
+        let kept = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.ready = made
+            s.making = false
+            return true
+        }
+        if !kept {
+            made?.discard()
+            state.withLock { $0.making = false }
+        }
+    }
+
+    /// How many jobs started from a standby of this slot (`countServed`).
+    var served: Int { state.withLock { $0.served } }
+
+    /// Counts a job that started from a standby this slot handed out.
+    func countServed() { state.withLock { $0.served += 1 } }
+
+    /// The ready standby's pid, if one is ready.
+    var readyPid: pid_t? { state.withLock { $0.ready?.process.pid } }
+
+    /// Makes a standby now unless one is ready, waiting (at most 10 s) for one being made: so the next `take` finds
+    /// one. Throws what making it threw.
+    func prepare() throws {
+        let deadline = JobExecution.monotonic() + 10
+        while JobExecution.monotonic() < deadline {
+            let mine = state.withLock { s -> Bool? in
+                if s.ready != nil || s.closed { return nil }
+                if s.making { return false }
+                s.making = true
+                return true
+            }
+            switch mine {
+            case nil: return
+            case false?: usleep(1_000)
+            case true?:
+                let made: Standby
+                do { made = try make() } catch {
+                    state.withLock { $0.making = false }
+                    throw error
+                }
+                finishMaking(made)
+                return
+            }
+        }
+    }
+
+    /// Discards the ready standby, waits (at most 10 s) for one being made to be discarded too, and makes no more.
+    func close() {
+        let ready = state.withLock { s -> Standby? in
+            s.closed = true
+            defer { s.ready = nil }
+            return s.ready
+        }
+        ready?.discard()
+        let deadline = JobExecution.monotonic() + 10
+        while state.withLock({ $0.making }) && JobExecution.monotonic() < deadline { usleep(1_000) }
+    }
+
+    deinit {
+        state.withLock { $0.ready }?.discard()
+    }
+}
