@@ -198,6 +198,9 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
         keep[nkeep++] = out_fd;
         for (int i = 0; i < ncgroup_fds; i++) keep[nkeep++] = cgroup_fds[i];
         close_all_but(keep, nkeep);
+        /* Nor its standard streams: the job's own from now on. */
+        if (dup2(devnull, 0) < 0) goto fail;
+        if (out_fd >= 0 && (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)) goto fail;
         for (int i = 0; i < ncgroup_fds; i++) {
             if (write(cgroup_fds[i], "0\n", 2) != 2) goto fail;
             close(cgroup_fds[i]);
@@ -243,9 +246,6 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
         envp[nenv] = NULL;
         if (parse_count(next_field(&cursor, end), 64, &nlimits) != 0) { errno = EINVAL; goto fail; }
         if (session[0] == '1' && setsid() < 0) goto fail;
-        if (dup2(devnull, 0) < 0) goto fail;
-        if (out_fd >= 0 && dup2(out_fd, 1) < 0) goto fail;
-        if (out_fd >= 0 && dup2(out_fd, 2) < 0) goto fail;
         if (dir[0] != 0 && chdir(dir) != 0) goto fail;
         for (long i = 0; i < nlimits; i++) {
             long resource = 0;

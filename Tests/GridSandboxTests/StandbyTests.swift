@@ -51,6 +51,12 @@ struct StandbyTests {
         #expect(!held.contains(leaky), "the standby holds the worker's socket: \(held)")
         // stdin/out/err as inherited, /dev/null, the request socket, the report pipe, the job's output pipe.
         #expect(held.count <= 7, "\(held)")
+        // Nor the worker's standard output and error (a log pipe of a test grid, a terminal): the job's pipe instead.
+        let ownOut = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/2")
+        if ownOut != "/dev/null" {
+            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/1") != ownOut)
+            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/2") != ownOut)
+        }
         let cgroups = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
         #expect(cgroups.contains(r.standbyCgroupPrefix), "\(cgroups)")
     }
