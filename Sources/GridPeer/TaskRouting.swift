@@ -87,6 +87,12 @@ public enum TaskRouting {
         return last
     }
 
+    /// The answer to keep after a forward to `target` failed: none if it named `target` (the tasks of the next moments
+    /// must not try the same unreachable peer), else the one kept.
+    public static func afterForwardFailed(_ last: Answer?, target: String) -> Answer? {
+        last?.best == target ? nil : last
+    }
+
     /// Whether a forward that failed with `code` falls back to running here.
     public static func runsHereAfterForwardFailed(_ code: GridError.Code) -> Bool {
         code == .unreachable || code == .unauthorized

@@ -575,6 +575,7 @@ public actor PeerService: Service {
             }
             return r
         } catch let e as GridError where TaskRouting.runsHereAfterForwardFailed(e.code) {
+            lastBestPeer = TaskRouting.afterForwardFailed(lastBestPeer, target: target)
             logger.info("best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(e.message)"])
             return await runHere(mine)
         }

@@ -78,6 +78,15 @@ import Testing
         #expect(TaskRouting.reusable(none, now: 100.01) == none)
     }
 
+    @Test func aForwardThatFailedForgetsAnAnswerNamingThatPeerOnly() {
+        let answer = TaskRouting.Answer(best: "w-2", at: 100)
+        #expect(TaskRouting.afterForwardFailed(answer, target: "w-2") == nil, "the next tasks ask again instead of trying w-2")
+        #expect(TaskRouting.afterForwardFailed(answer, target: "w-3") == answer, "a fresher answer naming another peer stays")
+        #expect(TaskRouting.afterForwardFailed(nil, target: "w-2") == nil)
+        let none = TaskRouting.Answer(best: nil, at: 100)
+        #expect(TaskRouting.afterForwardFailed(none, target: "w-2") == none)
+    }
+
     @Test func aClockThatWentBackOrIsNotFiniteAsksTheManager() {
         let answer = TaskRouting.Answer(best: "w-2", at: 100)
         #expect(TaskRouting.reusable(answer, now: 99.99) == nil, "the clock went back")
