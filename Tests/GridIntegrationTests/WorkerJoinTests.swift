@@ -35,7 +35,10 @@ extension Integration {
             defer { grid.shutdown() }
             try await grid.startManager()
             let ann = try await grid.user("ann")
-            let first = try await grid.startWorker("lab", owner: ann, dataDirectory: grid.root + "/lab")
+            // This worker finds its interpreter as a fresh machine's would: `python3` on PATH (a pyenv shim here).
+            let first = try await grid.startWorker(
+                "lab", owner: ann, dataDirectory: grid.root + "/lab", extraEnvironment: ["CAMPUSGRID_PYTHON": "python3"])
+            #expect(first.errorLog.contains("grid.env.python=3"), "\(first.errorLog.suffix(2000))")
             let id = try #require(try await ann.workers().workers.first?.id)
             first.stop()
             try await grid.startWorker("lab", owner: ann, dataDirectory: grid.root + "/lab")

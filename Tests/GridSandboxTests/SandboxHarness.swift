@@ -32,7 +32,7 @@ final class SandboxHarness: @unchecked Sendable {
     /// The latest job started (ids are random, so concurrent harnesses never share container labels).
     private(set) var lastJob = JobRef(jobId: 0, attempt: 1)
 
-    static let python: String = (try? PythonLocator.resolve("python3")) ?? "/usr/bin/python3"
+    static var python: String { TestPython.path }
 
     /// `init` on a thread of its own: starting a Podman service (the OCI tier) waits seconds for it to answer, which
     /// must not hold a thread of the pool every test shares.

@@ -27,6 +27,11 @@ public enum CampusGridBinary {
     }
 }
 
+/// The real Python interpreter (`PythonLocator` on `python3`), resolved once for every test of the run.
+public enum TestPython {
+    public static let path: String = (try? PythonLocator.resolve("python3")) ?? "/usr/bin/python3"
+}
+
 /// The result of one CLI run.
 public struct CLIResult: Sendable {
     public var status: Int32
@@ -74,6 +79,9 @@ public final class TestGrid: @unchecked Sendable {
         env["CAMPUSGRID_TOKEN"] = nil
         env["CAMPUSGRID_MANAGER"] = nil
         env["CAMPUSGRID_LOG_LEVEL"] = env["CAMPUSGRID_LOG_LEVEL"] ?? "debug"
+        // The real interpreter, found once per test run: each worker would otherwise find it through `python3` on
+        // PATH, which here is pyenv's shim (about 0.2 CPU-s a worker). `WorkerJoin` keeps a worker that finds it so.
+        env["CAMPUSGRID_PYTHON"] = env["CAMPUSGRID_PYTHON"] ?? TestPython.path
         // Workers run the restricted tier unless a test asks for another (`--sandbox`); `auto` would pick bwrap here.
         // Forced into it, they take every user's jobs (`--allow-unsandboxed`), and the CLI's jobs accept it
         // (`--isolation restricted`); a test of the refusal sets CAMPUSGRID_ALLOW_UNSANDBOXED=0 for its worker.

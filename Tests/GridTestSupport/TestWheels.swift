@@ -101,8 +101,8 @@ public enum TestWheels {
 
     static func python(_ program: String, _ arguments: [String]) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", program] + arguments
+        p.executableURL = URL(fileURLWithPath: TestPython.path)
+        p.arguments = ["-c", program] + arguments
         let err = Pipe()
         p.standardError = err
         try p.run()
