@@ -37,6 +37,8 @@ struct LeadershipService: Service {
     /// Called once: when this manager first leads, or first sees another manager renew the lease (it is alive).
     let onReady: @Sendable (Manager.Ports) -> Void
     private let stopping = StopFlag()
+    /// Rung at a graceful shutdown: ends the pause between two steps at once.
+    private let stopBell = Doorbell()
 
     init(
         db: GridDatabase, config: ManagerConfig, logger: Logger, authority: PeerTrust.Signer, history: UtilisationHistory, state: LeaderState,
@@ -69,8 +71,9 @@ struct LeadershipService: Service {
         // expired lease) so that another manager, or this one restarted, takes over at once.
         await withGracefulShutdownHandler {
             await lead()
-        } onGracefulShutdown: { [stopping] in
+        } onGracefulShutdown: { [stopping, stopBell] in
             stopping.set()
+            stopBell.ring()
         }
     }
 
@@ -117,12 +120,10 @@ struct LeadershipService: Service {
         }
     }
 
-    /// Sleeps `interval` in short steps, so that a graceful shutdown is noticed quickly.
+    /// Sleeps `interval`, or less: a graceful shutdown or a cancellation ends it at once.
     private func pause(_ interval: Duration) async {
-        let end = ContinuousClock.now + interval
-        while !stopped, ContinuousClock.now < end {
-            try? await Task.sleep(for: min(.milliseconds(100), end - ContinuousClock.now))
-        }
+        guard !stopped else { return }
+        _ = await stopBell.wait(upTo: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
     }
 
     /// One tick: read the row, decide, try the swap it asks for and feed the answer back. Returns the last action.

@@ -109,8 +109,8 @@ public actor WorkerAgent: Service {
     /// When the manager was last heard from, and when to ping it (`ManagerSilence`); per connection.
     private var silence = ManagerSilence(heartbeat: 1, now: 0)
     private var leftSilentManager = false
-    /// Set when the peer's task load changed: the next heartbeat goes out at once.
-    private let loadDirty = Mutex(false)
+    /// Rung when the peer's task load changed: the next heartbeat goes out at once.
+    private let loadChangedBell = Doorbell()
 
     public init(
         config: WorkerConfig, runner: any JobRunner, resources: Resources, gpuNames: [String], logger: Logger, peers: PeerService? = nil,
@@ -409,7 +409,7 @@ public actor WorkerAgent: Service {
 
     /// The peer's task load changed: report it with the next heartbeat tick, not a whole period later.
     public nonisolated func loadChanged() {
-        loadDirty.withLock { $0 = true }
+        loadChangedBell.ring()
     }
 
     /// Seconds on a monotonic clock, for `ManagerSilence`.
@@ -435,18 +435,13 @@ public actor WorkerAgent: Service {
                 link.close()
                 return
             }
-            loadDirty.withLock { $0 = false }
             let tasks = await peers?.taskLoad()
             var envs = await environments?.cachedDigests()
             if envs == reportedEnvs { envs = nil } else { reportedEnvs = envs }
             let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs)
             try await out.write(GridFrame(.loadUpdate(update)))
-            // Sleep a heartbeat period, in short steps so that a change of the task load is reported soon.
-            let steps = max(1, Int(heartbeatSeconds * 1000) / 50)
-            for _ in 0..<steps {
-                try await Task.sleep(for: .milliseconds(50))
-                if loadDirty.withLock({ $0 }) { break }
-            }
+            // A heartbeat period, or less: a change of the task load is reported at once.
+            if await loadChangedBell.wait(upTo: heartbeatSeconds) == .cancelled { throw CancellationError() }
         }
     }
 
