@@ -418,6 +418,8 @@ public actor WorkerAgent: Service {
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
     private static let epoch = ContinuousClock.now
+    /// The shortest interval between two load reports (`TaskRouting.answerReuseSeconds` assumes it).
+    static let loadReportSeconds = 0.05
 
     private func heartbeats(_ out: Outbox, link: GridLink) async throws {
         while !Task.isCancelled {
@@ -440,8 +442,16 @@ public actor WorkerAgent: Service {
             if envs == reportedEnvs { envs = nil } else { reportedEnvs = envs }
             let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs)
             try await out.write(GridFrame(.loadUpdate(update)))
-            // A heartbeat period, or less: a change of the task load is reported at once.
-            if await loadChangedBell.wait(upTo: heartbeatSeconds) == .cancelled { throw CancellationError() }
+            // A heartbeat period, or less: a change of the task load is reported soon, but at most every 50 ms (a busy
+            // peer's load changes with each of thousands of tasks a second; the manager's answers assume this pace).
+            let sent = Self.clock()
+            switch await loadChangedBell.wait(upTo: heartbeatSeconds) {
+            case .cancelled: throw CancellationError()
+            case .timedOut: break
+            case .rung:
+                let wait = Self.loadReportSeconds - (Self.clock() - sent)
+                if wait > 0 { try await Task.sleep(for: .milliseconds(Int((wait * 1000).rounded(.up)))) }
+            }
         }
     }
 
