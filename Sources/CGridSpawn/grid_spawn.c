@@ -189,6 +189,9 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
         }
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
         if (getppid() != parent) _exit(127);
+        /* It holds a copy of the worker's memory (its keys, its tokens) until its exec: no core dump of it, and no
+         * ptrace or /proc/PID/mem by another process of the worker's user meanwhile. The exec resets this. */
+        if (prctl(PR_SET_DUMPABLE, 0) != 0) goto fail;
         /* It may wait a long time: it must not hold the worker's sockets, pipes and files open meanwhile. */
         int keep[70];
         int nkeep = 0;

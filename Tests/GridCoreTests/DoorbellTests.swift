@@ -17,6 +17,12 @@ import Testing
         bell.ring()
         #expect(await bell.wait(upTo: 600) == .rung)
         #expect(await bell.wait(upTo: 0.01) == .timedOut, "rings do not add up")
+        // Many rung waits leave nothing behind that could end a later one early.
+        for _ in 0..<100 {
+            bell.ring()
+            #expect(await bell.wait(upTo: 600) == .rung)
+        }
+        #expect(await bell.wait(upTo: 0.01) == .timedOut)
     }
 
     @Test func aWaitEndsAfterItsTime() async {
@@ -32,6 +38,20 @@ import Testing
         let waiting = Task { await bell.wait(upTo: 600) }
         waiting.cancel()
         #expect(await waiting.value == .cancelled)
+    }
+
+    @Test func aRingWakesEveryWaitInProgressAndATimerEndsOnlyItsOwn() async {
+        let bell = Doorbell()
+        // An old loop's wait (ending) and a new one's overlap: neither is lost.
+        let short = Task { await bell.wait(upTo: 0.05) }
+        let long = Task { await bell.wait(upTo: 600) }
+        #expect(await short.value == .timedOut)
+        let old = Task { await bell.wait(upTo: 600) }
+        old.cancel()
+        #expect(await old.value == .cancelled)
+        try? await Task.sleep(nanoseconds: 50_000_000)
+        bell.ring()
+        #expect(await long.value == .rung)
     }
 
     @Test func anEndedWaitsTimerDoesNotEndTheNextWait() async {
