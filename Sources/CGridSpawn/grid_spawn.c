@@ -11,6 +11,30 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* In a child just forked: default signal handling, nothing blocked, and death with the forking thread (the signal
+ * follows the thread, which waits for the child for as long as it runs; a worker that died before the prctl is caught
+ * by the parent check). Async-signal-safe. Returns -1 with errno set if the prctl failed. */
+static int child_reset(pid_t parent) {
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int s = 1; s < 32; s++) {
+        if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;
+    if (getppid() != parent) _exit(127);
+    return 0;
+}
+
+/* In a child that failed before its exec: tells the parent why (errno on the report pipe) and exits. */
+static void child_fail(int report_fd) __attribute__((noreturn));
+static void child_fail(int report_fd) {
+    int e = errno;
+    ssize_t ignored = write(report_fd, &e, sizeof e);
+    (void)ignored;
+    _exit(127);
+}
+
 static pid_t spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
                    int err_fd, const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds,
                    int ncgroup_fds) {
@@ -29,16 +53,7 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
     }
     if (pid == 0) {
         /* Child: only async-signal-safe calls from here on. */
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        for (int s = 1; s < 32; s++) {
-            if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
-        }
-        /* Die with the worker: the signal follows the forking thread, which waits for the child for as long as it
-         * runs. A worker that died before this line is caught by the parent check. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
-        if (getppid() != parent) _exit(127);
+        if (child_reset(parent) != 0) goto fail;
         /* Join the job's cgroups before anything else runs, so every descendant is born inside them. */
         for (int i = 0; i < ncgroup_fds; i++) {
             if (write(cgroup_fds[i], "0\n", 2) != 2) goto fail;
@@ -64,12 +79,8 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
             if (setrlimit(limits[i].resource, &rl) != 0) goto fail;
         }
         execve(path, argv, envp);
-    fail: {
-            int e = errno;
-            ssize_t ignored = write(report[1], &e, sizeof e);
-            (void)ignored;
-            _exit(127);
-        }
+    fail:
+        child_fail(report[1]);
     }
     close(report[1]);
     close(devnull);
@@ -181,14 +192,7 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
     }
     if (pid == 0) {
         /* Child: only async-signal-safe calls from here on. */
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        for (int s = 1; s < 32; s++) {
-            if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
-        }
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
-        if (getppid() != parent) _exit(127);
+        if (child_reset(parent) != 0) goto fail;
         /* It holds a copy of the worker's memory (its keys, its tokens) until its exec: no core dump of it, and no
          * ptrace or /proc/PID/mem by another process of the worker's user meanwhile. The exec resets this. */
         if (prctl(PR_SET_DUMPABLE, 0) != 0) goto fail;
@@ -265,12 +269,8 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
         }
         /* Everything kept so far is close-on-exec except the job's standard streams. */
         execve(path, argv, envp);
-    fail: {
-            int e = errno;
-            ssize_t ignored = write(report[1], &e, sizeof e);
-            (void)ignored;
-            _exit(127);
-        }
+    fail:
+        child_fail(report[1]);
     }
     free(buffer);
     free(slots);
