@@ -261,8 +261,10 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
             if (v == NULL) { errno = EINVAL; goto fail; }
             unsigned long long big = 0;
             for (; *v; v++) {
-                if (*v < '0' || *v > '9' || big > (~0ULL - 9) / 10) { errno = EINVAL; goto fail; }
-                big = big * 10 + (unsigned long long)(*v - '0');
+                if (*v < '0' || *v > '9') { errno = EINVAL; goto fail; }
+                unsigned long long digit = (unsigned long long)(*v - '0');
+                if (big > (~0ULL - digit) / 10) { errno = EINVAL; goto fail; }
+                big = big * 10 + digit;
             }
             struct rlimit rl = { (rlim_t)big, (rlim_t)big };
             if (setrlimit((int)resource, &rl) != 0) goto fail;

@@ -109,7 +109,21 @@ final class Standby: Sendable {
             close(report)
             throw SpawnError(errno: EINVAL, path: path)
         }
-        let bytes = Self.request(path: path, arguments: arguments, environment: environment, directory: directory, limits: limits, newSession: true)
+        try send(
+            Self.request(path: path, arguments: arguments, environment: environment, directory: directory, limits: limits, newSession: true),
+            request: request, report: report, path: path)
+    }
+
+    /// Sends an exec request as it is (`go` builds it; a test sends a malformed one) and waits for the exec.
+    func send(_ bytes: [UInt8]) throws {
+        guard let (request, report) = channel.withLock({ c -> (Int32, Int32)? in
+            defer { c = nil }
+            return c
+        }) else { throw SpawnError(errno: EALREADY, path: "a standby") }
+        try send(bytes, request: request, report: report, path: "a standby")
+    }
+
+    private func send(_ bytes: [UInt8], request: Int32, report: Int32, path: String) throws {
         let ok = bytes.withUnsafeBufferPointer { b in
             b.withMemoryRebound(to: CChar.self) { c in grid_standby_go(request, report, c.baseAddress, c.count) }
         }

@@ -121,6 +121,43 @@ struct StandbyTests {
         #expect(status == 0)
     }
 
+    /// Everything `fd` gives until its end (bounded: 1 MiB).
+    func readAll(_ fd: Int32) -> String {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while out.count < 1 << 20 {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test func rlimitValuesUpToUInt64MaxReachTheExec() throws {
+        // RLIM_INFINITY is UInt64.max: the child's parser must take the largest value, and refuse one past it.
+        let prefix = "standby-\(getpid())-t\(UUID().uuidString.prefix(6))-"
+        let s = try Standby.make(root: "/sys/fs/cgroup", parent: nil, name: prefix + "c", pids: 16)
+        try s.go(
+            path: "/bin/sh", arguments: ["-c", "ulimit -c; ulimit -n"], environment: ["PATH": "/usr/bin:/bin"], directory: "/",
+            limits: [grid_rlimit(resource: RLimit.core, value: UInt64.max), grid_rlimit(resource: RLimit.nofile, value: 77)])
+        let output = readAll(s.outputFD)
+        #expect(output == "unlimited\n77\n", "\(output)")
+        #expect(s.process.waitForExit(seconds: 10) == 0)
+        close(s.outputFD)
+        s.cgroup.remove()
+
+        let t = try Standby.make(root: "/sys/fs/cgroup", parent: nil, name: prefix + "d", pids: 16)
+        defer { t.discard() }
+        var request = Standby.request(
+            path: "/bin/true", arguments: [], environment: [:], directory: "/", limits: [grid_rlimit(resource: RLimit.core, value: 0)],
+            newSession: true)
+        // The last value, 0, becomes UInt64.max + 1.
+        request.removeLast(2)
+        request += Array("18446744073709551616".utf8) + [0]
+        #expect { try t.send(request) } throws: { ($0 as? SpawnError)?.errno == EINVAL }
+    }
+
     @Test func theRequestCarriesEveryFieldInOrder() {
         let bytes = Standby.request(
             path: "/usr/bin/bwrap", arguments: ["--a", "b"], environment: ["Z": "1", "A": "x=y"], directory: "/data/jobs/1-1",
