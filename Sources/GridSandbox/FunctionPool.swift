@@ -127,6 +127,11 @@ public final class FunctionPool: FunctionRunner {
     ///
     /// With `environment` (`key`, `site` folder), the task runs in an interpreter of that environment: interpreters are
     /// keyed by user *and* environment, so none serving another user or another environment ever runs it.
+    ///
+    /// At most `slots` tasks run at once; the others wait here, in the order they came, and start as interpreters
+    /// free up. The thread that read a task's answer writes the next waiting task to the same interpreter at once when
+    /// it may serve it (same user and environment), so a busy user's interpreter never waits for a round trip through
+    /// the caller between two tasks (see `lookahead`).
     public func run(_ request: Request, user: String, environment: (key: String, site: String)? = nil) async -> Answer {
         let line: Data
         do {
@@ -135,45 +140,38 @@ public final class FunctionPool: FunctionRunner {
             return Answer(ok: false, result: nil, error: "bad_args", message: "the arguments could not be encoded: \(error)")
         }
         let owner = environment.map { user + "\u{1F}env:" + $0.key } ?? user
-        let (interpreter, spare) = await take(for: owner, site: environment?.site)
-        if let spare { _ = try? spare.ensureStarted(launch) }
-        defer { give(interpreter) }
-        if interpreter.served >= recycleAfter { interpreter.stop() }
-        interpreter.restartIfEnvironmentChanged()
-        // An interpreter that died while idle never saw the task: start a fresh one and try once more.
-        for attempt in 0..<2 {
-            do {
-                try interpreter.ensureStarted(launch)
-            } catch {
-                return Answer(ok: false, error: "crashed", message: "no interpreter could be started: \(error)")
+        return await withCheckedContinuation { continuation in
+            let job = Job(line: line, timeout: request.timeout, owner: owner, site: environment?.site, continuation: continuation)
+            let (starts, spares, refused) = state.withLock { s -> ([Start], [Interpreter], Job?) in
+                guard !s.stopped else { return ([], [], job) }
+                s.waiting.append(job)
+                let (starts, spares) = s.assign(slots: slots, capacity: capacity)
+                return (starts, spares, nil)
             }
-            switch await interpreter.exchange(line, timeout: request.timeout) {
-            case .answer(let reply):
-                return (try? Self.decoder.decode(Answer.self, from: reply))
-                    ?? Answer(ok: false, error: "crashed", message: "the interpreter gave an unreadable answer")
-            case .notDelivered(let why):
-                interpreter.stop()
-                if attempt == 1 { return Answer(ok: false, error: "crashed", message: "the interpreter failed: \(why)") }
-            case .timedOut:
-                interpreter.stop()
-                return Answer(
-                    ok: false, error: "timeout", message: "the task ran longer than \(Self.seconds(request.timeout)) s and was stopped")
-            case .died(let why):
-                interpreter.stop()
-                return Answer(ok: false, error: "crashed", message: "the task's process \(why)")
-            }
+            if let refused { refused.continuation.resume(returning: Self.stoppedAnswer) }
+            begin(starts, spares: spares)
         }
-        return Answer(ok: false, error: "crashed", message: "the interpreter failed")
     }
 
-    /// Stops every interpreter.
+    /// How many tasks beyond `slots` a caller may hand over at once: they wait here and start the moment a slot frees,
+    /// without the caller's round trip in between.
+    public var lookahead: Int { slots }
+
+    /// Stops every interpreter; tasks still waiting for one end as crashed, and later ones are refused.
     public func shutdown() {
-        let all = state.withLock { s -> [Interpreter] in
-            defer { s.all = [] }
-            return s.all
+        let (all, waiting) = state.withLock { s -> ([Interpreter], [Job]) in
+            s.stopped = true
+            defer {
+                s.all = []
+                s.waiting = []
+            }
+            return (s.all, s.waiting)
         }
+        for job in waiting { job.continuation.resume(returning: Self.stoppedAnswer) }
         for i in all { i.stop() }
     }
+
+    static let stoppedAnswer = Answer(ok: false, error: "crashed", message: "the worker stopped before the task started")
 
     /// PIDs of the running interpreters (for tests and status pages).
     public var pids: [Int32] { state.withLock { $0.all }.compactMap(\.pid) }
@@ -189,36 +187,91 @@ public final class FunctionPool: FunctionRunner {
 
     static func seconds(_ t: Double) -> String { t == t.rounded() ? String(Int(t)) : String(t) }
 
-    // MARK: - Choosing an interpreter
+    // MARK: - Running tasks
 
-    /// An idle interpreter for `user`: one already theirs, else a spare, else a new one while under capacity, else
-    /// the least recently used idle one of another user, reset first (its process is replaced). Waits when every
-    /// interpreter is busy. Also returns a new spare to start when the last one was taken.
-    private func take(for user: String, site: String?) async -> (Interpreter, spare: Interpreter?) {
-        await withCheckedContinuation { (c: CheckedContinuation<(Interpreter, spare: Interpreter?), Never>) in
-            let picked = state.withLock { s -> (Interpreter, spare: Interpreter?)? in
-                guard let i = s.pick(for: user, site: site, capacity: capacity) else {
-                    s.waiters.append((user, site, c))
-                    return nil
-                }
-                return (i, s.spareIfNeeded(capacity: capacity))
+    /// Starts each assigned task on a thread of its own (the exchange blocks on the interpreter's pipe), and the new
+    /// spares in the background.
+    private func begin(_ starts: [Start], spares: [Interpreter]) {
+        for start in starts {
+            DispatchQueue.global().async { [self] in drive(start) }
+        }
+        for spare in spares {
+            DispatchQueue.global().async { [launch] in _ = try? spare.ensureStarted(launch) }
+        }
+    }
+
+    /// Runs `start`'s task, hands over its answer, and then, while the next waiting task goes to the same interpreter,
+    /// runs that one too on this thread: no hop between an answer and the next task's line.
+    private func drive(_ start: Start) {
+        var current = start
+        while true {
+            let answer = serve(current.job, on: current.interpreter)
+            let interpreter = current.interpreter
+            let (mine, others, spares) = state.withLock { s -> (Start?, [Start], [Interpreter]) in
+                s.executing -= 1
+                s.tick += 1
+                interpreter.lastUsed = s.tick
+                // First among the idle: the next task of its user takes it (warm, and on this thread).
+                s.idle.insert(interpreter, at: 0)
+                var (starts, spares) = s.assign(slots: slots, capacity: capacity)
+                let k = starts.firstIndex { $0.interpreter === interpreter }
+                return (k.map { starts.remove(at: $0) }, starts, spares)
             }
-            if let picked { c.resume(returning: picked) }
+            current.job.continuation.resume(returning: answer)
+            begin(others, spares: spares)
+            guard let mine else { return }
+            current = mine
         }
     }
 
-    private func give(_ interpreter: Interpreter) {
-        let next = state.withLock { s -> (CheckedContinuation<(Interpreter, spare: Interpreter?), Never>, Interpreter)? in
-            s.tick += 1
-            interpreter.lastUsed = s.tick
-            s.idle.append(interpreter)
-            guard !s.waiters.isEmpty else { return nil }
-            let (user, site, c) = s.waiters.removeFirst()
-            guard let i = s.pick(for: user, site: site, capacity: capacity) else { return nil }
-            return (c, i)
+    /// One task on `interpreter` (blocking): restarts it first when it is due for recycling or its environment
+    /// changed, and once more when it died idle.
+    private func serve(_ job: Job, on interpreter: Interpreter) -> Answer {
+        if interpreter.served >= recycleAfter { interpreter.stop() }
+        interpreter.restartIfEnvironmentChanged()
+        // An interpreter that died while idle never saw the task: start a fresh one and try once more.
+        for attempt in 0..<2 {
+            // Nothing starts once the pool is shut down (a task that was running when it was).
+            if state.withLock({ $0.stopped }) { return Self.stoppedAnswer }
+            do {
+                try interpreter.ensureStarted(launch)
+            } catch {
+                return Answer(ok: false, error: "crashed", message: "no interpreter could be started: \(error)")
+            }
+            switch interpreter.exchange(job.line, timeout: job.timeout) {
+            case .answer(let reply):
+                return (try? Self.decoder.decode(Answer.self, from: reply))
+                    ?? Answer(ok: false, error: "crashed", message: "the interpreter gave an unreadable answer")
+            case .notDelivered(let why):
+                interpreter.stop()
+                if attempt == 1 { return Answer(ok: false, error: "crashed", message: "the interpreter failed: \(why)") }
+            case .timedOut:
+                interpreter.stop()
+                return Answer(
+                    ok: false, error: "timeout", message: "the task ran longer than \(Self.seconds(job.timeout)) s and was stopped")
+            case .died(let why):
+                interpreter.stop()
+                return Answer(ok: false, error: "crashed", message: "the task's process \(why)")
+            }
         }
-        if let (c, i) = next { c.resume(returning: (i, nil)) }
+        return Answer(ok: false, error: "crashed", message: "the interpreter failed")
     }
+}
+
+/// A task waiting for an interpreter: its request line, time limit, whose it is, and who waits for its answer.
+private struct Job {
+    let line: Data
+    let timeout: Double
+    /// The user, and the environment's key for a task with packages.
+    let owner: String
+    let site: String?
+    let continuation: CheckedContinuation<FunctionPool.Answer, Never>
+}
+
+/// A task and the interpreter it runs on.
+private struct Start {
+    let interpreter: Interpreter
+    let job: Job
 }
 
 /// The pool's bookkeeping, behind its mutex.
@@ -226,7 +279,25 @@ private struct PoolState {
     var all: [Interpreter] = []
     var idle: [Interpreter] = []
     var tick: UInt64 = 0
-    var waiters: [(String, String?, CheckedContinuation<(Interpreter, spare: Interpreter?), Never>)] = []
+    /// Tasks waiting for an interpreter, in the order they came.
+    var waiting: [Job] = []
+    /// Tasks running now (at most the pool's slots).
+    var executing = 0
+    var stopped = false
+
+    /// Gives waiting tasks interpreters, in order, while fewer than `slots` run; returns them with the spares to
+    /// start (one when the last was taken and there is room).
+    mutating func assign(slots: Int, capacity: Int) -> ([Start], [Interpreter]) {
+        var starts: [Start] = []
+        var spares: [Interpreter] = []
+        while executing < slots, let job = waiting.first, let i = pick(for: job.owner, site: job.site, capacity: capacity) {
+            waiting.removeFirst()
+            executing += 1
+            starts.append(Start(interpreter: i, job: job))
+            if let spare = spareIfNeeded(capacity: capacity) { spares.append(spare) }
+        }
+        return (starts, spares)
+    }
 
     /// `user` is the interpreter's owner key (the user, and the environment's key for a task with packages); `site`
     /// the environment an interpreter must have: a spare or another owner's interpreter is restarted with it.
@@ -386,14 +457,8 @@ private final class Interpreter: @unchecked Sendable {
         servedCount = 0
     }
 
-    /// Sends one request line and waits for its answer line, on a dispatch thread (the reads block).
-    func exchange(_ line: Data, timeout: Double) async -> Outcome {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { [self] in continuation.resume(returning: exchangeNow(line, timeout: timeout)) }
-        }
-    }
-
-    private func exchangeNow(_ line: Data, timeout: Double) -> Outcome {
+    /// Sends one request line and waits for its answer line (blocking: the pool calls it on a thread of its own).
+    func exchange(_ line: Data, timeout: Double) -> Outcome {
         guard let pipes = lock.withLock({ self.pipes }) else { return .notDelivered("the interpreter is not running") }
         let fdIn = pipes.input
         if !pipes.ready {
@@ -544,9 +609,14 @@ public protocol FunctionRunner: Sendable {
     func run(_ request: FunctionPool.Request, user: String, environment: (key: String, site: String)?) async -> FunctionPool.Answer
     /// Stops everything it started.
     func shutdown()
+    /// How many tasks beyond the peer's slots it takes at once, to start them the moment a slot frees (0: none; the
+    /// caller then hands over a task only when a slot is free).
+    var lookahead: Int { get }
 }
 
 extension FunctionRunner {
+    public var lookahead: Int { 0 }
+
     public func run(_ request: FunctionPool.Request, user: String) async -> FunctionPool.Answer {
         await run(request, user: user, environment: nil)
     }

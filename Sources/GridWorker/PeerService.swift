@@ -99,7 +99,10 @@ public actor PeerService: Service {
 
     // Function tasks.
     var queue = FairQueue<QueuedTask>()
+    /// Tasks handed to the pool: up to the slots running, and up to its `lookahead` more waiting there to start the
+    /// moment a slot frees (their users, by serial).
     var running = 0
+    var handedOver: [Int: String] = [:]
     var startedCount = 0
     var doneCount = 0
     var nextTaskSerial = 0
@@ -421,8 +424,12 @@ public actor PeerService: Service {
     }
 
     private func status(_ selfId: String) -> Msg.PeerStatus {
-        Msg.PeerStatus(
-            workerId: selfId, name: info(of: selfId)?.name ?? selfId, slots: config.slots, running: running, queued: queue.waitingByUser,
+        // The tasks handed to the pool beyond its slots wait there (it starts them in the order they came: the last
+        // ones wait), so they show as queued.
+        var queued = queue.waitingByUser
+        for (_, user) in handedOver.sorted(by: { $0.key < $1.key }).suffix(max(0, running - config.slots)) { queued[user, default: 0] += 1 }
+        return Msg.PeerStatus(
+            workerId: selfId, name: info(of: selfId)?.name ?? selfId, slots: config.slots, running: min(running, config.slots), queued: queued,
             peers: members, memKeys: memory.liveCount, chunks: chunks.list().count, tasksDone: doneCount)
     }
 
@@ -596,8 +603,9 @@ public actor PeerService: Service {
     }
 
     private func pump() {
-        while running < config.slots, let next = queue.next() {
+        while running < config.slots + pool.lookahead, let next = queue.next() {
             running += 1
+            handedOver[next.item.id] = next.user
             startedCount += 1
             startContinuation.yield(StartedTask(queued: next.item, order: startedCount))
         }
@@ -635,6 +643,7 @@ public actor PeerService: Service {
 
     private func finished(_ q: QueuedTask, _ result: Msg.CPUResult) {
         running -= 1
+        handedOver[q.id] = nil
         doneCount += 1
         q.continuation.resume(returning: result)
         pump()

@@ -146,6 +146,74 @@ import Glibc
         }
     }
 
+    /// More tasks than slots, handed over at once (as a peer does with its lookahead): never more than `slots` run at
+    /// the same time, a user's next task runs in the interpreter that just answered, and every task gets its answer.
+    @Test func tasksBeyondTheSlotsWaitAndNeverRunAtOnce() async throws {
+        try await withPool(slots: 1, interpreters: 3) { p in
+            #expect(p.lookahead == 1)
+            let program = "import os, time\ndef main(i):\n    t0 = time.time()\n    time.sleep(0.05)\n    return [i, os.getpid(), t0, time.time()]"
+            let answers = await withTaskGroup(of: (Int, FunctionPool.Answer).self) { group in
+                for i in 0..<8 {
+                    group.addTask { (i, await self.call(p, program, user: i < 6 ? "alice" : "bob", args: .array([.number(Double(i))]))) }
+                }
+                var all: [(Int, FunctionPool.Answer)] = []
+                for await a in group { all.append(a) }
+                return all
+            }
+            var spans: [(start: Double, end: Double)] = []
+            var alicePids = Set<Double>()
+            for (i, a) in answers {
+                guard a.ok, case .array(let v)? = a.result, v.count == 4, case .number(let n) = v[0], case .number(let pid) = v[1],
+                    case .number(let t0) = v[2], case .number(let t1) = v[3]
+                else {
+                    Issue.record("task \(i): \(a)")
+                    continue
+                }
+                #expect(Int(n) == i, "task \(i) got the answer of task \(n)")
+                if i < 6 { alicePids.insert(pid) }
+                spans.append((t0, t1))
+            }
+            spans.sort { $0.start < $1.start }
+            for (a, b) in zip(spans, spans.dropFirst()) {
+                #expect(b.start >= a.end, "two tasks ran at once on one slot: \(a) and \(b)")
+            }
+            #expect(alicePids.count == 1, "Alice's tasks used \(alicePids.count) interpreters")
+        }
+    }
+
+    /// A task waiting behind one that hangs is not lost, and its time limit counts from its own start, not from when
+    /// it was handed over: the hung task times out, and the one behind it then runs in a fresh interpreter.
+    @Test func aTaskWaitingBehindAHungOneRunsWithItsWholeTimeLimit() async throws {
+        try await withPool(slots: 1) { p in
+            async let hung = call(p, "import time\ndef main():\n    time.sleep(30)", timeout: 0.5)
+            let started = await eventually(timeout: 10, interval: 0.01) { p.owners.values.contains { $0 == "alice" } }
+            #expect(started)
+            // Handed over while the first runs; it needs 0.6 s of a 1 s limit, so it would overrun if its clock had
+            // started with the first's.
+            let behind = await call(p, "import time\ndef main():\n    time.sleep(0.6)\n    return 'done'", timeout: 1.0)
+            let first = await hung
+            #expect(!first.ok && first.error == "timeout", "\(first)")
+            #expect(behind.ok && behind.result == .string("done"), "\(behind)")
+        }
+    }
+
+    /// Shut down with tasks waiting for a slot: they end at once as crashed, and a task after that starts no process.
+    @Test func tasksWaitingAtShutdownEndAndNoneStartsAfter() async throws {
+        let p = FunctionPool(launch: FunctionPool.Launch(python: SandboxHarness.python, directory: directory), size: 1)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        async let running = call(p, "import time\ndef main():\n    time.sleep(30)")
+        async let waiting = call(p, "def main():\n    return 1", user: "bob")
+        let started = await eventually(timeout: 10, interval: 0.01) { !p.pids.isEmpty }
+        #expect(started)
+        p.shutdown()
+        let (a, b) = await (running, waiting)
+        #expect(!a.ok && a.error == "crashed", "\(a)")
+        #expect(!b.ok && b.error == "crashed", "\(b)")
+        let after = await call(p, "def main():\n    return 2")
+        #expect(!after.ok && after.message == "the worker stopped before the task started", "\(after)")
+        #expect(p.pids.isEmpty)
+    }
+
     static func isZombie(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
         return stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") == true
