@@ -1,7 +1,7 @@
 import GridCore
 import NIOCore
 
-/// The distributed-memory messages (and `OK`) on their hot path: written and read by hand with `WireJSON`, the same
+/// The distributed-memory and function-task messages (and `OK`) on their hot path: written and read by hand with `WireJSON`, the same
 /// JSON `Codable` gives (sorted snake_case keys), at a fraction of the cost. Every other message, and anything the
 /// hand-written side does not accept, goes through `Codable` as before; the tests check that both sides agree.
 extension GridMessage {
@@ -85,6 +85,99 @@ extension GridMessage {
         case .memEntries(let m):
             guard entries(m.entries) else { return false }
             type()
+        case .cpuTask(let t):
+            // A forwarded task (ticket, signature) goes the general way.
+            guard t.ticket == nil, t.signature == nil else { return false }
+            var first = true
+            func next(_ name: StaticString) {
+                field(name, first: first)
+                first = false
+            }
+            if let a = t.args {
+                next("args")
+                guard WireJSON.write(a, into: &out) else { return false }
+            }
+            if let l = t.argsLiteral {
+                next("args_literal")
+                WireJSON.writeString(l, into: &out)
+            }
+            if let c = t.confidential {
+                next("confidential")
+                if c { out.writeStaticString("true") } else { out.writeStaticString("false") }
+            }
+            if let f = t.function {
+                next("function")
+                WireJSON.writeString(f, into: &out)
+            }
+            next("id")
+            out.writeString(String(id))
+            if let p = t.priority {
+                field("priority")
+                out.writeString(String(p))
+            }
+            field("program")
+            WireJSON.writeString(t.program, into: &out)
+            if let r = t.requirements {
+                field("requirements")
+                out.writeInteger(UInt8(ascii: "["))
+                for (i, line) in r.enumerated() {
+                    if i > 0 { out.writeInteger(UInt8(ascii: ",")) }
+                    WireJSON.writeString(line, into: &out)
+                }
+                out.writeInteger(UInt8(ascii: "]"))
+            }
+            field("task_id")
+            WireJSON.writeString(t.taskId, into: &out)
+            if let timeout = t.timeout {
+                field("timeout")
+                guard WireJSON.write(.number(timeout), into: &out) else { return false }
+            }
+            type()
+            if let u = t.user {
+                field("user")
+                WireJSON.writeString(u, into: &out)
+            }
+        case .cpuResult(let r):
+            var first = true
+            func next(_ name: StaticString) {
+                field(name, first: first)
+                first = false
+            }
+            if let e = r.error {
+                next("error")
+                WireJSON.writeString(e, into: &out)
+            }
+            next("id")
+            out.writeString(String(id))
+            if let m = r.message {
+                field("message")
+                WireJSON.writeString(m, into: &out)
+            }
+            field("ok")
+            if r.ok { out.writeStaticString("true") } else { out.writeStaticString("false") }
+            if let o = r.output {
+                field("output")
+                WireJSON.writeString(o, into: &out)
+            }
+            field("peer")
+            WireJSON.writeString(r.peer, into: &out)
+            if let v = r.result {
+                field("result")
+                guard WireJSON.write(v, into: &out) else { return false }
+            }
+            field("runtime_ms")
+            out.writeString(String(r.runtimeMs))
+            if let o = r.startOrder {
+                field("start_order")
+                out.writeString(String(o))
+            }
+            field("task_id")
+            WireJSON.writeString(r.taskId, into: &out)
+            if let t = r.traceback {
+                field("traceback")
+                WireJSON.writeString(t, into: &out)
+            }
+            type()
         case .ok(let m):
             if let detail = m.detail {
                 field("detail", first: true)
@@ -112,6 +205,49 @@ extension GridMessage {
         func optional(_ v: JSONValue?) -> JSONValue?? {
             guard let v else { return .some(nil) }
             return v == .null ? .some(nil) : .some(v)
+        }
+        // Each `optional…` below: .some(nil) when absent or null, .some(x) when of its type, nil (not fast) otherwise.
+        func optionalString(_ v: JSONValue?) -> String?? {
+            switch v {
+            case nil, .null?: return .some(nil)
+            case .string(let s)?: return .some(s)
+            default: return nil
+            }
+        }
+        func optionalBool(_ v: JSONValue?) -> Bool?? {
+            switch v {
+            case nil, .null?: return .some(nil)
+            case .bool(let b)?: return .some(b)
+            default: return nil
+            }
+        }
+        func optionalNumber(_ v: JSONValue?) -> Double?? {
+            switch v {
+            case nil, .null?: return .some(nil)
+            case .number(let d)?: return .some(d)
+            default: return nil
+            }
+        }
+        /// Whole numbers only, and only those a double holds exactly (Codable reads larger ones from the text).
+        func optionalInt(_ v: JSONValue?) -> Int?? {
+            switch v {
+            case nil, .null?: return .some(nil)
+            case .number(let d)? where abs(d) <= 9_007_199_254_740_992: return Int(exactly: d).map { .some($0) }
+            default: return nil
+            }
+        }
+        func optionalStrings(_ v: JSONValue?) -> [String]?? {
+            switch v {
+            case nil, .null?: return .some(nil)
+            case .array(let list)?:
+                var out: [String] = []
+                for item in list {
+                    guard case .string(let s) = item else { return nil }
+                    out.append(s)
+                }
+                return .some(out)
+            default: return nil
+            }
         }
         switch MessageType(rawValue: type) {
         case .getMem?, .delMem?:
@@ -145,6 +281,29 @@ extension GridMessage {
             }
             let m = Msg.MemEntries(entries: entries)
             return type == MessageType.memSync.rawValue ? .memSync(m) : .memEntries(m)
+        case .cpuTask?:
+            // A forwarded task (ticket, signature) goes the general way.
+            guard fields["ticket"] == nil, fields["signature"] == nil, let taskId = string("task_id"), let program = string("program"),
+                case .some(let function) = optionalString(fields["function"]), case .some(let args) = optional(fields["args"]),
+                case .some(let literal) = optionalString(fields["args_literal"]), case .some(let confidential) = optionalBool(fields["confidential"]),
+                case .some(let timeout) = optionalNumber(fields["timeout"]), case .some(let priority) = optionalInt(fields["priority"]),
+                case .some(let user) = optionalString(fields["user"]), case .some(let requirements) = optionalStrings(fields["requirements"])
+            else { return nil }
+            return .cpuTask(
+                Msg.CPUTask(
+                    taskId: taskId, program: program, function: function, args: args, argsLiteral: literal, confidential: confidential,
+                    timeout: timeout, priority: priority, user: user, requirements: requirements))
+        case .cpuResult?:
+            guard case .bool(let ok)? = fields["ok"], let taskId = string("task_id"), let peer = string("peer"),
+                case .some(.some(let runtime)) = optionalInt(fields["runtime_ms"]), case .some(let order) = optionalInt(fields["start_order"]),
+                case .some(let result) = optional(fields["result"]), case .some(let error) = optionalString(fields["error"]),
+                case .some(let message) = optionalString(fields["message"]), case .some(let traceback) = optionalString(fields["traceback"]),
+                case .some(let output) = optionalString(fields["output"])
+            else { return nil }
+            return .cpuResult(
+                Msg.CPUResult(
+                    taskId: taskId, ok: ok, result: result, error: error, message: message, traceback: traceback, output: output, peer: peer,
+                    runtimeMs: Int64(runtime), startOrder: order))
         case .ok?:
             switch fields["detail"] {
             case nil, .null?: return .ok(Msg.Ok())

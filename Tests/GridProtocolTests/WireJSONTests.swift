@@ -32,7 +32,22 @@ struct WireJSONTests {
         for v in tricky {
             out.append(.setMem(Msg.SetMem(key: "k", value: v)))
             out.append(.memResult(Msg.MemResult(key: "k", value: v, owners: ["w-1"])))
+            out.append(.cpuTask(Msg.CPUTask(taskId: "t-1", program: "def main(x):\n    return x", args: .array([v]))))
+            out.append(.cpuResult(Msg.CPUResult(taskId: "t-1", ok: true, result: v, output: "", peer: "w-1", runtimeMs: 3, startOrder: 9)))
         }
+        out += [
+            .cpuTask(Msg.CPUTask(taskId: "t", program: "", function: nil, confidential: nil)),
+            .cpuTask(
+                Msg.CPUTask(
+                    taskId: "t \"2\"/", program: "def f(**kw):\n    return kw\n", function: "f", args: .object(["a": .number(1)]),
+                    argsLiteral: "{'a': (1, 2)}", confidential: true, timeout: 0.25, priority: -10, user: "ada", requirements: ["numpy>=1.26", "a/b"])),
+            .cpuTask(Msg.CPUTask(taskId: "t", program: "x", timeout: 600, priority: 10, requirements: [])),
+            .cpuResult(Msg.CPUResult(taskId: "t", ok: false, peer: "w", runtimeMs: 0)),
+            .cpuResult(
+                Msg.CPUResult(
+                    taskId: "t", ok: false, error: "exception", message: "ValueError: \"bad\"", traceback: "Traceback…\n  line 1\n",
+                    output: "printed\n\t日本", peer: "w-2", runtimeMs: 9_007_199_254_740_992, startOrder: 0)),
+        ]
         return out
     }
 
@@ -65,10 +80,20 @@ struct WireJSONTests {
         #expect(fastLine(.ping, id: 1) == nil)
         #expect(fastLine(.listMem(Msg.ListMem(prefix: "a")), id: 1) == nil)
         #expect(fastLine(.setMem(Msg.SetMem(key: "k", value: .number(.infinity))), id: 1) == nil)
+        #expect(fastLine(.cpuTask(Msg.CPUTask(taskId: "t", program: "x", timeout: .nan)), id: 1) == nil)
+        // A forwarded task carries a ticket and a signature: the general way.
+        #expect(fastLine(.cpuTask(Msg.CPUTask(taskId: "t", program: "x", signature: "c2ln")), id: 1) == nil)
         for line in [
             #"{"type":"PING","id":1}"#, #"{"type":"SET_MEM","id":1,"key":"k"}"#, #"{"type":"GET_MEM","id":1,"key":5}"#,
             #"{"type":"GET_MEM","id":1.5,"key":"k"}"#, #"{"type":"GET_MEM","id":1,"key":"k","bytes":3}"#,
             #"{"type":"MEM_SYNC","id":1,"entries":[{"key":"k","origin":"o","version":1.5}]}"#,
+            #"{"type":"CPU_TASK","id":1,"task_id":"t","program":"x","priority":1.5}"#,
+            #"{"type":"CPU_TASK","id":1,"task_id":"t","program":"x","ticket":{}}"#,
+            #"{"type":"CPU_TASK","id":1,"task_id":"t","program":"x","requirements":["a",1]}"#,
+            #"{"type":"CPU_TASK","id":1,"task_id":"t","program":"x","timeout":"30"}"#,
+            #"{"type":"CPU_TASK","id":1,"program":"x"}"#,
+            #"{"type":"CPU_RESULT","id":1,"task_id":"t","ok":true,"peer":"w","runtime_ms":1e300}"#,
+            #"{"type":"CPU_RESULT","id":1,"task_id":"t","ok":"yes","peer":"w","runtime_ms":1}"#,
         ] {
             #expect(FrameParser.fastFrame(ByteBuffer(string: line).readableBytesView) == nil, "\(line)")
         }
