@@ -35,15 +35,12 @@ public actor PeerService: Service {
     /// A reply: a message and, for bulk replies, its bytes.
     public typealias Reply = (message: GridMessage, payload: ByteBuffer?)
 
+    /// A task waiting for its turn; `admit` is resumed with its start order once it may run (the request's own
+    /// task then runs it), or with nil when the peer stops first.
     struct QueuedTask: Sendable {
         var id: Int
         var task: Msg.CPUTask
-        var continuation: CheckedContinuation<Msg.CPUResult, Never>
-    }
-
-    struct StartedTask: Sendable {
-        var queued: QueuedTask
-        var order: Int
+        var admit: CheckedContinuation<Int?, Never>
     }
 
     /// How a push of memory entries to one peer ended.
@@ -108,8 +105,10 @@ public actor PeerService: Service {
     var nextTaskSerial = 0
     /// Grid jobs running on this worker (they take slots too).
     var jobsRunning = 0
-    private let starts: AsyncStream<StartedTask>
-    private let startContinuation: AsyncStream<StartedTask>.Continuation
+    /// Ends when the peer stops (`run()` waits for it).
+    private let stopped: AsyncStream<Never>
+    private let stopContinuation: AsyncStream<Never>.Continuation
+    private var stopping = false
 
     // Memory and files.
     let memory: LocalReplicas
@@ -142,7 +141,7 @@ public actor PeerService: Service {
         self.pool = functions
         self.memory = LocalReplicas(replicas: config.replicas)
         self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks")
-        (starts, startContinuation) = AsyncStream<StartedTask>.makeStream()
+        (stopped, stopContinuation) = AsyncStream<Never>.makeStream()
         (repairs, repairContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (drains, drainContinuation) = AsyncStream<String>.makeStream()
     }
@@ -229,9 +228,7 @@ public actor PeerService: Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.repairLoop() }
                 group.addTask { await self.syncLoop() }
-                for await started in starts {
-                    group.addTask { await self.execute(started) }
-                }
+                for await _ in stopped {}
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -241,7 +238,9 @@ public actor PeerService: Service {
     }
 
     private func shutdown() {
-        startContinuation.finish()
+        stopping = true
+        pump()  // the queued tasks end: none starts now
+        stopContinuation.finish()
         repairContinuation.finish()
         drainContinuation.finish()
         pool.shutdown()
@@ -591,23 +590,49 @@ public actor PeerService: Service {
     /// The priorities a task may ask for.
     static let priorities = -10...10
 
-    /// Queues a task on this peer's scheduler and waits for its end.
+    /// Runs a task here, in the request's own task: at once when nothing waits and there is room, else once the
+    /// scheduler (`FairQueue`) gives it its turn.
     func runHere(_ task: Msg.CPUTask) async -> Msg.CPUResult {
         nextTaskSerial += 1
         let serial = nextTaskSerial
-        let result = await withCheckedContinuation { (c: CheckedContinuation<Msg.CPUResult, Never>) in
-            queue.enqueue(QueuedTask(id: serial, task: task, continuation: c), user: task.user ?? "?", priority: task.priority ?? 0)
-            pump()
+        let user = task.user ?? "?"
+        let order: Int?
+        if queue.isEmpty, !stopping, running < config.slots + pool.lookahead {
+            order = admit(serial, user: user)
+            onLoadChange?()
+        } else {
+            order = await withCheckedContinuation { (c: CheckedContinuation<Int?, Never>) in
+                queue.enqueue(QueuedTask(id: serial, task: task, admit: c), user: user, priority: task.priority ?? 0)
+                pump()
+            }
         }
+        guard let order else {
+            return Msg.CPUResult(
+                taskId: task.taskId, ok: false, error: "crashed", message: "the peer stopped before the task started", peer: selfId ?? "?",
+                runtimeMs: 0)
+        }
+        let result = await execute(task, order: order)
+        finished(serial)
         return result
     }
 
+    /// Counts task `serial` as handed to the pool; returns its start order.
+    private func admit(_ serial: Int, user: String) -> Int {
+        running += 1
+        handedOver[serial] = user
+        startedCount += 1
+        return startedCount
+    }
+
+    /// Gives waiting tasks their turn while there is room (the pool's slots and its lookahead); when stopping, ends
+    /// every waiting task instead.
     private func pump() {
+        if stopping {
+            while let next = queue.next() { next.item.admit.resume(returning: nil) }
+            return
+        }
         while running < config.slots + pool.lookahead, let next = queue.next() {
-            running += 1
-            handedOver[next.item.id] = next.user
-            startedCount += 1
-            startContinuation.yield(StartedTask(queued: next.item, order: startedCount))
+            next.item.admit.resume(returning: admit(next.item.id, user: next.user))
         }
         onLoadChange?()
     }
@@ -617,8 +642,7 @@ public actor PeerService: Service {
         environments = builder
     }
 
-    private func execute(_ started: StartedTask) async {
-        let t = started.queued.task
+    private func execute(_ t: Msg.CPUTask, order: Int) async -> Msg.CPUResult {
         let begin = ContinuousClock.now
         let request = FunctionPool.Request(
             program: t.program, function: t.function ?? "main", args: t.args, argsLiteral: t.argsLiteral,
@@ -637,15 +661,13 @@ public actor PeerService: Service {
         }
         let elapsed = ContinuousClock.now - begin
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-        let result = Msg.CPUResult(taskId: t.taskId, outcome: answer, peer: selfId ?? "?", runtimeMs: ms, startOrder: started.order)
-        finished(started.queued, result)
+        return Msg.CPUResult(taskId: t.taskId, outcome: answer, peer: selfId ?? "?", runtimeMs: ms, startOrder: order)
     }
 
-    private func finished(_ q: QueuedTask, _ result: Msg.CPUResult) {
+    private func finished(_ serial: Int) {
         running -= 1
-        handedOver[q.id] = nil
+        handedOver[serial] = nil
         doneCount += 1
-        q.continuation.resume(returning: result)
         pump()
         if queue.isEmpty && running == 0 { onLoadChange?() }
     }
