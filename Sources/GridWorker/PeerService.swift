@@ -234,7 +234,8 @@ public actor PeerService: Service {
         } onGracefulShutdown: {
             Task { await self.shutdown() }
         }
-        pool.shutdown()
+        // Stopped or cancelled: the tasks still waiting for a slot are answered, and none starts.
+        shutdown()
     }
 
     private func shutdown() {

@@ -49,6 +49,33 @@ import Testing
         }
     }
 
+    /// A peer that ends (here: its worker cancelled, as when its process is told to stop at once) answers the tasks
+    /// still waiting for a slot, and starts none of them: none is left unanswered.
+    @Test func aStoppingPeerEndsItsWaitingTasksWithAnAnswer() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true)
+            let alice = try await grid.user("alice")
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), token: try #require(alice.token))
+            defer { link.close() }
+            // The only slot is taken; the second task waits for it.
+            func status() async throws -> Msg.PeerStatus? {
+                guard case .peerStatus(let s) = try await link.request(.getPeerStatus).message else { return nil }
+                return s
+            }
+            async let holding = link.request(Self.task("t-hold", "# grid: sleep 30", confidential: true), timeout: 60)
+            #expect(try await eventually(timeout: 20, interval: 0.02) { try await status()?.running == 1 })
+            async let waiting = Self.result(link, Self.task("t-waiting", confidential: true))
+            #expect(try await eventually(timeout: 20, interval: 0.02) { try await status()?.queued["alice"] == 1 })
+            let stopping = Task { await peer.vanish() }
+            // Answered either way: run (the holding task's end, cancelled, may give it the slot first) or refused.
+            let r = try await waiting
+            #expect(r.outcome.ok || r.outcome.message == "the peer stopped before the task started", "\(r)")
+            _ = try? await holding
+            await stopping.value
+        }
+    }
+
     /// A worker's join token is not a person: a peer refuses it, so a worker (or whoever stole its token) cannot send
     /// tasks as a user.
     @Test func aPeerRefusesAWorkersJoinTokenInPlaceOfAPersons() async throws {
