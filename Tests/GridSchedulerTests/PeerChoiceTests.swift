@@ -15,6 +15,22 @@ struct PeerChoiceTests {
         #expect(PeerChoice.best([peer("b"), peer("a")], prefer: "c")?.id == "a")
     }
 
+    /// Between saturated peers a forward only moves the queue: the asker keeps its task unless the other has a free
+    /// slot or at least one task per slot less.
+    @Test func aSaturatedAskerKeepsItsTaskUnlessAnotherPeerHasRoomOrClearlyLessWork() {
+        #expect(PeerChoice.best([peer("a", busy: 16.5), peer("b", busy: 16)], prefer: "a")?.id == "a")
+        #expect(PeerChoice.best([peer("a", busy: 17), peer("b", busy: 16.01)], prefer: "a")?.id == "a")
+        #expect(PeerChoice.best([peer("a", busy: 17), peer("b", busy: 16)], prefer: "a")?.id == "b")
+        #expect(PeerChoice.best([peer("a", busy: 30), peer("b", busy: 16), peer("c", busy: 20)], prefer: "a")?.id == "b")
+        // A free slot elsewhere always wins over a queue here, however small.
+        #expect(PeerChoice.best([peer("a", busy: 1), peer("b", busy: 0.5)], prefer: "a")?.id == "b")
+        // Without an asker among the peers (a client asking), the least busy as before.
+        #expect(PeerChoice.best([peer("a", busy: 16.5), peer("b", busy: 16)], prefer: nil)?.id == "b")
+        // An asker whose counts are not finite ranks as infinitely busy: anything finite is worth it.
+        #expect(PeerChoice.best([peer("a", busy: .infinity), peer("b", busy: 1e300)], prefer: "a")?.id == "b")
+        #expect(PeerChoice.best([peer("a", busy: 3), peer("b", busy: .nan)], prefer: "a")?.id == "a")
+    }
+
     @Test func aPeerThatIsStoppingIsNeverChosen() {
         // Idle, and the asker: still not chosen, since its peer services stop first.
         #expect(PeerChoice.best([peer("a", busy: 0, stopping: true), peer("b", busy: 1, load: 1)], prefer: "a")?.id == "b")
