@@ -154,8 +154,23 @@ public final class FunctionPool: FunctionRunner {
     }
 
     /// How many tasks beyond `slots` a caller may hand over at once: they wait here and start the moment a slot frees,
-    /// without the caller's round trip in between.
-    public var lookahead: Int { slots }
+    /// without the caller's round trip in between, and a user's next ones are written to their interpreter together.
+    /// Adapted to how long tasks take (`lookahead(slots:averageSeconds:)`): none while they are long.
+    public var lookahead: Int { Self.lookahead(slots: slots, averageSeconds: state.withLock { $0.averageSeconds }) }
+
+    /// Tasks handed over beyond the slots can no longer be passed by a task of higher priority, which then waits for
+    /// them: so only as many as run in `lookaheadBudget` seconds (at most `maxBatch` per slot), and none once tasks
+    /// take that long. Pure.
+    static func lookahead(slots: Int, averageSeconds: Double) -> Int {
+        guard averageSeconds.isFinite, averageSeconds > 0 else { return 0 }
+        let perSlot = min(Double(maxBatch), (lookaheadBudget / averageSeconds).rounded(.down))
+        return perSlot >= 1 ? max(0, slots) * Int(perSlot) : 0
+    }
+
+    /// See `lookahead(slots:averageSeconds:)`.
+    static let lookaheadBudget = 0.002
+    /// The most tasks written to one interpreter together.
+    static let maxBatch = 8
 
     /// Stops every interpreter; tasks still waiting for one end as crashed, and later ones are refused.
     public func shutdown() {
@@ -194,7 +209,7 @@ public final class FunctionPool: FunctionRunner {
     /// the interpreter runs it while the reading thread wakes.
     private func begin(_ starts: [Start], spares: [Interpreter], sendHere: Bool = false) {
         for start in starts {
-            let sent = sendHere && start.interpreter.sendIfWarm(start.job.line, recycleAfter: recycleAfter)
+            let sent = sendHere && start.interpreter.sendIfWarm([start.job.line], recycleAfter: recycleAfter)
             start.interpreter.queue.async { [self] in drive(start, sent: sent) }
         }
         for spare in spares {
@@ -203,29 +218,81 @@ public final class FunctionPool: FunctionRunner {
     }
 
     /// Runs `start`'s task, hands over its answer, and then, while the next waiting task goes to the same interpreter,
-    /// runs that one too on this thread: no hop between an answer and the next task's line.
+    /// runs that one too on this thread: no hop between an answer and the next task's line. The user's tasks right
+    /// behind it in the waiting line (up to `maxBatch`) are written with it, so the interpreter runs them back to back
+    /// and neither side sleeps between them; their answers are read in order, each within its own time limit counted
+    /// from the answer before it (when it started). A task that overruns or kills the interpreter ends as its own
+    /// answer says; those written behind it never started, and go back to the head of the line.
     private func drive(_ start: Start, sent: Bool) {
-        var current = start
-        var sent = sent
-        while true {
-            let answer = serve(current.job, on: current.interpreter, sent: sent)
-            sent = false
-            let interpreter = current.interpreter
-            let (mine, others, spares) = state.withLock { s -> (Start?, [Start], [Interpreter]) in
+        let interpreter = start.interpreter
+        var next = [start.job]
+        var written = sent
+        while !next.isEmpty {
+            var unstarted: [Job] = []
+            if written {
+                for (k, job) in next.enumerated() {
+                    let began = DispatchTime.now().uptimeNanoseconds
+                    let outcome = interpreter.answer(timeout: job.timeout)
+                    if case .answer = outcome {} else { unstarted = Array(next.dropFirst(k + 1)) }
+                    let reply = answer(to: job, outcome, on: interpreter) ?? Answer(ok: false, error: "crashed", message: "the interpreter failed")
+                    finished(job, reply, began: began)
+                    if !unstarted.isEmpty { break }
+                }
+            } else {
+                let began = DispatchTime.now().uptimeNanoseconds
+                finished(next[0], serve(next[0], on: interpreter, sent: false), began: began)
+            }
+            let (batch, others, spares, refused) = state.withLock { s -> ([Job], [Start], [Interpreter], [Job]) in
                 s.executing -= 1
+                // Shut down meanwhile: nothing more runs, and the tasks that never started end.
+                if s.stopped { return ([], [], [], unstarted) }
+                s.waiting.insert(contentsOf: unstarted, at: 0)
                 s.tick += 1
                 interpreter.lastUsed = s.tick
                 // First among the idle: the next task of its user takes it (warm, and on this thread).
                 s.idle.insert(interpreter, at: 0)
                 var (starts, spares) = s.assign(slots: slots, capacity: capacity)
-                let k = starts.firstIndex { $0.interpreter === interpreter }
-                return (k.map { starts.remove(at: $0) }, starts, spares)
+                guard let k = starts.firstIndex(where: { $0.interpreter === interpreter }) else { return ([], starts, spares, []) }
+                var batch = [starts.remove(at: k).job]
+                // Its user's tasks right behind it join it (never one of another user's, or of a Python environment).
+                while batch.count < Self.maxBatch, batch[0].site == nil, let j = s.waiting.first, j.owner == batch[0].owner, j.site == nil {
+                    batch.append(s.waiting.removeFirst())
+                }
+                return (batch, starts, spares, [])
             }
-            current.job.continuation.resume(returning: answer)
+            for job in refused { job.continuation.resume(returning: Self.stoppedAnswer) }
             begin(others, spares: spares)
-            guard let mine else { return }
-            current = mine
+            next = batch
+            written = false
+            if batch.count > 1 {
+                written = interpreter.sendIfWarm(batch.map(\.line), recycleAfter: recycleAfter)
+                if !written {
+                    // Not warm (due for recycling, say): the first goes the long way, the others back to the line.
+                    next = [batch[0]]
+                    let back = Array(batch.dropFirst())
+                    let (starts, spares, refused) = state.withLock { s -> ([Start], [Interpreter], [Job]) in
+                        if s.stopped { return ([], [], back) }
+                        s.waiting.insert(contentsOf: back, at: 0)
+                        let (starts, spares) = s.assign(slots: slots, capacity: capacity)
+                        return (starts, spares, [])
+                    }
+                    for job in refused { job.continuation.resume(returning: Self.stoppedAnswer) }
+                    begin(starts, spares: spares)
+                }
+            }
         }
+    }
+
+    /// Hands `job` its answer and counts how long it ran (since `began`, nanoseconds) in the average that sets the
+    /// lookahead.
+    private func finished(_ job: Job, _ answer: Answer, began: UInt64) {
+        noteTaskSeconds(Double(DispatchTime.now().uptimeNanoseconds &- began) / 1e9)
+        job.continuation.resume(returning: answer)
+    }
+
+    /// Counts a task that took `seconds` in the moving average.
+    func noteTaskSeconds(_ seconds: Double) {
+        state.withLock { s in s.averageSeconds = s.averageSeconds * 0.8 + min(max(0, seconds), 3600) * 0.2 }
     }
 
     /// One task on `interpreter` (blocking): restarts it first when it is due for recycling or its environment
@@ -295,9 +362,11 @@ private struct PoolState {
     var tick: UInt64 = 0
     /// Tasks waiting for an interpreter, in the order they came.
     var waiting: [Job] = []
-    /// Tasks running now (at most the pool's slots).
+    /// Interpreters running tasks now (at most the pool's slots).
     var executing = 0
     var stopped = false
+    /// How long tasks took lately (seconds, a moving average); long until measured, so nothing is handed over early.
+    var averageSeconds = 1.0
 
     /// Gives waiting tasks interpreters, in order, while fewer than `slots` run; returns them with the spares to
     /// start (one when the last was taken and there is room).
@@ -492,19 +561,20 @@ private final class Interpreter: @unchecked Sendable {
         return answer(timeout: timeout)
     }
 
-    /// Writes `line` now if this interpreter is ready for it as it is: running, past its `ready` line, not due for
-    /// a reset or for recycling after `recycleAfter` tasks, and of no Python environment (whose folder is checked
-    /// first). True: the task is on its way, and `answer(timeout:)` reads its answer; false: nothing was written.
-    /// Called by the task's own thread, so the interpreter starts on it without waiting for another thread to wake.
-    func sendIfWarm(_ line: Data, recycleAfter: Int) -> Bool {
+    /// Writes `lines` (tasks, one a line) now, in one write, if this interpreter is ready for them as it is: running,
+    /// past its `ready` line, not due for a reset or for recycling within them (`recycleAfter` tasks), and of no
+    /// Python environment (whose folder is checked first). True: the tasks are on their way, and `answer(timeout:)`
+    /// reads their answers in order; false: nothing was written.
+    func sendIfWarm(_ lines: [Data], recycleAfter: Int) -> Bool {
         let warm = lock.withLock { () -> Pipes? in
-            guard !needsReset, site == nil, servedCount < recycleAfter, let p = self.pipes, p.ready, process?.isRunning == true else { return nil }
+            guard !needsReset, site == nil, servedCount + lines.count <= recycleAfter, let p = self.pipes, p.ready, process?.isRunning == true
+            else { return nil }
+            servedCount += lines.count
             return p
         }
         // A write that fails finds the interpreter gone: the thread that reads the answer sees its pipe closed.
         guard let warm else { return false }
-        _ = Self.writeAll(line, to: warm.input)
-        lock.withLock { servedCount += 1 }
+        _ = Self.writeAll(lines.count == 1 ? lines[0] : lines.reduce(into: Data()) { $0.append($1) }, to: warm.input)
         return true
     }
 

@@ -150,7 +150,6 @@ import Glibc
     /// the same time, a user's next task runs in the interpreter that just answered, and every task gets its answer.
     @Test func tasksBeyondTheSlotsWaitAndNeverRunAtOnce() async throws {
         try await withPool(slots: 1, interpreters: 3) { p in
-            #expect(p.lookahead == 1)
             let program = "import os, time\ndef main(i):\n    t0 = time.time()\n    time.sleep(0.05)\n    return [i, os.getpid(), t0, time.time()]"
             let answers = await withTaskGroup(of: (Int, FunctionPool.Answer).self) { group in
                 for i in 0..<8 {
@@ -178,6 +177,59 @@ import Glibc
                 #expect(b.start >= a.end, "two tasks ran at once on one slot: \(a) and \(b)")
             }
             #expect(alicePids.count == 1, "Alice's tasks used \(alicePids.count) interpreters")
+        }
+    }
+
+    /// Tasks handed over beyond the slots cannot be passed by a task of higher priority: only as many as run in a
+    /// couple of milliseconds, at most `maxBatch` a slot, and none while tasks are long or not yet measured.
+    @Test func theLookaheadIsWhatRunsInTwoMillisecondsAndNoneForLongTasks() async throws {
+        #expect(FunctionPool.lookahead(slots: 2, averageSeconds: 0.0001) == 16)
+        #expect(FunctionPool.lookahead(slots: 2, averageSeconds: 0.0005) == 8)
+        #expect(FunctionPool.lookahead(slots: 1, averageSeconds: 0.001) == 2)
+        #expect(FunctionPool.lookahead(slots: 4, averageSeconds: 0.0021) == 0)
+        #expect(FunctionPool.lookahead(slots: 4, averageSeconds: 30) == 0)
+        for odd in [0, -1, .nan, .infinity, -.infinity, .leastNonzeroMagnitude] as [Double] {
+            let n = FunctionPool.lookahead(slots: 3, averageSeconds: odd)
+            #expect(n >= 0 && n <= 3 * FunctionPool.maxBatch, "\(odd): \(n)")
+        }
+        #expect(FunctionPool.lookahead(slots: -1, averageSeconds: 0.0001) == 0)
+        #expect(FunctionPool.lookahead(slots: Int.max / 16, averageSeconds: 0.0001) > 0)
+        // A pool starts with none, takes some once its tasks prove short, and none again once they are long.
+        try await withPool(slots: 1) { p in
+            #expect(p.lookahead == 0)
+            // (Short tasks measured as such: how short real ones measure depends on the machine's load.)
+            for _ in 0..<40 { p.noteTaskSeconds(0.0001) }
+            #expect(p.lookahead == FunctionPool.maxBatch)
+            for _ in 0..<10 { _ = await call(p, "import time\ndef main():\n    time.sleep(0.01)") }
+            #expect(p.lookahead == 0)
+        }
+    }
+
+    /// A user's tasks written to their interpreter together (as a busy peer hands them over) each get their own answer,
+    /// in order; one that overruns ends as a timeout, and those written behind it, which never started, run afterwards
+    /// in a fresh interpreter with their whole time limit.
+    @Test func tasksWrittenTogetherGetTheirOwnAnswersAndAnOverrunLosesNoneBehindIt() async throws {
+        try await withPool(slots: 1) { p in
+            let program = "import os, time\ndef main(i):\n    if i == 5:\n        time.sleep(30)\n    return [i, os.getpid()]"
+            let answers = await withTaskGroup(of: (Int, FunctionPool.Answer).self) { group in
+                for i in 0..<12 {
+                    group.addTask { (i, await self.call(p, program, args: .array([.number(Double(i))]), timeout: i == 5 ? 1 : 20)) }
+                }
+                var all: [(Int, FunctionPool.Answer)] = []
+                for await a in group { all.append(a) }
+                return all
+            }
+            #expect(answers.count == 12)
+            for (i, a) in answers {
+                if i == 5 {
+                    #expect(!a.ok && a.error == "timeout", "\(a)")
+                } else {
+                    guard a.ok, case .array(let v)? = a.result, v.first == .number(Double(i)) else {
+                        Issue.record("task \(i): \(a)")
+                        continue
+                    }
+                }
+            }
         }
     }
 
