@@ -254,8 +254,8 @@ public final class FunctionPool: FunctionRunner {
                 var (starts, spares) = s.assign(slots: slots, capacity: capacity)
                 guard let k = starts.firstIndex(where: { $0.interpreter === interpreter }) else { return ([], starts, spares, []) }
                 var batch = [starts.remove(at: k).job]
-                // Its user's tasks right behind it join it (never one of another user's, or of a Python environment).
-                while batch.count < Self.maxBatch, batch[0].site == nil, let j = s.waiting.first, j.owner == batch[0].owner, j.site == nil {
+                // Its user's tasks right behind it join it (never one of another user's, or of another environment).
+                while batch.count < Self.maxBatch, let j = s.waiting.first, j.owner == batch[0].owner, j.site == batch[0].site {
                     batch.append(s.waiting.removeFirst())
                 }
                 return (batch, starts, spares, [])
@@ -562,12 +562,14 @@ private final class Interpreter: @unchecked Sendable {
     }
 
     /// Writes `lines` (tasks, one a line) now, in one write, if this interpreter is ready for them as it is: running,
-    /// past its `ready` line, not due for a reset or for recycling within them (`recycleAfter` tasks), and of no
-    /// Python environment (whose folder is checked first). True: the tasks are on their way, and `answer(timeout:)`
-    /// reads their answers in order; false: nothing was written.
+    /// past its `ready` line, not due for a reset or for recycling within them (`recycleAfter` tasks), and with its
+    /// Python environment, if it has one, still the folder it started with (one `stat`, as
+    /// `restartIfEnvironmentChanged` checks). True: the tasks are on their way, and `answer(timeout:)` reads their
+    /// answers in order; false: nothing was written.
     func sendIfWarm(_ lines: [Data], recycleAfter: Int) -> Bool {
         let warm = lock.withLock { () -> Pipes? in
-            guard !needsReset, site == nil, servedCount + lines.count <= recycleAfter, let p = self.pipes, p.ready, process?.isRunning == true
+            guard !needsReset, servedCount + lines.count <= recycleAfter, let p = self.pipes, p.ready, process?.isRunning == true,
+                site.map({ FunctionPool.inode($0) == siteInode && siteInode != nil }) ?? true
             else { return nil }
             servedCount += lines.count
             return p

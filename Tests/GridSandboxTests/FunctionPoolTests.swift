@@ -233,6 +233,54 @@ import Glibc
         }
     }
 
+    /// An environment built again (or evicted) since its interpreter started: the next task runs in a fresh interpreter
+    /// that sees the new packages, whether it is handed over alone or written with others, never in the old one.
+    @Test func anEnvironmentBuiltAgainGetsAFreshInterpreter() async throws {
+        let site = directory + "-site"
+        // As `EnvBuilder` does: built beside, then put in the old one's place (a new folder, so a new inode).
+        func build(_ mark: String) throws {
+            let tmp = site + ".tmp"
+            try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            try "MARK = '\(mark)'\n".write(toFile: tmp + "/envmark.py", atomically: true, encoding: .utf8)
+            try? FileManager.default.removeItem(atPath: site)
+            try FileManager.default.moveItem(atPath: tmp, toPath: site)
+        }
+        defer { try? FileManager.default.removeItem(atPath: site) }
+        try build("one")
+        try await withPool(slots: 1) { p in
+            let program = "import os, envmark\ndef main():\n    return [envmark.MARK, os.getpid()]"
+            func run() async -> FunctionPool.Answer {
+                await p.run(FunctionPool.Request(program: program, function: "main", args: nil, argsLiteral: nil, timeout: 20), user: "alice",
+                    environment: ("env-1", site))
+            }
+            let first = await run()
+            let again = await run()
+            #expect(first.ok && again.ok && first.result == again.result, "\(first) \(again)")
+            try build("two")
+            let fresh = await run()
+            guard case .array(let v)? = fresh.result, case .array(let old)? = first.result else {
+                Issue.record("\(fresh)")
+                return
+            }
+            #expect(v.first == .string("two") && v.last != old.last, "\(fresh)")
+            // Several at once (written together to one interpreter) after another rebuild.
+            try build("three")
+            let many = await withTaskGroup(of: FunctionPool.Answer.self) { group in
+                for _ in 0..<6 { group.addTask { await run() } }
+                var all: [FunctionPool.Answer] = []
+                for await a in group { all.append(a) }
+                return all
+            }
+            for a in many {
+                guard case .array(let m)? = a.result else {
+                    Issue.record("\(a)")
+                    continue
+                }
+                #expect(m.first == .string("three"), "\(a)")
+            }
+        }
+    }
+
     /// A task waiting behind one that hangs is not lost, and its time limit counts from its own start, not from when
     /// it was handed over: the hung task times out, and the one behind it then runs in a fresh interpreter.
     @Test func aTaskWaitingBehindAHungOneRunsWithItsWholeTimeLimit() async throws {
