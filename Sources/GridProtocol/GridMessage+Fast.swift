@@ -27,6 +27,43 @@ extension GridMessage {
             field("key")
             WireJSON.writeString(k, into: &out)
         }
+        // Fields in order, each written only when present, the first without its comma.
+        var opened = false
+        func put(_ name: StaticString) {
+            field(name, first: !opened)
+            opened = true
+        }
+        func string(_ name: StaticString, _ s: String?) {
+            guard let s else { return }
+            put(name)
+            WireJSON.writeString(s, into: &out)
+        }
+        func bool(_ name: StaticString, _ b: Bool?) {
+            guard let b else { return }
+            put(name)
+            out.writeStaticString(b ? "true" : "false")
+        }
+        func integer(_ name: StaticString, _ n: Int?) {
+            guard let n else { return }
+            put(name)
+            out.writeString(String(n))
+        }
+        func strings(_ name: StaticString, _ list: [String]?) {
+            guard let list else { return }
+            put(name)
+            out.writeInteger(UInt8(ascii: "["))
+            for (i, s) in list.enumerated() {
+                if i > 0 { out.writeInteger(UInt8(ascii: ",")) }
+                WireJSON.writeString(s, into: &out)
+            }
+            out.writeInteger(UInt8(ascii: "]"))
+        }
+        /// False: the value cannot be written as JSON (a number that is not finite).
+        func value(_ name: StaticString, _ v: JSONValue?) -> Bool {
+            guard let v else { return true }
+            put(name)
+            return WireJSON.write(v, into: &out)
+        }
         func entries(_ list: [Msg.MemEntry]) -> Bool {
             field("entries", first: true)
             out.writeInteger(UInt8(ascii: "["))
@@ -87,96 +124,30 @@ extension GridMessage {
             type()
         case .cpuTask(let t):
             // A forwarded task (ticket, signature) goes the general way.
-            guard t.ticket == nil, t.signature == nil else { return false }
-            var first = true
-            func next(_ name: StaticString) {
-                field(name, first: first)
-                first = false
-            }
-            if let a = t.args {
-                next("args")
-                guard WireJSON.write(a, into: &out) else { return false }
-            }
-            if let l = t.argsLiteral {
-                next("args_literal")
-                WireJSON.writeString(l, into: &out)
-            }
-            if let c = t.confidential {
-                next("confidential")
-                if c { out.writeStaticString("true") } else { out.writeStaticString("false") }
-            }
-            if let f = t.function {
-                next("function")
-                WireJSON.writeString(f, into: &out)
-            }
-            next("id")
-            out.writeString(String(id))
-            if let p = t.priority {
-                field("priority")
-                out.writeString(String(p))
-            }
-            field("program")
-            WireJSON.writeString(t.program, into: &out)
-            if let r = t.requirements {
-                field("requirements")
-                out.writeInteger(UInt8(ascii: "["))
-                for (i, line) in r.enumerated() {
-                    if i > 0 { out.writeInteger(UInt8(ascii: ",")) }
-                    WireJSON.writeString(line, into: &out)
-                }
-                out.writeInteger(UInt8(ascii: "]"))
-            }
-            field("task_id")
-            WireJSON.writeString(t.taskId, into: &out)
-            if let timeout = t.timeout {
-                field("timeout")
-                guard WireJSON.write(.number(timeout), into: &out) else { return false }
-            }
+            guard t.ticket == nil, t.signature == nil, value("args", t.args) else { return false }
+            string("args_literal", t.argsLiteral)
+            bool("confidential", t.confidential)
+            string("function", t.function)
+            integer("id", id)
+            integer("priority", t.priority)
+            string("program", t.program)
+            strings("requirements", t.requirements)
+            string("task_id", t.taskId)
+            guard value("timeout", t.timeout.map(JSONValue.number)) else { return false }
             type()
-            if let u = t.user {
-                field("user")
-                WireJSON.writeString(u, into: &out)
-            }
+            string("user", t.user)
         case .cpuResult(let r):
-            var first = true
-            func next(_ name: StaticString) {
-                field(name, first: first)
-                first = false
-            }
-            if let e = r.error {
-                next("error")
-                WireJSON.writeString(e, into: &out)
-            }
-            next("id")
-            out.writeString(String(id))
-            if let m = r.message {
-                field("message")
-                WireJSON.writeString(m, into: &out)
-            }
-            field("ok")
-            if r.ok { out.writeStaticString("true") } else { out.writeStaticString("false") }
-            if let o = r.output {
-                field("output")
-                WireJSON.writeString(o, into: &out)
-            }
-            field("peer")
-            WireJSON.writeString(r.peer, into: &out)
-            if let v = r.result {
-                field("result")
-                guard WireJSON.write(v, into: &out) else { return false }
-            }
-            field("runtime_ms")
-            out.writeString(String(r.runtimeMs))
-            if let o = r.startOrder {
-                field("start_order")
-                out.writeString(String(o))
-            }
-            field("task_id")
-            WireJSON.writeString(r.taskId, into: &out)
-            if let t = r.traceback {
-                field("traceback")
-                WireJSON.writeString(t, into: &out)
-            }
+            string("error", r.error)
+            integer("id", id)
+            string("message", r.message)
+            bool("ok", r.ok)
+            string("output", r.output)
+            string("peer", r.peer)
+            guard value("result", r.result) else { return false }
+            integer("runtime_ms", Int(exactly: r.runtimeMs))
+            integer("start_order", r.startOrder)
+            string("task_id", r.taskId)
+            string("traceback", r.traceback)
             type()
         case .ok(let m):
             if let detail = m.detail {
@@ -202,51 +173,35 @@ extension GridMessage {
             if case .string(let s)? = fields[name] { return s }
             return nil
         }
-        func optional(_ v: JSONValue?) -> JSONValue?? {
-            guard let v else { return .some(nil) }
-            return v == .null ? .some(nil) : .some(v)
+        // `field` and each `optional…` below: .some(nil) when absent or null, .some(x) when `read` takes it, nil (not
+        // fast) otherwise.
+        func field<T>(_ v: JSONValue?, _ read: (JSONValue) -> T?) -> T?? {
+            guard let v, v != .null else { return .some(nil) }
+            return read(v).map { .some($0) }
         }
-        // Each `optional…` below: .some(nil) when absent or null, .some(x) when of its type, nil (not fast) otherwise.
+        func optional(_ v: JSONValue?) -> JSONValue?? { field(v) { $0 } }
         func optionalString(_ v: JSONValue?) -> String?? {
-            switch v {
-            case nil, .null?: return .some(nil)
-            case .string(let s)?: return .some(s)
-            default: return nil
-            }
+            field(v) { if case .string(let s) = $0 { s } else { nil } }
         }
         func optionalBool(_ v: JSONValue?) -> Bool?? {
-            switch v {
-            case nil, .null?: return .some(nil)
-            case .bool(let b)?: return .some(b)
-            default: return nil
-            }
+            field(v) { if case .bool(let b) = $0 { b } else { nil } }
         }
         func optionalNumber(_ v: JSONValue?) -> Double?? {
-            switch v {
-            case nil, .null?: return .some(nil)
-            case .number(let d)?: return .some(d)
-            default: return nil
-            }
+            field(v) { if case .number(let d) = $0 { d } else { nil } }
         }
         /// Whole numbers only, and only those a double holds exactly (Codable reads larger ones from the text).
         func optionalInt(_ v: JSONValue?) -> Int?? {
-            switch v {
-            case nil, .null?: return .some(nil)
-            case .number(let d)? where abs(d) <= 9_007_199_254_740_992: return Int(exactly: d).map { .some($0) }
-            default: return nil
-            }
+            field(v) { if case .number(let d) = $0, abs(d) <= 9_007_199_254_740_992 { Int(exactly: d) } else { nil } }
         }
         func optionalStrings(_ v: JSONValue?) -> [String]?? {
-            switch v {
-            case nil, .null?: return .some(nil)
-            case .array(let list)?:
+            field(v) { value -> [String]? in
+                guard case .array(let list) = value else { return nil }
                 var out: [String] = []
                 for item in list {
                     guard case .string(let s) = item else { return nil }
                     out.append(s)
                 }
-                return .some(out)
-            default: return nil
+                return out
             }
         }
         switch MessageType(rawValue: type) {
