@@ -23,7 +23,9 @@ struct RootlessWorkerTests {
         let grid = try TestGrid(label: "rootless")
         defer { grid.shutdown() }
         let suite = try HostileSuite(grid: grid, account: user, workerLauncher: ["/usr/sbin/runuser", "-u", TestAccount.name, "--"])
-        suite.webPort = Int.random(in: 20_000...40_000)
+        // A port the kernel found free, not a random one: 32768-60999 are its ephemeral ports here, and a random pick
+        // there once collided with a connection of another test (the worker could not bind its status page).
+        suite.webPort = freeTCPPort()
         try await onThread { try suite.run() }
         // The status page and the dashboard's workers page show the tier and why the stronger ones were skipped.
         let page = String(decoding: try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(suite.webPort!)/")!).0, as: UTF8.self)
