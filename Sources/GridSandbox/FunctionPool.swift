@@ -164,7 +164,10 @@ public final class FunctionPool: FunctionRunner {
     static func lookahead(slots: Int, averageSeconds: Double) -> Int {
         guard averageSeconds.isFinite, averageSeconds > 0 else { return 0 }
         let perSlot = min(Double(maxBatch), (lookaheadBudget / averageSeconds).rounded(.down))
-        return perSlot >= 1 ? max(0, slots) * Int(perSlot) : 0
+        guard perSlot >= 1 else { return 0 }
+        // Never traps, whatever the slots: a product past `Int.max / 2` stops there (a sum with the slots still fits).
+        let (n, overflow) = max(0, slots).multipliedReportingOverflow(by: Int(perSlot))
+        return overflow ? Int.max / 2 : min(n, Int.max / 2)
     }
 
     /// See `lookahead(slots:averageSeconds:)`.

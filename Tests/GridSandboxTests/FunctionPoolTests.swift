@@ -194,6 +194,7 @@ import Glibc
         }
         #expect(FunctionPool.lookahead(slots: -1, averageSeconds: 0.0001) == 0)
         #expect(FunctionPool.lookahead(slots: Int.max / 16, averageSeconds: 0.0001) > 0)
+        #expect(FunctionPool.lookahead(slots: Int.max, averageSeconds: 0.0001) == Int.max / 2)
         // A pool starts with none, takes some once its tasks prove short, and none again once they are long.
         try await withPool(slots: 1) { p in
             #expect(p.lookahead == 0)
