@@ -129,6 +129,42 @@ import Testing
         await link.close()
     }
 
+    /// A chunk already stored is kept only when its copy equals the new bytes: a copy damaged in place (same size)
+    /// or cut short (a machine's crash before the write reached the disk) is rewritten when the same bytes come again.
+    @Test func storingAChunkAgainRewritesADamagedOrShortCopy() async throws {
+        let g = try await PeerGrid(label: "files-restore")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let dir = g.grid.root + "/client"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = try Self.makeFile(dir + "/f.bin", mb: 9)
+        let link = try await g.link(peers[0])
+        let manifest = try await link.upload(path: dir + "/f.bin", as: "f.bin")
+        #expect(manifest.chunks.count == 3)
+        // Every chunk has both peers as owners: damage the first chunk's copies, cut the last chunk's copies short.
+        for peer in peers {
+            let damaged = try #require(PeerGrid.chunkFiles(peer)[manifest.chunks[0]])
+            let h = try #require(FileHandle(forUpdatingAtPath: damaged))
+            try h.seek(toOffset: 4096)
+            try h.write(contentsOf: Data("CORRUPTED".utf8))
+            try h.close()
+            let short = try #require(PeerGrid.chunkFiles(peer)[manifest.chunks[2]])
+            #expect(truncate(short, 1000) == 0)
+        }
+        let again = try await link.upload(path: dir + "/f.bin", as: "f-again.bin")
+        #expect(again.chunks == manifest.chunks)
+        for peer in peers {
+            let held = PeerGrid.chunkFiles(peer)
+            for chunk in manifest.chunks {
+                let path = try #require(held[chunk], "\(peer.name) lost chunk \(chunk.prefix(12))")
+                #expect(try Self.sha256(of: path) == chunk, "\(peer.name) kept a bad copy of chunk \(chunk.prefix(12))")
+            }
+            let dirs = try FileManager.default.subpathsOfDirectory(atPath: (held[manifest.chunks[0]]! as NSString).deletingLastPathComponent + "/..")
+            #expect(!dirs.contains { $0.hasSuffix(".tmp") }, "temporary files left: \(dirs.filter { $0.hasSuffix(".tmp") })")
+        }
+        await link.close()
+    }
+
     @Test func filesSurviveAPeerKillAndRegainFullReplication() async throws {
         let g = try await PeerGrid(label: "files-kill")
         defer { g.shutdown() }
