@@ -56,7 +56,7 @@ enum EnvBench {
             let t = Stats.now()
             let ready = try await envs.prepare(requirements) { _ in }
             samples.append((Stats.now() - t) * 1000)
-            await envs.release(ready.key)
+            envs.release(ready.key)
         }
         cached.record(samples)
         log("  env cached: \(String(format: "%.2f", cached.value ?? 0)) ms")

@@ -1,5 +1,6 @@
 import Foundation
 public import GridCore
+import Synchronization
 
 /// Builds the Python environments jobs declare (`JobSpec.requirements`) and keeps them, addressed by content, under
 /// `<data>/envs/<key>`: each is built once, in a temporary folder renamed into place when complete, so a job never sees
@@ -75,12 +76,19 @@ public actor EnvBuilder {
 
     public nonisolated let configuration: Configuration
     public nonisolated let interpreter: Interpreter
-    private var cached: [String: Cached] = [:]
-    private var inUse: [String: Int] = [:]
+    /// The environments on disk and their use, behind a lock rather than the actor: a task of a cached environment
+    /// takes and gives back its environment without a hop onto this actor and back (two hops cost a function task's
+    /// round trip about a third more than a task without packages; issue 17). Builds stay on the actor.
+    private nonisolated let shelf: Mutex<Shelf>
     private var building: [String: [CheckedContinuation<Ready, any Error>]] = [:]
     private var buildTasks: [String: Task<Int64, any Error>] = [:]
-    /// When each environment's `last-used` stamp was last written (`use`).
-    private var stamped: [String: Double] = [:]
+
+    struct Shelf: ~Copyable {
+        var cached: [String: Cached] = [:]
+        var inUse: [String: Int] = [:]
+        /// When each environment's `last-used` stamp was last written (`use`).
+        var stamped: [String: Double] = [:]
+    }
     /// The stamp is rewritten at most this often per environment.
     static let stampSeconds: Double = 60
     /// How many environments this worker built since it started (tests and the status page read it).
@@ -94,6 +102,7 @@ public actor EnvBuilder {
         self.interpreter = interpreter
         let fm = FileManager.default
         try? fm.createDirectory(atPath: configuration.root, withIntermediateDirectories: true)
+        var cached: [String: Cached] = [:]
         for name in (try? fm.contentsOfDirectory(atPath: configuration.root)) ?? [] {
             let path = configuration.root + "/" + name
             if name.hasPrefix(".") {
@@ -105,6 +114,7 @@ public actor EnvBuilder {
             let used = (try? fm.attributesOfItem(atPath: path + "/last-used")[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
             cached[name] = Cached(digest: meta.digest, bytes: meta.bytes, lastUsed: used)
         }
+        shelf = Mutex(Shelf(cached: cached))
     }
 
     /// Asks the interpreter its version and platform.
@@ -149,7 +159,7 @@ public actor EnvBuilder {
     }
 
     /// The options that change what an install produces: part of the key.
-    var keyOptions: [String] {
+    nonisolated var keyOptions: [String] {
         var o = ["sdist \(configuration.allowSdist)"]
         if configuration.noIndex { o.append("no-index") } else if let i = configuration.indexURL { o.append("index " + i) }
         o += configuration.findLinks.map { "find-links " + $0 }
@@ -157,32 +167,47 @@ public actor EnvBuilder {
     }
 
     /// The folder name of `requirements`' environment on this worker.
-    public func key(for requirements: PythonRequirements) -> String {
+    public nonisolated func key(for requirements: PythonRequirements) -> String {
         requirements.environmentKey(python: interpreter.version, platform: interpreter.platform, options: keyOptions)
     }
 
     /// The digests of the environments cached here, reported to the manager for placement.
-    public func cachedDigests() -> [String] { Array(Set(cached.values.map(\.digest))).sorted() }
+    public nonisolated func cachedDigests() -> [String] { shelf.withLock { Array(Set($0.cached.values.map(\.digest))).sorted() } }
 
-    /// The environment for `requirements`, built if it is not cached; `log` receives the installer's output. The
-    /// environment counts as in use until `release(_:)`. Throws a `GridError` (`invalidRequirements`) whose message
-    /// says why it could not be built, for the job's reason.
-    public func prepare(_ requirements: PythonRequirements, log: @escaping @Sendable ([UInt8]) async -> Void) async throws -> Ready {
+    /// The environment for `requirements` if it is cached here, now counted as in use until `release(_:)`; nil if it
+    /// must be built (`prepare`). Throws as `prepare` does when this worker's Python does not fit.
+    public nonisolated func cachedEnvironment(for requirements: PythonRequirements) throws -> Ready? {
         if let spec = requirements.requiresPython, !PythonVersionSpec.allows(spec, version: interpreter.version) {
             throw GridError(.invalidRequirements, "the job requires Python \(spec); this worker has Python \(interpreter.version)")
         }
         let key = key(for: requirements)
         let site = configuration.root + "/" + key + "/site"
-        if cached[key] != nil, FileManager.default.fileExists(atPath: site) {
-            use(key)
-            await log(Array("[environment \(key.prefix(12)) is cached on this worker]\n".utf8))
-            return Ready(key: key, digest: requirements.digest, sitePath: site, built: false)
+        // The folder's check is made under the lock, so no eviction moves it between the check and the use.
+        // nil: not here; .some(nil): taken, no stamp due; .some(now): taken, stamp due.
+        let taken = shelf.withLock { shelf -> Double?? in
+            guard shelf.cached[key] != nil, FileManager.default.fileExists(atPath: site) else { return nil }
+            return .some(use(key, &shelf))
         }
+        guard let due = taken else { return nil }
+        if let now = due { stamp(key, now) }
+        return Ready(key: key, digest: requirements.digest, sitePath: site, built: false)
+    }
+
+    /// The environment for `requirements`, built if it is not cached; `log` receives the installer's output. The
+    /// environment counts as in use until `release(_:)`. Throws a `GridError` (`invalidRequirements`) whose message
+    /// says why it could not be built, for the job's reason.
+    public func prepare(_ requirements: PythonRequirements, log: @escaping @Sendable ([UInt8]) async -> Void) async throws -> Ready {
+        if let ready = try cachedEnvironment(for: requirements) {
+            await log(Array("[environment \(ready.key.prefix(12)) is cached on this worker]\n".utf8))
+            return ready
+        }
+        let key = key(for: requirements)
+        let site = configuration.root + "/" + key + "/site"
         if building[key] != nil {
             await log(Array("[waiting for environment \(key.prefix(12)), being built for another job]\n".utf8))
             var ready = try await withCheckedThrowingContinuation { building[key]!.append($0) }
             ready.built = false
-            use(key)
+            take(key)
             return ready
         }
         building[key] = []
@@ -195,14 +220,14 @@ public actor EnvBuilder {
             defer { buildTasks[key] = nil }
             let bytes = try await task.value
             builds += 1
-            cached[key] = Cached(digest: requirements.digest, bytes: bytes, lastUsed: Date().timeIntervalSince1970)
+            shelf.withLock { $0.cached[key] = Cached(digest: requirements.digest, bytes: bytes, lastUsed: Date().timeIntervalSince1970) }
             result = .success(Ready(key: key, digest: requirements.digest, sitePath: site, built: true))
         } catch {
             result = .failure(error)
         }
         for waiter in building.removeValue(forKey: key) ?? [] { waiter.resume(with: result) }
         let ready = try result.get()
-        use(key)
+        take(key)
         evict()
         return ready
     }
@@ -212,34 +237,52 @@ public actor EnvBuilder {
         for task in buildTasks.values { task.cancel() }
     }
 
-    /// The job that used `key` ended.
-    public func release(_ key: String) {
-        guard let n = inUse[key] else { return }
-        inUse[key] = n > 1 ? n - 1 : nil
-        evict()
+    /// The job or task that used `key` ended.
+    public nonisolated func release(_ key: String) {
+        let idle = shelf.withLock { shelf -> Bool in
+            guard let n = shelf.inUse[key] else { return false }
+            shelf.inUse[key] = n > 1 ? n - 1 : nil
+            return n == 1
+        }
+        if idle { evict() }
     }
 
-    private func use(_ key: String) {
-        inUse[key, default: 0] += 1
+    /// Counts `key` as in use once more (under the lock); the time to write in its `last-used` stamp, when one is due.
+    private nonisolated func use(_ key: String, _ shelf: inout Shelf) -> Double? {
+        shelf.inUse[key, default: 0] += 1
         let now = Date().timeIntervalSince1970
-        cached[key]?.lastUsed = now
+        shelf.cached[key]?.lastUsed = now
         // The stamp on disk orders evictions only after a restart: a minute's precision is plenty there, and a file
         // written for every use would cost each function task of a cached environment a write (about half its round trip).
-        guard now - (stamped[key] ?? -.infinity) >= Self.stampSeconds else { return }
-        stamped[key] = now
-        let stamp = configuration.root + "/" + key + "/last-used"
-        _ = FileManager.default.createFile(atPath: stamp, contents: Data("\(now)\n".utf8))
+        guard now - (shelf.stamped[key] ?? -.infinity) >= Self.stampSeconds else { return nil }
+        shelf.stamped[key] = now
+        return now
     }
 
-    /// Deletes least recently used environments while the cache is over its limit.
-    private func evict() {
-        let entries = cached.map { EnvironmentCache.Entry(key: $0.key, bytes: $0.value.bytes, lastUsed: $0.value.lastUsed, inUse: inUse[$0.key] != nil) }
-        for key in EnvironmentCache.evictions(entries, limitBytes: configuration.cacheLimitBytes) {
-            cached[key] = nil
-            stamped[key] = nil
-            let path = configuration.root + "/" + key
-            let trash = configuration.root + "/.evicted-" + key + "-" + UUID().uuidString.prefix(8)
-            if (try? FileManager.default.moveItem(atPath: path, toPath: trash)) != nil { try? FileManager.default.removeItem(atPath: trash) }
+    /// Takes `key` into use, writing its stamp (outside the lock) when one is due.
+    private nonisolated func take(_ key: String) {
+        if let now = shelf.withLock({ use(key, &$0) }) { stamp(key, now) }
+    }
+
+    private nonisolated func stamp(_ key: String, _ now: Double) {
+        _ = FileManager.default.createFile(atPath: configuration.root + "/" + key + "/last-used", contents: Data("\(now)\n".utf8))
+    }
+
+    /// Deletes least recently used environments while the cache is over its limit. Each leaves the shelf and its
+    /// folder is moved aside under the lock (so no task takes it meanwhile, and no build puts a new one where the old
+    /// one is being moved); the folder is deleted after.
+    private nonisolated func evict() {
+        let trashed = shelf.withLock { shelf -> [String] in
+            let entries = shelf.cached.map {
+                EnvironmentCache.Entry(key: $0.key, bytes: $0.value.bytes, lastUsed: $0.value.lastUsed, inUse: shelf.inUse[$0.key] != nil)
+            }
+            return EnvironmentCache.evictions(entries, limitBytes: configuration.cacheLimitBytes).compactMap { key in
+                shelf.cached[key] = nil
+                shelf.stamped[key] = nil
+                let trash = configuration.root + "/.evicted-" + key + "-" + UUID().uuidString.prefix(8)
+                return rename(configuration.root + "/" + key, trash) == 0 ? trash : nil
+            }
         }
+        for trash in trashed { try? FileManager.default.removeItem(atPath: trash) }
     }
 }

@@ -642,7 +642,7 @@ private final class Interpreter: @unchecked Sendable {
                 let limit = group.limits.memoryBytes.map { " (\($0 >> 20) MiB per interpreter)" } ?? ""
                 return "ran out of memory\(limit) and was killed"
             }
-            if usage.pidsLimitHits > 0 { return "hit the limit of \(group.limits.pids ?? 0) processes and threads and was killed" }
+            if usage.pidsLimitHits > 0 { return "hit the limit of \(group.limits.pids) processes and threads and was killed" }
         }
         guard let status else { return "closed its answer pipe without answering" }
         let signal = status & 0x7f

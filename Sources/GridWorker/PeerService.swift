@@ -651,9 +651,12 @@ public actor PeerService: Service {
         let answer: FunctionPool.Answer
         if let lines = t.requirements, !lines.isEmpty, let environments {
             do {
-                let ready = try await environments.prepare(try PythonRequirements(lines: lines)) { _ in }
+                // A cached environment is taken without a hop onto the builder's actor; only a build goes there.
+                let requirements = try PythonRequirements(lines: lines)
+                let cached = try environments.cachedEnvironment(for: requirements)
+                let ready = if let cached { cached } else { try await environments.prepare(requirements) { _ in } }
                 answer = await pool.run(request, user: t.user ?? "?", environment: (ready.key, ready.sitePath))
-                await environments.release(ready.key)
+                environments.release(ready.key)
             } catch {
                 answer = FunctionPool.Answer(ok: false, error: "environment", message: (error as? GridError)?.message ?? "\(error)")
             }

@@ -274,7 +274,7 @@ public actor WorkerAgent: Service {
                     owner = ok.owner
                     await peers?.setIdentity(ok.workerId)
                     await peers?.setTrust(managerKey: ok.managerKey, credential: nil)
-                    let envs = await environments?.cachedDigests()
+                    let envs = environments?.cachedDigests()
                     reportedEnvs = envs
                     let register = Msg.Register(
                         resources: resources, gpuNames: gpuNames, tier: runner.tier, slots: config.slots ?? resources.cpus,
@@ -438,7 +438,7 @@ public actor WorkerAgent: Service {
                 return
             }
             let tasks = await peers?.taskLoad()
-            var envs = await environments?.cachedDigests()
+            var envs = environments?.cachedDigests()
             if envs == reportedEnvs { envs = nil } else { reportedEnvs = envs }
             let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs)
             try await out.write(GridFrame(.loadUpdate(update)))
@@ -552,7 +552,7 @@ public actor WorkerAgent: Service {
             }
             let decision = table.beginStart(ref)
             if decision != .start {
-                if let key = environment?.key { await environments?.release(key) }
+                if let key = environment?.key { environments?.release(key) }
                 try? FileManager.default.removeItem(at: scratch)
                 if decision == .reportCancelled {
                     await reject(ref, reason: "cancelled before it started", outcome: .cancelled, refund: true)
@@ -564,7 +564,7 @@ public actor WorkerAgent: Service {
             // Stamped before the job starts, so an input it rewrites is seen as an output.
             let stamps = JobFiles.stamps(of: inputs.keys, in: scratch)
             guard let devices = gpuSlots.take(assign.spec.gpus) else {
-                if let key = environment?.key { await environments?.release(key) }
+                if let key = environment?.key { environments?.release(key) }
                 throw GridError(.sandboxUnavailable, "\(assign.spec.gpus) GPU(s) asked for, \(gpuSlots.free.count) free on this worker")
             }
             // The job's fixed seed (CAMPUSGRID_SEED, PYTHONHASHSEED): honest reruns of seeded code match (verification).
@@ -578,7 +578,7 @@ public actor WorkerAgent: Service {
                         pythonEnvironment: environment?.sitePath))
             } catch {
                 gpuSlots.give(devices)
-                if let key = environment?.key { await environments?.release(key) }
+                if let key = environment?.key { environments?.release(key) }
                 throw error
             }
             // Cancelled (or the worker began stopping) while it started: it runs only to be stopped, and is reported
@@ -653,7 +653,7 @@ public actor WorkerAgent: Service {
             ready.built ? "environment built" : "environment reused",
             metadata: ["grid.job.id": "\(ref.jobId)", "grid.env.key": "\(ready.key)", "grid.env.built": "\(ready.built)"])
         if table.isCancelled(ref) || table.stopping || table.phase(of: ref) == nil {
-            await environments.release(ready.key)
+            environments.release(ready.key)
             await reject(ref, reason: "cancelled while its environment was prepared", outcome: .cancelled, refund: true)
             return .stop
         }
@@ -755,7 +755,7 @@ public actor WorkerAgent: Service {
         jobs[ref] = nil
         await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)
-        if let key = job.envKey { await environments?.release(key) }
+        if let key = job.envKey { environments?.release(key) }
         recent.append(
             WorkerStatus.Task(
                 job: ref.jobId, attempt: ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: ref) ?? 0,

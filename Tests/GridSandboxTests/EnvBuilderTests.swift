@@ -33,24 +33,59 @@ struct EnvBuilderTests {
         let b = try await envs.prepare(try requirements("cg-b")) { _ in }
         // Both are in use: over the limit, yet nothing is deleted.
         #expect(FileManager.default.fileExists(atPath: a.sitePath) && FileManager.default.fileExists(atPath: b.sitePath))
-        await envs.release(a.key)
+        envs.release(a.key)
         // `a` is idle and the older: it goes; `b` stays while in use.
         #expect(!FileManager.default.fileExists(atPath: a.sitePath))
         #expect(FileManager.default.fileExists(atPath: b.sitePath))
-        #expect(await envs.cachedDigests() == [b.digest])
+        #expect(envs.cachedDigests() == [b.digest])
         // Needed again, `a` is built again.
         let again = try await envs.prepare(try requirements("cg-a")) { _ in }
         #expect(again.built)
         #expect(await envs.builds == 3)
     }
 
+    /// Function tasks take a cached environment without the builder's actor (`cachedEnvironment`), from many threads
+    /// at once: every take is counted, so the environment is never evicted while one of them still uses it.
+    @Test func concurrentTakesOfACachedEnvironmentKeepItUntilTheLastIsReleased() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let envs = try builder(cacheBytes: 6_000)
+        let a = try await envs.prepare(try requirements("cg-a")) { _ in }
+        #expect(try envs.cachedEnvironment(for: try requirements("cg-b")) == nil, "an environment never built is not cached")
+        let takes = 40
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<takes {
+                group.addTask {
+                    let hit = try #require(try envs.cachedEnvironment(for: try requirements("cg-a")))
+                    #expect(hit.key == a.key && !hit.built)
+                }
+            }
+            try await group.waitForAll()
+        }
+        envs.release(a.key)
+        // `b` pushes the cache over its limit: `a`, still taken `takes` times, stays; `b`, idle once released, goes.
+        let b = try await envs.prepare(try requirements("cg-b")) { _ in }
+        envs.release(b.key)
+        #expect(FileManager.default.fileExists(atPath: a.sitePath))
+        #expect(!FileManager.default.fileExists(atPath: b.sitePath))
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<(takes - 1) { group.addTask { envs.release(a.key) } }
+        }
+        #expect(FileManager.default.fileExists(atPath: a.sitePath), "evicted while one task still used it")
+        #expect(envs.cachedDigests() == [a.digest])
+        // The last release: `a` alone fits, so it stays, idle, and is taken again from the shelf.
+        envs.release(a.key)
+        #expect(try envs.cachedEnvironment(for: try requirements("cg-a"))?.key == a.key)
+        envs.release(a.key)
+        #expect(await envs.builds == 2)
+    }
+
     @Test func anEnvironmentIsFoundAgainAfterARestart() async throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let first = try builder()
         let built = try await first.prepare(try requirements("cg-c")) { _ in }
-        await first.release(built.key)
+        first.release(built.key)
         let restarted = try builder()
-        #expect(await restarted.cachedDigests() == [built.digest])
+        #expect(restarted.cachedDigests() == [built.digest])
         let reused = try await restarted.prepare(try requirements("cg-c")) { _ in }
         #expect(!reused.built)
         #expect(await restarted.builds == 0)
@@ -60,14 +95,14 @@ struct EnvBuilderTests {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let envs = try builder()
         let built = try await envs.prepare(try requirements("cg-b")) { _ in }
-        await envs.release(built.key)
+        envs.release(built.key)
         let stamp = folder + "/envs/" + built.key + "/last-used"
         let written = try #require(FileManager.default.contents(atPath: stamp), "no last-used stamp after the build")
         // Used again at once (as every function task of a cached environment uses it): the stamp is not rewritten.
         for _ in 0..<20 {
             let again = try await envs.prepare(try requirements("cg-b")) { _ in }
             #expect(!again.built)
-            await envs.release(again.key)
+            envs.release(again.key)
         }
         #expect(FileManager.default.contents(atPath: stamp) == written)
         #expect(EnvBuilder.stampSeconds == 60)
