@@ -111,6 +111,12 @@ pid_t grid_spawn_io(const char *path, char *const argv[], char *const envp[], co
 
 int grid_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+#include <sys/syscall.h>
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+int grid_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
 /* ---- standby: a child forked ahead of its job (see grid_spawn.h) ---- */
 
 #include <stdint.h>

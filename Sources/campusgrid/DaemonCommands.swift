@@ -454,18 +454,11 @@ func parseHostPort(_ text: String, defaultPort: Int) throws -> (String, Int) {
     return (s.isEmpty ? "127.0.0.1" : s, defaultPort)
 }
 
-/// Used by `up`: a child that outlives the `up` that started it (even one killed by SIGKILL) stops itself, through
-/// the same graceful path as a SIGTERM.
+/// Used by `up`, the bench and the test harness (`--parent-pid`): a manager or worker that outlives the process that
+/// started it (even one killed by SIGKILL, or one that started it through a launcher) stops itself, through the same
+/// graceful path as a SIGTERM.
 enum ParentWatch {
     static func start(parent: Int32) {
-        Thread.detachNewThread {
-            while true {
-                if getppid() != parent {
-                    kill(getpid(), SIGTERM)
-                    return
-                }
-                usleep(500_000)
-            }
-        }
+        ProcessWatch.whenEnded(parent) { kill(getpid(), SIGTERM) }
     }
 }

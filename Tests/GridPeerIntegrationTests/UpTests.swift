@@ -54,4 +54,35 @@ import Glibc
         _ = try cli(["--port", "\(ports[0])", "set-mem", "--key", "user:id", "--value", "101"])
         #expect(try cli(["--port", "\(ports[2])", "get-mem", "--key", "user:id"]) == "Memory value: 101")
     }
+
+    /// `up` killed by SIGKILL (no chance to stop anything): its manager and workers notice (`--parent-pid`, a pidfd)
+    /// and stop themselves.
+    @Test func aKilledUpLeavesNoManagerOrWorkerRunning() async throws {
+        let grid = try TestGrid(label: "up-killed")
+        defer { grid.shutdown() }
+        let up = try grid.spawn("up", ["up", "--workers", "1", "--peer-port", "0", "--json", "--data-dir", grid.root + "/local"])
+        _ = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+        let children = Self.children(of: up.pid)
+        #expect(children.count == 2, "up's children: \(children)")
+        kill(up.pid, SIGKILL)
+        let gone = await eventually(timeout: 30, interval: 0.1) { children.allSatisfy { !ProcessWatch.exists($0) || Self.isZombie($0) } }
+        #expect(gone, "still running after up was killed: \(children.filter { ProcessWatch.exists($0) && !Self.isZombie($0) })")
+    }
+
+    /// The processes whose parent is `pid` (from /proc).
+    static func children(of pid: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { parent(of: $0) == pid }
+    }
+
+    static func stat(_ pid: Int32) -> [Substring]? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return nil }
+        // After the command name: state, ppid, …
+        return text[text.index(after: close)...].split(separator: " ")
+    }
+
+    static func parent(of pid: Int32) -> Int32? { stat(pid).flatMap { $0.count > 1 ? Int32($0[1]) : nil } }
+
+    /// An ended process not yet reaped by its new parent (init) counts as gone.
+    static func isZombie(_ pid: Int32) -> Bool { stat(pid)?.first == "Z" }
 }

@@ -104,6 +104,12 @@ public final class TestGrid: @unchecked Sendable {
         var env = environment
         for (k, v) in extraEnvironment { env[k] = v }
         let prefix = launcher ?? self.launcher
+        // A manager or worker stops itself once this test process has ended, even when it was killed from outside
+        // (SIGKILL, a timeout) and never got to `shutdown()`: no grid outlives the run that started it.
+        var arguments = arguments
+        if let command = arguments.first, ["manager", "tracker", "worker", "peer"].contains(command), !arguments.contains("--parent-pid") {
+            arguments += ["--parent-pid", "\(getpid())"]
+        }
         let p = try ManagedProcess(
             name: name, executable: prefix.first ?? CampusGridBinary.path,
             arguments: prefix.isEmpty ? arguments : Array(prefix.dropFirst()) + [CampusGridBinary.path] + arguments, environment: env,

@@ -45,4 +45,8 @@ int grid_standby_go(int request_fd, int report_fd, const char *request, size_t l
 /// pipe2(fds, O_CLOEXEC): a pipe whose ends are closed on exec.
 int grid_pipe_cloexec(int fds[2]);
 
+/// pidfd_open(pid, 0): a descriptor that becomes readable when process `pid` ends (Linux 5.3+); -1 with errno set
+/// (ESRCH: no such process).
+int grid_pidfd_open(pid_t pid);
+
 #endif
