@@ -46,9 +46,11 @@ public struct DockerEngine: Sendable {
     }
 
     /// Sends one request and hands the decoded body to `onBody` as it arrives until it returns false or the body
-    /// ends; returns the status.
+    /// ends; returns the status. `onHead` gets the status as soon as the response's head is in.
     @discardableResult
-    func stream(_ method: String, _ path: String, json: Any? = nil, timeout: Double? = 30, onBody: ([UInt8]) -> Bool) throws -> Int? {
+    func stream(
+        _ method: String, _ path: String, json: Any? = nil, timeout: Double? = 30, onHead: ((Int) -> Void)? = nil, onBody: ([UInt8]) -> Bool
+    ) throws -> Int? {
         let fd = try connect(timeout: timeout)
         defer { close(fd) }
         var payload: [UInt8] = []
@@ -75,6 +77,7 @@ public struct DockerEngine: Sendable {
                     continue
                 }
                 parsed = h
+                onHead?(h.status)
                 left = h.chunked ? nil : h.contentLength
                 let rest = Array(received[h.length...])
                 received = []
@@ -155,15 +158,16 @@ public struct DockerEngine: Sendable {
 
     /// What `/info` says about where containers run: rootless (`SecurityOptions` has `name=rootless`) and the cgroup
     /// version (`CgroupVersion`), or nil when the engine does not say.
-    /// Podman's compatible `/info` says neither, so its own `/v4.0.0/libpod/info` (`host.security.rootless`) is asked too.
+    /// Podman's compatible `/info` says neither, so its own `/libpod/info` (`host.security.rootless`) is asked too; its answering at all says the engine is Podman.
     public func host() -> OCIRunner.EngineHost? {
         guard let r = try? call("GET", "/info", timeout: 10), r.status == 200, let info = r.json as? [String: Any] else { return nil }
         let options = (info["SecurityOptions"] as? [String]) ?? []
         var host = OCIRunner.EngineHost(rootless: options.contains { $0.contains("name=rootless") }, cgroupVersion: info["CgroupVersion"] as? String)
-        if !host.rootless, let p = try? call("GET", "/v4.0.0/libpod/info", timeout: 10), p.status == 200,
+        if let p = try? call("GET", "/libpod/info", timeout: 10), p.status == 200,
             let podman = (p.json as? [String: Any])?["host"] as? [String: Any]
         {
-            host.rootless = (podman["security"] as? [String: Any])?["rootless"] as? Bool ?? false
+            host.podman = true
+            host.rootless = host.rootless || (podman["security"] as? [String: Any])?["rootless"] as? Bool ?? false
             if let v = podman["cgroupVersion"] as? String { host.cgroupVersion = v.hasPrefix("v") ? String(v.dropFirst()) : v }
         }
         return host

@@ -42,10 +42,30 @@ public struct OCIRunner: JobRunner {
     public struct EngineHost: Sendable, Hashable {
         public var rootless: Bool
         public var cgroupVersion: String?
-        public init(rootless: Bool, cgroupVersion: String?) {
+        /// Podman (its own `libpod` API answers too): a container's end is waited for through that API, whose poll
+        /// interval can be set (the Docker-compatible wait polls every 250 ms).
+        public var podman = false
+        public init(rootless: Bool, cgroupVersion: String?, podman: Bool = false) {
             self.rootless = rootless
             self.cgroupVersion = cgroupVersion
+            self.podman = podman
         }
+    }
+
+    /// How a job's container's end is waited for (pure): Podman's own wait, polling every 10 ms, which answers the
+    /// exit code as a bare number; else the Docker API's, which Docker answers on the event and Podman after up to
+    /// 250 ms more.
+    static func waitPath(container id: String, podman: Bool) -> String {
+        podman ? "/libpod/containers/\(id)/wait?condition=stopped&condition=exited&interval=10ms" : "/containers/\(id)/wait"
+    }
+
+    /// The exit code in a wait's answer (pure): `{"StatusCode": N}` (Docker API) or a bare `N` (Podman's own);
+    /// nil for anything else.
+    static func exitCode(fromWait body: [UInt8]) -> Int32? {
+        let text = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if let n = Int32(text) { return n }
+        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any], let code = json["StatusCode"] as? Int else { return nil }
+        return Int32(truncatingIfNeeded: code)
     }
 
     /// The label for an engine's host, and whether the resource limits hold there (pure): a rootless engine on
@@ -138,36 +158,44 @@ public struct OCIRunner: JobRunner {
         }
         let engine = self.engine
         let remove: @Sendable () -> Void = { _ = try? engine.call("DELETE", "/containers/\(id)?force=true&v=true", timeout: 30) }
-        let started = try? engine.call("POST", "/containers/\(id)/start")
-        guard let started, started.status == 204 || started.status == 304 else {
-            remove()
-            throw SandboxUnavailable("the container engine could not start the job: \(started?.message ?? "no answer")")
-        }
         var fds: [Int32] = [0, 0]
         guard grid_pipe_cloexec(&fds) == 0 else {
             remove()
             throw SpawnError(errno: errno, path: "pipe")
         }
         let writeEnd = fds[1]
-        let logsDone = DispatchSemaphore(value: 0)
+        // The job's output comes through an attach made before the start, so none is missed, and it ends when the
+        // container's process ends (a `logs?follow=true` stream sometimes outlived it by Podman's poll, or for good).
+        let attached = DispatchSemaphore(value: 0)
+        let outputDone = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            defer { logsDone.signal() }
+            defer { outputDone.signal() }
             var demux = EngineHTTP.LogDemux()
-            _ = try? engine.stream("GET", "/containers/\(id)/logs?follow=true&stdout=true&stderr=true", timeout: nil) { bytes in
+            _ = try? engine.stream(
+                "POST", "/containers/\(id)/attach?stream=1&stdout=1&stderr=1", timeout: nil, onHead: { _ in attached.signal() }
+            ) { bytes in
                 guard let out = try? demux.feed(bytes) else { return false }
                 return Self.writeAll(writeEnd, out)
             }
+            attached.signal()
             close(writeEnd)
         }
+        _ = attached.wait(timeout: .now() + 30)
+        let started = try? engine.call("POST", "/containers/\(id)/start")
+        guard let started, started.status == 204 || started.status == 304 else {
+            remove()
+            throw SandboxUnavailable("the container engine could not start the job: \(started?.message ?? "no answer")")
+        }
+        let waitPath = Self.waitPath(container: id, podman: host?.podman ?? false)
         let seen = Mutex(Seen())
         let control = JobExecution.Control(
             waitForExit: {
-                let answer = try? engine.call("POST", "/containers/\(id)/wait", timeout: nil)
-                // All output is in the pipe before the end is reported (and before the container is removed).
-                _ = logsDone.wait(timeout: .now() + 10)
-                let code = (answer?.json as? [String: Any])?["StatusCode"] as? Int
+                let answer = try? engine.call("POST", waitPath, timeout: nil)
+                // All output is in the pipe before the end is reported (and before the container is removed). The
+                // attach ends with the process, before the engine reports the end: this wait is bounded only in case.
+                _ = outputDone.wait(timeout: .now() + 10)
                 return JobExecution.Exit(
-                    exitCode: code.map { Int32(truncatingIfNeeded: $0) } ?? -1, signal: nil, cpuSeconds: seen.withLock { $0.cpuSeconds },
+                    exitCode: answer.flatMap { Self.exitCode(fromWait: $0.body) } ?? -1, signal: nil, cpuSeconds: seen.withLock { $0.cpuSeconds },
                     peakMemoryKb: seen.withLock { $0.peakBytes } / 1024)
             },
             killAll: { _ = try? engine.call("POST", "/containers/\(id)/kill?signal=KILL", timeout: 30) },

@@ -70,6 +70,21 @@ struct OCIRunnerTests {
         #expect(!jobLabel.contains("\(h.lastJob.jobId)-1"), "containers left: \(names)")
     }
 
+    /// The output comes through an attach made before the container starts: a job that writes at once, to both
+    /// streams, and exits at once loses none of it, and its exit code comes back (Podman's own wait here).
+    @Test func aJobThatWritesAndExitsAtOnceLosesNoOutputAndKeepsItsExitCode() async throws {
+        let h = try await SandboxHarness.make(.oci)
+        #expect((h.runner as! OCIRunner).host?.podman == true, "the tests' engine is Podman")
+        for round in 0..<3 {
+            let r = try await h.run("import sys\nsys.stdout.write('A' * 70000 + 'END\\n')\nsys.stderr.write('ERR\\n')\nsys.exit(7)")
+            #expect(r.report.exitCode == 7, "round \(round): \(r.report)")
+            // The engine reads the two streams apart, so stderr's line may fall between parts of stdout's.
+            var stdout = r.output
+            if let err = stdout.range(of: "ERR\n") { stdout.removeSubrange(err) } else { Issue.record("round \(round): no stderr line") }
+            #expect(stdout == String(repeating: "A", count: 70000) + "END\n", "round \(round): \(r.output.count) bytes of output")
+        }
+    }
+
     @Test func aMissingImageFailsWithAClearMessage() throws {
         let service = try PodmanService()
         defer { service.stop() }
@@ -88,6 +103,18 @@ struct OCIRunnerTests {
 }
 
 @Suite struct OCIEngineHostTests {
+    @Test func aContainersEndIsWaitedForThroughPodmansOwnWaitWhenItIsPodman() {
+        #expect(OCIRunner.waitPath(container: "c1", podman: true) == "/libpod/containers/c1/wait?condition=stopped&condition=exited&interval=10ms")
+        #expect(OCIRunner.waitPath(container: "c1", podman: false) == "/containers/c1/wait")
+        #expect(OCIRunner.exitCode(fromWait: Array("3\n".utf8)) == 3)
+        #expect(OCIRunner.exitCode(fromWait: Array(#"{"StatusCode":137,"Error":null}"#.utf8)) == 137)
+        #expect(OCIRunner.exitCode(fromWait: Array(#"{"StatusCode":-1}"#.utf8)) == -1)
+        // An error from the engine, or nonsense, is no exit code (the job then ends with -1, not a made-up 0).
+        #expect(OCIRunner.exitCode(fromWait: Array(#"{"cause":"no such container","message":"x","response":404}"#.utf8)) == nil)
+        #expect(OCIRunner.exitCode(fromWait: []) == nil)
+        #expect(OCIRunner.exitCode(fromWait: Array("99999999999".utf8)) == nil)
+    }
+
     @Test func aRootlessEngineOnCgroupV1SaysItsLimitsDoNotHold() {
         let v1 = OCIRunner.describe(OCIRunner.EngineHost(rootless: true, cgroupVersion: "1"))
         #expect(v1.label == "oci, rootless, no resource limits" && !v1.limitsHold)
