@@ -179,6 +179,11 @@ public enum PeerTrust {
         guard isValid(signature: t.signature, over: t.signedBytes, key: managerKey) else {
             return GridError(.forbidden, "the user ticket was not signed by this grid's manager")
         }
+        return checkClaims(t, holder: holder, now: now)
+    }
+
+    /// The checks of a ticket other than its signature: for this holder, not expired.
+    static func checkClaims(_ t: Ticket, holder: String, now: Int64) -> GridError? {
         guard t.holder == holder else {
             return GridError(.forbidden, "the user ticket was given to peer \(t.holder), not to \(holder)")
         }
@@ -209,5 +214,38 @@ public enum PeerTrust {
     public static func nonce() -> String {
         var g = SystemRandomNumberGenerator()
         return (0..<2).map { _ in String(format: "%016llx", g.next() as UInt64) }.joined()
+    }
+}
+
+extension PeerTrust {
+    /// Tickets whose manager signature this peer has already checked, under one manager key, so that a peer
+    /// forwarding many tasks with one ticket costs one Ed25519 verification rather than one per task (issue 17: the
+    /// verifications were a few percent of the task path). The holder and the expiry are still checked at every use;
+    /// a ticket differing in any field, signature included, is not the one remembered; a new manager key forgets all.
+    public struct TicketMemo: Sendable {
+        public private(set) var managerKey: String?
+        private var good: Set<Ticket> = []
+        /// At most this many tickets are remembered (the expired ones are dropped first, then all).
+        public static let capacity = 1024
+
+        public init() {}
+
+        public var count: Int { good.count }
+
+        /// `PeerTrust.check`, verifying the signature only for a ticket not already found good under `managerKey`.
+        public mutating func check(_ t: Ticket, managerKey: String, holder: String, now: Int64) -> GridError? {
+            if managerKey != self.managerKey {
+                good = []
+                self.managerKey = managerKey
+            }
+            if good.contains(t) { return PeerTrust.checkClaims(t, holder: holder, now: now) }
+            if let e = PeerTrust.check(t, managerKey: managerKey, holder: holder, now: now) { return e }
+            if good.count >= Self.capacity {
+                good = good.filter { $0.expires > now }
+                if good.count >= Self.capacity { good = [] }
+            }
+            good.insert(t)
+            return nil
+        }
     }
 }

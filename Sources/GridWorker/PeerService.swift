@@ -204,6 +204,8 @@ public actor PeerService: Service {
 
     /// The manager's last answer to `GET_BEST_PEER` for a task, reused for a moment (`TaskRouting.reusable`).
     private var lastBestPeer: TaskRouting.Answer?
+    /// Users' tickets of forwarded tasks whose manager signature was already checked.
+    private var goodTickets = PeerTrust.TicketMemo()
     /// Function tasks queued or running here (reported to the manager for `GET_BEST_PEER`).
     public func taskLoad() -> Int { running + queue.count }
 
@@ -530,7 +532,7 @@ public actor PeerService: Service {
             guard let ticket = task.ticket, let signature = task.signature, let peerKey = caller.peerKey, let managerKey else {
                 throw GridError(.forbidden, "a peer may forward a task only with the user's ticket and its signature")
             }
-            if let e = PeerTrust.check(ticket, managerKey: managerKey, holder: peer, now: Self.nowS()) { throw e }
+            if let e = goodTickets.check(ticket, managerKey: managerKey, holder: peer, now: Self.nowS()) { throw e }
             var unsigned = task
             unsigned.signature = nil
             guard PeerTrust.isValid(signature: signature, over: PeerTrust.requestBytes(ticket: ticket, requestJSON: try GridJSON.encode(unsigned)), key: peerKey)

@@ -150,6 +150,41 @@ struct PeerTrustTests {
         #expect(!PeerTrust.isValid(signature: sig, over: PeerTrust.requestBytes(ticket: other, requestJSON: request), key: worker.publicKey))
     }
 
+    /// The memo of good tickets skips only the signature's verification: a changed field, a forged signature, another
+    /// holder, an expiry or a new manager key are refused as `check` refuses them.
+    @Test func aRememberedTicketStillHasItsHolderExpiryAndEveryFieldChecked() {
+        var memo = PeerTrust.TicketMemo()
+        let key = manager.publicKey
+        let t = manager.ticket(user: "ada", holder: "w-1", now: now)
+        #expect(memo.check(t, managerKey: key, holder: "w-1", now: now) == nil)
+        #expect(memo.count == 1)
+        #expect(memo.check(t, managerKey: key, holder: "w-1", now: now + 1) == nil)
+        #expect(memo.check(t, managerKey: key, holder: "w-2", now: now)?.code == .forbidden, "another holder")
+        #expect(memo.check(t, managerKey: key, holder: "w-1", now: t.expires)?.code == .forbidden, "expired")
+        var other = t
+        other.user = "demo"
+        #expect(memo.check(other, managerKey: key, holder: "w-1", now: now)?.code == .forbidden, "another user, same signature")
+        other = t
+        other.expires += 3600
+        #expect(memo.check(other, managerKey: key, holder: "w-1", now: now)?.code == .forbidden, "a longer life, same signature")
+        let forged = PeerTrust.Signer().ticket(user: "ada", holder: "w-1", now: now)
+        #expect(memo.check(forged, managerKey: key, holder: "w-1", now: now)?.code == .forbidden, "signed by another key")
+        #expect(memo.count == 1, "only good tickets are remembered")
+        // A new manager key: the remembered ticket is verified again, against the new key, and refused.
+        let newManager = PeerTrust.Signer()
+        #expect(memo.check(t, managerKey: newManager.publicKey, holder: "w-1", now: now)?.code == .forbidden)
+        #expect(memo.count == 0)
+    }
+
+    @Test func theMemoOfGoodTicketsStaysBounded() {
+        var memo = PeerTrust.TicketMemo()
+        for i in 0..<(PeerTrust.TicketMemo.capacity + 5) {
+            let t = manager.ticket(user: "u\(i)", holder: "w-1", now: now)
+            #expect(memo.check(t, managerKey: manager.publicKey, holder: "w-1", now: now) == nil)
+        }
+        #expect(memo.count <= PeerTrust.TicketMemo.capacity)
+    }
+
     @Test func aSignerSurvivesItsRawBytes() throws {
         let copy = try PeerTrust.Signer(rawRepresentation: manager.rawRepresentation)
         #expect(copy.publicKey == manager.publicKey)
