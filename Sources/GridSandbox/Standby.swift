@@ -100,10 +100,7 @@ final class Standby: Sendable {
     /// Starts the job in this standby: `path` with `arguments` (argv[0] is `path`). Throws `SpawnError` when it
     /// could not (the standby died, or the exec failed); the standby is spent either way.
     func go(path: String, arguments: [String], environment: [String: String], directory: String, limits: [grid_rlimit]) throws {
-        guard let (request, report) = channel.withLock({ c -> (Int32, Int32)? in
-            defer { c = nil }
-            return c
-        }) else { throw SpawnError(errno: EALREADY, path: path) }
+        guard let (request, report) = takeChannel() else { throw SpawnError(errno: EALREADY, path: path) }
         for s in [path, directory] + arguments + environment.map({ $0.key + $0.value }) where s.utf8.contains(0) {
             close(request)
             close(report)
@@ -116,11 +113,16 @@ final class Standby: Sendable {
 
     /// Sends an exec request as it is (`go` builds it; a test sends a malformed one) and waits for the exec.
     func send(_ bytes: [UInt8]) throws {
-        guard let (request, report) = channel.withLock({ c -> (Int32, Int32)? in
+        guard let (request, report) = takeChannel() else { throw SpawnError(errno: EALREADY, path: "a standby") }
+        try send(bytes, request: request, report: report, path: "a standby")
+    }
+
+    /// The request socket and report pipe, taken out so that only one caller (a start or a discard) ever uses them.
+    private func takeChannel() -> (request: Int32, report: Int32)? {
+        channel.withLock { c in
             defer { c = nil }
             return c
-        }) else { throw SpawnError(errno: EALREADY, path: "a standby") }
-        try send(bytes, request: request, report: report, path: "a standby")
+        }
     }
 
     private func send(_ bytes: [UInt8], request: Int32, report: Int32, path: String) throws {
@@ -132,10 +134,7 @@ final class Standby: Sendable {
 
     /// Gives the standby up: it exits having run nothing (or is killed), and its cgroup is removed. Blocks a few ms.
     func discard() {
-        if let (request, report) = channel.withLock({ c -> (Int32, Int32)? in
-            defer { c = nil }
-            return c
-        }) {
+        if let (request, report) = takeChannel() {
             close(request)
             close(report)
         }
