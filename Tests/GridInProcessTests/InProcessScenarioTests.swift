@@ -104,15 +104,16 @@ import Testing
     @Test func aJobWhoseWorkerVanishesRunsAgainOnAnotherAndIsPaidOnce() async throws {
         try await withTestGrid(workers: 1, leaseSeconds: 1) { grid in
             let alice = try await grid.user("alice")
+            var owner = GridClient(baseURL: grid.baseURL)
+            owner.token = try await owner.login("owner", password: "correct horse battery").token
             let submitted = try await alice.submit(Self.job("survivor", "# grid: print attempt\n# grid: sleep 1.5\n# grid: print finished\n"))
             let running = try await Self.wait(alice, submitted.job.id, for: [.running])
             let first = try #require(grid.workers.withLock { $0.first })
             #expect(running.workerId == first.workerId)
-            var owner = GridClient(baseURL: grid.baseURL)
-            owner.token = try await owner.login("owner", password: "correct horse battery").token
-            // The second worker comes only now, so that the first run is on the first one; then the first vanishes.
-            let second = try await grid.startWorker("w2", owner: owner)
+            // The first vanishes mid-run (its job sleeps 1.5 s); a second worker comes only then, so that nothing but the
+            // lost worker's lease can give the job to it (starting it first raced the job's end on a loaded machine).
             await first.vanish()
+            let second = try await grid.startWorker("w2", owner: owner)
             let done = try await Self.wait(alice, submitted.job.id, for: [.completed, .failed], timeout: 60)
             #expect(done.state == .completed && done.attempt >= 2, "\(done)")
             #expect(done.workerId == second.workerId)
