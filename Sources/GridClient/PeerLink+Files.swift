@@ -18,29 +18,40 @@ extension PeerLink {
         }
         var hasher = SHA256()
         var read: Int64 = 0
-        func nextChunk() throws -> Data? {
+        let fd = handle.fileDescriptor
+        // Each chunk is read straight into the buffer that goes on the wire, and hashed there.
+        func nextChunk() throws -> ByteBuffer? {
             guard read < size else { return nil }
             let want = Int(min(Int64(up.chunkSize), size - read))
-            guard let data = try handle.read(upToCount: want), data.count == want else {
-                throw GridError(.conflict, "\(path) changed while it was being uploaded")
+            var buffer = ByteBufferAllocator().buffer(capacity: want)
+            let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw -> Int in
+                var done = 0
+                while done < want {
+                    let n = pread(fd, raw.baseAddress! + done, want - done, off_t(read) + off_t(done))
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    done += n
+                }
+                return done
             }
-            hasher.update(data: data)
+            guard got == want else { throw GridError(.conflict, "\(path) changed while it was being uploaded") }
+            buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
             read += Int64(want)
-            return data
+            return buffer
         }
         // Up to the peer's window of chunks in flight: the peer stores one (and sends its copies on) while the next
         // cross the network and this side reads and hashes the one after.
         try await withThrowingTaskGroup(of: Void.self) { group in
             var index = 0
             var inFlight = 0
-            while let data = try nextChunk() {
+            while let chunk = try nextChunk() {
                 if inFlight == up.inFlight {
                     try await group.next()
                     inFlight -= 1
                 }
                 let message = GridMessage.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: index))
                 group.addTask {
-                    guard case .ok = try await self.request(message, payload: ByteBuffer(bytes: data)).message else {
+                    guard case .ok = try await self.request(message, payload: chunk).message else {
                         throw GridError(.badRequest, "the peer did not accept a chunk of the upload")
                     }
                 }

@@ -99,7 +99,7 @@ public final class PeerLink: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         if let tls { try channel.pipeline.syncOperations.addHandler(try tls.clientHandler()) }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
+                        try channel.pipeline.syncOperations.addHandler(GridFrameWriter())
                     }
                 }
                 .connect(host: host, port: port).get()

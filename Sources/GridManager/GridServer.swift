@@ -50,7 +50,7 @@ struct GridServer: Service {
                     let stranger = StrangerHandler(guard: strangers, address: channel.remoteAddress?.ipAddress ?? "?")
                     try channel.pipeline.syncOperations.addHandler(stranger)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
+                    try channel.pipeline.syncOperations.addHandler(GridFrameWriter())
                     let async = try NIOAsyncChannel<InboundFrame, GridFrame>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(isOutboundHalfClosureEnabled: true))

@@ -166,6 +166,13 @@ private struct Wire: Encodable {
 extension GridFrame {
     /// Appends this frame's bytes (line, newline, payload) to `buffer`.
     public func write(to buffer: inout ByteBuffer) throws {
+        try writeHead(to: &buffer)
+        if var payload { buffer.writeBuffer(&payload) }
+    }
+
+    /// The frame's line (with its newline), without the bulk bytes that follow it: `GridFrameWriter` sends those as
+    /// they are, not copied behind the line.
+    public func writeHead(to buffer: inout ByteBuffer) throws {
         if payload == nil {
             let mark = buffer.writerIndex
             if message.writeFastLine(id: id, into: &buffer) {
@@ -177,6 +184,5 @@ extension GridFrame {
         let line = try message.encodeLine(id: id, bulkBytes: payload?.readableBytes)
         buffer.writeBytes(line)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        if var payload { buffer.writeBuffer(&payload) }
     }
 }

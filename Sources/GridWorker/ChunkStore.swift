@@ -19,6 +19,11 @@ struct ChunkStore: Sendable {
         SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The SHA-256 (hex) of a buffer's readable bytes, hashed where they lie.
+    static func sha256(_ buffer: ByteBuffer) -> String {
+        buffer.withUnsafeReadableBytes { SHA256.hash(data: $0) }.map { String(format: "%02x", $0) }.joined()
+    }
+
     func path(_ hash: String) throws(GridError) -> String {
         guard PeerNames.isChunkHash(hash) else { throw GridError(.badRequest, "\(String(reflecting: hash)) is not a chunk name (64 hex digits)") }
         return "\(root)/\(hash.prefix(2))/\(hash)"
@@ -38,14 +43,14 @@ struct ChunkStore: Sendable {
     /// Redis's `WAIT`, a chunk counts as stored once `replicas` peers hold it, and a copy a machine's crash damages is
     /// found by the hash every read checks and made again from another copy (the repair pass). Forcing each 4 MiB
     /// chunk to the disk made an upload wait for the disk twice over (issue 17).
-    func put(_ hash: String, _ bytes: [UInt8], hashedHere: Bool = false) throws {
+    func put(_ hash: String, _ bytes: ByteBuffer, hashedHere: Bool = false) throws {
         let p = try path(hash)
         guard hashedHere || Self.sha256(bytes) == hash else { throw GridError(.conflict, "the chunk's bytes do not match its name \(hash.prefix(12))…") }
-        if Self.holds(p, exactly: bytes) { return }
+        if bytes.withUnsafeReadableBytes({ Self.holds(p, exactly: $0) }) { return }
         let dir = (p as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tmp = "\(dir)/.\(hash).\(UUID().uuidString.prefix(8)).tmp"
-        guard Self.write(bytes, to: tmp) else {
+        guard bytes.withUnsafeReadableBytes({ Self.write($0, to: tmp) }) else {
             unlink(tmp)
             throw GridError(.internal, "could not write chunk \(hash.prefix(12))… (disk full?)")
         }
@@ -55,41 +60,45 @@ struct ChunkStore: Sendable {
         }
     }
 
+    /// `put` of bytes held in an array.
+    func put(_ hash: String, _ bytes: [UInt8], hashedHere: Bool = false) throws {
+        try put(hash, ByteBuffer(bytes: bytes), hashedHere: hashedHere)
+    }
+
     /// Whether the file at `path` holds exactly `bytes`.
-    static func holds(_ path: String, exactly bytes: [UInt8]) -> Bool {
+    static func holds(_ path: String, exactly want: UnsafeRawBufferPointer) -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, Int(st.st_size) == bytes.count else { return false }
-        var block = [UInt8](repeating: 0, count: min(bytes.count, 1 << 18))
+        guard fstat(fd, &st) == 0, Int(st.st_size) == want.count else { return false }
+        var block = [UInt8](repeating: 0, count: min(want.count, 1 << 18))
         var offset = 0
-        return bytes.withUnsafeBytes { want in
-            block.withUnsafeMutableBytes { got in
-                while offset < want.count {
-                    let n = pread(fd, got.baseAddress!, min(got.count, want.count - offset), off_t(offset))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0, memcmp(got.baseAddress!, want.baseAddress! + offset, n) == 0 else { return false }
-                    offset += n
-                }
-                return true
+        return block.withUnsafeMutableBytes { got in
+            while offset < want.count {
+                let n = pread(fd, got.baseAddress!, min(got.count, want.count - offset), off_t(offset))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0, memcmp(got.baseAddress!, want.baseAddress! + offset, n) == 0 else { return false }
+                offset += n
             }
+            return true
         }
     }
 
     /// Writes `bytes` to a new file at `path` (mode 0644); false if it could not be written whole.
-    static func write(_ bytes: [UInt8], to path: String) -> Bool {
+    static func write(_ raw: UnsafeRawBufferPointer, to path: String) -> Bool {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return false }
         var done = 0
-        let ok = bytes.withUnsafeBytes { raw -> Bool in
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return false }
-                done += n
+        var ok = true
+        while done < raw.count {
+            let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                ok = false
+                break
             }
-            return true
+            done += n
         }
         return close(fd) == 0 && ok
     }

@@ -62,7 +62,7 @@ public struct PeerServer: Service {
                     let stranger = StrangerHandler(guard: strangerGuard, address: channel.remoteAddress?.ipAddress ?? "?")
                     try channel.pipeline.syncOperations.addHandler(stranger)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
+                    try channel.pipeline.syncOperations.addHandler(GridFrameWriter())
                     return channel
                 }
             }

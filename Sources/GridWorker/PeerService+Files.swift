@@ -25,9 +25,9 @@ extension PeerService {
             var chunks: [String] = []
             var offset = 0
             while offset < data.count {
-                let part = [UInt8](data[offset..<min(data.count, offset + PeerNames.chunkSize)])
+                let part = ByteBuffer(bytes: data[offset..<min(data.count, offset + PeerNames.chunkSize)])
                 chunks.append(try await storeChunk(part))
-                offset += part.count
+                offset += part.readableBytes
             }
             let manifest = Msg.FileManifest(
                 filename: m.filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
@@ -70,7 +70,8 @@ extension PeerService {
         guard let payload, payload.readableBytes == want, want > 0 else {
             throw GridError(.badRequest, "chunk \(m.index) must be \(want) bytes of bulk data (got \(payload?.readableBytes ?? 0))")
         }
-        let bytes = Array(payload.readableBytesView)
+        // The chunk stays in the buffer it arrived in: hashed, sent on and written from there, never copied.
+        let bytes = payload
         // Handed to the whole-file hash in chunk order, here, before any suspension (the hashing itself runs off the
         // actor); its own hash takes its place in the list once it is stored.
         if upload.chunks.isEmpty { upload.chunks = Array(repeating: "", count: count) }
@@ -154,7 +155,7 @@ extension PeerService {
     /// Stores a chunk on its owners (here and/or on other peers); at least one copy must succeed, the repair pass
     /// makes up missing ones. Returns its hash. The copies for other peers are sent first, by child tasks, and cross
     /// the network (and are checked and written there) while the copy here is written.
-    func storeChunk(_ bytes: [UInt8]) async throws -> String {
+    func storeChunk(_ bytes: ByteBuffer) async throws -> String {
         // Hashed off the actor: the chunks of an upload's window (and other requests) go on meanwhile, on both cores.
         let hash = await Self.offActor { ChunkStore.sha256(bytes) }
         let owners = Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas)
@@ -164,7 +165,7 @@ extension PeerService {
         for owner in owners where owner != selfId {
             do { targets.append((owner, try await link(to: owner))) } catch { outcomes.append((owner, "\(error)")) }
         }
-        let payload = ByteBuffer(bytes: bytes)
+        let payload = bytes
         let here = owners.contains(selfId ?? "")
         let (local, remote) = await withTaskGroup(of: (String, PeerLink, GridError?, String?).self) { group in
             for (owner, link) in targets {
@@ -345,9 +346,9 @@ extension PeerService {
         var chunks: [String] = []
         var offset = 0
         while offset < data.count {
-            let part = [UInt8](data[offset..<min(data.count, offset + PeerNames.chunkSize)])
+            let part = ByteBuffer(bytes: data[offset..<min(data.count, offset + PeerNames.chunkSize)])
             chunks.append(try await storeChunk(part))
-            offset += part.count
+            offset += part.readableBytes
         }
         let manifest = Msg.FileManifest(
             filename: filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
@@ -405,8 +406,8 @@ final class OrderedHasher: @unchecked Sendable {
     private var hasher = SHA256()
     private let queue = DispatchQueue(label: "campusgrid.upload-hash")
 
-    func feed(_ bytes: [UInt8]) {
-        queue.async { self.hasher.update(data: bytes) }
+    func feed(_ bytes: ByteBuffer) {
+        queue.async { bytes.withUnsafeReadableBytes { self.hasher.update(bufferPointer: $0) } }
     }
 
     /// The digest (hex) of everything fed, once the queue has hashed it.

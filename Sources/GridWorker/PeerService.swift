@@ -68,7 +68,7 @@ public actor PeerService: Service {
         /// Each chunk's hash once stored (`""` before); sized at the first chunk.
         var chunks: [String] = []
         /// Chunks that arrived ahead of `next`, kept until the whole-file hash reaches them.
-        var early: [Int: [UInt8]] = [:]
+        var early: [Int: ByteBuffer] = [:]
         var lastUsed: Double
     }
 
@@ -361,7 +361,7 @@ public actor PeerService: Service {
                 let hash = m.hash
                 let failure = await Self.offActor { () -> GridError? in
                     do {
-                        try store.put(hash, Array(payload.readableBytesView))
+                        try store.put(hash, payload)
                         return nil
                     } catch let e as GridError { return e } catch { return GridError(.internal, "could not store the chunk: \(error)") }
                 }

@@ -231,7 +231,7 @@ public actor WorkerAgent: Service {
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(pin.handler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(GridFrameEncoder()))
+                    try channel.pipeline.syncOperations.addHandler(GridFrameWriter())
                     return try NIOAsyncChannel<InboundFrame, GridFrame>(wrappingChannelSynchronously: channel)
                 }
             }
