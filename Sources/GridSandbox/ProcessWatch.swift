@@ -6,8 +6,9 @@ import Foundation
 /// `--parent-pid`, so that a child outlives neither a SIGKILLed starter nor one that reached it through a launcher
 /// (`ip netns exec`, `runuser`), whose own parent is the launcher.
 public enum ProcessWatch {
-    /// Calls `ended` on a thread of its own once process `pid` has ended (at once if there is no such process). If
-    /// pidfds are not available, checks every half second whether `pid` still exists.
+    /// Calls `ended` on a thread of its own once process `pid` has ended (at once if there is no such process, and for
+    /// 0 or a negative number, which name process groups, not a process). If pidfds are not available, checks every
+    /// half second whether `pid` still exists.
     public static func whenEnded(_ pid: Int32, _ ended: @escaping @Sendable () -> Void) {
         // The one thread a watch needs: it blocks in poll until the watched process ends (documented exception to
         // "every task owned": a detached thread, which lives as long as the process it serves).
@@ -26,6 +27,7 @@ public enum ProcessWatch {
 
     /// Whether process `pid` exists (a process of another user counts: the kernel answers EPERM, not ESRCH).
     public static func exists(_ pid: Int32) -> Bool {
-        kill(pid, 0) == 0 || errno == EPERM
+        guard pid > 0 else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
     }
 }

@@ -59,7 +59,7 @@ struct ManagerCommand: AsyncParsableCommand {
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
 
     func run() async throws {
-        if let parentPid { ParentWatch.start(parent: parentPid) }
+        if let parentPid { try ParentWatch.start(parent: parentPid) }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         guard !(insecurePlaintext && (tls || tlsCert != nil)) else { throw ValidationError("--insecure-plaintext contradicts --tls/--tls-cert") }
         var config = ManagerConfig(dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/manager" } ?? Env.home + "/.campusgrid/manager")
@@ -209,7 +209,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
 
     func run() async throws {
-        if let parentPid { ParentWatch.start(parent: parentPid) }
+        if let parentPid { try ParentWatch.start(parent: parentPid) }
         let target = manager ?? Env.string("MANAGER_HOST").map { h in Env.string("MANAGER_PORT").map { "\(h):\($0)" } ?? h } ?? "127.0.0.1"
         // Issue 16: `-m host1,host2:9998,…` lists every manager of the grid; the worker talks to whichever leads.
         let listed: [ManagerAddress]
@@ -458,7 +458,9 @@ func parseHostPort(_ text: String, defaultPort: Int) throws -> (String, Int) {
 /// started it (even one killed by SIGKILL, or one that started it through a launcher) stops itself, through the same
 /// graceful path as a SIGTERM.
 enum ParentWatch {
-    static func start(parent: Int32) {
+    static func start(parent: Int32) throws {
+        // 0 and negative numbers name process groups, not a process: refused rather than watched for ever.
+        guard parent > 0 else { throw ValidationError("--parent-pid must be a process id above 0 (got \(parent))") }
         ProcessWatch.whenEnded(parent) { kill(getpid(), SIGTERM) }
     }
 }

@@ -69,6 +69,26 @@ import Glibc
         #expect(gone, "still running after up was killed: \(children.filter { ProcessWatch.exists($0) && !Self.isZombie($0) })")
     }
 
+    /// `--parent-pid` of 0 or below names a process group, not a process: the manager and the worker refuse it with
+    /// the reason instead of watching it for ever.
+    @Test func aParentPidThatNamesNoProcessIsRefused() throws {
+        for command in ["manager", "worker"] {
+            for pid in ["0", "-1", "-2147483648"] {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
+                p.arguments = [command, "--parent-pid=\(pid)"]
+                let err = Pipe()
+                p.standardError = err
+                p.standardOutput = FileHandle.nullDevice
+                try p.run()
+                let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                #expect(p.terminationStatus != 0, "\(command) --parent-pid \(pid) ran")
+                #expect(text.contains("--parent-pid must be a process id above 0"), "\(command) --parent-pid \(pid): \(text)")
+            }
+        }
+    }
+
     /// The processes whose parent is `pid` (from /proc).
     static func children(of pid: Int32) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

@@ -39,4 +39,14 @@ import Testing
         // Init exists, and is not this process's to signal: it still counts as running.
         #expect(ProcessWatch.exists(1))
     }
+
+    /// 0 and negative numbers name process groups (`kill(0, 0)` succeeds): never taken for a running process.
+    @Test(arguments: [Int32(0), -1, Int32.min])
+    func aNumberThatNamesNoSingleProcessHasEnded(pid: Int32) async {
+        #expect(!ProcessWatch.exists(pid))
+        let flag = Flag()
+        ProcessWatch.whenEnded(pid) { flag.raise() }
+        let called = await eventually(timeout: 10, interval: 0.02) { flag.raised }
+        #expect(called)
+    }
 }
