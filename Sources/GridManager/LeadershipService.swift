@@ -156,6 +156,16 @@ struct LeadershipService: Service {
         return action
     }
 
+    /// Reads the row once, bounded as a step is, and names the leader it holds; a failed read names none.
+    private func learnLeader(_ machine: inout Leadership) async {
+        let bound = max(0.5, machine.ttl)
+        let row: LeaderLease?? = await StoreLane.$lease.withValue(true) {
+            await StoreDeadline.$seconds.withValue(bound) { try? await db.leaderLease() }
+        }
+        guard let row else { return }
+        _ = machine.handle(.learned(now: Date().timeIntervalSince1970, observed: row))
+    }
+
     /// One leadership term, from winning the row to stepping down (or shutting down).
     private func term(_ epoch: Int64, _ machine: inout Leadership, interval: Duration, ready: (@Sendable () -> Void)?) async {
         let fenced = db.fenced(epoch: epoch)
@@ -184,6 +194,9 @@ struct LeadershipService: Service {
                 if stopped { break }
                 if case .stepDown = await step(&machine) { break }
             }
+            // Deposed without reading who leads (a refused renewal: the row was read before another manager took it
+            // over; or a store that did not answer): read the row once more, so the follower names the leader.
+            if !machine.isLeading, machine.leader == nil { await learnLeader(&machine) }
             // Answer as a follower at once, naming who leads now as the step that deposed us read it (never a stale
             // leader), and let the workers go: the term's own tasks may take a while to end (a store call in flight),
             // and every write of theirs is fenced by the epoch, so nothing waits for them.

@@ -30,6 +30,10 @@ public struct Leadership: Sendable {
         case swapped(Bool)
         /// A write of the current term was refused: the row has another epoch.
         case deposed(current: Int64?)
+        /// The row as read at `now` right after stepping down without learning who leads (a refused renewal, an
+        /// unreachable store): names the new leader if another manager holds a live lease. Decides nothing, and a
+        /// leader ignores it (only a tick may end or start a term).
+        case learned(now: Double, observed: LeaderLease?)
     }
 
     public enum Action: Equatable, Sendable {
@@ -73,7 +77,15 @@ public struct Leadership: Sendable {
         case .deposed:
             pending = nil
             return epoch == nil ? .none : stepDown()
+        case .learned(let now, let observed):
+            if epoch == nil, now.isFinite { leader = liveOther(observed, now: now) }
+            return .none
         }
+    }
+
+    /// `observed` if it is another manager's lease and live at `now`: the leader to name.
+    private func liveOther(_ observed: LeaderLease?, now: Double) -> LeaderLease? {
+        observed.flatMap { $0.holder != me.id && $0.expiresAt.isFinite && now < $0.expiresAt ? $0 : nil }
     }
 
     private mutating func tick(now: Double, observed: LeaderLease?) -> Action {
@@ -82,7 +94,7 @@ public struct Leadership: Sendable {
         if let epoch {
             guard let row = observed, row.epoch == epoch, row.holder == me.id else {
                 // Deposed: the row names who leads now (if its lease is live), so the follower can say so at once.
-                leader = observed.flatMap { $0.holder != me.id && $0.expiresAt.isFinite && now < $0.expiresAt ? $0 : nil }
+                leader = liveOther(observed, now: now)
                 return stepDown()
             }
             return ask(expecting: epoch, lease(epoch: epoch, now: now))

@@ -89,6 +89,33 @@ struct LeadershipTests {
         #expect(l.leader?.epoch == 2)
     }
 
+    @Test func aRefusedRenewalNamesNoLeaderUntilTheRowIsReadAgain() {
+        // The renewal's read saw this manager's own row; another took it over before the swap: the refusal names no
+        // one, and the row read right after names the manager that holds it.
+        var l = leading()
+        _ = l.handle(.tick(now: 11, observed: row("me", epoch: 1, expires: 13)))
+        #expect(l.handle(.swapped(false)) == .stepDown)
+        #expect(l.leader == nil)
+        #expect(l.handle(.learned(now: 12, observed: row("other", epoch: 2, expires: 15))) == .none)
+        #expect(l.leader?.holder == "other" && l.leader?.epoch == 2)
+        #expect(!l.isLeading)
+    }
+
+    @Test func aLearnedRowNamesOnlyAnotherManagersLiveLeaseAndALeaderIgnoresIt() {
+        var follower = leading()
+        _ = follower.handle(.deposed(current: 2))
+        // Expired, damaged, this manager's own, missing, or read at a time that says nothing: no leader named.
+        for (now, observed) in [(20.0, row(expires: 14)), (12, row(expires: .nan)), (12, row(expires: .infinity)), (12, row("me", epoch: 2, expires: 15)),
+                                (12, nil), (.nan, row(expires: 15)), (-.infinity, row(expires: 15))] as [(Double, LeaderLease?)] {
+            #expect(follower.handle(.learned(now: now, observed: observed)) == .none)
+            #expect(follower.leader == nil, "now \(now), row \(String(describing: observed))")
+        }
+        // A leader decides nothing on it: neither steps down nor names another.
+        var l = leading()
+        #expect(l.handle(.learned(now: 11, observed: row("other", epoch: 2, expires: 15))) == .none)
+        #expect(l.isLeading && l.leader == nil)
+    }
+
     @Test func aRowNamingMeWithAnotherEpochStepsTheLeaderDown() {
         var l = leading(epoch: 1)
         #expect(l.handle(.tick(now: 11, observed: row("me", epoch: 5, expires: 14))) == .stepDown)
