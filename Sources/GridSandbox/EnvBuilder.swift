@@ -88,7 +88,11 @@ public actor EnvBuilder {
         var inUse: [String: Int] = [:]
         /// When each environment's `last-used` stamp was last written (`use`).
         var stamped: [String: Double] = [:]
+        /// Each requirement set's key and digest, once computed (three SHA-256s of a task with packages otherwise).
+        /// Bounded: cleared when full.
+        var addresses: [PythonRequirements: (key: String, digest: String)] = [:]
     }
+    static let addressLimit = 256
     /// The stamp is rewritten at most this often per environment.
     static let stampSeconds: Double = 60
     /// How many environments this worker built since it started (tests and the status page read it).
@@ -166,6 +170,26 @@ public actor EnvBuilder {
         return o
     }
 
+    /// `requirements`' folder name here (`key(for:)`) and its digest, computed once per set.
+    nonisolated func address(of requirements: PythonRequirements) -> (key: String, digest: String) {
+        if let known = shelf.withLock({ $0.addresses[requirements] }) { return known }
+        let address = (key: key(for: requirements), digest: requirements.digest)
+        shelf.withLock { shelf in
+            if shelf.addresses.count >= Self.addressLimit { shelf.addresses.removeAll(keepingCapacity: true) }
+            shelf.addresses[requirements] = address
+        }
+        return address
+    }
+
+    /// How many sets' addresses are remembered (tests).
+    nonisolated var rememberedAddresses: Int { shelf.withLock { $0.addresses.count } }
+
+    /// Whether `path` is a directory, by one `stat` (`FileManager.fileExists` costs several times that).
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
     /// The folder name of `requirements`' environment on this worker.
     public nonisolated func key(for requirements: PythonRequirements) -> String {
         requirements.environmentKey(python: interpreter.version, platform: interpreter.platform, options: keyOptions)
@@ -180,17 +204,17 @@ public actor EnvBuilder {
         if let spec = requirements.requiresPython, !PythonVersionSpec.allows(spec, version: interpreter.version) {
             throw GridError(.invalidRequirements, "the job requires Python \(spec); this worker has Python \(interpreter.version)")
         }
-        let key = key(for: requirements)
+        let (key, digest) = address(of: requirements)
         let site = configuration.root + "/" + key + "/site"
         // The folder's check is made under the lock, so no eviction moves it between the check and the use.
         // nil: not here; .some(nil): taken, no stamp due; .some(now): taken, stamp due.
         let taken = shelf.withLock { shelf -> Double?? in
-            guard shelf.cached[key] != nil, FileManager.default.fileExists(atPath: site) else { return nil }
+            guard shelf.cached[key] != nil, Self.isDirectory(site) else { return nil }
             return .some(use(key, &shelf))
         }
         guard let due = taken else { return nil }
         if let now = due { stamp(key, now) }
-        return Ready(key: key, digest: requirements.digest, sitePath: site, built: false)
+        return Ready(key: key, digest: digest, sitePath: site, built: false)
     }
 
     /// The environment for `requirements`, built if it is not cached; `log` receives the installer's output. The

@@ -206,6 +206,10 @@ public actor PeerService: Service {
     private var lastBestPeer: TaskRouting.Answer?
     /// Users' tickets of forwarded tasks whose manager signature was already checked.
     private var goodTickets = PeerTrust.TicketMemo()
+    /// Requirement lines already parsed, by their exact text: a user's tasks repeat the same few sets, and parsing one
+    /// (PEP 508) was a tenth of what a task with packages adds to a round trip. Bounded; lines that fail are not kept.
+    private var parsedRequirements: [[String]: PythonRequirements] = [:]
+    static let parsedRequirementsLimit = 64
     /// Function tasks queued or running here (reported to the manager for `GET_BEST_PEER`).
     public func taskLoad() -> Int { running + queue.count }
 
@@ -520,7 +524,7 @@ public actor PeerService: Service {
         }
         if let lines = task.requirements, !lines.isEmpty {
             guard environments != nil else { throw GridError(.badRequest, "this peer does not build Python environments for tasks") }
-            _ = try PythonRequirements(lines: lines)
+            _ = try requirements(lines)
         }
         if let p = task.priority, !Self.priorities.contains(p) {
             throw GridError(.badRequest, "priority must be \(Self.priorities.lowerBound)…\(Self.priorities.upperBound) (got \(p))")
@@ -590,6 +594,15 @@ public actor PeerService: Service {
         }
     }
 
+    /// `lines` parsed, once per distinct set (`parsedRequirements`); throws as `PythonRequirements(lines:)` does.
+    private func requirements(_ lines: [String]) throws -> PythonRequirements {
+        if let known = parsedRequirements[lines] { return known }
+        let parsed = try PythonRequirements(lines: lines)
+        if parsedRequirements.count >= Self.parsedRequirementsLimit { parsedRequirements.removeAll(keepingCapacity: true) }
+        parsedRequirements[lines] = parsed
+        return parsed
+    }
+
     /// The priorities a task may ask for.
     static let priorities = -10...10
 
@@ -654,7 +667,7 @@ public actor PeerService: Service {
         if let lines = t.requirements, !lines.isEmpty, let environments {
             do {
                 // A cached environment is taken without a hop onto the builder's actor; only a build goes there.
-                let requirements = try PythonRequirements(lines: lines)
+                let requirements = try requirements(lines)
                 let cached = try environments.cachedEnvironment(for: requirements)
                 let ready = if let cached { cached } else { try await environments.prepare(requirements) { _ in } }
                 answer = await pool.run(request, user: t.user ?? "?", environment: (ready.key, ready.sitePath))

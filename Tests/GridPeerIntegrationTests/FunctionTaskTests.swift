@@ -308,6 +308,17 @@ import Testing
         // An unknown package: a clear error, and the peer keeps working.
         let missing = try await run(aliceLink, greet, requirements: ["cg-no-such-package"])
         #expect(!missing.ok && missing.error == "environment" && missing.message?.contains("cg-no-such-package") == true, "\(missing)")
+        // A malformed line is refused with its reason every time (a set that failed to parse is never remembered),
+        // and the good set still runs.
+        for _ in 0..<2 {
+            do {
+                let r = try await run(aliceLink, greet, requirements: ["cg-greet", "-e ./elsewhere"])
+                Issue.record("a malformed requirement line was accepted: \(r)")
+            } catch let e as GridError {
+                #expect(e.message.contains("-e ./elsewhere") || e.message.contains("option"), "\(e)")
+            }
+        }
+        #expect(try await run(aliceLink, greet, requirements: ["cg-greet"]).ok)
         await aliceLink.close()
         await bobLink.close()
     }

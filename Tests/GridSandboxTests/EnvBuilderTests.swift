@@ -44,6 +44,40 @@ struct EnvBuilderTests {
         #expect(await envs.builds == 3)
     }
 
+    /// A task with packages finds its environment by the set's key and digest, remembered per set: the remembered
+    /// ones equal those computed afresh, and however many sets come, only a bounded number is kept.
+    @Test func aSetsKeyAndDigestAreRememberedExactlyAndBounded() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let envs = try builder()
+        let set = try PythonRequirements(lines: ["cg-a>=1", "cg-b"])
+        let first = envs.address(of: set)
+        #expect(first.key == envs.key(for: set) && first.digest == set.digest)
+        let again = envs.address(of: try PythonRequirements(lines: ["cg-b", "cg-a >= 1"]))
+        #expect(again.key == first.key && again.digest == first.digest, "the same set, written otherwise")
+        let other = envs.address(of: try requirements("cg-c"))
+        #expect(other.key != first.key && other.digest != first.digest)
+        for i in 0..<(EnvBuilder.addressLimit * 2 + 3) {
+            let many = try requirements("cg-many-\(i)")
+            let address = envs.address(of: many)
+            #expect(address.key == envs.key(for: many) && address.digest == many.digest)
+        }
+        #expect(envs.rememberedAddresses <= EnvBuilder.addressLimit)
+    }
+
+    /// The site folder must be a folder: a file where it should be is not taken for an environment.
+    @Test func aFileWhereTheSiteFolderShouldBeIsNoEnvironment() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let envs = try builder()
+        let a = try await envs.prepare(try requirements("cg-a")) { _ in }
+        envs.release(a.key)
+        #expect(try envs.cachedEnvironment(for: try requirements("cg-a")) != nil)
+        envs.release(a.key)
+        try FileManager.default.removeItem(atPath: a.sitePath)
+        #expect(FileManager.default.createFile(atPath: a.sitePath, contents: Data("not a folder".utf8)))
+        #expect(try envs.cachedEnvironment(for: try requirements("cg-a")) == nil)
+        #expect(EnvBuilder.isDirectory(folder) && !EnvBuilder.isDirectory(a.sitePath) && !EnvBuilder.isDirectory(folder + "/nothing-here"))
+    }
+
     /// Function tasks take a cached environment without the builder's actor (`cachedEnvironment`), from many threads
     /// at once: every take is counted, so the environment is never evicted while one of them still uses it.
     @Test func concurrentTakesOfACachedEnvironmentKeepItUntilTheLastIsReleased() async throws {
