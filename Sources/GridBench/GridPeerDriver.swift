@@ -72,6 +72,29 @@ struct GridPeerDriver: PeerServiceDriver {
         return out
     }
 
+    /// Sequential round trips on one link, alternating a task that declares `requirements` with the same task
+    /// declaring none, after 10 warm-up calls of each: drift in the machine's load (or in the peer's state as a run
+    /// goes on) hits both series alike, as the sandbox figures alternate with their plain starts.
+    func alternatingRoundTrips(_ count: Int, requirements: [String]) async throws -> (declaring: [Double], plain: [Double]) {
+        let l = try await link(0)
+        defer { l.close() }
+        for x in 0..<10 {
+            try await call(l, x, requirements: requirements)
+            try await call(l, x)
+        }
+        var declaring: [Double] = []
+        var plain: [Double] = []
+        for x in 0..<count {
+            var start = Stats.now()
+            try await call(l, x, requirements: requirements)
+            declaring.append((Stats.now() - start) * 1000)
+            start = Stats.now()
+            try await call(l, x)
+            plain.append((Stats.now() - start) * 1000)
+        }
+        return (declaring, plain)
+    }
+
     func memoryConnection(_ client: Int) async throws -> any KVConnection {
         PeerKV(link: try await link(client))
     }

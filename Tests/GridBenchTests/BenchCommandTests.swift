@@ -68,7 +68,7 @@ struct BenchCommandTests {
         // A task in a cached environment against the same task declaring nothing: same grid, same run, as a ratio.
         let envTask = report.figures.first { $0.id == "env.task_round_trip" }
         if envTask?.notMeasured == nil {
-            #expect(envTask?.references.first?.name == "the same task declaring no packages")
+            #expect(envTask?.references.first?.name == "the same task declaring no packages, calls alternating")
             #expect(envTask?.references.first?.ratio != nil, "\(String(describing: envTask))")
         }
         // The rootless bwrap tier is measured (or says why not) beside the plain start and the root bwrap tier.
