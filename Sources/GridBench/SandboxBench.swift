@@ -44,7 +44,7 @@ enum SandboxBench {
     static func run(python: String, launches: Int, scratch: String, log: (String) -> Void) async throws -> [Figure] {
         var figures: [Figure] = []
         let engine = privateEngine(scratch: scratch, log: log)
-        defer { engine?.server.stop() }
+        defer { engine?.stop() }
         for (tier, label, runner) in tiers(python: python, engine: engine?.socket) {
             var figure = Figure(
                 id: "sandbox.\(tier)", title: "Sandbox launch: \(label)", unit: "ms", better: .lower,
@@ -76,25 +76,19 @@ enum SandboxBench {
         return figures
     }
 
-    /// A Podman service (Docker API) of the bench's own, stopped with it, for the OCI figure: started when podman is
-    /// installed and no engine answers already.
-    static func privateEngine(scratch: String, log: (String) -> Void) -> (server: ServerProcess, socket: String)? {
+    /// A Podman service (Docker API) of the bench's own, for the OCI figure: started when podman is installed and no
+    /// engine answers already. Started as a worker starts its own (`PodmanUserService`): stopped with the section, and
+    /// killed with the bench if the bench is killed first (a parent-death signal), where a plain child outlived it.
+    static func privateEngine(scratch: String, log: (String) -> Void) -> PodmanUserService? {
         let env = ProcessInfo.processInfo.environment
         let known = SandboxSelection.sockets(for: .auto, given: env["CAMPUSGRID_ENGINE_SOCKET"], environment: env)
         if known.contains(where: { (try? OCIRunner(configuration: OCIRunner.Configuration(socket: $0))) != nil }) { return nil }
-        guard let podman = Shell.which("podman") else { return nil }
+        guard let podman = PodmanUserService.podman(environment: env) else { return nil }
         let dir = scratch + "/podman"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let socket = dir + "/podman.sock"
-        guard let server = try? ServerProcess(name: "podman", path: podman, arguments: ["system", "service", "--time=0", "unix://" + socket], directory: dir)
-        else { return nil }
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
-        guard FileManager.default.fileExists(atPath: socket) else {
-            server.stop()
-            return nil
-        }
+        guard let service = try? PodmanUserService.start(podman: podman, socket: dir + "/podman.sock", environment: env) else { return nil }
         log("  started a private podman service for the OCI tier")
-        return (server, socket)
+        return service
     }
 
     /// Starts the script through `runner`, drains its output and waits for its report; returns the seconds taken.

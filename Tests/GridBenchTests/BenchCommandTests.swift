@@ -124,6 +124,62 @@ struct BenchCommandTests {
         for child in children where Self.isRunning(child) { kill(child, SIGKILL) }
     }
 
+    /// The sandbox figures' private Podman service (started when no engine answers) goes with a bench that is killed:
+    /// it used to be a plain child, which outlived it.
+    @Test(.enabled(if: PodmanUserService.podman(environment: ProcessInfo.processInfo.environment) != nil, "podman is not installed"))
+    func aKilledBenchTakesItsPrivatePodmanServiceAlong() async throws {
+        let dir = NSTemporaryDirectory() + "campusgrid-bench-podman-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let progress = dir + "/progress.txt"
+        FileManager.default.createFile(atPath: progress, contents: nil)
+        let bench = Process()
+        bench.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
+        bench.arguments = ["sandbox-bench", "--runs", "1000"]
+        var env = ProcessInfo.processInfo.environment
+        // No engine named: the bench looks at the usual sockets only, and starts its own when none answers.
+        env["CAMPUSGRID_ENGINE_SOCKET"] = nil
+        env["DOCKER_HOST"] = nil
+        env["TMPDIR"] = dir
+        bench.environment = env
+        bench.standardOutput = FileHandle.nullDevice
+        bench.standardError = FileHandle(forWritingAtPath: progress)
+        try bench.run()
+        let pid = bench.processIdentifier
+        defer { if bench.isRunning { kill(pid, SIGKILL) } }
+        func log() -> String { (try? String(contentsOfFile: progress, encoding: .utf8)) ?? "" }
+        let decided = try await eventually(timeout: 120, interval: 0.05) {
+            log().contains("private podman service") || log().contains("sandbox oci") || !bench.isRunning
+        }
+        #expect(decided, "the bench never reached its OCI tier: \(log())")
+        guard log().contains("private podman service") else {
+            // An engine at one of the usual sockets answered, so the bench started none of its own: nothing to kill.
+            print("no private podman service: \(log().suffix(2000))")
+            #expect(!log().contains("private podman service"))
+            return
+        }
+        let services = Self.children(of: pid) { $0.count > 2 && $0[0].hasSuffix("podman") && $0[1] == "system" && $0[2] == "service" }
+        #expect(services.count == 1, "the bench's private podman service is not its child: \(log())")
+        kill(pid, SIGKILL)
+        bench.waitUntilExit()
+        let gone = try await eventually(timeout: 30) { services.allSatisfy { !Self.isRunning($0) } }
+        #expect(gone, "the private podman service outlived the bench: \(services.filter(Self.isRunning))")
+        for service in services where Self.isRunning(service) { kill(service, SIGKILL) }
+    }
+
+    /// The children of `pid` whose command line (split at NULs) `matches`.
+    static func children(of pid: Int32, _ matches: ([String]) -> Bool) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { e -> Int32? in
+            guard let p = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                let close = stat.range(of: ") ", options: .backwards),
+                let parent = stat[close.upperBound...].split(separator: " ").dropFirst().first.flatMap({ Int32($0) }), parent == pid,
+                let data = FileManager.default.contents(atPath: "/proc/\(p)/cmdline")
+            else { return nil }
+            return matches(data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }) ? p : nil
+        }
+    }
+
     /// The bench's own children that are managers or workers (read from /proc: parent pid and command line).
     static func processes(namingParent pid: Int32) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
