@@ -59,18 +59,24 @@ struct GridServer: Service {
             }
         await onBound(server.channel.localAddress?.port ?? port)
         logger.info("grid protocol listening", metadata: ["grid.port": "\(server.channel.localAddress?.port ?? port)"])
-        try await cancelWhenGracefulShutdown {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        // A refused stranger has no gate: its handler already said why and closes it.
-                        guard let gate = connection.gate else { continue }
-                        group.addTask {
-                            try? await connection.channel.withGridLink { link in await self.serve(link, gate: gate) }
+        // A graceful shutdown stops accepting by cancelling the loop: this service's normal end, not a failure (a
+        // service that throws makes its ServiceGroup cancel the others at once, the leadership's hand-over among them).
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingDiscardingTaskGroup { group in
+                    try await server.executeThenClose { inbound in
+                        for try await connection in inbound {
+                            // A refused stranger has no gate: its handler already said why and closes it.
+                            guard let gate = connection.gate else { continue }
+                            group.addTask {
+                                try? await connection.channel.withGridLink { link in await self.serve(link, gate: gate) }
+                            }
                         }
                     }
                 }
             }
+        } catch is CancellationError {
+            logger.info("grid protocol stopped listening")
         }
     }
 

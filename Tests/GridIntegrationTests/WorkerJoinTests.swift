@@ -113,6 +113,10 @@ extension Integration.WorkerJoin {
         await #expect(worker.waitForExit(timeout: 15) == 0, "the worker exits by itself, not by the SIGKILL that follows a timeout")
         manager.signal(SIGTERM)
         await #expect(manager.waitForExit(timeout: 15) == 0)
+        // Its grid port stopped as a service's normal end, and the leadership was handed over (the row released), not
+        // cut short by a service that threw.
+        #expect(manager.errorLog.contains("grid protocol stopped listening"), "\(manager.errorLog.suffix(3000))")
+        #expect(manager.errorLog.contains("released the leadership"), "\(manager.errorLog.suffix(3000))")
     }
 }
 
