@@ -641,9 +641,11 @@ public actor ManagerCore {
         let expired = leases.expire(now: t)
         let batch = Dictionary(grouping: expired, by: \.worker).mapValues(\.count)
         let alone = Dictionary(uniqueKeysWithValues: batch.map { ($0.key, lostAlone($0.key, count: $0.value, now: t)) })
+        // The workers' names, read once for the whole batch (a worker lost with many runs expires them together).
+        let names = expired.isEmpty ? [:] : Dictionary(((try? await db.workers()) ?? []).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         for lease in expired {
             leasedSpecs[lease.job.jobId] = nil
-            let name = (try? await db.workers().first { $0.id == lease.worker }?.name) ?? lease.worker
+            let name = names[lease.worker] ?? lease.worker
             await interrupt(
                 lease.job, .init(kind: .workerLost, worker: lease.worker, reason: "worker \(name) stopped responding", alone: alone[lease.worker] ?? false))
             if live[lease.worker] != nil {

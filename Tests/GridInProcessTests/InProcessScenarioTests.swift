@@ -119,6 +119,9 @@ import Testing
             #expect(done.workerId == second.workerId)
             let interruptions = try await alice.job(done.id).interruptions ?? []
             #expect(interruptions.contains { $0.kind == "worker_lost" }, "\(interruptions)")
+            // The lost run names its worker by name (looked up once for every run that expired together).
+            let firstName = try await owner.workers().workers.first { $0.id == first.workerId }?.name
+            #expect(firstName != nil && interruptions.contains { $0.reason.contains("worker \(firstName ?? "?") stopped responding") }, "\(interruptions)")
             #expect(try await alice.me().balance == 100 - (done.paid ?? 0), "paid once, for the run that finished")
             #expect(try await grid.ledgerOK())
             await second.stop()
