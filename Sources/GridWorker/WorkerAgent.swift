@@ -108,6 +108,9 @@ public actor WorkerAgent: Service {
     private var asks = Correlator<Result<GridMessage, any Error>, CheckedContinuation<GridMessage, any Error>>()
     /// When the manager was last heard from, and when to ping it (`ManagerSilence`); per connection.
     private var silence = ManagerSilence(heartbeat: 1, now: 0)
+    /// Rung whenever the runs held or awaiting acknowledgement change, or the link drops: what a stopping worker
+    /// waits on (`shutdown()`) instead of looking every few milliseconds.
+    private let settled = Doorbell()
     private var leftSilentManager = false
     /// Rung when the peer's task load changed: the next heartbeat goes out at once.
     private let loadChangedBell = Doorbell()
@@ -170,7 +173,10 @@ public actor WorkerAgent: Service {
         startContinuation.finish()
         let deadline = ContinuousClock.now + .milliseconds(Int64(Self.leaveSeconds * 1000))
         while outbox != nil, !(table.held.isEmpty && table.finished.isEmpty), ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(50))
+            // Woken by each change (a report, an acknowledgement, the link dropping); at least once a second in case
+            // a change came by a way that does not ring.
+            let left = deadline - ContinuousClock.now
+            _ = await settled.wait(upTo: min(1, Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18))
         }
         leaveContinuation.finish()
     }
@@ -343,6 +349,7 @@ public actor WorkerAgent: Service {
     private func attach(_ out: Outbox, registered: Msg.Registered) async {
         outbox = out
         let decided = table.registered(cancel: registered.cancel)
+        settled.ring()
         for ref in decided.cancelRuns {
             logger.info("manager gave this job away; stopping it", metadata: ["grid.job.id": "\(ref.jobId)"])
             jobs[ref]?.execution.cancel()
@@ -367,6 +374,7 @@ public actor WorkerAgent: Service {
 
     private func detach() {
         outbox = nil
+        settled.ring()
         let lost: Result<GridMessage, any Error> = .failure(GridError(.unreachable, "lost the connection to the manager"))
         for waiter in asks.failAll(lost) { waiter.resume(with: lost) }
     }
@@ -490,6 +498,7 @@ public actor WorkerAgent: Service {
             }
         case .jobDoneAck(let ack):
             table.acknowledged(ack.job)
+            settled.ring()
         case .ping:
             try? await out.write(GridFrame(id: frame.id, .pong))
         case .pong:
@@ -552,6 +561,7 @@ public actor WorkerAgent: Service {
             }
             let decision = table.beginStart(ref)
             if decision != .start {
+                settled.ring()
                 if let key = environment?.key { environments?.release(key) }
                 try? FileManager.default.removeItem(at: scratch)
                 if decision == .reportCancelled {
@@ -609,6 +619,7 @@ public actor WorkerAgent: Service {
             job: ref, outcome: outcome, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: reason, files: [],
             logBytes: Int64(log.count), refund: refund)
         table.reported(ref, Unacked(done: done, payload: ByteBuffer(), log: log))
+        settled.ring()
         try? await outbox?.write(GridFrame(.jobDone(done)))
     }
 
@@ -762,6 +773,7 @@ public actor WorkerAgent: Service {
                 outcome: outcome.rawValue, exitCode: report.exitCode, runtimeMs: report.runtimeMs))
         if recent.count > 20 { recent.removeFirst(recent.count - 20) }
         table.reported(ref, Unacked(done: done, payload: payload, log: log))
+        settled.ring()
         try? FileManager.default.removeItem(at: job.scratch)
         logger.info(
             "job ended", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
