@@ -24,8 +24,9 @@ public struct JobSpec: Hashable, Sendable, Codable {
     public var verify: Bool?
     /// The job's output is not expected to repeat (`submit --nondeterministic`): it is never spot-checked.
     public var nondeterministic: Bool?
-    /// The seed every run of the job gets as `CAMPUSGRID_SEED` and `PYTHONHASHSEED`, so honest reruns of seeded code
-    /// match. Set by the manager at submission (whatever the submitter sent), copied to the job's check runs.
+    /// The seed every run of the job gets as `CAMPUSGRID_SEED`, so honest reruns of seeded code match. Set by the
+    /// manager at submission (whatever the submitter sent), copied to the job's check runs. (String hashing is the
+    /// same in every job: the worker gives every run `PYTHONHASHSEED=0`, see `JobEnvironment.startup`.)
     public var seed: UInt32?
     /// Python packages the job needs (PEP 508 lines, normalised: `PythonRequirements.lines`), installed by the worker
     /// into a cached environment put first on the job's `sys.path`; nil or empty: the worker's own Python as it is.
@@ -65,7 +66,7 @@ public struct JobSpec: Hashable, Sendable, Codable {
     /// The environment every run of the job gets: its fixed seed (nothing when the manager set none).
     public var seedEnvironment: [String: String] {
         guard let seed else { return [:] }
-        return ["CAMPUSGRID_SEED": String(seed), "PYTHONHASHSEED": String(seed)]
+        return ["CAMPUSGRID_SEED": String(seed)]
     }
 
     /// The seed of job `id`: a fixed function of the id, the same for every run of it (a check run carries its

@@ -56,20 +56,31 @@ enum RLimit {
 
 /// The environment a job sees: nothing of the worker's, only what it needs.
 enum JobEnvironment {
-    static func make(for request: RunRequest, home: String) -> [String: String] {
-        var env: [String: String] = [
+    /// What every job's Python sees as it starts (the rest of its environment is read later, by what it imports).
+    /// `PYTHONHASHSEED` is the same for every job: string hashing (the order of a set of strings) then repeats in
+    /// every run of a job, check runs included (verification), and a job's interpreter can be started before the
+    /// job is known (`WarmStart`), since Python fixes its hash seed as it starts.
+    static func startup(home: String) -> [String: String] {
+        [
+            "PYTHONHASHSEED": "0",
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": home,
             "TMPDIR": "/tmp",
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+        ]
+    }
+
+    static func make(for request: RunRequest, home: String) -> [String: String] {
+        var env = startup(home: home)
+        env.merge([
             "OMP_NUM_THREADS": String(request.spec.cpus),
             "OPENBLAS_NUM_THREADS": String(request.spec.cpus),
             "MKL_NUM_THREADS": String(request.spec.cpus),
             "CAMPUSGRID_JOB_ID": String(request.job.jobId),
             "CAMPUSGRID_ATTEMPT": String(request.job.attempt),
-        ]
+        ]) { _, new in new }
         if request.spec.gpus == 0 { env["CUDA_VISIBLE_DEVICES"] = "" }
         if request.pythonEnvironment != nil { env["PYTHONPATH"] = EnvBuilder.mountPoint }
         for (k, v) in request.environment { env[k] = v }

@@ -577,7 +577,8 @@ public actor WorkerAgent: Service {
                 if let key = environment?.key { environments?.release(key) }
                 throw GridError(.sandboxUnavailable, "\(assign.spec.gpus) GPU(s) asked for, \(gpuSlots.free.count) free on this worker")
             }
-            // The job's fixed seed (CAMPUSGRID_SEED, PYTHONHASHSEED): honest reruns of seeded code match (verification).
+            // The job's fixed seed (CAMPUSGRID_SEED; PYTHONHASHSEED is 0 for every job): honest reruns of seeded code
+            // match (verification).
             var variables = assign.spec.seedEnvironment
             if !devices.isEmpty { variables["CUDA_VISIBLE_DEVICES"] = GPUSlots.visibleDevices(devices) }
             let execution: JobExecution
