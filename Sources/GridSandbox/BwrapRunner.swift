@@ -25,6 +25,9 @@ public struct BwrapRunner: JobRunner {
         public var limitSource: RootlessLimits.Source = .cgroups
         /// For a delegated subtree: the cgroup (relative to `cgroupRoot`) job cgroups are made under.
         public var cgroupParent: String?
+        /// The folder the jobs' folders are made in (the worker's `jobs`): with the cgroups, the next job's interpreter
+        /// is then started ahead in its sandbox, its folder waiting there (`WarmStart`). Nil: standbys wait unexec'd.
+        public var warmDirectory: String?
 
         public init(python: String) { self.python = python }
     }
@@ -46,6 +49,8 @@ public struct BwrapRunner: JobRunner {
     let standbys: StandbySlot
     /// How the names of this runner's standby cgroups begin (`standby-PID-RUNNER-`).
     let standbyCgroupPrefix: String
+    /// Whether its standbys are warm (`WarmStart`): a jobs folder is configured and the limits are the cgroups'.
+    let warmStarts: Bool
 
     /// Checks that bubblewrap runs and the limits hold (the cgroups are writable, or a probe job's rlimits bite);
     /// throws `SandboxUnavailable` with the reason otherwise.
@@ -54,7 +59,6 @@ public struct BwrapRunner: JobRunner {
         let (root, parent, pids) = (configuration.cgroupRoot, configuration.cgroupParent, configuration.limits.maxProcesses)
         let prefix = "standby-\(getpid())-\(UUID().uuidString.prefix(8))-"
         standbyCgroupPrefix = prefix
-        standbys = StandbySlot { try Standby.make(root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids) }
         self.configuration = configuration
         let fm = FileManager.default
         guard fm.isExecutableFile(atPath: configuration.bwrapPath) else {
@@ -62,8 +66,30 @@ public struct BwrapRunner: JobRunner {
                 "the bwrap sandbox needs bubblewrap, and \(configuration.bwrapPath) does not exist or is not executable "
                     + "(install it: apt-get install bubblewrap; or choose --sandbox none for best-effort isolation)")
         }
-        pythonRoots = Self.pythonRoots(of: configuration.python)
-        topLevel = Self.topLevel()
+        let roots = Self.pythonRoots(of: configuration.python)
+        let top = Self.topLevel()
+        pythonRoots = roots
+        topLevel = top
+        warmStarts = configuration.warmDirectory != nil && configuration.limitSource == .cgroups
+        if let jobs = configuration.warmDirectory, warmStarts {
+            // The next job's interpreter waits in its sandbox, in a folder of its own among the jobs' folders.
+            try? fm.createDirectory(atPath: jobs, withIntermediateDirectories: true)
+            WarmStart.sweep(jobs: jobs)
+            let (bwrap, python, tmpBytes, limits) = (configuration.bwrapPath, configuration.python, configuration.tmpBytes, configuration.limits)
+            standbys = StandbySlot {
+                let folder = jobs + "/" + WarmStart.folderPrefix + "\(getpid())-" + UUID().uuidString.prefix(12).lowercased()
+                var args = Self.arguments(
+                    python: python, pythonRoots: roots, topLevel: top, scratch: folder, script: "-", environment: WarmStart.startupEnvironment(),
+                    tmpBytes: tmpBytes, gpuDevices: [])
+                args.removeLast(3)
+                args += [python, "-u", "-c", WarmStart.launcher]
+                return try Standby.makeWarm(
+                    root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids, directory: folder, bwrap: bwrap,
+                    arguments: args, limits: Self.rlimits(limits))
+            }
+        } else {
+            standbys = StandbySlot { try Standby.make(root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids) }
+        }
         switch configuration.limitSource {
         case .cgroups, .delegatedCgroup:
             if configuration.limitSource == .cgroups, let why = CgroupDelegation.unreachable(root: configuration.cgroupRoot, isRoot: isRoot, delegated: false) {
@@ -172,15 +198,24 @@ public struct BwrapRunner: JobRunner {
             environment: env, tmpBytes: configuration.tmpBytes,
             gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]),
             pythonEnvironment: request.pythonEnvironment)
-        // RLIMIT_AS is never used here: the memory cgroup limits RAM, and RLIMIT_AS breaks CUDA.
-        let rlimits: [grid_rlimit] = [
-            grid_rlimit(resource: RLimit.core, value: 0),
-            grid_rlimit(resource: RLimit.fsize, value: limits.maxFileBytes),
-            grid_rlimit(resource: RLimit.nofile, value: limits.maxOpenFiles),
-        ]
-        // A standby forked ahead into a cgroup of its own, if one is ready: the same start, without waiting for the
-        // cgroup join. Any failure discards it and starts cold, which fails again with its own reason if it must.
-        if let standby = standbys.take() {
+        let rlimits = Self.rlimits(limits)
+        // A warm standby (its interpreter already in the job's sandbox) for a job whose Python start-up would be the
+        // same: the job's folder becomes its `/job` and the launcher gets the job. Anything else starts as below.
+        let warmable = warmStarts
+            && WarmStart.eligible(
+                environment: env, pythonEnvironment: request.pythonEnvironment, gpus: spec.gpus, script: request.script,
+                files: (try? FileManager.default.contentsOfDirectory(atPath: request.scratch.path)) ?? [])
+        if warmable {
+            // Only a standby whose launcher already waits: one still starting is left for a later job, and this one
+            // starts cold, instead of holding the caller's thread until Python is up.
+            if let standby = standbys.take(if: { $0.warmDirectory.map(WarmStart.isReady) ?? false }) {
+                if let execution = startWarm(standby, request: request, environment: env, cgroupLimits: cgroupLimits) { return execution }
+            } else {
+                standbys.ensureMaking()
+            }
+        } else if !warmStarts, let standby = standbys.take() {
+            // A standby forked ahead into a cgroup of its own, if one is ready: the same start, without waiting for
+            // the cgroup join. Any failure discards it and starts cold, which fails again with its own reason if it must.
             do {
                 try standby.cgroup.apply(cgroupLimits)
                 let execution = try JobExecution.spawn(
@@ -211,6 +246,55 @@ public struct BwrapRunner: JobRunner {
             cgroup.remove()
             throw error
         }
+    }
+
+    /// The rlimits of every job of this tier. RLIMIT_AS is never used here: the memory cgroup limits RAM, and RLIMIT_AS
+    /// breaks CUDA.
+    static func rlimits(_ limits: RunnerLimits) -> [grid_rlimit] {
+        [
+            grid_rlimit(resource: RLimit.core, value: 0),
+            grid_rlimit(resource: RLimit.fsize, value: limits.maxFileBytes),
+            grid_rlimit(resource: RLimit.nofile, value: limits.maxOpenFiles),
+        ]
+    }
+
+    /// Starts `request` in the warm standby `standby`; nil (the standby discarded, the job's folder as it was) when it
+    /// could not, and the job then starts cold.
+    private func startWarm(_ standby: Standby, request: RunRequest, environment: [String: String], cgroupLimits: CgroupLayout.Limits) -> JobExecution? {
+        guard let folder = standby.warmDirectory,
+            (folder as NSString).deletingLastPathComponent == request.scratch.deletingLastPathComponent().path
+        else {
+            standby.discard()
+            return nil
+        }
+        // The launcher has its FIFO open once it runs in its sandbox (it said it is about to): not before may its
+        // folder be renamed, since bubblewrap binds it by its name.
+        guard let fd = WarmStart.connect(folder + "/" + WarmStart.fifoName, seconds: 2, alive: { standby.process.isRunning }) else {
+            standby.discard()
+            return nil
+        }
+        let scratch = request.scratch.path
+        do {
+            try standby.cgroup.apply(cgroupLimits)
+        } catch {
+            close(fd)
+            standby.discard()
+            return nil
+        }
+        guard WarmStart.adopt(scratch: scratch, warm: folder) else {
+            close(fd)
+            standby.discard()
+            return nil
+        }
+        // From here the job's folder is the standby's `/job` (the launcher removes the FIFO before the job runs).
+        guard WarmStart.send(WarmStart.request(script: request.script, environment: environment), to: fd) else {
+            // The launcher is gone: the folder, the job's under its own name, stays for the cold start.
+            unlink(scratch + "/" + WarmStart.fifoName)
+            standby.discard()
+            return nil
+        }
+        standbys.countServed(warm: true)
+        return JobExecution.warm(standby: standby, deadline: request.timeLimitSeconds, hooks: hooks(request, cgroup: standby.cgroup))
     }
 
     /// The cgroup tier's hold on a job: killed through its cgroup, checked for its limits, explained and removed at

@@ -110,6 +110,11 @@ public final class JobExecution: Sendable {
         return JobExecution(process: standby.process, marker: marker, outputFD: standby.outputFD, deadline: deadline, hooks: hooks)
     }
 
+    /// The job of a warm standby (`WarmStart`), whose start request the caller has sent: its interpreter already runs.
+    static func warm(standby: Standby, deadline: Double, hooks: Hooks) -> JobExecution {
+        JobExecution(process: standby.process, marker: UUID().uuidString, outputFD: standby.outputFD, deadline: deadline, hooks: hooks)
+    }
+
     private convenience init(process: ForkedProcess, marker: String, outputFD: Int32, deadline: Double, hooks: Hooks) {
         let extraKill = hooks.killAll
         let everyProcessInCgroup = hooks.cgroupHoldsEveryProcess

@@ -78,6 +78,9 @@ public enum SandboxSelection {
     public struct Settings: Sendable {
         public var python: String
         public var limits: RunnerLimits = RunnerLimits()
+        /// The worker's jobs folder: the bwrap tier with cgroups starts each next job's interpreter ahead there
+        /// (`BwrapRunner.Configuration.warmDirectory`). Nil: it does not.
+        public var jobsDirectory: String?
         public var bwrapPath: String = "/usr/bin/bwrap"
         public var image: String = OCIRunner.defaultImage
         /// The cgroup mount (empty inside `ip netns exec`).
@@ -116,6 +119,7 @@ public enum SandboxSelection {
                     c.bwrapPath = settings.bwrapPath
                     c.limits = settings.limits
                     c.cgroupRoot = settings.cgroupRoot
+                    c.warmDirectory = settings.jobsDirectory
                     return (try BwrapRunner(configuration: c), skipped)
                 case .bwrapRootless:
                     var c = BwrapRunner.Configuration(python: settings.python)

@@ -25,17 +25,21 @@ final class Standby: Sendable {
     let outputFD: Int32
     /// The request socket and the report pipe, until the exec request went out or the standby was discarded.
     private let channel: Mutex<(request: Int32, report: Int32)?>
+    /// A warm standby's folder (`WarmStart`): its interpreter already runs in the sandbox with this folder at `/job`,
+    /// waiting for a job. Nil: the standby waits unexec'd, for a job's exec request.
+    let warmDirectory: String?
 
-    private init(process: ForkedProcess, cgroup: JobCgroup, outputFD: Int32, request: Int32, report: Int32) {
+    private init(process: ForkedProcess, cgroup: JobCgroup, outputFD: Int32, request: Int32, report: Int32, warmDirectory: String?) {
         self.process = process
         self.cgroup = cgroup
         self.outputFD = outputFD
+        self.warmDirectory = warmDirectory
         channel = Mutex((request, report))
     }
 
     /// Makes a cgroup named `name` (holding only the `pids` limit until a job's limits are applied) and forks a
     /// standby into it.
-    static func make(root: String, parent: String?, name: String, pids: Int) throws -> Standby {
+    static func make(root: String, parent: String?, name: String, pids: Int, warmDirectory: String? = nil) throws -> Standby {
         let cgroup = try JobCgroup(root: root, name: name, limits: .init(memoryBytes: nil, pids: pids, cpus: nil), parent: parent)
         let procs: [Int32]
         do { procs = try cgroup.openProcs() } catch {
@@ -69,7 +73,35 @@ final class Standby: Sendable {
         }
         close(outWrite)
         let (request, report) = ends.withLock { $0 }
-        return Standby(process: process, cgroup: cgroup, outputFD: fds[0], request: request, report: report)
+        return Standby(process: process, cgroup: cgroup, outputFD: fds[0], request: request, report: report, warmDirectory: warmDirectory)
+    }
+
+    /// Makes a warm standby (`WarmStart`): a standby whose folder `directory` (made here, with its FIFO) is bound at
+    /// `/job` and which execs `bwrap` with `arguments` at once, the interpreter then waiting for its job there.
+    static func makeWarm(
+        root: String, parent: String?, name: String, pids: Int, directory: String, bwrap: String, arguments: [String], limits: [grid_rlimit]
+    ) throws -> Standby {
+        try? FileManager.default.removeItem(atPath: directory)
+        guard mkdir(directory, 0o755) == 0 else { throw SpawnError(errno: errno, path: directory) }
+        guard mkfifo(directory + "/" + WarmStart.fifoName, 0o600) == 0 else {
+            let e = errno
+            try? FileManager.default.removeItem(atPath: directory)
+            throw SpawnError(errno: e, path: directory + "/" + WarmStart.fifoName)
+        }
+        let standby: Standby
+        do {
+            standby = try make(root: root, parent: parent, name: name, pids: pids, warmDirectory: directory)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        do {
+            try standby.go(path: bwrap, arguments: arguments, environment: [:], directory: directory, limits: limits)
+        } catch {
+            standby.discard()
+            throw error
+        }
+        return standby
     }
 
     /// The exec request as `grid_standby_go` reads it (pure).
@@ -141,6 +173,8 @@ final class Standby: Sendable {
         close(outputFD)
         cgroup.remove()
         _ = process.waitForExit(seconds: 2)
+        // A warm standby's folder, unless a job took it (it was renamed to the job's then).
+        if let warmDirectory { try? FileManager.default.removeItem(atPath: warmDirectory) }
     }
 }
 
@@ -167,11 +201,27 @@ final class StandbySlot: Sendable {
         var closed = false
         /// Jobs started from a standby of this slot.
         var served = 0
+        /// Of those, the jobs started in a warm standby's interpreter.
+        var servedWarm = 0
     }
     private let state = Mutex(State())
     private let make: @Sendable () throws -> Standby
 
     init(make: @escaping @Sendable () throws -> Standby) { self.make = make }
+
+    /// The ready standby if `usable` says it can serve now (it stays ready otherwise, and nothing new is made).
+    func take(if usable: (Standby) -> Bool) -> Standby? {
+        let taken = state.withLock { s -> Standby? in
+            guard let ready = s.ready, usable(ready) else { return nil }
+            s.ready = nil
+            return ready
+        }
+        if taken != nil { refill() }
+        return taken
+    }
+
+    /// Makes a standby now if none is ready or being made (for a job that could not use the one there is).
+    func ensureMaking() { refill() }
 
     /// The ready standby, if there is one; a new one is made for the job after.
     func take() -> Standby? {
@@ -220,8 +270,16 @@ final class StandbySlot: Sendable {
     /// How many jobs started from a standby of this slot (`countServed`).
     var served: Int { state.withLock { $0.served } }
 
+    /// Jobs started in a warm standby's interpreter (`countServed(warm: true)`).
+    var servedWarm: Int { state.withLock { $0.servedWarm } }
+
     /// Counts a job that started from a standby this slot handed out.
-    func countServed() { state.withLock { $0.served += 1 } }
+    func countServed(warm: Bool = false) {
+        state.withLock {
+            $0.served += 1
+            if warm { $0.servedWarm += 1 }
+        }
+    }
 
     /// The ready standby's pid, if one is ready.
     var readyPid: pid_t? { state.withLock { $0.ready?.process.pid } }
@@ -250,6 +308,19 @@ final class StandbySlot: Sendable {
                 return
             }
         }
+    }
+
+    /// Waits (at most 60 s) until the ready standby, if warm, has its launcher waiting for a job (tests: the next
+    /// plain job then starts warm). Throws if it never did.
+    func waitUntilWarm() throws {
+        let deadline = JobExecution.monotonic() + 60
+        while JobExecution.monotonic() < deadline {
+            let folder = state.withLock { $0.ready?.warmDirectory }
+            guard let folder else { return }
+            if WarmStart.isReady(folder) { return }
+            usleep(2_000)
+        }
+        throw SpawnError(errno: ETIMEDOUT, path: "a warm standby's launcher")
     }
 
     /// Discards the ready standby, waits (at most 10 s) for one being made to be discarded too, and makes no more.

@@ -402,6 +402,8 @@ struct WorkerCommand: AsyncParsableCommand {
             settings.image = image ?? Env.string("CAMPUSGRID_IMAGE") ?? settings.image
             settings.bwrapPath = bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? settings.bwrapPath
             settings.ociWithoutLimits = choice == .docker || choice == .podman
+            // Where the worker makes its jobs' folders (`WorkerAgent`): a warm standby's folder waits there.
+            settings.jobsDirectory = URL(fileURLWithPath: dataDirectory).appendingPathComponent("jobs").path
             var service: PodmanUserService?
             let (runner, skipped): (any JobRunner, [String])
             do {

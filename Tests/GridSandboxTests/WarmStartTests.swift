@@ -1,0 +1,177 @@
+import Foundation
+import GridCore
+import GridTestSupport
+import Testing
+
+@testable import GridSandbox
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which jobs start in a warm standby's interpreter, and the start request (pure).
+@Suite struct WarmStartRuleTests {
+    let plain = WarmStart.startupEnvironment().merging(["OMP_NUM_THREADS": "1", "CAMPUSGRID_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": ""]) { a, _ in a }
+
+    @Test func aPlainJobIsWarmAndAnythingPythonReadsAtStartMakesItCold() {
+        #expect(WarmStart.eligible(environment: plain, pythonEnvironment: nil, gpus: 0, script: "main.py", files: ["main.py"]))
+        #expect(WarmStart.eligible(environment: plain.merging(["MY_SETTING": "x"]) { a, _ in a }, pythonEnvironment: nil, gpus: 0, script: "main.py", files: []))
+        for (key, value) in [
+            ("PYTHONPATH", "/x"), ("PYTHONHASHSEED", "1"), ("PYTHONSTARTUP", "/job/evil.py"), ("PYTHONUNBUFFERED", "0"), ("LANG", "de_DE.UTF-8"),
+            ("LC_ALL", "C"), ("LANGUAGE", "de"), ("HOME", "/tmp"), ("PATH", "/job"), ("TMPDIR", "/job"),
+        ] {
+            var env = plain
+            env[key] = value
+            #expect(!WarmStart.eligible(environment: env, pythonEnvironment: nil, gpus: 0, script: "main.py", files: []), "\(key)=\(value)")
+        }
+        var missing = plain
+        missing["LANG"] = nil
+        #expect(!WarmStart.eligible(environment: missing, pythonEnvironment: nil, gpus: 0, script: "main.py", files: []))
+        #expect(!WarmStart.eligible(environment: plain, pythonEnvironment: "/envs/x/site", gpus: 0, script: "main.py", files: []))
+        #expect(!WarmStart.eligible(environment: plain, pythonEnvironment: nil, gpus: 1, script: "main.py", files: []))
+        #expect(!WarmStart.eligible(environment: plain, pythonEnvironment: nil, gpus: 0, script: "", files: []))
+        #expect(!WarmStart.eligible(environment: plain, pythonEnvironment: nil, gpus: 0, script: "main.py", files: [WarmStart.fifoName]))
+    }
+
+    @Test func theRequestIsTheScriptThenTheSortedEnvironmentNulSeparated() {
+        let bytes = WarmStart.request(script: "src/main.py", environment: ["B": "2=two", "A": "1"])
+        #expect(bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) } == ["src/main.py", "A=1", "B=2=two"])
+    }
+}
+
+/// A job in a warm standby's interpreter against the same job started cold (its own `python -u main.py` in the same
+/// sandbox): what the script sees and what its run reports are the same. The hostile tests of the bwrap tier run every
+/// plain job warm (`SandboxHarness`).
+@Suite(.serialized)
+struct WarmStartTests {
+    let root = "/tmp/cg-warm-\(UUID().uuidString.prefix(8))"
+
+    func runner(warm: Bool) throws -> BwrapRunner {
+        var c = BwrapRunner.Configuration(python: SandboxHarness.python)
+        c.limits = RunnerLimits(maxProcesses: 64)
+        if warm { c.warmDirectory = root + "/jobs" }
+        return try BwrapRunner(configuration: c)
+    }
+
+    /// Runs `script` (as `main.py`, with `files`) as job 41 attempt 1 in `runner`; its output, report and folder.
+    func run(_ runner: BwrapRunner, _ script: String, files: [String: String] = [:], environment: [String: String] = [:], folder: String) async throws
+        -> (output: String, report: RunReport)
+    {
+        let scratch = URL(fileURLWithPath: root + "/jobs/" + folder)
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        try Data(script.utf8).write(to: scratch.appendingPathComponent("main.py"))
+        for (name, text) in files { try Data(text.utf8).write(to: scratch.appendingPathComponent(name)) }
+        var request = RunRequest(job: JobRef(jobId: 41, attempt: 1), spec: JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 1), scratch: scratch, script: "main.py")
+        request.environment = environment
+        let execution = try runner.start(request)
+        var output: [UInt8] = []
+        for await chunk in execution.output { output += chunk }
+        return (String(decoding: output, as: UTF8.self), await execution.wait())
+    }
+
+    /// Runs `script` cold and warm; returns both.
+    func both(_ script: String, files: [String: String] = [:]) async throws -> (cold: (output: String, report: RunReport), warm: (output: String, report: RunReport)) {
+        let cold = try runner(warm: false)
+        let warm = try runner(warm: true)
+        defer { warm.standbys.close() }
+        try await onThread {
+            try warm.standbys.prepare()
+            try warm.standbys.waitUntilWarm()
+        }
+        let before = warm.standbys.servedWarm
+        let c = try await run(cold, script, files: files, folder: "cold-\(UUID().uuidString.prefix(6))")
+        let w = try await run(warm, script, files: files, folder: "warm-\(UUID().uuidString.prefix(6))")
+        #expect(warm.standbys.servedWarm == before + 1, "the job did not start warm")
+        return (c, w)
+    }
+
+    static let probe = #"""
+import os, sys
+def shown():
+    return [n for n in sorted(globals()) if not n.startswith("__")]
+print("argv", sys.argv)
+print("orig_argv", sys.orig_argv[1:])
+print("name", __name__, "file", __file__, "path0", sys.path[0], "cwd", os.getcwd())
+print("main is me", sys.modules["__main__"].__dict__ is globals(), getattr(sys.modules["__main__"], "__file__", None))
+print("spec", __spec__, "cached", __cached__, "loader", type(__loader__).__name__, "doc", __doc__)
+print("globals", shown())
+print("flags", sys.stdout.write_through, sys.flags.isolated, sys.flags.no_site, sys.dont_write_bytecode, sys.stdout.encoding, sys.getfilesystemencoding())
+print("env", sorted(os.environ.items()))
+print("files", sorted(os.listdir(".")))
+print("uid", os.getuid(), "pid1", open("/proc/1/cmdline", "rb").read().split(b"\0")[0].decode())
+import helper
+print("helper", helper.VALUE)
+def fail():
+    raise ValueError("from the job")
+fail()
+"""#
+
+    @Test func aWarmJobSeesWhatAColdOneSeesAndFailsTheSame() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (cold, warm) = try await both(Self.probe, files: ["helper.py": "VALUE = 42\n"])
+        #expect(cold.output.contains("helper 42") && cold.output.contains("ValueError: from the job"), "\(cold.output)")
+        #expect(warm.output == cold.output, "warm:\n\(warm.output)\ncold:\n\(cold.output)")
+        #expect(warm.report.outcome == .failed && warm.report.exitCode == 1 && cold.report.exitCode == 1)
+        // Nothing of the launcher: no FIFO among the job's files, no name of its own in the job's globals, no frame.
+        #expect(!warm.output.contains(WarmStart.fifoName) && !warm.output.contains("_campusgrid") && !warm.output.contains("<string>"))
+    }
+
+    @Test func exitCodesSyntaxErrorsEncodingsThreadsAndAtexitEndAsInAColdStart() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for script in [
+            "import sys\nprint('bye')\nsys.exit(3)\n", "import sys\nsys.exit('a message')\n", "print('ok')\n", "def broken(:\n    pass\n",
+            "# -*- coding: latin-1 -*-\nprint('caf\u{e9}')\n", "import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n",
+            "import atexit\natexit.register(lambda: print('at exit'))\nraise SystemExit(0)\n",
+        ] {
+            let (cold, warm) = try await both(script)
+            #expect(warm.output == cold.output, "\(script)\nwarm:\n\(warm.output)\ncold:\n\(cold.output)")
+            #expect(warm.report.exitCode == cold.report.exitCode && warm.report.outcome == cold.report.outcome, "\(script)")
+        }
+    }
+
+    @Test func aJobWithItsOwnPythonSettingStartsColdAndLeavesTheWarmStandbyReady() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try runner(warm: true)
+        defer { r.standbys.close() }
+        try await onThread {
+            try r.standbys.prepare()
+            try r.standbys.waitUntilWarm()
+        }
+        let ready = try #require(r.standbys.readyPid)
+        let seeded = try await run(r, "import os\nprint(hash('x') == hash('x'), os.environ['PYTHONHASHSEED'])\n", environment: ["PYTHONHASHSEED": "123"], folder: "seeded")
+        #expect(seeded.output == "True 123\n" && seeded.report.exitCode == 0, "\(seeded.output)")
+        #expect(r.standbys.servedWarm == 0 && r.standbys.readyPid == ready, "a cold job took the warm standby")
+        let plain = try await run(r, "print('warm')\n", folder: "plain")
+        #expect(plain.output == "warm\n" && r.standbys.servedWarm == 1)
+    }
+
+    @Test func anUnusedWarmStandbyLeavesNoProcessNoFolderAndNoCgroup() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try runner(warm: true)
+        try r.standbys.prepare()
+        let pid = try #require(r.standbys.readyPid)
+        let folders = { (try? FileManager.default.contentsOfDirectory(atPath: root + "/jobs"))?.filter { $0.hasPrefix(WarmStart.folderPrefix) } ?? [] }
+        #expect(folders().count == 1)
+        let cgroup = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+        #expect(cgroup.contains(r.standbyCgroupPrefix))
+        r.standbys.close()
+        #expect(kill(pid, 0) != 0 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z ") == true)
+        #expect(folders().isEmpty, "\(folders())")
+        #expect(hostProcesses(containing: "_campusgrid_run").allSatisfy { p in
+            (try? String(contentsOfFile: "/proc/\(p)/cgroup", encoding: .utf8))?.contains(r.standbyCgroupPrefix) != true
+        })
+    }
+
+    @Test func aNewRunnerRemovesTheWarmFoldersOfWorkersThatAreGone() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let jobs = root + "/jobs"
+        // A PID that is not running (the highest possible is never handed out here), and this process's own.
+        let gone = jobs + "/" + WarmStart.folderPrefix + "4194303-deadbeef"
+        let mine = jobs + "/" + WarmStart.folderPrefix + "\(getpid())-cafebabe"
+        for dir in [gone, mine, jobs + "/12-1"] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        let r = try runner(warm: true)
+        defer { r.standbys.close() }
+        #expect(!FileManager.default.fileExists(atPath: gone))
+        #expect(FileManager.default.fileExists(atPath: mine) && FileManager.default.fileExists(atPath: jobs + "/12-1"))
+    }
+}
