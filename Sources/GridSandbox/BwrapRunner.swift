@@ -288,8 +288,10 @@ public struct BwrapRunner: JobRunner {
         }
         // From here the job's folder is the standby's `/job` (the launcher removes the FIFO before the job runs).
         guard WarmStart.send(WarmStart.request(script: request.script, environment: environment), to: fd) else {
-            // The launcher is gone: the folder, the job's under its own name, stays for the cold start.
+            // The launcher is gone: the folder, the job's under its own name, stays for the cold start, without the
+            // launcher's two files (they would be taken for the job's outputs).
             unlink(scratch + "/" + WarmStart.fifoName)
+            unlink(scratch + "/" + WarmStart.readyName)
             standby.discard()
             return nil
         }
