@@ -97,17 +97,10 @@ struct BenchCommandTests {
     /// A bench killed mid-run (SIGKILL: it cannot clean up) leaves no manager or worker of its grids running. Before,
     /// an idle grid of the bench's outlived it: nothing made its processes notice the bench was gone.
     @Test func aBenchKilledMidRunLeavesNoManagerOrWorkerRunning() async throws {
-        let dir = NSTemporaryDirectory() + "campusgrid-bench-kill-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (bench, dir, progress) = try Self.startToKill(label: "bench-kill") { dir in
+            (["bench", "--quick", "--tiny", "--no-install", "--json", dir + "/bench.json"], nil)
+        }
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let progress = dir + "/progress.txt"
-        FileManager.default.createFile(atPath: progress, contents: nil)
-        let bench = Process()
-        bench.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
-        bench.arguments = ["bench", "--quick", "--tiny", "--no-install", "--json", dir + "/bench.json"]
-        bench.standardOutput = FileHandle.nullDevice
-        bench.standardError = FileHandle(forWritingAtPath: progress)
-        try bench.run()
         let pid = bench.processIdentifier
         defer { if bench.isRunning { kill(pid, SIGKILL) } }
         // Its shared grid (a manager and two workers) has run the job figures and idles while other parts run.
@@ -128,23 +121,15 @@ struct BenchCommandTests {
     /// it used to be a plain child, which outlived it.
     @Test(.enabled(if: PodmanUserService.podman(environment: ProcessInfo.processInfo.environment) != nil, "podman is not installed"))
     func aKilledBenchTakesItsPrivatePodmanServiceAlong() async throws {
-        let dir = NSTemporaryDirectory() + "campusgrid-bench-podman-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (bench, dir, progress) = try Self.startToKill(label: "bench-podman") { dir in
+            var env = ProcessInfo.processInfo.environment
+            // No engine named: the bench looks at the usual sockets only, and starts its own when none answers.
+            env["CAMPUSGRID_ENGINE_SOCKET"] = nil
+            env["DOCKER_HOST"] = nil
+            env["TMPDIR"] = dir
+            return (["sandbox-bench", "--runs", "1000"], env)
+        }
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let progress = dir + "/progress.txt"
-        FileManager.default.createFile(atPath: progress, contents: nil)
-        let bench = Process()
-        bench.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
-        bench.arguments = ["sandbox-bench", "--runs", "1000"]
-        var env = ProcessInfo.processInfo.environment
-        // No engine named: the bench looks at the usual sockets only, and starts its own when none answers.
-        env["CAMPUSGRID_ENGINE_SOCKET"] = nil
-        env["DOCKER_HOST"] = nil
-        env["TMPDIR"] = dir
-        bench.environment = env
-        bench.standardOutput = FileHandle.nullDevice
-        bench.standardError = FileHandle(forWritingAtPath: progress)
-        try bench.run()
         let pid = bench.processIdentifier
         defer { if bench.isRunning { kill(pid, SIGKILL) } }
         func log() -> String { (try? String(contentsOfFile: progress, encoding: .utf8)) ?? "" }
@@ -167,6 +152,24 @@ struct BenchCommandTests {
         for service in services where Self.isRunning(service) { kill(service, SIGKILL) }
     }
 
+    /// Starts `campusgrid` for a test that kills it: in a folder of its own (`label`), its standard error into
+    /// `progress.txt` there; `setup` gives the arguments and the environment (nil: this process's) for that folder.
+    static func startToKill(label: String, _ setup: (String) -> ([String], [String: String]?)) throws -> (Process, String, String) {
+        let dir = NSTemporaryDirectory() + "campusgrid-\(label)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let progress = dir + "/progress.txt"
+        FileManager.default.createFile(atPath: progress, contents: nil)
+        let (arguments, environment) = setup(dir)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CampusGridBinary.path)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: progress)
+        try process.run()
+        return (process, dir, progress)
+    }
+
     /// The children of `pid` whose command line (split at NULs) `matches`.
     static func children(of pid: Int32, _ matches: ([String]) -> Bool) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
@@ -182,16 +185,7 @@ struct BenchCommandTests {
 
     /// The bench's own children that are managers or workers (read from /proc: parent pid and command line).
     static func processes(namingParent pid: Int32) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { e -> Int32? in
-            guard let p = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
-                let close = stat.range(of: ") ", options: .backwards),
-                let parent = stat[close.upperBound...].split(separator: " ").dropFirst().first.flatMap({ Int32($0) }), parent == pid,
-                let data = FileManager.default.contents(atPath: "/proc/\(p)/cmdline")
-            else { return nil }
-            let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return args.count > 1 && ["manager", "worker"].contains(args[1]) ? p : nil
-        }
+        children(of: pid) { $0.count > 1 && ["manager", "worker"].contains($0[1]) }
     }
 
     /// Running, not a zombie.
