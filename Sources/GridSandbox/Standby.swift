@@ -220,8 +220,17 @@ final class StandbySlot: Sendable {
         return taken
     }
 
-    /// Makes a standby now if none is ready or being made (for a job that could not use the one there is).
-    func ensureMaking() { refill() }
+    /// Makes a standby now if none is ready or being made (for a job that could not use the one there is); a ready one
+    /// whose process has ended (a warm launcher that died) is discarded first, so the slot is never stuck with it.
+    func ensureMaking() {
+        let dead = state.withLock { s -> Standby? in
+            guard let ready = s.ready, !ready.process.isRunning else { return nil }
+            s.ready = nil
+            return ready
+        }
+        dead?.discard()
+        refill()
+    }
 
     /// The ready standby, if there is one; a new one is made for the job after.
     func take() -> Standby? {

@@ -145,6 +145,27 @@ fail()
         #expect(plain.output == "warm\n" && r.standbys.servedWarm == 1)
     }
 
+    @Test func aWarmStandbyWhoseLauncherDiedIsReplacedAndTheJobStartsCold() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try runner(warm: true)
+        defer { r.standbys.close() }
+        try await onThread {
+            try r.standbys.prepare()
+            try r.standbys.waitUntilWarm()
+        }
+        let dead = try #require(r.standbys.readyPid)
+        kill(dead, SIGKILL)
+        #expect(try await eventually(timeout: 10) { kill(dead, 0) != 0 || (try? String(contentsOfFile: "/proc/\(dead)/stat", encoding: .utf8))?.contains(") Z ") == true })
+        // Its job starts cold (and still runs); the dead standby is not kept, a new one is made.
+        let cold = try await run(r, "print('cold')\n", folder: "after-death")
+        #expect(cold.output == "cold\n" && cold.report.exitCode == 0 && r.standbys.servedWarm == 0)
+        try await onThread { try r.standbys.prepare(); try r.standbys.waitUntilWarm() }
+        let fresh = try #require(r.standbys.readyPid)
+        #expect(fresh != dead)
+        let warm = try await run(r, "print('warm')\n", folder: "after-replace")
+        #expect(warm.output == "warm\n" && r.standbys.servedWarm == 1)
+    }
+
     @Test func anUnusedWarmStandbyLeavesNoProcessNoFolderAndNoCgroup() throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let r = try runner(warm: true)
