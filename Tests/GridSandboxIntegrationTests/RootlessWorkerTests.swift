@@ -289,19 +289,22 @@ final class HostileSuite: @unchecked Sendable {
             (
                 "escape",
                 """
-                import subprocess, sys, time
+                import os, subprocess, sys, time
                 child = '''
-                import os, signal, time
-                os.setsid()
+                import os, signal, sys, time
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 if os.fork() == 0:
                     os.setsid()
+                    open(sys.argv[2], "w").close()
                     while True: time.sleep(1)
                 while True: time.sleep(1)
                 '''
-                subprocess.Popen([sys.executable, "-c", child, "\(escapee)"], start_new_session=True)
-                time.sleep(1)
-                print("LEFT A CHILD", flush=True)
+                # The child leads a session of its own (start_new_session); its child makes another.
+                subprocess.Popen([sys.executable, "-c", child, "\(escapee)", "grandchild-up"], start_new_session=True)
+                for _ in range(3000):
+                    if os.path.exists("grandchild-up"): break
+                    time.sleep(0.01)
+                print("LEFT A CHILD" if os.path.exists("grandchild-up") else "NO GRANDCHILD", flush=True)
                 """, []
             ),
         ]

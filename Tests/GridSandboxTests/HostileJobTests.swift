@@ -186,8 +186,9 @@ struct HostileJobTests {
     }
 
     /// The busy loop's limit. The runner enforces what its request says; the spec's minute becomes 60 s in one place
-    /// (`RunRequest`, tested in `RunRequestTests`), so this waits 10 s, not a minute of three spinning processes per tier.
-    static let busyLimitSeconds = 10.0
+    /// (`RunRequest`, tested in `RunRequestTests`), so this waits 4 s, not a minute of three spinning processes per tier.
+    /// The job says STARTED only once its grandchild is spinning, so the limit needs no margin for a slow start.
+    static let busyLimitSeconds = 4.0
 
     @Test("a busy loop is stopped at the time limit with no process left, even setsid and SIGTERM-proof ones", arguments: Tier.allCases)
     func timeLimitKillsWholeTree(tier: Tier) async throws {
@@ -195,18 +196,20 @@ struct HostileJobTests {
         let marker = "cgleft\(UUID().uuidString.prefix(8))"
         let r = try await h.run(
             """
-            import os, signal, subprocess, sys
+            import os, signal, subprocess, sys, time
             child = '''
-            import os, signal
-            os.setsid()
+            import os, signal, sys
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if os.fork() == 0:
                 os.setsid()
+                open(sys.argv[2], "w").close()
                 while True: pass
             while True: pass
             '''
-            subprocess.Popen([sys.executable, "-c", child, "\(marker)"], start_new_session=True)
+            # The child is a session leader (start_new_session); its own child makes a session of its own as well.
+            subprocess.Popen([sys.executable, "-c", child, "\(marker)", "grandchild-spinning"], start_new_session=True)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while not os.path.exists("grandchild-spinning"): time.sleep(0.01)
             print("STARTED", flush=True)
             while True: pass
             """, spec: JobSpec(name: "busy", cpus: 1, ramGb: 1, minutes: 1), timeLimitSeconds: Self.busyLimitSeconds)
@@ -227,16 +230,16 @@ struct HostileJobTests {
                 end = time.time() + seconds
                 while time.time() < end: pass
             if __name__ == "__main__":
-                ps = [multiprocessing.Process(target=spin, args=(6,)) for _ in range(2)]
+                ps = [multiprocessing.Process(target=spin, args=(4,)) for _ in range(2)]
                 [p.start() for p in ps]
                 [p.join() for p in ps]
                 print("DONE")
             """, spec: JobSpec(name: "cpu", cpus: 1, ramGb: 1, minutes: 2))
         #expect(r.report.outcome == .completed, "\(r.report) \(r.output)")
         let wall = Double(r.report.runtimeMs) / 1000
-        // Two busy processes for 6 s on a 2-core machine: ~12 CPU-s unconstrained, at most ~6 under a 1-CPU quota.
+        // Two busy processes for 4 s on a 2-core machine: ~8 CPU-s unconstrained, at most ~4 under a 1-CPU quota.
         // Measured at all (a loaded machine may give the job far less than its core: a fresh clone's run beside a CPU
-        // hog measured 0.47 CPU-s for the 6 s; the quota is the upper bound below).
+        // hog measured 0.47 CPU-s for 6 s; the quota is the upper bound below).
         #expect(r.report.cpuSeconds > 0.05, "CPU time was not measured: \(r.report.cpuSeconds)")
         #expect(r.report.cpuSeconds <= wall * 1.15 + 0.5, "\(r.report.cpuSeconds) CPU-s in \(wall) s")
     }
