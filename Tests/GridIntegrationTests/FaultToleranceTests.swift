@@ -5,7 +5,7 @@ import GridSandbox
 import GridTestSupport
 import Testing
 
-extension Integration {
+extension ManagerFaults {
     @Suite struct FaultTolerance {
         @Test func killedWorkersJobRerunsElsewhereChargedOnceAndTheDeadOwnerEarnsNothing() async throws {
             let grid = try TestGrid(label: "killworker")

@@ -9,7 +9,7 @@ import Testing
 /// submitting a stream of jobs to whichever manager takes them; the leader is SIGKILLed twice at random moments (and
 /// comes back as a follower on its ports). Every job completes exactly once, no credit is created or lost, no job has
 /// a second run while its first could still be running, and each time a new leader places work within 10 s.
-extension Integration {
+extension ManagerFaults {
     @Suite struct HAChaos {
         typealias HA = SeveralManagers.HA
 

@@ -4,10 +4,16 @@ import GridCore
 import GridTestSupport
 import Testing
 
-/// Whole-grid scenarios with the real `campusgrid` binary. One parent suite, serialized: each scenario starts its own
-/// manager and workers, and two at once would fight over the machine's two cores.
+/// Whole-grid scenarios with the real `campusgrid` binary. Two parent suites, each serialized: each scenario starts its
+/// own manager and workers, and more at once would fight over the machine's two cores. One chain of them all took
+/// about 4 minutes on an idle machine, beside the rest of the suite for only its first; as two chains of about two
+/// minutes each, side by side, they end with the rest.
 @Suite(.serialized)
 enum Integration {}
+
+/// The scenarios that kill, freeze or replace a manager (one manager or several): the second chain, beside `Integration`.
+@Suite(.serialized)
+enum ManagerFaults {}
 
 /// Helpers shared by the scenarios.
 enum Scenario {

@@ -11,7 +11,7 @@ import FoundationNetworking
 
 /// Issue 16: several `campusgrid manager` processes on one store (here one SQLite file, shared through one data folder,
 /// which also gives them one identity), one leader by the lease row.
-extension Integration {
+extension ManagerFaults {
     @Suite struct SeveralManagers {
         /// A manager of the HA grid, as started by `HA.start`.
         struct Manager {
