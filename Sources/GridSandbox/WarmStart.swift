@@ -197,6 +197,21 @@ def _campusgrid_run():
         tb = e.__traceback__.tb_next if e.__traceback__ else None
         e.__traceback__ = tb
         sys.excepthook(type(e), e, tb)
+        if isinstance(e, KeyboardInterrupt):
+            # As CPython ends a script whose KeyboardInterrupt went uncaught: after its finalization (threads joined,
+            # atexit handlers run, streams flushed), by SIGINT itself, so the job ends by the signal, not with 1.
+            import _signal, atexit
+            threading = sys.modules.get("threading")
+            if threading is not None:
+                threading._shutdown()
+            atexit._run_exitfuncs()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+            os.kill(os.getpid(), _signal.SIGINT)
         sys.exit(1)
 _campusgrid_run()
 """#

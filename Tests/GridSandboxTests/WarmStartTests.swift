@@ -122,10 +122,15 @@ fail()
             "import sys\nprint('bye')\nsys.exit(3)\n", "import sys\nsys.exit('a message')\n", "print('ok')\n", "def broken(:\n    pass\n",
             "# -*- coding: latin-1 -*-\nprint('caf\u{e9}')\n", "import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n",
             "import atexit\natexit.register(lambda: print('at exit'))\nraise SystemExit(0)\n",
+            // An uncaught KeyboardInterrupt: CPython prints it, finalizes, then ends the process by SIGINT.
+            "import atexit\natexit.register(lambda: print('at exit'))\nprint('before')\nraise KeyboardInterrupt\n",
+            "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n",
         ] {
             let (cold, warm) = try await both(script)
             #expect(warm.output == cold.output, "\(script)\nwarm:\n\(warm.output)\ncold:\n\(cold.output)")
-            #expect(warm.report.exitCode == cold.report.exitCode && warm.report.outcome == cold.report.outcome, "\(script)")
+            #expect(
+                warm.report.exitCode == cold.report.exitCode && warm.report.signal == cold.report.signal && warm.report.outcome == cold.report.outcome,
+                "\(script): warm \(warm.report), cold \(cold.report)")
         }
     }
 
