@@ -32,6 +32,9 @@ public struct OCIRunner: JobRunner {
 
     public let configuration: Configuration
     let engine: DockerEngine
+    /// Ended jobs' containers are removed here, one at a time, after their reports: the engine's removal waits for
+    /// its own clean-up of the container (about 15 ms more on Podman 4.3), which the job's end need not wait for.
+    let removals = DispatchQueue(label: "campusgrid.oci.removals")
     public var tier: SandboxTier { .oci }
     /// Where the engine runs containers (rootless Podman, cgroup version), when it said.
     public let host: EngineHost?
@@ -66,6 +69,17 @@ public struct OCIRunner: JobRunner {
         if let n = Int32(text) { return n }
         guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any], let code = json["StatusCode"] as? Int else { return nil }
         return Int32(truncatingIfNeeded: code)
+    }
+
+    /// The exit code in an inspect's answer (pure) once the container's process has ended: `State.Running` false,
+    /// `State.Status` "exited" or "stopped", and an integer `State.ExitCode`; nil for any other state or body.
+    static func exitCode(fromInspect body: [UInt8]) -> Int32? {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+            let state = json["State"] as? [String: Any], state["Running"] as? Bool == false,
+            let status = state["Status"] as? String, status == "exited" || status == "stopped",
+            let code = state["ExitCode"] as? Int, let exact = Int32(exactly: code)
+        else { return nil }
+        return exact
     }
 
     /// The label for an engine's host, and whether the resource limits hold there (pure): a rootless engine on
@@ -157,6 +171,7 @@ public struct OCIRunner: JobRunner {
             throw SandboxUnavailable("the container engine refused the job's container: \(created.message)")
         }
         let engine = self.engine
+        let removals = self.removals
         let remove: @Sendable () -> Void = { _ = try? engine.call("DELETE", "/containers/\(id)?force=true&v=true", timeout: 30) }
         var fds: [Int32] = [0, 0]
         guard grid_pipe_cloexec(&fds) == 0 else {
@@ -190,12 +205,34 @@ public struct OCIRunner: JobRunner {
         let seen = Mutex(Seen())
         let control = JobExecution.Control(
             waitForExit: {
-                let answer = try? engine.call("POST", waitPath, timeout: nil)
-                // All output is in the pipe before the end is reported (and before the container is removed). The
-                // attach ends with the process, before the engine reports the end: this wait is bounded only in case.
-                _ = outputDone.wait(timeout: .now() + 10)
+                // The attach ends when the container's first process does (its PID namespace goes with it): the
+                // engine's state says so at once, where its wait answers only after the engine's own clean-up (40–90 ms
+                // later on Podman 4.3). A state that does not say "exited" yet (or an attach that failed) falls back to
+                // the engine's wait. All output is in the pipe before the end is reported.
+                let exited: @Sendable () -> Int32? = {
+                    (try? engine.call("GET", "/containers/\(id)/json", timeout: 30)).flatMap { Self.exitCode(fromInspect: $0.body) }
+                }
+                var code: Int32?
+                // An attach that outlived its container must not hold the job's end: the state is looked at every
+                // second meanwhile, and once it says "exited" the output gets 10 s more.
+                while outputDone.wait(timeout: .now() + 1) == .timedOut {
+                    if let c = exited() {
+                        code = c
+                        _ = outputDone.wait(timeout: .now() + 10)
+                        break
+                    }
+                }
+                // The state may trail the attach's end by a moment (the engine's monitor reaps the process): a few
+                // looks, 2 ms apart, then the engine's wait.
+                for look in 0..<5 where code == nil {
+                    if look > 0 { usleep(2_000) }
+                    code = exited()
+                }
+                if code == nil {
+                    code = (try? engine.call("POST", waitPath, timeout: nil)).flatMap { Self.exitCode(fromWait: $0.body) }
+                }
                 return JobExecution.Exit(
-                    exitCode: answer.flatMap { Self.exitCode(fromWait: $0.body) } ?? -1, signal: nil, cpuSeconds: seen.withLock { $0.cpuSeconds },
+                    exitCode: code ?? -1, signal: nil, cpuSeconds: seen.withLock { $0.cpuSeconds },
                     peakMemoryKb: seen.withLock { $0.peakBytes } / 1024)
             },
             killAll: { _ = try? engine.call("POST", "/containers/\(id)/kill?signal=KILL", timeout: 30) },
@@ -217,7 +254,7 @@ public struct OCIRunner: JobRunner {
                 let inspect = try? engine.call("GET", "/containers/\(id)/json", timeout: 30)
                 let state = (inspect?.json as? [String: Any])?["State"] as? [String: Any]
                 let oom = state?["OOMKilled"] as? Bool ?? false
-                remove()
+                removals.async { remove() }
                 let v = seen.withLock { $0 }
                 let usage = Reasons.Usage(
                     // The engine's OOMKilled flag is unreliable (Podman 4.3's conmon writes its `oom` note into its working

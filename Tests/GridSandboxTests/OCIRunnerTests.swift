@@ -63,11 +63,27 @@ struct OCIRunnerTests {
         let h = try await SandboxHarness.make(.oci)
         let r = try await h.run("print('bye')")
         #expect(r.report.outcome == .completed)
+        // Removed after the report, on the runner's queue: soon, not necessarily before the report.
         let engine = (h.runner as! OCIRunner).engine
-        let list = try engine.call("GET", "/containers/json?all=true")
-        let names = ((list.json as? [[String: Any]]) ?? []).flatMap { ($0["Names"] as? [String]) ?? [] }
-        let jobLabel = ((list.json as? [[String: Any]]) ?? []).compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
-        #expect(!jobLabel.contains("\(h.lastJob.jobId)-1"), "containers left: \(names)")
+        var names: [String] = []
+        let gone = try await eventually(timeout: 20, interval: 0.05) {
+            let list = try engine.call("GET", "/containers/json?all=true")
+            names = ((list.json as? [[String: Any]]) ?? []).flatMap { ($0["Names"] as? [String]) ?? [] }
+            let jobLabel = ((list.json as? [[String: Any]]) ?? []).compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
+            return !jobLabel.contains("\(h.lastJob.jobId)-1")
+        }
+        #expect(gone, "containers left: \(names)")
+    }
+
+    /// The end is read from the engine's state once the attach ends, which is when the container's first process
+    /// ends. A process that closes its output and runs on must not be taken for ended: its exit code and its time
+    /// come from the engine's wait.
+    @Test func aJobThatClosesItsOutputAndRunsOnEndsWithItsOwnExitCodeAndTime() async throws {
+        let h = try await SandboxHarness.make(.oci)
+        let r = try await h.run("import os, sys, time\nprint('closing', flush=True)\nos.close(1)\nos.close(2)\ntime.sleep(1.5)\nos._exit(5)")
+        #expect(r.output == "closing\n", "\(r.output)")
+        #expect(r.report.exitCode == 5 && r.report.outcome == .failed, "\(r.report)")
+        #expect(r.report.runtimeMs >= 1400, "ended before its process did: \(r.report.runtimeMs) ms")
     }
 
     /// The output comes through an attach made before the container starts: a job that writes at once, to both
@@ -113,6 +129,26 @@ struct OCIRunnerTests {
         #expect(OCIRunner.exitCode(fromWait: Array(#"{"cause":"no such container","message":"x","response":404}"#.utf8)) == nil)
         #expect(OCIRunner.exitCode(fromWait: []) == nil)
         #expect(OCIRunner.exitCode(fromWait: Array("99999999999".utf8)) == nil)
+    }
+
+    @Test func anInspectGivesAnExitCodeOnlyOnceTheProcessHasEnded() {
+        func state(_ fields: String) -> [UInt8] { Array(#"{"Id":"c1","State":{\#(fields)}}"#.utf8) }
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false,"ExitCode":3"#)) == 3)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"stopped","Running":false,"ExitCode":0"#)) == 0)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false,"ExitCode":137,"OOMKilled":true"#)) == 137)
+        // Still running, or not started, or a state that contradicts itself: no exit code yet.
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"running","Running":true,"ExitCode":0"#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":true,"ExitCode":0"#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"created","Running":false,"ExitCode":0"#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"configured","Running":false,"ExitCode":0"#)) == nil)
+        // Forged or broken numbers and bodies: no exit code rather than a trap or a made-up one.
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false,"ExitCode":9223372036854775807"#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false,"ExitCode":-9223372036854775808"#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false,"ExitCode":"3""#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false,"ExitCode":2.5"#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false"#)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: Array(#"{"cause":"no such container","message":"x","response":404}"#.utf8)) == nil)
+        #expect(OCIRunner.exitCode(fromInspect: []) == nil)
     }
 
     @Test func aRootlessEngineOnCgroupV1SaysItsLimitsDoNotHold() {
