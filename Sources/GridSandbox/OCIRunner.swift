@@ -109,12 +109,48 @@ public struct OCIRunner: JobRunner {
             throw SandboxUnavailable(
                 "the container image \(configuration.image) is not on this machine (build it with scripts/build-sandbox-image, or pass --image)")
         }
+        sweptOrphans = Self.removeOrphans(engine: engine)
+    }
+
+    /// The job containers this runner removed as it started because their worker is gone.
+    public private(set) var sweptOrphans: [String] = []
+
+    /// Labels every job container carries besides its job: the worker process that runs it, and that process's PID
+    /// namespace, so that a runner started later can tell a container whose worker is gone.
+    static let ownerLabel = "campusgrid.worker-pid"
+    static let namespaceLabel = "campusgrid.pid-namespace"
+    static let pidNamespace: String = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) ?? "unknown"
+
+    /// The containers a runner removes as it starts (pure): job containers made in this PID namespace by a worker
+    /// process that is gone. A killed worker's container would otherwise run a stranger's code on, unsupervised and
+    /// past its time limit. Another namespace's PIDs mean nothing here, and a container without both labels is not
+    /// ours to judge.
+    static func orphans(_ containers: [[String: Any]], namespace: String, alive: (Int32) -> Bool) -> [String] {
+        containers.compactMap { c in
+            guard let id = c["Id"] as? String, !id.isEmpty, let labels = c["Labels"] as? [String: String],
+                labels["campusgrid.job"] != nil, labels[namespaceLabel] == namespace,
+                let text = labels[ownerLabel], let pid = Int32(text), pid > 1, !alive(pid)
+            else { return nil }
+            return id
+        }
+    }
+
+    /// Removes (killing if need be) the job containers whose worker is gone; returns their ids. At most 256 a start.
+    static func removeOrphans(engine: DockerEngine) -> [String] {
+        // filters={"label":["campusgrid.job"]}
+        guard let list = try? engine.call("GET", "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22campusgrid.job%22%5D%7D", timeout: 30),
+            list.status == 200, let containers = list.json as? [[String: Any]]
+        else { return [] }
+        let gone = orphans(containers, namespace: pidNamespace) { pid in kill(pid, 0) == 0 || errno == EPERM }
+        return gone.prefix(256).filter { id in
+            ((try? engine.call("DELETE", "/containers/\(id)?force=true&v=true", timeout: 30))?.status).map { $0 < 300 || $0 == 404 } ?? false
+        }
     }
 
     /// The container to create for one job (pure): the Docker Engine API's create body.
     static func createBody(
         image: String, python: String, script: String, environment: [String: String], scratch: String, spec: JobSpec,
-        limits: RunnerLimits, tmpBytes: UInt64, jobId: String, pythonEnvironment: String? = nil
+        limits: RunnerLimits, tmpBytes: UInt64, jobId: String, pythonEnvironment: String? = nil, owner: Int32 = getpid()
     ) -> [String: Any] {
         var host: [String: Any] = [
             "NetworkMode": "none",
@@ -150,7 +186,7 @@ public struct OCIRunner: JobRunner {
             "User": "65534:65534",
             "Env": environment.keys.sorted().map { "\($0)=\(environment[$0]!)" },
             "NetworkDisabled": true,
-            "Labels": ["campusgrid.job": jobId],
+            "Labels": ["campusgrid.job": jobId, ownerLabel: "\(owner)", namespaceLabel: pidNamespace],
             "HostConfig": host,
         ]
     }

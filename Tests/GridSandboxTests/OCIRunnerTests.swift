@@ -101,6 +101,44 @@ struct OCIRunnerTests {
         }
     }
 
+    /// A worker killed while its job ran leaves the job's container running, unsupervised and past its time limit:
+    /// the next runner on that engine removes it. Containers of a live worker, of another PID namespace, or without
+    /// the labels stay.
+    @Test func aNewRunnerRemovesTheJobContainersOfWorkersThatAreGoneAndNoOthers() throws {
+        let service = try PodmanService()
+        defer { service.stop() }
+        let engine = DockerEngine(socket: service.socket)
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        func container(_ labels: [String: String]) throws -> String {
+            let body: [String: Any] = [
+                "Image": OCIRunner.defaultImage, "Cmd": ["python3", "-c", "import time; time.sleep(600)"], "Labels": labels,
+                "HostConfig": ["NetworkMode": "none"],
+            ]
+            let created = try engine.call("POST", "/containers/create", json: body)
+            let id = try #require((created.json as? [String: Any])?["Id"] as? String, "\(created.message)")
+            let started = try engine.call("POST", "/containers/\(id)/start")
+            #expect(started.status == 204, "\(started.message)")
+            return id
+        }
+        let ns = OCIRunner.pidNamespace
+        let orphan = try container(["campusgrid.job": "1-1", OCIRunner.ownerLabel: "\(gone.processIdentifier)", OCIRunner.namespaceLabel: ns])
+        let kept = [
+            try container(["campusgrid.job": "2-1", OCIRunner.ownerLabel: "\(getpid())", OCIRunner.namespaceLabel: ns]),
+            try container(["campusgrid.job": "3-1", OCIRunner.ownerLabel: "\(gone.processIdentifier)", OCIRunner.namespaceLabel: "pid:[1]"]),
+            try container(["other": "x"]),
+        ]
+        defer { for id in kept { _ = try? engine.call("DELETE", "/containers/\(id)?force=true", timeout: 30) } }
+
+        let runner = try OCIRunner(configuration: .init(socket: service.socket))
+        #expect(runner.sweptOrphans == [orphan])
+        let left = ((try engine.call("GET", "/containers/json?all=true").json as? [[String: Any]]) ?? []).compactMap { $0["Id"] as? String }
+        #expect(!left.contains(orphan), "the orphan is still there")
+        #expect(Set(kept).isSubset(of: Set(left)), "a container that was not an orphan went: \(left)")
+    }
+
     @Test func aMissingImageFailsWithAClearMessage() throws {
         let service = try PodmanService()
         defer { service.stop() }
@@ -149,6 +187,35 @@ struct OCIRunnerTests {
         #expect(OCIRunner.exitCode(fromInspect: state(#""Status":"exited","Running":false"#)) == nil)
         #expect(OCIRunner.exitCode(fromInspect: Array(#"{"cause":"no such container","message":"x","response":404}"#.utf8)) == nil)
         #expect(OCIRunner.exitCode(fromInspect: []) == nil)
+    }
+
+    @Test func onlyJobContainersOfAGoneWorkerInThisPIDNamespaceAreOrphans() {
+        let ns = "pid:[4026531836]"
+        func c(_ id: String, _ labels: [String: String]?) -> [String: Any] {
+            var c: [String: Any] = ["Id": id]
+            if let labels { c["Labels"] = labels }
+            return c
+        }
+        func job(_ pid: String, _ namespace: String = ns) -> [String: String] {
+            ["campusgrid.job": "1-1", OCIRunner.ownerLabel: pid, OCIRunner.namespaceLabel: namespace]
+        }
+        let alive: (Int32) -> Bool = { $0 == 100 }
+        let list = [
+            c("gone", job("200")), c("live", job("100")), c("elsewhere", job("200", "pid:[1]")),
+            c("not-a-job", [OCIRunner.ownerLabel: "200", OCIRunner.namespaceLabel: ns]), c("unlabelled", nil),
+            c("no-owner", ["campusgrid.job": "1-1", OCIRunner.namespaceLabel: ns]),
+            // Forged or broken owners: never a reason to remove.
+            c("init", job("1")), c("zero", job("0")), c("negative", job("-5")), c("huge", job("9223372036854775807")),
+            c("words", job("abc")), c("", job("200")),
+        ]
+        #expect(OCIRunner.orphans(list, namespace: ns, alive: alive) == ["gone"])
+        #expect(OCIRunner.orphans([], namespace: ns, alive: alive).isEmpty)
+        // Every job container says whose it is.
+        let labels = OCIRunner.createBody(
+            image: "i", python: "python3", script: "m.py", environment: [:], scratch: "/s", spec: JobSpec(name: "j"), limits: RunnerLimits(),
+            tmpBytes: 1, jobId: "7-2", owner: 4321)["Labels"] as? [String: String]
+        #expect(labels == ["campusgrid.job": "7-2", OCIRunner.ownerLabel: "4321", OCIRunner.namespaceLabel: OCIRunner.pidNamespace])
+        #expect(OCIRunner.pidNamespace.hasPrefix("pid:["))
     }
 
     @Test func aRootlessEngineOnCgroupV1SaysItsLimitsDoNotHold() {
