@@ -28,6 +28,9 @@ public struct BwrapRunner: JobRunner {
         /// The folder the jobs' folders are made in (the worker's `jobs`): with the cgroups, the next job's interpreter
         /// is then started ahead in its sandbox, its folder waiting there (`WarmStart`). Nil: standbys wait unexec'd.
         public var warmDirectory: String?
+        /// How many next jobs' standbys are kept ready (1...64; a worker keeps its slots and one more). An idle warm
+        /// standby is an interpreter waiting in its sandbox, about 10 MB.
+        public var standbys: Int = 1
 
         public init(python: String) { self.python = python }
     }
@@ -76,7 +79,7 @@ public struct BwrapRunner: JobRunner {
             try? fm.createDirectory(atPath: jobs, withIntermediateDirectories: true)
             WarmStart.sweep(jobs: jobs)
             let (bwrap, python, tmpBytes, limits) = (configuration.bwrapPath, configuration.python, configuration.tmpBytes, configuration.limits)
-            standbys = StandbySlot {
+            standbys = StandbySlot(capacity: configuration.standbys) {
                 let folder = jobs + "/" + WarmStart.folderPrefix + "\(getpid())-" + UUID().uuidString.prefix(12).lowercased()
                 var args = Self.arguments(
                     python: python, pythonRoots: roots, topLevel: top, scratch: folder, script: "-", environment: WarmStart.startupEnvironment(),
@@ -88,7 +91,7 @@ public struct BwrapRunner: JobRunner {
                     arguments: args, limits: Self.rlimits(limits))
             }
         } else {
-            standbys = StandbySlot { try Standby.make(root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids) }
+            standbys = StandbySlot(capacity: configuration.standbys) { try Standby.make(root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids) }
         }
         switch configuration.limitSource {
         case .cgroups, .delegatedCgroup:

@@ -193,11 +193,14 @@ extension Standby {
     }
 }
 
-/// Keeps one standby ready for the next job and makes the next one, off the caller's path, when it is taken.
+/// Keeps standbys ready for the next jobs (up to `capacity`: a worker's slots, so that each running job's successor
+/// can wait warm), and makes the next one, off the caller's path, when one is taken.
 final class StandbySlot: Sendable {
     private struct State {
-        var ready: Standby?
-        var making = false
+        /// Ready standbys, oldest first.
+        var ready: [Standby] = []
+        /// Standbys being made.
+        var making = 0
         var closed = false
         /// Jobs started from a standby of this slot.
         var served = 0
@@ -206,74 +209,76 @@ final class StandbySlot: Sendable {
     }
     private let state = Mutex(State())
     private let make: @Sendable () throws -> Standby
+    /// How many standbys are kept ready or being made (1...64).
+    let capacity: Int
 
-    init(make: @escaping @Sendable () throws -> Standby) { self.make = make }
+    init(capacity: Int = 1, make: @escaping @Sendable () throws -> Standby) {
+        self.capacity = min(max(capacity, 1), 64)
+        self.make = make
+    }
 
-    /// The ready standby if `usable` says it can serve now (it stays ready otherwise, and nothing new is made).
+    /// The oldest ready standby that `usable` says can serve now (the others stay ready, and nothing new is made
+    /// if none can).
     func take(if usable: (Standby) -> Bool) -> Standby? {
         let taken = state.withLock { s -> Standby? in
-            guard let ready = s.ready, usable(ready) else { return nil }
-            s.ready = nil
-            return ready
+            guard let i = s.ready.firstIndex(where: usable) else { return nil }
+            return s.ready.remove(at: i)
         }
         if taken != nil { refill() }
         return taken
     }
 
-    /// Makes a standby now if none is ready or being made (for a job that could not use the one there is); a ready one
-    /// whose process has ended (a warm launcher that died) is discarded first, so the slot is never stuck with it.
+    /// Makes standbys now up to the capacity (for a job that could not use those there are); ready ones whose
+    /// process has ended (a warm launcher that died) are discarded first, so the slot is never stuck with them.
     func ensureMaking() {
-        let dead = state.withLock { s -> Standby? in
-            guard let ready = s.ready, !ready.process.isRunning else { return nil }
-            s.ready = nil
-            return ready
+        let dead = state.withLock { s -> [Standby] in
+            let dead = s.ready.filter { !$0.process.isRunning }
+            s.ready.removeAll { !$0.process.isRunning }
+            return dead
         }
-        dead?.discard()
+        for standby in dead { standby.discard() }
         refill()
     }
 
-    /// The ready standby, if there is one; a new one is made for the job after.
+    /// The oldest ready standby, if there is one; a new one is made for the job after.
     func take() -> Standby? {
-        let taken = state.withLock { s -> Standby? in
-            defer { s.ready = nil }
-            return s.ready
-        }
+        let taken = state.withLock { s -> Standby? in s.ready.isEmpty ? nil : s.ready.removeFirst() }
         refill()
         return taken
     }
 
-    /// Makes a standby on a background thread unless one is ready or being made. A failure leaves the slot empty
-    /// (jobs then start cold, and say why if a cold start fails too).
+    /// Makes standbys on background threads until the ready and the ones being made reach the capacity. A failure
+    /// leaves its place empty until the next take or `ensureMaking` (jobs then start cold, and say why if a cold start
+    /// fails too).
     func refill() {
-        let go = state.withLock { s -> Bool in
-            guard !s.closed, !s.making, s.ready == nil else { return false }
-            s.making = true
-            return true
+        let count = state.withLock { s -> Int in
+            guard !s.closed else { return 0 }
+            let missing = max(0, capacity - s.ready.count - s.making)
+            s.making += missing
+            return missing
         }
-        guard go else { return }
         let make = self.make
-        DispatchQueue.global().async { [weak self] in
-            let made = try? make()
-            guard let self else {
-                made?.discard()
-                return
+        for _ in 0..<count {
+            DispatchQueue.global().async { [weak self] in
+                let made = try? make()
+                guard let self else {
+                    made?.discard()
+                    return
+                }
+                self.finishMaking(made)
             }
-            self.finishMaking(made)
         }
     }
 
-    /// Keeps `made` as the ready standby, or discards it if the slot closed meanwhile; then says making is over.
+    /// Keeps `made` ready, or discards it if the slot closed meanwhile; then counts its making as over.
     private func finishMaking(_ made: Standby?) {
         let kept = state.withLock { s -> Bool in
+            s.making -= 1
             guard !s.closed else { return false }
-            s.ready = made
-            s.making = false
+            if let made { s.ready.append(made) }
             return true
         }
-        if !kept {
-            made?.discard()
-            state.withLock { $0.making = false }
-        }
+        if !kept { made?.discard() }
     }
 
     /// How many jobs started from a standby of this slot (`countServed`).
@@ -290,8 +295,11 @@ final class StandbySlot: Sendable {
         }
     }
 
-    /// The ready standby's pid, if one is ready.
-    var readyPid: pid_t? { state.withLock { $0.ready?.process.pid } }
+    /// The oldest ready standby's pid, if one is ready.
+    var readyPid: pid_t? { state.withLock { $0.ready.first?.process.pid } }
+
+    /// How many standbys are ready.
+    var readyCount: Int { state.withLock { $0.ready.count } }
 
     /// Makes a standby now unless one is ready, waiting (at most 10 s) for one being made: so the next `take` finds
     /// one. Throws what making it threw.
@@ -299,9 +307,9 @@ final class StandbySlot: Sendable {
         let deadline = JobExecution.monotonic() + 10
         while JobExecution.monotonic() < deadline {
             let mine = state.withLock { s -> Bool? in
-                if s.ready != nil || s.closed { return nil }
-                if s.making { return false }
-                s.making = true
+                if !s.ready.isEmpty || s.closed { return nil }
+                if s.making > 0 { return false }
+                s.making += 1
                 return true
             }
             switch mine {
@@ -310,7 +318,7 @@ final class StandbySlot: Sendable {
             case true?:
                 let made: Standby
                 do { made = try make() } catch {
-                    state.withLock { $0.making = false }
+                    state.withLock { $0.making -= 1 }
                     throw error
                 }
                 finishMaking(made)
@@ -319,12 +327,12 @@ final class StandbySlot: Sendable {
         }
     }
 
-    /// Waits (at most 60 s) until the ready standby, if warm, has its launcher waiting for a job (tests: the next
-    /// plain job then starts warm). Throws if it never did.
+    /// Waits (at most 60 s) until the oldest ready standby, if warm, has its launcher waiting for a job (tests: the
+    /// next plain job then starts warm). Throws if it never did.
     func waitUntilWarm() throws {
         let deadline = JobExecution.monotonic() + 60
         while JobExecution.monotonic() < deadline {
-            let folder = state.withLock { $0.ready?.warmDirectory }
+            let folder = state.withLock { $0.ready.first?.warmDirectory }
             guard let folder else { return }
             if WarmStart.isReady(folder) { return }
             usleep(2_000)
@@ -332,19 +340,19 @@ final class StandbySlot: Sendable {
         throw SpawnError(errno: ETIMEDOUT, path: "a warm standby's launcher")
     }
 
-    /// Discards the ready standby, waits (at most 10 s) for one being made to be discarded too, and makes no more.
+    /// Discards the ready standbys, waits (at most 10 s) for those being made to be discarded too, and makes no more.
     func close() {
-        let ready = state.withLock { s -> Standby? in
+        let ready = state.withLock { s -> [Standby] in
             s.closed = true
-            defer { s.ready = nil }
+            defer { s.ready = [] }
             return s.ready
         }
-        ready?.discard()
+        for standby in ready { standby.discard() }
         let deadline = JobExecution.monotonic() + 10
-        while state.withLock({ $0.making }) && JobExecution.monotonic() < deadline { usleep(1_000) }
+        while state.withLock({ $0.making > 0 }) && JobExecution.monotonic() < deadline { usleep(1_000) }
     }
 
     deinit {
-        state.withLock { $0.ready }?.discard()
+        for standby in state.withLock({ $0.ready }) { standby.discard() }
     }
 }

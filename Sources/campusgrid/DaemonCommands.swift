@@ -250,7 +250,7 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         let logger = GridLogging.logger("campusgrid.worker")
-        let (runner, skipped, podmanService) = try chooseRunner(python: interpreter, dataDirectory: config.dataDirectory)
+        let (runner, skipped, podmanService) = try chooseRunner(python: interpreter, dataDirectory: config.dataDirectory, slots: config.slots ?? resources.cpus)
         defer { podmanService?.stop() }
         let allowOthers = allowUnsandboxed || Env.string("CAMPUSGRID_ALLOW_UNSANDBOXED").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
         let report = SandboxReport(
@@ -391,7 +391,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     /// The strongest runner that works here (or the one asked for), and why each stronger one was skipped; with
     /// `--sandbox podman` and no engine answering, a `podman system service` of the worker's own (returned to stop).
-    func chooseRunner(python: String, dataDirectory: String) throws -> (any JobRunner, [String], PodmanUserService?) {
+    func chooseRunner(python: String, dataDirectory: String, slots: Int) throws -> (any JobRunner, [String], PodmanUserService?) {
         let env = ProcessInfo.processInfo.environment
         do {
             let choice = try SandboxSelection.Choice(parsing: sandbox ?? Env.string("CAMPUSGRID_SANDBOX") ?? "auto")
@@ -404,6 +404,7 @@ struct WorkerCommand: AsyncParsableCommand {
             settings.ociWithoutLimits = choice == .docker || choice == .podman
             // Where the worker makes its jobs' folders (`WorkerAgent`): a warm standby's folder waits there.
             settings.jobsDirectory = URL(fileURLWithPath: dataDirectory).appendingPathComponent("jobs").path
+            settings.slots = slots
             var service: PodmanUserService?
             let (runner, skipped): (any JobRunner, [String])
             do {

@@ -46,9 +46,10 @@ import Glibc
 struct WarmStartTests {
     let root = "/tmp/cg-warm-\(UUID().uuidString.prefix(8))"
 
-    func runner(warm: Bool) throws -> BwrapRunner {
+    func runner(warm: Bool, standbys: Int = 1) throws -> BwrapRunner {
         var c = BwrapRunner.Configuration(python: SandboxHarness.python)
         c.limits = RunnerLimits(maxProcesses: 64)
+        c.standbys = standbys
         if warm { c.warmDirectory = root + "/jobs" }
         return try BwrapRunner(configuration: c)
     }
@@ -186,6 +187,64 @@ fail()
         #expect(hostProcesses(containing: "_campusgrid_run").allSatisfy { p in
             (try? String(contentsOfFile: "/proc/\(p)/cgroup", encoding: .utf8))?.contains(r.standbyCgroupPrefix) != true
         })
+    }
+
+    /// Back-to-back jobs: with one standby, the job right after another finds its successor still starting Python
+    /// and starts cold; with two (a one-slot worker keeps its slot's and one more), both start warm, and each taken
+    /// standby is made again. Closing leaves none of them.
+    @Test func withTwoStandbysTwoJobsInARowStartWarmAndNoneIsLeftAfterClose() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try runner(warm: true, standbys: 2)
+        #expect(r.standbys.capacity == 2)
+        r.standbys.ensureMaking()
+        let bothReady = try await eventually(timeout: 60, interval: 0.01) { r.standbys.readyCount == 2 }
+        #expect(bothReady, "\(r.standbys.readyCount) ready")
+        try r.standbys.waitUntilWarm()
+        let pids = try await eventually(timeout: 60, interval: 0.01) {
+            hostProcesses(containing: "_campusgrid_run").filter { p in
+                (try? String(contentsOfFile: "/proc/\(p)/cgroup", encoding: .utf8))?.contains(r.standbyCgroupPrefix) == true
+            }.count >= 2
+        }
+        #expect(pids)
+        // Both launchers wait (each made its ready file) before the two jobs come.
+        let folders = { (try? FileManager.default.contentsOfDirectory(atPath: self.root + "/jobs"))?.filter { $0.hasPrefix(WarmStart.folderPrefix) } ?? [] }
+        let launchersReady = try await eventually(timeout: 60, interval: 0.01) {
+            folders().count == 2 && folders().allSatisfy { WarmStart.isReady(self.root + "/jobs/" + $0) }
+        }
+        #expect(launchersReady, "\(folders())")
+        let first = try await run(r, "print('one')\n", folder: "first")
+        let second = try await run(r, "print('two')\n", folder: "second")
+        #expect(first.output == "one\n" && second.output == "two\n")
+        #expect(r.standbys.servedWarm == 2, "\(r.standbys.servedWarm) of 2 jobs started warm")
+        // Each taken standby is made again: two ready, then none of them or their folders after close.
+        let refilled = try await eventually(timeout: 60, interval: 0.01) { r.standbys.readyCount == 2 }
+        #expect(refilled)
+        r.standbys.close()
+        #expect(r.standbys.readyCount == 0)
+        #expect(folders().isEmpty, "\(folders())")
+        #expect(hostProcesses(containing: "_campusgrid_run").allSatisfy { p in
+            (try? String(contentsOfFile: "/proc/\(p)/cgroup", encoding: .utf8))?.contains(r.standbyCgroupPrefix) != true
+        })
+    }
+
+    @Test func aWorkersBwrapRunnerKeepsOneStandbyPerSlotAndOneMore() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var settings = SandboxSelection.Settings(python: SandboxHarness.python)
+        settings.jobsDirectory = root + "/jobs"
+        for (slots, kept) in [(1, 2), (3, 4), (Int.max, 64)] {
+            settings.slots = slots
+            let (runner, _) = try SandboxSelection.makeRunner([.bwrap], settings: settings)
+            let bwrap = try #require(runner as? BwrapRunner)
+            defer { bwrap.standbys.close() }
+            #expect(bwrap.standbys.capacity == kept, "\(slots) slots")
+        }
+    }
+
+    @Test func aRunnerKeepsBetweenOneAndSixtyFourStandbys() throws {
+        #expect(StandbySlot(capacity: 0) { throw SpawnError(errno: EINVAL, path: "x") }.capacity == 1)
+        #expect(StandbySlot(capacity: -5) { throw SpawnError(errno: EINVAL, path: "x") }.capacity == 1)
+        #expect(StandbySlot(capacity: Int.max) { throw SpawnError(errno: EINVAL, path: "x") }.capacity == 64)
+        #expect(StandbySlot(capacity: 3) { throw SpawnError(errno: EINVAL, path: "x") }.capacity == 3)
     }
 
     @Test func aNewRunnerRemovesTheWarmFoldersOfWorkersThatAreGone() throws {
