@@ -81,8 +81,8 @@ public enum SandboxSelection {
         /// The worker's jobs folder: the bwrap tier with cgroups starts each next job's interpreter ahead there
         /// (`BwrapRunner.Configuration.warmDirectory`). Nil: it does not.
         public var jobsDirectory: String?
-        /// The worker's slots: the bwrap tier keeps one standby ready per slot and one more, so that back-to-back
-        /// jobs on a slot find one whose interpreter has had a whole job's time to start.
+        /// The worker's slots: the bwrap tier keeps one standby ready per slot and one more (at most 8, about 80 MB of
+        /// idle interpreters), so that back-to-back jobs on a slot find one whose interpreter had a whole job's time to start.
         public var slots: Int = 1
         public var bwrapPath: String = "/usr/bin/bwrap"
         public var image: String = OCIRunner.defaultImage
@@ -123,7 +123,7 @@ public enum SandboxSelection {
                     c.limits = settings.limits
                     c.cgroupRoot = settings.cgroupRoot
                     c.warmDirectory = settings.jobsDirectory
-                    c.standbys = settings.slots.addingReportingOverflow(1).overflow ? 64 : settings.slots + 1
+                    c.standbys = min(max(settings.slots, 1), 7) + 1
                     return (try BwrapRunner(configuration: c), skipped)
                 case .bwrapRootless:
                     var c = BwrapRunner.Configuration(python: settings.python)
