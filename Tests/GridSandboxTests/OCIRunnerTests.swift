@@ -132,8 +132,10 @@ struct OCIRunnerTests {
         ]
         defer { for id in kept { _ = try? engine.call("DELETE", "/containers/\(id)?force=true", timeout: 30) } }
 
+        // Every Podman service of this host shares one store, so a runner that another test starts meanwhile may be
+        // the one that removes it: gone is what counts, and no runner takes a container that is not an orphan.
         let runner = try OCIRunner(configuration: .init(socket: service.socket))
-        #expect(runner.sweptOrphans == [orphan])
+        #expect(Set(runner.sweptOrphans).isDisjoint(with: Set(kept)))
         let left = ((try engine.call("GET", "/containers/json?all=true").json as? [[String: Any]]) ?? []).compactMap { $0["Id"] as? String }
         #expect(!left.contains(orphan), "the orphan is still there")
         #expect(Set(kept).isSubset(of: Set(left)), "a container that was not an orphan went: \(left)")
