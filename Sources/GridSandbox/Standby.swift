@@ -211,6 +211,9 @@ final class StandbySlot: Sendable {
     private let make: @Sendable () throws -> Standby
     /// How many standbys are kept ready or being made (1...64).
     let capacity: Int
+    /// Standbys are made here, one at a time: a make blocks its thread for the cgroup join and the exec (tens of ms),
+    /// and up to `capacity` of them must not hold the threads of the shared global queue.
+    private let maker = DispatchQueue(label: "campusgrid.standby.make")
 
     init(capacity: Int = 1, make: @escaping @Sendable () throws -> Standby) {
         self.capacity = min(max(capacity, 1), 64)
@@ -247,7 +250,8 @@ final class StandbySlot: Sendable {
         return taken
     }
 
-    /// Makes standbys on background threads until the ready and the ones being made reach the capacity. A failure
+    /// Makes standbys, one after another on the slot's own queue, until the ready and the ones being made reach the
+    /// capacity. A failure
     /// leaves its place empty until the next take or `ensureMaking` (jobs then start cold, and say why if a cold start
     /// fails too).
     func refill() {
@@ -259,7 +263,7 @@ final class StandbySlot: Sendable {
         }
         let make = self.make
         for _ in 0..<count {
-            DispatchQueue.global().async { [weak self] in
+            maker.async { [weak self] in
                 let made = try? make()
                 guard let self else {
                     made?.discard()

@@ -54,6 +54,16 @@ struct WarmStartTests {
         return try BwrapRunner(configuration: c)
     }
 
+    /// A warm runner whose standby's launcher already waits for a job (close its standbys when done).
+    func readyWarmRunner() async throws -> BwrapRunner {
+        let r = try runner(warm: true)
+        try await onThread {
+            try r.standbys.prepare()
+            try r.standbys.waitUntilWarm()
+        }
+        return r
+    }
+
     /// Runs `script` (as `main.py`, with `files`) as job 41 attempt 1 in `runner`; its output, report and folder.
     func run(_ runner: BwrapRunner, _ script: String, files: [String: String] = [:], environment: [String: String] = [:], folder: String) async throws
         -> (output: String, report: RunReport)
@@ -73,12 +83,8 @@ struct WarmStartTests {
     /// Runs `script` cold and warm; returns both.
     func both(_ script: String, files: [String: String] = [:]) async throws -> (cold: (output: String, report: RunReport), warm: (output: String, report: RunReport)) {
         let cold = try runner(warm: false)
-        let warm = try runner(warm: true)
+        let warm = try await readyWarmRunner()
         defer { warm.standbys.close() }
-        try await onThread {
-            try warm.standbys.prepare()
-            try warm.standbys.waitUntilWarm()
-        }
         let before = warm.standbys.servedWarm
         let c = try await run(cold, script, files: files, folder: "cold-\(UUID().uuidString.prefix(6))")
         let w = try await run(warm, script, files: files, folder: "warm-\(UUID().uuidString.prefix(6))")
@@ -137,12 +143,8 @@ fail()
 
     @Test func aJobWithItsOwnPythonSettingStartsColdAndLeavesTheWarmStandbyReady() async throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let r = try runner(warm: true)
+        let r = try await readyWarmRunner()
         defer { r.standbys.close() }
-        try await onThread {
-            try r.standbys.prepare()
-            try r.standbys.waitUntilWarm()
-        }
         let ready = try #require(r.standbys.readyPid)
         let seeded = try await run(r, "import os\nprint(hash('x') == hash('x'), os.environ['PYTHONHASHSEED'])\n", environment: ["PYTHONHASHSEED": "123"], folder: "seeded")
         #expect(seeded.output == "True 123\n" && seeded.report.exitCode == 0, "\(seeded.output)")
@@ -153,12 +155,8 @@ fail()
 
     @Test func aWarmStandbyWhoseLauncherDiedIsReplacedAndTheJobStartsCold() async throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let r = try runner(warm: true)
+        let r = try await readyWarmRunner()
         defer { r.standbys.close() }
-        try await onThread {
-            try r.standbys.prepare()
-            try r.standbys.waitUntilWarm()
-        }
         let dead = try #require(r.standbys.readyPid)
         kill(dead, SIGKILL)
         #expect(try await eventually(timeout: 10) { kill(dead, 0) != 0 || (try? String(contentsOfFile: "/proc/\(dead)/stat", encoding: .utf8))?.contains(") Z ") == true })
