@@ -1,15 +1,17 @@
 import Foundation
+import GridSandbox
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A Podman Docker-API service for one test, on its own unix socket in a temporary folder; stopped by its PID.
-/// `--time` makes it exit by itself when idle, so even a crashed test leaves nothing running for long.
+/// A Podman Docker-API service for one test, on its own unix socket in a temporary folder, run by the project's one
+/// supervisor (`ChildProcess`: stopped by its PID, every wait bounded). `--time` makes it exit by itself when idle, so
+/// even a crashed test leaves nothing running for long.
 public final class PodmanService: @unchecked Sendable {
-    // Safe: immutable after init; `process` is only signalled and waited on.
+    // Safe: immutable after init; `process` locks itself.
     public let socket: String
-    private let process: Process
+    private let process: ChildProcess
     private let folder: String
 
     /// The image the OCI tests run in (built by scripts/build-sandbox-image).
@@ -25,15 +27,12 @@ public final class PodmanService: @unchecked Sendable {
         folder = "/tmp/cg-pd-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         socket = folder + "/podman.sock"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: podman)
-        p.arguments = ["system", "service", "--time=120", "unix://" + socket]
-        // conmon drops notes (an `oom` file) into its working directory: keep them in the service's folder.
-        p.currentDirectoryURL = URL(fileURLWithPath: folder)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        // conmon drops notes (an `oom` file) into its working directory: keep them in the service's folder, with its
+        // log.
+        let p = try ChildProcess(
+            name: "podman-service", path: podman, arguments: ["system", "service", "--time=120", "unix://" + socket],
+            directory: folder, errors: .file(folder + "/service.log"))
         process = p
-        try p.run()
         // The socket file appears before the service answers; on a fresh machine its first start also sets up
         // storage, which can take many seconds under load. Wait for `/_ping` itself, bounded.
         let deadline = Date().addingTimeInterval(120)
@@ -73,13 +72,10 @@ public final class PodmanService: @unchecked Sendable {
         return String(decoding: buffer[0..<n], as: UTF8.self).hasPrefix("HTTP/1.") && buffer[9...11] == Array("200".utf8)[...]
     }
 
-    /// Stops the service (SIGTERM, then SIGKILL after 10 s) and removes its folder.
+    /// Stops the service (SIGTERM, then SIGKILL after 10 s) and removes its folder. Bounded: Foundation alone was seen
+    /// to miss the service's exit (a zombie, `isRunning` still true) and its `waitUntilExit()` hung a whole test run.
     public func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        process.stop(grace: 10)
         try? FileManager.default.removeItem(atPath: folder)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GridSandbox
 
 #if canImport(Glibc)
 import Glibc
@@ -61,20 +62,9 @@ public enum TestPostgres {
         p.standardError = err
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        // Polled and bounded (the script bounds its own waits). Foundation was seen to miss the script's exit (the
-        // child left a zombie, isRunning stayed true, waitUntilExit() hung): it is reaped here when Foundation has not.
-        let pid = p.processIdentifier
-        let deadline = Date().addingTimeInterval(300)
-        var exitStatus: Int32?
-        while exitStatus == nil && Date() < deadline {
-            if !p.isRunning {
-                exitStatus = p.terminationStatus
-                break
-            }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
-            if exitStatus == nil { usleep(10_000) }
-        }
+        // Bounded (the script bounds its own waits), and reaped here if Foundation misses the script's exit (it was
+        // seen to: the child left a zombie, isRunning stayed true, waitUntilExit() hung).
+        let exitStatus = Command.exitStatus(of: p, within: 300)
         guard let exitStatus else {
             p.terminate()
             throw TestGridError("scripts/postgres \(args.first ?? "") did not finish in 300 s")
