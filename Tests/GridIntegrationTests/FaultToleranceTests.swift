@@ -67,8 +67,8 @@ extension ManagerFaults {
             let first = try await grid.startManager(leaseSeconds: 3, extraEnvironment: storeEnvironment)
             let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
             let owner = try await grid.user("owner")
-            try await grid.startWorker("w1", owner: owner)
-            try await grid.startWorker("w2", owner: owner)
+            let w1 = try await grid.startWorker("w1", owner: owner)
+            let w2 = try await grid.startWorker("w2", owner: owner)
             let alice = try await grid.user("alice")
             let script = try Scenario.script(
                 grid, "long.py",
@@ -88,7 +88,9 @@ extension ManagerFaults {
 
             first.signal(SIGKILL)
             await #expect(first.waitForExit(timeout: 10) != 0)
-            try await Task.sleep(for: .seconds(1))
+            // The new manager starts once both workers know the old one is gone (a state, not a fixed pause).
+            let bothLost = await eventually(timeout: 30) { [w1, w2].allSatisfy { $0.errorLog.contains("lost the manager") } }
+            #expect(bothLost, "a worker never noticed its manager die\n\(grid.logs())")
             try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort, extraEnvironment: storeEnvironment)
             #expect(try await alice.me().balance == balanceBefore, "no credit lost in the crash")
 
