@@ -109,11 +109,15 @@ public struct OCIRunner: JobRunner {
             throw SandboxUnavailable(
                 "the container image \(configuration.image) is not on this machine (build it with scripts/build-sandbox-image, or pass --image)")
         }
-        sweptOrphans = Self.removeOrphans(engine: engine)
+        (sweptOrphans, sweepFailure) = Self.removeOrphans(engine: engine)
     }
 
     /// The job containers this runner removed as it started because their worker is gone.
     public private(set) var sweptOrphans: [String] = []
+    /// Why that sweep could not list the engine's job containers, in words; nil when it could. Podman was seen to
+    /// keep a container whose removal was cut short listed as "Removing" after its store lost it, and from then on
+    /// to fail every list on the host until `podman rm -f` removed that one: the worker says so at its start.
+    public private(set) var sweepFailure: String?
 
     /// Labels every job container carries besides its job: the worker process that runs it, and that process's PID
     /// namespace, so that a runner started later can tell a container whose worker is gone.
@@ -135,16 +139,34 @@ public struct OCIRunner: JobRunner {
         }
     }
 
-    /// Removes (killing if need be) the job containers whose worker is gone; returns their ids. At most 256 a start.
-    static func removeOrphans(engine: DockerEngine) -> [String] {
+    /// Removes (killing if need be) the job containers whose worker is gone; returns their ids (at most 256 a start),
+    /// or why the engine would not list them.
+    static func removeOrphans(engine: DockerEngine) -> (removed: [String], failure: String?) {
         // filters={"label":["campusgrid.job"]}
-        guard let list = try? engine.call("GET", "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22campusgrid.job%22%5D%7D", timeout: 30),
-            list.status == 200, let containers = list.json as? [[String: Any]]
-        else { return [] }
+        let list: DockerEngine.Response
+        do {
+            list = try engine.call("GET", "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22campusgrid.job%22%5D%7D", timeout: 30)
+        } catch {
+            return ([], listFailure(status: nil, message: "\(error)"))
+        }
+        guard list.status == 200, let containers = list.json as? [[String: Any]] else {
+            return ([], listFailure(status: list.status, message: list.message))
+        }
         let gone = orphans(containers, namespace: pidNamespace) { pid in kill(pid, 0) == 0 || errno == EPERM }
-        return gone.prefix(256).filter { id in
+        let removed = gone.prefix(256).filter { id in
             ((try? engine.call("DELETE", "/containers/\(id)?force=true&v=true", timeout: 30))?.status).map { $0 < 300 || $0 == 404 } ?? false
         }
+        return (removed, nil)
+    }
+
+    /// The words for a container list the engine did not give (pure): its status and its own message, cut to 300
+    /// characters of one line (the engine's text goes to a log).
+    static func listFailure(status: Int?, message: String) -> String {
+        let oneLine = message.map { $0.isNewline || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7f } == true ? " " : String($0) }.joined()
+        let cut = oneLine.count > 300 ? String(oneLine.prefix(300)) + "…" : oneLine
+        let said = cut.isEmpty ? "no message" : cut
+        return "the engine did not list its job containers (\(status.map { "HTTP \($0)" } ?? "no answer")): \(said); "
+            + "job containers of workers that are gone stay until it does"
     }
 
     /// The container to create for one job (pure): the Docker Engine API's create body.

@@ -263,6 +263,12 @@ struct WorkerCommand: AsyncParsableCommand {
                 "grid.sandbox.tier": "\(report.tier.rawValue)", "grid.sandbox.skipped": "\(report.skipped.joined(separator: "; "))",
                 "grid.sandbox.accepts_others": "\(report.acceptsOthers)", "grid.sandbox.notes": "\(report.notes.joined(separator: "; "))",
             ])
+        if let oci = runner as? OCIRunner {
+            if !oci.sweptOrphans.isEmpty {
+                logger.notice("removed the job containers of workers that are gone", metadata: ["grid.sandbox.containers": "\(oci.sweptOrphans.count)"])
+            }
+            if let why = oci.sweepFailure { logger.warning("could not look for job containers left behind", metadata: ["grid.error": "\(why)"]) }
+        }
         if report.unsandboxed {
             complain(Admission.restrictedWarning(owner: user, home: Env.string("HOME"), acceptsOthers: report.acceptsOthers, skipped: skipped))
         }

@@ -136,6 +136,7 @@ struct OCIRunnerTests {
         // the one that removes it: gone is what counts, and no runner takes a container that is not an orphan.
         let runner = try OCIRunner(configuration: .init(socket: service.socket))
         #expect(Set(runner.sweptOrphans).isDisjoint(with: Set(kept)))
+        #expect(runner.sweepFailure == nil, "\(runner.sweepFailure ?? "")")
         // The list itself can fail while another runner removes a container (a suite run had it answer no list, and
         // this test took that for "everything went"): asked again, a few times, and no list is a failure of its own.
         func listed() -> [String]? {
@@ -170,6 +171,22 @@ struct OCIRunnerTests {
 }
 
 @Suite struct OCIEngineHostTests {
+    /// A list the engine would not give is said in one bounded line, with the engine's own words: Podman's answer when
+    /// a container it lists is gone from its store, a huge or multi-line message, none at all, no answer.
+    @Test func aFailedContainerListIsSaidInOneBoundedLine() {
+        let podman = OCIRunner.listFailure(
+            status: 500, message: #"getting container from store "dc0d57a19ff4": container not known"#)
+        #expect(podman.contains("HTTP 500") && podman.contains(#"store "dc0d57a19ff4": container not known"#), "\(podman)")
+        #expect(podman.hasSuffix("job containers of workers that are gone stay until it does"))
+        let huge = OCIRunner.listFailure(status: 502, message: String(repeating: "x", count: 100_000) + "\nsecond line")
+        #expect(huge.count < 500 && !huge.contains("\n") && huge.contains("x…"), "\(huge.count)")
+        let control = OCIRunner.listFailure(status: -1, message: "a\u{1b}[31mred\r\nb\u{0}c\u{7f}")
+        #expect(!control.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f }, "\(control.debugDescription)")
+        #expect(OCIRunner.listFailure(status: 200, message: "").contains("HTTP 200): no message"))
+        #expect(OCIRunner.listFailure(status: nil, message: "connection refused").contains("(no answer): connection refused"))
+        #expect(OCIRunner.listFailure(status: Int.min, message: "m").contains("HTTP \(Int.min)"))
+    }
+
     @Test func aContainersEndIsWaitedForThroughPodmansOwnWaitWhenItIsPodman() {
         #expect(OCIRunner.waitPath(container: "c1", podman: true) == "/libpod/containers/c1/wait?condition=stopped&condition=exited&interval=10ms")
         #expect(OCIRunner.waitPath(container: "c1", podman: false) == "/containers/c1/wait")
