@@ -15,13 +15,17 @@ import Testing
         FileManager.default.createFile(atPath: path, contents: nil)
         let h = FileHandle(forWritingAtPath: path)!
         defer { try? h.close() }
-        var rng = SystemRandomNumberGenerator()
-        var block = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        // One random MiB, read at once (a per-byte generator took seconds of the suite's CPU in a debug build), then
+        // written `mb` times, each copy made unique by its index in its first 8 bytes.
+        guard let random = FileHandle(forReadingAtPath: "/dev/urandom") else { throw TestGridError("no /dev/urandom") }
+        var block = try random.read(upToCount: 1 << 20) ?? Data()
+        try? random.close()
+        guard block.count == 1 << 20 else { throw TestGridError("/dev/urandom gave \(block.count) bytes") }
         var hasher = SHA256()
         for i in 0..<mb {
-            withUnsafeBytes(of: UInt64(i).littleEndian) { for (j, b) in $0.enumerated() { block[j] = b } }
+            block.replaceSubrange(0..<8, with: withUnsafeBytes(of: UInt64(i).littleEndian) { Data($0) })
             hasher.update(data: block)
-            try h.write(contentsOf: Data(block))
+            try h.write(contentsOf: block)
         }
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
