@@ -162,8 +162,9 @@ public struct OCIRunner: JobRunner {
     /// The words for a container list the engine did not give (pure): its status and its own message, cut to 300
     /// characters of one line (the engine's text goes to a log).
     static func listFailure(status: Int?, message: String) -> String {
-        let oneLine = message.map { $0.isNewline || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7f } == true ? " " : String($0) }.joined()
-        let cut = oneLine.count > 300 ? String(oneLine.prefix(300)) + "…" : oneLine
+        let head = message.prefix(301)
+        let oneLine = head.prefix(300).map { $0.isNewline || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7f } == true ? " " : String($0) }.joined()
+        let cut = head.count > 300 ? oneLine + "…" : oneLine
         let said = cut.isEmpty ? "no message" : cut
         return "the engine did not list its job containers (\(status.map { "HTTP \($0)" } ?? "no answer")): \(said); "
             + "job containers of workers that are gone stay until it does"
