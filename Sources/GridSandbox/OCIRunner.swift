@@ -109,14 +109,26 @@ public struct OCIRunner: JobRunner {
             throw SandboxUnavailable(
                 "the container image \(configuration.image) is not on this machine (build it with scripts/build-sandbox-image, or pass --image)")
         }
-        (sweptOrphans, sweepFailure) = Self.removeOrphans(engine: engine)
+        (sweptOrphans, sweepFailure) = Self.removeOrphans(engine: engine, podman: host?.podman == true)
+    }
+
+    /// Waits (at most `seconds`) until every container removal queued so far has been made; whether they all were.
+    /// Whoever stops the engine, or lets the worker exit, calls it first: a Podman service stopped in the middle of a
+    /// removal left the container "Removing" without its store, and Podman's compatible list failed for the whole
+    /// host from then on.
+    @discardableResult
+    public func finishRemovals(within seconds: Double = 30) -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        removals.async { done.signal() }
+        return done.wait(timeout: .now() + min(max(seconds.isNaN ? 0 : seconds, 0), 3600)) == .success
     }
 
     /// The job containers this runner removed as it started because their worker is gone.
     public private(set) var sweptOrphans: [String] = []
-    /// Why that sweep could not list the engine's job containers, in words; nil when it could. Podman was seen to
-    /// keep a container whose removal was cut short listed as "Removing" after its store lost it, and from then on
-    /// to fail every list on the host until `podman rm -f` removed that one: the worker says so at its start.
+    /// Why that sweep could not list the engine's job containers, in words; nil when it could (the worker says so at
+    /// its start). Podman was seen to keep a container whose removal was cut short "Removing" after its store lost
+    /// it, and from then on to fail every compatible list on the host: the sweep then lists through Podman's own API,
+    /// which still answers, and removes that container too when its worker is gone.
     public private(set) var sweepFailure: String?
 
     /// Labels every job container carries besides its job: the worker process that runs it, and that process's PID
@@ -141,11 +153,17 @@ public struct OCIRunner: JobRunner {
 
     /// Removes (killing if need be) the job containers whose worker is gone; returns their ids (at most 256 a start),
     /// or why the engine would not list them.
-    static func removeOrphans(engine: DockerEngine) -> (removed: [String], failure: String?) {
+    static func removeOrphans(engine: DockerEngine, podman: Bool) -> (removed: [String], failure: String?) {
         // filters={"label":["campusgrid.job"]}
-        let list: DockerEngine.Response
+        let query = "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22campusgrid.job%22%5D%7D"
+        var list: DockerEngine.Response
         do {
-            list = try engine.call("GET", "/containers/json?all=true&filters=%7B%22label%22%3A%5B%22campusgrid.job%22%5D%7D", timeout: 30)
+            list = try engine.call("GET", query, timeout: 30)
+            if podman, !(list.status == 200 && list.json is [[String: Any]]), let own = try? engine.call("GET", "/libpod" + query, timeout: 30),
+                own.status == 200, own.json is [[String: Any]]
+            {
+                list = own
+            }
         } catch {
             return ([], listFailure(status: nil, message: "\(error)"))
         }

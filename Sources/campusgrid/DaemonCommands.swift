@@ -251,7 +251,12 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let logger = GridLogging.logger("campusgrid.worker")
         let (runner, skipped, podmanService) = try chooseRunner(python: interpreter, dataDirectory: config.dataDirectory, slots: config.slots ?? resources.cpus)
-        defer { podmanService?.stop() }
+        defer {
+            // Removals the runner still has queued are made before the worker exits (and before a private Podman service
+            // stops: one stopped mid-removal broke the host's container list).
+            (runner as? OCIRunner)?.finishRemovals()
+            podmanService?.stop()
+        }
         let allowOthers = allowUnsandboxed || Env.string("CAMPUSGRID_ALLOW_UNSANDBOXED").map { ["1", "true", "yes", "on"].contains($0.lowercased()) } ?? false
         let report = SandboxReport(
             tier: runner.tier, label: runner.label, skipped: skipped,

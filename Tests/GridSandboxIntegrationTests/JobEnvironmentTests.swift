@@ -136,8 +136,14 @@ struct JobEnvironmentTests {
     @Test(.timeLimit(.minutes(10)), arguments: ["bwrap", "oci"])
     func aJobCannotWriteItsMountedEnvironment(tier: String) async throws {
         let (flags, podman) = try SandboxGridTests.workerFlags(tier)
-        defer { podman?.stop() }
-        let g = try await EnvGrid.start("env-rofs", extra: flags)
+        let g: EnvGrid
+        do {
+            g = try await EnvGrid.start("env-rofs", extra: flags)
+        } catch {
+            podman?.stop()
+            throw error
+        }
+        if let podman { g.grid.afterShutdown { podman.stop() } }
         defer { g.grid.shutdown() }
         let script = try g.script(
             "write.py",

@@ -33,7 +33,7 @@ struct SandboxGridTests {
         try await grid.startManager()
         let alice = try await grid.user("alice")
         let (flags, podman) = try Self.workerFlags(tier)
-        defer { podman?.stop() }
+        if let podman { grid.afterShutdown { podman.stop() } }
         try await grid.startWorker("w1", owner: alice, extra: flags)
         let workers = try await grid.cli(["workers", "--json"], token: alice.token)
         #expect(workers.stdout.contains("\"tier\":\"\(tier)\"") || workers.stdout.contains("\"tier\" : \"\(tier)\""), "\(workers.stdout)")
@@ -53,7 +53,7 @@ struct SandboxGridTests {
         try await grid.startManager()
         let alice = try await grid.user("alice")
         let (flags, podman) = try Self.workerFlags(tier)
-        defer { podman?.stop() }
+        if let podman { grid.afterShutdown { podman.stop() } }
         // random_forest.py declares numpy and scikit-learn (PEP 723): the worker builds that environment from the
         // project's wheel folder, never from an index.
         try await grid.startWorker("w1", owner: alice, extra: flags + (try LocalWheels.workerArguments(needs: LocalWheels.seedExample)))

@@ -71,6 +71,7 @@ final class SandboxHarness: @unchecked Sendable {
     }
 
     deinit {
+        (runner as? OCIRunner)?.finishRemovals()
         podman?.stop()
         try? FileManager.default.removeItem(atPath: dataDir)
     }

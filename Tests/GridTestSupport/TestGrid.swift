@@ -48,6 +48,7 @@ public final class TestGrid: @unchecked Sendable {
     public private(set) var gridPort = 0
     public private(set) var httpPort = 0
     private var processes: [ManagedProcess] = []
+    private var afterExit: [@Sendable () -> Void] = []
     private var adminClient: GridClient?
     private let lock = NSLock()
 
@@ -300,15 +301,25 @@ public final class TestGrid: @unchecked Sendable {
     /// Stops everything this grid started (SIGTERM now; SIGKILL to what is left after 10 s) and removes its folder.
     /// Called from `defer` in async tests, so it returns at once: the waiting happens on a thread of its own, never on
     /// the pool every test shares (where a few grids stopping at once stalled every other test's timers and links).
+    /// Runs `action` once the grid's processes have exited at `shutdown`: e.g. stopping the Podman service its workers
+    /// run jobs on, which must outlive their last container removal (a service stopped mid-removal left a container
+    /// "Removing" that broke the host's container list).
+    public func afterShutdown(_ action: @escaping @Sendable () -> Void) {
+        lock.withLock { afterExit.append(action) }
+    }
+
     public func shutdown(keepFiles: Bool = false) {
         lock.lock()
         let all = processes
         processes = []
+        let then = afterExit
+        afterExit = []
         lock.unlock()
         for p in all.reversed() { p.signal(SIGTERM) }
         let root = root
         Thread.detachNewThread {
             for p in all.reversed() { p.waitForExit(timeout: 10) }
+            for action in then { action() }
             // CAMPUSGRID_TEST_KEEP_FILES=1 keeps every grid's folder (its processes' logs) for a post-mortem.
             if !keepFiles && ProcessInfo.processInfo.environment["CAMPUSGRID_TEST_KEEP_FILES"] != "1" {
                 try? FileManager.default.removeItem(atPath: root)
