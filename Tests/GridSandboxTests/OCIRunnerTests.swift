@@ -75,6 +75,23 @@ struct OCIRunnerTests {
         #expect(gone, "containers left: \(names)")
     }
 
+    /// Whoever stops the engine first waits for the removals the runner has queued: once `finishRemovals` says so,
+    /// the job's container is gone, with no polling. Bounds that are not numbers, or huge, neither trap nor hang.
+    @Test func finishRemovalsReturnsOnceTheQueuedRemovalsAreMade() async throws {
+        let h = try await SandboxHarness.make(.oci)
+        let runner = h.runner as! OCIRunner
+        let r = try await h.run("print('bye')")
+        #expect(r.report.outcome == .completed)
+        #expect(runner.finishRemovals(within: 30), "the removal did not end in 30 s")
+        let list = try runner.engine.call("GET", "/libpod/containers/json?all=true")
+        let labels = ((list.json as? [[String: Any]]) ?? []).compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
+        #expect(list.status == 200 && !labels.contains("\(h.lastJob.jobId)-1"), "\(list.status): \(labels)")
+        for bound in [Double.nan, -1, 0, .infinity, .greatestFiniteMagnitude] {
+            _ = runner.finishRemovals(within: bound)
+        }
+        #expect(runner.finishRemovals(within: .infinity), "an empty queue is finished")
+    }
+
     /// The end is read from the engine's state once the attach ends, which is when the container's first process
     /// ends. A process that closes its output and runs on must not be taken for ended: its exit code and its time
     /// come from the engine's wait.
