@@ -67,9 +67,11 @@ struct OCIRunnerTests {
         let engine = (h.runner as! OCIRunner).engine
         var names: [String] = []
         let gone = try await eventually(timeout: 20, interval: 0.05) {
-            let list = try engine.call("GET", "/containers/json?all=true")
-            names = ((list.json as? [[String: Any]]) ?? []).flatMap { ($0["Names"] as? [String]) ?? [] }
-            let jobLabel = ((list.json as? [[String: Any]]) ?? []).compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
+            // A list the engine did not give proves nothing: only a real list without the job's container counts.
+            let list = try engine.call("GET", "/libpod/containers/json?all=true")
+            guard list.status == 200, let containers = list.json as? [[String: Any]] else { return false }
+            names = containers.flatMap { ($0["Names"] as? [String]) ?? [] }
+            let jobLabel = containers.compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
             return !jobLabel.contains("\(h.lastJob.jobId)-1")
         }
         #expect(gone, "containers left: \(names)")
@@ -84,7 +86,8 @@ struct OCIRunnerTests {
         #expect(r.report.outcome == .completed)
         #expect(runner.finishRemovals(within: 30), "the removal did not end in 30 s")
         let list = try runner.engine.call("GET", "/libpod/containers/json?all=true")
-        let labels = ((list.json as? [[String: Any]]) ?? []).compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
+        let containers = try #require(list.json as? [[String: Any]], "the engine gave no list (\(list.status)): \(list.message)")
+        let labels = containers.compactMap { ($0["Labels"] as? [String: String])?["campusgrid.job"] }
         #expect(list.status == 200 && !labels.contains("\(h.lastJob.jobId)-1"), "\(list.status): \(labels)")
         for bound in [Double.nan, -1, 0, .infinity, .greatestFiniteMagnitude] {
             _ = runner.finishRemovals(within: bound)
