@@ -264,13 +264,20 @@ final class StandbySlot: Sendable {
         let make = self.make
         for _ in 0..<count {
             maker.async { [weak self] in
-                let made = try? make()
-                guard let self else {
-                    made?.discard()
-                    return
-                }
-                self.finishMaking(made)
+                // A make still queued when the slot closes is dropped, not made and then discarded: `close` waits only
+                // for the one in progress (one after another, a queue of them outlasted its bound under load).
+                guard let self, self.stillWanted() else { return }
+                self.finishMaking(try? make())
             }
+        }
+    }
+
+    /// Whether a queued make should run: no once the slot has closed (its place in `making` is given back).
+    private func stillWanted() -> Bool {
+        state.withLock { s in
+            guard s.closed else { return true }
+            s.making -= 1
+            return false
         }
     }
 

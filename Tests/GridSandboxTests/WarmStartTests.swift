@@ -1,6 +1,7 @@
 import Foundation
 import GridCore
 import GridTestSupport
+import Synchronization
 import Testing
 
 @testable import GridSandbox
@@ -243,6 +244,27 @@ fail()
         #expect(StandbySlot(capacity: -5) { throw SpawnError(errno: EINVAL, path: "x") }.capacity == 1)
         #expect(StandbySlot(capacity: Int.max) { throw SpawnError(errno: EINVAL, path: "x") }.capacity == 64)
         #expect(StandbySlot(capacity: 3) { throw SpawnError(errno: EINVAL, path: "x") }.capacity == 3)
+    }
+
+    /// Makes still queued when the slot closes are dropped: only one in progress is waited for. (They used to be made
+    /// one after another and then discarded, and under a hog `close` ran out of its 10 s with a standby's cgroup
+    /// still there.)
+    @Test func closingASlotDropsTheMakesStillQueued() async throws {
+        let calls = Mutex(0)
+        let slot = StandbySlot(capacity: 4) {
+            calls.withLock { $0 += 1 }
+            usleep(500_000)
+            throw SpawnError(errno: EINVAL, path: "x")
+        }
+        slot.refill()
+        slot.close()
+        // Anything still queued would run now: give it the time of two more makes.
+        try await Task.sleep(for: .milliseconds(1_200))
+        let made = calls.withLock { $0 }
+        #expect(made < 4, "\(made) of 4 queued makes ran after the slot closed")
+        slot.refill()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(calls.withLock { $0 } == made, "a closed slot made another standby")
     }
 
     @Test func aNewRunnerRemovesTheWarmFoldersOfWorkersThatAreGone() throws {
