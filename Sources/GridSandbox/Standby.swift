@@ -281,15 +281,19 @@ final class StandbySlot: Sendable {
         }
     }
 
-    /// Keeps `made` ready, or discards it if the slot closed meanwhile; then counts its making as over.
+    /// Keeps `made` ready, or discards it if the slot closed meanwhile; then counts its making as over. A discarded
+    /// standby counts as being made until its cgroup and process are gone: `close` waits for that, and a caller that
+    /// looks right after `close` finds nothing of it.
     private func finishMaking(_ made: Standby?) {
         let kept = state.withLock { s -> Bool in
-            s.making -= 1
             guard !s.closed else { return false }
+            s.making -= 1
             if let made { s.ready.append(made) }
             return true
         }
-        if !kept { made?.discard() }
+        guard !kept else { return }
+        made?.discard()
+        state.withLock { $0.making -= 1 }
     }
 
     /// How many jobs started from a standby of this slot (`countServed`).

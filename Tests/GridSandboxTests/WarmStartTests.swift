@@ -267,6 +267,32 @@ fail()
         #expect(calls.withLock { $0 } == made, "a closed slot made another standby")
     }
 
+    /// `close` returns only once a standby that was being made is gone, its cgroup included. (A make used to count as
+    /// over before its standby was discarded, so `close` could return with the standby's cgroup still there: seen as
+    /// a rare failure of `theJobCgroupIsRemovedAfterTheRun`.) Each round closes the slot while a make is under way.
+    @Test func closeReturnsOnlyOnceTheStandbyBeingMadeIsGone() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let parent = try #require(Self.standbyCgroupParent())
+        for round in 1...5 {
+            let r = try runner(warm: false)
+            let mine = { ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix(r.standbyCgroupPrefix) } }
+            r.standbys.ensureMaking()
+            // The make has made its cgroup and is starting the standby's process in it.
+            let making = try await eventually(timeout: 30, interval: 0.001) { !mine().isEmpty }
+            #expect(making, "round \(round): the standby's cgroup never appeared")
+            r.standbys.close()
+            #expect(mine().isEmpty, "round \(round): left after close: \(mine())")
+        }
+    }
+
+    /// Where this host's runners make their standby cgroups (the memory controller's parent on v1).
+    static func standbyCgroupParent() -> String? {
+        let layout = CgroupLayout.make(
+            version: JobCgroup.hostVersion(root: "/sys/fs/cgroup"), root: "/sys/fs/cgroup",
+            selfCgroup: (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? "", name: "x")
+        return layout.parents.first { $0.contains("/memory/") } ?? layout.parents.first
+    }
+
     @Test func aNewRunnerRemovesTheWarmFoldersOfWorkersThatAreGone() throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let jobs = root + "/jobs"
