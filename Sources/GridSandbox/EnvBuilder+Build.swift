@@ -21,10 +21,15 @@ extension EnvBuilder {
     }
 
     /// The installer's command line (pure). `site` and `requirementsFile` are paths as the installer sees them.
+    ///
+    /// Both installers leave each module's bytecode beside it: pip always does, and uv is told to
+    /// (`--compile-bytecode`). A job sees its environment read-only, so Python can never cache bytecode there itself:
+    /// without it every import compiles its modules from source, every time (numpy with scikit-learn: 2.9 s against
+    /// 1.15 s of CPU for one import; torch: 2.7 s against 1.2 s). The compile is paid once, when the environment is built.
     static func installCommand(configuration c: Configuration, site: String, requirementsFile: String) -> [String] {
         var a: [String]
         if let uv = c.uv {
-            a = [uv, "pip", "install", "--no-config", "--python", c.python, "--target", site]
+            a = [uv, "pip", "install", "--no-config", "--python", c.python, "--target", site, "--compile-bytecode"]
         } else {
             a = [c.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-cache-dir", "--progress-bar", "off", "--target", site]
         }

@@ -217,6 +217,33 @@ struct EnvBuilderTests {
         #expect(sandboxed["TMPDIR"] == "/build/tmp" && sandboxed["UV_CACHE_DIR"] == "/build/tmp/uv-cache", "\(sandboxed)")
         c.allowSdist = true
         #expect(!EnvBuilder.installCommand(configuration: c, site: "/s", requirementsFile: "/r").contains("--only-binary"))
+        // uv, unlike pip, leaves no bytecode unless asked.
+        #expect(!command.contains("--compile-bytecode"))
+        c.uv = "/usr/bin/uv"
+        #expect(EnvBuilder.installCommand(configuration: c, site: "/s", requirementsFile: "/r").contains("--compile-bytecode"))
+    }
+
+    /// Jobs see their environment read-only, so Python cannot cache the bytecode of its modules there: the build
+    /// leaves it, with either installer (uv only since it is asked to; pip always did), and in the build sandbox.
+    @Test(arguments: ["pip", "uv"])
+    func theEnvironmentHoldsTheBytecodeOfItsModules(installer: String) async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try TestWheels.wheel(in: folder + "/wheels", name: "cg-compiled", module: "cg_compiled", source: "VALUE = 'compiled'\n")
+        var c = EnvBuilder.Configuration(root: folder + "/envs", python: SandboxHarness.python)
+        c.noIndex = true
+        c.findLinks = [folder + "/wheels"]
+        if installer == "uv" {
+            c.uv = try #require(EnvBuilder.findUV(python: SandboxHarness.python), "uv is not installed next to python3: run scripts/setup")
+        }
+        c.sandbox = EnvBuilder.sandbox(of: RestrictedRunner(python: SandboxHarness.python), python: SandboxHarness.python)
+        let envs = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+        let output = OutputBox()
+        let ready = try await envs.prepare(try requirements("cg-compiled")) { await output.append($0) }
+        let log = await output.text
+        #expect(ready.built && log.contains("with \(installer)"), "\(log)")
+        let cache = ready.sitePath + "/__pycache__"
+        let compiled = ((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []).filter { $0.hasPrefix("cg_compiled.cpython-") && $0.hasSuffix(".pyc") }
+        #expect(compiled.count == 1, "no bytecode in \(cache): \(compiled)\n\(log)")
     }
 
     @Test func theBuildSandboxHidesHomeAndHasNoNetworkWithoutAnIndex() {
