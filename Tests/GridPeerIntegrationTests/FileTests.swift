@@ -44,9 +44,10 @@ import Testing
     /// the same, and the bench's full run moves 1 GiB files through the release build.)
     static var bigMB: Int { Int(ProcessInfo.processInfo.environment["CAMPUSGRID_TEST_BIG_FILE_MB"] ?? "") ?? 256 }
 
-    /// How much a peer's resident memory may grow over what it was before the round trip (kB): a quarter of the file,
-    /// so a peer that held even half of it at once fails. (Measured idle: 21-26 MiB for 256 MiB, 39-54 MiB for 1 GiB.)
-    static var growthLimitKb: Int { max(64, bigMB / 4) << 10 }
+    /// How much a peer's resident memory may grow over what it was before the round trip (kB): half the file, so a
+    /// peer that held half of it at once fails. (Measured: 21-26 MiB for 256 MiB idle, up to 43 MiB beside a CPU hog;
+    /// 39-54 MiB for 1 GiB idle.)
+    static var growthLimitKb: Int { max(64, bigMB / 2) << 10 }
 
     @Test func aLargeFileRoundTripsWhileThePeersStaySmall() async throws {
         let g = try await PeerGrid(label: "files-big")
