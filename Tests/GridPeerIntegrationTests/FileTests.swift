@@ -12,8 +12,9 @@ import Testing
 @Suite(.serialized) struct FileTests {
     /// Writes a file of `mb` MiB whose every MiB differs (so chunks are distinct); returns its SHA-256.
     static func makeFile(_ path: String, mb: Int) throws -> String {
-        FileManager.default.createFile(atPath: path, contents: nil)
-        let h = FileHandle(forWritingAtPath: path)!
+        guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
+            throw TestGridError("could not create \(path)")
+        }
         defer { try? h.close() }
         // One random MiB, read at once (a per-byte generator took seconds of the suite's CPU in a debug build), then
         // written `mb` times, each copy made unique by its index in its first 8 bytes.
@@ -87,7 +88,7 @@ import Testing
         let sha = try Self.makeFile(dir + "/f.bin", mb: 10)
         let uploader = try await g.link(peers[0])
         let manifest = try await uploader.upload(path: dir + "/f.bin", as: "f.bin")
-        await uploader.close()
+        uploader.close()
         // Damage a chunk on a peer that holds one. Each chunk has two owners among the three peers (rendezvous), so
         // any one peer may hold none of a small file's chunks (about one upload in 27): pick one that does.
         var found: (Int, [String: String], String)?
@@ -110,7 +111,7 @@ import Testing
         let repaired = await eventually(timeout: 60, interval: 0.2) { (try? Self.sha256(of: held[victim]!)) == victim }
         #expect(repaired, "the damaged copy was not rewritten")
         #expect(peers[holder].process.errorLog.contains("corrupt chunk detected"))
-        await link.close()
+        link.close()
     }
 
     /// Every copy of a chunk damaged: the reader's check fails, its verified second read finds no intact copy, and
@@ -141,7 +142,7 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir + "/back.bin"))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".part-") }
         #expect(leftovers.isEmpty, "\(leftovers)")
-        await link.close()
+        link.close()
     }
 
     /// A chunk already stored is kept only when its copy equals the new bytes: a copy damaged in place (same size)
@@ -177,7 +178,7 @@ import Testing
             let dirs = try FileManager.default.subpathsOfDirectory(atPath: (held[manifest.chunks[0]]! as NSString).deletingLastPathComponent + "/..")
             #expect(!dirs.contains { $0.hasSuffix(".tmp") }, "temporary files left: \(dirs.filter { $0.hasSuffix(".tmp") })")
         }
-        await link.close()
+        link.close()
     }
 
     @Test func filesSurviveAPeerKillAndRegainFullReplication() async throws {
@@ -202,7 +203,7 @@ import Testing
                 _ = try await l.download("f\(i)", to: dir + "/back")
                 #expect(try Self.sha256(of: dir + "/back") == shas["f\(i)"])
             }
-            await l.close()
+            l.close()
         }
         // Within a bounded time, every chunk again has two copies (here: on both survivors).
         let all = Set(manifests.flatMap(\.chunks))
@@ -210,7 +211,7 @@ import Testing
             survivors.allSatisfy { all.isSubset(of: Set(PeerGrid.chunkFiles($0).keys)) }
         }
         #expect(restored, "chunks not re-replicated after a peer was killed")
-        await link.close()
+        link.close()
     }
 
     @Test func badFileRequestsGetClearErrorsAndNothingIsWrittenOutside() async throws {
@@ -290,6 +291,6 @@ import Testing
         let cli = try await g.cli(["--port", "\(peers[0].port)", "get-file", "--filename", "missing.txt", "--save", g.grid.root + "/m.txt"])
         #expect(cli.status != 0 && cli.stderr.contains("no file named"))
         #expect(peers.allSatisfy { $0.process.isRunning })
-        await link.close()
+        link.close()
     }
 }
