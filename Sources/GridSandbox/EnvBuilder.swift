@@ -167,6 +167,9 @@ public actor EnvBuilder {
         var o = ["sdist \(configuration.allowSdist)"]
         if configuration.noIndex { o.append("no-index") } else if let i = configuration.indexURL { o.append("index " + i) }
         o += configuration.findLinks.map { "find-links " + $0 }
+        // uv's builds hold bytecode since it is asked for it (`installCommand`): one cached by an older worker, without
+        // it, is not taken for one (pip's always held it).
+        if configuration.uv != nil { o.append("uv compile-bytecode") }
         return o
     }
 

@@ -64,6 +64,23 @@ struct EnvBuilderTests {
         #expect(envs.rememberedAddresses <= EnvBuilder.addressLimit)
     }
 
+    /// An environment uv built before it was asked for bytecode has another key than one built now, so a worker that
+    /// finds one in its cache builds the set again; pip's keys are as they were (its builds always held bytecode).
+    @Test func uvBuildsAreKeyedApartFromThoseWithoutBytecode() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let pip = try builder()
+        var c = EnvBuilder.Configuration(root: folder + "/envs", python: SandboxHarness.python)
+        c.noIndex = true
+        c.findLinks = [folder + "/wheels"]
+        c.uv = "/usr/bin/uv"
+        let uv = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+        let set = try requirements("cg-a")
+        #expect(uv.key(for: set) != pip.key(for: set))
+        #expect(uv.address(of: set).digest == pip.address(of: set).digest, "the set is the same: the manager places by its digest")
+        #expect(!pip.keyOptions.contains { $0.contains("compile") })
+        #expect(uv.keyOptions.last == "uv compile-bytecode")
+    }
+
     /// The site folder must be a folder: a file where it should be is not taken for an environment.
     @Test func aFileWhereTheSiteFolderShouldBeIsNoEnvironment() async throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
