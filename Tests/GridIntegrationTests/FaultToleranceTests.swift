@@ -86,10 +86,18 @@ extension ManagerFaults {
             _ = try await Scenario.waitForState(alice, b, [.running])
             let balanceBefore = try await alice.me().balance
 
+            let logged = [w1, w2].map { $0.errorLog.utf8.count }
             first.signal(SIGKILL)
             await #expect(first.waitForExit(timeout: 10) != 0)
-            // The new manager starts once both workers know the old one is gone (a state, not a fixed pause).
-            let bothLost = await eventually(timeout: 30) { [w1, w2].allSatisfy { $0.errorLog.contains("lost the manager") } }
+            // The new manager starts once both workers know the old one is gone (a state, not a fixed pause). A worker
+            // that was reading when the link closed says "lost the manager"; one that was writing (a job's output, its
+            // report) gets an error and says "manager unreachable" (a hog run saw it).
+            let bothLost = await eventually(timeout: 30) {
+                zip([w1, w2], logged).allSatisfy { worker, before in
+                    let since = String(decoding: worker.errorLog.utf8.dropFirst(before), as: UTF8.self)
+                    return since.contains("lost the manager") || since.contains("manager unreachable")
+                }
+            }
             #expect(bothLost, "a worker never noticed its manager die\n\(grid.logs())")
             try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort, extraEnvironment: storeEnvironment)
             #expect(try await alice.me().balance == balanceBefore, "no credit lost in the crash")
