@@ -20,6 +20,10 @@ extension EnvBuilder {
         return try? JSONDecoder().decode(Meta.self, from: data)
     }
 
+    /// What uv is asked beyond pip's defaults, which change what it builds: part of the environment's key too
+    /// (`keyOptions`), so an environment built without one of them is never taken for one built with it.
+    static let uvBuildFlags = ["--compile-bytecode"]
+
     /// The installer's command line (pure). `site` and `requirementsFile` are paths as the installer sees them.
     ///
     /// Both installers leave each module's bytecode beside it: pip always does, and uv is told to
@@ -29,7 +33,7 @@ extension EnvBuilder {
     static func installCommand(configuration c: Configuration, site: String, requirementsFile: String) -> [String] {
         var a: [String]
         if let uv = c.uv {
-            a = [uv, "pip", "install", "--no-config", "--python", c.python, "--target", site, "--compile-bytecode"]
+            a = [uv, "pip", "install", "--no-config", "--python", c.python, "--target", site] + uvBuildFlags
         } else {
             a = [c.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-cache-dir", "--progress-bar", "off", "--target", site]
         }

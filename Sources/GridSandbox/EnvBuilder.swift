@@ -167,9 +167,9 @@ public actor EnvBuilder {
         var o = ["sdist \(configuration.allowSdist)"]
         if configuration.noIndex { o.append("no-index") } else if let i = configuration.indexURL { o.append("index " + i) }
         o += configuration.findLinks.map { "find-links " + $0 }
-        // uv's builds hold bytecode since it is asked for it (`installCommand`): one cached by an older worker, without
-        // it, is not taken for one (pip's always held it).
-        if configuration.uv != nil { o.append("uv compile-bytecode") }
+        // uv's own flags (`uvBuildFlags`): an environment an older worker built without bytecode is not taken for one
+        // built with it (pip's always held it, and its keys stay as they were).
+        if configuration.uv != nil { o.append("uv " + Self.uvBuildFlags.joined(separator: " ")) }
         return o
     }
 

@@ -78,7 +78,7 @@ struct EnvBuilderTests {
         #expect(uv.key(for: set) != pip.key(for: set))
         #expect(uv.address(of: set).digest == pip.address(of: set).digest, "the set is the same: the manager places by its digest")
         #expect(!pip.keyOptions.contains { $0.contains("compile") })
-        #expect(uv.keyOptions.last == "uv compile-bytecode")
+        #expect(uv.keyOptions.last == "uv --compile-bytecode")
     }
 
     /// The site folder must be a folder: a file where it should be is not taken for an environment.
