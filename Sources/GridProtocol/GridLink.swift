@@ -1,6 +1,12 @@
 public import NIOCore
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One connection of the grid protocol, whatever carries it (issue 14): a TCP (or TLS) channel, or one end of an
 /// in-memory pair (`MemoryGridTransport`). The shells (the manager's `GridServer`, the `WorkerAgent`) read frames from
 /// `inbound`, write them to `outbound` and close it; they do not know which transport it is.
@@ -89,6 +95,8 @@ public struct GridOutbox: Sendable {
 /// again, so its workers reconnect. Used by the in-process test grid; the binary never makes one.
 public final class MemoryGridTransport: Sendable {
     private let listener = Mutex<AsyncStream<GridLink>.Continuation?>(nil)
+    /// The connections not yet closed (for `resetAll`); closed ones are dropped at the next dial.
+    private let pipes = Mutex<[Pipe]>([])
 
     public init() {}
 
@@ -122,7 +130,17 @@ public final class MemoryGridTransport: Sendable {
             pipe.close()
             throw Refused()
         }
+        pipes.withLock { open in
+            open.removeAll { $0.isClosed }
+            open.append(pipe)
+        }
         return client
+    }
+
+    /// Breaks every open connection as a host that died does: both sides' readers get a connection reset (an error, not
+    /// an end), and writes are refused from then on. Listening goes on.
+    public func resetAll() {
+        for pipe in pipes.withLock({ open in defer { open.removeAll() }; return open }) { pipe.reset() }
     }
 
     /// A dial when nothing listens (as a refused TCP connection).
@@ -169,6 +187,18 @@ public final class MemoryGridTransport: Sendable {
         func close() {
             finish(toServer: true)
             finish(toServer: false)
+        }
+
+        var isClosed: Bool { finished.withLock { $0.toServer && $0.toClient } }
+
+        /// Both directions end with a reset (`ECONNRESET`), as a TCP connection's reads do when the other host dies.
+        func reset() {
+            let open = finished.withLock { f in
+                defer { f = (true, true) }
+                return f
+            }
+            if !open.toServer { toServer.finish(throwing: IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)")) }
+            if !open.toClient { toClient.finish(throwing: IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)")) }
         }
     }
 }

@@ -112,6 +112,9 @@ public actor WorkerAgent: Service {
     /// waits on (`shutdown()`) instead of looking every few milliseconds.
     private let settled = Doorbell()
     private var leftSilentManager = false
+    /// Whether the current try at a link got as far as being registered: if it then breaks, by an error or not, the
+    /// worker lost a manager it had (and says so), rather than failing to reach one.
+    private var linkRegistered = false
     /// Rung when the peer's task load changed: the next heartbeat goes out at once.
     private let loadChangedBell = Doorbell()
 
@@ -186,6 +189,7 @@ public actor WorkerAgent: Service {
     private func linkLoop() async throws {
         var backoff = Backoff()
         while !Task.isCancelled && !table.stopping {
+            linkRegistered = false
             do {
                 try await connectOnce(&backoff)
                 logger.warning("lost the manager; reconnecting")
@@ -202,7 +206,13 @@ public actor WorkerAgent: Service {
             } catch is CancellationError {
                 return
             } catch {
-                logger.info("manager unreachable; retrying", metadata: ["grid.manager": "\(rotation.current)", "grid.error": "\(error)"])
+                // A registered link that broke with an error (a reset from a manager that died, say) is a lost manager
+                // as much as one that closed cleanly; only a link that never got registered is an unreachable one.
+                if linkRegistered {
+                    logger.warning("lost the manager; reconnecting", metadata: ["grid.manager": "\(rotation.current)", "grid.error": "\(error)"])
+                } else {
+                    logger.info("manager unreachable; retrying", metadata: ["grid.manager": "\(rotation.current)", "grid.error": "\(error)"])
+                }
                 rotation.failed()
             }
             detach()
@@ -303,6 +313,7 @@ public actor WorkerAgent: Service {
             handshakeBound.cancel()
             backoff.reset()
             await attach(outbound, registered: reg)
+            linkRegistered = true
             logger.info("registered with the manager", metadata: ["grid.worker.id": "\(ok.workerId)", "grid.worker.owner": "\(ok.owner)"])
             onRegistered(ok.workerId)
             // The heartbeat task lives exactly as long as this connection: it is cancelled when the read loop ends.

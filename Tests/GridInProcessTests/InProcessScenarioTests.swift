@@ -458,3 +458,27 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 }
+
+@Suite struct InProcessManagerLinkTests {
+    /// A registered link that breaks with an error (a reset, as when the manager's host dies) is a lost manager, as
+    /// much as one that closed cleanly: the worker says "lost the manager", with the error, not "manager unreachable"
+    /// (the line for a manager it never reached), and registers again.
+    @Test func aLinkResetAfterRegistrationIsALostManagerAndTheWorkerRegistersAgain() async throws {
+        try await withTestGrid(workers: 1) { grid in
+            let path = grid.root + "/grid.log"
+            func log() -> Data { FileManager.default.contents(atPath: path) ?? Data() }
+            let before = log().count
+            func since() -> [Substring] {
+                String(decoding: log().dropFirst(before), as: UTF8.self).split(separator: "\n").filter { $0.contains("worker=w1") }
+            }
+            grid.transport.resetAll()
+            let back = await eventually(timeout: 30, interval: 0.05) { since().contains { $0.contains("registered with the manager") } }
+            #expect(back, "the worker did not register again after the reset; log: \(path)")
+            let lines = since()
+            #expect(
+                lines.contains { $0.contains("lost the manager") && $0.contains("Connection reset") },
+                "no \"lost the manager\" with the reset:\n\(lines.joined(separator: "\n"))")
+            #expect(!lines.contains { $0.contains("manager unreachable") }, "\(lines.joined(separator: "\n"))")
+        }
+    }
+}
