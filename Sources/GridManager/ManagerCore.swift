@@ -216,7 +216,10 @@ public actor ManagerCore {
             live[who.workerId]?.load = max(0, min(update.load, 64))
             if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
             if let envs = update.envs { live[who.workerId]?.registration.envs = envs }
-            if update.stopping == true { live[who.workerId]?.stopping = true }
+            if update.stopping == true, live[who.workerId]?.stopping == false {
+                live[who.workerId]?.stopping = true
+                logger.info("worker stopping: no new job or task goes to it", metadata: ["grid.worker.id": "\(who.workerId)"])
+            }
             live[who.workerId]?.lastHeartbeat = t
             let stale = leases.renew(worker: who.workerId, running: update.running, now: t)
             for ref in stale {

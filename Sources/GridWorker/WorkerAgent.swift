@@ -83,10 +83,9 @@ public actor WorkerAgent: Service {
     /// The last jobs this worker finished, newest last, for its status page.
     private var recent: [WorkerStatus.Task] = []
     private var startedAt: [JobRef: Double] = [:]
-    /// Work for the task group of `run()`: a started job to watch, or an assignment whose environment must be prepared
-    /// first (so that a long build never holds up the messages from the manager).
+    /// Work for the task group of `run()`: an assignment to prepare, start and watch to its end, each in a task of its
+    /// own (so that a long build never holds up the messages from the manager).
     enum Work: Sendable {
-        case watch(JobRef)
         case prepare(Msg.JobAssign, ByteBuffer)
     }
     private let starts: AsyncStream<Work>
@@ -153,7 +152,6 @@ public actor WorkerAgent: Service {
                 }
                 for await work in starts {
                     switch work {
-                    case .watch(let id): group.addTask { await self.watch(id) }
                     case .prepare(let assign, let payload): group.addTask { await self.start(assign, payload: payload) }
                     }
                 }
@@ -613,7 +611,9 @@ public actor WorkerAgent: Service {
             await peers?.setJobsRunning(jobs.count)
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
             try? await outbox?.write(GridFrame(.jobStarted(Msg.JobStarted(job: ref))))
-            startContinuation.yield(.watch(ref))
+            // Watched by this same task, not a new one: a worker that began stopping while this run started has closed
+            // its stream of work, and a run handed to it would never be watched, nor reported.
+            await watch(ref)
         } catch {
             try? FileManager.default.removeItem(at: scratch)
             await reject(ref, reason: "the worker could not start the job: \(error)")

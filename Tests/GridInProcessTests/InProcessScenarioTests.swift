@@ -371,6 +371,39 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 
+    /// A worker told to stop while a run's sandbox is still starting (a container engine can take seconds) stops that
+    /// run the moment it has started and reports it, as it does a running one: the job is queued again at once, for
+    /// the worker's going, not a lease later as a worker lost (which counts against the job).
+    @Test func aWorkerStoppedWhileARunStartsReportsThatRunStoppedNotLost() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let owner = try await grid.user("contributor")
+            let runner = GatedRunner()
+            let first = try await grid.startWorker("first", owner: owner, runner: runner)
+            let submitted = try await alice.submit(
+                InProcessScenarioTests.job("slow", "# grid: slow start\n# grid: print start\n# grid: sleep 30\n# grid: print end\n"))
+            let id = submitted.job.id
+            #expect(try await eventually(timeout: 20, interval: 0.02) { runner.blocked.withLock { $0 } == 1 }, "its start began")
+            let path = grid.root + "/grid.log"
+            let stopping = Task { await first.stop() }
+            // The manager heard it stop (so it offers it nothing more) before the start is let go.
+            let said = await eventually(timeout: 20, interval: 0.02) {
+                String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self).contains(
+                    "worker stopping: no new job or task goes to it grid.worker.id=\(first.workerId)")
+            }
+            #expect(said, "the manager never heard that the worker stops; log: \(path)")
+            runner.open()
+            await stopping.value
+            let requeued = try await InProcessScenarioTests.wait(alice, id, for: [.pending, .cancelled, .failed, .completed], timeout: 20)
+            #expect(requeued.state == .pending, "\(requeued.state) \(requeued.reason ?? "")")
+            let interruptions = try await alice.job(id).interruptions ?? []
+            #expect(interruptions.map(\.kind) == ["stopped_by_worker"], "\(interruptions)")
+            #expect(interruptions.allSatisfy { !$0.blamed }, "\(interruptions)")
+            #expect(try await alice.me().balance == 100 - submitted.hold, "the stopped run cost nothing: only the hold is out")
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
     /// A hostile worker reports the run it holds as cancelled, with a long runtime: the job is not ended, its owner pays
     /// nothing for that run, and the worker's owner earns nothing.
     @Test func aWorkerThatReportsItsRunCancelledUnaskedEndsNothingAndEarnsNothing() async throws {
