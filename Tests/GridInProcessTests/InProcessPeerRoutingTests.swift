@@ -3,6 +3,7 @@ import GridClient
 import GridCore
 import GridProtocol
 import GridTestSupport
+import Synchronization
 import Testing
 
 /// Function tasks routed between peers, in process (issue 14): workers with their peer services, their tasks run by
@@ -46,6 +47,51 @@ import Testing
             let local = try await Self.result(direct, Self.task("t-local"))
             #expect(local.peer == idle.workerId, "a peer with a free slot sent its task away: \(local)")
             _ = try await alice.cancel(job.job.id)
+        }
+    }
+
+    /// A peer that said it is stopping is not chosen for a task, though it is the least busy: the manager picks among
+    /// the others (`PeerChoice` skips it; here end to end, through the asking peer and the manager).
+    @Test func aStoppingPeerIsNotChosenForATaskThoughItIsTheLeastBusy() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let alice = try await grid.user("alice")
+            var holds: [JobID] = []
+            func hold(_ name: String, cpus: Int, on worker: InProcessWorker) async throws {
+                let job = try await alice.submit(InProcessScenarioTests.job(name, "# grid: sleep 60\n", cpus: cpus, ramGb: 1))
+                holds.append(job.job.id)
+                let running = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
+                #expect(running.workerId == worker.workerId, "\(name) went to \(running.workerId ?? "-")")
+            }
+            // Each job fits only the worker started for it. Work per slot: busy 1/1, other 1/2, leaving 1/4.
+            let busy = try await grid.startWorker("busy", owner: owner, cpus: 1, peer: true)
+            try await hold("hold-busy", cpus: 1, on: busy)
+            let other = try await grid.startWorker("other", owner: owner, cpus: 2, peer: true)
+            try await hold("hold-other", cpus: 1, on: other)
+            let gate = GatedRunner()
+            let leaving = try await grid.startWorker("leaving", owner: owner, cpus: 4, runner: gate, peer: true)
+            let slow = try await alice.submit(InProcessScenarioTests.job("hold-leaving", "# grid: slow start\n# grid: sleep 60\n", cpus: 2, ramGb: 1))
+            #expect(try await eventually(timeout: 20, interval: 0.02) { gate.blocked.withLock { $0 } == 1 }, "its start began")
+            #expect(try await alice.job(slow.job.id).workerId == leaving.workerId)
+
+            // It stops, and waits for the run it cannot report yet (its start is blocked): it stays online, stopping.
+            let path = grid.root + "/grid.log"
+            let stopping = Task { await leaving.stop() }
+            let said = await eventually(timeout: 20, interval: 0.02) {
+                String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self).contains(
+                    "worker stopping: no new job or task goes to it grid.worker.id=\(leaving.workerId)")
+            }
+            #expect(said, "the manager never heard that the worker stops; log: \(path)")
+            #expect(try await owner.workers().workers.contains { $0.id == leaving.workerId && $0.online })
+
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(busy.peerPort), token: try #require(alice.token))
+            defer { link.close() }
+            let routed = try await Self.result(link, Self.task("t-not-to-the-leaving"))
+            #expect(routed.outcome.ok, "\(routed)")
+            #expect(routed.peer == other.workerId, "ran on \(routed.peer), not on \(other.workerId) (the leaving peer is \(leaving.workerId))")
+            gate.open()
+            await stopping.value
+            for id in holds { _ = try await alice.cancel(id) }
         }
     }
 
