@@ -154,11 +154,16 @@ struct TOMLReader {
         return key
     }
 
-    mutating func readValue() throws(GridError) -> Value {
+    /// How deeply arrays may nest: each level is a call, and a script is a stranger's text (the manager parses it at
+    /// submit), so a line of a million `[` must be refused, not overflow the stack. No real metadata nests past 2.
+    static let maxArrayDepth = 32
+
+    mutating func readValue(depth: Int = 0) throws(GridError) -> Value {
         guard i < text.count else { throw fail("expected a value") }
         switch text[i] {
         case "\"", "'": return .string(try readString())
         case "[":
+            guard depth < Self.maxArrayDepth else { throw fail("arrays are nested deeper than \(Self.maxArrayDepth) levels") }
             i += 1
             var items: [String] = []
             var onlyStrings = true
@@ -169,7 +174,7 @@ struct TOMLReader {
                     i += 1
                     return onlyStrings ? .array(items) : .other
                 }
-                switch try readValue() {
+                switch try readValue(depth: depth + 1) {
                 case .string(let s): items.append(s)
                 default: onlyStrings = false
                 }

@@ -44,6 +44,18 @@ import Testing
         #expect(throws: GridError.self) { try InlineScriptMetadata.parse(script) }
     }
 
+    /// A stranger's script is parsed by the manager at submit: arrays nested a million deep are refused with a reason
+    /// (each level was a call, and the manager's stack overflowed), while the nesting real metadata uses is read.
+    @Test func deeplyNestedArraysAreRefusedNotAStackOverflow() throws {
+        for opened in [33, 1_000_000] {
+            let script = "# /// script\n# x = " + String(repeating: "[", count: opened) + "\n# ///\n"
+            #expect(throws: GridError.self) { try InlineScriptMetadata.parse(script) }
+        }
+        let nested = "# /// script\n# x = " + String(repeating: "[", count: 32) + String(repeating: "]", count: 32)
+            + "\n# dependencies = [\"tqdm\"]\n# ///\n"
+        #expect(try InlineScriptMetadata.parse(nested) == InlineScriptMetadata(dependencies: ["tqdm"]))
+    }
+
     @Test func anUnclosedBlockIsAnError() {
         #expect(throws: GridError.self) { try InlineScriptMetadata.parse("# /// script\n# dependencies = []\nimport os\n") }
     }
