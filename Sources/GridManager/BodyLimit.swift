@@ -26,7 +26,9 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
     let uploadBytes: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let limit = BodyLimit.bytes(path: request.uri.path, uploadBytes: uploadBytes)
+        // The route the router matched, not the path as sent: the router skips empty segments, so `/api/v1//login`
+        // is the login route, and a limit chosen by the raw path gave it the upload limit.
+        let limit = BodyLimit.bytes(path: context.endpointPath ?? request.uri.path, uploadBytes: uploadBytes)
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
             throw HTTPError(.contentTooLarge, message: "this request's body is \(length) bytes; \(request.uri.path) accepts at most \(limit)")
         }
