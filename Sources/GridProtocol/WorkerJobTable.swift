@@ -154,6 +154,13 @@ public struct WorkerJobTable<Report: Sendable>: Sendable {
         return entries.values.filter { $0.phase == .running }.map(\.ref).sorted { ($0.jobId, $0.attempt) < ($1.jobId, $1.attempt) }
     }
 
+    /// Where to resume sending a run's log after `REGISTERED`: the offset the manager says it holds, within what this
+    /// worker holds (0…`held`). The number comes from the wire: a negative one (or none) resumes from the start, and
+    /// one past the end sends nothing; neither may index outside the log.
+    public static func resumeOffset(claimed: Int64?, held: Int) -> Int64 {
+        min(max(0, claimed ?? 0), Int64(max(0, held)))
+    }
+
     // MARK: - Reading
 
     /// Every run held here, in any phase: what `REGISTER` and `LOAD_UPDATE` claim (the manager renews their leases).

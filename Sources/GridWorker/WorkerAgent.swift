@@ -364,11 +364,11 @@ public actor WorkerAgent: Service {
             jobs[ref]?.execution.cancel()
         }
         for (ref, job) in jobs {
-            jobs[ref]?.sent = min(registered.logOffsets[String(ref.jobId)] ?? 0, Int64(job.log.count))
+            jobs[ref]?.sent = WorkerJobTable<Unacked>.resumeOffset(claimed: registered.logOffsets[String(ref.jobId)], held: job.log.count)
             await flushLog(ref)
         }
         for (ref, prep) in preparations {
-            preparations[ref]?.sent = min(registered.logOffsets[String(ref.jobId)] ?? 0, Int64(prep.log.count))
+            preparations[ref]?.sent = WorkerJobTable<Unacked>.resumeOffset(claimed: registered.logOffsets[String(ref.jobId)], held: prep.log.count)
             await flushPreparationLog(ref)
         }
         for (ref, pending) in decided.resend {

@@ -22,6 +22,17 @@ import Testing
         #expect(t.finished.isEmpty && t.unacked.isEmpty)
     }
 
+    /// `REGISTERED`'s log offsets come from the wire: a negative one indexed before the log's start and trapped.
+    @Test func aLogResumesWithinWhatTheWorkerHoldsWhateverOffsetTheManagerClaims() {
+        #expect(Table.resumeOffset(claimed: nil, held: 10) == 0)
+        #expect(Table.resumeOffset(claimed: 4, held: 10) == 4)
+        #expect(Table.resumeOffset(claimed: 10, held: 10) == 10)
+        #expect(Table.resumeOffset(claimed: -5, held: 10) == 0)
+        #expect(Table.resumeOffset(claimed: .min, held: 10) == 0)
+        #expect(Table.resumeOffset(claimed: .max, held: 10) == 10)
+        #expect(Table.resumeOffset(claimed: 3, held: 0) == 0)
+    }
+
     @Test func theSameAssignmentTwiceIsTakenOnce() {
         var t = Table()
         #expect(t.assign(a, admitted: true) == .take(replacing: []))
