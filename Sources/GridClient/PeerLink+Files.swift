@@ -16,13 +16,16 @@ extension PeerLink {
         guard case .upload(let up) = try await request(.putFile(Msg.PutFile(filename: filename, size: size, isPublic: isPublic ? true : nil))).message else {
             throw GridError(.badRequest, "the peer did not accept the upload")
         }
+        guard let chunkSize = up.usableChunkSize else {
+            throw GridError(.badRequest, "the peer asked for chunks of \(up.chunkSize) bytes (1 byte to 64 MiB expected); nothing was sent")
+        }
         var hasher = SHA256()
         var read: Int64 = 0
         let fd = handle.fileDescriptor
         // Each chunk is read straight into the buffer that goes on the wire, and hashed there.
         func nextChunk() throws -> ByteBuffer? {
             guard read < size else { return nil }
-            let want = Int(min(Int64(up.chunkSize), size - read))
+            let want = Int(min(Int64(chunkSize), size - read))
             var buffer = ByteBufferAllocator().buffer(capacity: want)
             let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw -> Int in
                 var done = 0
@@ -98,7 +101,11 @@ extension PeerLink {
             } else {
                 // Up to `window` chunks in flight, written in order as they come: the peer reads the next chunks from
                 // its disk while this one crosses the network and is written here.
+                guard info.isConsistent else {
+                    throw GridError(.badRequest, "the peer described \(info.filename) as \(info.chunkCount) chunks of \(info.size) bytes in all")
+                }
                 let window = 4
+                var received: Int64 = 0
                 var inFlight: [Task<Reply, any Error>] = []
                 var next = 0
                 defer { for t in inFlight { t.cancel() } }
@@ -112,6 +119,11 @@ extension PeerLink {
                     let reply = try await inFlight.removeFirst().value
                     guard case .fileChunk = reply.message, let payload = reply.payload else {
                         throw GridError(.badRequest, "the peer gave an unexpected answer for chunk \(index)")
+                    }
+                    // Never more than the file's size is written, whatever the peer sends.
+                    received += Int64(payload.readableBytes)
+                    guard received <= info.size else {
+                        throw GridError(.conflict, "the peer sent more than the \(info.size) bytes of \(info.filename)")
                     }
                     try payload.withUnsafeReadableBytes { raw in
                         hasher.update(bufferPointer: raw)
