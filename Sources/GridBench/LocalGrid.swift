@@ -65,6 +65,8 @@ public final class LocalGrid: @unchecked Sendable {
             let workerToken = tls ? (created.join ?? created.token) : created.token
             var client = GridClient(baseURL: baseURL, caCertificatePEM: caPEM)
             client.token = try await client.register("bench", password: password).token
+            // Peer ports show the peer CA's certificates, which the manager names (it is not the manager's CA).
+            let peerCAPEM = tls ? try await client.peerAuthority() : nil
             // Workers read the join token from a private file, never from their command line (`ps` shows that).
             let tokenFile = root + "/worker-token"
             guard FileManager.default.createFile(atPath: tokenFile, contents: Data((workerToken + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
@@ -98,7 +100,8 @@ public final class LocalGrid: @unchecked Sendable {
             }
             return LocalGrid(
                 root: root, baseURL: baseURL, managerAddress: managerAddress, client: client, workerToken: workerToken, children: children,
-                binary: binary, environment: env, tier: tier, peerPorts: peerPorts, peerTLS: try caPEM.map { try PeerTLS(caPEM: $0) })
+                binary: binary, environment: env, tier: tier, peerPorts: peerPorts,
+                peerTLS: try peerCAPEM.map { try PeerTLS(caPEM: $0) })
         } catch {
             for c in children.reversed() { c.stop() }
             try? FileManager.default.removeItem(atPath: root)

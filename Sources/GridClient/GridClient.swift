@@ -133,6 +133,9 @@ public struct GridClient: Sendable {
 
     public func leaderboard() async throws -> API.Leaderboard { try await send(.GET, "/api/v1/leaderboard") }
 
+    /// The CA of the grid's peer ports (PEM), as this manager (trusted with `caCertificatePEM`) names it.
+    public func peerAuthority() async throws -> String { try await (send(.GET, "/api/v1/peer-ca") as API.PeerAuthority).peerCa }
+
     public func ledgerCheck() async throws -> [String: JSONValue] { try await send(.GET, "/api/v1/admin/ledger-check") }
 
     /// An admin lifts a worker's quarantine (verification).

@@ -330,6 +330,13 @@ public enum API {
         public init(contributors: [LeaderboardRow]) { self.contributors = contributors }
     }
 
+    /// `GET /api/v1/peer-ca`: the CA that issues the peer ports' certificates on a TLS grid (PEM). Asked of a manager
+    /// the client already trusts, so the answer is as good as that trust.
+    public struct PeerAuthority: Hashable, Sendable, Codable {
+        public var peerCa: String
+        public init(peerCa: String) { self.peerCa = peerCa }
+    }
+
     public struct ErrorBody: Hashable, Sendable, Codable {
         public struct Detail: Hashable, Sendable, Codable {
             public var code: String

@@ -51,6 +51,7 @@ extension API.TokenResponse: ResponseEncodable {}
 extension API.Me: ResponseEncodable {}
 extension API.Credits: ResponseEncodable {}
 extension API.SubmitResponse: ResponseEncodable {}
+extension API.PeerAuthority: ResponseEncodable {}
 extension API.JobStatus: ResponseEncodable {}
 extension API.JobList: ResponseEncodable {}
 extension API.LogChunk: ResponseEncodable {}

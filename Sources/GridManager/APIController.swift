@@ -33,6 +33,7 @@ struct APIController: Sendable {
         v1.get("jobs/:id/outputs/:name", use: output)
         v1.get("workers", use: workers)
         v1.get("leaderboard", use: leaderboard)
+        v1.get("peer-ca", use: peerAuthority)
         v1.get("admin/ledger-check", use: ledgerCheck)
         v1.post("admin/workers/:id/lift-quarantine", use: liftQuarantine)
         router.get("healthz") { _, _ in "ok\n" }
@@ -277,6 +278,13 @@ struct APIController: Sendable {
                 quarantined: w.quarantined, quarantineReason: w.quarantineReason)
             return info
         }
+    }
+
+    /// The peer CA (a TLS grid's): what a client trusts a peer port with. No login: a CA certificate is public.
+    @Sendable func peerAuthority(_ request: Request, context: APIContext) async throws -> API.PeerAuthority {
+        try await refuseJoinToken(request)
+        guard let pem = config.peerCAPEM else { throw GridError(.notFound, "this grid speaks plain text: its peers have no certificates") }
+        return API.PeerAuthority(peerCa: pem)
     }
 
     @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {

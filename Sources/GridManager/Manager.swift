@@ -28,11 +28,14 @@ public enum Manager {
         // TLS on both ports unless plain text was chosen (loopback, or --insecure-plaintext): see `TransportChoice`.
         let transport = config.transport
         var tls: ManagerTLS?
+        var peerCA: ManagerCA?
         if transport.isTLS {
             let material = try ManagerTLS.load(config: config)
             tls = material
             config.caFingerprint = material.caFingerprint
             config.caPEM = material.caPEM
+            peerCA = try ManagerCA.loadOrCreatePeerCA(directory: config.dataDirectory)
+            config.peerCAPEM = peerCA?.certificatePEM
             logger.info("TLS on the grid and HTTP ports", metadata: ["grid.ca.fingerprint": "\(material.caFingerprint)"])
         } else if let notice = transport.notice("the manager") {
             if transport == .plaintextInsecure { logger.warning("\(notice)") } else { logger.notice("\(notice)") }
@@ -66,9 +69,9 @@ public enum Manager {
             leadership: leadership, host: config.host, port: config.gridPort,
             limits: FrameLimits(maxLineBytes: config.maxLineBytes, maxBulkBytes: config.maxBulkBytes, maxStrangerLineBytes: config.strangers.maxLineBytes),
             strangers: StrangerGuard(limits: config.strangers), tls: try tls?.serverContext(),
-            // Peer ports are TLS whenever the grid port is, with certificates from the manager's own CA (also when the
-            // operator gave the manager's HTTPS certificate with --tls-cert).
-            peerCertificates: tls == nil ? nil : PeerCertificates(ca: try ManagerCA.loadOrCreate(directory: config.dataDirectory)), logger: logger,
+            // Peer ports are TLS whenever the grid port is, with certificates from the manager's peer CA: never the CA
+            // that vouches for the manager itself (also when the operator gave its certificate with --tls-cert).
+            peerCertificates: peerCA.map { PeerCertificates(ca: $0) }, logger: logger,
             onBound: { await gate.set(grid: $0) })
         grid.memory = gridTransport
         let leader = LeadershipService(

@@ -7,12 +7,22 @@ public import NIOSSL
 import SwiftASN1
 import X509
 
-/// The manager's certificate authority: a P-256 key and a self-signed CA certificate in `<data>/ca-key.pem` and
-/// `<data>/ca.pem` (both mode 0600), made on first start. It issues the manager its server certificate (for its host
-/// names and addresses, fresh at each start). Workers pin it by its fingerprint, which the join string carries.
+/// A certificate authority of the manager: a P-256 key and a self-signed CA certificate in the data folder (both mode
+/// 0600), made on first start. There are two, and neither signs what the other does:
+/// - the manager's CA (`ca-key.pem`, `ca.pem`) issues only the manager its server certificate (for its host names and
+///   addresses, fresh at each start). Workers pin it by its fingerprint, which the join string carries, and the CLI
+///   trusts it for the manager;
+/// - the peer CA (`peer-ca-key.pem`, `peer-ca.pem`) issues each worker's peer-port certificate. A worker owner holds
+///   such a certificate and its key; were it signed by the manager's CA, it would pass for the manager's own, and its
+///   holder could sit between the grid's users and the manager.
 struct ManagerCA: Sendable {
     static let keyFile = "ca-key.pem"
     static let certFile = "ca.pem"
+    static let peerKeyFile = "peer-ca-key.pem"
+    static let peerCertFile = "peer-ca.pem"
+    /// The organisational unit of the peer CA's name, and of every certificate it issues (`ManagerTrust` refuses a
+    /// manager that shows one).
+    static let peerUnit = ManagerTrust.peerUnit
 
     let key: Certificate.PrivateKey
     let certificate: Certificate
@@ -26,8 +36,30 @@ struct ManagerCA: Sendable {
         return serializer.serializedBytes
     }
 
-    /// The CA in `directory`, made when there is none. A key others may read is refused.
+    /// The manager's CA in `directory`, made when there is none. A key others may read is refused.
     static func loadOrCreate(directory: String, now: Date = Date()) throws -> ManagerCA {
+        try loadOrCreate(directory: directory, keyFile: keyFile, certFile: certFile, now: now) {
+            try DistinguishedName {
+                OrganizationName("CampusGrid")
+                CommonName("CampusGrid manager CA \(UUID().uuidString.prefix(8))")
+            }
+        }
+    }
+
+    /// The peer CA in `directory`, made when there is none.
+    static func loadOrCreatePeerCA(directory: String, now: Date = Date()) throws -> ManagerCA {
+        try loadOrCreate(directory: directory, keyFile: peerKeyFile, certFile: peerCertFile, now: now) {
+            try DistinguishedName {
+                OrganizationName("CampusGrid")
+                OrganizationalUnitName(peerUnit)
+                CommonName("CampusGrid peer CA \(UUID().uuidString.prefix(8))")
+            }
+        }
+    }
+
+    private static func loadOrCreate(
+        directory: String, keyFile: String, certFile: String, now: Date, name makeName: () throws -> DistinguishedName
+    ) throws -> ManagerCA {
         let fm = FileManager.default
         let keyPath = (directory as NSString).appendingPathComponent(keyFile)
         let certPath = (directory as NSString).appendingPathComponent(certFile)
@@ -37,17 +69,14 @@ struct ManagerCA: Sendable {
             }
             guard let keyPEM = fm.contents(atPath: keyPath).map({ String(decoding: $0, as: UTF8.self) }),
                 let certPEM = fm.contents(atPath: certPath).map({ String(decoding: $0, as: UTF8.self) })
-            else { throw GridError(.internal, "the manager's CA in \(directory) is incomplete (\(keyFile), \(certFile)); move both away to make a new one") }
+            else { throw GridError(.internal, "the CA in \(directory) is incomplete (\(keyFile), \(certFile)); move both away to make a new one") }
             let key = try Certificate.PrivateKey(pemEncoded: keyPEM)
             let cert = try Certificate(pemEncoded: certPEM)
             guard cert.publicKey == key.publicKey else { throw GridError(.internal, "\(certPath) does not belong to \(keyPath)") }
             return ManagerCA(key: key, certificate: cert, certificatePEM: certPEM)
         }
         let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
-        let name = try DistinguishedName {
-            OrganizationName("CampusGrid")
-            CommonName("CampusGrid manager CA \(UUID().uuidString.prefix(8))")
-        }
+        let name = try makeName()
         let cert = try Certificate(
             version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key.publicKey,
             notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(20 * 365 * 86400),
@@ -63,7 +92,7 @@ struct ManagerCA: Sendable {
         // Created with mode 0600 from the start: the key is never readable by others, not even for a moment.
         guard fm.createFile(atPath: keyPath, contents: Data(keyPEM.utf8), attributes: [.posixPermissions: 0o600]),
             fm.createFile(atPath: certPath, contents: Data(certPEM.utf8), attributes: [.posixPermissions: 0o600])
-        else { throw GridError(.internal, "could not write the manager's CA to \(directory)") }
+        else { throw GridError(.internal, "could not write the CA \(certFile) to \(directory)") }
         return ManagerCA(key: key, certificate: cert, certificatePEM: certPEM)
     }
 
@@ -191,7 +220,7 @@ struct PeerCertificates: Sendable {
         do {
             let subject = try DistinguishedName {
                 OrganizationName("CampusGrid")
-                OrganizationalUnitName("peer")
+                OrganizationalUnitName(ManagerCA.peerUnit)
                 CommonName(workerId)
             }
             return try ca.issueLeaf(publicKey: key, subject: subject, alternatives: alternatives, days: 30, now: now).serializeAsPEM().pemString

@@ -69,6 +69,8 @@ public struct ManagerConfig: Sendable {
     /// Set by `Manager.run` when TLS is on: the CA fingerprint that join strings carry, and the CA certificate.
     public var caFingerprint: String?
     public var caPEM: String?
+    /// Set by `Manager.run` when TLS is on: the peer CA's certificate (`GET /api/v1/peer-ca`).
+    public var peerCAPEM: String?
 
     /// Plain text or TLS for this manager's listeners (`TransportChoice`).
     public var transport: TransportChoice {

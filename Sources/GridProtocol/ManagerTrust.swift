@@ -36,7 +36,32 @@ public enum ManagerTrust {
                     + "the join string was made for (or its CA was replaced); nothing was sent. Ask for a new join string "
                     + "(`campusgrid token create --worker`) if the manager really changed")
         }
-        return verify(leaf: leafDER, ca: caDER, now: now)
+        if let error = verify(leaf: leafDER, ca: caDER, now: now) { return error }
+        // A peer port's certificate (a worker owner holds one, and its key) never stands for the manager, whichever CA
+        // signed it: the grid's own peer CA does now, but the manager's CA signed them before, and those last 30 days.
+        if let leaf = try? Certificate(derEncoded: leafDER), leaf != (try? Certificate(derEncoded: caDER)), isPeerCertificate(leaf) {
+            return GridError(
+                .unauthorized,
+                "the certificate presented (\(leaf.subject)) is a worker's peer certificate, not the manager's: someone is posing as "
+                    + "the manager; nothing was sent")
+        }
+        return nil
+    }
+
+    /// The organisational unit of every peer-port certificate, and of the peer CA.
+    public static let peerUnit = "peer"
+
+    /// Whether `pem` (a certificate) is a grid's peer CA: a CA whose name says it is for peers.
+    public static func isPeerAuthority(pem: String) -> Bool {
+        guard let certificate = try? Certificate(pemEncoded: pem), isPeerCertificate(certificate) else { return false }
+        return (try? certificate.extensions.basicConstraints).map { if case .isCertificateAuthority = $0 { true } else { false } } ?? false
+    }
+
+    /// Whether `certificate` names itself a peer port's (its subject's organisational unit is `peerUnit`).
+    static func isPeerCertificate(_ certificate: Certificate) -> Bool {
+        certificate.subject.contains { rdn in
+            rdn.contains { $0.type == .RDNAttributeType.organizationalUnitName && String(describing: $0.value) == peerUnit }
+        }
     }
 
     /// Whether `leaf` was signed by `ca` and is valid at `now` (both DER). nil: yes.

@@ -11,7 +11,7 @@ struct PeerOptions: ParsableArguments {
     @Option(help: "API token (env CAMPUSGRID_TOKEN; else the one `login` stored for --manager).") var token: String?
     @Option(help: "The manager whose stored login to use (env CAMPUSGRID_MANAGER; default http://127.0.0.1:5000).") var manager: String?
     @Flag(help: "Print the peer's whole answer as JSON.") var json = false
-    @Option(help: "The grid's CA certificate (PEM; env CAMPUSGRID_CA; the manager keeps it as ca.pem): speak TLS to the peer and trust it only if this CA issued its certificate.")
+    @Option(help: "The manager's CA certificate (PEM; env CAMPUSGRID_CA; the manager keeps it as ca.pem): speak TLS to the peer, and trust it only with a certificate from the grid's peer CA, which that manager names. The peer CA itself (peer-ca.pem) is taken as it is.")
     var ca: String?
     @Flag(help: "Allow plain text to a peer beyond loopback (your token and data cross the network unencrypted).")
     var insecurePlaintext = false
@@ -25,11 +25,14 @@ struct PeerOptions: ParsableArguments {
     /// loopback, or beyond it with `--insecure-plaintext`.
     func link(host: String, port: Int) async throws -> PeerLink {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
-        let t = try credentials().token
+        let (manager, t) = try credentials()
         var tls: PeerTLS?
         if let path = ca ?? Env.string("CAMPUSGRID_CA") {
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the CA file \(path)") }
-            tls = try PeerTLS(caPEM: String(decoding: data, as: UTF8.self))
+            tls = try PeerTLS(caPEM: try await Self.peerAuthority(given: String(decoding: data, as: UTF8.self), manager: manager))
+        } else if manager.hasPrefix("https://"), let stored = GridClient(managers: manager).managers.lazy.compactMap({ TrustStore.pem(for: $0) }).first {
+            // The manager's CA trusted at `login` (first use): that manager names the peer CA.
+            tls = try PeerTLS(caPEM: try await Self.peerAuthority(given: stored, manager: manager))
         } else if !TransportChoice.isLoopback(host) && !insecurePlaintext {
             throw ValidationError(
                 "the peer at \(host) is beyond loopback: pass --ca with the grid's CA (the manager's ca.pem) so the link is encrypted "
@@ -40,6 +43,21 @@ struct PeerOptions: ParsableArguments {
         } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden].contains(e.code) {
             // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
             throw GridError(e.code, "\(e.message) (if the grid speaks TLS, pass --ca with its CA, the manager's ca.pem)")
+        }
+    }
+
+    /// The CA to trust peer ports with: `pem` when it is the grid's peer CA, else (the manager's CA) the peer CA the
+    /// manager at `manager` names, asked over TLS trusting `pem`. Never the manager's CA itself: a worker's peer
+    /// certificate is not the manager's, and the manager's certificate is not a peer's.
+    static func peerAuthority(given pem: String, manager: String) async throws -> String {
+        if ManagerTrust.isPeerAuthority(pem: pem) { return pem }
+        do {
+            return try await GridClient(managers: manager, caCertificatePEM: pem).peerAuthority()
+        } catch {
+            throw GridError(
+                .unreachable,
+                "could not get the grid's peer CA from the manager at \(manager) (\(error)); pass --ca with the peer CA itself "
+                    + "(peer-ca.pem in the manager's data folder) to reach a peer without the manager")
         }
     }
 

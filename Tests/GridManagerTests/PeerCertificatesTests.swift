@@ -15,7 +15,52 @@ import X509
 
     init() throws {
         folder = NSTemporaryDirectory() + "cg-peercert-\(UUID().uuidString.prefix(8))"
-        issuer = PeerCertificates(ca: try ManagerCA.loadOrCreate(directory: folder))
+        issuer = PeerCertificates(ca: try ManagerCA.loadOrCreatePeerCA(directory: folder))
+    }
+
+    static func der(pem: String) throws -> [UInt8] { ManagerCA.der(try Certificate(pemEncoded: pem)) }
+
+    /// A worker owner holds a peer certificate and its key. Shown in place of the manager's, it must not pass: the
+    /// peer CA that signs it is not the CA the join string pins (nor the one the CLI trusts), and the manager's CA
+    /// signs only the manager. Before, the manager's CA signed both, and a peer certificate passed for the manager's.
+    @Test func aPeerCertificateDoesNotPassForTheManagersWhateverChainComesWithIt() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let managerCA = try ManagerCA.loadOrCreate(directory: folder)
+        #expect(managerCA.fingerprint != issuer.ca.fingerprint, "two CAs")
+        let (server, _) = try managerCA.issueServer(names: ["localhost"], addresses: ["127.0.0.1"])
+        let managerChain = [ManagerCA.der(server), ManagerCA.der(managerCA.certificate)]
+        #expect(ManagerTrust.check(chain: managerChain, pinned: managerCA.fingerprint, now: Date()) == nil, "the manager itself passes")
+
+        let key = P256.Signing.PrivateKey()
+        let leaf = try Self.der(pem: try issuer.issue(workerId: "w-evil", host: "127.0.0.1", keyPEM: key.publicKey.pemRepresentation))
+        for chain in [[leaf], [leaf, ManagerCA.der(issuer.ca.certificate)], [leaf, ManagerCA.der(managerCA.certificate)],
+            [leaf, ManagerCA.der(issuer.ca.certificate), ManagerCA.der(managerCA.certificate)]]
+        {
+            #expect(ManagerTrust.check(chain: chain, pinned: managerCA.fingerprint, now: Date()) != nil, "a chain of \(chain.count) passed")
+        }
+        // A peer certificate the manager's CA signed (as before this change; they last 30 days) is refused too.
+        let old = try managerCA.issueLeaf(
+            publicKey: Certificate.PublicKey(key.publicKey),
+            subject: try DistinguishedName {
+                OrganizationName("CampusGrid")
+                OrganizationalUnitName("peer")
+                CommonName("w-evil")
+            }, alternatives: [.dnsName("localhost")], days: 30, now: Date())
+        let refusal = ManagerTrust.check(chain: [ManagerCA.der(old), ManagerCA.der(managerCA.certificate)], pinned: managerCA.fingerprint, now: Date())
+        #expect(refusal?.message.contains("peer certificate") == true, "\(String(describing: refusal))")
+    }
+
+    @Test func onlyThePeerCAIsTakenForOne() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let managerCA = try ManagerCA.loadOrCreate(directory: folder)
+        #expect(ManagerTrust.isPeerAuthority(pem: issuer.caPEM))
+        #expect(!ManagerTrust.isPeerAuthority(pem: managerCA.certificatePEM))
+        let leaf = try issuer.issue(workerId: "w-1", host: "127.0.0.1", keyPEM: P256.Signing.PrivateKey().publicKey.pemRepresentation)
+        #expect(!ManagerTrust.isPeerAuthority(pem: leaf), "a peer's own certificate is no CA")
+        #expect(!ManagerTrust.isPeerAuthority(pem: "garbage"))
+        // Each CA keeps its own files; loading again gives the same two.
+        #expect(try ManagerCA.loadOrCreatePeerCA(directory: folder).fingerprint == issuer.ca.fingerprint)
+        #expect(try ManagerCA.loadOrCreate(directory: folder).fingerprint == managerCA.fingerprint)
     }
 
     @Test func aP256KeyGetsACertificateTheCASignedNamingTheWorkerAndItsAddress() throws {

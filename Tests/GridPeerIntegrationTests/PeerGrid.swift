@@ -73,9 +73,9 @@ final class PeerGrid: @unchecked Sendable {
         try await PeerLink.connect(host: "127.0.0.1", port: peer.port, token: token ?? self.token, tls: peerTLS())
     }
 
-    /// On a TLS grid: trust in its CA for links to peers (nil: plain text).
+    /// On a TLS grid: trust in its peer CA for links to peers (nil: plain text).
     func peerTLS() throws -> PeerTLS? {
-        guard grid.tls, let ca = grid.caPEM else { return nil }
+        guard grid.tls, let ca = grid.peerCAPEM else { return nil }
         return try PeerTLS(caPEM: ca)
     }
 

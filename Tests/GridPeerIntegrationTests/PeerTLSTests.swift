@@ -74,9 +74,18 @@ import X509
             let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, token: g.token, timeout: 10, tls: try PeerTLS(caPEM: stranger.ca))
             l.close()
         }
+        // Nor does one that trusts only the manager's CA: peer ports show the peer CA's certificates, and the manager's
+        // CA vouches for the manager alone.
+        let managerCA = try #require(g.grid.caPEM)
+        #expect(!ManagerTrust.isPeerAuthority(pem: managerCA))
+        await #expect(throws: GridError.self) {
+            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, token: g.token, timeout: 10, tls: try PeerTLS(caPEM: managerCA))
+            l.close()
+        }
         // A would-be peer whose certificate another CA issued cannot complete the handshake, even though it trusts the
-        // grid's CA itself.
-        let ca = try #require(g.grid.caPEM)
+        // grid's peer CA itself.
+        let ca = try #require(g.grid.peerCAPEM)
+        #expect(ManagerTrust.isPeerAuthority(pem: ca))
         let rogue = try PeerTLS(caPEM: ca, certificatePEM: stranger.leaf, keyPEM: key.pemRepresentation)
         await #expect(throws: GridError.self) {
             let l = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[0].port, nonce: PeerTrust.nonce(), timeout: 10, tls: rogue) { _ in
@@ -86,12 +95,13 @@ import X509
             l.close()
         }
 
-        // The CLI speaks TLS to a peer when given the grid's CA, and says what to do when it is not.
+        // The CLI speaks TLS to a peer when given the manager's CA (it asks that manager for the peer CA), or the peer CA
+        // itself, and says what to do when given neither.
         let caFile = g.grid.root + "/manager/ca.pem"
         let port = "\(peers[1].port)"
         let set = try await g.cli(["set-mem", "--port", port, "--ca", caFile, "--key", "cli", "--value", "\"over tls\""])
         #expect(set.status == 0, "\(set.stderr)")
-        let got = try await g.cli(["get-mem", "--port", port, "--ca", caFile, "--key", "cli"])
+        let got = try await g.cli(["get-mem", "--port", port, "--ca", g.grid.root + "/manager/peer-ca.pem", "--key", "cli"])
         #expect(got.status == 0 && got.stdout.contains("over tls"), "\(got.stdout)\(got.stderr)")
         let plain = try await g.cli(["get-mem", "--port", port, "--key", "cli"])
         #expect(plain.status != 0 && plain.stderr.contains("--ca"), "status \(plain.status): \(plain.stderr)")

@@ -61,6 +61,10 @@ public final class TestGrid: @unchecked Sendable {
     public var caPEM: String? {
         tls ? (try? String(contentsOfFile: root + "/manager/ca.pem", encoding: .utf8)) : nil
     }
+    /// On a TLS grid, the CA of its peer ports (not the manager's CA: see `ManagerCA`).
+    public var peerCAPEM: String? {
+        tls ? (try? String(contentsOfFile: root + "/manager/peer-ca.pem", encoding: .utf8)) : nil
+    }
     /// A command every process of the grid is started through, e.g. `["/usr/sbin/ip", "netns", "exec", NAME]` for a
     /// grid inside a network namespace (then only the CLI, through the same prefix, can reach it). Set before starting.
     public var launcher: [String] = []
