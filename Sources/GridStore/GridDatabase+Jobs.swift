@@ -503,9 +503,10 @@ extension GridDatabase {
             try db.execute(
                 sql: "UPDATE workers SET cpu_seconds_given = cpu_seconds_given + ?, jobs_done = jobs_done + 1 WHERE id = ?",
                 arguments: [result.cpuSeconds, worker])
-            // Is this run checked?
+            // Is this run checked? A run that timed out is too: it is paid its whole time limit, and a worker that never
+            // ran the job at all could otherwise claim that much unchecked (a check that finishes contradicts it).
             var reason: Verification.Reason?
-            if !result.refund, job.checkOf == nil, result.state == .completed || result.state == .failed,
+            if !result.refund, job.checkOf == nil, [.completed, .failed, .timedOut].contains(result.state),
                 ownerId != job.ownerId || job.spec.wantsVerification
             {
                 let reputation = try Self.reputation(db, worker, rules: policy.reputation)

@@ -55,6 +55,16 @@ private struct VerifyGrid {
                 verification: policy, now: now + 1))
     }
 
+    /// Starts `job` on `worker` and settles the run as timed out after its whole time limit, with no output (what the
+    /// manager records for a worker that holds the run to its limit, and what a worker may claim).
+    func timeOut(_ job: JobID, on worker: WorkerID, now: Double = 10) async throws -> GridDatabase.Finished {
+        let started = try #require(try await db.apply([Placement.Assignment(job: job, worker: worker)], now: now).first)
+        let result = GridDatabase.RunResult(
+            state: .timedOut, exitCode: nil, runtimeMs: Int64(VerifyGrid.spec.minutes) * 60_000, peakMemoryKb: 0, cpuSeconds: 0,
+            reason: "time limit reached")
+        return try #require(try await db.finishRun(started.ref, worker: worker, result: result, outputs: [], verification: VerifyGrid.policy, now: now + 1))
+    }
+
     /// Gives the fund credits: jobs run on Carol's worker with the whole payment going to the fund and no checks.
     func seedFund(jobs: Int = 3) async throws {
         let seeding = Verification.Policy(spotCheckRate: 0, fundSharePercent: 100, reputation: .init(probationResults: 0))
@@ -104,6 +114,33 @@ struct GridDatabaseVerificationTests {
         #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
         #expect(try await g.db.reputation(of: "w1", rules: .init()).verified == 1)
         #expect(try await g.db.reputation(of: "w3", rules: .init()).verified == 1)
+        try await g.expectLedgerOK()
+    }
+
+    /// A worker on probation that holds a job to its time limit without running it is paid the whole limit: into
+    /// escrow, with a check, like any other result. Honest runs that finish contradict it, and it is paid nothing.
+    /// Before, a timed-out run was never checked, so claiming one was the way to be paid unchecked.
+    @Test(arguments: StoreBackend.allCases) func aTimedOutRunIsEscrowedAndCheckedAndRunsThatFinishContradictIt(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: 5)
+        let job = try await g.submit()
+        let first = try await g.timeOut(job.id, on: "w1")
+        #expect(first.job.state == .timedOut)
+        #expect(first.job.verification == .unverified && first.job.verificationReason == .probation)
+        let check = try #require(first.checkQueued, "a timed-out run on probation was not checked")
+        let escrowed = try await g.balance(.escrow(job.id))
+        #expect(escrowed > 0)
+        #expect(try await g.balance(.user(g.bob.id)) == 100, "nothing paid out before the check")
+        try await g.expectLedgerOK()
+
+        let second = try await g.run(check, on: "w3", output: "42", now: 20)
+        let third = try #require(second.checkQueued, "the check finished where the run timed out: they disagree")
+        _ = try await g.run(third, on: "w4", output: "42", now: 30)
+        let final = try #require(try await g.db.job(id: job.id))
+        #expect(final.verification == .contradicted)
+        #expect(try await g.balance(.user(g.bob.id)) == 100, "the worker that never ran it earned nothing")
+        #expect(try await g.balance(.escrow(job.id)) == 0)
+        #expect(try await g.db.reputation(of: "w1", rules: .init()).contradicted == 1)
         try await g.expectLedgerOK()
     }
 
