@@ -36,8 +36,9 @@ public struct ManagerConfig: Sendable {
     /// counts from its start (`JOB_STARTED`), and until then the manager allows this much more (workers stop a build
     /// after 10 minutes by default).
     public var environmentGraceSeconds: Double = 1_800
-    /// The longest log a run may claim to have.
-    public var maxLogBytes: Int64 = 256 << 20
+    /// The longest log a run may claim to have, and the most the manager stores of a job's log, all its runs together
+    /// (more is dropped, with a note). A worker keeps 16 MiB of a run's log; a hostile one sent up to 1 GiB a run.
+    public var maxLogBytes: Int64 = 64 << 20
     /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.
     public var loginAttempts: Int = 10
     public var loginWindowSeconds: Double = 60

@@ -244,7 +244,7 @@ public actor ManagerCore {
             let waiting = reports.awaitsLog(log.job, from: who.workerId)
             guard leases.holds(log.job, worker: who.workerId) || waiting, let payload else { return nil }
             do {
-                try await db.appendLog(log.job, offset: log.offset, data: Data(payload.readableBytesView))
+                try await db.appendLog(log.job, offset: log.offset, data: Data(payload.readableBytesView), maxBytes: config.maxLogBytes)
             } catch {
                 logger.error("could not store log", metadata: ["grid.job.id": "\(log.job.jobId)", "grid.error": "\(error)"])
             }

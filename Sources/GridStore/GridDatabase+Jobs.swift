@@ -393,7 +393,9 @@ extension GridDatabase {
     /// Appends log bytes of attempt `job` at `offset` within that attempt. Duplicate bytes (a resend after a reconnect)
     /// are skipped. Returns false when the attempt is not the job's current one.
     @discardableResult
-    public func appendLog(_ job: JobRef, offset: Int64, data: Data) async throws -> Bool {
+    /// At most `maxBytes` of the job's log are kept (all its runs together): bytes beyond are dropped, with one note
+    /// saying so. A worker sends what it likes, and each byte stored is the manager's disk.
+    public func appendLog(_ job: JobRef, offset: Int64, data: Data, maxBytes: Int64 = .max) async throws -> Bool {
         try await write { db in
             guard let row = try StoreRow.fetchOne(
                 db, sql: "SELECT attempt, state, log_total, log_attempt_base FROM jobs WHERE id = ?", arguments: [job.jobId])
@@ -402,8 +404,10 @@ extension GridDatabase {
             let state: String = row["state"]
             guard attempt == job.attempt, state == JobState.running.rawValue else { return false }
             var total: Int64 = row["log_total"]
+            guard total < maxBytes else { return true }
             let base: Int64 = row["log_attempt_base"]
-            let start = base + offset
+            let (start, overflow) = base.addingReportingOverflow(offset)
+            guard !overflow else { return true }
             var bytes = data
             if start < total {
                 let skip = Int(min(Int64(bytes.count), total - start))
@@ -419,6 +423,10 @@ extension GridDatabase {
                     sql: "UPDATE jobs SET log_attempt_base = log_attempt_base + ? WHERE id = ?", arguments: [Int64(note.count) - gap, job.jobId])
             }
             guard !bytes.isEmpty else { return true }
+            let room = max(0, maxBytes - total)
+            if Int64(bytes.count) > room {
+                bytes = bytes.prefix(Int(room)) + Data("\n[log cut: the manager keeps at most \(maxBytes >> 20) MB of a job's log]\n".utf8)
+            }
             try Self.appendLog(db, job.jobId, Data(bytes), total: total)
             return true
         }

@@ -528,6 +528,23 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    /// A worker sends what it likes: past the job's cap nothing more is stored, gap notes included, and the cut is said.
+    @Test(arguments: StoreBackend.allCases) func appendLogKeepsAtMostTheCapOfAJobsLog(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        let job = try await grid.running()
+        #expect(try await grid.db.appendLog(job.ref, offset: 0, data: Data("0123456789".utf8), maxBytes: 16))
+        #expect(try await grid.db.appendLog(job.ref, offset: 10, data: Data("abcdefghij".utf8), maxBytes: 16))
+        let cut = try await grid.log(job.id)
+        #expect(cut.hasPrefix("0123456789abcdef\n[log cut: the manager keeps at most 0 MB of a job's log]"), "\(cut)")
+        let stored = try await grid.db.logOffset(of: job.id)
+        // Nothing more: not the rest, not a gap's note, not an offset that overflows.
+        #expect(try await grid.db.appendLog(job.ref, offset: 20, data: Data("klmnop".utf8), maxBytes: 16))
+        #expect(try await grid.db.appendLog(job.ref, offset: 1 << 30, data: Data("far".utf8), maxBytes: 16))
+        #expect(try await grid.db.appendLog(job.ref, offset: .max, data: Data("x".utf8), maxBytes: 16))
+        #expect(try await grid.db.logOffset(of: job.id) == stored)
+        try await grid.expectLedgerOK()
+    }
+
     @Test(arguments: StoreBackend.allCases) func appendLogSkipsBytesThatWereAlreadyStored(_ backend: StoreBackend) async throws {
         let grid = try await Grid(backend)
         let job = try await grid.running()
