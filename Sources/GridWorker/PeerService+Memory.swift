@@ -199,7 +199,14 @@ extension PeerService {
         guard case .memEntries(let m)? = try? await ask(peer, .memFetch(Msg.MemFetch(keys: [key])), timeout: 10).message else {
             return (false, nil)
         }
-        return (true, m.entries.first { $0.key == key })
+        // A version this peer would refuse in a `MEM_SYNC` is not taken from an answer either: the read repair would
+        // store it here and on the other owners, and a version from the far future pins the key against every write.
+        guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil) }
+        if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) {
+            logger.warning("ignored a replica with a bad version", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
+            return (true, nil)
+        }
+        return (true, entry)
     }
 
     /// `user`'s own keys starting with `prefix`, and the public ones (each name once).
