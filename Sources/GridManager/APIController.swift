@@ -82,7 +82,8 @@ struct APIController: Sendable {
     }
 
     /// Checks a username and password, rate-limited per username and client address (shared by the API and the
-    /// dashboard): someone guessing from one address is stopped without locking the user out everywhere else.
+    /// dashboard): someone guessing from one address is stopped without locking the user out everywhere else. Logins
+    /// that succeed count too: each costs a bcrypt and makes a token, and a loop of them was limited by nothing.
     func checkLogin(username: String, password: String, client: String) async throws -> UserRecord {
         let key = Self.loginKey(username: username, client: client)
         if let seconds = loginLimiter.admit(key).retryAfterHeader {
@@ -93,7 +94,6 @@ struct APIController: Sendable {
         else {
             throw GridError(.unauthorized, "wrong username or password")
         }
-        loginLimiter.reset(key)
         return user
     }
 
@@ -417,7 +417,7 @@ struct APIController: Sendable {
 
     func issueToken(for user: UserRecord, kind: TokenKind) async throws -> API.TokenResponse {
         let token = Tokens.generate(prefix: kind == .worker ? "cgw_" : "cga_")
-        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: kind, now: wall())
+        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: kind, now: wall(), keep: config.maxTokensPerKind)
         let join = kind == .worker ? config.caFingerprint.map { JoinString(token: token, caFingerprint: $0).description } : nil
         return API.TokenResponse(username: user.username, token: token, kind: kind.rawValue, join: join)
     }

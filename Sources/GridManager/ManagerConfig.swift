@@ -39,8 +39,12 @@ public struct ManagerConfig: Sendable {
     /// The longest log a run may claim to have, and the most the manager stores of a job's log, all its runs together
     /// (more is dropped, with a note). A worker keeps 16 MiB of a run's log; a hostile one sent up to 1 GiB a run.
     public var maxLogBytes: Int64 = 64 << 20
-    /// Failed logins allowed per username within `loginWindowSeconds`; more are refused with 429.
+    /// Logins (failed or not) allowed per username and client address within `loginWindowSeconds`; more are refused
+    /// with 429.
     public var loginAttempts: Int = 10
+    /// Tokens of each kind a user may hold: a login (or `token create --api`) past this many drops the user's oldest API
+    /// token; a worker token past it is refused (a running worker's token is never taken away).
+    public var maxTokensPerKind: Int = 100
     public var loginWindowSeconds: Double = 60
     /// Sign-ups allowed from one client address at once (`/api/v1/register` and the dashboard's form together); more
     /// are refused with 429 and `Retry-After` until the address has earned them back at `registrationsPerMinute`.

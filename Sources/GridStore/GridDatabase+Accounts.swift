@@ -32,9 +32,26 @@ extension GridDatabase {
         }
     }
 
-    /// Stores a token by its hash (the token itself is never stored).
-    public func addToken(hash: String, userId: UserID, kind: TokenKind, now: Double) async throws {
+    /// Stores a token by its hash (the token itself is never stored). A user holds at most `keep` tokens of a kind:
+    /// a new API token (a login is one) drops the oldest beyond that; a new worker token beyond it is refused, since
+    /// dropping one would cut off a worker that runs with it.
+    public func addToken(hash: String, userId: UserID, kind: TokenKind, now: Double, keep: Int = .max) async throws {
         try await write { db in
+            let held: Int =
+                try StoreRow.fetchOne(db, sql: "SELECT COUNT(*) AS n FROM tokens WHERE user_id = ? AND kind = ?", arguments: [userId, kind.rawValue])?[
+                    "n"] ?? 0
+            if held >= keep {
+                guard kind == .api else {
+                    throw GridError(.conflict, "you hold \(held) worker tokens, the most there may be; revoke one you no longer use")
+                }
+                let stale = try StoreRow.fetchAll(
+                    db, sql: "SELECT hash FROM tokens WHERE user_id = ? AND kind = ? ORDER BY created_at, hash LIMIT ?",
+                    arguments: [userId, kind.rawValue, held - keep + 1])
+                for row in stale {
+                    let old: String = row["hash"]
+                    try db.execute(sql: "DELETE FROM tokens WHERE hash = ?", arguments: [old])
+                }
+            }
             try db.execute(
                 sql: "INSERT INTO tokens (hash, user_id, kind, created_at) VALUES (?, ?, ?, ?)",
                 arguments: [hash, userId, kind.rawValue, now])

@@ -81,6 +81,23 @@ import Testing
         }
     }
 
+    /// Logins that succeed count against the limit too: each costs a bcrypt and makes a token.
+    @Test func aLoopOfSuccessfulLoginsIsLimitedToo() async throws {
+        let app = try await DashboardRouteTests.app { $0.loginAttempts = 3 }
+        try await app.test(.router) { client in
+            _ = try await Self.register(client, "hana")
+            var statuses: [HTTPResponse.Status] = []
+            for _ in 0..<4 {
+                statuses.append(
+                    try await client.execute(
+                        uri: "/api/v1/login", method: .post, headers: [.contentType: "application/json"],
+                        body: ByteBuffer(string: #"{"username":"hana","password":"long enough pw"}"#)
+                    ) { $0.status })
+            }
+            #expect(statuses == [.ok, .ok, .ok, .tooManyRequests], "\(statuses)")
+        }
+    }
+
     @Test func loginRefusalsCarryRetryAfter() async throws {
         let app = try await DashboardRouteTests.app { $0.loginAttempts = 2 }
         try await app.test(.router) { client in

@@ -92,6 +92,24 @@ struct GridDatabaseAccountsTests {
 
 @Suite("Ledger check")
 struct LedgerCheckTests {
+    /// A user holds at most `keep` tokens of a kind: logins past that drop the oldest API token (the newest still
+    /// work); a worker token past it is refused, and the ones held keep working.
+    @Test(arguments: StoreBackend.allCases) func aUserHoldsAtMostKeepTokensOfAKind(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
+        let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 0, now: 0)
+        let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 0, now: 0)
+        try await db.addToken(hash: "bob-api", userId: bob.id, kind: .api, now: 0, keep: 3)
+        for i in 0..<5 { try await db.addToken(hash: "api-\(i)", userId: ada.id, kind: .api, now: Double(i), keep: 3) }
+        for i in 0..<2 { #expect(try await db.tokenOwner(hash: "api-\(i)") == nil, "api-\(i) was kept") }
+        for i in 2..<5 { #expect(try await db.tokenOwner(hash: "api-\(i)")?.user.id == ada.id, "api-\(i) was dropped") }
+        #expect(try await db.tokenOwner(hash: "bob-api")?.user.id == bob.id, "another user's token is not touched")
+
+        for i in 0..<3 { try await db.addToken(hash: "w-\(i)", userId: ada.id, kind: .worker, now: Double(i), keep: 3) }
+        await #expect(throws: GridError.self) { try await db.addToken(hash: "w-3", userId: ada.id, kind: .worker, now: 3, keep: 3) }
+        for i in 0..<3 { #expect(try await db.tokenOwner(hash: "w-\(i)")?.kind == .worker) }
+        #expect(try await db.tokenOwner(hash: "w-3") == nil)
+    }
+
     @Test(arguments: StoreBackend.allCases) func creditsLeftOnTheHoldOfAnEndedJobAreReported(_ backend: StoreBackend) async throws {
         let db = try await backend.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 100, now: 0)
