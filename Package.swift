@@ -198,7 +198,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GridInProcessTests",
-            dependencies: ["GridCore", "GridClient", "GridProtocol", "GridSandbox", "GridTestSupport", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),
+            dependencies: ["GridCore", "GridClient", "GridManager", "GridProtocol", "GridSandbox", "GridTestSupport", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridIntegrationTests",
             dependencies: [

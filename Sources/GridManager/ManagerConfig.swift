@@ -45,6 +45,8 @@ public struct ManagerConfig: Sendable {
     /// Tokens of each kind a user may hold: a login (or `token create --api`) past this many drops the user's oldest API
     /// token; a worker token past it is refused (a running worker's token is never taken away).
     public var maxTokensPerKind: Int = 100
+    /// Workers an owner may have on record (each new identity is a row kept for good); a new one past this is refused.
+    public var maxWorkersPerOwner: Int = 256
     public var loginWindowSeconds: Double = 60
     /// Sign-ups allowed from one client address at once (`/api/v1/register` and the dashboard's form together); more
     /// are refused with 429 and `Retry-After` until the address has earned them back at `registrationsPerMinute`.

@@ -129,16 +129,33 @@ public actor ManagerCore {
             if let claimed = hello.user, !claimed.isEmpty, claimed.lowercased() != user.username.lowercased() {
                 return .failure(GridError(.forbidden, "this token belongs to \(user.username), not \(claimed)"))
             }
-            var id = Tokens.workerId()
+            var chosen: WorkerID?
             if let wanted = hello.workerId, !wanted.isEmpty, wanted.count <= 64 {
                 let owner = try await db.workerOwner(wanted)
-                if owner == nil || owner == user.id { id = wanted }
+                if owner == user.id { chosen = wanted } else if owner == nil, try await hasRoomForAnotherWorker(user) { chosen = wanted }
             }
+            if chosen == nil {
+                // A new identity is a new row, kept for good: an owner has at most `maxWorkersPerOwner` (a loop of
+                // HELLOs without an id made one each).
+                guard try await hasRoomForAnotherWorker(user) else {
+                    return .failure(
+                        GridError(
+                            .forbidden,
+                            "\(user.username) has \(config.maxWorkersPerOwner) workers on record, the most there may be; start this one "
+                                + "with the data folder of one of them (it keeps its identity)"))
+                }
+                chosen = Tokens.workerId()
+            }
+            let id = chosen ?? Tokens.workerId()
             let name = (hello.name?.isEmpty == false ? hello.name! : id).prefix(64)
             return .success(WorkerSession.Identity(workerId: id, name: String(name), ownerId: user.id, ownerName: user.username))
         } catch {
             return .failure(GridError(.internal, "could not check the token: \(error)"))
         }
+    }
+
+    private func hasRoomForAnotherWorker(_ user: UserRecord) async throws -> Bool {
+        try await db.workerCount(owner: user.id) < config.maxWorkersPerOwner
     }
 
     /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs.

@@ -36,6 +36,11 @@ extension GridDatabase {
         try await read { db in try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [id]) }
     }
 
+    /// How many workers `owner` has on record, online or not.
+    public func workerCount(owner: UserID) async throws -> Int {
+        try await read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workers WHERE owner_id = ?", arguments: [owner]) ?? 0 }
+    }
+
     /// Records a worker as online with what it reported.
     public func registerWorker(_ w: WorkerRegistration, now: Double) async throws {
         let resources = String(decoding: try JSONEncoder().encode(w.resources), as: UTF8.self)

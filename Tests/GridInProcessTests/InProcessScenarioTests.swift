@@ -1,6 +1,7 @@
 import Foundation
 import GridClient
 import GridCore
+import GridManager
 import GridProtocol
 import GridSandbox
 import GridTestSupport
@@ -512,6 +513,35 @@ final class GatedRunner: JobRunner, Sendable {
                 lines.contains { $0.contains("lost the manager") && $0.contains("Connection reset") },
                 "no \"lost the manager\" with the reset:\n\(lines.joined(separator: "\n"))")
             #expect(!lines.contains { $0.contains("manager unreachable") }, "\(lines.joined(separator: "\n"))")
+        }
+    }
+}
+
+@Suite struct InProcessWorkerIdentityTests {
+    /// Each new worker identity is a row the manager keeps for good, and a loop of HELLOs without an id made one each:
+    /// an owner has at most `maxWorkersPerOwner`. Past it a new one is refused, saying why; a worker that comes back
+    /// with its id still joins, and another owner is not affected.
+    @Test func anOwnerHasAtMostMaxWorkersOnRecordAndAKnownOneStillJoins() async throws {
+        try await withTestGrid(workers: 0, configure: { $0.maxWorkersPerOwner = 2 }) { grid in
+            let owner = try await grid.user("owner")
+            let first = try await grid.startWorker("w1", owner: owner)
+            try await grid.startWorker("w2", owner: owner)
+            func hello(_ token: String, workerId: String? = nil) async throws -> GridMessage? {
+                let link = try grid.transport.dial()
+                defer { link.close() }
+                var inbound = link.inbound.makeAsyncIterator()
+                try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "another", workerId: workerId))))
+                guard case .frame(let f)? = try await inbound.next() else { return nil }
+                return f.message
+            }
+            let token = try await owner.createToken(kind: "worker").token
+            guard case .error(let refused)? = try await hello(token) else { Issue.record("a third identity was accepted"); return }
+            #expect(refused.code == .forbidden && refused.message.contains("2 workers on record"), "\(refused)")
+            guard case .error? = try await hello(token, workerId: "w-made-up") else { Issue.record("a made-up id was a third identity"); return }
+            guard case .helloOk(let ok)? = try await hello(token, workerId: first.workerId) else { Issue.record("a known worker was refused"); return }
+            #expect(ok.workerId == first.workerId)
+            let other = try await grid.user("other")
+            guard case .helloOk? = try await hello(try await other.createToken(kind: "worker").token) else { Issue.record("another owner was refused"); return }
         }
     }
 }

@@ -171,7 +171,8 @@ public final class InProcessWorker: Sendable {
 /// Runs `body` with a manager in this process, and `workers` workers (2 CPUs, 4 GB each) earning for an account
 /// named `owner`; everything is stopped afterwards, whatever `body` did.
 public func withTestGrid<T: Sendable>(
-    workers: Int = 0, leaseSeconds: Double = 2, label: String = "inproc", _ body: (InProcessGrid) async throws -> T
+    workers: Int = 0, leaseSeconds: Double = 2, label: String = "inproc", configure: (inout ManagerConfig) -> Void = { _ in },
+    _ body: (InProcessGrid) async throws -> T
 ) async throws -> T {
     let root = NSTemporaryDirectory() + "campusgrid-test-\(label)-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -187,6 +188,7 @@ public func withTestGrid<T: Sendable>(
     config.admins = [InProcessGrid.adminName]
     // Verification off, as in `TestGrid`: these scenarios count exact earnings with a single worker owner.
     config.verification = .init(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 0))
+    configure(&config)
     let transport = MemoryGridTransport()
     let (manager, ports) = try await InProcessGrid.launch(config: config, transport: transport, logger: logger, root: root)
     let grid = InProcessGrid(root: root, ports: ports, transport: transport, config: config, manager: manager, logger: logger)
