@@ -57,6 +57,19 @@ public struct JobSpec: Hashable, Sendable, Codable {
 
     public var resources: Resources { Resources(cpus: cpus, ramGb: ramGb, gpus: gpus) }
 
+    /// What other users see of the spec in the queue: its name and what it asks of a worker, not the names of its
+    /// owner's files (outputs, grid inputs, where outputs are saved), its packages or its seed.
+    public var forOthers: JobSpec {
+        var view = self
+        view.outputs = []
+        view.gridInputs = nil
+        view.saveOutputsAs = nil
+        view.seed = nil
+        view.requirements = nil
+        view.requiresPython = nil
+        return view
+    }
+
     /// Whether the submitter asked for a checked result.
     public var wantsVerification: Bool { verify == true }
 

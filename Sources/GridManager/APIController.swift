@@ -196,10 +196,14 @@ struct APIController: Sendable {
         // Everyone sees the queue; details of other users' jobs (logs, outputs) stay private.
         let jobs = try await db.jobs(owner: mine ? user.id : nil, state: state, limit: limit, offset: offset)
         var names: [UserID: String] = [user.id: user.username]
+        // Read once for the whole list (it was read again for every job).
+        let workerNames = Dictionary(try await db.workers().map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         var out: [API.JobStatus] = []
         for job in jobs {
             if names[job.ownerId] == nil { names[job.ownerId] = try await db.user(id: job.ownerId)?.username ?? "?" }
-            out.append(try await jobStatus(job, owner: names[job.ownerId]!, detail: false))
+            var status = try await jobStatus(job, owner: names[job.ownerId]!, detail: false, workerNames: workerNames)
+            if job.ownerId != user.id { status.spec = job.spec.forOthers }
+            out.append(status)
         }
         return API.JobList(jobs: out)
     }
@@ -392,9 +396,11 @@ struct APIController: Sendable {
         return job
     }
 
-    func jobStatus(_ job: JobRecord, owner: String, detail: Bool) async throws -> API.JobStatus {
+    func jobStatus(_ job: JobRecord, owner: String, detail: Bool, workerNames: [WorkerID: String]? = nil) async throws -> API.JobStatus {
         var workerName: String?
-        if let w = job.workerId { workerName = try await db.workers().first { $0.id == w }?.name ?? w }
+        if let w = job.workerId {
+            if let workerNames { workerName = workerNames[w] ?? w } else { workerName = try await db.workers().first { $0.id == w }?.name ?? w }
+        }
         let events = detail ? try await db.events(of: job.id).map { API.Event(at: $0.at, state: $0.state, detail: $0.detail) } : nil
         let outputs = detail ? try await db.outputList(of: job.id).map { API.OutputFile(name: $0.name, size: $0.size) } : nil
         var status = API.JobStatus(

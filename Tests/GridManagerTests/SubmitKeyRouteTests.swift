@@ -98,3 +98,37 @@ import Testing
         #expect(try await db.jobs(owner: uma.id).count == 1)
     }
 }
+
+/// The queue is public, its owners' files are not: in `GET /api/v1/jobs` another user's job shows its name and what it
+/// asks of a worker, not the names of its owner's files, its packages or its seed; the owner sees all of it.
+@Suite struct JobListPrivacyRouteTests {
+    @Test func anotherUsersJobInTheListShowsNoFileNamesPackagesOrSeed() async throws {
+        let db = try GridDatabase.inMemory()
+        let (ann, annToken) = try await SubmitKeyRouteTests.user(db, "ann")
+        let (_, bobToken) = try await SubmitKeyRouteTests.user(db, "bob")
+        var spec = JobSpec(name: "thesis-run", cpus: 2, ramGb: 1, minutes: 3, outputs: ["secret-results.csv"])
+        spec.gridInputs = ["ann-private-dataset.npz"]
+        spec.saveOutputsAs = "ann-private-prefix"
+        spec.requirements = ["numpy==2.0.0"]
+        spec.seed = 1234
+        _ = try await db.submitJob(
+            owner: ann.id, spec: spec, script: StoredFile(name: "main.py", data: Data("print(1)".utf8)), inputs: [], now: Date().timeIntervalSince1970)
+        try await DashboardRouteTests.app(db: db).test(.router) { client in
+            func list(_ token: String) async throws -> (API.JobStatus?, String) {
+                try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(token)"]) { r in
+                    (try? GridJSON.decode(API.JobList.self, from: Data(buffer: r.body)))?.jobs.first { $0.name == "thesis-run" }.map { ($0, String(buffer: r.body)) }
+                        ?? (nil, String(buffer: r.body))
+                }
+            }
+            let (seen, text) = try await list(bobToken)
+            let job = try #require(seen, "bob does not see ann's job in the queue: \(text.prefix(500))")
+            #expect(job.spec.cpus == 2 && job.spec.minutes == 3 && job.owner == "ann")
+            for secret in ["secret-results.csv", "ann-private-dataset", "ann-private-prefix", "numpy", "1234"] {
+                #expect(!text.contains(secret), "bob sees \(secret)")
+            }
+            let (own, _) = try await list(annToken)
+            #expect(own?.spec.gridInputs == ["ann-private-dataset.npz"] && own?.spec.saveOutputsAs == "ann-private-prefix")
+            #expect(own?.spec.outputs == ["secret-results.csv"] && own?.spec.seed == 1234)
+        }
+    }
+}
