@@ -22,6 +22,8 @@ struct Dashboard: Sendable {
     var tickMilliseconds: Int = 500
     /// On a follower manager (issue 16): the leader's URL, if known, for the notice every page shows.
     var followerOf: (@Sendable () -> String?)?
+    /// The live streams open now (`StreamQuota`; `ManagerConfig.liveStreamsPerClient`, `liveStreamsTotal`).
+    var liveStreams = LiveStreams()
 
     /// Templates and static files, loaded once from the package resources.
     struct Assets: Sendable {

@@ -119,6 +119,7 @@ extension Manager {
         api.addRoutes(to: router)
         var dashboard = Dashboard(db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load())
         dashboard.streamSeconds = streamSeconds
+        dashboard.liveStreams = LiveStreams(perClient: config.liveStreamsPerClient, total: config.liveStreamsTotal)
         if follower, let leadership { dashboard.followerOf = { leadership.leader?.apiURL } }
         dashboard.addRoutes(to: router)
         MetricsEndpoint(db: db, core: core).addRoutes(to: router)

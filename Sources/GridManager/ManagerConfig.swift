@@ -47,6 +47,9 @@ public struct ManagerConfig: Sendable {
     public var maxTokensPerKind: Int = 100
     /// Workers an owner may have on record (each new identity is a row kept for good); a new one past this is refused.
     public var maxWorkersPerOwner: Int = 256
+    /// Live page streams (`/live`) open at once per client address, and in all (`StreamQuota`).
+    public var liveStreamsPerClient: Int = 8
+    public var liveStreamsTotal: Int = 512
     public var loginWindowSeconds: Double = 60
     /// Sign-ups allowed from one client address at once (`/api/v1/register` and the dashboard's form together); more
     /// are refused with 429 and `Retry-After` until the address has earned them back at `registrationsPerMinute`.

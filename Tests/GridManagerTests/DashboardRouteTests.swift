@@ -259,6 +259,38 @@ import Testing
         }
     }
 
+    /// Past its quota an address gets no regions (each open stream renders its page twice a second, and the overview
+    /// needs no login): it is told to come back in a minute. A stream that ended gave its slot back.
+    @Test func liveStreamsPastTheQuotaGetNoRegionsAndAnEndedOneGivesItsSlotBack() async throws {
+        try await Self.app(streamSeconds: 0.2, configure: { $0.liveStreamsPerClient = 0 }).test(.router) { client in
+            try await client.execute(uri: "/live?view=overview", method: .get) { r in
+                let text = String(buffer: r.body)
+                #expect(text.contains("event: busy") && text.contains("retry: 60000") && !text.contains("event: region"), "\(text.prefix(300))")
+            }
+        }
+        try await Self.app(streamSeconds: 0.2, configure: { $0.liveStreamsPerClient = 1 }).test(.router) { client in
+            for _ in 0..<3 {
+                try await client.execute(uri: "/live?view=overview", method: .get) { r in
+                    #expect(String(buffer: r.body).contains("event: region"), "the slot of the stream before was not given back")
+                }
+            }
+        }
+    }
+
+    @Test func aStreamQuotaBoundsEachAddressAndTheWhole() {
+        var q = StreamQuota(perClient: 2, total: 3)
+        let taken = [q.admit("a"), q.admit("a"), q.admit("a"), q.admit("b"), q.admit("c")]
+        #expect(taken == [true, true, false, true, false], "a third from one address, a fourth in all: \(taken)")
+        q.release("a")
+        let again = q.admit("c")
+        #expect(again)
+        q.release("nobody")
+        #expect(q.count == 3 && q.open["nobody"] == nil, "a release with nothing taken changes nothing")
+        q.release("b")
+        q.release("b")
+        #expect(q.count == 2 && q.open["b"] == nil)
+    }
+
     @Test func theLiveStreamSendsRegionsAsServerSentEvents() async throws {
         try await Self.app(streamSeconds: 1).test(.router) { client in
             try await client.execute(uri: "/live?view=overview", method: .get) { r in
