@@ -48,7 +48,7 @@ public struct ManagerConfig: Sendable {
     /// Workers an owner may have on record (each new identity is a row kept for good); a new one past this is refused.
     public var maxWorkersPerOwner: Int = 256
     /// Live page streams (`/live`) open at once per client address, and in all (`StreamQuota`).
-    public var liveStreamsPerClient: Int = 8
+    public var liveStreamsPerClient: Int = 32
     public var liveStreamsTotal: Int = 512
     public var loginWindowSeconds: Double = 60
     /// Sign-ups allowed from one client address at once (`/api/v1/register` and the dashboard's form together); more
