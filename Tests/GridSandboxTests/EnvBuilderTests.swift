@@ -250,7 +250,8 @@ struct EnvBuilderTests {
         c.noIndex = true
         c.findLinks = [folder + "/wheels"]
         if installer == "uv" {
-            c.uv = try #require(EnvBuilder.findUV(python: SandboxHarness.python), "uv is not installed next to python3: run scripts/setup")
+            let uv: String = try #require(EnvBuilder.findUV(python: SandboxHarness.python), "uv is not installed next to python3: run scripts/setup")
+            c.uv = uv
         }
         c.sandbox = EnvBuilder.sandbox(of: RestrictedRunner(python: SandboxHarness.python), python: SandboxHarness.python)
         let envs = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
