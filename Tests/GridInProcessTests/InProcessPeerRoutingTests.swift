@@ -75,13 +75,8 @@ import Testing
             #expect(try await alice.job(slow.job.id).workerId == leaving.workerId)
 
             // It stops, and waits for the run it cannot report yet (its start is blocked): it stays online, stopping.
-            let path = grid.root + "/grid.log"
             let stopping = Task { await leaving.stop() }
-            let said = await eventually(timeout: 20, interval: 0.02) {
-                String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self).contains(
-                    "worker stopping: no new job or task goes to it grid.worker.id=\(leaving.workerId)")
-            }
-            #expect(said, "the manager never heard that the worker stops; log: \(path)")
+            #expect(await grid.managerHeardStopping(leaving.workerId), "the manager never heard that the worker stops; log: \(grid.root)/grid.log")
             #expect(try await owner.workers().workers.contains { $0.id == leaving.workerId && $0.online })
 
             let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(busy.peerPort), token: try #require(alice.token))

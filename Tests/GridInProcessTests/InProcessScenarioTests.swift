@@ -385,14 +385,9 @@ final class GatedRunner: JobRunner, Sendable {
                 InProcessScenarioTests.job("slow", "# grid: slow start\n# grid: print start\n# grid: sleep 30\n# grid: print end\n"))
             let id = submitted.job.id
             #expect(try await eventually(timeout: 20, interval: 0.02) { runner.blocked.withLock { $0 } == 1 }, "its start began")
-            let path = grid.root + "/grid.log"
             let stopping = Task { await first.stop() }
             // The manager heard it stop (so it offers it nothing more) before the start is let go.
-            let said = await eventually(timeout: 20, interval: 0.02) {
-                String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self).contains(
-                    "worker stopping: no new job or task goes to it grid.worker.id=\(first.workerId)")
-            }
-            #expect(said, "the manager never heard that the worker stops; log: \(path)")
+            #expect(await grid.managerHeardStopping(first.workerId), "the manager never heard that the worker stops; log: \(grid.root)/grid.log")
             runner.open()
             await stopping.value
             let requeued = try await InProcessScenarioTests.wait(alice, id, for: [.pending, .cancelled, .failed, .completed], timeout: 20)

@@ -93,17 +93,8 @@ extension Integration.TLS {
             ["s_server", "-accept", "\(port)", "-cert", files.leaf, "-key", files.key, "-cert_chain", files.chain, "-quiet", "-tls1_3"],
             folder: grid.root)
         defer { posing.stop() }
-        let listening = await eventually(timeout: 20, interval: 0.05) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            return withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-        }
+        // A connection it accepts and that is closed at once (the probe's handshake never starts).
+        let listening = await eventually(timeout: 20, interval: 0.05) { (try? RawConnection(port: port)) != nil }
         #expect(listening, "openssl s_server did not listen on \(port)")
 
         // The CLI, trusting the manager's CA, refuses her before its request (and the token in it) leaves.

@@ -93,6 +93,14 @@ public final class InProcessGrid: Sendable {
         return try await admin.ledgerCheck()["ok"] == .bool(true)
     }
 
+    /// The grid's log (the manager's and every worker's lines), as written so far.
+    public var log: String { String(decoding: FileManager.default.contents(atPath: root + "/grid.log") ?? Data(), as: UTF8.self) }
+
+    /// Waits (at most `timeout` seconds) until the manager has logged that worker `id` said it is stopping.
+    public func managerHeardStopping(_ id: WorkerID, timeout: Double = 20) async -> Bool {
+        await eventually(timeout: timeout, interval: 0.02) { log.contains("worker stopping: no new job or task goes to it grid.worker.id=\(id)") }
+    }
+
     /// Starts a worker earning for `owner`, in this process, and returns once the manager registered it. With `peer`,
     /// it offers the peer services too (as every `campusgrid worker` does): its peer port listens on loopback, and its
     /// function tasks run on `ScriptedFunctions`, one slot per CPU.
