@@ -310,8 +310,9 @@ public actor WorkerAgent: Service {
             }
             handshakeBound.cancel()
             backoff.reset()
-            await attach(outbound, registered: reg)
+            // Registered from here on: a link that breaks while the logs are re-sent lost a manager it had.
             linkRegistered = true
+            await attach(outbound, registered: reg)
             logger.info("registered with the manager", metadata: ["grid.worker.id": "\(ok.workerId)", "grid.worker.owner": "\(ok.owner)"])
             onRegistered(ok.workerId)
             // The heartbeat task lives exactly as long as this connection: it is cancelled when the read loop ends.
