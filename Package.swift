@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "GridClient",
             dependencies: [
-                "GridCore", "GridProtocol",
+                "GridCore", "GridPeer", "GridProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

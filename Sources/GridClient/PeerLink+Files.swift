@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GridCore
+import GridPeer
 public import GridProtocol
 import NIOCore
 
@@ -101,7 +102,7 @@ extension PeerLink {
             } else {
                 // Up to `window` chunks in flight, written in order as they come: the peer reads the next chunks from
                 // its disk while this one crosses the network and is written here.
-                guard info.isConsistent else {
+                guard info.isConsistent(maxFileBytes: PeerNames.maxFileBytes) else {
                     throw GridError(.badRequest, "the peer described \(info.filename) as \(info.chunkCount) chunks of \(info.size) bytes in all")
                 }
                 let window = 4

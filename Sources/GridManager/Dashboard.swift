@@ -23,7 +23,7 @@ struct Dashboard: Sendable {
     /// On a follower manager (issue 16): the leader's URL, if known, for the notice every page shows.
     var followerOf: (@Sendable () -> String?)?
     /// The live streams open now (`StreamQuota`; `ManagerConfig.liveStreamsPerClient`, `liveStreamsTotal`).
-    var liveStreams = LiveStreams()
+    let liveStreams: LiveStreams
 
     /// Templates and static files, loaded once from the package resources.
     struct Assets: Sendable {

@@ -117,9 +117,10 @@ extension Manager {
             registrationLimiter: RateLimiter(burst: config.registrationBurst, perMinute: config.registrationsPerMinute),
             admins: Admins(named: config.admins))
         api.addRoutes(to: router)
-        var dashboard = Dashboard(db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load())
+        var dashboard = Dashboard(
+            db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load(),
+            liveStreams: LiveStreams(perClient: config.liveStreamsPerClient, total: config.liveStreamsTotal))
         dashboard.streamSeconds = streamSeconds
-        dashboard.liveStreams = LiveStreams(perClient: config.liveStreamsPerClient, total: config.liveStreamsTotal)
         if follower, let leadership { dashboard.followerOf = { leadership.leader?.apiURL } }
         dashboard.addRoutes(to: router)
         MetricsEndpoint(db: db, core: core).addRoutes(to: router)

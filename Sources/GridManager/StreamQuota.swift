@@ -34,7 +34,7 @@ struct StreamQuota: Sendable {
 final class LiveStreams: Sendable {
     private let quota: Mutex<StreamQuota>
 
-    init(perClient: Int = 32, total: Int = 512) { quota = Mutex(StreamQuota(perClient: perClient, total: total)) }
+    init(perClient: Int, total: Int) { quota = Mutex(StreamQuota(perClient: perClient, total: total)) }
 
     func admit(_ client: String) -> Bool { quota.withLock { $0.admit(client) } }
     func release(_ client: String) { quota.withLock { $0.release(client) } }

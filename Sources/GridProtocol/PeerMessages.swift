@@ -276,8 +276,8 @@ extension Msg {
         /// The window a client uses: the peer's claim, kept within 1…16.
         public var inFlight: Int { min(max(window ?? 1, 1), 16) }
 
-        /// The largest chunk a client sends: a chunk is one frame's bulk bytes (`FrameLimits.maxBulkBytes`' default).
-        public static let maxChunkSize = 64 << 20
+        /// The largest chunk a client sends: a chunk is one frame's bulk bytes.
+        public static let maxChunkSize = FrameLimits().maxBulkBytes
 
         /// The chunk size a client may use: the peer's claim if it is 1 byte…64 MiB, else nil (the client refuses the
         /// upload). A size of 0 never advanced through the file, and a negative or huge one trapped allocating a chunk.
@@ -334,10 +334,10 @@ extension Msg {
         public var chunkSize: Int
         public var chunkCount: Int
         public var data: String?
-        /// Whether its numbers can describe a file a client may fetch chunk by chunk: a size of 0 bytes…64 GiB, and at most
-        /// one chunk per byte (a peer's claim; a huge count kept a client asking for empty chunks).
-        public var isConsistent: Bool {
-            size >= 0 && size <= 64 << 30 && chunkCount >= 0 && Int64(chunkCount) <= size
+        /// Whether its numbers can describe a file a client may fetch chunk by chunk: a size of 0…`maxFileBytes`, and at
+        /// most one chunk per byte (a peer's claim; a huge count kept a client asking for empty chunks).
+        public func isConsistent(maxFileBytes: Int64) -> Bool {
+            size >= 0 && size <= maxFileBytes && chunkCount >= 0 && Int64(chunkCount) <= size
         }
 
         public init(filename: String, size: Int64, sha256: String, chunkSize: Int, chunkCount: Int, data: String?) {

@@ -391,10 +391,10 @@ extension GridDatabase {
     }
 
     /// Appends log bytes of attempt `job` at `offset` within that attempt. Duplicate bytes (a resend after a reconnect)
-    /// are skipped. Returns false when the attempt is not the job's current one.
+    /// are skipped. Returns false when the attempt is not the job's current one. At most `maxBytes` of the job's log are
+    /// kept (all its runs together): bytes beyond are dropped, with one note saying so. A worker sends what it likes, and
+    /// each byte stored is the manager's disk.
     @discardableResult
-    /// At most `maxBytes` of the job's log are kept (all its runs together): bytes beyond are dropped, with one note
-    /// saying so. A worker sends what it likes, and each byte stored is the manager's disk.
     public func appendLog(_ job: JobRef, offset: Int64, data: Data, maxBytes: Int64 = .max) async throws -> Bool {
         try await write { db in
             guard let row = try StoreRow.fetchOne(

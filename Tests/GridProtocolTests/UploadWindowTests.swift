@@ -18,6 +18,7 @@ import Testing
     @Test(arguments: [(0, 0, true), (10, 1, true), (10, 10, true), (64 << 30, 16_384, true), (10, 11, false), (-1, 0, false),
         (0, 1, false), (10, -1, false), (Int64.max, 1, false), (100, Int.max, false)] as [(Int64, Int, Bool)])
     func aFileDescriptionIsFetchedOnlyIfItsNumbersHold(size: Int64, chunks: Int, fetched: Bool) {
-        #expect(Msg.FileInfo(filename: "f", size: size, sha256: "", chunkSize: 4 << 20, chunkCount: chunks, data: nil).isConsistent == fetched)
+        let info = Msg.FileInfo(filename: "f", size: size, sha256: "", chunkSize: 4 << 20, chunkCount: chunks, data: nil)
+        #expect(info.isConsistent(maxFileBytes: 64 << 30) == fetched)
     }
 }
