@@ -291,6 +291,16 @@ import Testing
         #expect(q.count == 2 && q.open["b"] == nil)
     }
 
+    /// A plain-text grid's peers have no certificates: the peer CA route says so (404), with no login needed.
+    @Test func thePeerCARouteOfAPlainTextGridSaysItHasNone() async throws {
+        try await Self.app().test(.router) { client in
+            try await client.execute(uri: "/api/v1/peer-ca", method: .get) { r in
+                #expect(r.status == .notFound)
+                #expect(String(buffer: r.body).contains("this grid speaks plain text"), "\(String(buffer: r.body))")
+            }
+        }
+    }
+
     @Test func theLiveStreamSendsRegionsAsServerSentEvents() async throws {
         try await Self.app(streamSeconds: 1).test(.router) { client in
             try await client.execute(uri: "/live?view=overview", method: .get) { r in
