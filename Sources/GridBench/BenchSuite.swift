@@ -59,7 +59,7 @@ public struct BenchSuite: Sendable {
             if let grid { return grid }
             let g = try await LocalGrid.start(binary: binary, workers: 2)
             grid = g
-            if let token = g.client.token { PeerServices.current = GridPeerDriver(ports: g.peerPorts, token: token) }
+            if g.client.token != nil { PeerServices.current = GridPeerDriver(ports: g.peerPorts, manager: g.client) }
             return g
         }
         for section in sections {

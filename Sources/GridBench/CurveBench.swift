@@ -18,8 +18,8 @@ enum CurveBench {
             do {
                 let grid = try await LocalGrid.start(binary: binary, workers: n)
                 defer { grid.stop() }
-                guard let token = grid.client.token else { throw BenchError("the bench grid gave no token") }
-                let driver = GridPeerDriver(ports: grid.peerPorts, token: token)
+                guard grid.client.token != nil else { throw BenchError("the bench grid gave no token") }
+                let driver = GridPeerDriver(ports: grid.peerPorts, manager: grid.client)
                 var samples: [Double] = []
                 for _ in 0..<sizes.kvRepeats {
                     samples.append(

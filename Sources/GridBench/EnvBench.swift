@@ -97,7 +97,7 @@ enum EnvBench {
             id: "env.task_round_trip", title: "Function task with a cached environment: round trip", unit: "ms", better: .lower,
             workload: "\(max(1, roundTrips)) sequential x*x tasks declaring \(packages) packages (the environment built once, before), alternating with the same task declaring none, one link, one worker")
         let requirements = (0..<packages).map { "cg-bench-\($0)" }
-        let driver = GridPeerDriver(ports: grid.peerPorts, token: grid.client.token ?? "")
+        let driver = GridPeerDriver(ports: grid.peerPorts, manager: grid.client)
         let (declaring, plain) = try await driver.alternatingRoundTrips(max(1, roundTrips), requirements: requirements)
         trip.record(declaring)
         trip.add(Reference(name: "the same task declaring no packages, calls alternating", samples: plain, targetRatio: 1.2))

@@ -6,12 +6,14 @@ import GridProtocol
 /// The peer services of a local grid, driven over the grid protocol with `PeerLink` (the client the CLI uses).
 struct GridPeerDriver: PeerServiceDriver {
     let ports: [Int]
-    let token: String
+    /// The manager, with the bench user's token: it grants each link's session tickets (the token never goes to a
+    /// peer, as with the CLI).
+    let manager: GridClient
     var tls: PeerTLS? = nil
     static let program = "def main(x):\n    return x * x\n"
 
     func link(_ i: Int) async throws -> PeerLink {
-        try await PeerLink.connect(host: "127.0.0.1", port: ports[i % ports.count], token: token, tls: tls)
+        try await PeerLink.connect(host: "127.0.0.1", port: ports[i % ports.count], grant: manager.grantSource, tls: tls)
     }
 
     /// `requirements`: Python packages the task declares (`CPU_TASK.requirements`); nil: none.

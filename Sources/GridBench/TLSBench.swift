@@ -20,8 +20,8 @@ enum TLSBench {
         out.append(job)
         log("  tls: jobs done")
 
-        let secure = GridPeerDriver(ports: tls.peerPorts, token: tls.client.token ?? "", tls: tls.peerTLS)
-        let clear = GridPeerDriver(ports: plain.peerPorts, token: plain.client.token ?? "")
+        let secure = GridPeerDriver(ports: tls.peerPorts, manager: tls.client, tls: tls.peerTLS)
+        let clear = GridPeerDriver(ports: plain.peerPorts, manager: plain.client)
         var trip = Figure(
             id: "tls.task_round_trip", title: "TLS: function task round trip", unit: "ms", better: .lower,
             workload: "\(sizes.roundTrips) sequential x*x tasks on one link; \(grids)")

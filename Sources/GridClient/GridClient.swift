@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 public import Foundation
 public import GridCore
-import GridProtocol
+public import GridProtocol
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
@@ -135,6 +135,26 @@ public struct GridClient: Sendable {
 
     /// The CA of the grid's peer ports (PEM), as this manager (trusted with `caCertificatePEM`) names it.
     public func peerAuthority() async throws -> String { try await (send(.GET, "/api/v1/peer-ca") as API.PeerAuthority).peerCa }
+
+    /// The manager's certificate for `key` (this user's, raw, base64) and a forwarding ticket for online peer `worker`
+    /// when one is named (see `PeerLink.connect(host:port:grant:)`): what the client proves itself to peers with, in
+    /// place of its token.
+    public func peerGrant(key: String, worker: String? = nil) async throws -> PeerTrust.Grant {
+        try await send(.POST, "/api/v1/peer-tickets", body: API.PeerTicketRequest(key: key, worker: worker))
+    }
+
+    /// A pass per link, as `PeerLink.connect` asks for one: a fresh key, certified by the manager with a forwarding
+    /// ticket for the peer. A refusal is thrown as a `GridError` with the manager's code.
+    public var grantSource: PeerLink.GrantSource {
+        { [self] worker in
+            let signer = PeerTrust.Signer()
+            do {
+                return PeerTrust.Pass(grant: try await peerGrant(key: signer.publicKey, worker: worker), signer: signer)
+            } catch let failure as Failure {
+                throw GridError(GridError.Code(failure.code), "the manager granted no session at peer \(worker): \(failure.message)")
+            }
+        }
+    }
 
     public func ledgerCheck() async throws -> [String: JSONValue] { try await send(.GET, "/api/v1/admin/ledger-check") }
 

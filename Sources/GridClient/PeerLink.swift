@@ -45,7 +45,9 @@ public final class PeerLink: Sendable {
         self.channel = channel
     }
 
-    /// Connects to `host:port` and says `HELLO` with `token`. Throws a `GridError` the user can act on.
+    /// Connects to `host:port` and says `HELLO` with `token`: the way of clients older than `SESSION`, which hand the
+    /// peer the API token itself (it checks it with its manager). Kept for them and for the peer's tests of it; the
+    /// CLI, the bench and `up` use `connect(host:port:grant:)`. Throws a `GridError` the user can act on.
     /// `tls`: speak TLS and trust only a peer whose certificate comes from its CA (nil: plain text).
     public static func connect(
         host: String, port: Int, token: String, name: String? = nil, timeout: Double = 15, tls: PeerTLS? = nil
@@ -55,6 +57,52 @@ public final class PeerLink: Sendable {
             let reply = try await link.request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)
             guard case .helloOk(let ok) = reply.message else {
                 throw GridError(.badRequest, "the peer answered HELLO with \(reply.message.type)")
+            }
+            link.state.withLock { $0.hello = ok }
+        } catch {
+            link.close()
+            throw error
+        }
+        return link
+    }
+
+    /// Where a person's client gets its pass for a session at peer `worker` (the one the peer says it is): its key and
+    /// the manager's grant for it (`POST /api/v1/peer-tickets`, `GridClient.grantSource`; the CLI keeps its own key
+    /// and last grant, and uses them while no manager is reachable).
+    public typealias GrantSource = @Sendable (_ worker: String) async throws -> PeerTrust.Pass
+
+    /// Connects to `host:port` as a person without handing the peer any secret: says `HELLO {nonce}`; the peer proves
+    /// which worker it is (its manager-signed credential, its signature over our nonce, and over TLS its certificate);
+    /// `grant` gives this person's pass; only once the peer's proof holds under the manager's key that came with it
+    /// does the person prove itself (`SESSION`: its certificate, and its key's signature over that peer's id and
+    /// nonce). Throws a `GridError` the user can act on; when the peer's proof fails, nothing was sent but our nonce.
+    public static func connect(
+        host: String, port: Int, grant: GrantSource, name: String? = nil, timeout: Double = 15, tls: PeerTLS? = nil
+    ) async throws -> PeerLink {
+        let link = try await open(host: host, port: port, timeout: timeout, tls: tls)
+        do {
+            let nonce = PeerTrust.nonce()
+            let reply = try await link.request(.hello(Msg.Hello(token: "", name: name, nonce: nonce)), timeout: timeout)
+            guard case .helloOk(let proven) = reply.message, let theirs = proven.nonce, PeerTrust.isWellFormed(nonce: theirs) else {
+                throw GridError(.badRequest, "the peer at \(host):\(port) answered HELLO with \(reply.message.type) and no nonce of its own")
+            }
+            let pass = try await grant(proven.workerId)
+            let identity: PeerTrust.LinkIdentity
+            if tls == nil {
+                identity = .plainText
+            } else {
+                let der = try await link.channel.nioSSL_peerCertificate().get().map { try $0.toDERBytes() }
+                identity = .certificate(der.flatMap(ManagerTrust.peerWorkerId(certificate:)))
+            }
+            if let e = PeerTrust.checkPeerForSession(
+                proven, nonce: nonce, managerKey: pass.grant.managerKey, now: Int64(Date().timeIntervalSince1970), worker: proven.workerId,
+                link: identity)
+            {
+                throw GridError(e.code, "the peer at \(host):\(port) is not who it says: \(e.message)")
+            }
+            let opened = try await link.request(.session(pass.session(holder: proven.workerId, nonce: theirs)), timeout: timeout)
+            guard case .helloOk(let ok) = opened.message else {
+                throw GridError(.badRequest, "the peer answered SESSION with \(opened.message.type)")
             }
             link.state.withLock { $0.hello = ok }
         } catch {

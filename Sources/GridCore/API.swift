@@ -337,6 +337,19 @@ public enum API {
         public init(peerCa: String) { self.peerCa = peerCa }
     }
 
+    /// `POST /api/v1/peer-tickets`: a person asks the manager to certify `key` (an Ed25519 public key the client made,
+    /// raw, base64) and, when `worker` names an online peer, for a ticket that lets that peer forward the person's
+    /// tasks (answered with `PeerTrust.Grant`). The client proves itself to peers with that key, in place of its API
+    /// token, which never goes to a peer.
+    public struct PeerTicketRequest: Hashable, Sendable, Codable {
+        public var key: String
+        public var worker: String?
+        public init(key: String, worker: String? = nil) {
+            self.key = key
+            self.worker = worker
+        }
+    }
+
     public struct ErrorBody: Hashable, Sendable, Codable {
         public struct Detail: Hashable, Sendable, Codable {
             public var code: String

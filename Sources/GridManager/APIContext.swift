@@ -52,6 +52,7 @@ extension API.Me: ResponseEncodable {}
 extension API.Credits: ResponseEncodable {}
 extension API.SubmitResponse: ResponseEncodable {}
 extension API.PeerAuthority: ResponseEncodable {}
+extension PeerTrust.Grant: ResponseEncodable {}
 extension API.JobStatus: ResponseEncodable {}
 extension API.JobList: ResponseEncodable {}
 extension API.LogChunk: ResponseEncodable {}

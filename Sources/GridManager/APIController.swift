@@ -34,6 +34,7 @@ struct APIController: Sendable {
         v1.get("workers", use: workers)
         v1.get("leaderboard", use: leaderboard)
         v1.get("peer-ca", use: peerAuthority)
+        v1.post("peer-tickets", use: peerTickets)
         v1.get("admin/ledger-check", use: ledgerCheck)
         v1.post("admin/workers/:id/lift-quarantine", use: liftQuarantine)
         router.get("healthz") { _, _ in "ok\n" }
@@ -289,6 +290,18 @@ struct APIController: Sendable {
         try await refuseJoinToken(request)
         guard let pem = config.peerCAPEM else { throw GridError(.notFound, "this grid speaks plain text: its peers have no certificates") }
         return API.PeerAuthority(peerCa: pem)
+    }
+
+    /// The caller's certificate for a key of its client's, and a forwarding ticket for the peer it names when that
+    /// peer is online (`PeerTrust.Grant`): a person's client proves itself to peers with these, never with its API token. A worker's
+    /// join token is refused, as everywhere.
+    @Sendable func peerTickets(_ request: Request, context: APIContext) async throws -> PeerTrust.Grant {
+        let user = try await authenticate(request)
+        let body = try await request.decode(as: API.PeerTicketRequest.self, context: context)
+        guard PeerTrust.isWellFormed(key: body.key) else {
+            throw GridError(.badRequest, "key must be an Ed25519 public key: its 32 raw bytes in base64")
+        }
+        return await core.peerGrant(user: user.username, key: body.key, worker: body.worker)
     }
 
     @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {

@@ -462,6 +462,13 @@ public actor ManagerCore {
             workerId: id, host: w.registration.host ?? "127.0.0.1", port: port, key: key, now: Int64(wall()))
     }
 
+    /// `POST /api/v1/peer-tickets`: person `user`'s certificate for `key`, with a forwarding ticket for `worker` when it
+    /// names an online worker that listens for peers (`PeerTrust.Grant`); for any other name, none.
+    func peerGrant(user: String, key: String, worker: WorkerID?) -> PeerTrust.Grant {
+        let holder = worker.flatMap { id in live[id].flatMap { ($0.registration.port ?? 0) > 0 ? id : nil } }
+        return authority.grant(user: user, key: key, holder: holder, now: Int64(wall()))
+    }
+
     /// `AUTH_CHECK`: a peer asks whose token a client presented. Only a person's API token is answered, with a ticket
     /// that lets the asking peer (`holder`) forward work on that person's behalf; a worker's join token is refused
     /// (peers prove themselves with credentials, never with tokens).

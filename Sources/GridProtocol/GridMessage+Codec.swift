@@ -77,6 +77,7 @@ extension GridMessage {
         case .ok: return .ok(try Msg.Ok(from: decoder))
         case .getPeerStatus: return .getPeerStatus
         case .peerAuth: return .peerAuth(try Msg.PeerAuth(from: decoder))
+        case .session: return .session(try Msg.Session(from: decoder))
         case .credential: return .credential(try Msg.CredentialGrant(from: decoder))
         case .notLeader: return .notLeader(try Msg.NotLeader(from: decoder))
         }
@@ -134,6 +135,7 @@ extension GridMessage {
         case .ok(let m): m
         case .getPeerStatus: Msg.Empty()
         case .peerAuth(let m): m
+        case .session(let m): m
         case .credential(let m): m
         case .notLeader(let m): m
         }

@@ -57,6 +57,16 @@ public enum ManagerTrust {
         return (try? certificate.extensions.basicConstraints).map { if case .isCertificateAuthority = $0 { true } else { false } } ?? false
     }
 
+    /// The worker a peer port's certificate (DER) names: its common name, when its subject says it is a peer's; nil
+    /// for any other certificate. (The peer CA, which the client trusts, checked the chain already.)
+    public static func peerWorkerId(certificate der: [UInt8]) -> String? {
+        guard let certificate = try? Certificate(derEncoded: der), isPeerCertificate(certificate) else { return nil }
+        for rdn in certificate.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName { return String(describing: attribute.value) }
+        }
+        return nil
+    }
+
     /// Whether `certificate` names itself a peer port's (its subject's organisational unit is `peerUnit`).
     static func isPeerCertificate(_ certificate: Certificate) -> Bool {
         certificate.subject.contains { rdn in

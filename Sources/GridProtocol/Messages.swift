@@ -84,6 +84,21 @@ public enum Msg {
         }
     }
 
+    /// Person → peer, after `HELLO {nonce}` and its `HELLO_OK`: the person's certificate (the manager's) and its
+    /// key's signature over this peer's id and nonce (`PeerTrust.sessionChallenge`), in place of the API token, which
+    /// never goes to a peer. Answered with `HELLO_OK {worker_id, owner}`, or `ERROR unauthorized` and a close.
+    public struct Session: Hashable, Sendable, Codable {
+        public var certificate: PeerTrust.UserCertificate
+        public var proof: String
+        /// Lets the peer forward this person's tasks (`CPU_TASK.ticket`); none while no manager is reachable.
+        public var forward: PeerTrust.Ticket?
+        public init(certificate: PeerTrust.UserCertificate, proof: String, forward: PeerTrust.Ticket? = nil) {
+            self.certificate = certificate
+            self.proof = proof
+            self.forward = forward
+        }
+    }
+
     /// Worker → manager: `CREDENTIAL {}` asks for a fresh credential; the manager answers `CREDENTIAL {credential}`.
     public struct CredentialGrant: Hashable, Sendable, Codable {
         public var credential: PeerTrust.Credential?
@@ -359,6 +374,7 @@ public enum GridMessage: Hashable, Sendable {
     case ok(Msg.Ok)
     case getPeerStatus
     case peerAuth(Msg.PeerAuth)
+    case session(Msg.Session)
     case credential(Msg.CredentialGrant)
     case notLeader(Msg.NotLeader)
 
@@ -416,6 +432,7 @@ public enum GridMessage: Hashable, Sendable {
         case .ok: .ok
         case .getPeerStatus: .getPeerStatus
         case .peerAuth: .peerAuth
+        case .session: .session
         case .credential: .credential
         case .notLeader: .notLeader
         }
@@ -479,6 +496,7 @@ public enum MessageType: String, CaseIterable, Sendable {
     case ok = "OK"
     case getPeerStatus = "GET_PEER_STATUS"
     case peerAuth = "PEER_AUTH"
+    case session = "SESSION"
     case credential = "CREDENTIAL"
     case notLeader = "NOT_LEADER"
 }

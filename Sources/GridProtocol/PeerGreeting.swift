@@ -1,7 +1,8 @@
 public import GridCore
 
-/// The peer port's side of a connection's opening, pure (issue 14): a person's `HELLO {token}`, or another peer's
-/// `HELLO {nonce}` → `HELLO_OK` (our credential) → `PEER_AUTH` (its proof) → `OK`; then requests. `PeerConnection`
+/// The peer port's side of a connection's opening, pure (issue 14): `HELLO {nonce}` → `HELLO_OK` (our credential and
+/// a nonce of ours), then another peer's `PEER_AUTH` (its proof) → `OK`, or a person's `SESSION` (its certificate and
+/// its proof for this connection) → `HELLO_OK {owner}`; or an older client's `HELLO {token}`; then requests. `PeerConnection`
 /// carries its actions out on the event loop; the checks themselves (the manager's `AUTH_CHECK`, the credential and
 /// proof) run off it, and their results come back as events.
 ///
@@ -13,7 +14,8 @@ public struct PeerGreeting<Caller: Sendable>: Sendable {
         case waiting
         /// A check is under way; frames that came meanwhile, in order.
         case checking([InboundFrame])
-        /// A peer said `HELLO` with a nonce and got our credential; its `PEER_AUTH` must answer our `nonce`.
+        /// The caller said `HELLO` with a nonce and got our credential; its `PEER_AUTH` (a peer) or `SESSION` (a
+        /// person) must answer our `nonce`.
         case awaitingProof(nonce: String)
         case open(Caller)
         case closing
@@ -31,6 +33,8 @@ public struct PeerGreeting<Caller: Sendable>: Sendable {
         case greetPeer(nonce: String, id: Int)
         /// The other peer's `PEER_AUTH`, to check against our `nonce`.
         case checkProof(Msg.PeerAuth, nonce: String, id: Int)
+        /// A person's `SESSION`, to check against our `nonce`.
+        case checkSession(Msg.Session, nonce: String, id: Int)
         /// The caller is who it says: open the connection (full limits), then send this.
         case open(GridFrame)
         /// A request of the authenticated caller.
@@ -72,11 +76,19 @@ public struct PeerGreeting<Caller: Sendable>: Sendable {
             state = .checking(held)
             return .none
         case .awaitingProof(let nonce):
-            guard case .frame(let frame) = item, case .peerAuth(let proof) = frame.message else {
-                return refuse(GridError(.notAuthenticated, "a peer must send PEER_AUTH after HELLO_OK"), id: 0, close: true)
+            guard case .frame(let frame) = item else {
+                return refuse(GridError(.notAuthenticated, "send PEER_AUTH (a peer) or SESSION (a person) after HELLO_OK"), id: 0, close: true)
             }
-            state = .checking([])
-            return .checkProof(proof, nonce: nonce, id: frame.id)
+            switch frame.message {
+            case .peerAuth(let proof):
+                state = .checking([])
+                return .checkProof(proof, nonce: nonce, id: frame.id)
+            case .session(let session):
+                state = .checking([])
+                return .checkSession(session, nonce: nonce, id: frame.id)
+            default:
+                return refuse(GridError(.notAuthenticated, "send PEER_AUTH (a peer) or SESSION (a person) after HELLO_OK"), id: frame.id, close: true)
+            }
         case .waiting, .open:
             break
         }

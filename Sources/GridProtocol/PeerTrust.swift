@@ -15,6 +15,10 @@ public enum PeerTrust {
     public static let ticketSeconds: Int64 = 900
     /// How far the other side's clock may be behind ours before its credential counts as expired.
     public static let clockSkewSeconds: Int64 = 30
+    /// How long a person's certificate is valid: how long sessions still open at peers while no manager is
+    /// reachable (a client gets a fresh one whenever it reaches the manager), and how long a revoked token's
+    /// certificate may still open them.
+    public static let userCertificateSeconds: Int64 = 12 * 3600
 
     /// A worker's credential, signed by the manager: "the worker `workerId`, reachable at `host:port`, holds the
     /// private half of `key` until `expires`".
@@ -60,6 +64,60 @@ public enum PeerTrust {
         public var signedBytes: Data { Data("campusgrid-ticket-v1\n\(user)\n\(holder)\n\(expires)".utf8) }
     }
 
+    /// A person's certificate, signed by the manager (`POST /api/v1/peer-tickets`): "`user` holds the private half of
+    /// `key` until `expires`". The person's client made that key and keeps it; it proves the person to a peer by
+    /// signing the peer's nonce and id (`SESSION`), so the API token never goes to a peer, and what a peer sees opens
+    /// nothing elsewhere: the proof is for that peer and that connection, and the certificate is useless without the key.
+    /// A peer checks it offline, with the manager's key: sessions open while no manager is reachable.
+    public struct UserCertificate: Hashable, Sendable, Codable {
+        public var user: String
+        /// The person's own Ed25519 public key (raw, base64).
+        public var key: String
+        /// Seconds since 1970.
+        public var expires: Int64
+        public var signature: String
+        public init(user: String, key: String, expires: Int64, signature: String) {
+            self.user = user
+            self.key = key
+            self.expires = expires
+            self.signature = signature
+        }
+
+        /// A label of its own: a certificate never passes for a credential or a ticket, nor the other way round.
+        public var signedBytes: Data { Data("campusgrid-user-v1\n\(user)\n\(key)\n\(expires)".utf8) }
+    }
+
+    /// What the manager grants a person's key: its certificate, a forwarding ticket for the peer it is about to talk to
+    /// (so that peer may hand the person's tasks on), and the manager's public key, with which the client checks that
+    /// the peer is the worker it says before it proves anything to it.
+    public struct Grant: Hashable, Sendable, Codable {
+        public var certificate: UserCertificate
+        public var forward: Ticket?
+        public var managerKey: String
+        public init(certificate: UserCertificate, forward: Ticket?, managerKey: String) {
+            self.certificate = certificate
+            self.forward = forward
+            self.managerKey = managerKey
+        }
+    }
+
+    /// A grant with the private key its certificate names: what a client opens a session with.
+    public struct Pass: Sendable {
+        public var grant: Grant
+        public var signer: Signer
+        public init(grant: Grant, signer: Signer) {
+            self.grant = grant
+            self.signer = signer
+        }
+
+        /// The `SESSION` for peer `holder`, whose `HELLO_OK` carried `nonce`.
+        public func session(holder: String, nonce: String) -> Msg.Session {
+            Msg.Session(
+                certificate: grant.certificate, proof: signer.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: holder)),
+                forward: grant.forward?.holder == holder ? grant.forward : nil)
+        }
+    }
+
     /// Which side of a peer handshake signs a nonce: the side that was connected to, or the side that connected.
     public enum Role: String, Sendable {
         case server
@@ -101,6 +159,14 @@ public enum PeerTrust {
             var t = Ticket(user: user, holder: holder, expires: now + ticketSeconds, signature: "")
             t.signature = sign(t.signedBytes)
             return t
+        }
+
+        /// What person `user` is granted for `key` (raw, base64): a certificate, and a forwarding ticket for peer
+        /// `holder` when one is named (the manager's key signs both).
+        public func grant(user: String, key: String, holder: String?, now: Int64) -> Grant {
+            var c = UserCertificate(user: user, key: key, expires: now + userCertificateSeconds, signature: "")
+            c.signature = sign(c.signedBytes)
+            return Grant(certificate: c, forward: holder.map { ticket(user: user, holder: $0, now: now) }, managerKey: publicKey)
         }
 
         /// This worker's proof of its credential: its signature over the other side's nonce, for `role`.
@@ -189,6 +255,82 @@ public enum PeerTrust {
         }
         guard t.expires > now else { return GridError(.forbidden, "the user ticket expired") }
         return nil
+    }
+
+    /// How long a nonce a peer or a client may send is, in bytes (a fresh one is 32 hex digits).
+    public static let nonceBytes = 16...128
+
+    /// Whether `nonce` may be signed into a proof: `nonceBytes` long, ASCII letters and digits only (no separator
+    /// of the signed text can hide in it).
+    public static func isWellFormed(nonce: String) -> Bool {
+        nonceBytes.contains(nonce.utf8.count) && nonce.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
+    }
+
+    /// Whether `key` is an Ed25519 public key (raw, base64): what a person's certificate may name.
+    public static func isWellFormed(key: String) -> Bool {
+        key.utf8.count <= 64 && Data(base64Encoded: key).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } != nil
+    }
+
+    /// What a person signs to open a session at peer `holder` on the connection where it sent `nonce`.
+    public static func sessionChallenge(nonce: String, holder: String) -> Data {
+        Data("campusgrid-session-v1\n\(holder)\n\(nonce)".utf8)
+    }
+
+    /// Checks a `SESSION` shown to peer `holder` on the connection where it sent `nonce`: the manager signed the
+    /// person's certificate, in date; the certificate's key signed this peer's id and nonce; a forwarding ticket, when
+    /// one comes, is the manager's, for this peer and the same person (otherwise the session is refused: it was
+    /// tampered with). nil: the session is the certificate's user's.
+    public static func check(_ session: Msg.Session, managerKey: String, holder: String, nonce: String, now: Int64) -> GridError? {
+        let c = session.certificate
+        guard isValid(signature: c.signature, over: c.signedBytes, key: managerKey) else {
+            return GridError(.unauthorized, "the user certificate was not signed by this grid's manager")
+        }
+        guard c.expires >= now - clockSkewSeconds else {
+            return GridError(.unauthorized, "the user certificate expired; reach the manager once (any command) for a new one")
+        }
+        guard isValid(signature: session.proof, over: sessionChallenge(nonce: nonce, holder: holder), key: c.key) else {
+            return GridError(.unauthorized, "the session was not signed with the certificate's key for this peer and this connection")
+        }
+        if let forward = session.forward {
+            guard forward.user == c.user else {
+                return GridError(.unauthorized, "the forwarding ticket is for \(forward.user), not for \(c.user)")
+            }
+            if let e = check(forward, managerKey: managerKey, holder: holder, now: now) { return GridError(.unauthorized, e.message) }
+        }
+        return nil
+    }
+
+    /// Checks, on a person's side, the peer's answer to `HELLO {nonce}` before any ticket is shown to it: the manager
+    /// (`managerKey`) signed its credential, in date, for the worker it says it is; it signed our `nonce` with that
+    /// credential's key; and, over TLS, its certificate names that same worker, so a peer that relays another's
+    /// handshake is caught. `worker`: the id the tickets were asked for. nil: the tickets may be shown.
+    public static func checkPeerForSession(
+        _ ok: Msg.HelloOk, nonce: String, managerKey: String, now: Int64, worker: String, link: LinkIdentity
+    ) -> GridError? {
+        guard let credential = ok.credential, let proof = ok.proof else {
+            return GridError(.unauthorized, "the peer did not prove which worker it is; nothing was sent")
+        }
+        if let e = check(credential, managerKey: managerKey, now: now) { return e }
+        guard credential.workerId == ok.workerId, credential.workerId == worker else {
+            return GridError(.unauthorized, "the peer says it is \(ok.workerId) but proves \(credential.workerId); nothing was sent")
+        }
+        guard isValid(signature: proof, over: challenge(nonce: nonce, workerId: credential.workerId, role: .server), key: credential.key) else {
+            return GridError(.unauthorized, "the peer could not sign with \(credential.workerId)'s key; nothing was sent")
+        }
+        if case .certificate(let name) = link, name != credential.workerId {
+            return GridError(
+                .unauthorized,
+                "the peer's certificate is \(name ?? "nobody")'s but it proves \(credential.workerId): it relays another worker; nothing was sent")
+        }
+        return nil
+    }
+
+    /// What the link itself says of the peer at its other end.
+    public enum LinkIdentity: Sendable, Equatable {
+        /// Plain text: nothing.
+        case plainText
+        /// TLS: the worker id its certificate (from the grid's peer CA) names, nil when it names none.
+        case certificate(String?)
     }
 
     /// What a side of the handshake signs: a label, its role, its worker id and the other side's nonce (so a proof

@@ -207,6 +207,18 @@ final class PeerConnection: ChannelInboundHandler {
                     handler.resolved(handler.greeting.checked(result, id: id), context: context)
                 }
             }
+        case .checkSession(let session, let nonce, let id):
+            handshake = Task {
+                let result = await service.authenticateSession(session, nonce: nonce)
+                let me = await service.selfId ?? ""
+                let answered = result.map { caller in
+                    (caller, GridMessage.helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0)))
+                }
+                bound.eventLoop.execute {
+                    let (handler, context) = bound.value
+                    handler.resolved(handler.greeting.checked(answered, id: id), context: context)
+                }
+            }
         case .open(let frame):
             // Full limits from here on: bulk bytes, long lines, no HELLO deadline.
             gate.open()

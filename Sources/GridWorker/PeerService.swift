@@ -305,10 +305,25 @@ public actor PeerService: Service {
         }
     }
 
+    /// A person's `SESSION`: its certificate (the manager's) and its key's signature over this peer's id and our
+    /// `nonce`, checked offline with the manager's key, so sessions open while no manager is reachable. The person's
+    /// API token never comes here. The forwarding ticket, when newer than the one kept, lets this peer hand the
+    /// person's tasks on.
+    func authenticateSession(_ session: Msg.Session, nonce: String) -> Result<Caller, GridError> {
+        guard let managerKey, let selfId else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet; try again")) }
+        if let e = PeerTrust.check(session, managerKey: managerKey, holder: selfId, nonce: nonce, now: Self.nowS()) {
+            logger.warning("refused a session", metadata: ["grid.user": "\(session.certificate.user.prefix(64))", "grid.error": "\(e.message)"])
+            return .failure(e)
+        }
+        let user = session.certificate.user
+        if let forward = session.forward, forward.expires > tickets[user]?.expires ?? .min { tickets[user] = forward }
+        return .success(Caller(user: user))
+    }
+
     /// Another peer said `HELLO {nonce}`: our answer proves who we are (credential, signature over its nonce) and
     /// carries a nonce of ours for its `PEER_AUTH`.
     func peerHello(nonce: String) async -> Result<Msg.HelloOk, GridError> {
-        guard (16...128).contains(nonce.utf8.count) else { return .failure(GridError(.badRequest, "the nonce must be 16–128 bytes")) }
+        guard PeerTrust.nonceBytes.contains(nonce.utf8.count) else { return .failure(GridError(.badRequest, "the nonce must be 16–128 bytes")) }
         await renewCredential()
         guard let selfId, let credential, credential.expires > Self.nowS() else {
             return .failure(GridError(.unreachable, "this peer has no valid credential from its manager yet; try again"))

@@ -144,6 +144,63 @@ enum TrustStore {
     static func save(_ pem: String, for url: String) throws { try map.save(pem, for: url) }
 }
 
+/// The CLI's key for peers, per manager (`peer-keys.json`): made here, never sent anywhere, and kept with the
+/// manager's last grant for it, so that sessions at peers open while no manager is reachable, until the
+/// certificate expires (`PeerTrust.userCertificateSeconds`). The API token never goes to a peer.
+enum PeerPassStore {
+    static let map = ConfigMap(file: "peer-keys.json")
+
+    struct Kept: Codable {
+        /// The private key's raw bytes, base64.
+        var key: String
+        var grant: PeerTrust.Grant?
+    }
+
+    static func load(for url: String) -> (signer: PeerTrust.Signer, grant: PeerTrust.Grant?)? {
+        guard let text = map.all()[url], let kept = try? GridJSON.decode(Kept.self, from: Data(text.utf8)),
+            let raw = Data(base64Encoded: kept.key), let signer = try? PeerTrust.Signer(rawRepresentation: raw)
+        else { return nil }
+        return (signer, kept.grant)
+    }
+
+    static func save(signer: PeerTrust.Signer, grant: PeerTrust.Grant, for url: String) throws {
+        let kept = Kept(key: signer.rawRepresentation.base64EncodedString(), grant: grant)
+        try map.save(String(decoding: try GridJSON.encode(kept), as: UTF8.self), for: url)
+    }
+
+    /// Whether a failure to get a grant means no manager is reachable now (rather than a refusal).
+    static func isOffline(_ failure: GridClient.Failure) -> Bool {
+        ["unreachable", "not_leader", "timeout"].contains(failure.code) || (502...504).contains(failure.status)
+    }
+
+    /// The pass for a session at peer `worker`: this client's key with a fresh grant from the manager (kept for next
+    /// time), or, while no manager is reachable, with the grant kept, as long as its certificate is valid (and without
+    /// a forwarding ticket: with no manager, a peer forwards nothing).
+    static func source(manager: GridClient) -> PeerLink.GrantSource {
+        let url = manager.baseURL
+        return { worker in
+            let kept = load(for: url)
+            let signer = kept?.signer ?? PeerTrust.Signer()
+            do {
+                let grant = try await manager.peerGrant(key: signer.publicKey, worker: worker)
+                try save(signer: signer, grant: grant, for: url)
+                return PeerTrust.Pass(grant: grant, signer: signer)
+            } catch let failure as GridClient.Failure where isOffline(failure) {
+                guard var grant = kept?.grant, grant.certificate.expires > Int64(Date().timeIntervalSince1970) else {
+                    throw GridError(
+                        .unreachable,
+                        "\(failure.message); with no manager reachable, a peer takes only a certificate from it that is still valid, "
+                            + "and this client has none (it gets one whenever it reaches the manager)")
+                }
+                grant.forward = nil
+                return PeerTrust.Pass(grant: grant, signer: signer)
+            } catch let failure as GridClient.Failure {
+                throw GridError(GridError.Code(failure.code), "the manager granted no session at peer \(worker): \(failure.message)")
+            }
+        }
+    }
+}
+
 /// Plain text tables for people.
 enum Table {
     static func render(_ header: [String], _ rows: [[String]]) -> String {

@@ -13,62 +13,80 @@ struct PeerOptions: ParsableArguments {
     @Flag(help: "Print the peer's whole answer as JSON.") var json = false
     @Option(help: "The manager's CA certificate (PEM; env CAMPUSGRID_CA; the manager keeps it as ca.pem): speak TLS to the peer, and trust it only with a certificate from the grid's peer CA, which that manager names. The peer CA itself (peer-ca.pem) is taken as it is.")
     var ca: String?
-    @Flag(help: "Allow plain text to a peer beyond loopback (your token and data cross the network unencrypted).")
+    @Flag(help: "Allow plain text to a peer beyond loopback (your data crosses the network unencrypted; your token never goes to a peer).")
     var insecurePlaintext = false
 
-    /// A link to the peer, authenticated with the user's token (the peer checks it with its manager).
+    /// A link to the peer, opened with the manager's tickets for it (the user's token goes only to the manager).
     func link() async throws -> PeerLink {
         try await link(host: host, port: port)
     }
 
     /// A link to the peer at `host:port` (this one, or another the manager named): TLS with `--ca`; plain text only on
-    /// loopback, or beyond it with `--insecure-plaintext`.
+    /// loopback, or beyond it with `--insecure-plaintext`. The peer first proves which worker it is; the manager then
+    /// grants tickets for one session there, which the peer is shown in place of the API token (`PeerLink.connect`).
     func link(host: String, port: Int) async throws -> PeerLink {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
-        let (manager, t) = try credentials()
+        let manager = try managerClient()
         var tls: PeerTLS?
         if let path = ca ?? Env.string("CAMPUSGRID_CA") {
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the CA file \(path)") }
             tls = try PeerTLS(caPEM: try await Self.peerAuthority(given: String(decoding: data, as: UTF8.self), manager: manager))
-        } else if manager.hasPrefix("https://"), let stored = GridClient(managers: manager).managers.lazy.compactMap({ TrustStore.pem(for: $0) }).first {
+        } else if manager.baseURL.hasPrefix("https://"), let stored = manager.caCertificatePEM {
             // The manager's CA trusted at `login` (first use): that manager names the peer CA.
             tls = try PeerTLS(caPEM: try await Self.peerAuthority(given: stored, manager: manager))
         } else if !TransportChoice.isLoopback(host) && !insecurePlaintext {
             throw ValidationError(
                 "the peer at \(host) is beyond loopback: pass --ca with the grid's CA (the manager's ca.pem) so the link is encrypted "
-                    + "and the peer verified, or --insecure-plaintext to send your token in clear text")
+                    + "and the peer verified, or --insecure-plaintext to let your data cross the network in clear text")
         }
         do {
-            return try await PeerLink.connect(host: host, port: port, token: t, tls: tls)
-        } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden].contains(e.code) {
+            return try await PeerLink.connect(host: host, port: port, grant: PeerPassStore.source(manager: manager), tls: tls)
+        } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden, .notAuthenticated, .notFound].contains(e.code) {
             // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
             throw GridError(e.code, "\(e.message) (if the grid speaks TLS, pass --ca with its CA, the manager's ca.pem)")
         }
     }
 
     /// The CA to trust peer ports with: `pem` when it is the grid's peer CA, else (the manager's CA) the peer CA the
-    /// manager at `manager` names, asked over TLS trusting `pem`. Never the manager's CA itself: a worker's peer
-    /// certificate is not the manager's, and the manager's certificate is not a peer's.
-    static func peerAuthority(given pem: String, manager: String) async throws -> String {
+    /// manager names, asked over TLS trusting `pem`. Never the manager's CA itself: a worker's peer certificate is not
+    /// the manager's, and the manager's certificate is not a peer's.
+    static func peerAuthority(given pem: String, manager: GridClient) async throws -> String {
         if ManagerTrust.isPeerAuthority(pem: pem) { return pem }
         do {
-            return try await GridClient(managers: manager, caCertificatePEM: pem).peerAuthority()
+            var asked = manager
+            asked.caCertificatePEM = pem
+            return try await asked.peerAuthority()
         } catch {
             throw GridError(
                 .unreachable,
-                "could not get the grid's peer CA from the manager at \(manager) (\(error)); pass --ca with the peer CA itself "
-                    + "(peer-ca.pem in the manager's data folder) to reach a peer without the manager")
+                "could not get the grid's peer CA from the manager at \(manager.baseURL) (\(error)); pass --ca with the peer CA itself "
+                    + "(peer-ca.pem in the manager's data folder)")
         }
     }
 
-    /// The manager's URL and the user's token.
-    func credentials() throws -> (manager: String, token: String) {
+    /// A client of the manager, with the user's token: it grants the tickets for peers. Trusted with `--ca` when that
+    /// is the manager's CA, else with the CA trusted at `login` (a peer CA given to `--ca` vouches for peers only).
+    func managerClient() throws -> GridClient {
         let listed = GridClient(managers: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000")
-        let url = listed.baseURL
         guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? listed.managers.lazy.compactMap({ CredentialStore.token(for: $0) }).first else {
-            throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
+            throw ValidationError("not logged in to \(listed.baseURL); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
-        return (url, t)
+        var given: String?
+        var peerCAGiven = false
+        if let path = ca ?? Env.string("CAMPUSGRID_CA"), let data = FileManager.default.contents(atPath: path) {
+            let pem = String(decoding: data, as: UTF8.self)
+            peerCAGiven = ManagerTrust.isPeerAuthority(pem: pem)
+            if !peerCAGiven { given = pem }
+        }
+        var client = listed
+        client.token = t
+        client.caCertificatePEM = given ?? listed.managers.lazy.compactMap({ TrustStore.pem(for: $0) }).first
+        if peerCAGiven, client.caCertificatePEM == nil, client.baseURL.hasPrefix("https://") {
+            throw ValidationError(
+                "--ca names the grid's peer CA, which vouches for peers only; the manager, which grants your session at the peer, "
+                    + "is trusted with its own CA: pass its ca.pem with --ca, or run `campusgrid login` first")
+        }
+        return client
     }
 
     /// Sends one request on a fresh link and returns the part of the answer `extract` takes out; the link is always

@@ -22,17 +22,15 @@ struct VerifiedTask {
     }
 
     func run() async throws {
-        let (url, token) = try options.credentials()
-        var client = GridClient(baseURL: url)
-        client.token = token
+        let client = try options.managerClient()
         let workers = try await client.workers().workers
         guard let (a, b) = Self.pick(workers, preferPort: options.port) else {
             throw GridError(
                 .notFound,
                 "cpu --verify needs two online peers of different owners (and not quarantined); the manager lists \(workers.filter(\.online).count) online worker(s)")
         }
-        async let first = ask(a, suffix: "a", token: token)
-        async let second = ask(b, suffix: "b", token: token)
+        async let first = ask(a, suffix: "a")
+        async let second = ask(b, suffix: "b")
         let (ra, rb) = try await (first, second)
         let agree = ra.ok == rb.ok && ra.result == rb.result && ra.error == rb.error
         if options.json {
@@ -53,7 +51,7 @@ struct VerifiedTask {
     }
 
     /// Runs the task on `worker` only (pinned, as a confidential task is, so that neither peer hands it on).
-    private func ask(_ worker: API.WorkerInfo, suffix: String, token: String) async throws -> Msg.CPUResult {
+    private func ask(_ worker: API.WorkerInfo, suffix: String) async throws -> Msg.CPUResult {
         var pinned = task
         pinned.taskId = task.taskId + "-" + suffix
         pinned.confidential = true

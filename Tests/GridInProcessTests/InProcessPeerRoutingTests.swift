@@ -32,7 +32,7 @@ import Testing
             #expect(running.workerId == busy.workerId)
             let idle = try await grid.startWorker("idle", owner: owner, cpus: 1, peer: true)
 
-            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(busy.peerPort), token: try #require(alice.token))
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(busy.peerPort), grant: alice.grantSource)
             defer { link.close() }
             let routed = try await Self.result(link, Self.task("t-routed"))
             #expect(routed.outcome.ok, "\(routed)")
@@ -42,7 +42,7 @@ import Testing
             let kept = try await Self.result(link, Self.task("t-confidential", confidential: true))
             #expect(kept.outcome.ok && kept.peer == busy.workerId, "a confidential task left its peer: \(kept)")
 
-            let direct = try await PeerLink.connect(host: "127.0.0.1", port: try #require(idle.peerPort), token: try #require(alice.token))
+            let direct = try await PeerLink.connect(host: "127.0.0.1", port: try #require(idle.peerPort), grant: alice.grantSource)
             defer { direct.close() }
             let local = try await Self.result(direct, Self.task("t-local"))
             #expect(local.peer == idle.workerId, "a peer with a free slot sent its task away: \(local)")
@@ -79,7 +79,7 @@ import Testing
             #expect(await grid.managerHeardStopping(leaving.workerId), "the manager never heard that the worker stops; log: \(grid.root)/grid.log")
             #expect(try await owner.workers().workers.contains { $0.id == leaving.workerId && $0.online })
 
-            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(busy.peerPort), token: try #require(alice.token))
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(busy.peerPort), grant: alice.grantSource)
             defer { link.close() }
             let routed = try await Self.result(link, Self.task("t-not-to-the-leaving"))
             #expect(routed.outcome.ok, "\(routed)")
@@ -97,7 +97,7 @@ import Testing
             let owner = try await grid.user("owner")
             let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true)
             let alice = try await grid.user("alice")
-            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), token: try #require(alice.token))
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: alice.grantSource)
             defer { link.close() }
             // The only slot is taken; the second task waits for it.
             func status() async throws -> Msg.PeerStatus? {
@@ -124,9 +124,58 @@ import Testing
             let owner = try await grid.user("owner")
             let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true)
             let joinToken = try await owner.createToken(kind: "worker").token
+            // Shown to the peer by a client older than SESSION, or presented to the manager for session tickets.
             await #expect(throws: GridError.self) {
                 let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), token: joinToken)
                 link.close()
+            }
+            var asWorker = owner
+            asWorker.token = joinToken
+            await #expect(throws: GridError.self) {
+                let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: asWorker.grantSource)
+                link.close()
+            }
+        }
+    }
+
+    /// `POST /api/v1/peer-tickets`, as a stranger would try it: only a person's API token gets a certificate, only for
+    /// a well-formed key, always naming the caller; a forwarding ticket only for an online worker that listens for peers.
+    @Test func theManagerCertifiesOnlyAPersonsWellFormedKeyAndForwardsOnlyForAnOnlinePeer() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true)
+            let portless = try await grid.startWorker("jobs-only", owner: owner, cpus: 1)
+            let alice = try await grid.user("alice")
+            let key = PeerTrust.Signer().publicKey
+            let grant = try await alice.peerGrant(key: key, worker: peer.workerId)
+            #expect(grant.certificate.user == "alice" && grant.certificate.key == key)
+            #expect(grant.forward?.user == "alice" && grant.forward?.holder == peer.workerId)
+            let bobs = try await (try await grid.user("bob")).peerGrant(key: key, worker: peer.workerId)
+            #expect(bobs.certificate.user == "bob", "a grant names its caller, whoever asks, whatever key")
+            for worker in ["w-nobody", "", portless.workerId, String(repeating: "w", count: 100_000)] {
+                let g = try await alice.peerGrant(key: key, worker: worker)
+                #expect(g.forward == nil && g.certificate.user == "alice", "worker \(worker.prefix(20)) got a forwarding ticket")
+            }
+            #expect(try await alice.peerGrant(key: key).forward == nil)
+
+            func status(_ client: GridClient, key: String) async -> Int? {
+                do {
+                    _ = try await client.peerGrant(key: key, worker: peer.workerId)
+                    return nil
+                } catch let f as GridClient.Failure {
+                    return f.status
+                } catch {
+                    return -1
+                }
+            }
+            var anonymous = alice
+            anonymous.token = nil
+            #expect(await status(anonymous, key: key) == 401)
+            var joining = alice
+            joining.token = try await owner.createToken(kind: "worker").token
+            #expect(await status(joining, key: key) == 401, "a worker's join token is no person")
+            for bad in ["", "AAAA", key + "\nforged", String(repeating: "A", count: 44), String(repeating: "A", count: 100_000), "é"] {
+                #expect(await status(alice, key: bad) == 400, "key \(bad.prefix(50).debugDescription)")
             }
         }
     }

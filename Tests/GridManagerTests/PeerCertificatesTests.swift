@@ -50,6 +50,18 @@ import X509
         #expect(refusal?.message.contains("peer certificate") == true, "\(String(describing: refusal))")
     }
 
+    /// A client binds a peer's handshake to its TLS link by the worker its certificate names; only a peer
+    /// certificate names one.
+    @Test func aPeerCertificateNamesItsWorkerAndNoOtherCertificateNamesOne() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let leaf = try issuer.issue(workerId: "w-42", host: "127.0.0.1", keyPEM: P256.Signing.PrivateKey().publicKey.pemRepresentation)
+        #expect(ManagerTrust.peerWorkerId(certificate: try Self.der(pem: leaf)) == "w-42")
+        let managerCA = try ManagerCA.loadOrCreate(directory: folder)
+        let (server, _) = try managerCA.issueServer(names: ["localhost"], addresses: ["127.0.0.1"])
+        #expect(ManagerTrust.peerWorkerId(certificate: ManagerCA.der(server)) == nil)
+        #expect(ManagerTrust.peerWorkerId(certificate: [0x30, 0x00]) == nil)
+    }
+
     @Test func onlyThePeerCAIsTakenForOne() throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let managerCA = try ManagerCA.loadOrCreate(directory: folder)

@@ -69,8 +69,17 @@ final class PeerGrid: @unchecked Sendable {
         }
     }
 
+    /// A link as the CLI opens one: the peer proves itself, then sees the manager's tickets for the user of `token`
+    /// (Alice's by default), never the token.
     func link(_ peer: Peer, token: String? = nil) async throws -> PeerLink {
-        try await PeerLink.connect(host: "127.0.0.1", port: peer.port, token: token ?? self.token, tls: peerTLS())
+        var manager = alice
+        manager.token = token ?? self.token
+        return try await PeerLink.connect(host: "127.0.0.1", port: peer.port, grant: manager.grantSource, tls: peerTLS())
+    }
+
+    /// A link as clients older than `SESSION` open one: `HELLO` with the API token itself.
+    func linkWithToken(_ peer: Peer, token: String) async throws -> PeerLink {
+        try await PeerLink.connect(host: "127.0.0.1", port: peer.port, token: token, tls: peerTLS())
     }
 
     /// On a TLS grid: trust in its peer CA for links to peers (nil: plain text).

@@ -64,14 +64,14 @@ import X509
 
         // Plain text gets nothing from a TLS peer port.
         await #expect(throws: GridError.self) {
-            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, token: g.token, timeout: 10)
+            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, grant: g.alice.grantSource, timeout: 10)
             l.close()
         }
-        // A client that trusts another CA refuses the peer before it sends its token.
+        // A client that trusts another CA refuses the peer before it asks for (or shows) any ticket.
         let key = P256.Signing.PrivateKey()
         let stranger = try Self.strangerCA(for: key)
         await #expect(throws: GridError.self) {
-            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, token: g.token, timeout: 10, tls: try PeerTLS(caPEM: stranger.ca))
+            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, grant: g.alice.grantSource, timeout: 10, tls: try PeerTLS(caPEM: stranger.ca))
             l.close()
         }
         // Nor does one that trusts only the manager's CA: peer ports show the peer CA's certificates, and the manager's
@@ -79,7 +79,7 @@ import X509
         let managerCA = try #require(g.grid.caPEM)
         #expect(!ManagerTrust.isPeerAuthority(pem: managerCA))
         await #expect(throws: GridError.self) {
-            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, token: g.token, timeout: 10, tls: try PeerTLS(caPEM: managerCA))
+            let l = try await PeerLink.connect(host: "127.0.0.1", port: peers[0].port, grant: g.alice.grantSource, timeout: 10, tls: try PeerTLS(caPEM: managerCA))
             l.close()
         }
         // A would-be peer whose certificate another CA issued cannot complete the handshake, even though it trusts the
@@ -101,15 +101,25 @@ import X509
         let port = "\(peers[1].port)"
         let set = try await g.cli(["set-mem", "--port", port, "--ca", caFile, "--key", "cli", "--value", "\"over tls\""])
         #expect(set.status == 0, "\(set.stderr)")
-        let got = try await g.cli(["get-mem", "--port", port, "--ca", g.grid.root + "/manager/peer-ca.pem", "--key", "cli"])
-        #expect(got.status == 0 && got.stdout.contains("over tls"), "\(got.stdout)\(got.stderr)")
         let plain = try await g.cli(["get-mem", "--port", port, "--key", "cli"])
         #expect(plain.status != 0 && plain.stderr.contains("--ca"), "status \(plain.status): \(plain.stderr)")
+        // The peer CA alone vouches for peers, not for the manager that grants the session: the CLI says so, and sends
+        // nothing, until the manager is trusted (`login` trusts its CA on first use).
+        let peerCAFile = g.grid.root + "/manager/peer-ca.pem"
+        let untrusted = try await g.cli(["get-mem", "--port", port, "--ca", peerCAFile, "--key", "cli"])
+        #expect(untrusted.status != 0 && untrusted.stderr.contains("login"), "status \(untrusted.status): \(untrusted.stderr)")
+        let login = try await g.grid.cli(["login", "--username", "alice", "--password-stdin"], stdin: "correct horse battery\n")
+        #expect(login.status == 0, "\(login.stderr)")
+        let got = try await g.cli(["get-mem", "--port", port, "--ca", peerCAFile, "--key", "cli"])
+        #expect(got.status == 0 && got.stdout.contains("over tls"), "\(got.stdout)\(got.stderr)")
+        // And once it is trusted, no --ca is needed at all: the manager names the peer CA.
+        let stored = try await g.cli(["get-mem", "--port", port, "--key", "cli"])
+        #expect(stored.status == 0 && stored.stdout.contains("over tls"), "\(stored.stdout)\(stored.stderr)")
 
         // A capture of the stream between a client and a peer shows neither the token nor the value nor the file.
         let relay = try CaptureRelay(to: peers[0].port)
         defer { relay.stop() }
-        let watched = try await PeerLink.connect(host: "127.0.0.1", port: relay.port, token: g.token, timeout: 30, tls: try g.peerTLS())
+        let watched = try await PeerLink.connect(host: "127.0.0.1", port: relay.port, grant: g.alice.grantSource, timeout: 30, tls: try g.peerTLS())
         _ = try await watched.request(.setMem(Msg.SetMem(key: "captured", value: .string("wire-secret-value"))), timeout: 60)
         _ = try await watched.request(.putFile(Msg.PutFile(filename: "w.txt", data: Data("wire-secret-file".utf8).base64EncodedString())), timeout: 60)
         watched.close()

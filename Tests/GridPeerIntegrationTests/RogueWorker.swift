@@ -76,13 +76,15 @@ final class RawWorker: @unchecked Sendable {
 }
 
 /// A plain TCP listener the test controls, posing as a peer: it records every byte it receives, and answers every
-/// `HELLO` with a forged `HELLO_OK` carrying `credential` (a real one the manager signed, replayed without the private
-/// key it names) and a proof it could not have made.
+/// `HELLO` with a `HELLO_OK` carrying `credential` and a proof over the caller's nonce: a real one when it holds the key
+/// the credential names (`signer`: a worker of Mallory's own), else one it could not have made (a credential replayed
+/// without its key). A `SESSION` is accepted as it comes; any other request is answered `ERROR not_found`.
 final class RogueListener: @unchecked Sendable {
     // Safe: state behind the mutex; the socket is only used by the accept thread and closed by `stop`.
     let port: Int
     private let fd: Int32
-    private let state = Mutex<(bytes: Data, credential: PeerTrust.Credential?, workerId: String, stopped: Bool)>((Data(), nil, "", false))
+    private let state = Mutex<(bytes: Data, credential: PeerTrust.Credential?, signer: PeerTrust.Signer?, workerId: String, stopped: Bool)>(
+        (Data(), nil, nil, "", false))
 
     init() throws {
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -106,10 +108,11 @@ final class RogueListener: @unchecked Sendable {
     }
 
     /// The credential to replay and the worker id to claim.
-    func pose(as workerId: String, credential: PeerTrust.Credential?) {
+    func pose(as workerId: String, credential: PeerTrust.Credential?, signer: PeerTrust.Signer? = nil) {
         state.withLock {
             $0.workerId = workerId
             $0.credential = credential
+            $0.signer = signer
         }
     }
 
@@ -143,13 +146,25 @@ final class RogueListener: @unchecked Sendable {
             while let nl = pending.firstIndex(of: 0x0A) {
                 let line = pending[pending.startIndex..<nl]
                 pending = Data(pending[(nl + 1)...])
-                guard let m = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any], m["type"] as? String == "HELLO" else { continue }
-                let (credential, workerId) = state.withLock { ($0.credential, $0.workerId) }
-                var answer: [String: Any] = [
-                    "type": "HELLO_OK", "id": m["id"] ?? 0, "version": 1, "worker_id": workerId, "owner": "mallory", "heartbeat_seconds": 0,
-                    "proof": Data(repeating: 7, count: 64).base64EncodedString(), "nonce": String(repeating: "ab", count: 16),
-                ]
-                if let credential, let data = try? GridJSON.encode(credential) { answer["credential"] = try? JSONSerialization.jsonObject(with: data) }
+                guard let m = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any], let type = m["type"] as? String else { continue }
+                let (credential, signer, workerId) = state.withLock { ($0.credential, $0.signer, $0.workerId) }
+                var answer: [String: Any]
+                switch type {
+                case "HELLO":
+                    let proof =
+                        signer.map { $0.proof(nonce: m["nonce"] as? String ?? "", workerId: workerId, role: .server) }
+                        ?? Data(repeating: 7, count: 64).base64EncodedString()
+                    answer = [
+                        "type": "HELLO_OK", "id": m["id"] ?? 0, "version": 1, "worker_id": workerId, "owner": "mallory", "heartbeat_seconds": 0,
+                        "proof": proof, "nonce": String(repeating: "ab", count: 16),
+                    ]
+                    if let credential, let data = try? GridJSON.encode(credential) { answer["credential"] = try? JSONSerialization.jsonObject(with: data) }
+                case "SESSION":
+                    let user = ((m["ticket"] as? [String: Any])?["user"] as? String) ?? ""
+                    answer = ["type": "HELLO_OK", "id": m["id"] ?? 0, "version": 1, "worker_id": workerId, "owner": user, "heartbeat_seconds": 0]
+                default:
+                    answer = ["type": "ERROR", "id": m["id"] ?? 0, "code": "not_found", "message": "nothing here"]
+                }
                 guard let reply = try? JSONSerialization.data(withJSONObject: answer) else { continue }
                 _ = (reply + Data([0x0A])).withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             }

@@ -92,6 +92,64 @@ import Testing
         await b.close()
     }
 
+    /// A person's API token never goes to a peer: the peer is a stranger's machine, and a token is the whole account.
+    /// Alice's CLI talks to a peer of Mallory's, a real registered worker whose key Mallory holds; Mallory records every
+    /// byte. She sees Alice's certificate and a proof made for her worker and that connection, not the token, and they
+    /// open nothing anywhere else: not at an honest peer, not at the manager. (Before `SESSION`, the CLI said
+    /// `HELLO {token}` to every peer.)
+    @Test func aPeerAUserTalksToSeesAProofForItselfAndThatConnectionNeverTheToken() async throws {
+        let g = try await PeerGrid(label: "trust-tickets")
+        defer { g.shutdown() }
+        let honest = try await g.startPeers(1)[0]
+        let mallory = try await g.grid.user("mallory")
+        let key = PeerTrust.Signer()
+        let rogue = try RogueListener()
+        defer { rogue.stop() }
+        let worker = try RawWorker(
+            gridPort: g.grid.gridPort, token: try await mallory.createToken(kind: "worker").token, peerKey: key.publicKey, host: "127.0.0.1",
+            peerPort: rogue.port)
+        defer { worker.stop() }
+        rogue.pose(as: worker.id, credential: try #require(worker.credential), signer: key)
+
+        // Alice's CLI, with her token in its environment, asks Mallory's peer for a value.
+        let asked = try await g.cli(["get-mem", "--port", "\(rogue.port)", "--key", "anything"], timeout: 60)
+        #expect(asked.status != 0 && asked.stderr.contains("nothing here"), "the CLI did not get the rogue's answer: \(asked.stderr)")
+        let seen = rogue.received
+        #expect(seen.contains("\"SESSION\""), "the CLI never opened a session, so the test proves nothing: \(seen.prefix(1000))")
+        #expect(!seen.contains(g.token), "Alice's API token reached a peer")
+        #expect(seen.range(of: #""token":"[^"]"#, options: .regularExpression) == nil, "a token reached the peer: \(seen.prefix(2000))")
+
+        // What Mallory holds: Alice's certificate, Alice's proof for Mallory's worker and connection, and a forwarding
+        // ticket the manager signed for Mallory's worker.
+        let line = try #require(seen.split(separator: "\n").first { $0.contains("\"SESSION\"") })
+        guard case .session(let stolen) = try GridMessage.decode(type: "SESSION", from: Data(line.utf8)) else {
+            throw TestGridError("no SESSION in \(line)")
+        }
+        #expect(stolen.certificate.user == "alice" && stolen.forward?.holder == worker.id)
+        // Shown at an honest peer, as it is or with a proof of Mallory's own key over that peer's nonce, it opens nothing.
+        func replay(_ session: (String) -> Msg.Session) throws -> [String: Any]? {
+            let c = try RawConnection(port: honest.port)
+            _ = c.send(String(decoding: try GridMessage.hello(Msg.Hello(token: "", nonce: PeerTrust.nonce())).encodeLine(id: 1, bulkBytes: nil), as: UTF8.self) + "\n")
+            guard let ok = c.next("HELLO_OK"), let nonce = ok["nonce"] as? String else { return nil }
+            _ = c.send(String(decoding: try GridMessage.session(session(nonce)).encodeLine(id: 2, bulkBytes: nil), as: UTF8.self) + "\n")
+            return c.readMessage(timeout: 10)
+        }
+        let asSeen = try replay { _ in stolen }
+        #expect(asSeen?["type"] as? String == "ERROR" && asSeen?["code"] as? String == "unauthorized", "\(asSeen ?? [:])")
+        let reProved = try replay { nonce in
+            var s = stolen
+            s.proof = key.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: honest.id))
+            return s
+        }
+        #expect(reProved?["type"] as? String == "ERROR" && reProved?["code"] as? String == "unauthorized", "\(reProved ?? [:])")
+        // Nothing she saw is a token at the manager either.
+        var posing = g.alice
+        posing.token = stolen.proof
+        await #expect(throws: (any Error).self) { _ = try await posing.me() }
+        // And Alice's token still works, unspent: nothing of hers was revoked or changed.
+        #expect(try await g.alice.me().username == "alice")
+    }
+
     @Test func aUserCannotReachAnotherUsersMemoryFilesTasksOrInterpreters() async throws {
         let g = try await PeerGrid(label: "trust-users")
         defer { g.shutdown() }
@@ -160,8 +218,14 @@ import Testing
         defer { g.shutdown() }
         let peers = try await g.startPeers(1)
         let join = try await g.alice.createToken(kind: "worker").token
+        // Neither the manager (asked for session tickets) nor the peer (shown the token by an older client) takes it.
         do {
             let l = try await g.link(peers[0], token: join)
+            await l.close()
+            Issue.record("a join token got a peer session")
+        } catch let e as GridError { #expect([.unauthorized, .forbidden].contains(e.code), "\(e)") }
+        do {
+            let l = try await g.linkWithToken(peers[0], token: join)
             await l.close()
             Issue.record("a join token opened a peer session")
         } catch let e as GridError { #expect(e.code == .unauthorized) }

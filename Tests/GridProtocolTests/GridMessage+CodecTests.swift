@@ -92,6 +92,10 @@ private let samples: [GridMessage] = [
     .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1), tier: .bwrap, slots: 1, tlsKey: "-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n")),
     .registered(Msg.Registered(cancel: [], logOffsets: [:], peerCertificate: "-----BEGIN CERTIFICATE-----\nQQ==\n", peerAuthority: "-----BEGIN CERTIFICATE-----\nQg==\n")),
     .peerAuth(Msg.PeerAuth(credential: sampleCredential, proof: "cHJvb2Y=")),
+    .session(
+        Msg.Session(
+            certificate: PeerTrust.UserCertificate(user: "ada", key: "a2V5", expires: 1_700_043_200, signature: "c2ln"), proof: "cHJvb2Y=",
+            forward: PeerTrust.Ticket(user: "ada", holder: "w-1", expires: 1_700_000_900, signature: "c2ln"))),
     .credential(Msg.CredentialGrant()),
     .credential(Msg.CredentialGrant(credential: sampleCredential)),
     .notLeader(Msg.NotLeader(leader: "10.0.0.7:9999")),
@@ -169,6 +173,7 @@ private func caseIndex(_ message: GridMessage) -> Int {
     case .peerAuth: 50
     case .credential: 51
     case .notLeader: 52
+    case .session: 53
     }
 }
 
@@ -193,7 +198,7 @@ private func roundTrip(_ frame: GridFrame) throws -> GridFrame {
 @Suite("GridMessage wire codec")
 struct GridMessageCodecTests {
     @Test func samplesCoverEveryMessageCase() {
-        #expect(Set(samples.map(caseIndex)) == Set(0...52))
+        #expect(Set(samples.map(caseIndex)) == Set(0...53))
     }
 
     @Test(arguments: samples)

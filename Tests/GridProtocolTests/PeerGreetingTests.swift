@@ -14,6 +14,11 @@ import Testing
         return false
     }
 
+    func isNone(_ a: Greeting.Action) -> Bool {
+        if case .none = a { return true }
+        return false
+    }
+
     func isRefusal(_ a: Greeting.Action, closes: Bool, _ code: GridError.Code) -> Bool {
         switch a {
         case .reply(let f) where !closes: if case .error(let e) = f.message { return e.code == code }
@@ -99,6 +104,25 @@ import Testing
         #expect(expected == "ours")
         let (opened, _) = g.checked(.success(("peer:w2", .ok(Msg.Ok()))), id: 2)
         if case .open = opened {} else { Issue.record("not opened: \(opened)") }
+    }
+
+    @Test func aPersonProvesItselfWithItsCertificateAfterOurCredentialInPlaceOfAToken() {
+        var g = Greeting()
+        guard case .greetPeer(_, 1) = g.received(frame(1, .hello(Msg.Hello(token: "", nonce: "theirs")))) else {
+            Issue.record("no greeting")
+            return
+        }
+        _ = g.greeted(.success(Msg.HelloOk(version: ProtocolVersion.current, workerId: "me", owner: "", heartbeatSeconds: 0, nonce: "ours")), id: 1)
+        let session = Msg.Session(certificate: PeerTrust.UserCertificate(user: "alice", key: "k", expires: 0, signature: "s"), proof: "p")
+        guard case .checkSession(let shown, let expected, 2) = g.received(frame(2, .session(session))) else {
+            Issue.record("no session check")
+            return
+        }
+        #expect(shown == session && expected == "ours")
+        // Frames sent meanwhile wait for the check, and are refused with it.
+        #expect(isNone(g.received(frame(3, .getMem(Msg.MemKey(key: "k"))))))
+        let (refused, held) = g.checked(.failure(GridError(.unauthorized, "forged")), id: 2)
+        #expect(isRefusal(refused, closes: true, .unauthorized) && held.isEmpty)
     }
 
     @Test func aPeerThatSendsAnythingButItsProofIsClosed() {

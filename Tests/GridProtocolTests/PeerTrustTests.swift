@@ -189,4 +189,130 @@ struct PeerTrustTests {
         let copy = try PeerTrust.Signer(rawRepresentation: manager.rawRepresentation)
         #expect(copy.publicKey == manager.publicKey)
     }
+
+    // MARK: Sessions (a person's certificate and proof in place of the API token)
+
+    private let person = PeerTrust.Signer()
+
+    private func pass(user: String = "ada", holder: String? = "w-1", at t: Int64 = now) -> PeerTrust.Pass {
+        PeerTrust.Pass(grant: manager.grant(user: user, key: person.publicKey, holder: holder, now: t), signer: person)
+    }
+
+    private func check(_ s: Msg.Session, holder: String = "w-1", nonce: String = "n-1", at t: Int64 = now) -> GridError? {
+        PeerTrust.check(s, managerKey: manager.publicKey, holder: holder, nonce: nonce, now: t)
+    }
+
+    @Test func aSessionOpensOnlyAtThePeerAndOnTheConnectionItWasSignedFor() {
+        let p = pass()
+        #expect(p.grant.managerKey == manager.publicKey && p.grant.certificate.user == "ada" && p.grant.certificate.key == person.publicKey)
+        let s = p.session(holder: "w-1", nonce: "n-1")
+        #expect(s.forward?.user == "ada" && s.forward?.holder == "w-1")
+        #expect(check(s) == nil)
+        // Replayed by that peer at another one, or on another connection, it opens nothing.
+        #expect(check(s, holder: "w-2")?.code == .unauthorized)
+        #expect(check(s, nonce: "n-2")?.code == .unauthorized)
+        // A forwarding ticket for another peer is not handed to this one.
+        #expect(p.session(holder: "w-2", nonce: "n-1").forward == nil)
+        // With no manager reachable the client shows its certificate alone: still a session, with nothing to forward.
+        #expect(check(pass(holder: nil).session(holder: "w-1", nonce: "n-1")) == nil)
+    }
+
+    @Test func aCertificateIsGoodUntilItExpiresWithTheAllowedSkew() {
+        let s = pass().session(holder: "w-1", nonce: "n-1")
+        let end = s.certificate.expires
+        #expect(end == now + PeerTrust.userCertificateSeconds)
+        // Forwarding tickets are shorter-lived: without one (no manager), the certificate alone decides.
+        var bare = s
+        bare.forward = nil
+        #expect(check(bare, at: end + PeerTrust.clockSkewSeconds) == nil)
+        #expect(check(bare, at: end + PeerTrust.clockSkewSeconds + 1)?.code == .unauthorized)
+    }
+
+    @Test func aForgedOrAlteredSessionIsRefused() {
+        let good = pass().session(holder: "w-1", nonce: "n-1")
+        // A certificate the manager did not sign; one of the manager's with any field changed.
+        let forged = PeerTrust.Pass(grant: PeerTrust.Signer().grant(user: "ada", key: person.publicKey, holder: "w-1", now: now), signer: person)
+        #expect(check(forged.session(holder: "w-1", nonce: "n-1"))?.code == .unauthorized)
+        var s = good
+        s.certificate.user = "bob"
+        #expect(check(s)?.code == .unauthorized)
+        s = good
+        s.certificate.expires = Int64.max
+        #expect(check(s)?.code == .unauthorized)
+        // Someone else's certificate (seen by a peer) with a proof of their own key: the key is not the certificate's.
+        let thief = PeerTrust.Signer()
+        s = good
+        s.proof = thief.sign(PeerTrust.sessionChallenge(nonce: "n-1", holder: "w-1"))
+        #expect(check(s)?.code == .unauthorized)
+        // Or the certificate re-made for the thief's key: not the manager's signature.
+        s.certificate.key = thief.publicKey
+        #expect(check(s)?.code == .unauthorized)
+        // A forwarding ticket for someone else, not the manager's, or for another peer spoils the session.
+        s = good
+        s.forward = manager.ticket(user: "bob", holder: "w-1", now: now)
+        #expect(check(s)?.code == .unauthorized)
+        s.forward = PeerTrust.Signer().ticket(user: "ada", holder: "w-1", now: now)
+        #expect(check(s)?.code == .unauthorized)
+        s.forward = manager.ticket(user: "ada", holder: "w-2", now: now)
+        #expect(check(s)?.code == .unauthorized)
+    }
+
+    @Test(arguments: [Int64.min, -1, 0, Int64.max])
+    func extremeCertificateExpiriesNeverTrap(expires: Int64) {
+        var s = pass().session(holder: "w-1", nonce: "n-1")
+        s.certificate.expires = expires
+        #expect(check(s) != nil)
+    }
+
+    @Test func aCertificateNeverPassesForACredentialOrATicketNorTheOtherWayRound() {
+        let c = pass().grant.certificate
+        let asTicket = PeerTrust.Ticket(user: c.user, holder: "w-1", expires: c.expires, signature: c.signature)
+        #expect(PeerTrust.check(asTicket, managerKey: manager.publicKey, holder: "w-1", now: now) != nil)
+        let asCredential = PeerTrust.Credential(workerId: c.user, host: "127.0.0.1", port: 9000, key: c.key, expires: c.expires, signature: c.signature)
+        #expect(PeerTrust.check(asCredential, managerKey: manager.publicKey, now: now) != nil)
+        let t = manager.ticket(user: "ada", holder: "w-1", now: now)
+        var fromTicket = pass().session(holder: "w-1", nonce: "n-1")
+        fromTicket.certificate.signature = t.signature
+        #expect(check(fromTicket) != nil)
+    }
+
+    @Test(arguments: ["", "AAAA", "not base64!", String(repeating: "A", count: 44), Data(count: 33).base64EncodedString()])
+    func onlyAnEd25519PublicKeyIsCertified(key: String) {
+        #expect(!PeerTrust.isWellFormed(key: key))
+        #expect(PeerTrust.isWellFormed(key: person.publicKey))
+    }
+
+    /// The peer's `HELLO_OK` as an honest worker `w-1` answers our nonce.
+    private func answer(nonce: String, id: String = "w-1", signer: PeerTrust.Signer = worker, says: String? = nil) -> Msg.HelloOk {
+        Msg.HelloOk(
+            version: ProtocolVersion.current, workerId: says ?? id, owner: "", heartbeatSeconds: 0, credential: credential(id),
+            proof: signer.proof(nonce: nonce, workerId: id, role: .server), nonce: PeerTrust.nonce())
+    }
+
+    @Test func aClientProvesItselfOnlyToAPeerThatProvedItIsTheWorkerItSays() {
+        let nonce = PeerTrust.nonce()
+        let key = manager.publicKey
+        func check(_ ok: Msg.HelloOk, worker: String = "w-1", link: PeerTrust.LinkIdentity = .plainText, at: Int64 = now) -> GridError? {
+            PeerTrust.checkPeerForSession(ok, nonce: nonce, managerKey: key, now: at, worker: worker, link: link)
+        }
+        #expect(check(answer(nonce: nonce)) == nil)
+        #expect(check(answer(nonce: nonce), link: .certificate("w-1")) == nil)
+        // No proof, a stolen credential without its key, a proof over another nonce: nothing is shown.
+        var bare = answer(nonce: nonce)
+        bare.credential = nil
+        #expect(check(bare)?.code == .unauthorized)
+        #expect(check(answer(nonce: nonce, signer: PeerTrust.Signer()))?.code == .unauthorized)
+        #expect(check(answer(nonce: PeerTrust.nonce()))?.code == .unauthorized)
+        // It says it is another worker than it proves, or the tickets were asked for another one.
+        #expect(check(answer(nonce: nonce, says: "w-2"))?.code == .unauthorized)
+        #expect(check(answer(nonce: nonce), worker: "w-2")?.code == .unauthorized)
+        // Its credential is not the manager's, or expired.
+        var other = answer(nonce: nonce)
+        other.credential = PeerTrust.Signer().credential(workerId: "w-1", host: "127.0.0.1", port: 9000, key: worker.publicKey, now: now)
+        #expect(check(other)?.code == .unauthorized)
+        #expect(check(answer(nonce: nonce), at: now + PeerTrust.credentialSeconds + PeerTrust.clockSkewSeconds + 1)?.code == .unauthorized)
+        // Over TLS, a certificate of another worker (a peer relaying w-1's handshake), or one naming none.
+        #expect(check(answer(nonce: nonce), link: .certificate("w-9"))?.code == .unauthorized)
+        #expect(check(answer(nonce: nonce), link: .certificate(nil))?.code == .unauthorized)
+    }
 }
