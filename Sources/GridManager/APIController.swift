@@ -151,7 +151,7 @@ struct APIController: Sendable {
         }
         let script = try file(body.script)
         guard !script.data.isEmpty else { throw GridError(.badRequest, "the script \(script.name) is empty") }
-        var spec = try Self.withScriptRequirements(body.spec, script: script.data)
+        var spec = try Self.submitted(body.spec, script: script.data)
         if spec.name.isEmpty { spec.name = script.name }
         let inputs = try body.inputs.map(file)
         // The bundle travels to the worker as one bulk message; keep it well inside the protocol's bulk limit.
@@ -167,10 +167,12 @@ struct APIController: Sendable {
         return try jsonResponse(answer, status: submission.replayed ? .ok : .created, request: request, context: context)
     }
 
-    /// The spec with the script's PEP 723 metadata (`# /// script`) added to its requirements, all normalised
-    /// (`PythonRequirements`); a malformed block or requirement is refused with the reason.
-    static func withScriptRequirements(_ spec: JobSpec, script: Data) throws -> JobSpec {
+    /// The spec as the manager keeps it: the script's PEP 723 metadata (`# /// script`) added to its requirements, all
+    /// normalised (`PythonRequirements`; a malformed block or requirement is refused with the reason), and no seed of
+    /// the submitter's: every run gets the manager's (`JobSpec.seed(for:)`), which a submitter cannot pick.
+    static func submitted(_ spec: JobSpec, script: Data) throws -> JobSpec {
         var spec = spec
+        spec.seed = nil
         var requirements = try PythonRequirements(lines: spec.requirements ?? [], requiresPython: spec.requiresPython)
         if let meta = try InlineScriptMetadata.parse(String(decoding: script, as: UTF8.self)) {
             try requirements.add(meta.dependencies)

@@ -203,7 +203,7 @@ extension Dashboard {
             var spec = fields.spec
             let packages = try PythonRequirements.parseFile(fields.requirements, name: "Python packages")
             if !packages.isEmpty { spec.requirements = packages }
-            spec = try APIController.withScriptRequirements(spec, script: script.data)
+            spec = try APIController.submitted(spec, script: script.data)
             if spec.name.isEmpty { spec.name = script.name }
             let submission = try await db.submitJob(
                 owner: user.id, spec: spec, script: script, inputs: inputs, now: wall(), key: fields.key)

@@ -29,6 +29,25 @@ import Testing
         return (user, token)
     }
 
+    /// A submitter cannot pick the seed its runs (and its check runs) get: the manager sets it, whatever was sent.
+    @Test func aSeedTheSubmitterSendsIsNotKept() async throws {
+        let db = try GridDatabase.inMemory()
+        let (_, token) = try await Self.user(db, "ann")
+        var spec = JobSpec(name: "seeded", minutes: 1)
+        spec.seed = 7
+        let body = ByteBuffer(
+            bytes: try GridJSON.encode(
+                API.SubmitRequest(spec: spec, script: API.FileUpload(name: "main.py", contentBase64: Data("print(1)".utf8).base64EncodedString()), inputs: [])))
+        try await DashboardRouteTests.app(db: db).test(.router) { client in
+            let headers: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
+            let answer = try await client.execute(uri: "/api/v1/jobs", method: .post, headers: headers, body: body) { r in
+                try GridJSON.decode(API.SubmitResponse.self, from: Data(buffer: r.body))
+            }
+            let stored = try #require(try await db.job(id: answer.job.id))
+            #expect(stored.spec.seed == nil && answer.job.spec.seed == nil, "the submitter's seed was kept: \(String(describing: stored.spec.seed))")
+        }
+    }
+
     @Test func aRetriedSubmissionGetsTheFirstJobBackAndIsHeldOnce() async throws {
         let db = try GridDatabase.inMemory()
         let (ann, token) = try await Self.user(db, "ann")
