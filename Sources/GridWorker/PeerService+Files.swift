@@ -50,7 +50,8 @@ extension PeerService {
     /// One chunk of an upload. A client may send up to `PeerNames.uploadWindow` chunks before the first of them is
     /// answered, so they may arrive here out of order within that window: each is stored as it comes, and the whole
     /// file is hashed in chunk order (a chunk ahead of its turn waits in memory for the ones before it, at most the
-    /// window's worth). A chunk outside the window, or one already received, is refused.
+    /// window's worth, and no more than `UploadQuota` allows a user and the peer). A chunk outside the window, or one
+    /// already received, is refused.
     func putFileChunk(_ m: Msg.PutFileChunk, payload: ByteBuffer?, caller: Caller) async throws -> Reply {
         guard var upload = uploads[m.uploadId], upload.user == caller.user else {
             throw GridError(.notFound, "no upload \(m.uploadId) in progress here (it may have expired; start again)")
@@ -83,6 +84,10 @@ extension PeerService {
                 upload.next += 1
             }
         } else {
+            let held = uploads.values.lazy.map { (user: $0.user, bytes: $0.early.values.reduce(0) { $0 + $1.readableBytes }) }
+            if let refusal = config.uploadQuota.earlyRefusal(user: caller.user, bytes: bytes.readableBytes, held: held) {
+                throw GridError(.rateLimited, refusal)
+            }
             upload.early[m.index] = bytes
         }
         uploads[m.uploadId] = upload

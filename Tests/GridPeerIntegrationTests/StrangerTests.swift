@@ -5,6 +5,7 @@ import GridPeer
 import GridProtocol
 import GridSandbox
 import GridTestSupport
+import NIOCore
 import Testing
 
 #if canImport(Glibc)
@@ -108,6 +109,44 @@ import Glibc
             return
         }
         link.close()
+    }
+
+    /// Chunks sent ahead of their turn wait in memory until the ones before them come: a user who skips the first chunk
+    /// of every upload on purpose is refused once their waiting chunks reach the per-user bound, and another user's
+    /// upload goes on. (Before, 16 uploads × 3 chunks × 4 MiB stayed in memory for 10 minutes per user.)
+    @Test func chunksSentAheadOfTheirTurnAreBoundedPerUser() async throws {
+        let g = try await PeerGrid(label: "earlychunks")
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("p1")
+        let hog = try await g.link(peer)
+        defer { hog.close() }
+        let chunk = ByteBuffer(repeating: 0x6D, count: PeerNames.chunkSize)
+        let perUpload = PeerNames.uploadWindow - 1
+        var held = 0
+        var refusal: GridError?
+        uploads: for u in 0..<UploadQuota().perUser {
+            guard case .upload(let up) = try await hog.request(.putFile(Msg.PutFile(filename: "skip-\(u).bin", size: Int64(8 * PeerNames.chunkSize)))).message
+            else { throw TestGridError("no UPLOAD") }
+            for index in 1...perUpload {
+                do {
+                    _ = try await hog.request(.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: index)), payload: chunk, timeout: 60)
+                    held += chunk.readableBytes
+                } catch let e as GridError {
+                    refusal = e
+                    break uploads
+                }
+            }
+        }
+        #expect(held == UploadQuota().earlyBytesPerUser, "held \(held >> 20) MiB before the refusal: \(String(describing: refusal))")
+        #expect(refusal?.code == .rateLimited && refusal?.message.contains("send each upload's chunks in order") == true, "\(String(describing: refusal))")
+
+        let bob = try await g.grid.user("bob")
+        let other = try await g.link(peer, token: bob.token)
+        defer { other.close() }
+        let path = g.grid.root + "/bob.bin"
+        try Data(repeating: 0x62, count: 2 * PeerNames.chunkSize + 5).write(to: URL(fileURLWithPath: path))
+        let manifest = try await other.upload(path: path, as: "bob.bin")
+        #expect(manifest.size == Int64(2 * PeerNames.chunkSize + 5))
     }
 
     @Test func oneUserWithSixtyFourUploadsOpenDoesNotStopAnothersPutFile() async throws {

@@ -28,4 +28,19 @@ struct UploadQuotaTests {
         let owners = (0..<63).flatMap { u in Array(repeating: "u\(u)", count: d.perUser) }
         #expect(d.refusal(user: "late", openOwners: owners) == nil)
     }
+
+    func held(_ pairs: (String, Int)...) -> [(user: String, bytes: Int)] { pairs.map { (user: $0.0, bytes: $0.1) } }
+
+    @Test func chunksAheadOfTheirTurnAreBoundedPerUserAndPerPeer() {
+        let q = UploadQuota(perUser: 3, perPeer: 5, earlyBytesPerUser: 10, earlyBytesPerPeer: 25)
+        #expect(q.earlyRefusal(user: "mallory", bytes: 4, held: held(("mallory", 6))) == nil, "exactly at the limit")
+        #expect(q.earlyRefusal(user: "mallory", bytes: 5, held: held(("mallory", 6)))?.contains("send each upload's chunks in order") == true)
+        // Another user is not held back by Mallory's, until the whole peer is full.
+        #expect(q.earlyRefusal(user: "bob", bytes: 10, held: held(("mallory", 10), ("eve", 5))) == nil)
+        #expect(q.earlyRefusal(user: "bob", bytes: 1, held: held(("mallory", 10), ("eve", 10), ("trent", 5))) != nil)
+        // No arithmetic traps, whatever the sizes.
+        #expect(q.earlyRefusal(user: "m", bytes: Int.max, held: held(("m", Int.max), ("x", Int.max))) != nil)
+        #expect(q.earlyRefusal(user: "m", bytes: 1, held: held(("x", Int.max), ("y", Int.max))) != nil, "a wrapped sum would pass")
+        #expect(q.earlyRefusal(user: "m", bytes: Int.min, held: held(("m", Int.min), ("m", 11))) != nil)
+    }
 }
