@@ -11,46 +11,6 @@ import Testing
 import Glibc
 #endif
 
-/// `openssl` with its standard input held open by the test (s_server ends when its input does) and its output in a
-/// file the test reads; stopped by PID when the test ends.
-final class OpenSSLProcess: Sendable {
-    private let process: Process
-    private let input: Pipe
-    let outputPath: String
-
-    init(_ arguments: [String], folder: String) throws {
-        outputPath = folder + "/openssl-\(UUID().uuidString.prefix(8)).out"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        input = Pipe()
-        process.standardInput = input
-        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-    }
-
-    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-
-    func send(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
-
-    /// The first line of the output holding `marker`, waited for at most `timeout` seconds.
-    func line(containing marker: String, timeout: Double = 20) async -> String? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let line = output.split(separator: "\n").first(where: { $0.contains(marker) }) { return String(line) }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return nil
-    }
-
-    func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-}
-
 extension Integration.TLS {
     /// Issue 11's TLS, attacked by a user with a worker of her own: the manager gives her worker a peer certificate
     /// for a key she holds. She shows it on a port of hers, as if she were the manager (on a campus network she would
@@ -66,22 +26,11 @@ extension Integration.TLS {
 
         // Her worker registers over the real grid port, with a key she keeps.
         let key = P256.Signing.PrivateKey()
-        let client = try OpenSSLProcess(["s_client", "-connect", "127.0.0.1:\(grid.gridPort)", "-quiet", "-tls1_3"], folder: grid.root)
-        defer { client.stop() }
-        let token = String(malloryJoin.split(separator: "@")[0])
-        func json(_ object: [String: Any]) throws -> String { String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self) }
-        client.send(try json(["type": "HELLO", "id": 1, "version": 1, "token": token, "name": "mallory-box"]))
-        _ = try #require(await client.line(containing: "HELLO_OK"), "no HELLO_OK: \(client.output)")
-        client.send(
-            try json([
-                "type": "REGISTER", "id": 2, "resources": ["cpus": 1, "ram_gb": 1, "gpus": 0, "gpu_memory_gb": 0], "gpu_names": [] as [String],
-                "tier": "restricted", "slots": 1, "host": "127.0.0.1", "port": 9, "running": [] as [String],
-                "tls_key": key.publicKey.pemRepresentation,
-            ]))
-        let registered = try #require(await client.line(containing: "REGISTERED"), "no REGISTERED: \(client.output)")
-        let answer = try #require(try JSONSerialization.jsonObject(with: Data(registered.utf8)) as? [String: Any])
-        let certificate = try #require(answer["peer_certificate"] as? String, "\(answer.keys)")
-        let authority = try #require(answer["peer_authority"] as? String)
+        let worker = try await OpenSSLProcess.registerWorker(
+            gridPort: grid.gridPort, token: String(malloryJoin.split(separator: "@")[0]), keyPEM: key.publicKey.pemRepresentation, peerPort: 9,
+            folder: grid.root)
+        defer { worker.process.stop() }
+        let (certificate, authority) = (worker.certificatePEM, worker.authorityPEM)
         let files = (leaf: grid.root + "/mallory-leaf.pem", key: grid.root + "/mallory-key.pem", chain: grid.root + "/mallory-chain.pem")
         for (path, text) in [(files.leaf, certificate), (files.key, key.pemRepresentation), (files.chain, authority)] {
             #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]))

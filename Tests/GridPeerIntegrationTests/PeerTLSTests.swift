@@ -9,6 +9,10 @@ import SwiftASN1
 import Testing
 import X509
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Issue 11: on a TLS grid the peer ports speak TLS 1.3 with certificates from the manager's CA; clients and peers
 /// trust nothing else, and nothing readable crosses the wire.
 @Suite(.serialized) struct PeerTLSTests {
@@ -32,6 +36,53 @@ import X509
             },
             issuerPrivateKey: caKey)
         return (try ca.serializeAsPEM().pemString, try leaf.serializeAsPEM().pemString)
+    }
+
+    /// A peer that relays another's handshake: Mallory's worker has a peer certificate (for a key she holds) and her
+    /// relay shows it to Alice's CLI while it passes the bytes on to an honest peer over a TLS link of its own. The
+    /// honest peer's credential and proof pass through intact, but Alice's CLI sees that the TLS certificate names
+    /// Mallory's worker, not the one that proved itself, and stops: no session, no proof of Alice's, goes through.
+    @Test func theCLIProvesNothingToAPeerThatRelaysAnothersHandshake() async throws {
+        let g = try await PeerGrid(label: "peer-tls-relay", managerExtra: ["--tls"])
+        defer { g.shutdown() }
+        let honest = try await g.startPeer("honest")
+        let mallory = try await g.grid.user("mallory")
+        let join = try #require(try await mallory.createToken(kind: "worker").join)
+        let key = P256.Signing.PrivateKey()
+        let relayPort = freeTCPPort()
+        let worker = try await OpenSSLProcess.registerWorker(
+            gridPort: g.grid.gridPort, token: String(join.split(separator: "@")[0]), keyPEM: key.publicKey.pemRepresentation, peerPort: relayPort,
+            folder: g.grid.root)
+        defer { worker.process.stop() }
+        let dir = g.grid.root + "/relay"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for (name, text) in [("leaf.pem", worker.certificatePEM), ("key.pem", key.pemRepresentation), ("chain.pem", worker.authorityPEM)] {
+            #expect(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]))
+        }
+        // s_server (her certificate) ⇄ s_client (to the honest peer), joined by a FIFO; what the victim sends is kept in
+        // `sent`. The link onward opens only once the victim's first line came, so no HELLO deadline runs before.
+        let script = """
+            cd \(dir) && mkfifo back && exec openssl s_server -accept \(relayPort) -cert leaf.pem -key key.pem -cert_chain chain.pem -quiet -tls1_3 0<>back \
+              | { IFS= read -r first; { printf '%s\\n' "$first"; cat; } | tee sent | openssl s_client -connect 127.0.0.1:\(honest.port) -quiet -tls1_3 > back; }
+            """
+        let relay = Process()
+        relay.executableURL = URL(fileURLWithPath: "/bin/sh")
+        relay.arguments = ["-c", script]
+        relay.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try relay.run()
+        defer {
+            kill(-relay.processIdentifier, SIGKILL)
+            kill(relay.processIdentifier, SIGKILL)
+            relay.waitUntilExit()
+        }
+        let listening = await eventually(timeout: 20, interval: 0.05) { (try? RawConnection(port: relayPort)) != nil }
+        #expect(listening, "the relay did not listen on \(relayPort)")
+
+        let asked = try await g.cli(["get-mem", "--port", "\(relayPort)", "--ca", g.grid.root + "/manager/ca.pem", "--key", "anything"], timeout: 60)
+        #expect(asked.status != 0 && asked.stderr.contains("relays another worker"), "status \(asked.status): \(asked.stderr)")
+        let sent = (try? String(contentsOfFile: dir + "/sent", encoding: .utf8)) ?? ""
+        #expect(sent.contains("HELLO"), "the CLI's HELLO never went through the relay, so the test proves nothing: \(sent.prefix(500))")
+        #expect(!sent.contains("SESSION") && !sent.contains(g.token), "the CLI proved Alice to the relay: \(sent.prefix(2000))")
     }
 
     @Test func peersOfATLSGridServeOverTLSAndTrustOnlyTheirCA() async throws {
