@@ -100,7 +100,8 @@ public final class PeerLink: Sendable {
             {
                 throw GridError(e.code, "the peer at \(host):\(port) is not who it says: \(e.message)")
             }
-            let opened = try await link.request(.session(pass.session(holder: proven.workerId, nonce: theirs)), timeout: timeout)
+            let opened = try await link.request(
+                .session(pass.session(holder: proven.workerId, nonce: theirs, now: Int64(Date().timeIntervalSince1970))), timeout: timeout)
             guard case .helloOk(let ok) = opened.message else {
                 throw GridError(.badRequest, "the peer answered SESSION with \(opened.message.type)")
             }

@@ -36,6 +36,23 @@ public enum PeerNamespace {
         return stored.hasPrefix(p) ? String(stored.dropFirst(p.count)) : nil
     }
 
+    /// The user whose private namespace stored key (or prefix) `stored` lies in; nil for a public or malformed one.
+    public static func owner(of stored: String) -> String? {
+        guard stored.hasPrefix("\u{2}"), let end = stored.unicodeScalars.firstIndex(where: { $0 == "\u{1e}" || $0 == "\u{1f}" }) else { return nil }
+        let user = String(stored.unicodeScalars[stored.unicodeScalars.index(after: stored.unicodeScalars.startIndex)..<end])
+        return isValidUser(user) ? user : nil
+    }
+
+    /// Whether a peer reading for `user` (nil: for nobody) may read stored key (or list prefix) `stored` on another
+    /// peer: the public names, and `user`'s own; nothing else, whatever it asks.
+    public static func mayRead(_ stored: String, for user: String?) -> Bool {
+        for kind in [Kind.memory, .file] {
+            if stored.hasPrefix(prefix(user: nil, kind: kind)) { return true }
+            if let user, isValidUser(user), stored.hasPrefix(prefix(user: user, kind: kind)) { return true }
+        }
+        return false
+    }
+
     /// A public value, with its owner.
     public static func wrap(_ value: JSONValue, owner: String) -> JSONValue { .object(["owner": .string(owner), "value": value]) }
 

@@ -92,10 +92,13 @@ public enum Msg {
         public var proof: String
         /// Lets the peer forward this person's tasks (`CPU_TASK.ticket`); none while no manager is reachable.
         public var forward: PeerTrust.Ticket?
-        public init(certificate: PeerTrust.UserCertificate, proof: String, forward: PeerTrust.Ticket? = nil) {
+        /// Lets the peer read this person's data from other peers (`MEM_FETCH`, `LIST_MEM`).
+        public var delegation: PeerTrust.Delegation?
+        public init(certificate: PeerTrust.UserCertificate, proof: String, forward: PeerTrust.Ticket? = nil, delegation: PeerTrust.Delegation? = nil) {
             self.certificate = certificate
             self.proof = proof
             self.forward = forward
+            self.delegation = delegation
         }
     }
 
@@ -202,12 +205,16 @@ public enum Msg {
         public var files: [FileEntry]
         /// The submitter's username: the grid files the job reads and writes (`grid_inputs`, `save_outputs_as`) are theirs.
         public var owner: String?
-        public init(job: JobRef, spec: JobSpec, script: String, files: [FileEntry], owner: String? = nil) {
+        /// A ticket for the owner, held by this worker: with it, the worker's peer reads the owner's grid files from
+        /// other peers (`MEM_FETCH`'s mandate).
+        public var ticket: PeerTrust.Ticket?
+        public init(job: JobRef, spec: JobSpec, script: String, files: [FileEntry], owner: String? = nil, ticket: PeerTrust.Ticket? = nil) {
             self.job = job
             self.spec = spec
             self.script = script
             self.files = files
             self.owner = owner
+            self.ticket = ticket
         }
     }
 

@@ -191,9 +191,12 @@ extension Msg {
         public var prefix: String?
         /// Only this peer's own replicas (peers use it to sync; tests use it to see where keys live).
         public var local: Bool?
-        public init(prefix: String? = nil, local: Bool? = nil) {
+        /// From a peer: the mandate of the person whose keys it lists (public keys need none).
+        public var mandate: PeerTrust.Mandate?
+        public init(prefix: String? = nil, local: Bool? = nil, mandate: PeerTrust.Mandate? = nil) {
             self.prefix = prefix
             self.local = local
+            self.mandate = mandate
         }
     }
 
@@ -238,7 +241,12 @@ extension Msg {
     /// Peer → peer: your own replicas of these keys, if any.
     public struct MemFetch: Hashable, Sendable, Codable {
         public var keys: [String]
-        public init(keys: [String]) { self.keys = keys }
+        /// The mandate of the person whose keys these are (public keys need none): a peer reads only for its users.
+        public var mandate: PeerTrust.Mandate?
+        public init(keys: [String], mandate: PeerTrust.Mandate? = nil) {
+            self.keys = keys
+            self.mandate = mandate
+        }
     }
 
     /// Store a file: `data` (base64, the seed's form, small files) or `size` (the bulk form: chunks follow with

@@ -19,6 +19,8 @@ public enum PeerTrust {
     /// reachable (a client gets a fresh one whenever it reaches the manager), and how long a revoked token's
     /// certificate may still open them.
     public static let userCertificateSeconds: Int64 = 12 * 3600
+    /// How long a peer a person opened a session with may read that person's data from other peers (`Delegation`).
+    public static let delegationSeconds: Int64 = 3600
 
     /// A worker's credential, signed by the manager: "the worker `workerId`, reachable at `host:port`, holds the
     /// private half of `key` until `expires`".
@@ -110,11 +112,53 @@ public enum PeerTrust {
             self.signer = signer
         }
 
-        /// The `SESSION` for peer `holder`, whose `HELLO_OK` carried `nonce`.
-        public func session(holder: String, nonce: String) -> Msg.Session {
-            Msg.Session(
+        /// The `SESSION` for peer `holder`, whose `HELLO_OK` carried `nonce`: the proof, and a delegation that lets
+        /// that peer read this person's data from other peers for `delegationSeconds` (no longer than the certificate).
+        public func session(holder: String, nonce: String, now: Int64) -> Msg.Session {
+            var d = Delegation(holder: holder, expires: min(now + PeerTrust.delegationSeconds, grant.certificate.expires), signature: "")
+            d.signature = signer.sign(d.signedBytes(user: grant.certificate.user))
+            return Msg.Session(
                 certificate: grant.certificate, proof: signer.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: holder)),
-                forward: grant.forward?.holder == holder ? grant.forward : nil)
+                forward: grant.forward?.holder == holder ? grant.forward : nil, delegation: d)
+        }
+    }
+
+    /// A person's word, signed with the key of their certificate: "peer `holder` may read my data from other peers
+    /// until `expires`". It comes with `SESSION`, and needs no manager, so a peer serves its users' reads while no
+    /// manager is reachable.
+    public struct Delegation: Hashable, Sendable, Codable {
+        public var holder: String
+        public var expires: Int64
+        public var signature: String
+        public init(holder: String, expires: Int64, signature: String) {
+            self.holder = holder
+            self.expires = expires
+            self.signature = signature
+        }
+
+        public func signedBytes(user: String) -> Data { Data("campusgrid-delegation-v1\n\(user)\n\(holder)\n\(expires)".utf8) }
+    }
+
+    /// What a peer shows another to read a person's data there (`MEM_FETCH`, `LIST_MEM`): a ticket the manager signed
+    /// for it (at `AUTH_CHECK`, `SESSION`, or with a job's `JOB_ASSIGN`), or the person's certificate with their
+    /// delegation to it.
+    public struct Mandate: Hashable, Sendable, Codable {
+        public var ticket: Ticket?
+        public var certificate: UserCertificate?
+        public var delegation: Delegation?
+        public init(ticket: Ticket? = nil, certificate: UserCertificate? = nil, delegation: Delegation? = nil) {
+            self.ticket = ticket
+            self.certificate = certificate
+            self.delegation = delegation
+        }
+
+        /// The person it speaks for (unchecked).
+        public var user: String? { ticket?.user ?? certificate?.user }
+
+        /// When it stops counting (unchecked).
+        public var expires: Int64 {
+            if let ticket { return ticket.expires }
+            return min(certificate?.expires ?? .min, delegation?.expires ?? .min)
         }
     }
 
@@ -291,6 +335,11 @@ public enum PeerTrust {
         guard isValid(signature: session.proof, over: sessionChallenge(nonce: nonce, holder: holder), key: c.key) else {
             return GridError(.unauthorized, "the session was not signed with the certificate's key for this peer and this connection")
         }
+        if let d = session.delegation {
+            guard d.holder == holder, isValid(signature: d.signature, over: d.signedBytes(user: c.user), key: c.key) else {
+                return GridError(.unauthorized, "the delegation is not the certificate key's for this peer")
+            }
+        }
         if let forward = session.forward {
             guard forward.user == c.user else {
                 return GridError(.unauthorized, "the forwarding ticket is for \(forward.user), not for \(c.user)")
@@ -298,6 +347,40 @@ public enum PeerTrust {
             if let e = check(forward, managerKey: managerKey, holder: holder, now: now) { return GridError(.unauthorized, e.message) }
         }
         return nil
+    }
+
+    /// The signatures of a mandate: the manager's over its ticket or certificate, and the person's (the certificate's
+    /// key) over their delegation. nil: both good. (Holder and expiry: `checkClaims`.)
+    public static func checkSignatures(_ m: Mandate, managerKey: String) -> GridError? {
+        if let t = m.ticket {
+            return isValid(signature: t.signature, over: t.signedBytes, key: managerKey)
+                ? nil : GridError(.forbidden, "the ticket was not signed by this grid's manager")
+        }
+        guard let c = m.certificate, let d = m.delegation else {
+            return GridError(.forbidden, "a mandate is a ticket, or a certificate with its delegation")
+        }
+        guard isValid(signature: c.signature, over: c.signedBytes, key: managerKey) else {
+            return GridError(.forbidden, "the user certificate was not signed by this grid's manager")
+        }
+        guard isValid(signature: d.signature, over: d.signedBytes(user: c.user), key: c.key) else {
+            return GridError(.forbidden, "the delegation was not signed with the certificate's key")
+        }
+        return nil
+    }
+
+    /// The claims of a mandate whose signatures are good: for peer `holder`, not expired. Returns the person it
+    /// speaks for.
+    public static func checkClaims(_ m: Mandate, holder: String, now: Int64) -> Result<String, GridError> {
+        if let t = m.ticket {
+            if let e = checkClaims(t, holder: holder, now: now) { return .failure(e) }
+            return .success(t.user)
+        }
+        guard let c = m.certificate, let d = m.delegation else {
+            return .failure(GridError(.forbidden, "a mandate is a ticket, or a certificate with its delegation"))
+        }
+        guard d.holder == holder else { return .failure(GridError(.forbidden, "the delegation is for peer \(d.holder), not for \(holder)")) }
+        guard d.expires > now, c.expires >= now - clockSkewSeconds else { return .failure(GridError(.forbidden, "the delegation expired")) }
+        return .success(c.user)
     }
 
     /// Checks, on a person's side, the peer's answer to `HELLO {nonce}` before any ticket is shown to it: the manager
@@ -360,34 +443,61 @@ public enum PeerTrust {
 }
 
 extension PeerTrust {
-    /// Tickets whose manager signature this peer has already checked, under one manager key, so that a peer
+    /// Tickets (or mandates) whose signatures this peer has already checked, under one manager key, so that a peer
     /// forwarding many tasks with one ticket costs one Ed25519 verification rather than one per task (issue 17: the
-    /// verifications were a few percent of the task path). The holder and the expiry are still checked at every use;
-    /// a ticket differing in any field, signature included, is not the one remembered; a new manager key forgets all.
-    public struct TicketMemo: Sendable {
+    /// verifications were a few percent of the task path), and a peer reading many keys with one mandate likewise.
+    /// The holder and the expiry are still checked at every use; an item differing in any field, signature included,
+    /// is not the one remembered; a new manager key forgets all.
+    public struct SignedMemo<Item: Hashable & Sendable>: Sendable {
         public private(set) var managerKey: String?
-        private var good: Set<Ticket> = []
-        /// At most this many tickets are remembered (the expired ones are dropped first, then all).
-        public static let capacity = 1024
+        private var good: Set<Item> = []
+        /// At most this many items are remembered (the expired ones are dropped first, then all).
+        public static var capacity: Int { 1024 }
 
         public init() {}
 
         public var count: Int { good.count }
 
-        /// `PeerTrust.check`, verifying the signature only for a ticket not already found good under `managerKey`.
-        public mutating func check(_ t: Ticket, managerKey: String, holder: String, now: Int64) -> GridError? {
+        /// Whether `item`'s signatures were found good under `managerKey` before; if not, `verify` checks them, and
+        /// the item is remembered when they are good. nil: good.
+        mutating func signatures(_ item: Item, managerKey: String, now: Int64, expires: (Item) -> Int64, verify: (Item) -> GridError?) -> GridError? {
             if managerKey != self.managerKey {
                 good = []
                 self.managerKey = managerKey
             }
-            if good.contains(t) { return PeerTrust.checkClaims(t, holder: holder, now: now) }
-            if let e = PeerTrust.check(t, managerKey: managerKey, holder: holder, now: now) { return e }
+            if good.contains(item) { return nil }
+            if let e = verify(item) { return e }
             if good.count >= Self.capacity {
-                good = good.filter { $0.expires > now }
+                good = good.filter { expires($0) > now }
                 if good.count >= Self.capacity { good = [] }
             }
-            good.insert(t)
+            good.insert(item)
             return nil
         }
+    }
+
+    public typealias TicketMemo = SignedMemo<Ticket>
+    public typealias MandateMemo = SignedMemo<Mandate>
+}
+
+extension PeerTrust.SignedMemo where Item == PeerTrust.Ticket {
+    /// `PeerTrust.check`, verifying the signature only for a ticket not already found good under `managerKey`.
+    public mutating func check(_ t: PeerTrust.Ticket, managerKey: String, holder: String, now: Int64) -> GridError? {
+        if let e = signatures(t, managerKey: managerKey, now: now, expires: \.expires, verify: {
+            PeerTrust.isValid(signature: $0.signature, over: $0.signedBytes, key: managerKey)
+                ? nil : GridError(.forbidden, "the user ticket was not signed by this grid's manager")
+        }) { return e }
+        return PeerTrust.checkClaims(t, holder: holder, now: now)
+    }
+}
+
+extension PeerTrust.SignedMemo where Item == PeerTrust.Mandate {
+    /// The person a mandate shown by peer `holder` speaks for, its signatures verified only when not already found
+    /// good under `managerKey`.
+    public mutating func check(_ m: PeerTrust.Mandate, managerKey: String, holder: String, now: Int64) -> Result<String, GridError> {
+        if let e = signatures(m, managerKey: managerKey, now: now, expires: \.expires, verify: { PeerTrust.checkSignatures($0, managerKey: managerKey) }) {
+            return .failure(e)
+        }
+        return PeerTrust.checkClaims(m, holder: holder, now: now)
     }
 }

@@ -167,19 +167,27 @@ extension PeerService {
         }
         var found: [String: Msg.MemEntry] = [:]
         var reachable = 0
+        var refusal: GridError?
+        let mandate = PeerNamespace.owner(of: key).flatMap { mandates[$0] }
         for owner in owners {
-            let (reached, entry) = await replica(of: key, on: owner)
+            let (reached, entry) = await replica(of: key, on: owner, mandate: mandate, refusal: &refusal)
             if reached { reachable += 1 }
             if let entry { found[owner] = entry }
         }
         if found.isEmpty {
             for peer in memberIds where !owners.contains(peer) {
-                let (reached, entry) = await replica(of: key, on: peer)
+                let (reached, entry) = await replica(of: key, on: peer, mandate: mandate, refusal: &refusal)
                 if reached { reachable += 1 }
                 if let entry { found[peer] = entry }
             }
         }
-        if reachable == 0 { throw GridError(.unreachable, "no peer holding this key could be reached; try again") }
+        if reachable == 0 {
+            if let refusal {
+                throw GridError(
+                    .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
+            }
+            throw GridError(.unreachable, "no peer holding this key could be reached; try again")
+        }
         let newest = found.values.max { a, b in
             MemoryTable.Entry(value: b.value, version: b.version, origin: b.origin)
                 .isNewer(than: MemoryTable.Entry(value: a.value, version: a.version, origin: a.origin))
@@ -191,14 +199,22 @@ extension PeerService {
         return newest
     }
 
-    /// Peer `peer`'s replica of `key`: whether the peer answered, and its entry if it has one.
-    private func replica(of key: String, on peer: String) async -> (Bool, Msg.MemEntry?) {
+    /// Peer `peer`'s replica of `key`, read with `mandate` (the key's user's, nil for a public key): whether the peer
+    /// answered, and its entry if it has one; a refusal is kept in `refusal`.
+    private func replica(of key: String, on peer: String, mandate: PeerTrust.Mandate?, refusal: inout GridError?) async -> (Bool, Msg.MemEntry?) {
         if peer == selfId {
             return (true, memory.get(key).map { Msg.MemEntry(key: key, value: $0.value, version: $0.version, origin: $0.origin) })
         }
-        guard case .memEntries(let m)? = try? await ask(peer, .memFetch(Msg.MemFetch(keys: [key])), timeout: 10).message else {
+        let answer: GridMessage
+        do {
+            answer = try await ask(peer, .memFetch(Msg.MemFetch(keys: [key], mandate: mandate)), timeout: 10).message
+        } catch let e as GridError where e.code == .forbidden {
+            refusal = e
+            return (false, nil)
+        } catch {
             return (false, nil)
         }
+        guard case .memEntries(let m) = answer else { return (false, nil) }
         // A version this peer would refuse in a `MEM_SYNC` is not taken from an answer either: the read repair would
         // store it here and on the other owners, and a version from the far future pins the key against every write.
         guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil) }
@@ -226,7 +242,8 @@ extension PeerService {
         if local { return mine }
         var all = Set(mine)
         for peer in memberIds where peer != selfId {
-            if case .memKeys(let m)? = try? await ask(peer, .listMem(Msg.ListMem(prefix: prefix, local: true)), timeout: 10).message {
+            let mandate = PeerNamespace.owner(of: prefix).flatMap { mandates[$0] }
+            if case .memKeys(let m)? = try? await ask(peer, .listMem(Msg.ListMem(prefix: prefix, local: true, mandate: mandate)), timeout: 10).message {
                 all.formUnion(m.keys)
             }
         }

@@ -92,6 +92,9 @@ public actor PeerService: Service {
     private(set) var credential: PeerTrust.Credential?
     /// The newest ticket per user, from `AUTH_OK`: lets this peer forward that user's tasks.
     var tickets: [String: PeerTrust.Ticket] = [:]
+    /// The newest mandate per user (`SESSION`'s delegation, a ticket from `AUTH_OK`, `SESSION` or a job's
+    /// `JOB_ASSIGN`): lets this peer read that user's data from other peers.
+    var mandates: [String: PeerTrust.Mandate] = [:]
     private var onLoadChange: (@Sendable () -> Void)?
 
     // Function tasks.
@@ -206,6 +209,8 @@ public actor PeerService: Service {
     private var lastBestPeer: TaskRouting.Answer?
     /// Users' tickets of forwarded tasks whose manager signature was already checked.
     private var goodTickets = PeerTrust.TicketMemo()
+    /// Mandates of peers reading here whose signatures were already checked.
+    private var goodMandates = PeerTrust.MandateMemo()
     /// Requirement lines already parsed, by their exact text: a user's tasks repeat the same few sets, and parsing one
     /// (PEP 508) was a tenth of what a task with packages adds to a round trip. Bounded; lines that fail are not kept.
     private var parsedRequirements: [[String]: PythonRequirements] = [:]
@@ -294,7 +299,10 @@ public actor PeerService: Service {
             }
             guard ok.kind == "api" else { return .failure(GridError(.unauthorized, "only a person's API token opens a session here")) }
             let caller = Caller(user: ok.user)
-            if let ticket = ok.ticket, ticket.user == ok.user { tickets[ok.user] = ticket }
+            if let ticket = ok.ticket, ticket.user == ok.user {
+                tickets[ok.user] = ticket
+                keep(PeerTrust.Mandate(ticket: ticket))
+            }
             if authCache.count > 10_000 { authCache = [:] }
             authCache[key] = (caller, now + config.authCacheSeconds)
             return .success(caller)
@@ -317,7 +325,34 @@ public actor PeerService: Service {
         }
         let user = session.certificate.user
         if let forward = session.forward, forward.expires > tickets[user]?.expires ?? .min { tickets[user] = forward }
+        if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
+        if let forward = session.forward { keep(PeerTrust.Mandate(ticket: forward)) }
         return .success(Caller(user: user))
+    }
+
+    /// Keeps `mandate` when it outlasts the one kept for its user (checked already: it came with a session, from the
+    /// manager, or with a job).
+    func keep(_ mandate: PeerTrust.Mandate) {
+        guard let user = mandate.user, mandate.expires > mandates[user]?.expires ?? .min else { return }
+        if mandates.count > 10_000 {
+            let now = Self.nowS()
+            mandates = mandates.filter { $0.value.expires > now }
+        }
+        mandates[user] = mandate
+    }
+
+    /// A job's `JOB_ASSIGN` ticket for its owner (the manager's, for this worker): this peer reads the owner's grid
+    /// files with it.
+    public func adopt(_ ticket: PeerTrust.Ticket) {
+        guard let managerKey, let selfId, PeerTrust.check(ticket, managerKey: managerKey, holder: selfId, now: Self.nowS()) == nil else { return }
+        keep(PeerTrust.Mandate(ticket: ticket))
+    }
+
+    /// Which person a reading peer speaks for: none without a mandate; the mandate's person when it is good.
+    private func reader(_ mandate: PeerTrust.Mandate?, caller: Caller) throws -> String? {
+        guard let mandate else { return nil }
+        guard let managerKey, let peer = caller.peer else { throw GridError(.unreachable, "this peer does not know its manager's key yet") }
+        return try goodMandates.check(mandate, managerKey: managerKey, holder: peer, now: Self.nowS()).get()
     }
 
     /// Another peer said `HELLO {nonce}`: our answer proves who we are (credential, signature over its nonce) and
@@ -365,13 +400,23 @@ public actor PeerService: Service {
                 return lost.isEmpty ? (.ok(Msg.Ok()), nil) : (.memEntries(Msg.MemEntries(entries: lost)), nil)
             case .memFetch(let m):
                 try requirePeer(caller, message)
+                // A peer reads public names, and the private ones of the person whose mandate it shows: no others.
+                let reader = try reader(m.mandate, caller: caller)
+                if let other = m.keys.prefix(1000).first(where: { !PeerNamespace.mayRead($0, for: reader) }) {
+                    throw GridError(.forbidden, "MEM_FETCH of another user's key (\(PeerNamespace.owner(of: other) ?? "?")) needs their mandate")
+                }
                 let entries = m.keys.prefix(1000).compactMap { k in
                     memory.get(k).map { Msg.MemEntry(key: k, value: $0.value, version: $0.version, origin: $0.origin) }
                 }
                 return (.memEntries(Msg.MemEntries(entries: entries)), nil)
             case .listMem(let m) where caller.isPeer:
-                // A peer lists this peer's stored keys (every namespace), to sync.
-                return (.memKeys(Msg.MemKeys(keys: memory.keys(prefix: m.prefix ?? ""))), nil)
+                // A peer lists this peer's stored keys under a public prefix, or a prefix of the person whose mandate
+                // it shows.
+                let prefix = m.prefix ?? ""
+                guard PeerNamespace.mayRead(prefix, for: try reader(m.mandate, caller: caller)) else {
+                    throw GridError(.forbidden, "LIST_MEM of another user's keys (\(PeerNamespace.owner(of: prefix) ?? "all")) needs their mandate")
+                }
+                return (.memKeys(Msg.MemKeys(keys: memory.keys(prefix: prefix))), nil)
             case .chunkPut(let m):
                 try requirePeer(caller, message)
                 guard let payload else { throw GridError(.badRequest, "CHUNK_PUT needs the chunk as bulk bytes") }

@@ -542,6 +542,8 @@ public actor WorkerAgent: Service {
             // Inputs stored in the grid's files come straight from the peers that hold them.
             if let names = assign.spec.gridInputs, !names.isEmpty {
                 guard let peers else { throw GridError(.badRequest, "this worker offers no peer services to fetch grid inputs") }
+                // The owner's ticket for this worker: the peers holding the owner's files give them to it.
+                if let ticket = assign.ticket { await peers.adopt(ticket) }
                 for name in names {
                     try FileName.validate(name)
                     let path = scratch.appendingPathComponent(name).path

@@ -467,7 +467,9 @@ final class GatedRunner: JobRunner, Sendable {
             try await grid.restartManager()
             let log = try String(contentsOfFile: grid.root + "/grid.log", encoding: .utf8)
             #expect(log.components(separatedBy: "grid protocol listening in memory").count - 1 == 2, "the manager did not start twice")
-            #expect(try await alice.me().balance == balanceBefore, "no credit lost in the restart")
+            // Nothing is taken in the restart; a job that ended meanwhile (a loaded machine restarts slowly) gives back
+            // what it did not use. The exact sums are checked once every job has ended.
+            #expect(try await alice.me().balance >= balanceBefore, "credit lost in the restart")
             for id in [a, b, queued] {
                 let job = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed, .cancelled], timeout: 30)
                 #expect(job.state == .completed, "job \(id): \(job)")

@@ -240,6 +240,60 @@ import Testing
         #expect(ticket?["user"] as? String == "alice" && ticket?["holder"] as? String == worker.id)
     }
 
+    /// A peer reads another's stored keys only for a person who gave it a mandate: Mallory's proven peer (a real
+    /// credential, a key she holds) asks an honest peer for Alice's value, lists every key, or shows a mandate of
+    /// Alice's made out to another peer: refused each time; public names stay readable. Meanwhile Alice, through
+    /// another peer, reads her value as before: that peer holds her delegation from her session.
+    @Test func aProvenPeerReadsAnotherUsersKeysOnlyWithTheirMandate() async throws {
+        let g = try await PeerGrid(label: "trust-mandate")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let alice = try await g.link(peers[0])
+        defer { alice.close() }
+        // A key of Alice's held by peer 1 (so that peer 0 must fetch it there), and a public one.
+        let name = try #require(
+            (0..<1000).map { "alice-secret-\($0)" }.first { n in
+                let owners = Rendezvous.owners(of: PeerNamespace.stored(n, user: "alice", kind: .memory), among: peers.map(\.id), replicas: 1)
+                return owners == [peers[1].id]
+            })
+        _ = try await alice.request(.setMem(Msg.SetMem(key: name, value: .string("for alice only"))), timeout: 30)
+        _ = try await alice.request(.setMem(Msg.SetMem(key: "notice", value: .string("for all"), isPublic: true)), timeout: 30)
+
+        let mine = PeerTrust.Signer()
+        let mallory = try await g.grid.user("mallory")
+        let worker = try RawWorker(
+            gridPort: g.grid.gridPort, token: try await mallory.createToken(kind: "worker").token, peerKey: mine.publicKey, host: "127.0.0.1",
+            peerPort: 1)
+        defer { worker.stop() }
+        let credential = try #require(worker.credential)
+        let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[1].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok in
+            Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client))
+        }
+        defer { link.close() }
+        let secret = PeerNamespace.stored(name, user: "alice", kind: .memory)
+        #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret]))) == .forbidden)
+        #expect(await code(link, .listMem(Msg.ListMem(prefix: "", local: true))) == .forbidden)
+        #expect(await code(link, .listMem(Msg.ListMem(prefix: PeerNamespace.prefix(user: "alice", kind: .memory), local: true))) == .forbidden)
+        // A mandate of Alice's, but made out to another peer (the one she talked to), is no mandate for Mallory's.
+        let theirs = worker.managerKey
+        let forged = PeerTrust.Mandate(ticket: PeerTrust.Ticket(user: "alice", holder: worker.id, expires: Int64.max, signature: "AAAA"))
+        #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret], mandate: forged))) == .forbidden)
+        let grant = try await g.alice.peerGrant(key: PeerTrust.Signer().publicKey, worker: peers[0].id)
+        #expect(grant.managerKey == theirs)
+        let elsewhere = PeerTrust.Mandate(ticket: try #require(grant.forward))
+        #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret], mandate: elsewhere))) == .forbidden)
+        // Public names need no mandate.
+        let publicKey = PeerNamespace.stored("notice", user: nil, kind: .memory)
+        guard case .memEntries = try await link.request(.memFetch(Msg.MemFetch(keys: [publicKey])), timeout: 10).message else {
+            throw TestGridError("a public name was not readable by a peer")
+        }
+        // Alice reads her value through peer 0, which fetches it from peer 1 with her delegation.
+        guard case .memResult(let r) = try await alice.request(.getMem(Msg.MemKey(key: name)), timeout: 30).message else {
+            throw TestGridError("no MEM_RESULT")
+        }
+        #expect(r.value == .string("for alice only"))
+    }
+
     @Test func boundaryMemSyncVersionsAreRefusedAndAPinnedKeyIsReportedAsLost() async throws {
         let g = try await PeerGrid(label: "trust-versions")
         defer { g.shutdown() }

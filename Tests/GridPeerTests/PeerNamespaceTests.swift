@@ -77,4 +77,23 @@ struct PeerNamespaceTests {
         _ = clock.next(nowMs: Int64.max)
         #expect(clock.next(nowMs: 0) == Int64.max)
     }
+
+    /// What a peer may read on another, for the person whose mandate it shows (nil: none): public names, and that
+    /// person's own; never another's, whatever prefix or key it names.
+    @Test func aPeerReadsPublicNamesAndOnlyTheMandatesUsersOwn() {
+        for kind in [PeerNamespace.Kind.memory, .file] {
+            #expect(PeerNamespace.mayRead(PeerNamespace.stored("x", user: nil, kind: kind), for: nil))
+            #expect(PeerNamespace.mayRead(PeerNamespace.stored("x", user: "alice", kind: kind), for: "alice"))
+            #expect(!PeerNamespace.mayRead(PeerNamespace.stored("x", user: "alice", kind: kind), for: nil))
+            #expect(!PeerNamespace.mayRead(PeerNamespace.stored("x", user: "alice", kind: kind), for: "bob"))
+            #expect(!PeerNamespace.mayRead(PeerNamespace.stored("x", user: "alicex", kind: kind), for: "alice"), "a user name is not a prefix of another")
+            #expect(PeerNamespace.owner(of: PeerNamespace.stored("x\u{1e}y", user: "alice", kind: kind)) == "alice")
+            #expect(PeerNamespace.owner(of: PeerNamespace.prefix(user: "alice", kind: kind)) == "alice")
+            #expect(PeerNamespace.owner(of: PeerNamespace.stored("x", user: nil, kind: kind)) == nil)
+        }
+        for prefix in ["", "\u{2}", "\u{2}ali", "\u{3}", "a"] {
+            #expect(!PeerNamespace.mayRead(prefix, for: "alice"), "prefix \(prefix.debugDescription) lists more than alice's")
+        }
+        #expect(PeerNamespace.owner(of: "\u{2}\u{1e}x") == nil && PeerNamespace.owner(of: "\u{2}bad name\u{1e}") == nil)
+    }
 }

@@ -205,20 +205,20 @@ struct PeerTrustTests {
     @Test func aSessionOpensOnlyAtThePeerAndOnTheConnectionItWasSignedFor() {
         let p = pass()
         #expect(p.grant.managerKey == manager.publicKey && p.grant.certificate.user == "ada" && p.grant.certificate.key == person.publicKey)
-        let s = p.session(holder: "w-1", nonce: "n-1")
+        let s = p.session(holder: "w-1", nonce: "n-1", now: now)
         #expect(s.forward?.user == "ada" && s.forward?.holder == "w-1")
         #expect(check(s) == nil)
         // Replayed by that peer at another one, or on another connection, it opens nothing.
         #expect(check(s, holder: "w-2")?.code == .unauthorized)
         #expect(check(s, nonce: "n-2")?.code == .unauthorized)
         // A forwarding ticket for another peer is not handed to this one.
-        #expect(p.session(holder: "w-2", nonce: "n-1").forward == nil)
+        #expect(p.session(holder: "w-2", nonce: "n-1", now: now).forward == nil)
         // With no manager reachable the client shows its certificate alone: still a session, with nothing to forward.
-        #expect(check(pass(holder: nil).session(holder: "w-1", nonce: "n-1")) == nil)
+        #expect(check(pass(holder: nil).session(holder: "w-1", nonce: "n-1", now: now)) == nil)
     }
 
     @Test func aCertificateIsGoodUntilItExpiresWithTheAllowedSkew() {
-        let s = pass().session(holder: "w-1", nonce: "n-1")
+        let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
         let end = s.certificate.expires
         #expect(end == now + PeerTrust.userCertificateSeconds)
         // Forwarding tickets are shorter-lived: without one (no manager), the certificate alone decides.
@@ -229,10 +229,10 @@ struct PeerTrustTests {
     }
 
     @Test func aForgedOrAlteredSessionIsRefused() {
-        let good = pass().session(holder: "w-1", nonce: "n-1")
+        let good = pass().session(holder: "w-1", nonce: "n-1", now: now)
         // A certificate the manager did not sign; one of the manager's with any field changed.
         let forged = PeerTrust.Pass(grant: PeerTrust.Signer().grant(user: "ada", key: person.publicKey, holder: "w-1", now: now), signer: person)
-        #expect(check(forged.session(holder: "w-1", nonce: "n-1"))?.code == .unauthorized)
+        #expect(check(forged.session(holder: "w-1", nonce: "n-1", now: now))?.code == .unauthorized)
         var s = good
         s.certificate.user = "bob"
         #expect(check(s)?.code == .unauthorized)
@@ -259,7 +259,7 @@ struct PeerTrustTests {
 
     @Test(arguments: [Int64.min, -1, 0, Int64.max])
     func extremeCertificateExpiriesNeverTrap(expires: Int64) {
-        var s = pass().session(holder: "w-1", nonce: "n-1")
+        var s = pass().session(holder: "w-1", nonce: "n-1", now: now)
         s.certificate.expires = expires
         #expect(check(s) != nil)
     }
@@ -271,7 +271,7 @@ struct PeerTrustTests {
         let asCredential = PeerTrust.Credential(workerId: c.user, host: "127.0.0.1", port: 9000, key: c.key, expires: c.expires, signature: c.signature)
         #expect(PeerTrust.check(asCredential, managerKey: manager.publicKey, now: now) != nil)
         let t = manager.ticket(user: "ada", holder: "w-1", now: now)
-        var fromTicket = pass().session(holder: "w-1", nonce: "n-1")
+        var fromTicket = pass().session(holder: "w-1", nonce: "n-1", now: now)
         fromTicket.certificate.signature = t.signature
         #expect(check(fromTicket) != nil)
     }
@@ -314,5 +314,68 @@ struct PeerTrustTests {
         // Over TLS, a certificate of another worker (a peer relaying w-1's handshake), or one naming none.
         #expect(check(answer(nonce: nonce), link: .certificate("w-9"))?.code == .unauthorized)
         #expect(check(answer(nonce: nonce), link: .certificate(nil))?.code == .unauthorized)
+    }
+
+    // MARK: Mandates (what a peer shows another to read a person's data)
+
+    @Test func aMandateIsTheManagersTicketOrTheCertificateWithItsDelegationForThatPeer() throws {
+        let ticket = PeerTrust.Mandate(ticket: manager.ticket(user: "ada", holder: "w-1", now: now))
+        #expect(try PeerTrust.checkClaims(ticket, holder: "w-1", now: now).get() == "ada")
+        #expect(PeerTrust.checkSignatures(ticket, managerKey: manager.publicKey) == nil)
+        let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
+        let delegated = PeerTrust.Mandate(certificate: s.certificate, delegation: s.delegation)
+        #expect(PeerTrust.checkSignatures(delegated, managerKey: manager.publicKey) == nil)
+        #expect(try PeerTrust.checkClaims(delegated, holder: "w-1", now: now).get() == "ada")
+        #expect(s.delegation?.expires == now + PeerTrust.delegationSeconds)
+        // Shown by another peer, or after it expired: nothing.
+        for m in [ticket, delegated] {
+            #expect(throws: GridError.self) { try PeerTrust.checkClaims(m, holder: "w-2", now: now).get() }
+            #expect(throws: GridError.self) { try PeerTrust.checkClaims(m, holder: "w-1", now: now + PeerTrust.delegationSeconds + 1).get() }
+        }
+    }
+
+    @Test func aForgedMandateIsRefused() {
+        let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
+        let key = manager.publicKey
+        // A delegation signed by anyone but the certificate's key (a peer that saw the certificate makes its own).
+        var d = s.delegation!
+        d.signature = PeerTrust.Signer().sign(d.signedBytes(user: "ada"))
+        #expect(PeerTrust.checkSignatures(PeerTrust.Mandate(certificate: s.certificate, delegation: d), managerKey: key) != nil)
+        // A delegation moved to another holder, or to another user's certificate.
+        d = s.delegation!
+        d.holder = "w-9"
+        #expect(PeerTrust.checkSignatures(PeerTrust.Mandate(certificate: s.certificate, delegation: d), managerKey: key) != nil)
+        let bob = pass(user: "bob").grant.certificate
+        #expect(PeerTrust.checkSignatures(PeerTrust.Mandate(certificate: bob, delegation: s.delegation), managerKey: key) != nil)
+        // A ticket not the manager's; half a mandate; nothing at all.
+        #expect(PeerTrust.checkSignatures(PeerTrust.Mandate(ticket: PeerTrust.Signer().ticket(user: "ada", holder: "w-1", now: now)), managerKey: key) != nil)
+        #expect(PeerTrust.checkSignatures(PeerTrust.Mandate(certificate: s.certificate), managerKey: key) != nil)
+        #expect(PeerTrust.checkSignatures(PeerTrust.Mandate(), managerKey: key) != nil)
+        // A session whose delegation is not the certificate key's for this peer is refused whole.
+        var spoiled = s
+        spoiled.delegation?.holder = "w-9"
+        #expect(check(spoiled)?.code == .unauthorized)
+    }
+
+    @Test(arguments: [Int64.min, -1, 0, Int64.max])
+    func extremeDelegationExpiriesNeverTrap(expires: Int64) {
+        let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
+        var d = s.delegation!
+        d.expires = expires
+        let m = PeerTrust.Mandate(certificate: s.certificate, delegation: d)
+        _ = PeerTrust.checkClaims(m, holder: "w-1", now: now)
+        #expect(m.expires <= s.certificate.expires)
+    }
+
+    @Test func aRememberedMandateStillHasItsHolderAndExpiryChecked() throws {
+        var memo = PeerTrust.MandateMemo()
+        let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
+        let m = PeerTrust.Mandate(certificate: s.certificate, delegation: s.delegation)
+        #expect(try memo.check(m, managerKey: manager.publicKey, holder: "w-1", now: now).get() == "ada")
+        #expect(memo.count == 1)
+        #expect(throws: GridError.self) { try memo.check(m, managerKey: manager.publicKey, holder: "w-2", now: now).get() }
+        #expect(throws: GridError.self) { try memo.check(m, managerKey: manager.publicKey, holder: "w-1", now: now + PeerTrust.delegationSeconds).get() }
+        // Under another manager key it is checked again (and fails).
+        #expect(throws: GridError.self) { try memo.check(m, managerKey: PeerTrust.Signer().publicKey, holder: "w-1", now: now).get() }
     }
 }
