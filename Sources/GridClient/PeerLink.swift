@@ -96,7 +96,7 @@ public final class PeerLink: Sendable {
             }
             if let e = PeerTrust.checkPeerForSession(
                 proven, nonce: nonce, managerKey: pass.grant.managerKey, now: Int64(Date().timeIntervalSince1970), worker: proven.workerId,
-                link: identity)
+                link: identity, host: host, port: port)
             {
                 throw GridError(e.code, "the peer at \(host):\(port) is not who it says: \(e.message)")
             }

@@ -299,6 +299,10 @@ struct APIController: Sendable {
     /// join token is refused, as everywhere.
     @Sendable func peerTickets(_ request: Request, context: APIContext) async throws -> PeerTrust.Grant {
         let user = try await authenticate(request)
+        // A dashboard session lasts hours; a certificate outlives what it was granted for. Only an API token gets one.
+        if bearer(request)?.hasPrefix("cgs_") == true {
+            throw GridError(.unauthorized, "a dashboard session gets no peer certificate; use an API token (`campusgrid login`)")
+        }
         let body = try await request.decode(as: API.PeerTicketRequest.self, context: context)
         guard PeerTrust.isWellFormed(key: body.key) else {
             throw GridError(.badRequest, "key must be an Ed25519 public key: its 32 raw bytes in base64")

@@ -636,10 +636,12 @@ public actor ManagerCore {
             // Every run of a job, check runs included, gets the same seed: the job's (a check run's is its job's).
             var spec = job.spec
             spec.seed = spec.seed ?? JobSpec.seed(for: job.checkOf ?? job.id)
-            // The owner's ticket for this worker: with it the worker reads the owner's grid files from the peers.
+            // A job that reads grid files gets the owner's read ticket for this worker: those files, and nothing else.
+            let inputs = spec.gridInputs ?? []
+            let ticket = owner.flatMap { inputs.isEmpty ? nil : authority.readTicket(user: $0, holder: worker, files: inputs, now: Int64(wall())) }
             let message = Msg.JobAssign(
                 job: job.ref, spec: spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
-                owner: owner, ticket: owner.map { authority.ticket(user: $0, holder: worker, now: Int64(wall())) })
+                owner: owner, ticket: ticket)
             await send(.jobAssign(message), payload: payload, to: worker)
             logger.info("job assigned", metadata: ["grid.job.id": "\(job.id)", "grid.worker.id": "\(worker)", "grid.job.attempt": "\(job.attempt)"])
         } catch {

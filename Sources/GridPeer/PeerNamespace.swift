@@ -44,13 +44,13 @@ public enum PeerNamespace {
     }
 
     /// Whether a peer reading for `user` (nil: for nobody) may read stored key (or list prefix) `stored` on another
-    /// peer: the public names, and `user`'s own; nothing else, whatever it asks.
-    public static func mayRead(_ stored: String, for user: String?) -> Bool {
-        for kind in [Kind.memory, .file] {
-            if stored.hasPrefix(prefix(user: nil, kind: kind)) { return true }
-            if let user, isValidUser(user), stored.hasPrefix(prefix(user: user, kind: kind)) { return true }
-        }
-        return false
+    /// peer: the public names, and `user`'s own; nothing else, whatever it asks. `files`: a job's read ticket names
+    /// the only files of `user`'s it may read (no memory key, no listing).
+    public static func mayRead(_ stored: String, for user: String?, files: [String]? = nil) -> Bool {
+        for kind in [Kind.memory, .file] where stored.hasPrefix(prefix(user: nil, kind: kind)) { return true }
+        guard let user, isValidUser(user) else { return false }
+        if let files { return files.contains { self.stored($0, user: user, kind: .file) == stored } }
+        return [Kind.memory, .file].contains { stored.hasPrefix(prefix(user: user, kind: $0)) }
     }
 
     /// A public value, with its owner.

@@ -205,8 +205,8 @@ public enum Msg {
         public var files: [FileEntry]
         /// The submitter's username: the grid files the job reads and writes (`grid_inputs`, `save_outputs_as`) are theirs.
         public var owner: String?
-        /// A ticket for the owner, held by this worker: with it, the worker's peer reads the owner's grid files from
-        /// other peers (`MEM_FETCH`'s mandate).
+        /// The owner's read ticket for this worker, when the job reads grid files: with it, the worker's peer reads
+        /// those files (and no other data of the owner's) from other peers (`MEM_FETCH`'s mandate); it forwards nothing.
         public var ticket: PeerTrust.Ticket?
         public init(job: JobRef, spec: JobSpec, script: String, files: [FileEntry], owner: String? = nil, ticket: PeerTrust.Ticket? = nil) {
             self.job = job

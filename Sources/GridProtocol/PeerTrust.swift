@@ -56,14 +56,24 @@ public enum PeerTrust {
         public var holder: String
         public var expires: Int64
         public var signature: String
-        public init(user: String, holder: String, expires: Int64, signature: String) {
+        /// A job's read ticket (`JOB_ASSIGN`): only these grid files of `user` may be read with it, and it forwards
+        /// nothing. nil: an ordinary ticket.
+        public var files: [String]?
+        public init(user: String, holder: String, expires: Int64, signature: String, files: [String]? = nil) {
             self.user = user
             self.holder = holder
             self.expires = expires
             self.signature = signature
+            self.files = files
         }
 
-        public var signedBytes: Data { Data("campusgrid-ticket-v1\n\(user)\n\(holder)\n\(expires)".utf8) }
+        /// A read ticket signs its files (their SHA-256, names one per line: a file name has no control character)
+        /// behind a label of its own, so it never passes for an ordinary ticket.
+        public var signedBytes: Data {
+            guard let files else { return Data("campusgrid-ticket-v1\n\(user)\n\(holder)\n\(expires)".utf8) }
+            let digest = SHA256.hash(data: Data(files.joined(separator: "\n").utf8)).map { String(format: "%02x", $0) }.joined()
+            return Data("campusgrid-read-v1\n\(user)\n\(holder)\n\(expires)\n\(digest)".utf8)
+        }
     }
 
     /// A person's certificate, signed by the manager (`POST /api/v1/peer-tickets`): "`user` holds the private half of
@@ -103,23 +113,31 @@ public enum PeerTrust {
         }
     }
 
-    /// A grant with the private key its certificate names: what a client opens a session with.
+    /// A grant with the private key its certificate names: what a client opens a session with. `delegationSeconds`:
+    /// how long the peer may read this person's data from other peers (nil: not at all; a client that only runs tasks
+    /// or writes gives none).
     public struct Pass: Sendable {
         public var grant: Grant
         public var signer: Signer
-        public init(grant: Grant, signer: Signer) {
+        public var delegationSeconds: Int64?
+        public init(grant: Grant, signer: Signer, delegationSeconds: Int64? = PeerTrust.delegationSeconds) {
             self.grant = grant
             self.signer = signer
+            self.delegationSeconds = delegationSeconds
         }
 
-        /// The `SESSION` for peer `holder`, whose `HELLO_OK` carried `nonce`: the proof, and a delegation that lets
-        /// that peer read this person's data from other peers for `delegationSeconds` (no longer than the certificate).
+        /// The `SESSION` for peer `holder`, whose `HELLO_OK` carried `nonce`: the proof, and, when this pass gives one,
+        /// a delegation that lets that peer read this person's data from other peers (no longer than the certificate).
         public func session(holder: String, nonce: String, now: Int64) -> Msg.Session {
-            var d = Delegation(holder: holder, expires: min(now + PeerTrust.delegationSeconds, grant.certificate.expires), signature: "")
-            d.signature = signer.sign(d.signedBytes(user: grant.certificate.user))
+            let user = grant.certificate.user
+            let delegation = delegationSeconds.map { seconds -> Delegation in
+                var d = Delegation(holder: holder, expires: min(now + max(0, seconds), grant.certificate.expires), signature: "")
+                d.signature = signer.sign(d.signedBytes(user: user))
+                return d
+            }
             return Msg.Session(
-                certificate: grant.certificate, proof: signer.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: holder)),
-                forward: grant.forward?.holder == holder ? grant.forward : nil, delegation: d)
+                certificate: grant.certificate, proof: signer.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: holder, user: user)),
+                forward: grant.forward?.holder == holder ? grant.forward : nil, delegation: delegation)
         }
     }
 
@@ -201,6 +219,13 @@ public enum PeerTrust {
         /// A ticket letting peer `holder` act for `user` (the manager's key signs it).
         public func ticket(user: String, holder: String, now: Int64) -> Ticket {
             var t = Ticket(user: user, holder: holder, expires: now + ticketSeconds, signature: "")
+            t.signature = sign(t.signedBytes)
+            return t
+        }
+
+        /// A job's read ticket: peer `holder` (the job's worker) may read `user`'s grid files `files`, and nothing else.
+        public func readTicket(user: String, holder: String, files: [String], now: Int64) -> Ticket {
+            var t = Ticket(user: user, holder: holder, expires: now + ticketSeconds, signature: "", files: files)
             t.signature = sign(t.signedBytes)
             return t
         }
@@ -315,9 +340,10 @@ public enum PeerTrust {
         key.utf8.count <= 64 && Data(base64Encoded: key).flatMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) } != nil
     }
 
-    /// What a person signs to open a session at peer `holder` on the connection where it sent `nonce`.
-    public static func sessionChallenge(nonce: String, holder: String) -> Data {
-        Data("campusgrid-session-v1\n\(holder)\n\(nonce)".utf8)
+    /// What person `user` signs to open a session at peer `holder` on the connection where it sent `nonce` (the user
+    /// too: a certificate another user got for the same public key cannot take the proof over).
+    public static func sessionChallenge(nonce: String, holder: String, user: String) -> Data {
+        Data("campusgrid-session-v1\n\(user)\n\(holder)\n\(nonce)".utf8)
     }
 
     /// Checks a `SESSION` shown to peer `holder` on the connection where it sent `nonce`: the manager signed the
@@ -332,7 +358,7 @@ public enum PeerTrust {
         guard c.expires >= now - clockSkewSeconds else {
             return GridError(.unauthorized, "the user certificate expired; reach the manager once (any command) for a new one")
         }
-        guard isValid(signature: session.proof, over: sessionChallenge(nonce: nonce, holder: holder), key: c.key) else {
+        guard isValid(signature: session.proof, over: sessionChallenge(nonce: nonce, holder: holder, user: c.user), key: c.key) else {
             return GridError(.unauthorized, "the session was not signed with the certificate's key for this peer and this connection")
         }
         if let d = session.delegation {
@@ -368,27 +394,47 @@ public enum PeerTrust {
         return nil
     }
 
-    /// The claims of a mandate whose signatures are good: for peer `holder`, not expired. Returns the person it
-    /// speaks for.
-    public static func checkClaims(_ m: Mandate, holder: String, now: Int64) -> Result<String, GridError> {
+    /// Whom a reading peer reads for: the person, and, for a job's read ticket, the only grid files it may read.
+    public struct Reader: Sendable, Equatable {
+        public var user: String
+        public var files: [String]?
+        public init(user: String, files: [String]? = nil) {
+            self.user = user
+            self.files = files
+        }
+    }
+
+    /// The claims of a mandate whose signatures are good: for peer `holder`, not expired. Returns whom it lets the
+    /// peer read for.
+    public static func checkClaims(_ m: Mandate, holder: String, now: Int64) -> Result<Reader, GridError> {
         if let t = m.ticket {
             if let e = checkClaims(t, holder: holder, now: now) { return .failure(e) }
-            return .success(t.user)
+            return .success(Reader(user: t.user, files: t.files))
         }
         guard let c = m.certificate, let d = m.delegation else {
             return .failure(GridError(.forbidden, "a mandate is a ticket, or a certificate with its delegation"))
         }
         guard d.holder == holder else { return .failure(GridError(.forbidden, "the delegation is for peer \(d.holder), not for \(holder)")) }
         guard d.expires > now, c.expires >= now - clockSkewSeconds else { return .failure(GridError(.forbidden, "the delegation expired")) }
-        return .success(c.user)
+        return .success(Reader(user: c.user))
+    }
+
+    /// Whether `ticket` may come with a forwarded task: an ordinary ticket, not a job's read ticket (which lets a
+    /// worker read the job's input files, never act as the job's owner).
+    public static func checkForwarding(_ ticket: Ticket) -> GridError? {
+        ticket.files == nil ? nil : GridError(.forbidden, "a job's read ticket forwards no task; it only reads that job's input files")
     }
 
     /// Checks, on a person's side, the peer's answer to `HELLO {nonce}` before any ticket is shown to it: the manager
     /// (`managerKey`) signed its credential, in date, for the worker it says it is; it signed our `nonce` with that
-    /// credential's key; and, over TLS, its certificate names that same worker, so a peer that relays another's
-    /// handshake is caught. `worker`: the id the tickets were asked for. nil: the tickets may be shown.
+    /// credential's key; over TLS, its certificate names that same worker, so a peer that relays another's handshake is
+    /// caught; and, when the address dialled (`host:port`) and the one the manager lists for that worker are both IP
+    /// addresses and the dialled one is not loopback, they are the same, so traffic for one worker redirected to
+    /// another's peer port (ARP spoofing) is caught too. (A name is not resolved here, and on loopback a tunnel or a
+    /// forwarded port is the user's own doing.) `worker`: the id the grant was asked for. nil: the person may prove
+    /// itself.
     public static func checkPeerForSession(
-        _ ok: Msg.HelloOk, nonce: String, managerKey: String, now: Int64, worker: String, link: LinkIdentity
+        _ ok: Msg.HelloOk, nonce: String, managerKey: String, now: Int64, worker: String, link: LinkIdentity, host: String, port: Int
     ) -> GridError? {
         guard let credential = ok.credential, let proof = ok.proof else {
             return GridError(.unauthorized, "the peer did not prove which worker it is; nothing was sent")
@@ -405,8 +451,25 @@ public enum PeerTrust {
                 .unauthorized,
                 "the peer's certificate is \(name ?? "nobody")'s but it proves \(credential.workerId): it relays another worker; nothing was sent")
         }
+        let compared = isIPAddress(host) && !isLoopback(host) && isIPAddress(credential.host)
+        if compared && (credential.host != host || credential.port != port) {
+            return GridError(
+                .unauthorized,
+                "the peer at \(host):\(port) is \(credential.workerId), whom the manager lists at \(credential.host):\(credential.port); "
+                    + "nothing was sent (dial the address `campusgrid workers` shows)")
+        }
         return nil
     }
+
+    /// Whether `host` is an IPv4 or IPv6 address written out (not a name).
+    static func isIPAddress(_ host: String) -> Bool {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        if parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) { return true }
+        return host.contains(":") && host.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isASCIIHexDigit || $0 == ":" || $0 == ".") }
+    }
+
+    /// Whether `host` names this machine's loopback.
+    static func isLoopback(_ host: String) -> Bool { host == "localhost" || host == "::1" || host.hasPrefix("127.") }
 
     /// What the link itself says of the peer at its other end.
     public enum LinkIdentity: Sendable, Equatable {
@@ -494,7 +557,7 @@ extension PeerTrust.SignedMemo where Item == PeerTrust.Ticket {
 extension PeerTrust.SignedMemo where Item == PeerTrust.Mandate {
     /// The person a mandate shown by peer `holder` speaks for, its signatures verified only when not already found
     /// good under `managerKey`.
-    public mutating func check(_ m: PeerTrust.Mandate, managerKey: String, holder: String, now: Int64) -> Result<String, GridError> {
+    public mutating func check(_ m: PeerTrust.Mandate, managerKey: String, holder: String, now: Int64) -> Result<PeerTrust.Reader, GridError> {
         if let e = signatures(m, managerKey: managerKey, now: now, expires: \.expires, verify: { PeerTrust.checkSignatures($0, managerKey: managerKey) }) {
             return .failure(e)
         }

@@ -299,8 +299,8 @@ public actor PeerService: Service {
             }
             guard ok.kind == "api" else { return .failure(GridError(.unauthorized, "only a person's API token opens a session here")) }
             let caller = Caller(user: ok.user)
-            if let ticket = ok.ticket, ticket.user == ok.user {
-                tickets[ok.user] = ticket
+            if let ticket = ok.ticket, ticket.user == ok.user, ticket.files == nil {
+                keep(forwarding: ticket)
                 keep(PeerTrust.Mandate(ticket: ticket))
             }
             if authCache.count > 10_000 { authCache = [:] }
@@ -324,10 +324,20 @@ public actor PeerService: Service {
             return .failure(e)
         }
         let user = session.certificate.user
-        if let forward = session.forward, forward.expires > tickets[user]?.expires ?? .min { tickets[user] = forward }
+        if let forward = session.forward, forward.files == nil { keep(forwarding: forward) }
         if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
         if let forward = session.forward { keep(PeerTrust.Mandate(ticket: forward)) }
         return .success(Caller(user: user))
+    }
+
+    /// Keeps forwarding ticket `ticket` when it outlasts the one kept for its user (expired ones go when many are kept).
+    func keep(forwarding ticket: PeerTrust.Ticket) {
+        guard ticket.expires > tickets[ticket.user]?.expires ?? .min else { return }
+        if tickets.count > 10_000 {
+            let now = Self.nowS()
+            tickets = tickets.filter { $0.value.expires > now }
+        }
+        tickets[ticket.user] = ticket
     }
 
     /// Keeps `mandate` when it outlasts the one kept for its user (checked already: it came with a session, from the
@@ -348,8 +358,8 @@ public actor PeerService: Service {
         keep(PeerTrust.Mandate(ticket: ticket))
     }
 
-    /// Which person a reading peer speaks for: none without a mandate; the mandate's person when it is good.
-    private func reader(_ mandate: PeerTrust.Mandate?, caller: Caller) throws -> String? {
+    /// Whom a reading peer reads for: nobody without a mandate; the mandate's person (and files) when it is good.
+    private func reader(_ mandate: PeerTrust.Mandate?, caller: Caller) throws -> PeerTrust.Reader? {
         guard let mandate else { return nil }
         guard let managerKey, let peer = caller.peer else { throw GridError(.unreachable, "this peer does not know its manager's key yet") }
         return try goodMandates.check(mandate, managerKey: managerKey, holder: peer, now: Self.nowS()).get()
@@ -396,13 +406,15 @@ public actor PeerService: Service {
             case .memSync(let m):
                 try requirePeer(caller, message)
                 if let e = VersionRules.check(m.entries.lazy.map(\.version), nowMs: Self.nowMs()) { throw e }
-                let lost = memory.apply(m.entries)
+                // The writer learns which of its entries lost, and to which version, never the value that won: any
+                // proven peer may send a MEM_SYNC (an old version of any key), and reading a key needs a mandate.
+                let lost = memory.apply(m.entries).map { Msg.MemEntry(key: $0.key, value: nil, version: $0.version, origin: $0.origin) }
                 return lost.isEmpty ? (.ok(Msg.Ok()), nil) : (.memEntries(Msg.MemEntries(entries: lost)), nil)
             case .memFetch(let m):
                 try requirePeer(caller, message)
                 // A peer reads public names, and the private ones of the person whose mandate it shows: no others.
                 let reader = try reader(m.mandate, caller: caller)
-                if let other = m.keys.prefix(1000).first(where: { !PeerNamespace.mayRead($0, for: reader) }) {
+                if let other = m.keys.prefix(1000).first(where: { !PeerNamespace.mayRead($0, for: reader?.user, files: reader?.files) }) {
                     throw GridError(.forbidden, "MEM_FETCH of another user's key (\(PeerNamespace.owner(of: other) ?? "?")) needs their mandate")
                 }
                 let entries = m.keys.prefix(1000).compactMap { k in
@@ -413,7 +425,8 @@ public actor PeerService: Service {
                 // A peer lists this peer's stored keys under a public prefix, or a prefix of the person whose mandate
                 // it shows.
                 let prefix = m.prefix ?? ""
-                guard PeerNamespace.mayRead(prefix, for: try reader(m.mandate, caller: caller)) else {
+                let reader = try reader(m.mandate, caller: caller)
+                guard PeerNamespace.mayRead(prefix, for: reader?.user, files: reader?.files) else {
                     throw GridError(.forbidden, "LIST_MEM of another user's keys (\(PeerNamespace.owner(of: prefix) ?? "all")) needs their mandate")
                 }
                 return (.memKeys(Msg.MemKeys(keys: memory.keys(prefix: prefix))), nil)
@@ -596,7 +609,7 @@ public actor PeerService: Service {
             guard let ticket = task.ticket, let signature = task.signature, let peerKey = caller.peerKey, let managerKey else {
                 throw GridError(.forbidden, "a peer may forward a task only with the user's ticket and its signature")
             }
-            if let e = goodTickets.check(ticket, managerKey: managerKey, holder: peer, now: Self.nowS()) { throw e }
+            if let e = PeerTrust.checkForwarding(ticket) ?? goodTickets.check(ticket, managerKey: managerKey, holder: peer, now: Self.nowS()) { throw e }
             var unsigned = task
             unsigned.signature = nil
             guard PeerTrust.isValid(signature: signature, over: PeerTrust.requestBytes(ticket: ticket, requestJSON: try GridJSON.encode(unsigned)), key: peerKey)

@@ -48,6 +48,7 @@ struct Logout: AsyncParsableCommand {
             let client = try options.client()
             try? await client.logout()
             try CredentialStore.save(nil, for: client.baseURL)
+            try PeerPassStore.forget(client.baseURL)
             try options.output(["logged_out": true]) { say("Logged out of \(client.baseURL).") }
         }
     }

@@ -16,15 +16,19 @@ struct PeerOptions: ParsableArguments {
     @Flag(help: "Allow plain text to a peer beyond loopback (your data crosses the network unencrypted; your token never goes to a peer).")
     var insecurePlaintext = false
 
-    /// A link to the peer, opened with the manager's tickets for it (the user's token goes only to the manager).
-    func link() async throws -> PeerLink {
-        try await link(host: host, port: port)
+    /// A link to the peer, opened with this client's certificate (the user's token goes only to the manager).
+    /// `delegate`: the command reads the user's data, which the peer may then fetch from other peers for ten minutes.
+    func link(delegate: Bool = false) async throws -> PeerLink {
+        try await link(host: host, port: port, delegate: delegate)
     }
+
+    /// How long a peer the CLI reads through may read the user's data from other peers (`PeerTrust.Delegation`).
+    static let delegationSeconds: Int64 = 600
 
     /// A link to the peer at `host:port` (this one, or another the manager named): TLS with `--ca`; plain text only on
     /// loopback, or beyond it with `--insecure-plaintext`. The peer first proves which worker it is; the manager then
     /// grants tickets for one session there, which the peer is shown in place of the API token (`PeerLink.connect`).
-    func link(host: String, port: Int) async throws -> PeerLink {
+    func link(host: String, port: Int, delegate: Bool = false) async throws -> PeerLink {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
         let manager = try managerClient()
         var tls: PeerTLS?
@@ -40,7 +44,8 @@ struct PeerOptions: ParsableArguments {
                     + "and the peer verified, or --insecure-plaintext to let your data cross the network in clear text")
         }
         do {
-            return try await PeerLink.connect(host: host, port: port, grant: PeerPassStore.source(manager: manager), tls: tls)
+            return try await PeerLink.connect(
+                host: host, port: port, grant: PeerPassStore.source(manager: manager, delegationSeconds: delegate ? Self.delegationSeconds : nil), tls: tls)
         } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden, .notAuthenticated, .notFound].contains(e.code) {
             // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
             throw GridError(e.code, "\(e.message) (if the grid speaks TLS, pass --ca with its CA, the manager's ca.pem)")
@@ -94,7 +99,7 @@ struct PeerOptions: ParsableArguments {
     func ask<T>(
         _ message: GridMessage, timeout: Double = 120, expecting what: String, _ extract: (GridMessage) -> T?
     ) async throws -> T {
-        let link = try await link()
+        let link = try await link(delegate: Self.reads(message))
         do {
             let reply = try await link.request(message, timeout: timeout)
             await link.close()
@@ -105,6 +110,14 @@ struct PeerOptions: ParsableArguments {
         } catch {
             await link.close()
             throw error
+        }
+    }
+
+    /// Whether `message` reads the user's data (which may be held by other peers than the one asked).
+    static func reads(_ message: GridMessage) -> Bool {
+        switch message {
+        case .getMem, .delMem, .listMem, .getFile, .getFileChunk, .listFiles, .deleteFile: true
+        default: false
         }
     }
 
@@ -213,7 +226,7 @@ struct DelMemCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
+            let link = try await peer.link(delegate: true)
             _ = try await link.request(.delMem(Msg.MemKey(key: key)))
             await link.close()
             say("Deleted \(key)")
@@ -261,7 +274,7 @@ struct GetFileCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
+            let link = try await peer.link(delegate: true)
             let info = try await link.download(filename, to: save)
             await link.close()
             if peer.json { try peer.printJSON(info) } else { say("Saved \(info.filename) to \(save) (\(info.size) bytes)") }
@@ -291,7 +304,7 @@ struct DeleteFileCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
+            let link = try await peer.link(delegate: true)
             _ = try await link.request(.deleteFile(Msg.FileRef(filename: filename)))
             await link.close()
             say("Deleted \(filename)")

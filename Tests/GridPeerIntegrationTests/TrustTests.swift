@@ -138,7 +138,7 @@ import Testing
         #expect(asSeen?["type"] as? String == "ERROR" && asSeen?["code"] as? String == "unauthorized", "\(asSeen ?? [:])")
         let reProved = try replay { nonce in
             var s = stolen
-            s.proof = key.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: honest.id))
+            s.proof = key.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: honest.id, user: "alice"))
             return s
         }
         #expect(reProved?["type"] as? String == "ERROR" && reProved?["code"] as? String == "unauthorized", "\(reProved ?? [:])")
@@ -282,6 +282,11 @@ import Testing
         #expect(grant.managerKey == theirs)
         let elsewhere = PeerTrust.Mandate(ticket: try #require(grant.forward))
         #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret], mandate: elsewhere))) == .forbidden)
+        // Nor does an old version sent to it (MEM_SYNC) bring back the value that won: only its version.
+        let stale = Msg.MemEntry(key: secret, value: .string("x"), version: 1, origin: worker.id)
+        let answer = try await link.request(.memSync(Msg.MemEntries(entries: [stale])), timeout: 10).message
+        guard case .memEntries(let won) = answer else { throw TestGridError("MEM_SYNC of a stale version answered \(answer.type)") }
+        #expect(won.entries.count == 1 && won.entries.allSatisfy { $0.value == nil && $0.version > 1 }, "\(won.entries)")
         // Public names need no mandate.
         let publicKey = PeerNamespace.stored("notice", user: nil, kind: .memory)
         guard case .memEntries = try await link.request(.memFetch(Msg.MemFetch(keys: [publicKey])), timeout: 10).message else {

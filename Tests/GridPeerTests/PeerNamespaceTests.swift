@@ -95,5 +95,12 @@ struct PeerNamespaceTests {
             #expect(!PeerNamespace.mayRead(prefix, for: "alice"), "prefix \(prefix.debugDescription) lists more than alice's")
         }
         #expect(PeerNamespace.owner(of: "\u{2}\u{1e}x") == nil && PeerNamespace.owner(of: "\u{2}bad name\u{1e}") == nil)
+        // A job's read ticket: its files only; no memory key, other file or listing of the owner's.
+        let files = ["in.csv"]
+        #expect(PeerNamespace.mayRead(PeerNamespace.stored("in.csv", user: "alice", kind: .file), for: "alice", files: files))
+        #expect(!PeerNamespace.mayRead(PeerNamespace.stored("other.csv", user: "alice", kind: .file), for: "alice", files: files))
+        #expect(!PeerNamespace.mayRead(PeerNamespace.stored("in.csv", user: "alice", kind: .memory), for: "alice", files: files))
+        #expect(!PeerNamespace.mayRead(PeerNamespace.prefix(user: "alice", kind: .file), for: "alice", files: files))
+        #expect(PeerNamespace.mayRead(PeerNamespace.stored("shared", user: nil, kind: .file), for: "alice", files: files))
     }
 }

@@ -242,7 +242,7 @@ struct PeerTrustTests {
         // Someone else's certificate (seen by a peer) with a proof of their own key: the key is not the certificate's.
         let thief = PeerTrust.Signer()
         s = good
-        s.proof = thief.sign(PeerTrust.sessionChallenge(nonce: "n-1", holder: "w-1"))
+        s.proof = thief.sign(PeerTrust.sessionChallenge(nonce: "n-1", holder: "w-1", user: "ada"))
         #expect(check(s)?.code == .unauthorized)
         // Or the certificate re-made for the thief's key: not the manager's signature.
         s.certificate.key = thief.publicKey
@@ -292,8 +292,11 @@ struct PeerTrustTests {
     @Test func aClientProvesItselfOnlyToAPeerThatProvedItIsTheWorkerItSays() {
         let nonce = PeerTrust.nonce()
         let key = manager.publicKey
-        func check(_ ok: Msg.HelloOk, worker: String = "w-1", link: PeerTrust.LinkIdentity = .plainText, at: Int64 = now) -> GridError? {
-            PeerTrust.checkPeerForSession(ok, nonce: nonce, managerKey: key, now: at, worker: worker, link: link)
+        func check(
+            _ ok: Msg.HelloOk, worker: String = "w-1", link: PeerTrust.LinkIdentity = .plainText, at: Int64 = now, host: String = "127.0.0.1",
+            port: Int = 9000
+        ) -> GridError? {
+            PeerTrust.checkPeerForSession(ok, nonce: nonce, managerKey: key, now: at, worker: worker, link: link, host: host, port: port)
         }
         #expect(check(answer(nonce: nonce)) == nil)
         #expect(check(answer(nonce: nonce), link: .certificate("w-1")) == nil)
@@ -314,18 +317,29 @@ struct PeerTrustTests {
         // Over TLS, a certificate of another worker (a peer relaying w-1's handshake), or one naming none.
         #expect(check(answer(nonce: nonce), link: .certificate("w-9"))?.code == .unauthorized)
         #expect(check(answer(nonce: nonce), link: .certificate(nil))?.code == .unauthorized)
+        // The manager lists it elsewhere than the address dialled (traffic for another worker redirected to it).
+        let listedAway = PeerTrust.Expected(workerId: "w-1", host: "10.0.0.5", port: 9000)
+        var away = answer(nonce: nonce)
+        away.credential = credential(listedAway.workerId, host: listedAway.host, port: listedAway.port)
+        #expect(check(away, host: "10.0.0.5", port: 9000) == nil)
+        #expect(check(away, host: "10.0.0.9", port: 9000)?.code == .unauthorized)
+        #expect(check(away, host: "10.0.0.5", port: 9001)?.code == .unauthorized)
+        // Loopback (a tunnel, a forwarded port) and names are not compared.
+        #expect(check(away, host: "127.0.0.1", port: 4444) == nil)
+        #expect(check(away, host: "::1", port: 4444) == nil)
+        #expect(check(away, host: "lab-pc-3.campus.example", port: 9000) == nil)
     }
 
     // MARK: Mandates (what a peer shows another to read a person's data)
 
     @Test func aMandateIsTheManagersTicketOrTheCertificateWithItsDelegationForThatPeer() throws {
         let ticket = PeerTrust.Mandate(ticket: manager.ticket(user: "ada", holder: "w-1", now: now))
-        #expect(try PeerTrust.checkClaims(ticket, holder: "w-1", now: now).get() == "ada")
+        #expect(try PeerTrust.checkClaims(ticket, holder: "w-1", now: now).get().user == "ada")
         #expect(PeerTrust.checkSignatures(ticket, managerKey: manager.publicKey) == nil)
         let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
         let delegated = PeerTrust.Mandate(certificate: s.certificate, delegation: s.delegation)
         #expect(PeerTrust.checkSignatures(delegated, managerKey: manager.publicKey) == nil)
-        #expect(try PeerTrust.checkClaims(delegated, holder: "w-1", now: now).get() == "ada")
+        #expect(try PeerTrust.checkClaims(delegated, holder: "w-1", now: now).get().user == "ada")
         #expect(s.delegation?.expires == now + PeerTrust.delegationSeconds)
         // Shown by another peer, or after it expired: nothing.
         for m in [ticket, delegated] {
@@ -371,11 +385,29 @@ struct PeerTrustTests {
         var memo = PeerTrust.MandateMemo()
         let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
         let m = PeerTrust.Mandate(certificate: s.certificate, delegation: s.delegation)
-        #expect(try memo.check(m, managerKey: manager.publicKey, holder: "w-1", now: now).get() == "ada")
+        #expect(try memo.check(m, managerKey: manager.publicKey, holder: "w-1", now: now).get().user == "ada")
         #expect(memo.count == 1)
         #expect(throws: GridError.self) { try memo.check(m, managerKey: manager.publicKey, holder: "w-2", now: now).get() }
         #expect(throws: GridError.self) { try memo.check(m, managerKey: manager.publicKey, holder: "w-1", now: now + PeerTrust.delegationSeconds).get() }
         // Under another manager key it is checked again (and fails).
         #expect(throws: GridError.self) { try memo.check(m, managerKey: PeerTrust.Signer().publicKey, holder: "w-1", now: now).get() }
+    }
+
+    // MARK: A job's read ticket
+
+    @Test func aJobsReadTicketReadsOnlyItsFilesAndForwardsNothing() throws {
+        let t = manager.readTicket(user: "ada", holder: "w-1", files: ["data.csv", "weights.bin"], now: now)
+        #expect(PeerTrust.checkForwarding(t)?.code == .forbidden)
+        #expect(PeerTrust.checkForwarding(manager.ticket(user: "ada", holder: "w-1", now: now)) == nil)
+        // Signed with its files, under a label of its own: neither its files nor its kind can be changed.
+        #expect(PeerTrust.check(t, managerKey: manager.publicKey, holder: "w-1", now: now) == nil)
+        var more = t
+        more.files = ["data.csv", "weights.bin", "secrets.txt"]
+        #expect(PeerTrust.check(more, managerKey: manager.publicKey, holder: "w-1", now: now) != nil)
+        var plain = t
+        plain.files = nil
+        #expect(PeerTrust.check(plain, managerKey: manager.publicKey, holder: "w-1", now: now) != nil, "a read ticket passed for an ordinary one")
+        let reader = try PeerTrust.checkClaims(PeerTrust.Mandate(ticket: t), holder: "w-1", now: now).get()
+        #expect(reader == PeerTrust.Reader(user: "ada", files: ["data.csv", "weights.bin"]))
     }
 }
