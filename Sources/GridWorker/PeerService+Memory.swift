@@ -168,7 +168,7 @@ extension PeerService {
         var found: [String: Msg.MemEntry] = [:]
         var reachable = 0
         var refusal: GridError?
-        let mandate = PeerNamespace.owner(of: key).flatMap { mandates[$0] }
+        let mandate = mandate(for: key)
         for owner in owners {
             let (reached, entry) = await replica(of: key, on: owner, mandate: mandate, refusal: &refusal)
             if reached { reachable += 1 }
@@ -242,7 +242,7 @@ extension PeerService {
         if local { return mine }
         var all = Set(mine)
         for peer in memberIds where peer != selfId {
-            let mandate = PeerNamespace.owner(of: prefix).flatMap { mandates[$0] }
+            let mandate = mandate(for: prefix)
             if case .memKeys(let m)? = try? await ask(peer, .listMem(Msg.ListMem(prefix: prefix, local: true, mandate: mandate)), timeout: 10).message {
                 all.formUnion(m.keys)
             }

@@ -92,9 +92,12 @@ public actor PeerService: Service {
     private(set) var credential: PeerTrust.Credential?
     /// The newest ticket per user, from `AUTH_OK`: lets this peer forward that user's tasks.
     var tickets: [String: PeerTrust.Ticket] = [:]
-    /// The newest mandate per user (`SESSION`'s delegation, a ticket from `AUTH_OK`, `SESSION` or a job's
-    /// `JOB_ASSIGN`): lets this peer read that user's data from other peers.
+    /// The newest mandate per user (`SESSION`'s delegation, or the ticket an older client's `HELLO {token}` got from
+    /// `AUTH_OK`): lets this peer read that user's data from other peers.
     var mandates: [String: PeerTrust.Mandate] = [:]
+    /// Jobs' read tickets per owner (`JOB_ASSIGN`), kept apart: each reads only its job's files, and never stands in
+    /// for a session's mandate.
+    var readTickets: [String: [PeerTrust.Ticket]] = [:]
     private var onLoadChange: (@Sendable () -> Void)?
 
     // Function tasks.
@@ -325,8 +328,8 @@ public actor PeerService: Service {
         }
         let user = session.certificate.user
         if let forward = session.forward, forward.files == nil { keep(forwarding: forward) }
+        // Reads only with the person's delegation: a forwarding ticket lets this peer hand tasks on, not read their data.
         if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
-        if let forward = session.forward { keep(PeerTrust.Mandate(ticket: forward)) }
         return .success(Caller(user: user))
     }
 
@@ -343,7 +346,7 @@ public actor PeerService: Service {
     /// Keeps `mandate` when it outlasts the one kept for its user (checked already: it came with a session, from the
     /// manager, or with a job).
     func keep(_ mandate: PeerTrust.Mandate) {
-        guard let user = mandate.user, mandate.expires > mandates[user]?.expires ?? .min else { return }
+        guard let user = mandate.user, mandate.ticket?.files == nil, mandate.expires > mandates[user]?.expires ?? .min else { return }
         if mandates.count > 10_000 {
             let now = Self.nowS()
             mandates = mandates.filter { $0.value.expires > now }
@@ -354,8 +357,21 @@ public actor PeerService: Service {
     /// A job's `JOB_ASSIGN` ticket for its owner (the manager's, for this worker): this peer reads the owner's grid
     /// files with it.
     public func adopt(_ ticket: PeerTrust.Ticket) {
-        guard let managerKey, let selfId, PeerTrust.check(ticket, managerKey: managerKey, holder: selfId, now: Self.nowS()) == nil else { return }
-        keep(PeerTrust.Mandate(ticket: ticket))
+        let now = Self.nowS()
+        guard ticket.files != nil, let managerKey, let selfId, PeerTrust.check(ticket, managerKey: managerKey, holder: selfId, now: now) == nil else {
+            return
+        }
+        if readTickets.count > 10_000 { readTickets = readTickets.filter { $0.value.contains { $0.expires > now } } }
+        readTickets[ticket.user] = (readTickets[ticket.user, default: []].filter { $0.expires > now } + [ticket]).suffix(64)
+    }
+
+    /// The mandate to read stored key (or list prefix) `stored` with: none for a public one; the session's mandate of
+    /// its owner when this peer holds one, else a job's read ticket that names that very file.
+    func mandate(for stored: String) -> PeerTrust.Mandate? {
+        guard let user = PeerNamespace.owner(of: stored) else { return nil }
+        let now = Self.nowS()
+        if let m = mandates[user], m.expires > now { return m }
+        return readTickets[user]?.last { $0.expires > now && PeerNamespace.mayRead(stored, for: user, files: $0.files) }.map { PeerTrust.Mandate(ticket: $0) }
     }
 
     /// Whom a reading peer reads for: nobody without a mandate; the mandate's person (and files) when it is good.
