@@ -178,17 +178,7 @@ final class PeerConnection: ChannelInboundHandler {
             reply(frame, context: context, thenClose: true)
         case .checkToken(let token, let id):
             gate.heard()
-            handshake = Task {
-                let result = await service.authenticate(token)
-                let me = await service.selfId ?? ""
-                let answered = result.map { caller in
-                    (caller, GridMessage.helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0)))
-                }
-                bound.eventLoop.execute {
-                    let (handler, context) = bound.value
-                    handler.resolved(handler.greeting.checked(answered, id: id), context: context)
-                }
-            }
+            check(id: id, bound) { await service.welcome(await service.authenticate(token)) }
         case .greetPeer(let nonce, let id):
             // Another peer: we prove ourselves first (our credential, our signature over its nonce), then it does.
             gate.heard()
@@ -200,25 +190,9 @@ final class PeerConnection: ChannelInboundHandler {
                 }
             }
         case .checkProof(let proof, let nonce, let id):
-            handshake = Task {
-                let result = await service.authenticatePeer(proof, nonce: nonce).map { ($0, GridMessage.ok(Msg.Ok())) }
-                bound.eventLoop.execute {
-                    let (handler, context) = bound.value
-                    handler.resolved(handler.greeting.checked(result, id: id), context: context)
-                }
-            }
+            check(id: id, bound) { await service.authenticatePeer(proof, nonce: nonce).map { ($0, GridMessage.ok(Msg.Ok())) } }
         case .checkSession(let session, let nonce, let id):
-            handshake = Task {
-                let result = await service.authenticateSession(session, nonce: nonce)
-                let me = await service.selfId ?? ""
-                let answered = result.map { caller in
-                    (caller, GridMessage.helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: me, owner: caller.user, heartbeatSeconds: 0)))
-                }
-                bound.eventLoop.execute {
-                    let (handler, context) = bound.value
-                    handler.resolved(handler.greeting.checked(answered, id: id), context: context)
-                }
-            }
+            check(id: id, bound) { await service.welcome(await service.authenticateSession(session, nonce: nonce)) }
         case .open(let frame):
             // Full limits from here on: bulk bytes, long lines, no HELLO deadline.
             gate.open()
@@ -229,6 +203,21 @@ final class PeerConnection: ChannelInboundHandler {
                 return reply(GridFrame(id: frame.id, .memResult(hit)), context: context)
             }
             start(frame, caller: caller, context: context)
+        }
+    }
+
+    /// Runs a check of the caller (`check`, off the event loop, in the connection's `handshake` task) and hands its
+    /// result to `PeerGreeting.checked` back on the event loop.
+    private func check(
+        id: Int, _ bound: NIOLoopBound<(PeerConnection, ChannelHandlerContext)>,
+        _ check: @escaping @Sendable () async -> Result<(PeerService.Caller, GridMessage), GridError>
+    ) {
+        handshake = Task {
+            let result = await check()
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.resolved(handler.greeting.checked(result, id: id), context: context)
+            }
         }
     }
 

@@ -333,6 +333,11 @@ public actor PeerService: Service {
         return .success(Caller(user: user))
     }
 
+    /// A person accepted (by token or by `SESSION`) is told so with `HELLO_OK {worker_id, owner}`.
+    func welcome(_ result: Result<Caller, GridError>) -> Result<(Caller, GridMessage), GridError> {
+        result.map { ($0, .helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: selfId ?? "", owner: $0.user, heartbeatSeconds: 0))) }
+    }
+
     /// Keeps forwarding ticket `ticket` when it outlasts the one kept for its user (expired ones go when many are kept).
     func keep(forwarding ticket: PeerTrust.Ticket) {
         guard ticket.expires > tickets[ticket.user]?.expires ?? .min else { return }
