@@ -342,7 +342,9 @@ final class GatedRunner: JobRunner, Sendable {
 /// cancelled that nobody cancelled; either way the job is not over: it runs again, and the stopped run pays nothing.
 @Suite struct InProcessStoppedRunTests {
     @Test func aJobWhoseWorkerStopsMidRunRunsAgainOnAnotherAndIsNotCancelled() async throws {
-        try await withTestGrid(workers: 0) { grid in
+        // A lease long enough that a loaded machine's late heartbeat does not lose the second worker too (seen once
+        // beside a CPU hog): the stop is reported, not found by the lease.
+        try await withTestGrid(workers: 0, leaseSeconds: 10) { grid in
             let alice = try await grid.user("alice")
             let owner = try await grid.user("contributor")
             let first = try await grid.startWorker("first", owner: owner)
