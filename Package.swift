@@ -123,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "campusgrid",
             dependencies: [
-                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridProtocol", "GridBench", "GridSandbox", "GridScheduler",
+                "GridCore", "GridManager", "GridWorker", "GridClient", "GridStore", "GridProtocol", "GridBench", "GridSandbox", "GridScheduler", "GridPeer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -25,6 +25,8 @@ public struct GridError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let versionMismatch = Code("version_mismatch")
         public static let invalidResources = Code("invalid_resources")
         public static let rateLimited = Code("rate_limited")
+        /// A peer has no room for more of what was sent: the person's share of it, or the peer's whole budget, is full.
+        public static let insufficientStorage = Code("insufficient_storage")
         public static let sandboxUnavailable = Code("sandbox_unavailable")
         public static let `internal` = Code("internal")
         /// A peer or the manager could not be reached (peer services).

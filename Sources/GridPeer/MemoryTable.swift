@@ -23,20 +23,55 @@ public struct MemoryTable: Sendable {
 
     public private(set) var entries: [String: Entry] = [:]
     public var tombstoneTTL: Int64 = 10 * 60 * 1000
+    /// How much this table may hold, in all and per owner (see `StorageBudget`); unlimited unless set.
+    public var budget: StorageBudget
+    /// Bytes held (`size(of:_:)` of every entry, tombstones included), in all and per owner (`owner(of:_:)`).
+    public private(set) var heldBytes: Int64 = 0
+    public private(set) var heldByOwner: [String: Int64] = [:]
 
-    public init() {}
+    public init(budget: StorageBudget = .unlimited(what: "memory values")) { self.budget = budget }
+
+    /// What `store` did with an entry.
+    public enum Outcome: Hashable, Sendable {
+        case kept
+        /// This table holds a newer version.
+        case lost
+        /// It would take the owner, or the table, past its budget: the reason, for the writer.
+        case refused(String)
+    }
 
     /// Keeps `entry` unless this table holds a newer one; returns whether it was kept.
     @discardableResult
-    public mutating func apply(_ key: String, _ entry: Entry) -> Bool {
-        if let current = entries[key], !entry.isNewer(than: current) { return false }
+    public mutating func apply(_ key: String, _ entry: Entry) -> Bool { store(key, entry) == .kept }
+
+    /// Keeps `entry` unless this table holds a newer one, or it does not fit the budget.
+    public mutating func store(_ key: String, _ entry: Entry) -> Outcome {
+        let current = entries[key]
+        if let current, !entry.isNewer(than: current) { return .lost }
+        let owner = Self.owner(of: key, entry.value)
+        let size = Self.size(of: key, entry.value)
+        let replaced = current.map { (owner: Self.owner(of: key, $0.value), size: Self.size(of: key, $0.value)) }
+        // What the write adds to its owner's share (and at most to the table: a replaced entry of another owner, a
+        // public name's deletion, is small). A write that adds nothing always fits, and so does the deletion of a value
+        // held here, whoever's share is full: nobody is ever kept from deleting.
+        let growth = size - (replaced?.owner == owner ? replaced?.size ?? 0 : 0)
+        if !(entry.value == nil && current?.value != nil),
+            let reason = budget.refusal(adding: growth, totalHeld: heldBytes, owner: (owner, heldByOwner[owner] ?? 0))
+        {
+            return .refused(reason)
+        }
+        if let replaced { account(replaced.owner, -replaced.size) }
+        account(owner, size)
         entries[key] = entry
-        return true
+        return .kept
     }
 
     public func get(_ key: String) -> Entry? { entries[key] }
 
-    public mutating func drop(_ key: String) { entries[key] = nil }
+    public mutating func drop(_ key: String) {
+        guard let e = entries.removeValue(forKey: key) else { return }
+        account(Self.owner(of: key, e.value), -Self.size(of: key, e.value))
+    }
 
     /// Live keys (not deleted) starting with `prefix`, sorted.
     public func keys(prefix: String) -> [String] {
@@ -49,7 +84,27 @@ public struct MemoryTable: Sendable {
     public mutating func collectGarbage(now: Int64) {
         let cutoff = now.subtractingReportingOverflow(tombstoneTTL)
         guard !cutoff.overflow else { return }
-        entries = entries.filter { _, e in e.value != nil || e.version > cutoff.partialValue }
+        for (k, e) in entries where e.value == nil && e.version <= cutoff.partialValue { drop(k) }
+    }
+
+    /// Whose share an entry counts against: the user of a private key, the owner named in a public value, else ""
+    /// (values with no owner share one budget, so a peer that sends junk cannot take more than one person's share).
+    public static func owner(of key: String, _ value: JSONValue?) -> String {
+        if let user = PeerNamespace.owner(of: key) { return user }
+        if let value, let (owner, _) = PeerNamespace.unwrap(value) { return owner }
+        return ""
+    }
+
+    /// The bytes an entry is counted as: its key, a bound on its value's JSON, and 64 for the version and bookkeeping
+    /// (a deletion counts too: it is kept until the TTL).
+    public static func size(of key: String, _ value: JSONValue?) -> Int64 {
+        StorageBudget.sum(Int64(key.utf8.count) + 64, Int64(clamping: value?.encodedSizeBound ?? 0))
+    }
+
+    private mutating func account(_ owner: String, _ delta: Int64) {
+        heldBytes = max(0, StorageBudget.sum(heldBytes, delta))
+        let now = max(0, StorageBudget.sum(heldByOwner[owner] ?? 0, delta))
+        heldByOwner[owner] = now == 0 ? nil : now
     }
 
     /// What to do after the set of peers changed: for each key, the other owners that should get a copy, and whether

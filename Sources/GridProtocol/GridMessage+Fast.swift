@@ -117,10 +117,11 @@ extension GridMessage {
                 guard WireJSON.write(v, into: &out) else { return false }
             }
         case .memSync(let m):
-            guard entries(m.entries) else { return false }
+            guard m.refused == nil, entries(m.entries) else { return false }
             type()
         case .memEntries(let m):
-            guard entries(m.entries) else { return false }
+            // Refusals (rare) go the general way.
+            guard m.refused == nil, entries(m.entries) else { return false }
             type()
         case .cpuTask(let t):
             // A forwarded task (ticket, signature) goes the general way.
@@ -225,7 +226,7 @@ extension GridMessage {
             guard case .some(let value) = optional(fields["value"]) else { return nil }
             return .memResult(Msg.MemResult(key: key, value: value, owners: owners))
         case .memSync?, .memEntries?:
-            guard case .array(let list)? = fields["entries"] else { return nil }
+            guard case .array(let list)? = fields["entries"], fields["refused"] == nil else { return nil }
             var entries: [Msg.MemEntry] = []
             entries.reserveCapacity(list.count)
             for item in list {

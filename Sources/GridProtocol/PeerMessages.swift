@@ -235,7 +235,13 @@ extension Msg {
     /// Peer → peer: keep these replicas (`MEM_SYNC`), or the answer to `MEM_FETCH`.
     public struct MemEntries: Hashable, Sendable, Codable {
         public var entries: [MemEntry]
-        public init(entries: [MemEntry]) { self.entries = entries }
+        /// In the answer to `MEM_SYNC`: the keys this peer did not keep because they do not fit its storage budget, with
+        /// the reason for the writer (nil when none).
+        public var refused: [String: String]?
+        public init(entries: [MemEntry], refused: [String: String]? = nil) {
+            self.entries = entries
+            self.refused = refused
+        }
     }
 
     /// Peer → peer: your own replicas of these keys, if any.
@@ -400,6 +406,20 @@ extension Msg {
     }
 
     /// A peer's own state, for people, tests and the status page.
+    /// Bytes the shared storage holds on a peer, and the limits its owner set (`--share-memory-mb`, `--share-disk-mb`).
+    public struct StorageUse: Hashable, Sendable, Codable {
+        public var memoryBytes: Int64
+        public var memoryLimit: Int64
+        public var diskBytes: Int64
+        public var diskLimit: Int64
+        public init(memoryBytes: Int64, memoryLimit: Int64, diskBytes: Int64, diskLimit: Int64) {
+            self.memoryBytes = memoryBytes
+            self.memoryLimit = memoryLimit
+            self.diskBytes = diskBytes
+            self.diskLimit = diskLimit
+        }
+    }
+
     public struct PeerStatus: Hashable, Sendable, Codable {
         public var workerId: String
         public var name: String
@@ -411,10 +431,13 @@ extension Msg {
         public var memKeys: Int
         public var chunks: Int
         public var tasksDone: Int
+        /// What the shared storage takes on this peer, against what its owner lent (nil from peers before it was kept).
+        public var storage: StorageUse?
         public init(
             workerId: String, name: String, slots: Int, running: Int, queued: [String: Int], peers: [PeerInfo], memKeys: Int, chunks: Int,
-            tasksDone: Int
+            tasksDone: Int, storage: StorageUse? = nil
         ) {
+            self.storage = storage
             self.workerId = workerId
             self.name = name
             self.slots = slots

@@ -3,16 +3,67 @@ import Foundation
 import GridCore
 import GridPeer
 import NIOCore
+import Synchronization
 
 /// A peer's file chunks on disk: `<root>/<first two hex digits>/<sha256>`. Names are checked to be SHA-256 hex, so
 /// nothing is ever written outside `root`; writes go to a temporary file first and are renamed into place.
-/// Stateless apart from the file system, so any task may call it without going through the peer's actor.
+/// Its only state besides the file system is the count of bytes held (behind a mutex), so any task may call it without
+/// going through the peer's actor. The chunks never take more than `budget`: the disk the contributor lent.
 struct ChunkStore: Sendable {
     let root: String
+    let budget: StorageBudget
+    /// Bytes of the chunks held here: counted from the disk at start, then kept up to date by every write and removal.
+    private let held: Counter
 
-    init(root: String) throws {
+    /// The count, shared by the store's copies (a struct copied into tasks).
+    private final class Counter: Sendable {
+        let bytes: Mutex<Int64>
+        init(_ bytes: Int64) { self.bytes = Mutex(bytes) }
+        var value: Int64 { bytes.withLock { $0 } }
+
+        /// Adds `delta` unless `budget` refuses it; returns the refusal.
+        func add(_ delta: Int64, within budget: StorageBudget?) -> String? {
+            bytes.withLock { total in
+                if let budget, let reason = budget.refusal(adding: delta, totalHeld: total) { return reason }
+                total = max(0, StorageBudget.sum(total, delta))
+                return nil
+            }
+        }
+    }
+
+    init(root: String, budget: StorageBudget = .unlimited(what: "file chunks")) throws {
         self.root = root
+        self.budget = budget
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        var bytes: Int64 = 0
+        for hash in Self.list(root) {
+            var st = stat()
+            if stat("\(root)/\(hash.prefix(2))/\(hash)", &st) == 0 { bytes = StorageBudget.sum(bytes, Int64(st.st_size)) }
+        }
+        held = Counter(bytes)
+    }
+
+    /// Bytes of the chunks held here now.
+    var heldBytes: Int64 { held.value }
+
+    /// Counts `bytes` more (fewer when negative) as held, unless they do not fit the budget: then throws, saying why.
+    private func reserve(_ bytes: Int64) throws(GridError) {
+        if let reason = held.add(bytes, within: budget) { throw GridError(.insufficientStorage, reason) }
+    }
+
+    /// Counts `bytes` more (fewer when negative) as held, whatever the budget.
+    private func adjust(_ bytes: Int64) { _ = held.add(bytes, within: nil) }
+
+    /// The size of the file at `path`, 0 when there is none.
+    private static func size(_ path: String) -> Int64 {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int64(st.st_size) : 0
+    }
+
+    /// Removes the file at `path` and stops counting it.
+    private func remove(_ path: String) {
+        let size = Self.size(path)
+        if unlink(path) == 0 { adjust(-size) }
     }
 
     static func sha256(_ bytes: some DataProtocol) -> String {
@@ -47,17 +98,27 @@ struct ChunkStore: Sendable {
         let p = try path(hash)
         guard hashedHere || Self.sha256(bytes) == hash else { throw GridError(.conflict, "the chunk's bytes do not match its name \(hash.prefix(12))…") }
         if bytes.withUnsafeReadableBytes({ Self.holds(p, exactly: $0) }) { return }
+        // Room for it first (a damaged copy it replaces frees its own size); given back if the write fails.
+        let before = Self.size(p)
+        let growth = Int64(bytes.readableBytes) - before
+        try reserve(growth)
         let dir = (p as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tmp = "\(dir)/.\(hash).\(UUID().uuidString.prefix(8)).tmp"
-        guard bytes.withUnsafeReadableBytes({ Self.write($0, to: tmp) }) else {
+        guard (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) != nil,
+            bytes.withUnsafeReadableBytes({ Self.write($0, to: tmp) })
+        else {
             unlink(tmp)
+            adjust(-growth)
             throw GridError(.internal, "could not write chunk \(hash.prefix(12))… (disk full?)")
         }
+        let replaced = Self.size(p)
         if rename(tmp, p) != 0 {
             unlink(tmp)
+            adjust(-growth)
             throw GridError(.internal, "could not store chunk \(hash.prefix(12))…")
         }
+        // Another write of the same chunk that landed meanwhile was replaced, not added to.
+        if replaced != before { adjust(before - replaced) }
     }
 
     /// `put` of bytes held in an array.
@@ -109,7 +170,7 @@ struct ChunkStore: Sendable {
         guard let data = FileManager.default.contents(atPath: p) else { return nil }
         let bytes = [UInt8](data)
         guard Self.sha256(bytes) == hash else {
-            unlink(p)
+            remove(p)
             throw CorruptChunk(hash: hash)
         }
         return bytes
@@ -141,18 +202,20 @@ struct ChunkStore: Sendable {
         guard verify else { return buffer }
         let digest = buffer.withUnsafeReadableBytes { SHA256.hash(data: $0) }
         guard digest.map({ String(format: "%02x", $0) }).joined() == hash else {
-            unlink(p)
+            remove(p)
             throw CorruptChunk(hash: hash)
         }
         return buffer
     }
 
     func delete(_ hash: String) {
-        if let p = try? path(hash) { unlink(p) }
+        if let p = try? path(hash) { remove(p) }
     }
 
     /// Every chunk held here.
-    func list() -> [String] {
+    func list() -> [String] { Self.list(root) }
+
+    private static func list(_ root: String) -> [String] {
         guard let dirs = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
         var out: [String] = []
         for d in dirs where d.count == 2 {

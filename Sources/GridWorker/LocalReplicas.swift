@@ -8,15 +8,18 @@ import Synchronization
 /// here straight from the event loop (`fastGet`), without a task or an actor hop.
 final class LocalReplicas: Sendable {
     private struct State {
-        var table = MemoryTable()
+        var table: MemoryTable
         var selfId: String?
         var peers: [String] = []
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     let replicas: Int
 
-    init(replicas: Int) { self.replicas = replicas }
+    init(replicas: Int, budget: StorageBudget = .unlimited(what: "memory values")) {
+        self.replicas = replicas
+        self.state = Mutex(State(table: MemoryTable(budget: budget)))
+    }
 
     /// The peer's id and the online peers (itself included), as the actor knows them.
     func setView(selfId: String?, peers: [String]) {
@@ -39,21 +42,38 @@ final class LocalReplicas: Sendable {
         }
     }
 
-    @discardableResult
-    func apply(_ key: String, _ entry: MemoryTable.Entry) -> Bool { state.withLock { $0.table.apply(key, entry) } }
+    func store(_ key: String, _ entry: MemoryTable.Entry) -> MemoryTable.Outcome { state.withLock { $0.table.store(key, entry) } }
 
-    /// Applies `entries`; returns, for each that lost to a newer replica held here, that newer replica.
+    /// What a batch of entries did here: for each that lost to a newer replica held here, that newer replica; for each
+    /// that did not fit this peer's budget, why (by key).
+    struct Applied: Sendable {
+        var lost: [Msg.MemEntry] = []
+        var refused: [String: String] = [:]
+        var allKept: Bool { lost.isEmpty && refused.isEmpty }
+    }
+
+    /// Applies `entries` (see `Applied`).
     @discardableResult
-    func apply(_ entries: [Msg.MemEntry]) -> [Msg.MemEntry] {
+    func apply(_ entries: [Msg.MemEntry]) -> Applied {
         state.withLock { s in
-            var lost: [Msg.MemEntry] = []
-            for e in entries where !s.table.apply(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) {
-                if let cur = s.table.get(e.key), cur.version != e.version || cur.origin != e.origin {
-                    lost.append(Msg.MemEntry(key: e.key, value: cur.value, version: cur.version, origin: cur.origin))
+            var out = Applied()
+            for e in entries {
+                switch s.table.store(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) {
+                case .kept: continue
+                case .refused(let reason): out.refused[e.key] = reason
+                case .lost:
+                    if let cur = s.table.get(e.key), cur.version != e.version || cur.origin != e.origin {
+                        out.lost.append(Msg.MemEntry(key: e.key, value: cur.value, version: cur.version, origin: cur.origin))
+                    }
                 }
             }
-            return lost
+            return out
         }
+    }
+
+    /// Bytes held here for everyone, and for `owner`.
+    func held(by owner: String? = nil) -> Int64 {
+        state.withLock { s in owner.map { s.table.heldByOwner[$0] ?? 0 } ?? s.table.heldBytes }
     }
 
     func get(_ key: String) -> MemoryTable.Entry? { state.withLock { $0.table.get(key) } }

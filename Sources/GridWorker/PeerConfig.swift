@@ -22,6 +22,12 @@ public struct PeerConfig: Sendable {
     public var authCacheSeconds: Double = 60
     /// Bulk uploads open at once: per user, and on this peer altogether.
     public var uploadQuota = UploadQuota()
+    /// How much memory the distributed-memory values this peer holds may take, in all and per person (default
+    /// 512 MiB, a quarter of it per person: `--share-memory-mb`).
+    public var memoryBudget = StorageBudget(totalBytes: 512 << 20, what: "memory values")
+    /// How much disk the file chunks this peer holds may take (default 20 GiB: `--share-disk-mb`). A peer storing a
+    /// chunk for another does not know whose file it is part of, so this one is not shared out per person.
+    public var diskBudget = StorageBudget(totalBytes: 20 << 30, what: "file chunks")
 
     public init(dataDirectory: String, token: String, slots: Int) {
         self.dataDirectory = dataDirectory

@@ -208,7 +208,9 @@ extension PeerService {
         }
         if !outcomes.contains(where: { $0.error == nil }) {
             // No owner reachable: keep it here so the repair pass can place it.
-            do { try chunks.put(hash, bytes, hashedHere: true) } catch {
+            do { try chunks.put(hash, bytes, hashedHere: true) } catch let e as GridError where e.code == .insufficientStorage {
+                throw GridError(.insufficientStorage, "no peer has room for the file: \(e.message)")
+            } catch {
                 throw GridError(.unreachable, "no peer could store the chunk: \(outcomes.last?.error ?? "\(error)")")
             }
         }

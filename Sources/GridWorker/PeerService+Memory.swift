@@ -63,11 +63,12 @@ extension PeerService {
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         var stored: [String] = []
         var lost: [String] = []
+        var refused: [(peer: String, reason: String)] = []
         if owners.contains(selfId) {
-            if memory.apply(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId)) {
-                stored.append(selfId)
-            } else {
-                lost.append(selfId)
+            switch memory.store(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId)) {
+            case .kept: stored.append(selfId)
+            case .lost: lost.append(selfId)
+            case .refused(let reason): refused.append((selfId, reason))
             }
         }
         let others = owners.filter { $0 != selfId }
@@ -78,9 +79,15 @@ extension PeerService {
                 switch outcome {
                 case .stored: stored.append(owner)
                 case .lost: lost.append(owner)
+                case .refused(let reason): refused.append((owner, reason))
                 case .failed: break
                 }
             }
+        }
+        // A peer with no room refuses the write (a replica that did keep it is then the only copy, and is replaced or
+        // deleted as any other): the writer learns why, from the first peer that said so.
+        if let first = refused.min(by: { $0.peer < $1.peer }) {
+            throw GridError(.insufficientStorage, "\(first.reason) (peer \(first.peer)); this write was not stored on every owner")
         }
         guard lost.isEmpty else {
             throw GridError(.conflict, "a newer write of this key won on \(lost.sorted().joined(separator: ", ")); this write was not stored")
@@ -96,7 +103,9 @@ extension PeerService {
     /// (group commit), so many concurrent writers share each round trip. `bytes` estimates their size on the wire.
     func push(_ entries: [Msg.MemEntry], to peer: String, bytes: Int) async -> PushOutcome {
         if peer == selfId {
-            return memory.apply(entries).isEmpty ? .stored : .lost
+            let applied = memory.apply(entries)
+            if let reason = applied.refused.values.min() { return .refused(reason) }
+            return applied.lost.isEmpty ? .stored : .lost
         }
         return await withCheckedContinuation { continuation in
             outgoingSync[peer, default: SyncQueue()].groups.append((entries, bytes, continuation))
@@ -129,12 +138,14 @@ extension PeerService {
             outgoingSync[peer] = queue
             // The peer answers OK, or MEM_ENTRIES with the newer replicas that some of the entries lost to.
             var winners: [String: MemoryTable.Entry]?
+            var refused: [String: String] = [:]
             do {
                 let reply = try await ask(peer, .memSync(Msg.MemEntries(entries: batch)), timeout: 10)
                 if case .memEntries(let m) = reply.message {
                     winners = Dictionary(
                         m.entries.map { ($0.key, MemoryTable.Entry(value: $0.value, version: $0.version, origin: $0.origin)) },
                         uniquingKeysWith: { a, b in a.isNewer(than: b) ? a : b })
+                    refused = m.refused ?? [:]
                 } else {
                     winners = [:]
                 }
@@ -147,6 +158,10 @@ extension PeerService {
                     continue
                 }
                 let entries = groupEntries[k]
+                if let reason = entries.lazy.compactMap({ refused[$0.key] }).first {
+                    w.resume(returning: .refused(reason))
+                    continue
+                }
                 let beaten = entries.contains { e in
                     winners[e.key].map { $0.isNewer(than: MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) } ?? false
                 }
@@ -276,14 +291,14 @@ extension PeerService {
             for e in entries {
                 let size = e.key.utf8.count + ((try? GridJSON.encode(e.value).count) ?? 0) + 64
                 if bytes + size > 512 << 10, !batch.isEmpty {
-                    if await push(batch, to: peer, bytes: bytes) == .failed { failed.insert(peer) }
+                    if await !push(batch, to: peer, bytes: bytes).delivered { failed.insert(peer) }
                     batch = []
                     bytes = 0
                 }
                 batch.append(e)
                 bytes += size
             }
-            if !batch.isEmpty, await push(batch, to: peer, bytes: bytes) == .failed { failed.insert(peer) }
+            if !batch.isEmpty, await !push(batch, to: peer, bytes: bytes).delivered { failed.insert(peer) }
         }
         var dropped = 0
         for move in moves where move.dropAfter && Set(move.sendTo).isDisjoint(with: failed) && !move.sendTo.isEmpty {

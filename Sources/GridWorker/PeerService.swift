@@ -44,11 +44,21 @@ public actor PeerService: Service {
     }
 
     /// How a push of memory entries to one peer ended.
-    enum PushOutcome: Sendable {
+    enum PushOutcome: Sendable, Equatable {
         case stored
         /// The peer holds a newer version of one of the entries: this write lost.
         case lost
+        /// The peer has no room for one of the entries (its owner's share, or the peer, is full): why.
+        case refused(String)
         case failed
+
+        /// Whether the peer now holds the entries or newer versions of them.
+        var delivered: Bool {
+            switch self {
+            case .stored, .lost: true
+            case .refused, .failed: false
+            }
+        }
     }
 
     /// Memory writes waiting to go to one peer (see `push`).
@@ -145,8 +155,8 @@ public actor PeerService: Service {
         self.config = config
         self.logger = logger
         self.pool = functions
-        self.memory = LocalReplicas(replicas: config.replicas)
-        self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks")
+        self.memory = LocalReplicas(replicas: config.replicas, budget: config.memoryBudget)
+        self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks", budget: config.diskBudget)
         (stopped, stopContinuation) = AsyncStream<Never>.makeStream()
         (repairs, repairContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (drains, drainContinuation) = AsyncStream<String>.makeStream()
@@ -428,9 +438,12 @@ public actor PeerService: Service {
                 try requirePeer(caller, message)
                 if let e = VersionRules.check(m.entries.lazy.map(\.version), nowMs: Self.nowMs()) { throw e }
                 // The writer learns which of its entries lost, and to which version, never the value that won: any
-                // proven peer may send a MEM_SYNC (an old version of any key), and reading a key needs a mandate.
-                let lost = memory.apply(m.entries).map { Msg.MemEntry(key: $0.key, value: nil, version: $0.version, origin: $0.origin) }
-                return lost.isEmpty ? (.ok(Msg.Ok()), nil) : (.memEntries(Msg.MemEntries(entries: lost)), nil)
+                // proven peer may send a MEM_SYNC (an old version of any key), and reading a key needs a mandate. It
+                // learns too which did not fit this peer's budget, and why: a proven peer cannot fill this one either.
+                let applied = memory.apply(m.entries)
+                if applied.allKept { return (.ok(Msg.Ok()), nil) }
+                let lost = applied.lost.map { Msg.MemEntry(key: $0.key, value: nil, version: $0.version, origin: $0.origin) }
+                return (.memEntries(Msg.MemEntries(entries: lost, refused: applied.refused.isEmpty ? nil : applied.refused)), nil)
             case .memFetch(let m):
                 try requirePeer(caller, message)
                 // A peer reads public names, and the private ones of the person whose mandate it shows: no others.
@@ -530,7 +543,10 @@ public actor PeerService: Service {
         for (_, user) in handedOver.sorted(by: { $0.key < $1.key }).suffix(max(0, running - config.slots)) { queued[user, default: 0] += 1 }
         return Msg.PeerStatus(
             workerId: selfId, name: info(of: selfId)?.name ?? selfId, slots: config.slots, running: min(running, config.slots), queued: queued,
-            peers: members, memKeys: memory.liveCount, chunks: chunks.list().count, tasksDone: doneCount)
+            peers: members, memKeys: memory.liveCount, chunks: chunks.list().count, tasksDone: doneCount,
+            storage: Msg.StorageUse(
+                memoryBytes: memory.held(), memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes,
+                diskLimit: config.diskBudget.totalBytes))
     }
 
     // MARK: - Links to other peers

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GridCore
 import GridManager
+import GridPeer
 import GridProtocol
 import GridSandbox
 import GridScheduler
@@ -198,6 +199,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Largest single environment, in GB (default 5).") var envMaxGb: Double = 5
     @Option(help: "Time limit of one environment build, in minutes (default 10).") var envBuildMinutes: Double = 10
     @Option(help: "Installer for jobs' environments: auto (uv when installed, else pip), uv or pip.") var envInstaller = "auto"
+    @Option(help: "Memory the grid's shared key-value values held here may take, in MiB (default 512; one person at most a quarter).")
+    var shareMemoryMb: Int = 512
+    @Option(help: "Disk the grid's shared file chunks held here may take, in MiB (default 20480).") var shareDiskMb: Int = 20480
     @Option(help: "Seconds a peer-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
     var helloDeadline: Double?
     @Option(help: "Connections from one address that have not said HELLO yet; one more is refused at once (default 256).")
@@ -207,6 +211,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Flag(help: "Print the ready line as JSON.") var json = false
 
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
+
+    func validate() throws {
+        for (label, value) in [("--share-memory-mb", shareMemoryMb), ("--share-disk-mb", shareDiskMb)] where !(1...(1 << 24)).contains(value) {
+            throw ValidationError("\(label) must be 1–16777216 MiB (got \(value))")
+        }
+    }
 
     func run() async throws {
         if let parentPid { try ParentWatch.start(parent: parentPid) }
@@ -296,6 +306,8 @@ struct WorkerCommand: AsyncParsableCommand {
         if config.advertiseHost == nil, loopback { config.advertiseHost = "127.0.0.1" }
         var peerConfig = PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: slots ?? resources.cpus)
         peerConfig.replicas = replicas ?? peerConfig.replicas
+        peerConfig.memoryBudget = StorageBudget(totalBytes: Int64(shareMemoryMb) << 20, what: "memory values")
+        peerConfig.diskBudget = StorageBudget(totalBytes: Int64(shareDiskMb) << 20, what: "file chunks")
         if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s > 0 { peerConfig.repairSeconds = s }
         // Function tasks run their warm interpreters under the worker's tier where it can host them (restricted, bwrap).
         // Each interpreter may use its slot's share of the memory this worker offers (at least 512 MiB).
