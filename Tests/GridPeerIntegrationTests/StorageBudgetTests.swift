@@ -55,6 +55,40 @@ import Testing
         #expect(Set(again.owners) == [roomy.id, small.id])
     }
 
+    /// Peers with little room join a peer that holds alice's keys alone: the keys they now own move to them as far as
+    /// they fit, and the first peer keeps every key they refused rather than drop it. Nothing is lost.
+    @Test func aKeyThatNewOwnersHaveNoRoomForIsKeptNotDropped() async throws {
+        let g = try await PeerGrid(label: "membudget-move")
+        defer { g.shutdown() }
+        let first = try await g.startPeer("first")
+        let alice = try await g.link(first)
+        defer { alice.close() }
+        let keys = (0..<12).map { "move-\($0)" }
+        func value(_ i: Int) -> JSONValue { .string(String(repeating: "\(i % 10)", count: 60 << 10)) }
+        for (i, key) in keys.enumerated() { _ = try await alice.request(.setMem(Msg.SetMem(key: key, value: value(i))), timeout: 30) }
+        let small = [
+            try await g.startPeer("small-1", extra: ["--share-memory-mb", "1"]), try await g.startPeer("small-2", extra: ["--share-memory-mb", "1"]),
+        ]
+        try await g.waitForMembership([first] + small)
+        // Every key now has a small peer among its two owners (about eight each: 480 KiB, past their 256 KiB share), and
+        // about a third have the two small peers alone: the first peer would drop those once they are copied.
+        let moved = await eventually(timeout: 60, interval: 0.5) {
+            var held: Int64 = 0
+            for p in small { held += (try? await g.status(p).storage?.memoryBytes) ?? 0 }
+            return held > 0
+        }
+        #expect(moved, "no key moved to the small peers")
+        // Two more repair passes (one a second), then every key still reads back whole.
+        try await Task.sleep(for: .seconds(3))
+        for (i, key) in keys.enumerated() {
+            guard case .memResult(let r) = try await alice.request(.getMem(Msg.MemKey(key: key)), timeout: 30).message else {
+                Issue.record("\(key) is gone")
+                continue
+            }
+            #expect(r.value == value(i), "\(key)")
+        }
+    }
+
     /// A peer lending 10 MiB of disk holds two 4 MiB chunks and refuses a third with a reason; after a restart it
     /// counts what its disk already holds, so the limit holds across restarts too.
     @Test func aPeersDiskForFileChunksIsBoundedAndCountedAgainAfterARestart() async throws {
