@@ -536,6 +536,12 @@ public actor PeerService: Service {
         guard caller.isPeer else { throw GridError(.forbidden, "\(message.type) is only for peers (a worker's credential)") }
     }
 
+    /// What the shared storage takes here, against what the owner lent (read without the actor: both counts have locks).
+    nonisolated var storageUse: Msg.StorageUse {
+        Msg.StorageUse(
+            memoryBytes: memory.held(), memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes, diskLimit: config.diskBudget.totalBytes)
+    }
+
     private func status(_ selfId: String) -> Msg.PeerStatus {
         // The tasks handed to the pool beyond its slots wait there (it starts them in the order they came: the last
         // ones wait), so they show as queued.
@@ -543,10 +549,7 @@ public actor PeerService: Service {
         for (_, user) in handedOver.sorted(by: { $0.key < $1.key }).suffix(max(0, running - config.slots)) { queued[user, default: 0] += 1 }
         return Msg.PeerStatus(
             workerId: selfId, name: info(of: selfId)?.name ?? selfId, slots: config.slots, running: min(running, config.slots), queued: queued,
-            peers: members, memKeys: memory.liveCount, chunks: chunks.list().count, tasksDone: doneCount,
-            storage: Msg.StorageUse(
-                memoryBytes: memory.held(), memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes,
-                diskLimit: config.diskBudget.totalBytes))
+            peers: members, memKeys: memory.liveCount, chunks: chunks.list().count, tasksDone: doneCount, storage: storageUse)
     }
 
     // MARK: - Links to other peers

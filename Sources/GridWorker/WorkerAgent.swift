@@ -808,7 +808,11 @@ public actor WorkerAgent: Service {
                     job: $0.ref.jobId, attempt: $0.ref.attempt, name: $0.spec.name, cpus: $0.spec.cpus, startedAt: startedAt[$0.ref] ?? 0,
                     outcome: nil, exitCode: nil, runtimeMs: nil)
             },
-            recent: recent.reversed())
+            recent: recent.reversed(),
+            storage: peers.map {
+                let use = $0.storageUse
+                return WorkerStatus.Storage(memoryBytes: use.memoryBytes, memoryLimit: use.memoryLimit, diskBytes: use.diskBytes, diskLimit: use.diskLimit)
+            })
     }
 
     /// The sandbox as this worker reports it.
