@@ -27,6 +27,8 @@ public struct GridError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let rateLimited = Code("rate_limited")
         /// A peer has no room for more of what was sent: the person's share of it, or the peer's whole budget, is full.
         public static let insufficientStorage = Code("insufficient_storage")
+        /// A peer was sent a mandate's reference it does not hold (it restarted, or forgot it): send the mandate itself.
+        public static let mandateUnknown = Code("mandate_unknown")
         public static let sandboxUnavailable = Code("sandbox_unavailable")
         public static let `internal` = Code("internal")
         /// A peer or the manager could not be reached (peer services).

@@ -116,6 +116,13 @@ extension GridMessage {
                 field("value")
                 guard WireJSON.write(v, into: &out) else { return false }
             }
+        case .memFetch(let m):
+            // A mandate itself goes the general way (once per peer and person: then its reference does).
+            guard m.mandate == nil else { return false }
+            integer("id", id)
+            strings("keys", m.keys)
+            string("mandate_ref", m.mandateRef)
+            type()
         case .memSync(let m):
             guard m.refused == nil, entries(m.entries) else { return false }
             type()
@@ -225,6 +232,11 @@ extension GridMessage {
             }
             guard case .some(let value) = optional(fields["value"]) else { return nil }
             return .memResult(Msg.MemResult(key: key, value: value, owners: owners))
+        case .memFetch?:
+            guard fields["mandate"] == nil || fields["mandate"] == .null, case .some(let keys) = optionalStrings(fields["keys"]), let keys,
+                case .some(let ref) = optionalString(fields["mandate_ref"])
+            else { return nil }
+            return .memFetch(Msg.MemFetch(keys: keys, mandateRef: ref))
         case .memSync?, .memEntries?:
             guard case .array(let list)? = fields["entries"], fields["refused"] == nil else { return nil }
             var entries: [Msg.MemEntry] = []

@@ -249,9 +249,13 @@ extension Msg {
         public var keys: [String]
         /// The mandate of the person whose keys these are (public keys need none): a peer reads only for its users.
         public var mandate: PeerTrust.Mandate?
-        public init(keys: [String], mandate: PeerTrust.Mandate? = nil) {
+        /// In place of `mandate`: the `ref` of one this peer showed the receiver before, which the receiver checked then
+        /// and keeps for it (answered with `ERROR mandate_unknown` when it does not: the full mandate is sent again).
+        public var mandateRef: String?
+        public init(keys: [String], mandate: PeerTrust.Mandate? = nil, mandateRef: String? = nil) {
             self.keys = keys
             self.mandate = mandate
+            self.mandateRef = mandateRef
         }
     }
 

@@ -173,6 +173,13 @@ public enum PeerTrust {
         /// The person it speaks for (unchecked).
         public var user: String? { ticket?.user ?? certificate?.user }
 
+        /// A name for it that a peer which checked it may keep it under (`MemFetch.mandateRef`): its signatures, which
+        /// nobody but its signers can make.
+        public var ref: String {
+            if let ticket { return "t:" + ticket.signature }
+            return "d:" + (delegation?.signature ?? "") + ":" + (certificate?.signature ?? "")
+        }
+
         /// When it stops counting (unchecked).
         public var expires: Int64 {
             if let ticket { return ticket.expires }
@@ -562,5 +569,42 @@ extension PeerTrust.SignedMemo where Item == PeerTrust.Mandate {
             return .failure(e)
         }
         return PeerTrust.checkClaims(m, holder: holder, now: now)
+    }
+}
+
+extension PeerTrust {
+    /// Mandates other peers showed this one (`MEM_FETCH`), checked, kept by peer and reference (`Mandate.ref`), so that
+    /// a peer reading again for the same person names the mandate by its reference alone (`MemFetch.mandateRef`).
+    /// A reference stands for a mandate only from the peer that showed it, and only until the mandate expires; at
+    /// most `perPeer` are kept for each peer. Pure: times are passed in.
+    public struct ShownMandates: Sendable {
+        public static let perPeer = 256
+        private var byPeer: [String: [String: (reader: Reader, expires: Int64)]] = [:]
+
+        public init() {}
+
+        /// Keeps `mandate`, already checked and found to let `peer` read for `reader`.
+        public mutating func keep(_ mandate: Mandate, reader: Reader, from peer: String, now: Int64) {
+            var kept = byPeer[peer, default: [:]]
+            if kept.count >= Self.perPeer { kept = kept.filter { $0.value.expires > now } }
+            if kept.count >= Self.perPeer { kept = [:] }
+            kept[mandate.ref] = (reader, mandate.expires)
+            byPeer[peer] = kept
+        }
+
+        /// Whom the mandate `peer` showed under `ref` lets it read for; nil when it showed none (or it expired).
+        public mutating func reader(_ ref: String, from peer: String, now: Int64) -> Reader? {
+            guard let (reader, expires) = byPeer[peer]?[ref] else { return nil }
+            guard expires > now else {
+                byPeer[peer]?[ref] = nil
+                return nil
+            }
+            return reader
+        }
+
+        /// Forgets the mandates of peers no longer online.
+        public mutating func keepOnly(peers: Set<String>) { byPeer = byPeer.filter { peers.contains($0.key) } }
+
+        public func count(from peer: String) -> Int { byPeer[peer]?.count ?? 0 }
     }
 }

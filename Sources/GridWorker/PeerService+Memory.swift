@@ -222,7 +222,7 @@ extension PeerService {
         }
         let answer: GridMessage
         do {
-            answer = try await ask(peer, .memFetch(Msg.MemFetch(keys: [key], mandate: mandate)), timeout: 10).message
+            answer = try await fetch([key], from: peer, mandate: mandate)
         } catch let e as GridError where e.code == .forbidden {
             refusal = e
             return (false, nil)
@@ -238,6 +238,26 @@ extension PeerService {
             return (true, nil)
         }
         return (true, entry)
+    }
+
+    /// `MEM_FETCH` of `keys` from `peer` with `mandate`: the mandate itself the first time this peer shows it there,
+    /// its reference from then on (sent again whole when the peer no longer holds it).
+    private func fetch(_ keys: [String], from peer: String, mandate: PeerTrust.Mandate?) async throws -> GridMessage {
+        guard let mandate else { return try await ask(peer, .memFetch(Msg.MemFetch(keys: keys)), timeout: 10).message }
+        let ref = mandate.ref
+        if mandatesShown[peer]?.contains(ref) == true {
+            do {
+                return try await ask(peer, .memFetch(Msg.MemFetch(keys: keys, mandateRef: ref)), timeout: 10).message
+            } catch let e as GridError where e.code == .mandateUnknown {
+                mandatesShown[peer]?.remove(ref)
+            }
+        }
+        let answer = try await ask(peer, .memFetch(Msg.MemFetch(keys: keys, mandate: mandate)), timeout: 10).message
+        var shown = mandatesShown[peer, default: []]
+        if shown.count >= 256 { shown = [] }
+        shown.insert(ref)
+        mandatesShown[peer] = shown
+        return answer
     }
 
     /// `user`'s own keys starting with `prefix`, and the public ones (each name once).

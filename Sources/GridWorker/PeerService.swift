@@ -212,6 +212,10 @@ public actor PeerService: Service {
         for id in change.departed {
             if let link = links.removeValue(forKey: id) { link.close() }
         }
+        // Mandates shown by, or to, peers that left are forgotten with them.
+        let online = Set(memberIds)
+        shownMandates.keepOnly(peers: online)
+        mandatesShown = mandatesShown.filter { online.contains($0.key) }
         if change.changed {
             logger.info("peers changed", metadata: ["grid.peers": "\(peers.map(\.workerId))"])
             repairContinuation.yield()
@@ -224,6 +228,11 @@ public actor PeerService: Service {
     private var goodTickets = PeerTrust.TicketMemo()
     /// Mandates of peers reading here whose signatures were already checked.
     private var goodMandates = PeerTrust.MandateMemo()
+    /// Mandates other peers showed with a `MEM_FETCH`, checked, by peer and reference (at most 256 per peer): a peer
+    /// that reads again for the same person sends the reference alone.
+    private var shownMandates = PeerTrust.ShownMandates()
+    /// The references of the mandates this peer showed each other peer (see `shownMandates`).
+    var mandatesShown: [String: Set<String>] = [:]
     /// Requirement lines already parsed, by their exact text: a user's tasks repeat the same few sets, and parsing one
     /// (PEP 508) was a tenth of what a task with packages adds to a round trip. Bounded; lines that fail are not kept.
     private var parsedRequirements: [[String]: PythonRequirements] = [:]
@@ -389,6 +398,23 @@ public actor PeerService: Service {
         return readTickets[user]?.last { $0.expires > now && PeerNamespace.mayRead(stored, for: user, files: $0.files) }.map { PeerTrust.Mandate(ticket: $0) }
     }
 
+    /// Whom a `MEM_FETCH` reads for: its mandate's person, checked and then kept under the mandate's reference for the
+    /// calling peer; or the person of a mandate that peer showed before, named by its reference (until it expires).
+    private func fetchReader(_ m: Msg.MemFetch, caller: Caller) throws -> PeerTrust.Reader? {
+        guard let peer = caller.peer else { return nil }
+        let now = Self.nowS()
+        if let mandate = m.mandate {
+            let reader = try reader(mandate, caller: caller)
+            if let reader { shownMandates.keep(mandate, reader: reader, from: peer, now: now) }
+            return reader
+        }
+        guard let ref = m.mandateRef else { return nil }
+        guard let reader = shownMandates.reader(ref, from: peer, now: now) else {
+            throw GridError(.mandateUnknown, "this peer holds no mandate of that reference from \(peer) (it restarted, or it expired): send the mandate")
+        }
+        return reader
+    }
+
     /// Whom a reading peer reads for: nobody without a mandate; the mandate's person (and files) when it is good.
     private func reader(_ mandate: PeerTrust.Mandate?, caller: Caller) throws -> PeerTrust.Reader? {
         guard let mandate else { return nil }
@@ -446,8 +472,9 @@ public actor PeerService: Service {
                 return (.memEntries(Msg.MemEntries(entries: lost, refused: applied.refused.isEmpty ? nil : applied.refused)), nil)
             case .memFetch(let m):
                 try requirePeer(caller, message)
-                // A peer reads public names, and the private ones of the person whose mandate it shows: no others.
-                let reader = try reader(m.mandate, caller: caller)
+                // A peer reads public names, and the private ones of the person whose mandate it shows (or showed before,
+                // and names by its reference): no others.
+                let reader = try fetchReader(m, caller: caller)
                 if let other = m.keys.prefix(1000).first(where: { !PeerNamespace.mayRead($0, for: reader?.user, files: reader?.files) }) {
                     throw GridError(.forbidden, "MEM_FETCH of another user's key (\(PeerNamespace.owner(of: other) ?? "?")) needs their mandate")
                 }

@@ -297,6 +297,17 @@ import Testing
             throw TestGridError("no MEM_RESULT")
         }
         #expect(r.value == .string("for alice only"))
+        // A mandate's reference stands for a mandate only from the peer that showed it: Mallory naming the reference
+        // of Alice's ticket for peer 0, or one she made up, is told to show a mandate, and reads nothing.
+        #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret], mandateRef: elsewhere.ref))) == .mandateUnknown)
+        #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret], mandateRef: "d:AAAA:BBBB"))) == .mandateUnknown)
+        // Alice reads again, and again: peer 0 now names the mandate it showed peer 1 (its reference alone).
+        for _ in 0..<2 {
+            guard case .memResult(let again) = try await alice.request(.getMem(Msg.MemKey(key: name)), timeout: 30).message else {
+                throw TestGridError("no MEM_RESULT")
+            }
+            #expect(again.value == .string("for alice only"))
+        }
     }
 
     @Test func boundaryMemSyncVersionsAreRefusedAndAPinnedKeyIsReportedAsLost() async throws {

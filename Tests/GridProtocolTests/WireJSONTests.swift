@@ -28,6 +28,8 @@ struct WireJSONTests {
                     Msg.MemEntry(key: "k2", value: .string("v"), version: 2, origin: "w-2"),
                 ])),
             .memEntries(Msg.MemEntries(entries: [Msg.MemEntry(key: "k", value: .object(["a": .number(1)]), version: 3, origin: "w-3")])),
+            .memFetch(Msg.MemFetch(keys: [])), .memFetch(Msg.MemFetch(keys: ["\u{2}alice\u{1e}k", "\u{3}\u{1e}n\"x"])),
+            .memFetch(Msg.MemFetch(keys: ["k"], mandateRef: "d:c2ln+/=:Y2VydA==")),
         ]
         for v in tricky {
             out.append(.setMem(Msg.SetMem(key: "k", value: v)))
@@ -79,6 +81,9 @@ struct WireJSONTests {
     @Test func otherMessagesAndBulkFramesAreLeftToCodable() throws {
         #expect(fastLine(.ping, id: 1) == nil)
         #expect(fastLine(.listMem(Msg.ListMem(prefix: "a")), id: 1) == nil)
+        // A mandate itself (once per peer and person) goes the general way; its reference does not.
+        let mandate = PeerTrust.Mandate(ticket: PeerTrust.Ticket(user: "alice", holder: "w-1", expires: 1, signature: "c2ln"))
+        #expect(fastLine(.memFetch(Msg.MemFetch(keys: ["k"], mandate: mandate)), id: 1) == nil)
         #expect(fastLine(.setMem(Msg.SetMem(key: "k", value: .number(.infinity))), id: 1) == nil)
         #expect(fastLine(.cpuTask(Msg.CPUTask(taskId: "t", program: "x", timeout: .nan)), id: 1) == nil)
         // A forwarded task carries a ticket and a signature: the general way.
@@ -87,6 +92,8 @@ struct WireJSONTests {
             #"{"type":"PING","id":1}"#, #"{"type":"SET_MEM","id":1,"key":"k"}"#, #"{"type":"GET_MEM","id":1,"key":5}"#,
             #"{"type":"GET_MEM","id":1.5,"key":"k"}"#, #"{"type":"GET_MEM","id":1,"key":"k","bytes":3}"#,
             #"{"type":"MEM_SYNC","id":1,"entries":[{"key":"k","origin":"o","version":1.5}]}"#,
+            #"{"type":"MEM_FETCH","id":1,"keys":["k"],"mandate":{"ticket":{}}}"#, #"{"type":"MEM_FETCH","id":1,"keys":["k",1]}"#,
+            #"{"type":"MEM_FETCH","id":1,"keys":["k"],"mandate_ref":5}"#,
             #"{"type":"CPU_TASK","id":1,"task_id":"t","program":"x","priority":1.5}"#,
             #"{"type":"CPU_TASK","id":1,"task_id":"t","program":"x","ticket":{}}"#,
             #"{"type":"CPU_TASK","id":1,"task_id":"t","program":"x","requirements":["a",1]}"#,
