@@ -45,23 +45,30 @@ public struct MemoryTable: Sendable {
     public mutating func apply(_ key: String, _ entry: Entry) -> Bool { store(key, entry) == .kept }
 
     /// Keeps `entry` unless this table holds a newer one, or it does not fit the budget.
+    ///
+    /// A write counts against its owner's share (`owner(of:_:)`), a deletion against the share of the value it
+    /// deletes: a person who publishes and deletes over and over keeps paying for the deletions until they are
+    /// forgotten (the TTL), rather than moving them to nobody's account. A deletion of a value held here always fits:
+    /// nobody is ever kept from deleting; one of a key not held here (a replica that missed the write) is checked only
+    /// against the whole table.
     public mutating func store(_ key: String, _ entry: Entry) -> Outcome {
         let current = entries[key]
         if let current, !entry.isNewer(than: current) { return .lost }
-        let owner = Self.owner(of: key, entry.value)
-        let size = Self.size(of: key, entry.value)
-        let replaced = current.map { (owner: Self.owner(of: key, $0.value), size: Self.size(of: key, $0.value)) }
-        // What the write adds to its owner's share (and at most to the table: a replaced entry of another owner, a
-        // public name's deletion, is small). A write that adds nothing always fits, and so does the deletion of a value
-        // held here, whoever's share is full: nobody is ever kept from deleting.
+        let replaced = charges[key]
+        let owner = entry.value == nil ? replaced?.owner ?? Self.owner(of: key, nil) : Self.owner(of: key, entry.value)
+        let size = Self.size(of: key, entry)
+        // What the write adds to its owner's share (and at most to the table: a replaced entry of another owner is
+        // subtracted from theirs). A write that adds nothing always fits.
         let growth = size - (replaced?.owner == owner ? replaced?.size ?? 0 : 0)
-        if !(entry.value == nil && current?.value != nil),
-            let reason = budget.refusal(adding: growth, totalHeld: heldBytes, owner: (owner, heldByOwner[owner] ?? 0))
-        {
+        if entry.value != nil, let reason = budget.refusal(adding: growth, totalHeld: heldBytes, owner: (owner, heldByOwner[owner] ?? 0)) {
+            return .refused(reason)
+        }
+        if entry.value == nil, current?.value == nil, let reason = budget.refusal(adding: growth, totalHeld: heldBytes) {
             return .refused(reason)
         }
         if let replaced { account(replaced.owner, -replaced.size) }
         account(owner, size)
+        charges[key] = Charge(owner: owner, size: size)
         entries[key] = entry
         return .kept
     }
@@ -69,8 +76,8 @@ public struct MemoryTable: Sendable {
     public func get(_ key: String) -> Entry? { entries[key] }
 
     public mutating func drop(_ key: String) {
-        guard let e = entries.removeValue(forKey: key) else { return }
-        account(Self.owner(of: key, e.value), -Self.size(of: key, e.value))
+        entries[key] = nil
+        if let c = charges.removeValue(forKey: key) { account(c.owner, -c.size) }
     }
 
     /// Live keys (not deleted) starting with `prefix`, sorted.
@@ -87,19 +94,28 @@ public struct MemoryTable: Sendable {
         for (k, e) in entries where e.value == nil && e.version <= cutoff.partialValue { drop(k) }
     }
 
-    /// Whose share an entry counts against: the user of a private key, the owner named in a public value, else ""
-    /// (values with no owner share one budget, so a peer that sends junk cannot take more than one person's share).
+    /// Whose share a value counts against: the user of a private key, the owner named in a public value (when it is a
+    /// valid user name), else "" (values with no owner share one budget, so a peer that sends junk cannot take more
+    /// than one person's share).
     public static func owner(of key: String, _ value: JSONValue?) -> String {
         if let user = PeerNamespace.owner(of: key) { return user }
-        if let value, let (owner, _) = PeerNamespace.unwrap(value) { return owner }
+        if let value, let (owner, _) = PeerNamespace.unwrap(value), PeerNamespace.isValidUser(owner) { return owner }
         return ""
     }
 
-    /// The bytes an entry is counted as: its key, a bound on its value's JSON, and 64 for the version and bookkeeping
-    /// (a deletion counts too: it is kept until the TTL).
-    public static func size(of key: String, _ value: JSONValue?) -> Int64 {
-        StorageBudget.sum(Int64(key.utf8.count) + 64, Int64(clamping: value?.encodedSizeBound ?? 0))
+    /// The bytes an entry is counted as: its key, its origin, a bound on its value's JSON, and 64 for the version and
+    /// bookkeeping (a deletion counts too: it is kept until the TTL).
+    public static func size(of key: String, _ entry: Entry) -> Int64 {
+        StorageBudget.sum(Int64(key.utf8.count) + Int64(entry.origin.utf8.count) + 64, Int64(clamping: entry.value?.encodedSizeBound ?? 0))
     }
+
+    /// What each held key is counted as, and against whom.
+    public struct Charge: Hashable, Sendable {
+        public var owner: String
+        public var size: Int64
+    }
+
+    public private(set) var charges: [String: Charge] = [:]
 
     private mutating func account(_ owner: String, _ delta: Int64) {
         heldBytes = max(0, StorageBudget.sum(heldBytes, delta))
@@ -155,6 +171,30 @@ public enum VersionRules {
     /// The first refusal among `entries`' versions, if any (one bad entry refuses the whole `MEM_SYNC`).
     public static func check(_ versions: some Sequence<Int64>, nowMs: Int64) -> GridError? {
         for v in versions { if let e = check(v, nowMs: nowMs) { return e } }
+        return nil
+    }
+}
+
+/// Which entries a peer accepts from another (`MEM_SYNC`, an answer to `MEM_FETCH`) besides their versions: a stored
+/// key no longer than a client's key with its namespace, an origin the length of a worker id, and a value within the
+/// limit a client's `SET_MEM` has (with room for a public value's owner). A peer holds what it accepts, so nothing
+/// larger gets in by another door.
+public enum EntryRules {
+    /// A client's key (`PeerNames.maxKeyBytes`) with its namespace (a mark, a user name, a mark).
+    public static let maxStoredKeyBytes = PeerNames.maxKeyBytes + 80
+    public static let maxOriginBytes = 128
+
+    /// Why an entry is refused, or nil when it is acceptable. Never traps.
+    public static func check(key: String, origin: String, value: JSONValue?) -> GridError? {
+        guard (1...maxStoredKeyBytes).contains(key.utf8.count) else {
+            return GridError(.badRequest, "a memory key of \(key.utf8.count) bytes is out of range (1–\(maxStoredKeyBytes))")
+        }
+        guard (1...maxOriginBytes).contains(origin.utf8.count) else {
+            return GridError(.badRequest, "a memory entry's origin of \(origin.utf8.count) bytes is out of range (1–\(maxOriginBytes))")
+        }
+        if let value, value.encodedSizeBound > PeerNames.maxValueBytes + 128 {
+            return GridError(.badRequest, "a memory value of about \(value.encodedSizeBound) bytes is over the limit (\(PeerNames.maxValueBytes >> 10) KiB)")
+        }
         return nil
     }
 }

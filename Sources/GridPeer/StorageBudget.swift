@@ -9,15 +9,27 @@ public struct StorageBudget: Sendable, Hashable {
     public var perOwnerBytes: Int64
     /// What is kept, for messages: "memory values", "file chunks".
     public var what: String
+    /// What the writer can do when the peer is full, for messages.
+    public var remedy: String
 
-    public init(totalBytes: Int64, perOwnerBytes: Int64? = nil, what: String) {
+    public init(totalBytes: Int64, perOwnerBytes: Int64? = nil, what: String, remedy: String = "delete some, or add peers") {
         self.totalBytes = max(0, totalBytes)
         self.perOwnerBytes = max(0, perOwnerBytes ?? Self.share(of: totalBytes))
         self.what = what
+        self.remedy = remedy
     }
 
     /// The default share of one owner: a quarter of the total, so at least four people fit on a full peer.
     public static func share(of total: Int64) -> Int64 { max(0, total) / 4 }
+
+    /// The budget of a peer's file chunks: for the whole peer (a peer storing a chunk for another does not know whose
+    /// file it is part of). Deleting a file does not free its chunks yet (they may be shared with other files), so the
+    /// remedy a full peer names is more room or more peers.
+    public static func disk(totalBytes: Int64) -> StorageBudget {
+        StorageBudget(
+            totalBytes: totalBytes, perOwnerBytes: totalBytes, what: "file chunks",
+            remedy: "its owner can lend more (--share-disk-mb), or more peers can join (the grid does not yet reclaim deleted files' chunks)")
+    }
 
     /// No limit (a test or bench that stores more than a laptop should).
     public static func unlimited(what: String) -> StorageBudget { StorageBudget(totalBytes: .max, perOwnerBytes: .max, what: what) }
@@ -35,7 +47,7 @@ public struct StorageBudget: Sendable, Hashable {
         }
         if Self.sum(totalHeld, adding) > totalBytes {
             return "this peer's \(what) are full (\(Self.describe(max(0, totalHeld))) of \(Self.describe(totalBytes)), "
-                + "the limit its owner set); delete some, or add peers"
+                + "the limit its owner set); \(remedy)"
         }
         return nil
     }

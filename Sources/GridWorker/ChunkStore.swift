@@ -21,6 +21,9 @@ struct ChunkStore: Sendable {
         init(_ bytes: Int64) { self.bytes = Mutex(bytes) }
         var value: Int64 { bytes.withLock { $0 } }
 
+        /// Runs `body` on the count, under its lock.
+        func locked(_ body: (inout Int64) -> Bool) -> Bool { bytes.withLock { body(&$0) } }
+
         /// Adds `delta` unless `budget` refuses it; returns the refusal.
         func add(_ delta: Int64, within budget: StorageBudget?) -> String? {
             bytes.withLock { total in
@@ -36,10 +39,7 @@ struct ChunkStore: Sendable {
         self.budget = budget
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         var bytes: Int64 = 0
-        for hash in Self.list(root) {
-            var st = stat()
-            if stat("\(root)/\(hash.prefix(2))/\(hash)", &st) == 0 { bytes = StorageBudget.sum(bytes, Int64(st.st_size)) }
-        }
+        for hash in Self.list(root) { bytes = StorageBudget.sum(bytes, Self.size("\(root)/\(hash.prefix(2))/\(hash)")) }
         held = Counter(bytes)
     }
 
@@ -54,10 +54,18 @@ struct ChunkStore: Sendable {
     /// Counts `bytes` more (fewer when negative) as held, whatever the budget.
     private func adjust(_ bytes: Int64) { _ = held.add(bytes, within: nil) }
 
-    /// The size of the file at `path`, 0 when there is none.
+    /// What the file at `path` is counted as, 0 when there is none: `charge(_:)` of its size.
     private static func size(_ path: String) -> Int64 {
         var st = stat()
-        return stat(path, &st) == 0 ? Int64(st.st_size) : 0
+        return stat(path, &st) == 0 ? charge(Int64(st.st_size)) : 0
+    }
+
+    /// What a chunk of `bytes` takes on the disk, at least: its bytes in whole 4 KiB blocks, and a block for its inode
+    /// and directory entry. (Counting the bytes alone, a peer sent many one-byte chunks would fill the disk, or its
+    /// inodes, thousands of times past the limit.)
+    static func charge(_ bytes: Int64) -> Int64 {
+        let blocks = bytes / 4096 + (bytes % 4096 == 0 ? 0 : 1)
+        return StorageBudget.sum(blocks.multipliedReportingOverflow(by: 4096).overflow ? .max : blocks * 4096, 4096)
     }
 
     /// Removes the file at `path` and stops counting it.
@@ -100,7 +108,7 @@ struct ChunkStore: Sendable {
         if bytes.withUnsafeReadableBytes({ Self.holds(p, exactly: $0) }) { return }
         // Room for it first (a damaged copy it replaces frees its own size); given back if the write fails.
         let before = Self.size(p)
-        let growth = Int64(bytes.readableBytes) - before
+        let growth = Self.charge(Int64(bytes.readableBytes)) - before
         try reserve(growth)
         let dir = (p as NSString).deletingLastPathComponent
         let tmp = "\(dir)/.\(hash).\(UUID().uuidString.prefix(8)).tmp"
@@ -111,14 +119,21 @@ struct ChunkStore: Sendable {
             adjust(-growth)
             throw GridError(.internal, "could not write chunk \(hash.prefix(12))… (disk full?)")
         }
-        let replaced = Self.size(p)
-        if rename(tmp, p) != 0 {
+        // The rename and the count's correction happen under the count's lock: another write of the same chunk that
+        // landed since this one looked was replaced, not added to, and two such writes cannot both miss each other.
+        let renamed = held.locked { total -> Bool in
+            let replaced = Self.size(p)
+            guard rename(tmp, p) == 0 else {
+                total = max(0, StorageBudget.sum(total, -growth))
+                return false
+            }
+            total = max(0, StorageBudget.sum(total, before - replaced))
+            return true
+        }
+        if !renamed {
             unlink(tmp)
-            adjust(-growth)
             throw GridError(.internal, "could not store chunk \(hash.prefix(12))…")
         }
-        // Another write of the same chunk that landed meanwhile was replaced, not added to.
-        if replaced != before { adjust(before - replaced) }
     }
 
     /// `put` of bytes held in an array.

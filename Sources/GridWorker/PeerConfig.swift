@@ -27,7 +27,7 @@ public struct PeerConfig: Sendable {
     public var memoryBudget = StorageBudget(totalBytes: 512 << 20, what: "memory values")
     /// How much disk the file chunks this peer holds may take (default 20 GiB: `--share-disk-mb`). A peer storing a
     /// chunk for another does not know whose file it is part of, so this one is not shared out per person.
-    public var diskBudget = StorageBudget(totalBytes: 20 << 30, what: "file chunks")
+    public var diskBudget = StorageBudget.disk(totalBytes: 20 << 30)
 
     public init(dataDirectory: String, token: String, slots: Int) {
         self.dataDirectory = dataDirectory

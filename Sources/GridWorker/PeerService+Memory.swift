@@ -79,7 +79,7 @@ extension PeerService {
                 switch outcome {
                 case .stored: stored.append(owner)
                 case .lost: lost.append(owner)
-                case .refused(let reason): refused.append((owner, reason))
+                case .refused(let reason, _): refused.append((owner, reason))
                 case .failed: break
                 }
             }
@@ -104,7 +104,7 @@ extension PeerService {
     func push(_ entries: [Msg.MemEntry], to peer: String, bytes: Int) async -> PushOutcome {
         if peer == selfId {
             let applied = memory.apply(entries)
-            if let reason = applied.refused.values.min() { return .refused(reason) }
+            if let reason = applied.refused.values.min() { return .refused(reason, keys: Set(applied.refused.keys)) }
             return applied.lost.isEmpty ? .stored : .lost
         }
         return await withCheckedContinuation { continuation in
@@ -158,8 +158,9 @@ extension PeerService {
                     continue
                 }
                 let entries = groupEntries[k]
-                if let reason = entries.lazy.compactMap({ refused[$0.key] }).first {
-                    w.resume(returning: .refused(reason))
+                let mine = Set(entries.lazy.map(\.key).filter { refused[$0] != nil })
+                if let reason = mine.min().flatMap({ refused[$0] }) {
+                    w.resume(returning: .refused(reason, keys: mine))
                     continue
                 }
                 let beaten = entries.contains { e in
@@ -233,8 +234,8 @@ extension PeerService {
         // A version this peer would refuse in a `MEM_SYNC` is not taken from an answer either: the read repair would
         // store it here and on the other owners, and a version from the far future pins the key against every write.
         guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil) }
-        if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) {
-            logger.warning("ignored a replica with a bad version", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
+        if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) ?? EntryRules.check(key: entry.key, origin: entry.origin, value: entry.value) {
+            logger.warning("ignored a replica with a bad version or size", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
             return (true, nil)
         }
         return (true, entry)
@@ -303,7 +304,16 @@ extension PeerService {
                 byPeer[peer, default: []].append(Msg.MemEntry(key: move.key, value: e.value, version: e.version, origin: e.origin))
             }
         }
+        // Peers that could not be reached, and the keys each refused (no room): those stay here.
         var failed = Set<String>()
+        var refused: [String: Set<String>] = [:]
+        func record(_ outcome: PushOutcome, _ peer: String) {
+            switch outcome {
+            case .stored, .lost: break
+            case .refused(_, let keys): refused[peer, default: []].formUnion(keys)
+            case .failed: failed.insert(peer)
+            }
+        }
         for (peer, entries) in byPeer {
             // Batches well under the protocol's line limit.
             var batch: [Msg.MemEntry] = []
@@ -311,17 +321,20 @@ extension PeerService {
             for e in entries {
                 let size = e.key.utf8.count + ((try? GridJSON.encode(e.value).count) ?? 0) + 64
                 if bytes + size > 512 << 10, !batch.isEmpty {
-                    if await !push(batch, to: peer, bytes: bytes).delivered { failed.insert(peer) }
+                    record(await push(batch, to: peer, bytes: bytes), peer)
                     batch = []
                     bytes = 0
                 }
                 batch.append(e)
                 bytes += size
             }
-            if !batch.isEmpty, await !push(batch, to: peer, bytes: bytes).delivered { failed.insert(peer) }
+            if !batch.isEmpty { record(await push(batch, to: peer, bytes: bytes), peer) }
         }
         var dropped = 0
-        for move in moves where move.dropAfter && Set(move.sendTo).isDisjoint(with: failed) && !move.sendTo.isEmpty {
+        for move in moves
+        where move.dropAfter && Set(move.sendTo).isDisjoint(with: failed) && !move.sendTo.isEmpty
+            && !move.sendTo.contains(where: { refused[$0]?.contains(move.key) == true })
+        {
             memory.drop(move.key)
             dropped += 1
         }

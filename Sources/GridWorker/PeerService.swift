@@ -48,17 +48,10 @@ public actor PeerService: Service {
         case stored
         /// The peer holds a newer version of one of the entries: this write lost.
         case lost
-        /// The peer has no room for one of the entries (its owner's share, or the peer, is full): why.
-        case refused(String)
+        /// The peer has no room for some of the entries (their owner's share, or the peer, is full): why, and which
+        /// keys (the others are stored).
+        case refused(String, keys: Set<String>)
         case failed
-
-        /// Whether the peer now holds the entries or newer versions of them.
-        var delivered: Bool {
-            switch self {
-            case .stored, .lost: true
-            case .refused, .failed: false
-            }
-        }
     }
 
     /// Memory writes waiting to go to one peer (see `push`).
@@ -463,6 +456,7 @@ public actor PeerService: Service {
             case .memSync(let m):
                 try requirePeer(caller, message)
                 if let e = VersionRules.check(m.entries.lazy.map(\.version), nowMs: Self.nowMs()) { throw e }
+                if let e = m.entries.lazy.compactMap({ EntryRules.check(key: $0.key, origin: $0.origin, value: $0.value) }).first { throw e }
                 // The writer learns which of its entries lost, and to which version, never the value that won: any
                 // proven peer may send a MEM_SYNC (an old version of any key), and reading a key needs a mandate. It
                 // learns too which did not fit this peer's budget, and why: a proven peer cannot fill this one either.

@@ -307,7 +307,7 @@ struct WorkerCommand: AsyncParsableCommand {
         var peerConfig = PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: slots ?? resources.cpus)
         peerConfig.replicas = replicas ?? peerConfig.replicas
         peerConfig.memoryBudget = StorageBudget(totalBytes: Int64(shareMemoryMb) << 20, what: "memory values")
-        peerConfig.diskBudget = StorageBudget(totalBytes: Int64(shareDiskMb) << 20, what: "file chunks")
+        peerConfig.diskBudget = StorageBudget.disk(totalBytes: Int64(shareDiskMb) << 20)
         if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s > 0 { peerConfig.repairSeconds = s }
         // Function tasks run their warm interpreters under the worker's tier where it can host them (restricted, bwrap).
         // Each interpreter may use its slot's share of the memory this worker offers (at least 512 MiB).

@@ -354,6 +354,17 @@ import Testing
         }
         let farFuture = Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000
         #expect(sync(version: "\(farFuture)", value: "1")?["type"] as? String == "ERROR")
+        // An entry larger than any a client may store (a 200 KB origin, a 300 KB value) is refused too: a peer keeps
+        // what it accepts, and counted the origin at nothing before.
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let hugeOrigin = String(repeating: "o", count: 200_000)
+        c.send(#"{"type":"MEM_SYNC","id":90,"entries":[{"key":\#(keyJSON),"origin":"\#(hugeOrigin)","version":\#(now),"value":1}]}"# + "\n")
+        let origin = c.readMessage(timeout: 10)
+        #expect(origin?["type"] as? String == "ERROR" && (origin?["message"] as? String)?.contains("origin") == true, "\(origin ?? [:])")
+        let hugeValue = "\"" + String(repeating: "v", count: 300_000) + "\""
+        c.send(#"{"type":"MEM_SYNC","id":91,"entries":[{"key":\#(keyJSON),"origin":"\#(worker.id)","version":\#(now),"value":\#(hugeValue)}]}"# + "\n")
+        let value = c.readMessage(timeout: 10)
+        #expect(value?["type"] as? String == "ERROR" && (value?["message"] as? String)?.contains("over the limit") == true, "\(value ?? [:])")
         // The peer is still up, and a version a little ahead (within the allowed skew) is kept…
         _ = try await g.status(peers[0])
         let ahead = Int64(Date().timeIntervalSince1970 * 1000) + 120_000

@@ -43,8 +43,8 @@ import Testing
     func value(_ bytes: Int) -> JSONValue { .string(String(repeating: "v", count: bytes)) }
     func entry(_ v: JSONValue?, _ version: Int64) -> MemoryTable.Entry { .init(value: v, version: version, origin: "w-a") }
 
-    /// Each entry counts its key, its value's JSON and 64 bytes.
-    func size(_ user: String, _ name: String, _ bytes: Int) -> Int64 { Int64(key(user, name).utf8.count + bytes + 2 + 64) }
+    /// Each entry counts its key, its origin ("w-a"), its value's JSON and 64 bytes.
+    func size(_ user: String, _ name: String, _ bytes: Int) -> Int64 { Int64(key(user, name).utf8.count + 3 + bytes + 2 + 64) }
 
     @Test func onePersonsShareIsBoundedAndAnotherStillWrites() {
         var t = MemoryTable(budget: StorageBudget(totalBytes: 4000, what: "memory values"))
@@ -69,7 +69,7 @@ import Testing
         // Her share is full: a new key is refused, the deletion of a held one is not, and frees the room.
         #expect(t.store(key("alice", "c"), entry(value(200), 3)) != .kept)
         #expect(t.store(key("alice", "a"), entry(nil, 4)) == .kept)
-        #expect(t.heldByOwner["alice"] == Int64(key("alice", "a").utf8.count + 64))
+        #expect(t.heldByOwner["alice"] == Int64(key("alice", "a").utf8.count + 3 + 64))
         #expect(t.store(key("alice", "c"), entry(value(200), 5)) == .kept)
         // Tombstones past their TTL, and dropped keys, stop counting.
         t.collectGarbage(now: 4 + t.tombstoneTTL + 1)
@@ -85,9 +85,45 @@ import Testing
         // Values no namespace owns (a peer sending junk) share one person's budget, not the whole peer.
         #expect(t.store("junk-1", entry(value(900), 2)) == .kept)
         #expect(t.store("junk-2", entry(value(900), 3)) != .kept)
-        // A public name's deletion moves it to nobody, and is never refused.
+        // A public name's deletion is never refused, and stays on its owner's account until it is forgotten.
         #expect(t.store(shared, entry(nil, 4)) == .kept)
+        #expect(t.heldByOwner["carol"] == Int64(shared.utf8.count + 3 + 64))
+        t.collectGarbage(now: 4 + t.tombstoneTTL + 1)
         #expect(t.heldByOwner["carol"] == nil)
+        // A name in a public value that is no user's is nobody's: it joins the junk's full budget.
+        let odd = t.store(PeerNamespace.stored("odd", user: nil, kind: .memory), entry(PeerNamespace.wrap(.number(1), owner: "a b\u{2}"), 5))
+        guard case .refused(let why) = odd else {
+            Issue.record("a value with a made-up owner was charged to \(t.heldByOwner.keys)")
+            return
+        }
+        #expect(why.hasPrefix("values with no owner"), "\(why)")
+    }
+
+    /// Publishing and deleting over and over does not move a person's bytes off their share: the deletions stay on it
+    /// until forgotten, so the cycle stops at the share, not at the whole peer.
+    @Test func publishingAndDeletingInALoopStopsAtThePersonsShare() {
+        var t = MemoryTable(budget: StorageBudget(totalBytes: 40_000, what: "memory values"))
+        var refused = false
+        for i in 0..<200 where !refused {
+            let name = PeerNamespace.stored("n\(i)", user: nil, kind: .memory)
+            if t.store(name, entry(PeerNamespace.wrap(value(900), owner: "carol"), Int64(2 * i + 1))) != .kept {
+                refused = true
+                break
+            }
+            #expect(t.store(name, entry(nil, Int64(2 * i + 2))) == .kept)
+        }
+        #expect(refused, "carol published and deleted 200 names past her share")
+        #expect((t.heldByOwner["carol"] ?? 0) <= t.budget.perOwnerBytes)
+        #expect(t.heldBytes <= t.budget.perOwnerBytes + 1000)
+    }
+
+    /// The origin a peer sends is counted too: a huge one does not make an entry cheap.
+    @Test func aHugeOriginIsCountedAgainstTheShare() {
+        var t = MemoryTable(budget: StorageBudget(totalBytes: 40_000, what: "memory values"))
+        let huge = MemoryTable.Entry(value: .number(1), version: 1, origin: String(repeating: "o", count: 20_000))
+        #expect(t.store(key("alice", "k"), huge) != .kept)
+        // A deletion of a key not held here is checked against the whole table only (not the owner's share).
+        #expect(t.store(key("alice", "gone"), entry(nil, 2)) == .kept)
     }
 
     @Test func theWholePeerFillsUpAndSaysSo() {
@@ -107,23 +143,34 @@ import Testing
         let users = ["alice", "bob", "carol"]
         for step in 1...3000 {
             let user = users[Int(rng.next() % 3)]
-            let k = key(user, "k\(rng.next() % 12)")
+            // Private keys of three users, and public names published by them.
+            let k = rng.next() % 3 == 0 ? PeerNamespace.stored("p\(rng.next() % 6)", user: nil, kind: .memory) : key(user, "k\(rng.next() % 12)")
+            let isPublic = PeerNamespace.owner(of: k) == nil
+            let origin = ["w-a", "w-bb", String(repeating: "w", count: Int(rng.next() % 40))][Int(rng.next() % 3)]
             switch rng.next() % 10 {
             case 0: t.drop(k)
-            case 1, 2: _ = t.store(k, entry(nil, Int64(step)))
+            case 1, 2: _ = t.store(k, .init(value: nil, version: Int64(step), origin: origin))
             case 3: t.collectGarbage(now: Int64(step) - 50 + t.tombstoneTTL)
-            default: _ = t.store(k, entry(value(Int(rng.next() % 600)), Int64(step)))
+            default:
+                let v = value(Int(rng.next() % 600))
+                _ = t.store(k, .init(value: isPublic ? PeerNamespace.wrap(v, owner: user) : v, version: Int64(step), origin: origin))
             }
             var total: Int64 = 0
             var byOwner: [String: Int64] = [:]
+            var live: [String: Int64] = [:]
+            #expect(Set(t.charges.keys) == Set(t.entries.keys), "step \(step)")
             for (k, e) in t.entries {
-                let s = MemoryTable.size(of: k, e.value)
-                total += s
-                byOwner[MemoryTable.owner(of: k, e.value), default: 0] += s
+                guard let c = t.charges[k] else { continue }
+                #expect(c.size == MemoryTable.size(of: k, e), "step \(step)")
+                if e.value != nil { #expect(c.owner == MemoryTable.owner(of: k, e.value), "step \(step)") }
+                total += c.size
+                byOwner[c.owner, default: 0] += c.size
+                if e.value != nil { live[c.owner, default: 0] += c.size }
             }
             #expect(t.heldBytes == total, "step \(step)")
             #expect(t.heldByOwner == byOwner, "step \(step)")
-            #expect(byOwner.values.allSatisfy { $0 <= t.budget.perOwnerBytes }, "step \(step)")
+            // Values never take a person past their share (deletions of keys not held here may, a little: see `store`).
+            #expect(live.values.allSatisfy { $0 <= t.budget.perOwnerBytes }, "step \(step): \(live)")
             if t.heldBytes != total { return }
         }
     }
