@@ -52,6 +52,23 @@ extension JSONValue {
         }
     }
 
+    /// The memory this value takes once decoded, about, and never less than that (a small enum per value, an array's
+    /// and a dictionary's storage, a string's heap buffer past the 15 bytes kept inline). A value's JSON text can be
+    /// ten times smaller than that (`[[],[],…]`), so what a peer keeps is counted by the larger of the two.
+    public var memoryFootprint: Int {
+        switch self {
+        case .null, .bool, .number: 24
+        case .string(let s): 24 + Self.heapString(s)
+        case .array(let a): a.reduce(56) { $0 &+ $1.memoryFootprint }
+        case .object(let o): o.reduce(88) { $0 &+ 56 &+ Self.heapString($1.key) &+ $1.value.memoryFootprint }
+        }
+    }
+
+    private static func heapString(_ s: String) -> Int {
+        let n = s.utf8.count
+        return n > 15 ? 32 + n : 0
+    }
+
     private static func stringSize(_ s: String) -> Int {
         var n = 2
         for byte in s.utf8 {

@@ -103,10 +103,12 @@ public struct MemoryTable: Sendable {
         return ""
     }
 
-    /// The bytes an entry is counted as: its key, its origin, a bound on its value's JSON, and 64 for the version and
-    /// bookkeeping (a deletion counts too: it is kept until the TTL).
+    /// The bytes an entry is counted as: its key, its origin, its value (the larger of its JSON text and what it takes
+    /// in memory, `JSONValue.memoryFootprint`), and 64 for the version and bookkeeping (a deletion counts too: it is
+    /// kept until the TTL).
     public static func size(of key: String, _ entry: Entry) -> Int64 {
-        StorageBudget.sum(Int64(key.utf8.count) + Int64(entry.origin.utf8.count) + 64, Int64(clamping: entry.value?.encodedSizeBound ?? 0))
+        let value = entry.value.map { max($0.encodedSizeBound, $0.memoryFootprint) } ?? 0
+        return StorageBudget.sum(Int64(key.utf8.count) + Int64(entry.origin.utf8.count) + 64, Int64(clamping: value))
     }
 
     /// What each held key is counted as, and against whom.

@@ -49,4 +49,17 @@ struct JSONValueTests {
         let value = try JSONDecoder().decode(JSONValue.self, from: Data("[1, 0, true]".utf8))
         #expect(value == .array([.number(1), .number(0), .bool(true)]))
     }
+
+    /// What a value takes in memory is counted, not only its text: an array of empty arrays is three bytes of text a
+    /// value, and more than fifty in memory.
+    @Test func theMemoryFootprintBoundsWhatTheTextUnderstates() {
+        let nested = JSONValue.array(Array(repeating: .array([]), count: 10_000))
+        #expect(nested.encodedSizeBound <= 30_001)
+        #expect(nested.memoryFootprint >= 10_000 * 56)
+        let object = JSONValue.object(Dictionary(uniqueKeysWithValues: (0..<1000).map { ("k\($0)", JSONValue.null) }))
+        #expect(object.memoryFootprint > 5 * object.encodedSizeBound)
+        // A long string is about its length either way.
+        let text = JSONValue.string(String(repeating: "x", count: 100_000))
+        #expect(text.memoryFootprint == 24 + 32 + 100_000 && text.encodedSizeBound == 100_002)
+    }
 }

@@ -43,8 +43,11 @@ import Testing
     func value(_ bytes: Int) -> JSONValue { .string(String(repeating: "v", count: bytes)) }
     func entry(_ v: JSONValue?, _ version: Int64) -> MemoryTable.Entry { .init(value: v, version: version, origin: "w-a") }
 
-    /// Each entry counts its key, its origin ("w-a"), its value's JSON and 64 bytes.
-    func size(_ user: String, _ name: String, _ bytes: Int) -> Int64 { Int64(key(user, name).utf8.count + 3 + bytes + 2 + 64) }
+    /// Each entry counts its key, its origin ("w-a"), its value (a string of `bytes`: in memory, a 24-byte value and a
+    /// heap buffer with a 32-byte header) and 64 bytes.
+    func size(_ user: String, _ name: String, _ bytes: Int) -> Int64 {
+        Int64(key(user, name).utf8.count + 3 + max(bytes + 2, 24 + (bytes > 15 ? 32 + bytes : 0)) + 64)
+    }
 
     @Test func onePersonsShareIsBoundedAndAnotherStillWrites() {
         var t = MemoryTable(budget: StorageBudget(totalBytes: 4000, what: "memory values"))
@@ -80,11 +83,11 @@ import Testing
     @Test func aPublicValueCountsAgainstItsOwnerAndJunkSharesOneBudget() {
         var t = MemoryTable(budget: StorageBudget(totalBytes: 4000, what: "memory values"))
         let shared = PeerNamespace.stored("cfg", user: nil, kind: .memory)
-        #expect(t.store(shared, entry(PeerNamespace.wrap(value(700), owner: "carol"), 1)) == .kept)
+        #expect(t.store(shared, entry(PeerNamespace.wrap(value(500), owner: "carol"), 1)) == .kept)
         #expect(t.heldByOwner["carol"] != nil)
         // Values no namespace owns (a peer sending junk) share one person's budget, not the whole peer.
-        #expect(t.store("junk-1", entry(value(900), 2)) == .kept)
-        #expect(t.store("junk-2", entry(value(900), 3)) != .kept)
+        #expect(t.store("junk-1", entry(value(600), 2)) == .kept)
+        #expect(t.store("junk-2", entry(value(600), 3)) != .kept)
         // A public name's deletion is never refused, and stays on its owner's account until it is forgotten.
         #expect(t.store(shared, entry(nil, 4)) == .kept)
         #expect(t.heldByOwner["carol"] == Int64(shared.utf8.count + 3 + 64))
