@@ -179,7 +179,7 @@ public final class InProcessWorker: Sendable {
 /// Runs `body` with a manager in this process, and `workers` workers (2 CPUs, 4 GB each) earning for an account
 /// named `owner`; everything is stopped afterwards, whatever `body` did.
 public func withTestGrid<T: Sendable>(
-    workers: Int = 0, leaseSeconds: Double = 2, label: String = "inproc", configure: (inout ManagerConfig) -> Void = { _ in },
+    workers: Int = 0, leaseSeconds: Double = 10, label: String = "inproc", configure: (inout ManagerConfig) -> Void = { _ in },
     _ body: (InProcessGrid) async throws -> T
 ) async throws -> T {
     let root = NSTemporaryDirectory() + "campusgrid-test-\(label)-\(UUID().uuidString.prefix(8))"
