@@ -809,10 +809,7 @@ public actor WorkerAgent: Service {
                     outcome: nil, exitCode: nil, runtimeMs: nil)
             },
             recent: recent.reversed(),
-            storage: peers.map {
-                let use = $0.storageUse
-                return WorkerStatus.Storage(memoryBytes: use.memoryBytes, memoryLimit: use.memoryLimit, diskBytes: use.diskBytes, diskLimit: use.diskLimit)
-            })
+            storage: peers?.storageUse)
     }
 
     /// The sandbox as this worker reports it.

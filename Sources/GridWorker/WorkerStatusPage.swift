@@ -1,5 +1,7 @@
 import Foundation
 public import GridCore
+import GridPeer
+public import GridProtocol
 import Hummingbird
 public import Logging
 public import ServiceLifecycle
@@ -32,14 +34,7 @@ public struct WorkerStatus: Sendable, Hashable, Codable {
     public var recent: [Task]
     /// What the grid's shared memory and files take on this machine, against what its owner lent (nil: no peer
     /// services).
-    public var storage: Storage?
-
-    public struct Storage: Sendable, Hashable, Codable {
-        public var memoryBytes: Int64
-        public var memoryLimit: Int64
-        public var diskBytes: Int64
-        public var diskLimit: Int64
-    }
+    public var storage: Msg.StorageUse?
 }
 
 /// The worker's own small status page (the seed's per-peer web UI): `/` as HTML that refreshes itself every few
@@ -113,23 +108,11 @@ public struct WorkerStatusPage: Service {
             \(s.sandbox.skipped.isEmpty ? "" : "<dt>Stronger tiers skipped</dt><dd id=\"skipped\"><ul>" + s.sandbox.skipped.map { "<li>\(escape($0))</li>" }.joined() + "</ul></dd>")
             \(s.sandbox.notes.isEmpty ? "" : "<dt>Limits</dt><dd id=\"notes\"><ul>" + s.sandbox.notes.map { "<li>\(escape($0))</li>" }.joined() + "</ul></dd>")
             <dt>Slots</dt><dd>\(s.current.count) of \(s.slots) busy</dd>
-            \(s.storage.map { "<dt>Shared storage</dt><dd id=\"storage\">memory \(Self.bytes($0.memoryBytes)) of \(Self.bytes($0.memoryLimit)) lent · disk \(Self.bytes($0.diskBytes)) of \(Self.bytes($0.diskLimit)) lent</dd>" } ?? "")</dl></section>
+            \(s.storage.map { "<dt>Shared storage</dt><dd id=\"storage\">memory \(StorageBudget.describe($0.memoryBytes)) of \(StorageBudget.describe($0.memoryLimit)) lent · disk \(StorageBudget.describe($0.diskBytes)) of \(StorageBudget.describe($0.diskLimit)) lent</dd>" } ?? "")</dl></section>
             <section><h2>Current tasks</h2>\(s.current.isEmpty ? "<p>None.</p>" : "<table>\(head)\(s.current.map { row($0, current: true) }.joined())</table>")</section>
             <section><h2>Recent tasks</h2>\(s.recent.isEmpty ? "<p>None yet.</p>" : "<table>\(head)\(s.recent.map { row($0, current: false) }.joined())</table>")</section>
             </main></body></html>
             """
-    }
-
-    /// A byte count for people: "1.5 MiB".
-    static func bytes(_ n: Int64) -> String {
-        let units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(max(0, n))
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(Int(value)) bytes" : String(format: value < 10 ? "%.1f %@" : "%.0f %@", value, units[unit])
     }
 
     static func escape(_ s: String) -> String {
