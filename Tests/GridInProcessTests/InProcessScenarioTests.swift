@@ -456,7 +456,10 @@ final class GatedRunner: JobRunner, Sendable {
     /// running jobs finish on their first attempt on the workers that had them, and the workers reconnect by
     /// themselves. (The process-level `FaultTolerance` test does the same with a SIGKILL.)
     @Test func aManagerRestartedMidRunLosesNoJobOrCreditAndItsWorkersReconnect() async throws {
-        try await withTestGrid(workers: 2, leaseSeconds: 2) { grid in
+        // The default 10 s lease: a restarted manager keeps each running job's lease for three leases while its worker
+        // reconnects. With a 2 s lease (6 s of grace) a worker beside a CPU hog once came back too late, and both jobs
+        // ran a second time.
+        try await withTestGrid(workers: 2) { grid in
             let alice = try await grid.user("alice")
             let script = "# grid: print step 1\n# grid: sleep 1.5\n# grid: print step 2\n# grid: write result.txt ok\n"
             let a = try await alice.submit(InProcessScenarioTests.job("a", script, outputs: ["result.txt"])).job.id
