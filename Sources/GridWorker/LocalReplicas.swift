@@ -71,10 +71,8 @@ final class LocalReplicas: Sendable {
         }
     }
 
-    /// Bytes held here for everyone, and for `owner`.
-    func held(by owner: String? = nil) -> Int64 {
-        state.withLock { s in owner.map { s.table.heldByOwner[$0] ?? 0 } ?? s.table.heldBytes }
-    }
+    /// Bytes held here, everyone's together.
+    var heldBytes: Int64 { state.withLock { $0.table.heldBytes } }
 
     func get(_ key: String) -> MemoryTable.Entry? { state.withLock { $0.table.get(key) } }
     func drop(_ key: String) { state.withLock { $0.table.drop(key) } }

@@ -560,7 +560,7 @@ public actor PeerService: Service {
     /// What the shared storage takes here, against what the owner lent (read without the actor: both counts have locks).
     nonisolated var storageUse: Msg.StorageUse {
         Msg.StorageUse(
-            memoryBytes: memory.held(), memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes, diskLimit: config.diskBudget.totalBytes)
+            memoryBytes: memory.heldBytes, memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes, diskLimit: config.diskBudget.totalBytes)
     }
 
     private func status(_ selfId: String) -> Msg.PeerStatus {
