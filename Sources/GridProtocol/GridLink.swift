@@ -177,11 +177,14 @@ public final class MemoryGridTransport: Sendable {
             }
         }
 
+        /// Ends one direction cleanly, unless it has already ended: a close that races a `reset()` (the other side
+        /// closing as it reads the reset) must not turn the reset this side has yet to read into a clean end.
         func finish(toServer server: Bool) {
-            finished.withLock { f in
-                if server { f.toServer = true } else { f.toClient = true }
+            let first = finished.withLock { f in
+                defer { if server { f.toServer = true } else { f.toClient = true } }
+                return !(server ? f.toServer : f.toClient)
             }
-            (server ? toServer : toClient).finish()
+            if first { (server ? toServer : toClient).finish() }
         }
 
         func close() {
@@ -192,11 +195,14 @@ public final class MemoryGridTransport: Sendable {
         var isClosed: Bool { finished.withLock { $0.toServer && $0.toClient } }
 
         /// Both directions end with a reset (`ECONNRESET`), as a TCP connection's reads do when the other host dies.
-        func reset() {
+        /// `meanwhile` runs between marking both directions ended and ending them: the window in which a close can
+        /// race the reset (for the test of that race).
+        func reset(meanwhile: () -> Void = {}) {
             let open = finished.withLock { f in
                 defer { f = (true, true) }
                 return f
             }
+            meanwhile()
             if !open.toServer { toServer.finish(throwing: IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)")) }
             if !open.toClient { toClient.finish(throwing: IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)")) }
         }

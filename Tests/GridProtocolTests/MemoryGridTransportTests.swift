@@ -1,5 +1,5 @@
 import GridCore
-import GridProtocol
+@testable import GridProtocol
 import NIOCore
 import Testing
 
@@ -84,5 +84,18 @@ import Testing
         reader.cancel()
         await reader.value
         #expect(throws: MemoryGridTransport.Refused.self) { try transport.dial() }
+    }
+
+    /// A reset is read as a reset (an error) on both sides, even when one side closes the link before the reset
+    /// reached the other: the in-process scenario of a manager's host dying once saw the worker's side end cleanly (the
+    /// manager closed as it read its reset, and its close finished the worker's side first), and the worker said it
+    /// lost the manager without the error (CI, stop 36). The close is made to land in that window.
+    @Test func aResetIsAnErrorOnBothSidesThoughOneClosesBeforeItReachedTheOther() async throws {
+        let pipe = MemoryGridTransport.Pipe()
+        pipe.reset(meanwhile: { pipe.close() })
+        for inbound in [pipe.clientInbound, pipe.serverInbound] {
+            var it = inbound.makeAsyncIterator()
+            await #expect(throws: (any Error).self, "the reset was read as a clean end") { _ = try await it.next() }
+        }
     }
 }
