@@ -307,7 +307,7 @@ struct APIController: Sendable {
         guard PeerTrust.isWellFormed(key: body.key) else {
             throw GridError(.badRequest, "key must be an Ed25519 public key: its 32 raw bytes in base64")
         }
-        return await core.peerGrant(user: user.username, key: body.key, worker: body.worker)
+        return await core.peerGrant(user: user.username, key: body.key, worker: body.worker, tokenHash: Tokens.hash(bearer(request) ?? ""))
     }
 
     @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {

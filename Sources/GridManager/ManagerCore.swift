@@ -464,15 +464,18 @@ public actor ManagerCore {
 
     /// `POST /api/v1/peer-tickets`: person `user`'s certificate for `key`, with a forwarding ticket for `worker` when it
     /// names an online worker that listens for peers (`PeerTrust.Grant`); for any other name, none.
-    func peerGrant(user: String, key: String, worker: WorkerID?) -> PeerTrust.Grant {
+    /// `tokenHash`: the SHA-256 of the API token that asked, named in the certificate so that revoking it reaches the
+    /// certificate at peers (`PeerTrust.Standing`).
+    func peerGrant(user: String, key: String, worker: WorkerID?, tokenHash: String) -> PeerTrust.Grant {
         let holder = worker.flatMap { id in live[id].flatMap { ($0.registration.port ?? 0) > 0 ? id : nil } }
-        return authority.grant(user: user, key: key, holder: holder, now: Int64(wall()))
+        return authority.grant(user: user, key: key, holder: holder, now: Int64(wall()), tokenHash: tokenHash)
     }
 
     /// `AUTH_CHECK`: a peer asks whose token a client presented. Only a person's API token is answered, with a ticket
     /// that lets the asking peer (`holder`) forward work on that person's behalf; a worker's join token is refused
     /// (peers prove themselves with credentials, never with tokens).
     func authCheck(_ check: Msg.AuthCheck, holder: WorkerID) async -> GridMessage {
+        if let certificate = check.certificate { return await standing(certificate) }
         do {
             guard let (user, kind) = try await db.tokenOwner(hash: Tokens.hash(check.token)) else {
                 return .error(Msg.Error(GridError(.unauthorized, "the token is not valid; log in with `campusgrid login`")))
@@ -489,6 +492,23 @@ public actor ManagerCore {
             return .authOk(Msg.AuthOk(user: user.username, kind: kind.rawValue, ticket: ticket))
         } catch {
             return .error(Msg.Error(GridError(.internal, "could not check the token: \(error)")))
+        }
+    }
+
+    /// `AUTH_CHECK {certificate}`: whether the API token a person's certificate was granted under still stands
+    /// (`PeerTrust.Standing` decides).
+    private func standing(_ certificate: PeerTrust.UserCertificate) async -> GridMessage {
+        do {
+            var holder: (user: UserRecord, kind: TokenKind)?
+            if let token = certificate.tokenHash { holder = try await db.tokenOwner(hash: token) }
+            if let refusal = PeerTrust.Standing.check(
+                certificate, managerKey: authority.publicKey, now: Int64(wall()), holder: holder.map { ($0.user.username, $0.kind.rawValue) })
+            {
+                return .error(Msg.Error(refusal))
+            }
+            return .authOk(Msg.AuthOk(user: certificate.user, kind: TokenKind.api.rawValue))
+        } catch {
+            return .error(Msg.Error(GridError(.internal, "could not check the certificate's token: \(error)")))
         }
     }
 

@@ -26,10 +26,17 @@ extension Msg {
         public init(peers: [PeerInfo]) { self.peers = peers }
     }
 
-    /// Worker → manager: whose token is this? (A peer checks the `HELLO` of its own clients this way.)
+    /// Worker → manager: whose token is this? (A peer checks the `HELLO` of its own clients this way.) Or, with
+    /// `certificate` (and an empty `token`): does the token this person's certificate was granted under still stand
+    /// (`PeerTrust.Standing`)? The answer is `AUTH_OK` (with no ticket) or an `ERROR`.
     public struct AuthCheck: Hashable, Sendable, Codable {
         public var token: String
+        public var certificate: PeerTrust.UserCertificate?
         public init(token: String) { self.token = token }
+        public init(certificate: PeerTrust.UserCertificate) {
+            self.token = ""
+            self.certificate = certificate
+        }
     }
 
     public struct AuthOk: Hashable, Sendable, Codable {

@@ -88,15 +88,25 @@ public enum PeerTrust {
         /// Seconds since 1970.
         public var expires: Int64
         public var signature: String
-        public init(user: String, key: String, expires: Int64, signature: String) {
+        /// The SHA-256 (hex) of the API token the certificate was granted under (`Standing`): once that token is
+        /// revoked (logout, or revoked on the dashboard), peers that reach the manager refuse the certificate. Signed
+        /// with the rest, so it can be neither removed nor changed. nil only in a certificate of a manager older than
+        /// this field (it lapses within `userCertificateSeconds`).
+        public var tokenHash: String?
+        public init(user: String, key: String, expires: Int64, signature: String, tokenHash: String? = nil) {
             self.user = user
             self.key = key
             self.expires = expires
             self.signature = signature
+            self.tokenHash = tokenHash
         }
 
-        /// A label of its own: a certificate never passes for a credential or a ticket, nor the other way round.
-        public var signedBytes: Data { Data("campusgrid-user-v1\n\(user)\n\(key)\n\(expires)".utf8) }
+        /// A label of its own: a certificate never passes for a credential or a ticket, nor the other way round; one
+        /// that names its token has a label of its own too (one without cannot be made from one with).
+        public var signedBytes: Data {
+            guard let tokenHash else { return Data("campusgrid-user-v1\n\(user)\n\(key)\n\(expires)".utf8) }
+            return Data("campusgrid-user-v2\n\(user)\n\(key)\n\(expires)\n\(tokenHash)".utf8)
+        }
     }
 
     /// What the manager grants a person's key: its certificate, a forwarding ticket for the peer it is about to talk to
@@ -239,8 +249,9 @@ public enum PeerTrust {
 
         /// What person `user` is granted for `key` (raw, base64): a certificate, and a forwarding ticket for peer
         /// `holder` when one is named (the manager's key signs both).
-        public func grant(user: String, key: String, holder: String?, now: Int64) -> Grant {
-            var c = UserCertificate(user: user, key: key, expires: now + userCertificateSeconds, signature: "")
+        /// `tokenHash`: the SHA-256 of the API token the person asked with (`UserCertificate.tokenHash`).
+        public func grant(user: String, key: String, holder: String?, now: Int64, tokenHash: String? = nil) -> Grant {
+            var c = UserCertificate(user: user, key: key, expires: now + userCertificateSeconds, signature: "", tokenHash: tokenHash)
             c.signature = sign(c.signedBytes)
             return Grant(certificate: c, forward: holder.map { ticket(user: user, holder: $0, now: now) }, managerKey: publicKey)
         }
@@ -405,9 +416,13 @@ public enum PeerTrust {
     public struct Reader: Sendable, Equatable {
         public var user: String
         public var files: [String]?
-        public init(user: String, files: [String]? = nil) {
+        /// The person's certificate, when the mandate was one with a delegation: it stands only while the token it
+        /// was granted under does (`Standing`), which is asked again however the mandate is named later.
+        public var certificate: UserCertificate?
+        public init(user: String, files: [String]? = nil, certificate: UserCertificate? = nil) {
             self.user = user
             self.files = files
+            self.certificate = certificate
         }
     }
 
@@ -423,7 +438,7 @@ public enum PeerTrust {
         }
         guard d.holder == holder else { return .failure(GridError(.forbidden, "the delegation is for peer \(d.holder), not for \(holder)")) }
         guard d.expires > now, c.expires >= now - clockSkewSeconds else { return .failure(GridError(.forbidden, "the delegation expired")) }
-        return .success(Reader(user: c.user))
+        return .success(Reader(user: c.user, certificate: c))
     }
 
     /// Whether `ticket` may come with a forwarded task: an ordinary ticket, not a job's read ticket (which lets a

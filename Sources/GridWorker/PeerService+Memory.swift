@@ -197,13 +197,13 @@ extension PeerService {
                 if let entry { found[peer] = entry }
             }
         }
-        if reachable == 0 {
-            if let refusal {
-                throw GridError(
-                    .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
-            }
-            throw GridError(.unreachable, "no peer holding this key could be reached; try again")
+        // Found nowhere while a peer refused this one's mandate: the key may well be there; say why it was refused,
+        // not that there is none.
+        if found.isEmpty, let refusal {
+            throw GridError(
+                .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
         }
+        if reachable == 0 { throw GridError(.unreachable, "no peer holding this key could be reached; try again") }
         let newest = found.values.max { a, b in
             MemoryTable.Entry(value: b.value, version: b.version, origin: b.origin)
                 .isNewer(than: MemoryTable.Entry(value: a.value, version: a.version, origin: a.origin))

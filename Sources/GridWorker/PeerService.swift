@@ -132,6 +132,8 @@ public actor PeerService: Service {
     // Other peers and clients.
     private var links: [String: PeerLink] = [:]
     private var authCache: [String: (caller: Caller, until: Double)] = [:]
+    /// What the manager said of the tokens people's certificates were granted under (`PeerTrust.Standing`).
+    private var tokenStanding = PeerTrust.Standing.Memo()
     private let repairs: AsyncStream<Void>
     private let repairContinuation: AsyncStream<Void>.Continuation
 
@@ -332,17 +334,49 @@ public actor PeerService: Service {
     /// `nonce`, checked offline with the manager's key, so sessions open while no manager is reachable. The person's
     /// API token never comes here. The forwarding ticket, when newer than the one kept, lets this peer hand the
     /// person's tasks on.
-    func authenticateSession(_ session: Msg.Session, nonce: String) -> Result<Caller, GridError> {
+    func authenticateSession(_ session: Msg.Session, nonce: String) async -> Result<Caller, GridError> {
         guard let managerKey, let selfId else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet; try again")) }
         if let e = PeerTrust.check(session, managerKey: managerKey, holder: selfId, nonce: nonce, now: Self.nowS()) {
             logger.warning("refused a session", metadata: ["grid.user": "\(session.certificate.user.prefix(64))", "grid.error": "\(e.message)"])
             return .failure(e)
         }
+        if let e = await standing(of: session.certificate) { return .failure(e) }
         let user = session.certificate.user
         if let forward = session.forward, forward.files == nil { keep(forwarding: forward) }
         // Reads only with the person's delegation: a forwarding ticket lets this peer hand tasks on, not read their data.
         if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
         return .success(Caller(user: user))
+    }
+
+    /// Why the API token `certificate` was granted under no longer stands, or nil while it does (`PeerTrust.Standing`):
+    /// asked of the manager when not known (at most once per `authCacheSeconds` for a token that stands), the answer
+    /// kept. With no manager reachable, or none answering, it stands: the grid works through an outage, as a
+    /// certificate is checked offline, and a revocation reaches this peer once the manager answers again.
+    func standing(of certificate: PeerTrust.UserCertificate) async -> GridError? {
+        guard let token = certificate.tokenHash else { return nil }
+        let refusal = GridError(
+            .unauthorized, "the API token this certificate was granted under was revoked (logout, or on the dashboard); log in again")
+        switch tokenStanding.verdict(token: token, now: Self.nowS()) {
+        case .stands: return nil
+        case .revoked: return refusal
+        case .ask: break
+        }
+        guard let managerLink else { return nil }
+        let standsFor = config.authCacheSeconds.isFinite ? Int64(max(0, min(config.authCacheSeconds, 3600))) : 60
+        do {
+            guard case .authOk(let ok) = try await managerLink(.authCheck(Msg.AuthCheck(certificate: certificate))), ok.user == certificate.user else {
+                return nil
+            }
+            tokenStanding.record(token: token, stands: true, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires)
+            return nil
+        } catch let e as GridError where e.code == .unauthorized {
+            tokenStanding.record(token: token, stands: false, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires)
+            logger.warning("refused a revoked certificate", metadata: ["grid.user": "\(certificate.user.prefix(64))", "grid.error": "\(e.message)"])
+            return refusal
+        } catch {
+            logger.info("the manager did not say whether a certificate stands; it does meanwhile", metadata: ["grid.error": "\(error)"])
+            return nil
+        }
     }
 
     /// A person accepted (by token or by `SESSION`) is told so with `HELLO_OK {worker_id, owner}`.
@@ -393,26 +427,30 @@ public actor PeerService: Service {
 
     /// Whom a `MEM_FETCH` reads for: its mandate's person, checked and then kept under the mandate's reference for the
     /// calling peer; or the person of a mandate that peer showed before, named by its reference (until it expires).
-    private func fetchReader(_ m: Msg.MemFetch, caller: Caller) throws -> PeerTrust.Reader? {
+    private func fetchReader(_ m: Msg.MemFetch, caller: Caller) async throws -> PeerTrust.Reader? {
         guard let peer = caller.peer else { return nil }
-        let now = Self.nowS()
         if let mandate = m.mandate {
-            let reader = try reader(mandate, caller: caller)
-            if let reader { shownMandates.keep(mandate, reader: reader, from: peer, now: now) }
+            let reader = try await reader(mandate, caller: caller)
+            if let reader { shownMandates.keep(mandate, reader: reader, from: peer, now: Self.nowS()) }
             return reader
         }
         guard let ref = m.mandateRef else { return nil }
-        guard let reader = shownMandates.reader(ref, from: peer, now: now) else {
+        guard let reader = shownMandates.reader(ref, from: peer, now: Self.nowS()) else {
             throw GridError(.mandateUnknown, "this peer holds no mandate of that reference from \(peer) (it restarted, or it expired): send the mandate")
         }
+        if let certificate = reader.certificate, let e = await standing(of: certificate) { throw GridError(.forbidden, e.message) }
         return reader
     }
 
     /// Whom a reading peer reads for: nobody without a mandate; the mandate's person (and files) when it is good.
-    private func reader(_ mandate: PeerTrust.Mandate?, caller: Caller) throws -> PeerTrust.Reader? {
+    /// A person's certificate in a mandate must still stand (`standing(of:)`): a key and certificate copied from a
+    /// person who then logged out read nothing.
+    private func reader(_ mandate: PeerTrust.Mandate?, caller: Caller) async throws -> PeerTrust.Reader? {
         guard let mandate else { return nil }
         guard let managerKey, let peer = caller.peer else { throw GridError(.unreachable, "this peer does not know its manager's key yet") }
-        return try goodMandates.check(mandate, managerKey: managerKey, holder: peer, now: Self.nowS()).get()
+        let reader = try goodMandates.check(mandate, managerKey: managerKey, holder: peer, now: Self.nowS()).get()
+        if let certificate = reader.certificate, let e = await standing(of: certificate) { throw GridError(.forbidden, e.message) }
+        return reader
     }
 
     /// Another peer said `HELLO {nonce}`: our answer proves who we are (credential, signature over its nonce) and
@@ -468,7 +506,7 @@ public actor PeerService: Service {
                 try requirePeer(caller, message)
                 // A peer reads public names, and the private ones of the person whose mandate it shows (or showed before,
                 // and names by its reference): no others.
-                let reader = try fetchReader(m, caller: caller)
+                let reader = try await fetchReader(m, caller: caller)
                 if let other = m.keys.prefix(1000).first(where: { !PeerNamespace.mayRead($0, for: reader?.user, files: reader?.files) }) {
                     throw GridError(.forbidden, "MEM_FETCH of another user's key (\(PeerNamespace.owner(of: other) ?? "?")) needs their mandate")
                 }
@@ -480,7 +518,7 @@ public actor PeerService: Service {
                 // A peer lists this peer's stored keys under a public prefix, or a prefix of the person whose mandate
                 // it shows.
                 let prefix = m.prefix ?? ""
-                let reader = try reader(m.mandate, caller: caller)
+                let reader = try await reader(m.mandate, caller: caller)
                 guard PeerNamespace.mayRead(prefix, for: reader?.user, files: reader?.files) else {
                     throw GridError(.forbidden, "LIST_MEM of another user's keys (\(PeerNamespace.owner(of: prefix) ?? "all")) needs their mandate")
                 }

@@ -179,4 +179,99 @@ import Testing
             }
         }
     }
+
+    /// A person's certificate is checked offline and lasts 12 h, so before this, a copy of a person's key and
+    /// certificate (a lab machine's `peer-keys.json`) still opened sessions at peers after that person logged out. Now
+    /// the certificate names the token it was granted under, and a peer that reaches the manager asks whether that
+    /// token still stands: after the logout, the copy opens nothing, and the person's other tokens are not affected.
+    @Test func aCertificateGrantedUnderALoggedOutTokenOpensNoSessionAtAPeer() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            // No answer kept: each session asks (the default keeps a standing answer for a minute, as tokens are).
+            let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true, peerAuthCacheSeconds: 0)
+            let port = try #require(peer.peerPort)
+            let alice = try await grid.user("alice")
+            var laptop = alice
+            laptop.token = try await alice.login("alice", password: "correct horse battery").token
+            func pass(_ client: GridClient) async throws -> PeerTrust.Pass {
+                let signer = PeerTrust.Signer()
+                return PeerTrust.Pass(grant: try await client.peerGrant(key: signer.publicKey, worker: peer.workerId), signer: signer)
+            }
+            func session(_ pass: PeerTrust.Pass) async throws -> PeerLink {
+                try await PeerLink.connect(host: "127.0.0.1", port: port, grant: { _ in pass })
+            }
+            let copied = try await pass(alice)
+            let tokenHash = SHA256Digest.hash(Array(try #require(alice.token).utf8)).map { String(format: "%02x", $0) }.joined()
+            #expect(copied.grant.certificate.tokenHash == tokenHash, "the certificate names the token it was granted under")
+            let before = try await session(copied)
+            guard case .memResult = try await before.request(.setMem(Msg.SetMem(key: "k", value: .string("v")))).message else {
+                Issue.record("a session of a standing token could not write")
+                return
+            }
+            before.close()
+
+            try await alice.logout()
+            do {
+                let after = try await session(copied)
+                after.close()
+                Issue.record("a certificate of a logged-out token opened a session")
+            } catch let e as GridError {
+                #expect(e.code == .unauthorized && e.message.contains("revoked"), "\(e)")
+            }
+            // A certificate of another of alice's tokens still opens one.
+            let other = try await session(try await pass(laptop))
+            guard case .memResult(let r) = try await other.request(.getMem(Msg.MemKey(key: "k"))).message else {
+                Issue.record("alice's other token lost her session")
+                return
+            }
+            #expect(r.value == .string("v"))
+            other.close()
+        }
+    }
+
+    /// A peer a person opened a session with reads that person's keys from other peers with their mandate (the
+    /// certificate and the person's delegation). Once the token the certificate was granted under is revoked, the
+    /// other peers refuse it: a copied key and certificate cannot be made into a mandate that reads anything.
+    @Test func aMandateOfALoggedOutTokenReadsNothingFromAnotherPeer() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            var peers: [InProcessWorker] = []
+            for name in ["p1", "p2", "p3"] { peers.append(try await grid.startWorker(name, owner: owner, cpus: 1, peer: true, peerAuthCacheSeconds: 0)) }
+            let alice = try await grid.user("alice")
+            let entry = peers[0]
+            let signer = PeerTrust.Signer()
+            let pass = PeerTrust.Pass(grant: try await alice.peerGrant(key: signer.publicKey, worker: entry.workerId), signer: signer)
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(entry.peerPort), grant: { _ in pass })
+            defer { link.close() }
+            let everyone = await eventually(timeout: 20, interval: 0.02) {
+                guard case .peerStatus(let s)? = try? await link.request(.getPeerStatus).message else { return false }
+                return s.peers.count == 3
+            }
+            #expect(everyone, "the entry peer never saw the other two")
+            // A key the entry peer does not hold: read through it, it comes from another peer with alice's mandate.
+            var elsewhere: String?
+            for i in 0..<40 where elsewhere == nil {
+                guard case .memResult(let r) = try await link.request(.setMem(Msg.SetMem(key: "k\(i)", value: .number(Double(i))))).message else {
+                    Issue.record("alice could not write k\(i)")
+                    return
+                }
+                if !(r.owners ?? []).contains(entry.workerId) { elsewhere = "k\(i)" }
+            }
+            let key = try #require(elsewhere, "every key landed on the entry peer")
+            // Read once before: the other peers keep the mandate, and later reads name it by its reference.
+            guard case .memResult(let before) = try await link.request(.getMem(Msg.MemKey(key: key))).message, before.value != nil else {
+                Issue.record("alice could not read \(key) from another peer while her token stood")
+                return
+            }
+            try await alice.logout()
+            // The session opened before the logout goes on; the other peers no longer take alice's mandate, by
+            // reference or in full, and the entry peer says they refused rather than that there is no such key.
+            do {
+                let r = try await link.request(.getMem(Msg.MemKey(key: key))).message
+                Issue.record("a revoked certificate's mandate read \(key) from another peer: \(r)")
+            } catch let e as GridError {
+                #expect(e.code == .forbidden && e.message.contains("revoked"), "\(e)")
+            }
+        }
+    }
 }

@@ -103,11 +103,12 @@ public final class InProcessGrid: Sendable {
 
     /// Starts a worker earning for `owner`, in this process, and returns once the manager registered it. With `peer`,
     /// it offers the peer services too (as every `campusgrid worker` does): its peer port listens on loopback, and its
-    /// function tasks run on `ScriptedFunctions`, one slot per CPU.
+    /// function tasks run on `ScriptedFunctions`, one slot per CPU. `peerAuthCacheSeconds`: how long its peer keeps
+    /// the manager's answers about tokens (`PeerConfig.authCacheSeconds`).
     @discardableResult
     public func startWorker(
         _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(), peer: Bool = false,
-        timeout: Double = 30
+        peerAuthCacheSeconds: Double? = nil, timeout: Double = 30
     ) async throws -> InProcessWorker {
         let token = try await owner.createToken(kind: "worker").token
         var config = WorkerConfig(managerHost: "127.0.0.1", token: token, name: name, dataDirectory: root + "/workers/\(name)")
@@ -118,9 +119,9 @@ public final class InProcessGrid: Sendable {
         workerLogger[metadataKey: "worker"] = "\(name)"
         var peers: Worker.Peers?
         if peer {
-            let service = try PeerService(
-                config: PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: cpus), functions: ScriptedFunctions(peer: name),
-                logger: workerLogger)
+            var peerSettings = PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: cpus)
+            if let peerAuthCacheSeconds { peerSettings.authCacheSeconds = peerAuthCacheSeconds }
+            let service = try PeerService(config: peerSettings, functions: ScriptedFunctions(peer: name), logger: workerLogger)
             let bound = Worker.Peers(service: service, listener: try await PeerServer.bind(host: "127.0.0.1", port: 0))
             config.port = bound.port
             config.advertiseHost = "127.0.0.1"
