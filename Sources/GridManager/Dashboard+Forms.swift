@@ -76,7 +76,9 @@ extension Dashboard {
     @Sendable func revokeJoinToken(_ request: Request, _ session: WebSession) async throws -> Response {
         let user = try requireUser(session, request)
         let form = try await form(request, session, limit: 16 << 10)
-        _ = try await db.revokeToken(hash: form["hash"] ?? "", of: user.id)
+        let hash = form["hash"] ?? ""
+        // A worker that joined with it is let go now, not at its next reconnect.
+        if try await db.revokeToken(hash: hash, of: user.id) { await core.joinTokenRevoked(hash: hash) }
         return redirect("/account")
     }
 

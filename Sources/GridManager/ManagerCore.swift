@@ -20,6 +20,8 @@ public actor ManagerCore {
         var load: Double
         var connection: Int
         var outbox: Outbox
+        /// Closes its connection, both ways (a revoked join token).
+        var close: @Sendable () -> Void
         var lastHeartbeat: Double
         var lastLoadWrite: Double
         /// Function tasks queued or running on the peer (peer services).
@@ -122,7 +124,8 @@ public actor ManagerCore {
     /// Checks a worker's token (a worker join token; an API token is refused by name) and picks its id.
     func authenticate(_ hello: Msg.Hello) async -> Result<WorkerSession.Identity, GridError> {
         do {
-            guard let (user, kind) = try await db.tokenOwner(hash: Tokens.hash(hello.token)) else {
+            let tokenHash = Tokens.hash(hello.token)
+            guard let (user, kind) = try await db.tokenOwner(hash: tokenHash) else {
                 return .failure(GridError(.unauthorized, "the token is not valid; create one with `campusgrid token create --worker`"))
             }
             if let refusal = kind.refusal(for: .joinWorker) { return .failure(refusal) }
@@ -148,7 +151,7 @@ public actor ManagerCore {
             }
             let id = chosen ?? Tokens.workerId()
             let name = (hello.name?.isEmpty == false ? hello.name! : id).prefix(64)
-            return .success(WorkerSession.Identity(workerId: id, name: String(name), ownerId: user.id, ownerName: user.username))
+            return .success(WorkerSession.Identity(workerId: id, name: String(name), ownerId: user.id, ownerName: user.username, tokenHash: tokenHash))
         } catch {
             return .failure(GridError(.internal, "could not check the token: \(error)"))
         }
@@ -159,7 +162,9 @@ public actor ManagerCore {
     }
 
     /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs.
-    func register(_ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, outbox: Outbox) async -> Msg.Registered {
+    func register(
+        _ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, outbox: Outbox, close: @escaping @Sendable () -> Void
+    ) async -> Msg.Registered {
         let heldBefore = Set(leases.jobs(of: who.workerId))
         if let old = live[who.workerId], old.connection != connection {
             logger.info("worker reconnected; dropping its old connection", metadata: ["grid.worker.id": "\(who.workerId)"])
@@ -176,7 +181,7 @@ public actor ManagerCore {
         }
         let t = now()
         live[who.workerId] = LiveWorker(
-            identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, lastHeartbeat: t, lastLoadWrite: t)
+            identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t)
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
         let claims = reg.running + (reg.finished ?? [])
@@ -218,6 +223,23 @@ public actor ManagerCore {
         live[who.workerId] = nil
         try? await db.setWorkerOffline(who.workerId, now: wall())
         logger.info("worker offline", metadata: ["grid.worker.id": "\(who.workerId)"])
+        await announcePeers()
+    }
+
+    /// Join token `hash` was revoked (its owner did, on the dashboard: a stolen laptop, a machine given away): the
+    /// workers that joined with it are let go at once, not when they next reconnect. Each one's connection is closed
+    /// and it goes offline, so nothing it sends counts any more, it renews no peer credential (the one it holds lapses
+    /// within `PeerTrust.credentialSeconds`), and the other peers are told it left; its running jobs go back to the
+    /// queue when their leases end, as for any worker that vanished. Its `HELLO` with that token is then refused.
+    func joinTokenRevoked(hash: String) async {
+        let revoked = live.filter { $0.value.identity.tokenHash == hash }
+        guard !revoked.isEmpty else { return }
+        for (id, w) in revoked.sorted(by: { $0.key < $1.key }) {
+            logger.warning("a worker's join token was revoked; closing its connection", metadata: ["grid.worker.id": "\(id)"])
+            live[id] = nil
+            w.close()
+            try? await db.setWorkerOffline(id, now: wall())
+        }
         await announcePeers()
     }
 

@@ -14,12 +14,15 @@ public enum WorkerSession {
         /// The worker's own Ed25519 public key from its `HELLO` (what its peer credentials name); nil: it offers no
         /// peer services, or predates them.
         public var peerKey: String?
-        public init(workerId: WorkerID, name: String, ownerId: UserID, ownerName: String, peerKey: String? = nil) {
+        /// The SHA-256 of the join token it said `HELLO` with: revoking that token lets it go (`ManagerCore`).
+        public var tokenHash: String?
+        public init(workerId: WorkerID, name: String, ownerId: UserID, ownerName: String, peerKey: String? = nil, tokenHash: String? = nil) {
             self.workerId = workerId
             self.name = name
             self.ownerId = ownerId
             self.ownerName = ownerName
             self.peerKey = peerKey
+            self.tokenHash = tokenHash
         }
     }
 

@@ -547,3 +547,45 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 }
+
+@Suite struct InProcessJoinTokenRevocationTests {
+    /// A contributor revokes a worker's join token on the dashboard (a stolen laptop, a machine given away). Before,
+    /// the token row went, but the worker that joined with it stayed connected, kept taking jobs, and renewed its peer
+    /// credential for as long as its connection lasted. Now it is let go at once and cannot come back with that token;
+    /// another user posting the same hash revokes nothing.
+    @Test func aRevokedJoinTokenLetsItsWorkerGoAtOnceAndNobodyElseCanRevokeIt() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let worker = try await grid.startWorker("w1", owner: owner)
+            func online() async throws -> Bool? { try await owner.workers().workers.first { $0.id == worker.workerId }?.online }
+            #expect(try await online() == true)
+
+            let browser = DashboardBrowser(baseURL: grid.baseURL)
+            try await browser.login("owner")
+            let account = try await browser.get("/account")
+            let hashes = account.body.matches(of: /name="hash" value="([0-9a-f]{64})"/).map { String($0.1) }
+            let hash = try #require(hashes.first, "the account page lists no join token: \(account.body.prefix(2000))")
+            #expect(hashes.count == 1, "\(hashes)")
+
+            // Another user posting the hash revokes nothing, and the worker stays.
+            _ = try await grid.user("mallory")
+            let mallory = DashboardBrowser(baseURL: grid.baseURL)
+            try await mallory.login("mallory")
+            try await mallory.post("/account/tokens/revoke", ["hash": hash])
+            #expect(try await online() == true, "another user's post revoked the worker")
+            #expect(try await browser.get("/account").body.contains(hash), "another user's post removed the token")
+
+            let revoked = try await browser.post("/account/tokens/revoke", ["hash": hash])
+            #expect(revoked.status == 303, "\(revoked.status) \(revoked.body.prefix(300))")
+            // Offline at once (no lease period waited), and its HELLO with that token is refused from then on.
+            #expect(try await online() == false, "the worker of a revoked join token is still online")
+            let path = grid.root + "/grid.log"
+            let refused = await eventually(timeout: 30, interval: 0.05) {
+                let log = String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+                return log.split(separator: "\n").contains { $0.contains("the manager refused this worker") && $0.contains("worker=w1") }
+            }
+            #expect(refused, "the worker was not refused when it came back; log: \(path)")
+            #expect(try await online() == false)
+        }
+    }
+}
