@@ -351,7 +351,8 @@ public actor PeerService: Service {
     /// Why the API token `certificate` was granted under no longer stands, or nil while it does (`PeerTrust.Standing`):
     /// asked of the manager when not known (at most once per `authCacheSeconds` for a token that stands), the answer
     /// kept. With no manager reachable, or none answering, it stands: the grid works through an outage, as a
-    /// certificate is checked offline, and a revocation reaches this peer once the manager answers again.
+    /// certificate is checked offline, and a revocation reaches this peer once the manager answers again (an ask that
+    /// failed counts as a standing answer, so it is not repeated for every session meanwhile).
     func standing(of certificate: PeerTrust.UserCertificate) async -> GridError? {
         guard let token = certificate.tokenHash else { return nil }
         let refusal = GridError(
@@ -374,6 +375,9 @@ public actor PeerService: Service {
             logger.warning("refused a revoked certificate", metadata: ["grid.user": "\(certificate.user.prefix(64))", "grid.error": "\(e.message)"])
             return refusal
         } catch {
+            // Kept as an answer too: a manager that is slow to answer (frozen, say) holds up one session a minute per
+            // token, not every one.
+            tokenStanding.record(token: token, stands: true, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires)
             logger.info("the manager did not say whether a certificate stands; it does meanwhile", metadata: ["grid.error": "\(error)"])
             return nil
         }
