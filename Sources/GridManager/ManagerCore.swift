@@ -298,6 +298,12 @@ public actor ManagerCore {
         case .authCheck(let check):
             return await authCheck(check, holder: who.workerId)
         case .credential:
+            if quarantined.contains(who.workerId) {
+                return .error(
+                    Msg.Error(
+                        GridError(
+                            .forbidden, "this worker is quarantined (verification contradicted its results): it is no peer until an admin lifts that")))
+            }
             guard let credential = credential(for: who.workerId) else {
                 return .error(Msg.Error(GridError(.badRequest, "this worker sent no peer key in HELLO or has no peer port")))
             }
@@ -425,7 +431,7 @@ public actor ManagerCore {
                         "grid.job.paid": "\(job.paid ?? 0)", "grid.job.verification": "\(job.verification?.rawValue ?? "-")",
                         "grid.job.check": "\(finished.checkQueued.map(String.init) ?? "-")",
                     ])
-                noteVerification(finished)
+                await noteVerification(finished)
             } else {
                 logger.info("ignored a stale JOB_DONE", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.worker.id": "\(who.workerId)"])
             }
@@ -442,7 +448,7 @@ public actor ManagerCore {
     /// The online workers that listen for peers, as the `PEERS` message lists them.
     func onlinePeers() -> [Msg.PeerInfo] {
         live.values.compactMap { w in
-            guard let port = w.registration.port, port > 0 else { return nil }
+            guard let port = w.registration.port, port > 0, !quarantined.contains(w.identity.workerId) else { return nil }
             return Msg.PeerInfo(
                 workerId: w.identity.workerId, name: w.identity.name, host: w.registration.host ?? "127.0.0.1", port: port,
                 webPort: w.registration.webPort)
@@ -477,9 +483,9 @@ public actor ManagerCore {
     }
 
     /// A fresh peer credential for online worker `id`: its id, the address `PEERS` lists for it, and the key it sent
-    /// in `HELLO`, signed by the manager. Nil when it has no key or no peer port.
+    /// in `HELLO`, signed by the manager. Nil when it has no key or no peer port, or is quarantined (not a peer).
     func credential(for id: WorkerID) -> PeerTrust.Credential? {
-        guard let w = live[id], let key = w.identity.peerKey, let port = w.registration.port, port > 0 else { return nil }
+        guard let w = live[id], let key = w.identity.peerKey, let port = w.registration.port, port > 0, !quarantined.contains(id) else { return nil }
         return authority.credential(
             workerId: id, host: w.registration.host ?? "127.0.0.1", port: port, key: key, now: Int64(wall()))
     }
@@ -489,7 +495,7 @@ public actor ManagerCore {
     /// `tokenHash`: the SHA-256 of the API token that asked, named in the certificate so that revoking it reaches the
     /// certificate at peers (`PeerTrust.Standing`).
     func peerGrant(user: String, key: String, worker: WorkerID?, tokenHash: String) -> PeerTrust.Grant {
-        let holder = worker.flatMap { id in live[id].flatMap { ($0.registration.port ?? 0) > 0 ? id : nil } }
+        let holder = worker.flatMap { id in live[id].flatMap { ($0.registration.port ?? 0) > 0 && !quarantined.contains(id) ? id : nil } }
         return authority.grant(user: user, key: key, holder: holder, now: Int64(wall()), tokenHash: tokenHash)
     }
 
@@ -769,7 +775,7 @@ public actor ManagerCore {
                     d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification,
                     checkerOnline: checkerOnline(besides: owner), now: clock)
                 let job = finished?.job
-                if let finished { noteVerification(finished) }
+                if let finished { await noteVerification(finished) }
                 logger.warning("run past its time limit; stopped", metadata: ["grid.job.id": "\(id)", "grid.worker.id": "\(lease.worker)"])
                 forget(id)
                 if job != nil {
@@ -782,12 +788,15 @@ public actor ManagerCore {
         }
     }
 
-    /// Carries out what a settlement decided about verification: quarantined workers stop getting others' jobs.
-    private func noteVerification(_ finished: GridDatabase.Finished) {
+    /// Carries out what a settlement decided about verification: quarantined workers stop getting others' jobs, and
+    /// leave the peers (`onlinePeers`): a worker caught forging results holds and serves nobody's memory, files or
+    /// function tasks either, and renews no peer credential.
+    private func noteVerification(_ finished: GridDatabase.Finished) async {
         for (worker, reason) in finished.quarantined {
             quarantined.insert(worker)
             logger.warning("worker quarantined", metadata: ["grid.worker.id": "\(worker)", "grid.reason": "\(reason)"])
         }
+        if !finished.quarantined.isEmpty { await announcePeers() }
         if finished.checkQueued != nil { wake.yield() }
     }
 
@@ -798,6 +807,7 @@ public actor ManagerCore {
         if lifted {
             logger.info("quarantine lifted", metadata: ["grid.worker.id": "\(worker)"])
             wake.yield()
+            await announcePeers()
         }
         return lifted
     }

@@ -1,6 +1,7 @@
 import Foundation
 import GridClient
 import GridCore
+import GridProtocol
 import GridSandbox
 import GridTestSupport
 import Testing
@@ -41,9 +42,13 @@ extension Integration {
             let carol = try await grid.user("carol")
             let dave = try await grid.user("dave")
 
-            // Bob's worker cheats: it takes jobs and returns a forged output, with a plausible runtime.
-            let cheater = try FakeWorker(port: grid.gridPort, token: try await bob.createToken(kind: "worker").token, name: "cheater")
-            #expect(cheater.ask(FakeWorker.register(cpus: "2", slots: "2"))?["type"] as? String == "REGISTERED")
+            // Bob's worker cheats: it takes jobs and returns a forged output, with a plausible runtime. It offers peer
+            // services too (a key and a port, where nothing listens): until it is caught, it is a peer.
+            let cheater = try FakeWorker(
+                port: grid.gridPort, token: try await bob.createToken(kind: "worker").token, name: "cheater", peerKey: PeerTrust.Signer().publicKey)
+            #expect(cheater.ask(FakeWorker.register(cpus: "2", slots: "2", extra: #","port":9"#))?["type"] as? String == "REGISTERED")
+            cheater.send(#""type":"CREDENTIAL""#)
+            #expect(cheater.c.next("CREDENTIAL") != nil, "the cheater got no peer credential before it was caught, so the test proves nothing")
             var ids: [JobID] = []
             for i in 0..<2 { ids.append(try await alice.submit(Self.request("seeded-\(i)")).job.id) }
             // Both assignments first: `ask` skips every frame but its answer.
@@ -110,6 +115,17 @@ extension Integration {
                 #expect(workers.first { $0.name == name }?.reputation?.verified == 2, "\(name) agreed on both jobs")
             }
 
+            // Nor is it a peer any more: the others are told it left (it holds and serves nobody's data, and runs no
+            // forwarded task), and it gets no new credential.
+            var peersSeen: [String] = []
+            let leftThePeers = await eventually(timeout: 30, interval: 0) {
+                guard let peers = cheater.c.next("PEERS", timeout: 1)?["peers"] as? [[String: Any]] else { return false }
+                peersSeen = peers.compactMap { $0["worker_id"] as? String }
+                return !peersSeen.contains(cheater.workerId)
+            }
+            #expect(leftThePeers, "the PEERS the manager sent still list the quarantined worker: \(peersSeen)")
+            #expect(FakeWorker.code(cheater.ask(#""type":"CREDENTIAL""#)) == "forbidden", "a quarantined worker got a peer credential")
+
             // A quarantined worker gets no jobs from others: with only it online, Alice's next job waits, saying why.
             for p in honest {
                 p.signal(SIGKILL)
@@ -129,6 +145,8 @@ extension Integration {
             #expect(lifted.reputation?.quarantined == false)
             let assign = try #require(cheater.c.next("JOB_ASSIGN", timeout: 30), "no job after the quarantine was lifted")
             #expect((assign["job"] as? [String: Any])?["job_id"] as? Int == Int(waiting))
+            cheater.send(#""type":"CREDENTIAL""#)
+            #expect(cheater.c.next("CREDENTIAL") != nil, "no peer credential after the quarantine was lifted")
             #expect(try await Scenario.ledgerOK(grid))
             print("cheater caught: \(bad.reputation.map { "\($0.contradicted) contradicted, quarantined: \($0.quarantineReason ?? "-")" } ?? "-"); fund \(ledger["fund"].map { "\($0)" } ?? "-")")
         }
