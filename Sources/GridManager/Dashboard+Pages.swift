@@ -32,7 +32,15 @@ extension Dashboard {
         let tokens = try await db.tokens(of: user.id, kind: .worker).map { t -> [String: Any] in
             ["hash": t.hash, "short": String(t.hash.prefix(10)), "created": Self.time(t.createdAt)]
         }
-        var values: [String: Any] = ["summary": try await accountRegion(user), "tokens": tokens, "has_tokens": !tokens.isEmpty, "manager": Self.hostOnly(request.head.authority)]
+        // API tokens too (a `login` each): revoking one logs that command line out, and its certificates at peers
+        // with it (`PeerTrust.Standing`), e.g. for a laptop that was stolen.
+        let apiTokens = try await db.tokens(of: user.id, kind: .api).map { t -> [String: Any] in
+            ["hash": t.hash, "short": String(t.hash.prefix(10)), "created": Self.time(t.createdAt)]
+        }
+        var values: [String: Any] = [
+            "summary": try await accountRegion(user), "tokens": tokens, "has_tokens": !tokens.isEmpty, "api_tokens": apiTokens,
+            "has_api_tokens": !apiTokens.isEmpty, "manager": Self.hostOnly(request.head.authority),
+        ]
         if let newToken { values["new_token"] = newToken }
         return try await page(
             "account", title: "Account · CampusGrid", session: session, request: request, nav: "account", live: "/live?view=account",

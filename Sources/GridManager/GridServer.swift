@@ -153,7 +153,12 @@ struct GridServer: Service {
                         case .register(let who, var reg, let id):
                             // A peer that does not say where it is reachable is reachable where it connected from.
                             if reg.host == nil || reg.host?.isEmpty == true { reg.host = link.remoteAddress }
-                            var answer = await core.register(who, reg, connection: connection, outbox: outbound, close: { link.close() })
+                            guard var answer = await core.register(who, reg, connection: connection, outbox: outbound, close: { link.close() })
+                            else {
+                                try? await outbound.write(
+                                    GridFrame(id: id, .error(Msg.Error(GridError(.unauthorized, "this worker's join token was revoked by its owner")))))
+                                break loop
+                            }
                             answer.credential = await core.credential(for: who.workerId)
                             if let issuer = peerCertificates, let key = reg.tlsKey {
                                 do {

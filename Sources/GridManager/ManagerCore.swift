@@ -37,6 +37,8 @@ public actor ManagerCore {
     let logger: Logger
     private var leases: LeaseTable
     private var live: [WorkerID: LiveWorker] = [:]
+    /// Join tokens revoked in the last ten minutes, and when (`joinTokenRevoked`, `register`).
+    private var revokedJoinTokens: [String: Double] = [:]
     /// Requests on running jobs: the spec of each leased job, to compute free resources.
     private var leasedSpecs: [JobID: JobSpec] = [:]
     /// Workers that could not start a queued job, which it keeps away from for a while (`Rejections`, pure; kept in
@@ -161,10 +163,11 @@ public actor ManagerCore {
         try await db.workerCount(owner: user.id) < config.maxWorkersPerOwner
     }
 
-    /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs.
+    /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs. Nil
+    /// when the join token it said `HELLO` with was revoked since (the connection is then refused and closed).
     func register(
         _ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, outbox: Outbox, close: @escaping @Sendable () -> Void
-    ) async -> Msg.Registered {
+    ) async -> Msg.Registered? {
         let heldBefore = Set(leases.jobs(of: who.workerId))
         if let old = live[who.workerId], old.connection != connection {
             logger.info("worker reconnected; dropping its old connection", metadata: ["grid.worker.id": "\(who.workerId)"])
@@ -178,6 +181,17 @@ public actor ManagerCore {
                 now: wall())
         } catch {
             logger.error("could not record worker", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(error)"])
+        }
+        // A connection that said HELLO before its join token was revoked, and REGISTER after, is not let in: the store
+        // says whether the token is still there (a revocation long before), and `revokedJoinTokens` whether it went
+        // while that read was under way (nothing suspends between that check and `live`).
+        if let hash = who.tokenHash {
+            let stands = (try? await db.tokenOwner(hash: hash)) != nil
+            if !stands || revokedJoinTokens[hash] != nil {
+                logger.warning("refused a worker whose join token was revoked", metadata: ["grid.worker.id": "\(who.workerId)"])
+                if live[who.workerId] == nil { try? await db.setWorkerOffline(who.workerId, now: wall()) }
+                return nil
+            }
         }
         let t = now()
         live[who.workerId] = LiveWorker(
@@ -232,6 +246,10 @@ public actor ManagerCore {
     /// within `PeerTrust.credentialSeconds`), and the other peers are told it left; its running jobs go back to the
     /// queue when their leases end, as for any worker that vanished. Its `HELLO` with that token is then refused.
     func joinTokenRevoked(hash: String) async {
+        // Remembered a while for a connection that said HELLO with it and has yet to REGISTER (`register`).
+        let t = now()
+        revokedJoinTokens = revokedJoinTokens.filter { t - $0.value < 600 }
+        revokedJoinTokens[hash] = t
         let revoked = live.filter { $0.value.identity.tokenHash == hash }
         guard !revoked.isEmpty else { return }
         for (id, w) in revoked.sorted(by: { $0.key < $1.key }) {
@@ -526,6 +544,9 @@ public actor ManagerCore {
     /// `AUTH_CHECK {certificate}`: whether the API token a person's certificate was granted under still stands
     /// (`PeerTrust.Standing` decides).
     private func standing(_ certificate: PeerTrust.UserCertificate) async -> GridMessage {
+        if let refusal = PeerTrust.Standing.checkSigned(certificate, managerKey: authority.publicKey, now: Int64(wall())) {
+            return .error(Msg.Error(refusal))
+        }
         do {
             var holder: (user: UserRecord, kind: TokenKind)?
             if let token = certificate.tokenHash { holder = try await db.tokenOwner(hash: token) }

@@ -17,6 +17,17 @@ extension PeerTrust {
         public static func check(
             _ certificate: UserCertificate, managerKey: String, now: Int64, holder: (user: String, kind: String)?
         ) -> GridError? {
+            if let e = checkSigned(certificate, managerKey: managerKey, now: now) { return e }
+            guard let holder, holder.kind == "api", holder.user == certificate.user else {
+                return GridError(
+                    .unauthorized, "the API token this certificate was granted under was revoked (logout, or revoked on the account page); log in again")
+            }
+            return nil
+        }
+
+        /// The part of `check` that needs no store: the manager signed it, it is in date, and it names a token. The
+        /// manager reads its store only for a certificate that passes (a forged one costs a signature check).
+        public static func checkSigned(_ certificate: UserCertificate, managerKey: String, now: Int64) -> GridError? {
             guard isValid(signature: certificate.signature, over: certificate.signedBytes, key: managerKey) else {
                 return GridError(.unauthorized, "the user certificate was not signed by this grid's manager")
             }
@@ -25,10 +36,6 @@ extension PeerTrust {
             }
             guard certificate.tokenHash != nil else {
                 return GridError(.badRequest, "the user certificate names no token (a manager older than this one granted it)")
-            }
-            guard let holder, holder.kind == "api", holder.user == certificate.user else {
-                return GridError(
-                    .unauthorized, "the API token this certificate was granted under was revoked (logout, or on the dashboard); log in again")
             }
             return nil
         }
@@ -60,11 +67,14 @@ extension PeerTrust {
 
             /// Keeps the manager's answer for `token`: a standing one for `standsFor` seconds (then asked again), a
             /// revoked one until `certificateExpires` (a revoked token never comes back; past that the certificate is
-            /// refused as expired anyway).
+            /// refused as expired anyway). A revoked answer is never replaced by a standing one (a late or failed ask
+            /// that raced it), and a flood of answers drops the standing ones first.
             public mutating func record(token: String, stands: Bool, now: Int64, standsFor: Int64, certificateExpires: Int64) {
+                if stands, verdict(token: token, now: now) == .revoked { return }
                 let until = stands ? now.addingSaturated(max(0, standsFor)) : max(certificateExpires, now)
                 if answers[token] == nil, answers.count >= Self.limit {
                     answers = answers.filter { $0.value.until > now }
+                    if answers.count >= Self.limit { answers = answers.filter { !$0.value.stands } }
                     if answers.count >= Self.limit { answers = [:] }
                 }
                 answers[token] = (stands, until)

@@ -199,7 +199,8 @@ final class PeerConnection: ChannelInboundHandler {
             reply(frame, context: context)
         case .deliver(let frame, let caller):
             // A key of the caller's held here is read on the event loop: no task, no actor.
-            if case .getMem(let m) = frame.message, caller.peer == nil, let hit = service.memory.fastGet(m.key, user: caller.user) {
+            // Only for a caller whose session is known to stand (otherwise the actor asks first).
+            if case .getMem(let m) = frame.message, caller.peer == nil, service.stands(caller), let hit = service.memory.fastGet(m.key, user: caller.user) {
                 return reply(GridFrame(id: frame.id, .memResult(hit)), context: context)
             }
             start(frame, caller: caller, context: context)

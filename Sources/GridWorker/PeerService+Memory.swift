@@ -200,6 +200,9 @@ extension PeerService {
         // Found nowhere while a peer refused this one's mandate: the key may well be there; say why it was refused,
         // not that there is none.
         if found.isEmpty, let refusal {
+            // Asked of the manager (not taken from the refusing peer, which may lie): a mandate whose certificate's
+            // token was revoked is dropped, so the person's next session's takes its place.
+            if let certificate = mandate?.certificate { _ = await standing(of: certificate) }
             throw GridError(
                 .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
         }

@@ -8,6 +8,7 @@ public import GridSandbox
 public import Logging
 public import NIOCore
 public import ServiceLifecycle
+import Synchronization
 
 /// A worker's peer services (seed 003): function tasks, distributed memory, distributed files.
 ///
@@ -24,11 +25,15 @@ public actor PeerService: Service {
         public var peer: String?
         /// That peer's credential key: it signs the requests the peer forwards.
         public var peerKey: String?
+        /// The certificate a person opened a `SESSION` with: each of their requests needs it to still stand
+        /// (`standing(of:)`), so a session opened before its token was revoked does nothing after.
+        public var certificate: PeerTrust.UserCertificate?
         public var isPeer: Bool { peer != nil }
-        public init(user: String, peer: String? = nil, peerKey: String? = nil) {
+        public init(user: String, peer: String? = nil, peerKey: String? = nil, certificate: PeerTrust.UserCertificate? = nil) {
             self.user = user
             self.peer = peer
             self.peerKey = peerKey
+            self.certificate = certificate
         }
     }
 
@@ -132,8 +137,15 @@ public actor PeerService: Service {
     // Other peers and clients.
     private var links: [String: PeerLink] = [:]
     private var authCache: [String: (caller: Caller, until: Double)] = [:]
-    /// What the manager said of the tokens people's certificates were granted under (`PeerTrust.Standing`).
-    private var tokenStanding = PeerTrust.Standing.Memo()
+    /// What the manager said of the tokens people's certificates were granted under (`PeerTrust.Standing`). Behind a
+    /// lock: the server's fast path reads it on the event loop (`stands(_:)`).
+    private let tokenStanding = Mutex(PeerTrust.Standing.Memo())
+
+    /// Whether `caller`'s certificate, if any, is known to stand now (no ask): the fast path serves only such callers.
+    nonisolated func stands(_ caller: Caller) -> Bool {
+        guard let token = caller.certificate?.tokenHash else { return true }
+        return tokenStanding.withLock { $0.verdict(token: token, now: Self.nowS()) } == .stands
+    }
     private let repairs: AsyncStream<Void>
     private let repairContinuation: AsyncStream<Void>.Continuation
 
@@ -345,7 +357,7 @@ public actor PeerService: Service {
         if let forward = session.forward, forward.files == nil { keep(forwarding: forward) }
         // Reads only with the person's delegation: a forwarding ticket lets this peer hand tasks on, not read their data.
         if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
-        return .success(Caller(user: user))
+        return .success(Caller(user: user, certificate: session.certificate))
     }
 
     /// Why the API token `certificate` was granted under no longer stands, or nil while it does (`PeerTrust.Standing`):
@@ -356,8 +368,8 @@ public actor PeerService: Service {
     func standing(of certificate: PeerTrust.UserCertificate) async -> GridError? {
         guard let token = certificate.tokenHash else { return nil }
         let refusal = GridError(
-            .unauthorized, "the API token this certificate was granted under was revoked (logout, or on the dashboard); log in again")
-        switch tokenStanding.verdict(token: token, now: Self.nowS()) {
+            .unauthorized, "the API token this certificate was granted under was revoked (logout, or revoked on the account page); log in again")
+        switch tokenStanding.withLock({ $0.verdict(token: token, now: Self.nowS()) }) {
         case .stands: return nil
         case .revoked: return refusal
         case .ask: break
@@ -368,16 +380,17 @@ public actor PeerService: Service {
             guard case .authOk(let ok) = try await managerLink(.authCheck(Msg.AuthCheck(certificate: certificate))), ok.user == certificate.user else {
                 return nil
             }
-            tokenStanding.record(token: token, stands: true, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires)
+            tokenStanding.withLock { $0.record(token: token, stands: true, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires) }
             return nil
         } catch let e as GridError where e.code == .unauthorized {
-            tokenStanding.record(token: token, stands: false, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires)
+            tokenStanding.withLock { $0.record(token: token, stands: false, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires) }
+            dropMandates(grantedUnder: token)
             logger.warning("refused a revoked certificate", metadata: ["grid.user": "\(certificate.user.prefix(64))", "grid.error": "\(e.message)"])
             return refusal
         } catch {
             // Kept as an answer too: a manager that is slow to answer (frozen, say) holds up one session a minute per
             // token, not every one.
-            tokenStanding.record(token: token, stands: true, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires)
+            tokenStanding.withLock { $0.record(token: token, stands: true, now: Self.nowS(), standsFor: standsFor, certificateExpires: certificate.expires) }
             logger.info("the manager did not say whether a certificate stands; it does meanwhile", metadata: ["grid.error": "\(error)"])
             return nil
         }
@@ -396,6 +409,12 @@ public actor PeerService: Service {
             tickets = tickets.filter { $0.value.expires > now }
         }
         tickets[ticket.user] = ticket
+    }
+
+    /// Forgets the mandates kept for reading whose certificate was granted under revoked token `token`: the next
+    /// session's takes their place (other peers refuse them anyway).
+    private func dropMandates(grantedUnder token: String) {
+        for (user, m) in mandates where m.certificate?.tokenHash == token { mandates[user] = nil }
     }
 
     /// Keeps `mandate` when it outlasts the one kept for its user (checked already: it came with a session, from the
@@ -490,6 +509,8 @@ public actor PeerService: Service {
             guard let request = PeerPortRequest(message) else {
                 throw GridError(.badRequest, "\(message.type) is not a request a peer answers")
             }
+            // A person's session stands only while the token its certificate was granted under does.
+            if let certificate = caller.certificate, let e = await standing(of: certificate) { throw e }
             switch request {
             case .ping: return (.pong, nil)
             case .getPeerStatus: return (.peerStatus(status(selfId)), nil)

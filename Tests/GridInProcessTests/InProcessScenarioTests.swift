@@ -563,7 +563,8 @@ final class GatedRunner: JobRunner, Sendable {
             let browser = DashboardBrowser(baseURL: grid.baseURL)
             try await browser.login("owner")
             let account = try await browser.get("/account")
-            let hashes = account.body.matches(of: /name="hash" value="([0-9a-f]{64})"/).map { String($0.1) }
+            let workerSection = account.body.components(separatedBy: "id=\"api-tokens-heading\"")[0]
+            let hashes = workerSection.matches(of: /name="hash" value="([0-9a-f]{64})"/).map { String($0.1) }
             let hash = try #require(hashes.first, "the account page lists no join token: \(account.body.prefix(2000))")
             #expect(hashes.count == 1, "\(hashes)")
 
@@ -586,6 +587,40 @@ final class GatedRunner: JobRunner, Sendable {
             }
             #expect(refused, "the worker was not refused when it came back; log: \(path)")
             #expect(try await online() == false)
+        }
+    }
+
+    /// Whoever holds a stolen join token could say HELLO on a spare connection, keep it open, and send REGISTER after
+    /// the owner revoked the token: only live workers were let go, and registration did not look at the token again.
+    /// Now REGISTER on a connection whose token was revoked since its HELLO is refused, and nothing goes online.
+    @Test func aHelloBeforeTheRevocationRegistersNothingAfterIt() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let token = try await owner.createToken(kind: "worker").token
+            let link = try grid.transport.dial()
+            defer { link.close() }
+            var inbound = link.inbound.makeAsyncIterator()
+            func answer() async throws -> GridMessage? {
+                while case .frame(let f)? = try await inbound.next() {
+                    if case .peers = f.message { continue }
+                    return f.message
+                }
+                return nil
+            }
+            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "stolen"))))
+            guard case .helloOk(let ok)? = try await answer() else { Issue.record("the join token was not accepted before its revocation"); return }
+
+            let browser = DashboardBrowser(baseURL: grid.baseURL)
+            try await browser.login("owner")
+            let workerSection = try await browser.get("/account").body.components(separatedBy: "id=\"api-tokens-heading\"")[0]
+            let hashes = workerSection.matches(of: /name="hash" value="([0-9a-f]{64})"/).map { String($0.1) }
+            #expect(hashes.count == 1, "\(hashes)")
+            try await browser.post("/account/tokens/revoke", ["hash": try #require(hashes.first)])
+
+            try await link.outbound.write(GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 2, ramGb: 4, gpus: 0), tier: .bwrap, slots: 2))))
+            guard case .error(let refused)? = try await answer() else { Issue.record("REGISTER after the revocation was not refused"); return }
+            #expect(refused.code == .unauthorized && refused.message.contains("revoked"), "\(refused)")
+            #expect(try await owner.workers().workers.first { $0.id == ok.workerId }?.online != true, "the worker went online")
         }
     }
 }

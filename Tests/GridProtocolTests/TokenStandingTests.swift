@@ -78,6 +78,9 @@ struct TokenStandingTests {
         memo.record(token: token, stands: false, now: now + 60, standsFor: 60, certificateExpires: now + 3600)
         #expect(memo.verdict(token: token, now: now + 3599) == .revoked)
         #expect(memo.verdict(token: token, now: now + 3600) == .ask, "past its certificate's expiry the certificate is refused anyway")
+        // A standing answer that raced the revoked one (a late or failed ask) does not undo it.
+        memo.record(token: token, stands: true, now: now + 61, standsFor: 60, certificateExpires: now + 3600)
+        #expect(memo.verdict(token: token, now: now + 61) == .revoked)
         // Nothing kept for 0 s or less: asked each time.
         memo.record(token: "t2", stands: true, now: now, standsFor: 0, certificateExpires: now + 3600)
         memo.record(token: "t3", stands: true, now: now, standsFor: -5, certificateExpires: now + 3600)
@@ -91,5 +94,12 @@ struct TokenStandingTests {
             #expect(memo.count <= PeerTrust.Standing.Memo.limit)
         }
         #expect(memo.verdict(token: "t\(PeerTrust.Standing.Memo.limit + 499)", now: now) == .stands, "the newest answer is kept")
+        // Revoked answers outlive a flood of standing ones.
+        var kept = PeerTrust.Standing.Memo()
+        kept.record(token: "revoked", stands: false, now: now, standsFor: 60, certificateExpires: now + 3600)
+        for i in 0..<(PeerTrust.Standing.Memo.limit + 10) {
+            kept.record(token: "t\(i)", stands: true, now: now, standsFor: 60, certificateExpires: now + 3600)
+        }
+        #expect(kept.verdict(token: "revoked", now: now) == .revoked, "a flood of standing answers pushed out a revoked one")
     }
 }
