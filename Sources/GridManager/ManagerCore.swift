@@ -185,9 +185,11 @@ public actor ManagerCore {
         // A connection that said HELLO before its join token was revoked, and REGISTER after, is not let in: the store
         // says whether the token is still there (a revocation long before), and `revokedJoinTokens` whether it went
         // while that read was under way (nothing suspends between that check and `live`).
+        // A store that fails to answer refuses nobody: HELLO has just checked the token, and a refusal ends the worker.
         if let hash = who.tokenHash {
-            let stands = (try? await db.tokenOwner(hash: hash)) != nil
-            if !stands || revokedJoinTokens[hash] != nil {
+            let gone: Bool
+            do { gone = try await db.tokenOwner(hash: hash) == nil } catch { gone = false }
+            if gone || revokedJoinTokens[hash] != nil {
                 logger.warning("refused a worker whose join token was revoked", metadata: ["grid.worker.id": "\(who.workerId)"])
                 if live[who.workerId] == nil { try? await db.setWorkerOffline(who.workerId, now: wall()) }
                 return nil
