@@ -204,6 +204,9 @@ struct LeadershipService: Service {
             state.set(term: nil)
             term.drop()
             responder.set(followerResponder)
+            // Said when it happens: the term's tasks may take a while to end after this (a store call in flight), and a
+            // deposed manager that answers as a follower has stepped down whether or not they have.
+            if !machine.isLeading { logger.notice("stepped down", metadata: ["grid.epoch": "\(epoch)"]) }
             endedAt = ContinuousClock.now
             group.cancelAll()
         }
@@ -217,8 +220,6 @@ struct LeadershipService: Service {
             released.expiresAt = 0
             _ = try? await db.swapLeaderLease(expecting: epoch, to: released)
             logger.notice("released the leadership", metadata: ["grid.epoch": "\(epoch)"])
-        } else {
-            logger.notice("stepped down", metadata: ["grid.epoch": "\(epoch)"])
         }
     }
 }
