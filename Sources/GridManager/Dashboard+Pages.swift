@@ -32,10 +32,11 @@ extension Dashboard {
         let tokens = try await db.tokens(of: user.id, kind: .worker).map { t -> [String: Any] in
             ["hash": t.hash, "short": String(t.hash.prefix(10)), "created": Self.time(t.createdAt)]
         }
-        // API tokens too (a `login` each): revoking one logs that command line out, and its certificates at peers
-        // with it (`PeerTrust.Standing`), e.g. for a laptop that was stolen.
+        // Logins too (a `campusgrid login`, or a browser's session: the store keeps both as API tokens): revoking one
+        // logs it out, and its certificates at peers with it (`PeerTrust.Standing`), e.g. for a laptop that was stolen.
+        let current = session.token.map(Tokens.hash)
         let apiTokens = try await db.tokens(of: user.id, kind: .api).map { t -> [String: Any] in
-            ["hash": t.hash, "short": String(t.hash.prefix(10)), "created": Self.time(t.createdAt)]
+            ["hash": t.hash, "short": String(t.hash.prefix(10)), "created": Self.time(t.createdAt), "current": t.hash == current]
         }
         var values: [String: Any] = [
             "summary": try await accountRegion(user), "tokens": tokens, "has_tokens": !tokens.isEmpty, "api_tokens": apiTokens,

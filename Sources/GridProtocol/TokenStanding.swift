@@ -18,12 +18,13 @@ extension PeerTrust {
             _ certificate: UserCertificate, managerKey: String, now: Int64, holder: (user: String, kind: String)?
         ) -> GridError? {
             if let e = checkSigned(certificate, managerKey: managerKey, now: now) { return e }
-            guard let holder, holder.kind == "api", holder.user == certificate.user else {
-                return GridError(
-                    .unauthorized, "the API token this certificate was granted under was revoked (logout, or revoked on the account page); log in again")
-            }
+            guard let holder, holder.kind == "api", holder.user == certificate.user else { return revoked }
             return nil
         }
+
+        /// The refusal of a certificate whose token no longer stands (the manager's and a peer's alike).
+        public static let revoked = GridError(
+            .unauthorized, "the API token this certificate was granted under was revoked (logout, or revoked on the account page); log in again")
 
         /// The part of `check` that needs no store: the manager signed it, it is in date, and it names a token. The
         /// manager reads its store only for a certificate that passes (a forged one costs a signature check).

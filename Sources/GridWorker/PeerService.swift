@@ -367,8 +367,7 @@ public actor PeerService: Service {
     /// failed counts as a standing answer, so it is not repeated for every session meanwhile).
     func standing(of certificate: PeerTrust.UserCertificate) async -> GridError? {
         guard let token = certificate.tokenHash else { return nil }
-        let refusal = GridError(
-            .unauthorized, "the API token this certificate was granted under was revoked (logout, or revoked on the account page); log in again")
+        let refusal = PeerTrust.Standing.revoked
         switch tokenStanding.withLock({ $0.verdict(token: token, now: Self.nowS()) }) {
         case .stands: return nil
         case .revoked: return refusal

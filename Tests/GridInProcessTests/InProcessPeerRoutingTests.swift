@@ -245,6 +245,7 @@ import Testing
             try await browser.login("alice")
             let logins = try await browser.get("/account").body.components(separatedBy: "id=\"api-tokens-heading\"")
             #expect(logins.count == 2 && logins[1].contains(laptopHash), "the account page does not list the laptop's login")
+            #expect(logins.count == 2 && logins[1].components(separatedBy: "(this browser)").count == 2, "the browser's own session is not marked once")
             try await browser.post("/account/tokens/revoke", ["hash": laptopHash])
             do {
                 try await session(stolen).close()
