@@ -145,8 +145,9 @@ struct GridServer: Service {
                             gate.heard()
                             switch await core.authenticate(hello) {
                             case .success(let who):
-                                // Full limits from here on; HELLO_OK goes out after the gate is open.
-                                gate.open()
+                                // Full limits from here on; HELLO_OK goes out after the gate is open. It still
+                                // owes its REGISTER: an authenticated connection that never registers is closed.
+                                gate.authenticated(awaiting: "REGISTER")
                                 action = machine.authenticated(who, id: id)
                             case .failure(let error): action = machine.authenticationFailed(error, id: id)
                             }
@@ -159,6 +160,7 @@ struct GridServer: Service {
                                     GridFrame(id: id, .error(Msg.Error(GridError(.unauthorized, "this worker's join token was revoked by its owner")))))
                                 break loop
                             }
+                            gate.open()
                             answer.credential = await core.credential(for: who.workerId)
                             if let issuer = peerCertificates, let key = reg.tlsKey {
                                 do {

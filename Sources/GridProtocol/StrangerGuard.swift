@@ -28,12 +28,14 @@ public final class StrangerGuard: Sendable {
 }
 
 /// One connection's authentication state, shared by its decoder (which refuses bulk bytes and long lines until it is
-/// open), its `StrangerHandler` (which closes it at the deadline unless it is open) and the shell that authenticates
+/// open), its `StrangerHandler` (which closes it at the deadline unless it is settled) and the shell that authenticates
 /// it (which opens it, once `HELLO_OK` or the peer's `OK` is sent).
 public final class StrangerGate: Sendable {
     /// `checking`: it said `HELLO` and this side is checking it (asking the manager, say); the HELLO deadline is for
     /// strangers who say nothing, so this side's own slowness under load does not close an honest client.
-    private enum State { case pending, checking, open, closed }
+    /// `authenticated`: it is who it says, and owes one more step (a worker's `REGISTER` after `HELLO_OK`): full limits,
+    /// but the deadline still stands, as for a HELLO being checked.
+    private enum State: Equatable { case pending, checking, authenticated(awaiting: String), open, closed }
 
     public let address: String
     private let owner: StrangerGuard?
@@ -52,24 +54,61 @@ public final class StrangerGate: Sendable {
         return gate
     }
 
-    public var isOpen: Bool { state.withLock { $0 == .open } }
+    /// Whether it authenticated (full limits), settled or not.
+    public var isOpen: Bool {
+        state.withLock { s in
+            switch s {
+            case .open, .authenticated: true
+            case .pending, .checking, .closed: false
+            }
+        }
+    }
+
+    /// Whether it authenticated and took every step it owed: the deadline no longer applies.
+    public var isSettled: Bool { state.withLock { $0 == .open } }
 
     /// Whether it said `HELLO` and is being checked.
     public var isChecking: Bool { state.withLock { $0 == .checking } }
+
+    /// The step an authenticated connection still owes (nil when it owes none or is not authenticated).
+    public var awaiting: String? {
+        state.withLock { s in
+            if case .authenticated(let step) = s { return step }
+            return nil
+        }
+    }
 
     /// It said `HELLO`; the check (bounded by its own timeout) has begun. Still no bulk bytes, still counted as pending.
     public func heard() {
         state.withLock { s in if s == .pending { s = .checking } }
     }
 
-    /// The connection authenticated: no deadline, full limits. Only the first call counts.
-    public func open() {
+    /// The connection authenticated but owes `step` before it is settled: full limits now, and the handler closes it
+    /// unless `open()` follows within the deadline's grace.
+    public func authenticated(awaiting step: String) {
         let counted = state.withLock { s -> Bool in
             guard s == .pending || s == .checking else { return false }
-            s = .open
+            s = .authenticated(awaiting: step)
             return true
         }
         if counted { owner?.authenticated(address) }
+    }
+
+    /// The connection authenticated and owes nothing more: no deadline, full limits. Only the first call counts.
+    public func open() {
+        let counted = state.withLock { s -> Bool? in
+            switch s {
+            case .pending, .checking:
+                s = .open
+                return true
+            case .authenticated:
+                s = .open
+                return false  // counted when it authenticated
+            case .open, .closed:
+                return nil
+            }
+        }
+        if counted == true { owner?.authenticated(address) }
     }
 
     /// The connection closed. Only the first call counts.
@@ -79,7 +118,13 @@ public final class StrangerGate: Sendable {
             defer { s = .closed }
             return s
         }
-        if let was { owner?.closed(address, wasAuthenticated: was == .open) }
+        guard let was else { return }
+        let wasAuthenticated: Bool
+        switch was {
+        case .open, .authenticated: wasAuthenticated = true
+        case .pending, .checking, .closed: wasAuthenticated = false
+        }
+        owner?.closed(address, wasAuthenticated: wasAuthenticated)
     }
 }
 
@@ -124,18 +169,32 @@ public final class StrangerHandler: ChannelInboundHandler {
         case .success(let gate):
             let seconds = deadline.nanoseconds / 1_000_000_000
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let grace = Self.checkGrace
             timer = context.eventLoop.scheduleTask(in: deadline) {
                 let (handler, context) = bound.value
-                if gate.isChecking {
-                    // Its HELLO is being checked: give the check its time (it has a timeout of its own), then close.
-                    handler.timer = context.eventLoop.scheduleTask(in: grace) {
-                        if !gate.isOpen { handler.refuse(context: context, "the HELLO could not be checked in time") }
-                    }
-                } else if !gate.isOpen {
-                    handler.refuse(context: context, "no HELLO within \(seconds) s")
-                }
+                handler.atDeadline(gate, context: context, seconds: seconds, graced: false)
             }
+        }
+    }
+
+    /// The deadline passed (or, `graced`, the grace of a HELLO being checked): closes the connection unless it settled.
+    /// A HELLO being checked gets the grace (the check has a timeout of its own, and this side's slowness under load
+    /// must not close an honest client); an authenticated connection that owes a step (a worker's `REGISTER`) gets
+    /// one more deadline from when this is first seen, so at least a deadline after its `HELLO_OK`.
+    private func atDeadline(_ gate: StrangerGate, context: ChannelHandlerContext, seconds: Int64, graced: Bool) {
+        if gate.isSettled { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        if let step = gate.awaiting {
+            timer = context.eventLoop.scheduleTask(in: deadline) {
+                let (handler, context) = bound.value
+                if !gate.isSettled { handler.refuse(context: context, "no \(step) within \(seconds) s of HELLO_OK") }
+            }
+        } else if gate.isChecking, !graced {
+            timer = context.eventLoop.scheduleTask(in: Self.checkGrace) {
+                let (handler, context) = bound.value
+                handler.atDeadline(gate, context: context, seconds: seconds, graced: true)
+            }
+        } else {
+            refuse(context: context, graced ? "the HELLO could not be checked in time" : "no HELLO within \(seconds) s")
         }
     }
 

@@ -191,3 +191,42 @@ import Glibc
         #expect(Date().timeIntervalSince(start) < 3, "answered before the body was sent")
     }
 }
+
+extension StrangerTests {
+    /// A join token's holder that says `HELLO` and then never `REGISTER`s is closed a deadline after its `HELLO_OK`,
+    /// not held open for good (it counts against its address's open connections meanwhile). A worker that registers
+    /// at once stays.
+    @Test func anAuthenticatedConnectionThatNeverRegistersIsClosedADeadlineAfterHelloOk() async throws {
+        let grid = try TestGrid(label: "noregister")
+        defer { grid.shutdown() }
+        // A long lease: the hand-driven worker sends no heartbeats, and is not to be expired for that meanwhile.
+        try await grid.startManager(leaseSeconds: 30, extra: ["--hello-deadline", "2"])
+        let owner = try await grid.user("owner")
+        let token = try await owner.createToken(kind: "worker").token
+        func hello(_ name: String) throws -> RawConnection {
+            let c = try RawConnection(port: grid.gridPort)
+            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"\#(name)"}"# + "\n")
+            return c
+        }
+        let silent = try hello("silent")
+        #expect(silent.next("HELLO_OK") != nil)
+        let honest = try hello("honest")
+        #expect(honest.next("HELLO_OK") != nil)
+        let register =
+            #"{"type":"REGISTER","id":2,"resources":{"cpus":1,"ram_gb":1,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"bwrap","slots":1,"running":[]}"#
+        honest.send(register + "\n")
+        #expect(honest.next("REGISTERED") != nil)
+
+        let start = Date()
+        let said = silent.next("ERROR", timeout: 30)
+        #expect(code(said) == "not_authenticated" && (said?["message"] as? String)?.contains("no REGISTER within 2 s of HELLO_OK") == true, "\(said ?? [:])")
+        #expect(silent.isClosed(timeout: 10))
+        #expect(Date().timeIntervalSince(start) < 30)
+        // The registered worker is not closed by the deadline (past twice it now).
+        let stillThere = Date().addingTimeInterval(2)
+        while Date() < stillThere, honest.readFrame(timeout: stillThere.timeIntervalSinceNow) != nil {}
+        #expect(!honest.isClosed(timeout: 0.1), "a registered worker was closed")
+        honest.send(#"{"type":"PING","id":3}"# + "\n")
+        #expect(honest.next("PONG") != nil, "a registered worker no longer answered")
+    }
+}

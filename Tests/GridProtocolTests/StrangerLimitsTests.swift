@@ -90,6 +90,49 @@ struct StrangerLimitsTests {
         #expect(channel.isActive)
     }
 
+    @Test func anAuthenticatedConnectionThatNeverTakesItsNextStepIsClosedADeadlineLater() throws {
+        let (channel, gate) = try Self.connected()
+        gate.heard()
+        gate.authenticated(awaiting: "REGISTER")
+        #expect(gate.isOpen && !gate.isSettled, "full limits at once, but not settled")
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_900))
+        #expect(channel.isActive, "it has a whole deadline after its HELLO_OK")
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        #expect(!channel.isActive, "HELLO_OK and then silence does not hold a place for good")
+        let said = try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } ?? ""
+        #expect(said.contains("no REGISTER within 1 s of HELLO_OK"), "it says why: \(said)")
+    }
+
+    @Test func aHelloCheckedLateStillGetsADeadlineForItsNextStep() throws {
+        let (channel, gate) = try Self.connected()
+        gate.heard()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(50))
+        gate.authenticated(awaiting: "REGISTER")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(11))
+        #expect(channel.isActive, "the check's grace ends, and it has a deadline from then for its REGISTER")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test func aConnectionThatTakesItsNextStepIsSettledAndCountedOnce() throws {
+        let strangers = StrangerGuard(limits: Self.small)
+        let gate = try strangers.admit(address: "a").get()
+        gate.authenticated(awaiting: "REGISTER")
+        #expect(strangers.snapshot.pending.isEmpty && strangers.snapshot.open["a"] == 1, "it counts as authenticated once it is")
+        gate.open()
+        #expect(gate.isSettled && strangers.snapshot.open["a"] == 1 && strangers.snapshot.pending.isEmpty)
+        gate.authenticated(awaiting: "REGISTER")
+        #expect(gate.isSettled, "a settled gate does not go back")
+
+        let (channel, other) = try Self.connected()
+        other.heard()
+        other.authenticated(awaiting: "REGISTER")
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_500))
+        other.open()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(300))
+        #expect(channel.isActive, "a registered worker is never closed by the timer")
+    }
+
     // MARK: The parser before authentication
 
     static func frames(_ parser: inout FrameParser, _ text: String) -> [InboundFrame] {
