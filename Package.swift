@@ -198,7 +198,10 @@ let package = Package(
         ),
         .testTarget(
             name: "GridInProcessTests",
-            dependencies: ["GridCore", "GridClient", "GridManager", "GridProtocol", "GridSandbox", "GridTestSupport", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),
+            dependencies: [
+                "GridCore", "GridClient", "GridManager", "GridProtocol", "GridSandbox", "GridWorker", "GridTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: swiftSettings),
         .testTarget(
             name: "GridIntegrationTests",
             dependencies: [

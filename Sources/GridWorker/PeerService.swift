@@ -140,6 +140,9 @@ public actor PeerService: Service {
     /// What the manager said of the tokens people's certificates were granted under (`PeerTrust.Standing`). Behind a
     /// lock: the server's fast path reads it on the event loop (`stands(_:)`).
     private let tokenStanding = Mutex(PeerTrust.Standing.Memo())
+    /// Sessions waiting for the answer to an ask in flight about their token: one ask per token at a time, however many
+    /// of that person's requests need it at once.
+    private var standingWaiters: [String: [CheckedContinuation<GridError?, Never>]] = [:]
 
     /// Whether `caller`'s certificate, if any, is known to stand now (no ask): the fast path serves only such callers.
     nonisolated func stands(_ caller: Caller) -> Bool {
@@ -374,6 +377,23 @@ public actor PeerService: Service {
         case .ask: break
         }
         guard let managerLink else { return nil }
+        if standingWaiters[token] != nil {
+            return await withCheckedContinuation { standingWaiters[token, default: []].append($0) }
+        }
+        standingWaiters[token] = []
+        let answer = await askStanding(certificate, token: token, managerLink: managerLink)
+        for waiter in standingWaiters.removeValue(forKey: token) ?? [] { waiter.resume(returning: answer) }
+        return answer
+    }
+
+    /// How many sessions wait on the ask in flight about `token` (nil: none is in flight). For tests.
+    func waitingOnStanding(token: String) -> Int? { standingWaiters[token]?.count }
+
+    /// Asks the manager whether `certificate`'s token stands, and keeps the answer (`standing(of:)`).
+    private func askStanding(
+        _ certificate: PeerTrust.UserCertificate, token: String, managerLink: @Sendable (GridMessage) async throws -> GridMessage
+    ) async -> GridError? {
+        let refusal = PeerTrust.Standing.revoked
         let standsFor = config.authCacheSeconds.isFinite ? Int64(max(0, min(config.authCacheSeconds, 3600))) : 60
         do {
             guard case .authOk(let ok) = try await managerLink(.authCheck(Msg.AuthCheck(certificate: certificate))), ok.user == certificate.user else {
