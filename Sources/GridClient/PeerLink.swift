@@ -45,27 +45,6 @@ public final class PeerLink: Sendable {
         self.channel = channel
     }
 
-    /// Connects to `host:port` and says `HELLO` with `token`: the way of clients older than `SESSION`, which hand the
-    /// peer the API token itself (it checks it with its manager). Kept for them and for the peer's tests of it; the
-    /// CLI, the bench and `up` use `connect(host:port:grant:)`. Throws a `GridError` the user can act on.
-    /// `tls`: speak TLS and trust only a peer whose certificate comes from its CA (nil: plain text).
-    public static func connect(
-        host: String, port: Int, token: String, name: String? = nil, timeout: Double = 15, tls: PeerTLS? = nil
-    ) async throws -> PeerLink {
-        let link = try await open(host: host, port: port, timeout: timeout, tls: tls)
-        do {
-            let reply = try await link.request(.hello(Msg.Hello(token: token, name: name)), timeout: timeout)
-            guard case .helloOk(let ok) = reply.message else {
-                throw GridError(.badRequest, "the peer answered HELLO with \(reply.message.type)")
-            }
-            link.state.withLock { $0.hello = ok }
-        } catch {
-            link.close()
-            throw error
-        }
-        return link
-    }
-
     /// Where a person's client gets its pass for a session at peer `worker` (the one the peer says it is): its key and
     /// the manager's grant for it (`POST /api/v1/peer-tickets`, `GridClient.grantSource`; the CLI keeps its own key
     /// and last grant, and uses them while no manager is reachable).

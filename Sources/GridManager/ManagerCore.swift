@@ -316,7 +316,7 @@ public actor ManagerCore {
         case .getBestPeer(let ask):
             return bestPeer(ask)
         case .authCheck(let check):
-            return await authCheck(check, holder: who.workerId)
+            return await authCheck(check)
         case .credential:
             if quarantined.contains(who.workerId) {
                 return .error(
@@ -519,28 +519,16 @@ public actor ManagerCore {
         return authority.grant(user: user, key: key, holder: holder, now: Int64(wall()), tokenHash: tokenHash)
     }
 
-    /// `AUTH_CHECK`: a peer asks whose token a client presented. Only a person's API token is answered, with a ticket
-    /// that lets the asking peer (`holder`) forward work on that person's behalf; a worker's join token is refused
-    /// (peers prove themselves with credentials, never with tokens).
-    func authCheck(_ check: Msg.AuthCheck, holder: WorkerID) async -> GridMessage {
-        if let certificate = check.certificate { return await standing(certificate) }
-        do {
-            guard let (user, kind) = try await db.tokenOwner(hash: Tokens.hash(check.token)) else {
-                return .error(Msg.Error(GridError(.unauthorized, "the token is not valid; log in with `campusgrid login`")))
-            }
-            guard kind == .api else {
-                return .error(
-                    Msg.Error(
-                        GridError(
-                            .unauthorized,
-                            "that is a \(kind.rawValue) token (a worker's join token); a peer accepts only a person's API token from `campusgrid login`"
-                        )))
-            }
-            let ticket = authority.ticket(user: user.username, holder: holder, now: Int64(wall()))
-            return .authOk(Msg.AuthOk(user: user.username, kind: kind.rawValue, ticket: ticket))
-        } catch {
-            return .error(Msg.Error(GridError(.internal, "could not check the token: \(error)")))
+    /// `AUTH_CHECK {certificate}`: whether the API token a person's certificate was granted under still stands. An
+    /// `AUTH_CHECK {token}` (what a peer asked for a client older than `SESSION`, which handed it the person's token) is
+    /// refused: a secret never goes to a peer, and a worker holding a stolen token learns nothing of it here, nor gets a
+    /// ticket to act for its owner.
+    func authCheck(_ check: Msg.AuthCheck) async -> GridMessage {
+        guard let certificate = check.certificate else {
+            return .error(
+                Msg.Error(GridError(.badRequest, "AUTH_CHECK takes a person's certificate; a peer checks no tokens (a secret never goes to a peer)")))
         }
+        return await standing(certificate)
     }
 
     /// `AUTH_CHECK {certificate}`: whether the API token a person's certificate was granted under still stands

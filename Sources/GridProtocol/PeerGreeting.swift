@@ -2,9 +2,11 @@ public import GridCore
 
 /// The peer port's side of a connection's opening, pure (issue 14): `HELLO {nonce}` → `HELLO_OK` (our credential and
 /// a nonce of ours), then another peer's `PEER_AUTH` (its proof) → `OK`, or a person's `SESSION` (its certificate and
-/// its proof for this connection) → `HELLO_OK {owner}`; or an older client's `HELLO {token}`; then requests. `PeerConnection`
-/// carries its actions out on the event loop; the checks themselves (the manager's `AUTH_CHECK`, the credential and
-/// proof) run off it, and their results come back as events.
+/// its proof for this connection) → `HELLO_OK {owner}`; then requests. A `HELLO {token}` (what clients older than
+/// `SESSION` sent: the person's API token itself) is refused, and the token never looked at: a secret never goes to a
+/// peer, and a session opened with one outlived the token's revocation. `PeerConnection` carries its actions out on
+/// the event loop; the checks themselves (the credential and proof, the manager's `AUTH_CHECK {certificate}`) run off
+/// it, and their results come back as events.
 ///
 /// Before the connection is open only `HELLO` and `PING` are answered; anything else is refused and the connection
 /// closed. Frames that come while a check runs wait their turn, at most `maxHeld` of them: a stranger cannot make the
@@ -27,9 +29,8 @@ public struct PeerGreeting<Caller: Sendable>: Sendable {
         case reply(GridFrame)
         /// Reply, then close the connection.
         case replyAndClose(GridFrame)
-        /// A person's `HELLO`: check its token (it was heard: the HELLO deadline no longer applies).
-        case checkToken(String, id: Int)
-        /// Another peer's `HELLO`: prove ourselves over its `nonce`.
+        /// A `HELLO {nonce}` (another peer's, or a person's): prove ourselves over its `nonce` (it was heard: the
+        /// HELLO deadline no longer applies).
         case greetPeer(nonce: String, id: Int)
         /// The other peer's `PEER_AUTH`, to check against our `nonce`.
         case checkProof(Msg.PeerAuth, nonce: String, id: Int)
@@ -112,15 +113,26 @@ public struct PeerGreeting<Caller: Sendable>: Sendable {
                 let e = GridError(.versionMismatch, "protocol version \(hello.version) is not supported (\(ProtocolVersion.supported))")
                 return refuse(e, id: frame.id, close: true)
             }
+            guard hello.token.isEmpty else { return refuse(Self.noTokens, id: frame.id, close: true) }
+            guard let nonce = hello.nonce, !nonce.isEmpty else {
+                return refuse(GridError(.badRequest, "HELLO needs a nonce (the peer proves itself over it)"), id: frame.id, close: true)
+            }
             state = .checking([])
-            if let nonce = hello.nonce, hello.token.isEmpty { return .greetPeer(nonce: nonce, id: frame.id) }
-            return .checkToken(hello.token, id: frame.id)
+            return .greetPeer(nonce: nonce, id: frame.id)
         default:
-            return refuse(GridError(.notAuthenticated, "send HELLO with a token before \(frame.message.type)"), id: frame.id, close: true)
+            return refuse(GridError(.notAuthenticated, "send HELLO {nonce} before \(frame.message.type)"), id: frame.id, close: true)
         }
     }
 
-    /// The token (or the proof) was checked: `answer` is what an accepted caller is told (`HELLO_OK`, `OK`). Returns the
+    /// Why a `HELLO {token}` is refused.
+    public static var noTokens: GridError {
+        GridError(
+            .unauthorized,
+            "a peer takes no API token (a secret never goes to a peer): open a session with a certificate from your manager "
+                + "(HELLO {nonce}, then SESSION), as campusgrid's own client does")
+    }
+
+    /// The proof (or the session) was checked: `answer` is what an accepted caller is told (`HELLO_OK`, `OK`). Returns the
     /// action, and the frames that waited meanwhile, to be received again in order (none if refused).
     public mutating func checked(_ result: Result<(Caller, GridMessage), GridError>, id: Int) -> (Action, held: [InboundFrame]) {
         guard case .checking(let held) = state else { return (.none, []) }

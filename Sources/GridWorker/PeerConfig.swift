@@ -18,7 +18,7 @@ public struct PeerConfig: Sendable {
     public var maxTaskSeconds: Double = 600
     /// Largest program text of a function task, in bytes.
     public var maxProgramBytes = 256 << 10
-    /// How long a client token checked with the manager stays trusted, in seconds.
+    /// How long the manager's answer that a person's token still stands is kept, in seconds (`PeerTrust.Standing`).
     public var authCacheSeconds: Double = 60
     /// Bulk uploads open at once: per user, and on this peer altogether.
     public var uploadQuota = UploadQuota()

@@ -176,9 +176,6 @@ final class PeerConnection: ChannelInboundHandler {
             reply(frame, context: context)
         case .replyAndClose(let frame):
             reply(frame, context: context, thenClose: true)
-        case .checkToken(let token, let id):
-            gate.heard()
-            check(id: id, bound) { await service.welcome(await service.authenticate(token)) }
         case .greetPeer(let nonce, let id):
             // Another peer: we prove ourselves first (our credential, our signature over its nonce), then it does.
             gate.heard()

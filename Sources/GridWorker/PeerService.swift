@@ -98,10 +98,9 @@ public actor PeerService: Service {
     private(set) var managerKey: String?
     /// This worker's current credential, from `REGISTERED` or `CREDENTIAL`.
     private(set) var credential: PeerTrust.Credential?
-    /// The newest ticket per user, from `AUTH_OK`: lets this peer forward that user's tasks.
+    /// The newest forwarding ticket per user, from `SESSION`: lets this peer forward that user's tasks.
     var tickets: [String: PeerTrust.Ticket] = [:]
-    /// The newest mandate per user (`SESSION`'s delegation, or the ticket an older client's `HELLO {token}` got from
-    /// `AUTH_OK`): lets this peer read that user's data from other peers.
+    /// The newest mandate per user (`SESSION`'s delegation): lets this peer read that user's data from other peers.
     var mandates: [String: PeerTrust.Mandate] = [:]
     /// Jobs' read tickets per owner (`JOB_ASSIGN`), kept apart: each reads only its job's files, and never stands in
     /// for a session's mandate.
@@ -136,7 +135,6 @@ public actor PeerService: Service {
 
     // Other peers and clients.
     private var links: [String: PeerLink] = [:]
-    private var authCache: [String: (caller: Caller, until: Double)] = [:]
     /// What the manager said of the tokens people's certificates were granted under (`PeerTrust.Standing`). Behind a
     /// lock: the server's fast path reads it on the event loop (`stands(_:)`).
     private let tokenStanding = Mutex(PeerTrust.Standing.Memo())
@@ -315,36 +313,6 @@ public actor PeerService: Service {
 
     // MARK: - Requests
 
-    /// Checks a person's API token (with the manager, cached for a minute). The manager refuses join tokens: peers
-    /// prove themselves with credentials (`peerHello`, `authenticatePeer`).
-    func authenticate(_ token: String) async -> Result<Caller, GridError> {
-        guard !token.isEmpty else { return .failure(GridError(.unauthorized, "send HELLO with your API token (`campusgrid login`)")) }
-        let key = ChunkStore.sha256(Array(token.utf8))
-        let now = Date().timeIntervalSince1970
-        if let hit = authCache[key], hit.until > now { return .success(hit.caller) }
-        guard let managerLink else {
-            return .failure(GridError(.unreachable, "this peer is not connected to its manager yet and cannot check tokens"))
-        }
-        do {
-            guard case .authOk(let ok) = try await managerLink(.authCheck(Msg.AuthCheck(token: token))) else {
-                return .failure(GridError(.internal, "the manager gave an unexpected answer to AUTH_CHECK"))
-            }
-            guard ok.kind == "api" else { return .failure(GridError(.unauthorized, "only a person's API token opens a session here")) }
-            let caller = Caller(user: ok.user)
-            if let ticket = ok.ticket, ticket.user == ok.user, ticket.files == nil {
-                keep(forwarding: ticket)
-                keep(PeerTrust.Mandate(ticket: ticket))
-            }
-            if authCache.count > 10_000 { authCache = [:] }
-            authCache[key] = (caller, now + config.authCacheSeconds)
-            return .success(caller)
-        } catch let e as GridError {
-            return .failure(e)
-        } catch {
-            return .failure(GridError(.unreachable, "could not check the token with the manager: \(error)"))
-        }
-    }
-
     /// A person's `SESSION`: its certificate (the manager's) and its key's signature over this peer's id and our
     /// `nonce`, checked offline with the manager's key, so sessions open while no manager is reachable. The person's
     /// API token never comes here. The forwarding ticket, when newer than the one kept, lets this peer hand the
@@ -415,7 +383,7 @@ public actor PeerService: Service {
         }
     }
 
-    /// A person accepted (by token or by `SESSION`) is told so with `HELLO_OK {worker_id, owner}`.
+    /// A person accepted (by `SESSION`) is told so with `HELLO_OK {worker_id, owner}`.
     func welcome(_ result: Result<Caller, GridError>) -> Result<(Caller, GridMessage), GridError> {
         result.map { ($0, .helloOk(Msg.HelloOk(version: ProtocolVersion.current, workerId: selfId ?? "", owner: $0.user, heartbeatSeconds: 0))) }
     }

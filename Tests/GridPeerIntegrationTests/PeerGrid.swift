@@ -4,6 +4,7 @@ import GridCore
 import GridProtocol
 import GridSandbox
 import GridTestSupport
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -77,9 +78,23 @@ final class PeerGrid: @unchecked Sendable {
         return try await PeerLink.connect(host: "127.0.0.1", port: peer.port, grant: manager.grantSource, tls: peerTLS())
     }
 
-    /// A link as clients older than `SESSION` open one: `HELLO` with the API token itself.
-    func linkWithToken(_ peer: Peer, token: String) async throws -> PeerLink {
-        try await PeerLink.connect(host: "127.0.0.1", port: peer.port, token: token, tls: peerTLS())
+    /// A raw connection with a person's session open on it (Alice's by default), as `link` opens one: for tests that
+    /// send the peer what no client would. Plain text only.
+    func rawSession(_ peer: Peer, token: String? = nil) async throws -> RawConnection {
+        var manager = alice
+        manager.token = token ?? self.token
+        let c = try RawConnection(port: peer.port)
+        let nonce = PeerTrust.nonce()
+        c.send(#"{"type":"HELLO","id":1,"version":1,"token":"","nonce":"\#(nonce)"}"# + "\n")
+        guard let ok = c.next("HELLO_OK"), let workerId = ok["worker_id"] as? String, let theirs = ok["nonce"] as? String else {
+            throw TestGridError("the peer did not answer HELLO {nonce}")
+        }
+        let pass = try await manager.grantSource(workerId)
+        var bytes = ByteBuffer()
+        try GridFrame(id: 2, .session(pass.session(holder: workerId, nonce: theirs, now: Int64(Date().timeIntervalSince1970)))).write(to: &bytes)
+        c.send(Array(bytes.readableBytesView))
+        guard c.next("HELLO_OK") != nil else { throw TestGridError("the peer did not open the session") }
+        return c
     }
 
     /// On a TLS grid: trust in its peer CA for links to peers (nil: plain text).

@@ -213,31 +213,42 @@ import Testing
         for l in [alice, bob, bobOnAlicesPeer] { await l.close() }
     }
 
-    @Test func joinTokensOpenNoPeerAndAuthCheckAnswersOnlyForPeople() async throws {
+    /// No token ever opens anything at a peer, nor is checked for one. A join token gets no session ticket from the
+    /// manager. A `HELLO {token}` (what clients older than `SESSION` sent: a person's API token, handed to the peer) is
+    /// refused unchecked, a person's real token included. And the manager answers no `AUTH_CHECK {token}` (a worker
+    /// holding a stolen token learns nothing of it, and gets no ticket to act for its owner).
+    @Test func noTokenOpensAPeerSessionAndAuthCheckAnswersNoToken() async throws {
         let g = try await PeerGrid(label: "trust-tokens")
         defer { g.shutdown() }
         let peers = try await g.startPeers(1)
         let join = try await g.alice.createToken(kind: "worker").token
-        // Neither the manager (asked for session tickets) nor the peer (shown the token by an older client) takes it.
         do {
             let l = try await g.link(peers[0], token: join)
             await l.close()
             Issue.record("a join token got a peer session")
         } catch let e as GridError { #expect([.unauthorized, .forbidden].contains(e.code), "\(e)") }
-        do {
-            let l = try await g.linkWithToken(peers[0], token: join)
-            await l.close()
-            Issue.record("a join token opened a peer session")
-        } catch let e as GridError { #expect(e.code == .unauthorized) }
+        for token in [g.token, join] {
+            let c = try RawConnection(port: peers[0].port)
+            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)"}"# + "\n")
+            let said = c.readMessage(timeout: 10)
+            #expect(said?["type"] as? String == "ERROR" && said?["code"] as? String == "unauthorized", "\(said ?? [:])")
+            #expect((said?["message"] as? String)?.contains("a secret never goes to a peer") == true, "\(said ?? [:])")
+            #expect(c.isClosed(timeout: 10))
+        }
         let worker = try RawWorker(gridPort: g.grid.gridPort, token: join, peerKey: nil, host: "127.0.0.1", peerPort: 1)
         defer { worker.stop() }
-        let refused = worker.ask(#"{"type":"AUTH_CHECK","id":50,"token":"\#(join)"}"#, id: 50)
-        #expect(refused?["type"] as? String == "ERROR")
-        #expect((refused?["message"] as? String)?.contains("worker") == true, "\(refused ?? [:])")
-        let person = worker.ask(#"{"type":"AUTH_CHECK","id":51,"token":"\#(g.token)"}"#, id: 51)
-        #expect(person?["type"] as? String == "AUTH_OK" && person?["kind"] as? String == "api")
-        let ticket = (person?["ticket"] as? [String: Any])
-        #expect(ticket?["user"] as? String == "alice" && ticket?["holder"] as? String == worker.id)
+        for (id, token) in [(50, join), (51, g.token)] {
+            let refused = worker.ask(#"{"type":"AUTH_CHECK","id":\#(id),"token":"\#(token)"}"#, id: id)
+            #expect(refused?["type"] as? String == "ERROR" && refused?["code"] as? String == "bad_request", "\(refused ?? [:])")
+            #expect(refused?["ticket"] == nil && refused?["user"] == nil)
+        }
+        // The peer still works for a person's session.
+        let l = try await g.link(peers[0])
+        guard case .memResult = try await l.request(.setMem(Msg.SetMem(key: "k", value: .number(1)))).message else {
+            Issue.record("a session could not write")
+            return
+        }
+        await l.close()
     }
 
     /// A peer reads another's stored keys only for a person who gave it a mandate: Mallory's proven peer (a real

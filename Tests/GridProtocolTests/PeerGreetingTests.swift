@@ -28,47 +28,75 @@ import Testing
         return false
     }
 
-    @Test func aPersonsHelloIsCheckedThenTheConnectionOpensAndRequestsAreDelivered() {
-        var g = Greeting()
-        guard case .checkToken("tok", id: 1) = g.received(frame(1, .hello(Msg.Hello(token: "tok")))) else {
-            Issue.record("no token check")
+    /// A person's opening up to the check of its `SESSION`: `HELLO {nonce}`, our `HELLO_OK`, its `SESSION` (id 2).
+    func sessionBeingChecked(_ g: inout Greeting) {
+        guard case .greetPeer(_, 1) = g.received(frame(1, .hello(Msg.Hello(token: "", nonce: "theirs")))) else {
+            Issue.record("no greeting")
             return
         }
+        _ = g.greeted(.success(Msg.HelloOk(version: ProtocolVersion.current, workerId: "me", owner: "", heartbeatSeconds: 0, nonce: "ours")), id: 1)
+        let session = Msg.Session(certificate: PeerTrust.UserCertificate(user: "alice", key: "k", expires: 0, signature: "s"), proof: "p")
+        guard case .checkSession(_, "ours", 2) = g.received(frame(2, .session(session))) else {
+            Issue.record("no session check")
+            return
+        }
+    }
+
+    @Test func aPersonsSessionIsCheckedThenTheConnectionOpensAndRequestsAreDelivered() {
+        var g = Greeting()
+        sessionBeingChecked(&g)
         #expect(g.isChecking)
-        let (action, held) = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 1)
+        let (action, held) = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 2)
         guard case .open(let reply) = action else { Issue.record("not opened: \(action)"); return }
-        #expect(reply.id == 1 && held.isEmpty)
-        guard case .deliver(let f, let caller) = g.received(frame(2, .ping)) else { Issue.record("not delivered"); return }
-        #expect(f.id == 2 && caller == "alice")
+        #expect(reply.id == 2 && held.isEmpty)
+        guard case .deliver(let f, let caller) = g.received(frame(3, .ping)) else { Issue.record("not delivered"); return }
+        #expect(f.id == 3 && caller == "alice")
     }
 
-    @Test func framesThatComeWhileTheTokenIsCheckedWaitAndAreHandedBackInOrder() {
+    /// Clients older than `SESSION` said `HELLO {token}` with the person's API token: refused and closed, the token
+    /// never checked (no action asks anyone), whatever comes after it unanswered.
+    @Test(arguments: ["cga_a-real-looking-api-token", "cgw_a-join-token", "x"])
+    func aHelloWithATokenIsRefusedUncheckedAndClosed(token: String) {
         var g = Greeting()
-        _ = g.received(frame(1, .hello(Msg.Hello(token: "tok"))))
-        for id in 2...5 { if case .none = g.received(frame(id, .ping)) {} else { Issue.record("frame \(id) was not held") } }
-        let (_, held) = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 1)
+        let action = g.received(frame(1, .hello(Msg.Hello(token: token))))
+        #expect(isRefusal(action, closes: true, .unauthorized))
+        if case .replyAndClose(let f) = action, case .error(let e) = f.message {
+            #expect(e.message.contains("a secret never goes to a peer") && !e.message.contains(token))
+        }
+        #expect(g.isClosing)
+        if case .none = g.received(frame(2, .getMem(Msg.MemKey(key: "k")))) {} else { Issue.record("a refused connection answered") }
+        // Nor does a HELLO with neither a token nor a nonce get anywhere.
+        var h = Greeting()
+        #expect(isRefusal(h.received(frame(1, .hello(Msg.Hello(token: "")))), closes: true, .badRequest))
+    }
+
+    @Test func framesThatComeWhileTheSessionIsCheckedWaitAndAreHandedBackInOrder() {
+        var g = Greeting()
+        sessionBeingChecked(&g)
+        for id in 3...6 { if case .none = g.received(frame(id, .ping)) {} else { Issue.record("frame \(id) was not held") } }
+        let (_, held) = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 2)
         let ids = held.compactMap { item -> Int? in if case .frame(let f) = item { f.id } else { nil } }
-        #expect(ids == [2, 3, 4, 5])
+        #expect(ids == [3, 4, 5, 6])
     }
 
-    @Test func aRefusedTokenClosesTheConnectionAndWhatWaitedIsDropped() {
+    @Test func aRefusedSessionClosesTheConnectionAndWhatWaitedIsDropped() {
         var g = Greeting()
-        _ = g.received(frame(1, .hello(Msg.Hello(token: "forged"))))
-        _ = g.received(frame(2, .getMem(Msg.MemKey(key: "k"))))
-        let (action, held) = g.checked(.failure(GridError(.unauthorized, "no")), id: 1)
+        sessionBeingChecked(&g)
+        _ = g.received(frame(3, .getMem(Msg.MemKey(key: "k"))))
+        let (action, held) = g.checked(.failure(GridError(.unauthorized, "no")), id: 2)
         #expect(isRefusal(action, closes: true, .unauthorized))
         #expect(held.isEmpty && g.isClosing)
-        if case .none = g.received(frame(3, .ping)) {} else { Issue.record("a closing connection answered") }
+        if case .none = g.received(frame(4, .ping)) {} else { Issue.record("a closing connection answered") }
     }
 
     @Test func aFloodWhileTheCheckRunsIsBoundedAndClosesTheConnection() {
         var g = Greeting()
-        _ = g.received(frame(1, .hello(Msg.Hello(token: "tok"))))
+        sessionBeingChecked(&g)
         for id in 0..<Greeting.maxHeld { _ = g.received(frame(100 + id, .ping)) }
         #expect(isRefusal(g.received(frame(9999, .ping)), closes: true, .badRequest))
         #expect(g.isClosing)
         // The check's answer, when it comes, changes nothing.
-        let (late, held) = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 1)
+        let (late, held) = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 2)
         if case .none = late {} else { Issue.record("a closed connection was opened") }
         #expect(held.isEmpty)
     }
@@ -84,7 +112,7 @@ import Testing
     func aHelloOfAnotherVersionIsRefusedAndClosed(_ version: Int) {
         var g = Greeting()
         guard !ProtocolVersion.supported.contains(version) else { return }
-        #expect(isRefusal(g.received(frame(1, .hello(Msg.Hello(version: version, token: "tok")))), closes: true, .versionMismatch))
+        #expect(isRefusal(g.received(frame(1, .hello(Msg.Hello(version: version, token: "", nonce: "n")))), closes: true, .versionMismatch))
     }
 
     @Test func anotherPeerProvesItselfAfterOurCredentialAndOnlyWithPeerAuth() {
@@ -134,10 +162,10 @@ import Testing
 
     @Test func aSecondHelloIsRefusedButTheConnectionGoesOn() {
         var g = Greeting()
-        _ = g.received(frame(1, .hello(Msg.Hello(token: "tok"))))
-        _ = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 1)
-        #expect(isRefusal(g.received(frame(2, .hello(Msg.Hello(token: "other")))), closes: false, .badRequest))
-        if case .deliver(_, "alice") = g.received(frame(3, .ping)) {} else { Issue.record("the connection did not go on as alice") }
+        sessionBeingChecked(&g)
+        _ = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 2)
+        #expect(isRefusal(g.received(frame(3, .hello(Msg.Hello(token: "", nonce: "again")))), closes: false, .badRequest))
+        if case .deliver(_, "alice") = g.received(frame(4, .ping)) {} else { Issue.record("the connection did not go on as alice") }
     }
 
     @Test func badInputIsRefusedAndClosesOnlyWhenTheStreamCannotBeTrusted() {
