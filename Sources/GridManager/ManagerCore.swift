@@ -56,6 +56,16 @@ public actor ManagerCore {
     private var deadlines: [JobID: (ref: JobRef, at: Double)] = [:]
     /// Workers quarantined by verification: they get only their owners' jobs (kept in the database; cached here).
     private var quarantined: Set<WorkerID> = []
+    /// Workers that stopped being peers for cause (join token revoked, quarantined), until the last credential they
+    /// may hold has lapsed (monotonic seconds): `PEERS` names them, and peers refuse them meanwhile.
+    private var barredPeers: [WorkerID: Double] = [:]
+
+    /// Bars `worker` from the peers until any credential it holds has lapsed.
+    private func bar(_ worker: WorkerID) {
+        let t = now()
+        barredPeers = barredPeers.filter { $0.value > t }
+        barredPeers[worker] = t + Double(PeerTrust.credentialSeconds)
+    }
     /// The pending queue as of the last pass, in scheduling order (pure, `PendingQueue`): each pass reads only what
     /// changed since (the store's change log), not the whole queue. `queuePosition` is how far the log was read (nil:
     /// read the whole queue); the log is cut behind it now and then.
@@ -198,6 +208,8 @@ public actor ManagerCore {
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t)
+        // Back with a standing join token (its owner rotated a revoked one): a peer again, unless quarantined.
+        if !quarantined.contains(who.workerId) { barredPeers[who.workerId] = nil }
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
         let claims = reg.running + (reg.finished ?? [])
@@ -244,8 +256,8 @@ public actor ManagerCore {
 
     /// Join token `hash` was revoked (its owner did, on the dashboard: a stolen laptop, a machine given away): the
     /// workers that joined with it are let go at once, not when they next reconnect. Each one's connection is closed
-    /// and it goes offline, so nothing it sends counts any more, it renews no peer credential (the one it holds lapses
-    /// within `PeerTrust.credentialSeconds`), and the other peers are told it left; its running jobs go back to the
+    /// and it goes offline, so nothing it sends counts any more, it renews no peer credential, and the other peers are
+    /// told it left and to refuse it until the credential it holds has lapsed (`PEERS {barred}`); its running jobs go back to the
     /// queue when their leases end, as for any worker that vanished. Its `HELLO` with that token is then refused.
     func joinTokenRevoked(hash: String) async {
         // Remembered a while for a connection that said HELLO with it and has yet to REGISTER (`register`).
@@ -257,6 +269,7 @@ public actor ManagerCore {
         for (id, w) in revoked.sorted(by: { $0.key < $1.key }) {
             logger.warning("a worker's join token was revoked; closing its connection", metadata: ["grid.worker.id": "\(id)"])
             live[id] = nil
+            bar(id)
             w.close()
             try? await db.setWorkerOffline(id, now: wall())
         }
@@ -478,9 +491,13 @@ public actor ManagerCore {
     /// Tells every online worker who the peers are (after a join, once `REGISTERED` was sent, or a leave).
     func announcePeers() async {
         let peers = onlinePeers()
-        logger.debug("announcing peers", metadata: ["grid.peers": "\(peers.map(\.workerId))"])
+        let t = now()
+        let barred = barredPeers.filter { $0.value > t }.keys.sorted()
+        logger.debug("announcing peers", metadata: ["grid.peers": "\(peers.map(\.workerId))", "grid.peers.barred": "\(barred)"])
         // Only workers that offer peer services (a peer port) care.
-        for (id, w) in live where (w.registration.port ?? 0) > 0 { await send(.peers(Msg.Peers(peers: peers)), to: id) }
+        for (id, w) in live where (w.registration.port ?? 0) > 0 {
+            await send(.peers(Msg.Peers(peers: peers, barred: barred.isEmpty ? nil : barred)), to: id)
+        }
     }
 
     /// `GET_BEST_PEER`: the online peer `PeerChoice` picks (least work per slot, the asker on a tie, then the lowest
@@ -805,6 +822,7 @@ public actor ManagerCore {
     private func noteVerification(_ finished: GridDatabase.Finished) async {
         for (worker, reason) in finished.quarantined {
             quarantined.insert(worker)
+            bar(worker)
             logger.warning("worker quarantined", metadata: ["grid.worker.id": "\(worker)", "grid.reason": "\(reason)"])
         }
         if !finished.quarantined.isEmpty { await announcePeers() }
@@ -815,6 +833,7 @@ public actor ManagerCore {
     func liftQuarantine(_ worker: WorkerID) async throws -> Bool {
         let lifted = try await db.liftQuarantine(worker, now: wall())
         quarantined.remove(worker)
+        barredPeers[worker] = nil
         if lifted {
             logger.info("quarantine lifted", metadata: ["grid.worker.id": "\(worker)"])
             wake.yield()

@@ -23,12 +23,18 @@ extension Msg {
     /// Manager → workers: the online peers, sent whenever the set changes.
     public struct Peers: Hashable, Sendable, Codable {
         public var peers: [PeerInfo]
-        public init(peers: [PeerInfo]) { self.peers = peers }
+        /// Workers that are no peers for cause (their join token revoked, or quarantined) and may still hold a
+        /// credential that has not lapsed: a peer refuses their `PEER_AUTH` and their requests. Nil from older managers.
+        public var barred: [String]?
+        public init(peers: [PeerInfo], barred: [String]? = nil) {
+            self.peers = peers
+            self.barred = barred
+        }
     }
 
-    /// Worker → manager: whose token is this? (A peer checks the `HELLO` of its own clients this way.) Or, with
-    /// `certificate` (and an empty `token`): does the token this person's certificate was granted under still stand
-    /// (`PeerTrust.Standing`)? The answer is `AUTH_OK` (with no ticket) or an `ERROR`.
+    /// Worker → manager, with `certificate` (and an empty `token`): does the token this person's certificate was
+    /// granted under still stand (`PeerTrust.Standing`)? The answer is `AUTH_OK` (with no ticket) or an `ERROR`. A
+    /// `token` alone (what peers asked for clients older than `SESSION`) is refused: a peer checks no tokens.
     public struct AuthCheck: Hashable, Sendable, Codable {
         public var token: String
         public var certificate: PeerTrust.UserCertificate?

@@ -212,10 +212,11 @@ public actor PeerService: Service {
     static func uptime() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     /// The manager announced the online peers.
-    public func membership(_ peers: [Msg.PeerInfo]) {
+    public func membership(_ peers: [Msg.PeerInfo], barred: [String] = []) {
         let change = Membership.change(
             previous: members.map(\.workerId), announced: peers.map(\.workerId), selfId: selfId, linked: Array(links.keys))
         members = peers
+        self.barred = Set(barred.prefix(Self.maxBarred))
         memory.setView(selfId: selfId, peers: memberIds)
         for id in change.departed {
             if let link = links.removeValue(forKey: id) { link.close() }
@@ -228,6 +229,17 @@ public actor PeerService: Service {
             logger.info("peers changed", metadata: ["grid.peers": "\(peers.map(\.workerId))"])
             repairContinuation.yield()
         }
+    }
+
+    /// Workers the manager said are no peers for cause (`PEERS {barred}`): their credential may not have lapsed yet,
+    /// and is refused here meanwhile, at `PEER_AUTH` and on each request of a connection they opened before.
+    private var barred: Set<String> = []
+    /// The most barred workers kept (a manager's list is a few; this bounds a wrong one).
+    static let maxBarred = 10_000
+
+    /// Why peer `id` is refused now, or nil.
+    private func barring(_ id: String) -> GridError? {
+        barred.contains(id) ? GridError(.forbidden, "worker \(id.prefix(64)) is no peer (its manager barred it: join token revoked, or quarantined)") : nil
     }
 
     /// The manager's last answer to `GET_BEST_PEER` for a task, reused for a moment (`TaskRouting.reusable`).
@@ -484,6 +496,10 @@ public actor PeerService: Service {
             logger.warning("refused a peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)", "grid.error": "\(e.message)"])
             return .failure(e)
         }
+        if let e = barring(auth.credential.workerId) {
+            logger.warning("refused a barred peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)"])
+            return .failure(e)
+        }
         return .success(Caller(user: "", peer: auth.credential.workerId, peerKey: auth.credential.key))
     }
 
@@ -496,8 +512,10 @@ public actor PeerService: Service {
             guard let request = PeerPortRequest(message) else {
                 throw GridError(.badRequest, "\(message.type) is not a request a peer answers")
             }
-            // A person's session stands only while the token its certificate was granted under does.
+            // A person's session stands only while the token its certificate was granted under does; a peer's only
+            // while its manager has not barred it.
             if let certificate = caller.certificate, let e = await standing(of: certificate) { throw e }
+            if let peer = caller.peer, let e = barring(peer) { throw e }
             switch request {
             case .ping: return (.pong, nil)
             case .getPeerStatus: return (.peerStatus(status(selfId)), nil)

@@ -485,7 +485,7 @@ public actor WorkerAgent: Service {
         }
         switch order {
         case .peers(let update):
-            await peers?.membership(update.peers)
+            await peers?.membership(update.peers, barred: update.barred ?? [])
         case .jobAssign(let assign):
             // Taken here, on the read loop, so that a CANCEL read next finds it; prepared and started in a task of
             // its own, so that a slow start never holds up the link.

@@ -4,6 +4,7 @@ import GridCore
 import GridManager
 import GridProtocol
 import GridSandbox
+@testable import GridWorker
 import GridTestSupport
 import NIOCore
 import Synchronization
@@ -587,6 +588,63 @@ final class GatedRunner: JobRunner, Sendable {
             }
             #expect(refused, "the worker was not refused when it came back; log: \(path)")
             #expect(try await online() == false)
+        }
+    }
+
+    /// The worker of a revoked join token still holds its peer credential (10 minutes), and its key. Before, other
+    /// peers took it until it lapsed: a new link it opened, and the requests of a link opened before. Now the manager's
+    /// `PEERS` bars it, and they refuse both.
+    @Test func aRevokedWorkersCredentialOpensNothingAtOtherPeers() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let honest = try await grid.startWorker("honest", owner: owner, cpus: 1, peer: true)
+            let laptop = try await grid.user("laptop-owner")
+            let stolen = try await grid.startWorker("stolen", owner: laptop, cpus: 1, peer: true)
+            let service = try #require(stolen.peerService)
+            let port = try #require(honest.peerPort)
+            // As the stolen machine would: its credential and its key, proving itself to the honest peer.
+            func link() async throws -> PeerLink {
+                let credential = try #require(await service.credential)
+                let signer = await service.signer
+                return try await PeerLink.connectAsPeer(host: "127.0.0.1", port: port, nonce: PeerTrust.nonce()) { ok in
+                    Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: ok.nonce ?? "", workerId: credential.workerId, role: .client))
+                }
+            }
+            var before: PeerLink?
+            // Both peers learn of each other first (bounded).
+            _ = await eventually(timeout: 30, interval: 0.05) {
+                before = try? await link()
+                return before != nil
+            }
+            let opened = try #require(before, "the stolen worker's credential opened no link while its token stood")
+            defer { opened.close() }
+            guard case .pong = try await opened.request(.ping).message else { Issue.record("no PONG before the revocation"); return }
+
+            let browser = DashboardBrowser(baseURL: grid.baseURL)
+            try await browser.login("laptop-owner")
+            let workerSection = try await browser.get("/account").body.components(separatedBy: "id=\"api-tokens-heading\"")[0]
+            let hash = try #require(workerSection.matches(of: /name="hash" value="([0-9a-f]{64})"/).map { String($0.1) }.first)
+            try await browser.post("/account/tokens/revoke", ["hash": hash])
+
+            // The honest peer hears PEERS {barred} (bounded), then refuses a new link and the old link's requests.
+            var refusal: GridError?
+            _ = await eventually(timeout: 30, interval: 0.05) {
+                do {
+                    let l = try await link()
+                    l.close()
+                    return false
+                } catch let e as GridError {
+                    refusal = e
+                    return e.code == .forbidden
+                } catch { return false }
+            }
+            #expect(refusal?.code == .forbidden && refusal?.message.contains("barred") == true, "\(String(describing: refusal))")
+            do {
+                let r = try await opened.request(.ping).message
+                Issue.record("a link the stolen worker opened before was answered after: \(r)")
+            } catch let e as GridError {
+                #expect(e.code == .forbidden, "\(e)")
+            }
         }
     }
 

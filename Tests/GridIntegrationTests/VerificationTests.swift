@@ -117,13 +117,17 @@ extension Integration {
 
             // Nor is it a peer any more: the others are told it left (it holds and serves nobody's data, and runs no
             // forwarded task), and it gets no new credential.
+            // They are told to refuse the credential it still holds, too, until it lapses.
             var peersSeen: [String] = []
+            var barred: [String] = []
             let leftThePeers = await eventually(timeout: 30, interval: 0) {
-                guard let peers = cheater.c.next("PEERS", timeout: 1)?["peers"] as? [[String: Any]] else { return false }
+                guard let message = cheater.c.next("PEERS", timeout: 1), let peers = message["peers"] as? [[String: Any]] else { return false }
                 peersSeen = peers.compactMap { $0["worker_id"] as? String }
+                barred = message["barred"] as? [String] ?? []
                 return !peersSeen.contains(cheater.workerId)
             }
             #expect(leftThePeers, "the PEERS the manager sent still list the quarantined worker: \(peersSeen)")
+            #expect(barred.contains(cheater.workerId), "the PEERS the manager sent do not bar the quarantined worker: \(barred)")
             #expect(FakeWorker.code(cheater.ask(#""type":"CREDENTIAL""#)) == "forbidden", "a quarantined worker got a peer credential")
 
             // A quarantined worker gets no jobs from others: with only it online, Alice's next job waits, saying why.

@@ -5,7 +5,7 @@ public import GridManager
 public import GridProtocol
 public import GridSandbox
 import GridScheduler
-import GridWorker
+public import GridWorker
 import Logging
 import ServiceLifecycle
 public import Synchronization
@@ -135,7 +135,7 @@ public final class InProcessGrid: Sendable {
         let task = Task {
             do { try await group.run() } catch { workerLogger.error("worker \(name) ended: \(error)") }
         }
-        let worker = InProcessWorker(name: name, peerPort: config.port, group: group, task: task)
+        let worker = InProcessWorker(name: name, peerPort: config.port, peerService: peers?.service, group: group, task: task)
         workers.withLock { $0.append(worker) }
         guard let id = await first(of: registered, within: timeout) else {
             task.cancel()
@@ -151,13 +151,16 @@ public final class InProcessWorker: Sendable {
     public let name: String
     /// Its peer port on loopback, if it offers the peer services.
     public let peerPort: Int?
+    /// Its peer services, if it offers them.
+    public let peerService: PeerService?
     public let id = Mutex<String>("")
     let group: ServiceGroup
     let task: Task<Void, Never>
 
-    init(name: String, peerPort: Int?, group: ServiceGroup, task: Task<Void, Never>) {
+    init(name: String, peerPort: Int?, peerService: PeerService?, group: ServiceGroup, task: Task<Void, Never>) {
         self.name = name
         self.peerPort = peerPort
+        self.peerService = peerService
         self.group = group
         self.task = task
     }
