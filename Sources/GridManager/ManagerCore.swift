@@ -118,6 +118,10 @@ public actor ManagerCore {
     func recover() async throws {
         try await db.markAllWorkersOffline()
         quarantined = Set(try await db.quarantinedWorkers().keys)
+        // A quarantine decided just before this start may have left its worker a credential: barred until it lapses.
+        // (A revoked join token's workers are not known here: their bar ends with the manager that revoked it.)
+        let until = now() + Double(PeerTrust.credentialSeconds)
+        for worker in quarantined { barredPeers[worker] = until }
         let running = try await db.runningJobs()
         let grace = max(config.leaseSeconds * 3, 5)
         for job in running {
