@@ -4,6 +4,7 @@ import GridCore
 import GridPeer
 import GridProtocol
 import GridTestSupport
+import NIOCore
 import Testing
 
 /// Issue 10, "Trust between strangers": hostile users and a rogue listener against real peers.
@@ -241,6 +242,28 @@ import Testing
             let refused = worker.ask(#"{"type":"AUTH_CHECK","id":\#(id),"token":"\#(token)"}"#, id: id)
             #expect(refused?["type"] as? String == "ERROR" && refused?["code"] as? String == "bad_request", "\(refused ?? [:])")
             #expect(refused?["ticket"] == nil && refused?["user"] == nil)
+        }
+        // A certificate is answered only if the manager signed it, as it is: a genuine one of a standing token stands;
+        // one with its token hash swapped (to learn whether another token stands), one signed by another key, and one
+        // with no token hash are refused.
+        func authCheck(_ certificate: PeerTrust.UserCertificate, id: Int) throws -> [String: Any]? {
+            var bytes = ByteBuffer()
+            try GridFrame(id: id, .authCheck(Msg.AuthCheck(certificate: certificate))).write(to: &bytes)
+            return worker.ask(String(decoding: bytes.readableBytesView.dropLast(), as: UTF8.self), id: id)
+        }
+        let genuine = try await g.alice.peerGrant(key: PeerTrust.Signer().publicKey, worker: nil).certificate
+        let stands = try authCheck(genuine, id: 60)
+        #expect(stands?["type"] as? String == "AUTH_OK" && stands?["user"] as? String == "alice", "\(stands ?? [:])")
+        var swapped = genuine
+        swapped.tokenHash = String(repeating: "0", count: 64)
+        let forger = PeerTrust.Signer()
+        var selfSigned = genuine
+        selfSigned.signature = forger.sign(selfSigned.signedBytes)
+        var noHash = genuine
+        noHash.tokenHash = nil
+        for (id, forged) in [(61, swapped), (62, selfSigned), (63, noHash)] {
+            let refused = try authCheck(forged, id: id)
+            #expect(refused?["type"] as? String == "ERROR" && ["unauthorized", "bad_request"].contains(refused?["code"] as? String), "\(refused ?? [:])")
         }
         // The peer still works for a person's session.
         let l = try await g.link(peers[0])
