@@ -63,9 +63,12 @@ enum JobFiles {
     }
 
     /// Output files of a finished job: those matching `globs`, or every file that is not an unchanged input.
-    /// Stops at `maxBytes`; the second value lists files left out.
+    /// Stops at `maxBytes`; the second value lists files left out. Each file is read as `readRegularFile` reads it:
+    /// never through a link, never a FIFO or device, never more than the room left (whatever the job did to the folder
+    /// after it was listed: a process of the job that outlived it may still be at work there).
+    /// `afterListing`: called once the folder is listed, before any file is read (tests change the folder there).
     static func collect(
-        in directory: URL, globs: [String], inputs: [String: Stamp], maxBytes: Int
+        in directory: URL, globs: [String], inputs: [String: Stamp], maxBytes: Int, afterListing: (() -> Void)? = nil
     ) -> (files: [(name: String, data: Data)], skipped: [String]) {
         let fm = FileManager.default
         guard let walker = fm.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) else {
@@ -81,6 +84,7 @@ enum JobFiles {
             names.append(String(path.dropFirst(base.count + 1)))
         }
         names.sort()
+        afterListing?()
         var out: [(String, Data)] = []
         var skipped: [String] = []
         var total = 0
@@ -92,14 +96,68 @@ enum JobFiles {
             } else if !globs.contains(where: { fnmatch($0, name, 0) == 0 }) {
                 continue
             }
-            guard let data = fm.contents(atPath: directory.appendingPathComponent(name).path) else { continue }
-            if total + data.count > maxBytes {
-                skipped.append(name)
+            switch readRegularFile(name, in: base, limit: maxBytes - total) {
+            case .notARegularFile:
                 continue
+            case .tooLarge:
+                skipped.append(name)
+            case .data(let data):
+                total += data.count
+                out.append((name, data))
             }
-            total += data.count
-            out.append((name, data))
         }
         return (out, skipped)
+    }
+
+    enum Read: Equatable {
+        case data(Data)
+        /// Larger than the limit: left unread.
+        case tooLarge
+        /// Gone, a link (at any step of its path), a FIFO, a device, a directory, or unreadable.
+        case notARegularFile
+    }
+
+    /// Reads regular file `name` (relative, checked) inside `base`, opening each step of its path with `O_NOFOLLOW`
+    /// from the folder's own descriptor, so no link is followed anywhere, and the file with `O_NONBLOCK` (a FIFO put in
+    /// its place cannot hang the worker) and only if `fstat` says it is a regular file. At most `limit` bytes: a larger
+    /// file (a sparse one of a gigabyte costs the job nothing) is not read at all.
+    static func readRegularFile(_ name: String, in base: String, limit: Int) -> Read {
+        var fd = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return .notARegularFile }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard let last = parts.last, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+            close(fd)
+            return .notARegularFile
+        }
+        for part in parts.dropLast() {
+            let next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            close(fd)
+            guard next >= 0 else { return .notARegularFile }
+            fd = next
+        }
+        let file = openat(fd, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        close(fd)
+        guard file >= 0 else { return .notARegularFile }
+        defer { close(file) }
+        var info = stat()
+        guard fstat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return .notARegularFile }
+        let size = Int(clamping: info.st_size)
+        guard size <= max(0, limit) else { return .tooLarge }
+        // Up to the size it had when opened (a file still growing is cut there), and never past the limit.
+        var data = Data(count: size)
+        var done = 0
+        let failed = data.withUnsafeMutableBytes { raw -> Bool in
+            while done < size {
+                let n = read(file, raw.baseAddress! + done, size - done)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { return true }
+                if n == 0 { break }
+                done += n
+            }
+            return false
+        }
+        guard !failed else { return .notARegularFile }
+        if done < size { data.removeSubrange(done...) }
+        return .data(data)
     }
 }

@@ -1,0 +1,99 @@
+import Foundation
+@testable import GridWorker
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Collecting a finished job's outputs from its scratch folder (`JobFiles.collect`), where a stranger's job had the
+/// run of the folder, and a process of it that outlived the job may still change it after it was listed.
+@Suite struct JobFilesTests {
+    let root = NSTemporaryDirectory() + "campusgrid-jobfiles-\(UUID().uuidString)"
+    var scratch: URL { URL(fileURLWithPath: root + "/scratch") }
+    /// A file of the contributor's, outside the scratch folder.
+    var secret: String { root + "/secret.txt" }
+
+    init() throws {
+        try FileManager.default.createDirectory(at: URL(fileURLWithPath: root + "/scratch/sub"), withIntermediateDirectories: true)
+        try Data("the contributor's key".utf8).write(to: URL(fileURLWithPath: root + "/secret.txt"))
+    }
+
+    func write(_ name: String, _ text: String) throws {
+        try Data(text.utf8).write(to: scratch.appendingPathComponent(name))
+    }
+
+    @Test func regularFilesAreCollectedAndLinksAreNot() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write("out.txt", "result")
+        try write("sub/deep.txt", "deeper")
+        try FileManager.default.createSymbolicLink(atPath: scratch.path + "/key.txt", withDestinationPath: secret)
+        try FileManager.default.createSymbolicLink(atPath: scratch.path + "/outside", withDestinationPath: root)
+        let (files, skipped) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
+        #expect(files.map(\.name) == ["out.txt", "sub/deep.txt"])
+        #expect(files.map { String(decoding: $0.data, as: UTF8.self) } == ["result", "deeper"])
+        #expect(skipped.isEmpty)
+    }
+
+    /// Between the listing and the reading, the job swaps its outputs: a file for a link to the contributor's file, a
+    /// folder for a link to the folder that holds it, another file for a FIFO (whose open would block the worker for
+    /// good). None of them is read, and the worker goes on.
+    @Test func whatTheJobSwapsInAfterTheListingIsNeverFollowedNorWaitedOn() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write("a.txt", "a")
+        try write("b.txt", "b")
+        try write("sub/c.txt", "c")
+        try write("secret.txt", "placeholder")
+        let (scratch, secret, root) = (scratch, secret, root)
+        let swap: @Sendable () -> Void = {
+            let fm = FileManager.default
+            try? fm.removeItem(atPath: scratch.path + "/a.txt")
+            try? fm.createSymbolicLink(atPath: scratch.path + "/a.txt", withDestinationPath: secret)
+            try? fm.removeItem(atPath: scratch.path + "/sub")
+            try? fm.createSymbolicLink(atPath: scratch.path + "/sub", withDestinationPath: root + "/")
+            try? fm.removeItem(atPath: scratch.path + "/b.txt")
+            _ = mkfifo(scratch.path + "/b.txt", 0o644)
+            // sub/secret.txt now names the contributor's file through the folder link: the listing had sub/c.txt only,
+            // so also put a same-named output at the top, listed and then swapped for a link to a folder's file.
+            try? fm.removeItem(atPath: scratch.path + "/secret.txt")
+            try? fm.createSymbolicLink(atPath: scratch.path + "/secret.txt", withDestinationPath: secret)
+        }
+        let collected = await withCheckedContinuation { (done: CheckedContinuation<[String: String]?, Never>) in
+            // On a thread of its own: a read that blocks on the FIFO must fail this test, not hang the suite.
+            let finished = Mutex(false)
+            Thread.detachNewThread {
+                let (files, _) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20, afterListing: swap)
+                if finished.withLock({ was in defer { was = true }; return !was }) {
+                    done.resume(returning: Dictionary(uniqueKeysWithValues: files.map { ($0.name, String(decoding: $0.data, as: UTF8.self)) }))
+                }
+            }
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 30)
+                if finished.withLock({ was in defer { was = true }; return !was }) { done.resume(returning: nil) }
+            }
+        }
+        let files = try #require(collected, "collecting blocked (on the FIFO)")
+        #expect(files.values.allSatisfy { !$0.contains("contributor") }, "the contributor's file was collected: \(files)")
+        #expect(files.isEmpty, "\(files)")
+    }
+
+    /// A sparse file of a gigabyte costs the job no disk and no time; reading it whole cost the worker a gigabyte of
+    /// memory before it found the file over the limit. Now a file over the room left is not read, and says so.
+    @Test func aFileOverTheRoomLeftIsSkippedUnread() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try write("small.txt", "ok")
+        let big = open(scratch.path + "/big.bin", O_WRONLY | O_CREAT, 0o644)
+        #expect(big >= 0 && ftruncate(big, 1 << 30) == 0)
+        close(big)
+        let (files, skipped) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
+        #expect(files.map(\.name) == ["small.txt"])
+        #expect(skipped == ["big.bin"])
+        #expect(JobFiles.readRegularFile("big.bin", in: scratch.path, limit: 1 << 20) == .tooLarge)
+        #expect(JobFiles.readRegularFile("small.txt", in: scratch.path, limit: 2) == .data(Data("ok".utf8)))
+        #expect(JobFiles.readRegularFile("small.txt", in: scratch.path, limit: 1) == .tooLarge)
+        for bad in ["../secret.txt", "sub/../small.txt", "", "/etc/hostname", "sub//x"] {
+            #expect(JobFiles.readRegularFile(bad, in: scratch.path, limit: 1 << 20) == .notARegularFile, "\(bad)")
+        }
+    }
+}
