@@ -152,6 +152,8 @@ struct GridServer: Service {
                             case .failure(let error): action = machine.authenticationFailed(error, id: id)
                             }
                         case .register(let who, var reg, let id):
+                            // It came in time: registering it (store writes) has the grace of a check.
+                            gate.takingStep()
                             // A peer that does not say where it is reachable is reachable where it connected from.
                             if reg.host == nil || reg.host?.isEmpty == true { reg.host = link.remoteAddress }
                             guard var answer = await core.register(who, reg, connection: connection, outbox: outbound, close: { link.close() })

@@ -56,15 +56,19 @@ public actor ManagerCore {
     private var deadlines: [JobID: (ref: JobRef, at: Double)] = [:]
     /// Workers quarantined by verification: they get only their owners' jobs (kept in the database; cached here).
     private var quarantined: Set<WorkerID> = []
-    /// Workers that stopped being peers for cause (join token revoked, quarantined), until the last credential they
-    /// may hold has lapsed (monotonic seconds): `PEERS` names them, and peers refuse them meanwhile.
-    private var barredPeers: [WorkerID: Double] = [:]
+    /// Workers that stopped being peers for cause (join token revoked, quarantined): the credentials given to them
+    /// before are refused at every peer (`PeerTrust.Bars`, announced in `PEERS`).
+    private var bars = PeerTrust.Bars()
+    /// The newest credential given to each worker (this term): the join token it joined with and when it expires.
+    /// A revoked token bars every worker that holds one given under it, online or not.
+    private var credentialsGiven: [WorkerID: (tokenHash: String?, expires: Int64)] = [:]
 
-    /// Bars `worker` from the peers until any credential it holds has lapsed.
+    /// Bars `worker`: every credential given to it until now is refused by the peers.
     private func bar(_ worker: WorkerID) {
-        let t = now()
-        barredPeers = barredPeers.filter { $0.value > t }
-        barredPeers[worker] = t + Double(PeerTrust.credentialSeconds)
+        let t = Int64(wall())
+        // Any credential of this term expires by then; one of an earlier term (before a restart) too.
+        let cut = max(credentialsGiven[worker]?.expires ?? .min, t + PeerTrust.credentialSeconds)
+        bars.bar(worker, before: cut, now: t)
     }
     /// The pending queue as of the last pass, in scheduling order (pure, `PendingQueue`): each pass reads only what
     /// changed since (the store's change log), not the whole queue. `queuePosition` is how far the log was read (nil:
@@ -120,8 +124,7 @@ public actor ManagerCore {
         quarantined = Set(try await db.quarantinedWorkers().keys)
         // A quarantine decided just before this start may have left its worker a credential: barred until it lapses.
         // (A revoked join token's workers are not known here: their bar ends with the manager that revoked it.)
-        let until = now() + Double(PeerTrust.credentialSeconds)
-        for worker in quarantined { barredPeers[worker] = until }
+        for worker in quarantined.sorted() { bar(worker) }
         let running = try await db.runningJobs()
         let grace = max(config.leaseSeconds * 3, 5)
         for job in running {
@@ -212,8 +215,6 @@ public actor ManagerCore {
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t)
-        // Back with a standing join token (its owner rotated a revoked one): a peer again, unless quarantined.
-        if !quarantined.contains(who.workerId) { barredPeers[who.workerId] = nil }
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
         let claims = reg.running + (reg.finished ?? [])
@@ -268,8 +269,16 @@ public actor ManagerCore {
         let t = now()
         revokedJoinTokens = revokedJoinTokens.filter { t - $0.value < 600 }
         revokedJoinTokens[hash] = t
+        // Every worker given a credential under it is barred, online or not (one that left first keeps its credential).
+        let wallNow = Int64(wall())
+        credentialsGiven = credentialsGiven.filter { $0.value.expires + PeerTrust.clockSkewSeconds >= wallNow }
+        let holders = credentialsGiven.filter { $0.value.tokenHash == hash }
+        for id in holders.keys.sorted() { bar(id) }
         let revoked = live.filter { $0.value.identity.tokenHash == hash }
-        guard !revoked.isEmpty else { return }
+        guard !revoked.isEmpty else {
+            if !holders.isEmpty { await announcePeers() }
+            return
+        }
         for (id, w) in revoked.sorted(by: { $0.key < $1.key }) {
             logger.warning("a worker's join token was revoked; closing its connection", metadata: ["grid.worker.id": "\(id)"])
             live[id] = nil
@@ -495,9 +504,8 @@ public actor ManagerCore {
     /// Tells every online worker who the peers are (after a join, once `REGISTERED` was sent, or a leave).
     func announcePeers() async {
         let peers = onlinePeers()
-        let t = now()
-        let barred = barredPeers.filter { $0.value > t }.keys.sorted()
-        logger.debug("announcing peers", metadata: ["grid.peers": "\(peers.map(\.workerId))", "grid.peers.barred": "\(barred)"])
+        let barred = bars.announced(now: Int64(wall()))
+        logger.debug("announcing peers", metadata: ["grid.peers": "\(peers.map(\.workerId))", "grid.peers.barred": "\(barred.map(\.workerId))"])
         // Only workers that offer peer services (a peer port) care.
         for (id, w) in live where (w.registration.port ?? 0) > 0 {
             await send(.peers(Msg.Peers(peers: peers, barred: barred.isEmpty ? nil : barred)), to: id)
@@ -527,8 +535,9 @@ public actor ManagerCore {
     /// in `HELLO`, signed by the manager. Nil when it has no key or no peer port, or is quarantined (not a peer).
     func credential(for id: WorkerID) -> PeerTrust.Credential? {
         guard let w = live[id], let key = w.identity.peerKey, let port = w.registration.port, port > 0, !quarantined.contains(id) else { return nil }
-        return authority.credential(
-            workerId: id, host: w.registration.host ?? "127.0.0.1", port: port, key: key, now: Int64(wall()))
+        let c = authority.credential(workerId: id, host: w.registration.host ?? "127.0.0.1", port: port, key: key, now: Int64(wall()))
+        credentialsGiven[id] = (w.identity.tokenHash, max(c.expires, credentialsGiven[id]?.expires ?? .min))
+        return c
     }
 
     /// `POST /api/v1/peer-tickets`: person `user`'s certificate for `key`, with a forwarding ticket for `worker` when it
@@ -837,7 +846,6 @@ public actor ManagerCore {
     func liftQuarantine(_ worker: WorkerID) async throws -> Bool {
         let lifted = try await db.liftQuarantine(worker, now: wall())
         quarantined.remove(worker)
-        barredPeers[worker] = nil
         if lifted {
             logger.info("quarantine lifted", metadata: ["grid.worker.id": "\(worker)"])
             wake.yield()

@@ -24,11 +24,21 @@ extension Msg {
     public struct Peers: Hashable, Sendable, Codable {
         public var peers: [PeerInfo]
         /// Workers that are no peers for cause (their join token revoked, or quarantined) and may still hold a
-        /// credential that has not lapsed: a peer refuses their `PEER_AUTH` and their requests. Nil from older managers.
-        public var barred: [String]?
-        public init(peers: [PeerInfo], barred: [String]? = nil) {
+        /// credential given before that: a peer refuses it (`PeerTrust.Bars`). Nil from older managers.
+        public var barred: [PeerBar]?
+        public init(peers: [PeerInfo], barred: [PeerBar]? = nil) {
             self.peers = peers
             self.barred = barred
+        }
+    }
+
+    /// A worker barred from the peers: its credentials that expire at or before `before` are refused.
+    public struct PeerBar: Hashable, Sendable, Codable {
+        public var workerId: String
+        public var before: Int64
+        public init(workerId: String, before: Int64) {
+            self.workerId = workerId
+            self.before = before
         }
     }
 

@@ -34,8 +34,8 @@ public final class StrangerGate: Sendable {
     /// `checking`: it said `HELLO` and this side is checking it (asking the manager, say); the HELLO deadline is for
     /// strangers who say nothing, so this side's own slowness under load does not close an honest client.
     /// `authenticated`: it is who it says, and owes one more step (a worker's `REGISTER` after `HELLO_OK`): full limits,
-    /// but the deadline still stands, as for a HELLO being checked.
-    private enum State: Equatable { case pending, checking, authenticated(awaiting: String), open, closed }
+    /// but the deadline still stands; `taking`: the step came and this side is carrying it out (the grace of a check).
+    private enum State: Equatable { case pending, checking, authenticated(awaiting: String, taking: Bool), open, closed }
 
     public let address: String
     private let owner: StrangerGuard?
@@ -73,8 +73,16 @@ public final class StrangerGate: Sendable {
     /// The step an authenticated connection still owes (nil when it owes none or is not authenticated).
     public var awaiting: String? {
         state.withLock { s in
-            if case .authenticated(let step) = s { return step }
+            if case .authenticated(let step, _) = s { return step }
             return nil
+        }
+    }
+
+    /// Whether the step it owed came and is being carried out (`takingStep`).
+    public var isTakingStep: Bool {
+        state.withLock { s in
+            if case .authenticated(_, true) = s { return true }
+            return false
         }
     }
 
@@ -88,10 +96,18 @@ public final class StrangerGate: Sendable {
     public func authenticated(awaiting step: String) {
         let counted = state.withLock { s -> Bool in
             guard s == .pending || s == .checking else { return false }
-            s = .authenticated(awaiting: step)
+            s = .authenticated(awaiting: step, taking: false)
             return true
         }
         if counted { owner?.authenticated(address) }
+    }
+
+    /// The step it owed came (a `REGISTER`) and this side carries it out: like a HELLO being checked, its own slowness
+    /// (a store under load) does not close the connection before the grace ends.
+    public func takingStep() {
+        state.withLock { s in
+            if case .authenticated(let step, false) = s { s = .authenticated(awaiting: step, taking: true) }
+        }
     }
 
     /// The connection authenticated and owes nothing more: no deadline, full limits. Only the first call counts.
@@ -186,7 +202,11 @@ public final class StrangerHandler: ChannelInboundHandler {
         if let step = gate.awaiting {
             timer = context.eventLoop.scheduleTask(in: deadline) {
                 let (handler, context) = bound.value
-                if !gate.isSettled { handler.refuse(context: context, "no \(step) within \(seconds) s of HELLO_OK") }
+                if gate.isSettled { return }
+                guard gate.isTakingStep else { return handler.refuse(context: context, "no \(step) within \(seconds) s of HELLO_OK") }
+                handler.timer = context.eventLoop.scheduleTask(in: Self.checkGrace) {
+                    if !gate.isSettled { handler.refuse(context: context, "the \(step) could not be taken in time") }
+                }
             }
         } else if gate.isChecking, !graced {
             timer = context.eventLoop.scheduleTask(in: Self.checkGrace) {

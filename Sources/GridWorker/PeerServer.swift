@@ -22,8 +22,9 @@ public final class PeerTLSSwitch: Sendable {
 }
 
 /// The peer port: clients (the CLI) and other peers connect here with the grid protocol. The first message must be
-/// `HELLO`: a client's carries its API token, which the peer checks with its manager (cached); another peer's carries a
-/// nonce, answered with this peer's credential and proof, and the peer must then prove itself with `PEER_AUTH`. Then
+/// `HELLO {nonce}`, answered with this peer's credential and proof; then a person proves itself with `SESSION` (its
+/// manager-signed certificate and its signature over our nonce; no token ever comes here), another peer with
+/// `PEER_AUTH` (its credential and signature). Then
 /// every request gets one reply with its id. Requests of one connection run concurrently, at most `maxInFlight` at a time (then the connection is not read
 /// until one ends: backpressure). A thin shell: `PeerService` decides; `PeerConnection` (a channel handler) hands
 /// each request to a task and writes its reply from the event loop, with no stream in between.
@@ -139,7 +140,7 @@ final class PeerConnection: ChannelInboundHandler {
     private var flushScheduled = false
     private var inputClosed = false
     private var remote = "?"
-    /// The token or peer check under way (one at a time, before the connection is open): owned by this connection,
+    /// The session or peer check under way (one at a time, before the connection is open): owned by this connection,
     /// cancelled when it closes, so no check outlives it.
     private var handshake: Task<Void, Never>?
 

@@ -16,8 +16,8 @@ import Synchronization
 /// peers. The pure parts decide (`Rendezvous`, `FairQueue`, `MemoryTable`); this actor carries their decisions out.
 /// Requests come from `PeerServer`; the manager is reached through the worker's link (`managerLink`).
 public actor PeerService: Service {
-    /// Who sent a request: a person (API token, checked with the manager) or another peer (its credential, checked
-    /// here with the manager's key).
+    /// Who sent a request: a person (its `SESSION`'s certificate, checked here with the manager's key) or another peer
+    /// (its credential, checked the same way).
     public struct Caller: Sendable, Hashable {
         /// The person; empty for a peer (a peer acts for a user only with that user's ticket).
         public var user: String
@@ -25,14 +25,20 @@ public actor PeerService: Service {
         public var peer: String?
         /// That peer's credential key: it signs the requests the peer forwards.
         public var peerKey: String?
+        /// When that peer's credential expires: a credential given before its manager barred it is refused on each
+        /// request (`PeerTrust.Bars`).
+        public var peerExpires: Int64?
         /// The certificate a person opened a `SESSION` with: each of their requests needs it to still stand
         /// (`standing(of:)`), so a session opened before its token was revoked does nothing after.
         public var certificate: PeerTrust.UserCertificate?
         public var isPeer: Bool { peer != nil }
-        public init(user: String, peer: String? = nil, peerKey: String? = nil, certificate: PeerTrust.UserCertificate? = nil) {
+        public init(
+            user: String, peer: String? = nil, peerKey: String? = nil, peerExpires: Int64? = nil, certificate: PeerTrust.UserCertificate? = nil
+        ) {
             self.user = user
             self.peer = peer
             self.peerKey = peerKey
+            self.peerExpires = peerExpires
             self.certificate = certificate
         }
     }
@@ -212,11 +218,15 @@ public actor PeerService: Service {
     static func uptime() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     /// The manager announced the online peers.
-    public func membership(_ peers: [Msg.PeerInfo], barred: [String] = []) {
+    public func membership(_ peers: [Msg.PeerInfo], barred: [Msg.PeerBar] = []) {
         let change = Membership.change(
             previous: members.map(\.workerId), announced: peers.map(\.workerId), selfId: selfId, linked: Array(links.keys))
         members = peers
-        self.barred = Set(barred.prefix(Self.maxBarred))
+        self.bars = PeerTrust.Bars(barred)
+        // A link to a barred worker is closed (it is no member either, so it went above unless it was never one).
+        for id in links.keys where bars.before[id] != nil {
+            if let link = links.removeValue(forKey: id) { link.close() }
+        }
         memory.setView(selfId: selfId, peers: memberIds)
         for id in change.departed {
             if let link = links.removeValue(forKey: id) { link.close() }
@@ -231,15 +241,14 @@ public actor PeerService: Service {
         }
     }
 
-    /// Workers the manager said are no peers for cause (`PEERS {barred}`): their credential may not have lapsed yet,
-    /// and is refused here meanwhile, at `PEER_AUTH` and on each request of a connection they opened before.
-    private var barred: Set<String> = []
-    /// The most barred workers kept (a manager's list is a few; this bounds a wrong one).
-    static let maxBarred = 10_000
+    /// Workers the manager said are no peers for cause (`PEERS {barred}`): the credentials given to them before are
+    /// refused here, at `PEER_AUTH` and on each request of a connection they opened with one.
+    private var bars = PeerTrust.Bars()
 
-    /// Why peer `id` is refused now, or nil.
-    private func barring(_ id: String) -> GridError? {
-        barred.contains(id) ? GridError(.forbidden, "worker \(id.prefix(64)) is no peer (its manager barred it: join token revoked, or quarantined)") : nil
+    /// Why peer `id`, proven with a credential that expires at `expires`, is refused now, or nil.
+    private func barring(_ id: String, expires: Int64?) -> GridError? {
+        guard bars.refuses(worker: id, credentialExpires: expires ?? .min) else { return nil }
+        return GridError(.forbidden, "worker \(id.prefix(64)) is no peer (its manager barred it: join token revoked, or quarantined)")
     }
 
     /// The manager's last answer to `GET_BEST_PEER` for a task, reused for a moment (`TaskRouting.reusable`).
@@ -496,11 +505,11 @@ public actor PeerService: Service {
             logger.warning("refused a peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)", "grid.error": "\(e.message)"])
             return .failure(e)
         }
-        if let e = barring(auth.credential.workerId) {
+        if let e = barring(auth.credential.workerId, expires: auth.credential.expires) {
             logger.warning("refused a barred peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)"])
             return .failure(e)
         }
-        return .success(Caller(user: "", peer: auth.credential.workerId, peerKey: auth.credential.key))
+        return .success(Caller(user: "", peer: auth.credential.workerId, peerKey: auth.credential.key, peerExpires: auth.credential.expires))
     }
 
     /// One request of an authenticated caller → its reply. Never throws: failures become `ERROR`.
@@ -515,7 +524,7 @@ public actor PeerService: Service {
             // A person's session stands only while the token its certificate was granted under does; a peer's only
             // while its manager has not barred it.
             if let certificate = caller.certificate, let e = await standing(of: certificate) { throw e }
-            if let peer = caller.peer, let e = barring(peer) { throw e }
+            if let peer = caller.peer, let e = barring(peer, expires: caller.peerExpires) { throw e }
             switch request {
             case .ping: return (.pong, nil)
             case .getPeerStatus: return (.peerStatus(status(selfId)), nil)
@@ -616,7 +625,7 @@ public actor PeerService: Service {
     /// The user a person's request acts for; a peer (which acts for a user only with a ticket) is refused.
     private func person(_ caller: Caller, _ message: GridMessage) throws -> String {
         guard !caller.isPeer, PeerNamespace.isValidUser(caller.user) else {
-            throw GridError(.forbidden, "\(message.type) is a request of a person (API token); a peer acts for a user only with a ticket")
+            throw GridError(.forbidden, "\(message.type) is a request of a person (in a session); a peer acts for a user only with a ticket")
         }
         return caller.user
     }
@@ -665,6 +674,11 @@ public actor PeerService: Service {
             // A peer that cannot prove itself is as good as unreachable: nothing is sent to it.
             logger.warning("could not open a trusted link to a peer", metadata: ["grid.worker.id": "\(id)", "grid.error": "\(e.message)"])
             throw GridError(e.code == .unauthorized ? .unauthorized : .unreachable, e.message)
+        }
+        // Membership may have changed while the link opened: a worker that left, or was barred, meanwhile gets nothing.
+        guard info(of: id) != nil, barring(id, expires: l.hello?.credential?.expires) == nil else {
+            await l.close()
+            throw GridError(.unreachable, "peer \(id) is no longer a peer")
         }
         if let old = links[id], old !== l, await old.isOpen {
             await l.close()

@@ -594,7 +594,10 @@ final class GatedRunner: JobRunner, Sendable {
     /// The worker of a revoked join token still holds its peer credential (10 minutes), and its key. Before, other
     /// peers took it until it lapsed: a new link it opened, and the requests of a link opened before. Now the manager's
     /// `PEERS` bars it, and they refuse both.
-    @Test func aRevokedWorkersCredentialOpensNothingAtOtherPeers() async throws {
+    /// `offline`: the stolen machine left the manager before the revocation (a thief disconnects first), keeping its
+    /// credential: it is barred all the same.
+    @Test(arguments: [false, true])
+    func aRevokedWorkersCredentialOpensNothingAtOtherPeers(offline: Bool) async throws {
         try await withTestGrid(workers: 0) { grid in
             let owner = try await grid.user("owner")
             let honest = try await grid.startWorker("honest", owner: owner, cpus: 1, peer: true)
@@ -619,6 +622,7 @@ final class GatedRunner: JobRunner, Sendable {
             let opened = try #require(before, "the stolen worker's credential opened no link while its token stood")
             defer { opened.close() }
             guard case .pong = try await opened.request(.ping).message else { Issue.record("no PONG before the revocation"); return }
+            if offline { await stolen.vanish() }
 
             let browser = DashboardBrowser(baseURL: grid.baseURL)
             try await browser.login("laptop-owner")

@@ -123,7 +123,7 @@ extension Integration {
             let leftThePeers = await eventually(timeout: 30, interval: 0) {
                 guard let message = cheater.c.next("PEERS", timeout: 1), let peers = message["peers"] as? [[String: Any]] else { return false }
                 peersSeen = peers.compactMap { $0["worker_id"] as? String }
-                barred = message["barred"] as? [String] ?? []
+                barred = (message["barred"] as? [[String: Any]] ?? []).compactMap { $0["worker_id"] as? String }
                 return !peersSeen.contains(cheater.workerId)
             }
             #expect(leftThePeers, "the PEERS the manager sent still list the quarantined worker: \(peersSeen)")

@@ -103,6 +103,18 @@ struct StrangerLimitsTests {
         #expect(said.contains("no REGISTER within 1 s of HELLO_OK"), "it says why: \(said)")
     }
 
+    @Test func aStepThatCameInTimeIsNotClosedWhileThisSideIsSlowToTakeIt() throws {
+        let (channel, gate) = try Self.connected()
+        gate.heard()
+        gate.authenticated(awaiting: "REGISTER")
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(500))
+        gate.takingStep()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(30))
+        #expect(channel.isActive, "a REGISTER being written to a slow store was closed")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(40))
+        #expect(!channel.isActive, "a REGISTER never carried out does not hold the connection for good")
+    }
+
     @Test func aHelloCheckedLateStillGetsADeadlineForItsNextStep() throws {
         let (channel, gate) = try Self.connected()
         gate.heard()
