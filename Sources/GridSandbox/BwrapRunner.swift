@@ -210,8 +210,10 @@ public struct BwrapRunner: JobRunner {
                 files: (try? FileManager.default.contentsOfDirectory(atPath: request.scratch.path)) ?? [])
         if warmable {
             // Only a standby whose launcher already waits: one still starting is left for a later job, and this one
-            // starts cold, instead of holding the caller's thread until Python is up.
-            if let standby = standbys.take(if: { $0.warmDirectory.map(WarmStart.isReady) ?? false }) {
+            // starts cold, instead of holding the caller's thread until Python is up. Nor one whose bubblewrap has
+            // ended: its launcher may still read for a moment (it dies with bubblewrap, but not at once), and would take
+            // the job down with it (`ensureMaking` below discards it).
+            if let standby = standbys.take(if: { $0.process.isRunning && ($0.warmDirectory.map(WarmStart.isReady) ?? false) }) {
                 if let execution = startWarm(standby, request: request, environment: env, cgroupLimits: cgroupLimits) { return execution }
             } else {
                 standbys.ensureMaking()
