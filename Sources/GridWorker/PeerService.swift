@@ -366,6 +366,9 @@ public actor PeerService: Service {
         case .ask: break
         }
         guard let managerLink else { return nil }
+        // A caller already cancelled (its connection closed) starts no ask: the ask would run without its timeout, and
+        // others of the same person would wait on it.
+        if Task.isCancelled { return GridError(.unreachable, "the request was cancelled before its session could be checked") }
         if standingWaiters[token] != nil {
             return await withCheckedContinuation { standingWaiters[token, default: []].append($0) }
         }

@@ -56,4 +56,30 @@ import Testing
         #expect((await service.standing(of: certificate) == nil) == !revoked)
         #expect(asks.withLock { $0 } == 1)
     }
+
+    /// A request whose connection closed (its task cancelled) before its ask starts none: the ask would run without its
+    /// timeout, and the person's other requests would wait on it. It is refused, not let through.
+    @Test func aCancelledRequestStartsNoAskAndIsNotLetThrough() async throws {
+        let root = NSTemporaryDirectory() + "campusgrid-standing-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let service = try PeerService(
+            config: PeerConfig(dataDirectory: root, token: "join", slots: 1), functions: ScriptedFunctions(peer: "p"), logger: Logger(label: "test"))
+        let asks = Mutex(0)
+        await service.connect(
+            manager: { _ in
+                asks.withLock { $0 += 1 }
+                return .authOk(Msg.AuthOk(user: "alice", kind: "api"))
+            }, onLoadChange: {})
+        let certificate = PeerTrust.UserCertificate(
+            user: "alice", key: "k", expires: Int64(Date().timeIntervalSince1970) + 3600, signature: "s", tokenHash: String(repeating: "cd", count: 32))
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await service.standing(of: certificate)
+        }
+        let answer = await task.value
+        #expect(answer != nil, "a cancelled request was let through unchecked")
+        #expect(asks.withLock { $0 } == 0)
+        #expect(await service.standing(of: certificate) == nil, "the next request asks, and stands")
+        #expect(asks.withLock { $0 } == 1)
+    }
 }
