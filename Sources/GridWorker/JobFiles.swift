@@ -124,7 +124,8 @@ enum JobFiles {
     static func readRegularFile(_ name: String, in base: String, limit: Int) -> Read {
         var fd = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return .notARegularFile }
-        let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        // Split on the "/" byte, as the file system does (`FileName.parts`).
+        let parts = FileName.parts(name)
         guard let last = parts.last, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
             close(fd)
             return .notARegularFile

@@ -329,22 +329,31 @@ extension PeerService {
     // MARK: - Job inputs and outputs
 
     /// Fetches `user`'s stored file `filename` (or the public one) into `path`, chunk by chunk (for a job of `user`:
-    /// `submit --input grid:NAME`).
-    public func fetchFile(_ filename: String, to path: String, user: String) async throws {
+    /// `submit --input grid:NAME`); at most `maxBytes`, checked against the manifest before anything is written and
+    /// against what is written (a peer's manifest is a claim). Returns the bytes written.
+    @discardableResult
+    public func fetchFile(_ filename: String, to path: String, user: String, maxBytes: Int64) async throws -> Int64 {
         let m = try await manifest(filename, user: user)
+        guard m.size >= 0, m.size <= maxBytes, Int64(m.chunks.count) <= max(1, m.size) else {
+            throw GridError(.badRequest, "\(filename) is \(m.size) bytes in \(m.chunks.count) chunks; a job's grid inputs may take \(maxBytes) bytes")
+        }
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {
             throw GridError(.internal, "cannot write \(path)")
         }
         defer { try? out.close() }
         var hasher = SHA256()
+        var written: Int64 = 0
         for hash in m.chunks {
             let bytes = try await fetchChunk(hash)
+            written += Int64(bytes.count)
+            guard written <= m.size else { throw GridError(.conflict, "\(filename) is longer than its manifest says") }
             hasher.update(data: bytes)
             try out.write(contentsOf: Data(bytes))
         }
         let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        guard sha == m.sha256 else { throw GridError(.conflict, "\(filename) does not match its manifest") }
+        guard written == m.size, sha == m.sha256 else { throw GridError(.conflict, "\(filename) does not match its manifest") }
+        return written
     }
 
     /// Stores `data` as `user`'s file `filename` (a job's output, for `submit --save-outputs`).

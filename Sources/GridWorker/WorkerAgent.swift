@@ -544,11 +544,12 @@ public actor WorkerAgent: Service {
                 guard let peers else { throw GridError(.badRequest, "this worker offers no peer services to fetch grid inputs") }
                 // The owner's ticket for this worker: the peers holding the owner's files give them to it.
                 if let ticket = assign.ticket { await peers.adopt(ticket) }
+                var room = config.maxGridInputBytes
                 for name in names {
                     try FileName.validate(name)
                     let path = scratch.appendingPathComponent(name).path
                     do {
-                        try await peers.fetchFile(name, to: path, user: assign.owner ?? "")
+                        room -= try await peers.fetchFile(name, to: path, user: assign.owner ?? "", maxBytes: room)
                     } catch let e as GridError where e.code == .notFound || e.code == .badRequest {
                         // The submitter's mistake: no worker could do better, so the job fails instead of moving on.
                         try? FileManager.default.removeItem(at: scratch)

@@ -39,6 +39,9 @@ public struct WorkerConfig: Sendable {
     public var webPort: Int?
     /// Largest total size of one job's outputs, in bytes.
     public var maxOutputBytes: Int = 60 << 20
+    /// Largest total size of one job's grid inputs (`--input grid:NAME`), in bytes: the worker writes them to its disk,
+    /// outside the sandbox, and a stored file of zeros costs its owner one chunk whatever its size.
+    public var maxGridInputBytes: Int64 = 4 << 30
     /// Largest log kept per job, in bytes.
     public var maxLogBytes: Int = 16 << 20
     /// The sandbox as reported to the manager and shown on the status page (label, skipped tiers, whose jobs it takes);

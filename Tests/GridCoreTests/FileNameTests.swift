@@ -18,6 +18,27 @@ struct FileNameTests {
         #expect(error?.message.contains("invalid file name") == true)
     }
 
+    /// A "/" that is part of a larger character (after a combining mark's base, or before a prepended mark) is still a
+    /// "/" to the file system: a check that split on characters saw no "..", and the worker wrote `authorized_keys`
+    /// in the contributor's home. Each of these names climbs out of the job's folder on disk.
+    @Test(arguments: [
+        "\u{D4E}/../x",  // a prepended mark glued to the "/" after it
+        "a/..\u{301}/../x",  // a combining mark glued to the "/" before it: "/\u{301}" is one character
+        "\u{D4E}/../../" + String(repeating: "\u{301}\u{D4E}/../../", count: 3) + "\u{301}\u{D4E}/../.ssh/authorized_keys",
+        "/\u{301}etc/passwd",  // absolute, its first character "/\u{301}"
+        "x\u{D4E}/./y", "x/\u{301}",
+    ])
+    func aSlashInsideACharacterIsStillASlash(name: String) {
+        let error = #expect(throws: GridError.self) { try FileName.validate(name) }
+        #expect(error?.code == .badRequest)
+    }
+
+    @Test func partsAreSplitOnTheSlashByte() {
+        #expect(FileName.parts("a/b/c.txt") == ["a", "b", "c.txt"])
+        #expect(FileName.parts("\u{D4E}/x") == ["\u{D4E}", "x"])
+        #expect(FileName.parts("a/\u{301}b") == ["a", "\u{301}b"])
+    }
+
     @Test func absolutePathsSayWhy() {
         let error = #expect(throws: GridError.self) { try FileName.validate("/etc/passwd") }
         #expect(error?.message.contains("absolute") == true)

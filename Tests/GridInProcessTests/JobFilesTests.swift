@@ -1,4 +1,5 @@
 import Foundation
+import GridCore
 @testable import GridWorker
 import Synchronization
 import Testing
@@ -76,6 +77,20 @@ import Glibc
         let files = try #require(collected, "collecting blocked (on the FIFO)")
         #expect(files.values.allSatisfy { !$0.contains("contributor") }, "the contributor's file was collected: \(files)")
         #expect(files.isEmpty, "\(files)")
+    }
+
+    /// An input whose name climbs out of the job's folder on disk, though split on Swift's characters it shows no
+    /// "..": refused, and nothing is written outside (it wrote the contributor's `~/.ssh/authorized_keys`).
+    @Test func anInputNameWhoseSlashHidesInACharacterWritesNothingOutside() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let job = scratch.appendingPathComponent("job")
+        for name in ["\u{D4E}/../../escaped.txt", "\u{D4E}/../\u{301}\u{D4E}/../../escaped.txt", "/\u{301}tmp/escaped.txt"] {
+            #expect(throws: GridError.self) { try JobFiles.unpack([(name: name, data: Data("owned".utf8))], into: job) }
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.path + "/escaped.txt"))
+        #expect(!FileManager.default.fileExists(atPath: root + "/escaped.txt"))
+        let left = (try? FileManager.default.subpathsOfDirectory(atPath: root)) ?? []
+        #expect(!left.contains { $0.hasSuffix("escaped.txt") }, "\(left)")
     }
 
     /// A sparse file of a gigabyte costs the job no disk and no time; reading it whole cost the worker a gigabyte of
