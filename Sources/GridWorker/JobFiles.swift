@@ -126,7 +126,7 @@ enum JobFiles {
         guard fd >= 0 else { return .notARegularFile }
         // Split on the "/" byte, as the file system does (`FileName.parts`).
         let parts = FileName.parts(name)
-        guard let last = parts.last, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+        guard let last = parts.last, !parts.contains(where: { $0.isEmpty || $0.utf8.elementsEqual(".".utf8) || $0.utf8.elementsEqual("..".utf8) }) else {
             close(fd)
             return .notARegularFile
         }
