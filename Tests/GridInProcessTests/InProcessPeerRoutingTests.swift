@@ -117,6 +117,39 @@ import Testing
         }
     }
 
+    /// A stored file of zeros costs its owner one chunk whatever its size, and a job's grid inputs are written to the
+    /// worker's disk outside the sandbox: they may take `maxGridInputBytes` in all, and a job asking for more fails
+    /// saying why (the submitter's mistake: it is not moved to the next worker). One that fits runs.
+    @Test func aJobsGridInputsOverTheWorkersBoundFailTheJobAndWriteNothing() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true, maxGridInputBytes: 1 << 20)
+            let alice = try await grid.user("alice")
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: alice.grantSource)
+            defer { link.close() }
+            let dir = grid.root + "/alice"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Data(count: 3 << 20).write(to: URL(fileURLWithPath: dir + "/big.bin"))
+            try Data(count: 1000).write(to: URL(fileURLWithPath: dir + "/small.bin"))
+            _ = try await link.upload(path: dir + "/big.bin", as: "big.bin")
+            _ = try await link.upload(path: dir + "/small.bin", as: "small.bin")
+            func submit(_ input: String) async throws -> JobID {
+                var request = InProcessScenarioTests.job("uses-\(input)", "# grid: print ok\n")
+                request.spec.gridInputs = [input]
+                return try await alice.submit(request).job.id
+            }
+            let big = try await submit("big.bin")
+            let failed = try await InProcessScenarioTests.wait(alice, big, for: [.failed, .completed], timeout: 60)
+            let said = (failed.events ?? []).compactMap(\.detail).joined(separator: "\n")
+            #expect(failed.state == .failed && said.contains("grid:big.bin") && said.contains("may take"), "\(failed.state): \(said)")
+            let written = (try? FileManager.default.subpathsOfDirectory(atPath: grid.root + "/workers/p/jobs")) ?? []
+            #expect(!written.contains { $0.hasSuffix("big.bin") }, "the over-large input was written: \(written)")
+            let small = try await submit("small.bin")
+            let done = try await InProcessScenarioTests.wait(alice, small, for: [.failed, .completed], timeout: 60)
+            #expect(done.state == .completed, "\(done.state): \((done.events ?? []).compactMap(\.detail))")
+        }
+    }
+
     /// A worker's join token is not a person: a peer refuses it, so a worker (or whoever stole its token) cannot send
     /// tasks as a user.
     @Test func aPeerRefusesAWorkersJoinTokenInPlaceOfAPersons() async throws {
