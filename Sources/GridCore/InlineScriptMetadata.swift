@@ -35,19 +35,19 @@ public struct InlineScriptMetadata: Hashable, Sendable {
         for raw in script.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             var line = Substring(raw)
             if line.hasSuffix("\r") { line = line.dropLast() }
-            if var lines = content {
+            // Appended in place: a copy of the block per line made a script of N comment lines cost N² (any account
+            // could hold the manager for minutes with a megabyte of "#" lines).
+            if content != nil {
                 if line == "# ///" {
                     if type == "script" {
                         guard found == nil else { throw GridError(.invalidRequirements, "the script has more than one '# /// script' block") }
-                        found = lines.joined(separator: "\n")
+                        found = content?.joined(separator: "\n")
                     }
                     content = nil
                 } else if line == "#" {
-                    lines.append("")
-                    content = lines
+                    content?.append("")
                 } else if line.hasPrefix("# ") {
-                    lines.append(String(line.dropFirst(2)))
-                    content = lines
+                    content?.append(String(line.dropFirst(2)))
                 } else {
                     // Not a comment line: the block never closed.
                     if type == "script" { throw GridError(.invalidRequirements, "the script's '# /// script' block has no closing '# ///' line") }

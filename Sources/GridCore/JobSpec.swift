@@ -109,15 +109,19 @@ public struct JobSpec: Hashable, Sendable, Codable {
         if !l.priority.contains(priority) {
             problems.append("priority must be \(l.priority.lowerBound)–\(l.priority.upperBound) (got \(priority))")
         }
-        if name.count > 200 { problems.append("name must be at most 200 characters") }
-        if outputs.count > 64 || outputs.contains(where: { $0.isEmpty || $0.count > 256 || $0.hasPrefix("/") || $0.contains("..") }) {
+        // Counted in bytes: 200 characters can be 80 MB (a character may hold any number of combining marks), and the
+        // name is shown to every user.
+        if name.count > 200 || name.utf8.count > 400 { problems.append("name must be at most 200 characters and 400 bytes") }
+        if outputs.count > 64
+            || outputs.contains(where: { $0.isEmpty || $0.utf8.count > 256 || $0.utf8.first == UInt8(ascii: "/") || $0.utf8.contains(0) || Self.hasDotDot($0) })
+        {
             problems.append("outputs must be at most 64 relative globs without '..'")
         }
         if let names = gridInputs {
             if names.count > 64 { problems.append("at most 64 grid inputs") }
             for n in names where (try? FileName.validate(n)) == nil { problems.append("grid input \(String(reflecting: n)) is not a valid file name") }
         }
-        if let prefix = saveOutputsAs, prefix.count > 200 || (try? FileName.validate(prefix + "x")) == nil {
+        if let prefix = saveOutputsAs, prefix.utf8.count > 400 || (try? FileName.validate(prefix + "x")) == nil {
             problems.append("--save-outputs must be a relative name prefix without '..' (got \(String(reflecting: prefix)))")
         }
         if verify == true, nondeterministic == true {
@@ -127,5 +131,13 @@ public struct JobSpec: Hashable, Sendable, Codable {
         if requirements != nil || requiresPython != nil {
             _ = try PythonRequirements(lines: requirements ?? [], requiresPython: requiresPython)
         }
+    }
+}
+
+extension JobSpec {
+    /// Whether `glob` holds "..", looked for in its bytes (a check on characters misses "..\u{301}").
+    static func hasDotDot(_ glob: String) -> Bool {
+        let b = Array(glob.utf8)
+        return b.count >= 2 && (1..<b.count).contains { b[$0] == UInt8(ascii: ".") && b[$0 - 1] == UInt8(ascii: ".") }
     }
 }

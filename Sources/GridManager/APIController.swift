@@ -86,6 +86,9 @@ struct APIController: Sendable {
     /// dashboard): someone guessing from one address is stopped without locking the user out everywhere else. Logins
     /// that succeed count too: each costs a bcrypt and makes a token, and a loop of them was limited by nothing.
     func checkLogin(username: String, password: String, client: String) async throws -> UserRecord {
+        // No username is longer than 32 bytes: a longer one is wrong at once, and never a key of the limiter (a flood
+        // of distinct 60 KB names held half a gigabyte there).
+        guard username.utf8.count <= 64 else { throw GridError(.unauthorized, "wrong username or password") }
         let key = Self.loginKey(username: username, client: client)
         if let seconds = loginLimiter.admit(key).retryAfterHeader {
             throw TooManyRequests(message: "too many login attempts for \(username); try again in \(seconds) s", retryAfter: seconds)
@@ -205,7 +208,15 @@ struct APIController: Sendable {
         for job in jobs {
             if names[job.ownerId] == nil { names[job.ownerId] = try await db.user(id: job.ownerId)?.username ?? "?" }
             var status = try await jobStatus(job, owner: names[job.ownerId]!, detail: false, workerNames: workerNames)
-            if job.ownerId != user.id { status.spec = job.spec.forOthers }
+            if job.ownerId != user.id {
+                // What the queue needs, no more: not the script's name, nor why it ended (a reason names its grid
+                // inputs, and an exit code or a peak says what the job did).
+                status.spec = job.spec.forOthers
+                status.script = ""
+                status.progress.reason = nil
+                status.progress.exitCode = nil
+                status.progress.peakMemoryKb = nil
+            }
             out.append(status)
         }
         return API.JobList(jobs: out)

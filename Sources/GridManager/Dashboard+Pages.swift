@@ -147,7 +147,9 @@ extension Dashboard {
     /// host: it starts with one `/`, and has no backslash (`/\\evil` is `//evil` to browsers), no control characters
     /// or whitespace (browsers drop tabs and newlines, so `/<TAB>/evil` becomes `//evil`), no `//` at the start.
     static func isSameSitePath(_ path: String) -> Bool {
-        guard path.hasPrefix("/"), !path.hasPrefix("//"), path.utf8.count < 500 else { return false }
-        return !path.unicodeScalars.contains { $0 == "\\" || $0.value < 0x20 || $0.value == 0x7f || $0.properties.isWhitespace }
+        // On bytes, and ASCII only: "/" + a combining mark is one Swift character, so a check on characters let
+        // "//\u{FE0F}evil.example" through, which a browser reads as another host.
+        guard path.utf8.first == UInt8(ascii: "/"), !path.utf8.starts(with: "//".utf8), path.utf8.count < 500 else { return false }
+        return path.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\\") }
     }
 }

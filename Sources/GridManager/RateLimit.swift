@@ -57,9 +57,14 @@ struct RateLimit: Sendable {
         return Bucket(tokens: min(Double(burst), refilled), updated: max(now, old.updated))
     }
 
-    /// Drops the buckets that are full again: they say nothing a fresh one would not.
+    /// Drops the buckets that are full again: they say nothing a fresh one would not. A flood of distinct keys, each
+    /// spending a token, leaves none full: then the least spent go too, down to half the bound, so pruning comes once
+    /// per many requests, not on each (it held the limiter's lock over every key), and memory stays bounded. The
+    /// most limited keys are the ones kept.
     private mutating func prune(now: Double) {
-        let kept = buckets.filter { key, _ in current(key, now: now).tokens < Double(burst) }
-        buckets = kept
+        buckets = buckets.filter { key, _ in current(key, now: now).tokens < Double(burst) }
+        guard buckets.count > maxKeys * 3 / 4 else { return }
+        let kept = buckets.map { ($0.key, current($0.key, now: now)) }.sorted { $0.1.tokens < $1.1.tokens }.prefix(max(1, maxKeys / 2))
+        buckets = Dictionary(uniqueKeysWithValues: kept.map { ($0.0, $0.1) })
     }
 }

@@ -15,6 +15,19 @@ struct JobSpecTests {
         #expect(JobSpec(name: "j", minTier: .restricted).minTier == .restricted)
     }
 
+    /// Lengths are counted in bytes: 200 characters may hold any number of combining marks (80 MB passed as 200), and
+    /// a job's name is shown to every user. An output glob's ".." is looked for in its bytes.
+    @Test func namesAndGlobsAreBoundedInBytesAndDotsAreFoundBehindMarks() throws {
+        let heavy = String(repeating: "a" + String(repeating: "\u{301}", count: 100), count: 5)
+        #expect(heavy.count == 5)
+        #expect(try #require(problem(JobSpec(name: heavy))).contains("name"))
+        try JobSpec(name: String(repeating: "é", count: 200)).validate()
+        for glob in ["..\u{301}/x", "a/..", "/abs", "a\u{0}b"] {
+            #expect(problem(JobSpec(name: "j", outputs: [glob])) != nil, "\(String(reflecting: glob))")
+        }
+        try JobSpec(name: "j", outputs: ["*.csv", "out/.hidden", "a.b"]).validate()
+    }
+
     @Test func defaultSpecIsValid() throws {
         try JobSpec(name: "hello").validate()
     }

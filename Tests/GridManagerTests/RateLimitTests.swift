@@ -29,6 +29,17 @@ import Testing
         #expect(refused(limit.admit("a", now: 1000), wait: 5))
     }
 
+    /// A flood of distinct keys, each spending a token, leaves no bucket full: before, every request then filtered the
+    /// whole map under the lock and kept it all. Now the map stays within its bound, and the most limited keys stay.
+    @Test func aFloodOfDistinctKeysStaysBoundedAndKeepsTheMostLimited() {
+        var limit = RateLimit(burst: 5, window: 3600, maxKeys: 1_000)
+        for _ in 0..<5 { _ = limit.admit("guessed", now: 0) }
+        #expect(limit.admit("guessed", now: 0) != .allowed)
+        for i in 0..<20_000 { _ = limit.admit("stranger-\(i)", now: 0) }
+        #expect(limit.buckets.count <= 1_001, "\(limit.buckets.count) keys kept")
+        #expect(limit.admit("guessed", now: 1) != .allowed, "the flood freed the guessed account's limit")
+    }
+
     @Test func keysAreLimitedApart() {
         var limit = RateLimit(burst: 1, window: 60)
         #expect(limit.admit("10.0.0.66", now: 0) == .allowed)

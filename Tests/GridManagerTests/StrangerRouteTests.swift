@@ -74,6 +74,8 @@ import Testing
         ("/jobs/3", true), ("/", true), ("/jobs?mine=1", true),
         ("//evil.example", false), ("/\\evil.example", false), ("\\\\evil.example", false), ("/\t/evil.example", false),
         ("/\n/evil.example", false), ("https://evil.example", false), ("evil", false), ("/ /evil", false), ("", false),
+        // "/" + a combining mark is one Swift character: a check on characters saw no "//".
+        ("//\u{FE0F}evil.example", false), ("//\u{34F}evil.example", false), ("/\u{301}/evil.example", false), ("/caf\u{E9}", false),
     ])
     func nextAcceptsOnlySameSitePaths(path: String, ok: Bool) {
         #expect(Dashboard.isSameSitePath(path) == ok)

@@ -131,7 +131,8 @@ import Testing
         spec.requirements = ["numpy==2.0.0"]
         spec.seed = 1234
         _ = try await db.submitJob(
-            owner: ann.id, spec: spec, script: StoredFile(name: "main.py", data: Data("print(1)".utf8)), inputs: [], now: Date().timeIntervalSince1970)
+            owner: ann.id, spec: spec, script: StoredFile(name: "ann-private-script.py", data: Data("print(1)".utf8)), inputs: [],
+            now: Date().timeIntervalSince1970)
         try await DashboardRouteTests.app(db: db).test(.router) { client in
             func list(_ token: String) async throws -> (API.JobStatus?, String) {
                 try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(token)"]) { r in
@@ -142,7 +143,7 @@ import Testing
             let (seen, text) = try await list(bobToken)
             let job = try #require(seen, "bob does not see ann's job in the queue: \(text.prefix(500))")
             #expect(job.spec.cpus == 2 && job.spec.minutes == 3 && job.owner == "ann")
-            for secret in ["secret-results.csv", "ann-private-dataset", "ann-private-prefix", "numpy", "1234"] {
+            for secret in ["secret-results.csv", "ann-private-dataset", "ann-private-prefix", "numpy", "1234", "ann-private-script"] {
                 #expect(!text.contains(secret), "bob sees \(secret)")
             }
             let (own, _) = try await list(annToken)
