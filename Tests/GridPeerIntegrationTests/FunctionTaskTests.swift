@@ -196,8 +196,14 @@ import Testing
         let aliceLink = try await g.link(peers[0])
         let bobLink = try await g.link(peers[0], token: bob.token)
         let program = "import time\ndef main(i):\n    time.sleep(0.3)\n    return i"
+        // Alice's first task holds the only slot a while, so that her others wait in the queue however slowly they
+        // arrive (beside a CPU hog they came too far apart to be five in the queue at once, each ending in 0.3 s).
+        let holder = "import time\ndef main(i):\n    time.sleep(8)\n    return i"
         let results = try await withThrowingTaskGroup(of: (String, Msg.CPUResult).self) { group in
-            for i in 0..<6 { group.addTask { ("alice", try await self.run(aliceLink, program, args: .array([.number(Double(i))]))) } }
+            group.addTask { ("alice", try await self.run(aliceLink, holder, args: .array([.number(0)]))) }
+            let holding = await eventually(timeout: 30) { ((try? await g.status(peers[0]))?.running ?? 0) >= 1 }
+            #expect(holding)
+            for i in 1..<6 { group.addTask { ("alice", try await self.run(aliceLink, program, args: .array([.number(Double(i))]))) } }
             // Bob starts only once all of Alice's tasks wait in the queue.
             let queued = await eventually(timeout: 30) { ((try? await g.status(peers[0]))?.queued["alice"] ?? 0) >= 5 }
             #expect(queued)
