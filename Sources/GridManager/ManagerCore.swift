@@ -57,18 +57,22 @@ public actor ManagerCore {
     /// Workers quarantined by verification: they get only their owners' jobs (kept in the database; cached here).
     private var quarantined: Set<WorkerID> = []
     /// Workers that stopped being peers for cause (join token revoked, quarantined): the credentials given to them
-    /// before are refused at every peer (`PeerTrust.Bars`, announced in `PEERS`).
+    /// before are refused at every peer (`PeerTrust.Bars`, announced in `PEERS`). Kept in the store too
+    /// (`recordPeerBar`), so a restarted manager or the follower that takes over goes on announcing them.
     private var bars = PeerTrust.Bars()
-    /// The newest credential given to each worker (this term): the join token it joined with and when it expires.
-    /// A revoked token bars every worker that holds one given under it, online or not.
-    private var credentialsGiven: [WorkerID: (tokenHash: String?, expires: Int64)] = [:]
 
-    /// Bars `worker`: every credential given to it until now is refused by the peers.
-    private func bar(_ worker: WorkerID) {
+    /// Bars `worker`: every credential given to it until now is refused by the peers. `expires`: the latest expiry of
+    /// a credential known to be given to it.
+    private func bar(_ worker: WorkerID, expires: Int64? = nil) async {
         let t = Int64(wall())
-        // Any credential of this term expires by then; one of an earlier term (before a restart) too.
-        let cut = max(credentialsGiven[worker]?.expires ?? .min, t + PeerTrust.credentialSeconds)
+        // Any credential given until now expires by then (one of an earlier term too, on the same clock).
+        let cut = max(expires ?? .min, t + PeerTrust.credentialSeconds)
         bars.bar(worker, before: cut, now: t)
+        do {
+            try await db.recordPeerBar(worker, before: cut, forgetBefore: t - PeerTrust.Bars.announcedPast)
+        } catch {
+            logger.error("could not keep a peer bar in the store", metadata: ["grid.worker.id": "\(worker)", "grid.error": "\(error)"])
+        }
     }
     /// The pending queue as of the last pass, in scheduling order (pure, `PendingQueue`): each pass reads only what
     /// changed since (the store's change log), not the whole queue. `queuePosition` is how far the log was read (nil:
@@ -122,9 +126,13 @@ public actor ManagerCore {
     func recover() async throws {
         try await db.markAllWorkersOffline()
         quarantined = Set(try await db.quarantinedWorkers().keys)
-        // A quarantine decided just before this start may have left its worker a credential: barred until it lapses.
-        // (A revoked join token's workers are not known here: their bar ends with the manager that revoked it.)
-        for worker in quarantined.sorted() { bar(worker) }
+        // The bars an earlier manager decided (a revoked join token's workers, say) hold until their credentials lapse;
+        // a quarantine decided just before this start may have left its worker a credential: barred until it lapses.
+        let t = Int64(wall())
+        for (worker, before) in try await db.peerBars(refusingAfter: t - PeerTrust.Bars.announcedPast) {
+            bars.bar(worker, before: before, now: t)
+        }
+        for worker in quarantined.sorted() { await bar(worker) }
         let running = try await db.runningJobs()
         let grace = max(config.leaseSeconds * 3, 5)
         for job in running {
@@ -269,11 +277,16 @@ public actor ManagerCore {
         let t = now()
         revokedJoinTokens = revokedJoinTokens.filter { t - $0.value < 600 }
         revokedJoinTokens[hash] = t
-        // Every worker given a credential under it is barred, online or not (one that left first keeps its credential).
+        // Every worker given a credential under it is barred, online or not (one that left first keeps its credential),
+        // whichever manager gave it (the store keeps who holds one).
         let wallNow = Int64(wall())
-        credentialsGiven = credentialsGiven.filter { $0.value.expires + PeerTrust.clockSkewSeconds >= wallNow }
-        let holders = credentialsGiven.filter { $0.value.tokenHash == hash }
-        for id in holders.keys.sorted() { bar(id) }
+        var holders: [WorkerID: Int64] = [:]
+        do {
+            holders = try await db.credentialHolders(tokenHash: hash, expiringAfter: wallNow - PeerTrust.clockSkewSeconds)
+        } catch {
+            logger.error("could not read whom a revoked join token gave peer credentials", metadata: ["grid.error": "\(error)"])
+        }
+        for (id, expires) in holders.sorted(by: { $0.key < $1.key }) { await bar(id, expires: expires) }
         let revoked = live.filter { $0.value.identity.tokenHash == hash }
         guard !revoked.isEmpty else {
             if !holders.isEmpty { await announcePeers() }
@@ -282,8 +295,8 @@ public actor ManagerCore {
         for (id, w) in revoked.sorted(by: { $0.key < $1.key }) {
             logger.warning("a worker's join token was revoked; closing its connection", metadata: ["grid.worker.id": "\(id)"])
             live[id] = nil
-            bar(id)
             w.close()
+            await bar(id, expires: holders[id])
             try? await db.setWorkerOffline(id, now: wall())
         }
         await announcePeers()
@@ -350,7 +363,7 @@ public actor ManagerCore {
                         GridError(
                             .forbidden, "this worker is quarantined (verification contradicted its results): it is no peer until an admin lifts that")))
             }
-            guard let credential = credential(for: who.workerId) else {
+            guard let credential = await credential(for: who.workerId) else {
                 return .error(Msg.Error(GridError(.badRequest, "this worker sent no peer key in HELLO or has no peer port")))
             }
             return .credential(Msg.CredentialGrant(credential: credential))
@@ -533,10 +546,19 @@ public actor ManagerCore {
 
     /// A fresh peer credential for online worker `id`: its id, the address `PEERS` lists for it, and the key it sent
     /// in `HELLO`, signed by the manager. Nil when it has no key or no peer port, or is quarantined (not a peer).
-    func credential(for id: WorkerID) -> PeerTrust.Credential? {
+    /// The store keeps which join token it was given under and until when, for a revocation of that token by this
+    /// manager or the next (`joinTokenRevoked`): one that could not be kept is not given.
+    func credential(for id: WorkerID) async -> PeerTrust.Credential? {
         guard let w = live[id], let key = w.identity.peerKey, let port = w.registration.port, port > 0, !quarantined.contains(id) else { return nil }
         let c = authority.credential(workerId: id, host: w.registration.host ?? "127.0.0.1", port: port, key: key, now: Int64(wall()))
-        credentialsGiven[id] = (w.identity.tokenHash, max(c.expires, credentialsGiven[id]?.expires ?? .min))
+        do {
+            try await db.recordCredential(id, tokenHash: w.identity.tokenHash, expires: c.expires)
+        } catch {
+            logger.error("could not keep a peer credential in the store; none given", metadata: ["grid.worker.id": "\(id)", "grid.error": "\(error)"])
+            return nil
+        }
+        // The token may have been revoked, or the worker quarantined, while the store was written.
+        guard live[id]?.connection == w.connection, !quarantined.contains(id) else { return nil }
         return c
     }
 
@@ -835,7 +857,7 @@ public actor ManagerCore {
     private func noteVerification(_ finished: GridDatabase.Finished) async {
         for (worker, reason) in finished.quarantined {
             quarantined.insert(worker)
-            bar(worker)
+            await bar(worker)
             logger.warning("worker quarantined", metadata: ["grid.worker.id": "\(worker)", "grid.reason": "\(reason)"])
         }
         if !finished.quarantined.isEmpty { await announcePeers() }

@@ -223,6 +223,14 @@ enum PostgresSchema {
                 "ALTER TABLE jobs ADD COLUMN sched_requires_python text",
             ]
         ),
+        (
+            "v9-peer-bars",
+            [
+                "CREATE TABLE peer_bars (worker_id text PRIMARY KEY, refused_before bigint NOT NULL)",
+                "ALTER TABLE workers ADD COLUMN credential_token text",
+                "ALTER TABLE workers ADD COLUMN credential_expires bigint",
+            ]
+        ),
     ]
 
     static func migrate(_ db: any StoreSession) throws {

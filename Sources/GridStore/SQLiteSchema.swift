@@ -197,6 +197,16 @@ enum SQLiteSchema {
                     ALTER TABLE jobs ADD COLUMN sched_requires_python TEXT;
                     """)
         }
+        m.registerMigration("v9-peer-bars") { db in
+            // What a revoked join token or a quarantine bars from the peers outlives the manager that decided it
+            // (`ManagerCore.bar`): the bars, and which join token each worker's newest peer credential was given under.
+            try db.execute(
+                sql: """
+                    CREATE TABLE peer_bars (worker_id TEXT PRIMARY KEY, refused_before INTEGER NOT NULL);
+                    ALTER TABLE workers ADD COLUMN credential_token TEXT;
+                    ALTER TABLE workers ADD COLUMN credential_expires INTEGER;
+                    """)
+        }
         return m
     }
 

@@ -596,8 +596,14 @@ final class GatedRunner: JobRunner, Sendable {
     /// `PEERS` bars it, and they refuse both.
     /// `offline`: the stolen machine left the manager before the revocation (a thief disconnects first), keeping its
     /// credential: it is barred all the same.
-    @Test(arguments: [false, true])
-    func aRevokedWorkersCredentialOpensNothingAtOtherPeers(offline: Bool) async throws {
+    /// `revokedThenRestart`: the manager restarts after the revocation; the new one announced no bars before (they were
+    /// kept in memory), and the honest peer, keeping the last list it was sent, took the credential again.
+    /// `restartThenRevoked`: the stolen machine left before a restart, and the new manager, which gave it nothing, did
+    /// not know it held a credential under the token.
+    enum Revocation: String, CaseIterable, Sendable { case online, offline, revokedThenRestart, restartThenRevoked }
+
+    @Test(arguments: Revocation.allCases)
+    func aRevokedWorkersCredentialOpensNothingAtOtherPeers(_ revocation: Revocation) async throws {
         try await withTestGrid(workers: 0) { grid in
             let owner = try await grid.user("owner")
             let honest = try await grid.startWorker("honest", owner: owner, cpus: 1, peer: true)
@@ -622,13 +628,25 @@ final class GatedRunner: JobRunner, Sendable {
             let opened = try #require(before, "the stolen worker's credential opened no link while its token stood")
             defer { opened.close() }
             guard case .pong = try await opened.request(.ping).message else { Issue.record("no PONG before the revocation"); return }
-            if offline { await stolen.vanish() }
+            if revocation != .online { await stolen.vanish() }
+            if revocation == .restartThenRevoked { try await grid.restartManager() }
 
             let browser = DashboardBrowser(baseURL: grid.baseURL)
             try await browser.login("laptop-owner")
             let workerSection = try await browser.get("/account").body.components(separatedBy: "id=\"api-tokens-heading\"")[0]
             let hash = try #require(workerSection.matches(of: /name="hash" value="([0-9a-f]{64})"/).map { String($0.1) }.first)
             try await browser.post("/account/tokens/revoke", ["hash": hash])
+            if revocation == .revokedThenRestart || revocation == .restartThenRevoked {
+                // The bar is announced after the restart too: a worker that joins only then is sent to the honest peer in
+                // a PEERS of the new manager, with the bars it knows (bounded).
+                if revocation == .revokedThenRestart { try await grid.restartManager() }
+                let late = try await grid.startWorker("late", owner: owner, cpus: 1, peer: true)
+                let honestService = try #require(honest.peerService)
+                let heard = await eventually(timeout: 30, interval: 0.05) {
+                    await honestService.members.contains { $0.workerId == late.workerId }
+                }
+                #expect(heard, "the honest peer never heard of a worker that joined after the restart")
+            }
 
             // The honest peer hears PEERS {barred} (bounded), then refuses a new link and the old link's requests.
             var refusal: GridError?

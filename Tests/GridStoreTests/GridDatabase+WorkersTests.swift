@@ -29,6 +29,37 @@ struct GridDatabaseWorkersTests {
         #expect(try await db.checkLedger().ok)
     }
 
+    /// Which join token each worker's newest peer credential was given under, and the peer bars, outlive the manager
+    /// that decided them (a restart, a follower taking over): a revoked token still reaches whoever holds a credential.
+    @Test(arguments: StoreBackend.allCases) func credentialsGivenAndPeerBarsAreKept(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
+        let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
+        for id in ["w1", "w2", "w3"] { try await db.registerWorker(registration(id, owner: bob.id), now: 5) }
+        try await db.recordCredential("w1", tokenHash: "a", expires: 1_600)
+        try await db.recordCredential("w1", tokenHash: "a", expires: 1_000)  // an older one never shortens the newest
+        try await db.recordCredential("w2", tokenHash: "a", expires: 900)
+        try await db.recordCredential("w3", tokenHash: "b", expires: 2_000)
+        try await db.recordCredential("unknown", tokenHash: "a", expires: 2_000)  // no such worker: nothing kept
+        #expect(try await db.credentialHolders(tokenHash: "a", expiringAfter: 0) == ["w1": 1_600, "w2": 900])
+        #expect(try await db.credentialHolders(tokenHash: "a", expiringAfter: 900) == ["w1": 1_600])
+        #expect(try await db.credentialHolders(tokenHash: "c", expiringAfter: 0).isEmpty)
+        // w3 joined again under another token: revoking the old one no longer names it (its bar covers every
+        // credential given to it until then, whichever token).
+        try await db.recordCredential("w3", tokenHash: "c", expires: 2_100)
+        #expect(try await db.credentialHolders(tokenHash: "b", expiringAfter: 0).isEmpty)
+        #expect(try await db.credentialHolders(tokenHash: "c", expiringAfter: 0) == ["w3": 2_100])
+
+        try await db.recordPeerBar("w1", before: 1_700, forgetBefore: 0)
+        try await db.recordPeerBar("w1", before: 1_200, forgetBefore: 0)  // a bar never moves back
+        try await db.recordPeerBar("w2", before: 1_000, forgetBefore: 0)
+        #expect(try await db.peerBars(refusingAfter: 0) == ["w1": 1_700, "w2": 1_000])
+        #expect(try await db.peerBars(refusingAfter: 1_001) == ["w1": 1_700])
+        // Bars that refuse nothing any more are dropped when the next is kept.
+        try await db.recordPeerBar("w3", before: Int64.max, forgetBefore: 1_500)
+        #expect(try await db.peerBars(refusingAfter: .min) == ["w1": 1_700, "w3": .max])
+        #expect(try await db.checkLedger().ok)
+    }
+
     @Test(arguments: StoreBackend.allCases) func registeringAgainUpdatesTheWorkerAndKeepsFirstSeen(_ backend: StoreBackend) async throws {
         let db = try await backend.open()
         let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
