@@ -330,12 +330,16 @@ extension PeerService {
 
     /// Fetches `user`'s stored file `filename` (or the public one) into `path`, chunk by chunk (for a job of `user`:
     /// `submit --input grid:NAME`); at most `maxBytes`, checked against the manifest before anything is written and
-    /// against what is written (a peer's manifest is a claim). Returns the bytes written.
+    /// against what is written (a peer's manifest is a claim). `diskBytes`: what this worker's disk can take now; a file
+    /// larger is refused as `insufficientStorage` (another worker may have the room). Returns the bytes written.
     @discardableResult
-    public func fetchFile(_ filename: String, to path: String, user: String, maxBytes: Int64) async throws -> Int64 {
+    public func fetchFile(_ filename: String, to path: String, user: String, maxBytes: Int64, diskBytes: Int64 = .max) async throws -> Int64 {
         let m = try await manifest(filename, user: user)
         guard m.size >= 0, m.size <= maxBytes, Int64(m.chunks.count) <= max(1, m.size) else {
             throw GridError(.badRequest, "\(filename) is \(m.size) bytes in \(m.chunks.count) chunks; a job's grid inputs may take \(maxBytes) bytes")
+        }
+        guard m.size <= diskBytes else {
+            throw GridError(.insufficientStorage, "\(filename) is \(m.size) bytes; this worker's disk has room for \(max(0, diskBytes)) now")
         }
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {

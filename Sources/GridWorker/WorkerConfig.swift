@@ -42,6 +42,9 @@ public struct WorkerConfig: Sendable {
     /// Largest total size of one job's grid inputs (`--input grid:NAME`), in bytes: the worker writes them to its disk,
     /// outside the sandbox, and a stored file of zeros costs its owner one chunk whatever its size.
     public var maxGridInputBytes: Int64 = 4 << 30
+    /// Disk space a job's grid inputs leave free on the worker's data disk, in bytes (for the job's outputs and the
+    /// contributor's own use): a job whose inputs would take more goes to another worker.
+    public var diskReserveBytes: Int64 = 1 << 30
     /// Largest log kept per job, in bytes.
     public var maxLogBytes: Int = 16 << 20
     /// The sandbox as reported to the manager and shown on the status page (label, skipped tiers, whose jobs it takes);

@@ -150,6 +150,41 @@ import Testing
         }
     }
 
+    /// A job's grid inputs are written to the worker's disk: a worker whose disk would keep less than its reserve free
+    /// fetches nothing and hands the job back (another worker may have the room), saying why; the job is not failed,
+    /// and runs on a worker with room.
+    @Test func aWorkerWithoutDiskRoomForAJobsGridInputsHandsItOn() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            // A reserve no disk has: no input fits.
+            let tight = try await grid.startWorker("tight", owner: owner, cpus: 1, peer: true, diskReserveBytes: .max)
+            let alice = try await grid.user("alice")
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(tight.peerPort), grant: alice.grantSource)
+            defer { link.close() }
+            let dir = grid.root + "/alice"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Data(count: 1000).write(to: URL(fileURLWithPath: dir + "/data.bin"))
+            _ = try await link.upload(path: dir + "/data.bin", as: "data.bin")
+            var request = InProcessScenarioTests.job("uses-data", "# grid: print ok\n")
+            request.spec.gridInputs = ["data.bin"]
+            let id = try await alice.submit(request).job.id
+            var said = ""
+            var state: JobState?
+            let handedBack = try await eventually(timeout: 60, interval: 0.05) {
+                let status = try await alice.job(id)
+                said = (status.events ?? []).compactMap(\.detail).joined(separator: "\n")
+                state = status.state
+                return said.contains("room for")
+            }
+            #expect(handedBack && state != .failed, "\(String(describing: state)): \(said)")
+            let written = (try? FileManager.default.subpathsOfDirectory(atPath: grid.root + "/workers/tight/jobs")) ?? []
+            #expect(!written.contains { $0.hasSuffix("data.bin") }, "the input was written: \(written)")
+            _ = try await grid.startWorker("roomy", owner: owner, cpus: 1, peer: true)
+            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed], timeout: 60)
+            #expect(done.state == .completed, "\(done.state): \((done.events ?? []).compactMap(\.detail))")
+        }
+    }
+
     /// A worker's join token is not a person: a peer refuses it, so a worker (or whoever stole its token) cannot send
     /// tasks as a user.
     @Test func aPeerRefusesAWorkersJoinTokenInPlaceOfAPersons() async throws {

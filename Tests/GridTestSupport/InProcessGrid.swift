@@ -108,12 +108,13 @@ public final class InProcessGrid: Sendable {
     @discardableResult
     public func startWorker(
         _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(), peer: Bool = false,
-        peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, timeout: Double = 30
+        peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, diskReserveBytes: Int64? = nil, timeout: Double = 30
     ) async throws -> InProcessWorker {
         let token = try await owner.createToken(kind: "worker").token
         var config = WorkerConfig(managerHost: "127.0.0.1", token: token, name: name, dataDirectory: root + "/workers/\(name)")
         config.cpus = cpus
         if let maxGridInputBytes { config.maxGridInputBytes = maxGridInputBytes }
+        if let diskReserveBytes { config.diskReserveBytes = diskReserveBytes }
         config.sandbox = SandboxReport(tier: runner.tier, label: "scripted, in-process (tests)", acceptsOthers: true)
         let (registered, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
         var workerLogger = logger
