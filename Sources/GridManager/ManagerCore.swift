@@ -160,7 +160,10 @@ public actor ManagerCore {
                 return .failure(GridError(.forbidden, "this token belongs to \(user.username), not \(claimed)"))
             }
             var chosen: WorkerID?
-            if let wanted = hello.workerId, !wanted.isEmpty, wanted.count <= 64 {
+            if let wanted = hello.workerId, !wanted.isEmpty, !WorkerNaming.isWellFormed(id: wanted) {
+                return .failure(GridError(.badRequest, "a worker id is 1 to 64 ASCII letters, digits, '.', '_' or '-'"))
+            }
+            if let wanted = hello.workerId, !wanted.isEmpty {
                 let owner = try await db.workerOwner(wanted)
                 if owner == user.id { chosen = wanted } else if owner == nil, try await hasRoomForAnotherWorker(user) { chosen = wanted }
             }

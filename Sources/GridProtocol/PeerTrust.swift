@@ -45,7 +45,7 @@ public enum PeerTrust {
 
         /// What the manager signs: every field but the signature, one per line, behind a label of its own kind.
         public var signedBytes: Data {
-            Data("campusgrid-credential-v1\n\(workerId)\n\(host)\n\(port)\n\(key)\n\(expires)".utf8)
+            PeerTrust.signedText("campusgrid-credential-v2", [workerId, host, "\(port)", key, "\(expires)"])
         }
     }
 
@@ -70,9 +70,8 @@ public enum PeerTrust {
         /// A read ticket signs its files (their SHA-256, names one per line: a file name has no control character)
         /// behind a label of its own, so it never passes for an ordinary ticket.
         public var signedBytes: Data {
-            guard let files else { return Data("campusgrid-ticket-v1\n\(user)\n\(holder)\n\(expires)".utf8) }
-            let digest = SHA256.hash(data: Data(files.joined(separator: "\n").utf8)).map { String(format: "%02x", $0) }.joined()
-            return Data("campusgrid-read-v1\n\(user)\n\(holder)\n\(expires)\n\(digest)".utf8)
+            guard let files else { return PeerTrust.signedText("campusgrid-ticket-v2", [user, holder, "\(expires)"]) }
+            return PeerTrust.signedText("campusgrid-read-v2", [user, holder, "\(expires)"] + files)
         }
     }
 
@@ -104,8 +103,8 @@ public enum PeerTrust {
         /// A label of its own: a certificate never passes for a credential or a ticket, nor the other way round; one
         /// that names its token has a label of its own too (one without cannot be made from one with).
         public var signedBytes: Data {
-            guard let tokenHash else { return Data("campusgrid-user-v1\n\(user)\n\(key)\n\(expires)".utf8) }
-            return Data("campusgrid-user-v2\n\(user)\n\(key)\n\(expires)\n\(tokenHash)".utf8)
+            guard let tokenHash else { return PeerTrust.signedText("campusgrid-user-untokened-v2", [user, key, "\(expires)"]) }
+            return PeerTrust.signedText("campusgrid-user-v3", [user, key, "\(expires)", tokenHash])
         }
     }
 
@@ -164,7 +163,7 @@ public enum PeerTrust {
             self.signature = signature
         }
 
-        public func signedBytes(user: String) -> Data { Data("campusgrid-delegation-v1\n\(user)\n\(holder)\n\(expires)".utf8) }
+        public func signedBytes(user: String) -> Data { PeerTrust.signedText("campusgrid-delegation-v2", [user, holder, "\(expires)"]) }
     }
 
     /// What a peer shows another to read a person's data there (`MEM_FETCH`, `LIST_MEM`): a ticket the manager signed
@@ -256,9 +255,10 @@ public enum PeerTrust {
             return Grant(certificate: c, forward: holder.map { ticket(user: user, holder: $0, now: now) }, managerKey: publicKey)
         }
 
-        /// This worker's proof of its credential: its signature over the other side's nonce, for `role`.
-        public func proof(nonce: String, workerId: String, role: Role) -> String {
-            sign(PeerTrust.challenge(nonce: nonce, workerId: workerId, role: role))
+        /// This worker's proof of its credential: its signature over the other side's nonce, for `role`; a connecting
+        /// peer's (`.client`) names the worker it proves itself to (`audience`, from that one's checked credential).
+        public func proof(nonce: String, workerId: String, role: Role, audience: String = "") -> String {
+            sign(PeerTrust.challenge(nonce: nonce, workerId: workerId, role: role, audience: audience))
         }
     }
 
@@ -272,6 +272,29 @@ public enum PeerTrust {
             self.host = host
             self.port = port
         }
+    }
+
+    /// Whether a person's session opened with `certificate` is over at `now`: the certificate expired (past the skew).
+    /// Checked on each request, not only at `SESSION`.
+    public static func sessionLapsed(certificate: UserCertificate, now: Int64) -> Bool {
+        certificate.expires < now.subtractingSaturated(clockSkewSeconds)
+    }
+
+    /// Whether a peer's link, proven with a credential that expires at `credentialExpires`, serves nothing more at
+    /// `now`: its credential expired (past the skew) and the manager no longer lists it among the peers. A member's link
+    /// outlives its credential (it renews that with the manager); one that left, or was barred, does not.
+    public static func peerLinkLapsed(credentialExpires: Int64?, isMember: Bool, now: Int64) -> Bool {
+        guard !isMember else { return false }
+        return (credentialExpires ?? .min) < now.subtractingSaturated(clockSkewSeconds)
+    }
+
+    /// The bytes a signature covers: a label of its own kind, then each field behind its length in bytes
+    /// (`"12:w-0123456789\n"`), so that no field's content can move where the next begins. (Fields joined by newlines
+    /// let a worker that chose the id `"w-victim\nx"` have the manager sign what read as the victim's credential.)
+    public static func signedText(_ label: String, _ fields: [String]) -> Data {
+        var text = label + "\n"
+        for field in fields { text += "\(field.utf8.count):\(field)\n" }
+        return Data(text.utf8)
     }
 
     /// Whether `signature` (base64) is `key`'s (base64, raw Ed25519) over `data`. Malformed input is simply false.
@@ -318,10 +341,16 @@ public enum PeerTrust {
     }
 
     /// Checks a connecting peer's `PEER_AUTH`: a good credential (any worker of this grid) and its proof over the
-    /// nonce we sent in `HELLO_OK`.
-    public static func checkClient(credential: Credential, proof: String, nonce: String, managerKey: String, now: Int64) -> GridError? {
+    /// nonce we sent in `HELLO_OK`, made out to us (`audience`, this worker's id): a proof a worker made for another
+    /// peer, which that one relayed here with our nonce in its own `HELLO_OK`, does not pass.
+    public static func checkClient(credential: Credential, proof: String, nonce: String, managerKey: String, now: Int64, audience: String)
+        -> GridError?
+    {
         if let e = check(credential, managerKey: managerKey, now: now) { return e }
-        guard isValid(signature: proof, over: challenge(nonce: nonce, workerId: credential.workerId, role: .client), key: credential.key) else {
+        guard
+            isValid(
+                signature: proof, over: challenge(nonce: nonce, workerId: credential.workerId, role: .client, audience: audience), key: credential.key)
+        else {
             return GridError(.unauthorized, "the connecting peer could not sign with its credential's key")
         }
         return nil
@@ -361,7 +390,7 @@ public enum PeerTrust {
     /// What person `user` signs to open a session at peer `holder` on the connection where it sent `nonce` (the user
     /// too: a certificate another user got for the same public key cannot take the proof over).
     public static func sessionChallenge(nonce: String, holder: String, user: String) -> Data {
-        Data("campusgrid-session-v1\n\(user)\n\(holder)\n\(nonce)".utf8)
+        signedText("campusgrid-session-v2", [user, holder, nonce])
     }
 
     /// Checks a `SESSION` shown to peer `holder` on the connection where it sent `nonce`: the manager signed the
@@ -430,8 +459,13 @@ public enum PeerTrust {
     /// peer read for.
     public static func checkClaims(_ m: Mandate, holder: String, now: Int64) -> Result<Reader, GridError> {
         if let t = m.ticket {
+            // Only a job's read ticket reads, and only its files. A forwarding ticket lets its holder hand the person's
+            // tasks on, never read their data: a peer a person merely wrote to would otherwise list and read it all.
+            guard let files = t.files else {
+                return .failure(GridError(.forbidden, "a forwarding ticket reads nothing; reading needs the person's delegation"))
+            }
             if let e = checkClaims(t, holder: holder, now: now) { return .failure(e) }
-            return .success(Reader(user: t.user, files: t.files))
+            return .success(Reader(user: t.user, files: files))
         }
         guard let c = m.certificate, let d = m.delegation else {
             return .failure(GridError(.forbidden, "a mandate is a ticket, or a certificate with its delegation"))
@@ -501,17 +535,18 @@ public enum PeerTrust {
         case certificate(String?)
     }
 
-    /// What a side of the handshake signs: a label, its role, its worker id and the other side's nonce (so a proof
-    /// cannot be replayed in the other direction, by another worker, or on another connection).
-    public static func challenge(nonce: String, workerId: String, role: Role) -> Data {
-        Data("campusgrid-peer-proof-v1\n\(role.rawValue)\n\(workerId)\n\(nonce)".utf8)
+    /// What a side of the handshake signs: a label, its role, its worker id, the worker it proves itself to (the
+    /// connecting side knows it; empty for the answering side) and the other side's nonce (so a proof cannot be replayed
+    /// in the other direction, by another worker, on another connection, or relayed to a third worker).
+    public static func challenge(nonce: String, workerId: String, role: Role, audience: String = "") -> Data {
+        signedText("campusgrid-peer-proof-v2", [role.rawValue, workerId, audience, nonce])
     }
 
     /// What a forwarding peer signs for a request made on a user's behalf: a label, the ticket's signature (binding
     /// the request to that ticket) and the SHA-256 of the request's canonical JSON.
     public static func requestBytes(ticket: Ticket, requestJSON: Data) -> Data {
         let digest = SHA256.hash(data: requestJSON).map { String(format: "%02x", $0) }.joined()
-        return Data("campusgrid-request-v1\n\(ticket.signature)\n\(digest)".utf8)
+        return signedText("campusgrid-request-v2", [ticket.signature, digest])
     }
 
     /// Whether `renewAt` has come for a credential: less than half its life is left.

@@ -50,6 +50,9 @@ public enum WorkerClaims {
             if let p = r.port { c.range("port", p, port) }
             if let p = r.webPort { c.range("web_port", p, port) }
             c.range("host (length)", r.host?.utf8.count ?? 0, hostLength)
+            if let h = r.host, !WorkerNaming.isWellFormed(host: h) {
+                c.problems.append("host is not a host name or address (letters, digits, '.', '-', '_', ':', '%', '[', ']')")
+            }
             c.range("gpu_names (count)", r.gpuNames.count, names)
             for n in r.gpuNames { c.range("gpu_names (length)", n.utf8.count, nameLength) }
             c.refs("running", r.running)

@@ -150,8 +150,10 @@ public actor PeerService: Service {
 
     /// Whether `caller`'s certificate, if any, is known to stand now (no ask): the fast path serves only such callers.
     nonisolated func stands(_ caller: Caller) -> Bool {
+        let now = Self.nowS()
+        if let certificate = caller.certificate, PeerTrust.sessionLapsed(certificate: certificate, now: now) { return false }
         guard let token = caller.certificate?.tokenHash else { return true }
-        return tokenStanding.withLock { $0.verdict(token: token, now: Self.nowS()) } == .stands
+        return tokenStanding.withLock { $0.verdict(token: token, now: now) } == .stands
     }
     private let repairs: AsyncStream<Void>
     private let repairContinuation: AsyncStream<Void>.Continuation
@@ -503,8 +505,10 @@ public actor PeerService: Service {
 
     /// A connecting peer's `PEER_AUTH`: a credential the manager signed and its signature over our `nonce`.
     func authenticatePeer(_ auth: Msg.PeerAuth, nonce: String) -> Result<Caller, GridError> {
-        guard let managerKey else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet")) }
-        if let e = PeerTrust.checkClient(credential: auth.credential, proof: auth.proof, nonce: nonce, managerKey: managerKey, now: Self.nowS()) {
+        guard let managerKey, let selfId else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet")) }
+        if let e = PeerTrust.checkClient(
+            credential: auth.credential, proof: auth.proof, nonce: nonce, managerKey: managerKey, now: Self.nowS(), audience: selfId)
+        {
             logger.warning("refused a peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)", "grid.error": "\(e.message)"])
             return .failure(e)
         }
@@ -526,8 +530,17 @@ public actor PeerService: Service {
             }
             // A person's session stands only while the token its certificate was granted under does; a peer's only
             // while its manager has not barred it.
+            // Nor does a session outlive its certificate, or a peer's link both its credential and its membership (a
+            // worker that left, or whose bar has lapsed with its credential, kept an idle link open and was served again).
+            let now = Self.nowS()
+            if let certificate = caller.certificate, PeerTrust.sessionLapsed(certificate: certificate, now: now) {
+                throw GridError(.unauthorized, "this session's certificate expired; open a new session")
+            }
             if let certificate = caller.certificate, let e = await standing(of: certificate) { throw e }
             if let peer = caller.peer, let e = barring(peer, expires: caller.peerExpires) { throw e }
+            if let peer = caller.peer, PeerTrust.peerLinkLapsed(credentialExpires: caller.peerExpires, isMember: memberIds.contains(peer), now: now) {
+                throw GridError(.forbidden, "worker \(peer.prefix(64)) is no peer now and its credential expired; it must connect again")
+            }
             switch request {
             case .ping: return (.pong, nil)
             case .getPeerStatus: return (.peerStatus(status(selfId)), nil)
@@ -704,7 +717,8 @@ public actor PeerService: Service {
             guard let theirs = ok.nonce, (16...128).contains(theirs.utf8.count) else {
                 throw GridError(.unauthorized, "the peer at \(peer.host):\(peer.port) sent no nonce to sign")
             }
-            return Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: theirs, workerId: selfId, role: .client))
+            return Msg.PeerAuth(
+                credential: credential, proof: signer.proof(nonce: theirs, workerId: selfId, role: .client, audience: expected.workerId))
         }
     }
 

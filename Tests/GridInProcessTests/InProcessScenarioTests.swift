@@ -466,8 +466,9 @@ final class GatedRunner: JobRunner, Sendable {
             let a = try await alice.submit(InProcessScenarioTests.job("a", script, outputs: ["result.txt"])).job.id
             let b = try await alice.submit(InProcessScenarioTests.job("b", script, outputs: ["result.txt"])).job.id
             let queued = try await alice.submit(InProcessScenarioTests.job("queued", script, cpus: 2, outputs: ["result.txt"])).job.id
-            _ = try await InProcessScenarioTests.wait(alice, a, for: [.running])
-            _ = try await InProcessScenarioTests.wait(alice, b, for: [.running])
+            // Each seen running (under load the first may have ended by the time the second is: that is no loss either).
+            _ = try await InProcessScenarioTests.wait(alice, a, for: [.running, .completed])
+            _ = try await InProcessScenarioTests.wait(alice, b, for: [.running, .completed])
             let balanceBefore = try await alice.me().balance
 
             try await grid.restartManager()
@@ -616,7 +617,7 @@ final class GatedRunner: JobRunner, Sendable {
                 let credential = try #require(await service.credential)
                 let signer = await service.signer
                 return try await PeerLink.connectAsPeer(host: "127.0.0.1", port: port, nonce: PeerTrust.nonce()) { ok in
-                    Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: ok.nonce ?? "", workerId: credential.workerId, role: .client))
+                    Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: ok.nonce ?? "", workerId: credential.workerId, role: .client, audience: ok.workerId))
                 }
             }
             var before: PeerLink?
@@ -667,6 +668,41 @@ final class GatedRunner: JobRunner, Sendable {
             } catch let e as GridError {
                 #expect(e.code == .forbidden, "\(e)")
             }
+        }
+    }
+
+    /// A worker chooses its id (HELLO) and the host it is reached at (REGISTER), and both go into the credential the
+    /// manager signs: one with a newline in it passed for another worker's credential. Such an id or host is refused.
+    @Test func aWorkerIdOrHostWithControlCharactersIsRefused() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let token = try await owner.createToken(kind: "worker").token
+            func exchange(_ frames: [GridMessage]) async throws -> GridMessage? {
+                let link = try grid.transport.dial()
+                defer { link.close() }
+                var inbound = link.inbound.makeAsyncIterator()
+                var last: GridMessage?
+                for (i, m) in frames.enumerated() {
+                    try await link.outbound.write(GridFrame(id: i + 1, m))
+                    while case .frame(let f)? = try await inbound.next() {
+                        if case .peers = f.message { continue }
+                        last = f.message
+                        break
+                    }
+                    if case .error = last { return last }
+                }
+                return last
+            }
+            let badId = try await exchange([.hello(Msg.Hello(token: token, name: "x", workerId: "w-victim\nx"))])
+            guard case .error(let e)? = badId else { Issue.record("a worker id with a newline was taken: \(String(describing: badId))"); return }
+            #expect(e.code == .badRequest && e.message.contains("worker id"), "\(e)")
+            var reg = Msg.Register(resources: Resources(cpus: 1, ramGb: 1, gpus: 0), tier: .bwrap, slots: 1)
+            reg.host = "x\n127.0.0.1"
+            reg.port = 9000
+            let badHost = try await exchange([.hello(Msg.Hello(token: token, name: "y")), .register(reg)])
+            guard case .error(let h)? = badHost else { Issue.record("a host with a newline was taken: \(String(describing: badHost))"); return }
+            #expect(h.code == .badRequest && h.message.contains("host"), "\(h)")
+            #expect(try await owner.workers().workers.allSatisfy { !$0.online }, "a worker went online")
         }
     }
 

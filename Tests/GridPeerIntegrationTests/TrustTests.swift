@@ -301,7 +301,7 @@ import Testing
         defer { worker.stop() }
         let credential = try #require(worker.credential)
         let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[1].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok in
-            Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client))
+            Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client, audience: ok.workerId))
         }
         defer { link.close() }
         let secret = PeerNamespace.stored(name, user: "alice", kind: .memory)
@@ -359,7 +359,8 @@ import Testing
         c.send(#"{"type":"HELLO","id":1,"version":1,"token":"","nonce":"\#(nonce)"}"# + "\n")
         let hello = try #require(c.readMessage(timeout: 10))
         let theirs = try #require(hello["nonce"] as? String)
-        let auth = Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: theirs, workerId: worker.id, role: .client))
+        let auth = Msg.PeerAuth(
+            credential: credential, proof: mine.proof(nonce: theirs, workerId: worker.id, role: .client, audience: try #require(hello["worker_id"] as? String)))
         c.send(String(decoding: try GridMessage.peerAuth(auth).encodeLine(id: 2, bulkBytes: nil), as: UTF8.self) + "\n")
         #expect(c.readMessage(timeout: 10)?["type"] as? String == "OK")
 

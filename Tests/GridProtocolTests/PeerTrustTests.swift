@@ -48,6 +48,32 @@ struct PeerTrustTests {
         #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: now)?.code == .unauthorized)
     }
 
+    /// Fields were joined by newlines: a worker that chose the id `"w-victim\nx"` got the manager to sign bytes that
+    /// read as a credential of `w-victim` at host `"x\n…"`. Each field now goes behind its length, and the signature
+    /// of one never passes for the other.
+    @Test func aFieldWithANewlineCannotMoveIntoTheNext() {
+        let asked = credential("w-victim\nx", host: "127.0.0.1")
+        var forged = asked
+        forged.workerId = "w-victim"
+        forged.host = "x\n127.0.0.1"
+        #expect(asked.signedBytes != forged.signedBytes)
+        #expect(PeerTrust.check(forged, managerKey: manager.publicKey, now: now)?.code == .unauthorized)
+        // The same for every signed text: a proof's fields, a ticket's.
+        #expect(PeerTrust.challenge(nonce: "n\nw-2", workerId: "w-1", role: .client) != PeerTrust.challenge(nonce: "n", workerId: "w-1\nw-2", role: .client))
+        #expect(PeerTrust.signedText("l", ["a\n1:b"]) != PeerTrust.signedText("l", ["a", "b"]))
+    }
+
+    @Test func workerIdsAndHostsAreMadeOfPlainCharacters() {
+        for good in ["w-0123456789", "pc.lab_3-a", String(repeating: "a", count: 64)] { #expect(WorkerNaming.isWellFormed(id: good), "\(good)") }
+        for bad in ["", "w-a\nb", "w/a", "w a", "w-\u{0}", "é", String(repeating: "a", count: 65), "w-victim\r"] {
+            #expect(!WorkerNaming.isWellFormed(id: bad), "\(bad.debugDescription)")
+        }
+        for good in ["", "127.0.0.1", "::1", "[fe80::1%eth0]", "lab-pc.campus.example"] { #expect(WorkerNaming.isWellFormed(host: good), "\(good)") }
+        for bad in ["x\n127.0.0.1", "a b", "host/path", "h\u{0}", String(repeating: "a", count: 256)] {
+            #expect(!WorkerNaming.isWellFormed(host: bad), "\(bad.debugDescription)")
+        }
+    }
+
     @Test func anExpiredCredentialIsRefusedAfterTheAllowedSkew() {
         let c = credential()
         #expect(PeerTrust.check(c, managerKey: manager.publicKey, now: c.expires + PeerTrust.clockSkewSeconds) == nil)
@@ -108,12 +134,26 @@ struct PeerTrustTests {
         let c = credential("w-7", host: "10.0.0.7", port: 9100)
         #expect(
             PeerTrust.checkClient(
-                credential: c, proof: worker.proof(nonce: nonce, workerId: "w-7", role: .client), nonce: nonce, managerKey: manager.publicKey,
-                now: now) == nil)
+                credential: c, proof: worker.proof(nonce: nonce, workerId: "w-7", role: .client, audience: "w-1"), nonce: nonce,
+                managerKey: manager.publicKey, now: now, audience: "w-1") == nil)
         #expect(
             PeerTrust.checkClient(
-                credential: c, proof: PeerTrust.Signer().proof(nonce: nonce, workerId: "w-7", role: .client), nonce: nonce,
-                managerKey: manager.publicKey, now: now) != nil)
+                credential: c, proof: PeerTrust.Signer().proof(nonce: nonce, workerId: "w-7", role: .client, audience: "w-1"), nonce: nonce,
+                managerKey: manager.publicKey, now: now, audience: "w-1") != nil)
+    }
+
+    /// Worker M answers W's HELLO with honest B's nonce; W signs it and M relays W's PEER_AUTH to B, which took M for W.
+    /// W's proof names M, whose credential W checked: B refuses it.
+    @Test func aProofMadeOutToAnotherPeerIsRefused() {
+        let nonceOfB = PeerTrust.nonce()
+        let c = credential("w-7", host: "10.0.0.7", port: 9100)
+        let madeForM = worker.proof(nonce: nonceOfB, workerId: "w-7", role: .client, audience: "w-mallory")
+        #expect(
+            PeerTrust.checkClient(credential: c, proof: madeForM, nonce: nonceOfB, managerKey: manager.publicKey, now: now, audience: "w-b")?.code
+                == .unauthorized)
+        #expect(
+            PeerTrust.checkClient(credential: c, proof: madeForM, nonce: nonceOfB, managerKey: manager.publicKey, now: now, audience: "w-mallory")
+                == nil)
     }
 
     @Test func noncesAreFreshAndLongEnough() {
@@ -333,8 +373,8 @@ struct PeerTrustTests {
     // MARK: Mandates (what a peer shows another to read a person's data)
 
     @Test func aMandateIsTheManagersTicketOrTheCertificateWithItsDelegationForThatPeer() throws {
-        let ticket = PeerTrust.Mandate(ticket: manager.ticket(user: "ada", holder: "w-1", now: now))
-        #expect(try PeerTrust.checkClaims(ticket, holder: "w-1", now: now).get().user == "ada")
+        let ticket = PeerTrust.Mandate(ticket: manager.readTicket(user: "ada", holder: "w-1", files: ["data.csv"], now: now))
+        #expect(try PeerTrust.checkClaims(ticket, holder: "w-1", now: now).get() == PeerTrust.Reader(user: "ada", files: ["data.csv"]))
         #expect(PeerTrust.checkSignatures(ticket, managerKey: manager.publicKey) == nil)
         let s = pass().session(holder: "w-1", nonce: "n-1", now: now)
         let delegated = PeerTrust.Mandate(certificate: s.certificate, delegation: s.delegation)
@@ -346,6 +386,37 @@ struct PeerTrustTests {
             #expect(throws: GridError.self) { try PeerTrust.checkClaims(m, holder: "w-2", now: now).get() }
             #expect(throws: GridError.self) { try PeerTrust.checkClaims(m, holder: "w-1", now: now + PeerTrust.delegationSeconds + 1).get() }
         }
+    }
+
+    /// A session is checked on each request, not only when it opens: it ends with its certificate. A peer's link ends
+    /// once its credential has expired and the manager no longer lists it (a worker that left, or whose bar lapsed with
+    /// its credential, kept an idle link and was served again); a member's link outlives its credential.
+    @Test func sessionsEndWithTheirCertificateAndPeerLinksWithCredentialAndMembership() {
+        let c = pass().session(holder: "w-1", nonce: "n-1", now: now).certificate
+        #expect(!PeerTrust.sessionLapsed(certificate: c, now: c.expires + PeerTrust.clockSkewSeconds))
+        #expect(PeerTrust.sessionLapsed(certificate: c, now: c.expires + PeerTrust.clockSkewSeconds + 1))
+        var extreme = c
+        for e in [Int64.min, -1, 0, Int64.max] {
+            extreme.expires = e
+            _ = PeerTrust.sessionLapsed(certificate: extreme, now: Int64.min)
+            _ = PeerTrust.sessionLapsed(certificate: extreme, now: Int64.max)
+        }
+        let expires = now + PeerTrust.credentialSeconds
+        let later = expires + PeerTrust.clockSkewSeconds + 1
+        #expect(!PeerTrust.peerLinkLapsed(credentialExpires: expires, isMember: false, now: expires))
+        #expect(PeerTrust.peerLinkLapsed(credentialExpires: expires, isMember: false, now: later))
+        #expect(!PeerTrust.peerLinkLapsed(credentialExpires: expires, isMember: true, now: later))
+        #expect(PeerTrust.peerLinkLapsed(credentialExpires: nil, isMember: false, now: 0))
+        #expect(!PeerTrust.peerLinkLapsed(credentialExpires: Int64.max, isMember: false, now: Int64.max))
+    }
+
+    /// A person who only writes to a peer gives it a forwarding ticket (to hand their tasks on), no delegation. A
+    /// hostile peer showed that ticket as a mandate at the other peers, and listed and read every private key and file
+    /// of the person's. A forwarding ticket reads nothing.
+    @Test func aForwardingTicketIsNoMandate() {
+        let forwarding = PeerTrust.Mandate(ticket: manager.ticket(user: "ada", holder: "w-evil", now: now))
+        #expect(PeerTrust.checkSignatures(forwarding, managerKey: manager.publicKey) == nil)
+        #expect(throws: GridError.self) { try PeerTrust.checkClaims(forwarding, holder: "w-evil", now: now).get() }
     }
 
     @Test func aForgedMandateIsRefused() {
