@@ -40,6 +40,14 @@ public enum PeerNames {
         size <= 0 ? 0 : Int((size + Int64(chunkSize) - 1) / Int64(chunkSize))
     }
 
+    /// Whether a manifest read from the shared memory (a peer's claim: any proven peer can write an entry) can be the
+    /// grid's own: a size of 0…`maxFileBytes` in chunks of `chunkSize`, exactly as many chunks as that size needs,
+    /// each named by a hash. (One claiming size 0 and thousands of 4 MiB chunks had a peer gather them all in memory.)
+    public static func isConsistent(size: Int64, chunkSize: Int, chunks: [String], sha256: String) -> Bool {
+        (0...maxFileBytes).contains(size) && chunkSize == Self.chunkSize && chunks.count == chunkCount(size: size, chunkSize: chunkSize)
+            && chunks.allSatisfy(isChunkHash) && isChunkHash(sha256)
+    }
+
     /// The size chunk `index` must have.
     public static func chunkLength(index: Int, size: Int64, chunkSize: Int) -> Int {
         let start = Int64(index) * Int64(chunkSize)

@@ -100,9 +100,11 @@ extension PeerService {
     }
 
     func putFileEnd(_ m: Msg.PutFileEnd, caller: Caller) async throws -> Msg.FileManifest {
-        guard let upload = uploads.removeValue(forKey: m.uploadId), upload.user == caller.user else {
+        // Another person's upload id is refused before anything changes (it was dropped first).
+        guard let upload = uploads[m.uploadId], upload.user == caller.user else {
             throw GridError(.notFound, "no upload \(m.uploadId) in progress here")
         }
+        uploads[m.uploadId] = nil
         let expected = PeerNames.chunkCount(size: upload.size, chunkSize: PeerNames.chunkSize)
         let received = upload.chunks.filter { !$0.isEmpty }.count
         guard upload.next == expected, received == expected else {
@@ -239,6 +241,9 @@ extension PeerService {
             value = inner
         }
         let manifest = try GridJSON.decode(Msg.FileManifest.self, from: GridJSON.encode(value))
+        guard PeerNames.isConsistent(size: manifest.size, chunkSize: manifest.chunkSize, chunks: manifest.chunks, sha256: manifest.sha256) else {
+            throw GridError(.conflict, "the stored manifest of this file is damaged or forged (its size, chunks and hashes disagree)")
+        }
         if manifestCache.count > 256 { manifestCache = [:] }
         manifestCache[key] = (manifest, now)
         return manifest
@@ -249,7 +254,10 @@ extension PeerService {
         var inline: String?
         if m.size <= Int64(PeerNames.inlineFileBytes) {
             var data = Data()
-            for hash in m.chunks { data.append(contentsOf: try await fetchChunk(hash)) }
+            for hash in m.chunks {
+                data.append(contentsOf: try await fetchChunk(hash))
+                guard data.count <= m.size else { throw GridError(.conflict, "\(m.filename) is longer than its manifest says") }
+            }
             inline = data.base64EncodedString()
         }
         return Msg.FileInfo(filename: m.filename, size: m.size, sha256: m.sha256, chunkSize: m.chunkSize, chunkCount: m.chunks.count, data: inline)

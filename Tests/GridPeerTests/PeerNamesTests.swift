@@ -28,6 +28,23 @@ import Testing
         #expect(!PeerNames.isChunkHash(String(repeating: "a", count: 63)))
     }
 
+    /// A manifest is read from the shared memory, where any proven peer can write: one that claimed size 0 and
+    /// thousands of 4 MiB chunks had a peer gather them all in memory for `GET_FILE`. Only the grid's own shape passes.
+    @Test func onlyAConsistentManifestPasses() {
+        let h = String(repeating: "ab", count: 32)
+        let size = Int64(PeerNames.chunkSize) + 1
+        #expect(PeerNames.isConsistent(size: size, chunkSize: PeerNames.chunkSize, chunks: [h, h], sha256: h))
+        #expect(PeerNames.isConsistent(size: 0, chunkSize: PeerNames.chunkSize, chunks: [], sha256: h))
+        #expect(!PeerNames.isConsistent(size: 0, chunkSize: PeerNames.chunkSize, chunks: Array(repeating: h, count: 3_800), sha256: h))
+        #expect(!PeerNames.isConsistent(size: size, chunkSize: PeerNames.chunkSize, chunks: [h], sha256: h))
+        #expect(!PeerNames.isConsistent(size: size, chunkSize: 1, chunks: [h, h], sha256: h))
+        #expect(!PeerNames.isConsistent(size: size, chunkSize: PeerNames.chunkSize, chunks: [h, "../x"], sha256: h))
+        #expect(!PeerNames.isConsistent(size: 1, chunkSize: PeerNames.chunkSize, chunks: [h], sha256: "x"))
+        for bad in [Int64.min, -1, PeerNames.maxFileBytes + 1, Int64.max] {
+            #expect(!PeerNames.isConsistent(size: bad, chunkSize: PeerNames.chunkSize, chunks: [h], sha256: h))
+        }
+    }
+
     @Test func chunkArithmetic() {
         #expect(PeerNames.chunkCount(size: 0, chunkSize: 4) == 0)
         #expect(PeerNames.chunkCount(size: 4, chunkSize: 4) == 1)
