@@ -152,7 +152,12 @@ public struct BwrapRunner: JobRunner {
             a += ["--ro-bind-try", "/etc/" + file, "/etc/" + file]
         }
         for root in pythonRoots { a += ["--ro-bind", root, root] }
-        a += ["--proc", "/proc", "--dev", "/dev"]
+        // The kernel's settings read-only: bubblewrap started by root maps the sandbox's user to root outside, and the
+        // kernel lets root's uid write /proc/sys whatever its capabilities (core_pattern runs a program as root on the
+        // host). /dev/shm is a tmpfs of its own, bounded like /tmp (bubblewrap's /dev holds half the machine's RAM,
+        // outside the rootless tier's address-space limit).
+        a += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
+        a += ["--dev", "/dev", "--size", String(tmpBytes), "--tmpfs", "/dev/shm"]
         for device in gpuDevices { a += ["--dev-bind-try", device, device] }
         a += ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
         a += ["--bind", scratch, jobDirectory]

@@ -137,7 +137,14 @@ public actor WorkerAgent: Service {
     }
 
     public func run() async throws {
-        try FileManager.default.createDirectory(atPath: config.dataDirectory + "/jobs", withIntermediateDirectories: true)
+        // What jobs and tasks leave on the disk (their folders, the environments they build) is the worker's user's
+        // alone: a root worker's sandbox writes as root, and a setuid file a job made in its folder must be no way in
+        // for another local user; nor may one put files in a running job's folder.
+        for folder in ["jobs", "envs", "peer"] {
+            let path = config.dataDirectory + "/" + folder
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            guard chmod(path, 0o700) == 0 else { throw GridError(.internal, "could not make \(path) private: \(String(cString: strerror(errno)))") }
+        }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 // The link outlives the start of a graceful shutdown: it ends once the runs the worker cancelled are reported

@@ -185,6 +185,21 @@ import Testing
         }
     }
 
+    /// A root worker's sandbox writes as root: a setuid file a job made in its folder, or an environment it built, must
+    /// be no way in for another local user, who must not reach a running job's folder either. The worker keeps them in
+    /// folders only its own user can enter.
+    @Test func aWorkersJobFoldersAreItsUsersAlone() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            _ = try await grid.startWorker("own", owner: owner, cpus: 1, peer: true)
+            for folder in ["jobs", "envs", "peer"] {
+                let path = grid.root + "/workers/own/" + folder
+                let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+                #expect(mode & 0o077 == 0, "\(path) is \(String(mode, radix: 8))")
+            }
+        }
+    }
+
     /// A worker's join token is not a person: a peer refuses it, so a worker (or whoever stole its token) cannot send
     /// tasks as a user.
     @Test func aPeerRefusesAWorkersJoinTokenInPlaceOfAPersons() async throws {

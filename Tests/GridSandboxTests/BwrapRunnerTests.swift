@@ -51,10 +51,18 @@ import Testing
         #expect(remount! > args.lastIndex(of: "--bind")!)
     }
 
-    @Test func tmpIsASizeCappedTmpfs() {
-        let size = args.firstIndex(of: "--size")!
-        #expect(args[size + 1] == String(64 << 20))
-        #expect(args[size + 2] == "--tmpfs" && args[size + 3] == "/tmp")
+    @Test func tmpAndDevShmAreSizeCappedTmpfs() {
+        for path in ["/tmp", "/dev/shm"] {
+            let at = args.indices.first { args[$0] == "--tmpfs" && args[$0 + 1] == path }
+            #expect(at != nil && args[at! - 2] == "--size" && args[at! - 1] == String(64 << 20), "\(path)")
+        }
+        // After /dev, which it would otherwise be under.
+        #expect(args.firstIndex(of: "--dev")! < args.firstIndex(of: "/dev/shm")!)
+    }
+
+    @Test func theKernelsSettingsAreReadOnly() {
+        let sys = args.indices.first { args[$0] == "--ro-bind" && args[$0 + 1] == "/proc/sys" }
+        #expect(sys != nil && args[sys! + 2] == "/proc/sys" && sys! > args.firstIndex(of: "--proc")!)
     }
 
     @Test func environmentIsSetAfterClearingAndTheScriptRunsLast() {

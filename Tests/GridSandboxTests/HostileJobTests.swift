@@ -135,6 +135,39 @@ struct HostileJobTests {
         #expect(FileManager.default.fileExists(atPath: r.scratch.appendingPathComponent("ok.txt").path))
     }
 
+    /// Started by root, bubblewrap maps the job's user to root outside, and the kernel lets root's uid write /proc/sys
+    /// whatever its capabilities: a job set kernel.core_pattern to a program of its own, which the kernel then ran as
+    /// root on the host. (It writes back the value it read, so a broken sandbox changes nothing.) And /dev/shm holds
+    /// no more than /tmp.
+    @Test("a job cannot change the kernel's settings, and /dev/shm is bounded", arguments: Tier.allCases)
+    func cannotChangeKernelSettings(tier: Tier) async throws {
+        let h = try await SandboxHarness.make(tier)
+        let r = try await h.run(
+            """
+            import os
+            for p in ["/proc/sys/kernel/core_uses_pid", "/proc/sys/kernel/core_pattern", "/proc/sys/vm/overcommit_memory"]:
+                try:
+                    v = open(p).read()
+                    with open(p, "w") as f:
+                        f.write(v)
+                    print("CHANGED", p)
+                except OSError as e:
+                    print("REFUSED", p, e.errno)
+            if os.path.exists("/proc/sysrq-trigger"):
+                print("SYSRQ", "writable" if os.access("/proc/sysrq-trigger", os.W_OK) else "refused")
+            try:
+                s = os.statvfs("/dev/shm")
+                print("SHM", s.f_blocks * s.f_frsize)
+            except OSError:
+                print("SHM 0")
+            """)
+        #expect(r.report.outcome == .completed, "\(r.output)")
+        #expect(!r.output.contains("CHANGED") && r.output.components(separatedBy: "REFUSED").count == 4, "\(r.output)")
+        #expect(!r.output.contains("SYSRQ writable"), "\(r.output)")
+        let shm = r.output.split(separator: "\n").first { $0.hasPrefix("SHM ") }.flatMap { UInt64($0.dropFirst(4)) }
+        #expect(shm != nil && shm! <= 1 << 30, "\(r.output)")
+    }
+
     @Test("a job cannot read the worker's token, database or root's home", arguments: Tier.allCases)
     func cannotReadSecrets(tier: Tier) async throws {
         let h = try await SandboxHarness.make(tier)
