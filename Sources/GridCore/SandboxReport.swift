@@ -11,6 +11,11 @@ public struct SandboxReport: Hashable, Sendable, Codable {
     public var acceptsOthers: Bool
     /// Limits this tier cannot hold, or holds only for some jobs, with the reason (e.g. no memory limit for GPU jobs).
     public var notes: [String]
+    /// Whether the worker's peer services run other users' function tasks: its warm interpreters run in a sandbox
+    /// (bwrap) only where its jobs do; under a container engine or none they are plain children of the worker, and
+    /// take only its owner's tasks unless the owner said `--allow-unsandboxed`. nil: as `acceptsOthers` (an older
+    /// worker). The manager sends no one else's task there (`GET_BEST_PEER`).
+    public var tasksAcceptOthers: Bool?
 
     public init(tier: SandboxTier, label: String, skipped: [String] = [], acceptsOthers: Bool = true, notes: [String] = []) {
         self.tier = tier

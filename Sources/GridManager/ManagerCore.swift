@@ -534,7 +534,8 @@ public actor ManagerCore {
         let peers = Dictionary(uniqueKeysWithValues: onlinePeers().map { ($0.workerId, $0) })
         let state = liveState()
         let candidates = live.values.compactMap { w -> PeerChoice.Candidate? in
-            guard peers[w.identity.workerId] != nil else { return nil }
+            // A peer whose interpreters have no sandbox takes only its owner's tasks (who reach it directly).
+            guard peers[w.identity.workerId] != nil, w.registration.sandbox?.tasksAcceptOthers != false else { return nil }
             let busy = PeerChoice.busy(jobs: state[w.identity.workerId]?.running ?? 0, tasks: w.tasks, slots: w.registration.slots)
             return PeerChoice.Candidate(id: w.identity.workerId, busy: busy, load: w.load, stopping: w.stopping)
         }

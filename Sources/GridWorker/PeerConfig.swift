@@ -18,6 +18,10 @@ public struct PeerConfig: Sendable {
     public var maxTaskSeconds: Double = 600
     /// Largest program text of a function task, in bytes.
     public var maxProgramBytes = 256 << 10
+    /// Whether function tasks run here only for the worker's owner: its interpreters have no sandbox (the worker's
+    /// tier is a container engine, or none) and the owner did not say `--allow-unsandboxed`. Others' tasks are refused
+    /// here (a non-confidential one is handed to another peer).
+    public var tasksForOwnerOnly = false
     /// How long the manager's answer that a person's token still stands is kept, in seconds (`PeerTrust.Standing`).
     public var authCacheSeconds: Double = 60
     /// Bulk uploads open at once: per user, and on this peer altogether.

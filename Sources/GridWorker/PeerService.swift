@@ -188,9 +188,10 @@ public actor PeerService: Service {
         self.onLoadChange = onLoadChange
     }
 
-    /// The manager gave this worker its id.
-    public func setIdentity(_ id: String) {
+    /// The manager gave this worker its id; `owner`: the user it belongs to (whose tasks run here whatever the tier).
+    public func setIdentity(_ id: String, owner: String? = nil) {
         selfId = id
+        if let owner { ownerName = owner }
         memory.setView(selfId: selfId, peers: memberIds)
     }
 
@@ -743,6 +744,21 @@ public actor PeerService: Service {
 
     // MARK: - Function tasks
 
+    /// The user this worker belongs to (`HELLO_OK {owner}`).
+    private var ownerName: String?
+
+    /// Whether `user`'s function task may run here: anyone's where the interpreters are sandboxed, else only the
+    /// owner's (`PeerConfig.tasksForOwnerOnly`).
+    private func mayRunHere(_ user: String) -> Bool {
+        !config.tasksForOwnerOnly || (ownerName != nil && user == ownerName)
+    }
+
+    private func refusedHere() -> GridError {
+        GridError(
+            .forbidden,
+            "this worker runs function tasks without a sandbox (its jobs run under a container engine, or none): only its owner's tasks run here")
+    }
+
     func cpuTask(_ task: Msg.CPUTask, caller: Caller) async throws -> Msg.CPUResult {
         guard !task.taskId.isEmpty, task.taskId.utf8.count <= 128 else { throw GridError(.badRequest, "task_id must be 1–128 bytes") }
         guard task.program.utf8.count <= config.maxProgramBytes else {
@@ -785,10 +801,15 @@ public actor PeerService: Service {
         mine.user = user
         mine.ticket = nil
         mine.signature = nil
-        // Where it runs is decided by `TaskRouting` (pure): here, or on the manager's least-loaded peer.
+        // Where it runs is decided by `TaskRouting` (pure): here, or on the manager's least-loaded peer. A task that may
+        // not run here (no sandbox, not the owner's) is refused, or handed on when it may be.
+        let here = mayRunHere(user)
         let first = TaskRouting.first(
-            confidential: task.confidential == true, forwardedByAPeer: caller.isPeer, freeSlot: hasFreeSlot, hasManager: managerLink != nil)
-        guard first == .askManager, let managerLink else { return await runHere(mine) }
+            confidential: task.confidential == true, forwardedByAPeer: caller.isPeer, freeSlot: hasFreeSlot && here, hasManager: managerLink != nil)
+        guard first == .askManager, let managerLink else {
+            guard here else { throw refusedHere() }
+            return await runHere(mine)
+        }
         var best: String?
         var asked = true
         if let recent = TaskRouting.reusable(lastBestPeer, now: Self.uptime()) {
@@ -809,7 +830,10 @@ public actor PeerService: Service {
         let wait = (task.timeout ?? config.defaultTaskSeconds) + 60
         let choice = TaskRouting.afterAsking(
             asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait)
-        guard case .forward(let target) = choice, let ticket = tickets[user] else { return await runHere(mine) }
+        guard case .forward(let target) = choice, let ticket = tickets[user] else {
+            guard here else { throw refusedHere() }
+            return await runHere(mine)
+        }
         var forwarded = mine
         forwarded.confidential = false
         forwarded.user = nil
@@ -823,6 +847,7 @@ public actor PeerService: Service {
         } catch let e as GridError where TaskRouting.runsHereAfterForwardFailed(e.code) {
             lastBestPeer = TaskRouting.afterForwardFailed(lastBestPeer, target: target)
             logger.info("best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(e.message)"])
+            guard here else { throw refusedHere() }
             return await runHere(mine)
         }
     }

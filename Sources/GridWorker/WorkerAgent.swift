@@ -293,7 +293,7 @@ public actor WorkerAgent: Service {
                     hello = ok
                     adopt(workerId: ok.workerId, heartbeat: ok.heartbeatSeconds)
                     owner = ok.owner
-                    await peers?.setIdentity(ok.workerId)
+                    await peers?.setIdentity(ok.workerId, owner: ok.owner)
                     await peers?.setTrust(managerKey: ok.managerKey, credential: nil)
                     let envs = environments?.cachedDigests()
                     reportedEnvs = envs

@@ -314,8 +314,12 @@ struct WorkerCommand: AsyncParsableCommand {
         let taskMemory = max(UInt64(512) << 20, (UInt64(max(0, resources.ramGb)) << 30) / UInt64(max(1, peerConfig.slots)))
         let (launch, taskTier) = FunctionPool.Launch.under(
             runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks", memoryBytes: taskMemory)
+        // Interpreters outside a sandbox run with the worker's user's rights: only its owner's tasks, unless it allows more.
+        peerConfig.tasksForOwnerOnly = !Admission.acceptsOthers(tier: taskTier, allowUnsandboxed: allowOthers)
+        config.sandbox?.tasksAcceptOthers = !peerConfig.tasksForOwnerOnly
         if taskTier != runner.tier {
-            logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)")
+            let whose = peerConfig.tasksForOwnerOnly ? ": only this worker's owner's tasks run here" : ""
+            logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)\(whose)")
         }
         let peers = try PeerService(config: peerConfig, launch: launch, logger: logger, tls: peerTLS)
         let environments = try environmentBuilder(python: interpreter, runner: runner, dataDirectory: config.dataDirectory)

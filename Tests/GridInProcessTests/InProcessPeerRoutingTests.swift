@@ -50,6 +50,37 @@ import Testing
         }
     }
 
+    /// Under a container engine (or no sandbox) a worker's function-task interpreters are plain children of the worker,
+    /// with its user's rights: any user's task read the contributor's files there. Such a peer runs only its owner's
+    /// tasks: another user's confidential task is refused, an ordinary one goes to a sandboxed peer, and the manager
+    /// never chooses it for anyone's.
+    @Test func aPeerWithoutATaskSandboxRunsOnlyItsOwnersTasks() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let bare = try await grid.startWorker("bare", owner: owner, cpus: 1, peer: true, unsandboxedTasks: true)
+            let alice = try await grid.user("alice")
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(bare.peerPort), grant: alice.grantSource)
+            defer { link.close() }
+            for confidential in [true, false] {
+                do {
+                    let r = try await Self.result(link, Self.task("t-alone-\(confidential)", confidential: confidential))
+                    Issue.record("alice's task ran on a peer without a task sandbox: \(r)")
+                } catch let e as GridError {
+                    #expect(e.code == .forbidden && e.message.contains("without a sandbox"), "\(e)")
+                }
+            }
+            let boxed = try await grid.startWorker("boxed", owner: owner, cpus: 1, peer: true)
+            let handed = try await eventually(timeout: 30, interval: 0.1) {
+                (try? await Self.result(link, Self.task("t-handed")))?.peer == boxed.workerId
+            }
+            #expect(handed, "alice's task was not handed to the sandboxed peer")
+            let mine = try await PeerLink.connect(host: "127.0.0.1", port: try #require(bare.peerPort), grant: owner.grantSource)
+            defer { mine.close() }
+            let own = try await Self.result(mine, Self.task("t-own", confidential: true))
+            #expect(own.outcome.ok && own.peer == bare.workerId, "the owner's own task did not run on its worker: \(own)")
+        }
+    }
+
     /// A peer that said it is stopping is not chosen for a task, though it is the least busy: the manager picks among
     /// the others (`PeerChoice` skips it; here end to end, through the asking peer and the manager).
     @Test func aStoppingPeerIsNotChosenForATaskThoughItIsTheLeastBusy() async throws {

@@ -108,7 +108,8 @@ public final class InProcessGrid: Sendable {
     @discardableResult
     public func startWorker(
         _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(), peer: Bool = false,
-        peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, diskReserveBytes: Int64? = nil, timeout: Double = 30
+        peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, diskReserveBytes: Int64? = nil, unsandboxedTasks: Bool = false,
+        timeout: Double = 30
     ) async throws -> InProcessWorker {
         let token = try await owner.createToken(kind: "worker").token
         var config = WorkerConfig(managerHost: "127.0.0.1", token: token, name: name, dataDirectory: root + "/workers/\(name)")
@@ -116,6 +117,9 @@ public final class InProcessGrid: Sendable {
         if let maxGridInputBytes { config.maxGridInputBytes = maxGridInputBytes }
         if let diskReserveBytes { config.diskReserveBytes = diskReserveBytes }
         config.sandbox = SandboxReport(tier: runner.tier, label: "scripted, in-process (tests)", acceptsOthers: true)
+        // `unsandboxedTasks`: as a worker whose interpreters run outside a sandbox (a container-engine tier): its owner's
+        // tasks only.
+        if unsandboxedTasks { config.sandbox?.tasksAcceptOthers = false }
         let (registered, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
         var workerLogger = logger
         workerLogger[metadataKey: "worker"] = "\(name)"
@@ -123,6 +127,7 @@ public final class InProcessGrid: Sendable {
         if peer {
             var peerSettings = PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: cpus)
             if let peerAuthCacheSeconds { peerSettings.authCacheSeconds = peerAuthCacheSeconds }
+            peerSettings.tasksForOwnerOnly = unsandboxedTasks
             let service = try PeerService(config: peerSettings, functions: ScriptedFunctions(peer: name), logger: workerLogger)
             let bound = Worker.Peers(service: service, listener: try await PeerServer.bind(host: "127.0.0.1", port: 0))
             config.port = bound.port
