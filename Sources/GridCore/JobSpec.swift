@@ -96,6 +96,10 @@ public struct JobSpec: Hashable, Sendable, Codable {
 
     public static let limits = (cpus: 1...256, ramGb: 0...4096, gpus: 0...64, minutes: 1...10_080, priority: -10...10)
 
+    /// The RAM a sandbox holds the job to, in GB: what it asked for, and at least 1. (`--ram 0`, "under a gigabyte",
+    /// left a job with no memory limit at all, free to push the contributor's machine into swap.)
+    public var memoryLimitGb: Int { max(1, ramGb) }
+
     /// Checks every field and says, in words, what is wrong.
     public func validate() throws(GridError) {
         let l = Self.limits

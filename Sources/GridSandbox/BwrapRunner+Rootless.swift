@@ -39,7 +39,7 @@ extension BwrapRunner {
             explainTail: { report, tail in
                 guard RootlessLimits.outOfMemory(report: report, addressSpace: plan.addressSpace, outputTail: tail) else { return report }
                 var r = report
-                r.reason = Reasons.outOfMemory(gb: spec.ramGb)
+                r.reason = Reasons.outOfMemory(gb: spec.memoryLimitGb)
                 return r
             })
         let execution = try JobExecution.spawn(

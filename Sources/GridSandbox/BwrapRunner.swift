@@ -197,7 +197,7 @@ public struct BwrapRunner: JobRunner {
         if configuration.limitSource == .rlimits { return try startWithRlimits(request) }
         let spec = request.spec
         let limits = configuration.limits
-        let memoryBytes: UInt64? = spec.ramGb > 0 ? UInt64(spec.ramGb) << 30 : nil
+        let memoryBytes: UInt64? = UInt64(spec.memoryLimitGb) << 30
         let cgroupLimits = CgroupLayout.Limits(memoryBytes: memoryBytes, pids: limits.maxProcesses, cpus: spec.cpus)
         var env = JobEnvironment.make(for: request, home: Self.jobDirectory)
         env["TMPDIR"] = "/tmp"
@@ -314,7 +314,7 @@ public struct BwrapRunner: JobRunner {
     private func hooks(_ request: RunRequest, cgroup: JobCgroup) -> JobExecution.Hooks {
         let spec = request.spec
         let limits = configuration.limits
-        let ram = spec.ramGb
+        let ram = spec.memoryLimitGb
         return JobExecution.Hooks(
             killAll: { cgroup.killAll() },
             cgroupHoldsEveryProcess: true,

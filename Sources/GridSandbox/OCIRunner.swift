@@ -210,10 +210,8 @@ public struct OCIRunner: JobRunner {
             ],
             "AutoRemove": false,
         ]
-        if spec.ramGb > 0 {
-            host["Memory"] = spec.ramGb << 30
-            host["MemorySwap"] = spec.ramGb << 30
-        }
+        host["Memory"] = spec.memoryLimitGb << 30
+        host["MemorySwap"] = spec.memoryLimitGb << 30
         if spec.cpus > 0 { host["NanoCpus"] = spec.cpus * 1_000_000_000 }
         if spec.gpus > 0, let visible = environment["CUDA_VISIBLE_DEVICES"], !visible.isEmpty {
             host["DeviceRequests"] = [
@@ -336,7 +334,7 @@ public struct OCIRunner: JobRunner {
                 let usage = Reasons.Usage(
                     // The engine's OOMKilled flag is unreliable (Podman 4.3's conmon writes its `oom` note into its working
                     // directory); a container's init killed by SIGKILL that we did not send, with a memory limit, is the OOM killer.
-                    oomKilled: oom || (report.exitCode == 137 && spec.ramGb > 0),
+                    oomKilled: oom || report.exitCode == 137,
                     pidsLimitHit: v.pidsLimitHit,
                     fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
                     cpuSeconds: nil, peakMemoryBytes: nil)

@@ -37,7 +37,7 @@ enum Reasons {
             if usage.pidsLimitHit {
                 r.reason = tooManyProcesses(limits.maxProcesses)
             } else if usage.oomKilled {
-                r.reason = outOfMemory(gb: spec.ramGb)
+                r.reason = outOfMemory(gb: spec.memoryLimitGb)
             } else if signal == fileTooLargeSignal || usage.fileLimitHit {
                 r.reason = outputTooLarge(bytes: limits.maxFileBytes)
             } else if let signal, r.reason == nil || r.reason?.hasPrefix("exited with code") == true {

@@ -22,7 +22,7 @@ public struct RestrictedRunner: JobRunner {
             grid_rlimit(resource: RLimit.nofile, value: limits.maxOpenFiles),
         ]
         // RLIMIT_AS breaks CUDA, so GPU jobs never get it; CPU jobs get their RAM plus room for the interpreter's mappings.
-        let memoryLimitGB = request.spec.gpus == 0 && request.spec.ramGb > 0 ? request.spec.ramGb : nil
+        let memoryLimitGB = request.spec.gpus == 0 ? request.spec.memoryLimitGb : nil
         if let gb = memoryLimitGB {
             rlimits.append(grid_rlimit(resource: RLimit.addressSpace, value: UInt64(gb + 1) << 30))
         }

@@ -75,8 +75,8 @@ public enum RootlessLimits {
         var addressSpace: UInt64?
         if spec.gpus > 0 {
             leftOut.append("memory limit (RLIMIT_AS) left out: it breaks CUDA, and this job uses \(spec.gpus) GPU(s)")
-        } else if spec.ramGb > 0 {
-            addressSpace = UInt64(spec.ramGb + 1) << 30
+        } else {
+            addressSpace = UInt64(spec.memoryLimitGb + 1) << 30
             outside.append(Limit(resource: RLimit.addressSpace, value: addressSpace!))
         }
         return Plan(outside: outside, processes: limits.maxProcesses, addressSpace: addressSpace, leftOut: leftOut)

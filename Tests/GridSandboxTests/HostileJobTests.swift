@@ -201,8 +201,9 @@ struct HostileJobTests {
         #expect(after.report.outcome == .completed && after.output.contains("still fine"), "\(after.output)")
     }
 
-    @Test("a memory hog is killed and reported as out of memory with the limit", arguments: Tier.allCases)
-    func memoryHogOutOfMemory(tier: Tier) async throws {
+    /// `ramGb` 0 ("under a gigabyte") once meant no memory limit at all: it is held to 1 GB as well.
+    @Test("a memory hog is killed and reported as out of memory with the limit", arguments: Tier.allCases, [1, 0])
+    func memoryHogOutOfMemory(tier: Tier, ramGb: Int) async throws {
         let h = try await SandboxHarness.make(tier)
         let r = try await h.run(
             """
@@ -212,7 +213,7 @@ struct HostileJobTests {
                 for j in range(0, len(chunks[-1]), 4096):
                     chunks[-1][j] = 1
             print("SURVIVED")
-            """, spec: JobSpec(name: "hog", cpus: 1, ramGb: 1, minutes: 3))
+            """, spec: JobSpec(name: "hog", cpus: 1, ramGb: ramGb, minutes: 3))
         #expect(r.report.outcome == .failed)
         #expect(r.report.reason == "out of memory (limit 1 GB)", "\(String(describing: r.report.reason)) \(r.output.suffix(500))")
         #expect(!r.output.contains("SURVIVED"))
