@@ -22,6 +22,9 @@ public struct PeerConfig: Sendable {
     /// tier is a container engine, or none) and the owner did not say `--allow-unsandboxed`. Others' tasks are refused
     /// here (a non-confidential one is handed to another peer).
     public var tasksForOwnerOnly = false
+    /// Function tasks waiting here, per user and in all (each holds its program and arguments in memory until it runs).
+    public var maxQueuedTasksPerUser = 256
+    public var maxQueuedTasks = 4_096
     /// How long the manager's answer that a person's token still stands is kept, in seconds (`PeerTrust.Standing`).
     public var authCacheSeconds: Double = 60
     /// Bulk uploads open at once: per user, and on this peer altogether.

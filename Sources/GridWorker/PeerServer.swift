@@ -143,6 +143,10 @@ final class PeerConnection: ChannelInboundHandler {
     /// The session or peer check under way (one at a time, before the connection is open): owned by this connection,
     /// cancelled when it closes, so no check outlives it.
     private var handshake: Task<Void, Never>?
+    /// This connection, to the service (`Caller.connection`): its queued tasks are dropped when it closes.
+    private let id = PeerConnection.ids.add(1, ordering: .relaxed).newValue
+    private static let ids = Atomic<Int>(0)
+    private var hadRequests = false
 
     init(service: PeerService, gate: StrangerGate, submit: AsyncStream<PeerRequest>.Continuation, logger: Logger) {
         self.service = service
@@ -201,6 +205,9 @@ final class PeerConnection: ChannelInboundHandler {
             if case .getMem(let m) = frame.message, caller.peer == nil, service.stands(caller), let hit = service.memory.fastGet(m.key, user: caller.user) {
                 return reply(GridFrame(id: frame.id, .memResult(hit)), context: context)
             }
+            var caller = caller
+            caller.connection = id
+            hadRequests = true
             start(frame, caller: caller, context: context)
         }
     }
@@ -299,6 +306,11 @@ final class PeerConnection: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         handshake?.cancel()
         handshake = nil
+        // Its tasks still waiting are dropped: nobody reads their results, and a closed connection holds no queue.
+        if hadRequests {
+            let (service, id) = (service, id)
+            Task { await service.connectionClosed(id) }
+        }
         context.fireChannelInactive()
     }
 

@@ -31,6 +31,8 @@ public actor PeerService: Service {
         /// The certificate a person opened a `SESSION` with: each of their requests needs it to still stand
         /// (`standing(of:)`), so a session opened before its token was revoked does nothing after.
         public var certificate: PeerTrust.UserCertificate?
+        /// The connection the requests come on (`PeerServer`): its tasks still queued are dropped when it closes.
+        public var connection: Int?
         public var isPeer: Bool { peer != nil }
         public init(
             user: String, peer: String? = nil, peerKey: String? = nil, peerExpires: Int64? = nil, certificate: PeerTrust.UserCertificate? = nil
@@ -51,6 +53,7 @@ public actor PeerService: Service {
     struct QueuedTask: Sendable {
         var id: Int
         var task: Msg.CPUTask
+        var connection: Int?
         var admit: CheckedContinuation<Int?, Never>
     }
 
@@ -808,7 +811,7 @@ public actor PeerService: Service {
             confidential: task.confidential == true, forwardedByAPeer: caller.isPeer, freeSlot: hasFreeSlot && here, hasManager: managerLink != nil)
         guard first == .askManager, let managerLink else {
             guard here else { throw refusedHere() }
-            return await runHere(mine)
+            return try await runHere(mine, connection: caller.connection)
         }
         var best: String?
         var asked = true
@@ -832,7 +835,7 @@ public actor PeerService: Service {
             asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait)
         guard case .forward(let target) = choice, let ticket = tickets[user] else {
             guard here else { throw refusedHere() }
-            return await runHere(mine)
+            return try await runHere(mine, connection: caller.connection)
         }
         var forwarded = mine
         forwarded.confidential = false
@@ -848,7 +851,7 @@ public actor PeerService: Service {
             lastBestPeer = TaskRouting.afterForwardFailed(lastBestPeer, target: target)
             logger.info("best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(e.message)"])
             guard here else { throw refusedHere() }
-            return await runHere(mine)
+            return try await runHere(mine, connection: caller.connection)
         }
     }
 
@@ -865,18 +868,26 @@ public actor PeerService: Service {
     static let priorities = -10...10
 
     /// Runs a task here, in the request's own task: at once when nothing waits and there is room, else once the
-    /// scheduler (`FairQueue`) gives it its turn.
-    func runHere(_ task: Msg.CPUTask) async -> Msg.CPUResult {
+    /// scheduler (`FairQueue`) gives it its turn. The queue is bounded, per user and in all (`PeerConfig`): a user who
+    /// sent tasks, closed the connection and sent more piled up unbounded work and memory. `connection`: the one the
+    /// task came on; when it closes its queued tasks are dropped (`connectionClosed`).
+    func runHere(_ task: Msg.CPUTask, connection: Int? = nil) async throws -> Msg.CPUResult {
+        let user = task.user ?? "?"
+        let runsNow = queue.isEmpty && !stopping && running < config.slots + pool.lookahead
+        guard runsNow || (queue.count(of: user) < config.maxQueuedTasksPerUser && queue.count < config.maxQueuedTasks) else {
+            throw GridError(
+                .rateLimited,
+                "this peer has \(queue.count(of: user)) of your tasks and \(queue.count) in all waiting, the most it queues; send more as they finish")
+        }
         nextTaskSerial += 1
         let serial = nextTaskSerial
-        let user = task.user ?? "?"
         let order: Int?
-        if queue.isEmpty, !stopping, running < config.slots + pool.lookahead {
+        if runsNow {
             order = admit(serial, user: user)
             onLoadChange?()
         } else {
             order = await withCheckedContinuation { (c: CheckedContinuation<Int?, Never>) in
-                queue.enqueue(QueuedTask(id: serial, task: task, admit: c), user: user, priority: task.priority ?? 0)
+                queue.enqueue(QueuedTask(id: serial, task: task, connection: connection, admit: c), user: user, priority: task.priority ?? 0)
                 pump()
             }
         }
@@ -888,6 +899,11 @@ public actor PeerService: Service {
         let result = await execute(task, order: order)
         finished(serial)
         return result
+    }
+
+    /// Connection `id` closed: its tasks still waiting are dropped (nobody would read their results).
+    public func connectionClosed(_ id: Int) {
+        for dropped in queue.remove(where: { $0.connection == id }) { dropped.admit.resume(returning: nil) }
     }
 
     /// Counts task `serial` as handed to the pool; returns its start order.

@@ -1,10 +1,13 @@
 import Foundation
 import GridClient
 import GridCore
+import GridPeer
 import GridProtocol
 import GridTestSupport
 import Synchronization
 import Testing
+
+@testable import GridWorker
 
 /// Function tasks routed between peers, in process (issue 14): workers with their peer services, their tasks run by
 /// `ScriptedFunctions` (no interpreter), the manager on the in-memory transport; the peers' own ports on loopback.
@@ -78,6 +81,44 @@ import Testing
             defer { mine.close() }
             let own = try await Self.result(mine, Self.task("t-own", confidential: true))
             #expect(own.outcome.ok && own.peer == bare.workerId, "the owner's own task did not run on its worker: \(own)")
+        }
+    }
+
+    /// A user could send tasks to a busy peer, close the connection and send more: each stayed queued with its program
+    /// and arguments until it ran, without bound, and the worker ran out of memory. A user's waiting tasks are bounded
+    /// (the next is refused as rate limited, saying why), and those of a connection that closed are dropped.
+    @Test func aUsersWaitingTasksAreBoundedAndAClosedConnectionsAreDropped() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("one-slot", owner: owner, cpus: 1, peer: true, maxQueuedTasksPerUser: 3)
+            let service = try #require(peer.peerService)
+            let mallory = try await grid.user("mallory")
+            let first = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: mallory.grantSource)
+            // Confidential: they stay on this peer. The first holds the only slot; the rest wait.
+            let sent = Task {
+                await withTaskGroup(of: String.self) { group in
+                    for i in 0..<8 {
+                        group.addTask {
+                            do {
+                                _ = try await Self.result(first, Self.task("t-\(i)", "# grid: sleep 10", confidential: true))
+                                return "ran"
+                            } catch let e as GridError { return e.code == .rateLimited && e.message.contains("most it queues") ? "limited" : "\(e)" } catch {
+                                return "closed"
+                            }
+                        }
+                    }
+                    var out: [String] = []
+                    for await r in group { out.append(r) }
+                    return out
+                }
+            }
+            let queued = await eventually(timeout: 30, interval: 0.05) { await service.queue.count(of: "mallory") == 3 }
+            #expect(queued, "mallory's tasks did not queue up to the bound")
+            first.close()
+            let outcomes = await sent.value
+            #expect(outcomes.filter { $0 == "limited" }.count >= 4, "\(outcomes)")
+            let dropped = await eventually(timeout: 30, interval: 0.05) { await service.queue.count(of: "mallory") == 0 }
+            #expect(dropped, "the closed connection's tasks stayed queued")
         }
     }
 

@@ -26,13 +26,25 @@ import Testing
         #expect(drain(&q) == ["a1", "b1", "c1", "a2", "a3"])
     }
 
-    @Test func higherPriorityRunsFirstThenTurnsWithinIt() {
+    @Test func priorityOrdersAUsersOwnItemsWithinTheirTurns() {
         var q = FairQueue<String>()
         q.enqueue("low-a", user: "alice", priority: 0)
         q.enqueue("high-b1", user: "bob", priority: 5)
         q.enqueue("high-b2", user: "bob", priority: 5)
         q.enqueue("high-a", user: "alice", priority: 5)
-        #expect(drain(&q) == ["high-b1", "high-a", "high-b2", "low-a"])
+        #expect(drain(&q) == ["high-a", "high-b1", "low-a", "high-b2"])
+    }
+
+    /// Mallory asked for priority 10 on every task, and Alice's default-priority task waited behind all of hers.
+    @Test func onesUsersHighPriorityFloodDoesNotStarveAnother() {
+        var q = FairQueue<String>()
+        for i in 1...1_000 { q.enqueue("m\(i)", user: "mallory", priority: 10) }
+        q.enqueue("a1", user: "alice")
+        #expect(q.next()?.item == "m1")
+        #expect(q.next()?.item == "a1")
+        #expect(q.count(of: "mallory") == 999 && q.count(of: "alice") == 0)
+        for p in [Int.min, -1, 0, Int.max] { q.enqueue("x\(p)", user: "x", priority: p) }
+        #expect(q.count == 1_003)
     }
 
     @Test func aUserWhoReturnsJoinsTheEndOfTheTurn() {
