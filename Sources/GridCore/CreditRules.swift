@@ -46,6 +46,15 @@ public enum CreditRules {
         return min(max(0, reportedMilliseconds), max(0, observedMilliseconds), limit)
     }
 
+    /// The CPU time recorded for a run (fair share orders the queue by it; the leaderboard shows it): what the worker
+    /// reported, but never more than the job's CPUs for the paid runtime. A worker reporting 10¹⁰ CPU-seconds on
+    /// another user's job pushed that user to the back of the queue for a day.
+    public static func creditedCPUSeconds(_ spec: JobSpec, reported: Double, paidRuntimeMs: Int64) -> Double {
+        guard reported.isFinite, reported > 0 else { return 0 }
+        let most = Double(max(0, spec.cpus)) * Double(max(0, paidRuntimeMs)) / 1000
+        return min(reported, most)
+    }
+
     /// The manager's own measure of a run, in milliseconds, from two wall-clock readings in seconds: 0 when either is
     /// not a number or the clock went backwards, and never a trap.
     public static func observedMilliseconds(from start: Double, to end: Double) -> Int64 {

@@ -475,7 +475,8 @@ public actor ManagerCore {
         let observed = CreditRules.observedMilliseconds(from: runStarted[done.job] ?? job.startedAt ?? receivedAt, to: receivedAt)
         let runtime = CreditRules.paidRuntime(job.spec, reportedMilliseconds: done.runtimeMs, observedMilliseconds: observed)
         var result = GridDatabase.RunResult(
-            state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb, cpuSeconds: done.cpuSeconds,
+            state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb,
+            cpuSeconds: CreditRules.creditedCPUSeconds(job.spec, reported: done.cpuSeconds, paidRuntimeMs: runtime),
             reason: done.reason)
         // A job whose environment could not be built never ran: the worker waives its pay and the hold goes back whole.
         result.refund = done.refund == true

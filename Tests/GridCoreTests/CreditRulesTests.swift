@@ -11,6 +11,20 @@ struct CreditRulesTests {
         #expect(CreditRules.hold(spec) == 33)
     }
 
+    /// Fair share orders the queue by the CPU time a user's runs took, as their workers report it: one worker reported
+    /// 10¹⁰ CPU-seconds on another user's job and sent them to the back of the queue for a day. What is recorded is at
+    /// most the job's CPUs for the paid runtime.
+    @Test func recordedCPUTimeIsAtMostTheCPUsForThePaidRuntime() {
+        let spec = JobSpec(name: "j", cpus: 2, ramGb: 1, minutes: 10)
+        #expect(CreditRules.creditedCPUSeconds(spec, reported: 1e10, paidRuntimeMs: 60_000) == 120)
+        #expect(CreditRules.creditedCPUSeconds(spec, reported: 30, paidRuntimeMs: 60_000) == 30)
+        for bad in [Double.nan, .infinity, -.infinity, -1, 0, -Double.greatestFiniteMagnitude] {
+            #expect(CreditRules.creditedCPUSeconds(spec, reported: bad, paidRuntimeMs: 60_000) == 0)
+        }
+        #expect(CreditRules.creditedCPUSeconds(spec, reported: 5, paidRuntimeMs: Int64.min) == 0)
+        #expect(CreditRules.creditedCPUSeconds(spec, reported: .greatestFiniteMagnitude, paidRuntimeMs: Int64.max).isFinite)
+    }
+
     @Test func smallestJobCostsSevenPlusItsMinutes() {
         let tiny = JobSpec(name: "tiny", cpus: 1, ramGb: 0, gpus: 0, minutes: 1)
         #expect(CreditRules.hold(tiny) == 5 + 2 + 0 + 0 + 1)

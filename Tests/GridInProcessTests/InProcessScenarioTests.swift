@@ -299,6 +299,47 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 
+    /// Fair share orders the queue by the CPU time a user's runs took, and the leaderboard shows what workers gave:
+    /// a worker reported 10⁹ CPU-seconds for a one-CPU run of a second and pushed the job's owner to the back of the
+    /// queue for a day. What is recorded is at most the job's CPUs for the paid runtime.
+    @Test func aRunsCPUTimeIsRecordedAtMostItsCPUsForItsPaidRuntime() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let mallory = try await grid.user("mallory")
+            let token = try await mallory.createToken(kind: "worker").token
+            let link = try grid.transport.dial()
+            defer { link.close() }
+            var inbound = link.inbound.makeAsyncIterator()
+            func next(where wanted: (GridFrame) -> Bool) async throws -> GridFrame? {
+                for _ in 0..<1000 {
+                    guard case .frame(let f)? = try await inbound.next() else { return nil }
+                    if wanted(f) { return f }
+                }
+                return nil
+            }
+            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "mallory-box"))))
+            guard case .helloOk? = try await next(where: { $0.id == 1 })?.message else { Issue.record("no HELLO_OK"); return }
+            try await link.outbound.write(
+                GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1, gpus: 0), tier: .bwrap, slots: 1))))
+            guard case .registered? = try await next(where: { $0.id == 2 })?.message else { Issue.record("no REGISTERED"); return }
+            let id = try await alice.submit(InProcessScenarioTests.job("victim", "# grid: print hi\n", cpus: 1, ramGb: 1)).job.id
+            guard case .jobAssign(let assign)? = try await next(where: { if case .jobAssign = $0.message { true } else { false } })?.message else {
+                Issue.record("the job was not assigned to the only worker")
+                return
+            }
+            try await link.outbound.write(GridFrame(id: 3, .jobStarted(Msg.JobStarted(job: assign.job))))
+            let done = Msg.JobDone(
+                job: assign.job, outcome: .completed, exitCode: 0, runtimeMs: 1_000, peakMemoryKb: 1, cpuSeconds: 1e9, reason: nil, files: [], logBytes: 0)
+            try await link.outbound.write(GridFrame(id: 4, .jobDone(done)))
+            guard case .jobDoneAck? = try await next(where: { $0.id == 4 })?.message else { Issue.record("the report was not acknowledged"); return }
+            let ended = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed])
+            #expect(ended.state == .completed)
+            let given = try #require(try await mallory.workers().workers.first { $0.name == "mallory-box" }?.cpuHoursGiven)
+            // At most 1 CPU for the paid runtime, which is at most the 1 s reported.
+            #expect(given <= 1.0 / 3600 + 1e-9, "recorded \(given * 3600) CPU-seconds")
+        }
+    }
+
     /// Messages only a manager sends (a CANCEL, an acknowledgement, a peer list), sent by a worker: each is refused
     /// with the reason, nothing happens to the job it names, and the connection goes on (a PING is answered).
     @Test func messagesOnlyAManagerSendsAreRefusedFromAWorkerAndChangeNothing() async throws {
