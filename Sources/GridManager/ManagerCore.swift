@@ -381,7 +381,11 @@ public actor ManagerCore {
             guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
             leases.release(done.job.jobId)
             leasedSpecs[done.job.jobId] = nil
-            rejections.rejected(done.job.jobId, by: who.workerId, now: now())
+            // Every worker of its owner keeps away from it: one owner's workers rejecting a job in turn ended it as
+            // failed after ten tries without an honest worker ever getting it.
+            let t = now()
+            rejections.rejected(done.job.jobId, by: who.workerId, now: t)
+            for (id, w) in live where w.identity.ownerId == who.ownerId { rejections.rejected(done.job.jobId, by: id, now: t) }
             let reason = "worker \(who.name) could not start it: \(done.reason ?? "unknown reason")"
             do {
                 let job = try await db.requeue(

@@ -340,6 +340,66 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 
+    /// One owner's workers rejecting a job in turn (each `JOB_DONE rejected`) ended it as failed after ten tries, and an
+    /// honest worker never got it: a rejection keeps the job away from every worker of that owner.
+    @Test func aRejectedJobKeepsAwayFromEveryWorkerOfTheRejectingOwner() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let mallory = try await grid.user("mallory")
+            let token = try await mallory.createToken(kind: "worker").token
+            final class Raw: @unchecked Sendable {
+                // Safe: used by this test's task only.
+                let link: GridLink
+                var inbound: GridLink.Inbound.AsyncIterator
+                init(_ link: GridLink) {
+                    self.link = link
+                    inbound = link.inbound.makeAsyncIterator()
+                }
+                func next(where wanted: (GridFrame) -> Bool, timeout: Double = 30) async throws -> GridFrame? {
+                    for _ in 0..<1000 {
+                        guard case .frame(let f)? = try await inbound.next() else { return nil }
+                        if wanted(f) { return f }
+                    }
+                    return nil
+                }
+            }
+            var puppets: [Raw] = []
+            for i in 0..<3 {
+                let raw = Raw(try grid.transport.dial())
+                try await raw.link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "puppet-\(i)"))))
+                guard case .helloOk? = try await raw.next(where: { $0.id == 1 })?.message else { Issue.record("no HELLO_OK"); return }
+                try await raw.link.outbound.write(
+                    GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1, gpus: 0), tier: .bwrap, slots: 1))))
+                guard case .registered? = try await raw.next(where: { $0.id == 2 })?.message else { Issue.record("no REGISTERED"); return }
+                puppets.append(raw)
+            }
+            defer { for p in puppets { p.link.close() } }
+            let id = try await alice.submit(InProcessScenarioTests.job("victim", "# grid: print hi\n", cpus: 1, ramGb: 1)).job.id
+            // Whichever puppet gets it rejects it.
+            let assigned = try await withThrowingTaskGroup(of: (Int, Msg.JobAssign)?.self) { group in
+                for (i, p) in puppets.enumerated() {
+                    group.addTask {
+                        guard case .jobAssign(let a)? = try await p.next(where: { if case .jobAssign = $0.message { true } else { false } })?.message
+                        else { return nil }
+                        return (i, a)
+                    }
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
+            }
+            let (which, assign) = try #require(assigned, "the job was not assigned to a puppet")
+            let rejected = Msg.JobDone(
+                job: assign.job, outcome: .rejected, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: "no", files: [], logBytes: 0)
+            try await puppets[which].link.outbound.write(GridFrame(id: 3, .jobDone(rejected)))
+            // An honest worker joins: the job goes to it, not to another puppet.
+            let owner = try await grid.user("owner")
+            let honest = try await grid.startWorker("honest", owner: owner, cpus: 1)
+            let done = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed, .cancelled], timeout: 60)
+            #expect(done.state == .completed && done.workerId == honest.workerId, "\(done.state) on \(done.workerId ?? "-")")
+            #expect((done.interruptions ?? []).count == 1, "\(done.interruptions ?? [])")
+        }
+    }
+
     /// Messages only a manager sends (a CANCEL, an acknowledgement, a peer list), sent by a worker: each is refused
     /// with the reason, nothing happens to the job it names, and the connection goes on (a PING is answered).
     @Test func messagesOnlyAManagerSendsAreRefusedFromAWorkerAndChangeNothing() async throws {
