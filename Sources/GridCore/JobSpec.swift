@@ -82,13 +82,6 @@ public struct JobSpec: Hashable, Sendable, Codable {
         return ["CAMPUSGRID_SEED": String(seed)]
     }
 
-    /// The seed of job `id`: a fixed function of the id, the same for every run of it (a check run carries its
-    /// job's seed in its copied spec).
-    public static func seed(for id: JobID) -> UInt32 {
-        var g = SplitMix(seed: UInt64(bitPattern: id) ^ 0x5EED_CA4D_5EED_CA4D)
-        return UInt32(truncatingIfNeeded: g.next())
-    }
-
     /// The job's Python needs, parsed; empty when it declares none (or when they do not parse: `validate` says why).
     public var pythonRequirements: PythonRequirements {
         (try? PythonRequirements(lines: requirements ?? [], requiresPython: requiresPython)) ?? PythonRequirements()

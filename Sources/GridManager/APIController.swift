@@ -172,7 +172,7 @@ struct APIController: Sendable {
 
     /// The spec as the manager keeps it: the script's PEP 723 metadata (`# /// script`) added to its requirements, all
     /// normalised (`PythonRequirements`; a malformed block or requirement is refused with the reason), and no seed of
-    /// the submitter's: every run gets the manager's (`JobSpec.seed(for:)`), which a submitter cannot pick.
+    /// the submitter's: every run gets the manager's (`PeerTrust.Signer.jobSeed(for:)`), which a submitter cannot pick.
     static func submitted(_ spec: JobSpec, script: Data) throws -> JobSpec {
         var spec = spec
         spec.seed = nil

@@ -755,7 +755,7 @@ public actor ManagerCore {
             let owner = try await db.user(id: job.ownerId)?.username
             // Every run of a job, check runs included, gets the same seed: the job's (a check run's is its job's).
             var spec = job.spec
-            spec.seed = spec.seed ?? JobSpec.seed(for: job.checkOf ?? job.id)
+            spec.seed = spec.seed ?? authority.jobSeed(for: job.checkOf ?? job.id)
             // A job that reads grid files gets the owner's read ticket for this worker: those files, and nothing else.
             let inputs = spec.gridInputs ?? []
             let ticket = owner.flatMap { inputs.isEmpty ? nil : authority.readTicket(user: $0, holder: worker, files: inputs, now: Int64(wall())) }

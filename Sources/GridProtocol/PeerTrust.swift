@@ -220,6 +220,15 @@ public enum PeerTrust {
         /// The public key, raw, base64: what credentials name and `HELLO_OK` hands out.
         public var publicKey: String { key.publicKey.rawRepresentation.base64EncodedString() }
 
+        /// The seed every run of job `id` gets (`CAMPUSGRID_SEED`): keyed with this private key (HMAC-SHA256), so the
+        /// same for every run and on every manager of the grid (they share the key), and no worker can tell from a
+        /// run's seed which job it belongs to. (A fixed function of the id let a checker recognise a check run, and
+        /// the job it checks, on sight.)
+        public func jobSeed(for id: Int64) -> UInt32 {
+            let mac = HMAC<SHA256>.authenticationCode(for: Data("campusgrid-job-seed-v1\n\(id)".utf8), using: SymmetricKey(data: key.rawRepresentation))
+            return mac.withUnsafeBytes { raw in raw.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+        }
+
         /// A signature over `data`, base64.
         public func sign(_ data: Data) -> String {
             ((try? key.signature(for: data)) ?? Data()).base64EncodedString()

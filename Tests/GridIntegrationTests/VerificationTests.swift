@@ -28,8 +28,11 @@ extension Integration {
                 script: API.FileUpload(name: "job.py", contentBase64: Data(script.utf8).base64EncodedString()), inputs: [])
         }
 
-        /// The output an honest run of job `id` writes.
-        static func honest(_ id: JobID) -> String { String(UInt64(JobSpec.seed(for: id)) * 7 % 1_000_003) }
+        /// The output an honest run of job `id` writes: its seed is keyed with the manager's key.
+        static func honest(_ id: JobID, _ grid: TestGrid) throws -> String {
+            let key = try PeerTrust.Signer(rawRepresentation: try Data(contentsOf: URL(fileURLWithPath: grid.root + "/manager/manager-key")))
+            return String(UInt64(key.jobSeed(for: id)) * 7 % 1_000_003)
+        }
 
         @Test(.timeLimit(.minutes(6)))
         func aCheatingWorkerIsCaughtWithinItsProbationItsJobsRerunItsEscrowForfeitedAndItIsQuarantined() async throws {
@@ -61,7 +64,8 @@ extension Integration {
                 let job = try #require(assign["job"] as? [String: Any])
                 let id = JobID(job["job_id"] as? Int ?? 0)
                 let spec = try #require(assign["spec"] as? [String: Any])
-                #expect((spec["seed"] as? Int).map(UInt32.init) == JobSpec.seed(for: id), "every run gets the job's fixed seed")
+                let key = try PeerTrust.Signer(rawRepresentation: try Data(contentsOf: URL(fileURLWithPath: grid.root + "/manager/manager-key")))
+                #expect((spec["seed"] as? Int).map(UInt32.init) == key.jobSeed(for: id), "every run gets the job's fixed seed")
                 let ref = FakeWorker.ref(job)
                 cheater.send(#""type":"JOB_STARTED","job":\#(ref)"#)
                 let log = Array("draw 0.5\n".utf8)
@@ -95,7 +99,7 @@ extension Integration {
                 #expect(label.hasPrefix("contradicted → rerun on honest-"), "\(label)")
                 #expect(last?.state == .completed)
                 // The submitter's final result is the honest one.
-                #expect(String(decoding: try await alice.output(id, name: "out.txt"), as: UTF8.self) == Self.honest(id))
+                #expect(String(decoding: try await alice.output(id, name: "out.txt"), as: UTF8.self) == (try Self.honest(id, grid)))
             }
 
             // Bob's escrow went to the fund; he earned nothing. The ledger still adds up, with a fund.
@@ -178,7 +182,7 @@ extension Integration {
             #expect(agreed, "\(String(describing: last?.verification))\n\(grid.logs().suffix(3000))")
             #expect(last?.verification?.reason == "requested")
             #expect(last?.verification?.label.hasPrefix("verified by worker ") == true)
-            #expect(String(decoding: try await alice.output(verified.job.id, name: "out.txt"), as: UTF8.self) == Self.honest(verified.job.id))
+            #expect(String(decoding: try await alice.output(verified.job.id, name: "out.txt"), as: UTF8.self) == (try Self.honest(verified.job.id, grid)))
             let status = try await grid.cli(["status", verified.job.id.description], token: alice.token)
             #expect(status.stdout.contains("result:     verified by worker"), "\(status.stdout)")
 

@@ -63,6 +63,17 @@ struct PeerTrustTests {
         #expect(PeerTrust.signedText("l", ["a\n1:b"]) != PeerTrust.signedText("l", ["a", "b"]))
     }
 
+    /// A job's seed was a fixed function of its id: a checker saw that a run's seed was not its own job id's, and
+    /// found the job it checks by trying ids. It is keyed with the manager's key: the same for every run and every
+    /// manager that shares the key, and nothing a worker can compute.
+    @Test func aJobsSeedIsKeyedWithTheManagersKey() throws {
+        let again = try PeerTrust.Signer(rawRepresentation: manager.rawRepresentation)
+        #expect(manager.jobSeed(for: 1234) == again.jobSeed(for: 1234))
+        #expect(manager.jobSeed(for: 1234) != manager.jobSeed(for: 1235))
+        #expect(manager.jobSeed(for: 1234) != PeerTrust.Signer().jobSeed(for: 1234))
+        for id in [Int64.min, -1, 0, Int64.max] { _ = manager.jobSeed(for: id) }
+    }
+
     @Test func workerIdsAndHostsAreMadeOfPlainCharacters() {
         for good in ["w-0123456789", "pc.lab_3-a", String(repeating: "a", count: 64)] { #expect(WorkerNaming.isWellFormed(id: good), "\(good)") }
         for bad in ["", "w-a\nb", "w/a", "w a", "w-\u{0}", "é", String(repeating: "a", count: 65), "w-victim\r"] {
