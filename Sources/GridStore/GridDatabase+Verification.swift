@@ -153,6 +153,9 @@ extension GridDatabase {
                 let agreed = agreeing.contains(i)
                 try resolve(db, runs[i], agreed: agreed, now: now)
                 guard let worker = runs[i].workerId else { continue }
+                // A worker earns no trust on its owner's own jobs: an owner's `--verify` jobs on their own worker,
+                // run honestly, passed its probation for it, and it then forged other users' results unchecked.
+                if agreed, try workerOwner(db, worker) == root.ownerId { continue }
                 var reputation = try reputation(db, worker, rules: policy.reputation)
                 let actions = reputation.record(agreed ? .agreed : .contradicted)
                 try db.execute(

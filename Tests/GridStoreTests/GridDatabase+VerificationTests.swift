@@ -231,6 +231,24 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// An owner's `--verify` jobs, run honestly on their own worker, counted toward its probation: it passed it on its
+    /// owner's jobs and then forged other users' results unchecked. Only agreement on another user's job counts.
+    @Test(arguments: StoreBackend.allCases) func agreementOnTheOwnersOwnJobsEarnsTheWorkerNoTrust(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        var spec = VerifyGrid.spec
+        spec.verify = true
+        for i in 0..<2 {
+            let job = try await g.submit(spec)  // Ada's, on Ada's own worker, checked by Carol's
+            let first = try await g.run(job.id, on: "wa", output: "42", now: 10 + Double(i) * 10)
+            try await g.run(try #require(first.checkQueued), on: "w3", output: "42", now: 15 + Double(i) * 10)
+            #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        }
+        #expect(try await g.db.reputation(of: "wa", rules: VerifyGrid.policy.reputation).verified == 0)
+        // Carol's worker agreed on Ada's jobs: that counts for it.
+        #expect(try await g.db.reputation(of: "w3", rules: VerifyGrid.policy.reputation).verified == 2)
+        try await g.expectLedgerOK()
+    }
+
     @Test(arguments: StoreBackend.allCases) func nondeterministicJobsAndRunsOnTheSubmittersOwnWorkerAreNotChecked(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         var spec = VerifyGrid.spec
