@@ -1,8 +1,11 @@
 #define _GNU_SOURCE
 #include "grid_spawn.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <linux/close_range.h>
@@ -345,4 +348,42 @@ int grid_standby_go(int request_fd, int report_fd, const char *request, size_t l
     }
     if (result != 0) { errno = saved; return -1; }
     return 0;
+}
+
+int grid_count_descendants(pid_t root, int limit) {
+    pid_t stack[256];
+    int top = 0, count = 0;
+    stack[top++] = root;
+    while (top > 0 && count < limit) {
+        pid_t p = stack[--top];
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/task", (int)p);
+        DIR *d = opendir(path);
+        if (!d) continue;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL && count < limit) {
+            if (e->d_name[0] == '.') continue;
+            char children[128];
+            snprintf(children, sizeof children, "/proc/%d/task/%.16s/children", (int)p, e->d_name);
+            int fd = open(children, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) continue;
+            char buf[4096];
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (n <= 0) continue;
+            buf[n] = 0;
+            char *s = buf;
+            while (*s && count < limit) {
+                char *end;
+                long c = strtol(s, &end, 10);
+                if (end == s) break;
+                count++;
+                if (top < 256) stack[top++] = (pid_t)c;
+                s = end;
+                while (*s == ' ') s++;
+            }
+        }
+        closedir(d);
+    }
+    return count;
 }

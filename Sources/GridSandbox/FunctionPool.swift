@@ -25,6 +25,10 @@ public final class FunctionPool: FunctionRunner {
         public var environment: [String: String]
         /// A cgroup of its own for each interpreter (the bwrap tier), with these limits; nil: none.
         public var cgroup: (root: String, limits: CgroupLayout.Limits)?
+        /// Python that sets the interpreter's own rlimits before the executor runs (`RootlessLimits.interpreterPrelude`):
+        /// where no cgroup holds it, its processes, memory, file sizes and open files. A task cannot raise them (no
+        /// capabilities in the sandbox).
+        public var prelude: String?
         /// The wrapper for an interpreter whose working folder is the given one (a sandbox tier binds that folder as
         /// the task's `/job`); nil: `wrapper` as it is, and the folder becomes the interpreter's `HOME`.
         public var wrapperFor: (@Sendable (String) -> [String])?
@@ -64,6 +68,11 @@ public final class FunctionPool: FunctionRunner {
                         CgroupLayout.Limits(memoryBytes: memoryBytes, pids: bwrap.configuration.limits.maxProcesses, cpus: nil)
                     )
                 }
+                // Without one (rootless), the interpreter holds itself to the tier's limits, set inside its user
+                // namespace before any task runs; with one, file sizes and open files still.
+                launch.prelude = RootlessLimits.interpreterPrelude(
+                    limits: bwrap.configuration.limits, processes: bwrap.configuration.limitSource == .cgroups ? nil : bwrap.configuration.limits.maxProcesses,
+                    addressSpace: bwrap.configuration.limitSource == .cgroups ? nil : memoryBytes.map { $0 + (1 << 30) })
                 return (launch, .bwrap)
             }
             return (Launch(python: python, directory: directory), .restricted)
@@ -514,7 +523,7 @@ private final class Interpreter: @unchecked Sendable {
         var environment = launch.environment
         if launch.wrapperFor == nil { environment["HOME"] = folder }
         var wrapper = launch.wrapperFor?(folder) ?? launch.wrapper
-        var script = FunctionExecutor.script
+        var script = (launch.prelude ?? "") + FunctionExecutor.script
         if let site {
             // `-I` ignores PYTHONPATH: the environment goes first on sys.path from the executor itself.
             var path = site
@@ -553,7 +562,11 @@ private final class Interpreter: @unchecked Sendable {
         guard let pipes = lock.withLock({ self.pipes }) else { return .notDelivered("the interpreter is not running") }
         if !pipes.ready {
             switch readLine(pipes, deadline: Date().addingTimeInterval(60)) {
-            case .line(let l) where l == Array("ready".utf8): pipes.ready = true
+            case .line(let l) where l == Array("ready".utf8):
+                pipes.ready = true
+                // What runs while it waits (a sandbox's own processes): more than this after a task is a process the
+                // task left behind.
+                lock.withLock { if let p = process { baseline = Int(grid_count_descendants(p.pid, 64)) } }
             case .line: return .notDelivered("the interpreter started with an unexpected line")
             case .timedOut: return .notDelivered("the interpreter did not start within 60 s")
             case .closed: return .notDelivered("the interpreter ended as it started")
@@ -587,7 +600,13 @@ private final class Interpreter: @unchecked Sendable {
     func answer(timeout: Double) -> Outcome {
         guard let pipes = lock.withLock({ self.pipes }) else { return .died("was stopped") }
         switch readLine(pipes, deadline: Date().addingTimeInterval(timeout)) {
-        case .line(let l): return .answer(Data(l))
+        case .line(let l):
+            // A task that answered but left a process running (forked, double-forked out of its process group) had
+            // it run for ever, outside its time limit: the interpreter goes, and every process of its sandbox with it.
+            lock.withLock {
+                if let p = process, let baseline, Int(grid_count_descendants(p.pid, Int32(baseline + 1))) > baseline { stopLocked() }
+            }
+            return .answer(Data(l))
         case .timedOut: return .timedOut
         case .closed: return .died(exitDescription())
         }
@@ -651,6 +670,8 @@ private final class Interpreter: @unchecked Sendable {
 
     /// The inode of the environment folder the running process was started with.
     private var siteInode: UInt64?
+    /// How many processes descended from the running process once it was ready (its sandbox's own).
+    private var baseline: Int?
 
 
 
@@ -680,6 +701,7 @@ private final class Interpreter: @unchecked Sendable {
         cgroup?.remove()
         cgroup = nil
         process = nil
+        baseline = nil
         // Closed when the last holder lets go: an exchange in progress sees the end of its pipe, not another file.
         pipes = nil
     }

@@ -88,6 +88,22 @@ public enum RootlessLimits {
             + "os.execv(sys.executable,[sys.executable,'-u']+sys.argv[1:])"
     }
 
+    /// The Python that a function-task interpreter runs before its executor: its open files and file sizes, and where
+    /// no cgroup holds it, its processes (RLIMIT_NPROC, counted inside its user namespace) and its memory (RLIMIT_AS),
+    /// soft and hard alike, so no task can raise them. A task once forked without bound on a rootless worker.
+    public static func interpreterPrelude(limits: RunnerLimits, processes: Int?, addressSpace: UInt64?) -> String {
+        var lines = [
+            "import resource as _r",
+            "_r.setrlimit(_r.RLIMIT_CORE, (0, 0))",
+            "_r.setrlimit(_r.RLIMIT_FSIZE, (\(limits.maxFileBytes), \(limits.maxFileBytes)))",
+            "_r.setrlimit(_r.RLIMIT_NOFILE, (\(limits.maxOpenFiles), \(limits.maxOpenFiles)))",
+        ]
+        if let processes { lines.append("_r.setrlimit(_r.RLIMIT_NPROC, (\(processes), \(processes)))") }
+        if let addressSpace { lines.append("_r.setrlimit(_r.RLIMIT_AS, (\(addressSpace), \(addressSpace)))") }
+        lines.append("del _r")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// Whether a failed run under an address-space cap ran out of memory: Python raises MemoryError when an
     /// allocation passes RLIMIT_AS, and (uncaught) prints it as the last line of its traceback and exits 1.
     public static func outOfMemory(report: RunReport, addressSpace: UInt64?, outputTail: String) -> Bool {

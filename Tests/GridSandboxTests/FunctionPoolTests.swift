@@ -104,6 +104,79 @@ import Glibc
         }
     }
 
+    /// A task that answered at once but left a process behind had it run for ever, outside its time limit (the limit
+    /// counts only while an answer is awaited). Once the answer is in, a process left over takes the interpreter with it.
+    @Test func aProcessATaskLeftBehindGoesWithItsInterpreter() async throws {
+        try await withPool { p in
+            let before = try await pid(p)
+            let spawned = await call(p, "import subprocess\ndef main():\n    return subprocess.Popen(['sleep', '60']).pid")
+            guard case .number(let child)? = spawned.result else { throw TestGridError("\(spawned)") }
+            let gone = await eventually(timeout: 10) { kill(pid_t(child), 0) != 0 || Self.isZombie(Int32(child)) }
+            #expect(gone, "the process a task left behind is still running")
+            #expect(try await pid(p) != before, "the interpreter that left it was kept")
+            // A task that leaves nothing keeps its interpreter warm.
+            let kept = try await pid(p)
+            _ = await call(p, "import subprocess\ndef main():\n    return subprocess.run(['true']).returncode")
+            #expect(try await pid(p) == kept)
+        }
+    }
+
+    /// Where no cgroup holds an interpreter (a rootless worker), it holds itself to the tier's limits before any task
+    /// runs: a task's memory balloon fails, and it cannot raise the limit back.
+    @Test func anInterpretersPreludeLimitsItsTasksAndCannotBeUndone() async throws {
+        var launch = FunctionPool.Launch(python: SandboxHarness.python, directory: directory)
+        launch.prelude = RootlessLimits.interpreterPrelude(
+            limits: RunnerLimits(maxFileBytes: 1 << 20, maxOpenFiles: 64), processes: 64, addressSpace: 1 << 30)
+        #expect(launch.prelude?.contains("RLIMIT_NPROC, (64, 64)") == true)
+        let p = FunctionPool(launch: launch, size: 1)
+        defer {
+            p.shutdown()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let balloon = await call(p, "def main():\n    return len(bytearray(2 << 30))")
+        #expect(!balloon.ok && (balloon.message ?? "").contains("MemoryError"), "\(balloon)")
+        let raise = await call(p, "import resource\ndef main():\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n    return 'raised'")
+        #expect(!raise.ok, "a task raised its interpreter's memory limit: \(raise)")
+        let big = await call(p, "def main():\n    open('big', 'wb').write(bytes(2 << 20))\n    return 'wrote'")
+        #expect(!big.ok, "a task wrote past the file-size limit: \(big)")
+    }
+
+    /// In the bwrap tier the whole sandbox goes: a process that left the interpreter's process group (setsid, then a
+    /// second fork) is still in its PID namespace.
+    @Test func aDoubleForkedProcessOfATaskGoesWithItsSandbox() async throws {
+        let h = try await SandboxHarness.make(.bwrap)
+        let bwrap = try #require(h.runner as? BwrapRunner)
+        let marker = "cg-stray-\(UUID().uuidString.prefix(8))"
+        let (launch, tier) = FunctionPool.Launch.under(bwrap, python: SandboxHarness.python, directory: directory)
+        #expect(tier == .bwrap)
+        let p = FunctionPool(launch: launch, size: 1)
+        defer {
+            p.shutdown()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let program = """
+            import os, subprocess
+            def main():
+                if os.fork() == 0:
+                    os.setsid()
+                    if os.fork() == 0:
+                        os.execv('/bin/sleep', ['sleep', '60', '\(marker)'])
+                    os._exit(0)
+                os.wait()
+                return 'done'
+            """
+        let answer = await call(p, program)
+        #expect(answer.ok, "\(answer)")
+        func strays() -> Int {
+            let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return pids.filter { Int($0) != nil }.filter {
+                ((try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8)) ?? "").contains(marker)
+            }.count
+        }
+        let gone = await eventually(timeout: 10) { strays() == 0 }
+        #expect(gone, "the task's double-forked process outlived its answer")
+    }
+
     @Test func anInterpreterIsReplacedAfterItsTaskQuotaAndWhenItDiesIdle() async throws {
         try await withPool(recycleAfter: 3) { p in
             let first = try await pid(p)

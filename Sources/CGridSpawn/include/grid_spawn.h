@@ -49,4 +49,8 @@ int grid_pipe_cloexec(int fds[2]);
 /// (ESRCH: no such process).
 int grid_pidfd_open(pid_t pid);
 
+/// How many processes descend from `root` (its children, theirs, and so on, through every thread's
+/// /proc/PID/task/TID/children), counting at most `limit`.
+int grid_count_descendants(pid_t root, int limit);
+
 #endif
