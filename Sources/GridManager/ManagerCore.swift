@@ -228,7 +228,12 @@ public actor ManagerCore {
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t)
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
-        let claims = reg.running + (reg.finished ?? [])
+        // Only claims of runs leased to this worker, or whose report is settling, can be kept (`Rejoin`); the store is
+        // read for those alone (a REGISTER listing 20,000 made-up runs cost 20,000 reads, on every reconnect).
+        let settling = reports.settling
+        let claims = (reg.running + (reg.finished ?? [])).filter {
+            leases.holds($0, worker: who.workerId) || settling[$0.jobId] == Rejoin.Settling(ref: $0, worker: who.workerId)
+        }
         var stored: [JobID: Rejoin.StoredRun] = [:]
         for id in Set(claims.map(\.jobId)) {
             if let job = try? await db.job(id: id) {
