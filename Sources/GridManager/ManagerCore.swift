@@ -412,6 +412,19 @@ public actor ManagerCore {
             outputs.append(StoredFile(name: file.name, data: Data(slice.readableBytesView)))
         }
         let (current, stored) = await currentRun(done.job.jobId)
+        // A report that would wait for its log is held with its outputs: a worker's held reports are bounded in bytes.
+        if (done.logBytes ?? 0) > stored {
+            let held = reports.held.values.filter { $0.worker == who.workerId && $0.ref != done.job }
+                .reduce(0) { $0 + $1.report.outputs.reduce(0) { $0 + $1.data.count } }
+            let adding = outputs.reduce(0) { $0 + $1.data.count }
+            if held + adding > config.maxHeldReportBytes {
+                return .error(
+                    Msg.Error(
+                        GridError(
+                            .rateLimited,
+                            "the manager holds \(held >> 20) MiB of this worker's reports waiting for their logs; send the log of job \(done.job.jobId) first, then its report")))
+            }
+        }
         let decision = reports.reported(
             Pending(who: who, done: done, outputs: outputs), ref: done.job, worker: who.workerId, reportedLogBytes: done.logBytes,
             cancelled: done.outcome == .cancelled, current: current.map(Self.currentRun), storedLogBytes: stored, now: now(), wall: wall())

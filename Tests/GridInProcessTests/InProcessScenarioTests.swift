@@ -340,6 +340,61 @@ final class GatedRunner: JobRunner, Sendable {
         }
     }
 
+    /// A report whose log has not all arrived is held with its outputs until it does: a worker holding many jobs sent
+    /// each a report with 64 MiB of outputs and a log it never sent, and pinned gigabytes in the manager. A worker's
+    /// held reports are bounded in bytes; one beyond is refused until its log is in.
+    @Test func aWorkersHeldReportsAreBoundedInBytes() async throws {
+        try await withTestGrid(workers: 0, configure: { $0.maxHeldReportBytes = 1_500 }) { grid in
+            let alice = try await grid.user("alice")
+            let mallory = try await grid.user("mallory")
+            let token = try await mallory.createToken(kind: "worker").token
+            let link = try grid.transport.dial()
+            defer { link.close() }
+            var inbound = link.inbound.makeAsyncIterator()
+            func next(where wanted: (GridFrame) -> Bool) async throws -> GridFrame? {
+                for _ in 0..<1000 {
+                    guard case .frame(let f)? = try await inbound.next() else { return nil }
+                    if wanted(f) { return f }
+                }
+                return nil
+            }
+            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "mallory-box"))))
+            guard case .helloOk? = try await next(where: { $0.id == 1 })?.message else { Issue.record("no HELLO_OK"); return }
+            try await link.outbound.write(
+                GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 2, ramGb: 2, gpus: 0), tier: .bwrap, slots: 2))))
+            guard case .registered? = try await next(where: { $0.id == 2 })?.message else { Issue.record("no REGISTERED"); return }
+            for i in 0..<2 { _ = try await alice.submit(InProcessScenarioTests.job("v\(i)", "# grid: print hi\n", cpus: 1, ramGb: 1)) }
+            var assigned: [Msg.JobAssign] = []
+            for _ in 0..<2 {
+                guard case .jobAssign(let a)? = try await next(where: { if case .jobAssign = $0.message { true } else { false } })?.message else {
+                    Issue.record("the jobs were not assigned")
+                    return
+                }
+                assigned.append(a)
+            }
+            for (i, a) in assigned.enumerated() {
+                try await link.outbound.write(GridFrame(id: 10 + i, .jobStarted(Msg.JobStarted(job: a.job))))
+                var payload = ByteBuffer()
+                payload.writeBytes([UInt8](repeating: 7, count: 1_000))
+                let done = Msg.JobDone(
+                    job: a.job, outcome: .completed, exitCode: 0, runtimeMs: 1_000, peakMemoryKb: 1, cpuSeconds: 1, reason: nil,
+                    files: [FileEntry(name: "out.bin", size: 1_000)], logBytes: 1_000_000)
+                try await link.outbound.write(GridFrame(id: 20 + i, .jobDone(done), payload: payload))
+            }
+            // The first is held (no answer until its log comes); the second would pass the bound.
+            // Bounded: a second report held too is never answered.
+            let reader = Task { try await next(where: { $0.id == 21 || $0.id == 20 }) }
+            let timer = Task {
+                try? await Task.sleep(for: .seconds(20))
+                link.close()
+            }
+            let answer = try? await reader.value
+            timer.cancel()
+            guard answer?.id == 21, case .error(let e)? = answer?.message else { Issue.record("the second report was taken: \(String(describing: answer))"); return }
+            #expect(e.code == .rateLimited && e.message.contains("send the log"), "\(e)")
+        }
+    }
+
     /// One owner's workers rejecting a job in turn (each `JOB_DONE rejected`) ended it as failed after ten tries, and an
     /// honest worker never got it: a rejection keeps the job away from every worker of that owner.
     @Test func aRejectedJobKeepsAwayFromEveryWorkerOfTheRejectingOwner() async throws {
