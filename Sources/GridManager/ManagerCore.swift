@@ -165,19 +165,20 @@ public actor ManagerCore {
             }
             if let wanted = hello.workerId, !wanted.isEmpty {
                 let owner = try await db.workerOwner(wanted)
-                if owner == user.id { chosen = wanted } else if owner == nil, try await hasRoomForAnotherWorker(user) { chosen = wanted }
+                if owner == user.id { chosen = wanted } else if owner == nil, try await reserveNewWorker(wanted, of: user) { chosen = wanted }
             }
             if chosen == nil {
                 // A new identity is a new row, kept for good: an owner has at most `maxWorkersPerOwner` (a loop of
                 // HELLOs without an id made one each).
-                guard try await hasRoomForAnotherWorker(user) else {
+                let fresh = Tokens.workerId()
+                guard try await reserveNewWorker(fresh, of: user) else {
                     return .failure(
                         GridError(
                             .forbidden,
                             "\(user.username) has \(config.maxWorkersPerOwner) workers on record, the most there may be; start this one "
                                 + "with the data folder of one of them (it keeps its identity)"))
                 }
-                chosen = Tokens.workerId()
+                chosen = fresh
             }
             let id = chosen ?? Tokens.workerId()
             let name = (hello.name?.isEmpty == false ? hello.name! : id).prefix(64)
@@ -187,8 +188,24 @@ public actor ManagerCore {
         }
     }
 
-    private func hasRoomForAnotherWorker(_ user: UserRecord) async throws -> Bool {
-        try await db.workerCount(owner: user.id) < config.maxWorkersPerOwner
+    /// New worker ids given at `HELLO` and not yet registered (no row yet), by owner, with when (monotonic): they
+    /// count toward `maxWorkersPerOwner` too, or a burst of HELLOs on parallel connections all passed the count
+    /// before any row existed. Forgotten at `REGISTER`, or after two minutes.
+    private var newIdentities: [UserID: [WorkerID: Double]] = [:]
+
+    /// Whether `user` may have one more worker, `id`, and if so keeps it counted until it registers. The count and the
+    /// keeping are one step on the actor (nothing suspends between them).
+    private func reserveNewWorker(_ id: WorkerID, of user: UserRecord) async throws -> Bool {
+        let stored = try await db.workerCount(owner: user.id)
+        let t = now()
+        var pending = (newIdentities[user.id] ?? [:]).filter { t - $0.value < 120 }
+        guard stored + pending.count < config.maxWorkersPerOwner else {
+            newIdentities[user.id] = pending.isEmpty ? nil : pending
+            return false
+        }
+        pending[id] = t
+        newIdentities[user.id] = pending
+        return true
     }
 
     /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs. Nil
@@ -209,6 +226,10 @@ public actor ManagerCore {
                 now: wall())
         } catch {
             logger.error("could not record worker", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(error)"])
+        }
+        // Its row is there now: it counts as one of its owner's workers by that.
+        if newIdentities[who.ownerId]?.removeValue(forKey: who.workerId) != nil, newIdentities[who.ownerId]?.isEmpty == true {
+            newIdentities[who.ownerId] = nil
         }
         // A connection that said HELLO before its join token was revoked, and REGISTER after, is not let in: the store
         // says whether the token is still there (a revocation long before), and `revokedJoinTokens` whether it went

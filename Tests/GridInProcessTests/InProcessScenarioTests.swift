@@ -706,6 +706,34 @@ final class GatedRunner: JobRunner, Sendable {
     }
 }
 
+extension InProcessWorkerIdentityTests {
+    /// The count was checked at HELLO and the row made only at REGISTER: HELLOs on parallel connections all passed it
+    /// before any row existed. An identity given at HELLO counts until it registers.
+    @Test func parallelHellosGetNoMoreIdentitiesThanTheBound() async throws {
+        try await withTestGrid(workers: 0, configure: { $0.maxWorkersPerOwner = 2 }) { grid in
+            let owner = try await grid.user("owner")
+            let token = try await owner.createToken(kind: "worker").token
+            let links = try (0..<8).map { _ in try grid.transport.dial() }
+            defer { for l in links { l.close() } }
+            let accepted = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for (i, link) in links.enumerated() {
+                    group.addTask {
+                        var inbound = link.inbound.makeAsyncIterator()
+                        try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "burst-\(i)"))))
+                        guard case .frame(let f)? = try await inbound.next() else { return false }
+                        if case .helloOk = f.message { return true }
+                        return false
+                    }
+                }
+                var n = 0
+                for try await ok in group where ok { n += 1 }
+                return n
+            }
+            #expect(accepted == 2, "\(accepted) new identities were given for a bound of 2")
+        }
+    }
+}
+
 @Suite struct InProcessJoinTokenRevocationTests {
     /// A contributor revokes a worker's join token on the dashboard (a stolen laptop, a machine given away). Before,
     /// the token row went, but the worker that joined with it stayed connected, kept taking jobs, and renewed its peer
