@@ -25,6 +25,8 @@ public struct PeerConfig: Sendable {
     /// Function tasks waiting here, per user and in all (each holds its program and arguments in memory until it runs).
     public var maxQueuedTasksPerUser = 256
     public var maxQueuedTasks = 4_096
+    /// The most names one listing of memory keys or files gives (the first, in name order).
+    public var maxListed = 10_000
     /// How long the manager's answer that a person's token still stands is kept, in seconds (`PeerTrust.Standing`).
     public var authCacheSeconds: Double = 60
     /// Bulk uploads open at once: per user, and on this peer altogether.

@@ -286,9 +286,12 @@ extension PeerService {
                 all.formUnion(m.keys)
             }
         }
-        // A key listed by a stale replica may have been deleted since: keep only keys that read back.
+        // A key listed by a stale replica may have been deleted since: keep only keys that read back, the first
+        // `maxListed` in name order. (A listing of more gave nothing at all: one user who published that many public
+        // keys emptied everyone's listing of the public names.)
         var live: [String] = []
-        for key in all.sorted() where all.count <= 10_000 {
+        for key in all.sorted() {
+            if live.count >= config.maxListed { break }
             if (try? await readEntry(key))??.value != nil { live.append(key) }
         }
         return live

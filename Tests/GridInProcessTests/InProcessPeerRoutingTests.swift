@@ -122,6 +122,27 @@ import Testing
         }
     }
 
+    /// A listing of more keys than a listing gives came back empty: one user who published that many public keys
+    /// emptied every user's listing of the public names. It gives the first ones, in name order.
+    @Test func aListingOfMoreKeysThanItGivesGivesTheFirstOnes() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("lister", owner: owner, cpus: 1, peer: true, maxListed: 5)
+            let mallory = try await grid.user("mallory")
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: mallory.grantSource)
+            defer { link.close() }
+            for i in 0..<7 { _ = try await link.request(.setMem(Msg.SetMem(key: "pub-\(i)", value: .number(Double(i)), isPublic: true))) }
+            let alice = try await grid.user("alice")
+            let reader = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: alice.grantSource)
+            defer { reader.close() }
+            guard case .memKeys(let listed) = try await reader.request(.listMem(Msg.ListMem(prefix: "pub-"))).message else {
+                Issue.record("no MEM_KEYS")
+                return
+            }
+            #expect(listed.keys == (0..<5).map { "pub-\($0)" }, "\(listed.keys)")
+        }
+    }
+
     /// A peer that said it is stopping is not chosen for a task, though it is the least busy: the manager picks among
     /// the others (`PeerChoice` skips it; here end to end, through the asking peer and the manager).
     @Test func aStoppingPeerIsNotChosenForATaskThoughItIsTheLeastBusy() async throws {

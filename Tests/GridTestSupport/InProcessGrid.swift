@@ -109,7 +109,7 @@ public final class InProcessGrid: Sendable {
     public func startWorker(
         _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(), peer: Bool = false,
         peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, diskReserveBytes: Int64? = nil, unsandboxedTasks: Bool = false,
-        maxQueuedTasksPerUser: Int? = nil,
+        maxQueuedTasksPerUser: Int? = nil, maxListed: Int? = nil,
         timeout: Double = 30
     ) async throws -> InProcessWorker {
         let token = try await owner.createToken(kind: "worker").token
@@ -130,6 +130,7 @@ public final class InProcessGrid: Sendable {
             if let peerAuthCacheSeconds { peerSettings.authCacheSeconds = peerAuthCacheSeconds }
             peerSettings.tasksForOwnerOnly = unsandboxedTasks
             if let maxQueuedTasksPerUser { peerSettings.maxQueuedTasksPerUser = maxQueuedTasksPerUser }
+            if let maxListed { peerSettings.maxListed = maxListed }
             let service = try PeerService(config: peerSettings, functions: ScriptedFunctions(peer: name), logger: workerLogger)
             let bound = Worker.Peers(service: service, listener: try await PeerServer.bind(host: "127.0.0.1", port: 0))
             config.port = bound.port
