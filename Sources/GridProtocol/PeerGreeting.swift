@@ -42,8 +42,10 @@ public struct PeerGreeting<Caller: Sendable>: Sendable {
         case deliver(GridFrame, Caller)
     }
 
-    /// The most frames kept while a check runs.
-    public static var maxHeld: Int { 64 }
+    /// The most frames kept while a check runs. Each is at most a stranger's line (16 KiB), and a check may wait on the
+    /// manager: 16 keep a pending connection under 256 KiB (64 let 256 connections of one address hold 256 MiB). A
+    /// client sends its requests once its session is open; this is for one that pipelines a few behind it.
+    public static var maxHeld: Int { 16 }
 
     private(set) var state = State.waiting
 
