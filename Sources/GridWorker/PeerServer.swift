@@ -308,8 +308,9 @@ final class PeerConnection: ChannelInboundHandler {
         handshake = nil
         // Its tasks still waiting are dropped: nobody reads their results, and a closed connection holds no queue.
         if hadRequests {
+            // In the server's task group, as a request is.
             let (service, id) = (service, id)
-            Task { await service.connectionClosed(id) }
+            _ = submit.yield(PeerRequest { await service.connectionClosed(id) })
         }
         context.fireChannelInactive()
     }
