@@ -240,6 +240,47 @@ final class GatedRunner: JobRunner, Sendable {
     }
 }
 
+/// A hostile worker the test speaks for on the grid's in-memory transport: said HELLO and REGISTER, then frames as
+/// the test writes them.
+final class RawInProcessWorker: @unchecked Sendable {
+    // Safe: used by one test task at a time.
+    let link: GridLink
+    private var inbound: GridLink.Inbound.AsyncIterator
+
+    private init(_ link: GridLink) {
+        self.link = link
+        inbound = link.inbound.makeAsyncIterator()
+    }
+
+    /// Registered with `token` as `name`, offering `cpus` CPUs (1 GB each) in as many slots.
+    static func registered(_ grid: InProcessGrid, token: String, name: String, cpus: Int = 1) async throws -> RawInProcessWorker {
+        let raw = RawInProcessWorker(try grid.transport.dial())
+        try await raw.link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: name))))
+        guard case .helloOk? = try await raw.next(where: { $0.id == 1 })?.message else { throw TestGridError("no HELLO_OK") }
+        try await raw.link.outbound.write(
+            GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: cpus, ramGb: cpus, gpus: 0), tier: .bwrap, slots: cpus))))
+        guard case .registered? = try await raw.next(where: { $0.id == 2 })?.message else { throw TestGridError("no REGISTERED") }
+        return raw
+    }
+
+    /// The next frame that `wanted` picks (others on the way are skipped; at most 1,000 read).
+    func next(where wanted: (GridFrame) -> Bool) async throws -> GridFrame? {
+        for _ in 0..<1000 {
+            guard case .frame(let f)? = try await inbound.next() else { return nil }
+            if wanted(f) { return f }
+        }
+        return nil
+    }
+
+    /// The next `JOB_ASSIGN`.
+    func nextAssignment() async throws -> Msg.JobAssign? {
+        guard case .jobAssign(let a)? = try await next(where: { if case .jobAssign = $0.message { true } else { false } })?.message else {
+            return nil
+        }
+        return a
+    }
+}
+
 /// Hostile workers, spoken for by the test on the grid's in-memory transport.
 @Suite struct InProcessForgedReportTests {
     /// A worker that holds a job and a stranger that says it finished that job (with the greatest runtime there is):
@@ -306,24 +347,11 @@ final class GatedRunner: JobRunner, Sendable {
         try await withTestGrid(workers: 0) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
-            let token = try await mallory.createToken(kind: "worker").token
-            let link = try grid.transport.dial()
+            let raw = try await RawInProcessWorker.registered(grid, token: try await mallory.createToken(kind: "worker").token, name: "mallory-box")
+            let link = raw.link
             defer { link.close() }
-            var inbound = link.inbound.makeAsyncIterator()
-            func next(where wanted: (GridFrame) -> Bool) async throws -> GridFrame? {
-                for _ in 0..<1000 {
-                    guard case .frame(let f)? = try await inbound.next() else { return nil }
-                    if wanted(f) { return f }
-                }
-                return nil
-            }
-            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "mallory-box"))))
-            guard case .helloOk? = try await next(where: { $0.id == 1 })?.message else { Issue.record("no HELLO_OK"); return }
-            try await link.outbound.write(
-                GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1, gpus: 0), tier: .bwrap, slots: 1))))
-            guard case .registered? = try await next(where: { $0.id == 2 })?.message else { Issue.record("no REGISTERED"); return }
             let id = try await alice.submit(InProcessScenarioTests.job("victim", "# grid: print hi\n", cpus: 1, ramGb: 1)).job.id
-            guard case .jobAssign(let assign)? = try await next(where: { if case .jobAssign = $0.message { true } else { false } })?.message else {
+            guard let assign = try await raw.nextAssignment() else {
                 Issue.record("the job was not assigned to the only worker")
                 return
             }
@@ -331,7 +359,7 @@ final class GatedRunner: JobRunner, Sendable {
             let done = Msg.JobDone(
                 job: assign.job, outcome: .completed, exitCode: 0, runtimeMs: 1_000, peakMemoryKb: 1, cpuSeconds: 1e9, reason: nil, files: [], logBytes: 0)
             try await link.outbound.write(GridFrame(id: 4, .jobDone(done)))
-            guard case .jobDoneAck? = try await next(where: { $0.id == 4 })?.message else { Issue.record("the report was not acknowledged"); return }
+            guard case .jobDoneAck? = try await raw.next(where: { $0.id == 4 })?.message else { Issue.record("the report was not acknowledged"); return }
             let ended = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed])
             #expect(ended.state == .completed)
             let given = try #require(try await mallory.workers().workers.first { $0.name == "mallory-box" }?.cpuHoursGiven)
@@ -347,26 +375,14 @@ final class GatedRunner: JobRunner, Sendable {
         try await withTestGrid(workers: 0, configure: { $0.maxHeldReportBytes = 1_500 }) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
-            let token = try await mallory.createToken(kind: "worker").token
-            let link = try grid.transport.dial()
+            let raw = try await RawInProcessWorker.registered(
+                grid, token: try await mallory.createToken(kind: "worker").token, name: "mallory-box", cpus: 2)
+            let link = raw.link
             defer { link.close() }
-            var inbound = link.inbound.makeAsyncIterator()
-            func next(where wanted: (GridFrame) -> Bool) async throws -> GridFrame? {
-                for _ in 0..<1000 {
-                    guard case .frame(let f)? = try await inbound.next() else { return nil }
-                    if wanted(f) { return f }
-                }
-                return nil
-            }
-            try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "mallory-box"))))
-            guard case .helloOk? = try await next(where: { $0.id == 1 })?.message else { Issue.record("no HELLO_OK"); return }
-            try await link.outbound.write(
-                GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 2, ramGb: 2, gpus: 0), tier: .bwrap, slots: 2))))
-            guard case .registered? = try await next(where: { $0.id == 2 })?.message else { Issue.record("no REGISTERED"); return }
             for i in 0..<2 { _ = try await alice.submit(InProcessScenarioTests.job("v\(i)", "# grid: print hi\n", cpus: 1, ramGb: 1)) }
             var assigned: [Msg.JobAssign] = []
             for _ in 0..<2 {
-                guard case .jobAssign(let a)? = try await next(where: { if case .jobAssign = $0.message { true } else { false } })?.message else {
+                guard let a = try await raw.nextAssignment() else {
                     Issue.record("the jobs were not assigned")
                     return
                 }
@@ -383,7 +399,7 @@ final class GatedRunner: JobRunner, Sendable {
             }
             // The first is held (no answer until its log comes); the second would pass the bound.
             // Bounded: a second report held too is never answered.
-            let reader = Task { try await next(where: { $0.id == 21 || $0.id == 20 }) }
+            let reader = Task { try await raw.next(where: { $0.id == 21 || $0.id == 20 }) }
             let timer = Task {
                 try? await Task.sleep(for: .seconds(20))
                 link.close()
@@ -402,42 +418,14 @@ final class GatedRunner: JobRunner, Sendable {
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
             let token = try await mallory.createToken(kind: "worker").token
-            final class Raw: @unchecked Sendable {
-                // Safe: used by this test's task only.
-                let link: GridLink
-                var inbound: GridLink.Inbound.AsyncIterator
-                init(_ link: GridLink) {
-                    self.link = link
-                    inbound = link.inbound.makeAsyncIterator()
-                }
-                func next(where wanted: (GridFrame) -> Bool, timeout: Double = 30) async throws -> GridFrame? {
-                    for _ in 0..<1000 {
-                        guard case .frame(let f)? = try await inbound.next() else { return nil }
-                        if wanted(f) { return f }
-                    }
-                    return nil
-                }
-            }
-            var puppets: [Raw] = []
-            for i in 0..<3 {
-                let raw = Raw(try grid.transport.dial())
-                try await raw.link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "puppet-\(i)"))))
-                guard case .helloOk? = try await raw.next(where: { $0.id == 1 })?.message else { Issue.record("no HELLO_OK"); return }
-                try await raw.link.outbound.write(
-                    GridFrame(id: 2, .register(Msg.Register(resources: Resources(cpus: 1, ramGb: 1, gpus: 0), tier: .bwrap, slots: 1))))
-                guard case .registered? = try await raw.next(where: { $0.id == 2 })?.message else { Issue.record("no REGISTERED"); return }
-                puppets.append(raw)
-            }
+            var puppets: [RawInProcessWorker] = []
+            for i in 0..<3 { puppets.append(try await RawInProcessWorker.registered(grid, token: token, name: "puppet-\(i)")) }
             defer { for p in puppets { p.link.close() } }
             let id = try await alice.submit(InProcessScenarioTests.job("victim", "# grid: print hi\n", cpus: 1, ramGb: 1)).job.id
             // Whichever puppet gets it rejects it.
             let assigned = try await withThrowingTaskGroup(of: (Int, Msg.JobAssign)?.self) { group in
                 for (i, p) in puppets.enumerated() {
-                    group.addTask {
-                        guard case .jobAssign(let a)? = try await p.next(where: { if case .jobAssign = $0.message { true } else { false } })?.message
-                        else { return nil }
-                        return (i, a)
-                    }
+                    group.addTask { try await p.nextAssignment().map { (i, $0) } }
                 }
                 defer { group.cancelAll() }
                 return try await group.next() ?? nil
