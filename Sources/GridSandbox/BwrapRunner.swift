@@ -156,8 +156,7 @@ public struct BwrapRunner: JobRunner {
         // kernel lets root's uid write /proc/sys whatever its capabilities (core_pattern runs a program as root on the
         // host). /dev/shm is a tmpfs of its own, bounded like /tmp (bubblewrap's /dev holds half the machine's RAM,
         // outside the rootless tier's address-space limit).
-        a += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
-        a += ["--dev", "/dev", "--size", String(tmpBytes), "--tmpfs", "/dev/shm"]
+        a += procAndDev(shmBytes: tmpBytes)
         for device in gpuDevices { a += ["--dev-bind-try", device, device] }
         a += ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
         a += ["--bind", scratch, jobDirectory]
@@ -172,6 +171,15 @@ public struct BwrapRunner: JobRunner {
             a += [python, "-u", script]
         }
         return a
+    }
+
+    /// `/proc` with the kernel's settings read-only, and `/dev` with a `/dev/shm` of `shmBytes`: for every bubblewrap
+    /// sandbox the worker makes (jobs, function-task interpreters, the Python installer).
+    static func procAndDev(shmBytes: UInt64) -> [String] {
+        [
+            "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
+            "--dev", "/dev", "--size", String(shmBytes), "--tmpfs", "/dev/shm",
+        ]
     }
 
     /// The device files a GPU job may use: its assigned `/dev/nvidiaN` (from `CUDA_VISIBLE_DEVICES`) and the shared

@@ -65,7 +65,8 @@ extension EnvBuilder {
         for file in etc { a += ["--ro-bind-try", "/etc/" + file, "/etc/" + file] }
         for root in s.pythonRoots { a += ["--ro-bind", root, root] }
         if let uv = c.uv { a += ["--ro-bind", uv, uv] }
-        a += ["--proc", "/proc", "--dev", "/dev", "--size", String(1 << 30), "--tmpfs", "/tmp"]
+        // The kernel's settings read-only here too: a package's build script runs in it, as root outside on a root worker.
+        a += BwrapRunner.procAndDev(shmBytes: 256 << 20) + ["--size", String(1 << 30), "--tmpfs", "/tmp"]
         // After the private /tmp, so that a wheel folder under /tmp is seen.
         for link in c.findLinks where link.hasPrefix("/") { a += ["--ro-bind", link, link] }
         a += ["--bind", buildFolder, buildDirectory, "--chdir", buildDirectory, "--remount-ro", "/"]

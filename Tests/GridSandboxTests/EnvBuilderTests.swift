@@ -264,6 +264,33 @@ struct EnvBuilderTests {
         #expect(compiled.count == 1, "no bytecode in \(cache): \(compiled)\n\(log)")
     }
 
+    /// A package's build script (an sdist's setup.py) runs in the installer's sandbox, as root outside on a root worker:
+    /// there too the kernel's settings are read-only (it could write kernel.core_pattern, and have the kernel run a
+    /// program of its own as root). Run for real: it writes back the value it read.
+    @Test func theBuildSandboxCannotChangeTheKernelsSettings() throws {
+        var c = EnvBuilder.Configuration(root: "/tmp", python: SandboxHarness.python)
+        c.noIndex = true
+        let s = EnvBuilder.Sandbox(
+            bwrapPath: "/usr/bin/bwrap", pythonRoots: BwrapRunner.pythonRoots(of: SandboxHarness.python), topLevel: BwrapRunner.topLevel())
+        let folder = NSTemporaryDirectory() + "cg-build-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/bwrap")
+        p.arguments =
+            EnvBuilder.sandboxArguments(s, configuration: c, buildFolder: folder) + [
+                SandboxHarness.python, "-c",
+                "v=open('/proc/sys/kernel/core_uses_pid').read()\ntry:\n open('/proc/sys/kernel/core_uses_pid','w').write(v); print('CHANGED')\nexcept OSError as e:\n print('REFUSED', e.errno)",
+            ]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(text.contains("REFUSED") && !text.contains("CHANGED"), "\(text)")
+    }
+
     @Test func theBuildSandboxHidesHomeAndHasNoNetworkWithoutAnIndex() {
         var c = EnvBuilder.Configuration(root: "/data/envs", python: "/opt/py/bin/python3")
         c.noIndex = true
