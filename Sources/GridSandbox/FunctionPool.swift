@@ -29,6 +29,9 @@ public final class FunctionPool: FunctionRunner {
         /// where no cgroup holds it, its processes, memory, file sizes and open files. A task cannot raise them (no
         /// capabilities in the sandbox).
         public var prelude: String?
+        /// Whether the interpreters' process limit holds: not for a root worker without cgroups, where RLIMIT_NPROC
+        /// does not bind the sandbox (its user is root outside). Such a worker takes only its owner's tasks.
+        public var holdsProcessLimit = true
         /// The wrapper for an interpreter whose working folder is the given one (a sandbox tier binds that folder as
         /// the task's `/job`); nil: `wrapper` as it is, and the folder becomes the interpreter's `HOME`.
         public var wrapperFor: (@Sendable (String) -> [String])?
@@ -70,6 +73,7 @@ public final class FunctionPool: FunctionRunner {
                 }
                 // Without one (rootless), the interpreter holds itself to the tier's limits, set inside its user
                 // namespace before any task runs; with one, file sizes and open files still.
+                launch.holdsProcessLimit = bwrap.configuration.limitSource == .cgroups || !bwrap.isRoot
                 launch.prelude = RootlessLimits.interpreterPrelude(
                     limits: bwrap.configuration.limits, processes: bwrap.configuration.limitSource == .cgroups ? nil : bwrap.configuration.limits.maxProcesses,
                     addressSpace: bwrap.configuration.limitSource == .cgroups ? nil : memoryBytes.map { $0 + (1 << 30) })

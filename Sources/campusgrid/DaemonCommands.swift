@@ -315,7 +315,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let (launch, taskTier) = FunctionPool.Launch.under(
             runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks", memoryBytes: taskMemory)
         // Interpreters outside a sandbox run with the worker's user's rights: only its owner's tasks, unless it allows more.
-        peerConfig.tasksForOwnerOnly = !Admission.acceptsOthers(tier: taskTier, allowUnsandboxed: allowOthers)
+        // So do interpreters whose process limit does not hold (a root worker without cgroups).
+        peerConfig.tasksForOwnerOnly =
+            !Admission.acceptsOthers(tier: taskTier, allowUnsandboxed: allowOthers) || (!launch.holdsProcessLimit && !allowOthers)
         config.sandbox?.tasksAcceptOthers = !peerConfig.tasksForOwnerOnly
         if taskTier != runner.tier {
             let whose = peerConfig.tasksForOwnerOnly ? ": only this worker's owner's tasks run here" : ""

@@ -141,6 +141,15 @@ import Glibc
         #expect(!big.ok, "a task wrote past the file-size limit: \(big)")
     }
 
+    /// RLIMIT_NPROC does not bind a sandbox that root started without cgroups (its user is root outside): such a
+    /// worker's interpreters hold no process limit, and it says so (the worker then takes only its owner's tasks).
+    @Test func interpretersOfARootWorkerWithoutCgroupsHoldNoProcessLimit() async throws {
+        let rlimits = try #require(try await SandboxHarness.make(.rootless).runner as? BwrapRunner)
+        #expect(FunctionPool.Launch.under(rlimits, python: SandboxHarness.python, directory: directory).0.holdsProcessLimit == (geteuid() != 0))
+        let cgroups = try #require(try await SandboxHarness.make(.bwrap).runner as? BwrapRunner)
+        #expect(FunctionPool.Launch.under(cgroups, python: SandboxHarness.python, directory: directory).0.holdsProcessLimit)
+    }
+
     /// In the bwrap tier the whole sandbox goes: a process that left the interpreter's process group (setsid, then a
     /// second fork) is still in its PID namespace.
     @Test func aDoubleForkedProcessOfATaskGoesWithItsSandbox() async throws {
