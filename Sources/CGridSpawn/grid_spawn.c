@@ -377,10 +377,24 @@ int grid_count_descendants(pid_t root, int limit) {
                 char *end;
                 long c = strtol(s, &end, 10);
                 if (end == s) break;
-                count++;
-                if (top < 256) stack[top++] = (pid_t)c;
                 s = end;
                 while (*s == ' ') s++;
+                /* A child that ended and was not waited for (a zombie) runs nothing: not counted. */
+                char stat[64];
+                snprintf(stat, sizeof stat, "/proc/%ld/stat", c);
+                int sfd = open(stat, O_RDONLY | O_CLOEXEC);
+                if (sfd >= 0) {
+                    char sb[512];
+                    ssize_t sn = read(sfd, sb, sizeof sb - 1);
+                    close(sfd);
+                    if (sn > 0) {
+                        sb[sn] = 0;
+                        char *paren = strrchr(sb, ')');
+                        if (paren && paren[1] == ' ' && paren[2] == 'Z') continue;
+                    }
+                }
+                count++;
+                if (top < 256) stack[top++] = (pid_t)c;
             }
         }
         closedir(d);

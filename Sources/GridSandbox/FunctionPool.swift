@@ -577,7 +577,10 @@ private final class Interpreter: @unchecked Sendable {
             }
         }
         guard Self.writeAll(line, to: pipes.input) else { return .notDelivered("the interpreter was gone") }
-        lock.withLock { servedCount += 1 }
+        lock.withLock {
+            servedCount += 1
+            unanswered += 1
+        }
         return answer(timeout: timeout)
     }
 
@@ -592,6 +595,7 @@ private final class Interpreter: @unchecked Sendable {
                 site.map({ FunctionPool.inode($0) == siteInode && siteInode != nil }) ?? true
             else { return nil }
             servedCount += lines.count
+            unanswered += lines.count
             return p
         }
         // A write that fails finds the interpreter gone: the thread that reads the answer sees its pipe closed.
@@ -607,8 +611,12 @@ private final class Interpreter: @unchecked Sendable {
         case .line(let l):
             // A task that answered but left a process running (forked, double-forked out of its process group) had
             // it run for ever, outside its time limit: the interpreter goes, and every process of its sandbox with it.
+            // Looked at once no task written to it is still unanswered (one running behind it may have a child now).
             lock.withLock {
-                if let p = process, let baseline, Int(grid_count_descendants(p.pid, Int32(baseline + 1))) > baseline { stopLocked() }
+                unanswered = max(0, unanswered - 1)
+                if unanswered == 0, let p = process, let baseline, Int(grid_count_descendants(p.pid, Int32(baseline + 1))) > baseline {
+                    stopLocked()
+                }
             }
             return .answer(Data(l))
         case .timedOut: return .timedOut
@@ -676,6 +684,8 @@ private final class Interpreter: @unchecked Sendable {
     private var siteInode: UInt64?
     /// How many processes descended from the running process once it was ready (its sandbox's own).
     private var baseline: Int?
+    /// Tasks written to the running process and not answered yet.
+    private var unanswered = 0
 
 
 
@@ -706,6 +716,7 @@ private final class Interpreter: @unchecked Sendable {
         cgroup = nil
         process = nil
         baseline = nil
+        unanswered = 0
         // Closed when the last holder lets go: an exchange in progress sees the end of its pipe, not another file.
         pipes = nil
     }

@@ -114,10 +114,12 @@ import Glibc
             let gone = await eventually(timeout: 10) { kill(pid_t(child), 0) != 0 || Self.isZombie(Int32(child)) }
             #expect(gone, "the process a task left behind is still running")
             #expect(try await pid(p) != before, "the interpreter that left it was kept")
-            // A task that leaves nothing keeps its interpreter warm.
+            // A task that leaves nothing running keeps its interpreter warm: nor does a child that ended, unwaited.
             let kept = try await pid(p)
             _ = await call(p, "import subprocess\ndef main():\n    return subprocess.run(['true']).returncode")
             #expect(try await pid(p) == kept)
+            _ = await call(p, "import subprocess, time\nkeep = []\ndef main():\n    keep.append(subprocess.Popen(['true']))\n    time.sleep(0.3)\n    return 1")
+            #expect(try await pid(p) == kept, "an ended child left unwaited cost the interpreter")
         }
     }
 

@@ -50,7 +50,7 @@ int grid_pipe_cloexec(int fds[2]);
 int grid_pidfd_open(pid_t pid);
 
 /// How many processes descend from `root` (its children, theirs, and so on, through every thread's
-/// /proc/PID/task/TID/children), counting at most `limit`.
+/// /proc/PID/task/TID/children), counting at most `limit`; zombies (ended, not yet waited for) are not counted.
 int grid_count_descendants(pid_t root, int limit);
 
 #endif
