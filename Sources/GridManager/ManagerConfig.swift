@@ -25,8 +25,8 @@ public struct ManagerConfig: Sendable {
     public var lossLimits = LossPolicy.Limits()
     /// How long a `JOB_DONE` waits for the rest of its run's log before the run counts as interrupted (`SettleRule`).
     public var settleWaitSeconds: Double = 30
-    /// Output bytes of one worker's reports held while their logs arrive: a report beyond it is refused until the log
-    /// is in (a worker holding many jobs could pin gigabytes of outputs in the manager's memory).
+    /// Output bytes of one owner's workers' reports held while their logs arrive: a report beyond it is refused until
+    /// the log is in (a worker holding many jobs could pin gigabytes of outputs in the manager's memory).
     public var maxHeldReportBytes: Int = 256 << 20
     /// How long past its minutes a run may still be reported running before the manager stops it itself (`timed_out`,
     /// paid its minutes) and no longer believes the worker about it. The worker's own limit fires first.

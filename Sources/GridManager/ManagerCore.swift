@@ -407,11 +407,14 @@ public actor ManagerCore {
             guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
             leases.release(done.job.jobId)
             leasedSpecs[done.job.jobId] = nil
-            // Every worker of its owner keeps away from it: one owner's workers rejecting a job in turn ended it as
-            // failed after ten tries without an honest worker ever getting it.
+            // A second worker of the same owner rejecting it keeps it away from all that owner's workers: one owner's
+            // workers rejecting a job in turn ended it as failed after ten tries without an honest worker ever getting
+            // it. (One refusal alone may be that machine's: a full disk, a broken sandbox.)
             let t = now()
+            let ownersWorkers = live.filter { $0.value.identity.ownerId == who.ownerId }.map(\.key)
+            let again = !rejections.avoid(done.job.jobId, now: t).isDisjoint(with: ownersWorkers)
             rejections.rejected(done.job.jobId, by: who.workerId, now: t)
-            for (id, w) in live where w.identity.ownerId == who.ownerId { rejections.rejected(done.job.jobId, by: id, now: t) }
+            if again { for id in ownersWorkers { rejections.rejected(done.job.jobId, by: id, now: t) } }
             let reason = "worker \(who.name) could not start it: \(done.reason ?? "unknown reason")"
             do {
                 let job = try await db.requeue(
@@ -435,7 +438,7 @@ public actor ManagerCore {
         let (current, stored) = await currentRun(done.job.jobId)
         // A report that would wait for its log is held with its outputs: a worker's held reports are bounded in bytes.
         if (done.logBytes ?? 0) > stored {
-            let held = reports.held.values.filter { $0.worker == who.workerId && $0.ref != done.job }
+            let held = reports.held.values.filter { $0.report.who.ownerId == who.ownerId && $0.ref != done.job }
                 .reduce(0) { $0 + $1.report.outputs.reduce(0) { $0 + $1.data.count } }
             let adding = outputs.reduce(0) { $0 + $1.data.count }
             if held + adding > config.maxHeldReportBytes {
@@ -443,7 +446,7 @@ public actor ManagerCore {
                     Msg.Error(
                         GridError(
                             .rateLimited,
-                            "the manager holds \(held >> 20) MiB of this worker's reports waiting for their logs; send the log of job \(done.job.jobId) first, then its report")))
+                            "the manager holds \(held >> 20) MiB of reports of this owner's workers waiting for their logs; send the log of job \(done.job.jobId) first, then its report")))
             }
         }
         let decision = reports.reported(

@@ -283,14 +283,16 @@ extension PeerService {
         for peer in memberIds where peer != selfId {
             let mandate = mandate(for: prefix)
             if case .memKeys(let m)? = try? await ask(peer, .listMem(Msg.ListMem(prefix: prefix, local: true, mandate: mandate)), timeout: 10).message {
-                all.formUnion(m.keys)
+                // A peer's answer is a claim: only keys under the prefix, and no more than a listing reads.
+                all.formUnion(m.keys.lazy.filter { $0.hasPrefix(prefix) }.prefix(2 * config.maxListed))
             }
         }
         // A key listed by a stale replica may have been deleted since: keep only keys that read back, the first
         // `maxListed` in name order. (A listing of more gave nothing at all: one user who published that many public
         // keys emptied everyone's listing of the public names.)
+        // At most twice that many are read back (a hostile peer listing made-up keys costs a bounded number of reads).
         var live: [String] = []
-        for key in all.sorted() {
+        for key in all.sorted().prefix(2 * config.maxListed) {
             if live.count >= config.maxListed { break }
             if (try? await readEntry(key))??.value != nil { live.append(key) }
         }
