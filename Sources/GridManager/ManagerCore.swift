@@ -436,7 +436,7 @@ public actor ManagerCore {
             outputs.append(StoredFile(name: file.name, data: Data(slice.readableBytesView)))
         }
         let (current, stored) = await currentRun(done.job.jobId)
-        // A report that would wait for its log is held with its outputs: a worker's held reports are bounded in bytes.
+        // A report that would wait for its log is held with its outputs: the held reports of one owner's workers are bounded in bytes.
         if (done.logBytes ?? 0) > stored {
             let held = reports.held.values.filter { $0.report.who.ownerId == who.ownerId && $0.ref != done.job }
                 .reduce(0) { $0 + $1.report.outputs.reduce(0) { $0 + $1.data.count } }

@@ -542,7 +542,7 @@ public actor PeerService: Service {
             }
             if let certificate = caller.certificate, let e = await standing(of: certificate) { throw e }
             if let peer = caller.peer, let e = barring(peer, expires: caller.peerExpires) { throw e }
-            if let peer = caller.peer, PeerTrust.peerLinkLapsed(credentialExpires: caller.peerExpires, isMember: memberIds.contains(peer), now: now) {
+            if let peer = caller.peer, PeerTrust.peerLinkLapsed(credentialExpires: caller.peerExpires, isMember: members.contains { $0.workerId == peer }, now: now) {
                 throw GridError(.forbidden, "worker \(peer.prefix(64)) is no peer now and its credential expired; it must connect again")
             }
             switch request {
