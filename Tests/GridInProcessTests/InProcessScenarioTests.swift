@@ -327,7 +327,10 @@ final class RawInProcessWorker: @unchecked Sendable {
             let answer = try await next(4)
             guard case .jobDoneAck(let ack)? = answer else { Issue.record("the forged JOB_DONE was not answered as stale: \(String(describing: answer))"); return }
             #expect(ack.job == ref)
-            #expect(try await alice.job(submitted.job.id).state == .running, "a stranger's report ended the job")
+            // Still running, or (on a loaded machine, its 2 s over) ended by its own worker: the checks below say which,
+            // by its log's last line and who was paid.
+            let after = try await alice.job(submitted.job.id)
+            #expect(after.state == .running || after.state == .completed, "a stranger's report ended the job: \(after.state)")
 
             let done = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.completed, .failed, .cancelled])
             #expect(done.state == .completed && done.attempt == running.attempt, "\(done)")
