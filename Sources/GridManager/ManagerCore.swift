@@ -39,8 +39,12 @@ public actor ManagerCore {
     private var live: [WorkerID: LiveWorker] = [:]
     /// Join tokens revoked in the last ten minutes, and when (`joinTokenRevoked`, `register`).
     private var revokedJoinTokens: [String: Double] = [:]
-    /// Requests on running jobs: the spec of each leased job, to compute free resources.
-    private var leasedSpecs: [JobID: JobSpec] = [:]
+    /// Requests on running jobs: the spec of each leased job, to compute free resources, and its owner, to count the
+    /// others' jobs a worker holds (`windows`).
+    private var leased: [JobID: (spec: JobSpec, owner: UserID)] = [:]
+    /// Each worker seen since this manager started: its owner, and how many other users' jobs it may hold at once
+    /// (`OthersWindow`, pure): what a worker claims to have no longer decides how many others' jobs it gets.
+    private var windows: [WorkerID: (owner: UserID, window: OthersWindow)] = [:]
     /// Workers that could not start a queued job, which it keeps away from for a while (`Rejections`, pure; kept in
     /// memory only).
     private var rejections = Rejections()
@@ -138,7 +142,7 @@ public actor ManagerCore {
         for job in running {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now(), ttl: grace)
-            leasedSpecs[job.id] = job.spec
+            leased[job.id] = (job.spec, job.ownerId)
             deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds)
             if job.cancelRequested { leases.revoke(job.id, now: now()) }
         }
@@ -244,6 +248,12 @@ public actor ManagerCore {
                 return nil
             }
         }
+        // Its window for others' jobs: kept while it is away; a worker this manager has not seen starts from its agreed checks.
+        if windows[who.workerId] == nil {
+            let agreed = (try? await db.reputation(of: who.workerId, rules: config.verification.reputation))?.verified ?? 0
+            if windows[who.workerId] == nil { windows[who.workerId] = (who.ownerId, OthersWindow(agreedChecks: agreed)) }
+        }
+        windows[who.workerId]?.owner = who.ownerId
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t)
@@ -266,7 +276,10 @@ public actor ManagerCore {
             heldBefore: heldBefore, leases: &leases, now: now())
         let forgotten = decision.forgotten
         let forgottenAlone = lostAlone(who.workerId, count: forgotten.count, now: now())
-        for ref in forgotten { leasedSpecs[ref.jobId] = nil }
+        for ref in forgotten {
+            noteRun(on: who.workerId, of: leased[ref.jobId]?.owner, .failed)
+            leased[ref.jobId] = nil
+        }
         // Runs that ended while the manager could not be told, and runs kept: say how much of each log is here, so that
         // the worker re-sends the rest (before its JOB_DONE).
         var offsets: [String: Int64] = [:]
@@ -362,7 +375,7 @@ public actor ManagerCore {
                 let t = wall()
                 runStarted[started.job] = t
                 // The time limit counts from the start: time spent preparing the job's environment is neither billed nor counted.
-                if let spec = leasedSpecs[started.job.jobId], deadlines[started.job.jobId]?.ref == started.job {
+                if let spec = leased[started.job.jobId]?.spec, deadlines[started.job.jobId]?.ref == started.job {
                     deadlines[started.job.jobId] = (started.job, t + Double(spec.minutes) * 60 + config.timeLimitGraceSeconds)
                 }
             }
@@ -406,7 +419,8 @@ public actor ManagerCore {
         if done.outcome == .rejected {
             guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
             leases.release(done.job.jobId)
-            leasedSpecs[done.job.jobId] = nil
+            noteRun(on: who.workerId, of: leased[done.job.jobId]?.owner, .failed)
+            leased[done.job.jobId] = nil
             // A second worker of the same owner rejecting it keeps it away from all that owner's workers: one owner's
             // workers rejecting a job in turn ended it as failed after ten tries without an honest worker ever getting
             // it. (One refusal alone may be that machine's: a full disk, a broken sandbox.)
@@ -495,12 +509,14 @@ public actor ManagerCore {
             return nil
         case .giveUp(let why):
             leases.release(done.job.jobId)
-            leasedSpecs[done.job.jobId] = nil
+            noteRun(on: who.workerId, of: job?.ownerId, .failed)
+            leased[done.job.jobId] = nil
             await interrupt(done.job, .init(kind: .incompleteReport, worker: who.workerId, reason: "worker \(who.name): \(why)", alone: true))
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
         case .notCancelled:
             leases.release(done.job.jobId)
-            leasedSpecs[done.job.jobId] = nil
+            noteRun(on: who.workerId, of: job?.ownerId, .failed)
+            leased[done.job.jobId] = nil
             await interrupt(
                 done.job,
                 .init(kind: .stoppedByWorker, worker: who.workerId, reason: "worker \(who.name) stopped the run, though nobody cancelled the job", alone: true))
@@ -533,6 +549,11 @@ public actor ManagerCore {
             {
                 let job = finished.job
                 forget(job.id)
+                switch job.state {
+                case .completed: noteRun(on: who.workerId, of: job.ownerId, .completed)
+                case .failed, .timedOut: noteRun(on: who.workerId, of: job.ownerId, .failed)
+                default: break
+                }
                 logger.info(
                     "job ended",
                     metadata: [
@@ -689,7 +710,7 @@ public actor ManagerCore {
         var out: [WorkerID: (free: Resources, running: Int, load: Double)] = [:]
         for (id, w) in live {
             let jobs = leases.jobs(of: id)
-            let used = jobs.reduce(Resources.zero) { $0 + (leasedSpecs[$1.jobId]?.resources ?? .zero) }
+            let used = jobs.reduce(Resources.zero) { $0 + (leased[$1.jobId]?.spec.resources ?? .zero) }
             out[id] = (w.registration.resources - used, jobs.count, w.load)
         }
         return out
@@ -708,7 +729,7 @@ public actor ManagerCore {
         for (id, w) in live {
             let jobs = leases.jobs(of: id)
             total += w.registration.resources.cpus
-            used += min(w.registration.resources.cpus, jobs.reduce(0) { $0 + (leasedSpecs[$1.jobId]?.cpus ?? 0) })
+            used += min(w.registration.resources.cpus, jobs.reduce(0) { $0 + (leased[$1.jobId]?.spec.cpus ?? 0) })
             running += jobs.count
         }
         return (total, used, live.count, running)
@@ -755,7 +776,8 @@ public actor ManagerCore {
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
                 freeSlots: w.stopping ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
-                envs: Set(w.registration.envs ?? []), python: w.registration.python)
+                envs: Set(w.registration.envs ?? []), python: w.registration.python,
+                othersRoom: othersRoom(w.identity.workerId, owner: w.identity.ownerId))
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = queue.plan(workers: workers, usage: usage, now: now())
@@ -764,7 +786,7 @@ public actor ManagerCore {
         for job in started {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now())
-            leasedSpecs[job.id] = job.spec
+            leased[job.id] = (job.spec, job.ownerId)
             let preparing = job.spec.requirements?.isEmpty == false ? config.environmentGraceSeconds : 0
             deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing)
             await assign(job, to: worker)
@@ -836,7 +858,8 @@ public actor ManagerCore {
         // The workers' names, read once for the whole batch (a worker lost with many runs expires them together).
         let names = expired.isEmpty ? [:] : Dictionary(((try? await db.workers()) ?? []).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         for lease in expired {
-            leasedSpecs[lease.job.jobId] = nil
+            noteRun(on: lease.worker, of: leased[lease.job.jobId]?.owner, .failed)
+            leased[lease.job.jobId] = nil
             let name = names[lease.worker] ?? lease.worker
             await interrupt(
                 lease.job, .init(kind: .workerLost, worker: lease.worker, reason: "worker \(name) stopped responding", alone: alone[lease.worker] ?? false))
@@ -865,7 +888,7 @@ public actor ManagerCore {
     /// The manager is done with a job's run: forget its lease and everything kept about it.
     private func forget(_ id: JobID) {
         leases.release(id)
-        leasedSpecs[id] = nil
+        leased[id] = nil
         rejections.forget(id)
         deadlines[id] = nil
         runStarted = runStarted.filter { $0.key.jobId != id }
@@ -876,7 +899,7 @@ public actor ManagerCore {
     private func stopOverruns() async {
         let clock = wall()
         for (id, d) in deadlines where clock > d.at {
-            guard let lease = leases.holder(of: id), lease.job == d.ref, let spec = leasedSpecs[id] else {
+            guard let lease = leases.holder(of: id), lease.job == d.ref, let spec = leased[id]?.spec else {
                 deadlines[id] = nil
                 continue
             }
@@ -889,6 +912,7 @@ public actor ManagerCore {
                     d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification,
                     checkerOnline: checkerOnline(besides: owner), now: clock)
                 let job = finished?.job
+                if job != nil { noteRun(on: lease.worker, of: leased[id]?.owner, .failed) }
                 if let finished { await noteVerification(finished) }
                 logger.warning("run past its time limit; stopped", metadata: ["grid.job.id": "\(id)", "grid.worker.id": "\(lease.worker)"])
                 forget(id)
@@ -906,6 +930,9 @@ public actor ManagerCore {
     /// leave the peers (`onlinePeers`): a worker caught forging results holds and serves nobody's memory, files or
     /// function tasks either, and renews no peer credential.
     private func noteVerification(_ finished: GridDatabase.Finished) async {
+        for (worker, outcome) in finished.outcomes {
+            windows[worker]?.window.record(outcome == .agreed ? .agreed : .contradicted)
+        }
         for (worker, reason) in finished.quarantined {
             quarantined.insert(worker)
             await bar(worker)
@@ -925,6 +952,19 @@ public actor ManagerCore {
             await announcePeers()
         }
         return lifted
+    }
+
+    /// Records in `worker`'s window what happened to a run of `jobOwner`'s job on it; its owner's own jobs (and a run
+    /// whose owner is not known here) count for nothing.
+    private func noteRun(on worker: WorkerID, of jobOwner: UserID?, _ event: OthersWindow.Event) {
+        guard let jobOwner, let entry = windows[worker], entry.owner != jobOwner else { return }
+        windows[worker]?.window.record(event)
+    }
+
+    /// How many more other users' jobs `worker` (of `owner`) may be given now.
+    private func othersRoom(_ worker: WorkerID, owner: UserID) -> Int {
+        let holding = leases.jobs(of: worker).reduce(0) { $0 + (leased[$1.jobId].map { $0.owner != owner ? 1 : 0 } ?? 0) }
+        return (windows[worker]?.window ?? OthersWindow()).room(holding: holding)
     }
 
     /// Whether a worker of another owner than `owner`, not quarantined, is online to run a check run.

@@ -29,11 +29,16 @@ public enum Placement {
         public var envs: Set<String>
         /// The worker's Python version (`3.11.7`); nil: unknown (an older worker), taken to fit any job.
         public var python: String?
+        /// How many more jobs of users other than its owner it may be given now (`OthersWindow.room`); its owner's jobs
+        /// are not limited by it. `Int.max`: no limit.
+        public var othersRoom: Int
 
         public init(
             id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0,
-            owner: UserID? = nil, acceptsOthers: Bool = true, quarantined: Bool = false, envs: Set<String> = [], python: String? = nil
+            owner: UserID? = nil, acceptsOthers: Bool = true, quarantined: Bool = false, envs: Set<String> = [], python: String? = nil,
+            othersRoom: Int = .max
         ) {
+            self.othersRoom = othersRoom
             self.quarantined = quarantined
             self.envs = envs
             self.python = python
@@ -72,6 +77,9 @@ public enum Placement {
             guard let spec = job.requiresPython, let python else { return true }
             return PythonVersionSpec.allows(spec, version: python)
         }
+
+        /// Whether its window has room for one more of `job`'s: always for its owner's own jobs.
+        func windowTakes(_ job: Job) -> Bool { othersRoom > 0 || owner == job.owner }
 
         /// Whether this worker could ever run `job`: tier, owner, Python and total resources (not what is free now).
         func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job) && hasPython(for: job) && total.covers(job.request) }
@@ -215,7 +223,7 @@ public enum Placement {
         var pending: [JobID: PendingReason] = [:]
         var noFit: Set<Shape> = []
         var reasons: [Shape: PendingReason] = [:]
-        let ownerMatters = workers.contains { (!$0.acceptsOthers || $0.quarantined) && $0.owner != nil }
+        let ownerMatters = Placement.ownerMatters(workers)
         while let job = order.next() {
             if stopWhenFull && ready.isEmpty { break }
             let shape = Shape(job, ownerMatters: ownerMatters)
@@ -224,6 +232,7 @@ public enum Placement {
                 let fits: (Int) -> Bool = {
                     Placement.hasRoom(tier: workers[$0].tier, free: workers[$0].free, freeSlots: workers[$0].freeSlots, for: job.minTier, job.request)
                         && !job.avoid.contains(workers[$0].id) && workers[$0].takes(job) && workers[$0].hasPython(for: job)
+                        && workers[$0].windowTakes(job)
                 }
                 // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
                 if let env = job.env { chosen = ready.firstIndex { workers[$0].envs.contains(env) && fits($0) } }
@@ -239,6 +248,7 @@ public enum Placement {
             let w = ready.remove(at: position)
             workers[w].free = workers[w].free - job.request
             workers[w].freeSlots -= 1
+            if workers[w].owner != job.owner { workers[w].othersRoom -= 1 }
             assignments.append(Assignment(job: job.id, worker: workers[w].id))
             if hasRoom(w) {
                 // Binary search for its new place by load.
@@ -257,7 +267,7 @@ public enum Placement {
 
     /// Why each of `jobs` cannot be placed on `workers` (as `plan` gives it), worked out once per request shape.
     public static func reasons(for jobs: some Sequence<Job>, workers: [Worker]) -> [JobID: PendingReason] {
-        let ownerMatters = workers.contains { (!$0.acceptsOthers || $0.quarantined) && $0.owner != nil }
+        let ownerMatters = Placement.ownerMatters(workers)
         var byShape: [Shape: PendingReason] = [:]
         var out: [JobID: PendingReason] = [:]
         for job in jobs {
@@ -292,6 +302,14 @@ public enum Placement {
         h.combine(workers.count)
         h.combine(sum)
         return h.finalize()
+    }
+
+    /// Whether a job's owner decides whether some worker takes it: a worker that takes only its owner's jobs, or whose
+    /// window for others' jobs is smaller than its free slots (it may fill with others' jobs and still have room for
+    /// its owner's). A window no smaller than the free slots stays so through a pass (each job given takes a slot, and
+    /// at most one place in the window), so it never makes an owner matter.
+    static func ownerMatters(_ workers: [Worker]) -> Bool {
+        workers.contains { $0.owner != nil && (!$0.acceptsOthers || $0.quarantined || $0.othersRoom < $0.freeSlots) }
     }
 
     /// What makes two requests interchangeable for placement. The owner counts only while some worker takes only its

@@ -550,9 +550,10 @@ extension GridDatabase {
                 try Self.event(db, job.id, result.state, "unverified: a check run (job \(check)) is queued (\(reason.rawValue))", now)
             }
             if let root = job.checkOf {
-                let (another, quarantined) = try Self.decide(db, root: root, policy: policy, now: now)
+                let (another, quarantined, outcomes) = try Self.decide(db, root: root, policy: policy, now: now)
                 finished.checkQueued = another
                 finished.quarantined = quarantined
+                finished.outcomes = outcomes
             }
             finished.job = try Self.job(db, job.id)!
             return finished

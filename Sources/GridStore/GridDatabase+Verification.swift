@@ -17,6 +17,8 @@ extension GridDatabase {
         public var checkQueued: JobID?
         /// Workers this settlement quarantined, with the reason.
         public var quarantined: [WorkerID: String] = [:]
+        /// The check outcomes this settlement recorded, a worker's run each (`worker_checks`), in run order.
+        public var outcomes: [(worker: WorkerID, outcome: Reputation.Outcome)] = []
     }
 
     // MARK: - Reading
@@ -126,11 +128,13 @@ extension GridDatabase {
 
     /// Once every check run of `root` has ended: compares the runs and carries out the verdict (a third run, or
     /// escrow released or forfeited, reputations recorded, quarantines, the job's result replaced when it was
-    /// contradicted). Returns the check queued and the workers quarantined.
-    static func decide(_ db: any StoreSession, root rootId: JobID, policy: Verification.Policy, now: Double) throws -> (JobID?, [WorkerID: String]) {
-        guard let root = try job(db, rootId), root.verification == .unverified else { return (nil, [:]) }
+    /// contradicted). Returns the check queued, the workers quarantined and the outcomes recorded.
+    static func decide(
+        _ db: any StoreSession, root rootId: JobID, policy: Verification.Policy, now: Double
+    ) throws -> (JobID?, [WorkerID: String], [(worker: WorkerID, outcome: Reputation.Outcome)]) {
+        guard let root = try job(db, rootId), root.verification == .unverified else { return (nil, [:], []) }
         let checks = try checkRuns(db, rootId)
-        guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:]) }
+        guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:], []) }
         let runs = [root] + checks
         let digests = runs.compactMap(\.digest)
         let verdict: Verification.Verdict = digests.count == runs.count ? Verification.verdict(digests) : .inconclusive
@@ -141,14 +145,15 @@ extension GridDatabase {
             let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: false, now: now)
             try recordHold(db, id)
             try event(db, root.id, root.state, "verification: the runs disagree; a third run (job \(id)) decides", now)
-            return (id, [:])
+            return (id, [:], [])
         case .inconclusive:
             for r in runs { try resolve(db, r, agreed: true, now: now) }
             try db.execute(sql: "UPDATE jobs SET verification = 'inconclusive' WHERE id = ?", arguments: [root.id])
             try event(db, root.id, root.state, "verification inconclusive: the runs could not be compared to a decision", now)
-            return (nil, [:])
+            return (nil, [:], [])
         case .decided(let agreeing, let contradicted):
             var quarantined: [WorkerID: String] = [:]
+            var outcomes: [(worker: WorkerID, outcome: Reputation.Outcome)] = []
             for i in runs.indices {
                 let agreed = agreeing.contains(i)
                 try resolve(db, runs[i], agreed: agreed, now: now)
@@ -161,6 +166,7 @@ extension GridDatabase {
                 try db.execute(
                     sql: "INSERT INTO worker_checks (worker_id, job_id, at, outcome) VALUES (?, ?, ?, ?)",
                     arguments: [worker, runs[i].id, now, agreed ? "agreed" : "contradicted"])
+                outcomes.append((worker, agreed ? .agreed : .contradicted))
                 for case .quarantine(let reason) in actions {
                     try db.execute(
                         sql: "UPDATE workers SET quarantined = 1, quarantine_reason = ? WHERE id = ?", arguments: [reason, worker])
@@ -183,7 +189,7 @@ extension GridDatabase {
                     "contradicted → rerun on \(names.first ?? "another worker"); the result of worker \(losers.joined(separator: ", ")) was replaced",
                     now)
             }
-            return (nil, quarantined)
+            return (nil, quarantined, outcomes)
         }
     }
 

@@ -371,6 +371,56 @@ final class RawInProcessWorker: @unchecked Sendable {
         }
     }
 
+    /// A worker's claims no longer decide how many other users' jobs it holds: one that claimed 4,096 CPUs was given
+    /// every queued job (the least loaded by far), failed each at once and was paid each run's base. It holds its window
+    /// of others' jobs (4) at once, one at a time once its runs fail, and its owner's own jobs are not held back.
+    @Test func aWorkerClaimingHugeResourcesHoldsOnlyItsWindowOfOthersJobs() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let mallory = try await grid.user("mallory")
+            let raw = try await RawInProcessWorker.registered(
+                grid, token: try await mallory.createToken(kind: "worker").token, name: "mallory-box", cpus: 4_096)
+            let link = raw.link
+            defer { link.close() }
+            var victims: Set<JobID> = []
+            for i in 0..<8 {
+                victims.insert(try await alice.submit(InProcessScenarioTests.job("v\(i)", "# grid: print hi\n", minutes: 1)).job.id)
+            }
+            var given: [Msg.JobAssign] = []
+            // Its owner's jobs, submitted one after another: once the second is assigned, every pass that could have
+            // given it more of alice's jobs has (her jobs were queued before either).
+            func others(untilOwnJobs n: Int) async throws -> [Msg.JobAssign] {
+                var out: [Msg.JobAssign] = []
+                for k in 0..<n {
+                    let own = try await mallory.submit(InProcessScenarioTests.job("own\(k)", "# grid: print mine\n", minutes: 1)).job.id
+                    for _ in 0..<100 {
+                        guard let a = try await raw.nextAssignment() else { throw TestGridError("the worker's link ended") }
+                        if a.job.jobId == own { break }
+                        #expect(victims.contains(a.job.jobId), "an unexpected job was assigned: \(a.job)")
+                        out.append(a)
+                    }
+                }
+                return out
+            }
+            given = try await others(untilOwnJobs: 2)
+            #expect(given.count == 4, "a worker that claimed 4,096 CPUs was given \(given.count) of alice's jobs at once")
+            // Each run fails at once: 4 → 2 → 1 → 1 → 1.
+            for (i, a) in given.enumerated() {
+                try await link.outbound.write(GridFrame(id: 100 + i, .jobStarted(Msg.JobStarted(job: a.job))))
+                let done = Msg.JobDone(
+                    job: a.job, outcome: .failed, exitCode: 1, runtimeMs: 10, peakMemoryKb: 1, cpuSeconds: 0, reason: nil, files: [], logBytes: 0)
+                try await link.outbound.write(GridFrame(id: 200 + i, .jobDone(done)))
+                guard case .jobDoneAck? = try await raw.next(where: { $0.id == 200 + i })?.message else {
+                    Issue.record("the report was not acknowledged")
+                    return
+                }
+            }
+            let after = try await others(untilOwnJobs: 2)
+            #expect(after.count == 1, "after four failed runs it was given \(after.count) of alice's jobs at once")
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
     /// A report whose log has not all arrived is held with its outputs until it does: a worker holding many jobs sent
     /// each a report with 64 MiB of outputs and a log it never sent, and pinned gigabytes in the manager. A worker's
     /// held reports are bounded in bytes; one beyond is refused until its log is in.

@@ -1,0 +1,124 @@
+import GridCore
+import GridScheduler
+import Testing
+
+/// How many other users' jobs a worker may hold at once, event by event.
+@Suite("OthersWindow")
+struct OthersWindowTests {
+    @Test func aNewWorkerHoldsALaptopsWorthOfOthersJobs() {
+        let w = OthersWindow()
+        #expect(w.size == OthersWindow.first && OthersWindow.first == 4)
+        #expect(w.room(holding: 0) == 4)
+        #expect(w.room(holding: 3) == 1)
+        #expect(w.room(holding: 4) == 0)
+        // A count from anywhere is never trusted to be sane.
+        #expect(w.room(holding: .max) == 0)
+        #expect(w.room(holding: -1) == 4)
+        #expect(w.room(holding: .min) == 4)
+    }
+
+    @Test func completedRunsOpenItOneByOneAndAgreedChecksDoubleIt() {
+        var w = OthersWindow()
+        w.record(.completed)
+        #expect(w.size == 5)
+        w.record(.agreed)
+        #expect(w.size == 10)
+        for _ in 0..<30 { w.record(.agreed) }
+        #expect(w.size == OthersWindow.most)
+        w.record(.completed)
+        #expect(w.size == OthersWindow.most)
+    }
+
+    @Test func failuresHalveItDownToOneAndAContradictionShutsItToOne() {
+        var w = OthersWindow()
+        w.record(.failed)
+        #expect(w.size == 2)
+        w.record(.failed)
+        w.record(.failed)
+        w.record(.failed)
+        #expect(w.size == 1)
+        #expect(w.room(holding: 0) == 1)
+        // It opens again as its runs complete.
+        w.record(.completed)
+        #expect(w.size == 2)
+        for _ in 0..<10 { w.record(.agreed) }
+        w.record(.contradicted)
+        #expect(w.size == 1)
+    }
+
+    /// A worker that claims 4,096 CPUs and fails every run at once is given fewer of them, not more.
+    @Test func aWorkerThatFailsEveryRunIsGivenOneAtATime() {
+        var w = OthersWindow()
+        var given = 0
+        for _ in 0..<100 {
+            given += w.room(holding: 0)
+            w.record(.failed)
+        }
+        // 4 + 2 + 1 + 1 + … : 104 runs in 100 rounds, not 4,096 a round.
+        #expect(given == 4 + 2 + 98)
+    }
+
+    @Test func aRestartedManagerStartsAWorkerFromItsAgreedChecks() {
+        #expect(OthersWindow(agreedChecks: 0).size == 4)
+        #expect(OthersWindow(agreedChecks: 5).size == 128)
+        #expect(OthersWindow(agreedChecks: -1).size == 4)
+        #expect(OthersWindow(agreedChecks: .min).size == 4)
+        #expect(OthersWindow(agreedChecks: .max).size == OthersWindow.most)
+    }
+}
+
+/// Placement honours each worker's window for other users' jobs.
+@Suite("Placement.OthersWindow")
+struct PlacementOthersWindowTests {
+    static func worker(_ id: String, owner: UserID, cpus: Int, othersRoom: Int = .max, load: Double = 0) -> Placement.Worker {
+        let total = Resources(cpus: cpus, ramGb: cpus, gpus: 0)
+        return Placement.Worker(
+            id: id, total: total, free: total, load: load, tier: .bwrap, freeSlots: cpus, owner: owner, othersRoom: othersRoom)
+    }
+
+    static func job(_ id: JobID, owner: UserID) -> Placement.Job {
+        Placement.Job(id: id, owner: owner, priority: 0, request: Resources(cpus: 1, ramGb: 1, gpus: 0), minTier: .bwrap, submitted: Double(id))
+    }
+
+    /// A worker that claims 4,096 CPUs (the least loaded by far) gets what its window allows of others' jobs; the rest
+    /// go to an honest worker, or wait.
+    @Test func aWorkerClaimingHugeResourcesGetsOnlyItsWindowOfOthersJobs() {
+        let huge = Self.worker("huge", owner: 66, cpus: 4_096, othersRoom: 4)
+        let honest = Self.worker("honest", owner: 20, cpus: 8, load: 0.5)
+        let jobs = (1...20).map { Self.job(JobID($0), owner: 1) }
+        let plan = Placement.plan(jobs: jobs, workers: [huge, honest])
+        let counts = Dictionary(grouping: plan.assignments, by: \.worker).mapValues(\.count)
+        #expect(counts["huge"] == 4)
+        #expect(counts["honest"] == 8)
+        #expect(plan.pending.count == 8)
+        #expect(plan.pending.values.allSatisfy { $0 == .waitingForCapacity })
+        // The same through the queue's pass (group skipping, a stop when full).
+        var queue = PendingQueue()
+        for job in jobs { queue.upsert(job, reason: nil) }
+        let passed = queue.plan(workers: [huge, honest], usage: [:], now: 0)
+        #expect(Dictionary(grouping: passed.assignments, by: \.worker).mapValues(\.count) == counts)
+    }
+
+    /// Its owner's own jobs are not limited by its window, even when others' jobs of the same shape could not be
+    /// placed before them in the same pass.
+    @Test func itsOwnersJobsAreNotLimitedByItsWindow() {
+        let w = Self.worker("w", owner: 66, cpus: 16, othersRoom: 2)
+        let jobs = (1...6).map { Self.job(JobID($0), owner: 1) } + (7...12).map { Self.job(JobID($0), owner: 66) }
+        for plan in [Placement.plan(jobs: jobs, workers: [w]), { var q = PendingQueue(); for j in jobs { q.upsert(j, reason: nil) }; return q.plan(workers: [w], usage: [:], now: 0) }()] {
+            let placed = Set(plan.assignments.map(\.job))
+            #expect(placed.filter { $0 <= 6 }.count == 2)
+            #expect(placed.filter { $0 >= 7 } == Set(7...12))
+        }
+    }
+
+    /// A shut window (no room) still takes its owner's jobs; a worker with no owner known counts every job as others'.
+    @Test func aShutWindowTakesOnlyItsOwnersJobs() {
+        let shut = Self.worker("w", owner: 66, cpus: 4, othersRoom: 0)
+        let plan = Placement.plan(jobs: [Self.job(1, owner: 1), Self.job(2, owner: 66)], workers: [shut])
+        #expect(plan.assignments.map(\.job) == [2])
+        let total = Resources(cpus: 4, ramGb: 4, gpus: 0)
+        let ownerless = Placement.Worker(id: "x", total: total, free: total, load: 0, tier: .bwrap, freeSlots: 4, othersRoom: 1)
+        let two = Placement.plan(jobs: [Self.job(1, owner: 1), Self.job(2, owner: 2)], workers: [ownerless])
+        #expect(two.assignments.count == 1)
+    }
+}
