@@ -2,6 +2,7 @@
 #include "grid_spawn.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -400,4 +401,26 @@ int grid_count_descendants(pid_t root, int limit) {
         closedir(d);
     }
     return count;
+}
+
+/* The walk's running totals: nftw's callback has no context argument, and each walking thread has its own. */
+static __thread long long du_bytes, du_entries, du_stop_bytes, du_stop_entries;
+
+static int du_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)path;
+    (void)ftw;
+    du_entries++;
+    if (flag != FTW_NS && st) du_bytes += (long long)st->st_blocks * 512;
+    return (du_bytes > du_stop_bytes || du_entries > du_stop_entries) ? 1 : 0;
+}
+
+long long grid_disk_usage(const char *path, long long stop_bytes, long long stop_entries, long long *entries) {
+    du_bytes = 0;
+    du_entries = 0;
+    du_stop_bytes = stop_bytes;
+    du_stop_entries = stop_entries;
+    int r = nftw(path, du_visit, 16, FTW_PHYS | FTW_MOUNT);
+    if (entries) *entries = du_entries;
+    if (r < 0) return -1;
+    return du_bytes;
 }

@@ -157,6 +157,25 @@ public final class JobExecution: Sendable {
         }
     }
 
+    /// Measures `folder` (the job's) while the job runs, and stops the job (`failed`, with the reason) once it passes
+    /// `limits` (`DiskRule`). On a thread of its own, which ends with the run.
+    public func watchDisk(folder: String, limits: DiskLimits) {
+        Thread.detachNewThread { [self] in
+            while report.value == nil && exited.withLock({ $0 }) == nil {
+                let began = Self.monotonic()
+                let measure = DiskRule.measure(folder, limits: limits)
+                // Measured while the run went on: a folder gone with the run's end says nothing.
+                guard report.value == nil && exited.withLock({ $0 }) == nil else { return }
+                if let why = DiskRule.verdict(measure, limits: limits) {
+                    stop(Stop(outcome: .failed, reason: why))
+                    return
+                }
+                let until = Self.monotonic() + DiskRule.interval(walkSeconds: Self.monotonic() - began)
+                while Self.monotonic() < until && report.value == nil && exited.withLock({ $0 }) == nil { usleep(250_000) }
+            }
+        }
+    }
+
     /// Stops the job now: kills its whole process tree. The report says `cancelled`.
     public func cancel() { stop(Stop(outcome: .cancelled, reason: "cancelled")) }
 
@@ -212,6 +231,9 @@ public final class JobExecution: Sendable {
             _ = pumped.wait(timeout: .now() + 2)
             r = explain(r, String(decoding: tail.withLock { $0 }, as: UTF8.self))
         }
+        // A stop decided with its reason (a disk limit, a check) is why the run ended, whatever the runner guesses from
+        // the kill it took (a container killed by SIGKILL reads as out of memory).
+        if let reason = forced?.reason { r.reason = reason }
         report.fulfil(r)
     }
 

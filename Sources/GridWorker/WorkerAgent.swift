@@ -617,6 +617,7 @@ public actor WorkerAgent: Service {
             // Cancelled (or the worker began stopping) while it started: it runs only to be stopped, and is reported
             // like any cancelled run.
             if table.started(ref) == .cancelAtOnce { execution.cancel() }
+            execution.watchDisk(folder: scratch.path, limits: config.jobDisk)
             jobs[ref] = RunningJob(
                 ref: ref, spec: assign.spec, owner: assign.owner ?? "", execution: execution, scratch: scratch, inputs: stamps,
                 gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key)

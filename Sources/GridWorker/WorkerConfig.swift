@@ -1,5 +1,6 @@
 public import GridProtocol
 public import GridCore
+public import GridSandbox
 
 /// Everything a worker can be told, with documented defaults. Parsed only by the executable.
 public struct WorkerConfig: Sendable {
@@ -45,6 +46,9 @@ public struct WorkerConfig: Sendable {
     /// Disk space a job's grid inputs leave free on the worker's data disk, in bytes (for the job's outputs and the
     /// contributor's own use): a job whose inputs would take more goes to another worker.
     public var diskReserveBytes: Int64 = 1 << 30
+    /// How much disk one job may take while it runs (its folder's bytes and files, and the free space the disk keeps):
+    /// a job past them is stopped (`JobExecution.watchDisk`).
+    public var jobDisk = DiskLimits()
     /// Largest log kept per job, in bytes.
     public var maxLogBytes: Int = 16 << 20
     /// The sandbox as reported to the manager and shown on the status page (label, skipped tiers, whose jobs it takes);

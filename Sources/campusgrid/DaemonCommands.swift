@@ -199,6 +199,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Largest single environment, in GB (default 5).") var envMaxGb: Double = 5
     @Option(help: "Time limit of one environment build, in minutes (default 10).") var envBuildMinutes: Double = 10
     @Option(help: "Installer for jobs' environments: auto (uv when installed, else pip), uv or pip.") var envInstaller = "auto"
+    @Option(help: "Disk one job may take while it runs, in GB (default 10; a job past it, or past 200,000 files, is stopped).")
+    var maxJobDiskGb: Double = 10
     @Option(help: "Memory the grid's shared key-value values held here may take, in MiB (default 512; one person at most a quarter).")
     var shareMemoryMb: Int = 512
     @Option(help: "Disk the grid's shared file chunks held here may take, in MiB (default 20480).") var shareDiskMb: Int = 20480
@@ -213,6 +215,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("parent-pid"), help: .hidden) var parentPid: Int32?
 
     func validate() throws {
+        guard maxJobDiskGb.isFinite, maxJobDiskGb >= 0.001, maxJobDiskGb <= 1_048_576 else {
+            throw ValidationError("--max-job-disk-gb must be 0.001–1048576 (got \(maxJobDiskGb))")
+        }
         for (label, value) in [("--share-memory-mb", shareMemoryMb), ("--share-disk-mb", shareDiskMb)] where !(1...(1 << 24)).contains(value) {
             throw ValidationError("\(label) must be 1–16777216 MiB (got \(value))")
         }
@@ -243,6 +248,7 @@ struct WorkerCommand: AsyncParsableCommand {
         config.caFingerprint = join.caFingerprint
         config.user = user
         config.slots = slots
+        config.jobDisk.maxBytes = Int64(maxJobDiskGb * Double(1 << 30))
         config.advertiseHost = advertise
         for (label, value) in [("--cpus", cpus), ("--memory", memory), ("--gpus", gpus), ("--slots", slots)] {
             if let value, value < 0 || value > 4096 { throw ValidationError("\(label) must be 0–4096 (got \(value))") }

@@ -3,6 +3,7 @@ import GridClient
 import GridCore
 import GridPeer
 import GridProtocol
+import GridSandbox
 import GridTestSupport
 import Synchronization
 import Testing
@@ -283,6 +284,23 @@ import Testing
             _ = try await grid.startWorker("roomy", owner: owner, cpus: 1, peer: true)
             let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed], timeout: 60)
             #expect(done.state == .completed, "\(done.state): \((done.events ?? []).compactMap(\.detail))")
+        }
+    }
+
+    /// The worker measures each running job's folder: a job past its disk limit (here, too many files) is stopped and
+    /// ends `failed`, saying why.
+    @Test func aWorkerStopsAJobPastItsDiskLimit() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            // The folder itself and the script are 2 entries; the job makes 4 more.
+            _ = try await grid.startWorker("small", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 1 << 30, maxEntries: 4, floorBytes: 0))
+            let alice = try await grid.user("alice")
+            let script = "# grid: write a 1\n# grid: write b 2\n# grid: write c 3\n# grid: write d 4\n# grid: sleep 30\n# grid: print DONE\n"
+            let id = try await alice.submit(InProcessScenarioTests.job("fills", script)).job.id
+            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed, .timedOut], timeout: 60)
+            #expect(done.state == .failed, "\(done.state)")
+            let said = (done.events ?? []).compactMap(\.detail).joined(separator: "\n")
+            #expect(said.contains("files and folders"), "\(said)")
         }
     }
 

@@ -168,6 +168,43 @@ struct HostileJobTests {
         #expect(shm != nil && shm! <= 1 << 30, "\(r.output)")
     }
 
+    /// A job's files were capped one by one (1 GiB), not together: a job that wrote many filled its contributor's disk.
+    /// Its folder is measured while it runs, and a job past its disk limit is stopped, with the reason.
+    @Test("a job that fills its folder past its disk limit is stopped", arguments: Tier.allCases)
+    func aJobPastItsDiskLimitIsStopped(tier: Tier) async throws {
+        let h = try await SandboxHarness.make(tier)
+        let r = try await h.run(
+            """
+            import os, time
+            block = b"x" * (1 << 20)
+            for i in range(600):
+                with open("fill-%d.bin" % i, "wb") as f:
+                    f.write(block)
+                time.sleep(0.01)
+            print("WROTE ALL")
+            """, disk: DiskLimits(maxBytes: 24 << 20, maxEntries: 10_000, floorBytes: 0))
+        #expect(r.report.outcome == .failed, "\(r.report) \(r.output)")
+        #expect(r.report.reason?.contains("disk limit reached") == true, "\(String(describing: r.report.reason))")
+        #expect(!r.output.contains("WROTE ALL"), "\(r.output)")
+    }
+
+    /// Each file and folder takes an inode of the contributor's disk: a job that makes too many is stopped too.
+    @Test func aJobThatMakesTooManyFilesIsStopped() async throws {
+        let h = try await SandboxHarness.make(.bwrap)
+        let r = try await h.run(
+            """
+            import os, time
+            for i in range(20000):
+                open("f%d" % i, "w").close()
+                if i % 100 == 0:
+                    time.sleep(0.01)
+            print("MADE ALL")
+            """, disk: DiskLimits(maxBytes: 1 << 30, maxEntries: 500, floorBytes: 0))
+        #expect(r.report.outcome == .failed, "\(r.report) \(r.output)")
+        #expect(r.report.reason?.contains("files and folders") == true, "\(String(describing: r.report.reason))")
+        #expect(!r.output.contains("MADE ALL"), "\(r.output)")
+    }
+
     @Test("a job cannot read the worker's token, database or root's home", arguments: Tier.allCases)
     func cannotReadSecrets(tier: Tier) async throws {
         let h = try await SandboxHarness.make(tier)

@@ -118,10 +118,12 @@ final class SandboxHarness: @unchecked Sendable {
     /// Runs `script` to its end and collects its output.
     func run(
         _ script: String, spec: JobSpec = JobSpec(name: "t", cpus: 1, ramGb: 1, minutes: 2), files: [String: String] = [:],
-        timeLimitSeconds: Double? = nil
+        timeLimitSeconds: Double? = nil, disk: DiskLimits? = nil
     ) async throws -> Result {
         // On a thread of its own: making a standby and waiting for its launcher blocks (Swift's pool has 2 threads here).
         let (execution, scratch) = try await onThread { [self] in try start(script, spec: spec, files: files, timeLimitSeconds: timeLimitSeconds) }
+        // As a worker does for every job it starts.
+        if let disk { execution.watchDisk(folder: scratch.path, limits: disk) }
         var output: [UInt8] = []
         for await chunk in execution.output { output += chunk.prefix(1 << 20) }
         let report = await execution.wait()

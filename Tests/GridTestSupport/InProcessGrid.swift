@@ -108,7 +108,7 @@ public final class InProcessGrid: Sendable {
     @discardableResult
     public func startWorker(
         _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(), peer: Bool = false,
-        peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, diskReserveBytes: Int64? = nil, unsandboxedTasks: Bool = false,
+        peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, diskReserveBytes: Int64? = nil, jobDisk: DiskLimits? = nil, unsandboxedTasks: Bool = false,
         maxQueuedTasksPerUser: Int? = nil, maxListed: Int? = nil,
         timeout: Double = 30
     ) async throws -> InProcessWorker {
@@ -117,6 +117,7 @@ public final class InProcessGrid: Sendable {
         config.cpus = cpus
         if let maxGridInputBytes { config.maxGridInputBytes = maxGridInputBytes }
         if let diskReserveBytes { config.diskReserveBytes = diskReserveBytes }
+        if let jobDisk { config.jobDisk = jobDisk }
         config.sandbox = SandboxReport(tier: runner.tier, label: "scripted, in-process (tests)", acceptsOthers: true)
         // `unsandboxedTasks`: as a worker whose interpreters run outside a sandbox (a container-engine tier): its owner's
         // tasks only.

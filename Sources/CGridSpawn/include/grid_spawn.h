@@ -53,4 +53,10 @@ int grid_pidfd_open(pid_t pid);
 /// /proc/PID/task/TID/children), counting at most `limit`; zombies (ended, not yet waited for) are not counted.
 int grid_count_descendants(pid_t root, int limit);
 
+/// The disk a folder's tree takes: the blocks allocated to every file under `path` (st_blocks × 512, so a sparse file
+/// counts what it holds), walked without following links or crossing into another filesystem. The walk stops once
+/// the bytes pass `stop_bytes` or the entries pass `stop_entries` (what it counted so far is returned). `entries`
+/// receives how many entries were seen. -1 when `path` cannot be walked.
+long long grid_disk_usage(const char *path, long long stop_bytes, long long stop_entries, long long *entries);
+
 #endif
