@@ -46,6 +46,11 @@ public enum DiskRule {
         return nil
     }
 
+    /// Whether `reason` is one `verdict` gives.
+    public static func isVerdict(_ reason: String) -> Bool {
+        reason.hasPrefix("disk limit reached") || reason.hasPrefix("the worker's disk is nearly full") || reason.hasPrefix("its folder could not be measured")
+    }
+
     /// How long to wait before the next measure, given how long this one took: at least `every` seconds, and at least
     /// ten times the walk (so that measuring takes at most a tenth of a core), at most a minute.
     public static func interval(walkSeconds: Double, every: Double = 2) -> Double {

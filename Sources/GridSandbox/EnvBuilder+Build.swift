@@ -126,6 +126,10 @@ extension EnvBuilder {
                 path: command[0], arguments: Array(command.dropFirst()), environment: installerEnvironment(c, home: temp + "/home", sandboxed: false),
                 directory: temp, limits: limits, deadline: c.timeLimitSeconds)
         }
+        // Measured as it goes: the size check below comes only once the installer is done, and a package of 50 GB
+        // would have filled the disk by then. Its folder holds the environment and the installer's downloads.
+        let most = c.maxEnvironmentBytes > Int64.max / 4 ? Int64.max / 2 : max(0, c.maxEnvironmentBytes) * 2 + (1 << 30)
+        execution.watchDisk(folder: temp, limits: DiskLimits(maxBytes: most, maxEntries: 1_000_000, floorBytes: c.diskFloorBytes))
         var tail: [UInt8] = []
         await withTaskCancellationHandler {
             for await chunk in execution.output {
@@ -149,6 +153,9 @@ extension EnvBuilder {
         case .cancelled:
             throw GridError(.invalidRequirements, "building the environment was cancelled")
         case .failed:
+            if let reason = report.reason, DiskRule.isVerdict(reason) {
+                throw GridError(.invalidRequirements, "building the environment was stopped: \(reason)")
+            }
             throw GridError(.invalidRequirements, failureReason(
                     String(decoding: tail, as: UTF8.self), allowSdist: c.allowSdist, signal: report.signal, maxBytes: c.maxEnvironmentBytes))
         }

@@ -33,6 +33,9 @@ public actor EnvBuilder {
         public var timeLimitSeconds: Double = 600
         /// An environment larger than this is refused (`--env-max-gb`, default 5).
         public var maxEnvironmentBytes: Int64 = 5 << 30
+        /// Free space the data disk keeps while an environment is built: below it, the build is stopped (an installer's
+        /// extraction is measured as it goes, not only once it is done; `DiskRule`).
+        public var diskFloorBytes: Int64 = 256 << 20
         /// The cache's size limit (`--env-cache-gb`, default 10).
         public var cacheLimitBytes: Int64 = 10 << 30
         /// The sandbox the installer runs in; nil: none (the restricted tier), with a cleared environment and a private HOME.

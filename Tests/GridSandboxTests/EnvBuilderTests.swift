@@ -222,6 +222,23 @@ struct EnvBuilderTests {
         #expect(left.isEmpty, "\(left)")
     }
 
+    /// The size check comes once the installer is done; meanwhile its folder is measured, and a build that would leave
+    /// the disk under what it keeps free is stopped, saying why (here: a floor no disk meets).
+    @Test func aBuildIsStoppedWhileItRunsWhenTheDiskRunsLow() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var c = try builder().configuration
+        c.diskFloorBytes = .max
+        let envs = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+        do {
+            _ = try await envs.prepare(try requirements("cg-a")) { _ in }
+            Issue.record("the build went on")
+        } catch let e as GridError {
+            #expect(e.message.contains("nearly full"), "\(e.message)")
+        }
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: folder + "/envs")) ?? [])
+        #expect(left.isEmpty, "\(left)")
+    }
+
     @Test func theIndexNeverGoesOnTheInstallersCommandLine() {
         var c = EnvBuilder.Configuration(root: "/data/envs", python: "/usr/bin/python3")
         c.indexURL = "https://student:secret@mirror.example/simple"
