@@ -45,13 +45,23 @@ public enum Verification {
     /// always draw the same). Probation runs and spot checks are made only while a worker of another owner is online
     /// to run the check (`checkerOnline`): on a grid of one owner's workers they could never run, and the worker's pay
     /// would wait in escrow for nothing. A `--verify` job's check waits for one.
-    public static func select(job: JobID, spec: JobSpec, reputation: Reputation, policy: Policy, checkerOnline: Bool = true) -> Reason? {
+    ///
+    /// A run that did not complete (`ended` failed or timed out) is drawn at `failedRunRate`, four times the spot-check
+    /// rate: such a run is paid its base (and a timed-out one its whole time) for work a worker may never have done, and
+    /// an honest failure's check costs little (it fails the same way).
+    public static func select(
+        job: JobID, spec: JobSpec, reputation: Reputation, policy: Policy, checkerOnline: Bool = true, ended: JobState = .completed
+    ) -> Reason? {
         if spec.isNondeterministic { return nil }
         if spec.wantsVerification { return .requested }
         guard checkerOnline else { return nil }
         if reputation.onProbation { return .probation }
-        return spotDraw(job: job, seed: policy.seed) < policy.spotCheckRate ? .spotCheck : nil
+        let rate = ended == .failed || ended == .timedOut ? failedRunRate(policy) : policy.spotCheckRate
+        return spotDraw(job: job, seed: policy.seed) < rate ? .spotCheck : nil
     }
+
+    /// The share of a trusted worker's failed or timed-out runs that are checked: four times the spot-check rate, at most all.
+    public static func failedRunRate(_ policy: Policy) -> Double { min(1, policy.spotCheckRate * 4) }
 
     /// A number in [0, 1) fixed by the job id and the seed, evenly spread over job ids.
     public static func spotDraw(job: JobID, seed: UInt64) -> Double {

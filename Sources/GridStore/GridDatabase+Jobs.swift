@@ -518,7 +518,8 @@ extension GridDatabase {
                 ownerId != job.ownerId || job.spec.wantsVerification
             {
                 let reputation = try Self.reputation(db, worker, rules: policy.reputation)
-                reason = Verification.select(job: job.id, spec: job.spec, reputation: reputation, policy: policy, checkerOnline: checkerOnline)
+                reason = Verification.select(
+                    job: job.id, spec: job.spec, reputation: reputation, policy: policy, checkerOnline: checkerOnline, ended: result.state)
             }
             let escrowed = reason != nil || job.checkOf != nil
             if escrowed {

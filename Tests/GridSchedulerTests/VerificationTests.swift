@@ -63,6 +63,30 @@ struct VerificationTests {
         #expect((4_700...5_300).contains(checked))
     }
 
+    /// A run that failed or timed out is paid its base (a timed-out one its whole time) for work the worker may never
+    /// have done: a trusted worker's such runs are checked four times as often as its completed ones (a job drawn for a
+    /// completed run is drawn for a failed one too), and at most all.
+    @Test func failedAndTimedOutRunsAreCheckedFourTimesAsOften() {
+        let policy = Verification.Policy(spotCheckRate: 0.05, seed: 42)
+        #expect(Verification.failedRunRate(policy) == 0.2)
+        func checked(_ ended: JobState) -> Set<JobID> {
+            Set((JobID(1)...20_000).filter {
+                Verification.select(job: $0, spec: JobSpec(name: "j"), reputation: trusted(), policy: policy, ended: ended) == .spotCheck
+            })
+        }
+        let completed = checked(.completed)
+        let failed = checked(.failed)
+        #expect(completed.isSubset(of: failed))
+        #expect((3_700...4_300).contains(failed.count), "\(failed.count)")
+        #expect(checked(.timedOut) == failed)
+        #expect(Verification.failedRunRate(Verification.Policy(spotCheckRate: 0.5)) == 1)
+        #expect(Verification.failedRunRate(Verification.Policy(spotCheckRate: 0)) == 0)
+        // --nondeterministic jobs are never checked, failed or not.
+        var spec = JobSpec(name: "j")
+        spec.nondeterministic = true
+        #expect(Verification.select(job: 1, spec: spec, reputation: trusted(), policy: Verification.Policy(spotCheckRate: 1), ended: .failed) == nil)
+    }
+
     @Test func theSpotCheckDrawIsFixedByJobAndSeedAndChangesWithTheSeed() {
         #expect(Verification.spotDraw(job: 7, seed: 3) == Verification.spotDraw(job: 7, seed: 3))
         let a = (JobID(1)...64).map { Verification.spotDraw(job: $0, seed: 1) < 0.5 }
