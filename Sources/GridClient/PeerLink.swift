@@ -66,13 +66,7 @@ public final class PeerLink: Sendable {
                 throw GridError(.badRequest, "the peer at \(host):\(port) answered HELLO with \(reply.message.type) and no nonce of its own")
             }
             let pass = try await grant(proven.workerId)
-            let identity: PeerTrust.LinkIdentity
-            if tls == nil {
-                identity = .plainText
-            } else {
-                let der = try await link.channel.nioSSL_peerCertificate().get().map { try $0.toDERBytes() }
-                identity = .certificate(der.flatMap(ManagerTrust.peerWorkerId(certificate:)))
-            }
+            let identity = try await link.identity(tls: tls)
             if let e = PeerTrust.checkPeerForSession(
                 proven, nonce: nonce, managerKey: pass.grant.managerKey, now: Int64(Date().timeIntervalSince1970), worker: proven.workerId,
                 link: identity, host: host, port: port)
@@ -92,12 +86,20 @@ public final class PeerLink: Sendable {
         return link
     }
 
+    /// What the link's TLS certificate says of the peer at its other end: the worker id it names (nil: none), or
+    /// `plainText` without TLS.
+    func identity(tls: PeerTLS?) async throws -> PeerTrust.LinkIdentity {
+        guard tls != nil else { return .plainText }
+        let der = try await channel.nioSSL_peerCertificate().get().map { try $0.toDERBytes() }
+        return .certificate(der.flatMap(ManagerTrust.peerWorkerId(certificate:)))
+    }
+
     /// Connects to another peer as a peer: says `HELLO {nonce}` (no token), hands the answer to `prove`, which checks
     /// the other side's credential and proof and returns this peer's `PEER_AUTH` (or throws, and nothing more is
     /// sent), then waits for its `OK`.
     public static func connectAsPeer(
         host: String, port: Int, nonce: String, name: String? = nil, timeout: Double = 5, tls: PeerTLS? = nil,
-        prove: @Sendable (Msg.HelloOk) throws -> Msg.PeerAuth
+        prove: @Sendable (Msg.HelloOk, PeerTrust.LinkIdentity) throws -> Msg.PeerAuth
     ) async throws -> PeerLink {
         let link = try await open(host: host, port: port, timeout: timeout, tls: tls)
         do {
@@ -105,7 +107,7 @@ public final class PeerLink: Sendable {
             guard case .helloOk(let ok) = reply.message else {
                 throw GridError(.unauthorized, "the peer at \(host):\(port) answered HELLO with \(reply.message.type)")
             }
-            let auth = try prove(ok)
+            let auth = try prove(ok, try await link.identity(tls: tls))
             _ = try await link.request(.peerAuth(auth), timeout: timeout)
             link.state.withLock { $0.hello = ok }
         } catch {

@@ -352,9 +352,9 @@ public enum PeerTrust {
     /// Checks a connecting peer's `PEER_AUTH`: a good credential (any worker of this grid) and its proof over the
     /// nonce we sent in `HELLO_OK`, made out to us (`audience`, this worker's id): a proof a worker made for another
     /// peer, which that one relayed here with our nonce in its own `HELLO_OK`, does not pass.
-    public static func checkClient(credential: Credential, proof: String, nonce: String, managerKey: String, now: Int64, audience: String)
-        -> GridError?
-    {
+    public static func checkClient(
+        credential: Credential, proof: String, nonce: String, managerKey: String, now: Int64, audience: String, link: LinkIdentity = .plainText
+    ) -> GridError? {
         if let e = check(credential, managerKey: managerKey, now: now) { return e }
         guard
             isValid(
@@ -362,7 +362,17 @@ public enum PeerTrust {
         else {
             return GridError(.unauthorized, "the connecting peer could not sign with its credential's key")
         }
-        return nil
+        return checkLink(link, proves: credential.workerId)
+    }
+
+    /// Over TLS, whether the certificate the other side of a link showed (from the grid's peer CA) names the worker it
+    /// proves itself to be: a worker that relays another's handshake (a man in the middle with a certificate of its
+    /// own) is caught, whichever side it sits on. A link with no certificate on a TLS grid names nobody, and is refused.
+    /// Plain text says nothing (nil).
+    public static func checkLink(_ link: LinkIdentity, proves workerId: String) -> GridError? {
+        guard case .certificate(let name) = link, name != workerId else { return nil }
+        return GridError(
+            .unauthorized, "the peer's certificate is \(name ?? "nobody")'s but it proves \(workerId): it relays another worker")
     }
 
     /// Checks a ticket presented by peer `holder`: the manager signed it, for this holder, and it has not expired.
@@ -511,11 +521,7 @@ public enum PeerTrust {
         guard isValid(signature: proof, over: challenge(nonce: nonce, workerId: credential.workerId, role: .server), key: credential.key) else {
             return GridError(.unauthorized, "the peer could not sign with \(credential.workerId)'s key; nothing was sent")
         }
-        if case .certificate(let name) = link, name != credential.workerId {
-            return GridError(
-                .unauthorized,
-                "the peer's certificate is \(name ?? "nobody")'s but it proves \(credential.workerId): it relays another worker; nothing was sent")
-        }
+        if let e = checkLink(link, proves: credential.workerId) { return GridError(e.code, e.message + "; nothing was sent") }
         let compared = isIPAddress(host) && !isLoopback(host) && isIPAddress(credential.host)
         if compared && (credential.host != host || credential.port != port) {
             return GridError(

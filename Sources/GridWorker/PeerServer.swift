@@ -3,6 +3,7 @@ public import GridProtocol
 public import Logging
 public import NIOCore
 import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 import Synchronization
 public import GridClient
@@ -192,7 +193,17 @@ final class PeerConnection: ChannelInboundHandler {
                 }
             }
         case .checkProof(let proof, let nonce, let id):
-            check(id: id, bound) { await service.authenticatePeer(proof, nonce: nonce).map { ($0, GridMessage.ok(Msg.Ok())) } }
+            // Over TLS, the certificate the connecting peer showed must name the worker it proves to be.
+            let onTLS = (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)) != nil
+            let certificate = onTLS ? context.channel.nioSSL_peerCertificate() : nil
+            check(id: id, bound) {
+                var link = PeerTrust.LinkIdentity.plainText
+                if let certificate {
+                    let der = try? await certificate.get()?.toDERBytes()
+                    link = .certificate(der.flatMap(ManagerTrust.peerWorkerId(certificate:)))
+                }
+                return await service.authenticatePeer(proof, nonce: nonce, link: link).map { ($0, GridMessage.ok(Msg.Ok())) }
+            }
         case .checkSession(let session, let nonce, let id):
             check(id: id, bound) { await service.welcome(await service.authenticateSession(session, nonce: nonce)) }
         case .open(let frame):

@@ -508,10 +508,11 @@ public actor PeerService: Service {
     }
 
     /// A connecting peer's `PEER_AUTH`: a credential the manager signed and its signature over our `nonce`.
-    func authenticatePeer(_ auth: Msg.PeerAuth, nonce: String) -> Result<Caller, GridError> {
+    /// `link`: what the connection's TLS certificate (if any) says of the peer at its other end.
+    func authenticatePeer(_ auth: Msg.PeerAuth, nonce: String, link: PeerTrust.LinkIdentity = .plainText) -> Result<Caller, GridError> {
         guard let managerKey, let selfId else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet")) }
         if let e = PeerTrust.checkClient(
-            credential: auth.credential, proof: auth.proof, nonce: nonce, managerKey: managerKey, now: Self.nowS(), audience: selfId)
+            credential: auth.credential, proof: auth.proof, nonce: nonce, managerKey: managerKey, now: Self.nowS(), audience: selfId, link: link)
         {
             logger.warning("refused a peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)", "grid.error": "\(e.message)"])
             return .failure(e)
@@ -712,12 +713,15 @@ public actor PeerService: Service {
         _ peer: Msg.PeerInfo, expected: PeerTrust.Expected, nonce: String, managerKey: String, credential: PeerTrust.Credential, selfId: String
     ) async throws -> PeerLink {
         let (signer, now) = (signer, Self.nowS())
-        return try await PeerLink.connectAsPeer(host: peer.host, port: peer.port, nonce: nonce, name: selfId, tls: tls.tls) { ok in
+        return try await PeerLink.connectAsPeer(host: peer.host, port: peer.port, nonce: nonce, name: selfId, tls: tls.tls) { ok, link in
             if let e = PeerTrust.checkServer(
                 credential: ok.credential, proof: ok.proof, nonce: nonce, managerKey: managerKey, now: now, expected: expected)
             {
                 throw e
             }
+            // Over TLS the answering side's certificate names the worker it proves to be (a worker with a certificate
+            // of its own cannot stand in the middle, relaying the other's proof).
+            if let e = PeerTrust.checkLink(link, proves: expected.workerId) { throw e }
             guard let theirs = ok.nonce, (16...128).contains(theirs.utf8.count) else {
                 throw GridError(.unauthorized, "the peer at \(peer.host):\(peer.port) sent no nonce to sign")
             }

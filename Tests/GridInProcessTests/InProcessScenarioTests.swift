@@ -845,7 +845,7 @@ extension InProcessWorkerIdentityTests {
             func link() async throws -> PeerLink {
                 let credential = try #require(await service.credential)
                 let signer = await service.signer
-                return try await PeerLink.connectAsPeer(host: "127.0.0.1", port: port, nonce: PeerTrust.nonce()) { ok in
+                return try await PeerLink.connectAsPeer(host: "127.0.0.1", port: port, nonce: PeerTrust.nonce()) { ok, _ in
                     Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: ok.nonce ?? "", workerId: credential.workerId, role: .client, audience: ok.workerId))
                 }
             }

@@ -85,6 +85,47 @@ import Glibc
         #expect(!sent.contains("SESSION") && !sent.contains(g.token), "the CLI proved Alice to the relay: \(sent.prefix(2000))")
     }
 
+    /// The answering peer's side of a relayed handshake: a worker's TLS certificate must name the worker it proves to
+    /// be. Mallory has two workers, each with a peer certificate and a credential of its own; she opens a TLS link to an
+    /// honest peer with one's certificate and proves herself as the other (as a relay passing on another worker's
+    /// proof over its own TLS session would). Refused; with the matching certificate, the same proof is taken.
+    @Test func aPeerWhoseCertificateNamesAnotherWorkerThanItsProofIsRefused() async throws {
+        let g = try await PeerGrid(label: "peer-tls-mismatch", managerExtra: ["--tls"])
+        defer { g.shutdown() }
+        let honest = try await g.startPeer("honest")
+        let mallory = try await g.grid.user("mallory")
+        var workers: [(tls: PeerTLS, signer: PeerTrust.Signer, id: String, credential: PeerTrust.Credential)] = []
+        var processes: [OpenSSLProcess] = []
+        defer { for p in processes { p.stop() } }
+        for _ in 0..<2 {
+            let join = try #require(try await mallory.createToken(kind: "worker").join)
+            let key = P256.Signing.PrivateKey()
+            let signer = PeerTrust.Signer()
+            let w = try await OpenSSLProcess.registerWorker(
+                gridPort: g.grid.gridPort, token: String(join.split(separator: "@")[0]), keyPEM: key.publicKey.pemRepresentation,
+                peerPort: freeTCPPort(), folder: g.grid.root, peerKey: signer.publicKey)
+            processes.append(w.process)
+            let tls = try PeerTLS(caPEM: w.authorityPEM, certificatePEM: w.certificatePEM, keyPEM: key.pemRepresentation)
+            workers.append((tls, signer, w.id, try #require(w.credential)))
+        }
+        func connect(tlsOf a: Int, proving b: Int) async throws -> PeerLink {
+            let (signer, id, credential) = (workers[b].signer, workers[b].id, workers[b].credential)
+            return try await PeerLink.connectAsPeer(host: "127.0.0.1", port: honest.port, nonce: PeerTrust.nonce(), timeout: 20, tls: workers[a].tls) {
+                ok, _ in
+                Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: ok.nonce ?? "", workerId: id, role: .client, audience: ok.workerId))
+            }
+        }
+        do {
+            let l = try await connect(tlsOf: 0, proving: 1)
+            l.close()
+            Issue.record("a peer whose certificate names \(workers[0].id) was taken as \(workers[1].id)")
+        } catch let e as GridError {
+            #expect(e.code == .unauthorized && e.message.contains("relays another worker"), "\(e)")
+        }
+        let matching = try await connect(tlsOf: 1, proving: 1)
+        matching.close()
+    }
+
     @Test func peersOfATLSGridServeOverTLSAndTrustOnlyTheirCA() async throws {
         let g = try await PeerGrid(label: "peer-tls", managerExtra: ["--tls"])
         defer { g.shutdown() }
@@ -139,7 +180,7 @@ import Glibc
         #expect(ManagerTrust.isPeerAuthority(pem: ca))
         let rogue = try PeerTLS(caPEM: ca, certificatePEM: stranger.leaf, keyPEM: key.pemRepresentation)
         await #expect(throws: GridError.self) {
-            let l = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[0].port, nonce: PeerTrust.nonce(), timeout: 10, tls: rogue) { _ in
+            let l = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[0].port, nonce: PeerTrust.nonce(), timeout: 10, tls: rogue) { _, _ in
                 Issue.record("a peer with another CA's certificate completed the TLS handshake and got HELLO_OK")
                 throw GridError(.unauthorized, "stop here")
             }

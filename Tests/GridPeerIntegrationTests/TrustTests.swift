@@ -300,7 +300,7 @@ import Testing
             peerPort: 1)
         defer { worker.stop() }
         let credential = try #require(worker.credential)
-        let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[1].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok in
+        let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[1].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok, _ in
             Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client, audience: ok.workerId))
         }
         defer { link.close() }

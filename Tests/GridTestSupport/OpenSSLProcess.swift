@@ -1,4 +1,5 @@
 import Foundation
+public import GridProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -51,12 +52,19 @@ public final class OpenSSLProcess: Sendable {
         public var id: String
         public var certificatePEM: String
         public var authorityPEM: String
+        /// The peer credential the manager signed, when `peerKey` was given.
+        public var credential: PeerTrust.Credential?
     }
 
-    public static func registerWorker(gridPort: Int, token: String, keyPEM: String, peerPort: Int, folder: String) async throws -> RegisteredWorker {
+    /// `peerKey`: the worker's Ed25519 peer key (`PeerTrust.Signer.publicKey`), for a peer credential.
+    public static func registerWorker(
+        gridPort: Int, token: String, keyPEM: String, peerPort: Int, folder: String, peerKey: String? = nil
+    ) async throws -> RegisteredWorker {
         let client = try OpenSSLProcess(["s_client", "-connect", "127.0.0.1:\(gridPort)", "-quiet", "-tls1_3"], folder: folder)
         func json(_ object: [String: Any]) throws -> String { String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self) }
-        client.send(try json(["type": "HELLO", "id": 1, "version": 1, "token": token, "name": "mallory-box"]))
+        var hello: [String: Any] = ["type": "HELLO", "id": 1, "version": 1, "token": token, "name": "mallory-box"]
+        if let peerKey { hello["peer_key"] = peerKey }
+        client.send(try json(hello))
         guard let hello = await client.line(containing: "HELLO_OK"),
             let ok = try JSONSerialization.jsonObject(with: Data(hello.utf8)) as? [String: Any], let id = ok["worker_id"] as? String
         else {
@@ -75,6 +83,9 @@ public final class OpenSSLProcess: Sendable {
             client.stop()
             throw TestGridError("no REGISTERED with a peer certificate: \(client.output)")
         }
-        return RegisteredWorker(process: client, id: id, certificatePEM: certificate, authorityPEM: authority)
+        let credential = try (answer["credential"]).map {
+            try GridJSON.decode(PeerTrust.Credential.self, from: JSONSerialization.data(withJSONObject: $0))
+        }
+        return RegisteredWorker(process: client, id: id, certificatePEM: certificate, authorityPEM: authority, credential: credential)
     }
 }
