@@ -40,11 +40,16 @@ public actor ManagerCore {
     /// Join tokens revoked in the last ten minutes, and when (`joinTokenRevoked`, `register`).
     private var revokedJoinTokens: [String: Double] = [:]
     /// Requests on running jobs: the spec of each leased job, to compute free resources, and its owner, to count the
-    /// others' jobs a worker holds (`windows`).
+    /// others' jobs an owner's workers hold (`windows`).
     private var leased: [JobID: (spec: JobSpec, owner: UserID)] = [:]
     /// Each worker seen since this manager started: its owner, and how many other users' jobs it may hold at once
     /// (`OthersWindow`, pure): what a worker claims to have no longer decides how many others' jobs it gets.
-    private var windows: [WorkerID: (owner: UserID, window: OthersWindow)] = [:]
+    private var windows: [UserID: OthersWindow] = [:]
+    /// The owner of each worker seen since this manager started (for `windows`).
+    private var workerOwners: [WorkerID: UserID] = [:]
+    /// Failed and timed-out runs of other users' jobs, by the owner of the worker they ran on: each keeps its place in
+    /// the owner's window until this time (monotonic; `OthersWindow.coolingSeconds` after the run was given).
+    private var cooling: [UserID: [Double]] = [:]
     /// Workers that could not start a queued job, which it keeps away from for a while (`Rejections`, pure; kept in
     /// memory only).
     private var rejections = Rejections()
@@ -249,11 +254,11 @@ public actor ManagerCore {
             }
         }
         // Its window for others' jobs: kept while it is away; a worker this manager has not seen starts from its agreed checks.
-        if windows[who.workerId] == nil {
-            let agreed = (try? await db.reputation(of: who.workerId, rules: config.verification.reputation))?.verified ?? 0
-            if windows[who.workerId] == nil { windows[who.workerId] = (who.ownerId, OthersWindow(agreedChecks: agreed)) }
+        workerOwners[who.workerId] = who.ownerId
+        if windows[who.ownerId] == nil {
+            let recent = (try? await db.recentCheckOutcomes(ofOwner: who.ownerId, limit: config.verification.reputation.window)) ?? []
+            if windows[who.ownerId] == nil { windows[who.ownerId] = OthersWindow(recent: recent) }
         }
-        windows[who.workerId]?.owner = who.ownerId
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t)
@@ -277,7 +282,7 @@ public actor ManagerCore {
         let forgotten = decision.forgotten
         let forgottenAlone = lostAlone(who.workerId, count: forgotten.count, now: now())
         for ref in forgotten {
-            noteRun(on: who.workerId, of: leased[ref.jobId]?.owner, .failed)
+            noteRun(on: who.workerId, of: leased[ref.jobId]?.owner, .lost)
             leased[ref.jobId] = nil
         }
         // Runs that ended while the manager could not be told, and runs kept: say how much of each log is here, so that
@@ -419,7 +424,7 @@ public actor ManagerCore {
         if done.outcome == .rejected {
             guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
             leases.release(done.job.jobId)
-            noteRun(on: who.workerId, of: leased[done.job.jobId]?.owner, .failed)
+            noteRun(on: who.workerId, of: leased[done.job.jobId]?.owner, .lost)
             leased[done.job.jobId] = nil
             // A second worker of the same owner rejecting it keeps it away from all that owner's workers: one owner's
             // workers rejecting a job in turn ended it as failed after ten tries without an honest worker ever getting
@@ -509,13 +514,13 @@ public actor ManagerCore {
             return nil
         case .giveUp(let why):
             leases.release(done.job.jobId)
-            noteRun(on: who.workerId, of: job?.ownerId, .failed)
+            noteRun(on: who.workerId, of: job?.ownerId, .lost)
             leased[done.job.jobId] = nil
             await interrupt(done.job, .init(kind: .incompleteReport, worker: who.workerId, reason: "worker \(who.name): \(why)", alone: true))
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
         case .notCancelled:
             leases.release(done.job.jobId)
-            noteRun(on: who.workerId, of: job?.ownerId, .failed)
+            noteRun(on: who.workerId, of: job?.ownerId, .lost)
             leased[done.job.jobId] = nil
             await interrupt(
                 done.job,
@@ -551,7 +556,7 @@ public actor ManagerCore {
                 forget(job.id)
                 switch job.state {
                 case .completed: noteRun(on: who.workerId, of: job.ownerId, .completed)
-                case .failed, .timedOut: noteRun(on: who.workerId, of: job.ownerId, .failed)
+                case .failed, .timedOut: if !result.refund { cool(on: who.workerId, of: job.ownerId, startedAt: job.startedAt) }
                 default: break
                 }
                 logger.info(
@@ -770,6 +775,7 @@ public actor ManagerCore {
         guard !queue.isEmpty else { return }
         for (id, avoid) in rejections.avoidSets(now: now()) { queue.setAvoid(id, avoid) }
         let state = liveState()
+        let rooms = othersRooms()
         let workers = live.values.map { w in
             let s = state[w.identity.workerId]!
             return Placement.Worker(
@@ -777,7 +783,7 @@ public actor ManagerCore {
                 freeSlots: w.stopping ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
                 envs: Set(w.registration.envs ?? []), python: w.registration.python,
-                othersRoom: othersRoom(w.identity.workerId, owner: w.identity.ownerId))
+                othersRoom: rooms[w.identity.ownerId] ?? OthersWindow.first)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = queue.plan(workers: workers, usage: usage, now: now())
@@ -858,7 +864,7 @@ public actor ManagerCore {
         // The workers' names, read once for the whole batch (a worker lost with many runs expires them together).
         let names = expired.isEmpty ? [:] : Dictionary(((try? await db.workers()) ?? []).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         for lease in expired {
-            noteRun(on: lease.worker, of: leased[lease.job.jobId]?.owner, .failed)
+            noteRun(on: lease.worker, of: leased[lease.job.jobId]?.owner, .lost)
             leased[lease.job.jobId] = nil
             let name = names[lease.worker] ?? lease.worker
             await interrupt(
@@ -912,7 +918,7 @@ public actor ManagerCore {
                     d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification,
                     checkerOnline: checkerOnline(besides: owner), now: clock)
                 let job = finished?.job
-                if job != nil { noteRun(on: lease.worker, of: leased[id]?.owner, .failed) }
+                if let job { cool(on: lease.worker, of: job.ownerId, startedAt: job.startedAt) }
                 if let finished { await noteVerification(finished) }
                 logger.warning("run past its time limit; stopped", metadata: ["grid.job.id": "\(id)", "grid.worker.id": "\(lease.worker)"])
                 forget(id)
@@ -931,7 +937,7 @@ public actor ManagerCore {
     /// function tasks either, and renews no peer credential.
     private func noteVerification(_ finished: GridDatabase.Finished) async {
         for (worker, outcome) in finished.outcomes {
-            windows[worker]?.window.record(outcome == .agreed ? .agreed : .contradicted)
+            if let owner = workerOwners[worker] { windows[owner]?.record(outcome == .agreed ? .agreed : .contradicted) }
         }
         for (worker, reason) in finished.quarantined {
             quarantined.insert(worker)
@@ -954,17 +960,46 @@ public actor ManagerCore {
         return lifted
     }
 
-    /// Records in `worker`'s window what happened to a run of `jobOwner`'s job on it; its owner's own jobs (and a run
-    /// whose owner is not known here) count for nothing.
+    /// Records in the window of `worker`'s owner what happened to a run of `jobOwner`'s job on it; the owner's own
+    /// jobs (and a run whose owner is not known here) count for nothing.
     private func noteRun(on worker: WorkerID, of jobOwner: UserID?, _ event: OthersWindow.Event) {
-        guard let jobOwner, let entry = windows[worker], entry.owner != jobOwner else { return }
-        windows[worker]?.window.record(event)
+        guard let jobOwner, let owner = workerOwners[worker], owner != jobOwner else { return }
+        windows[owner]?.record(event)
     }
 
-    /// How many more other users' jobs `worker` (of `owner`) may be given now.
-    private func othersRoom(_ worker: WorkerID, owner: UserID) -> Int {
-        let holding = leases.jobs(of: worker).reduce(0) { $0 + (leased[$1.jobId].map { $0.owner != owner ? 1 : 0 } ?? 0) }
-        return (windows[worker]?.window ?? OthersWindow()).room(holding: holding)
+    /// A run of `jobOwner`'s job on `worker` failed or timed out: it keeps its place in the worker's owner's window
+    /// until `OthersWindow.coolingSeconds` after it started (`startedAt`, wall clock; now when unknown).
+    private func cool(on worker: WorkerID, of jobOwner: UserID, startedAt: Double?) {
+        guard let owner = workerOwners[worker], owner != jobOwner else { return }
+        let ran = max(0, wall() - (startedAt ?? wall()))
+        let left = OthersWindow.coolingSeconds - (ran.isFinite ? ran : 0)
+        guard left > 0 else { return }
+        cooling[owner, default: []].append(now() + left)
+    }
+
+    /// How many more other users' jobs each owner's workers may be given now: its window less the others' jobs they
+    /// hold (leased, or reported and waiting for their logs) and its failed runs still cooling.
+    private func othersRooms() -> [UserID: Int] {
+        let t = now()
+        var holding: [UserID: Int] = [:]
+        for (id, _) in live {
+            guard let owner = workerOwners[id] else { continue }
+            for ref in leases.jobs(of: id) where leased[ref.jobId].map({ $0.owner != owner }) ?? false { holding[owner, default: 0] += 1 }
+        }
+        for h in reports.held.values {
+            guard let owner = workerOwners[h.worker], leased[h.ref.jobId].map({ $0.owner != owner }) ?? false else { continue }
+            holding[owner, default: 0] += 1
+        }
+        for (owner, untils) in cooling {
+            let still = untils.filter { $0 > t }
+            cooling[owner] = still.isEmpty ? nil : still
+            holding[owner, default: 0] += still.count
+        }
+        var rooms: [UserID: Int] = [:]
+        for owner in Set(live.values.map(\.identity.ownerId)) {
+            rooms[owner] = (windows[owner] ?? OthersWindow()).room(holding: holding[owner] ?? 0)
+        }
+        return rooms
     }
 
     /// Whether a worker of another owner than `owner`, not quarantined, is online to run a check run.

@@ -1,44 +1,54 @@
-/// How many other users' jobs one worker may hold at once: a pure record, changed one run at a time (BOINC's "max jobs
-/// in progress" per host).
+/// How many other users' jobs one owner's workers may hold at once: a pure record, changed one run at a time (BOINC's
+/// "max jobs in progress", kept per owner here, so that many worker ids of one owner share one).
 ///
 /// A worker's claims are claims: one that said it had 4,096 CPUs won every placement, failed each run at once, and was
-/// paid each run's base (`CreditRules.base`), many runs at a time. What it says it has no longer decides how many other
-/// users' jobs it gets: the window does. It starts at `first` (a laptop's worth), grows by one with each run of another
-/// user's job that completes and doubles with each check that agrees with it (so an honest machine opens up within a few
-/// rounds of jobs, as TCP's slow start does), and halves with each such run that fails, times out, is lost or refused,
-/// down to one. A contradicted result shuts it to one. Its owner's own jobs are never limited by it, nor counted in it.
+/// paid each run's base (`CreditRules.base`), many runs at a time. What an owner's workers say they have no longer
+/// decides how many other users' jobs they get: the window does. It starts at `first` (a laptop's worth), grows by one
+/// with each run of another user's job that completes and doubles with each check that agrees with one of its workers
+/// (so an honest owner's machines open up within a few rounds of jobs, as TCP's slow start does), halves with each
+/// such run its worker lost (it went silent, restarted without it, gave up its report, stopped it uncancelled) or
+/// refused, down to one, and shuts to one after a contradicted result. A run that failed or timed out by the job's own
+/// doing changes nothing (any user could otherwise shrink honest workers' windows with failing jobs), but keeps its
+/// place in the window until `coolingSeconds` after it was given (the minute it is paid at least): failing others' jobs
+/// at once takes at most a window's worth a minute. The owner's own jobs are never limited by it, nor counted in it.
 ///
-/// The manager keeps one per worker in memory; a restarted manager starts each from the worker's agreed checks
-/// (`init(agreedChecks:)`).
+/// The manager keeps one per owner in memory; a restarted manager starts each from the owner's latest check outcomes
+/// (`init(recent:)`).
 public struct OthersWindow: Hashable, Sendable {
-    /// A new worker's window.
+    /// A new owner's window.
     public static let first = 4
     /// The largest window (as many as a worker may claim CPUs).
     public static let most = 4_096
+    /// How long a failed or timed-out run of another user's job keeps its place, from when it was given.
+    public static let coolingSeconds: Double = 60
 
-    /// What happened to one run of another user's job on the worker, or to a check of one.
+    /// What happened to one run of another user's job on one of the owner's workers, or to a check of one.
     public enum Event: Hashable, Sendable {
         /// It completed (exit 0).
         case completed
-        /// It failed, timed out, was lost (the worker went silent, restarted without it, gave up its report) or
-        /// refused (`JOB_DONE rejected`).
-        case failed
+        /// Its worker lost it (silent, restarted without it, gave up its report, stopped it though nobody cancelled
+        /// it) or refused it (`JOB_DONE rejected`).
+        case lost
         /// A check run agreed with the worker's result.
         case agreed
         /// A check run contradicted it.
         case contradicted
     }
 
-    /// How many other users' jobs the worker may hold at once, `1...most`.
+    /// How many other users' jobs the owner's workers may hold at once, `1...most`.
     public private(set) var size: Int
 
     public init() { size = Self.first }
 
-    /// The window of a worker the manager has not seen since it started: `first`, doubled for each check that agreed
-    /// with the worker's results (as many as were recorded; a quarantined worker gets no others' jobs anyway).
-    public init(agreedChecks: Int) {
-        let doublings = min(max(0, agreedChecks), 12)
-        size = min(Self.most, Self.first << doublings)
+    /// The window of an owner this manager has not seen since it started, from the latest check outcomes of its workers
+    /// (newest last, as `Reputation.recent` keeps them): one after a contradiction among them, else `first` doubled for
+    /// each agreement.
+    public init(recent: [Reputation.Outcome]) {
+        if recent.contains(.contradicted) {
+            size = 1
+        } else {
+            size = min(Self.most, Self.first << min(recent.count, 12))
+        }
     }
 
     /// Records one event.
@@ -46,12 +56,12 @@ public struct OthersWindow: Hashable, Sendable {
         switch event {
         case .completed: size = min(Self.most, size + 1)
         case .agreed: size = min(Self.most, size * 2)
-        case .failed: size = max(1, size / 2)
+        case .lost: size = max(1, size / 2)
         case .contradicted: size = 1
         }
     }
 
-    /// How many more other users' jobs the worker may be given while it holds `holding` of them: never negative, and
-    /// no arithmetic on a count can trap.
+    /// How many more other users' jobs the owner's workers may be given while they hold `holding` of them (runs, reports
+    /// waiting for their logs, and failed runs still cooling): never negative, and no arithmetic on a count can trap.
     public func room(holding: Int) -> Int { max(0, size - max(0, holding)) }
 }

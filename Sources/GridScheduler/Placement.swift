@@ -29,8 +29,9 @@ public enum Placement {
         public var envs: Set<String>
         /// The worker's Python version (`3.11.7`); nil: unknown (an older worker), taken to fit any job.
         public var python: String?
-        /// How many more jobs of users other than its owner it may be given now (`OthersWindow.room`); its owner's jobs
-        /// are not limited by it. `Int.max`: no limit.
+        /// How many more jobs of users other than its owner its owner's workers may be given now (`OthersWindow.room`):
+        /// shared by all the workers of one owner (the least given among them counts; a worker with no owner has its
+        /// own). Its owner's jobs are not limited by it. `Int.max`: no limit.
         public var othersRoom: Int
 
         public init(
@@ -77,9 +78,6 @@ public enum Placement {
             guard let spec = job.requiresPython, let python else { return true }
             return PythonVersionSpec.allows(spec, version: python)
         }
-
-        /// Whether its window has room for one more of `job`'s: always for its owner's own jobs.
-        func windowTakes(_ job: Job) -> Bool { othersRoom > 0 || owner == job.owner }
 
         /// Whether this worker could ever run `job`: tier, owner, Python and total resources (not what is free now).
         func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job) && hasPython(for: job) && total.covers(job.request) }
@@ -224,6 +222,12 @@ public enum Placement {
         var noFit: Set<Shape> = []
         var reasons: [Shape: PendingReason] = [:]
         let ownerMatters = Placement.ownerMatters(workers)
+        // The room for others' jobs: one per owner, shared by its workers (a worker with no owner has its own).
+        var ownerRoom = Placement.ownerRooms(workers)
+        func windowTakes(_ i: Int, _ job: Job) -> Bool {
+            guard let owner = workers[i].owner else { return workers[i].othersRoom > 0 }
+            return owner == job.owner || (ownerRoom[owner] ?? 0) > 0
+        }
         while let job = order.next() {
             if stopWhenFull && ready.isEmpty { break }
             let shape = Shape(job, ownerMatters: ownerMatters)
@@ -232,7 +236,7 @@ public enum Placement {
                 let fits: (Int) -> Bool = {
                     Placement.hasRoom(tier: workers[$0].tier, free: workers[$0].free, freeSlots: workers[$0].freeSlots, for: job.minTier, job.request)
                         && !job.avoid.contains(workers[$0].id) && workers[$0].takes(job) && workers[$0].hasPython(for: job)
-                        && workers[$0].windowTakes(job)
+                        && windowTakes($0, job)
                 }
                 // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
                 if let env = job.env { chosen = ready.firstIndex { workers[$0].envs.contains(env) && fits($0) } }
@@ -248,7 +252,11 @@ public enum Placement {
             let w = ready.remove(at: position)
             workers[w].free = workers[w].free - job.request
             workers[w].freeSlots -= 1
-            if workers[w].owner != job.owner { workers[w].othersRoom -= 1 }
+            if let owner = workers[w].owner {
+                if owner != job.owner { ownerRoom[owner, default: 0] -= 1 }
+            } else {
+                workers[w].othersRoom -= 1
+            }
             assignments.append(Assignment(job: job.id, worker: workers[w].id))
             if hasRoom(w) {
                 // Binary search for its new place by load.
@@ -304,12 +312,22 @@ public enum Placement {
         return h.finalize()
     }
 
-    /// Whether a job's owner decides whether some worker takes it: a worker that takes only its owner's jobs, or whose
-    /// window for others' jobs is smaller than its free slots (it may fill with others' jobs and still have room for
-    /// its owner's). A window no smaller than the free slots stays so through a pass (each job given takes a slot, and
-    /// at most one place in the window), so it never makes an owner matter.
+    /// Whether a job's owner decides whether some worker takes it: a worker that takes only its owner's jobs, or an
+    /// owner whose window for others' jobs is smaller than its workers' free slots (they may fill with others' jobs and
+    /// still have room for the owner's). A window no smaller than the free slots stays so through a pass (each job given
+    /// takes a slot, and at most one place in the window), so it never makes an owner matter.
     static func ownerMatters(_ workers: [Worker]) -> Bool {
-        workers.contains { $0.owner != nil && (!$0.acceptsOthers || $0.quarantined || $0.othersRoom < $0.freeSlots) }
+        if workers.contains(where: { $0.owner != nil && (!$0.acceptsOthers || $0.quarantined) }) { return true }
+        var slots: [UserID: Int] = [:]
+        for w in workers { if let o = w.owner { slots[o, default: 0] += max(0, w.freeSlots) } }
+        return ownerRooms(workers).contains { $0.value < (slots[$0.key] ?? 0) }
+    }
+
+    /// Each owner's room for others' jobs: the least its workers carry.
+    static func ownerRooms(_ workers: [Worker]) -> [UserID: Int] {
+        var room: [UserID: Int] = [:]
+        for w in workers { if let o = w.owner { room[o] = min(room[o] ?? .max, w.othersRoom) } }
+        return room
     }
 
     /// What makes two requests interchangeable for placement. The owner counts only while some worker takes only its

@@ -28,6 +28,18 @@ extension GridDatabase {
         try await read { db in try Self.reputation(db, worker, rules: rules) }
     }
 
+    /// The latest `limit` check outcomes of the workers of `owner`, oldest first (what `OthersWindow(recent:)` starts
+    /// an owner's window from after a restart).
+    public func recentCheckOutcomes(ofOwner owner: UserID, limit: Int) async throws -> [Reputation.Outcome] {
+        try await read { db in
+            try StoreRow.fetchAll(
+                db,
+                sql: "SELECT c.outcome FROM worker_checks c JOIN workers w ON w.id = c.worker_id WHERE w.owner_id = ? ORDER BY c.id DESC LIMIT ?",
+                arguments: [owner, max(0, limit)]
+            ).compactMap { Reputation.Outcome(rawValue: $0["outcome"]) }.reversed()
+        }
+    }
+
     /// Quarantined workers and why.
     public func quarantinedWorkers() async throws -> [WorkerID: String] {
         try await read { db in

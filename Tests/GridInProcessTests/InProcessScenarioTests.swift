@@ -372,8 +372,9 @@ final class RawInProcessWorker: @unchecked Sendable {
     }
 
     /// A worker's claims no longer decide how many other users' jobs it holds: one that claimed 4,096 CPUs was given
-    /// every queued job (the least loaded by far), failed each at once and was paid each run's base. It holds its window
-    /// of others' jobs (4) at once, one at a time once its runs fail, and its owner's own jobs are not held back.
+    /// every queued job (the least loaded by far), failed each at once and was paid each run's base. Its owner's workers
+    /// hold their window of others' jobs (4) at once, between them; a run that fails keeps its place for a minute; one
+    /// refused halves the window; and the owner's own jobs are not held back.
     @Test func aWorkerClaimingHugeResourcesHoldsOnlyItsWindowOfOthersJobs() async throws {
         try await withTestGrid(workers: 0) { grid in
             let alice = try await grid.user("alice")
@@ -386,7 +387,6 @@ final class RawInProcessWorker: @unchecked Sendable {
             for i in 0..<8 {
                 victims.insert(try await alice.submit(InProcessScenarioTests.job("v\(i)", "# grid: print hi\n", minutes: 1)).job.id)
             }
-            var given: [Msg.JobAssign] = []
             // Its owner's jobs, submitted one after another: once the second is assigned, every pass that could have
             // given it more of alice's jobs has (her jobs were queued before either).
             func others(untilOwnJobs n: Int) async throws -> [Msg.JobAssign] {
@@ -402,21 +402,30 @@ final class RawInProcessWorker: @unchecked Sendable {
                 }
                 return out
             }
-            given = try await others(untilOwnJobs: 2)
-            #expect(given.count == 4, "a worker that claimed 4,096 CPUs was given \(given.count) of alice's jobs at once")
-            // Each run fails at once: 4 → 2 → 1 → 1 → 1.
-            for (i, a) in given.enumerated() {
-                try await link.outbound.write(GridFrame(id: 100 + i, .jobStarted(Msg.JobStarted(job: a.job))))
+            var id = 100
+            func report(_ a: Msg.JobAssign, _ outcome: Msg.Outcome) async throws {
+                id += 1
+                try await link.outbound.write(GridFrame(id: id, .jobStarted(Msg.JobStarted(job: a.job))))
+                id += 1
                 let done = Msg.JobDone(
-                    job: a.job, outcome: .failed, exitCode: 1, runtimeMs: 10, peakMemoryKb: 1, cpuSeconds: 0, reason: nil, files: [], logBytes: 0)
-                try await link.outbound.write(GridFrame(id: 200 + i, .jobDone(done)))
-                guard case .jobDoneAck? = try await raw.next(where: { $0.id == 200 + i })?.message else {
-                    Issue.record("the report was not acknowledged")
-                    return
+                    job: a.job, outcome: outcome, exitCode: outcome == .failed ? 1 : nil, runtimeMs: 10, peakMemoryKb: 1, cpuSeconds: 0,
+                    reason: outcome == .rejected ? "no room" : nil, files: [], logBytes: 0)
+                try await link.outbound.write(GridFrame(id: id, .jobDone(done)))
+                let answered = id
+                guard case .jobDoneAck? = try await raw.next(where: { $0.id == answered })?.message else {
+                    throw TestGridError("the report was not acknowledged")
                 }
             }
+            let given = try await others(untilOwnJobs: 2)
+            #expect(given.count == 4, "a worker that claimed 4,096 CPUs was given \(given.count) of alice's jobs at once")
+            // Refused: each halves the window (4 → 2 → 1); the jobs go back to the queue.
+            try await report(given[0], .rejected)
+            try await report(given[1], .rejected)
+            // Failed at once: each keeps its place for a minute.
+            try await report(given[2], .failed)
+            try await report(given[3], .failed)
             let after = try await others(untilOwnJobs: 2)
-            #expect(after.count == 1, "after four failed runs it was given \(after.count) of alice's jobs at once")
+            #expect(after.isEmpty, "with its window of 1 held by a failed run, it was given \(after.count) more of alice's jobs")
             #expect(try await grid.ledgerOK())
         }
     }

@@ -2,10 +2,10 @@ import GridCore
 import GridScheduler
 import Testing
 
-/// How many other users' jobs a worker may hold at once, event by event.
+/// How many other users' jobs an owner's workers may hold at once, event by event.
 @Suite("OthersWindow")
 struct OthersWindowTests {
-    @Test func aNewWorkerHoldsALaptopsWorthOfOthersJobs() {
+    @Test func aNewOwnerHoldsALaptopsWorthOfOthersJobs() {
         let w = OthersWindow()
         #expect(w.size == OthersWindow.first && OthersWindow.first == 4)
         #expect(w.room(holding: 0) == 4)
@@ -29,13 +29,13 @@ struct OthersWindowTests {
         #expect(w.size == OthersWindow.most)
     }
 
-    @Test func failuresHalveItDownToOneAndAContradictionShutsItToOne() {
+    @Test func lostRunsHalveItDownToOneAndAContradictionShutsItToOne() {
         var w = OthersWindow()
-        w.record(.failed)
+        w.record(.lost)
         #expect(w.size == 2)
-        w.record(.failed)
-        w.record(.failed)
-        w.record(.failed)
+        w.record(.lost)
+        w.record(.lost)
+        w.record(.lost)
         #expect(w.size == 1)
         #expect(w.room(holding: 0) == 1)
         // It opens again as its runs complete.
@@ -46,24 +46,26 @@ struct OthersWindowTests {
         #expect(w.size == 1)
     }
 
-    /// A worker that claims 4,096 CPUs and fails every run at once is given fewer of them, not more.
-    @Test func aWorkerThatFailsEveryRunIsGivenOneAtATime() {
+    /// An owner whose workers lose every run is given fewer of them, not more.
+    @Test func anOwnerWhoseWorkersLoseEveryRunIsGivenOneAtATime() {
         var w = OthersWindow()
         var given = 0
         for _ in 0..<100 {
             given += w.room(holding: 0)
-            w.record(.failed)
+            w.record(.lost)
         }
         // 4 + 2 + 1 + 1 + … : 104 runs in 100 rounds, not 4,096 a round.
         #expect(given == 4 + 2 + 98)
     }
 
-    @Test func aRestartedManagerStartsAWorkerFromItsAgreedChecks() {
-        #expect(OthersWindow(agreedChecks: 0).size == 4)
-        #expect(OthersWindow(agreedChecks: 5).size == 128)
-        #expect(OthersWindow(agreedChecks: -1).size == 4)
-        #expect(OthersWindow(agreedChecks: .min).size == 4)
-        #expect(OthersWindow(agreedChecks: .max).size == OthersWindow.most)
+    /// A restarted manager starts an owner from its workers' latest check outcomes: a contradiction among them shuts
+    /// the window, agreements open it.
+    @Test func aRestartedManagerStartsAnOwnerFromItsLatestChecks() {
+        #expect(OthersWindow(recent: []).size == 4)
+        #expect(OthersWindow(recent: Array(repeating: .agreed, count: 5)).size == 128)
+        #expect(OthersWindow(recent: Array(repeating: .agreed, count: 20)).size == OthersWindow.most)
+        #expect(OthersWindow(recent: Array(repeating: .agreed, count: 19) + [.contradicted]).size == 1)
+        #expect(OthersWindow(recent: [.contradicted] + Array(repeating: .agreed, count: 19)).size == 1)
     }
 }
 
@@ -109,6 +111,21 @@ struct PlacementOthersWindowTests {
             #expect(placed.filter { $0 <= 6 }.count == 2)
             #expect(placed.filter { $0 >= 7 } == Set(7...12))
         }
+    }
+
+    /// The window is the owner's: many worker ids of one owner share it (each claiming 4,096 CPUs, they get 4 of
+    /// others' jobs between them, not 4 each).
+    @Test func anOwnersWorkersShareOneWindow() {
+        let workers = (0..<10).map { Self.worker("m\($0)", owner: 66, cpus: 4_096, othersRoom: 4) }
+        let jobs = (1...100).map { Self.job(JobID($0), owner: 1) }
+        #expect(Placement.plan(jobs: jobs, workers: workers).assignments.count == 4)
+        var queue = PendingQueue()
+        for job in jobs { queue.upsert(job, reason: nil) }
+        #expect(queue.plan(workers: workers, usage: [:], now: 0).assignments.count == 4)
+        // The least room any of them carries counts.
+        var mixed = workers
+        mixed[3].othersRoom = 1
+        #expect(Placement.plan(jobs: jobs, workers: mixed).assignments.count == 1)
     }
 
     /// A shut window (no room) still takes its owner's jobs; a worker with no owner known counts every job as others'.

@@ -141,6 +141,12 @@ struct GridDatabaseVerificationTests {
         #expect(try await g.balance(.user(g.bob.id)) == 100, "the worker that never ran it earned nothing")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.db.reputation(of: "w1", rules: .init()).contradicted == 1)
+        // What a restarted manager starts each owner's window from: the owner's workers' latest outcomes, oldest first.
+        #expect(try await g.db.recentCheckOutcomes(ofOwner: g.bob.id, limit: 20) == [.contradicted])
+        #expect(try await g.db.recentCheckOutcomes(ofOwner: g.carol.id, limit: 20) == [.agreed])
+        #expect(try await g.db.recentCheckOutcomes(ofOwner: g.ada.id, limit: 20).isEmpty)
+        #expect(try await g.db.recentCheckOutcomes(ofOwner: g.carol.id, limit: 0).isEmpty)
+        #expect(try await g.db.recentCheckOutcomes(ofOwner: g.carol.id, limit: -1).isEmpty)
         try await g.expectLedgerOK()
     }
 
