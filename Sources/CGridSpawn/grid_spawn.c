@@ -12,6 +12,8 @@
 #include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/fsuid.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -405,22 +407,57 @@ int grid_count_descendants(pid_t root, int limit) {
 
 /* The walk's running totals: nftw's callback has no context argument, and each walking thread has its own. */
 static __thread long long du_bytes, du_entries, du_stop_bytes, du_stop_entries;
+static __thread int du_hidden;
 
 static int du_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)path;
     (void)ftw;
     du_entries++;
-    if (flag != FTW_NS && st) du_bytes += (long long)st->st_blocks * 512;
-    return (du_bytes > du_stop_bytes || du_entries > du_stop_entries) ? 1 : 0;
+    if (flag == FTW_DNR) du_hidden = 1;
+    else if (flag == FTW_NS) { if (errno == EACCES) du_hidden = 1; }
+    else if (st) du_bytes += (long long)st->st_blocks * 512;
+    return (du_bytes > du_stop_bytes || du_entries > du_stop_entries || du_hidden) ? 1 : 0;
 }
 
-long long grid_disk_usage(const char *path, long long stop_bytes, long long stop_entries, long long *entries) {
+long long grid_disk_usage(const char *path, long long stop_bytes, long long stop_entries, long long *entries, int *hidden) {
     du_bytes = 0;
     du_entries = 0;
+    du_hidden = 0;
     du_stop_bytes = stop_bytes;
     du_stop_entries = stop_entries;
     int r = nftw(path, du_visit, 16, FTW_PHYS | FTW_MOUNT);
     if (entries) *entries = du_entries;
+    if (hidden) *hidden = du_hidden;
     if (r < 0) return -1;
     return du_bytes;
 }
+
+static int removable_below(int dirfd, int depth) {
+    if (depth > 512) { close(dirfd); return 1; }
+    DIR *d = fdopendir(dirfd);
+    if (!d) { close(dirfd); return 1; }
+    int failed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        struct stat st;
+        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
+        fchmodat(dirfd, e->d_name, 0700, 0);
+        int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) { failed++; continue; }
+        failed += removable_below(sub, depth + 1);
+    }
+    closedir(d);
+    return failed;
+}
+
+int grid_make_removable(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+    chmod(path, 0700);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 1;
+    return removable_below(fd, 0);
+}
+
+int grid_setfsuid(unsigned int uid) { return setfsuid((uid_t)uid); }

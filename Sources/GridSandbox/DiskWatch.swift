@@ -22,34 +22,46 @@ public struct DiskLimits: Sendable, Hashable {
 
 /// The rule, pure: whether one measure of a job's folder and of its disk stops the job, and why.
 public enum DiskRule {
-    /// One measure: the folder's bytes and entries (nil bytes: it could not be walked: a tree deeper than a path can
-    /// name hides what is below), and the disk's free bytes (nil: unknown).
+    /// One measure: the folder's bytes and entries, and the disk's free bytes (nil: unknown).
     public struct Measure: Sendable, Hashable {
+        /// nil: the folder could not be walked (a tree too deep for a path to name hides what is below).
         public var bytes: Int64?
         public var entries: Int64
+        /// A folder in it could not be read, or an entry looked at, for want of permission: what is below it is hidden.
+        public var hidden: Bool
+        /// The walk failed for a passing reason (a folder vanished while it went on, twice): bytes and entries say
+        /// nothing this time.
+        public var incomplete: Bool
         public var free: Int64?
-        public init(bytes: Int64?, entries: Int64, free: Int64?) {
+        public init(bytes: Int64?, entries: Int64, hidden: Bool = false, incomplete: Bool = false, free: Int64?) {
             self.bytes = bytes
             self.entries = entries
+            self.hidden = hidden
+            self.incomplete = incomplete
             self.free = free
         }
     }
 
     /// Why the job must stop, in words for its owner; nil while it is within its limits.
     public static func verdict(_ m: Measure, limits: DiskLimits) -> String? {
-        guard let bytes = m.bytes else { return "its folder could not be measured (a tree too deep to walk); stopped" }
+        if let free = m.free, free < limits.floorBytes {
+            return floorPrefix + " (\(mib(max(0, free))) free, under the \(mib(limits.floorBytes)) it keeps); stopped"
+        }
+        if m.incomplete { return nil }
+        guard let bytes = m.bytes else { return "disk limit reached: its folder could not be measured (a tree too deep to walk)" }
+        if m.hidden { return "disk limit reached: part of its folder was made unreadable, so it could not be measured" }
         if bytes > limits.maxBytes { return "disk limit reached: its folder passed \(mib(limits.maxBytes)) on this worker" }
         if m.entries > limits.maxEntries { return "disk limit reached: its folder passed \(limits.maxEntries) files and folders on this worker" }
-        if let free = m.free, free < limits.floorBytes {
-            return "the worker's disk is nearly full (\(mib(max(0, free))) free, under the \(mib(limits.floorBytes)) it keeps); stopped"
-        }
         return nil
     }
 
+    static let floorPrefix = "the worker's disk is nearly full"
+
     /// Whether `reason` is one `verdict` gives.
-    public static func isVerdict(_ reason: String) -> Bool {
-        reason.hasPrefix("disk limit reached") || reason.hasPrefix("the worker's disk is nearly full") || reason.hasPrefix("its folder could not be measured")
-    }
+    public static func isVerdict(_ reason: String) -> Bool { reason.hasPrefix("disk limit reached") || isFloor(reason) }
+
+    /// Whether `reason` is the disk's floor (the worker's disk, not this job's folder: the job goes back to the queue).
+    public static func isFloor(_ reason: String) -> Bool { reason.hasPrefix(floorPrefix) }
 
     /// How long to wait before the next measure, given how long this one took: at least `every` seconds, and at least
     /// ten times the walk (so that measuring takes at most a tenth of a core), at most a minute.
@@ -62,14 +74,35 @@ public enum DiskRule {
         bytes >= 1 << 30 ? String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) : "\(bytes >> 20) MiB"
     }
 
-    /// Measures `folder` now: its tree (the walk stops just past the limits) and its disk's free space.
+    /// The free bytes of the disk holding `path` (nil: unknown).
+    public static func freeBytes(_ path: String) -> Int64? {
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { return nil }
+        let (b, o) = Int64(clamping: s.f_bavail).multipliedReportingOverflow(by: Int64(clamping: s.f_frsize))
+        return o ? .max : b
+    }
+
+    /// Measures `folder` now: its tree (the walk stops just past the limits) and its disk's free space. A walk that
+    /// fails for a passing reason is tried once more.
     public static func measure(_ folder: String, limits: DiskLimits) -> Measure {
         var entries: Int64 = 0
-        let bytes = grid_disk_usage(folder, limits.maxBytes, limits.maxEntries, &entries)
-        var s = statvfs()
-        let free: Int64? =
-            statvfs(folder, &s) == 0
-            ? { let (b, o) = Int64(clamping: s.f_bavail).multipliedReportingOverflow(by: Int64(clamping: s.f_frsize)); return o ? .max : b }() : nil
-        return Measure(bytes: bytes < 0 ? nil : bytes, entries: entries, free: free)
+        var hidden: Int32 = 0
+        var bytes: Int64 = -1
+        var failure: Int32 = 0
+        for _ in 0..<2 {
+            bytes = grid_disk_usage(folder, limits.maxBytes, limits.maxEntries, &entries, &hidden)
+            failure = bytes < 0 ? errno : 0
+            if bytes >= 0 || failure == ENAMETOOLONG || failure == ELOOP { break }
+        }
+        let tooDeep = bytes < 0 && (failure == ENAMETOOLONG || failure == ELOOP)
+        return Measure(
+            bytes: tooDeep ? nil : max(0, bytes), entries: entries, hidden: hidden != 0, incomplete: bytes < 0 && !tooDeep, free: freeBytes(folder))
+    }
+
+    /// Makes a job's folder deletable again by the worker (a job may have left folders without read, write or search
+    /// permission, which only matters to a worker that is not root), then deletes it.
+    public static func remove(_ folder: URL) {
+        _ = grid_make_removable(folder.path)
+        try? FileManager.default.removeItem(at: folder)
     }
 }

@@ -209,6 +209,9 @@ public struct OCIRunner: JobRunner {
                 ["Name": "nproc", "Soft": 32768, "Hard": 32768],
             ],
             "AutoRemove": false,
+            // The job's output comes through the attach; an engine's own log of it is kept nowhere (its log store grew
+            // without bound on the worker's disk, outside the job's folder, whatever the job printed).
+            "LogConfig": ["Type": "none", "Config": [String: String]()],
         ]
         host["Memory"] = spec.memoryLimitGb << 30
         host["MemorySwap"] = spec.memoryLimitGb << 30

@@ -581,6 +581,13 @@ public actor WorkerAgent: Service {
                     return
                 }
             }
+            // A disk already under what it keeps free would stop the job at its first measure: it goes to another worker.
+            if let free = DiskRule.freeBytes(scratch.path), free < config.jobDisk.floorBytes {
+                if let key = environment?.key { environments?.release(key) }
+                try? FileManager.default.removeItem(at: scratch)
+                await reject(ref, reason: "this worker's disk is nearly full (\(free >> 20) MiB free, under the \(config.jobDisk.floorBytes >> 20) MiB it keeps)")
+                return
+            }
             let decision = table.beginStart(ref)
             if decision != .start {
                 settled.ring()
@@ -776,13 +783,16 @@ public actor WorkerAgent: Service {
         let log = jobs[ref]?.log ?? job.log
         var payload = ByteBuffer()
         for f in files { payload.writeBytes(f.data) }
-        let outcome: Msg.Outcome =
+        var outcome: Msg.Outcome =
             switch report.outcome {
             case .completed: .completed
             case .failed: .failed
             case .timedOut: .timedOut
             case .cancelled: .cancelled
             }
+        // Stopped because this worker's disk ran low (not the job's folder alone): the worker's trouble, so the job goes
+        // back to the queue for another worker, unpaid, and does not fail.
+        if outcome == .failed, let why = report.reason, DiskRule.isFloor(why) { outcome = .rejected }
         var reason = report.reason
         if reason == nil, !skipped.isEmpty { reason = "output too large: \(skipped.count) file(s) left out" }
         let done = Msg.JobDone(
@@ -800,7 +810,7 @@ public actor WorkerAgent: Service {
         if recent.count > 20 { recent.removeFirst(recent.count - 20) }
         table.reported(ref, Unacked(done: done, payload: payload, log: log))
         settled.ring()
-        try? FileManager.default.removeItem(at: job.scratch)
+        DiskRule.remove(job.scratch)
         logger.info(
             "job ended", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
         try? await outbox?.write(GridFrame(.jobDone(done), payload: payload))

@@ -304,6 +304,30 @@ import Testing
         }
     }
 
+    /// A worker whose disk is under what it keeps free starts no job (the job would be stopped at its first measure):
+    /// it hands the job back, saying why, and the job runs on a worker with room, not failed.
+    @Test func aWorkerWithANearlyFullDiskHandsJobsOn() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            // A floor no disk meets.
+            _ = try await grid.startWorker("full", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 1 << 30, maxEntries: 1_000, floorBytes: .max))
+            let alice = try await grid.user("alice")
+            let id = try await alice.submit(InProcessScenarioTests.job("needs-disk", "# grid: print ok\n")).job.id
+            var said = ""
+            var state: JobState?
+            let handedBack = try await eventually(timeout: 60, interval: 0.05) {
+                let status = try await alice.job(id)
+                said = (status.events ?? []).compactMap(\.detail).joined(separator: "\n")
+                state = status.state
+                return said.contains("nearly full")
+            }
+            #expect(handedBack && state != .failed, "\(String(describing: state)): \(said)")
+            _ = try await grid.startWorker("roomy", owner: owner, cpus: 1)
+            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed], timeout: 60)
+            #expect(done.state == .completed, "\(done.state): \((done.events ?? []).compactMap(\.detail))")
+        }
+    }
+
     /// A root worker's sandbox writes as root: a setuid file a job made in its folder, or an environment it built, must
     /// be no way in for another local user, who must not reach a running job's folder either. The worker keeps them in
     /// folders only its own user can enter.

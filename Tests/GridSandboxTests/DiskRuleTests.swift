@@ -1,4 +1,6 @@
+import CGridSpawn
 import Foundation
+import Synchronization
 import Testing
 
 @testable import GridSandbox
@@ -22,9 +24,21 @@ import Glibc
         #expect(DiskRule.verdict(.init(bytes: 1, entries: 11, free: 1 << 40), limits: limits)?.contains("files and folders") == true)
         #expect(DiskRule.verdict(.init(bytes: 1, entries: 1, free: 49), limits: limits)?.contains("nearly full") == true)
         #expect(DiskRule.verdict(.init(bytes: 1, entries: 1, free: .min), limits: limits)?.contains("nearly full") == true)
-        // A tree too deep to walk hides what is below it.
-        #expect(DiskRule.verdict(.init(bytes: nil, entries: 0, free: 1 << 40), limits: limits) != nil)
+        // A tree too deep to walk, or a folder made unreadable, hides what is below it.
+        #expect(DiskRule.verdict(.init(bytes: nil, entries: 0, free: 1 << 40), limits: limits)?.contains("disk limit reached") == true)
+        #expect(DiskRule.verdict(.init(bytes: 1, entries: 1, hidden: true, free: 1 << 40), limits: limits)?.contains("unreadable") == true)
         #expect(DiskRule.verdict(.init(bytes: .max, entries: .max, free: 0), limits: limits) != nil)
+        // The disk's floor is the worker's trouble (the job goes back to the queue); the rest are the job's.
+        #expect(DiskRule.isFloor(DiskRule.verdict(.init(bytes: 1, entries: 1, free: 0), limits: limits)!))
+        #expect(!DiskRule.isFloor(DiskRule.verdict(.init(bytes: 101, entries: 1, free: 1 << 40), limits: limits)!))
+        #expect(DiskRule.isVerdict(DiskRule.verdict(.init(bytes: 101, entries: 1, free: 1 << 40), limits: limits)!))
+    }
+
+    /// A walk that failed for a passing reason (a folder vanished as it went) stops no job: an honest one that makes and
+    /// removes temporary folders was stopped as "too deep". The disk's floor still counts.
+    @Test func anIncompleteWalkStopsNothingButTheFloorStillCounts() {
+        #expect(DiskRule.verdict(.init(bytes: 0, entries: 0, incomplete: true, free: 1 << 40), limits: limits) == nil)
+        #expect(DiskRule.verdict(.init(bytes: 0, entries: 0, incomplete: true, free: 1), limits: limits) != nil)
     }
 
     @Test func measuringTakesAtMostATenthOfACore() {
@@ -55,6 +69,45 @@ import Glibc
         // The walk stops once past a limit.
         let stopped = DiskRule.measure(dir, limits: DiskLimits(maxBytes: 1 << 30, maxEntries: 2, floorBytes: 0))
         #expect(stopped.entries == 3)
-        #expect(DiskRule.measure(dir + "/missing", limits: limits).bytes == nil)
+        let missing = DiskRule.measure(dir + "/missing", limits: limits)
+        #expect(missing.incomplete && DiskRule.verdict(missing, limits: DiskLimits(maxBytes: 1, maxEntries: 1, floorBytes: 0)) == nil)
+    }
+
+    /// A worker that is not root cannot read a folder its job made unreadable: the walk says so (the job is stopped),
+    /// and the worker can still delete the folder afterwards. (Measured here on a thread whose file-system uid is 65534,
+    /// the owner of the files, as a worker started by that user would.)
+    @Test func aFolderMadeUnreadableIsReportedAndStillRemoved() throws {
+        let dir = "/tmp/cg-du-hide-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/hide/deeper", withIntermediateDirectories: true)
+        defer {
+            _ = grid_make_removable(dir)
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try Data(repeating: 1, count: 1 << 20).write(to: URL(fileURLWithPath: dir + "/hide/deeper/big.bin"))
+        for p in [dir, dir + "/hide", dir + "/hide/deeper", dir + "/hide/deeper/big.bin"] { #expect(chown(p, 65534, 65534) == 0) }
+        #expect(chmod(dir + "/hide/deeper", 0o000) == 0)
+        #expect(chmod(dir + "/hide", 0o300) == 0)
+        let limits = DiskLimits(maxBytes: 1 << 30, maxEntries: 1_000, floorBytes: 0)
+        let seen = Mutex<(DiskRule.Measure?, Int32, Int)>((nil, -1, -1))
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            // The file-system uid is the calling thread's own: the test's other threads stay root.
+            _ = grid_setfsuid(65534)
+            let m = DiskRule.measure(dir, limits: limits)
+            let failed = grid_make_removable(dir)
+            let after = DiskRule.measure(dir, limits: limits)
+            _ = grid_setfsuid(0)
+            seen.withLock { $0 = (m, failed, after.hidden ? 1 : 0) }
+            done.signal()
+        }
+        done.wait()
+        let (measured, failed, hiddenAfter) = seen.withLock { $0 }
+        let m = try #require(measured)
+        #expect(m.hidden, "\(m)")
+        #expect(DiskRule.verdict(m, limits: limits)?.contains("unreadable") == true)
+        #expect(failed == 0)
+        #expect(hiddenAfter == 0)
+        var st = stat()
+        #expect(stat(dir + "/hide/deeper", &st) == 0 && st.st_mode & 0o777 == 0o700)
     }
 }

@@ -56,7 +56,18 @@ int grid_count_descendants(pid_t root, int limit);
 /// The disk a folder's tree takes: the blocks allocated to every file under `path` (st_blocks × 512, so a sparse file
 /// counts what it holds), walked without following links or crossing into another filesystem. The walk stops once
 /// the bytes pass `stop_bytes` or the entries pass `stop_entries` (what it counted so far is returned). `entries`
-/// receives how many entries were seen. -1 when `path` cannot be walked.
-long long grid_disk_usage(const char *path, long long stop_bytes, long long stop_entries, long long *entries);
+/// receives how many entries were seen; `hidden` is set to 1 when a folder could not be read or an entry not looked
+/// at for want of permission (what is below it is not counted), else 0. -1 when the walk failed, with errno set
+/// (ENAMETOOLONG: a tree too deep to name; ENOENT: a folder vanished while the walk went on).
+long long grid_disk_usage(const char *path, long long stop_bytes, long long stop_entries, long long *entries, int *hidden);
+
+/// Makes the tree under `path` removable by its owner: every folder in it (the top one too) gets mode 0700 (a job
+/// that made a folder unreadable, or unwritable, left it where its worker could not delete it). Links are not
+/// followed. Best effort; returns how many folders it could not open.
+int grid_make_removable(const char *path);
+
+/// setfsuid(2): the calling thread's file-system uid (the tests measure a folder as a worker that is not root would,
+/// on one thread). Returns the previous one.
+int grid_setfsuid(unsigned int uid);
 
 #endif
