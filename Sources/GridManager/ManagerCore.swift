@@ -281,10 +281,7 @@ public actor ManagerCore {
             heldBefore: heldBefore, leases: &leases, now: now())
         let forgotten = decision.forgotten
         let forgottenAlone = lostAlone(who.workerId, count: forgotten.count, now: now())
-        for ref in forgotten {
-            noteRun(on: who.workerId, of: leased[ref.jobId]?.owner, .lost)
-            leased[ref.jobId] = nil
-        }
+        for ref in forgotten { leased[ref.jobId] = nil }
         // Runs that ended while the manager could not be told, and runs kept: say how much of each log is here, so that
         // the worker re-sends the rest (before its JOB_DONE).
         var offsets: [String: Int64] = [:]
@@ -424,7 +421,6 @@ public actor ManagerCore {
         if done.outcome == .rejected {
             guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
             leases.release(done.job.jobId)
-            noteRun(on: who.workerId, of: leased[done.job.jobId]?.owner, .lost)
             leased[done.job.jobId] = nil
             // A second worker of the same owner rejecting it keeps it away from all that owner's workers: one owner's
             // workers rejecting a job in turn ended it as failed after ten tries without an honest worker ever getting
@@ -514,13 +510,11 @@ public actor ManagerCore {
             return nil
         case .giveUp(let why):
             leases.release(done.job.jobId)
-            noteRun(on: who.workerId, of: job?.ownerId, .lost)
             leased[done.job.jobId] = nil
             await interrupt(done.job, .init(kind: .incompleteReport, worker: who.workerId, reason: "worker \(who.name): \(why)", alone: true))
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
         case .notCancelled:
             leases.release(done.job.jobId)
-            noteRun(on: who.workerId, of: job?.ownerId, .lost)
             leased[done.job.jobId] = nil
             await interrupt(
                 done.job,
@@ -864,7 +858,6 @@ public actor ManagerCore {
         // The workers' names, read once for the whole batch (a worker lost with many runs expires them together).
         let names = expired.isEmpty ? [:] : Dictionary(((try? await db.workers()) ?? []).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
         for lease in expired {
-            noteRun(on: lease.worker, of: leased[lease.job.jobId]?.owner, .lost)
             leased[lease.job.jobId] = nil
             let name = names[lease.worker] ?? lease.worker
             await interrupt(
@@ -982,9 +975,10 @@ public actor ManagerCore {
     private func othersRooms() -> [UserID: Int] {
         let t = now()
         var holding: [UserID: Int] = [:]
-        for (id, _) in live {
-            guard let owner = workerOwners[id] else { continue }
-            for ref in leases.jobs(of: id) where leased[ref.jobId].map({ $0.owner != owner }) ?? false { holding[owner, default: 0] += 1 }
+        // Every lease, the workers' that are away too (a worker that disconnects keeps its runs until their leases end).
+        for (id, lease) in leases.leases {
+            guard let owner = workerOwners[lease.worker], leased[id].map({ $0.owner != owner }) ?? false else { continue }
+            holding[owner, default: 0] += 1
         }
         for h in reports.held.values {
             guard let owner = workerOwners[h.worker], leased[h.ref.jobId].map({ $0.owner != owner }) ?? false else { continue }

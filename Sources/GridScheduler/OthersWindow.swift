@@ -5,12 +5,13 @@
 /// paid each run's base (`CreditRules.base`), many runs at a time. What an owner's workers say they have no longer
 /// decides how many other users' jobs they get: the window does. It starts at `first` (a laptop's worth), grows by one
 /// with each run of another user's job that completes and doubles with each check that agrees with one of its workers
-/// (so an honest owner's machines open up within a few rounds of jobs, as TCP's slow start does), halves with each
-/// such run its worker lost (it went silent, restarted without it, gave up its report, stopped it uncancelled) or
-/// refused, down to one, and shuts to one after a contradicted result. A run that failed or timed out by the job's own
-/// doing changes nothing (any user could otherwise shrink honest workers' windows with failing jobs), but keeps its
-/// place in the window until `coolingSeconds` after it was given (the minute it is paid at least): failing others' jobs
-/// at once takes at most a window's worth a minute. The owner's own jobs are never limited by it, nor counted in it.
+/// (so an honest owner's machines open up within a few rounds of jobs, as TCP's slow start does), and shuts to one
+/// after a contradicted result. A run that failed or timed out changes nothing (it may be the job's own doing, and any
+/// user could otherwise shrink honest workers' windows with failing jobs), but keeps its place in the window until
+/// `coolingSeconds` after it started (the minute it is paid at least): failing others' jobs at once takes at most a
+/// window's worth a minute. A run its worker lost or refused changes nothing either: it is not paid (a laptop that
+/// closes its lid is no cheat), and `Rejections` and `LossPolicy` keep such jobs away from such workers. The owner's own
+/// jobs are never limited by the window, nor counted in it.
 ///
 /// The manager keeps one per owner in memory; a restarted manager starts each from the owner's latest check outcomes
 /// (`init(recent:)`).
@@ -26,9 +27,6 @@ public struct OthersWindow: Hashable, Sendable {
     public enum Event: Hashable, Sendable {
         /// It completed (exit 0).
         case completed
-        /// Its worker lost it (silent, restarted without it, gave up its report, stopped it though nobody cancelled
-        /// it) or refused it (`JOB_DONE rejected`).
-        case lost
         /// A check run agreed with the worker's result.
         case agreed
         /// A check run contradicted it.
@@ -56,7 +54,6 @@ public struct OthersWindow: Hashable, Sendable {
         switch event {
         case .completed: size = min(Self.most, size + 1)
         case .agreed: size = min(Self.most, size * 2)
-        case .lost: size = max(1, size / 2)
         case .contradicted: size = 1
         }
     }
