@@ -540,7 +540,9 @@ public actor ManagerCore {
             cpuSeconds: CreditRules.creditedCPUSeconds(job.spec, reported: done.cpuSeconds, paidRuntimeMs: runtime),
             reason: done.reason)
         // A job whose environment could not be built never ran: the worker waives its pay and the hold goes back whole.
-        result.refund = done.refund == true
+        // Only a failed run of a job that declares packages can be that (a refunded run is never checked: a worker
+        // calling its made-up results refunded went unchecked).
+        result.refund = done.refund == true && state == .failed && job.spec.requirements?.isEmpty == false
         do {
             if let finished = try await db.finishRun(
                 done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,
@@ -550,7 +552,7 @@ public actor ManagerCore {
                 forget(job.id)
                 switch job.state {
                 case .completed: noteRun(on: who.workerId, of: job.ownerId, .completed)
-                case .failed, .timedOut: if !result.refund { cool(on: who.workerId, of: job.ownerId, startedAt: job.startedAt) }
+                case .failed, .timedOut: cool(on: who.workerId, of: job.ownerId, startedAt: job.startedAt)
                 default: break
                 }
                 logger.info(
@@ -929,8 +931,8 @@ public actor ManagerCore {
     /// leave the peers (`onlinePeers`): a worker caught forging results holds and serves nobody's memory, files or
     /// function tasks either, and renews no peer credential.
     private func noteVerification(_ finished: GridDatabase.Finished) async {
-        for (worker, outcome) in finished.outcomes {
-            if let owner = workerOwners[worker] { windows[owner]?.record(outcome == .agreed ? .agreed : .contradicted) }
+        for o in finished.outcomes {
+            if let owner = o.owner ?? workerOwners[o.worker] { windows[owner]?.record(o.outcome == .agreed ? .agreed : .contradicted) }
         }
         for (worker, reason) in finished.quarantined {
             quarantined.insert(worker)

@@ -17,8 +17,9 @@ extension GridDatabase {
         public var checkQueued: JobID?
         /// Workers this settlement quarantined, with the reason.
         public var quarantined: [WorkerID: String] = [:]
-        /// The check outcomes this settlement recorded, a worker's run each (`worker_checks`), in run order.
-        public var outcomes: [(worker: WorkerID, outcome: Reputation.Outcome)] = []
+        /// The check outcomes this settlement recorded, a worker's run each (`worker_checks`), in run order, with the
+        /// worker's owner.
+        public var outcomes: [(worker: WorkerID, owner: UserID?, outcome: Reputation.Outcome)] = []
     }
 
     // MARK: - Reading
@@ -143,7 +144,7 @@ extension GridDatabase {
     /// contradicted). Returns the check queued, the workers quarantined and the outcomes recorded.
     static func decide(
         _ db: any StoreSession, root rootId: JobID, policy: Verification.Policy, now: Double
-    ) throws -> (JobID?, [WorkerID: String], [(worker: WorkerID, outcome: Reputation.Outcome)]) {
+    ) throws -> (JobID?, [WorkerID: String], [(worker: WorkerID, owner: UserID?, outcome: Reputation.Outcome)]) {
         guard let root = try job(db, rootId), root.verification == .unverified else { return (nil, [:], []) }
         let checks = try checkRuns(db, rootId)
         guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:], []) }
@@ -165,7 +166,7 @@ extension GridDatabase {
             return (nil, [:], [])
         case .decided(let agreeing, let contradicted):
             var quarantined: [WorkerID: String] = [:]
-            var outcomes: [(worker: WorkerID, outcome: Reputation.Outcome)] = []
+            var outcomes: [(worker: WorkerID, owner: UserID?, outcome: Reputation.Outcome)] = []
             for i in runs.indices {
                 let agreed = agreeing.contains(i)
                 try resolve(db, runs[i], agreed: agreed, now: now)
@@ -178,7 +179,7 @@ extension GridDatabase {
                 try db.execute(
                     sql: "INSERT INTO worker_checks (worker_id, job_id, at, outcome) VALUES (?, ?, ?, ?)",
                     arguments: [worker, runs[i].id, now, agreed ? "agreed" : "contradicted"])
-                outcomes.append((worker, agreed ? .agreed : .contradicted))
+                outcomes.append((worker, try workerOwner(db, worker), agreed ? .agreed : .contradicted))
                 for case .quarantine(let reason) in actions {
                     try db.execute(
                         sql: "UPDATE workers SET quarantined = 1, quarantine_reason = ? WHERE id = ?", arguments: [reason, worker])

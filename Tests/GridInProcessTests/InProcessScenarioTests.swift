@@ -426,6 +426,38 @@ final class RawInProcessWorker: @unchecked Sendable {
         }
     }
 
+    /// A worker waives its pay (`refund`) only for a job whose environment could not be built, and a refunded run is not
+    /// checked: a worker that called any result refunded went unchecked (and a refunded failure kept no place in its
+    /// window). The manager takes a refund only for a failed run of a job that declares packages.
+    @Test func aRefundIsTakenOnlyForAFailedRunOfAJobWithPackages() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let alice = try await grid.user("alice")
+            let mallory = try await grid.user("mallory")
+            let raw = try await RawInProcessWorker.registered(grid, token: try await mallory.createToken(kind: "worker").token, name: "mallory-box")
+            let link = raw.link
+            defer { link.close() }
+            for (i, outcome) in [Msg.Outcome.completed, .failed].enumerated() {
+                let id = try await alice.submit(InProcessScenarioTests.job("plain\(i)", "# grid: print hi\n", minutes: 1)).job.id
+                guard let a = try await raw.nextAssignment(), a.job.jobId == id else {
+                    Issue.record("job \(id) was not assigned")
+                    return
+                }
+                try await link.outbound.write(GridFrame(id: 10 + i, .jobStarted(Msg.JobStarted(job: a.job))))
+                let done = Msg.JobDone(
+                    job: a.job, outcome: outcome, exitCode: outcome == .completed ? 0 : 1, runtimeMs: 10, peakMemoryKb: 1, cpuSeconds: 0, reason: nil,
+                    files: [], logBytes: 0, refund: true)
+                try await link.outbound.write(GridFrame(id: 20 + i, .jobDone(done)))
+                guard case .jobDoneAck? = try await raw.next(where: { $0.id == 20 + i })?.message else {
+                    Issue.record("the report was not acknowledged")
+                    return
+                }
+                let ended = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed])
+                #expect((ended.paid ?? 0) > 0, "a \(outcome) run of a job without packages was refunded on the worker's word")
+            }
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
     /// A report whose log has not all arrived is held with its outputs until it does: a worker holding many jobs sent
     /// each a report with 64 MiB of outputs and a log it never sent, and pinned gigabytes in the manager. A worker's
     /// held reports are bounded in bytes; one beyond is refused until its log is in.
