@@ -409,12 +409,29 @@ int grid_count_descendants(pid_t root, int limit) {
 static __thread long long du_bytes, du_entries, du_stop_bytes, du_stop_entries;
 static __thread int du_hidden;
 
+/* Whether the folder holding `path` (its last component cut off) belongs to `uid`. */
+static int parent_owned_by(const char *path, uid_t uid) {
+    char parent[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof parent) return 0;
+    memcpy(parent, path, n + 1);
+    char *slash = strrchr(parent, '/');
+    if (!slash) return 0;
+    if (slash == parent) slash[1] = 0; else *slash = 0;
+    struct stat st;
+    return lstat(parent, &st) == 0 && st.st_uid == uid;
+}
+
 static int du_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)path;
     (void)ftw;
+    int saved = errno;
     du_entries++;
-    if (flag == FTW_DNR) du_hidden = 1;
-    else if (flag == FTW_NS) { if (errno == EACCES) du_hidden = 1; }
+    /* The thread's file-system uid (setfsuid with an invalid uid changes nothing and returns it). What the walk cannot
+       read is hidden only when it is this user's own: a job made it unreadable on purpose. A folder of another uid
+       (a rootless container's user) is one this worker could never read: not the job's doing. */
+    uid_t me = (uid_t)setfsuid((uid_t)-1);
+    if (flag == FTW_DNR) { if (st && st->st_uid == me) du_hidden = 1; }
+    else if (flag == FTW_NS) { if (saved == EACCES && parent_owned_by(path, me)) du_hidden = 1; }
     else if (st) du_bytes += (long long)st->st_blocks * 512;
     return (du_bytes > du_stop_bytes || du_entries > du_stop_entries || du_hidden) ? 1 : 0;
 }
@@ -432,32 +449,31 @@ long long grid_disk_usage(const char *path, long long stop_bytes, long long stop
     return du_bytes;
 }
 
-static int removable_below(int dirfd, int depth) {
-    if (depth > 512) { close(dirfd); return 1; }
-    DIR *d = fdopendir(dirfd);
-    if (!d) { close(dirfd); return 1; }
-    int failed = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        struct stat st;
-        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
-        fchmodat(dirfd, e->d_name, 0700, 0);
-        int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub < 0) { failed++; continue; }
-        failed += removable_below(sub, depth + 1);
+/* One pass of grid_make_removable: every folder it reaches gets mode 0700, links never followed. */
+static __thread int rm_unread;
+
+static int rm_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_D || flag == FTW_DNR) {
+        fchmodat(AT_FDCWD, path, 0700, AT_SYMLINK_NOFOLLOW);
+        if (flag == FTW_DNR) rm_unread++;
     }
-    closedir(d);
-    return failed;
+    return 0;
 }
 
 int grid_make_removable(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
-    chmod(path, 0700);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return 1;
-    return removable_below(fd, 0);
+    fchmodat(AT_FDCWD, path, 0700, AT_SYMLINK_NOFOLLOW);
+    /* A folder that could not be read is opened up in one pass and walked in the next: as many passes as such folders
+       lie one inside another, at most 64. nftw holds at most 16 descriptors, however deep the tree. */
+    for (int pass = 0; pass < 64; pass++) {
+        rm_unread = 0;
+        if (nftw(path, rm_visit, 16, FTW_PHYS | FTW_MOUNT) != 0) return rm_unread > 0 ? rm_unread : 1;
+        if (rm_unread == 0) return 0;
+    }
+    return rm_unread;
 }
 
 int grid_setfsuid(unsigned int uid) { return setfsuid((uid_t)uid); }

@@ -28,6 +28,8 @@ public actor ManagerCore {
         var tasks = 0
         /// It said it is stopping: no new job goes to it.
         var stopping = false
+        /// Its disk is under the free space it keeps: no new job goes to it while it says so.
+        var diskFull = false
         /// Breaks placement ties: the manager's pick, not the worker's (see `Placement.Worker.tieBreak`).
         var tieBreak = UInt64.random(in: 0...UInt64.max)
     }
@@ -358,6 +360,14 @@ public actor ManagerCore {
             live[who.workerId]?.load = max(0, min(update.load, 64))
             if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
             if let envs = update.envs { live[who.workerId]?.registration.envs = envs }
+            let full = update.diskFull == true
+            if let w = live[who.workerId], w.diskFull != full {
+                live[who.workerId]?.diskFull = full
+                logger.log(
+                    level: full ? .warning : .info, full ? "worker's disk is nearly full: no new job goes to it" : "worker's disk has room again",
+                    metadata: ["grid.worker.id": "\(who.workerId)"])
+                if !full { wake.yield() }
+            }
             if update.stopping == true, live[who.workerId]?.stopping == false {
                 live[who.workerId]?.stopping = true
                 logger.info("worker stopping: no new job or task goes to it", metadata: ["grid.worker.id": "\(who.workerId)"])
@@ -776,7 +786,7 @@ public actor ManagerCore {
             let s = state[w.identity.workerId]!
             return Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
-                freeSlots: w.stopping ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
+                freeSlots: w.stopping || w.diskFull ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
                 envs: Set(w.registration.envs ?? []), python: w.registration.python,
                 othersRoom: rooms[w.identity.ownerId] ?? OthersWindow.first)

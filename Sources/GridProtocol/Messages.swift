@@ -188,7 +188,11 @@ public enum Msg {
         public var envs: [String]?
         /// The worker is stopping: it takes no new job (it reports the runs it cancelled, then leaves).
         public var stopping: Bool?
-        public init(load: Double, running: [JobRef], tasks: Int? = nil, envs: [String]? = nil, stopping: Bool? = nil) {
+        /// The worker's data disk is under the free space it keeps for itself: it takes no new job until it is not
+        /// (sent each time; absent: not full).
+        public var diskFull: Bool?
+        public init(load: Double, running: [JobRef], tasks: Int? = nil, envs: [String]? = nil, stopping: Bool? = nil, diskFull: Bool? = nil) {
+            self.diskFull = diskFull
             self.stopping = stopping
             self.envs = envs
             self.load = load

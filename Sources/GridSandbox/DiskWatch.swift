@@ -42,12 +42,19 @@ public enum DiskRule {
         }
     }
 
-    /// Why the job must stop, in words for its owner; nil while it is within its limits.
-    public static func verdict(_ m: Measure, limits: DiskLimits) -> String? {
+    /// How many incomplete measures in a row stop a job: a walk that keeps failing measures nothing.
+    public static let incompleteLimit = 3
+
+    /// Why the job must stop, in words for its owner; nil while it is within its limits. `incompleteInARow`: how many
+    /// measures in a row, this one included, were incomplete.
+    public static func verdict(_ m: Measure, limits: DiskLimits, incompleteInARow: Int = 0) -> String? {
         if let free = m.free, free < limits.floorBytes {
             return floorPrefix + " (\(mib(max(0, free))) free, under the \(mib(limits.floorBytes)) it keeps); stopped"
         }
-        if m.incomplete { return nil }
+        if m.incomplete {
+            guard incompleteInARow >= incompleteLimit else { return nil }
+            return "disk limit reached: its folder could not be measured \(incompleteInARow) times in a row"
+        }
         guard let bytes = m.bytes else { return "disk limit reached: its folder could not be measured (a tree too deep to walk)" }
         if m.hidden { return "disk limit reached: part of its folder was made unreadable, so it could not be measured" }
         if bytes > limits.maxBytes { return "disk limit reached: its folder passed \(mib(limits.maxBytes)) on this worker" }
@@ -83,7 +90,7 @@ public enum DiskRule {
     }
 
     /// Measures `folder` now: its tree (the walk stops just past the limits) and its disk's free space. A walk that
-    /// fails for a passing reason is tried once more.
+    /// fails (a folder vanished while it went on, say) is tried once more; one that fails again is incomplete.
     public static func measure(_ folder: String, limits: DiskLimits) -> Measure {
         var entries: Int64 = 0
         var hidden: Int32 = 0

@@ -161,12 +161,14 @@ public final class JobExecution: Sendable {
     /// `limits` (`DiskRule`). On a thread of its own, which ends with the run.
     public func watchDisk(folder: String, limits: DiskLimits) {
         Thread.detachNewThread { [self] in
+            var incomplete = 0
             while report.value == nil && exited.withLock({ $0 }) == nil {
                 let began = Self.monotonic()
                 let measure = DiskRule.measure(folder, limits: limits)
                 // Measured while the run went on: a folder gone with the run's end says nothing.
                 guard report.value == nil && exited.withLock({ $0 }) == nil else { return }
-                if let why = DiskRule.verdict(measure, limits: limits) {
+                incomplete = measure.incomplete ? incomplete + 1 : 0
+                if let why = DiskRule.verdict(measure, limits: limits, incompleteInARow: incomplete) {
                     stop(Stop(outcome: .failed, reason: why))
                     return
                 }

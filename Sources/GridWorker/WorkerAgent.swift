@@ -465,7 +465,9 @@ public actor WorkerAgent: Service {
             let tasks = await peers?.taskLoad()
             var envs = environments?.cachedDigests()
             if envs == reportedEnvs { envs = nil } else { reportedEnvs = envs }
-            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs)
+            // A disk under what it keeps free takes no job (each would be handed back at once, again and again).
+            let full = DiskRule.freeBytes(config.dataDirectory).map { $0 < config.jobDisk.floorBytes } ?? false
+            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs, diskFull: full ? true : nil)
             try await out.write(GridFrame(.loadUpdate(update)))
             // A heartbeat period, or less: a change of the task load is reported soon, but at most every 50 ms (a busy
             // peer's load changes with each of thousands of tasks a second; the manager's answers assume this pace).

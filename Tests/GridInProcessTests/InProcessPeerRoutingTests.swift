@@ -304,27 +304,34 @@ import Testing
         }
     }
 
-    /// A worker whose disk is under what it keeps free starts no job (the job would be stopped at its first measure):
-    /// it hands the job back, saying why, and the job runs on a worker with room, not failed.
-    @Test func aWorkerWithANearlyFullDiskHandsJobsOn() async throws {
+    /// A worker whose disk is under what it keeps free says so in each heartbeat and gets no job (each would be handed
+    /// back at once, again and again, using up the job's tries); one given a job before its first heartbeat hands it
+    /// back, saying why. The job runs on a worker with room, not failed.
+    @Test func aWorkerWithANearlyFullDiskGetsNoJobs() async throws {
         try await withTestGrid(workers: 0) { grid in
             let owner = try await grid.user("owner")
             // A floor no disk meets.
             _ = try await grid.startWorker("full", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 1 << 30, maxEntries: 1_000, floorBytes: .max))
             let alice = try await grid.user("alice")
-            let id = try await alice.submit(InProcessScenarioTests.job("needs-disk", "# grid: print ok\n")).job.id
-            var said = ""
-            var state: JobState?
-            let handedBack = try await eventually(timeout: 60, interval: 0.05) {
-                let status = try await alice.job(id)
-                said = (status.events ?? []).compactMap(\.detail).joined(separator: "\n")
-                state = status.state
-                return said.contains("nearly full")
+            var ids: [JobID] = []
+            for i in 0..<3 { ids.append(try await alice.submit(InProcessScenarioTests.job("needs-disk-\(i)", "# grid: print ok\n")).job.id) }
+            // The full worker's heartbeats keep the jobs waiting (at most a hand-back each before its first one).
+            let waiting = try await eventually(timeout: 60, interval: 0.05) {
+                var all = true
+                for id in ids {
+                    let s = try await alice.job(id)
+                    all = all && s.state == .pending && (s.pendingReason?.contains("waiting for") ?? false)
+                }
+                return all
             }
-            #expect(handedBack && state != .failed, "\(String(describing: state)): \(said)")
+            #expect(waiting, "the jobs did not wait while the only worker's disk was full")
             _ = try await grid.startWorker("roomy", owner: owner, cpus: 1)
-            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed], timeout: 60)
-            #expect(done.state == .completed, "\(done.state): \((done.events ?? []).compactMap(\.detail))")
+            for id in ids {
+                let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed], timeout: 60)
+                #expect(done.state == .completed, "\(done.state): \((done.events ?? []).compactMap(\.detail))")
+                #expect(done.worker == "roomy")
+                #expect((done.interruptions ?? []).count <= 1, "\(done.interruptions ?? [])")
+            }
         }
     }
 

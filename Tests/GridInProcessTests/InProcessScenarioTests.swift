@@ -223,13 +223,15 @@ final class GatedRunner: JobRunner, Sendable {
             let owner = try await grid.user("owner")
             let first = try await grid.startWorker("comeback", owner: owner)
             let alice = try await grid.user("alice")
-            let submitted = try await alice.submit(InProcessScenarioTests.job("steady", "# grid: print run\n# grid: sleep 1\n# grid: print end\n"))
+            // Long enough that the run is still going when its worker vanishes, on a loaded machine too (a 1 s run had
+            // ended first there); the run after the restart takes as long.
+            let submitted = try await alice.submit(InProcessScenarioTests.job("steady", "# grid: print run\n# grid: sleep 5\n# grid: print end\n"))
             _ = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.running])
             await first.vanish()
             // The same worker (its saved identity) starts again, empty-handed.
             let again = try await grid.startWorker("comeback", owner: owner)
             #expect(again.workerId == first.workerId)
-            let done = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.completed, .failed], timeout: 25)
+            let done = try await InProcessScenarioTests.wait(alice, submitted.job.id, for: [.completed, .failed], timeout: 40)
             #expect(done.state == .completed && done.attempt == 2, "\(done)")
             let interruptions = try await alice.job(done.id).interruptions ?? []
             #expect(interruptions.count == 1)

@@ -38,6 +38,11 @@ import Glibc
     /// removes temporary folders was stopped as "too deep". The disk's floor still counts.
     @Test func anIncompleteWalkStopsNothingButTheFloorStillCounts() {
         #expect(DiskRule.verdict(.init(bytes: 0, entries: 0, incomplete: true, free: 1 << 40), limits: limits) == nil)
+        #expect(DiskRule.verdict(.init(bytes: 0, entries: 0, incomplete: true, free: 1 << 40), limits: limits, incompleteInARow: 2) == nil)
+        // A walk that keeps failing measures nothing: three in a row stop the job.
+        #expect(
+            DiskRule.verdict(.init(bytes: 0, entries: 0, incomplete: true, free: 1 << 40), limits: limits, incompleteInARow: 3)?
+                .contains("3 times in a row") == true)
         #expect(DiskRule.verdict(.init(bytes: 0, entries: 0, incomplete: true, free: 1), limits: limits) != nil)
     }
 
@@ -109,5 +114,49 @@ import Glibc
         #expect(hiddenAfter == 0)
         var st = stat()
         #expect(stat(dir + "/hide/deeper", &st) == 0 && st.st_mode & 0o777 == 0o700)
+    }
+
+    /// What the worker could never read (a folder of another uid: a rootless container's user) is not the job hiding
+    /// anything, and stops nothing; and a tree 600 folders deep with an unreadable one at the bottom is still made
+    /// deletable (with at most 16 descriptors open).
+    @Test func anotherUsersFolderStopsNothingAndDeepTreesAreStillRemoved() throws {
+        let dir = "/tmp/cg-du-deep-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/theirs", withIntermediateDirectories: true)
+        defer {
+            _ = grid_make_removable(dir)
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        #expect(chown(dir, 65534, 65534) == 0)
+        #expect(chown(dir + "/theirs", 12345, 12345) == 0 && chmod(dir + "/theirs", 0o700) == 0)
+        var path = dir
+        for _ in 0..<600 {
+            path += "/d"
+            #expect(mkdir(path, 0o700) == 0)
+            #expect(chown(path, 65534, 65534) == 0)
+        }
+        #expect(chmod(path, 0o000) == 0)
+        let limits = DiskLimits(maxBytes: 1 << 30, maxEntries: 100_000, floorBytes: 0)
+        let deepest = path
+        // Measured as the folder's owner: `theirs` is another uid's, unreadable to it, and hides nothing of the job's;
+        // the deep unreadable folder is its own.
+        let theirs = Mutex<Bool?>(nil)
+        let removed = Mutex<Int32>(-1)
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = grid_setfsuid(65534)
+            // The deep one opened for this measure: `theirs` alone can hide anything from it.
+            #expect(chmod(deepest, 0o700) == 0)
+            let onlyTheirs = DiskRule.measure(dir, limits: limits)
+            #expect(chmod(deepest, 0o000) == 0)
+            theirs.withLock { $0 = onlyTheirs.hidden }
+            removed.withLock { $0 = grid_make_removable(dir) }
+            _ = grid_setfsuid(0)
+            finished.signal()
+        }
+        finished.wait()
+        #expect(theirs.withLock { $0 } == false, "another uid's folder was taken for the job hiding something")
+        #expect(removed.withLock { $0 } <= 1, "only another uid's folder may stay unreadable")
+        var st = stat()
+        #expect(stat(deepest, &st) == 0 && st.st_mode & 0o777 == 0o700, "the deepest folder was not opened up")
     }
 }
