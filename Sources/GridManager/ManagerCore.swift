@@ -44,7 +44,7 @@ public actor ManagerCore {
     /// Requests on running jobs: the spec of each leased job, to compute free resources, and its owner, to count the
     /// others' jobs an owner's workers hold (`windows`).
     private var leased: [JobID: (spec: JobSpec, owner: UserID)] = [:]
-    /// Each worker seen since this manager started: its owner, and how many other users' jobs it may hold at once
+    /// Each owner seen since this manager started: how many other users' jobs its workers may hold at once, together
     /// (`OthersWindow`, pure): what a worker claims to have no longer decides how many others' jobs it gets.
     private var windows: [UserID: OthersWindow] = [:]
     /// The owner of each worker seen since this manager started (for `windows`).
@@ -255,7 +255,8 @@ public actor ManagerCore {
                 return nil
             }
         }
-        // Its window for others' jobs: kept while it is away; a worker this manager has not seen starts from its agreed checks.
+        // Its owner's window for others' jobs: kept while its workers are away; an owner this manager has not seen starts
+        // from its workers' latest check outcomes.
         workerOwners[who.workerId] = who.ownerId
         if windows[who.ownerId] == nil {
             let recent = (try? await db.recentCheckOutcomes(ofOwner: who.ownerId, limit: config.verification.reputation.window)) ?? []
