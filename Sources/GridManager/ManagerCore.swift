@@ -550,10 +550,11 @@ public actor ManagerCore {
             state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb,
             cpuSeconds: CreditRules.creditedCPUSeconds(job.spec, reported: done.cpuSeconds, paidRuntimeMs: runtime),
             reason: done.reason)
-        // A job whose environment could not be built never ran: the worker waives its pay and the hold goes back whole.
-        // Only a failed run of a job that declares packages can be that (a refunded run is never checked: a worker
-        // calling its made-up results refunded went unchecked).
-        result.refund = done.refund == true && state == .failed && job.spec.requirements?.isEmpty == false
+        // A job whose environment could not be built, or that was cancelled before it started, never ran: the worker
+        // waives its pay and the hold goes back whole. Only a failed run of a job that declares packages, or a cancelled
+        // one, can be that (a refunded run is never checked: a worker calling its made-up results refunded went
+        // unchecked; a cancelled run is never checked anyway).
+        result.refund = done.refund == true && (state == .cancelled || (state == .failed && job.spec.requirements?.isEmpty == false))
         do {
             if let finished = try await db.finishRun(
                 done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,

@@ -353,7 +353,7 @@ public enum PeerTrust {
     /// nonce we sent in `HELLO_OK`, made out to us (`audience`, this worker's id): a proof a worker made for another
     /// peer, which that one relayed here with our nonce in its own `HELLO_OK`, does not pass.
     public static func checkClient(
-        credential: Credential, proof: String, nonce: String, managerKey: String, now: Int64, audience: String, link: LinkIdentity = .plainText
+        credential: Credential, proof: String, nonce: String, managerKey: String, now: Int64, audience: String, link: LinkIdentity
     ) -> GridError? {
         if let e = check(credential, managerKey: managerKey, now: now) { return e }
         guard

@@ -70,6 +70,9 @@ public enum DiskRule {
     /// Whether `reason` is the disk's floor (the worker's disk, not this job's folder: the job goes back to the queue).
     public static func isFloor(_ reason: String) -> Bool { reason.hasPrefix(floorPrefix) }
 
+    /// Whether `reason` carries the floor's verdict anywhere (an environment build's error wraps it).
+    public static func mentionsFloor(_ reason: String) -> Bool { reason.contains(floorPrefix) }
+
     /// How long to wait before the next measure, given how long this one took: at least `every` seconds, and at least
     /// ten times the walk (so that measuring takes at most a tenth of a core), at most a minute.
     public static func interval(walkSeconds: Double, every: Double = 2) -> Double {

@@ -39,14 +39,11 @@ public struct OthersWindow: Hashable, Sendable {
     public init() { size = Self.first }
 
     /// The window of an owner this manager has not seen since it started, from the latest check outcomes of its workers
-    /// (newest last, as `Reputation.recent` keeps them): one after a contradiction among them, else `first` doubled for
-    /// each agreement.
+    /// (oldest first, as `Reputation.recent` keeps them), replayed from `first` as they would have been recorded: one
+    /// after a contradiction, doubled by each agreement since.
     public init(recent: [Reputation.Outcome]) {
-        if recent.contains(.contradicted) {
-            size = 1
-        } else {
-            size = min(Self.most, Self.first << min(recent.count, 12))
-        }
+        size = Self.first
+        for outcome in recent { record(outcome == .agreed ? .agreed : .contradicted) }
     }
 
     /// Records one event.

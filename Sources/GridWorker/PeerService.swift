@@ -509,7 +509,7 @@ public actor PeerService: Service {
 
     /// A connecting peer's `PEER_AUTH`: a credential the manager signed and its signature over our `nonce`.
     /// `link`: what the connection's TLS certificate (if any) says of the peer at its other end.
-    func authenticatePeer(_ auth: Msg.PeerAuth, nonce: String, link: PeerTrust.LinkIdentity = .plainText) -> Result<Caller, GridError> {
+    func authenticatePeer(_ auth: Msg.PeerAuth, nonce: String, link: PeerTrust.LinkIdentity) -> Result<Caller, GridError> {
         guard let managerKey, let selfId else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet")) }
         if let e = PeerTrust.checkClient(
             credential: auth.credential, proof: auth.proof, nonce: nonce, managerKey: managerKey, now: Self.nowS(), audience: selfId, link: link)

@@ -690,6 +690,9 @@ public actor WorkerAgent: Service {
             await preparationOutput(ref, Array("[\(reason)]\n".utf8))
             if table.isCancelled(ref) || table.phase(of: ref) == nil {
                 await reject(ref, reason: "cancelled while its environment was prepared", outcome: .cancelled, refund: true)
+            } else if DiskRule.mentionsFloor(reason) {
+                // This worker's disk ran low, not the job's doing: it goes back to the queue for another worker.
+                await reject(ref, reason: reason)
             } else {
                 await reject(ref, reason: reason, outcome: .failed, refund: true)
             }

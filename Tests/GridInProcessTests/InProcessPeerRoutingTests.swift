@@ -320,7 +320,9 @@ import Testing
                 var all = true
                 for id in ids {
                     let s = try await alice.job(id)
-                    all = all && s.state == .pending && (s.pendingReason?.contains("waiting for") ?? false)
+                    // Waiting for room; or, handed back once before the worker's first heartbeat, kept off it.
+                    let reason = s.pendingReason ?? ""
+                    all = all && s.state == .pending && (reason.contains("waiting for") || reason.contains("could not start it"))
                 }
                 return all
             }

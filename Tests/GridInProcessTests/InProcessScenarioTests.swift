@@ -430,8 +430,8 @@ final class RawInProcessWorker: @unchecked Sendable {
 
     /// A worker waives its pay (`refund`) only for a job whose environment could not be built, and a refunded run is not
     /// checked: a worker that called any result refunded went unchecked (and a refunded failure kept no place in its
-    /// window). The manager takes a refund only for a failed run of a job that declares packages.
-    @Test func aRefundIsTakenOnlyForAFailedRunOfAJobWithPackages() async throws {
+    /// window). The manager takes a refund only for a failed run of a job that declares packages, or a cancelled one.
+    @Test func aRefundIsTakenOnlyForAFailedRunOfAJobWithPackagesOrACancelledOne() async throws {
         try await withTestGrid(workers: 0) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
@@ -456,6 +456,30 @@ final class RawInProcessWorker: @unchecked Sendable {
                 let ended = try await InProcessScenarioTests.wait(alice, id, for: [.completed, .failed])
                 #expect((ended.paid ?? 0) > 0, "a \(outcome) run of a job without packages was refunded on the worker's word")
             }
+            // A job its submitter cancelled before it started (while its environment was prepared, say) costs nothing:
+            // the worker reports it cancelled with its refund, and the hold goes back whole.
+            let before = try await alice.me().balance
+            let id = try await alice.submit(InProcessScenarioTests.job("cancelled", "# grid: print hi\n", minutes: 1)).job.id
+            guard let a = try await raw.nextAssignment(), a.job.jobId == id else {
+                Issue.record("job \(id) was not assigned")
+                return
+            }
+            _ = try await alice.cancel(id)
+            guard case .cancel? = try await raw.next(where: { if case .cancel = $0.message { true } else { false } })?.message else {
+                Issue.record("the worker was not told to cancel")
+                return
+            }
+            let cancelled = Msg.JobDone(
+                job: a.job, outcome: .cancelled, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: "cancelled before it started",
+                files: [], logBytes: 0, refund: true)
+            try await link.outbound.write(GridFrame(id: 30, .jobDone(cancelled)))
+            guard case .jobDoneAck? = try await raw.next(where: { $0.id == 30 })?.message else {
+                Issue.record("the report was not acknowledged")
+                return
+            }
+            let ended = try await InProcessScenarioTests.wait(alice, id, for: [.cancelled])
+            #expect((ended.paid ?? 0) == 0, "a run cancelled before it started cost \(ended.paid ?? 0)")
+            #expect(try await alice.me().balance == before)
             #expect(try await grid.ledgerOK())
         }
     }

@@ -146,11 +146,28 @@ struct PeerTrustTests {
         #expect(
             PeerTrust.checkClient(
                 credential: c, proof: worker.proof(nonce: nonce, workerId: "w-7", role: .client, audience: "w-1"), nonce: nonce,
-                managerKey: manager.publicKey, now: now, audience: "w-1") == nil)
+                managerKey: manager.publicKey, now: now, audience: "w-1", link: .plainText) == nil)
         #expect(
             PeerTrust.checkClient(
                 credential: c, proof: PeerTrust.Signer().proof(nonce: nonce, workerId: "w-7", role: .client, audience: "w-1"), nonce: nonce,
-                managerKey: manager.publicKey, now: now, audience: "w-1") != nil)
+                managerKey: manager.publicKey, now: now, audience: "w-1", link: .plainText) != nil)
+    }
+
+    /// Over TLS the other side's certificate must name the worker that proves itself: another worker's name, or none,
+    /// is refused; plain text says nothing either way.
+    @Test func aLinksCertificateMustNameTheWorkerThatProvesItself() {
+        let nonce = PeerTrust.nonce()
+        let c = credential("w-7", host: "10.0.0.7", port: 9100)
+        let proof = worker.proof(nonce: nonce, workerId: "w-7", role: .client, audience: "w-1")
+        func check(_ link: PeerTrust.LinkIdentity) -> GridError? {
+            PeerTrust.checkClient(credential: c, proof: proof, nonce: nonce, managerKey: manager.publicKey, now: now, audience: "w-1", link: link)
+        }
+        #expect(check(.certificate("w-7")) == nil)
+        #expect(check(.plainText) == nil)
+        #expect(check(.certificate("w-mallory"))?.code == .unauthorized)
+        #expect(check(.certificate(nil))?.code == .unauthorized)
+        #expect(PeerTrust.checkLink(.certificate("w-8"), proves: "w-7")?.message.contains("relays another worker") == true)
+        #expect(PeerTrust.checkLink(.certificate("w-7"), proves: "w-7") == nil)
     }
 
     /// Worker M answers W's HELLO with honest B's nonce; W signs it and M relays W's PEER_AUTH to B, which took M for W.
@@ -160,10 +177,10 @@ struct PeerTrustTests {
         let c = credential("w-7", host: "10.0.0.7", port: 9100)
         let madeForM = worker.proof(nonce: nonceOfB, workerId: "w-7", role: .client, audience: "w-mallory")
         #expect(
-            PeerTrust.checkClient(credential: c, proof: madeForM, nonce: nonceOfB, managerKey: manager.publicKey, now: now, audience: "w-b")?.code
+            PeerTrust.checkClient(credential: c, proof: madeForM, nonce: nonceOfB, managerKey: manager.publicKey, now: now, audience: "w-b", link: .plainText)?.code
                 == .unauthorized)
         #expect(
-            PeerTrust.checkClient(credential: c, proof: madeForM, nonce: nonceOfB, managerKey: manager.publicKey, now: now, audience: "w-mallory")
+            PeerTrust.checkClient(credential: c, proof: madeForM, nonce: nonceOfB, managerKey: manager.publicKey, now: now, audience: "w-mallory", link: .plainText)
                 == nil)
     }
 

@@ -181,6 +181,8 @@ struct HostileJobTests {
                 with open("fill-%d.bin" % i, "wb") as f:
                     f.write(block)
                 time.sleep(0.01)
+            # Past the limit: it waits here until the watch stops it (however late a loaded machine lets it look).
+            time.sleep(90)
             print("WROTE ALL")
             """, disk: DiskLimits(maxBytes: 24 << 20, maxEntries: 10_000, floorBytes: 0))
         #expect(r.report.outcome == .failed, "\(r.report) \(r.output)")
@@ -194,10 +196,10 @@ struct HostileJobTests {
         let r = try await h.run(
             """
             import os, time
-            for i in range(20000):
+            for i in range(2000):
                 open("f%d" % i, "w").close()
-                if i % 100 == 0:
-                    time.sleep(0.01)
+            # Past the limit: it waits here until the watch stops it (however late a loaded machine lets it look).
+            time.sleep(90)
             print("MADE ALL")
             """, disk: DiskLimits(maxBytes: 1 << 30, maxEntries: 500, floorBytes: 0))
         #expect(r.report.outcome == .failed, "\(r.report) \(r.output)")

@@ -39,18 +39,22 @@ struct OthersWindowTests {
         #expect(w.size == 2)
     }
 
-    /// A restarted manager starts an owner from its workers' latest check outcomes: a contradiction among them shuts
-    /// the window, agreements open it.
+    /// A restarted manager starts an owner from its workers' latest check outcomes, replayed as they were recorded: a
+    /// contradiction shuts the window, agreements since open it again.
     @Test func aRestartedManagerStartsAnOwnerFromItsLatestChecks() {
         #expect(OthersWindow(recent: []).size == 4)
         #expect(OthersWindow(recent: Array(repeating: .agreed, count: 5)).size == 128)
         #expect(OthersWindow(recent: Array(repeating: .agreed, count: 20)).size == OthersWindow.most)
         #expect(OthersWindow(recent: Array(repeating: .agreed, count: 19) + [.contradicted]).size == 1)
-        #expect(OthersWindow(recent: [.contradicted] + Array(repeating: .agreed, count: 19)).size == 1)
+        #expect(OthersWindow(recent: [.contradicted] + Array(repeating: .agreed, count: 3)).size == 8)
+        var live = OthersWindow()
+        let history: [Reputation.Outcome] = [.agreed, .contradicted, .agreed, .agreed]
+        for o in history { live.record(o == .agreed ? .agreed : .contradicted) }
+        #expect(OthersWindow(recent: history) == live)
     }
 }
 
-/// Placement honours each worker's window for other users' jobs.
+/// Placement honours each owner's window for other users' jobs.
 @Suite("Placement.OthersWindow")
 struct PlacementOthersWindowTests {
     static func worker(_ id: String, owner: UserID, cpus: Int, othersRoom: Int = .max, load: Double = 0) -> Placement.Worker {
