@@ -264,7 +264,8 @@ public actor ManagerCore {
         }
         let t = now()
         live[who.workerId] = LiveWorker(
-            identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t)
+            identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t,
+            diskFull: reg.diskFull == true)
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
         // Only claims of runs leased to this worker, or whose report is settling, can be kept (`Rejoin`); the store is

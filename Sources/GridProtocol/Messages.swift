@@ -133,11 +133,14 @@ public enum Msg {
         public var envs: [String]?
         /// The Python version jobs run with here (`3.11.7`), for jobs that declare `requires-python`.
         public var python: String?
+        /// The worker's data disk is under the free space it keeps (as in `LOAD_UPDATE`): no job until it is not.
+        public var diskFull: Bool?
         public init(
             resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,
             webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil, sandbox: SandboxReport? = nil, tlsKey: String? = nil,
-            envs: [String]? = nil, python: String? = nil
+            envs: [String]? = nil, python: String? = nil, diskFull: Bool? = nil
         ) {
+            self.diskFull = diskFull
             self.tlsKey = tlsKey
             self.envs = envs
             self.python = python

@@ -302,7 +302,7 @@ public actor WorkerAgent: Service {
                         host: config.advertiseHost, port: config.port, webPort: config.webPort, running: runningRefs,
                         finished: table.finished, sandbox: sandbox,
                         tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil, envs: envs,
-                        python: environments?.interpreter.version)
+                        python: environments?.interpreter.version, diskFull: diskFull() ? true : nil)
                     try await outbound.write(GridFrame(.register(register)))
                 }
             }
@@ -465,9 +465,7 @@ public actor WorkerAgent: Service {
             let tasks = await peers?.taskLoad()
             var envs = environments?.cachedDigests()
             if envs == reportedEnvs { envs = nil } else { reportedEnvs = envs }
-            // A disk under what it keeps free takes no job (each would be handed back at once, again and again).
-            let full = DiskRule.freeBytes(config.dataDirectory).map { $0 < config.jobDisk.floorBytes } ?? false
-            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs, diskFull: full ? true : nil)
+            let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs, diskFull: diskFull() ? true : nil)
             try await out.write(GridFrame(.loadUpdate(update)))
             // A heartbeat period, or less: a change of the task load is reported soon, but at most every 50 ms (a busy
             // peer's load changes with each of thousands of tasks a second; the manager's answers assume this pace).
@@ -641,6 +639,12 @@ public actor WorkerAgent: Service {
             try? FileManager.default.removeItem(at: scratch)
             await reject(ref, reason: "the worker could not start the job: \(error)")
         }
+    }
+
+    /// Whether the data disk is under the free space the worker keeps: then it takes no job (each would be handed back at
+    /// once, again and again), and says so in `REGISTER` and every `LOAD_UPDATE`.
+    private func diskFull() -> Bool {
+        DiskRule.freeBytes(config.dataDirectory).map { $0 < config.jobDisk.floorBytes } ?? false
     }
 
     /// Reports a job that could not even start: `rejected` (the manager gives it to another worker, and the submitter

@@ -66,6 +66,15 @@ struct PostgresDeadlineTests {
                 _ = try await db.read { session in
                     guard let row = try session.fetchOne(sql: "SELECT pg_backend_pid() AS pid", arguments: []) else { return 0 }
                     let pid: Int64 = row["pid"]
+                    // Stopped only once it waits for this client's next message (in epoll_wait, bounded): stopped while
+                    // it still finished the last statement, it may hold a lock every other backend needs, and the
+                    // test's own next call hung until the time limit (seen once beside a CPU hog).
+                    let waiting = Date().addingTimeInterval(10)
+                    while Date() < waiting,
+                        !((try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8)) ?? "").contains("epoll")
+                    {
+                        usleep(1_000)
+                    }
                     stopped.withLock { $0 = pid_t(pid) }
                     kill(pid_t(pid), SIGSTOP)
                     return try session.execute(sql: "SELECT 1", arguments: [])
