@@ -84,7 +84,8 @@ public enum DiskRule {
         bytes >= 1 << 30 ? String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) : "\(bytes >> 20) MiB"
     }
 
-    /// The free bytes of the disk holding `path` (nil: unknown).
+    /// The bytes an unprivileged writer may still put on the file system that holds `path` (nil: unknown). The one
+    /// measure of free disk: the job watch, the disk floor and the grid inputs' reserve all use it.
     public static func freeBytes(_ path: String) -> Int64? {
         var s = statvfs()
         guard statvfs(path, &s) == 0 else { return nil }

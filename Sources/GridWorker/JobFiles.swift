@@ -19,15 +19,6 @@ enum JobFiles {
         }
     }
 
-    /// The bytes an unprivileged writer may still put on the file system that holds `path`, or nil when it cannot be
-    /// told.
-    static func freeBytes(atPath path: String) -> Int64? {
-        var s = statvfs()
-        guard statvfs(path, &s) == 0 else { return nil }
-        let (bytes, overflow) = Int64(clamping: s.f_bavail).multipliedReportingOverflow(by: Int64(clamping: s.f_frsize))
-        return overflow ? .max : bytes
-    }
-
     /// Writes `data` to `path`, replacing a file there but never following a link. Not forced to the disk: the scratch
     /// directory lives as long as the run, and a crash loses the run anyway (`Data.write(to:)` `fsync`s each file).
     static func write(_ data: Data, to path: String) throws {

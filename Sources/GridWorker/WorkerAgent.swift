@@ -556,7 +556,7 @@ public actor WorkerAgent: Service {
                     try FileName.validate(name)
                     let path = scratch.appendingPathComponent(name).path
                     // What the disk takes now, less what it keeps free (the inputs fetched so far are on it).
-                    let disk = JobFiles.freeBytes(atPath: scratch.path).map { $0 - max(0, config.diskReserveBytes) } ?? .max
+                    let disk = DiskRule.freeBytes(scratch.path).map { $0 - max(0, config.diskReserveBytes) } ?? .max
                     do {
                         room -= try await peers.fetchFile(name, to: path, user: assign.owner ?? "", maxBytes: room, diskBytes: disk)
                     } catch let e as GridError where e.code == .notFound || e.code == .badRequest {
