@@ -33,12 +33,19 @@ public struct JobSpec: Hashable, Sendable, Codable {
     public var requirements: [String]?
     /// The Python versions the job runs on (PEP 440 specifiers, `>=3.11`); nil: any.
     public var requiresPython: String?
+    /// The scratch disk the job may fill, in GB (what its folder holds; `submit --disk`); nil: `defaultDiskGb`. Every
+    /// run of the job, its check runs too, is stopped at this limit and at no other, so two honest runs of one job end
+    /// alike whatever the workers they ran on allow (a run stopped at one worker's own smaller limit was contradicted
+    /// by a check on a worker that allowed more). A job goes only to workers that allow at least this much
+    /// (`REGISTER`'s `job_disk_bytes`).
+    public var diskGb: Int?
 
     public init(
         name: String, cpus: Int = 1, ramGb: Int = 1, gpus: Int = 0, minutes: Int = 5, priority: Int = 0, outputs: [String] = [],
         minTier: SandboxTier = .bwrap, gridInputs: [String]? = nil, saveOutputsAs: String? = nil, verify: Bool? = nil,
-        nondeterministic: Bool? = nil, requirements: [String]? = nil, requiresPython: String? = nil
+        nondeterministic: Bool? = nil, requirements: [String]? = nil, requiresPython: String? = nil, diskGb: Int? = nil
     ) {
+        self.diskGb = diskGb
         self.verify = verify
         self.nondeterministic = nondeterministic
         self.requirements = requirements
@@ -87,7 +94,19 @@ public struct JobSpec: Hashable, Sendable, Codable {
         (try? PythonRequirements(lines: requirements ?? [], requiresPython: requiresPython)) ?? PythonRequirements()
     }
 
-    public static let limits = (cpus: 1...256, ramGb: 0...4096, gpus: 0...64, minutes: 1...10_080, priority: -10...10)
+    public static let limits = (cpus: 1...256, ramGb: 0...4096, gpus: 0...64, minutes: 1...10_080, priority: -10...10, diskGb: 1...65_536)
+
+    /// The scratch disk a job that says nothing may fill, in GB (a worker's `--max-job-disk-gb` defaults to it too).
+    public static let defaultDiskGb = 10
+
+    /// The scratch disk the job may fill, in GB: what it asked for, else `defaultDiskGb`.
+    public var diskLimitGb: Int { diskGb ?? Self.defaultDiskGb }
+
+    /// The same in bytes (at most 64 TiB: no arithmetic on it traps). A value out of `limits` (a spec that was never
+    /// validated) is taken to its nearest bound.
+    public var diskLimitBytes: Int64 {
+        Int64(min(max(diskLimitGb, Self.limits.diskGb.lowerBound), Self.limits.diskGb.upperBound)) << 30
+    }
 
     /// The RAM a sandbox holds the job to, in GB: what it asked for, and at least 1. (`--ram 0`, "under a gigabyte",
     /// left a job with no memory limit at all, free to push the contributor's machine into swap.)
@@ -105,6 +124,9 @@ public struct JobSpec: Hashable, Sendable, Codable {
         }
         if !l.priority.contains(priority) {
             problems.append("priority must be \(l.priority.lowerBound)–\(l.priority.upperBound) (got \(priority))")
+        }
+        if let diskGb, !l.diskGb.contains(diskGb) {
+            problems.append("disk must be \(l.diskGb.lowerBound)–\(l.diskGb.upperBound) GB (got \(diskGb))")
         }
         // Counted in bytes: 200 characters can be 80 MB (a character may hold any number of combining marks), and the
         // name is shown to every user.

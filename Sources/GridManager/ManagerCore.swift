@@ -792,7 +792,8 @@ public actor ManagerCore {
                 freeSlots: w.stopping || w.diskFull ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
                 envs: Set(w.registration.envs ?? []), python: w.registration.python,
-                othersRoom: rooms[w.identity.ownerId] ?? OthersWindow.first)
+                othersRoom: rooms[w.identity.ownerId] ?? OthersWindow.first,
+                maxJobDiskGb: Double(max(0, w.registration.jobDiskBytes ?? Int64(JobSpec.defaultDiskGb) << 30)) / Double(1 << 30))
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = queue.plan(workers: workers, usage: usage, now: now())

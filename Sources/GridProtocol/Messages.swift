@@ -135,11 +135,15 @@ public enum Msg {
         public var python: String?
         /// The worker's data disk is under the free space it keeps (as in `LOAD_UPDATE`): no job until it is not.
         public var diskFull: Bool?
+        /// The most scratch disk the worker lets one job fill, in bytes (`--max-job-disk-gb`): it is given no job that
+        /// asks for more (`JobSpec.diskGb`). Absent from older workers: taken as `JobSpec.defaultDiskGb`.
+        public var jobDiskBytes: Int64?
         public init(
             resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,
             webPort: Int? = nil, running: [JobRef] = [], finished: [JobRef]? = nil, sandbox: SandboxReport? = nil, tlsKey: String? = nil,
-            envs: [String]? = nil, python: String? = nil, diskFull: Bool? = nil
+            envs: [String]? = nil, python: String? = nil, diskFull: Bool? = nil, jobDiskBytes: Int64? = nil
         ) {
+            self.jobDiskBytes = jobDiskBytes
             self.diskFull = diskFull
             self.tlsKey = tlsKey
             self.envs = envs

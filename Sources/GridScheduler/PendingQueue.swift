@@ -32,8 +32,10 @@ public struct PendingQueue: Sendable {
         var request: Resources
         var minTier: SandboxTier
         var requiresPython: String?
+        var diskGb: Int
 
         init(_ job: Placement.Job) {
+            diskGb = job.diskGb
             priority = job.priority
             owner = job.owner
             request = job.request

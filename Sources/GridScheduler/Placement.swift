@@ -33,12 +33,16 @@ public enum Placement {
         /// shared by all the workers of one owner (the least given among them counts; a worker with no owner has its
         /// own). Its owner's jobs are not limited by it. `Int.max`: no limit.
         public var othersRoom: Int
+        /// The most scratch disk the worker lets one job fill, in GB (`--max-job-disk-gb`): it runs no job that asks
+        /// for more (`JobSpec.diskGb`). Infinity: no limit known.
+        public var maxJobDiskGb: Double
 
         public init(
             id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0,
             owner: UserID? = nil, acceptsOthers: Bool = true, quarantined: Bool = false, envs: Set<String> = [], python: String? = nil,
-            othersRoom: Int = .max
+            othersRoom: Int = .max, maxJobDiskGb: Double = .infinity
         ) {
+            self.maxJobDiskGb = maxJobDiskGb
             self.othersRoom = othersRoom
             self.quarantined = quarantined
             self.envs = envs
@@ -79,8 +83,13 @@ public enum Placement {
             return PythonVersionSpec.allows(spec, version: python)
         }
 
-        /// Whether this worker could ever run `job`: tier, owner, Python and total resources (not what is free now).
-        func couldRun(_ job: Job) -> Bool { tier >= job.minTier && takes(job) && hasPython(for: job) && total.covers(job.request) }
+        /// Whether this worker lets one job fill as much scratch disk as `job` asks for (a NaN limit lets none).
+        func hasDisk(for job: Job) -> Bool { Double(job.diskGb) <= maxJobDiskGb }
+
+        /// Whether this worker could ever run `job`: tier, owner, Python, disk and total resources (not what is free now).
+        func couldRun(_ job: Job) -> Bool {
+            tier >= job.minTier && takes(job) && hasPython(for: job) && hasDisk(for: job) && total.covers(job.request)
+        }
     }
 
     /// The one fit rule: whether a worker of `tier`, with `free` resources and `freeSlots` job slots, has room now for a
@@ -109,11 +118,14 @@ public enum Placement {
         public var env: String?
         /// The job's `requires-python`; only workers whose Python meets it are used.
         public var requiresPython: String?
+        /// The scratch disk the job may fill, in GB (`JobSpec.diskLimitGb`); only workers that allow that much are used.
+        public var diskGb: Int
 
         public init(
             id: JobID, owner: UserID, priority: Int, request: Resources, minTier: SandboxTier, submitted: Double, avoid: Set<WorkerID> = [],
-            avoidOwners: Set<UserID> = [], env: String? = nil, requiresPython: String? = nil
+            avoidOwners: Set<UserID> = [], env: String? = nil, requiresPython: String? = nil, diskGb: Int = JobSpec.defaultDiskGb
         ) {
+            self.diskGb = diskGb
             self.avoidOwners = avoidOwners
             self.env = env
             self.requiresPython = requiresPython
@@ -236,7 +248,7 @@ public enum Placement {
                 let fits: (Int) -> Bool = {
                     Placement.hasRoom(tier: workers[$0].tier, free: workers[$0].free, freeSlots: workers[$0].freeSlots, for: job.minTier, job.request)
                         && !job.avoid.contains(workers[$0].id) && workers[$0].takes(job) && workers[$0].hasPython(for: job)
-                        && windowTakes($0, job)
+                        && workers[$0].hasDisk(for: job) && windowTakes($0, job)
                 }
                 // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
                 if let env = job.env { chosen = ready.firstIndex { workers[$0].envs.contains(env) && fits($0) } }
@@ -304,6 +316,7 @@ public enum Placement {
             h.combine(w.acceptsOthers)
             h.combine(w.quarantined)
             h.combine(w.python)
+            h.combine(w.maxJobDiskGb)
             sum &+= h.finalize()
         }
         var h = Hasher()
@@ -339,14 +352,22 @@ public enum Placement {
         var avoidOwners: Set<UserID>
         var owner: UserID?
         var requiresPython: String?
+        var diskGb: Int
         init(_ job: Job, ownerMatters: Bool) {
             requiresPython = job.requiresPython
+            diskGb = job.diskGb
             request = job.request
             minTier = job.minTier
             avoid = job.avoid
             avoidOwners = job.avoidOwners
             owner = ownerMatters || !job.avoidOwners.isEmpty ? job.owner : nil
         }
+    }
+
+    /// A worker's disk limit in words: "2 GB", "0.5 GB".
+    static func gigabytes(_ gb: Double) -> String {
+        guard gb.isFinite else { return "any amount" }
+        return gb == gb.rounded() && abs(gb) < 1e15 ? "\(Int64(gb)) GB" : "\(gb) GB"
     }
 
     /// Why `job` cannot be placed on any of `workers` now.
@@ -369,6 +390,7 @@ public enum Placement {
             var unmet = w.total.unmet(job.request)
             if w.tier < job.minTier { unmet.append("sandbox tier \(job.minTier.rawValue) or stronger") }
             if !w.hasPython(for: job) { unmet.append("Python \(job.requiresPython ?? "") (it has \(w.python ?? "?"))") }
+            if !w.hasDisk(for: job) { unmet.append("\(job.diskGb) GB of scratch disk (it allows \(Self.gigabytes(w.maxJobDiskGb)))") }
             if best == nil || unmet.count < best!.count { best = unmet }
         }
         return .noWorkerFits(unmet: best ?? [])

@@ -230,14 +230,16 @@ extension GridDatabase {
             if let cpus: Int = row[5] {
                 fields = SchedulingColumns(
                     cpus: cpus, ramGb: row[6] ?? 1, gpus: row[7] ?? 0, priority: row[8] ?? 0,
-                    minTier: (row[9] as String?).flatMap(SandboxTier.init(rawValue:)) ?? .bwrap, env: row[10], requiresPython: row[11])
+                    minTier: (row[9] as String?).flatMap(SandboxTier.init(rawValue:)) ?? .bwrap, env: row[10], requiresPython: row[11],
+                    diskGb: row[12])
             } else {
-                let spec = (row[12] as String?).flatMap { try? decoder.decode(SchedulingFields.self, from: Data($0.utf8)) } ?? SchedulingFields()
+                let spec = (row[13] as String?).flatMap { try? decoder.decode(SchedulingFields.self, from: Data($0.utf8)) } ?? SchedulingFields()
                 fields = SchedulingColumns(spec)
             }
             let job = Placement.Job(
                 id: row[0], owner: row[1], priority: fields.priority, request: Resources(cpus: fields.cpus, ramGb: fields.ramGb, gpus: fields.gpus),
-                minTier: fields.minTier, submitted: row[2], avoidOwners: Set(avoid), env: fields.env, requiresPython: fields.requiresPython)
+                minTier: fields.minTier, submitted: row[2], avoidOwners: Set(avoid), env: fields.env, requiresPython: fields.requiresPython,
+                diskGb: fields.diskGb ?? JobSpec.defaultDiskGb)
             return QueueSync.Queued(job: job, reason: row[4])
         }
     }
@@ -713,13 +715,14 @@ struct SchedulingFields: Decodable {
     var minTier = SandboxTier.bwrap
     var requirements: [String]?
     var requiresPython: String?
+    var diskGb: Int?
 
     init() {}
 
     var resources: Resources { Resources(cpus: cpus, ramGb: ramGb, gpus: gpus) }
 
     private enum CodingKeys: String, CodingKey {
-        case name, cpus, ramGb, gpus, minutes, priority, outputs, minTier, requirements, requiresPython
+        case name, cpus, ramGb, gpus, minutes, priority, outputs, minTier, requirements, requiresPython, diskGb
     }
 
     init(from decoder: any Decoder) throws {
@@ -735,6 +738,7 @@ struct SchedulingFields: Decodable {
         minTier = try c.decode(SandboxTier.self, forKey: .minTier)
         requirements = try c.decodeIfPresent([String].self, forKey: .requirements)
         requiresPython = try c.decodeIfPresent(String.self, forKey: .requiresPython)
+        diskGb = try c.decodeIfPresent(Int.self, forKey: .diskGb)
     }
 }
 
@@ -750,12 +754,15 @@ struct SchedulingColumns {
     /// The digest of the job's Python environment; nil when it declares no packages.
     var env: String?
     var requiresPython: String?
+    /// The job's `disk_gb`; nil: it asked for none (`JobSpec.defaultDiskGb`), or a row from before migration v10.
+    var diskGb: Int?
 
-    static let names = "sched_cpus, sched_ram_gb, sched_gpus, sched_priority, sched_min_tier, sched_env, sched_requires_python"
-    static let placeholders = "?, ?, ?, ?, ?, ?, ?"
+    static let names = "sched_cpus, sched_ram_gb, sched_gpus, sched_priority, sched_min_tier, sched_env, sched_requires_python, sched_disk_gb"
+    static let placeholders = "?, ?, ?, ?, ?, ?, ?, ?"
     static func names(in table: String) -> String { names.split(separator: ",").map { "\(table).\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ") }
 
-    init(cpus: Int, ramGb: Int, gpus: Int, priority: Int, minTier: SandboxTier, env: String?, requiresPython: String?) {
+    init(cpus: Int, ramGb: Int, gpus: Int, priority: Int, minTier: SandboxTier, env: String?, requiresPython: String?, diskGb: Int?) {
+        self.diskGb = diskGb
         self.cpus = cpus
         self.ramGb = ramGb
         self.gpus = gpus
@@ -768,7 +775,7 @@ struct SchedulingColumns {
     init(_ fields: SchedulingFields) {
         self.init(
             cpus: fields.cpus, ramGb: fields.ramGb, gpus: fields.gpus, priority: fields.priority, minTier: fields.minTier,
-            env: Self.env(fields.requirements, fields.requiresPython), requiresPython: fields.requiresPython)
+            env: Self.env(fields.requirements, fields.requiresPython), requiresPython: fields.requiresPython, diskGb: fields.diskGb)
     }
 
     static func env(_ requirements: [String]?, _ requiresPython: String?) -> String? {
@@ -778,6 +785,6 @@ struct SchedulingColumns {
 
     /// The columns' values for a job of `spec`, in the order of `names`.
     static func values(_ spec: JobSpec) -> StoreArguments {
-        [spec.cpus, spec.ramGb, spec.gpus, spec.priority, spec.minTier.rawValue, env(spec.requirements, spec.requiresPython), spec.requiresPython]
+        [spec.cpus, spec.ramGb, spec.gpus, spec.priority, spec.minTier.rawValue, env(spec.requirements, spec.requiresPython), spec.requiresPython, spec.diskGb]
     }
 }

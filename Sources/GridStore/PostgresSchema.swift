@@ -231,6 +231,8 @@ enum PostgresSchema {
                 "ALTER TABLE workers ADD COLUMN credential_expires bigint",
             ]
         ),
+        // A job's scratch-disk limit (`JobSpec.diskGb`); NULL: none asked for, or a row from before.
+        ("v10-scheduling-disk", ["ALTER TABLE jobs ADD COLUMN sched_disk_gb bigint"]),
     ]
 
     static func migrate(_ db: any StoreSession) throws {

@@ -207,6 +207,11 @@ enum SQLiteSchema {
                     ALTER TABLE workers ADD COLUMN credential_expires INTEGER;
                     """)
         }
+        m.registerMigration("v10-scheduling-disk") { db in
+            // A job's scratch-disk limit (`JobSpec.diskGb`), read by every pass. NULL: the job asked for none, or a row
+            // from before, whose spec has none either.
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN sched_disk_gb INTEGER")
+        }
         return m
     }
 

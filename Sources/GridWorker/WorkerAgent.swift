@@ -302,7 +302,8 @@ public actor WorkerAgent: Service {
                         host: config.advertiseHost, port: config.port, webPort: config.webPort, running: runningRefs,
                         finished: table.finished, sandbox: sandbox,
                         tlsKey: peers?.tls.required == true ? peerTLSKey.publicKey.pemRepresentation : nil, envs: envs,
-                        python: environments?.interpreter.version, diskFull: diskFull() ? true : nil)
+                        python: environments?.interpreter.version, diskFull: diskFull() ? true : nil,
+                        jobDiskBytes: config.jobDisk.maxBytes)
                     try await outbound.write(GridFrame(.register(register)))
                 }
             }
@@ -540,6 +541,15 @@ public actor WorkerAgent: Service {
             }
             files.append((entry.name, Data(slice.readableBytesView)))
         }
+        // Every run of a job is held to the job's own scratch-disk limit and to no other, so two honest runs of it end
+        // alike (verification); a worker that allows less runs none of it (placement sends it none: this one goes on).
+        var diskLimits = config.jobDisk
+        guard assign.spec.diskLimitBytes <= config.jobDisk.maxBytes else {
+            await reject(
+                ref, reason: "the job may fill \(assign.spec.diskLimitGb) GB of scratch disk; this worker allows \(config.jobDisk.maxBytes >> 20) MiB a job")
+            return
+        }
+        diskLimits.maxBytes = assign.spec.diskLimitBytes
         let scratch = URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("jobs/\(ref.jobId)-\(ref.attempt)")
         do {
             try? FileManager.default.removeItem(at: scratch)
@@ -624,7 +634,7 @@ public actor WorkerAgent: Service {
             // Cancelled (or the worker began stopping) while it started: it runs only to be stopped, and is reported
             // like any cancelled run.
             if table.started(ref) == .cancelAtOnce { execution.cancel() }
-            execution.watchDisk(folder: scratch.path, limits: config.jobDisk)
+            execution.watchDisk(folder: scratch.path, limits: diskLimits)
             jobs[ref] = RunningJob(
                 ref: ref, spec: assign.spec, owner: assign.owner ?? "", execution: execution, scratch: scratch, inputs: stamps,
                 gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key)

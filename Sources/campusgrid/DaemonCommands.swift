@@ -199,7 +199,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Largest single environment, in GB (default 5).") var envMaxGb: Double = 5
     @Option(help: "Time limit of one environment build, in minutes (default 10).") var envBuildMinutes: Double = 10
     @Option(help: "Installer for jobs' environments: auto (uv when installed, else pip), uv or pip.") var envInstaller = "auto"
-    @Option(help: "Disk one job may take while it runs, in GB (default 10; a job past it, or past 200,000 files, is stopped).")
+    @Option(
+        help: "Disk one job may take while it runs, in GB (default 10; a job past its own limit, or past 200,000 files, is stopped). Jobs that ask for more (submit --disk; 10 GB unless they say) are not given to this worker.")
     var maxJobDiskGb: Double = 10
     @Option(help: "Memory the grid's shared key-value values held here may take, in MiB (default 512; one person at most a quarter).")
     var shareMemoryMb: Int = 512
@@ -249,6 +250,9 @@ struct WorkerCommand: AsyncParsableCommand {
         config.user = user
         config.slots = slots
         config.jobDisk.maxBytes = Int64(maxJobDiskGb * Double(1 << 30))
+        if maxJobDiskGb < Double(JobSpec.defaultDiskGb) {
+            complain("--max-job-disk-gb \(maxJobDiskGb): this worker runs only jobs that ask for at most that much scratch disk (submit --disk); a job that says nothing asks for \(JobSpec.defaultDiskGb) GB")
+        }
         config.advertiseHost = advertise
         for (label, value) in [("--cpus", cpus), ("--memory", memory), ("--gpus", gpus), ("--slots", slots)] {
             if let value, value < 0 || value > 4096 { throw ValidationError("\(label) must be 0–4096 (got \(value))") }

@@ -19,6 +19,8 @@ struct Submit: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "RAM in GB.") var ram = 1
     @Option(parsing: .unconditional, help: "GPUs.") var gpu = 0
     @Option(parsing: .unconditional, help: "Wall-clock limit in minutes (also what is held).") var minutes = 5
+    @Option(parsing: .unconditional, help: "Scratch disk the job may fill, in GB (default 10); it runs only on workers that allow that much.")
+    var disk: Int?
     @Option(parsing: .unconditional, help: "Priority, -10 (low) to 10 (high).") var priority = 0
     @Option(help: "A name for the job.") var name: String?
     @Option(help: "The weakest sandbox tier accepted: restricted, bwrap or oci (env CAMPUSGRID_ISOLATION; default bwrap).") var isolation: String =
@@ -51,7 +53,7 @@ struct Submit: AsyncParsableCommand {
                 outputs: output, minTier: tier,
                 gridInputs: input.contains { $0.hasPrefix("grid:") } ? input.filter { $0.hasPrefix("grid:") }.map { String($0.dropFirst(5)) } : nil,
                 saveOutputsAs: saveOutputs, verify: verify ? true : nil, nondeterministic: nondeterministic ? true : nil,
-                requirements: packages.lines.isEmpty ? nil : packages.lines, requiresPython: packages.requiresPython)
+                requirements: packages.lines.isEmpty ? nil : packages.lines, requiresPython: packages.requiresPython, diskGb: disk)
             try spec.validate()
             var inputs: [API.FileUpload] = []
             for path in input where !path.hasPrefix("grid:") {

@@ -71,6 +71,25 @@ struct JobSpecTests {
         #expect(message.contains("priority"))
     }
 
+    @Test(arguments: [0, -1, 65_537, Int.max, Int.min])
+    func diskOutOfRangeIsRejectedNamingDisk(diskGb: Int) throws {
+        let message = try #require(problem(JobSpec(name: "j", diskGb: diskGb)))
+        #expect(message.contains("disk") && message.contains("(got \(diskGb))"))
+        // Unvalidated, it still converts to bytes without a trap, taken to the nearest bound.
+        let bytes = JobSpec(name: "j", diskGb: diskGb).diskLimitBytes
+        #expect(bytes == (diskGb > 0 ? Int64(65_536) << 30 : Int64(1) << 30))
+    }
+
+    @Test func aJobThatSaysNothingMayFillTheDefaultDisk() throws {
+        try JobSpec(name: "j", diskGb: 1).validate()
+        try JobSpec(name: "j", diskGb: 65_536).validate()
+        #expect(JobSpec(name: "j").diskLimitGb == JobSpec.defaultDiskGb)
+        #expect(JobSpec(name: "j").diskLimitBytes == Int64(JobSpec.defaultDiskGb) << 30)
+        #expect(JobSpec(name: "j", diskGb: 3).diskLimitBytes == 3 << 30)
+        // Other users see what it asks of a worker.
+        #expect(JobSpec(name: "j", diskGb: 3).forOthers.diskGb == 3)
+    }
+
     @Test func overlongNameIsRejected() throws {
         try JobSpec(name: String(repeating: "n", count: 200)).validate()
         let message = try #require(problem(JobSpec(name: String(repeating: "n", count: 201))))

@@ -293,7 +293,7 @@ import Testing
         try await withTestGrid(workers: 0) { grid in
             let owner = try await grid.user("owner")
             // The folder itself and the script are 2 entries; the job makes 4 more.
-            _ = try await grid.startWorker("small", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 1 << 30, maxEntries: 4, floorBytes: 0))
+            _ = try await grid.startWorker("small", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 10 << 30, maxEntries: 4, floorBytes: 0))
             let alice = try await grid.user("alice")
             let script = "# grid: write a 1\n# grid: write b 2\n# grid: write c 3\n# grid: write d 4\n# grid: sleep 30\n# grid: print DONE\n"
             let id = try await alice.submit(InProcessScenarioTests.job("fills", script)).job.id
@@ -304,6 +304,50 @@ import Testing
         }
     }
 
+    /// A job's scratch-disk limit is the job's, not the worker's: on a worker that allows 20 GB, a job that asked for
+    /// 1 GB is stopped once it holds more (a check run on any other worker stops where it did, so an honest worker is
+    /// never contradicted by one that allowed more).
+    @Test func aJobIsStoppedAtItsOwnDiskLimitNotTheWorkers() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            _ = try await grid.startWorker("roomy", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 20 << 30, maxEntries: 1_000, floorBytes: 0))
+            let alice = try await grid.user("alice")
+            let script = "# grid: allocate big.bin \((1 << 30) + (256 << 20))\n# grid: sleep 60\n# grid: print DONE\n"
+            let id = try await alice.submit(Self.job("one-gb", script, diskGb: 1)).job.id
+            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed, .timedOut], timeout: 90)
+            #expect(done.state == .failed, "\(done.state)")
+            let said = (done.events ?? []).compactMap(\.detail).joined(separator: "\n")
+            #expect(said.contains("disk limit"), "\(said)")
+        }
+    }
+
+    /// A worker that lets a job fill less than it asks for is given none of it: the job waits, saying why, and runs
+    /// on a worker that allows enough; a job that asks for less runs on the small worker meanwhile.
+    @Test func aWorkerThatAllowsLessDiskThanAJobAsksGetsNoneOfIt() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            _ = try await grid.startWorker("small", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 2 << 30, maxEntries: 1_000, floorBytes: 0))
+            let alice = try await grid.user("alice")
+            let asksDefault = try await alice.submit(InProcessScenarioTests.job("default-disk", "# grid: print ok\n")).job.id
+            let asksOne = try await alice.submit(Self.job("one-gb", "# grid: print ok\n", diskGb: 1)).job.id
+            let small = try await InProcessScenarioTests.wait(alice, asksOne, for: [.failed, .completed], timeout: 60)
+            #expect(small.state == .completed && small.worker == "small", "\(small.state) on \(small.worker ?? "-")")
+            let waiting = try await alice.job(asksDefault)
+            #expect(waiting.state == .pending, "\(waiting.state)")
+            #expect(waiting.pendingReason?.contains("10 GB of scratch disk") == true, "\(waiting.pendingReason ?? "-")")
+            _ = try await grid.startWorker("large", owner: owner, cpus: 1)
+            let done = try await InProcessScenarioTests.wait(alice, asksDefault, for: [.failed, .completed], timeout: 60)
+            #expect(done.state == .completed && done.worker == "large", "\(done.state) on \(done.worker ?? "-")")
+            #expect((done.interruptions ?? []).isEmpty, "the small worker was given it: \(done.interruptions ?? [])")
+        }
+    }
+
+    static func job(_ name: String, _ script: String, diskGb: Int) -> API.SubmitRequest {
+        API.SubmitRequest(
+            spec: JobSpec(name: name, diskGb: diskGb),
+            script: API.FileUpload(name: "\(name).py", contentBase64: Data(script.utf8).base64EncodedString()), inputs: [])
+    }
+
     /// A worker whose disk is under what it keeps free says so at `REGISTER` and in each heartbeat, and gets no job
     /// (each would be handed back at once, again and again, using up the job's tries). The jobs wait, and run on a
     /// worker with room.
@@ -311,7 +355,7 @@ import Testing
         try await withTestGrid(workers: 0) { grid in
             let owner = try await grid.user("owner")
             // A floor no disk meets.
-            _ = try await grid.startWorker("full", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 1 << 30, maxEntries: 1_000, floorBytes: .max))
+            _ = try await grid.startWorker("full", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 10 << 30, maxEntries: 1_000, floorBytes: .max))
             let alice = try await grid.user("alice")
             var ids: [JobID] = []
             for i in 0..<3 { ids.append(try await alice.submit(InProcessScenarioTests.job("needs-disk-\(i)", "# grid: print ok\n")).job.id) }

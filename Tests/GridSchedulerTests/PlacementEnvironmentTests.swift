@@ -50,4 +50,45 @@ struct PlacementEnvironmentTests {
         let reason = plan.pending[1]?.description ?? ""
         #expect(reason.contains("Python >=3.13") && reason.contains("3.11.7"), "\(reason)")
     }
+
+    // MARK: - Scratch disk (`JobSpec.diskGb`): every run of a job is held to the job's limit, so it goes only to workers
+    // that allow that much.
+
+    func disky(_ id: WorkerID, allows gb: Double, load: Double = 0) -> Placement.Worker {
+        var w = worker(id, load: load)
+        w.maxJobDiskGb = gb
+        return w
+    }
+
+    @Test func aJobGoesOnlyToAWorkerThatAllowsItsDisk() {
+        var big = job(1)
+        big.diskGb = 20
+        let plan = Placement.plan(jobs: [big, job(2)], workers: [disky("small", allows: 10), disky("large", allows: 20, load: 0.9)])
+        #expect(plan.assignments.first { $0.job == 1 }?.worker == "large")
+        #expect(plan.assignments.first { $0.job == 2 }?.worker == "small")
+    }
+
+    @Test func aJobNoWorkerAllowsDiskForWaitsWithThatReason() {
+        // A default job (10 GB) on workers that allow less, a fraction, or a NaN they claimed: none takes it.
+        for allows in [2.0, 9.999, 0, -1, .nan, -.infinity] {
+            let plan = Placement.plan(jobs: [job(1)], workers: [disky("w", allows: allows)])
+            #expect(plan.assignments.isEmpty, "\(allows)")
+            let reason = plan.pending[1]?.description ?? ""
+            #expect(reason.contains("10 GB of scratch disk"), "\(reason)")
+        }
+        let plan = Placement.plan(jobs: [job(1)], workers: [disky("w", allows: 2)])
+        #expect(plan.pending[1]?.description.contains("it allows 2 GB") == true, "\(plan.pending[1]?.description ?? "")")
+        // Exactly enough is enough; no limit known is no limit.
+        #expect(Placement.plan(jobs: [job(1)], workers: [disky("w", allows: 10)]).assignments.count == 1)
+        #expect(Placement.plan(jobs: [job(1)], workers: [disky("w", allows: .infinity)]).assignments.count == 1)
+    }
+
+    /// Jobs alike but for their disk are two shapes: one that found no worker does not hold back the other.
+    @Test func aJobThatAsksForLessDiskIsNotHeldBackByOneThatAsksForMore() {
+        var big = job(1)
+        big.diskGb = 100
+        let plan = Placement.plan(jobs: [big, job(2), job(3)], workers: [disky("w", allows: 10)])
+        #expect(plan.assignments.map(\.job).sorted() == [2, 3])
+        #expect(plan.pending[1] != nil)
+    }
 }

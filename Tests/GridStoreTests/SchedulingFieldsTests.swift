@@ -11,13 +11,14 @@ import Testing
     @Test func theyMatchTheWholeSpecForEveryFieldTheSchedulerReads() throws {
         let spec = JobSpec(
             name: "n", cpus: 3, ramGb: 7, gpus: 1, minutes: 9, priority: -4, outputs: ["*.csv"], minTier: .oci, gridInputs: ["a"],
-            verify: true, requirements: ["numpy==2.1.0"], requiresPython: ">=3.11")
+            verify: true, requirements: ["numpy==2.1.0"], requiresPython: ">=3.11", diskGb: 42)
         let stored = try JSONEncoder().encode(spec)  // as the store writes it
         let fields = try JSONDecoder().decode(SchedulingFields.self, from: stored)
         let whole = try JSONDecoder().decode(JobSpec.self, from: stored)
         #expect(fields.resources == whole.resources)
         #expect(fields.priority == whole.priority && fields.minTier == whole.minTier)
         #expect(fields.requirements == whole.requirements && fields.requiresPython == whole.requiresPython)
+        #expect(fields.diskGb == 42 && whole.diskGb == 42)
     }
 
     @Test func whatIsNotAJobSpecIsNotOneHereEither() {
@@ -35,7 +36,9 @@ import Testing
         let db = try await backend.open()
         let ada = try await db.createUser(username: "ada", passwordHash: "h", startingCredits: 1_000, now: 0)
         let specs = [
-            JobSpec(name: "a", cpus: 3, ramGb: 7, gpus: 1, minutes: 9, priority: -4, minTier: .oci, requirements: ["numpy==2.1.0"], requiresPython: ">=3.11"),
+            JobSpec(
+                name: "a", cpus: 3, ramGb: 7, gpus: 1, minutes: 9, priority: -4, minTier: .oci, requirements: ["numpy==2.1.0"], requiresPython: ">=3.11",
+                diskGb: 3),
             JobSpec(name: "b", cpus: 1, ramGb: 1, gpus: 0, minutes: 1, priority: 10, minTier: .restricted),
         ]
         for spec in specs {
@@ -45,10 +48,12 @@ import Testing
         #expect(fromColumns.count == 2)
         #expect(fromColumns.first?.env != nil && fromColumns.first?.requiresPython == ">=3.11" && fromColumns.first?.minTier == .oci)
         #expect(fromColumns.first?.request == Resources(cpus: 3, ramGb: 7, gpus: 1) && fromColumns.first?.priority == -4)
+        // The scratch-disk limit (a job that asked for none has the default).
+        #expect(fromColumns.map(\.diskGb) == [3, JobSpec.defaultDiskGb])
         try await db.write { s in
             try s.execute(
                 sql: "UPDATE jobs SET sched_cpus = NULL, sched_ram_gb = NULL, sched_gpus = NULL, sched_priority = NULL, sched_min_tier = NULL, "
-                    + "sched_env = NULL, sched_requires_python = NULL")
+                    + "sched_env = NULL, sched_requires_python = NULL, sched_disk_gb = NULL")
         }
         let fromSpecs = try await db.queueSync(after: nil).pending.map(\.job)
         #expect(fromSpecs == fromColumns)

@@ -8,6 +8,7 @@ public import GridSandbox
 ///     # grid: print TEXT          one line of output
 ///     # grid: sleep SECONDS       waits (a cancel or the deadline stops it at once)
 ///     # grid: write NAME TEXT     writes a file into the job's folder (an output)
+///     # grid: allocate NAME BYTES allocates a file of that many bytes there (blocks held, nothing written: at once)
 ///     # grid: exit CODE           ends with that code (without one, 0)
 ///
 /// Its runs behave as a process's for everything the worker and the manager see: output streamed, cancel, time limit,
@@ -23,6 +24,7 @@ public struct ScriptedRunner: JobRunner {
         case print(String)
         case sleep(Double)
         case write(name: String, text: String)
+        case allocate(name: String, bytes: Int64)
         case exit(Int32)
     }
 
@@ -40,6 +42,10 @@ public struct ScriptedRunner: JobRunner {
                 let parts = rest.split(separator: " ", maxSplits: 1)
                 guard let name = parts.first, !name.contains("/") else { return nil }
                 return .write(name: String(name), text: parts.count > 1 ? String(parts[1]) : "")
+            case "allocate":
+                let parts = rest.split(separator: " ")
+                guard parts.count == 2, !parts[0].contains("/"), let bytes = Int64(parts[1]), bytes > 0 else { return nil }
+                return .allocate(name: String(parts[0]), bytes: bytes)
             case "exit": return Int32(rest).map { .exit($0) }
             default: return nil
             }
@@ -63,6 +69,11 @@ public struct ScriptedRunner: JobRunner {
                     }
                 case .write(let name, let text):
                     FileManager.default.createFile(atPath: folder.appendingPathComponent(name).path, contents: Data(text.utf8))
+                case .allocate(let name, let bytes):
+                    let fd = open(folder.appendingPathComponent(name).path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+                    guard fd >= 0 else { return 1 }
+                    defer { close(fd) }
+                    if posix_fallocate(fd, 0, off_t(bytes)) != 0 { return 1 }
                 case .exit(let code): return code
                 }
             }
