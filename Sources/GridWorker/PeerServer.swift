@@ -30,7 +30,14 @@ public final class PeerTLSSwitch: Sendable {
 /// until one ends: backpressure). A thin shell: `PeerService` decides; `PeerConnection` (a channel handler) hands
 /// each request to a task and writes its reply from the event loop, with no stream in between.
 public struct PeerServer: Service {
-    public typealias Listener = NIOAsyncChannel<any Channel, Never>
+    /// The bound port, and whether its connections speak TLS (fixed when it was bound: each connection's check of the
+    /// other side's certificate follows it, not what handlers its pipeline happens to hold).
+    public struct Listener: Sendable {
+        let channel: NIOAsyncChannel<any Channel, Never>
+        public let tls: PeerTLSSwitch
+        /// Where it listens.
+        public var localAddress: SocketAddress? { channel.channel.localAddress }
+    }
 
     let listener: Listener
     let service: PeerService
@@ -47,7 +54,7 @@ public struct PeerServer: Service {
         let strangerGuard = StrangerGuard(limits: strangers)
         var limits = limits
         limits.maxStrangerLineBytes = strangers.maxLineBytes
-        return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel: NIOAsyncChannel<any Channel, Never> = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.autoRead, value: false)
@@ -68,6 +75,7 @@ public struct PeerServer: Service {
                     return channel
                 }
             }
+        return Listener(channel: channel, tls: tls)
     }
 
     public init(listener: Listener, service: PeerService, logger: Logger) {
@@ -97,14 +105,15 @@ public struct PeerServer: Service {
     }
 
     private func accept(submit: AsyncStream<PeerRequest>.Continuation) async throws {
-        try await listener.executeThenClose { inbound in
+        let onTLS = listener.tls.required
+        try await listener.channel.executeThenClose { inbound in
             for try await channel in inbound {
                 let (service, logger) = (service, logger)
                 channel.eventLoop.execute {
                     do {
                         // A refused stranger has no gate: its handler already said why and closes it.
                         guard let gate = try channel.pipeline.syncOperations.handler(type: StrangerHandler.self).gate else { return }
-                        try channel.pipeline.syncOperations.addHandler(PeerConnection(service: service, gate: gate, submit: submit, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(PeerConnection(service: service, gate: gate, onTLS: onTLS, submit: submit, logger: logger))
                         channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
                     } catch {
                         channel.close(promise: nil)
@@ -133,6 +142,9 @@ final class PeerConnection: ChannelInboundHandler {
     /// Opened once the caller is authenticated: the decoder then accepts bulk bytes and long lines, and the HELLO
     /// deadline no longer applies.
     private let gate: StrangerGate
+    /// The connection speaks TLS (its listener was bound so): a connecting peer's certificate must name the worker it
+    /// proves to be.
+    private let onTLS: Bool
     /// Who the caller is and what may be done before that is known (pure, `PeerGreeting`).
     private var greeting = PeerGreeting<PeerService.Caller>()
     private var inFlight = 0
@@ -149,7 +161,8 @@ final class PeerConnection: ChannelInboundHandler {
     private static let ids = Atomic<Int>(0)
     private var hadRequests = false
 
-    init(service: PeerService, gate: StrangerGate, submit: AsyncStream<PeerRequest>.Continuation, logger: Logger) {
+    init(service: PeerService, gate: StrangerGate, onTLS: Bool, submit: AsyncStream<PeerRequest>.Continuation, logger: Logger) {
+        self.onTLS = onTLS
         self.service = service
         self.gate = gate
         self.submit = submit
@@ -194,7 +207,6 @@ final class PeerConnection: ChannelInboundHandler {
             }
         case .checkProof(let proof, let nonce, let id):
             // Over TLS, the certificate the connecting peer showed must name the worker it proves to be.
-            let onTLS = (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)) != nil
             let certificate = onTLS ? context.channel.nioSSL_peerCertificate() : nil
             check(id: id, bound) {
                 var link = PeerTrust.LinkIdentity.plainText

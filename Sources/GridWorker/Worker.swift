@@ -19,7 +19,7 @@ public enum Worker {
         }
 
         /// The port the listener is bound to.
-        public var port: Int? { listener.channel.localAddress?.port }
+        public var port: Int? { listener.localAddress?.port }
     }
 
     /// The agent and every service to run (in one `ServiceGroup`): the agent first, then the peer services and their

@@ -311,7 +311,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // On a TLS grid the peer port is TLS too, with a certificate the manager signs at REGISTER.
         let peerTLS = PeerTLSSwitch(required: join.caFingerprint != nil)
         let listener = try await PeerServer.bind(host: listenHost, port: port ?? 0, strangers: strangers, tls: peerTLS)
-        let peerPort = listener.channel.localAddress?.port ?? port ?? 0
+        let peerPort = listener.localAddress?.port ?? port ?? 0
         config.port = peerPort
         if config.advertiseHost == nil, loopback { config.advertiseHost = "127.0.0.1" }
         var peerConfig = PeerConfig(dataDirectory: config.dataDirectory + "/peer", token: token, slots: slots ?? resources.cpus)
