@@ -44,14 +44,10 @@ public actor ManagerCore {
     /// Requests on running jobs: the spec of each leased job, to compute free resources, and its owner, to count the
     /// others' jobs an owner's workers hold (`windows`).
     private var leased: [JobID: (spec: JobSpec, owner: UserID)] = [:]
-    /// Each owner seen since this manager started: how many other users' jobs its workers may hold at once, together
-    /// (`OthersWindow`, pure): what a worker claims to have no longer decides how many others' jobs it gets.
-    private var windows: [UserID: OthersWindow] = [:]
-    /// The owner of each worker seen since this manager started (for `windows`).
-    private var workerOwners: [WorkerID: UserID] = [:]
-    /// Failed and timed-out runs of other users' jobs, by the owner of the worker they ran on: each keeps its place in
-    /// the owner's window until this time (monotonic; `OthersWindow.coolingSeconds` after the run was given).
-    private var cooling: [UserID: [Double]] = [:]
+    /// Each owner seen since this manager started: how many other users' jobs its workers may hold at once, together,
+    /// the owner of each worker, and the failed runs keeping their places (`OthersWindows`, pure): what a worker claims
+    /// to have no longer decides how many others' jobs it gets.
+    private var windows = OthersWindows()
     /// Workers that could not start a queued job, which it keeps away from for a while (`Rejections`, pure; kept in
     /// memory only).
     private var rejections = Rejections()
@@ -257,11 +253,11 @@ public actor ManagerCore {
         }
         // Its owner's window for others' jobs: kept while its workers are away; an owner this manager has not seen starts
         // from its workers' latest check outcomes.
-        workerOwners[who.workerId] = who.ownerId
-        if windows[who.ownerId] == nil {
-            let recent = (try? await db.recentCheckOutcomes(ofOwner: who.ownerId, limit: config.verification.reputation.window)) ?? []
-            if windows[who.ownerId] == nil { windows[who.ownerId] = OthersWindow(recent: recent) }
+        var recent: [Reputation.Outcome] = []
+        if !windows.knows(who.ownerId) {
+            recent = (try? await db.recentCheckOutcomes(ofOwner: who.ownerId, limit: config.verification.reputation.window)) ?? []
         }
+        windows.registered(who.workerId, owner: who.ownerId, recent: recent)
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t,
@@ -564,8 +560,8 @@ public actor ManagerCore {
                 let job = finished.job
                 forget(job.id)
                 switch job.state {
-                case .completed: noteRun(on: who.workerId, of: job.ownerId, .completed)
-                case .failed, .timedOut: cool(on: who.workerId, of: job.ownerId, startedAt: job.startedAt)
+                case .completed: windows.completed(on: who.workerId, jobOwner: job.ownerId)
+                case .failed, .timedOut: cool(on: who.workerId, of: job)
                 default: break
                 }
                 logger.info(
@@ -927,7 +923,7 @@ public actor ManagerCore {
                     d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification,
                     checkerOnline: checkerOnline(besides: owner), now: clock)
                 let job = finished?.job
-                if let job { cool(on: lease.worker, of: job.ownerId, startedAt: job.startedAt) }
+                if let job { cool(on: lease.worker, of: job) }
                 if let finished { await noteVerification(finished) }
                 logger.warning("run past its time limit; stopped", metadata: ["grid.job.id": "\(id)", "grid.worker.id": "\(lease.worker)"])
                 forget(id)
@@ -946,7 +942,7 @@ public actor ManagerCore {
     /// function tasks either, and renews no peer credential.
     private func noteVerification(_ finished: GridDatabase.Finished) async {
         for o in finished.outcomes {
-            if let owner = o.owner ?? workerOwners[o.worker] { windows[owner]?.record(o.outcome == .agreed ? .agreed : .contradicted) }
+            windows.checked(o.outcome, worker: o.worker, owner: o.owner)
         }
         for (worker, reason) in finished.quarantined {
             quarantined.insert(worker)
@@ -969,47 +965,21 @@ public actor ManagerCore {
         return lifted
     }
 
-    /// Records in the window of `worker`'s owner what happened to a run of `jobOwner`'s job on it; the owner's own
-    /// jobs (and a run whose owner is not known here) count for nothing.
-    private func noteRun(on worker: WorkerID, of jobOwner: UserID?, _ event: OthersWindow.Event) {
-        guard let jobOwner, let owner = workerOwners[worker], owner != jobOwner else { return }
-        windows[owner]?.record(event)
+    /// A run of `job` on `worker` failed or timed out: if it is another user's job, it keeps its place in the window of
+    /// the worker's owner for the minute it is paid at least (`OthersWindows.ended`).
+    private func cool(on worker: WorkerID, of job: JobRecord) {
+        let ran = job.startedAt.map { wall() - $0 } ?? 0
+        windows.ended(on: worker, jobOwner: job.ownerId, ranSeconds: ran, now: now())
     }
 
-    /// A run of `jobOwner`'s job on `worker` failed or timed out: it keeps its place in the worker's owner's window
-    /// until `OthersWindow.coolingSeconds` after it started (`startedAt`, wall clock; now when unknown).
-    private func cool(on worker: WorkerID, of jobOwner: UserID, startedAt: Double?) {
-        guard let owner = workerOwners[worker], owner != jobOwner else { return }
-        let ran = max(0, wall() - (startedAt ?? wall()))
-        let left = OthersWindow.coolingSeconds - (ran.isFinite ? ran : 0)
-        guard left > 0 else { return }
-        cooling[owner, default: []].append(now() + left)
-    }
-
-    /// How many more other users' jobs each owner's workers may be given now: its window less the others' jobs they
-    /// hold (leased, or reported and waiting for their logs) and its failed runs still cooling.
+    /// How many more other users' jobs each online owner's workers may be given now (`OthersWindows.rooms`): every
+    /// lease counts, the workers' that are away too (a worker that disconnects keeps its runs until their leases end),
+    /// and every report waiting for its logs.
     private func othersRooms() -> [UserID: Int] {
-        let t = now()
-        var holding: [UserID: Int] = [:]
-        // Every lease, the workers' that are away too (a worker that disconnects keeps its runs until their leases end).
-        for (id, lease) in leases.leases {
-            guard let owner = workerOwners[lease.worker], leased[id].map({ $0.owner != owner }) ?? false else { continue }
-            holding[owner, default: 0] += 1
-        }
-        for h in reports.held.values {
-            guard let owner = workerOwners[h.worker], leased[h.ref.jobId].map({ $0.owner != owner }) ?? false else { continue }
-            holding[owner, default: 0] += 1
-        }
-        for (owner, untils) in cooling {
-            let still = untils.filter { $0 > t }
-            cooling[owner] = still.isEmpty ? nil : still
-            holding[owner, default: 0] += still.count
-        }
-        var rooms: [UserID: Int] = [:]
-        for owner in Set(live.values.map(\.identity.ownerId)) {
-            rooms[owner] = (windows[owner] ?? OthersWindow()).room(holding: holding[owner] ?? 0)
-        }
-        return rooms
+        var held: [(worker: WorkerID, jobOwner: UserID)] = []
+        for (id, lease) in leases.leases { if let owner = leased[id]?.owner { held.append((lease.worker, owner)) } }
+        for h in reports.held.values { if let owner = leased[h.ref.jobId]?.owner { held.append((h.worker, owner)) } }
+        return windows.rooms(for: Set(live.values.map(\.identity.ownerId)), held: held, now: now())
     }
 
     /// Whether a worker of another owner than `owner`, not quarantined, is online to run a check run.

@@ -1,3 +1,5 @@
+public import GridCore
+
 /// How many other users' jobs one owner's workers may hold at once: a pure record, changed one run at a time (BOINC's
 /// "max jobs in progress", kept per owner here, so that many worker ids of one owner share one).
 ///
@@ -58,4 +60,82 @@ public struct OthersWindow: Hashable, Sendable {
     /// How many more other users' jobs the owner's workers may be given while they hold `holding` of them (runs, reports
     /// waiting for their logs, and failed runs still cooling): never negative, and no arithmetic on a count can trap.
     public func room(holding: Int) -> Int { max(0, size - max(0, holding)) }
+}
+
+/// Every owner's `OthersWindow`, the owner of each worker seen, and the failed runs still keeping their places: the
+/// manager's one record of how many other users' jobs each owner's workers may be given now. Pure: events in, rooms
+/// out, with the caller's monotonic clock (`now:`, seconds).
+///
+/// What a run of a job counts for is decided here, once: a run of the worker's owner's own job counts for nothing, nor
+/// does a run on a worker whose owner is not known (the manager knows every worker that registered since it started).
+public struct OthersWindows: Sendable {
+    private var windows: [UserID: OthersWindow] = [:]
+    private var owners: [WorkerID: UserID] = [:]
+    /// Failed and timed-out runs of others' jobs, by the owner of the worker they ran on: each keeps its place until the
+    /// time here (`OthersWindow.coolingSeconds` after the run started).
+    private var cooling: [UserID: [Double]] = [:]
+
+    public init() {}
+
+    /// The owner of `worker`, when it registered since this record began.
+    public func owner(of worker: WorkerID) -> UserID? { owners[worker] }
+
+    /// Whether `owner` has a window yet (a manager reads an unknown owner's latest checks before its first worker is
+    /// `registered`).
+    public func knows(_ owner: UserID) -> Bool { windows[owner] != nil }
+
+    /// The window of `owner` (a new owner's when it has none yet).
+    public func window(of owner: UserID) -> OthersWindow { windows[owner] ?? OthersWindow() }
+
+    /// A worker of `owner` registered. An owner with no window yet starts from its workers' latest check outcomes
+    /// (`recent`, oldest first); one that has a window keeps it (its workers come and go).
+    public mutating func registered(_ worker: WorkerID, owner: UserID, recent: [Reputation.Outcome] = []) {
+        owners[worker] = owner
+        if windows[owner] == nil { windows[owner] = OthersWindow(recent: recent) }
+    }
+
+    /// A run of `jobOwner`'s job on `worker` completed (exit 0).
+    public mutating func completed(on worker: WorkerID, jobOwner: UserID) {
+        guard let owner = owners[worker], owner != jobOwner else { return }
+        windows[owner]?.record(.completed)
+    }
+
+    /// A check agreed with, or contradicted, a run of `worker`'s, whose owner was `owner` when it ran (nil: its owner now).
+    public mutating func checked(_ outcome: Reputation.Outcome, worker: WorkerID, owner: UserID? = nil) {
+        guard let owner = owner ?? owners[worker] else { return }
+        windows[owner]?.record(outcome == .agreed ? .agreed : .contradicted)
+    }
+
+    /// A run of `jobOwner`'s job on `worker` failed or timed out after `ranSeconds` (from when it started; not finite, or
+    /// negative: none): it keeps its place in the window of the worker's owner until `OthersWindow.coolingSeconds`
+    /// after it started.
+    public mutating func ended(on worker: WorkerID, jobOwner: UserID, ranSeconds: Double, now: Double) {
+        guard let owner = owners[worker], owner != jobOwner else { return }
+        let ran = ranSeconds.isFinite ? max(0, ranSeconds) : 0
+        let left = OthersWindow.coolingSeconds - ran
+        guard left > 0 else { return }
+        cooling[owner, default: []].append(now + left)
+    }
+
+    /// How many more other users' jobs the workers of each of `owners` may be given now: its window less what they hold
+    /// (`held`: a worker and the owner of the job it holds, for each leased run, the runs of workers that are away too,
+    /// and each report waiting for its logs) and its failed runs still cooling. Cooling runs whose time has passed are
+    /// forgotten.
+    public mutating func rooms(
+        for owners: some Sequence<UserID>, held: some Sequence<(worker: WorkerID, jobOwner: UserID)>, now: Double
+    ) -> [UserID: Int] {
+        var holding: [UserID: Int] = [:]
+        for h in held {
+            guard let owner = self.owners[h.worker], owner != h.jobOwner else { continue }
+            holding[owner, default: 0] += 1
+        }
+        for (owner, untils) in cooling {
+            let still = untils.filter { $0 > now }
+            cooling[owner] = still.isEmpty ? nil : still
+            holding[owner, default: 0] += still.count
+        }
+        var rooms: [UserID: Int] = [:]
+        for owner in owners { rooms[owner] = window(of: owner).room(holding: holding[owner] ?? 0) }
+        return rooms
+    }
 }

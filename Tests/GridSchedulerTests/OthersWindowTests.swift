@@ -54,6 +54,72 @@ struct OthersWindowTests {
     }
 }
 
+/// Every owner's window, event by event, with a manual clock: what counts, what does not, and how long a failed run
+/// keeps its place.
+@Suite("OthersWindows")
+struct OthersWindowsTests {
+    static let (mallory, alice, bob): (UserID, UserID, UserID) = (66, 1, 2)
+
+    @Test func runsOfTheOwnersOwnJobsAndOfUnknownWorkersCountForNothing() {
+        var w = OthersWindows()
+        w.registered("m1", owner: Self.mallory)
+        w.completed(on: "m1", jobOwner: Self.mallory)
+        w.completed(on: "stranger", jobOwner: Self.alice)
+        w.ended(on: "m1", jobOwner: Self.mallory, ranSeconds: 0, now: 0)
+        w.ended(on: "stranger", jobOwner: Self.alice, ranSeconds: 0, now: 0)
+        #expect(w.window(of: Self.mallory).size == OthersWindow.first)
+        let rooms = w.rooms(for: [Self.mallory], held: [("m1", Self.mallory), ("stranger", Self.alice)], now: 0)
+        #expect(rooms == [Self.mallory: OthersWindow.first])
+    }
+
+    /// Many worker ids of one owner share one window: what one holds, the others cannot be given.
+    @Test func workersOfOneOwnerShareOneWindow() {
+        var w = OthersWindows()
+        for i in 0..<256 { w.registered("m\(i)", owner: Self.mallory) }
+        let held = (0..<3).map { (worker: WorkerID("m\($0)"), jobOwner: Self.alice) }
+        #expect(w.rooms(for: [Self.mallory], held: held, now: 0) == [Self.mallory: 1])
+        w.completed(on: "m200", jobOwner: Self.bob)
+        #expect(w.rooms(for: [Self.mallory], held: held, now: 0) == [Self.mallory: 2])
+    }
+
+    /// A failed run of another user's job keeps its place for a minute from its start, then gives it back.
+    @Test func aFailedRunKeepsItsPlaceForAMinuteFromItsStart() {
+        var w = OthersWindows()
+        w.registered("m1", owner: Self.mallory)
+        let none: [(worker: WorkerID, jobOwner: UserID)] = []
+        // Four runs failed at once, at t = 100: the window is full until t = 160.
+        for _ in 0..<4 { w.ended(on: "m1", jobOwner: Self.alice, ranSeconds: 0, now: 100) }
+        #expect(w.rooms(for: [Self.mallory], held: none, now: 100) == [Self.mallory: 0])
+        #expect(w.rooms(for: [Self.mallory], held: none, now: 159.9) == [Self.mallory: 0])
+        #expect(w.rooms(for: [Self.mallory], held: none, now: 160) == [Self.mallory: 4])
+        // One that ran 45 s keeps its place 15 s more; one that ran past the minute keeps none.
+        w.ended(on: "m1", jobOwner: Self.alice, ranSeconds: 45, now: 200)
+        w.ended(on: "m1", jobOwner: Self.alice, ranSeconds: 61, now: 200)
+        #expect(w.rooms(for: [Self.mallory], held: none, now: 214) == [Self.mallory: 3])
+        #expect(w.rooms(for: [Self.mallory], held: none, now: 215) == [Self.mallory: 4])
+        // A start time from nowhere (NaN, infinite, in the future) is a run that ran for nothing: the whole minute.
+        for ran in [Double.nan, .infinity, -.infinity, -5] { w.ended(on: "m1", jobOwner: Self.alice, ranSeconds: ran, now: 300) }
+        #expect(w.rooms(for: [Self.mallory], held: none, now: 359) == [Self.mallory: 0])
+        #expect(w.rooms(for: [Self.mallory], held: none, now: 360) == [Self.mallory: 4])
+    }
+
+    /// Checks move the window of the owner the run's worker had when it ran; a contradiction shuts it for all its
+    /// workers; an owner seen for the first time starts from its latest checks, one seen before keeps its window.
+    @Test func checksMoveTheOwnersWindowAndAKnownOwnerKeepsIt() {
+        var w = OthersWindows()
+        w.registered("a1", owner: Self.alice, recent: [.agreed, .agreed])
+        #expect(w.window(of: Self.alice).size == 16)
+        w.registered("a2", owner: Self.alice, recent: [.contradicted])
+        #expect(w.window(of: Self.alice).size == 16)
+        w.checked(.agreed, worker: "a2")
+        #expect(w.window(of: Self.alice).size == 32)
+        w.checked(.contradicted, worker: "gone", owner: Self.alice)
+        #expect(w.window(of: Self.alice).size == 1)
+        #expect(w.rooms(for: [Self.alice, Self.bob], held: [("a1", Self.bob)], now: 0) == [Self.alice: 0, Self.bob: OthersWindow.first])
+        #expect(w.knows(Self.alice) && !w.knows(Self.bob))
+    }
+}
+
 /// Placement honours each owner's window for other users' jobs.
 @Suite("Placement.OthersWindow")
 struct PlacementOthersWindowTests {
