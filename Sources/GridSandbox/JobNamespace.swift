@@ -1,3 +1,4 @@
+import CGridSpawn
 import Foundation
 import Synchronization
 
@@ -13,9 +14,17 @@ final class JobNamespace: Sendable {
     /// The bwrap process this worker started (0 until it has started).
     private let sandboxPid = Mutex<pid_t>(0)
     private let inode = Mutex<String?>(nil)
+    /// A pidfd on the namespace's first process (-1: none yet). It becomes readable only once that process has ended,
+    /// and the kernel ends it only after every other process of the namespace is gone (reaped).
+    private let first = Mutex<Int32>(-1)
     private static let own = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) ?? ""
 
     init() {}
+
+    deinit {
+        let fd = first.withLock { $0 }
+        if fd >= 0 { close(fd) }
+    }
 
     /// Names the bwrap process once it has started.
     func attach(_ pid: pid_t) { sandboxPid.withLock { $0 = pid } }
@@ -28,6 +37,12 @@ final class JobNamespace: Sendable {
         for pid in Self.children(of: parent) {
             if let ns = Self.namespace(of: pid), ns != Self.own {
                 inode.withLock { $0 = ns }
+                // Held from now on, so that the namespace's end can be waited for (and a reused pid is never taken for
+                // it): checked to still be that process once the descriptor is open.
+                let fd = grid_pidfd_open(pid)
+                if fd >= 0 {
+                    if Self.namespace(of: pid) == ns { first.withLock { $0 = fd } } else { close(fd) }
+                }
                 return ns
             }
         }
@@ -65,16 +80,38 @@ final class JobNamespace: Sendable {
     /// The largest resident memory of the job seen by `sample`, in bytes.
     var peakResidentBytes: Int64 { peak.withLock { $0 } }
 
-    /// SIGKILLs every member until none is left (about 2 s at most).
-    func killAll() {
+    /// SIGKILLs every member until none is left (about 2 s at most), then waits (at most `gone` seconds) until the
+    /// namespace's first process has ended, which the kernel allows only once every other process of it has been
+    /// reaped: a job's report, and the next job, come after all of a job's processes are gone (a fork bomb's thousand
+    /// killed processes may still be being torn down when the last live one is).
+    func killAll(gone: Double = 10) {
         guard namespace() != nil else { return }
         var pause: UInt32 = 1_000
         for _ in 0..<110 {
             let left = members()
-            if left.isEmpty { return }
+            if left.isEmpty { break }
             for m in left { kill(m.pid, SIGKILL) }
             usleep(pause)
             pause = min(pause * 2, 20_000)
+        }
+        _ = waitGone(seconds: gone)
+    }
+
+    /// Waits until the namespace's first process has ended, at most `seconds`. True when it has (or when it was never
+    /// held: nothing to wait for).
+    func waitGone(seconds: Double) -> Bool {
+        let fd = first.withLock { $0 }
+        guard fd >= 0 else { return true }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var clock = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let end = Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9 + max(0, seconds)
+        while true {
+            clock_gettime(CLOCK_MONOTONIC, &clock)
+            let left = end - (Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9)
+            let r = poll(&p, 1, Int32(max(0, min(left, 3_600)) * 1000))
+            if r > 0 { return true }
+            if r == 0 || errno != EINTR { return false }
         }
     }
 

@@ -237,7 +237,7 @@ struct HostileJobTests {
         #expect(r.report.reason?.hasPrefix("too many processes") == true, "\(String(describing: r.report.reason))")
         // The runner is still healthy: the next job runs.
         let after = try await h.run("print('still fine')")
-        #expect(after.report.outcome == .completed && after.output.contains("still fine"), "\(after.output)")
+        #expect(after.report.outcome == .completed && after.output.contains("still fine"), "\(after.report): \(after.output)")
     }
 
     /// `ramGb` 0 ("under a gigabyte") once meant no memory limit at all: it is held to 1 GB as well.
