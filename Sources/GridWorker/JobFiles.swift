@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridSandbox
 
 #if canImport(Glibc)
 import Glibc
@@ -7,6 +8,31 @@ import Glibc
 
 /// Writing a job's bundle into its scratch directory and collecting its outputs.
 enum JobFiles {
+    /// What each run's folder in the worker's `jobs` folder is named after: `run-PID-JOB-ATTEMPT`.
+    static let runPrefix = "run-"
+
+    /// The folder of one run in `jobs`, named with the worker's PID, so that a worker starting later can tell the
+    /// folders a worker that was killed left behind (`sweep`) from those of a worker still running beside it.
+    static func folder(for ref: JobRef, in jobs: String, pid: pid_t = getpid()) -> URL {
+        URL(fileURLWithPath: jobs).appendingPathComponent("\(runPrefix)\(pid)-\(ref.jobId)-\(ref.attempt)")
+    }
+
+    /// Removes the run folders in `jobs` whose worker is gone (no process has its PID): what a worker killed mid-run
+    /// left, which nothing else would ever delete. A folder of a live PID stays (another worker may share the data
+    /// folder; a PID reused since only keeps a folder longer), as does anything not named as a run's folder. Returns
+    /// the names removed.
+    @discardableResult
+    static func sweep(jobs: String) -> [String] {
+        var removed: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] where name.hasPrefix(runPrefix) {
+            let fields = name.dropFirst(runPrefix.count).split(separator: "-")
+            guard fields.count == 3, let pid = pid_t(fields[0]), pid > 0, fields.dropFirst().allSatisfy({ Int64($0) != nil }) else { continue }
+            if kill(pid, 0) == 0 || errno == EPERM { continue }
+            DiskRule.remove(URL(fileURLWithPath: jobs).appendingPathComponent(name))
+            removed.append(name)
+        }
+        return removed
+    }
     /// Writes `files` (names already checked) from `payload` into `directory`.
     static func unpack(_ files: [(name: String, data: Data)], into directory: URL) throws {
         let fm = FileManager.default

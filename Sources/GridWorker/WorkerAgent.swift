@@ -145,6 +145,9 @@ public actor WorkerAgent: Service {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             guard chmod(path, 0o700) == 0 else { throw GridError(.internal, "could not make \(path) private: \(String(cString: strerror(errno)))") }
         }
+        // What a worker that was killed mid-run left: nothing else would ever delete it.
+        let swept = JobFiles.sweep(jobs: config.dataDirectory + "/jobs")
+        if !swept.isEmpty { logger.notice("removed \(swept.count) job folder(s) a stopped worker left: \(swept.prefix(5).joined(separator: ", "))") }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 // The link outlives the start of a graceful shutdown: it ends once the runs the worker cancelled are reported
@@ -550,7 +553,7 @@ public actor WorkerAgent: Service {
             return
         }
         diskLimits.maxBytes = assign.spec.diskLimitBytes
-        let scratch = URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("jobs/\(ref.jobId)-\(ref.attempt)")
+        let scratch = JobFiles.folder(for: ref, in: config.dataDirectory + "/jobs")
         do {
             try? FileManager.default.removeItem(at: scratch)
             try JobFiles.unpack(files, into: scratch)

@@ -342,6 +342,27 @@ import Testing
         }
     }
 
+    /// A worker killed mid-run leaves its run's folder; the next worker started on that data folder removes it before
+    /// it takes work, and names its own runs' folders with its PID.
+    @Test func aWorkerRemovesTheRunFoldersAKilledWorkerLeft() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let jobs = grid.root + "/workers/again/jobs"
+            let left = JobFiles.folder(for: JobRef(jobId: 41, attempt: 1), in: jobs, pid: try JobFilesTests.deadPid())
+            try FileManager.default.createDirectory(at: left, withIntermediateDirectories: true)
+            try Data(count: 1 << 20).write(to: left.appendingPathComponent("half-written.bin"))
+            _ = try await grid.startWorker("again", owner: owner, cpus: 1)
+            #expect(!FileManager.default.fileExists(atPath: left.path), "the killed worker's run folder is still there")
+            let alice = try await grid.user("alice")
+            let id = try await alice.submit(InProcessScenarioTests.job("waits", "# grid: sleep 30\n")).job.id
+            let named = try await eventually(timeout: 30, interval: 0.05) {
+                ((try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? []).contains("run-\(getpid())-\(id)-1")
+            }
+            #expect(named, "\((try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [])")
+            _ = try await alice.cancel(id)
+        }
+    }
+
     static func job(_ name: String, _ script: String, diskGb: Int) -> API.SubmitRequest {
         API.SubmitRequest(
             spec: JobSpec(name: name, diskGb: diskGb),

@@ -25,6 +25,39 @@ import Glibc
         try Data(text.utf8).write(to: scratch.appendingPathComponent(name))
     }
 
+    /// A PID no process has: one of a process this test started and saw end.
+    static func deadPid() throws -> pid_t {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+
+    /// A worker killed mid-run leaves the run's folder; the next worker to start on the data folder removes it, and
+    /// only it: not a live worker's, nor anything not named as a run's folder.
+    @Test func theFoldersOfRunsWhoseWorkerIsGoneAreSweptAndNoOthers() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let jobs = root + "/jobs"
+        let dead = try Self.deadPid()
+        let gone = JobFiles.folder(for: JobRef(jobId: 7, attempt: 2), in: jobs, pid: dead)
+        #expect(gone.lastPathComponent == "run-\(dead)-7-2")
+        let live = JobFiles.folder(for: JobRef(jobId: 8, attempt: 1), in: jobs)
+        // What the dead run left, a folder it made unreadable among it.
+        try FileManager.default.createDirectory(at: gone.appendingPathComponent("locked/in"), withIntermediateDirectories: true)
+        try Data(count: 4096).write(to: gone.appendingPathComponent("locked/in/big.bin"))
+        chmod(gone.appendingPathComponent("locked").path, 0)
+        try FileManager.default.createDirectory(at: live, withIntermediateDirectories: true)
+        let others = ["7-2", "run-", "run-\(dead)-7", "run-\(dead)-x-1", "run-0-1-1", "run--5-1-1", ".warm-\(dead)-a", "notes.txt"]
+        for name in others { try FileManager.default.createDirectory(atPath: jobs + "/" + name, withIntermediateDirectories: true) }
+        #expect(JobFiles.sweep(jobs: jobs) == [gone.lastPathComponent])
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: jobs))
+        #expect(left == Set(others + [live.lastPathComponent]), "\(left)")
+        // Nothing more on a second start, nor in a folder that is not there.
+        #expect(JobFiles.sweep(jobs: jobs).isEmpty)
+        #expect(JobFiles.sweep(jobs: root + "/none").isEmpty)
+    }
+
     @Test func regularFilesAreCollectedAndLinksAreNot() throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
         try write("out.txt", "result")
