@@ -41,7 +41,8 @@ extension BwrapRunner {
                 var r = report
                 r.reason = Reasons.outOfMemory(gb: spec.memoryLimitGb)
                 return r
-            })
+            },
+            processes: { namespace.members().map(\.pid) })
         let execution = try JobExecution.spawn(
             path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path,
             limits: plan.outside.map { grid_rlimit(resource: $0.resource, value: $0.value) }, deadline: request.timeLimitSeconds, hooks: hooks)

@@ -340,6 +340,7 @@ public struct BwrapRunner: JobRunner {
                     fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
                     cpuSeconds: u.cpuSeconds, peakMemoryBytes: u.peakMemoryBytes)
                 return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
-            })
+            },
+            processes: { cgroup.pids() })
     }
 }

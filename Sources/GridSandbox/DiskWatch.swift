@@ -33,6 +33,9 @@ public enum DiskRule {
         /// nothing this time.
         public var incomplete: Bool
         public var free: Int64?
+        /// Bytes of files the job's processes hold open that were deleted (on the folder's disk): they count as the
+        /// folder's.
+        public var openDeleted: Int64 = 0
         public init(bytes: Int64?, entries: Int64, hidden: Bool = false, incomplete: Bool = false, free: Int64?) {
             self.bytes = bytes
             self.entries = entries
@@ -57,12 +60,40 @@ public enum DiskRule {
         }
         guard let bytes = m.bytes else { return "disk limit reached: its folder could not be measured (a tree too deep to walk)" }
         if m.hidden { return "disk limit reached: part of its folder was made unreadable, so it could not be measured" }
-        if bytes > limits.maxBytes { return "disk limit reached: its folder passed \(mib(limits.maxBytes)) on this worker" }
+        let open = max(0, m.openDeleted)
+        let (total, overflow) = max(0, bytes).addingReportingOverflow(open)
+        if overflow || total > limits.maxBytes {
+            let hidden = open > 0 ? " (\(mib(open)) of it in deleted files still open)" : ""
+            return "disk limit reached: its folder passed \(mib(limits.maxBytes)) on this worker\(hidden)"
+        }
         if m.entries > limits.maxEntries { return "disk limit reached: its folder passed \(limits.maxEntries) files and folders on this worker" }
         return nil
     }
 
     static let floorPrefix = "the worker's disk is nearly full"
+
+    /// The bytes held by regular files that `pids` hold open, that were deleted (no name left), on the file system of
+    /// `folder`: each file once, whoever holds it. A process that ended meanwhile, or that this worker may not look
+    /// into, counts nothing.
+    public static func openDeletedBytes(of pids: [Int32], onDiskOf folder: String) -> Int64 {
+        var s = stat()
+        guard stat(folder, &s) == 0 else { return 0 }
+        let device = s.st_dev
+        var seen: Set<UInt64> = []
+        var total: Int64 = 0
+        for pid in Set(pids) where pid > 0 {
+            let dir = "/proc/\(pid)/fd"
+            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
+            for fd in fds {
+                var f = stat()
+                // stat follows the descriptor's link to the open file itself, deleted or not.
+                guard stat(dir + "/" + fd, &f) == 0, (f.st_mode & S_IFMT) == S_IFREG, f.st_nlink == 0, f.st_dev == device else { continue }
+                guard seen.insert(UInt64(f.st_ino)).inserted else { continue }
+                total = total.addingReportingOverflow(max(0, Int64(f.st_blocks)).multipliedReportingOverflow(by: 512).partialValue).partialValue
+            }
+        }
+        return max(0, total)
+    }
 
     /// Whether `reason` is one `verdict` gives.
     public static func isVerdict(_ reason: String) -> Bool { reason.hasPrefix("disk limit reached") || isFloor(reason) }

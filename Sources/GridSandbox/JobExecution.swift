@@ -51,6 +51,9 @@ public final class JobExecution: Sendable {
         var finish: @Sendable (RunReport) -> RunReport = { $0 }
         /// Amends the final report from the end of the job's output (read to its end first, waiting at most 2 s).
         var explainTail: (@Sendable (RunReport, String) -> RunReport)? = nil
+        /// The job's processes now, for the disk watch (the files they hold open that were deleted take disk no walk
+        /// of the folder sees); nil: not known (a container's).
+        var processes: (@Sendable () -> [pid_t])? = nil
     }
 
     /// What a runner adds to a plain process start.
@@ -65,6 +68,8 @@ public final class JobExecution: Sendable {
         var check: (@Sendable () -> Stop?)? = nil
         var finish: @Sendable (RunReport) -> RunReport = { $0 }
         var explainTail: (@Sendable (RunReport, String) -> RunReport)? = nil
+        /// The job's processes (its cgroup's, its PID namespace's); nil: those of its process group and its marker.
+        var processes: (@Sendable () -> [pid_t])? = nil
     }
 
     /// Starts `path` and returns its execution; `deadline` is the wall-clock limit in seconds.
@@ -130,7 +135,8 @@ public final class JobExecution: Sendable {
                     ProcessTree.killAll(group: process.group, marker: marker)
                 }
             },
-            check: hooks.check, finish: hooks.finish, explainTail: hooks.explainTail)
+            check: hooks.check, finish: hooks.finish, explainTail: hooks.explainTail,
+            processes: hooks.processes ?? { Array(Set(ProcessTree.pids(withMarker: marker) + [process.pid])) })
         self.init(pid: process.pid, outputFD: outputFD, deadline: deadline, control: control)
     }
 
@@ -164,7 +170,9 @@ public final class JobExecution: Sendable {
             var incomplete = 0
             while report.value == nil && exited.withLock({ $0 }) == nil {
                 let began = Self.monotonic()
-                let measure = DiskRule.measure(folder, limits: limits)
+                var measure = DiskRule.measure(folder, limits: limits)
+                // What its processes hold open of files deleted since: disk the walk cannot see, the job's all the same.
+                if let processes = control.processes { measure.openDeleted = DiskRule.openDeletedBytes(of: processes(), onDiskOf: folder) }
                 // Measured while the run went on: a folder gone with the run's end says nothing.
                 guard report.value == nil && exited.withLock({ $0 }) == nil else { return }
                 incomplete = measure.incomplete ? incomplete + 1 : 0

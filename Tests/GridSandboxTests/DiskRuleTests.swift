@@ -34,6 +34,21 @@ import Glibc
         #expect(DiskRule.isVerdict(DiskRule.verdict(.init(bytes: 101, entries: 1, free: 1 << 40), limits: limits)!))
     }
 
+    /// Deleted files the job holds open count as its folder's; no sum of two claims traps.
+    @Test func deletedFilesStillOpenCountAsTheFolders() {
+        func measure(_ bytes: Int64, open: Int64) -> DiskRule.Measure {
+            var m = DiskRule.Measure(bytes: bytes, entries: 1, free: 1 << 40)
+            m.openDeleted = open
+            return m
+        }
+        #expect(DiskRule.verdict(measure(60, open: 40), limits: limits) == nil)
+        #expect(DiskRule.verdict(measure(60, open: 41), limits: limits)?.contains("deleted files still open") == true)
+        #expect(DiskRule.verdict(measure(0, open: 101), limits: limits)?.contains("disk limit reached") == true)
+        #expect(DiskRule.verdict(measure(.max, open: .max), limits: limits) != nil)
+        #expect(DiskRule.verdict(measure(100, open: .min), limits: limits) == nil)
+        #expect(DiskRule.verdict(measure(101, open: 0), limits: limits)?.contains("deleted") == false)
+    }
+
     /// A walk that failed for a passing reason (a folder vanished as it went) stops no job: an honest one that makes and
     /// removes temporary folders was stopped as "too deep". The disk's floor still counts.
     @Test func anIncompleteWalkStopsNothingButTheFloorStillCounts() {

@@ -190,6 +190,34 @@ struct HostileJobTests {
         #expect(!r.output.contains("WROTE ALL"), "\(r.output)")
     }
 
+    /// A file deleted while the job holds it open takes disk no walk of its folder sees: it counts as the folder's, so
+    /// the job that hides bytes so is stopped at its own limit (and blamed: `failed`), not the worker's disk floor,
+    /// which hands every job on the disk back. (An OCI job's processes are the engine's: its floor still holds.)
+    @Test("a job that hides bytes in deleted files it holds open is stopped at its own limit", arguments: [Tier.bwrap, .rootless])
+    func deletedOpenFilesCountAsTheFolders(tier: Tier) async throws {
+        let h = try await SandboxHarness.make(tier)
+        let r = try await h.run(
+            """
+            import os, time
+            block = b"x" * (1 << 20)
+            held = []
+            for i in range(64):
+                f = open("hidden-%d.bin" % i, "wb")
+                f.write(block)
+                f.flush()
+                os.unlink("hidden-%d.bin" % i)
+                held.append(f)
+                time.sleep(0.01)
+            print("HIDDEN", len(os.listdir(".")))
+            # Past the limit: it waits here until the watch stops it (however late a loaded machine lets it look).
+            time.sleep(90)
+            print("KEPT ALL")
+            """, disk: DiskLimits(maxBytes: 24 << 20, maxEntries: 10_000, floorBytes: 0))
+        #expect(r.report.outcome == .failed, "\(r.report) \(r.output)")
+        #expect(r.report.reason?.contains("deleted files still open") == true, "\(String(describing: r.report.reason))")
+        #expect(!r.output.contains("KEPT ALL"), "\(r.output)")
+    }
+
     /// Each file and folder takes an inode of the contributor's disk: a job that makes too many is stopped too.
     @Test func aJobThatMakesTooManyFilesIsStopped() async throws {
         let h = try await SandboxHarness.make(.bwrap)
