@@ -38,6 +38,10 @@ public final class FunctionPool: FunctionRunner {
         /// The same for an interpreter of a job-style Python environment (its `site` folder, mounted read-only at
         /// `EnvBuilder.mountPoint`); nil: the environment is used at its own path.
         public var wrapperForEnvironment: (@Sendable (String, String) -> [String])?
+        /// What an interpreter's working folder may hold (tasks of one user after another write there, and files they
+        /// hold open after deleting them count too): past it, or under the disk's floor, the interpreter is stopped,
+        /// and the task it runs ends saying why. Measured about every 2 s (at most a tenth of a core); nil: not watched.
+        public var disk: DiskLimits?
         public init(python: String, wrapper: [String] = [], directory: String, environment: [String: String]? = nil) {
             self.python = python
             self.wrapper = wrapper
@@ -122,6 +126,24 @@ public final class FunctionPool: FunctionRunner {
         self.capacity = max(self.slots, interpreters ?? max(self.slots * 2, self.slots + 2))
         self.recycleAfter = recycleAfter
         self.state = Mutex(PoolState())
+        if let limits = launch.disk { watchDisk(limits) }
+    }
+
+    /// Measures every running interpreter's folder until the pool shuts down (a thread of its own, which ends with the
+    /// pool: documented exception to "every task owned", as `JobExecution.watchDisk`).
+    private func watchDisk(_ limits: DiskLimits) {
+        Thread.detachNewThread { [weak self] in
+            while true {
+                guard let pool = self, !pool.state.withLock({ $0.stopped }) else { return }
+                let began = JobExecution.monotonic()
+                for i in pool.state.withLock({ $0.all }) { i.checkDisk(limits) }
+                let until = began + DiskRule.interval(walkSeconds: JobExecution.monotonic() - began)
+                while JobExecution.monotonic() < until {
+                    guard let pool = self, !pool.state.withLock({ $0.stopped }) else { return }
+                    usleep(250_000)
+                }
+            }
+        }
     }
 
     /// Starts one spare interpreter per slot now, so the first tasks do not pay for the start.
@@ -493,6 +515,12 @@ private final class Interpreter: @unchecked Sendable {
     private var process: Child?
     private var pipes: Pipes?
     private var cgroup: JobCgroup?
+    /// The running process's working folder.
+    private var folder: String?
+    /// Why the disk watch stopped the running process (its task says so).
+    private var diskStop: String?
+    /// Measures of its folder in a row that could not be completed (`DiskRule.incompleteLimit` stop it).
+    private var incompleteMeasures = 0
 
     var served: Int { lock.withLock { servedCount } }
 
@@ -522,8 +550,11 @@ private final class Interpreter: @unchecked Sendable {
         stopLocked()
         // A fresh process starts in an empty folder of its own: nothing an earlier task (maybe another user's) left.
         let folder = (launch.directory as NSString).appendingPathComponent("interpreter-\(folderName)")
-        try? FileManager.default.removeItem(atPath: folder)
+        DiskRule.remove(URL(fileURLWithPath: folder))
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        self.folder = folder
+        diskStop = nil
+        incompleteMeasures = 0
         var environment = launch.environment
         if launch.wrapperFor == nil { environment["HOME"] = folder }
         var wrapper = launch.wrapperFor?(folder) ?? launch.wrapper
@@ -662,9 +693,32 @@ private final class Interpreter: @unchecked Sendable {
         }
     }
 
+    /// Measures the running process's folder (and the deleted files its processes hold open: those of its cgroup, or
+    /// the interpreter itself without one); past `limits`, or under the disk's floor, stops it, and the task it runs
+    /// ends with the verdict. The folder is cleared before the next process starts in it (`ensureStarted`).
+    func checkDisk(_ limits: DiskLimits) {
+        guard let (folder, pid, group) = lock.withLock({ () -> (String, Int32, JobCgroup?)? in
+            guard let folder, let p = process, p.isRunning else { return nil }
+            return (folder, p.pid, cgroup)
+        }) else { return }
+        var measure = DiskRule.measure(folder, limits: limits)
+        measure.openDeleted = DiskRule.openDeletedBytes(of: group?.pids() ?? [pid], onDiskOf: folder)
+        lock.withLock {
+            // Still the process measured (it may have been replaced meanwhile).
+            guard process?.pid == pid, process?.isRunning == true else { return }
+            incompleteMeasures = measure.incomplete ? incompleteMeasures + 1 : 0
+            guard let verdict = DiskRule.verdict(measure, limits: limits, incompleteInARow: incompleteMeasures) else { return }
+            diskStop = verdict
+            stopLocked()
+            // What the tasks wrote goes now, not when the next task starts one here.
+            DiskRule.remove(URL(fileURLWithPath: folder))
+        }
+    }
+
     /// How the interpreter ended, for a task that was running in it (waits up to a second for its exit).
     private func exitDescription() -> String {
-        let (p, group) = lock.withLock { (process, cgroup) }
+        let (p, group, disk) = lock.withLock { (process, cgroup, diskStop) }
+        if let disk { return "was stopped: \(disk)" }
         guard let p else { return "was stopped" }
         let status = p.waitForExit(seconds: 1)
         if let group {

@@ -322,8 +322,10 @@ struct WorkerCommand: AsyncParsableCommand {
         // Function tasks run their warm interpreters under the worker's tier where it can host them (restricted, bwrap).
         // Each interpreter may use its slot's share of the memory this worker offers (at least 512 MiB).
         let taskMemory = max(UInt64(512) << 20, (UInt64(max(0, resources.ramGb)) << 30) / UInt64(max(1, peerConfig.slots)))
-        let (launch, taskTier) = FunctionPool.Launch.under(
+        var (launch, taskTier) = FunctionPool.Launch.under(
             runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks", memoryBytes: taskMemory)
+        // An interpreter's folder, where one user's tasks after another write, is held to what one job's may take.
+        launch.disk = config.jobDisk
         // Interpreters outside a sandbox run with the worker's user's rights: only its owner's tasks, unless it allows more.
         // So do interpreters whose process limit does not hold (a root worker without cgroups).
         peerConfig.tasksForOwnerOnly =

@@ -152,6 +152,47 @@ import Glibc
         #expect(FunctionPool.Launch.under(cgroups, python: SandboxHarness.python, directory: directory).0.holdsProcessLimit)
     }
 
+    /// Function tasks of one user after another write in their interpreter's folder: it is measured as a job's is, and
+    /// a task that fills it past the limit (with files, or with deleted files it holds open) is stopped, saying why; the
+    /// folder is emptied, and the next task runs in a fresh interpreter.
+    @Test(arguments: [false, true])
+    func aTaskThatFillsItsInterpretersFolderIsStopped(hidden: Bool) async throws {
+        let h = try await SandboxHarness.make(.bwrap)
+        let bwrap = try #require(h.runner as? BwrapRunner)
+        var (launch, _) = FunctionPool.Launch.under(bwrap, python: SandboxHarness.python, directory: directory)
+        launch.disk = DiskLimits(maxBytes: 24 << 20, maxEntries: 10_000, floorBytes: 0)
+        let p = FunctionPool(launch: launch, size: 1)
+        defer {
+            p.shutdown()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        _ = try await pid(p)
+        let before = p.pids
+        let program = """
+            import os, time
+            held = []
+            def main():
+                for i in range(64):
+                    f = open("fill-%d.bin" % i, "wb")
+                    f.write(b"x" * (1 << 20))
+                    f.flush()
+                    \(hidden ? "os.unlink(\"fill-%d.bin\" % i)" : "pass")
+                    held.append(f)
+                # Past the limit: it waits here until the watch stops it (however late a loaded machine lets it look).
+                time.sleep(60)
+                return "kept it all"
+            """
+        let answer = await call(p, program, timeout: 90)
+        #expect(!answer.ok, "\(answer)")
+        #expect((answer.message ?? "").contains("disk limit reached"), "\(answer)")
+        if hidden { #expect((answer.message ?? "").contains("deleted files still open"), "\(answer)") }
+        let left = ((try? FileManager.default.subpathsOfDirectory(atPath: directory)) ?? []).filter { $0.contains("fill-") }
+        #expect(left.isEmpty, "\(left)")
+        _ = try await pid(p)
+        // The interpreter that ran it was replaced (a spare may run beside it).
+        #expect(!p.pids.isEmpty && !Set(before).isSubset(of: Set(p.pids)), "\(before) \(p.pids)")
+    }
+
     /// In the bwrap tier the whole sandbox goes: a process that left the interpreter's process group (setsid, then a
     /// second fork) is still in its PID namespace.
     @Test func aDoubleForkedProcessOfATaskGoesWithItsSandbox() async throws {
