@@ -72,27 +72,56 @@ public enum DiskRule {
 
     static let floorPrefix = "the worker's disk is nearly full"
 
-    /// The bytes held by regular files that `pids` hold open, that were deleted (no name left), on the file system of
-    /// `folder`: each file once, whoever holds it. A process that ended meanwhile, or that this worker may not look
-    /// into, counts nothing.
+    /// The bytes held by regular files that `pids` hold open, or have mapped, that were deleted (no name left), on the
+    /// file system of `folder`: each file once, whoever holds it. An open one counts the blocks it holds; one only
+    /// mapped (its descriptor closed), at least the bytes mapped. A process that ended meanwhile, or that this worker
+    /// may not look into, counts nothing. (A descriptor in flight on a socket, held by no process, is not seen: the
+    /// disk's floor still holds.) Never negative; no sum traps (it stops at `Int64.max`).
     public static func openDeletedBytes(of pids: [Int32], onDiskOf folder: String) -> Int64 {
         var s = stat()
         guard stat(folder, &s) == 0 else { return 0 }
-        let device = s.st_dev
-        var seen: Set<UInt64> = []
-        var total: Int64 = 0
+        let device = UInt64(s.st_dev)
+        var held: [UInt64: Int64] = [:]
+        var mapped: [UInt64: Int64] = [:]
         for pid in Set(pids) where pid > 0 {
             let dir = "/proc/\(pid)/fd"
-            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
-            for fd in fds {
+            for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
                 var f = stat()
                 // stat follows the descriptor's link to the open file itself, deleted or not.
-                guard stat(dir + "/" + fd, &f) == 0, (f.st_mode & S_IFMT) == S_IFREG, f.st_nlink == 0, f.st_dev == device else { continue }
-                guard seen.insert(UInt64(f.st_ino)).inserted else { continue }
-                total = total.addingReportingOverflow(max(0, Int64(f.st_blocks)).multipliedReportingOverflow(by: 512).partialValue).partialValue
+                guard stat(dir + "/" + fd, &f) == 0, (f.st_mode & S_IFMT) == S_IFREG, f.st_nlink == 0, UInt64(f.st_dev) == device else { continue }
+                held[UInt64(f.st_ino)] = max(0, Int64(f.st_blocks)).multipliedReportingOverflow(by: 512).overflow ? .max : max(0, Int64(f.st_blocks)) * 512
+            }
+            // "start-end perms offset major:minor inode path (deleted)": a deleted file mapped on the folder's disk.
+            guard let maps = JobCgroup.read("/proc/\(pid)/maps") else { continue }
+            var seenHere: Set<String> = []
+            for line in maps.split(separator: "\n") where line.hasSuffix(" (deleted)") {
+                let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+                guard f.count >= 5, let inode = UInt64(f[4]), inode != 0, deviceNumber(f[3]) == device else { continue }
+                let range = f[0].split(separator: "-")
+                guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16), end > start else { continue }
+                // The same mapping seen twice in one process (it cannot be) counts once; pieces of one file add up.
+                guard seenHere.insert(String(f[0]) + ":" + String(f[4])).inserted else { continue }
+                let length = Int64(clamping: end - start)
+                mapped[inode] = (mapped[inode] ?? 0).addingReportingOverflow(length).overflow ? .max : (mapped[inode] ?? 0) + length
             }
         }
-        return max(0, total)
+        var total: Int64 = 0
+        for inode in Set(held.keys).union(mapped.keys) {
+            let bytes = max(held[inode] ?? 0, mapped[inode] ?? 0)
+            let (sum, overflow) = total.addingReportingOverflow(bytes)
+            total = overflow ? .max : sum
+        }
+        return total
+    }
+
+    /// The device number (as `stat`'s `st_dev`) of a `major:minor` field of `/proc/PID/maps` (hex); nil when it is not one.
+    static func deviceNumber(_ field: Substring) -> UInt64? {
+        let parts = field.split(separator: ":")
+        guard parts.count == 2, let major = UInt64(parts[0], radix: 16), let minor = UInt64(parts[1], radix: 16),
+            major < 1 << 32, minor < 1 << 32
+        else { return nil }
+        // glibc's makedev.
+        return ((major & 0xfff) << 8) | ((major & ~0xfff) << 32) | (minor & 0xff) | ((minor & ~0xff) << 12)
     }
 
     /// Whether `reason` is one `verdict` gives.

@@ -702,17 +702,22 @@ private final class Interpreter: @unchecked Sendable {
             return (folder, p.pid, cgroup)
         }) else { return }
         var measure = DiskRule.measure(folder, limits: limits)
-        measure.openDeleted = DiskRule.openDeletedBytes(of: group?.pids() ?? [pid], onDiskOf: folder)
-        lock.withLock {
+        // Its cgroup's processes, or (a rootless sandbox, the restricted tier) every descendant of the interpreter's
+        // process: inside bubblewrap, the Python is a grandchild in another PID namespace.
+        measure.openDeleted = DiskRule.openDeletedBytes(of: group?.pids() ?? ProcessTree.descendants(of: pid), onDiskOf: folder)
+        let trash = lock.withLock { () -> String? in
             // Still the process measured (it may have been replaced meanwhile).
-            guard process?.pid == pid, process?.isRunning == true else { return }
+            guard process?.pid == pid, process?.isRunning == true else { return nil }
             incompleteMeasures = measure.incomplete ? incompleteMeasures + 1 : 0
-            guard let verdict = DiskRule.verdict(measure, limits: limits, incompleteInARow: incompleteMeasures) else { return }
+            guard let verdict = DiskRule.verdict(measure, limits: limits, incompleteInARow: incompleteMeasures) else { return nil }
             diskStop = verdict
             stopLocked()
-            // What the tasks wrote goes now, not when the next task starts one here.
-            DiskRule.remove(URL(fileURLWithPath: folder))
+            // What the tasks wrote goes now, not when the next task starts one here: moved aside under the lock (the
+            // next process starts in an empty folder), deleted after it (a large tree takes a while).
+            let trash = folder + ".removed-" + UUID().uuidString.prefix(8)
+            return rename(folder, trash) == 0 ? trash : nil
         }
+        if let trash { DiskRule.remove(URL(fileURLWithPath: trash)) }
     }
 
     /// How the interpreter ended, for a task that was running in it (waits up to a second for its exit).

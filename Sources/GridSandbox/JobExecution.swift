@@ -199,7 +199,12 @@ public final class JobExecution: Sendable {
             e = why
             return true
         }
-        if first { control.killAll() }
+        // On a thread of its own: a caller (the worker's actor, cancelling) must not wait for a whole teardown (a
+        // rootless sandbox's waits, bounded, until its namespace is gone); the report comes after `reap`'s kill anyway.
+        if first {
+            let kill = control.killAll
+            Thread.detachNewThread { kill() }
+        }
     }
 
     /// Polls the runner's check until the run ends (bounded by the deadline, which ends the run).

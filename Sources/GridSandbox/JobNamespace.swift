@@ -41,7 +41,13 @@ final class JobNamespace: Sendable {
                 // it): checked to still be that process once the descriptor is open.
                 let fd = grid_pidfd_open(pid)
                 if fd >= 0 {
-                    if Self.namespace(of: pid) == ns { first.withLock { $0 = fd } } else { close(fd) }
+                    // Two callers may find the namespace at once: the first descriptor stays, the other is closed.
+                    let kept = Self.namespace(of: pid) == ns && first.withLock { held -> Bool in
+                        guard held < 0 else { return false }
+                        held = fd
+                        return true
+                    }
+                    if !kept { close(fd) }
                 }
                 return ns
             }

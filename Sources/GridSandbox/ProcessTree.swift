@@ -39,6 +39,26 @@ enum ProcessTree {
         return false
     }
 
+    /// `root` and every process descended from it now (a process that left its parent is still a descendant inside a
+    /// PID namespace: it is reparented to the namespace's first process, a child of bubblewrap). One read of each
+    /// process's `stat`.
+    static func descendants(of root: pid_t) -> [pid_t] {
+        guard root > 0 else { return [] }
+        var children: [pid_t: [pid_t]] = [:]
+        for pid in JobNamespace.allPids() {
+            if let s = JobNamespace.stat(pid) { children[s.ppid, default: []].append(pid) }
+        }
+        var out: [pid_t] = [root]
+        var next = 0
+        // Bounded: each pid once (a pid seen again, reused meanwhile, is not followed twice).
+        var seen: Set<pid_t> = [root]
+        while next < out.count && out.count < 1 << 16 {
+            for c in children[out[next]] ?? [] where seen.insert(c).inserted { out.append(c) }
+            next += 1
+        }
+        return out
+    }
+
     /// Kills the process group of `group` (while its leader is not reaped: `GroupLeader`) and every process carrying
     /// `marker`, repeating until none is left (bounded).
     static func killAll(group: GroupLeader, marker: String) {

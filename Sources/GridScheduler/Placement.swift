@@ -379,10 +379,12 @@ public enum Placement {
         if workers.contains(where: { $0.couldRun(job) }) {
             return .noWorkerFits(unmet: ["a worker other than the ones that could not start it"])
         }
-        if !job.avoidOwners.isEmpty, workers.contains(where: { $0.tier >= job.minTier && $0.total.covers(job.request) && $0.takes(job.owner) }) {
+        // What the job's owner and the owners it avoids aside, a worker could run it: its tier, Python, disk, resources.
+        let capable = { (w: Worker) in w.tier >= job.minTier && w.hasPython(for: job) && w.hasDisk(for: job) && w.total.covers(job.request) }
+        if !job.avoidOwners.isEmpty, workers.contains(where: { capable($0) && $0.takes(job.owner) }) {
             return .waitingForAnotherOwner
         }
-        let refusing = workers.filter { $0.tier >= job.minTier && $0.total.covers(job.request) && !$0.takes(job.owner) }
+        let refusing = workers.filter { capable($0) && !$0.takes(job.owner) }
         if !refusing.isEmpty { return refusing.allSatisfy(\.quarantined) ? .onlyQuarantinedWorkers : .onlyUnsandboxedWorkers }
         // Report what the closest worker lacks: the one with the fewest unmet requirements.
         var best: [String]?

@@ -19,15 +19,16 @@ enum JobFiles {
 
     /// Removes the run folders in `jobs` whose worker is gone (no process has its PID): what a worker killed mid-run
     /// left, which nothing else would ever delete. A folder of a live PID stays (another worker may share the data
-    /// folder; a PID reused since only keeps a folder longer), as does anything not named as a run's folder. Returns
-    /// the names removed.
+    /// folder; a PID reused since only keeps a folder longer), as does anything not named as a run's folder. Called as
+    /// a worker starts, before it runs anything: a folder named with its own PID is a predecessor's (a worker that is
+    /// always PID 1 in a container of its own), and goes too. Returns the names removed.
     @discardableResult
-    static func sweep(jobs: String) -> [String] {
+    static func sweep(jobs: String, own: pid_t = getpid()) -> [String] {
         var removed: [String] = []
         for name in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] where name.hasPrefix(runPrefix) {
             let fields = name.dropFirst(runPrefix.count).split(separator: "-")
             guard fields.count == 3, let pid = pid_t(fields[0]), pid > 0, fields.dropFirst().allSatisfy({ Int64($0) != nil }) else { continue }
-            if kill(pid, 0) == 0 || errno == EPERM { continue }
+            if pid != own, kill(pid, 0) == 0 || errno == EPERM { continue }
             DiskRule.remove(URL(fileURLWithPath: jobs).appendingPathComponent(name))
             removed.append(name)
         }

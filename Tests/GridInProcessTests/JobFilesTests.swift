@@ -42,7 +42,11 @@ import Glibc
         let dead = try Self.deadPid()
         let gone = JobFiles.folder(for: JobRef(jobId: 7, attempt: 2), in: jobs, pid: dead)
         #expect(gone.lastPathComponent == "run-\(dead)-7-2")
-        let live = JobFiles.folder(for: JobRef(jobId: 8, attempt: 1), in: jobs)
+        // A live worker's (PID 1 is always there), and a predecessor's of the same PID as this one (a worker that is
+        // always PID 1 in a container): the sweep runs before this worker runs anything.
+        let live = JobFiles.folder(for: JobRef(jobId: 8, attempt: 1), in: jobs, pid: 1)
+        let mine = JobFiles.folder(for: JobRef(jobId: 9, attempt: 1), in: jobs)
+        try FileManager.default.createDirectory(at: mine, withIntermediateDirectories: true)
         // What the dead run left, a folder it made unreadable among it.
         try FileManager.default.createDirectory(at: gone.appendingPathComponent("locked/in"), withIntermediateDirectories: true)
         try Data(count: 4096).write(to: gone.appendingPathComponent("locked/in/big.bin"))
@@ -50,7 +54,7 @@ import Glibc
         try FileManager.default.createDirectory(at: live, withIntermediateDirectories: true)
         let others = ["7-2", "run-", "run-\(dead)-7", "run-\(dead)-x-1", "run-0-1-1", "run--5-1-1", ".warm-\(dead)-a", "notes.txt"]
         for name in others { try FileManager.default.createDirectory(atPath: jobs + "/" + name, withIntermediateDirectories: true) }
-        #expect(JobFiles.sweep(jobs: jobs) == [gone.lastPathComponent])
+        #expect(Set(JobFiles.sweep(jobs: jobs)) == [gone.lastPathComponent, mine.lastPathComponent])
         let left = Set(try FileManager.default.contentsOfDirectory(atPath: jobs))
         #expect(left == Set(others + [live.lastPathComponent]), "\(left)")
         // Nothing more on a second start, nor in a folder that is not there.

@@ -30,6 +30,70 @@ import Glibc
         #expect(DiskRule.openDeletedBytes(of: [0, -1, .max], onDiskOf: dir) == 0)
     }
 
+    /// A file mapped, its descriptor closed, then deleted holds its blocks with no descriptor left: the mapping counts.
+    @Test func aDeletedFileOnlyMappedCountsToo() throws {
+        let dir = NSTemporaryDirectory() + "campusgrid-mapdeleted-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ready = dir + "/ready"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: SandboxHarness.python)
+        p.arguments = [
+            "-c",
+            """
+            import mmap, os, time
+            with open("\(dir)/f", "wb") as f:
+                f.write(b"x" * (6 << 20))
+            f = open("\(dir)/f", "r+b")
+            m = mmap.mmap(f.fileno(), 0)
+            f.close()
+            os.unlink("\(dir)/f")
+            open("\(ready)", "w").close()
+            time.sleep(60)
+            """,
+        ]
+        try p.run()
+        defer {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        try #require(waitFor(seconds: 30) { FileManager.default.fileExists(atPath: ready) })
+        let held = DiskRule.openDeletedBytes(of: [p.processIdentifier], onDiskOf: dir)
+        #expect(held >= 6 << 20 && held < 7 << 20, "\(held)")
+    }
+
+    /// `/proc/PID/maps` names devices as `major:minor` in hex; `stat` as glibc's makedev does.
+    @Test func mapsDeviceNumbersAreStatsOnes() throws {
+        #expect(DiskRule.deviceNumber("fd:01") == 0xfd01)
+        #expect(DiskRule.deviceNumber("00:1f") == 0x1f)
+        // Major 0x103 (its low 12 bits at bit 8), minor 0x100 (its bits above the low 8 at bit 20).
+        #expect(DiskRule.deviceNumber("103:100") == 0x110300)
+        for bad in ["", "fd", "fd:", ":01", "zz:01", "fd:01:02", "-1:2", "100000000:0"] { #expect(DiskRule.deviceNumber(Substring(bad)) == nil, "\(bad)") }
+        // The folder's own device, as a maps line would name it.
+        var s = stat()
+        try #require(stat(NSTemporaryDirectory(), &s) == 0)
+        let dev = UInt64(s.st_dev)
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
+        let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        #expect(DiskRule.deviceNumber(Substring(String(major, radix: 16) + ":" + String(minor, radix: 16))) == dev)
+    }
+
+    /// Every process descended from one, however deep (a sandbox's Python is bubblewrap's grandchild).
+    @Test func descendantsAreFoundAtAnyDepth() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "sh -c 'sleep 60 & wait' & wait"]
+        try p.run()
+        defer {
+            for pid in ProcessTree.descendants(of: p.processIdentifier).reversed() { kill(pid, SIGKILL) }
+            p.waitUntilExit()
+        }
+        let found = waitFor(seconds: 30) { ProcessTree.descendants(of: p.processIdentifier).count >= 3 }
+        #expect(found, "\(ProcessTree.descendants(of: p.processIdentifier))")
+        #expect(ProcessTree.descendants(of: p.processIdentifier).first == p.processIdentifier)
+        #expect(ProcessTree.descendants(of: 0).isEmpty && ProcessTree.descendants(of: -1).isEmpty)
+    }
+
     private func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {

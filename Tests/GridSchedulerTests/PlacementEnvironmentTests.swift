@@ -83,6 +83,17 @@ struct PlacementEnvironmentTests {
         #expect(Placement.plan(jobs: [job(1)], workers: [disky("w", allows: .infinity)]).assignments.count == 1)
     }
 
+    /// A check run no worker allows the disk for is told so, not that it waits for a worker of another owner.
+    @Test func aCheckRunNoWorkerAllowsDiskForIsToldWhy() {
+        var check = job(1)
+        check.diskGb = 20
+        check.avoidOwners = [7]
+        var w = disky("w", allows: 10)
+        w.owner = 8
+        let reason = Placement.plan(jobs: [check], workers: [w]).pending[1]?.description ?? ""
+        #expect(reason.contains("20 GB of scratch disk"), "\(reason)")
+    }
+
     /// Jobs alike but for their disk are two shapes: one that found no worker does not hold back the other.
     @Test func aJobThatAsksForLessDiskIsNotHeldBackByOneThatAsksForMore() {
         var big = job(1)
