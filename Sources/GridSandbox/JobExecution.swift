@@ -54,6 +54,9 @@ public final class JobExecution: Sendable {
         /// The job's processes now, for the disk watch (the files they hold open that were deleted take disk no walk
         /// of the folder sees); nil: not known (a container's).
         var processes: (@Sendable () -> [pid_t])? = nil
+        /// Measures the job's folder in place of the worker's own walk (a rootless container's files are the user
+        /// namespace's); nil: `DiskRule.measure`.
+        var measure: (@Sendable (String) -> DiskRule.Measure)? = nil
     }
 
     /// What a runner adds to a plain process start.
@@ -170,7 +173,7 @@ public final class JobExecution: Sendable {
             var incomplete = 0
             while report.value == nil && exited.withLock({ $0 }) == nil {
                 let began = Self.monotonic()
-                var measure = DiskRule.measure(folder, limits: limits)
+                var measure = control.measure?(folder) ?? DiskRule.measure(folder, limits: limits)
                 // What its processes hold open of files deleted since: disk the walk cannot see, the job's all the same.
                 if let processes = control.processes { measure.openDeleted = DiskRule.openDeletedBytes(of: processes(), onDiskOf: folder) }
                 // Measured while the run went on: a folder gone with the run's end says nothing.

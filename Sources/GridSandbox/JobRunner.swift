@@ -74,6 +74,8 @@ public protocol JobRunner: Sendable {
     var label: String { get }
     /// Limits this runner cannot hold, or holds only for some jobs, with the reason.
     var notes: [String] { get }
+    /// Deletes a run's folder once the run has ended (a rootless container's files may be out of the worker's reach).
+    func removeFolder(_ folder: URL)
 }
 
 extension JobRunner {
@@ -89,6 +91,7 @@ extension JobRunner {
 
     public var label: String { tier.label }
     public var notes: [String] { [] }
+    public func removeFolder(_ folder: URL) { DiskRule.remove(folder) }
 }
 
 /// Per-worker caps that apply to every job, whatever it asks for.

@@ -1,5 +1,5 @@
 import CGridSpawn
-import Foundation
+public import Foundation
 public import GridCore
 import Synchronization
 
@@ -38,6 +38,8 @@ public struct OCIRunner: JobRunner {
     public var tier: SandboxTier { .oci }
     /// Where the engine runs containers (rootless Podman, cgroup version), when it said.
     public let host: EngineHost?
+    /// For a worker that is not root under a rootless Podman: job folders measured and removed in its user namespace.
+    let rootlessFolders: RootlessFolders?
     public var label: String { Self.describe(host).label }
     public var notes: [String] { Self.describe(host).notes }
 
@@ -105,6 +107,7 @@ public struct OCIRunner: JobRunner {
                 "no container engine answers at \(engine.socketPath) (start Docker, or `podman system service`, or choose --sandbox bwrap)")
         }
         host = engine.host()
+        rootlessFolders = RootlessFolders.make(host: host)
         guard engine.hasImage(configuration.image) else {
             throw SandboxUnavailable(
                 "the container image \(configuration.image) is not on this machine (build it with scripts/build-sandbox-image, or pass --image)")
@@ -281,6 +284,8 @@ public struct OCIRunner: JobRunner {
         }
         let waitPath = Self.waitPath(container: id, podman: host?.podman ?? false)
         let seen = Mutex(Seen())
+        var rootlessMeasure: (@Sendable (String) -> DiskRule.Measure)?
+        if let folders = rootlessFolders { rootlessMeasure = { folders.measure($0) } }
         let control = JobExecution.Control(
             waitForExit: {
                 // The attach ends when the container's first process does (its PID namespace goes with it): the
@@ -342,7 +347,8 @@ public struct OCIRunner: JobRunner {
                     fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes),
                     cpuSeconds: nil, peakMemoryBytes: nil)
                 return Reasons.explain(report, usage: usage, spec: spec, limits: limits)
-            })
+            },
+            measure: rootlessMeasure)
         return JobExecution(pid: 0, outputFD: fds[0], deadline: request.timeLimitSeconds, control: control)
     }
 
@@ -351,6 +357,12 @@ public struct OCIRunner: JobRunner {
         var cpuSeconds: Double = 0
         var peakBytes: Int64 = 0
         var pidsLimitHit = false
+    }
+
+    /// Deletes a run's folder: what the worker may, then, under a rootless Podman, the rest as its namespace's root.
+    public func removeFolder(_ folder: URL) {
+        DiskRule.remove(folder)
+        if let rootlessFolders, FileManager.default.fileExists(atPath: folder.path) { rootlessFolders.remove(folder.path) }
     }
 
     /// Makes the scratch directory the container user's (uid 65534): chown when the worker is root, else open it up.

@@ -832,7 +832,7 @@ public actor WorkerAgent: Service {
         if recent.count > 20 { recent.removeFirst(recent.count - 20) }
         table.reported(ref, Unacked(done: done, payload: payload, log: log))
         settled.ring()
-        DiskRule.remove(job.scratch)
+        runner.removeFolder(job.scratch)
         logger.info(
             "job ended", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
         try? await outbox?.write(GridFrame(.jobDone(done), payload: payload))

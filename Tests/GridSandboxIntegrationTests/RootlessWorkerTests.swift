@@ -95,7 +95,7 @@ struct RootlessWorkerTests {
         suite.expectedTier = "oci"
         suite.expectedLabel = "rootless"
         // On cgroup v1 a rootless engine ignores resource limits (the label says so): only the isolation is checked.
-        suite.only = ["net", "home", "write", "uid", "fds"]
+        suite.only = ["net", "home", "write", "uid", "fds", "disk"]
         try await onThread { try suite.run() }
         #expect(suite.workerLog.contains("starting `podman system service`"), "\(suite.workerLog.suffix(3000))")
     }
@@ -286,6 +286,24 @@ final class HostileSuite: @unchecked Sendable {
                 """, ["--ram", "1"]
             ),
             (
+                // Blocks held in a folder of its own the worker's user may not enter (a rootless container's files are a
+                // subordinate uid's): still the job's, and past its own disk limit (1 GB) it is stopped.
+                "disk",
+                """
+                import os, time
+                os.mkdir("hide", 0o700)
+                # Two files under the 1 GB file-size cap, 1.5 GiB together.
+                for name in ("a.bin", "b.bin"):
+                    fd = os.open("hide/" + name, os.O_CREAT | os.O_WRONLY, 0o600)
+                    os.posix_fallocate(fd, 0, 3 << 28)
+                    os.close(fd)
+                os.chmod("hide", 0o700)
+                print("HIDDEN", flush=True)
+                time.sleep(100)
+                print("KEPT IT")
+                """, ["--disk", "1"]
+            ),
+            (
                 "escape",
                 """
                 import os, subprocess, sys, time
@@ -369,6 +387,22 @@ final class HostileSuite: @unchecked Sendable {
             #expect(!log.contains("SURVIVED"))
         }
         check("escape") { s, log in #expect(log.contains("LEFT A CHILD"), "\(s) \(log)") }
+        check("disk") { s, log in
+            #expect(s["state"] as? String == "failed" && !log.contains("KEPT IT"), "\(s) \(log)")
+            #expect((s["reason"] as? String)?.contains("disk limit reached") == true, "\(s)")
+        }
+        if let id = ids["disk"], results["disk"] != nil {
+            // Its folder, the part the worker's user could not enter too, is gone once the run has ended.
+            func left() -> [String] {
+                ((try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/jobs")) ?? []).filter { $0.hasPrefix("run-") && $0.hasSuffix("-\(id)-1") }
+            }
+            var gone = left().isEmpty
+            for _ in 0..<300 where !gone {
+                usleep(100_000)
+                gone = left().isEmpty
+            }
+            #expect(gone, "the disk job's folder was left: \(left())")
+        }
         if only?.contains("escape") ?? true { #expect(Self.hostProcesses(containing: escapee).isEmpty) }
     }
 

@@ -104,3 +104,14 @@ import Glibc
     }
 
 }
+
+/// What `podman unshare`'s measure of a rootless container's folder printed, read (pure).
+@Suite struct RootlessFoldersTests {
+    @Test func onlyTwoNonNegativeCountsAreAMeasure() {
+        #expect(RootlessFolders.parse("1610612736\n3\n")! == (1_610_612_736, 3))
+        #expect(RootlessFolders.parse(" 0 \n1")! == (0, 1))
+        for bad in ["", "1\n", "1\n2\n3\n", "-1\n2\n", "1\n-2\n", "x\n2\n", "99999999999999999999\n1\n", "1.5\n2\n"] {
+            #expect(RootlessFolders.parse(bad) == nil, "\(bad)")
+        }
+    }
+}
