@@ -29,6 +29,8 @@ extension BwrapRunner {
                 return .init(outcome: .failed, reason: Reasons.tooManyProcesses(limits.maxProcesses))
             },
             finish: { report in
+                // After `reap`'s kill: the report waits (bounded) until every process of the job is gone.
+                _ = namespace.waitGone(seconds: 10)
                 var usage = Reasons.Usage(
                     pidsLimitHit: tooMany.withLock { $0 },
                     fileLimitHit: report.outcome == .failed && Reasons.fileLimitHit(in: request.scratch, limit: limits.maxFileBytes))

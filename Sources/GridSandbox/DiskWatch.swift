@@ -76,8 +76,10 @@ public enum DiskRule {
     /// file system of `folder`: each file once, whoever holds it. An open one counts the blocks it holds; one only
     /// mapped (its descriptor closed), at least the bytes mapped. A process that ended meanwhile, or that this worker
     /// may not look into, counts nothing. (A descriptor in flight on a socket, held by no process, is not seen: the
-    /// disk's floor still holds.) Never negative; no sum traps (it stops at `Int64.max`).
-    public static func openDeletedBytes(of pids: [Int32], onDiskOf folder: String) -> Int64 {
+    /// disk's floor still holds.) Never negative; no sum traps (it stops at `Int64.max`). Nil when a process's mappings
+    /// were too many to read whole (a job may pile up mappings to push a deleted file's out of reach): the measure is
+    /// then incomplete.
+    public static func openDeletedBytes(of pids: [Int32], onDiskOf folder: String) -> Int64? {
         var s = stat()
         guard stat(folder, &s) == 0 else { return 0 }
         let device = UInt64(s.st_dev)
@@ -91,18 +93,20 @@ public enum DiskRule {
                 guard stat(dir + "/" + fd, &f) == 0, (f.st_mode & S_IFMT) == S_IFREG, f.st_nlink == 0, UInt64(f.st_dev) == device else { continue }
                 held[UInt64(f.st_ino)] = max(0, Int64(f.st_blocks)).multipliedReportingOverflow(by: 512).overflow ? .max : max(0, Int64(f.st_blocks)) * 512
             }
-            // "start-end perms offset major:minor inode path (deleted)": a deleted file mapped on the folder's disk.
-            guard let maps = JobCgroup.read("/proc/\(pid)/maps") else { continue }
-            var seenHere: Set<String> = []
-            for line in maps.split(separator: "\n") where line.hasSuffix(" (deleted)") {
+            // "start-end perms offset major:minor inode path (deleted)": a deleted file mapped on the folder's disk. The
+            // file is at least as long as the furthest byte any mapping of it reaches (the same file mapped by many
+            // forked processes counts once).
+            guard let bytes = JobCgroup.readBytes("/proc/\(pid)/maps", limit: mapsLimit) else { continue }
+            guard bytes.count < mapsLimit else { return nil }
+            for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasSuffix(" (deleted)") {
                 let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
                 guard f.count >= 5, let inode = UInt64(f[4]), inode != 0, deviceNumber(f[3]) == device else { continue }
                 let range = f[0].split(separator: "-")
-                guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16), end > start else { continue }
-                // The same mapping seen twice in one process (it cannot be) counts once; pieces of one file add up.
-                guard seenHere.insert(String(f[0]) + ":" + String(f[4])).inserted else { continue }
-                let length = Int64(clamping: end - start)
-                mapped[inode] = (mapped[inode] ?? 0).addingReportingOverflow(length).overflow ? .max : (mapped[inode] ?? 0) + length
+                guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16), end > start,
+                    let offset = UInt64(f[2], radix: 16)
+                else { continue }
+                let (reach, overflow) = offset.addingReportingOverflow(end - start)
+                mapped[inode] = max(mapped[inode] ?? 0, overflow ? .max : Int64(clamping: reach))
             }
         }
         var total: Int64 = 0
@@ -113,6 +117,9 @@ public enum DiskRule {
         }
         return total
     }
+
+    /// The most of one process's `/proc/PID/maps` read (an honest program's is some hundreds of KiB).
+    static let mapsLimit = 16 << 20
 
     /// The device number (as `stat`'s `st_dev`) of a `major:minor` field of `/proc/PID/maps` (hex); nil when it is not one.
     static func deviceNumber(_ field: Substring) -> UInt64? {

@@ -521,6 +521,8 @@ private final class Interpreter: @unchecked Sendable {
     private var diskStop: String?
     /// Measures of its folder in a row that could not be completed (`DiskRule.incompleteLimit` stop it).
     private var incompleteMeasures = 0
+    /// The disk's free bytes when the running process started.
+    private var freeAtStart: Int64?
 
     var served: Int { lock.withLock { servedCount } }
 
@@ -555,6 +557,7 @@ private final class Interpreter: @unchecked Sendable {
         self.folder = folder
         diskStop = nil
         incompleteMeasures = 0
+        freeAtStart = DiskRule.freeBytes(folder)
         var environment = launch.environment
         if launch.wrapperFor == nil { environment["HOME"] = folder }
         var wrapper = launch.wrapperFor?(folder) ?? launch.wrapper
@@ -704,7 +707,18 @@ private final class Interpreter: @unchecked Sendable {
         var measure = DiskRule.measure(folder, limits: limits)
         // Its cgroup's processes, or (a rootless sandbox, the restricted tier) every descendant of the interpreter's
         // process: inside bubblewrap, the Python is a grandchild in another PID namespace.
-        measure.openDeleted = DiskRule.openDeletedBytes(of: group?.pids() ?? ProcessTree.descendants(of: pid), onDiskOf: folder)
+        if let open = DiskRule.openDeletedBytes(of: group?.pids() ?? ProcessTree.descendants(of: pid), onDiskOf: folder) {
+            measure.openDeleted = open
+        } else {
+            measure.incomplete = true
+        }
+        // The disk's floor counts only once the free space fell by more than the folder may hold since the process
+        // started (a disk the contributor's own files fill would stop every interpreter as it starts; one that the
+        // tasks fill with what no look finds, a deleted file mapped a page at a time, is caught so).
+        var limits = limits
+        if let start = freeAtStart, let free = measure.free, start.subtractingReportingOverflow(free).partialValue <= limits.maxBytes {
+            limits.floorBytes = 0
+        }
         let trash = lock.withLock { () -> String? in
             // Still the process measured (it may have been replaced meanwhile).
             guard process?.pid == pid, process?.isRunning == true else { return nil }

@@ -56,7 +56,7 @@ public final class JobExecution: Sendable {
         var processes: (@Sendable () -> [pid_t])? = nil
         /// Measures the job's folder in place of the worker's own walk (a rootless container's files are the user
         /// namespace's); nil: `DiskRule.measure`.
-        var measure: (@Sendable (String) -> DiskRule.Measure)? = nil
+        var measure: (@Sendable (String, DiskLimits) -> DiskRule.Measure)? = nil
     }
 
     /// What a runner adds to a plain process start.
@@ -173,9 +173,11 @@ public final class JobExecution: Sendable {
             var incomplete = 0
             while report.value == nil && exited.withLock({ $0 }) == nil {
                 let began = Self.monotonic()
-                var measure = control.measure?(folder) ?? DiskRule.measure(folder, limits: limits)
+                var measure = control.measure?(folder, limits) ?? DiskRule.measure(folder, limits: limits)
                 // What its processes hold open of files deleted since: disk the walk cannot see, the job's all the same.
-                if let processes = control.processes { measure.openDeleted = DiskRule.openDeletedBytes(of: processes(), onDiskOf: folder) }
+                if let processes = control.processes {
+                    if let open = DiskRule.openDeletedBytes(of: processes(), onDiskOf: folder) { measure.openDeleted = open } else { measure.incomplete = true }
+                }
                 // Measured while the run went on: a folder gone with the run's end says nothing.
                 guard report.value == nil && exited.withLock({ $0 }) == nil else { return }
                 incomplete = measure.incomplete ? incomplete + 1 : 0
@@ -202,12 +204,7 @@ public final class JobExecution: Sendable {
             e = why
             return true
         }
-        // On a thread of its own: a caller (the worker's actor, cancelling) must not wait for a whole teardown (a
-        // rootless sandbox's waits, bounded, until its namespace is gone); the report comes after `reap`'s kill anyway.
-        if first {
-            let kill = control.killAll
-            Thread.detachNewThread { kill() }
-        }
+        if first { control.killAll() }
     }
 
     /// Polls the runner's check until the run ends (bounded by the deadline, which ends the run).

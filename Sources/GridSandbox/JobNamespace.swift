@@ -36,19 +36,24 @@ final class JobNamespace: Sendable {
         guard parent > 0 else { return nil }
         for pid in Self.children(of: parent) {
             if let ns = Self.namespace(of: pid), ns != Self.own {
-                inode.withLock { $0 = ns }
                 // Held from now on, so that the namespace's end can be waited for (and a reused pid is never taken for
-                // it): checked to still be that process once the descriptor is open.
-                let fd = grid_pidfd_open(pid)
+                // it): checked to still be that process once the descriptor is open, and kept before the namespace is
+                // known to anyone (a caller that finds it known finds the descriptor too). Two callers may find it at
+                // once: the first descriptor stays, the other is closed.
+                var fd = grid_pidfd_open(pid)
+                if fd >= 0, Self.namespace(of: pid) != ns {
+                    close(fd)
+                    fd = -1
+                }
                 if fd >= 0 {
-                    // Two callers may find the namespace at once: the first descriptor stays, the other is closed.
-                    let kept = Self.namespace(of: pid) == ns && first.withLock { held -> Bool in
+                    let kept = first.withLock { held -> Bool in
                         guard held < 0 else { return false }
                         held = fd
                         return true
                     }
                     if !kept { close(fd) }
                 }
+                inode.withLock { $0 = ns }
                 return ns
             }
         }
@@ -86,11 +91,8 @@ final class JobNamespace: Sendable {
     /// The largest resident memory of the job seen by `sample`, in bytes.
     var peakResidentBytes: Int64 { peak.withLock { $0 } }
 
-    /// SIGKILLs every member until none is left (about 2 s at most), then waits (at most `gone` seconds) until the
-    /// namespace's first process has ended, which the kernel allows only once every other process of it has been
-    /// reaped: a job's report, and the next job, come after all of a job's processes are gone (a fork bomb's thousand
-    /// killed processes may still be being torn down when the last live one is).
-    func killAll(gone: Double = 10) {
+    /// SIGKILLs every member until none is left (about 2 s at most). `waitGone` then waits for the teardown.
+    func killAll() {
         guard namespace() != nil else { return }
         var pause: UInt32 = 1_000
         for _ in 0..<110 {
@@ -100,11 +102,12 @@ final class JobNamespace: Sendable {
             usleep(pause)
             pause = min(pause * 2, 20_000)
         }
-        _ = waitGone(seconds: gone)
     }
 
-    /// Waits until the namespace's first process has ended, at most `seconds`. True when it has (or when it was never
-    /// held: nothing to wait for).
+    /// Waits until the namespace's first process has ended, at most `seconds`, which the kernel allows only once every
+    /// other process of it has been reaped: called before a run's report, so that the report, and the next job, come
+    /// after all of a job's processes are gone (a fork bomb's thousand killed processes may still be being torn down
+    /// when the last live one is). True when it has (or when it was never held: nothing to wait for).
     func waitGone(seconds: Double) -> Bool {
         let fd = first.withLock { $0 }
         guard fd >= 0 else { return true }

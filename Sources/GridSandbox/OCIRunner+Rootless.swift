@@ -21,17 +21,21 @@ struct RootlessFolders: Sendable {
     }
 
     /// The folder's blocks (`du`, one file system, no link followed) and entries (`find`), seen as the namespace's root.
+    /// A file that vanished as they walked (a job's temporary files) makes `du` and `find` exit 1 with their totals
+    /// still printed: those count.
     static let measureScript = #"""
-        b=$(du -s -x -B1 -- "$1") || exit 3
-        n=$(find "$1" -xdev | wc -l) || exit 3
+        b=$(du -s -x -B1 -- "$1" 2>/dev/null)
+        n=$(find "$1" -xdev 2>/dev/null | wc -l)
         printf '%s\n%s\n' "${b%%[[:space:]]*}" "$n"
         """#
 
-    func measure(_ folder: String) -> DiskRule.Measure {
+    /// The folder measured in the namespace; where `podman unshare` itself fails (the worker's trouble, not the job's),
+    /// the worker's own walk (`DiskRule.measure`).
+    func measure(_ folder: String, limits: DiskLimits) -> DiskRule.Measure {
         let free = DiskRule.freeBytes(folder)
-        guard let r = try? Command.run(podman, ["unshare", "sh", "-c", Self.measureScript, "sh", folder], timeout: 60), r.succeeded,
+        guard let r = try? Command.run(podman, ["unshare", "sh", "-c", Self.measureScript, "sh", folder], timeout: 60), !r.timedOut,
             let counted = Self.parse(r.stdout)
-        else { return DiskRule.Measure(bytes: 0, entries: 0, incomplete: true, free: free) }
+        else { return DiskRule.measure(folder, limits: limits) }
         return DiskRule.Measure(bytes: counted.bytes, entries: counted.entries, free: free)
     }
 

@@ -284,8 +284,8 @@ public struct OCIRunner: JobRunner {
         }
         let waitPath = Self.waitPath(container: id, podman: host?.podman ?? false)
         let seen = Mutex(Seen())
-        var rootlessMeasure: (@Sendable (String) -> DiskRule.Measure)?
-        if let folders = rootlessFolders { rootlessMeasure = { folders.measure($0) } }
+        var rootlessMeasure: (@Sendable (String, DiskLimits) -> DiskRule.Measure)?
+        if let folders = rootlessFolders { rootlessMeasure = { folders.measure($0, limits: $1) } }
         let control = JobExecution.Control(
             waitForExit: {
                 // The attach ends when the container's first process does (its PID namespace goes with it): the

@@ -23,14 +23,15 @@ enum JobFiles {
     /// a worker starts, before it runs anything: a folder named with its own PID is a predecessor's (a worker that is
     /// always PID 1 in a container of its own), and goes too. Returns the names removed.
     @discardableResult
-    static func sweep(jobs: String, own: pid_t = getpid()) -> [String] {
+    static func sweep(jobs: String, own: pid_t = getpid(), remove: (URL) -> Void = DiskRule.remove) -> [String] {
         var removed: [String] = []
         for name in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] where name.hasPrefix(runPrefix) {
             let fields = name.dropFirst(runPrefix.count).split(separator: "-")
             guard fields.count == 3, let pid = pid_t(fields[0]), pid > 0, fields.dropFirst().allSatisfy({ Int64($0) != nil }) else { continue }
             if pid != own, kill(pid, 0) == 0 || errno == EPERM { continue }
-            DiskRule.remove(URL(fileURLWithPath: jobs).appendingPathComponent(name))
-            removed.append(name)
+            let folder = URL(fileURLWithPath: jobs).appendingPathComponent(name)
+            remove(folder)
+            if !FileManager.default.fileExists(atPath: folder.path) { removed.append(name) }
         }
         return removed
     }

@@ -146,7 +146,7 @@ public actor WorkerAgent: Service {
             guard chmod(path, 0o700) == 0 else { throw GridError(.internal, "could not make \(path) private: \(String(cString: strerror(errno)))") }
         }
         // What a worker that was killed mid-run left: nothing else would ever delete it.
-        let swept = JobFiles.sweep(jobs: config.dataDirectory + "/jobs")
+        let swept = JobFiles.sweep(jobs: config.dataDirectory + "/jobs", remove: runner.removeFolder)
         if !swept.isEmpty { logger.notice("removed \(swept.count) job folder(s) a stopped worker left: \(swept.prefix(5).joined(separator: ", "))") }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
@@ -649,7 +649,9 @@ public actor WorkerAgent: Service {
             // its stream of work, and a run handed to it would never be watched, nor reported.
             await watch(ref)
         } catch {
-            try? FileManager.default.removeItem(at: scratch)
+            // A start that failed late (a container's start timed out) may have run the job already: its files may be
+            // the sandbox user's.
+            runner.removeFolder(scratch)
             await reject(ref, reason: "the worker could not start the job: \(error)")
         }
     }
@@ -832,10 +834,11 @@ public actor WorkerAgent: Service {
         if recent.count > 20 { recent.removeFirst(recent.count - 20) }
         table.reported(ref, Unacked(done: done, payload: payload, log: log))
         settled.ring()
-        runner.removeFolder(job.scratch)
         logger.info(
             "job ended", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
         try? await outbox?.write(GridFrame(.jobDone(done), payload: payload))
+        // After the report: a rootless Podman's folder is removed through `podman unshare`, which takes a while.
+        runner.removeFolder(job.scratch)
     }
 
     // MARK: - Status

@@ -324,11 +324,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let taskMemory = max(UInt64(512) << 20, (UInt64(max(0, resources.ramGb)) << 30) / UInt64(max(1, peerConfig.slots)))
         var (launch, taskTier) = FunctionPool.Launch.under(
             runner, python: interpreter, directory: config.dataDirectory + "/peer/tasks", memoryBytes: taskMemory)
-        // An interpreter's folder, where one user's tasks after another write, is held to what one job's may take. Not to
-        // the disk's floor: a disk the contributor's own files fill would stop every interpreter as it starts (the
-        // folder's own limit holds, deleted files its processes hold open included).
+        // An interpreter's folder, where one user's tasks after another write, is held to what one job's may take, and to
+        // the disk's floor once the disk lost more than that since it started (`FunctionPool`).
         launch.disk = config.jobDisk
-        launch.disk?.floorBytes = 0
         // Interpreters outside a sandbox run with the worker's user's rights: only its owner's tasks, unless it allows more.
         // So do interpreters whose process limit does not hold (a root worker without cgroups).
         peerConfig.tasksForOwnerOnly =

@@ -23,14 +23,16 @@ import Glibc
         defer { p.terminate(); p.waitUntilExit() }
         try #require(waitFor(seconds: 30) { FileManager.default.fileExists(atPath: ready) })
         // The sh became sleep, and sleep kept the descriptors.
-        let held = DiskRule.openDeletedBytes(of: [p.processIdentifier, p.processIdentifier], onDiskOf: dir)
+        let held = try #require(DiskRule.openDeletedBytes(of: [p.processIdentifier, p.processIdentifier], onDiskOf: dir))
         #expect(held >= 4 << 20 && held < 5 << 20, "\(held)")
         // On another file system (memory), it holds nothing; nor do processes that are not there.
         #expect(DiskRule.openDeletedBytes(of: [p.processIdentifier], onDiskOf: "/dev/shm") == 0)
         #expect(DiskRule.openDeletedBytes(of: [0, -1, .max], onDiskOf: dir) == 0)
     }
 
-    /// A file mapped, its descriptor closed, then deleted holds its blocks with no descriptor left: the mapping counts.
+    /// A file mapped, its descriptor closed, then deleted holds its blocks with no descriptor left: the mapping counts,
+    /// as far as it reaches into the file (one page mapped at its end says the file is that long), and once however
+    /// many forked processes share it.
     @Test func aDeletedFileOnlyMappedCountsToo() throws {
         let dir = NSTemporaryDirectory() + "campusgrid-mapdeleted-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -46,20 +48,27 @@ import Glibc
                 f.write(b"x" * (6 << 20))
             f = open("\(dir)/f", "r+b")
             m = mmap.mmap(f.fileno(), 0)
+            last = mmap.mmap(f.fileno(), 4096, offset=(6 << 20) - 4096)
             f.close()
             os.unlink("\(dir)/f")
+            for _ in range(3):
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)
             open("\(ready)", "w").close()
             time.sleep(60)
             """,
         ]
         try p.run()
         defer {
-            kill(p.processIdentifier, SIGKILL)
+            for pid in ProcessTree.descendants(of: p.processIdentifier).reversed() { kill(pid, SIGKILL) }
             p.waitUntilExit()
         }
         try #require(waitFor(seconds: 30) { FileManager.default.fileExists(atPath: ready) })
-        let held = DiskRule.openDeletedBytes(of: [p.processIdentifier], onDiskOf: dir)
-        #expect(held >= 6 << 20 && held < 7 << 20, "\(held)")
+        let family = ProcessTree.descendants(of: p.processIdentifier)
+        #expect(family.count == 4, "\(family)")
+        let held = try #require(DiskRule.openDeletedBytes(of: family, onDiskOf: dir))
+        #expect(held == 6 << 20, "\(held)")
     }
 
     /// `/proc/PID/maps` names devices as `major:minor` in hex; `stat` as glibc's makedev does.
