@@ -290,17 +290,24 @@ import Testing
     /// The worker measures each running job's folder: a job past its disk limit (here, too many files) is stopped and
     /// ends `failed`, saying why.
     @Test func aWorkerStopsAJobPastItsDiskLimit() async throws {
+        // The folder itself and the script are 2 entries; the job makes 4 more.
+        let script = "# grid: write a 1\n# grid: write b 2\n# grid: write c 3\n# grid: write d 4\n# grid: sleep 30\n# grid: print DONE\n"
+        try await expectStopped(
+            by: DiskLimits(maxBytes: 10 << 30, maxEntries: 4, floorBytes: 0), InProcessScenarioTests.job("fills", script), saying: "files and folders")
+    }
+
+    /// Starts a worker held to `limits`, runs another user's job (`request`) on it, and checks that it failed saying
+    /// `says`.
+    func expectStopped(by limits: DiskLimits, _ request: API.SubmitRequest, saying says: String) async throws {
         try await withTestGrid(workers: 0) { grid in
             let owner = try await grid.user("owner")
-            // The folder itself and the script are 2 entries; the job makes 4 more.
-            _ = try await grid.startWorker("small", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 10 << 30, maxEntries: 4, floorBytes: 0))
+            _ = try await grid.startWorker("w", owner: owner, cpus: 1, jobDisk: limits)
             let alice = try await grid.user("alice")
-            let script = "# grid: write a 1\n# grid: write b 2\n# grid: write c 3\n# grid: write d 4\n# grid: sleep 30\n# grid: print DONE\n"
-            let id = try await alice.submit(InProcessScenarioTests.job("fills", script)).job.id
-            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed, .timedOut], timeout: 60)
+            let id = try await alice.submit(request).job.id
+            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed, .timedOut], timeout: 90)
             #expect(done.state == .failed, "\(done.state)")
             let said = (done.events ?? []).compactMap(\.detail).joined(separator: "\n")
-            #expect(said.contains("files and folders"), "\(said)")
+            #expect(said.contains(says), "\(said)")
         }
     }
 
@@ -308,17 +315,9 @@ import Testing
     /// 1 GB is stopped once it holds more (a check run on any other worker stops where it did, so an honest worker is
     /// never contradicted by one that allowed more).
     @Test func aJobIsStoppedAtItsOwnDiskLimitNotTheWorkers() async throws {
-        try await withTestGrid(workers: 0) { grid in
-            let owner = try await grid.user("owner")
-            _ = try await grid.startWorker("roomy", owner: owner, cpus: 1, jobDisk: DiskLimits(maxBytes: 20 << 30, maxEntries: 1_000, floorBytes: 0))
-            let alice = try await grid.user("alice")
-            let script = "# grid: allocate big.bin \((1 << 30) + (256 << 20))\n# grid: sleep 60\n# grid: print DONE\n"
-            let id = try await alice.submit(Self.job("one-gb", script, diskGb: 1)).job.id
-            let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed, .timedOut], timeout: 90)
-            #expect(done.state == .failed, "\(done.state)")
-            let said = (done.events ?? []).compactMap(\.detail).joined(separator: "\n")
-            #expect(said.contains("disk limit"), "\(said)")
-        }
+        let script = "# grid: allocate big.bin \((1 << 30) + (256 << 20))\n# grid: sleep 60\n# grid: print DONE\n"
+        try await expectStopped(
+            by: DiskLimits(maxBytes: 20 << 30, maxEntries: 1_000, floorBytes: 0), Self.job("one-gb", script, diskGb: 1), saying: "disk limit")
     }
 
     /// A worker that lets a job fill less than it asks for is given none of it: the job waits, saying why, and runs

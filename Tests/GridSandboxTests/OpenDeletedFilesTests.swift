@@ -11,8 +11,7 @@ import Glibc
 @Suite struct OpenDeletedFilesTests {
     /// The bytes of deleted files a process holds open, on the folder's disk only, each file once.
     @Test func openDeletedBytesAreFoundThroughTheHoldersDescriptors() throws {
-        let dir = NSTemporaryDirectory() + "campusgrid-opendeleted-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try folder()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ready = dir + "/ready"
         let p = Process()
@@ -34,8 +33,7 @@ import Glibc
     /// as far as it reaches into the file (one page mapped at its end says the file is that long), and once however
     /// many forked processes share it.
     @Test func aDeletedFileOnlyMappedCountsToo() throws {
-        let dir = NSTemporaryDirectory() + "campusgrid-mapdeleted-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try folder()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ready = dir + "/ready"
         let p = Process()
@@ -101,6 +99,13 @@ import Glibc
         #expect(found, "\(ProcessTree.descendants(of: p.processIdentifier))")
         #expect(ProcessTree.descendants(of: p.processIdentifier).first == p.processIdentifier)
         #expect(ProcessTree.descendants(of: 0).isEmpty && ProcessTree.descendants(of: -1).isEmpty)
+    }
+
+    /// A new folder of this test's (the caller removes it).
+    private func folder() throws -> String {
+        let dir = NSTemporaryDirectory() + "campusgrid-opendeleted-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
     }
 
     private func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
