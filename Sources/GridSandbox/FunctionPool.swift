@@ -700,9 +700,9 @@ private final class Interpreter: @unchecked Sendable {
     /// the interpreter itself without one); past `limits`, or under the disk's floor, stops it, and the task it runs
     /// ends with the verdict. The folder is cleared before the next process starts in it (`ensureStarted`).
     func checkDisk(_ limits: DiskLimits) {
-        guard let (folder, pid, group) = lock.withLock({ () -> (String, Int32, JobCgroup?)? in
+        guard let (folder, pid, group, freeAtStart) = lock.withLock({ () -> (String, Int32, JobCgroup?, Int64?)? in
             guard let folder, let p = process, p.isRunning else { return nil }
-            return (folder, p.pid, cgroup)
+            return (folder, p.pid, cgroup, self.freeAtStart)
         }) else { return }
         var measure = DiskRule.measure(folder, limits: limits)
         // Its cgroup's processes, or (a rootless sandbox, the restricted tier) every descendant of the interpreter's
