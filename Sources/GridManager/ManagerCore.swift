@@ -783,13 +783,14 @@ public actor ManagerCore {
         let rooms = othersRooms()
         let workers = live.values.map { w in
             let s = state[w.identity.workerId]!
+            let disk = Placement.Worker.jobDisk(registered: w.registration.jobDiskBytes)
             return Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
                 freeSlots: w.stopping || w.diskFull ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
                 envs: Set(w.registration.envs ?? []), python: w.registration.python,
                 othersRoom: rooms[w.identity.ownerId] ?? OthersWindow.first,
-                maxJobDiskGb: Double(max(0, w.registration.jobDiskBytes ?? Int64(JobSpec.defaultDiskGb) << 30)) / Double(1 << 30))
+                maxJobDiskGb: disk.maxJobDiskGb, enforcesJobDisk: disk.enforcesJobDisk)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         let plan = queue.plan(workers: workers, usage: usage, now: now())

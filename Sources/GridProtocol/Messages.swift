@@ -136,7 +136,8 @@ public enum Msg {
         /// The worker's data disk is under the free space it keeps (as in `LOAD_UPDATE`): no job until it is not.
         public var diskFull: Bool?
         /// The most scratch disk the worker lets one job fill, in bytes (`--max-job-disk-gb`): it is given no job that
-        /// asks for more (`JobSpec.diskGb`). Absent from older workers: taken as `JobSpec.defaultDiskGb`.
+        /// asks for more (`JobSpec.diskGb`). Absent from older workers, which stop every job at their own limit: they are given
+        /// only jobs that ask for the default (`Placement.Worker.jobDisk(registered:)`).
         public var jobDiskBytes: Int64?
         public init(
             resources: Resources, gpuNames: [String] = [], tier: SandboxTier, slots: Int, host: String? = nil, port: Int? = nil,

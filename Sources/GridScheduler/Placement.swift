@@ -36,13 +36,19 @@ public enum Placement {
         /// The most scratch disk the worker lets one job fill, in GB (`--max-job-disk-gb`): it runs no job that asks
         /// for more (`JobSpec.diskGb`). Infinity: no limit known.
         public var maxJobDiskGb: Double
+        /// Whether the worker stops each job at the job's own disk limit. An older worker (one that sends no
+        /// `job_disk_bytes`) stops every job at its own limit instead, whatever the job asks: it is given only jobs that
+        /// ask for the default (`JobSpec.defaultDiskGb`), so that no check run on a newer worker, stopped at the job's
+        /// smaller limit, contradicts it for a job it completed using more.
+        public var enforcesJobDisk: Bool
 
         public init(
             id: WorkerID, total: Resources, free: Resources, load: Double, tier: SandboxTier, freeSlots: Int, tieBreak: UInt64 = 0,
             owner: UserID? = nil, acceptsOthers: Bool = true, quarantined: Bool = false, envs: Set<String> = [], python: String? = nil,
-            othersRoom: Int = .max, maxJobDiskGb: Double = .infinity
+            othersRoom: Int = .max, maxJobDiskGb: Double = .infinity, enforcesJobDisk: Bool = true
         ) {
             self.maxJobDiskGb = maxJobDiskGb
+            self.enforcesJobDisk = enforcesJobDisk
             self.othersRoom = othersRoom
             self.quarantined = quarantined
             self.envs = envs
@@ -83,8 +89,19 @@ public enum Placement {
             return PythonVersionSpec.allows(spec, version: python)
         }
 
-        /// Whether this worker lets one job fill as much scratch disk as `job` asks for (a NaN limit lets none).
-        func hasDisk(for job: Job) -> Bool { Double(job.diskGb) <= maxJobDiskGb }
+        /// Whether this worker lets one job fill as much scratch disk as `job` asks for (a NaN limit lets none), and
+        /// stops it there: an older worker, which applies its own limit, only the default.
+        func hasDisk(for job: Job) -> Bool {
+            enforcesJobDisk ? Double(job.diskGb) <= maxJobDiskGb : job.diskGb == JobSpec.defaultDiskGb && Double(job.diskGb) <= maxJobDiskGb
+        }
+
+        /// What a worker's `REGISTER` says of its disk limit (`job_disk_bytes`, a claim: any value, or none), as
+        /// `maxJobDiskGb` and `enforcesJobDisk`. Negative: no job fits. None (an older worker): the default, for jobs
+        /// that ask for the default only. Never traps.
+        public static func jobDisk(registered bytes: Int64?) -> (maxJobDiskGb: Double, enforcesJobDisk: Bool) {
+            guard let bytes else { return (Double(JobSpec.defaultDiskGb), false) }
+            return (Double(max(0, bytes)) / Double(1 << 30), true)
+        }
 
         /// Whether this worker could ever run `job`: tier, owner, Python, disk and total resources (not what is free now).
         func couldRun(_ job: Job) -> Bool {
@@ -317,6 +334,7 @@ public enum Placement {
             h.combine(w.quarantined)
             h.combine(w.python)
             h.combine(w.maxJobDiskGb)
+            h.combine(w.enforcesJobDisk)
             sum &+= h.finalize()
         }
         var h = Hasher()
@@ -392,7 +410,12 @@ public enum Placement {
             var unmet = w.total.unmet(job.request)
             if w.tier < job.minTier { unmet.append("sandbox tier \(job.minTier.rawValue) or stronger") }
             if !w.hasPython(for: job) { unmet.append("Python \(job.requiresPython ?? "") (it has \(w.python ?? "?"))") }
-            if !w.hasDisk(for: job) { unmet.append("\(job.diskGb) GB of scratch disk (it allows \(Self.gigabytes(w.maxJobDiskGb)))") }
+            if !w.hasDisk(for: job) {
+                unmet.append(
+                    w.enforcesJobDisk
+                        ? "\(job.diskGb) GB of scratch disk (it allows \(Self.gigabytes(w.maxJobDiskGb)))"
+                        : "\(job.diskGb) GB of scratch disk (an older worker: it runs only jobs that ask for the default \(JobSpec.defaultDiskGb) GB)")
+            }
             if best == nil || unmet.count < best!.count { best = unmet }
         }
         return .noWorkerFits(unmet: best ?? [])

@@ -102,4 +102,47 @@ struct PlacementEnvironmentTests {
         #expect(plan.assignments.map(\.job).sorted() == [2, 3])
         #expect(plan.pending[1] != nil)
     }
+
+    /// An older worker (no `job_disk_bytes` in its `REGISTER`) stops every job at its own limit: it is given only jobs
+    /// that ask for the default, so a job asking for less (whose check run elsewhere stops at that) or more never runs
+    /// there under another limit than its own.
+    @Test func anOlderWorkerThatAppliesItsOwnDiskLimitGetsOnlyJobsThatAskForTheDefault() {
+        let old = Placement.Worker.jobDisk(registered: nil)
+        #expect(old.maxJobDiskGb == Double(JobSpec.defaultDiskGb) && !old.enforcesJobDisk)
+        var w = worker("old")
+        (w.maxJobDiskGb, w.enforcesJobDisk) = old
+        var small = job(1)
+        small.diskGb = 1
+        var large = job(2)
+        large.diskGb = 20
+        let plan = Placement.plan(jobs: [small, large, job(3)], workers: [w])
+        #expect(plan.assignments.map(\.job) == [3])
+        for id: JobID in [1, 2] {
+            let reason = plan.pending[id]?.description ?? ""
+            #expect(reason.contains("an older worker") && reason.contains("default 10 GB"), "\(reason)")
+        }
+        // A newer worker beside it takes the small job; the fingerprint tells the two kinds apart.
+        var new = worker("new", load: 0.9)
+        (new.maxJobDiskGb, new.enforcesJobDisk) = Placement.Worker.jobDisk(registered: 10 << 30)
+        #expect(Placement.plan(jobs: [small], workers: [w, new]).assignments.map(\.worker) == ["new"])
+        var same = w
+        same.enforcesJobDisk = true
+        #expect(Placement.fingerprint([w]) != Placement.fingerprint([same]))
+    }
+
+    /// `job_disk_bytes` is a claim: no value traps, a negative one lets no job in, a huge one any (its runs are still
+    /// stopped at each job's own limit).
+    @Test func aForgedDiskLimitInRegisterCannotTrap() {
+        for forged: Int64 in [.min, -1, 0] {
+            let d = Placement.Worker.jobDisk(registered: forged)
+            #expect(d.maxJobDiskGb == 0 && d.enforcesJobDisk)
+            #expect(Placement.plan(jobs: [job(1)], workers: [disky("w", allows: d.maxJobDiskGb)]).assignments.isEmpty)
+        }
+        let most = Placement.Worker.jobDisk(registered: .max)
+        #expect(most.maxJobDiskGb.isFinite && most.maxJobDiskGb > 8e9)
+        var huge = job(1)
+        huge.diskGb = JobSpec.limits.diskGb.upperBound
+        #expect(Placement.plan(jobs: [huge], workers: [disky("w", allows: most.maxJobDiskGb)]).assignments.count == 1)
+        #expect(Placement.Worker.jobDisk(registered: 1 << 30).maxJobDiskGb == 1)
+    }
 }
