@@ -72,6 +72,15 @@ public enum DiskRule {
 
     static let floorPrefix = "the worker's disk is nearly full"
 
+    /// Whether the disk's floor holds for a folder that `maxBytes` bounds and that started when the disk had
+    /// `freeAtStart` free: only once the free space fell by more than the folder may hold (a disk the contributor's own
+    /// files filled would otherwise stop everything as it starts there). Unknown free space: it holds. Never traps.
+    public static func floorCounts(freeAtStart: Int64?, freeNow: Int64?, maxBytes: Int64) -> Bool {
+        guard let start = freeAtStart, let now = freeNow else { return true }
+        let (fell, overflow) = start.subtractingReportingOverflow(now)
+        return overflow ? start > now : fell > maxBytes
+    }
+
     /// The bytes held by regular files that `pids` hold open, or have mapped, that were deleted (no name left), on the
     /// file system of `folder`: each file once, whoever holds it. An open one counts the blocks it holds; one only
     /// mapped (its descriptor closed), at least the bytes mapped. A process that ended meanwhile, or that this worker

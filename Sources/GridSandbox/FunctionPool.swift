@@ -716,9 +716,7 @@ private final class Interpreter: @unchecked Sendable {
         // started (a disk the contributor's own files fill would stop every interpreter as it starts; one that the
         // tasks fill with what no look finds, a deleted file mapped a page at a time, is caught so).
         var limits = limits
-        if let start = freeAtStart, let free = measure.free, start.subtractingReportingOverflow(free).partialValue <= limits.maxBytes {
-            limits.floorBytes = 0
-        }
+        if !DiskRule.floorCounts(freeAtStart: freeAtStart, freeNow: measure.free, maxBytes: limits.maxBytes) { limits.floorBytes = 0 }
         let trash = lock.withLock { () -> String? in
             // Still the process measured (it may have been replaced meanwhile).
             guard process?.pid == pid, process?.isRunning == true else { return nil }

@@ -61,6 +61,32 @@ import Glibc
         #expect(DiskRule.verdict(.init(bytes: 0, entries: 0, incomplete: true, free: 1), limits: limits) != nil)
     }
 
+    /// An interpreter's folder (where one user's tasks after another's write) meets the disk's floor only once the disk
+    /// lost more than the folder may hold since the interpreter started: a disk the contributor's own files filled
+    /// would otherwise stop every interpreter as it starts. No claim of free space traps.
+    @Test func theFloorCountsOnlyOnceTheDiskLostMoreThanTheFolderMayHold() {
+        #expect(!DiskRule.floorCounts(freeAtStart: 1_000, freeNow: 1_000, maxBytes: 100))
+        #expect(!DiskRule.floorCounts(freeAtStart: 1_000, freeNow: 900, maxBytes: 100))
+        #expect(DiskRule.floorCounts(freeAtStart: 1_000, freeNow: 899, maxBytes: 100))
+        // More free than at the start (the contributor deleted files): not yet.
+        #expect(!DiskRule.floorCounts(freeAtStart: 1_000, freeNow: 5_000, maxBytes: 100))
+        // Unknown either way: the floor holds, as for a job.
+        #expect(DiskRule.floorCounts(freeAtStart: nil, freeNow: 0, maxBytes: 100))
+        #expect(DiskRule.floorCounts(freeAtStart: 1_000, freeNow: nil, maxBytes: 100))
+        // Boundary values: no subtraction traps, and the sign of the fall decides.
+        #expect(DiskRule.floorCounts(freeAtStart: .max, freeNow: .min, maxBytes: .max))
+        #expect(!DiskRule.floorCounts(freeAtStart: .min, freeNow: .max, maxBytes: 0))
+        #expect(!DiskRule.floorCounts(freeAtStart: .max, freeNow: 0, maxBytes: .max))
+        #expect(DiskRule.floorCounts(freeAtStart: .max, freeNow: 0, maxBytes: 0))
+        #expect(DiskRule.floorCounts(freeAtStart: 0, freeNow: -1, maxBytes: -5))
+        // What the interpreter's check then passes on: a disk under its floor stops it only when the floor counts.
+        let low = DiskRule.Measure(bytes: 1, entries: 1, free: 10)
+        var quiet = limits
+        if !DiskRule.floorCounts(freeAtStart: 20, freeNow: low.free, maxBytes: limits.maxBytes) { quiet.floorBytes = 0 }
+        #expect(DiskRule.verdict(low, limits: quiet) == nil)
+        #expect(DiskRule.verdict(low, limits: limits).map(DiskRule.isFloor) == true)
+    }
+
     @Test func measuringTakesAtMostATenthOfACore() {
         #expect(DiskRule.interval(walkSeconds: 0.001) == 2)
         #expect(DiskRule.interval(walkSeconds: 0.5) == 5)
