@@ -129,6 +129,24 @@ public final class FunctionPool: FunctionRunner {
         if let limits = launch.disk { watchDisk(limits) }
     }
 
+    /// Removes the interpreters' folders (`interpreter-…`, and those moved aside for removal, `….removed-…`) a worker
+    /// that was killed left in `directory`: nothing else would ever delete them. Only for a caller that holds the data
+    /// folder (`DataFolderLock`), before any pool there starts an interpreter; anything else in `directory` stays.
+    /// Returns the names removed.
+    @discardableResult
+    public static func sweep(directory: String) -> [String] {
+        var removed: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(folderPrefix) {
+            let folder = URL(fileURLWithPath: directory).appendingPathComponent(name)
+            DiskRule.remove(folder)
+            if !FileManager.default.fileExists(atPath: folder.path) { removed.append(name) }
+        }
+        return removed
+    }
+
+    /// What an interpreter's folder is named after: `interpreter-ID`.
+    static let folderPrefix = "interpreter-"
+
     /// Measures every running interpreter's folder until the pool shuts down (a thread of its own, which ends with the
     /// pool: documented exception to "every task owned", as `JobExecution.watchDisk`).
     private func watchDisk(_ limits: DiskLimits) {
@@ -551,7 +569,7 @@ private final class Interpreter: @unchecked Sendable {
         if let p = process, p.isRunning { return }
         stopLocked()
         // A fresh process starts in an empty folder of its own: nothing an earlier task (maybe another user's) left.
-        let folder = (launch.directory as NSString).appendingPathComponent("interpreter-\(folderName)")
+        let folder = (launch.directory as NSString).appendingPathComponent(FunctionPool.folderPrefix + folderName)
         DiskRule.remove(URL(fileURLWithPath: folder))
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         self.folder = folder

@@ -17,24 +17,45 @@ enum JobFiles {
         URL(fileURLWithPath: jobs).appendingPathComponent("\(runPrefix)\(pid)-\(ref.jobId)-\(ref.attempt)")
     }
 
-    /// Removes the run folders in `jobs` whose worker is gone (no process has its PID): what a worker killed mid-run
-    /// left, which nothing else would ever delete. A folder of a live PID stays (another worker may share the data
-    /// folder; a PID reused since only keeps a folder longer), as does anything not named as a run's folder. Called as
-    /// a worker starts, before it runs anything: a folder named with its own PID is a predecessor's (a worker that is
-    /// always PID 1 in a container of its own), and goes too. Returns the names removed.
+    /// Removes the run folders in `jobs` whose worker is gone: what a worker killed mid-run left, which nothing else
+    /// would ever delete. Called as a worker starts, before it runs anything.
+    ///
+    /// `exclusive`: the caller holds the data folder's lock (`DataFolderLock`), so no other worker uses it and every
+    /// run folder there is a gone worker's, whatever PID it names (one from another PID namespace, too), as is every
+    /// folder named `JOB-ATTEMPT` (how run folders were named before they carried the PID). Otherwise, only a folder
+    /// whose PID no process has goes (another worker may share the data folder; a PID reused since only keeps a
+    /// folder longer), and one named with the caller's own PID (a predecessor's: a worker that is always PID 1 in a
+    /// container of its own). Anything else in `jobs` stays. Returns the names removed.
     @discardableResult
-    static func sweep(jobs: String, own: pid_t = getpid(), remove: (URL) -> Void = DiskRule.remove) -> [String] {
+    static func sweep(jobs: String, own: pid_t = getpid(), exclusive: Bool = false, remove: (URL) -> Void = DiskRule.remove) -> [String] {
         var removed: [String] = []
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] where name.hasPrefix(runPrefix) {
-            let fields = name.dropFirst(runPrefix.count).split(separator: "-")
-            guard fields.count == 3, let pid = pid_t(fields[0]), pid > 0, fields.dropFirst().allSatisfy({ Int64($0) != nil }) else { continue }
-            if pid != own, kill(pid, 0) == 0 || errno == EPERM { continue }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] {
+            guard let pid = runFolderPID(name) else { continue }
+            if !exclusive {
+                guard let pid, pid > 0 else { continue }
+                if pid != own, kill(pid, 0) == 0 || errno == EPERM { continue }
+            }
             let folder = URL(fileURLWithPath: jobs).appendingPathComponent(name)
             remove(folder)
             if !FileManager.default.fileExists(atPath: folder.path) { removed.append(name) }
         }
         return removed
     }
+
+    /// Whether `name` is a run folder's: `.some(PID)` for `run-PID-JOB-ATTEMPT`, `.some(nil)` for the older
+    /// `JOB-ATTEMPT`, nil for anything else.
+    static func runFolderPID(_ name: String) -> pid_t?? {
+        let isNumber = { (s: Substring) in !s.isEmpty && s.utf8.allSatisfy { (0x30...0x39).contains($0) } && Int64(s) != nil }
+        if name.hasPrefix(runPrefix) {
+            let fields = name.dropFirst(runPrefix.count).split(separator: "-", omittingEmptySubsequences: false)
+            guard fields.count == 3, fields.allSatisfy(isNumber), let pid = pid_t(fields[0]) else { return nil }
+            return .some(pid)
+        }
+        let fields = name.split(separator: "-", omittingEmptySubsequences: false)
+        guard fields.count == 2, fields.allSatisfy(isNumber) else { return nil }
+        return .some(nil)
+    }
+
     /// Writes `files` (names already checked) from `payload` into `directory`.
     static func unpack(_ files: [(name: String, data: Data)], into directory: URL) throws {
         let fm = FileManager.default

@@ -146,7 +146,7 @@ public actor WorkerAgent: Service {
             guard chmod(path, 0o700) == 0 else { throw GridError(.internal, "could not make \(path) private: \(String(cString: strerror(errno)))") }
         }
         // What a worker that was killed mid-run left: nothing else would ever delete it.
-        let swept = JobFiles.sweep(jobs: config.dataDirectory + "/jobs", remove: runner.removeFolder)
+        let swept = JobFiles.sweep(jobs: config.dataDirectory + "/jobs", exclusive: config.folderLock != nil, remove: runner.removeFolder)
         if !swept.isEmpty { logger.notice("removed \(swept.count) job folder(s) a stopped worker left: \(swept.prefix(5).joined(separator: ", "))") }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in

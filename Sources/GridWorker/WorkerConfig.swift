@@ -26,6 +26,11 @@ public struct WorkerConfig: Sendable {
     public var user: String?
     /// Folder for the worker's id, job scratch directories and peer storage.
     public var dataDirectory: String
+    /// The data folder's lock, when this worker holds it (`campusgrid worker` takes it first thing; kept as long as the
+    /// worker's config is): no other worker uses the folder, so every run folder found there at start is a gone
+    /// worker's, whatever PID it names (`JobFiles.sweep`). Nil (the in-process test grid): only folders of PIDs
+    /// that are gone are.
+    public var folderLock: DataFolderLock?
     /// CPUs, RAM (GB) and GPUs offered; detected when nil.
     public var cpus: Int?
     public var memoryGb: Int?

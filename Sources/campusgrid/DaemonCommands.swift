@@ -244,6 +244,8 @@ struct WorkerCommand: AsyncParsableCommand {
         var config = WorkerConfig(
             managerHost: host, token: token, name: name ?? hostName,
             dataDirectory: dataDir ?? Env.string("CAMPUSGRID_DATA_DIR").map { $0 + "/worker" } ?? Env.home + "/.campusgrid/worker")
+        // One worker per data folder (`DataFolderLock`), before anything in it is read, swept or started.
+        config.folderLock = try DataFolderLock.take(config.dataDirectory)
         config.managerPort = managerPort
         config.otherManagers = Array(listed.dropFirst())
         config.caFingerprint = join.caFingerprint
@@ -270,6 +272,11 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         let logger = GridLogging.logger("campusgrid.worker")
+        // What the interpreters of a worker that was killed left (this one holds the data folder).
+        let sweptTasks = FunctionPool.sweep(directory: config.dataDirectory + "/peer/tasks")
+        if !sweptTasks.isEmpty {
+            logger.notice("removed \(sweptTasks.count) interpreter folder(s) a stopped worker left: \(sweptTasks.prefix(5).joined(separator: ", "))")
+        }
         let (runner, skipped, podmanService) = try chooseRunner(python: interpreter, dataDirectory: config.dataDirectory, slots: config.slots ?? resources.cpus)
         defer {
             // Removals the runner still has queued are made before the worker exits (and before a private Podman service

@@ -62,6 +62,49 @@ import Glibc
         #expect(JobFiles.sweep(jobs: root + "/none").isEmpty)
     }
 
+    /// A worker that holds the data folder's lock knows no other worker uses it: every run folder there is a gone
+    /// worker's, a live PID's too (a worker in another PID namespace named it), as are folders named the older way
+    /// (`JOB-ATTEMPT`). Anything not named as a run's folder still stays.
+    @Test func aWorkerHoldingTheDataFolderSweepsEveryRunFolderThere() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let jobs = root + "/jobs"
+        let runs = ["run-1-8-1", "run-\(getpid())-9-1", "run-\(try Self.deadPid())-7-2", "7-2", "123-0", "run-0-1-1"]
+        let others = ["run-", "run-5-7", "run-5-x-1", "run--5-1-1", "run-5-1-1-1", "7-", "-2", "7-2-1", "7-x", ".warm-5-a", "notes.txt", "interpreter-ab"]
+        for name in runs + others { try FileManager.default.createDirectory(atPath: jobs + "/" + name + "/sub", withIntermediateDirectories: true) }
+        chmod(jobs + "/7-2/sub", 0)
+        #expect(Set(JobFiles.sweep(jobs: jobs, exclusive: true)) == Set(runs))
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: jobs)) == Set(others))
+    }
+
+    /// One worker per data folder: a second one is refused while the first holds it, naming the holder's PID, and may
+    /// take it once the first is gone (waiting a bounded while for it). A link in the lock file's place is not followed.
+    @Test func aSecondWorkerOnOneDataFolderIsRefusedUntilTheFirstIsGone() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let folder = root + "/worker"
+        var first: DataFolderLock? = try DataFolderLock.take(folder, wait: 0)
+        #expect(first?.path == folder + "/worker.lock")
+        #expect(throws: GridError.self) { try DataFolderLock.take(folder, wait: 0) }
+        do {
+            _ = try DataFolderLock.take(folder, wait: 0.2)
+            Issue.record("a second lock was taken")
+        } catch let e as GridError {
+            #expect(e.code == .conflict && e.message.contains("PID \(getpid())") && e.message.contains(folder), "\(e)")
+        }
+        // Released while a second waits: the second takes it.
+        let waiter = Task { try DataFolderLock.take(folder, wait: 30) }
+        try await Task.sleep(for: .milliseconds(100))
+        _ = first
+        first = nil
+        let second = try await waiter.value
+        #expect(second.path == first?.path ?? folder + "/worker.lock")
+        // A link put where the lock file goes is refused, not followed.
+        let other = root + "/other"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: other + "/worker.lock", withDestinationPath: secret)
+        #expect(throws: GridError.self) { try DataFolderLock.take(other, wait: 0) }
+        #expect(try String(contentsOfFile: secret, encoding: .utf8) == "the contributor's key")
+    }
+
     @Test func regularFilesAreCollectedAndLinksAreNot() throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
         try write("out.txt", "result")

@@ -40,6 +40,13 @@ extension Integration {
                 "lab", owner: ann, dataDirectory: grid.root + "/lab", extraEnvironment: ["CAMPUSGRID_PYTHON": "python3"])
             #expect(first.errorLog.contains("grid.env.python=3"), "\(first.errorLog.suffix(2000))")
             let id = try #require(try await ann.workers().workers.first?.id)
+            // A second worker on the same data folder would share its id and sweep its folders: it is refused (after a
+            // bounded wait for the first to end), naming the first's PID.
+            let token = try await ann.createToken(kind: "worker").token
+            let second = try grid.spawn("lab-again", ["worker", "-m", grid.managerAddress, "--token", token, "--data-dir", grid.root + "/lab"])
+            await #expect(second.waitForExit(timeout: 60) != 0)
+            #expect(second.errorLog.contains("another worker (PID \(first.process.processIdentifier)) is using the data folder"), "\(second.errorLog.suffix(2000))")
+            #expect(try await ann.workers().workers.map(\.id) == [id])
             first.stop()
             try await grid.startWorker("lab", owner: ann, dataDirectory: grid.root + "/lab")
             let workers = try await ann.workers().workers

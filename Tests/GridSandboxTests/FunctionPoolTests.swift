@@ -27,6 +27,26 @@ import Glibc
         try await body(p)
     }
 
+    /// What the interpreters of a worker that was killed left in the tasks' folder (their folders, and those moved aside
+    /// to be removed) goes at the next start, unreadable folders among it; nothing else there does.
+    @Test func theFoldersInterpretersOfAKilledWorkerLeftAreSweptAndNoOthers() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let left = ["interpreter-0123456789ab", "interpreter-ba9876543210.removed-1234abcd"]
+        for name in left {
+            try FileManager.default.createDirectory(atPath: directory + "/" + name + "/deep/er", withIntermediateDirectories: true)
+            try Data(count: 8192).write(to: URL(fileURLWithPath: directory + "/" + name + "/deep/er/fill.bin"))
+            chmod(directory + "/" + name + "/deep", 0)
+        }
+        let others = ["notes.txt", "interp", "env-cache"]
+        for name in others { try FileManager.default.createDirectory(atPath: directory + "/" + name, withIntermediateDirectories: true) }
+        #expect(Set(FunctionPool.sweep(directory: directory)) == Set(left))
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: directory)) == Set(others))
+        #expect(FunctionPool.sweep(directory: directory).isEmpty)
+        #expect(FunctionPool.sweep(directory: directory + "/none").isEmpty)
+        // The name the pool gives its interpreters' folders is the one the sweep looks for.
+        #expect(FunctionPool.folderPrefix == "interpreter-")
+    }
+
     @Test func anEnvironmentsInodeIsReadByOneStat() throws {
         try FileManager.default.createDirectory(atPath: directory + "/site", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
