@@ -43,7 +43,7 @@ static void child_fail(int report_fd) {
 
 static pid_t spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
                    int err_fd, const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds,
-                   int ncgroup_fds) {
+                   int ncgroup_fds, int inherit_fd) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -1;
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -79,6 +79,8 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
                 if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
             }
         }
+        /* The one descriptor the program keeps. */
+        if (inherit_fd >= 3 && fcntl(inherit_fd, F_SETFD, 0) != 0) goto fail;
         if (dir != NULL && chdir(dir) != 0) goto fail;
         for (int i = 0; i < nlimits; i++) {
             struct rlimit rl = { (rlim_t)limits[i].value, (rlim_t)limits[i].value };
@@ -106,13 +108,102 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
 }
 
 pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int out_fd,
-                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds) {
-    return spawn(path, argv, envp, dir, -1, out_fd, out_fd, limits, nlimits, new_session, cgroup_fds, ncgroup_fds);
+                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds,
+                 int inherit_fd) {
+    return spawn(path, argv, envp, dir, -1, out_fd, out_fd, limits, nlimits, new_session, cgroup_fds, ncgroup_fds, inherit_fd);
 }
 
 pid_t grid_spawn_io(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
-                    int new_session) {
-    return spawn(path, argv, envp, dir, in_fd, out_fd, -1, NULL, 0, new_session, NULL, 0);
+                    int new_session, int inherit_fd) {
+    return spawn(path, argv, envp, dir, in_fd, out_fd, -1, NULL, 0, new_session, NULL, 0, inherit_fd);
+}
+
+#include <sched.h>
+
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t length = strlen(text);
+    ssize_t n;
+    do {
+        n = write(fd, text, length);
+    } while (n < 0 && errno == EINTR);
+    int e = errno;
+    close(fd);
+    if (n != (ssize_t)length) {
+        errno = n < 0 ? e : EIO;
+        return -1;
+    }
+    return 0;
+}
+
+int grid_sandbox_userns(unsigned int uid, unsigned int gid) {
+    if (uid == 0 || gid == 0 || uid > 0x7fffffffu || gid > 0x7fffffffu) { errno = EINVAL; return -1; }
+    int ready[2], go[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) return -1;
+    if (pipe2(go, O_CLOEXEC) != 0) { int e = errno; close(ready[0]); close(ready[1]); errno = e; return -1; }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(ready[0]); close(ready[1]); close(go[0]); close(go[1]);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Child: async-signal-safe calls only. It makes the namespace, forbids namespaces inside it, says so (an
+         * errno, 0 for done), and waits until the parent has mapped and opened it. */
+        close(ready[0]);
+        close(go[1]);
+        int result = 0;
+        if (child_reset(parent) != 0 || unshare(CLONE_NEWUSER) != 0 ||
+            write_file("/proc/sys/user/max_user_namespaces", "0") != 0) {
+            result = errno != 0 ? errno : EPERM;
+        }
+        ssize_t ignored = write(ready[1], &result, sizeof result);
+        (void)ignored;
+        char byte;
+        while (read(go[0], &byte, 1) < 0 && errno == EINTR) {}
+        _exit(0);
+    }
+    close(ready[1]);
+    close(go[0]);
+    int child = EPIPE;
+    ssize_t n;
+    do {
+        n = read(ready[0], &child, sizeof child);
+    } while (n < 0 && errno == EINTR);
+    close(ready[0]);
+    int fd = -1;
+    int e = 0;
+    if (n != (ssize_t)sizeof child) {
+        e = EPIPE;
+    } else if (child != 0) {
+        e = child;
+    } else {
+        char path[64], map[64];
+        snprintf(map, sizeof map, "0 0 1\n%u %u 1\n", uid, uid);
+        snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+        if (write_file(path, map) != 0) e = errno;
+        snprintf(map, sizeof map, "0 0 1\n%u %u 1\n", gid, gid);
+        snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+        if (e == 0 && write_file(path, map) != 0) e = errno;
+        snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+        if (e == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) e = errno;
+    }
+    /* A byte, not only the close: a child another thread forked meanwhile may hold a copy of this end until its exec. */
+    char byte = 'G';
+    ssize_t ignored = write(go[1], &byte, 1);
+    (void)ignored;
+    close(go[1]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (e != 0) {
+        if (fd >= 0) close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 int grid_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -176,7 +267,7 @@ static int parse_count(const char *s, long max, long *out) {
     return 0;
 }
 
-pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int *request_fd, int *report_fd) {
+pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int inherit_fd, int *request_fd, int *report_fd) {
     if (ncgroup_fds < 0 || ncgroup_fds > 64) { errno = EINVAL; return -1; }
     int channel[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0) return -1;
@@ -215,6 +306,7 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
         keep[nkeep++] = report[1];
         keep[nkeep++] = devnull;
         keep[nkeep++] = out_fd;
+        keep[nkeep++] = inherit_fd;
         for (int i = 0; i < ncgroup_fds; i++) keep[nkeep++] = cgroup_fds[i];
         close_all_but(keep, nkeep);
         /* Nor its standard streams: the job's own from now on. */
@@ -281,7 +373,8 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
             struct rlimit rl = { (rlim_t)big, (rlim_t)big };
             if (setrlimit((int)resource, &rl) != 0) goto fail;
         }
-        /* Everything kept so far is close-on-exec except the job's standard streams. */
+        /* Everything kept so far is close-on-exec except the job's standard streams, and the one it inherits. */
+        if (inherit_fd >= 3 && fcntl(inherit_fd, F_SETFD, 0) != 0) goto fail;
         execve(path, argv, envp);
     fail:
         child_fail(report[1]);
@@ -477,3 +570,28 @@ int grid_make_removable(const char *path) {
 }
 
 int grid_setfsuid(unsigned int uid) { return setfsuid((uid_t)uid); }
+
+/* grid_hand_over: every entry gets the new owner, links themselves (never their targets), not past the file system. */
+static __thread uid_t ho_uid;
+static __thread gid_t ho_gid;
+static __thread int ho_errno;
+
+static int ho_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    if (fchownat(AT_FDCWD, path, ho_uid, ho_gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT && ho_errno == 0) ho_errno = errno;
+    return 0;
+}
+
+int grid_hand_over(const char *path, unsigned int uid, unsigned int gid) {
+    ho_uid = (uid_t)uid;
+    ho_gid = (gid_t)gid;
+    ho_errno = 0;
+    if (nftw(path, ho_visit, 16, FTW_PHYS | FTW_MOUNT) != 0 && ho_errno == 0) ho_errno = errno != 0 ? errno : EIO;
+    if (ho_errno != 0) {
+        errno = ho_errno;
+        return -1;
+    }
+    return 0;
+}

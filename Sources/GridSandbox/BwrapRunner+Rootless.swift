@@ -13,11 +13,15 @@ extension BwrapRunner {
         let plan = RootlessLimits.plan(spec: spec, limits: limits)
         var env = JobEnvironment.make(for: request, home: Self.jobDirectory)
         env["TMPDIR"] = "/tmp"
+        // A root worker's job runs as 65534 in a user namespace of its own (`SandboxUser`), writing its folder as that.
+        if switchesUser { try SandboxUser.handOver(request.scratch.path) }
+        let userns = switchesUser ? try SandboxUser.namespace() : -1
+        defer { if userns >= 0 { close(userns) } }
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: request.scratch.path, script: request.script,
             environment: env, tmpBytes: configuration.tmpBytes,
             gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]), processes: plan.processes,
-            pythonEnvironment: request.pythonEnvironment)
+            pythonEnvironment: request.pythonEnvironment, userns: userns >= 0 ? String(userns) : nil)
         let namespace = JobNamespace()
         let tooMany = Mutex(false)
         let hooks = JobExecution.Hooks(
@@ -47,7 +51,8 @@ extension BwrapRunner {
             processes: { namespace.members().map(\.pid) })
         let execution = try JobExecution.spawn(
             path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path,
-            limits: plan.outside.map { grid_rlimit(resource: $0.resource, value: $0.value) }, deadline: request.timeLimitSeconds, hooks: hooks)
+            limits: plan.outside.map { grid_rlimit(resource: $0.resource, value: $0.value) }, deadline: request.timeLimitSeconds, hooks: hooks,
+            inherit: userns)
         namespace.attach(execution.pid)
         return execution
     }

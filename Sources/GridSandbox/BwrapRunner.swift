@@ -54,11 +54,16 @@ public struct BwrapRunner: JobRunner {
     let standbyCgroupPrefix: String
     /// Whether its standbys are warm (`WarmStart`): a jobs folder is configured and the limits are the cgroups'.
     let warmStarts: Bool
+    /// Whether its sandboxes run their jobs as 65534 outside, in user namespaces the worker makes (`SandboxUser`):
+    /// a root worker's. A worker that is not root runs them as its own user (bubblewrap's own user namespace).
+    let switchesUser: Bool
 
     /// Checks that bubblewrap runs and the limits hold (the cgroups are writable, or a probe job's rlimits bite);
     /// throws `SandboxUnavailable` with the reason otherwise.
     public init(configuration: Configuration) throws {
         isRoot = geteuid() == 0
+        let switchesUser = SandboxUser.switches
+        self.switchesUser = switchesUser
         let (root, parent, pids) = (configuration.cgroupRoot, configuration.cgroupParent, configuration.limits.maxProcesses)
         let prefix = "standby-\(getpid())-\(UUID().uuidString.prefix(8))-"
         standbyCgroupPrefix = prefix
@@ -81,17 +86,21 @@ public struct BwrapRunner: JobRunner {
             let (bwrap, python, tmpBytes, limits) = (configuration.bwrapPath, configuration.python, configuration.tmpBytes, configuration.limits)
             standbys = StandbySlot(capacity: configuration.standbys) {
                 let folder = jobs + "/" + WarmStart.folderPrefix + "\(getpid())-" + UUID().uuidString.prefix(12).lowercased()
-                var args = Self.arguments(
-                    python: python, pythonRoots: roots, topLevel: top, scratch: folder, script: "-", environment: WarmStart.startupEnvironment(),
-                    tmpBytes: tmpBytes, gpuDevices: [])
-                args.removeLast(3)
-                args += [python, "-u", "-c", WarmStart.launcher]
                 return try Standby.makeWarm(
                     root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids, directory: folder, bwrap: bwrap,
-                    arguments: args, limits: Self.rlimits(limits))
+                    userNamespace: switchesUser,
+                    arguments: { userns in
+                        var args = Self.arguments(
+                            python: python, pythonRoots: roots, topLevel: top, scratch: folder, script: "-",
+                            environment: WarmStart.startupEnvironment(), tmpBytes: tmpBytes, gpuDevices: [], userns: userns.map { String($0) })
+                        args.removeLast(3)
+                        return args + [python, "-u", "-c", WarmStart.launcher]
+                    }, limits: Self.rlimits(limits))
             }
         } else {
-            standbys = StandbySlot(capacity: configuration.standbys) { try Standby.make(root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids) }
+            standbys = StandbySlot(capacity: configuration.standbys) {
+                try Standby.make(root: root, parent: parent, name: prefix + UUID().uuidString.prefix(8), pids: pids, userNamespace: switchesUser)
+            }
         }
         switch configuration.limitSource {
         case .cgroups, .delegatedCgroup:
@@ -132,15 +141,18 @@ public struct BwrapRunner: JobRunner {
 
     /// The bubblewrap command line for one job (pure). Never binds `/` itself: only `/usr`, the Python roots, a few
     /// files of `/etc`, and the scratch directory; the sandbox's own root is made read-only at the end.
+    ///
+    /// `userns`: a root worker's sandbox (`SandboxUser`), set up as root in that user namespace, whose job switches to
+    /// 65534 (`setpriv`) before Python starts; its folders made for the binds are opened to everyone (a Python root's
+    /// parents may be root's alone), `/tmp` and `/dev/shm` too. Nil: bubblewrap's own user namespace, whose 65534 is
+    /// the worker's user outside (a worker that is not root).
     static func arguments(
         python: String, pythonRoots: [String], topLevel: [(name: String, symlink: String?)], scratch: String, script: String,
-        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String], processes: Int? = nil, pythonEnvironment: String? = nil
+        environment: [String: String], tmpBytes: UInt64, gpuDevices: [String], processes: Int? = nil, pythonEnvironment: String? = nil,
+        userns: String? = nil
     ) -> [String] {
-        var a = [
-            "--unshare-all", "--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534",
-            "--cap-drop", "ALL", "--disable-userns",
-            "--ro-bind", "/usr", "/usr",
-        ]
+        var a = isolation(userns: userns)
+        a += ["--ro-bind", "/usr", "/usr"]
         for entry in topLevel {
             if let target = entry.symlink {
                 a += ["--symlink", target, "/" + entry.name]
@@ -148,22 +160,29 @@ public struct BwrapRunner: JobRunner {
                 a += ["--ro-bind", "/" + entry.name, "/" + entry.name]
             }
         }
+        // bubblewrap makes a folder above a bind 0700 when it sets up as root: `/etc` would be closed to the job.
+        if userns != nil { a += ["--perms", "0755", "--dir", "/etc"] }
         for file in ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf", "passwd", "group"] {
             a += ["--ro-bind-try", "/etc/" + file, "/etc/" + file]
         }
-        for root in pythonRoots { a += ["--ro-bind", root, root] }
+        for root in pythonRoots {
+            if userns != nil { a += openFolders(above: root) }
+            a += ["--ro-bind", root, root]
+        }
         // The kernel's settings read-only: bubblewrap started by root maps the sandbox's user to root outside, and the
         // kernel lets root's uid write /proc/sys whatever its capabilities (core_pattern runs a program as root on the
         // host). /dev/shm is a tmpfs of its own, bounded like /tmp (bubblewrap's /dev holds half the machine's RAM,
         // outside the rootless tier's address-space limit).
-        a += procAndDev(shmBytes: tmpBytes)
+        a += procAndDev(shmBytes: tmpBytes, openToAll: userns != nil)
         for device in gpuDevices { a += ["--dev-bind-try", device, device] }
+        if userns != nil { a += ["--perms", "1777"] }
         a += ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
         a += ["--bind", scratch, jobDirectory]
         // The job's packages: read-only, so no job can change a cached environment another job will use.
-        if let pythonEnvironment { a += ["--ro-bind", pythonEnvironment, EnvBuilder.mountPoint] }
+        if let pythonEnvironment { a += (userns == nil ? [] : openFolders(above: EnvBuilder.mountPoint)) + ["--ro-bind", pythonEnvironment, EnvBuilder.mountPoint] }
         a += ["--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
         for key in environment.keys.sorted() { a += ["--setenv", key, environment[key]!] }
+        if let userns { a += SandboxUser.dropPrefix(closing: userns) }
         if let processes {
             // RLIMIT_NPROC must be set inside the user namespace, where it counts only the job's processes.
             a += [python, "-S", "-c", RootlessLimits.prelude(processes: processes), script]
@@ -175,11 +194,43 @@ public struct BwrapRunner: JobRunner {
 
     /// `/proc` with the kernel's settings read-only, and `/dev` with a `/dev/shm` of `shmBytes`: for every bubblewrap
     /// sandbox the worker makes (jobs, function-task interpreters, the Python installer).
-    static func procAndDev(shmBytes: UInt64) -> [String] {
+    /// The namespaces, the user and the capabilities of a sandbox (`arguments`): with `userns` (a root worker's,
+    /// `SandboxUser`), set up as root in that user namespace (`--unshare-user`, which bubblewrap refuses beside
+    /// `--userns`, is left out, and so is `--disable-userns`, which needs it: the namespace forbids user namespaces
+    /// itself), keeping only the capabilities `setpriv` needs; else in bubblewrap's own user namespace as 65534, with
+    /// none. `shareNet`: the host's network (the Python installer's, to reach an index).
+    static func isolation(userns: String?, shareNet: Bool = false) -> [String] {
+        var a: [String]
+        if let userns {
+            a = ["--userns", userns, "--unshare-ipc", "--unshare-pid"] + (shareNet ? [] : ["--unshare-net"]) + ["--unshare-uts", "--unshare-cgroup-try"]
+            a += ["--die-with-parent", "--new-session", "--uid", "0", "--gid", "0", "--cap-drop", "ALL"]
+            for capability in SandboxUser.switchCapabilities { a += ["--cap-add", capability] }
+        } else {
+            a = ["--unshare-all"] + (shareNet ? ["--share-net"] : [])
+            a += ["--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--disable-userns"]
+        }
+        return a
+    }
+
+    /// The folders above `path`, made in the sandbox open to all (`--perms 0755 --dir`) before `path` is bound there:
+    /// bubblewrap setting up as root makes them 0700, which would hide a pyenv Python (or `/etc`'s files) from a root
+    /// worker's sandbox user.
+    static func openFolders(above path: String) -> [String] {
+        var parent = (path as NSString).deletingLastPathComponent
+        var parents: [String] = []
+        while parent != "/", !parent.isEmpty {
+            parents.append(parent)
+            parent = (parent as NSString).deletingLastPathComponent
+        }
+        return parents.reversed().flatMap { ["--perms", "0755", "--dir", $0] }
+    }
+
+    /// `openToAll`: `/dev/shm` is writable by every user (a sandbox set up as root whose job runs as another).
+    static func procAndDev(shmBytes: UInt64, openToAll: Bool = false) -> [String] {
         [
             "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
-            "--dev", "/dev", "--size", String(shmBytes), "--tmpfs", "/dev/shm",
-        ]
+            "--dev", "/dev",
+        ] + (openToAll ? ["--perms", "1777"] : []) + ["--size", String(shmBytes), "--tmpfs", "/dev/shm"]
     }
 
     /// The device files a GPU job may use: its assigned `/dev/nvidiaN` (from `CUDA_VISIBLE_DEVICES`) and the shared
@@ -194,12 +245,19 @@ public struct BwrapRunner: JobRunner {
     /// The command prefix that starts a long-lived interpreter in this tier's sandbox (the peer services' function-task
     /// interpreters, see `FunctionPool`): the same namespaces and binds as a job, with `directory` as its read-write `/job`;
     /// `python` and its arguments follow. No cgroup: a task is bounded by its time limit (its interpreter is killed when it overruns).
+    /// A root worker's (`switchesUser`) names its user namespace `userNamespacePlaceholder`: the pool makes one per
+    /// interpreter and puts its descriptor there.
     public func interpreterPrefix(directory: String, environment: [String: String], pythonEnvironment: String? = nil) -> [String] {
         let args = Self.arguments(
             python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: directory, script: "-",
-            environment: environment, tmpBytes: configuration.tmpBytes, gpuDevices: [], pythonEnvironment: pythonEnvironment)
+            environment: environment, tmpBytes: configuration.tmpBytes, gpuDevices: [], pythonEnvironment: pythonEnvironment,
+            userns: switchesUser ? Self.userNamespacePlaceholder : nil)
         return [configuration.bwrapPath] + args.dropLast(3)
     }
+
+    /// What stands for an interpreter's user namespace descriptor in `interpreterPrefix`.
+    public static let userNamespacePlaceholder = "{userns}"
+
 
     public func start(_ request: RunRequest) throws -> JobExecution {
         if configuration.limitSource == .rlimits { return try startWithRlimits(request) }
@@ -209,11 +267,15 @@ public struct BwrapRunner: JobRunner {
         let cgroupLimits = CgroupLayout.Limits(memoryBytes: memoryBytes, pids: limits.maxProcesses, cpus: spec.cpus)
         var env = JobEnvironment.make(for: request, home: Self.jobDirectory)
         env["TMPDIR"] = "/tmp"
-        let args = Self.arguments(
-            python: configuration.python, pythonRoots: pythonRoots, topLevel: topLevel, scratch: request.scratch.path, script: request.script,
-            environment: env, tmpBytes: configuration.tmpBytes,
-            gpuDevices: Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"]),
-            pythonEnvironment: request.pythonEnvironment)
+        let gpuDevices = Self.gpuDevices(gpus: spec.gpus, visible: request.environment["CUDA_VISIBLE_DEVICES"])
+        let args = { (fd: Int32?) in
+            Self.arguments(
+                python: self.configuration.python, pythonRoots: self.pythonRoots, topLevel: self.topLevel, scratch: request.scratch.path,
+                script: request.script, environment: env, tmpBytes: self.configuration.tmpBytes, gpuDevices: gpuDevices,
+                pythonEnvironment: request.pythonEnvironment, userns: fd.map { String($0) })
+        }
+        // A root worker's job writes its folder as 65534 (`SandboxUser`).
+        if switchesUser { try SandboxUser.handOver(request.scratch.path) }
         let rlimits = Self.rlimits(limits)
         // A warm standby (its interpreter already in the job's sandbox) for a job whose Python start-up would be the
         // same: the job's folder becomes its `/job` and the launcher gets the job. Anything else starts as below.
@@ -236,8 +298,10 @@ public struct BwrapRunner: JobRunner {
             // the cgroup join. Any failure discards it and starts cold, which fails again with its own reason if it must.
             do {
                 try standby.cgroup.apply(cgroupLimits)
+                guard standby.userNamespace != nil || !switchesUser else { throw SpawnError(errno: EBADF, path: "a standby's user namespace") }
                 let execution = try JobExecution.spawn(
-                    standby: standby, path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path,
+                    standby: standby, path: configuration.bwrapPath, arguments: args(standby.userNamespace), environment: [:],
+                    directory: request.scratch.path,
                     limits: rlimits, deadline: request.timeLimitSeconds, hooks: hooks(request, cgroup: standby.cgroup))
                 standbys.countServed()
                 return execution
@@ -257,9 +321,11 @@ public struct BwrapRunner: JobRunner {
         var hooks = hooks(request, cgroup: cgroup)
         hooks.cgroupProcs = procs
         do {
+            let userns = switchesUser ? try SandboxUser.namespace() : -1
+            defer { if userns >= 0 { close(userns) } }
             return try JobExecution.spawn(
-                path: configuration.bwrapPath, arguments: args, environment: [:], directory: request.scratch.path, limits: rlimits,
-                deadline: request.timeLimitSeconds, hooks: hooks)
+                path: configuration.bwrapPath, arguments: args(userns >= 0 ? userns : nil), environment: [:], directory: request.scratch.path,
+                limits: rlimits, deadline: request.timeLimitSeconds, hooks: hooks, inherit: userns)
         } catch {
             cgroup.remove()
             throw error
@@ -302,6 +368,8 @@ public struct BwrapRunner: JobRunner {
         guard WarmStart.adopt(scratch: scratch, warm: folder) else {
             close(fd)
             standby.discard()
+            // The folder made again for the cold start is the job's user's too.
+            if switchesUser { try? SandboxUser.handOver(scratch) }
             return nil
         }
         // From here the job's folder is the standby's `/job` (the launcher removes the FIFO before the job runs).

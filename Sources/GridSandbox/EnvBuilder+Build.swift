@@ -50,25 +50,27 @@ extension EnvBuilder {
     /// local `--find-links` folders read-only at their own paths.
     /// The installer's environment is bubblewrap's own (`installerEnvironment`, set at spawn), never `--setenv`
     /// arguments, which anyone on the machine could read with `ps`.
-    static func sandboxArguments(_ s: Sandbox, configuration c: Configuration, buildFolder: String) -> [String] {
-        var a = ["--unshare-all"]
-        if !c.noIndex { a.append("--share-net") }
-        a += [
-            "--die-with-parent", "--new-session", "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--disable-userns",
-            "--ro-bind", "/usr", "/usr",
-        ]
+    ///
+    /// `userns`: a root worker's (`SandboxUser`): the installer then runs as 65534 outside, after the prefix the
+    /// caller puts before its command (`SandboxUser.dropPrefix`), and the build folder must be 65534's.
+    static func sandboxArguments(_ s: Sandbox, configuration c: Configuration, buildFolder: String, userns: String? = nil) -> [String] {
+        var a = BwrapRunner.isolation(userns: userns, shareNet: !c.noIndex)
+        a += ["--ro-bind", "/usr", "/usr"]
         for entry in s.topLevel {
             if let target = entry.symlink { a += ["--symlink", target, "/" + entry.name] } else { a += ["--ro-bind", "/" + entry.name, "/" + entry.name] }
         }
         var etc = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf", "passwd", "group"]
         if !c.noIndex { etc += ["resolv.conf", "hosts", "ssl", "ca-certificates", "pki", "gai.conf"] }
+        if userns != nil { a += ["--perms", "0755", "--dir", "/etc"] }
         for file in etc { a += ["--ro-bind-try", "/etc/" + file, "/etc/" + file] }
-        for root in s.pythonRoots { a += ["--ro-bind", root, root] }
-        if let uv = c.uv { a += ["--ro-bind", uv, uv] }
-        // The kernel's settings read-only here too: a package's build script runs in it, as root outside on a root worker.
-        a += BwrapRunner.procAndDev(shmBytes: 256 << 20) + ["--size", String(1 << 30), "--tmpfs", "/tmp"]
+        let open = { (path: String) in userns == nil ? [] : BwrapRunner.openFolders(above: path) }
+        for root in s.pythonRoots { a += open(root) + ["--ro-bind", root, root] }
+        if let uv = c.uv { a += open(uv) + ["--ro-bind", uv, uv] }
+        // The kernel's settings read-only here too: a package's build script runs in it.
+        a += BwrapRunner.procAndDev(shmBytes: 256 << 20, openToAll: userns != nil)
+        a += (userns == nil ? [] : ["--perms", "1777"]) + ["--size", String(1 << 30), "--tmpfs", "/tmp"]
         // After the private /tmp, so that a wheel folder under /tmp is seen.
-        for link in c.findLinks where link.hasPrefix("/") { a += ["--ro-bind", link, link] }
+        for link in c.findLinks where link.hasPrefix("/") { a += open(link) + ["--ro-bind", link, link] }
         a += ["--bind", buildFolder, buildDirectory, "--chdir", buildDirectory, "--remount-ro", "/"]
         return a
     }
@@ -116,9 +118,16 @@ extension EnvBuilder {
             try fm.createDirectory(atPath: temp + "/tmp", withIntermediateDirectories: true)
             let env = installerEnvironment(c, home: "/tmp", sandboxed: true)
             let command = installCommand(configuration: c, site: buildDirectory + "/site", requirementsFile: buildDirectory + "/requirements.txt")
+            // A root worker's installer (a package's build script runs in it) is 65534 outside too (`SandboxUser`).
+            let switches = SandboxUser.switches
+            if switches { try SandboxUser.handOver(temp) }
+            let userns = switches ? try SandboxUser.namespace() : -1
+            defer { if userns >= 0 { close(userns) } }
+            let prefix = userns >= 0 ? SandboxUser.dropPrefix(closing: String(userns)) : []
             execution = try JobExecution.spawn(
-                path: sandbox.bwrapPath, arguments: sandboxArguments(sandbox, configuration: c, buildFolder: temp) + command,
-                environment: env, directory: temp, limits: limits, deadline: c.timeLimitSeconds)
+                path: sandbox.bwrapPath,
+                arguments: sandboxArguments(sandbox, configuration: c, buildFolder: temp, userns: userns >= 0 ? String(userns) : nil) + prefix + command,
+                environment: env, directory: temp, limits: limits, deadline: c.timeLimitSeconds, inherit: userns)
         } else {
             try fm.createDirectory(atPath: temp + "/home", withIntermediateDirectories: true)
             let command = installCommand(configuration: c, site: temp + "/site", requirementsFile: temp + "/requirements.txt")

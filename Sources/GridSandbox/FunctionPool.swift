@@ -29,8 +29,9 @@ public final class FunctionPool: FunctionRunner {
         /// where no cgroup holds it, its processes, memory, file sizes and open files. A task cannot raise them (no
         /// capabilities in the sandbox).
         public var prelude: String?
-        /// Whether the interpreters' process limit holds: not for a root worker without cgroups, where RLIMIT_NPROC
-        /// does not bind the sandbox (its user is root outside). Such a worker takes only its owner's tasks.
+        /// Whether the interpreters' process limit holds: not for a root worker without cgroups whose sandboxes run as
+        /// root outside (no `setpriv`, see `SandboxUser`), where RLIMIT_NPROC does not bind. Such a worker takes only
+        /// its owner's tasks.
         public var holdsProcessLimit = true
         /// The wrapper for an interpreter whose working folder is the given one (a sandbox tier binds that folder as
         /// the task's `/job`); nil: `wrapper` as it is, and the folder becomes the interpreter's `HOME`.
@@ -77,7 +78,7 @@ public final class FunctionPool: FunctionRunner {
                 }
                 // Without one (rootless), the interpreter holds itself to the tier's limits, set inside its user
                 // namespace before any task runs; with one, file sizes and open files still.
-                launch.holdsProcessLimit = bwrap.configuration.limitSource == .cgroups || !bwrap.isRoot
+                launch.holdsProcessLimit = bwrap.configuration.limitSource == .cgroups || !bwrap.isRoot || bwrap.switchesUser
                 launch.prelude = RootlessLimits.interpreterPrelude(
                     limits: bwrap.configuration.limits, processes: bwrap.configuration.limitSource == .cgroups ? nil : bwrap.configuration.limits.maxProcesses,
                     addressSpace: bwrap.configuration.limitSource == .cgroups ? nil : memoryBytes.map { $0 + (1 << 30) })
@@ -600,8 +601,16 @@ private final class Interpreter: @unchecked Sendable {
             let files = group.layout.procsFiles.map { "'\($0)'" }.joined(separator: " ")
             argv = ["/bin/sh", "-c", "for f in \(files); do echo $$ > \"$f\" || exit 97; done; exec \"$@\"", "sh"] + argv
         }
+        // A root worker's sandbox (`SandboxUser`): a user namespace of its own, the folder its user's.
+        var userns: Int32 = -1
+        defer { if userns >= 0 { close(userns) } }
         do {
-            let (child, input, output) = try Child.start(argv, environment: environment, directory: folder)
+            if argv.contains(BwrapRunner.userNamespacePlaceholder) {
+                try SandboxUser.handOver(folder)
+                userns = try SandboxUser.namespace()
+                argv = argv.map { $0 == BwrapRunner.userNamespacePlaceholder ? String(userns) : $0 }
+            }
+            let (child, input, output) = try Child.start(argv, environment: environment, directory: folder, inherit: userns)
             siteInode = site.flatMap(FunctionPool.inode)
             process = child
             pipes = Pipes(input: input, output: output)
@@ -818,7 +827,7 @@ private typealias Child = ForkedProcess
 extension ForkedProcess {
     /// Starts `argv` with its standard input and output on new pipes; returns the child and this side's ends (the
     /// writing end of its input, the reading end of its output), both close-on-exec.
-    fileprivate static func start(_ argv: [String], environment: [String: String], directory: String) throws -> (ForkedProcess, Int32, Int32) {
+    fileprivate static func start(_ argv: [String], environment: [String: String], directory: String, inherit: Int32 = -1) throws -> (ForkedProcess, Int32, Int32) {
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
         guard grid_pipe_cloexec(&toChild) == 0 else { throw SpawnError(errno: errno, path: argv[0]) }
@@ -832,7 +841,7 @@ extension ForkedProcess {
         let child: ForkedProcess
         do {
             child = try ForkedProcess.start(argv, environment: environment) { args, envp in
-                grid_spawn_io(path, args, envp, directory, childIn, childOut, 1)
+                grid_spawn_io(path, args, envp, directory, childIn, childOut, 1, inherit)
             }
         } catch {
             (toChild + fromChild).forEach { close($0) }

@@ -75,10 +75,11 @@ public final class JobExecution: Sendable {
         var processes: (@Sendable () -> [pid_t])? = nil
     }
 
-    /// Starts `path` and returns its execution; `deadline` is the wall-clock limit in seconds.
+    /// Starts `path` and returns its execution; `deadline` is the wall-clock limit in seconds. `inherit`: the one
+    /// descriptor it keeps (a sandbox's user namespace; -1: none).
     static func spawn(
         path: String, arguments: [String], environment: [String: String], directory: String, limits: [grid_rlimit], deadline: Double,
-        hooks: Hooks = Hooks()
+        hooks: Hooks = Hooks(), inherit: Int32 = -1
     ) throws -> JobExecution {
         var fds: [Int32] = [0, 0]
         guard grid_pipe_cloexec(&fds) == 0 else { throw SpawnError(errno: errno, path: path) }
@@ -92,7 +93,7 @@ public final class JobExecution: Sendable {
             process = try ForkedProcess.start([path] + arguments, environment: env) { argv, envp in
                 limits.withUnsafeBufferPointer { lp in
                     cgroupProcs.withUnsafeBufferPointer { cp in
-                        grid_spawn(path, argv, envp, directory, outFD, lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count))
+                        grid_spawn(path, argv, envp, directory, outFD, lp.baseAddress, Int32(lp.count), 1, cp.baseAddress, Int32(cp.count), inherit)
                     }
                 }
             }

@@ -28,18 +28,50 @@ final class Standby: Sendable {
     /// A warm standby's folder (`WarmStart`): its interpreter already runs in the sandbox with this folder at `/job`,
     /// waiting for a job. Nil: the standby waits unexec'd, for a job's exec request.
     let warmDirectory: String?
+    /// The user namespace its sandbox is to start in (`SandboxUser`; -1: none), which the standby holds at this
+    /// number until its exec; this process's copy is closed once the standby is spent.
+    private let namespace: Mutex<Int32>
 
-    private init(process: ForkedProcess, cgroup: JobCgroup, outputFD: Int32, request: Int32, report: Int32, warmDirectory: String?) {
+    private init(
+        process: ForkedProcess, cgroup: JobCgroup, outputFD: Int32, request: Int32, report: Int32, warmDirectory: String?, namespace: Int32
+    ) {
         self.process = process
         self.cgroup = cgroup
         self.outputFD = outputFD
         self.warmDirectory = warmDirectory
+        self.namespace = Mutex(namespace)
         channel = Mutex((request, report))
     }
 
+    /// The descriptor of its sandbox's user namespace, for bubblewrap's `--userns` (nil: none, or spent).
+    var userNamespace: Int32? {
+        let fd = namespace.withLock { $0 }
+        return fd >= 0 ? fd : nil
+    }
+
+    private func closeNamespace() {
+        let fd = namespace.withLock { fd in
+            defer { fd = -1 }
+            return fd
+        }
+        if fd >= 0 { close(fd) }
+    }
+
     /// Makes a cgroup named `name` (holding only the `pids` limit until a job's limits are applied) and forks a
-    /// standby into it.
-    static func make(root: String, parent: String?, name: String, pids: Int, warmDirectory: String? = nil) throws -> Standby {
+    /// standby into it. `userNamespace`: it gets a user namespace of its own for its sandbox (`SandboxUser`).
+    static func make(root: String, parent: String?, name: String, pids: Int, warmDirectory: String? = nil, userNamespace: Bool = false) throws -> Standby {
+        let userns = userNamespace ? try SandboxUser.namespace() : -1
+        let standby: Standby
+        do {
+            standby = try make(root: root, parent: parent, name: name, pids: pids, warmDirectory: warmDirectory, namespace: userns)
+        } catch {
+            if userns >= 0 { close(userns) }
+            throw error
+        }
+        return standby
+    }
+
+    private static func make(root: String, parent: String?, name: String, pids: Int, warmDirectory: String?, namespace userns: Int32) throws -> Standby {
         let cgroup = try JobCgroup(root: root, name: name, limits: .init(memoryBytes: nil, pids: pids, cpus: nil), parent: parent)
         let procs: [Int32]
         do { procs = try cgroup.openProcs() } catch {
@@ -60,7 +92,7 @@ final class Standby: Sendable {
                 var request: Int32 = -1
                 var report: Int32 = -1
                 let pid = procs.withUnsafeBufferPointer { cp in
-                    grid_standby_fork(cp.baseAddress, Int32(cp.count), outWrite, &request, &report)
+                    grid_standby_fork(cp.baseAddress, Int32(cp.count), outWrite, userns, &request, &report)
                 }
                 if pid > 0 { ends.withLock { $0 = (request, report) } }
                 return pid
@@ -73,13 +105,17 @@ final class Standby: Sendable {
         }
         close(outWrite)
         let (request, report) = ends.withLock { $0 }
-        return Standby(process: process, cgroup: cgroup, outputFD: fds[0], request: request, report: report, warmDirectory: warmDirectory)
+        return Standby(
+            process: process, cgroup: cgroup, outputFD: fds[0], request: request, report: report, warmDirectory: warmDirectory, namespace: userns)
     }
 
     /// Makes a warm standby (`WarmStart`): a standby whose folder `directory` (made here, with its FIFO) is bound at
-    /// `/job` and which execs `bwrap` with `arguments` at once, the interpreter then waiting for its job there.
+    /// `/job` and which execs `bwrap` with `arguments(userns)` at once, the interpreter then waiting for its job there.
+    /// `userNamespace`: its sandbox starts in a user namespace of its own (`SandboxUser`, the descriptor passed to
+    /// `arguments`), and its folder is handed to the sandbox's user.
     static func makeWarm(
-        root: String, parent: String?, name: String, pids: Int, directory: String, bwrap: String, arguments: [String], limits: [grid_rlimit]
+        root: String, parent: String?, name: String, pids: Int, directory: String, bwrap: String, userNamespace: Bool = false,
+        arguments: (Int32?) -> [String], limits: [grid_rlimit]
     ) throws -> Standby {
         try? FileManager.default.removeItem(atPath: directory)
         guard mkdir(directory, 0o755) == 0 else { throw SpawnError(errno: errno, path: directory) }
@@ -90,13 +126,14 @@ final class Standby: Sendable {
         }
         let standby: Standby
         do {
-            standby = try make(root: root, parent: parent, name: name, pids: pids, warmDirectory: directory)
+            if userNamespace { try SandboxUser.handOver(directory) }
+            standby = try make(root: root, parent: parent, name: name, pids: pids, warmDirectory: directory, userNamespace: userNamespace)
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
             throw error
         }
         do {
-            try standby.go(path: bwrap, arguments: arguments, environment: [:], directory: directory, limits: limits)
+            try standby.go(path: bwrap, arguments: arguments(standby.userNamespace), environment: [:], directory: directory, limits: limits)
         } catch {
             standby.discard()
             throw error
@@ -161,7 +198,10 @@ final class Standby: Sendable {
         let ok = bytes.withUnsafeBufferPointer { b in
             b.withMemoryRebound(to: CChar.self) { c in grid_standby_go(request, report, c.baseAddress, c.count) }
         }
-        guard ok == 0 else { throw SpawnError(errno: errno, path: path) }
+        // Exec'd (holding its own copy) or failed: this process's copy of the namespace is no longer needed.
+        let e = errno
+        closeNamespace()
+        guard ok == 0 else { throw SpawnError(errno: e, path: path) }
     }
 
     /// Gives the standby up: it exits having run nothing (or is killed), and its cgroup is removed. Blocks a few ms.
@@ -171,6 +211,7 @@ final class Standby: Sendable {
             close(report)
         }
         close(outputFD)
+        closeNamespace()
         cgroup.remove()
         _ = process.waitForExit(seconds: 2)
         // A warm standby's folder, unless a job took it (it was renamed to the job's then).

@@ -33,6 +33,43 @@ import Testing
         #expect(!args.contains("--share-net"))
     }
 
+    /// A root worker's sandbox (`SandboxUser`): set up as root in a user namespace the worker made (so no
+    /// `--unshare-user`, which bubblewrap refuses beside `--userns`), every other namespace its own, the capabilities
+    /// only `setpriv` needs, which then runs Python as 65534 after a shell closed the namespace's descriptor. The
+    /// folders above a Python root are made open to all (bubblewrap would copy `/root`'s 0700), as are `/tmp` and
+    /// `/dev/shm`.
+    @Test func aRootWorkersSandboxIsSetUpAsRootAndRunsTheJobAs65534() {
+        let a = BwrapRunner.arguments(
+            python: "/root/.pyenv/versions/3.11.7/bin/python3.11", pythonRoots: ["/root/.pyenv/versions/3.11.7"],
+            topLevel: [("bin", "usr/bin")], scratch: "/data/jobs/7-1", script: "main.py", environment: ["HOME": "/job"], tmpBytes: 64 << 20,
+            gpuDevices: [], userns: "37")
+        let pairs = Array(zip(a, a.dropFirst()))
+        #expect(pairs.contains { $0 == ("--userns", "37") })
+        for flag in ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--die-with-parent", "--new-session", "--clearenv"] {
+            #expect(a.contains(flag), "missing \(flag)")
+        }
+        for flag in ["--unshare-all", "--unshare-user", "--unshare-user-try", "--disable-userns", "--share-net"] { #expect(!a.contains(flag), "\(flag)") }
+        #expect(pairs.contains { $0 == ("--uid", "0") } && pairs.contains { $0 == ("--gid", "0") })
+        #expect(pairs.contains { $0 == ("--cap-drop", "ALL") })
+        #expect(pairs.filter { $0.0 == "--cap-add" }.map(\.1).sorted() == ["CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"])
+        // The job's command: the shell closing descriptor 37, setpriv to 65534 with nothing kept, then Python.
+        let tail = Array(a.suffix(SandboxUser.dropPrefix(closing: "37").count + 3))
+        #expect(tail == SandboxUser.dropPrefix(closing: "37") + ["/root/.pyenv/versions/3.11.7/bin/python3.11", "-u", "main.py"])
+        #expect(tail.contains("37") && tail.contains("--reuid=65534") && tail.contains("--regid=65534") && tail.contains("--clear-groups"))
+        #expect(tail.contains("--inh-caps=-all") && tail.contains("--bounding-set=-all"))
+        for folder in ["/etc", "/root", "/root/.pyenv", "/root/.pyenv/versions"] {
+            let at = a.indices.first { a[$0] == "--dir" && a[$0 + 1] == folder }
+            #expect(at != nil && a[at! - 2] == "--perms" && a[at! - 1] == "0755", "\(folder)")
+            #expect(at! < a.firstIndex(of: folder == "/etc" ? "/etc/passwd" : "/root/.pyenv/versions/3.11.7")!)
+        }
+        for path in ["/tmp", "/dev/shm"] {
+            let at = a.indices.first { a[$0] == "--tmpfs" && a[$0 + 1] == path }
+            #expect(at != nil && a[at! - 4] == "--perms" && a[at! - 3] == "1777", "\(path)")
+        }
+        // The worker's own sandbox stays as it was.
+        #expect(!args.contains("--userns") && !args.contains(SandboxUser.setpriv) && !args.contains("--perms"))
+    }
+
     @Test func bindsUsrAndThePythonPrefixReadOnlyAtTheirOwnPaths() {
         let ro = binds("--ro-bind")
         #expect(ro.contains { $0 == ("/usr", "/usr") })

@@ -279,6 +279,14 @@ struct EnvBuilderTests {
         let cache = ready.sitePath + "/__pycache__"
         let compiled = ((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []).filter { $0.hasPrefix("cg_compiled.cpython-") && $0.hasSuffix(".pyc") }
         #expect(compiled.count == 1, "no bytecode in \(cache): \(compiled)\n\(log)")
+        // A root worker's installer (a package's own build code runs in it) is 65534 outside, not root: what it wrote
+        // is 65534's (`SandboxUser`).
+        if geteuid() == 0 {
+            for path in [ready.sitePath, cache, cache + "/" + (compiled.first ?? "")] {
+                let owner = (try FileManager.default.attributesOfItem(atPath: path))[.ownerAccountID] as? NSNumber
+                #expect(owner == 65534, "\(path) is \(owner?.stringValue ?? "?")'s")
+            }
+        }
     }
 
     /// A package's build script (an sdist's setup.py) runs in the installer's sandbox, as root outside on a root worker:

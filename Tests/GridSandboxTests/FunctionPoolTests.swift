@@ -163,13 +163,43 @@ import Glibc
         #expect(!big.ok, "a task wrote past the file-size limit: \(big)")
     }
 
-    /// RLIMIT_NPROC does not bind a sandbox that root started without cgroups (its user is root outside): such a
-    /// worker's interpreters hold no process limit, and it says so (the worker then takes only its owner's tasks).
-    @Test func interpretersOfARootWorkerWithoutCgroupsHoldNoProcessLimit() async throws {
-        let rlimits = try #require(try await SandboxHarness.make(.rootless).runner as? BwrapRunner)
-        #expect(FunctionPool.Launch.under(rlimits, python: SandboxHarness.python, directory: directory).0.holdsProcessLimit == (geteuid() != 0))
+    /// RLIMIT_NPROC did not bind a sandbox that root started without cgroups (its user was root outside), so such a
+    /// worker took only its owner's tasks. Its sandboxes now run as 65534 (`SandboxUser`): the limit binds, and a
+    /// fork bomb in a task stops at it. Without `setpriv` (`switchesUser` false) the interpreters still say they hold
+    /// none.
+    @Test func interpretersOfARootWorkerWithoutCgroupsHoldTheirProcessLimit() async throws {
+        let rlimits = try #require(try await SandboxHarness.make(.rootless, limits: RunnerLimits(maxProcesses: 16)).runner as? BwrapRunner)
+        let (launch, _) = FunctionPool.Launch.under(rlimits, python: SandboxHarness.python, directory: directory)
+        #expect(launch.holdsProcessLimit == (geteuid() != 0 || rlimits.switchesUser))
+        #expect(rlimits.switchesUser == (geteuid() == 0))
         let cgroups = try #require(try await SandboxHarness.make(.bwrap).runner as? BwrapRunner)
         #expect(FunctionPool.Launch.under(cgroups, python: SandboxHarness.python, directory: directory).0.holdsProcessLimit)
+        let p = FunctionPool(launch: launch, size: 1)
+        defer {
+            p.shutdown()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let bomb = await call(
+            p,
+            """
+            import os, time
+            def main():
+                n = 0
+                try:
+                    for i in range(200):
+                        if os.fork() == 0:
+                            time.sleep(5)
+                            os._exit(0)
+                        n += 1
+                except OSError:
+                    return "stopped after %d" % n
+                return "forked %d" % n
+            """, timeout: 60)
+        guard case .string(let said)? = bomb.result else {
+            Issue.record("\(bomb)")
+            return
+        }
+        #expect(said.hasPrefix("stopped after") && Int(said.split(separator: " ").last ?? "") ?? 99 < 16, "\(said)")
     }
 
     /// Function tasks of one user after another write in their interpreter's folder: it is measured as a job's is, and

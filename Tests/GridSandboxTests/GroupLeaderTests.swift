@@ -19,7 +19,7 @@ import Glibc
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        let pid = grid_spawn("/bin/sh", argv, envp, "/", -1, nil, 0, 1, nil, 0)
+        let pid = grid_spawn("/bin/sh", argv, envp, "/", -1, nil, 0, 1, nil, 0, -1)
         try #require(pid > 0, "cannot start /bin/sh: \(String(cString: strerror(errno)))")
         return GroupLeader(pid: pid)
     }
@@ -69,7 +69,7 @@ import Glibc
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        let pid = grid_spawn("/bin/sh", argv, envp, "/", -1, nil, 0, 1, nil, 0)
+        let pid = grid_spawn("/bin/sh", argv, envp, "/", -1, nil, 0, 1, nil, 0, -1)
         try #require(pid > 0)
         let leader = GroupLeader(pid: pid)
         defer {

@@ -135,6 +135,44 @@ struct HostileJobTests {
         #expect(FileManager.default.fileExists(atPath: r.scratch.appendingPathComponent("ok.txt").path))
     }
 
+    /// Started by root, bubblewrap mapped the sandbox's user to root outside: a job that got out (a kernel bug), or
+    /// reached a file the sandbox shares (a GPU's device node), was root on the contributor's machine. A root worker's
+    /// job now runs as 65534 outside too (`SandboxUser`), with no capability, no way to gain one, and no user namespace
+    /// of its own to make; and what it writes in its folder (its inputs too, which it may change) is 65534's.
+    @Test("a root worker's job runs as 65534 outside, not root", arguments: [Tier.bwrap, .rootless])
+    func aRootWorkersJobIsNotRootOutside(tier: Tier) async throws {
+        try #require(geteuid() == 0, "a worker that is not root runs jobs as its own user")
+        let h = try await SandboxHarness.make(tier)
+        let r = try await h.run(
+            """
+            import os, subprocess
+            with open("made.txt", "w") as f:
+                f.write("x")
+            with open("given.txt", "a") as f:
+                f.write("more")
+            status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+            print("IDS", os.getuid(), os.geteuid(), os.getgid(), os.getgroups())
+            print("CAPS", status["CapEff"].strip(), status["CapPrm"].strip(), status["CapBnd"].strip(), status["NoNewPrivs"].strip())
+            for key in ["uid_map", "gid_map"]:
+                print("MAP", key, " ".join(open("/proc/self/" + key).read().split()))
+            r = subprocess.run(["/usr/bin/unshare", "-U", "true"], capture_output=True)
+            print("USERNS", "made" if r.returncode == 0 else "refused")
+            # What bubblewrap made above its binds is open to the job (it made /etc 0700).
+            print("ETC", os.access("/etc/passwd", os.R_OK), os.access("/tmp", os.W_OK), os.access("/dev/shm", os.W_OK))
+            """, files: ["given.txt": "input "])
+        #expect(r.report.outcome == .completed, "\(r.output)")
+        #expect(r.output.contains("IDS 65534 65534 65534 []"), "\(r.output)")
+        #expect(r.output.contains("CAPS 0000000000000000 0000000000000000 0000000000000000 1"), "\(r.output)")
+        #expect(r.output.contains("USERNS refused"), "\(r.output)")
+        #expect(r.output.contains("ETC True True True"), "\(r.output)")
+        for name in ["made.txt", "given.txt", "."] {
+            let attributes = try FileManager.default.attributesOfItem(atPath: r.scratch.appendingPathComponent(name).path)
+            let (owner, group) = (attributes[.ownerAccountID] as? NSNumber, attributes[.groupOwnerAccountID] as? NSNumber)
+            #expect(owner == 65534 && group == 65534, "\(name) is \(owner.map(\.stringValue) ?? "?"):\(group.map(\.stringValue) ?? "?") outside")
+        }
+        #expect(try String(contentsOf: r.scratch.appendingPathComponent("given.txt"), encoding: .utf8) == "input more")
+    }
+
     /// Started by root, bubblewrap maps the job's user to root outside, and the kernel lets root's uid write /proc/sys
     /// whatever its capabilities: a job set kernel.core_pattern to a program of its own, which the kernel then ran as
     /// root on the host. (It writes back the value it read, so a broken sandbox changes nothing.) And /dev/shm holds

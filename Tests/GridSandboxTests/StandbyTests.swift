@@ -49,8 +49,10 @@ struct StandbyTests {
         // A made standby is ready: it joined its cgroup and closed what it inherited.
         let held = descriptors(of: pid)
         #expect(!held.contains(leaky), "the standby holds the worker's socket: \(held)")
-        // stdin/out/err as inherited, /dev/null, the request socket, the report pipe, the job's output pipe.
-        #expect(held.count <= 7, "\(held)")
+        // stdin/out/err as inherited, /dev/null, the request socket, the report pipe, the job's output pipe; and a
+        // root worker's, its sandbox's user namespace (`SandboxUser`).
+        #expect(held.count <= (r.switchesUser ? 8 : 7), "\(held)")
+        #expect(held.filter { $0.hasPrefix("user:[") }.count == (r.switchesUser ? 1 : 0), "\(held)")
         // Nor the worker's standard output and error (a log pipe of a test grid, a terminal): the job's pipe instead.
         let ownOut = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/2")
         if ownOut != "/dev/null" {

@@ -13,14 +13,17 @@ typedef struct {
 /// to `out_fd`, every other descriptor of the caller closed (close-on-exec), the given resource limits, and (when `new_session` is set) in a new session and process group.
 /// When `ncgroup_fds` > 0 the child first writes "0" to each of `cgroup_fds` (open `cgroup.procs` files), joining those
 /// cgroups before it runs anything. Everything between fork and exec is async-signal-safe. Returns the pid, or -1 with errno set (also when exec fails).
+/// `inherit_fd` (-1: none) is the one descriptor of the caller the program keeps, at the same number (a sandbox's
+/// user namespace, `grid_sandbox_userns`).
 pid_t grid_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int out_fd,
-                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds);
+                 const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds, int ncgroup_fds,
+                 int inherit_fd);
 
 
 /// Starts `path` like `grid_spawn`, with standard input from `in_fd`, standard output to `out_fd` and standard error
 /// to /dev/null, no limits and no cgroup (a long-lived helper such as a function-task interpreter).
 pid_t grid_spawn_io(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
-                    int new_session);
+                    int new_session, int inherit_fd);
 
 /// Forks a child ahead of its job (a "standby"): it resets its signals, dies with the calling thread
 /// (PR_SET_PDEATHSIG), closes every descriptor but the ones it needs, joins the cgroups of `cgroup_fds` (the slow part
@@ -30,7 +33,8 @@ pid_t grid_spawn_io(const char *path, char *const argv[], char *const envp[], co
 /// report pipe (EOF once the child exec'd, an errno before that if it failed) in `*report_fd`; else -1 with errno set.
 /// `out_fd` becomes the job's standard output and error. Everything between fork and exec is async-signal-safe: the
 /// request is read into a buffer allocated before the fork.
-pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int *request_fd, int *report_fd);
+/// `inherit_fd` (-1: none) is kept through the wait and the exec, at the same number, as `grid_spawn` keeps it.
+pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int inherit_fd, int *request_fd, int *report_fd);
 
 /// Sends a standby its exec request and waits for the exec: 0 when it exec'd, else -1 with errno set (the child's
 /// errno when its exec failed). The request is, as NUL-terminated fields: the path, the directory, "1" or "0" for a new
@@ -41,6 +45,17 @@ int grid_standby_go(int request_fd, int report_fd, const char *request, size_t l
 /// The most bytes a standby's exec request may have, and the most arguments plus environment entries.
 #define GRID_STANDBY_MAX_REQUEST (1 << 20)
 #define GRID_STANDBY_MAX_STRINGS 4096
+
+/// A fresh user namespace for one sandbox that root starts (bubblewrap's `--userns`), as a close-on-exec descriptor:
+/// uid and gid 0 are mapped to root (bubblewrap sets the sandbox up as root there, reading what root may), and `uid` and
+/// `gid` to themselves (the sandbox's user, never root outside, which the job switches to before it runs anything);
+/// nothing else. No user namespace can be made inside it (`user.max_user_namespaces` 0 there). Forks a short-lived
+/// child that makes it. -1 with errno set when it could not.
+int grid_sandbox_userns(unsigned int uid, unsigned int gid);
+
+/// Gives `path` and everything under it to `uid`:`gid` (links themselves, never their targets; not past its file
+/// system). 0, or -1 with the first errno.
+int grid_hand_over(const char *path, unsigned int uid, unsigned int gid);
 
 /// pipe2(fds, O_CLOEXEC): a pipe whose ends are closed on exec.
 int grid_pipe_cloexec(int fds[2]);
