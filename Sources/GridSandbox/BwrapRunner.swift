@@ -47,7 +47,13 @@ public struct BwrapRunner: JobRunner {
     /// Whether the worker runs as root (RLIMIT_NPROC does not bind root's sandboxes).
     let isRoot: Bool
     public var label: String { RootlessLimits.label(source: configuration.limitSource, isRoot: isRoot) }
-    public var notes: [String] { RootlessLimits.notes(source: configuration.limitSource, isRoot: isRoot, limits: configuration.limits) }
+    public var notes: [String] {
+        // A root worker's sandboxes run as 65534 (`SandboxUser`): RLIMIT_NPROC binds them as it binds a rootless one's.
+        RootlessLimits.notes(source: configuration.limitSource, isRoot: isRoot && !switchesUser, limits: configuration.limits)
+            + (switchesUser
+                ? ["user: jobs run as uid 65534 on this machine too, never root (a user namespace of their own per sandbox)"]
+                : isRoot ? ["user: jobs run as root outside their sandbox (/usr/bin/setpriv is missing: install util-linux)"] : [])
+    }
     /// The next job's first process, forked ahead into a cgroup of its own (`Standby`); made after the first job.
     let standbys: StandbySlot
     /// How the names of this runner's standby cgroups begin (`standby-PID-RUNNER-`).

@@ -165,6 +165,9 @@ struct HostileJobTests {
         #expect(r.output.contains("CAPS 0000000000000000 0000000000000000 0000000000000000 1"), "\(r.output)")
         #expect(r.output.contains("USERNS refused"), "\(r.output)")
         #expect(r.output.contains("ETC True True True"), "\(r.output)")
+        // The worker says so where its owner looks (its log, its status page); and RLIMIT_NPROC binds such a sandbox.
+        #expect(h.runner.notes.contains { $0.contains("uid 65534 on this machine too") }, "\(h.runner.notes)")
+        #expect(!h.runner.notes.contains { $0.contains("does not bind") }, "\(h.runner.notes)")
         for name in ["made.txt", "given.txt", "."] {
             let attributes = try FileManager.default.attributesOfItem(atPath: r.scratch.appendingPathComponent(name).path)
             let (owner, group) = (attributes[.ownerAccountID] as? NSNumber, attributes[.groupOwnerAccountID] as? NSNumber)
