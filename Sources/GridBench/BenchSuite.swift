@@ -75,9 +75,12 @@ public struct BenchSuite: Sendable {
                             grid: grid, count: sizes.throughputJobs, repeats: sizes.throughputRepeats, python: python, scratch: scratch + "/jobs",
                             log: log))
                 case .scheduler:
-                    figures.append(
-                        try await SchedulerBench.run(
-                            workers: sizes.schedulerWorkers, jobs: sizes.schedulerJobs, repeats: sizes.schedulerRepeats, scratch: scratch, log: log))
+                    for owned in [false, true] {
+                        figures.append(
+                            try await SchedulerBench.run(
+                                workers: sizes.schedulerWorkers, jobs: sizes.schedulerJobs, repeats: sizes.schedulerRepeats, owned: owned, scratch: scratch,
+                                log: log))
+                    }
                 case .sandbox:
                     figures += try await SandboxBench.run(python: python, launches: sizes.sandboxLaunches, scratch: scratch, log: log)
                 case .tasks:
@@ -153,7 +156,11 @@ public struct BenchSuite: Sendable {
                     ("job.submit_to_completion", "Empty job: submit → completion", "ms", .lower),
                     ("job.throughput", "Job throughput", "jobs/s", .higher),
                 ]
-            case .scheduler: [("scheduler.placements", "Scheduler placements", "placements/s", .higher)]
+            case .scheduler:
+                [
+                    ("scheduler.placements", "Scheduler placements", "placements/s", .higher),
+                    ("scheduler.placements_owned", "Scheduler placements, workers with owners", "placements/s", .higher),
+                ]
             case .sandbox: [("sandbox.restricted", "Sandbox launch: restricted", "ms", .lower)]
             case .tasks:
                 [("tasks.throughput", "Function tasks (x*x)", "tasks/s", .higher), ("tasks.round_trip", "Function task round trip", "ms", .lower)]

@@ -14,14 +14,15 @@ import Glibc
 @Suite("Bench command")
 struct BenchCommandTests {
     static let expectedFigures = [
-        "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted",
+        "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "scheduler.placements_owned", "sandbox.restricted",
         "tasks.throughput", "tasks.round_trip", "memory.ops", "memory.set", "memory.get", "files.put", "files.get", "tls.job_submit_to_start", "tls.task_round_trip",
         "tls.memory_ops", "tls.file_get", "verification.extra_cpu_per_100_jobs", "env.cold_build", "env.cached",
         "env.job_submit_to_start", "env.task_round_trip", "ha.placements_postgres", "ha.submit_to_start_postgres", "ha.failover",
     ]
     /// Figures that need nothing but this build, so they must always be measured.
     static let alwaysMeasured = [
-        "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "sandbox.restricted", "tls.job_submit_to_start",
+        "job.submit_to_start", "job.submit_to_completion", "job.throughput", "scheduler.placements", "scheduler.placements_owned", "sandbox.restricted",
+        "tls.job_submit_to_start",
         "tls.task_round_trip", "tls.memory_ops", "tls.file_get", "env.cold_build", "env.cached",
     ]
 
