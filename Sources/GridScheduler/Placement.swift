@@ -244,8 +244,6 @@ public enum Placement {
             return workers[i].id < workers[j].id
         }
         func hasRoom(_ i: Int) -> Bool { workers[i].freeSlots > 0 && workers[i].free.cpus > 0 }
-        // Indices of workers with room, least-loaded first.
-        var ready = workers.indices.filter(hasRoom).sorted(by: before)
         var assignments: [Assignment] = []
         var pending: [JobID: PendingReason] = [:]
         var noFit: Set<Shape> = []
@@ -257,45 +255,99 @@ public enum Placement {
             guard let owner = workers[i].owner else { return workers[i].othersRoom > 0 }
             return owner == job.owner || (ownerRoom[owner] ?? 0) > 0
         }
+        // Workers with room, least-loaded first, in two kinds of list: `open`, those that may still take others' jobs,
+        // and `ownOnly`, per owner, those that take only their owner's (restricted or quarantined ones, and every worker
+        // of an owner whose window for others is spent). A job looks only at `open` and its own owner's list: on a
+        // grid of many owners whose windows fill, the rest of the workers are never walked. (A worker that takes no
+        // one, an ownerless one whose window is spent or a quarantined one without an owner, is in neither.)
+        func takesOthers(_ i: Int) -> Bool {
+            guard let owner = workers[i].owner else { return workers[i].othersRoom > 0 && !workers[i].quarantined }
+            return workers[i].acceptsOthers && !workers[i].quarantined && (ownerRoom[owner] ?? 0) > 0
+        }
+        var open: [Int] = []
+        var ownOnly: [UserID: [Int]] = [:]
+        for i in workers.indices.filter(hasRoom).sorted(by: before) {
+            if takesOthers(i) {
+                open.append(i)
+            } else if let owner = workers[i].owner {
+                ownOnly[owner, default: []].append(i)
+            }
+        }
+        var readyCount = open.count + ownOnly.values.reduce(0) { $0 + $1.count }
+        /// Inserts `w` into `list` at its place by load (binary search).
+        func insert(_ w: Int, into list: inout [Int]) {
+            var lo = 0
+            var hi = list.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if before(list[mid], w) { lo = mid + 1 } else { hi = mid }
+            }
+            list.insert(w, at: lo)
+        }
         while let job = order.next() {
-            if stopWhenFull && ready.isEmpty { break }
+            if stopWhenFull && readyCount == 0 { break }
             let shape = Shape(job, ownerMatters: ownerMatters)
-            var chosen: Int?
+            // The chosen worker: which list (nil: `open`) and where in it.
+            var chosen: (owner: UserID?, at: Int)?
             if !noFit.contains(shape) {
                 let fits: (Int) -> Bool = {
                     Placement.hasRoom(tier: workers[$0].tier, free: workers[$0].free, freeSlots: workers[$0].freeSlots, for: job.minTier, job.request)
                         && !job.avoid.contains(workers[$0].id) && workers[$0].takes(job) && workers[$0].hasPython(for: job)
                         && workers[$0].hasDisk(for: job) && windowTakes($0, job)
                 }
+                let own = ownOnly[job.owner] ?? []
+                // The least-loaded of `open` and the job's owner's own that `test` passes: both are in load order.
+                func first(where test: (Int) -> Bool) -> (owner: UserID?, at: Int)? {
+                    let a = open.firstIndex(where: test)
+                    let b = own.firstIndex(where: test)
+                    switch (a, b) {
+                    case (nil, nil): return nil
+                    case (let a?, nil): return (nil, a)
+                    case (nil, let b?): return (job.owner, b)
+                    case (let a?, let b?): return before(own[b], open[a]) ? (job.owner, b) : (nil, a)
+                    }
+                }
                 // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
-                if let env = job.env { chosen = ready.firstIndex { workers[$0].envs.contains(env) && fits($0) } }
-                if chosen == nil { chosen = ready.firstIndex(where: fits) }
+                if let env = job.env { chosen = first { workers[$0].envs.contains(env) && fits($0) } }
+                if chosen == nil { chosen = first(where: fits) }
             }
-            guard let position = chosen else {
+            guard let (list, position) = chosen else {
                 noFit.insert(shape)
                 if reasons[shape] == nil { reasons[shape] = reason(for: job, workers: workers) }
                 pending[job.id] = reasons[shape]
                 if skipGroups && job.avoid.isEmpty && job.avoidOwners.isEmpty { order.skipRestOfGroup() }
                 continue
             }
-            let w = ready.remove(at: position)
+            let w = list.map { ownOnly[$0]!.remove(at: position) } ?? open.remove(at: position)
+            readyCount -= 1
             workers[w].free = workers[w].free - job.request
             workers[w].freeSlots -= 1
+            var spent: UserID?
             if let owner = workers[w].owner {
-                if owner != job.owner { ownerRoom[owner, default: 0] -= 1 }
+                if owner != job.owner {
+                    ownerRoom[owner, default: 0] -= 1
+                    if (ownerRoom[owner] ?? 0) <= 0 { spent = owner }
+                }
             } else {
                 workers[w].othersRoom -= 1
             }
             assignments.append(Assignment(job: job.id, worker: workers[w].id))
             if hasRoom(w) {
-                // Binary search for its new place by load.
-                var lo = 0
-                var hi = ready.count
-                while lo < hi {
-                    let mid = (lo + hi) / 2
-                    if before(ready[mid], w) { lo = mid + 1 } else { hi = mid }
+                if takesOthers(w) {
+                    insert(w, into: &open)
+                    readyCount += 1
+                } else if let owner = workers[w].owner {
+                    insert(w, into: &ownOnly[owner, default: []])
+                    readyCount += 1
                 }
-                ready.insert(w, at: lo)
+            }
+            // An owner whose window for others is now spent: its workers in `open` take only its jobs from here on.
+            if let spent {
+                let moving = open.filter { workers[$0].owner == spent }
+                if !moving.isEmpty {
+                    open.removeAll { workers[$0].owner == spent }
+                    for m in moving { insert(m, into: &ownOnly[spent, default: []]) }
+                }
             }
             // Capacity only shrinks within a pass, so shapes that did not fit still do not.
         }
