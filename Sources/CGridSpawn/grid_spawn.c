@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +33,17 @@ static int child_reset(pid_t parent) {
     return 0;
 }
 
+/* In a child about to exec: a session keyring of its own, empty, so that it cannot read or fill the keys of the
+ * worker's session (Kerberos or AFS tokens on a campus machine) or of the jobs beside it. A kernel without keyrings,
+ * or one that refuses (a container's seccomp), leaves the one inherited. Async-signal-safe. */
+#ifndef KEYCTL_JOIN_SESSION_KEYRING
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+#endif
+static void own_session_keyring(void) {
+    long ignored = syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, (char *)0);
+    (void)ignored;
+}
+
 /* In a child that failed before its exec: tells the parent why (errno on the report pipe) and exits. */
 static void child_fail(int report_fd) __attribute__((noreturn));
 static void child_fail(int report_fd) {
@@ -44,6 +56,8 @@ static void child_fail(int report_fd) {
 static pid_t spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int in_fd, int out_fd,
                    int err_fd, const grid_rlimit *limits, int nlimits, int new_session, const int *cgroup_fds,
                    int ncgroup_fds, int inherit_fd) {
+    /* A descriptor to keep among the child's standard streams would be replaced by one of them. */
+    if (inherit_fd >= 0 && inherit_fd < 3) { errno = EBADF; return -1; }
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -1;
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -81,6 +95,7 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
         }
         /* The one descriptor the program keeps. */
         if (inherit_fd >= 3 && fcntl(inherit_fd, F_SETFD, 0) != 0) goto fail;
+        own_session_keyring();
         if (dir != NULL && chdir(dir) != 0) goto fail;
         for (int i = 0; i < nlimits; i++) {
             struct rlimit rl = { (rlim_t)limits[i].value, (rlim_t)limits[i].value };
@@ -190,6 +205,13 @@ int grid_sandbox_userns(unsigned int uid, unsigned int gid) {
         if (e == 0 && write_file(path, map) != 0) e = errno;
         snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
         if (e == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) e = errno;
+        /* Never 0, 1 or 2 (a worker started with a standard stream closed): a child puts its own streams there. */
+        if (e == 0 && fd < 3) {
+            int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+            if (high < 0) e = errno;
+            close(fd);
+            fd = high;
+        }
     }
     /* A byte, not only the close: a child another thread forked meanwhile may hold a copy of this end until its exec. */
     char byte = 'G';
@@ -268,6 +290,7 @@ static int parse_count(const char *s, long max, long *out) {
 }
 
 pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int inherit_fd, int *request_fd, int *report_fd) {
+    if (inherit_fd >= 0 && inherit_fd < 3) { errno = EBADF; return -1; }
     if (ncgroup_fds < 0 || ncgroup_fds > 64) { errno = EINVAL; return -1; }
     int channel[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0) return -1;
@@ -375,6 +398,7 @@ pid_t grid_standby_fork(const int *cgroup_fds, int ncgroup_fds, int out_fd, int 
         }
         /* Everything kept so far is close-on-exec except the job's standard streams, and the one it inherits. */
         if (inherit_fd >= 3 && fcntl(inherit_fd, F_SETFD, 0) != 0) goto fail;
+        own_session_keyring();
         execve(path, argv, envp);
     fail:
         child_fail(report[1]);
@@ -571,26 +595,60 @@ int grid_make_removable(const char *path) {
 
 int grid_setfsuid(unsigned int uid) { return setfsuid((uid_t)uid); }
 
-/* grid_hand_over: every entry gets the new owner, links themselves (never their targets), not past the file system. */
-static __thread uid_t ho_uid;
-static __thread gid_t ho_gid;
-static __thread int ho_errno;
-
-static int ho_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (fchownat(AT_FDCWD, path, ho_uid, ho_gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT && ho_errno == 0) ho_errno = errno;
-    return 0;
+/* grid_hand_over, one folder: walked by descriptor (each step opened with O_NOFOLLOW from its parent's descriptor, so
+ * a folder swapped for a link while the walk goes on is never followed out), on the folder's own file system only;
+ * what a folder holds gets its owner before the folder does. A regular file with other links stays as it is (its
+ * other names may be outside). Returns the first errno, 0 for none. `depth` bounds the recursion. */
+static int hand_over_at(int dirfd, dev_t device, uid_t uid, gid_t gid, int depth) {
+    if (depth > 256) return ELOOP;
+    int first = 0;
+    int walk = dup(dirfd);
+    if (walk < 0) return errno;
+    DIR *d = fdopendir(walk);
+    if (d == NULL) { int e = errno; close(walk); return e; }
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        const char *name = entry->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+        struct stat st;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno != ENOENT && first == 0) first = errno;
+            continue;
+        }
+        if (st.st_dev != device) continue;
+        if (S_ISDIR(st.st_mode)) {
+            int child = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (child < 0) {
+                if (errno != ENOENT && first == 0) first = errno;
+                continue;
+            }
+            struct stat again;
+            if (fstat(child, &again) == 0 && again.st_dev == device && again.st_ino == st.st_ino) {
+                int e = hand_over_at(child, device, uid, gid, depth + 1);
+                if (e != 0 && first == 0) first = e;
+                if (fchown(child, uid, gid) != 0 && first == 0) first = errno;
+            }
+            close(child);
+        } else if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+            continue;
+        } else if (fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT && first == 0) {
+            first = errno;
+        }
+    }
+    closedir(d);
+    return first;
 }
 
 int grid_hand_over(const char *path, unsigned int uid, unsigned int gid) {
-    ho_uid = (uid_t)uid;
-    ho_gid = (gid_t)gid;
-    ho_errno = 0;
-    if (nftw(path, ho_visit, 16, FTW_PHYS | FTW_MOUNT) != 0 && ho_errno == 0) ho_errno = errno != 0 ? errno : EIO;
-    if (ho_errno != 0) {
-        errno = ho_errno;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    int e = fstat(fd, &st) == 0 ? hand_over_at(fd, st.st_dev, (uid_t)uid, (gid_t)gid, 0) : errno;
+    /* The folder itself last. */
+    if (fchown(fd, (uid_t)uid, (gid_t)gid) != 0 && e == 0) e = errno;
+    close(fd);
+    if (e != 0) {
+        errno = e;
         return -1;
     }
     return 0;

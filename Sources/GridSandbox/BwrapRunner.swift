@@ -52,7 +52,9 @@ public struct BwrapRunner: JobRunner {
         RootlessLimits.notes(source: configuration.limitSource, isRoot: isRoot && !switchesUser, limits: configuration.limits)
             + (switchesUser
                 ? ["user: jobs run as uid 65534 on this machine too, never root (a user namespace of their own per sandbox)"]
-                : isRoot ? ["user: jobs run as root outside their sandbox (/usr/bin/setpriv is missing: install util-linux)"] : [])
+                : isRoot
+                    ? ["user: jobs run as root outside their sandbox (" + (switchFailure.map { "running them as uid 65534 failed here: \($0)" } ?? "/usr/bin/setpriv is missing: install util-linux") + ")"]
+                    : [])
     }
     /// The next job's first process, forked ahead into a cgroup of its own (`Standby`); made after the first job.
     let standbys: StandbySlot
@@ -63,12 +65,27 @@ public struct BwrapRunner: JobRunner {
     /// Whether its sandboxes run their jobs as 65534 outside, in user namespaces the worker makes (`SandboxUser`):
     /// a root worker's. A worker that is not root runs them as its own user (bubblewrap's own user namespace).
     let switchesUser: Bool
+    /// Why a root worker's jobs do not run as 65534 (its probe job failed on that path); nil: they do, or it is not root.
+    let switchFailure: String?
 
     /// Checks that bubblewrap runs and the limits hold (the cgroups are writable, or a probe job's rlimits bite);
     /// throws `SandboxUnavailable` with the reason otherwise.
     public init(configuration: Configuration) throws {
         isRoot = geteuid() == 0
-        let switchesUser = SandboxUser.switches
+        let roots = Self.pythonRoots(of: configuration.python)
+        let top = Self.topLevel()
+        // A root worker's jobs run as 65534 where a probe job shows that path works here; else as root outside, said
+        // in the notes (`switchFailure`).
+        var switchFailure: String?
+        if SandboxUser.switches {
+            switchFailure = SandboxUser.probe(bwrap: configuration.bwrapPath, arguments: { userns, folder in
+                Self.arguments(
+                    python: configuration.python, pythonRoots: roots, topLevel: top, scratch: folder, script: "probe.py",
+                    environment: ["PATH": "/usr/bin:/bin", "HOME": Self.jobDirectory], tmpBytes: 16 << 20, gpuDevices: [], userns: userns)
+            }, script: "probe.py")
+        }
+        self.switchFailure = switchFailure
+        let switchesUser = SandboxUser.switches && switchFailure == nil
         self.switchesUser = switchesUser
         let (root, parent, pids) = (configuration.cgroupRoot, configuration.cgroupParent, configuration.limits.maxProcesses)
         let prefix = "standby-\(getpid())-\(UUID().uuidString.prefix(8))-"
@@ -80,8 +97,6 @@ public struct BwrapRunner: JobRunner {
                 "the bwrap sandbox needs bubblewrap, and \(configuration.bwrapPath) does not exist or is not executable "
                     + "(install it: apt-get install bubblewrap; or choose --sandbox none for best-effort isolation)")
         }
-        let roots = Self.pythonRoots(of: configuration.python)
-        let top = Self.topLevel()
         pythonRoots = roots
         topLevel = top
         warmStarts = configuration.warmDirectory != nil && configuration.limitSource == .cgroups

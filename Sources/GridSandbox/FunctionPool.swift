@@ -572,7 +572,10 @@ private final class Interpreter: @unchecked Sendable {
         // A fresh process starts in an empty folder of its own: nothing an earlier task (maybe another user's) left.
         let folder = (launch.directory as NSString).appendingPathComponent(FunctionPool.folderPrefix + folderName)
         DiskRule.remove(URL(fileURLWithPath: folder))
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // A new folder, made here: never one a process of the last sandbox may still be writing in (it is handed to
+        // the sandbox's user next, `SandboxUser.handOver`).
+        try FileManager.default.createDirectory(atPath: launch.directory, withIntermediateDirectories: true)
+        guard mkdir(folder, 0o755) == 0 else { throw SpawnError(errno: errno, path: folder) }
         self.folder = folder
         diskStop = nil
         incompleteMeasures = 0

@@ -176,6 +176,32 @@ struct HostileJobTests {
         #expect(try String(contentsOf: r.scratch.appendingPathComponent("given.txt"), encoding: .utf8) == "input more")
     }
 
+    /// Every process the worker starts had its session keyring: a job could read the keys of the worker's session (a
+    /// campus machine's Kerberos or AFS tokens) or another job's, and fill the user's key quota. Each now gets an empty
+    /// one of its own.
+    @Test("a job has a session keyring of its own, not the worker's", arguments: [Tier.bwrap, .rootless])
+    func aJobDoesNotShareTheWorkersSessionKeyring(tier: Tier) async throws {
+        let h = try await SandboxHarness.make(tier)
+        let probe = "import ctypes\nprint('SESSION', ctypes.CDLL(None, use_errno=True).syscall(250, 0, -3, 0))\n"
+        // The worker's own, as a plain child of it sees it.
+        let plain = Process()
+        plain.executableURL = URL(fileURLWithPath: SandboxHarness.python)
+        plain.arguments = ["-c", probe]
+        let pipe = Pipe()
+        plain.standardOutput = pipe
+        try plain.run()
+        plain.waitUntilExit()
+        let workers = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let r = try await h.run(probe)
+        func id(_ text: String) -> Int? { text.split(separator: "\n").first { $0.hasPrefix("SESSION ") }.flatMap { Int($0.dropFirst(8)) } }
+        let (mine, theirs) = (id(workers), id(r.output))
+        #expect(mine != nil && mine! > 0, "\(workers)")
+        #expect(theirs != nil && theirs! > 0 && theirs != mine, "job \(r.output), worker \(workers)")
+        // Two jobs do not share one either.
+        let second = try await h.run(probe)
+        #expect(id(second.output) != theirs, "\(second.output)")
+    }
+
     /// Started by root, bubblewrap maps the job's user to root outside, and the kernel lets root's uid write /proc/sys
     /// whatever its capabilities: a job set kernel.core_pattern to a program of its own, which the kernel then ran as
     /// root on the host. (It writes back the value it read, so a broken sandbox changes nothing.) And /dev/shm holds
