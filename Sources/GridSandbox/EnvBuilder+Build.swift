@@ -119,7 +119,7 @@ extension EnvBuilder {
             let env = installerEnvironment(c, home: "/tmp", sandboxed: true)
             let command = installCommand(configuration: c, site: buildDirectory + "/site", requirementsFile: buildDirectory + "/requirements.txt")
             // A root worker's installer (a package's build script runs in it) is 65534 outside too (`SandboxUser`).
-            let switches = SandboxUser.switches
+            let switches = sandbox.switchesUser
             if switches { try SandboxUser.handOver(temp) }
             let userns = switches ? try SandboxUser.namespace() : -1
             defer { if userns >= 0 { close(userns) } }

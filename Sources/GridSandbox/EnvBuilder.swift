@@ -52,6 +52,9 @@ public actor EnvBuilder {
         public var bwrapPath: String
         public var pythonRoots: [String]
         var topLevel: [(name: String, symlink: String?)]
+        /// Whether the installer runs as 65534 on the host (`SandboxUser`): decided once, as the bwrap tier's runner
+        /// decided it for its jobs (its probe job), so a machine where that path fails builds as it runs jobs.
+        var switchesUser = false
     }
 
     /// The interpreter an environment is built for: part of its key.
@@ -151,10 +154,10 @@ public actor EnvBuilder {
     /// worker's user with its home visible where this machine can prevent it; nil when it cannot.
     public static func sandbox(of runner: any JobRunner, bwrapPath: String = "/usr/bin/bwrap", python: String) -> Sandbox? {
         if let bwrap = runner as? BwrapRunner {
-            return Sandbox(bwrapPath: bwrap.configuration.bwrapPath, pythonRoots: bwrap.pythonRoots, topLevel: bwrap.topLevel)
+            return Sandbox(bwrapPath: bwrap.configuration.bwrapPath, pythonRoots: bwrap.pythonRoots, topLevel: bwrap.topLevel, switchesUser: bwrap.switchesUser)
         }
         guard FileManager.default.isExecutableFile(atPath: bwrapPath) else { return nil }
-        let sandbox = Sandbox(bwrapPath: bwrapPath, pythonRoots: BwrapRunner.pythonRoots(of: python), topLevel: BwrapRunner.topLevel())
+        var sandbox = Sandbox(bwrapPath: bwrapPath, pythonRoots: BwrapRunner.pythonRoots(of: python), topLevel: BwrapRunner.topLevel())
         let probe = NSTemporaryDirectory() + "campusgrid-env-probe-\(getpid())-\(UUID().uuidString.prefix(8))"
         guard (try? FileManager.default.createDirectory(atPath: probe, withIntermediateDirectories: true)) != nil else { return nil }
         defer { try? FileManager.default.removeItem(atPath: probe) }
@@ -162,7 +165,18 @@ public actor EnvBuilder {
         c.noIndex = true
         let args = sandboxArguments(sandbox, configuration: c, buildFolder: probe) + [python, "-c", "open('/build/ok', 'w').write('ok')"]
         guard let r = try? Command.run(bwrapPath, args, timeout: 30) else { return nil }
-        return r.succeeded && FileManager.default.fileExists(atPath: probe + "/ok") ? sandbox : nil
+        guard r.succeeded && FileManager.default.fileExists(atPath: probe + "/ok") else { return nil }
+        // A root worker's installer runs as 65534 where a probe through that very path shows it works.
+        if SandboxUser.switches {
+            sandbox.switchesUser =
+                SandboxUser.probe(
+                    bwrap: bwrapPath,
+                    arguments: { userns, folder in
+                        sandboxArguments(sandbox, configuration: c, buildFolder: folder, userns: userns) + SandboxUser.dropPrefix(closing: userns)
+                            + [python, "probe.py"]
+                    }, script: "probe.py") == nil
+        }
+        return sandbox
     }
 
     /// The options that change what an install produces: part of the key.

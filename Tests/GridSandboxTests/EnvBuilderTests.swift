@@ -282,6 +282,8 @@ struct EnvBuilderTests {
         // A root worker's installer (a package's own build code runs in it) is 65534 outside, not root: what it wrote
         // is 65534's (`SandboxUser`).
         if geteuid() == 0 {
+            // Decided by a probe through that very path, as the bwrap tier's runner decides it for its jobs.
+            #expect(c.sandbox?.switchesUser == true)
             for path in [ready.sitePath, cache, cache + "/" + (compiled.first ?? "")] {
                 let owner = (try FileManager.default.attributesOfItem(atPath: path))[.ownerAccountID] as? NSNumber
                 #expect(owner == 65534, "\(path) is \(owner?.stringValue ?? "?")'s")
