@@ -102,10 +102,17 @@ struct ChunkStore: Sendable {
     /// Redis's `WAIT`, a chunk counts as stored once `replicas` peers hold it, and a copy a machine's crash damages is
     /// found by the hash every read checks and made again from another copy (the repair pass). Forcing each 4 MiB
     /// chunk to the disk made an upload wait for the disk twice over (issue 17).
-    func put(_ hash: String, _ bytes: ByteBuffer, hashedHere: Bool = false) throws {
+    ///
+    /// `storedAt`: when the copy this one is made from was stored (seconds since 1970; the repair pass passes it on),
+    /// else now. A copy counts as stored at the latest of these times, so storing a chunk again (an upload of the same
+    /// bytes) keeps it from being reclaimed under the new file (see `ChunkReclaim`).
+    func put(_ hash: String, _ bytes: ByteBuffer, hashedHere: Bool = false, storedAt: Int64? = nil) throws {
         let p = try path(hash)
         guard hashedHere || Self.sha256(bytes) == hash else { throw GridError(.conflict, "the chunk's bytes do not match its name \(hash.prefix(12))…") }
-        if bytes.withUnsafeReadableBytes({ Self.holds(p, exactly: $0) }) { return }
+        let stamp = Self.stamp(storedAt)
+        // The copy here is kept, counted as stored now (under the count's lock, as `reclaim` deletes: a copy found
+        // here is either made new before a reclaim looks, or gone, and then written again below).
+        if bytes.withUnsafeReadableBytes({ Self.holds(p, exactly: $0) }), held.locked({ _ in Self.touch(p, to: stamp) }) { return }
         // Room for it first (a damaged copy it replaces frees its own size); given back if the write fails.
         let before = Self.size(p)
         let growth = Self.charge(Int64(bytes.readableBytes)) - before
@@ -121,6 +128,7 @@ struct ChunkStore: Sendable {
         }
         // The rename and the count's correction happen under the count's lock: another write of the same chunk that
         // landed since this one looked was replaced, not added to, and two such writes cannot both miss each other.
+        if let stamp { _ = Self.touch(tmp, to: stamp, backwards: true) }
         let renamed = held.locked { total -> Bool in
             let replaced = Self.size(p)
             guard rename(tmp, p) == 0 else {
@@ -139,6 +147,59 @@ struct ChunkStore: Sendable {
     /// `put` of bytes held in an array.
     func put(_ hash: String, _ bytes: [UInt8], hashedHere: Bool = false) throws {
         try put(hash, ByteBuffer(bytes: bytes), hashedHere: hashedHere)
+    }
+
+    // MARK: - Age, for reclaiming chunks no file names (`ChunkReclaim`)
+
+    /// The time a copy counts as stored at: `storedAt` when it is earlier than now (a claim from the wire: a later
+    /// one, or a negative one, is not taken), nil for now.
+    static func stamp(_ storedAt: Int64?) -> Int64? {
+        guard let storedAt else { return nil }
+        let now = Int64(Date().timeIntervalSince1970)
+        return storedAt >= 0 && storedAt < now ? storedAt : nil
+    }
+
+    /// Sets the modification time of the file at `path` to `stamp` (nil: now), unless it is later already
+    /// (`backwards`: whatever it is); false when there is no file there.
+    private static func touch(_ path: String, to stamp: Int64?, backwards: Bool = false) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        let now = Int64(Date().timeIntervalSince1970)
+        let target = stamp ?? now
+        if !backwards && Int64(st.st_mtim.tv_sec) >= target { return true }
+        // Access and modification time both (glibc's UTIME_OMIT does not reach Swift); nothing reads the access time.
+        var times = [timespec(tv_sec: Int(target), tv_nsec: 0), timespec(tv_sec: Int(target), tv_nsec: 0)]
+        return utimensat(AT_FDCWD, path, &times, 0) == 0 || errno != ENOENT
+    }
+
+    /// When the copy of `hash` here counts as stored (seconds since 1970), nil when there is none.
+    func storedAt(_ hash: String) -> Int64? {
+        guard let p = try? path(hash) else { return nil }
+        var st = stat()
+        return stat(p, &st) == 0 ? Int64(st.st_mtim.tv_sec) : nil
+    }
+
+    /// The chunks here last stored `grace` seconds or more before `now`.
+    func pastGrace(now: Double, grace: Double) -> [String] {
+        list().filter { hash in storedAt(hash).map { ChunkReclaim.isPastGrace(modified: Double($0), now: now, grace: grace) } ?? false }
+    }
+
+    /// Deletes chunk `hash` if it is still past its grace (checked under the count's lock, as `put` renews a copy it
+    /// finds: a chunk stored again since it was listed stays); returns the bytes it was counted as, nil if kept.
+    func reclaim(_ hash: String, now: Double, grace: Double) -> Int64? {
+        guard let p = try? path(hash) else { return nil }
+        var freed: Int64?
+        _ = held.locked { total -> Bool in
+            var st = stat()
+            guard stat(p, &st) == 0, ChunkReclaim.isPastGrace(modified: Double(st.st_mtim.tv_sec), now: now, grace: grace), unlink(p) == 0 else {
+                return false
+            }
+            let size = Self.charge(Int64(st.st_size))
+            total = max(0, StorageBudget.sum(total, -size))
+            freed = size
+            return true
+        }
+        return freed
     }
 
     /// Whether the file at `path` holds exactly `bytes`.
