@@ -23,12 +23,12 @@ public struct StorageBudget: Sendable, Hashable {
     public static func share(of total: Int64) -> Int64 { max(0, total) / 4 }
 
     /// The budget of a peer's file chunks: for the whole peer (a peer storing a chunk for another does not know whose
-    /// file it is part of). Deleting a file does not free its chunks yet (they may be shared with other files), so the
-    /// remedy a full peer names is more room or more peers.
+    /// file it is part of). A deleted file's chunks are freed only once no other file names them and their grace has
+    /// passed (`ChunkReclaim`), so the remedy a full peer names is more room, more peers, or time.
     public static func disk(totalBytes: Int64) -> StorageBudget {
         StorageBudget(
             totalBytes: totalBytes, perOwnerBytes: totalBytes, what: "file chunks",
-            remedy: "its owner can lend more (--share-disk-mb), or more peers can join (the grid does not yet reclaim deleted files' chunks)")
+            remedy: "its owner can lend more (--share-disk-mb), or more peers can join; deleted files' chunks are freed an hour after no file names them")
     }
 
     /// No limit (a test or bench that stores more than a laptop should).

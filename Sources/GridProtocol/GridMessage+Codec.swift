@@ -73,6 +73,8 @@ extension GridMessage {
         case .chunkData: return .chunkData(try Msg.ChunkData(from: decoder))
         case .chunkHas: return .chunkHas(try Msg.ChunkHashes(from: decoder))
         case .chunkHave: return .chunkHave(try Msg.ChunkHashes(from: decoder))
+        case .chunkRefs: return .chunkRefs(try Msg.ChunkRefs(from: decoder))
+        case .chunkUsed: return .chunkUsed(try Msg.ChunkRefs(from: decoder))
         case .peerStatus: return .peerStatus(try Msg.PeerStatus(from: decoder))
         case .ok: return .ok(try Msg.Ok(from: decoder))
         case .getPeerStatus: return .getPeerStatus
@@ -131,6 +133,8 @@ extension GridMessage {
         case .chunkData(let m): m
         case .chunkHas(let m): m
         case .chunkHave(let m): m
+        case .chunkRefs(let m): m
+        case .chunkUsed(let m): m
         case .peerStatus(let m): m
         case .ok(let m): m
         case .getPeerStatus: Msg.Empty()

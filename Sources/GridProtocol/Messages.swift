@@ -389,6 +389,8 @@ public enum GridMessage: Hashable, Sendable {
     case chunkData(Msg.ChunkData)
     case chunkHas(Msg.ChunkHashes)
     case chunkHave(Msg.ChunkHashes)
+    case chunkRefs(Msg.ChunkRefs)
+    case chunkUsed(Msg.ChunkRefs)
     case peerStatus(Msg.PeerStatus)
     case ok(Msg.Ok)
     case getPeerStatus
@@ -447,6 +449,8 @@ public enum GridMessage: Hashable, Sendable {
         case .chunkData: .chunkData
         case .chunkHas: .chunkHas
         case .chunkHave: .chunkHave
+        case .chunkRefs: .chunkRefs
+        case .chunkUsed: .chunkUsed
         case .peerStatus: .peerStatus
         case .ok: .ok
         case .getPeerStatus: .getPeerStatus
@@ -511,6 +515,8 @@ public enum MessageType: String, CaseIterable, Sendable {
     case chunkData = "CHUNK_DATA"
     case chunkHas = "CHUNK_HAS"
     case chunkHave = "CHUNK_HAVE"
+    case chunkRefs = "CHUNK_REFS"
+    case chunkUsed = "CHUNK_USED"
     case peerStatus = "PEER_STATUS"
     case ok = "OK"
     case getPeerStatus = "GET_PEER_STATUS"

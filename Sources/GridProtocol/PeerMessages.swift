@@ -410,9 +410,25 @@ extension Msg {
     public struct ChunkData: Hashable, Sendable, Codable {
         public var hash: String
         public var index: Int?
-        public init(hash: String, index: Int? = nil) {
+        /// In a `CHUNK_PUT` of the repair pass: when the sender's copy was last stored (seconds since 1970), so the
+        /// new copy keeps its age and is reclaimed with the others once no file names it (see `ChunkReclaim`).
+        /// Absent: now. A claim: a time ahead of the receiver's clock counts as now.
+        public var storedAt: Int64?
+        public init(hash: String, index: Int? = nil, storedAt: Int64? = nil) {
             self.hash = hash
             self.index = index
+            self.storedAt = storedAt
+        }
+    }
+
+    /// `CHUNK_REFS` (which of these chunks do you know a use for: a manifest you hold, an upload in progress here?)
+    /// and its answer `CHUNK_USED`, each with the digest of the membership its sender sees (see `ChunkReclaim`).
+    public struct ChunkRefs: Hashable, Sendable, Codable {
+        public var hashes: [String]
+        public var members: String
+        public init(hashes: [String], members: String) {
+            self.hashes = hashes
+            self.members = members
         }
     }
 

@@ -71,6 +71,7 @@ public enum PeerPortRequest: Sendable {
     case chunkPut(Msg.ChunkData)
     case chunkGet(Msg.ChunkData)
     case chunkHas(Msg.ChunkHashes)
+    case chunkRefs(Msg.ChunkRefs)
     // Client ⇄ peer (a peer may list keys too, to sync).
     case listMem(Msg.ListMem)
     case getBestPeer(Msg.GetBestPeer)
@@ -96,6 +97,7 @@ public enum PeerPortRequest: Sendable {
         case .chunkPut(let m): self = .chunkPut(m)
         case .chunkGet(let m): self = .chunkGet(m)
         case .chunkHas(let m): self = .chunkHas(m)
+        case .chunkRefs(let m): self = .chunkRefs(m)
         case .listMem(let m): self = .listMem(m)
         case .getBestPeer(let m): self = .getBestPeer(m)
         case .setMem(let m): self = .setMem(m)

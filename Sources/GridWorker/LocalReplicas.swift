@@ -77,6 +77,8 @@ final class LocalReplicas: Sendable {
     func get(_ key: String) -> MemoryTable.Entry? { state.withLock { $0.table.get(key) } }
     func drop(_ key: String) { state.withLock { $0.table.drop(key) } }
     func keys(prefix: String) -> [String] { state.withLock { $0.table.keys(prefix: prefix) } }
+    /// Every entry, as they are now (a copy: the lock is not held while the caller reads them).
+    var entries: [String: MemoryTable.Entry] { state.withLock { $0.table.entries } }
     var liveCount: Int { state.withLock { $0.table.liveCount } }
     func collectGarbage(now: Int64) { state.withLock { $0.table.collectGarbage(now: now) } }
 

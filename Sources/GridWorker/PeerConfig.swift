@@ -35,8 +35,13 @@ public struct PeerConfig: Sendable {
     /// 512 MiB, a quarter of it per person: `--share-memory-mb`).
     public var memoryBudget = StorageBudget(totalBytes: 512 << 20, what: "memory values")
     /// How much disk the file chunks this peer holds may take (default 20 GiB: `--share-disk-mb`). A peer storing a
-    /// chunk for another does not know whose file it is part of, so this one is not shared out per person.
+    /// chunk for another does not know whose file it is part of, so this one is not shared out per person. Chunks no
+    /// file names any more are reclaimed (`ChunkReclaim`).
     public var diskBudget = StorageBudget.disk(totalBytes: 20 << 30)
+    /// How long a chunk no file names is kept after it was last stored, and how long the membership must have been
+    /// unchanged before chunks are reclaimed, in seconds (see `ChunkReclaim`).
+    public var chunkGraceSeconds = ChunkReclaim.defaultGraceSeconds
+    public var reclaimStableSeconds = ChunkReclaim.defaultStableSeconds
 
     public init(dataDirectory: String, token: String, slots: Int) {
         self.dataDirectory = dataDirectory

@@ -413,7 +413,9 @@ extension PeerService {
                         continue
                     }
                     guard let bytes = try? chunks.read(hash) else { continue }
-                    if (try? await ask(peer, .chunkPut(Msg.ChunkData(hash: hash)), payload: ByteBuffer(bytes: bytes), timeout: 120)) != nil {
+                    // The new copy keeps this one's age, so that a chunk no file names goes from every peer in time.
+                    let put = Msg.ChunkData(hash: hash, storedAt: chunks.storedAt(hash))
+                    if (try? await ask(peer, .chunkPut(put), payload: ByteBuffer(bytes: bytes), timeout: 120)) != nil {
                         confirmed[hash, default: []].insert(peer)
                         logger.info("chunk re-replicated", metadata: ["grid.chunk": "\(hash)", "grid.worker.id": "\(peer)"])
                     }
@@ -422,6 +424,84 @@ extension PeerService {
         }
         for (hash, owners) in owned where !owners.contains(selfId) && !owners.isEmpty {
             if Set(owners).isSubset(of: confirmed[hash] ?? []) { chunks.delete(hash) }
+        }
+    }
+}
+
+extension PeerService {
+    // MARK: - Reclaiming chunks no file names
+
+    /// The digest of the membership this peer sees (its sorted ids), for `CHUNK_REFS`.
+    var membershipDigest: String {
+        ChunkStore.sha256(Array(memberIds.sorted().joined(separator: "\n").utf8))
+    }
+
+    /// Of `asked`, the chunks this peer knows a use for: named by a manifest it holds or by an upload in progress
+    /// here, or held here and stored less than the grace ago (a chunk goes only once every copy is that old).
+    func chunksInUse(among asked: [String]) async -> [String] {
+        let uploading = Set(uploads.values.lazy.flatMap(\.chunks).filter { !$0.isEmpty })
+        let (memory, store, grace) = (memory, chunks, config.chunkGraceSeconds)
+        return await Self.offActor {
+            let named = ChunkReclaim.references(in: memory.entries).union(uploading)
+            let now = Date().timeIntervalSince1970
+            return asked.filter { hash in
+                if named.contains(hash) { return true }
+                guard let at = store.storedAt(hash) else { return false }
+                return !ChunkReclaim.isPastGrace(modified: Double(at), now: now, grace: grace)
+            }
+        }
+    }
+
+    /// Deletes the chunks held here that no file names any more, anywhere (see `ChunkReclaim`): past their grace, and
+    /// named by nothing this peer or any other holds. Nothing goes unless every peer answered, from the same view of
+    /// a membership unchanged for a while.
+    func reclaimChunks() async {
+        guard let selfId, let since = membershipChangedAt,
+            ChunkReclaim.isSettled(changedAt: since, now: Self.uptime(), stable: config.reclaimStableSeconds)
+        else { return }
+        let (store, grace) = (chunks, config.chunkGraceSeconds)
+        let old = await Self.offActor { store.pastGrace(now: Date().timeIntervalSince1970, grace: grace) }
+        guard !old.isEmpty else { return }
+        let used = Set(await chunksInUse(among: old))
+        let candidates = Array(old.lazy.filter { !used.contains($0) }.prefix(ChunkReclaim.maxPerRound))
+        guard !candidates.isEmpty else { return }
+        let members = membershipDigest
+        let others = memberIds.filter { $0 != selfId }
+        let request = Msg.ChunkRefs(hashes: candidates, members: members)
+        let answers = await withTaskGroup(of: (String, ChunkReclaim.Answer?).self) { group in
+            for peer in others {
+                group.addTask {
+                    guard case .chunkUsed(let m)? = try? await self.ask(peer, .chunkRefs(request), timeout: 30).message else { return (peer, nil) }
+                    return (peer, ChunkReclaim.Answer(referenced: Set(m.hashes.prefix(ChunkReclaim.maxPerRound)), members: m.members))
+                }
+            }
+            var out: [String: ChunkReclaim.Answer] = [:]
+            for await (peer, answer) in group { out[peer] = answer }
+            return out
+        }
+        // The membership changed while the others were asked: manifests may be moving; the next round decides.
+        guard membershipChangedAt == since else { return }
+        switch ChunkReclaim.verdict(candidates: candidates, others: others, members: members, answers: answers) {
+        case .keepAll(let why):
+            logger.info("chunks no file names are kept this round", metadata: ["grid.chunks": "\(candidates.count)", "grid.reason": "\(why)"])
+        case .delete(let hashes):
+            // A manifest or upload that came here meanwhile keeps its chunks too.
+            let usedNow = Set(await chunksInUse(among: hashes))
+            let going = hashes.filter { !usedNow.contains($0) }
+            let (count, freed) = await Self.offActor { () -> (Int, Int64) in
+                var count = 0
+                var freed: Int64 = 0
+                for hash in going {
+                    guard let bytes = store.reclaim(hash, now: Date().timeIntervalSince1970, grace: grace) else { continue }
+                    count += 1
+                    freed = StorageBudget.sum(freed, bytes)
+                }
+                return (count, freed)
+            }
+            if count > 0 {
+                logger.info(
+                    "reclaimed chunks no file names", metadata: ["grid.chunks": "\(count)", "grid.bytes": "\(freed)", "grid.kept": "\(candidates.count - count)"])
+            }
         }
     }
 }

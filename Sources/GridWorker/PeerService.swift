@@ -98,6 +98,8 @@ public actor PeerService: Service {
     let logger: Logger
     private(set) var selfId: String?
     private(set) var members: [Msg.PeerInfo] = []
+    /// When the membership last changed (`uptime()`); nil until the manager first announced it.
+    private(set) var membershipChangedAt: Double?
     private var managerLink: (@Sendable (GridMessage) async throws -> GridMessage)?
 
     // Trust (see `PeerTrust`).
@@ -228,6 +230,7 @@ public actor PeerService: Service {
         let change = Membership.change(
             previous: members.map(\.workerId), announced: peers.map(\.workerId), selfId: selfId, linked: Array(links.keys))
         members = peers
+        if change.changed || membershipChangedAt == nil { membershipChangedAt = Self.uptime() }
         self.bars = PeerTrust.Bars(barred)
         // A link to a barred worker is closed (it is no member either, so it went above unless it was never one).
         for id in links.keys where bars.before[id] != nil {
@@ -334,6 +337,8 @@ public actor PeerService: Service {
             guard selfId != nil else { continue }
             await renewCredential()
             await rebalanceMemory()
+            // Before the repair pass: a chunk no file names is not copied again to the peers that just let it go.
+            await reclaimChunks()
             await repairChunks()
         }
     }
@@ -589,9 +594,10 @@ public actor PeerService: Service {
                 // Checked (hashed) and written off the actor: other requests go on meanwhile.
                 let store = chunks
                 let hash = m.hash
+                let storedAt = m.storedAt
                 let failure = await Self.offActor { () -> GridError? in
                     do {
-                        try store.put(hash, payload)
+                        try store.put(hash, payload, storedAt: storedAt)
                         return nil
                     } catch let e as GridError { return e } catch { return GridError(.internal, "could not store the chunk: \(error)") }
                 }
@@ -606,6 +612,10 @@ public actor PeerService: Service {
             case .chunkHas(let m):
                 try requirePeer(caller, message)
                 return (.chunkHave(Msg.ChunkHashes(hashes: m.hashes.prefix(10_000).filter { chunks.has($0) })), nil)
+            case .chunkRefs(let m):
+                try requirePeer(caller, message)
+                let asked = Array(m.hashes.prefix(ChunkReclaim.maxPerRound))
+                return (.chunkUsed(Msg.ChunkRefs(hashes: await chunksInUse(among: asked), members: membershipDigest)), nil)
             // Everything else is a person's request, on their own data.
             case .getBestPeer(let ask):
                 _ = try person(caller, message)

@@ -33,7 +33,9 @@ final class PeerGrid: @unchecked Sendable {
     }
 
     /// Starts a worker (repair passes every second, so re-replication is quick) and reads its ready line.
-    func startPeer(_ name: String, slots: Int = 2, extra: [String] = [], owner: GridClient? = nil) async throws -> Peer {
+    func startPeer(
+        _ name: String, slots: Int = 2, extra: [String] = [], owner: GridClient? = nil, environment: [String: String] = [:]
+    ) async throws -> Peer {
         let created = try await (owner ?? alice).createToken(kind: "worker")
         // On a TLS grid the join string (TOKEN@sha256:…) pins the manager's CA; the token goes in a file, never argv.
         let tokenFile = try grid.tokenFile(created.join ?? created.token)
@@ -43,7 +45,7 @@ final class PeerGrid: @unchecked Sendable {
             [
                 "worker", "-m", grid.managerAddress, "--token-file", tokenFile, "--data-dir", dir, "-n", name, "--cpus", "2", "--memory", "4",
                 "--slots", "\(slots)", "--port", "0", "--json",
-            ] + extra, extraEnvironment: ["CAMPUSGRID_PEER_REPAIR_SECONDS": "1"])
+            ] + extra, extraEnvironment: ["CAMPUSGRID_PEER_REPAIR_SECONDS": "1"].merging(environment) { $1 })
         guard let line = await w.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
             case .number(let port)? = ready["port"], case .string(let id)? = ready["worker_id"]
         else { throw TestGridError("worker \(name) did not register:\n\(w.errorLog.suffix(3000))") }

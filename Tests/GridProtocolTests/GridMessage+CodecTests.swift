@@ -76,6 +76,9 @@ private let samples: [GridMessage] = [
     .chunkData(Msg.ChunkData(hash: "c1")),
     .chunkHas(Msg.ChunkHashes(hashes: ["c1", "c2"])),
     .chunkHave(Msg.ChunkHashes(hashes: ["c1"])),
+    .chunkRefs(Msg.ChunkRefs(hashes: ["c1", "c2"], members: "m")),
+    .chunkUsed(Msg.ChunkRefs(hashes: ["c1"], members: "m")),
+    .chunkPut(Msg.ChunkData(hash: "c1", storedAt: 1_700_000_000)),
     .peerStatus(
         Msg.PeerStatus(workerId: "w-1", name: "lab-1", slots: 2, running: 1, queued: ["ada": 3], peers: [], memKeys: 10, chunks: 4, tasksDone: 99)),
     .ok(Msg.Ok(detail: "deleted")),
@@ -174,6 +177,8 @@ private func caseIndex(_ message: GridMessage) -> Int {
     case .credential: 51
     case .notLeader: 52
     case .session: 53
+    case .chunkRefs: 54
+    case .chunkUsed: 55
     }
 }
 
@@ -198,7 +203,7 @@ private func roundTrip(_ frame: GridFrame) throws -> GridFrame {
 @Suite("GridMessage wire codec")
 struct GridMessageCodecTests {
     @Test func samplesCoverEveryMessageCase() {
-        #expect(Set(samples.map(caseIndex)) == Set(0...53))
+        #expect(Set(samples.map(caseIndex)) == Set(0...55))
     }
 
     @Test(arguments: samples)
