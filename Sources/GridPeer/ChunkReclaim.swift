@@ -5,26 +5,33 @@ public import GridCore
 /// and deleted over and over filled every peer's lent disk for good.
 ///
 /// A chunk is shared by every file with the same bytes (chunks are named by their SHA-256), of any user, so a peer
-/// never deletes one because one file went: only when no manifest any peer holds, and no upload in progress on any
-/// peer, names it. Each round, a peer
-/// 1. takes its chunks last stored more than `grace` ago and named by none of the manifests and uploads it holds
-///    itself (`candidates`);
-/// 2. asks every other peer which of those it knows a use for (`CHUNK_REFS`);
-/// 3. deletes the rest, each only if it is still that old at the moment of deletion (storing a chunk again, as an
-///    upload of the same bytes does, makes it new).
+/// never deletes one because one file went. Two mechanisms, and a chunk goes only when both let it:
+/// * **A lease.** Every peer that holds a manifest naming a chunk (or an upload in progress with it) renews the
+///   chunk's copies on its owners (`CHUNK_KEEP`) every eighth of the lease; storing a chunk renews it too. A copy not
+///   renewed for a whole `lease` (a week) is one that no peer online in that week knew a use for. The peers holding a
+///   manifest may be away (a laptop closed, a switch down) while the others carry on: the lease is how long they may
+///   stay away and find their files whole.
+/// * **A question.** Each round, a peer takes its copies past the lease that nothing it holds names (`candidates`),
+///   and asks every other current peer which of those it knows a use for (`CHUNK_REFS`): a manifest it holds, an
+///   upload in progress, or a copy of its own within the lease. That catches a manifest that moved between peers, or
+///   was written, since its last renewal.
+/// The rest go, each only if it is still past the lease at the moment of deletion (storing or renewing a chunk makes
+/// it new, under the store's lock).
 ///
-/// Pure: the caller lists, asks and deletes. Every rule that keeps a chunk wins over every rule that lets it go: a peer
-/// that does not answer, or answers from another view of the membership, stops the round, and nothing is deleted.
-/// A peer's answer is a claim: naming more chunks keeps them (the worst a liar does is keep the disk full, as before
-/// this existed), and naming fewer cannot delete a chunk another peer's manifest names.
+/// Pure: the caller lists, asks, renews and deletes. Every rule that keeps a chunk wins over every rule that lets it
+/// go: a peer that does not answer, or answers from another view of the membership, stops the round, and nothing is
+/// deleted. A peer's answer is a claim: naming more chunks keeps them (the worst a liar does is keep the disk full,
+/// as before this existed), and naming fewer cannot delete a chunk another peer's manifest names.
 public enum ChunkReclaim {
-    /// How long a chunk no file names is kept from when it was last stored (an upload's first chunks wait for its last;
-    /// a job's outputs are stored before their manifest).
-    public static let defaultGraceSeconds: Double = 3600
+    /// How long a copy that nobody renewed or stored again is kept: a week.
+    public static let defaultLeaseSeconds: Double = 7 * 86_400
     /// How long the membership must have been unchanged first: while peers come and go, manifests move between them.
     public static let defaultStableSeconds: Double = 600
     /// Candidates asked about in one round (one `CHUNK_REFS` per peer); the rest wait for the next rounds.
     public static let maxPerRound = 5_000
+
+    /// Hashes in one `CHUNK_KEEP`.
+    public static let maxPerKeep = 5_000
 
     /// The chunks a stored memory entry names when it is a file's manifest (a user's own, or a public one), else none.
     /// Only well-formed chunk names count.
@@ -59,11 +66,29 @@ public enum ChunkReclaim {
         return out
     }
 
-    /// Whether a chunk last stored at `modified` (seconds since 1970) is past its grace at `now`. A time in the future
-    /// (a clock set back) or not a number keeps it.
-    public static func isPastGrace(modified: Double, now: Double, grace: Double) -> Bool {
-        guard modified.isFinite, now.isFinite, grace.isFinite, grace >= 0 else { return false }
-        return modified <= now && now - modified >= grace
+    /// Those of `wanted` that the manifests among `entries` name (memory: what was asked, not every name there is).
+    public static func references(in entries: [String: MemoryTable.Entry], among wanted: Set<String>) -> Set<String> {
+        var out = Set<String>()
+        guard !wanted.isEmpty else { return out }
+        for (key, entry) in entries where entry.value != nil {
+            for hash in references(key: key, value: entry.value) where wanted.contains(hash) { out.insert(hash) }
+        }
+        return out
+    }
+
+    /// Whether a chunk last stored or renewed at `modified` (seconds since 1970) is past its lease at `now`. A time in
+    /// the future (a clock set back) or not a number keeps it.
+    public static func isPastLease(modified: Double, now: Double, lease: Double) -> Bool {
+        guard modified.isFinite, now.isFinite, lease.isFinite, lease >= 0 else { return false }
+        return modified <= now && now - modified >= lease
+    }
+
+    /// Whether the chunks this peer's manifests name are due for renewal, last renewed at `scanned` (nil: never): every
+    /// eighth of the lease, so a copy is renewed seven times before it could go, and a copy moved to a new owner (it
+    /// keeps its age) is renewed well within its lease. A clock set back renews at once.
+    public static func isScanDue(scanned: Double?, now: Double, lease: Double) -> Bool {
+        guard let scanned, scanned.isFinite, now.isFinite, lease.isFinite else { return true }
+        return scanned > now || now - scanned >= lease / 8
     }
 
     /// Whether the membership has been unchanged for long enough: `changedAt` is when it last changed (nil: no
@@ -84,13 +109,13 @@ public enum ChunkReclaim {
     }
 
     public enum Verdict: Hashable, Sendable {
-        /// These chunks (a subset of the candidates) may go, each if it is still past its grace.
+        /// These chunks (a subset of the candidates) may go, each if it is still past its lease.
         case delete([String])
         /// Nothing goes this round, for this reason.
         case keepAll(String)
     }
 
-    /// What may go of `candidates` (chunks past their grace that nothing this peer holds names), given the answers of
+    /// What may go of `candidates` (chunks past their lease that nothing this peer holds names), given the answers of
     /// the other peers (`others`: every member but this one; a missing answer is one that failed). `members`: the
     /// digest of this peer's own view of the membership.
     public static func verdict(candidates: [String], others: [String], members: String, answers: [String: Answer]) -> Verdict {

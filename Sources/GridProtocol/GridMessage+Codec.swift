@@ -75,6 +75,7 @@ extension GridMessage {
         case .chunkHave: return .chunkHave(try Msg.ChunkHashes(from: decoder))
         case .chunkRefs: return .chunkRefs(try Msg.ChunkRefs(from: decoder))
         case .chunkUsed: return .chunkUsed(try Msg.ChunkRefs(from: decoder))
+        case .chunkKeep: return .chunkKeep(try Msg.ChunkHashes(from: decoder))
         case .peerStatus: return .peerStatus(try Msg.PeerStatus(from: decoder))
         case .ok: return .ok(try Msg.Ok(from: decoder))
         case .getPeerStatus: return .getPeerStatus
@@ -135,6 +136,7 @@ extension GridMessage {
         case .chunkHave(let m): m
         case .chunkRefs(let m): m
         case .chunkUsed(let m): m
+        case .chunkKeep(let m): m
         case .peerStatus(let m): m
         case .ok(let m): m
         case .getPeerStatus: Msg.Empty()

@@ -391,6 +391,7 @@ public enum GridMessage: Hashable, Sendable {
     case chunkHave(Msg.ChunkHashes)
     case chunkRefs(Msg.ChunkRefs)
     case chunkUsed(Msg.ChunkRefs)
+    case chunkKeep(Msg.ChunkHashes)
     case peerStatus(Msg.PeerStatus)
     case ok(Msg.Ok)
     case getPeerStatus
@@ -451,6 +452,7 @@ public enum GridMessage: Hashable, Sendable {
         case .chunkHave: .chunkHave
         case .chunkRefs: .chunkRefs
         case .chunkUsed: .chunkUsed
+        case .chunkKeep: .chunkKeep
         case .peerStatus: .peerStatus
         case .ok: .ok
         case .getPeerStatus: .getPeerStatus
@@ -517,6 +519,7 @@ public enum MessageType: String, CaseIterable, Sendable {
     case chunkHave = "CHUNK_HAVE"
     case chunkRefs = "CHUNK_REFS"
     case chunkUsed = "CHUNK_USED"
+    case chunkKeep = "CHUNK_KEEP"
     case peerStatus = "PEER_STATUS"
     case ok = "OK"
     case getPeerStatus = "GET_PEER_STATUS"

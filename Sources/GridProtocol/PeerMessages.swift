@@ -411,7 +411,7 @@ extension Msg {
         public var hash: String
         public var index: Int?
         /// In a `CHUNK_PUT` of the repair pass: when the sender's copy was last stored (seconds since 1970), so the
-        /// new copy keeps its age and is reclaimed with the others once no file names it (see `ChunkReclaim`).
+        /// new copy keeps its lease and is reclaimed with the others once no file names it (see `ChunkReclaim`).
         /// Absent: now. A claim: a time ahead of the receiver's clock counts as now.
         public var storedAt: Int64?
         public init(hash: String, index: Int? = nil, storedAt: Int64? = nil) {
@@ -432,7 +432,8 @@ extension Msg {
         }
     }
 
-    /// `CHUNK_GET` (one hash) and `CHUNK_HAS`/`CHUNK_HAVE` (which of these do you hold?).
+    /// `CHUNK_GET` (one hash), `CHUNK_HAS`/`CHUNK_HAVE` (which of these do you hold?) and `CHUNK_KEEP` (renew the
+    /// leases of these: a file names them).
     public struct ChunkHashes: Hashable, Sendable, Codable {
         public var hashes: [String]
         public init(hashes: [String]) { self.hashes = hashes }

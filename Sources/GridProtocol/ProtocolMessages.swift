@@ -72,6 +72,7 @@ public enum PeerPortRequest: Sendable {
     case chunkGet(Msg.ChunkData)
     case chunkHas(Msg.ChunkHashes)
     case chunkRefs(Msg.ChunkRefs)
+    case chunkKeep(Msg.ChunkHashes)
     // Client ⇄ peer (a peer may list keys too, to sync).
     case listMem(Msg.ListMem)
     case getBestPeer(Msg.GetBestPeer)
@@ -98,6 +99,7 @@ public enum PeerPortRequest: Sendable {
         case .chunkGet(let m): self = .chunkGet(m)
         case .chunkHas(let m): self = .chunkHas(m)
         case .chunkRefs(let m): self = .chunkRefs(m)
+        case .chunkKeep(let m): self = .chunkKeep(m)
         case .listMem(let m): self = .listMem(m)
         case .getBestPeer(let m): self = .getBestPeer(m)
         case .setMem(let m): self = .setMem(m)

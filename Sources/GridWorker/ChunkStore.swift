@@ -105,7 +105,7 @@ struct ChunkStore: Sendable {
     ///
     /// `storedAt`: when the copy this one is made from was stored (seconds since 1970; the repair pass passes it on),
     /// else now. A copy counts as stored at the latest of these times, so storing a chunk again (an upload of the same
-    /// bytes) keeps it from being reclaimed under the new file (see `ChunkReclaim`).
+    /// bytes) renews its lease, and it is not reclaimed under the new file (see `ChunkReclaim`).
     func put(_ hash: String, _ bytes: ByteBuffer, hashedHere: Bool = false, storedAt: Int64? = nil) throws {
         let p = try path(hash)
         guard hashedHere || Self.sha256(bytes) == hash else { throw GridError(.conflict, "the chunk's bytes do not match its name \(hash.prefix(12))…") }
@@ -149,7 +149,7 @@ struct ChunkStore: Sendable {
         try put(hash, ByteBuffer(bytes: bytes), hashedHere: hashedHere)
     }
 
-    // MARK: - Age, for reclaiming chunks no file names (`ChunkReclaim`)
+    // MARK: - Leases, for reclaiming chunks no file names (`ChunkReclaim`)
 
     /// The time a copy counts as stored at: `storedAt` when it is earlier than now (a claim from the wire: a later
     /// one, or a negative one, is not taken), nil for now.
@@ -160,7 +160,8 @@ struct ChunkStore: Sendable {
     }
 
     /// Sets the modification time of the file at `path` to `stamp` (nil: now), unless it is later already
-    /// (`backwards`: whatever it is); false when there is no file there.
+    /// (`backwards`: whatever it is); false when there is no file there, or its time could not be set (the caller
+    /// then writes the chunk anew, or counts it as not renewed).
     private static func touch(_ path: String, to stamp: Int64?, backwards: Bool = false) -> Bool {
         var st = stat()
         guard stat(path, &st) == 0 else { return false }
@@ -169,7 +170,7 @@ struct ChunkStore: Sendable {
         if !backwards && Int64(st.st_mtim.tv_sec) >= target { return true }
         // Access and modification time both (glibc's UTIME_OMIT does not reach Swift); nothing reads the access time.
         var times = [timespec(tv_sec: Int(target), tv_nsec: 0), timespec(tv_sec: Int(target), tv_nsec: 0)]
-        return utimensat(AT_FDCWD, path, &times, 0) == 0 || errno != ENOENT
+        return utimensat(AT_FDCWD, path, &times, 0) == 0
     }
 
     /// When the copy of `hash` here counts as stored (seconds since 1970), nil when there is none.
@@ -179,19 +180,26 @@ struct ChunkStore: Sendable {
         return stat(p, &st) == 0 ? Int64(st.st_mtim.tv_sec) : nil
     }
 
-    /// The chunks here last stored `grace` seconds or more before `now`.
-    func pastGrace(now: Double, grace: Double) -> [String] {
-        list().filter { hash in storedAt(hash).map { ChunkReclaim.isPastGrace(modified: Double($0), now: now, grace: grace) } ?? false }
+    /// Renews the lease of the copy of `hash` here, if there is one (`CHUNK_KEEP`); false when there is none.
+    @discardableResult
+    func renew(_ hash: String) -> Bool {
+        guard let p = try? path(hash) else { return false }
+        return held.locked { _ in Self.touch(p, to: nil) }
     }
 
-    /// Deletes chunk `hash` if it is still past its grace (checked under the count's lock, as `put` renews a copy it
-    /// finds: a chunk stored again since it was listed stays); returns the bytes it was counted as, nil if kept.
-    func reclaim(_ hash: String, now: Double, grace: Double) -> Int64? {
+    /// The chunks here last stored or renewed `lease` seconds or more before `now`.
+    func pastLease(now: Double, lease: Double) -> [String] {
+        list().filter { hash in storedAt(hash).map { ChunkReclaim.isPastLease(modified: Double($0), now: now, lease: lease) } ?? false }
+    }
+
+    /// Deletes chunk `hash` if it is still past its lease (checked under the count's lock, as `put` and `renew` renew
+    /// a copy: a chunk stored or renewed since it was listed stays); returns the bytes it was counted as, nil if kept.
+    func reclaim(_ hash: String, now: Double, lease: Double) -> Int64? {
         guard let p = try? path(hash) else { return nil }
         var freed: Int64?
         _ = held.locked { total -> Bool in
             var st = stat()
-            guard stat(p, &st) == 0, ChunkReclaim.isPastGrace(modified: Double(st.st_mtim.tv_sec), now: now, grace: grace), unlink(p) == 0 else {
+            guard stat(p, &st) == 0, ChunkReclaim.isPastLease(modified: Double(st.st_mtim.tv_sec), now: now, lease: lease), unlink(p) == 0 else {
                 return false
             }
             let size = Self.charge(Int64(st.st_size))

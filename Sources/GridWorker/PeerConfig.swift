@@ -38,9 +38,9 @@ public struct PeerConfig: Sendable {
     /// chunk for another does not know whose file it is part of, so this one is not shared out per person. Chunks no
     /// file names any more are reclaimed (`ChunkReclaim`).
     public var diskBudget = StorageBudget.disk(totalBytes: 20 << 30)
-    /// How long a chunk no file names is kept after it was last stored, and how long the membership must have been
-    /// unchanged before chunks are reclaimed, in seconds (see `ChunkReclaim`).
-    public var chunkGraceSeconds = ChunkReclaim.defaultGraceSeconds
+    /// How long a chunk copy nobody renewed or stored again is kept (a week), and how long the membership must have
+    /// been unchanged before chunks are reclaimed, in seconds (see `ChunkReclaim`).
+    public var chunkLeaseSeconds = ChunkReclaim.defaultLeaseSeconds
     public var reclaimStableSeconds = ChunkReclaim.defaultStableSeconds
 
     public init(dataDirectory: String, token: String, slots: Int) {

@@ -24,9 +24,13 @@ extension PeerService {
             guard let data = Data(base64Encoded: text) else { throw GridError(.badRequest, "data is not valid base64") }
             var chunks: [String] = []
             var offset = 0
+            // In use (not reclaimed) until the manifest that names them is written.
+            let pinned = newPin()
+            defer { unpin(pinned) }
             while offset < data.count {
                 let part = ByteBuffer(bytes: data[offset..<min(data.count, offset + PeerNames.chunkSize)])
                 chunks.append(try await storeChunk(part))
+                pin(chunks[chunks.count - 1], under: pinned)
                 offset += part.readableBytes
             }
             let manifest = Msg.FileManifest(
@@ -105,6 +109,9 @@ extension PeerService {
             throw GridError(.notFound, "no upload \(m.uploadId) in progress here")
         }
         uploads[m.uploadId] = nil
+        // Its chunks stay in use (not reclaimed) until the manifest that names them is written.
+        let pinned = newPin(upload.chunks.filter { !$0.isEmpty })
+        defer { unpin(pinned) }
         let expected = PeerNames.chunkCount(size: upload.size, chunkSize: PeerNames.chunkSize)
         let received = upload.chunks.filter { !$0.isEmpty }.count
         guard upload.next == expected, received == expected else {
@@ -373,9 +380,13 @@ extension PeerService {
         try PeerNames.validateFileName(filename)
         var chunks: [String] = []
         var offset = 0
+        // In use (not reclaimed) until the manifest that names them is written.
+        let pinned = newPin()
+        defer { unpin(pinned) }
         while offset < data.count {
             let part = ByteBuffer(bytes: data[offset..<min(data.count, offset + PeerNames.chunkSize)])
             chunks.append(try await storeChunk(part))
+            pin(chunks[chunks.count - 1], under: pinned)
             offset += part.readableBytes
         }
         let manifest = Msg.FileManifest(
@@ -429,41 +440,104 @@ extension PeerService {
 }
 
 extension PeerService {
-    // MARK: - Reclaiming chunks no file names
+    // MARK: - Reclaiming chunks no file names (`ChunkReclaim`)
 
     /// The digest of the membership this peer sees (its sorted ids), for `CHUNK_REFS`.
     var membershipDigest: String {
         ChunkStore.sha256(Array(memberIds.sorted().joined(separator: "\n").utf8))
     }
 
-    /// Of `asked`, the chunks this peer knows a use for: named by a manifest it holds or by an upload in progress
-    /// here, or held here and stored less than the grace ago (a chunk goes only once every copy is that old).
+    /// Chunks in use here that no manifest names yet: those of uploads in progress, and of files being stored now.
+    var chunksBeingStored: Set<String> {
+        var out = Set(uploads.values.lazy.flatMap(\.chunks).filter { !$0.isEmpty })
+        for hashes in pinnedChunks.values { out.formUnion(hashes) }
+        return out
+    }
+
+    /// Keeps `hash` in use under `pin` until `unpin(pin)`: the chunks of a file whose manifest is not written yet.
+    func pin(_ hash: String, under pin: Int) { pinnedChunks[pin, default: []].append(hash) }
+
+    /// A new pin (see `pin(_:under:)`).
+    func newPin(_ hashes: [String] = []) -> Int {
+        nextPin &+= 1
+        pinnedChunks[nextPin] = hashes
+        return nextPin
+    }
+
+    func unpin(_ pin: Int) { pinnedChunks[pin] = nil }
+
+    /// Of `asked`, the chunks this peer knows a use for: named by a manifest it holds, or by a file being stored here,
+    /// or held here within their lease (a chunk goes only once every copy is past it).
     func chunksInUse(among asked: [String]) async -> [String] {
-        let uploading = Set(uploads.values.lazy.flatMap(\.chunks).filter { !$0.isEmpty })
-        let (memory, store, grace) = (memory, chunks, config.chunkGraceSeconds)
+        let storing = chunksBeingStored
+        let (memory, store, lease) = (memory, chunks, config.chunkLeaseSeconds)
         return await Self.offActor {
-            let named = ChunkReclaim.references(in: memory.entries).union(uploading)
+            let wanted = Set(asked)
+            let named = ChunkReclaim.references(in: memory.entries, among: wanted)
             let now = Date().timeIntervalSince1970
             return asked.filter { hash in
-                if named.contains(hash) { return true }
+                if named.contains(hash) || storing.contains(hash) { return true }
                 guard let at = store.storedAt(hash) else { return false }
-                return !ChunkReclaim.isPastGrace(modified: Double(at), now: now, grace: grace)
+                return !ChunkReclaim.isPastLease(modified: Double(at), now: now, lease: lease)
             }
         }
     }
 
-    /// Deletes the chunks held here that no file names any more, anywhere (see `ChunkReclaim`): past their grace, and
+    /// Renews the leases of the chunks that the manifests held here, and the files being stored here, name: on their
+    /// owners (`CHUNK_KEEP`, and here). Every eighth of the lease (a scan reads every memory entry).
+    func renewChunkLeases() async {
+        guard let selfId else { return }
+        let (lease, now) = (config.chunkLeaseSeconds, Date().timeIntervalSince1970)
+        guard ChunkReclaim.isScanDue(scanned: leaseScannedAt, now: now, lease: lease) else { return }
+        leaseScannedAt = now
+        let memory = memory
+        let named = await Self.offActor { ChunkReclaim.references(in: memory.entries) }.union(chunksBeingStored)
+        guard !named.isEmpty else { return }
+        var byOwner: [String: [String]] = [:]
+        for hash in named {
+            for owner in Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas) { byOwner[owner, default: []].append(hash) }
+        }
+        let store = chunks
+        if let mine = byOwner.removeValue(forKey: selfId) { await Self.offActor { for hash in mine { store.renew(hash) } } }
+        var failed: [String] = []
+        for (owner, hashes) in byOwner {
+            for start in stride(from: 0, to: hashes.count, by: ChunkReclaim.maxPerKeep) {
+                let batch = Array(hashes[start..<min(hashes.count, start + ChunkReclaim.maxPerKeep)])
+                do { _ = try await ask(owner, .chunkKeep(Msg.ChunkHashes(hashes: batch)), timeout: 30) } catch {
+                    failed.append(owner)
+                    break
+                }
+            }
+        }
+        // Tried again at the next pass: a chunk's lease is a week, and its scan every eighth of that.
+        if !failed.isEmpty {
+            leaseScannedAt = nil
+            logger.info("could not renew chunk leases on some peers", metadata: ["grid.peers": "\(failed.map { $0.prefix(64) })"])
+        }
+    }
+
+    /// `CHUNK_KEEP`: renews the copies here of chunks a peer's manifests name (a claim: the worst a liar does is keep
+    /// chunks).
+    func keepChunks(_ hashes: [String]) async -> Int {
+        let store = chunks
+        let asked = Array(hashes.prefix(ChunkReclaim.maxPerKeep))
+        return await Self.offActor { asked.reduce(0) { $0 + (store.renew($1) ? 1 : 0) } }
+    }
+
+    /// Deletes the chunks held here that no file names any more, anywhere (see `ChunkReclaim`): past their lease, and
     /// named by nothing this peer or any other holds. Nothing goes unless every peer answered, from the same view of
     /// a membership unchanged for a while.
     func reclaimChunks() async {
         guard let selfId, let since = membershipChangedAt,
             ChunkReclaim.isSettled(changedAt: since, now: Self.uptime(), stable: config.reclaimStableSeconds)
         else { return }
-        let (store, grace) = (chunks, config.chunkGraceSeconds)
-        let old = await Self.offActor { store.pastGrace(now: Date().timeIntervalSince1970, grace: grace) }
+        let (store, lease) = (chunks, config.chunkLeaseSeconds)
+        let old = await Self.offActor { store.pastLease(now: Date().timeIntervalSince1970, lease: lease) }
         guard !old.isEmpty else { return }
         let used = Set(await chunksInUse(among: old))
-        let candidates = Array(old.lazy.filter { !used.contains($0) }.prefix(ChunkReclaim.maxPerRound))
+        // In no fixed order: a round asks about at most `maxPerRound`, and one that always began with the same
+        // (kept) chunks would never reach the rest.
+        let candidates = Array(old.filter { !used.contains($0) }.shuffled().prefix(ChunkReclaim.maxPerRound))
         guard !candidates.isEmpty else { return }
         let members = membershipDigest
         let others = memberIds.filter { $0 != selfId }
@@ -485,14 +559,14 @@ extension PeerService {
         case .keepAll(let why):
             logger.info("chunks no file names are kept this round", metadata: ["grid.chunks": "\(candidates.count)", "grid.reason": "\(why)"])
         case .delete(let hashes):
-            // A manifest or upload that came here meanwhile keeps its chunks too.
+            // A manifest or file being stored that came here meanwhile keeps its chunks too.
             let usedNow = Set(await chunksInUse(among: hashes))
             let going = hashes.filter { !usedNow.contains($0) }
             let (count, freed) = await Self.offActor { () -> (Int, Int64) in
                 var count = 0
                 var freed: Int64 = 0
                 for hash in going {
-                    guard let bytes = store.reclaim(hash, now: Date().timeIntervalSince1970, grace: grace) else { continue }
+                    guard let bytes = store.reclaim(hash, now: Date().timeIntervalSince1970, lease: lease) else { continue }
                     count += 1
                     freed = StorageBudget.sum(freed, bytes)
                 }

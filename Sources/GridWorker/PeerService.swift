@@ -139,6 +139,13 @@ public actor PeerService: Service {
     var clock = VersionClock()
     var uploads: [String: Upload] = [:]
     var manifestCache: [String: (manifest: Msg.FileManifest, at: Double)] = [:]
+    /// Chunks of files being stored now, by operation (`pin(_:under:)`), and the last pin given.
+    var pinnedChunks: [Int: [String]] = [:]
+    var nextPin = 0
+    /// When this peer last renewed the leases of the chunks its manifests name (`renewChunkLeases`).
+    var leaseScannedAt: Double?
+    /// Peers whose `CHUNK_REFS` or `CHUNK_KEEP` is being answered: one at a time each.
+    var chunkQuestions: Set<String> = []
     var outgoingSync: [String: SyncQueue] = [:]
     /// Peers with writes waiting to be sent: each is drained by a task of `run()`'s group (`syncLoop`).
     private let drains: AsyncStream<String>
@@ -338,6 +345,7 @@ public actor PeerService: Service {
             await renewCredential()
             await rebalanceMemory()
             // Before the repair pass: a chunk no file names is not copied again to the peers that just let it go.
+            await renewChunkLeases()
             await reclaimChunks()
             await repairChunks()
         }
@@ -614,8 +622,15 @@ public actor PeerService: Service {
                 return (.chunkHave(Msg.ChunkHashes(hashes: m.hashes.prefix(10_000).filter { chunks.has($0) })), nil)
             case .chunkRefs(let m):
                 try requirePeer(caller, message)
+                let asker = try oneChunkQuestion(caller, message)
+                defer { chunkQuestions.remove(asker) }
                 let asked = Array(m.hashes.prefix(ChunkReclaim.maxPerRound))
                 return (.chunkUsed(Msg.ChunkRefs(hashes: await chunksInUse(among: asked), members: membershipDigest)), nil)
+            case .chunkKeep(let m):
+                try requirePeer(caller, message)
+                let asker = try oneChunkQuestion(caller, message)
+                defer { chunkQuestions.remove(asker) }
+                return (.ok(Msg.Ok(detail: "\(await keepChunks(m.hashes))")), nil)
             // Everything else is a person's request, on their own data.
             case .getBestPeer(let ask):
                 _ = try person(caller, message)
@@ -659,6 +674,16 @@ public actor PeerService: Service {
             throw GridError(.forbidden, "\(message.type) is a request of a person (in a session); a peer acts for a user only with a ticket")
         }
         return caller.user
+    }
+
+    /// Takes the one `CHUNK_REFS`/`CHUNK_KEEP` a peer may have answered at a time (each reads every memory entry or
+    /// touches thousands of files); the caller gives it back when done.
+    private func oneChunkQuestion(_ caller: Caller, _ message: GridMessage) throws -> String {
+        let peer = caller.peer ?? ""
+        guard chunkQuestions.insert(peer).inserted else {
+            throw GridError(.rateLimited, "\(message.type): this peer answers one at a time from each peer; wait for the last answer")
+        }
+        return peer
     }
 
     private func requirePeer(_ caller: Caller, _ message: GridMessage) throws {

@@ -326,8 +326,8 @@ struct WorkerCommand: AsyncParsableCommand {
         peerConfig.memoryBudget = StorageBudget(totalBytes: Int64(shareMemoryMb) << 20, what: "memory values")
         peerConfig.diskBudget = StorageBudget.disk(totalBytes: Int64(shareDiskMb) << 20)
         if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s > 0 { peerConfig.repairSeconds = s }
-        // Tests shorten how long an unnamed chunk, and a new membership, wait before chunks are reclaimed.
-        if let s = Env.string("CAMPUSGRID_PEER_CHUNK_GRACE_SECONDS").flatMap(Double.init), s.isFinite, s >= 0 { peerConfig.chunkGraceSeconds = s }
+        // Tests shorten a chunk's lease, and how long a new membership waits before chunks are reclaimed.
+        if let s = Env.string("CAMPUSGRID_PEER_CHUNK_LEASE_SECONDS").flatMap(Double.init), s.isFinite, s >= 1 { peerConfig.chunkLeaseSeconds = s }
         if let s = Env.string("CAMPUSGRID_PEER_RECLAIM_STABLE_SECONDS").flatMap(Double.init), s.isFinite, s >= 0 { peerConfig.reclaimStableSeconds = s }
         // Function tasks run their warm interpreters under the worker's tier where it can host them (restricted, bwrap).
         // Each interpreter may use its slot's share of the memory this worker offers (at least 512 MiB).

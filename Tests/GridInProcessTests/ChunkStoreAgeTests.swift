@@ -29,14 +29,14 @@ import Testing
         try store.put(fresh, freshBytes)
         #expect(store.storedAt(old) == Int64(now) - 1000 || store.storedAt(old) == Int64(now) - 999)
         #expect(store.heldBytes == 2 * ChunkStore.charge(5000))
-        #expect(store.pastGrace(now: now, grace: 500) == [old])
-        #expect(store.reclaim(fresh, now: now, grace: 500) == nil)
-        #expect(store.reclaim(old, now: now, grace: 500) == ChunkStore.charge(5000))
-        #expect(store.reclaim(old, now: now, grace: 500) == nil)
+        #expect(store.pastLease(now: now, lease: 500) == [old])
+        #expect(store.reclaim(fresh, now: now, lease: 500) == nil)
+        #expect(store.reclaim(old, now: now, lease: 500) == ChunkStore.charge(5000))
+        #expect(store.reclaim(old, now: now, lease: 500) == nil)
         #expect(!store.has(old) && store.has(fresh))
         #expect(store.heldBytes == ChunkStore.charge(5000))
         // Names that are no chunk's reclaim nothing.
-        for bad in ["", "../x", String(repeating: "A", count: 64)] { #expect(store.reclaim(bad, now: now, grace: 0) == nil) }
+        for bad in ["", "../x", String(repeating: "A", count: 64)] { #expect(store.reclaim(bad, now: now, lease: 0) == nil) }
     }
 
     @Test func storingAChunkAgainRenewsItAndARepairCopyNeverMakesItOlder() throws {
@@ -44,15 +44,27 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: store.root) }
         let (hash, bytes) = Self.chunk(3)
         try store.put(hash, bytes, storedAt: Int64(now) - 1000)
-        #expect(store.pastGrace(now: now, grace: 500) == [hash])
+        #expect(store.pastLease(now: now, lease: 500) == [hash])
         // An upload of the same bytes (no age given): the copy here is the new file's now.
         try store.put(hash, bytes)
-        #expect(store.pastGrace(now: now, grace: 500) == [])
-        #expect(store.reclaim(hash, now: now, grace: 500) == nil)
+        #expect(store.pastLease(now: now, lease: 500) == [])
+        #expect(store.reclaim(hash, now: now, lease: 500) == nil)
         // A repair copy of an old one arriving where a newer copy is: the newer age stays.
         try store.put(hash, bytes, storedAt: Int64(now) - 1000)
-        #expect(store.pastGrace(now: now, grace: 500) == [])
+        #expect(store.pastLease(now: now, lease: 500) == [])
         #expect(store.heldBytes == ChunkStore.charge(5000))
+    }
+
+    @Test func aRenewalMakesAnOldCopyNewAndFindsNoMissingOne() throws {
+        let store = try Self.store("keep")
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        let (hash, bytes) = Self.chunk(5)
+        try store.put(hash, bytes, storedAt: Int64(now) - 1000)
+        #expect(store.renew(hash))
+        #expect(store.pastLease(now: now, lease: 500) == [] && store.reclaim(hash, now: now, lease: 500) == nil)
+        let (absent, _) = Self.chunk(6)
+        #expect(!store.renew(absent) && !store.has(absent))
+        #expect(!store.renew("../../etc/passwd"))
     }
 
     @Test(arguments: [Int64.max, Int64.min, -1, Int64(Date().timeIntervalSince1970) + 3600])
@@ -63,6 +75,6 @@ import Testing
         try store.put(hash, bytes, storedAt: storedAt)
         let at = try #require(store.storedAt(hash))
         #expect(abs(Double(at) - now) < 60, "\(storedAt) gave \(at)")
-        #expect(store.reclaim(hash, now: now, grace: 500) == nil)
+        #expect(store.reclaim(hash, now: now, lease: 500) == nil)
     }
 }

@@ -13,8 +13,8 @@ import Testing
 /// person's uploads and deletions no longer fill every contributor's lent disk for good), while a chunk another
 /// user's file shares, or an upload in progress holds, stays.
 @Suite(.serialized) struct ChunkReclaimGridTests {
-    /// Real peers whose unnamed chunks wait 2 s, not an hour, and whose membership needs to have been still for 1 s.
-    static let quick = ["CAMPUSGRID_PEER_CHUNK_GRACE_SECONDS": "2", "CAMPUSGRID_PEER_RECLAIM_STABLE_SECONDS": "1"]
+    /// Real peers whose chunk leases last 2 s, not a week, and whose membership needs to have been still for 1 s.
+    static let quick = ["CAMPUSGRID_PEER_CHUNK_LEASE_SECONDS": "2", "CAMPUSGRID_PEER_RECLAIM_STABLE_SECONDS": "1"]
 
     static func content(_ seed: UInt8, _ size: Int) -> Data { Data((0..<size).map { seed &+ UInt8(truncatingIfNeeded: $0 &* 7 / 5) }) }
 
@@ -46,14 +46,30 @@ import Testing
             return Rendezvous.owners(of: hash, among: ids, replicas: 2).allSatisfy { now[$0]?.contains(hash) == true }
         }
         func onNoPeer(_ hash: String) -> Bool { held().values.allSatisfy { !$0.contains(hash) } }
-        /// Each copy of `hash`, by peer, as its inode and change time: a copy reclaimed and made again by the repair pass
-        /// is a new file (which may reuse the inode number, never the change time).
-        func copies(_ hash: String) -> [String: [Int]] {
-            var out: [String: [Int]] = [:]
+        /// Each copy of `hash`, by peer, as its inode: a copy reclaimed and made again by the repair pass is a new file.
+        func copies(_ hash: String) -> [String: UInt64] {
+            var out: [String: UInt64] = [:]
             for p in peers {
                 var st = stat()
                 guard let path = PeerGrid.chunkFiles(p)[hash], stat(path, &st) == 0 else { continue }
-                out[p.id] = [Int(st.st_ino), st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
+                out[p.id] = UInt64(st.st_ino)
+            }
+            return out
+        }
+        /// `copies`, each held by a hard link of the test's own so that its inode number cannot be given to a new file.
+        let links = g.grid.root + "/links"
+        try FileManager.default.createDirectory(atPath: links, withIntermediateDirectories: true)
+        func hold(_ hash: String) -> [String: UInt64] {
+            for p in peers { if let path = PeerGrid.chunkFiles(p)[hash] { link(path, links + "/\(p.name)-\(hash)") } }
+            return copies(hash)
+        }
+        /// When each copy of `hash` was last stored or renewed.
+        func renewed(_ hash: String) -> [String: Int] {
+            var out: [String: Int] = [:]
+            for p in peers {
+                var st = stat()
+                guard let path = PeerGrid.chunkFiles(p)[hash], stat(path, &st) == 0 else { continue }
+                out[p.id] = st.st_mtim.tv_sec
             }
             return out
         }
@@ -86,7 +102,8 @@ import Testing
         let (goneChunk, sharedChunk) = (gone.chunks[0], shared.chunks[0])
         #expect(await eventually(timeout: 60) { onEveryPeer(goneChunk) && onEveryPeer(sharedChunk) && onEveryPeer(slowFirst) }, "\(held())")
 
-        let (sharedCopies, slowCopies) = (copies(sharedChunk), copies(slowFirst))
+        let (sharedCopies, slowCopies) = (hold(sharedChunk), hold(slowFirst))
+        let sharedStored = renewed(sharedChunk)
         // A person cannot ask what the peers use (only peers reclaim).
         do {
             _ = try await alice.request(.chunkRefs(Msg.ChunkRefs(hashes: [goneChunk], members: "")))
@@ -99,8 +116,8 @@ import Testing
         _ = try await alice.request(.deleteFile(Msg.FileRef(filename: "gone.bin")))
         _ = try await alice.request(.deleteFile(Msg.FileRef(filename: "shared.bin")))
         #expect(await eventually(timeout: 90) { onNoPeer(goneChunk) }, "the deleted file's chunk stayed: \(held())")
-        // Each peer reclaimed `gone`'s chunk in a round where it was past its grace; the shared chunk and the upload's
-        // first chunk, stored no later, were too, and were kept.
+        // Each peer reclaimed `gone`'s chunk in a round where it was past its lease; the upload's first chunk, stored
+        // before it, was too (nothing renews it but the upload), and was kept.
         #expect(copies(sharedChunk) == sharedCopies, "Bob's file lost its chunk: \(held())")
         #expect(copies(slowFirst) == slowCopies, "the upload in progress lost its first chunk: \(held())")
         let back = g.grid.root + "/bobs-back.bin"
@@ -116,7 +133,7 @@ import Testing
             #expect(try await g.status(p).storage?.diskBytes == files.reduce(0, +), "\(p.name)")
         }
 
-        // The upload ends, long after its first chunk's grace, and reads back whole.
+        // The upload ends, long after its first chunk's lease, and reads back whole.
         _ = try await alice.request(.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: 1)), payload: ByteBuffer(bytes: slow.suffix(100)))
         guard case .fileStored = try await alice.request(.putFileEnd(Msg.PutFileEnd(uploadId: up.uploadId, sha256: nil))).message else {
             Issue.record("the upload did not end")
@@ -126,15 +143,20 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: g.grid.root + "/slow-back.bin")) == slow)
 
         // The deleted bytes stored again (a new file, after their chunk went) stay through later rounds: a file names
-        // them now. Another deleted file going proves the rounds ran past this one's grace.
+        // them now. Another deleted file going proves the rounds ran past this one's lease.
         let again = try await alice.upload(path: try write("again.bin", Self.content(1, 300_000)), as: "again.bin")
         #expect(again.chunks == gone.chunks)
         let later = try await alice.upload(path: try write("later.bin", Self.content(3, 300_000)), as: "later.bin")
         #expect(await eventually(timeout: 60) { onEveryPeer(later.chunks[0]) && onEveryPeer(goneChunk) })
-        let againCopies = copies(goneChunk)
+        let againCopies = hold(goneChunk)
         _ = try await alice.request(.deleteFile(Msg.FileRef(filename: "later.bin")))
         #expect(await eventually(timeout: 90) { onNoPeer(later.chunks[0]) }, "\(held())")
         #expect(copies(goneChunk) == againCopies, "a stored file's chunk was reclaimed: \(held())")
+        // Bob's chunk, stored once, lived through every round since, its copies renewed by the peers holding his
+        // manifest (leases of 2 s: they would have gone long ago).
+        #expect(copies(sharedChunk) == sharedCopies, "Bob's file lost its chunk: \(held())")
+        let now = renewed(sharedChunk)
+        #expect(now.keys.sorted() == sharedStored.keys.sorted() && now.allSatisfy { $0.value > sharedStored[$0.key] ?? .max }, "\(sharedStored) → \(now)")
         _ = try await alice.download("again.bin", to: g.grid.root + "/again-back.bin")
         #expect(try Data(contentsOf: URL(fileURLWithPath: g.grid.root + "/again-back.bin")) == Self.content(1, 300_000))
         #expect(peers.allSatisfy { $0.process.isRunning })

@@ -40,21 +40,31 @@ struct ChunkReclaimTests {
             PeerNamespace.stored("k", user: "bob", kind: .memory): .init(value: Self.manifest([c]), version: 1, origin: "p"),
         ]
         #expect(ChunkReclaim.references(in: entries) == [a, b])
+        // Asked about some: only those come back (a tombstone's and a memory value's names never).
+        #expect(ChunkReclaim.references(in: entries, among: [b, c, Self.hash("d")]) == [b])
+        #expect(ChunkReclaim.references(in: entries, among: []) == [])
     }
 
-    @Test func graceAndSettlingHoldAtTheirBoundsAndForNonsense() {
-        #expect(ChunkReclaim.isPastGrace(modified: 100, now: 200, grace: 100))
-        #expect(!ChunkReclaim.isPastGrace(modified: 100.5, now: 200, grace: 100))
-        #expect(ChunkReclaim.isPastGrace(modified: 0, now: 0, grace: 0))
+    @Test func leaseRenewalAndSettlingHoldAtTheirBoundsAndForNonsense() {
+        #expect(ChunkReclaim.isPastLease(modified: 100, now: 200, lease: 100))
+        #expect(!ChunkReclaim.isPastLease(modified: 100.5, now: 200, lease: 100))
+        #expect(ChunkReclaim.isPastLease(modified: 0, now: 0, lease: 0))
         // A time ahead of the clock, or not a number, keeps the chunk.
-        #expect(!ChunkReclaim.isPastGrace(modified: 300, now: 200, grace: 0))
+        #expect(!ChunkReclaim.isPastLease(modified: 300, now: 200, lease: 0))
         for bad in [Double.nan, .infinity, -.infinity] {
-            #expect(!ChunkReclaim.isPastGrace(modified: bad, now: 200, grace: 1))
-            #expect(!ChunkReclaim.isPastGrace(modified: 1, now: bad, grace: 1))
-            #expect(!ChunkReclaim.isPastGrace(modified: 1, now: 200, grace: bad))
+            #expect(!ChunkReclaim.isPastLease(modified: bad, now: 200, lease: 1))
+            #expect(!ChunkReclaim.isPastLease(modified: 1, now: bad, lease: 1))
+            #expect(!ChunkReclaim.isPastLease(modified: 1, now: 200, lease: bad))
         }
-        #expect(!ChunkReclaim.isPastGrace(modified: 1, now: 200, grace: -1))
-        #expect(ChunkReclaim.isPastGrace(modified: -.greatestFiniteMagnitude, now: .greatestFiniteMagnitude, grace: 1))
+        #expect(!ChunkReclaim.isPastLease(modified: 1, now: 200, lease: -1))
+        #expect(ChunkReclaim.isPastLease(modified: -.greatestFiniteMagnitude, now: .greatestFiniteMagnitude, lease: 1))
+
+        // Renewed every eighth of the lease; never, or a clock set back: now.
+        #expect(ChunkReclaim.isScanDue(scanned: nil, now: 1_000, lease: 800))
+        #expect(ChunkReclaim.isScanDue(scanned: 900, now: 1_000, lease: 800))
+        #expect(!ChunkReclaim.isScanDue(scanned: 901, now: 1_000, lease: 800))
+        #expect(ChunkReclaim.isScanDue(scanned: 1_001, now: 1_000, lease: 800))
+        #expect(ChunkReclaim.isScanDue(scanned: .nan, now: 1_000, lease: 800))
 
         #expect(!ChunkReclaim.isSettled(changedAt: nil, now: 1_000, stable: 0))
         #expect(ChunkReclaim.isSettled(changedAt: 400, now: 1_000, stable: 600))

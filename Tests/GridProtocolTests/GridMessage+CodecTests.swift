@@ -78,6 +78,7 @@ private let samples: [GridMessage] = [
     .chunkHave(Msg.ChunkHashes(hashes: ["c1"])),
     .chunkRefs(Msg.ChunkRefs(hashes: ["c1", "c2"], members: "m")),
     .chunkUsed(Msg.ChunkRefs(hashes: ["c1"], members: "m")),
+    .chunkKeep(Msg.ChunkHashes(hashes: ["c1", "c2"])),
     .chunkPut(Msg.ChunkData(hash: "c1", storedAt: 1_700_000_000)),
     .peerStatus(
         Msg.PeerStatus(workerId: "w-1", name: "lab-1", slots: 2, running: 1, queued: ["ada": 3], peers: [], memKeys: 10, chunks: 4, tasksDone: 99)),
@@ -179,6 +180,7 @@ private func caseIndex(_ message: GridMessage) -> Int {
     case .session: 53
     case .chunkRefs: 54
     case .chunkUsed: 55
+    case .chunkKeep: 56
     }
 }
 
@@ -203,7 +205,7 @@ private func roundTrip(_ frame: GridFrame) throws -> GridFrame {
 @Suite("GridMessage wire codec")
 struct GridMessageCodecTests {
     @Test func samplesCoverEveryMessageCase() {
-        #expect(Set(samples.map(caseIndex)) == Set(0...55))
+        #expect(Set(samples.map(caseIndex)) == Set(0...56))
     }
 
     @Test(arguments: samples)
