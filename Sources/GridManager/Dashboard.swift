@@ -172,7 +172,9 @@ struct Dashboard: Sendable {
 
     /// The form of a POST, refused (403) unless it carries this session's CSRF token.
     func form(_ request: Request, _ session: WebSession, limit: Int = 80 << 20) async throws -> FormData {
-        let body = try await request.body.collect(upTo: limit)
+        // A url-encoded form is read no further than the parser reads it.
+        let contentType = request.headers[.contentType]
+        let body = try await request.body.collect(upTo: FormData.isURLEncoded(contentType) ? min(limit, FormData.maxURLEncodedBytes) : limit)
         let form = FormData(contentType: request.headers[.contentType], body: Data(body.readableBytesView))
         guard session.checks(form["csrf"]) else {
             throw GridError(.forbidden, "the form's security token is missing or stale; reload the page and try again")

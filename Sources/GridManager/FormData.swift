@@ -13,18 +13,28 @@ struct FormData: Sendable {
 
     subscript(_ name: String) -> String? { fields[name]?.first }
 
-    /// Parses `body` according to `contentType`; anything else gives an empty form.
+    /// The largest url-encoded body read (no form of the dashboard's sends more: the one with files is multipart),
+    /// and the most fields read from one. An 80 MB body of `a&a&…` took a minute of CPU and 2 GB to split.
+    static let maxURLEncodedBytes = 64 << 10
+    static let maxFields = 1_000
+
+    /// Parses `body` according to `contentType`; anything else, or a url-encoded body over `maxURLEncodedBytes`,
+    /// gives an empty form (which carries no CSRF token, so it is refused).
     init(contentType: String?, body: Data) {
         let type = contentType?.lowercased() ?? ""
         if type.hasPrefix("multipart/form-data"), let boundary = Self.boundary(contentType ?? "") {
             parseMultipart(body, boundary: boundary)
-        } else if type.hasPrefix("application/x-www-form-urlencoded") {
+        } else if Self.isURLEncoded(contentType), body.count <= Self.maxURLEncodedBytes {
             parseURLEncoded(String(decoding: body, as: UTF8.self))
         }
     }
 
+    static func isURLEncoded(_ contentType: String?) -> Bool {
+        contentType?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true
+    }
+
     private mutating func parseURLEncoded(_ text: String) {
-        for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
+        for pair in text.split(separator: "&", maxSplits: Self.maxFields, omittingEmptySubsequences: true).prefix(Self.maxFields) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             func decode(_ s: Substring) -> String {
                 String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s)
