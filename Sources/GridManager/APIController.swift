@@ -360,7 +360,16 @@ struct APIController: Sendable {
 
     /// A job's script and inputs travel to the worker as one bulk message: refuses a bundle over `maxBundleBytes`
     /// (the API and the dashboard's form alike), so that no `JOB_ASSIGN` can exceed what a worker accepts.
+    /// Input files per job. Every name travels in the job's one `JOB_ASSIGN` line, which a worker reads to 1 MiB: 1,100
+    /// empty files with 1,000-byte names made a line that cut off every worker the job went to (and, refunded after
+    /// ten losses, could be sent again for nothing). 256 names of at most 1,024 bytes stay well inside it.
+    static let maxInputFiles = 256
+
     static func checkBundle(script: StoredFile, inputs: [StoredFile], config: ManagerConfig) throws {
+        guard inputs.count <= maxInputFiles else {
+            throw GridError(
+                .badRequest, "a job may have at most \(maxInputFiles) input files (got \(inputs.count)); pack them into one archive, or store them in the grid's files")
+        }
         let bundle = inputs.reduce(script.data.count) { $0 + $1.data.count }
         let limit = maxBundleBytes(config)
         guard bundle <= limit else {

@@ -29,6 +29,29 @@ import Testing
         return (user, token)
     }
 
+    /// A job's input files are named in one line to its worker, which reads to 1 MiB: more than 256 are refused at
+    /// submission, with the reason, before anything is held (1,100 empty ones with long names cut every worker off).
+    @Test func aJobWithMoreInputFilesThanALineCarriesIsRefused() async throws {
+        let db = try GridDatabase.inMemory()
+        let (ann, token) = try await Self.user(db, "ann")
+        @Sendable func body(_ count: Int) throws -> ByteBuffer {
+            let long = (0..<3).map { _ in String(repeating: "d", count: 250) }.joined(separator: "/")
+            return ByteBuffer(
+                bytes: try GridJSON.encode(
+                    API.SubmitRequest(
+                        spec: JobSpec(name: "many", minutes: 1), script: API.FileUpload(name: "main.py", contentBase64: Data("print(1)".utf8).base64EncodedString()),
+                        inputs: (0..<count).map { API.FileUpload(name: "\(long)/\($0)", contentBase64: "") })))
+        }
+        try await DashboardRouteTests.app(db: db).test(.router) { client in
+            let headers: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
+            let refused = try await client.execute(uri: "/api/v1/jobs", method: .post, headers: headers, body: try body(1_100)) { r in (r.status, String(buffer: r.body)) }
+            #expect(refused.0 == .badRequest && refused.1.contains("at most 256 input files"), "\(refused)")
+            #expect(try await db.balance(of: .user(ann.id)) == 100, "nothing held")
+            let fits = try await client.execute(uri: "/api/v1/jobs", method: .post, headers: headers, body: try body(256)) { r in r.status }
+            #expect(fits == .created)
+        }
+    }
+
     /// A submitter cannot pick the seed its runs (and its check runs) get: the manager sets it, whatever was sent.
     @Test func aSeedTheSubmitterSendsIsNotKept() async throws {
         let db = try GridDatabase.inMemory()
