@@ -120,80 +120,87 @@ struct GridServer: Service {
         let connection = await core.newConnection()
         let remote = link.remoteDescription
         var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds, managerKey: core.authority.publicKey)
+        // What the manager sends this worker on its own, written by a task of this connection's (`WorkerSendQueue`).
+        let queue = WorkerSendQueue(limitBytes: core.config.workerSendQueueBytes)
         do {
             try await link.executeThenClose { inbound, outbound in
-                loop: for try await item in inbound {
-                    var payload: ByteBuffer?
-                    var action: WorkerSession.StateMachine.Action
-                    switch item {
-                    case .frame(let frame):
-                        payload = frame.payload
-                        action = machine.received(frame.message, id: frame.id)
-                    case .invalid(let error, let id, let fatal):
-                        logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
-                        action = machine.invalid(error, id: id, fatal: fatal)
-                    }
-                    // Carry out actions until one needs no follow-up.
-                    while true {
-                        switch action {
-                        case .none:
-                            continue loop
-                        case .send(let message, let id):
-                            try await outbound.write(GridFrame(id: id, message))
-                            continue loop
-                        case .authenticate(let hello, let id):
-                            gate.heard()
-                            switch await core.authenticate(hello) {
-                            case .success(let who):
-                                // Full limits from here on; HELLO_OK goes out after the gate is open. It still
-                                // owes its REGISTER: an authenticated connection that never registers is closed.
-                                gate.authenticated(awaiting: "REGISTER")
-                                action = machine.authenticated(who, id: id)
-                            case .failure(let error): action = machine.authenticationFailed(error, id: id)
-                            }
-                        case .register(let who, var reg, let id):
-                            // It came in time: registering it (store writes) has the grace of a check.
-                            gate.takingStep()
-                            // A peer that does not say where it is reachable is reachable where it connected from.
-                            if reg.host == nil || reg.host?.isEmpty == true { reg.host = link.remoteAddress }
-                            guard var answer = await core.register(who, reg, connection: connection, outbox: outbound, close: { link.close() })
-                            else {
-                                try? await outbound.write(
-                                    GridFrame(id: id, .error(Msg.Error(GridError(.unauthorized, "this worker's join token was revoked by its owner")))))
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { await queue.drain(into: outbound) }
+                    // The writer ends with the connection (the group waits for it).
+                    defer { queue.close() }
+                    loop: for try await item in inbound {
+                        var payload: ByteBuffer?
+                        var action: WorkerSession.StateMachine.Action
+                        switch item {
+                        case .frame(let frame):
+                            payload = frame.payload
+                            action = machine.received(frame.message, id: frame.id)
+                        case .invalid(let error, let id, let fatal):
+                            logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+                            action = machine.invalid(error, id: id, fatal: fatal)
+                        }
+                        // Carry out actions until one needs no follow-up.
+                        while true {
+                            switch action {
+                            case .none:
+                                continue loop
+                            case .send(let message, let id):
+                                try await outbound.write(GridFrame(id: id, message))
+                                continue loop
+                            case .authenticate(let hello, let id):
+                                gate.heard()
+                                switch await core.authenticate(hello) {
+                                case .success(let who):
+                                    // Full limits from here on; HELLO_OK goes out after the gate is open. It still
+                                    // owes its REGISTER: an authenticated connection that never registers is closed.
+                                    gate.authenticated(awaiting: "REGISTER")
+                                    action = machine.authenticated(who, id: id)
+                                case .failure(let error): action = machine.authenticationFailed(error, id: id)
+                                }
+                            case .register(let who, var reg, let id):
+                                // It came in time: registering it (store writes) has the grace of a check.
+                                gate.takingStep()
+                                // A peer that does not say where it is reachable is reachable where it connected from.
+                                if reg.host == nil || reg.host?.isEmpty == true { reg.host = link.remoteAddress }
+                                guard var answer = await core.register(who, reg, connection: connection, queue: queue, close: { link.close() })
+                                else {
+                                    try? await outbound.write(
+                                        GridFrame(id: id, .error(Msg.Error(GridError(.unauthorized, "this worker's join token was revoked by its owner")))))
+                                    break loop
+                                }
+                                gate.open()
+                                answer.credential = await core.credential(for: who.workerId)
+                                if let issuer = peerCertificates, let key = reg.tlsKey {
+                                    do {
+                                        answer.peerCertificate = try issuer.issue(workerId: who.workerId, host: reg.host ?? "127.0.0.1", keyPEM: key)
+                                        answer.peerAuthority = issuer.caPEM
+                                    } catch {
+                                        logger.warning("refused a peer key", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(error)"])
+                                    }
+                                }
+                                try await outbound.write(GridFrame(id: id, .registered(answer)))
+                                await core.announcePeers()
+                                continue loop
+                            case .deliver(let who, let message, let id):
+                                if let reply = await core.deliver(who, message, payload: payload, connection: connection) {
+                                    try await outbound.write(GridFrame(id: id, reply))
+                                }
+                                continue loop
+                            case .refuse(let error, let id):
+                                logger.warning("refused a worker's message", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+                                try await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
+                                continue loop
+                            case .closeWithError(let error, let id):
+                                try? await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
+                                break loop
+                            case .close:
                                 break loop
                             }
-                            gate.open()
-                            answer.credential = await core.credential(for: who.workerId)
-                            if let issuer = peerCertificates, let key = reg.tlsKey {
-                                do {
-                                    answer.peerCertificate = try issuer.issue(workerId: who.workerId, host: reg.host ?? "127.0.0.1", keyPEM: key)
-                                    answer.peerAuthority = issuer.caPEM
-                                } catch {
-                                    logger.warning("refused a peer key", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(error)"])
-                                }
-                            }
-                            try await outbound.write(GridFrame(id: id, .registered(answer)))
-                            await core.announcePeers()
-                            continue loop
-                        case .deliver(let who, let message, let id):
-                            if let reply = await core.deliver(who, message, payload: payload, connection: connection) {
-                                try await outbound.write(GridFrame(id: id, reply))
-                            }
-                            continue loop
-                        case .refuse(let error, let id):
-                            logger.warning("refused a worker's message", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
-                            try await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
-                            continue loop
-                        case .closeWithError(let error, let id):
-                            try? await outbound.write(GridFrame(id: id, .error(Msg.Error(error))))
-                            break loop
-                        case .close:
-                            break loop
                         }
                     }
-                }
-                if case .closed = machine.state {} else {
-                    // Peer closed its side: nothing more to say.
+                    if case .closed = machine.state {} else {
+                        // Peer closed its side: nothing more to say.
+                    }
                 }
             }
         } catch {

@@ -28,6 +28,9 @@ public struct ManagerConfig: Sendable {
     /// Output bytes of one owner's workers' reports held while their logs arrive: a report beyond it is refused until
     /// the log is in (a worker holding many jobs could pin gigabytes of outputs in the manager's memory).
     public var maxHeldReportBytes: Int = 256 << 20
+    /// What the manager may have queued for one worker that does not read it (`WorkerSendQueue`): past it, that
+    /// worker's connection is closed.
+    public var workerSendQueueBytes: Int = 256 << 20
     /// How long past its minutes a run may still be reported running before the manager stops it itself (`timed_out`,
     /// paid its minutes) and no longer believes the worker about it. The worker's own limit fires first.
     public var timeLimitGraceSeconds: Double = 60

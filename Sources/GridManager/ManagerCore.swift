@@ -19,8 +19,9 @@ public actor ManagerCore {
         var registration: Msg.Register
         var load: Double
         var connection: Int
-        var outbox: Outbox
-        /// Closes its connection, both ways (a revoked join token).
+        /// What the manager sends it on its own, written by its connection's task (`WorkerSendQueue`).
+        var queue: WorkerSendQueue
+        /// Closes its connection, both ways (a revoked join token, a replaced or silent connection).
         var close: @Sendable () -> Void
         var lastHeartbeat: Double
         var lastLoadWrite: Double
@@ -218,12 +219,14 @@ public actor ManagerCore {
     /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs. Nil
     /// when the join token it said `HELLO` with was revoked since (the connection is then refused and closed).
     func register(
-        _ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, outbox: Outbox, close: @escaping @Sendable () -> Void
+        _ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, queue: WorkerSendQueue, close: @escaping @Sendable () -> Void
     ) async -> Msg.Registered? {
         let heldBefore = Set(leases.jobs(of: who.workerId))
         if let old = live[who.workerId], old.connection != connection {
             logger.info("worker reconnected; dropping its old connection", metadata: ["grid.worker.id": "\(who.workerId)"])
-            old.outbox.finish()
+            // Closed both ways: a half-closed one went on reading (a stranger kept 64 MiB frames half sent on each).
+            old.queue.close()
+            old.close()
         }
         do {
             try await db.registerWorker(
@@ -260,7 +263,7 @@ public actor ManagerCore {
         windows.registered(who.workerId, owner: who.ownerId, recent: recent)
         let t = now()
         live[who.workerId] = LiveWorker(
-            identity: who, registration: reg, load: 0, connection: connection, outbox: outbox, close: close, lastHeartbeat: t, lastLoadWrite: t,
+            identity: who, registration: reg, load: 0, connection: connection, queue: queue, close: close, lastHeartbeat: t, lastLoadWrite: t,
             diskFull: reg.diskFull == true)
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
@@ -685,12 +688,13 @@ public actor ManagerCore {
         }
     }
 
+    /// Queues `message` for `worker`'s connection (`WorkerSendQueue`): it never waits on the worker's socket. A
+    /// worker whose queue is full stopped reading: its connection is closed.
     private func send(_ message: GridMessage, payload: ByteBuffer? = nil, to worker: WorkerID) async {
         guard let w = live[worker] else { return }
-        do {
-            try await w.outbox.write(GridFrame(message, payload: payload))
-        } catch {
-            logger.debug("send failed", metadata: ["grid.worker.id": "\(worker)", "grid.error": "\(error)"])
+        if !w.queue.enqueue(GridFrame(message, payload: payload)) {
+            logger.warning("a worker stopped reading what the manager sends; closing its connection", metadata: ["grid.worker.id": "\(worker)"])
+            w.close()
         }
     }
 
@@ -859,8 +863,10 @@ public actor ManagerCore {
         for (id, w) in live where t - w.lastHeartbeat > config.leaseSeconds {
             live[id] = nil
             // Its connection is closed too: a worker that was only slow (suspended, starved) sees it end, connects again
-            // and registers, instead of talking on into a connection the manager no longer listens to.
-            w.outbox.finish()
+            // and registers, instead of talking on into a connection the manager no longer listens to. Both ways: a
+            // half-closed one went on reading (a stranger kept 64 MiB frames half sent on each).
+            w.queue.close()
+            w.close()
             try? await db.setWorkerOffline(id, now: wall())
             logger.warning("worker stopped sending heartbeats", metadata: ["grid.worker.id": "\(id)"])
             await announcePeers()

@@ -3,6 +3,7 @@ import GridClient
 import GridCore
 import GridSandbox
 import GridTestSupport
+import Synchronization
 import Testing
 
 /// A worker speaking the grid protocol by hand, claiming whatever a test tells it to.
@@ -59,6 +60,50 @@ extension Integration {
                 spec: JobSpec(name: "target", cpus: cpus, ramGb: 1, minutes: minutes, minTier: .restricted),
                 script: API.FileUpload(name: "job.py", contentBase64: Data("print(1)\n".utf8).base64EncodedString()), inputs: [])
             return try await user.submit(request).job.id
+        }
+
+        /// A worker that stops reading (its socket full) froze the whole grid: the scheduler waited forever on its
+        /// `JOB_ASSIGN`, and lease expiry on its `CANCEL`. Now what the manager sends it waits in its own queue, and
+        /// a queue past its limit closes the connection; everyone else's jobs go on.
+        @Test func aWorkerThatStopsReadingFreezesNobodyElseAndIsCutOff() async throws {
+            let grid = try TestGrid(label: "hostile-deaf")
+            defer { grid.shutdown() }
+            try await grid.startManager(leaseSeconds: 10, extraEnvironment: ["CAMPUSGRID_WORKER_SEND_QUEUE_MB": "4"])
+            let mallory = try await grid.user("mallory")
+            let alice = try await grid.user("alice")
+            let deaf = try FakeWorker(port: grid.gridPort, token: try await mallory.createToken(kind: "worker").token, name: "deaf")
+            deaf.c.shrinkReceiveBuffer()
+            #expect(deaf.ask(FakeWorker.register(cpus: "8", slots: "8"))?["type"] as? String == "REGISTERED")
+            // From here it never reads: it only beats, so it stays live (bounded: two minutes at most).
+            let stop = Mutex(false)
+            // Only this thread uses the connection from here on.
+            nonisolated(unsafe) let beat = deaf
+            let beating = Thread {
+                let deadline = Date().addingTimeInterval(120)
+                while !stop.withLock({ $0 }), Date() < deadline {
+                    beat.send(#""type":"LOAD_UPDATE","load":0,"running":[]"#)
+                    Thread.sleep(forTimeInterval: 0.5)
+                }
+            }
+            beating.start()
+            defer { stop.withLock { $0 = true } }
+            // Mallory's own jobs go to her deaf worker (the only one): 3 MiB bundles, more than its socket and queue take.
+            let bundle = Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }).base64EncodedString()
+            for i in 0..<4 {
+                _ = try await mallory.submit(
+                    API.SubmitRequest(
+                        spec: JobSpec(name: "fill-\(i)", cpus: 1, ramGb: 1, minutes: 5, minTier: .restricted),
+                        script: API.FileUpload(name: "job.py", contentBase64: Data("print(1)\n".utf8).base64EncodedString()),
+                        inputs: [API.FileUpload(name: "blob.bin", contentBase64: bundle)]))
+            }
+            #expect(
+                await eventually(timeout: 60) { grid.logs(matching: ["stopped reading what the manager sends"]).contains("stopped reading") },
+                "the deaf worker's connection was not given up")
+            // Alice's job, on an honest worker that joins now, is placed and runs: nothing waits on the deaf one.
+            try await grid.startWorker("honest", owner: try await grid.user("owner"))
+            let id = try await Self.submit(alice, minutes: 1)
+            let done = try await Scenario.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 90)
+            #expect(done.state == .completed, "\(done)")
         }
 
         @Test func outOfRangeNumbersFromAWorkerGetErrorsAndTheManagerStaysUpAlsoAfterARestart() async throws {

@@ -42,6 +42,12 @@ public final class RawConnection {
     @discardableResult
     public func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
+    /// Shrinks the socket's receive buffer (a peer that reads slowly, or not at all, fills up at once).
+    public func shrinkReceiveBuffer(to bytes: Int32 = 4096) {
+        var size = bytes
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Closes the sending side (the peer sees end of stream, can still answer).
     public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
