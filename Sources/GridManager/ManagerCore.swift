@@ -290,6 +290,7 @@ public actor ManagerCore {
         var offsets: [String: Int64] = [:]
         for ref in decision.keep { offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0 }
         for ref in forgotten {
+            keepAway(ref.jobId, from: who)
             await interrupt(
                 ref, .init(kind: .workerLost, worker: who.workerId, reason: "worker \(who.name) restarted without the job", alone: forgottenAlone))
         }
@@ -433,14 +434,7 @@ public actor ManagerCore {
             guard leases.holds(done.job, worker: who.workerId) else { return .jobDoneAck(Msg.JobDoneAck(job: done.job)) }
             leases.release(done.job.jobId)
             leased[done.job.jobId] = nil
-            // A second worker of the same owner rejecting it keeps it away from all that owner's workers: one owner's
-            // workers rejecting a job in turn ended it as failed after ten tries without an honest worker ever getting
-            // it. (One refusal alone may be that machine's: a full disk, a broken sandbox.)
-            let t = now()
-            let ownersWorkers = live.filter { $0.value.identity.ownerId == who.ownerId }.map(\.key)
-            let again = !rejections.avoid(done.job.jobId, now: t).isDisjoint(with: ownersWorkers)
-            rejections.rejected(done.job.jobId, by: who.workerId, now: t)
-            if again { for id in ownersWorkers { rejections.rejected(done.job.jobId, by: id, now: t) } }
+            keepAway(done.job.jobId, from: who)
             let reason = "worker \(who.name) could not start it: \(done.reason ?? "unknown reason")"
             do {
                 let job = try await db.requeue(
@@ -522,11 +516,13 @@ public actor ManagerCore {
         case .giveUp(let why):
             leases.release(done.job.jobId)
             leased[done.job.jobId] = nil
+            keepAway(done.job.jobId, from: who)
             await interrupt(done.job, .init(kind: .incompleteReport, worker: who.workerId, reason: "worker \(who.name): \(why)", alone: true))
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
         case .notCancelled:
             leases.release(done.job.jobId)
             leased[done.job.jobId] = nil
+            keepAway(done.job.jobId, from: who)
             await interrupt(
                 done.job,
                 .init(kind: .stoppedByWorker, worker: who.workerId, reason: "worker \(who.name) stopped the run, though nobody cancelled the job", alone: true))
@@ -1008,6 +1004,19 @@ public actor ManagerCore {
 
     /// A run was interrupted: the store records it and requeues the job, or gives it up (refunded) as `LossPolicy`
     /// decides, in one transaction.
+    /// Keeps `job` away from the worker that refused it or ended its run on its own word (stopped it though nobody
+    /// cancelled it, sent a report short of its log, or came back without it) for a while (`Rejections`); a second of
+    /// the same owner's workers doing so keeps it away from all of that owner's. A hostile worker ended a job in a
+    /// second this way and was given it straight back, ten times, until it failed (refunded, so resubmitted for free):
+    /// now the job goes to another machine. (Once may be that machine's fault, honestly: a crash, a full disk.)
+    private func keepAway(_ job: JobID, from who: WorkerSession.Identity) {
+        let t = now()
+        let ownersWorkers = live.filter { $0.value.identity.ownerId == who.ownerId }.map(\.key)
+        let again = !rejections.avoid(job, now: t).isDisjoint(with: ownersWorkers)
+        rejections.rejected(job, by: who.workerId, now: t)
+        if again { for id in ownersWorkers { rejections.rejected(job, by: id, now: t) } }
+    }
+
     private func interrupt(_ ref: JobRef, _ what: GridDatabase.Interruption) async {
         do {
             let job = try await db.requeue(ref, what, limits: config.lossLimits, now: wall())

@@ -106,6 +106,29 @@ extension Integration {
             #expect(done.state == .completed, "\(done)")
         }
 
+        /// A worker that ends a stranger's run on its own word ("cancelled", though nobody cancelled it; or back without
+        /// it) was given the job straight back, again and again, until it failed after ten losses. Now the job keeps
+        /// away from that worker, and runs on another.
+        @Test func aWorkerThatEndsARunOnItsOwnWordIsNotGivenTheJobBack() async throws {
+            let grid = try TestGrid(label: "hostile-canceller")
+            defer { grid.shutdown() }
+            try await grid.startManager(leaseSeconds: 10)
+            let mallory = try await grid.user("mallory")
+            let alice = try await grid.user("alice")
+            let w = try FakeWorker(port: grid.gridPort, token: try await mallory.createToken(kind: "worker").token, name: "canceller")
+            #expect(w.ask(FakeWorker.register(cpus: "8", slots: "8"))?["type"] as? String == "REGISTERED")
+            let id = try await Self.submit(alice, minutes: 1)
+            let job = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+            w.send(#""type":"JOB_STARTED","job":\#(job)"#)
+            let answer = w.ask(#""type":"JOB_DONE","job":\#(job),"outcome":"cancelled","exit_code":-1,"runtime_ms":1,"peak_memory_kb":0,"cpu_seconds":0,"files":[]"#)
+            #expect(answer?["type"] as? String == "JOB_DONE_ACK", "\(String(describing: answer))")
+            // It is the only worker: the job waits rather than going back to it (it came back at once before).
+            #expect(w.c.next("JOB_ASSIGN", timeout: 3) == nil, "the job went back to the worker that ended it")
+            try await grid.startWorker("honest", owner: try await grid.user("owner"))
+            let done = try await Scenario.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 90)
+            #expect(done.state == .completed && done.worker == "honest", "\(done)")
+        }
+
         @Test func outOfRangeNumbersFromAWorkerGetErrorsAndTheManagerStaysUpAlsoAfterARestart() async throws {
             let grid = try TestGrid(label: "hostile-numbers")
             defer { grid.shutdown() }
