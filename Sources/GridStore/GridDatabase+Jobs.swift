@@ -441,20 +441,35 @@ extension GridDatabase {
         }
     }
 
-    /// The job's log from byte `offset` on (across attempts), at most `limit` bytes, and the total length.
-    public func log(of job: JobID, from offset: Int64, limit: Int = 1 << 20) async throws -> (data: Data, total: Int64) {
+    /// Stored pieces of a log read by one `log(of:from:limit:)`: a worker may send its log a byte at a time.
+    public static let maxLogRowsPerRead = 4_096
+
+    /// The job's log from byte `offset` on (across attempts), at most `limit` bytes (fewer when it is stored in more than
+    /// `maxLogRowsPerRead` pieces: the reader asks again from where this ends), and the total length.
+    ///
+    /// It reads from the piece holding `offset` on, a batch at a time, through the `(job_id, pos)` index: every read
+    /// loaded the whole stored log (64 MiB a job), and scanned every piece, before it kept its megabyte.
+    public func log(of job: JobID, from offset: Int64, limit: Int = 1 << 20, maxRows: Int = maxLogRowsPerRead) async throws -> (data: Data, total: Int64) {
         try await read { db in
             let total = try Int64.fetchOne(db, sql: "SELECT log_total FROM jobs WHERE id = ?", arguments: [job]) ?? 0
             var out = Data()
-            let rows = try StoreRow.fetchAll(
-                db, sql: "SELECT pos, data FROM job_logs WHERE job_id = ? AND pos + length(data) > ? ORDER BY pos",
-                arguments: [job, offset])
-            for row in rows {
-                let pos: Int64 = row["pos"]
-                let data: Data = row["data"]
-                let skip = Int(max(0, offset - pos))
-                out.append(data.dropFirst(skip))
-                if out.count >= limit { break }
+            guard limit > 0 else { return (out, total) }
+            var from = try Int64.fetchOne(db, sql: "SELECT MAX(pos) FROM job_logs WHERE job_id = ? AND pos <= ?", arguments: [job, offset]) ?? 0
+            var rowsRead = 0
+            let batch = max(1, min(256, maxRows))
+            reading: while rowsRead < maxRows {
+                let rows = try StoreRow.fetchAll(
+                    db, sql: "SELECT pos, data FROM job_logs WHERE job_id = ? AND pos >= ? ORDER BY pos LIMIT \(batch)", arguments: [job, from])
+                for row in rows {
+                    rowsRead += 1
+                    let pos: Int64 = row["pos"]
+                    let data: Data = row["data"]
+                    let skip = offset > pos ? Int(clamping: offset - pos) : 0
+                    if skip < data.count { out.append(data.dropFirst(skip)) }
+                    from = pos &+ 1
+                    if out.count >= limit || rowsRead >= maxRows { break reading }
+                }
+                if rows.count < batch { break }
             }
             if out.count > limit { out = out.prefix(limit) }
             return (out, total)

@@ -608,6 +608,26 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    /// A log sent a byte at a time is read from the piece holding the offset on, and a read stops after
+    /// `maxLogRowsPerRead` pieces (the reader asks again from where it ended), never loading the whole log.
+    @Test(arguments: StoreBackend.allCases) func aLogOfManySmallPiecesIsReadInBoundedSteps(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        let job = try await grid.running()
+        let (pieces, rows) = (700, 300)
+        let text = (0..<pieces).map { String(UnicodeScalar(UInt8(97 + $0 % 26))) }.joined()
+        for (i, c) in text.utf8.enumerated() { try await grid.db.appendLog(job.ref, offset: Int64(i), data: Data([c])) }
+        let first = try await grid.db.log(of: job.id, from: 0, maxRows: rows)
+        #expect(first.total == Int64(pieces) && first.data.count == rows)
+        #expect(String(decoding: first.data, as: UTF8.self) == String(text.prefix(rows)))
+        let second = try await grid.db.log(of: job.id, from: Int64(rows) + 5, maxRows: rows)
+        #expect(String(decoding: second.data, as: UTF8.self) == String(text.dropFirst(rows + 5).prefix(rows)))
+        #expect(try await grid.log(job.id, from: Int64(rows)) == String(text.dropFirst(rows)))
+        #expect(try await grid.log(job.id, from: 400, limit: 7) == String(text.dropFirst(400).prefix(7)))
+        #expect(try await grid.log(job.id, from: Int64(pieces) - 1) == String(text.suffix(1)))
+        #expect(try await grid.log(job.id, from: .max) == "")
+        #expect(try await grid.log(job.id, from: 0, limit: 0) == "")
+    }
+
     @Test(arguments: StoreBackend.allCases) func logReturnsAtMostLimitBytes(_ backend: StoreBackend) async throws {
         let grid = try await Grid(backend)
         let job = try await grid.running()
