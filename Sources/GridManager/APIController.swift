@@ -212,10 +212,14 @@ struct APIController: Sendable {
                 // What the queue needs, no more: not the script's name, nor why it ended (a reason names its grid
                 // inputs, and an exit code or a peak says what the job did).
                 status.spec = job.spec.forOthers
+                status.name = Self.nameForOthers(job)
+                status.spec.name = status.name
                 status.script = ""
                 status.progress.reason = nil
                 status.progress.exitCode = nil
                 status.progress.peakMemoryKb = nil
+                status.progress.cpuSeconds = nil
+                status.progress.logBytes = 0
             }
             out.append(status)
         }
@@ -364,6 +368,12 @@ struct APIController: Sendable {
     /// empty files with 1,000-byte names made a line that cut off every worker the job went to (and, refunded after
     /// ten losses, could be sent again for nothing). 256 names of at most 1,024 bytes stay well inside it.
     static let maxInputFiles = 256
+
+    /// A job's name as other users see it: the name its owner gave it, but not the script's file name that stands in
+    /// when none was given (`ann-thesis-draft.py` told everyone what Ann works on).
+    static func nameForOthers(_ job: JobRecord) -> String {
+        job.spec.name.isEmpty || job.spec.name == job.scriptName ? "job \(job.id)" : job.spec.name
+    }
 
     static func checkBundle(script: StoredFile, inputs: [StoredFile], config: ManagerConfig) throws {
         guard inputs.count <= maxInputFiles else {

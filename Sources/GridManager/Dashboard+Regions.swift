@@ -105,7 +105,8 @@ extension Dashboard {
         for job in jobs {
             if names[job.ownerId] == nil { names[job.ownerId] = try await db.user(id: job.ownerId)?.username ?? "?" }
             rows.append([
-                "id": job.id, "name": job.spec.name, "owner": names[job.ownerId]!, "state": job.state.rawValue,
+                "id": job.id, "name": job.ownerId == user.id ? job.spec.name : APIController.nameForOthers(job), "owner": names[job.ownerId]!,
+                "state": job.state.rawValue,
                 "state_label": job.state.rawValue.replacingOccurrences(of: "_", with: " "), "mine": job.ownerId == user.id,
                 "resources": Self.resources(job.spec), "cost": job.paid ?? job.hold, "submitted": Self.time(job.submittedAt),
             ])

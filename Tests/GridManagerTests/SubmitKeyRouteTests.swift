@@ -52,6 +52,35 @@ import Testing
         }
     }
 
+    /// Another user's job shows in the queue under the name its owner gave it, never the script's file name that stands
+    /// in when none was given, and without what its run did (CPU time, log size).
+    @Test func othersSeeNoScriptNameAndNoFiguresOfARun() async throws {
+        let db = try GridDatabase.inMemory()
+        let (_, token) = try await Self.user(db, "ann")
+        let (_, bobToken) = try await Self.user(db, "bob")
+        func body(name: String) throws -> ByteBuffer {
+            ByteBuffer(
+                bytes: try GridJSON.encode(
+                    API.SubmitRequest(
+                        spec: JobSpec(name: name, minutes: 1),
+                        script: API.FileUpload(name: "ann-thesis-draft.py", contentBase64: Data("print(1)".utf8).base64EncodedString()), inputs: [])))
+        }
+        let (unnamed, named) = (try body(name: ""), try body(name: "sweep 3"))
+        try await DashboardRouteTests.app(db: db).test(.router) { client in
+            let ann: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
+            for b in [unnamed, named] { #expect(try await client.execute(uri: "/api/v1/jobs", method: .post, headers: ann, body: b) { $0.status } == .created) }
+            let mine = try await client.execute(uri: "/api/v1/jobs", method: .get, headers: ann) { try GridJSON.decode(API.JobList.self, from: Data(buffer: $0.body)) }
+            #expect(Set(mine.jobs.map(\.name)) == ["ann-thesis-draft.py", "sweep 3"], "the owner sees the names as they are")
+            let theirs = try await client.execute(uri: "/api/v1/jobs", method: .get, headers: [.authorization: "Bearer \(bobToken)"]) { r in
+                (String(buffer: r.body), try GridJSON.decode(API.JobList.self, from: Data(buffer: r.body)))
+            }
+            #expect(!theirs.0.contains("thesis"), "\(theirs.0)")
+            let unnamedJob = try #require(mine.jobs.first { $0.name == "ann-thesis-draft.py" })
+            #expect(Set(theirs.1.jobs.map(\.name)) == ["job \(unnamedJob.id)", "sweep 3"])
+            #expect(theirs.1.jobs.allSatisfy { $0.script.isEmpty && $0.spec.name == $0.name && $0.progress.cpuSeconds == nil })
+        }
+    }
+
     /// A submitter cannot pick the seed its runs (and its check runs) get: the manager sets it, whatever was sent.
     @Test func aSeedTheSubmitterSendsIsNotKept() async throws {
         let db = try GridDatabase.inMemory()
