@@ -13,6 +13,10 @@ struct APIController: Sendable {
     let core: ManagerCore
     let config: ManagerConfig
     let loginLimiter: RateLimiter
+    /// Logins per client address (an IPv6 /64 as one), whatever the username.
+    var loginAddressLimiter = RateLimiter(limit: 100, window: 60)
+    /// Failed logins per account, from anywhere.
+    var loginFailureLimiter = RateLimiter(limit: 100, window: 3600)
     /// Sign-ups per client address (the API and the dashboard's form share it).
     let registrationLimiter: RateLimiter
     let admins: Admins
@@ -90,12 +94,23 @@ struct APIController: Sendable {
         // of distinct 60 KB names held half a gigabyte there).
         guard username.utf8.count <= 64 else { throw GridError(.unauthorized, "wrong username or password") }
         let key = Self.loginKey(username: username, client: client)
+        // The address first, whatever the username (one address tried every account); then this username from this
+        // address; then this account's failures from anywhere (guesses spread over many addresses).
+        if let seconds = loginAddressLimiter.admit(RateLimit.addressKey(client)).retryAfterHeader {
+            throw TooManyRequests(message: "too many login attempts from this address; try again in \(seconds) s", retryAfter: seconds)
+        }
         if let seconds = loginLimiter.admit(key).retryAfterHeader {
             throw TooManyRequests(message: "too many login attempts for \(username); try again in \(seconds) s", retryAfter: seconds)
+        }
+        let account = username.lowercased()
+        if let seconds = loginFailureLimiter.check(account).retryAfterHeader {
+            throw TooManyRequests(
+                message: "too many failed logins for \(username) lately; try again in \(seconds) s (its tokens and open sessions still work)", retryAfter: seconds)
         }
         guard password.utf8.count <= 200, let user = try await db.user(named: username),
             try await verifyPassword(password, hash: user.passwordHash)
         else {
+            _ = loginFailureLimiter.admit(account)
             throw GridError(.unauthorized, "wrong username or password")
         }
         return user

@@ -114,6 +114,8 @@ extension Manager {
         router.add(middleware: BodyLimitMiddleware(uploadBytes: APIContext.uploadBytes))
         let api = APIController(
             db: db, core: core, config: config, loginLimiter: RateLimiter(limit: config.loginAttempts, window: config.loginWindowSeconds),
+            loginAddressLimiter: RateLimiter(limit: config.loginAttemptsPerAddress, window: config.loginWindowSeconds),
+            loginFailureLimiter: RateLimiter(limit: config.loginFailuresPerAccount, window: 3600),
             registrationLimiter: RateLimiter(burst: config.registrationBurst, perMinute: config.registrationsPerMinute),
             admins: Admins(named: config.admins))
         api.addRoutes(to: router)

@@ -48,6 +48,13 @@ public struct ManagerConfig: Sendable {
     /// Logins (failed or not) allowed per username and client address within `loginWindowSeconds`; more are refused
     /// with 429.
     public var loginAttempts: Int = 10
+    /// Logins allowed from one client address (an IPv6 /64 counts as one), whatever the usernames, within
+    /// `loginWindowSeconds` (a class behind one address logs in at once): one address tried ten passwords a minute on
+    /// every account there is.
+    public var loginAttemptsPerAddress: Int = 100
+    /// Failed logins allowed per account, from anywhere, within an hour: guesses spread over many addresses stop
+    /// there (the account's sessions and tokens keep working meanwhile).
+    public var loginFailuresPerAccount: Int = 100
     /// Tokens of each kind a user may hold: a login (or `token create --api`) past this many drops the user's oldest API
     /// token; a worker token past it is refused (a running worker's token is never taken away).
     public var maxTokensPerKind: Int = 100

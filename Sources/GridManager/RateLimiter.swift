@@ -26,5 +26,10 @@ final class RateLimiter: Sendable {
         admit(key, now: now) == .allowed
     }
 
+    /// Whether a request from `key` would be allowed now, without counting it.
+    func check(_ key: String, now: Double = Date().timeIntervalSince1970) -> RateLimit.Decision {
+        state.withLock { $0.check(key, now: now) }
+    }
+
     func reset(_ key: String) { state.withLock { $0.reset(key) } }
 }

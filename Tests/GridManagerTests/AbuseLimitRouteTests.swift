@@ -98,6 +98,34 @@ import Testing
         }
     }
 
+    /// One address tried ten passwords a minute on every account there is: now the address has a limit of its own,
+    /// whatever the usernames; and an account's failures from anywhere have one too (its tokens go on working).
+    static func login(_ client: some TestClientProtocol, _ name: String, _ password: String) async throws -> (HTTPResponse.Status, String) {
+        try await client.execute(
+            uri: "/api/v1/login", method: .post, headers: [.contentType: "application/json"],
+            body: ByteBuffer(string: #"{"username":"\#(name)","password":"\#(password)"}"#)
+        ) { ($0.status, String(buffer: $0.body)) }
+    }
+
+    @Test func sprayingFromOneAddressAndGuessingOneAccountAreLimited() async throws {
+        try await DashboardRouteTests.app { $0.loginAttemptsPerAddress = 5 }.test(.router) { client in
+            var statuses: [HTTPResponse.Status] = []
+            for i in 0..<6 { statuses.append(try await Self.login(client, "victim\(i)", "password\(i)").0) }
+            #expect(statuses == Array(repeating: .unauthorized, count: 5) + [.tooManyRequests], "\(statuses)")
+            #expect(try await Self.login(client, "victim9", "x").1.contains("from this address"))
+        }
+        try await DashboardRouteTests.app { $0.loginFailuresPerAccount = 3 }.test(.router) { client in
+            let token = try #require(try await Self.register(client, "ivy").token)
+            for guess in ["a wrong one", "another one", "a third one"] { #expect(try await Self.login(client, "ivy", guess).0 == .unauthorized) }
+            let (status, body) = try await Self.login(client, "IVY", "long enough pw")
+            #expect(status == .tooManyRequests && body.contains("failed logins"), "\(status) \(body)")
+            // The account's token still works; another account is not held up.
+            #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { $0.status } == .ok)
+            _ = try await Self.register(client, "jay")
+            #expect(try await Self.login(client, "jay", "long enough pw").0 == .ok)
+        }
+    }
+
     @Test func loginRefusalsCarryRetryAfter() async throws {
         let app = try await DashboardRouteTests.app { $0.loginAttempts = 2 }
         try await app.test(.router) { client in

@@ -17,6 +17,24 @@ import Testing
         #expect(refused(limit.admit("a", now: 105), wait: 15))
     }
 
+    @Test func aCheckCountsNothing() {
+        var limit = RateLimit(burst: 1, window: 60)
+        #expect(limit.check("a", now: 0) == .allowed && limit.check("a", now: 0) == .allowed)
+        #expect(limit.admit("a", now: 0) == .allowed)
+        #expect(refused(limit.check("a", now: 0), wait: 60))
+    }
+
+    /// A client's address as the login limit keys it: IPv4 as it is, IPv6 by its /64 (a host has a whole /64).
+    @Test func addressesAreKeyedByHostOrIPv6Network() {
+        #expect(RateLimit.addressKey("10.1.2.3") == "10.1.2.3")
+        #expect(RateLimit.addressKey("::ffff:10.1.2.3") == "10.1.2.3")
+        let a = RateLimit.addressKey("2001:db8:1:2:aaaa::1")
+        #expect(a == RateLimit.addressKey("2001:0db8:0001:0002:bbbb:cccc:dddd:9") && a == "2001:0db8:0001:0002::/64")
+        #expect(a != RateLimit.addressKey("2001:db8:1:3::1"))
+        #expect(RateLimit.addressKey("::1") == "0000:0000:0000:0000::/64")
+        for odd in ["?", "", "not:an:address:::", "1:2:3:4:5:6:7:8:9"] { #expect(RateLimit.addressKey(odd) == odd) }
+    }
+
     @Test func tokensComeBackAtTheSteadyRateAndNeverBeyondTheBurst() {
         var limit = RateLimit(burst: 2, window: 10)  // one back every 5 s
         #expect(limit.admit("a", now: 0) == .allowed)
