@@ -289,8 +289,9 @@ public actor ManagerCore {
         // the worker re-sends the rest (before its JOB_DONE).
         var offsets: [String: Int64] = [:]
         for ref in decision.keep { offsets[String(ref.jobId)] = (try? await db.logOffset(of: ref.jobId)) ?? 0 }
+        // A worker back without a run is not kept away from it: that is what a crash looks like (a lab's machines
+        // killed over and over must get the job back), and `LossPolicy` bounds it.
         for ref in forgotten {
-            keepAway(ref.jobId, from: who)
             await interrupt(
                 ref, .init(kind: .workerLost, worker: who.workerId, reason: "worker \(who.name) restarted without the job", alone: forgottenAlone))
         }
@@ -1005,7 +1006,7 @@ public actor ManagerCore {
     /// A run was interrupted: the store records it and requeues the job, or gives it up (refunded) as `LossPolicy`
     /// decides, in one transaction.
     /// Keeps `job` away from the worker that refused it or ended its run on its own word (stopped it though nobody
-    /// cancelled it, sent a report short of its log, or came back without it) for a while (`Rejections`); a second of
+    /// cancelled it, or sent a report short of its log) for a while (`Rejections`); a second of
     /// the same owner's workers doing so keeps it away from all of that owner's. A hostile worker ended a job in a
     /// second this way and was given it straight back, ten times, until it failed (refunded, so resubmitted for free):
     /// now the job goes to another machine. (Once may be that machine's fault, honestly: a crash, a full disk.)
