@@ -31,6 +31,8 @@ public actor ManagerCore {
         var stopping = false
         /// Its disk is under the free space it keeps: no new job goes to it while it says so.
         var diskFull = false
+        /// The environments it has cached (`REGISTER`, `LOAD_UPDATE`), as a set once, not on every scheduling pass.
+        var envs: Set<String> = []
         /// Breaks placement ties: the manager's pick, not the worker's (see `Placement.Worker.tieBreak`).
         var tieBreak = UInt64.random(in: 0...UInt64.max)
     }
@@ -264,7 +266,7 @@ public actor ManagerCore {
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, queue: queue, close: close, lastHeartbeat: t, lastLoadWrite: t,
-            diskFull: reg.diskFull == true)
+            diskFull: reg.diskFull == true, envs: Set(reg.envs ?? []))
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
         // Only claims of runs leased to this worker, or whose report is settling, can be kept (`Rejoin`); the store is
@@ -362,7 +364,7 @@ public actor ManagerCore {
             let t = now()
             live[who.workerId]?.load = max(0, min(update.load, 64))
             if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
-            if let envs = update.envs { live[who.workerId]?.registration.envs = envs }
+            if let envs = update.envs { live[who.workerId]?.envs = Set(envs) }
             let full = update.diskFull == true
             if let w = live[who.workerId], w.diskFull != full {
                 live[who.workerId]?.diskFull = full
@@ -719,8 +721,9 @@ public actor ManagerCore {
     /// Live figures of each connected worker: free resources and running jobs.
     func liveState() -> [WorkerID: (free: Resources, running: Int, load: Double)] {
         var out: [WorkerID: (free: Resources, running: Int, load: Double)] = [:]
+        let held = leases.jobsByWorker()
         for (id, w) in live {
-            let jobs = leases.jobs(of: id)
+            let jobs = held[id] ?? []
             let used = jobs.reduce(Resources.zero) { $0 + (leased[$1.jobId]?.spec.resources ?? .zero) }
             out[id] = (w.registration.resources - used, jobs.count, w.load)
         }
@@ -737,8 +740,9 @@ public actor ManagerCore {
         var total = 0
         var used = 0
         var running = 0
+        let held = leases.jobsByWorker()
         for (id, w) in live {
-            let jobs = leases.jobs(of: id)
+            let jobs = held[id] ?? []
             total += w.registration.resources.cpus
             used += min(w.registration.resources.cpus, jobs.reduce(0) { $0 + (leased[$1.jobId]?.spec.cpus ?? 0) })
             running += jobs.count
@@ -789,7 +793,7 @@ public actor ManagerCore {
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
                 freeSlots: w.stopping || w.diskFull ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
-                envs: Set(w.registration.envs ?? []), python: w.registration.python,
+                envs: w.envs, python: w.registration.python,
                 othersRoom: rooms[w.identity.ownerId] ?? OthersWindow.first,
                 maxJobDiskGb: disk.maxJobDiskGb, enforcesJobDisk: disk.enforcesJobDisk)
         }
@@ -896,7 +900,7 @@ public actor ManagerCore {
     func preparation(of ref: JobRef, spec: JobSpec) -> String? {
         guard spec.requirements?.isEmpty == false, leases.holder(of: ref.jobId)?.job == ref, runStarted[ref] == nil else { return nil }
         let digest = spec.pythonRequirements.digest
-        let cached = live.values.filter { $0.registration.envs?.contains(digest) == true }.count
+        let cached = live.values.filter { $0.envs.contains(digest) }.count
         return "preparing environment (cached on \(cached) of \(live.count) worker\(live.count == 1 ? "" : "s"))"
     }
 

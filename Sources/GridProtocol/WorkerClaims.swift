@@ -33,8 +33,9 @@ public enum WorkerClaims {
     public static let sandboxText = 0...1_000
     /// A P-256 public key in PEM is about 180 bytes.
     public static let tlsKeyLength = 0...1_024
-    /// Cached environments reported, and the length of each digest.
-    public static let envs = 0...100_000
+    /// Cached environments reported, and the length of each digest. A worker's cache (10 GiB by default) holds far
+    /// fewer; 100,000 from each of an owner's 256 workers were made into sets on every scheduling pass.
+    public static let envs = 0...4_096
     public static let envDigestLength = 1...128
 
     /// Checks a message from a registered (or registering) worker; nil when every figure is in range.

@@ -83,4 +83,12 @@ public struct LeaseTable: Sendable {
     public func jobs(of worker: WorkerID) -> [JobRef] {
         leases.values.filter { $0.worker == worker }.map(\.job).sorted { $0.jobId < $1.jobId }
     }
+
+    /// Jobs leased to each worker, in one pass over the leases (`jobs(of:)` for every worker walked every lease once
+    /// per worker: a `GET_BEST_PEER`, which any worker may send as often as it likes, cost workers × leases).
+    public func jobsByWorker() -> [WorkerID: [JobRef]] {
+        var out: [WorkerID: [JobRef]] = [:]
+        for lease in leases.values { out[lease.worker, default: []].append(lease.job) }
+        return out.mapValues { $0.sorted { $0.jobId < $1.jobId } }
+    }
 }

@@ -28,6 +28,17 @@ struct LeaseTableTests {
         #expect(!t.holds(JobRef(jobId: 1, attempt: 2), worker: "a"))
     }
 
+    @Test func jobsByWorkerAgreesWithJobsOfEachWorker() {
+        var t = LeaseTable(ttl: 30)
+        t.grant(j3, to: "a", now: 0)
+        t.grant(j1, to: "a", now: 0)
+        t.grant(j2, to: "b", now: 0)
+        let all = t.jobsByWorker()
+        #expect(all == ["a": [j1, j3], "b": [j2]])
+        for w in ["a", "b", "c"] { #expect((all[w] ?? []) == t.jobs(of: w)) }
+        #expect(LeaseTable(ttl: 1).jobsByWorker().isEmpty)
+    }
+
     @Test func grantWithAnExplicitTtlUsesIt() {
         var t = LeaseTable(ttl: 30)
         t.grant(j1, to: "a", now: 100, ttl: 5)
