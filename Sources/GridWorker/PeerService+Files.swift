@@ -509,9 +509,10 @@ extension PeerService {
                 }
             }
         }
-        // Tried again at the next pass: a chunk's lease is a week, and its scan every eighth of that.
+        // Tried again soon (in 5 minutes, or a 64th of a short lease), not at every pass: a scan reads every memory
+        // entry here, and a peer may stay unreachable for a while.
         if !failed.isEmpty {
-            leaseScannedAt = nil
+            leaseScannedAt = now - lease / 8 + min(lease / 64, 300)
             logger.info("could not renew chunk leases on some peers", metadata: ["grid.peers": "\(failed.map { $0.prefix(64) })"])
         }
     }
