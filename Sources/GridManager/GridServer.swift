@@ -121,13 +121,17 @@ struct GridServer: Service {
         let remote = link.remoteDescription
         var machine = WorkerSession.StateMachine(heartbeatSeconds: core.config.heartbeatSeconds, managerKey: core.authority.publicKey)
         // What the manager sends this worker on its own, written by a task of this connection's (`WorkerSendQueue`).
-        let queue = WorkerSendQueue(limitBytes: core.config.workerSendQueueBytes)
+        let queue = WorkerSendQueue(limitBytes: core.config.workerSendQueueBytes, stallSeconds: core.config.workerSendStallSeconds)
         do {
             try await link.executeThenClose { inbound, outbound in
                 try await withThrowingDiscardingTaskGroup { group in
-                    group.addTask { await queue.drain(into: outbound) }
-                    // The writer ends with the connection (the group waits for it).
-                    defer { queue.close() }
+                    group.addTask { await queue.drain(into: outbound) { await core.bundle(of: $0) } }
+                    // The writer ends with the connection (the group waits for it): stopped whether it waits for the
+                    // next frame or on a write to a worker that no longer reads.
+                    defer {
+                        queue.close()
+                        group.cancelAll()
+                    }
                     loop: for try await item in inbound {
                         var payload: ByteBuffer?
                         var action: WorkerSession.StateMachine.Action

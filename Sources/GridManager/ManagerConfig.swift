@@ -31,6 +31,8 @@ public struct ManagerConfig: Sendable {
     /// What the manager may have queued for one worker that does not read it (`WorkerSendQueue`): past it, that
     /// worker's connection is closed.
     public var workerSendQueueBytes: Int = 256 << 20
+    /// How long one write to a worker may take before the next message queued for it gives its connection up.
+    public var workerSendStallSeconds: Double = 120
     /// How long past its minutes a run may still be reported running before the manager stops it itself (`timed_out`,
     /// paid its minutes) and no longer believes the worker about it. The worker's own limit fires first.
     public var timeLimitGraceSeconds: Double = 60

@@ -690,8 +690,12 @@ public actor ManagerCore {
     /// Queues `message` for `worker`'s connection (`WorkerSendQueue`): it never waits on the worker's socket. A
     /// worker whose queue is full stopped reading: its connection is closed.
     private func send(_ message: GridMessage, payload: ByteBuffer? = nil, to worker: WorkerID) async {
+        enqueue(.frame(GridFrame(message, payload: payload)), to: worker)
+    }
+
+    private func enqueue(_ entry: WorkerSendQueue.Entry, to worker: WorkerID) {
         guard let w = live[worker] else { return }
-        if !w.queue.enqueue(GridFrame(message, payload: payload)) {
+        if !w.queue.enqueue(entry) {
             logger.warning("a worker stopped reading what the manager sends; closing its connection", metadata: ["grid.worker.id": "\(worker)"])
             w.close()
         }
@@ -832,8 +836,6 @@ public actor ManagerCore {
     private func assign(_ job: JobRecord, to worker: WorkerID) async {
         do {
             let files = try await db.files(of: job.id, outputs: false)
-            var payload = ByteBuffer()
-            for f in files { payload.writeBytes(f.data) }
             let owner = try await db.user(id: job.ownerId)?.username
             // Every run of a job, check runs included, gets the same seed: the job's (a check run's is its job's).
             var spec = job.spec
@@ -844,11 +846,21 @@ public actor ManagerCore {
             let message = Msg.JobAssign(
                 job: job.ref, spec: spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
                 owner: owner, ticket: ticket)
-            await send(.jobAssign(message), payload: payload, to: worker)
+            // The files themselves are read again as the connection's writer sends them (`WorkerSendQueue`).
+            enqueue(.assign(message), to: worker)
             logger.info("job assigned", metadata: ["grid.job.id": "\(job.id)", "grid.worker.id": "\(worker)", "grid.job.attempt": "\(job.attempt)"])
         } catch {
             logger.error("could not load job files", metadata: ["grid.job.id": "\(job.id)", "grid.error": "\(error)"])
         }
+    }
+
+    /// The bundle of job `id` as a `JOB_ASSIGN` carries it (its script and inputs, in order); nil when it cannot be
+    /// read. For the connections' writers (`WorkerSendQueue.drain`), off the actor.
+    nonisolated func bundle(of id: JobID) async -> ByteBuffer? {
+        guard let files = try? await db.files(of: id, outputs: false) else { return nil }
+        var payload = ByteBuffer()
+        for f in files { payload.writeBytes(f.data) }
+        return payload
     }
 
     private func leaseLoop() async {

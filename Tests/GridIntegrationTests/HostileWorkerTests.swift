@@ -68,7 +68,7 @@ extension Integration {
         @Test func aWorkerThatStopsReadingFreezesNobodyElseAndIsCutOff() async throws {
             let grid = try TestGrid(label: "hostile-deaf")
             defer { grid.shutdown() }
-            try await grid.startManager(leaseSeconds: 10, extraEnvironment: ["CAMPUSGRID_WORKER_SEND_QUEUE_MB": "4"])
+            try await grid.startManager(leaseSeconds: 10, extraEnvironment: ["CAMPUSGRID_WORKER_SEND_STALL_SECONDS": "3"])
             let mallory = try await grid.user("mallory")
             let alice = try await grid.user("alice")
             let deaf = try FakeWorker(port: grid.gridPort, token: try await mallory.createToken(kind: "worker").token, name: "deaf")
@@ -87,7 +87,9 @@ extension Integration {
             }
             beating.start()
             defer { stop.withLock { $0 = true } }
-            // Mallory's own jobs go to her deaf worker (the only one): 3 MiB bundles, more than its socket and queue take.
+            // Mallory's own jobs go to her deaf worker (the only one): 3 MiB bundles, more than its socket takes. The
+            // write stalls; the next message queued for it (another job, or a CANCEL when its leases run out) finds
+            // the write stuck for longer than 3 s, and its connection is closed.
             let bundle = Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }).base64EncodedString()
             for i in 0..<4 {
                 _ = try await mallory.submit(
