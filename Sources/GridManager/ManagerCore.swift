@@ -31,7 +31,8 @@ public actor ManagerCore {
         var stopping = false
         /// Its disk is under the free space it keeps: no new job goes to it while it says so.
         var diskFull = false
-        /// The environments it has cached (`REGISTER`, `LOAD_UPDATE`), as a set once, not on every scheduling pass.
+        /// The environments it has cached (`REGISTER`, `LOAD_UPDATE`; the first `WorkerClaims.envsKept`), as a set once,
+        /// not on every scheduling pass (100,000 from each of an owner's 256 workers were made into sets on each).
         var envs: Set<String> = []
         /// Breaks placement ties: the manager's pick, not the worker's (see `Placement.Worker.tieBreak`).
         var tieBreak = UInt64.random(in: 0...UInt64.max)
@@ -266,7 +267,7 @@ public actor ManagerCore {
         let t = now()
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, queue: queue, close: close, lastHeartbeat: t, lastLoadWrite: t,
-            diskFull: reg.diskFull == true, envs: Set(reg.envs ?? []))
+            diskFull: reg.diskFull == true, envs: Set((reg.envs ?? []).prefix(WorkerClaims.envsKept)))
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
         // Only claims of runs leased to this worker, or whose report is settling, can be kept (`Rejoin`); the store is
@@ -364,7 +365,7 @@ public actor ManagerCore {
             let t = now()
             live[who.workerId]?.load = max(0, min(update.load, 64))
             if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
-            if let envs = update.envs { live[who.workerId]?.envs = Set(envs) }
+            if let envs = update.envs { live[who.workerId]?.envs = Set(envs.prefix(WorkerClaims.envsKept)) }
             let full = update.diskFull == true
             if let w = live[who.workerId], w.diskFull != full {
                 live[who.workerId]?.diskFull = full

@@ -33,9 +33,11 @@ public enum WorkerClaims {
     public static let sandboxText = 0...1_000
     /// A P-256 public key in PEM is about 180 bytes.
     public static let tlsKeyLength = 0...1_024
-    /// Cached environments reported, and the length of each digest. A worker's cache (10 GiB by default) holds far
-    /// fewer; 100,000 from each of an owner's 256 workers were made into sets on every scheduling pass.
-    public static let envs = 0...4_096
+    /// Cached environments reported, and the length of each digest. The manager keeps the first `envsKept` of them (a
+    /// worker reports its most recent first); a longer list is no reason to refuse a worker (its cache evicts by size,
+    /// not count, so a busy one may hold more).
+    public static let envs = 0...100_000
+    public static let envsKept = 4_096
     public static let envDigestLength = 1...128
 
     /// Checks a message from a registered (or registering) worker; nil when every figure is in range.

@@ -216,7 +216,18 @@ public actor EnvBuilder {
     }
 
     /// The digests of the environments cached here, reported to the manager for placement.
-    public nonisolated func cachedDigests() -> [String] { shelf.withLock { Array(Set($0.cached.values.map(\.digest))).sorted() } }
+    /// The digests of the environments cached here, the most recently used first, at most `limit` (what the manager
+    /// keeps of a worker's report: `WorkerClaims.envsKept`).
+    public nonisolated func cachedDigests(limit: Int = 4_096) -> [String] {
+        shelf.withLock { shelf in
+            var seen = Set<String>()
+            var out: [String] = []
+            for entry in shelf.cached.values.sorted(by: { ($0.lastUsed, $0.digest) > ($1.lastUsed, $1.digest) }) where out.count < limit {
+                if seen.insert(entry.digest).inserted { out.append(entry.digest) }
+            }
+            return out
+        }
+    }
 
     /// The environment for `requirements` if it is cached here, now counted as in use until `release(_:)`; nil if it
     /// must be built (`prepare`). Throws as `prepare` does when this worker's Python does not fit.

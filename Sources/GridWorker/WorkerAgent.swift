@@ -468,7 +468,8 @@ public actor WorkerAgent: Service {
             }
             let tasks = await peers?.taskLoad()
             var envs = environments?.cachedDigests()
-            if envs == reportedEnvs { envs = nil } else { reportedEnvs = envs }
+            // Sent again only when the set changed, not its order (the most recently used come first).
+            if envs.map(Set.init) == reportedEnvs.map(Set.init) { envs = nil } else { reportedEnvs = envs }
             let update = Msg.LoadUpdate(load: MachineInfo.load(), running: runningRefs, tasks: tasks, envs: envs, diskFull: diskFull() ? true : nil)
             try await out.write(GridFrame(.loadUpdate(update)))
             // A heartbeat period, or less: a change of the task load is reported soon, but at most every 50 ms (a busy
