@@ -17,6 +17,8 @@ struct APIController: Sendable {
     var loginAddressLimiter = RateLimiter(limit: 100, window: 60)
     /// Failed logins per account, from anywhere.
     var loginFailureLimiter = RateLimiter(limit: 100, window: 3600)
+    /// Where each account logged in lately (its failures from elsewhere do not hold those up).
+    var knownLoginPlaces = LoginPlaces()
     /// Sign-ups per client address (the API and the dashboard's form share it).
     let registrationLimiter: RateLimiter
     let admins: Admins
@@ -96,14 +98,18 @@ struct APIController: Sendable {
         let key = Self.loginKey(username: username, client: client)
         // The address first, whatever the username (one address tried every account); then this username from this
         // address; then this account's failures from anywhere (guesses spread over many addresses).
-        if let seconds = loginAddressLimiter.admit(RateLimit.addressKey(client)).retryAfterHeader {
+        // Not for the manager's own machine: a reverse proxy there would make every client one address.
+        let address = RateLimit.addressKey(client)
+        if !RateLimit.isLoopback(client), let seconds = loginAddressLimiter.admit(address).retryAfterHeader {
             throw TooManyRequests(message: "too many login attempts from this address; try again in \(seconds) s", retryAfter: seconds)
         }
         if let seconds = loginLimiter.admit(key).retryAfterHeader {
             throw TooManyRequests(message: "too many login attempts for \(username); try again in \(seconds) s", retryAfter: seconds)
         }
         let account = username.lowercased()
-        if let seconds = loginFailureLimiter.check(account).retryAfterHeader {
+        // An account's failures from anywhere hold up its logins, except from where it logged in lately: guessing
+        // cannot lock its owner out of the machines they use.
+        if !knownLoginPlaces.knows(account, address), let seconds = loginFailureLimiter.check(account).retryAfterHeader {
             throw TooManyRequests(
                 message: "too many failed logins for \(username) lately; try again in \(seconds) s (its tokens and open sessions still work)", retryAfter: seconds)
         }
@@ -113,6 +119,7 @@ struct APIController: Sendable {
             _ = loginFailureLimiter.admit(account)
             throw GridError(.unauthorized, "wrong username or password")
         }
+        knownLoginPlaces.remember(account, address)
         return user
     }
 

@@ -68,6 +68,11 @@ struct RateLimit: Sendable {
         return stride(from: 0, to: 8, by: 2).map { String(format: "%02x%02x", bytes[$0], bytes[$0 + 1]) }.joined(separator: ":") + "::/64"
     }
 
+    /// Whether `address` is the manager's own machine (127.0.0.0/8, ::1, or IPv4 loopback mapped into IPv6).
+    static func isLoopback(_ address: String) -> Bool {
+        address == "::1" || address.hasPrefix("127.") || address.lowercased().hasPrefix("::ffff:127.")
+    }
+
     /// Forgets `key` (a login that succeeded starts afresh).
     mutating func reset(_ key: String) { buckets[key] = nil }
 

@@ -33,3 +33,38 @@ final class RateLimiter: Sendable {
 
     func reset(_ key: String) { state.withLock { $0.reset(key) } }
 }
+
+/// The client addresses (`RateLimit.addressKey`) each account logged in from lately: at most 8 an account (the newest
+/// kept), and at most `maxAccounts` accounts (the oldest entries dropped first). An account's failed logins from
+/// elsewhere do not hold up a login from these, so guessing cannot lock its owner out of the machines they use.
+final class LoginPlaces: Sendable {
+    private struct State {
+        var places: [String: [String]] = [:]
+        var order: [String] = []
+    }
+
+    private let state = Mutex(State())
+    let maxAccounts: Int
+    static let perAccount = 8
+
+    init(maxAccounts: Int = 10_000) { self.maxAccounts = maxAccounts }
+
+    func knows(_ account: String, _ address: String) -> Bool {
+        state.withLock { $0.places[account]?.contains(address) == true }
+    }
+
+    func remember(_ account: String, _ address: String) {
+        state.withLock { s in
+            var list = s.places[account] ?? []
+            if s.places[account] == nil { s.order.append(account) }
+            list.removeAll { $0 == address }
+            list.append(address)
+            s.places[account] = Array(list.suffix(Self.perAccount))
+            if s.places.count > maxAccounts {
+                let drop = s.order.prefix(s.places.count - maxAccounts / 2)
+                for a in drop { s.places[a] = nil }
+                s.order.removeFirst(drop.count)
+            }
+        }
+    }
+}

@@ -123,6 +123,11 @@ import Testing
             #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { $0.status } == .ok)
             _ = try await Self.register(client, "jay")
             #expect(try await Self.login(client, "jay", "long enough pw").0 == .ok)
+            // Guessing cannot lock an owner out of where they logged in lately: jay's failures past the limit still
+            // let jay in from here (and only the right password).
+            for guess in ["a wrong one", "another one", "a third one", "a fourth one"] { _ = try await Self.login(client, "jay", guess) }
+            #expect(try await Self.login(client, "jay", "a fifth one").0 == .unauthorized)
+            #expect(try await Self.login(client, "jay", "long enough pw").0 == .ok)
         }
     }
 

@@ -35,6 +35,17 @@ import Testing
         for odd in ["?", "", "not:an:address:::", "1:2:3:4:5:6:7:8:9"] { #expect(RateLimit.addressKey(odd) == odd) }
     }
 
+    @Test func loginPlacesKeepTheNewestFewPerAccountAndABoundedNumberOfAccounts() {
+        let places = LoginPlaces(maxAccounts: 10)
+        for i in 0..<12 { places.remember("ann", "10.0.0.\(i)") }
+        #expect(!places.knows("ann", "10.0.0.3") && places.knows("ann", "10.0.0.4") && places.knows("ann", "10.0.0.11"))
+        for i in 0..<50 { places.remember("user\(i)", "10.1.0.1") }
+        #expect(places.knows("user49", "10.1.0.1") && !places.knows("ann", "10.0.0.11"), "the oldest accounts went first")
+        #expect(!places.knows("nobody", "10.1.0.1"))
+        #expect(RateLimit.isLoopback("127.0.0.1") && RateLimit.isLoopback("::1") && RateLimit.isLoopback("::ffff:127.0.0.1"))
+        #expect(!RateLimit.isLoopback("10.0.0.1") && !RateLimit.isLoopback("?") && !RateLimit.isLoopback("128.0.0.1"))
+    }
+
     @Test func tokensComeBackAtTheSteadyRateAndNeverBeyondTheBurst() {
         var limit = RateLimit(burst: 2, window: 10)  // one back every 5 s
         #expect(limit.admit("a", now: 0) == .allowed)
