@@ -8,9 +8,10 @@ public import GridCore
 /// never deletes one because one file went. Two mechanisms, and a chunk goes only when both let it:
 /// * **A lease.** Every peer that holds a manifest naming a chunk (or an upload in progress with it) renews the
 ///   chunk's copies on its owners (`CHUNK_KEEP`) every eighth of the lease; storing a chunk renews it too. A copy not
-///   renewed for a whole `lease` (a week) is one that no peer online in that week knew a use for. The peers holding a
-///   manifest may be away (a laptop closed, a switch down) while the others carry on: the lease is how long they may
-///   stay away and find their files whole.
+///   renewed for a lease and a half (`keptFor`) is one that no peer online in the last week knew a use for. The peers
+///   holding a manifest may be away (a laptop closed, a switch down) while the others carry on: the lease is how long
+///   they may stay away and find their files whole. Only a chunk's owners reclaim it: a copy elsewhere (kept where
+///   no owner had room) is left to the repair pass, which lets it go once every owner holds the chunk.
 /// * **A question.** Each round, a peer takes its copies past the lease that nothing it holds names (`candidates`),
 ///   and asks every other current peer which of those it knows a use for (`CHUNK_REFS`): a manifest it holds, an
 ///   upload in progress, or a copy of its own within the lease. That catches a manifest that moved between peers, or
@@ -23,8 +24,17 @@ public import GridCore
 /// deleted. A peer's answer is a claim: naming more chunks keeps them (the worst a liar does is keep the disk full,
 /// as before this existed), and naming fewer cannot delete a chunk another peer's manifest names.
 public enum ChunkReclaim {
-    /// How long a copy that nobody renewed or stored again is kept: a week.
+    /// The lease: the peers holding a file's manifests may stay away this long and find the file whole (a week).
     public static let defaultLeaseSeconds: Double = 7 * 86_400
+
+    /// How long a copy nobody renewed or stored again is kept: a lease and a half. Renewals come every eighth of a
+    /// lease and may miss a copy twice (it moved to a new owner since, or its holder restarted and had not read its
+    /// manifests back yet), and a copy moved keeps at most half a lease of age (`maxInheritedAge`).
+    public static func keptFor(lease: Double) -> Double { lease * 1.5 }
+
+    /// The most age a copy made by the repair pass takes over from the copy it came from (`CHUNK_PUT {stored_at}`):
+    /// half a lease, so a sender's clock set back, or its copy's age, cannot make the new copy due at once.
+    public static func maxInheritedAge(lease: Double) -> Double { lease / 2 }
     /// How long the membership must have been unchanged first: while peers come and go, manifests move between them.
     public static let defaultStableSeconds: Double = 600
     /// Candidates asked about in one round (one `CHUNK_REFS` per peer); the rest wait for the next rounds.

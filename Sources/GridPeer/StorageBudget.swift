@@ -28,7 +28,7 @@ public struct StorageBudget: Sendable, Hashable {
     public static func disk(totalBytes: Int64) -> StorageBudget {
         StorageBudget(
             totalBytes: totalBytes, perOwnerBytes: totalBytes, what: "file chunks",
-            remedy: "its owner can lend more (--share-disk-mb), or more peers can join; deleted files' chunks are freed a week after no file names them")
+            remedy: "its owner can lend more (--share-disk-mb), or more peers can join; deleted files' chunks are freed ten and a half days after no file names them")
     }
 
     /// No limit (a test or bench that stores more than a laptop should).

@@ -470,7 +470,7 @@ extension PeerService {
     /// or held here within their lease (a chunk goes only once every copy is past it).
     func chunksInUse(among asked: [String]) async -> [String] {
         let storing = chunksBeingStored
-        let (memory, store, lease) = (memory, chunks, config.chunkLeaseSeconds)
+        let (memory, store, kept) = (memory, chunks, ChunkReclaim.keptFor(lease: config.chunkLeaseSeconds))
         return await Self.offActor {
             let wanted = Set(asked)
             let named = ChunkReclaim.references(in: memory.entries, among: wanted)
@@ -478,7 +478,7 @@ extension PeerService {
             return asked.filter { hash in
                 if named.contains(hash) || storing.contains(hash) { return true }
                 guard let at = store.storedAt(hash) else { return false }
-                return !ChunkReclaim.isPastLease(modified: Double(at), now: now, lease: lease)
+                return !ChunkReclaim.isPastLease(modified: Double(at), now: now, lease: kept)
             }
         }
     }
@@ -492,7 +492,11 @@ extension PeerService {
         leaseScannedAt = now
         let memory = memory
         let named = await Self.offActor { ChunkReclaim.references(in: memory.entries) }.union(chunksBeingStored)
-        guard !named.isEmpty else { return }
+        guard !named.isEmpty else {
+            // Nothing here yet (a peer just started: its manifests come back with the rebalance): looked at again soon.
+            leaseScannedAt = now - lease / 8 + min(lease / 64, 300)
+            return
+        }
         var byOwner: [String: [String]] = [:]
         for hash in named {
             for owner in Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas) { byOwner[owner, default: []].append(hash) }
@@ -532,17 +536,23 @@ extension PeerService {
         guard let selfId, let since = membershipChangedAt,
             ChunkReclaim.isSettled(changedAt: since, now: Self.uptime(), stable: config.reclaimStableSeconds)
         else { return }
-        let (store, lease) = (chunks, config.chunkLeaseSeconds)
-        let old = await Self.offActor { store.pastLease(now: Date().timeIntervalSince1970, lease: lease) }
+        let (store, lease) = (chunks, ChunkReclaim.keptFor(lease: config.chunkLeaseSeconds))
+        let (members, replicas) = (memberIds, config.replicas)
+        // Only a chunk's owners reclaim it; a copy elsewhere is the repair pass's (it may be the only one).
+        let old = await Self.offActor {
+            store.pastLease(now: Date().timeIntervalSince1970, lease: lease).filter {
+                Rendezvous.owners(of: $0, among: members, replicas: replicas).contains(selfId)
+            }
+        }
         guard !old.isEmpty else { return }
         let used = Set(await chunksInUse(among: old))
         // In no fixed order: a round asks about at most `maxPerRound`, and one that always began with the same
         // (kept) chunks would never reach the rest.
         let candidates = Array(old.filter { !used.contains($0) }.shuffled().prefix(ChunkReclaim.maxPerRound))
         guard !candidates.isEmpty else { return }
-        let members = membershipDigest
+        let digest = membershipDigest
         let others = memberIds.filter { $0 != selfId }
-        let request = Msg.ChunkRefs(hashes: candidates, members: members)
+        let request = Msg.ChunkRefs(hashes: candidates, members: digest)
         let answers = await withTaskGroup(of: (String, ChunkReclaim.Answer?).self) { group in
             for peer in others {
                 group.addTask {
@@ -556,7 +566,7 @@ extension PeerService {
         }
         // The membership changed while the others were asked: manifests may be moving; the next round decides.
         guard membershipChangedAt == since else { return }
-        switch ChunkReclaim.verdict(candidates: candidates, others: others, members: members, answers: answers) {
+        switch ChunkReclaim.verdict(candidates: candidates, others: others, members: digest, answers: answers) {
         case .keepAll(let why):
             logger.info("chunks no file names are kept this round", metadata: ["grid.chunks": "\(candidates.count)", "grid.reason": "\(why)"])
         case .delete(let hashes):

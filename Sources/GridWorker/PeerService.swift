@@ -144,8 +144,9 @@ public actor PeerService: Service {
     var nextPin = 0
     /// When this peer last renewed the leases of the chunks its manifests name (`renewChunkLeases`).
     var leaseScannedAt: Double?
-    /// Peers whose `CHUNK_REFS` or `CHUNK_KEEP` is being answered: one at a time each.
+    /// Peers whose `CHUNK_REFS`, and whose `CHUNK_KEEP`, is being answered: one of each at a time from each.
     var chunkQuestions: Set<String> = []
+    var chunkRenewals: Set<String> = []
     var outgoingSync: [String: SyncQueue] = [:]
     /// Peers with writes waiting to be sent: each is drained by a task of `run()`'s group (`syncLoop`).
     private let drains: AsyncStream<String>
@@ -237,7 +238,11 @@ public actor PeerService: Service {
         let change = Membership.change(
             previous: members.map(\.workerId), announced: peers.map(\.workerId), selfId: selfId, linked: Array(links.keys))
         members = peers
-        if change.changed || membershipChangedAt == nil { membershipChangedAt = Self.uptime() }
+        if change.changed || membershipChangedAt == nil {
+            membershipChangedAt = Self.uptime()
+            // Chunks may have new owners: their leases are renewed there at the next pass.
+            leaseScannedAt = nil
+        }
         self.bars = PeerTrust.Bars(barred)
         // A link to a barred worker is closed (it is no member either, so it went above unless it was never one).
         for id in links.keys where bars.before[id] != nil {
@@ -602,7 +607,9 @@ public actor PeerService: Service {
                 // Checked (hashed) and written off the actor: other requests go on meanwhile.
                 let store = chunks
                 let hash = m.hash
-                let storedAt = m.storedAt
+                // At most half a lease of age is taken over (a sender's clock set back cannot make the copy due).
+                let oldest = Int64(Date().timeIntervalSince1970 - ChunkReclaim.maxInheritedAge(lease: config.chunkLeaseSeconds))
+                let storedAt = m.storedAt.map { max($0, oldest) }
                 let failure = await Self.offActor { () -> GridError? in
                     do {
                         try store.put(hash, payload, storedAt: storedAt)
@@ -622,14 +629,15 @@ public actor PeerService: Service {
                 return (.chunkHave(Msg.ChunkHashes(hashes: m.hashes.prefix(10_000).filter { chunks.has($0) })), nil)
             case .chunkRefs(let m):
                 try requirePeer(caller, message)
-                let asker = try oneChunkQuestion(caller, message)
+                let asker = try oneChunkQuestion(caller, message, in: &chunkQuestions)
                 defer { chunkQuestions.remove(asker) }
                 let asked = Array(m.hashes.prefix(ChunkReclaim.maxPerRound))
                 return (.chunkUsed(Msg.ChunkRefs(hashes: await chunksInUse(among: asked), members: membershipDigest)), nil)
             case .chunkKeep(let m):
                 try requirePeer(caller, message)
-                let asker = try oneChunkQuestion(caller, message)
-                defer { chunkQuestions.remove(asker) }
+                // A slot of its own: a slow question never holds up a renewal.
+                let asker = try oneChunkQuestion(caller, message, in: &chunkRenewals)
+                defer { chunkRenewals.remove(asker) }
                 return (.ok(Msg.Ok(detail: "\(await keepChunks(m.hashes))")), nil)
             // Everything else is a person's request, on their own data.
             case .getBestPeer(let ask):
@@ -678,9 +686,9 @@ public actor PeerService: Service {
 
     /// Takes the one `CHUNK_REFS`/`CHUNK_KEEP` a peer may have answered at a time (each reads every memory entry or
     /// touches thousands of files); the caller gives it back when done.
-    private func oneChunkQuestion(_ caller: Caller, _ message: GridMessage) throws -> String {
+    private func oneChunkQuestion(_ caller: Caller, _ message: GridMessage, in slots: inout Set<String>) throws -> String {
         let peer = caller.peer ?? ""
-        guard chunkQuestions.insert(peer).inserted else {
+        guard slots.insert(peer).inserted else {
             throw GridError(.rateLimited, "\(message.type): this peer answers one at a time from each peer; wait for the last answer")
         }
         return peer

@@ -65,6 +65,11 @@ struct ChunkReclaimTests {
         #expect(!ChunkReclaim.isScanDue(scanned: 901, now: 1_000, lease: 800))
         #expect(ChunkReclaim.isScanDue(scanned: 1_001, now: 1_000, lease: 800))
         #expect(ChunkReclaim.isScanDue(scanned: .nan, now: 1_000, lease: 800))
+        // A copy is kept a lease and a half; a repair copy takes over at most half a lease of age. The margin covers
+        // two missed renewals and an inherited age, with the lease itself left for the manifests' holders to be away.
+        let lease = ChunkReclaim.defaultLeaseSeconds
+        #expect(ChunkReclaim.keptFor(lease: lease) == lease * 1.5 && ChunkReclaim.maxInheritedAge(lease: lease) == lease / 2)
+        #expect(lease + 2 * (lease / 8) <= ChunkReclaim.keptFor(lease: lease))
 
         #expect(!ChunkReclaim.isSettled(changedAt: nil, now: 1_000, stable: 0))
         #expect(ChunkReclaim.isSettled(changedAt: 400, now: 1_000, stable: 600))
