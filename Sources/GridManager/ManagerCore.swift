@@ -836,7 +836,8 @@ public actor ManagerCore {
 
     private func assign(_ job: JobRecord, to worker: WorkerID) async {
         do {
-            let files = try await db.files(of: job.id, outputs: false)
+            // Names and sizes only: the writer reads the bytes as it sends them (`bundle(of:)`).
+            let files = try await db.fileList(of: job.id, outputs: false)
             let owner = try await db.user(id: job.ownerId)?.username
             // Every run of a job, check runs included, gets the same seed: the job's (a check run's is its job's).
             var spec = job.spec
@@ -845,7 +846,7 @@ public actor ManagerCore {
             let inputs = spec.gridInputs ?? []
             let ticket = owner.flatMap { inputs.isEmpty ? nil : authority.readTicket(user: $0, holder: worker, files: inputs, now: Int64(wall())) }
             let message = Msg.JobAssign(
-                job: job.ref, spec: spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
+                job: job.ref, spec: spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.size) },
                 owner: owner, ticket: ticket)
             // The files themselves are read again as the connection's writer sends them (`WorkerSendQueue`).
             enqueue(.assign(message), to: worker)

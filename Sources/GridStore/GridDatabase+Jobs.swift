@@ -161,11 +161,20 @@ extension GridDatabase {
 
     /// Names and sizes of a job's outputs.
     public func outputList(of job: JobID) async throws -> [(name: String, size: Int)] {
+        try await fileList(of: job, outputs: true)
+    }
+
+    /// Names and sizes of a job's inputs (the script first, as `files(of:outputs:)` orders them) or outputs, without
+    /// reading their bytes (a `JOB_ASSIGN` names them; its writer reads the bytes as it sends them).
+    public func fileList(of job: JobID, outputs: Bool) async throws -> [(name: String, size: Int)] {
         try await read { db in
-            try StoreRow.fetchAll(
-                db, sql: "SELECT name, length(data) AS size FROM job_files WHERE job_id = ? AND kind = 'output' ORDER BY name",
-                arguments: [job]
+            let script = try String.fetchOne(db, sql: "SELECT script_name FROM jobs WHERE id = ?", arguments: [job])
+            var list: [(name: String, size: Int)] = try StoreRow.fetchAll(
+                db, sql: "SELECT name, length(data) AS size FROM job_files WHERE job_id = ? AND kind = ? ORDER BY name",
+                arguments: [job, outputs ? "output" : "input"]
             ).map { ($0["name"], $0["size"]) }
+            if !outputs, let i = list.firstIndex(where: { $0.name == script }) { list.insert(list.remove(at: i), at: 0) }
+            return list
         }
     }
 

@@ -95,6 +95,10 @@ struct GridDatabaseJobsTests {
         let grid = try await Grid(backend)
         let job = try await grid.submit(inputs: [StoredFile(name: "a.csv", data: Data("1,2".utf8))])
         #expect(try await grid.db.files(of: job.id, outputs: false).map(\.name) == ["main.py", "a.csv"])
+        // The list a JOB_ASSIGN names, without the bytes: the same files in the same order, and their sizes.
+        let files = try await grid.db.files(of: job.id, outputs: false)
+        let list = try await grid.db.fileList(of: job.id, outputs: false)
+        #expect(list.map(\.name) == files.map(\.name) && list.map(\.size) == files.map(\.data.count))
         try await grid.expectLedgerOK()
     }
 
