@@ -104,12 +104,14 @@ import Testing
 
         let (sharedCopies, slowCopies) = (hold(sharedChunk), hold(slowFirst))
         let sharedStored = renewed(sharedChunk)
-        // A person cannot ask what the peers use (only peers reclaim).
-        do {
-            _ = try await alice.request(.chunkRefs(Msg.ChunkRefs(hashes: [goneChunk], members: "")))
-            Issue.record("a person's CHUNK_REFS was answered")
-        } catch let e as GridError {
-            #expect(e.code == .forbidden, "\(e)")
+        // A person can neither ask what the peers use nor renew chunks (only peers reclaim and renew).
+        for request in [GridMessage.chunkRefs(Msg.ChunkRefs(hashes: [goneChunk], members: "")), .chunkKeep(Msg.ChunkHashes(hashes: [goneChunk]))] {
+            do {
+                _ = try await alice.request(request)
+                Issue.record("a person's \(request.type) was answered")
+            } catch let e as GridError {
+                #expect(e.code == .forbidden, "\(e)")
+            }
         }
 
         // Alice deletes both of hers. The chunk no file names goes from both peers; Bob's keeps the shared one.
