@@ -845,9 +845,15 @@ public actor ManagerCore {
             // A job that reads grid files gets the owner's read ticket for this worker: those files, and nothing else.
             let inputs = spec.gridInputs ?? []
             let ticket = owner.flatMap { inputs.isEmpty ? nil : authority.readTicket(user: $0, holder: worker, files: inputs, now: Int64(wall())) }
+            // A job that saves its outputs in the grid gets a write ticket for this worker: files under that prefix of the
+            // owner's, for the job's time limit and an hour more (setting up its environment, storing the outputs).
+            let seconds = Int64(clamping: min(max(spec.minutes, 0), 1 << 20)) * 60 + 3600
+            let writeTicket = owner.flatMap { user in
+                spec.saveOutputsAs.map { authority.writeTicket(user: user, holder: worker, prefix: $0, now: Int64(wall()), seconds: seconds) }
+            }
             let message = Msg.JobAssign(
                 job: job.ref, spec: spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.size) },
-                owner: owner, ticket: ticket)
+                owner: owner, ticket: ticket, writeTicket: writeTicket)
             // The files themselves are read again as the connection's writer sends them (`WorkerSendQueue`).
             enqueue(.assign(message), to: worker)
             logger.info("job assigned", metadata: ["grid.job.id": "\(job.id)", "grid.worker.id": "\(worker)", "grid.job.attempt": "\(job.attempt)"])

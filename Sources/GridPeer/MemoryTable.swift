@@ -9,10 +9,13 @@ public struct MemoryTable: Sendable {
         public var value: JSONValue?
         public var version: Int64
         public var origin: String
-        public init(value: JSONValue?, version: Int64, origin: String) {
+        /// Its writer's seal, as the peers pass it on (checked before it is kept; see `PeerTrust.SealChecker`).
+        public var seal: String?
+        public init(value: JSONValue?, version: Int64, origin: String, seal: String? = nil) {
             self.value = value
             self.version = version
             self.origin = origin
+            self.seal = seal
         }
 
         /// Whether this entry replaces `other`.
@@ -103,12 +106,13 @@ public struct MemoryTable: Sendable {
         return ""
     }
 
-    /// The bytes an entry is counted as: its key, its origin, its value (the larger of its JSON text and what it takes
+    /// The bytes an entry is counted as: its key, its origin, its seal, its value (the larger of its JSON text and what it takes
     /// in memory, `JSONValue.memoryFootprint`), and 64 for the version and bookkeeping (a deletion counts too: it is
     /// kept until the TTL).
     public static func size(of key: String, _ entry: Entry) -> Int64 {
         let value = entry.value.map { max($0.encodedSizeBound, $0.memoryFootprint) } ?? 0
-        return StorageBudget.sum(Int64(key.utf8.count) + Int64(entry.origin.utf8.count) + 64, Int64(clamping: value))
+        return StorageBudget.sum(
+            Int64(key.utf8.count) + Int64(entry.origin.utf8.count) + Int64(entry.seal?.utf8.count ?? 0) + 64, Int64(clamping: value))
     }
 
     /// What each held key is counted as, and against whom.

@@ -53,6 +53,36 @@ public enum PeerNamespace {
         return [Kind.memory, .file].contains { stored.hasPrefix(prefix(user: user, kind: $0)) }
     }
 
+    /// Whether an entry sealed for `user` may be kept under stored key `stored` by a peer (`MEM_SYNC`, a replica read
+    /// back), where that peer holds `current` (nil: nothing, or a deletion) and the entry holds `value` (nil: a
+    /// deletion). `files`: the entry came under a write ticket, which covers only `user`'s files whose names start
+    /// with it. `user`'s own keys; a public name whose value names `user` as its owner, and never one held here by
+    /// another. Any other namespace is nobody's. Why not, or nil.
+    public static func mayWrite(_ stored: String, value: JSONValue?, current: JSONValue?, user: String, files: String? = nil) -> GridError? {
+        guard isValidUser(user) else { return GridError(.forbidden, "a memory entry was sealed for no valid user") }
+        if let files {
+            guard stored.hasPrefix(self.stored(files, user: user, kind: .file)) else {
+                return GridError(.forbidden, "a job's write ticket of \(user) covers files named \(String(reflecting: files))…, not this entry")
+            }
+            return nil
+        }
+        if let owner = owner(of: stored) {
+            return owner == user ? nil : GridError(.forbidden, "an entry sealed for \(user) cannot be kept under \(owner)'s key")
+        }
+        guard [Kind.memory, .file].contains(where: { stored.hasPrefix(prefix(user: nil, kind: $0)) }) else {
+            return GridError(.forbidden, "a memory entry's key lies in no namespace")
+        }
+        if let value {
+            guard let (owner, _) = unwrap(value), owner == user else {
+                return GridError(.forbidden, "a public value sealed for \(user) names another owner")
+            }
+        }
+        if let current, unwrap(current)?.owner != user {
+            return GridError(.forbidden, "a public name held by another cannot be changed by \(user)")
+        }
+        return nil
+    }
+
     /// A public value, with its owner.
     public static func wrap(_ value: JSONValue, owner: String) -> JSONValue { .object(["owner": .string(owner), "value": value]) }
 

@@ -73,6 +73,10 @@ extension GridMessage {
                 WireJSON.writeString(e.key, into: &out)
                 out.writeStaticString(",\"origin\":")
                 WireJSON.writeString(e.origin, into: &out)
+                if let seal = e.seal {
+                    out.writeStaticString(",\"seal\":")
+                    WireJSON.writeString(seal, into: &out)
+                }
                 if let v = e.value {
                     out.writeStaticString(",\"value\":")
                     guard WireJSON.write(v, into: &out) else { return false }
@@ -243,9 +247,10 @@ extension GridMessage {
             entries.reserveCapacity(list.count)
             for item in list {
                 guard case .object(let e) = item, case .string(let key)? = e["key"], case .string(let origin)? = e["origin"],
-                    case .number(let v)? = e["version"], let version = Int64(exactly: v), case .some(let value) = optional(e["value"])
+                    case .number(let v)? = e["version"], let version = Int64(exactly: v), case .some(let value) = optional(e["value"]),
+                    case .some(let seal) = optionalString(e["seal"])
                 else { return nil }
-                entries.append(Msg.MemEntry(key: key, value: value, version: version, origin: origin))
+                entries.append(Msg.MemEntry(key: key, value: value, version: version, origin: origin, seal: seal))
             }
             let m = Msg.MemEntries(entries: entries)
             return type == MessageType.memSync.rawValue ? .memSync(m) : .memEntries(m)

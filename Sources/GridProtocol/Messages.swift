@@ -220,13 +220,20 @@ public enum Msg {
         /// The owner's read ticket for this worker, when the job reads grid files: with it, the worker's peer reads
         /// those files (and no other data of the owner's) from other peers (`MEM_FETCH`'s mandate); it forwards nothing.
         public var ticket: PeerTrust.Ticket?
-        public init(job: JobRef, spec: JobSpec, script: String, files: [FileEntry], owner: String? = nil, ticket: PeerTrust.Ticket? = nil) {
+        /// The manager's write ticket for this worker, when the job saves its outputs in the grid
+        /// (`save_outputs_as`): the peers keep the outputs' manifests on it, under that name prefix of the owner's files.
+        public var writeTicket: PeerTrust.WriteTicket?
+        public init(
+            job: JobRef, spec: JobSpec, script: String, files: [FileEntry], owner: String? = nil, ticket: PeerTrust.Ticket? = nil,
+            writeTicket: PeerTrust.WriteTicket? = nil
+        ) {
             self.job = job
             self.spec = spec
             self.script = script
             self.files = files
             self.owner = owner
             self.ticket = ticket
+            self.writeTicket = writeTicket
         }
     }
 

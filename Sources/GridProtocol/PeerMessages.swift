@@ -247,11 +247,15 @@ extension Msg {
         public var value: JSONValue?
         public var version: Int64
         public var origin: String
-        public init(key: String, value: JSONValue?, version: Int64, origin: String) {
+        /// Its writer's seal (`PeerTrust.Seal`, as JSON text, passed on byte for byte): who wrote it, on whose word.
+        /// nil only in a `MEM_SYNC` answer's lost entries (a version, no value) and in a peer's own table.
+        public var seal: String?
+        public init(key: String, value: JSONValue?, version: Int64, origin: String, seal: String? = nil) {
             self.key = key
             self.value = value
             self.version = version
             self.origin = origin
+            self.seal = seal
         }
     }
 

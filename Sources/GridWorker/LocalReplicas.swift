@@ -58,7 +58,7 @@ final class LocalReplicas: Sendable {
         state.withLock { s in
             var out = Applied()
             for e in entries {
-                switch s.table.store(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin)) {
+                switch s.table.store(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin, seal: e.seal)) {
                 case .kept: continue
                 case .refused(let reason): out.refused[e.key] = reason
                 case .lost:

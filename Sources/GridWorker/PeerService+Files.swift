@@ -14,7 +14,7 @@ import NIOCore
 extension PeerService {
     // MARK: - Upload
 
-    func putFile(_ m: Msg.PutFile, caller: Caller) async throws -> Reply {
+    func putFile(_ m: Msg.PutFile, caller: Caller, as writer: Writer) async throws -> Reply {
         try PeerNames.validateFileName(m.filename)
         let isPublic = m.isPublic ?? false
         // A public name someone else holds is refused before any byte is stored.
@@ -35,7 +35,7 @@ extension PeerService {
             }
             let manifest = Msg.FileManifest(
                 filename: m.filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
-            try await saveManifest(manifest, user: caller.user, isPublic: isPublic)
+            try await saveManifest(manifest, as: writer, isPublic: isPublic)
             return (.fileStored(manifest), nil)
         }
         guard let size = m.size, size >= 0, size <= PeerNames.maxFileBytes else {
@@ -103,7 +103,7 @@ extension PeerService {
         return (.ok(Msg.Ok(detail: hash)), nil)
     }
 
-    func putFileEnd(_ m: Msg.PutFileEnd, caller: Caller) async throws -> Msg.FileManifest {
+    func putFileEnd(_ m: Msg.PutFileEnd, caller: Caller, as writer: Writer) async throws -> Msg.FileManifest {
         // Another person's upload id is refused before anything changes (it was dropped first).
         guard let upload = uploads[m.uploadId], upload.user == caller.user else {
             throw GridError(.notFound, "no upload \(m.uploadId) in progress here")
@@ -122,20 +122,21 @@ extension PeerService {
             throw GridError(.conflict, "the file's SHA-256 is \(sha), not \(claimed): it changed in transit; upload it again")
         }
         let manifest = Msg.FileManifest(filename: upload.filename, size: upload.size, sha256: sha, chunkSize: PeerNames.chunkSize, chunks: upload.chunks)
-        try await saveManifest(manifest, user: upload.user, isPublic: upload.isPublic)
+        try await saveManifest(manifest, as: writer, isPublic: upload.isPublic)
         logger.info("file stored", metadata: ["grid.file": "\(upload.filename)", "grid.file.size": "\(upload.size)"])
         return manifest
     }
 
-    /// Keeps `manifest` as `user`'s file, or (`isPublic`) as a public one only `user` may replace or delete.
-    private func saveManifest(_ manifest: Msg.FileManifest, user: String, isPublic: Bool) async throws {
+    /// Keeps `manifest` as `writer`'s file, or (`isPublic`) as a public one only they may replace or delete.
+    private func saveManifest(_ manifest: Msg.FileManifest, as writer: Writer, isPublic: Bool) async throws {
+        let user = writer.user
         let value = try GridJSON.decode(JSONValue.self, from: GridJSON.encode(manifest))
         let key = PeerNamespace.stored(manifest.filename, user: isPublic ? nil : user, kind: .file)
         if isPublic {
             try await checkPublicFile(manifest.filename, user: user)
-            _ = try await writeEntry(key, PeerNamespace.wrap(value, owner: user))
+            _ = try await writeEntry(key, PeerNamespace.wrap(value, owner: user), as: writer)
         } else {
-            _ = try await writeEntry(key, value)
+            _ = try await writeEntry(key, value, as: writer)
         }
         manifestCache[key] = (manifest, Date().timeIntervalSince1970)
     }
@@ -146,8 +147,9 @@ extension PeerService {
         if let e = PeerNamespace.mayWritePublic(current: try await readEntry(key)?.value, user: user, name: filename) { throw e }
     }
 
-    /// Deletes `user`'s own file `filename`, or the public one they published under that name.
-    func deleteFile(_ filename: String, user: String) async throws {
+    /// Deletes `writer`'s own file `filename`, or the public one they published under that name.
+    func deleteFile(_ filename: String, as writer: Writer) async throws {
+        let user = writer.user
         try PeerNames.validateFileName(filename)
         let mine = PeerNamespace.stored(filename, user: user, kind: .file)
         let shared = PeerNamespace.stored(filename, user: nil, kind: .file)
@@ -156,14 +158,14 @@ extension PeerService {
             manifestCache[shared] = nil
         }
         if try await readEntry(mine)?.value != nil {
-            _ = try await writeEntry(mine, nil)
+            _ = try await writeEntry(mine, nil, as: writer)
             return
         }
         guard let current = try await readEntry(shared)?.value else {
             throw GridError(.notFound, "no file named \(String(reflecting: filename)) is stored")
         }
         if let e = PeerNamespace.mayWritePublic(current: current, user: user, name: filename) { throw e }
-        _ = try await writeEntry(shared, nil)
+        _ = try await writeEntry(shared, nil, as: writer)
     }
 
     /// Stores a chunk on its owners (here and/or on other peers); at least one copy must succeed, the repair pass
@@ -375,9 +377,13 @@ extension PeerService {
         return written
     }
 
-    /// Stores `data` as `user`'s file `filename` (a job's output, for `submit --save-outputs`).
-    public func storeFile(_ filename: String, _ data: Data, user: String) async throws -> Msg.FileManifest {
+    /// Stores `data` as `ticket.user`'s file `filename` (a job's output, for `submit --save-outputs`), under the
+    /// manager's write ticket for this worker (`JOB_ASSIGN`): the peers that keep the manifest check it.
+    public func storeFile(_ filename: String, _ data: Data, ticket: PeerTrust.WriteTicket) async throws -> Msg.FileManifest {
         try PeerNames.validateFileName(filename)
+        guard filename.hasPrefix(ticket.prefix) else {
+            throw GridError(.forbidden, "the job's write ticket covers files named \(String(reflecting: ticket.prefix))…, not \(filename)")
+        }
         var chunks: [String] = []
         var offset = 0
         // In use (not reclaimed) until the manifest that names them is written.
@@ -391,7 +397,7 @@ extension PeerService {
         }
         let manifest = Msg.FileManifest(
             filename: filename, size: Int64(data.count), sha256: ChunkStore.sha256(data), chunkSize: PeerNames.chunkSize, chunks: chunks)
-        try await saveManifest(manifest, user: user, isPublic: false)
+        try await saveManifest(manifest, as: Writer(user: ticket.user, authority: PeerTrust.Authority(ticket: ticket)), isPublic: false)
         return manifest
     }
 

@@ -9,9 +9,10 @@ import Logging
 extension PeerService {
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    /// `user` stores `value` under their `key`, private, or (`isPublic`) published read-only to everyone under a name
+    /// `writer` stores `value` under their `key`, private, or (`isPublic`) published read-only to everyone under a name
     /// only they may then change or delete.
-    func setMem(_ key: String, _ value: JSONValue, isPublic: Bool, user: String) async throws -> Msg.MemResult {
+    func setMem(_ key: String, _ value: JSONValue, isPublic: Bool, as writer: Writer) async throws -> Msg.MemResult {
+        let user = writer.user
         try PeerNames.validateKey(key)
         let bound = value.encodedSizeBound
         let size = bound <= PeerNames.maxValueBytes ? bound : ((try? GridJSON.encode(value).count) ?? Int.max)
@@ -21,23 +22,24 @@ extension PeerService {
         if isPublic {
             let stored = PeerNamespace.stored(key, user: nil, kind: .memory)
             if let e = PeerNamespace.mayWritePublic(current: try await readEntry(stored)?.value, user: user, name: key) { throw e }
-            let owners = try await writeEntry(stored, PeerNamespace.wrap(value, owner: user), bytes: size + user.utf8.count + 32)
+            let owners = try await writeEntry(stored, PeerNamespace.wrap(value, owner: user), bytes: size + user.utf8.count + 32, as: writer)
             return Msg.MemResult(key: key, owners: owners)
         }
         // The reply names where the value went; it does not echo the value back.
         let stored = PeerNamespace.stored(key, user: user, kind: .memory)
-        return Msg.MemResult(key: key, owners: try await writeEntry(stored, value, bytes: size))
+        return Msg.MemResult(key: key, owners: try await writeEntry(stored, value, bytes: size, as: writer))
     }
 
-    /// Deletes `user`'s own `key`, or the public one they published under that name.
-    func delMem(_ key: String, user: String) async throws -> Msg.MemResult {
+    /// Deletes `writer`'s own `key`, or the public one they published under that name.
+    func delMem(_ key: String, as writer: Writer) async throws -> Msg.MemResult {
         try PeerNames.validateKey(key)
+        let user = writer.user
         let mine = PeerNamespace.stored(key, user: user, kind: .memory)
-        if try await readEntry(mine)?.value != nil { return Msg.MemResult(key: key, owners: try await writeEntry(mine, nil)) }
+        if try await readEntry(mine)?.value != nil { return Msg.MemResult(key: key, owners: try await writeEntry(mine, nil, as: writer)) }
         let shared = PeerNamespace.stored(key, user: nil, kind: .memory)
         guard let current = try await readEntry(shared)?.value else { throw GridError(.notFound, "no value for key \(String(reflecting: key))") }
         if let e = PeerNamespace.mayWritePublic(current: current, user: user, name: key) { throw e }
-        return Msg.MemResult(key: key, owners: try await writeEntry(shared, nil))
+        return Msg.MemResult(key: key, owners: try await writeEntry(shared, nil, as: writer))
     }
 
     /// `user`'s own value of `key`, else the public one of that name.
@@ -54,18 +56,25 @@ extension PeerService {
         return Msg.MemResult(key: key, value: value, owners: Rendezvous.owners(of: shared, among: memberIds, replicas: config.replicas))
     }
 
-    /// Writes a new version of stored key `key` (nil deletes) to its owners, all at once; returns the owners that
-    /// stored it. A write that an owner refused because it holds a newer version lost: that is an error
-    /// (`conflict`), never reported as stored.
-    func writeEntry(_ key: String, _ value: JSONValue?, bytes: Int = 0) async throws -> [String] {
+    /// Writes a new version of stored key `key` (nil deletes) to its owners, all at once, sealed under `writer`'s
+    /// authority (`PeerTrust.Seal`); returns the owners that stored it. A write that an owner refused because it holds
+    /// a newer version lost: that is an error (`conflict`), never reported as stored.
+    func writeEntry(_ key: String, _ value: JSONValue?, bytes: Int = 0, as writer: Writer) async throws -> [String] {
         guard let selfId else { throw GridError(.unreachable, "not registered yet") }
-        let entry = Msg.MemEntry(key: key, value: value, version: clock.next(nowMs: Self.nowMs()), origin: selfId)
+        await renewCredential()
+        let nowMs = Self.nowMs()
+        guard let credential, credential.expires > nowMs / 1000 else {
+            throw GridError(.unreachable, "this peer has no credential in date from its manager, so no peer would keep its writes; try again")
+        }
+        let version = clock.next(nowMs: nowMs)
+        let seal = signer.seal(key: key, value: value, version: version, origin: selfId, authority: writer.authority, credential: credential)
+        let entry = Msg.MemEntry(key: key, value: value, version: version, origin: selfId, seal: seal)
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         var stored: [String] = []
         var lost: [String] = []
         var refused: [(peer: String, reason: String)] = []
         if owners.contains(selfId) {
-            switch memory.store(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId)) {
+            switch memory.store(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId, seal: seal)) {
             case .kept: stored.append(selfId)
             case .lost: lost.append(selfId)
             case .refused(let reason): refused.append((selfId, reason))
@@ -179,7 +188,7 @@ extension PeerService {
         // A replica here answers at once: every write goes to every owner, and one that missed a write (its peer was
         // unreachable) is brought up to date by the next repair pass. Without one here, the owners are asked.
         if let selfId, owners.contains(selfId), let local = memory.get(key) {
-            return Msg.MemEntry(key: key, value: local.value, version: local.version, origin: local.origin)
+            return Msg.MemEntry(key: key, value: local.value, version: local.version, origin: local.origin, seal: local.seal)
         }
         var found: [String: Msg.MemEntry] = [:]
         var reachable = 0
@@ -222,7 +231,7 @@ extension PeerService {
     /// answered, and its entry if it has one; a refusal is kept in `refusal`.
     private func replica(of key: String, on peer: String, mandate: PeerTrust.Mandate?, refusal: inout GridError?) async -> (Bool, Msg.MemEntry?) {
         if peer == selfId {
-            return (true, memory.get(key).map { Msg.MemEntry(key: key, value: $0.value, version: $0.version, origin: $0.origin) })
+            return (true, memory.get(key).map { Msg.MemEntry(key: key, value: $0.value, version: $0.version, origin: $0.origin, seal: $0.seal) })
         }
         let answer: GridMessage
         do {
@@ -239,6 +248,11 @@ extension PeerService {
         guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil) }
         if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) ?? EntryRules.check(key: entry.key, origin: entry.origin, value: entry.value) {
             logger.warning("ignored a replica with a bad version or size", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
+            return (true, nil)
+        }
+        // Nor one its writer did not seal for the key's person: a peer's answer is a claim.
+        if let refusal = checkSeal(of: entry) {
+            logger.warning("ignored a replica without a good seal", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
             return (true, nil)
         }
         return (true, entry)
@@ -309,7 +323,7 @@ extension PeerService {
         for move in moves {
             guard let e = memory.get(move.key) else { continue }
             for peer in move.sendTo {
-                byPeer[peer, default: []].append(Msg.MemEntry(key: move.key, value: e.value, version: e.version, origin: e.origin))
+                byPeer[peer, default: []].append(Msg.MemEntry(key: move.key, value: e.value, version: e.version, origin: e.origin, seal: e.seal))
             }
         }
         // Peers that could not be reached, and the keys each refused (no room): those stay here.

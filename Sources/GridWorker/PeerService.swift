@@ -18,6 +18,17 @@ import Synchronization
 public actor PeerService: Service {
     /// Who sent a request: a person (its `SESSION`'s certificate, checked here with the manager's key) or another peer
     /// (its credential, checked the same way).
+    /// Whom a write is for, and what proves that to the peers that keep it: the person's session with this peer, or
+    /// the manager's write ticket for a job's outputs.
+    public struct Writer: Sendable {
+        public var user: String
+        public var authority: PeerTrust.Authority
+        public init(user: String, authority: PeerTrust.Authority) {
+            self.user = user
+            self.authority = authority
+        }
+    }
+
     public struct Caller: Sendable, Hashable {
         /// The person; empty for a peer (a peer acts for a user only with that user's ticket).
         public var user: String
@@ -31,6 +42,8 @@ public actor PeerService: Service {
         /// The certificate a person opened a `SESSION` with: each of their requests needs it to still stand
         /// (`standing(of:)`), so a session opened before its token was revoked does nothing after.
         public var certificate: PeerTrust.UserCertificate?
+        /// What that session proves to the peers that keep this person's writes (`PeerTrust.Authority`).
+        public var authority: PeerTrust.Authority?
         /// The connection the requests come on (`PeerServer`): its tasks still queued are dropped when it closes.
         public var connection: Int?
         public var isPeer: Bool { peer != nil }
@@ -107,6 +120,8 @@ public actor PeerService: Service {
     let signer = PeerTrust.Signer()
     /// The manager's public key, from `HELLO_OK`.
     private(set) var managerKey: String?
+    /// Checks the seals of entries other peers send (`MEM_SYNC`, answers to `MEM_FETCH`), remembering good parts.
+    var sealChecker: PeerTrust.SealChecker?
     /// This worker's current credential, from `REGISTERED` or `CREDENTIAL`.
     private(set) var credential: PeerTrust.Credential?
     /// The newest forwarding ticket per user, from `SESSION`: lets this peer forward that user's tasks.
@@ -373,7 +388,9 @@ public actor PeerService: Service {
         if let forward = session.forward, forward.files == nil { keep(forwarding: forward) }
         // Reads only with the person's delegation: a forwarding ticket lets this peer hand tasks on, not read their data.
         if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
-        return .success(Caller(user: user, certificate: session.certificate))
+        var caller = Caller(user: user, certificate: session.certificate)
+        caller.authority = .session(session, nonce: nonce)
+        return .success(caller)
     }
 
     /// Why the API token `certificate` was granted under no longer stands, or nil while it does (`PeerTrust.Standing`):
@@ -573,6 +590,9 @@ public actor PeerService: Service {
                 try requirePeer(caller, message)
                 if let e = VersionRules.check(m.entries.lazy.map(\.version), nowMs: Self.nowMs()) { throw e }
                 if let e = m.entries.lazy.compactMap({ EntryRules.check(key: $0.key, origin: $0.origin, value: $0.value) }).first { throw e }
+                // Every entry must carry its writer's seal, for a person who may write that key (one that does not
+                // refuses the whole message: an honest peer passes on only entries it checked).
+                if let e = m.entries.lazy.compactMap({ self.checkSeal(of: $0) }).first { throw e }
                 // The writer learns which of its entries lost, and to which version, never the value that won: any
                 // proven peer may send a MEM_SYNC (an old version of any key), and reading a key needs a mandate. It
                 // learns too which did not fit this peer's budget, and why: a proven peer cannot fill this one either.
@@ -589,7 +609,7 @@ public actor PeerService: Service {
                     throw GridError(.forbidden, "MEM_FETCH of another user's key (\(PeerNamespace.owner(of: other) ?? "?")) needs their mandate")
                 }
                 let entries = m.keys.prefix(1000).compactMap { k in
-                    memory.get(k).map { Msg.MemEntry(key: k, value: $0.value, version: $0.version, origin: $0.origin) }
+                    memory.get(k).map { Msg.MemEntry(key: k, value: $0.value, version: $0.version, origin: $0.origin, seal: $0.seal) }
                 }
                 return (.memEntries(Msg.MemEntries(entries: entries)), nil)
             case .listMem(let m) where caller.isPeer:
@@ -645,34 +665,54 @@ public actor PeerService: Service {
                 guard let managerLink else { throw GridError(.unreachable, "this peer is not connected to its manager") }
                 return (try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: ask.taskId, prefer: selfId))), nil)
             case .setMem(let m):
-                return (.memResult(try await setMem(m.key, m.value, isPublic: m.isPublic ?? false, user: try person(caller, message))), nil)
+                return (.memResult(try await setMem(m.key, m.value, isPublic: m.isPublic ?? false, as: try writer(caller, message))), nil)
             case .getMem(let m): return (.memResult(try await getMem(m.key, user: try person(caller, message))), nil)
-            case .delMem(let m): return (.memResult(try await delMem(m.key, user: try person(caller, message))), nil)
+            case .delMem(let m): return (.memResult(try await delMem(m.key, as: try writer(caller, message))), nil)
             case .listMem(let m):
                 let user = try person(caller, message)
                 return (.memKeys(Msg.MemKeys(keys: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false, user: user))), nil)
             case .putFile(let m):
-                _ = try person(caller, message)
-                return try await putFile(m, caller: caller)
+                return try await putFile(m, caller: caller, as: try writer(caller, message))
             case .putFileChunk(let m):
                 _ = try person(caller, message)
                 return try await putFileChunk(m, payload: payload, caller: caller)
             case .putFileEnd(let m):
-                _ = try person(caller, message)
-                return (.fileStored(try await putFileEnd(m, caller: caller)), nil)
+                return (.fileStored(try await putFileEnd(m, caller: caller, as: try writer(caller, message))), nil)
             case .getFile(let m): return (.fileInfo(try await getFile(m.filename, user: try person(caller, message))), nil)
             case .getFileChunk(let m): return try await getFileChunk(m, user: try person(caller, message))
             case .listFiles(let m):
                 let user = try person(caller, message)
                 return (.fileList(Msg.FileList(files: try await listFiles(prefix: m.prefix ?? "", user: user))), nil)
             case .deleteFile(let m):
-                try await deleteFile(m.filename, user: try person(caller, message))
+                try await deleteFile(m.filename, as: try writer(caller, message))
                 return (.ok(Msg.Ok(detail: "deleted \(m.filename)")), nil)
             }
         } catch let e as GridError {
             return (.error(Msg.Error(e)), nil)
         } catch {
             return (.error(Msg.Error(GridError(.internal, "\(error)"))), nil)
+        }
+    }
+
+    /// Who a person's write is for, and what proves it to the peers that keep it: their session here.
+    private func writer(_ caller: Caller, _ message: GridMessage) throws -> Writer {
+        let user = try person(caller, message)
+        guard let authority = caller.authority else {
+            throw GridError(.forbidden, "\(message.type) needs a session: its proof is what other peers keep the write on")
+        }
+        return Writer(user: user, authority: authority)
+    }
+
+    /// Why a replica from another peer may not be kept here, or nil: its seal is not its writer's, under a person's
+    /// session with that writer or the manager's write ticket for it, or that person may not write its key where this
+    /// peer holds what it holds (`PeerNamespace.mayWrite`).
+    func checkSeal(of entry: Msg.MemEntry) -> GridError? {
+        guard let managerKey else { return GridError(.unreachable, "this peer does not know its manager's key yet") }
+        if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
+        switch sealChecker!.check(key: entry.key, value: entry.value, version: entry.version, origin: entry.origin, seal: entry.seal) {
+        case .failure(let e): return e
+        case .success(let sealed):
+            return PeerNamespace.mayWrite(entry.key, value: entry.value, current: memory.get(entry.key)?.value, user: sealed.user, files: sealed.filePrefix)
         }
     }
 

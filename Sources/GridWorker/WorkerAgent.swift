@@ -26,6 +26,8 @@ public actor WorkerAgent: Service {
         var spec: JobSpec
         /// The submitter: the grid files the job writes are theirs.
         var owner: String
+        /// The manager's write ticket for the outputs this job saves in the grid (`save_outputs_as`).
+        var writeTicket: PeerTrust.WriteTicket?
         var execution: JobExecution
         var scratch: URL
         /// The inputs as they were when the job started, to tell them from outputs.
@@ -640,7 +642,8 @@ public actor WorkerAgent: Service {
             if table.started(ref) == .cancelAtOnce { execution.cancel() }
             execution.watchDisk(folder: scratch.path, limits: diskLimits)
             jobs[ref] = RunningJob(
-                ref: ref, spec: assign.spec, owner: assign.owner ?? "", execution: execution, scratch: scratch, inputs: stamps,
+                ref: ref, spec: assign.spec, owner: assign.owner ?? "", writeTicket: assign.writeTicket, execution: execution, scratch: scratch,
+                inputs: stamps,
                 gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key)
             startedAt[ref] = Date().timeIntervalSince1970
             await peers?.setJobsRunning(jobs.count)
@@ -797,7 +800,10 @@ public actor WorkerAgent: Service {
         if let prefix = job.spec.saveOutputsAs, let peers {
             for f in files {
                 do {
-                    _ = try await peers.storeFile(prefix + f.name, f.data, user: job.owner)
+                    guard let ticket = job.writeTicket, ticket.user == job.owner else {
+                        throw GridError(.forbidden, "the manager gave this run no write ticket for its outputs")
+                    }
+                    _ = try await peers.storeFile(prefix + f.name, f.data, ticket: ticket)
                     append(ref, Array("[output \(f.name) stored in the grid as \(prefix + f.name)]\n".utf8))
                 } catch {
                     append(ref, Array("[output \(f.name) could not be stored in the grid: \(error)]\n".utf8))

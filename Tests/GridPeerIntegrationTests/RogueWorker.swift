@@ -1,4 +1,5 @@
 import Foundation
+import GridClient
 import GridCore
 import GridProtocol
 import GridTestSupport
@@ -169,5 +170,27 @@ final class RogueListener: @unchecked Sendable {
                 _ = (reply + Data([0x0A])).withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             }
         }
+    }
+}
+
+extension RawWorker {
+    /// An entry sealed by this worker (with `signer`, the key its credential names) under `authority`, as an honest
+    /// peer seals the writes it makes.
+    func sealed(_ key: String, _ value: JSONValue?, version: Int64, signer: PeerTrust.Signer, authority: PeerTrust.Authority) throws -> Msg.MemEntry {
+        guard let credential else { throw TestGridError("the raw worker has no credential") }
+        let seal = signer.seal(key: key, value: value, version: version, origin: id, authority: authority, credential: credential)
+        return Msg.MemEntry(key: key, value: value, version: version, origin: id, seal: seal)
+    }
+}
+
+extension PeerGrid {
+    /// The session the person of `token` (Alice by default) opens with raw worker `worker`, as a person does with any
+    /// peer they talk to: what that worker may seal their writes with.
+    func session(with worker: RawWorker, token: String? = nil) async throws -> PeerTrust.Authority {
+        var manager = alice
+        manager.token = token ?? self.token
+        let pass = try await manager.grantSource(worker.id)
+        let nonce = PeerTrust.nonce()
+        return .session(pass.session(holder: worker.id, nonce: nonce, now: Int64(Date().timeIntervalSince1970)), nonce: nonce)
     }
 }

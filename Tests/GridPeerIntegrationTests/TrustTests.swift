@@ -290,6 +290,7 @@ import Testing
                 let owners = Rendezvous.owners(of: PeerNamespace.stored(n, user: "alice", kind: .memory), among: peers.map(\.id), replicas: 1)
                 return owners == [peers[1].id]
             })
+        let before = Int64(Date().timeIntervalSince1970 * 1000)
         _ = try await alice.request(.setMem(Msg.SetMem(key: name, value: .string("for alice only"))), timeout: 30)
         _ = try await alice.request(.setMem(Msg.SetMem(key: "notice", value: .string("for all"), isPublic: true)), timeout: 30)
 
@@ -316,11 +317,13 @@ import Testing
         #expect(grant.managerKey == theirs)
         let elsewhere = PeerTrust.Mandate(ticket: try #require(grant.forward))
         #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret], mandate: elsewhere))) == .forbidden)
-        // Nor does an old version sent to it (MEM_SYNC) bring back the value that won: only its version.
-        let stale = Msg.MemEntry(key: secret, value: .string("x"), version: 1, origin: worker.id)
+        // Nor does an old version sent to it (MEM_SYNC) bring back the value that won: only its version. The entry is
+        // sealed under a session Alice opened with Mallory's peer (any peer she talks to holds one), else it would be
+        // refused before its version counted.
+        let stale = try worker.sealed(secret, .string("x"), version: before - 1, signer: mine, authority: try await g.session(with: worker))
         let answer = try await link.request(.memSync(Msg.MemEntries(entries: [stale])), timeout: 10).message
         guard case .memEntries(let won) = answer else { throw TestGridError("MEM_SYNC of a stale version answered \(answer.type)") }
-        #expect(won.entries.count == 1 && won.entries.allSatisfy { $0.value == nil && $0.version > 1 }, "\(won.entries)")
+        #expect(won.entries.count == 1 && won.entries.allSatisfy { $0.value == nil && $0.version >= before }, "\(won.entries)")
         // Public names need no mandate.
         let publicKey = PeerNamespace.stored("notice", user: nil, kind: .memory)
         guard case .memEntries = try await link.request(.memFetch(Msg.MemFetch(keys: [publicKey])), timeout: 10).message else {
@@ -400,13 +403,92 @@ import Testing
         c.send(#"{"type":"MEM_SYNC","id":91,"entries":[{"key":\#(keyJSON),"origin":"\#(worker.id)","version":\#(now),"value":\#(hugeValue)}]}"# + "\n")
         let value = c.readMessage(timeout: 10)
         #expect(value?["type"] as? String == "ERROR" && (value?["message"] as? String)?.contains("over the limit") == true, "\(value ?? [:])")
-        // The peer is still up, and a version a little ahead (within the allowed skew) is kept…
+        // The peer is still up, and a version a little ahead (within the allowed skew) is kept, sealed under a session
+        // Alice opened with that peer (unsealed, it is refused)…
         _ = try await g.status(peers[0])
         let ahead = Int64(Date().timeIntervalSince1970 * 1000) + 120_000
-        #expect(sync(version: "\(ahead)", value: #""pinned-by-a-peer""#)?["type"] as? String == "OK")
+        #expect(sync(version: "\(ahead)", value: #""pinned-by-a-peer""#)?["type"] as? String == "ERROR")
+        let pinned = try worker.sealed(stored, .string("pinned-by-a-peer"), version: ahead, signer: mine, authority: try await g.session(with: worker))
+        c.send(String(decoding: try GridMessage.memSync(Msg.MemEntries(entries: [pinned])).encodeLine(id: 99, bulkBytes: nil), as: UTF8.self) + "\n")
+        let kept = c.readMessage(timeout: 10)
+        #expect(kept?["type"] as? String == "OK", "\(kept ?? [:])")
         // …so alice's write, older than it, is reported as lost, never as stored.
         let link = try await g.link(peers[0])
         #expect(await code(link, .setMem(Msg.SetMem(key: name, value: .string("alice")))) == .conflict)
         await link.close()
+    }
+
+    /// Any proven peer may send `MEM_SYNC`; before seals, Mallory's peer could rewrite or delete any of Alice's values
+    /// and manifests, or take her public name. Now each entry must carry its writer's seal, under a session its person
+    /// opened with that writer: unsealed, sealed for Mallory, re-signed, re-attributed or changed, every forgery is
+    /// refused, and Alice reads back what she wrote. Mallory's own key takes her sealed write.
+    @Test func aRoguePeerCannotForgeAnotherPersonsEntries() async throws {
+        let g = try await PeerGrid(label: "trust-seals")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let alice = try await g.link(peers[0])
+        defer { alice.close() }
+        _ = try await alice.request(.setMem(Msg.SetMem(key: "diary", value: .string("dear diary"))), timeout: 30)
+        _ = try await alice.request(.setMem(Msg.SetMem(key: "notice", value: .string("alice's notice"), isPublic: true)), timeout: 30)
+
+        // Mallory's peer: her own key, a real credential, and a session of her own with it.
+        let mallory = try await g.grid.user("mallory")
+        let mine = PeerTrust.Signer()
+        let worker = try RawWorker(
+            gridPort: g.grid.gridPort, token: try await mallory.createToken(kind: "worker").token, peerKey: mine.publicKey, host: "127.0.0.1",
+            peerPort: 1)
+        defer { worker.stop() }
+        let credential = try #require(worker.credential)
+        let hers = try await g.session(with: worker, token: mallory.token)
+        let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[0].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok, _ in
+            Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client, audience: ok.workerId))
+        }
+        defer { link.close() }
+        let diary = PeerNamespace.stored("diary", user: "alice", kind: .memory)
+        let notice = PeerNamespace.stored("notice", user: nil, kind: .memory)
+        let now = Int64(Date().timeIntervalSince1970 * 1000) + 1000
+        func refused(_ entry: Msg.MemEntry, _ words: String, sourceLocation: SourceLocation = #_sourceLocation) async {
+            do {
+                let answer = try await link.request(.memSync(Msg.MemEntries(entries: [entry])), timeout: 10).message
+                Issue.record("a forged entry was answered \(answer.type)", sourceLocation: sourceLocation)
+            } catch let e as GridError {
+                #expect(e.code == .forbidden && e.message.contains(words), "\(e)", sourceLocation: sourceLocation)
+            } catch {
+                Issue.record("\(error)", sourceLocation: sourceLocation)
+            }
+        }
+        // No seal at all: a new value, a deletion.
+        await refused(Msg.MemEntry(key: diary, value: .string("forged"), version: now, origin: worker.id), "no seal")
+        await refused(Msg.MemEntry(key: diary, value: nil, version: now, origin: worker.id), "no seal")
+        // Sealed, but for Mallory: Alice's key, Alice's public name (replaced, deleted, or a value still naming Alice).
+        await refused(try worker.sealed(diary, .string("forged"), version: now, signer: mine, authority: hers), "under alice's key")
+        await refused(try worker.sealed(diary, nil, version: now, signer: mine, authority: hers), "under alice's key")
+        await refused(try worker.sealed(notice, PeerNamespace.wrap(.string("mine"), owner: "mallory"), version: now, signer: mine, authority: hers), "held by another")
+        await refused(try worker.sealed(notice, nil, version: now, signer: mine, authority: hers), "held by another")
+        await refused(try worker.sealed(notice, PeerNamespace.wrap(.string("x"), owner: "alice"), version: now, signer: mine, authority: hers), "names another owner")
+        // A seal made for one value carried over to another, or passed off as an honest peer's write.
+        var changed = try worker.sealed(PeerNamespace.stored("m", user: "mallory", kind: .memory), .string("a"), version: now, signer: mine, authority: hers)
+        changed.key = diary
+        await refused(changed, "was not signed by its writer")
+        var moved = try worker.sealed(diary, .string("x"), version: now, signer: mine, authority: hers)
+        moved.origin = peers[1].id
+        await refused(moved, "not by its origin")
+        // A seal made with a key the credential does not name.
+        await refused(try worker.sealed(diary, .string("x"), version: now, signer: PeerTrust.Signer(), authority: hers), "was not signed by its writer")
+
+        // Alice reads back what she wrote, through either peer.
+        for peer in peers {
+            let l = try await g.link(peer)
+            defer { l.close() }
+            guard case .memResult(let d) = try await l.request(.getMem(Msg.MemKey(key: "diary")), timeout: 30).message,
+                case .memResult(let n) = try await l.request(.getMem(Msg.MemKey(key: "notice")), timeout: 30).message
+            else { throw TestGridError("no MEM_RESULT") }
+            #expect(d.value == .string("dear diary") && n.value == .string("alice's notice"), "\(d) \(n)")
+        }
+        // Mallory's own key, sealed for her: kept.
+        let own = try worker.sealed(PeerNamespace.stored("m", user: "mallory", kind: .memory), .string("mine"), version: now, signer: mine, authority: hers)
+        guard case .ok = try await link.request(.memSync(Msg.MemEntries(entries: [own])), timeout: 10).message else {
+            throw TestGridError("a sealed entry of the writer's own person was not kept")
+        }
     }
 }

@@ -103,4 +103,42 @@ struct PeerNamespaceTests {
         #expect(!PeerNamespace.mayRead(PeerNamespace.prefix(user: "alice", kind: .file), for: "alice", files: files))
         #expect(PeerNamespace.mayRead(PeerNamespace.stored("shared", user: nil, kind: .file), for: "alice", files: files))
     }
+
+    /// Which sealed entries a peer keeps: a person's own keys; a public name only with the person as the owner in its
+    /// value, and never over another's; a job's write ticket, its prefix of the owner's files only.
+    @Test func anEntrySealedForOnePersonNeverLandsOnAnothersKey() {
+        func ok(_ e: GridError?) -> Bool { e == nil }
+        func no(_ e: GridError?) -> Bool { e?.code == .forbidden }
+        let mine = PeerNamespace.stored("diary", user: "alice", kind: .memory)
+        let file = PeerNamespace.stored("results/a.txt", user: "alice", kind: .file)
+        #expect(ok(PeerNamespace.mayWrite(mine, value: .string("x"), current: nil, user: "alice")))
+        #expect(ok(PeerNamespace.mayWrite(mine, value: nil, current: .string("x"), user: "alice")))
+        #expect(no(PeerNamespace.mayWrite(mine, value: .string("x"), current: nil, user: "mallory")))
+        #expect(no(PeerNamespace.mayWrite(mine, value: nil, current: nil, user: "mallory")))
+        #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("x", user: "alicex", kind: .memory), value: .null, current: nil, user: "alice")))
+        // Public names: the owner in the value is the sealed person; a name held by another is never changed here.
+        let notice = PeerNamespace.stored("notice", user: nil, kind: .memory)
+        let hers = PeerNamespace.wrap(.string("hi"), owner: "alice")
+        let his = PeerNamespace.wrap(.string("mine now"), owner: "mallory")
+        #expect(ok(PeerNamespace.mayWrite(notice, value: hers, current: nil, user: "alice")))
+        #expect(ok(PeerNamespace.mayWrite(notice, value: hers, current: hers, user: "alice")))
+        #expect(ok(PeerNamespace.mayWrite(notice, value: nil, current: hers, user: "alice")))
+        #expect(no(PeerNamespace.mayWrite(notice, value: hers, current: nil, user: "mallory")), "a value naming alice, sealed for mallory")
+        #expect(no(PeerNamespace.mayWrite(notice, value: his, current: hers, user: "mallory")))
+        #expect(no(PeerNamespace.mayWrite(notice, value: nil, current: hers, user: "mallory")))
+        #expect(no(PeerNamespace.mayWrite(notice, value: .string("unwrapped"), current: nil, user: "alice")))
+        #expect(no(PeerNamespace.mayWrite(notice, value: nil, current: .string("no owner"), user: "alice")))
+        // Keys in no namespace, and no valid user.
+        for key in ["plain", "\u{2}", "\u{4}x", ""] {
+            #expect(no(PeerNamespace.mayWrite(key, value: .null, current: nil, user: "alice")), "\(key.debugDescription)")
+        }
+        #expect(no(PeerNamespace.mayWrite(mine, value: .null, current: nil, user: "")))
+        #expect(no(PeerNamespace.mayWrite(mine, value: .null, current: nil, user: "bad name")))
+        // A job's write ticket: that prefix of the owner's files, nothing else (no memory key, no public name).
+        #expect(ok(PeerNamespace.mayWrite(file, value: .null, current: nil, user: "alice", files: "results/")))
+        #expect(no(PeerNamespace.mayWrite(file, value: .null, current: nil, user: "alice", files: "other/")))
+        #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: "alice", kind: .memory), value: .null, current: nil, user: "alice", files: "results/")))
+        #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: nil, kind: .file), value: hers, current: nil, user: "alice", files: "results/")))
+        #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: "bob", kind: .file), value: .null, current: nil, user: "alice", files: "results/")))
+    }
 }

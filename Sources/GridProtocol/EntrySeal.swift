@@ -1,0 +1,237 @@
+import Crypto
+public import Foundation
+public import GridCore
+
+/// Who may write a memory entry (a value, a file's manifest, a deletion), proven to every peer that keeps a copy.
+///
+/// Any proven peer may send `MEM_SYNC`, so an entry must show, by itself, that its key's person wanted it written: a
+/// **seal**. The peer that wrote it (`origin`) signs the key, the version, the value's digest and its **authority**
+/// with the key its credential names, and the authority says on whose word it wrote:
+/// * a person's session with that peer: their certificate (the manager's), and their signature over the peer's id
+///   and nonce (`SESSION`'s proof): only a peer the person opened a session with has one, and it counts for entries
+///   versioned within the certificate's life;
+/// * or the manager's write ticket for that peer (`JOB_ASSIGN`): a job's outputs, stored under one name prefix of its
+///   owner's files, within the job's time.
+///
+/// What a seal cannot stop: the peer a person writes through could write something else in their name within that
+/// window (it sees their values anyway, and could change them on the way); a replica can replay an older sealed
+/// version (the newer one wins where it is held). Nothing here does I/O or reads a clock.
+extension PeerTrust {
+    /// The manager's word that worker `holder` may store `user`'s files whose names start with `prefix`, between
+    /// `notBefore` and `expires` (seconds since 1970): a job's outputs (`submit --save-outputs`).
+    public struct WriteTicket: Hashable, Sendable, Codable {
+        public var user: String
+        public var holder: String
+        public var prefix: String
+        public var notBefore: Int64
+        public var expires: Int64
+        public var signature: String
+        public init(user: String, holder: String, prefix: String, notBefore: Int64, expires: Int64, signature: String) {
+            self.user = user
+            self.holder = holder
+            self.prefix = prefix
+            self.notBefore = notBefore
+            self.expires = expires
+            self.signature = signature
+        }
+
+        public var signedBytes: Data { PeerTrust.signedText("campusgrid-write-v1", [user, holder, prefix, "\(notBefore)", "\(expires)"]) }
+    }
+
+    /// On whose word a peer writes an entry: a person's session with it, or the manager's write ticket for it.
+    public struct Authority: Hashable, Sendable, Codable {
+        public var certificate: UserCertificate?
+        /// The nonce the writing peer sent in its `HELLO_OK`, and the person's `SESSION` proof over it.
+        public var nonce: String?
+        public var proof: String?
+        public var ticket: WriteTicket?
+        public init(certificate: UserCertificate? = nil, nonce: String? = nil, proof: String? = nil, ticket: WriteTicket? = nil) {
+            self.certificate = certificate
+            self.nonce = nonce
+            self.proof = proof
+            self.ticket = ticket
+        }
+
+        /// A person's session: what `SESSION` showed the peer on the connection where it sent `nonce`.
+        public static func session(_ session: Msg.Session, nonce: String) -> Authority {
+            Authority(certificate: session.certificate, nonce: nonce, proof: session.proof)
+        }
+
+        /// The person it speaks for (unchecked).
+        public var user: String? { ticket?.user ?? certificate?.user }
+
+        /// What the entry's signature names it by: its signatures, which only their signers can make.
+        var ref: String { ticket.map { "w:" + $0.signature } ?? "s:" + (certificate?.signature ?? "") + ":" + (proof ?? "") }
+    }
+
+    /// A memory entry's seal: the writing peer's credential, its authority, and its signature over the entry.
+    public struct Seal: Hashable, Sendable, Codable {
+        public var credential: Credential
+        public var authority: Authority
+        public var signature: String
+        public init(credential: Credential, authority: Authority, signature: String) {
+            self.credential = credential
+            self.authority = authority
+            self.signature = signature
+        }
+
+        /// The seal as an entry carries it: JSON text, kept and passed on byte for byte (never encoded again).
+        public func text() -> String { (try? GridJSON.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+
+        /// A seal read back from its text; nil when it is not one.
+        public init?(text: String) {
+            guard let seal = try? GridJSON.decode(Seal.self, from: Data(text.utf8)) else { return nil }
+            self = seal
+        }
+    }
+
+    /// What a writer's signature covers: the stored key, the version, the origin, the value's digest (`-` for a
+    /// deletion) and the authority's reference.
+    public static func entryBytes(key: String, version: Int64, origin: String, value: JSONValue?, authority: Authority) -> Data {
+        signedText("campusgrid-entry-v1", [key, "\(version)", origin, value.map(digest(of:)) ?? "-", authority.ref])
+    }
+
+    /// The SHA-256 (hex) of a value's structure: the same for every peer that decoded the same JSON, however it was
+    /// written (key order, spacing, `1` or `1.0`). Each part is tagged and its length given, so no two values share one.
+    public static func digest(of value: JSONValue) -> String {
+        var hasher = SHA256()
+        func feed(_ v: JSONValue) {
+            switch v {
+            case .null: hasher.update(data: [0])
+            case .bool(let b): hasher.update(data: [1, b ? 1 : 0])
+            case .number(let n):
+                // -0 is written as 0, and read back as 0.
+                var bits = (n == 0 ? 0 : n).bitPattern.bigEndian
+                hasher.update(data: [2])
+                withUnsafeBytes(of: &bits) { hasher.update(bufferPointer: $0) }
+            case .string(let s): text(3, s)
+            case .array(let a):
+                count(4, a.count)
+                for x in a { feed(x) }
+            case .object(let o):
+                count(5, o.count)
+                for (k, x) in o.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+                    text(6, k)
+                    feed(x)
+                }
+            }
+        }
+        func count(_ tag: UInt8, _ n: Int) {
+            var big = UInt64(n).bigEndian
+            hasher.update(data: [tag])
+            withUnsafeBytes(of: &big) { hasher.update(bufferPointer: $0) }
+        }
+        func text(_ tag: UInt8, _ s: String) {
+            count(tag, s.utf8.count)
+            hasher.update(data: Array(s.utf8))
+        }
+        feed(value)
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// A checked seal: the person its entry was written for, and, for a write ticket, the only file names it covers.
+    public struct Sealed: Hashable, Sendable {
+        public var user: String
+        public var filePrefix: String?
+        public init(user: String, filePrefix: String?) {
+            self.user = user
+            self.filePrefix = filePrefix
+        }
+    }
+
+    /// Checks seals, remembering the credentials, certificates, proofs and tickets it has found good (by their whole
+    /// content, not by their signature alone), so a batch from one writer costs one signature check per entry.
+    public struct SealChecker: Sendable {
+        public let managerKey: String
+        private var good: Set<Data> = []
+        /// How many good parts it remembers before it starts again.
+        public static let remembered = 4_096
+
+        public init(managerKey: String) { self.managerKey = managerKey }
+
+        /// Whether entry (`key`, `value`, `version`, `origin`) carries a good seal (`seal`, its text): the writer's
+        /// credential is the manager's and was in date at `version`; its authority is a session the person opened
+        /// with that writer, or the manager's write ticket for it, in date at `version`; the writer signed this entry
+        /// under it. Which keys the person may write is `PeerNamespace.mayWrite`'s to say. Never traps.
+        public mutating func check(key: String, value: JSONValue?, version: Int64, origin: String, seal text: String?) -> Result<Sealed, GridError> {
+            func refuse(_ why: String) -> Result<Sealed, GridError> { .failure(GridError(.forbidden, "a memory entry \(why)")) }
+            guard let text else { return refuse("has no seal (peers keep only entries their writer sealed)") }
+            guard text.utf8.count <= EntrySealRules.maxSealBytes, let seal = Seal(text: text) else { return refuse("has a malformed seal") }
+            let c = seal.credential
+            guard c.workerId == origin else { return refuse("was sealed by \(c.workerId.prefix(64)), not by its origin \(origin.prefix(64))") }
+            // Versions are milliseconds; the credential's and authority's times whole seconds.
+            let at = version / 1000
+            guard remember(c.signedBytes, c.signature, key: managerKey) else { return refuse("has a credential the manager did not sign") }
+            guard within(at, from: c.expires.subtractingSaturated(credentialSeconds), to: c.expires) else {
+                return refuse("is versioned outside its writer's credential (version \(version), credential until \(c.expires))")
+            }
+            let a = seal.authority
+            let sealed: Sealed
+            switch (a.certificate, a.ticket) {
+            case (let cert?, nil):
+                guard let nonce = a.nonce, let proof = a.proof, isWellFormed(nonce: nonce) else { return refuse("has a session without its proof") }
+                guard remember(cert.signedBytes, cert.signature, key: managerKey) else { return refuse("has a certificate the manager did not sign") }
+                guard remember(sessionChallenge(nonce: nonce, holder: origin, user: cert.user), proof, key: cert.key) else {
+                    return refuse("has no session of \(cert.user.prefix(64)) with its writer")
+                }
+                guard within(at, from: cert.expires.subtractingSaturated(userCertificateSeconds), to: cert.expires) else {
+                    return refuse("is versioned outside its person's certificate")
+                }
+                sealed = Sealed(user: cert.user, filePrefix: nil)
+            case (nil, let ticket?):
+                guard ticket.holder == origin else { return refuse("has a write ticket for \(ticket.holder.prefix(64)), not its writer") }
+                guard remember(ticket.signedBytes, ticket.signature, key: managerKey) else { return refuse("has a write ticket the manager did not sign") }
+                guard within(at, from: ticket.notBefore, to: ticket.expires) else { return refuse("is versioned outside its write ticket") }
+                sealed = Sealed(user: ticket.user, filePrefix: ticket.prefix)
+            default:
+                return refuse("has no authority (a session or a write ticket)")
+            }
+            guard isValid(signature: seal.signature, over: entryBytes(key: key, version: version, origin: origin, value: value, authority: a), key: c.key)
+            else { return refuse("was not signed by its writer as it stands (key, version, value or authority changed)") }
+            return .success(sealed)
+        }
+
+        /// Whether `at` lies in `from...to`, give or take the clock skew; never traps.
+        private func within(_ at: Int64, from: Int64, to: Int64) -> Bool {
+            at >= from.subtractingSaturated(clockSkewSeconds) && at <= to.addingSaturated(clockSkewSeconds)
+        }
+
+        /// Whether `signature` is `key`'s over `bytes`: from memory when this exact part was found good before.
+        private mutating func remember(_ bytes: Data, _ signature: String, key: String) -> Bool {
+            var whole = Data(key.utf8)
+            whole.append(0)
+            whole.append(Data(signature.utf8))
+            whole.append(0)
+            whole.append(bytes)
+            if good.contains(whole) { return true }
+            guard isValid(signature: signature, over: bytes, key: key) else { return false }
+            if good.count >= Self.remembered { good = [] }
+            good.insert(whole)
+            return true
+        }
+    }
+}
+
+/// The bounds of a seal a peer accepts.
+public enum EntrySealRules {
+    /// A credential, a certificate, a proof and a signature take about 1.2 KB; a write ticket's prefix up to 400 bytes.
+    public static let maxSealBytes = 4_096
+}
+
+extension PeerTrust.Signer {
+    /// The manager's write ticket: worker `holder` may store `user`'s files named `prefix`… from now for `seconds`.
+    public func writeTicket(user: String, holder: String, prefix: String, now: Int64, seconds: Int64) -> PeerTrust.WriteTicket {
+        var t = PeerTrust.WriteTicket(
+            user: user, holder: holder, prefix: prefix, notBefore: now, expires: now.addingSaturated(max(0, seconds)), signature: "")
+        t.signature = sign(t.signedBytes)
+        return t
+    }
+
+    /// A writing peer's seal over an entry, under `authority`, with its credential `credential` (this key's).
+    public func seal(key: String, value: JSONValue?, version: Int64, origin: String, authority: PeerTrust.Authority, credential: PeerTrust.Credential)
+        -> String
+    {
+        let signature = sign(PeerTrust.entryBytes(key: key, version: version, origin: origin, value: value, authority: authority))
+        return PeerTrust.Seal(credential: credential, authority: authority, signature: signature).text()
+    }
+}
