@@ -162,7 +162,9 @@ extension PeerTrust {
             // Versions are milliseconds; the credential's and authority's times whole seconds.
             let at = version / 1000
             guard remember(c.signedBytes, c.signature, key: managerKey) else { return refuse("has a credential the manager did not sign") }
-            guard within(at, from: c.expires.subtractingSaturated(credentialSeconds), to: c.expires) else {
+            // A peer cut off from its manager keeps writing with its last credential for as long as sessions still
+            // open without a manager (`userCertificateSeconds`); a barred peer is refused by every honest one anyway.
+            guard within(at, from: c.expires.subtractingSaturated(credentialSeconds), to: c.expires.addingSaturated(userCertificateSeconds)) else {
                 return refuse("is versioned outside its writer's credential (version \(version), credential until \(c.expires))")
             }
             let a = seal.authority

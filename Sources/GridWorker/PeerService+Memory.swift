@@ -63,8 +63,10 @@ extension PeerService {
         guard let selfId else { throw GridError(.unreachable, "not registered yet") }
         await renewCredential()
         let nowMs = Self.nowMs()
-        guard let credential, credential.expires > nowMs / 1000 else {
-            throw GridError(.unreachable, "this peer has no credential in date from its manager, so no peer would keep its writes; try again")
+        // A credential that lapsed while no manager answers still seals for `userCertificateSeconds` more (see
+        // `PeerTrust.SealChecker`).
+        guard let credential, credential.expires.addingReportingOverflow(PeerTrust.userCertificateSeconds).partialValue > nowMs / 1000 else {
+            throw GridError(.unreachable, "this peer has had no credential from its manager for too long, so no peer would keep its writes")
         }
         let version = clock.next(nowMs: nowMs)
         let seal = signer.seal(key: key, value: value, version: version, origin: selfId, authority: writer.authority, credential: credential)
