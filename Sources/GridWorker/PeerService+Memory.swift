@@ -83,7 +83,7 @@ extension PeerService {
             }
         }
         let others = owners.filter { $0 != selfId }
-        let size = key.utf8.count + bytes + 64
+        let size = Self.wireSize(of: entry, valueBytes: bytes)
         await withTaskGroup(of: (String, PushOutcome).self) { group in
             for owner in others { group.addTask { (owner, await self.push([entry], to: owner, bytes: size)) } }
             for await (owner, outcome) in group {
@@ -107,6 +107,13 @@ extension PeerService {
             throw GridError(.unreachable, "none of the key's owners (\(owners.joined(separator: ", "))) could store it; try again")
         }
         return stored
+    }
+
+    /// About how many bytes `entry` takes in a `MEM_SYNC` line, its value taking `valueBytes`: its seal travels as a
+    /// JSON string (escaped), and is the larger part of a small entry, so batches are cut by it too.
+    static func wireSize(of entry: Msg.MemEntry, valueBytes: Int) -> Int {
+        let seal = entry.seal?.utf8.count ?? 0
+        return entry.key.utf8.count + valueBytes + seal + seal / 4 + 96
     }
 
     /// Stores entries on `peer` (this one included); returns whether it worked. Entries for another peer join the
@@ -223,7 +230,7 @@ extension PeerService {
                 .isNewer(than: MemoryTable.Entry(value: a.value, version: a.version, origin: a.origin))
         }
         if let newest {
-            let size = key.utf8.count + ((try? GridJSON.encode(newest.value).count) ?? 0) + 64
+            let size = Self.wireSize(of: newest, valueBytes: (try? GridJSON.encode(newest.value).count) ?? 0)
             for owner in owners where found[owner] != newest { _ = await push([newest], to: owner, bytes: size) as PushOutcome }
         }
         return newest
@@ -343,7 +350,7 @@ extension PeerService {
             var batch: [Msg.MemEntry] = []
             var bytes = 0
             for e in entries {
-                let size = e.key.utf8.count + ((try? GridJSON.encode(e.value).count) ?? 0) + 64
+                let size = Self.wireSize(of: e, valueBytes: (try? GridJSON.encode(e.value).count) ?? 0)
                 if bytes + size > 512 << 10, !batch.isEmpty {
                     record(await push(batch, to: peer, bytes: bytes), peer)
                     batch = []
