@@ -140,7 +140,8 @@ public struct JobSpec: Hashable, Sendable, Codable {
             if names.count > 64 { problems.append("at most 64 grid inputs") }
             for n in names where (try? FileName.validate(n)) == nil { problems.append("grid input \(String(reflecting: n)) is not a valid file name") }
         }
-        if let prefix = saveOutputsAs, prefix.utf8.count > 400 || (try? FileName.validate(prefix + "x")) == nil {
+        // Not empty: the manager's write ticket covers the prefix's files only, and an empty one would cover them all.
+        if let prefix = saveOutputsAs, prefix.isEmpty || prefix.utf8.count > 400 || (try? FileName.validate(prefix + "x")) == nil {
             problems.append("--save-outputs must be a relative name prefix without '..' (got \(String(reflecting: prefix)))")
         }
         if verify == true, nondeterministic == true {

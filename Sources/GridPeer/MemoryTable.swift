@@ -25,7 +25,9 @@ public struct MemoryTable: Sendable {
     }
 
     public private(set) var entries: [String: Entry] = [:]
-    public var tombstoneTTL: Int64 = 10 * 60 * 1000
+    /// A day: a replica away for less than that cannot bring a deleted key back, nor can a peer replaying an old sealed
+    /// version of it (a deletion is small, and counted against the share of the value it deleted).
+    public var tombstoneTTL: Int64 = 24 * 3600 * 1000
     /// How much this table may hold, in all and per owner (see `StorageBudget`); unlimited unless set.
     public var budget: StorageBudget
     /// Bytes held (`size(of:_:)` of every entry, tombstones included), in all and per owner (`owner(of:_:)`).
@@ -191,15 +193,20 @@ public enum EntryRules {
     public static let maxOriginBytes = 128
 
     /// Why an entry is refused, or nil when it is acceptable. Never traps.
-    public static func check(key: String, origin: String, value: JSONValue?) -> GridError? {
+    public static func check(key: String, origin: String, value: JSONValue?, encodedSize: ((JSONValue) -> Int)? = nil) -> GridError? {
         guard (1...maxStoredKeyBytes).contains(key.utf8.count) else {
             return GridError(.badRequest, "a memory key of \(key.utf8.count) bytes is out of range (1–\(maxStoredKeyBytes))")
         }
         guard (1...maxOriginBytes).contains(origin.utf8.count) else {
             return GridError(.badRequest, "a memory entry's origin of \(origin.utf8.count) bytes is out of range (1–\(maxOriginBytes))")
         }
+        // The bound is cheap but can be far over the text (24 bytes a number, 2 a `/`); a writer over it measured the
+        // real text, and so does this (`encodedSize`): a value a writer took is never refused here for its spelling.
         if let value, value.encodedSizeBound > PeerNames.maxValueBytes + 128 {
-            return GridError(.badRequest, "a memory value of about \(value.encodedSizeBound) bytes is over the limit (\(PeerNames.maxValueBytes >> 10) KiB)")
+            let size = encodedSize?(value) ?? value.encodedSizeBound
+            if size > PeerNames.maxValueBytes + 128 {
+                return GridError(.badRequest, "a memory value of about \(size) bytes is over the limit (\(PeerNames.maxValueBytes >> 10) KiB)")
+            }
         }
         return nil
     }

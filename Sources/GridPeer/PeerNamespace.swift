@@ -83,6 +83,24 @@ public enum PeerNamespace {
         return nil
     }
 
+    /// Whose a public name is when the live replicas a reader got name more than one owner (`claims`: each replica's
+    /// owner and version), or nil when they agree. The owner most replicas name; on a tie, the earliest claim (first
+    /// come). Never the newest version alone: a claim pushed to a replica that held nothing of the name is as new as
+    /// its writer likes.
+    public static func firstClaim(_ claims: [(owner: String, version: Int64)]) -> String? {
+        var byOwner: [String: (count: Int, first: Int64)] = [:]
+        for c in claims {
+            let seen = byOwner[c.owner]
+            byOwner[c.owner] = ((seen?.count ?? 0) + 1, min(seen?.first ?? .max, c.version))
+        }
+        guard byOwner.count > 1 else { return nil }
+        return byOwner.min { a, b in
+            if a.value.count != b.value.count { return a.value.count > b.value.count }
+            if a.value.first != b.value.first { return a.value.first < b.value.first }
+            return a.key < b.key
+        }?.key
+    }
+
     /// A public value, with its owner.
     public static func wrap(_ value: JSONValue, owner: String) -> JSONValue { .object(["owner": .string(owner), "value": value]) }
 

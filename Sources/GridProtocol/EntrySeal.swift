@@ -129,6 +129,10 @@ extension PeerTrust {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
+    /// How far a writer's clock may be behind the issuer's when it versions an entry: as far as a version may be ahead
+    /// of a receiver's (`VersionRules.maxSkewMs` in GridPeer, 5 minutes; a test holds them equal).
+    public static let versionSkewSeconds: Int64 = 300
+
     /// A checked seal: the person its entry was written for, and, for a write ticket, the only file names it covers.
     public struct Sealed: Hashable, Sendable {
         public var user: String
@@ -152,11 +156,22 @@ extension PeerTrust {
         /// Whether entry (`key`, `value`, `version`, `origin`) carries a good seal (`seal`, its text): the writer's
         /// credential is the manager's and was in date at `version`; its authority is a session the person opened
         /// with that writer, or the manager's write ticket for it, in date at `version`; the writer signed this entry
-        /// under it. Which keys the person may write is `PeerNamespace.mayWrite`'s to say. Never traps.
-        public mutating func check(key: String, value: JSONValue?, version: Int64, origin: String, seal text: String?) -> Result<Sealed, GridError> {
+        /// under it. Which keys the person may write is `PeerNamespace.mayWrite`'s to say: `mayKeep` is asked with the
+        /// person the seal claims before any signature is checked (a forgery for a key its person may not write costs
+        /// no signature check). Never traps.
+        public mutating func check(
+            key: String, value: JSONValue?, version: Int64, origin: String, seal text: String?, mayKeep: (Sealed) -> GridError? = { _ in nil }
+        ) -> Result<Sealed, GridError> {
             func refuse(_ why: String) -> Result<Sealed, GridError> { .failure(GridError(.forbidden, "a memory entry \(why)")) }
             guard let text else { return refuse("has no seal (peers keep only entries their writer sealed)") }
             guard text.utf8.count <= EntrySealRules.maxSealBytes, let seal = Seal(text: text) else { return refuse("has a malformed seal") }
+            let claimed: Sealed
+            switch (seal.authority.certificate, seal.authority.ticket) {
+            case (let cert?, nil): claimed = Sealed(user: cert.user, filePrefix: nil)
+            case (nil, let ticket?): claimed = Sealed(user: ticket.user, filePrefix: ticket.prefix)
+            default: return refuse("has no authority (a session or a write ticket)")
+            }
+            if let e = mayKeep(claimed) { return .failure(e) }
             let c = seal.credential
             guard c.workerId == origin else { return refuse("was sealed by \(c.workerId.prefix(64)), not by its origin \(origin.prefix(64))") }
             // Versions are milliseconds; the credential's and authority's times whole seconds.
@@ -164,7 +179,7 @@ extension PeerTrust {
             guard remember(c.signedBytes, c.signature, key: managerKey) else { return refuse("has a credential the manager did not sign") }
             // A peer cut off from its manager keeps writing with its last credential for as long as sessions still
             // open without a manager (`userCertificateSeconds`); a barred peer is refused by every honest one anyway.
-            guard within(at, from: c.expires.subtractingSaturated(credentialSeconds), to: c.expires.addingSaturated(userCertificateSeconds)) else {
+            guard within(at, from: c.expires.subtractingSaturated(credentialSeconds), to: c.expires.addingSaturated(userCertificateSeconds), early: true) else {
                 return refuse("is versioned outside its writer's credential (version \(version), credential until \(c.expires))")
             }
             let a = seal.authority
@@ -176,14 +191,14 @@ extension PeerTrust {
                 guard remember(sessionChallenge(nonce: nonce, holder: origin, user: cert.user), proof, key: cert.key) else {
                     return refuse("has no session of \(cert.user.prefix(64)) with its writer")
                 }
-                guard within(at, from: cert.expires.subtractingSaturated(userCertificateSeconds), to: cert.expires) else {
+                guard within(at, from: cert.expires.subtractingSaturated(userCertificateSeconds), to: cert.expires, early: true) else {
                     return refuse("is versioned outside its person's certificate")
                 }
                 sealed = Sealed(user: cert.user, filePrefix: nil)
             case (nil, let ticket?):
                 guard ticket.holder == origin else { return refuse("has a write ticket for \(ticket.holder.prefix(64)), not its writer") }
                 guard remember(ticket.signedBytes, ticket.signature, key: managerKey) else { return refuse("has a write ticket the manager did not sign") }
-                guard within(at, from: ticket.notBefore, to: ticket.expires) else { return refuse("is versioned outside its write ticket") }
+                guard within(at, from: ticket.notBefore, to: ticket.expires, early: true) else { return refuse("is versioned outside its write ticket") }
                 sealed = Sealed(user: ticket.user, filePrefix: ticket.prefix)
             default:
                 return refuse("has no authority (a session or a write ticket)")
@@ -193,9 +208,12 @@ extension PeerTrust {
             return .success(sealed)
         }
 
-        /// Whether `at` lies in `from...to`, give or take the clock skew; never traps.
-        private func within(_ at: Int64, from: Int64, to: Int64) -> Bool {
-            at >= from.subtractingSaturated(clockSkewSeconds) && at <= to.addingSaturated(clockSkewSeconds)
+        /// Whether `at` lies in `from...to`, give or take the clock skew; never traps. `early`: the start is the
+        /// manager's clock at issue and `at` the writer's, which may run behind it by as much as a version may run
+        /// ahead (`VersionRules.maxSkewMs`): a writer a minute slow would have every write after a renewal refused.
+        private func within(_ at: Int64, from: Int64, to: Int64, early: Bool = false) -> Bool {
+            let behind = early ? versionSkewSeconds : clockSkewSeconds
+            return at >= from.subtractingSaturated(behind) && at <= to.addingSaturated(clockSkewSeconds)
         }
 
         /// Whether `signature` is `key`'s over `bytes`: from memory when this exact part was found good before.

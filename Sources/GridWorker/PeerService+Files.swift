@@ -130,13 +130,14 @@ extension PeerService {
     /// Keeps `manifest` as `writer`'s file, or (`isPublic`) as a public one only they may replace or delete.
     private func saveManifest(_ manifest: Msg.FileManifest, as writer: Writer, isPublic: Bool) async throws {
         let user = writer.user
-        let value = try GridJSON.decode(JSONValue.self, from: GridJSON.encode(manifest))
+        let encoded = try GridJSON.encode(manifest)
+        let value = try GridJSON.decode(JSONValue.self, from: encoded)
         let key = PeerNamespace.stored(manifest.filename, user: isPublic ? nil : user, kind: .file)
         if isPublic {
             try await checkPublicFile(manifest.filename, user: user)
-            _ = try await writeEntry(key, PeerNamespace.wrap(value, owner: user), as: writer)
+            _ = try await writeEntry(key, PeerNamespace.wrap(value, owner: user), bytes: encoded.count + user.utf8.count + 32, as: writer)
         } else {
-            _ = try await writeEntry(key, value, as: writer)
+            _ = try await writeEntry(key, value, bytes: encoded.count, as: writer)
         }
         manifestCache[key] = (manifest, Date().timeIntervalSince1970)
     }

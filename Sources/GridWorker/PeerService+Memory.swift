@@ -14,6 +14,9 @@ extension PeerService {
     func setMem(_ key: String, _ value: JSONValue, isPublic: Bool, as writer: Writer) async throws -> Msg.MemResult {
         let user = writer.user
         try PeerNames.validateKey(key)
+        // On the wire an entry's `"value": null` is a deletion: a null kept here would be a value here and a deletion
+        // on every other replica (and its seal good on none).
+        guard value != .null else { throw GridError(.badRequest, "a value cannot be null; DEL_MEM deletes a key") }
         let bound = value.encodedSizeBound
         let size = bound <= PeerNames.maxValueBytes ? bound : ((try? GridJSON.encode(value).count) ?? Int.max)
         guard size <= PeerNames.maxValueBytes else {
@@ -229,11 +232,25 @@ extension PeerService {
             MemoryTable.Entry(value: b.value, version: b.version, origin: b.origin)
                 .isNewer(than: MemoryTable.Entry(value: a.value, version: a.version, origin: a.origin))
         }
+        // A public name whose replicas name different owners: first come is what counts, not the newest version (a
+        // claim pushed to an owner that held nothing of the name is as new as its writer likes). The owner most replicas
+        // name is taken, on a tie the earliest claim; and nothing is repaired from it.
+        if PeerNamespace.owner(of: key) == nil, let disputed = Self.firstClaim(among: found.values) {
+            return disputed
+        }
         if let newest {
             let size = Self.wireSize(of: newest, valueBytes: (try? GridJSON.encode(newest.value).count) ?? 0)
             for owner in owners where found[owner] != newest { _ = await push([newest], to: owner, bytes: size) as PushOutcome }
         }
         return newest
+    }
+
+    /// For a public name whose live replicas name more than one owner: the replica to read (see `readEntry`); nil
+    /// when they agree.
+    static func firstClaim(among replicas: some Collection<Msg.MemEntry>) -> Msg.MemEntry? {
+        let claims = replicas.compactMap { e in e.value.flatMap(PeerNamespace.unwrap).map { (owner: $0.owner, version: e.version) } }
+        guard let owner = PeerNamespace.firstClaim(claims) else { return nil }
+        return replicas.filter { $0.value.flatMap(PeerNamespace.unwrap)?.owner == owner }.max { $0.version < $1.version }
     }
 
     /// Peer `peer`'s replica of `key`, read with `mandate` (the key's user's, nil for a public key): whether the peer
@@ -255,7 +272,7 @@ extension PeerService {
         // A version this peer would refuse in a `MEM_SYNC` is not taken from an answer either: the read repair would
         // store it here and on the other owners, and a version from the far future pins the key against every write.
         guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil) }
-        if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) ?? EntryRules.check(key: entry.key, origin: entry.origin, value: entry.value) {
+        if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) ?? EntryRules.check(key: entry.key, origin: entry.origin, value: entry.value, encodedSize: Self.encodedSize) {
             logger.warning("ignored a replica with a bad version or size", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
             return (true, nil)
         }

@@ -589,14 +589,31 @@ public actor PeerService: Service {
             case .memSync(let m):
                 try requirePeer(caller, message)
                 if let e = VersionRules.check(m.entries.lazy.map(\.version), nowMs: Self.nowMs()) { throw e }
-                if let e = m.entries.lazy.compactMap({ EntryRules.check(key: $0.key, origin: $0.origin, value: $0.value) }).first { throw e }
-                // Every entry must carry its writer's seal, for a person who may write that key (one that does not
-                // refuses the whole message: an honest peer passes on only entries it checked).
-                if let e = m.entries.lazy.compactMap({ self.checkSeal(of: $0) }).first { throw e }
+                if let e = m.entries.lazy.compactMap({ EntryRules.check(key: $0.key, origin: $0.origin, value: $0.value, encodedSize: Self.encodedSize) }).first {
+                    throw e
+                }
+                guard m.entries.count <= Self.maxSyncEntries else {
+                    throw GridError(.badRequest, "a MEM_SYNC carries at most \(Self.maxSyncEntries) entries (got \(m.entries.count))")
+                }
+                // Every entry must carry its writer's seal, for a person who may write that key. One that does not is
+                // refused alone, with its reason, as one over the budget is: a batch carries many people's writes,
+                // and one bad entry must not hold up the rest.
+                var unsealed: [String: String] = [:]
+                let sealed = m.entries.filter { e in
+                    guard let why = checkSeal(of: e) else { return true }
+                    unsealed[e.key] = why.message
+                    return false
+                }
+                if !unsealed.isEmpty {
+                    logger.info(
+                        "refused memory entries without a good seal",
+                        metadata: ["grid.worker.id": "\(caller.peer ?? "")", "grid.keys": "\(unsealed.count)", "grid.error": "\(unsealed.values.min() ?? "")"])
+                }
                 // The writer learns which of its entries lost, and to which version, never the value that won: any
                 // proven peer may send a MEM_SYNC (an old version of any key), and reading a key needs a mandate. It
                 // learns too which did not fit this peer's budget, and why: a proven peer cannot fill this one either.
-                let applied = memory.apply(m.entries)
+                var applied = memory.apply(sealed)
+                applied.refused.merge(unsealed) { kept, _ in kept }
                 if applied.allKept { return (.ok(Msg.Ok()), nil) }
                 let lost = applied.lost.map { Msg.MemEntry(key: $0.key, value: nil, version: $0.version, origin: $0.origin) }
                 return (.memEntries(Msg.MemEntries(entries: lost, refused: applied.refused.isEmpty ? nil : applied.refused)), nil)
@@ -706,15 +723,30 @@ public actor PeerService: Service {
     /// Why a replica from another peer may not be kept here, or nil: its seal is not its writer's, under a person's
     /// session with that writer or the manager's write ticket for it, or that person may not write its key where this
     /// peer holds what it holds (`PeerNamespace.mayWrite`).
+    /// A public name's entry is kept only by the name's owners (by this peer's view) or a peer that holds it already:
+    /// first come holds only where the first claim is held, so a claim pushed to a peer that is no owner (and never
+    /// saw the name) is not kept to be read back as the name's.
     func checkSeal(of entry: Msg.MemEntry) -> GridError? {
         guard let managerKey else { return GridError(.unreachable, "this peer does not know its manager's key yet") }
         if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
-        switch sealChecker!.check(key: entry.key, value: entry.value, version: entry.version, origin: entry.origin, seal: entry.seal) {
-        case .failure(let e): return e
-        case .success(let sealed):
-            return PeerNamespace.mayWrite(entry.key, value: entry.value, current: memory.get(entry.key)?.value, user: sealed.user, files: sealed.filePrefix)
+        let current = memory.get(entry.key)
+        let result = sealChecker!.check(key: entry.key, value: entry.value, version: entry.version, origin: entry.origin, seal: entry.seal) { claimed in
+            PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: claimed.user, files: claimed.filePrefix)
         }
+        if case .failure(let e) = result { return e }
+        if PeerNamespace.owner(of: entry.key) == nil, current == nil, let selfId,
+            !Rendezvous.owners(of: entry.key, among: memberIds, replicas: config.replicas).contains(selfId)
+        {
+            return GridError(.forbidden, "this peer is no owner of that public name and holds none of it")
+        }
+        return nil
     }
+
+    /// A value's size as JSON text, as a writer measures it (`setMem`).
+    static let encodedSize: @Sendable (JSONValue) -> Int = { (try? GridJSON.encode($0).count) ?? Int.max }
+
+    /// The most entries one `MEM_SYNC` may carry (a writer's batches carry at most 1,000).
+    static let maxSyncEntries = 1_000
 
     /// The user a person's request acts for; a peer (which acts for a user only with a ticket) is refused.
     private func person(_ caller: Caller, _ message: GridMessage) throws -> String {

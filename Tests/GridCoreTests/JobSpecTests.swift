@@ -120,3 +120,17 @@ struct JobSpecTests {
         #expect(spec.resources == Resources(cpus: 3, ramGb: 7, gpus: 2))
     }
 }
+
+/// `--save-outputs PREFIX` names what the manager's write ticket covers: an empty prefix would cover every file of the
+/// owner's, so it is refused with the rest of the name rules.
+@Suite struct SaveOutputsPrefixTests {
+    @Test(arguments: ["", "../x", "/abs", String(repeating: "p", count: 401)])
+    func aPrefixThatCoversTooMuchOrNothingIsRefused(prefix: String) {
+        #expect(throws: GridError.self) { try JobSpec(name: "j", saveOutputsAs: prefix).validate() }
+    }
+
+    @Test func aPrefixOfNamesIsKept() throws {
+        try JobSpec(name: "j", saveOutputsAs: "results/").validate()
+        try JobSpec(name: "j", saveOutputsAs: "run1-").validate()
+    }
+}

@@ -106,6 +106,21 @@ import Testing
         #expect(await code(.setMem(Msg.SetMem(key: "a\u{0}b", value: .number(1)))) == .badRequest)
         #expect(await code(.setMem(Msg.SetMem(key: "", value: .number(1)))) == .badRequest)
         #expect(await code(.delMem(Msg.MemKey(key: "no-such-key"))) == .notFound)
+        // A null value would be a value here and a deletion on the wire: refused.
+        #expect(await code(.setMem(Msg.SetMem(key: "nothing", value: .null))) == .badRequest)
+        // Values the cheap size bound over-counts (24 bytes a number, 2 a slash) but whose text is within the limit: kept
+        // by every owner, not only by the peer written to (the other measured them by the bound, and refused them).
+        let numbers = JSONValue.array(Array(repeating: .number(1), count: 100_000))
+        let slashes = JSONValue.string(String(repeating: "/", count: 200_000))
+        let second = try await g.link(peers[1])
+        for (key, value) in [("numbers", numbers), ("slashes", slashes)] {
+            _ = try await link.request(.setMem(Msg.SetMem(key: key, value: value)), timeout: 30)
+            guard case .memKeys(let held) = try await second.request(.listMem(Msg.ListMem(prefix: key, local: true))).message else {
+                throw TestGridError("no MEM_KEYS")
+            }
+            #expect(held.keys == [key], "\(key) is not held by the second owner")
+        }
+        await second.close()
         // Peer-only messages are refused to a person's token.
         #expect(await code(.memSync(Msg.MemEntries(entries: []))) == .forbidden)
         #expect(await code(.chunkGet(Msg.ChunkData(hash: String(repeating: "a", count: 64)))) == .forbidden)

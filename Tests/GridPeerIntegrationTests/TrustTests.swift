@@ -407,7 +407,8 @@ import Testing
         // Alice opened with that peer (unsealed, it is refused)…
         _ = try await g.status(peers[0])
         let ahead = Int64(Date().timeIntervalSince1970 * 1000) + 120_000
-        #expect(sync(version: "\(ahead)", value: #""pinned-by-a-peer""#)?["type"] as? String == "ERROR")
+        let unsealed = sync(version: "\(ahead)", value: #""pinned-by-a-peer""#)
+        #expect(unsealed?["type"] as? String == "MEM_ENTRIES" && (unsealed?["refused"] as? [String: String])?[stored]?.contains("no seal") == true, "\(unsealed ?? [:])")
         let pinned = try worker.sealed(stored, .string("pinned-by-a-peer"), version: ahead, signer: mine, authority: try await g.session(with: worker))
         c.send(String(decoding: try GridMessage.memSync(Msg.MemEntries(entries: [pinned])).encodeLine(id: 99, bulkBytes: nil), as: UTF8.self) + "\n")
         let kept = c.readMessage(timeout: 10)
@@ -447,12 +448,20 @@ import Testing
         let diary = PeerNamespace.stored("diary", user: "alice", kind: .memory)
         let notice = PeerNamespace.stored("notice", user: nil, kind: .memory)
         let now = Int64(Date().timeIntervalSince1970 * 1000) + 1000
+        // Each forgery goes beside an honest entry of Mallory's own: the forgery is refused alone, with its reason, and
+        // the honest one is kept (a batch carries many people's writes).
+        var n = 0
         func refused(_ entry: Msg.MemEntry, _ words: String, sourceLocation: SourceLocation = #_sourceLocation) async {
+            n += 1
             do {
-                let answer = try await link.request(.memSync(Msg.MemEntries(entries: [entry])), timeout: 10).message
-                Issue.record("a forged entry was answered \(answer.type)", sourceLocation: sourceLocation)
-            } catch let e as GridError {
-                #expect(e.code == .forbidden && e.message.contains(words), "\(e)", sourceLocation: sourceLocation)
+                let own = try worker.sealed(
+                    PeerNamespace.stored("beside-\(n)", user: "mallory", kind: .memory), .number(Double(n)), version: now, signer: mine, authority: hers)
+                let answer = try await link.request(.memSync(Msg.MemEntries(entries: [entry, own])), timeout: 10).message
+                guard case .memEntries(let m) = answer, let why = m.refused?[entry.key] else {
+                    Issue.record("a forged entry was answered \(answer)", sourceLocation: sourceLocation)
+                    return
+                }
+                #expect(why.contains(words) && m.refused?[own.key] == nil, "\(m)", sourceLocation: sourceLocation)
             } catch {
                 Issue.record("\(error)", sourceLocation: sourceLocation)
             }
@@ -466,15 +475,16 @@ import Testing
         await refused(try worker.sealed(notice, PeerNamespace.wrap(.string("mine"), owner: "mallory"), version: now, signer: mine, authority: hers), "held by another")
         await refused(try worker.sealed(notice, nil, version: now, signer: mine, authority: hers), "held by another")
         await refused(try worker.sealed(notice, PeerNamespace.wrap(.string("x"), owner: "alice"), version: now, signer: mine, authority: hers), "names another owner")
-        // A seal made for one value carried over to another, or passed off as an honest peer's write.
-        var changed = try worker.sealed(PeerNamespace.stored("m", user: "mallory", kind: .memory), .string("a"), version: now, signer: mine, authority: hers)
-        changed.key = diary
+        // Even a seal under a session Alice opened with Mallory's peer binds what it was made for: not another value,
+        // not another peer's name as its origin, not another key's signature.
+        let aliceThere = try await g.session(with: worker)
+        var changed = try worker.sealed(diary, .string("a"), version: now, signer: mine, authority: aliceThere)
+        changed.value = .string("b")
         await refused(changed, "was not signed by its writer")
-        var moved = try worker.sealed(diary, .string("x"), version: now, signer: mine, authority: hers)
+        var moved = try worker.sealed(diary, .string("x"), version: now, signer: mine, authority: aliceThere)
         moved.origin = peers[1].id
         await refused(moved, "not by its origin")
-        // A seal made with a key the credential does not name.
-        await refused(try worker.sealed(diary, .string("x"), version: now, signer: PeerTrust.Signer(), authority: hers), "was not signed by its writer")
+        await refused(try worker.sealed(diary, .string("x"), version: now, signer: PeerTrust.Signer(), authority: aliceThere), "was not signed by its writer")
 
         // Alice reads back what she wrote, through either peer.
         for peer in peers {

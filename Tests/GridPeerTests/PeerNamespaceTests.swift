@@ -1,5 +1,6 @@
 import GridCore
 import GridPeer
+import GridProtocol
 import Testing
 
 @Suite("PeerNamespace and VersionRules")
@@ -140,5 +141,33 @@ struct PeerNamespaceTests {
         #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: "alice", kind: .memory), value: .null, current: nil, user: "alice", files: "results/")))
         #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: nil, kind: .file), value: hers, current: nil, user: "alice", files: "results/")))
         #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: "bob", kind: .file), value: .null, current: nil, user: "alice", files: "results/")))
+    }
+
+    /// A public name whose replicas disagree on its owner is read as the owner most replicas name, on a tie the first
+    /// claim: never the newest version alone.
+    @Test func aDisputedPublicNameGoesToTheMostReplicasThenTheFirstClaim() {
+        #expect(PeerNamespace.firstClaim([]) == nil)
+        #expect(PeerNamespace.firstClaim([("alice", 1), ("alice", 9)]) == nil, "one owner: no dispute")
+        #expect(PeerNamespace.firstClaim([("alice", 5), ("mallory", Int64.max)]) == "alice")
+        #expect(PeerNamespace.firstClaim([("mallory", 1), ("alice", 5), ("alice", 6)]) == "alice", "more replicas")
+        #expect(PeerNamespace.firstClaim([("bob", 5), ("alice", 5)]) == "alice", "a full tie goes by name, the same for every reader")
+        #expect(PeerNamespace.firstClaim([("a", Int64.min), ("b", Int64.min), ("b", Int64.max)]) == "b")
+    }
+
+    /// A receiver measures a value as its writer did: the cheap bound counts 24 bytes a number, so a value of many
+    /// small numbers the writer measured and took is measured again, not refused on the bound.
+    @Test func aValueIsMeasuredAsItsWriterMeasuredIt() {
+        let key = PeerNamespace.stored("k", user: "alice", kind: .memory)
+        let ones = JSONValue.array(Array(repeating: .number(1), count: 100_000))
+        #expect(ones.encodedSizeBound > PeerNames.maxValueBytes)
+        #expect(EntryRules.check(key: key, origin: "w", value: ones)?.code == .badRequest, "the bound alone refuses it")
+        #expect(EntryRules.check(key: key, origin: "w", value: ones, encodedSize: { _ in 200_001 }) == nil)
+        #expect(EntryRules.check(key: key, origin: "w", value: ones, encodedSize: { _ in PeerNames.maxValueBytes + 129 })?.code == .badRequest)
+        #expect(EntryRules.check(key: key, origin: "w", value: ones, encodedSize: { _ in Int.max })?.code == .badRequest)
+    }
+
+    /// The seal's allowance for a writer's slow clock is the allowance for a version ahead of a receiver's.
+    @Test func aSealsSkewIsTheVersionsSkew() {
+        #expect(PeerTrust.versionSkewSeconds * 1000 == VersionRules.maxSkewMs)
     }
 }

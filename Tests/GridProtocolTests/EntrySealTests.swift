@@ -120,7 +120,7 @@ import Testing
         let late = nowMs + 3_700_000
         let c = manager.credential(workerId: "w-writer", host: "10.0.0.2", port: 9100, key: writer.publicKey, now: late / 1000)
         #expect(refused(check(manifest, version: late, key: key, seal: seal(manifest, version: late, key: key, authority: .init(ticket: ticket), credential: c)), "outside its write ticket"))
-        let early = nowMs - 120_000
+        let early = nowMs - 400_000
         let c2 = manager.credential(workerId: "w-writer", host: "10.0.0.2", port: 9100, key: writer.publicKey, now: early / 1000)
         #expect(refused(check(manifest, version: early, key: key, seal: seal(manifest, version: early, key: key, authority: .init(ticket: ticket), credential: c2)), "outside its write ticket"))
         // A ticket with an expiry at the end of time does not trap.
@@ -161,5 +161,33 @@ import Testing
             .number(0), .array([]), .object([:]), .array([.array([])]), .string(""),
         ]
         #expect(Set(distinct.map(PeerTrust.digest(of:))).count == distinct.count)
+    }
+
+    /// Which keys the person may write is asked first, with the person the seal claims: a forgery for a key its person
+    /// may not write is refused for that, before (and whatever) its signatures.
+    @Test func thePersonsRightToTheKeyIsAskedBeforeAnySignature() {
+        var checker = PeerTrust.SealChecker(managerKey: manager.publicKey)
+        var junk = PeerTrust.Seal(credential: credential, authority: session(user: "mallory"), signature: "AAAA")
+        junk.credential.signature = "BBBB"
+        var asked: [PeerTrust.Sealed] = []
+        let r = checker.check(key: key, value: .null, version: nowMs, origin: "w-writer", seal: junk.text()) { claimed in
+            asked.append(claimed)
+            return GridError(.forbidden, "not yours")
+        }
+        guard case .failure(let e) = r else {
+            Issue.record("a refused person passed")
+            return
+        }
+        #expect(e.message == "not yours" && asked == [PeerTrust.Sealed(user: "mallory", filePrefix: nil)])
+    }
+
+    /// A writer whose clock runs behind the manager's versions its first writes after a renewal before the
+    /// credential's and certificate's issue: up to 5 minutes of that is allowed, no more.
+    @Test func aWriterWhoseClockIsSlowIsAllowedTheVersionSkew() {
+        let value = JSONValue.string("v")
+        let slow = nowMs - 290_000
+        #expect((try? check(value, version: slow, seal: seal(value, version: slow)).get()) != nil)
+        let slower = nowMs - 320_000
+        #expect(refused(check(value, version: slower, seal: seal(value, version: slower)), "outside"))
     }
 }
