@@ -7,14 +7,14 @@ public import GridCore
 /// Any proven peer may send `MEM_SYNC`, so an entry must show, by itself, that its key's person wanted it written: a
 /// **seal**. The peer that wrote it (`origin`) signs the key, the version, the value's digest and its **authority**
 /// with the key its credential names, and the authority says on whose word it wrote:
-/// * a person's session with that peer: their certificate (the manager's), and their signature over the peer's id
-///   and nonce (`SESSION`'s proof): only a peer the person opened a session with has one, and it counts for entries
-///   versioned within the certificate's life;
+/// * a person's write grant to that peer: their certificate (the manager's), and their signature giving that peer
+///   the right to write for them until a time (`SESSION`'s `write_grant`, from a client that writes): it counts for
+///   entries versioned within the grant's last hour and the certificate's life;
 /// * or the manager's write ticket for that peer (`JOB_ASSIGN`): a job's outputs, stored under one name prefix of its
 ///   owner's files, within the job's time.
 ///
-/// What a seal cannot stop: the peer a person writes through could write something else in their name within that
-/// window (it sees their values anyway, and could change them on the way); a replica can replay an older sealed
+/// What a seal cannot stop: the peer a person writes through could write something else in their name within its
+/// grant (it sees their values anyway, and could change them on the way); a replica can replay an older sealed
 /// version (the newer one wins where it is held). Nothing here does I/O or reads a clock.
 extension PeerTrust {
     /// The manager's word that worker `holder` may store `user`'s files whose names start with `prefix`, between
@@ -38,30 +38,28 @@ extension PeerTrust {
         public var signedBytes: Data { PeerTrust.signedText("campusgrid-write-v1", [user, holder, prefix, "\(notBefore)", "\(expires)"]) }
     }
 
-    /// On whose word a peer writes an entry: a person's session with it, or the manager's write ticket for it.
+    /// On whose word a peer writes an entry: a person's write grant to it, or the manager's write ticket for it.
     public struct Authority: Hashable, Sendable, Codable {
         public var certificate: UserCertificate?
-        /// The nonce the writing peer sent in its `HELLO_OK`, and the person's `SESSION` proof over it.
-        public var nonce: String?
-        public var proof: String?
+        /// The person's grant to the writing peer (with `certificate`, whose key signed it).
+        public var grant: WriteGrant?
         public var ticket: WriteTicket?
-        public init(certificate: UserCertificate? = nil, nonce: String? = nil, proof: String? = nil, ticket: WriteTicket? = nil) {
+        public init(certificate: UserCertificate? = nil, grant: WriteGrant? = nil, ticket: WriteTicket? = nil) {
             self.certificate = certificate
-            self.nonce = nonce
-            self.proof = proof
+            self.grant = grant
             self.ticket = ticket
         }
 
-        /// A person's session: what `SESSION` showed the peer on the connection where it sent `nonce`.
-        public static func session(_ session: Msg.Session, nonce: String) -> Authority {
-            Authority(certificate: session.certificate, nonce: nonce, proof: session.proof)
+        /// What a `SESSION` lets its peer write with: its write grant, if it gave one.
+        public static func session(_ session: Msg.Session) -> Authority? {
+            session.writeGrant.map { Authority(certificate: session.certificate, grant: $0) }
         }
 
         /// The person it speaks for (unchecked).
         public var user: String? { ticket?.user ?? certificate?.user }
 
         /// What the entry's signature names it by: its signatures, which only their signers can make.
-        var ref: String { ticket.map { "w:" + $0.signature } ?? "s:" + (certificate?.signature ?? "") + ":" + (proof ?? "") }
+        var ref: String { ticket.map { "w:" + $0.signature } ?? "g:" + (certificate?.signature ?? "") + ":" + (grant?.signature ?? "") }
     }
 
     /// A memory entry's seal: the writing peer's credential, its authority, and its signature over the entry.
@@ -186,13 +184,17 @@ extension PeerTrust {
             let sealed: Sealed
             switch (a.certificate, a.ticket) {
             case (let cert?, nil):
-                guard let nonce = a.nonce, let proof = a.proof, isWellFormed(nonce: nonce) else { return refuse("has a session without its proof") }
+                guard let grant = a.grant else { return refuse("has a certificate without its write grant") }
+                guard grant.holder == origin else { return refuse("has a write grant to \(grant.holder.prefix(64)), not to its writer") }
                 guard remember(cert.signedBytes, cert.signature, key: managerKey) else { return refuse("has a certificate the manager did not sign") }
-                guard remember(sessionChallenge(nonce: nonce, holder: origin, user: cert.user), proof, key: cert.key) else {
-                    return refuse("has no session of \(cert.user.prefix(64)) with its writer")
+                guard remember(grant.signedBytes(user: cert.user), grant.signature, key: cert.key) else {
+                    return refuse("has a write grant \(cert.user.prefix(64))'s key did not sign")
                 }
                 guard within(at, from: cert.expires.subtractingSaturated(userCertificateSeconds), to: cert.expires, early: true) else {
                     return refuse("is versioned outside its person's certificate")
+                }
+                guard within(at, from: grant.expires.subtractingSaturated(writeGrantSeconds), to: grant.expires, early: true) else {
+                    return refuse("is versioned outside its write grant (version \(version), grant until \(grant.expires))")
                 }
                 sealed = Sealed(user: cert.user, filePrefix: nil)
             case (nil, let ticket?):

@@ -94,11 +94,17 @@ public enum Msg {
         public var forward: PeerTrust.Ticket?
         /// Lets the peer read this person's data from other peers (`MEM_FETCH`, `LIST_MEM`).
         public var delegation: PeerTrust.Delegation?
-        public init(certificate: PeerTrust.UserCertificate, proof: String, forward: PeerTrust.Ticket? = nil, delegation: PeerTrust.Delegation? = nil) {
+        /// Lets the peer write this person's data (`PeerTrust.WriteGrant`): what it seals their writes under.
+        public var writeGrant: PeerTrust.WriteGrant?
+        public init(
+            certificate: PeerTrust.UserCertificate, proof: String, forward: PeerTrust.Ticket? = nil, delegation: PeerTrust.Delegation? = nil,
+            writeGrant: PeerTrust.WriteGrant? = nil
+        ) {
             self.certificate = certificate
             self.proof = proof
             self.forward = forward
             self.delegation = delegation
+            self.writeGrant = writeGrant
         }
     }
 

@@ -129,10 +129,16 @@ public enum PeerTrust {
         public var grant: Grant
         public var signer: Signer
         public var delegationSeconds: Int64?
-        public init(grant: Grant, signer: Signer, delegationSeconds: Int64? = PeerTrust.delegationSeconds) {
+        /// How long the peer may write this person's data (`WriteGrant`; nil: not at all: a client that only reads or
+        /// runs tasks gives none), at most `writeGrantSeconds`.
+        public var writeSeconds: Int64?
+        public init(
+            grant: Grant, signer: Signer, delegationSeconds: Int64? = PeerTrust.delegationSeconds, writeSeconds: Int64? = PeerTrust.writeGrantSeconds
+        ) {
             self.grant = grant
             self.signer = signer
             self.delegationSeconds = delegationSeconds
+            self.writeSeconds = writeSeconds
         }
 
         /// The `SESSION` for peer `holder`, whose `HELLO_OK` carried `nonce`: the proof, and, when this pass gives one,
@@ -144,11 +150,37 @@ public enum PeerTrust {
                 d.signature = signer.sign(d.signedBytes(user: user))
                 return d
             }
+            let write = writeSeconds.map { seconds -> WriteGrant in
+                let expires = min(now + min(max(0, seconds), writeGrantSeconds), grant.certificate.expires)
+                var w = WriteGrant(holder: holder, expires: expires, signature: "")
+                w.signature = signer.sign(w.signedBytes(user: user))
+                return w
+            }
             return Msg.Session(
                 certificate: grant.certificate, proof: signer.sign(PeerTrust.sessionChallenge(nonce: nonce, holder: holder, user: user)),
-                forward: grant.forward?.holder == holder ? grant.forward : nil, delegation: delegation)
+                forward: grant.forward?.holder == holder ? grant.forward : nil, delegation: delegation, writeGrant: write)
         }
     }
+
+    /// A person's word, signed with the key of their certificate: "peer `holder` may write my data (values, files,
+    /// deletions) until `expires`". It comes with `SESSION` from a client that writes, and is what that peer seals
+    /// the person's writes under (`Authority`): every replica checks it, so a peer the person only read through, or
+    /// ran tasks on, can write nothing in their name, and one they wrote through only within the grant.
+    public struct WriteGrant: Hashable, Sendable, Codable {
+        public var holder: String
+        public var expires: Int64
+        public var signature: String
+        public init(holder: String, expires: Int64, signature: String) {
+            self.holder = holder
+            self.expires = expires
+            self.signature = signature
+        }
+
+        public func signedBytes(user: String) -> Data { PeerTrust.signedText("campusgrid-write-grant-v1", [user, holder, "\(expires)"]) }
+    }
+
+    /// How long a write grant counts for at most: an entry sealed under one is versioned within this before its expiry.
+    public static let writeGrantSeconds: Int64 = 3600
 
     /// A person's word, signed with the key of their certificate: "peer `holder` may read my data from other peers
     /// until `expires`". It comes with `SESSION`, and needs no manager, so a peer serves its users' reads while no
@@ -430,6 +462,11 @@ public enum PeerTrust {
         if let d = session.delegation {
             guard d.holder == holder, isValid(signature: d.signature, over: d.signedBytes(user: c.user), key: c.key) else {
                 return GridError(.unauthorized, "the delegation is not the certificate key's for this peer")
+            }
+        }
+        if let w = session.writeGrant {
+            guard w.holder == holder, isValid(signature: w.signature, over: w.signedBytes(user: c.user), key: c.key) else {
+                return GridError(.unauthorized, "the write grant is not the certificate key's for this peer")
             }
         }
         if let forward = session.forward {

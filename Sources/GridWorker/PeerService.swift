@@ -389,7 +389,7 @@ public actor PeerService: Service {
         // Reads only with the person's delegation: a forwarding ticket lets this peer hand tasks on, not read their data.
         if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
         var caller = Caller(user: user, certificate: session.certificate)
-        caller.authority = .session(session, nonce: nonce)
+        caller.authority = .session(session)
         return .success(caller)
     }
 
@@ -714,8 +714,13 @@ public actor PeerService: Service {
     /// Who a person's write is for, and what proves it to the peers that keep it: their session here.
     private func writer(_ caller: Caller, _ message: GridMessage) throws -> Writer {
         let user = try person(caller, message)
+        if let grant = caller.authority?.grant, grant.expires <= Self.nowS() {
+            throw GridError(.forbidden, "this session's write grant expired; open a new session to write")
+        }
         guard let authority = caller.authority else {
-            throw GridError(.forbidden, "\(message.type) needs a session: its proof is what other peers keep the write on")
+            throw GridError(
+                .forbidden,
+                "\(message.type) needs a session with a write grant (the client gives one for commands that write): it is what other peers keep the write on")
         }
         return Writer(user: user, authority: authority)
     }

@@ -179,8 +179,8 @@ enum PeerPassStore {
     /// The pass for a session at peer `worker`: this client's key with a fresh grant from the manager (kept for next
     /// time), or, while no manager is reachable, with the grant kept, as long as its certificate is valid (and without
     /// a forwarding ticket: with no manager, a peer forwards nothing). `delegationSeconds`: how long the peer may read
-    /// the user's data from other peers (nil: not at all).
-    static func source(manager: GridClient, delegationSeconds: Int64?) -> PeerLink.GrantSource {
+    /// the user's data from other peers (nil: not at all); `writeSeconds`, how long it may write it (nil: not at all).
+    static func source(manager: GridClient, delegationSeconds: Int64?, writeSeconds: Int64? = nil) -> PeerLink.GrantSource {
         let url = manager.baseURL
         return { worker in
             let kept = load(for: url)
@@ -188,7 +188,7 @@ enum PeerPassStore {
             do {
                 let grant = try await manager.peerGrant(key: signer.publicKey, worker: worker)
                 try save(signer: signer, grant: grant, for: url)
-                return PeerTrust.Pass(grant: grant, signer: signer, delegationSeconds: delegationSeconds)
+                return PeerTrust.Pass(grant: grant, signer: signer, delegationSeconds: delegationSeconds, writeSeconds: writeSeconds)
             } catch let failure as GridClient.Failure where isOffline(failure) {
                 guard var grant = kept?.grant, grant.certificate.expires > Int64(Date().timeIntervalSince1970) else {
                     throw GridError(
@@ -197,7 +197,7 @@ enum PeerPassStore {
                             + "and this client has none (it gets one whenever it reaches the manager)")
                 }
                 grant.forward = nil
-                return PeerTrust.Pass(grant: grant, signer: signer, delegationSeconds: delegationSeconds)
+                return PeerTrust.Pass(grant: grant, signer: signer, delegationSeconds: delegationSeconds, writeSeconds: writeSeconds)
             } catch let failure as GridClient.Failure {
                 throw GridError(GridError.Code(failure.code), "the manager granted no session at peer \(worker): \(failure.message)")
             }

@@ -18,8 +18,9 @@ struct PeerOptions: ParsableArguments {
 
     /// A link to the peer, opened with this client's certificate (the user's token goes only to the manager).
     /// `delegate`: the command reads the user's data, which the peer may then fetch from other peers for ten minutes.
-    func link(delegate: Bool = false) async throws -> PeerLink {
-        try await link(host: host, port: port, delegate: delegate)
+    /// `write`: the command writes the user's data, which the peer then seals with the user's write grant for an hour.
+    func link(delegate: Bool = false, write: Bool = false) async throws -> PeerLink {
+        try await link(host: host, port: port, delegate: delegate, write: write)
     }
 
     /// How long a peer the CLI reads through may read the user's data from other peers (`PeerTrust.Delegation`).
@@ -28,7 +29,7 @@ struct PeerOptions: ParsableArguments {
     /// A link to the peer at `host:port` (this one, or another the manager named): TLS with `--ca`; plain text only on
     /// loopback, or beyond it with `--insecure-plaintext`. The peer first proves which worker it is; the manager then
     /// grants tickets for one session there, which the peer is shown in place of the API token (`PeerLink.connect`).
-    func link(host: String, port: Int, delegate: Bool = false) async throws -> PeerLink {
+    func link(host: String, port: Int, delegate: Bool = false, write: Bool = false) async throws -> PeerLink {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
         let manager = try managerClient()
         var tls: PeerTLS?
@@ -45,7 +46,10 @@ struct PeerOptions: ParsableArguments {
         }
         do {
             return try await PeerLink.connect(
-                host: host, port: port, grant: PeerPassStore.source(manager: manager, delegationSeconds: delegate ? Self.delegationSeconds : nil), tls: tls)
+                host: host, port: port,
+                grant: PeerPassStore.source(
+                    manager: manager, delegationSeconds: delegate ? Self.delegationSeconds : nil, writeSeconds: write ? PeerTrust.writeGrantSeconds : nil),
+                tls: tls)
         } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden, .notAuthenticated, .notFound].contains(e.code) {
             // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
             throw GridError(e.code, "\(e.message) (if the grid speaks TLS, pass --ca with its CA, the manager's ca.pem)")
@@ -99,7 +103,7 @@ struct PeerOptions: ParsableArguments {
     func ask<T>(
         _ message: GridMessage, timeout: Double = 120, expecting what: String, _ extract: (GridMessage) -> T?
     ) async throws -> T {
-        let link = try await link(delegate: Self.reads(message))
+        let link = try await link(delegate: Self.reads(message), write: Self.writes(message))
         do {
             let reply = try await link.request(message, timeout: timeout)
             await link.close()
@@ -110,6 +114,14 @@ struct PeerOptions: ParsableArguments {
         } catch {
             await link.close()
             throw error
+        }
+    }
+
+    /// Whether `message` writes the user's data (the peer seals it with the user's write grant).
+    static func writes(_ message: GridMessage) -> Bool {
+        switch message {
+        case .setMem, .delMem, .putFile, .putFileChunk, .putFileEnd, .deleteFile: true
+        default: false
         }
     }
 
@@ -226,7 +238,7 @@ struct DelMemCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link(delegate: true)
+            let link = try await peer.link(delegate: true, write: true)
             _ = try await link.request(.delMem(Msg.MemKey(key: key)))
             await link.close()
             say("Deleted \(key)")
@@ -258,7 +270,7 @@ struct PutFileCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link()
+            let link = try await peer.link(write: true)
             let m = try await link.upload(path: filepath, as: filename, isPublic: isPublic)
             await link.close()
             if peer.json { try peer.printJSON(m) } else { say("Stored \(m.filename) (\(m.size) bytes, sha256 \(m.sha256))") }
@@ -304,7 +316,7 @@ struct DeleteFileCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
-            let link = try await peer.link(delegate: true)
+            let link = try await peer.link(delegate: true, write: true)
             _ = try await link.request(.deleteFile(Msg.FileRef(filename: filename)))
             await link.close()
             say("Deleted \(filename)")

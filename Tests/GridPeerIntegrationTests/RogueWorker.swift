@@ -191,6 +191,9 @@ extension PeerGrid {
         manager.token = token ?? self.token
         let pass = try await manager.grantSource(worker.id)
         let nonce = PeerTrust.nonce()
-        return .session(pass.session(holder: worker.id, nonce: nonce, now: Int64(Date().timeIntervalSince1970)), nonce: nonce)
+        guard let authority = PeerTrust.Authority.session(pass.session(holder: worker.id, nonce: nonce, now: Int64(Date().timeIntervalSince1970))) else {
+            throw TestGridError("the pass gave no write grant")
+        }
+        return authority
     }
 }

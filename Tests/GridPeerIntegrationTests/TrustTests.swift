@@ -495,6 +495,21 @@ import Testing
             else { throw TestGridError("no MEM_RESULT") }
             #expect(d.value == .string("dear diary") && n.value == .string("alice's notice"), "\(d) \(n)")
         }
+        // A session that gave its peer no write grant (a client that only reads or runs tasks) writes nothing.
+        let reader = try await PeerLink.connect(
+            host: "127.0.0.1", port: peers[0].port,
+            grant: { worker in
+                var pass = try await g.alice.grantSource(worker)
+                pass.writeSeconds = nil
+                return pass
+            }, tls: g.peerTLS())
+        defer { reader.close() }
+        #expect(await code(reader, .setMem(Msg.SetMem(key: "diary", value: .string("x")))) == .forbidden)
+        #expect(await code(reader, .delMem(Msg.MemKey(key: "diary"))) == .forbidden)
+        guard case .memResult(let still) = try await reader.request(.getMem(Msg.MemKey(key: "diary")), timeout: 30).message else {
+            throw TestGridError("no MEM_RESULT")
+        }
+        #expect(still.value == .string("dear diary"))
         // Mallory's own key, sealed for her: kept.
         let own = try worker.sealed(PeerNamespace.stored("m", user: "mallory", kind: .memory), .string("mine"), version: now, signer: mine, authority: hers)
         guard case .ok = try await link.request(.memSync(Msg.MemEntries(entries: [own])), timeout: 10).message else {

@@ -15,13 +15,15 @@ import Testing
 
     var credential: PeerTrust.Credential { manager.credential(workerId: "w-writer", host: "10.0.0.2", port: 9100, key: writer.publicKey, now: now) }
 
-    /// Alice's session with the writer: her certificate, the writer's nonce, her proof over it.
-    func session(holder: String = "w-writer", user: String = "alice", signer: PeerTrust.Signer? = nil, at: Int64? = nil) -> PeerTrust.Authority {
+    /// Alice's session with the writer, from a client that writes: her certificate and her write grant to it.
+    func session(
+        holder: String = "w-writer", user: String = "alice", signer: PeerTrust.Signer? = nil, at: Int64? = nil, writeSeconds: Int64 = 3600
+    ) -> PeerTrust.Authority {
         let signer = signer ?? alice
         let grant = manager.grant(user: user, key: signer.publicKey, holder: nil, now: at ?? now)
         let nonce = String(repeating: "ab", count: 16)
-        let s = PeerTrust.Pass(grant: grant, signer: signer, delegationSeconds: nil).session(holder: holder, nonce: nonce, now: at ?? now)
-        return .session(s, nonce: nonce)
+        let pass = PeerTrust.Pass(grant: grant, signer: signer, delegationSeconds: nil, writeSeconds: writeSeconds)
+        return PeerTrust.Authority.session(pass.session(holder: holder, nonce: nonce, now: at ?? now))!
     }
 
     func seal(_ value: JSONValue?, version: Int64? = nil, key: String? = nil, authority: PeerTrust.Authority? = nil, credential c: PeerTrust.Credential? = nil)
@@ -72,17 +74,19 @@ import Testing
         let forgedGrant = PeerTrust.Signer().grant(user: "alice", key: alice.publicKey, holder: nil, now: now)
         let nonce = String(repeating: "cd", count: 16)
         let forged = PeerTrust.Pass(grant: forgedGrant, signer: alice, delegationSeconds: nil).session(holder: "w-writer", nonce: nonce, now: now)
-        #expect(refused(check(value, seal: seal(value, authority: .session(forged, nonce: nonce))), "certificate the manager did not sign"))
-        // Alice's session with another peer, replayed by this writer.
-        #expect(refused(check(value, seal: seal(value, authority: session(holder: "w-other"))), "no session of alice with its writer"))
-        // Mallory's certificate with a proof Mallory made for Alice's name: the certificate is Mallory's.
+        #expect(refused(check(value, seal: seal(value, authority: PeerTrust.Authority.session(forged)!)), "certificate the manager did not sign"))
+        // Alice's grant to another peer, replayed by this writer.
+        #expect(refused(check(value, seal: seal(value, authority: session(holder: "w-other"))), "not to its writer"))
+        // Mallory's certificate with Alice's grant: Mallory's key did not sign it.
         var stolen = session(user: "mallory", signer: PeerTrust.Signer())
-        stolen.proof = session().proof
-        #expect(refused(check(value, seal: seal(value, authority: stolen)), "no session of mallory"))
-        // A session without its proof, and no authority at all.
+        stolen.grant = session().grant
+        #expect(refused(check(value, seal: seal(value, authority: stolen)), "mallory's key did not sign"))
+        // A session that gave no write grant (a client that only read or ran tasks), and no authority at all.
         var bare = session()
-        bare.proof = nil
-        #expect(refused(check(value, seal: seal(value, authority: bare)), "without its proof"))
+        bare.grant = nil
+        #expect(refused(check(value, seal: seal(value, authority: bare)), "without its write grant"))
+        let readOnly = PeerTrust.Pass(grant: manager.grant(user: "alice", key: alice.publicKey, holder: nil, now: now), signer: alice, writeSeconds: nil)
+        #expect(PeerTrust.Authority.session(readOnly.session(holder: "w-writer", nonce: nonce, now: now)) == nil)
         #expect(refused(check(value, seal: seal(value, authority: PeerTrust.Authority())), "no authority"))
         // Both at once is neither.
         var both = session()
@@ -97,12 +101,21 @@ import Testing
         }
         // Within the credential (10 minutes), the 12 hours a peer cut off from its manager goes on with it, and the
         // skew: good.
-        for version in [nowMs, nowMs + 599_000, nowMs - 29_000, nowMs + 11 * 3_600_000] {
+        for version in [nowMs, nowMs + 599_000, nowMs - 29_000, nowMs + 3_500_000] {
             #expect((try? check(value, version: version, seal: seal(value, version: version)).get()) != nil, "version \(version)")
         }
         // A credential in date, but a certificate that ended a day before: a session cannot be backdated past it.
         let old = session(at: now - 86_400)
         #expect(refused(check(value, seal: seal(value, authority: old)), "outside its person's certificate"))
+        // A write grant counts for its hour (or less, as its client gave), never after.
+        let hour = nowMs + 3_590_000
+        #expect((try? check(value, version: hour, seal: seal(value, version: hour)).get()) != nil)
+        let after = nowMs + 3_700_000
+        #expect(refused(check(value, version: after, seal: seal(value, version: after)), "outside its write grant"))
+        let short = nowMs + 60_000
+        #expect(refused(check(value, version: short, seal: seal(value, version: short, authority: session(writeSeconds: 10))), "outside its write grant"))
+        // A client asking for a day gets the hour.
+        #expect(session(writeSeconds: 86_400).grant?.expires == now + 3600)
     }
 
     @Test func aWriteTicketCoversItsHolderAndItsTimeOnly() throws {
