@@ -849,7 +849,7 @@ public actor ManagerCore {
             // owner's, for the job's time limit and an hour more (setting up its environment, storing the outputs).
             let seconds = Int64(clamping: min(max(spec.minutes, 0), 1 << 20)) * 60 + 3600
             let writeTicket = owner.flatMap { user in
-                spec.saveOutputsAs.map { authority.writeTicket(user: user, holder: worker, prefix: $0, now: Int64(wall()), seconds: seconds) }
+                spec.saveOutputsAs.flatMap { $0.isEmpty ? nil : $0 }.map { authority.writeTicket(user: user, holder: worker, prefix: $0, now: Int64(wall()), seconds: seconds) }
             }
             let message = Msg.JobAssign(
                 job: job.ref, spec: spec, script: job.scriptName, files: files.map { FileEntry(name: $0.name, size: $0.size) },

@@ -12,8 +12,10 @@ public enum PeerNames {
     public static let chunkSize = 4 << 20
     /// How many chunks of one upload a client may have in flight (sent, not yet answered).
     public static let uploadWindow = 4
-    /// Largest file the grid stores (one manifest line must fit the protocol's line limit).
-    public static let maxFileBytes: Int64 = 64 << 30
+    /// Largest file the grid stores: its manifest (about 67 bytes a chunk) must fit a memory value (256 KiB), which
+    /// every replica checks; 14 GiB is 3,584 chunks, about 240 KB. (64 GiB was allowed, and the manifest of anything
+    /// over about 15 GiB was refused by every other replica.)
+    public static let maxFileBytes: Int64 = 14 << 30
     /// The prefix of the manifests' keys in the distributed memory; users cannot name keys with control characters.
     public static let manifestPrefix = "\u{1}file:"
 

@@ -61,6 +61,7 @@ public enum PeerNamespace {
     public static func mayWrite(_ stored: String, value: JSONValue?, current: JSONValue?, user: String, files: String? = nil) -> GridError? {
         guard isValidUser(user) else { return GridError(.forbidden, "a memory entry was sealed for no valid user") }
         if let files {
+            guard !files.isEmpty else { return GridError(.forbidden, "a write ticket with an empty prefix covers nothing") }
             guard stored.hasPrefix(self.stored(files, user: user, kind: .file)) else {
                 return GridError(.forbidden, "a job's write ticket of \(user) covers files named \(String(reflecting: files))…, not this entry")
             }
@@ -83,22 +84,25 @@ public enum PeerNamespace {
         return nil
     }
 
-    /// Whose a public name is when the live replicas a reader got name more than one owner (`claims`: each replica's
-    /// owner and version), or nil when they agree. The owner most replicas name; on a tie, the earliest claim (first
-    /// come). Never the newest version alone: a claim pushed to a replica that held nothing of the name is as new as
-    /// its writer likes.
-    public static func firstClaim(_ claims: [(owner: String, version: Int64)]) -> String? {
-        var byOwner: [String: (count: Int, first: Int64)] = [:]
-        for c in claims {
-            let seen = byOwner[c.owner]
-            byOwner[c.owner] = ((seen?.count ?? 0) + 1, min(seen?.first ?? .max, c.version))
-        }
-        guard byOwner.count > 1 else { return nil }
-        return byOwner.min { a, b in
-            if a.value.count != b.value.count { return a.value.count > b.value.count }
-            if a.value.first != b.value.first { return a.value.first < b.value.first }
-            return a.key < b.key
-        }?.key
+    /// What the live replicas a reader got say of a public name's owner (`owners`: the owner each names).
+    public enum Claims: Hashable, Sendable {
+        /// One owner (or none): the newest version is the name's.
+        case agreed
+        /// More than one, and most replicas name this one: its replicas are the name's.
+        case majority(String)
+        /// More than one, none named by most: nobody can tell which claim came first (versions are what each writer
+        /// says, and a claim pushed to a replica that held nothing is as new as its writer likes).
+        case disputed
+    }
+
+    /// Whose a public name is by its replicas (see `Claims`). Never the newest version across owners.
+    public static func claims(_ owners: [String]) -> Claims {
+        var count: [String: Int] = [:]
+        for o in owners { count[o, default: 0] += 1 }
+        guard count.count > 1 else { return .agreed }
+        let top = count.values.max() ?? 0
+        let leaders = count.filter { $0.value == top }.map(\.key)
+        return leaders.count == 1 ? .majority(leaders[0]) : .disputed
     }
 
     /// A public value, with its owner.

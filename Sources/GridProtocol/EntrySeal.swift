@@ -127,6 +127,19 @@ extension PeerTrust {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
+    /// Why a peer will not seal writes under write grant `grant` it got at `now` (its clock), or nil: expired, or
+    /// running longer ahead than a grant counts for (`writeGrantSeconds`) and the skew: the client's clock is ahead of
+    /// the peer's, and every replica would refuse what it sealed. Said at once, not after each write. Never traps.
+    public static func grantRefusal(_ grant: WriteGrant, now: Int64) -> String? {
+        if grant.expires <= now { return "this session's write grant expired; open a new session to write" }
+        let ahead = grant.expires.subtractingSaturated(now)
+        if ahead > writeGrantSeconds.addingSaturated(versionSkewSeconds) {
+            return "this session's write grant runs \(ahead) s ahead of this peer's clock, more than the \(writeGrantSeconds) s a grant counts for: "
+                + "the client's clock runs \(ahead.subtractingSaturated(writeGrantSeconds)) s or so ahead; set it right to write"
+        }
+        return nil
+    }
+
     /// How far a writer's clock may be behind the issuer's when it versions an entry: as far as a version may be ahead
     /// of a receiver's (`VersionRules.maxSkewMs` in GridPeer, 5 minutes; a test holds them equal).
     public static let versionSkewSeconds: Int64 = 300

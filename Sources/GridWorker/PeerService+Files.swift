@@ -47,7 +47,7 @@ extension PeerService {
             throw GridError(.rateLimited, refusal)
         }
         let id = UUID().uuidString.lowercased()
-        uploads[id] = Upload(filename: m.filename, user: caller.user, isPublic: isPublic, size: size, lastUsed: now)
+        uploads[id] = Upload(filename: m.filename, user: caller.user, isPublic: isPublic, size: size, lastUsed: now, writer: writer, stamp: try await stamp())
         return (.upload(Msg.Upload(uploadId: id, chunkSize: PeerNames.chunkSize, window: PeerNames.uploadWindow)), nil)
     }
 
@@ -122,22 +122,23 @@ extension PeerService {
             throw GridError(.conflict, "the file's SHA-256 is \(sha), not \(claimed): it changed in transit; upload it again")
         }
         let manifest = Msg.FileManifest(filename: upload.filename, size: upload.size, sha256: sha, chunkSize: PeerNames.chunkSize, chunks: upload.chunks)
-        try await saveManifest(manifest, as: writer, isPublic: upload.isPublic)
+        try await saveManifest(manifest, as: upload.writer, isPublic: upload.isPublic, at: upload.stamp)
         logger.info("file stored", metadata: ["grid.file": "\(upload.filename)", "grid.file.size": "\(upload.size)"])
         return manifest
     }
 
     /// Keeps `manifest` as `writer`'s file, or (`isPublic`) as a public one only they may replace or delete.
-    private func saveManifest(_ manifest: Msg.FileManifest, as writer: Writer, isPublic: Bool) async throws {
+    /// `stamp`: the version and credential to seal it with (an upload's, taken when it began).
+    private func saveManifest(_ manifest: Msg.FileManifest, as writer: Writer, isPublic: Bool, at stamp: Stamp? = nil) async throws {
         let user = writer.user
         let encoded = try GridJSON.encode(manifest)
         let value = try GridJSON.decode(JSONValue.self, from: encoded)
         let key = PeerNamespace.stored(manifest.filename, user: isPublic ? nil : user, kind: .file)
         if isPublic {
             try await checkPublicFile(manifest.filename, user: user)
-            _ = try await writeEntry(key, PeerNamespace.wrap(value, owner: user), bytes: encoded.count + user.utf8.count + 32, as: writer)
+            _ = try await writeEntry(key, PeerNamespace.wrap(value, owner: user), bytes: encoded.count + user.utf8.count + 32, as: writer, at: stamp)
         } else {
-            _ = try await writeEntry(key, value, bytes: encoded.count, as: writer)
+            _ = try await writeEntry(key, value, bytes: encoded.count, as: writer, at: stamp)
         }
         manifestCache[key] = (manifest, Date().timeIntervalSince1970)
     }

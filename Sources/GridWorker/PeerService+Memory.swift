@@ -62,16 +62,17 @@ extension PeerService {
     /// Writes a new version of stored key `key` (nil deletes) to its owners, all at once, sealed under `writer`'s
     /// authority (`PeerTrust.Seal`); returns the owners that stored it. A write that an owner refused because it holds
     /// a newer version lost: that is an error (`conflict`), never reported as stored.
-    func writeEntry(_ key: String, _ value: JSONValue?, bytes: Int = 0, as writer: Writer) async throws -> [String] {
+    /// `stamp`: the version and credential to seal with (an upload's, taken when it began); nil: now's.
+    func writeEntry(_ key: String, _ value: JSONValue?, bytes: Int = 0, as writer: Writer, at stamp: Stamp? = nil) async throws -> [String] {
         guard let selfId else { throw GridError(.unreachable, "not registered yet") }
-        await renewCredential()
-        let nowMs = Self.nowMs()
-        // A credential that lapsed while no manager answers still seals for `userCertificateSeconds` more (see
-        // `PeerTrust.SealChecker`).
-        guard let credential, credential.expires.addingReportingOverflow(PeerTrust.userCertificateSeconds).partialValue > nowMs / 1000 else {
-            throw GridError(.unreachable, "this peer has had no credential from its manager for too long, so no peer would keep its writes")
+        let taken: Stamp
+        if let stamp { taken = stamp } else { taken = try await self.stamp() }
+        let version = taken.version
+        let credential = taken.credential
+        // A grant that ran out while this write waited (a slow read of the key's owners) seals nothing any replica keeps.
+        if let grant = writer.authority.grant, version / 1000 > grant.expires.addingReportingOverflow(PeerTrust.clockSkewSeconds).partialValue {
+            throw GridError(.forbidden, "this session's write grant expired while the write waited; open a new session to write")
         }
-        let version = clock.next(nowMs: nowMs)
         let seal = signer.seal(key: key, value: value, version: version, origin: selfId, authority: writer.authority, credential: credential)
         let entry = Msg.MemEntry(key: key, value: value, version: version, origin: selfId, seal: seal)
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
@@ -110,6 +111,17 @@ extension PeerService {
             throw GridError(.unreachable, "none of the key's owners (\(owners.joined(separator: ", "))) could store it; try again")
         }
         return stored
+    }
+
+    /// A version to seal with now, and this peer's credential (renewed first when due). A credential that lapsed while
+    /// no manager answers still seals for `userCertificateSeconds` more (see `PeerTrust.SealChecker`).
+    func stamp() async throws -> Stamp {
+        await renewCredential()
+        let nowMs = Self.nowMs()
+        guard let credential, credential.expires.addingReportingOverflow(PeerTrust.userCertificateSeconds).partialValue > nowMs / 1000 else {
+            throw GridError(.unreachable, "this peer has had no credential from its manager for too long, so no peer would keep its writes")
+        }
+        return Stamp(version: clock.next(nowMs: nowMs), credential: credential)
     }
 
     /// About how many bytes `entry` takes in a `MEM_SYNC` line, its value taking `valueBytes`: its seal travels as a
@@ -232,25 +244,25 @@ extension PeerService {
             MemoryTable.Entry(value: b.value, version: b.version, origin: b.origin)
                 .isNewer(than: MemoryTable.Entry(value: a.value, version: a.version, origin: a.origin))
         }
-        // A public name whose replicas name different owners: first come is what counts, not the newest version (a
-        // claim pushed to an owner that held nothing of the name is as new as its writer likes). The owner most replicas
-        // name is taken, on a tie the earliest claim; and nothing is repaired from it.
-        if PeerNamespace.owner(of: key) == nil, let disputed = Self.firstClaim(among: found.values) {
-            return disputed
+        // A public name whose replicas name different owners: not the newest version (a claim pushed to an owner that
+        // held nothing of the name is as new as its writer likes). The owner most replicas name, else a conflict;
+        // nothing is repaired from either.
+        if PeerNamespace.owner(of: key) == nil {
+            let owners = found.values.compactMap { $0.value.flatMap(PeerNamespace.unwrap)?.owner }
+            switch PeerNamespace.claims(owners) {
+            case .agreed: break
+            case .majority(let owner):
+                return found.values.filter { $0.value.flatMap(PeerNamespace.unwrap)?.owner == owner }.max { $0.version < $1.version }
+            case .disputed:
+                throw GridError(
+                    .conflict, "the peers holding this public name disagree on whose it is (\(Set(owners).sorted().joined(separator: ", "))); it reads again once one of them deletes it")
+            }
         }
         if let newest {
             let size = Self.wireSize(of: newest, valueBytes: (try? GridJSON.encode(newest.value).count) ?? 0)
             for owner in owners where found[owner] != newest { _ = await push([newest], to: owner, bytes: size) as PushOutcome }
         }
         return newest
-    }
-
-    /// For a public name whose live replicas name more than one owner: the replica to read (see `readEntry`); nil
-    /// when they agree.
-    static func firstClaim(among replicas: some Collection<Msg.MemEntry>) -> Msg.MemEntry? {
-        let claims = replicas.compactMap { e in e.value.flatMap(PeerNamespace.unwrap).map { (owner: $0.owner, version: e.version) } }
-        guard let owner = PeerNamespace.firstClaim(claims) else { return nil }
-        return replicas.filter { $0.value.flatMap(PeerNamespace.unwrap)?.owner == owner }.max { $0.version < $1.version }
     }
 
     /// Peer `peer`'s replica of `key`, read with `mandate` (the key's user's, nil for a public key): whether the peer
@@ -368,7 +380,7 @@ extension PeerService {
             var bytes = 0
             for e in entries {
                 let size = Self.wireSize(of: e, valueBytes: (try? GridJSON.encode(e.value).count) ?? 0)
-                if bytes + size > 512 << 10, !batch.isEmpty {
+                if bytes + size > 512 << 10 || batch.count >= Self.maxSyncEntries, !batch.isEmpty {
                     record(await push(batch, to: peer, bytes: bytes), peer)
                     batch = []
                     bytes = 0

@@ -44,6 +44,8 @@ public actor PeerService: Service {
         public var certificate: PeerTrust.UserCertificate?
         /// What that session proves to the peers that keep this person's writes (`PeerTrust.Authority`).
         public var authority: PeerTrust.Authority?
+        /// Why the session's write grant is not used, when it came with one this peer will not seal under.
+        public var writeRefusal: String?
         /// The connection the requests come on (`PeerServer`): its tasks still queued are dropped when it closes.
         public var connection: Int?
         public var isPeer: Bool { peer != nil }
@@ -100,6 +102,16 @@ public actor PeerService: Service {
         /// Chunks that arrived ahead of `next`, kept until the whole-file hash reaches them.
         var early: [Int: ByteBuffer] = [:]
         var lastUsed: Double
+        /// Who writes the manifest, and the version and credential it is sealed with: the upload's start, under the
+        /// write grant of that moment (an upload may outlast the grant, which counts for an hour).
+        var writer: Writer
+        var stamp: Stamp
+    }
+
+    /// The version an entry is sealed with, and the credential that seals it.
+    struct Stamp: Sendable {
+        var version: Int64
+        var credential: PeerTrust.Credential
     }
 
     let config: PeerConfig
@@ -389,7 +401,9 @@ public actor PeerService: Service {
         // Reads only with the person's delegation: a forwarding ticket lets this peer hand tasks on, not read their data.
         if let delegation = session.delegation { keep(PeerTrust.Mandate(certificate: session.certificate, delegation: delegation)) }
         var caller = Caller(user: user, certificate: session.certificate)
-        caller.authority = .session(session)
+        if let grant = session.writeGrant {
+            if let why = PeerTrust.grantRefusal(grant, now: Self.nowS()) { caller.writeRefusal = why } else { caller.authority = .session(session) }
+        }
         return .success(caller)
     }
 
@@ -588,10 +602,6 @@ public actor PeerService: Service {
             // Replication between peers: only a peer that proved its credential.
             case .memSync(let m):
                 try requirePeer(caller, message)
-                if let e = VersionRules.check(m.entries.lazy.map(\.version), nowMs: Self.nowMs()) { throw e }
-                if let e = m.entries.lazy.compactMap({ EntryRules.check(key: $0.key, origin: $0.origin, value: $0.value, encodedSize: Self.encodedSize) }).first {
-                    throw e
-                }
                 guard m.entries.count <= Self.maxSyncEntries else {
                     throw GridError(.badRequest, "a MEM_SYNC carries at most \(Self.maxSyncEntries) entries (got \(m.entries.count))")
                 }
@@ -599,8 +609,18 @@ public actor PeerService: Service {
                 // refused alone, with its reason, as one over the budget is: a batch carries many people's writes,
                 // and one bad entry must not hold up the rest.
                 var unsealed: [String: String] = [:]
+                let nowMs = Self.nowMs()
                 let sealed = m.entries.filter { e in
-                    guard let why = checkSeal(of: e) else { return true }
+                    // A version out of range, an entry over the limits: refused alone too (a writer whose clock runs
+                    // ahead must not fail everyone's writes in its batches).
+                    if let why = VersionRules.check(e.version, nowMs: nowMs) ?? EntryRules.check(key: e.key, origin: e.origin, value: e.value, encodedSize: Self.encodedSize) {
+                        unsealed[String(e.key.prefix(EntryRules.maxStoredKeyBytes))] = why.message
+                        return false
+                    }
+                    // The very entry held here (a repair pass sends every key to its other owners each time) was
+                    // checked when it came: not checked again.
+                    if let held = memory.get(e.key), held.version == e.version, held.origin == e.origin, held.seal == e.seal { return true }
+                    guard let why = checkSeal(of: e, storing: true) else { return true }
                     unsealed[e.key] = why.message
                     return false
                 }
@@ -718,6 +738,7 @@ public actor PeerService: Service {
             throw GridError(.forbidden, "this session's write grant expired; open a new session to write")
         }
         guard let authority = caller.authority else {
+            if let why = caller.writeRefusal { throw GridError(.forbidden, why) }
             throw GridError(
                 .forbidden,
                 "\(message.type) needs a session with a write grant (the client gives one for commands that write): it is what other peers keep the write on")
@@ -728,10 +749,11 @@ public actor PeerService: Service {
     /// Why a replica from another peer may not be kept here, or nil: its seal is not its writer's, under a person's
     /// session with that writer or the manager's write ticket for it, or that person may not write its key where this
     /// peer holds what it holds (`PeerNamespace.mayWrite`).
-    /// A public name's entry is kept only by the name's owners (by this peer's view) or a peer that holds it already:
-    /// first come holds only where the first claim is held, so a claim pushed to a peer that is no owner (and never
-    /// saw the name) is not kept to be read back as the name's.
-    func checkSeal(of entry: Msg.MemEntry) -> GridError? {
+    /// `storing` (a `MEM_SYNC`): a public name's entry is kept only by the name's owners (by this peer's view) or a
+    /// peer that holds it already: first come holds only where the first claim is held, so a claim pushed to a peer
+    /// that is no owner (and never saw the name) is not kept to be read back as the name's. (A reader takes answers
+    /// from owners it chose itself.)
+    func checkSeal(of entry: Msg.MemEntry, storing: Bool = false) -> GridError? {
         guard let managerKey else { return GridError(.unreachable, "this peer does not know its manager's key yet") }
         if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
         let current = memory.get(entry.key)
@@ -739,7 +761,7 @@ public actor PeerService: Service {
             PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: claimed.user, files: claimed.filePrefix)
         }
         if case .failure(let e) = result { return e }
-        if PeerNamespace.owner(of: entry.key) == nil, current == nil, let selfId,
+        if storing, PeerNamespace.owner(of: entry.key) == nil, current == nil, let selfId,
             !Rendezvous.owners(of: entry.key, among: memberIds, replicas: config.replicas).contains(selfId)
         {
             return GridError(.forbidden, "this peer is no owner of that public name and holds none of it")

@@ -51,4 +51,15 @@ import Testing
         #expect(c.next(nowMs: 50) == 102)
         #expect(c.next(nowMs: 500) == 500)
     }
+
+    /// A deletion is kept a day, so its seal (about 1.2 KB) is not counted against the share of the value it deleted:
+    /// one who deletes much would pay for it all day. A value's seal is counted.
+    @Test func aDeletionsSealIsNotCountedAValuesIs() {
+        let seal = String(repeating: "s", count: 1200)
+        let bare = MemoryTable.size(of: "k", MemoryTable.Entry(value: nil, version: 1, origin: "w"))
+        #expect(MemoryTable.size(of: "k", MemoryTable.Entry(value: nil, version: 1, origin: "w", seal: seal)) == bare)
+        let value = MemoryTable.size(of: "k", MemoryTable.Entry(value: .number(1), version: 1, origin: "w"))
+        #expect(MemoryTable.size(of: "k", MemoryTable.Entry(value: .number(1), version: 1, origin: "w", seal: seal)) == value + 1200)
+        #expect(MemoryTable().tombstoneTTL == 24 * 3600 * 1000)
+    }
 }

@@ -137,21 +137,21 @@ struct PeerNamespaceTests {
         #expect(no(PeerNamespace.mayWrite(mine, value: .null, current: nil, user: "bad name")))
         // A job's write ticket: that prefix of the owner's files, nothing else (no memory key, no public name).
         #expect(ok(PeerNamespace.mayWrite(file, value: .null, current: nil, user: "alice", files: "results/")))
+        #expect(no(PeerNamespace.mayWrite(file, value: .null, current: nil, user: "alice", files: "")), "an empty prefix covers nothing")
         #expect(no(PeerNamespace.mayWrite(file, value: .null, current: nil, user: "alice", files: "other/")))
         #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: "alice", kind: .memory), value: .null, current: nil, user: "alice", files: "results/")))
         #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: nil, kind: .file), value: hers, current: nil, user: "alice", files: "results/")))
         #expect(no(PeerNamespace.mayWrite(PeerNamespace.stored("results/a.txt", user: "bob", kind: .file), value: .null, current: nil, user: "alice", files: "results/")))
     }
 
-    /// A public name whose replicas disagree on its owner is read as the owner most replicas name, on a tie the first
-    /// claim: never the newest version alone.
-    @Test func aDisputedPublicNameGoesToTheMostReplicasThenTheFirstClaim() {
-        #expect(PeerNamespace.firstClaim([]) == nil)
-        #expect(PeerNamespace.firstClaim([("alice", 1), ("alice", 9)]) == nil, "one owner: no dispute")
-        #expect(PeerNamespace.firstClaim([("alice", 5), ("mallory", Int64.max)]) == "alice")
-        #expect(PeerNamespace.firstClaim([("mallory", 1), ("alice", 5), ("alice", 6)]) == "alice", "more replicas")
-        #expect(PeerNamespace.firstClaim([("bob", 5), ("alice", 5)]) == "alice", "a full tie goes by name, the same for every reader")
-        #expect(PeerNamespace.firstClaim([("a", Int64.min), ("b", Int64.min), ("b", Int64.max)]) == "b")
+    /// A public name whose replicas disagree on its owner is read as the owner most replicas name, and is disputed
+    /// (a conflict) on a tie: never the newest version alone, whatever the versions say.
+    @Test func aDisputedPublicNameGoesToTheMostReplicasOrIsAConflict() {
+        #expect(PeerNamespace.claims([]) == .agreed)
+        #expect(PeerNamespace.claims(["alice", "alice"]) == .agreed, "one owner: no dispute")
+        #expect(PeerNamespace.claims(["mallory", "alice", "alice"]) == .majority("alice"), "more replicas")
+        #expect(PeerNamespace.claims(["alice", "mallory"]) == .disputed)
+        #expect(PeerNamespace.claims(["a", "b", "b", "a"]) == .disputed)
     }
 
     /// A receiver measures a value as its writer did: the cheap bound counts 24 bytes a number, so a value of many

@@ -203,4 +203,18 @@ import Testing
         let slower = nowMs - 320_000
         #expect(refused(check(value, version: slower, seal: seal(value, version: slower)), "outside"))
     }
+
+    /// A peer will not seal under a grant that has expired, or that runs further ahead of its clock than a grant
+    /// counts for (the client's clock is ahead, and every replica would refuse what it sealed): it says so at once.
+    @Test func aGrantRunningAheadOfThePeersClockIsRefusedWithTheReason() {
+        func grant(_ expires: Int64) -> PeerTrust.WriteGrant { PeerTrust.WriteGrant(holder: "w", expires: expires, signature: "") }
+        #expect(PeerTrust.grantRefusal(grant(now + 3600), now: now) == nil)
+        #expect(PeerTrust.grantRefusal(grant(now + 3600 + 300), now: now) == nil, "within the skew")
+        #expect(PeerTrust.grantRefusal(grant(now + 1), now: now) == nil)
+        #expect(PeerTrust.grantRefusal(grant(now), now: now)?.contains("expired") == true)
+        #expect(PeerTrust.grantRefusal(grant(now + 7200), now: now)?.contains("clock runs") == true)
+        for (expires, at) in [(Int64.max, now), (Int64.min, now), (now, Int64.min), (now, Int64.max), (Int64.max, Int64.min)] {
+            #expect(PeerTrust.grantRefusal(grant(expires), now: at) != nil || expires > at, "\(expires) at \(at)")
+        }
+    }
 }
