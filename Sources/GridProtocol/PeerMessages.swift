@@ -265,9 +265,13 @@ extension Msg {
         /// In the answer to `MEM_SYNC`: the keys this peer did not keep because they do not fit its storage budget, with
         /// the reason for the writer (nil when none).
         public var refused: [String: String]?
-        public init(entries: [MemEntry], refused: [String: String]? = nil) {
+        /// Of `refused`, the keys refused for what they are (no good seal, a version or a size out of range), not for
+        /// room: the writer's write fails `forbidden`, not `insufficient_storage`.
+        public var forbidden: [String]?
+        public init(entries: [MemEntry], refused: [String: String]? = nil, forbidden: [String]? = nil) {
             self.entries = entries
             self.refused = refused
+            self.forbidden = forbidden
         }
     }
 

@@ -79,6 +79,7 @@ extension PeerService {
         var stored: [String] = []
         var lost: [String] = []
         var refused: [(peer: String, reason: String)] = []
+        var forbidden: [(peer: String, reason: String)] = []
         if owners.contains(selfId) {
             switch memory.store(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId, seal: seal)) {
             case .kept: stored.append(selfId)
@@ -95,12 +96,17 @@ extension PeerService {
                 case .stored: stored.append(owner)
                 case .lost: lost.append(owner)
                 case .refused(let reason, _): refused.append((owner, reason))
+                case .forbidden(let reason, _): forbidden.append((owner, reason))
                 case .failed: break
                 }
             }
         }
         // A peer with no room refuses the write (a replica that did keep it is then the only copy, and is replaced or
         // deleted as any other): the writer learns why, from the first peer that said so.
+        // An owner that would not keep it for what it is (its seal, version or size): said as such.
+        if let first = forbidden.min(by: { $0.peer < $1.peer }) {
+            throw GridError(.forbidden, "\(first.reason) (peer \(first.peer)); this write was not kept there")
+        }
         if let first = refused.min(by: { $0.peer < $1.peer }) {
             throw GridError(.insufficientStorage, "\(first.reason) (peer \(first.peer)); this write was not stored on every owner")
         }
@@ -172,6 +178,7 @@ extension PeerService {
             // The peer answers OK, or MEM_ENTRIES with the newer replicas that some of the entries lost to.
             var winners: [String: MemoryTable.Entry]?
             var refused: [String: String] = [:]
+            var forbiddenKeys: Set<String> = []
             do {
                 let reply = try await ask(peer, .memSync(Msg.MemEntries(entries: batch)), timeout: 10)
                 if case .memEntries(let m) = reply.message {
@@ -179,6 +186,7 @@ extension PeerService {
                         m.entries.map { ($0.key, MemoryTable.Entry(value: $0.value, version: $0.version, origin: $0.origin)) },
                         uniquingKeysWith: { a, b in a.isNewer(than: b) ? a : b })
                     refused = m.refused ?? [:]
+                    forbiddenKeys = Set(m.forbidden ?? [])
                 } else {
                     winners = [:]
                 }
@@ -192,8 +200,8 @@ extension PeerService {
                 }
                 let entries = groupEntries[k]
                 let mine = Set(entries.lazy.map(\.key).filter { refused[$0] != nil })
-                if let reason = mine.min().flatMap({ refused[$0] }) {
-                    w.resume(returning: .refused(reason, keys: mine))
+                if let key = mine.min(), let reason = refused[key] {
+                    w.resume(returning: mine.contains(where: forbiddenKeys.contains) ? .forbidden(reason, keys: mine) : .refused(reason, keys: mine))
                     continue
                 }
                 let beaten = entries.contains { e in
@@ -370,7 +378,7 @@ extension PeerService {
         func record(_ outcome: PushOutcome, _ peer: String) {
             switch outcome {
             case .stored, .lost: break
-            case .refused(_, let keys): refused[peer, default: []].formUnion(keys)
+            case .refused(_, let keys), .forbidden(_, let keys): refused[peer, default: []].formUnion(keys)
             case .failed: failed.insert(peer)
             }
         }

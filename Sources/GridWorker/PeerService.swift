@@ -80,6 +80,8 @@ public actor PeerService: Service {
         /// The peer has no room for some of the entries (their owner's share, or the peer, is full): why, and which
         /// keys (the others are stored).
         case refused(String, keys: Set<String>)
+        /// The peer would not keep some of the entries for what they are (their seal, version or size): why, and which.
+        case forbidden(String, keys: Set<String>)
         case failed
     }
 
@@ -636,7 +638,12 @@ public actor PeerService: Service {
                 applied.refused.merge(unsealed) { kept, _ in kept }
                 if applied.allKept { return (.ok(Msg.Ok()), nil) }
                 let lost = applied.lost.map { Msg.MemEntry(key: $0.key, value: nil, version: $0.version, origin: $0.origin) }
-                return (.memEntries(Msg.MemEntries(entries: lost, refused: applied.refused.isEmpty ? nil : applied.refused)), nil)
+                return (
+                    .memEntries(
+                        Msg.MemEntries(
+                            entries: lost, refused: applied.refused.isEmpty ? nil : applied.refused, forbidden: unsealed.isEmpty ? nil : unsealed.keys.sorted())),
+                    nil
+                )
             case .memFetch(let m):
                 try requirePeer(caller, message)
                 // A peer reads public names, and the private ones of the person whose mandate it shows (or showed before,

@@ -468,6 +468,8 @@ import Testing
                     return
                 }
                 #expect(why.contains(words) && m.refused?[own.key] == nil, "\(m)", sourceLocation: sourceLocation)
+                // Refused for what it is, not for room: the writer is told `forbidden`.
+                #expect(m.forbidden == [entry.key], "\(m)", sourceLocation: sourceLocation)
             } catch {
                 Issue.record("\(error)", sourceLocation: sourceLocation)
             }
