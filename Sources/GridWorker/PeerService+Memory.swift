@@ -101,12 +101,12 @@ extension PeerService {
                 }
             }
         }
-        // A peer with no room refuses the write (a replica that did keep it is then the only copy, and is replaced or
-        // deleted as any other): the writer learns why, from the first peer that said so.
         // An owner that would not keep it for what it is (its seal, version or size): said as such.
         if let first = forbidden.min(by: { $0.peer < $1.peer }) {
             throw GridError(.forbidden, "\(first.reason) (peer \(first.peer)); this write was not kept there")
         }
+        // A peer with no room refuses the write (a replica that did keep it is then the only copy, and is replaced or
+        // deleted as any other): the writer learns why, from the first peer that said so.
         if let first = refused.min(by: { $0.peer < $1.peer }) {
             throw GridError(.insufficientStorage, "\(first.reason) (peer \(first.peer)); this write was not stored on every owner")
         }
