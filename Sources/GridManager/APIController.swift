@@ -52,7 +52,7 @@ struct APIController: Sendable {
         try await refuseJoinToken(request)
         try admitRegistration(client: context.clientAddress)
         let body = try await request.decode(as: API.Credentials.self, context: context)
-        let user = try await createAccount(username: body.username, password: body.password)
+        let user = try await createAccount(username: body.username, password: body.password, client: context.clientAddress)
         let token = try await issueToken(for: user, kind: .api)
         return try jsonResponse(token, status: .created, request: request, context: context)
     }
@@ -74,7 +74,8 @@ struct APIController: Sendable {
     }
 
     /// Creates an account after checking the username and password rules (shared by the API and the dashboard).
-    func createAccount(username raw: String, password: String) async throws -> UserRecord {
+    func createAccount(username raw: String, password: String, client: String) async throws -> UserRecord {
+        if let refusal = admins.registrationRefusal(username: raw, client: client) { throw refusal }
         let username = raw.trimmingCharacters(in: .whitespaces)
         guard username.count >= 2, username.count <= 32,
             username.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0)) })

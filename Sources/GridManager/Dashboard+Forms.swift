@@ -34,9 +34,9 @@ extension Dashboard {
         do {
             try api.admitRegistration(client: session.client)
             guard password == (form["password2"] ?? password) else { throw GridError(.badRequest, "the two passwords differ") }
-            let user = try await api.createAccount(username: username, password: password)
+            let user = try await api.createAccount(username: username, password: password, client: session.client)
             return try await startSession(user, request: request, to: "/")
-        } catch let error as GridError where error.code == .badRequest || error.code == .conflict {
+        } catch let error as GridError where error.code == .badRequest || error.code == .conflict || error.code == .forbidden {
             return try await page(
                 "register", title: "Register · CampusGrid", session: session, request: request, nav: "register", status: error.status,
                 ["error": error.message, "username": username])

@@ -66,8 +66,11 @@ extension Integration {
 
             // The manager binds a campus address: TLS by default, nothing asked for.
             let manager = try grid.spawn(
-                "manager", ["manager", "--data-dir", grid.root + "/manager", "--host", "10.213.0.1", "--port", "0", "--dashboard-port", "0", "--json"],
-                launcher: exec(nsM))
+                "manager",
+                [
+                    "manager", "--data-dir", grid.root + "/manager", "--host", "10.213.0.1", "--port", "0", "--dashboard-port", "0", "--json",
+                    "--admin", "dora",
+                ], launcher: exec(nsM))
             guard let line = await manager.nextLine(timeout: 60), let ready = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
                 case .number(let gridPort)? = ready["grid_port"], case .number(let httpPort)? = ready["http_port"], ready["tls"] == .bool(true)
             else { throw TestGridError("the manager did not become ready with TLS:\n\(manager.errorLog.suffix(3000))") }
@@ -82,6 +85,10 @@ extension Integration {
 
             let password = "wire-secret-password-\(tag)"
             _ = try await cli(["register", "--username", "alice", "--password-stdin"], stdin: password + "\n")
+            // A name the operator made an admin before its account existed is not for the first stranger to take: from
+            // another machine its registration is refused.
+            let squat = try await grid.cli(["register", "--username", "dora", "--password-stdin", "--manager", url, "--ca", ca], stdin: password + "\n")
+            #expect(squat.status != 0 && squat.stderr.contains("kept for an admin"), "\(squat.stderr)")
             func field(_ json: String, _ key: String) -> String? {
                 (try? JSONDecoder().decode([String: JSONValue].self, from: Data(json.utf8)))?[key].flatMap { if case .string(let s) = $0 { s } else { nil } }
             }
