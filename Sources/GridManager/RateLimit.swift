@@ -1,4 +1,5 @@
 import Foundation
+import GridProtocol
 
 /// A token bucket per key, with time passed in: `burst` requests at once, then `burst` more per `window` seconds,
 /// spread evenly. Pure, so the tests drive the clock by hand; `RateLimiter` is its shell.
@@ -57,21 +58,11 @@ struct RateLimit: Sendable {
 
     /// The key a client address is limited under: an IPv4 address as it is (also one mapped into IPv6), an IPv6
     /// address by its /64 (one host is given a whole /64, so per address it had as many tries as it liked).
-    static func addressKey(_ address: String) -> String {
-        guard address.contains(":") else { return address }
-        var raw = in6_addr()
-        guard inet_pton(AF_INET6, address, &raw) == 1 else { return address }
-        let bytes = withUnsafeBytes(of: raw) { Array($0) }
-        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
-            return bytes[12..<16].map { String($0) }.joined(separator: ".")
-        }
-        return stride(from: 0, to: 8, by: 2).map { String(format: "%02x%02x", bytes[$0], bytes[$0 + 1]) }.joined(separator: ":") + "::/64"
-    }
+    /// (`ClientAddress.key`, shared with the listeners' count of strangers.)
+    static func addressKey(_ address: String) -> String { ClientAddress.key(address) }
 
     /// Whether `address` is the manager's own machine (127.0.0.0/8, ::1, or IPv4 loopback mapped into IPv6).
-    static func isLoopback(_ address: String) -> Bool {
-        address == "::1" || address.hasPrefix("127.") || address.lowercased().hasPrefix("::ffff:127.")
-    }
+    static func isLoopback(_ address: String) -> Bool { ClientAddress.isLoopback(address) }
 
     /// Forgets `key` (a login that succeeded starts afresh).
     mutating func reset(_ key: String) { buckets[key] = nil }

@@ -17,6 +17,38 @@ struct StrangerLimitsTests {
         #expect(tally.admit("10.0.0.2") == nil, "another address has its own count")
     }
 
+    /// One host is given a whole IPv6 /64: its addresses count as one (before, each address had its own 256 pending
+    /// places); an IPv4 address mapped into IPv6 counts as itself.
+    @Test func anIPv6SlashSixtyFourCountsAsOneAddress() {
+        var tally = StrangerTally(limits: Self.small)
+        #expect(tally.admit("2001:db8:1:2::1") == nil)
+        #expect(tally.admit("2001:db8:1:2:ffff::9") == nil)
+        #expect(tally.admit("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == .tooManyPending(2))
+        #expect(tally.admit("2001:db8:1:3::1") == nil, "another /64")
+        #expect(tally.admit("::ffff:10.0.0.1") == nil)
+        #expect(tally.admit("10.0.0.1") == nil)
+        #expect(tally.admit("10.0.0.1") == .tooManyPending(2), "mapped and plain IPv4 are one address")
+        tally.closed("2001:db8:1:2::77", wasAuthenticated: false)
+        #expect(tally.admit("2001:db8:1:2::5") == nil, "a place of the /64 came back")
+    }
+
+    /// Strangers spread over many addresses still hold at most `maxPendingInAll` pending places; authenticating or
+    /// closing gives one back.
+    @Test func pendingConnectionsFromEveryAddressTogetherAreCapped() {
+        var tally = StrangerTally(limits: StrangerLimits(maxPendingPerAddress: 2, maxOpenPerAddress: 3, maxPendingInAll: 3))
+        for i in 1...3 { #expect(tally.admit("10.0.0.\(i)") == nil) }
+        #expect(tally.admit("10.0.0.9") == .tooManyPendingInAll(3))
+        tally.authenticated("10.0.0.1")
+        #expect(tally.admit("10.0.0.9") == nil)
+        #expect(tally.admit("10.0.0.8") == .tooManyPendingInAll(3))
+        tally.closed("10.0.0.2", wasAuthenticated: false)
+        #expect(tally.pendingInAll == 2)
+        // Nothing counted is never taken away: a close of an address never admitted leaves the count alone.
+        tally.closed("10.9.9.9", wasAuthenticated: false)
+        tally.authenticated("10.9.9.9")
+        #expect(tally.pendingInAll == 2)
+    }
+
     @Test func anAuthenticatedConnectionFreesItsPendingPlaceButStillCountsAsOpen() {
         var tally = StrangerTally(limits: Self.small)
         #expect(tally.admit("a") == nil)
