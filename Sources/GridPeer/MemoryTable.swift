@@ -114,9 +114,8 @@ public struct MemoryTable: Sendable {
     public static func size(of key: String, _ entry: Entry) -> Int64 {
         let value = entry.value.map { max($0.encodedSizeBound, $0.memoryFootprint) } ?? 0
         return StorageBudget.sum(
-            // A deletion's seal is not counted: it is kept a day, and a person who deletes much would pay for it all day.
-            Int64(key.utf8.count) + Int64(entry.origin.utf8.count) + Int64(entry.value == nil ? 0 : entry.seal?.utf8.count ?? 0) + 64,
-            Int64(clamping: value))
+            // A deletion's seal is counted too: it is kept (a day) and passed on with it.
+            Int64(key.utf8.count) + Int64(entry.origin.utf8.count) + Int64(entry.seal?.utf8.count ?? 0) + 64, Int64(clamping: value))
     }
 
     /// What each held key is counted as, and against whom.

@@ -249,8 +249,9 @@ extension PeerTrust {
 
 /// The bounds of a seal a peer accepts.
 public enum EntrySealRules {
-    /// A credential, a certificate, a proof and a signature take about 1.2 KB; a write ticket's prefix up to 400 bytes.
-    public static let maxSealBytes = 4_096
+    /// A credential, a certificate, a grant and a signature take about 1.2 KB; a write ticket's prefix up to 400
+    /// bytes more. (A seal is kept with its entry, deletions included: no more room than that for padding.)
+    public static let maxSealBytes = 2_560
 }
 
 extension PeerTrust.Signer {

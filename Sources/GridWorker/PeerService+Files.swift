@@ -17,6 +17,12 @@ extension PeerService {
     func putFile(_ m: Msg.PutFile, caller: Caller, as writer: Writer) async throws -> Reply {
         try PeerNames.validateFileName(m.filename)
         let isPublic = m.isPublic ?? false
+        // Refused before any byte is stored: a name whose stored key no other peer would keep (the manifest would stay
+        // on this peer alone).
+        let stored = PeerNamespace.stored(m.filename, user: isPublic ? nil : caller.user, kind: .file)
+        guard stored.utf8.count <= EntryRules.maxStoredKeyBytes else {
+            throw GridError(.badRequest, "a file name of \(m.filename.utf8.count) bytes is too long to store (at most about \(PeerNames.maxKeyBytes) bytes)")
+        }
         // A public name someone else holds is refused before any byte is stored.
         if isPublic { try await checkPublicFile(m.filename, user: caller.user) }
         if let text = m.data {
@@ -41,13 +47,16 @@ extension PeerService {
         guard let size = m.size, size >= 0, size <= PeerNames.maxFileBytes else {
             throw GridError(.badRequest, "PUT_FILE needs data (base64) or a size of 0…\(PeerNames.maxFileBytes >> 30) GiB")
         }
+        // Taken before the quota is checked: it may wait on the manager, and the check and the upload's place must
+        // not have a wait between them (concurrent uploads would all pass).
+        let stamp = try await stamp()
         let now = Date().timeIntervalSince1970
         uploads = uploads.filter { now - $0.value.lastUsed < 600 }
         if let refusal = config.uploadQuota.refusal(user: caller.user, openOwners: uploads.values.lazy.map(\.user)) {
             throw GridError(.rateLimited, refusal)
         }
         let id = UUID().uuidString.lowercased()
-        uploads[id] = Upload(filename: m.filename, user: caller.user, isPublic: isPublic, size: size, lastUsed: now, writer: writer, stamp: try await stamp())
+        uploads[id] = Upload(filename: m.filename, user: caller.user, isPublic: isPublic, size: size, lastUsed: now, writer: writer, stamp: stamp)
         return (.upload(Msg.Upload(uploadId: id, chunkSize: PeerNames.chunkSize, window: PeerNames.uploadWindow)), nil)
     }
 
@@ -103,7 +112,7 @@ extension PeerService {
         return (.ok(Msg.Ok(detail: hash)), nil)
     }
 
-    func putFileEnd(_ m: Msg.PutFileEnd, caller: Caller, as writer: Writer) async throws -> Msg.FileManifest {
+    func putFileEnd(_ m: Msg.PutFileEnd, caller: Caller) async throws -> Msg.FileManifest {
         // Another person's upload id is refused before anything changes (it was dropped first).
         guard let upload = uploads[m.uploadId], upload.user == caller.user else {
             throw GridError(.notFound, "no upload \(m.uploadId) in progress here")

@@ -65,6 +65,8 @@ extension PeerService {
     /// `stamp`: the version and credential to seal with (an upload's, taken when it began); nil: now's.
     func writeEntry(_ key: String, _ value: JSONValue?, bytes: Int = 0, as writer: Writer, at stamp: Stamp? = nil) async throws -> [String] {
         guard let selfId else { throw GridError(.unreachable, "not registered yet") }
+        // What every other owner would refuse is refused here, before anything is kept (it would stay on this peer alone).
+        if let e = EntryRules.check(key: key, origin: selfId, value: value, encodedSize: Self.encodedSize) { throw e }
         let taken: Stamp
         if let stamp { taken = stamp } else { taken = try await self.stamp() }
         let version = taken.version
@@ -263,7 +265,9 @@ extension PeerService {
                 return found.values.filter { $0.value.flatMap(PeerNamespace.unwrap)?.owner == owner }.max { $0.version < $1.version }
             case .disputed:
                 throw GridError(
-                    .conflict, "the peers holding this public name disagree on whose it is (\(Set(owners).sorted().joined(separator: ", "))); it reads again once one of them deletes it")
+                    .conflict,
+                    "the peers holding this public name disagree on whose it is (\(Set(owners).sorted().joined(separator: ", "))); it cannot be read, "
+                        + "changed or deleted through a peer that holds no copy of it until they agree")
             }
         }
         if let newest {

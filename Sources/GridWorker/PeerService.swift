@@ -616,7 +616,7 @@ public actor PeerService: Service {
                     // A version out of range, an entry over the limits: refused alone too (a writer whose clock runs
                     // ahead must not fail everyone's writes in its batches).
                     if let why = VersionRules.check(e.version, nowMs: nowMs) ?? EntryRules.check(key: e.key, origin: e.origin, value: e.value, encodedSize: Self.encodedSize) {
-                        unsealed[String(e.key.prefix(EntryRules.maxStoredKeyBytes))] = why.message
+                        unsealed[e.key] = why.message
                         return false
                     }
                     // The very entry held here (a repair pass sends every key to its other owners each time) was
@@ -721,7 +721,9 @@ public actor PeerService: Service {
                 _ = try person(caller, message)
                 return try await putFileChunk(m, payload: payload, caller: caller)
             case .putFileEnd(let m):
-                return (.fileStored(try await putFileEnd(m, caller: caller, as: try writer(caller, message))), nil)
+                // Sealed with the grant of the upload's start (`Upload.writer`): an upload may outlast its grant.
+                _ = try person(caller, message)
+                return (.fileStored(try await putFileEnd(m, caller: caller)), nil)
             case .getFile(let m): return (.fileInfo(try await getFile(m.filename, user: try person(caller, message))), nil)
             case .getFileChunk(let m): return try await getFileChunk(m, user: try person(caller, message))
             case .listFiles(let m):

@@ -597,4 +597,41 @@ import Testing
         let answer = c.readMessage(timeout: 10)
         #expect(answer?["type"] as? String == "ERROR" && (answer?["message"] as? String)?.contains("clock") == true, "\(answer ?? [:])")
     }
+
+    /// A write grant counts for its time only, but an upload begun under it may end after: its manifest is sealed with
+    /// the version and grant of its start, and kept by every owner. A new write on that session is refused, and a file
+    /// name too long for any other peer to keep is refused before a byte is stored.
+    @Test func anUploadOutlastsItsGrantAndALaterWriteDoesNot() async throws {
+        let g = try await PeerGrid(label: "trust-grant-time")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let link = try await PeerLink.connect(
+            host: "127.0.0.1", port: peers[0].port,
+            grant: { worker in
+                var pass = try await g.alice.grantSource(worker)
+                pass.writeSeconds = 2
+                return pass
+            }, tls: g.peerTLS())
+        defer { link.close() }
+        let long = String(repeating: "n", count: 700)
+        #expect(await code(link, .putFile(Msg.PutFile(filename: long, size: 3))) == .badRequest)
+        guard case .upload(let up) = try await link.request(.putFile(Msg.PutFile(filename: "late.txt", size: 3)), timeout: 30).message else {
+            throw TestGridError("no UPLOAD")
+        }
+        // Past the grant's end (it is time itself that is waited for).
+        try await Task.sleep(for: .seconds(3))
+        _ = try await link.request(.putFileChunk(Msg.PutFileChunk(uploadId: up.uploadId, index: 0)), payload: ByteBuffer(string: "abc"), timeout: 30)
+        guard case .fileStored = try await link.request(.putFileEnd(Msg.PutFileEnd(uploadId: up.uploadId, sha256: nil)), timeout: 30).message else {
+            throw TestGridError("the upload did not end")
+        }
+        #expect(await code(link, .setMem(Msg.SetMem(key: "k", value: .number(1)))) == .forbidden)
+        // Both owners kept the manifest (an owner that refused it would have failed PUT_FILE_END), and it reads
+        // through the other peer.
+        let other = try await g.link(peers[1])
+        defer { other.close() }
+        guard case .fileInfo(let info) = try await other.request(.getFile(Msg.FileRef(filename: "late.txt")), timeout: 30).message else {
+            throw TestGridError("no FILE_INFO")
+        }
+        #expect(info.size == 3)
+    }
 }
