@@ -612,19 +612,31 @@ public actor PeerService: Service {
                 // and one bad entry must not hold up the rest.
                 var unsealed: [String: String] = [:]
                 let nowMs = Self.nowMs()
-                let sealed = m.entries.filter { e in
+                var sealed: [Msg.MemEntry] = []
+                var toCheck: [Msg.MemEntry] = []
+                for e in m.entries {
                     // A version out of range, an entry over the limits: refused alone too (a writer whose clock runs
                     // ahead must not fail everyone's writes in its batches).
                     if let why = VersionRules.check(e.version, nowMs: nowMs) ?? EntryRules.check(key: e.key, origin: e.origin, value: e.value, encodedSize: Self.encodedSize) {
                         unsealed[e.key] = why.message
-                        return false
+                        continue
                     }
                     // The very entry held here (a repair pass sends every key to its other owners each time) was
                     // checked when it came: not checked again.
-                    if let held = memory.get(e.key), held.version == e.version, held.origin == e.origin, held.seal == e.seal { return true }
-                    guard let why = checkSeal(of: e, storing: true) else { return true }
-                    unsealed[e.key] = why.message
-                    return false
+                    if let held = memory.get(e.key), held.version == e.version, held.origin == e.origin, held.seal == e.seal {
+                        sealed.append(e)
+                        continue
+                    }
+                    toCheck.append(e)
+                }
+                // The signatures off the actor, on either core (a batch of 1,000 is that many Ed25519 checks); what
+                // this peer holds, and who owns what, here, again, just before the entries are kept.
+                for (e, result) in zip(toCheck, try await checkSeals(toCheck)) {
+                    switch result {
+                    case .failure(let why): unsealed[e.key] = why.message
+                    case .success(let person):
+                        if let why = keepRule(e, sealed: person, storing: true) { unsealed[e.key] = why.message } else { sealed.append(e) }
+                    }
                 }
                 if !unsealed.isEmpty {
                     logger.info(
@@ -769,7 +781,42 @@ public actor PeerService: Service {
         let result = sealChecker!.check(key: entry.key, value: entry.value, version: entry.version, origin: entry.origin, seal: entry.seal) { claimed in
             PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: claimed.user, files: claimed.filePrefix)
         }
-        if case .failure(let e) = result { return e }
+        switch result {
+        case .failure(let e): return e
+        case .success(let person): return keepRule(entry, sealed: person, storing: storing)
+        }
+    }
+
+    /// The seals of `entries`, checked off the actor (their signatures), each with the person it was sealed for; the
+    /// person's right to the key as this peer holds it now is asked first (`mayKeep`), so a forgery for another's
+    /// key costs no signature check. The caller asks `keepRule` again once back on the actor, before keeping any.
+    func checkSeals(_ entries: [Msg.MemEntry]) async throws -> [Result<PeerTrust.Sealed, GridError>] {
+        guard !entries.isEmpty else { return [] }
+        guard let managerKey else { throw GridError(.unreachable, "this peer does not know its manager's key yet") }
+        if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
+        let checker = sealChecker!
+        let memory = self.memory
+        let (results, after) = await Self.offActor { () -> ([Result<PeerTrust.Sealed, GridError>], PeerTrust.SealChecker) in
+            var c = checker
+            let results = entries.map { e in
+                c.check(key: e.key, value: e.value, version: e.version, origin: e.origin, seal: e.seal) { claimed in
+                    PeerNamespace.mayWrite(e.key, value: e.value, current: memory.get(e.key)?.value, user: claimed.user, files: claimed.filePrefix)
+                }
+            }
+            return (results, c)
+        }
+        // What it found good is remembered (another batch checked meanwhile may lose what it found: a cache).
+        if after.managerKey == self.managerKey { sealChecker = after }
+        return results
+    }
+
+    /// Whether a sealed entry for `sealed`'s person may be kept here as this peer holds the key now
+    /// (`PeerNamespace.mayWrite`), and, `storing` (a `MEM_SYNC`), the owners' rule for a public name's claim.
+    func keepRule(_ entry: Msg.MemEntry, sealed: PeerTrust.Sealed, storing: Bool) -> GridError? {
+        let current = memory.get(entry.key)
+        if let e = PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: sealed.user, files: sealed.filePrefix) {
+            return e
+        }
         if storing, PeerNamespace.owner(of: entry.key) == nil, current == nil, let selfId,
             !Rendezvous.owners(of: entry.key, among: memberIds, replicas: config.replicas).contains(selfId)
         {
