@@ -75,7 +75,10 @@ extension PeerService {
         if let grant = writer.authority.grant, version / 1000 > grant.expires.addingReportingOverflow(PeerTrust.clockSkewSeconds).partialValue {
             throw GridError(.forbidden, "this session's write grant expired while the write waited; open a new session to write")
         }
-        let seal = signer.seal(key: key, value: value, version: version, origin: selfId, authority: writer.authority, credential: credential)
+        // Signed off the actor (a digest, a signature, the seal's text), on either core, as concurrent writes go on.
+        let signer = self.signer
+        let authority = writer.authority
+        let seal = await Self.offActor { signer.seal(key: key, value: value, version: version, origin: selfId, authority: authority, credential: credential) }
         let entry = Msg.MemEntry(key: key, value: value, version: version, origin: selfId, seal: seal)
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         var stored: [String] = []
