@@ -197,3 +197,22 @@ extension PeerGrid {
         return authority
     }
 }
+
+extension RawWorker {
+    /// A raw worker of `owner`'s, registered with `signer`'s public key as its peer key: the test holds the private
+    /// half, as a hostile contributor holds their worker's.
+    static func proven(_ grid: TestGrid, owner: GridClient, signer: PeerTrust.Signer) async throws -> RawWorker {
+        try RawWorker(
+            gridPort: grid.gridPort, token: try await owner.createToken(kind: "worker").token, peerKey: signer.publicKey, host: "127.0.0.1",
+            peerPort: 1)
+    }
+
+    /// A peer link from this worker to the peer at `port`, proven with its credential and `signer`.
+    func link(to port: Int, signer: PeerTrust.Signer, tls: PeerTLS?) async throws -> PeerLink {
+        guard let credential else { throw TestGridError("the raw worker has no credential") }
+        let id = self.id
+        return try await PeerLink.connectAsPeer(host: "127.0.0.1", port: port, nonce: PeerTrust.nonce(), tls: tls) { ok, _ in
+            Msg.PeerAuth(credential: credential, proof: signer.proof(nonce: ok.nonce ?? "", workerId: id, role: .client, audience: ok.workerId))
+        }
+    }
+}

@@ -296,14 +296,9 @@ import Testing
 
         let mine = PeerTrust.Signer()
         let mallory = try await g.grid.user("mallory")
-        let worker = try RawWorker(
-            gridPort: g.grid.gridPort, token: try await mallory.createToken(kind: "worker").token, peerKey: mine.publicKey, host: "127.0.0.1",
-            peerPort: 1)
+        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
         defer { worker.stop() }
-        let credential = try #require(worker.credential)
-        let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[1].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok, _ in
-            Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client, audience: ok.workerId))
-        }
+        let link = try await worker.link(to: peers[1].port, signer: mine, tls: g.peerTLS())
         defer { link.close() }
         let secret = PeerNamespace.stored(name, user: "alice", kind: .memory)
         #expect(await code(link, .memFetch(Msg.MemFetch(keys: [secret]))) == .forbidden)
@@ -441,15 +436,10 @@ import Testing
         // Mallory's peer: her own key, a real credential, and a session of her own with it.
         let mallory = try await g.grid.user("mallory")
         let mine = PeerTrust.Signer()
-        let worker = try RawWorker(
-            gridPort: g.grid.gridPort, token: try await mallory.createToken(kind: "worker").token, peerKey: mine.publicKey, host: "127.0.0.1",
-            peerPort: 1)
+        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
         defer { worker.stop() }
-        let credential = try #require(worker.credential)
         let hers = try await g.session(with: worker, token: mallory.token)
-        let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[0].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok, _ in
-            Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client, audience: ok.workerId))
-        }
+        let link = try await worker.link(to: peers[0].port, signer: mine, tls: g.peerTLS())
         defer { link.close() }
         let diary = PeerNamespace.stored("diary", user: "alice", kind: .memory)
         let notice = PeerNamespace.stored("notice", user: nil, kind: .memory)
@@ -534,9 +524,7 @@ import Testing
         let peers = try await g.startPeers(3)
         let mallory = try await g.grid.user("mallory")
         let mine = PeerTrust.Signer()
-        let worker = try RawWorker(
-            gridPort: g.grid.gridPort, token: try await mallory.createToken(kind: "worker").token, peerKey: mine.publicKey, host: "127.0.0.1",
-            peerPort: 1)
+        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
         defer { worker.stop() }
         let honest = peers.map(\.id)
         // Names peer 3 owns under neither view of the peers (with the raw worker listed, or not yet).
@@ -559,10 +547,7 @@ import Testing
         }
         #expect(r.value == .string("for all"))
 
-        let credential = try #require(worker.credential)
-        let link = try await PeerLink.connectAsPeer(host: "127.0.0.1", port: peers[2].port, nonce: PeerTrust.nonce(), tls: g.peerTLS()) { ok, _ in
-            Msg.PeerAuth(credential: credential, proof: mine.proof(nonce: ok.nonce ?? "", workerId: worker.id, role: .client, audience: ok.workerId))
-        }
+        let link = try await worker.link(to: peers[2].port, signer: mine, tls: g.peerTLS())
         defer { link.close() }
         let claim = PeerNamespace.stored(try notOwnedByThird("claim"), user: nil, kind: .memory)
         let entry = try worker.sealed(
