@@ -19,10 +19,11 @@ struct Admins: Sendable, Hashable {
     /// Why `username` may not be registered from `client` (an address), or nil: a name the operator made an admin
     /// (`--admin`) before its account existed is kept for that operator, who registers it on the manager's own machine.
     /// From anywhere else, whoever came first would have had the admin routes. (Behind a reverse proxy on that machine
-    /// every client is loopback: register the name before opening the grid.)
+    /// every client is loopback: register the name before opening the grid.) A connection with no IP address at all
+    /// (`"?"`: not TCP, such as a Unix socket or a router driven in process) is this machine's too.
     func registrationRefusal(username: String, client: String) -> GridError? {
         let name = username.trimmingCharacters(in: .whitespaces).lowercased()
-        guard named.contains(name), !RateLimit.isLoopback(client) else { return nil }
+        guard named.contains(name), client != "?", !RateLimit.isLoopback(client) else { return nil }
         return GridError(
             .forbidden,
             "the name \(name) is kept for an admin of this grid (`campusgrid manager --admin \(name)`): register it on the manager's own machine")

@@ -32,12 +32,12 @@ import Testing
     /// from anywhere.
     @Test func anAdminsNameIsRegisteredOnlyOnTheManagersOwnMachine() {
         let admins = Admins(named: ["Carol"])
-        for client in ["10.0.0.7", "192.168.1.2", "2001:db8::1", "::ffff:10.0.0.7", "?"] {
+        for client in ["10.0.0.7", "192.168.1.2", "2001:db8::1", "::ffff:10.0.0.7", "", "??", "localhost"] {
             #expect(admins.registrationRefusal(username: "carol", client: client)?.code == .forbidden, "\(client)")
             #expect(admins.registrationRefusal(username: " CAROL ", client: client)?.code == .forbidden, "\(client)")
             #expect(admins.registrationRefusal(username: "bob", client: client) == nil, "\(client)")
         }
-        for client in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+        for client in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "?"] {
             #expect(admins.registrationRefusal(username: "carol", client: client) == nil, "\(client)")
         }
         #expect(admins.registrationRefusal(username: "carol", client: "10.0.0.7")?.message.contains("manager's own machine") == true)
