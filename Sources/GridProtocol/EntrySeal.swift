@@ -154,7 +154,7 @@ extension PeerTrust {
         }
     }
 
-    /// Checks seals, remembering the credentials, certificates, proofs and tickets it has found good (by their whole
+    /// Checks seals, remembering the credentials, certificates, grants and tickets it has found good (by their whole
     /// content, not by their signature alone), so a batch from one writer costs one signature check per entry.
     public struct SealChecker: Sendable {
         public let managerKey: String
@@ -165,8 +165,8 @@ extension PeerTrust {
         public init(managerKey: String) { self.managerKey = managerKey }
 
         /// Whether entry (`key`, `value`, `version`, `origin`) carries a good seal (`seal`, its text): the writer's
-        /// credential is the manager's and was in date at `version`; its authority is a session the person opened
-        /// with that writer, or the manager's write ticket for it, in date at `version`; the writer signed this entry
+        /// credential is the manager's and was in date at `version`; its authority is the person's write grant to
+        /// that writer, or the manager's write ticket for it, in date at `version`; the writer signed this entry
         /// under it. Which keys the person may write is `PeerNamespace.mayWrite`'s to say: `mayKeep` is asked with the
         /// person the seal claims before any signature is checked (a forgery for a key its person may not write costs
         /// no signature check). Never traps.
@@ -180,7 +180,7 @@ extension PeerTrust {
             switch (seal.authority.certificate, seal.authority.ticket) {
             case (let cert?, nil): claimed = Sealed(user: cert.user, filePrefix: nil)
             case (nil, let ticket?): claimed = Sealed(user: ticket.user, filePrefix: ticket.prefix)
-            default: return refuse("has no authority (a session or a write ticket)")
+            default: return refuse("has no authority (a write grant or a write ticket)")
             }
             if let e = mayKeep(claimed) { return .failure(e) }
             let c = seal.credential
@@ -193,10 +193,9 @@ extension PeerTrust {
             guard within(at, from: c.expires.subtractingSaturated(credentialSeconds), to: c.expires.addingSaturated(userCertificateSeconds), early: true) else {
                 return refuse("is versioned outside its writer's credential (version \(version), credential until \(c.expires))")
             }
+            // The person was taken from the authority above (`claimed`); here its signatures and times are checked.
             let a = seal.authority
-            let sealed: Sealed
-            switch (a.certificate, a.ticket) {
-            case (let cert?, nil):
+            if let cert = a.certificate {
                 guard let grant = a.grant else { return refuse("has a certificate without its write grant") }
                 guard grant.holder == origin else { return refuse("has a write grant to \(grant.holder.prefix(64)), not to its writer") }
                 guard remember(cert.signedBytes, cert.signature, key: managerKey) else { return refuse("has a certificate the manager did not sign") }
@@ -209,18 +208,14 @@ extension PeerTrust {
                 guard within(at, from: grant.expires.subtractingSaturated(writeGrantSeconds), to: grant.expires, early: true) else {
                     return refuse("is versioned outside its write grant (version \(version), grant until \(grant.expires))")
                 }
-                sealed = Sealed(user: cert.user, filePrefix: nil)
-            case (nil, let ticket?):
+            } else if let ticket = a.ticket {
                 guard ticket.holder == origin else { return refuse("has a write ticket for \(ticket.holder.prefix(64)), not its writer") }
                 guard remember(ticket.signedBytes, ticket.signature, key: managerKey) else { return refuse("has a write ticket the manager did not sign") }
                 guard within(at, from: ticket.notBefore, to: ticket.expires, early: true) else { return refuse("is versioned outside its write ticket") }
-                sealed = Sealed(user: ticket.user, filePrefix: ticket.prefix)
-            default:
-                return refuse("has no authority (a session or a write ticket)")
             }
             guard isValid(signature: seal.signature, over: entryBytes(key: key, version: version, origin: origin, value: value, authority: a), key: c.key)
             else { return refuse("was not signed by its writer as it stands (key, version, value or authority changed)") }
-            return .success(sealed)
+            return .success(claimed)
         }
 
         /// Whether `at` lies in `from...to`, give or take the clock skew; never traps. `early`: the start is the

@@ -18,7 +18,7 @@ import Synchronization
 public actor PeerService: Service {
     /// Who sent a request: a person (its `SESSION`'s certificate, checked here with the manager's key) or another peer
     /// (its credential, checked the same way).
-    /// Whom a write is for, and what proves that to the peers that keep it: the person's session with this peer, or
+    /// Whom a write is for, and what proves that to the peers that keep it: the person's write grant to this peer, or
     /// the manager's write ticket for a job's outputs.
     public struct Writer: Sendable {
         public var user: String
@@ -768,7 +768,7 @@ public actor PeerService: Service {
     }
 
     /// Why a replica from another peer may not be kept here, or nil: its seal is not its writer's, under a person's
-    /// session with that writer or the manager's write ticket for it, or that person may not write its key where this
+    /// write grant to that writer or the manager's write ticket for it, or that person may not write its key where this
     /// peer holds what it holds (`PeerNamespace.mayWrite`).
     /// `storing` (a `MEM_SYNC`): a public name's entry is kept only by the name's owners (by this peer's view) or a
     /// peer that holds it already: first come holds only where the first claim is held, so a claim pushed to a peer
