@@ -77,6 +77,15 @@ public struct JobSpec: Hashable, Sendable, Codable {
         return view
     }
 
+    /// What a check run's worker is sent (`JOB_ASSIGN`): the spec without `saveOutputsAs`, and so without a write ticket.
+    /// Only the job's own run saves its outputs in the grid; a check run that did too would replace them with its own
+    /// before anything was compared, and a hostile checker's forged outputs would stand there whatever the verdict.
+    public var forCheckRun: JobSpec {
+        var run = self
+        run.saveOutputsAs = nil
+        return run
+    }
+
     /// Whether the submitter asked for a checked result.
     public var wantsVerification: Bool { verify == true }
 

@@ -555,6 +555,9 @@ public actor ManagerCore {
         // one, can be that (a refunded run is never checked: a worker calling its made-up results refunded went
         // unchecked; a cancelled run is never checked anyway).
         result.refund = done.refund == true && (state == .cancelled || (state == .failed && job.spec.requirements?.isEmpty == false))
+        // What the worker says became of the outputs it saved in the grid: a line of the job's history, never its log
+        // (a check run saves nothing, and verification compares logs).
+        result.note = Msg.SavedOutput.note(done.saved, files: done.files, prefix: job.checkOf == nil ? job.spec.saveOutputsAs : nil)
         do {
             if let finished = try await db.finishRun(
                 done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,
@@ -840,7 +843,8 @@ public actor ManagerCore {
             let files = try await db.fileList(of: job.id, outputs: false)
             let owner = try await db.user(id: job.ownerId)?.username
             // Every run of a job, check runs included, gets the same seed: the job's (a check run's is its job's).
-            var spec = job.spec
+            // A check run saves no outputs in the grid (`JobSpec.forCheckRun`): it gets no write ticket.
+            var spec = job.checkOf == nil ? job.spec : job.spec.forCheckRun
             spec.seed = spec.seed ?? authority.jobSeed(for: job.checkOf ?? job.id)
             // A job that reads grid files gets the owner's read ticket for this worker: those files, and nothing else.
             let inputs = spec.gridInputs ?? []

@@ -285,10 +285,14 @@ public enum Msg {
         /// The job never ran because its Python environment could not be built: the submitter gets the whole hold back
         /// (the worker's owner waives its pay). Absent or false for runs that ran.
         public var refund: Bool?
+        /// What became of the outputs the job saves in the grid (`save_outputs_as`), one entry an output. Kept out of
+        /// the log: verification compares logs, and a check run saves nothing (`JobSpec.forCheckRun`).
+        public var saved: [SavedOutput]?
         public init(
             job: JobRef, outcome: Outcome, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?,
-            files: [FileEntry], logBytes: Int64? = nil, refund: Bool? = nil
+            files: [FileEntry], logBytes: Int64? = nil, refund: Bool? = nil, saved: [SavedOutput]? = nil
         ) {
+            self.saved = saved
             self.refund = refund
             self.logBytes = logBytes
             self.job = job
@@ -299,6 +303,43 @@ public enum Msg {
             self.cpuSeconds = cpuSeconds
             self.reason = reason
             self.files = files
+        }
+    }
+
+    /// An output of a job that saves its outputs in the grid: stored, or why not (`error`).
+    public struct SavedOutput: Hashable, Sendable, Codable {
+        public var name: String
+        public var error: String?
+        public init(name: String, error: String? = nil) {
+            self.name = name
+            self.error = error
+        }
+
+        /// The line the job's history gets for a worker's `saved` list, or nil when it says nothing to record. The list
+        /// is the worker's claim: only names among the run's outputs (`files`) count, each once, and a reason is cut
+        /// to one short line.
+        public static func note(_ saved: [SavedOutput]?, files: [FileEntry], prefix: String?) -> String? {
+            guard let prefix, let saved else { return nil }
+            let outputs = Set(files.map(\.name))
+            var seen: Set<String> = []
+            var stored: [String] = []
+            var failed: [String] = []
+            for entry in saved where outputs.contains(entry.name) && seen.insert(entry.name).inserted {
+                if let error = entry.error {
+                    let line = error.split(whereSeparator: \.isNewline).joined(separator: " ")
+                    failed.append("\(entry.name) (\(line.count > 200 ? line.prefix(200) + "…" : line))")
+                } else {
+                    stored.append(entry.name)
+                }
+            }
+            // At most 20 names a list: a job may have thousands of outputs.
+            func list(_ names: [String]) -> String {
+                names.prefix(20).joined(separator: ", ") + (names.count > 20 ? " and \(names.count - 20) more" : "")
+            }
+            var parts: [String] = []
+            if !stored.isEmpty { parts.append("outputs saved in the grid as \(prefix)NAME: \(list(stored))") }
+            if !failed.isEmpty { parts.append("outputs not saved in the grid: \(list(failed))") }
+            return parts.isEmpty ? nil : parts.joined(separator: "; ")
         }
     }
 

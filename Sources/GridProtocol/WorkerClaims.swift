@@ -90,6 +90,13 @@ public enum WorkerClaims {
             c.range("files (count)", d.files.count, files)
             for f in d.files { c.range("files.size", f.size, fileBytes) }
             c.range("reason (length)", d.reason?.utf8.count ?? 0, reasonLength)
+            if let saved = d.saved {
+                c.range("saved (count)", saved.count, 0...d.files.count)
+                for s in saved {
+                    c.range("saved.name (length)", s.name.utf8.count, 0...1024)
+                    c.range("saved.error (length)", s.error?.utf8.count ?? 0, reasonLength)
+                }
+            }
         default:
             break
         }

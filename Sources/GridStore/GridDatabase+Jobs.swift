@@ -14,6 +14,8 @@ extension GridDatabase {
         public var reason: String?
         /// The run never started (its Python environment could not be built): the whole hold goes back, nothing is paid.
         public var refund = false
+        /// A line for the job's history besides its end (what became of the outputs it saves in the grid).
+        public var note: String?
         public init(state: JobState, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?) {
             self.state = state
             self.exitCode = exitCode
@@ -570,6 +572,7 @@ extension GridDatabase {
             if let code = result.exitCode { detail = "exit code \(code); " + detail }
             if let reason = result.reason { detail = reason + "; " + detail }
             try Self.event(db, job.id, result.state, detail, now)
+            if let note = result.note { try Self.event(db, job.id, result.state, note, now) }
             var finished = Finished(job: job, checkQueued: check)
             if let reason, let check {
                 try db.execute(

@@ -197,9 +197,16 @@ extension GridDatabase {
                 try db.execute(
                     sql: "UPDATE jobs SET verification = 'contradicted', rerun_on = ? WHERE id = ?", arguments: [names.first, root.id])
                 let losers = try contradicted.map { try workerName(db, runs[$0].workerId) }
+                // Only the job's own run saved its outputs in the grid (`JobSpec.forCheckRun`): those are the replaced
+                // run's, and the user is told so.
+                let saved =
+                    root.spec.saveOutputsAs.map {
+                        "; the outputs saved in the grid as \($0)NAME are the replaced run's: take the job's outputs with `download \(root.id)`"
+                    } ?? ""
                 try event(
                     db, root.id, winner.state,
-                    "contradicted → rerun on \(names.first ?? "another worker"); the result of worker \(losers.joined(separator: ", ")) was replaced",
+                    "contradicted → rerun on \(names.first ?? "another worker"); the result of worker \(losers.joined(separator: ", ")) was replaced"
+                        + saved,
                     now)
             }
             return (nil, quarantined, outcomes)

@@ -797,16 +797,23 @@ public actor WorkerAgent: Service {
         if !skipped.isEmpty {
             append(ref, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
         }
-        if let prefix = job.spec.saveOutputsAs, let peers {
+        // What became of the outputs saved in the grid goes in the report, not the log (`Msg.JobDone.saved`).
+        var saved: [Msg.SavedOutput]?
+        if let prefix = job.spec.saveOutputsAs {
+            saved = []
             for f in files {
                 do {
+                    guard let peers else { throw GridError(.unreachable, "this worker offers no peer services") }
                     guard let ticket = job.writeTicket, ticket.user == job.owner else {
                         throw GridError(.forbidden, "the manager gave this run no write ticket for its outputs")
                     }
                     _ = try await peers.storeFile(prefix + f.name, f.data, ticket: ticket)
-                    append(ref, Array("[output \(f.name) stored in the grid as \(prefix + f.name)]\n".utf8))
+                    saved?.append(Msg.SavedOutput(name: f.name))
                 } catch {
-                    append(ref, Array("[output \(f.name) could not be stored in the grid: \(error)]\n".utf8))
+                    logger.warning(
+                        "could not save a job's output in the grid",
+                        metadata: ["grid.job.id": "\(ref.jobId)", "grid.file": "\(prefix + f.name)", "grid.error": "\(error)"])
+                    saved?.append(Msg.SavedOutput(name: f.name, error: "\(error)"))
                 }
             }
         }
@@ -829,7 +836,7 @@ public actor WorkerAgent: Service {
         let done = Msg.JobDone(
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
-            logBytes: Int64(log.count))
+            logBytes: Int64(log.count), saved: saved)
         jobs[ref] = nil
         await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)

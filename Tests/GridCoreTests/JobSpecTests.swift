@@ -133,4 +133,16 @@ struct JobSpecTests {
         try JobSpec(name: "j", saveOutputsAs: "results/").validate()
         try JobSpec(name: "j", saveOutputsAs: "run1-").validate()
     }
+
+    /// A check run is sent the spec without `saveOutputsAs` (and so gets no write ticket); nothing else changes, so it
+    /// runs the same job with the same seed.
+    @Test func aCheckRunSavesNothingAndIsOtherwiseTheSameJob() {
+        var spec = JobSpec(name: "j", cpus: 2, ramGb: 3, minutes: 7, gridInputs: ["in.txt"], saveOutputsAs: "results/", verify: true)
+        spec.seed = 42
+        let check = spec.forCheckRun
+        #expect(check.saveOutputsAs == nil)
+        var back = check
+        back.saveOutputsAs = spec.saveOutputsAs
+        #expect(back == spec)
+    }
 }

@@ -256,3 +256,60 @@ extension Integration.Verification {
         #expect(aliceNow + bobNow + carolNow + Int(fund) == 300, "no credit created or lost")
     }
 }
+
+extension Integration.Verification {
+    /// `--verify --save-outputs`: only the job's own run saves its outputs in the grid. Its check run is sent the spec
+    /// without `save_outputs_as` and no write ticket (a hostile checker's forged outputs would otherwise replace the
+    /// first run's in the grid before anything was compared). What the worker says it saved goes in the job's history,
+    /// not its log, so the logs of the two runs still agree; names that are not among the run's outputs are ignored.
+    @Test(.timeLimit(.minutes(4)))
+    func aCheckRunSavesNoOutputsInTheGridAndTheSavedNoteStaysOutOfTheLog() async throws {
+        let grid = try TestGrid(label: "verify-saved")
+        defer { grid.shutdown() }
+        try await grid.startManager(leaseSeconds: 10)
+        let alice = try await grid.user("alice")
+        let bob = try await grid.user("bob")
+        let carol = try await grid.user("carol")
+        var request = Self.request("saves", verify: true)
+        request.spec.saveOutputsAs = "results/"
+        let id = try await alice.submit(request).job.id
+        let a = try FakeWorker(port: grid.gridPort, token: try await bob.createToken(kind: "worker").token, name: "bob-pc")
+        #expect(a.ask(FakeWorker.register(cpus: "2", slots: "2"))?["type"] as? String == "REGISTERED")
+        let assign = try #require(a.c.next("JOB_ASSIGN"), "\(grid.logs().suffix(3000))")
+        let ticket = try #require(assign["write_ticket"] as? [String: Any], "the job's own run gets a write ticket: \(assign)")
+        #expect(ticket["prefix"] as? String == "results/" && ticket["user"] as? String == "alice")
+        #expect((assign["spec"] as? [String: Any])?["save_outputs_as"] as? String == "results/")
+        let ref = FakeWorker.ref(try #require(assign["job"] as? [String: Any]))
+
+        let log = Array("same\n".utf8)
+        let (out, aux) = (Array("same".utf8), Array("aux".utf8))
+        func report(_ w: FakeWorker, _ ref: String, saved: String) -> [String: Any]? {
+            w.send(#""type":"JOB_STARTED","job":\#(ref)"#)
+            w.send(#""type":"JOB_LOG","job":\#(ref),"offset":0"#, payload: log)
+            return w.ask(
+                #""type":"JOB_DONE","job":\#(ref),"outcome":"completed","exit_code":0,"runtime_ms":500,"peak_memory_kb":1,"cpu_seconds":0.5,"log_bytes":\#(log.count),"files":[{"name":"out.txt","size":\#(out.count)},{"name":"aux.txt","size":\#(aux.count)}]\#(saved)"#,
+                payload: out + aux)
+        }
+        // The first run says it saved one output, and names a file it never had.
+        let claimed = #","saved":[{"name":"out.txt"},{"name":"../../etc/forged.txt","error":"never\nmind"}]"#
+        #expect(report(a, ref, saved: claimed)?["type"] as? String == "JOB_DONE_ACK")
+
+        let b = try FakeWorker(port: grid.gridPort, token: try await carol.createToken(kind: "worker").token, name: "carol-pc")
+        #expect(b.ask(FakeWorker.register(cpus: "2", slots: "2"))?["type"] as? String == "REGISTERED")
+        let check = try #require(b.c.next("JOB_ASSIGN"), "the check run went to Carol's worker")
+        #expect(check["write_ticket"] == nil, "a check run got a write ticket: \(check)")
+        let checkSpec = try #require(check["spec"] as? [String: Any])
+        #expect(checkSpec["save_outputs_as"] == nil, "a check run was told to save its outputs: \(checkSpec)")
+        #expect(checkSpec["seed"] as? Int == (assign["spec"] as? [String: Any])?["seed"] as? Int, "the check run has the job's seed")
+        #expect(report(b, FakeWorker.ref(try #require(check["job"] as? [String: Any])), saved: "")?["type"] as? String == "JOB_DONE_ACK")
+
+        let done = try await alice.job(id)
+        #expect(done.verification?.state == .verified, "the runs' logs differ: \(String(describing: done.verification))")
+        let history = (done.events ?? []).compactMap(\.detail)
+        #expect(history.contains("outputs saved in the grid as results/NAME: out.txt"), "\(history)")
+        #expect(!history.joined().contains("forged"), "\(history)")
+        let logs = try await alice.logs(id, from: 0)
+        #expect(logs.text == "same\n", "\(logs)")
+        #expect(try await Scenario.ledgerOK(grid))
+    }
+}

@@ -8,11 +8,16 @@ import Testing
 
 @Suite(.serialized) struct GridFilesInJobsTests {
     /// `submit --input grid:NAME --save-outputs PREFIX`: the worker fetches the input from the peers and stores the
-    /// outputs back; the manager never sees either file's bytes.
+    /// outputs back; the manager never sees either file's bytes. With `--verify`, the check run on the other owner's
+    /// worker saves nothing, and the runs still agree: what the first run saved is a line of the job's history, not
+    /// of its log.
     @Test func aJobReadsAStoredFileAndStoresItsOutputs() async throws {
         let g = try await PeerGrid(label: "grid-io")
         defer { g.shutdown() }
-        let peers = try await g.startPeers(2)
+        let peers = [
+            try await g.startPeer("bob-pc", owner: try await g.grid.user("bob")), try await g.startPeer("carol-pc", owner: try await g.grid.user("carol")),
+        ]
+        try await g.waitForMembership(peers)
         let dir = g.grid.root + "/client"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try "3\n4\n5\n".write(toFile: dir + "/numbers.txt", atomically: true, encoding: .utf8)
@@ -21,9 +26,20 @@ import Testing
         let put = try await g.cli(["--port", "\(peers[0].port)", "put-file", "--filename", "data/numbers.txt", "--filepath", dir + "/numbers.txt"])
         #expect(put.status == 0, "\(put.stderr)")
         let submit = try await g.cli([
-            "submit", dir + "/job.py", "--input", "grid:data/numbers.txt", "--save-outputs", "results/", "--output", "total.txt", "--wait",
+            "submit", dir + "/job.py", "--input", "grid:data/numbers.txt", "--save-outputs", "results/", "--output", "total.txt", "--verify",
+            "--wait", "--json",
         ])
         #expect(submit.status == 0, "\(submit.stdout)\n\(submit.stderr)\n\(g.grid.logs())")
+        let id = try #require(try? GridJSON.decode(API.JobStatus.self, from: Data(submit.stdout.utf8)).id, "\(submit.stdout)")
+        var job: API.JobStatus?
+        let verified = await eventually(timeout: 120) {
+            job = try? await g.alice.job(id)
+            return job?.verification?.state == .verified
+        }
+        #expect(verified, "\(String(describing: job?.verification))\n\(g.grid.logs().suffix(3000))")
+        let history = (job?.events ?? []).compactMap(\.detail)
+        #expect(history.contains("outputs saved in the grid as results/NAME: total.txt"), "\(history)")
+        #expect(try await g.alice.logs(id, from: 0).text == "total 12\n")
         let get = try await g.cli(["--port", "\(peers[1].port)", "get-file", "--filename", "results/total.txt", "--save", dir + "/total.txt"])
         #expect(get.status == 0, "\(get.stderr)")
         #expect(try String(contentsOfFile: dir + "/total.txt", encoding: .utf8) == "12")

@@ -5,11 +5,13 @@ import Testing
 private let job = JobRef(jobId: 7, attempt: 1)
 private let sane = Msg.Register(resources: Resources(cpus: 4, ramGb: 8), tier: .bwrap, slots: 2, port: 9000)
 
-private func done(runtime: Int64 = 1000, peak: Int64 = 10, cpu: Double = 0.5, logBytes: Int64? = 12, files: [FileEntry] = []) -> GridMessage {
+private func done(
+    runtime: Int64 = 1000, peak: Int64 = 10, cpu: Double = 0.5, logBytes: Int64? = 12, files: [FileEntry] = [], saved: [Msg.SavedOutput]? = nil
+) -> GridMessage {
     .jobDone(
         Msg.JobDone(
             job: job, outcome: .completed, exitCode: 0, runtimeMs: runtime, peakMemoryKb: peak, cpuSeconds: cpu, reason: nil, files: files,
-            logBytes: logBytes))
+            logBytes: logBytes, saved: saved))
 }
 
 @Suite("WorkerClaims")
@@ -111,6 +113,16 @@ struct WorkerClaimsTests {
         for bytes: Int64 in [Int64.min, -1, Int64.max] { #expect(WorkerClaims.problem(done(logBytes: bytes)) != nil, "log bytes \(bytes)") }
         #expect(WorkerClaims.problem(done(files: [FileEntry(name: "a", size: -1)])) != nil)
         #expect(WorkerClaims.problem(done(files: [FileEntry(name: "a", size: Int.max)])) != nil)
+    }
+
+    /// `saved`: no more entries than outputs, and no reason longer than a run's own.
+    @Test func savedOutputsBeyondTheRunsOutputsOrWithOverlongReasonsAreRefused() {
+        let one = [FileEntry(name: "a", size: 1)]
+        #expect(WorkerClaims.problem(done(files: one, saved: [.init(name: "a")])) == nil)
+        #expect(WorkerClaims.problem(done(files: one, saved: [.init(name: "a"), .init(name: "b")])) != nil)
+        #expect(WorkerClaims.problem(done(files: [], saved: [.init(name: "a")])) != nil)
+        #expect(WorkerClaims.problem(done(files: one, saved: [.init(name: "a", error: String(repeating: "x", count: 10_001))])) != nil)
+        #expect(WorkerClaims.problem(done(files: one, saved: [.init(name: String(repeating: "x", count: 1_025))])) != nil)
     }
 
     @Test func theSessionRefusesAnOutOfRangeClaimKeepsTheConnectionAndTakesAGoodOneAfter() {

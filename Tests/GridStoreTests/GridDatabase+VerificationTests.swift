@@ -186,6 +186,35 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// A `--save-outputs` job: only its own run saved outputs in the grid, so when that run is contradicted its history
+    /// says the grid's copies are the replaced run's. The run's note (`RunResult.note`) is a line of the history, never
+    /// of the log the runs are compared by.
+    @Test(arguments: StoreBackend.allCases) func aContradictedJobSaysItsOutputsInTheGridAreTheReplacedRuns(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: 5)
+        var spec = VerifyGrid.spec
+        spec.saveOutputsAs = "results/"
+        let job = try await g.submit(spec)
+        let started = try #require(try await g.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 10).first)
+        try await g.db.appendLog(started.ref, offset: 0, data: Data("forged\n".utf8))
+        var result = GridDatabase.RunResult(state: .completed, exitCode: 0, runtimeMs: 30_000, peakMemoryKb: 0, cpuSeconds: 1, reason: nil)
+        result.note = "outputs saved in the grid as results/NAME: out.txt"
+        let first = try #require(
+            try await g.db.finishRun(
+                started.ref, worker: "w1", result: result, outputs: [StoredFile(name: "out.txt", data: Data("forged".utf8))],
+                verification: VerifyGrid.policy, now: 11))
+        let second = try await g.run(try #require(first.checkQueued), on: "w3", output: "42", now: 20)
+        try await g.run(try #require(second.checkQueued), on: "w4", output: "42", now: 30)
+        #expect(try await g.db.job(id: job.id)?.verification == .contradicted)
+        let history = try await g.db.events(of: job.id).compactMap(\.detail)
+        #expect(history.contains("outputs saved in the grid as results/NAME: out.txt"), "\(history)")
+        #expect(
+            history.contains { $0.hasPrefix("contradicted → rerun on pc-w3") && $0.hasSuffix("the outputs saved in the grid as results/NAME are the replaced run's: take the job's outputs with `download \(job.id)`") },
+            "\(history)")
+        #expect(!String(decoding: try await g.db.log(of: job.id, from: 0).data, as: UTF8.self).contains("saved"))
+        try await g.expectLedgerOK()
+    }
+
     @Test(arguments: StoreBackend.allCases) func aWorkerContradictedTwiceIsQuarantinedUntilAnAdminLiftsIt(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 12)

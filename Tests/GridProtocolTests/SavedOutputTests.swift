@@ -1,0 +1,54 @@
+import Foundation
+import GridCore
+import GridProtocol
+import Testing
+
+/// `JOB_DONE.saved`: a worker's claim of what became of the outputs it saved in the grid, made a line of the job's
+/// history. Only the run's own outputs count, each once; reasons are cut to one short line.
+@Suite struct SavedOutputTests {
+    let files = [FileEntry(name: "a.txt", size: 1), FileEntry(name: "b.txt", size: 2)]
+
+    @Test func storedAndFailedOutputsAreNamed() {
+        let note = Msg.SavedOutput.note(
+            [.init(name: "a.txt"), .init(name: "b.txt", error: "peer unreachable")], files: files, prefix: "results/")
+        #expect(note == "outputs saved in the grid as results/NAME: a.txt; outputs not saved in the grid: b.txt (peer unreachable)")
+    }
+
+    @Test func namesThatAreNotOutputsAndRepeatsAreIgnored() {
+        let note = Msg.SavedOutput.note(
+            [.init(name: "../x"), .init(name: "a.txt"), .init(name: "a.txt", error: "contrary"), .init(name: "zzz", error: "x")],
+            files: files, prefix: "r/")
+        #expect(note == "outputs saved in the grid as r/NAME: a.txt")
+        #expect(Msg.SavedOutput.note([.init(name: "nope")], files: files, prefix: "r/") == nil)
+    }
+
+    @Test func aJobThatSavesNothingOrARunThatSaysNothingRecordsNothing() {
+        #expect(Msg.SavedOutput.note([.init(name: "a.txt")], files: files, prefix: nil) == nil)
+        #expect(Msg.SavedOutput.note(nil, files: files, prefix: "r/") == nil)
+        #expect(Msg.SavedOutput.note([], files: files, prefix: "r/") == nil)
+    }
+
+    @Test func aLongOrManyLinedReasonIsCutToOneShortLine() throws {
+        let reason = "first\nsecond\r\n" + String(repeating: "é", count: 1000)
+        let note = try #require(Msg.SavedOutput.note([.init(name: "a.txt", error: reason)], files: files, prefix: "r/"))
+        #expect(!note.contains("\n") && !note.contains("\r"))
+        #expect(note.hasPrefix("outputs not saved in the grid: a.txt (first second éé"))
+        #expect(note.count < 300)
+    }
+
+    @Test func thousandsOfOutputsAreSummedUpAfterTwenty() throws {
+        let many = (0..<5000).map { FileEntry(name: "f\($0)", size: 0) }
+        let note = try #require(Msg.SavedOutput.note(many.map { .init(name: $0.name) }, files: many, prefix: "r/"))
+        #expect(note.hasSuffix("f19 and 4980 more"))
+    }
+
+    /// The field travels as `saved`, and a report without it (an older worker's) still decodes.
+    @Test func theFieldIsOptionalOnTheWire() throws {
+        let line = #"{"type":"JOB_DONE","job":{"job_id":1,"attempt":1},"outcome":"completed","exit_code":0,"runtime_ms":1,"peak_memory_kb":1,"cpu_seconds":0,"files":[]}"#
+        guard case .jobDone(let done) = try GridMessage.decode(type: "JOB_DONE", from: Data(line.utf8)) else {
+            Issue.record("not a JOB_DONE")
+            return
+        }
+        #expect(done.saved == nil)
+    }
+}
