@@ -35,7 +35,7 @@ public enum FileName {
 
     /// Control characters (C0, DEL, C1), invisible formatting characters (bidirectional overrides, zero-width
     /// joiners) and line or paragraph separators: they can hide what a name really is.
-    static func isControlOrFormat(_ scalar: Unicode.Scalar) -> Bool {
+    public static func isControlOrFormat(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {
         case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .unassigned, .privateUse: true
         default: false

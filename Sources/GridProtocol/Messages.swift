@@ -1,9 +1,12 @@
 public import GridCore
 
 /// The grid protocol's version; a peer states it in `HELLO` and the manager accepts `ProtocolVersion.supported`.
+/// Version 2: memory entries carry seals (a version-1 peer's writes would all be refused), and a run reports the
+/// outputs it saved in the grid in `JOB_DONE.saved`, not its log (a version-1 worker's first runs would disagree with
+/// their check runs, and be punished for it). A version-1 worker or client is told so at `HELLO`.
 public enum ProtocolVersion {
-    public static let current = 1
-    public static let supported = 1...1
+    public static let current = 2
+    public static let supported = 2...2
 }
 
 /// A file inside a bulk payload: payloads are the files' bytes, one after another, in this order.
@@ -326,8 +329,7 @@ public enum Msg {
             var failed: [String] = []
             for entry in saved where outputs.contains(entry.name) && seen.insert(entry.name).inserted {
                 if let error = entry.error {
-                    let line = error.split(whereSeparator: \.isNewline).joined(separator: " ")
-                    failed.append("\(entry.name) (\(line.count > 200 ? line.prefix(200) + "…" : line))")
+                    failed.append("\(entry.name) (\(oneLine(error, maxBytes: 200)))")
                 } else {
                     stored.append(entry.name)
                 }
@@ -339,7 +341,23 @@ public enum Msg {
             var parts: [String] = []
             if !stored.isEmpty { parts.append("outputs saved in the grid as \(prefix)NAME: \(list(stored))") }
             if !failed.isEmpty { parts.append("outputs not saved in the grid: \(list(failed))") }
-            return parts.isEmpty ? nil : parts.joined(separator: "; ")
+            return parts.isEmpty ? nil : oneLine(parts.joined(separator: "; "), maxBytes: 4_096)
+        }
+
+        /// `text` as one line of at most `maxBytes` UTF-8 bytes (and an ellipsis): control and invisible formatting
+        /// characters (line breaks, escapes, bidirectional overrides) become spaces. Cut on bytes, never characters:
+        /// one character may carry any number of combining marks.
+        static func oneLine(_ text: String, maxBytes: Int) -> String {
+            var out = String.UnicodeScalarView()
+            var bytes = 0
+            for scalar in text.unicodeScalars {
+                let shown: Unicode.Scalar = FileName.isControlOrFormat(scalar) ? " " : scalar
+                let width = UTF8.width(shown)
+                guard bytes + width <= maxBytes else { return String(out) + "…" }
+                out.append(shown)
+                bytes += width
+            }
+            return String(out)
         }
     }
 

@@ -197,11 +197,17 @@ extension GridDatabase {
                 try db.execute(
                     sql: "UPDATE jobs SET verification = 'contradicted', rerun_on = ? WHERE id = ?", arguments: [names.first, root.id])
                 let losers = try contradicted.map { try workerName(db, runs[$0].workerId) }
-                // Only the job's own run saved its outputs in the grid (`JobSpec.forCheckRun`): those are the replaced
-                // run's, and the user is told so.
+                // Only the job's own run saves its outputs in the grid (`JobSpec.forCheckRun`): when it says it saved
+                // any, those are the replaced run's, and the user is told so.
+                let savedAny =
+                    try Int64.fetchOne(
+                        db, sql: "SELECT COUNT(*) FROM job_events WHERE job_id = ? AND detail LIKE 'outputs saved in the grid as %'",
+                        arguments: [root.id]) ?? 0 > 0
                 let saved =
-                    root.spec.saveOutputsAs.map {
-                        "; the outputs saved in the grid as \($0)NAME are the replaced run's: take the job's outputs with `download \(root.id)`"
+                    root.spec.saveOutputsAs.flatMap { prefix in
+                        savedAny
+                            ? "; the outputs saved in the grid as \(prefix)NAME are the replaced run's: take the job's outputs with `download \(root.id)`"
+                            : nil
                     } ?? ""
                 try event(
                     db, root.id, winner.state,

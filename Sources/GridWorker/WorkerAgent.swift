@@ -798,8 +798,10 @@ public actor WorkerAgent: Service {
             append(ref, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
         }
         // What became of the outputs saved in the grid goes in the report, not the log (`Msg.JobDone.saved`).
+        // A cancelled run saves nothing: it was stopped (by its submitter, or because its lease went to another
+        // worker, whose outputs a late save here would replace).
         var saved: [Msg.SavedOutput]?
-        if let prefix = job.spec.saveOutputsAs {
+        if let prefix = job.spec.saveOutputsAs, report.outcome != .cancelled {
             saved = []
             for f in files {
                 do {

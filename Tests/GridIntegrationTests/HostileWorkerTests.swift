@@ -16,7 +16,7 @@ final class FakeWorker {
     init(port: Int, token: String, name: String, workerId: String? = nil, peerKey: String? = nil) throws {
         c = try RawConnection(port: port)
         let wanted = (workerId.map { #","worker_id":"\#($0)""# } ?? "") + (peerKey.map { #","peer_key":"\#($0)""# } ?? "")
-        c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"\#(name)"\#(wanted)}"# + "\n")
+        c.send(#"{"type":"HELLO","id":1,"version":2,"token":"\#(token)","name":"\#(name)"\#(wanted)}"# + "\n")
         guard let ok = c.next("HELLO_OK"), let id = ok["worker_id"] as? String else { throw TestGridError("no HELLO_OK for \(name)") }
         self.workerId = id
     }

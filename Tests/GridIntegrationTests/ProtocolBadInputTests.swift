@@ -40,7 +40,7 @@ extension Integration {
 
             // A wrong token.
             let c2 = try RawConnection(port: port)
-            c2.send(#"{"type":"HELLO","id":1,"version":1,"token":"cgw_wrong"}"# + "\n")
+            c2.send(#"{"type":"HELLO","id":1,"version":2,"token":"cgw_wrong"}"# + "\n")
             #expect(Self.code(c2.readMessage()) == "unauthorized")
             #expect(c2.isClosed())
 
@@ -95,7 +95,7 @@ extension Integration {
             let owner = try await grid.user("owner")
             let token = try await owner.createToken(kind: "worker").token
             let c = try RawConnection(port: grid.gridPort)
-            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"raw"}"# + "\n")
+            c.send(#"{"type":"HELLO","id":1,"version":2,"token":"\#(token)","name":"raw"}"# + "\n")
             #expect(c.readMessage()?["type"] as? String == "HELLO_OK")
             c.send(#"{"type":"LOAD_UPDATE","id":2,"load":0,"running":[]}"# + "\n")
             #expect(Self.code(c.readMessage()) == "bad_request", "REGISTER must come first")

@@ -98,7 +98,7 @@ extension ManagerFaults {
                 let port = m.gridPort
                 return try await onThread {
                     let c = try RawConnection(port: port)
-                    _ = c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)"}"# + "\n")
+                    _ = c.send(#"{"type":"HELLO","id":1,"version":2,"token":"\#(token)"}"# + "\n")
                     return c.readMessage(timeout: 10).map { SendableDict($0) }
                 }?.value
             }

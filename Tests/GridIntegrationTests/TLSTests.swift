@@ -95,7 +95,7 @@ extension Integration {
             defer { grid.shutdown() }
             try await grid.startManager(extra: ["--tls"])
             let c = try RawConnection(port: grid.gridPort)
-            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"cgw_x"}"# + "\n")
+            c.send(#"{"type":"HELLO","id":1,"version":2,"token":"cgw_x"}"# + "\n")
             #expect(c.readMessage(timeout: 3) == nil, "no grid-protocol answer in clear text")
         }
 

@@ -66,7 +66,7 @@ extension Integration.WorkerJoin {
         let token = try await owner.createToken(kind: "worker").token
         // A hand-driven worker that takes the job and says it cannot start it.
         let raw = try RawConnection(port: grid.gridPort)
-        raw.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"broken"}"# + "\n")
+        raw.send(#"{"type":"HELLO","id":1,"version":2,"token":"\#(token)","name":"broken"}"# + "\n")
         #expect(raw.readMessage()?["type"] as? String == "HELLO_OK")
         raw.send(
             #"{"type":"REGISTER","id":2,"resources":{"cpus":2,"ram_gb":4,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"restricted","slots":2,"running":[]}"#

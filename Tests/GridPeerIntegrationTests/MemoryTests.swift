@@ -150,7 +150,7 @@ import Testing
         let a = rawExchange(port: port, send: "this is not json\n{\"type\":\"GET_MEM\",\"id\":7,\"key\":\"x\"}\n", lines: 2)
         #expect(a.count == 2 && a[0].contains("malformed_message") && a[1].contains("not_authenticated"), "\(a)")
         // A token (a peer takes none).
-        let b = rawExchange(port: port, send: "{\"type\":\"HELLO\",\"id\":1,\"version\":1,\"token\":\"nope\"}\n", lines: 1)
+        let b = rawExchange(port: port, send: "{\"type\":\"HELLO\",\"id\":1,\"version\":2,\"token\":\"nope\"}\n", lines: 1)
         #expect(b.first?.contains("unauthorized") == true, "\(b)")
         // A session open, then garbage: unknown type, missing fields, an oversized bulk announcement.
         let session = try await g.rawSession(peers[0])

@@ -87,7 +87,7 @@ final class PeerGrid: @unchecked Sendable {
         manager.token = token ?? self.token
         let c = try RawConnection(port: peer.port)
         let nonce = PeerTrust.nonce()
-        c.send(#"{"type":"HELLO","id":1,"version":1,"token":"","nonce":"\#(nonce)"}"# + "\n")
+        c.send(#"{"type":"HELLO","id":1,"version":2,"token":"","nonce":"\#(nonce)"}"# + "\n")
         guard let ok = c.next("HELLO_OK"), let workerId = ok["worker_id"] as? String, let theirs = ok["nonce"] as? String else {
             throw TestGridError("the peer did not answer HELLO {nonce}")
         }

@@ -24,7 +24,7 @@ final class RawWorker: @unchecked Sendable {
 
     init(gridPort: Int, token: String, peerKey: String?, host: String, peerPort: Int, slots: Int = 16) throws {
         connection = try RawConnection(port: gridPort)
-        var hello: [String: Any] = ["type": "HELLO", "id": 1, "version": 1, "token": token, "name": "rogue"]
+        var hello: [String: Any] = ["type": "HELLO", "id": 1, "version": ProtocolVersion.current, "token": token, "name": "rogue"]
         if let peerKey { hello["peer_key"] = peerKey }
         connection.send(String(decoding: try JSONSerialization.data(withJSONObject: hello), as: UTF8.self) + "\n")
         guard let ok = connection.readMessage(timeout: 10), ok["type"] as? String == "HELLO_OK", let id = ok["worker_id"] as? String else {
@@ -156,13 +156,13 @@ final class RogueListener: @unchecked Sendable {
                         signer.map { $0.proof(nonce: m["nonce"] as? String ?? "", workerId: workerId, role: .server) }
                         ?? Data(repeating: 7, count: 64).base64EncodedString()
                     answer = [
-                        "type": "HELLO_OK", "id": m["id"] ?? 0, "version": 1, "worker_id": workerId, "owner": "mallory", "heartbeat_seconds": 0,
+                        "type": "HELLO_OK", "id": m["id"] ?? 0, "version": ProtocolVersion.current, "worker_id": workerId, "owner": "mallory", "heartbeat_seconds": 0,
                         "proof": proof, "nonce": String(repeating: "ab", count: 16),
                     ]
                     if let credential, let data = try? GridJSON.encode(credential) { answer["credential"] = try? JSONSerialization.jsonObject(with: data) }
                 case "SESSION":
                     let user = ((m["ticket"] as? [String: Any])?["user"] as? String) ?? ""
-                    answer = ["type": "HELLO_OK", "id": m["id"] ?? 0, "version": 1, "worker_id": workerId, "owner": user, "heartbeat_seconds": 0]
+                    answer = ["type": "HELLO_OK", "id": m["id"] ?? 0, "version": ProtocolVersion.current, "worker_id": workerId, "owner": user, "heartbeat_seconds": 0]
                 default:
                     answer = ["type": "ERROR", "id": m["id"] ?? 0, "code": "not_found", "message": "nothing here"]
                 }

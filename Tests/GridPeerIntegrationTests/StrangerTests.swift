@@ -205,7 +205,7 @@ extension StrangerTests {
         let token = try await owner.createToken(kind: "worker").token
         func hello(_ name: String) throws -> RawConnection {
             let c = try RawConnection(port: grid.gridPort)
-            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)","name":"\#(name)"}"# + "\n")
+            c.send(#"{"type":"HELLO","id":1,"version":2,"token":"\#(token)","name":"\#(name)"}"# + "\n")
             return c
         }
         let silent = try hello("silent")

@@ -230,7 +230,7 @@ import Testing
         } catch let e as GridError { #expect([.unauthorized, .forbidden].contains(e.code), "\(e)") }
         for token in [g.token, join] {
             let c = try RawConnection(port: peers[0].port)
-            c.send(#"{"type":"HELLO","id":1,"version":1,"token":"\#(token)"}"# + "\n")
+            c.send(#"{"type":"HELLO","id":1,"version":2,"token":"\#(token)"}"# + "\n")
             let said = c.readMessage(timeout: 10)
             #expect(said?["type"] as? String == "ERROR" && said?["code"] as? String == "unauthorized", "\(said ?? [:])")
             #expect((said?["message"] as? String)?.contains("a secret never goes to a peer") == true, "\(said ?? [:])")
@@ -354,7 +354,7 @@ import Testing
         let credential = try #require(worker.credential)
         let c = try RawConnection(port: peers[0].port)
         let nonce = PeerTrust.nonce()
-        c.send(#"{"type":"HELLO","id":1,"version":1,"token":"","nonce":"\#(nonce)"}"# + "\n")
+        c.send(#"{"type":"HELLO","id":1,"version":2,"token":"","nonce":"\#(nonce)"}"# + "\n")
         let hello = try #require(c.readMessage(timeout: 10))
         let theirs = try #require(hello["nonce"] as? String)
         let auth = Msg.PeerAuth(
@@ -568,7 +568,7 @@ import Testing
         let peers = try await g.startPeers(1)
         let c = try RawConnection(port: peers[0].port)
         let nonce = PeerTrust.nonce()
-        c.send(#"{"type":"HELLO","id":1,"version":1,"token":"","nonce":"\#(nonce)"}"# + "\n")
+        c.send(#"{"type":"HELLO","id":1,"version":2,"token":"","nonce":"\#(nonce)"}"# + "\n")
         guard let ok = c.next("HELLO_OK"), let workerId = ok["worker_id"] as? String, let theirs = ok["nonce"] as? String else {
             throw TestGridError("the peer did not answer HELLO {nonce}")
         }

@@ -29,11 +29,21 @@ import Testing
     }
 
     @Test func aLongOrManyLinedReasonIsCutToOneShortLine() throws {
-        let reason = "first\nsecond\r\n" + String(repeating: "é", count: 1000)
+        let reason = "first\nsecond\u{1b}[31m\u{202e}" + String(repeating: "é", count: 1000)
         let note = try #require(Msg.SavedOutput.note([.init(name: "a.txt", error: reason)], files: files, prefix: "r/"))
-        #expect(!note.contains("\n") && !note.contains("\r"))
-        #expect(note.hasPrefix("outputs not saved in the grid: a.txt (first second éé"))
-        #expect(note.count < 300)
+        #expect(!note.unicodeScalars.contains { FileName.isControlOrFormat($0) }, "\(note.debugDescription)")
+        #expect(note.hasPrefix("outputs not saved in the grid: a.txt (first second [31m éé"))
+        #expect(note.utf8.count < 300)
+    }
+
+    /// One character may carry thousands of combining marks: the cut is on bytes, for each reason and for the line.
+    @Test func combiningMarksCannotStretchTheLine() throws {
+        let heavy = "e" + String(repeating: "\u{301}", count: 4_000)
+        let many = (0..<20).map { FileEntry(name: String(repeating: "n", count: 200) + "\($0)", size: 0) }
+        let note = try #require(Msg.SavedOutput.note(many.map { .init(name: $0.name, error: heavy) }, files: many, prefix: "r/"))
+        #expect(note.utf8.count <= 4_096 + 3)
+        let one = try #require(Msg.SavedOutput.note([.init(name: "a.txt", error: heavy)], files: files, prefix: "r/"))
+        #expect(one.utf8.count < 300)
     }
 
     @Test func thousandsOfOutputsAreSummedUpAfterTwenty() throws {

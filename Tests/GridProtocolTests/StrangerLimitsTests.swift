@@ -224,7 +224,7 @@ struct StrangerLimitsTests {
     @Test func aHelloFitsWellWithinTheStrangerLineLimit() {
         var parser = FrameParser()
         parser.authenticated = false
-        let hello = #"{"type":"HELLO","id":1,"version":1,"token":"cgw_\#(String(repeating: "x", count: 64))","name":"lab-3","peer_key":"\#(String(repeating: "k", count: 44))"}"#
+        let hello = #"{"type":"HELLO","id":1,"version":2,"token":"cgw_\#(String(repeating: "x", count: 64))","name":"lab-3","peer_key":"\#(String(repeating: "k", count: 44))"}"#
         guard case .frame(let f)? = Self.frames(&parser, hello + "\n").first, case .hello = f.message else {
             Issue.record("HELLO refused")
             return

@@ -212,6 +212,14 @@ struct GridDatabaseVerificationTests {
             history.contains { $0.hasPrefix("contradicted → rerun on pc-w3") && $0.hasSuffix("the outputs saved in the grid as results/NAME are the replaced run's: take the job's outputs with `download \(job.id)`") },
             "\(history)")
         #expect(!String(decoding: try await g.db.log(of: job.id, from: 0).data, as: UTF8.self).contains("saved"))
+        // A first run that saved nothing (every save failed, or no peer services): nothing is said of the grid.
+        let quiet = try await g.submit(spec)
+        let q1 = try await g.run(quiet.id, on: "w1", output: "forged", now: 40)
+        let q2 = try await g.run(try #require(q1.checkQueued), on: "w3", output: "42", now: 50)
+        try await g.run(try #require(q2.checkQueued), on: "w4", output: "42", now: 60)
+        #expect(try await g.db.job(id: quiet.id)?.verification == .contradicted)
+        let quietHistory = try await g.db.events(of: quiet.id).compactMap(\.detail)
+        #expect(quietHistory.contains { $0.hasPrefix("contradicted → rerun on pc-w3") } && !quietHistory.joined().contains("in the grid"), "\(quietHistory)")
         try await g.expectLedgerOK()
     }
 

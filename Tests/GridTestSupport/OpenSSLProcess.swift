@@ -62,7 +62,7 @@ public final class OpenSSLProcess: Sendable {
     ) async throws -> RegisteredWorker {
         let client = try OpenSSLProcess(["s_client", "-connect", "127.0.0.1:\(gridPort)", "-quiet", "-tls1_3"], folder: folder)
         func json(_ object: [String: Any]) throws -> String { String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self) }
-        var hello: [String: Any] = ["type": "HELLO", "id": 1, "version": 1, "token": token, "name": "mallory-box"]
+        var hello: [String: Any] = ["type": "HELLO", "id": 1, "version": ProtocolVersion.current, "token": token, "name": "mallory-box"]
         if let peerKey { hello["peer_key"] = peerKey }
         client.send(try json(hello))
         guard let hello = await client.line(containing: "HELLO_OK"),
