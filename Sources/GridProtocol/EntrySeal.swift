@@ -161,6 +161,9 @@ extension PeerTrust {
         private var good: Set<Data> = []
         /// How many good parts it remembers before it starts again.
         public static let remembered = 4_096
+        /// How many signatures it has checked (those it remembered as good cost none): what a sender of entries that
+        /// fail cost this peer (`SealStrikes`).
+        public private(set) var signatureChecks = 0
 
         public init(managerKey: String) { self.managerKey = managerKey }
 
@@ -213,6 +216,7 @@ extension PeerTrust {
                 guard remember(ticket.signedBytes, ticket.signature, key: managerKey) else { return refuse("has a write ticket the manager did not sign") }
                 guard within(at, from: ticket.notBefore, to: ticket.expires, early: true) else { return refuse("is versioned outside its write ticket") }
             }
+            signatureChecks &+= 1
             guard isValid(signature: seal.signature, over: entryBytes(key: key, version: version, origin: origin, value: value, authority: a), key: c.key)
             else { return refuse("was not signed by its writer as it stands (key, version, value or authority changed)") }
             return .success(claimed)
@@ -234,6 +238,7 @@ extension PeerTrust {
             whole.append(0)
             whole.append(bytes)
             if good.contains(whole) { return true }
+            signatureChecks &+= 1
             guard isValid(signature: signature, over: bytes, key: key) else { return false }
             if good.count >= Self.remembered { good = [] }
             good.insert(whole)

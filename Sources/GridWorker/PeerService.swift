@@ -136,6 +136,8 @@ public actor PeerService: Service {
     private(set) var managerKey: String?
     /// Checks the seals of entries other peers send (`MEM_SYNC`, answers to `MEM_FETCH`), remembering good parts.
     var sealChecker: PeerTrust.SealChecker?
+    /// The signature checks each peer's failed entries have cost lately (`SealStrikes`).
+    var sealStrikes = SealStrikes()
     /// This worker's current credential, from `REGISTERED` or `CREDENTIAL`.
     private(set) var credential: PeerTrust.Credential?
     /// The newest forwarding ticket per user, from `SESSION`: lets this peer forward that user's tasks.
@@ -607,6 +609,16 @@ public actor PeerService: Service {
                 guard m.entries.count <= Self.maxSyncEntries else {
                     throw GridError(.badRequest, "a MEM_SYNC carries at most \(Self.maxSyncEntries) entries (got \(m.entries.count))")
                 }
+                // A peer whose entries failed their checks too often lately is refused unchecked for a while: each
+                // costs a signature check or more (`SealStrikes`).
+                let sender = caller.peer ?? ""
+                let clock = Date().timeIntervalSince1970
+                if sealStrikes.allowance(of: sender, now: clock) == 0 {
+                    let wait = Int((sealStrikes.windowEnds(for: sender, now: clock) ?? clock) - clock) + 1
+                    throw GridError(
+                        .rateLimited,
+                        "this peer sent too many entries with bad seals in the last \(Int(SealStrikes.window)) s; MEM_SYNC is refused for \(wait) s more")
+                }
                 // Every entry must carry its writer's seal, for a person who may write that key. One that does not is
                 // refused alone, with its reason, as one over the budget is: a batch carries many people's writes,
                 // and one bad entry must not hold up the rest.
@@ -631,7 +643,7 @@ public actor PeerService: Service {
                 }
                 // The signatures off the actor, on either core (a batch of 1,000 is that many Ed25519 checks); what
                 // this peer holds, and who owns what, here, again, just before the entries are kept.
-                for (e, result) in zip(toCheck, try await checkSeals(toCheck)) {
+                for (e, result) in zip(toCheck, try await checkSeals(toCheck, from: sender)) {
                     switch result {
                     case .failure(let why): unsealed[e.key] = why.message
                     case .success(let person):
@@ -790,20 +802,36 @@ public actor PeerService: Service {
     /// The seals of `entries`, checked off the actor (their signatures), each with the person it was sealed for; the
     /// person's right to the key as this peer holds it now is asked first (`mayKeep`), so a forgery for another's
     /// key costs no signature check. The caller asks `keepRule` again once back on the actor, before keeping any.
-    func checkSeals(_ entries: [Msg.MemEntry]) async throws -> [Result<PeerTrust.Sealed, GridError>] {
+    /// `sender`'s allowance of wasted checks (`SealStrikes`) bounds the batch: once the signatures of its failed
+    /// entries reach it, the rest are refused unchecked, and what they cost is counted against it.
+    func checkSeals(_ entries: [Msg.MemEntry], from sender: String) async throws -> [Result<PeerTrust.Sealed, GridError>] {
         guard !entries.isEmpty else { return [] }
         guard let managerKey else { throw GridError(.unreachable, "this peer does not know its manager's key yet") }
         if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
         let checker = sealChecker!
         let memory = self.memory
-        let (results, after) = await Self.offActor { () -> ([Result<PeerTrust.Sealed, GridError>], PeerTrust.SealChecker) in
+        let allowance = sealStrikes.allowance(of: sender, now: Date().timeIntervalSince1970)
+        let (results, after, wasted) = await Self.offActor { () -> ([Result<PeerTrust.Sealed, GridError>], PeerTrust.SealChecker, Int) in
             var c = checker
-            let results = entries.map { e in
-                c.check(key: e.key, value: e.value, version: e.version, origin: e.origin, seal: e.seal) { claimed in
+            var wasted = 0
+            let results = entries.map { e -> Result<PeerTrust.Sealed, GridError> in
+                guard wasted < allowance else {
+                    return .failure(GridError(.rateLimited, "not checked: this batch's entries with bad seals used up the sender's allowance"))
+                }
+                let before = c.signatureChecks
+                let result = c.check(key: e.key, value: e.value, version: e.version, origin: e.origin, seal: e.seal) { claimed in
                     PeerNamespace.mayWrite(e.key, value: e.value, current: memory.get(e.key)?.value, user: claimed.user, files: claimed.filePrefix)
                 }
+                if case .failure = result { wasted += c.signatureChecks &- before }
+                return result
             }
-            return (results, c)
+            return (results, c, wasted)
+        }
+        sealStrikes.record(wasted, by: sender, now: Date().timeIntervalSince1970)
+        if wasted > 0, sealStrikes.allowance(of: sender, now: Date().timeIntervalSince1970) == 0 {
+            logger.warning(
+                "a peer's entries with bad seals used up its allowance; its MEM_SYNC is refused for a while",
+                metadata: ["grid.worker.id": "\(sender.prefix(64))"])
         }
         // What it found good is remembered (another batch checked meanwhile may lose what it found: a cache).
         if after.managerKey == self.managerKey { sealChecker = after }

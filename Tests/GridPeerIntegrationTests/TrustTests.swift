@@ -619,4 +619,59 @@ import Testing
         }
         #expect(info.size == 3)
     }
+
+    /// A proven peer that floods `MEM_SYNC` with entries whose seals fail costs a signature check each: once those
+    /// reach `SealStrikes.allowed` in a window, its batches are refused whole, unchecked, for the rest of the window,
+    /// while honest peers' replication goes on.
+    @Test func aPeerThatSendsForgedEntriesInBulkIsRefusedUncheckedForAWhile() async throws {
+        let g = try await PeerGrid(label: "trust-strikes")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let mallory = try await g.grid.user("mallory")
+        let mine = PeerTrust.Signer()
+        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
+        defer { worker.stop() }
+        let hers = try await g.session(with: worker, token: mallory.token)
+        let link = try await worker.link(to: peers[0].port, signer: mine, tls: g.peerTLS())
+        defer { link.close() }
+        let now = Int64(Date().timeIntervalSince1970 * 1000) + 1000
+        // Her own keys (so no cheap rule refuses them first), each signed with a key her credential does not name: one
+        // wasted signature check an entry. 250 a batch keeps a batch under the line limit.
+        let wrong = PeerTrust.Signer()
+        let perBatch = 250
+        let batches = SealStrikes.allowed / perBatch
+        var checked = 0
+        var unchecked = 0
+        for b in 0..<batches {
+            let entries = try (0..<perBatch).map { i in
+                try worker.sealed(
+                    PeerNamespace.stored("junk-\(b)-\(i)", user: "mallory", kind: .memory), .number(Double(i)), version: now, signer: wrong, authority: hers)
+            }
+            let answer = try await link.request(.memSync(Msg.MemEntries(entries: entries)), timeout: 30).message
+            guard case .memEntries(let m) = answer else { throw TestGridError("batch \(b) was answered \(answer)") }
+            #expect(m.forbidden?.count == perBatch, "batch \(b): every forged entry is refused")
+            let reasons = Array((m.refused ?? [:]).values)
+            checked += reasons.filter { $0.contains("was not signed by its writer") }.count
+            unchecked += reasons.filter { $0.contains("not checked") }.count
+            #expect(reasons.count == perBatch)
+        }
+        // Her credential, certificate and grant were checked once (with her first forged entry), then each entry's own
+        // signature: the last few of the last batch were past her allowance, refused unchecked.
+        #expect(checked + unchecked == SealStrikes.allowed && checked >= SealStrikes.allowed - 3 && checked < SealStrikes.allowed, "\(checked) checked")
+        // Her allowance is spent: the next batch, even one good entry of her own, is refused whole and unchecked.
+        let own = try worker.sealed(PeerNamespace.stored("fine", user: "mallory", kind: .memory), .string("ok"), version: now, signer: mine, authority: hers)
+        #expect(await code(link, .memSync(Msg.MemEntries(entries: [own]))) == .rateLimited)
+
+        // Alice's writes still replicate between the honest peers, both ways.
+        for (i, peer) in peers.enumerated() {
+            let alice = try await g.link(peer)
+            defer { alice.close() }
+            _ = try await alice.request(.setMem(Msg.SetMem(key: "k\(i)", value: .number(Double(i)))), timeout: 30)
+        }
+        for peer in peers {
+            let alice = try await g.link(peer)
+            defer { alice.close() }
+            for i in peers.indices { #expect(try await value(alice, "k\(i)") == .number(Double(i)), "k\(i) through \(peer.name)") }
+        }
+    }
 }

@@ -61,6 +61,24 @@ import Testing
         #expect(refused(check(value, origin: "w-other", seal: s), "not by its origin"))
     }
 
+    /// `signatureChecks` counts what a check cost (`SealStrikes` charges a sender's failed entries with it): the
+    /// credential, certificate and grant once, remembered after; the entry's own signature every time; nothing for an
+    /// entry refused before any signature.
+    @Test func theSignatureChecksASealCostAreCounted() throws {
+        var checker = PeerTrust.SealChecker(managerKey: manager.publicKey)
+        let value = JSONValue.string("x")
+        _ = try checker.check(key: key, value: value, version: nowMs, origin: "w-writer", seal: seal(value)).get()
+        #expect(checker.signatureChecks == 4)
+        let other = JSONValue.string("y")
+        _ = try checker.check(key: key, value: other, version: nowMs, origin: "w-writer", seal: seal(other)).get()
+        #expect(checker.signatureChecks == 5, "the parts checked before are remembered")
+        let forged = PeerTrust.Signer().seal(key: key, value: value, version: nowMs, origin: "w-writer", authority: session(), credential: credential)
+        #expect(refused(checker.check(key: key, value: value, version: nowMs, origin: "w-writer", seal: forged), "was not signed by its writer"))
+        #expect(checker.signatureChecks == 6)
+        #expect(refused(checker.check(key: key, value: value, version: nowMs, origin: "w-writer", seal: "{}"), "malformed"))
+        #expect(checker.signatureChecks == 6)
+    }
+
     @Test func aSealNeedsTheManagersCredentialAndThePersonsOwnProof() throws {
         let value = JSONValue.string("x")
         // No seal, junk, an oversized one.
