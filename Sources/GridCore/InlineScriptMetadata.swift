@@ -32,8 +32,8 @@ public struct InlineScriptMetadata: Hashable, Sendable {
         var found: String?
         var content: [String]?
         var type = ""
-        for raw in script.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            var line = Substring(raw)
+        for raw in TextLines(script) {
+            var line = raw
             if line.hasSuffix("\r") { line = line.dropLast() }
             // Appended in place: a copy of the block per line made a script of N comment lines cost N² (any account
             // could hold the manager for minutes with a megabyte of "#" lines).

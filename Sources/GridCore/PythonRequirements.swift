@@ -8,6 +8,8 @@ public struct PythonRequirements: Hashable, Sendable {
 
     /// The most packages one job may declare.
     public static let maxPackages = 200
+    /// The longest requirements file read, in bytes.
+    public static let maxFileBytes = 64 << 10
 
     public init() {
         packages = []
@@ -67,10 +69,14 @@ public struct PythonRequirements: Hashable, Sendable {
     /// pip options (`-r`, `-e`, `--index-url`, …) are refused: the worker's owner, not a job, chooses where code comes
     /// from. The error names the file and the line.
     public static func parseFile(_ text: String, name: String = "requirements file") throws(GridError) -> [String] {
+        // A file of requirements is short: one far longer is refused before it is read (a form's field may be 80 MB).
+        guard text.utf8.count <= maxFileBytes else {
+            throw GridError(.invalidRequirements, "\(name) is \(text.utf8.count) bytes; at most \(maxFileBytes) are read")
+        }
         var out: [String] = []
         var pending = ""
         var pendingLine = 0
-        for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+        for (index, rawLine) in TextLines(text).enumerated() {
             var line = String(rawLine)
             if line.hasSuffix("\r") { line.removeLast() }
             if pending.isEmpty { pendingLine = index + 1 }
@@ -92,6 +98,9 @@ public struct PythonRequirements: Hashable, Sendable {
                     .invalidRequirements,
                     "\(name) line \(pendingLine): pip option \(option) is not accepted in a job's requirements; list package names only "
                         + "(the worker's owner chooses the index)")
+            }
+            guard out.count < maxPackages else {
+                throw GridError(.invalidRequirements, "\(name) line \(pendingLine): at most \(maxPackages) requirements per job")
             }
             do {
                 out.append(try PythonRequirement.parse(trimmed).description)

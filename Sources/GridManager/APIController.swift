@@ -67,7 +67,7 @@ struct APIController: Sendable {
     /// Counts a sign-up from `client` (shared by the API and the dashboard); throws 429 with `Retry-After` beyond the
     /// limit, before any password is hashed.
     func admitRegistration(client: String) throws {
-        let decision = registrationLimiter.admit("register|" + client)
+        let decision = registrationLimiter.admit(Self.registrationKey(client: client))
         if let seconds = decision.retryAfterHeader {
             throw TooManyRequests(message: "too many new accounts from your address; try again in \(seconds) s", retryAfter: seconds)
         }
@@ -126,9 +126,15 @@ struct APIController: Sendable {
 
     static func loginKey(username: String, client: String) -> String { username.lowercased() + "|" + client }
 
+    /// What sign-ups are counted by: the address as logins count it (an IPv6 /64 is one host's: a host holds a whole
+    /// /64, and each of its addresses signed up afresh).
+    static func registrationKey(client: String) -> String { "register|" + RateLimit.addressKey(client) }
+
     @Sendable func logout(_ request: Request, context: APIContext) async throws -> Response {
-        try await refuseJoinToken(request)
-        if let token = bearer(request) { try await db.deleteToken(hash: Tokens.hash(token)) }
+        // A write only for a token that exists: anyone may call this, and every write waits on the one writer.
+        guard let token = bearer(request), let found = try await db.token(hash: Tokens.hash(token)) else { return Response(status: .noContent) }
+        if let refusal = found.kind.refusal(for: .person) { throw refusal }
+        try await db.deleteToken(hash: Tokens.hash(token))
         return Response(status: .noContent)
     }
 
@@ -156,6 +162,10 @@ struct APIController: Sendable {
 
     @Sendable func createToken(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
         let user = try await authenticate(request)
+        // A dashboard session (7 days, ended by its logout) mints no token: an API token from it would outlive both.
+        if bearer(request)?.hasPrefix("cgs_") == true {
+            throw GridError(.unauthorized, "a dashboard session creates no tokens over the API; use an API token (`campusgrid login`)")
+        }
         let kind = request.uri.queryParameters["kind"].map(String.init) ?? "worker"
         guard let k = TokenKind(rawValue: kind) else { throw GridError(.badRequest, "kind is 'worker' or 'api'") }
         return try await issueToken(for: user, kind: k)
@@ -175,13 +185,17 @@ struct APIController: Sendable {
             }
             return StoredFile(name: upload.name, data: data)
         }
+        // How many inputs, before any is decoded; the bundle's size, before the script is read (its PEP 723 block).
+        guard body.inputs.count <= Self.maxInputFiles else {
+            throw GridError(.badRequest, "a job may have at most \(Self.maxInputFiles) input files (got \(body.inputs.count))")
+        }
         let script = try file(body.script)
         guard !script.data.isEmpty else { throw GridError(.badRequest, "the script \(script.name) is empty") }
-        var spec = try Self.submitted(body.spec, script: script.data)
-        if spec.name.isEmpty { spec.name = script.name }
         let inputs = try body.inputs.map(file)
         // The bundle travels to the worker as one bulk message; keep it well inside the protocol's bulk limit.
         try Self.checkBundle(script: script, inputs: inputs, config: config)
+        var spec = try Self.submitted(body.spec, script: script.data)
+        if spec.name.isEmpty { spec.name = script.name }
         // A retry of a submission whose answer was lost carries the same key and gets the same job back (SubmitKey).
         let key = request.headers[Self.idempotencyKey]
         let submission = try await db.submitJob(owner: user.id, spec: spec, script: script, inputs: inputs, now: wall(), key: key)
@@ -239,6 +253,8 @@ struct APIController: Sendable {
                 status.spec.name = status.name
                 status.script = ""
                 status.progress.reason = nil
+                // Why it waits names what it needs of a worker, its Python version among them (`forOthers` hides that).
+                status.progress.pendingReason = nil
                 status.progress.exitCode = nil
                 status.progress.peakMemoryKb = nil
                 status.progress.cpuSeconds = nil

@@ -59,16 +59,18 @@ extension Dashboard {
         headers[.cacheControl] = "no-store"
         headers[.init("X-Accel-Buffering")!] = "no"
         let token = session.token
-        let client = session.client
+        // Counted by host (an IPv6 /64 as one), with slots kept for people signed in.
+        let client = ClientAddress.key(session.client)
+        let signedIn = session.user != nil
         let body = ResponseBody { [self, query] writer in
             // The slot is taken where it is given back, in the body: a response never sent takes none.
-            guard liveStreams.admit(client) else {
+            guard liveStreams.admit(client, signedIn: signedIn) else {
                 // Too many open from this address (or in all): the page's script tries again in a minute.
                 try await writer.write(ByteBuffer(string: "retry: 60000\n\nevent: busy\ndata: {}\n\n"))
                 try await writer.finish(nil)
                 return
             }
-            defer { liveStreams.release(client) }
+            defer { liveStreams.release(client, signedIn: signedIn) }
             try await stream(query, token: token, to: &writer)
             try await writer.finish(nil)
         }

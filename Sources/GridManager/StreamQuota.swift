@@ -3,30 +3,40 @@ import Synchronization
 /// How many live streams (`/live`, Server-Sent Events) may be open at once: per client address and in all. Each open
 /// stream re-renders its page's regions twice a second for minutes, and the overview, workers and leaderboard views
 /// need no login, so without a bound a stranger's connections kept the manager rendering. Pure; `LiveStreams` holds it.
+/// The caller keys clients by `ClientAddress.key` (an IPv6 /64 is one host's), and a quarter of the slots are kept for
+/// signed-in people: strangers from many addresses cannot take every slot.
 struct StreamQuota: Sendable {
     let perClient: Int
     let total: Int
     private(set) var open: [String: Int] = [:]
     private(set) var count = 0
+    /// Slots held by streams without a login.
+    private(set) var strangers = 0
 
     init(perClient: Int, total: Int) {
         self.perClient = perClient
         self.total = total
     }
 
-    /// Takes a slot for `client`; false when it has `perClient` open already, or the manager `total`.
-    mutating func admit(_ client: String) -> Bool {
-        guard count < total, open[client, default: 0] < perClient else { return false }
+    /// The most slots streams without a login may hold together.
+    var strangerSlots: Int { total - total / 4 }
+
+    /// Takes a slot for `client`; false when it has `perClient` open already, or the manager `total`, or (not
+    /// `signedIn`) strangers hold `strangerSlots`.
+    mutating func admit(_ client: String, signedIn: Bool = true) -> Bool {
+        guard count < total, open[client, default: 0] < perClient, signedIn || strangers < strangerSlots else { return false }
         open[client, default: 0] += 1
         count += 1
+        if !signedIn { strangers += 1 }
         return true
     }
 
-    /// Gives back a slot `admit` took (a release with none taken changes nothing).
-    mutating func release(_ client: String) {
+    /// Gives back a slot `admit` took, as it was taken (a release with none taken changes nothing).
+    mutating func release(_ client: String, signedIn: Bool = true) {
         guard let n = open[client], n > 0 else { return }
         open[client] = n == 1 ? nil : n - 1
         count -= 1
+        if !signedIn, strangers > 0 { strangers -= 1 }
     }
 }
 
@@ -36,6 +46,6 @@ final class LiveStreams: Sendable {
 
     init(perClient: Int, total: Int) { quota = Mutex(StreamQuota(perClient: perClient, total: total)) }
 
-    func admit(_ client: String) -> Bool { quota.withLock { $0.admit(client) } }
-    func release(_ client: String) { quota.withLock { $0.release(client) } }
+    func admit(_ client: String, signedIn: Bool) -> Bool { quota.withLock { $0.admit(client, signedIn: signedIn) } }
+    func release(_ client: String, signedIn: Bool) { quota.withLock { $0.release(client, signedIn: signedIn) } }
 }

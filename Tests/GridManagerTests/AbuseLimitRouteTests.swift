@@ -48,6 +48,13 @@ import Testing
         }
     }
 
+    /// Sign-ups are counted per host as logins are: every address of an IPv6 /64 is one.
+    @Test func signUpsFromOneSlash64CountAsOneAddress() {
+        #expect(APIController.registrationKey(client: "2001:db8:1:2::1") == APIController.registrationKey(client: "2001:db8:1:2:ffff:1:2:3"))
+        #expect(APIController.registrationKey(client: "2001:db8:1:2::1") != APIController.registrationKey(client: "2001:db8:1:3::1"))
+        #expect(APIController.registrationKey(client: "10.0.0.1") != APIController.registrationKey(client: "10.0.0.2"))
+    }
+
     @Test func theFormShowsRetryAfterToo() async throws {
         let app = try await DashboardRouteTests.app {
             $0.registrationBurst = 1

@@ -61,6 +61,26 @@ import Testing
         }
     }
 
+    /// A dashboard session (its cookie's `cgs_` token) mints no API or worker token over the API: one would outlive the
+    /// session's 7 days and its logout. The session still reads the API as its person.
+    @Test func aDashboardSessionCreatesNoTokensOverTheAPI() async throws {
+        try await Self.app().test(.router) { client in
+            let browser = Browser(client)
+            try await browser.register("alice")
+            let session = try #require(browser.cookies[WebSession.cookieName])
+            #expect(session.hasPrefix("cgs_"))
+            for kind in ["api", "worker"] {
+                try await client.execute(uri: "/api/v1/tokens?kind=\(kind)", method: .post, headers: [.authorization: "Bearer \(session)"]) { r in
+                    #expect(r.status == .unauthorized, "kind \(kind): \(r.status) \(String(buffer: r.body))")
+                    #expect(String(buffer: r.body).contains("a dashboard session creates no tokens"))
+                }
+            }
+            try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(session)"]) { r in
+                #expect(r.status == .ok)
+            }
+        }
+    }
+
     @Test func aFormPostWithoutTheCSRFTokenIsRefused() async throws {
         try await Self.app().test(.router) { client in
             let browser = Browser(client)
@@ -303,6 +323,24 @@ import Testing
         q.release("b")
         q.release("b")
         #expect(q.count == 2 && q.open["b"] == nil)
+    }
+
+    /// A quarter of the slots are kept for people signed in: strangers from many addresses cannot take them all.
+    @Test func strangersLeaveAQuarterOfTheSlotsToPeopleSignedIn() {
+        var q = StreamQuota(perClient: 1, total: 8)
+        let strangers = (0..<8).map { q.admit("s\($0)", signedIn: false) }
+        #expect(strangers == Array(repeating: true, count: 6) + [false, false])
+        let people = [q.admit("alice", signedIn: true), q.admit("bob", signedIn: true), q.admit("carol", signedIn: true)]
+        #expect(people == [true, true, false], "the two kept slots, then the whole is full")
+        q.release("s0", signedIn: false)
+        #expect(q.strangers == 5)
+        let back = q.admit("s7", signedIn: false)
+        #expect(back, "a stranger's slot given back is a stranger's to take")
+        q.release("alice", signedIn: true)
+        let more = q.admit("s8", signedIn: false)
+        #expect(!more, "strangers hold their share already")
+        let carol = q.admit("carol", signedIn: true)
+        #expect(carol)
     }
 
     /// A plain-text grid's peers have no certificates: the peer CA route says so (404), with no login needed.

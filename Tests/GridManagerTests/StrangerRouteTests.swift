@@ -70,6 +70,27 @@ import Testing
         }
     }
 
+    /// The API measures a submission's bundle before it reads the script's PEP 723 block: a script of millions of
+    /// lines was split into an array of them all first (gigabytes for a 72 MB body), and only then refused for its size.
+    @Test func anAPISubmissionOverTheBundleLimitIsRefusedBeforeItsScriptIsRead() async throws {
+        let db = try GridDatabase.inMemory()
+        let app = try await DashboardRouteTests.app(db: db) { $0.maxBulkBytes = 64 << 10 }
+        try await app.test(.router) { client in
+            let token = try #require(try await AbuseLimitRouteTests.register(client, "bigscript").token)
+            // An unclosed script block, then 70,000 empty lines: read first, it is refused for the block.
+            let script = "# /// script\n" + String(repeating: "\n", count: 70_000)
+            let body = #"{"spec":{"name":"big","cpus":1,"ram_gb":1,"gpus":0,"minutes":1,"priority":0,"outputs":[],"min_tier":"bwrap"},"script":{"name":"main.py","content_base64":"\#(Data(script.utf8).base64EncodedString())"},"inputs":[]}"#
+            try await client.execute(
+                uri: "/api/v1/jobs", method: .post, headers: [.contentType: "application/json", .authorization: "Bearer \(token)"],
+                body: ByteBuffer(string: body)
+            ) { r in
+                #expect(r.status == .badRequest)
+                #expect(String(buffer: r.body).contains("the limit is 48 KB per job"), "\(String(buffer: r.body).prefix(500))")
+            }
+            #expect(try await db.jobs(limit: 10).isEmpty)
+        }
+    }
+
     @Test(arguments: [
         ("/jobs/3", true), ("/", true), ("/jobs?mine=1", true),
         ("//evil.example", false), ("/\\evil.example", false), ("\\\\evil.example", false), ("/\t/evil.example", false),
