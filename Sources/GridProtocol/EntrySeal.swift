@@ -158,9 +158,10 @@ extension PeerTrust {
     /// content, not by their signature alone), so a batch from one writer costs one signature check per entry.
     public struct SealChecker: Sendable {
         public let managerKey: String
+        /// The SHA-256 of each part found good (its key, signature and signed bytes).
         private var good: Set<Data> = []
-        /// How many good parts it remembers before it starts again.
-        public static let remembered = 4_096
+        /// How many good parts it remembers before it starts again (32 bytes each).
+        public static let remembered = 16_384
         /// How many signatures it has checked (those it remembered as good cost none): what a sender of entries that
         /// fail cost this peer (`SealStrikes`).
         public private(set) var signatureChecks = 0
@@ -216,8 +217,8 @@ extension PeerTrust {
                 guard remember(ticket.signedBytes, ticket.signature, key: managerKey) else { return refuse("has a write ticket the manager did not sign") }
                 guard within(at, from: ticket.notBefore, to: ticket.expires, early: true) else { return refuse("is versioned outside its write ticket") }
             }
-            signatureChecks &+= 1
-            guard isValid(signature: seal.signature, over: entryBytes(key: key, version: version, origin: origin, value: value, authority: a), key: c.key)
+            // Remembered too: an entry sent again (a replay, or a repair pass's copy) costs a hash, not a check.
+            guard remember(entryBytes(key: key, version: version, origin: origin, value: value, authority: a), seal.signature, key: c.key)
             else { return refuse("was not signed by its writer as it stands (key, version, value or authority changed)") }
             return .success(claimed)
         }
@@ -232,11 +233,13 @@ extension PeerTrust {
 
         /// Whether `signature` is `key`'s over `bytes`: from memory when this exact part was found good before.
         private mutating func remember(_ bytes: Data, _ signature: String, key: String) -> Bool {
-            var whole = Data(key.utf8)
-            whole.append(0)
-            whole.append(Data(signature.utf8))
-            whole.append(0)
-            whole.append(bytes)
+            var hash = SHA256()
+            hash.update(data: Data(key.utf8))
+            hash.update(data: [0])
+            hash.update(data: Data(signature.utf8))
+            hash.update(data: [0])
+            hash.update(data: bytes)
+            let whole = Data(hash.finalize())
             if good.contains(whole) { return true }
             signatureChecks &+= 1
             guard isValid(signature: signature, over: bytes, key: key) else { return false }

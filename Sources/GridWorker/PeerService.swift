@@ -810,7 +810,9 @@ public actor PeerService: Service {
         if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
         let checker = sealChecker!
         let memory = self.memory
-        let allowance = sealStrikes.allowance(of: sender, now: Date().timeIntervalSince1970)
+        // Reserved before the checks leave the actor (a peer's batches overlap), settled after. An entry costs at most
+        // four checks: its credential, certificate, grant and its own signature.
+        let allowance = sealStrikes.reserve(entries.count.multipliedReportingOverflow(by: 4).partialValue, by: sender, now: Date().timeIntervalSince1970)
         let (results, after, wasted) = await Self.offActor { () -> ([Result<PeerTrust.Sealed, GridError>], PeerTrust.SealChecker, Int) in
             var c = checker
             var wasted = 0
@@ -827,7 +829,7 @@ public actor PeerService: Service {
             }
             return (results, c, wasted)
         }
-        sealStrikes.record(wasted, by: sender, now: Date().timeIntervalSince1970)
+        sealStrikes.settle(reserved: allowance, spent: wasted, by: sender, now: Date().timeIntervalSince1970)
         if wasted > 0, sealStrikes.allowance(of: sender, now: Date().timeIntervalSince1970) == 0 {
             logger.warning(
                 "a peer's entries with bad seals used up its allowance; its MEM_SYNC is refused for a while",

@@ -62,7 +62,7 @@ import Testing
     }
 
     /// `signatureChecks` counts what a check cost (`SealStrikes` charges a sender's failed entries with it): the
-    /// credential, certificate and grant once, remembered after; the entry's own signature every time; nothing for an
+    /// credential, certificate and grant once, remembered after; each entry's own signature once; nothing for an
     /// entry refused before any signature.
     @Test func theSignatureChecksASealCostAreCounted() throws {
         var checker = PeerTrust.SealChecker(managerKey: manager.publicKey)
@@ -77,6 +77,13 @@ import Testing
         #expect(checker.signatureChecks == 6)
         #expect(refused(checker.check(key: key, value: value, version: nowMs, origin: "w-writer", seal: "{}"), "malformed"))
         #expect(checker.signatureChecks == 6)
+        // A good entry sent again (a replay, a repair pass's copy) costs no check: it is remembered whole.
+        let again = seal(other)
+        for _ in 0..<100 { _ = try checker.check(key: key, value: other, version: nowMs, origin: "w-writer", seal: again).get() }
+        #expect(checker.signatureChecks == 6)
+        // A forged one sent again costs its check each time: it is never remembered (and `SealStrikes` counts it).
+        _ = checker.check(key: key, value: value, version: nowMs, origin: "w-writer", seal: forged)
+        #expect(checker.signatureChecks == 7)
     }
 
     @Test func aSealNeedsTheManagersCredentialAndThePersonsOwnProof() throws {
