@@ -27,11 +27,25 @@ public struct InlineScriptMetadata: Hashable, Sendable {
         return try read(toml)
     }
 
+    /// The largest `script` block read, in bytes (a real one lists a few dependencies).
+    public static let maxBlockBytes = 64 << 10
+
     /// The TOML of the `script` block, without its comment prefixes.
     static func block(in script: String) throws(GridError) -> String? {
         var found: String?
         var content: [String]?
+        var contentBytes = 0
         var type = ""
+        // Only a `script` block's lines are kept, and at most `maxBlockBytes` of them: a script of millions of "#"
+        // lines inside one made an array of them all.
+        func keep(_ text: String) throws(GridError) {
+            guard type == "script" else { return }
+            contentBytes += text.utf8.count + 1
+            guard contentBytes <= maxBlockBytes else {
+                throw GridError(.invalidRequirements, "the script's '# /// script' block is over \(maxBlockBytes >> 10) KiB")
+            }
+            content?.append(text)
+        }
         for raw in TextLines(script) {
             var line = raw
             if line.hasSuffix("\r") { line = line.dropLast() }
@@ -45,9 +59,9 @@ public struct InlineScriptMetadata: Hashable, Sendable {
                     }
                     content = nil
                 } else if line == "#" {
-                    content?.append("")
+                    try keep("")
                 } else if line.hasPrefix("# ") {
-                    content?.append(String(line.dropFirst(2)))
+                    try keep(String(line.dropFirst(2)))
                 } else {
                     // Not a comment line: the block never closed.
                     if type == "script" { throw GridError(.invalidRequirements, "the script's '# /// script' block has no closing '# ///' line") }
@@ -58,6 +72,7 @@ public struct InlineScriptMetadata: Hashable, Sendable {
             {
                 type = String(t)
                 content = []
+                contentBytes = 0
             }
         }
         if content != nil, type == "script" {

@@ -8,8 +8,8 @@ public struct PythonRequirements: Hashable, Sendable {
 
     /// The most packages one job may declare.
     public static let maxPackages = 200
-    /// The longest requirements file read, in bytes.
-    public static let maxFileBytes = 64 << 10
+    /// The longest requirements file read, in bytes (a pip-compile file with its comments fits many times over).
+    public static let maxFileBytes = 1 << 20
 
     public init() {
         packages = []
@@ -30,6 +30,11 @@ public struct PythonRequirements: Hashable, Sendable {
 
     /// Adds requirement lines, keeping the set sorted and free of duplicates.
     public mutating func add(_ lines: [String]) throws(GridError) {
+        // Refused before any is parsed: a block listing millions cost a parse each. (Duplicates are allowed up to a
+        // point: they are dropped below.)
+        guard lines.count <= Self.maxPackages * 4 else {
+            throw GridError(.invalidRequirements, "at most \(Self.maxPackages) requirements per job (got \(lines.count) lines)")
+        }
         var all = Set(packages)
         for line in lines { all.insert(try PythonRequirement.parse(line)) }
         guard all.count <= Self.maxPackages else {
@@ -99,7 +104,8 @@ public struct PythonRequirements: Hashable, Sendable {
                     "\(name) line \(pendingLine): pip option \(option) is not accepted in a job's requirements; list package names only "
                         + "(the worker's owner chooses the index)")
             }
-            guard out.count < maxPackages else {
+            // Duplicates are dropped later (`add`); reading stops well before a file could cost much.
+            guard out.count < maxPackages * 4 else {
                 throw GridError(.invalidRequirements, "\(name) line \(pendingLine): at most \(maxPackages) requirements per job")
             }
             do {

@@ -22,6 +22,9 @@ struct APIController: Sendable {
     /// Sign-ups per client address (the API and the dashboard's form share it).
     let registrationLimiter: RateLimiter
     let admins: Admins
+    /// Log requests waiting for new bytes (`logs?wait=S`): at most 16 a person and 1,024 in all. Each polls the store
+    /// ten times a second for up to 30 s; one past the bound is answered at once, as without `wait`.
+    var waitingLogs = LiveStreams(perClient: 16, total: 1_024)
 
     func addRoutes(to router: Router<APIContext>) {
         let v1 = router.group("api/v1")
@@ -278,7 +281,11 @@ struct APIController: Sendable {
         let q = request.uri.queryParameters
         let offset = max(Int64(q["offset"] ?? "0") ?? 0, 0)
         let asked = Double(q["wait"] ?? "0") ?? 0
-        let wait = asked.isFinite ? min(max(asked, 0), 30) : 0
+        var wait = asked.isFinite ? min(max(asked, 0), 30) : 0
+        let waiter = "\(user.id)"
+        let waiting = wait > 0 && waitingLogs.admit(waiter, signedIn: true)
+        defer { if waiting { waitingLogs.release(waiter, signedIn: true) } }
+        if !waiting { wait = 0 }
         let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
         while true {
             let (data, total) = try await db.log(of: job.id, from: offset)

@@ -59,8 +59,9 @@ extension Dashboard {
         headers[.cacheControl] = "no-store"
         headers[.init("X-Accel-Buffering")!] = "no"
         let token = session.token
-        // Counted by host (an IPv6 /64 as one), with slots kept for people signed in.
-        let client = ClientAddress.key(session.client)
+        // A person's streams are counted as theirs, a stranger's by host (an IPv6 /64 as one); a quarter of the slots
+        // are kept for people signed in (one account still holds at most its 32).
+        let client = session.user.map { "user \($0.id)" } ?? ClientAddress.key(session.client)
         let signedIn = session.user != nil
         let body = ResponseBody { [self, query] writer in
             // The slot is taken where it is given back, in the body: a response never sent takes none.

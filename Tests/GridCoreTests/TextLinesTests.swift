@@ -24,14 +24,30 @@ import Testing
         #expect(try PythonRequirements.parseFile(String(repeating: "#\n", count: 1000)).isEmpty)
     }
 
-    @Test func readingStopsAtThePackageLimit() throws {
-        let many = (0...PythonRequirements.maxPackages).map { "pkg\($0)" }.joined(separator: "\n")
+    @Test func readingStopsWellPastThePackageLimit() throws {
+        let lines = PythonRequirements.maxPackages * 4
+        let many = (0...lines).map { "pkg\($0 % 3)" }.joined(separator: "\n")
         do {
             _ = try PythonRequirements.parseFile(many)
-            Issue.record("\(PythonRequirements.maxPackages + 1) requirements were read")
+            Issue.record("\(lines + 1) requirement lines were read")
         } catch {
-            #expect(error.message.contains("line \(PythonRequirements.maxPackages + 1)"), "\(error.message)")
+            #expect(error.message.contains("line \(lines + 1)"), "\(error.message)")
         }
-        #expect(try PythonRequirements.parseFile(many.split(separator: "\n").dropLast().joined(separator: "\n")).count == PythonRequirements.maxPackages)
+        // Repeats up to that point are read, and dropped when added.
+        let read = try PythonRequirements.parseFile(many.split(separator: "\n").dropLast().joined(separator: "\n"))
+        var requirements = PythonRequirements()
+        try requirements.add(read)
+        #expect(requirements.lines == ["pkg0", "pkg1", "pkg2"])
+    }
+
+    /// A script's `# /// script` block is read to 64 KiB: past that it is refused, not gathered line by line.
+    @Test func aHugeScriptBlockIsRefusedAndOtherBlocksAreNotKept() throws {
+        let huge = "# /// script\n" + String(repeating: "#\n", count: InlineScriptMetadata.maxBlockBytes + 1) + "# ///\n"
+        #expect(throws: GridError.self) { try InlineScriptMetadata.parse(huge) }
+        let other = "# /// other\n" + String(repeating: "#\n", count: InlineScriptMetadata.maxBlockBytes) + "# ///\n"
+        #expect(try InlineScriptMetadata.parse(other) == nil)
+        let many = "# /// script\n# dependencies = [\n" + String(repeating: "#   \"a\",\n", count: 1_000) + "# ]\n# ///\n"
+        var requirements = PythonRequirements()
+        #expect(throws: GridError.self) { try requirements.add(try InlineScriptMetadata.parse(many)?.dependencies ?? []) }
     }
 }
