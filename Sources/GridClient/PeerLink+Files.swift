@@ -64,7 +64,7 @@ extension PeerLink {
             }
             try await group.waitForAll()
         }
-        let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let sha = Hex.string(hasher.finalize())
         guard case .fileStored(let manifest) = try await request(.putFileEnd(Msg.PutFileEnd(uploadId: up.uploadId, sha256: sha))).message else {
             throw GridError(.badRequest, "the peer did not confirm the upload")
         }
@@ -132,7 +132,7 @@ extension PeerLink {
                     }
                 }
             }
-            let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            let sha = Hex.string(hasher.finalize())
             guard sha == info.sha256 else {
                 throw GridError(.conflict, "the downloaded file's SHA-256 (\(sha)) differs from the stored one (\(info.sha256))")
             }

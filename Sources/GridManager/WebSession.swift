@@ -32,7 +32,7 @@ struct WebSession: Sendable {
     var csrf: String { Self.csrf(for: anchor) }
 
     static func csrf(for anchor: String) -> String {
-        SHA256.hash(data: Data(("campusgrid-csrf|" + anchor).utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.string(SHA256.hash(data: Data(("campusgrid-csrf|" + anchor).utf8)))
     }
 
     /// Reads the session from the request's cookies. A session token lasts `maxAge` from login, like its cookie, then

@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
 public import GridCore
+import Synchronization
 
 /// Who may write a memory entry (a value, a file's manifest, a deletion), proven to every peer that keeps a copy.
 ///
@@ -124,7 +125,7 @@ extension PeerTrust {
             hasher.update(data: Array(s.utf8))
         }
         feed(value)
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.string(hasher.finalize())
     }
 
     /// Why a peer will not seal writes under write grant `grant` it got at `now` (its clock), or nil: expired, or
@@ -158,8 +159,10 @@ extension PeerTrust {
     /// content, not by their signature alone), so a batch from one writer costs one signature check per entry.
     public struct SealChecker: Sendable {
         public let managerKey: String
-        /// The SHA-256 of each part found good (its key, signature and signed bytes).
-        private var good: Set<Data> = []
+        /// The SHA-256 of each part found good (its key, signature and signed bytes), shared by every copy of this
+        /// checker: a copy checks a batch off its peer's actor, and a set held by value was copied whole (16,384
+        /// digests) by every batch that learned one part.
+        private let good = GoodParts()
         /// How many good parts it remembers before it starts again (32 bytes each).
         public static let remembered = 16_384
         /// How many signatures it has checked (those it remembered as good cost none): what a sender of entries that
@@ -243,9 +246,23 @@ extension PeerTrust {
             if good.contains(whole) { return true }
             signatureChecks &+= 1
             guard isValid(signature: signature, over: bytes, key: key) else { return false }
-            if good.count >= Self.remembered { good = [] }
-            good.insert(whole)
+            good.insert(whole, keeping: Self.remembered)
             return true
+        }
+    }
+
+    /// The parts a `SealChecker` found good: a cache, shared by its copies (a lock, held only to look up or add one).
+    final class GoodParts: Sendable {
+        private let parts = Mutex<Set<Data>>([])
+
+        func contains(_ part: Data) -> Bool { parts.withLock { $0.contains(part) } }
+
+        /// Adds `part`; past `keeping` parts it starts again.
+        func insert(_ part: Data, keeping: Int) {
+            parts.withLock { set in
+                if set.count >= keeping { set.removeAll(keepingCapacity: true) }
+                set.insert(part)
+            }
         }
     }
 }

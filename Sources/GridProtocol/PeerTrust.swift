@@ -597,7 +597,7 @@ public enum PeerTrust {
     /// What a forwarding peer signs for a request made on a user's behalf: a label, the ticket's signature (binding
     /// the request to that ticket) and the SHA-256 of the request's canonical JSON.
     public static func requestBytes(ticket: Ticket, requestJSON: Data) -> Data {
-        let digest = SHA256.hash(data: requestJSON).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.string(SHA256.hash(data: requestJSON))
         return signedText("campusgrid-request-v2", [ticket.signature, digest])
     }
 

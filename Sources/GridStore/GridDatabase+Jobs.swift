@@ -111,7 +111,7 @@ extension GridDatabase {
             part(Data(file.name.utf8))
             part(file.data)
         }
-        return hash.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.string(hash.finalize())
     }
 
     public func job(id: JobID) async throws -> JobRecord? {

@@ -98,7 +98,7 @@ extension GridDatabase {
         return Verification.Digest(exitCode: exitCode, stdoutSHA256: hex(hash.finalize()), files: files)
     }
 
-    private static func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
+    private static func hex(_ digest: SHA256.Digest) -> String { Hex.string(digest) }
 
     /// Who a run's unspent hold goes back to: the submitter, or the fund for a check run it pays for (a check run whose
     /// copied spec says `verify` is the submitter's own second run).

@@ -75,12 +75,12 @@ struct ChunkStore: Sendable {
     }
 
     static func sha256(_ bytes: some DataProtocol) -> String {
-        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        Hex.string(SHA256.hash(data: bytes))
     }
 
     /// The SHA-256 (hex) of a buffer's readable bytes, hashed where they lie.
     static func sha256(_ buffer: ByteBuffer) -> String {
-        buffer.withUnsafeReadableBytes { SHA256.hash(data: $0) }.map { String(format: "%02x", $0) }.joined()
+        Hex.string(buffer.withUnsafeReadableBytes { SHA256.hash(data: $0) })
     }
 
     func path(_ hash: String) throws(GridError) -> String {
@@ -285,7 +285,7 @@ struct ChunkStore: Sendable {
         guard got == size else { return nil }
         guard verify else { return buffer }
         let digest = buffer.withUnsafeReadableBytes { SHA256.hash(data: $0) }
-        guard digest.map({ String(format: "%02x", $0) }).joined() == hash else {
+        guard Hex.string(digest) == hash else {
             remove(p)
             throw CorruptChunk(hash: hash)
         }

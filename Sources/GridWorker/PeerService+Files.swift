@@ -383,7 +383,7 @@ extension PeerService {
             hasher.update(data: bytes)
             try out.write(contentsOf: Data(bytes))
         }
-        let sha = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let sha = Hex.string(hasher.finalize())
         guard written == m.size, sha == m.sha256 else { throw GridError(.conflict, "\(filename) does not match its manifest") }
         return written
     }
@@ -623,7 +623,7 @@ final class OrderedHasher: @unchecked Sendable {
     /// The digest (hex) of everything fed, once the queue has hashed it.
     func finish() async -> String {
         await withCheckedContinuation { (c: CheckedContinuation<String, Never>) in
-            queue.async { c.resume(returning: self.hasher.finalize().map { String(format: "%02x", $0) }.joined()) }
+            queue.async { c.resume(returning: Hex.string(self.hasher.finalize())) }
         }
     }
 }
