@@ -62,9 +62,7 @@ final class HAGrid: @unchecked Sendable {
             grid.token = try await client.register("bench", password: password).token
             client.token = grid.token
             let tokenFile = root + "/worker-token"
-            guard FileManager.default.createFile(atPath: tokenFile, contents: Data((workerToken + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw BenchError("cannot write \(tokenFile)")
-            }
+            try PrivateFile.write(Data((workerToken + "\n").utf8), to: tokenFile)
             let list = grid.managers.map { "127.0.0.1:\($0.gridPort)" }.joined(separator: ",")
             let w = try ServerProcess(
                 name: "worker", path: binary,

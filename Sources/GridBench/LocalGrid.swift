@@ -69,9 +69,7 @@ public final class LocalGrid: @unchecked Sendable {
             let peerCAPEM = tls ? try await client.peerAuthority() : nil
             // Workers read the join token from a private file, never from their command line (`ps` shows that).
             let tokenFile = root + "/worker-token"
-            guard FileManager.default.createFile(atPath: tokenFile, contents: Data((workerToken + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw BenchError("cannot write \(tokenFile)")
-            }
+            try PrivateFile.write(Data((workerToken + "\n").utf8), to: tokenFile)
             var tier = "?"
             var peerPorts: [Int] = []
             for i in 1...max(1, workers) {
@@ -82,8 +80,7 @@ public final class LocalGrid: @unchecked Sendable {
                     tokenFile = root + "/worker-token-\(i)"
                     let made = try await own.createToken(kind: "worker")
                     let token = tls ? (made.join ?? made.token) : made.token
-                    guard FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
-                    else { throw BenchError("cannot write \(tokenFile)") }
+                    try PrivateFile.write(Data((token + "\n").utf8), to: tokenFile)
                 }
                 let peerPort = try Shell.freePort()
                 peerPorts.append(peerPort)

@@ -21,6 +21,9 @@ public struct GridClient: Sendable {
     /// goes to the first that answers; a write a follower refuses is retried once, on the leader it names if that one
     /// is in this list, else on the next. They share one identity (CA, accounts, tokens) with `baseURL`.
     public var alternates: [String] = []
+    /// Whether requests may go in plain text (`http://`) to a manager beyond loopback (`--insecure-plaintext`): by
+    /// default they are refused before anything is sent (`plaintextRefusal`).
+    public var allowsPlaintext = false
 
     public init(baseURL: String, token: String? = nil, caCertificatePEM: String? = nil) {
         self.baseURL = Self.normalise(baseURL)
@@ -35,11 +38,27 @@ public struct GridClient: Sendable {
         alternates = Array(urls.dropFirst()).filter { $0 != baseURL }
     }
 
+    /// A manager's URL: a bare `HOST:PORT` is `http://` on loopback and `https://` beyond it (a password or token
+    /// goes beyond this machine only encrypted, unless the user says `--insecure-plaintext`).
     static func normalise(_ text: String) -> String {
         var url = text
         while url.hasSuffix("/") { url.removeLast() }
-        if !url.contains("://") { url = "http://" + url }
+        if !url.contains("://") {
+            let host = URLComponents(string: "http://" + url)?.host ?? url
+            url = (TransportChoice.isLoopback(host) ? "http://" : "https://") + url
+        }
         return url
+    }
+
+    /// Why a request to `base` is not sent, or nil: plain text beyond loopback, unless `allowsPlaintext`. Every request
+    /// may carry a token or a password (login, register), and a manager beyond loopback speaks TLS unless its operator
+    /// chose `--insecure-plaintext`.
+    public static func plaintextRefusal(_ base: String, allowsPlaintext: Bool) -> String? {
+        guard !allowsPlaintext, base.lowercased().hasPrefix("http://"), let host = URLComponents(string: base)?.host,
+            !TransportChoice.isLoopback(host)
+        else { return nil }
+        return "refusing to send a token or password in plain text to \(base): use https:// (a manager beyond loopback speaks TLS), "
+            + "or --insecure-plaintext (env CAMPUSGRID_INSECURE_PLAINTEXT=1) for a manager started with --insecure-plaintext"
     }
 
     /// Every manager this client knows, `baseURL` first.
@@ -215,6 +234,11 @@ public struct GridClient: Sendable {
     }
 
     private func raw(at base: String, _ method: HTTPMethod, _ path: String, body: Data?, headers: [(String, String)]) async throws -> Data {
+        if let why = Self.plaintextRefusal(base, allowsPlaintext: allowsPlaintext) {
+            var failure = Failure(status: 0, code: "unauthorized", message: why)
+            failure.nothingSent = true
+            throw failure
+        }
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }

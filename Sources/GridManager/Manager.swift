@@ -24,7 +24,8 @@ public enum Manager {
         onReady: @escaping @Sendable (Ports) -> Void
     ) async throws {
         var config = config
-        try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
+        // The manager's keys live here: a folder it makes is its owner's alone (`PrivateFile`).
+        try PrivateFile.makeFolder(config.dataDirectory)
         // TLS on both ports unless plain text was chosen (loopback, or --insecure-plaintext): see `TransportChoice`.
         let transport = config.transport
         var tls: ManagerTLS?

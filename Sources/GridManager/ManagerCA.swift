@@ -88,11 +88,9 @@ struct ManagerCA: Sendable {
             issuerPrivateKey: key)
         let keyPEM = try key.serializeAsPEM().pemString
         let certPEM = try cert.serializeAsPEM().pemString
-        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        // Created with mode 0600 from the start: the key is never readable by others, not even for a moment.
-        guard fm.createFile(atPath: keyPath, contents: Data(keyPEM.utf8), attributes: [.posixPermissions: 0o600]),
-            fm.createFile(atPath: certPath, contents: Data(certPEM.utf8), attributes: [.posixPermissions: 0o600])
-        else { throw GridError(.internal, "could not write the CA \(certFile) to \(directory)") }
+        // Mode 0600 from the moment the file exists (`PrivateFile`): the key is never readable by others.
+        try PrivateFile.write(Data(keyPEM.utf8), to: keyPath)
+        try PrivateFile.write(Data(certPEM.utf8), to: certPath)
         return ManagerCA(key: key, certificate: cert, certificatePEM: certPEM)
     }
 
@@ -150,9 +148,13 @@ public struct ManagerTLS: Sendable {
     static func load(config: ManagerConfig) throws -> ManagerTLS {
         if let certFile = config.tlsCertificateFile, let keyFile = config.tlsKeyFile {
             let chain = try NIOSSLCertificate.fromPEMFile(certFile)
-            guard let last = chain.last else { throw GridError(.badRequest, "\(certFile) holds no certificate") }
+            guard let last = chain.last, let leaf = chain.first else { throw GridError(.badRequest, "\(certFile) holds no certificate") }
             let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
-            let caDER = try last.toDERBytes()
+            // Workers pin the chain's root, an operator's own CA. A chain that ends in an intermediate (a public CA's,
+            // which signs anyone's certificate for any name, and workers check no names) pins the manager's
+            // certificate itself: renewing it then needs new join strings.
+            let lastDER = try last.toDERBytes()
+            let caDER = ManagerTrust.isRoot(der: lastDER) ? lastDER : try leaf.toDERBytes()
             let caPEM = try Certificate(derEncoded: caDER).serializeAsPEM().pemString
             return ManagerTLS(chain: chain, key: key, caFingerprint: ManagerTrust.fingerprint(der: caDER), caPEM: caPEM)
         }

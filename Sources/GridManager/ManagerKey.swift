@@ -23,11 +23,8 @@ enum ManagerKey {
             return try PeerTrust.Signer(rawRepresentation: data)
         }
         let signer = PeerTrust.Signer()
-        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        // Created with mode 0600 from the start: the key is never readable by others, not even for a moment.
-        guard fm.createFile(atPath: path, contents: signer.rawRepresentation, attributes: [.posixPermissions: 0o600]) else {
-            throw GridError(.internal, "could not write the manager key to \(path)")
-        }
+        // Mode 0600 from the moment the file exists (`PrivateFile`): the key is never readable by others.
+        try PrivateFile.write(signer.rawRepresentation, to: path)
         return signer
     }
 }

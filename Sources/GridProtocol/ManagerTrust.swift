@@ -10,7 +10,7 @@ import X509
 public enum ManagerTrust {
     /// `sha256:<hex>` of a DER certificate.
     public static func fingerprint(der: some Sequence<UInt8>) -> String {
-        "sha256:" + SHA256.hash(data: Array(der)).map { String(format: "%02x", $0) }.joined()
+        "sha256:" + Hex.string(SHA256.hash(data: Array(der)))
     }
 
     /// Whether `text` looks like a fingerprint (`sha256:` and 64 lower-case hex digits; upper case is accepted).
@@ -46,6 +46,14 @@ public enum ManagerTrust {
                     + "the manager; nothing was sent")
         }
         return nil
+    }
+
+    /// Whether `der` is a root: its issuer is its subject and its own key signed it (a private CA, the manager's
+    /// own). An operator's chain that ends below a root (a public CA's intermediate, which signs anyone's certificate)
+    /// cannot be pinned as the manager's identity: the manager's certificate itself is then (`ManagerTLS.load`).
+    public static func isRoot(der: [UInt8]) -> Bool {
+        guard let certificate = try? Certificate(derEncoded: der), certificate.issuer == certificate.subject else { return false }
+        return certificate.publicKey.isValidSignature(certificate.signature, for: certificate)
     }
 
     /// The organisational unit of every peer-port certificate, and of the peer CA.

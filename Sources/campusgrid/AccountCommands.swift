@@ -46,9 +46,19 @@ struct Logout: AsyncParsableCommand {
     func run() async throws {
         try await CampusGrid.run {
             let client = try options.client()
-            try? await client.logout()
-            try CredentialStore.save(nil, for: client.baseURL)
-            try PeerPassStore.forget(client.baseURL)
+            // Forgotten only once the manager has revoked it: a token forgotten here but valid there could not be
+            // revoked by running logout again.
+            do {
+                try await client.logout()
+            } catch {
+                throw GridError(
+                    .unreachable,
+                    "the manager did not revoke the token (\(error)); it is still valid, and still stored here: run `campusgrid logout` again")
+            }
+            for url in client.managers {
+                try CredentialStore.save(nil, for: url)
+                try PeerPassStore.forget(url)
+            }
             try options.output(["logged_out": true]) { say("Logged out of \(client.baseURL).") }
         }
     }

@@ -18,6 +18,12 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The manager's CA certificate (PEM; env CAMPUSGRID_CA): an https manager is trusted only if this CA issued its certificate. The manager keeps it as ca.pem in its data folder.")
     var ca: String?
 
+    @Flag(help: "Send your token and password in plain text to an http:// manager beyond loopback (one started with --insecure-plaintext; env CAMPUSGRID_INSECURE_PLAINTEXT=1). Refused otherwise.")
+    var insecurePlaintext = false
+
+    /// `--insecure-plaintext`, or its environment variable.
+    var allowsPlaintext: Bool { insecurePlaintext || Env.string("CAMPUSGRID_INSECURE_PLAINTEXT") == "1" }
+
     /// The CA file's text, when one was given, else the CA trusted on first use for this manager (`login`).
     func caPEM() throws -> String? {
         guard let path = ca ?? Env.string("CAMPUSGRID_CA") else {
@@ -41,6 +47,9 @@ struct ClientOptions: ParsableArguments {
             let host = parts.host
         else { return }
         let chain = try await ManagerProbe.presentedChain(host: host, port: parts.port ?? 443)
+        // A chain that ends below a root (a public CA's intermediate) is not the grid's own CA: the system's roots
+        // and the host name check it, as a browser would; trusting that intermediate would take anyone's certificate.
+        if let top = chain.last, !ManagerTrust.isRoot(der: top), TrustStore.pem(for: url) == nil { return }
         let trusted = TrustStore.pem(for: url).flatMap { FirstUse.fingerprint(pem: $0) }
         switch FirstUse.decide(trusted: trusted, presented: chain.map { ManagerTrust.fingerprint(der: $0) }) {
         case .same?:
@@ -64,6 +73,10 @@ struct ClientOptions: ParsableArguments {
         }
     }
 
+    static let tokenOnCommandLine =
+        "warning: --token puts your API token on the command line, where anyone on this machine sees it with `ps`; "
+        + "use `campusgrid login` (it keeps the token in a private file) or CAMPUSGRID_TOKEN instead"
+
     /// A client with the token from the flag, the environment, or the credentials file.
     func client(needsToken: Bool = true) throws -> GridClient {
         let listed = GridClient(managers: managerURL)
@@ -73,8 +86,13 @@ struct ClientOptions: ParsableArguments {
         if needsToken && t == nil {
             throw ValidationError("not logged in to \(url); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
+        if token != nil { complain(Self.tokenOnCommandLine) }
         var client = GridClient(managers: managerURL, token: t, caCertificatePEM: try caPEM())
         client.token = t
+        client.allowsPlaintext = allowsPlaintext
+        if allowsPlaintext, let why = GridClient.plaintextRefusal(url, allowsPlaintext: false) {
+            complain("WARNING: " + why.replacingOccurrences(of: "refusing to send", with: "sending") + " (--insecure-plaintext)")
+        }
         return client
     }
 
@@ -122,8 +140,7 @@ struct ConfigMap {
     func save(_ value: String?, for url: String) throws {
         var map = all()
         map[url] = value
-        try FileManager.default.createDirectory(atPath: Self.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        FileManager.default.createFile(atPath: path, contents: try JSONEncoder().encode(map), attributes: [.posixPermissions: 0o600])
+        try PrivateFile.write(try JSONEncoder().encode(map), to: path)
     }
 }
 

@@ -350,7 +350,8 @@ struct WorkerCommand: AsyncParsableCommand {
             logger.notice("function tasks run in the \(taskTier.rawValue) tier (warm interpreters under \(runner.tier.rawValue) are not supported yet)\(whose)")
         }
         let peers = try PeerService(config: peerConfig, launch: launch, logger: logger, tls: peerTLS)
-        let environments = try environmentBuilder(python: interpreter, runner: runner, dataDirectory: config.dataDirectory)
+        let environments = try environmentBuilder(
+            python: interpreter, runner: runner, dataDirectory: config.dataDirectory, acceptsOthers: report.acceptsOthers)
         await peers.setEnvironments(environments)
         logger.notice(
             "job environments: \(environments.configuration.uv == nil ? "pip" : "uv"), \(environments.configuration.sandbox == nil ? "unsandboxed" : "bwrap") builds",
@@ -385,7 +386,9 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     /// The builder of jobs' Python environments, from the `--env-*`, `--index-url` and `--find-links` options (checked).
-    func environmentBuilder(python: String, runner: any JobRunner, dataDirectory: String) throws -> EnvBuilder {
+    /// `acceptsOthers`: the worker runs other users' jobs, whose packages' build scripts (`--env-allow-sdist`) must
+    /// then run in a sandbox.
+    func environmentBuilder(python: String, runner: any JobRunner, dataDirectory: String, acceptsOthers: Bool = true) throws -> EnvBuilder {
         for (label, value, range) in [
             ("--env-cache-gb", envCacheGb, 0.0...100_000.0), ("--env-max-gb", envMaxGb, 0.001...10_000.0),
             ("--env-build-minutes", envBuildMinutes, 0.05...1_440.0),
@@ -401,6 +404,26 @@ struct WorkerCommand: AsyncParsableCommand {
         c.maxEnvironmentBytes = Int64(envMaxGb * Double(1 << 30))
         c.timeLimitSeconds = envBuildMinutes * 60
         c.sandbox = EnvBuilder.sandbox(of: runner, bwrapPath: bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? "/usr/bin/bwrap", python: python)
+        // A password in the index URL: on the command line `ps` shows it; and a package's build script (sdists) sees
+        // the installer's environment, where the URL is.
+        let withPassword = ([c.indexURL].compactMap { $0 } + c.findLinks).filter { URLComponents(string: $0)?.password != nil }
+        if let url = indexURL, URLComponents(string: url)?.password != nil {
+            complain(
+                "warning: --index-url puts the index's password on the command line, where anyone on this machine sees it with `ps`; "
+                    + "set CAMPUSGRID_INDEX_URL instead")
+        }
+        if c.allowSdist, !withPassword.isEmpty {
+            throw ValidationError(
+                "--env-allow-sdist with a package index URL that carries a password: a package's build script would read it from "
+                    + "the installer's environment; use an index without one, or drop --env-allow-sdist")
+        }
+        // A package built from source runs its own build script: another user's, as this worker's user, with its home
+        // and its files in reach, were there no sandbox.
+        if c.allowSdist, c.sandbox == nil, acceptsOthers {
+            throw ValidationError(
+                "--env-allow-sdist: package builds cannot be sandboxed here (bubblewrap is missing or does not work), and this worker "
+                    + "runs other users' jobs, whose build scripts would run as you; drop --env-allow-sdist, or make bwrap work")
+        }
         switch envInstaller {
         case "pip": c.uv = nil
         case "uv", "auto":

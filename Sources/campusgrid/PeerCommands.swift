@@ -87,8 +87,11 @@ struct PeerOptions: ParsableArguments {
             peerCAGiven = ManagerTrust.isPeerAuthority(pem: pem)
             if !peerCAGiven { given = pem }
         }
+        if token != nil { complain(ClientOptions.tokenOnCommandLine) }
         var client = listed
         client.token = t
+        // `--insecure-plaintext` lets the user's data cross to the peer in clear text; the token too, to the manager.
+        client.allowsPlaintext = insecurePlaintext || Env.string("CAMPUSGRID_INSECURE_PLAINTEXT") == "1"
         client.caCertificatePEM = given ?? listed.managers.lazy.compactMap({ TrustStore.pem(for: $0) }).first
         if peerCAGiven, client.caCertificatePEM == nil, client.baseURL.hasPrefix("https://") {
             throw ValidationError(

@@ -45,11 +45,18 @@ struct Up: AsyncParsableCommand {
         guard (0...64).contains(workers) else { throw ValidationError("--workers must be 0–64") }
         guard (1...5).contains(managers) else { throw ValidationError("--managers must be 1–5") }
         let dir = URL(fileURLWithPath: dataDir ?? Env.home + "/.campusgrid/local").standardizedFileURL.path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try PrivateFile.makeFolder(dir)
         let me = try executablePath()
         // Every manager gets the same store: with --postgres the database scripts/postgres starts, else the SQLite file
         // in the shared data folder (which also gives them one identity: key, CA).
-        let storeArgs: [String] = postgres ? ["--database", try Self.startPostgres()] : []
+        // The database URL carries a password: it goes to the managers in a private file, never on their command
+        // lines (`ps` shows those to every local user).
+        var storeArgs: [String] = []
+        if postgres {
+            let urlFile = dir + "/database-url"
+            try PrivateFile.write(Data((try Self.startPostgres() + "\n").utf8), to: urlFile)
+            storeArgs = ["--database-file", urlFile]
+        }
         var children: [ChildProcess] = []
         var standbys: [ChildProcess] = []
         func stopAll() {
@@ -118,7 +125,7 @@ struct Up: AsyncParsableCommand {
             } else {
                 let demo = Demo(username: "demo", password: Self.randomPassword())
                 token = try await client.register(demo.username, password: demo.password).token
-                FileManager.default.createFile(atPath: demoPath, contents: try JSONEncoder().encode(demo), attributes: [.posixPermissions: 0o600])
+                try PrivateFile.write(try JSONEncoder().encode(demo), to: demoPath)
             }
             let demo = try JSONDecoder().decode(Demo.self, from: FileManager.default.contents(atPath: demoPath)!)
             client.token = token
@@ -259,17 +266,7 @@ struct Up: AsyncParsableCommand {
 /// Writes `contents` to `path` as a file only its owner can read or write (0600 from the moment it exists; an
 /// existing file is truncated and its mode tightened).
 func writePrivateFile(_ path: String, _ contents: String) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    guard fchmod(fd, 0o600) == 0 else { throw ValidationError("cannot make \(path) private: \(String(cString: strerror(errno)))") }
-    let bytes = Array(contents.utf8)
-    var written = 0
-    while written < bytes.count {
-        let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
-        written += n
-    }
+    try PrivateFile.write(Data(contents.utf8), to: path)
 }
 
 /// This program's own path, to start its children.

@@ -50,7 +50,7 @@ extension Integration {
         @Test func registerLoginWhoamiLogoutThroughTheCLI() async throws {
             let grid = try TestGrid(label: "accounts")
             defer { grid.shutdown() }
-            try await grid.startManager()
+            let manager = try await grid.startManager()
             let reg = try await grid.cli(["register", "--username", "carol", "--password-stdin"], stdin: "s3cret-pass\n")
             #expect(reg.status == 0, "\(reg.stderr)")
             let who = try await grid.cli(["whoami"])
@@ -71,6 +71,14 @@ extension Integration {
             #expect(parsed.ledger.map(\.reason) == ["signup"])
             let taken = try await grid.cli(["register", "--username", "CAROL", "--password-stdin"], stdin: "another-pass\n")
             #expect(taken.status != 0 && taken.stderr.contains("taken"), "\(taken.stderr)")
+            // A logout the manager cannot carry out (it is down) says so and keeps the token, still valid there, so
+            // that it can be revoked once the manager is back.
+            manager.signal(SIGTERM)
+            _ = await manager.waitForExit(timeout: 30)
+            let failed = try await grid.cli(["logout"])
+            #expect(failed.status != 0 && failed.stderr.contains("did not revoke the token"), "\(failed.stdout)\(failed.stderr)")
+            let store = try String(contentsOfFile: grid.root + "/config/campusgrid/credentials.json", encoding: .utf8)
+            #expect(store.contains("cga_"), "the token was forgotten though the manager never revoked it: \(store)")
         }
     }
 }

@@ -39,6 +39,28 @@ struct ManagerTrustTests {
         #expect(ManagerTrust.check(chain: [leaf, ca], pinned: ManagerTrust.fingerprint(der: ca), now: Self.now) == nil)
     }
 
+    /// `manager --tls-cert`: a chain that ends in a root (the operator's CA) pins that root; one that ends below a root
+    /// (a public CA's intermediate, which signs anyone's certificate) pins the manager's certificate itself, and a
+    /// certificate of another holder from the same intermediate is refused.
+    @Test func onlyARootIsPinnedAsTheManagersCA() throws {
+        let (ca, leaf) = try Self.pair()
+        #expect(ManagerTrust.isRoot(der: ca))
+        #expect(!ManagerTrust.isRoot(der: leaf), "issued by another: no root")
+        #expect(!ManagerTrust.isRoot(der: [0x30, 0x00]))
+        // A self-named certificate that its own key did not sign is no root.
+        let otherKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let name = try DistinguishedName { CommonName("looks like a root") }
+        let forged = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: Certificate.PrivateKey(P256.Signing.PrivateKey()).publicKey,
+            notValidBefore: Self.now.addingTimeInterval(-60), notValidAfter: Self.now.addingTimeInterval(60), issuer: name, subject: name,
+            signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions(), issuerPrivateKey: otherKey)
+        #expect(!ManagerTrust.isRoot(der: Self.der(forged)))
+        // The leaf pinned itself: trusted when presented, and any other certificate is not.
+        let (_, another) = try Self.pair()
+        #expect(ManagerTrust.check(chain: [leaf], pinned: ManagerTrust.fingerprint(der: leaf), now: Self.now) == nil)
+        #expect(ManagerTrust.check(chain: [another, ca], pinned: ManagerTrust.fingerprint(der: leaf), now: Self.now) != nil)
+    }
+
     @Test func theFingerprintIsCheckedCaseInsensitively() throws {
         let (ca, leaf) = try Self.pair()
         #expect(ManagerTrust.check(chain: [leaf, ca], pinned: ManagerTrust.fingerprint(der: ca).uppercased(), now: Self.now) == nil)
