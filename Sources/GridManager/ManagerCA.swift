@@ -148,13 +148,12 @@ public struct ManagerTLS: Sendable {
     static func load(config: ManagerConfig) throws -> ManagerTLS {
         if let certFile = config.tlsCertificateFile, let keyFile = config.tlsKeyFile {
             let chain = try NIOSSLCertificate.fromPEMFile(certFile)
-            guard let last = chain.last, let leaf = chain.first else { throw GridError(.badRequest, "\(certFile) holds no certificate") }
+            guard let leaf = chain.first else { throw GridError(.badRequest, "\(certFile) holds no certificate") }
             let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
-            // Workers pin the chain's root, an operator's own CA. A chain that ends in an intermediate (a public CA's,
-            // which signs anyone's certificate for any name, and workers check no names) pins the manager's
-            // certificate itself: renewing it then needs new join strings.
-            let lastDER = try last.toDERBytes()
-            let caDER = ManagerTrust.isRoot(der: lastDER) ? lastDER : try leaf.toDERBytes()
+            // Workers pin the manager's certificate itself: they check no host names, and any CA above it (a public
+            // one, a campus one that signs every host) signs others' certificates too. Renewing it needs new join
+            // strings. (The manager's own CA, the default, signs nothing but the manager.)
+            let caDER = try leaf.toDERBytes()
             let caPEM = try Certificate(derEncoded: caDER).serializeAsPEM().pemString
             return ManagerTLS(chain: chain, key: key, caFingerprint: ManagerTrust.fingerprint(der: caDER), caPEM: caPEM)
         }

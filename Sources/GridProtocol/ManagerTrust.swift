@@ -56,6 +56,13 @@ public enum ManagerTrust {
         return certificate.publicKey.isValidSignature(certificate.signature, for: certificate)
     }
 
+    /// Whether `chain` (DER, leaf first) has the shape of a grid's own: the manager's certificate and the root that
+    /// signed it, nothing else (what `ManagerCA` makes). Only such a chain is trusted on first use.
+    public static func isGridShape(_ chain: [[UInt8]]) -> Bool {
+        guard chain.count == 2, isRoot(der: chain[1]) else { return false }
+        return verify(leaf: chain[0], ca: chain[1], now: Date()) == nil
+    }
+
     /// The organisational unit of every peer-port certificate, and of the peer CA.
     public static let peerUnit = "peer"
 
@@ -197,6 +204,10 @@ public enum TransportChoice: Sendable, Hashable {
     }
 
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+        let h = host.lowercased()
+        // 127.0.0.0/8 as an address only: a name that starts with "127." is anyone's.
+        let v4 = h.hasPrefix("127.") && h.split(separator: ".", omittingEmptySubsequences: false).count == 4
+            && h.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
+        return h == "localhost" || h == "::1" || h == "[::1]" || v4
     }
 }

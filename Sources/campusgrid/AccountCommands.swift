@@ -55,7 +55,8 @@ struct Logout: AsyncParsableCommand {
                     .unreachable,
                     "the manager did not revoke the token (\(error)); it is still valid, and still stored here: run `campusgrid logout` again")
             }
-            for url in client.managers {
+            // Only the token revoked is forgotten (one from --token or CAMPUSGRID_TOKEN leaves the stored ones alone).
+            for url in client.managers where CredentialStore.token(for: url) == client.token {
                 try CredentialStore.save(nil, for: url)
                 try PeerPassStore.forget(url)
             }

@@ -33,7 +33,17 @@ struct ClientOptions: ParsableArguments {
         return String(decoding: data, as: UTF8.self)
     }
 
-    var managerURL: String { manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000" }
+    var managerURL: String { Self.plainWhenAllowed(manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000", allowsPlaintext) }
+
+    /// A bare `HOST:PORT` means `https://` beyond loopback (`GridClient.normalise`), but `http://` when the user allows
+    /// plain text (`--insecure-plaintext`: a manager started with it speaks no TLS).
+    static func plainWhenAllowed(_ list: String, _ allowed: Bool) -> String {
+        guard allowed else { return list }
+        return list.split(separator: ",").map { item in
+            let trimmed = item.trimmingCharacters(in: .whitespaces)
+            return trimmed.contains("://") || trimmed.isEmpty ? trimmed : "http://" + trimmed
+        }.joined(separator: ",")
+    }
 
     /// The first manager of the list: `login` keeps the token (and trust on first use the CA) under it.
     var normalisedURL: String { GridClient(managers: managerURL).baseURL }
@@ -47,9 +57,16 @@ struct ClientOptions: ParsableArguments {
             let host = parts.host
         else { return }
         let chain = try await ManagerProbe.presentedChain(host: host, port: parts.port ?? 443)
-        // A chain that ends below a root (a public CA's intermediate) is not the grid's own CA: the system's roots
-        // and the host name check it, as a browser would; trusting that intermediate would take anyone's certificate.
-        if let top = chain.last, !ManagerTrust.isRoot(der: top), TrustStore.pem(for: url) == nil { return }
+        // Only the grid's own shape is trusted on first use: the manager's certificate and the root that signed it,
+        // nothing else. Any other chain (an operator's `--tls-cert`, a public or campus CA that signs others too) is
+        // checked by the system's roots and the host name, as a browser would: trusting its top would take anyone's
+        // certificate for this manager, since the grid's trust checks no names.
+        if TrustStore.pem(for: url) == nil, !ManagerTrust.isGridShape(chain) {
+            complain(
+                "\(url) presents a certificate chain that is not a grid's own CA (an operator's certificate): trusting nothing on first "
+                    + "use; the system's roots and the host name must vouch for it (or pass --ca)")
+            return
+        }
         let trusted = TrustStore.pem(for: url).flatMap { FirstUse.fingerprint(pem: $0) }
         switch FirstUse.decide(trusted: trusted, presented: chain.map { ManagerTrust.fingerprint(der: $0) }) {
         case .same?:

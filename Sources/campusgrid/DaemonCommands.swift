@@ -117,6 +117,17 @@ struct ManagerCommand: AsyncParsableCommand {
             config.advertiseHost = advertise
         }
         let logger = GridLogging.logger("campusgrid.manager")
+        // The manager's files are its own: the store (accounts' password hashes, jobs), keys, the CA. Made 0600 and
+        // 0700 whatever the caller's umask (SQLite makes its files with the process's), and a data folder that others
+        // may enter is named.
+        umask(0o077)
+        if let mode = (try? FileManager.default.attributesOfItem(atPath: config.dataDirectory)[.posixPermissions] as? NSNumber)?.intValue,
+            mode & 0o077 != 0
+        {
+            complain(
+                "warning: the data folder \(config.dataDirectory) may be read by other users of this machine (mode \(String(mode, radix: 8))); "
+                    + "`chmod 700 \(config.dataDirectory)`: it holds the accounts' password hashes, the manager's keys and every job")
+        }
         let shownHost = config.host == "0.0.0.0" ? "127.0.0.1" : config.host
         let asJSON = json
         let scheme = config.transport.isTLS ? "https" : "http"
@@ -406,11 +417,18 @@ struct WorkerCommand: AsyncParsableCommand {
         c.sandbox = EnvBuilder.sandbox(of: runner, bwrapPath: bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? "/usr/bin/bwrap", python: python)
         // A password in the index URL: on the command line `ps` shows it; and a package's build script (sdists) sees
         // the installer's environment, where the URL is.
-        let withPassword = ([c.indexURL].compactMap { $0 } + c.findLinks).filter { URLComponents(string: $0)?.password != nil }
-        if let url = indexURL, URLComponents(string: url)?.password != nil {
+        // A user name counts too: tokens go there (https://TOKEN@pkgs.example/…).
+        func hasSecret(_ url: String) -> Bool { URLComponents(string: url).map { $0.user != nil || $0.password != nil } ?? false }
+        let withPassword = ([c.indexURL].compactMap { $0 } + c.findLinks).filter(hasSecret)
+        if let url = indexURL, hasSecret(url) {
             complain(
-                "warning: --index-url puts the index's password on the command line, where anyone on this machine sees it with `ps`; "
+                "warning: --index-url puts the index's credentials on the command line, where anyone on this machine sees it with `ps`; "
                     + "set CAMPUSGRID_INDEX_URL instead")
+        }
+        if findLinks.contains(where: hasSecret) {
+            complain(
+                "warning: a --find-links URL carries credentials: they are on this command line and on the installer's, where anyone "
+                    + "on this machine sees them with `ps`; use a folder, or an index (CAMPUSGRID_INDEX_URL)")
         }
         if c.allowSdist, !withPassword.isEmpty {
             throw ValidationError(

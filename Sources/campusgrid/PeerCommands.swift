@@ -13,8 +13,11 @@ struct PeerOptions: ParsableArguments {
     @Flag(help: "Print the peer's whole answer as JSON.") var json = false
     @Option(help: "The manager's CA certificate (PEM; env CAMPUSGRID_CA; the manager keeps it as ca.pem): speak TLS to the peer, and trust it only with a certificate from the grid's peer CA, which that manager names. The peer CA itself (peer-ca.pem) is taken as it is.")
     var ca: String?
-    @Flag(help: "Allow plain text to a peer beyond loopback (your data crosses the network unencrypted; your token never goes to a peer).")
+    @Flag(help: "Allow plain text to a peer beyond loopback (your data crosses the network unencrypted; your token never goes to a peer), and to an http:// manager beyond loopback (env CAMPUSGRID_INSECURE_PLAINTEXT=1).")
     var insecurePlaintext = false
+
+    /// `--insecure-plaintext`, or its environment variable: one rule for the peer and the manager.
+    var plaintext: Bool { insecurePlaintext || Env.string("CAMPUSGRID_INSECURE_PLAINTEXT") == "1" }
 
     /// A link to the peer, opened with this client's certificate (the user's token goes only to the manager).
     /// `delegate`: the command reads the user's data, which the peer may then fetch from other peers for ten minutes.
@@ -39,7 +42,7 @@ struct PeerOptions: ParsableArguments {
         } else if manager.baseURL.hasPrefix("https://"), let stored = manager.caCertificatePEM {
             // The manager's CA trusted at `login` (first use): that manager names the peer CA.
             tls = try PeerTLS(caPEM: try await Self.peerAuthority(given: stored, manager: manager))
-        } else if !TransportChoice.isLoopback(host) && !insecurePlaintext {
+        } else if !TransportChoice.isLoopback(host) && !plaintext {
             throw ValidationError(
                 "the peer at \(host) is beyond loopback: pass --ca with the grid's CA (the manager's ca.pem) so the link is encrypted "
                     + "and the peer verified, or --insecure-plaintext to let your data cross the network in clear text")
@@ -76,7 +79,7 @@ struct PeerOptions: ParsableArguments {
     /// A client of the manager, with the user's token: it grants the tickets for peers. Trusted with `--ca` when that
     /// is the manager's CA, else with the CA trusted at `login` (a peer CA given to `--ca` vouches for peers only).
     func managerClient() throws -> GridClient {
-        let listed = GridClient(managers: manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000")
+        let listed = GridClient(managers: ClientOptions.plainWhenAllowed(manager ?? Env.string("CAMPUSGRID_MANAGER") ?? "http://127.0.0.1:5000", plaintext))
         guard let t = token ?? Env.string("CAMPUSGRID_TOKEN") ?? listed.managers.lazy.compactMap({ CredentialStore.token(for: $0) }).first else {
             throw ValidationError("not logged in to \(listed.baseURL); run `campusgrid login` (or set CAMPUSGRID_TOKEN)")
         }
@@ -91,7 +94,10 @@ struct PeerOptions: ParsableArguments {
         var client = listed
         client.token = t
         // `--insecure-plaintext` lets the user's data cross to the peer in clear text; the token too, to the manager.
-        client.allowsPlaintext = insecurePlaintext || Env.string("CAMPUSGRID_INSECURE_PLAINTEXT") == "1"
+        client.allowsPlaintext = plaintext
+        if plaintext, let why = GridClient.plaintextRefusal(client.baseURL, allowsPlaintext: false) {
+            complain("WARNING: " + why.replacingOccurrences(of: "refusing to send", with: "sending") + " (--insecure-plaintext)")
+        }
         client.caCertificatePEM = given ?? listed.managers.lazy.compactMap({ TrustStore.pem(for: $0) }).first
         if peerCAGiven, client.caCertificatePEM == nil, client.baseURL.hasPrefix("https://") {
             throw ValidationError(

@@ -117,3 +117,57 @@ import X509
         #expect(WorkerClaims.problem(.register(reg))?.message.contains("tls_key") == true)
     }
 }
+
+/// `manager --tls-cert CHAIN --tls-key KEY`: workers pin the manager's certificate itself, whatever the chain: any CA
+/// above it (a public one, a campus one) signs others' certificates too, and workers check no host names.
+@Suite struct OperatorCertificateTests {
+    @Test func theJoinStringPinsTheRootOrElseTheCertificateItself() throws {
+        let folder = NSTemporaryDirectory() + "cg-opcert-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let now = Date()
+        func name(_ cn: String) throws -> DistinguishedName { try DistinguishedName { CommonName(cn) } }
+        let rootKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let root = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: rootKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
+            issuer: try name("root"), subject: try name("root"), signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 1)) },
+            issuerPrivateKey: rootKey)
+        let midKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let mid = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: midKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
+            issuer: try name("root"), subject: try name("intermediate"), signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0)) },
+            issuerPrivateKey: rootKey)
+        let leafKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let leaf = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: leafKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
+            issuer: try name("intermediate"), subject: try name("grid.example.edu"), signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: Certificate.Extensions(), issuerPrivateKey: midKey)
+        let keyFile = folder + "/key.pem"
+        try leafKey.serializeAsPEM().pemString.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        func pinned(_ chain: [Certificate]) throws -> String {
+            let file = folder + "/chain-\(chain.count).pem"
+            try chain.map { try $0.serializeAsPEM().pemString }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            var config = ManagerConfig(dataDirectory: folder)
+            config.tlsCertificateFile = file
+            config.tlsKeyFile = keyFile
+            return try ManagerTLS.load(config: config).caFingerprint
+        }
+        #expect(try pinned([leaf, mid, root]) == ManagerTrust.fingerprint(der: ManagerCA.der(leaf)))
+        #expect(try pinned([leaf, mid]) == ManagerTrust.fingerprint(der: ManagerCA.der(leaf)))
+        // And the pin works: the chain as presented passes, another certificate from the same CA does not.
+        let otherKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let other = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: otherKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
+            issuer: try name("intermediate"), subject: try name("attacker.example"), signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: Certificate.Extensions(), issuerPrivateKey: midKey)
+        let pin = try pinned([leaf, mid, root])
+        #expect(ManagerTrust.check(chain: [leaf, mid, root].map(ManagerCA.der), pinned: pin, now: now) == nil)
+        #expect(ManagerTrust.check(chain: [other, mid, root].map(ManagerCA.der), pinned: pin, now: now) != nil)
+        // Only the grid's own shape (a certificate and the root that signed it) is trusted on first use by the CLI.
+        #expect(!ManagerTrust.isGridShape([leaf, mid, root].map(ManagerCA.der)))
+        #expect(!ManagerTrust.isGridShape([leaf, mid].map(ManagerCA.der)))
+        #expect(ManagerTrust.isGridShape([mid, root].map(ManagerCA.der)), "an intermediate and the root that signed it have the shape")
+    }
+}

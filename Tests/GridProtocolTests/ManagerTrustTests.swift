@@ -61,6 +61,15 @@ struct ManagerTrustTests {
         #expect(ManagerTrust.check(chain: [another, ca], pinned: ManagerTrust.fingerprint(der: leaf), now: Self.now) != nil)
     }
 
+    /// Loopback is an address of 127.0.0.0/8, `::1` or `localhost`: a name that starts with "127." is anyone's.
+    @Test(arguments: [
+        ("127.0.0.1", true), ("127.1.2.3", true), ("localhost", true), ("LOCALHOST", true), ("::1", true), ("[::1]", true),
+        ("127.evil.example", false), ("127.0.0.1.evil.example", false), ("127.0.0.1a", false), ("10.0.0.1", false), ("127..0.1", false),
+    ])
+    func loopbackIsAnAddressNotAName(host: String, loopback: Bool) {
+        #expect(TransportChoice.isLoopback(host) == loopback)
+    }
+
     @Test func theFingerprintIsCheckedCaseInsensitively() throws {
         let (ca, leaf) = try Self.pair()
         #expect(ManagerTrust.check(chain: [leaf, ca], pinned: ManagerTrust.fingerprint(der: ca).uppercased(), now: Self.now) == nil)
