@@ -121,29 +121,26 @@ import X509
 /// `manager --tls-cert CHAIN --tls-key KEY`: workers pin the manager's certificate itself, whatever the chain: any CA
 /// above it (a public one, a campus one) signs others' certificates too, and workers check no host names.
 @Suite struct OperatorCertificateTests {
-    @Test func theJoinStringPinsTheRootOrElseTheCertificateItself() throws {
+    @Test func theJoinStringPinsTheCertificateItself() throws {
         let folder = NSTemporaryDirectory() + "cg-opcert-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let now = Date()
-        func name(_ cn: String) throws -> DistinguishedName { try DistinguishedName { CommonName(cn) } }
-        let rootKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
-        let root = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: rootKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
-            issuer: try name("root"), subject: try name("root"), signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 1)) },
-            issuerPrivateKey: rootKey)
-        let midKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
-        let mid = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: midKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
-            issuer: try name("root"), subject: try name("intermediate"), signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0)) },
-            issuerPrivateKey: rootKey)
-        let leafKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
-        let leaf = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: leafKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
-            issuer: try name("intermediate"), subject: try name("grid.example.edu"), signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: Certificate.Extensions(), issuerPrivateKey: midKey)
+        /// A certificate for `subject`, with a fresh key, signed by `issuer` (itself when nil); `ca`: how many CAs may
+        /// follow below it, nil for none (a server's).
+        func make(_ subject: String, by issuer: (name: String, key: Certificate.PrivateKey)?, ca: Int?) throws -> (Certificate, Certificate.PrivateKey) {
+            let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
+            let extensions = try ca.map { n in try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: n)) } }
+            let certificate = try Certificate(
+                version: .v3, serialNumber: .init(), publicKey: key.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
+                issuer: try DistinguishedName { CommonName(issuer?.name ?? subject) }, subject: try DistinguishedName { CommonName(subject) },
+                signatureAlgorithm: .ecdsaWithSHA256, extensions: extensions ?? Certificate.Extensions(), issuerPrivateKey: issuer?.key ?? key)
+            return (certificate, key)
+        }
+        let (root, rootKey) = try make("root", by: nil, ca: 1)
+        let (mid, midKey) = try make("intermediate", by: ("root", rootKey), ca: 0)
+        let (leaf, leafKey) = try make("grid.example.edu", by: ("intermediate", midKey), ca: nil)
+        let (other, _) = try make("attacker.example", by: ("intermediate", midKey), ca: nil)
         let keyFile = folder + "/key.pem"
         try leafKey.serializeAsPEM().pemString.write(toFile: keyFile, atomically: true, encoding: .utf8)
         func pinned(_ chain: [Certificate]) throws -> String {
@@ -157,11 +154,6 @@ import X509
         #expect(try pinned([leaf, mid, root]) == ManagerTrust.fingerprint(der: ManagerCA.der(leaf)))
         #expect(try pinned([leaf, mid]) == ManagerTrust.fingerprint(der: ManagerCA.der(leaf)))
         // And the pin works: the chain as presented passes, another certificate from the same CA does not.
-        let otherKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
-        let other = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: otherKey.publicKey, notValidBefore: now - 3600, notValidAfter: now + 86400,
-            issuer: try name("intermediate"), subject: try name("attacker.example"), signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: Certificate.Extensions(), issuerPrivateKey: midKey)
         let pin = try pinned([leaf, mid, root])
         #expect(ManagerTrust.check(chain: [leaf, mid, root].map(ManagerCA.der), pinned: pin, now: now) == nil)
         #expect(ManagerTrust.check(chain: [other, mid, root].map(ManagerCA.der), pinned: pin, now: now) != nil)
