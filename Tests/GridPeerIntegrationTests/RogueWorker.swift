@@ -184,6 +184,14 @@ extension RawWorker {
 }
 
 extension PeerGrid {
+    /// Mallory's rogue peer: her account, her own key (the test holds it, as a hostile contributor holds their
+    /// worker's), and a real credential from the manager. The caller stops the worker.
+    func rogueMallory() async throws -> (user: GridClient, signer: PeerTrust.Signer, worker: RawWorker) {
+        let mallory = try await grid.user("mallory")
+        let signer = PeerTrust.Signer()
+        return (mallory, signer, try await RawWorker.proven(grid, owner: mallory, signer: signer))
+    }
+
     /// The session the person of `token` (Alice by default) opens with raw worker `worker`, as a person does with any
     /// peer they talk to: what that worker may seal their writes with.
     func session(with worker: RawWorker, token: String? = nil) async throws -> PeerTrust.Authority {

@@ -434,9 +434,7 @@ import Testing
         _ = try await alice.request(.setMem(Msg.SetMem(key: "notice", value: .string("alice's notice"), isPublic: true)), timeout: 30)
 
         // Mallory's peer: her own key, a real credential, and a session of her own with it.
-        let mallory = try await g.grid.user("mallory")
-        let mine = PeerTrust.Signer()
-        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
+        let (mallory, mine, worker) = try await g.rogueMallory()
         defer { worker.stop() }
         let hers = try await g.session(with: worker, token: mallory.token)
         let link = try await worker.link(to: peers[0].port, signer: mine, tls: g.peerTLS())
@@ -522,9 +520,7 @@ import Testing
         let g = try await PeerGrid(label: "trust-public")
         defer { g.shutdown() }
         let peers = try await g.startPeers(3)
-        let mallory = try await g.grid.user("mallory")
-        let mine = PeerTrust.Signer()
-        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
+        let (mallory, mine, worker) = try await g.rogueMallory()
         defer { worker.stop() }
         let honest = peers.map(\.id)
         // Names peer 3 owns under neither view of the peers (with the raw worker listed, or not yet).
@@ -627,9 +623,7 @@ import Testing
         let g = try await PeerGrid(label: "trust-strikes")
         defer { g.shutdown() }
         let peers = try await g.startPeers(2)
-        let mallory = try await g.grid.user("mallory")
-        let mine = PeerTrust.Signer()
-        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
+        let (mallory, mine, worker) = try await g.rogueMallory()
         defer { worker.stop() }
         let hers = try await g.session(with: worker, token: mallory.token)
         let link = try await worker.link(to: peers[0].port, signer: mine, tls: g.peerTLS())
