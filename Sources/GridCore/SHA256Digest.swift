@@ -61,15 +61,7 @@ public enum SHA256Digest {
     }
 
     /// The digest as 64 lower-case hex digits.
-    public static func hex(of bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef")
-        var out = ""
-        for byte in hash(bytes) {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return out
-    }
+    public static func hex(of bytes: [UInt8]) -> String { Hex.string(hash(bytes)) }
 
     @inline(__always) static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 }

@@ -16,6 +16,6 @@ enum Tokens {
 
     static func workerId() -> String {
         var rng = SystemRandomNumberGenerator()
-        return "w-" + (0..<5).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        return "w-" + Hex.string((0..<5).map { _ in UInt8.random(in: 0...255, using: &rng) })
     }
 }
