@@ -33,6 +33,9 @@ struct Dashboard: Sendable {
         let openAPI: ByteBuffer
 
         static func load() async throws -> Assets {
+            // Every template names it first (`{{% CONTENT_TYPE: HTML_SCALARS }}`; a partial starts with the library's
+            // own again): read when the templates are parsed, so registered before.
+            MustacheContentTypes.register(ScalarEscapedHTML(), named: ScalarEscapedHTML.name)
             guard let web = Bundle.module.url(forResource: "Web", withExtension: nil) else {
                 throw GridError(.internal, "the dashboard's resources are missing from the installation")
             }
@@ -46,6 +49,14 @@ struct Dashboard: Sendable {
     }
 
     static let pageSize = 20
+
+    /// HTML whose `{{values}}` are escaped by Unicode scalar (`HTMLText`). The library's own escaper walks
+    /// `Character`s, and let a `<` joined to a mark into one `Character` through: a stranger's job name as markup.
+    struct ScalarEscapedHTML: MustacheContentType {
+        static let name = "HTML_SCALARS"
+        static let pragma = "{{% CONTENT_TYPE: \(name) }}"
+        func escapeText(_ text: String) -> String { HTMLText.escape(text) }
+    }
 
     func addRoutes(to router: Router<APIContext>) {
         router.get("/", use: html(overview))

@@ -115,18 +115,6 @@ public struct WorkerStatusPage: Service {
             """
     }
 
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    /// A stranger's text (a job's name, a reason) in the page: escaped by Unicode scalar (`HTMLText`).
+    static func escape(_ s: String) -> String { HTMLText.escape(s) }
 }

@@ -145,6 +145,32 @@ import Testing
                 #expect(!page.body.contains("<script>alert"), "raw markup on \(path)")
                 #expect(page.body.contains("&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;"), "\(path)")
             }
+            // A `<` joined to a prepended mark, and a `>` to a combining mark, make one `Character` each: the
+            // library's escaper (by `Character`) let them through as markup.
+            let joined = "\u{D4E}<meta http-equiv=refresh content=0>\u{301}"
+            let sneaky = try await browser.post(
+                "/submit", ["name": joined, "script": "print(1)", "cpus": "1", "ram_gb": "1", "gpus": "0", "minutes": "2", "priority": "0"],
+                multipart: true)
+            #expect(sneaky.status == .seeOther)
+            for path in [sneaky.location ?? "/jobs", "/jobs", "/my-jobs"] {
+                let page = try await browser.get(path)
+                // Compared by bytes: `String.contains` compares `Character`s, and would not see the joined `<` either.
+                let bytes = Array(page.body.utf8)
+                #expect(bytes.firstRange(of: Array("<meta http-equiv=refresh".utf8)) == nil, "raw markup on \(path)")
+                #expect(bytes.firstRange(of: Array("&lt;meta http-equiv=refresh content=0&gt;".utf8)) != nil, "\(path)")
+            }
+        }
+    }
+
+    /// Each template escapes by Unicode scalar: it names that content type first (a template, or a partial, that
+    /// does not is escaped by the library's own rule, by `Character`).
+    @Test func everyTemplateEscapesByScalar() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/GridManager/Web/templates")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".mustache") }
+        #expect(names.count >= 10)
+        for name in names {
+            let text = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+            #expect(text.hasPrefix("{{% CONTENT_TYPE: HTML_SCALARS }}"), "\(name) does not escape by scalar")
         }
     }
 
