@@ -52,7 +52,8 @@ extension Dashboard {
     /// A new session for `user`: a token stored by its hash, handed to the browser in an HttpOnly cookie.
     func startSession(_ user: UserRecord, request: Request, to location: String) async throws -> Response {
         let token = Tokens.generate(prefix: "cgs_")
-        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .api, now: wall())
+        // As many as the API keeps (`maxTokensPerKind`; the oldest go): each login is a token row.
+        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .api, now: wall(), keep: api.config.maxTokensPerKind)
         var response = redirect(location)
         response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request, tls: api.config.caFingerprint != nil))
         return response

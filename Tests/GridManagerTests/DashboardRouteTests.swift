@@ -253,6 +253,22 @@ import Testing
         }
     }
 
+    /// A dashboard login is a token, kept as the API's are: past `maxTokensPerKind` the oldest go (each login added a
+    /// row for good, and past the account page's list none could be seen or revoked).
+    @Test func dashboardLoginsKeepOnlyTheNewestTokens() async throws {
+        let db = try GridDatabase.inMemory()
+        try await Self.app(db: db, configure: { $0.maxTokensPerKind = 3 }).test(.router) { client in
+            try await Browser(client).register("hana")
+            for _ in 0..<5 {
+                let b = Browser(client)
+                try await b.get("/login")
+                #expect(try await b.post("/login", ["username": "hana", "password": "correct horse battery"]).status == .seeOther)
+            }
+        }
+        let hana = try #require(try await db.user(named: "hana"))
+        #expect(try await db.tokens(of: hana.id, kind: .api).count == 3)
+    }
+
     @Test func aGuesserIsLimitedPerAddressSoTheUserIsNotLockedOutElsewhere() {
         let limiter = RateLimiter(limit: 3, window: 3600)
         let attacker = APIController.loginKey(username: "Gina", client: "10.0.0.66")
