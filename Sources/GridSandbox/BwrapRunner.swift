@@ -201,7 +201,7 @@ public struct BwrapRunner: JobRunner {
         a += ["--bind", scratch, jobDirectory]
         // The job's packages: read-only, so no job can change a cached environment another job will use.
         if let pythonEnvironment { a += (userns == nil ? [] : openFolders(above: EnvBuilder.mountPoint)) + ["--ro-bind", pythonEnvironment, EnvBuilder.mountPoint] }
-        a += ["--chdir", jobDirectory, "--remount-ro", "/", "--clearenv"]
+        a += ["--chdir", jobDirectory] + readOnlyRoot + ["--clearenv"]
         for key in environment.keys.sorted() { a += ["--setenv", key, environment[key]!] }
         if let userns { a += SandboxUser.dropPrefix(closing: userns) }
         if let processes {
@@ -245,6 +245,12 @@ public struct BwrapRunner: JobRunner {
         }
         return parents.reversed().flatMap { ["--perms", "0755", "--dir", $0] }
     }
+
+    /// The sandbox's root and its `/dev` made read-only, once everything is mounted in them. bubblewrap's `/dev` is a
+    /// tmpfs of no size of its own, and in its own user namespace (the rootless tier, and a rootless worker's Python
+    /// installer) the job owns it: a job could fill the machine's memory with `/dev/junk` files, outside its limits.
+    /// (`--remount-ro` is not recursive: `/dev/shm`, `/dev/pts` and the device nodes bound in stay as they were.)
+    static let readOnlyRoot = ["--remount-ro", "/dev", "--remount-ro", "/"]
 
     /// `openToAll`: `/dev/shm` is writable by every user (a sandbox set up as root whose job runs as another).
     static func procAndDev(shmBytes: UInt64, openToAll: Bool = false) -> [String] {

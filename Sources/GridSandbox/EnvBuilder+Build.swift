@@ -71,7 +71,7 @@ extension EnvBuilder {
         a += (userns == nil ? [] : ["--perms", "1777"]) + ["--size", String(1 << 30), "--tmpfs", "/tmp"]
         // After the private /tmp, so that a wheel folder under /tmp is seen.
         for link in c.findLinks where link.hasPrefix("/") { a += open(link) + ["--ro-bind", link, link] }
-        a += ["--bind", buildFolder, buildDirectory, "--chdir", buildDirectory, "--remount-ro", "/"]
+        a += ["--bind", buildFolder, buildDirectory, "--chdir", buildDirectory] + BwrapRunner.readOnlyRoot
         return a
     }
 

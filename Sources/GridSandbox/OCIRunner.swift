@@ -200,7 +200,12 @@ public struct OCIRunner: JobRunner {
             "NetworkMode": "none",
             "PidsLimit": limits.maxProcesses,
             "ReadonlyRootfs": true,
-            "Tmpfs": ["/tmp": "rw,nosuid,nodev,size=\(tmpBytes),mode=1777"],
+            // /var/tmp and /run small ones: with a read-only root Podman mounts a tmpfs of no size of its own on each
+            // (half the machine's memory, and a rootless Podman on cgroup v1 holds no memory limit to count it against).
+            "Tmpfs": [
+                "/tmp": "rw,nosuid,nodev,size=\(tmpBytes),mode=1777", "/var/tmp": "rw,nosuid,nodev,size=\(16 << 20),mode=1777",
+                "/run": "rw,nosuid,nodev,size=\(16 << 20),mode=1777",
+            ],
             "Binds": ["\(scratch):\(jobDirectory):rw"] + (pythonEnvironment.map { ["\($0):\(EnvBuilder.mountPoint):ro"] } ?? []),
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],

@@ -214,7 +214,8 @@ final class HostileSuite: @unchecked Sendable {
 
         let escapee = "cgescape\(id)"
         let marker = "cg-written-\(id)"
-        let writeTargets = [account.home, ssh, dataDir, grid.root, "/tmp", "/var/tmp", "/dev/shm", "/etc", "/"]
+        // /dev too: bubblewrap's is a tmpfs of no size of its own, and an ordinary user's sandbox owned it.
+        let writeTargets = [account.home, ssh, dataDir, grid.root, "/tmp", "/var/tmp", "/dev/shm", "/dev", "/etc", "/"]
         let allJobs: [(name: String, script: String, extra: [String])] = [
             (
                 "net",
@@ -252,7 +253,7 @@ final class HostileSuite: @unchecked Sendable {
                 "write",
                 """
                 import os
-                for d in \(writeTargets.map { "\"\($0)\"" }):
+                for d in [\(writeTargets.map { "\"\($0)\"" }.joined(separator: ", "))]:
                     try:
                         with open(os.path.join(d, "\(marker)"), "w") as f:
                             f.write("x")
@@ -365,8 +366,11 @@ final class HostileSuite: @unchecked Sendable {
         }
         check("write") { s, log in
             #expect(s["state"] as? String == "completed" && log.contains("OK"), "\(log)")
-            // /tmp is the sandbox's own tmpfs; a container's /dev/shm is one too (the host's are checked below).
-            for d in writeTargets where d != "/tmp" && !(expectedTier == "oci" && d == "/dev/shm") {
+            // /tmp and /dev/shm are the sandbox's own bounded tmpfs, and a container's /dev and /var/tmp are too
+            // (the host's are checked below). (The list reached Python quoted twice until now: every path was refused as a name
+            // that does not exist, and this check held whatever the sandbox allowed.)
+            #expect(log.contains("WROTE /tmp\n") && log.contains("DENIED /etc\n"), "\(log)")
+            for d in writeTargets where d != "/tmp" && d != "/dev/shm" && !(expectedTier == "oci" && (d == "/dev" || d == "/var/tmp")) {
                 #expect(!log.contains("WROTE \(d)\n"), "wrote \(d): \(log)")
             }
             for d in writeTargets { #expect(!FileManager.default.fileExists(atPath: d + "/" + marker), "\(d) was written on the host") }

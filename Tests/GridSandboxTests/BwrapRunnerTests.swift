@@ -82,10 +82,11 @@ import Testing
         #expect(binds("--bind").map(\.0) == ["/data/jobs/7-1"])
         #expect(binds("--bind").first?.1 == BwrapRunner.jobDirectory)
         #expect(zip(args, args.dropFirst()).contains { $0 == ("--chdir", "/job") })
-        // The sandbox's own root becomes read-only after every mount point was made.
-        let remount = args.firstIndex(of: "--remount-ro")
-        #expect(remount != nil && args[remount! + 1] == "/")
-        #expect(remount! > args.lastIndex(of: "--bind")!)
+        // The sandbox's own root and its /dev become read-only after every mount point was made (/dev/shm and
+        // the GPU's device nodes included).
+        let remounts = args.indices.filter { args[$0] == "--remount-ro" }
+        #expect(remounts.map { args[$0 + 1] } == ["/dev", "/"])
+        #expect(remounts.allSatisfy { $0 > args.lastIndex(of: "--bind")! && $0 > args.firstIndex(of: "/dev/shm")! })
     }
 
     @Test func tmpAndDevShmAreSizeCappedTmpfs() {

@@ -106,11 +106,12 @@ struct HostileJobTests {
         #expect(!r.output.contains("RESOLVED"))
     }
 
+    /// `/dev` too: bubblewrap's is a tmpfs of no size of its own, which the rootless tier's job owned.
     @Test("a job can write only to its scratch folder and /tmp", arguments: Tier.allCases)
     func writesOnlyScratchAndTmp(tier: Tier) async throws {
         let h = try await SandboxHarness.make(tier)
         let marker = "cg-\(UUID().uuidString.prefix(8))"
-        let targets = ["/etc", "/usr", "/usr/local/lib", "/root", "/", "/var", h.dataDir, h.dataDir + "/jobs", "/job/..", "/proc/sys/kernel"]
+        let targets = ["/etc", "/usr", "/usr/local/lib", "/root", "/", "/var", h.dataDir, h.dataDir + "/jobs", "/job/..", "/proc/sys/kernel", "/dev"]
         let r = try await h.run(
             """
             import os
@@ -205,7 +206,7 @@ struct HostileJobTests {
     /// Started by root, bubblewrap maps the job's user to root outside, and the kernel lets root's uid write /proc/sys
     /// whatever its capabilities: a job set kernel.core_pattern to a program of its own, which the kernel then ran as
     /// root on the host. (It writes back the value it read, so a broken sandbox changes nothing.) And /dev/shm holds
-    /// no more than /tmp.
+    /// no more than /tmp, nor does any other folder it may write.
     @Test("a job cannot change the kernel's settings, and /dev/shm is bounded", arguments: Tier.allCases)
     func cannotChangeKernelSettings(tier: Tier) async throws {
         let h = try await SandboxHarness.make(tier)
@@ -227,12 +228,21 @@ struct HostileJobTests {
                 print("SHM", s.f_blocks * s.f_frsize)
             except OSError:
                 print("SHM 0")
+            for p in ["/var/tmp", "/run", "/dev", "/run/lock"]:
+                if os.path.isdir(p) and os.access(p, os.W_OK):
+                    s = os.statvfs(p)
+                    print("WRITABLE", p, s.f_blocks * s.f_frsize)
             """)
         #expect(r.report.outcome == .completed, "\(r.output)")
         #expect(!r.output.contains("CHANGED") && r.output.components(separatedBy: "REFUSED").count == 4, "\(r.output)")
         #expect(!r.output.contains("SYSRQ writable"), "\(r.output)")
         let shm = r.output.split(separator: "\n").first { $0.hasPrefix("SHM ") }.flatMap { UInt64($0.dropFirst(4)) }
         #expect(shm != nil && shm! <= 1 << 30, "\(r.output)")
+        // Any other folder the job may write is a tmpfs as bounded (a container's /var/tmp was Podman's own, of no size).
+        for line in r.output.split(separator: "\n") where line.hasPrefix("WRITABLE ") {
+            let size = line.split(separator: " ").last.flatMap { UInt64($0) }
+            #expect(size != nil && size! <= 1 << 30, "\(line)")
+        }
     }
 
     /// A job's files were capped one by one (1 GiB), not together: a job that wrote many filled its contributor's disk.

@@ -31,6 +31,7 @@ import Testing
         #expect(host["ReadonlyRootfs"] as? Bool == true)
         #expect(host["Binds"] as? [String] == ["/data/jobs/3-1:/job:rw"])
         #expect((host["Tmpfs"] as? [String: String])?["/tmp"]?.contains("size=\(32 << 20)") == true)
+        for path in ["/var/tmp", "/run"] { #expect((host["Tmpfs"] as? [String: String])?[path]?.contains("size=\(16 << 20)") == true, "\(path)") }
     }
 
     @Test func runsAsNobodyWithoutPrivileges() {
