@@ -168,6 +168,9 @@ extension EnvBuilder {
             throw GridError(.invalidRequirements, failureReason(
                     String(decoding: tail, as: UTF8.self), allowSdist: c.allowSdist, signal: report.signal, maxBytes: c.maxEnvironmentBytes))
         }
+        // The installer wrote in this folder (a package's build script, with --env-allow-sdist, runs code there): what
+        // the worker reads or writes in it next must be what it made, not a link the build left to the worker's files.
+        if let why = plantedLink(in: temp) { throw GridError(.invalidRequirements, "building the environment left \(why); it is not kept") }
         let bytes = folderSize(temp + "/site")
         if bytes > c.maxEnvironmentBytes {
             throw GridError(
@@ -177,7 +180,7 @@ extension EnvBuilder {
         let meta = Meta(
             digest: requirements.digest, requirements: requirements.lines, requiresPython: requirements.requiresPython, bytes: bytes,
             builtAt: Date().timeIntervalSince1970, seconds: seconds)
-        try JSONEncoder().encode(meta).write(to: URL(fileURLWithPath: temp + "/meta.json"))
+        try writeNew(temp + "/meta.json", JSONEncoder().encode(meta))
         try? fm.removeItem(atPath: temp + "/home")
         try? fm.removeItem(atPath: final)
         try fm.moveItem(atPath: temp, toPath: final)
@@ -215,6 +218,25 @@ extension EnvBuilder {
 
     static func minutes(_ seconds: Double) -> String {
         seconds >= 60 && seconds.truncatingRemainder(dividingBy: 60) == 0 ? "\(Int(seconds / 60)) min" : "\(Int(seconds)) s"
+    }
+
+    /// What a build left in its folder `folder` that the worker must not follow, or nil: `site` not a folder of its
+    /// own (a link to one of the worker's, which every job of this environment would then be shown), or a
+    /// `meta.json` already there (a link the worker's write would follow). Checked with `lstat`, which follows none.
+    static func plantedLink(in folder: String) -> String? {
+        var st = stat()
+        guard lstat(folder + "/site", &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return "its site folder as something other than a folder" }
+        if lstat(folder + "/meta.json", &st) == 0 { return "a file named meta.json in its folder" }
+        return nil
+    }
+
+    /// Writes `data` to a new file at `path`, never through a link nor over a file already there.
+    static func writeNew(_ path: String, _ data: Data) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw GridError(.internal, "could not write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count else { throw GridError(.internal, "could not write \(path) whole") }
     }
 
     static func folderSize(_ path: String) -> Int64 {

@@ -332,6 +332,29 @@ struct EnvBuilderTests {
         c.noIndex = false
         #expect(EnvBuilder.sandboxArguments(s, configuration: c, buildFolder: "/b").contains("--share-net"))
     }
+
+    /// A package's build script (`--env-allow-sdist`) runs in the build folder: a link it leaves there as `meta.json`
+    /// had the worker write through it (over any file the worker may write), and a `site` link had every job of that
+    /// environment shown the worker's folder it named. Here an "installer" of the test's own leaves each.
+    @Test(arguments: ["meta", "site"])
+    func aLinkTheBuildLeavesIsNeverFollowed(_ planted: String) async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let victim = folder + "/victim.txt"
+        let secrets = folder + "/secrets"
+        try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true)
+        try Data("the worker's own file\n".utf8).write(to: URL(fileURLWithPath: victim))
+        let installer = folder + "/hostile-uv"
+        let plant = planted == "meta" ? "ln -s '\(victim)' meta.json" : "rm -rf site && ln -s '\(secrets)' site"
+        try Data("#!/bin/sh\n\(plant)\nexit 0\n".utf8).write(to: URL(fileURLWithPath: installer))
+        chmod(installer, 0o755)
+        var c = EnvBuilder.Configuration(root: folder + "/envs", python: SandboxHarness.python)
+        c.uv = installer
+        c.noIndex = true
+        let envs = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+        await #expect(throws: GridError.self) { _ = try await envs.prepare(try requirements("cg-a")) { _ in } }
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "the worker's own file\n")
+        #expect(envs.cachedDigests().isEmpty, "an environment was kept")
+    }
 }
 
 /// The installer's output, gathered across the builder's log calls.
