@@ -54,8 +54,8 @@ public struct MemoryTable: Sendable {
     /// A write counts against its owner's share (`owner(of:_:)`), a deletion against the share of the value it
     /// deletes: a person who publishes and deletes over and over keeps paying for the deletions until they are
     /// forgotten (the TTL), rather than moving them to nobody's account. A deletion of a value held here always fits:
-    /// nobody is ever kept from deleting; one of a key not held here (a replica that missed the write) is checked only
-    /// against the whole table.
+    /// nobody is ever kept from deleting; one of a key not held here (a replica that missed the write, or deletions of
+    /// keys that never were) is checked against its person's share and the whole table, as a new value is.
     public mutating func store(_ key: String, _ entry: Entry) -> Outcome {
         let current = entries[key]
         if let current, !entry.isNewer(than: current) { return .lost }
@@ -68,7 +68,12 @@ public struct MemoryTable: Sendable {
         if entry.value != nil, let reason = budget.refusal(adding: growth, totalHeld: heldBytes, owner: (owner, heldByOwner[owner] ?? 0)) {
             return .refused(reason)
         }
-        if entry.value == nil, current?.value == nil, let reason = budget.refusal(adding: growth, totalHeld: heldBytes) {
+        // A deletion of a key not held here is a new entry on its person's account, bounded by their share as a value
+        // is: checked only against the whole table, a peer's sealed deletions of keys that never were filled it for
+        // everyone until the TTL.
+        if entry.value == nil, current?.value == nil,
+            let reason = budget.refusal(adding: growth, totalHeld: heldBytes, owner: (owner, heldByOwner[owner] ?? 0))
+        {
             return .refused(reason)
         }
         if let replaced { account(replaced.owner, -replaced.size) }

@@ -80,6 +80,21 @@ import Testing
         #expect(t.heldBytes == 0 && t.heldByOwner.isEmpty)
     }
 
+    /// Deletions of keys a peer never held are entries too (kept until the TTL): a person's many sealed deletions of
+    /// keys that never were stop at their share, and another person still writes (they filled the whole table).
+    @Test func deletionsOfKeysNeverHeldStopAtThePersonsShare() {
+        var t = MemoryTable(budget: StorageBudget(totalBytes: 4000, what: "memory values"))
+        var kept = 0
+        for i in 0..<100 where t.store(key("mallory", "k\(i)"), entry(nil, Int64(i + 1))) == .kept { kept += 1 }
+        #expect(kept > 0 && kept < 100, "\(kept) deletions kept")
+        #expect((t.heldByOwner["mallory"] ?? 0) <= t.budget.perOwnerBytes)
+        #expect(t.store(key("alice", "a"), entry(value(600), 200)) == .kept, "mallory's deletions crowded alice out")
+        // A deletion of a value held here still always fits, her share full or not.
+        #expect(t.store(key("alice", "b"), entry(value(100), 201)) == .kept)
+        #expect(t.store(key("alice", "c"), entry(value(200), 202)) != .kept)
+        #expect(t.store(key("alice", "b"), entry(nil, 203)) == .kept)
+    }
+
     @Test func aPublicValueCountsAgainstItsOwnerAndJunkSharesOneBudget() {
         var t = MemoryTable(budget: StorageBudget(totalBytes: 4000, what: "memory values"))
         let shared = PeerNamespace.stored("cfg", user: nil, kind: .memory)
