@@ -692,6 +692,11 @@ public actor PeerService: Service {
             case .chunkPut(let m):
                 try requirePeer(caller, message)
                 guard let payload else { throw GridError(.badRequest, "CHUNK_PUT needs the chunk as bulk bytes") }
+                // No file's chunk is larger (`PeerNames.isConsistent`): a larger one is no chunk of any file, and each
+                // read of it (its hash checked) would cost a peer that much.
+                guard payload.readableBytes <= PeerNames.chunkSize else {
+                    throw GridError(.badRequest, "a chunk holds at most \(PeerNames.chunkSize) bytes (got \(payload.readableBytes))")
+                }
                 // Checked (hashed) and written off the actor: other requests go on meanwhile.
                 let store = chunks
                 let hash = m.hash
@@ -708,13 +713,19 @@ public actor PeerService: Service {
                 return (.ok(Msg.Ok()), nil)
             case .chunkGet(let m):
                 try requirePeer(caller, message)
-                guard let bytes = try? chunks.read(m.hash) else {
+                // Read and hashed off the actor (4 MiB each), as CHUNK_PUT is: the peer's other requests go on.
+                let store = chunks
+                let hash = m.hash
+                guard let bytes = await Self.offActor({ try? store.readBuffer(hash) }) else {
                     throw GridError(.notFound, "this peer has no intact copy of chunk \(m.hash.prefix(12))…")
                 }
-                return (.chunkData(Msg.ChunkData(hash: m.hash)), ByteBuffer(bytes: bytes))
+                return (.chunkData(Msg.ChunkData(hash: m.hash)), bytes)
             case .chunkHas(let m):
                 try requirePeer(caller, message)
-                return (.chunkHave(Msg.ChunkHashes(hashes: m.hashes.prefix(10_000).filter { chunks.has($0) })), nil)
+                // Up to 10,000 looks at the disk: off the actor too.
+                let store = chunks
+                let asked = Array(m.hashes.prefix(10_000))
+                return (.chunkHave(Msg.ChunkHashes(hashes: await Self.offActor { asked.filter { store.has($0) } })), nil)
             case .chunkRefs(let m):
                 try requirePeer(caller, message)
                 let asker = try oneChunkQuestion(caller, message, in: &chunkQuestions)

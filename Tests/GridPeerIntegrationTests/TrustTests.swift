@@ -616,6 +616,36 @@ import Testing
         #expect(info.size == 3)
     }
 
+    /// A chunk is at most `PeerNames.chunkSize` bytes, as every file's are: a proven peer's larger "chunk" (each read
+    /// of it hashed 64 MiB on the peer's actor) is refused; one of the full size is kept and read back whole.
+    @Test func aChunkLargerThanAnyFilesIsRefused() async throws {
+        let g = try await PeerGrid(label: "trust-chunk")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(1)
+        let (_, mine, worker) = try await g.rogueMallory()
+        defer { worker.stop() }
+        let link = try await worker.link(to: peers[0].port, signer: mine, tls: g.peerTLS())
+        defer { link.close() }
+        func put(_ bytes: [UInt8]) async throws -> (GridMessage, String) {
+            let hash = SHA256Digest.hex(of: bytes)
+            return (try await link.request(.chunkPut(Msg.ChunkData(hash: hash)), payload: ByteBuffer(bytes: bytes), timeout: 60).message, hash)
+        }
+        do {
+            let (over, _) = try await put([UInt8](repeating: 7, count: PeerNames.chunkSize + 1))
+            Issue.record("an oversized chunk was answered \(over)")
+        } catch let e as GridError {
+            #expect(e.code == .badRequest && e.message.contains("at most \(PeerNames.chunkSize) bytes"), "\(e)")
+        }
+        let (full, hash) = try await put([UInt8](repeating: 8, count: PeerNames.chunkSize))
+        guard case .ok = full else { throw TestGridError("a full-size chunk was answered \(full)") }
+        let back = try await link.request(.chunkGet(Msg.ChunkData(hash: hash)), timeout: 60)
+        guard case .chunkData = back.message else { throw TestGridError("CHUNK_GET was answered \(back.message)") }
+        #expect(back.payload?.readableBytes == PeerNames.chunkSize)
+        guard case .chunkHave(let have) = try await link.request(.chunkHas(Msg.ChunkHashes(hashes: [hash, String(repeating: "0", count: 64)])), timeout: 30).message
+        else { throw TestGridError("no CHUNK_HAVE") }
+        #expect(have.hashes == [hash])
+    }
+
     /// A proven peer that floods `MEM_SYNC` with entries whose seals fail costs a signature check each: once those
     /// reach `SealStrikes.allowed` in a window, its batches are refused whole, unchecked, for the rest of the window,
     /// while honest peers' replication goes on.
