@@ -156,8 +156,7 @@ struct APIController: Sendable {
                 id: e.id, at: e.at, amount: incoming ? e.amount : -e.amount, reason: e.reason, jobId: e.jobId,
                 counterparty: incoming ? e.debit : e.credit)
         }
-        let jobs = try await db.jobs(owner: user.id, limit: 10_000)
-        let held = jobs.filter { !$0.state.isFinal }.reduce(0) { $0 + $1.hold }
+        let held = try await db.held(by: user.id)
         let earned = rows.filter { $0.credit == me && ($0.reason == "payment" || $0.reason == "escrow released") }.reduce(0) { $0 + $1.amount }
         return API.Credits(
             username: user.username, balance: try await db.balance(of: .user(user.id)), held: held, earned: earned, ledger: ledger)

@@ -170,8 +170,7 @@ extension Dashboard {
     func accountRegion(_ user: UserRecord) async throws -> [String: Any] {
         let me = LedgerAccount.user(user.id).description
         let entries = try await db.ledger(of: user.id, limit: 100)
-        let jobs = try await db.jobs(owner: user.id, limit: 10_000)
-        let held = jobs.filter { !$0.state.isFinal }.reduce(0) { $0 + $1.hold }
+        let held = try await db.held(by: user.id)
         let earned = entries.filter { $0.credit == me && ($0.reason == "payment" || $0.reason == "escrow released") }.reduce(0) { $0 + $1.amount }
         let rows = entries.map { e -> [String: Any] in
             let incoming = e.credit == me

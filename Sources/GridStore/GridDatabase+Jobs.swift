@@ -129,6 +129,17 @@ extension GridDatabase {
         }
     }
 
+    /// The credits `user`'s jobs that may still run hold now, summed by the store: a page that listed their jobs to
+    /// add them up decoded ten thousand rows a look, and missed the holds of older ones past those.
+    public func held(by user: UserID) async throws -> Int {
+        try await read { db in
+            let (filter, args) = Self.jobFilter(owner: user, state: nil)
+            let open = [JobState.submitted, .pending, .running].map { "'\($0.rawValue)'" }.joined(separator: ", ")
+            return try Int.fetchOne(
+                db, sql: "SELECT COALESCE(SUM(hold), 0) FROM jobs WHERE " + filter + " AND state IN (\(open))", arguments: args) ?? 0
+        }
+    }
+
     /// Count of jobs by state.
     public func jobCounts() async throws -> [JobState: Int] {
         try await read { db in

@@ -133,6 +133,21 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    /// What a person has on hold is the store's sum over their jobs that may still run, however many they have: an
+    /// account page added up their newest 10,000 jobs, and an old pending job's hold went unsaid past them.
+    @Test(arguments: StoreBackend.allCases) func theHeldSumCountsOnlyJobsThatMayStillRun(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        #expect(try await grid.db.held(by: grid.ada.id) == 0)
+        let old = try await grid.submit()
+        let cancelled = try await grid.submit()
+        _ = try await grid.db.requestCancel(cancelled.id, by: grid.ada.id, now: 2)
+        let third = try await grid.submit()
+        #expect(try await grid.db.held(by: grid.ada.id) == old.hold + third.hold)
+        #expect(try await grid.db.held(by: grid.bob.id) == 0)
+        _ = try await grid.db.requestCancel(third.id, by: grid.ada.id, now: 3)
+        #expect(try await grid.db.held(by: grid.ada.id) == old.hold)
+    }
+
     @Test(arguments: StoreBackend.allCases) func anInvalidSpecIsRefusedBeforeAnythingIsHeld(_ backend: StoreBackend) async throws {
         let grid = try await Grid(backend)
         let error = await #expect(throws: GridError.self) { try await grid.submit(JobSpec(name: "bad", cpus: -4)) }
