@@ -344,10 +344,13 @@ public enum Msg {
             return parts.isEmpty ? nil : oneLine(parts.joined(separator: "; "), maxBytes: 4_096)
         }
 
+        /// The longest reason a worker sends for an output it could not save (a report lists up to 1,000).
+        public static let maxErrorBytes = 200
+
         /// `text` as one line of at most `maxBytes` UTF-8 bytes (and an ellipsis): control and invisible formatting
         /// characters (line breaks, escapes, bidirectional overrides) become spaces. Cut on bytes, never characters:
         /// one character may carry any number of combining marks.
-        static func oneLine(_ text: String, maxBytes: Int) -> String {
+        public static func oneLine(_ text: String, maxBytes: Int) -> String {
             var out = String.UnicodeScalarView()
             var bytes = 0
             for scalar in text.unicodeScalars {

@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridProtocol
 import GridSandbox
 
 #if canImport(Glibc)
@@ -112,16 +113,20 @@ enum JobFiles {
     }
 
     /// Output files of a finished job: those matching `globs`, or every file that is not an unchanged input.
-    /// Stops at `maxBytes`; the second value lists files left out. Each file is read as `readRegularFile` reads it:
+    /// Stops at `maxBytes`, at `maxFiles` files and at `maxNameBytes` of their names (the report that lists them is one
+    /// line, and the manager takes at most `WorkerClaims.files` of them: a job of 600 long names of `"` made a report
+    /// over the line limit, which closed the worker's link each time it was sent again). `leftOut` counts the files
+    /// left out, `skipped` names the first 20 of them. Each file is read as `readRegularFile` reads it:
     /// never through a link, never a FIFO or device, never more than the room left (whatever the job did to the folder
     /// after it was listed: a process of the job that outlived it may still be at work there).
     /// `afterListing`: called once the folder is listed, before any file is read (tests change the folder there).
     static func collect(
-        in directory: URL, globs: [String], inputs: [String: Stamp], maxBytes: Int, afterListing: (() -> Void)? = nil
-    ) -> (files: [(name: String, data: Data)], skipped: [String]) {
+        in directory: URL, globs: [String], inputs: [String: Stamp], maxBytes: Int, maxFiles: Int = WorkerClaims.files.upperBound,
+        maxNameBytes: Int = maxOutputNameBytes, afterListing: (() -> Void)? = nil
+    ) -> (files: [(name: String, data: Data)], skipped: [String], leftOut: Int) {
         let fm = FileManager.default
         guard let walker = fm.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) else {
-            return ([], [])
+            return ([], [], 0)
         }
         let base = directory.standardizedFileURL.path
         var names: [String] = []
@@ -136,7 +141,13 @@ enum JobFiles {
         afterListing?()
         var out: [(String, Data)] = []
         var skipped: [String] = []
+        var leftOut = 0
         var total = 0
+        var nameBytes = 0
+        func leave(_ name: String) {
+            leftOut += 1
+            if skipped.count < 20 { skipped.append(name) }
+        }
         for name in names {
             guard (try? FileName.validate(name)) != nil else { continue }
             if globs.isEmpty {
@@ -145,18 +156,27 @@ enum JobFiles {
             } else if !globs.contains(where: { fnmatch($0, name, 0) == 0 }) {
                 continue
             }
+            guard out.count < maxFiles, nameBytes + name.utf8.count <= maxNameBytes else {
+                leave(name)
+                continue
+            }
             switch readRegularFile(name, in: base, limit: maxBytes - total) {
             case .notARegularFile:
                 continue
             case .tooLarge:
-                skipped.append(name)
+                leave(name)
             case .data(let data):
                 total += data.count
+                nameBytes += name.utf8.count
                 out.append((name, data))
             }
         }
-        return (out, skipped)
+        return (out, skipped, leftOut)
     }
+
+    /// The most bytes of output names one report lists (`collect`): with each name twice (`files`, `saved`), JSON's
+    /// escapes (`"` is two bytes) and a bounded reason per saved output, a report stays well under the line limit.
+    static let maxOutputNameBytes = 64 << 10
 
     enum Read: Equatable {
         case data(Data)

@@ -790,12 +790,23 @@ public actor WorkerAgent: Service {
         }
     }
 
+    @concurrent nonisolated static func collectOutputs(
+        in scratch: URL, globs: [String], inputs: [String: JobFiles.Stamp], maxBytes: Int
+    ) async -> (files: [(name: String, data: Data)], skipped: [String], leftOut: Int) {
+        JobFiles.collect(in: scratch, globs: globs, inputs: inputs, maxBytes: maxBytes)
+    }
+
     private func finish(_ ref: JobRef, report: RunReport) async {
         guard let job = jobs[ref] else { return }
-        let (files, skipped) = JobFiles.collect(
+        // Off the actor: a job's folder may hold thousands of files, and heartbeats and other jobs go on meanwhile.
+        let (files, skipped, leftOut) = await Self.collectOutputs(
             in: job.scratch, globs: job.spec.outputs, inputs: job.inputs, maxBytes: config.maxOutputBytes)
-        if !skipped.isEmpty {
-            append(ref, Array("\n[outputs left out, over the \(config.maxOutputBytes >> 20) MB limit: \(skipped.joined(separator: ", "))]\n".utf8))
+        if leftOut > 0 {
+            let more = leftOut > skipped.count ? " and \(leftOut - skipped.count) more" : ""
+            append(
+                ref,
+                Array(("\n[\(leftOut) output(s) left out, over the \(config.maxOutputBytes >> 20) MB limit or past \(WorkerClaims.files.upperBound) files "
+                    + "(or \(JobFiles.maxOutputNameBytes >> 10) KiB of names): \(skipped.joined(separator: ", "))\(more)]\n").utf8))
         }
         // What became of the outputs saved in the grid goes in the report, not the log (`Msg.JobDone.saved`).
         // A cancelled run saves nothing: it was stopped (by its submitter, or because its lease went to another
@@ -815,7 +826,7 @@ public actor WorkerAgent: Service {
                     logger.warning(
                         "could not save a job's output in the grid",
                         metadata: ["grid.job.id": "\(ref.jobId)", "grid.file": "\(prefix + f.name)", "grid.error": "\(error)"])
-                    saved?.append(Msg.SavedOutput(name: f.name, error: "\(error)"))
+                    saved?.append(Msg.SavedOutput(name: f.name, error: Msg.SavedOutput.oneLine("\(error)", maxBytes: Msg.SavedOutput.maxErrorBytes)))
                 }
             }
         }
@@ -834,7 +845,7 @@ public actor WorkerAgent: Service {
         // back to the queue for another worker, unpaid, and does not fail.
         if outcome == .failed, let why = report.reason, DiskRule.isFloor(why) { outcome = .rejected }
         var reason = report.reason
-        if reason == nil, !skipped.isEmpty { reason = "output too large: \(skipped.count) file(s) left out" }
+        if reason == nil, leftOut > 0 { reason = "output too large: \(leftOut) file(s) left out" }
         let done = Msg.JobDone(
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },

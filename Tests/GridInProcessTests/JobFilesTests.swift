@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridProtocol
 @testable import GridWorker
 import Synchronization
 import Testing
@@ -111,7 +112,7 @@ import Glibc
         try write("sub/deep.txt", "deeper")
         try FileManager.default.createSymbolicLink(atPath: scratch.path + "/key.txt", withDestinationPath: secret)
         try FileManager.default.createSymbolicLink(atPath: scratch.path + "/outside", withDestinationPath: root)
-        let (files, skipped) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
+        let (files, skipped, _) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
         #expect(files.map(\.name) == ["out.txt", "sub/deep.txt"])
         #expect(files.map { String(decoding: $0.data, as: UTF8.self) } == ["result", "deeper"])
         #expect(skipped.isEmpty)
@@ -144,7 +145,7 @@ import Glibc
             // On a thread of its own: a read that blocks on the FIFO must fail this test, not hang the suite.
             let finished = Mutex(false)
             Thread.detachNewThread {
-                let (files, _) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20, afterListing: swap)
+                let (files, _, _) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20, afterListing: swap)
                 if finished.withLock({ was in defer { was = true }; return !was }) {
                     done.resume(returning: Dictionary(uniqueKeysWithValues: files.map { ($0.name, String(decoding: $0.data, as: UTF8.self)) }))
                 }
@@ -173,6 +174,38 @@ import Glibc
         #expect(!left.contains { $0.hasSuffix("escaped.txt") }, "\(left)")
     }
 
+    /// A job that makes many outputs with long names of `"` (legal names, twice as long in JSON) made a `JOB_DONE`
+    /// over the line limit, which closed the worker's link each time it was sent again; past 1,000 files the manager
+    /// refused it, and it stayed unacknowledged. Now the files listed stop at both limits, and say how many were left.
+    @Test func manyLongNamedOutputsMakeAReportWithinTheManagersLimits() throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let part = String(repeating: "\"", count: 255)
+        let folder = [part, part, part].joined(separator: "/")
+        try FileManager.default.createDirectory(at: scratch.appendingPathComponent(folder), withIntermediateDirectories: true)
+        for i in 0..<1_200 { try write(folder + "/" + String(repeating: "\"", count: 240) + "\(i)", "") }
+        let (files, skipped, leftOut) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
+        #expect(!files.isEmpty && files.count <= WorkerClaims.files.upperBound)
+        #expect(files.count + leftOut == 1_200 && skipped.count == 20)
+        #expect(files.reduce(0) { $0 + $1.name.utf8.count } <= JobFiles.maxOutputNameBytes)
+        // The report as the worker sends it, every output failed to save with a long reason: in the manager's ranges,
+        // and one line under the limit.
+        let long = String(repeating: "\"why ", count: 1_000)
+        let done = Msg.JobDone(
+            job: JobRef(jobId: 1, attempt: 1), outcome: .completed, exitCode: 0, runtimeMs: 1, peakMemoryKb: 1, cpuSeconds: 0,
+            reason: "output too large: \(leftOut) file(s) left out", files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
+            logBytes: 0,
+            saved: files.map { Msg.SavedOutput(name: $0.name, error: Msg.SavedOutput.oneLine(long, maxBytes: Msg.SavedOutput.maxErrorBytes)) })
+        #expect(WorkerClaims.problem(.jobDone(done)) == nil)
+        let line = try GridMessage.jobDone(done).encodeLine(id: 1, bulkBytes: 0)
+        #expect(line.count < FrameLimits().maxLineBytes, "\(line.count) bytes")
+        // A thousand small files with short names are all listed.
+        try FileManager.default.removeItem(at: scratch)
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        for i in 0..<1_000 { try write("f\(i)", "x") }
+        let all = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
+        #expect(all.files.count == 1_000 && all.leftOut == 0 && all.skipped.isEmpty)
+    }
+
     /// A sparse file of a gigabyte costs the job no disk and no time; reading it whole cost the worker a gigabyte of
     /// memory before it found the file over the limit. Now a file over the room left is not read, and says so.
     @Test func aFileOverTheRoomLeftIsSkippedUnread() throws {
@@ -181,7 +214,7 @@ import Glibc
         let big = open(scratch.path + "/big.bin", O_WRONLY | O_CREAT, 0o644)
         #expect(big >= 0 && ftruncate(big, 1 << 30) == 0)
         close(big)
-        let (files, skipped) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
+        let (files, skipped, _) = JobFiles.collect(in: scratch, globs: [], inputs: [:], maxBytes: 1 << 20)
         #expect(files.map(\.name) == ["small.txt"])
         #expect(skipped == ["big.bin"])
         #expect(JobFiles.readRegularFile("big.bin", in: scratch.path, limit: 1 << 20) == .tooLarge)
