@@ -498,6 +498,8 @@ private final class Pipes: @unchecked Sendable {
     let input: Int32
     let output: Int32
     var buffer: [UInt8] = []
+    /// How much of `buffer` holds no newline (searched already).
+    var searched = 0
     var chunk = [UInt8](repeating: 0, count: 65536)
     var ready = false
 
@@ -637,7 +639,7 @@ private final class Interpreter: @unchecked Sendable {
                 lock.withLock { if let p = process { baseline = Int(grid_count_descendants(p.pid, 64)) } }
             case .line: return .notDelivered("the interpreter started with an unexpected line")
             case .timedOut: return .notDelivered("the interpreter did not start within 60 s")
-            case .closed: return .notDelivered("the interpreter ended as it started")
+            case .closed, .tooLong: return .notDelivered("the interpreter ended as it started")
             }
         }
         guard Self.writeAll(line, to: pipes.input) else { return .notDelivered("the interpreter was gone") }
@@ -685,8 +687,20 @@ private final class Interpreter: @unchecked Sendable {
             return .answer(Data(l))
         case .timedOut: return .timedOut
         case .closed: return .died(exitDescription())
+        case .tooLong:
+            // Written by the task itself (the answer pipe is in its process): the interpreter goes, and what it held.
+            lock.withLock { stopLocked() }
+            return .answer(Self.tooLongAnswer)
         }
     }
+
+    /// The longest answer line read: a result of the executor's limit (1 MiB), its captured output (64 Ki characters,
+    /// JSON-escaped) and its traceback fit well within it. A task that writes more to the answer pipe without a line
+    /// end (it is the task's own descriptor) had the worker hold all of it, and search it whole again each read.
+    static let maxAnswerBytes = 4 << 20
+
+    static let tooLongAnswer = Data(
+        #"{"ok":false,"error":"result_too_large","message":"the task wrote an answer line of more than 4 MiB to the executor's pipe"}"#.utf8)
 
     private static func writeAll(_ line: Data, to fd: Int32) -> Bool {
         line.withUnsafeBytes { raw -> Bool in
@@ -703,15 +717,25 @@ private final class Interpreter: @unchecked Sendable {
 
     private enum Read {
         case line([UInt8]), timedOut, closed
+        /// Over `maxAnswerBytes` with no line end.
+        case tooLong
     }
 
     private func readLine(_ pipes: Pipes, deadline: Date) -> Read {
         let fd = pipes.output
         while true {
-            if let nl = pipes.buffer.firstIndex(of: 0x0A) {
+            // Searched from where the last search stopped: a line arriving 64 KiB at a time is searched once.
+            if let nl = pipes.buffer[min(pipes.searched, pipes.buffer.count)...].firstIndex(of: 0x0A) {
                 let line = Array(pipes.buffer[..<nl])
                 pipes.buffer.removeSubrange(...nl)
+                pipes.searched = 0
                 return .line(line)
+            }
+            pipes.searched = pipes.buffer.count
+            if pipes.buffer.count > Self.maxAnswerBytes {
+                pipes.buffer = []
+                pipes.searched = 0
+                return .tooLong
             }
             let left = deadline.timeIntervalSinceNow
             if left <= 0 { return .timedOut }

@@ -124,6 +124,23 @@ import Glibc
         }
     }
 
+    /// The answer pipe is the task's own descriptor: a task that wrote to it without end, and no line end, had the
+    /// worker hold all of it (searched whole again after each 64 KiB) until its time ran out. Past 4 MiB the
+    /// interpreter goes and the task is answered at once; the next task gets a fresh interpreter.
+    @Test func aTaskThatFloodsTheAnswerPipeIsStoppedAtTheLimit() async throws {
+        try await withPool { p in
+            let before = try await pid(p)
+            let flood = await call(
+                p, "import sys, time\ndef main():\n    out = sys.modules['__main__'].proto_out\n    for _ in range(64):\n        out.write(b'x' * (1 << 20))\n    time.sleep(30)",
+                timeout: 30)
+            #expect(!flood.ok && flood.error == "result_too_large", "\(flood)")
+            #expect(kill(pid_t(before), 0) != 0 || Self.isZombie(Int32(before)))
+            #expect(try await pid(p) != before)
+            let fine = await call(p, "def main():\n    return 'x' * 100000")
+            #expect(fine.ok && fine.result == .string(String(repeating: "x", count: 100_000)), "\(fine.error ?? "")")
+        }
+    }
+
     /// A task that answered at once but left a process behind had it run for ever, outside its time limit (the limit
     /// counts only while an answer is awaited). Once the answer is in, a process left over takes the interpreter with it.
     @Test func aProcessATaskLeftBehindGoesWithItsInterpreter() async throws {
