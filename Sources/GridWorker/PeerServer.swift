@@ -27,7 +27,7 @@ public final class PeerTLSSwitch: Sendable {
 /// manager-signed certificate and its signature over our nonce; no token ever comes here), another peer with
 /// `PEER_AUTH` (its credential and signature). Then
 /// every request gets one reply with its id. Requests of one connection run concurrently, at most `maxInFlight` at a time (then the connection is not read
-/// until one ends: backpressure). A thin shell: `PeerService` decides; `PeerConnection` (a channel handler) hands
+/// until one ends: backpressure), and while its replies wait unread past a mark, nothing it sent is carried out. A thin shell: `PeerService` decides; `PeerConnection` (a channel handler) hands
 /// each request to a task and writes its reply from the event loop, with no stream in between.
 public struct PeerServer: Service {
     /// The bound port, and whether its connections speak TLS (fixed when it was bound: each connection's check of the
@@ -59,6 +59,10 @@ public struct PeerServer: Service {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Replies wait here while the other side does not read: past the high mark the connection is not read
+            // (nor what was read carried out) until they drain to the low one (`PeerConnection`). Two chunks' worth,
+            // so a reader of a file's chunks keeps one on the way while the next is read from disk.
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 4 << 20, high: 8 << 20))
             .bind(host: host, port: port) { [limits] channel in
                 channel.eventLoop.makeCompletedFuture {
                     if tls.required {
@@ -174,7 +178,35 @@ final class PeerConnection: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // While its replies wait unread, what the other side sent waits too (a read's worth at most: reading stops).
+        // A client that sent thousands of reads of a large value, and read none of the answers, had every answer
+        // queued on this peer, the fast path's too.
+        if !parked.isEmpty || !context.channel.isWritable {
+            parked.append(unwrapInboundIn(data))
+            updateReading(context: context)
+            return
+        }
         receive(unwrapInboundIn(data), context: context)
+    }
+
+    /// Frames read while the replies waited unread (`channelRead`): carried out, in order, once they drain.
+    private var parked = CircularBuffer<InboundFrame>()
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        while !parked.isEmpty, context.channel.isWritable, !greeting.isClosing {
+            receive(parked.removeFirst(), context: context)
+        }
+        updateReading(context: context)
+        closeIfDone(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Reads the connection only while fewer than `maxInFlight` requests run and its replies are being read.
+    private func updateReading(context: ChannelHandlerContext) {
+        let pause = inFlight >= PeerServer.maxInFlight || !context.channel.isWritable || !parked.isEmpty
+        guard pause != paused else { return }
+        paused = pause
+        context.channel.setOption(.autoRead, value: !pause).whenFailure { _ in }
     }
 
     private func receive(_ item: InboundFrame, context: ChannelHandlerContext) {
@@ -260,10 +292,7 @@ final class PeerConnection: ChannelInboundHandler {
     /// Runs one request in the server's task group; its reply is written from the event loop.
     private func start(_ frame: GridFrame, caller: PeerService.Caller, context: ChannelHandlerContext) {
         inFlight += 1
-        if inFlight >= PeerServer.maxInFlight, !paused {
-            paused = true
-            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
-        }
+        updateReading(context: context)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let service = service
         let request = PeerRequest {
@@ -284,10 +313,7 @@ final class PeerConnection: ChannelInboundHandler {
         inFlight -= 1
         if greeting.isClosing { return }
         reply(frame, context: context)
-        if paused, inFlight < PeerServer.maxInFlight {
-            paused = false
-            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
-        }
+        updateReading(context: context)
         closeIfDone(context: context)
     }
 
@@ -320,7 +346,7 @@ final class PeerConnection: ChannelInboundHandler {
     }
 
     private func closeIfDone(context: ChannelHandlerContext) {
-        guard inputClosed, inFlight == 0, !greeting.isChecking else { return }
+        guard inputClosed, inFlight == 0, parked.isEmpty, !greeting.isChecking else { return }
         greeting.close()
         context.flush()  // the replies written and not yet flushed go first
         context.close(promise: nil)

@@ -90,6 +90,42 @@ import Testing
         await dl.close()
     }
 
+    /// A client that asks for a large value a thousand times and reads none of the answers had every answer queued
+    /// on the peer (the fast path's too): a quarter of a gigabyte a thousand reads. While its answers wait unread past
+    /// a mark, what it sent waits too; once it reads, every answer comes, in order.
+    @Test func aClientThatReadsNoAnswerHoldsLittleOfThePeersMemory() async throws {
+        let g = try await PeerGrid(label: "mem-unread")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(1)
+        let link = try await g.link(peers[0])
+        let big = String(repeating: "x", count: PeerNames.maxValueBytes - 1_024)
+        _ = try await link.request(.setMem(Msg.SetMem(key: "big", value: .string(big))), timeout: 30)
+        let raw = try await g.rawSession(peers[0])
+        let pid = peers[0].process.pid
+        let before = PeerGrid.peakRSSKb(pid)
+        let asks = 1_000
+        #expect(raw.send((0..<asks).map { #"{"type":"GET_MEM","id":\#(100 + $0),"key":"big"}"# + "\n" }.joined()))
+        // Watched for a while (bounded): without the bound the peer grew by the whole of it within a second or two.
+        let grew = await eventually(timeout: 5) { PeerGrid.peakRSSKb(pid) - before > 96 << 10 }
+        #expect(!grew, "the peer grew by \((PeerGrid.peakRSSKb(pid) - before) >> 10) MiB for answers nobody read")
+        // The peer still serves others meanwhile.
+        #expect(try await get(link, "big") == .string(big))
+        // Read now: every ask is answered once.
+        var ids: Set<Int> = []
+        for i in 0..<asks {
+            guard let line = raw.readLine(timeout: 30) else {
+                Issue.record("answer \(i) never came")
+                break
+            }
+            let id = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["id"] as? Int
+            #expect(id.map { (100..<(100 + asks)).contains($0) } == true && line.contains(#""type":"MEM_RESULT""#), "\(line.prefix(80))")
+            ids.insert(id ?? -1)
+        }
+        #expect(ids.count == asks)
+        #expect(PeerGrid.peakRSSKb(pid) - before < 96 << 10, "the peer grew by \((PeerGrid.peakRSSKb(pid) - before) >> 10) MiB")
+        await link.close()
+    }
+
     @Test func badMemoryRequestsGetClearErrors() async throws {
         let g = try await PeerGrid(label: "memory-bad")
         defer { g.shutdown() }
