@@ -688,6 +688,9 @@ extension GridDatabase {
             switch job.state {
             case .submitted, .pending:
                 try Self.end(db, job, .cancelled, reason: "cancelled before it started; refunded", refund: true, now: now)
+                // Its inputs go with it: it will never run, and a submission of 48 MiB cancelled at once cost nothing,
+                // so a loop of them filled the manager's disk for free.
+                try db.execute(sql: "DELETE FROM job_files WHERE job_id = ? AND kind = 'input'", arguments: [id])
                 return .cancelled
             case .running:
                 try db.execute(sql: "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", arguments: [id])

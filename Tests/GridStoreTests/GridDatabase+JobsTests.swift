@@ -133,6 +133,23 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    /// A job cancelled before it started will never run: its inputs (the script among them) are not kept. A submission
+    /// of 48 MiB cancelled at once was refunded whole, and kept its bytes in the store for good: a free loop filled
+    /// the manager's disk.
+    @Test(arguments: StoreBackend.allCases) func aJobCancelledBeforeItStartedKeepsNoInputs(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        let big = StoredFile(name: "data.bin", data: Data(repeating: 7, count: 1 << 20))
+        let job = try await grid.submit(inputs: [big])
+        #expect(try await grid.db.fileList(of: job.id, outputs: false).map(\.name) == ["main.py", "data.bin"])
+        let kept = try await grid.submit(inputs: [big])
+        #expect(try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 2) == .cancelled)
+        #expect(try await grid.db.fileList(of: job.id, outputs: false).isEmpty)
+        // Another job's inputs stay.
+        #expect(try await grid.db.files(of: kept.id, outputs: false).map(\.data.count) == [8, 1 << 20])
+        #expect(try await grid.balance(grid.ada) == 100 - kept.hold)
+        try await grid.expectLedgerOK()
+    }
+
     /// What a person has on hold is the store's sum over their jobs that may still run, however many they have: an
     /// account page added up their newest 10,000 jobs, and an old pending job's hold went unsaid past them.
     @Test(arguments: StoreBackend.allCases) func theHeldSumCountsOnlyJobsThatMayStillRun(_ backend: StoreBackend) async throws {
