@@ -22,7 +22,7 @@ struct APIController: Sendable {
     /// Sign-ups per client address (the API and the dashboard's form share it).
     let registrationLimiter: RateLimiter
     let admins: Admins
-    /// Log requests waiting for new bytes (`logs?wait=S`): at most 16 a person and 1,024 in all. Each polls the store
+    /// Log requests waiting for new bytes (`logs?wait=S`): at most 16 a person, 64 an address and 1,024 in all. Each polls the store
     /// ten times a second for up to 30 s; one past the bound is answered at once, as without `wait`.
     var waitingLogs = LiveStreams(perClient: 16, total: 1_024)
 
@@ -282,8 +282,9 @@ struct APIController: Sendable {
         let asked = Double(q["wait"] ?? "0") ?? 0
         var wait = asked.isFinite ? min(max(asked, 0), 30) : 0
         let waiter = "\(user.id)"
-        let waiting = wait > 0 && waitingLogs.admit(waiter, signedIn: true)
-        defer { if waiting { waitingLogs.release(waiter, signedIn: true) } }
+        let address = ClientAddress.key(context.clientAddress)
+        let waiting = wait > 0 && waitingLogs.admit(waiter, address: address, signedIn: true)
+        defer { if waiting { waitingLogs.release(waiter, address: address, signedIn: true) } }
         if !waiting { wait = 0 }
         let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
         while true {

@@ -60,18 +60,19 @@ extension Dashboard {
         headers[.init("X-Accel-Buffering")!] = "no"
         let token = session.token
         // A person's streams are counted as theirs, a stranger's by host (an IPv6 /64 as one); a quarter of the slots
-        // are kept for people signed in (one account still holds at most its 32).
+        // are kept for people signed in (one account still holds at most its 32, and one host's accounts 128).
         let client = session.user.map { "user \($0.id)" } ?? ClientAddress.key(session.client)
         let signedIn = session.user != nil
+        let address = signedIn ? ClientAddress.key(session.client) : nil
         let body = ResponseBody { [self, query] writer in
             // The slot is taken where it is given back, in the body: a response never sent takes none.
-            guard liveStreams.admit(client, signedIn: signedIn) else {
+            guard liveStreams.admit(client, address: address, signedIn: signedIn) else {
                 // Too many open from this address (or in all): the page's script tries again in a minute.
                 try await writer.write(ByteBuffer(string: "retry: 60000\n\nevent: busy\ndata: {}\n\n"))
                 try await writer.finish(nil)
                 return
             }
-            defer { liveStreams.release(client, signedIn: signedIn) }
+            defer { liveStreams.release(client, address: address, signedIn: signedIn) }
             try await stream(query, token: token, to: &writer)
             try await writer.finish(nil)
         }

@@ -367,6 +367,25 @@ import Testing
         #expect(q.count == 2 && q.open["b"] == nil)
     }
 
+    /// Accounts are free: sixteen made from one host took every slot with 32 streams each. A person's streams count
+    /// against their address too (four people's worth), and a person elsewhere still gets one.
+    @Test func onePersonsAccountsFromOneHostHoldAtMostFourPeoplesStreams() {
+        var q = StreamQuota(perClient: 2, total: 100)
+        #expect(q.perAddress == 8)
+        let taken = (0..<16).flatMap { u in (0..<2).map { _ in q.admit("user \(u)", address: "10.0.0.9", signedIn: true) } }
+        #expect(taken.filter { $0 }.count == 8, "\(taken)")
+        let elsewhere = q.admit("user 99", address: "10.0.0.10", signedIn: true)
+        #expect(elsewhere, "a person elsewhere was refused")
+        q.release("user 0", address: "10.0.0.9", signedIn: true)
+        #expect(q.fromAddress["10.0.0.9"] == 7)
+        let again = q.admit("user 15", address: "10.0.0.9", signedIn: true)
+        let over = q.admit("user 14", address: "10.0.0.9", signedIn: true)
+        #expect(again && !over)
+        // A stranger's client is its address: counted once, as before.
+        let stranger = q.admit("10.0.0.9", signedIn: false)
+        #expect(stranger && q.fromAddress["10.0.0.9"] == 8)
+    }
+
     /// A quarter of the slots are kept for people signed in: strangers from many addresses cannot take them all.
     @Test func strangersLeaveAQuarterOfTheSlotsToPeopleSignedIn() {
         var q = StreamQuota(perClient: 1, total: 8)
