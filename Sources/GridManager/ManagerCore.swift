@@ -175,8 +175,11 @@ public actor ManagerCore {
                 return .failure(GridError(.badRequest, "a worker id is 1 to 64 ASCII letters, digits, '.', '_' or '-'"))
             }
             if let wanted = hello.workerId, !wanted.isEmpty {
+                // Its own id again (a rejoin), or one this manager gave it moments ago that has not registered yet. An
+                // id of no one's that a worker makes up is not taken: peers rank each other by id to place keys
+                // (`Rendezvous`), and a chosen id can be found that ranks first for chosen people's keys.
                 let owner = try await db.workerOwner(wanted)
-                if owner == user.id { chosen = wanted } else if owner == nil, try await reserveNewWorker(wanted, of: user) { chosen = wanted }
+                if owner == user.id || (owner == nil && issued(wanted, to: user)) { chosen = wanted }
             }
             if chosen == nil {
                 // A new identity is a new row, kept for good: an owner has at most `maxWorkersPerOwner` (a loop of
@@ -206,6 +209,12 @@ public actor ManagerCore {
 
     /// Whether `user` may have one more worker, `id`, and if so keeps it counted until it registers. The count and the
     /// keeping are one step on the actor (nothing suspends between them).
+    /// Whether this manager gave `id` to `user`'s worker at a `HELLO` in the last two minutes (not registered yet).
+    private func issued(_ id: WorkerID, to user: UserRecord) -> Bool {
+        guard let at = newIdentities[user.id]?[id] else { return false }
+        return now() - at < 120
+    }
+
     private func reserveNewWorker(_ id: WorkerID, of user: UserRecord) async throws -> Bool {
         let stored = try await db.workerCount(owner: user.id)
         let t = now()

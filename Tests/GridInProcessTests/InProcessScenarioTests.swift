@@ -815,6 +815,36 @@ final class RawInProcessWorker: @unchecked Sendable {
 }
 
 extension InProcessWorkerIdentityTests {
+    /// Peers rank each other by id to place keys, and an id that ranks first for a chosen person's key takes a few
+    /// dozen tries to find offline: a worker that names an id of no one's gets one the manager makes instead. Its own
+    /// id, or one the manager gave it moments ago (a HELLO again before it registered), it keeps; another owner's
+    /// pending one it does not get.
+    @Test func aWorkerCannotChooseAnIdNoOneWasGiven() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let token = try await owner.createToken(kind: "worker").token
+            func hello(_ token: String, workerId: String? = nil) async throws -> String? {
+                let link = try grid.transport.dial()
+                defer { link.close() }
+                var inbound = link.inbound.makeAsyncIterator()
+                try await link.outbound.write(GridFrame(id: 1, .hello(Msg.Hello(token: token, name: "chooser", workerId: workerId))))
+                guard case .frame(let f)? = try await inbound.next(), case .helloOk(let ok) = f.message else { return nil }
+                return ok.workerId
+            }
+            let made = try #require(try await hello(token, workerId: "evil-ranks-first"))
+            #expect(made != "evil-ranks-first")
+            // Given moments ago and not registered yet: the same worker saying HELLO again keeps it.
+            #expect(try await hello(token, workerId: made) == made)
+            // Another owner's worker naming it gets an id of its own.
+            let other = try await grid.user("other")
+            let theirs = try await hello(try await other.createToken(kind: "worker").token, workerId: made)
+            #expect(theirs != nil && theirs != made)
+            // A registered worker's own id is its own.
+            let first = try await grid.startWorker("w1", owner: owner)
+            #expect(try await hello(token, workerId: first.workerId) == first.workerId)
+        }
+    }
+
     /// The count was checked at HELLO and the row made only at REGISTER: HELLOs on parallel connections all passed it
     /// before any row existed. An identity given at HELLO counts until it registers.
     @Test func parallelHellosGetNoMoreIdentitiesThanTheBound() async throws {
