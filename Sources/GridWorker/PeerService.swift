@@ -155,6 +155,10 @@ public actor PeerService: Service {
     /// moment a slot frees (their users, by serial).
     var running = 0
     var handedOver: [Int: String] = [:]
+    /// The confidential tasks among those handed over, and those waiting by user: left out of what this peer tells the
+    /// manager and other callers (`taskLoad`, `PEER_STATUS`), and no load change is said for them.
+    var confidentialSerials: Set<Int> = []
+    var confidentialWaiting: [String: Int] = [:]
     var startedCount = 0
     var doneCount = 0
     var nextTaskSerial = 0
@@ -319,7 +323,9 @@ public actor PeerService: Service {
     private var parsedRequirements: [[String]: PythonRequirements] = [:]
     static let parsedRequirementsLimit = 64
     /// Function tasks queued or running here (reported to the manager for `GET_BEST_PEER`).
-    public func taskLoad() -> Int { running + queue.count }
+    /// Tasks queued or running here, as the manager is told (`LOAD_UPDATE`): confidential ones left out, as their
+    /// existence never leaves this machine.
+    public func taskLoad() -> Int { max(0, running + queue.count - confidentialSerials.count - confidentialWaiting.values.reduce(0, +)) }
 
     /// The worker started or finished a job.
     public func setJobsRunning(_ count: Int) { jobsRunning = count }
@@ -601,7 +607,7 @@ public actor PeerService: Service {
             }
             switch request {
             case .ping: return (.pong, nil)
-            case .getPeerStatus: return (.peerStatus(status(selfId)), nil)
+            case .getPeerStatus: return (.peerStatus(status(selfId, viewer: caller.isPeer ? nil : caller.user)), nil)
             case .cpuTask(let task): return (.cpuResult(try await cpuTask(task, caller: caller)), nil)
             // Replication between peers: only a peer that proved its credential.
             case .memSync(let m):
@@ -900,13 +906,21 @@ public actor PeerService: Service {
             memoryBytes: memory.heldBytes, memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes, diskLimit: config.diskBudget.totalBytes)
     }
 
-    private func status(_ selfId: String) -> Msg.PeerStatus {
+    /// `viewer`: the person asking, who sees their own confidential tasks (nobody else's).
+    private func status(_ selfId: String, viewer: String? = nil) -> Msg.PeerStatus {
         // The tasks handed to the pool beyond its slots wait there (it starts them in the order they came: the last
         // ones wait), so they show as queued.
+        // Confidential tasks are left out: their existence never leaves this machine.
         var queued = queue.waitingByUser
-        for (_, user) in handedOver.sorted(by: { $0.key < $1.key }).suffix(max(0, running - config.slots)) { queued[user, default: 0] += 1 }
+        for (user, n) in confidentialWaiting where user != viewer {
+            let left = (queued[user] ?? 0) - n
+            queued[user] = left > 0 ? left : nil
+        }
+        let visible = handedOver.filter { !confidentialSerials.contains($0.key) || $0.value == viewer }
+        let visibleRunning = visible.count
+        for (_, user) in visible.sorted(by: { $0.key < $1.key }).suffix(max(0, visibleRunning - config.slots)) { queued[user, default: 0] += 1 }
         return Msg.PeerStatus(
-            workerId: selfId, name: info(of: selfId)?.name ?? selfId, slots: config.slots, running: min(running, config.slots), queued: queued,
+            workerId: selfId, name: info(of: selfId)?.name ?? selfId, slots: config.slots, running: min(visibleRunning, config.slots), queued: queued,
             peers: members, memKeys: memory.liveCount, chunks: chunks.list().count, tasksDone: doneCount, storage: storageUse)
     }
 
@@ -1124,14 +1138,17 @@ public actor PeerService: Service {
         }
         nextTaskSerial += 1
         let serial = nextTaskSerial
+        let secret = task.confidential == true
         let order: Int?
         if runsNow {
+            if secret { confidentialSerials.insert(serial) }
             order = admit(serial, user: user)
-            onLoadChange?()
+            if !secret { onLoadChange?() }
         } else {
+            if secret { confidentialWaiting[user, default: 0] += 1 }
             order = await withCheckedContinuation { (c: CheckedContinuation<Int?, Never>) in
                 queue.enqueue(QueuedTask(id: serial, task: task, connection: connection, admit: c), user: user, priority: task.priority ?? 0)
-                pump()
+                pump(visibleChange: !secret)
             }
         }
         guard let order else {
@@ -1146,7 +1163,10 @@ public actor PeerService: Service {
 
     /// Connection `id` closed: its tasks still waiting are dropped (nobody would read their results).
     public func connectionClosed(_ id: Int) {
-        for dropped in queue.remove(where: { $0.connection == id }) { dropped.admit.resume(returning: nil) }
+        for dropped in queue.remove(where: { $0.connection == id }) {
+            leftQueue(dropped.task, serial: dropped.id, started: false)
+            dropped.admit.resume(returning: nil)
+        }
     }
 
     /// Counts task `serial` as handed to the pool; returns its start order.
@@ -1159,15 +1179,32 @@ public actor PeerService: Service {
 
     /// Gives waiting tasks their turn while there is room (the pool's slots and its lookahead); when stopping, ends
     /// every waiting task instead.
-    private func pump() {
+    /// `visibleChange`: the load the manager is told changed (a task that is not confidential came or went), so it is
+    /// told now; otherwise only when a task that is not confidential starts.
+    private func pump(visibleChange: Bool = true) {
         if stopping {
-            while let next = queue.next() { next.item.admit.resume(returning: nil) }
+            while let next = queue.next() {
+                leftQueue(next.item.task, serial: next.item.id, started: false)
+                next.item.admit.resume(returning: nil)
+            }
             return
         }
+        var told = visibleChange
         while running < config.slots + pool.lookahead, let next = queue.next() {
+            if next.item.task.confidential != true { told = true }
+            leftQueue(next.item.task, serial: next.item.id, started: true)
             next.item.admit.resume(returning: admit(next.item.id, user: next.user))
         }
-        onLoadChange?()
+        if told { onLoadChange?() }
+    }
+
+    /// A task left the queue, to start (`started`) or dropped: a confidential one's count moves with it, at once.
+    private func leftQueue(_ task: Msg.CPUTask, serial: Int, started: Bool) {
+        guard task.confidential == true else { return }
+        let user = task.user ?? "?"
+        let n = confidentialWaiting[user] ?? 0
+        confidentialWaiting[user] = n > 1 ? n - 1 : nil
+        if started { confidentialSerials.insert(serial) }
     }
 
     /// The builder of Python environments for tasks with `requirements` (the worker's, shared with its jobs).
@@ -1203,8 +1240,9 @@ public actor PeerService: Service {
     private func finished(_ serial: Int) {
         running -= 1
         handedOver[serial] = nil
-        doneCount += 1
-        pump()
-        if queue.isEmpty && running == 0 { onLoadChange?() }
+        let secret = confidentialSerials.remove(serial) != nil
+        if !secret { doneCount += 1 }
+        pump(visibleChange: !secret)
+        if !secret, queue.isEmpty && running == 0 { onLoadChange?() }
     }
 }

@@ -131,6 +131,51 @@ import Testing
         }
     }
 
+    /// Neither a confidential task nor its existence leaves its machine: the load the manager is told, and the status
+    /// other callers read, leave confidential tasks out (running, waiting, or done), and their coming and going says
+    /// nothing early to the manager. An ordinary task is counted as before.
+    @Test func confidentialTasksAreLeftOutOfTheLoadAndTheStatusOthersRead() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("private", owner: owner, cpus: 1, peer: true)
+            let service = try #require(peer.peerService)
+            let alice = try await grid.user("alice")
+            let mine = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: alice.grantSource)
+            defer { mine.close() }
+            let sent = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for i in 0..<3 { group.addTask { _ = try? await Self.result(mine, Self.task("c-\(i)", "# grid: sleep 3", confidential: true)) } }
+                }
+            }
+            let here = await eventually(timeout: 30, interval: 0.05) { await service.running + service.queue.count == 3 }
+            #expect(here, "the three confidential tasks never all came")
+            let hidden = await service.taskLoad()
+            #expect(hidden == 0)
+            let bob = try await grid.user("bob")
+            let theirs = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: bob.grantSource)
+            defer { theirs.close() }
+            func status() async throws -> Msg.PeerStatus {
+                guard case .peerStatus(let s) = try await theirs.request(.getPeerStatus).message else { throw TestGridError("no PEER_STATUS") }
+                return s
+            }
+            let seen = try await status()
+            #expect(seen.running == 0 && seen.queued.isEmpty, "\(seen)")
+            // Bob's ordinary task waits behind them, and is counted.
+            let ordinary = Task { try? await Self.result(theirs, Self.task("o-1", "# grid: sleep 1")) }
+            let counted = await eventually(timeout: 30, interval: 0.05) { await service.taskLoad() == 1 }
+            #expect(counted, "the ordinary task was not counted")
+            // Alice sees her own.
+            guard case .peerStatus(let hers) = try await mine.request(.getPeerStatus).message else { throw TestGridError("no PEER_STATUS") }
+            #expect(hers.running == 1, "\(hers)")
+            await sent.value
+            _ = await ordinary.value
+            let after = try await status()
+            #expect(after.tasksDone == 1 && after.running == 0 && after.queued.isEmpty, "\(after)")
+            let load = await service.taskLoad()
+            #expect(load == 0)
+        }
+    }
+
     /// A listing of more keys than a listing gives came back empty: one user who published that many public keys
     /// emptied every user's listing of the public names. It gives the first ones, in name order.
     @Test func aListingOfMoreKeysThanItGivesGivesTheFirstOnes() async throws {
