@@ -282,7 +282,7 @@ struct APIController: Sendable {
         let asked = Double(q["wait"] ?? "0") ?? 0
         var wait = asked.isFinite ? min(max(asked, 0), 30) : 0
         let waiter = "\(user.id)"
-        let address = ClientAddress.key(context.clientAddress)
+        let address = ClientAddress.isLoopback(context.clientAddress) ? nil : ClientAddress.key(context.clientAddress)
         let waiting = wait > 0 && waitingLogs.admit(waiter, address: address, signedIn: true)
         defer { if waiting { waitingLogs.release(waiter, address: address, signedIn: true) } }
         if !waiting { wait = 0 }

@@ -63,7 +63,8 @@ extension Dashboard {
         // are kept for people signed in (one account still holds at most its 32, and one host's accounts 128).
         let client = session.user.map { "user \($0.id)" } ?? ClientAddress.key(session.client)
         let signedIn = session.user != nil
-        let address = signedIn ? ClientAddress.key(session.client) : nil
+        // Not for the manager's own machine: a reverse proxy there makes every person one address (as for logins).
+        let address = signedIn && !ClientAddress.isLoopback(session.client) ? ClientAddress.key(session.client) : nil
         let body = ResponseBody { [self, query] writer in
             // The slot is taken where it is given back, in the body: a response never sent takes none.
             guard liveStreams.admit(client, address: address, signedIn: signedIn) else {
