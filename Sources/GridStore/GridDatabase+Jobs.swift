@@ -530,6 +530,7 @@ extension GridDatabase {
             let held = try Self.balance(db, .hold(job.id))
             // A run whose Python environment could not be built is refunded in full (`refund`): nothing is paid.
             let paid = result.refund ? 0 : min(CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs)).paid, held)
+            if result.refund { try Self.dropInputs(db, job.id) }
             for file in outputs {
                 try db.execute(
                     sql: """
@@ -688,9 +689,6 @@ extension GridDatabase {
             switch job.state {
             case .submitted, .pending:
                 try Self.end(db, job, .cancelled, reason: "cancelled before it started; refunded", refund: true, now: now)
-                // Its inputs go with it: it will never run, and a submission of 48 MiB cancelled at once cost nothing,
-                // so a loop of them filled the manager's disk for free.
-                try db.execute(sql: "DELETE FROM job_files WHERE job_id = ? AND kind = 'input'", arguments: [id])
                 return .cancelled
             case .running:
                 try db.execute(sql: "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", arguments: [id])
@@ -732,10 +730,20 @@ extension GridDatabase {
         try db.execute(sql: "UPDATE jobs SET log_total = ? WHERE id = ?", arguments: [total + Int64(data.count), job])
     }
 
+    /// Forgets the inputs (the script among them) of job `id`, which ended refunded: it will never run again. Such a
+    /// job cost its submitter nothing, so inputs kept after it (48 MiB a submission cancelled at once, or one whose
+    /// packages cannot be installed) filled the manager's disk in a free loop.
+    static func dropInputs(_ db: any StoreSession, _ id: JobID) throws {
+        try db.execute(sql: "DELETE FROM job_files WHERE job_id = ? AND kind = 'input'", arguments: [id])
+    }
+
     /// Ends a job that did not run to a report (cancelled before start, or lost), releasing its whole hold.
     static func end(_ db: any StoreSession, _ job: JobRecord, _ state: JobState, reason: String, refund: Bool, now: Double) throws {
         let held = try balance(db, .hold(job.id))
-        if refund { try move(db, held, from: .hold(job.id), to: payer(job), reason: "refund", job: job.checkOf ?? job.id, now: now) }
+        if refund {
+            try move(db, held, from: .hold(job.id), to: payer(job), reason: "refund", job: job.checkOf ?? job.id, now: now)
+            try dropInputs(db, job.id)
+        }
         try db.execute(
             sql: "UPDATE jobs SET state = ?, paid = 0, reason = ?, finished_at = ?, pending_reason = NULL WHERE id = ?",
             arguments: [state.rawValue, reason, now, job.id])

@@ -133,7 +133,8 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
-    /// A job cancelled before it started will never run: its inputs (the script among them) are not kept. A submission
+    /// A job cancelled before it started, or ended refunded, will never run: its inputs (the script among them) are not
+    /// kept. A submission
     /// of 48 MiB cancelled at once was refunded whole, and kept its bytes in the store for good: a free loop filled
     /// the manager's disk.
     @Test(arguments: StoreBackend.allCases) func aJobCancelledBeforeItStartedKeepsNoInputs(_ backend: StoreBackend) async throws {
@@ -147,6 +148,20 @@ struct GridDatabaseJobsTests {
         // Another job's inputs stay.
         #expect(try await grid.db.files(of: kept.id, outputs: false).map(\.data.count) == [8, 1 << 20])
         #expect(try await grid.balance(grid.ada) == 100 - kept.hold)
+        // A run refunded in full (its packages could not be installed) keeps none either; a run that was paid keeps its.
+        let refunded = try await grid.running()
+        var failed = ran(5, state: .failed)
+        failed.refund = true
+        _ = try await grid.db.finishRun(refunded.ref, worker: "w1", result: failed, outputs: [], now: 3)
+        #expect(try await grid.db.fileList(of: refunded.id, outputs: false).isEmpty)
+        let paid = try await grid.running()
+        _ = try await grid.db.finishRun(paid.ref, worker: "w1", result: ran(5), outputs: [], now: 4)
+        #expect(try await grid.db.fileList(of: paid.id, outputs: false).map(\.name) == ["main.py"])
+        // Lost too often: ended, refunded, and its inputs go.
+        let lost = try await grid.running()
+        _ = try await grid.lose(lost.ref, maxLosses: 1, now: 5)
+        #expect(try await grid.db.job(id: lost.id)?.state == .failed)
+        #expect(try await grid.db.fileList(of: lost.id, outputs: false).isEmpty)
         try await grid.expectLedgerOK()
     }
 
