@@ -1142,7 +1142,7 @@ public actor PeerService: Service {
         let order: Int?
         if runsNow {
             if secret { confidentialSerials.insert(serial) }
-            order = admit(serial, user: user)
+            order = admit(serial, user: user, confidential: secret)
             if !secret { onLoadChange?() }
         } else {
             if secret { confidentialWaiting[user, default: 0] += 1 }
@@ -1169,10 +1169,12 @@ public actor PeerService: Service {
         }
     }
 
-    /// Counts task `serial` as handed to the pool; returns its start order.
-    private func admit(_ serial: Int, user: String) -> Int {
+    /// Counts task `serial` as handed to the pool; returns its start order among tasks that are not confidential (0
+    /// for a confidential one: the orders others see have no gaps where one started).
+    private func admit(_ serial: Int, user: String, confidential: Bool) -> Int {
         running += 1
         handedOver[serial] = user
+        guard !confidential else { return 0 }
         startedCount += 1
         return startedCount
     }
@@ -1193,7 +1195,7 @@ public actor PeerService: Service {
         while running < config.slots + pool.lookahead, let next = queue.next() {
             if next.item.task.confidential != true { told = true }
             leftQueue(next.item.task, serial: next.item.id, started: true)
-            next.item.admit.resume(returning: admit(next.item.id, user: next.user))
+            next.item.admit.resume(returning: admit(next.item.id, user: next.user, confidential: next.item.task.confidential == true))
         }
         if told { onLoadChange?() }
     }
@@ -1234,7 +1236,7 @@ public actor PeerService: Service {
         }
         let elapsed = ContinuousClock.now - begin
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-        return Msg.CPUResult(taskId: t.taskId, outcome: answer, peer: selfId ?? "?", runtimeMs: ms, startOrder: order)
+        return Msg.CPUResult(taskId: t.taskId, outcome: answer, peer: selfId ?? "?", runtimeMs: ms, startOrder: order > 0 ? order : nil)
     }
 
     private func finished(_ serial: Int) {

@@ -98,15 +98,15 @@ import Testing
         // Idle grid: the connected peer has a free slot and runs the task itself.
         let idle = try await run(linkB, "def main(): return 1", confidential: false)
         #expect(idle.peer == b.id)
-        // Load both with work the manager never sees (confidential): A one task of its two slots, B three (both slots
-        // and one queued). The load lasts long enough (60 s, ended with the grid) that a loaded machine cannot finish it
-        // before the public task comes.
+        // Load both, each with tasks sent to it while it has a free slot (so each runs its own): A one task of its two
+        // slots, B two. (Confidential tasks would not do: their existence never reaches the manager.) The load lasts
+        // long enough (60 s, ended with the grid) that a loaded machine cannot finish it before the public task comes.
         let sleep = "import time\ndef main():\n    time.sleep(60)"
         let load = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { _ = try await self.run(linkA, sleep, confidential: true) }
-                for _ in 0..<3 {
-                    group.addTask { _ = try await self.run(linkB, sleep, confidential: true) }
+                group.addTask { _ = try await self.run(linkA, sleep, confidential: false) }
+                for _ in 0..<2 {
+                    group.addTask { _ = try await self.run(linkB, sleep, confidential: false) }
                 }
                 try await group.waitForAll()
             }
