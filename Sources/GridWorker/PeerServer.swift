@@ -191,6 +191,15 @@ final class PeerConnection: ChannelInboundHandler {
 
     /// Frames read while the replies waited unread (`channelRead`): carried out, in order, once they drain.
     private var parked = CircularBuffer<InboundFrame>()
+    /// About how many bytes the replies written since the last flush take.
+    private var unflushed = 0
+
+    /// About how large a reply is: its bulk bytes, and a memory value it carries in its line (the large ones).
+    static func estimatedBytes(_ frame: GridFrame) -> Int {
+        var bytes = (frame.payload?.readableBytes ?? 0) + 64
+        if case .memResult(let r) = frame.message, let value = r.value { bytes += value.encodedSizeBound }
+        return bytes
+    }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         while !parked.isEmpty, context.channel.isWritable, !greeting.isClosing {
@@ -323,14 +332,22 @@ final class PeerConnection: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in context.close(promise: nil) }
         } else {
             // Written now, flushed once the event loop has run what is queued on it: the replies that finish together
-            // (a read's worth of memory hits, the tasks an interpreter answered at once) leave in one write.
+            // (a read's worth of memory hits, the tasks an interpreter answered at once) leave in one write. Flushed at
+            // once past 1 MiB: over TLS a reply is only counted against the connection's mark once flushed (the TLS
+            // handler holds it until then), and a read's worth of large memory hits held gigabytes.
+            unflushed += Self.estimatedBytes(frame)
             context.write(wrapOutboundOut(frame), promise: nil)
+            if unflushed >= 1 << 20 {
+                unflushed = 0
+                context.flush()
+            }
             guard !flushScheduled else { return }
             flushScheduled = true
             let bound = NIOLoopBound((self, context.channel), eventLoop: context.eventLoop)
             context.eventLoop.execute {
                 let (handler, channel) = bound.value
                 handler.flushScheduled = false
+                handler.unflushed = 0
                 channel.flush()
             }
         }
