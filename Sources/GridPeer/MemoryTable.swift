@@ -56,11 +56,15 @@ public struct MemoryTable: Sendable {
     /// forgotten (the TTL), rather than moving them to nobody's account. A deletion of a value held here always fits:
     /// nobody is ever kept from deleting; one of a key not held here (a replica that missed the write, or deletions of
     /// keys that never were) is checked against its person's share and the whole table, as a new value is.
-    public mutating func store(_ key: String, _ entry: Entry) -> Outcome {
+    /// `writer`: the person the entry's seal was checked for; a deletion of a public name not held here is charged to
+    /// them (no value names its owner, and on the share of values with no owner, a person's deletions of names that
+    /// never were crowded out every such value and deletion).
+    public mutating func store(_ key: String, _ entry: Entry, writer: String? = nil) -> Outcome {
         let current = entries[key]
         if let current, !entry.isNewer(than: current) { return .lost }
         let replaced = charges[key]
-        let owner = entry.value == nil ? replaced?.owner ?? Self.owner(of: key, nil) : Self.owner(of: key, entry.value)
+        var owner = entry.value == nil ? replaced?.owner ?? Self.owner(of: key, nil) : Self.owner(of: key, entry.value)
+        if entry.value == nil, replaced == nil, owner.isEmpty, let writer, PeerNamespace.isValidUser(writer) { owner = writer }
         let size = Self.size(of: key, entry)
         // What the write adds to its owner's share (and at most to the table: a replaced entry of another owner is
         // subtracted from theirs). A write that adds nothing always fits.

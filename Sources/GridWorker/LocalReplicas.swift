@@ -42,7 +42,9 @@ final class LocalReplicas: Sendable {
         }
     }
 
-    func store(_ key: String, _ entry: MemoryTable.Entry) -> MemoryTable.Outcome { state.withLock { $0.table.store(key, entry) } }
+    func store(_ key: String, _ entry: MemoryTable.Entry, writer: String? = nil) -> MemoryTable.Outcome {
+        state.withLock { $0.table.store(key, entry, writer: writer) }
+    }
 
     /// What a batch of entries did here: for each that lost to a newer replica held here, that newer replica; for each
     /// that did not fit this peer's budget, why (by key).
@@ -54,11 +56,12 @@ final class LocalReplicas: Sendable {
 
     /// Applies `entries` (see `Applied`).
     @discardableResult
-    func apply(_ entries: [Msg.MemEntry]) -> Applied {
+    /// `writers`: by key, the person each entry's seal was checked for (`MemoryTable.store`).
+    func apply(_ entries: [Msg.MemEntry], writers: [String: String] = [:]) -> Applied {
         state.withLock { s in
             var out = Applied()
             for e in entries {
-                switch s.table.store(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin, seal: e.seal)) {
+                switch s.table.store(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin, seal: e.seal), writer: writers[e.key]) {
                 case .kept: continue
                 case .refused(let reason): out.refused[e.key] = reason
                 case .lost:

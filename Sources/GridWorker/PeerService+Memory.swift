@@ -86,7 +86,7 @@ extension PeerService {
         var refused: [(peer: String, reason: String)] = []
         var forbidden: [(peer: String, reason: String)] = []
         if owners.contains(selfId) {
-            switch memory.store(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId, seal: seal)) {
+            switch memory.store(key, MemoryTable.Entry(value: value, version: entry.version, origin: selfId, seal: seal), writer: writer.user) {
             case .kept: stored.append(selfId)
             case .lost: lost.append(selfId)
             case .refused(let reason): refused.append((selfId, reason))

@@ -649,11 +649,17 @@ public actor PeerService: Service {
                 }
                 // The signatures off the actor, on either core (a batch of 1,000 is that many Ed25519 checks); what
                 // this peer holds, and who owns what, here, again, just before the entries are kept.
+                var writers: [String: String] = [:]
                 for (e, result) in zip(toCheck, try await checkSeals(toCheck, from: sender)) {
                     switch result {
                     case .failure(let why): unsealed[e.key] = why.message
                     case .success(let person):
-                        if let why = keepRule(e, sealed: person, storing: true) { unsealed[e.key] = why.message } else { sealed.append(e) }
+                        if let why = keepRule(e, sealed: person, storing: true) {
+                            unsealed[e.key] = why.message
+                        } else {
+                            sealed.append(e)
+                            writers[e.key] = person.user
+                        }
                     }
                 }
                 if !unsealed.isEmpty {
@@ -664,7 +670,7 @@ public actor PeerService: Service {
                 // The writer learns which of its entries lost, and to which version, never the value that won: any
                 // proven peer may send a MEM_SYNC (an old version of any key), and reading a key needs a mandate. It
                 // learns too which did not fit this peer's budget, and why: a proven peer cannot fill this one either.
-                var applied = memory.apply(sealed)
+                var applied = memory.apply(sealed, writers: writers)
                 applied.refused.merge(unsealed) { kept, _ in kept }
                 if applied.allKept { return (.ok(Msg.Ok()), nil) }
                 let lost = applied.lost.map { Msg.MemEntry(key: $0.key, value: nil, version: $0.version, origin: $0.origin) }

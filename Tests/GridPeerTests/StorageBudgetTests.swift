@@ -95,6 +95,20 @@ import Testing
         #expect(t.store(key("alice", "b"), entry(nil, 203)) == .kept)
     }
 
+    /// A deletion of a public name not held here names no owner: it is charged to the person its seal was checked for,
+    /// not to the share of values with no owner (which a person's deletions of made-up names filled for everyone).
+    @Test func deletionsOfPublicNamesNeverHeldCountAgainstTheirWriter() {
+        var t = MemoryTable(budget: StorageBudget(totalBytes: 4000, what: "memory values"))
+        var kept = 0
+        for i in 0..<100 where t.store(PeerNamespace.stored("made-up-\(i)", user: nil, kind: .memory), entry(nil, Int64(i + 1)), writer: "mallory") == .kept {
+            kept += 1
+        }
+        #expect(kept > 0 && kept < 100)
+        #expect((t.heldByOwner["mallory"] ?? 0) <= t.budget.perOwnerBytes && t.heldByOwner[""] == nil)
+        // Values with no owner still have their share.
+        #expect(t.store("junk-1", entry(value(600), 200)) == .kept)
+    }
+
     @Test func aPublicValueCountsAgainstItsOwnerAndJunkSharesOneBudget() {
         var t = MemoryTable(budget: StorageBudget(totalBytes: 4000, what: "memory values"))
         let shared = PeerNamespace.stored("cfg", user: nil, kind: .memory)
