@@ -61,6 +61,37 @@ extension Integration {
             #expect(both.errorLog.contains("give the join token once"))
         }
 
+        /// A package index's credentials on a worker's command line are shown to everyone by `ps`: said, with what to
+        /// use instead. Beside `--env-allow-sdist` they are refused (a package's build script would read them from the
+        /// installer's environment), from the environment too; and so are sdists where builds cannot be sandboxed and
+        /// the worker runs other users' jobs. The worker stops before it joins.
+        @Test func indexCredentialsOnTheCommandLineWarnAndSdistsAreRefusedWhereTheyWouldLeak() async throws {
+            let grid = try TestGrid(label: "indexcreds")
+            defer { grid.shutdown() }
+            try await grid.startManager()
+            let ann = try await grid.user("ann")
+            let tokenFile = try grid.tokenFile(try await ann.createToken(kind: "worker").token)
+            func worker(_ name: String, _ args: [String], env: [String: String] = [:]) throws -> ManagedProcess {
+                try grid.spawn(name, ["worker", "-m", grid.managerAddress, "--token-file", tokenFile, "--data-dir", grid.root + "/" + name] + args, extraEnvironment: env)
+            }
+            let flag = try worker("flag", ["--env-allow-sdist", "--index-url", "https://user:pw@pkgs.example/simple"])
+            await #expect(flag.waitForExit(timeout: 60) != 0)
+            #expect(flag.errorLog.contains("warning: --index-url puts the index's credentials on the command line"), "\(flag.errorLog.suffix(2000))")
+            #expect(flag.errorLog.contains("--env-allow-sdist with a package index URL that carries a password"), "\(flag.errorLog.suffix(2000))")
+            let env = try worker("env", ["--env-allow-sdist"], env: ["CAMPUSGRID_INDEX_URL": "https://TOKEN@pkgs.example/simple"])
+            await #expect(env.waitForExit(timeout: 60) != 0)
+            #expect(!env.errorLog.contains("warning: --index-url"), "\(env.errorLog.suffix(2000))")
+            #expect(env.errorLog.contains("--env-allow-sdist with a package index URL that carries a password"), "\(env.errorLog.suffix(2000))")
+            let unsandboxed = try worker("nobwrap", ["--sandbox", "none", "--allow-unsandboxed", "--bwrap", "/nonexistent/bwrap", "--env-allow-sdist"])
+            await #expect(unsandboxed.waitForExit(timeout: 60) != 0)
+            #expect(unsandboxed.errorLog.contains("package builds cannot be sandboxed here"), "\(unsandboxed.errorLog.suffix(2000))")
+            // A --find-links URL with credentials is said too, and the worker runs.
+            let links = try worker("links", ["--find-links", "https://u:p@links.example/wheels", "--json"])
+            await #expect(links.nextLine(timeout: 60) != nil, "the worker registered: \(links.errorLog.suffix(2000))")
+            #expect(links.errorLog.contains("warning: a --find-links URL carries credentials"), "\(links.errorLog.suffix(2000))")
+            #expect(try await ann.workers().workers.count == 1)
+        }
+
         @Test func aRegistrationFloodFromOneAddressGets429WithRetryAfter() async throws {
             let grid = try TestGrid(label: "flood")
             defer { grid.shutdown() }
