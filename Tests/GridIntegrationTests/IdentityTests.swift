@@ -92,6 +92,25 @@ extension Integration {
             #expect(try await ann.workers().workers.count == 1)
         }
 
+        /// The manager's files (the store with every account's password hash, its keys) are its own, whatever the
+        /// umask it was started with; a data folder others may enter is named, with the `chmod` that closes it.
+        @Test func theManagersFilesAreItsOwnAndAnOpenDataFolderIsNamed() async throws {
+            let grid = try TestGrid(label: "managerfiles")
+            defer { grid.shutdown() }
+            let folder = grid.root + "/manager"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            let manager = try await grid.startManager()
+            #expect(manager.errorLog.contains("may be read by other users of this machine (mode 755)"), "\(manager.errorLog.suffix(2000))")
+            #expect(manager.errorLog.contains("chmod 700 \(folder)"))
+            _ = try await grid.user("ann")
+            let made = try FileManager.default.subpathsOfDirectory(atPath: folder)
+            #expect(!made.isEmpty)
+            for name in made {
+                let mode = try #require(try FileManager.default.attributesOfItem(atPath: folder + "/" + name)[.posixPermissions] as? NSNumber).intValue
+                #expect(mode & 0o077 == 0, "\(name) is mode \(String(mode, radix: 8))")
+            }
+        }
+
         @Test func aRegistrationFloodFromOneAddressGets429WithRetryAfter() async throws {
             let grid = try TestGrid(label: "flood")
             defer { grid.shutdown() }
