@@ -103,6 +103,25 @@ public enum WorkerClaims {
         return c.problems.isEmpty ? nil : GridError(.badRequest, "\(message.type) refused: " + c.problems.joined(separator: "; "))
     }
 
+    /// `done` as the manager will take it: itself when every figure is in range; else a report of a failed run that
+    /// names the problem, with no files and its figures held to their ranges. A report the manager refuses is never
+    /// acknowledged: the worker kept it, and its outputs, and sent it again on each reconnect, for good. The caller
+    /// sends no outputs with a report whose files were dropped. Pure.
+    public static func fitted(_ done: Msg.JobDone) -> Msg.JobDone {
+        guard let problem = problem(.jobDone(done)) else { return done }
+        var out = done
+        out.outcome = .failed
+        out.runtimeMs = min(max(done.runtimeMs, runtimeMs.lowerBound), runtimeMs.upperBound)
+        out.peakMemoryKb = min(max(done.peakMemoryKb, peakMemoryKb.lowerBound), peakMemoryKb.upperBound)
+        out.cpuSeconds = done.cpuSeconds.isFinite ? min(max(done.cpuSeconds, cpuSeconds.lowerBound), cpuSeconds.upperBound) : 0
+        out.logBytes = done.logBytes.map { min(max($0, logBytes.lowerBound), logBytes.upperBound) }
+        out.files = []
+        out.saved = nil
+        out.refund = nil
+        out.reason = Msg.SavedOutput.oneLine("the worker's report was out of the manager's ranges, so its outputs were dropped: \(problem.message)", maxBytes: 1_000)
+        return out
+    }
+
     private struct Checker {
         var problems: [String] = []
 

@@ -846,10 +846,16 @@ public actor WorkerAgent: Service {
         if outcome == .failed, let why = report.reason, DiskRule.isFloor(why) { outcome = .rejected }
         var reason = report.reason
         if reason == nil, leftOut > 0 { reason = "output too large: \(leftOut) file(s) left out" }
-        let done = Msg.JobDone(
+        let written = Msg.JobDone(
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
             logBytes: Int64(log.count), saved: saved)
+        // What the manager would refuse is never sent: it would be kept here, unacknowledged, for good.
+        let done = WorkerClaims.fitted(written)
+        if done != written {
+            logger.error("a job's report was out of the manager's ranges; sent as failed", metadata: ["grid.job.id": "\(ref.jobId)", "grid.reason": "\(done.reason ?? "")"])
+            if done.files.isEmpty { payload = ByteBuffer() }
+        }
         jobs[ref] = nil
         await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)

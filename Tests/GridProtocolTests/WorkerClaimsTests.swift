@@ -16,6 +16,24 @@ private func done(
 
 @Suite("WorkerClaims")
 struct WorkerClaimsTests {
+    /// A report the manager would refuse is sent as a failed run, naming the problem, with no files: it was never
+    /// acknowledged, and the worker kept it and its outputs for good, sending it again on each reconnect. A sane
+    /// report goes as it is.
+    @Test func aReportOutOfRangeIsFittedAsAFailedRunWithNoFiles() {
+        guard case .jobDone(let fine) = done(files: [FileEntry(name: "a.txt", size: 3)], saved: [Msg.SavedOutput(name: "a.txt")]) else { return }
+        #expect(WorkerClaims.fitted(fine) == fine)
+        let many = (0...WorkerClaims.files.upperBound).map { FileEntry(name: "f\($0)", size: 1) }
+        for case .jobDone(let bad) in [
+            done(files: many), done(runtime: -1), done(peak: .max), done(cpu: .nan), done(logBytes: .min),
+            done(files: [FileEntry(name: "a", size: 1)], saved: [Msg.SavedOutput(name: String(repeating: "x", count: 5_000))]),
+        ] {
+            let fitted = WorkerClaims.fitted(bad)
+            #expect(WorkerClaims.problem(.jobDone(fitted)) == nil, "\(fitted)")
+            #expect(fitted.outcome == .failed && fitted.files.isEmpty && fitted.saved == nil && fitted.job == bad.job)
+            #expect(fitted.reason?.hasPrefix("the worker's report was out of the manager's ranges") == true, "\(fitted.reason ?? "")")
+        }
+    }
+
     @Test func saneMessagesPass() {
         #expect(WorkerClaims.problem(.register(sane)) == nil)
         #expect(WorkerClaims.problem(.loadUpdate(Msg.LoadUpdate(load: 0.5, running: [job], tasks: 3))) == nil)
