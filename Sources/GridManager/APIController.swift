@@ -169,7 +169,7 @@ struct APIController: Sendable {
             throw GridError(.unauthorized, "a dashboard session creates no tokens over the API; use an API token (`campusgrid login`)")
         }
         let kind = request.uri.queryParameters["kind"].map(String.init) ?? "worker"
-        guard let k = TokenKind(rawValue: kind) else { throw GridError(.badRequest, "kind is 'worker' or 'api'") }
+        guard let k = TokenKind(rawValue: kind), k != .session else { throw GridError(.badRequest, "kind is 'worker' or 'api'") }
         return try await issueToken(for: user, kind: k)
     }
 
@@ -465,7 +465,7 @@ struct APIController: Sendable {
     func person(presenting token: String, asSession: Bool = false, now: Double = Date().timeIntervalSince1970) async throws -> UserRecord? {
         guard let found = try await db.token(hash: Tokens.hash(token)) else { return nil }
         if let refusal = found.kind.refusal(for: .person) { throw refusal }
-        if asSession || token.hasPrefix("cgs_"), found.createdAt < now - Double(WebSession.maxAge) { return nil }
+        if asSession || found.kind == .session || token.hasPrefix("cgs_"), found.createdAt < now - Double(WebSession.maxAge) { return nil }
         return found.user
     }
 

@@ -52,9 +52,9 @@ extension Dashboard {
     /// A new session for `user`: a token stored by its hash, handed to the browser in an HttpOnly cookie.
     func startSession(_ user: UserRecord, request: Request, to location: String) async throws -> Response {
         let token = Tokens.generate(prefix: "cgs_")
-        // Not capped as the API's are: a session is stored as an API token, and evicting the oldest of those took the
-        // person's long-lived CLI token before week-old sessions (kept here until sessions get a kind of their own).
-        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .api, now: wall())
+        // A kind of its own, capped as the API's are (the oldest sessions go), apart from the CLI's tokens: each login
+        // was a row kept for good, and evicting the oldest API token took the person's long-lived CLI token first.
+        try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .session, now: wall(), keep: api.config.maxTokensPerKind)
         var response = redirect(location)
         response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request, tls: api.config.caFingerprint != nil))
         return response

@@ -35,7 +35,8 @@ extension Dashboard {
         // Logins too (a `campusgrid login`, or a browser's session: the store keeps both as API tokens): revoking one
         // logs it out, and its certificates at peers with it (`PeerTrust.Standing`), e.g. for a laptop that was stolen.
         let current = session.token.map(Tokens.hash)
-        let apiTokens = try await db.tokens(of: user.id, kind: .api).map { t -> [String: Any] in
+        let logins = try await db.tokens(of: user.id, kind: .api) + db.tokens(of: user.id, kind: .session)
+        let apiTokens = logins.sorted { $0.createdAt > $1.createdAt }.map { t -> [String: Any] in
             ["hash": t.hash, "short": String(t.hash.prefix(10)), "created": Self.time(t.createdAt), "current": t.hash == current]
         }
         var values: [String: Any] = [

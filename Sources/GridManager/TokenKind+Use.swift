@@ -18,12 +18,14 @@ extension TokenKind {
     /// which token to use instead.
     func refusal(for use: Use) -> GridError? {
         switch (self, use) {
-        case (.api, .person), (.worker, .joinWorker):
+        case (.api, .person), (.session, .person), (.worker, .joinWorker):
             nil
         case (.worker, .person):
             GridError(.unauthorized, "this is a worker join token; it only joins workers — use an API token from `campusgrid login`")
         case (.api, .joinWorker):
             GridError(.unauthorized, "this is an API token; workers join with a worker join token (`campusgrid token create --worker`)")
+        case (.session, .joinWorker):
+            GridError(.unauthorized, "this is a dashboard session; workers join with a worker join token (`campusgrid token create --worker`)")
         }
     }
 }

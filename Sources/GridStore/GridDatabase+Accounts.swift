@@ -33,7 +33,7 @@ extension GridDatabase {
     }
 
     /// Stores a token by its hash (the token itself is never stored). A user holds at most `keep` tokens of a kind:
-    /// a new API token (a login is one) drops the oldest beyond that; a new worker token beyond it is refused, since
+    /// a new API token (a login is one) or dashboard session drops the oldest of its kind beyond that; a new worker token beyond it is refused, since
     /// dropping one would cut off a worker that runs with it.
     public func addToken(hash: String, userId: UserID, kind: TokenKind, now: Double, keep: Int = .max) async throws {
         try await write { db in
@@ -41,7 +41,7 @@ extension GridDatabase {
                 try StoreRow.fetchOne(db, sql: "SELECT COUNT(*) AS n FROM tokens WHERE user_id = ? AND kind = ?", arguments: [userId, kind.rawValue])?[
                     "n"] ?? 0
             if held >= keep {
-                guard kind == .api else {
+                guard kind != .worker else {
                     throw GridError(.conflict, "you hold \(held) worker tokens, the most there may be; revoke one you no longer use")
                 }
                 let stale = try StoreRow.fetchAll(

@@ -23,6 +23,10 @@ public enum TokenKind: String, Sendable, Codable {
     case api
     /// A join token that a worker presents in `HELLO`; the worker earns for the token's owner.
     case worker
+    /// A dashboard login's session (a cookie, `cgs_…`): acts as its person, as an API token does, for a week. A kind
+    /// of its own so that a person's sessions are capped apart from their CLI's tokens (evicting the oldest of both
+    /// took the CLI's first). Sessions made before it are `api` rows.
+    case session
 }
 
 /// A stored token as a lookup finds it: whose it is, its kind, when it was issued.

@@ -253,10 +253,11 @@ import Testing
         }
     }
 
-    /// A dashboard session is stored as an API token: capping it as the API's are evicted the person's long-lived CLI
-    /// token (the oldest) after a few logins. Many logins leave the CLI's token working.
-    @Test func dashboardLoginsNeverEvictTheCLIsToken() async throws {
-        try await Self.app(configure: { $0.maxTokensPerKind = 3 }).test(.router) { client in
+    /// A dashboard session is a token of its own kind, capped as API tokens are (each login was a row kept for good),
+    /// apart from them: evicting the oldest "API token" took the person's long-lived CLI token after a few logins.
+    @Test func dashboardLoginsKeepTheNewestSessionsAndNeverEvictTheCLIsToken() async throws {
+        let db = try GridDatabase.inMemory()
+        try await Self.app(db: db, configure: { $0.maxTokensPerKind = 3 }).test(.router) { client in
             let cli = try #require(try await AbuseLimitRouteTests.register(client, "hana").token)
             for _ in 0..<5 {
                 let b = Browser(client)
@@ -264,7 +265,12 @@ import Testing
                 #expect(try await b.post("/login", ["username": "hana", "password": "long enough pw"]).status == .seeOther)
             }
             #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(cli)"]) { $0.status } == .ok)
+            // A session's kind is no API token's: none can be made over the API.
+            #expect(try await client.execute(uri: "/api/v1/tokens?kind=session", method: .post, headers: [.authorization: "Bearer \(cli)"]) { $0.status } == .badRequest)
         }
+        let hana = try #require(try await db.user(named: "hana"))
+        #expect(try await db.tokens(of: hana.id, kind: .session).count == 3)
+        #expect(try await db.tokens(of: hana.id, kind: .api).count == 1)
     }
 
     @Test func aGuesserIsLimitedPerAddressSoTheUserIsNotLockedOutElsewhere() {

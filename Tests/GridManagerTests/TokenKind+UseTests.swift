@@ -11,6 +11,9 @@ import Testing
         #expect(TokenKind.worker.refusal(for: .joinWorker) == nil)
         #expect(TokenKind.worker.refusal(for: .person) != nil)
         #expect(TokenKind.api.refusal(for: .joinWorker) != nil)
+        // A dashboard session acts as its person, and joins no worker.
+        #expect(TokenKind.session.refusal(for: .person) == nil)
+        #expect(TokenKind.session.refusal(for: .joinWorker)?.message.contains("this is a dashboard session") == true)
     }
 
     @Test func aJoinTokenActingAsAPersonIsRefusedByNameWithTheWayOut() throws {
