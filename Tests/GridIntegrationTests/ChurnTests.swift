@@ -41,7 +41,7 @@ extension Integration {
             let alice = try await grid.user("alice")
             let gate = grid.root + "/gate"
             let script = try Self.gatedScript(grid, gate: gate, lastOutputBeforeGate: lastOutputBeforeKill)
-            let id = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+            let id = try await Scenario.submit(grid, token: alice.token!, [script]).job.id
             // Wait until the manager holds what the job printed before the gate.
             let before = lastOutputBeforeKill ? "answer 1521\n" : "started\n"
             let seen = try await eventually(timeout: 30) { try await alice.logs(id, from: 0).text.contains(before) }
@@ -80,7 +80,9 @@ extension Integration {
         @Test func aJobWhoseWorkersAreKilledFiveTimesWhileOthersRunOnCompletesOnceAndPaysOnce() async throws {
             let grid = try TestGrid(label: "churn")
             defer { grid.shutdown() }
-            try await grid.startManager(leaseSeconds: 2)
+            // A killed worker is restarted on its data folder and says at once that it holds no run, so the kills need no
+            // short lease; bob's job must survive a minute of them, and a 2 s lease lost it to one stall of a loaded machine.
+            try await grid.startManager(leaseSeconds: 10)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             let bob = try await grid.user("bob")
@@ -98,7 +100,7 @@ extension Integration {
                     time.sleep(0.05)
                 print("survivor done", flush=True)
                 """)
-            let long = try Scenario.submit(grid, token: bob.token!, [survivor, "--cpus", "1"]).job.id
+            let long = try await Scenario.submit(grid, token: bob.token!, [survivor, "--cpus", "1"]).job.id
             _ = try await Scenario.waitForState(bob, long, [.running])
             var workers: [String: ManagedProcess] = [:]
             for name in ["w1", "w2"] { workers[name] = try await grid.startWorker(name, owner: owner, cpus: 1, extra: ["--slots", "1"]) }
@@ -110,7 +112,7 @@ extension Integration {
                 time.sleep(120 if int(os.environ.get("CAMPUSGRID_ATTEMPT", "1")) <= 5 else 0.2)
                 print("victim done", flush=True)
                 """)
-            let id = try Scenario.submit(grid, token: alice.token!, [script, "--cpus", "1"]).job.id
+            let id = try await Scenario.submit(grid, token: alice.token!, [script, "--cpus", "1"]).job.id
             // Kill the job's worker five times (a loaded machine may add an interruption of its own: counted, not assumed).
             var kills = 0
             while kills < 5 {
@@ -166,7 +168,7 @@ extension Integration {
                 os.kill(os.getppid(), signal.SIGKILL)
                 time.sleep(30)
                 """)
-            let id = try Scenario.submit(grid, token: alice.token!, [script, "--cpus", "1"]).job.id
+            let id = try await Scenario.submit(grid, token: alice.token!, [script, "--cpus", "1"]).job.id
             let done = try await Scenario.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 90)
             #expect(done.state == .failed)
             #expect(done.reason?.contains("3 different workers") == true, "\(done.reason ?? "")")

@@ -15,7 +15,7 @@ extension Integration {
             let alice = try await grid.user("alice")
             let script = try Scenario.script(grid, "quick.py", "print('hi')\n")
             // cpus 2, ram 3, minutes 7: hold = 5 + 4 + 3 + 7 = 19; a sub-minute run pays 5 + 4 + 3 + 1 = 13.
-            let submitted = try Scenario.submit(grid, token: alice.token!, [script, "--cpus", "2", "--ram", "3", "--minutes", "7"])
+            let submitted = try await Scenario.submit(grid, token: alice.token!, [script, "--cpus", "2", "--ram", "3", "--minutes", "7"])
             #expect(submitted.hold == 19)
             #expect(submitted.balance == 100 - 19)
             let done = try await Scenario.waitForState(alice, submitted.job.id, [.completed, .failed])
@@ -57,7 +57,7 @@ extension Integration {
             try await grid.startManager()
             let alice = try await grid.user("alice")
             let script = try Scenario.script(grid, "wait.py", "print('never')\n")
-            let submitted = try Scenario.submit(grid, token: alice.token!, [script])
+            let submitted = try await Scenario.submit(grid, token: alice.token!, [script])
             #expect(try await alice.me().balance == 100 - submitted.hold)
             let r = try await grid.cli(["cancel", "\(submitted.job.id)"], token: alice.token!)
             #expect(r.status == 0, "\(r.stderr)")

@@ -134,7 +134,9 @@ extension Integration {
         @Test func outOfRangeNumbersFromAWorkerGetErrorsAndTheManagerStaysUpAlsoAfterARestart() async throws {
             let grid = try TestGrid(label: "hostile-numbers")
             defer { grid.shutdown() }
-            let first = try await grid.startManager(leaseSeconds: 3)
+            // A long lease: this worker's every LOAD_UPDATE is refused, so it never renews one, and the whole test must
+            // run within it (3 s was too short on a loaded machine).
+            let first = try await grid.startManager(leaseSeconds: 30)
             let (gridPort, httpPort) = (grid.gridPort, grid.httpPort)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
@@ -188,7 +190,7 @@ extension Integration {
             // After a restart, the same hostile report is refused again (it once crashed the manager twice).
             first.signal(SIGKILL)
             _ = await first.waitForExit(timeout: 10)
-            try await grid.startManager(leaseSeconds: 3, gridPort: gridPort, httpPort: httpPort)
+            try await grid.startManager(leaseSeconds: 30, gridPort: gridPort, httpPort: httpPort)
             let again = try FakeWorker(port: gridPort, token: token, name: "liar", workerId: w.workerId)
             #expect(again.ask(FakeWorker.register(running: "[\(job)]"))?["type"] as? String == "REGISTERED")
             let answer = again.ask(#""type":"JOB_DONE","job":\#(job),"outcome":"completed","exit_code":0,\#(hostileDone[0]),"files":[]"#)
@@ -201,7 +203,8 @@ extension Integration {
         @Test func aFakeWorkerThatAnswersAtOnceIsPaidForTheTimeTheManagerSawNotTheHold() async throws {
             let grid = try TestGrid(label: "hostile-pay")
             defer { grid.shutdown() }
-            try await grid.startManager(leaseSeconds: 3)
+            // A lease long enough that the fake worker, which sends no heartbeat, keeps its run until it answers.
+            try await grid.startManager(leaseSeconds: 30)
             let owner = try await grid.user("owner")
             let alice = try await grid.user("alice")
             let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "liar")

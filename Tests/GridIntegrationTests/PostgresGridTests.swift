@@ -36,7 +36,7 @@ extension Integration {
             let alice = try await grid.user("alice")
             let script = try Scenario.script(grid, "quick.py", "print('hi from postgres')\n")
             // cpus 2, ram 3, minutes 7: hold = 5 + 4 + 3 + 7 = 19; a sub-minute run pays 5 + 4 + 3 + 1 = 13.
-            let submitted = try Scenario.submit(grid, token: alice.token!, [script, "--cpus", "2", "--ram", "3", "--minutes", "7"])
+            let submitted = try await Scenario.submit(grid, token: alice.token!, [script, "--cpus", "2", "--ram", "3", "--minutes", "7"])
             #expect(submitted.hold == 19)
             let done = try await Scenario.waitForState(alice, submitted.job.id, [.completed, .failed])
             #expect(done.state == .completed)

@@ -91,7 +91,8 @@ extension Integration {
         @Test func aRegisteredWorkerConnectionSurvivesMalformedMessages() async throws {
             let grid = try TestGrid(label: "badproto2")
             defer { grid.shutdown() }
-            try await grid.startManager()
+            // This raw worker sends no heartbeat: a lease long enough that it is still online when the test looks.
+            try await grid.startManager(leaseSeconds: 30)
             let owner = try await grid.user("owner")
             let token = try await owner.createToken(kind: "worker").token
             let c = try RawConnection(port: grid.gridPort)

@@ -11,7 +11,7 @@ extension Integration {
             let grid = try TestGrid(label: "up")
             defer { grid.shutdown() }
             let up = try grid.spawn("up", ["up", "--json", "--workers", "2", "--data-dir", grid.root + "/local"])
-            let first = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+            let first = try #require(await up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
             let info = try JSONDecoder().decode([String: String].self, from: Data(first.utf8))
             let dashboard = try #require(info["dashboard"])
             #expect(info["manager"]?.hasPrefix("127.0.0.1:") == true)
@@ -40,7 +40,7 @@ extension Integration {
 
             // A second `up` on the same folder logs the demo account in again with the stored password.
             let again = try grid.spawn("up-again", ["up", "--json", "--workers", "1", "--data-dir", grid.root + "/local"])
-            let line = try #require(again.nextLine(timeout: 120))
+            let line = try #require(await again.nextLine(timeout: 120))
             let info2 = try JSONDecoder().decode([String: String].self, from: Data(line.utf8))
             #expect(info2["password"] == info["password"])
             again.signal(SIGTERM)
@@ -99,7 +99,7 @@ extension Integration.UpAndAccounts {
         let grid = try TestGrid(label: "upkill")
         defer { grid.shutdown() }
         let up = try grid.spawn("up", ["up", "--json", "--workers", "1", "--data-dir", grid.root + "/local"])
-        _ = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+        _ = try #require(await up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
         let pids = try childPIDs(of: up.pid)
         #expect(pids.count == 2, "a manager and a worker")
         up.signal(SIGKILL)
@@ -115,7 +115,7 @@ extension Integration.UpAndAccounts {
         defer { grid.shutdown() }
         let dir = grid.root + "/local"
         let up = try grid.spawn("up", ["up", "--json", "--workers", "2", "--data-dir", dir])
-        let first = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
+        let first = try #require(await up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
         let info = try JSONDecoder().decode([String: String].self, from: Data(first.utf8))
         let apiToken = try #require(info["token"])
         // The workers' join token lives in a file only its owner can read.

@@ -38,8 +38,10 @@ extension Integration {
         func aCheatingWorkerIsCaughtWithinItsProbationItsJobsRerunItsEscrowForfeitedAndItIsQuarantined() async throws {
             let grid = try TestGrid(label: "verify-cheat")
             defer { grid.shutdown() }
+            // The cheater sends no heartbeat until its results are in (two real workers start meanwhile): a lease long
+            // enough on a loaded machine that its runs are not taken back first.
             try await grid.startManager(
-                leaseSeconds: 10, extra: ["--spot-check-rate", "0.05", "--probation-results", "5", "--fund-share", "5"])
+                leaseSeconds: 60, extra: ["--spot-check-rate", "0.05", "--probation-results", "5", "--fund-share", "5"])
             let alice = try await grid.user("alice")
             let bob = try await grid.user("bob")
             let carol = try await grid.user("carol")
@@ -171,7 +173,7 @@ extension Integration {
             let path = try Scenario.script(grid, "seeded.py", Self.script)
 
             // `submit --verify` through the CLI: the doubled hold is shown; the result is verified by the other worker.
-            let verified = try Scenario.submit(grid, token: try #require(alice.token), ["--verify", "--minutes", "2", path])
+            let verified = try await Scenario.submit(grid, token: try #require(alice.token), ["--verify", "--minutes", "2", path])
             let runCost = CreditRules.runCost(JobSpec(name: "x", cpus: 1, ramGb: 1, minutes: 2))
             #expect(verified.hold == 2 * runCost)
             var last: API.JobStatus?
@@ -187,7 +189,7 @@ extension Integration {
             #expect(status.stdout.contains("result:     verified by worker"), "\(status.stdout)")
 
             // `--nondeterministic`: never checked, even at a spot-check rate of 1.
-            let free = try Scenario.submit(grid, token: try #require(alice.token), ["--nondeterministic", "--minutes", "2", path])
+            let free = try await Scenario.submit(grid, token: try #require(alice.token), ["--nondeterministic", "--minutes", "2", path])
             let done = try await Scenario.waitForState(alice, free.job.id, [.completed])
             #expect(done.verification == nil)
             #expect(done.spec.nondeterministic == true)

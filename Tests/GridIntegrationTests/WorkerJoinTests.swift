@@ -74,7 +74,7 @@ extension Integration.WorkerJoin {
         #expect(raw.readMessage()?["type"] as? String == "REGISTERED")
         let alice = try await grid.user("alice")
         let script = try Scenario.script(grid, "fine.py", "print('fine')\n")
-        let id = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+        let id = try await Scenario.submit(grid, token: alice.token!, [script]).job.id
         var assign: [String: Any]?
         for _ in 0..<20 {
             guard let m = raw.readMessage(timeout: 10) else { break }
@@ -138,8 +138,8 @@ extension Integration.WorkerJoin {
         let owner = try await grid.user("owner")
         let alice = try await grid.user("alice")
         let first = try await grid.startWorker("first", owner: owner)
-        let script = try Scenario.script(grid, "steps.py", "import time\nprint('start', flush=True)\ntime.sleep(3)\nprint('end', flush=True)\n")
-        let id = try Scenario.submit(grid, token: alice.token!, [script]).job.id
+        let script = try Scenario.script(grid, "steps.py", "import os, time\nprint('start', flush=True)\ntime.sleep(60 if os.environ.get('CAMPUSGRID_ATTEMPT') == '1' else 0)\nprint('end', flush=True)\n")
+        let id = try await Scenario.submit(grid, token: alice.token!, [script]).job.id
         let started = try await eventually(timeout: 60) { try await alice.logs(id, from: 0).text.contains("start") }
         #expect(started, "the job never started:\n\(grid.logs())")
         first.signal(SIGTERM)
