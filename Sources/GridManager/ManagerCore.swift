@@ -818,13 +818,20 @@ public actor ManagerCore {
         let plan = queue.plan(workers: workers, usage: usage, now: now())
         let started = try await db.apply(plan.assignments, now: wall())
         queue.committed(plan, started: started.map(\.id))
+        // Every lease before the first assignment is sent (each send may suspend, and a cancel that ran meanwhile found
+        // no lease to revoke). A cancel that came while the store started a job is kept by `revoke`: that job is
+        // assigned, then told to stop, and its lease is never renewed.
         for job in started {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now())
             leased[job.id] = (job.spec, job.ownerId)
             let preparing = job.spec.requirements?.isEmpty == false ? config.environmentGraceSeconds : 0
             deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing)
+        }
+        for job in started {
+            guard let worker = job.workerId else { continue }
             await assign(job, to: worker)
+            if leases.isRevoked(job.id) { await send(.cancel(Msg.Cancel(job: job.ref, reason: "cancelled by its owner")), to: worker) }
         }
         let changed = queue.changedReasons(plan.pending)
         try await db.setPendingReasons(changed)

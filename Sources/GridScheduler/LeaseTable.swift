@@ -32,11 +32,18 @@ public struct LeaseTable: Sendable {
 
     /// Stops renewing the lease on `job`: it expires at most one lease period from `now`, even if the worker keeps
     /// reporting the job (the manager stops trusting it to obey a cancel).
+    ///
+    /// A job with no lease yet is remembered, and the lease `grant` gives it is never renewed: a cancel that came while
+    /// the scheduler had started the job in the store but not yet leased it was lost, and the job ran to its end and
+    /// was paid for.
     public mutating func revoke(_ job: JobID, now: Double) {
-        guard let lease = leases[job] else { return }
         revoked.insert(job)
+        guard let lease = leases[job] else { return }
         leases[job]!.expires = min(lease.expires, now + ttl)
     }
+
+    /// Whether `job`'s lease is revoked (or will be, once granted).
+    public func isRevoked(_ job: JobID) -> Bool { revoked.contains(job) }
 
     /// The lease on `job`, if any.
     public func holder(of job: JobID) -> Lease? { leases[job] }

@@ -39,6 +39,21 @@ struct LeaseTableTests {
         #expect(LeaseTable(ttl: 1).jobsByWorker().isEmpty)
     }
 
+    /// A cancel can come between the store starting a job and the manager leasing it (the manager awaits the store):
+    /// the revocation waits for the grant, and the lease it gives is never renewed.
+    @Test func aRevocationBeforeTheGrantHoldsForTheLeaseGivenAfter() {
+        var t = LeaseTable(ttl: 30)
+        t.revoke(1, now: 0)
+        #expect(t.isRevoked(1))
+        #expect(t.holder(of: 1) == nil)
+        t.grant(j1, to: "a", now: 10)
+        #expect(t.holder(of: 1)?.expires == 40)
+        #expect(t.renew(worker: "a", running: [j1], now: 35).isEmpty, "it holds the job")
+        #expect(t.holder(of: 1)?.expires == 40, "but no heartbeat renews the lease")
+        #expect(t.expire(now: 40).map(\.job) == [j1])
+        #expect(!t.isRevoked(1), "forgotten with the lease")
+    }
+
     @Test func grantWithAnExplicitTtlUsesIt() {
         var t = LeaseTable(ttl: 30)
         t.grant(j1, to: "a", now: 100, ttl: 5)
