@@ -107,13 +107,17 @@ extension GridDatabase {
     }
 
     /// Queues a check run of `root`: a job row of its own with the same spec (and so the same seed), script and
-    /// inputs, placed away from `avoidOwners`. Its hold is taken by the caller (the submitter's reserve for `--verify`)
-    /// or here from the fund (`submitterPays` false). To its worker it looks like any other job.
+    /// inputs, placed away from `avoidOwners` and from the submitter's own workers. Its hold is taken by the caller (the
+    /// submitter's reserve for `--verify`) or here from the fund (`submitterPays` false). To its worker it looks like any
+    /// other job.
+    ///
+    /// Never on the submitter's workers: the submitter can read the result being checked (it is their job), so their
+    /// worker could send it back unrun, agree, and be paid the check's hold from the fund.
     static func queueCheck(_ db: any StoreSession, root: JobRecord, avoidOwners: Set<UserID>, submitterPays: Bool, now: Double) throws -> JobID {
         var spec = root.spec
         spec.verify = submitterPays ? true : nil
         let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
-        let avoid = String(decoding: try JSONEncoder().encode(avoidOwners.sorted()), as: UTF8.self)
+        let avoid = String(decoding: try JSONEncoder().encode(avoidOwners.union([root.ownerId]).sorted()), as: UTF8.self)
         let id = try db.insert(
             sql: """
                 INSERT INTO jobs (owner_id, spec, script_name, state, hold, submitted_at, check_of, avoid_owners, \(SchedulingColumns.names))

@@ -97,9 +97,10 @@ struct GridDatabaseVerificationTests {
         #expect(try await g.balance(.user(g.bob.id)) == 100)
         #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)  // the fund pays for the probation run
         #expect(try await g.balance(.fund) == fundBefore + 1 - VerifyGrid.hold)
-        // The check run is queued away from Bob and is not one of Ada's listed jobs.
+        // The check run is queued away from Bob, and from Ada's own workers (she can read the result it checks, so her
+        // worker could send it back unrun and be paid the check from the fund); it is not one of Ada's listed jobs.
         let queued = try #require(try await g.db.queuedJobs().first { $0.id == check })
-        #expect(queued.avoidOwners == [g.bob.id])
+        #expect(queued.avoidOwners == [g.bob.id, g.ada.id])
         #expect(try await g.db.jobs(owner: g.ada.id).allSatisfy { $0.checkOf == nil })
         try await g.expectLedgerOK()
 
@@ -160,7 +161,7 @@ struct GridDatabaseVerificationTests {
         let third = try #require(second.checkQueued)
         #expect(try await g.db.job(id: job.id)?.verification == .unverified)
         let queued = try #require(try await g.db.queuedJobs().first { $0.id == third })
-        #expect(queued.avoidOwners == [g.bob.id, g.carol.id])
+        #expect(queued.avoidOwners == [g.bob.id, g.carol.id, g.ada.id], "the owners that ran it, and the submitter")
         try await g.expectLedgerOK()
 
         let escrowed = try await g.balance(.escrow(job.id))
