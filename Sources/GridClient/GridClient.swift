@@ -263,8 +263,7 @@ public struct GridClient: Sendable {
             failure.nothingSent = "\(error)".contains("refused") || (error as? HTTPClientError) == .connectTimeout
             throw failure
         }
-        let buffer = try await response.body.collect(upTo: 256 << 20)
-        let data = Data(buffer: buffer)
+        let data = Data(buffer: try await Self.body(of: response, from: base))
         guard (200..<300).contains(response.status.code) else {
             if let e = try? GridJSON.decode(API.ErrorBody.self, from: data) {
                 var failure = Failure(status: Int(response.status.code), code: e.error.code, message: e.error.message)
@@ -274,6 +273,36 @@ public struct GridClient: Sendable {
             throw Failure(status: Int(response.status.code), code: "http_\(response.status.code)", message: "the manager answered \(response.status)")
         }
         return data
+    }
+}
+
+extension GridClient {
+    /// A reply's body may pause this long between bytes, and take `bodyTotalSeconds` in all (a reply trickled a byte a
+    /// minute would pass any idle bound): then the command fails saying so, rather than wait for ever.
+    static let bodyIdleSeconds: Int64 = 60
+    static let bodyTotalSeconds: Int64 = 600
+
+    static func body(of response: HTTPClientResponse, from base: String) async throws -> ByteBuffer {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                do {
+                    return try await response.body.collect(upTo: 256 << 20)
+                } catch let error as NIOTooManyBytesError {
+                    throw Failure(status: 0, code: "malformed_message", message: "the manager at \(base) sent over 256 MiB in one answer (\(error)); stopped")
+                } catch let error as HTTPClientError where error == .readTimeout {
+                    throw Failure(status: 0, code: "timeout", message: "the manager at \(base) stopped sending its answer for \(bodyIdleSeconds) s; stopped")
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(bodyTotalSeconds))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let body = first else {
+                throw Failure(status: 0, code: "timeout", message: "the manager at \(base) took over \(bodyTotalSeconds) s to send its answer; stopped")
+            }
+            return body
+        }
     }
 }
 
@@ -317,6 +346,11 @@ enum TrustedClients {
             config.tlsConfiguration = tls
             config.connectionPool.retryConnectionEstablishment = false
             config.timeout.connect = .seconds(10)
+            // A reply that stops coming ends the command (the request's own deadline ends at the reply's head).
+            config.timeout.read = .seconds(GridClient.bodyIdleSeconds)
+            // The API never redirects: a redirect would take a request (a login's password) to a host the user never
+            // named, maybe in plain text.
+            config.redirectConfiguration = .disallow
             let c = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
             map[caPEM] = c
             return c

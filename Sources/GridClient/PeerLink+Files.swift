@@ -102,7 +102,11 @@ extension PeerLink {
             } else {
                 // Up to `window` chunks in flight, written in order as they come: the peer reads the next chunks from
                 // its disk while this one crosses the network and is written here.
-                guard info.isConsistent(maxFileBytes: PeerNames.maxFileBytes) else {
+                // The grid's own chunking, and nothing else: a peer that claimed billions of 1-byte chunks had this
+                // download ask for each of them.
+                guard info.isConsistent(maxFileBytes: PeerNames.maxFileBytes), info.chunkSize == PeerNames.chunkSize,
+                    info.chunkCount == PeerNames.chunkCount(size: info.size, chunkSize: info.chunkSize)
+                else {
                     throw GridError(.badRequest, "the peer described \(info.filename) as \(info.chunkCount) chunks of \(info.size) bytes in all")
                 }
                 let window = 4
@@ -121,7 +125,10 @@ extension PeerLink {
                     guard case .fileChunk = reply.message, let payload = reply.payload else {
                         throw GridError(.badRequest, "the peer gave an unexpected answer for chunk \(index)")
                     }
-                    // Never more than the file's size is written, whatever the peer sends.
+                    // Each chunk is as long as the file's chunking says, so never more than its size is written.
+                    guard payload.readableBytes == PeerNames.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize) else {
+                        throw GridError(.badRequest, "the peer sent \(payload.readableBytes) bytes for chunk \(index) of \(info.filename)")
+                    }
                     received += Int64(payload.readableBytes)
                     guard received <= info.size else {
                         throw GridError(.conflict, "the peer sent more than the \(info.size) bytes of \(info.filename)")

@@ -245,6 +245,16 @@ public enum API {
             self.state = state
             self.done = done
         }
+
+        /// Whether this answers a read from `asked` and moves on: it starts there, its text is at least as long in UTF-8
+        /// as the bytes it claims (a byte that is not UTF-8 is shown as U+FFFD, three bytes), and text moves `next` on.
+        /// A manager that answered with text but never moved on would have `logs` print the same text for ever.
+        public func follows(from asked: Int64) -> Bool {
+            guard offset == asked, next >= offset else { return false }
+            let (claimed, overflow) = next.subtractingReportingOverflow(offset)
+            guard !overflow, claimed <= Int64(text.utf8.count) else { return false }
+            return text.isEmpty || claimed > 0
+        }
     }
 
     public struct WorkerInfo: Hashable, Sendable, Codable {

@@ -140,6 +140,10 @@ public struct JobSpec: Hashable, Sendable, Codable {
         // Counted in bytes: 200 characters can be 80 MB (a character may hold any number of combining marks), and the
         // name is shown to every user.
         if name.count > 200 || name.utf8.count > 400 { problems.append("name must be at most 200 characters and 400 bytes") }
+        // Every user's `campusgrid jobs` shows it: a terminal's controls in it would act on theirs.
+        if name.unicodeScalars.contains(where: TerminalText.isUnsafe) {
+            problems.append("name must not hold control characters (got \(String(reflecting: TerminalText.shown(name).prefix(80))))")
+        }
         if outputs.count > 64
             || outputs.contains(where: { $0.isEmpty || $0.utf8.count > 256 || $0.utf8.first == UInt8(ascii: "/") || $0.utf8.contains(0) || Self.hasDotDot($0) })
         {

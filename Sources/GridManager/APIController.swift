@@ -288,7 +288,13 @@ struct APIController: Sendable {
         if !waiting { wait = 0 }
         let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
         while true {
-            let (data, total) = try await db.log(of: job.id, from: offset)
+            var (data, total) = try await db.log(of: job.id, from: offset)
+            // A character the piece ends inside waits for the next read, as the rest of it is on its way (each half would
+            // show as U+FFFD); not at the log's end once the job ended, and never so that an ended job's read is empty.
+            if !(job.state.isFinal && offset + Int64(data.count) >= total) {
+                let cut = UTF8Cut.completePrefix(data)
+                if cut > 0 || !job.state.isFinal { data = data.prefix(cut) }
+            }
             if !data.isEmpty || job.state.isFinal || ContinuousClock.now >= deadline {
                 let next = offset + Int64(data.count)
                 return API.LogChunk(

@@ -195,8 +195,10 @@ public actor ManagerCore {
                 chosen = fresh
             }
             let id = chosen ?? Tokens.workerId()
-            let name = (hello.name?.isEmpty == false ? hello.name! : id).prefix(64)
-            return .success(WorkerSession.Identity(workerId: id, name: String(name), ownerId: user.id, ownerName: user.username, tokenHash: tokenHash))
+            // Every user's `campusgrid workers` shows the name: a terminal's controls in it are shown, not kept.
+            let given = hello.name?.isEmpty == false ? hello.name! : id
+            let name = String(TerminalText.shown(String(String.UnicodeScalarView(given.unicodeScalars.prefix(64)))).prefix(64))
+            return .success(WorkerSession.Identity(workerId: id, name: name, ownerId: user.id, ownerName: user.username, tokenHash: tokenHash))
         } catch {
             return .failure(GridError(.internal, "could not check the token: \(error)"))
         }

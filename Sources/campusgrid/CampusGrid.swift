@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GridCore
 import Logging
 
 @main
@@ -84,12 +85,27 @@ enum Env {
     static var home: String { ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory() }
 }
 
-/// Writes one line to standard output, flushed (scripts and `up` read these as they come).
+/// Writes one line to standard output, flushed (scripts and `up` read these as they come). What it says may hold
+/// strangers' text (job and worker names, reasons, a manager's or a peer's messages): their controls are shown, not
+/// obeyed (`TerminalText`).
 func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((TerminalText.shown(line) + "\n").utf8))
+}
+
+/// Writes one line of JSON to standard output as encoded (the encoder escapes every C0 control; a program reads it).
+func sayJSON(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-/// Writes one line to standard error.
+/// Writes one line to standard error, its controls shown as `say`'s are.
 func complain(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    FileHandle.standardError.write(Data((TerminalText.shown(line) + "\n").utf8))
+}
+
+/// Writes a program's output as it comes (a job's log, a task's printed output): byte for byte when `raw` or when it
+/// goes to a file or a pipe; to a terminal, with the controls a stranger's program could use against it shown instead
+/// (newlines, tabs and carriage returns stay).
+func writeOutput(_ text: String, to handle: FileHandle = .standardOutput, raw: Bool = false) {
+    let exact = raw || isatty(handle.fileDescriptor) == 0
+    handle.write(Data((exact ? text : TerminalText.shown(text, keeping: .output)).utf8))
 }

@@ -118,7 +118,7 @@ struct ClientOptions: ParsableArguments {
         if json {
             let e = GridJSON.encoder()
             e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            say(String(decoding: try e.encode(value), as: UTF8.self))
+            sayJSON(String(decoding: try e.encode(value), as: UTF8.self))
         } else {
             text()
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GridClient
 import GridCore
+import GridProtocol
 
 struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Submit a Python job; prints its id and the credits held.")
@@ -83,12 +84,18 @@ struct Submit: AsyncParsableCommand {
     }
 }
 
+/// A manager's answer to a log read that does not follow from the read: printing it would print the same text for ever.
+func logAnswerStalled(_ offset: Int64) -> GridError {
+    GridError(.malformedMessage, "the manager's answer to a read of the log from byte \(offset) does not follow from it; stopped")
+}
+
 /// Waits for a job to end, optionally streaming its log to standard output.
 func waitFor(_ id: JobID, client: GridClient, stream: Bool) async throws -> API.JobStatus {
     var offset: Int64 = 0
     while true {
         let chunk = try await client.logs(id, from: offset, wait: 10)
-        if stream, !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
+        guard chunk.follows(from: offset) else { throw logAnswerStalled(offset) }
+        if stream, !chunk.text.isEmpty { writeOutput(chunk.text) }
         offset = chunk.next
         if chunk.done { return try await client.job(id) }
     }
@@ -166,6 +173,8 @@ struct Logs: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @Argument(help: "The job id.") var id: JobID
     @Flag(name: .shortAndLong, help: "Follow the log until the job ends.") var follow = false
+    @Flag(help: "Write the log byte for byte even to a terminal (there, its control characters are otherwise shown, not obeyed).")
+    var raw = false
 
     func run() async throws {
         try await CampusGrid.run {
@@ -173,7 +182,8 @@ struct Logs: AsyncParsableCommand {
             var offset: Int64 = 0
             while true {
                 let chunk = try await client.logs(id, from: offset, wait: follow ? 10 : 0)
-                if !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
+                guard chunk.follows(from: offset) else { throw logAnswerStalled(offset) }
+                if !chunk.text.isEmpty { writeOutput(chunk.text, raw: raw) }
                 offset = chunk.next
                 if chunk.done || (!follow && chunk.text.isEmpty) { break }
             }
@@ -206,18 +216,23 @@ struct Download: AsyncParsableCommand {
         try await CampusGrid.run {
             let client = try options.client()
             let job = try await client.job(id)
-            let dir = URL(fileURLWithPath: directory ?? "job-\(id)")
+            // The names and sizes are the worker's claims, passed on by the manager: checked before anything is written.
+            let outputs = job.outputs ?? []
+            guard outputs.count <= WorkerClaims.files.upperBound, Set(outputs.map(\.name)).count == outputs.count else {
+                throw GridError(.malformedMessage, "the manager listed \(outputs.count) outputs, or one name twice; nothing saved")
+            }
+            for file in outputs { try FileName.validate(file.name) }
+            let folder = try OutputFolder(directory ?? "job-\(id)", fresh: directory == nil)
             var saved: [String] = []
-            for file in job.outputs ?? [] {
-                try FileName.validate(file.name)
+            for file in outputs {
                 let data = try await client.output(id, name: file.name)
-                let url = dir.appendingPathComponent(file.name)
-                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try data.write(to: url)
-                saved.append(url.path)
+                guard data.count == file.size else {
+                    throw GridError(.malformedMessage, "\(file.name): the manager sent \(data.count) bytes of the \(file.size) it listed; not saved")
+                }
+                saved.append(try folder.write(data, name: file.name))
             }
             try options.output(["files": saved]) {
-                say(saved.isEmpty ? "Job \(id) has no output files." : "Saved \(saved.count) file(s) to \(dir.path):\n" + saved.joined(separator: "\n"))
+                say(saved.isEmpty ? "Job \(id) has no output files." : "Saved \(saved.count) file(s) to \(folder.path):\n" + saved.joined(separator: "\n"))
             }
         }
     }

@@ -143,7 +143,7 @@ struct PeerOptions: ParsableArguments {
     }
 
     func printJSON<T: Encodable>(_ value: T) throws {
-        say(String(decoding: try GridJSON.encode(value), as: UTF8.self))
+        sayJSON(String(decoding: try GridJSON.encode(value), as: UTF8.self))
     }
 }
 
@@ -195,7 +195,7 @@ struct CPUCommand: AsyncParsableCommand {
                 if case .cpuResult(let r) = $0 { r } else { nil }
             }
             if peer.json { try peer.printJSON(r) }
-            if let output = r.output, !output.isEmpty, !peer.json { FileHandle.standardError.write(Data(output.utf8)) }
+            if let output = r.output, !output.isEmpty, !peer.json { writeOutput(output, to: .standardError) }
             guard r.ok else {
                 if !peer.json {
                     complain("Error (\(r.error ?? "failed")): \(r.message ?? "")")

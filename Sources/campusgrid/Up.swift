@@ -184,7 +184,7 @@ struct Up: AsyncParsableCommand {
                 }
                 let e = JSONEncoder()
                 e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                say(String(decoding: try e.encode(line), as: UTF8.self))
+                sayJSON(String(decoding: try e.encode(line), as: UTF8.self))
             } else {
                 say(
                     """

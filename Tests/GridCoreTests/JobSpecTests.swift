@@ -22,6 +22,13 @@ struct JobSpecTests {
         #expect(heavy.count == 5)
         #expect(try #require(problem(JobSpec(name: heavy))).contains("name"))
         try JobSpec(name: String(repeating: "é", count: 200)).validate()
+        // Every user's `jobs` shows the name: a terminal's controls in it are refused, with what they were.
+        for hostile in ["\u{1B}]52;c;aGk=\u{7}x", "a\nb", "\u{9B}2J", "evil\u{202E}txt.exe", "del\u{7F}"] {
+            let message = try #require(problem(JobSpec(name: hostile)), "\(String(reflecting: hostile))")
+            #expect(message.contains("control characters"), "\(message)")
+            #expect(!message.unicodeScalars.contains(where: TerminalText.isUnsafe), "the refusal shows them, not obeys them: \(message)")
+        }
+        try JobSpec(name: "résumé 👨\u{200D}👩\u{200D}👧 training run").validate()
         for glob in ["..\u{301}/x", "a/..", "/abs", "a\u{0}b"] {
             #expect(problem(JobSpec(name: "j", outputs: [glob])) != nil, "\(String(reflecting: glob))")
         }
