@@ -113,6 +113,27 @@ public enum Verification {
         return runs.count < maxRuns ? .runAnother : .inconclusive
     }
 
+    /// The verdict over every run of a job, a run that ended without a result (given up, refunded) as nil.
+    ///
+    /// A check run that ended without a result decides nothing: another takes its place, up to `maxUnfinishedChecks`
+    /// such runs (then the verdict is inconclusive). Before, one lost check run made the verdict inconclusive at once,
+    /// and that released the checked run's escrow to its worker: a worker on probation whose checks were interrupted
+    /// (on an old job, one interruption gives a run up) was paid with no check at all. Indices are into `results`; a
+    /// run without a result is neither agreeing nor contradicted.
+    public static func verdict(results: [Digest?], maxRuns: Int = 3, maxUnfinishedChecks: Int = 2) -> Verdict {
+        guard let first = results.first, first != nil else { return .inconclusive }
+        let finished = results.indices.filter { results[$0] != nil }
+        let unfinished = results.count - finished.count
+        switch verdict(finished.compactMap { results[$0] }, maxRuns: maxRuns) {
+        case .decided(let agreeing, let contradicted):
+            return .decided(agreeing: agreeing.map { finished[$0] }, contradicted: contradicted.map { finished[$0] })
+        case .runAnother:
+            return unfinished <= maxUnfinishedChecks ? .runAnother : .inconclusive
+        case .inconclusive:
+            return .inconclusive
+        }
+    }
+
     // MARK: - Credits
 
     /// One ledger movement the store writes.

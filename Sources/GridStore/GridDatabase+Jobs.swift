@@ -647,7 +647,7 @@ extension GridDatabase {
             try Self.appendLog(db, job.id, Data(note.utf8), total: job.logBytes)
             if job.cancelRequested {
                 try Self.end(db, job, .cancelled, reason: "cancelled (\(reason))", refund: true, now: now)
-            } else if case .giveUp(let why) = LossPolicy.decide(history: history, submittedAt: job.submittedAt, now: now, limits: limits) {
+            } else if case .giveUp(let why) = LossPolicy.decide(history: history, submittedAt: try Self.queuedAt(db, job), now: now, limits: limits) {
                 try Self.end(db, job, .failed, reason: "\(reason); \(why)", refund: true, now: now)
             } else {
                 try db.execute(sql: "UPDATE jobs SET state = 'pending', worker_id = NULL, started_at = NULL WHERE id = ?", arguments: [job.id])
@@ -655,6 +655,14 @@ extension GridDatabase {
             }
             return try Self.job(db, job.id)
         }
+    }
+
+    /// When a job was queued, for `LossPolicy`'s age: its submission, or for a check run the moment it was queued (a
+    /// check keeps its job's submission time as its place in the queue; a day-old job's check was given up at its first
+    /// interruption).
+    static func queuedAt(_ db: any StoreSession, _ job: JobRecord) throws -> Double {
+        guard job.checkOf != nil else { return job.submittedAt }
+        return try Double.fetchOne(db, sql: "SELECT MIN(at) FROM job_events WHERE job_id = ?", arguments: [job.id]) ?? job.submittedAt
     }
 
     /// Every interruption of a job, oldest first.

@@ -153,15 +153,18 @@ extension GridDatabase {
         let checks = try checkRuns(db, rootId)
         guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:], []) }
         let runs = [root] + checks
-        let digests = runs.compactMap(\.digest)
-        let verdict: Verification.Verdict = digests.count == runs.count ? Verification.verdict(digests) : .inconclusive
+        let verdict = Verification.verdict(results: runs.map(\.digest))
         switch verdict {
         case .runAnother:
             var owners: Set<UserID> = []
             for r in runs { if let o = try workerOwner(db, r.workerId) { owners.insert(o) } }
             let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: false, now: now)
             try recordHold(db, id)
-            try event(db, root.id, root.state, "verification: the runs disagree; a third run (job \(id)) decides", now)
+            let why =
+                checks.last?.digest == nil
+                ? "verification: check run \(checks.last.map { "(job \($0.id)) " } ?? "")ended without a result; another (job \(id)) takes its place"
+                : "verification: the runs disagree; a third run (job \(id)) decides"
+            try event(db, root.id, root.state, why, now)
             return (id, [:], [])
         case .inconclusive:
             for r in runs { try resolve(db, r, agreed: true, now: now) }
@@ -171,7 +174,8 @@ extension GridDatabase {
         case .decided(let agreeing, let contradicted):
             var quarantined: [WorkerID: String] = [:]
             var outcomes: [(worker: WorkerID, owner: UserID?, outcome: Reputation.Outcome)] = []
-            for i in runs.indices {
+            // A check run that ended without a result is neither (its hold went back to its payer).
+            for i in runs.indices where agreeing.contains(i) || contradicted.contains(i) {
                 let agreed = agreeing.contains(i)
                 try resolve(db, runs[i], agreed: agreed, now: now)
                 guard let worker = runs[i].workerId else { continue }

@@ -140,6 +140,28 @@ struct VerificationTests {
         #expect(Verification.verdict([digest(out: "a"), digest(out: "b"), digest(out: "c")]) == .inconclusive)
     }
 
+    /// A check run that ended without a result (given up, refunded) decides nothing: another takes its place, a bounded
+    /// number of times. It used to make the verdict inconclusive at once, which paid the checked worker its escrow.
+    @Test func aCheckRunWithoutAResultIsReplacedNotTakenForAVerdict() {
+        let forged = digest(out: "forged")
+        #expect(Verification.verdict(results: [forged, nil]) == .runAnother)
+        #expect(Verification.verdict(results: [forged, nil, nil]) == .runAnother)
+        #expect(Verification.verdict(results: [forged, nil, nil, nil]) == .inconclusive, "bounded")
+        #expect(Verification.verdict(results: [forged, nil, digest()]) == .runAnother, "one real check disagrees: a third decides")
+        #expect(Verification.verdict(results: [forged, nil, digest(), digest()]) == .decided(agreeing: [2, 3], contradicted: [0]))
+        #expect(Verification.verdict(results: [digest(), nil, digest()]) == .decided(agreeing: [0, 2], contradicted: []), "the lost run is neither")
+        #expect(Verification.verdict(results: [nil, digest()]) == .inconclusive, "a first run without a result was never checked")
+        #expect(Verification.verdict(results: []) == .inconclusive)
+    }
+
+    @Test func withEveryResultTheVerdictIsAsBefore() {
+        let sets: [[Verification.Digest]] = [
+            [digest(), digest()], [digest()], [digest(out: "forged"), digest()], [digest(out: "forged"), digest(), digest()],
+            [digest(out: "a"), digest(out: "b"), digest(out: "c")],
+        ]
+        for runs in sets { #expect(Verification.verdict(results: runs) == Verification.verdict(runs)) }
+    }
+
     // MARK: Credits
 
     private func net(_ moves: [Verification.Movement], _ account: LedgerAccount) -> Int {

@@ -306,19 +306,53 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    @Test(arguments: StoreBackend.allCases) func aCheckRunThatCannotFinishLeavesTheJobInconclusiveAndReleasesItsEscrow(_ backend: StoreBackend) async throws {
+    /// A check run that cannot finish decides nothing: another takes its place, and the checked run's escrow waits for
+    /// a verdict. Only after three such runs is the job inconclusive (and the escrow released). One lost check used to
+    /// release it at once: a worker on probation whose checks were interrupted was paid unchecked.
+    @Test(arguments: StoreBackend.allCases) func aCheckRunThatCannotFinishIsReplacedAndTheEscrowWaitsForAVerdict(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: 6)
+        let job = try await g.submit()
+        var check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
+        let escrow = try await g.balance(.escrow(job.id))
+        #expect(escrow == VerifyGrid.paid - 1)
+        for lost in 1...3 {
+            let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 20 + Double(lost)).first)
+            let ended = try await g.db.requeue(
+                started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(maxLosses: 1),
+                now: 20.5 + Double(lost))
+            #expect(ended?.state == .failed)
+            #expect(try await g.balance(.hold(check)) == 0, "the lost check's hold went back to the fund")
+            let next = try await g.db.queuedJobs().first { $0.id != check && $0.id != job.id }
+            if lost < 3 {
+                #expect(try await g.db.job(id: job.id)?.verification == .unverified, "check \(lost) lost: still unverified")
+                #expect(try await g.balance(.escrow(job.id)) == escrow, "and the escrow waits")
+                #expect(try await g.balance(.user(g.bob.id)) == 100)
+                check = try #require(next?.id, "another check takes the lost one's place")
+                #expect(next?.avoidOwners.contains(g.bob.id) == true && next?.avoidOwners.contains(g.ada.id) == true)
+            } else {
+                #expect(next == nil, "bounded: no fourth check")
+                #expect(try await g.db.job(id: job.id)?.verification == .inconclusive)
+                #expect(try await g.balance(.escrow(job.id)) == 0)
+                #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
+            }
+            try await g.expectLedgerOK()
+        }
+    }
+
+    /// A check keeps its job's submission time as its place in the queue, but its age for giving up after interruptions
+    /// is its own: a day-old job's check was given up at its first interruption.
+    @Test(arguments: StoreBackend.allCases) func aCheckOfAnOldJobIsRetriedAfterAnInterruption(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund()
         let job = try await g.submit()
-        let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
-        let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 20).first)
-        let ended = try await g.db.requeue(
-            started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(maxLosses: 1), now: 21)
-        #expect(ended?.state == .failed)
-        #expect(try await g.db.job(id: job.id)?.verification == .inconclusive)
-        #expect(try await g.balance(.escrow(job.id)) == 0)
-        #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
-        #expect(try await g.balance(.hold(check)) == 0)
+        let day = 86_400.0
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42", now: day + 100).checkQueued)
+        let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: day + 200).first)
+        let after = try await g.db.requeue(
+            started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(), now: day + 210)
+        #expect(after?.state == .pending, "retried: the check is minutes old, not a day")
+        #expect(try await g.db.job(id: job.id)?.verification == .unverified)
         try await g.expectLedgerOK()
     }
 
