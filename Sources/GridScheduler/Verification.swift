@@ -42,9 +42,11 @@ public enum Verification {
     ///
     /// A `--nondeterministic` job is never checked; a `--verify` job always; a worker on probation always; any other
     /// run at `policy.spotCheckRate`, drawn from a hash of the job id and the policy's seed (the same job and seed
-    /// always draw the same). Probation runs and spot checks are made only while a worker of another owner is online
-    /// to run the check (`checkerOnline`): on a grid of one owner's workers they could never run, and the worker's pay
-    /// would wait in escrow for nothing. A `--verify` job's check waits for one.
+    /// always draw the same). Spot checks are made only while a worker of another owner is online to run the check
+    /// (`checkerOnline`): on a grid of one owner's workers they could never run, and a trusted worker's pay would wait
+    /// in escrow for nothing. A probation run's check, like a `--verify` job's, waits for one: a new worker whose owner
+    /// saw (on the workers page) that no other owner's worker was online forged other users' results unchecked, and was
+    /// paid for them.
     ///
     /// A run that did not complete (`ended` failed or timed out) is drawn at `failedRunRate`, four times the spot-check
     /// rate: such a run is paid its base (and a timed-out one its whole time) for work a worker may never have done, and
@@ -54,8 +56,8 @@ public enum Verification {
     ) -> Reason? {
         if spec.isNondeterministic { return nil }
         if spec.wantsVerification { return .requested }
-        guard checkerOnline else { return nil }
         if reputation.onProbation { return .probation }
+        guard checkerOnline else { return nil }
         let rate = ended == .failed || ended == .timedOut ? failedRunRate(policy) : policy.spotCheckRate
         return spotDraw(job: job, seed: policy.seed) < rate ? .spotCheck : nil
     }

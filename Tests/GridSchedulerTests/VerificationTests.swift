@@ -29,9 +29,11 @@ struct VerificationTests {
         for id in JobID(1)...50 { #expect(Verification.select(job: id, spec: spec, reputation: trusted(), policy: policy) == .requested) }
     }
 
-    @Test func probationAndSpotChecksWaitForAWorkerOfAnotherOwnerButARequestedCheckDoesNot() {
+    @Test func spotChecksWaitForAWorkerOfAnotherOwnerButProbationAndARequestedCheckDoNot() {
         let policy = Verification.Policy(spotCheckRate: 1, seed: 1)
-        #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: Reputation(), policy: policy, checkerOnline: false) == nil)
+        // A worker on probation alone on the grid is checked all the same (the check waits): its owner could see that
+        // no other owner's worker was online, and forge results unchecked meanwhile.
+        #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: Reputation(), policy: policy, checkerOnline: false) == .probation)
         #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: trusted(), policy: policy, checkerOnline: false) == nil)
         #expect(
             Verification.select(job: 1, spec: JobSpec(name: "j", verify: true), reputation: trusted(), policy: policy, checkerOnline: false)
