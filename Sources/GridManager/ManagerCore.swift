@@ -150,7 +150,11 @@ public actor ManagerCore {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now(), ttl: grace)
             leased[job.id] = (job.spec, job.ownerId)
-            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds)
+            // When the run began after building its environment is not in the store: the environment's grace counts, as
+            // at the assignment (without it, a run that prepared for minutes was stopped that much short, and charged
+            // its whole limit).
+            let preparing = job.spec.requirements?.isEmpty == false ? config.environmentGraceSeconds : 0
+            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing)
             if job.cancelRequested { leases.revoke(job.id, now: now()) }
         }
         if !running.isEmpty { logger.info("recovered running jobs", metadata: ["grid.jobs": "\(running.count)"]) }
