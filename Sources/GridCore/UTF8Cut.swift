@@ -24,4 +24,13 @@ public enum UTF8Cut {
         }
         return bytes.count
     }
+
+    /// How much of a piece of a job's log to send now: the whole piece when it reaches the log's end and the job has
+    /// ended; otherwise without a character begun at its end (its rest is on its way, and the next read sends it whole),
+    /// but never nothing for an ended job (no later byte would finish the character).
+    public static func sendable<C: BidirectionalCollection>(_ piece: C, jobEnded: Bool, reachesEnd: Bool) -> Int where C.Element == UInt8 {
+        if jobEnded && reachesEnd { return piece.count }
+        let cut = completePrefix(piece)
+        return cut > 0 || !jobEnded ? cut : piece.count
+    }
 }

@@ -289,12 +289,8 @@ struct APIController: Sendable {
         let deadline = ContinuousClock.now + .milliseconds(Int(wait * 1000))
         while true {
             var (data, total) = try await db.log(of: job.id, from: offset)
-            // A character the piece ends inside waits for the next read, as the rest of it is on its way (each half would
-            // show as U+FFFD); not at the log's end once the job ended, and never so that an ended job's read is empty.
-            if !(job.state.isFinal && offset + Int64(data.count) >= total) {
-                let cut = UTF8Cut.completePrefix(data)
-                if cut > 0 || !job.state.isFinal { data = data.prefix(cut) }
-            }
+            // A character the piece ends inside waits for the next read (each half would show as U+FFFD).
+            data = data.prefix(UTF8Cut.sendable(data, jobEnded: job.state.isFinal, reachesEnd: offset + Int64(data.count) >= total))
             if !data.isEmpty || job.state.isFinal || ContinuousClock.now >= deadline {
                 let next = offset + Int64(data.count)
                 return API.LogChunk(

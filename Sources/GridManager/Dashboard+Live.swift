@@ -102,7 +102,9 @@ extension Dashboard {
             if query.view == .job, let id = query.jobId, let job = try await db.job(id: id) {
                 // At most 4 MB of log per tick, in 1 MB pieces.
                 for _ in 0..<4 {
-                    let (data, total) = try await db.log(of: id, from: query.logOffset)
+                    var (data, total) = try await db.log(of: id, from: query.logOffset)
+                    // A character the piece ends inside waits for the next tick (each half would show as U+FFFD).
+                    data = data.prefix(UTF8Cut.sendable(data, jobEnded: job.state.isFinal, reachesEnd: query.logOffset + Int64(data.count) >= total))
                     let next = query.logOffset + Int64(data.count)
                     let done = job.state.isFinal && next >= total
                     if data.isEmpty && !(done && sent["log-done"] == nil) { break }

@@ -59,6 +59,16 @@ struct UTF8CutTests {
         #expect(UTF8Cut.completePrefix([0x61, 0xC3, 0xA9]) == 3)
     }
 
+    @Test func aLogPieceWaitsForTheRestOfItsLastCharacterUnlessTheJobEnded() {
+        let half = Array("ok █".utf8).dropLast()
+        #expect(UTF8Cut.sendable(half, jobEnded: false, reachesEnd: true) == 3, "running: the rest is on its way")
+        #expect(UTF8Cut.sendable(half, jobEnded: true, reachesEnd: false) == 3, "ended, more to read: the next read has the rest")
+        #expect(UTF8Cut.sendable(half, jobEnded: true, reachesEnd: true) == half.count, "ended at the log's end: nothing will finish it")
+        let lone = Array("█".utf8).dropLast()
+        #expect(UTF8Cut.sendable(lone, jobEnded: false, reachesEnd: true) == 0, "running: wait")
+        #expect(UTF8Cut.sendable(lone, jobEnded: true, reachesEnd: false) == lone.count, "an ended job's read is never empty")
+    }
+
     @Test func piecesCutThereDecodeAsTheWhole() {
         let text = "tqdm █▉▊▋▌▍▎▏ 😀 naïve 名前 " + String(repeating: "█", count: 50)
         let bytes = Array(text.utf8)
