@@ -14,6 +14,8 @@ public enum TerminalText {
         public static let lines = Kept(scalars: ["\n", "\t"])
         /// A program's output: newline, tab and carriage return (a progress bar redraws its line).
         public static let output = Kept(scalars: ["\n", "\t", "\r"])
+        /// None: a field shown on one line (a name, a reason in a table), where a newline would forge the next line.
+        public static let none = Kept(scalars: [])
     }
 
     public static func shown(_ text: String, keeping kept: Kept = .lines) -> String {

@@ -61,6 +61,13 @@ public actor ManagerCore {
     private var reports: RunReports<Pending>
     /// When each worker last lost a run (monotonic), to tell a lone loss from part of an outage.
     private var recentLoss: [WorkerID: Double] = [:]
+    /// A worker's reason, as one line: every user's `status` shows it, and a newline in it would forge the next line
+    /// ("result: verified by worker …").
+    static func oneLine(_ reason: String) -> String { Msg.SavedOutput.oneLine(reason, maxBytes: WorkerClaims.reasonLength.upperBound) }
+
+    /// Workers that could run other owners' check runs and have registered since this manager started, by owner
+    /// (`checkers()`): a probation run is checked while one is known, online or not.
+    private var knownCheckers: [WorkerID: UserID] = [:]
     /// When the manager saw each run start (`JOB_STARTED`, wall clock): payment never exceeds what it saw since.
     private var runStarted: [JobRef: Double] = [:]
     /// Wall-clock time after which a leased run is past its minutes plus the grace, and the manager stops it.
@@ -201,7 +208,7 @@ public actor ManagerCore {
             let id = chosen ?? Tokens.workerId()
             // Every user's `campusgrid workers` shows the name: a terminal's controls in it are shown, not kept.
             let given = hello.name?.isEmpty == false ? hello.name! : id
-            let name = String(TerminalText.shown(String(String.UnicodeScalarView(given.unicodeScalars.prefix(64)))).prefix(64))
+            let name = String(TerminalText.shown(String(String.UnicodeScalarView(given.unicodeScalars.prefix(64))), keeping: .none).prefix(64))
             return .success(WorkerSession.Identity(workerId: id, name: name, ownerId: user.id, ownerName: user.username, tokenHash: tokenHash))
         } catch {
             return .failure(GridError(.internal, "could not check the token: \(error)"))
@@ -280,6 +287,7 @@ public actor ManagerCore {
         }
         windows.registered(who.workerId, owner: who.ownerId, recent: recent)
         let t = now()
+        if reg.sandbox?.acceptsOthers ?? true { knownCheckers[who.workerId] = who.ownerId } else { knownCheckers[who.workerId] = nil }
         live[who.workerId] = LiveWorker(
             identity: who, registration: reg, load: 0, connection: connection, queue: queue, close: close, lastHeartbeat: t, lastLoadWrite: t,
             diskFull: reg.diskFull == true, envs: Set((reg.envs ?? []).prefix(WorkerClaims.envsKept)))
@@ -454,7 +462,7 @@ public actor ManagerCore {
             leases.release(done.job.jobId)
             leased[done.job.jobId] = nil
             keepAway(done.job.jobId, from: who)
-            let reason = "worker \(who.name) could not start it: \(done.reason ?? "unknown reason")"
+            let reason = "worker \(who.name) could not start it: \(done.reason.map(Self.oneLine) ?? "unknown reason")"
             do {
                 let job = try await db.requeue(
                     done.job, .init(kind: .rejected, worker: who.workerId, reason: reason, alone: true), limits: config.lossLimits, now: wall())
@@ -564,7 +572,7 @@ public actor ManagerCore {
         var result = GridDatabase.RunResult(
             state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb,
             cpuSeconds: CreditRules.creditedCPUSeconds(job.spec, reported: done.cpuSeconds, paidRuntimeMs: runtime),
-            reason: done.reason)
+            reason: done.reason.map(Self.oneLine))
         // A job whose environment could not be built, or that was cancelled before it started, never ran: the worker
         // waives its pay and the hold goes back whole. Only a failed run of a job that declares packages, or a cancelled
         // one, can be that (a refunded run is never checked: a worker calling its made-up results refunded went
@@ -576,7 +584,7 @@ public actor ManagerCore {
         do {
             if let finished = try await db.finishRun(
                 done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,
-                checkerOnline: checkerOnline(besides: who.ownerId), now: wall())
+                checkers: checkers(), now: wall())
             {
                 let job = finished.job
                 forget(job.id)
@@ -972,10 +980,9 @@ public actor ManagerCore {
                 state: .timedOut, exitCode: nil, runtimeMs: Int64(spec.minutes) * 60_000, peakMemoryKb: 0, cpuSeconds: 0,
                 reason: "time limit reached (\(spec.minutes) min): still running \(Int(config.timeLimitGraceSeconds)) s past it, stopped by the manager")
             do {
-                let owner = try await db.workerOwner(lease.worker) ?? -1
                 let finished = try await db.finishRun(
                     d.ref, worker: lease.worker, result: result, outputs: [], verification: config.verification,
-                    checkerOnline: checkerOnline(besides: owner), now: clock)
+                    checkers: checkers(), now: clock)
                 let job = finished?.job
                 if let job { cool(on: lease.worker, of: job) }
                 if let finished { await noteVerification(finished) }
@@ -1036,9 +1043,13 @@ public actor ManagerCore {
         return windows.rooms(for: Set(live.values.map(\.identity.ownerId)), held: held, now: now())
     }
 
-    /// Whether a worker of another owner than `owner`, not quarantined, is online to run a check run.
-    private func checkerOnline(besides owner: UserID) -> Bool {
-        live.values.contains { $0.identity.ownerId != owner && !quarantined.contains($0.identity.workerId) }
+    /// The owners whose workers could run a check run, now and since this manager started: workers that take other
+    /// users' jobs and are not quarantined (`Verification.select`).
+    private func checkers() -> Verification.Checkers {
+        let online = live.values.filter { $0.registration.sandbox?.acceptsOthers ?? true }.filter { !quarantined.contains($0.identity.workerId) }
+        return Verification.Checkers(
+            online: Set(online.map(\.identity.ownerId)),
+            known: Set(knownCheckers.filter { !quarantined.contains($0.key) }.values))
     }
 
     /// Whether a worker is quarantined now.

@@ -42,24 +42,43 @@ public enum Verification {
     ///
     /// A `--nondeterministic` job is never checked; a `--verify` job always; a worker on probation always; any other
     /// run at `policy.spotCheckRate`, drawn from a hash of the job id and the policy's seed (the same job and seed
-    /// always draw the same). Spot checks are made only while a worker of another owner is online to run the check
-    /// (`checkerOnline`): on a grid of one owner's workers they could never run, and a trusted worker's pay would wait
-    /// in escrow for nothing. A probation run's check, like a `--verify` job's, waits for one: a new worker whose owner
-    /// saw (on the workers page) that no other owner's worker was online forged other users' results unchecked, and was
-    /// paid for them.
+    /// always draw the same). Spot checks are made only while a worker that could run the check is online
+    /// (`checkerOnline`: another owner's than the run's worker's and the submitter's, taking others' jobs, not
+    /// quarantined): on a grid of one owner's workers they could never run, and a trusted worker's pay would wait in
+    /// escrow for nothing. A probation run is checked while such a worker is known (`checkerKnown`: one has been online
+    /// since the manager started), online or not, and the check waits for it: a new worker whose owner saw (on the
+    /// workers page) that the others were offline forged other users' results unchecked, and was paid for them.
     ///
     /// A run that did not complete (`ended` failed or timed out) is drawn at `failedRunRate`, four times the spot-check
     /// rate: such a run is paid its base (and a timed-out one its whole time) for work a worker may never have done, and
     /// an honest failure's check costs little (it fails the same way).
     public static func select(
-        job: JobID, spec: JobSpec, reputation: Reputation, policy: Policy, checkerOnline: Bool = true, ended: JobState = .completed
+        job: JobID, spec: JobSpec, reputation: Reputation, policy: Policy, checkerOnline: Bool = true, checkerKnown: Bool = true,
+        ended: JobState = .completed
     ) -> Reason? {
         if spec.isNondeterministic { return nil }
         if spec.wantsVerification { return .requested }
-        if reputation.onProbation { return .probation }
+        if reputation.onProbation { return checkerOnline || checkerKnown ? .probation : nil }
         guard checkerOnline else { return nil }
         let rate = ended == .failed || ended == .timedOut ? failedRunRate(policy) : policy.spotCheckRate
         return spotDraw(job: job, seed: policy.seed) < rate ? .spotCheck : nil
+    }
+
+    /// The owners whose workers could run a check run: `online` now, `known` since the manager started (online or not).
+    /// Only workers that take other users' jobs and are not quarantined count.
+    public struct Checkers: Hashable, Sendable {
+        public var online: Set<UserID>
+        public var known: Set<UserID>
+        public init(online: Set<UserID>, known: Set<UserID>) {
+            self.online = online
+            self.known = known.union(online)
+        }
+
+        /// Whether a worker of an owner other than `owners` (the run's worker's and the job's submitter's: a check
+        /// never runs on theirs) is online, and whether one is known.
+        public func besides(_ owners: Set<UserID>) -> (online: Bool, known: Bool) {
+            (!online.subtracting(owners).isEmpty, !known.subtracting(owners).isEmpty)
+        }
     }
 
     /// The share of a trusted worker's failed or timed-out runs that are checked: four times the spot-check rate, at most all.

@@ -503,7 +503,7 @@ extension GridDatabase {
     public func finish(
         _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification: Verification.Policy = .off, now: Double
     ) async throws -> JobRecord? {
-        try await finishRun(ref, worker: worker, result: result, outputs: outputs, verification: verification, checkerOnline: true, now: now)?.job
+        try await finishRun(ref, worker: worker, result: result, outputs: outputs, verification: verification, now: now)?.job
     }
 
     /// Records the end of a run and settles it, in one transaction, with verification (`Verification`):
@@ -514,12 +514,11 @@ extension GridDatabase {
     /// - a check run's pay always goes to escrow; once every check run of the job has ended the runs are compared and
     ///   the verdict carried out (`decide`);
     /// - the fund takes its share of every payment.
-    /// `checkerOnline`: whether a worker of an owner other than this run's worker's is online to run a check
-    /// (`Verification.select`).
+    /// `checkers`: the owners whose workers could run a check (`Verification.select`; nil: any could).
     /// Returns nil (and changes nothing) when the report is about an attempt the job no longer is at.
     public func finishRun(
         _ ref: JobRef, worker: WorkerID, result: RunResult, outputs: [StoredFile], verification policy: Verification.Policy = .off,
-        checkerOnline: Bool = true, now: Double
+        checkers: Verification.Checkers? = nil, now: Double
     ) async throws -> Finished? {
         try await write { db in
             guard let job = try Self.job(db, ref.jobId), job.state == .running, job.attempt == ref.attempt, job.workerId == worker
@@ -558,11 +557,15 @@ extension GridDatabase {
                 ownerId != job.ownerId || job.spec.wantsVerification
             {
                 let reputation = try Self.reputation(db, worker, rules: policy.reputation)
+                let checker: (online: Bool, known: Bool) = checkers.map { $0.besides([ownerId, job.ownerId]) } ?? (online: true, known: true)
                 reason = Verification.select(
-                    job: job.id, spec: job.spec, reputation: reputation, policy: policy, checkerOnline: checkerOnline, ended: result.state)
+                    job: job.id, spec: job.spec, reputation: reputation, policy: policy, checkerOnline: checker.online,
+                    checkerKnown: checker.known, ended: result.state)
             }
             let escrowed = reason != nil || job.checkOf != nil
-            if escrowed {
+            // A refunded run (its environment could not be built) has no result to compare: a check run's decides
+            // nothing (another takes its place), and an honest checker is never contradicted for it.
+            if escrowed && !result.refund {
                 let digest = try Self.digest(db, job.id, exitCode: result.exitCode, outputs: outputs)
                 try db.execute(
                     sql: "UPDATE jobs SET digest = ? WHERE id = ?",

@@ -156,9 +156,23 @@ extension GridDatabase {
         let verdict = Verification.verdict(results: runs.map(\.digest))
         switch verdict {
         case .runAnother:
+            // Away from the owners whose runs gave a result (a run lost on a worker says nothing of its owner: avoiding
+            // them too left a small grid's replacement check nowhere to run).
             var owners: Set<UserID> = []
-            for r in runs { if let o = try workerOwner(db, r.workerId) { owners.insert(o) } }
-            let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: false, now: now)
+            for r in runs where r.digest != nil { if let o = try workerOwner(db, r.workerId) { owners.insert(o) } }
+            // A lost check the submitter paid for (`--verify`) gave them its hold back: they pay for the one that
+            // replaces it (as far as their balance goes), not the fund.
+            let lost = checks.last.flatMap { $0.digest == nil ? $0 : nil }
+            let submitterPays = lost?.spec.wantsVerification == true
+            let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: submitterPays, now: now)
+            if submitterPays {
+                let amount = min(CreditRules.runCost(root.spec), max(0, try balance(db, .user(root.ownerId))))
+                if amount > 0 {
+                    try apply(
+                        db, [Verification.Movement(from: .user(root.ownerId), to: .hold(id), amount: amount, reason: "hold for check run \(id) (--verify)")],
+                        job: root.id, now: now)
+                }
+            }
             try recordHold(db, id)
             let why =
                 checks.last?.digest == nil

@@ -31,13 +31,26 @@ struct VerificationTests {
 
     @Test func spotChecksWaitForAWorkerOfAnotherOwnerButProbationAndARequestedCheckDoNot() {
         let policy = Verification.Policy(spotCheckRate: 1, seed: 1)
-        // A worker on probation alone on the grid is checked all the same (the check waits): its owner could see that
-        // no other owner's worker was online, and forge results unchecked meanwhile.
+        // A worker on probation is checked while another owner's worker is known, online or not (the check waits): its
+        // owner could see that the others were offline, and forge results unchecked meanwhile. With none known (a
+        // grid of one contributor) nothing could ever check it.
         #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: Reputation(), policy: policy, checkerOnline: false) == .probation)
+        #expect(
+            Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: Reputation(), policy: policy, checkerOnline: false, checkerKnown: false)
+                == nil)
         #expect(Verification.select(job: 1, spec: JobSpec(name: "j"), reputation: trusted(), policy: policy, checkerOnline: false) == nil)
         #expect(
             Verification.select(job: 1, spec: JobSpec(name: "j", verify: true), reputation: trusted(), policy: policy, checkerOnline: false)
                 == .requested)
+    }
+
+    /// A check never runs on the run's worker's owner's workers nor the submitter's: neither counts as a checker.
+    @Test func checkersAreOwnersBesidesTheWorkersAndTheSubmitters() {
+        let c = Verification.Checkers(online: [1, 2], known: [3])
+        #expect(c.besides([1, 2]) == (online: false, known: true))
+        #expect(c.besides([1]) == (online: true, known: true))
+        #expect(Verification.Checkers(online: [1], known: []).besides([1, 2]) == (online: false, known: false))
+        #expect(Verification.Checkers(online: [], known: [1, 2]).known == [1, 2])
     }
 
     @Test func aNondeterministicJobIsNeverCheckedNotEvenOnProbation() {

@@ -330,6 +330,9 @@ struct GridDatabaseVerificationTests {
                 #expect(try await g.balance(.user(g.bob.id)) == 100)
                 check = try #require(next?.id, "another check takes the lost one's place")
                 #expect(next?.avoidOwners.contains(g.bob.id) == true && next?.avoidOwners.contains(g.ada.id) == true)
+                // Not away from Carol, whose worker lost the check: it said nothing of her (avoiding her too left a
+                // small grid's replacement nowhere to run).
+                #expect(next?.avoidOwners.contains(g.carol.id) == false, "\(String(describing: next?.avoidOwners))")
             } else {
                 #expect(next == nil, "bounded: no fourth check")
                 #expect(try await g.db.job(id: job.id)?.verification == .inconclusive)
@@ -338,6 +341,44 @@ struct GridDatabaseVerificationTests {
             }
             try await g.expectLedgerOK()
         }
+    }
+
+    /// A check run refunded (its environment could not be built on the checker) has no result: another takes its place,
+    /// and the honest checker is not contradicted for it.
+    @Test(arguments: StoreBackend.allCases) func aRefundedCheckRunIsReplacedAndItsWorkerNotContradicted(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund()
+        let job = try await g.submit()
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
+        let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 20).first)
+        var result = GridDatabase.RunResult(state: .failed, exitCode: nil, runtimeMs: 0, peakMemoryKb: 0, cpuSeconds: 0, reason: "pip failed")
+        result.refund = true
+        let ended = try #require(
+            try await g.db.finishRun(started.ref, worker: "w3", result: result, outputs: [], verification: VerifyGrid.policy, now: 21))
+        let next = try #require(ended.checkQueued, "another check takes its place")
+        #expect(try await g.db.job(id: job.id)?.verification == .unverified)
+        // The replacement agrees with the job: verified, and the refunded checker is not taken for a dissenter.
+        try await g.run(next, on: "w4", output: "42", now: 30)
+        #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        #expect(try await g.db.reputation(of: "w3", rules: VerifyGrid.policy.reputation).contradicted == 0)
+        try await g.expectLedgerOK()
+    }
+
+    /// A `--verify` job's lost check gave the submitter its hold back: they pay for the one that replaces it, not the fund.
+    @Test(arguments: StoreBackend.allCases) func aLostVerifyCheckIsReplacedAtTheSubmittersCost(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        var spec = VerifyGrid.spec
+        spec.verify = true
+        let job = try await g.submit(spec)
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
+        let fundBefore = try await g.balance(.fund)
+        let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 20).first)
+        _ = try await g.db.requeue(
+            started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(maxLosses: 1), now: 21)
+        let next = try #require(try await g.db.queuedJobs().first { $0.id != check && $0.id != job.id })
+        #expect(try await g.balance(.hold(next.id)) == CreditRules.runCost(spec), "held from the submitter")
+        #expect(try await g.balance(.fund) == fundBefore, "the fund paid nothing")
+        try await g.expectLedgerOK()
     }
 
     /// A check keeps its job's submission time as its place in the queue, but its age for giving up after interruptions
