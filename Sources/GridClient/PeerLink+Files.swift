@@ -127,7 +127,9 @@ extension PeerLink {
                     }
                     // Each chunk is as long as the file's chunking says, so never more than its size is written.
                     guard payload.readableBytes == PeerNames.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize) else {
-                        throw GridError(.badRequest, "the peer sent \(payload.readableBytes) bytes for chunk \(index) of \(info.filename)")
+                        // A conflict, as a chunk whose hash is wrong: the download is tried again with the peer checking
+                        // (and repairing from a replica) what it reads, as a chunk cut short on its disk needs.
+                        throw GridError(.conflict, "the peer sent \(payload.readableBytes) bytes for chunk \(index) of \(info.filename)")
                     }
                     received += Int64(payload.readableBytes)
                     guard received <= info.size else {

@@ -92,6 +92,17 @@ func say(_ line: String) {
     FileHandle.standardOutput.write(Data((TerminalText.shown(line) + "\n").utf8))
 }
 
+/// Writes one line to standard output, on one line whatever it holds (a stranger's newline would forge the next).
+func sayLine(_ line: String) {
+    say(TerminalText.shown(line, keeping: .none))
+}
+
+/// Writes data a program may read back (a key, a value, a file list) to standard output: as it is to a file or a pipe,
+/// with its controls shown to a terminal.
+func sayData(_ line: String) {
+    writeOutput(line + "\n")
+}
+
 /// Writes one line of JSON to standard output as encoded (the encoder escapes every C0 control; a program reads it).
 func sayJSON(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))

@@ -241,7 +241,9 @@ enum PeerPassStore {
 
 /// Plain text tables for people.
 enum Table {
+    /// Each cell on one line, its controls shown (`TerminalText`): a name with a newline in it would forge a row.
     static func render(_ header: [String], _ rows: [[String]]) -> String {
+        let rows = rows.map { $0.map { TerminalText.shown($0, keeping: .none) } }
         var widths = header.map(\.count)
         for row in rows {
             for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }

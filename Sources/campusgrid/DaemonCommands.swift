@@ -375,8 +375,10 @@ struct WorkerCommand: AsyncParsableCommand {
             peers: Worker.Peers(service: peers, listener: listener), environments: environments
         ) { id in
             if asJSON {
-                say(
-                    #"{"event":"registered","worker_id":"\#(id)","name":"\#(name)","tier":"\#(runner.tier.rawValue)","tier_label":"\#(runner.label)","port":\#(peerPort),"web_port":\#(webPortShown)}"#
+                // The name as a JSON string (a quote or a backslash in it made the line unreadable).
+                let quoted = { (s: String) in String(decoding: (try? JSONEncoder().encode(s)) ?? Data(#""""#.utf8), as: UTF8.self) }
+                sayJSON(
+                    #"{"event":"registered","worker_id":"\#(id)","name":\#(quoted(name)),"tier":"\#(runner.tier.rawValue)","tier_label":\#(quoted(runner.label)),"port":\#(peerPort),"web_port":\#(webPortShown)}"#
                 )
             } else {
                 say("Worker \(name) (\(id)) registered with \(host):\(managerPort); peer port \(peerPort); sandbox: \(runner.label)")

@@ -130,7 +130,8 @@ func printStatus(_ j: API.JobStatus) {
     if let outputs = j.outputs, !outputs.isEmpty {
         lines.append("  outputs:    " + outputs.map { "\($0.name) (\($0.size) B)" }.joined(separator: ", "))
     }
-    say(lines.joined(separator: "\n"))
+    // Each line one line: a name or a reason with a newline in it would forge the next ("result: verified by …").
+    say(lines.map { TerminalText.shown($0, keeping: .none) }.joined(separator: "\n"))
 }
 
 struct Jobs: AsyncParsableCommand {
@@ -261,11 +262,11 @@ struct Workers: AsyncParsableCommand {
                     Table.render(
                         ["NAME", "OWNER", "STATUS", "CPUS", "RAM", "GPUS", "SANDBOX", "LOAD", "JOBS", "CPU-HOURS", "VERIFIED"], rows))
                 for w in list.workers {
-                    if let r = w.reputation, r.quarantined { say("  \(w.name): quarantined — \(r.quarantineReason ?? "contradicted by verification")") }
+                    if let r = w.reputation, r.quarantined { sayLine("  \(w.name): quarantined — \(r.quarantineReason ?? "contradicted by verification")") }
                 }
                 for w in list.workers where w.online {
-                    for reason in w.sandbox?.skipped ?? [] { say("  \(w.name): skipped \(reason)") }
-                    if w.unsandboxed { say("  \(w.name): no real sandbox — a job there can read \(w.owner)'s files and reach the network") }
+                    for reason in w.sandbox?.skipped ?? [] { sayLine("  \(w.name): skipped \(reason)") }
+                    if w.unsandboxed { sayLine("  \(w.name): no real sandbox — a job there can read \(w.owner)'s files and reach the network") }
                 }
             }
         }

@@ -203,7 +203,7 @@ struct CPUCommand: AsyncParsableCommand {
                 }
                 throw ExitCode(1)
             }
-            if !peer.json { say("Result: \(render(r.result))") }
+            if !peer.json { sayData("Result: \(render(r.result))") }
         }
     }
 }
@@ -235,7 +235,7 @@ struct GetMemCommand: AsyncParsableCommand {
             let r = try await peer.ask(.getMem(Msg.MemKey(key: key)), expecting: "MEM_RESULT") {
                 if case .memResult(let r) = $0 { r } else { nil }
             }
-            if peer.json { try peer.printJSON(r) } else { say("Memory value: \(render(r.value))") }
+            if peer.json { try peer.printJSON(r) } else { sayData("Memory value: \(render(r.value))") }
         }
     }
 }
@@ -265,7 +265,7 @@ struct ListMemCommand: AsyncParsableCommand {
             let r = try await peer.ask(.listMem(Msg.ListMem(prefix: prefix)), expecting: "MEM_KEYS") {
                 if case .memKeys(let r) = $0 { r } else { nil }
             }
-            if peer.json { try peer.printJSON(r) } else { for k in r.keys { say(k) } }
+            if peer.json { try peer.printJSON(r) } else { for k in r.keys { sayData(k) } }
         }
     }
 }
@@ -313,7 +313,7 @@ struct ListFilesCommand: AsyncParsableCommand {
             let r = try await peer.ask(.listFiles(Msg.ListFiles(prefix: prefix)), expecting: "FILE_LIST") {
                 if case .fileList(let r) = $0 { r } else { nil }
             }
-            if peer.json { try peer.printJSON(r) } else { for f in r.files { say("\(f.filename)\t\(f.size)\t\(f.sha256)") } }
+            if peer.json { try peer.printJSON(r) } else { for f in r.files { sayData("\(f.filename)\t\(f.size)\t\(f.sha256)") } }
         }
     }
 }

@@ -47,7 +47,7 @@ struct VerifiedTask {
             if !options.json { complain("Error (\(ra.error ?? "failed")): \(ra.message ?? "") (the same on \(a.name) and \(b.name))") }
             throw ExitCode(1)
         }
-        if !options.json { say("Result: \(render(ra.result)) (agreed by \(a.name) and \(b.name))") }
+        if !options.json { sayData("Result: \(render(ra.result)) (agreed by \(a.name) and \(b.name))") }
     }
 
     /// Runs the task on `worker` only (pinned, as a confidential task is, so that neither peer hands it on).
