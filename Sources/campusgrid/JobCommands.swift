@@ -223,17 +223,23 @@ struct Download: AsyncParsableCommand {
                 throw GridError(.malformedMessage, "the manager listed \(outputs.count) outputs, or one name twice; nothing saved")
             }
             for file in outputs { try FileName.validate(file.name) }
-            let folder = try OutputFolder(directory ?? "job-\(id)", fresh: directory == nil)
+            // No folder for a job with no outputs (yet): a download made while it ran must not stand in the way of the
+            // one after it ends.
             var saved: [String] = []
-            for file in outputs {
-                let data = try await client.output(id, name: file.name)
-                guard data.count == file.size else {
-                    throw GridError(.malformedMessage, "\(file.name): the manager sent \(data.count) bytes of the \(file.size) it listed; not saved")
+            let target = directory ?? "job-\(id)"
+            if !outputs.isEmpty {
+                let folder = try OutputFolder(target, fresh: directory == nil)
+                for file in outputs {
+                    let data = try await client.output(id, name: file.name)
+                    guard data.count == file.size else {
+                        throw GridError(.malformedMessage, "\(file.name): the manager sent \(data.count) bytes of the \(file.size) it listed; not saved")
+                    }
+                    saved.append(try folder.write(data, name: file.name))
                 }
-                saved.append(try folder.write(data, name: file.name))
+                try folder.finish()
             }
             try options.output(["files": saved]) {
-                say(saved.isEmpty ? "Job \(id) has no output files." : "Saved \(saved.count) file(s) to \(folder.path):\n" + saved.joined(separator: "\n"))
+                say(saved.isEmpty ? "Job \(id) has no output files." : "Saved \(saved.count) file(s) to \(target):\n" + saved.joined(separator: "\n"))
             }
         }
     }

@@ -17,6 +17,8 @@ import Testing
         let folder = try OutputFolder(root + "/job-7", fresh: true)
         #expect(try folder.write(Data("a".utf8), name: "result.txt") == root + "/job-7/result.txt")
         try folder.write(Data("b".utf8), name: "plots/epoch 1/loss.png")
+        #expect(!fm.fileExists(atPath: root + "/job-7"), "nothing named job-7 until every output is in")
+        try folder.finish()
         #expect(contents(root + "/job-7/result.txt") == "a")
         #expect(contents(root + "/job-7/plots/epoch 1/loss.png") == "b")
     }
@@ -53,7 +55,7 @@ import Testing
         defer { try? fm.removeItem(atPath: root) }
         try fm.createDirectory(atPath: root + "/outside", withIntermediateDirectories: true)
         let folder = try OutputFolder(root + "/job-8", fresh: true)
-        try fm.createSymbolicLink(atPath: root + "/job-8/a", withDestinationPath: root + "/outside")
+        try fm.createSymbolicLink(atPath: folder.filling + "/a", withDestinationPath: root + "/outside")
         let error = #expect(throws: GridError.self) { try folder.write(Data("x".utf8), name: "a/planted.txt") }
         #expect(error?.message.contains("is a link or not a folder") == true, "\(String(describing: error))")
         #expect(try fm.contentsOfDirectory(atPath: root + "/outside").isEmpty, "nothing was written through the link")
@@ -62,5 +64,22 @@ import Testing
             #expect(throws: GridError.self, "\(String(reflecting: bad))") { try folder.write(Data("x".utf8), name: bad) }
         }
         #expect(!fm.fileExists(atPath: root + "/escape.txt"))
+    }
+
+    /// A download that fails part way leaves nothing under the default name (it can be run again) and no part folder.
+    @Test func anUnfinishedFreshFolderLeavesNothing() throws {
+        defer { try? fm.removeItem(atPath: root) }
+        do {
+            let folder = try OutputFolder(root + "/job-9", fresh: true)
+            try folder.write(Data("x".utf8), name: "first.txt")
+        }
+        let left = try fm.contentsOfDirectory(atPath: root)
+        #expect(left.isEmpty, "\(left)")
+        // And a name taken while it filled is never replaced.
+        let folder = try OutputFolder(root + "/job-9", fresh: true)
+        try folder.write(Data("x".utf8), name: "first.txt")
+        fm.createFile(atPath: root + "/job-9", contents: Data("someone else's".utf8))
+        #expect(throws: GridError.self) { try folder.finish() }
+        #expect(contents(root + "/job-9") == "someone else's")
     }
 }

@@ -64,6 +64,11 @@ extension Integration {
             let dl = try await grid.cli(["download", "\(id)", out], token: alice.token!)
             #expect(dl.status == 0, "\(dl.stderr)")
             #expect(try String(contentsOfFile: out + "/answer.txt", encoding: .utf8) == "332833500")
+            // A second download into the same folder overwrites nothing (an output's name is its worker's word).
+            try "mine".write(toFile: out + "/answer.txt", atomically: false, encoding: .utf8)
+            let again = try await grid.cli(["download", "\(id)", out], token: alice.token!)
+            #expect(again.status != 0 && again.stderr.contains("not overwritten"), "\(again.stderr)")
+            #expect(try String(contentsOfFile: out + "/answer.txt", encoding: .utf8) == "mine")
             let metrics = try await grid.httpGet("/metrics")
             #expect(metrics.status == 200)
             #expect(metrics.body.contains("campusgrid_jobs{state=\"completed\"} 1"))

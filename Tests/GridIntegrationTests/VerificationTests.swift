@@ -60,7 +60,7 @@ extension Integration {
             var assigns: [[String: Any]] = []
             for _ in ids { assigns.append(try #require(cheater.c.next("JOB_ASSIGN", timeout: 30), "\(grid.logs().suffix(4000))")) }
             // While the cheater "runs" them, honest workers of two other owners join (a probation check is made only
-            // while a worker of another owner is online to run it).
+            // while a worker that could run it, of another owner than the cheater's and the submitter's, is known).
             let honest = [try await grid.startWorker("honest-carol", owner: carol), try await grid.startWorker("honest-dave", owner: dave)]
             for assign in assigns {
                 let job = try #require(assign["job"] as? [String: Any])
