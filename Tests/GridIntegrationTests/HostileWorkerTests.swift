@@ -232,7 +232,9 @@ extension Integration {
 /// come from a thread of their own, every quarter second, whatever the test's own requests cost; a missed lease would
 /// take the run away from the worker, and a run without a lease is no longer the manager's to time out.
 @Suite struct HostileWorkerTimeLimit {
-    static let leaseSeconds = 3.0
+    /// 10 s: the worker is silent from its REGISTER until both runs are assigned and its heartbeat thread starts, and
+    /// on a loaded machine that took over 3 s (the worker was let go, and the second run never assigned to it).
+    static let leaseSeconds = 10.0
 
     @Test func aRunHeartbeatedPastItsLimitIsTimedOutAndACancelSettlesEvenIfTheWorkerNeverObeys() async throws {
         let grid = try TestGrid(label: "hostile-time")
