@@ -200,8 +200,14 @@ public enum Verification {
 
     /// The hold of a check run the fund pays for: the run's full cost, or what the fund has when it has less.
     public static func fundCheckHold(check: JobID, cost: Int, fundBalance: Int) -> [Movement] {
-        let amount = min(max(0, cost), max(0, fundBalance))
-        return amount > 0 ? [Movement(from: .fund, to: .hold(check), amount: amount, reason: "check run hold")] : []
+        checkHold(check: check, cost: cost, from: .fund, balance: fundBalance)
+    }
+
+    /// The hold of a check run `payer` pays for (the fund, or a `--verify` submitter for the check that replaces a lost
+    /// one): the run's full cost, or what the payer has when it has less.
+    public static func checkHold(check: JobID, cost: Int, from payer: LedgerAccount, balance: Int) -> [Movement] {
+        let amount = min(max(0, cost), max(0, balance))
+        return amount > 0 ? [Movement(from: payer, to: .hold(check), amount: amount, reason: "check run hold")] : []
     }
 
     /// A decided run's escrow: released to the worker's owner when its result stands, forfeited to the fund when it

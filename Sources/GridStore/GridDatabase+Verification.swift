@@ -166,12 +166,10 @@ extension GridDatabase {
             let submitterPays = lost?.spec.wantsVerification == true
             let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: submitterPays, now: now)
             if submitterPays {
-                let amount = min(CreditRules.runCost(root.spec), max(0, try balance(db, .user(root.ownerId))))
-                if amount > 0 {
-                    try apply(
-                        db, [Verification.Movement(from: .user(root.ownerId), to: .hold(id), amount: amount, reason: "hold for check run \(id) (--verify)")],
-                        job: root.id, now: now)
-                }
+                let payer = LedgerAccount.user(root.ownerId)
+                try apply(
+                    db, Verification.checkHold(check: id, cost: CreditRules.runCost(root.spec), from: payer, balance: try balance(db, payer)),
+                    job: root.id, now: now)
             }
             try recordHold(db, id)
             let why =

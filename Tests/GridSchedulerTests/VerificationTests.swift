@@ -222,6 +222,9 @@ struct VerificationTests {
         #expect(Verification.fundCheckHold(check: 3, cost: 20, fundBalance: 6).first?.amount == 6)
         #expect(Verification.fundCheckHold(check: 3, cost: 20, fundBalance: 0).isEmpty)
         #expect(Verification.fundCheckHold(check: 3, cost: 20, fundBalance: -8).isEmpty)
+        // A --verify submitter pays for the check that replaces a lost one, as far as their balance goes.
+        #expect(Verification.checkHold(check: 4, cost: 20, from: .user(7), balance: 12) == [.init(from: .user(7), to: .hold(4), amount: 12, reason: "check run hold")])
+        #expect(Verification.checkHold(check: 4, cost: Int.max, from: .user(7), balance: Int.min).isEmpty)
     }
 
     @Test func escrowIsReleasedOnAgreementAndForfeitedOnContradiction() {
