@@ -160,8 +160,7 @@ public actor ManagerCore {
             // When the run began after building its environment is not in the store: the environment's grace counts, as
             // at the assignment (without it, a run that prepared for minutes was stopped that much short, and charged
             // its whole limit).
-            let preparing = job.spec.requirements?.isEmpty == false ? config.environmentGraceSeconds : 0
-            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing)
+            deadlines[job.id] = (job.ref, assignedDeadline(job))
             if job.cancelRequested { leases.revoke(job.id, now: now()) }
         }
         if !running.isEmpty { logger.info("recovered running jobs", metadata: ["grid.jobs": "\(running.count)"]) }
@@ -839,8 +838,7 @@ public actor ManagerCore {
             guard let worker = job.workerId else { continue }
             leases.grant(job.ref, to: worker, now: now())
             leased[job.id] = (job.spec, job.ownerId)
-            let preparing = job.spec.requirements?.isEmpty == false ? config.environmentGraceSeconds : 0
-            deadlines[job.id] = (job.ref, (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing)
+            deadlines[job.id] = (job.ref, assignedDeadline(job))
         }
         for job in started {
             guard let worker = job.workerId else { continue }
@@ -1041,6 +1039,14 @@ public actor ManagerCore {
         for (id, lease) in leases.leases { if let owner = leased[id]?.owner { held.append((lease.worker, owner)) } }
         for h in reports.held.values { if let owner = leased[h.ref.jobId]?.owner { held.append((h.worker, owner)) } }
         return windows.rooms(for: Set(live.values.map(\.identity.ownerId)), held: held, now: now())
+    }
+
+    /// When a run assigned at `job.startedAt` is past its time limit, before its `JOB_STARTED` says when it began: its
+    /// minutes and the grace, and the environment's grace for a job that declares packages (building them is not
+    /// counted). Used at the assignment and when a manager takes over running jobs.
+    private func assignedDeadline(_ job: JobRecord) -> Double {
+        let preparing = job.spec.requirements?.isEmpty == false ? config.environmentGraceSeconds : 0
+        return (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing
     }
 
     /// The owners whose workers could run a check run, now and since this manager started: workers that take other
