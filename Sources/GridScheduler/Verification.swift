@@ -141,7 +141,10 @@ public enum Verification {
     /// and that released the checked run's escrow to its worker: a worker on probation whose checks were interrupted
     /// (on an old job, one interruption gives a run up) was paid with no check at all. Indices are into `results`; a
     /// run without a result is neither agreeing nor contradicted.
-    public static func verdict(results: [Digest?], maxRuns: Int = 3, maxUnfinishedChecks: Int = 2) -> Verdict {
+    ///
+    /// `waitedOut`: the last check ended because no worker could run it within `checkWaitSeconds`. Another would wait
+    /// the same way, so a verdict that needs another run is inconclusive at once.
+    public static func verdict(results: [Digest?], maxRuns: Int = 3, maxUnfinishedChecks: Int = 2, waitedOut: Bool = false) -> Verdict {
         guard let first = results.first, first != nil else { return .inconclusive }
         let finished = results.indices.filter { results[$0] != nil }
         let unfinished = results.count - finished.count
@@ -149,10 +152,26 @@ public enum Verification {
         case .decided(let agreeing, let contradicted):
             return .decided(agreeing: agreeing.map { finished[$0] }, contradicted: contradicted.map { finished[$0] })
         case .runAnother:
-            return unfinished <= maxUnfinishedChecks ? .runAnother : .inconclusive
+            return unfinished <= maxUnfinishedChecks && !waitedOut ? .runAnother : .inconclusive
         case .inconclusive:
             return .inconclusive
         }
+    }
+
+    // MARK: - Waiting
+
+    /// How long a check run may wait in the queue, by default (`manager --check-wait-hours`): a day.
+    public static let defaultCheckWaitSeconds: Double = 86_400
+
+    /// Whether a check run queued at `queuedAt` has waited out `limit` seconds at `now` without being placed: it ends
+    /// without a result, and the job's verification is inconclusive (`verdict(results:waitedOut:)`), which releases the
+    /// checked run's escrow. Before, a check that no worker could ever run (the only other owner's workers gone for
+    /// good) waited for ever, with the checked run's pay locked in escrow and the check's hold taken from its payer.
+    /// A limit that is not a positive finite number is the default; a clock that reads NaN waits out nothing.
+    public static func waitedOut(queuedAt: Double, now: Double, limit: Double) -> Bool {
+        let limit = limit.isFinite && limit > 0 ? limit : defaultCheckWaitSeconds
+        guard queuedAt.isFinite, now.isFinite else { return false }
+        return now - queuedAt >= limit
     }
 
     // MARK: - Credits

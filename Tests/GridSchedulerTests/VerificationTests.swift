@@ -169,6 +169,34 @@ struct VerificationTests {
         #expect(Verification.verdict(results: []) == .inconclusive)
     }
 
+    /// A check that no worker could run within the wait ends the verification: another would wait the same way. A
+    /// verdict the results already reach stands.
+    @Test func aCheckThatWaitedOutEndsTheVerificationInconclusive() {
+        let forged = digest(out: "forged")
+        #expect(Verification.verdict(results: [forged, nil], waitedOut: true) == .inconclusive)
+        #expect(Verification.verdict(results: [forged, digest(), nil], waitedOut: true) == .inconclusive, "no third run waits again")
+        #expect(Verification.verdict(results: [forged, nil, digest(), digest()], waitedOut: true) == .decided(agreeing: [2, 3], contradicted: [0]))
+        #expect(Verification.verdict(results: [digest(), digest()], waitedOut: true) == .decided(agreeing: [0, 1], contradicted: []))
+    }
+
+    @Test func aCheckWaitsOutItsLimitAndNoLessWhateverTheClockSays() {
+        let day = Verification.defaultCheckWaitSeconds
+        #expect(day == 86_400)
+        #expect(!Verification.waitedOut(queuedAt: 1_000, now: 1_000 + day - 1, limit: day))
+        #expect(Verification.waitedOut(queuedAt: 1_000, now: 1_000 + day, limit: day))
+        #expect(Verification.waitedOut(queuedAt: 1_000, now: 1_002, limit: 2))
+        #expect(!Verification.waitedOut(queuedAt: 1_000, now: 999, limit: 2), "a clock that went back waits on")
+        // A limit that is not a positive finite number is the default, never "at once".
+        for limit in [0, -1, .nan, .infinity, -.infinity] as [Double] {
+            #expect(!Verification.waitedOut(queuedAt: 0, now: day - 1, limit: limit), "\(limit)")
+            #expect(Verification.waitedOut(queuedAt: 0, now: day, limit: limit), "\(limit)")
+        }
+        // A clock or a stored time that is not finite waits out nothing; huge ones do not trap.
+        for (queued, now) in [(Double.nan, 5), (0, .nan), (-.infinity, 5), (0, .infinity), (-.greatestFiniteMagnitude, .greatestFiniteMagnitude)] as [(Double, Double)] {
+            #expect(Verification.waitedOut(queuedAt: queued, now: now, limit: 2) == (queued.isFinite && now.isFinite), "\(queued) \(now)")
+        }
+    }
+
     @Test func withEveryResultTheVerdictIsAsBefore() {
         let sets: [[Verification.Digest]] = [
             [digest(), digest()], [digest()], [digest(out: "forged"), digest()], [digest(out: "forged"), digest(), digest()],
