@@ -200,7 +200,7 @@ let package = Package(
         .testTarget(
             name: "GridInProcessTests",
             dependencies: [
-                "GridCore", "GridClient", "GridManager", "GridPeer", "GridProtocol", "GridSandbox", "GridWorker", "GridTestSupport",
+                "GridCore", "GridClient", "GridManager", "GridPeer", "GridProtocol", "GridSandbox", "GridScheduler", "GridWorker", "GridTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: swiftSettings),
         .testTarget(

@@ -40,6 +40,9 @@ public struct ManagerConfig: Sendable {
     /// results, `--probation-results`), the fund's share of every payment (5%, `--fund-share`), and a random seed for
     /// the spot-check draw, picked at start-up so no worker can tell which of its runs will be checked.
     public var verification = Verification.Policy(seed: UInt64.random(in: 0...UInt64.max))
+    /// How long a check run may wait in the queue for a worker that can run it (`manager --check-wait-hours`, a day):
+    /// then it ends without a result and its job's verification is inconclusive (`Verification.waitedOut`).
+    public var checkWaitSeconds: Double = Verification.defaultCheckWaitSeconds
     /// How long a job that declares Python packages may wait for its environment before it starts: its time limit
     /// counts from its start (`JOB_STARTED`), and until then the manager allows this much more (workers stop a build
     /// after 10 minutes by default).

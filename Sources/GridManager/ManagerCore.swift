@@ -99,6 +99,8 @@ public actor ManagerCore {
     private var queuePosition: Int64?
     private var queueCut: (position: Int64, at: Double) = (0, 0)
     private var queueFullRead = -Double.infinity
+    /// When check runs that waited too long were last ended (`expireWaitingChecks`).
+    private var checksExpired = -Double.infinity
 
     /// What is kept of a held report.
     struct Pending: Sendable {
@@ -811,6 +813,7 @@ public actor ManagerCore {
 
     /// One scheduling pass: bring the queue up to date → plan (pure) → commit (one transaction) → send assignments.
     func schedulePass() async throws {
+        await expireWaitingChecks()
         try await syncQueue()
         guard !queue.isEmpty else { return }
         for (id, avoid) in rejections.avoidSets(now: now()) { queue.setAvoid(id, avoid) }
@@ -848,6 +851,21 @@ public actor ManagerCore {
         let changed = queue.changedReasons(plan.pending)
         try await db.setPendingReasons(changed)
         for (id, reason) in changed { queue.recorded(reason: reason, for: id) }
+    }
+
+    /// Ends the check runs that waited `config.checkWaitSeconds` for a worker, a few times within that wait (at most
+    /// once a minute): their jobs' verification is inconclusive, and the checked runs' escrow released.
+    private func expireWaitingChecks() async {
+        let every = min(60, max(0.5, config.checkWaitSeconds / 4))
+        guard now() - checksExpired >= every else { return }
+        checksExpired = now()
+        do {
+            for job in try await db.expireWaitingChecks(waitSeconds: config.checkWaitSeconds, now: wall()) {
+                logger.notice("a check waited too long for a worker: the job's verification is inconclusive", metadata: ["grid.job.id": "\(job)"])
+            }
+        } catch {
+            logger.error("could not end the checks that waited too long", metadata: ["grid.error": "\(error)"])
+        }
     }
 
     /// Brings `queue` up to date with the store: what changed since the last pass, or the whole queue on the first pass,

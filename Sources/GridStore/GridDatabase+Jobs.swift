@@ -749,7 +749,10 @@ extension GridDatabase {
     }
 
     /// Ends a job that did not run to a report (cancelled before start, or lost), releasing its whole hold.
-    static func end(_ db: any StoreSession, _ job: JobRecord, _ state: JobState, reason: String, refund: Bool, now: Double) throws {
+    /// `checkWaitedOut`: the job is a check run that waited this long for a worker (see `decide`).
+    static func end(
+        _ db: any StoreSession, _ job: JobRecord, _ state: JobState, reason: String, refund: Bool, now: Double, checkWaitedOut: String? = nil
+    ) throws {
         let held = try balance(db, .hold(job.id))
         if refund {
             try move(db, held, from: .hold(job.id), to: payer(job), reason: "refund", job: job.checkOf ?? job.id, now: now)
@@ -760,7 +763,7 @@ extension GridDatabase {
             arguments: [state.rawValue, reason, now, job.id])
         try event(db, job.id, state, reason, now)
         // A check run that ended without a result leaves its job's verification without a decision.
-        if let root = job.checkOf { _ = try decide(db, root: root, policy: .off, now: now) }
+        if let root = job.checkOf { _ = try decide(db, root: root, policy: .off, now: now, checkWaitedOut: checkWaitedOut) }
     }
 }
 

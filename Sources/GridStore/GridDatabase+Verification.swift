@@ -67,6 +67,35 @@ extension GridDatabase {
         }
     }
 
+    /// Ends every check run that has waited in the queue for `waitSeconds` without a worker to run it
+    /// (`Verification.waitedOut`): without a result, its hold back to its payer, and its job's verification
+    /// inconclusive (the checked run's escrow released). Returns the checked jobs whose verification ended so.
+    public func expireWaitingChecks(waitSeconds: Double, now: Double) async throws -> [JobID] {
+        try await write { db in
+            var ended: [JobID] = []
+            let rows = try StoreRow.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'pending' AND check_of IS NOT NULL ORDER BY id")
+            for check in rows.map(JobRecord.init(row:)) {
+                guard let root = check.checkOf,
+                    Verification.waitedOut(queuedAt: try Self.queuedAt(db, check), now: now, limit: waitSeconds)
+                else { continue }
+                let hours = Self.hours(waitSeconds)
+                try Self.end(
+                    db, check, .failed, reason: "no worker of another owner could run this check within \(hours)", refund: true, now: now,
+                    checkWaitedOut: hours)
+                if try Self.job(db, root)?.verification == .inconclusive { ended.append(root) }
+            }
+            return ended
+        }
+    }
+
+    /// `seconds` as a reader takes it: "24 h", "90 min", "30 s".
+    static func hours(_ seconds: Double) -> String {
+        let limit = seconds.isFinite && seconds > 0 ? seconds : Verification.defaultCheckWaitSeconds
+        if limit >= 3600 { return "\(Int(limit / 3600)) h" }
+        if limit >= 60 { return "\(Int(limit / 60)) min" }
+        return "\(Int(limit)) s"
+    }
+
     // MARK: - Inside transactions
 
     static func checkRuns(_ db: any StoreSession, _ job: JobID) throws -> [JobRecord] {
@@ -146,14 +175,16 @@ extension GridDatabase {
     /// Once every check run of `root` has ended: compares the runs and carries out the verdict (a third run, or
     /// escrow released or forfeited, reputations recorded, quarantines, the job's result replaced when it was
     /// contradicted). Returns the check queued, the workers quarantined and the outcomes recorded.
+    ///
+    /// `checkWaitedOut`: the last check ended because it waited this long (a reader's "24 h") with no worker to run it.
     static func decide(
-        _ db: any StoreSession, root rootId: JobID, policy: Verification.Policy, now: Double
+        _ db: any StoreSession, root rootId: JobID, policy: Verification.Policy, now: Double, checkWaitedOut: String? = nil
     ) throws -> (JobID?, [WorkerID: String], [(worker: WorkerID, owner: UserID?, outcome: Reputation.Outcome)]) {
         guard let root = try job(db, rootId), root.verification == .unverified else { return (nil, [:], []) }
         let checks = try checkRuns(db, rootId)
         guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:], []) }
         let runs = [root] + checks
-        let verdict = Verification.verdict(results: runs.map(\.digest))
+        let verdict = Verification.verdict(results: runs.map(\.digest), waitedOut: checkWaitedOut != nil)
         switch verdict {
         case .runAnother:
             // Away from the owners whose runs gave a result (a run lost on a worker says nothing of its owner: avoiding
@@ -181,7 +212,10 @@ extension GridDatabase {
         case .inconclusive:
             for r in runs { try resolve(db, r, agreed: true, now: now) }
             try db.execute(sql: "UPDATE jobs SET verification = 'inconclusive' WHERE id = ?", arguments: [root.id])
-            try event(db, root.id, root.state, "verification inconclusive: the runs could not be compared to a decision", now)
+            let why =
+                checkWaitedOut.map { "verification inconclusive: no worker of another owner could run its check within \($0)" }
+                ?? "verification inconclusive: the runs could not be compared to a decision"
+            try event(db, root.id, root.state, why, now)
             return (nil, [:], [])
         case .decided(let agreeing, let contradicted):
             var quarantined: [WorkerID: String] = [:]

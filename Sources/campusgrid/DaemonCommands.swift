@@ -37,6 +37,8 @@ struct ManagerCommand: AsyncParsableCommand {
     @Option(help: "Agreeing results a new worker needs before it leaves probation (every result checked) (env CAMPUSGRID_PROBATION_RESULTS; default 5).")
     var probationResults: Int?
     @Option(help: "Percent of every payment that goes to the verification fund (env CAMPUSGRID_FUND_SHARE; default 5).") var fundShare: Int?
+    @Option(help: "Hours a check run may wait for a worker before the job's verification ends inconclusive (default 24).")
+    var checkWaitHours: Double?
     @Option(help: "New accounts allowed per client address per minute (default 10).") var registrationsPerMinute: Double?
     @Option(help: "New accounts allowed from one client address at once (default 10).") var registrationBurst: Int?
     @Option(help: "Seconds a grid-port connection may stay open before HELLO (env CAMPUSGRID_HELLO_DEADLINE; default 10).")
@@ -87,6 +89,10 @@ struct ManagerCommand: AsyncParsableCommand {
         guard (0...100).contains(share) else { throw ValidationError("--fund-share must be 0…100 percent (got \(share))") }
         config.verification = Verification.Policy(
             spotCheckRate: rate, fundSharePercent: share, reputation: .init(probationResults: probation), seed: config.verification.seed)
+        if let hours = checkWaitHours {
+            guard hours.isFinite, hours > 0, hours <= 8_760 else { throw ValidationError("--check-wait-hours must be above 0 and at most 8760 (got \(hours))") }
+            config.checkWaitSeconds = hours * 3600
+        }
         config.admins = admins
         config.tlsAsked = tls
         config.insecurePlaintext = insecurePlaintext

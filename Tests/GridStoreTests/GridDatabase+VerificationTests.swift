@@ -381,6 +381,53 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// A check that no worker can run (the only other owners' workers gone for good) waited for ever, with the checked
+    /// run's pay locked in escrow and the check's hold taken from the fund. After the wait it ends without a result:
+    /// the hold goes back, the verification is inconclusive, the escrow is released, and no third check waits again.
+    @Test(arguments: StoreBackend.allCases) func aCheckThatNoWorkerTakesWithinTheWaitEndsInconclusive(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund()
+        let job = try await g.submit()
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42", now: 100).checkQueued)
+        let fundBefore = try await g.balance(.fund)
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)
+        // Queued at 101; a wait of 1,000 s.
+        #expect(try await g.db.expireWaitingChecks(waitSeconds: 1_000, now: 1_100).isEmpty, "one second short")
+        #expect(try await g.db.job(id: check)?.state == .pending)
+        #expect(try await g.db.expireWaitingChecks(waitSeconds: 1_000, now: 1_101) == [job.id])
+        let ended = try #require(try await g.db.job(id: check))
+        #expect(ended.state == .failed)
+        #expect(ended.reason == "no worker of another owner could run this check within 16 min")
+        #expect(ended.digest == nil)
+        let root = try #require(try await g.db.job(id: job.id))
+        #expect(root.verification == .inconclusive)
+        #expect(try await g.db.events(of: job.id).last?.detail == "verification inconclusive: no worker of another owner could run its check within 16 min")
+        #expect(try await g.balance(.hold(check)) == 0)
+        #expect(try await g.balance(.fund) == fundBefore + VerifyGrid.hold, "the check's hold went back to the fund")
+        #expect(try await g.balance(.escrow(job.id)) == 0)
+        #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1, "the checked run is paid")
+        #expect(try await g.db.queuedJobs().isEmpty, "no other check waits")
+        #expect(try await g.db.reputation(of: "w1", rules: VerifyGrid.policy.reputation).verified == 0, "and it earns no trust")
+        #expect(try await g.db.expireWaitingChecks(waitSeconds: 1_000, now: 5_000).isEmpty, "once")
+        try await g.expectLedgerOK()
+    }
+
+    /// A `--verify` job's check that waits out gives its hold back to the submitter, who paid for it.
+    @Test(arguments: StoreBackend.allCases) func aRequestedCheckThatWaitsOutRefundsTheSubmitter(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        var spec = VerifyGrid.spec
+        spec.verify = true
+        let job = try await g.submit(spec)
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42", now: 100).checkQueued)
+        let held = try await g.balance(.hold(check))
+        #expect(held > 0)
+        let adaBefore = try await g.balance(.user(g.ada.id))
+        #expect(try await g.db.expireWaitingChecks(waitSeconds: 86_400, now: 101 + 86_400) == [job.id])
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore + held)
+        #expect(try await g.db.job(id: job.id)?.verification == .inconclusive)
+        try await g.expectLedgerOK()
+    }
+
     /// A check keeps its job's submission time as its place in the queue, but its age for giving up after interruptions
     /// is its own: a day-old job's check was given up at its first interruption.
     @Test(arguments: StoreBackend.allCases) func aCheckOfAnOldJobIsRetriedAfterAnInterruption(_ backend: StoreBackend) async throws {

@@ -1,0 +1,42 @@
+import Foundation
+import GridClient
+import GridCore
+import GridManager
+import GridScheduler
+import GridTestSupport
+import Testing
+
+/// Verification on a whole grid in this process: the manager's own loop ends a check that no worker can run.
+@Suite struct InProcessVerificationTests {
+    /// Carol's worker joined and left, so a probation run on Bob's worker is checked and the check waits for hers. She
+    /// never comes back: after the wait the check ends without a result, Ada's job is inconclusive, and Bob is paid
+    /// from the escrow (before, the check waited for ever and Bob's pay with it).
+    @Test func aCheckNoWorkerCanRunEndsAfterTheWaitAndTheEscrowIsReleased() async throws {
+        try await withTestGrid(label: "checkwait", configure: { config in
+            config.verification = Verification.Policy(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 1), seed: 1)
+            config.checkWaitSeconds = 2
+        }) { grid in
+            let ada = try await grid.user("ada")
+            let bob = try await grid.user("bob")
+            let carol = try await grid.user("carol")
+            let carols = try await grid.startWorker("wc", owner: carol)
+            await carols.stop()
+            try await grid.startWorker("wb", owner: bob)
+            let submitted = try await ada.submit(InProcessScenarioTests.job("fit", "# grid: print 42\n"))
+            let done = try await InProcessScenarioTests.wait(ada, submitted.job.id, for: [.completed, .failed])
+            #expect(done.state == .completed, "\(done)")
+            let paid = try #require(done.paid)
+            #expect(paid > 0)
+            var last: API.JobStatus?
+            let ended = try await eventually(timeout: 30, interval: 0.1) {
+                last = try await ada.job(done.id)
+                return last?.verification?.state == .inconclusive
+            }
+            #expect(ended, "\(String(describing: last?.verification)); log: \(grid.root)/grid.log")
+            #expect(last?.events?.contains { $0.detail == "verification inconclusive: no worker of another owner could run its check within 2 s" } == true)
+            #expect(try await bob.credits().earned == paid, "released from escrow")
+            #expect(try await ada.me().balance == 100 - paid)
+            #expect(try await grid.ledgerOK())
+        }
+    }
+}
