@@ -66,8 +66,14 @@ struct GridServer: Service {
                 try await withThrowingDiscardingTaskGroup { group in
                     try await server.executeThenClose { inbound in
                         for try await connection in inbound {
-                            // A refused stranger has no gate: its handler already said why and closes it.
-                            guard let gate = connection.gate else { continue }
+                            // A refused stranger has no gate: its handler already said why and closes it (within a
+                            // second). Its channel is still run to that end: an async channel dropped while open
+                            // traps (NIOAsyncWriter's precondition), and a stranger refused under TLS, where the
+                            // refusal waits for a handshake, crashed the manager.
+                            guard let gate = connection.gate else {
+                                group.addTask { try? await connection.channel.executeThenClose { inbound, _ in for try await _ in inbound {} } }
+                                continue
+                            }
                             group.addTask {
                                 try? await connection.channel.withGridLink { link in await self.serve(link, gate: gate) }
                             }

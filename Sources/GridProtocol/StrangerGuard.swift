@@ -218,11 +218,22 @@ public final class StrangerHandler: ChannelInboundHandler {
         }
     }
 
-    /// Says why (one `ERROR` line, as the protocol does) and closes.
+    /// How long a refusal's `ERROR` line may take to go out before the connection is closed without it.
+    static let refusalWrite = TimeAmount.seconds(1)
+
+    /// Says why (one `ERROR` line, as the protocol does) and closes: once the line is out, or after `refusalWrite`
+    /// whether it is out or not. Before, the close waited for the write alone, and a write can wait for ever: under TLS
+    /// until a handshake the stranger never begins, in plain text behind replies the stranger never reads. Such
+    /// connections were never closed and kept their pending places, until every new connection was refused.
     private func refuse(context: ChannelHandlerContext, _ why: String) {
         var buffer = context.channel.allocator.buffer(capacity: 160)
         try? GridFrame(id: 0, .error(Msg.Error(GridError(.notAuthenticated, why)))).write(to: &buffer)
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let closing = context.eventLoop.scheduleTask(in: Self.refusalWrite) { bound.value.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
+            closing.cancel()
+            bound.value.close(promise: nil)
+        }
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {

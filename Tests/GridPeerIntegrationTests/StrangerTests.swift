@@ -111,6 +111,33 @@ import Glibc
         link.close()
     }
 
+    /// On a TLS grid a stranger that connects and never begins the handshake is closed too: the refusal at the
+    /// deadline cannot be written before a handshake, and the close used to wait for that write, so such connections
+    /// kept their pending places for good and, enough of them, made both ports refuse every new connection.
+    @Test func strangersThatNeverBeginTheTLSHandshakeAreClosedAndTheirPlacesFreed() async throws {
+        let limits = ["--hello-deadline", "1", "--max-pending-per-address", "4"]
+        let g = try await PeerGrid(label: "strangers-tls", managerExtra: ["--tls"] + limits)
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("p1", extra: limits)
+        for port in [g.grid.gridPort, peer.port] {
+            // 4 wait for the deadline, 4 more are refused at once by the per-address cap; none says a word.
+            let silent = try (0..<8).map { _ in try RawConnection(port: port) }
+            let closed = silent.filter { $0.isClosed(timeout: 20) }.count
+            #expect(closed == 8, "port \(port): \(closed) of 8 strangers closed")
+        }
+        // Their places are free again: the manager's port and the peer's take a client that does authenticate.
+        var connected: PeerLink?
+        var failure = ""
+        _ = await eventually(timeout: 20, interval: 0.2) {
+            do { connected = try await g.link(peer) } catch { failure = "\(error)" }
+            return connected != nil
+        }
+        let link = try #require(connected, "no link to the peer after the strangers were closed: \(failure); manager: \(g.grid.manager?.errorLog.suffix(4000) ?? "")")
+        link.close()
+        // A second worker joins through the manager's grid port.
+        _ = try await g.startPeer("p2", extra: limits)
+    }
+
     /// Chunks sent ahead of their turn wait in memory until the ones before them come: a user who skips the first chunk
     /// of every upload on purpose is refused once their waiting chunks reach the per-user bound, and another user's
     /// upload goes on. (Before, 16 uploads × 3 chunks × 4 MiB stayed in memory for 10 minutes per user.)

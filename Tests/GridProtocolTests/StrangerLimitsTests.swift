@@ -105,6 +105,55 @@ struct StrangerLimitsTests {
         #expect(!channel.isActive)
     }
 
+    /// Holds every write, never completing it: what TLS does before a handshake the stranger never begins, or a socket
+    /// whose stranger never reads.
+    final class StallingWrites: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var held: [EventLoopPromise<Void>?] = []
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) { held.append(promise) }
+        func flush(context: ChannelHandlerContext) {}
+    }
+
+    /// A stranger whose refusal cannot be written (no TLS handshake, or no reading) is closed anyway, a second after
+    /// the deadline. Before, the close waited for the write, the connection stayed open and kept its pending place,
+    /// and enough of them made the port refuse everyone.
+    @Test func aStrangerWhoseRefusalCannotBeWrittenIsClosedAnyway() throws {
+        let stalling = StallingWrites()
+        let handler = StrangerHandler(guard: StrangerGuard(limits: Self.small), address: "a")
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(stalling)
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_100))
+        #expect(stalling.held.count == 1, "the refusal was written")
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1_000))
+        #expect(!channel.isActive, "closed without waiting for the write")
+    }
+
+    /// The same for a stranger refused at once by the caps: it has no gate and no deadline, only the refusal.
+    @Test func aStrangerRefusedByTheCapsIsClosedEvenWhenTheRefusalCannotBeWritten() throws {
+        let strangers = StrangerGuard(limits: Self.small)
+        var channels: [EmbeddedChannel] = []
+        var stalls: [StallingWrites] = []
+        for _ in 0..<3 {
+            let stalling = StallingWrites()
+            let handler = StrangerHandler(guard: strangers, address: "a")
+            let channel = EmbeddedChannel()
+            try channel.pipeline.syncOperations.addHandler(stalling)
+            try channel.pipeline.syncOperations.addHandler(handler)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            channels.append(channel)
+            stalls.append(stalling)
+        }
+        #expect(stalls[2].held.count == 1, "the third was refused at once")
+        channels[2].embeddedEventLoop.advanceTime(by: .milliseconds(999))
+        #expect(channels[2].isActive)
+        channels[2].embeddedEventLoop.advanceTime(by: .milliseconds(2))
+        #expect(!channels[2].isActive, "and closed a second later, before any deadline")
+        #expect(channels[0].isActive && channels[1].isActive)
+    }
+
     @Test func aHelloBeingCheckedOutlivesTheDeadlineButNotItsGrace() throws {
         let (channel, gate) = try Self.connected()
         gate.heard()
