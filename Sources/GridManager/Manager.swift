@@ -80,12 +80,13 @@ public enum Manager {
             followerResponder: followerRouter, ports: boundPorts, scheme: transport.isTLS ? "https" : "http", onRole: onRole,
             onReady: onReady)
         let server: HTTPServerBuilder
+        let httpCap = HTTPConnectionCap(limits: config.httpConnections, idleSeconds: config.httpIdleSeconds)
         if let tls {
             var c = TLSConfiguration.makeServerConfiguration(certificateChain: tls.chain.map { .certificate($0) }, privateKey: .privateKey(tls.key))
             c.minimumTLSVersion = .tlsv13
-            server = try .tlsAnsweringPlainHTTP(tlsConfiguration: c)
+            server = try .tlsAnsweringPlainHTTP(tlsConfiguration: c, cap: httpCap)
         } else {
-            server = .http1()
+            server = .cappedHTTP1(cap: httpCap)
         }
         let app = Application(
             router: SwitchingRouter(responder: responder),

@@ -65,6 +65,10 @@ public struct ManagerConfig: Sendable {
     public var maxTokensPerKind: Int = 100
     /// Workers an owner may have on record (each new identity is a row kept for good); a new one past this is refused.
     public var maxWorkersPerOwner: Int = 256
+    /// Connections to the HTTP port per client address and in all, and how long one may stay idle
+    /// (`HTTPConnectionCap`).
+    public var httpConnections = HTTPConnectionCap.limits
+    public var httpIdleSeconds = HTTPConnectionCap.defaultIdleSeconds
     /// Live page streams (`/live`) open at once per client address, and in all (`StreamQuota`).
     public var liveStreamsPerClient: Int = 32
     public var liveStreamsTotal: Int = 512

@@ -126,11 +126,13 @@ struct PlainHTTPAnsweringChannel<Base: ServerChildChannel>: ServerChildChannel, 
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1 over TLS, answering plain HTTP on the same port with a redirect to `https` (`PlainHTTPAnswer`).
-    static func tlsAnsweringPlainHTTP(tlsConfiguration: TLSConfiguration) throws -> HTTPServerBuilder {
+    /// HTTP/1 over TLS, answering plain HTTP on the same port with a redirect to `https` (`PlainHTTPAnswer`), with the
+    /// connection cap and the idle timeout (which also closes a connection that never begins its handshake).
+    static func tlsAnsweringPlainHTTP(tlsConfiguration: TLSConfiguration, cap: HTTPConnectionCap) throws -> HTTPServerBuilder {
         let context = TLSChannelConfiguration(tlsConfiguration: tlsConfiguration)
         return .init { responder in
-            PlainHTTPAnsweringChannel(base: try TLSChannel(HTTP1Channel(responder: responder), configuration: context))
+            let http = HTTP1Channel(responder: responder, configuration: .init(idleTimeout: cap.idleTimeout))
+            return CappedHTTPChannel(cap: cap, base: PlainHTTPAnsweringChannel(base: try TLSChannel(http, configuration: context)))
         }
     }
 }

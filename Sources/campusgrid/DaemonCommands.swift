@@ -76,6 +76,8 @@ struct ManagerCommand: AsyncParsableCommand {
         // Tests make a deaf worker's queue small enough to fill.
         if let mb = Env.string("CAMPUSGRID_WORKER_SEND_QUEUE_MB").flatMap(Int.init), (1...(1 << 16)).contains(mb) { config.workerSendQueueBytes = mb << 20 }
         if let s = Env.string("CAMPUSGRID_WORKER_SEND_STALL_SECONDS").flatMap(Double.init), s.isFinite, s >= 1 { config.workerSendStallSeconds = s }
+        // Tests shorten the HTTP port's idle timeout (`HTTPConnectionCap`, 30 s).
+        if let s = Env.string("CAMPUSGRID_HTTP_IDLE_SECONDS").flatMap(Double.init), s.isFinite, s >= 0.5, s <= 3600 { config.httpIdleSeconds = s }
         if let g = timeGraceSeconds {
             guard g.isFinite, g >= 0, g <= 86_400 else { throw ValidationError("--time-grace-seconds must be 0…86400 (got \(g))") }
             config.timeLimitGraceSeconds = g

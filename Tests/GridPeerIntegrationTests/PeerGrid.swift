@@ -26,9 +26,9 @@ final class PeerGrid: @unchecked Sendable {
     let alice: GridClient
     var token: String { alice.token ?? "" }
 
-    init(label: String, managerExtra: [String] = []) async throws {
+    init(label: String, managerExtra: [String] = [], managerEnvironment: [String: String] = [:]) async throws {
         grid = try TestGrid(label: label)
-        try await grid.startManager(extra: managerExtra)
+        try await grid.startManager(extraEnvironment: managerEnvironment, extra: managerExtra)
         alice = try await grid.user("alice")
     }
 

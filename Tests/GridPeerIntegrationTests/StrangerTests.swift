@@ -116,9 +116,15 @@ import Glibc
     /// kept their pending places for good and, enough of them, made both ports refuse every new connection.
     @Test func strangersThatNeverBeginTheTLSHandshakeAreClosedAndTheirPlacesFreed() async throws {
         let limits = ["--hello-deadline", "1", "--max-pending-per-address", "4"]
-        let g = try await PeerGrid(label: "strangers-tls", managerExtra: ["--tls"] + limits)
+        let g = try await PeerGrid(label: "strangers-tls", managerExtra: ["--tls"] + limits, managerEnvironment: ["CAMPUSGRID_HTTP_IDLE_SECONDS": "1"])
         defer { g.shutdown() }
         let peer = try await g.startPeer("p1", extra: limits)
+        // The HTTPS port: silent, a TLS record begun and not finished, plain HTTP bytes that never end a head. Each is
+        // closed by the idle timeout (1 s here, 30 s by default); before, the port had none and kept them for good.
+        let https = try (0..<3).map { _ in try RawConnection(port: g.grid.httpPort) }
+        _ = https[1].send([0x16, 0x03, 0x01])
+        _ = https[2].send("GET / HTTP/1.1\r\nHost: x\r\n")
+        for (i, c) in https.enumerated() { #expect(c.isClosed(timeout: 20), "HTTPS port, stranger \(i)") }
         for port in [g.grid.gridPort, peer.port] {
             // 4 wait for the deadline, 4 more are refused at once by the per-address cap; none says a word.
             let silent = try (0..<8).map { _ in try RawConnection(port: port) }

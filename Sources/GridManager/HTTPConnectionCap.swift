@@ -1,0 +1,107 @@
+public import GridProtocol
+import HummingbirdCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// The HTTP port's bounds on connections (the grid port has its own, `StrangerGuard`): how many one client address
+/// (an IPv6 /64 as one) may hold open, and how many all together; one more is closed at once. With Hummingbird's idle
+/// timeout (`idleTimeout`: no request byte for that long closes a connection that is not answering
+/// one) they bound what strangers that connect and say nothing can hold. Before, the port had neither: every silent
+/// connection (or one that never began its TLS handshake) stayed open for good, and enough of them used up the
+/// manager's descriptors, the grid port's and its database's included.
+public final class HTTPConnectionCap: Sendable {
+    /// Connections per address and in all. A class behind one NAT address opens several per browser, and a page's live
+    /// regions hold one each: 512 per address leaves them room.
+    public static let limits = StrangerLimits(maxPendingPerAddress: 512, maxOpenPerAddress: 512, maxPendingInAll: 8_192)
+    /// How long a connection may go without a request byte while no answer is being written, by default.
+    public static let defaultIdleSeconds: Double = 30
+
+    private let tally: Mutex<StrangerTally>
+    /// This cap's idle timeout.
+    let idleTimeout: TimeAmount
+
+    public init(limits: StrangerLimits = HTTPConnectionCap.limits, idleSeconds: Double = HTTPConnectionCap.defaultIdleSeconds) {
+        tally = Mutex(StrangerTally(limits: limits))
+        let seconds = idleSeconds.isFinite ? min(max(idleSeconds, 0.1), 86_400) : Self.defaultIdleSeconds
+        idleTimeout = .milliseconds(Int64(seconds * 1000))
+    }
+
+    /// Counts a connection from `address`; false (not counted) when it is one too many.
+    func admit(_ address: String) -> Bool { tally.withLock { $0.admit(address) == nil } }
+
+    /// A counted connection from `address` closed.
+    func closed(_ address: String) { tally.withLock { $0.closed(address, wasAuthenticated: false) } }
+
+    /// Open connections now, in all.
+    public var open: Int { tally.withLock { $0.pendingInAll } }
+}
+
+/// First in an HTTP connection's pipeline: counts it with its `HTTPConnectionCap`, or closes it at once when the cap
+/// is reached; uncounts it when it closes.
+final class HTTPConnectionCapHandler: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    private let cap: HTTPConnectionCap
+    private var counted: String?
+    private var started = false
+
+    init(cap: HTTPConnectionCap) { self.cap = cap }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        let address = context.channel.remoteAddress?.ipAddress ?? "?"
+        if cap.admit(address) { counted = address } else { context.close(promise: nil) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        release()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { release() }
+
+    private func release() {
+        if let address = counted { cap.closed(address) }
+        counted = nil
+    }
+}
+
+/// A child channel that puts `HTTPConnectionCapHandler` in front of `Base`.
+struct CappedHTTPChannel<Base: ServerChildChannel>: ServerChildChannel, HTTPChannelHandler where Base: HTTPChannelHandler {
+    typealias Value = Base.Value
+    let cap: HTTPConnectionCap
+    let base: Base
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(HTTPConnectionCapHandler(cap: cap), position: .first)
+        }.flatMap {
+            base.setup(channel: channel, logger: logger)
+        }
+    }
+
+    func handle(value: Base.Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+
+    var responder: HTTPChannelHandler.Responder { base.responder }
+}
+
+extension HTTPServerBuilder {
+    /// Plain HTTP/1 with the connection cap and the idle timeout.
+    static func cappedHTTP1(cap: HTTPConnectionCap) -> HTTPServerBuilder {
+        .init { responder in
+            CappedHTTPChannel(cap: cap, base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: cap.idleTimeout)))
+        }
+    }
+}
