@@ -37,6 +37,12 @@ public enum TerminalText {
         return String(out)
     }
 
+    /// A stranger's word as one field of a log line or a table: at most `maxCharacters` of it, every control shown
+    /// (a newline would forge the next line).
+    public static func field(_ text: some StringProtocol, maxCharacters: Int = 64) -> String {
+        shown(String(text.prefix(max(0, maxCharacters))), keeping: .none)
+    }
+
     /// C0 controls, DEL, C1 controls, the line and paragraph separators, and the bidirectional controls.
     public static func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {

@@ -146,7 +146,8 @@ struct GridServer: Service {
                             payload = frame.payload
                             action = machine.received(frame.message, id: frame.id)
                         case .invalid(let error, let id, let fatal):
-                            logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+                            // Debug: each is answered (or closes the connection); a peer that sends many should not fill the log.
+                            logger.debug("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
                             action = machine.invalid(error, id: id, fatal: fatal)
                         }
                         // Carry out actions until one needs no follow-up.

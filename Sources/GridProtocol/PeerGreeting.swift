@@ -97,6 +97,9 @@ public struct PeerGreeting<Caller: Sendable>: Sendable {
         }
         switch item {
         case .invalid(let error, let id, let fatal):
+            // Before the connection is open every refusal closes it: a stranger's lines that are not messages were each
+            // answered and logged until its deadline.
+            guard case .open = state else { return refuse(error, id: id ?? 0, close: true) }
             return refuse(error, id: id ?? 0, close: fatal)
         case .frame(let frame):
             guard case .open(let caller) = state else { return greet(frame) }

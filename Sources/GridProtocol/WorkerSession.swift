@@ -109,8 +109,17 @@ public enum WorkerSession {
         }
 
         /// The decoder refused some input.
+        ///
+        /// Before `HELLO_OK` every refusal closes the connection: a stranger that sent a line that is not a message
+        /// (`x\n`, over and over) was answered with an `ERROR` and a log line for each, until its deadline.
         public mutating func invalid(_ error: GridError, id: Int?, fatal: Bool) -> Action {
-            if case .closed = state { return .none }
+            switch state {
+            case .closed: return .none
+            case .awaitingHello, .authenticating:
+                state = .closed
+                return .closeWithError(error, id: id ?? 0)
+            case .awaitingRegister, .active: break
+            }
             if fatal {
                 state = .closed
                 return .closeWithError(error, id: id ?? 0)

@@ -220,7 +220,8 @@ final class PeerConnection: ChannelInboundHandler {
 
     private func receive(_ item: InboundFrame, context: ChannelHandlerContext) {
         if case .invalid(let error, _, _) = item {
-            logger.info("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
+            // Debug: each is answered (or closes the connection); a peer that sends many should not fill the log.
+            logger.debug("refused input", metadata: ["grid.peer": "\(remote)", "grid.error": "\(error)"])
         }
         carryOut(greeting.received(item), context: context)
     }

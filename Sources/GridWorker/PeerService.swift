@@ -402,7 +402,7 @@ public actor PeerService: Service {
     func authenticateSession(_ session: Msg.Session, nonce: String) async -> Result<Caller, GridError> {
         guard let managerKey, let selfId else { return .failure(GridError(.unreachable, "this peer does not know its manager's key yet; try again")) }
         if let e = PeerTrust.check(session, managerKey: managerKey, holder: selfId, nonce: nonce, now: Self.nowS()) {
-            logger.warning("refused a session", metadata: ["grid.user": "\(session.certificate.user.prefix(64))", "grid.error": "\(e.message)"])
+            logger.warning("refused a session", metadata: ["grid.user": "\(TerminalText.field(session.certificate.user))", "grid.error": "\(e.message)"])
             return .failure(e)
         }
         if let e = await standing(of: session.certificate) { return .failure(e) }
@@ -573,11 +573,11 @@ public actor PeerService: Service {
         if let e = PeerTrust.checkClient(
             credential: auth.credential, proof: auth.proof, nonce: nonce, managerKey: managerKey, now: Self.nowS(), audience: selfId, link: link)
         {
-            logger.warning("refused a peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)", "grid.error": "\(e.message)"])
+            logger.warning("refused a peer", metadata: ["grid.worker.id": "\(TerminalText.field(auth.credential.workerId))", "grid.error": "\(e.message)"])
             return .failure(e)
         }
         if let e = barring(auth.credential.workerId, expires: auth.credential.expires) {
-            logger.warning("refused a barred peer", metadata: ["grid.worker.id": "\(auth.credential.workerId)"])
+            logger.warning("refused a barred peer", metadata: ["grid.worker.id": "\(TerminalText.field(auth.credential.workerId))"])
             return .failure(e)
         }
         return .success(Caller(user: "", peer: auth.credential.workerId, peerKey: auth.credential.key, peerExpires: auth.credential.expires))

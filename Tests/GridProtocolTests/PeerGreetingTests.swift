@@ -168,8 +168,15 @@ import Testing
         if case .deliver(_, "alice") = g.received(frame(4, .ping)) {} else { Issue.record("the connection did not go on as alice") }
     }
 
-    @Test func badInputIsRefusedAndClosesOnlyWhenTheStreamCannotBeTrusted() {
+    /// Once open, bad input is refused and closes only when the stream cannot be trusted; before, any closes (a
+    /// stranger's lines of garbage were each answered and logged until its deadline).
+    @Test func badInputIsRefusedAndClosesOnlyWhenTheStreamCannotBeTrustedOrBeforeTheConnectionIsOpen() {
+        var stranger = Greeting()
+        #expect(isRefusal(stranger.received(.invalid(GridError(.badRequest, "bad json"), id: 7, fatal: false)), closes: true, .badRequest))
+        #expect(stranger.isClosing)
         var g = Greeting()
+        sessionBeingChecked(&g)
+        _ = g.checked(.success(("alice", .ok(Msg.Ok()))), id: 2)
         #expect(isRefusal(g.received(.invalid(GridError(.badRequest, "bad json"), id: 7, fatal: false)), closes: false, .badRequest))
         #expect(!g.isClosing)
         #expect(isRefusal(g.received(.invalid(GridError(.badRequest, "bad bytes"), id: nil, fatal: true)), closes: true, .badRequest))

@@ -169,7 +169,18 @@ struct WorkerSessionTests {
 
     // MARK: Decoder errors
 
-    @Test(arguments: [Machine.State.awaitingHello, .authenticating, .awaitingRegister(ada), .active(ada)])
+    /// Before `HELLO_OK` any input that is not a message closes the connection with the reason: a stranger's lines of
+    /// garbage were each answered and logged until its deadline.
+    @Test(arguments: [Machine.State.awaitingHello, .authenticating])
+    func anyDecodingErrorBeforeAuthenticationCloses(state: Machine.State) {
+        var m = machine(in: state)
+        let error = GridError(.malformedMessage, "not a JSON object")
+        #expect(m.invalid(error, id: 7, fatal: false) == .closeWithError(error, id: 7))
+        #expect(m.state == .closed)
+        #expect(m.invalid(error, id: 8, fatal: false) == .none, "once")
+    }
+
+    @Test(arguments: [Machine.State.awaitingRegister(ada), .active(ada)])
     func aNonFatalDecodingErrorIsSentAsErrorAndKeepsTheState(state: Machine.State) {
         var m = machine(in: state)
         let error = GridError(.malformedMessage, "not a JSON object")
