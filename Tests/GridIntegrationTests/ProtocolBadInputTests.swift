@@ -20,16 +20,21 @@ extension Integration {
             let alice = try await grid.user("alice")
             let port = grid.gridPort
 
-            // Malformed JSON and unknown types: an ERROR each, the connection stays usable.
+            // Before HELLO, malformed JSON and unknown types: an ERROR that says why, and the connection closes (a
+            // stranger's lines of garbage were each answered and logged until its deadline).
+            for (line, code, id) in [
+                ("this is not json", "malformed_message", nil), (#"{"type":"NO_SUCH_THING","id":7}"#, "unknown_message", 7),
+                (#"{"id":3}"#, "malformed_message", nil),
+            ] as [(String, String, Int?)] {
+                let c = try RawConnection(port: port)
+                c.send(line + "\n")
+                let reply = c.readMessage()
+                #expect(Self.code(reply) == code, "\(line)")
+                if let id { #expect(reply?["id"] as? Int == id, "the reply echoes the request id") }
+                #expect(c.isClosed(), "\(line)")
+            }
+            // A PING before HELLO is answered, and the connection stays.
             let c1 = try RawConnection(port: port)
-            c1.send("this is not json\n")
-            #expect(Self.code(c1.readMessage()) == "malformed_message")
-            c1.send(#"{"type":"NO_SUCH_THING","id":7}"# + "\n")
-            let unknown = c1.readMessage()
-            #expect(Self.code(unknown) == "unknown_message")
-            #expect(unknown?["id"] as? Int == 7, "the reply echoes the request id")
-            c1.send(#"{"id":3}"# + "\n")
-            #expect(Self.code(c1.readMessage()) == "malformed_message")
             c1.send(#"{"type":"PING","id":9}"# + "\n")
             #expect(c1.readMessage()?["type"] as? String == "PONG")
 
