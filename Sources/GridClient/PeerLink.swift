@@ -151,7 +151,8 @@ public final class PeerLink: Sendable {
 
     /// Sends `message` (with bulk `payload`) and waits for its reply. An `ERROR` reply is thrown as a `GridError`.
     public func request(_ message: GridMessage, payload: ByteBuffer? = nil, timeout: Double = 120) async throws -> Reply {
-        let label = "\(message.type) from \(host):\(port) in \(Int(timeout.isFinite ? timeout : 0)) s"
+        // Any Double a caller passes makes a label, never a trap (`Int(1e19)` traps).
+        let label = "\(message.type) from \(host):\(port) in \(timeout.isFinite ? Int(min(max(timeout, 0), 1e9)) : 0) s"
         let id = try state.withLock { s -> Int in
             switch s.requests.begin(deadline: Self.clock() + timeout, label: label) {
             case .success(let id): return id

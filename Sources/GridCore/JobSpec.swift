@@ -121,6 +121,21 @@ public struct JobSpec: Hashable, Sendable, Codable {
     /// left a job with no memory limit at all, free to push the contributor's machine into swap.)
     public var memoryLimitGb: Int { max(1, ramGb) }
 
+    /// The first figure a worker computes limits from (CPUs, RAM, GPUs, minutes, disk, priority) that is out of
+    /// `limits`, in words; nil when all are in. A worker asks it of every job it is sent: the manager validated the
+    /// spec at submission, but a worker does its arithmetic (cgroup quotas, rlimits, a container's limits) on what
+    /// arrives, and a figure out of range there traps.
+    public var resourceProblem: String? {
+        let l = Self.limits
+        if !l.cpus.contains(cpus) { return "cpus \(cpus) is out of \(l.cpus)" }
+        if !l.ramGb.contains(ramGb) { return "ram \(ramGb) GB is out of \(l.ramGb)" }
+        if !l.gpus.contains(gpus) { return "gpus \(gpus) is out of \(l.gpus)" }
+        if !l.minutes.contains(minutes) { return "minutes \(minutes) is out of \(l.minutes)" }
+        if !l.priority.contains(priority) { return "priority \(priority) is out of \(l.priority)" }
+        if let diskGb, !l.diskGb.contains(diskGb) { return "disk \(diskGb) GB is out of \(l.diskGb)" }
+        return nil
+    }
+
     /// Checks every field and says, in words, what is wrong.
     public func validate() throws(GridError) {
         let l = Self.limits

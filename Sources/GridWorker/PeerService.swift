@@ -375,9 +375,11 @@ public actor PeerService: Service {
     }
 
     private func repairLoop() async {
-        let ticker = Task { [repairContinuation, config] in
+        // Whatever the configuration says, a period that does not trap (`Int64(.infinity)` does).
+        let period = config.repairSeconds.isFinite ? min(max(config.repairSeconds, 0.01), 86_400) : 30
+        let ticker = Task { [repairContinuation] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(Int64(config.repairSeconds * 1000)))
+                try? await Task.sleep(for: .milliseconds(Int64(period * 1000)))
                 repairContinuation.yield()
             }
         }

@@ -538,6 +538,11 @@ public actor WorkerAgent: Service {
     /// environment ready, then its sandbox started, unless it was cancelled meanwhile.
     private func start(_ assign: Msg.JobAssign, payload: ByteBuffer) async {
         let ref = assign.job
+        // Limits are computed from these figures (cgroups, rlimits, a container's): out of range, they could trap.
+        if let problem = assign.spec.resourceProblem {
+            await reject(ref, reason: "the job's spec is out of range: \(problem)")
+            return
+        }
         var bytes = payload
         var files: [(name: String, data: Data)] = []
         for entry in assign.files {

@@ -347,7 +347,7 @@ struct WorkerCommand: AsyncParsableCommand {
         peerConfig.replicas = replicas ?? peerConfig.replicas
         peerConfig.memoryBudget = StorageBudget(totalBytes: Int64(shareMemoryMb) << 20, what: "memory values")
         peerConfig.diskBudget = StorageBudget.disk(totalBytes: Int64(shareDiskMb) << 20)
-        if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s > 0 { peerConfig.repairSeconds = s }
+        if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s.isFinite, s > 0, s <= 86_400 { peerConfig.repairSeconds = s }
         // Tests shorten a chunk's lease, and how long a new membership waits before chunks are reclaimed.
         if let s = Env.string("CAMPUSGRID_PEER_CHUNK_LEASE_SECONDS").flatMap(Double.init), s.isFinite, s >= 1 { peerConfig.chunkLeaseSeconds = s }
         if let s = Env.string("CAMPUSGRID_PEER_RECLAIM_STABLE_SECONDS").flatMap(Double.init), s.isFinite, s >= 0 { peerConfig.reclaimStableSeconds = s }

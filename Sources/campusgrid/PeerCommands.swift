@@ -179,6 +179,10 @@ struct CPUCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await GridCLI.run {
+            // A peer takes at most 600 s; said here, before anything is sent (a huge one trapped in the request's label).
+            if let timeout, !(timeout.isFinite && timeout > 0 && timeout <= 600) {
+                throw ValidationError("--timeout must be more than 0 and at most 600 seconds (got \(timeout))")
+            }
             let parsed = parseJSON(args)
             let packages = try declaredPackages(file: requirements, pip: pip, script: program)
             let task = Msg.CPUTask(

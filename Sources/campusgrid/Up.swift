@@ -44,6 +44,7 @@ struct Up: AsyncParsableCommand {
     func run() async throws {
         guard (0...64).contains(workers) else { throw ValidationError("--workers must be 0–64") }
         guard (1...5).contains(managers) else { throw ValidationError("--managers must be 1–5") }
+        guard (0...65535).contains(peerPort) else { throw ValidationError("--peer-port must be 0–65535 (0: free ports)") }
         let dir = URL(fileURLWithPath: dataDir ?? Env.home + "/.campusgrid/local").standardizedFileURL.path
         try PrivateFile.makeFolder(dir)
         let me = try executablePath()

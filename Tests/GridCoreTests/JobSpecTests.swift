@@ -44,6 +44,26 @@ struct JobSpecTests {
         try JobSpec(name: "high", cpus: 256, ramGb: 4096, gpus: 64, minutes: 10_080, priority: 10).validate()
     }
 
+    /// What a worker asks of every job it is sent: each figure it computes limits from, at its bounds and beyond.
+    @Test func aWorkerFindsEveryFigureOutOfRangeAndNoneAtTheBounds() {
+        #expect(JobSpec(name: "low", cpus: 1, ramGb: 0, gpus: 0, minutes: 1, priority: -10).resourceProblem == nil)
+        var high = JobSpec(name: "high", cpus: 256, ramGb: 4096, gpus: 64, minutes: 10_080, priority: 10)
+        high.diskGb = 65_536
+        #expect(high.resourceProblem == nil)
+        for n in [Int.min, -1, 0, Int.max] {
+            var disk = JobSpec(name: "d")
+            disk.diskGb = n
+            let cases: [(JobSpec, String)] = [
+                (JobSpec(name: "c", cpus: n), "cpus"), (JobSpec(name: "r", ramGb: n == 0 ? 4097 : n), "ram"),
+                (JobSpec(name: "g", gpus: n == 0 ? 65 : n), "gpus"), (JobSpec(name: "m", minutes: n), "minutes"),
+                (JobSpec(name: "p", priority: (-10...10).contains(n) ? 11 : n), "priority"), (disk, "disk"),
+            ]
+            for (spec, field) in cases {
+                #expect(spec.resourceProblem?.hasPrefix(field) == true, "\(field) \(n): \(String(describing: spec.resourceProblem))")
+            }
+        }
+    }
+
     @Test(arguments: [0, -1, 257, Int.max])
     func cpusOutOfRangeAreRejectedNamingCpus(cpus: Int) throws {
         let message = try #require(problem(JobSpec(name: "j", cpus: cpus)))
