@@ -21,6 +21,11 @@ struct APIController: Sendable {
     var knownLoginPlaces = LoginPlaces()
     /// Sign-ups per client address (the API and the dashboard's form share it).
     let registrationLimiter: RateLimiter
+    /// Pages and the leaderboard asked for without signing in, per client address (`admitAnonymousRead`).
+    let anonymousReadLimiter = RateLimiter(burst: APIController.anonymousReads.burst, perMinute: APIController.anonymousReads.perMinute)
+    /// 120 at once, then 600 a minute (10 a second): a class behind one address browsing without signing in stays
+    /// well under it.
+    static let anonymousReads = (burst: 120, perMinute: 600.0)
     let admins: Admins
     /// Log requests waiting for new bytes (`logs?wait=S`): at most 16 a person, 64 an address and 1,024 in all. Each polls the store
     /// ten times a second for up to 30 s; one past the bound is answered at once, as without `wait`.
@@ -73,6 +78,17 @@ struct APIController: Sendable {
         let decision = registrationLimiter.admit(Self.registrationKey(client: client))
         if let seconds = decision.retryAfterHeader {
             throw TooManyRequests(message: "too many new accounts from your address; try again in \(seconds) s", retryAfter: seconds)
+        }
+    }
+
+    /// Counts a page (or the leaderboard) asked for by nobody signed in from `client`; throws 429 with `Retry-After`
+    /// beyond `anonymousReads`. Loopback is not counted (the machine's own). Each such page reads whole tables
+    /// (workers, the leaderboard, job counts): a stranger asking for them in a loop kept the manager's store busy for
+    /// everyone, signed in or not.
+    func admitAnonymousRead(client: String) throws {
+        guard !RateLimit.isLoopback(client) else { return }
+        if let seconds = anonymousReadLimiter.admit(RateLimit.addressKey(client)).retryAfterHeader {
+            throw TooManyRequests(message: "too many pages from your address without signing in; sign in, or try again in \(seconds) s", retryAfter: seconds)
         }
     }
 
@@ -374,7 +390,8 @@ struct APIController: Sendable {
     }
 
     @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {
-        try await refuseJoinToken(request)
+        // Without a person's token it counts as anonymous (a made-up token skips nothing).
+        if try await !refuseJoinToken(request) { try admitAnonymousRead(client: context.clientAddress) }
         let rows = try await db.leaderboard()
         return API.Leaderboard(
             contributors: rows.enumerated().map {
@@ -473,9 +490,14 @@ struct APIController: Sendable {
 
     /// Refuses a request that presents a worker join token on a route that needs no login (register, login, logout,
     /// leaderboard): a join token never stands for a person anywhere.
-    func refuseJoinToken(_ request: Request) async throws {
-        guard let token = bearer(request), let found = try await db.token(hash: Tokens.hash(token)) else { return }
+    ///
+    /// Returns whether the request carried a person's token that is on record (the caller need not count it as
+    /// anonymous).
+    @discardableResult
+    func refuseJoinToken(_ request: Request) async throws -> Bool {
+        guard let token = bearer(request), let found = try await db.token(hash: Tokens.hash(token)) else { return false }
         if let refusal = found.kind.refusal(for: .person) { throw refusal }
+        return true
     }
 
     /// Throws 403 unless `user` is an admin (`Admins`).

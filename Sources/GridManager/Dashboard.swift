@@ -59,7 +59,7 @@ struct Dashboard: Sendable {
     }
 
     func addRoutes(to router: Router<APIContext>) {
-        router.get("/", use: html(overview))
+        router.get("/", use: html(readsTables: true, overview))
         router.get("/register", use: html(registerForm))
         router.post("/register", use: html(register))
         router.get("/login", use: html(loginForm))
@@ -68,17 +68,17 @@ struct Dashboard: Sendable {
         router.get("/submit", use: html(submitForm))
         router.post("/submit", use: html(submit))
         router.get("/submit/preview", use: html(costPreview))
-        router.get("/jobs", use: html { try await jobList($0, $1, mine: false) })
+        router.get("/jobs", use: html(readsTables: true) { try await jobList($0, $1, mine: false) })
         router.get("/my-jobs", use: html { try await jobList($0, $1, mine: true) })
-        router.get("/jobs/:id", use: html(jobDetail))
+        router.get("/jobs/:id", use: html(readsTables: true, jobDetail))
         router.post("/jobs/:id/cancel", use: html(cancelJob))
         router.get("/jobs/:id/outputs/**", use: html(download))
-        router.get("/workers", use: html(workersPage))
-        router.get("/leaderboard", use: html(leaderboardPage))
+        router.get("/workers", use: html(readsTables: true, workersPage))
+        router.get("/leaderboard", use: html(readsTables: true, leaderboardPage))
         router.get("/account", use: html(account))
         router.post("/account/tokens", use: html(createJoinToken))
         router.post("/account/tokens/revoke", use: html(revokeJoinToken))
-        router.get("/live", use: html(live))
+        router.get("/live", use: html(readsTables: true, live))
         router.get("/static/app.js") { _, _ in asset(assets.script, type: "text/javascript; charset=utf-8") }
         router.get("/static/app.css") { _, _ in asset(assets.stylesheet, type: "text/css; charset=utf-8") }
         router.get("/openapi.json") { _, _ in asset(assets.openAPI, type: "application/json; charset=utf-8") }
@@ -89,7 +89,10 @@ struct Dashboard: Sendable {
     /// A page handler: gets the session, returns a response; errors become an HTML error page.
     typealias PageHandler = @Sendable (Request, WebSession) async throws -> Response
 
-    func html(_ handler: @escaping PageHandler) -> @Sendable (Request, APIContext) async throws -> Response {
+    /// `readsTables`: the page reads whole tables (workers, the leaderboard, job counts, the job list): asked for by
+    /// nobody signed in, it counts against the address's allowance (`APIController.admitAnonymousRead`). The sign-in
+    /// and sign-up pages never do, so a limited address can always sign in.
+    func html(readsTables: Bool = false, _ handler: @escaping PageHandler) -> @Sendable (Request, APIContext) async throws -> Response {
         { request, context in
             var session = try await WebSession.load(request, api: api)
             session.client = context.clientAddress
@@ -100,6 +103,7 @@ struct Dashboard: Sendable {
                 response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request, tls: api.config.caFingerprint != nil))
             } else {
                 do {
+                    if readsTables, session.user == nil { try api.admitAnonymousRead(client: session.client) }
                     response = try await handler(request, session)
                 } catch let error as GridError {
                     response = try await errorPage(error, request: request, session: session)

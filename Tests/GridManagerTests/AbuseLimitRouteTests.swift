@@ -48,6 +48,44 @@ import Testing
         }
     }
 
+    /// Pages that read whole tables, asked for by nobody signed in, are counted per address: a loop of them from one
+    /// stranger kept the store busy for everyone. Past the allowance: 429 with Retry-After, on the API's leaderboard and
+    /// the dashboard's pages alike (a made-up token counts as none); signing in still works, and a signed-in person is
+    /// never counted.
+    @Test func anonymousPageFloodFromOneAddressGets429AndSignedInPeopleDoNot() async throws {
+        let app = try await DashboardRouteTests.app()
+        try await app.test(.router) { client in
+            let (burst, _) = APIController.anonymousReads
+            var statuses: [Int] = []
+            for i in 0..<(burst + 40) {
+                // A made-up bearer on every other one: it skips nothing.
+                let headers: HTTPFields = i.isMultiple(of: 2) ? [:] : [.authorization: "Bearer cgu_madeup"]
+                let status = try await client.execute(uri: "/api/v1/leaderboard", method: .get, headers: headers) { $0.status.code }
+                statuses.append(status)
+                if status == 429 { break }
+            }
+            #expect(statuses.prefix(burst).allSatisfy { $0 == 200 }, "the allowance is served: \(statuses.prefix(burst))")
+            #expect(statuses.last == 429, "\(statuses.count) requests, none refused")
+            let page = try await client.execute(uri: "/workers", method: .get) { ($0.status, $0.headers[.retryAfter], String(buffer: $0.body)) }
+            #expect(page.0 == .tooManyRequests)
+            #expect(page.1.flatMap { Int($0) }.map { $0 >= 1 } == true, "Retry-After")
+            #expect(page.2.contains("without signing in"))
+            // Signing in is never held up, and then nothing is counted.
+            let (_, token, _, _) = try await Self.register(client, "reader")
+            let bearer = try #require(token)
+            for _ in 0..<5 {
+                let status = try await client.execute(uri: "/api/v1/leaderboard", method: .get, headers: [.authorization: "Bearer \(bearer)"]) { $0.status }
+                #expect(status == .ok)
+            }
+            let browser = Browser(client)
+            try await browser.get("/login")
+            let login = try await browser.post("/login", ["username": "reader", "password": "long enough pw"])
+            #expect(login.status.code < 400, "\(login.status)")
+            #expect(try await browser.get("/workers").status == .ok)
+            #expect(try await browser.get("/").status == .ok)
+        }
+    }
+
     /// Sign-ups are counted per host as logins are: every address of an IPv6 /64 is one.
     @Test func signUpsFromOneSlash64CountAsOneAddress() {
         #expect(APIController.registrationKey(client: "2001:db8:1:2::1") == APIController.registrationKey(client: "2001:db8:1:2:ffff:1:2:3"))
