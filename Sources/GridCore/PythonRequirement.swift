@@ -41,7 +41,10 @@ public struct PythonRequirement: Hashable, Sendable, Comparable, CustomStringCon
         guard line.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0.value != 0x7F }) else {
             throw fail("has characters outside printable ASCII")
         }
-        if line.hasPrefix("-") {
+        // pip reads every word of a requirements line that starts with `-` as an option, anywhere in the line: a marker
+        // that ended in `--no-binary=NAME` (or `--global-option`) switched off the worker's wheels-only rule, and the
+        // stranger's own package was built from source, its setup code run on the worker.
+        if line.split(whereSeparator: { $0 == " " || $0 == "\t" }).contains(where: { $0.hasPrefix("-") }) {
             throw fail("pip options are not accepted in a job's requirements; the worker's owner chooses the index")
         }
         var body = Substring(line)

@@ -29,6 +29,24 @@ import Testing
         #expect(throws: GridError.self) { try PythonRequirement.parse(line) }
     }
 
+    /// pip takes any word of a requirements line that starts with `-` for an option, wherever it stands: in a marker,
+    /// `--no-binary` switched off the worker's wheels-only rule and a stranger's sdist was built (its code run).
+    @Test(arguments: [
+        "evil; python_version>\"0\" --no-binary=evil", "evil; python_version>\"0\" --global-option=x",
+        "evil; python_version > \"0\" --config-settings=a=b", "evil; python_version>\"0\"\t--no-binary=:all:",
+        "evil>=1 --no-binary=evil", "evil --hash=sha256:00", "evil[a] -i https://x",
+    ])
+    func pipOptionsAnywhereInTheLineAreRefused(line: String) {
+        #expect(throws: GridError.self) { try PythonRequirement.parse(line) }
+        let refused = (try? PythonRequirement.parse(line)) == nil
+        #expect(refused, "\(line)")
+    }
+
+    @Test func markersWithDashesInsideTheirValuesAreStillAccepted() throws {
+        let r = try PythonRequirement.parse("pkg; platform_release >= \"5.10-generic\" and extra == \"a-b\"")
+        #expect(r.marker == "platform_release >= \"5.10-generic\" and extra == \"a-b\"")
+    }
+
     @Test func theErrorQuotesTheRequirementAndSaysWhy() {
         do {
             _ = try PythonRequirement.parse("pkg @ https://x.example/p.whl")
