@@ -53,6 +53,12 @@ public struct FrameParser: Sendable {
         self.limits = limits
     }
 
+    /// The bulk bytes the frame being read announced, once its line is in; nil while a line is read.
+    public var pendingBulkBytes: Int? {
+        if case .payload(_, _, _, let size) = state { return size }
+        return nil
+    }
+
     /// Takes the next frame out of `buffer`, or returns nil when more bytes are needed.
     public mutating func next(_ buffer: inout ByteBuffer) -> InboundFrame? {
         while true {

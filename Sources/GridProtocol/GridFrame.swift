@@ -31,10 +31,23 @@ public struct FrameLimits: Sendable, Hashable {
     /// The longest line accepted before the connection authenticated (`StrangerLimits.maxLineBytes`); no bulk
     /// payload at all is accepted before then.
     public var maxStrangerLineBytes: Int
+    /// A frame whose first bytes arrived must arrive whole within this many seconds, and one more for every
+    /// `frameBytesPerSecond` of the bulk bytes it announced (64 MiB: about 18 minutes); else the connection is closed.
+    /// A side that announced a large payload and stopped sending held it in the other's memory for good.
+    public var frameSeconds: Double = 60
+    public var frameBytesPerSecond: Int = 64 << 10
 
     public init(maxLineBytes: Int = 1 << 20, maxBulkBytes: Int = 64 << 20, maxStrangerLineBytes: Int = 16 << 10) {
         self.maxLineBytes = maxLineBytes
         self.maxBulkBytes = maxBulkBytes
         self.maxStrangerLineBytes = maxStrangerLineBytes
+    }
+
+    /// How long a frame announcing `bulk` bytes may take to arrive whole, from its first byte: never a trap, at most a
+    /// day.
+    public func frameDeadline(bulk: Int) -> TimeAmount {
+        let base = frameSeconds.isFinite ? min(max(frameSeconds, 0.1), 86_400) : 60
+        let seconds = min(base + Double(max(0, bulk)) / Double(max(1, frameBytesPerSecond)), 86_400)
+        return .milliseconds(Int64(seconds * 1000))
     }
 }

@@ -15,12 +15,23 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
         if let gate { parser.authenticated = gate.isOpen }
     }
 
+    /// The deadline of the frame being read (`FrameLimits.frameDeadline`).
+    private let watch = FrameWatch()
+
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
-        guard let frame = parser.next(&buffer) else { return .needMoreData }
+        guard let frame = parser.next(&buffer) else {
+            if buffer.readableBytes > 0 || parser.pendingBulkBytes != nil {
+                watch.arm(bulk: parser.pendingBulkBytes ?? 0, limits: parser.limits, channel: context.channel)
+            }
+            return .needMoreData
+        }
+        watch.completed()
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
+
+    public mutating func decoderRemoved(context: ChannelHandlerContext) { watch.completed() }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
@@ -31,6 +42,31 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
             context.fireChannelRead(wrapInboundOut(last))
         }
         return .needMoreData
+    }
+}
+
+/// The deadline of a frame begun and not yet whole: set at its first bytes (`FrameLimits.frameDeadline`), moved once its
+/// line announces its bulk bytes, cancelled when it is whole; when it passes, the connection is closed. Used on its
+/// channel's event loop only.
+final class FrameWatch: @unchecked Sendable {
+    // Unchecked: touched only on the channel's event loop (the decoder's calls and the timer it schedules there).
+    private var timer: Scheduled<Void>?
+    private var armedFor: Int?
+
+    func arm(bulk: Int, limits: FrameLimits, channel: any Channel) {
+        guard timer == nil || armedFor != bulk else { return }
+        timer?.cancel()
+        armedFor = bulk
+        timer = channel.eventLoop.scheduleTask(in: limits.frameDeadline(bulk: bulk)) { [weak self] in
+            self?.timer = nil
+            channel.close(promise: nil)
+        }
+    }
+
+    func completed() {
+        timer?.cancel()
+        timer = nil
+        armedFor = nil
     }
 }
 

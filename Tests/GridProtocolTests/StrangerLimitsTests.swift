@@ -280,3 +280,62 @@ struct StrangerLimitsTests {
         }
     }
 }
+
+/// A frame begun must arrive whole in time: a side that announced a large payload and stopped sending held it in the
+/// other's memory for good (authenticated peers included).
+@Suite("FrameDeadline")
+struct FrameDeadlineTests {
+    static func channel(seconds: Double, bytesPerSecond: Int = 100) throws -> EmbeddedChannel {
+        var limits = FrameLimits()
+        limits.frameSeconds = seconds
+        limits.frameBytesPerSecond = bytesPerSecond
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(limits: limits)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    @Test func aLineBegunAndNeverEndedClosesTheConnectionAtTheDeadline() throws {
+        let channel = try Self.channel(seconds: 1)
+        try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1"#))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(900))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        #expect(!channel.isActive)
+    }
+
+    @Test func aBulkPayloadHasASecondMorePerItsRateAndIsClosedWhenItStops() throws {
+        let channel = try Self.channel(seconds: 1, bytesPerSecond: 100)
+        // 300 bytes announced: 1 s + 3 s from its line.
+        try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1,"bytes":300}"# + "\n" + String(repeating: "x", count: 150)))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(3_900))
+        #expect(channel.isActive, "within 1 s + 300 bytes at 100 a second")
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        #expect(!channel.isActive, "the rest never came")
+    }
+
+    @Test func framesThatArriveWholeAndASilentConnectionAreNeverClosed() throws {
+        let channel = try Self.channel(seconds: 1)
+        for i in 0..<5 {
+            try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":\#(i)"#))
+            channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
+            try channel.writeInbound(ByteBuffer(string: "}\n"))
+            channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
+        }
+        channel.embeddedEventLoop.advanceTime(by: .seconds(3_600))
+        #expect(channel.isActive, "each frame came whole within its second; silence between frames is no frame begun")
+        var frames = 0
+        while try channel.readInbound(as: InboundFrame.self) != nil { frames += 1 }
+        #expect(frames == 5)
+    }
+
+    @Test func theDeadlineNeverTrapsWhateverTheLimitsSay() {
+        var limits = FrameLimits()
+        for (seconds, rate, bulk) in [(Double.nan, 0, Int.max), (.infinity, -1, Int.max), (-5, Int.min, -1), (1e300, 1, Int.max)] as [(Double, Int, Int)] {
+            limits.frameSeconds = seconds
+            limits.frameBytesPerSecond = rate
+            let d = limits.frameDeadline(bulk: bulk)
+            #expect(d > .zero && d <= .seconds(86_400))
+        }
+        #expect(FrameLimits().frameDeadline(bulk: 64 << 20) == .seconds(60 + 1_024))
+    }
+}
