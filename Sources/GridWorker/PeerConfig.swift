@@ -13,6 +13,9 @@ public struct PeerConfig: Sendable {
     public var slots: Int
     /// Seconds between repair passes (re-replication of keys and chunks); membership changes trigger one at once.
     public var repairSeconds: Double = 30
+    /// How long a connection's replies may stay unread (it not writable) before the connection is closed: what it holds
+    /// meanwhile (up to 32 replies in flight and the write buffer, chunks of 4 MiB among them) is freed.
+    public var replyStallSeconds: Double = 120
     /// Default and largest time limit of a function task, in seconds.
     public var defaultTaskSeconds: Double = 30
     public var maxTaskSeconds: Double = 600

@@ -164,6 +164,8 @@ final class PeerConnection: ChannelInboundHandler {
     private let id = PeerConnection.ids.add(1, ordering: .relaxed).newValue
     private static let ids = Atomic<Int>(0)
     private var hadRequests = false
+    /// Closes the connection once its replies have stayed unread for `PeerConfig.replyStallSeconds`.
+    private var stall: Scheduled<Void>?
 
     init(service: PeerService, gate: StrangerGate, onTLS: Bool, submit: AsyncStream<PeerRequest>.Continuation, logger: Logger) {
         self.onTLS = onTLS
@@ -202,12 +204,32 @@ final class PeerConnection: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        watchStall(context: context)
         while !parked.isEmpty, context.channel.isWritable, !greeting.isClosing {
             receive(parked.removeFirst(), context: context)
         }
         updateReading(context: context)
         closeIfDone(context: context)
         context.fireChannelWritabilityChanged()
+    }
+
+    /// While the connection is not writable (its replies unread), a timer closes it after the stall limit; writable
+    /// again, the timer goes. A client that asked and never read held its replies here for good.
+    private func watchStall(context: ChannelHandlerContext) {
+        guard !context.channel.isWritable else {
+            stall?.cancel()
+            stall = nil
+            return
+        }
+        guard stall == nil else { return }
+        let limit = service.config.replyStallSeconds
+        let seconds = limit.isFinite ? min(max(limit, 0.1), 86_400) : 120
+        let (channel, logger, remote) = (context.channel, logger, remote)
+        stall = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
+            guard !channel.isWritable else { return }
+            logger.info("closed a connection whose replies stayed unread", metadata: ["grid.peer": "\(remote)", "grid.seconds": "\(Int(seconds))"])
+            channel.close(promise: nil)
+        }
     }
 
     /// Reads the connection only while fewer than `maxInFlight` requests run and its replies are being read.
@@ -373,6 +395,8 @@ final class PeerConnection: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         handshake?.cancel()
         handshake = nil
+        stall?.cancel()
+        stall = nil
         // Its tasks still waiting are dropped: nobody reads their results, and a closed connection holds no queue.
         if hadRequests {
             // In the server's task group, as a request is.

@@ -348,6 +348,8 @@ struct WorkerCommand: AsyncParsableCommand {
         peerConfig.memoryBudget = StorageBudget(totalBytes: Int64(shareMemoryMb) << 20, what: "memory values")
         peerConfig.diskBudget = StorageBudget.disk(totalBytes: Int64(shareDiskMb) << 20)
         if let s = Env.string("CAMPUSGRID_PEER_REPAIR_SECONDS").flatMap(Double.init), s.isFinite, s > 0, s <= 86_400 { peerConfig.repairSeconds = s }
+        // Tests shorten how long a connection's replies may stay unread (120 s).
+        if let s = Env.string("CAMPUSGRID_PEER_REPLY_STALL_SECONDS").flatMap(Double.init), s.isFinite, s >= 0.5, s <= 86_400 { peerConfig.replyStallSeconds = s }
         // Tests shorten a chunk's lease, and how long a new membership waits before chunks are reclaimed.
         if let s = Env.string("CAMPUSGRID_PEER_CHUNK_LEASE_SECONDS").flatMap(Double.init), s.isFinite, s >= 1 { peerConfig.chunkLeaseSeconds = s }
         if let s = Env.string("CAMPUSGRID_PEER_RECLAIM_STABLE_SECONDS").flatMap(Double.init), s.isFinite, s >= 0 { peerConfig.reclaimStableSeconds = s }

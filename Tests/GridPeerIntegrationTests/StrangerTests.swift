@@ -144,6 +144,35 @@ import Glibc
         _ = try await g.startPeer("p2", extra: limits)
     }
 
+    /// A signed-in client that asks and never reads the answers: once its replies have stayed unread for the stall
+    /// limit (2 s here, 120 s by default) the peer closes the connection and frees them. Before, a connection held 32
+    /// replies and its write buffer for good, and any account could open a thousand such connections on every peer.
+    @Test func aClientThatNeverReadsItsRepliesIsClosedAfterTheStallLimit() async throws {
+        let g = try await PeerGrid(label: "reply-stall")
+        defer { g.shutdown() }
+        let peer = try await g.startPeer("p1", environment: ["CAMPUSGRID_PEER_REPLY_STALL_SECONDS": "2"])
+        let link = try await g.link(peer)
+        _ = try await link.request(.setMem(Msg.SetMem(key: "big", value: .string(String(repeating: "x", count: 250_000)))), timeout: 60)
+        link.close()
+        let reader = try await g.rawSession(peer)
+        // 200 answers of 250 KB: far more than the kernel's buffers and the peer's write buffer hold.
+        var asks = ""
+        for i in 0..<200 { asks += #"{"type":"GET_MEM","id":\#(100 + i),"key":"big"}"# + "\n" }
+        reader.send(asks)
+        let closed = await eventually(timeout: 60, interval: 0.2) {
+            peer.process.errorLog.contains("closed a connection whose replies stayed unread")
+        }
+        #expect(closed, "the peer kept a connection whose replies stayed unread")
+        #expect(reader.isClosed(timeout: 30), "the connection ends once what was sent before the close is read")
+        // The peer serves others meanwhile and after.
+        let again = try await g.link(peer)
+        guard case .memResult = try await again.request(.getMem(Msg.MemKey(key: "big")), timeout: 60).message else {
+            Issue.record("GET_MEM failed after the stalled reader")
+            return
+        }
+        again.close()
+    }
+
     /// Chunks sent ahead of their turn wait in memory until the ones before them come: a user who skips the first chunk
     /// of every upload on purpose is refused once their waiting chunks reach the per-user bound, and another user's
     /// upload goes on. (Before, 16 uploads × 3 chunks × 4 MiB stayed in memory for 10 minutes per user.)
