@@ -186,14 +186,18 @@ public final class FunctionPool: FunctionRunner {
     /// free up. The thread that read a task's answer writes the next waiting task to the same interpreter at once when
     /// it may serve it (same user and environment), so a busy user's interpreter never waits for a round trip through
     /// the caller between two tasks (see `lookahead`).
-    public func run(_ request: Request, user: String, environment: (key: String, site: String)? = nil) async -> Answer {
+    ///
+    /// With `via` (the peer that forwarded the task), the interpreters are keyed by that peer too: a peer holding the
+    /// user's forwarding ticket reaches none that serve the user's own tasks.
+    public func run(_ request: Request, user: String, via: String? = nil, environment: (key: String, site: String)? = nil) async -> Answer {
         let line: Data
         do {
             line = try Self.encoder.encode(request) + Data([0x0A])
         } catch {
             return Answer(ok: false, result: nil, error: "bad_args", message: "the arguments could not be encoded: \(error)")
         }
-        let owner = environment.map { user + "\u{1F}env:" + $0.key } ?? user
+        let person = via.map { user + "\u{1F}via:" + $0 } ?? user
+        let owner = environment.map { person + "\u{1F}env:" + $0.key } ?? person
         return await withCheckedContinuation { continuation in
             let job = Job(line: line, timeout: request.timeout, owner: owner, site: environment?.site, continuation: continuation)
             let (starts, spares, refused) = state.withLock { s -> ([Start], [Interpreter], Job?) in
@@ -886,7 +890,9 @@ public protocol FunctionRunner: Sendable {
     /// Gets ready for the first tasks (starts spare interpreters).
     func warm()
     /// Runs one task of `user` (in the Python environment given, if any); never throws for the task's own failures.
-    func run(_ request: FunctionPool.Request, user: String, environment: (key: String, site: String)?) async -> FunctionPool.Answer
+    /// `via`: the peer that forwarded it, if one did: such tasks run in interpreters of the user's that serve that
+    /// peer's forwards only, never in those of the user's own tasks.
+    func run(_ request: FunctionPool.Request, user: String, via: String?, environment: (key: String, site: String)?) async -> FunctionPool.Answer
     /// Stops everything it started.
     func shutdown()
     /// How many tasks beyond the peer's slots it takes at once, to start them the moment a slot frees (0: none; the
@@ -898,6 +904,10 @@ extension FunctionRunner {
     public var lookahead: Int { 0 }
 
     public func run(_ request: FunctionPool.Request, user: String) async -> FunctionPool.Answer {
-        await run(request, user: user, environment: nil)
+        await run(request, user: user, via: nil, environment: nil)
+    }
+
+    public func run(_ request: FunctionPool.Request, user: String, environment: (key: String, site: String)?) async -> FunctionPool.Answer {
+        await run(request, user: user, via: nil, environment: environment)
     }
 }

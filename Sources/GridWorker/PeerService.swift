@@ -1048,6 +1048,10 @@ public actor PeerService: Service {
         }
         let user: String
         if let peer = caller.peer {
+            // A worker whose interpreters have no sandbox runs its owner's tasks only, sent to it directly: a task
+            // forwarded by a peer is the forwarding peer's word that the user sent it, and a hostile peer that held the
+            // owner's ticket ran code outside any sandbox on the owner's own machine.
+            guard !config.tasksForOwnerOnly else { throw refusedHere() }
             // Forwarded by a peer: it runs as the user of the manager's ticket, which must be this peer's, and the peer
             // must have signed this very request with its credential key.
             guard let ticket = task.ticket, let signature = task.signature, let peerKey = caller.peerKey, let managerKey else {
@@ -1076,7 +1080,7 @@ public actor PeerService: Service {
             confidential: task.confidential == true, forwardedByAPeer: caller.isPeer, freeSlot: hasFreeSlot && here, hasManager: managerLink != nil)
         guard first == .askManager, let managerLink else {
             guard here else { throw refusedHere() }
-            return try await runHere(mine, connection: caller.connection)
+            return try await runHere(mine, connection: caller.connection, via: caller.peer)
         }
         var best: String?
         var asked = true
@@ -1100,7 +1104,7 @@ public actor PeerService: Service {
             asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait)
         guard case .forward(let target) = choice, let ticket = tickets[user] else {
             guard here else { throw refusedHere() }
-            return try await runHere(mine, connection: caller.connection)
+            return try await runHere(mine, connection: caller.connection, via: caller.peer)
         }
         var forwarded = mine
         forwarded.confidential = false
@@ -1114,9 +1118,10 @@ public actor PeerService: Service {
             return r
         } catch let e as GridError where TaskRouting.runsHereAfterForwardFailed(e.code) {
             lastBestPeer = TaskRouting.afterForwardFailed(lastBestPeer, target: target)
-            logger.info("best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(e.message)"])
+            logger.info(
+                "best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(TerminalText.field(e.message, maxCharacters: 300))"])
             guard here else { throw refusedHere() }
-            return try await runHere(mine, connection: caller.connection)
+            return try await runHere(mine, connection: caller.connection, via: caller.peer)
         }
     }
 
@@ -1136,13 +1141,19 @@ public actor PeerService: Service {
     /// scheduler (`FairQueue`) gives it its turn. The queue is bounded, per user and in all (`PeerConfig`): a user who
     /// sent tasks, closed the connection and sent more piled up unbounded work and memory. `connection`: the one the
     /// task came on; when it closes its queued tasks are dropped (`connectionClosed`).
-    func runHere(_ task: Msg.CPUTask, connection: Int? = nil) async throws -> Msg.CPUResult {
+    /// `via`: the peer that forwarded the task, if one did: it runs in interpreters of the user's that serve only
+    /// tasks forwarded by that peer, never in those of the user's own tasks (a peer holding the user's ticket could
+    /// otherwise read what the user's earlier tasks left in an interpreter, or leave code that answers their later ones).
+    func runHere(_ task: Msg.CPUTask, connection: Int? = nil, via: String? = nil) async throws -> Msg.CPUResult {
         let user = task.user ?? "?"
+        // Its turn and its share of the queue: the user's own, or (forwarded) the user's through that peer, so a peer
+        // holding the user's ticket cannot fill the user's own share and have their tasks refused.
+        let turn = via.map { user + "\u{1F}via:" + $0 } ?? user
         let runsNow = queue.isEmpty && !stopping && running < config.slots + pool.lookahead
-        guard runsNow || (queue.count(of: user) < config.maxQueuedTasksPerUser && queue.count < config.maxQueuedTasks) else {
+        guard runsNow || (queue.count(of: turn) < config.maxQueuedTasksPerUser && queue.count < config.maxQueuedTasks) else {
             throw GridError(
                 .rateLimited,
-                "this peer has \(queue.count(of: user)) of your tasks and \(queue.count) in all waiting, the most it queues; send more as they finish")
+                "this peer has \(queue.count(of: turn)) of your tasks and \(queue.count) in all waiting, the most it queues; send more as they finish")
         }
         nextTaskSerial += 1
         let serial = nextTaskSerial
@@ -1155,7 +1166,7 @@ public actor PeerService: Service {
         } else {
             if secret { confidentialWaiting[user, default: 0] += 1 }
             order = await withCheckedContinuation { (c: CheckedContinuation<Int?, Never>) in
-                queue.enqueue(QueuedTask(id: serial, task: task, connection: connection, admit: c), user: user, priority: task.priority ?? 0)
+                queue.enqueue(QueuedTask(id: serial, task: task, connection: connection, admit: c), user: turn, priority: task.priority ?? 0)
                 pump(visibleChange: !secret)
             }
         }
@@ -1164,7 +1175,7 @@ public actor PeerService: Service {
                 taskId: task.taskId, ok: false, error: "crashed", message: "the peer stopped before the task started", peer: selfId ?? "?",
                 runtimeMs: 0)
         }
-        let result = await execute(task, order: order)
+        let result = await execute(task, order: order, via: via)
         finished(serial)
         return result
     }
@@ -1222,7 +1233,8 @@ public actor PeerService: Service {
         environments = builder
     }
 
-    private func execute(_ t: Msg.CPUTask, order: Int) async -> Msg.CPUResult {
+    /// `via`: the peer that forwarded it, whose forwards of the user's run in interpreters of their own.
+    private func execute(_ t: Msg.CPUTask, order: Int, via: String?) async -> Msg.CPUResult {
         let begin = ContinuousClock.now
         let request = FunctionPool.Request(
             program: t.program, function: t.function ?? "main", args: t.args, argsLiteral: t.argsLiteral,
@@ -1234,13 +1246,13 @@ public actor PeerService: Service {
                 let requirements = try requirements(lines)
                 let cached = try environments.cachedEnvironment(for: requirements)
                 let ready = if let cached { cached } else { try await environments.prepare(requirements) { _ in } }
-                answer = await pool.run(request, user: t.user ?? "?", environment: (ready.key, ready.sitePath))
+                answer = await pool.run(request, user: t.user ?? "?", via: via, environment: (ready.key, ready.sitePath))
                 environments.release(ready.key)
             } catch {
                 answer = FunctionPool.Answer(ok: false, error: "environment", message: (error as? GridError)?.message ?? "\(error)")
             }
         } else {
-            answer = await pool.run(request, user: t.user ?? "?")
+            answer = await pool.run(request, user: t.user ?? "?", via: via, environment: nil)
         }
         let elapsed = ContinuousClock.now - begin
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000

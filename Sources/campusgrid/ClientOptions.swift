@@ -214,14 +214,19 @@ enum PeerPassStore {
     /// time), or, while no manager is reachable, with the grant kept, as long as its certificate is valid (and without
     /// a forwarding ticket: with no manager, a peer forwards nothing). `delegationSeconds`: how long the peer may read
     /// the user's data from other peers (nil: not at all); `writeSeconds`, how long it may write it (nil: not at all).
-    static func source(manager: GridClient, delegationSeconds: Int64?, writeSeconds: Int64? = nil) -> PeerLink.GrantSource {
+    /// `forwards`: the peer is given the manager's forwarding ticket, which lets it send function tasks to other peers
+    /// as this user for 15 minutes: only for a plain `cpu` task, the one thing it forwards. Every session used to carry
+    /// it (memory, files, `--confidential`, both peers of `--verify`), so any peer a user read through could run tasks
+    /// as them anywhere.
+    static func source(manager: GridClient, delegationSeconds: Int64?, writeSeconds: Int64? = nil, forwards: Bool = false) -> PeerLink.GrantSource {
         let url = manager.baseURL
         return { worker in
             let kept = load(for: url)
             let signer = kept?.signer ?? PeerTrust.Signer()
             do {
-                let grant = try await manager.peerGrant(key: signer.publicKey, worker: worker)
+                var grant = try await manager.peerGrant(key: signer.publicKey, worker: worker)
                 try save(signer: signer, grant: grant, for: url)
+                if !forwards { grant.forward = nil }
                 return PeerTrust.Pass(grant: grant, signer: signer, delegationSeconds: delegationSeconds, writeSeconds: writeSeconds)
             } catch let failure as GridClient.Failure where isOffline(failure) {
                 guard var grant = kept?.grant, grant.certificate.expires > Int64(Date().timeIntervalSince1970) else {

@@ -22,8 +22,8 @@ struct PeerOptions: ParsableArguments {
     /// A link to the peer, opened with this client's certificate (the user's token goes only to the manager).
     /// `delegate`: the command reads the user's data, which the peer may then fetch from other peers for ten minutes.
     /// `write`: the command writes the user's data, which the peer then seals with the user's write grant for an hour.
-    func link(delegate: Bool = false, write: Bool = false) async throws -> PeerLink {
-        try await link(host: host, port: port, delegate: delegate, write: write)
+    func link(delegate: Bool = false, write: Bool = false, forwards: Bool = false) async throws -> PeerLink {
+        try await link(host: host, port: port, delegate: delegate, write: write, forwards: forwards)
     }
 
     /// How long a peer the CLI reads through may read the user's data from other peers (`PeerTrust.Delegation`).
@@ -32,7 +32,8 @@ struct PeerOptions: ParsableArguments {
     /// A link to the peer at `host:port` (this one, or another the manager named): TLS with `--ca`; plain text only on
     /// loopback, or beyond it with `--insecure-plaintext`. The peer first proves which worker it is; the manager then
     /// grants tickets for one session there, which the peer is shown in place of the API token (`PeerLink.connect`).
-    func link(host: String, port: Int, delegate: Bool = false, write: Bool = false) async throws -> PeerLink {
+    /// `forwards`: the session gives the peer the user's forwarding ticket (`PeerPassStore.source`): a plain `cpu` task only.
+    func link(host: String, port: Int, delegate: Bool = false, write: Bool = false, forwards: Bool = false) async throws -> PeerLink {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
         let manager = try managerClient()
         var tls: PeerTLS?
@@ -51,7 +52,8 @@ struct PeerOptions: ParsableArguments {
             return try await PeerLink.connect(
                 host: host, port: port,
                 grant: PeerPassStore.source(
-                    manager: manager, delegationSeconds: delegate ? Self.delegationSeconds : nil, writeSeconds: write ? PeerTrust.writeGrantSeconds : nil),
+                    manager: manager, delegationSeconds: delegate ? Self.delegationSeconds : nil, writeSeconds: write ? PeerTrust.writeGrantSeconds : nil,
+                    forwards: forwards),
                 tls: tls)
         } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden, .notAuthenticated, .notFound].contains(e.code) {
             // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
@@ -112,7 +114,7 @@ struct PeerOptions: ParsableArguments {
     func ask<T>(
         _ message: GridMessage, timeout: Double = 120, expecting what: String, _ extract: (GridMessage) -> T?
     ) async throws -> T {
-        let link = try await link(delegate: Self.reads(message), write: Self.writes(message))
+        let link = try await link(delegate: Self.reads(message), write: Self.writes(message), forwards: Self.forwards(message))
         do {
             let reply = try await link.request(message, timeout: timeout)
             await link.close()
@@ -132,6 +134,13 @@ struct PeerOptions: ParsableArguments {
         case .setMem, .delMem, .putFile, .putFileChunk, .putFileEnd, .deleteFile: true
         default: false
         }
+    }
+
+    /// Whether the peer asked may hand `message` on to another peer as the user (it needs the forwarding ticket): a
+    /// function task that is not confidential, and nothing else.
+    static func forwards(_ message: GridMessage) -> Bool {
+        if case .cpuTask(let task) = message { return task.confidential != true }
+        return false
     }
 
     /// Whether `message` reads the user's data (which may be held by other peers than the one asked).
@@ -202,7 +211,8 @@ struct CPUCommand: AsyncParsableCommand {
             if let output = r.output, !output.isEmpty, !peer.json { writeOutput(output, to: .standardError) }
             guard r.ok else {
                 if !peer.json {
-                    complain("Error (\(r.error ?? "failed")): \(r.message ?? "")")
+                    // The peer's words on one line: a message with a newline printed a forged `Result:` line after it.
+                    complain("Error (\(TerminalText.field(r.error ?? "failed"))): \(TerminalText.field(r.message ?? "", maxCharacters: 2_000))")
                     if let tb = r.traceback, r.error == "exception" { complain(tb) }
                 }
                 throw ExitCode(1)

@@ -14,9 +14,11 @@ struct VerifiedTask {
 
     /// Two peers of different owners: the one at `--host/--port` when it is listed, else the least loaded; then the
     /// least loaded peer of another owner.
-    static func pick(_ workers: [API.WorkerInfo], preferPort: Int) -> (API.WorkerInfo, API.WorkerInfo)? {
+    /// The preferred one is the worker at that host and port, not any worker on that port.
+    static func pick(_ workers: [API.WorkerInfo], preferHost: String? = nil, preferPort: Int) -> (API.WorkerInfo, API.WorkerInfo)? {
+        func preferred(_ w: API.WorkerInfo) -> Int { w.port == preferPort && (preferHost == nil || w.host == preferHost) ? 0 : 1 }
         let peers = workers.filter { $0.online && ($0.port ?? 0) > 0 && $0.reputation?.quarantined != true }
-            .sorted { ($0.port == preferPort ? 0 : 1, $0.load, $0.name) < ($1.port == preferPort ? 0 : 1, $1.load, $1.name) }
+            .sorted { (preferred($0), $0.load, $0.name) < (preferred($1), $1.load, $1.name) }
         guard let first = peers.first, let second = peers.first(where: { $0.owner != first.owner }) else { return nil }
         return (first, second)
     }
@@ -24,7 +26,7 @@ struct VerifiedTask {
     func run() async throws {
         let client = try options.managerClient()
         let workers = try await client.workers().workers
-        guard let (a, b) = Self.pick(workers, preferPort: options.port) else {
+        guard let (a, b) = Self.pick(workers, preferHost: options.host, preferPort: options.port) else {
             throw GridError(
                 .notFound,
                 "cpu --verify needs two online peers of different owners (and not quarantined); the manager lists \(workers.filter(\.online).count) online worker(s)")
@@ -56,6 +58,13 @@ struct VerifiedTask {
         pinned.taskId = task.taskId + "-" + suffix
         pinned.confidential = true
         let link = try await options.link(host: worker.host ?? "127.0.0.1", port: worker.port ?? 0)
+        // The peer that answered must be the worker picked: another at that address (a port taken over) would be a
+        // third party's answer counted as that owner's.
+        guard link.hello?.workerId == worker.id else {
+            let proven = link.hello?.workerId ?? "?"
+            await link.close()
+            throw GridError(.forbidden, "the peer at \(worker.host ?? "127.0.0.1"):\(worker.port ?? 0) proved to be worker \(TerminalText.field(proven)), not \(worker.name) (\(worker.id))")
+        }
         do {
             let reply = try await link.request(.cpuTask(pinned), timeout: timeout)
             await link.close()
@@ -69,7 +78,8 @@ struct VerifiedTask {
         }
     }
 
+    /// One line whatever the peer sent (a newline in its message forged the `Result:` line).
     static func describe(_ r: Msg.CPUResult) -> String {
-        r.ok ? render(r.result) : "error \(r.error ?? "failed"): \(r.message ?? "")"
+        TerminalText.field(r.ok ? render(r.result) : "error \(r.error ?? "failed"): \(r.message ?? "")", maxCharacters: 2_000)
     }
 }

@@ -120,13 +120,14 @@ import Testing
         #expect(!seen.contains(g.token), "Alice's API token reached a peer")
         #expect(seen.range(of: #""token":"[^"]"#, options: .regularExpression) == nil, "a token reached the peer: \(seen.prefix(2000))")
 
-        // What Mallory holds: Alice's certificate, Alice's proof for Mallory's worker and connection, and a forwarding
-        // ticket the manager signed for Mallory's worker.
+        // What Mallory holds: Alice's certificate and Alice's proof for Mallory's worker and that connection. No
+        // forwarding ticket: a session carries one only for a plain `cpu` task, the one thing a peer hands on (every
+        // session used to, so any peer a user read through could run tasks as them anywhere for 15 minutes).
         let line = try #require(seen.split(separator: "\n").first { $0.contains("\"SESSION\"") })
         guard case .session(let stolen) = try GridMessage.decode(type: "SESSION", from: Data(line.utf8)) else {
             throw TestGridError("no SESSION in \(line)")
         }
-        #expect(stolen.certificate.user == "alice" && stolen.forward?.holder == worker.id)
+        #expect(stolen.certificate.user == "alice" && stolen.forward == nil)
         // Shown at an honest peer, as it is or with a proof of Mallory's own key over that peer's nonce, it opens nothing.
         func replay(_ session: (String) -> Msg.Session) throws -> [String: Any]? {
             let c = try RawConnection(port: honest.port)
@@ -697,5 +698,63 @@ import Testing
             defer { alice.close() }
             for i in peers.indices { #expect(try await value(alice, "k\(i)") == .number(Double(i)), "k\(i) through \(peer.name)") }
         }
+    }
+
+    /// A peer that holds Alice's forwarding ticket (she sent a plain task through it: the manager gives one for that
+    /// peer) sends tasks as Alice to an honest peer. They run in interpreters of hers that serve only that peer's
+    /// forwards: what her own tasks left in hers is out of its reach (before, they shared her interpreters, and it read
+    /// her earlier programs and could leave code that answered her later tasks).
+    @Test func tasksForwardedAsAUserRunApartFromTheUsersOwnInterpreters() async throws {
+        let g = try await PeerGrid(label: "trust-forward")
+        defer { g.shutdown() }
+        let honest = try await g.startPeers(1)[0]
+        let (_, signer, rogue) = try await g.rogueMallory()
+        defer { rogue.stop() }
+        let alice = try await g.link(honest)
+        defer { alice.close() }
+        let leave = Msg.CPUTask(
+            taskId: "a-1", program: "import builtins\ndef main(x):\n    builtins.alice_secret = x\n    return 1", args: .array([.string("s3cret")]))
+        guard case .cpuResult(let left) = try await alice.request(.cpuTask(leave), timeout: 90).message, left.ok else {
+            throw TestGridError("Alice's task failed")
+        }
+        let peek = "import builtins\ndef main():\n    return getattr(builtins, 'alice_secret', None)"
+        guard case .cpuResult(let own) = try await alice.request(.cpuTask(Msg.CPUTask(taskId: "a-2", program: peek, args: .array([]))), timeout: 90).message
+        else { throw TestGridError("no CPU_RESULT") }
+        #expect(own.result == .string("s3cret"), "the test needs Alice's interpreter to keep its state between her tasks: \(own)")
+
+        let ticket = try #require(try await g.alice.grantSource(rogue.id).grant.forward, "the manager gave no forwarding ticket for Mallory's peer")
+        let link = try await rogue.link(to: honest.port, signer: signer, tls: nil)
+        defer { link.close() }
+        var task = Msg.CPUTask(taskId: "m-1", program: peek, args: .array([]))
+        task.ticket = ticket
+        task.signature = signer.sign(PeerTrust.requestBytes(ticket: ticket, requestJSON: try GridJSON.encode(task)))
+        guard case .cpuResult(let forwarded) = try await link.request(.cpuTask(task), timeout: 90).message else {
+            throw TestGridError("no CPU_RESULT for the forwarded task")
+        }
+        #expect(forwarded.ok, "the forwarded task runs, as Alice: \(forwarded)")
+        #expect(forwarded.result == nil || forwarded.result == .null, "a forwarded task saw what Alice's own task left: \(forwarded)")
+    }
+
+    /// A worker whose interpreters have no sandbox runs its owner's tasks only, sent to it directly: a peer holding the
+    /// owner's ticket forwarded tasks to it as the owner and they ran outside any sandbox on the owner's machine.
+    @Test func aWorkerWithoutATaskSandboxRefusesTasksForwardedAsItsOwner() async throws {
+        let g = try await PeerGrid(label: "trust-owner-only")
+        defer { g.shutdown() }
+        let laptop = try await g.startPeer("alice-laptop", extra: ["--sandbox", "none"], environment: ["CAMPUSGRID_ALLOW_UNSANDBOXED": "0"])
+        let (_, signer, rogue) = try await g.rogueMallory()
+        defer { rogue.stop() }
+        let ticket = try #require(try await g.alice.grantSource(rogue.id).grant.forward)
+        let link = try await rogue.link(to: laptop.port, signer: signer, tls: nil)
+        defer { link.close() }
+        var task = Msg.CPUTask(taskId: "m-1", program: "import os\ndef main():\n    return os.getcwd()", args: .array([]))
+        task.ticket = ticket
+        task.signature = signer.sign(PeerTrust.requestBytes(ticket: ticket, requestJSON: try GridJSON.encode(task)))
+        #expect(await code(link, .cpuTask(task)) == .forbidden)
+        // Alice's own task, sent to it directly, still runs there.
+        let alice = try await g.link(laptop)
+        defer { alice.close() }
+        guard case .cpuResult(let own) = try await alice.request(.cpuTask(Msg.CPUTask(taskId: "a-1", program: "def main():\n    return 7", args: .array([]))), timeout: 90).message
+        else { throw TestGridError("no CPU_RESULT") }
+        #expect(own.ok && own.result == .number(7), "\(own)")
     }
 }

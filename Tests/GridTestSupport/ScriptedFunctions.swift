@@ -14,7 +14,7 @@ public struct ScriptedFunctions: FunctionRunner {
 
     public func shutdown() {}
 
-    public func run(_ request: FunctionPool.Request, user: String, environment: (key: String, site: String)?) async -> FunctionPool.Answer {
+    public func run(_ request: FunctionPool.Request, user: String, via: String?, environment: (key: String, site: String)?) async -> FunctionPool.Answer {
         var output = ""
         for step in ScriptedRunner.steps(request.program) {
             switch step {
