@@ -107,7 +107,9 @@ extension EnvBuilder {
         let final = c.root + "/" + key
         try fm.createDirectory(atPath: temp + "/site", withIntermediateDirectories: true)
         var keepTemp = false
-        defer { if !keepTemp { try? fm.removeItem(atPath: temp) } }
+        // Removed as a job's folder is (`DiskRule.remove`): a build may leave folders without permissions, which a worker
+        // that is not root could not delete otherwise.
+        defer { if !keepTemp { DiskRule.remove(URL(fileURLWithPath: temp)) } }
         try Data((requirements.lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: temp + "/requirements.txt"))
         let installer = c.uv == nil ? "pip" : "uv"
         await log(Array("[installing \(requirements.lines.count) package(s) with \(installer): \(requirements.lines.joined(separator: " "))]\n".utf8))
@@ -152,7 +154,7 @@ extension EnvBuilder {
         let report = await execution.wait()
         let seconds = Date().timeIntervalSince(started)
         // The installer's scratch (its temporary files, uv's cache) is not part of the environment.
-        try? fm.removeItem(atPath: temp + "/tmp")
+        DiskRule.remove(URL(fileURLWithPath: temp + "/tmp"))
         switch report.outcome {
         case .completed: break
         case .timedOut:
@@ -171,7 +173,12 @@ extension EnvBuilder {
         // The installer wrote in this folder (a package's build script, with --env-allow-sdist, runs code there): what
         // the worker reads or writes in it next must be what it made, not a link the build left to the worker's files.
         if let why = plantedLink(in: temp) { throw GridError(.invalidRequirements, "building the environment left \(why); it is not kept") }
-        let bytes = folderSize(temp + "/site")
+        // Only the environment is kept: whatever else the build left in its folder (a build script can write gigabytes
+        // beside `site`, or a `last-used` stamp from the future) went into the cache uncounted, for good.
+        for name in (try? fm.contentsOfDirectory(atPath: temp)) ?? [] where name != "site" {
+            DiskRule.remove(URL(fileURLWithPath: temp + "/" + name))
+        }
+        let bytes = folderSize(temp)
         if bytes > c.maxEnvironmentBytes {
             throw GridError(
                 .invalidRequirements,
@@ -181,8 +188,7 @@ extension EnvBuilder {
             digest: requirements.digest, requirements: requirements.lines, requiresPython: requirements.requiresPython, bytes: bytes,
             builtAt: Date().timeIntervalSince1970, seconds: seconds)
         try writeNew(temp + "/meta.json", JSONEncoder().encode(meta))
-        try? fm.removeItem(atPath: temp + "/home")
-        try? fm.removeItem(atPath: final)
+        DiskRule.remove(URL(fileURLWithPath: final))
         try fm.moveItem(atPath: temp, toPath: final)
         keepTemp = true
         await log(Array("[environment \(key.prefix(12)) built in \(String(format: "%.1f", seconds)) s, \(bytes >> 10) KB]\n".utf8))

@@ -116,8 +116,9 @@ public actor EnvBuilder {
         for name in (try? fm.contentsOfDirectory(atPath: configuration.root)) ?? [] {
             let path = configuration.root + "/" + name
             if name.hasPrefix(".") {
-                // A build that never finished (the worker stopped mid-build): never used, so removed.
-                try? fm.removeItem(atPath: path)
+                // A build that never finished (the worker stopped mid-build): never used, so removed (its folders
+                // made deletable first, as a job's are).
+                DiskRule.remove(URL(fileURLWithPath: path))
                 continue
             }
             guard let meta = Self.readMeta(path) else { continue }
@@ -338,6 +339,6 @@ public actor EnvBuilder {
                 return rename(configuration.root + "/" + key, trash) == 0 ? trash : nil
             }
         }
-        for trash in trashed { try? FileManager.default.removeItem(atPath: trash) }
+        for trash in trashed { DiskRule.remove(URL(fileURLWithPath: trash)) }
     }
 }

@@ -357,6 +357,43 @@ struct EnvBuilderTests {
     }
 }
 
+extension EnvBuilderTests {
+    /// A package's build script (`--env-allow-sdist`) runs in the build folder and may write beside `site`: 3 MB of
+    /// junk, a folder without permissions, a `last-used` stamp from the future. None of it is kept (it went into the
+    /// cache uncounted, for good, and skewed eviction); the environment's recorded size is its `site` alone.
+    @Test func whatABuildLeavesBesideTheEnvironmentIsNotKept() async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let installer = folder + "/leaving-uv"
+        let script = """
+            #!/bin/sh
+            mkdir -p site/pkg && printf 'x = 1\\n' > site/pkg/__init__.py
+            head -c 3000000 /dev/zero > junk.bin
+            mkdir -p locked/inner && touch locked/inner/f && chmod 000 locked
+            touch -d '2100-01-01' last-used
+            exit 0
+            """
+        try Data((script + "\n").utf8).write(to: URL(fileURLWithPath: installer))
+        chmod(installer, 0o755)
+        var c = EnvBuilder.Configuration(root: folder + "/envs", python: SandboxHarness.python)
+        c.uv = installer
+        c.noIndex = true
+        let envs = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+        let ready = try await envs.prepare(try requirements("cg-a")) { _ in }
+        let kept = (ready.sitePath as NSString).deletingLastPathComponent
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: kept))
+        #expect(names.isSubset(of: ["site", "meta.json", "last-used"]), "kept beside the environment: \(names.sorted())")
+        if names.contains("last-used") {
+            let stamp = try FileManager.default.attributesOfItem(atPath: kept + "/last-used")[.modificationDate] as? Date
+            #expect((stamp ?? .distantFuture) < Date().addingTimeInterval(86_400), "a stamp from the future was kept")
+        }
+        let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: kept + "/meta.json"))) as? [String: Any]
+        let bytes = (meta?["bytes"] as? Int) ?? -1
+        #expect(bytes >= 0 && bytes < 4096, "recorded size \(bytes): the site alone")
+        envs.release(ready.key)
+    }
+}
+
 /// The installer's output, gathered across the builder's log calls.
 actor OutputBox {
     private var bytes: [UInt8] = []
