@@ -55,8 +55,10 @@ public final class PeerLink: Sendable {
     /// `grant` gives this person's pass; only once the peer's proof holds under the manager's key that came with it
     /// does the person prove itself (`SESSION`: its certificate, and its key's signature over that peer's id and
     /// nonce). Throws a `GridError` the user can act on; when the peer's proof fails, nothing was sent but our nonce.
+    /// `expecting`: the worker the caller means to reach; a peer that proves to be another is refused before the
+    /// person's `SESSION` is sent (what a peer says after `SESSION` is its own word, unchecked).
     public static func connect(
-        host: String, port: Int, grant: GrantSource, name: String? = nil, timeout: Double = 15, tls: PeerTLS? = nil
+        host: String, port: Int, grant: GrantSource, name: String? = nil, timeout: Double = 15, tls: PeerTLS? = nil, expecting: String? = nil
     ) async throws -> PeerLink {
         let link = try await open(host: host, port: port, timeout: timeout, tls: tls)
         do {
@@ -64,6 +66,11 @@ public final class PeerLink: Sendable {
             let reply = try await link.request(.hello(Msg.Hello(token: "", name: name, nonce: nonce)), timeout: timeout)
             guard case .helloOk(let proven) = reply.message, let theirs = proven.nonce, PeerTrust.isWellFormed(nonce: theirs) else {
                 throw GridError(.badRequest, "the peer at \(host):\(port) answered HELLO with \(reply.message.type) and no nonce of its own")
+            }
+            if let expecting, proven.workerId != expecting {
+                throw GridError(
+                    .forbidden,
+                    "the peer at \(host):\(port) is worker \(TerminalText.field(proven.workerId)), not \(TerminalText.field(expecting)): nothing was sent to it")
             }
             let pass = try await grant(proven.workerId)
             let identity = try await link.identity(tls: tls)

@@ -33,7 +33,8 @@ struct PeerOptions: ParsableArguments {
     /// loopback, or beyond it with `--insecure-plaintext`. The peer first proves which worker it is; the manager then
     /// grants tickets for one session there, which the peer is shown in place of the API token (`PeerLink.connect`).
     /// `forwards`: the session gives the peer the user's forwarding ticket (`PeerPassStore.source`): a plain `cpu` task only.
-    func link(host: String, port: Int, delegate: Bool = false, write: Bool = false, forwards: Bool = false) async throws -> PeerLink {
+    /// `expecting`: the worker meant (`PeerLink.connect`).
+    func link(host: String, port: Int, delegate: Bool = false, write: Bool = false, forwards: Bool = false, expecting: String? = nil) async throws -> PeerLink {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1–65535") }
         let manager = try managerClient()
         var tls: PeerTLS?
@@ -54,7 +55,7 @@ struct PeerOptions: ParsableArguments {
                 grant: PeerPassStore.source(
                     manager: manager, delegationSeconds: delegate ? Self.delegationSeconds : nil, writeSeconds: write ? PeerTrust.writeGrantSeconds : nil,
                     forwards: forwards),
-                tls: tls)
+                tls: tls, expecting: expecting)
         } catch let e as GridError where tls == nil && ![.unauthorized, .forbidden, .notAuthenticated, .notFound].contains(e.code) {
             // A TLS peer port answers a plain-text HELLO with a TLS alert (not a line) or nothing at all.
             throw GridError(e.code, "\(e.message) (if the grid speaks TLS, pass --ca with its CA, the manager's ca.pem)")
@@ -213,7 +214,10 @@ struct CPUCommand: AsyncParsableCommand {
                 if !peer.json {
                     // The peer's words on one line: a message with a newline printed a forged `Result:` line after it.
                     complain("Error (\(TerminalText.field(r.error ?? "failed"))): \(TerminalText.field(r.message ?? "", maxCharacters: 2_000))")
-                    if let tb = r.traceback, r.error == "exception" { complain(tb) }
+                    // Indented, each line: a traceback (the peer's text) cannot pass for the command's own `Result:` line.
+                    if let tb = r.traceback, r.error == "exception" {
+                        complain(tb.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + TerminalText.field($0, maxCharacters: 2_000) }.joined(separator: "\n"))
+                    }
                 }
                 throw ExitCode(1)
             }

@@ -46,7 +46,10 @@ struct VerifiedTask {
             throw ExitCode(1)
         }
         guard ra.ok else {
-            if !options.json { complain("Error (\(ra.error ?? "failed")): \(ra.message ?? "") (the same on \(a.name) and \(b.name))") }
+            if !options.json {
+                complain(
+                    "Error (\(TerminalText.field(ra.error ?? "failed"))): \(TerminalText.field(ra.message ?? "", maxCharacters: 2_000)) (the same on \(a.name) and \(b.name))")
+            }
             throw ExitCode(1)
         }
         if !options.json { sayData("Result: \(render(ra.result)) (agreed by \(a.name) and \(b.name))") }
@@ -57,14 +60,9 @@ struct VerifiedTask {
         var pinned = task
         pinned.taskId = task.taskId + "-" + suffix
         pinned.confidential = true
-        let link = try await options.link(host: worker.host ?? "127.0.0.1", port: worker.port ?? 0)
-        // The peer that answered must be the worker picked: another at that address (a port taken over) would be a
-        // third party's answer counted as that owner's.
-        guard link.hello?.workerId == worker.id else {
-            let proven = link.hello?.workerId ?? "?"
-            await link.close()
-            throw GridError(.forbidden, "the peer at \(worker.host ?? "127.0.0.1"):\(worker.port ?? 0) proved to be worker \(TerminalText.field(proven)), not \(worker.name) (\(worker.id))")
-        }
+        // The peer must prove to be the worker picked, before anything is sent to it: another at that address (a port
+        // taken over) would have its answer counted as that owner's.
+        let link = try await options.link(host: worker.host ?? "127.0.0.1", port: worker.port ?? 0, expecting: worker.id)
         do {
             let reply = try await link.request(.cpuTask(pinned), timeout: timeout)
             await link.close()
