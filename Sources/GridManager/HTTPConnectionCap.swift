@@ -59,7 +59,10 @@ final class HTTPConnectionCapHandler: ChannelInboundHandler {
     private func start(context: ChannelHandlerContext) {
         guard !started else { return }
         started = true
-        let address = context.channel.remoteAddress?.ipAddress ?? "?"
+        // Loopback is the machine's own (a reverse proxy there makes everyone one address): counted in all, each
+        // connection on its own, as the other limits leave it out.
+        let ip = context.channel.remoteAddress?.ipAddress ?? "?"
+        let address = RateLimit.isLoopback(ip) ? "loopback#\(ObjectIdentifier(self).hashValue)" : ip
         if cap.admit(address) { counted = address } else { context.close(promise: nil) }
     }
 

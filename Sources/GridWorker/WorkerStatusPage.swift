@@ -73,8 +73,11 @@ public struct WorkerStatusPage: Service {
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try e.encode(await agent.status()))))
         }
         let onBound = self.onBound
+        // A connection with no request byte for 30 s (one that never ends its request head included) is closed: the
+        // page may be bound beyond loopback.
         let app = Application(
-            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "campusgrid-worker"),
+            router: router, server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            configuration: .init(address: .hostname(host, port: port), serverName: "campusgrid-worker"),
             onServerRunning: { onBound($0.localAddress?.port ?? 0) }, logger: logger)
         try await app.run()
     }

@@ -45,6 +45,19 @@ import Testing
         #expect(first.isActive && !sameNetwork.isActive && otherNetwork.isActive)
     }
 
+    /// Loopback is the machine's own (a reverse proxy there makes everyone one address): not held to the per-address
+    /// count, only to the count in all.
+    @Test func loopbackIsCountedOnlyInAll() throws {
+        let cap = HTTPConnectionCap(limits: StrangerLimits(maxPendingPerAddress: 2, maxOpenPerAddress: 2, maxPendingInAll: 4))
+        let local = try (0..<4).map { _ in try Self.connect(cap, from: "127.0.0.1") }
+        #expect(local.filter { $0.isActive }.count == 4, "a proxy's connections past the per-address count")
+        let fifth = try Self.connect(cap, from: "::1")
+        #expect(!fifth.isActive, "the count in all still holds")
+        _ = try local[0].close().wait()
+        let again = try Self.connect(cap, from: "127.0.0.1")
+        #expect(again.isActive && cap.open == 4)
+    }
+
     /// A timeout that is not a number, or out of range, is the default or the nearest bound: never a trap.
     @Test func theIdleTimeoutIsBoundedWhateverItIsGiven() {
         #expect(HTTPConnectionCap(idleSeconds: .nan).idleTimeout == .seconds(30))
