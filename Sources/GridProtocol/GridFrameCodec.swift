@@ -10,18 +10,25 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
     private let gate: StrangerGate?
 
     public init(limits: FrameLimits = FrameLimits(), gate: StrangerGate? = nil) {
+        self.init(limits: limits, gate: gate, isReading: FrameWatch.autoRead)
+    }
+
+    /// `isReading`: whether this side reads the channel now (tests stand in for the channel's `autoRead`).
+    init(limits: FrameLimits, gate: StrangerGate?, isReading: @escaping @Sendable (any Channel) -> Bool) {
         self.parser = FrameParser(limits: limits)
         self.gate = gate
+        self.watch = FrameWatch(isReading: isReading)
         if let gate { parser.authenticated = gate.isOpen }
     }
 
     /// The deadline of the frame being read (`FrameLimits.frameDeadline`).
-    private let watch = FrameWatch()
+    private let watch: FrameWatch
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
         guard let frame = parser.next(&buffer) else {
-            if buffer.readableBytes > 0 || parser.pendingBulkBytes != nil {
+            // On a listener (the grid port, a peer port): the other side is the one that must keep sending.
+            if gate != nil, buffer.readableBytes > 0 || parser.pendingBulkBytes != nil {
                 watch.arm(bulk: parser.pendingBulkBytes ?? 0, limits: parser.limits, channel: context.channel)
             }
             return .needMoreData
@@ -52,13 +59,28 @@ final class FrameWatch: @unchecked Sendable {
     // Unchecked: touched only on the channel's event loop (the decoder's calls and the timer it schedules there).
     private var timer: Scheduled<Void>?
     private var armedFor: Int?
+    private let isReading: @Sendable (any Channel) -> Bool
+
+    init(isReading: @escaping @Sendable (any Channel) -> Bool) { self.isReading = isReading }
+
+    /// Whether the channel reads now: its `autoRead` (a peer connection turns it off while its requests are in flight
+    /// or its replies unread). Read on the channel's event loop.
+    static let autoRead: @Sendable (any Channel) -> Bool = { channel in (try? channel.syncOptions?.getOption(.autoRead)) ?? true }
 
     func arm(bulk: Int, limits: FrameLimits, channel: any Channel) {
         guard timer == nil || armedFor != bulk else { return }
         timer?.cancel()
         armedFor = bulk
         timer = channel.eventLoop.scheduleTask(in: limits.frameDeadline(bulk: bulk)) { [weak self] in
-            self?.timer = nil
+            guard let self else { return }
+            self.timer = nil
+            // This side stopped reading (requests in flight, its replies unread): the frame waits on it, not on the
+            // sender. Another deadline, from now.
+            if !self.isReading(channel) {
+                self.armedFor = nil
+                self.arm(bulk: bulk, limits: limits, channel: channel)
+                return
+            }
             channel.close(promise: nil)
         }
     }

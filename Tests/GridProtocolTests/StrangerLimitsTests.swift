@@ -1,8 +1,10 @@
 import GridCore
-import GridProtocol
 import NIOCore
 import NIOEmbedded
+import Synchronization
 import Testing
+
+@testable import GridProtocol
 
 /// The per-address count behind the stranger limits, and what the parser accepts before authentication.
 @Suite("StrangerLimits")
@@ -289,7 +291,8 @@ struct FrameDeadlineTests {
         var limits = FrameLimits()
         limits.frameSeconds = seconds
         limits.frameBytesPerSecond = bytesPerSecond
-        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(limits: limits)))
+        // A listener's decoder (it has a gate): a client's reads what it asked for, and keeps no deadline.
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: StrangerGate.trusted())))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return channel
     }
@@ -326,6 +329,33 @@ struct FrameDeadlineTests {
         var frames = 0
         while try channel.readInbound(as: InboundFrame.self) != nil { frames += 1 }
         #expect(frames == 5)
+    }
+
+    /// While this side does not read (its requests in flight, its replies unread), a partial frame waits on it, not on
+    /// the sender: the deadline starts again instead of closing an honest connection.
+    @Test func aFrameIsNotTimedWhileThisSideStoppedReading() throws {
+        // An embedded channel always says it reads: the decoder is told instead.
+        let reading = Atomic<Bool>(true)
+        var limits = FrameLimits()
+        limits.frameSeconds = 1
+        let decoder = GridFrameDecoder(limits: limits, gate: StrangerGate.trusted()) { _ in reading.load(ordering: .relaxed) }
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(decoder))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1"#))
+        reading.store(false, ordering: .relaxed)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(channel.isActive, "closed while this side was not reading")
+        reading.store(true, ordering: .relaxed)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive, "reading again, the sender still owes the rest")
+    }
+
+    @Test func aClientsDecoderKeepsNoDeadline() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder()))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1"#))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(86_400))
+        #expect(channel.isActive)
     }
 
     @Test func theDeadlineNeverTrapsWhateverTheLimitsSay() {
