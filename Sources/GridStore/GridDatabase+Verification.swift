@@ -75,9 +75,10 @@ extension GridDatabase {
             var ended: [JobID] = []
             let rows = try StoreRow.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'pending' AND check_of IS NOT NULL ORDER BY id")
             for check in rows.map(JobRecord.init(row:)) {
-                guard let root = check.checkOf,
-                    Verification.waitedOut(queuedAt: try Self.queuedAt(db, check), now: now, limit: waitSeconds)
-                else { continue }
+                // Since it last became pending: a check a worker ran for hours and lost waits anew, as it can be run.
+                let since = try Double.fetchOne(
+                    db, sql: "SELECT MAX(at) FROM job_events WHERE job_id = ? AND state = 'pending'", arguments: [check.id]) ?? check.submittedAt
+                guard let root = check.checkOf, Verification.waitedOut(queuedAt: since, now: now, limit: waitSeconds) else { continue }
                 let hours = Self.hours(waitSeconds)
                 try Self.end(
                     db, check, .failed, reason: "no worker of another owner could run this check within \(hours)", refund: true, now: now,

@@ -412,6 +412,24 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// The wait counts from when the check last became pending: one a worker took and ran for longer than the wait,
+    /// then lost, can be run (a worker took it), and waits anew. Counted from its first queueing, it was ended at once
+    /// and the escrow released unchecked.
+    @Test(arguments: StoreBackend.allCases) func aCheckLostAfterALongRunWaitsAnewFromItsRequeue(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund()
+        let job = try await g.submit()
+        let check = try #require(try await g.run(job.id, on: "w1", output: "42", now: 100).checkQueued)
+        let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 200).first)
+        let requeued = try await g.db.requeue(
+            started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(), now: 5_000)
+        #expect(requeued?.state == .pending)
+        #expect(try await g.db.expireWaitingChecks(waitSeconds: 1_000, now: 5_500).isEmpty, "pending again since 5,000 only")
+        #expect(try await g.db.job(id: job.id)?.verification == .unverified)
+        #expect(try await g.db.expireWaitingChecks(waitSeconds: 1_000, now: 6_000) == [job.id], "a whole wait since its requeue")
+        try await g.expectLedgerOK()
+    }
+
     /// A `--verify` job's check that waits out gives its hold back to the submitter, who paid for it.
     @Test(arguments: StoreBackend.allCases) func aRequestedCheckThatWaitsOutRefundsTheSubmitter(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
