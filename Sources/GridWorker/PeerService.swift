@@ -915,11 +915,19 @@ public actor PeerService: Service {
     }
 
     /// `viewer`: the person asking, who sees their own confidential tasks (nobody else's).
+    /// The user of a queue share (`runHere`'s `turn`: the user, or the user and the peer that forwarded).
+    static func person(ofTurn turn: String) -> String {
+        turn.split(separator: "\u{1F}", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? turn
+    }
+
     private func status(_ selfId: String, viewer: String? = nil) -> Msg.PeerStatus {
         // The tasks handed to the pool beyond its slots wait there (it starts them in the order they came: the last
         // ones wait), so they show as queued.
         // Confidential tasks are left out: their existence never leaves this machine.
-        var queued = queue.waitingByUser
+        // The queue's shares are the user's own and the user's through each forwarding peer (`runHere`): shown as the
+        // user's, together.
+        var queued: [String: Int] = [:]
+        for (turn, n) in queue.waitingByUser { queued[Self.person(ofTurn: turn), default: 0] += n }
         for (user, n) in confidentialWaiting where user != viewer {
             let left = (queued[user] ?? 0) - n
             queued[user] = left > 0 ? left : nil

@@ -183,11 +183,13 @@ import Testing
         let peers = try await g.startPeers(1)
         let port = peers[0].port
         // Not JSON before HELLO: an ERROR, and the connection closes.
-        let a = rawExchange(port: port, send: "this is not json\n", lines: 2)
-        #expect(a.count == 1 && a[0].contains("malformed_message"), "\(a)")
-        // A message before HELLO: the same.
-        let a2 = rawExchange(port: port, send: "{\"type\":\"GET_MEM\",\"id\":7,\"key\":\"x\"}\n", lines: 2)
-        #expect(a2.count == 1 && a2[0].contains("not_authenticated"), "\(a2)")
+        for (line, code) in [("this is not json", "malformed_message"), (#"{"type":"GET_MEM","id":7,"key":"x"}"#, "not_authenticated")] {
+            let c = try RawConnection(port: port)
+            c.send(line + "\n")
+            let reply = c.readLine(timeout: 10) ?? ""
+            #expect(reply.contains(code), "\(line): \(reply)")
+            #expect(c.isClosed(timeout: 10), "\(line): the connection stayed open")
+        }
         // A token (a peer takes none).
         let b = rawExchange(port: port, send: "{\"type\":\"HELLO\",\"id\":1,\"version\":2,\"token\":\"nope\"}\n", lines: 1)
         #expect(b.first?.contains("unauthorized") == true, "\(b)")
