@@ -79,15 +79,16 @@ final class HTTPConnectionCapHandler: ChannelInboundHandler {
     }
 }
 
-/// A child channel that puts `HTTPConnectionCapHandler` in front of `Base`.
-struct CappedHTTPChannel<Base: ServerChildChannel>: ServerChildChannel, HTTPChannelHandler where Base: HTTPChannelHandler {
+/// A child channel that puts a handler of its own (one per connection, made by `front`) in front of `Base`'s: the
+/// connection cap, or the HTTPS port's answer to plain HTTP.
+struct FrontedHTTPChannel<Base: ServerChildChannel>: ServerChildChannel, HTTPChannelHandler where Base: HTTPChannelHandler {
     typealias Value = Base.Value
-    let cap: HTTPConnectionCap
+    let front: @Sendable () -> any ChannelHandler
     let base: Base
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(HTTPConnectionCapHandler(cap: cap), position: .first)
+            try channel.pipeline.syncOperations.addHandler(front())
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }
@@ -104,7 +105,9 @@ extension HTTPServerBuilder {
     /// Plain HTTP/1 with the connection cap and the idle timeout.
     static func cappedHTTP1(cap: HTTPConnectionCap) -> HTTPServerBuilder {
         .init { responder in
-            CappedHTTPChannel(cap: cap, base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: cap.idleTimeout)))
+            FrontedHTTPChannel(
+                front: { HTTPConnectionCapHandler(cap: cap) },
+                base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: cap.idleTimeout)))
         }
     }
 }

@@ -105,26 +105,6 @@ final class PlainHTTPOnTLSPortHandler: ChannelInboundHandler, RemovableChannelHa
     }
 }
 
-/// A child channel that puts `PlainHTTPOnTLSPortHandler` in front of `Base` (TLS, then HTTP/1).
-struct PlainHTTPAnsweringChannel<Base: ServerChildChannel>: ServerChildChannel, HTTPChannelHandler where Base: HTTPChannelHandler {
-    typealias Value = Base.Value
-    let base: Base
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(PlainHTTPOnTLSPortHandler())
-        }.flatMap {
-            base.setup(channel: channel, logger: logger)
-        }
-    }
-
-    func handle(value: Base.Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
-    }
-
-    var responder: HTTPChannelHandler.Responder { base.responder }
-}
-
 extension HTTPServerBuilder {
     /// HTTP/1 over TLS, answering plain HTTP on the same port with a redirect to `https` (`PlainHTTPAnswer`), with the
     /// connection cap and the idle timeout (which also closes a connection that never begins its handshake).
@@ -132,7 +112,9 @@ extension HTTPServerBuilder {
         let context = TLSChannelConfiguration(tlsConfiguration: tlsConfiguration)
         return .init { responder in
             let http = HTTP1Channel(responder: responder, configuration: .init(idleTimeout: cap.idleTimeout))
-            return CappedHTTPChannel(cap: cap, base: PlainHTTPAnsweringChannel(base: try TLSChannel(http, configuration: context)))
+            return FrontedHTTPChannel(
+                front: { HTTPConnectionCapHandler(cap: cap) },
+                base: FrontedHTTPChannel(front: { PlainHTTPOnTLSPortHandler() }, base: try TLSChannel(http, configuration: context)))
         }
     }
 }

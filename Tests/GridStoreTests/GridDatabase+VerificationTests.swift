@@ -16,6 +16,12 @@ private struct VerifyGrid {
     let dave: UserRecord
 
     static let spec = JobSpec(name: "fit", cpus: 2, ramGb: 4, gpus: 0, minutes: 10)
+    /// The same, submitted with `--verify`.
+    static var verifiedSpec: JobSpec {
+        var s = spec
+        s.verify = true
+        return s
+    }
     static let paid = 14
     static let adaCredits = 10_000
     static let hold = 23
@@ -72,6 +78,13 @@ private struct VerifyGrid {
     }
 
     func balance(_ a: LedgerAccount) async throws -> Int { try await db.balance(of: a) }
+
+    /// A fund with credits, and a job whose run on Bob's worker (on probation) at `now` left a check queued at `now + 1`.
+    func probationCheck(now: Double = 100) async throws -> (job: JobRecord, check: JobID) {
+        try await seedFund()
+        let job = try await submit()
+        return (job, try #require(try await run(job.id, on: "w1", output: "42", now: now).checkQueued))
+    }
 
     func expectLedgerOK(_ comment: Comment? = nil) async throws {
         let check = try await db.checkLedger()
@@ -253,8 +266,7 @@ struct GridDatabaseVerificationTests {
 
     @Test(arguments: StoreBackend.allCases) func aVerifiedJobHoldsTwoRunsAndTheSubmitterPaysForTheCheck(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        var spec = VerifyGrid.spec
-        spec.verify = true
+        let spec = VerifyGrid.verifiedSpec
         let job = try await g.submit(spec)
         #expect(job.hold == 2 * VerifyGrid.hold)
         #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - 2 * VerifyGrid.hold)
@@ -367,8 +379,7 @@ struct GridDatabaseVerificationTests {
     /// A `--verify` job's lost check gave the submitter its hold back: they pay for the one that replaces it, not the fund.
     @Test(arguments: StoreBackend.allCases) func aLostVerifyCheckIsReplacedAtTheSubmittersCost(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        var spec = VerifyGrid.spec
-        spec.verify = true
+        let spec = VerifyGrid.verifiedSpec
         let job = try await g.submit(spec)
         let check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
         let fundBefore = try await g.balance(.fund)
@@ -386,9 +397,7 @@ struct GridDatabaseVerificationTests {
     /// the hold goes back, the verification is inconclusive, the escrow is released, and no third check waits again.
     @Test(arguments: StoreBackend.allCases) func aCheckThatNoWorkerTakesWithinTheWaitEndsInconclusive(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        try await g.seedFund()
-        let job = try await g.submit()
-        let check = try #require(try await g.run(job.id, on: "w1", output: "42", now: 100).checkQueued)
+        let (job, check) = try await g.probationCheck()
         let fundBefore = try await g.balance(.fund)
         #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)
         // Queued at 101; a wait of 1,000 s.
@@ -417,9 +426,7 @@ struct GridDatabaseVerificationTests {
     /// and the escrow released unchecked.
     @Test(arguments: StoreBackend.allCases) func aCheckLostAfterALongRunWaitsAnewFromItsRequeue(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        try await g.seedFund()
-        let job = try await g.submit()
-        let check = try #require(try await g.run(job.id, on: "w1", output: "42", now: 100).checkQueued)
+        let (job, check) = try await g.probationCheck()
         let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 200).first)
         let requeued = try await g.db.requeue(
             started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(), now: 5_000)
@@ -433,8 +440,7 @@ struct GridDatabaseVerificationTests {
     /// A `--verify` job's check that waits out gives its hold back to the submitter, who paid for it.
     @Test(arguments: StoreBackend.allCases) func aRequestedCheckThatWaitsOutRefundsTheSubmitter(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        var spec = VerifyGrid.spec
-        spec.verify = true
+        let spec = VerifyGrid.verifiedSpec
         let job = try await g.submit(spec)
         let check = try #require(try await g.run(job.id, on: "w1", output: "42", now: 100).checkQueued)
         let held = try await g.balance(.hold(check))
