@@ -58,6 +58,9 @@ struct Up: AsyncParsableCommand {
             try PrivateFile.write(Data((try Self.startPostgres() + "\n").utf8), to: urlFile)
             storeArgs = ["--database-file", urlFile]
         }
+        // Neither the person's API token nor another store's URL goes to the grid's processes (a worker's jobs in the
+        // restricted tier could read its environment, and a manager would open that store instead of this grid's).
+        let childEnvironment = Self.childEnvironment(ProcessInfo.processInfo.environment)
         var children: [ChildProcess] = []
         var standbys: [ChildProcess] = []
         func stopAll() {
@@ -83,7 +86,7 @@ struct Up: AsyncParsableCommand {
                     arguments: [
                         "manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "\(gridPort)", "--dashboard-port", "\(httpPort)",
                         "--json", "--parent-pid", "\(getpid())",
-                    ] + storeArgs, errors: .inherit)
+                    ] + storeArgs, environment: childEnvironment, errors: .inherit)
                 if let line = await m.nextLine(timeout: 60) {
                     managerReady = (m, line)
                 } else {
@@ -108,7 +111,7 @@ struct Up: AsyncParsableCommand {
                     arguments: [
                         "manager", "--data-dir", dir + "/manager", "--host", "127.0.0.1", "--port", "0", "--dashboard-port", "0", "--json",
                         "--parent-pid", "\(getpid())",
-                    ] + storeArgs, errors: .inherit)
+                    ] + storeArgs, environment: childEnvironment, errors: .inherit)
                 standbys.append(m)
                 guard let line = await m.nextLine(timeout: 60), let info = try? JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8)),
                     case .number(let g2)? = info["grid_port"], case .number(let h2)? = info["http_port"]
@@ -152,7 +155,7 @@ struct Up: AsyncParsableCommand {
                         "--port", "\(attempt == 0 ? port : 0)", "--web-port", "\(attempt == 0 ? web : Self.freePort())",
                     ]
                     if let sandbox { args += ["--sandbox", sandbox] }
-                    let w = try ChildProcess(name: "worker-\(i)", path: me, arguments: args, errors: .inherit)
+                    let w = try ChildProcess(name: "worker-\(i)", path: me, arguments: args, environment: childEnvironment, errors: .inherit)
                     if let line = await w.nextLine(timeout: 60) {
                         started = (w, line)
                     } else {
@@ -250,6 +253,12 @@ struct Up: AsyncParsableCommand {
     }
 
     /// Whether a TCP port on 127.0.0.1 can be bound now.
+    /// The environment `up` gives its managers and workers: its own, less `CAMPUSGRID_TOKEN` (a person's API token)
+    /// and `CAMPUSGRID_DATABASE` (each manager is told its store).
+    static func childEnvironment(_ environment: [String: String]) -> [String: String] {
+        environment.filter { $0.key != "CAMPUSGRID_TOKEN" && $0.key != "CAMPUSGRID_DATABASE" }
+    }
+
     static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }

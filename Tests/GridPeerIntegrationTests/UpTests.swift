@@ -60,10 +60,19 @@ import Glibc
     @Test func aKilledUpLeavesNoManagerOrWorkerRunning() async throws {
         let grid = try TestGrid(label: "up-killed")
         defer { grid.shutdown() }
-        let up = try grid.spawn("up", ["up", "--workers", "1", "--peer-port", "0", "--json", "--data-dir", grid.root + "/local"])
+        // A person's token and another store in up's environment go to none of its children (a worker's jobs in the
+        // restricted tier read its environment; a manager opened the store named there instead of this grid's).
+        let up = try grid.spawn(
+            "up", ["up", "--workers", "1", "--peer-port", "0", "--json", "--data-dir", grid.root + "/local"],
+            extraEnvironment: ["CAMPUSGRID_TOKEN": "cgu_not_for_the_children", "CAMPUSGRID_DATABASE": grid.root + "/nowhere/elsewhere.sqlite"])
         _ = try #require(up.nextLine(timeout: 120), "up printed nothing:\n\(up.errorLog.suffix(3000))")
         let children = Self.children(of: up.pid)
         #expect(children.count == 2, "up's children: \(children)")
+        for child in children {
+            let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(child)/environ"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            #expect(!environ.isEmpty, "no environment read for \(child)")
+            #expect(!environ.contains("CAMPUSGRID_TOKEN=") && !environ.contains("CAMPUSGRID_DATABASE="), "child \(child) got them")
+        }
         kill(up.pid, SIGKILL)
         let gone = await eventually(timeout: 30, interval: 0.1) { children.allSatisfy { !ProcessWatch.exists($0) || Self.isZombie($0) } }
         #expect(gone, "still running after up was killed: \(children.filter { ProcessWatch.exists($0) && !Self.isZombie($0) })")
