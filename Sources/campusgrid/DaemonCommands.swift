@@ -437,10 +437,12 @@ struct WorkerCommand: AsyncParsableCommand {
                 "warning: --index-url puts the index's credentials on the command line, where anyone on this machine sees it with `ps`; "
                     + "set CAMPUSGRID_INDEX_URL instead")
         }
+        // Refused, not warned about: the installer takes find-links on its command line, where anyone on this machine
+        // sees them with `ps` for as long as every build runs.
         if findLinks.contains(where: hasSecret) {
-            complain(
-                "warning: a --find-links URL carries credentials: they are on this command line and on the installer's, where anyone "
-                    + "on this machine sees them with `ps`; use a folder, or an index (CAMPUSGRID_INDEX_URL)")
+            throw ValidationError(
+                "a --find-links URL carries credentials, which would be on the installer's command line for every build, where anyone "
+                    + "on this machine sees them with `ps`: use a folder, or an index with its credentials in CAMPUSGRID_INDEX_URL")
         }
         if c.allowSdist, !withPassword.isEmpty {
             throw ValidationError(
