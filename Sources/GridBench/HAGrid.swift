@@ -40,12 +40,14 @@ final class HAGrid: @unchecked Sendable {
 
     static func start(binary: String, managers count: Int, databaseURL: String, leaderLease: Double) async throws -> HAGrid {
         let root = NSTemporaryDirectory() + "campusgrid-bench-ha-\(UUID().uuidString.prefix(8))"
-        var env = try LocalGrid.childEnvironment(root: root)
-        // The database URL carries the cluster's password: in the environment, never on a command line.
-        env["CAMPUSGRID_DATABASE"] = databaseURL
+        let env = try LocalGrid.childEnvironment(root: root)
+        // The database URL carries the cluster's password: in the managers' environment (never on a command line), and
+        // not in the worker's, which runs jobs.
+        var managerEnvironment = env
+        managerEnvironment["CAMPUSGRID_DATABASE"] = databaseURL
         var slots: [Slot] = []
         for _ in 0..<count { slots.append(Slot(gridPort: try Shell.freePort(), httpPort: try Shell.freePort())) }
-        let grid = HAGrid(binary: binary, root: root, environment: env, slots: slots) { slot in
+        let grid = HAGrid(binary: binary, root: root, environment: managerEnvironment, slots: slots) { slot in
             [
                 "manager", "--data-dir", root + "/manager", "--host", "127.0.0.1", "--port", "\(slot.gridPort)", "--dashboard-port",
                 "\(slot.httpPort)", "--leader-lease", "\(leaderLease)", "--json",

@@ -126,6 +126,8 @@ public final class LocalGrid: @unchecked Sendable {
     /// The environment of a bench grid's children under `root` (created): a private HOME and config folder, cheap
     /// bcrypt, (practically) unlimited starting credits, quiet logs, no inherited token or manager.
     static func childEnvironment(root: String) throws -> [String: String] {
+        // The bench's folder holds the workers' token file: its own alone, whatever the umask.
+        try PrivateFile.makeFolder(root)
         try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
         var env = ProcessInfo.processInfo.environment
         env["HOME"] = root
