@@ -23,6 +23,9 @@ extension API {
         public var rerunOn: String?
         /// In words: "verified by worker X", "unverified", "contradicted → rerun on Y".
         public var label: String
+        /// While its check waits in the queue: why (its pending reason), so the submitter knows the result is not being
+        /// checked yet and why not.
+        public var checkWaiting: String?
 
         public init(state: VerificationState, reason: String?, verifiedBy: [String]?, rerunOn: String?) {
             self.state = state
@@ -35,6 +38,14 @@ extension API {
             case .contradicted: label = "contradicted → rerun on " + (rerunOn ?? "another worker")
             case .inconclusive: label = "inconclusive (the runs could not be compared to a decision)"
             }
+        }
+
+        /// The same, its check waiting in the queue for `reason`.
+        public func waiting(_ reason: String) -> Verification {
+            var v = self
+            v.checkWaiting = reason
+            if state == .unverified { v.label = "unverified (its check waits: \(reason))" }
+            return v
         }
     }
 

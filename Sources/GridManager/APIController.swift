@@ -537,6 +537,10 @@ struct APIController: Sendable {
         }
         status.tierLabel = job.tier?.label
         status.verification = job.verificationStatus
+        // A check that waits in the queue says why: the result is not being checked yet.
+        if detail, job.verification == .unverified, let check = try await db.checkRuns(of: job.id).last, check.state == .pending {
+            status.verification = status.verification?.waiting(check.pendingReason ?? "no worker of another owner has taken it yet")
+        }
         return status
     }
 

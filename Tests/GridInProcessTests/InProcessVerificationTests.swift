@@ -8,6 +8,29 @@ import Testing
 
 /// Verification on a whole grid in this process: the manager's own loop ends a check that no worker can run.
 @Suite struct InProcessVerificationTests {
+    /// While a check waits in the queue the job says so, and why (its pending reason): the result is not being checked
+    /// yet. (Before, it said only `unverified`, for as long as the check waited.)
+    @Test func aJobWhoseCheckWaitsSaysWhy() async throws {
+        try await withTestGrid(label: "checkwaits", configure: { config in
+            config.verification = Verification.Policy(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 1), seed: 1)
+        }) { grid in
+            let ada = try await grid.user("ada")
+            let carols = try await grid.startWorker("wc", owner: try await grid.user("carol"))
+            await carols.stop()
+            try await grid.startWorker("wb", owner: try await grid.user("bob"))
+            let submitted = try await ada.submit(InProcessScenarioTests.job("fit", "# grid: print 42\n"))
+            let done = try await InProcessScenarioTests.wait(ada, submitted.job.id, for: [.completed, .failed])
+            var last: API.JobStatus?
+            let said = try await eventually(timeout: 30, interval: 0.1) {
+                last = try await ada.job(done.id)
+                return last?.verification?.checkWaiting != nil
+            }
+            #expect(said, "\(String(describing: last?.verification))")
+            #expect(last?.verification?.state == .unverified)
+            #expect(last?.verification?.label.hasPrefix("unverified (its check waits: ") == true, "\(String(describing: last?.verification?.label))")
+        }
+    }
+
     /// Carol's worker joined and left, so a probation run on Bob's worker is checked and the check waits for hers. She
     /// never comes back: after the wait the check ends without a result, Ada's job is inconclusive, and Bob is paid
     /// from the escrow (before, the check waited for ever and Bob's pay with it).
