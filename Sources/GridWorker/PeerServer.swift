@@ -183,7 +183,10 @@ final class PeerConnection: ChannelInboundHandler {
         // While its replies wait unread, what the other side sent waits too (a read's worth at most: reading stops).
         // A client that sent thousands of reads of a large value, and read none of the answers, had every answer
         // queued on this peer, the fast path's too.
-        if !parked.isEmpty || !context.channel.isWritable {
+        // So do frames read beyond the requests in flight: one read can hold a thousand small requests, and each started
+        // at once (the reading pause comes after the read) held its answer too: a client whose session's standing had
+        // to be asked again (no fast path) had a thousand answers of 255 KB queued here.
+        if !parked.isEmpty || !context.channel.isWritable || inFlight >= PeerServer.maxInFlight {
             parked.append(unwrapInboundIn(data))
             updateReading(context: context)
             return
@@ -205,12 +208,18 @@ final class PeerConnection: ChannelInboundHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         watchStall(context: context)
-        while !parked.isEmpty, context.channel.isWritable, !greeting.isClosing {
-            receive(parked.removeFirst(), context: context)
-        }
+        drainParked(context: context)
         updateReading(context: context)
         closeIfDone(context: context)
         context.fireChannelWritabilityChanged()
+    }
+
+    /// Carries out the frames that waited (`channelRead`), in order, while the replies are read and fewer than
+    /// `maxInFlight` requests run.
+    private func drainParked(context: ChannelHandlerContext) {
+        while !parked.isEmpty, context.channel.isWritable, inFlight < PeerServer.maxInFlight, !greeting.isClosing {
+            receive(parked.removeFirst(), context: context)
+        }
     }
 
     /// While the connection is not writable (its replies unread), a timer closes it after the stall limit; writable
@@ -345,6 +354,7 @@ final class PeerConnection: ChannelInboundHandler {
         inFlight -= 1
         if greeting.isClosing { return }
         reply(frame, context: context)
+        drainParked(context: context)
         updateReading(context: context)
         closeIfDone(context: context)
     }

@@ -914,12 +914,12 @@ public actor PeerService: Service {
             memoryBytes: memory.heldBytes, memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes, diskLimit: config.diskBudget.totalBytes)
     }
 
-    /// `viewer`: the person asking, who sees their own confidential tasks (nobody else's).
     /// The user of a queue share (`runHere`'s `turn`: the user, or the user and the peer that forwarded).
     static func person(ofTurn turn: String) -> String {
         turn.split(separator: "\u{1F}", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? turn
     }
 
+    /// `viewer`: the person asking, who sees their own confidential tasks (nobody else's).
     private func status(_ selfId: String, viewer: String? = nil) -> Msg.PeerStatus {
         // The tasks handed to the pool beyond its slots wait there (it starts them in the order they came: the last
         // ones wait), so they show as queued.
