@@ -380,7 +380,7 @@ public struct BwrapRunner: JobRunner {
         }
         // The launcher has its FIFO open once it runs in its sandbox (it said it is about to): not before may its
         // folder be renamed, since bubblewrap binds it by its name.
-        guard let fd = WarmStart.connect(folder + "/" + WarmStart.fifoName, seconds: 2, alive: { standby.process.isRunning }) else {
+        guard WarmStart.waitUntilReading(folder, seconds: 2, alive: { standby.process.isRunning }), let fd = standby.takeFeed() else {
             standby.discard()
             return nil
         }

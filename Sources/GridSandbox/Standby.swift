@@ -31,6 +31,10 @@ final class Standby: Sendable {
     /// The user namespace its sandbox is to start in (`SandboxUser`; -1: none), which the standby holds at this
     /// number until its exec; this process's copy is closed once the standby is spent.
     private let namespace: Mutex<Int32>
+    /// A warm standby's feed (`WarmStart.openFeed`): the only write end of its launcher's FIFO, held by this process
+    /// alone until the job's request goes out on it (-1: none, or taken). Closed, by a discard or by this process's
+    /// death, it ends the launcher.
+    private let feed = Mutex<Int32>(-1)
 
     private init(
         process: ForkedProcess, cgroup: JobCgroup, outputFD: Int32, request: Int32, report: Int32, warmDirectory: String?, namespace: Int32
@@ -55,6 +59,19 @@ final class Standby: Sendable {
             return fd
         }
         if fd >= 0 { close(fd) }
+    }
+
+    /// Takes the warm launcher's feed, to send the job's request on (and close): nil if there is none or it was taken.
+    func takeFeed() -> Int32? {
+        let fd = feed.withLock { fd in
+            defer { fd = -1 }
+            return fd
+        }
+        return fd >= 0 ? fd : nil
+    }
+
+    deinit {
+        if let fd = takeFeed() { close(fd) }
     }
 
     /// Makes a cgroup named `name` (holding only the `pids` limit until a job's limits are applied) and forks a
@@ -124,14 +141,25 @@ final class Standby: Sendable {
             try? FileManager.default.removeItem(atPath: directory)
             throw SpawnError(errno: e, path: directory + "/" + WarmStart.fifoName)
         }
+        // The feed is open before the standby exists, so the launcher never waits on a FIFO nobody will write: bubblewrap
+        // arms its sandbox's death signal only once the sandbox is set up, so a worker killed before then (or a
+        // standby's first process killed by it) leaves the sandbox running; its launcher then reads the end of the
+        // feed, and exits.
+        guard let feed = WarmStart.openFeed(directory + "/" + WarmStart.fifoName) else {
+            let e = errno
+            try? FileManager.default.removeItem(atPath: directory)
+            throw SpawnError(errno: e, path: directory + "/" + WarmStart.fifoName)
+        }
         let standby: Standby
         do {
             if userNamespace { try SandboxUser.handOver(directory) }
             standby = try make(root: root, parent: parent, name: name, pids: pids, warmDirectory: directory, userNamespace: userNamespace)
         } catch {
+            close(feed)
             try? FileManager.default.removeItem(atPath: directory)
             throw error
         }
+        standby.feed.withLock { $0 = feed }
         do {
             try standby.go(path: bwrap, arguments: arguments(standby.userNamespace), environment: [:], directory: directory, limits: limits)
         } catch {
@@ -212,6 +240,7 @@ final class Standby: Sendable {
         }
         close(outputFD)
         closeNamespace()
+        if let fd = takeFeed() { close(fd) }
         cgroup.remove()
         _ = process.waitForExit(seconds: 2)
         // A warm standby's folder, unless a job took it (it was renamed to the job's then).
@@ -221,14 +250,22 @@ final class Standby: Sendable {
 
 extension Standby {
     /// Removes the standby cgroups (`standby-PID-…`) under `parents` whose worker PID is gone: a worker that exits
-    /// leaves its unused standby's cgroup, empty (the standby died with it). A cgroup still holding a process, or
-    /// of a live worker, is left alone.
+    /// leaves its unused standby's cgroup, usually empty (the standby died with it). What one still holds outlived its
+    /// worker, and is killed first: a sandbox whose death signal bubblewrap had not armed yet when the worker died (a
+    /// job started from a standby, or a warm launcher). A live worker's cgroups are left alone.
     static func sweep(parents: [String]) {
         for parent in parents {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix("standby-") {
                 guard let pid = name.split(separator: "-").dropFirst().first.flatMap({ pid_t($0) }), pid > 0 else { continue }
                 if kill(pid, 0) == 0 || errno == EPERM { continue }
-                rmdir(parent + "/" + name)
+                let dir = parent + "/" + name
+                for _ in 0..<100 {
+                    let left = (JobCgroup.read(dir + "/cgroup.procs") ?? "").split(whereSeparator: \.isNewline).compactMap { pid_t($0) }
+                    if left.isEmpty { break }
+                    for p in left where p > 0 { kill(p, SIGKILL) }
+                    usleep(2_000)
+                }
+                rmdir(dir)
             }
         }
     }

@@ -13,7 +13,9 @@ import Glibc
 /// (`fifoName`) for the job: the script's name and the job's whole environment. It then takes that environment, makes
 /// the script the `__main__` module as `python -u SCRIPT` would (its `sys.argv`, `sys.path[0]`, `__file__`; a traceback
 /// without the launcher's frame), and runs it. What runs is the job's code, alone, in a process that ran nothing else:
-/// the interpreter's start-up (about 35 ms here, most of a small job's run) is paid before the job arrives.
+/// the interpreter's start-up (about 35 ms here, most of a small job's run) is paid before the job arrives. The worker
+/// holds the FIFO's only write end (`openFeed`): a launcher whose worker died reads its end and exits, and its sandbox
+/// ends with it.
 ///
 /// Only a job whose Python start-up is the same as the launcher's is started warm: no packages (their environment is
 /// bound at start), no GPUs (their devices are bound at start), no setting of its own that Python reads as it starts
@@ -21,8 +23,8 @@ import Glibc
 enum WarmStart {
     /// The FIFO in a warm standby's folder that the job's start request is written to; the launcher removes it.
     static let fifoName = ".campusgrid-start"
-    /// Made by the launcher just before it opens the FIFO (so the worker never waits on a launcher still starting:
-    /// such a standby is left for a later job); removed with the FIFO.
+    /// Made by the launcher once it has the FIFO open (so the worker never waits on a launcher still starting: such a
+    /// standby is left for a later job); removed with the FIFO.
     static let readyName = ".campusgrid-ready"
 
     /// Whether the launcher in `folder` is (about to be) waiting on its FIFO.
@@ -88,28 +90,42 @@ enum WarmStart {
         return true
     }
 
-    /// Opens the FIFO at `path` for writing once the launcher has it open for reading (it may still be starting),
-    /// waiting at most `seconds` and only while `alive()`; nil if it never did. A launcher that has it open runs in its
-    /// sandbox, its folder bound at `/job`: only then may the folder be renamed to the job's.
-    static func connect(_ path: String, seconds: Double, alive: () -> Bool) -> Int32? {
-        let deadline = JobExecution.monotonic() + seconds
-        while true {
-            let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-            if fd >= 0 {
-                let flags = fcntl(fd, F_GETFL)
-                guard flags >= 0, fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
-                    close(fd)
-                    return nil
-                }
-                return fd
-            }
-            // ENXIO: no reader yet. Anything else (the FIFO is gone): the launcher will never read it.
-            guard errno == ENXIO || errno == EINTR, JobExecution.monotonic() < deadline, alive() else { return nil }
-            usleep(500)
+    /// Opens the FIFO at `path` for writing before any reader has it (through a read end of this process's own, closed
+    /// at once): the feed, a warm standby's only write end, held by the worker alone (close-on-exec; a standby closes
+    /// what it inherits). The launcher opens its end without waiting, and reads the job's request on it, then its end.
+    /// When the worker dies or discards the standby before sending, the launcher reads only the end, and exits: so a
+    /// launcher whose sandbox outlived the worker (bubblewrap arms its death signal only once the sandbox is set up) does
+    /// not wait for ever. Nil, with `errno` set, if it could not be opened.
+    static func openFeed(_ path: String) -> Int32? {
+        let reader = open(path, O_RDWR | O_CLOEXEC)
+        guard reader >= 0 else { return nil }
+        defer { close(reader) }
+        let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
+            let e = errno
+            close(fd)
+            errno = e
+            return nil
         }
+        return fd
     }
 
-    /// Writes `request` whole to `fd` (the FIFO `connect` opened) and closes it; false if the write failed.
+    /// Waits (at most `seconds`, and only while `alive()`) until the launcher in `folder` has its FIFO open for reading
+    /// (it says so with `readyName`, made just after); false if it never did. A launcher that has it open runs in its
+    /// sandbox, its folder bound at `/job`: only then may the folder be renamed to the job's, and its request be written
+    /// (with no reader yet, the write would fail).
+    static func waitUntilReading(_ folder: String, seconds: Double, alive: () -> Bool) -> Bool {
+        let deadline = JobExecution.monotonic() + seconds
+        while !isReady(folder) {
+            guard JobExecution.monotonic() < deadline, alive() else { return false }
+            usleep(500)
+        }
+        return true
+    }
+
+    /// Writes `request` whole to `fd` (a standby's feed) and closes it; false if the write failed.
     static func send(_ request: [UInt8], to fd: Int32) -> Bool {
         defer { close(fd) }
         // A reader that died meanwhile fails the write with EPIPE (the worker ignores SIGPIPE, as `FunctionPool` does).
@@ -142,8 +158,10 @@ import os, sys, builtins
 def _campusgrid_run():
     fifo = "/job/.campusgrid-start"
     ready = "/job/.campusgrid-ready"
+    # The worker holds the only write end: the request comes on it, then its end; the end alone if the worker is gone.
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fd, True)
     os.close(os.open(ready, os.O_WRONLY | os.O_CREAT, 0o600))
-    fd = os.open(fifo, os.O_RDONLY)
     chunks = []
     while True:
         chunk = os.read(fd, 65536)

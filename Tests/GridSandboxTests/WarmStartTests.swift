@@ -171,6 +171,43 @@ fail()
         #expect(warm.output == "warm\n" && r.standbys.servedWarm == 1)
     }
 
+    /// A warm launcher whose worker is gone exits, and its sandbox with it. Bubblewrap arms the death signal of its
+    /// sandbox's first process only once the sandbox is set up, so a worker killed before then (its standby's
+    /// bubblewrap killed with it) left that sandbox running, its launcher waiting on its FIFO for good: one was found
+    /// after whole-suite runs. Here the race is made certain (the sandbox starts without `--die-with-parent`), the
+    /// standby's bubblewrap is killed, and the feed is closed as the kernel closes a dead worker's descriptors.
+    @Test func aWarmLauncherWhoseWorkerIsGoneExitsWithItsSandbox() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try runner(warm: false)
+        let c = r.configuration
+        let folder = root + "/jobs/" + WarmStart.folderPrefix + "\(getpid())-orphan"
+        try FileManager.default.createDirectory(atPath: root + "/jobs", withIntermediateDirectories: true)
+        let standby = try Standby.makeWarm(
+            root: c.cgroupRoot, parent: c.cgroupParent, name: r.standbyCgroupPrefix + "orphan", pids: 64, directory: folder,
+            bwrap: c.bwrapPath,
+            arguments: { _ in
+                var args = BwrapRunner.arguments(
+                    python: c.python, pythonRoots: r.pythonRoots, topLevel: r.topLevel, scratch: folder, script: "-",
+                    environment: WarmStart.startupEnvironment(), tmpBytes: c.tmpBytes, gpuDevices: [])
+                args.removeLast(3)
+                args.removeAll { $0 == "--die-with-parent" }
+                return args + [c.python, "-u", "-c", WarmStart.launcher]
+            }, limits: BwrapRunner.rlimits(c.limits))
+        defer { standby.discard() }
+        let ready = try await eventually(timeout: 60, interval: 0.01) { WarmStart.isReady(folder) }
+        #expect(ready, "the launcher never opened its FIFO")
+        let sandbox = { hostProcesses(containing: folder).filter { $0 != standby.process.pid } }
+        #expect(!sandbox().isEmpty, "no sandbox runs for \(folder)")
+        // The worker dies: first its standby's bubblewrap (the sandbox, its death signal not armed, stays), then its
+        // descriptors close.
+        kill(standby.process.pid, SIGKILL)
+        #expect(try await onThread { standby.process.waitForExit(seconds: 10) } != nil)
+        #expect(!sandbox().isEmpty, "the sandbox went with its bubblewrap: the race was not made")
+        if let feed = standby.takeFeed() { close(feed) }
+        let gone = try await eventually(timeout: 20, interval: 0.01) { sandbox().isEmpty }
+        #expect(gone, "the sandbox outlived its worker: \(sandbox())")
+    }
+
     @Test func anUnusedWarmStandbyLeavesNoProcessNoFolderAndNoCgroup() throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let r = try runner(warm: true)
@@ -291,6 +328,29 @@ fail()
             version: JobCgroup.hostVersion(root: "/sys/fs/cgroup"), root: "/sys/fs/cgroup",
             selfCgroup: (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? "", name: "x")
         return layout.parents.first { $0.contains("/memory/") } ?? layout.parents.first
+    }
+
+    /// A standby cgroup of a worker that is gone, still holding a process (a sandbox that outlived its worker), is
+    /// emptied and removed by the next runner; before, a cgroup that held a process was left alone, and so was the
+    /// process.
+    @Test func aNewRunnerKillsWhatAGoneWorkersStandbyCgroupStillHolds() async throws {
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let parent = try #require(Self.standbyCgroupParent())
+        let dir = parent + "/standby-4194303-\(UUID().uuidString.prefix(8))-left"
+        #expect(mkdir(dir, 0o755) == 0)
+        defer { rmdir(dir) }
+        let orphan = Process()
+        orphan.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        orphan.arguments = ["300"]
+        try orphan.run()
+        defer { if orphan.isRunning { kill(orphan.processIdentifier, SIGKILL) } }
+        #expect(JobCgroup.write("\(orphan.processIdentifier)", to: dir + "/cgroup.procs"))
+        #expect((JobCgroup.read(dir + "/cgroup.procs") ?? "").contains("\(orphan.processIdentifier)"))
+        let r = try runner(warm: true)
+        defer { r.standbys.close() }
+        let killed = try await eventually(timeout: 10) { !orphan.isRunning }
+        #expect(killed && orphan.terminationReason == .uncaughtSignal && orphan.terminationStatus == SIGKILL)
+        #expect(!FileManager.default.fileExists(atPath: dir))
     }
 
     @Test func aNewRunnerRemovesTheWarmFoldersOfWorkersThatAreGone() throws {
