@@ -196,7 +196,7 @@ public final class FunctionPool: FunctionRunner {
         } catch {
             return Answer(ok: false, result: nil, error: "bad_args", message: "the arguments could not be encoded: \(error)")
         }
-        let person = via.map { user + "\u{1F}via:" + $0 } ?? user
+        let person = TaskShare.key(user: user, via: via)
         let owner = environment.map { person + "\u{1F}env:" + $0.key } ?? person
         return await withCheckedContinuation { continuation in
             let job = Job(line: line, timeout: request.timeout, owner: owner, site: environment?.site, continuation: continuation)

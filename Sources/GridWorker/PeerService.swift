@@ -914,11 +914,6 @@ public actor PeerService: Service {
             memoryBytes: memory.heldBytes, memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes, diskLimit: config.diskBudget.totalBytes)
     }
 
-    /// The user of a queue share (`runHere`'s `turn`: the user, or the user and the peer that forwarded).
-    static func person(ofTurn turn: String) -> String {
-        turn.split(separator: "\u{1F}", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? turn
-    }
-
     /// `viewer`: the person asking, who sees their own confidential tasks (nobody else's).
     private func status(_ selfId: String, viewer: String? = nil) -> Msg.PeerStatus {
         // The tasks handed to the pool beyond its slots wait there (it starts them in the order they came: the last
@@ -927,7 +922,7 @@ public actor PeerService: Service {
         // The queue's shares are the user's own and the user's through each forwarding peer (`runHere`): shown as the
         // user's, together.
         var queued: [String: Int] = [:]
-        for (turn, n) in queue.waitingByUser { queued[Self.person(ofTurn: turn), default: 0] += n }
+        for (turn, n) in queue.waitingByUser { queued[TaskShare.person(ofKey: turn), default: 0] += n }
         for (user, n) in confidentialWaiting where user != viewer {
             let left = (queued[user] ?? 0) - n
             queued[user] = left > 0 ? left : nil
@@ -1156,7 +1151,7 @@ public actor PeerService: Service {
         let user = task.user ?? "?"
         // Its turn and its share of the queue: the user's own, or (forwarded) the user's through that peer, so a peer
         // holding the user's ticket cannot fill the user's own share and have their tasks refused.
-        let turn = via.map { user + "\u{1F}via:" + $0 } ?? user
+        let turn = TaskShare.key(user: user, via: via)
         let runsNow = queue.isEmpty && !stopping && running < config.slots + pool.lookahead
         guard runsNow || (queue.count(of: turn) < config.maxQueuedTasksPerUser && queue.count < config.maxQueuedTasks) else {
             throw GridError(
