@@ -174,6 +174,16 @@ public enum Verification {
         return now - queuedAt >= limit
     }
 
+    /// A check wait of `seconds` (as `waitedOut` takes it) as a reader takes it, exactly: "24 h", "90 min" (1.5 h),
+    /// "1000 s". Hours were truncated before: a wait of 1.5 h was said to be "1 h".
+    public static func waitWords(_ seconds: Double) -> String {
+        let limit = (seconds.isFinite && seconds > 0 ? seconds : defaultCheckWaitSeconds).rounded()
+        let s = max(1, Int(min(limit, 1e15)))
+        if s % 3600 == 0 { return "\(s / 3600) h" }
+        if s % 60 == 0 { return "\(s / 60) min" }
+        return "\(s) s"
+    }
+
     // MARK: - Credits
 
     /// One ledger movement the store writes.

@@ -79,7 +79,7 @@ extension GridDatabase {
                 let since = try Double.fetchOne(
                     db, sql: "SELECT MAX(at) FROM job_events WHERE job_id = ? AND state = 'pending'", arguments: [check.id]) ?? check.submittedAt
                 guard let root = check.checkOf, Verification.waitedOut(queuedAt: since, now: now, limit: waitSeconds) else { continue }
-                let hours = Self.hours(waitSeconds)
+                let hours = Verification.waitWords(waitSeconds)
                 try Self.end(
                     db, check, .failed, reason: "no worker of another owner could run this check within \(hours)", refund: true, now: now,
                     checkWaitedOut: hours)
@@ -87,14 +87,6 @@ extension GridDatabase {
             }
             return ended
         }
-    }
-
-    /// `seconds` as a reader takes it: "24 h", "90 min", "30 s".
-    static func hours(_ seconds: Double) -> String {
-        let limit = seconds.isFinite && seconds > 0 ? seconds : Verification.defaultCheckWaitSeconds
-        if limit >= 3600 { return "\(Int(limit / 3600)) h" }
-        if limit >= 60 { return "\(Int(limit / 60)) min" }
-        return "\(Int(limit)) s"
     }
 
     // MARK: - Inside transactions

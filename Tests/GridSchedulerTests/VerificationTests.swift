@@ -169,6 +169,19 @@ struct VerificationTests {
         #expect(Verification.verdict(results: []) == .inconclusive)
     }
 
+    /// The wait as a job's history says it, exactly (hours were truncated: 1.5 h was "1 h"), whatever the number.
+    @Test func theWaitIsSaidExactly() {
+        #expect(Verification.waitWords(86_400) == "24 h")
+        #expect(Verification.waitWords(5_400) == "90 min", "1.5 h")
+        #expect(Verification.waitWords(3_600) == "1 h")
+        #expect(Verification.waitWords(5_401) == "5401 s")
+        #expect(Verification.waitWords(1_000) == "1000 s")
+        #expect(Verification.waitWords(0.2) == "1 s")
+        for odd in [0, -1, Double.nan, -Double.infinity] { #expect(Verification.waitWords(odd) == "24 h", "\(odd): the default") }
+        #expect(!Verification.waitWords(.infinity).isEmpty)
+        #expect(!Verification.waitWords(Double.greatestFiniteMagnitude).isEmpty, "no trap")
+    }
+
     /// A check that no worker could run within the wait ends the verification: another would wait the same way. A
     /// verdict the results already reach stands.
     @Test func aCheckThatWaitedOutEndsTheVerificationInconclusive() {
