@@ -163,13 +163,18 @@ public enum Verification {
     /// How long a check run may wait in the queue, by default (`manager --check-wait-hours`): a day.
     public static let defaultCheckWaitSeconds: Double = 86_400
 
+    /// The check wait `waitedOut` holds to: `limit`, or the default when it is not a positive finite number.
+    public static func checkWaitLimit(_ limit: Double) -> Double {
+        limit.isFinite && limit > 0 ? limit : defaultCheckWaitSeconds
+    }
+
     /// Whether a check run queued at `queuedAt` has waited out `limit` seconds at `now` without being placed: it ends
     /// without a result, and the job's verification is inconclusive (`verdict(results:waitedOut:)`), which releases the
     /// checked run's escrow. Before, a check that no worker could ever run (the only other owner's workers gone for
     /// good) waited for ever, with the checked run's pay locked in escrow and the check's hold taken from its payer.
     /// A limit that is not a positive finite number is the default; a clock that reads NaN waits out nothing.
     public static func waitedOut(queuedAt: Double, now: Double, limit: Double) -> Bool {
-        let limit = limit.isFinite && limit > 0 ? limit : defaultCheckWaitSeconds
+        let limit = checkWaitLimit(limit)
         guard queuedAt.isFinite, now.isFinite else { return false }
         return now - queuedAt >= limit
     }
@@ -177,7 +182,7 @@ public enum Verification {
     /// A check wait of `seconds` (as `waitedOut` takes it) as a reader takes it, exactly: "24 h", "90 min" (1.5 h),
     /// "1000 s". Hours were truncated before: a wait of 1.5 h was said to be "1 h".
     public static func waitWords(_ seconds: Double) -> String {
-        let limit = (seconds.isFinite && seconds > 0 ? seconds : defaultCheckWaitSeconds).rounded()
+        let limit = checkWaitLimit(seconds).rounded()
         let s = max(1, Int(min(limit, 1e15)))
         if s % 3600 == 0 { return "\(s / 3600) h" }
         if s % 60 == 0 { return "\(s / 60) min" }

@@ -73,11 +73,22 @@ extension GridDatabase {
     public func expireWaitingChecks(waitSeconds: Double, now: Double) async throws -> [JobID] {
         try await write { db in
             var ended: [JobID] = []
-            let rows = try StoreRow.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = 'pending' AND check_of IS NOT NULL ORDER BY id")
-            for check in rows.map(JobRecord.init(row:)) {
-                // Since it last became pending: a check a worker ran for hours and lost waits anew, as it can be run.
-                let since = try Double.fetchOne(
-                    db, sql: "SELECT MAX(at) FROM job_events WHERE job_id = ? AND state = 'pending'", arguments: [check.id]) ?? check.submittedAt
+            // Since it last became pending: a check a worker ran for hours and lost waits anew, as it can be run. Only the
+            // checks that waited out are read (one statement; it scanned every waiting check, a query each, holding the
+            // writer); the pure rule decides each of them.
+            let limit = Verification.checkWaitLimit(waitSeconds)
+            let rows = try StoreRow.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM (
+                        SELECT j.*, COALESCE((SELECT MAX(e.at) FROM job_events e WHERE e.job_id = j.id AND e.state = 'pending'), j.submitted_at) AS waiting_since
+                        FROM jobs j WHERE j.state = 'pending' AND j.check_of IS NOT NULL
+                    ) w WHERE w.waiting_since <= ? ORDER BY w.id
+                    """,
+                arguments: [now - limit])
+            for row in rows {
+                let check = JobRecord(row: row)
+                let since: Double = row["waiting_since"]
                 guard let root = check.checkOf, Verification.waitedOut(queuedAt: since, now: now, limit: waitSeconds) else { continue }
                 let hours = Verification.waitWords(waitSeconds)
                 try Self.end(
