@@ -1,6 +1,7 @@
 import CGridSpawn
 import Foundation
 import GridCore
+import Synchronization
 
 extension EnvBuilder {
     /// Where the build folder appears inside the installer's sandbox.
@@ -115,6 +116,8 @@ extension EnvBuilder {
         await log(Array("[installing \(requirements.lines.count) package(s) with \(installer): \(requirements.lines.joined(separator: " "))]\n".utf8))
         let started = Date()
         let execution: JobExecution
+        /// Why the watcher stopped a sandboxed build (`overLimit`), if it did.
+        let stopped = Mutex<String?>(nil)
         let limits = [grid_rlimit(resource: RLimit.core, value: 0), grid_rlimit(resource: RLimit.fsize, value: UInt64(max(0, c.maxEnvironmentBytes)))]
         if let sandbox = c.sandbox {
             try fm.createDirectory(atPath: temp + "/tmp", withIntermediateDirectories: true)
@@ -126,10 +129,32 @@ extension EnvBuilder {
             let userns = switches ? try SandboxUser.namespace() : -1
             defer { if userns >= 0 { close(userns) } }
             let prefix = userns >= 0 ? SandboxUser.dropPrefix(closing: String(userns)) : []
+            // Its processes and memory are bounded: RLIMIT_NPROC set inside its user namespace (where it counts only the
+            // build's), and a watcher of its PID namespace that stops it past either limit (a fork between two looks, or
+            // memory, which no rlimit bounds in all). Before, a build script could fork and allocate without bound.
+            let nproc = [c.python, "-S", "-c", RootlessLimits.execPrelude(processes: max(1, c.maxBuildProcesses))]
+            let namespace = JobNamespace()
+            let (most, mostMemory) = (c.maxBuildProcesses, c.maxBuildMemoryBytes)
+            let hooks = JobExecution.Hooks(
+                killAll: { namespace.killAll() },
+                check: {
+                    let tasks = namespace.sample()
+                    guard let why = overLimit(tasks: tasks, residentBytes: namespace.peakResidentBytes, maxProcesses: most, maxMemoryBytes: mostMemory)
+                    else { return nil }
+                    stopped.withLock { $0 = why }
+                    return .init(outcome: .failed, reason: why)
+                },
+                finish: { report in
+                    _ = namespace.waitGone(seconds: 10)
+                    return report
+                },
+                processes: { namespace.members().map(\.pid) })
             execution = try JobExecution.spawn(
                 path: sandbox.bwrapPath,
-                arguments: sandboxArguments(sandbox, configuration: c, buildFolder: temp, userns: userns >= 0 ? String(userns) : nil) + prefix + command,
-                environment: env, directory: temp, limits: limits, deadline: c.timeLimitSeconds, inherit: userns)
+                arguments: sandboxArguments(sandbox, configuration: c, buildFolder: temp, userns: userns >= 0 ? String(userns) : nil) + prefix + nproc
+                    + command,
+                environment: env, directory: temp, limits: limits, deadline: c.timeLimitSeconds, hooks: hooks, inherit: userns)
+            namespace.attach(execution.pid)
         } else {
             try fm.createDirectory(atPath: temp + "/home", withIntermediateDirectories: true)
             let command = installCommand(configuration: c, site: temp + "/site", requirementsFile: temp + "/requirements.txt")
@@ -164,6 +189,7 @@ extension EnvBuilder {
         case .cancelled:
             throw GridError(.invalidRequirements, "building the environment was cancelled")
         case .failed:
+            if let why = stopped.withLock({ $0 }) { throw GridError(.invalidRequirements, "building the environment was stopped: \(why)") }
             if let reason = report.reason, DiskRule.isVerdict(reason) {
                 throw GridError(.invalidRequirements, "building the environment was stopped: \(reason)")
             }
@@ -193,6 +219,15 @@ extension EnvBuilder {
         keepTemp = true
         await log(Array("[environment \(key.prefix(12)) built in \(String(format: "%.1f", seconds)) s, \(bytes >> 10) KB]\n".utf8))
         return bytes
+    }
+
+    /// Why a sandboxed build must stop (pure), or nil: its processes (threads, as RLIMIT_NPROC counts them) or their
+    /// resident memory together over the worker's limits. A limit below 1 is taken as 1.
+    static func overLimit(tasks: Int, residentBytes: Int64, maxProcesses: Int, maxMemoryBytes: Int64) -> String? {
+        if tasks >= max(1, maxProcesses) { return "it ran \(tasks) processes, this worker's limit is \(max(1, maxProcesses))" }
+        let memory = max(1, maxMemoryBytes)
+        if residentBytes > memory { return "it used \(residentBytes >> 20) MB of memory, over this worker's limit of \(memory >> 20) MB for a build" }
+        return nil
     }
 
     /// The installer's own error, from its first error line on (pip's `ERROR:`, uv's `error:`/`×` and the `╰─▶`

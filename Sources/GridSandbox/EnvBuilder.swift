@@ -40,6 +40,11 @@ public actor EnvBuilder {
         public var cacheLimitBytes: Int64 = 10 << 30
         /// The sandbox the installer runs in; nil: none (the restricted tier), with a cleared environment and a private HOME.
         public var sandbox: Sandbox?
+        /// The most processes (threads, as RLIMIT_NPROC counts them) a sandboxed build may run, and the most resident
+        /// memory they may hold together (the worker's: its `--max-processes`, the RAM it offers). A build script
+        /// (`--env-allow-sdist`) or an installer's resolver that forks or allocates past them is stopped, and says so.
+        public var maxBuildProcesses = 256
+        public var maxBuildMemoryBytes: Int64 = 4 << 30
 
         public init(root: String, python: String) {
             self.root = root

@@ -88,6 +88,12 @@ public enum RootlessLimits {
             + "os.execv(sys.executable,[sys.executable,'-u']+sys.argv[1:])"
     }
 
+    /// The Python that sets RLIMIT_NPROC (run inside the sandbox's user namespace, where it counts only what follows)
+    /// and then execs its arguments: `python -S -c PRELUDE COMMAND ARGS…` (an environment build's installer).
+    public static func execPrelude(processes: Int) -> String {
+        "import os,resource,sys\nresource.setrlimit(resource.RLIMIT_NPROC,(\(processes),\(processes)))\nos.execv(sys.argv[1],sys.argv[1:])"
+    }
+
     /// The Python that a function-task interpreter runs before its executor: its open files and file sizes, and where
     /// no cgroup holds it, its processes (RLIMIT_NPROC, counted inside its user namespace) and its memory (RLIMIT_AS),
     /// soft and hard alike, so no task can raise them. A task once forked without bound on a rootless worker.

@@ -427,6 +427,10 @@ struct WorkerCommand: AsyncParsableCommand {
         c.maxEnvironmentBytes = Int64(envMaxGb * Double(1 << 30))
         c.timeLimitSeconds = envBuildMinutes * 60
         c.sandbox = EnvBuilder.sandbox(of: runner, bwrapPath: bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? "/usr/bin/bwrap", python: python)
+        // A build is held to what a job of this worker may take: its processes, and the RAM the worker offers.
+        if let limits = (runner as? BwrapRunner)?.configuration.limits { c.maxBuildProcesses = limits.maxProcesses }
+        let ramGb = max(1, memory ?? MachineInfo.memoryGb())
+        c.maxBuildMemoryBytes = Int64(min(ramGb, 1 << 20)) << 30
         // A password in the index URL: on the command line `ps` shows it; and a package's build script (sdists) sees
         // the installer's environment, where the URL is.
         // A user name counts too: tokens go there (https://TOKEN@pkgs.example/…).

@@ -394,6 +394,59 @@ extension EnvBuilderTests {
     }
 }
 
+extension EnvBuilderTests {
+    /// A sandboxed build is stopped past the worker's process or memory limit, and says which (pure).
+    @Test func aBuildOverItsProcessesOrMemoryIsStoppedWithTheReason() {
+        #expect(EnvBuilder.overLimit(tasks: 255, residentBytes: 4 << 30, maxProcesses: 256, maxMemoryBytes: 4 << 30) == nil)
+        #expect(EnvBuilder.overLimit(tasks: 256, residentBytes: 0, maxProcesses: 256, maxMemoryBytes: 4 << 30)?.contains("256 processes") == true)
+        #expect(EnvBuilder.overLimit(tasks: 1, residentBytes: (4 << 30) + 1, maxProcesses: 256, maxMemoryBytes: 4 << 30)?.contains("4096 MB") == true)
+        // Limits that make no sense are the tightest, never none; no trap at the extremes.
+        #expect(EnvBuilder.overLimit(tasks: 1, residentBytes: 0, maxProcesses: 0, maxMemoryBytes: 1 << 30) != nil)
+        #expect(EnvBuilder.overLimit(tasks: 0, residentBytes: 2, maxProcesses: Int.min, maxMemoryBytes: -1) != nil)
+        #expect(EnvBuilder.overLimit(tasks: Int.max, residentBytes: .max, maxProcesses: .max, maxMemoryBytes: .max) != nil)
+        #expect(EnvBuilder.overLimit(tasks: 0, residentBytes: .min, maxProcesses: .max, maxMemoryBytes: .max) == nil)
+    }
+
+    /// A build script (`--env-allow-sdist`; here the installer itself, a script of the test's) that forks without bound,
+    /// or allocates without bound, in the build sandbox: stopped at the worker's limits, with the reason. Before, the
+    /// build's processes and memory had no bound but the machine's for its ten minutes.
+    @Test(arguments: ["processes", "memory"])
+    func aBuildThatForksOrAllocatesWithoutBoundIsStopped(_ what: String) async throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Not under /tmp, which the sandbox has a private one of.
+        let bin = "/var/tmp/cg-greedy-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: bin) }
+        let installer = bin + "/greedy-uv"
+        // Forks until a fork is refused (RLIMIT_NPROC), and holds what it has; or fills 400 MB.
+        let program =
+            what == "processes"
+            ? "import os, time\nfor i in range(200):\n    try:\n        pid = os.fork()\n    except OSError:\n        break\n    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)"
+            : "import time\nx = b\"x\" * (400 << 20)\ntime.sleep(60)"
+        let body = "exec '\(SandboxHarness.python)' -c '\(program)'"
+        try Data("#!/bin/sh\n\(body)\n".utf8).write(to: URL(fileURLWithPath: installer))
+        chmod(installer, 0o755)
+        var c = EnvBuilder.Configuration(root: folder + "/envs", python: SandboxHarness.python)
+        c.uv = installer
+        c.noIndex = true
+        c.maxBuildProcesses = 32
+        c.maxBuildMemoryBytes = 128 << 20
+        c.timeLimitSeconds = 120
+        c.sandbox = EnvBuilder.sandbox(of: RestrictedRunner(python: SandboxHarness.python), python: SandboxHarness.python)
+        try #require(c.sandbox != nil, "no build sandbox on this machine")
+        let envs = EnvBuilder(configuration: c, interpreter: try EnvBuilder.probe(python: SandboxHarness.python))
+        do {
+            _ = try await envs.prepare(try requirements("cg-a")) { _ in }
+            Issue.record("the build went on past its \(what) limit")
+        } catch let e as GridError {
+            let expected = what == "processes" ? "processes, this worker's limit is 32" : "over this worker's limit of 128 MB"
+            #expect(e.message.contains("was stopped") && e.message.contains(expected), "\(e.message)")
+        }
+        #expect(envs.cachedDigests().isEmpty, "an environment was kept")
+        #expect(hostProcesses(containing: installer).isEmpty, "the build's processes outlived it")
+    }
+}
+
 /// The installer's output, gathered across the builder's log calls.
 actor OutputBox {
     private var bytes: [UInt8] = []
