@@ -69,6 +69,9 @@ extension JSONValue {
         return n > 15 ? 32 + n : 0
     }
 
+    /// The size of `s` written as a JSON string, quotes and escapes counted.
+    public static func encodedSize(ofString s: String) -> Int { stringSize(s) }
+
     private static func stringSize(_ s: String) -> Int {
         var n = 2
         for byte in s.utf8 {

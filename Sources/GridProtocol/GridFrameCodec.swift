@@ -1,3 +1,4 @@
+import GridCore
 public import NIOCore
 
 /// NIO adapter of `FrameParser`: turns bytes into `InboundFrame`s.
@@ -98,13 +99,26 @@ public final class GridFrameWriter: ChannelOutboundHandler {
     public typealias OutboundIn = GridFrame
     public typealias OutboundOut = ByteBuffer
 
-    public init() {}
+    /// The longest line written (newline excluded): a longer one goes out as an `ERROR` for its request instead, since
+    /// the reader would refuse it and close the connection, failing everything else in flight on it. Nil: no bound.
+    let maxLineBytes: Int?
+
+    public init(maxLineBytes: Int? = nil) {
+        self.maxLineBytes = maxLineBytes
+    }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let frame = unwrapOutboundIn(data)
+        var frame = unwrapOutboundIn(data)
         var head = context.channel.allocator.buffer(capacity: 256)
         do {
             try frame.writeHead(to: &head)
+            if let most = maxLineBytes, head.readableBytes - 1 > most {
+                let error = Msg.Error(
+                    code: .lineTooLong, message: "the answer is \(head.readableBytes - 1) bytes, over the \(most) a line may hold: ask for less")
+                frame = GridFrame(id: frame.id, .error(error))
+                head.clear()
+                try frame.writeHead(to: &head)
+            }
         } catch {
             promise?.fail(error)
             return

@@ -4,6 +4,12 @@ public import GridCore
 /// Clients and peers send them to a worker's peer port; `AUTH_CHECK`, `GET_BEST_PEER` and `PEERS` also travel on the
 /// worker ⇄ manager link. See docs/PROTOCOL.md.
 extension Msg {
+    /// What a peer's reply may carry in its line, leaving room for the rest of the line: a reader refuses a line over
+    /// `FrameLimits.maxLineBytes` (1 MiB) and closes its connection for it. Listings stop there (`MemKeys`,
+    /// `FileList`), a `MEM_FETCH` whose answer would pass it is refused, and `GridFrameWriter` answers `ERROR` in place
+    /// of any longer line.
+    public static let replyBudgetBytes = 900 << 10
+
     /// A peer as the manager announces it: where its peer port is.
     public struct PeerInfo: Hashable, Sendable, Codable {
         public var workerId: String
@@ -238,7 +244,26 @@ extension Msg {
 
     public struct MemKeys: Hashable, Sendable, Codable {
         public var keys: [String]
-        public init(keys: [String]) { self.keys = keys }
+        /// Keys were left out: the rest would not fit one line (`replyBudgetBytes`); list under a longer prefix.
+        public var truncated: Bool?
+        public init(keys: [String], truncated: Bool? = nil) {
+            self.keys = keys
+            self.truncated = truncated
+        }
+
+        /// `keys`, in order, as many as fit `budget` bytes of JSON; `truncated` says whether any were left out. A
+        /// listing once went out whole, and a line over the reader's limit closed its connection: one user's 2,000
+        /// public names with long names broke everyone's `list-mem`, and a peer's answer tore down links between peers.
+        public init(fitting keys: [String], budget: Int = Msg.replyBudgetBytes) {
+            var left = budget
+            var kept: [String] = []
+            for key in keys {
+                left -= JSONValue.encodedSize(ofString: key) + 1
+                if left < 0 { break }
+                kept.append(key)
+            }
+            self.init(keys: kept, truncated: kept.count < keys.count ? true : nil)
+        }
     }
 
     /// One replica of a key; `value` nil is a deletion (tombstone). Newer versions win.
@@ -453,8 +478,30 @@ extension Msg {
     }
 
     public struct FileList: Hashable, Sendable, Codable {
+        /// Each file's name, size, digest and chunk size; no chunk list (`GET_FILE` gives it: a 14 GiB file's is 240 KB).
         public var files: [FileManifest]
-        public init(files: [FileManifest]) { self.files = files }
+        /// Files were left out: the rest would not fit one line (`replyBudgetBytes`); list under a longer prefix.
+        public var truncated: Bool?
+        public init(files: [FileManifest], truncated: Bool? = nil) {
+            self.files = files
+            self.truncated = truncated
+        }
+
+        /// `files`, in order and without their chunk lists, as many as fit `budget` bytes of JSON; `truncated` says
+        /// whether any were left out (a listing of 1,000 manifests with their chunk lists went out whole, and a line
+        /// over the reader's limit closed its connection).
+        public init(fitting files: [FileManifest], budget: Int = Msg.replyBudgetBytes) {
+            var left = budget
+            var kept: [FileManifest] = []
+            for file in files {
+                var listed = file
+                listed.chunks = []
+                left -= JSONValue.encodedSize(ofString: listed.filename) + JSONValue.encodedSize(ofString: listed.sha256) + 96
+                if left < 0 { break }
+                kept.append(listed)
+            }
+            self.init(files: kept, truncated: kept.count < files.count ? true : nil)
+        }
     }
 
     /// A peer's own state, for people, tests and the status page.

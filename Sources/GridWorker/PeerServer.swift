@@ -75,7 +75,7 @@ public struct PeerServer: Service {
                     let stranger = StrangerHandler(guard: strangerGuard, address: channel.remoteAddress?.ipAddress ?? "?")
                     try channel.pipeline.syncOperations.addHandler(stranger)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))
-                    try channel.pipeline.syncOperations.addHandler(GridFrameWriter())
+                    try channel.pipeline.syncOperations.addHandler(GridFrameWriter(maxLineBytes: limits.maxLineBytes))
                     return channel
                 }
             }

@@ -690,10 +690,7 @@ public actor PeerService: Service {
                 if let other = m.keys.prefix(1000).first(where: { !PeerNamespace.mayRead($0, for: reader?.user, files: reader?.files) }) {
                     throw GridError(.forbidden, "MEM_FETCH of another user's key (\(PeerNamespace.owner(of: other) ?? "?")) needs their mandate")
                 }
-                let entries = m.keys.prefix(1000).compactMap { k in
-                    memory.get(k).map { Msg.MemEntry(key: k, value: $0.value, version: $0.version, origin: $0.origin, seal: $0.seal) }
-                }
-                return (.memEntries(Msg.MemEntries(entries: entries)), nil)
+                return (.memEntries(Msg.MemEntries(entries: try Self.fetchAnswer(keys: m.keys.prefix(1000), lookup: { memory.get($0) }))), nil)
             case .listMem(let m) where caller.isPeer:
                 // A peer lists this peer's stored keys under a public prefix, or a prefix of the person whose mandate
                 // it shows.
@@ -702,7 +699,7 @@ public actor PeerService: Service {
                 guard PeerNamespace.mayRead(prefix, for: reader?.user, files: reader?.files) else {
                     throw GridError(.forbidden, "LIST_MEM of another user's keys (\(PeerNamespace.owner(of: prefix) ?? "all")) needs their mandate")
                 }
-                return (.memKeys(Msg.MemKeys(keys: memory.keys(prefix: prefix))), nil)
+                return (.memKeys(Msg.MemKeys(fitting: memory.keys(prefix: prefix))), nil)
             case .chunkPut(let m):
                 try requirePeer(caller, message)
                 guard let payload else { throw GridError(.badRequest, "CHUNK_PUT needs the chunk as bulk bytes") }
@@ -763,7 +760,7 @@ public actor PeerService: Service {
             case .delMem(let m): return (.memResult(try await delMem(m.key, as: try writer(caller, message))), nil)
             case .listMem(let m):
                 let user = try person(caller, message)
-                return (.memKeys(Msg.MemKeys(keys: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false, user: user))), nil)
+                return (.memKeys(Msg.MemKeys(fitting: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false, user: user))), nil)
             case .putFile(let m):
                 return try await putFile(m, caller: caller, as: try writer(caller, message))
             case .putFileChunk(let m):
@@ -777,7 +774,7 @@ public actor PeerService: Service {
             case .getFileChunk(let m): return try await getFileChunk(m, user: try person(caller, message))
             case .listFiles(let m):
                 let user = try person(caller, message)
-                return (.fileList(Msg.FileList(files: try await listFiles(prefix: m.prefix ?? "", user: user))), nil)
+                return (.fileList(Msg.FileList(fitting: try await listFiles(prefix: m.prefix ?? "", user: user))), nil)
             case .deleteFile(let m):
                 try await deleteFile(m.filename, as: try writer(caller, message))
                 return (.ok(Msg.Ok(detail: "deleted \(m.filename)")), nil)
@@ -912,6 +909,25 @@ public actor PeerService: Service {
     nonisolated var storageUse: Msg.StorageUse {
         Msg.StorageUse(
             memoryBytes: memory.heldBytes, memoryLimit: config.memoryBudget.totalBytes, diskBytes: chunks.heldBytes, diskLimit: config.diskBudget.totalBytes)
+    }
+
+    /// The entries a `MEM_FETCH` of `keys` answers with: each key once, those held (`lookup`). Throws when they would
+    /// not fit one line (`Msg.replyBudgetBytes`): an honest peer asks for one key at a time, and one request naming a
+    /// public value of 256 KiB a thousand times had a peer build an answer of 256 MB, 32 of them at once per connection.
+    static func fetchAnswer(keys: some Sequence<String>, lookup: (String) -> MemoryTable.Entry?) throws -> [Msg.MemEntry] {
+        var seen = Set<String>()
+        var left = Msg.replyBudgetBytes
+        var out: [Msg.MemEntry] = []
+        for key in keys where seen.insert(key).inserted {
+            guard let e = lookup(key) else { continue }
+            left -= JSONValue.encodedSize(ofString: key) + (e.value?.encodedSizeBound ?? 4) + JSONValue.encodedSize(ofString: e.origin)
+                + (e.seal.map(JSONValue.encodedSize(ofString:)) ?? 4) + 64
+            guard left >= 0 else {
+                throw GridError(.lineTooLong, "the answer to MEM_FETCH would be over the \(Msg.replyBudgetBytes) bytes a line may hold: ask for fewer keys")
+            }
+            out.append(Msg.MemEntry(key: key, value: e.value, version: e.version, origin: e.origin, seal: e.seal))
+        }
+        return out
     }
 
     /// `viewer`: the person asking, who sees their own confidential tasks (nobody else's).

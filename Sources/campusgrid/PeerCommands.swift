@@ -284,6 +284,7 @@ struct ListMemCommand: AsyncParsableCommand {
                 if case .memKeys(let r) = $0 { r } else { nil }
             }
             if peer.json { try peer.printJSON(r) } else { for k in r.keys { sayData(k) } }
+            if r.truncated == true, !peer.json { complain("(more keys than one answer holds: these are the first \(r.keys.count); list under a longer --prefix)") }
         }
     }
 }
@@ -332,6 +333,7 @@ struct ListFilesCommand: AsyncParsableCommand {
                 if case .fileList(let r) = $0 { r } else { nil }
             }
             if peer.json { try peer.printJSON(r) } else { for f in r.files { sayData("\(f.filename)\t\(f.size)\t\(f.sha256)") } }
+            if r.truncated == true, !peer.json { complain("(more files than one answer holds: these are the first \(r.files.count); list under a longer --prefix)") }
         }
     }
 }

@@ -343,6 +343,36 @@ import Testing
         }
     }
 
+    /// A stranger's worker asks a peer for one public value of 200 KB a thousand times in one `MEM_FETCH`: answered
+    /// once, not with 200 MB (32 such requests at once per connection held gigabytes of the contributor's memory). Six
+    /// such values asked together are refused (`line_too_long`): their answer would not fit a line. The same link goes
+    /// on.
+    @Test func aFetchOfLargeValuesIsAnsweredWithinALineOrRefused() async throws {
+        let g = try await PeerGrid(label: "trust-fetch-bound")
+        defer { g.shutdown() }
+        // Two peers, two replicas: each holds every key.
+        let peers = try await g.startPeers(2)
+        let alice = try await g.link(peers[0])
+        defer { alice.close() }
+        let big = JSONValue.string(String(repeating: "b", count: 200_000))
+        for i in 0..<6 { _ = try await alice.request(.setMem(Msg.SetMem(key: "big\(i)", value: big, isPublic: true)), timeout: 30) }
+        let mine = PeerTrust.Signer()
+        let mallory = try await g.grid.user("mallory")
+        let worker = try await RawWorker.proven(g.grid, owner: mallory, signer: mine)
+        defer { worker.stop() }
+        let keys = (0..<6).map { PeerNamespace.stored("big\($0)", user: nil, kind: .memory) }
+        let link = try await worker.link(to: peers[1].port, signer: mine, tls: g.peerTLS())
+        defer { link.close() }
+        guard case .memEntries(let once) = try await link.request(.memFetch(Msg.MemFetch(keys: Array(repeating: keys[0], count: 1_000))), timeout: 30).message
+        else { throw TestGridError("no MEM_ENTRIES") }
+        #expect(once.entries.count == 1 && (once.entries.first?.value?.encodedSizeBound ?? 0) > 200_000, "\(once.entries.count) entries")
+        #expect(await code(link, .memFetch(Msg.MemFetch(keys: keys))) == .lineTooLong)
+        guard case .memEntries(let two) = try await link.request(.memFetch(Msg.MemFetch(keys: Array(keys.prefix(2)))), timeout: 30).message else {
+            throw TestGridError("no MEM_ENTRIES")
+        }
+        #expect(two.entries.count == 2)
+    }
+
     @Test func boundaryMemSyncVersionsAreRefusedAndAPinnedKeyIsReportedAsLost() async throws {
         let g = try await PeerGrid(label: "trust-versions")
         defer { g.shutdown() }
