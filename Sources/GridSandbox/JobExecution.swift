@@ -148,7 +148,8 @@ public final class JobExecution: Sendable {
     init(pid: pid_t, outputFD: Int32, deadline: Double, control: Control) {
         self.pid = pid
         self.control = control
-        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
+        // Bounded: a job writes no faster than its output is taken (`pump` waits; the job then waits in its write).
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(Self.bufferedChunks))
         self.output = stream
         let started = Self.monotonic()
         Thread.detachNewThread { [self] in
@@ -273,15 +274,26 @@ public final class JobExecution: Sendable {
             let n = read(fd, &buffer, buffer.count)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
-            continuation.yield(Array(buffer[0..<n]))
             if control.explainTail != nil {
                 tail.withLock { t in
                     t += buffer[0..<n].suffix(Self.tailBytes)
                     if t.count > Self.tailBytes { t.removeFirst(t.count - Self.tailBytes) }
                 }
             }
+            // The reader is behind: this waits, the pipe fills, and the job waits in its own write. Before, whatever a
+            // job wrote while its output was sent on (a 64 KiB log frame at a time) piled up in the worker's memory,
+            // which no limit of the job's counts: gigabytes in seconds. A reader gone for good (the stream ended) takes
+            // nothing more, and the rest is read and dropped.
+            let chunk = Array(buffer[0..<n])
+            while case .dropped = continuation.yield(chunk) {
+                if let gone = exited.withLock({ $0 }), Self.monotonic() - gone > 10 { return }
+                usleep(1_000)
+            }
         }
     }
+
+    /// The output chunks (up to 64 KiB each) a run holds for its reader: 4 MiB at most.
+    static let bufferedChunks = 64
 
     static func monotonic() -> Double {
         var ts = timespec()

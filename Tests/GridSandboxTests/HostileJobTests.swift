@@ -89,6 +89,37 @@ struct HostileJobTests {
         #expect(Self.leaked(text).isEmpty, "the job holds \(Self.leaked(text))")
     }
 
+    /// A job that writes its output as fast as it can, read slowly (as the worker does, sending it on a frame at a
+    /// time): the job waits for its reader, and the worker holds a few MiB of it, not what the job wrote meanwhile
+    /// (gigabytes in seconds, in the worker's memory, which no limit of the job's counts).
+    @Test func aJobFloodingItsOutputWaitsForItsReader() async throws {
+        let dir = "/tmp/cg-flood-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 1.5 GB at most, then it ends.
+        try Data("import os\nb = b'x' * (1 << 20)\nfor _ in range(1500):\n    os.write(1, b)\n".utf8).write(to: URL(fileURLWithPath: dir + "/main.py"))
+        func resident() -> Int64 {
+            let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
+            return (statm.split(separator: " ").dropFirst().first.flatMap { Int64($0) } ?? 0) * Int64(getpagesize())
+        }
+        let before = resident()
+        let execution = try RestrictedRunner(python: SandboxHarness.python).start(
+            RunRequest(job: JobRef(jobId: 1, attempt: 1), spec: JobSpec(name: "t", minutes: 1), scratch: URL(fileURLWithPath: dir), script: "main.py"))
+        var taken = 0
+        var most: Int64 = 0
+        for await chunk in execution.output {
+            taken += chunk.count
+            // A slow reader: 200 chunks, a few ms each (about 2 s); then it stops reading for a while.
+            if taken < 200 << 16 { try await Task.sleep(for: .milliseconds(10)) } else { break }
+            most = max(most, resident() - before)
+        }
+        try await Task.sleep(for: .seconds(2))
+        most = max(most, resident() - before)
+        execution.cancel()
+        _ = await execution.wait()
+        #expect(most < 96 << 20, "the worker grew \(most >> 20) MiB while the job flooded its output")
+    }
+
     @Test("a job cannot resolve host names", arguments: Tier.allCases)
     func cannotResolveNames(tier: Tier) async throws {
         let h = try await SandboxHarness.make(tier)
