@@ -484,7 +484,11 @@ struct APIController: Sendable {
     func person(presenting token: String, asSession: Bool = false, now: Double = Date().timeIntervalSince1970) async throws -> UserRecord? {
         guard let found = try await db.token(hash: Tokens.hash(token)) else { return nil }
         if let refusal = found.kind.refusal(for: .person) { throw refusal }
-        if asSession || found.kind == .session || token.hasPrefix("cgs_"), found.createdAt < now - Double(WebSession.maxAge) { return nil }
+        let isSession = found.kind == .session || token.hasPrefix("cgs_")
+        // A browser's cookie holds a session token (signing in made it), never an API token: one planted as a cookie
+        // would last as long as the token, not a week.
+        if asSession && !isSession { return nil }
+        if asSession || isSession, found.createdAt < now - Double(WebSession.maxAge) { return nil }
         return found.user
     }
 

@@ -94,7 +94,7 @@ struct Dashboard: Sendable {
     /// and sign-up pages never do, so a limited address can always sign in.
     func html(readsTables: Bool = false, _ handler: @escaping PageHandler) -> @Sendable (Request, APIContext) async throws -> Response {
         { request, context in
-            var session = try await WebSession.load(request, api: api)
+            var session = try await WebSession.load(request, api: api, tls: api.config.caFingerprint != nil)
             session.client = context.clientAddress
             var response: Response
             if let refusal = session.refusal {
@@ -110,6 +110,17 @@ struct Dashboard: Sendable {
                 } catch let limited as TooManyRequests {
                     response = try await errorPage(limited.error, request: request, session: session)
                     response.headers[.retryAfter] = String(limited.retryAfter)
+                } catch let redirect as Redirect {
+                    // Answered here, so its cookies (a cleared doubled one, a first pre-session one) go with it.
+                    var headers = HTTPFields()
+                    headers[.location] = redirect.location
+                    response = Response(status: .seeOther, headers: headers)
+                }
+            }
+            if session.doubled {
+                // Its own cookies cleared (one planted by another host stays with that host's domain or path).
+                for base in [WebSession.cookieName, WebSession.preCookieName] {
+                    response.setCookie(WebSession.cookie(base, "", maxAge: 0, request: request, tls: api.config.caFingerprint != nil))
                 }
             }
             if let pre = session.newPreCookie {

@@ -13,6 +13,16 @@ struct WebSession: Sendable {
     static let cookieName = "cg_session"
     static let preCookieName = "cg_pre"
     static let maxAge = 7 * 24 * 3600
+    /// Under TLS the cookies' names carry this prefix: a browser takes such a cookie only Secure, for the path `/` and
+    /// from this very host, so no other host of the same site (a student's page on another `*.uni.edu` host, a server
+    /// on another port) can plant its own session or pre-session cookie beside ours (sign a victim in as the planter
+    /// on one page, or a login CSRF).
+    static let hostPrefix = "__Host-"
+
+    /// The name a cookie has on this request's connection: `__Host-` when cookies are Secure.
+    static func name(_ base: String, request: Request, tls: Bool) -> String {
+        tls || isSecure(request) ? hostPrefix + base : base
+    }
 
     /// The user behind the request's session cookie, if it is valid.
     var user: UserRecord?
@@ -27,6 +37,9 @@ struct WebSession: Sendable {
     /// Set when the request presented a worker join token (as its session cookie or a bearer token): every page
     /// answers with this refusal (401), since a join token never stands for a person.
     var refusal: GridError?
+    /// The request carried its session or pre-session cookie more than once (one planted by another host of the site,
+    /// on a longer path or a wider domain, comes first): it is served signed out, and its own cookie is cleared.
+    var doubled = false
 
     /// The CSRF token for forms on pages rendered for this request.
     var csrf: String { Self.csrf(for: anchor) }
@@ -37,31 +50,52 @@ struct WebSession: Sendable {
 
     /// Reads the session from the request's cookies. A session token lasts `maxAge` from login, like its cookie, then
     /// the user logs in again. A worker join token, in the cookie or as a bearer token, makes a refused session.
-    static func load(_ request: Request, api: APIController) async throws -> WebSession {
-        let cookies = request.cookies
+    /// `tls`: the manager serves HTTPS (its cookies are `__Host-` ones). Only a session token is taken from the cookie.
+    static func load(_ request: Request, api: APIController, tls: Bool = false) async throws -> WebSession {
+        let (session, pre) = (name(cookieName, request: request, tls: tls), name(preCookieName, request: request, tls: tls))
+        let cookies = Self.cookies(request)
+        if (cookies[session]?.count ?? 0) > 1 || (cookies[pre]?.count ?? 0) > 1 {
+            var doubled = anonymous(nil)
+            doubled.doubled = true
+            return doubled
+        }
         do {
             // The dashboard does not log in by bearer token, but a join token presented that way is still refused.
             if let bearer = api.bearer(request), bearer.count <= 200 { _ = try await api.person(presenting: bearer) }
-            if let token = cookies[cookieName]?.value, !token.isEmpty, token.count <= 200,
+            if let token = cookies[session]?.first, !token.isEmpty, token.count <= 200,
                 let user = try await api.person(presenting: token, asSession: true)
             {
                 return WebSession(user: user, token: token, anchor: token)
             }
         } catch let refusal as GridError {
-            var session = anonymous(cookies)
-            session.refusal = refusal
-            return session
+            var refused = anonymous(cookies[pre]?.first)
+            refused.refusal = refusal
+            return refused
         }
-        return anonymous(cookies)
+        return anonymous(cookies[pre]?.first)
     }
 
-    /// A session without a user, its CSRF token anchored to the pre-session cookie (a new one on a first visit).
-    static func anonymous(_ cookies: Cookies) -> WebSession {
-        if let pre = cookies[preCookieName]?.value, pre.count >= 16, pre.count <= 100 {
+    /// Every value of each cookie the request carries, by name, in the order sent (pure reading of the `Cookie`
+    /// headers; a browser sends a name twice when another host of the site planted one beside ours).
+    static func cookies(_ request: Request) -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for header in request.headers[values: .cookie] {
+            for pair in header.split(separator: ";") {
+                let trimmed = pair.drop { $0 == " " }
+                guard let eq = trimmed.firstIndex(of: "=") else { continue }
+                out[String(trimmed[..<eq]), default: []].append(String(trimmed[trimmed.index(after: eq)...]))
+            }
+        }
+        return out
+    }
+
+    /// A session without a user, its CSRF token anchored to the pre-session cookie `pre` (a new one on a first visit).
+    static func anonymous(_ pre: String?) -> WebSession {
+        if let pre, pre.count >= 16, pre.count <= 100 {
             return WebSession(user: nil, token: nil, anchor: pre)
         }
-        let pre = Tokens.generate(prefix: "p_")
-        return WebSession(user: nil, token: nil, anchor: pre, newPreCookie: pre)
+        let fresh = Tokens.generate(prefix: "p_")
+        return WebSession(user: nil, token: nil, anchor: fresh, newPreCookie: fresh)
     }
 
     /// Whether `submitted` is this session's CSRF token (constant-time comparison).
@@ -80,8 +114,11 @@ struct WebSession: Sendable {
         request.uri.scheme?.rawValue == "https" || request.headers[.init("X-Forwarded-Proto")!]?.lowercased() == "https"
     }
 
-    /// `tls`: the manager itself serves HTTPS, so every cookie is Secure.
-    static func cookie(_ name: String, _ value: String, maxAge: Int, request: Request, tls: Bool = false) -> Cookie {
-        Cookie(name: name, value: value, maxAge: maxAge, path: "/", secure: tls || isSecure(request), httpOnly: true, sameSite: .lax)
+    /// `tls`: the manager itself serves HTTPS, so every cookie is Secure. `base`: `cookieName` or `preCookieName`,
+    /// named `__Host-…` when Secure.
+    static func cookie(_ base: String, _ value: String, maxAge: Int, request: Request, tls: Bool = false) -> Cookie {
+        Cookie(
+            name: name(base, request: request, tls: tls), value: value, maxAge: maxAge, path: "/", secure: tls || isSecure(request), httpOnly: true,
+            sameSite: .lax)
     }
 }

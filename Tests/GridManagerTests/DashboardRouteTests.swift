@@ -114,8 +114,51 @@ import Testing
             #expect(!cookie.contains("Secure"))
             let tls = Browser(client, extraHeaders: [.init("X-Forwarded-Proto")!: "https"])
             let r2 = try await tls.register("carol")
-            let secure = r2.setCookies.first { $0.hasPrefix(WebSession.cookieName + "=") } ?? ""
-            #expect(secure.contains("Secure") && secure.contains("HttpOnly") && secure.contains("SameSite=Lax"))
+            // Under TLS its name is `__Host-`: no other host of the site can set one beside it.
+            let secure = r2.setCookies.first { $0.hasPrefix(WebSession.hostPrefix + WebSession.cookieName + "=") } ?? ""
+            #expect(secure.contains("Secure") && secure.contains("HttpOnly") && secure.contains("SameSite=Lax") && secure.contains("Path=/"), "\(r2.setCookies)")
+            #expect(!r2.setCookies.contains { $0.hasPrefix(WebSession.cookieName + "=") })
+        }
+    }
+
+    /// Another host of the same site (a student's page on `*.uni.edu`) plants Mallory's own session token as a cookie
+    /// for the grid's domain on a longer path, so that the browser sends it first: the victim's account page was
+    /// rendered as Mallory's, and a join token made there earned for her. Under TLS a cookie without the `__Host-`
+    /// prefix is not read at all; in plain HTTP a session cookie sent twice signs nobody in, and is cleared. An API
+    /// token as the cookie signs nobody in either.
+    @Test func aSessionCookiePlantedByAnotherHostOfTheSiteSignsNobodyIn() async throws {
+        let db = try GridDatabase.inMemory()
+        try await Self.app(db: db).test(.router) { client in
+            let https: HTTPFields = [.init("X-Forwarded-Proto")!: "https"]
+            let mallory = Browser(client, extraHeaders: https)
+            try await mallory.register("mallory")
+            let carol = Browser(client, extraHeaders: https)
+            try await carol.register("carol")
+            let hers = try #require(mallory.cookies[WebSession.hostPrefix + WebSession.cookieName])
+            let victims = try #require(carol.cookies[WebSession.hostPrefix + WebSession.cookieName])
+            func account(_ cookie: String, tls: Bool) async throws -> (status: HTTPResponse.Status, body: String, cleared: Bool) {
+                var headers: HTTPFields = tls ? https : [:]
+                headers[.cookie] = cookie
+                return try await client.execute(uri: "/account", method: .get, headers: headers) { r in
+                    (r.status, String(buffer: r.body), r.headers[values: .setCookie].contains { $0.contains("cg_session=;") && $0.contains("Max-Age=0") })
+                }
+            }
+            // Under TLS: the planted, unprefixed cookie first; the page is Carol's.
+            let planted = try await account("\(WebSession.cookieName)=\(hers); \(WebSession.hostPrefix)\(WebSession.cookieName)=\(victims)", tls: true)
+            #expect(planted.status == .ok && planted.body.contains("carol") && !planted.body.contains("mallory"), "\(planted.status)")
+            // In plain HTTP (no prefix to rely on): sent twice, nobody is signed in, and the cookie is cleared.
+            let twice = try await account("\(WebSession.cookieName)=\(hers); \(WebSession.cookieName)=\(victims)", tls: false)
+            #expect(twice.status == .seeOther && twice.cleared, "\(twice.status)")
+            let once = try await account("\(WebSession.cookieName)=\(victims)", tls: false)
+            #expect(once.status == .ok && once.body.contains("carol"))
+            // A pre-session cookie sent twice (a login CSRF's planted anchor) is not taken either.
+            let pre = try await account("\(WebSession.preCookieName)=p_planted_anchor_0000; \(WebSession.preCookieName)=p_theirs_0000000000", tls: false)
+            #expect(pre.status == .seeOther && pre.cleared)
+            // An API token of Carol's (long-lived) as the cookie: not a session.
+            let user = try #require(try await db.user(named: "carol"))
+            let api = "cg_\(UUID().uuidString)"
+            try await db.addToken(hash: Tokens.hash(api), userId: user.id, kind: .api, now: Date().timeIntervalSince1970)
+            #expect(try await account("\(WebSession.cookieName)=\(api)", tls: false).status == .seeOther)
         }
     }
 
