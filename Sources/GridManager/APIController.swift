@@ -56,8 +56,24 @@ struct APIController: Sendable {
 
     // MARK: - Accounts
 
+    /// Refuses a sign-up or login that another web page could have had a visitor's browser send: a body not declared
+    /// as JSON (a form, `text/plain`: "simple" requests a page may send anywhere without asking), or one a browser
+    /// marks as sent from another site. Such a page chose the password, and the sign-ups counted against each
+    /// visitor's address (and reached grids firewalled to the campus); from a browser on the manager's machine it could
+    /// claim an unregistered admin name. The CLI and the library send JSON.
+    func refuseCrossSite(_ request: Request) throws {
+        let type = (request.headers[.contentType] ?? "").split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard type == "application/json" else {
+            throw GridError(.badRequest, "send the body as application/json (Content-Type)")
+        }
+        if request.headers[.init("Sec-Fetch-Site")!]?.lowercased() == "cross-site" {
+            throw GridError(.forbidden, "a sign-up or login from another site's page is refused")
+        }
+    }
+
     @Sendable func register(_ request: Request, context: APIContext) async throws -> Response {
         try await refuseJoinToken(request)
+        try refuseCrossSite(request)
         try admitRegistration(client: context.clientAddress)
         let body = try await request.decode(as: API.Credentials.self, context: context)
         let user = try await createAccount(username: body.username, password: body.password, client: context.clientAddress)
@@ -67,6 +83,7 @@ struct APIController: Sendable {
 
     @Sendable func login(_ request: Request, context: APIContext) async throws -> API.TokenResponse {
         try await refuseJoinToken(request)
+        try refuseCrossSite(request)
         let body = try await request.decode(as: API.Credentials.self, context: context)
         return try await issueToken(
             for: try await checkLogin(username: body.username, password: body.password, client: context.clientAddress), kind: .api)

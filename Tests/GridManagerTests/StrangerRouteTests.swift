@@ -20,6 +20,31 @@ import Testing
         #expect(BodyLimit.bytes(path: path, uploadBytes: 96 << 20) == 96 << 20)
     }
 
+    /// Another site's page may have a visitor's browser POST a form or `text/plain` anywhere, unasked: a sign-up with a
+    /// password that page chose (counted against the visitor's address), or a login guess. Such a body, or one the
+    /// browser marks cross-site, is refused and creates nothing; JSON from the CLI goes through.
+    @Test func aSignUpOrLoginAnotherSitesPageCouldSendIsRefused() async throws {
+        let db = try GridDatabase.inMemory()
+        try await DashboardRouteTests.app(db: db).test(.router) { client in
+            let body = #"{"username":"planted","password":"chosen by them"}"#
+            for (path, headers) in [
+                ("/api/v1/register", [.contentType: "text/plain"]),
+                ("/api/v1/register", [.contentType: "application/x-www-form-urlencoded"]),
+                ("/api/v1/register", [:]),
+                ("/api/v1/register", [.contentType: "application/json", .init("Sec-Fetch-Site")!: "cross-site"]),
+                ("/api/v1/login", [.contentType: "text/plain;charset=UTF-8"]),
+            ] as [(String, HTTPFields)] {
+                let status = try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: body)) { $0.status }
+                #expect(status == .badRequest || status == .forbidden, "\(path) \(headers): \(status)")
+            }
+            #expect(try await db.user(named: "planted") == nil, "an account was made")
+            let ok = try await client.execute(
+                uri: "/api/v1/register", method: .post, headers: [.contentType: "application/json; charset=utf-8", .init("Sec-Fetch-Site")!: "same-origin"],
+                body: ByteBuffer(string: body)) { $0.status }
+            #expect(ok == .created)
+        }
+    }
+
     @Test func aLargeRegisterBodyGets413FromItsLengthWithTheAPIErrorShape() async throws {
         let app = try await DashboardRouteTests.app()
         try await app.test(.router) { client in
