@@ -144,23 +144,32 @@ struct APIController: Sendable {
             throw TooManyRequests(message: "too many login attempts for \(username); try again in \(seconds) s", retryAfter: seconds)
         }
         let account = username.lowercased()
-        // An account's failures from anywhere hold up its logins, except from where it logged in lately: guessing
-        // cannot lock its owner out of the machines they use.
-        if !knownLoginPlaces.knows(account, address), let seconds = loginFailureLimiter.check(account).retryAfterHeader {
+        let failures = Self.failureKey(account: account, address: address, known: knownLoginPlaces.knows(account, address))
+        if let seconds = loginFailureLimiter.check(failures).retryAfterHeader {
             throw TooManyRequests(
                 message: "too many failed logins for \(username) lately; try again in \(seconds) s (its tokens and open sessions still work)", retryAfter: seconds)
         }
         guard password.utf8.count <= 200, let user = try await db.user(named: username),
             try await verifyPassword(password, hash: user.passwordHash)
         else {
-            _ = loginFailureLimiter.admit(account)
+            _ = loginFailureLimiter.admit(failures)
             throw GridError(.unauthorized, "wrong username or password")
         }
         knownLoginPlaces.remember(account, address)
         return user
     }
 
-    static func loginKey(username: String, client: String) -> String { username.lowercased() + "|" + client }
+    /// What a username's login attempts from `client` count by: the username and the address as every limit takes it
+    /// (an IPv6 /64 as one: a host holds a whole /64, and each of its addresses got a fresh allowance).
+    static func loginKey(username: String, client: String) -> String { username.lowercased() + "|" + RateLimit.addressKey(client) }
+
+    /// Which allowance an account's failed logins from `address` count against (pure): its own, shared by every
+    /// address it has not logged in from lately; or, from a place it did (`known`), that place's own. Guessing from
+    /// elsewhere so cannot lock the owner out of the machines they use, and a place is no way around the cap: it once
+    /// skipped it, and a campus Wi-Fi's /64 or a NAT the owner had used guessed 144,000 times a day.
+    static func failureKey(account: String, address: String, known: Bool) -> String {
+        known ? account + "|" + address : account
+    }
 
     /// What sign-ups are counted by: the address as logins count it (an IPv6 /64 is one host's: a host holds a whole
     /// /64, and each of its addresses signed up afresh).

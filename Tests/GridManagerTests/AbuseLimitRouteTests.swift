@@ -3,6 +3,7 @@ import GridCore
 import GridStore
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import Testing
 
 @testable import GridManager
@@ -168,12 +169,45 @@ import Testing
             #expect(try await client.execute(uri: "/api/v1/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { $0.status } == .ok)
             _ = try await Self.register(client, "jay")
             #expect(try await Self.login(client, "jay", "long enough pw").0 == .ok)
-            // Guessing cannot lock an owner out of where they logged in lately: jay's failures past the limit still
-            // let jay in from here (and only the right password).
-            for guess in ["a wrong one", "another one", "a third one", "a fourth one"] { _ = try await Self.login(client, "jay", guess) }
-            #expect(try await Self.login(client, "jay", "a fifth one").0 == .unauthorized)
-            #expect(try await Self.login(client, "jay", "long enough pw").0 == .ok)
+            // From where jay logged in lately, failures count against that place's own allowance, capped the same.
+            for guess in ["a wrong one", "another one", "a third one"] { #expect(try await Self.login(client, "jay", guess).0 == .unauthorized) }
+            #expect(try await Self.login(client, "jay", "a fourth one").0 == .tooManyRequests)
         }
+    }
+
+    /// A place an account logged in from is no way around its failure cap (a campus Wi-Fi's /64, or a NAT its owner
+    /// had used, guessed without one), and guessing from elsewhere still cannot lock the owner out of that place.
+    @Test func aPlaceAnAccountLoggedInFromHasAFailureCapOfItsOwn() async throws {
+        var config = ManagerConfig(dataDirectory: NSTemporaryDirectory())
+        config.bcryptCost = 4
+        let db = try GridDatabase.inMemory()
+        let api = APIController(
+            db: db, core: ManagerCore(db: db, config: config, logger: Logger(label: "test")), config: config,
+            loginLimiter: RateLimiter(limit: 1_000, window: 3600), loginAddressLimiter: RateLimiter(limit: 1_000, window: 3600),
+            loginFailureLimiter: RateLimiter(limit: 3, window: 3600), registrationLimiter: RateLimiter(burst: 10, perMinute: 10),
+            admins: Admins(named: []))
+        func attempt(_ name: String, _ password: String, from client: String) async -> String {
+            do {
+                _ = try await api.checkLogin(username: name, password: password, client: client)
+                return "ok"
+            } catch is TooManyRequests { return "429" } catch { return "401" }
+        }
+        for name in ["kim", "lee"] { _ = try await api.createAccount(username: name, password: "long enough pw", client: "10.0.0.1") }
+        // Kim signs in on the campus Wi-Fi; Mallory shares its /64, each guess from another address in it.
+        #expect(await attempt("kim", "long enough pw", from: "2001:db8:1:2::5") == "ok")
+        var guesses: [String] = []
+        for i in 0..<5 { guesses.append(await attempt("kim", "guess \(i)", from: "2001:db8:1:2::\(100 + i)")) }
+        #expect(guesses == ["401", "401", "401", "429", "429"], "\(guesses)")
+        // Lee signs in from home; failures from elsewhere use up the account's allowance, not home's.
+        #expect(await attempt("lee", "long enough pw", from: "192.0.2.7") == "ok")
+        for i in 0..<3 { _ = await attempt("lee", "guess \(i)", from: "198.51.100.\(i)") }
+        #expect(await attempt("lee", "guess 9", from: "198.51.100.9") == "429")
+        #expect(await attempt("lee", "long enough pw", from: "192.0.2.7") == "ok")
+        // Pure: which allowance a failure counts against.
+        #expect(APIController.failureKey(account: "kim", address: "a", known: false) == "kim")
+        #expect(APIController.failureKey(account: "kim", address: "a", known: true) != APIController.failureKey(account: "kim", address: "b", known: true))
+        // A username's attempts are counted by the address as every limit takes it: a /64 is one.
+        #expect(APIController.loginKey(username: "Kim", client: "2001:db8:1:2::5") == APIController.loginKey(username: "kim", client: "2001:db8:1:2::77"))
     }
 
     @Test func loginRefusalsCarryRetryAfter() async throws {
