@@ -127,7 +127,7 @@ public final class FunctionPool: FunctionRunner {
         self.capacity = max(self.slots, interpreters ?? max(self.slots * 2, self.slots + 2))
         self.recycleAfter = recycleAfter
         self.state = Mutex(PoolState())
-        if let limits = launch.disk { watchDisk(limits) }
+        watch(disk: launch.disk)
     }
 
     /// Removes the interpreters' folders (`interpreter-…`, and those moved aside for removal, `….removed-…`) a worker
@@ -148,14 +148,18 @@ public final class FunctionPool: FunctionRunner {
     /// What an interpreter's folder is named after: `interpreter-ID`.
     static let folderPrefix = "interpreter-"
 
-    /// Measures every running interpreter's folder until the pool shuts down (a thread of its own, which ends with the
-    /// pool: documented exception to "every task owned", as `JobExecution.watchDisk`).
-    private func watchDisk(_ limits: DiskLimits) {
+    /// Looks at every running interpreter until the pool shuts down: its folder (with `disk` limits) and whether it
+    /// uses CPU while idle (`checkIdle`). A thread of its own, which ends with the pool: documented exception to "every
+    /// task owned", as `JobExecution.watchDisk`.
+    private func watch(disk: DiskLimits?) {
         Thread.detachNewThread { [weak self] in
             while true {
                 guard let pool = self, !pool.state.withLock({ $0.stopped }) else { return }
                 let began = JobExecution.monotonic()
-                for i in pool.state.withLock({ $0.all }) { i.checkDisk(limits) }
+                for i in pool.state.withLock({ $0.all }) {
+                    if let disk { i.checkDisk(disk) }
+                    i.checkIdle()
+                }
                 let until = began + DiskRule.interval(walkSeconds: JobExecution.monotonic() - began)
                 while JobExecution.monotonic() < until {
                     guard let pool = self, !pool.state.withLock({ $0.stopped }) else { return }
@@ -163,6 +167,16 @@ public final class FunctionPool: FunctionRunner {
                 }
             }
         }
+    }
+
+    /// The CPU seconds an idle interpreter may use between two looks of the watch (at least 2 s apart).
+    static let idleCPUAllowance = 0.25
+
+    /// Whether an idle interpreter whose processes' CPU seconds went from `before` to `now` between two looks used
+    /// more than it may (pure; a reading that went back, or is not a number, shows nothing).
+    static func idleUse(before: Double, now: Double) -> Bool {
+        guard before.isFinite, now.isFinite else { return false }
+        return now - before > idleCPUAllowance
     }
 
     /// Starts one spare interpreter per slot now, so the first tasks do not pay for the start.
@@ -646,11 +660,16 @@ private final class Interpreter: @unchecked Sendable {
             case .closed, .tooLong: return .notDelivered("the interpreter ended as it started")
             }
         }
-        guard Self.writeAll(line, to: pipes.input) else { return .notDelivered("the interpreter was gone") }
+        // Busy from before the write: the idle watch must not take this task's work for a leftover's.
         lock.withLock {
-            servedCount += 1
+            idleMark = nil
             unanswered += 1
         }
+        guard Self.writeAll(line, to: pipes.input) else {
+            lock.withLock { unanswered = max(0, unanswered - 1) }
+            return .notDelivered("the interpreter was gone")
+        }
+        lock.withLock { servedCount += 1 }
         return answer(timeout: timeout)
     }
 
@@ -666,6 +685,7 @@ private final class Interpreter: @unchecked Sendable {
             else { return nil }
             servedCount += lines.count
             unanswered += lines.count
+            idleMark = nil
             return p
         }
         // A write that fails finds the interpreter gone: the thread that reads the answer sees its pipe closed.
@@ -686,6 +706,10 @@ private final class Interpreter: @unchecked Sendable {
                 unanswered = max(0, unanswered - 1)
                 if unanswered == 0, let p = process, let baseline, Int(grid_count_descendants(p.pid, Int32(baseline + 1))) > baseline {
                     stopLocked()
+                } else if unanswered == 0 {
+                    // Idle from here: the watch measures its CPU time from its next look (`checkIdle`).
+                    idleSpell &+= 1
+                    idleMark = (cpu: nil, spell: idleSpell)
                 }
             }
             return .answer(Data(l))
@@ -815,6 +839,45 @@ private final class Interpreter: @unchecked Sendable {
     private var baseline: Int?
     /// Tasks written to the running process and not answered yet.
     private var unanswered = 0
+    /// While nothing is unanswered: which idle spell this is, and the CPU seconds its processes had used at the watch's
+    /// first look in it (nil until then). An idle interpreter uses none.
+    private var idleMark: (cpu: Double?, spell: Int)?
+    private var idleSpell = 0
+
+    /// Stops the interpreter if it used CPU while idle: a task that answered and left work running (a thread that
+    /// keeps a core busy, or a forged answer line written to the executor's pipe while the task goes on) ran on for as
+    /// long as the interpreter lived, outside any time limit, billed as a task of milliseconds. Looked at by the pool's
+    /// watch; the next task starts a fresh interpreter.
+    func checkIdle() {
+        guard let (pid, group, spell) = lock.withLock({ () -> (Int32, JobCgroup?, Int)? in
+            guard unanswered == 0, let mark = idleMark, let p = process, p.isRunning else { return nil }
+            return (p.pid, cgroup, mark.spell)
+        }) else { return }
+        let cpu = Self.cpuSeconds(pid: pid, group: group)
+        lock.withLock {
+            guard unanswered == 0, let mark = idleMark, mark.spell == spell, process?.pid == pid else { return }
+            guard let before = mark.cpu else {
+                idleMark = (cpu: cpu, spell: spell)
+                return
+            }
+            if FunctionPool.idleUse(before: before, now: cpu) { stopLocked() }
+        }
+    }
+
+    /// The CPU seconds the interpreter's processes used: its cgroup's, else those of its process and descendants
+    /// (threads included) from `/proc`.
+    static func cpuSeconds(pid: Int32, group: JobCgroup?) -> Double {
+        if let seconds = group?.usage().cpuSeconds { return seconds }
+        let tick = Double(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        var total = 0.0
+        for p in [pid] + ProcessTree.descendants(of: pid) {
+            guard let stat = JobCgroup.read("/proc/\(p)/stat"), let close = stat.range(of: ") ", options: .backwards) else { continue }
+            let fields = stat[close.upperBound...].split(separator: " ")
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            total += (user + system) / tick
+        }
+        return total
+    }
 
 
 
@@ -846,6 +909,7 @@ private final class Interpreter: @unchecked Sendable {
         process = nil
         baseline = nil
         unanswered = 0
+        idleMark = nil
         // Closed when the last holder lets go: an exchange in progress sees the end of its pipe, not another file.
         pipes = nil
     }

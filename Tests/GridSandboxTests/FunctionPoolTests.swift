@@ -160,6 +160,36 @@ import Glibc
         }
     }
 
+    /// A task that answered at once and left a thread burning a core (or wrote a forged answer line to the executor's
+    /// pipe and went on): it ran for as long as the interpreter lived, outside any time limit. An interpreter that
+    /// uses CPU while idle is stopped; the next task runs in a fresh one. An idle one that uses none stays.
+    @Test(arguments: ["thread", "forged"])
+    func anInterpreterBusyAfterItsAnswerIsStopped(_ how: String) async throws {
+        try await withPool { p in
+            let quiet = try await pid(p)
+            try await Task.sleep(for: .seconds(5))
+            #expect(try await pid(p) == quiet, "an idle interpreter was stopped")
+            let program =
+                how == "thread"
+                ? "import threading\ndef spin():\n    while True:\n        pass\ndef main():\n    threading.Thread(target=spin, daemon=True).start()\n    return 1"
+                : "import __main__\ndef main():\n    __main__.proto_out.write(b'{\"ok\": true, \"result\": 1, \"output\": \"\"}\\n')\n    __main__.proto_out.flush()\n    while True:\n        pass"
+            let busy = try await pid(p)
+            let answer = await call(p, program)
+            #expect(answer.ok && answer.result == .number(1), "\(answer)")
+            let stopped = await eventually(timeout: 30, interval: 0.1) { !p.pids.contains(Int32(busy)) }
+            #expect(stopped, "the interpreter kept running its task's leftover work")
+            #expect(try await pid(p) != busy)
+        }
+    }
+
+    /// The pure rule of the idle watch.
+    @Test func anIdleInterpreterMayUseAQuarterSecondBetweenLooks() {
+        #expect(!FunctionPool.idleUse(before: 1.0, now: 1.2))
+        #expect(FunctionPool.idleUse(before: 1.0, now: 1.3))
+        #expect(!FunctionPool.idleUse(before: 5, now: 1), "a reading that went back")
+        #expect(!FunctionPool.idleUse(before: .nan, now: 9) && !FunctionPool.idleUse(before: 0, now: .infinity))
+    }
+
     /// Where no cgroup holds an interpreter (a rootless worker), it holds itself to the tier's limits before any task
     /// runs: a task's memory balloon fails, and it cannot raise the limit back.
     @Test func anInterpretersPreludeLimitsItsTasksAndCannotBeUndone() async throws {
