@@ -88,12 +88,16 @@ public enum DiskRule {
     /// disk's floor still holds.) Never negative; no sum traps (it stops at `Int64.max`). Nil when a process's mappings
     /// were too many to read whole (a job may pile up mappings to push a deleted file's out of reach): the measure is
     /// then incomplete.
-    public static func openDeletedBytes(of pids: [Int32], onDiskOf folder: String) -> Int64? {
+    /// The mappings of all the processes together are read to `mapsBudget` at most: past it, incomplete too (a job's
+    /// hundred processes of 15 MiB of mappings each cost a look ten seconds of the kernel's time, and the next look was
+    /// put off ten times as long: a minute in which the disk went unwatched).
+    public static func openDeletedBytes(of pids: [Int32], onDiskOf folder: String, mapsBudget: Int = mapsBudget) -> Int64? {
         var s = stat()
         guard stat(folder, &s) == 0 else { return 0 }
         let device = UInt64(s.st_dev)
         var held: [UInt64: Int64] = [:]
         var mapped: [UInt64: Int64] = [:]
+        var mapsRead = 0
         for pid in Set(pids) where pid > 0 {
             let dir = "/proc/\(pid)/fd"
             for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
@@ -105,8 +109,9 @@ public enum DiskRule {
             // "start-end perms offset major:minor inode path (deleted)": a deleted file mapped on the folder's disk. The
             // file is at least as long as the furthest byte any mapping of it reaches (the same file mapped by many
             // forked processes counts once).
-            guard let bytes = JobCgroup.readBytes("/proc/\(pid)/maps", limit: mapsLimit) else { continue }
-            guard bytes.count < mapsLimit else { return nil }
+            guard let bytes = JobCgroup.readBytes("/proc/\(pid)/maps", limit: min(mapsLimit, max(0, mapsBudget - mapsRead) + 1)) else { continue }
+            mapsRead += bytes.count
+            guard bytes.count < mapsLimit, mapsRead <= mapsBudget else { return nil }
             for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasSuffix(" (deleted)") {
                 let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
                 guard f.count >= 5, let inode = UInt64(f[4]), inode != 0, deviceNumber(f[3]) == device else { continue }
@@ -129,6 +134,8 @@ public enum DiskRule {
 
     /// The most of one process's `/proc/PID/maps` read (an honest program's is some hundreds of KiB).
     static let mapsLimit = 16 << 20
+    /// The most of all of a job's processes' `/proc/PID/maps` read in one look.
+    public static let mapsBudget = 64 << 20
 
     /// The device number (as `stat`'s `st_dev`) of a `major:minor` field of `/proc/PID/maps` (hex); nil when it is not one.
     static func deviceNumber(_ field: Substring) -> UInt64? {

@@ -155,12 +155,14 @@ public final class FunctionPool: FunctionRunner {
         Thread.detachNewThread { [weak self] in
             while true {
                 guard let pool = self, !pool.state.withLock({ $0.stopped }) else { return }
-                let began = JobExecution.monotonic()
+                // The next look waits in proportion to the folders' walks alone (the processes' scan is bounded, and
+                // one user's interpreter that slowed it put off every interpreter's look).
+                var walked = 0.0
                 for i in pool.state.withLock({ $0.all }) {
-                    if let disk { i.checkDisk(disk) }
+                    if let disk { walked += i.checkDisk(disk) }
                     i.checkIdle()
                 }
-                let until = began + DiskRule.interval(walkSeconds: JobExecution.monotonic() - began)
+                let until = JobExecution.monotonic() + DiskRule.interval(walkSeconds: walked)
                 while JobExecution.monotonic() < until {
                     guard let pool = self, !pool.state.withLock({ $0.stopped }) else { return }
                     usleep(250_000)
@@ -781,12 +783,16 @@ private final class Interpreter: @unchecked Sendable {
     /// Measures the running process's folder (and the deleted files its processes hold open: those of its cgroup, or
     /// the interpreter itself without one); past `limits`, or under the disk's floor, stops it, and the task it runs
     /// ends with the verdict. The folder is cleared before the next process starts in it (`ensureStarted`).
-    func checkDisk(_ limits: DiskLimits) {
+    /// Returns how long the folder's walk took (seconds).
+    @discardableResult
+    func checkDisk(_ limits: DiskLimits) -> Double {
         guard let (folder, pid, group, freeAtStart) = lock.withLock({ () -> (String, Int32, JobCgroup?, Int64?)? in
             guard let folder, let p = process, p.isRunning else { return nil }
             return (folder, p.pid, cgroup, self.freeAtStart)
-        }) else { return }
+        }) else { return 0 }
+        let began = JobExecution.monotonic()
         var measure = DiskRule.measure(folder, limits: limits)
+        let walked = JobExecution.monotonic() - began
         // Its cgroup's processes, or (a rootless sandbox, the restricted tier) every descendant of the interpreter's
         // process: inside bubblewrap, the Python is a grandchild in another PID namespace.
         if let open = DiskRule.openDeletedBytes(of: group?.pids() ?? ProcessTree.descendants(of: pid), onDiskOf: folder) {
@@ -812,6 +818,7 @@ private final class Interpreter: @unchecked Sendable {
             return rename(folder, trash) == 0 ? trash : nil
         }
         if let trash { DiskRule.remove(URL(fileURLWithPath: trash)) }
+        return walked
     }
 
     /// How the interpreter ended, for a task that was running in it (waits up to a second for its exit).

@@ -176,6 +176,9 @@ public final class JobExecution: Sendable {
             while report.value == nil && exited.withLock({ $0 }) == nil {
                 let began = Self.monotonic()
                 var measure = control.measure?(folder, limits) ?? DiskRule.measure(folder, limits: limits)
+                // The next look waits in proportion to the walk alone: the scan of the processes below is bounded
+                // (`mapsBudget`), and a job that slowed it put off every look by ten times as long.
+                let walked = Self.monotonic() - began
                 // What its processes hold open of files deleted since: disk the walk cannot see, the job's all the same.
                 if let processes = control.processes {
                     if let open = DiskRule.openDeletedBytes(of: processes(), onDiskOf: folder) { measure.openDeleted = open } else { measure.incomplete = true }
@@ -187,7 +190,7 @@ public final class JobExecution: Sendable {
                     stop(Stop(outcome: .failed, reason: why))
                     return
                 }
-                let until = Self.monotonic() + DiskRule.interval(walkSeconds: Self.monotonic() - began)
+                let until = Self.monotonic() + DiskRule.interval(walkSeconds: walked)
                 while Self.monotonic() < until && report.value == nil && exited.withLock({ $0 }) == nil { usleep(250_000) }
             }
         }

@@ -29,6 +29,23 @@ import Glibc
         #expect(DiskRule.openDeletedBytes(of: [0, -1, .max], onDiskOf: dir) == 0)
     }
 
+    /// The mappings of all of a job's processes are read to a budget in one look: past it, the look is incomplete
+    /// (three in a row stop the job). A job's hundred processes with 15 MiB of mappings each cost a look ten seconds,
+    /// and the next look waited ten times as long; the wait now follows the folder's walk alone.
+    @Test func theProcessesMappingsAreReadToABudget() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let me = getpid()
+        let mine = try #require(JobCgroup.readBytes("/proc/\(me)/maps")).count
+        #expect(DiskRule.openDeletedBytes(of: [me], onDiskOf: dir) != nil)
+        #expect(DiskRule.openDeletedBytes(of: [me], onDiskOf: dir, mapsBudget: mine + 4096) != nil)
+        #expect(DiskRule.openDeletedBytes(of: [me], onDiskOf: dir, mapsBudget: mine / 2) == nil)
+        // Across processes: two of them over a budget one fits.
+        #expect(DiskRule.openDeletedBytes(of: [me, getppid()], onDiskOf: dir, mapsBudget: mine + 64) == nil)
+        #expect(DiskRule.openDeletedBytes(of: [me], onDiskOf: dir, mapsBudget: 0) == nil)
+        #expect(DiskRule.mapsBudget >= 4 * (1 << 20) && DiskRule.mapsBudget <= 256 << 20)
+    }
+
     /// A file mapped, its descriptor closed, then deleted holds its blocks with no descriptor left: the mapping counts,
     /// as far as it reaches into the file (one page mapped at its end says the file is that long), and once however
     /// many forked processes share it.
