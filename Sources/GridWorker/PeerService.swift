@@ -920,8 +920,12 @@ public actor PeerService: Service {
         var out: [Msg.MemEntry] = []
         for key in keys where seen.insert(key).inserted {
             guard let e = lookup(key) else { continue }
-            left -= JSONValue.encodedSize(ofString: key) + (e.value?.encodedSizeBound ?? 4) + JSONValue.encodedSize(ofString: e.origin)
-                + (e.seal.map(JSONValue.encodedSize(ofString:)) ?? 4) + 64
+            let others = JSONValue.encodedSize(ofString: key) + JSONValue.encodedSize(ofString: e.origin) + (e.seal.map(JSONValue.encodedSize(ofString:)) ?? 4) + 64
+            // The bound first (cheap); measured only when the bound does not fit: it counts a number as 24 bytes, and
+            // an array of 100,000 zeros (200 KB, a value any writer may store) is bounded at 2.5 MB.
+            var value = e.value?.encodedSizeBound ?? 4
+            if value > left - others, let v = e.value { value = encodedSize(v) }
+            left -= others + value
             guard left >= 0 else {
                 throw GridError(.lineTooLong, "the answer to MEM_FETCH would be over the \(Msg.replyBudgetBytes) bytes a line may hold: ask for fewer keys")
             }
