@@ -132,14 +132,21 @@ extension EnvBuilder {
             // Its processes and memory are bounded: RLIMIT_NPROC set inside its user namespace (where it counts only the
             // build's), and a watcher of its PID namespace that stops it past either limit (a fork between two looks, or
             // memory, which no rlimit bounds in all). Before, a build script could fork and allocate without bound.
-            let nproc = [c.python, "-S", "-c", RootlessLimits.execPrelude(processes: max(1, c.maxBuildProcesses))]
+            // (Only where the kernel counts it per namespace: before Linux 5.14 it counted every task of the user.)
+            let nproc =
+                RootlessLimits.nprocCountsPerNamespace(release: RootlessLimits.kernelRelease)
+                ? [c.python, "-S", "-c", RootlessLimits.execPrelude(processes: max(1, c.maxBuildProcesses))] : []
             let namespace = JobNamespace()
             let (most, mostMemory) = (c.maxBuildProcesses, c.maxBuildMemoryBytes)
             let hooks = JobExecution.Hooks(
                 killAll: { namespace.killAll() },
                 check: {
                     let tasks = namespace.sample()
-                    guard let why = overLimit(tasks: tasks, residentBytes: namespace.peakResidentBytes, maxProcesses: most, maxMemoryBytes: mostMemory)
+                    // Resident memory summed over processes counts pages they share (a parent's, after a fork) once per
+                    // process: over the limit, it is measured again by each process's share of them (PSS).
+                    var resident = namespace.peakResidentBytes
+                    if resident > mostMemory { resident = JobNamespace.proportionalBytes(namespace.members().map(\.pid)) ?? resident }
+                    guard let why = overLimit(tasks: tasks, residentBytes: resident, maxProcesses: most, maxMemoryBytes: mostMemory)
                     else { return nil }
                     stopped.withLock { $0 = why }
                     return .init(outcome: .failed, reason: why)

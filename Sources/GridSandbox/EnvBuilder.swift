@@ -41,9 +41,10 @@ public actor EnvBuilder {
         /// The sandbox the installer runs in; nil: none (the restricted tier), with a cleared environment and a private HOME.
         public var sandbox: Sandbox?
         /// The most processes (threads, as RLIMIT_NPROC counts them) a sandboxed build may run, and the most resident
-        /// memory they may hold together (the worker's: its `--max-processes`, the RAM it offers). A build script
-        /// (`--env-allow-sdist`) or an installer's resolver that forks or allocates past them is stopped, and says so.
-        public var maxBuildProcesses = 256
+        /// memory they may hold together (the worker sets the RAM it offers). A build script (`--env-allow-sdist`) or an
+        /// installer's resolver that forks or allocates past them is stopped, and says so. Threads count, and uv runs
+        /// about two per core: 1,024 leaves a machine of hundreds of cores room, and still bounds a fork bomb.
+        public var maxBuildProcesses = 1_024
         public var maxBuildMemoryBytes: Int64 = 4 << 30
 
         public init(root: String, python: String) {

@@ -88,6 +88,22 @@ final class JobNamespace: Sendable {
         return all.reduce(0) { $0 + $1.threads }
     }
 
+    /// The memory `pids` hold, each page shared between processes counted once in all (the sum of their `Pss` in
+    /// `/proc/PID/smaps_rollup`); nil where that cannot be read (a kernel before 4.14).
+    static func proportionalBytes(_ pids: [pid_t]) -> Int64? {
+        var total: Int64 = 0
+        for pid in pids {
+            guard let text = JobCgroup.read("/proc/\(pid)/smaps_rollup") else { continue }
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") }),
+                let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int64($0) })
+            else { return nil }
+            let (bytes, over) = kb.multipliedReportingOverflow(by: 1024)
+            let (sum, overSum) = total.addingReportingOverflow(bytes)
+            total = over || overSum ? .max : sum
+        }
+        return total
+    }
+
     /// The largest resident memory of the job seen by `sample`, in bytes.
     var peakResidentBytes: Int64 { peak.withLock { $0 } }
 

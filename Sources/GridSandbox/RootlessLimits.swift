@@ -88,6 +88,22 @@ public enum RootlessLimits {
             + "os.execv(sys.executable,[sys.executable,'-u']+sys.argv[1:])"
     }
 
+    /// Whether the kernel release `release` (`uname -r`: "6.1.0-18-amd64") counts RLIMIT_NPROC per user namespace
+    /// (Linux 5.14 and later), so that one set inside a sandbox's namespace counts only the sandbox's tasks (pure).
+    /// Before, it counted every task of the user on the machine: the worker's own threads and its other jobs.
+    public static func nprocCountsPerNamespace(release: String) -> Bool {
+        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard parts.count == 2 else { return false }
+        return parts[0] > 5 || (parts[0] == 5 && parts[1] >= 14)
+    }
+
+    /// This machine's kernel release (`uname -r`), read once.
+    public static let kernelRelease: String = {
+        var u = utsname()
+        guard uname(&u) == 0 else { return "" }
+        return withUnsafeBytes(of: &u.release) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+    }()
+
     /// The Python that sets RLIMIT_NPROC (run inside the sandbox's user namespace, where it counts only what follows)
     /// and then execs its arguments: `python -S -c PRELUDE COMMAND ARGS…` (an environment build's installer).
     public static func execPrelude(processes: Int) -> String {

@@ -427,8 +427,8 @@ struct WorkerCommand: AsyncParsableCommand {
         c.maxEnvironmentBytes = Int64(envMaxGb * Double(1 << 30))
         c.timeLimitSeconds = envBuildMinutes * 60
         c.sandbox = EnvBuilder.sandbox(of: runner, bwrapPath: bwrap ?? Env.string("CAMPUSGRID_BWRAP") ?? "/usr/bin/bwrap", python: python)
-        // A build is held to what a job of this worker may take: its processes, and the RAM the worker offers.
-        if let limits = (runner as? BwrapRunner)?.configuration.limits { c.maxBuildProcesses = limits.maxProcesses }
+        // A build is held to the RAM the worker offers (and to 1,024 tasks: `maxBuildProcesses`).
+        if let limits = (runner as? BwrapRunner)?.configuration.limits { c.maxBuildProcesses = max(c.maxBuildProcesses, limits.maxProcesses) }
         let ramGb = max(1, memory ?? MachineInfo.memoryGb())
         c.maxBuildMemoryBytes = Int64(min(ramGb, 1 << 20)) << 30
         // A password in the index URL: on the command line `ps` shows it; and a package's build script (sdists) sees

@@ -395,6 +395,42 @@ extension EnvBuilderTests {
 }
 
 extension EnvBuilderTests {
+    /// A build's memory, where resident memory summed over its processes passes the limit, is measured by each
+    /// process's share of its pages: a parent of 100 MB that forked three children is about 100 MB, not 400.
+    @Test func memorySharedAfterAForkCountsOnce() async throws {
+        let dir = "/tmp/cg-pss-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: SandboxHarness.python)
+        p.arguments = ["-c", "import os, time\nx = b'x' * (100 << 20)\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\nopen('\(dir)/ready', 'w').close()\ntime.sleep(60)"]
+        try p.run()
+        defer { kill(-p.processIdentifier, SIGKILL); ProcessTree.descendants(of: p.processIdentifier).forEach { kill($0, SIGKILL) }; p.terminate() }
+        #expect(try await eventually(timeout: 30) { FileManager.default.fileExists(atPath: dir + "/ready") })
+        let pids = [p.processIdentifier] + ProcessTree.descendants(of: p.processIdentifier)
+        #expect(pids.count >= 4)
+        let rss = pids.reduce(Int64(0)) { sum, pid in
+            let statm = (try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8)) ?? ""
+            return sum + (statm.split(separator: " ").dropFirst().first.flatMap { Int64($0) } ?? 0) * Int64(getpagesize())
+        }
+        let pss = try #require(JobNamespace.proportionalBytes(pids))
+        #expect(rss > 350 << 20 && pss > 90 << 20 && pss < 200 << 20, "RSS \(rss >> 20) MiB, PSS \(pss >> 20) MiB")
+        #expect(JobNamespace.proportionalBytes([]) == 0 && JobNamespace.proportionalBytes([0, -1]) == 0)
+    }
+
+    /// RLIMIT_NPROC is set inside a build's namespace only where the kernel counts it there (5.14 on).
+    @Test func theProcessLimitIsSetOnlyWhereTheKernelCountsItPerNamespace() {
+        #expect(RootlessLimits.nprocCountsPerNamespace(release: "6.18.44-fc-v1300"))
+        #expect(RootlessLimits.nprocCountsPerNamespace(release: "5.14.0-284.el9.x86_64"))
+        #expect(!RootlessLimits.nprocCountsPerNamespace(release: "5.10.0-28-amd64"))
+        #expect(!RootlessLimits.nprocCountsPerNamespace(release: "4.19.0"))
+        #expect(!RootlessLimits.nprocCountsPerNamespace(release: ""))
+        #expect(!RootlessLimits.nprocCountsPerNamespace(release: "garbage"))
+        #expect(RootlessLimits.nprocCountsPerNamespace(release: "10.0"))
+        #expect(!RootlessLimits.kernelRelease.isEmpty)
+        #expect(EnvBuilder.Configuration(root: "/r", python: "/p").maxBuildProcesses >= 1_024, "uv runs two threads a core")
+    }
+
     /// A sandboxed build is stopped past the worker's process or memory limit, and says which (pure).
     @Test func aBuildOverItsProcessesOrMemoryIsStoppedWithTheReason() {
         #expect(EnvBuilder.overLimit(tasks: 255, residentBytes: 4 << 30, maxProcesses: 256, maxMemoryBytes: 4 << 30) == nil)
