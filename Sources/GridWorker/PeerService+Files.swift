@@ -339,11 +339,15 @@ extension PeerService {
         throw GridError(.notFound, "no intact copy of chunk \(hash.prefix(12))… is reachable")
     }
 
-    /// `user`'s own files starting with `prefix`, and the public ones (a name of their own first).
-    func listFiles(prefix: String, user: String) async throws -> [Msg.FileManifest] {
+    /// `user`'s own files starting with `prefix`, and the public ones (a name of their own first); `truncated` when
+    /// some may be missing (a listing held to its bounds, here or by a peer).
+    func listFiles(prefix: String, user: String) async throws -> (files: [Msg.FileManifest], truncated: Bool) {
         var names = Set<String>()
+        var truncated = false
         for owner in [user, nil] as [String?] {
-            for stored in try await listStored(prefix: PeerNamespace.stored(prefix, user: owner, kind: .file), local: false) {
+            let listed = try await listStored(prefix: PeerNamespace.stored(prefix, user: owner, kind: .file), local: false)
+            truncated = truncated || listed.truncated
+            for stored in listed.keys {
                 if let name = PeerNamespace.name(of: stored, user: owner, kind: .file) { names.insert(name) }
             }
         }
@@ -351,7 +355,7 @@ extension PeerService {
         for name in names.sorted().prefix(1000) {
             if let m = try? await manifest(name, user: user) { out.append(m) }
         }
-        return out
+        return (out, truncated || names.count > 1000)
     }
 
     // MARK: - Job inputs and outputs

@@ -331,27 +331,35 @@ extension PeerService {
         return answer
     }
 
-    /// `user`'s own keys starting with `prefix`, and the public ones (each name once).
-    func listMem(prefix: String, local: Bool, user: String) async throws -> [String] {
+    /// `user`'s own keys starting with `prefix`, and the public ones (each name once); `truncated` when some may be
+    /// missing (a listing held to its bounds, here or by a peer).
+    func listMem(prefix: String, local: Bool, user: String) async throws -> (names: [String], truncated: Bool) {
         var names = Set<String>()
+        var truncated = false
         for owner in [user, nil] as [String?] {
-            for stored in try await listStored(prefix: PeerNamespace.stored(prefix, user: owner, kind: .memory), local: local) {
+            let listed = try await listStored(prefix: PeerNamespace.stored(prefix, user: owner, kind: .memory), local: local)
+            truncated = truncated || listed.truncated
+            for stored in listed.keys {
                 if let name = PeerNamespace.name(of: stored, user: owner, kind: .memory) { names.insert(name) }
             }
         }
-        return names.sorted()
+        return (names.sorted(), truncated)
     }
 
-    /// Stored keys (any namespace) starting with `prefix`: this peer's own replicas (`local`), or every peer's.
-    func listStored(prefix: String, local: Bool) async throws -> [String] {
+    /// Stored keys (any namespace) starting with `prefix`: this peer's own replicas (`local`), or every peer's;
+    /// `truncated` when some may be missing (a peer's answer held to one line, or more than a listing reads).
+    func listStored(prefix: String, local: Bool) async throws -> (keys: [String], truncated: Bool) {
         let mine = memory.keys(prefix: prefix)
-        if local { return mine }
+        if local { return (mine, false) }
         var all = Set(mine)
+        var truncated = false
         for peer in memberIds where peer != selfId {
             let mandate = mandate(for: prefix)
             if case .memKeys(let m)? = try? await ask(peer, .listMem(Msg.ListMem(prefix: prefix, local: true, mandate: mandate)), timeout: 10).message {
                 // A peer's answer is a claim: only keys under the prefix, and no more than a listing reads.
-                all.formUnion(m.keys.lazy.filter { $0.hasPrefix(prefix) }.prefix(2 * config.maxListed))
+                let under = m.keys.filter { $0.hasPrefix(prefix) }
+                all.formUnion(under.prefix(2 * config.maxListed))
+                truncated = truncated || m.truncated == true || under.count > 2 * config.maxListed
             }
         }
         // A key listed by a stale replica may have been deleted since: keep only keys that read back, the first
@@ -360,10 +368,13 @@ extension PeerService {
         // At most twice that many are read back (a hostile peer listing made-up keys costs a bounded number of reads).
         var live: [String] = []
         for key in all.sorted().prefix(2 * config.maxListed) {
-            if live.count >= config.maxListed { break }
+            if live.count >= config.maxListed {
+                truncated = true
+                break
+            }
             if (try? await readEntry(key))??.value != nil { live.append(key) }
         }
-        return live
+        return (live, truncated || all.count > 2 * config.maxListed)
     }
 
     /// After the peers changed (and now and then): copy each key to its current owners, drop keys no longer ours.

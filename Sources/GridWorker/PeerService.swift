@@ -760,7 +760,10 @@ public actor PeerService: Service {
             case .delMem(let m): return (.memResult(try await delMem(m.key, as: try writer(caller, message))), nil)
             case .listMem(let m):
                 let user = try person(caller, message)
-                return (.memKeys(Msg.MemKeys(fitting: try await listMem(prefix: m.prefix ?? "", local: m.local ?? false, user: user))), nil)
+                let listed = try await listMem(prefix: m.prefix ?? "", local: m.local ?? false, user: user)
+                var keys = Msg.MemKeys(fitting: listed.names)
+                if listed.truncated { keys.truncated = true }
+                return (.memKeys(keys), nil)
             case .putFile(let m):
                 return try await putFile(m, caller: caller, as: try writer(caller, message))
             case .putFileChunk(let m):
@@ -774,7 +777,10 @@ public actor PeerService: Service {
             case .getFileChunk(let m): return try await getFileChunk(m, user: try person(caller, message))
             case .listFiles(let m):
                 let user = try person(caller, message)
-                return (.fileList(Msg.FileList(fitting: try await listFiles(prefix: m.prefix ?? "", user: user))), nil)
+                let listed = try await listFiles(prefix: m.prefix ?? "", user: user)
+                var files = Msg.FileList(fitting: listed.files)
+                if listed.truncated { files.truncated = true }
+                return (.fileList(files), nil)
             case .deleteFile(let m):
                 try await deleteFile(m.filename, as: try writer(caller, message))
                 return (.ok(Msg.Ok(detail: "deleted \(m.filename)")), nil)

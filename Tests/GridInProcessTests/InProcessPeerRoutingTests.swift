@@ -194,6 +194,13 @@ import Testing
                 return
             }
             #expect(listed.keys == (0..<5).map { "pub-\($0)" }, "\(listed.keys)")
+            // And says so: some were left out (it said nothing, and a listing looked whole).
+            #expect(listed.truncated == true)
+            guard case .memKeys(let one) = try await reader.request(.listMem(Msg.ListMem(prefix: "pub-6"))).message else {
+                Issue.record("no MEM_KEYS")
+                return
+            }
+            #expect(one.keys == ["pub-6"] && one.truncated == nil)
         }
     }
 
