@@ -243,7 +243,8 @@ final class GatedRunner: JobRunner, Sendable {
 }
 
 /// A hostile worker the test speaks for on the grid's in-memory transport: said HELLO and REGISTER, then frames as
-/// the test writes them.
+/// the test writes them. It sends no heartbeats: a test that uses one gives its grid a lease longer than it runs
+/// (with the default 10 s, a loaded machine expired it mid-test and ended its link).
 final class RawInProcessWorker: @unchecked Sendable {
     // Safe: used by one test task at a time.
     let link: GridLink
@@ -349,7 +350,7 @@ final class RawInProcessWorker: @unchecked Sendable {
     /// a worker reported 10⁹ CPU-seconds for a one-CPU run of a second and pushed the job's owner to the back of the
     /// queue for a day. What is recorded is at most the job's CPUs for the paid runtime.
     @Test func aRunsCPUTimeIsRecordedAtMostItsCPUsForItsPaidRuntime() async throws {
-        try await withTestGrid(workers: 0) { grid in
+        try await withTestGrid(workers: 0, leaseSeconds: 120) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
             let raw = try await RawInProcessWorker.registered(grid, token: try await mallory.createToken(kind: "worker").token, name: "mallory-box")
@@ -378,7 +379,7 @@ final class RawInProcessWorker: @unchecked Sendable {
     /// hold their window of others' jobs (4) at once, between them; a run that fails keeps its place for a minute; and
     /// the owner's own jobs are not held back.
     @Test func aWorkerClaimingHugeResourcesHoldsOnlyItsWindowOfOthersJobs() async throws {
-        try await withTestGrid(workers: 0) { grid in
+        try await withTestGrid(workers: 0, leaseSeconds: 120) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
             let raw = try await RawInProcessWorker.registered(
@@ -432,7 +433,7 @@ final class RawInProcessWorker: @unchecked Sendable {
     /// checked: a worker that called any result refunded went unchecked (and a refunded failure kept no place in its
     /// window). The manager takes a refund only for a failed run of a job that declares packages, or a cancelled one.
     @Test func aRefundIsTakenOnlyForAFailedRunOfAJobWithPackagesOrACancelledOne() async throws {
-        try await withTestGrid(workers: 0) { grid in
+        try await withTestGrid(workers: 0, leaseSeconds: 120) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
             let raw = try await RawInProcessWorker.registered(grid, token: try await mallory.createToken(kind: "worker").token, name: "mallory-box")
@@ -488,7 +489,7 @@ final class RawInProcessWorker: @unchecked Sendable {
     /// each a report with 64 MiB of outputs and a log it never sent, and pinned gigabytes in the manager. A worker's
     /// held reports are bounded in bytes; one beyond is refused until its log is in.
     @Test func aWorkersHeldReportsAreBoundedInBytes() async throws {
-        try await withTestGrid(workers: 0, configure: { $0.maxHeldReportBytes = 1_500 }) { grid in
+        try await withTestGrid(workers: 0, leaseSeconds: 120, configure: { $0.maxHeldReportBytes = 1_500 }) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
             let raw = try await RawInProcessWorker.registered(
@@ -532,7 +533,7 @@ final class RawInProcessWorker: @unchecked Sendable {
     /// full disk): another worker of the same owner still gets it. A second refusal by that owner keeps it away from
     /// all its workers.
     @Test func aJobRejectedTwiceByOneOwnerKeepsAwayFromAllItsWorkers() async throws {
-        try await withTestGrid(workers: 0) { grid in
+        try await withTestGrid(workers: 0, leaseSeconds: 120) { grid in
             let alice = try await grid.user("alice")
             let mallory = try await grid.user("mallory")
             let token = try await mallory.createToken(kind: "worker").token
