@@ -14,9 +14,9 @@ struct WebSession: Sendable {
     static let preCookieName = "cg_pre"
     static let maxAge = 7 * 24 * 3600
     /// Under TLS the cookies' names carry this prefix: a browser takes such a cookie only Secure, for the path `/` and
-    /// from this very host, so no other host of the same site (a student's page on another `*.uni.edu` host, a server
-    /// on another port) can plant its own session or pre-session cookie beside ours (sign a victim in as the planter
-    /// on one page, or a login CSRF).
+    /// with no `Domain`, so no other host of the same site (a student's page on another `*.uni.edu` host) can plant
+    /// its own session or pre-session cookie beside ours (sign a victim in as the planter on one page, or a login
+    /// CSRF). A server on another port of this very host still can: cookies know no ports.
     static let hostPrefix = "__Host-"
 
     /// The name a cookie has on this request's connection: `__Host-` when cookies are Secure.

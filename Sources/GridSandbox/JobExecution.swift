@@ -248,7 +248,8 @@ public final class JobExecution: Sendable {
         }
         r = control.finish(r)
         if let explain = control.explainTail {
-            _ = pumped.wait(timeout: .now() + 2)
+            // The pump may wait on a slow reader (up to 10 s after the end, `pump`): the tail is read once it is done.
+            _ = pumped.wait(timeout: .now() + 12)
             r = explain(r, String(decoding: tail.withLock { $0 }, as: UTF8.self))
         }
         // A stop decided with its reason (a disk limit, a check) is why the run ended, whatever the runner guesses from

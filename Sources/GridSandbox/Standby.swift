@@ -259,6 +259,8 @@ extension Standby {
                 guard let pid = name.split(separator: "-").dropFirst().first.flatMap({ pid_t($0) }), pid > 0 else { continue }
                 if kill(pid, 0) == 0 || errno == EPERM { continue }
                 let dir = parent + "/" + name
+                // A v1 freezer cgroup left frozen (its worker died mid-kill) holds its processes from their SIGKILL.
+                _ = JobCgroup.write("THAWED", to: dir + "/freezer.state")
                 for _ in 0..<100 {
                     let left = (JobCgroup.read(dir + "/cgroup.procs") ?? "").split(whereSeparator: \.isNewline).compactMap { pid_t($0) }
                     if left.isEmpty { break }
