@@ -337,7 +337,7 @@ public struct BwrapRunner: JobRunner {
             }
         }
         let cgroup = try JobCgroup(
-            root: configuration.cgroupRoot, name: "job-\(request.job.jobId)-\(request.job.attempt)-\(UUID().uuidString.prefix(8))",
+            root: configuration.cgroupRoot, name: Standby.coldPrefix + "\(getpid())-\(request.job.jobId)-\(request.job.attempt)-\(UUID().uuidString.prefix(8))",
             limits: cgroupLimits, parent: configuration.cgroupParent)
         let procs: [Int32]
         do { procs = try cgroup.openProcs() } catch {

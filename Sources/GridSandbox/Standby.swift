@@ -249,14 +249,19 @@ final class Standby: Sendable {
 }
 
 extension Standby {
-    /// Removes the standby cgroups (`standby-PID-…`) under `parents` whose worker PID is gone: a worker that exits
-    /// leaves its unused standby's cgroup, usually empty (the standby died with it). What one still holds outlived its
-    /// worker, and is killed first: a sandbox whose death signal bubblewrap had not armed yet when the worker died (a
-    /// job started from a standby, or a warm launcher). A live worker's cgroups are left alone.
+    /// How a cold-started job's cgroup is named: `cold-PID-JOB-ATTEMPT-…`, its worker's PID first, as a standby's.
+    static let coldPrefix = "cold-"
+
+    /// Removes the standby and cold-start cgroups (`standby-PID-…`, `cold-PID-…`) under `parents` whose worker PID is
+    /// gone: a worker that exits leaves its unused standby's cgroup, usually empty (the standby died with it). What one
+    /// still holds outlived its worker, and is killed first: a sandbox whose death signal bubblewrap had not armed yet
+    /// when the worker died (a job, cold or from a standby, or a warm launcher). A live worker's cgroups are left alone.
     static func sweep(parents: [String]) {
         for parent in parents {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix("standby-") {
-                guard let pid = name.split(separator: "-").dropFirst().first.flatMap({ pid_t($0) }), pid > 0 else { continue }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
+                guard let prefix = ["standby-", coldPrefix].first(where: { name.hasPrefix($0) }),
+                    let pid = pid_t(name.dropFirst(prefix.count).prefix { $0.isNumber }), pid > 0
+                else { continue }
                 if kill(pid, 0) == 0 || errno == EPERM { continue }
                 let dir = parent + "/" + name
                 // A v1 freezer cgroup left frozen (its worker died mid-kill) holds its processes from their SIGKILL.

@@ -157,7 +157,7 @@ struct BwrapRunnerTests {
         // The job ran in a standby's cgroup (the harness checks); closing the slot discards the next one too.
         bwrap.standbys.close()
         // Only this runner's cgroups are checked: other tests may be running jobs of their own meanwhile.
-        let mine = try jobCgroups().filter { $0.hasPrefix("job-\(h.lastJob.jobId)-") || $0.hasPrefix(bwrap.standbyCgroupPrefix) }
+        let mine = try jobCgroups().filter { $0.hasPrefix("cold-\(getpid())-\(h.lastJob.jobId)-") || $0.hasPrefix(bwrap.standbyCgroupPrefix) }
         #expect(mine.isEmpty, "left behind: \(mine)")
     }
 
@@ -178,7 +178,7 @@ struct BwrapRunnerTests {
         #expect(report.outcome == .completed, "\(output)")
         #expect(bwrap.standbys.served == 0)
         #expect(hostProcesses(containing: marker).isEmpty)
-        #expect(try jobCgroups().filter { $0.hasPrefix("job-4242-1-") }.isEmpty)
+        #expect(try jobCgroups().filter { $0.hasPrefix("cold-\(getpid())-4242-1-") }.isEmpty)
     }
 
     @Test func aDaemonAJobLeavesBehindIsKilledWhenItEnds() async throws {
@@ -224,6 +224,6 @@ struct BwrapRunnerTests {
             version: JobCgroup.hostVersion(root: "/sys/fs/cgroup"), root: "/sys/fs/cgroup",
             selfCgroup: (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? "", name: "x")
         let parent = layout.parents.first { $0.contains("/memory/") } ?? layout.parents[0]
-        return Set(((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix("job-") || $0.hasPrefix("standby-") })
+        return Set(((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix("cold-") || $0.hasPrefix("standby-") })
     }
 }

@@ -333,10 +333,11 @@ fail()
     /// A standby cgroup of a worker that is gone, still holding a process (a sandbox that outlived its worker), is
     /// emptied and removed by the next runner; before, a cgroup that held a process was left alone, and so was the
     /// process.
-    @Test func aNewRunnerKillsWhatAGoneWorkersStandbyCgroupStillHolds() async throws {
+    @Test(arguments: ["standby-", Standby.coldPrefix])
+    func aNewRunnerKillsWhatAGoneWorkersStandbyCgroupStillHolds(_ prefix: String) async throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let parent = try #require(Self.standbyCgroupParent())
-        let dir = parent + "/standby-4194303-\(UUID().uuidString.prefix(8))-left"
+        let dir = parent + "/" + prefix + "4194303-\(UUID().uuidString.prefix(8))-left"
         #expect(mkdir(dir, 0o755) == 0)
         defer { rmdir(dir) }
         let orphan = Process()
