@@ -10,6 +10,18 @@ extension Msg {
     /// of any longer line.
     public static let replyBudgetBytes = 900 << 10
 
+    /// The first of `items`, in order, whose `size` together stays within `budget`, and whether any were left out.
+    static func fitting<T>(_ items: [T], budget: Int, size: (T) -> Int) -> (kept: [T], cut: Bool) {
+        var left = budget
+        var kept: [T] = []
+        for item in items {
+            left -= size(item)
+            if left < 0 { break }
+            kept.append(item)
+        }
+        return (kept, kept.count < items.count)
+    }
+
     /// A peer as the manager announces it: where its peer port is.
     public struct PeerInfo: Hashable, Sendable, Codable {
         public var workerId: String
@@ -255,14 +267,8 @@ extension Msg {
         /// listing once went out whole, and a line over the reader's limit closed its connection: one user's 2,000
         /// public names with long names broke everyone's `list-mem`, and a peer's answer tore down links between peers.
         public init(fitting keys: [String], budget: Int = Msg.replyBudgetBytes) {
-            var left = budget
-            var kept: [String] = []
-            for key in keys {
-                left -= JSONValue.encodedSize(ofString: key) + 1
-                if left < 0 { break }
-                kept.append(key)
-            }
-            self.init(keys: kept, truncated: kept.count < keys.count ? true : nil)
+            let (kept, cut) = Msg.fitting(keys, budget: budget) { JSONValue.encodedSize(ofString: $0) + 1 }
+            self.init(keys: kept, truncated: cut ? true : nil)
         }
     }
 
@@ -491,16 +497,15 @@ extension Msg {
         /// whether any were left out (a listing of 1,000 manifests with their chunk lists went out whole, and a line
         /// over the reader's limit closed its connection).
         public init(fitting files: [FileManifest], budget: Int = Msg.replyBudgetBytes) {
-            var left = budget
-            var kept: [FileManifest] = []
-            for file in files {
+            let listed = files.map { file in
                 var listed = file
                 listed.chunks = []
-                left -= JSONValue.encodedSize(ofString: listed.filename) + JSONValue.encodedSize(ofString: listed.sha256) + 96
-                if left < 0 { break }
-                kept.append(listed)
+                return listed
             }
-            self.init(files: kept, truncated: kept.count < files.count ? true : nil)
+            let (kept, cut) = Msg.fitting(listed, budget: budget) {
+                JSONValue.encodedSize(ofString: $0.filename) + JSONValue.encodedSize(ofString: $0.sha256) + 96
+            }
+            self.init(files: kept, truncated: cut ? true : nil)
         }
     }
 
