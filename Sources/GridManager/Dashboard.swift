@@ -126,13 +126,7 @@ struct Dashboard: Sendable {
             if let pre = session.newPreCookie {
                 response.setCookie(WebSession.cookie(WebSession.preCookieName, pre, maxAge: WebSession.maxAge, request: request, tls: api.config.caFingerprint != nil))
             }
-            response.headers[.init("X-Frame-Options")!] = "DENY"
-            response.headers[.init("X-Content-Type-Options")!] = "nosniff"
-            response.headers[.init("Referrer-Policy")!] = "same-origin"
-            if response.headers[.contentType]?.hasPrefix("text/html") == true {
-                response.headers[.init("Content-Security-Policy")!] =
-                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
-            }
+            // Its security headers come from `SecurityHeadersMiddleware`, as every answer's do.
             return response
         }
     }

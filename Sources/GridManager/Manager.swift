@@ -108,6 +108,7 @@ extension Manager {
         leadership: LeaderState? = nil, follower: Bool = false
     ) async throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
+        router.add(middleware: SecurityHeadersMiddleware(tls: config.caFingerprint != nil))
         router.add(middleware: APIErrorMiddleware())
         if let leadership {
             LeaderEndpoint(state: leadership).addRoutes(to: router)

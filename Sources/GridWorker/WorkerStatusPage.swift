@@ -61,7 +61,9 @@ public struct WorkerStatusPage: Service {
             var headers = HTTPFields()
             headers[.contentType] = "text/html; charset=utf-8"
             headers[.cacheControl] = "no-store"
-            headers[.init("Content-Security-Policy")!] = "default-src 'none'; style-src 'unsafe-inline'"
+            headers[.init("Content-Security-Policy")!] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+            headers[.init("X-Frame-Options")!] = "DENY"
+            headers[.init("X-Content-Type-Options")!] = "nosniff"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: Self.html(await agent.status()))))
         }
         router.get("/status.json") { _, _ -> Response in
@@ -70,6 +72,7 @@ public struct WorkerStatusPage: Service {
             e.outputFormatting = [.sortedKeys]
             var headers = HTTPFields()
             headers[.contentType] = "application/json; charset=utf-8"
+            headers[.init("X-Content-Type-Options")!] = "nosniff"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try e.encode(await agent.status()))))
         }
         let onBound = self.onBound

@@ -26,6 +26,11 @@ import FoundationNetworking
         func page() async throws -> String { String(decoding: try await URLSession.shared.data(from: url).0, as: UTF8.self) }
 
         let first = try await page()
+        // Nothing on the page loads or runs, and no other site frames it.
+        let head = try #require(try await URLSession.shared.data(from: url).1 as? HTTPURLResponse)
+        #expect(head.value(forHTTPHeaderField: "X-Frame-Options") == "DENY")
+        #expect(head.value(forHTTPHeaderField: "X-Content-Type-Options") == "nosniff")
+        #expect(head.value(forHTTPHeaderField: "Content-Security-Policy")?.contains("frame-ancestors 'none'") == true)
         #expect(first.contains("3 CPUs · 2 GB RAM"))
         #expect(first.contains("restricted (best-effort)"))
         #expect(first.contains("id=\"load\""))

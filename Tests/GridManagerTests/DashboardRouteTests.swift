@@ -231,6 +231,62 @@ import Testing
         }
     }
 
+    /// Every answer carries the security headers, not only the dashboard's pages: an API answer, an API error, a
+    /// route no one serves, a body over its limit, a refusal over a rate limit, an asset. A JSON answer or an error
+    /// opened as a document runs and loads nothing, and is framed by nobody.
+    @Test func everyAnswerCarriesTheSecurityHeaders() async throws {
+        @Sendable func check(_ r: TestResponse, _ what: String, page: Bool = false, tls: Bool = false) {
+            #expect(r.headers[.init("X-Content-Type-Options")!] == "nosniff", "\(what)")
+            #expect(r.headers[.init("X-Frame-Options")!] == "DENY", "\(what)")
+            #expect(r.headers[.init("Referrer-Policy")!] == "same-origin", "\(what)")
+            let policy = r.headers[.init("Content-Security-Policy")!] ?? ""
+            #expect(policy == (page ? SecurityHeaders.pagePolicy : SecurityHeaders.otherPolicy), "\(what): \(policy)")
+            #expect(policy.contains("frame-ancestors 'none'") && policy.contains("base-uri 'none'"), "\(what)")
+            #expect(!page || policy.contains("object-src 'none'"), "\(what)")
+            #expect((r.headers[.init("Strict-Transport-Security")!] != nil) == tls, "\(what)")
+        }
+        try await Self.app { $0.loginAttemptsPerAddress = 1 }.test(.router) { client in
+            try await client.execute(uri: "/workers", method: .get) { check($0, "a page", page: true) }
+            try await client.execute(uri: "/login", method: .get) { check($0, "the login page", page: true) }
+            try await client.execute(uri: "/static/app.js", method: .get) { check($0, "a script") }
+            try await client.execute(uri: "/api/v1/workers", method: .get) { r in check(r, "API JSON: \(r.status)") }
+            try await client.execute(uri: "/api/v1/me", method: .get) { r in
+                #expect(r.status == .unauthorized)
+                check(r, "an API error")
+            }
+            try await client.execute(uri: "/no/such/page", method: .get) { r in
+                #expect(r.status == .notFound)
+                check(r, "no such route")
+            }
+            try await client.execute(
+                uri: "/api/v1/login", method: .post, headers: [.contentType: "application/json"],
+                body: ByteBuffer(repeating: UInt8(ascii: "a"), count: BodyLimit.anonymousBytes + 1)
+            ) { r in
+                #expect(r.status == .contentTooLarge)
+                check(r, "a body over its limit")
+            }
+            var statuses: [HTTPResponse.Status] = []
+            for _ in 0..<3 {
+                statuses.append(try await client.execute(
+                    uri: "/api/v1/login", method: .post, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: #"{"username":"nobody","password":"wrong-password"}"#)
+                ) { r in
+                    if r.status == .tooManyRequests { check(r, "a rate-limited login") }
+                    return r.status
+                })
+            }
+            #expect(statuses.contains(.tooManyRequests), "\(statuses)")
+        }
+        // Under TLS, the browser is told to come back over TLS only.
+        try await Self.app { $0.caFingerprint = String(repeating: "ab", count: 32) }.test(.router) { client in
+            try await client.execute(uri: "/", method: .get) { r in
+                check(r, "a page under TLS", page: true, tls: true)
+                #expect(r.headers[.init("Strict-Transport-Security")!] == SecurityHeaders.transportSecurity)
+            }
+            try await client.execute(uri: "/api/v1/me", method: .get) { check($0, "an API error under TLS", tls: true) }
+        }
+    }
+
     @Test func anotherUsersJobIsNotFound() async throws {
         try await Self.app().test(.router) { client in
             let owner = Browser(client)
