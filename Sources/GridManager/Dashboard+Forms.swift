@@ -13,7 +13,7 @@ extension Dashboard {
         let next = Self.safeNext(form["next"])
         do {
             let user = try await api.checkLogin(username: username, password: form["password"] ?? "", client: session.client)
-            return try await startSession(user, request: request, to: next)
+            return try await startSession(user, request: request, to: next, keep: form["keep"] == "1")
         } catch let error as GridError where error.code == .unauthorized {
             return try await page(
                 "login", title: "Log in · CampusGrid", session: session, request: request, nav: "login", status: error.status,
@@ -35,7 +35,7 @@ extension Dashboard {
             try api.admitRegistration(client: session.client)
             guard password == (form["password2"] ?? password) else { throw GridError(.badRequest, "the two passwords differ") }
             let user = try await api.createAccount(username: username, password: password, client: session.client)
-            return try await startSession(user, request: request, to: "/")
+            return try await startSession(user, request: request, to: "/", keep: form["keep"] == "1")
         } catch let error as GridError where error.code == .badRequest || error.code == .conflict || error.code == .forbidden {
             return try await page(
                 "register", title: "Register · CampusGrid", session: session, request: request, nav: "register", status: error.status,
@@ -49,14 +49,18 @@ extension Dashboard {
         }
     }
 
-    /// A new session for `user`: a token stored by its hash, handed to the browser in an HttpOnly cookie.
-    func startSession(_ user: UserRecord, request: Request, to location: String) async throws -> Response {
+    /// A new session for `user`: a token stored by its hash, handed to the browser in an HttpOnly cookie. `keep` (the
+    /// form's "keep me signed in"): the cookie lasts the session's week; else it is the browser's session cookie,
+    /// forgotten when the browser closes, as a lab's shared machine needs (a week-long one left the next student at the
+    /// machine signed in as the last).
+    func startSession(_ user: UserRecord, request: Request, to location: String, keep: Bool) async throws -> Response {
         let token = Tokens.generate(prefix: "cgs_")
         // A kind of its own, capped as the API's are (the oldest sessions go), apart from the CLI's tokens: each login
         // was a row kept for good, and evicting the oldest API token took the person's long-lived CLI token first.
         try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .session, now: wall(), keep: api.config.maxTokensPerKind)
         var response = redirect(location)
-        response.setCookie(WebSession.cookie(WebSession.cookieName, token, maxAge: WebSession.maxAge, request: request, tls: api.config.caFingerprint != nil))
+        response.setCookie(
+            WebSession.cookie(WebSession.cookieName, token, maxAge: keep ? WebSession.maxAge : nil, request: request, tls: api.config.caFingerprint != nil))
         return response
     }
 

@@ -115,8 +115,8 @@ struct WebSession: Sendable {
     }
 
     /// `tls`: the manager itself serves HTTPS, so every cookie is Secure. `base`: `cookieName` or `preCookieName`,
-    /// named `__Host-…` when Secure.
-    static func cookie(_ base: String, _ value: String, maxAge: Int, request: Request, tls: Bool = false) -> Cookie {
+    /// named `__Host-…` when Secure. `maxAge` nil: a cookie the browser forgets when it closes.
+    static func cookie(_ base: String, _ value: String, maxAge: Int?, request: Request, tls: Bool = false) -> Cookie {
         Cookie(
             name: name(base, request: request, tls: tls), value: value, maxAge: maxAge, path: "/", secure: tls || isSecure(request), httpOnly: true,
             sameSite: .lax)

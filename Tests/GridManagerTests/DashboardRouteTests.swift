@@ -121,6 +121,33 @@ import Testing
         }
     }
 
+    /// On a lab's shared machine a week-long cookie left the next student signed in as the last: a session cookie is
+    /// the browser's (forgotten when it closes) unless "keep me signed in" was ticked, at sign-up or login alike.
+    @Test func aSessionCookieLastsTheBrowsersSessionUnlessKept() async throws {
+        try await Self.app().test(.router) { client in
+            func sessionCookie(_ page: Browser.Page) -> String {
+                page.setCookies.first { $0.hasPrefix(WebSession.cookieName + "=") } ?? ""
+            }
+            let shared = Browser(client)
+            let registered = try await shared.register("lab-user")
+            #expect(!sessionCookie(registered).isEmpty && !sessionCookie(registered).contains("Max-Age"), "\(registered.setCookies)")
+            let other = Browser(client)
+            try await other.get("/login")
+            let plain = try await other.post("/login", ["username": "lab-user", "password": "correct horse battery"])
+            #expect(plain.status == .seeOther)
+            #expect(!sessionCookie(plain).isEmpty && !sessionCookie(plain).contains("Max-Age"), "\(plain.setCookies)")
+            let own = Browser(client)
+            try await own.get("/login")
+            let kept = try await own.post("/login", ["username": "lab-user", "password": "correct horse battery", "keep": "1"])
+            #expect(kept.status == .seeOther)
+            #expect(sessionCookie(kept).contains("Max-Age=\(WebSession.maxAge)"), "\(kept.setCookies)")
+            try await own.get("/register")
+            let keptAtSignUp = try await own.post(
+                "/register", ["username": "own-laptop", "password": "correct horse battery", "password2": "correct horse battery", "keep": "1"])
+            #expect(sessionCookie(keptAtSignUp).contains("Max-Age=\(WebSession.maxAge)"), "\(keptAtSignUp.setCookies)")
+        }
+    }
+
     /// Another host of the same site (a student's page on `*.uni.edu`) plants Mallory's own session token as a cookie
     /// for the grid's domain on a longer path, so that the browser sends it first: the victim's account page was
     /// rendered as Mallory's, and a join token made there earned for her. Under TLS a cookie without the `__Host-`
