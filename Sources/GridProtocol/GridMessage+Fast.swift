@@ -115,6 +115,10 @@ extension GridMessage {
                 WireJSON.writeString(o, into: &out)
             }
             out.writeInteger(UInt8(ascii: "]"))
+            if let publisher = m.publishedBy {
+                field("published_by")
+                WireJSON.writeString(publisher, into: &out)
+            }
             type()
             if let v = m.value {
                 field("value")
@@ -234,8 +238,8 @@ extension GridMessage {
                 guard case .string(let s) = o else { return nil }
                 owners.append(s)
             }
-            guard case .some(let value) = optional(fields["value"]) else { return nil }
-            return .memResult(Msg.MemResult(key: key, value: value, owners: owners))
+            guard case .some(let value) = optional(fields["value"]), case .some(let publisher) = optionalString(fields["published_by"]) else { return nil }
+            return .memResult(Msg.MemResult(key: key, value: value, owners: owners, publishedBy: publisher))
         case .memFetch?:
             guard fields["mandate"] == nil || fields["mandate"] == .null, case .some(let keys) = optionalStrings(fields["keys"]), let keys,
                 case .some(let ref) = optionalString(fields["mandate_ref"])

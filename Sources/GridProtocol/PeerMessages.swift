@@ -247,10 +247,14 @@ extension Msg {
         public var value: JSONValue?
         /// The peers that hold (or now hold) the key.
         public var owners: [String]
-        public init(key: String, value: JSONValue? = nil, owners: [String]) {
+        /// A read answered with the public value of the name (the reader has none of its own): who published it.
+        /// Nil for the reader's own value, and from peers before it was said.
+        public var publishedBy: String?
+        public init(key: String, value: JSONValue? = nil, owners: [String], publishedBy: String? = nil) {
             self.key = key
             self.value = value
             self.owners = owners
+            self.publishedBy = publishedBy
         }
     }
 
@@ -414,19 +418,23 @@ extension Msg {
         public var chunkSize: Int
         public var chunkCount: Int
         public var data: String?
+        /// The public file of the name (the reader has none of its own): who published it. Nil for the reader's own
+        /// file, and from peers before it was said.
+        public var publishedBy: String?
         /// Whether its numbers can describe a file a client may fetch chunk by chunk: a size of 0…`maxFileBytes`, and at
         /// most one chunk per byte (a peer's claim; a huge count kept a client asking for empty chunks).
         public func isConsistent(maxFileBytes: Int64) -> Bool {
             size >= 0 && size <= maxFileBytes && chunkCount >= 0 && Int64(chunkCount) <= size
         }
 
-        public init(filename: String, size: Int64, sha256: String, chunkSize: Int, chunkCount: Int, data: String?) {
+        public init(filename: String, size: Int64, sha256: String, chunkSize: Int, chunkCount: Int, data: String?, publishedBy: String? = nil) {
             self.filename = filename
             self.size = size
             self.sha256 = sha256
             self.chunkSize = chunkSize
             self.chunkCount = chunkCount
             self.data = data
+            self.publishedBy = publishedBy
         }
     }
 

@@ -149,7 +149,7 @@ extension PeerService {
         } else {
             _ = try await writeEntry(key, value, bytes: encoded.count, as: writer, at: stamp)
         }
-        manifestCache[key] = (manifest, Date().timeIntervalSince1970)
+        manifestCache[key] = (manifest, isPublic ? user : nil, Date().timeIntervalSince1970)
     }
 
     /// Refuses when public file `filename` is held by another user.
@@ -246,31 +246,42 @@ extension PeerService {
 
     /// The manifest of `user`'s own file `filename`, else of the public one of that name.
     func manifest(_ filename: String, user: String) async throws -> Msg.FileManifest {
+        try await resolve(filename, user: user).manifest
+    }
+
+    /// The manifest of `user`'s own file `filename`, else of the public one of that name and who published it (so a
+    /// reader is never handed a stranger's file under a name it took for its own without being told).
+    func resolve(_ filename: String, user: String) async throws -> (manifest: Msg.FileManifest, publishedBy: String?) {
         try PeerNames.validateFileName(filename)
-        if let m = try await manifest(stored: PeerNamespace.stored(filename, user: user, kind: .file), isPublic: false) { return m }
-        if let m = try await manifest(stored: PeerNamespace.stored(filename, user: nil, kind: .file), isPublic: true) { return m }
+        if let (m, _) = try await manifest(stored: PeerNamespace.stored(filename, user: user, kind: .file), isPublic: false) { return (m, nil) }
+        if let (m, publisher) = try await manifest(stored: PeerNamespace.stored(filename, user: nil, kind: .file), isPublic: true) {
+            return (m, publisher)
+        }
         throw GridError(.notFound, "no file named \(String(reflecting: filename)) is stored")
     }
 
-    private func manifest(stored key: String, isPublic: Bool) async throws -> Msg.FileManifest? {
+    /// The manifest under stored key `key`, and (public) who published it.
+    private func manifest(stored key: String, isPublic: Bool) async throws -> (Msg.FileManifest, String?)? {
         let now = Date().timeIntervalSince1970
-        if let hit = manifestCache[key], now - hit.at < 5 { return hit.manifest }
+        if let hit = manifestCache[key], now - hit.at < 5 { return (hit.manifest, hit.publisher) }
         guard let entry = try await readEntry(key), var value = entry.value else { return nil }
+        var publisher: String?
         if isPublic {
-            guard let (_, inner) = PeerNamespace.unwrap(value) else { return nil }
+            guard let (owner, inner) = PeerNamespace.unwrap(value) else { return nil }
             value = inner
+            publisher = owner
         }
         let manifest = try GridJSON.decode(Msg.FileManifest.self, from: GridJSON.encode(value))
         guard PeerNames.isConsistent(size: manifest.size, chunkSize: manifest.chunkSize, chunks: manifest.chunks, sha256: manifest.sha256) else {
             throw GridError(.conflict, "the stored manifest of this file is damaged or forged (its size, chunks and hashes disagree)")
         }
         if manifestCache.count > 256 { manifestCache = [:] }
-        manifestCache[key] = (manifest, now)
-        return manifest
+        manifestCache[key] = (manifest, publisher, now)
+        return (manifest, publisher)
     }
 
     func getFile(_ filename: String, user: String) async throws -> Msg.FileInfo {
-        let m = try await manifest(filename, user: user)
+        let (m, publisher) = try await resolve(filename, user: user)
         var inline: String?
         if m.size <= Int64(PeerNames.inlineFileBytes) {
             var data = Data()
@@ -280,7 +291,9 @@ extension PeerService {
             }
             inline = data.base64EncodedString()
         }
-        return Msg.FileInfo(filename: m.filename, size: m.size, sha256: m.sha256, chunkSize: m.chunkSize, chunkCount: m.chunks.count, data: inline)
+        return Msg.FileInfo(
+            filename: m.filename, size: m.size, sha256: m.sha256, chunkSize: m.chunkSize, chunkCount: m.chunks.count, data: inline,
+            publishedBy: publisher)
     }
 
     /// One chunk of a stored file. A copy here is read off the actor, straight into the reply's buffer, so chunk reads
@@ -363,10 +376,13 @@ extension PeerService {
     /// Fetches `user`'s stored file `filename` (or the public one) into `path`, chunk by chunk (for a job of `user`:
     /// `submit --input grid:NAME`); at most `maxBytes`, checked against the manifest before anything is written and
     /// against what is written (a peer's manifest is a claim). `diskBytes`: what this worker's disk can take now; a file
-    /// larger is refused as `insufficientStorage` (another worker may have the room). Returns the bytes written.
+    /// larger is refused as `insufficientStorage` (another worker may have the room). Returns the bytes written, and
+    /// who published the file when it was the public one (`user` has none of that name).
     @discardableResult
-    public func fetchFile(_ filename: String, to path: String, user: String, maxBytes: Int64, diskBytes: Int64 = .max) async throws -> Int64 {
-        let m = try await manifest(filename, user: user)
+    public func fetchFile(
+        _ filename: String, to path: String, user: String, maxBytes: Int64, diskBytes: Int64 = .max
+    ) async throws -> (bytes: Int64, publishedBy: String?) {
+        let (m, publisher) = try await resolve(filename, user: user)
         guard m.size >= 0, m.size <= maxBytes, Int64(m.chunks.count) <= max(1, m.size) else {
             throw GridError(.badRequest, "\(filename) is \(m.size) bytes in \(m.chunks.count) chunks; a job's grid inputs may take \(maxBytes) bytes")
         }
@@ -389,7 +405,7 @@ extension PeerService {
         }
         let sha = Hex.string(hasher.finalize())
         guard written == m.size, sha == m.sha256 else { throw GridError(.conflict, "\(filename) does not match its manifest") }
-        return written
+        return (written, publisher)
     }
 
     /// Stores `data` as `ticket.user`'s file `filename` (a job's output, for `submit --save-outputs`), under the

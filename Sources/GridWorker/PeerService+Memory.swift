@@ -53,10 +53,11 @@ extension PeerService {
             return Msg.MemResult(key: key, value: value, owners: Rendezvous.owners(of: mine, among: memberIds, replicas: config.replicas))
         }
         let shared = PeerNamespace.stored(key, user: nil, kind: .memory)
-        guard let stored = try await readEntry(shared)?.value, let (_, value) = PeerNamespace.unwrap(stored) else {
+        guard let stored = try await readEntry(shared)?.value, let (publisher, value) = PeerNamespace.unwrap(stored) else {
             throw GridError(.notFound, "no value for key \(String(reflecting: key))")
         }
-        return Msg.MemResult(key: key, value: value, owners: Rendezvous.owners(of: shared, among: memberIds, replicas: config.replicas))
+        return Msg.MemResult(
+            key: key, value: value, owners: Rendezvous.owners(of: shared, among: memberIds, replicas: config.replicas), publishedBy: publisher)
     }
 
     /// Writes a new version of stored key `key` (nil deletes) to its owners, all at once, sealed under `writer`'s

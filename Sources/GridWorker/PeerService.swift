@@ -173,7 +173,8 @@ public actor PeerService: Service {
     let memory: LocalReplicas
     var clock = VersionClock()
     var uploads: [String: Upload] = [:]
-    var manifestCache: [String: (manifest: Msg.FileManifest, at: Double)] = [:]
+    /// Manifests read in the last 5 s, by stored key, with a public one's publisher.
+    var manifestCache: [String: (manifest: Msg.FileManifest, publisher: String?, at: Double)] = [:]
     /// Chunks of files being stored now, by operation (`pin(_:under:)`), and the last pin given.
     var pinnedChunks: [Int: [String]] = [:]
     var nextPin = 0

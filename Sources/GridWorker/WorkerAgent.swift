@@ -579,7 +579,12 @@ public actor WorkerAgent: Service {
                     // What the disk takes now, less what it keeps free (the inputs fetched so far are on it).
                     let disk = DiskRule.freeBytes(scratch.path).map { $0 - max(0, config.diskReserveBytes) } ?? .max
                     do {
-                        room -= try await peers.fetchFile(name, to: path, user: assign.owner ?? "", maxBytes: room, diskBytes: disk)
+                        let fetched = try await peers.fetchFile(name, to: path, user: assign.owner ?? "", maxBytes: room, diskBytes: disk)
+                        room -= fetched.bytes
+                        if let publisher = fetched.publishedBy {
+                            // Never silently: the job's log says whose file stood in for a name its submitter has none of.
+                            await preparationOutput(ref, Array(Self.publicInputNote(name, publishedBy: publisher).utf8))
+                        }
                     } catch let e as GridError where e.code == .notFound || e.code == .badRequest {
                         // The submitter's mistake: no worker could do better, so the job fails instead of moving on.
                         try? FileManager.default.removeItem(at: scratch)
@@ -707,7 +712,6 @@ public actor WorkerAgent: Service {
             await reject(ref, reason: "the job requires Python \(spec); this worker has Python \(environments.interpreter.version)")
             return .stop
         }
-        preparations[ref] = Preparation(ref: ref)
         await preparationOutput(ref, Array("=== preparing environment ===\n".utf8))
         logger.info("preparing environment", metadata: ["grid.job.id": "\(ref.jobId)", "grid.env.digest": "\(requirements.digest.prefix(12))"])
         let ready: EnvBuilder.Ready
@@ -740,8 +744,16 @@ public actor WorkerAgent: Service {
         return .ready(ready)
     }
 
+    /// The line a job's log begins with when grid input `name` was the public file of that name, `publishedBy`'s: its
+    /// submitter stores none of their own (a stranger may publish a name first, and a job that meant its own file
+    /// would read theirs unaware).
+    static func publicInputNote(_ name: String, publishedBy: String) -> String {
+        "=== input grid:\(TerminalText.field(name, maxCharacters: 256)): you store no file of that name; this is the public one, published by \(TerminalText.field(publishedBy)) ===\n"
+    }
+
+    /// Adds `bytes` to the log a job has before it starts (its inputs, its environment's build).
     private func preparationOutput(_ ref: JobRef, _ bytes: [UInt8]) async {
-        guard var prep = preparations[ref] else { return }
+        var prep = preparations[ref] ?? Preparation(ref: ref)
         // The installer's output may take at most half the log; the job's own output keeps the rest.
         let room = config.maxLogBytes / 2 - prep.log.count
         guard room > 0 else { return }

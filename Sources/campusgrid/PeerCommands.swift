@@ -254,6 +254,7 @@ struct GetMemCommand: AsyncParsableCommand {
                 if case .memResult(let r) = $0 { r } else { nil }
             }
             if peer.json { try peer.printJSON(r) } else { sayData("Memory value: \(render(r.value))") }
+            if let publisher = r.publishedBy { complain(PublicStandIn.note(key, publishedBy: publisher, kind: "value")) }
         }
     }
 }
@@ -318,6 +319,7 @@ struct GetFileCommand: AsyncParsableCommand {
             let info = try await link.download(filename, to: save)
             await link.close()
             if peer.json { try peer.printJSON(info) } else { say("Saved \(info.filename) to \(save) (\(info.size) bytes)") }
+            if let publisher = info.publishedBy { complain(PublicStandIn.note(filename, publishedBy: publisher, kind: "file")) }
         }
     }
 }
@@ -362,5 +364,13 @@ enum GridCLI {
             complain("error: \(e.message)")
             throw ExitCode(2)
         }
+    }
+}
+
+/// What a read says when the public item of a name answered it: the reader has none of their own of that name, and
+/// another user published this one (first come, first served), so it is said, never taken silently for theirs.
+enum PublicStandIn {
+    static func note(_ name: String, publishedBy: String, kind: String) -> String {
+        "note: you store no \(kind) named \(TerminalText.field(name, maxCharacters: 256)); this is the public one, published by \(TerminalText.field(publishedBy))"
     }
 }

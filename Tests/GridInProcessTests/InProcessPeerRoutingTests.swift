@@ -271,6 +271,68 @@ import Testing
         }
     }
 
+    /// A public name is first come, first served: Mallory may publish `data.csv` before Alice stores hers. A job of
+    /// Alice's naming `grid:data.csv`, and her reads, then get Mallory's: never silently. The job's log begins by saying
+    /// whose file stood in, a read answers who published it; her own file, once stored, is read with no such word.
+    @Test func aPublicFileStandingInForAMissingOwnOneIsSaidWithItsPublisher() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true)
+            let alice = try await grid.user("alice")
+            let mallory = try await grid.user("mallory")
+            let port = try #require(peer.peerPort)
+            let aliceLink = try await PeerLink.connect(host: "127.0.0.1", port: port, grant: alice.grantSource)
+            defer { aliceLink.close() }
+            let malloryLink = try await PeerLink.connect(host: "127.0.0.1", port: port, grant: mallory.grantSource)
+            defer { malloryLink.close() }
+            let dir = grid.root + "/users"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Data("planted\n".utf8).write(to: URL(fileURLWithPath: dir + "/mallory.csv"))
+            try Data("alice's own\n".utf8).write(to: URL(fileURLWithPath: dir + "/alice.csv"))
+            _ = try await malloryLink.upload(path: dir + "/mallory.csv", as: "data.csv", isPublic: true)
+            _ = try await malloryLink.request(.setMem(Msg.SetMem(key: "config", value: .string("planted"), isPublic: true)))
+
+            // Reads say who published what answered them.
+            guard case .memResult(let planted) = try await aliceLink.request(.getMem(Msg.MemKey(key: "config"))).message else {
+                Issue.record("no MEM_RESULT")
+                return
+            }
+            #expect(planted.value == .string("planted") && planted.publishedBy == "mallory", "\(planted)")
+            guard case .fileInfo(let info) = try await aliceLink.request(.getFile(Msg.FileRef(filename: "data.csv"))).message else {
+                Issue.record("no FILE_INFO")
+                return
+            }
+            #expect(info.publishedBy == "mallory", "\(info)")
+
+            func run() async throws -> String {
+                var request = InProcessScenarioTests.job("reads-data", "# grid: print ran\n")
+                request.spec.gridInputs = ["data.csv"]
+                let id = try await alice.submit(request).job.id
+                let done = try await InProcessScenarioTests.wait(alice, id, for: [.failed, .completed], timeout: 60)
+                #expect(done.state == .completed, "\(done.state): \((done.events ?? []).compactMap(\.detail))")
+                return try await alice.logs(id, from: 0).text
+            }
+            let standIn = try await run()
+            #expect(
+                standIn.hasPrefix("=== input grid:data.csv: you store no file of that name; this is the public one, published by mallory ===\n"),
+                "\(standIn)")
+            #expect(standIn.hasSuffix("ran\n"), "\(standIn)")
+
+            // Her own file and value, once stored, come first, with no word of anyone else's.
+            _ = try await aliceLink.upload(path: dir + "/alice.csv", as: "data.csv")
+            _ = try await aliceLink.request(.setMem(Msg.SetMem(key: "config", value: .string("mine"))))
+            guard case .memResult(let mine) = try await aliceLink.request(.getMem(Msg.MemKey(key: "config"))).message,
+                case .fileInfo(let own) = try await aliceLink.request(.getFile(Msg.FileRef(filename: "data.csv"))).message
+            else {
+                Issue.record("no answer")
+                return
+            }
+            #expect(mine.value == .string("mine") && mine.publishedBy == nil, "\(mine)")
+            #expect(own.publishedBy == nil && own.size == 12, "\(own)")
+            #expect(try await run() == "ran\n")
+        }
+    }
+
     /// A stored file of zeros costs its owner one chunk whatever its size, and a job's grid inputs are written to the
     /// worker's disk outside the sandbox: they may take `maxGridInputBytes` in all, and a job asking for more fails
     /// saying why (the submitter's mistake: it is not moved to the next worker). One that fits runs.

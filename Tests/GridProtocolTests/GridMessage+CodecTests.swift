@@ -66,6 +66,8 @@ private let samples: [GridMessage] = [
     .fileStored(Msg.FileManifest(filename: "big.bin", size: 5 << 20, sha256: String(repeating: "b", count: 64), chunkSize: 4 << 20, chunks: ["c1", "c2"])),
     .getFile(Msg.FileRef(filename: "document.txt")),
     .fileInfo(Msg.FileInfo(filename: "document.txt", size: 5, sha256: "s", chunkSize: 4 << 20, chunkCount: 1, data: "aGVsbG8=")),
+    .fileInfo(Msg.FileInfo(filename: "data.csv", size: 0, sha256: "s", chunkSize: 4 << 20, chunkCount: 0, data: "", publishedBy: "mallory")),
+    .memResult(Msg.MemResult(key: "config", value: .string("v"), owners: ["w-1"], publishedBy: "mallory")),
     .getFileChunk(Msg.GetFileChunk(filename: "big.bin", index: 1)),
     .fileChunk(Msg.ChunkData(hash: "c2", index: 1)),
     .listFiles(Msg.ListFiles(prefix: "b")),

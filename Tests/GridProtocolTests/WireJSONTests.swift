@@ -21,6 +21,7 @@ struct WireJSONTests {
         var out: [GridMessage] = [
             .getMem(Msg.MemKey(key: "user:id")), .delMem(Msg.MemKey(key: "a \"quoted\" key\u{1}")),
             .memResult(Msg.MemResult(key: "k", owners: [])), .memResult(Msg.MemResult(key: "k", value: .number(101), owners: ["w-1", "w-2"])),
+            .memResult(Msg.MemResult(key: "k", value: .string("v"), owners: ["w-1"], publishedBy: "mallory")),
             .memSync(Msg.MemEntries(entries: [])), .ok(Msg.Ok()), .ok(Msg.Ok(detail: "deleted \"x\"")),
             .memSync(
                 Msg.MemEntries(entries: [
