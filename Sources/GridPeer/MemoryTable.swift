@@ -59,9 +59,15 @@ public struct MemoryTable: Sendable {
     /// `writer`: the person the entry's seal was checked for; a deletion of a public name not held here is charged to
     /// them (no value names its owner, and on the share of values with no owner, a person's deletions of names that
     /// never were crowded out every such value and deletion).
-    public mutating func store(_ key: String, _ entry: Entry, writer: String? = nil) -> Outcome {
+    /// `heldDeletedBy`: the person the seal of a deletion held here names; a public value of another owner is kept
+    /// over it whatever the versions (`PeerNamespace.deletionBars`).
+    public mutating func store(_ key: String, _ entry: Entry, writer: String? = nil, heldDeletedBy: String? = nil) -> Outcome {
         let current = entries[key]
-        if let current, !entry.isNewer(than: current) { return .lost }
+        if let current, !entry.isNewer(than: current) {
+            guard current.value == nil, let value = entry.value, !PeerNamespace.deletionBars(key, deletedBy: heldDeletedBy, value: value) else {
+                return .lost
+            }
+        }
         let replaced = charges[key]
         var owner = entry.value == nil ? replaced?.owner ?? Self.owner(of: key, nil) : Self.owner(of: key, entry.value)
         if entry.value == nil, replaced == nil, owner.isEmpty, let writer, PeerNamespace.isValidUser(writer) { owner = writer }

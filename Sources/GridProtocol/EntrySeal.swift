@@ -82,6 +82,10 @@ extension PeerTrust {
             guard let seal = try? GridJSON.decode(Seal.self, from: Data(text.utf8)) else { return nil }
             self = seal
         }
+
+        /// The person a seal's text names (its certificate's, or its write ticket's), unchecked: for an entry this
+        /// peer holds, whose seal was checked when it came. nil when the text is no seal.
+        public static func person(text: String?) -> String? { text.flatMap(Seal.init(text:))?.authority.user }
     }
 
     /// What a writer's signature covers: the stored key, the version, the origin, the value's digest (`-` for a

@@ -43,7 +43,17 @@ final class LocalReplicas: Sendable {
     }
 
     func store(_ key: String, _ entry: MemoryTable.Entry, writer: String? = nil) -> MemoryTable.Outcome {
-        state.withLock { $0.table.store(key, entry, writer: writer) }
+        state.withLock { s in
+            let deletedBy = Self.deleter(key, held: s.table.get(key))
+            return s.table.store(key, entry, writer: writer, heldDeletedBy: deletedBy)
+        }
+    }
+
+    /// The person whose deletion of public name `key` is `held` (its seal's, checked when it came); nil when `held` is
+    /// no deletion of a public name (`PeerNamespace.deletionBars`, `PeerNamespace.mayWrite`).
+    static func deleter(_ key: String, held: MemoryTable.Entry?) -> String? {
+        guard let held, held.value == nil, PeerNamespace.owner(of: key) == nil else { return nil }
+        return PeerTrust.Seal.person(text: held.seal)
     }
 
     /// What a batch of entries did here: for each that lost to a newer replica held here, that newer replica; for each
@@ -61,7 +71,9 @@ final class LocalReplicas: Sendable {
         state.withLock { s in
             var out = Applied()
             for e in entries {
-                switch s.table.store(e.key, MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin, seal: e.seal), writer: writers[e.key]) {
+                let entry = MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin, seal: e.seal)
+                let deletedBy = Self.deleter(e.key, held: s.table.get(e.key))
+                switch s.table.store(e.key, entry, writer: writers[e.key], heldDeletedBy: deletedBy) {
                 case .kept: continue
                 case .refused(let reason): out.refused[e.key] = reason
                 case .lost:

@@ -586,6 +586,79 @@ import Testing
         #expect(m.refused?[claim]?.contains("no owner") == true, "\(m)")
     }
 
+    /// A public name's deletion names no owner, and an owner that held nothing of the name kept anyone's: Mallory's
+    /// sealed deletion, as new as her clock likes, made Alice's claim lose by version on both owners (and, during churn,
+    /// made the old owner drop Alice's good copy). A deletion now bars only its own person's copies: Alice publishes
+    /// over Mallory's, and Mallory's is refused over Alice's value. Alice's own deletion still bars her stale copies,
+    /// and Mallory's deletion cannot replace Alice's to let one back.
+    @Test func aStrangersDeletionOfAPublicNameNeitherHidesNorBlocksItsOwnersCopy() async throws {
+        let g = try await PeerGrid(label: "trust-public-deletion")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let (mallory, mine, worker) = try await g.rogueMallory()
+        defer { worker.stop() }
+        let honest = peers.map(\.id)
+        // A name both honest peers own, whether or not they count Mallory's raw worker among the peers.
+        let name = try #require(
+            (0..<1000).map { "notice-\($0)" }.first { n in
+                !Rendezvous.owners(of: PeerNamespace.stored(n, user: nil, kind: .memory), among: honest + [worker.id], replicas: 2).contains(worker.id)
+            })
+        let key = PeerNamespace.stored(name, user: nil, kind: .memory)
+        let hers = try await g.session(with: worker, token: mallory.token)
+        var links: [PeerLink] = []
+        for peer in peers { links.append(try await worker.link(to: peer.port, signer: mine, tls: g.peerTLS())) }
+        defer { for l in links { l.close() } }
+        let ahead = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
+        // Mallory's deletion reaches both owners before anyone published the name: kept (they held nothing of it).
+        let deletion = try worker.sealed(key, nil, version: ahead, signer: mine, authority: hers)
+        for l in links {
+            guard case .ok = try await l.request(.memSync(Msg.MemEntries(entries: [deletion])), timeout: 10).message else {
+                throw TestGridError("a deletion of a name held nowhere was not kept")
+            }
+        }
+        // Alice publishes it anyway (before: `conflict`, her claim lost to the newer deletion on both owners).
+        let alice = try await g.link(peers[0])
+        defer { alice.close() }
+        let published = try await alice.request(.setMem(Msg.SetMem(key: name, value: .string("alice's notice"), isPublic: true)), timeout: 30).message
+        guard case .memResult = published else {
+            Issue.record("Alice could not publish over a stranger's deletion: \(published)")
+            return
+        }
+        for peer in peers {
+            let l = try await g.link(peer)
+            defer { l.close() }
+            guard case .memResult(let r) = try await l.request(.getMem(Msg.MemKey(key: name)), timeout: 30).message else {
+                throw TestGridError("no MEM_RESULT")
+            }
+            #expect(r.value == .string("alice's notice") && r.publishedBy == "alice", "\(r)")
+        }
+        // Mallory's deletion, sent again, is refused over Alice's value.
+        let again = try await links[0].request(.memSync(Msg.MemEntries(entries: [deletion])), timeout: 10).message
+        guard case .memEntries(let refused) = again else { throw TestGridError("Mallory's deletion was kept over Alice's value: \(again)") }
+        #expect(refused.refused?[key]?.contains("held by another") == true, "\(refused)")
+
+        // Honest deletion: Mallory kept a copy of Alice's sealed value (public: anyone may fetch it).
+        guard case .memEntries(let fetched) = try await links[0].request(.memFetch(Msg.MemFetch(keys: [key])), timeout: 10).message,
+            let stale = fetched.entries.first(where: { $0.key == key && $0.value != nil })
+        else { throw TestGridError("no copy of the public value was fetched") }
+        _ = try await alice.request(.delMem(Msg.MemKey(key: name)), timeout: 30)
+        // Her deletion cannot be covered by Mallory's (which would bar only Mallory's copies), nor her stale copy kept.
+        let cover = try worker.sealed(key, nil, version: ahead + 1000, signer: mine, authority: hers)
+        for l in links {
+            let answer = try await l.request(.memSync(Msg.MemEntries(entries: [cover])), timeout: 10).message
+            guard case .memEntries(let m) = answer else { throw TestGridError("Mallory's deletion replaced Alice's: \(answer)") }
+            #expect(m.refused?[key]?.contains("deleted here by alice") == true, "\(m)")
+            let replay = try await l.request(.memSync(Msg.MemEntries(entries: [stale])), timeout: 10).message
+            guard case .memEntries(let r) = replay else { throw TestGridError("Alice's stale value was kept over her deletion: \(replay)") }
+            #expect(r.entries.contains { $0.key == key && $0.value == nil }, "\(r)")
+        }
+        for peer in peers {
+            let l = try await g.link(peer)
+            defer { l.close() }
+            #expect(await code(l, .getMem(Msg.MemKey(key: name))) == .notFound)
+        }
+    }
+
     /// A client whose clock runs two hours ahead gives a write grant that runs out two hours from now by the peer's
     /// clock, longer than a grant counts for: every replica would refuse what the peer sealed under it, so the peer
     /// says so at the first write, naming the clock, and keeps nothing.

@@ -30,6 +30,24 @@ import Testing
         #expect(t.get("k") == nil)
     }
 
+    /// A stranger's deletion of a public name, as new as its writer likes, held where nothing of the name was: the
+    /// owner's older value takes its place. The owner's own deletion still bars her stale copies.
+    @Test func aPublicValueTakesThePlaceOfAStrangersDeletionWhateverItsVersion() {
+        let key = PeerNamespace.stored("notice", user: nil, kind: .memory)
+        let hers = PeerNamespace.wrap(.string("by alice"), owner: "alice")
+        var t = MemoryTable()
+        #expect(t.store(key, .init(value: nil, version: 500, origin: "w-m"), writer: "mallory") == .kept)
+        #expect(t.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice", heldDeletedBy: "mallory") == .kept)
+        #expect(t.get(key)?.value == hers)
+        #expect(t.heldByOwner["mallory"] == nil && (t.heldByOwner["alice"] ?? 0) > 0, "\(t.heldByOwner)")
+
+        var honest = MemoryTable()
+        #expect(honest.store(key, .init(value: nil, version: 500, origin: "w-a"), writer: "alice") == .kept)
+        #expect(honest.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice", heldDeletedBy: "alice") == .lost)
+        #expect(honest.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice") == .lost)
+        #expect(honest.get(key)?.value == nil)
+    }
+
     @Test func rebalanceSendsKeysToNewOwnersAndDropsKeysNoLongerOwned() {
         var t = MemoryTable()
         for i in 0..<300 { t.apply("k\(i)", .init(value: .number(Double(i)), version: 1, origin: "w-a")) }

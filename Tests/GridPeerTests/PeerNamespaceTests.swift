@@ -44,6 +44,34 @@ struct PeerNamespaceTests {
         #expect(PeerNamespace.mayWritePublic(current: .number(1), user: "ada", name: "k")?.code == .forbidden)
     }
 
+    /// A public name's deletion names no owner, and a peer that holds nothing of the name (a new owner during churn)
+    /// keeps anyone's: Mallory's deletion there made Alice's copy lose by version, and the old owner dropped it. A
+    /// deletion bars only its own person's copies; another person's deletion does not replace one held.
+    @Test func aStrangersDeletionOfAPublicNameIsNoBarToItsOwnersValue() {
+        let notice = PeerNamespace.stored("notice", user: nil, kind: .memory)
+        let file = PeerNamespace.stored("data.csv", user: nil, kind: .file)
+        let hers = PeerNamespace.wrap(.string("by alice"), owner: "alice")
+        for key in [notice, file] {
+            #expect(!PeerNamespace.deletionBars(key, deletedBy: "mallory", value: hers))
+            #expect(PeerNamespace.deletionBars(key, deletedBy: "alice", value: hers))
+            // A deletion whose person is unknown (kept before seals named one): versions decide, as before.
+            #expect(PeerNamespace.deletionBars(key, deletedBy: nil, value: hers))
+            // A value naming no valid owner is no one's: versions decide.
+            #expect(PeerNamespace.deletionBars(key, deletedBy: "mallory", value: .string("unwrapped")))
+            #expect(PeerNamespace.deletionBars(key, deletedBy: "mallory", value: PeerNamespace.wrap(.number(1), owner: "a\u{1e}b")))
+            // Another person's deletion does not replace one held; the same person's does, and so does a value.
+            #expect(PeerNamespace.mayWrite(key, value: nil, current: nil, user: "mallory", deletedBy: "alice")?.code == .forbidden)
+            #expect(PeerNamespace.mayWrite(key, value: nil, current: nil, user: "alice", deletedBy: "alice") == nil)
+            #expect(PeerNamespace.mayWrite(key, value: nil, current: nil, user: "mallory") == nil)
+            #expect(PeerNamespace.mayWrite(key, value: hers, current: nil, user: "alice", deletedBy: "mallory") == nil)
+            // Her live value stays hers: a stranger's deletion of it is refused, as before.
+            #expect(PeerNamespace.mayWrite(key, value: nil, current: hers, user: "mallory")?.code == .forbidden)
+        }
+        // A private key's deletion is its owner's alone already: versions decide.
+        let diary = PeerNamespace.stored("diary", user: "alice", kind: .memory)
+        #expect(PeerNamespace.deletionBars(diary, deletedBy: "mallory", value: .string("x")))
+    }
+
     // MARK: Versions
 
     private let nowMs: Int64 = 1_700_000_000_000

@@ -64,6 +64,17 @@ import Testing
     /// `signatureChecks` counts what a check cost (`SealStrikes` charges a sender's failed entries with it): the
     /// credential, certificate and grant once, remembered after; each entry's own signature once; nothing for an
     /// entry refused before any signature.
+    /// The person a held entry's seal names (checked when it came): a session's or a write ticket's; nothing for text
+    /// that is no seal.
+    @Test func aSealsPersonIsReadFromItsText() {
+        #expect(PeerTrust.Seal.person(text: seal(nil)) == "alice")
+        let ticket = manager.writeTicket(user: "carol", holder: "w-writer", prefix: "out/", now: now, seconds: 60)
+        #expect(PeerTrust.Seal.person(text: seal(.string("x"), key: "\u{2}carol\u{1f}out/a", authority: PeerTrust.Authority(ticket: ticket))) == "carol")
+        #expect(PeerTrust.Seal.person(text: "{}") == nil)
+        #expect(PeerTrust.Seal.person(text: "not json") == nil)
+        #expect(PeerTrust.Seal.person(text: nil) == nil)
+    }
+
     @Test func theSignatureChecksASealCostAreCounted() throws {
         var checker = PeerTrust.SealChecker(managerKey: manager.publicKey)
         let value = JSONValue.string("x")
