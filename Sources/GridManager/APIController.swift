@@ -26,6 +26,9 @@ struct APIController: Sendable {
     /// 120 at once, then 600 a minute (10 a second): a class behind one address browsing without signing in stays
     /// well under it.
     static let anonymousReads = (burst: 120, perMinute: 600.0)
+    /// The same pages (and `GET /api/v1/workers`, the leaderboard) asked for by a person signed in, per person, as
+    /// many: an account is cheap, and a signed-in loop over them kept the store busy for everyone, unlimited.
+    let signedInReadLimiter = RateLimiter(burst: APIController.anonymousReads.burst, perMinute: APIController.anonymousReads.perMinute)
     let admins: Admins
     /// Log requests waiting for new bytes (`logs?wait=S`): at most 16 a person, 64 an address and 1,024 in all. Each polls the store
     /// ten times a second for up to 30 s; one past the bound is answered at once, as without `wait`.
@@ -102,6 +105,14 @@ struct APIController: Sendable {
     /// beyond `anonymousReads`. Loopback is not counted (the machine's own). Each such page reads whole tables
     /// (workers, the leaderboard, job counts): a stranger asking for them in a loop kept the manager's store busy for
     /// everyone, signed in or not.
+    /// Counts a page that reads whole tables asked for by `user`, signed in; throws 429 with `Retry-After` beyond
+    /// `anonymousReads` per person (whatever their address: a person is one key however many hosts they use).
+    func admitSignedInRead(user: UserID) throws {
+        if let seconds = signedInReadLimiter.admit("u:\(user)").retryAfterHeader {
+            throw TooManyRequests(message: "too many pages of whole tables from your account; try again in \(seconds) s", retryAfter: seconds)
+        }
+    }
+
     func admitAnonymousRead(client: String) throws {
         guard !RateLimit.isLoopback(client) else { return }
         if let seconds = anonymousReadLimiter.admit(RateLimit.addressKey(client)).retryAfterHeader {
@@ -367,7 +378,7 @@ struct APIController: Sendable {
     // MARK: - Cluster
 
     @Sendable func workers(_ request: Request, context: APIContext) async throws -> API.WorkerList {
-        _ = try await authenticate(request)
+        try admitSignedInRead(user: try await authenticate(request).id)
         return API.WorkerList(workers: try await workerInfos())
     }
 
@@ -417,7 +428,11 @@ struct APIController: Sendable {
 
     @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {
         // Without a person's token it counts as anonymous (a made-up token skips nothing).
-        if try await !refuseJoinToken(request) { try admitAnonymousRead(client: context.clientAddress) }
+        if try await refuseJoinToken(request), let user = try? await authenticate(request) {
+            try admitSignedInRead(user: user.id)
+        } else {
+            try admitAnonymousRead(client: context.clientAddress)
+        }
         let rows = try await db.leaderboard()
         return API.Leaderboard(
             contributors: rows.enumerated().map {

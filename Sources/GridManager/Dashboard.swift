@@ -90,8 +90,9 @@ struct Dashboard: Sendable {
     typealias PageHandler = @Sendable (Request, WebSession) async throws -> Response
 
     /// `readsTables`: the page reads whole tables (workers, the leaderboard, job counts, the job list): asked for by
-    /// nobody signed in, it counts against the address's allowance (`APIController.admitAnonymousRead`). The sign-in
-    /// and sign-up pages never do, so a limited address can always sign in.
+    /// nobody signed in, it counts against the address's allowance (`APIController.admitAnonymousRead`), and by a
+    /// person signed in, against theirs (`admitSignedInRead`). The sign-in and sign-up pages never do, so a limited
+    /// address can always sign in.
     func html(readsTables: Bool = false, _ handler: @escaping PageHandler) -> @Sendable (Request, APIContext) async throws -> Response {
         { request, context in
             var session = try await WebSession.load(request, api: api, tls: api.config.caFingerprint != nil)
@@ -103,7 +104,9 @@ struct Dashboard: Sendable {
                 response.setCookie(WebSession.cookie(WebSession.cookieName, "", maxAge: 0, request: request, tls: api.config.caFingerprint != nil))
             } else {
                 do {
-                    if readsTables, session.user == nil { try api.admitAnonymousRead(client: session.client) }
+                    if readsTables {
+                        if let user = session.user { try api.admitSignedInRead(user: user.id) } else { try api.admitAnonymousRead(client: session.client) }
+                    }
                     response = try await handler(request, session)
                 } catch let error as GridError {
                     response = try await errorPage(error, request: request, session: session)

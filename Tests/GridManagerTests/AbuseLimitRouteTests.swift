@@ -52,7 +52,7 @@ import Testing
     /// Pages that read whole tables, asked for by nobody signed in, are counted per address: a loop of them from one
     /// stranger kept the store busy for everyone. Past the allowance: 429 with Retry-After, on the API's leaderboard and
     /// the dashboard's pages alike (a made-up token counts as none); signing in still works, and a signed-in person is
-    /// never counted.
+    /// counted on their own allowance, not the address's.
     @Test func anonymousPageFloodFromOneAddressGets429AndSignedInPeopleDoNot() async throws {
         let app = try await DashboardRouteTests.app()
         try await app.test(.router) { client in
@@ -71,7 +71,7 @@ import Testing
             #expect(page.0 == .tooManyRequests)
             #expect(page.1.flatMap { Int($0) }.map { $0 >= 1 } == true, "Retry-After")
             #expect(page.2.contains("without signing in"))
-            // Signing in is never held up, and then nothing is counted.
+            // Signing in is never held up, and then the address's count is not theirs.
             let (_, token, _, _) = try await Self.register(client, "reader")
             let bearer = try #require(token)
             for _ in 0..<5 {
@@ -84,6 +84,37 @@ import Testing
             #expect(login.status.code < 400, "\(login.status)")
             #expect(try await browser.get("/workers").status == .ok)
             #expect(try await browser.get("/").status == .ok)
+        }
+    }
+
+    /// A person signed in reading whole tables in a loop (pages, `GET /api/v1/workers`, the leaderboard) kept the store
+    /// busy for everyone, unlimited (an account is cheap). They are counted per person, over the API and the dashboard
+    /// together, with the anonymous allowance; another person is not held up.
+    @Test func aSignedInPageFloodIsLimitedPerPerson() async throws {
+        let app = try await DashboardRouteTests.app()
+        try await app.test(.router) { client in
+            let (burst, _) = APIController.anonymousReads
+            let (_, token, _, _) = try await Self.register(client, "looper")
+            let bearer = try #require(token)
+            var statuses: [Int] = []
+            for i in 0..<(burst + 40) {
+                let uri = i.isMultiple(of: 2) ? "/api/v1/workers" : "/api/v1/leaderboard"
+                let status = try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer \(bearer)"]) { $0.status.code }
+                statuses.append(status)
+                if status == 429 { break }
+            }
+            #expect(statuses.prefix(burst).allSatisfy { $0 == 200 }, "the allowance is served: \(statuses.prefix(burst))")
+            #expect(statuses.last == 429, "\(statuses.count) requests, none refused")
+            // The same person's dashboard session shares the count.
+            let browser = Browser(client)
+            try await browser.get("/login")
+            #expect(try await browser.post("/login", ["username": "looper", "password": "long enough pw"]).status.code < 400)
+            let page = try await browser.get("/workers")
+            #expect(page.status == .tooManyRequests && page.body.contains("from your account"), "\(page.status)")
+            // Another person, from the same address, is served.
+            let (_, other, _, _) = try await Self.register(client, "neighbour")
+            let status = try await client.execute(uri: "/api/v1/workers", method: .get, headers: [.authorization: "Bearer \(try #require(other))"]) { $0.status }
+            #expect(status == .ok)
         }
     }
 
