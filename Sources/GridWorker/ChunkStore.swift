@@ -14,6 +14,11 @@ struct ChunkStore: Sendable {
     let budget: StorageBudget
     /// Bytes of the chunks held here: counted from the disk at start, then kept up to date by every write and removal.
     private let held: Counter
+    /// How many times the folder was listed whole since the store opened (`list()`).
+    private let listed = Listings()
+    private final class Listings: Sendable {
+        let count = Atomic<Int>(0)
+    }
 
     /// The count, shared by the store's copies (a struct copied into tasks).
     private final class Counter: Sendable {
@@ -39,9 +44,14 @@ struct ChunkStore: Sendable {
         self.budget = budget
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         var bytes: Int64 = 0
-        for hash in Self.list(root) { bytes = StorageBudget.sum(bytes, Self.size("\(root)/\(hash.prefix(2))/\(hash)")) }
+        let found = Self.list(root)
+        for hash in found { bytes = StorageBudget.sum(bytes, Self.size("\(root)/\(hash.prefix(2))/\(hash)")) }
         held = Counter(bytes)
+        countedAtStart = found.count
     }
+
+    /// How many chunks were here when the store opened (a status shows it until it is counted again).
+    let countedAtStart: Int
 
     /// Bytes of the chunks held here now.
     var heldBytes: Int64 { held.value }
@@ -297,7 +307,13 @@ struct ChunkStore: Sendable {
     }
 
     /// Every chunk held here.
-    func list() -> [String] { Self.list(root) }
+    func list() -> [String] {
+        listed.count.add(1, ordering: .relaxed)
+        return Self.list(root)
+    }
+
+    /// How many times `list()` ran.
+    var listings: Int { listed.count.load(ordering: .relaxed) }
 
     private static func list(_ root: String) -> [String] {
         guard let dirs = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }

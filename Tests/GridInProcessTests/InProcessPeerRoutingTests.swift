@@ -271,6 +271,29 @@ import Testing
         }
     }
 
+    /// `GET_PEER_STATUS`, which any user may send in a loop, listed the whole chunk folder on the peer's actor each
+    /// time (thousands of files), holding up every memory and file request. The count is kept, and made again at most
+    /// every 30 s, off the actor.
+    @Test func aLoopOfStatusRequestsListsTheChunkFolderAtMostOnce() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let peer = try await grid.startWorker("p", owner: owner, cpus: 1, peer: true)
+            let service = try #require(peer.peerService)
+            let mallory = try await grid.user("mallory")
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(peer.peerPort), grant: mallory.grantSource)
+            defer { link.close() }
+            let store = await service.chunks
+            let before = store.listings
+            for _ in 0..<50 {
+                guard case .peerStatus = try await link.request(.getPeerStatus).message else {
+                    Issue.record("no PEER_STATUS")
+                    return
+                }
+            }
+            #expect(store.listings - before <= 1, "\(store.listings - before) listings for 50 status requests")
+        }
+    }
+
     /// A public name is first come, first served: Mallory may publish `data.csv` before Alice stores hers. A job of
     /// Alice's naming `grid:data.csv`, and her reads, then get Mallory's: never silently. The job's log begins by saying
     /// whose file stood in, a read answers who published it; her own file, once stored, is read with no such word.
