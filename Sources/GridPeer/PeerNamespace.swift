@@ -53,6 +53,15 @@ public enum PeerNamespace {
         return [Kind.memory, .file].contains { stored.hasPrefix(prefix(user: user, kind: $0)) }
     }
 
+    /// Of the stored keys a listing found under a prefix the reader may read (`mayRead`), those it may read each: a
+    /// job's read ticket names its files exactly, so a prefix that is one of them lists no longer name (the owner's
+    /// other files, `in.txt.secret` beside `in.txt`, with their sizes and hashes). Any other reader reads the whole
+    /// prefix.
+    public static func listable(_ keys: [String], for user: String?, files: [String]?) -> [String] {
+        guard files != nil else { return keys }
+        return keys.filter { mayRead($0, for: user, files: files) }
+    }
+
     /// Whether an entry sealed for `user` may be kept under stored key `stored` by a peer (`MEM_SYNC`, a replica read
     /// back), where that peer holds `current` (nil: nothing, or a deletion) and the entry holds `value` (nil: a
     /// deletion). `files`: the entry came under a write ticket, which covers only `user`'s files whose names start

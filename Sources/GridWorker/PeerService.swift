@@ -703,7 +703,8 @@ public actor PeerService: Service {
                 guard PeerNamespace.mayRead(prefix, for: reader?.user, files: reader?.files) else {
                     throw GridError(.forbidden, "LIST_MEM of another user's keys (\(PeerNamespace.owner(of: prefix) ?? "all")) needs their mandate")
                 }
-                return (.memKeys(Msg.MemKeys(fitting: memory.keys(prefix: prefix))), nil)
+                let keys = PeerNamespace.listable(memory.keys(prefix: prefix), for: reader?.user, files: reader?.files)
+                return (.memKeys(Msg.MemKeys(fitting: keys)), nil)
             case .chunkPut(let m):
                 try requirePeer(caller, message)
                 guard let payload else { throw GridError(.badRequest, "CHUNK_PUT needs the chunk as bulk bytes") }

@@ -72,6 +72,20 @@ struct PeerNamespaceTests {
         #expect(PeerNamespace.deletionBars(diary, deletedBy: "mallory", value: .string("x")))
     }
 
+    /// A job's read ticket names its input files exactly: listing under one of them as a prefix gave the job's worker
+    /// the owner's other files that extend the name. Only the ticket's files are listed; other readers list the prefix.
+    @Test func aReadTicketListsOnlyItsOwnFiles() {
+        let input = PeerNamespace.stored("in.txt", user: "ada", kind: .file)
+        let secret = PeerNamespace.stored("in.txt.secret", user: "ada", kind: .file)
+        let other = PeerNamespace.stored("in.txt-2", user: "ada", kind: .file)
+        #expect(PeerNamespace.mayRead(input, for: "ada", files: ["in.txt"]))
+        #expect(PeerNamespace.listable([input, secret, other], for: "ada", files: ["in.txt"]) == [input])
+        #expect(PeerNamespace.listable([input, secret], for: "ada", files: []) == [])
+        #expect(PeerNamespace.listable([input, secret], for: "ada", files: nil) == [input, secret])
+        // Another person's ticket lists none of Ada's.
+        #expect(PeerNamespace.listable([input], for: "bob", files: ["in.txt"]) == [])
+    }
+
     // MARK: Versions
 
     private let nowMs: Int64 = 1_700_000_000_000
