@@ -438,15 +438,21 @@ extension PeerService {
     /// are no longer ours once their owners have them.
     func repairChunks() async {
         guard let selfId else { return }
-        let held = chunks.list()
-        guard !held.isEmpty else { return }
-        var byOwner: [String: [String]] = [:]
-        var owned: [String: [String]] = [:]
-        for hash in held {
-            let owners = Rendezvous.owners(of: hash, among: memberIds, replicas: config.replicas)
-            owned[hash] = owners
-            for o in owners where o != selfId { byOwner[o, default: []].append(hash) }
+        // The folder listed, each chunk's owners found, and each chunk read (hashed) off the actor: a pass over
+        // thousands of chunks held up every memory and file request while it ran.
+        let store = chunks
+        let (members, replicas) = (memberIds, config.replicas)
+        let (byOwner, owned) = await Self.offActor { () -> ([String: [String]], [String: [String]]) in
+            var byOwner: [String: [String]] = [:]
+            var owned: [String: [String]] = [:]
+            for hash in store.list() {
+                let owners = Rendezvous.owners(of: hash, among: members, replicas: replicas)
+                owned[hash] = owners
+                for o in owners where o != selfId { byOwner[o, default: []].append(hash) }
+            }
+            return (byOwner, owned)
         }
+        guard !owned.isEmpty else { return }
         var confirmed: [String: Set<String>] = [:]  // hash → owners known to hold it
         for (peer, hashes) in byOwner {
             for start in stride(from: 0, to: hashes.count, by: 5000) {
@@ -460,7 +466,7 @@ extension PeerService {
                         confirmed[hash, default: []].insert(peer)
                         continue
                     }
-                    guard let bytes = try? chunks.read(hash) else { continue }
+                    guard let bytes = await Self.offActor({ try? store.read(hash) }) else { continue }
                     // The new copy keeps this one's age, so that a chunk no file names goes from every peer in time.
                     let put = Msg.ChunkData(hash: hash, storedAt: chunks.storedAt(hash))
                     if (try? await ask(peer, .chunkPut(put), payload: ByteBuffer(bytes: bytes), timeout: 120)) != nil {
