@@ -22,13 +22,12 @@ struct APIController: Sendable {
     /// Sign-ups per client address (the API and the dashboard's form share it).
     let registrationLimiter: RateLimiter
     /// Pages and the leaderboard asked for without signing in, per client address (`admitAnonymousRead`).
-    let anonymousReadLimiter = RateLimiter(burst: APIController.anonymousReads.burst, perMinute: APIController.anonymousReads.perMinute)
-    /// 120 at once, then 600 a minute (10 a second): a class behind one address browsing without signing in stays
-    /// well under it.
-    static let anonymousReads = (burst: 120, perMinute: 600.0)
+    /// 120 at once, then 600 a minute (10 a second) by default (`ManagerConfig.tableReadBurst`, `tableReadsPerMinute`):
+    /// a class behind one address browsing without signing in stays well under it.
+    var anonymousReadLimiter = RateLimiter(burst: 120, perMinute: 600)
     /// The same pages (and `GET /api/v1/workers`, the leaderboard) asked for by a person signed in, per person, as
     /// many: an account is cheap, and a signed-in loop over them kept the store busy for everyone, unlimited.
-    let signedInReadLimiter = RateLimiter(burst: APIController.anonymousReads.burst, perMinute: APIController.anonymousReads.perMinute)
+    var signedInReadLimiter = RateLimiter(burst: 120, perMinute: 600)
     let admins: Admins
     /// Log requests waiting for new bytes (`logs?wait=S`): at most 16 a person, 64 an address and 1,024 in all. Each polls the store
     /// ten times a second for up to 30 s; one past the bound is answered at once, as without `wait`.
@@ -102,11 +101,11 @@ struct APIController: Sendable {
     }
 
     /// Counts a page (or the leaderboard) asked for by nobody signed in from `client`; throws 429 with `Retry-After`
-    /// beyond `anonymousReads`. Loopback is not counted (the machine's own). Each such page reads whole tables
+    /// beyond `ManagerConfig.tableReadBurst`. Loopback is not counted (the machine's own). Each such page reads whole tables
     /// (workers, the leaderboard, job counts): a stranger asking for them in a loop kept the manager's store busy for
     /// everyone, signed in or not.
     /// Counts a page that reads whole tables asked for by `user`, signed in; throws 429 with `Retry-After` beyond
-    /// `anonymousReads` per person (whatever their address: a person is one key however many hosts they use).
+    /// `ManagerConfig.tableReadBurst` per person (whatever their address: a person is one key however many hosts they use).
     func admitSignedInRead(user: UserID) throws {
         if let seconds = signedInReadLimiter.admit("u:\(user)").retryAfterHeader {
             throw TooManyRequests(message: "too many pages of whole tables from your account; try again in \(seconds) s", retryAfter: seconds)

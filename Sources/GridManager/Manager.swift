@@ -115,12 +115,14 @@ extension Manager {
             if follower { router.add(middleware: FollowerGate { leadership.leader?.apiURL }) }
         }
         router.add(middleware: BodyLimitMiddleware(uploadBytes: APIContext.uploadBytes))
-        let api = APIController(
+        var api = APIController(
             db: db, core: core, config: config, loginLimiter: RateLimiter(limit: config.loginAttempts, window: config.loginWindowSeconds),
             loginAddressLimiter: RateLimiter(limit: config.loginAttemptsPerAddress, window: config.loginWindowSeconds),
             loginFailureLimiter: RateLimiter(limit: config.loginFailuresPerAccount, window: 3600),
             registrationLimiter: RateLimiter(burst: config.registrationBurst, perMinute: config.registrationsPerMinute),
             admins: Admins(named: config.admins))
+        api.anonymousReadLimiter = RateLimiter(burst: config.tableReadBurst, perMinute: config.tableReadsPerMinute)
+        api.signedInReadLimiter = RateLimiter(burst: config.tableReadBurst, perMinute: config.tableReadsPerMinute)
         api.addRoutes(to: router)
         var dashboard = Dashboard(
             db: db, core: core, api: api, history: history, assets: try await Dashboard.Assets.load(),

@@ -78,6 +78,10 @@ public struct ManagerConfig: Sendable {
     public var registrationBurst: Int = 10
     /// The steady rate of sign-ups per client address, per minute (`manager --registrations-per-minute`).
     public var registrationsPerMinute: Double = 10
+    /// Pages that read whole tables (and the leaderboard, `GET /api/v1/workers`) an address asks for without signing
+    /// in, or a person signed in: at once, then per minute (`APIController.admitAnonymousRead`, `admitSignedInRead`).
+    public var tableReadBurst: Int = 120
+    public var tableReadsPerMinute: Double = 600
     /// Usernames that may use the admin routes besides the first account registered (`manager --admin USER`).
     public var admins: [String] = []
     /// bcrypt cost for passwords.
