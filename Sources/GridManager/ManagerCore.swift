@@ -581,7 +581,12 @@ public actor ManagerCore {
         result.refund = done.refund == true && (state == .cancelled || (state == .failed && job.spec.requirements?.isEmpty == false))
         // What the worker says became of the outputs it saved in the grid: a line of the job's history, never its log
         // (a check run saves nothing, and verification compares logs).
-        result.note = Msg.SavedOutput.note(done.saved, files: done.files, prefix: job.checkOf == nil ? job.spec.saveOutputsAs : nil)
+        // And, as such a line too, which grid inputs were strangers' public files (the submitter stores none of the name).
+        let notes = [
+            Msg.SavedOutput.note(done.saved, files: done.files, prefix: job.checkOf == nil ? job.spec.saveOutputsAs : nil),
+            job.checkOf == nil ? Msg.PublicInput.note(done.publicInputs, declared: job.spec.gridInputs) : nil,
+        ].compactMap { $0 }
+        result.note = notes.isEmpty ? nil : notes.joined(separator: "; ")
         do {
             if let finished = try await db.finishRun(
                 done.job, worker: who.workerId, result: result, outputs: outputs, verification: config.verification,

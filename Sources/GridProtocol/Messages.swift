@@ -291,11 +291,15 @@ public enum Msg {
         /// What became of the outputs the job saves in the grid (`save_outputs_as`), one entry an output. Kept out of
         /// the log: verification compares logs, and a check run saves nothing (`JobSpec.forCheckRun`).
         public var saved: [SavedOutput]?
+        /// The grid inputs that were public files (the submitter stores none of the name): whose each was. Kept out of
+        /// the log for the same reason as `saved`.
+        public var publicInputs: [PublicInput]?
         public init(
             job: JobRef, outcome: Outcome, exitCode: Int32?, runtimeMs: Int64, peakMemoryKb: Int64, cpuSeconds: Double, reason: String?,
-            files: [FileEntry], logBytes: Int64? = nil, refund: Bool? = nil, saved: [SavedOutput]? = nil
+            files: [FileEntry], logBytes: Int64? = nil, refund: Bool? = nil, saved: [SavedOutput]? = nil, publicInputs: [PublicInput]? = nil
         ) {
             self.saved = saved
+            self.publicInputs = publicInputs
             self.refund = refund
             self.logBytes = logBytes
             self.job = job
@@ -306,6 +310,33 @@ public enum Msg {
             self.cpuSeconds = cpuSeconds
             self.reason = reason
             self.files = files
+        }
+    }
+
+    /// A job's grid input that was the public file of its name (its submitter stores none of that name), and who
+    /// published it: a stranger may publish a name first, and a job that meant its own file would read theirs unaware.
+    public struct PublicInput: Hashable, Sendable, Codable {
+        public var name: String
+        public var publishedBy: String
+        public init(name: String, publishedBy: String) {
+            self.name = name
+            self.publishedBy = publishedBy
+        }
+
+        /// The line the job's history gets for a worker's list, or nil when it says nothing. The list is the worker's
+        /// claim: only the job's own grid inputs (`declared`) count, each once, at most 20 named.
+        public static func note(_ inputs: [PublicInput]?, declared: [String]?) -> String? {
+            guard let inputs, let declared else { return nil }
+            let names = Set(declared)
+            var seen: Set<String> = []
+            var parts: [String] = []
+            for input in inputs where names.contains(input.name) && seen.insert(input.name).inserted {
+                parts.append("grid:\(input.name) was the public file published by \(input.publishedBy)")
+            }
+            guard !parts.isEmpty else { return nil }
+            let more = parts.count > 20 ? " and \(parts.count - 20) more" : ""
+            return SavedOutput.oneLine(
+                "input " + parts.prefix(20).joined(separator: ", ") + more + " (you store no file of that name)", maxBytes: 4_096)
         }
     }
 

@@ -97,6 +97,13 @@ public enum WorkerClaims {
                     c.range("saved.error (length)", s.error?.utf8.count ?? 0, reasonLength)
                 }
             }
+            if let inputs = d.publicInputs {
+                c.range("public_inputs (count)", inputs.count, 0...1024)
+                for i in inputs {
+                    c.range("public_inputs.name (length)", i.name.utf8.count, 1...1024)
+                    c.range("public_inputs.published_by (length)", i.publishedBy.utf8.count, 1...64)
+                }
+            }
         default:
             break
         }
@@ -117,6 +124,7 @@ public enum WorkerClaims {
         out.logBytes = done.logBytes.map { min(max($0, logBytes.lowerBound), logBytes.upperBound) }
         out.files = []
         out.saved = nil
+        out.publicInputs = nil
         out.refund = nil
         out.reason = Msg.SavedOutput.oneLine("the worker's report was out of the manager's ranges, so its outputs were dropped: \(problem.message)", maxBytes: 1_000)
         return out

@@ -255,7 +255,8 @@ extension PeerService {
         try PeerNames.validateFileName(filename)
         if let (m, _) = try await manifest(stored: PeerNamespace.stored(filename, user: user, kind: .file), isPublic: false) { return (m, nil) }
         if let (m, publisher) = try await manifest(stored: PeerNamespace.stored(filename, user: nil, kind: .file), isPublic: true) {
-            return (m, publisher)
+            // Their own public file is theirs: nothing to tell them.
+            return (m, publisher == user ? nil : publisher)
         }
         throw GridError(.notFound, "no file named \(String(reflecting: filename)) is stored")
     }

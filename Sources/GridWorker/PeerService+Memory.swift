@@ -57,7 +57,8 @@ extension PeerService {
             throw GridError(.notFound, "no value for key \(String(reflecting: key))")
         }
         return Msg.MemResult(
-            key: key, value: value, owners: Rendezvous.owners(of: shared, among: memberIds, replicas: config.replicas), publishedBy: publisher)
+            key: key, value: value, owners: Rendezvous.owners(of: shared, among: memberIds, replicas: config.replicas),
+            publishedBy: publisher == user ? nil : publisher)
     }
 
     /// Writes a new version of stored key `key` (nil deletes) to its owners, all at once, sealed under `writer`'s

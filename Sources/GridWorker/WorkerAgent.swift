@@ -39,6 +39,8 @@ public actor WorkerAgent: Service {
         var truncated = false
         /// The Python environment it runs in (`EnvBuilder` key), released when it ends.
         var envKey: String?
+        /// Its grid inputs that were public files, and whose (`Msg.JobDone.publicInputs`).
+        var publicInputs: [Msg.PublicInput] = []
     }
 
     /// The log of a job whose Python environment is being prepared (the installer's output): it goes to the manager
@@ -567,6 +569,7 @@ public actor WorkerAgent: Service {
             try JobFiles.unpack(files, into: scratch)
             try FileName.validate(assign.script)
             var inputs = Dictionary(files.map { ($0.name, $0.data.count) }, uniquingKeysWith: { a, _ in a })
+            var publicInputs: [Msg.PublicInput] = []
             // Inputs stored in the grid's files come straight from the peers that hold them.
             if let names = assign.spec.gridInputs, !names.isEmpty {
                 guard let peers else { throw GridError(.badRequest, "this worker offers no peer services to fetch grid inputs") }
@@ -581,10 +584,8 @@ public actor WorkerAgent: Service {
                     do {
                         let fetched = try await peers.fetchFile(name, to: path, user: assign.owner ?? "", maxBytes: room, diskBytes: disk)
                         room -= fetched.bytes
-                        if let publisher = fetched.publishedBy {
-                            // Never silently: the job's log says whose file stood in for a name its submitter has none of.
-                            await preparationOutput(ref, Array(Self.publicInputNote(name, publishedBy: publisher).utf8))
-                        }
+                        // Never silently: the job's history says whose file stood in for a name its submitter has none of.
+                        if let publisher = fetched.publishedBy { publicInputs.append(Msg.PublicInput(name: name, publishedBy: publisher)) }
                     } catch let e as GridError where e.code == .notFound || e.code == .badRequest {
                         // The submitter's mistake: no worker could do better, so the job fails instead of moving on.
                         try? FileManager.default.removeItem(at: scratch)
@@ -654,7 +655,7 @@ public actor WorkerAgent: Service {
             jobs[ref] = RunningJob(
                 ref: ref, spec: assign.spec, owner: assign.owner ?? "", writeTicket: assign.writeTicket, execution: execution, scratch: scratch,
                 inputs: stamps,
-                gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key)
+                gpus: devices, log: preparedLog.log, sent: preparedLog.sent, envKey: environment?.key, publicInputs: publicInputs)
             startedAt[ref] = Date().timeIntervalSince1970
             await peers?.setJobsRunning(jobs.count)
             logger.info("job started", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.attempt": "\(ref.attempt)"])
@@ -712,6 +713,7 @@ public actor WorkerAgent: Service {
             await reject(ref, reason: "the job requires Python \(spec); this worker has Python \(environments.interpreter.version)")
             return .stop
         }
+        preparations[ref] = Preparation(ref: ref)
         await preparationOutput(ref, Array("=== preparing environment ===\n".utf8))
         logger.info("preparing environment", metadata: ["grid.job.id": "\(ref.jobId)", "grid.env.digest": "\(requirements.digest.prefix(12))"])
         let ready: EnvBuilder.Ready
@@ -744,16 +746,8 @@ public actor WorkerAgent: Service {
         return .ready(ready)
     }
 
-    /// The line a job's log begins with when grid input `name` was the public file of that name, `publishedBy`'s: its
-    /// submitter stores none of their own (a stranger may publish a name first, and a job that meant its own file
-    /// would read theirs unaware).
-    static func publicInputNote(_ name: String, publishedBy: String) -> String {
-        "=== input grid:\(TerminalText.field(name, maxCharacters: 256)): you store no file of that name; this is the public one, published by \(TerminalText.field(publishedBy)) ===\n"
-    }
-
-    /// Adds `bytes` to the log a job has before it starts (its inputs, its environment's build).
     private func preparationOutput(_ ref: JobRef, _ bytes: [UInt8]) async {
-        var prep = preparations[ref] ?? Preparation(ref: ref)
+        guard var prep = preparations[ref] else { return }
         // The installer's output may take at most half the log; the job's own output keeps the rest.
         let room = config.maxLogBytes / 2 - prep.log.count
         guard room > 0 else { return }
@@ -866,7 +860,7 @@ public actor WorkerAgent: Service {
         let written = Msg.JobDone(
             job: job.ref, outcome: outcome, exitCode: report.exitCode, runtimeMs: report.runtimeMs, peakMemoryKb: report.peakMemoryKb,
             cpuSeconds: report.cpuSeconds, reason: reason, files: files.map { FileEntry(name: $0.name, size: $0.data.count) },
-            logBytes: Int64(log.count), saved: saved)
+            logBytes: Int64(log.count), saved: saved, publicInputs: job.publicInputs.isEmpty ? nil : job.publicInputs)
         // What the manager would refuse is never sent: it would be kept here, unacknowledged, for good.
         let done = WorkerClaims.fitted(written)
         if done != written {

@@ -62,3 +62,37 @@ import Testing
         #expect(done.saved == nil)
     }
 }
+
+/// `JOB_DONE.public_inputs`: a worker's claim of which grid inputs were strangers' public files, made a line of the job's
+/// history (never its log: verification compares logs). Only the job's own inputs count, each once; controls a
+/// stranger put in a name are not obeyed.
+@Suite struct PublicInputNoteTests {
+    @Test func theJobsOwnPublicInputsAreNamedWithTheirPublisher() {
+        let note = Msg.PublicInput.note(
+            [.init(name: "data.csv", publishedBy: "mallory"), .init(name: "other.csv", publishedBy: "mallory"),
+             .init(name: "data.csv", publishedBy: "eve"), .init(name: "w.bin", publishedBy: "bob")],
+            declared: ["data.csv", "w.bin"])
+        #expect(note == "input grid:data.csv was the public file published by mallory, grid:w.bin was the public file published by bob (you store no file of that name)")
+        #expect(Msg.PublicInput.note([.init(name: "x", publishedBy: "m")], declared: ["y"]) == nil)
+        #expect(Msg.PublicInput.note(nil, declared: ["y"]) == nil)
+        #expect(Msg.PublicInput.note([.init(name: "y", publishedBy: "m")], declared: nil) == nil)
+    }
+
+    @Test func manyOrHostileNamesMakeOneShortLine() throws {
+        let names = (0..<300).map { "in-\($0)\n\u{1b}[2J" }
+        let note = try #require(Msg.PublicInput.note(names.map { .init(name: $0, publishedBy: "mallory") }, declared: names))
+        #expect(!note.unicodeScalars.contains { FileName.isControlOrFormat($0) }, "\(note.debugDescription)")
+        #expect(note.contains("and 280 more") && note.utf8.count <= 4_100)
+    }
+
+    @Test func aReportsPublicInputsAreBoundedAndDroppedWhenItIsFitted() {
+        let ref = JobRef(jobId: 1, attempt: 1)
+        var done = Msg.JobDone(
+            job: ref, outcome: .completed, exitCode: 0, runtimeMs: 1, peakMemoryKb: 1, cpuSeconds: 0, reason: nil, files: [],
+            publicInputs: [.init(name: "a", publishedBy: String(repeating: "m", count: 65))])
+        #expect(WorkerClaims.problem(.jobDone(done)) != nil)
+        #expect(WorkerClaims.fitted(done).publicInputs == nil)
+        done.publicInputs = [.init(name: "a", publishedBy: "mallory")]
+        #expect(WorkerClaims.problem(.jobDone(done)) == nil)
+    }
+}
