@@ -614,7 +614,9 @@ final class RawInProcessWorker: @unchecked Sendable {
             let alice = try await grid.user("alice")
             let owner = try await grid.user("contributor")
             let first = try await grid.startWorker("first", owner: owner)
-            let submitted = try await alice.submit(InProcessScenarioTests.job("long", "# grid: print start\n# grid: sleep 3\n# grid: print end\n"))
+            // The first run waits long enough that no loaded machine ends it before the stop (3 s did, once, beside
+            // three other test targets); the rerun is quick.
+            let submitted = try await alice.submit(InProcessScenarioTests.job("long", "# grid: print start\n# grid: sleep-first 40\n# grid: print end\n"))
             let id = submitted.job.id
             _ = try await InProcessScenarioTests.wait(alice, id, for: [.running])
             let started = await eventually(timeout: 20) { (try? await alice.logs(id, from: 0))?.text.contains("start") == true }

@@ -28,7 +28,7 @@ public struct ScriptedFunctions: FunctionRunner {
                 if seconds > request.timeout {
                     return FunctionPool.Answer(ok: false, error: "timeout", message: "the task took longer than \(request.timeout) s", output: output)
                 }
-            case .write, .allocate: break
+            case .write, .allocate, .sleepFirst: break
             case .exit(let code) where code != 0:
                 return FunctionPool.Answer(ok: false, error: "exception", message: "SystemExit: \(code)", output: output)
             case .exit: break

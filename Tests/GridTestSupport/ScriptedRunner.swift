@@ -7,6 +7,7 @@ public import GridSandbox
 ///
 ///     # grid: print TEXT          one line of output
 ///     # grid: sleep SECONDS       waits (a cancel or the deadline stops it at once)
+///     # grid: sleep-first SECONDS as `sleep`, on the job's first attempt only (a run to be interrupted; its rerun is quick)
 ///     # grid: write NAME TEXT     writes a file into the job's folder (an output)
 ///     # grid: allocate NAME BYTES allocates a file of that many bytes there (blocks held, nothing written: at once)
 ///     # grid: exit CODE           ends with that code (without one, 0)
@@ -23,6 +24,7 @@ public struct ScriptedRunner: JobRunner {
     public enum Step: Hashable, Sendable {
         case print(String)
         case sleep(Double)
+        case sleepFirst(Double)
         case write(name: String, text: String)
         case allocate(name: String, bytes: Int64)
         case exit(Int32)
@@ -38,6 +40,7 @@ public struct ScriptedRunner: JobRunner {
             switch verb {
             case "print": return .print(rest)
             case "sleep": return Double(rest).flatMap { $0.isFinite && $0 >= 0 ? .sleep(min($0, 3600)) : nil }
+            case "sleep-first": return Double(rest).flatMap { $0.isFinite && $0 >= 0 ? .sleepFirst(min($0, 3600)) : nil }
             case "write":
                 let parts = rest.split(separator: " ", maxSplits: 1)
                 guard let name = parts.first, !name.contains("/") else { return nil }
@@ -54,13 +57,17 @@ public struct ScriptedRunner: JobRunner {
 
     public func start(_ request: RunRequest) throws -> JobExecution {
         let script = try String(contentsOf: request.scratch.appendingPathComponent(request.script), encoding: .utf8)
-        let steps = Self.steps(script)
+        let steps = Self.steps(script).map { step in
+            if case .sleepFirst(let seconds) = step { return Step.sleep(request.job.attempt == 1 ? seconds : 0) }
+            return step
+        }
         let folder = request.scratch
         return try JobExecution.inProcess(deadline: request.timeLimitSeconds) { emit, stopped in
             for step in steps {
                 if stopped() { return 137 }
                 switch step {
                 case .print(let text): emit(Array((text + "\n").utf8))
+                case .sleepFirst: continue
                 case .sleep(let seconds):
                     let end = Date().addingTimeInterval(seconds)
                     while Date() < end {
