@@ -824,9 +824,7 @@ public actor PeerService: Service {
         if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
         let current = memory.get(entry.key)
         let result = sealChecker!.check(key: entry.key, value: entry.value, version: entry.version, origin: entry.origin, seal: entry.seal) { claimed in
-            PeerNamespace.mayWrite(
-                entry.key, value: entry.value, current: current?.value, user: claimed.user, files: claimed.filePrefix,
-                deletedBy: LocalReplicas.deleter(entry.key, held: current))
+            PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: claimed.user, files: claimed.filePrefix)
         }
         switch result {
         case .failure(let e): return e
@@ -857,10 +855,7 @@ public actor PeerService: Service {
                 }
                 let before = c.signatureChecks
                 let result = c.check(key: e.key, value: e.value, version: e.version, origin: e.origin, seal: e.seal) { claimed in
-                    let held = memory.get(e.key)
-                    return PeerNamespace.mayWrite(
-                        e.key, value: e.value, current: held?.value, user: claimed.user, files: claimed.filePrefix,
-                        deletedBy: LocalReplicas.deleter(e.key, held: held))
+                    PeerNamespace.mayWrite(e.key, value: e.value, current: memory.get(e.key)?.value, user: claimed.user, files: claimed.filePrefix)
                 }
                 if case .failure = result { wasted += c.signatureChecks &- before }
                 return result
@@ -882,10 +877,7 @@ public actor PeerService: Service {
     /// (`PeerNamespace.mayWrite`), and, `storing` (a `MEM_SYNC`), the owners' rule for a public name's claim.
     func keepRule(_ entry: Msg.MemEntry, sealed: PeerTrust.Sealed, storing: Bool) -> GridError? {
         let current = memory.get(entry.key)
-        if let e = PeerNamespace.mayWrite(
-            entry.key, value: entry.value, current: current?.value, user: sealed.user, files: sealed.filePrefix,
-            deletedBy: LocalReplicas.deleter(entry.key, held: current))
-        {
+        if let e = PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: sealed.user, files: sealed.filePrefix) {
             return e
         }
         if storing, PeerNamespace.owner(of: entry.key) == nil, current == nil, let selfId,
