@@ -61,10 +61,7 @@ import Testing
         #expect(refused(check(value, origin: "w-other", seal: s), "not by its origin"))
     }
 
-    /// `signatureChecks` counts what a check cost (`SealStrikes` charges a sender's failed entries with it): the
-    /// credential, certificate and grant once, remembered after; each entry's own signature once; nothing for an
-    /// entry refused before any signature.
-    /// The person a held entry's seal names (checked when it came): a session's or a write ticket's; nothing for text
+    /// The person an entry's seal names (checked when it came, or by whoever kept it): a session's or a write ticket's; nothing for text
     /// that is no seal.
     @Test func aSealsPersonIsReadFromItsText() {
         #expect(PeerTrust.Seal.person(text: seal(nil)) == "alice")
@@ -75,6 +72,9 @@ import Testing
         #expect(PeerTrust.Seal.person(text: nil) == nil)
     }
 
+    /// `signatureChecks` counts what a check cost (`SealStrikes` charges a sender's failed entries with it): the
+    /// credential, certificate and grant once, remembered after; each entry's own signature once; nothing for an
+    /// entry refused before any signature.
     @Test func theSignatureChecksASealCostAreCounted() throws {
         var checker = PeerTrust.SealChecker(managerKey: manager.publicKey)
         let value = JSONValue.string("x")
