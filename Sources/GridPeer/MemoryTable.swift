@@ -59,14 +59,13 @@ public struct MemoryTable: Sendable {
     /// `writer`: the person the entry's seal was checked for; a deletion of a public name not held here is charged to
     /// them (no value names its owner, and on the share of values with no owner, a person's deletions of names that
     /// never were crowded out every such value and deletion).
-    /// A public name's deletion names no owner (`underDeletion` says how one held here meets an older entry).
-    public mutating func store(_ key: String, _ entry: Entry, writer: String? = nil) -> Outcome {
+    /// `heldDeletedBy`: the person the seal of a deletion held here names; a public value of another owner is kept
+    /// over it whatever the versions (`PeerNamespace.deletionBars`).
+    public mutating func store(_ key: String, _ entry: Entry, writer: String? = nil, heldDeletedBy: String? = nil) -> Outcome {
         let current = entries[key]
         if let current, !entry.isNewer(than: current) {
-            switch Self.underDeletion(key, value: entry.value, writer: writer, held: current.value == nil ? heldDeletions[key] : nil) {
-            case .loses: return .lost
-            case .isMoot: return .kept
-            case .replaces: break
+            guard current.value == nil, let value = entry.value, !PeerNamespace.deletionBars(key, deletedBy: heldDeletedBy, value: value) else {
+                return .lost
             }
         }
         let replaced = charges[key]
@@ -90,62 +89,14 @@ public struct MemoryTable: Sendable {
         if let replaced { account(replaced.owner, -replaced.size) }
         account(owner, size)
         charges[key] = Charge(owner: owner, size: size)
-        if entry.value == nil, PeerNamespace.isPublic(key) {
-            // A deletion that deleted nothing here, or took the place of one that had not: an orphan.
-            let orphan = current == nil || (current?.value == nil && heldDeletions[key]?.orphan != false)
-            heldDeletions[key] = HeldDeletion(by: writer, orphan: orphan)
-        } else {
-            heldDeletions[key] = nil
-        }
         entries[key] = entry
         return .kept
-    }
-
-    /// A public name's deletion held here: the person its seal named (nil: unknown), and whether it deleted nothing
-    /// here (it came where no value of the name was held: a peer that had just become an owner, or a stranger's push).
-    public struct HeldDeletion: Hashable, Sendable {
-        public var by: String?
-        public var orphan: Bool
-        public init(by: String?, orphan: Bool) {
-            self.by = by
-            self.orphan = orphan
-        }
-    }
-
-    public private(set) var heldDeletions: [String: HeldDeletion] = [:]
-
-    /// What an entry no newer than the deletion of a public name held here does.
-    public enum UnderDeletion: Hashable, Sendable {
-        /// It lost (versions decide, as for every other key).
-        case loses
-        /// It takes the deletion's place whatever the versions.
-        case replaces
-        /// Nothing changes, and it counts as kept: the name is deleted here either way.
-        case isMoot
-    }
-
-    /// A public name's deletion names no owner, and a peer that held nothing of the name (a new owner during churn)
-    /// kept anyone's: Mallory's sealed deletion there, as new as her clock allows, made Alice's value lose by version,
-    /// and the old owner dropped its good copy. So, for an entry `value` (nil: a deletion) sealed for `writer`, no
-    /// newer than `held` (nil: no public deletion is held):
-    /// * a value takes the place of an orphan deletion of another person than its owner (`deletionBars`); a deletion
-    ///   that deleted a value here bars every older copy, so that a replay cannot bring back what was deleted;
-    /// * another person's older deletion takes the place of an orphan one (so that it bars its own person's stale
-    ///   copies, as the orphan would not), and is moot over one that deleted a value here: the name is deleted here
-    ///   either way, and the writer's honest deletion must not fail because a stranger's came first;
-    /// * everything else loses. Pure.
-    public static func underDeletion(_ key: String, value: JSONValue?, writer: String?, held: HeldDeletion?) -> UnderDeletion {
-        guard let held, PeerNamespace.isPublic(key) else { return .loses }
-        if let value { return held.orphan && !PeerNamespace.deletionBars(key, deletedBy: held.by, value: value) ? .replaces : .loses }
-        guard let writer, let by = held.by, writer != by else { return .loses }
-        return held.orphan ? .replaces : .isMoot
     }
 
     public func get(_ key: String) -> Entry? { entries[key] }
 
     public mutating func drop(_ key: String) {
         entries[key] = nil
-        heldDeletions[key] = nil
         if let c = charges.removeValue(forKey: key) { account(c.owner, -c.size) }
     }
 

@@ -67,7 +67,11 @@ public enum PeerNamespace {
     /// deletion). `files`: the entry came under a write ticket, which covers only `user`'s files whose names start
     /// with it. `user`'s own keys; a public name whose value names `user` as its owner, and never one held here by
     /// another. Any other namespace is nobody's. Why not, or nil.
-    public static func mayWrite(_ stored: String, value: JSONValue?, current: JSONValue?, user: String, files: String? = nil) -> GridError? {
+    /// `deletedBy`: the person whose deletion of the name is held here (its seal's), if one is: another person's
+    /// deletion does not replace it (see `deletionBars`: it would bar only its own person's copies).
+    public static func mayWrite(
+        _ stored: String, value: JSONValue?, current: JSONValue?, user: String, files: String? = nil, deletedBy: String? = nil
+    ) -> GridError? {
         guard isValidUser(user) else { return GridError(.forbidden, "a memory entry was sealed for no valid user") }
         if let files {
             guard !files.isEmpty else { return GridError(.forbidden, "a write ticket with an empty prefix covers nothing") }
@@ -82,6 +86,9 @@ public enum PeerNamespace {
         guard [Kind.memory, .file].contains(where: { stored.hasPrefix(prefix(user: nil, kind: $0)) }) else {
             return GridError(.forbidden, "a memory entry's key lies in no namespace")
         }
+        if value == nil, current == nil, let deletedBy, deletedBy != user {
+            return GridError(.forbidden, "a public name deleted here by \(deletedBy) cannot be deleted again by \(user)")
+        }
         if let value {
             guard let (owner, _) = unwrap(value), owner == user else {
                 return GridError(.forbidden, "a public value sealed for \(user) names another owner")
@@ -93,16 +100,14 @@ public enum PeerNamespace {
         return nil
     }
 
-    /// Whether stored key `stored` is a public name (memory or file).
-    public static func isPublic(_ stored: String) -> Bool {
-        [Kind.memory, .file].contains { stored.hasPrefix(prefix(user: nil, kind: $0)) }
-    }
-
-    /// Whether a deletion of public name `stored` sealed for `deletedBy` (nil: unknown) bars `value` by versions: the
-    /// deleter's own copies, yes; another owner's, no. Private keys, a deletion whose person is unknown and a value
-    /// naming no valid owner: yes (versions decide). See `MemoryTable.underDeletion` for where it applies.
+    /// Whether a deletion of stored key `stored` held here, sealed for `deletedBy` (nil: unknown), stands against
+    /// `value` by versions. A public name's deletion names no owner, and a peer that held nothing of the name keeps
+    /// anyone's (a new owner during churn): it bars only its own person's copies. One sealed for another than the
+    /// owner `value` names is a stranger's, and the value takes its place whatever the versions; the owner's own
+    /// deletion still bars their stale copies. Private keys, and a deletion whose person is unknown: versions decide.
     public static func deletionBars(_ stored: String, deletedBy: String?, value: JSONValue) -> Bool {
-        guard owner(of: stored) == nil, isPublic(stored), let deletedBy, let claimant = unwrap(value)?.owner, isValidUser(claimant)
+        guard owner(of: stored) == nil, [Kind.memory, .file].contains(where: { stored.hasPrefix(prefix(user: nil, kind: $0)) }),
+            let deletedBy, let claimant = unwrap(value)?.owner, isValidUser(claimant)
         else { return true }
         return claimant == deletedBy
     }

@@ -43,16 +43,17 @@ final class LocalReplicas: Sendable {
     }
 
     func store(_ key: String, _ entry: MemoryTable.Entry, writer: String? = nil) -> MemoryTable.Outcome {
-        state.withLock { $0.table.store(key, entry, writer: Self.writer(key, entry, given: writer)) }
+        state.withLock { s in
+            let deletedBy = Self.deleter(key, held: s.table.get(key))
+            return s.table.store(key, entry, writer: writer, heldDeletedBy: deletedBy)
+        }
     }
 
-    /// The person an entry counts as written by: `given` (its seal was checked for them), else, for a public name's
-    /// deletion, the person its seal names (an entry this peer read or held, whose seal was checked when it came):
-    /// a public deletion bars only its own person's copies (`MemoryTable.underDeletion`).
-    static func writer(_ key: String, _ entry: MemoryTable.Entry, given: String?) -> String? {
-        if let given { return given }
-        guard entry.value == nil, PeerNamespace.isPublic(key) else { return nil }
-        return PeerTrust.Seal.person(text: entry.seal)
+    /// The person whose deletion of public name `key` is `held` (its seal's, checked when it came); nil when `held` is
+    /// no deletion of a public name (`PeerNamespace.deletionBars`, `PeerNamespace.mayWrite`).
+    static func deleter(_ key: String, held: MemoryTable.Entry?) -> String? {
+        guard let held, held.value == nil, PeerNamespace.owner(of: key) == nil else { return nil }
+        return PeerTrust.Seal.person(text: held.seal)
     }
 
     /// What a batch of entries did here: for each that lost to a newer replica held here, that newer replica; for each
@@ -71,7 +72,8 @@ final class LocalReplicas: Sendable {
             var out = Applied()
             for e in entries {
                 let entry = MemoryTable.Entry(value: e.value, version: e.version, origin: e.origin, seal: e.seal)
-                switch s.table.store(e.key, entry, writer: Self.writer(e.key, entry, given: writers[e.key])) {
+                let deletedBy = Self.deleter(e.key, held: s.table.get(e.key))
+                switch s.table.store(e.key, entry, writer: writers[e.key], heldDeletedBy: deletedBy) {
                 case .kept: continue
                 case .refused(let reason): out.refused[e.key] = reason
                 case .lost:

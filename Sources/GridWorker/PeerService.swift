@@ -824,7 +824,9 @@ public actor PeerService: Service {
         if sealChecker?.managerKey != managerKey { sealChecker = PeerTrust.SealChecker(managerKey: managerKey) }
         let current = memory.get(entry.key)
         let result = sealChecker!.check(key: entry.key, value: entry.value, version: entry.version, origin: entry.origin, seal: entry.seal) { claimed in
-            PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: claimed.user, files: claimed.filePrefix)
+            PeerNamespace.mayWrite(
+                entry.key, value: entry.value, current: current?.value, user: claimed.user, files: claimed.filePrefix,
+                deletedBy: LocalReplicas.deleter(entry.key, held: current))
         }
         switch result {
         case .failure(let e): return e
@@ -855,7 +857,10 @@ public actor PeerService: Service {
                 }
                 let before = c.signatureChecks
                 let result = c.check(key: e.key, value: e.value, version: e.version, origin: e.origin, seal: e.seal) { claimed in
-                    PeerNamespace.mayWrite(e.key, value: e.value, current: memory.get(e.key)?.value, user: claimed.user, files: claimed.filePrefix)
+                    let held = memory.get(e.key)
+                    return PeerNamespace.mayWrite(
+                        e.key, value: e.value, current: held?.value, user: claimed.user, files: claimed.filePrefix,
+                        deletedBy: LocalReplicas.deleter(e.key, held: held))
                 }
                 if case .failure = result { wasted += c.signatureChecks &- before }
                 return result
@@ -877,7 +882,10 @@ public actor PeerService: Service {
     /// (`PeerNamespace.mayWrite`), and, `storing` (a `MEM_SYNC`), the owners' rule for a public name's claim.
     func keepRule(_ entry: Msg.MemEntry, sealed: PeerTrust.Sealed, storing: Bool) -> GridError? {
         let current = memory.get(entry.key)
-        if let e = PeerNamespace.mayWrite(entry.key, value: entry.value, current: current?.value, user: sealed.user, files: sealed.filePrefix) {
+        if let e = PeerNamespace.mayWrite(
+            entry.key, value: entry.value, current: current?.value, user: sealed.user, files: sealed.filePrefix,
+            deletedBy: LocalReplicas.deleter(entry.key, held: current))
+        {
             return e
         }
         if storing, PeerNamespace.owner(of: entry.key) == nil, current == nil, let selfId,

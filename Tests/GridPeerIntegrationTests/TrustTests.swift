@@ -588,9 +588,9 @@ import Testing
 
     /// A public name's deletion names no owner, and an owner that held nothing of the name kept anyone's: Mallory's
     /// sealed deletion, as new as her clock likes, made Alice's claim lose by version on both owners (and, during churn,
-    /// made the old owner drop Alice's good copy). A deletion that deleted nothing where it is held now bars only its
-    /// own person's copies: Alice publishes over Mallory's, and Mallory's is refused over Alice's value. Alice's own
-    /// deletion still bars her stale copies, and a deletion of Mallory's after it does too.
+    /// made the old owner drop Alice's good copy). A deletion now bars only its own person's copies: Alice publishes
+    /// over Mallory's, and Mallory's is refused over Alice's value. Alice's own deletion still bars her stale copies,
+    /// and Mallory's deletion cannot replace Alice's to let one back.
     @Test func aStrangersDeletionOfAPublicNameNeitherHidesNorBlocksItsOwnersCopy() async throws {
         let g = try await PeerGrid(label: "trust-public-deletion")
         defer { g.shutdown() }
@@ -630,8 +630,7 @@ import Testing
             guard case .memResult(let r) = try await l.request(.getMem(Msg.MemKey(key: name)), timeout: 30).message else {
                 throw TestGridError("no MEM_RESULT")
             }
-            // Hers, so nothing to tell her of who published it.
-            #expect(r.value == .string("alice's notice") && r.publishedBy == nil, "\(r)")
+            #expect(r.value == .string("alice's notice") && r.publishedBy == "alice", "\(r)")
         }
         // Mallory's deletion, sent again, is refused over Alice's value.
         let again = try await links[0].request(.memSync(Msg.MemEntries(entries: [deletion])), timeout: 10).message
@@ -643,13 +642,12 @@ import Testing
             let stale = fetched.entries.first(where: { $0.key == key && $0.value != nil })
         else { throw TestGridError("no copy of the public value was fetched") }
         _ = try await alice.request(.delMem(Msg.MemKey(key: name)), timeout: 30)
-        // A deletion of Mallory's after it (newer) takes its place and still bars Alice's replayed copy: Alice's
-        // deleted a value there, and what takes its place inherits that.
+        // Her deletion cannot be covered by Mallory's (which would bar only Mallory's copies), nor her stale copy kept.
         let cover = try worker.sealed(key, nil, version: ahead + 1000, signer: mine, authority: hers)
         for l in links {
-            guard case .ok = try await l.request(.memSync(Msg.MemEntries(entries: [cover])), timeout: 10).message else {
-                throw TestGridError("a newer deletion of a deleted name was not kept")
-            }
+            let answer = try await l.request(.memSync(Msg.MemEntries(entries: [cover])), timeout: 10).message
+            guard case .memEntries(let m) = answer else { throw TestGridError("Mallory's deletion replaced Alice's: \(answer)") }
+            #expect(m.refused?[key]?.contains("deleted here by alice") == true, "\(m)")
             let replay = try await l.request(.memSync(Msg.MemEntries(entries: [stale])), timeout: 10).message
             guard case .memEntries(let r) = replay else { throw TestGridError("Alice's stale value was kept over her deletion: \(replay)") }
             #expect(r.entries.contains { $0.key == key && $0.value == nil }, "\(r)")

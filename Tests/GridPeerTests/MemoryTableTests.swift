@@ -30,74 +30,22 @@ import Testing
         #expect(t.get("k") == nil)
     }
 
-    /// A stranger's deletion of a public name, as new as its writer likes, held where nothing of the name was (an
-    /// orphan): the owner's older value takes its place, and so does the owner's own older deletion (which then bars
-    /// her stale copies). A deletion that deleted a value here bars every older copy: a replay of a deleted value
-    /// stays out, even after the name passed to another person and was deleted again.
-    @Test func aPublicValueTakesThePlaceOfAStrangersOrphanDeletion() {
+    /// A stranger's deletion of a public name, as new as its writer likes, held where nothing of the name was: the
+    /// owner's older value takes its place. The owner's own deletion still bars her stale copies.
+    @Test func aPublicValueTakesThePlaceOfAStrangersDeletionWhateverItsVersion() {
         let key = PeerNamespace.stored("notice", user: nil, kind: .memory)
         let hers = PeerNamespace.wrap(.string("by alice"), owner: "alice")
         var t = MemoryTable()
         #expect(t.store(key, .init(value: nil, version: 500, origin: "w-m"), writer: "mallory") == .kept)
-        #expect(t.heldDeletions[key] == MemoryTable.HeldDeletion(by: "mallory", orphan: true))
-        #expect(t.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice") == .kept)
-        #expect(t.get(key)?.value == hers && t.heldDeletions[key] == nil)
+        #expect(t.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice", heldDeletedBy: "mallory") == .kept)
+        #expect(t.get(key)?.value == hers)
         #expect(t.heldByOwner["mallory"] == nil && (t.heldByOwner["alice"] ?? 0) > 0, "\(t.heldByOwner)")
 
-        // Alice's own older deletion takes the place of Mallory's orphan one, and then bars her stale copy.
-        var churn = MemoryTable()
-        churn.store(key, .init(value: nil, version: 500, origin: "w-m"), writer: "mallory")
-        #expect(churn.store(key, .init(value: nil, version: 200, origin: "w-a"), writer: "alice") == .kept)
-        #expect(churn.heldDeletions[key] == MemoryTable.HeldDeletion(by: "alice", orphan: true))
-        #expect(churn.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice") == .lost)
-
-        // Honest: Alice's deletion of her value bars its replay, whoever deletes after her.
         var honest = MemoryTable()
-        honest.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice")
-        #expect(honest.store(key, .init(value: nil, version: 200, origin: "w-a"), writer: "alice") == .kept)
-        #expect(honest.heldDeletions[key] == MemoryTable.HeldDeletion(by: "alice", orphan: false))
-        #expect(honest.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice") == .lost)
-        // Mallory's older deletion over it is moot (counted as kept; nothing changes), a newer one takes its place and
-        // still bars Alice's replay (it deleted a value here in its turn, by inheritance).
-        #expect(honest.store(key, .init(value: nil, version: 150, origin: "w-m"), writer: "mallory") == .kept)
-        #expect(honest.get(key)?.version == 200 && honest.heldDeletions[key]?.by == "alice")
-        #expect(honest.store(key, .init(value: nil, version: 300, origin: "w-m"), writer: "mallory") == .kept)
-        #expect(honest.heldDeletions[key] == MemoryTable.HeldDeletion(by: "mallory", orphan: false))
-        #expect(honest.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice") == .lost)
-        // The name passed to Mallory (newer), and she deleted it: Alice's old value, replayed, stays out.
-        let mine = PeerNamespace.wrap(.string("by mallory"), owner: "mallory")
-        #expect(honest.store(key, .init(value: mine, version: 400, origin: "w-m"), writer: "mallory") == .kept)
-        #expect(honest.store(key, .init(value: nil, version: 450, origin: "w-m"), writer: "mallory") == .kept)
+        #expect(honest.store(key, .init(value: nil, version: 500, origin: "w-a"), writer: "alice") == .kept)
+        #expect(honest.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice", heldDeletedBy: "alice") == .lost)
         #expect(honest.store(key, .init(value: hers, version: 100, origin: "w-a"), writer: "alice") == .lost)
         #expect(honest.get(key)?.value == nil)
-
-        // Private keys: versions alone.
-        let diary = PeerNamespace.stored("diary", user: "alice", kind: .memory)
-        var own = MemoryTable()
-        own.store(diary, .init(value: nil, version: 500, origin: "w-m"), writer: "mallory")
-        #expect(own.store(diary, .init(value: .string("x"), version: 100, origin: "w-a"), writer: "alice") == .lost)
-        #expect(own.heldDeletions.isEmpty)
-        // A deletion forgotten (the TTL) forgets its record too.
-        t.store(key, .init(value: nil, version: 600, origin: "w-a"), writer: "alice")
-        t.collectGarbage(now: 600 + t.tombstoneTTL + 1)
-        #expect(t.get(key) == nil && t.heldDeletions[key] == nil)
-    }
-
-    @Test func underDeletionIsDecidedByWhoseAndWhetherItDeletedAnything() {
-        let key = PeerNamespace.stored("n", user: nil, kind: .file)
-        let hers = PeerNamespace.wrap(.string("x"), owner: "alice")
-        let orphanOfMallory = MemoryTable.HeldDeletion(by: "mallory", orphan: true)
-        let mallorysOverValue = MemoryTable.HeldDeletion(by: "mallory", orphan: false)
-        #expect(MemoryTable.underDeletion(key, value: hers, writer: "alice", held: orphanOfMallory) == .replaces)
-        #expect(MemoryTable.underDeletion(key, value: hers, writer: "alice", held: mallorysOverValue) == .loses)
-        #expect(MemoryTable.underDeletion(key, value: hers, writer: "alice", held: .init(by: "alice", orphan: true)) == .loses)
-        #expect(MemoryTable.underDeletion(key, value: hers, writer: "alice", held: .init(by: nil, orphan: true)) == .loses)
-        #expect(MemoryTable.underDeletion(key, value: hers, writer: "alice", held: nil) == .loses)
-        #expect(MemoryTable.underDeletion(key, value: nil, writer: "alice", held: orphanOfMallory) == .replaces)
-        #expect(MemoryTable.underDeletion(key, value: nil, writer: "alice", held: mallorysOverValue) == .isMoot)
-        #expect(MemoryTable.underDeletion(key, value: nil, writer: "mallory", held: mallorysOverValue) == .loses)
-        #expect(MemoryTable.underDeletion(key, value: nil, writer: nil, held: orphanOfMallory) == .loses)
-        #expect(MemoryTable.underDeletion(PeerNamespace.stored("n", user: "alice", kind: .file), value: hers, writer: "alice", held: orphanOfMallory) == .loses)
     }
 
     @Test func rebalanceSendsKeysToNewOwnersAndDropsKeysNoLongerOwned() {

@@ -45,8 +45,8 @@ struct PeerNamespaceTests {
     }
 
     /// A public name's deletion names no owner, and a peer that holds nothing of the name (a new owner during churn)
-    /// keeps anyone's: Mallory's deletion there made Alice's copy lose by version, and the old owner dropped it. Whose
-    /// copies a deletion bars (`MemoryTable.underDeletion` applies it where the deletion deleted nothing).
+    /// keeps anyone's: Mallory's deletion there made Alice's copy lose by version, and the old owner dropped it. A
+    /// deletion bars only its own person's copies; another person's deletion does not replace one held.
     @Test func aStrangersDeletionOfAPublicNameIsNoBarToItsOwnersValue() {
         let notice = PeerNamespace.stored("notice", user: nil, kind: .memory)
         let file = PeerNamespace.stored("data.csv", user: nil, kind: .file)
@@ -59,14 +59,17 @@ struct PeerNamespaceTests {
             // A value naming no valid owner is no one's: versions decide.
             #expect(PeerNamespace.deletionBars(key, deletedBy: "mallory", value: .string("unwrapped")))
             #expect(PeerNamespace.deletionBars(key, deletedBy: "mallory", value: PeerNamespace.wrap(.number(1), owner: "a\u{1e}b")))
-            #expect(PeerNamespace.isPublic(key))
+            // Another person's deletion does not replace one held; the same person's does, and so does a value.
+            #expect(PeerNamespace.mayWrite(key, value: nil, current: nil, user: "mallory", deletedBy: "alice")?.code == .forbidden)
+            #expect(PeerNamespace.mayWrite(key, value: nil, current: nil, user: "alice", deletedBy: "alice") == nil)
+            #expect(PeerNamespace.mayWrite(key, value: nil, current: nil, user: "mallory") == nil)
+            #expect(PeerNamespace.mayWrite(key, value: hers, current: nil, user: "alice", deletedBy: "mallory") == nil)
             // Her live value stays hers: a stranger's deletion of it is refused, as before.
             #expect(PeerNamespace.mayWrite(key, value: nil, current: hers, user: "mallory")?.code == .forbidden)
         }
         // A private key's deletion is its owner's alone already: versions decide.
         let diary = PeerNamespace.stored("diary", user: "alice", kind: .memory)
         #expect(PeerNamespace.deletionBars(diary, deletedBy: "mallory", value: .string("x")))
-        #expect(!PeerNamespace.isPublic(diary))
     }
 
     /// A job's read ticket names its input files exactly: listing under one of them as a prefix gave the job's worker
