@@ -520,7 +520,7 @@ struct APIController: Sendable {
 
     /// The person `token` stands for (a bearer token or a dashboard session's), nil when it is unknown, revoked or
     /// an expired session; throws the refusal for a worker join token, which never acts as a person. A session's
-    /// token (`asSession`, or any "cgs_" token wherever it is presented) expires `WebSession.maxAge` after login.
+    /// token (`asSession`, or any "cgs_" token wherever it is presented) expires `WebSession.tokenLifetime` after login.
     func person(presenting token: String, asSession: Bool = false, now: Double = Date().timeIntervalSince1970) async throws -> UserRecord? {
         guard let found = try await db.token(hash: Tokens.hash(token)) else { return nil }
         if let refusal = found.kind.refusal(for: .person) { throw refusal }
@@ -528,7 +528,7 @@ struct APIController: Sendable {
         // A browser's cookie holds a session token (signing in made it), never an API token: one planted as a cookie
         // would last as long as the token, not a week.
         if asSession && !isSession { return nil }
-        if asSession || isSession, found.createdAt < now - Double(WebSession.maxAge) { return nil }
+        if asSession || isSession, found.createdAt < now - Double(WebSession.tokenLifetime(token)) { return nil }
         return found.user
     }
 

@@ -52,9 +52,9 @@ extension Dashboard {
     /// A new session for `user`: a token stored by its hash, handed to the browser in an HttpOnly cookie. `keep` (the
     /// form's "keep me signed in"): the cookie lasts the session's week; else it is the browser's session cookie,
     /// forgotten when the browser closes, as a lab's shared machine needs (a week-long one left the next student at the
-    /// machine signed in as the last).
+    /// machine signed in as the last), and its token ends 12 hours after login (`WebSession.browserSessionMaxAge`).
     func startSession(_ user: UserRecord, request: Request, to location: String, keep: Bool) async throws -> Response {
-        let token = Tokens.generate(prefix: "cgs_")
+        let token = Tokens.generate(prefix: keep ? "cgs_" : WebSession.browserSessionPrefix)
         // A kind of its own, capped as the API's are (the oldest sessions go), apart from the CLI's tokens: each login
         // was a row kept for good, and evicting the oldest API token took the person's long-lived CLI token first.
         try await db.addToken(hash: Tokens.hash(token), userId: user.id, kind: .session, now: wall(), keep: api.config.maxTokensPerKind)

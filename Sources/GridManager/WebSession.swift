@@ -13,6 +13,17 @@ struct WebSession: Sendable {
     static let cookieName = "cg_session"
     static let preCookieName = "cg_pre"
     static let maxAge = 7 * 24 * 3600
+    /// A session not kept ("keep me signed in" not ticked) ends with the browser's session, and on the manager 12 hours
+    /// after its login whatever the browser does (one that restores its session cookies on a lab's shared machine kept
+    /// the last student signed in for the week). Its token says so (`tokenLifetime`).
+    static let browserSessionMaxAge = 12 * 3600
+    /// The prefix of a session token that is not kept; a kept one's is `cgs_` and hex, which this is not.
+    static let browserSessionPrefix = "cgs_t_"
+
+    /// How long session token `token` lasts from its login.
+    static func tokenLifetime(_ token: String) -> Int {
+        token.hasPrefix(browserSessionPrefix) ? browserSessionMaxAge : maxAge
+    }
     /// Under TLS the cookies' names carry this prefix: a browser takes such a cookie only Secure, for the path `/` and
     /// with no `Domain`, so no other host of the same site (a student's page on another `*.uni.edu` host) can plant
     /// its own session or pre-session cookie beside ours (sign a victim in as the planter on one page, or a login

@@ -432,6 +432,41 @@ import Testing
         }
     }
 
+    /// A session not kept ends on the manager 12 hours after login, whatever the browser restores; a kept one lasts
+    /// the week.
+    @Test func aSessionNotKeptEndsAfterTwelveHoursOnTheManagerToo() async throws {
+        let db = try GridDatabase.inMemory()
+        let user = try await db.createUser(username: "lab", passwordHash: "x", startingCredits: 100, now: 0)
+        let now = Date().timeIntervalSince1970
+        let thirteenHours = 13.0 * 3600
+        let brief = WebSession.browserSessionPrefix + UUID().uuidString
+        let kept = "cgs_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        let fresh = WebSession.browserSessionPrefix + "fresh" + UUID().uuidString
+        try await db.addToken(hash: Tokens.hash(brief), userId: user.id, kind: .session, now: now - thirteenHours)
+        try await db.addToken(hash: Tokens.hash(kept), userId: user.id, kind: .session, now: now - thirteenHours)
+        try await db.addToken(hash: Tokens.hash(fresh), userId: user.id, kind: .session, now: now - 3600)
+        try await Self.app(db: db).test(.router) { client in
+            for (token, ok) in [(brief, false), (kept, true), (fresh, true)] {
+                var cookie = HTTPFields()
+                cookie[.cookie] = "\(WebSession.cookieName)=\(token)"
+                try await client.execute(uri: "/account", method: .get, headers: cookie) { r in
+                    #expect(ok ? r.status == .ok : r.status == .seeOther, "\(token.prefix(9)): \(r.status)")
+                }
+            }
+            // Signing in without "keep me signed in" makes such a token; with it, a kept one.
+            let browser = Browser(client)
+            try await browser.get("/register")
+            _ = try await browser.post("/register", ["username": "lab-two", "password": "correct horse battery", "password2": "correct horse battery"])
+            #expect(browser.cookies[WebSession.cookieName]?.hasPrefix(WebSession.browserSessionPrefix) == true)
+            let keeper = Browser(client)
+            try await keeper.get("/login")
+            _ = try await keeper.post("/login", ["username": "lab-two", "password": "correct horse battery", "keep": "1"])
+            let token = try #require(keeper.cookies[WebSession.cookieName])
+            #expect(token.hasPrefix("cgs_") && !token.hasPrefix(WebSession.browserSessionPrefix))
+        }
+        #expect(WebSession.tokenLifetime(brief) == 12 * 3600 && WebSession.tokenLifetime(kept) == WebSession.maxAge)
+    }
+
     @Test func theCostPreviewUsesTheServersFormula() async throws {
         try await Self.app().test(.router) { client in
             let browser = Browser(client)
