@@ -638,6 +638,7 @@ public actor PeerService: Service {
                 let nowMs = Self.nowMs()
                 var sealed: [Msg.MemEntry] = []
                 var toCheck: [Msg.MemEntry] = []
+                var unchanged: [Msg.MemEntry] = []
                 for e in m.entries {
                     // A version out of range, an entry over the limits: refused alone too (a writer whose clock runs
                     // ahead must not fail everyone's writes in its batches).
@@ -648,7 +649,7 @@ public actor PeerService: Service {
                     // The very entry held here (a repair pass sends every key to its other owners each time) was
                     // checked when it came: not checked again.
                     if let held = memory.get(e.key), held.version == e.version, held.origin == e.origin, held.seal == e.seal {
-                        sealed.append(e)
+                        unchanged.append(e)
                         continue
                     }
                     toCheck.append(e)
@@ -667,6 +668,13 @@ public actor PeerService: Service {
                             writers[e.key] = person.user
                         }
                     }
+                }
+                // The very entry still held: nothing to do. One replaced while the others were checked (the actor ran
+                // other work meanwhile) is checked now against what is held: a copy passed unchecked landed over the
+                // newer write that had taken its place, past the rule that would have refused it.
+                for e in unchanged {
+                    if let held = memory.get(e.key), held.version == e.version, held.origin == e.origin, held.seal == e.seal { continue }
+                    if let why = checkSeal(of: e, storing: true) { unsealed[e.key] = why.message } else { sealed.append(e) }
                 }
                 if !unsealed.isEmpty {
                     logger.info(
