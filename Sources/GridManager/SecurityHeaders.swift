@@ -12,8 +12,10 @@ enum SecurityHeaders {
     /// to open it as a document.
     static let otherPolicy = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 
-    /// A year. Not `includeSubDomains`: the grid's host name says nothing of its campus's other hosts.
-    static let transportSecurity = "max-age=31536000"
+    /// A day. Not `includeSubDomains`: the grid's host name says nothing of its campus's other hosts. Not longer: the
+    /// manager's TLS is mostly its own CA's, and a browser that trusts that CA would be held to HTTPS past a CA made
+    /// anew or a manager run without TLS, with no way to click through (review of this session's diff).
+    static let transportSecurity = "max-age=86400"
 
     /// Adds what `headers` lacks: no sniffing of types, no framing, no referrer beyond the site; a policy by the content
     /// type (a route that sets its own keeps it); under TLS, that the browser come back only over TLS.
