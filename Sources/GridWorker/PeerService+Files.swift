@@ -453,6 +453,8 @@ extension PeerService {
             }
             return (byOwner, owned)
         }
+        // What `GET_PEER_STATUS` says is held, counted here rather than on each status request.
+        counted(chunks: owned.count)
         guard !owned.isEmpty else { return }
         var confirmed: [String: Set<String>] = [:]  // hash → owners known to hold it
         for (peer, hashes) in byOwner {

@@ -122,8 +122,8 @@ public actor PeerService: Service {
     /// Builds the Python environments tasks declare (`CPU_TASK.requirements`); the worker's own, shared with its jobs.
     private var environments: EnvBuilder?
     let chunks: ChunkStore
-    /// The chunks held here as last counted, when, and whether a count runs now (`chunksHeld()`).
-    var chunkCount: (count: Int, at: Double, counting: Bool)
+    /// The chunks held here as last counted, and when (`chunksHeld()`).
+    var chunkCount: (count: Int, at: Double)
     let logger: Logger
     private(set) var selfId: String?
     private(set) var members: [Msg.PeerInfo] = []
@@ -224,7 +224,7 @@ public actor PeerService: Service {
         self.pool = functions
         self.memory = LocalReplicas(replicas: config.replicas, budget: config.memoryBudget)
         self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks", budget: config.diskBudget)
-        self.chunkCount = (chunks.countedAtStart, Date().timeIntervalSince1970, false)
+        self.chunkCount = (chunks.countedAtStart, Date().timeIntervalSince1970)
         (stopped, stopContinuation) = AsyncStream<Never>.makeStream()
         (repairs, repairContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (drains, drainContinuation) = AsyncStream<String>.makeStream()
@@ -982,23 +982,12 @@ public actor PeerService: Service {
             peers: members, memKeys: memory.liveCount, chunks: chunksHeld(), tasksDone: doneCount, storage: storageUse)
     }
 
-    /// How many chunks this peer holds, as counted at most 30 s ago. Counting lists the chunk folder (thousands of
-    /// files), so it runs off the actor, once at a time: `GET_PEER_STATUS`, which any user may send in a loop, listed the
-    /// whole folder on the actor each time, holding up every memory and file request meanwhile.
-    private func chunksHeld() -> Int {
-        let now = Date().timeIntervalSince1970
-        if now - chunkCount.at > 30, !chunkCount.counting {
-            chunkCount.counting = true
-            let store = chunks
-            Task {
-                let n = await Self.offActor { store.list().count }
-                self.counted(chunks: n)
-            }
-        }
-        return chunkCount.count
-    }
+    /// How many chunks this peer holds, as the last repair pass counted them (off the actor, every `repairSeconds`),
+    /// or the store when it opened: `GET_PEER_STATUS`, which any user may send in a loop, listed the whole chunk folder
+    /// (thousands of files) on the actor each time, holding up every memory and file request meanwhile.
+    private func chunksHeld() -> Int { chunkCount.count }
 
-    private func counted(chunks n: Int) { chunkCount = (n, Date().timeIntervalSince1970, false) }
+    func counted(chunks n: Int) { chunkCount = (n, Date().timeIntervalSince1970) }
 
     // MARK: - Links to other peers
 

@@ -272,8 +272,8 @@ import Testing
     }
 
     /// `GET_PEER_STATUS`, which any user may send in a loop, listed the whole chunk folder on the peer's actor each
-    /// time (thousands of files), holding up every memory and file request. The count is kept, and made again at most
-    /// every 30 s, off the actor.
+    /// time (thousands of files), holding up every memory and file request. The count is the last repair pass's, made
+    /// off the actor.
     @Test func aLoopOfStatusRequestsListsTheChunkFolderAtMostOnce() async throws {
         try await withTestGrid(workers: 0) { grid in
             let owner = try await grid.user("owner")
@@ -290,7 +290,8 @@ import Testing
                     return
                 }
             }
-            #expect(store.listings - before <= 1, "\(store.listings - before) listings for 50 status requests")
+            // The peer's own passes (repair, reclaim) list it too, each once a pass: a few at most, never one a request.
+            #expect(store.listings - before < 5, "\(store.listings - before) listings for 50 status requests")
         }
     }
 
