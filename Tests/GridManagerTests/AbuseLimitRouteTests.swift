@@ -49,28 +49,42 @@ import Testing
         }
     }
 
+    static let tableReadBurst = 120
+
+    /// A router whose table-read allowance never refills within a test, however slowly a loaded machine runs it (at
+    /// 600 a minute, a slow loop never ran out).
+    static func tableReadApp() async throws -> some ApplicationProtocol {
+        try await DashboardRouteTests.app {
+            $0.tableReadBurst = tableReadBurst
+            $0.tableReadsPerMinute = 0.01
+        }
+    }
+
+    /// Sends `request(i)` until one is refused (at most the allowance and 40): the allowance is served, then 429.
+    static func floodUntilRefused(
+        _ client: some TestClientProtocol, sourceLocation: SourceLocation = #_sourceLocation, _ request: (Int) -> (String, HTTPFields)
+    ) async throws {
+        var statuses: [Int] = []
+        for i in 0..<(tableReadBurst + 40) {
+            let (uri, headers) = request(i)
+            let status = try await client.execute(uri: uri, method: .get, headers: headers) { $0.status.code }
+            statuses.append(status)
+            if status == 429 { break }
+        }
+        #expect(statuses.prefix(tableReadBurst).allSatisfy { $0 == 200 }, "the allowance is served: \(statuses.prefix(tableReadBurst))", sourceLocation: sourceLocation)
+        #expect(statuses.last == 429, "\(statuses.count) requests, none refused", sourceLocation: sourceLocation)
+    }
+
     /// Pages that read whole tables, asked for by nobody signed in, are counted per address: a loop of them from one
     /// stranger kept the store busy for everyone. Past the allowance: 429 with Retry-After, on the API's leaderboard and
     /// the dashboard's pages alike (a made-up token counts as none); signing in still works, and a signed-in person is
     /// counted on their own allowance, not the address's.
     @Test func anonymousPageFloodFromOneAddressGets429AndSignedInPeopleDoNot() async throws {
-        // No refill within the test, however slowly a loaded machine runs it (at 600 a minute, a slow loop never ran out).
-        let burst = 120
-        let app = try await DashboardRouteTests.app {
-            $0.tableReadBurst = burst
-            $0.tableReadsPerMinute = 0.01
-        }
-        try await app.test(.router) { client in
-            var statuses: [Int] = []
-            for i in 0..<(burst + 40) {
-                // A made-up bearer on every other one: it skips nothing.
-                let headers: HTTPFields = i.isMultiple(of: 2) ? [:] : [.authorization: "Bearer cgu_madeup"]
-                let status = try await client.execute(uri: "/api/v1/leaderboard", method: .get, headers: headers) { $0.status.code }
-                statuses.append(status)
-                if status == 429 { break }
+        try await Self.tableReadApp().test(.router) { client in
+            // A made-up bearer on every other one: it skips nothing.
+            try await Self.floodUntilRefused(client) { i in
+                ("/api/v1/leaderboard", i.isMultiple(of: 2) ? [:] : [.authorization: "Bearer cgu_madeup"])
             }
-            #expect(statuses.prefix(burst).allSatisfy { $0 == 200 }, "the allowance is served: \(statuses.prefix(burst))")
-            #expect(statuses.last == 429, "\(statuses.count) requests, none refused")
             let page = try await client.execute(uri: "/workers", method: .get) { ($0.status, $0.headers[.retryAfter], String(buffer: $0.body)) }
             #expect(page.0 == .tooManyRequests)
             #expect(page.1.flatMap { Int($0) }.map { $0 >= 1 } == true, "Retry-After")
@@ -95,24 +109,12 @@ import Testing
     /// busy for everyone, unlimited (an account is cheap). They are counted per person, over the API and the dashboard
     /// together, with the anonymous allowance; another person is not held up.
     @Test func aSignedInPageFloodIsLimitedPerPerson() async throws {
-        // No refill within the test, however slowly a loaded machine runs it (at 600 a minute, a slow loop never ran out).
-        let burst = 120
-        let app = try await DashboardRouteTests.app {
-            $0.tableReadBurst = burst
-            $0.tableReadsPerMinute = 0.01
-        }
-        try await app.test(.router) { client in
+        try await Self.tableReadApp().test(.router) { client in
             let (_, token, _, _) = try await Self.register(client, "looper")
             let bearer = try #require(token)
-            var statuses: [Int] = []
-            for i in 0..<(burst + 40) {
-                let uri = i.isMultiple(of: 2) ? "/api/v1/workers" : "/api/v1/leaderboard"
-                let status = try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer \(bearer)"]) { $0.status.code }
-                statuses.append(status)
-                if status == 429 { break }
+            try await Self.floodUntilRefused(client) { i in
+                (i.isMultiple(of: 2) ? "/api/v1/workers" : "/api/v1/leaderboard", [.authorization: "Bearer \(bearer)"])
             }
-            #expect(statuses.prefix(burst).allSatisfy { $0 == 200 }, "the allowance is served: \(statuses.prefix(burst))")
-            #expect(statuses.last == 429, "\(statuses.count) requests, none refused")
             // The same person's dashboard session shares the count.
             let browser = Browser(client)
             try await browser.get("/login")
