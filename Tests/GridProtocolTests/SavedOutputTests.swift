@@ -94,5 +94,16 @@ import Testing
         #expect(WorkerClaims.fitted(done).publicInputs == nil)
         done.publicInputs = [.init(name: "a", publishedBy: "mallory")]
         #expect(WorkerClaims.problem(.jobDone(done)) == nil)
+        // Boundaries: an empty name or publisher, a name past 1 KiB, more than 1,024 entries.
+        for bad: [Msg.PublicInput] in [
+            [.init(name: "", publishedBy: "mallory")], [.init(name: "a", publishedBy: "")],
+            [.init(name: String(repeating: "a", count: 1025), publishedBy: "mallory")],
+            Array(repeating: .init(name: "a", publishedBy: "mallory"), count: 1025),
+        ] {
+            done.publicInputs = bad
+            #expect(WorkerClaims.problem(.jobDone(done)) != nil, "\(bad.count) entries")
+        }
+        done.publicInputs = Array(repeating: .init(name: String(repeating: "a", count: 1024), publishedBy: String(repeating: "m", count: 64)), count: 1024)
+        #expect(WorkerClaims.problem(.jobDone(done)) == nil)
     }
 }
