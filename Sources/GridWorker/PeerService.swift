@@ -122,8 +122,8 @@ public actor PeerService: Service {
     /// Builds the Python environments tasks declare (`CPU_TASK.requirements`); the worker's own, shared with its jobs.
     private var environments: EnvBuilder?
     let chunks: ChunkStore
-    /// The chunks held here as last counted, and when (`chunksHeld()`).
-    var chunkCount: (count: Int, at: Double)
+    /// The chunks held here as the last repair pass counted them (`chunksHeld()`).
+    var chunkCount: Int
     let logger: Logger
     private(set) var selfId: String?
     private(set) var members: [Msg.PeerInfo] = []
@@ -224,7 +224,7 @@ public actor PeerService: Service {
         self.pool = functions
         self.memory = LocalReplicas(replicas: config.replicas, budget: config.memoryBudget)
         self.chunks = try ChunkStore(root: config.dataDirectory + "/chunks", budget: config.diskBudget)
-        self.chunkCount = (chunks.countedAtStart, Date().timeIntervalSince1970)
+        self.chunkCount = chunks.countedAtStart
         (stopped, stopContinuation) = AsyncStream<Never>.makeStream()
         (repairs, repairContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         (drains, drainContinuation) = AsyncStream<String>.makeStream()
@@ -985,9 +985,9 @@ public actor PeerService: Service {
     /// How many chunks this peer holds, as the last repair pass counted them (off the actor, every `repairSeconds`),
     /// or the store when it opened: `GET_PEER_STATUS`, which any user may send in a loop, listed the whole chunk folder
     /// (thousands of files) on the actor each time, holding up every memory and file request meanwhile.
-    private func chunksHeld() -> Int { chunkCount.count }
+    private func chunksHeld() -> Int { chunkCount }
 
-    func counted(chunks n: Int) { chunkCount = (n, Date().timeIntervalSince1970) }
+    func counted(chunks n: Int) { chunkCount = n }
 
     // MARK: - Links to other peers
 
