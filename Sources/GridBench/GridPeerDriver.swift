@@ -124,11 +124,16 @@ struct GridPeerDriver: PeerServiceDriver {
     }
 
     func fileGet(name: String, bytes: Int, repeats: Int, scratch: String) async throws -> [Double] {
+        try await downloads(name: name, bytes: bytes, repeats: repeats, scratch: scratch, warmUp: true)
+    }
+
+    /// `repeats` timed downloads through peer 1 (MB/s), after one untimed warm-up unless `warmUp` is false.
+    func downloads(name: String, bytes: Int, repeats: Int, scratch: String, warmUp: Bool) async throws -> [Double] {
         let l = try await link(1)
         defer { l.close() }
         var out: [Double] = []
         // One warm-up, as the reference has; each run starts with no dirty pages (the put's, or the last run's).
-        for i in 0...repeats {
+        for i in (warmUp ? 0 : 1)...max(1, repeats) {
             let target = scratch + "/got.bin"
             Stats.settleDisk()
             let start = Stats.now()
