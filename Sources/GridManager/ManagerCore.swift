@@ -65,8 +65,9 @@ public actor ManagerCore {
     /// ("result: verified by worker …").
     static func oneLine(_ reason: String) -> String { Msg.SavedOutput.oneLine(reason, maxBytes: WorkerClaims.reasonLength.upperBound) }
 
-    /// Workers that could run other owners' check runs and have registered since this manager started, by owner
-    /// (`checkers()`): a probation run is checked while one is known, online or not.
+    /// Workers that could run other owners' check runs, by owner (`checkers()`): those the store remembers when this
+    /// manager starts (`recover`), and those registered since. A probation run is checked while one is known, online
+    /// or not.
     private var knownCheckers: [WorkerID: UserID] = [:]
     /// When the manager saw each run start (`JOB_STARTED`, wall clock): payment never exceeds what it saw since.
     private var runStarted: [JobRef: Double] = [:]
@@ -146,6 +147,10 @@ public actor ManagerCore {
     func recover() async throws {
         try await db.markAllWorkersOffline()
         quarantined = Set(try await db.quarantinedWorkers().keys)
+        for w in try await db.workers()
+        where Verification.remembersChecker(acceptsOthers: w.acceptsOthers, tier: w.tier, quarantined: w.quarantined) {
+            knownCheckers[w.id] = w.ownerId
+        }
         // The bars an earlier manager decided (a revoked join token's workers, say) hold until their credentials lapse;
         // a quarantine decided just before this start may have left its worker a credential: barred until it lapses.
         let t = Int64(wall())
@@ -258,7 +263,8 @@ public actor ManagerCore {
             try await db.registerWorker(
                 GridDatabase.WorkerRegistration(
                     id: who.workerId, name: who.name, ownerId: who.ownerId, resources: reg.resources, gpuNames: reg.gpuNames, tier: reg.tier,
-                    slots: max(1, reg.slots), host: reg.host, port: reg.port, webPort: reg.webPort),
+                    slots: max(1, reg.slots), host: reg.host, port: reg.port, webPort: reg.webPort,
+                    acceptsOthers: reg.sandbox?.acceptsOthers ?? true),
                 now: wall())
         } catch {
             logger.error("could not record worker", metadata: ["grid.worker.id": "\(who.workerId)", "grid.error": "\(error)"])

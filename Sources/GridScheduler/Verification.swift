@@ -45,8 +45,8 @@ public enum Verification {
     /// always draw the same). Spot checks are made only while a worker that could run the check is online
     /// (`checkerOnline`: another owner's than the run's worker's and the submitter's, taking others' jobs, not
     /// quarantined): on a grid of one owner's workers they could never run, and a trusted worker's pay would wait in
-    /// escrow for nothing. A probation run is checked while such a worker is known (`checkerKnown`: one has been online
-    /// since the manager started), online or not, and the check waits for it: a new worker whose owner saw (on the
+    /// escrow for nothing. A probation run is checked while such a worker is known (`checkerKnown`: one has registered,
+    /// remembered across a manager's restart), online or not, and the check waits for it: a new worker whose owner saw (on the
     /// workers page) that the others were offline forged other users' results unchecked, and was paid for them.
     ///
     /// A run that did not complete (`ended` failed or timed out) is drawn at `failedRunRate`, four times the spot-check
@@ -64,7 +64,8 @@ public enum Verification {
         return spotDraw(job: job, seed: policy.seed) < rate ? .spotCheck : nil
     }
 
-    /// The owners whose workers could run a check run: `online` now, `known` since the manager started (online or not).
+    /// The owners whose workers could run a check run: `online` now, `known`: registered since the manager
+    /// started or remembered by the store (online or not).
     /// Only workers that take other users' jobs and are not quarantined count.
     public struct Checkers: Hashable, Sendable {
         public var online: Set<UserID>
@@ -79,6 +80,15 @@ public enum Verification {
         public func besides(_ owners: Set<UserID>) -> (online: Bool, known: Bool) {
             (!online.subtracting(owners).isEmpty, !known.subtracting(owners).isEmpty)
         }
+    }
+
+    /// Whether a worker the store remembers is a known checker when a manager starts (`Checkers.known`): it took other
+    /// users' jobs when it last registered (by its sandbox report; for a row kept before the report was, by its tier,
+    /// as `Admission.acceptsOthers` without `--allow-unsandboxed`), and it is not quarantined. Before, a manager
+    /// started again knew no checker until another owner's worker registered, so a new worker's probation runs went
+    /// unchecked and were paid at once: a stranger who joined just after a restart was paid for forged results.
+    public static func remembersChecker(acceptsOthers: Bool?, tier: SandboxTier, quarantined: Bool) -> Bool {
+        !quarantined && (acceptsOthers ?? Admission.acceptsOthers(tier: tier, allowUnsandboxed: false))
     }
 
     /// The share of a trusted worker's failed or timed-out runs that are checked: four times the spot-check rate, at most all.

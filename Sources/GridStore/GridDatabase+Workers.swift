@@ -14,9 +14,12 @@ extension GridDatabase {
         public var host: String?
         public var port: Int?
         public var webPort: Int?
+        /// Whether it takes other users' jobs (its sandbox report): kept so that a manager started again still knows
+        /// which owners' workers could check a probation run (`Verification.remembersChecker`).
+        public var acceptsOthers: Bool
         public init(
             id: WorkerID, name: String, ownerId: UserID, resources: Resources, gpuNames: [String], tier: SandboxTier, slots: Int,
-            host: String?, port: Int?, webPort: Int?
+            host: String?, port: Int?, webPort: Int?, acceptsOthers: Bool = true
         ) {
             self.id = id
             self.name = name
@@ -28,6 +31,7 @@ extension GridDatabase {
             self.host = host
             self.port = port
             self.webPort = webPort
+            self.acceptsOthers = acceptsOthers
         }
     }
 
@@ -49,15 +53,16 @@ extension GridDatabase {
             try db.execute(
                 sql: """
                     INSERT INTO workers (id, name, owner_id, resources, gpu_names, tier, slots, host, port, web_port, online, load,
-                        first_seen, last_seen, online_since)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?)
+                        first_seen, last_seen, online_since, accepts_others)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET name = excluded.name, owner_id = excluded.owner_id, resources = excluded.resources,
                         gpu_names = excluded.gpu_names, tier = excluded.tier, slots = excluded.slots, host = excluded.host,
                         port = excluded.port, web_port = excluded.web_port, online = 1, last_seen = excluded.last_seen,
-                        online_since = excluded.online_since
+                        online_since = excluded.online_since, accepts_others = excluded.accepts_others
                     """,
                 arguments: [
                     w.id, w.name, w.ownerId, resources, gpus, w.tier.rawValue, w.slots, w.host, w.port, w.webPort, now, now, now,
+                    w.acceptsOthers ? 1 : 0,
                 ])
         }
     }

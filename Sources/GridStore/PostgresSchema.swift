@@ -233,6 +233,9 @@ enum PostgresSchema {
         ),
         // A job's scratch-disk limit (`JobSpec.diskGb`); NULL: none asked for, or a row from before.
         ("v10-scheduling-disk", ["ALTER TABLE jobs ADD COLUMN sched_disk_gb bigint"]),
+        // Whether a worker took other users' jobs when it last registered (a restarted manager's known checkers);
+        // NULL: a row from before.
+        ("v11-worker-accepts-others", ["ALTER TABLE workers ADD COLUMN accepts_others bigint"]),
     ]
 
     static func migrate(_ db: any StoreSession) throws {

@@ -159,6 +159,8 @@ public struct WorkerRecord: Hashable, Sendable, Codable {
     public var contradicted: Int
     public var quarantined: Bool
     public var quarantineReason: String?
+    /// Whether it took other users' jobs when it last registered; nil for a row stored before this was kept.
+    public var acceptsOthers: Bool?
 
     init(row: StoreRow) {
         id = row["id"]
@@ -183,6 +185,7 @@ public struct WorkerRecord: Hashable, Sendable, Codable {
         contradicted = (row["contradicted"] as Int?) ?? 0
         quarantined = (row["quarantined"] as Bool?) ?? false
         quarantineReason = row["quarantine_reason"]
+        acceptsOthers = row["accepts_others"]
     }
 }
 

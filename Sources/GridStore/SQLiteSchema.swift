@@ -212,6 +212,11 @@ enum SQLiteSchema {
             // from before, whose spec has none either.
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN sched_disk_gb INTEGER")
         }
+        m.registerMigration("v11-worker-accepts-others") { db in
+            // Whether a worker took other users' jobs when it last registered: a manager started again knows from it
+            // which owners could check a probation run. NULL: a row from before (its tier decides).
+            try db.execute(sql: "ALTER TABLE workers ADD COLUMN accepts_others INTEGER")
+        }
         return m
     }
 

@@ -31,6 +31,35 @@ import Testing
         }
     }
 
+    /// Carol's worker joined and left, and then the manager was started again: a probation run on Bob's new worker is
+    /// still checked, the check waiting for Carol's, and Bob's pay waits in escrow. Before, a restarted manager knew no
+    /// checker until another owner's worker registered, so a stranger who joined just after a restart was paid for
+    /// results nobody checked.
+    @Test func aRestartedManagerStillChecksAProbationRun() async throws {
+        try await withTestGrid(label: "checkrestart", configure: { config in
+            config.verification = Verification.Policy(spotCheckRate: 0, fundSharePercent: 0, reputation: .init(probationResults: 1), seed: 1)
+        }) { grid in
+            let ada = try await grid.user("ada")
+            let bob = try await grid.user("bob")
+            let carols = try await grid.startWorker("wc", owner: try await grid.user("carol"))
+            await carols.stop()
+            try await grid.restartManager()
+            try await grid.startWorker("wb", owner: bob)
+            let submitted = try await ada.submit(InProcessScenarioTests.job("fit", "# grid: print 42\n"))
+            let done = try await InProcessScenarioTests.wait(ada, submitted.job.id, for: [.completed, .failed])
+            #expect(done.state == .completed, "\(done)")
+            var last: API.JobStatus?
+            let waits = try await eventually(timeout: 30, interval: 0.1) {
+                last = try await ada.job(done.id)
+                return last?.verification?.checkWaiting != nil
+            }
+            #expect(waits, "\(String(describing: last?.verification)); log: \(grid.root)/grid.log")
+            #expect(last?.verification?.reason == "probation")
+            #expect(try await bob.credits().earned == 0, "paid into escrow while the check waits")
+            #expect(try await grid.ledgerOK())
+        }
+    }
+
     /// Carol's worker joined and left, so a probation run on Bob's worker is checked and the check waits for hers. She
     /// never comes back: after the wait the check ends without a result, Ada's job is inconclusive, and Bob is paid
     /// from the escrow (before, the check waited for ever and Bob's pay with it).

@@ -53,6 +53,20 @@ struct VerificationTests {
         #expect(Verification.Checkers(online: [], known: [1, 2]).known == [1, 2])
     }
 
+    /// Which stored workers a manager that starts again counts as known checkers: those that took others' jobs by
+    /// their last report, or by their tier for a row kept before the report was; never a quarantined one.
+    @Test func aRestartedManagerRemembersTheWorkersThatTookOthersJobs() {
+        #expect(Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, quarantined: false))
+        #expect(Verification.remembersChecker(acceptsOthers: true, tier: .restricted, quarantined: false), "--allow-unsandboxed")
+        #expect(!Verification.remembersChecker(acceptsOthers: false, tier: .bwrap, quarantined: false), "its report wins over its tier")
+        #expect(!Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, quarantined: true))
+        // A row from before the report was kept: its tier, as a worker without --allow-unsandboxed.
+        #expect(Verification.remembersChecker(acceptsOthers: nil, tier: .bwrap, quarantined: false))
+        #expect(Verification.remembersChecker(acceptsOthers: nil, tier: .oci, quarantined: false))
+        #expect(!Verification.remembersChecker(acceptsOthers: nil, tier: .restricted, quarantined: false))
+        #expect(!Verification.remembersChecker(acceptsOthers: nil, tier: .bwrap, quarantined: true))
+    }
+
     @Test func aNondeterministicJobIsNeverCheckedNotEvenOnProbation() {
         let policy = Verification.Policy(spotCheckRate: 1, seed: 1)
         let spec = JobSpec(name: "j", nondeterministic: true)

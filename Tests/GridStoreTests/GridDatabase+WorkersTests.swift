@@ -29,6 +29,23 @@ struct GridDatabaseWorkersTests {
         #expect(try await db.checkLedger().ok)
     }
 
+    /// Whether a worker took other users' jobs is kept with it, and follows its latest registration (a restarted
+    /// manager's known checkers come from it).
+    @Test(arguments: StoreBackend.allCases) func whetherAWorkerTookOthersJobsIsKept(_ backend: StoreBackend) async throws {
+        let db = try await backend.open()
+        let bob = try await db.createUser(username: "bob", passwordHash: "h", startingCredits: 100, now: 0)
+        var own = registration("w1", owner: bob.id)
+        own.acceptsOthers = false
+        try await db.registerWorker(own, now: 5)
+        try await db.registerWorker(registration("w2", owner: bob.id), now: 5)
+        var kept = Dictionary(uniqueKeysWithValues: try await db.workers().map { ($0.id, $0.acceptsOthers) })
+        #expect(kept == ["w1": false, "w2": true])
+        own.acceptsOthers = true
+        try await db.registerWorker(own, now: 6)
+        kept = Dictionary(uniqueKeysWithValues: try await db.workers().map { ($0.id, $0.acceptsOthers) })
+        #expect(kept == ["w1": true, "w2": true])
+    }
+
     /// Which join token each worker's newest peer credential was given under, and the peer bars, outlive the manager
     /// that decided them (a restart, a follower taking over): a revoked token still reaches whoever holds a credential.
     @Test(arguments: StoreBackend.allCases) func credentialsGivenAndPeerBarsAreKept(_ backend: StoreBackend) async throws {
