@@ -1,4 +1,5 @@
 import Hummingbird
+import Logging
 
 /// The headers every answer of the manager's HTTP port carries, pages, API, assets and errors alike. Pure;
 /// `SecurityHeadersMiddleware` carries it out.
@@ -44,6 +45,11 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
+        } catch {
+            // Any other error (a store that failed, say): logged and answered 500 with no detail, as Hummingbird would,
+            // but with the headers (before, such an answer went out with none).
+            context.logger.error("request failed", metadata: ["grid.http.path": "\(request.uri.path)", "grid.error": "\(error)"])
+            response = Response(status: .internalServerError)
         }
         SecurityHeaders.add(to: &response.headers, tls: tls)
         return response

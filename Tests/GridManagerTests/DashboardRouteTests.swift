@@ -314,6 +314,24 @@ import Testing
         }
     }
 
+    /// A route that fails with an error of no HTTP status (a store's, say) is answered 500 with no detail, and with the
+    /// headers too (before, with none: the middleware passed such errors on to Hummingbird).
+    @Test func anAnswerToAnUnexpectedErrorCarriesTheSecurityHeaders() async throws {
+        struct StoreBroke: Error, CustomStringConvertible { var description: String { "secret detail" } }
+        let router = Router()
+        router.add(middleware: SecurityHeadersMiddleware(tls: false))
+        router.get("/broken") { _, _ -> String in throw StoreBroke() }
+        try await Application(router: router).test(.router) { client in
+            try await client.execute(uri: "/broken", method: .get) { r in
+                #expect(r.status == .internalServerError)
+                #expect(!String(buffer: r.body).contains("secret detail"))
+                #expect(r.headers[.init("X-Content-Type-Options")!] == "nosniff")
+                #expect(r.headers[.init("X-Frame-Options")!] == "DENY")
+                #expect(r.headers[.init("Content-Security-Policy")!] == SecurityHeaders.otherPolicy)
+            }
+        }
+    }
+
     @Test func anotherUsersJobIsNotFound() async throws {
         try await Self.app().test(.router) { client in
             let owner = Browser(client)
