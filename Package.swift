@@ -61,9 +61,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "GridHTTP",
+            dependencies: [
+                "GridProtocol", .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "GridManager",
             dependencies: [
-                "GridCore", "GridProtocol", "GridScheduler", "GridStore",
+                "GridCore", "GridProtocol", "GridScheduler", "GridStore", "GridHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -84,8 +92,8 @@ let package = Package(
         .target(
             name: "GridWorker",
             dependencies: [
-                "GridCore", "GridProtocol", "GridSandbox", "GridPeer", "GridClient",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                "GridCore", "GridProtocol", "GridSandbox", "GridPeer", "GridClient", "GridHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -138,7 +146,7 @@ let package = Package(
         .target(
             name: "GridTestSupport",
             dependencies: [
-                "GridCore", "GridClient", "GridProtocol", "GridSandbox", "GridManager", "GridWorker", "GridScheduler",
+                "GridCore", "GridClient", "GridProtocol", "GridSandbox", "GridManager", "GridWorker", "GridScheduler", "GridHTTP",
                 .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/GridTestSupport",
@@ -182,7 +190,7 @@ let package = Package(
         .testTarget(
             name: "GridManagerTests",
             dependencies: [
-                "GridCore", "GridManager", "GridProtocol", "GridStore", "GridScheduler",
+                "GridCore", "GridManager", "GridProtocol", "GridStore", "GridScheduler", "GridHTTP",
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),

@@ -1,5 +1,6 @@
 import Foundation
 import GridCore
+import GridHTTP
 public import GridProtocol
 import GridStore
 import Hummingbird

@@ -1,4 +1,5 @@
 import GridCore
+import GridHTTP
 public import GridProtocol
 public import GridScheduler
 

@@ -1,4 +1,5 @@
 import Foundation
+import GridHTTP
 import HummingbirdCore
 import HummingbirdTLS
 import Logging

@@ -1,8 +1,10 @@
 import Foundation
 public import GridCore
+public import GridHTTP
 import GridPeer
 public import GridProtocol
 import Hummingbird
+import HummingbirdCore
 public import Logging
 public import ServiceLifecycle
 
@@ -44,13 +46,24 @@ public struct WorkerStatusPage: Service {
     let host: String
     let port: Int
     let logger: Logger
+    let cap: HTTPConnectionCap
     let onBound: @Sendable (Int) -> Void
 
-    public init(agent: WorkerAgent, host: String = "127.0.0.1", port: Int, logger: Logger, onBound: @escaping @Sendable (Int) -> Void = { _ in }) {
+    /// Connections the page holds open: 8 per address (a browser's few, a refresh every 5 s), 64 in all. Before, it had
+    /// no bound: bound beyond loopback (`--web-host`), anyone who could reach it could open connections until the
+    /// worker's process ran out of descriptors, and its jobs, peer port and manager link with it.
+    public static let connectionLimits = StrangerLimits(maxPendingPerAddress: 8, maxOpenPerAddress: 8, maxPendingInAll: 64)
+
+    public init(
+        agent: WorkerAgent, host: String = "127.0.0.1", port: Int, logger: Logger,
+        cap: HTTPConnectionCap = HTTPConnectionCap(limits: WorkerStatusPage.connectionLimits),
+        onBound: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
         self.agent = agent
         self.host = host
         self.port = port
         self.logger = logger
+        self.cap = cap
         self.onBound = onBound
     }
 
@@ -76,10 +89,10 @@ public struct WorkerStatusPage: Service {
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try e.encode(await agent.status()))))
         }
         let onBound = self.onBound
-        // A connection with no request byte for 30 s (one that never ends its request head included) is closed: the
-        // page may be bound beyond loopback.
+        // A connection with no request byte for 30 s (one that never ends its request head included) is closed, and one
+        // past the cap at once: the page may be bound beyond loopback.
         let app = Application(
-            router: router, server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            router: router, server: .cappedHTTP1(cap: cap),
             configuration: .init(address: .hostname(host, port: port), serverName: "campusgrid-worker"),
             onServerRunning: { onBound($0.localAddress?.port ?? 0) }, logger: logger)
         try await app.run()

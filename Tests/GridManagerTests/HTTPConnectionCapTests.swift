@@ -3,7 +3,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import GridManager
+@testable import GridHTTP
 
 /// The HTTP port's connection cap: one connection too many from an address, or in all, is closed at once, and a
 /// closed one gives its place back.

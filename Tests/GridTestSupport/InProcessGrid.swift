@@ -4,6 +4,7 @@ public import GridCore
 public import GridManager
 public import GridProtocol
 public import GridSandbox
+import GridHTTP
 import GridScheduler
 public import GridWorker
 import Logging
@@ -109,7 +110,7 @@ public final class InProcessGrid: Sendable {
     public func startWorker(
         _ name: String, owner: GridClient, cpus: Int = 2, memoryGb: Int = 4, runner: any JobRunner = ScriptedRunner(), peer: Bool = false,
         peerAuthCacheSeconds: Double? = nil, maxGridInputBytes: Int64? = nil, diskReserveBytes: Int64? = nil, jobDisk: DiskLimits? = nil, unsandboxedTasks: Bool = false,
-        maxQueuedTasksPerUser: Int? = nil, maxListed: Int? = nil,
+        maxQueuedTasksPerUser: Int? = nil, maxListed: Int? = nil, statusPage: StrangerLimits? = nil,
         timeout: Double = 30
     ) async throws -> InProcessWorker {
         let token = try await owner.createToken(kind: "worker").token
@@ -138,10 +139,18 @@ public final class InProcessGrid: Sendable {
             config.advertiseHost = "127.0.0.1"
             peers = bound
         }
-        let (_, services) = await Worker.build(
+        var (agent, services) = await Worker.build(
             config: config, runner: runner, resources: Resources(cpus: cpus, ramGb: memoryGb, gpus: 0), gpuNames: [], logger: workerLogger,
             peers: peers, transport: transport
         ) { id in continuation.yield(id) }
+        // `statusPage`: its status page too, on a free loopback port, with these connection limits.
+        let (pageBound, pageContinuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        if let statusPage {
+            services.append(
+                WorkerStatusPage(
+                    agent: agent, host: "127.0.0.1", port: 0, logger: workerLogger, cap: HTTPConnectionCap(limits: statusPage),
+                    onBound: { pageContinuation.yield($0) }))
+        }
         let group = ServiceGroup(configuration: .init(services: services, logger: workerLogger))
         let task = Task {
             do { try await group.run() } catch { workerLogger.error("worker \(name) ended: \(error)") }
@@ -153,6 +162,12 @@ public final class InProcessGrid: Sendable {
             throw TestGridError("in-process worker \(name) did not register within \(Int(timeout)) s; log: \(root)/grid.log")
         }
         worker.id.withLock { $0 = id }
+        if statusPage != nil {
+            guard let port = await first(of: pageBound, within: timeout) else {
+                throw TestGridError("in-process worker \(name)'s status page did not listen within \(Int(timeout)) s; log: \(root)/grid.log")
+            }
+            worker.statusPort.withLock { $0 = port }
+        }
         return worker
     }
 }
@@ -165,6 +180,8 @@ public final class InProcessWorker: Sendable {
     /// Its peer services, if it offers them.
     public let peerService: PeerService?
     public let id = Mutex<String>("")
+    /// Its status page's port, if it was started with one (`statusPage:`).
+    public let statusPort = Mutex<Int?>(nil)
     let group: ServiceGroup
     let task: Task<Void, Never>
 

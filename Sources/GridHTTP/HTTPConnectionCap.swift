@@ -1,10 +1,11 @@
 public import GridProtocol
-import HummingbirdCore
-import Logging
-import NIOCore
+public import HummingbirdCore
+public import Logging
+public import NIOCore
 import Synchronization
 
-/// The HTTP port's bounds on connections (the grid port has its own, `StrangerGuard`): how many one client address
+/// An HTTP port's bounds on connections: the manager's (the grid port has its own, `StrangerGuard`) and a worker's
+/// status page: how many one client address
 /// (an IPv6 /64 as one) may hold open, and how many all together; one more is closed at once. With Hummingbird's idle
 /// timeout (`idleTimeout`: no request byte for that long closes a connection that is not answering
 /// one) they bound what strangers that connect and say nothing can hold. Before, the port had neither: every silent
@@ -19,7 +20,7 @@ public final class HTTPConnectionCap: Sendable {
 
     private let tally: Mutex<StrangerTally>
     /// This cap's idle timeout.
-    let idleTimeout: TimeAmount
+    public let idleTimeout: TimeAmount
 
     public init(limits: StrangerLimits = HTTPConnectionCap.limits, idleSeconds: Double = HTTPConnectionCap.defaultIdleSeconds) {
         tally = Mutex(StrangerTally(limits: limits))
@@ -39,19 +40,19 @@ public final class HTTPConnectionCap: Sendable {
 
 /// First in an HTTP connection's pipeline: counts it with its `HTTPConnectionCap`, or closes it at once when the cap
 /// is reached; uncounts it when it closes.
-final class HTTPConnectionCapHandler: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
+public final class HTTPConnectionCapHandler: ChannelInboundHandler {
+    public typealias InboundIn = NIOAny
     private let cap: HTTPConnectionCap
     private var counted: String?
     private var started = false
 
-    init(cap: HTTPConnectionCap) { self.cap = cap }
+    public init(cap: HTTPConnectionCap) { self.cap = cap }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { start(context: context) }
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    public func channelActive(context: ChannelHandlerContext) {
         start(context: context)
         context.fireChannelActive()
     }
@@ -62,16 +63,16 @@ final class HTTPConnectionCapHandler: ChannelInboundHandler {
         // Loopback is the machine's own (a reverse proxy there makes everyone one address): counted in all, each
         // connection on its own, as the other limits leave it out.
         let ip = context.channel.remoteAddress?.ipAddress ?? "?"
-        let address = RateLimit.isLoopback(ip) ? "loopback#\(ObjectIdentifier(self).hashValue)" : ip
+        let address = ClientAddress.isLoopback(ip) ? "loopback#\(ObjectIdentifier(self).hashValue)" : ip
         if cap.admit(address) { counted = address } else { context.close(promise: nil) }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         release()
         context.fireChannelInactive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { release() }
+    public func handlerRemoved(context: ChannelHandlerContext) { release() }
 
     private func release() {
         if let address = counted { cap.closed(address) }
@@ -81,12 +82,17 @@ final class HTTPConnectionCapHandler: ChannelInboundHandler {
 
 /// A child channel that puts a handler of its own (one per connection, made by `front`) in front of `Base`'s: the
 /// connection cap, or the HTTPS port's answer to plain HTTP.
-struct FrontedHTTPChannel<Base: ServerChildChannel>: ServerChildChannel, HTTPChannelHandler where Base: HTTPChannelHandler {
-    typealias Value = Base.Value
+public struct FrontedHTTPChannel<Base: ServerChildChannel>: ServerChildChannel, HTTPChannelHandler where Base: HTTPChannelHandler {
+    public typealias Value = Base.Value
     let front: @Sendable () -> any ChannelHandler
     let base: Base
 
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+    public init(front: @escaping @Sendable () -> any ChannelHandler, base: Base) {
+        self.front = front
+        self.base = base
+    }
+
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(front())
         }.flatMap {
@@ -94,16 +100,16 @@ struct FrontedHTTPChannel<Base: ServerChildChannel>: ServerChildChannel, HTTPCha
         }
     }
 
-    func handle(value: Base.Value, logger: Logger) async {
+    public func handle(value: Base.Value, logger: Logger) async {
         await base.handle(value: value, logger: logger)
     }
 
-    var responder: HTTPChannelHandler.Responder { base.responder }
+    public var responder: HTTPChannelHandler.Responder { base.responder }
 }
 
 extension HTTPServerBuilder {
     /// Plain HTTP/1 with the connection cap and the idle timeout.
-    static func cappedHTTP1(cap: HTTPConnectionCap) -> HTTPServerBuilder {
+    public static func cappedHTTP1(cap: HTTPConnectionCap) -> HTTPServerBuilder {
         .init { responder in
             FrontedHTTPChannel(
                 front: { HTTPConnectionCapHandler(cap: cap) },
