@@ -842,7 +842,8 @@ public actor ManagerCore {
                 maxJobDiskGb: disk.maxJobDiskGb, enforcesJobDisk: disk.enforcesJobDisk)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
-        let plan = queue.plan(workers: workers, usage: usage, now: now())
+        // Drawn anew each pass, known to no worker: where check runs go (`Placement.checkChoice`).
+        let plan = queue.plan(workers: workers, usage: usage, now: now(), checkSeed: UInt64.random(in: .min ... .max))
         let started = try await db.apply(plan.assignments, now: wall())
         queue.committed(plan, started: started.map(\.id))
         // Every lease before the first assignment is sent (each send may suspend, and a cancel that ran meanwhile found

@@ -156,9 +156,10 @@ public struct PendingQueue: Sendable {
     /// Plans one pass from the queue (pure): `Placement.plan` over the queue in scheduling order, stopping once no
     /// worker has room and skipping the rest of a group once one of its jobs fits nowhere, with a pending reason for
     /// every job that needs one now (`takeUnreasoned`), not for every job.
-    public mutating func plan(workers: [Placement.Worker], usage: [UserID: Double], now: Double) -> Placement.Plan {
+    /// `checkSeed` draws where check runs go (`Placement.checkChoice`).
+    public mutating func plan(workers: [Placement.Worker], usage: [UserID: Double], now: Double, checkSeed: UInt64 = 0) -> Placement.Plan {
         var order = ordered(usage: usage).makeIterator()
-        var plan = Placement.plan(&order, workers: workers, stopWhenFull: true, skipGroups: true)
+        var plan = Placement.plan(&order, workers: workers, stopWhenFull: true, skipGroups: true, checkSeed: checkSeed)
         let assigned = Set(plan.assignments.map(\.job))
         let missing = takeUnreasoned(for: Placement.fingerprint(workers), now: now).filter { plan.pending[$0.id] == nil && !assigned.contains($0.id) }
         for (id, reason) in Placement.reasons(for: missing, workers: workers) { plan.pending[id] = reason }

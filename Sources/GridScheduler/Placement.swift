@@ -201,20 +201,44 @@ public enum Placement {
     /// Workers with room are kept sorted by load, so each job takes the first that fits (usually after a few
     /// comparisons); a request shape that fit nowhere is remembered for the rest of the pass, so 100,000 queued jobs
     /// against 10,000 workers plan in well under a second.
-    public static func plan(jobs: [Job], workers: [Worker], usage: [UserID: Double] = [:]) -> Plan {
+    public static func plan(jobs: [Job], workers: [Worker], usage: [UserID: Double] = [:], checkSeed: UInt64 = 0) -> Plan {
         // The order is `PendingQueue`'s, the one place it is written. Jobs are told apart by id: a repeated id counts once.
         var queue = PendingQueue()
         for job in jobs { queue.upsert(job, reason: nil) }
-        return plan(ordered: queue.ordered(usage: usage), workers: workers)
+        return plan(ordered: queue.ordered(usage: usage), workers: workers, checkSeed: checkSeed)
     }
 
     /// Plans placements for `order`, jobs already in scheduling order (priority, fair share, age), as `PendingQueue`
     /// keeps them: the same plan as `plan(jobs:workers:usage:)` without sorting the queue again. With `stopWhenFull`,
     /// planning stops once no worker has room: the jobs after that get no reason in the plan (what `reasons(for:workers:)`
     /// would give them does not depend on what is free).
-    public static func plan(ordered order: some Sequence<Job>, workers: [Worker], stopWhenFull: Bool = false) -> Plan {
+    public static func plan(ordered order: some Sequence<Job>, workers: [Worker], stopWhenFull: Bool = false, checkSeed: UInt64 = 0) -> Plan {
         var jobs = InOrder(base: order.makeIterator())
-        return plan(&jobs, workers: workers, stopWhenFull: stopWhenFull, skipGroups: false)
+        return plan(&jobs, workers: workers, stopWhenFull: stopWhenFull, skipGroups: false, checkSeed: checkSeed)
+    }
+
+    /// Where a check run goes (a job that avoids owners: the submitter's and those whose runs it checks), among the
+    /// workers of `candidates` (indices into `workers`, each of which fits it): an owner drawn evenly from theirs, then
+    /// one of that owner's workers, both by `seed` (the manager draws it anew each pass; nobody outside knows it) and
+    /// the job's id. Nothing a worker says of itself decides: neither its load nor the environments it claims to
+    /// hold, nor how many workers its owner runs. Before, a check went to the least-loaded worker holding the job's
+    /// environment, both claims, so a second account's worker that claimed them took every check of its partner's
+    /// forged runs and agreed with them. Returns the position in `candidates`; nil when there are none.
+    public static func checkChoice(_ candidates: [Int], owners: (Int) -> UserID?, ids: (Int) -> WorkerID, job: JobID, seed: UInt64) -> Int? {
+        guard !candidates.isEmpty else { return nil }
+        var byOwner: [UserID: [Int]] = [:]
+        var ownerless: [Int] = []
+        for (position, w) in candidates.enumerated() {
+            if let owner = owners(w) { byOwner[owner, default: []].append(position) } else { ownerless.append(position) }
+        }
+        var g = SplitMix(seed: seed ^ (UInt64(bitPattern: job) &* 0x9E37_79B9_7F4A_7C15))
+        // Owners in a fixed order (their ids), then ownerless workers each on their own (they never take a check run).
+        // Each owner's workers by id, so that the draw depends on which workers fit, not on the order they came in.
+        func byId(_ a: Int, _ b: Int) -> Bool { ids(candidates[a]) < ids(candidates[b]) }
+        var groups: [[Int]] = byOwner.keys.sorted().map { byOwner[$0]!.sorted(by: byId) }
+        groups += ownerless.sorted(by: byId).map { [$0] }
+        let group = groups[Int(g.next() % UInt64(groups.count))]
+        return group[Int(g.next() % UInt64(group.count))]
     }
 
     /// Jobs in scheduling order, read one at a time, of which the rest of the last one's group can be skipped.
@@ -235,7 +259,7 @@ public enum Placement {
     /// The plan itself. With `skipGroups`, a job that fits nowhere (and avoids no worker or owner, which would only make
     /// it harder to place than the others of its group) ends its group's part in the pass: the group's other jobs are not
     /// walked and get no reason in the plan, as after a stop when full.
-    static func plan(_ order: inout some Order, workers: [Worker], stopWhenFull: Bool, skipGroups: Bool) -> Plan {
+    static func plan(_ order: inout some Order, workers: [Worker], stopWhenFull: Bool, skipGroups: Bool, checkSeed: UInt64 = 0) -> Plan {
         var workers = workers
         func before(_ i: Int, _ j: Int) -> Bool {
             let (li, lj) = (workers[i].effectiveLoad, workers[j].effectiveLoad)
@@ -307,9 +331,21 @@ public enum Placement {
                     case (let a?, let b?): return before(own[b], open[a]) ? (job.owner, b) : (nil, a)
                     }
                 }
-                // Locality: the least-loaded worker that fits and already has the job's environment, else the least-loaded that fits.
-                if let env = job.env { chosen = first { workers[$0].envs.contains(env) && fits($0) } }
-                if chosen == nil { chosen = first(where: fits) }
+                if !job.avoidOwners.isEmpty {
+                    // A check run: drawn among every worker that fits (`checkChoice`), in `open` and the job owner's
+                    // own (a check avoids its submitter, so that list gives none but in a plan of other jobs).
+                    let fitOpen = open.indices.filter { fits(open[$0]) }
+                    let fitOwn = own.indices.filter { fits(own[$0]) }
+                    let candidates = fitOpen.map { open[$0] } + fitOwn.map { own[$0] }
+                    chosen = checkChoice(candidates, owners: { workers[$0].owner }, ids: { workers[$0].id }, job: job.id, seed: checkSeed).map { p in
+                        p < fitOpen.count ? (nil, fitOpen[p]) : (job.owner, fitOwn[p - fitOpen.count])
+                    }
+                } else {
+                    // Locality: the least-loaded worker that fits and already has the job's environment, else the
+                    // least-loaded that fits.
+                    if let env = job.env { chosen = first { workers[$0].envs.contains(env) && fits($0) } }
+                    if chosen == nil { chosen = first(where: fits) }
+                }
             }
             guard let (list, position) = chosen else {
                 noFit.insert(shape)

@@ -27,8 +27,14 @@ import Testing
                     && !job.avoid.contains(w.id) && w.takes(job) && w.hasPython(for: job) && w.hasDisk(for: job) && window
             }
             var chosen: Int?
-            if let env = job.env { chosen = ready.first { workers[$0].envs.contains(env) && fits($0) } }
-            if chosen == nil { chosen = ready.first(where: fits) }
+            if !job.avoidOwners.isEmpty {
+                // A check run: drawn among all that fit (seed 0, as the plan below).
+                let fitting = ready.filter(fits)
+                chosen = Placement.checkChoice(fitting, owners: { workers[$0].owner }, ids: { workers[$0].id }, job: job.id, seed: 0).map { fitting[$0] }
+            } else {
+                if let env = job.env { chosen = ready.first { workers[$0].envs.contains(env) && fits($0) } }
+                if chosen == nil { chosen = ready.first(where: fits) }
+            }
             guard let w = chosen else { continue }
             workers[w].free = workers[w].free - job.request
             workers[w].freeSlots -= 1
@@ -97,5 +103,62 @@ import Testing
             let others = plan.assignments.filter { ownerOf[$0.worker] == owner && jobOwner[$0.job] != owner }
             #expect(others.count <= 1, "\(plan.assignments)")
         }
+    }
+}
+
+/// Where a check run goes: nothing a worker says of itself steers it (hostile review of the money paths).
+@Suite struct CheckPlacementTests {
+    static func worker(_ id: String, owner: UserID, load: Double, envs: Set<String> = []) -> Placement.Worker {
+        var w = Placement.Worker(
+            id: id, total: Resources(cpus: 4, ramGb: 8), free: Resources(cpus: 4, ramGb: 8), load: load, tier: .bwrap, freeSlots: 2,
+            envs: envs)
+        w.owner = owner
+        return w
+    }
+
+    /// Mallory's worker forged Ada's result; Bob is Mallory's second account. Bob's 20 workers claim no load and the
+    /// job's environment, Carol's and Dave's are busy and lack it. The check is drawn by owner: Bob's about a third of
+    /// the time, Carol's and Dave's each as often, however many workers Bob runs and whatever they claim. Before, the
+    /// least-loaded worker holding the environment took it every time: Bob's, which agreed with the forgery.
+    @Test func aCheckRunIsDrawnByOwnerWhateverTheWorkersClaim() {
+        let (ada, mallory, bob, carol, dave): (UserID, UserID, UserID, UserID, UserID) = (1, 2, 3, 4, 5)
+        let workers =
+            [Self.worker("carol-pc", owner: carol, load: 0.9), Self.worker("dave-pc", owner: dave, load: 0.9)]
+            + (0..<20).map { Self.worker("bob-\($0)", owner: bob, load: 0, envs: ["e1"]) }
+        let check = Placement.Job(
+            id: 7, owner: ada, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .restricted, submitted: 0,
+            avoidOwners: [ada, mallory], env: "e1")
+        var owners: [UserID: Int] = [:]
+        for seed in 0..<300 as Range<UInt64> {
+            let plan = Placement.plan(jobs: [check], workers: workers, checkSeed: seed &* 0x2545_F491_4F6C_DD1D)
+            let placed = try? #require(plan.assignments.first)
+            guard let placed, let w = workers.first(where: { $0.id == placed.worker }) else { continue }
+            owners[w.owner!, default: 0] += 1
+        }
+        #expect(owners.values.reduce(0, +) == 300)
+        for owner in [bob, carol, dave] {
+            #expect((60...140).contains(owners[owner] ?? 0), "owner \(owner): \(owners)")
+        }
+        #expect(owners[ada] == nil && owners[mallory] == nil)
+        // An ordinary job still goes by locality and load: to one of Bob's, the least loaded with its environment.
+        var plain = check
+        plain.id = 8
+        plain.avoidOwners = []
+        let placed = Placement.plan(jobs: [plain], workers: workers).assignments.first?.worker
+        #expect(placed?.hasPrefix("bob-") == true, "\(String(describing: placed))")
+    }
+
+    /// The draw is the manager's (a seed drawn each pass) and the job's: the same seed and job place the same way, and
+    /// it depends on which workers fit, not on the order they are given in.
+    @Test func theDrawDependsOnTheSeedAndTheWorkersThatFitOnly() {
+        let workers = (0..<6).map { Self.worker("w\($0)", owner: UserID(10 + $0 % 3), load: Double($0) / 10) }
+        let check = Placement.Job(
+            id: 9, owner: 1, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .restricted, submitted: 0, avoidOwners: [1])
+        for seed in [0, 1, 42, .max] as [UInt64] {
+            let a = Placement.plan(jobs: [check], workers: workers, checkSeed: seed).assignments
+            let b = Placement.plan(jobs: [check], workers: workers.reversed(), checkSeed: seed).assignments
+            #expect(a == b && a.count == 1, "seed \(seed)")
+        }
+        #expect(Placement.checkChoice([], owners: { _ in nil }, ids: { "w\($0)" }, job: 1, seed: 0) == nil)
     }
 }
