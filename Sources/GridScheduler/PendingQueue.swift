@@ -156,7 +156,7 @@ public struct PendingQueue: Sendable {
     /// Plans one pass from the queue (pure): `Placement.plan` over the queue in scheduling order, stopping once no
     /// worker has room and skipping the rest of a group once one of its jobs fits nowhere, with a pending reason for
     /// every job that needs one now (`takeUnreasoned`), not for every job.
-    /// `checkSeed` draws where check runs go (`Placement.checkChoice`).
+    /// `checkSeed` draws where check runs go (`Placement.checkOwner`).
     public mutating func plan(workers: [Placement.Worker], usage: [UserID: Double], now: Double, checkSeed: UInt64 = 0) -> Placement.Plan {
         var order = ordered(usage: usage).makeIterator()
         var plan = Placement.plan(&order, workers: workers, stopWhenFull: true, skipGroups: true, checkSeed: checkSeed)

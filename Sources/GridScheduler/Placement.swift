@@ -131,7 +131,8 @@ public enum Placement {
         /// earlier runs had (a worker with no known owner is avoided too).
         public var avoidOwners: Set<UserID>
         /// The digest of the job's Python environment; nil when it declares no packages. Among the workers that fit,
-        /// one that has it cached is preferred (no build), even over a less loaded one.
+        /// one that has it cached is preferred (no build), even over a less loaded one; not for a check run
+        /// (`checkOwner`), which no worker's claims may steer.
         public var env: String?
         /// The job's `requires-python`; only workers whose Python meets it are used.
         public var requiresPython: String?
@@ -217,28 +218,46 @@ public enum Placement {
         return plan(&jobs, workers: workers, stopWhenFull: stopWhenFull, skipGroups: false, checkSeed: checkSeed)
     }
 
-    /// Where a check run goes (a job that avoids owners: the submitter's and those whose runs it checks), among the
-    /// workers of `candidates` (indices into `workers`, each of which fits it): an owner drawn evenly from theirs, then
-    /// one of that owner's workers, both by `seed` (the manager draws it anew each pass; nobody outside knows it) and
-    /// the job's id. Nothing a worker says of itself decides: neither its load nor the environments it claims to
-    /// hold, nor how many workers its owner runs. Before, a check went to the least-loaded worker holding the job's
-    /// environment, both claims, so a second account's worker that claimed them took every check of its partner's
-    /// forged runs and agreed with them. Returns the position in `candidates`; nil when there are none.
-    public static func checkChoice(_ candidates: [Int], owners: (Int) -> UserID?, ids: (Int) -> WorkerID, job: JobID, seed: UInt64) -> Int? {
+    /// Which owner's workers run a check run (a job that avoids owners: the submitter's and those whose runs it
+    /// checks): drawn evenly among the owners with a worker online that could ever run it (`couldRun`, room or not),
+    /// by `seed` and the job's id. Neither a worker's load, its free room, the environments it claims, nor how many
+    /// workers its owner runs weighs in the draw; while the drawn owner has no room, the check waits for it (the
+    /// manager's seed changes every `checkRedrawSeconds`, and with it the draw). Before, a check went to the least-loaded
+    /// worker holding the job's environment, both claims: a second account's worker that claimed them (and kept
+    /// itself free) checked every forged run of its partner's and agreed. Nil: no owner's worker could run it.
+    public static func checkOwner(_ job: Job, workers: [Worker], seed: UInt64) -> UserID? {
+        let owners = Set(workers.lazy.filter { $0.couldRun(job) && !job.avoid.contains($0.id) }.compactMap(\.owner)).sorted()
+        guard !owners.isEmpty else { return nil }
+        var g = checkDraw(job.id, seed: seed)
+        return owners[Int(g.next() % UInt64(owners.count))]
+    }
+
+    /// One of `candidates` (workers of the drawn owner with room for the check now), by id, drawn by `seed` and the job:
+    /// the same whatever order they come in. Returns the position in `candidates`; nil when there are none.
+    public static func checkWorker(_ candidates: [Int], ids: (Int) -> WorkerID, job: JobID, seed: UInt64) -> Int? {
         guard !candidates.isEmpty else { return nil }
-        var byOwner: [UserID: [Int]] = [:]
-        var ownerless: [Int] = []
-        for (position, w) in candidates.enumerated() {
-            if let owner = owners(w) { byOwner[owner, default: []].append(position) } else { ownerless.append(position) }
-        }
-        var g = SplitMix(seed: seed ^ (UInt64(bitPattern: job) &* 0x9E37_79B9_7F4A_7C15))
-        // Owners in a fixed order (their ids), then ownerless workers each on their own (they never take a check run).
-        // Each owner's workers by id, so that the draw depends on which workers fit, not on the order they came in.
-        func byId(_ a: Int, _ b: Int) -> Bool { ids(candidates[a]) < ids(candidates[b]) }
-        var groups: [[Int]] = byOwner.keys.sorted().map { byOwner[$0]!.sorted(by: byId) }
-        groups += ownerless.sorted(by: byId).map { [$0] }
-        let group = groups[Int(g.next() % UInt64(groups.count))]
-        return group[Int(g.next() % UInt64(group.count))]
+        var g = checkDraw(job, seed: seed)
+        _ = g.next()  // the first draw chose the owner
+        let byId = candidates.indices.sorted { ids(candidates[$0]) < ids(candidates[$1]) }
+        return byId[Int(g.next() % UInt64(byId.count))]
+    }
+
+    /// How often the manager's seed for check runs changes (`checkSeed`): a check whose drawn owner stays full is drawn
+    /// again after at most this long.
+    public static let checkRedrawSeconds: Double = 600
+
+    /// The seed of every check draw at `now`, from the manager's own secret (drawn as it starts, never sent): the same
+    /// for `checkRedrawSeconds`, then another.
+    public static func checkSeed(secret: UInt64, now: Double) -> UInt64 {
+        let e = (now / checkRedrawSeconds).rounded(.down)
+        let epoch: Int64 = e.isFinite ? Int64(min(max(e, -1e15), 1e15)) : 0
+        var g = SplitMix(seed: secret ^ UInt64(bitPattern: epoch))
+        return g.next()
+    }
+
+    private static func checkDraw(_ job: JobID, seed: UInt64) -> SplitMix {
+        var id = SplitMix(seed: UInt64(bitPattern: job))
+        return SplitMix(seed: seed ^ id.next())
     }
 
     /// Jobs in scheduling order, read one at a time, of which the rest of the last one's group can be skipped.
@@ -313,7 +332,9 @@ public enum Placement {
             let shape = Shape(job, ownerMatters: ownerMatters)
             // The chosen worker: which list (nil: `open`) and where in it.
             var chosen: (owner: UserID?, at: Int)?
-            if !noFit.contains(shape) {
+            // A check run that found no room waits for its drawn owner, not for its shape: it leaves no mark for others.
+            let isCheck = !job.avoidOwners.isEmpty
+            if isCheck || !noFit.contains(shape) {
                 let fits: (Int) -> Bool = {
                     Placement.hasRoom(tier: workers[$0].tier, free: workers[$0].free, freeSlots: workers[$0].freeSlots, for: job.minTier, job.request)
                         && !job.avoid.contains(workers[$0].id) && workers[$0].takes(job) && workers[$0].hasPython(for: job)
@@ -332,13 +353,15 @@ public enum Placement {
                     }
                 }
                 if !job.avoidOwners.isEmpty {
-                    // A check run: drawn among every worker that fits (`checkChoice`), in `open` and the job owner's
+                    // A check run: on a worker of the drawn owner (`checkOwner`) with room, in `open` or the job owner's
                     // own (a check avoids its submitter, so that list gives none but in a plan of other jobs).
-                    let fitOpen = open.indices.filter { fits(open[$0]) }
-                    let fitOwn = own.indices.filter { fits(own[$0]) }
-                    let candidates = fitOpen.map { open[$0] } + fitOwn.map { own[$0] }
-                    chosen = checkChoice(candidates, owners: { workers[$0].owner }, ids: { workers[$0].id }, job: job.id, seed: checkSeed).map { p in
-                        p < fitOpen.count ? (nil, fitOpen[p]) : (job.owner, fitOwn[p - fitOpen.count])
+                    if let owner = checkOwner(job, workers: workers, seed: checkSeed) {
+                        let fitOpen = open.indices.filter { workers[open[$0]].owner == owner && fits(open[$0]) }
+                        let fitOwn = own.indices.filter { workers[own[$0]].owner == owner && fits(own[$0]) }
+                        let candidates = fitOpen.map { open[$0] } + fitOwn.map { own[$0] }
+                        chosen = checkWorker(candidates, ids: { workers[$0].id }, job: job.id, seed: checkSeed).map { p in
+                            p < fitOpen.count ? (nil, fitOpen[p]) : (job.owner, fitOwn[p - fitOpen.count])
+                        }
                     }
                 } else {
                     // Locality: the least-loaded worker that fits and already has the job's environment, else the
@@ -348,7 +371,7 @@ public enum Placement {
                 }
             }
             guard let (list, position) = chosen else {
-                noFit.insert(shape)
+                if !isCheck { noFit.insert(shape) }
                 if reasons[shape] == nil { reasons[shape] = reason(for: job, workers: workers) }
                 pending[job.id] = reasons[shape]
                 if skipGroups && job.avoid.isEmpty && job.avoidOwners.isEmpty { order.skipRestOfGroup() }

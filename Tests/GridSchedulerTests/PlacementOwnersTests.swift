@@ -28,9 +28,11 @@ import Testing
             }
             var chosen: Int?
             if !job.avoidOwners.isEmpty {
-                // A check run: drawn among all that fit (seed 0, as the plan below).
-                let fitting = ready.filter(fits)
-                chosen = Placement.checkChoice(fitting, owners: { workers[$0].owner }, ids: { workers[$0].id }, job: job.id, seed: 0).map { fitting[$0] }
+                // A check run: a worker with room of the drawn owner (seed 0, as the plan below).
+                if let owner = Placement.checkOwner(job, workers: workers, seed: 0) {
+                    let fitting = ready.filter { workers[$0].owner == owner && fits($0) }
+                    chosen = Placement.checkWorker(fitting, ids: { workers[$0].id }, job: job.id, seed: 0).map { fitting[$0] }
+                }
             } else {
                 if let env = job.env { chosen = ready.first { workers[$0].envs.contains(env) && fits($0) } }
                 if chosen == nil { chosen = ready.first(where: fits) }
@@ -106,51 +108,74 @@ import Testing
     }
 }
 
-/// Where a check run goes: nothing a worker says of itself steers it (hostile review of the money paths).
+/// Where a check run goes: nothing a worker says of itself steers it (hostile reviews of the money paths).
 @Suite struct CheckPlacementTests {
-    static func worker(_ id: String, owner: UserID, load: Double, envs: Set<String> = []) -> Placement.Worker {
+    static func worker(_ id: String, owner: UserID, load: Double, envs: Set<String> = [], freeSlots: Int = 2) -> Placement.Worker {
         var w = Placement.Worker(
-            id: id, total: Resources(cpus: 4, ramGb: 8), free: Resources(cpus: 4, ramGb: 8), load: load, tier: .bwrap, freeSlots: 2,
+            id: id, total: Resources(cpus: 4, ramGb: 8), free: Resources(cpus: 4, ramGb: 8), load: load, tier: .bwrap, freeSlots: freeSlots,
             envs: envs)
         w.owner = owner
         return w
     }
 
-    /// Mallory's worker forged Ada's result; Bob is Mallory's second account. Bob's 20 workers claim no load and the
-    /// job's environment, Carol's and Dave's are busy and lack it. The check is drawn by owner: Bob's about a third of
-    /// the time, Carol's and Dave's each as often, however many workers Bob runs and whatever they claim. Before, the
-    /// least-loaded worker holding the environment took it every time: Bob's, which agreed with the forgery.
-    @Test func aCheckRunIsDrawnByOwnerWhateverTheWorkersClaim() {
-        let (ada, mallory, bob, carol, dave): (UserID, UserID, UserID, UserID, UserID) = (1, 2, 3, 4, 5)
-        let workers =
-            [Self.worker("carol-pc", owner: carol, load: 0.9), Self.worker("dave-pc", owner: dave, load: 0.9)]
-            + (0..<20).map { Self.worker("bob-\($0)", owner: bob, load: 0, envs: ["e1"]) }
-        let check = Placement.Job(
-            id: 7, owner: ada, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .restricted, submitted: 0,
-            avoidOwners: [ada, mallory], env: "e1")
-        var owners: [UserID: Int] = [:]
+    static let (ada, mallory, bob, carol, dave): (UserID, UserID, UserID, UserID, UserID) = (1, 2, 3, 4, 5)
+    static let check = Placement.Job(
+        id: 7, owner: ada, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .restricted, submitted: 0, avoidOwners: [ada, mallory],
+        env: "e1")
+
+    /// Where the check of run 7 goes over 300 seeds: each worker's owner, or nil while it waits.
+    static func draws(_ workers: [Placement.Worker]) -> [UserID?: Int] {
+        var out: [UserID?: Int] = [:]
         for seed in 0..<300 as Range<UInt64> {
-            let plan = Placement.plan(jobs: [check], workers: workers, checkSeed: seed &* 0x2545_F491_4F6C_DD1D)
-            let placed = try? #require(plan.assignments.first)
-            guard let placed, let w = workers.first(where: { $0.id == placed.worker }) else { continue }
-            owners[w.owner!, default: 0] += 1
+            let placed = Placement.plan(jobs: [check], workers: workers, checkSeed: seed &* 0x2545_F491_4F6C_DD1D).assignments.first
+            out[placed.flatMap { p in workers.first { $0.id == p.worker }?.owner }, default: 0] += 1
         }
-        #expect(owners.values.reduce(0, +) == 300)
-        for owner in [bob, carol, dave] {
+        return out
+    }
+
+    /// Mallory's worker forged Ada's result; Bob is Mallory's second account. Bob's 20 workers claim no load and the
+    /// job's environment, Carol's and Dave's are busier and lack it. The check is drawn by owner: Bob's about a third
+    /// of the time, Carol's and Dave's each as often, however many workers Bob runs and whatever they claim. Before,
+    /// the least-loaded worker holding the environment took it every time: Bob's, which agreed with the forgery.
+    @Test func aCheckRunIsDrawnByOwnerWhateverTheWorkersClaim() {
+        let workers =
+            [Self.worker("carol-pc", owner: Self.carol, load: 0.9), Self.worker("dave-pc", owner: Self.dave, load: 0.9)]
+            + (0..<20).map { Self.worker("bob-\($0)", owner: Self.bob, load: 0, envs: ["e1"]) }
+        let owners = Self.draws(workers)
+        for owner in [Self.bob, Self.carol, Self.dave] {
             #expect((60...140).contains(owners[owner] ?? 0), "owner \(owner): \(owners)")
         }
-        #expect(owners[ada] == nil && owners[mallory] == nil)
+        #expect(owners[Self.ada] == nil && owners[Self.mallory] == nil && owners[nil] == nil, "\(owners)")
         // An ordinary job still goes by locality and load: to one of Bob's, the least loaded with its environment.
-        var plain = check
+        var plain = Self.check
         plain.id = 8
         plain.avoidOwners = []
         let placed = Placement.plan(jobs: [plain], workers: workers).assignments.first?.worker
         #expect(placed?.hasPrefix("bob-") == true, "\(String(describing: placed))")
     }
 
-    /// The draw is the manager's (a seed drawn each pass) and the job's: the same seed and job place the same way, and
-    /// it depends on which workers fit, not on the order they are given in.
-    @Test func theDrawDependsOnTheSeedAndTheWorkersThatFitOnly() {
+    /// Carol's and Dave's workers are full; Bob's keep room (its worker claims a high load, so that ordinary jobs pass it
+    /// by). A check drawn for Carol or Dave waits for their room rather than going to whoever is free: Bob gets it only
+    /// when drawn, about a third of the time. (First mend's review: drawing among the workers with room only left it to
+    /// whoever kept room free.)
+    @Test func aCheckDrawnForABusyOwnerWaitsForItsRoom() {
+        let workers = [
+            Self.worker("carol-pc", owner: Self.carol, load: 0.2, freeSlots: 0), Self.worker("dave-pc", owner: Self.dave, load: 0.2, freeSlots: 0),
+            Self.worker("bob-pc", owner: Self.bob, load: 1),
+        ]
+        let owners = Self.draws(workers)
+        #expect((60...140).contains(owners[Self.bob] ?? 0), "\(owners)")
+        #expect((160...240).contains(owners[nil] ?? 0), "the rest wait: \(owners)")
+        // The one that waits says so.
+        for seed in 0..<20 as Range<UInt64> {
+            let plan = Placement.plan(jobs: [Self.check], workers: workers, checkSeed: seed)
+            if plan.assignments.isEmpty { #expect(plan.pending[Self.check.id] == .waitingForCapacity, "\(plan.pending)") }
+        }
+    }
+
+    /// The draw is the manager's seed's and the job's: the same seed and job place the same way whatever order the
+    /// workers come in; the seed holds for `checkRedrawSeconds`, then changes; no time traps it.
+    @Test func theDrawDependsOnTheSeedAndTheWorkersOnly() {
         let workers = (0..<6).map { Self.worker("w\($0)", owner: UserID(10 + $0 % 3), load: Double($0) / 10) }
         let check = Placement.Job(
             id: 9, owner: 1, priority: 0, request: Resources(cpus: 1, ramGb: 1), minTier: .restricted, submitted: 0, avoidOwners: [1])
@@ -159,6 +184,12 @@ import Testing
             let b = Placement.plan(jobs: [check], workers: workers.reversed(), checkSeed: seed).assignments
             #expect(a == b && a.count == 1, "seed \(seed)")
         }
-        #expect(Placement.checkChoice([], owners: { _ in nil }, ids: { "w\($0)" }, job: 1, seed: 0) == nil)
+        #expect(Placement.checkWorker([], ids: { "w\($0)" }, job: 1, seed: 0) == nil)
+        #expect(Placement.checkOwner(check, workers: [], seed: 0) == nil)
+        let t = 1_800_000_000.0
+        #expect(Placement.checkSeed(secret: 5, now: t) == Placement.checkSeed(secret: 5, now: t + 599))
+        #expect(Placement.checkSeed(secret: 5, now: t) != Placement.checkSeed(secret: 5, now: t + 600))
+        #expect(Placement.checkSeed(secret: 5, now: t) != Placement.checkSeed(secret: 6, now: t))
+        for odd in [Double.nan, .infinity, -.infinity, 1e300, -1e300, 0] { _ = Placement.checkSeed(secret: 5, now: odd) }
     }
 }
