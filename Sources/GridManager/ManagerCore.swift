@@ -69,6 +69,8 @@ public actor ManagerCore {
     /// manager starts (`recover`), and those registered since. A probation run is checked while one is known, online
     /// or not.
     private var knownCheckers: [WorkerID: UserID] = [:]
+    /// This manager's secret for the draws that place check runs (`Placement.checkSeed`): drawn as it starts, never sent.
+    private let checkSecret = UInt64.random(in: .min ... .max)
     /// When the manager saw each run start (`JOB_STARTED`, wall clock): payment never exceeds what it saw since.
     private var runStarted: [JobRef: Double] = [:]
     /// Wall-clock time after which a leased run is past its minutes plus the grace, and the manager stops it.
@@ -147,8 +149,8 @@ public actor ManagerCore {
     func recover() async throws {
         try await db.markAllWorkersOffline()
         quarantined = Set(try await db.quarantinedWorkers().keys)
-        for w in try await db.workers()
-        where Verification.remembersChecker(acceptsOthers: w.acceptsOthers, tier: w.tier, quarantined: w.quarantined) {
+        let started = wall()
+        for w in try await db.workers() where Verification.remembersChecker(acceptsOthers: w.acceptsOthers, tier: w.tier, lastSeen: w.lastSeen, now: started) {
             knownCheckers[w.id] = w.ownerId
         }
         // The bars an earlier manager decided (a revoked join token's workers, say) hold until their credentials lapse;
@@ -842,8 +844,8 @@ public actor ManagerCore {
                 maxJobDiskGb: disk.maxJobDiskGb, enforcesJobDisk: disk.enforcesJobDisk)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
-        // Drawn anew each pass, known to no worker: where check runs go (`Placement.checkChoice`).
-        let plan = queue.plan(workers: workers, usage: usage, now: now(), checkSeed: UInt64.random(in: .min ... .max))
+        // Known to no worker, changing every `Placement.checkRedrawSeconds`: where check runs go (`Placement.checkOwner`).
+        let plan = queue.plan(workers: workers, usage: usage, now: now(), checkSeed: Placement.checkSeed(secret: checkSecret, now: wall()))
         let started = try await db.apply(plan.assignments, now: wall())
         queue.committed(plan, started: started.map(\.id))
         // Every lease before the first assignment is sent (each send may suspend, and a cancel that ran meanwhile found
@@ -1079,8 +1081,8 @@ public actor ManagerCore {
         return (job.startedAt ?? wall()) + Double(job.spec.minutes) * 60 + config.timeLimitGraceSeconds + preparing
     }
 
-    /// The owners whose workers could run a check run, now and since this manager started: workers that take other
-    /// users' jobs and are not quarantined (`Verification.select`).
+    /// The owners whose workers could run a check run, now and known (registered since this manager started, or
+    /// remembered by the store): workers that take other users' jobs and are not quarantined (`Verification.select`).
     private func checkers() -> Verification.Checkers {
         let online = live.values.filter { $0.registration.sandbox?.acceptsOthers ?? true }.filter { !quarantined.contains($0.identity.workerId) }
         return Verification.Checkers(

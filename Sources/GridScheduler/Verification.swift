@@ -84,12 +84,18 @@ public enum Verification {
 
     /// Whether a worker the store remembers is a known checker when a manager starts (`Checkers.known`): it took other
     /// users' jobs when it last registered (by its sandbox report; for a row kept before the report was, by its tier,
-    /// as `Admission.acceptsOthers` without `--allow-unsandboxed`), and it is not quarantined. Before, a manager
-    /// started again knew no checker until another owner's worker registered, so a new worker's probation runs went
-    /// unchecked and were paid at once: a stranger who joined just after a restart was paid for forged results.
-    public static func remembersChecker(acceptsOthers: Bool?, tier: SandboxTier, quarantined: Bool) -> Bool {
-        !quarantined && (acceptsOthers ?? Admission.acceptsOthers(tier: tier, allowUnsandboxed: false))
+    /// as `Admission.acceptsOthers` without `--allow-unsandboxed`), and it was last seen within
+    /// `rememberedCheckerSeconds` (an owner gone for longer would only make probation checks wait in vain). Quarantine
+    /// is left to `checkers()`, which reads it live (a quarantine lifted since counts). Before, a manager started again
+    /// knew no checker until another owner's worker registered, so a new worker's probation runs went unchecked and
+    /// were paid at once: a stranger who joined just after a restart was paid for forged results.
+    public static func remembersChecker(acceptsOthers: Bool?, tier: SandboxTier, lastSeen: Double, now: Double) -> Bool {
+        guard lastSeen.isFinite, now.isFinite, now - lastSeen <= rememberedCheckerSeconds else { return false }
+        return acceptsOthers ?? Admission.acceptsOthers(tier: tier, allowUnsandboxed: false)
     }
+
+    /// How long after it was last seen a worker still counts as a known checker when a manager starts: a week.
+    public static let rememberedCheckerSeconds: Double = 7 * 86_400
 
     /// The share of a trusted worker's failed or timed-out runs that are checked: four times the spot-check rate, at most all.
     public static func failedRunRate(_ policy: Policy) -> Double { min(1, policy.spotCheckRate * 4) }

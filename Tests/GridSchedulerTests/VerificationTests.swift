@@ -54,17 +54,24 @@ struct VerificationTests {
     }
 
     /// Which stored workers a manager that starts again counts as known checkers: those that took others' jobs by
-    /// their last report, or by their tier for a row kept before the report was; never a quarantined one.
+    /// their last report, or by their tier for a row kept before the report was, seen within a week.
     @Test func aRestartedManagerRemembersTheWorkersThatTookOthersJobs() {
-        #expect(Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, quarantined: false))
-        #expect(Verification.remembersChecker(acceptsOthers: true, tier: .restricted, quarantined: false), "--allow-unsandboxed")
-        #expect(!Verification.remembersChecker(acceptsOthers: false, tier: .bwrap, quarantined: false), "its report wins over its tier")
-        #expect(!Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, quarantined: true))
+        let now = 1_800_000_000.0
+        let week = Verification.rememberedCheckerSeconds
+        #expect(Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, lastSeen: now, now: now))
+        #expect(Verification.remembersChecker(acceptsOthers: true, tier: .restricted, lastSeen: now, now: now), "--allow-unsandboxed")
+        #expect(!Verification.remembersChecker(acceptsOthers: false, tier: .bwrap, lastSeen: now, now: now), "its report wins over its tier")
         // A row from before the report was kept: its tier, as a worker without --allow-unsandboxed.
-        #expect(Verification.remembersChecker(acceptsOthers: nil, tier: .bwrap, quarantined: false))
-        #expect(Verification.remembersChecker(acceptsOthers: nil, tier: .oci, quarantined: false))
-        #expect(!Verification.remembersChecker(acceptsOthers: nil, tier: .restricted, quarantined: false))
-        #expect(!Verification.remembersChecker(acceptsOthers: nil, tier: .bwrap, quarantined: true))
+        #expect(Verification.remembersChecker(acceptsOthers: nil, tier: .bwrap, lastSeen: now, now: now))
+        #expect(Verification.remembersChecker(acceptsOthers: nil, tier: .oci, lastSeen: now, now: now))
+        #expect(!Verification.remembersChecker(acceptsOthers: nil, tier: .restricted, lastSeen: now, now: now))
+        // Seen within the week, or not: an owner long gone would make every probation check wait in vain.
+        #expect(Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, lastSeen: now - week, now: now))
+        #expect(!Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, lastSeen: now - week - 1, now: now))
+        for odd in [Double.nan, .infinity, -.infinity] {
+            #expect(!Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, lastSeen: odd, now: now))
+            #expect(!Verification.remembersChecker(acceptsOthers: true, tier: .bwrap, lastSeen: now, now: odd))
+        }
     }
 
     @Test func aNondeterministicJobIsNeverCheckedNotEvenOnProbation() {
