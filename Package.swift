@@ -72,7 +72,7 @@ let package = Package(
             name: "GridManager",
             dependencies: [
                 "GridCore", "GridProtocol", "GridScheduler", "GridStore", "GridHTTP",
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -191,7 +191,7 @@ let package = Package(
             name: "GridManagerTests",
             dependencies: [
                 "GridCore", "GridManager", "GridProtocol", "GridStore", "GridScheduler", "GridHTTP",
-                .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"), .product(name: "NIOFoundationCompat", package: "swift-nio"),

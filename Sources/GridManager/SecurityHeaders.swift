@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import NIOHTTP1
 
 /// The headers every answer of the manager's HTTP port carries, pages, API, assets and errors alike. Pure;
 /// `SecurityHeadersMiddleware` carries it out.
@@ -45,10 +46,15 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
+        } catch let error as HTTPParserError {
+            // A request the client garbled: Hummingbird answers 400 and closes the connection, as before.
+            throw error
         } catch {
-            // Any other error (a store that failed, say): logged and answered 500 with no detail, as Hummingbird would,
-            // but with the headers (before, such an answer went out with none).
-            context.logger.error("request failed", metadata: ["grid.http.path": "\(request.uri.path)", "grid.error": "\(error)"])
+            // Any other error (a store that failed, say): answered 500 with no detail, as Hummingbird would, but with
+            // the headers (before, such an answer went out with none). A cancelled request (the client left, the
+            // manager stops) is no fault: logged at debug, as Hummingbird does.
+            let level: Logger.Level = error is CancellationError ? .debug : .error
+            context.logger.log(level: level, "request failed", metadata: ["grid.http.path": "\(request.uri.path)", "grid.error": "\(error)"])
             response = Response(status: .internalServerError)
         }
         SecurityHeaders.add(to: &response.headers, tls: tls)

@@ -4,6 +4,7 @@ import GridStore
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOHTTP1
 import Testing
 
 @testable import GridManager
@@ -321,6 +322,11 @@ import Testing
         let router = Router()
         router.add(middleware: SecurityHeadersMiddleware(tls: false))
         router.get("/broken") { _, _ -> String in throw StoreBroke() }
+        router.get("/garbled") { _, _ -> String in throw HTTPParserError.invalidVersion }
+        // A garbled request is still Hummingbird's to answer: 400, as before.
+        try await Application(router: router).test(.live) { client in
+            try await client.execute(uri: "/garbled", method: .get) { r in #expect(r.status == .badRequest) }
+        }
         try await Application(router: router).test(.router) { client in
             try await client.execute(uri: "/broken", method: .get) { r in
                 #expect(r.status == .internalServerError)
