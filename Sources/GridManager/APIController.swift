@@ -426,8 +426,9 @@ struct APIController: Sendable {
     }
 
     @Sendable func leaderboard(_ request: Request, context: APIContext) async throws -> API.Leaderboard {
-        // Without a person's token it counts as anonymous (a made-up token skips nothing).
-        if try await refuseJoinToken(request), let user = try? await authenticate(request) {
+        // Without a person's token it counts as anonymous (a made-up token skips nothing); a worker's join token is
+        // refused. The token is looked up once (before, twice).
+        if let token = bearer(request), let user = try await person(presenting: token) {
             try admitSignedInRead(user: user.id)
         } else {
             try admitAnonymousRead(client: context.clientAddress)
