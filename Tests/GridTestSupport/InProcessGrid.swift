@@ -139,10 +139,11 @@ public final class InProcessGrid: Sendable {
             config.advertiseHost = "127.0.0.1"
             peers = bound
         }
-        var (agent, services) = await Worker.build(
+        let (agent, built) = await Worker.build(
             config: config, runner: runner, resources: Resources(cpus: cpus, ramGb: memoryGb, gpus: 0), gpuNames: [], logger: workerLogger,
             peers: peers, transport: transport
         ) { id in continuation.yield(id) }
+        var services = built
         // `statusPage`: its status page too, on a free loopback port, with these connection limits.
         let (pageBound, pageContinuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
         if let statusPage {
