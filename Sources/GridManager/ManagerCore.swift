@@ -844,8 +844,9 @@ public actor ManagerCore {
                 maxJobDiskGb: disk.maxJobDiskGb, enforcesJobDisk: disk.enforcesJobDisk)
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
-        // Known to no worker, changing every `Placement.checkRedrawSeconds`: where check runs go (`Placement.checkOwner`).
-        let plan = queue.plan(workers: workers, usage: usage, now: now(), checkSeed: Placement.checkSeed(secret: checkSecret, now: wall()))
+        // Known to no worker, changing every quarter of the check wait: where check runs go (`Placement.checkOwner`).
+        let seed = Placement.checkSeed(secret: checkSecret, now: wall(), every: max(60, Verification.checkWaitLimit(config.checkWaitSeconds) / 4))
+        let plan = queue.plan(workers: workers, usage: usage, now: now(), checkSeed: seed)
         let started = try await db.apply(plan.assignments, now: wall())
         queue.committed(plan, started: started.map(\.id))
         // Every lease before the first assignment is sent (each send may suspend, and a cancel that ran meanwhile found

@@ -219,17 +219,33 @@ public enum Placement {
     }
 
     /// Which owner's workers run a check run (a job that avoids owners: the submitter's and those whose runs it
-    /// checks): drawn evenly among the owners with a worker online that could ever run it (`couldRun`, room or not),
-    /// by `seed` and the job's id. Neither a worker's load, its free room, the environments it claims, nor how many
-    /// workers its owner runs weighs in the draw; while the drawn owner has no room, the check waits for it (the
-    /// manager's seed changes every `checkRedrawSeconds`, and with it the draw). Before, a check went to the least-loaded
-    /// worker holding the job's environment, both claims: a second account's worker that claimed them (and kept
-    /// itself free) checked every forged run of its partner's and agreed. Nil: no owner's worker could run it.
+    /// checks): drawn among `owners` (`checkOwners`: those with a worker online that could ever run it, room or not) by
+    /// `seed` and the job's id, each owner equally likely. The draw is by rendezvous (the owner whose own draw is
+    /// highest), so an owner that joins takes only its share of the checks and one that leaves moves only those drawn
+    /// to it: connecting and disconnecting workers does not draw the checks again. Neither a worker's load, its free
+    /// room, the environments it claims, nor how many workers its owner runs weighs in; while the drawn owner has no
+    /// room, the check waits for it (the manager's seed changes every so often, `checkSeed`, and with it the draw).
+    /// Before, a check went to the least-loaded worker holding the job's environment, both claims: a second account's
+    /// worker that claimed them (and kept itself free) checked every forged run of its partner's and agreed. Nil: no
+    /// owner.
+    public static func checkOwner(_ job: JobID, among owners: Set<UserID>, seed: UInt64) -> UserID? {
+        var g = checkDraw(job, seed: seed)
+        let base = g.next()
+        func weight(_ owner: UserID) -> UInt64 {
+            var h = SplitMix(seed: base ^ UInt64(bitPattern: owner))
+            return h.next()
+        }
+        return owners.max { (weight($0), $0) < (weight($1), $1) }
+    }
+
+    /// The owners with a worker online that could ever run `job` (`couldRun`, room or not; not a worker it avoids).
+    public static func checkOwners(_ job: Job, workers: [Worker]) -> Set<UserID> {
+        Set(workers.lazy.filter { $0.couldRun(job) && !job.avoid.contains($0.id) }.compactMap(\.owner))
+    }
+
+    /// `checkOwner` among `checkOwners`.
     public static func checkOwner(_ job: Job, workers: [Worker], seed: UInt64) -> UserID? {
-        let owners = Set(workers.lazy.filter { $0.couldRun(job) && !job.avoid.contains($0.id) }.compactMap(\.owner)).sorted()
-        guard !owners.isEmpty else { return nil }
-        var g = checkDraw(job.id, seed: seed)
-        return owners[Int(g.next() % UInt64(owners.count))]
+        checkOwner(job.id, among: checkOwners(job, workers: workers), seed: seed)
     }
 
     /// One of `candidates` (workers of the drawn owner with room for the check now), by id, drawn by `seed` and the job:
@@ -242,14 +258,15 @@ public enum Placement {
         return byId[Int(g.next() % UInt64(byId.count))]
     }
 
-    /// How often the manager's seed for check runs changes (`checkSeed`): a check whose drawn owner stays full is drawn
-    /// again after at most this long.
-    public static let checkRedrawSeconds: Double = 600
-
     /// The seed of every check draw at `now`, from the manager's own secret (drawn as it starts, never sent): the same
-    /// for `checkRedrawSeconds`, then another.
-    public static func checkSeed(secret: UInt64, now: Double) -> UInt64 {
-        let e = (now / checkRedrawSeconds).rounded(.down)
+    /// for `every` seconds (at least one), then another, at moments the secret shifts (nobody outside knows when). The
+    /// manager changes it every quarter of the check wait (6 hours by default): a check whose drawn owner stays full is
+    /// drawn again then, and an owner that keeps room free wins a check only as often as it is drawn, not whenever the
+    /// others are busy.
+    public static func checkSeed(secret: UInt64, now: Double, every: Double) -> UInt64 {
+        let period = every.isFinite ? min(max(every, 1), 1e9).rounded(.down) : 3_600
+        let shifted = now + Double(secret % UInt64(period))
+        let e = (shifted / period).rounded(.down)
         let epoch: Int64 = e.isFinite ? Int64(min(max(e, -1e15), 1e15)) : 0
         var g = SplitMix(seed: secret ^ UInt64(bitPattern: epoch))
         return g.next()
@@ -290,6 +307,7 @@ public enum Placement {
         var assignments: [Assignment] = []
         var pending: [JobID: PendingReason] = [:]
         var noFit: Set<Shape> = []
+        var checkOwnersByShape: [Shape: Set<UserID>] = [:]
         var reasons: [Shape: PendingReason] = [:]
         let ownerMatters = Placement.ownerMatters(workers)
         // The room for others' jobs: one per owner, shared by its workers (a worker with no owner has its own).
@@ -355,7 +373,10 @@ public enum Placement {
                 if !job.avoidOwners.isEmpty {
                     // A check run: on a worker of the drawn owner (`checkOwner`) with room, in `open` or the job owner's
                     // own (a check avoids its submitter, so that list gives none but in a plan of other jobs).
-                    if let owner = checkOwner(job, workers: workers, seed: checkSeed) {
+                    // The owners that could run it, once per shape in a pass (the workers' totals do not change in one).
+                    let owners = checkOwnersByShape[shape] ?? checkOwners(job, workers: workers)
+                    checkOwnersByShape[shape] = owners
+                    if let owner = checkOwner(job.id, among: owners, seed: checkSeed) {
                         let fitOpen = open.indices.filter { workers[open[$0]].owner == owner && fits(open[$0]) }
                         let fitOwn = own.indices.filter { workers[own[$0]].owner == owner && fits(own[$0]) }
                         let candidates = fitOpen.map { open[$0] } + fitOwn.map { own[$0] }

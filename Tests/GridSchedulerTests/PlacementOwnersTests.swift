@@ -167,14 +167,19 @@ import Testing
         #expect((60...140).contains(owners[Self.bob] ?? 0), "\(owners)")
         #expect((160...240).contains(owners[nil] ?? 0), "the rest wait: \(owners)")
         // The one that waits says so.
+        var waited = 0
         for seed in 0..<20 as Range<UInt64> {
             let plan = Placement.plan(jobs: [Self.check], workers: workers, checkSeed: seed)
-            if plan.assignments.isEmpty { #expect(plan.pending[Self.check.id] == .waitingForCapacity, "\(plan.pending)") }
+            if plan.assignments.isEmpty {
+                waited += 1
+                #expect(plan.pending[Self.check.id] == .waitingForCapacity, "\(plan.pending)")
+            }
         }
+        #expect(waited > 0)
     }
 
     /// The draw is the manager's seed's and the job's: the same seed and job place the same way whatever order the
-    /// workers come in; the seed holds for `checkRedrawSeconds`, then changes; no time traps it.
+    /// workers come in; the seed holds for its period, then changes (at a moment the secret shifts); no number traps it.
     @Test func theDrawDependsOnTheSeedAndTheWorkersOnly() {
         let workers = (0..<6).map { Self.worker("w\($0)", owner: UserID(10 + $0 % 3), load: Double($0) / 10) }
         let check = Placement.Job(
@@ -187,9 +192,38 @@ import Testing
         #expect(Placement.checkWorker([], ids: { "w\($0)" }, job: 1, seed: 0) == nil)
         #expect(Placement.checkOwner(check, workers: [], seed: 0) == nil)
         let t = 1_800_000_000.0
-        #expect(Placement.checkSeed(secret: 5, now: t) == Placement.checkSeed(secret: 5, now: t + 599))
-        #expect(Placement.checkSeed(secret: 5, now: t) != Placement.checkSeed(secret: 5, now: t + 600))
-        #expect(Placement.checkSeed(secret: 5, now: t) != Placement.checkSeed(secret: 6, now: t))
-        for odd in [Double.nan, .infinity, -.infinity, 1e300, -1e300, 0] { _ = Placement.checkSeed(secret: 5, now: odd) }
+        for secret in [5, 6, 599, .max] as [UInt64] {
+            // Within any 600 s it changes once at most, and 600 s on it is another.
+            let seen = Set(stride(from: t, to: t + 600, by: 10).map { Placement.checkSeed(secret: secret, now: $0, every: 600) })
+            #expect((1...2).contains(seen.count), "secret \(secret)")
+            #expect(Placement.checkSeed(secret: secret, now: t, every: 600) != Placement.checkSeed(secret: secret, now: t + 600, every: 600))
+        }
+        #expect(Placement.checkSeed(secret: 5, now: t, every: 600) != Placement.checkSeed(secret: 6, now: t, every: 600))
+        for odd in [Double.nan, .infinity, -.infinity, 1e300, -1e300, 0, -1] {
+            _ = Placement.checkSeed(secret: .max, now: odd, every: 600)
+            _ = Placement.checkSeed(secret: .max, now: t, every: odd)
+        }
+    }
+
+    /// Owners joining or leaving move only their share of the checks: drawn by rendezvous, a check keeps its owner
+    /// unless the owner that joins outdraws it, or its own owner leaves. (Second review: drawn by position in the list,
+    /// an owner's coming and going drew nearly every waiting check again, and a colluder could churn workers until a
+    /// check landed on whoever had room.)
+    @Test func ownersComingAndGoingMoveOnlyTheirShareOfTheChecks() {
+        let before: Set<UserID> = [3, 4, 5]
+        var moved = (joined: 0, left: 0)
+        for job in 1...600 as ClosedRange<JobID> {
+            let was = Placement.checkOwner(job, among: before, seed: 77)
+            let afterJoin = Placement.checkOwner(job, among: before.union([6]), seed: 77)
+            #expect(afterJoin == was || afterJoin == 6, "job \(job)")
+            if afterJoin != was { moved.joined += 1 }
+            let afterLeave = Placement.checkOwner(job, among: [3, 4], seed: 77)
+            #expect(was == 5 || afterLeave == was, "job \(job)")
+            if afterLeave != was { moved.left += 1 }
+        }
+        // About a quarter go to the owner that joined, about a third leave with the one that left.
+        #expect((100...200).contains(moved.joined), "\(moved)")
+        #expect((140...260).contains(moved.left), "\(moved)")
+        #expect(Placement.checkOwner(1, among: [], seed: 0) == nil)
     }
 }
