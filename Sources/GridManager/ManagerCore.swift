@@ -835,13 +835,15 @@ public actor ManagerCore {
         let workers = live.values.map { w in
             let s = state[w.identity.workerId]!
             let disk = Placement.Worker.jobDisk(registered: w.registration.jobDiskBytes)
-            return Placement.Worker(
+            var worker = Placement.Worker(
                 id: w.identity.workerId, total: w.registration.resources, free: s.free, load: s.load, tier: w.registration.tier,
                 freeSlots: w.stopping || w.diskFull ? 0 : max(0, w.registration.slots - s.running), tieBreak: w.tieBreak, owner: w.identity.ownerId,
                 acceptsOthers: w.registration.sandbox?.acceptsOthers ?? true, quarantined: quarantined.contains(w.identity.workerId),
                 envs: w.envs, python: w.registration.python,
                 othersRoom: rooms[w.identity.ownerId] ?? OthersWindow.first,
                 maxJobDiskGb: disk.maxJobDiskGb, enforcesJobDisk: disk.enforcesJobDisk)
+            worker.draining = w.stopping || w.diskFull
+            return worker
         }
         let usage = try await db.recentUsage(since: wall() - 86_400)
         // Known to no worker, changing every quarter of the check wait: where check runs go (`Placement.checkOwner`).

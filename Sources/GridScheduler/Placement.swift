@@ -25,6 +25,8 @@ public enum Placement {
         public var acceptsOthers: Bool
         /// A quarantined worker (contradicted too often by verification) runs only its owner's jobs.
         public var quarantined: Bool
+        /// It takes no new job for now, room or not (stopping, or its disk nearly full): it is not drawn for check runs.
+        public var draining = false
         /// Digests of the Python environments the worker has cached (`PythonRequirements.digest`).
         public var envs: Set<String>
         /// The worker's Python version (`3.11.7`); nil: unknown (an older worker), taken to fit any job.
@@ -238,9 +240,11 @@ public enum Placement {
         return owners.max { (weight($0), $0) < (weight($1), $1) }
     }
 
-    /// The owners with a worker online that could ever run `job` (`couldRun`, room or not; not a worker it avoids).
+    /// The owners with a worker online that could ever run `job` (`couldRun`, room or not; not a worker it avoids, nor
+    /// one that takes no new job for now, `draining`: a check drawn to an owner whose only such worker stops would wait
+    /// for nothing).
     public static func checkOwners(_ job: Job, workers: [Worker]) -> Set<UserID> {
-        Set(workers.lazy.filter { $0.couldRun(job) && !job.avoid.contains($0.id) }.compactMap(\.owner))
+        Set(workers.lazy.filter { !$0.draining && $0.couldRun(job) && !job.avoid.contains($0.id) }.compactMap(\.owner))
     }
 
     /// `checkOwner` among `checkOwners`.

@@ -178,6 +178,15 @@ import Testing
         #expect(waited > 0)
     }
 
+    /// A worker that takes no new job for now (stopping, its disk nearly full) is not drawn for checks: Carol's only
+    /// worker drains, so every check goes to Dave's (before, a third of them waited on Carol's for hours).
+    @Test func aDrainingWorkersOwnerIsNotDrawn() {
+        var carols = Self.worker("carol-pc", owner: Self.carol, load: 0, freeSlots: 0)
+        carols.draining = true
+        let owners = Self.draws([carols, Self.worker("dave-pc", owner: Self.dave, load: 0.5)])
+        #expect(owners == [Self.dave: 300], "\(owners)")
+    }
+
     /// The draw is the manager's seed's and the job's: the same seed and job place the same way whatever order the
     /// workers come in; the seed holds for its period, then changes (at a moment the secret shifts); no number traps it.
     @Test func theDrawDependsOnTheSeedAndTheWorkersOnly() {
