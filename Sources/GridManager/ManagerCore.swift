@@ -66,7 +66,7 @@ public actor ManagerCore {
     static func oneLine(_ reason: String) -> String { Msg.SavedOutput.oneLine(reason, maxBytes: WorkerClaims.reasonLength.upperBound) }
 
     /// Workers that could run other owners' check runs, by owner (`checkers()`): those the store remembers when this
-    /// manager starts (`recover`), and those registered since. A probation run is checked while one is known, online
+    /// manager starts (`recover`: seen within a week, `Verification.remembersChecker`), and those registered since. A probation run is checked while one is known, online
     /// or not.
     private var knownCheckers: [WorkerID: UserID] = [:]
     /// This manager's secret for the draws that place check runs (`Placement.checkSeed`): drawn as it starts, never sent.

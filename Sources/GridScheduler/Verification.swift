@@ -45,8 +45,8 @@ public enum Verification {
     /// always draw the same). Spot checks are made only while a worker that could run the check is online
     /// (`checkerOnline`: another owner's than the run's worker's and the submitter's, taking others' jobs, not
     /// quarantined): on a grid of one owner's workers they could never run, and a trusted worker's pay would wait in
-    /// escrow for nothing. A probation run is checked while such a worker is known (`checkerKnown`: one has registered,
-    /// remembered across a manager's restart), online or not, and the check waits for it: a new worker whose owner saw (on the
+    /// escrow for nothing. A probation run is checked while such a worker is known (`checkerKnown`: one has registered since
+    /// the manager started, or within a week before it, `remembersChecker`), online or not, and the check waits for it: a new worker whose owner saw (on the
     /// workers page) that the others were offline forged other users' results unchecked, and was paid for them.
     ///
     /// A run that did not complete (`ended` failed or timed out) is drawn at `failedRunRate`, four times the spot-check
