@@ -48,13 +48,15 @@ struct GridServer: Service {
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     let stranger = StrangerHandler(guard: strangers, address: channel.remoteAddress?.ipAddress ?? "?")
+                    let flow = InboundFlow()
                     try channel.pipeline.syncOperations.addHandler(stranger)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: stranger.gate, flow: flow)))
                     try channel.pipeline.syncOperations.addHandler(GridFrameWriter())
                     let async = try NIOAsyncChannel<InboundFrame, GridFrame>(
                         wrappingChannelSynchronously: channel,
                         configuration: .init(isOutboundHalfClosureEnabled: true))
-                    return Accepted(channel: async, gate: stranger.gate)
+                    return Accepted(channel: async, gate: stranger.gate, flow: flow)
                 }
             }
         await onBound(server.channel.localAddress?.port ?? port)
@@ -75,7 +77,7 @@ struct GridServer: Service {
                                 continue
                             }
                             group.addTask {
-                                try? await connection.channel.withGridLink { link in await self.serve(link, gate: gate) }
+                                try? await connection.channel.withGridLink(flow: connection.flow) { link in await self.serve(link, gate: gate) }
                             }
                         }
                     }
@@ -90,6 +92,8 @@ struct GridServer: Service {
     struct Accepted: Sendable {
         var channel: NIOAsyncChannel<InboundFrame, GridFrame>
         var gate: StrangerGate?
+        /// What its decoder says of the frames on their way in.
+        var flow: InboundFlow
     }
 
     private func serve(_ link: GridLink, gate: StrangerGate) async {
@@ -139,6 +143,8 @@ struct GridServer: Service {
                         group.cancelAll()
                     }
                     loop: for try await item in inbound {
+                        // Handled, however this turn ends (`InboundFlow`: a frame waiting here counts as heard).
+                        defer { link.flow?.handled() }
                         var payload: ByteBuffer?
                         var action: WorkerSession.StateMachine.Action
                         switch item {
@@ -173,7 +179,9 @@ struct GridServer: Service {
                                 gate.takingStep()
                                 // A peer that does not say where it is reachable is reachable where it connected from.
                                 if reg.host == nil || reg.host?.isEmpty == true { reg.host = link.remoteAddress }
-                                guard var answer = await core.register(who, reg, connection: connection, queue: queue, close: { link.close() })
+                                guard
+                                    var answer = await core.register(
+                                        who, reg, connection: connection, queue: queue, flow: link.flow, close: { link.close() })
                                 else {
                                     try? await outbound.write(
                                         GridFrame(id: id, .error(Msg.Error(GridError(.unauthorized, "this worker's join token was revoked by its owner")))))

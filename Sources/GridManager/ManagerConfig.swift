@@ -90,6 +90,13 @@ public struct ManagerConfig: Sendable {
     /// Frame limits of the grid protocol. A job's script and inputs may take up to ¾ of the bulk limit.
     public var maxLineBytes: Int = 1 << 20
     public var maxBulkBytes: Int = 64 << 20
+
+    /// How long a worker's connection may stay busy with its frames (one being read, or read and waiting to be
+    /// handled) and still count as heard from (`BusySpells`): the deadline of the largest frame it may send (64 MiB:
+    /// about 18 minutes), past which the frame is refused anyway.
+    public var busyHoldSeconds: Double {
+        FrameLimits(maxLineBytes: maxLineBytes, maxBulkBytes: maxBulkBytes).frameDeadlineSeconds(bulk: maxBulkBytes)
+    }
     /// What a grid-port connection may do before `HELLO_OK`: deadline, line length, per-address caps
     /// (`manager --hello-deadline`).
     public var strangers = StrangerLimits()

@@ -23,6 +23,8 @@ public actor ManagerCore {
         var queue: WorkerSendQueue
         /// Closes its connection, both ways (a revoked join token, a replaced or silent connection).
         var close: @Sendable () -> Void
+        /// Whether a frame of its is on its way in or waits to be handled (`BusySpells`); nil: not known.
+        var flow: InboundFlow?
         var lastHeartbeat: Double
         var lastLoadWrite: Double
         /// Function tasks queued or running on the peer (peer services).
@@ -42,6 +44,8 @@ public actor ManagerCore {
     let config: ManagerConfig
     let logger: Logger
     private var leases: LeaseTable
+    /// Which workers' connections are busy with a frame, and since when (`expireLeases`).
+    private var busySpells: BusySpells
     private var live: [WorkerID: LiveWorker] = [:]
     /// Join tokens revoked in the last ten minutes, and when (`joinTokenRevoked`, `register`).
     private var revokedJoinTokens: [String: Double] = [:]
@@ -124,6 +128,7 @@ public actor ManagerCore {
         self.logger = logger
         self.authority = authority
         self.leases = LeaseTable(ttl: config.leaseSeconds)
+        self.busySpells = BusySpells(most: config.busyHoldSeconds)
         self.reports = RunReports(bound: config.settleWaitSeconds, maxLogBytes: config.maxLogBytes)
         (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -252,7 +257,8 @@ public actor ManagerCore {
     /// A worker registered (first time or after a reconnect): record it, keep the jobs it still legitimately runs. Nil
     /// when the join token it said `HELLO` with was revoked since (the connection is then refused and closed).
     func register(
-        _ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, queue: WorkerSendQueue, close: @escaping @Sendable () -> Void
+        _ who: WorkerSession.Identity, _ reg: Msg.Register, connection: Int, queue: WorkerSendQueue, flow: InboundFlow? = nil,
+        close: @escaping @Sendable () -> Void
     ) async -> Msg.Registered? {
         let heldBefore = Set(leases.jobs(of: who.workerId))
         if let old = live[who.workerId], old.connection != connection {
@@ -298,7 +304,8 @@ public actor ManagerCore {
         let t = now()
         if reg.sandbox?.acceptsOthers ?? true { knownCheckers[who.workerId] = who.ownerId } else { knownCheckers[who.workerId] = nil }
         live[who.workerId] = LiveWorker(
-            identity: who, registration: reg, load: 0, connection: connection, queue: queue, close: close, lastHeartbeat: t, lastLoadWrite: t,
+            identity: who, registration: reg, load: 0, connection: connection, queue: queue, close: close, flow: flow, lastHeartbeat: t,
+            lastLoadWrite: t,
             diskFull: reg.diskFull == true, envs: Set((reg.envs ?? []).prefix(WorkerClaims.envsKept)))
         // The store first (its reads suspend); then every lease decision in one step against the lease table as it is
         // now, so that a lease expiring meanwhile is never granted again (`Rejoin`).
@@ -947,8 +954,16 @@ public actor ManagerCore {
 
     func expireLeases() async {
         let t = now()
+        // A worker whose connection is busy with a frame of its (a run's outputs on a slow link) is heard from, its
+        // heartbeats waiting behind the frame; once the frame is in and handled, it is heard from now.
+        let spells = busySpells.look(busyNow: Set(live.compactMap { $0.value.flow?.busy == true ? $0.key : nil }), now: t)
+        for id in spells.ended {
+            guard let last = live[id]?.lastHeartbeat else { continue }
+            live[id]?.lastHeartbeat = max(last, t)
+            leases.heard(worker: id, now: t)
+        }
         // A worker silent for a whole lease period is offline, even if its socket is still open.
-        for (id, w) in live where t - w.lastHeartbeat > config.leaseSeconds {
+        for (id, w) in live where !spells.busy.contains(id) && t - w.lastHeartbeat > config.leaseSeconds {
             live[id] = nil
             // Its connection is closed too: a worker that was only slow (suspended, starved) sees it end, connects again
             // and registers, instead of talking on into a connection the manager no longer listens to. Both ways: a
@@ -959,7 +974,7 @@ public actor ManagerCore {
             logger.warning("worker stopped sending heartbeats", metadata: ["grid.worker.id": "\(id)"])
             await announcePeers()
         }
-        let expired = leases.expire(now: t)
+        let expired = leases.expire(now: t, busy: spells.busy.filter { live[$0] != nil }, revokedHold: busySpells.most)
         let batch = Dictionary(grouping: expired, by: \.worker).mapValues(\.count)
         let alone = Dictionary(uniqueKeysWithValues: batch.map { ($0.key, lostAlone($0.key, count: $0.value, now: t)) })
         // The workers' names, read once for the whole batch (a worker lost with many runs expires them together).

@@ -46,8 +46,12 @@ public struct FrameLimits: Sendable, Hashable {
     /// How long a frame announcing `bulk` bytes may take to arrive whole, from its first byte: never a trap, at most a
     /// day.
     public func frameDeadline(bulk: Int) -> TimeAmount {
+        .milliseconds(Int64(frameDeadlineSeconds(bulk: bulk) * 1000))
+    }
+
+    /// `frameDeadline(bulk:)` in seconds.
+    public func frameDeadlineSeconds(bulk: Int) -> Double {
         let base = frameSeconds.isFinite ? min(max(frameSeconds, 0.1), 86_400) : 60
-        let seconds = min(base + Double(max(0, bulk)) / Double(max(1, frameBytesPerSecond)), 86_400)
-        return .milliseconds(Int64(seconds * 1000))
+        return min(base + Double(max(0, bulk)) / Double(max(1, frameBytesPerSecond)), 86_400)
     }
 }

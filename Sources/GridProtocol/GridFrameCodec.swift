@@ -9,15 +9,18 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
     /// On a listener: the connection's gate, which says whether the other side has authenticated yet (see
     /// `FrameParser.authenticated`). nil: this side opened the connection, and reads with the full limits.
     private let gate: StrangerGate?
+    /// On the manager's grid port: told of each frame begun and each passed on (`InboundFlow`).
+    private let flow: InboundFlow?
 
-    public init(limits: FrameLimits = FrameLimits(), gate: StrangerGate? = nil) {
-        self.init(limits: limits, gate: gate, isReading: FrameWatch.autoRead)
+    public init(limits: FrameLimits = FrameLimits(), gate: StrangerGate? = nil, flow: InboundFlow? = nil) {
+        self.init(limits: limits, gate: gate, flow: flow, isReading: FrameWatch.autoRead)
     }
 
     /// `isReading`: whether this side reads the channel now (tests stand in for the channel's `autoRead`).
-    init(limits: FrameLimits, gate: StrangerGate?, isReading: @escaping @Sendable (any Channel) -> Bool) {
+    init(limits: FrameLimits, gate: StrangerGate?, flow: InboundFlow? = nil, isReading: @escaping @Sendable (any Channel) -> Bool) {
         self.parser = FrameParser(limits: limits)
         self.gate = gate
+        self.flow = flow
         self.watch = FrameWatch(isReading: isReading)
         if let gate { parser.authenticated = gate.isOpen }
     }
@@ -31,24 +34,32 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
             // On a listener (the grid port, a peer port): the other side is the one that must keep sending.
             if gate != nil, buffer.readableBytes > 0 || parser.pendingBulkBytes != nil {
                 watch.arm(bulk: parser.pendingBulkBytes ?? 0, limits: parser.limits, channel: context.channel)
+                flow?.reading()
             }
             return .needMoreData
         }
         watch.completed()
+        flow?.decoded()
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
 
-    public mutating func decoderRemoved(context: ChannelHandlerContext) { watch.completed() }
+    public mutating func decoderRemoved(context: ChannelHandlerContext) {
+        watch.completed()
+        flow?.stoppedReading()
+    }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
         while let frame = parser.next(&buffer) {
+            flow?.decoded()
             context.fireChannelRead(wrapInboundOut(frame))
         }
         if let last = parser.finish(&buffer) {
+            flow?.decoded()
             context.fireChannelRead(wrapInboundOut(last))
         }
+        flow?.stoppedReading()
         return .needMoreData
     }
 }

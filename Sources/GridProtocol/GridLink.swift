@@ -19,15 +19,20 @@ public struct GridLink: Sendable {
     public let remoteAddress: String?
     /// For logs: the other side as its transport names it.
     public let remoteDescription: String
+    /// On a listener that keeps it (the manager's grid port): whether a frame is on its way in or waits to be handled
+    /// (the shell says `handled()` after each frame it reads from `inbound`).
+    public let flow: InboundFlow?
     private let closer: @Sendable () -> Void
 
     public init(
-        inbound: Inbound, outbound: GridOutbox, remoteAddress: String?, remoteDescription: String, close: @escaping @Sendable () -> Void
+        inbound: Inbound, outbound: GridOutbox, remoteAddress: String?, remoteDescription: String, flow: InboundFlow? = nil,
+        close: @escaping @Sendable () -> Void
     ) {
         self.inbound = inbound
         self.outbound = outbound
         self.remoteAddress = remoteAddress
         self.remoteDescription = remoteDescription
+        self.flow = flow
         self.closer = close
     }
 
@@ -44,16 +49,16 @@ public struct GridLink: Sendable {
 }
 
 extension NIOAsyncChannel where Inbound == InboundFrame, Outbound == GridFrame {
-    /// Runs `body` with this channel as a `GridLink`, then closes the channel.
+    /// Runs `body` with this channel as a `GridLink`, then closes the channel. `flow`: the one its decoder tells.
     public func withGridLink<R>(
-        isolation actor: isolated (any Actor)? = #isolation, _ body: (GridLink) async throws -> sending R
+        isolation actor: isolated (any Actor)? = #isolation, flow: InboundFlow? = nil, _ body: (GridLink) async throws -> sending R
     ) async throws -> sending R {
         let channel = self.channel
         return try await executeThenClose(isolation: actor) { inbound, outbound in
             try await body(
                 GridLink(
                     inbound: inbound, outbound: GridOutbox(outbound), remoteAddress: channel.remoteAddress?.ipAddress,
-                    remoteDescription: channel.remoteAddress?.description ?? "?", close: { channel.close(promise: nil) }))
+                    remoteDescription: channel.remoteAddress?.description ?? "?", flow: flow, close: { channel.close(promise: nil) }))
         }
     }
 }
@@ -118,7 +123,7 @@ public final class MemoryGridTransport: Sendable {
         let pipe = Pipe()
         let server = GridLink(
             inbound: pipe.serverInbound, outbound: GridOutbox(pipe: pipe, toServer: false), remoteAddress: address,
-            remoteDescription: "memory:\(address)", close: { pipe.close() })
+            remoteDescription: "memory:\(address)", flow: pipe.serverFlow, close: { pipe.close() })
         let client = GridLink(
             inbound: pipe.clientInbound, outbound: GridOutbox(pipe: pipe, toServer: true), remoteAddress: nil,
             remoteDescription: "memory:manager", close: { pipe.close() })
@@ -162,6 +167,8 @@ public final class MemoryGridTransport: Sendable {
         let clientInbound: GridLink.Inbound
         private let toServer: GridLink.Inbound.TestSource
         private let toClient: GridLink.Inbound.TestSource
+        /// The frames passed to the listening side and not yet handled (as a TCP link's decoder tells it).
+        let serverFlow = InboundFlow()
         /// Which directions are finished (`toServer`, `toClient`).
         private let finished = Mutex((toServer: false, toClient: false))
 
@@ -173,6 +180,7 @@ public final class MemoryGridTransport: Sendable {
         func deliver(_ frame: GridFrame, toServer server: Bool) throws {
             try finished.withLock { f in
                 if server ? f.toServer : f.toClient { throw ChannelError.ioOnClosedChannel }
+                if server { serverFlow.decoded() }
                 (server ? toServer : toClient).yield(.frame(frame))
             }
         }

@@ -26,6 +26,7 @@ public struct LeaseTable: Sendable {
     public mutating func grant(_ job: JobRef, to worker: WorkerID, now: Double, ttl: Double? = nil) {
         let old = leases[job.jobId]
         leases[job.jobId] = Lease(job: job, worker: worker, expires: now + (ttl ?? self.ttl))
+        held.remove(job.jobId)
         // A revoked lease is never extended, not even by a reconnect.
         if revoked.contains(job.jobId), let old, old.job == job { leases[job.jobId]!.expires = min(old.expires, now + self.ttl) }
     }
@@ -62,6 +63,7 @@ public struct LeaseTable: Sendable {
             if holds(job, worker: worker) {
                 if revoked.contains(job.jobId) { continue }
                 leases[job.jobId]!.expires = now + ttl
+                held.remove(job.jobId)
             } else {
                 stale.append(job)
             }
@@ -73,17 +75,46 @@ public struct LeaseTable: Sendable {
     @discardableResult
     public mutating func release(_ job: JobID) -> Lease? {
         revoked.remove(job)
+        held.remove(job)
         return leases.removeValue(forKey: job)
     }
 
+    /// Leases kept past their end because their worker's connection was busy (`expire(now:busy:revokedHold:)`), until
+    /// it is heard from again (`heard(worker:now:)`).
+    public private(set) var held: Set<JobID> = []
+
     /// Removes and returns every lease that ran out at `now`, oldest first.
-    public mutating func expire(now: Double) -> [Lease] {
-        let gone = leases.values.filter { $0.expires <= now }.sorted { ($0.expires, $0.job.jobId) < ($1.expires, $1.job.jobId) }
+    ///
+    /// `busy`: workers whose connection is reading a frame from them, or holds frames read and not yet handled. Their
+    /// heartbeats wait behind that frame (a run's outputs, up to 64 MiB, on a slow link), so their leases that ran out
+    /// are kept (`held`) rather than taken away with the frame half read. A revoked one (a cancel, a time limit) is
+    /// kept at most `revokedHold` seconds past its end: a worker that kept its connection busy for ever could otherwise
+    /// hold a cancelled run for ever. A `revokedHold` that is not a finite positive number keeps none.
+    public mutating func expire(now: Double, busy: Set<WorkerID> = [], revokedHold: Double = 0) -> [Lease] {
+        let hold = revokedHold.isFinite ? max(0, revokedHold) : 0
+        var gone: [Lease] = []
+        for lease in leases.values where lease.expires <= now {
+            let kept = busy.contains(lease.worker) && (!revoked.contains(lease.job.jobId) || now < lease.expires + hold)
+            if kept { held.insert(lease.job.jobId) } else { gone.append(lease) }
+        }
+        gone.sort { ($0.expires, $0.job.jobId) < ($1.expires, $1.job.jobId) }
         for lease in gone {
             leases.removeValue(forKey: lease.job.jobId)
             revoked.remove(lease.job.jobId)
+            held.remove(lease.job.jobId)
         }
         return gone
+    }
+
+    /// `worker`'s busy connection went quiet (`expire(now:busy:revokedHold:)`): the leases kept meanwhile that are not
+    /// revoked last one lease period from `now`, for the heartbeat that waited behind the frame to name them. A revoked
+    /// one keeps the end it had: unless the frame settled its run, it expires at once.
+    public mutating func heard(worker: WorkerID, now: Double) {
+        for id in held {
+            guard let lease = leases[id], lease.worker == worker else { continue }
+            held.remove(id)
+            if !revoked.contains(id) { leases[id]!.expires = max(lease.expires, now + ttl) }
+        }
     }
 
     /// Jobs leased to `worker`.
@@ -97,5 +128,37 @@ public struct LeaseTable: Sendable {
         var out: [WorkerID: [JobRef]] = [:]
         for lease in leases.values { out[lease.worker, default: []].append(lease.job) }
         return out.mapValues { $0.sorted { $0.jobId < $1.jobId } }
+    }
+}
+
+/// Which workers' connections count as busy for their leases and liveness (`LeaseTable.expire(now:busy:revokedHold:)`):
+/// a frame from them being read, or read and not yet handled (`InboundFlow`), for no longer than `most` seconds in one
+/// spell. Past that, a connection kept busy (a worker that never stops sending, or one whose replies stall the
+/// manager's loop) counts as silent again, and the worker must be heard by its heartbeats as any other. Pure: the
+/// manager looks at its connections at each lease tick and passes what it saw.
+public struct BusySpells: Sendable {
+    /// The longest spell that counts: the deadline of the largest frame (`FrameLimits.frameDeadline`).
+    public let most: Double
+    private var since: [WorkerID: Double] = [:]
+
+    /// `most`: not a finite number, or negative: no spell counts.
+    public init(most: Double) { self.most = most.isFinite ? max(0, most) : 0 }
+
+    /// The workers whose connections are busy at `now` (`busyNow`). Returns those that count as busy, and those whose
+    /// spell ended since the last look: the manager has heard from them now (the frame they were sending is in).
+    public mutating func look(busyNow: Set<WorkerID>, now: Double) -> (busy: Set<WorkerID>, ended: Set<WorkerID>) {
+        guard now.isFinite else { return ([], []) }
+        var ended: Set<WorkerID> = []
+        for (worker, _) in since where !busyNow.contains(worker) {
+            since[worker] = nil
+            ended.insert(worker)
+        }
+        var busy: Set<WorkerID> = []
+        for worker in busyNow {
+            let start = since[worker] ?? now
+            since[worker] = start
+            if now - start <= most { busy.insert(worker) }
+        }
+        return (busy, ended)
     }
 }

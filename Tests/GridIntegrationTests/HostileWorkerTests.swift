@@ -309,3 +309,72 @@ extension Integration {
         }
     }
 }
+
+/// A worker on a slow link: its report of a run (the outputs in one `JOB_DONE`) takes longer than a lease period to
+/// arrive, and its heartbeats wait behind it on the connection. Not in the serialized chain: it mostly waits on its
+/// own trickle. Before (money review), the manager heard nothing for a lease period, dropped the worker with the frame
+/// half read and gave the run to the queue again; a cancelled run's report that came so was refunded, its worker
+/// unpaid for a whole honest run.
+@Suite struct SlowReport {
+    static let leaseSeconds = 4.0
+
+    @Test func aReportSlowerThanALeasePeriodIsTakenAndACancelledRunsResultWithIt() async throws {
+        let grid = try TestGrid(label: "slow-report")
+        defer { grid.shutdown() }
+        try await grid.startManager(leaseSeconds: Self.leaseSeconds)
+        let owner = try await grid.user("owner")
+        let alice = try await grid.user("alice")
+        let w = try FakeWorker(port: grid.gridPort, token: try await owner.createToken(kind: "worker").token, name: "slow-link")
+        #expect(w.ask(FakeWorker.register(cpus: "4", slots: "4"))?["type"] as? String == "REGISTERED")
+        // Beats (no runs yet) from a thread of its own while the jobs are submitted and assigned.
+        var beat = HostileWorkerTimeLimit.Heartbeat(w.c, frame: #"{"id":9000,"type":"LOAD_UPDATE","load":0,"running":[]}"#, every: 0.25)
+        let kept = try await Integration.HostileWorker.submit(alice, minutes: 5)
+        let keptJob = try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any])
+        let keptRef = FakeWorker.ref(keptJob)
+        let cancelled = try await Integration.HostileWorker.submit(alice, minutes: 5)
+        let cancelledRef = FakeWorker.ref(try #require(w.c.next("JOB_ASSIGN")?["job"] as? [String: Any]))
+        beat.stop()
+        for ref in [keptRef, cancelledRef] { w.send(#""type":"JOB_STARTED","job":\#(ref)"#) }
+        beat = HostileWorkerTimeLimit.Heartbeat(
+            w.c, frame: #"{"id":9001,"type":"LOAD_UPDATE","load":0,"running":[\#(keptRef),\#(cancelledRef)]}"#, every: 0.25)
+        defer { beat.stop() }
+        _ = try await alice.cancel(cancelled)
+        #expect(w.c.next("CANCEL", timeout: 20) != nil, "the worker was told to stop the cancelled run")
+        beat.stop()
+        // Both reports, back to back as a worker sends them, trickled over about three and a half lease periods: the
+        // first carries 256 KiB of outputs; no heartbeat can pass them.
+        let output = (0..<(256 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        func report(_ id: Int, _ ref: String, _ file: [UInt8]) -> [UInt8] {
+            let line =
+                #"{"id":\#(id),"type":"JOB_DONE","job":\#(ref),"outcome":"completed","exit_code":0,"runtime_ms":1000,"peak_memory_kb":1,"cpu_seconds":1,"files":[{"name":"out.bin","size":\#(file.count)}],"bytes":\#(file.count)}"#
+            return Array(line.utf8) + [0x0A] + file
+        }
+        let bytes = report(9100, keptRef, output) + report(9101, cancelledRef, Array(output.prefix(1024)))
+        let pieces = 56
+        let size = (bytes.count + pieces - 1) / pieces
+        for start in stride(from: 0, to: bytes.count, by: size) {
+            guard w.c.send(Array(bytes[start..<min(bytes.count, start + size)])) else {
+                Issue.record("the manager closed the connection mid-report, at byte \(start) of \(bytes.count)")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        // Both reports are acknowledged, on the connection the worker kept.
+        var acks: Set<Int> = []
+        let deadline = Date().addingTimeInterval(30)
+        while acks.count < 2, deadline.timeIntervalSinceNow > 0, let f = w.c.readFrame(timeout: deadline.timeIntervalSinceNow) {
+            if f.message["type"] as? String == "JOB_DONE_ACK", let job = f.message["job"] as? [String: Any], let id = job["job_id"] as? Int {
+                acks.insert(id)
+            }
+        }
+        #expect(acks == [Int(kept), Int(cancelled)], "acknowledged: \(acks)\n\(grid.logs())")
+        let done = try await Scenario.waitForState(alice, kept, [.completed, .failed, .cancelled], timeout: 30)
+        #expect(done.state == .completed && done.attempt == keptJob["attempt"] as? Int && done.worker == "slow-link", "\(done)")
+        #expect(done.outputs?.first?.size == output.count)
+        #expect(done.interruptions?.isEmpty ?? true, "the run was never taken away: \(String(describing: done.interruptions))")
+        let stopped = try await Scenario.waitForState(alice, cancelled, [.completed, .failed, .cancelled], timeout: 30)
+        #expect((stopped.paid ?? 0) > 0, "the cancelled run's result came in whole: its worker is paid (\(stopped))")
+        #expect(!grid.logs(matching: ["stopped sending heartbeats"]).contains("stopped sending"), "the worker was dropped while its report came in")
+        #expect(try await Scenario.ledgerOK(grid))
+    }
+}

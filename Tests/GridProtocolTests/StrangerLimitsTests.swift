@@ -369,3 +369,45 @@ struct FrameDeadlineTests {
         #expect(FrameLimits().frameDeadline(bulk: 64 << 20) == .seconds(60 + 1_024))
     }
 }
+
+/// The manager's decoder says whether a frame is on its way in (`InboundFlow`): a worker whose heartbeats wait behind
+/// a slow frame counts as heard.
+@Suite("InboundFlow")
+struct InboundFlowTests {
+    @Test func aFrameBegunIsBusyUntilWholeAndHandled() throws {
+        let flow = InboundFlow()
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(gate: StrangerGate.trusted(), flow: flow)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        #expect(!flow.busy)
+        try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1,"bytes":4}"# + "\nxy"))
+        #expect(flow.busy, "its bulk bytes are half in")
+        try channel.writeInbound(ByteBuffer(string: "zw" + #"{"type":"PING","id":2}"# + "\n"))
+        #expect(flow.busy, "two frames whole, not yet handled")
+        flow.handled()
+        #expect(flow.busy)
+        flow.handled()
+        #expect(!flow.busy)
+        flow.handled()
+        #expect(!flow.busy, "never below none")
+        try channel.writeInbound(ByteBuffer(string: #"{"type":"PING""#))
+        #expect(flow.busy)
+        // The connection closes: nothing is being read; what the decoder passed on at the end is handled as any frame.
+        _ = try? channel.finish()
+        var passed = 0
+        while (try? channel.readInbound(as: InboundFrame.self)) ?? nil != nil { passed += 1 }
+        for _ in 0..<passed { flow.handled() }
+        #expect(!flow.busy, "\(passed) passed on at the end")
+    }
+
+    @Test func aRefusedFrameIsPassedOnAndCountsUntilHandled() throws {
+        let flow = InboundFlow()
+        var limits = FrameLimits()
+        limits.maxLineBytes = 64
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: StrangerGate.trusted(), flow: flow)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(string: "not json\n"))
+        #expect(flow.busy)
+        flow.handled()
+        #expect(!flow.busy)
+    }
+}

@@ -215,3 +215,113 @@ struct LeaseRevokeTests {
         #expect(t.holder(of: 1)?.expires == 8)
     }
 }
+
+/// A worker's frames go one after another on its connection: while one is on its way in (a run's outputs on a slow
+/// link), its heartbeats wait behind it. Its leases are kept meanwhile (money review: a late `JOB_DONE` found its run
+/// taken away, or a cancelled run refunded with its result in).
+@Suite("LeaseTable while a worker's connection is busy")
+struct LeaseTableBusyTests {
+    @Test func aBusyWorkersLeasesAreKeptPastTheirEndAndLastALeasePeriodOnceItIsHeard() {
+        var t = LeaseTable(ttl: 10)
+        t.grant(j1, to: "a", now: 0)
+        t.grant(j2, to: "b", now: 0)
+        let gone = t.expire(now: 10, busy: ["a"])
+        #expect(gone.map(\.job) == [j2], "b, silent and not busy, loses its run as before")
+        #expect(t.holds(j1, worker: "a"))
+        #expect(t.held == [1])
+        #expect(t.expire(now: 500, busy: ["a"]).isEmpty, "kept as long as the frame is on its way (BusySpells bounds it)")
+        t.heard(worker: "b", now: 500)
+        #expect(t.held == [1], "another worker heard changes nothing of a's")
+        t.heard(worker: "a", now: 500)
+        #expect(t.held.isEmpty)
+        #expect(held(t.holder(of: 1)) == Held(job: j1, worker: "a", expires: 510), "one lease period for the heartbeat behind the frame")
+        #expect(t.expire(now: 509.9).isEmpty)
+        #expect(t.expire(now: 510).map(\.job) == [j1], "not named by a heartbeat since: it runs out as any lease")
+    }
+
+    @Test func aLeaseNotYetRunOutIsNotTouchedByBusyOrHeard() {
+        var t = LeaseTable(ttl: 10)
+        t.grant(j1, to: "a", now: 0)
+        #expect(t.expire(now: 5, busy: ["a"]).isEmpty)
+        #expect(t.held.isEmpty)
+        t.heard(worker: "a", now: 5)
+        #expect(t.holder(of: 1)?.expires == 10, "heard renews only what was kept past its end")
+    }
+
+    @Test func aRevokedLeaseIsKeptOnlyUpToTheHoldPastItsEndAndNotRenewedWhenHeard() {
+        var t = LeaseTable(ttl: 10)
+        t.grant(j1, to: "a", now: 0)
+        t.grant(j2, to: "a", now: 0)
+        t.revoke(1, now: 2)
+        #expect(t.expire(now: 10, busy: ["a"], revokedHold: 100).isEmpty, "the report may be the frame on its way")
+        #expect(t.expire(now: 109.9, busy: ["a"], revokedHold: 100).isEmpty)
+        #expect(t.expire(now: 110, busy: ["a"], revokedHold: 100).map(\.job) == [j1], "a connection busy for ever holds a cancel no longer")
+        #expect(t.holds(j2, worker: "a"), "its other run, not revoked, is still kept")
+        t.grant(j3, to: "a", now: 110)
+        t.revoke(3, now: 110)
+        #expect(t.expire(now: 120, busy: ["a"], revokedHold: 100).isEmpty)
+        t.heard(worker: "a", now: 121)
+        #expect(t.holder(of: 3)?.expires == 120, "a revoked lease keeps its end: heard, it runs out at once")
+        #expect(t.holder(of: 2)?.expires == 131)
+        #expect(t.expire(now: 121).map(\.job) == [j3])
+    }
+
+    @Test func aHoldThatIsNotAFinitePositiveNumberKeepsNoRevokedLease() {
+        for hold in [0, -1, .nan, .infinity, -.infinity] as [Double] {
+            var t = LeaseTable(ttl: 10)
+            t.grant(j1, to: "a", now: 0)
+            t.revoke(1, now: 0)
+            #expect(t.expire(now: 10, busy: ["a"], revokedHold: hold).map(\.job) == [j1], "hold \(hold)")
+        }
+    }
+
+    @Test func aReleasedGrantedOrRenewedLeaseIsNoLongerHeld() {
+        var t = LeaseTable(ttl: 10)
+        t.grant(j1, to: "a", now: 0)
+        t.grant(j2, to: "a", now: 0)
+        t.grant(j3, to: "a", now: 0)
+        _ = t.expire(now: 10, busy: ["a"])
+        #expect(t.held == [1, 2, 3])
+        t.release(1)
+        t.grant(JobRef(jobId: 2, attempt: 2), to: "b", now: 11)
+        _ = t.renew(worker: "a", running: [j3], now: 11)
+        #expect(t.held.isEmpty)
+        t.heard(worker: "a", now: 12)
+        #expect(t.holder(of: 2)?.expires == 21 && t.holder(of: 3)?.expires == 21)
+    }
+}
+
+@Suite("BusySpells")
+struct BusySpellsTests {
+    @Test func aSpellCountsUpToItsMostAndEndsWhenTheConnectionIsQuiet() {
+        var s = BusySpells(most: 100)
+        var look = s.look(busyNow: ["a", "b"], now: 0)
+        #expect(look.busy == ["a", "b"] && look.ended.isEmpty)
+        look = s.look(busyNow: ["a"], now: 50)
+        #expect(look.busy == ["a"] && look.ended == ["b"], "b's frame is in: heard now")
+        look = s.look(busyNow: ["a"], now: 100)
+        #expect(look.busy == ["a"], "at its most still")
+        look = s.look(busyNow: ["a"], now: 100.5)
+        #expect(look.busy.isEmpty && look.ended.isEmpty, "past it, a is silent unless its heartbeats say otherwise")
+        look = s.look(busyNow: [], now: 101)
+        #expect(look.ended == ["a"])
+        look = s.look(busyNow: ["a"], now: 200)
+        #expect(look.busy == ["a"], "a new spell counts afresh")
+    }
+
+    @Test func numbersThatAreNotFiniteCountNoSpell() {
+        for most in [-1, .nan, .infinity, -.infinity] as [Double] {
+            var s = BusySpells(most: most)
+            #expect(s.most == 0)
+            #expect(s.look(busyNow: ["a"], now: 0).busy == ["a"], "a spell of no length yet")
+            #expect(s.look(busyNow: ["a"], now: 0.1).busy.isEmpty)
+        }
+        var s = BusySpells(most: 100)
+        for now in [Double.nan, .infinity, -.infinity] {
+            let look = s.look(busyNow: ["a"], now: now)
+            #expect(look.busy.isEmpty && look.ended.isEmpty)
+        }
+        #expect(s.look(busyNow: ["a"], now: 1e300).busy == ["a"])
+        #expect(s.look(busyNow: ["a"], now: -1e300).busy == ["a"], "a clock that went back does not trap")
+    }
+}
