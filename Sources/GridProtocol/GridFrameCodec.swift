@@ -31,9 +31,9 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
         guard let frame = parser.next(&buffer) else {
-            // On a listener (the grid port, a peer port): the other side is the one that must keep sending.
-            if gate != nil, buffer.readableBytes > 0 || parser.pendingBulkBytes != nil {
-                watch.arm(bulk: parser.pendingBulkBytes ?? 0, limits: parser.limits, channel: context.channel)
+            if buffer.readableBytes > 0 || parser.pendingBulkBytes != nil {
+                // On a listener (the grid port, a peer port): the other side is the one that must keep sending.
+                if gate != nil { watch.arm(bulk: parser.pendingBulkBytes ?? 0, limits: parser.limits, channel: context.channel) }
                 flow?.reading()
             }
             return .needMoreData

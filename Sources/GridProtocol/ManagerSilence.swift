@@ -33,9 +33,28 @@ public struct ManagerSilence: Sendable, Hashable {
         lastHeard = max(lastHeard, now)
     }
 
+    /// The longest spell of a frame on its way in that counts as hearing the manager (`tick(now:busy:)`): the deadline
+    /// of the largest frame (`FrameLimits.frameDeadline`, about 18 minutes for 64 MiB).
+    public static let busyMost = FrameLimits().frameDeadlineSeconds(bulk: FrameLimits().maxBulkBytes)
+    /// Since when a frame has been on its way in, at the ticks that saw it (nil: none).
+    private var busySince: Double?
+
     /// What to do at `now`. A clock that went backwards counts as fresh (never a give-up); a non-finite one decides nothing.
-    public mutating func tick(now: Double) -> Action {
+    ///
+    /// `busy`: a frame from the manager is on its way in (`InboundFlow`): the manager is heard, for as long as one frame
+    /// may take (`busyMost`), and again when it is in. Before, a `JOB_ASSIGN` whose bundle (up to 48 MiB) took longer than
+    /// the silence bound to arrive on a slow link was taken for a frozen manager: the worker left mid-frame, came back
+    /// without the job, and the job was given to it again, each time an interruption.
+    public mutating func tick(now: Double, busy: Bool = false) -> Action {
         guard now.isFinite else { return .none }
+        if busy {
+            let since = busySince ?? now
+            busySince = since
+            if now - since <= Self.busyMost { heard(now: now) }
+        } else if busySince != nil {
+            busySince = nil
+            heard(now: now)
+        }
         if now < lastHeard || now < lastPing {
             lastHeard = now
             lastPing = now

@@ -252,18 +252,20 @@ public actor WorkerAgent: Service {
             return
         }
         let tls = try pin.context()
+        // Whether a frame from the manager is on its way in: a large one on a slow link is no silence (`ManagerSilence`).
+        let flow = InboundFlow()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(3))
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .connect(host: rotation.current.host, port: rotation.current.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(pin.handler(context: tls)) }
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(GridFrameDecoder(flow: flow)))
                     try channel.pipeline.syncOperations.addHandler(GridFrameWriter())
                     return try NIOAsyncChannel<InboundFrame, GridFrame>(wrappingChannelSynchronously: channel)
                 }
             }
-        try await channel.withGridLink { link in try await session(link, &backoff) }
+        try await channel.withGridLink(flow: flow) { link in try await session(link, &backoff) }
     }
 
     /// One connection to the manager, whichever transport carries it: the handshake, then its frames until it closes.
@@ -279,6 +281,7 @@ public actor WorkerAgent: Service {
             var handshake = ManagerHandshake()
             func step() async throws -> ManagerHandshake.Action {
                 guard let item = try await messages.next() else { return handshake.closed() }
+                link.flow?.handled()
                 switch item {
                 case .frame(let f): return handshake.received(f)
                 case .invalid(let e, _, _): return handshake.invalid(e)
@@ -336,6 +339,7 @@ public actor WorkerAgent: Service {
             defer { heartbeat.cancel() }
             for frame in early { await handle(frame, outbound) }
             reading: while let item = try await messages.next() {
+                link.flow?.handled()
                 switch item {
                 case .frame(let frame): await handle(frame, outbound)
                 case .invalid(let e, _, let fatal):
@@ -456,7 +460,7 @@ public actor WorkerAgent: Service {
 
     private func heartbeats(_ out: Outbox, link: GridLink) async throws {
         while !Task.isCancelled {
-            switch silence.tick(now: Self.clock()) {
+            switch silence.tick(now: Self.clock(), busy: link.flow?.busy == true) {
             case .none: break
             case .ping:
                 // Its PONG (any frame, in fact) counts as an answer; the id is one no request of ours uses.

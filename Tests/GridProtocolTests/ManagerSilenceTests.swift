@@ -32,6 +32,34 @@ import Testing
         #expect(s.tick(now: 25) == .giveUp(silentFor: 15))
     }
 
+    /// A frame on its way in (a 48 MiB bundle on a slow link) is the manager speaking: it is heard, for as long as one
+    /// frame may take, and again once the frame is in.
+    @Test func aFrameOnItsWayInIsHeardForAsLongAsAFrameMayTake() {
+        var s = ManagerSilence(heartbeat: 1, now: 0)
+        for t in stride(from: 1.0, through: 60, by: 1) {
+            #expect(!Self.givesUp(s.tick(now: t, busy: true)), "at \(t) s, the frame still coming")
+        }
+        #expect(s.lastHeard == 60)
+        #expect(s.tick(now: 70) == .ping, "the frame is in: heard at its end, then pinged as ever")
+        #expect(s.lastHeard == 70)
+        #expect(!Self.givesUp(s.tick(now: 84.9)))
+        #expect(s.tick(now: 85) == .giveUp(silentFor: 15), "silence after it counts as before")
+    }
+
+    @Test func aFrameThatNeverEndsIsHeardNoLongerThanTheLargestFramesDeadline() {
+        var s = ManagerSilence(heartbeat: 1, now: 0)
+        #expect(ManagerSilence.busyMost == 60 + 1_024)
+        var given: Double?
+        for t in stride(from: 1.0, through: 1_200, by: 1) where given == nil {
+            if Self.givesUp(s.tick(now: t, busy: true)) { given = t }
+        }
+        #expect(given == 1 + ManagerSilence.busyMost + 15, "heard up to its most, then silent for the bound")
+        var odd = ManagerSilence(heartbeat: 1, now: 0)
+        #expect(odd.tick(now: .nan, busy: true) == .none)
+        #expect(odd.tick(now: .infinity, busy: true) == .none)
+        #expect(odd.tick(now: 16, busy: false) == .giveUp(silentFor: 16), "a clock that read NaN began no spell")
+    }
+
     @Test func aSlowHeartbeatStretchesTheBounds() {
         let s = ManagerSilence(heartbeat: 5, now: 0)
         #expect(s.pingEvery == 25 && s.giveUpAfter == 50)

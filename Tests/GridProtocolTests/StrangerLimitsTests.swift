@@ -399,6 +399,20 @@ struct InboundFlowTests {
         #expect(!flow.busy, "\(passed) passed on at the end")
     }
 
+    /// The worker's decoder (no gate, no deadline) tells its flow too: a large `JOB_ASSIGN` on its way is no silence.
+    @Test func aClientsDecoderTellsItsFlowOfAFrameOnItsWay() throws {
+        let flow = InboundFlow()
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(flow: flow)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1,"bytes":3}"# + "\nab"))
+        #expect(flow.busy)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(86_400))
+        #expect(channel.isActive, "a client keeps no deadline")
+        try channel.writeInbound(ByteBuffer(string: "c"))
+        flow.handled()
+        #expect(!flow.busy)
+    }
+
     @Test func aRefusedFrameIsPassedOnAndCountsUntilHandled() throws {
         let flow = InboundFlow()
         var limits = FrameLimits()
