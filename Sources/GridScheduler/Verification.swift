@@ -248,6 +248,22 @@ public enum Verification {
         return out.filter { $0.amount > 0 }
     }
 
+    /// Who pays for a check run of `root` (its hold, and what the check does not spend goes back there):
+    /// - a requested check (`--verify`): the submitter;
+    /// - a probation check: the checked run's escrow, `escrow:ROOT`: a new worker's first results pay for their own
+    ///   checks. Before, the fund paid them, and three accounts drained it: a job only the attacker's workers could run
+    ///   (claiming large resources), a new worker that finished it at once, and a second account's worker drawn to
+    ///   check it, paid from the fund for agreeing, round after round with new worker ids. Now the checker's pay comes
+    ///   out of the checked worker's own, and such a round gains its owners nothing but the fund's share lost;
+    /// - a spot check of a trusted worker: the fund, which every payment's share feeds.
+    public static func checkPayer(_ reason: Reason, root: JobID, submitter: UserID) -> LedgerAccount {
+        switch reason {
+        case .requested: .user(submitter)
+        case .probation: .escrow(root)
+        case .spotCheck: .fund
+        }
+    }
+
     /// The hold of a check run the fund pays for: the run's full cost, or what the fund has when it has less.
     public static func fundCheckHold(check: JobID, cost: Int, fundBalance: Int) -> [Movement] {
         checkHold(check: check, cost: cost, from: .fund, balance: fundBalance)

@@ -573,13 +573,17 @@ extension GridDatabase {
             }
             var check: JobID?
             let submitterPays = reason == .requested
+            let checkPayer = reason.map { Verification.checkPayer($0, root: job.id, submitter: job.ownerId) }
             if reason != nil {
-                check = try Self.queueCheck(db, root: job, avoidOwners: [ownerId], submitterPays: submitterPays, now: now)
+                check = try Self.queueCheck(
+                    db, root: job, avoidOwners: [ownerId], submitterPays: submitterPays, fundPays: checkPayer == .fund, now: now)
             }
             let moves = Verification.settleRun(
                 job: job.id, held: held, paid: paid, fundSharePercent: policy.fundSharePercent, workerOwner: ownerId, escrowed: escrowed,
-                payer: Self.payer(job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil)
+                payer: try Self.payer(db, job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil)
             try Self.apply(db, moves, job: job.checkOf ?? job.id, now: now)
+            // A probation check is paid from what this run was just paid into escrow (`Verification.checkPayer`).
+            if checkPayer == .escrow(job.id), let check { try Self.holdFromEscrow(db, check: check, root: job, now: now) }
             if let check { try Self.recordHold(db, check) }
             var detail =
                 result.refund
@@ -755,7 +759,7 @@ extension GridDatabase {
     ) throws {
         let held = try balance(db, .hold(job.id))
         if refund {
-            try move(db, held, from: .hold(job.id), to: payer(job), reason: "refund", job: job.checkOf ?? job.id, now: now)
+            try move(db, held, from: .hold(job.id), to: try payer(db, job), reason: "refund", job: job.checkOf ?? job.id, now: now)
             try dropInputs(db, job.id)
         }
         try db.execute(
@@ -851,3 +855,4 @@ struct SchedulingColumns {
         [spec.cpus, spec.ramGb, spec.gpus, spec.priority, spec.minTier.rawValue, env(spec.requirements, spec.requiresPython), spec.requiresPython, spec.diskGb]
     }
 }
+

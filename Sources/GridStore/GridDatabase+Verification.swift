@@ -133,20 +133,26 @@ extension GridDatabase {
 
     private static func hex(_ digest: SHA256.Digest) -> String { Hex.string(digest) }
 
-    /// Who a run's unspent hold goes back to: the submitter, or the fund for a check run it pays for (a check run whose
-    /// copied spec says `verify` is the submitter's own second run).
-    static func payer(_ job: JobRecord) -> LedgerAccount {
-        job.checkOf == nil || job.spec.wantsVerification ? .user(job.ownerId) : .fund
+    /// Who a run's unspent hold goes back to: the submitter, or for a check run whoever pays for it
+    /// (`Verification.checkPayer`: a check run whose copied spec says `verify` is the submitter's own second run; one of
+    /// a run on probation is paid from that run's escrow; a spot check by the fund).
+    static func payer(_ db: any StoreSession, _ job: JobRecord) throws -> LedgerAccount {
+        guard let root = job.checkOf, !job.spec.wantsVerification else { return .user(job.ownerId) }
+        let raw = try String.fetchOne(db, sql: "SELECT verification_reason FROM jobs WHERE id = ?", arguments: [root])
+        // A reason not recorded (a requested check's runs carry `verify`, above): the fund, as before.
+        return Verification.checkPayer(raw.flatMap(Verification.Reason.init(rawValue:)) ?? .spotCheck, root: root, submitter: job.ownerId)
     }
 
     /// Queues a check run of `root`: a job row of its own with the same spec (and so the same seed), script and
     /// inputs, placed away from `avoidOwners` and from the submitter's own workers. Its hold is taken by the caller (the
-    /// submitter's reserve for `--verify`) or here from the fund (`submitterPays` false). To its worker it looks like any
-    /// other job.
+    /// submitter's reserve for `--verify`; the checked run's escrow for probation, once the run is paid into it) or here
+    /// from the fund (`fundPays`). To its worker it looks like any other job.
     ///
     /// Never on the submitter's workers: the submitter can read the result being checked (it is their job), so their
     /// worker could send it back unrun, agree, and be paid the check's hold from the fund.
-    static func queueCheck(_ db: any StoreSession, root: JobRecord, avoidOwners: Set<UserID>, submitterPays: Bool, now: Double) throws -> JobID {
+    static func queueCheck(
+        _ db: any StoreSession, root: JobRecord, avoidOwners: Set<UserID>, submitterPays: Bool, fundPays: Bool, now: Double
+    ) throws -> JobID {
         var spec = root.spec
         spec.verify = submitterPays ? true : nil
         let specJSON = String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
@@ -164,11 +170,20 @@ extension GridDatabase {
             arguments: [id, root.id])
         try event(db, id, .submitted, "check run of job \(root.id)", now)
         try event(db, id, .pending, nil, now)
-        if !submitterPays {
+        if fundPays && !submitterPays {
             let cost = CreditRules.runCost(root.spec)
             try apply(db, Verification.fundCheckHold(check: id, cost: cost, fundBalance: try balance(db, .fund)), job: root.id, now: now)
         }
         return id
+    }
+
+    /// Takes the hold of check run `check` of `root` from the checked run's escrow (a probation check): the run's cost,
+    /// or what the escrow holds when it holds less.
+    static func holdFromEscrow(_ db: any StoreSession, check: JobID, root: JobRecord, now: Double) throws {
+        let escrow = LedgerAccount.escrow(root.id)
+        try apply(
+            db, Verification.checkHold(check: check, cost: CreditRules.runCost(root.spec), from: escrow, balance: try balance(db, escrow)),
+            job: root.id, now: now)
     }
 
     /// Sets a check run's `hold` column to what its hold account holds (after its hold was taken).
@@ -199,7 +214,9 @@ extension GridDatabase {
             // replaces it (as far as their balance goes), not the fund.
             let lost = checks.last.flatMap { $0.digest == nil ? $0 : nil }
             let submitterPays = lost?.spec.wantsVerification == true
-            let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: submitterPays, now: now)
+            let payer = Verification.checkPayer(root.verificationReason ?? .spotCheck, root: root.id, submitter: root.ownerId)
+            let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: submitterPays, fundPays: payer == .fund, now: now)
+            if payer == .escrow(root.id) && !submitterPays { try holdFromEscrow(db, check: id, root: root, now: now) }
             if submitterPays {
                 let payer = LedgerAccount.user(root.ownerId)
                 try apply(

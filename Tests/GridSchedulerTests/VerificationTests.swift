@@ -289,6 +289,17 @@ struct VerificationTests {
         #expect(Verification.checkHold(check: 4, cost: Int.max, from: .user(7), balance: Int.min).isEmpty)
     }
 
+    /// Who pays a check: the submitter who asked, the checked run's own escrow on probation (three accounts of one
+    /// person drained the fund with probation checks its partner's worker ran), the fund for a spot check.
+    @Test func aProbationCheckIsPaidFromTheCheckedRunsEscrowAndOnlyASpotCheckByTheFund() {
+        #expect(Verification.checkPayer(.requested, root: 9, submitter: 3) == .user(3))
+        #expect(Verification.checkPayer(.probation, root: 9, submitter: 3) == .escrow(9))
+        #expect(Verification.checkPayer(.spotCheck, root: 9, submitter: 3) == .fund)
+        // From escrow, as far as it goes: a run paid 13 into escrow holds a check of cost 23 at 13.
+        #expect(Verification.checkHold(check: 10, cost: 23, from: .escrow(9), balance: 13) == [.init(from: .escrow(9), to: .hold(10), amount: 13, reason: "check run hold")])
+        #expect(Verification.checkHold(check: 10, cost: 23, from: .escrow(9), balance: 0).isEmpty, "a run paid nothing buys no check")
+    }
+
     @Test func escrowIsReleasedOnAgreementAndForfeitedOnContradiction() {
         #expect(Verification.resolveEscrow(run: 5, escrowed: 12, workerOwner: 2, agreed: true) == [
             .init(from: .escrow(5), to: .user(2), amount: 12, reason: "escrow released")

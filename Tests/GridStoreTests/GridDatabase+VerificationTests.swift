@@ -106,10 +106,12 @@ struct GridDatabaseVerificationTests {
         #expect(first.job.verification == .unverified)
         #expect(first.job.verificationReason == .probation)
         let check = try #require(first.checkQueued)
-        #expect(try await g.balance(.escrow(job.id)) == VerifyGrid.paid - 1)  // 5% of 14, rounded up, went to the fund
+        // 5% of 14, rounded up, went to the fund; the other 13 into escrow, and from it the check's hold: a new worker's
+        // results pay for their own checks (the run's cost, 23, or what the escrow holds).
+        #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.user(g.bob.id)) == 100)
-        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)  // the fund pays for the probation run
-        #expect(try await g.balance(.fund) == fundBefore + 1 - VerifyGrid.hold)
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.paid - 1)
+        #expect(try await g.balance(.fund) == fundBefore + 1, "the fund pays nothing for a probation check")
         // The check run is queued away from Bob, and from Ada's own workers (she can read the result it checks, so her
         // worker could send it back unrun and be paid the check from the fund); it is not one of Ada's listed jobs.
         let queued = try #require(try await g.db.queuedJobs().first { $0.id == check })
@@ -125,7 +127,10 @@ struct GridDatabaseVerificationTests {
         #expect(verified.verificationStatus?.label == "verified by worker pc-w3")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.escrow(check)) == 0)
-        #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
+        // Carol's check cost 14, capped at its hold of 13: 1 to the fund, 12 to Carol, paid by Bob's escrow.
+        #expect(try await g.balance(.user(g.bob.id)) == 100)
+        #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 2)
+        #expect(try await g.balance(.fund) == fundBefore + 2)
         #expect(try await g.db.reputation(of: "w1", rules: .init()).verified == 1)
         #expect(try await g.db.reputation(of: "w3", rules: .init()).verified == 1)
         try await g.expectLedgerOK()
@@ -134,6 +139,40 @@ struct GridDatabaseVerificationTests {
     /// A worker on probation that holds a job to its time limit without running it is paid the whole limit: into
     /// escrow, with a check, like any other result. Honest runs that finish contradict it, and it is paid nothing.
     /// Before, a timed-out run was never checked, so claiming one was the way to be paid unchecked.
+    /// The money review's drain: three accounts of one person (Ada submits a job only her partners' workers fit, Bob's
+    /// new worker finishes it, Carol's worker is drawn to check it and agrees), round after round with new worker ids.
+    /// The fund paid each check, and the three gained about a run's pay a round from it. Now the check is paid from
+    /// Bob's escrow: the rounds gain them nothing, and the fund only grows by its shares.
+    @Test(arguments: StoreBackend.allCases) func probationRoundsAmongOnePersonsAccountsTakeNothingFromTheFund(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: 10)
+        let fundBefore = try await g.balance(.fund)
+        let accounts = [LedgerAccount.user(g.ada.id), .user(g.bob.id), .user(g.carol.id)]
+        var theirsBefore = 0
+        for a in accounts { theirsBefore += try await g.balance(a) }
+        for round in 0..<6 {
+            // A new worker id of Bob's each round: each starts on probation.
+            let id = "w1-\(round)"
+            try await g.db.registerWorker(
+                GridDatabase.WorkerRegistration(
+                    id: id, name: "pc-\(id)", ownerId: g.bob.id, resources: Resources(cpus: 8, ramGb: 16), gpuNames: [], tier: .bwrap,
+                    slots: 4, host: nil, port: nil, webPort: nil),
+                now: 50)
+            let job = try await g.submit()
+            let first = try await g.run(job.id, on: id, output: "forged", now: Double(100 + 10 * round))
+            let check = try #require(first.checkQueued, "round \(round): a new worker's run is checked")
+            let agreed = try await g.run(check, on: "w3", output: "forged", now: Double(105 + 10 * round))
+            #expect(agreed.job.state == .completed)
+            #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        }
+        var theirsAfter = 0
+        for a in accounts { theirsAfter += try await g.balance(a) }
+        let fundAfter = try await g.balance(.fund)
+        #expect(fundAfter >= fundBefore, "the fund paid the checks: \(fundBefore) → \(fundAfter)")
+        #expect(theirsAfter <= theirsBefore, "the three accounts gained \(theirsAfter - theirsBefore) credits from the rounds")
+        try await g.expectLedgerOK()
+    }
+
     @Test(arguments: StoreBackend.allCases) func aTimedOutRunIsEscrowedAndCheckedAndRunsThatFinishContradictIt(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 5)
@@ -143,7 +182,8 @@ struct GridDatabaseVerificationTests {
         #expect(first.job.verification == .unverified && first.job.verificationReason == .probation)
         let check = try #require(first.checkQueued, "a timed-out run on probation was not checked")
         let escrowed = try await g.balance(.escrow(job.id))
-        #expect(escrowed > 0)
+        let checkHold = try await g.balance(.hold(check))
+        #expect(checkHold > 0 && escrowed >= 0, "paid into escrow, and the check's hold taken from it")
         #expect(try await g.balance(.user(g.bob.id)) == 100, "nothing paid out before the check")
         try await g.expectLedgerOK()
 
@@ -327,14 +367,14 @@ struct GridDatabaseVerificationTests {
         let job = try await g.submit()
         var check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
         let escrow = try await g.balance(.escrow(job.id))
-        #expect(escrow == VerifyGrid.paid - 1)
+        #expect(escrow + (try await g.balance(.hold(check))) == VerifyGrid.paid - 1, "the check's hold is taken from the escrow")
         for lost in 1...3 {
             let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 20 + Double(lost)).first)
             let ended = try await g.db.requeue(
                 started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(maxLosses: 1),
                 now: 20.5 + Double(lost))
             #expect(ended?.state == .failed)
-            #expect(try await g.balance(.hold(check)) == 0, "the lost check's hold went back to the fund")
+            #expect(try await g.balance(.hold(check)) == 0, "the lost check's hold went back to the escrow it came from")
             let next = try await g.db.queuedJobs().first { $0.id != check && $0.id != job.id }
             if lost < 3 {
                 #expect(try await g.db.job(id: job.id)?.verification == .unverified, "check \(lost) lost: still unverified")
@@ -399,7 +439,7 @@ struct GridDatabaseVerificationTests {
         let g = try await VerifyGrid(backend)
         let (job, check) = try await g.probationCheck()
         let fundBefore = try await g.balance(.fund)
-        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.paid - 1, "from the checked run's escrow")
         // Queued at 101; a wait of 1,000 s.
         #expect(try await g.db.expireWaitingChecks(waitSeconds: 1_000, now: 1_100).isEmpty, "one second short")
         #expect(try await g.db.job(id: check)?.state == .pending)
@@ -412,7 +452,7 @@ struct GridDatabaseVerificationTests {
         #expect(root.verification == .inconclusive)
         #expect(try await g.db.events(of: job.id).last?.detail == "verification inconclusive: no worker of another owner could run its check within 1000 s")
         #expect(try await g.balance(.hold(check)) == 0)
-        #expect(try await g.balance(.fund) == fundBefore + VerifyGrid.hold, "the check's hold went back to the fund")
+        #expect(try await g.balance(.fund) == fundBefore, "the check's hold went back to the escrow it came from, not the fund")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1, "the checked run is paid")
         #expect(try await g.db.queuedJobs().isEmpty, "no other check waits")
