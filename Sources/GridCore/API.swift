@@ -120,7 +120,7 @@ public enum API {
         public var at: Double
         public var attempt: Int
         public var worker: String
-        /// `worker_lost`, `rejected`, `incomplete_report` or `stopped_by_worker`.
+        /// `worker_lost`, `rejected`, `incomplete_report`, `stopped_by_worker` or `environment_failed`.
         public var kind: String
         public var reason: String
         public var blamed: Bool

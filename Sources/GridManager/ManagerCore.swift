@@ -581,6 +581,18 @@ public actor ManagerCore {
             case .timedOut: .timedOut
             case .cancelled, .rejected: .cancelled
             }
+        // One worker's word that the job's environment could not be built ends the job only as `EnvironmentFailure`
+        // rules; otherwise a worker of another owner tries (a check run's refunded run is replaced anyway).
+        if done.refund == true, state == .failed, job.checkOf == nil, job.spec.requirements?.isEmpty == false,
+            let why = await environmentFailureGoesOn(job, who: who, reason: done.reason)
+        {
+            leases.release(done.job.jobId)
+            leased[done.job.jobId] = nil
+            let t = now()
+            for (id, w) in live where w.identity.ownerId == who.ownerId { rejections.rejected(done.job.jobId, by: id, now: t) }
+            await interrupt(done.job, .init(kind: .environmentFailed, worker: who.workerId, reason: why, alone: true))
+            return .jobDoneAck(Msg.JobDoneAck(job: done.job))
+        }
         // Paid by the manager's own clock: never more than it saw pass since the run started (JOB_STARTED, else the
         // assignment), nor more than the requested minutes, whatever the worker reports.
         let observed = CreditRules.observedMilliseconds(from: runStarted[done.job] ?? job.startedAt ?? receivedAt, to: receivedAt)
@@ -631,6 +643,17 @@ public actor ManagerCore {
             logger.error("could not record job end", metadata: ["grid.job.id": "\(done.job.jobId)", "grid.error": "\(error)"])
             return .error(Msg.Error(GridError(.internal, "could not record the result; send it again")))
         }
+    }
+
+    /// Whether a worker's word that `job`'s Python environment could not be built leaves the job to a worker of another
+    /// owner (`EnvironmentFailure`): why, for the job's history; nil when the report ends the job. A store that cannot
+    /// say who reported it before counts nobody: the job goes on rather than ending on one stranger's word.
+    private func environmentFailureGoesOn(_ job: JobRecord, who: WorkerSession.Identity, reason: String?) async -> String? {
+        let earlier = (try? await db.environmentFailureOwners(of: job.id)) ?? []
+        let couldRun = Placement.checkOwners(job.placementJob, workers: placementWorkers())
+        guard !EnvironmentFailure.endsJob(reporter: who.ownerId, submitter: job.ownerId, earlier: earlier, couldRun: couldRun) else { return nil }
+        return "worker \(who.name) could not prepare its Python environment (\(reason.map(Self.oneLine) ?? "no reason given")); "
+            + "a worker of another owner tries it before the job fails"
     }
 
     // MARK: - Peer services
@@ -831,15 +854,11 @@ public actor ManagerCore {
         }
     }
 
-    /// One scheduling pass: bring the queue up to date → plan (pure) → commit (one transaction) → send assignments.
-    func schedulePass() async throws {
-        await expireWaitingChecks()
-        try await syncQueue()
-        guard !queue.isEmpty else { return }
-        for (id, avoid) in rejections.avoidSets(now: now()) { queue.setAvoid(id, avoid) }
+    /// The online workers as the scheduler sees them now.
+    private func placementWorkers() -> [Placement.Worker] {
         let state = liveState()
         let rooms = othersRooms()
-        let workers = live.values.map { w in
+        return live.values.map { w in
             let s = state[w.identity.workerId]!
             let disk = Placement.Worker.jobDisk(registered: w.registration.jobDiskBytes)
             var worker = Placement.Worker(
@@ -852,6 +871,15 @@ public actor ManagerCore {
             worker.draining = w.stopping || w.diskFull
             return worker
         }
+    }
+
+    /// One scheduling pass: bring the queue up to date → plan (pure) → commit (one transaction) → send assignments.
+    func schedulePass() async throws {
+        await expireWaitingChecks()
+        try await syncQueue()
+        guard !queue.isEmpty else { return }
+        for (id, avoid) in rejections.avoidSets(now: now()) { queue.setAvoid(id, avoid) }
+        let workers = placementWorkers()
         let usage = try await db.recentUsage(since: wall() - 86_400)
         // Known to no worker, changing every quarter of the check wait: where check runs go (`Placement.checkOwner`).
         let seed = Placement.checkSeed(secret: checkSecret, now: wall(), every: max(60, Verification.checkWaitLimit(config.checkWaitSeconds) / 4))

@@ -19,6 +19,9 @@ public enum LossPolicy {
         /// The worker reported the run cancelled though nobody cancelled the job (it was stopping, or a hostile one):
         /// the job is not over, it runs again.
         case stoppedByWorker = "stopped_by_worker"
+        /// The worker said the job's Python environment could not be built, and that did not end the job yet
+        /// (`EnvironmentFailure`): a worker of another owner tries.
+        case environmentFailed = "environment_failed"
     }
 
     /// What the manager saw when a run was lost.

@@ -672,6 +672,22 @@ extension GridDatabase {
         return try Double.fetchOne(db, sql: "SELECT MIN(at) FROM job_events WHERE job_id = ?", arguments: [job.id]) ?? job.submittedAt
     }
 
+    /// The owners of the workers that said job `job`'s Python environment could not be built, in the interruptions
+    /// recorded so far (`EnvironmentFailure`).
+    public func environmentFailureOwners(of job: JobID) async throws -> Set<UserID> {
+        try await read { db in
+            Set(
+                try StoreRow.fetchAll(
+                    db,
+                    sql: """
+                        SELECT DISTINCT w.owner_id FROM job_interruptions i JOIN workers w ON w.id = i.worker_id
+                        WHERE i.job_id = ? AND i.kind = ?
+                        """,
+                    arguments: [job, LossPolicy.Kind.environmentFailed.rawValue]
+                ).map { $0["owner_id"] as UserID })
+        }
+    }
+
     /// Every interruption of a job, oldest first.
     public func interruptions(of job: JobID) async throws -> [InterruptionRecord] {
         try await read { db in try Self.interruptions(db, job) }
@@ -856,3 +872,14 @@ struct SchedulingColumns {
     }
 }
 
+extension JobRecord {
+    /// This job as the scheduler sees it, for rules that ask which workers could run it (`EnvironmentFailure`); it has
+    /// no avoid sets (those are the queue's).
+    public var placementJob: Placement.Job {
+        Placement.Job(
+            id: id, owner: ownerId, priority: spec.priority, request: Resources(cpus: spec.cpus, ramGb: spec.ramGb, gpus: spec.gpus),
+            minTier: spec.minTier, submitted: progress.submittedAt, avoidOwners: Set(avoidOwners),
+            env: SchedulingColumns.env(spec.requirements, spec.requiresPython), requiresPython: spec.requiresPython,
+            diskGb: spec.diskGb ?? JobSpec.defaultDiskGb)
+    }
+}

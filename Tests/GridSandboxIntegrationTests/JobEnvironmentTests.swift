@@ -56,6 +56,16 @@ struct JobEnvironmentTests {
 
     static let importGreet = "import cg_greet\nprint(cg_greet.GREETING)\n"
 
+    static func waitForState(_ client: GridClient, _ id: JobID, _ states: Set<JobState>, timeout: Double) async throws -> API.JobStatus {
+        var last: API.JobStatus?
+        let ok = try await eventually(timeout: timeout, interval: 0.25) {
+            last = try await client.job(id)
+            return states.contains(last!.state)
+        }
+        guard ok, let last else { throw TestGridError("job \(id) never reached \(states); last: \(String(describing: last?.state))") }
+        return last
+    }
+
     @Test(.timeLimit(.minutes(10)))
     func aJobImportsAPackageItDeclaresWithPipRequirementsOrPEP723() async throws {
         let g = try await EnvGrid.start("env-ways") { wheels in
@@ -177,6 +187,61 @@ struct JobEnvironmentTests {
         #expect(try await g.alice.me().balance == before, "the hold comes back whole")
         #expect(try await g.grid.admin().ledgerCheck()["ok"] == .bool(true))
         #expect(g.environments().isEmpty)
+    }
+
+    /// Any worker could end a job that declares packages by saying its environment could not be built (`failed` with
+    /// `refund`): the job ended failed at once, unchecked (money review). Now one stranger's word sends it to a worker of
+    /// another owner, which builds it and runs it.
+    @Test(.timeLimit(.minutes(10)))
+    func aStrangersWordThatAnEnvironmentCannotBeBuiltSendsTheJobToAnotherOwnersWorker() async throws {
+        let grid = try TestGrid(label: "env-stranger")
+        defer { grid.shutdown() }
+        let wheels = grid.root + "/wheels"
+        try TestWheels.wheel(in: wheels, name: "cg-greet", module: "cg_greet", source: "GREETING = 'hello from cg-greet'\n")
+        try await grid.startManager()
+        let alice = try await grid.user("alice")
+        let carol = try await grid.user("carol")
+        let dave = try await grid.user("dave")
+        let mallory = try await grid.user("mallory")
+        // Carol's honest worker, one slot, busy with Dave's job: it could run Alice's, but has no room yet.
+        try await grid.startWorker(
+            "honest", owner: carol, cpus: 1,
+            extra: ["--slots", "1", "--sandbox", "bwrap", "--no-index", "--find-links", wheels, "--env-installer", "pip"])
+        func upload(_ text: String) -> API.FileUpload { API.FileUpload(name: "job.py", contentBase64: Data(text.utf8).base64EncodedString()) }
+        let blocker = try await dave.submit(
+            API.SubmitRequest(
+                spec: JobSpec(name: "blocker", cpus: 1, ramGb: 1, minutes: 5, minTier: .bwrap), script: upload("import time\ntime.sleep(300)\n"),
+                inputs: [])
+        ).job.id
+        _ = try await Self.waitForState(dave, blocker, [.running], timeout: 60)
+        // Mallory's worker, speaking the protocol by hand, takes Alice's job and says its environment cannot be built.
+        let c = try RawConnection(port: grid.gridPort)
+        let token = try await mallory.createToken(kind: "worker").token
+        _ = c.send(#"{"type":"HELLO","id":1,"version":2,"token":"\#(token)","name":"liar"}"# + "\n")
+        #expect(c.next("HELLO_OK") != nil)
+        _ = c.send(
+            #"{"type":"REGISTER","id":2,"resources":{"cpus":8,"ram_gb":16,"gpus":0,"gpu_memory_gb":0},"gpu_names":[],"tier":"bwrap","slots":4,"running":[]}"#
+                + "\n")
+        #expect(c.next("REGISTERED") != nil)
+        var spec = JobSpec(name: "greet", cpus: 1, ramGb: 1, minutes: 5, minTier: .bwrap)
+        spec.requirements = ["cg-greet"]
+        let id = try await alice.submit(API.SubmitRequest(spec: spec, script: upload(Self.importGreet), inputs: [])).job.id
+        let assigned = try #require(c.next("JOB_ASSIGN", timeout: 30)?["job"] as? [String: Any], "the job did not go to the only worker with room")
+        let ref = #"{"job_id":\#(assigned["job_id"] as? Int ?? 0),"attempt":\#(assigned["attempt"] as? Int ?? 0)}"#
+        _ = c.send(
+            #"{"type":"JOB_DONE","id":3,"job":\#(ref),"outcome":"failed","exit_code":null,"runtime_ms":0,"peak_memory_kb":0,"cpu_seconds":0,"reason":"could not install cg-greet (made up)","files":[],"refund":true}"#
+                + "\n")
+        #expect(c.next("JOB_DONE_ACK") != nil)
+        let after = try await alice.job(id)
+        #expect(after.state == .pending, "one stranger's word ended the job: \(after.state) \(after.reason ?? "")")
+        // Dave's job ends; Carol's worker takes Alice's, builds its environment and runs it.
+        _ = try await dave.cancel(blocker)
+        let done = try await Self.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 240)
+        #expect(done.state == .completed && done.worker == "honest", "\(done)\n\(grid.logs())")
+        #expect(try await alice.logs(id, from: 0).text.contains("hello from cg-greet"))
+        let lost = try await alice.job(id).interruptions ?? []
+        #expect(lost.map(\.kind) == ["environment_failed"] && lost.first?.worker == "liar", "\(lost)")
+        #expect(try await grid.admin().ledgerCheck()["ok"] == .bool(true))
     }
 
     @Test(.timeLimit(.minutes(10)))

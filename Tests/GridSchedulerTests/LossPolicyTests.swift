@@ -134,3 +134,22 @@ struct SettleRuleTests {
         }
     }
 }
+
+/// Whether a worker's word that a job's environment could not be built ends the job (money review: any stranger's
+/// worker ended every packaged job it was given).
+@Suite("EnvironmentFailure")
+struct EnvironmentFailureTests {
+    @Test func oneStrangersWordSendsTheJobToAnotherOwnerWhileOneCouldRunIt() {
+        #expect(!EnvironmentFailure.endsJob(reporter: 7, submitter: 1, earlier: [], couldRun: [7, 8]))
+        #expect(!EnvironmentFailure.endsJob(reporter: 7, submitter: 1, earlier: [7], couldRun: [7, 8]), "the same owner twice is one word")
+        #expect(!EnvironmentFailure.endsJob(reporter: 7, submitter: 1, earlier: [], couldRun: [7, 1]), "the submitter's own worker may try")
+    }
+
+    @Test func twoOwnersTheSubmittersOwnWorkerOrNobodyElseToAskEndsIt() {
+        #expect(EnvironmentFailure.endsJob(reporter: 8, submitter: 1, earlier: [7], couldRun: [7, 8, 9]), "two owners' word")
+        #expect(EnvironmentFailure.endsJob(reporter: 1, submitter: 1, earlier: [], couldRun: [1, 7, 8]), "the submitter's own worker")
+        #expect(EnvironmentFailure.endsJob(reporter: 7, submitter: 1, earlier: [], couldRun: [7]), "a grid of one contributor")
+        #expect(EnvironmentFailure.endsJob(reporter: 7, submitter: 1, earlier: [], couldRun: []))
+        #expect(EnvironmentFailure.endsJob(reporter: 7, submitter: 1, earlier: [7], couldRun: [7]))
+    }
+}
