@@ -249,19 +249,29 @@ public enum Verification {
     }
 
     /// Who pays for a check run of `root` (its hold, and what the check does not spend goes back there):
-    /// - a requested check (`--verify`): the submitter;
-    /// - a probation check: the checked run's escrow, `escrow:ROOT`: a new worker's first results pay for their own
-    ///   checks. Before, the fund paid them, and three accounts drained it: a job only the attacker's workers could run
-    ///   (claiming large resources), a new worker that finished it at once, and a second account's worker drawn to
-    ///   check it, paid from the fund for agreeing, round after round with new worker ids. Now the checker's pay comes
-    ///   out of the checked worker's own, and such a round gains its owners nothing but the fund's share lost;
+    /// - a requested check (`--verify`) and a **probation** check: the submitter. A probation check's hold is what the
+    ///   checked run left of the submitter's hold, topped up from their balance to the run's cost; when the checked
+    ///   run's result stands, its escrow repays the submitter what the checks cost (`repayChecks`): a new worker's first
+    ///   results pay for their own checks, and a forger's never do.
+    ///   Before, the fund paid probation checks, and three accounts of one person drained it (a job only their
+    ///   workers could run, a new worker that finished it at once, a partner's worker drawn to check it and paid from
+    ///   the fund for agreeing, round after round with new worker ids). Paying them from the checked run's escrow
+    ///   alone (the first mend) underpaid an honest checker of a forger that answered at once: its escrow held a
+    ///   minute's pay, the check ran the whole job, and the submitter had the job computed for a minute's price;
     /// - a spot check of a trusted worker: the fund, which every payment's share feeds.
     public static func checkPayer(_ reason: Reason, root: JobID, submitter: UserID) -> LedgerAccount {
         switch reason {
-        case .requested: .user(submitter)
-        case .probation: .escrow(root)
+        case .requested, .probation: .user(submitter)
         case .spotCheck: .fund
         }
+    }
+
+    /// A probation run whose result stands (or whose verification ended inconclusive, which pays it as agreed): its
+    /// escrow first repays the submitter what the check runs were paid (`checksPaid`), as far as it holds; the rest is
+    /// the worker's (`resolveEscrow`).
+    public static func repayChecks(run: JobID, escrowed: Int, checksPaid: Int, submitter: UserID) -> [Movement] {
+        let amount = min(max(0, escrowed), max(0, checksPaid))
+        return amount > 0 ? [Movement(from: .escrow(run), to: .user(submitter), amount: amount, reason: "checks repaid by the checked run")] : []
     }
 
     /// The hold of a check run the fund pays for: the run's full cost, or what the fund has when it has less.

@@ -573,17 +573,20 @@ extension GridDatabase {
             }
             var check: JobID?
             let submitterPays = reason == .requested
+            // The submitter pays for a `--verify` job's check (from the second run's cost it held) and for a probation
+            // check (from what this run left of the hold, topped up from their balance); the fund for a spot check
+            // (`Verification.checkPayer`).
             let checkPayer = reason.map { Verification.checkPayer($0, root: job.id, submitter: job.ownerId) }
             if reason != nil {
                 check = try Self.queueCheck(
                     db, root: job, avoidOwners: [ownerId], submitterPays: submitterPays, fundPays: checkPayer == .fund, now: now)
             }
+            let reserveTo: LedgerAccount? = checkPayer == .user(job.ownerId) ? check.map { .hold($0) } : nil
             let moves = Verification.settleRun(
                 job: job.id, held: held, paid: paid, fundSharePercent: policy.fundSharePercent, workerOwner: ownerId, escrowed: escrowed,
-                payer: try Self.payer(db, job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil)
+                payer: try Self.payer(db, job), reserve: CreditRules.runCost(job.spec), reserveTo: reserveTo)
             try Self.apply(db, moves, job: job.checkOf ?? job.id, now: now)
-            // A probation check is paid from what this run was just paid into escrow (`Verification.checkPayer`).
-            if checkPayer == .escrow(job.id), let check { try Self.holdFromEscrow(db, check: check, root: job, now: now) }
+            if reason == .probation, let check { try Self.topUpCheckHold(db, check: check, root: job, from: .user(job.ownerId), now: now) }
             if let check { try Self.recordHold(db, check) }
             var detail =
                 result.refund

@@ -134,8 +134,8 @@ extension GridDatabase {
     private static func hex(_ digest: SHA256.Digest) -> String { Hex.string(digest) }
 
     /// Who a run's unspent hold goes back to: the submitter, or for a check run whoever pays for it
-    /// (`Verification.checkPayer`: a check run whose copied spec says `verify` is the submitter's own second run; one of
-    /// a run on probation is paid from that run's escrow; a spot check by the fund).
+    /// (`Verification.checkPayer`: a check run whose copied spec says `verify` is the submitter's own second run; the
+    /// submitter pays for a probation check too; the fund for a spot check).
     static func payer(_ db: any StoreSession, _ job: JobRecord) throws -> LedgerAccount {
         guard let root = job.checkOf, !job.spec.wantsVerification else { return .user(job.ownerId) }
         let raw = try String.fetchOne(db, sql: "SELECT verification_reason FROM jobs WHERE id = ?", arguments: [root])
@@ -145,8 +145,8 @@ extension GridDatabase {
 
     /// Queues a check run of `root`: a job row of its own with the same spec (and so the same seed), script and
     /// inputs, placed away from `avoidOwners` and from the submitter's own workers. Its hold is taken by the caller (the
-    /// submitter's reserve for `--verify`; the checked run's escrow for probation, once the run is paid into it) or here
-    /// from the fund (`fundPays`). To its worker it looks like any other job.
+    /// submitter's reserve for `--verify` and probation, topped up from their balance) or here from the fund
+    /// (`fundPays`). To its worker it looks like any other job.
     ///
     /// Never on the submitter's workers: the submitter can read the result being checked (it is their job), so their
     /// worker could send it back unrun, agree, and be paid the check's hold from the fund.
@@ -177,13 +177,11 @@ extension GridDatabase {
         return id
     }
 
-    /// Takes the hold of check run `check` of `root` from the checked run's escrow (a probation check): the run's cost,
-    /// or what the escrow holds when it holds less.
-    static func holdFromEscrow(_ db: any StoreSession, check: JobID, root: JobRecord, now: Double) throws {
-        let escrow = LedgerAccount.escrow(root.id)
-        try apply(
-            db, Verification.checkHold(check: check, cost: CreditRules.runCost(root.spec), from: escrow, balance: try balance(db, escrow)),
-            job: root.id, now: now)
+    /// Tops the hold of check run `check` of `root` up to the run's cost from `payer`'s balance, as far as it goes.
+    static func topUpCheckHold(_ db: any StoreSession, check: JobID, root: JobRecord, from payer: LedgerAccount, now: Double) throws {
+        let missing = CreditRules.runCost(root.spec) - (try balance(db, .hold(check)))
+        guard missing > 0 else { return }
+        try apply(db, Verification.checkHold(check: check, cost: missing, from: payer, balance: try balance(db, payer)), job: root.id, now: now)
     }
 
     /// Sets a check run's `hold` column to what its hold account holds (after its hold was taken).
@@ -214,15 +212,14 @@ extension GridDatabase {
             // replaces it (as far as their balance goes), not the fund.
             let lost = checks.last.flatMap { $0.digest == nil ? $0 : nil }
             let submitterPays = lost?.spec.wantsVerification == true
-            let payer = Verification.checkPayer(root.verificationReason ?? .spotCheck, root: root.id, submitter: root.ownerId)
+            // Whoever pays for the job's checks pays for this one: the submitter of a `--verify` job (the third run after
+            // a disagreement too, which the fund paid before, and after the first mend nobody: its worker ran unpaid)
+            // and of a probation run's, the fund for a spot check's.
+            let payer: LedgerAccount =
+                submitterPays
+                ? .user(root.ownerId) : Verification.checkPayer(root.verificationReason ?? .spotCheck, root: root.id, submitter: root.ownerId)
             let id = try queueCheck(db, root: root, avoidOwners: owners, submitterPays: submitterPays, fundPays: payer == .fund, now: now)
-            if payer == .escrow(root.id) && !submitterPays { try holdFromEscrow(db, check: id, root: root, now: now) }
-            if submitterPays {
-                let payer = LedgerAccount.user(root.ownerId)
-                try apply(
-                    db, Verification.checkHold(check: id, cost: CreditRules.runCost(root.spec), from: payer, balance: try balance(db, payer)),
-                    job: root.id, now: now)
-            }
+            if payer != .fund { try topUpCheckHold(db, check: id, root: root, from: payer, now: now) }
             try recordHold(db, id)
             let why =
                 checks.last?.digest == nil
@@ -231,6 +228,7 @@ extension GridDatabase {
             try event(db, root.id, root.state, why, now)
             return (id, [:], [])
         case .inconclusive:
+            try repayChecks(db, root: root, checks: checks, now: now)
             for r in runs { try resolve(db, r, agreed: true, now: now) }
             try db.execute(sql: "UPDATE jobs SET verification = 'inconclusive' WHERE id = ?", arguments: [root.id])
             let why =
@@ -244,6 +242,7 @@ extension GridDatabase {
             // A check run that ended without a result is neither (its hold went back to its payer).
             for i in runs.indices where agreeing.contains(i) || contradicted.contains(i) {
                 let agreed = agreeing.contains(i)
+                if i == 0 && agreed { try repayChecks(db, root: root, checks: checks, now: now) }
                 try resolve(db, runs[i], agreed: agreed, now: now)
                 guard let worker = runs[i].workerId else { continue }
                 // A worker earns no trust on its owner's own jobs: an owner's `--verify` jobs on their own worker,
@@ -292,6 +291,16 @@ extension GridDatabase {
             }
             return (nil, quarantined, outcomes)
         }
+    }
+
+    /// A probation run paid as agreed: its escrow repays the submitter what its checks were paid first
+    /// (`Verification.repayChecks`). A run checked for another reason repays nothing.
+    private static func repayChecks(_ db: any StoreSession, root: JobRecord, checks: [JobRecord], now: Double) throws {
+        guard root.verificationReason == .probation else { return }
+        let paid = checks.reduce(0) { $0 + max(0, $1.paid ?? 0) }
+        try apply(
+            db, Verification.repayChecks(run: root.id, escrowed: try balance(db, .escrow(root.id)), checksPaid: paid, submitter: root.ownerId),
+            job: root.id, now: now)
     }
 
     /// A decided run's escrow: to its worker's owner when its result stands, else to the fund.

@@ -289,15 +289,21 @@ struct VerificationTests {
         #expect(Verification.checkHold(check: 4, cost: Int.max, from: .user(7), balance: Int.min).isEmpty)
     }
 
-    /// Who pays a check: the submitter who asked, the checked run's own escrow on probation (three accounts of one
-    /// person drained the fund with probation checks its partner's worker ran), the fund for a spot check.
-    @Test func aProbationCheckIsPaidFromTheCheckedRunsEscrowAndOnlyASpotCheckByTheFund() {
+    /// Who pays a check: the submitter who asked, and the submitter of a probation run (repaid by that run's escrow when
+    /// its result stands): three accounts of one person drained the fund with probation checks its partner's worker ran.
+    /// Only a spot check is the fund's.
+    @Test func aProbationCheckIsPaidByTheSubmitterAndRepaidByTheCheckedRunOnlyASpotCheckByTheFund() {
         #expect(Verification.checkPayer(.requested, root: 9, submitter: 3) == .user(3))
-        #expect(Verification.checkPayer(.probation, root: 9, submitter: 3) == .escrow(9))
+        #expect(Verification.checkPayer(.probation, root: 9, submitter: 3) == .user(3))
         #expect(Verification.checkPayer(.spotCheck, root: 9, submitter: 3) == .fund)
-        // From escrow, as far as it goes: a run paid 13 into escrow holds a check of cost 23 at 13.
-        #expect(Verification.checkHold(check: 10, cost: 23, from: .escrow(9), balance: 13) == [.init(from: .escrow(9), to: .hold(10), amount: 13, reason: "check run hold")])
-        #expect(Verification.checkHold(check: 10, cost: 23, from: .escrow(9), balance: 0).isEmpty, "a run paid nothing buys no check")
+        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 14, submitter: 3) == [
+            .init(from: .escrow(9), to: .user(3), amount: 13, reason: "checks repaid by the checked run")
+        ])
+        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 5, submitter: 3).first?.amount == 5)
+        for (escrowed, paid) in [(0, 5), (13, 0), (-1, 5), (13, -7), (Int.min, Int.max), (Int.max, Int.min)] {
+            let moves = Verification.repayChecks(run: 9, escrowed: escrowed, checksPaid: paid, submitter: 3)
+            #expect(moves.allSatisfy { $0.amount > 0 && $0.amount <= max(0, escrowed) }, "\(escrowed), \(paid)")
+        }
     }
 
     @Test func escrowIsReleasedOnAgreementAndForfeitedOnContradiction() {

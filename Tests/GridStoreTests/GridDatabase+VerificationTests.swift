@@ -50,11 +50,12 @@ private struct VerifyGrid {
     /// Starts `job` on `worker`, which prints `output` and writes it to out.txt, and settles the run.
     @discardableResult
     func run(
-        _ job: JobID, on worker: WorkerID, output: String, policy: Verification.Policy = VerifyGrid.policy, now: Double = 10
+        _ job: JobID, on worker: WorkerID, output: String, policy: Verification.Policy = VerifyGrid.policy, now: Double = 10,
+        runtimeMs: Int64 = 30_000
     ) async throws -> GridDatabase.Finished {
         let started = try #require(try await db.apply([Placement.Assignment(job: job, worker: worker)], now: now).first)
         try await db.appendLog(started.ref, offset: 0, data: Data("\(output)\n".utf8))
-        let result = GridDatabase.RunResult(state: .completed, exitCode: 0, runtimeMs: 30_000, peakMemoryKb: 0, cpuSeconds: 1, reason: nil)
+        let result = GridDatabase.RunResult(state: .completed, exitCode: 0, runtimeMs: runtimeMs, peakMemoryKb: 0, cpuSeconds: 1, reason: nil)
         return try #require(
             try await db.finishRun(
                 started.ref, worker: worker, result: result, outputs: [StoredFile(name: "out.txt", data: Data(output.utf8))],
@@ -100,17 +101,19 @@ struct GridDatabaseVerificationTests {
         let g = try await VerifyGrid(backend)
         try await g.seedFund()
         let fundBefore = try await g.balance(.fund)
+        let adaBefore = try await g.balance(.user(g.ada.id))
         let job = try await g.submit()
         let first = try await g.run(job.id, on: "w1", output: "42")
         #expect(first.job.state == .completed)
         #expect(first.job.verification == .unverified)
         #expect(first.job.verificationReason == .probation)
         let check = try #require(first.checkQueued)
-        // 5% of 14, rounded up, went to the fund; the other 13 into escrow, and from it the check's hold: a new worker's
-        // results pay for their own checks (the run's cost, 23, or what the escrow holds).
-        #expect(try await g.balance(.escrow(job.id)) == 0)
+        #expect(try await g.balance(.escrow(job.id)) == VerifyGrid.paid - 1)  // 5% of 14, rounded up, went to the fund
         #expect(try await g.balance(.user(g.bob.id)) == 100)
-        #expect(try await g.balance(.hold(check)) == VerifyGrid.paid - 1)
+        // Ada pays for the probation check: what the run left of her hold (23 - 14), topped up from her balance to the
+        // run's cost. The fund pays nothing.
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.hold - VerifyGrid.paid, "her hold of 23, and 14 more")
         #expect(try await g.balance(.fund) == fundBefore + 1, "the fund pays nothing for a probation check")
         // The check run is queued away from Bob, and from Ada's own workers (she can read the result it checks, so her
         // worker could send it back unrun and be paid the check from the fund); it is not one of Ada's listed jobs.
@@ -127,10 +130,12 @@ struct GridDatabaseVerificationTests {
         #expect(verified.verificationStatus?.label == "verified by worker pc-w3")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.escrow(check)) == 0)
-        // Carol's check cost 14, capped at its hold of 13: 1 to the fund, 12 to Carol, paid by Bob's escrow.
+        // Carol's check was paid 14 (1 to the fund, 13 to her) from Ada's hold; Bob's escrow of 13 repaid Ada as far as
+        // it held: a new worker's first results pay for their own checks.
         #expect(try await g.balance(.user(g.bob.id)) == 100)
-        #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 2)
+        #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 1)
         #expect(try await g.balance(.fund) == fundBefore + 2)
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.paid - 1, "the job's price, and the 1 Bob's escrow lacked")
         #expect(try await g.db.reputation(of: "w1", rules: .init()).verified == 1)
         #expect(try await g.db.reputation(of: "w3", rules: .init()).verified == 1)
         try await g.expectLedgerOK()
@@ -182,8 +187,8 @@ struct GridDatabaseVerificationTests {
         #expect(first.job.verification == .unverified && first.job.verificationReason == .probation)
         let check = try #require(first.checkQueued, "a timed-out run on probation was not checked")
         let escrowed = try await g.balance(.escrow(job.id))
-        let checkHold = try await g.balance(.hold(check))
-        #expect(checkHold > 0 && escrowed >= 0, "paid into escrow, and the check's hold taken from it")
+        #expect(escrowed > 0)
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold, "the check holds the run's cost")
         #expect(try await g.balance(.user(g.bob.id)) == 100, "nothing paid out before the check")
         try await g.expectLedgerOK()
 
@@ -234,6 +239,9 @@ struct GridDatabaseVerificationTests {
         #expect(try await g.balance(.fund) >= fundBefore + escrowed)
         #expect(try await g.balance(.escrow(check)) == 0)
         #expect(try await g.balance(.escrow(third)) == 0)
+        // The third run's worker is paid (Ada held it): after the first mend its hold was Bob's empty escrow.
+        #expect(try await g.balance(.user(g.dave.id)) == 100 + VerifyGrid.paid - 1)
+        #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 1)
         let bob = try await g.db.reputation(of: "w1", rules: .init())
         #expect(bob.contradicted == 1)
         #expect(try await g.db.reputation(of: "w4", rules: .init()).verified == 1)
@@ -327,6 +335,54 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// A `--verify` job whose two runs disagree: the third run is the submitter's to pay too, and its worker is paid. (The
+    /// fund paid it before the first mend of this rule; that mend left it with no hold, its worker unpaid.)
+    @Test(arguments: StoreBackend.allCases) func aVerifiedJobsThirdRunIsPaidByTheSubmitter(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        let job = try await g.submit(VerifyGrid.verifiedSpec)
+        let fundBefore = try await g.balance(.fund)
+        let trusted = Verification.Policy(spotCheckRate: 0, fundSharePercent: 5, reputation: .init(probationResults: 0), seed: 1)
+        let first = try await g.run(job.id, on: "w1", output: "42", policy: trusted)
+        let check = try #require(first.checkQueued)
+        let second = try await g.run(check, on: "w3", output: "forged", policy: trusted, now: 20)
+        let third = try #require(second.checkQueued, "the runs disagree: a third decides")
+        #expect(try await g.balance(.hold(third)) == VerifyGrid.hold, "held from Ada")
+        #expect(try await g.balance(.fund) == fundBefore + 2, "the fund paid nothing (it took its two shares)")
+        try await g.run(third, on: "w4", output: "42", policy: trusted, now: 30)
+        #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        #expect(try await g.balance(.user(g.dave.id)) == 100 + VerifyGrid.paid - 1)
+        #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1)
+        #expect(try await g.balance(.user(g.carol.id)) == 100, "the contradicted check's pay went to the fund")
+        #expect(try await g.balance(.user(g.ada.id)) == VerifyGrid.adaCredits - 3 * VerifyGrid.paid)
+        try await g.expectLedgerOK()
+    }
+
+    /// A new worker that answers a long job at once with a forged result is paid a minute into escrow. An honest check
+    /// that runs the whole job was held only that much after the first mend (its worker underpaid, and the submitter had
+    /// the job computed for a minute's price); now the submitter holds the check's whole cost.
+    @Test(arguments: StoreBackend.allCases) func anHonestCheckOfAnInstantForgeryIsPaidInFullByTheSubmitter(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 60)
+        let adaBefore = try await g.balance(.user(g.ada.id))
+        let job = try await g.submit(long)
+        let first = try await g.run(job.id, on: "w1", output: "forged", runtimeMs: 1_000)
+        let check = try #require(first.checkQueued)
+        let forgedPay = CreditRules.base(long) + 1
+        #expect(try await g.balance(.escrow(job.id)) == forgedPay - 1)
+        #expect(try await g.balance(.hold(check)) == CreditRules.runCost(long), "the whole job's cost, not the forger's minute")
+        let second = try await g.run(check, on: "w3", output: "42", now: 20, runtimeMs: 45 * 60_000)
+        let third = try #require(second.checkQueued)
+        try await g.run(third, on: "w4", output: "42", now: 30, runtimeMs: 45 * 60_000)
+        #expect(try await g.db.job(id: job.id)?.verification == .contradicted)
+        let honestPay = CreditRules.base(long) + 45
+        let share = CreditRules.fundShare(of: honestPay, percent: 5)
+        #expect(try await g.balance(.user(g.carol.id)) == 100 + honestPay - share, "the honest checker is paid its 45 minutes")
+        #expect(try await g.balance(.user(g.dave.id)) == 100 + honestPay - share)
+        #expect(try await g.balance(.user(g.bob.id)) == 100, "the forger's minute went to the fund")
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - forgedPay - 2 * honestPay, "Ada paid for the work that gave her result")
+        try await g.expectLedgerOK()
+    }
+
     /// An owner's `--verify` jobs, run honestly on their own worker, counted toward its probation: it passed it on its
     /// owner's jobs and then forged other users' results unchecked. Only agreement on another user's job counts.
     @Test(arguments: StoreBackend.allCases) func agreementOnTheOwnersOwnJobsEarnsTheWorkerNoTrust(_ backend: StoreBackend) async throws {
@@ -367,14 +423,14 @@ struct GridDatabaseVerificationTests {
         let job = try await g.submit()
         var check = try #require(try await g.run(job.id, on: "w1", output: "42").checkQueued)
         let escrow = try await g.balance(.escrow(job.id))
-        #expect(escrow + (try await g.balance(.hold(check))) == VerifyGrid.paid - 1, "the check's hold is taken from the escrow")
+        #expect(escrow == VerifyGrid.paid - 1)
         for lost in 1...3 {
             let started = try #require(try await g.db.apply([Placement.Assignment(job: check, worker: "w3")], now: 20 + Double(lost)).first)
             let ended = try await g.db.requeue(
                 started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(maxLosses: 1),
                 now: 20.5 + Double(lost))
             #expect(ended?.state == .failed)
-            #expect(try await g.balance(.hold(check)) == 0, "the lost check's hold went back to the escrow it came from")
+            #expect(try await g.balance(.hold(check)) == 0, "the lost check's hold went back to Ada, who paid it")
             let next = try await g.db.queuedJobs().first { $0.id != check && $0.id != job.id }
             if lost < 3 {
                 #expect(try await g.db.job(id: job.id)?.verification == .unverified, "check \(lost) lost: still unverified")
@@ -439,7 +495,7 @@ struct GridDatabaseVerificationTests {
         let g = try await VerifyGrid(backend)
         let (job, check) = try await g.probationCheck()
         let fundBefore = try await g.balance(.fund)
-        #expect(try await g.balance(.hold(check)) == VerifyGrid.paid - 1, "from the checked run's escrow")
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)
         // Queued at 101; a wait of 1,000 s.
         #expect(try await g.db.expireWaitingChecks(waitSeconds: 1_000, now: 1_100).isEmpty, "one second short")
         #expect(try await g.db.job(id: check)?.state == .pending)
@@ -452,7 +508,7 @@ struct GridDatabaseVerificationTests {
         #expect(root.verification == .inconclusive)
         #expect(try await g.db.events(of: job.id).last?.detail == "verification inconclusive: no worker of another owner could run its check within 1000 s")
         #expect(try await g.balance(.hold(check)) == 0)
-        #expect(try await g.balance(.fund) == fundBefore, "the check's hold went back to the escrow it came from, not the fund")
+        #expect(try await g.balance(.fund) == fundBefore, "the check's hold went back to Ada, who paid it, not to the fund")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1, "the checked run is paid")
         #expect(try await g.db.queuedJobs().isEmpty, "no other check waits")
