@@ -63,6 +63,16 @@ public enum CreditRules {
         return seconds >= 1e12 ? Int64(1e15) : Int64((seconds * 1000).rounded(.up))
     }
 
+    /// Until when a run is billed (wall-clock seconds): until its report came (`received`), but for a run its submitter
+    /// cancelled (`cancelledAt`) no later than `grace` seconds after the cancel (a lease period: the worker is told at
+    /// once and need only stop). A report on its way when the cancel came is taken (the manager keeps the run while its
+    /// frame arrives), but a worker that sent it slowly is not paid for the minutes it took. A cancel time or grace that
+    /// is not a number caps nothing.
+    public static func billedUntil(received: Double, cancelledAt: Double?, grace: Double) -> Double {
+        guard let cancelledAt, cancelledAt.isFinite, grace.isFinite else { return received }
+        return min(received, cancelledAt + max(0, grace))
+    }
+
     /// How a job ended, as far as credits are concerned.
     public enum Ending: Sendable, Hashable {
         /// The job ran (completed, failed by its own error, timed out, or cancelled while running): the worker did the work.

@@ -46,6 +46,9 @@ public actor ManagerCore {
     private var leases: LeaseTable
     /// Which workers' connections are busy with a frame, and since when (`expireLeases`).
     private var busySpells: BusySpells
+    /// When the submitter cancelled each running job (wall clock): its run is billed no later than a lease period after
+    /// (`CreditRules.billedUntil`).
+    private var cancelledAt: [JobID: Double] = [:]
     private var live: [WorkerID: LiveWorker] = [:]
     /// Join tokens revoked in the last ten minutes, and when (`joinTokenRevoked`, `register`).
     private var revokedJoinTokens: [String: Double] = [:]
@@ -586,8 +589,11 @@ public actor ManagerCore {
         if done.refund == true, state == .failed, job.checkOf == nil, job.spec.requirements?.isEmpty == false,
             let why = await environmentFailureGoesOn(job, who: who, reason: done.reason)
         {
-            leases.release(done.job.jobId)
-            leased[done.job.jobId] = nil
+            // Only its own lease: the store was read meanwhile, and the run may have been given to another worker.
+            if leases.holds(done.job, worker: who.workerId) {
+                leases.release(done.job.jobId)
+                leased[done.job.jobId] = nil
+            }
             let t = now()
             for (id, w) in live where w.identity.ownerId == who.ownerId { rejections.rejected(done.job.jobId, by: id, now: t) }
             await interrupt(done.job, .init(kind: .environmentFailed, worker: who.workerId, reason: why, alone: true))
@@ -595,7 +601,8 @@ public actor ManagerCore {
         }
         // Paid by the manager's own clock: never more than it saw pass since the run started (JOB_STARTED, else the
         // assignment), nor more than the requested minutes, whatever the worker reports.
-        let observed = CreditRules.observedMilliseconds(from: runStarted[done.job] ?? job.startedAt ?? receivedAt, to: receivedAt)
+        let billedUntil = CreditRules.billedUntil(received: receivedAt, cancelledAt: cancelledAt[done.job.jobId], grace: config.leaseSeconds)
+        let observed = CreditRules.observedMilliseconds(from: runStarted[done.job] ?? job.startedAt ?? receivedAt, to: billedUntil)
         let runtime = CreditRules.paidRuntime(job.spec, reportedMilliseconds: done.runtimeMs, observedMilliseconds: observed)
         var result = GridDatabase.RunResult(
             state: state, exitCode: done.exitCode, runtimeMs: runtime, peakMemoryKb: done.peakMemoryKb,
@@ -786,6 +793,7 @@ public actor ManagerCore {
             // The worker is asked to stop, but not trusted to: its lease is no longer renewed, so the job ends (cancelled,
             // refunded) within one lease period even if it never obeys.
             leases.revoke(id, now: now())
+            cancelledAt[id] = wall()
             if live[worker] == nil {
                 logger.info("cancel waits for the worker to return or the lease to end", metadata: ["grid.job.id": "\(id)"])
             }
@@ -984,7 +992,9 @@ public actor ManagerCore {
         let t = now()
         // A worker whose connection is busy with a frame of its (a run's outputs on a slow link) is heard from, its
         // heartbeats waiting behind the frame; once the frame is in and handled, it is heard from now.
-        let spells = busySpells.look(busyNow: Set(live.compactMap { $0.value.flow?.busy == true ? $0.key : nil }), now: t)
+        var busyNow: [WorkerID: UInt64] = [:]
+        for (id, w) in live { if let flow = w.flow, flow.busy(quiet: config.leaseSeconds) { busyNow[id] = flow.progress } }
+        let spells = busySpells.look(busyNow: busyNow, now: t)
         for id in spells.ended {
             guard let last = live[id]?.lastHeartbeat else { continue }
             live[id]?.lastHeartbeat = max(last, t)
@@ -1040,6 +1050,7 @@ public actor ManagerCore {
         leased[id] = nil
         rejections.forget(id)
         deadlines[id] = nil
+        cancelledAt[id] = nil
         runStarted = runStarted.filter { $0.key.jobId != id }
     }
 
@@ -1164,6 +1175,7 @@ public actor ManagerCore {
     }
 
     private func interrupt(_ ref: JobRef, _ what: GridDatabase.Interruption) async {
+        cancelledAt[ref.jobId] = nil
         do {
             let job = try await db.requeue(ref, what, limits: config.lossLimits, now: wall())
             logger.warning(

@@ -31,11 +31,10 @@ public struct GridFrameDecoder: ByteToMessageDecoder {
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if let gate, !parser.authenticated { parser.authenticated = gate.isOpen }
         guard let frame = parser.next(&buffer) else {
-            if buffer.readableBytes > 0 || parser.pendingBulkBytes != nil {
-                // On a listener (the grid port, a peer port): the other side is the one that must keep sending.
-                if gate != nil { watch.arm(bulk: parser.pendingBulkBytes ?? 0, limits: parser.limits, channel: context.channel) }
-                flow?.reading()
-            }
+            let partial = buffer.readableBytes > 0 || parser.pendingBulkBytes != nil
+            // On a listener (the grid port, a peer port): the other side is the one that must keep sending.
+            if partial, gate != nil { watch.arm(bulk: parser.pendingBulkBytes ?? 0, limits: parser.limits, channel: context.channel) }
+            flow?.reading(more: partial)
             return .needMoreData
         }
         watch.completed()

@@ -33,26 +33,31 @@ public struct ManagerSilence: Sendable, Hashable {
         lastHeard = max(lastHeard, now)
     }
 
-    /// The longest spell of a frame on its way in that counts as hearing the manager (`tick(now:busy:)`): the deadline
-    /// of the largest frame (`FrameLimits.frameDeadline`, about 18 minutes for 64 MiB).
+    /// The longest spell of frames on their way in, with none handled meanwhile, that counts as hearing the manager
+    /// (`tick(now:busy:progress:)`): the deadline of the largest frame (`FrameLimits.frameDeadline`, about 18 minutes for
+    /// 64 MiB).
     public static let busyMost = FrameLimits().frameDeadlineSeconds(bulk: FrameLimits().maxBulkBytes)
-    /// Since when a frame has been on its way in, at the ticks that saw it (nil: none).
-    private var busySince: Double?
+    /// Since when frames have been on their way in, at the ticks that saw it, and how many were handled then (nil: none).
+    private var busyStart: Double?
+    private var busyProgress: UInt64 = 0
 
     /// What to do at `now`. A clock that went backwards counts as fresh (never a give-up); a non-finite one decides nothing.
     ///
-    /// `busy`: a frame from the manager is on its way in (`InboundFlow`): the manager is heard, for as long as one frame
-    /// may take (`busyMost`), and again when it is in. Before, a `JOB_ASSIGN` whose bundle (up to 48 MiB) took longer than
-    /// the silence bound to arrive on a slow link was taken for a frozen manager: the worker left mid-frame, came back
-    /// without the job, and the job was given to it again, each time an interruption.
-    public mutating func tick(now: Double, busy: Bool = false) -> Action {
+    /// `busy`: a frame from the manager is on its way in, its bytes still coming (`InboundFlow.busy(quiet:)`): the
+    /// manager is heard, for at most `busyMost` without a frame handled (`progress`: how many were), and again when it
+    /// is in. Before, a `JOB_ASSIGN` whose bundle (up to 48 MiB) took longer than the silence bound to arrive on a slow
+    /// link was taken for a frozen manager: the worker left mid-frame, came back without the job, and the job was given
+    /// to it again, each time an interruption. A manager that froze half way through a frame sends no more bytes: it is
+    /// not busy, and is given up as before.
+    public mutating func tick(now: Double, busy: Bool = false, progress: UInt64 = 0) -> Action {
         guard now.isFinite else { return .none }
         if busy {
-            let since = busySince ?? now
-            busySince = since
-            if now - since <= Self.busyMost { heard(now: now) }
-        } else if busySince != nil {
-            busySince = nil
+            let start = busyProgress == progress ? busyStart ?? now : now
+            busyStart = start
+            busyProgress = progress
+            if now - start <= Self.busyMost { heard(now: now) }
+        } else if busyStart != nil {
+            busyStart = nil
             heard(now: now)
         }
         if now < lastHeard || now < lastPing {

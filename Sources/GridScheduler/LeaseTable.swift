@@ -132,31 +132,34 @@ public struct LeaseTable: Sendable {
 }
 
 /// Which workers' connections count as busy for their leases and liveness (`LeaseTable.expire(now:busy:revokedHold:)`):
-/// a frame from them being read, or read and not yet handled (`InboundFlow`), for no longer than `most` seconds in one
-/// spell. Past that, a connection kept busy (a worker that never stops sending, or one whose replies stall the
-/// manager's loop) counts as silent again, and the worker must be heard by its heartbeats as any other. Pure: the
-/// manager looks at its connections at each lease tick and passes what it saw.
+/// a frame from them being read with its bytes still coming, or read and not yet handled (`InboundFlow`). A spell
+/// counts for at most `most` seconds without progress (no frame handled meanwhile): past that, a connection kept busy
+/// with nothing handled (a manager loop stalled on a worker that does not read its answers) counts as silent again, and
+/// the worker must be heard by its heartbeats as any other. A spell that keeps handling frames (two 40 MiB reports back
+/// to back on a slow link, longer together than one frame's deadline) starts again at each. Pure: the manager looks at
+/// its connections at each lease tick and passes what it saw.
 public struct BusySpells: Sendable {
-    /// The longest spell that counts: the deadline of the largest frame (`FrameLimits.frameDeadline`).
+    /// The longest spell without progress that counts: the deadline of the largest frame (`FrameLimits.frameDeadline`).
     public let most: Double
-    private var since: [WorkerID: Double] = [:]
+    private var since: [WorkerID: (start: Double, progress: UInt64)] = [:]
 
     /// `most`: not a finite number, or negative: no spell counts.
     public init(most: Double) { self.most = most.isFinite ? max(0, most) : 0 }
 
-    /// The workers whose connections are busy at `now` (`busyNow`). Returns those that count as busy, and those whose
-    /// spell ended since the last look: the manager has heard from them now (the frame they were sending is in).
-    public mutating func look(busyNow: Set<WorkerID>, now: Double) -> (busy: Set<WorkerID>, ended: Set<WorkerID>) {
+    /// The workers whose connections are busy at `now` (`busyNow`, with how many frames each has handled so far).
+    /// Returns those that count as busy, and those whose spell ended since the last look: the manager has heard from
+    /// them now (the frame they were sending is in).
+    public mutating func look(busyNow: [WorkerID: UInt64], now: Double) -> (busy: Set<WorkerID>, ended: Set<WorkerID>) {
         guard now.isFinite else { return ([], []) }
         var ended: Set<WorkerID> = []
-        for (worker, _) in since where !busyNow.contains(worker) {
+        for (worker, _) in since where busyNow[worker] == nil {
             since[worker] = nil
             ended.insert(worker)
         }
         var busy: Set<WorkerID> = []
-        for worker in busyNow {
-            let start = since[worker] ?? now
-            since[worker] = start
+        for (worker, progress) in busyNow {
+            let start = since[worker].flatMap { $0.progress == progress ? $0.start : nil } ?? now
+            since[worker] = (start, progress)
             if now - start <= most { busy.insert(worker) }
         }
         return (busy, ended)

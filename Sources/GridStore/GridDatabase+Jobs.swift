@@ -655,6 +655,12 @@ extension GridDatabase {
             }
             let note = "\n--- \(reason) ---\n"
             try Self.appendLog(db, job.id, Data(note.utf8), total: job.logBytes)
+            // A worker that said the job's environment cannot be built: its owner's workers never get the job again
+            // (`EnvironmentFailure`), so one owner's word, repeated, cannot use up the job's tries.
+            if interruption.kind == .environmentFailed, let owner = try Self.workerOwner(db, interruption.worker), !job.avoidOwners.contains(owner) {
+                let avoid = String(decoding: try JSONEncoder().encode((job.avoidOwners + [owner]).sorted()), as: UTF8.self)
+                try db.execute(sql: "UPDATE jobs SET avoid_owners = ? WHERE id = ?", arguments: [avoid, job.id])
+            }
             if job.cancelRequested {
                 try Self.end(db, job, .cancelled, reason: "cancelled (\(reason))", refund: true, now: now)
             } else if case .giveUp(let why) = LossPolicy.decide(history: history, submittedAt: try Self.queuedAt(db, job), now: now, limits: limits) {

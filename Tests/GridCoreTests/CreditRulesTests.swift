@@ -91,6 +91,19 @@ struct CreditRulesTests {
 struct PaidRuntimeTests {
     let spec = JobSpec(name: "j", cpus: 1, ramGb: 1, minutes: 30)
 
+    /// A cancelled run's report that came slowly (its frame kept the run alive) is billed no later than a lease period
+    /// after the cancel (the review: a worker could bill 18 minutes past it).
+    @Test func aCancelledRunIsBilledNoLaterThanALeasePeriodAfterTheCancel() {
+        #expect(CreditRules.billedUntil(received: 1_000, cancelledAt: nil, grace: 10) == 1_000)
+        #expect(CreditRules.billedUntil(received: 1_000, cancelledAt: 100, grace: 10) == 110)
+        #expect(CreditRules.billedUntil(received: 105, cancelledAt: 100, grace: 10) == 105, "a report within the grace is billed as it came")
+        #expect(CreditRules.billedUntil(received: 1_000, cancelledAt: 100, grace: -5) == 100)
+        for odd in [Double.nan, .infinity, -.infinity] {
+            #expect(CreditRules.billedUntil(received: 1_000, cancelledAt: odd, grace: 10) == 1_000)
+            #expect(CreditRules.billedUntil(received: 1_000, cancelledAt: 100, grace: odd) == 1_000)
+        }
+    }
+
     @Test func aRunIsPaidNoMoreThanTheManagerSaw() {
         #expect(CreditRules.paidRuntime(spec, reportedMilliseconds: 1_800_000, observedMilliseconds: 250) == 250)
         #expect(CreditRules.settle(spec, ending: .ran(runtimeMilliseconds: 250)).paid == CreditRules.base(spec) + 1)

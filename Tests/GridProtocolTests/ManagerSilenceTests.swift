@@ -46,18 +46,27 @@ import Testing
         #expect(s.tick(now: 85) == .giveUp(silentFor: 15), "silence after it counts as before")
     }
 
-    @Test func aFrameThatNeverEndsIsHeardNoLongerThanTheLargestFramesDeadline() {
+    @Test func framesOnTheirWayWithNoneHandledAreHeardNoLongerThanTheLargestFramesDeadline() {
         var s = ManagerSilence(heartbeat: 1, now: 0)
         #expect(ManagerSilence.busyMost == 60 + 1_024)
         var given: Double?
         for t in stride(from: 1.0, through: 1_200, by: 1) where given == nil {
-            if Self.givesUp(s.tick(now: t, busy: true)) { given = t }
+            if Self.givesUp(s.tick(now: t, busy: true, progress: 3)) { given = t }
         }
         #expect(given == 1 + ManagerSilence.busyMost + 15, "heard up to its most, then silent for the bound")
         var odd = ManagerSilence(heartbeat: 1, now: 0)
         #expect(odd.tick(now: .nan, busy: true) == .none)
         #expect(odd.tick(now: .infinity, busy: true) == .none)
         #expect(odd.tick(now: 16, busy: false) == .giveUp(silentFor: 16), "a clock that read NaN began no spell")
+    }
+
+    /// Two 48 MiB bundles back to back on a slow link take longer together than one frame's deadline: each frame
+    /// handled starts the spell again.
+    @Test func framesThatKeepBeingHandledAreHeardForAsLongAsTheyCome() {
+        var s = ManagerSilence(heartbeat: 1, now: 0)
+        for t in stride(from: 1.0, through: 3_000, by: 1) {
+            #expect(!Self.givesUp(s.tick(now: t, busy: true, progress: UInt64(t / 1_000))), "at \(t) s")
+        }
     }
 
     @Test func aSlowHeartbeatStretchesTheBounds() {

@@ -374,29 +374,45 @@ struct FrameDeadlineTests {
 /// a slow frame counts as heard.
 @Suite("InboundFlow")
 struct InboundFlowTests {
-    @Test func aFrameBegunIsBusyUntilWholeAndHandled() throws {
+    @Test func aFrameBegunIsBusyWhileItsBytesComeUntilWholeAndHandled() throws {
         let flow = InboundFlow()
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(gate: StrangerGate.trusted(), flow: flow)))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        #expect(!flow.busy)
+        #expect(!flow.busy(quiet: 3_600))
         try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1,"bytes":4}"# + "\nxy"))
-        #expect(flow.busy, "its bulk bytes are half in")
+        #expect(flow.busy(quiet: 3_600), "its bulk bytes are half in")
+        #expect(!flow.busy(quiet: 0), "but no byte came within no time: a sender that stopped is not busy")
         try channel.writeInbound(ByteBuffer(string: "zw" + #"{"type":"PING","id":2}"# + "\n"))
-        #expect(flow.busy, "two frames whole, not yet handled")
+        #expect(flow.busy(quiet: 0), "two frames whole, not yet handled, whenever their bytes came")
+        #expect(flow.progress == 0)
         flow.handled()
-        #expect(flow.busy)
+        #expect(flow.busy(quiet: 0))
         flow.handled()
-        #expect(!flow.busy)
+        #expect(!flow.busy(quiet: 3_600))
+        #expect(flow.progress == 2)
         flow.handled()
-        #expect(!flow.busy, "never below none")
+        #expect(!flow.busy(quiet: 3_600), "never below none")
         try channel.writeInbound(ByteBuffer(string: #"{"type":"PING""#))
-        #expect(flow.busy)
+        #expect(flow.busy(quiet: 3_600))
+        #expect(!flow.busy(quiet: .nan), "a bound that is no number counts no bytes as recent")
         // The connection closes: nothing is being read; what the decoder passed on at the end is handled as any frame.
         _ = try? channel.finish()
         var passed = 0
         while (try? channel.readInbound(as: InboundFrame.self)) ?? nil != nil { passed += 1 }
         for _ in 0..<passed { flow.handled() }
-        #expect(!flow.busy, "\(passed) passed on at the end")
+        #expect(!flow.busy(quiet: 3_600), "\(passed) passed on at the end")
+    }
+
+    /// A blank line in two reads: the parser skips it and passes nothing on; nothing is being read after it (the
+    /// review: the flag stayed set until the next frame).
+    @Test func aBlankLineInTwoReadsLeavesNothingBeingRead() throws {
+        let flow = InboundFlow()
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(gate: StrangerGate.trusted(), flow: flow)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(string: "   "))
+        #expect(flow.busy(quiet: 3_600))
+        try channel.writeInbound(ByteBuffer(string: "\n"))
+        #expect(!flow.busy(quiet: 3_600))
     }
 
     /// The worker's decoder (no gate, no deadline) tells its flow too: a large `JOB_ASSIGN` on its way is no silence.
@@ -405,12 +421,12 @@ struct InboundFlowTests {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(flow: flow)))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try channel.writeInbound(ByteBuffer(string: #"{"type":"PING","id":1,"bytes":3}"# + "\nab"))
-        #expect(flow.busy)
+        #expect(flow.busy(quiet: 3_600))
         channel.embeddedEventLoop.advanceTime(by: .seconds(86_400))
         #expect(channel.isActive, "a client keeps no deadline")
         try channel.writeInbound(ByteBuffer(string: "c"))
         flow.handled()
-        #expect(!flow.busy)
+        #expect(!flow.busy(quiet: 3_600))
     }
 
     @Test func aRefusedFrameIsPassedOnAndCountsUntilHandled() throws {
@@ -420,8 +436,8 @@ struct InboundFlowTests {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(GridFrameDecoder(limits: limits, gate: StrangerGate.trusted(), flow: flow)))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try channel.writeInbound(ByteBuffer(string: "not json\n"))
-        #expect(flow.busy)
+        #expect(flow.busy(quiet: 0))
         flow.handled()
-        #expect(!flow.busy)
+        #expect(!flow.busy(quiet: 3_600))
     }
 }

@@ -421,6 +421,29 @@ struct GridDatabaseJobsTests {
         try await grid.expectLedgerOK()
     }
 
+    /// A worker's word that the job's environment cannot be built (`EnvironmentFailure`): its owner is remembered for
+    /// the job's life, its workers never get the job again, and the owners that said so are known to the next report.
+    @Test(arguments: StoreBackend.allCases) func anEnvironmentFailureKeepsTheJobFromThatOwnerForGood(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        let job = try await grid.running()
+        #expect(try await grid.db.environmentFailureOwners(of: job.id).isEmpty)
+        let back = try #require(
+            try await grid.db.requeue(
+                job.ref, .init(kind: .environmentFailed, worker: "w1", reason: "could not build", alone: true), limits: LossPolicy.Limits(),
+                now: 3))
+        #expect(back.state == .pending)
+        #expect(back.avoidOwners == [grid.bob.id])
+        #expect(try await grid.db.queuedJobs().first?.avoidOwners == [grid.bob.id])
+        #expect(try await grid.db.environmentFailureOwners(of: job.id) == [grid.bob.id])
+        #expect(back.placementJob.avoidOwners == [grid.bob.id])
+        // Another kind of interruption remembers no owner.
+        let again = try #require(try await grid.db.apply([Placement.Assignment(job: job.id, worker: "w1")], now: 4).first)
+        let lost = try #require(try await grid.lose(again.ref, now: 5))
+        #expect(lost.avoidOwners == [grid.bob.id])
+        #expect(try await grid.db.environmentFailureOwners(of: job.id) == [grid.bob.id])
+        try await grid.expectLedgerOK()
+    }
+
     @Test(arguments: StoreBackend.allCases) func requeueAfterTheMostInterruptionsFailsTheJobWithAFullRefund(_ backend: StoreBackend) async throws {
         let grid = try await Grid(backend)
         let first = try await grid.running()

@@ -141,13 +141,10 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    /// A worker on probation that holds a job to its time limit without running it is paid the whole limit: into
-    /// escrow, with a check, like any other result. Honest runs that finish contradict it, and it is paid nothing.
-    /// Before, a timed-out run was never checked, so claiming one was the way to be paid unchecked.
     /// The money review's drain: three accounts of one person (Ada submits a job only her partners' workers fit, Bob's
     /// new worker finishes it, Carol's worker is drawn to check it and agrees), round after round with new worker ids.
-    /// The fund paid each check, and the three gained about a run's pay a round from it. Now the check is paid from
-    /// Bob's escrow: the rounds gain them nothing, and the fund only grows by its shares.
+    /// The fund paid each check, and the three gained about a run's pay a round from it. Now Ada pays for the check and
+    /// Bob's escrow repays her: the rounds gain them nothing, and the fund only grows by its shares.
     @Test(arguments: StoreBackend.allCases) func probationRoundsAmongOnePersonsAccountsTakeNothingFromTheFund(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 10)
@@ -178,6 +175,9 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// A worker on probation that holds a job to its time limit without running it is paid the whole limit: into
+    /// escrow, with a check, like any other result. Honest runs that finish contradict it, and it is paid nothing.
+    /// Before, a timed-out run was never checked, so claiming one was the way to be paid unchecked.
     @Test(arguments: StoreBackend.allCases) func aTimedOutRunIsEscrowedAndCheckedAndRunsThatFinishContradictIt(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 5)
