@@ -248,30 +248,43 @@ public enum Verification {
         return out.filter { $0.amount > 0 }
     }
 
-    /// Who pays for a check run of `root` (its hold, and what the check does not spend goes back there):
-    /// - a requested check (`--verify`) and a **probation** check: the submitter. A probation check's hold is what the
-    ///   checked run left of the submitter's hold, topped up from their balance to the run's cost; when the checked
-    ///   run's result stands, its escrow repays the submitter what the checks cost (`repayChecks`): a new worker's first
-    ///   results pay for their own checks, and a forger's never do.
-    ///   Before, the fund paid probation checks, and three accounts of one person drained it (a job only their
-    ///   workers could run, a new worker that finished it at once, a partner's worker drawn to check it and paid from
-    ///   the fund for agreeing, round after round with new worker ids). Paying them from the checked run's escrow
-    ///   alone (the first mend) underpaid an honest checker of a forger that answered at once: its escrow held a
-    ///   minute's pay, the check ran the whole job, and the submitter had the job computed for a minute's price;
-    /// - a spot check of a trusted worker: the fund, which every payment's share feeds.
+    /// Who pays for a check run of `root` (its hold, and what the check does not spend goes back there): the submitter
+    /// for a requested check (`--verify`), the third run after a disagreement too; the fund for a probation check and a
+    /// spot check. A probation run pays the fund back (`repayChecks`, `forgedRunSettles`).
     public static func checkPayer(_ reason: Reason, root: JobID, submitter: UserID) -> LedgerAccount {
         switch reason {
-        case .requested, .probation: .user(submitter)
-        case .spotCheck: .fund
+        case .requested: .user(submitter)
+        case .probation, .spotCheck: .fund
         }
     }
 
     /// A probation run whose result stands (or whose verification ended inconclusive, which pays it as agreed): its
-    /// escrow first repays the submitter what the check runs were paid (`checksPaid`), as far as it holds; the rest is
-    /// the worker's (`resolveEscrow`).
-    public static func repayChecks(run: JobID, escrowed: Int, checksPaid: Int, submitter: UserID) -> [Movement] {
+    /// escrow first repays the fund what the check runs were paid (`checksPaid`), as far as it holds; the rest is the
+    /// worker's (`resolveEscrow`). A new worker's first results pay for their own checks.
+    ///
+    /// Before, the fund paid probation checks for good, and three accounts of one person drained it: a job only their
+    /// workers could run, a new worker that finished it, a partner's worker drawn to check it and paid from the fund for
+    /// agreeing, round after round with new worker ids. (A first mend paid the check from the checked run's escrow
+    /// alone: an honest check of a result forged at once was held a minute's pay. A second had the submitter hold it:
+    /// a new user's balance went into holds for checks of other people's workers.)
+    public static func repayChecks(run: JobID, escrowed: Int, checksPaid: Int) -> [Movement] {
         let amount = min(max(0, escrowed), max(0, checksPaid))
-        return amount > 0 ? [Movement(from: .escrow(run), to: .user(submitter), amount: amount, reason: "checks repaid by the checked run")] : []
+        return amount > 0 ? [Movement(from: .escrow(run), to: .fund, amount: amount, reason: "checks repaid by the checked run")] : []
+    }
+
+    /// A probation run contradicted by the majority: its escrow (the forged run's pay) goes back to the submitter, who
+    /// pays the fund for the run whose result replaced it (`resultPaid`, as far as their balance and the refund go). The
+    /// forger gets nothing, the submitter pays for the work that gave them their result (before, a forger that answered
+    /// at once left the submitter a real result for a minute's price, at the fund's expense), and the fund, which held
+    /// the check, is paid for it.
+    public static func forgedRunSettles(run: JobID, escrowed: Int, submitter: UserID, resultPaid: Int, submitterBalance: Int) -> [Movement] {
+        let refund = max(0, escrowed)
+        let (available, overflow) = max(0, submitterBalance).addingReportingOverflow(refund)
+        let charge = min(max(0, resultPaid), overflow ? Int.max : available)
+        return [
+            Movement(from: .escrow(run), to: .user(submitter), amount: refund, reason: "forged run refunded"),
+            Movement(from: .user(submitter), to: .fund, amount: charge, reason: "the run that gave the result"),
+        ].filter { $0.amount > 0 }
     }
 
     /// The hold of a check run the fund pays for: the run's full cost, or what the fund has when it has less.

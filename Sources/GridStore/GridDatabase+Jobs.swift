@@ -573,20 +573,16 @@ extension GridDatabase {
             }
             var check: JobID?
             let submitterPays = reason == .requested
-            // The submitter pays for a `--verify` job's check (from the second run's cost it held) and for a probation
-            // check (from what this run left of the hold, topped up from their balance); the fund for a spot check
-            // (`Verification.checkPayer`).
-            let checkPayer = reason.map { Verification.checkPayer($0, root: job.id, submitter: job.ownerId) }
+            // The submitter pays for a `--verify` job's check (from the second run's cost it held), the fund for a
+            // probation check or a spot check (`Verification.checkPayer`).
             if reason != nil {
                 check = try Self.queueCheck(
-                    db, root: job, avoidOwners: [ownerId], submitterPays: submitterPays, fundPays: checkPayer == .fund, now: now)
+                    db, root: job, avoidOwners: [ownerId], submitterPays: submitterPays, fundPays: !submitterPays, now: now)
             }
-            let reserveTo: LedgerAccount? = checkPayer == .user(job.ownerId) ? check.map { .hold($0) } : nil
             let moves = Verification.settleRun(
                 job: job.id, held: held, paid: paid, fundSharePercent: policy.fundSharePercent, workerOwner: ownerId, escrowed: escrowed,
-                payer: try Self.payer(db, job), reserve: CreditRules.runCost(job.spec), reserveTo: reserveTo)
+                payer: try Self.payer(db, job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil)
             try Self.apply(db, moves, job: job.checkOf ?? job.id, now: now)
-            if reason == .probation, let check { try Self.topUpCheckHold(db, check: check, root: job, from: .user(job.ownerId), now: now) }
             if let check { try Self.recordHold(db, check) }
             var detail =
                 result.refund

@@ -134,8 +134,8 @@ extension GridDatabase {
     private static func hex(_ digest: SHA256.Digest) -> String { Hex.string(digest) }
 
     /// Who a run's unspent hold goes back to: the submitter, or for a check run whoever pays for it
-    /// (`Verification.checkPayer`: a check run whose copied spec says `verify` is the submitter's own second run; the
-    /// submitter pays for a probation check too; the fund for a spot check).
+    /// (`Verification.checkPayer`: a check run whose copied spec says `verify` is the submitter's own second run, and the
+    /// third run of a `--verify` job is theirs too; the fund pays for probation and spot checks).
     static func payer(_ db: any StoreSession, _ job: JobRecord) throws -> LedgerAccount {
         guard let root = job.checkOf, !job.spec.wantsVerification else { return .user(job.ownerId) }
         let raw = try String.fetchOne(db, sql: "SELECT verification_reason FROM jobs WHERE id = ?", arguments: [root])
@@ -145,8 +145,8 @@ extension GridDatabase {
 
     /// Queues a check run of `root`: a job row of its own with the same spec (and so the same seed), script and
     /// inputs, placed away from `avoidOwners` and from the submitter's own workers. Its hold is taken by the caller (the
-    /// submitter's reserve for `--verify` and probation, topped up from their balance) or here from the fund
-    /// (`fundPays`). To its worker it looks like any other job.
+    /// submitter's reserve for `--verify`, or their balance) or here from the fund (`fundPays`). To its worker it looks
+    /// like any other job.
     ///
     /// Never on the submitter's workers: the submitter can read the result being checked (it is their job), so their
     /// worker could send it back unrun, agree, and be paid the check's hold from the fund.
@@ -213,8 +213,7 @@ extension GridDatabase {
             let lost = checks.last.flatMap { $0.digest == nil ? $0 : nil }
             let submitterPays = lost?.spec.wantsVerification == true
             // Whoever pays for the job's checks pays for this one: the submitter of a `--verify` job (the third run after
-            // a disagreement too, which the fund paid before, and after the first mend nobody: its worker ran unpaid)
-            // and of a probation run's, the fund for a spot check's.
+            // a disagreement too, which the fund paid before), the fund for a probation or spot check's.
             let payer: LedgerAccount =
                 submitterPays
                 ? .user(root.ownerId) : Verification.checkPayer(root.verificationReason ?? .spotCheck, root: root.id, submitter: root.ownerId)
@@ -243,7 +242,11 @@ extension GridDatabase {
             for i in runs.indices where agreeing.contains(i) || contradicted.contains(i) {
                 let agreed = agreeing.contains(i)
                 if i == 0 && agreed { try repayChecks(db, root: root, checks: checks, now: now) }
-                try resolve(db, runs[i], agreed: agreed, now: now)
+                if i == 0 && !agreed, let first = agreeing.first, try settleForgedRun(db, root: root, winner: runs[first], now: now) {
+                    // Its escrow is settled: nothing left for `resolve`.
+                } else {
+                    try resolve(db, runs[i], agreed: agreed, now: now)
+                }
                 guard let worker = runs[i].workerId else { continue }
                 // A worker earns no trust on its owner's own jobs: an owner's `--verify` jobs on their own worker,
                 // run honestly, passed its probation for it, and it then forged other users' results unchecked.
@@ -293,14 +296,27 @@ extension GridDatabase {
         }
     }
 
-    /// A probation run paid as agreed: its escrow repays the submitter what its checks were paid first
+    /// A probation run paid as agreed: its escrow repays the fund what its checks were paid first
     /// (`Verification.repayChecks`). A run checked for another reason repays nothing.
     private static func repayChecks(_ db: any StoreSession, root: JobRecord, checks: [JobRecord], now: Double) throws {
         guard root.verificationReason == .probation else { return }
         let paid = checks.reduce(0) { $0 + max(0, $1.paid ?? 0) }
+        try apply(db, Verification.repayChecks(run: root.id, escrowed: try balance(db, .escrow(root.id)), checksPaid: paid), job: root.id, now: now)
+    }
+
+    /// A probation run contradicted: its pay back to the submitter, who pays the fund for the run whose result they now
+    /// have (`Verification.forgedRunSettles`). Returns false for a run checked for another reason (its escrow goes to
+    /// the fund, as `resolve` does).
+    private static func settleForgedRun(_ db: any StoreSession, root: JobRecord, winner: JobRecord, now: Double) throws -> Bool {
+        guard root.verificationReason == .probation else { return false }
+        let submitter = LedgerAccount.user(root.ownerId)
         try apply(
-            db, Verification.repayChecks(run: root.id, escrowed: try balance(db, .escrow(root.id)), checksPaid: paid, submitter: root.ownerId),
+            db,
+            Verification.forgedRunSettles(
+                run: root.id, escrowed: try balance(db, .escrow(root.id)), submitter: root.ownerId, resultPaid: max(0, winner.paid ?? 0),
+                submitterBalance: try balance(db, submitter)),
             job: root.id, now: now)
+        return true
     }
 
     /// A decided run's escrow: to its worker's owner when its result stands, else to the fund.

@@ -289,20 +289,30 @@ struct VerificationTests {
         #expect(Verification.checkHold(check: 4, cost: Int.max, from: .user(7), balance: Int.min).isEmpty)
     }
 
-    /// Who pays a check: the submitter who asked, and the submitter of a probation run (repaid by that run's escrow when
-    /// its result stands): three accounts of one person drained the fund with probation checks its partner's worker ran.
-    /// Only a spot check is the fund's.
-    @Test func aProbationCheckIsPaidByTheSubmitterAndRepaidByTheCheckedRunOnlyASpotCheckByTheFund() {
+    /// Who pays a check: the submitter who asked; the fund for probation and spot checks, a probation run repaying it
+    /// when its result stands (three accounts of one person drained the fund with probation checks its partner's
+    /// worker ran), and its submitter paying it for the result when the run was a forgery.
+    @Test func aProbationRunRepaysTheFundForItsChecksOrItsSubmitterPaysForTheResult() {
         #expect(Verification.checkPayer(.requested, root: 9, submitter: 3) == .user(3))
-        #expect(Verification.checkPayer(.probation, root: 9, submitter: 3) == .user(3))
+        #expect(Verification.checkPayer(.probation, root: 9, submitter: 3) == .fund)
         #expect(Verification.checkPayer(.spotCheck, root: 9, submitter: 3) == .fund)
-        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 14, submitter: 3) == [
-            .init(from: .escrow(9), to: .user(3), amount: 13, reason: "checks repaid by the checked run")
+        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 14) == [
+            .init(from: .escrow(9), to: .fund, amount: 13, reason: "checks repaid by the checked run")
         ])
-        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 5, submitter: 3).first?.amount == 5)
+        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 5).first?.amount == 5)
         for (escrowed, paid) in [(0, 5), (13, 0), (-1, 5), (13, -7), (Int.min, Int.max), (Int.max, Int.min)] {
-            let moves = Verification.repayChecks(run: 9, escrowed: escrowed, checksPaid: paid, submitter: 3)
+            let moves = Verification.repayChecks(run: 9, escrowed: escrowed, checksPaid: paid)
             #expect(moves.allSatisfy { $0.amount > 0 && $0.amount <= max(0, escrowed) }, "\(escrowed), \(paid)")
+        }
+        #expect(Verification.forgedRunSettles(run: 9, escrowed: 14, submitter: 3, resultPaid: 58, submitterBalance: 100) == [
+            .init(from: .escrow(9), to: .user(3), amount: 14, reason: "forged run refunded"),
+            .init(from: .user(3), to: .fund, amount: 58, reason: "the run that gave the result"),
+        ])
+        #expect(Verification.forgedRunSettles(run: 9, escrowed: 14, submitter: 3, resultPaid: 58, submitterBalance: 10).last?.amount == 24,
+            "no more than the submitter has, the refund included")
+        for (escrowed, paid, balance) in [(0, 0, 0), (-5, 10, 3), (Int.max, Int.max, Int.max), (Int.min, Int.min, Int.min), (3, Int.max, Int.max)] {
+            let moves = Verification.forgedRunSettles(run: 9, escrowed: escrowed, submitter: 3, resultPaid: paid, submitterBalance: balance)
+            #expect(moves.allSatisfy { $0.amount > 0 }, "\(escrowed), \(paid), \(balance)")
         }
     }
 

@@ -110,11 +110,9 @@ struct GridDatabaseVerificationTests {
         let check = try #require(first.checkQueued)
         #expect(try await g.balance(.escrow(job.id)) == VerifyGrid.paid - 1)  // 5% of 14, rounded up, went to the fund
         #expect(try await g.balance(.user(g.bob.id)) == 100)
-        // Ada pays for the probation check: what the run left of her hold (23 - 14), topped up from her balance to the
-        // run's cost. The fund pays nothing.
-        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)
-        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.hold - VerifyGrid.paid, "her hold of 23, and 14 more")
-        #expect(try await g.balance(.fund) == fundBefore + 1, "the fund pays nothing for a probation check")
+        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)  // the fund holds the probation check
+        #expect(try await g.balance(.fund) == fundBefore + 1 - VerifyGrid.hold)
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.paid, "Ada pays for her job only")
         // The check run is queued away from Bob, and from Ada's own workers (she can read the result it checks, so her
         // worker could send it back unrun and be paid the check from the fund); it is not one of Ada's listed jobs.
         let queued = try #require(try await g.db.queuedJobs().first { $0.id == check })
@@ -130,12 +128,12 @@ struct GridDatabaseVerificationTests {
         #expect(verified.verificationStatus?.label == "verified by worker pc-w3")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.escrow(check)) == 0)
-        // Carol's check was paid 14 (1 to the fund, 13 to her) from Ada's hold; Bob's escrow of 13 repaid Ada as far as
-        // it held: a new worker's first results pay for their own checks.
+        // Carol's check was paid 14 (1 to the fund, 13 to her) from the fund's hold; Bob's escrow of 13 repaid the fund
+        // as far as it held: a new worker's first results pay for their own checks, and the fund only gains its shares.
         #expect(try await g.balance(.user(g.bob.id)) == 100)
         #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 1)
-        #expect(try await g.balance(.fund) == fundBefore + 2)
-        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.paid - 1, "the job's price, and the 1 Bob's escrow lacked")
+        #expect(try await g.balance(.fund) == fundBefore + 1)
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.paid)
         #expect(try await g.db.reputation(of: "w1", rules: .init()).verified == 1)
         #expect(try await g.db.reputation(of: "w3", rules: .init()).verified == 1)
         try await g.expectLedgerOK()
@@ -143,8 +141,8 @@ struct GridDatabaseVerificationTests {
 
     /// The money review's drain: three accounts of one person (Ada submits a job only her partners' workers fit, Bob's
     /// new worker finishes it, Carol's worker is drawn to check it and agrees), round after round with new worker ids.
-    /// The fund paid each check, and the three gained about a run's pay a round from it. Now Ada pays for the check and
-    /// Bob's escrow repays her: the rounds gain them nothing, and the fund only grows by its shares.
+    /// The fund paid each check, and the three gained about a run's pay a round from it. Now Bob's escrow repays the
+    /// fund when his result stands: the rounds gain them nothing, and the fund only grows by its shares.
     @Test(arguments: StoreBackend.allCases) func probationRoundsAmongOnePersonsAccountsTakeNothingFromTheFund(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 10)
@@ -188,7 +186,6 @@ struct GridDatabaseVerificationTests {
         let check = try #require(first.checkQueued, "a timed-out run on probation was not checked")
         let escrowed = try await g.balance(.escrow(job.id))
         #expect(escrowed > 0)
-        #expect(try await g.balance(.hold(check)) == VerifyGrid.hold, "the check holds the run's cost")
         #expect(try await g.balance(.user(g.bob.id)) == 100, "nothing paid out before the check")
         try await g.expectLedgerOK()
 
@@ -357,13 +354,16 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    /// A new worker that answers a long job at once with a forged result is paid a minute into escrow. An honest check
-    /// that runs the whole job was held only that much after the first mend (its worker underpaid, and the submitter had
-    /// the job computed for a minute's price); now the submitter holds the check's whole cost.
-    @Test(arguments: StoreBackend.allCases) func anHonestCheckOfAnInstantForgeryIsPaidInFullByTheSubmitter(_ backend: StoreBackend) async throws {
+    /// A new worker that answers a long job at once with a forged result is paid a minute into escrow. The honest check
+    /// that runs the whole job is held and paid by the fund; once the forgery is contradicted, the submitter gets the
+    /// forged minute back and pays the fund for the run that gave the result (before, they had a real result for a
+    /// minute's price, at the fund's expense; a first mend held the check at the forger's minute, its worker underpaid).
+    @Test(arguments: StoreBackend.allCases) func anHonestCheckOfAnInstantForgeryIsPaidAndTheSubmitterPaysForTheirResult(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: 10)
         let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 60)
         let adaBefore = try await g.balance(.user(g.ada.id))
+        let fundBefore = try await g.balance(.fund)
         let job = try await g.submit(long)
         let first = try await g.run(job.id, on: "w1", output: "forged", runtimeMs: 1_000)
         let check = try #require(first.checkQueued)
@@ -378,8 +378,9 @@ struct GridDatabaseVerificationTests {
         let share = CreditRules.fundShare(of: honestPay, percent: 5)
         #expect(try await g.balance(.user(g.carol.id)) == 100 + honestPay - share, "the honest checker is paid its 45 minutes")
         #expect(try await g.balance(.user(g.dave.id)) == 100 + honestPay - share)
-        #expect(try await g.balance(.user(g.bob.id)) == 100, "the forger's minute went to the fund")
-        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - forgedPay - 2 * honestPay, "Ada paid for the work that gave her result")
+        #expect(try await g.balance(.user(g.bob.id)) == 100, "the forger gets nothing")
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - 1 - honestPay, "Ada pays for the run that gave her result (and the forged minute's share)")
+        #expect(try await g.balance(.fund) == fundBefore + 1 + 2 * share + honestPay - 2 * honestPay, "the fund bears the tie-breaking run")
         try await g.expectLedgerOK()
     }
 
@@ -430,7 +431,7 @@ struct GridDatabaseVerificationTests {
                 started.ref, .init(kind: .workerLost, worker: "w3", reason: "gone", alone: false), limits: LossPolicy.Limits(maxLosses: 1),
                 now: 20.5 + Double(lost))
             #expect(ended?.state == .failed)
-            #expect(try await g.balance(.hold(check)) == 0, "the lost check's hold went back to Ada, who paid it")
+            #expect(try await g.balance(.hold(check)) == 0, "the lost check's hold went back to the fund")
             let next = try await g.db.queuedJobs().first { $0.id != check && $0.id != job.id }
             if lost < 3 {
                 #expect(try await g.db.job(id: job.id)?.verification == .unverified, "check \(lost) lost: still unverified")
@@ -508,7 +509,7 @@ struct GridDatabaseVerificationTests {
         #expect(root.verification == .inconclusive)
         #expect(try await g.db.events(of: job.id).last?.detail == "verification inconclusive: no worker of another owner could run its check within 1000 s")
         #expect(try await g.balance(.hold(check)) == 0)
-        #expect(try await g.balance(.fund) == fundBefore, "the check's hold went back to Ada, who paid it, not to the fund")
+        #expect(try await g.balance(.fund) == fundBefore + VerifyGrid.hold, "the check's hold went back to the fund")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.user(g.bob.id)) == 100 + VerifyGrid.paid - 1, "the checked run is paid")
         #expect(try await g.db.queuedJobs().isEmpty, "no other check waits")
