@@ -20,13 +20,7 @@ import Testing
     }
 
     static func wait(_ client: GridClient, _ id: JobID, for states: Set<JobState>, timeout: Double = 30) async throws -> API.JobStatus {
-        var last: API.JobStatus?
-        let reached = try await eventually(timeout: timeout, interval: 0.05) {
-            last = try await client.job(id)
-            return states.contains(last!.state)
-        }
-        guard reached, let last else { throw TestGridError("job \(id) never reached \(states); last: \(String(describing: last?.state))") }
-        return last
+        try await waitForJob(client, id, in: states, timeout: timeout, interval: 0.05)
     }
 
     @Test func aJobRunsToCompletionWithItsLogOutputAndTimeline() async throws {

@@ -32,13 +32,7 @@ enum Scenario {
     }
 
     static func waitForState(_ client: GridClient, _ id: JobID, _ states: Set<JobState>, timeout: Double = 60) async throws -> API.JobStatus {
-        var last: API.JobStatus?
-        let ok = try await eventually(timeout: timeout) {
-            last = try await client.job(id)
-            return states.contains(last!.state)
-        }
-        guard ok, let last else { throw TestGridError("job \(id) never reached \(states); last: \(String(describing: last?.state))") }
-        return last
+        try await waitForJob(client, id, in: states, timeout: timeout)
     }
 
     /// The ledger invariant, checked as the grid's admin (the check is an admin route).

@@ -56,16 +56,6 @@ struct JobEnvironmentTests {
 
     static let importGreet = "import cg_greet\nprint(cg_greet.GREETING)\n"
 
-    static func waitForState(_ client: GridClient, _ id: JobID, _ states: Set<JobState>, timeout: Double) async throws -> API.JobStatus {
-        var last: API.JobStatus?
-        let ok = try await eventually(timeout: timeout, interval: 0.25) {
-            last = try await client.job(id)
-            return states.contains(last!.state)
-        }
-        guard ok, let last else { throw TestGridError("job \(id) never reached \(states); last: \(String(describing: last?.state))") }
-        return last
-    }
-
     @Test(.timeLimit(.minutes(10)))
     func aJobImportsAPackageItDeclaresWithPipRequirementsOrPEP723() async throws {
         let g = try await EnvGrid.start("env-ways") { wheels in
@@ -213,7 +203,7 @@ struct JobEnvironmentTests {
                 spec: JobSpec(name: "blocker", cpus: 1, ramGb: 1, minutes: 5, minTier: .bwrap), script: upload("import time\ntime.sleep(300)\n"),
                 inputs: [])
         ).job.id
-        _ = try await Self.waitForState(dave, blocker, [.running], timeout: 60)
+        _ = try await waitForJob(dave, blocker, in: [.running], timeout: 60, interval: 0.25)
         // Mallory's worker, speaking the protocol by hand, takes Alice's job and says its environment cannot be built.
         let c = try RawConnection(port: grid.gridPort)
         let token = try await mallory.createToken(kind: "worker").token
@@ -236,7 +226,7 @@ struct JobEnvironmentTests {
         #expect(after.state == .pending, "one stranger's word ended the job: \(after.state) \(after.reason ?? "")")
         // Dave's job ends; Carol's worker takes Alice's, builds its environment and runs it.
         _ = try await dave.cancel(blocker)
-        let done = try await Self.waitForState(alice, id, [.completed, .failed, .cancelled], timeout: 240)
+        let done = try await waitForJob(alice, id, in: [.completed, .failed, .cancelled], timeout: 240, interval: 0.25)
         #expect(done.state == .completed && done.worker == "honest", "\(done)\n\(grid.logs())")
         #expect(try await alice.logs(id, from: 0).text.contains("hello from cg-greet"))
         let lost = try await alice.job(id).interruptions ?? []

@@ -5,7 +5,7 @@ public import GridSandbox
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import GridCore
+public import GridCore
 
 #if canImport(Glibc)
 import Glibc
@@ -392,6 +392,20 @@ final class LockedData: @unchecked Sendable {
 public struct TestGridError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Polls job `id` as `client` sees it until it is in one of `states`, within `timeout` seconds; throws with its last
+/// state when it never is.
+public func waitForJob(
+    _ client: GridClient, _ id: JobID, in states: Set<JobState>, timeout: Double = 60, interval: Double = 0.1
+) async throws -> API.JobStatus {
+    var last: API.JobStatus?
+    let reached = try await eventually(timeout: timeout, interval: interval) {
+        last = try await client.job(id)
+        return states.contains(last!.state)
+    }
+    guard reached, let last else { throw TestGridError("job \(id) never reached \(states); last: \(String(describing: last?.state))") }
+    return last
 }
 
 /// Polls `condition` every `interval` seconds until it holds or `timeout` passes; returns whether it held.
