@@ -793,7 +793,8 @@ public actor ManagerCore {
             // The worker is asked to stop, but not trusted to: its lease is no longer renewed, so the job ends (cancelled,
             // refunded) within one lease period even if it never obeys.
             leases.revoke(id, now: now())
-            cancelledAt[id] = wall()
+            // The first cancel counts: a second must not move the end of what is billed.
+            cancelledAt[id] = cancelledAt[id] ?? wall()
             if live[worker] == nil {
                 logger.info("cancel waits for the worker to return or the lease to end", metadata: ["grid.job.id": "\(id)"])
             }
@@ -1027,7 +1028,9 @@ public actor ManagerCore {
             }
         }
         for worker in batch.keys { recentLoss[worker] = t }
-        for lease in expired { forget(lease.job.jobId) }
+        // Only what is still that run's: the interruptions above awaited the store, and a pass may have given a job that
+        // went back to the queue to another worker meanwhile (its new lease is not this one's to drop).
+        for lease in expired where leases.holder(of: lease.job.jobId).map({ $0.job == lease.job }) ?? true { forget(lease.job.jobId) }
         await stopOverruns()
         // Reports that waited too long for the rest of their log.
         for id in reports.due(now: t) {
@@ -1058,7 +1061,10 @@ public actor ManagerCore {
     /// ends `timed_out`, paid its minutes (the work was done for that long), and the worker is told to stop it.
     private func stopOverruns() async {
         let clock = wall()
-        for (id, d) in deadlines where clock > d.at {
+        // A run its submitter cancelled is not timed out and paid its whole limit: its revoked lease ends it (refunded),
+        // or its report is billed to a lease period after the cancel (the review: a worker that kept its connection busy
+        // held a cancelled run past its limit and was paid all of it).
+        for (id, d) in deadlines where clock > d.at && cancelledAt[id] == nil {
             guard let lease = leases.holder(of: id), lease.job == d.ref, let spec = leased[id]?.spec else {
                 deadlines[id] = nil
                 continue

@@ -56,11 +56,12 @@ public final class InboundFlow: Sendable {
     }
 
     /// Whether a frame is being read whose latest bytes came within `quiet` seconds (a sender that stopped half way,
-    /// a frozen manager, a laptop asleep, is not busy), or frames wait for the shell, now.
-    public func busy(quiet: Double) -> Bool {
+    /// a frozen manager, a laptop asleep, is not busy), or (`waiting`) frames wait for the shell, now. The worker asks
+    /// without `waiting`: frames it has not taken yet say nothing of a manager that froze since.
+    public func busy(quiet: Double, waiting: Bool = true) -> Bool {
         let now = ContinuousClock.now
         return state.withLock { s in
-            if s.unhandled > 0 { return true }
+            if waiting, s.unhandled > 0 { return true }
             guard s.reading, let last = s.lastBytes, quiet.isFinite else { return false }
             let d = now - last
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 <= quiet

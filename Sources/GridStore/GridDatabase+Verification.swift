@@ -227,7 +227,7 @@ extension GridDatabase {
             try event(db, root.id, root.state, why, now)
             return (id, [:], [])
         case .inconclusive:
-            try repayChecks(db, root: root, checks: checks, now: now)
+            try repayChecks(db, root: root, checks: checks.filter { $0.digest != nil }, now: now)
             for r in runs { try resolve(db, r, agreed: true, now: now) }
             try db.execute(sql: "UPDATE jobs SET verification = 'inconclusive' WHERE id = ?", arguments: [root.id])
             let why =
@@ -241,7 +241,9 @@ extension GridDatabase {
             // A check run that ended without a result is neither (its hold went back to its payer).
             for i in runs.indices where agreeing.contains(i) || contradicted.contains(i) {
                 let agreed = agreeing.contains(i)
-                if i == 0 && agreed { try repayChecks(db, root: root, checks: checks, now: now) }
+                // Only the checks that agreed with it: a contradicted one's pay went to the fund already (the review:
+                // counted too, it took an honest new worker's whole pay).
+                if i == 0 && agreed { try repayChecks(db, root: root, checks: agreeing.filter { $0 > 0 }.map { runs[$0] }, now: now) }
                 if i == 0 && !agreed, let first = agreeing.first, try settleForgedRun(db, root: root, winner: runs[first], now: now) {
                     // Its escrow is settled: nothing left for `resolve`.
                 } else {

@@ -461,7 +461,7 @@ public actor WorkerAgent: Service {
     private func heartbeats(_ out: Outbox, link: GridLink) async throws {
         while !Task.isCancelled {
             let flow = link.flow
-            switch silence.tick(now: Self.clock(), busy: flow?.busy(quiet: silence.giveUpAfter) == true, progress: flow?.progress ?? 0) {
+            switch silence.tick(now: Self.clock(), busy: flow?.busy(quiet: silence.giveUpAfter, waiting: false) == true, progress: flow?.progress ?? 0) {
             case .none: break
             case .ping:
                 // Its PONG (any frame, in fact) counts as an answer; the id is one no request of ours uses.

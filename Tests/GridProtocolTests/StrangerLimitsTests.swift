@@ -384,6 +384,7 @@ struct InboundFlowTests {
         #expect(!flow.busy(quiet: 0), "but no byte came within no time: a sender that stopped is not busy")
         try channel.writeInbound(ByteBuffer(string: "zw" + #"{"type":"PING","id":2}"# + "\n"))
         #expect(flow.busy(quiet: 0), "two frames whole, not yet handled, whenever their bytes came")
+        #expect(!flow.busy(quiet: 3_600, waiting: false), "asked without the waiting frames (the worker): none is being read")
         #expect(flow.progress == 0)
         flow.handled()
         #expect(flow.busy(quiet: 0))

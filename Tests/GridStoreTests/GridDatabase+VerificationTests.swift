@@ -384,6 +384,28 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// A new worker's honest result, a hostile check that contradicts it, a third run that agrees with it: the new
+    /// worker repays the fund only the agreeing check's pay (the review: the contradicted check's, already forfeited to
+    /// the fund, was counted too, and took the honest worker's whole pay).
+    @Test(arguments: StoreBackend.allCases) func aProbationRunRepaysOnlyTheChecksThatAgreedWithIt(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: 10)
+        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 60)
+        let job = try await g.submit(long)
+        let first = try await g.run(job.id, on: "w1", output: "42", runtimeMs: 45 * 60_000)
+        let check = try #require(first.checkQueued)
+        let second = try await g.run(check, on: "w3", output: "forged", now: 20, runtimeMs: 1_000)
+        let third = try #require(second.checkQueued)
+        try await g.run(third, on: "w4", output: "42", now: 30, runtimeMs: 1_000)
+        #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        let pay = CreditRules.base(long) + 45
+        let quick = CreditRules.base(long) + 1
+        let share = CreditRules.fundShare(of: pay, percent: 5)
+        #expect(try await g.balance(.user(g.bob.id)) == 100 + pay - share - quick, "Bob repays Dave's agreeing check only")
+        #expect(try await g.balance(.user(g.carol.id)) == 100, "the contradicted check's pay went to the fund")
+        try await g.expectLedgerOK()
+    }
+
     /// An owner's `--verify` jobs, run honestly on their own worker, counted toward its probation: it passed it on its
     /// owner's jobs and then forged other users' results unchecked. Only agreement on another user's job counts.
     @Test(arguments: StoreBackend.allCases) func agreementOnTheOwnersOwnJobsEarnsTheWorkerNoTrust(_ backend: StoreBackend) async throws {
