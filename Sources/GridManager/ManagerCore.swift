@@ -178,7 +178,11 @@ public actor ManagerCore {
             // at the assignment (without it, a run that prepared for minutes was stopped that much short, and charged
             // its whole limit).
             deadlines[job.id] = (job.ref, assignedDeadline(job))
-            if job.cancelRequested { leases.revoke(job.id, now: now()) }
+            if job.cancelRequested {
+                leases.revoke(job.id, now: now())
+                // Billed no later than a lease period after the cancel, as the manager that took it would have.
+                cancelledAt[job.id] = job.cancelRequestedAt
+            }
         }
         if !running.isEmpty { logger.info("recovered running jobs", metadata: ["grid.jobs": "\(running.count)"]) }
         wake.yield()

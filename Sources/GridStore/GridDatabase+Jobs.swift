@@ -727,7 +727,10 @@ extension GridDatabase {
                 try Self.end(db, job, .cancelled, reason: "cancelled before it started; refunded", refund: true, now: now)
                 return .cancelled
             case .running:
-                try db.execute(sql: "UPDATE jobs SET cancel_requested = 1 WHERE id = ?", arguments: [id])
+                // The first cancel's time is kept: a second must not move the end of what is billed.
+                try db.execute(
+                    sql: "UPDATE jobs SET cancel_requested = 1, cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?",
+                    arguments: [now, id])
                 return .stopRunning(job.ref, worker: job.workerId ?? "")
             case .completed, .failed, .timedOut, .cancelled:
                 throw GridError(.conflict, "job \(id) already ended (\(job.state.rawValue))")

@@ -236,6 +236,7 @@ enum PostgresSchema {
         // Whether a worker took other users' jobs when it last registered (a restarted manager's known checkers);
         // NULL: a row from before.
         ("v11-worker-accepts-others", ["ALTER TABLE workers ADD COLUMN accepts_others bigint"]),
+        ("v12-job-cancel-requested-at", ["ALTER TABLE jobs ADD COLUMN cancel_requested_at double precision"]),
     ]
 
     static func migrate(_ db: any StoreSession) throws {

@@ -80,6 +80,9 @@ public struct JobRecord: Hashable, Sendable, Codable {
     public var rerunOn: String?
     /// What a run under check produced, for the comparison.
     public var digest: Verification.Digest?
+    /// When its submitter first asked to cancel it while it ran (wall clock; nil: never, or a row from before
+    /// migration v12): a manager started again bills its run no later than a lease period after (`CreditRules.billedUntil`).
+    public var cancelRequestedAt: Double?
 
     public var ref: JobRef { JobRef(jobId: id, attempt: progress.attempt) }
 
@@ -114,6 +117,7 @@ public struct JobRecord: Hashable, Sendable, Codable {
         verifiedBy = (row["verified_by"] as String?).flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
         rerunOn = row["rerun_on"]
         digest = (row["digest"] as String?).flatMap { try? JSONDecoder().decode(Verification.Digest.self, from: Data($0.utf8)) }
+        cancelRequestedAt = row["cancel_requested_at"]
     }
 }
 

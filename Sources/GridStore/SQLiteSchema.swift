@@ -217,6 +217,12 @@ enum SQLiteSchema {
             // which owners could check a probation run. NULL: a row from before (its tier decides).
             try db.execute(sql: "ALTER TABLE workers ADD COLUMN accepts_others INTEGER")
         }
+        m.registerMigration("v12-job-cancel-requested-at") { db in
+            // When a running job's submitter first asked to cancel it: its run is billed no later than a lease period
+            // after, by whichever manager settles it (the time was kept in memory only: after a restart or a failover,
+            // a slow report of a cancelled run was billed to its arrival). NULL: never, or a row from before.
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN cancel_requested_at REAL")
+        }
         return m
     }
 

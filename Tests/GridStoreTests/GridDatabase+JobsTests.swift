@@ -137,6 +137,22 @@ struct GridDatabaseJobsTests {
     /// kept. A submission
     /// of 48 MiB cancelled at once was refunded whole, and kept its bytes in the store for good: a free loop filled
     /// the manager's disk.
+    /// A running job's cancel time is kept, the first one: a manager started again (or a follower taking over) bills its
+    /// run no later than a lease period after it, as the one that took the cancel would have (it was in memory only).
+    @Test(arguments: StoreBackend.allCases) func aRunningJobsFirstCancelTimeIsKept(_ backend: StoreBackend) async throws {
+        let grid = try await Grid(backend)
+        let job = try await grid.running()
+        #expect(try await grid.db.job(id: job.id)?.cancelRequestedAt == nil)
+        guard case .stopRunning = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 50) else {
+            Issue.record("a running job's cancel did not ask its worker to stop")
+            return
+        }
+        _ = try await grid.db.requestCancel(job.id, by: grid.ada.id, now: 90)
+        let after = try #require(try await grid.db.runningJobs().first { $0.id == job.id })
+        #expect(after.cancelRequested && after.cancelRequestedAt == 50, "the first cancel counts: \(String(describing: after.cancelRequestedAt))")
+        #expect(try await grid.db.job(id: job.id)?.cancelRequestedAt == 50)
+    }
+
     @Test(arguments: StoreBackend.allCases) func aJobCancelledBeforeItStartedKeepsNoInputs(_ backend: StoreBackend) async throws {
         let grid = try await Grid(backend)
         let big = StoredFile(name: "data.bin", data: Data(repeating: 7, count: 1 << 20))
