@@ -598,8 +598,8 @@ public actor ManagerCore {
                 leases.release(done.job.jobId)
                 leased[done.job.jobId] = nil
             }
-            let t = now()
-            for (id, w) in live where w.identity.ownerId == who.ownerId { rejections.rejected(done.job.jobId, by: id, now: t) }
+            // The store adds the worker's owner to the job's `avoid_owners` with the interruption, in one transaction:
+            // the queue reads both together, so no keep-away of the owner's workers is needed here as well.
             await interrupt(done.job, .init(kind: .environmentFailed, worker: who.workerId, reason: why, alone: true))
             return .jobDoneAck(Msg.JobDoneAck(job: done.job))
         }
