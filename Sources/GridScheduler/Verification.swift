@@ -287,6 +287,51 @@ public enum Verification {
         ].filter { $0.amount > 0 }
     }
 
+    /// What the runs of one job are paid once their verdict is in, where that is less than each was paid at its end
+    /// (run index → pay; `paid` in run order, the checked run first, nil for a run paid nothing).
+    ///
+    /// - Runs that agree are paid alike: the least any of them was paid (BOINC's granted credit, the lowest claim of a
+    ///   quorum). A run is paid for the time its worker says it took, and the same result is the same work.
+    /// - An inconclusive verdict proves no run right: the check runs that were paid share what the run they check was
+    ///   paid (each at most its share). A probation run repays the fund its checks' pay, so they cost the fund nothing.
+    /// - Runs that beat the checked run (it was contradicted) are paid alike among themselves, whatever it was paid: an
+    ///   honest check of a forgery answered at once is paid its whole run.
+    ///
+    /// Before, a check was paid whatever time its worker claimed, up to the job's limit. One person's accounts (a job
+    /// only their workers fit, a new worker that answered it at once, a partner's worker drawn to check it that sat on
+    /// it to the limit and agreed) took about the difference from the fund, 568 credits a 600-minute result, because a
+    /// probation run repays its checks only from its own small pay; three differing results (an inconclusive verdict)
+    /// about twice that. (Each check of an inconclusive verdict paid what the checked run was still cost the fund
+    /// one such pay a round: the checked run repays one.)
+    public static func grantedPays(_ verdict: Verdict, paid: [Int?]) -> [Int: Int] {
+        func pay(_ i: Int) -> Int { paid.indices.contains(i) ? max(0, paid[i] ?? 0) : 0 }
+        var out: [Int: Int] = [:]
+        switch verdict {
+        case .runAnother:
+            break
+        case .decided(let agreeing, _):
+            let agreeing = agreeing.filter(paid.indices.contains)
+            guard let granted = agreeing.map(pay).min() else { break }
+            for i in agreeing where pay(i) > granted { out[i] = granted }
+        case .inconclusive:
+            let checks = paid.indices.dropFirst().filter { pay($0) > 0 }
+            guard !checks.isEmpty else { break }
+            let each = pay(0) / checks.count
+            for i in checks where pay(i) > each { out[i] = each }
+        }
+        return out
+    }
+
+    /// A run whose pay is cut to `granted` after its verdict (`grantedPays`): what its escrow holds above the pay's
+    /// worker part (`granted` less the fund's share of it) goes back to `payer`, who held it (the submitter, or the fund
+    /// for a check it paid for). The fund keeps its share of the pay that was claimed.
+    public static func cutEscrow(run: JobID, escrowed: Int, granted: Int, fundSharePercent: Int, payer: LedgerAccount) -> [Movement] {
+        let granted = max(0, granted)
+        let kept = granted - CreditRules.fundShare(of: granted, percent: fundSharePercent)
+        let back = max(0, escrowed) - max(0, kept)
+        return back > 0 ? [Movement(from: .escrow(run), to: payer, amount: back, reason: "pay cut to what the agreeing runs were paid")] : []
+    }
+
     /// The hold of a check run the fund pays for: the run's full cost, or what the fund has when it has less.
     public static func fundCheckHold(check: JobID, cost: Int, fundBalance: Int) -> [Movement] {
         checkHold(check: check, cost: cost, from: .fund, balance: fundBalance)

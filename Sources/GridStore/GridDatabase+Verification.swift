@@ -198,10 +198,12 @@ extension GridDatabase {
         _ db: any StoreSession, root rootId: JobID, policy: Verification.Policy, now: Double, checkWaitedOut: String? = nil
     ) throws -> (JobID?, [WorkerID: String], [(worker: WorkerID, owner: UserID?, outcome: Reputation.Outcome)]) {
         guard let root = try job(db, rootId), root.verification == .unverified else { return (nil, [:], []) }
-        let checks = try checkRuns(db, rootId)
+        var checks = try checkRuns(db, rootId)
         guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:], []) }
-        let runs = [root] + checks
+        var runs = [root] + checks
         let verdict = Verification.verdict(results: runs.map(\.digest), waitedOut: checkWaitedOut != nil)
+        runs = try cutPays(db, runs, verdict: verdict, policy: policy, now: now)
+        checks = Array(runs.dropFirst())
         switch verdict {
         case .runAnother:
             // Away from the owners whose runs gave a result (a run lost on a worker says nothing of its owner: avoiding
@@ -296,6 +298,31 @@ extension GridDatabase {
             }
             return (nil, quarantined, outcomes)
         }
+    }
+
+    /// Cuts the pay of runs paid more than their verdict grants (`Verification.grantedPays`): the escrow above it back to
+    /// whoever held it, the run's `paid` set to it, and a line in its history. Returns the runs as they are now.
+    private static func cutPays(
+        _ db: any StoreSession, _ runs: [JobRecord], verdict: Verification.Verdict, policy: Verification.Policy, now: Double
+    ) throws -> [JobRecord] {
+        var runs = runs
+        for (i, granted) in Verification.grantedPays(verdict, paid: runs.map(\.paid)).sorted(by: { $0.key < $1.key }) {
+            let run = runs[i]
+            try apply(
+                db,
+                Verification.cutEscrow(
+                    run: run.id, escrowed: try balance(db, .escrow(run.id)), granted: granted, fundSharePercent: policy.fundSharePercent,
+                    payer: try payer(db, run)),
+                job: run.checkOf ?? run.id, now: now)
+            try db.execute(sql: "UPDATE jobs SET paid = ? WHERE id = ?", arguments: [granted, run.id])
+            let why =
+                verdict == .inconclusive
+                ? "the checks of an inconclusive verdict share what the run they check was paid"
+                : "runs that agree are paid alike, the least any of them was paid"
+            try event(db, run.id, run.state, "paid \(granted) credits, not the \(run.paid ?? 0) claimed: \(why)", now)
+            runs[i].paid = granted
+        }
+        return runs
     }
 
     /// A probation run paid as agreed: its escrow repays the fund what its checks were paid first

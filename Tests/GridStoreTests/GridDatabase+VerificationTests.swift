@@ -73,9 +73,25 @@ private struct VerifyGrid {
     }
 
     /// Gives the fund credits: jobs run on Carol's worker with the whole payment going to the fund and no checks.
-    func seedFund(jobs: Int = 3) async throws {
+    func seedFund(jobs: Int = 3, spec: JobSpec = VerifyGrid.spec, runtimeMs: Int64 = 30_000) async throws {
         let seeding = Verification.Policy(spotCheckRate: 0, fundSharePercent: 100, reputation: .init(probationResults: 0))
-        for _ in 0..<jobs { try await run(try await submit().id, on: "w3", output: "seed", policy: seeding, now: 2) }
+        for _ in 0..<jobs { try await run(try await submit(spec).id, on: "w3", output: "seed", policy: seeding, now: 2, runtimeMs: runtimeMs) }
+    }
+
+    /// Registers a new worker of `owner` (on probation, as every new worker id is).
+    func newWorker(_ id: WorkerID, of owner: UserID) async throws {
+        try await db.registerWorker(
+            GridDatabase.WorkerRegistration(
+                id: id, name: "pc-\(id)", ownerId: owner, resources: Resources(cpus: 8, ramGb: 16), gpuNames: [], tier: .bwrap,
+                slots: 4, host: nil, port: nil, webPort: nil),
+            now: 50)
+    }
+
+    /// The sum of the balances of `users`.
+    func total(_ users: [UserRecord]) async throws -> Int {
+        var sum = 0
+        for u in users { sum += try await balance(.user(u.id)) }
+        return sum
     }
 
     func balance(_ a: LedgerAccount) async throws -> Int { try await db.balance(of: a) }
@@ -384,25 +400,104 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    /// A new worker's honest result, a hostile check that contradicts it, a third run that agrees with it: the new
-    /// worker repays the fund only the agreeing check's pay (the review: the contradicted check's, already forfeited to
-    /// the fund, was counted too, and took the honest worker's whole pay).
+    /// A new worker's honest result, a hostile check that contradicts it, a third run that agrees with it: the two that
+    /// agree are paid alike (the least either was paid), the new worker's pay repays the agreeing check, and the
+    /// contradicted check's pay is forfeited to the fund, never counted as repaid (the review: counted, it took an
+    /// honest new worker's whole pay).
     @Test(arguments: StoreBackend.allCases) func aProbationRunRepaysOnlyTheChecksThatAgreedWithIt(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 10)
         let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 60)
+        let adaBefore = try await g.balance(.user(g.ada.id))
+        let fundBefore = try await g.balance(.fund)
         let job = try await g.submit(long)
         let first = try await g.run(job.id, on: "w1", output: "42", runtimeMs: 45 * 60_000)
         let check = try #require(first.checkQueued)
         let second = try await g.run(check, on: "w3", output: "forged", now: 20, runtimeMs: 1_000)
         let third = try #require(second.checkQueued)
-        try await g.run(third, on: "w4", output: "42", now: 30, runtimeMs: 1_000)
+        try await g.run(third, on: "w4", output: "42", now: 30, runtimeMs: 40 * 60_000)
         #expect(try await g.db.job(id: job.id)?.verification == .verified)
-        let pay = CreditRules.base(long) + 45
-        let quick = CreditRules.base(long) + 1
-        let share = CreditRules.fundShare(of: pay, percent: 5)
-        #expect(try await g.balance(.user(g.bob.id)) == 100 + pay - share - quick, "Bob repays Dave's agreeing check only")
+        let granted = CreditRules.base(long) + 40
+        let share = CreditRules.fundShare(of: granted, percent: 5)
+        #expect(try await g.db.job(id: job.id)?.paid == granted, "Bob's 45 minutes are paid as Dave's 40")
+        #expect(try await g.db.events(of: job.id).contains { $0.detail == "paid \(granted) credits, not the \(granted + 5) claimed: runs that agree are paid alike, the least any of them was paid" })
+        #expect(try await g.balance(.user(g.bob.id)) == 100, "Bob's pay repays Dave's agreeing check")
+        #expect(try await g.balance(.user(g.dave.id)) == 100 + granted - share)
         #expect(try await g.balance(.user(g.carol.id)) == 100, "the contradicted check's pay went to the fund")
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - granted, "Ada pays the agreed 40 minutes")
+        #expect(try await g.balance(.fund) == fundBefore + CreditRules.fundShare(of: granted + 5, percent: 5), "the fund only gains its share")
+        try await g.expectLedgerOK()
+    }
+
+    /// The second review's drain: one person's three accounts, a 600-minute job only their workers fit. Bob's new worker
+    /// answers it at once; Carol's worker, drawn to check it, sits on the check to the job's limit and agrees. The fund
+    /// held the check and paid it 613 credits for the time claimed, and Bob's escrow repaid only his minute's 13: the
+    /// three took about 600 credits a round from the fund. Runs that agree are now paid alike, the least either was
+    /// paid: the check is paid Bob's minute, and the rounds gain them nothing. The other way round (Bob sits, Carol
+    /// answers at once), Ada pays the minute, and gets the rest of her hold back.
+    @Test(arguments: StoreBackend.allCases) func aCheckerThatSitsOnItsCheckIsPaidNoMoreThanTheRunItAgreesWith(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
+        let limitMs = Int64(long.minutes) * 60_000
+        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
+        let fundBefore = try await g.balance(.fund)
+        let theirsBefore = try await g.total([g.ada, g.bob, g.carol])
+        let minute = CreditRules.base(long) + 1
+        for round in 0..<3 {
+            let id = "w1-\(round)"
+            try await g.newWorker(id, of: g.bob.id)
+            let job = try await g.submit(long)
+            let first = try await g.run(job.id, on: id, output: "forged", now: Double(100 + 10 * round), runtimeMs: 1_000)
+            let check = try #require(first.checkQueued, "round \(round): a new worker's run is checked")
+            #expect(try await g.balance(.hold(check)) == CreditRules.runCost(long), "the fund holds the whole run")
+            try await g.run(check, on: "w3", output: "forged", now: Double(105 + 10 * round), runtimeMs: limitMs)
+            #expect(try await g.db.job(id: job.id)?.verification == .verified)
+            #expect(try await g.db.job(id: check)?.paid == minute, "round \(round): the check is paid the minute it agreed with")
+        }
+        let fundAfter = try await g.balance(.fund)
+        #expect(fundAfter >= fundBefore, "the fund paid the checks' claims: \(fundBefore) → \(fundAfter)")
+        #expect(try await g.total([g.ada, g.bob, g.carol]) <= theirsBefore, "the three accounts gained from the rounds")
+
+        // The other way round: the run under check is cut to its quick check's pay, and Ada pays only that.
+        let adaBefore = try await g.balance(.user(g.ada.id))
+        try await g.newWorker("w1-slow", of: g.bob.id)
+        let job = try await g.submit(long)
+        let first = try await g.run(job.id, on: "w1-slow", output: "42", now: 200, runtimeMs: limitMs)
+        try await g.run(try #require(first.checkQueued), on: "w3", output: "42", now: 210, runtimeMs: 1_000)
+        #expect(try await g.db.job(id: job.id)?.paid == minute)
+        let claimedShare = CreditRules.fundShare(of: CreditRules.runCost(long), percent: 5)
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - minute - (claimedShare - CreditRules.fundShare(of: minute, percent: 5)),
+            "Ada pays the agreed minute (and the fund's share of the claim)")
+        try await g.expectLedgerOK()
+    }
+
+    /// Three different results (four accounts of one person: the submitter, a new worker that answers at once, two
+    /// checkers that sit on their checks to the limit): the verdict is inconclusive, and the fund paid both checks their
+    /// claimed 600 minutes (about 1,145 credits a round). The checks of a verdict that proves nothing now share what
+    /// the run they check was paid (each paid that much would still cost the fund one such pay a round).
+    @Test(arguments: StoreBackend.allCases) func anInconclusiveVerdictPaysNoCheckMoreThanTheRunItChecked(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
+        let limitMs = Int64(long.minutes) * 60_000
+        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
+        let fundBefore = try await g.balance(.fund)
+        let theirsBefore = try await g.total([g.ada, g.bob, g.carol, g.dave])
+        let job = try await g.submit(long)
+        let first = try await g.run(job.id, on: "w1", output: "a", runtimeMs: 1_000)
+        let second = try await g.run(try #require(first.checkQueued), on: "w3", output: "b", now: 20, runtimeMs: limitMs)
+        let third = try #require(second.checkQueued)
+        try await g.run(third, on: "w4", output: "c", now: 30, runtimeMs: limitMs)
+        #expect(try await g.db.job(id: job.id)?.verification == .inconclusive)
+        let half = (CreditRules.base(long) + 1) / 2
+        for check in try await g.db.checkRuns(of: job.id) {
+            #expect(check.paid == half, "job \(check.id)")
+            #expect(try await g.db.events(of: check.id).contains {
+                $0.detail == "paid \(half) credits, not the \(CreditRules.runCost(long)) claimed: the checks of an inconclusive verdict share what the run they check was paid"
+            })
+        }
+        let fundAfter = try await g.balance(.fund)
+        #expect(fundAfter >= fundBefore, "the fund paid the checks' claims: \(fundBefore) → \(fundAfter)")
+        #expect(try await g.total([g.ada, g.bob, g.carol, g.dave]) <= theirsBefore, "the four accounts gained from the round")
         try await g.expectLedgerOK()
     }
 
