@@ -526,6 +526,11 @@ extension GridDatabase {
             guard let ownerId = try Int64.fetchOne(db, sql: "SELECT owner_id FROM workers WHERE id = ?", arguments: [worker]) else {
                 return nil
             }
+            // A check run held while its payer was short (the fund pays as far as it has) is topped up now, as far as
+            // the payer has by now: before, its worker was paid only what had been held, for a whole run.
+            if let root = job.checkOf, !result.refund, let checked = try Self.job(db, root) {
+                try Self.topUpCheckHold(db, check: job.id, root: checked, from: try Self.payer(db, job), now: now)
+            }
             let held = try Self.balance(db, .hold(job.id))
             // A run whose Python environment could not be built is refunded in full (`refund`): nothing is paid.
             let paid = result.refund ? 0 : min(CreditRules.settle(job.spec, ending: .ran(runtimeMilliseconds: result.runtimeMs)).paid, held)

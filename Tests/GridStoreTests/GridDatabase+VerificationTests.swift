@@ -501,6 +501,24 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
+    /// A probation check queued while the fund was short holds what the fund had. When it ends, its hold is topped up
+    /// from the fund as far as the fund has by then: its worker is paid the run it did (before, only what had been held).
+    @Test(arguments: StoreBackend.allCases) func aCheckHeldWhileTheFundWasShortIsPaidInFullOnceTheFundHasGrown(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        let job = try await g.submit()
+        let first = try await g.run(job.id, on: "w1", output: "42")
+        let check = try #require(first.checkQueued)
+        let short = try await g.balance(.hold(check))
+        #expect(short < VerifyGrid.paid, "the fund had less than the check costs")
+        try await g.seedFund(jobs: 3)
+        try await g.run(check, on: "w3", output: "42", now: 20)
+        #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        #expect(try await g.db.job(id: check)?.paid == VerifyGrid.paid, "the check is paid its run, not the \(short) held")
+        #expect(try await g.balance(.user(g.carol.id)) == 100 + VerifyGrid.paid - 1)
+        #expect(try await g.balance(.hold(check)) == 0)
+        try await g.expectLedgerOK()
+    }
+
     /// An owner's `--verify` jobs, run honestly on their own worker, counted toward its probation: it passed it on its
     /// owner's jobs and then forged other users' results unchecked. Only agreement on another user's job counts.
     @Test(arguments: StoreBackend.allCases) func agreementOnTheOwnersOwnJobsEarnsTheWorkerNoTrust(_ backend: StoreBackend) async throws {
