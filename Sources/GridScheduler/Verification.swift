@@ -228,10 +228,11 @@ public enum Verification {
     /// - The fund takes its share of the payment; the rest goes to the worker's owner, or to `escrow:job` while the run
     ///   is under check.
     /// - `reserve` (a `--verify` job's second run) moves on to `reserveTo` (the check run's hold).
-    /// - What is left goes back to `payer` (the submitter, or the fund for a check run it paid for).
+    /// - What is left goes back to `payer` (the submitter, or the fund for a check run it paid for), unless it is kept
+    ///   (`keep`: a probation run's, until its verdict, `keepsHold`).
     public static func settleRun(
         job: JobID, held: Int, paid: Int, fundSharePercent: Int, workerOwner: UserID, escrowed: Bool, payer: LedgerAccount,
-        reserve: Int = 0, reserveTo: LedgerAccount? = nil
+        reserve: Int = 0, reserveTo: LedgerAccount? = nil, keep: Bool = false
     ) -> [Movement] {
         let held = max(0, held)
         let paid = min(max(0, paid), held)
@@ -244,9 +245,16 @@ public enum Verification {
             Movement(from: .hold(job), to: earner, amount: paid - share, reason: escrowed ? "payment into escrow" : "payment"),
         ]
         if let reserveTo { out.append(Movement(from: .hold(job), to: reserveTo, amount: reserve, reason: "check run hold")) }
-        out.append(Movement(from: .hold(job), to: payer, amount: released, reason: "release"))
+        if !keep { out.append(Movement(from: .hold(job), to: payer, amount: released, reason: "release")) }
         return out.filter { $0.amount > 0 }
     }
+
+    /// Whether the unspent part of a run's hold stays held until its verdict: a probation run's does. When a probation
+    /// run is contradicted, its submitter pays the fund for the run whose result they get (`forgedRunSettles`), from
+    /// this hold first. Before, it went back at once, and a submitter who had put their balance into other jobs' holds
+    /// by the verdict paid little or nothing for a result the fund had paid two runs for (a review: a 10-hour result
+    /// for 9 credits).
+    public static func keepsHold(_ reason: Reason?) -> Bool { reason == .probation }
 
     /// Who pays for a check run of `root` (its hold, and what the check does not spend goes back there): the submitter
     /// for a requested check (`--verify`), the third run after a disagreement too; the fund for a probation check and a
@@ -287,22 +295,26 @@ public enum Verification {
         ].filter { $0.amount > 0 }
     }
 
-    /// What the runs of one job are paid once their verdict is in, where that is less than each was paid at its end
-    /// (run index → pay; `paid` in run order, the checked run first, nil for a run paid nothing).
+    /// What the check runs of one job are paid once their verdict is in, where that is less than each was paid at its
+    /// end (run index → pay; `paid` in run order, the checked run first, nil for a run paid nothing). The checked run is
+    /// never cut: it is paid what its own worker's run was worth, whatever another run claims.
     ///
-    /// - Runs that agree are paid alike: the least any of them was paid (BOINC's granted credit, the lowest claim of a
-    ///   quorum). A run is paid for the time its worker says it took, and the same result is the same work.
-    /// - An inconclusive verdict proves no run right: the check runs that were paid share what the run they check was
-    ///   paid (each at most its share). A probation run repays the fund its checks' pay, so they cost the fund nothing.
-    /// - Runs that beat the checked run (it was contradicted) are paid alike among themselves, whatever it was paid: an
-    ///   honest check of a forgery answered at once is paid its whole run.
+    /// - A check that agrees with the checked run is paid no more than the checked run was: the same result is the
+    ///   same work (BOINC grants a quorum its lowest claim; here only the check is held to it).
+    /// - An inconclusive verdict proves no run right: the checks that were paid share what the checked run was paid
+    ///   (each at most its share).
+    /// - A check that beat the checked run (it was contradicted), and one contradicted by the majority (its pay is
+    ///   forfeited to the fund anyway), is not cut: an honest check of a forgery answered at once is paid its run.
     ///
     /// Before, a check was paid whatever time its worker claimed, up to the job's limit. One person's accounts (a job
     /// only their workers fit, a new worker that answered it at once, a partner's worker drawn to check it that sat on
     /// it to the limit and agreed) took about the difference from the fund, 568 credits a 600-minute result, because a
     /// probation run repays its checks only from its own small pay; three differing results (an inconclusive verdict)
-    /// about twice that. (Each check of an inconclusive verdict paid what the checked run was still cost the fund
-    /// one such pay a round: the checked run repays one.)
+    /// about twice that, round after round (an inconclusive verdict leaves the new worker on probation). Each check of
+    /// an inconclusive verdict paid as much as the checked run would still cost the fund one such pay a round. (A first
+    /// version paid every agreeing run the least any of them claimed, the checked run too; a review: a submitter's
+    /// partner drawn to check an honest worker's result, which the submitter can read at once, sent it back claiming
+    /// a second, and the submitter got the honest worker's pay back.)
     public static func grantedPays(_ verdict: Verdict, paid: [Int?]) -> [Int: Int] {
         func pay(_ i: Int) -> Int { paid.indices.contains(i) ? max(0, paid[i] ?? 0) : 0 }
         var out: [Int: Int] = [:]
@@ -310,9 +322,8 @@ public enum Verification {
         case .runAnother:
             break
         case .decided(let agreeing, _):
-            let agreeing = agreeing.filter(paid.indices.contains)
-            guard let granted = agreeing.map(pay).min() else { break }
-            for i in agreeing where pay(i) > granted { out[i] = granted }
+            guard agreeing.contains(0) else { break }
+            for i in agreeing where i > 0 && pay(i) > pay(0) { out[i] = pay(0) }
         case .inconclusive:
             let checks = paid.indices.dropFirst().filter { pay($0) > 0 }
             guard !checks.isEmpty else { break }
@@ -322,14 +333,27 @@ public enum Verification {
         return out
     }
 
-    /// A run whose pay is cut to `granted` after its verdict (`grantedPays`): what its escrow holds above the pay's
-    /// worker part (`granted` less the fund's share of it) goes back to `payer`, who held it (the submitter, or the fund
-    /// for a check it paid for). The fund keeps its share of the pay that was claimed.
-    public static func cutEscrow(run: JobID, escrowed: Int, granted: Int, fundSharePercent: Int, payer: LedgerAccount) -> [Movement] {
-        let granted = max(0, granted)
-        let kept = granted - CreditRules.fundShare(of: granted, percent: fundSharePercent)
-        let back = max(0, escrowed) - max(0, kept)
-        return back > 0 ? [Movement(from: .escrow(run), to: payer, amount: back, reason: "pay cut to what the agreeing runs were paid")] : []
+    /// A check run whose pay is cut from `paid` to `granted` after its verdict (`grantedPays`): the difference goes back
+    /// to `payer`, who held it (the fund, or the submitter of a `--verify` job). The run's escrow keeps its part in
+    /// proportion (the fund took its share of `paid` at the run's end, whatever share it then took); the rest of the
+    /// difference, the fund's share of it, comes back from the fund to a payer that is not the fund, as far as the
+    /// fund has (`fundBalance`). `why`: the ledger's reason.
+    public static func cutEscrow(
+        run: JobID, escrowed: Int, paid: Int, granted: Int, payer: LedgerAccount, fundBalance: Int, why: String
+    ) -> [Movement] {
+        let paid = max(0, paid)
+        let granted = min(max(0, granted), paid)
+        let escrowed = min(max(0, escrowed), paid)
+        guard paid > 0, granted < paid else { return [] }
+        // escrowed × granted / paid, exactly, without overflow: the quotient is at most `escrowed`.
+        let product = escrowed.multipliedFullWidth(by: granted)
+        let kept = paid.dividingFullWidth(product).quotient
+        let fromEscrow = escrowed - kept
+        let fromFund = payer == .fund ? 0 : min(max(0, fundBalance), (paid - granted) - fromEscrow, paid - escrowed)
+        return [
+            Movement(from: .escrow(run), to: payer, amount: fromEscrow, reason: why),
+            Movement(from: .fund, to: payer, amount: max(0, fromFund), reason: "the fund's share of a cut pay"),
+        ].filter { $0.amount > 0 }
     }
 
     /// The hold of a check run the fund pays for: the run's full cost, or what the fund has when it has less.

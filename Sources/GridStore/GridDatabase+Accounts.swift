@@ -154,8 +154,10 @@ extension GridDatabase {
                 let account: String = row["account"]
                 let balance: Int = row["balance"]
                 guard balance != 0, case .hold(let job)? = LedgerAccount(account) else { continue }
-                let state = try String.fetchOne(db, sql: "SELECT state FROM jobs WHERE id = ?", arguments: [job])
-                if let state, JobState(rawValue: state)?.isFinal ?? true { stuck.append(account) }
+                let row = try StoreRow.fetchOne(db, sql: "SELECT state, verification FROM jobs WHERE id = ?", arguments: [job])
+                // A probation run's unspent hold is kept until its check decides (`Verification.keepsHold`).
+                let unverified = (row?["verification"] as String?) == VerificationState.unverified.rawValue
+                if let state = row?["state"] as String?, JobState(rawValue: state)?.isFinal ?? true, !unverified { stuck.append(account) }
             }
             // Escrow of a run whose check was decided would be credits nobody can spend.
             for row in rows {

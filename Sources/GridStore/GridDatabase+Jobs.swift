@@ -530,6 +530,7 @@ extension GridDatabase {
             // the payer has by now: before, its worker was paid only what had been held, for a whole run.
             if let root = job.checkOf, !result.refund, let checked = try Self.job(db, root) {
                 try Self.topUpCheckHold(db, check: job.id, root: checked, from: try Self.payer(db, job), now: now)
+                try Self.recordHold(db, job.id)
             }
             let held = try Self.balance(db, .hold(job.id))
             // A run whose Python environment could not be built is refunded in full (`refund`): nothing is paid.
@@ -586,7 +587,8 @@ extension GridDatabase {
             }
             let moves = Verification.settleRun(
                 job: job.id, held: held, paid: paid, fundSharePercent: policy.fundSharePercent, workerOwner: ownerId, escrowed: escrowed,
-                payer: try Self.payer(db, job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil)
+                payer: try Self.payer(db, job), reserve: CreditRules.runCost(job.spec), reserveTo: submitterPays ? check.map { .hold($0) } : nil,
+                keep: check != nil && Verification.keepsHold(reason))
             try Self.apply(db, moves, job: job.checkOf ?? job.id, now: now)
             if let check { try Self.recordHold(db, check) }
             var detail =
@@ -601,6 +603,9 @@ extension GridDatabase {
                 try db.execute(
                     sql: "UPDATE jobs SET verification = 'unverified', verification_reason = ? WHERE id = ?", arguments: [reason.rawValue, job.id])
                 try Self.event(db, job.id, result.state, "unverified: a check run (job \(check)) is queued (\(reason.rawValue))", now)
+            }
+            if check != nil && Verification.keepsHold(reason), case let kept = try Self.balance(db, .hold(job.id)), kept > 0 {
+                try Self.event(db, job.id, result.state, "\(kept) credits of its hold are kept until the check decides", now)
             }
             if let root = job.checkOf {
                 let (another, quarantined, outcomes) = try Self.decide(db, root: root, policy: policy, now: now)

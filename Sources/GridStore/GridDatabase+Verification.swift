@@ -202,7 +202,8 @@ extension GridDatabase {
         guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:], []) }
         var runs = [root] + checks
         let verdict = Verification.verdict(results: runs.map(\.digest), waitedOut: checkWaitedOut != nil)
-        runs = try cutPays(db, runs, verdict: verdict, policy: policy, now: now)
+        if verdict != .runAnother { try releaseKeptHold(db, root, now: now) }
+        runs = try cutPays(db, runs, verdict: verdict, now: now)
         checks = Array(runs.dropFirst())
         switch verdict {
         case .runAnother:
@@ -300,26 +301,34 @@ extension GridDatabase {
         }
     }
 
-    /// Cuts the pay of runs paid more than their verdict grants (`Verification.grantedPays`): the escrow above it back to
-    /// whoever held it, the run's `paid` set to it, and a line in its history. Returns the runs as they are now.
-    private static func cutPays(
-        _ db: any StoreSession, _ runs: [JobRecord], verdict: Verification.Verdict, policy: Verification.Policy, now: Double
-    ) throws -> [JobRecord] {
+    /// The unspent part of a probation run's hold, kept until its verdict (`Verification.keepsHold`), back to its
+    /// submitter: before a contradicted run's submitter pays for the result they get, so they can.
+    private static func releaseKeptHold(_ db: any StoreSession, _ root: JobRecord, now: Double) throws {
+        let kept = try balance(db, .hold(root.id))
+        guard kept > 0 else { return }
+        try move(db, kept, from: .hold(root.id), to: try payer(db, root), reason: "release after the check", job: root.id, now: now)
+    }
+
+    /// Cuts the pay of check runs paid more than their verdict grants (`Verification.grantedPays`): the difference back
+    /// to whoever held it (`Verification.cutEscrow`), the run's `paid` set to it, and a line in its history. Returns the
+    /// runs as they are now.
+    private static func cutPays(_ db: any StoreSession, _ runs: [JobRecord], verdict: Verification.Verdict, now: Double) throws -> [JobRecord] {
         var runs = runs
+        let why =
+            verdict == .inconclusive
+            ? "the checks of an inconclusive verdict share what the run they check was paid"
+            : "a check that agrees is paid no more than the run it checks"
         for (i, granted) in Verification.grantedPays(verdict, paid: runs.map(\.paid)).sorted(by: { $0.key < $1.key }) {
             let run = runs[i]
+            let paid = run.paid ?? 0
             try apply(
                 db,
                 Verification.cutEscrow(
-                    run: run.id, escrowed: try balance(db, .escrow(run.id)), granted: granted, fundSharePercent: policy.fundSharePercent,
-                    payer: try payer(db, run)),
+                    run: run.id, escrowed: try balance(db, .escrow(run.id)), paid: paid, granted: granted, payer: try payer(db, run),
+                    fundBalance: try balance(db, .fund), why: "pay cut: " + why),
                 job: run.checkOf ?? run.id, now: now)
             try db.execute(sql: "UPDATE jobs SET paid = ? WHERE id = ?", arguments: [granted, run.id])
-            let why =
-                verdict == .inconclusive
-                ? "the checks of an inconclusive verdict share what the run they check was paid"
-                : "runs that agree are paid alike, the least any of them was paid"
-            try event(db, run.id, run.state, "paid \(granted) credits, not the \(run.paid ?? 0) claimed: \(why)", now)
+            try event(db, run.id, run.state, "paid \(granted) credits, not \(paid): \(why)", now)
             runs[i].paid = granted
         }
         return runs

@@ -316,50 +316,66 @@ struct VerificationTests {
         }
     }
 
-    /// Runs that agree are paid alike, the least any of them was paid; the checks of an inconclusive verdict share what
-    /// the run they checked was paid; runs that beat a forgery are paid alike among themselves, whatever the forgery was paid.
-    /// (Before, a check was paid whatever time its worker claimed: a partner's checker that sat on its check to the
-    /// job's limit took the difference from the fund.)
-    @Test func runsAreCutToWhatTheirVerdictGrants() {
-        // A new worker's instant answer (9) and a checker that sat on it for the job's limit (608) agree: 9 each.
+    /// A check that agrees is paid no more than the run it checks; the checks of an inconclusive verdict share what the
+    /// run they checked was paid; the checked run, and checks that beat it, are never cut. (Before, a check was paid
+    /// whatever time its worker claimed: a partner's checker that sat on its check to the job's limit took the
+    /// difference from the fund. A first version cut the checked run to a quicker check's claim: a submitter's partner
+    /// drawn as checker sent back the honest result the submitter could read, claiming a second, and took the honest
+    /// worker's pay back for the submitter.)
+    @Test func checksAreCutToWhatTheirVerdictGrants() {
+        // A new worker's instant answer (9) and a checker that sat on it for the job's limit (608) agree: the check is 9.
         #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [9, 608]) == [1: 9])
-        // The other way round: the run under check is cut to its quick check's pay.
-        #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [608, 9]) == [0: 9])
+        // The other way round, the checked run keeps its pay: a quick check's claim never cuts it.
+        #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [608, 9]).isEmpty)
         #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [50, 50]).isEmpty)
-        // A forgery answered at once (9) beaten by two honest runs (53, 58): they are paid alike, 53, not 9.
-        #expect(Verification.grantedPays(.decided(agreeing: [1, 2], contradicted: [0]), paid: [9, 53, 58]) == [2: 53])
-        // A third run that agrees with the checked run, a contradicted check left as it was (its pay is forfeited).
-        #expect(Verification.grantedPays(.decided(agreeing: [0, 2], contradicted: [1]), paid: [58, 900, 53]) == [0: 53])
+        // A forgery answered at once (9) beaten by two honest runs (53, 58): each keeps its own pay.
+        #expect(Verification.grantedPays(.decided(agreeing: [1, 2], contradicted: [0]), paid: [9, 53, 58]).isEmpty)
+        // A third run that agrees with the checked run is cut to it; the contradicted check is left (it is forfeited).
+        #expect(Verification.grantedPays(.decided(agreeing: [0, 2], contradicted: [1]), paid: [53, 900, 58]) == [2: 53])
         // Inconclusive: the checks that were paid share the checked run's pay; the checked run is left as it was.
         #expect(Verification.grantedPays(.inconclusive, paid: [9, 608, 608]) == [1: 4, 2: 4])
         #expect(Verification.grantedPays(.inconclusive, paid: [9, 608, nil]) == [1: 9], "a check lost unpaid takes no share")
         #expect(Verification.grantedPays(.inconclusive, paid: [608, 9, 0]).isEmpty)
         #expect(Verification.grantedPays(.inconclusive, paid: [608, 300, 400]) == [2: 304])
         #expect(Verification.grantedPays(.runAnother, paid: [9, 608]).isEmpty)
-        // A run paid nothing (lost, refunded) among the agreeing ones: nothing is paid more than nothing.
+        // A checked run paid nothing: nothing is paid more than nothing.
         #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [nil, 14]) == [1: 0])
-        // Hostile values never trap, never grant a negative pay, never raise one, and name only runs that exist.
-        let hostile: [[Int?]] = [[], [Int.min, Int.max], [Int.max, Int.max, Int.min], [-1, 0, nil], [nil]]
+        // Hostile values never trap, never grant a negative pay, never raise one, never cut the checked run, and name
+        // only runs that exist.
+        let hostile: [[Int?]] = [[], [Int.min, Int.max], [Int.max, Int.max, Int.min], [-1, 0, nil], [nil], [0, Int.max, Int.max]]
         for paid in hostile {
             for verdict in [Verification.Verdict.inconclusive, .runAnother, .decided(agreeing: [0, 1, 7], contradicted: [2]), .decided(agreeing: [], contradicted: [])] {
                 for (i, granted) in Verification.grantedPays(verdict, paid: paid) {
-                    #expect(paid.indices.contains(i), "\(verdict) \(paid)")
+                    #expect(paid.indices.contains(i) && i > 0, "\(verdict) \(paid)")
                     #expect(granted >= 0 && granted < max(0, paid[i] ?? 0), "\(verdict) \(paid)")
                 }
             }
         }
     }
 
-    @Test func aCutRunsEscrowAboveItsGrantedPayGoesBackToWhoeverHeldIt() {
-        // Paid 608 (31 to the fund, 577 into escrow), granted 9 (1 to the fund's share, 8 the worker's): 569 go back.
-        #expect(Verification.cutEscrow(run: 4, escrowed: 577, granted: 9, fundSharePercent: 5, payer: .fund) == [
-            .init(from: .escrow(4), to: .fund, amount: 569, reason: "pay cut to what the agreeing runs were paid")
+    @Test func aCutChecksPayGoesBackToWhoeverHeldIt() {
+        // Paid 613 (31 to the fund, 582 into escrow), cut to 14: the escrow keeps 13 (582 × 14 / 613), 569 go back.
+        #expect(Verification.cutEscrow(run: 4, escrowed: 582, paid: 613, granted: 14, payer: .fund, fundBalance: 1_000, why: "w") == [
+            .init(from: .escrow(4), to: .fund, amount: 569, reason: "w")
         ])
-        #expect(Verification.cutEscrow(run: 4, escrowed: 577, granted: 9, fundSharePercent: 0, payer: .user(3)).first?.amount == 568)
-        #expect(Verification.cutEscrow(run: 4, escrowed: 8, granted: 9, fundSharePercent: 5, payer: .fund).isEmpty)
-        for (escrowed, granted, percent) in [(0, 0, 5), (-5, 3, 5), (Int.max, Int.min, 5), (Int.min, Int.max, 100), (Int.max, Int.max, -1), (10, -1, 200)] {
-            let moves = Verification.cutEscrow(run: 4, escrowed: escrowed, granted: granted, fundSharePercent: percent, payer: .user(3))
-            #expect(moves.allSatisfy { $0.amount > 0 && $0.amount <= max(0, escrowed) }, "\(escrowed), \(granted), \(percent)")
+        // A submitter who held it (`--verify`) gets the fund's share of the difference back too: 599 in all.
+        #expect(Verification.cutEscrow(run: 4, escrowed: 582, paid: 613, granted: 14, payer: .user(3), fundBalance: 1_000, why: "w") == [
+            .init(from: .escrow(4), to: .user(3), amount: 569, reason: "w"),
+            .init(from: .fund, to: .user(3), amount: 30, reason: "the fund's share of a cut pay"),
+        ])
+        #expect(Verification.cutEscrow(run: 4, escrowed: 582, paid: 613, granted: 14, payer: .user(3), fundBalance: 7, why: "w").last?.amount == 7,
+            "no more than the fund has")
+        #expect(Verification.cutEscrow(run: 4, escrowed: 13, paid: 14, granted: 14, payer: .fund, fundBalance: 0, why: "w").isEmpty)
+        let values = [0, 1, -1, 14, 613, Int.max, Int.min]
+        for escrowed in values {
+            for paid in values {
+                for granted in values {
+                    let moves = Verification.cutEscrow(run: 4, escrowed: escrowed, paid: paid, granted: granted, payer: .user(3), fundBalance: 50, why: "w")
+                    #expect(moves.allSatisfy { $0.amount > 0 }, "\(escrowed), \(paid), \(granted)")
+                    #expect(moves.filter { $0.from == .escrow(4) }.allSatisfy { $0.amount <= max(0, escrowed) }, "\(escrowed), \(paid), \(granted)")
+                    #expect(moves.filter { $0.from == .fund }.allSatisfy { $0.amount <= 50 }, "\(escrowed), \(paid), \(granted)")
+                }
+            }
         }
     }
 

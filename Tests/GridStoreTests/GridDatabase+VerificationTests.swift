@@ -128,7 +128,11 @@ struct GridDatabaseVerificationTests {
         #expect(try await g.balance(.user(g.bob.id)) == 100)
         #expect(try await g.balance(.hold(check)) == VerifyGrid.hold)  // the fund holds the probation check
         #expect(try await g.balance(.fund) == fundBefore + 1 - VerifyGrid.hold)
-        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.paid, "Ada pays for her job only")
+        // Ada pays for her job only; the rest of her hold is kept until the check decides (were the run a forgery, she
+        // pays for the run whose result she gets from it).
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.hold)
+        #expect(try await g.balance(.hold(job.id)) == VerifyGrid.hold - VerifyGrid.paid)
+        #expect(try await g.db.events(of: job.id).contains { $0.detail == "\(VerifyGrid.hold - VerifyGrid.paid) credits of its hold are kept until the check decides" })
         // The check run is queued away from Bob, and from Ada's own workers (she can read the result it checks, so her
         // worker could send it back unrun and be paid the check from the fund); it is not one of Ada's listed jobs.
         let queued = try #require(try await g.db.queuedJobs().first { $0.id == check })
@@ -144,6 +148,7 @@ struct GridDatabaseVerificationTests {
         #expect(verified.verificationStatus?.label == "verified by worker pc-w3")
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.escrow(check)) == 0)
+        #expect(try await g.balance(.hold(job.id)) == 0, "the kept hold went back to Ada")
         // Carol's check was paid 14 (1 to the fund, 13 to her) from the fund's hold; Bob's escrow of 13 repaid the fund
         // as far as it held: a new worker's first results pay for their own checks, and the fund only gains its shares.
         #expect(try await g.balance(.user(g.bob.id)) == 100)
@@ -400,41 +405,64 @@ struct GridDatabaseVerificationTests {
         try await g.expectLedgerOK()
     }
 
-    /// A new worker's honest result, a hostile check that contradicts it, a third run that agrees with it: the two that
-    /// agree are paid alike (the least either was paid), the new worker's pay repays the agreeing check, and the
-    /// contradicted check's pay is forfeited to the fund, never counted as repaid (the review: counted, it took an
-    /// honest new worker's whole pay).
+    /// A submitter whose job a new worker forged at once puts the rest of her balance into other jobs' holds before the
+    /// verdict. She still pays the fund for the run whose result she gets: the unspent part of her forged job's hold is
+    /// kept until the check decides. Before, it went back to her at once, and she paid what little she had left (the
+    /// review: a 10-hour result for 9 credits, the fund bearing both honest runs).
+    @Test(arguments: StoreBackend.allCases) func aSubmitterWhoParksHerBalanceInHoldsStillPaysForTheResultOfAForgedRun(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
+        let limitMs = Int64(long.minutes) * 60_000
+        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
+        let adaBefore = try await g.balance(.user(g.ada.id))
+        let job = try await g.submit(long)
+        let first = try await g.run(job.id, on: "w1", output: "forged", runtimeMs: 1_000)
+        let check = try #require(first.checkQueued)
+        // Her balance into the holds of jobs that wait in the queue.
+        var parked = 0
+        for spec in [long, VerifyGrid.spec] {
+            while try await g.balance(.user(g.ada.id)) >= CreditRules.hold(spec) {
+                parked += try await g.submit(spec).hold
+            }
+        }
+        #expect(try await g.balance(.user(g.ada.id)) < VerifyGrid.hold)
+        let second = try await g.run(check, on: "w3", output: "42", now: 20, runtimeMs: limitMs)
+        try await g.run(try #require(second.checkQueued), on: "w4", output: "42", now: 30, runtimeMs: limitMs)
+        #expect(try await g.db.job(id: job.id)?.verification == .contradicted)
+        let spent = adaBefore - (try await g.balance(.user(g.ada.id))) - parked
+        let forgedShare = CreditRules.fundShare(of: CreditRules.base(long) + 1, percent: 5)
+        #expect(spent == CreditRules.runCost(long) + forgedShare, "Ada pays the run that gave her result (and the forged minute's share)")
+        #expect(try await g.balance(.hold(job.id)) == 0)
+        try await g.expectLedgerOK()
+    }
+
+    /// A new worker's honest result, a hostile check that contradicts it, a third run that agrees with it: the new
+    /// worker repays the fund only the agreeing check's pay (the review: the contradicted check's, already forfeited to
+    /// the fund, was counted too, and took the honest worker's whole pay).
     @Test(arguments: StoreBackend.allCases) func aProbationRunRepaysOnlyTheChecksThatAgreedWithIt(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         try await g.seedFund(jobs: 10)
         let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 60)
-        let adaBefore = try await g.balance(.user(g.ada.id))
-        let fundBefore = try await g.balance(.fund)
         let job = try await g.submit(long)
         let first = try await g.run(job.id, on: "w1", output: "42", runtimeMs: 45 * 60_000)
         let check = try #require(first.checkQueued)
         let second = try await g.run(check, on: "w3", output: "forged", now: 20, runtimeMs: 1_000)
         let third = try #require(second.checkQueued)
-        try await g.run(third, on: "w4", output: "42", now: 30, runtimeMs: 40 * 60_000)
+        try await g.run(third, on: "w4", output: "42", now: 30, runtimeMs: 1_000)
         #expect(try await g.db.job(id: job.id)?.verification == .verified)
-        let granted = CreditRules.base(long) + 40
-        let share = CreditRules.fundShare(of: granted, percent: 5)
-        #expect(try await g.db.job(id: job.id)?.paid == granted, "Bob's 45 minutes are paid as Dave's 40")
-        #expect(try await g.db.events(of: job.id).contains { $0.detail == "paid \(granted) credits, not the \(granted + 5) claimed: runs that agree are paid alike, the least any of them was paid" })
-        #expect(try await g.balance(.user(g.bob.id)) == 100, "Bob's pay repays Dave's agreeing check")
-        #expect(try await g.balance(.user(g.dave.id)) == 100 + granted - share)
+        let pay = CreditRules.base(long) + 45
+        let quick = CreditRules.base(long) + 1
+        let share = CreditRules.fundShare(of: pay, percent: 5)
+        #expect(try await g.balance(.user(g.bob.id)) == 100 + pay - share - quick, "Bob repays Dave's agreeing check only")
         #expect(try await g.balance(.user(g.carol.id)) == 100, "the contradicted check's pay went to the fund")
-        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - granted, "Ada pays the agreed 40 minutes")
-        #expect(try await g.balance(.fund) == fundBefore + CreditRules.fundShare(of: granted + 5, percent: 5), "the fund only gains its share")
         try await g.expectLedgerOK()
     }
 
     /// The second review's drain: one person's three accounts, a 600-minute job only their workers fit. Bob's new worker
     /// answers it at once; Carol's worker, drawn to check it, sits on the check to the job's limit and agrees. The fund
     /// held the check and paid it 613 credits for the time claimed, and Bob's escrow repaid only his minute's 13: the
-    /// three took about 600 credits a round from the fund. Runs that agree are now paid alike, the least either was
-    /// paid: the check is paid Bob's minute, and the rounds gain them nothing. The other way round (Bob sits, Carol
-    /// answers at once), Ada pays the minute, and gets the rest of her hold back.
+    /// three took about 600 credits a round from the fund. A check that agrees is now paid no more than the run it
+    /// checks: Bob's minute, and the rounds gain them nothing.
     @Test(arguments: StoreBackend.allCases) func aCheckerThatSitsOnItsCheckIsPaidNoMoreThanTheRunItAgreesWith(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
         let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
@@ -458,16 +486,41 @@ struct GridDatabaseVerificationTests {
         #expect(fundAfter >= fundBefore, "the fund paid the checks' claims: \(fundBefore) → \(fundAfter)")
         #expect(try await g.total([g.ada, g.bob, g.carol]) <= theirsBefore, "the three accounts gained from the rounds")
 
-        // The other way round: the run under check is cut to its quick check's pay, and Ada pays only that.
+        // The other way round, the run under check keeps its pay: a quick check's claim never cuts it (a first version
+        // did; a review: the submitter, who can read the result at once, had a partner drawn as checker send it back
+        // claiming a second, and got the honest worker's pay back).
         let adaBefore = try await g.balance(.user(g.ada.id))
         try await g.newWorker("w1-slow", of: g.bob.id)
         let job = try await g.submit(long)
         let first = try await g.run(job.id, on: "w1-slow", output: "42", now: 200, runtimeMs: limitMs)
         try await g.run(try #require(first.checkQueued), on: "w3", output: "42", now: 210, runtimeMs: 1_000)
-        #expect(try await g.db.job(id: job.id)?.paid == minute)
-        let claimedShare = CreditRules.fundShare(of: CreditRules.runCost(long), percent: 5)
-        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - minute - (claimedShare - CreditRules.fundShare(of: minute, percent: 5)),
-            "Ada pays the agreed minute (and the fund's share of the claim)")
+        #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        #expect(try await g.db.job(id: job.id)?.paid == CreditRules.runCost(long))
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - CreditRules.runCost(long))
+        try await g.expectLedgerOK()
+    }
+
+    /// A `--verify` job whose check sits on it to the limit while the first run took a minute: the submitter, who holds
+    /// the check, is charged the minute for it (the fund's share of the cut included), not the 600 minutes claimed.
+    @Test(arguments: StoreBackend.allCases) func aVerifyJobsCheckIsPaidNoMoreThanTheRunItAgreesWith(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: 1)
+        var long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
+        long.verify = true
+        let adaBefore = try await g.balance(.user(g.ada.id))
+        let job = try await g.submit(long)
+        let trusted = Verification.Policy(spotCheckRate: 0, fundSharePercent: 5, reputation: .init(probationResults: 0), seed: 1)
+        let first = try await g.run(job.id, on: "w1", output: "42", policy: trusted, runtimeMs: 1_000)
+        let check = try #require(first.checkQueued)
+        try await g.run(check, on: "w3", output: "42", policy: trusted, now: 20, runtimeMs: Int64(long.minutes) * 60_000)
+        #expect(try await g.db.job(id: job.id)?.verification == .verified)
+        let minute = CreditRules.base(long) + 1
+        #expect(try await g.db.job(id: check)?.paid == minute)
+        #expect(try await g.db.events(of: check).contains {
+            $0.detail == "paid \(minute) credits, not \(CreditRules.runCost(long)): a check that agrees is paid no more than the run it checks"
+        })
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - 2 * minute, "Ada pays two runs of a minute")
+        #expect(try await g.balance(.user(g.carol.id)) == 100 + minute - CreditRules.fundShare(of: minute, percent: 5))
         try await g.expectLedgerOK()
     }
 
@@ -492,7 +545,7 @@ struct GridDatabaseVerificationTests {
         for check in try await g.db.checkRuns(of: job.id) {
             #expect(check.paid == half, "job \(check.id)")
             #expect(try await g.db.events(of: check.id).contains {
-                $0.detail == "paid \(half) credits, not the \(CreditRules.runCost(long)) claimed: the checks of an inconclusive verdict share what the run they check was paid"
+                $0.detail == "paid \(half) credits, not \(CreditRules.runCost(long)): the checks of an inconclusive verdict share what the run they check was paid"
             })
         }
         let fundAfter = try await g.balance(.fund)
