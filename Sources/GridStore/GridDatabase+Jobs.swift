@@ -135,8 +135,14 @@ extension GridDatabase {
         try await read { db in
             let (filter, args) = Self.jobFilter(owner: user, state: nil)
             let open = [JobState.submitted, .pending, .running].map { "'\($0.rawValue)'" }.joined(separator: ", ")
-            return try Int.fetchOne(
-                db, sql: "SELECT COALESCE(SUM(hold), 0) FROM jobs WHERE " + filter + " AND state IN (\(open))", arguments: args) ?? 0
+            var held =
+                try Int.fetchOne(
+                    db, sql: "SELECT COALESCE(SUM(hold), 0) FROM jobs WHERE " + filter + " AND state IN (\(open))", arguments: args) ?? 0
+            // And what ended runs keep until their check decides (`Verification.keepsHold`).
+            let kept = try StoreRow.fetchAll(
+                db, sql: "SELECT id FROM jobs WHERE " + filter + " AND state NOT IN (\(open)) AND verification = 'unverified'", arguments: args)
+            for row in kept { held += max(0, try Self.balance(db, .hold(row["id"] as JobID))) }
+            return held
         }
     }
 

@@ -132,6 +132,7 @@ struct GridDatabaseVerificationTests {
         // pays for the run whose result she gets from it).
         #expect(try await g.balance(.user(g.ada.id)) == adaBefore - VerifyGrid.hold)
         #expect(try await g.balance(.hold(job.id)) == VerifyGrid.hold - VerifyGrid.paid)
+        #expect(try await g.db.held(by: g.ada.id) == VerifyGrid.hold - VerifyGrid.paid, "what she sees held")
         #expect(try await g.db.events(of: job.id).contains { $0.detail == "\(VerifyGrid.hold - VerifyGrid.paid) credits of its hold are kept until the check decides" })
         // The check run is queued away from Bob, and from Ada's own workers (she can read the result it checks, so her
         // worker could send it back unrun and be paid the check from the fund); it is not one of Ada's listed jobs.
@@ -149,6 +150,7 @@ struct GridDatabaseVerificationTests {
         #expect(try await g.balance(.escrow(job.id)) == 0)
         #expect(try await g.balance(.escrow(check)) == 0)
         #expect(try await g.balance(.hold(job.id)) == 0, "the kept hold went back to Ada")
+        #expect(try await g.db.held(by: g.ada.id) == 0)
         // Carol's check was paid 14 (1 to the fund, 13 to her) from the fund's hold; Bob's escrow of 13 repaid the fund
         // as far as it held: a new worker's first results pay for their own checks, and the fund only gains its shares.
         #expect(try await g.balance(.user(g.bob.id)) == 100)
