@@ -556,7 +556,7 @@ struct APIController: Sendable {
     func ownJob(_ request: Request, context: APIContext, user: UserRecord) async throws -> JobRecord {
         let raw = try context.parameters.require("id")
         guard let id = JobID(raw) else { throw GridError(.badRequest, "a job id is a number (got \(raw))") }
-        guard let job = try await db.job(id: id), job.ownerId == user.id else { throw GridError(.notFound, "no job \(id) of yours") }
+        guard let job = try await db.job(id: id), job.readable(by: user.id) else { throw GridError(.notFound, "no job \(id) of yours") }
         return job
     }
 

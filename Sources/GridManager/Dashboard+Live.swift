@@ -42,7 +42,7 @@ extension Dashboard {
         switch view {
         case .job:
             guard let user = session.user else { throw GridError(.notAuthenticated, "log in to follow a job") }
-            guard let id = q["id"].flatMap({ JobID(String($0)) }), let job = try await db.job(id: id), job.ownerId == user.id else {
+            guard let id = q["id"].flatMap({ JobID(String($0)) }), let job = try await db.job(id: id), job.readable(by: user.id) else {
                 throw GridError(.notFound, "there is no such job of yours")
             }
             query.jobId = id
@@ -142,7 +142,7 @@ extension Dashboard {
         case .jobs:
             if let user { out.append(("list", fragment("jobs_table", try await jobsRegion(user: user, mine: q.mine, state: q.state, page: q.page)))) }
         case .job:
-            if let user, let id = q.jobId, let job = try await db.job(id: id), job.ownerId == user.id {
+            if let user, let id = q.jobId, let job = try await db.job(id: id), job.readable(by: user.id) {
                 let r = try await jobRegions(job, user: user, csrf: csrf)
                 out.append(("summary", fragment("job_summary", r["summary"] as! [String: Any])))
                 out.append(("timeline", fragment("job_timeline", r["timeline"] as! [String: Any])))

@@ -97,7 +97,7 @@ extension Dashboard {
     /// The job named in the path, if `user` owns it; anyone else's is "not found", as if it did not exist.
     func ownJob(_ request: Request, user: UserRecord) async throws -> JobRecord {
         let raw = request.uri.path.split(separator: "/").dropFirst().first.map(String.init) ?? ""
-        guard let id = JobID(raw), let job = try await db.job(id: id), job.ownerId == user.id else {
+        guard let id = JobID(raw), let job = try await db.job(id: id), job.readable(by: user.id) else {
             throw GridError(.notFound, "there is no job \(raw) of yours")
         }
         return job

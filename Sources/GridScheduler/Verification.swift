@@ -275,9 +275,17 @@ public enum Verification {
     /// agreeing, round after round with new worker ids. (A first mend paid the check from the checked run's escrow
     /// alone: an honest check of a result forged at once was held a minute's pay. A second had the submitter hold it:
     /// a new user's balance went into holds for checks of other people's workers.)
-    public static func repayChecks(run: JobID, escrowed: Int, checksPaid: Int) -> [Movement] {
-        let amount = min(max(0, escrowed), max(0, checksPaid))
-        return amount > 0 ? [Movement(from: .escrow(run), to: .fund, amount: amount, reason: "checks repaid by the checked run")] : []
+    ///
+    /// `kept`: what the run's hold still keeps (`keepsHold`), taken after the escrow when the verdict is inconclusive:
+    /// the submitter pays for the checks of a result nobody could confirm, up to the job's cost in all (before, the
+    /// fund paid them, and one person's four accounts with three different results took about a run's pay a round).
+    public static func repayChecks(run: JobID, escrowed: Int, checksPaid: Int, kept: Int = 0) -> [Movement] {
+        let fromEscrow = min(max(0, escrowed), max(0, checksPaid))
+        let fromHold = min(max(0, kept), max(0, checksPaid) - fromEscrow)
+        return [
+            Movement(from: .escrow(run), to: .fund, amount: fromEscrow, reason: "checks repaid by the checked run"),
+            Movement(from: .hold(run), to: .fund, amount: fromHold, reason: "checks repaid by the submitter (inconclusive)"),
+        ].filter { $0.amount > 0 }
     }
 
     /// A probation run contradicted by the majority: its escrow (the forged run's pay) goes back to the submitter, who
@@ -295,14 +303,16 @@ public enum Verification {
         ].filter { $0.amount > 0 }
     }
 
-    /// What the check runs of one job are paid once their verdict is in, where that is less than each was paid at its
-    /// end (run index → pay; `paid` in run order, the checked run first, nil for a run paid nothing). The checked run is
-    /// never cut: it is paid what its own worker's run was worth, whatever another run claims.
+    /// What the check runs of one job that the fund paid for are paid once their verdict is in, where that is less
+    /// than each was paid at its end (run index → pay; `paid` in run order, the checked run first, nil for a run paid
+    /// nothing; `fundPaid[i]`: the fund held run `i`; `cost`: one run's cost, `CreditRules.runCost`). The checked run is
+    /// never cut (it is paid what its own worker's run was worth, whatever another run claims), nor a check a user paid
+    /// for (a `--verify` submitter asked for it, and the fund is not exposed).
     ///
     /// - A check that agrees with the checked run is paid no more than the checked run was: the same result is the
-    ///   same work (BOINC grants a quorum its lowest claim; here only the check is held to it).
-    /// - An inconclusive verdict proves no run right: the checks that were paid share what the checked run was paid
-    ///   (each at most its share).
+    ///   same work (BOINC grants a quorum its lowest claim; here only the fund's check is held to it).
+    /// - An inconclusive verdict proves no run right: the fund's checks that were paid share one run's cost (a single
+    ///   check is paid its run). A probation run's submitter repays the fund for them (`repayChecks`).
     /// - A check that beat the checked run (it was contradicted), and one contradicted by the majority (its pay is
     ///   forfeited to the fund anyway), is not cut: an honest check of a forgery answered at once is paid its run.
     ///
@@ -310,24 +320,25 @@ public enum Verification {
     /// only their workers fit, a new worker that answered it at once, a partner's worker drawn to check it that sat on
     /// it to the limit and agreed) took about the difference from the fund, 568 credits a 600-minute result, because a
     /// probation run repays its checks only from its own small pay; three differing results (an inconclusive verdict)
-    /// about twice that, round after round (an inconclusive verdict leaves the new worker on probation). Each check of
-    /// an inconclusive verdict paid as much as the checked run would still cost the fund one such pay a round. (A first
-    /// version paid every agreeing run the least any of them claimed, the checked run too; a review: a submitter's
-    /// partner drawn to check an honest worker's result, which the submitter can read at once, sent it back claiming
-    /// a second, and the submitter got the honest worker's pay back.)
-    public static func grantedPays(_ verdict: Verdict, paid: [Int?]) -> [Int: Int] {
+    /// about twice that, round after round (an inconclusive verdict leaves the new worker on probation). (A first
+    /// version cut the checked run to a quicker agreeing check: a submitter, who can read the result at once, had a
+    /// partner drawn as checker send it back claiming a second, and took the honest worker's pay back. A second cut the
+    /// checks of an inconclusive verdict to the checked run's pay: an honest check of a forgery answered at once, with
+    /// no third owner to break the tie, was paid the forger's minute.)
+    public static func grantedPays(_ verdict: Verdict, paid: [Int?], fundPaid: [Bool], cost: Int) -> [Int: Int] {
         func pay(_ i: Int) -> Int { paid.indices.contains(i) ? max(0, paid[i] ?? 0) : 0 }
+        func cuttable(_ i: Int) -> Bool { i > 0 && paid.indices.contains(i) && fundPaid.indices.contains(i) && fundPaid[i] }
         var out: [Int: Int] = [:]
         switch verdict {
         case .runAnother:
             break
         case .decided(let agreeing, _):
             guard agreeing.contains(0) else { break }
-            for i in agreeing where i > 0 && pay(i) > pay(0) { out[i] = pay(0) }
+            for i in agreeing where cuttable(i) && pay(i) > pay(0) { out[i] = pay(0) }
         case .inconclusive:
-            let checks = paid.indices.dropFirst().filter { pay($0) > 0 }
+            let checks = paid.indices.filter { cuttable($0) && pay($0) > 0 }
             guard !checks.isEmpty else { break }
-            let each = pay(0) / checks.count
+            let each = max(0, cost) / checks.count
             for i in checks where pay(i) > each { out[i] = each }
         }
         return out

@@ -154,9 +154,11 @@ extension GridDatabase {
                 let account: String = row["account"]
                 let balance: Int = row["balance"]
                 guard balance != 0, case .hold(let job)? = LedgerAccount(account) else { continue }
-                let row = try StoreRow.fetchOne(db, sql: "SELECT state, verification FROM jobs WHERE id = ?", arguments: [job])
+                let row = try StoreRow.fetchOne(db, sql: "SELECT state, verification, verification_reason FROM jobs WHERE id = ?", arguments: [job])
                 // A probation run's unspent hold is kept until its check decides (`Verification.keepsHold`).
-                let unverified = (row?["verification"] as String?) == VerificationState.unverified.rawValue
+                let unverified =
+                    (row?["verification"] as String?) == VerificationState.unverified.rawValue
+                    && Verification.keepsHold((row?["verification_reason"] as String?).flatMap(Verification.Reason.init(rawValue:)))
                 if let state = row?["state"] as String?, JobState(rawValue: state)?.isFinal ?? true, !unverified { stuck.append(account) }
             }
             // Escrow of a run whose check was decided would be credits nobody can spend.

@@ -202,7 +202,6 @@ extension GridDatabase {
         guard !checks.contains(where: { !$0.state.isFinal }) else { return (nil, [:], []) }
         var runs = [root] + checks
         let verdict = Verification.verdict(results: runs.map(\.digest), waitedOut: checkWaitedOut != nil)
-        if verdict != .runAnother { try releaseKeptHold(db, root, now: now) }
         runs = try cutPays(db, runs, verdict: verdict, now: now)
         checks = Array(runs.dropFirst())
         switch verdict {
@@ -230,7 +229,8 @@ extension GridDatabase {
             try event(db, root.id, root.state, why, now)
             return (id, [:], [])
         case .inconclusive:
-            try repayChecks(db, root: root, checks: checks.filter { $0.digest != nil }, now: now)
+            try repayChecks(db, root: root, checks: checks.filter { $0.digest != nil }, fromKeptHold: true, now: now)
+            try releaseKeptHold(db, root, now: now)
             for r in runs { try resolve(db, r, agreed: true, now: now) }
             try db.execute(sql: "UPDATE jobs SET verification = 'inconclusive' WHERE id = ?", arguments: [root.id])
             let why =
@@ -239,6 +239,8 @@ extension GridDatabase {
             try event(db, root.id, root.state, why, now)
             return (nil, [:], [])
         case .decided(let agreeing, let contradicted):
+            // Before a contradicted run's submitter pays for the result they get, so that they can.
+            try releaseKeptHold(db, root, now: now)
             var quarantined: [WorkerID: String] = [:]
             var outcomes: [(worker: WorkerID, owner: UserID?, outcome: Reputation.Outcome)] = []
             // A check run that ended without a result is neither (its hold went back to its payer).
@@ -316,9 +318,11 @@ extension GridDatabase {
         var runs = runs
         let why =
             verdict == .inconclusive
-            ? "the checks of an inconclusive verdict share what the run they check was paid"
+            ? "the checks of an inconclusive verdict share one run's cost"
             : "a check that agrees is paid no more than the run it checks"
-        for (i, granted) in Verification.grantedPays(verdict, paid: runs.map(\.paid)).sorted(by: { $0.key < $1.key }) {
+        let fundPaid = try runs.map { try $0.checkOf != nil && payer(db, $0) == .fund }
+        let cost = runs.first.map { CreditRules.runCost($0.spec) } ?? 0
+        for (i, granted) in Verification.grantedPays(verdict, paid: runs.map(\.paid), fundPaid: fundPaid, cost: cost).sorted(by: { $0.key < $1.key }) {
             let run = runs[i]
             let paid = run.paid ?? 0
             try apply(
@@ -336,10 +340,13 @@ extension GridDatabase {
 
     /// A probation run paid as agreed: its escrow repays the fund what its checks were paid first
     /// (`Verification.repayChecks`). A run checked for another reason repays nothing.
-    private static func repayChecks(_ db: any StoreSession, root: JobRecord, checks: [JobRecord], now: Double) throws {
+    private static func repayChecks(_ db: any StoreSession, root: JobRecord, checks: [JobRecord], fromKeptHold: Bool = false, now: Double) throws {
         guard root.verificationReason == .probation else { return }
         let paid = checks.reduce(0) { $0 + max(0, $1.paid ?? 0) }
-        try apply(db, Verification.repayChecks(run: root.id, escrowed: try balance(db, .escrow(root.id)), checksPaid: paid), job: root.id, now: now)
+        let kept = fromKeptHold ? try balance(db, .hold(root.id)) : 0
+        try apply(
+            db, Verification.repayChecks(run: root.id, escrowed: try balance(db, .escrow(root.id)), checksPaid: paid, kept: kept), job: root.id,
+            now: now)
     }
 
     /// A probation run contradicted: its pay back to the submitter, who pays the fund for the run whose result they now

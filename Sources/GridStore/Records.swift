@@ -86,6 +86,12 @@ public struct JobRecord: Hashable, Sendable, Codable {
 
     public var ref: JobRef { JobRef(jobId: id, attempt: progress.attempt) }
 
+    /// Whether `user` may read this job (its status, log, outputs, events): its submitter may, unless it is a check run.
+    /// A check run is the work of another owner's worker on a result its submitter can already read; read by id (the
+    /// job's history names it), it gave the submitter the checker's result whatever the verdict, and with a forged
+    /// first run and no majority, a real result for the forger's price (a review).
+    public func readable(by user: UserID) -> Bool { ownerId == user && checkOf == nil }
+
     public subscript<T>(dynamicMember field: WritableKeyPath<JobProgress, T>) -> T {
         get { progress[keyPath: field] }
         set { progress[keyPath: field] = newValue }

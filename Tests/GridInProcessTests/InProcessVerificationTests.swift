@@ -28,6 +28,18 @@ import Testing
             #expect(said, "\(String(describing: last?.verification))")
             #expect(last?.verification?.state == .unverified)
             #expect(last?.verification?.label.hasPrefix("unverified (its check waits: ") == true, "\(String(describing: last?.verification?.label))")
+            // The history names the check run; its submitter still cannot read it (its status, log or outputs): it is
+            // the work of another owner's worker, and read by id it gave her the checker's result whatever the verdict.
+            let named = last?.events?.compactMap(\.detail).first { $0.hasPrefix("unverified: a check run (job ") }
+            let check = try #require(named.flatMap { JobID($0.dropFirst("unverified: a check run (job ".count).prefix { $0.isNumber }) })
+            for read in [{ _ = try await ada.job(check) }, { _ = try await ada.logs(check, from: 0) }, { _ = try await ada.output(check, name: "out.txt") }] {
+                do {
+                    try await read()
+                    Issue.record("the submitter read check run \(check)")
+                } catch let failure as GridClient.Failure {
+                    #expect(failure.status == 404, "\(failure)")
+                }
+            }
         }
     }
 

@@ -300,6 +300,16 @@ struct VerificationTests {
             .init(from: .escrow(9), to: .fund, amount: 13, reason: "checks repaid by the checked run")
         ])
         #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 5).first?.amount == 5)
+        // Inconclusive: what the escrow does not cover comes from the hold the run kept, as far as it goes.
+        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 613, kept: 599) == [
+            .init(from: .escrow(9), to: .fund, amount: 13, reason: "checks repaid by the checked run"),
+            .init(from: .hold(9), to: .fund, amount: 599, reason: "checks repaid by the submitter (inconclusive)"),
+        ])
+        #expect(Verification.repayChecks(run: 9, escrowed: 13, checksPaid: 20, kept: 599).last?.amount == 7)
+        for (escrowed, paid, kept) in [(0, 5, Int.max), (Int.max, Int.max, Int.max), (-1, Int.max, -1), (5, Int.min, 5)] {
+            let moves = Verification.repayChecks(run: 9, escrowed: escrowed, checksPaid: paid, kept: kept)
+            #expect(moves.allSatisfy { $0.amount > 0 } && moves.reduce(0) { $0 + $1.amount } <= max(0, paid), "\(escrowed), \(paid), \(kept)")
+        }
         for (escrowed, paid) in [(0, 5), (13, 0), (-1, 5), (13, -7), (Int.min, Int.max), (Int.max, Int.min)] {
             let moves = Verification.repayChecks(run: 9, escrowed: escrowed, checksPaid: paid)
             #expect(moves.allSatisfy { $0.amount > 0 && $0.amount <= max(0, escrowed) }, "\(escrowed), \(paid)")
@@ -316,38 +326,46 @@ struct VerificationTests {
         }
     }
 
-    /// A check that agrees is paid no more than the run it checks; the checks of an inconclusive verdict share what the
-    /// run they checked was paid; the checked run, and checks that beat it, are never cut. (Before, a check was paid
-    /// whatever time its worker claimed: a partner's checker that sat on its check to the job's limit took the
-    /// difference from the fund. A first version cut the checked run to a quicker check's claim: a submitter's partner
-    /// drawn as checker sent back the honest result the submitter could read, claiming a second, and took the honest
-    /// worker's pay back for the submitter.)
+    /// A fund-held check that agrees is paid no more than the run it checks; the fund's checks of an inconclusive
+    /// verdict share one run's cost; the checked run, a check that beat it, and a check a user paid for are never cut.
+    /// (Before, a check was paid whatever time its worker claimed: a partner's checker that sat on its check to the
+    /// job's limit took the difference from the fund.)
     @Test func checksAreCutToWhatTheirVerdictGrants() {
+        let fund = [false, true, true, true]
+        func granted(_ verdict: Verification.Verdict, _ paid: [Int?], fundPaid: [Bool] = fund, cost: Int = 613) -> [Int: Int] {
+            Verification.grantedPays(verdict, paid: paid, fundPaid: fundPaid, cost: cost)
+        }
         // A new worker's instant answer (9) and a checker that sat on it for the job's limit (608) agree: the check is 9.
-        #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [9, 608]) == [1: 9])
+        #expect(granted(.decided(agreeing: [0, 1], contradicted: []), [9, 608]) == [1: 9])
+        // A check a `--verify` submitter paid for is not cut: the fund is not exposed.
+        #expect(granted(.decided(agreeing: [0, 1], contradicted: []), [9, 608], fundPaid: [false, false]).isEmpty)
         // The other way round, the checked run keeps its pay: a quick check's claim never cuts it.
-        #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [608, 9]).isEmpty)
-        #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [50, 50]).isEmpty)
+        #expect(granted(.decided(agreeing: [0, 1], contradicted: []), [608, 9]).isEmpty)
+        #expect(granted(.decided(agreeing: [0, 1], contradicted: []), [50, 50]).isEmpty)
         // A forgery answered at once (9) beaten by two honest runs (53, 58): each keeps its own pay.
-        #expect(Verification.grantedPays(.decided(agreeing: [1, 2], contradicted: [0]), paid: [9, 53, 58]).isEmpty)
+        #expect(granted(.decided(agreeing: [1, 2], contradicted: [0]), [9, 53, 58]).isEmpty)
         // A third run that agrees with the checked run is cut to it; the contradicted check is left (it is forfeited).
-        #expect(Verification.grantedPays(.decided(agreeing: [0, 2], contradicted: [1]), paid: [53, 900, 58]) == [2: 53])
-        // Inconclusive: the checks that were paid share the checked run's pay; the checked run is left as it was.
-        #expect(Verification.grantedPays(.inconclusive, paid: [9, 608, 608]) == [1: 4, 2: 4])
-        #expect(Verification.grantedPays(.inconclusive, paid: [9, 608, nil]) == [1: 9], "a check lost unpaid takes no share")
-        #expect(Verification.grantedPays(.inconclusive, paid: [608, 9, 0]).isEmpty)
-        #expect(Verification.grantedPays(.inconclusive, paid: [608, 300, 400]) == [2: 304])
-        #expect(Verification.grantedPays(.runAnother, paid: [9, 608]).isEmpty)
+        #expect(granted(.decided(agreeing: [0, 2], contradicted: [1]), [53, 900, 58]) == [2: 53])
+        // Inconclusive: the fund's checks that were paid share one run's cost; a single one is paid its run.
+        #expect(granted(.inconclusive, [9, 613, 613]) == [1: 306, 2: 306])
+        #expect(granted(.inconclusive, [9, 613, nil]).isEmpty, "an honest check of a forgery, no tie-break: paid its run")
+        #expect(granted(.inconclusive, [9, 613, 613], fundPaid: [false, false, false]).isEmpty)
+        #expect(granted(.inconclusive, [608, 300, 400]) == [2: 306])
+        #expect(granted(.runAnother, [9, 608]).isEmpty)
         // A checked run paid nothing: nothing is paid more than nothing.
-        #expect(Verification.grantedPays(.decided(agreeing: [0, 1], contradicted: []), paid: [nil, 14]) == [1: 0])
+        #expect(granted(.decided(agreeing: [0, 1], contradicted: []), [nil, 14]) == [1: 0])
         // Hostile values never trap, never grant a negative pay, never raise one, never cut the checked run, and name
         // only runs that exist.
         let hostile: [[Int?]] = [[], [Int.min, Int.max], [Int.max, Int.max, Int.min], [-1, 0, nil], [nil], [0, Int.max, Int.max]]
         for paid in hostile {
             for verdict in [Verification.Verdict.inconclusive, .runAnother, .decided(agreeing: [0, 1, 7], contradicted: [2]), .decided(agreeing: [], contradicted: [])] {
-                for (i, granted) in Verification.grantedPays(verdict, paid: paid) {
-                    #expect(paid.indices.contains(i) && i > 0, "\(verdict) \(paid)")
-                    #expect(granted >= 0 && granted < max(0, paid[i] ?? 0), "\(verdict) \(paid)")
+                for cost in [0, -1, 613, Int.max, Int.min] {
+                    for fundPaid in [fund, [], [true], [true, true, true, true, true, true, true, true]] {
+                        for (i, g) in granted(verdict, paid, fundPaid: fundPaid, cost: cost) {
+                            #expect(paid.indices.contains(i) && i > 0, "\(verdict) \(paid)")
+                            #expect(g >= 0 && g < max(0, paid[i] ?? 0), "\(verdict) \(paid)")
+                        }
+                    }
                 }
             }
         }
