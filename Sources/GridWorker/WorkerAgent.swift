@@ -71,6 +71,8 @@ public actor WorkerAgent: Service {
     private var table = WorkerJobTable<Unacked>()
     /// Started runs' executions and logs.
     private var jobs: [JobRef: RunningJob] = [:]
+    /// The runs whose log is being written now, and who waits to write more of it (`lockLog`).
+    private var logWriters: [JobRef: [CheckedContinuation<Void, Never>]] = [:]
     /// Logs of runs whose Python environment is being built or waited for.
     private var preparations: [JobRef: Preparation] = [:]
     /// Builds and caches jobs' Python environments; nil: jobs that declare packages are refused.
@@ -761,7 +763,25 @@ public actor WorkerAgent: Service {
         await flushPreparationLog(ref)
     }
 
+    /// Waits until no other task writes run `ref`'s log, and takes the turn (`unlockLog` gives it back). A write to the
+    /// manager suspends the actor, and two writes of one log could then reach the connection in either order: after a
+    /// reconnect, the re-sent part (from the manager's offset) and a new chunk the job printed meanwhile went out the
+    /// wrong way round, and the manager stored a gap (`[40 bytes of log lost in transit]`) and then dropped the late
+    /// chunk as already held. One writer at a time keeps each log's chunks in offset order.
+    private func lockLog(_ ref: JobRef) async {
+        while logWriters[ref] != nil {
+            await withCheckedContinuation { logWriters[ref, default: []].append($0) }
+        }
+        logWriters[ref] = []
+    }
+
+    private func unlockLog(_ ref: JobRef) {
+        for waiter in logWriters.removeValue(forKey: ref) ?? [] { waiter.resume() }
+    }
+
     private func flushPreparationLog(_ ref: JobRef) async {
+        await lockLog(ref)
+        defer { unlockLog(ref) }
         guard let out = outbox, let prep = preparations[ref], prep.sent < Int64(prep.log.count) else { return }
         let start = Int(prep.sent)
         preparations[ref]?.sent = Int64(prep.log.count)
@@ -795,6 +815,8 @@ public actor WorkerAgent: Service {
     }
 
     private func flushLog(_ ref: JobRef) async {
+        await lockLog(ref)
+        defer { unlockLog(ref) }
         guard let out = outbox, let job = jobs[ref], job.sent < Int64(job.log.count) else { return }
         let start = Int(job.sent)
         jobs[ref]?.sent = Int64(job.log.count)
