@@ -249,7 +249,10 @@ extension GridDatabase {
                 // Only the checks that agreed with it: a contradicted one's pay went to the fund already (the review:
                 // counted too, it took an honest new worker's whole pay).
                 if i == 0 && agreed { try repayChecks(db, root: root, checks: agreeing.filter { $0 > 0 }.map { runs[$0] }, now: now) }
-                if i == 0 && !agreed, let first = agreeing.first, try settleForgedRun(db, root: root, winner: runs[first], now: now) {
+                // The most any winning run was paid: a quick winner (a partner's, handed the result) must not set the price.
+                if i == 0 && !agreed, !agreeing.isEmpty,
+                    try settleForgedRun(db, root: root, resultPaid: agreeing.map { max(0, runs[$0].paid ?? 0) }.max() ?? 0, now: now)
+                {
                     // Its escrow is settled: nothing left for `resolve`.
                 } else {
                     try resolve(db, runs[i], agreed: agreed, now: now)
@@ -350,15 +353,16 @@ extension GridDatabase {
     }
 
     /// A probation run contradicted: its pay back to the submitter, who pays the fund for the run whose result they now
-    /// have (`Verification.forgedRunSettles`). Returns false for a run checked for another reason (its escrow goes to
+    /// have, at the most any winning run was paid (`Verification.forgedRunSettles`; a review: at the first winner's, a
+    /// partner's quick run handed the result set the price, and the fund paid the honest 600 minutes). Returns false for a run checked for another reason (its escrow goes to
     /// the fund, as `resolve` does).
-    private static func settleForgedRun(_ db: any StoreSession, root: JobRecord, winner: JobRecord, now: Double) throws -> Bool {
+    private static func settleForgedRun(_ db: any StoreSession, root: JobRecord, resultPaid: Int, now: Double) throws -> Bool {
         guard root.verificationReason == .probation else { return false }
         let submitter = LedgerAccount.user(root.ownerId)
         try apply(
             db,
             Verification.forgedRunSettles(
-                run: root.id, escrowed: try balance(db, .escrow(root.id)), submitter: root.ownerId, resultPaid: max(0, winner.paid ?? 0),
+                run: root.id, escrowed: try balance(db, .escrow(root.id)), submitter: root.ownerId, resultPaid: resultPaid,
                 submitterBalance: try balance(db, submitter)),
             job: root.id, now: now)
         return true

@@ -23,6 +23,10 @@ private struct VerifyGrid {
         return s
     }
     static let paid = 14
+    /// A 600-minute job (base 13, cost 613): the reviews' figures.
+    static let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
+    /// Its whole time limit, in milliseconds.
+    static let longMs = Int64(long.minutes) * 60_000
     static let adaCredits = 10_000
     static let hold = 23
     /// Probation (5 agreeing results), no spot checks, the fund takes 5%.
@@ -413,8 +417,7 @@ struct GridDatabaseVerificationTests {
     /// review: a 10-hour result for 9 credits, the fund bearing both honest runs).
     @Test(arguments: StoreBackend.allCases) func aSubmitterWhoParksHerBalanceInHoldsStillPaysForTheResultOfAForgedRun(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
-        let limitMs = Int64(long.minutes) * 60_000
+        let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
         try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
         let adaBefore = try await g.balance(.user(g.ada.id))
         let job = try await g.submit(long)
@@ -435,6 +438,23 @@ struct GridDatabaseVerificationTests {
         let forgedShare = CreditRules.fundShare(of: CreditRules.base(long) + 1, percent: 5)
         #expect(spent == CreditRules.runCost(long) + forgedShare, "Ada pays the run that gave her result (and the forged minute's share)")
         #expect(try await g.balance(.hold(job.id)) == 0)
+        try await g.expectLedgerOK()
+    }
+
+    /// A forgery answered at once, contradicted by a quick check (a partner's, handed the right result) and an honest
+    /// run of the whole job: the submitter pays the fund the most any winning run was paid, not the quick one's minute.
+    @Test(arguments: StoreBackend.allCases) func aContradictedRunsSubmitterPaysTheDearestWinningRun(_ backend: StoreBackend) async throws {
+        let g = try await VerifyGrid(backend)
+        let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
+        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
+        let adaBefore = try await g.balance(.user(g.ada.id))
+        let job = try await g.submit(long)
+        let first = try await g.run(job.id, on: "w1", output: "forged", runtimeMs: 1_000)
+        let second = try await g.run(try #require(first.checkQueued), on: "w3", output: "42", now: 20, runtimeMs: 1_000)
+        try await g.run(try #require(second.checkQueued), on: "w4", output: "42", now: 30, runtimeMs: limitMs)
+        #expect(try await g.db.job(id: job.id)?.verification == .contradicted)
+        let forgedShare = CreditRules.fundShare(of: CreditRules.base(long) + 1, percent: 5)
+        #expect(try await g.balance(.user(g.ada.id)) == adaBefore - CreditRules.runCost(long) - forgedShare)
         try await g.expectLedgerOK()
     }
 
@@ -467,8 +487,7 @@ struct GridDatabaseVerificationTests {
     /// checks: Bob's minute, and the rounds gain them nothing.
     @Test(arguments: StoreBackend.allCases) func aCheckerThatSitsOnItsCheckIsPaidNoMoreThanTheRunItAgreesWith(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
-        let limitMs = Int64(long.minutes) * 60_000
+        let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
         try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
         let fundBefore = try await g.balance(.fund)
         let theirsBefore = try await g.total([g.ada, g.bob, g.carol])
@@ -532,8 +551,7 @@ struct GridDatabaseVerificationTests {
     /// second version cut it to the forger's minute, so a submitter who read the check's result had it for 15 credits.)
     @Test(arguments: StoreBackend.allCases) func anHonestCheckOfAForgeryWithNoTieBreakIsPaidItsRunAndTheSubmitterPaysForIt(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
-        let limitMs = Int64(long.minutes) * 60_000
+        let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
         try await g.seedFund(jobs: 2, spec: long, runtimeMs: limitMs)
         let fundBefore = try await g.balance(.fund)
         let adaBefore = try await g.balance(.user(g.ada.id))
@@ -562,8 +580,7 @@ struct GridDatabaseVerificationTests {
     /// from the checked run's escrow and the hold it kept.
     @Test(arguments: StoreBackend.allCases) func anInconclusiveVerdictsChecksShareOneRunsCostAndTheSubmitterRepaysThem(_ backend: StoreBackend) async throws {
         let g = try await VerifyGrid(backend)
-        let long = JobSpec(name: "long", cpus: 2, ramGb: 4, gpus: 0, minutes: 600)
-        let limitMs = Int64(long.minutes) * 60_000
+        let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
         try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
         let fundBefore = try await g.balance(.fund)
         let theirsBefore = try await g.total([g.ada, g.bob, g.carol, g.dave])
