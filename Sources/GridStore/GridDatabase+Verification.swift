@@ -354,8 +354,8 @@ extension GridDatabase {
 
     /// A probation run contradicted: its pay back to the submitter, who pays the fund for the run whose result they now
     /// have, at the most any winning run was paid (`Verification.forgedRunSettles`; a review: at the first winner's, a
-    /// partner's quick run handed the result set the price, and the fund paid the honest 600 minutes). Returns false for a run checked for another reason (its escrow goes to
-    /// the fund, as `resolve` does).
+    /// partner's quick run handed the result set the price, and the fund paid the honest 600 minutes). Returns false
+    /// for a run checked for another reason (its escrow goes to the fund, as `resolve` does).
     private static func settleForgedRun(_ db: any StoreSession, root: JobRecord, resultPaid: Int, now: Double) throws -> Bool {
         guard root.verificationReason == .probation else { return false }
         let submitter = LedgerAccount.user(root.ownerId)
