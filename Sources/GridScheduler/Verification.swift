@@ -275,17 +275,9 @@ public enum Verification {
     /// agreeing, round after round with new worker ids. (A first mend paid the check from the checked run's escrow
     /// alone: an honest check of a result forged at once was held a minute's pay. A second had the submitter hold it:
     /// a new user's balance went into holds for checks of other people's workers.)
-    ///
-    /// `kept`: what the run's hold still keeps (`keepsHold`), taken after the escrow when the verdict is inconclusive:
-    /// the submitter pays for the checks of a result nobody could confirm, up to the job's cost in all (before, the
-    /// fund paid them, and one person's four accounts with three different results took about a run's pay a round).
-    public static func repayChecks(run: JobID, escrowed: Int, checksPaid: Int, kept: Int = 0) -> [Movement] {
-        let fromEscrow = min(max(0, escrowed), max(0, checksPaid))
-        let fromHold = min(max(0, kept), max(0, checksPaid) - fromEscrow)
-        return [
-            Movement(from: .escrow(run), to: .fund, amount: fromEscrow, reason: "checks repaid by the checked run"),
-            Movement(from: .hold(run), to: .fund, amount: fromHold, reason: "checks repaid by the submitter (inconclusive)"),
-        ].filter { $0.amount > 0 }
+    public static func repayChecks(run: JobID, escrowed: Int, checksPaid: Int) -> [Movement] {
+        let amount = min(max(0, escrowed), max(0, checksPaid))
+        return amount > 0 ? [Movement(from: .escrow(run), to: .fund, amount: amount, reason: "checks repaid by the checked run")] : []
     }
 
     /// A probation run contradicted by the majority: its escrow (the forged run's pay) goes back to the submitter, who
@@ -312,7 +304,9 @@ public enum Verification {
     /// - A check that agrees with the checked run is paid no more than the checked run was: the same result is the
     ///   same work (BOINC grants a quorum its lowest claim; here only the fund's check is held to it).
     /// - An inconclusive verdict proves no run right: the fund's checks that were paid share one run's cost (a single
-    ///   check is paid its run). A probation run's submitter repays the fund for them (`repayChecks`).
+    ///   check is paid its run). A probation run repays the fund from its escrow (`repayChecks`); its submitter is not
+    ///   charged for them (a third review: charged from the hold they kept, an honest submitter whose job a forger took
+    ///   paid two of the forger's partners for results that differed on purpose).
     /// - A check that beat the checked run (it was contradicted), and one contradicted by the majority (its pay is
     ///   forfeited to the fund anyway), is not cut: an honest check of a forgery answered at once is paid its run.
     ///

@@ -229,8 +229,8 @@ extension GridDatabase {
             try event(db, root.id, root.state, why, now)
             return (id, [:], [])
         case .inconclusive:
-            try repayChecks(db, root: root, checks: checks.filter { $0.digest != nil }, fromKeptHold: true, now: now)
             try releaseKeptHold(db, root, now: now)
+            try repayChecks(db, root: root, checks: checks.filter { $0.digest != nil }, now: now)
             for r in runs { try resolve(db, r, agreed: true, now: now) }
             try db.execute(sql: "UPDATE jobs SET verification = 'inconclusive' WHERE id = ?", arguments: [root.id])
             let why =
@@ -343,13 +343,10 @@ extension GridDatabase {
 
     /// A probation run paid as agreed: its escrow repays the fund what its checks were paid first
     /// (`Verification.repayChecks`). A run checked for another reason repays nothing.
-    private static func repayChecks(_ db: any StoreSession, root: JobRecord, checks: [JobRecord], fromKeptHold: Bool = false, now: Double) throws {
+    private static func repayChecks(_ db: any StoreSession, root: JobRecord, checks: [JobRecord], now: Double) throws {
         guard root.verificationReason == .probation else { return }
         let paid = checks.reduce(0) { $0 + max(0, $1.paid ?? 0) }
-        let kept = fromKeptHold ? try balance(db, .hold(root.id)) : 0
-        try apply(
-            db, Verification.repayChecks(run: root.id, escrowed: try balance(db, .escrow(root.id)), checksPaid: paid, kept: kept), job: root.id,
-            now: now)
+        try apply(db, Verification.repayChecks(run: root.id, escrowed: try balance(db, .escrow(root.id)), checksPaid: paid), job: root.id, now: now)
     }
 
     /// A probation run contradicted: its pay back to the submitter, who pays the fund for the run whose result they now

@@ -385,14 +385,16 @@ public actor WorkerAgent: Service {
             logger.info("manager gave this job away; stopping it", metadata: ["grid.job.id": "\(ref.jobId)"])
             jobs[ref]?.execution.cancel()
         }
+        // Every log's resume point first, before the first await: a run whose turn came later in the loop could flush
+        // from its old connection's offset meanwhile (a review), a chunk past what the manager holds.
         for (ref, job) in jobs {
             jobs[ref]?.sent = WorkerJobTable<Unacked>.resumeOffset(claimed: registered.logOffsets[String(ref.jobId)], held: job.log.count)
-            await flushLog(ref)
         }
         for (ref, prep) in preparations {
             preparations[ref]?.sent = WorkerJobTable<Unacked>.resumeOffset(claimed: registered.logOffsets[String(ref.jobId)], held: prep.log.count)
-            await flushPreparationLog(ref)
         }
+        for ref in Array(jobs.keys) { await flushLog(ref) }
+        for ref in Array(preparations.keys) { await flushPreparationLog(ref) }
         for (ref, pending) in decided.resend {
             // The tail of the log first (the manager settles a run only once it holds all of it), then the report.
             if let offset = registered.logOffsets[String(ref.jobId)], offset >= 0, offset < Int64(pending.log.count) {
