@@ -82,6 +82,26 @@ private struct VerifyGrid {
         for _ in 0..<jobs { try await run(try await submit(spec).id, on: "w3", output: "seed", policy: seeding, now: 2, runtimeMs: runtimeMs) }
     }
 
+    /// A grid whose fund was given `seeds` runs of the 600-minute job (`long`).
+    static func withLongFund(_ backend: StoreBackend, seeds: Int) async throws -> VerifyGrid {
+        let g = try await VerifyGrid(backend)
+        try await g.seedFund(jobs: seeds, spec: long, runtimeMs: longMs)
+        return g
+    }
+
+    /// Bob's worker answers `job` at once with a forgery; then (after `meanwhile`) Carol's check and Dave's third run,
+    /// taking `checkMs` and `thirdMs`, contradict it. Returns the job as it is then.
+    @discardableResult
+    func forgedThenContradicted(
+        _ job: JobID, checkMs: Int64, thirdMs: Int64, meanwhile: () async throws -> Void = {}
+    ) async throws -> JobRecord? {
+        let first = try await run(job, on: "w1", output: "forged", runtimeMs: 1_000)
+        try await meanwhile()
+        let second = try await run(try #require(first.checkQueued), on: "w3", output: "42", now: 20, runtimeMs: checkMs)
+        try await run(try #require(second.checkQueued), on: "w4", output: "42", now: 30, runtimeMs: thirdMs)
+        return try await db.job(id: job)
+    }
+
     /// Registers a new worker of `owner` (on probation, as every new worker id is).
     func newWorker(_ id: WorkerID, of owner: UserID) async throws {
         try await db.registerWorker(
@@ -416,24 +436,21 @@ struct GridDatabaseVerificationTests {
     /// kept until the check decides. Before, it went back to her at once, and she paid what little she had left (the
     /// review: a 10-hour result for 9 credits, the fund bearing both honest runs).
     @Test(arguments: StoreBackend.allCases) func aSubmitterWhoParksHerBalanceInHoldsStillPaysForTheResultOfAForgedRun(_ backend: StoreBackend) async throws {
-        let g = try await VerifyGrid(backend)
+        let g = try await VerifyGrid.withLongFund(backend, seeds: 4)
         let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
-        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
         let adaBefore = try await g.balance(.user(g.ada.id))
         let job = try await g.submit(long)
-        let first = try await g.run(job.id, on: "w1", output: "forged", runtimeMs: 1_000)
-        let check = try #require(first.checkQueued)
-        // Her balance into the holds of jobs that wait in the queue.
         var parked = 0
-        for spec in [long, VerifyGrid.spec] {
-            while try await g.balance(.user(g.ada.id)) >= CreditRules.hold(spec) {
-                parked += try await g.submit(spec).hold
+        let final = try await g.forgedThenContradicted(job.id, checkMs: limitMs, thirdMs: limitMs) {
+            // Her balance into the holds of jobs that wait in the queue.
+            for spec in [long, VerifyGrid.spec] {
+                while try await g.balance(.user(g.ada.id)) >= CreditRules.hold(spec) {
+                    parked += try await g.submit(spec).hold
+                }
             }
+            #expect(try await g.balance(.user(g.ada.id)) < VerifyGrid.hold)
         }
-        #expect(try await g.balance(.user(g.ada.id)) < VerifyGrid.hold)
-        let second = try await g.run(check, on: "w3", output: "42", now: 20, runtimeMs: limitMs)
-        try await g.run(try #require(second.checkQueued), on: "w4", output: "42", now: 30, runtimeMs: limitMs)
-        #expect(try await g.db.job(id: job.id)?.verification == .contradicted)
+        #expect(final?.verification == .contradicted)
         let spent = adaBefore - (try await g.balance(.user(g.ada.id))) - parked
         let forgedShare = CreditRules.fundShare(of: CreditRules.base(long) + 1, percent: 5)
         #expect(spent == CreditRules.runCost(long) + forgedShare, "Ada pays the run that gave her result (and the forged minute's share)")
@@ -444,15 +461,11 @@ struct GridDatabaseVerificationTests {
     /// A forgery answered at once, contradicted by a quick check (a partner's, handed the right result) and an honest
     /// run of the whole job: the submitter pays the fund the most any winning run was paid, not the quick one's minute.
     @Test(arguments: StoreBackend.allCases) func aContradictedRunsSubmitterPaysTheDearestWinningRun(_ backend: StoreBackend) async throws {
-        let g = try await VerifyGrid(backend)
+        let g = try await VerifyGrid.withLongFund(backend, seeds: 4)
         let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
-        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
         let adaBefore = try await g.balance(.user(g.ada.id))
         let job = try await g.submit(long)
-        let first = try await g.run(job.id, on: "w1", output: "forged", runtimeMs: 1_000)
-        let second = try await g.run(try #require(first.checkQueued), on: "w3", output: "42", now: 20, runtimeMs: 1_000)
-        try await g.run(try #require(second.checkQueued), on: "w4", output: "42", now: 30, runtimeMs: limitMs)
-        #expect(try await g.db.job(id: job.id)?.verification == .contradicted)
+        #expect(try await g.forgedThenContradicted(job.id, checkMs: 1_000, thirdMs: limitMs)?.verification == .contradicted)
         let forgedShare = CreditRules.fundShare(of: CreditRules.base(long) + 1, percent: 5)
         #expect(try await g.balance(.user(g.ada.id)) == adaBefore - CreditRules.runCost(long) - forgedShare)
         try await g.expectLedgerOK()
@@ -486,9 +499,8 @@ struct GridDatabaseVerificationTests {
     /// three took about 600 credits a round from the fund. A check that agrees is now paid no more than the run it
     /// checks: Bob's minute, and the rounds gain them nothing.
     @Test(arguments: StoreBackend.allCases) func aCheckerThatSitsOnItsCheckIsPaidNoMoreThanTheRunItAgreesWith(_ backend: StoreBackend) async throws {
-        let g = try await VerifyGrid(backend)
+        let g = try await VerifyGrid.withLongFund(backend, seeds: 4)
         let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
-        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
         let fundBefore = try await g.balance(.fund)
         let theirsBefore = try await g.total([g.ada, g.bob, g.carol])
         let minute = CreditRules.base(long) + 1
@@ -552,9 +564,8 @@ struct GridDatabaseVerificationTests {
     /// had it for 15 credits; a third charged the submitter the check from the hold she kept, so a forger's partners
     /// sitting on checks with results of their own were paid from an honest submitter's credits.)
     @Test(arguments: StoreBackend.allCases) func anHonestCheckOfAForgeryWithNoTieBreakIsPaidItsRun(_ backend: StoreBackend) async throws {
-        let g = try await VerifyGrid(backend)
+        let g = try await VerifyGrid.withLongFund(backend, seeds: 2)
         let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
-        try await g.seedFund(jobs: 2, spec: long, runtimeMs: limitMs)
         let fundBefore = try await g.balance(.fund)
         let adaBefore = try await g.balance(.user(g.ada.id))
         let job = try await g.submit(long)
@@ -582,9 +593,8 @@ struct GridDatabaseVerificationTests {
     /// checks of a verdict that proves nothing now share one run's cost: the fund bears at most one run a round, and
     /// the submitter pays only the run she was given.
     @Test(arguments: StoreBackend.allCases) func anInconclusiveVerdictsChecksShareOneRunsCost(_ backend: StoreBackend) async throws {
-        let g = try await VerifyGrid(backend)
+        let g = try await VerifyGrid.withLongFund(backend, seeds: 4)
         let (long, limitMs) = (VerifyGrid.long, VerifyGrid.longMs)
-        try await g.seedFund(jobs: 4, spec: long, runtimeMs: limitMs)
         let fundBefore = try await g.balance(.fund)
         let theirsBefore = try await g.total([g.ada, g.bob, g.carol, g.dave])
         let adaBefore = try await g.balance(.user(g.ada.id))
