@@ -897,6 +897,9 @@ public actor WorkerAgent: Service {
             if done.files.isEmpty { payload = ByteBuffer() }
         }
         jobs[ref] = nil
+        // Reported before the next await: a reconnect meanwhile re-sends the log's tail and the report (a review: in
+        // between, the run was neither running here nor unacknowledged, and its tail was never sent again).
+        table.reported(ref, Unacked(done: done, payload: payload, log: log))
         await peers?.setJobsRunning(jobs.count)
         gpuSlots.give(job.gpus)
         if let key = job.envKey { environments?.release(key) }
@@ -905,7 +908,6 @@ public actor WorkerAgent: Service {
                 job: ref.jobId, attempt: ref.attempt, name: job.spec.name, cpus: job.spec.cpus, startedAt: startedAt.removeValue(forKey: ref) ?? 0,
                 outcome: outcome.rawValue, exitCode: report.exitCode, runtimeMs: report.runtimeMs))
         if recent.count > 20 { recent.removeFirst(recent.count - 20) }
-        table.reported(ref, Unacked(done: done, payload: payload, log: log))
         settled.ring()
         logger.info(
             "job ended", metadata: ["grid.job.id": "\(ref.jobId)", "grid.job.outcome": "\(outcome.rawValue)", "grid.job.runtime_ms": "\(report.runtimeMs)"])
