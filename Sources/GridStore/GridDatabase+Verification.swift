@@ -318,6 +318,8 @@ extension GridDatabase {
     /// to whoever held it (`Verification.cutEscrow`), the run's `paid` set to it, and a line in its history. Returns the
     /// runs as they are now.
     private static func cutPays(_ db: any StoreSession, _ runs: [JobRecord], verdict: Verification.Verdict, now: Double) throws -> [JobRecord] {
+        // No verdict yet, nothing to cut: no payer is read for it.
+        guard verdict != .runAnother else { return runs }
         var runs = runs
         let why =
             verdict == .inconclusive
