@@ -29,6 +29,10 @@ public actor ManagerCore {
         var lastLoadWrite: Double
         /// Function tasks queued or running on the peer (peer services).
         var tasks = 0
+        /// Tasks sent its way by `GET_BEST_PEER` answers since its last load report, and when the last was
+        /// (monotonic): `PeerChoice.reserved`.
+        var reserved = 0
+        var reservedAt = 0.0
         /// It said it is stopping: no new job goes to it.
         var stopping = false
         /// Its disk is under the free space it keeps: no new job goes to it while it says so.
@@ -410,7 +414,10 @@ public actor ManagerCore {
         case .loadUpdate(let update):
             let t = now()
             live[who.workerId]?.load = max(0, min(update.load, 64))
-            if let tasks = update.tasks { live[who.workerId]?.tasks = max(0, tasks) }
+            if let tasks = update.tasks {
+                live[who.workerId]?.tasks = max(0, tasks)
+                live[who.workerId]?.reserved = 0
+            }
             if let envs = update.envs { live[who.workerId]?.envs = Set(envs.prefix(WorkerClaims.envsKept)) }
             let full = update.diskFull == true
             if let w = live[who.workerId], w.diskFull != full {
@@ -695,14 +702,24 @@ public actor ManagerCore {
     func bestPeer(_ ask: Msg.GetBestPeer) -> GridMessage {
         let peers = Dictionary(uniqueKeysWithValues: onlinePeers().map { ($0.workerId, $0) })
         let state = liveState()
+        let t = now()
         let candidates = live.values.compactMap { w -> PeerChoice.Candidate? in
             // A peer whose interpreters have no sandbox takes only its owner's tasks (who reach it directly).
             guard peers[w.identity.workerId] != nil, w.registration.sandbox?.tasksAcceptOthers != false else { return nil }
-            let busy = PeerChoice.busy(jobs: state[w.identity.workerId]?.running ?? 0, tasks: w.tasks, slots: w.registration.slots)
+            let sent = PeerChoice.reserved(count: w.reserved, at: w.reservedAt, now: t)
+            let (tasks, over) = w.tasks.addingReportingOverflow(sent)
+            let busy = PeerChoice.busy(jobs: state[w.identity.workerId]?.running ?? 0, tasks: over ? .max : tasks, slots: w.registration.slots)
             return PeerChoice.Candidate(id: w.identity.workerId, busy: busy, load: w.load, stopping: w.stopping)
         }
         guard let best = PeerChoice.best(candidates, prefer: ask.prefer), let info = peers[best.id] else {
             return .error(Msg.Error(GridError(.notFound, "no peer is online to run the task")))
+        }
+        // A peer asking for one of its tasks (it names the task; a user's question relayed by a peer names none) is
+        // sent elsewhere: that task counts there until its next load report.
+        if ask.taskId != nil, let asker = ask.prefer, asker != best.id, let w = live[best.id] {
+            let held = PeerChoice.reserved(count: w.reserved, at: w.reservedAt, now: t)
+            live[best.id]?.reserved = held < Int.max ? held + 1 : held
+            live[best.id]?.reservedAt = t
         }
         // Debug, not info: a busy grid asks this for thousands of tasks a second.
         logger.debug(

@@ -54,11 +54,18 @@ public enum TaskRouting {
 
     /// The manager named `best` (nil: none, or it could not be asked: `asked` false). `ticketExpires`: the user's
     /// ticket held here (Unix seconds), if any; `waitSeconds`: how long the forward may take.
+    ///
+    /// `theirs`: the work per slot the manager counts on `best` (nil: not told); `mine`: this peer's own now. The
+    /// manager knows this peer's load only from its last report, and a peer's load moves with every task: a task goes
+    /// only where `TaskLoad.worthForwarding` holds by this peer's count too (before, a peer whose queue had grown since
+    /// its report forwarded tasks to a peer as busy as itself).
     public static func afterAsking(
-        asked: Bool, best: String?, selfId: String?, ticketExpires: Int64?, now: Int64, waitSeconds: Double
+        asked: Bool, best: String?, selfId: String?, ticketExpires: Int64?, now: Int64, waitSeconds: Double, theirs: Double? = nil,
+        mine: Double = .infinity
     ) -> Choice {
         guard asked else { return .runHere(.managerDidNotAnswer) }
         guard let best, !best.isEmpty, best != selfId else { return .runHere(.noBetterPeer) }
+        if let theirs, !TaskLoad.worthForwarding(mine: mine, theirs: theirs) { return .runHere(.noBetterPeer) }
         guard let expires = ticketExpires, waitSeconds.isFinite, waitSeconds >= 0 else { return .runHere(.noTicket) }
         // A wait beyond a day is no wait a ticket covers; the sum never traps.
         let (until, overflow) = now.addingReportingOverflow(Int64(min(waitSeconds, 86_400).rounded(.up)))
@@ -79,6 +86,14 @@ public enum TaskRouting {
 
     /// How long an answer is reused: the shortest interval of the peers' load reports to the manager.
     public static let answerReuseSeconds = 0.05
+
+    /// Whether an answer is kept for the next tasks (`reusable`): only one that keeps them here (this peer, or none).
+    /// One that names another peer stands for one task: the manager counts each task it sends a peer's way
+    /// (`PeerChoice.reserved`), so the next busy task asks again. Before, every task of the next 50 ms followed it, to
+    /// a peer that had looked idle in a report already old.
+    public static func keeps(_ answer: Answer, selfId: String?) -> Bool {
+        answer.best == nil || answer.best == selfId
+    }
 
     /// `last` when it is recent enough at `now` to stand for the manager's answer; nil: ask. A time that is not finite,
     /// or a clock that went back, asks.

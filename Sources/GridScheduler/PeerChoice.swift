@@ -2,8 +2,8 @@ public import GridCore
 
 /// Which online peer runs a public function task, for `GET_BEST_PEER` (a pure decision, issue 14): the one with the least
 /// work per slot (grid jobs and function tasks), then the asking peer (it saves a hop), then the lowest machine load,
-/// then the id. The asker keeps its task, though, unless that peer has a free slot or at least one task per slot less
-/// than the asker: between peers that are both saturated, a forward only moves the queue, at the cost of a hop, a
+/// then the id. The asker keeps its task, though, unless that peer has a free slot or clearly less work than the asker
+/// (`TaskLoad.worthForwarding`): between peers that are both saturated, a forward only moves the queue, at the cost of a hop, a
 /// signature and two checks of it (as Ray spills a task back only to a node with room for it). A peer that said it is stopping is never chosen: its peer services are the first thing it stops, so a
 /// task forwarded to it would fail, and the asking peer would run it after a failed round trip.
 public enum PeerChoice {
@@ -25,10 +25,25 @@ public enum PeerChoice {
         }
     }
 
-    /// Work per slot: `jobs + tasks` over `slots` (at least 1); never traps, whatever the counts.
-    public static func busy(jobs: Int, tasks: Int, slots: Int) -> Double {
-        (Double(jobs) + Double(tasks)) / Double(max(1, slots))
+    /// The tasks the manager has sent a peer's way since its last load report (`GET_BEST_PEER` answers that named it
+    /// to another peer, each for one task): counted on top of what it reported while `reservedSeconds` have not passed
+    /// since the last, at most `maxReserved`. Before, every peer that asked within a report's interval was sent to the
+    /// same idle-looking peer, and reused the answer for every task of the next 50 ms: two peers given tasks at the
+    /// same pace forwarded a quarter of their tasks to each other and back (a peer that had forwarded its tasks away
+    /// looked idle in its next report). Never traps; a time that is not finite, or a clock that went back, counts none.
+    public static func reserved(count: Int, at: Double, now: Double) -> Int {
+        guard count > 0, at.isFinite, now.isFinite, now >= at, now - at < reservedSeconds else { return 0 }
+        return min(count, maxReserved)
     }
+
+    /// How long tasks sent a peer's way count on it without a load report of its own: a few of its report intervals.
+    public static let reservedSeconds = 0.25
+    /// The most tasks counted so: a peer that asks in a loop (or relays a user's questions) can make others look busy,
+    /// and so keep tasks where they are, for `reservedSeconds` at most; it never blocks them.
+    public static let maxReserved = 1024
+
+    /// Work per slot (`TaskLoad.busy`).
+    public static func busy(jobs: Int, tasks: Int, slots: Int) -> Double { TaskLoad.busy(jobs: jobs, tasks: tasks, slots: slots) }
 
     /// The best of `candidates` for a task asked by `prefer`; nil when none can take it. A number that is not finite
     /// (it came from a peer) ranks last.
@@ -49,11 +64,8 @@ public enum PeerChoice {
         return best
     }
 
-    /// Whether a task of `asker`'s is better off on `other`: it has a free slot (less than one task per slot), or at
-    /// least one task per slot less than the asker.
+    /// Whether a task of `asker`'s is better off on `other` (`TaskLoad.worthForwarding`).
     public static func worthForwarding(from asker: Candidate, to other: Candidate) -> Bool {
-        let theirs = other.busy.isFinite ? other.busy : .infinity
-        let mine = asker.busy.isFinite ? asker.busy : .infinity
-        return theirs < 1 || theirs <= mine - 1
+        TaskLoad.worthForwarding(mine: asker.busy, theirs: other.busy)
     }
 }

@@ -763,10 +763,11 @@ public actor PeerService: Service {
                 defer { chunkRenewals.remove(asker) }
                 return (.ok(Msg.Ok(detail: "\(await keepChunks(m.hashes))")), nil)
             // Everything else is a person's request, on their own data.
-            case .getBestPeer(let ask):
+            case .getBestPeer:
                 _ = try person(caller, message)
                 guard let managerLink else { throw GridError(.unreachable, "this peer is not connected to its manager") }
-                return (try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: ask.taskId, prefer: selfId))), nil)
+                // No task id: a user's question sends no task anywhere, so the manager counts none on the peer it names.
+                return (try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: nil, prefer: selfId))), nil)
             case .setMem(let m):
                 return (.memResult(try await setMem(m.key, m.value, isPublic: m.isPublic ?? false, as: try writer(caller, message))), nil)
             case .getMem(let m): return (.memResult(try await getMem(m.key, user: try person(caller, message))), nil)
@@ -1140,6 +1141,7 @@ public actor PeerService: Service {
             return try await runHere(mine, connection: caller.connection, via: caller.peer)
         }
         var best: String?
+        var theirs: Double?
         var asked = true
         if let recent = TaskRouting.reusable(lastBestPeer, now: Self.uptime()) {
             best = recent.best
@@ -1147,8 +1149,10 @@ public actor PeerService: Service {
             do {
                 if case .bestPeer(let b) = try await managerLink(.getBestPeer(Msg.GetBestPeer(taskId: task.taskId, prefer: selfId))) {
                     best = b.peer.workerId
+                    theirs = b.load
                 }
-                lastBestPeer = TaskRouting.Answer(best: best, at: Self.uptime())
+                let answer = TaskRouting.Answer(best: best, at: Self.uptime())
+                lastBestPeer = TaskRouting.keeps(answer, selfId: selfId) ? answer : nil
             } catch {
                 logger.info("could not ask the manager for a peer; running here", metadata: ["grid.error": "\(error)"])
                 asked = false
@@ -1158,7 +1162,8 @@ public actor PeerService: Service {
         // signature over it and the task.
         let wait = (task.timeout ?? config.defaultTaskSeconds) + 60
         let choice = TaskRouting.afterAsking(
-            asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait)
+            asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait, theirs: theirs,
+            mine: TaskLoad.busy(jobs: jobsRunning, tasks: taskLoad(), slots: config.slots))
         guard case .forward(let target) = choice, let ticket = tickets[user] else {
             guard here else { throw refusedHere() }
             return try await runHere(mine, connection: caller.connection, via: caller.peer)

@@ -26,6 +26,35 @@ import Testing
         #expect(TaskRouting.hasFreeSlot(jobsRunning: -5, tasksRunning: .min, queued: -1, slots: 1), "negative counts count as none")
     }
 
+    /// The manager knows the asker's load only from its last report: the asker checks the answer against its own
+    /// load now, by the same rule (`TaskLoad.worthForwarding`), and keeps a task the other peer would only queue.
+    @Test func anAnswerIsCheckedAgainstTheAskersOwnLoadNow() {
+        let now: Int64 = 1_000_000
+        func choice(theirs: Double?, mine: Double) -> TaskRouting.Choice {
+            TaskRouting.afterAsking(asked: true, best: "w-2", selfId: "w-1", ticketExpires: now + 400, now: now, waitSeconds: 60, theirs: theirs, mine: mine)
+        }
+        #expect(choice(theirs: 24, mine: 26) == .runHere(.noBetterPeer), "as busy as this peer is now")
+        #expect(choice(theirs: 0, mine: 26) == .forward(to: "w-2"), "a free slot there")
+        #expect(choice(theirs: 0.5, mine: 1) == .forward(to: "w-2"))
+        #expect(choice(theirs: 12, mine: 16) == .forward(to: "w-2"), "a quarter less")
+        #expect(choice(theirs: 1, mine: 1) == .runHere(.noBetterPeer))
+        #expect(choice(theirs: nil, mine: 0) == .forward(to: "w-2"), "not told: the manager's word")
+        #expect(choice(theirs: .nan, mine: 30) == .runHere(.noBetterPeer), "a number that is not finite is infinitely busy")
+        #expect(choice(theirs: .infinity, mine: 30) == .runHere(.noBetterPeer))
+        #expect(choice(theirs: -.infinity, mine: 30) == .runHere(.noBetterPeer))
+        #expect(choice(theirs: 3, mine: .nan) == .forward(to: "w-2"), "this peer's own count never traps")
+        #expect(choice(theirs: -5, mine: 0) == .forward(to: "w-2"))
+    }
+
+    /// Only an answer that keeps tasks here is reused for the next 50 ms; one naming another peer stands for one task
+    /// (before, every task of the next 50 ms followed it to a peer that had looked idle in an old report).
+    @Test func onlyAnAnswerThatKeepsTasksHereIsReused() {
+        #expect(TaskRouting.keeps(TaskRouting.Answer(best: nil, at: 1), selfId: "w-1"))
+        #expect(TaskRouting.keeps(TaskRouting.Answer(best: "w-1", at: 1), selfId: "w-1"))
+        #expect(!TaskRouting.keeps(TaskRouting.Answer(best: "w-2", at: 1), selfId: "w-1"))
+        #expect(!TaskRouting.keeps(TaskRouting.Answer(best: "w-2", at: 1), selfId: nil))
+    }
+
     @Test func theManagersBestPeerIsUsedOnlyWithATicketThatLastsTheWait() {
         let now: Int64 = 1_000_000
         #expect(

@@ -16,11 +16,19 @@ struct PeerChoiceTests {
     }
 
     /// Between saturated peers a forward only moves the queue: the asker keeps its task unless the other has a free
-    /// slot or at least one task per slot less.
+    /// slot, or at least one task per slot less and at most three quarters of the asker's work.
     @Test func aSaturatedAskerKeepsItsTaskUnlessAnotherPeerHasRoomOrClearlyLessWork() {
         #expect(PeerChoice.best([peer("a", busy: 16.5), peer("b", busy: 16)], prefer: "a")?.id == "a")
         #expect(PeerChoice.best([peer("a", busy: 17), peer("b", busy: 16.01)], prefer: "a")?.id == "a")
-        #expect(PeerChoice.best([peer("a", busy: 17), peer("b", busy: 16)], prefer: "a")?.id == "b")
+        // Two peers given tasks at the same pace (32 in flight each) differ by a task or two: no forward either way.
+        #expect(PeerChoice.best([peer("a", busy: 32), peer("b", busy: 30)], prefer: "a")?.id == "a")
+        #expect(PeerChoice.best([peer("a", busy: 17), peer("b", busy: 16)], prefer: "a")?.id == "a")
+        #expect(PeerChoice.best([peer("a", busy: 32), peer("b", busy: 24.01)], prefer: "a")?.id == "a")
+        // A quarter less, and at least a task per slot less: worth the hop.
+        #expect(PeerChoice.best([peer("a", busy: 32), peer("b", busy: 24)], prefer: "a")?.id == "b")
+        #expect(PeerChoice.best([peer("a", busy: 2), peer("b", busy: 1)], prefer: "a")?.id == "b")
+        #expect(PeerChoice.best([peer("a", busy: 4), peer("b", busy: 3)], prefer: "a")?.id == "b")
+        #expect(PeerChoice.best([peer("a", busy: 4), peer("b", busy: 3.5)], prefer: "a")?.id == "a")
         #expect(PeerChoice.best([peer("a", busy: 30), peer("b", busy: 16), peer("c", busy: 20)], prefer: "a")?.id == "b")
         // A free slot elsewhere always wins over a queue here, however small.
         #expect(PeerChoice.best([peer("a", busy: 1), peer("b", busy: 0.5)], prefer: "a")?.id == "b")
@@ -29,6 +37,28 @@ struct PeerChoiceTests {
         // An asker whose counts are not finite ranks as infinitely busy: anything finite is worth it.
         #expect(PeerChoice.best([peer("a", busy: .infinity), peer("b", busy: 1e300)], prefer: "a")?.id == "b")
         #expect(PeerChoice.best([peer("a", busy: 3), peer("b", busy: .nan)], prefer: "a")?.id == "a")
+    }
+
+    /// Tasks sent a peer's way count on it until its next report, for a quarter of a second at most: the next asker
+    /// within a report's interval sees them (before, every asker was sent to the same idle-looking peer).
+    @Test func tasksSentAPeersWayCountOnItBrieflyAndNeverTrap() {
+        #expect(PeerChoice.reserved(count: 3, at: 10, now: 10) == 3)
+        #expect(PeerChoice.reserved(count: 3, at: 10, now: 10.249) == 3)
+        #expect(PeerChoice.reserved(count: 3, at: 10, now: 10.25) == 0, "expired")
+        #expect(PeerChoice.reserved(count: 3, at: 10, now: 9) == 0, "a clock that went back counts none")
+        #expect(PeerChoice.reserved(count: 0, at: 10, now: 10) == 0)
+        #expect(PeerChoice.reserved(count: -1, at: 10, now: 10) == 0)
+        #expect(PeerChoice.reserved(count: .min, at: 10, now: 10) == 0)
+        #expect(PeerChoice.reserved(count: .max, at: 10, now: 10) == PeerChoice.maxReserved, "a flood of asks only makes a peer look busy")
+        for bad in [Double.nan, .infinity, -.infinity] {
+            #expect(PeerChoice.reserved(count: 3, at: bad, now: 10) == 0)
+            #expect(PeerChoice.reserved(count: 3, at: 10, now: bad) == 0)
+        }
+        // Counted as work: an idle peer sent one task for its only slot no longer has room for the next asker.
+        let idle = PeerChoice.busy(jobs: 0, tasks: 0 + PeerChoice.reserved(count: 1, at: 0, now: 0.01), slots: 1)
+        #expect(PeerChoice.best([peer("a", busy: 1.5), peer("b", busy: 0)], prefer: "a")?.id == "b", "before the task was sent")
+        #expect(PeerChoice.best([peer("a", busy: 1.5), peer("b", busy: idle)], prefer: "a")?.id == "a")
+        #expect(PeerChoice.best([peer("a", busy: 4), peer("b", busy: idle)], prefer: "a")?.id == "b", "still clearly less work")
     }
 
     @Test func aPeerThatIsStoppingIsNeverChosen() {
