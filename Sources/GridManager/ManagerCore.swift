@@ -466,7 +466,7 @@ public actor ManagerCore {
         case .ping:
             return .pong
         case .getBestPeer(let ask):
-            return bestPeer(ask)
+            return bestPeer(ask, from: who.workerId)
         case .authCheck(let check):
             return await authCheck(check)
         case .credential:
@@ -699,7 +699,8 @@ public actor ManagerCore {
 
     /// `GET_BEST_PEER`: the online peer `PeerChoice` picks (least work per slot, the asker on a tie, then the lowest
     /// load; never one that is stopping).
-    func bestPeer(_ ask: Msg.GetBestPeer) -> GridMessage {
+    /// `sender`: the worker that asked (for itself, or relaying a user's question).
+    func bestPeer(_ ask: Msg.GetBestPeer, from sender: WorkerID) -> GridMessage {
         let peers = Dictionary(uniqueKeysWithValues: onlinePeers().map { ($0.workerId, $0) })
         let state = liveState()
         let t = now()
@@ -714,12 +715,13 @@ public actor ManagerCore {
         guard let best = PeerChoice.best(candidates, prefer: ask.prefer), let info = peers[best.id] else {
             return .error(Msg.Error(GridError(.notFound, "no peer is online to run the task")))
         }
-        // A peer asking for one of its tasks (it names the task; a user's question relayed by a peer names none) is
-        // sent elsewhere: that task counts there until its next load report.
-        if ask.taskId != nil, let asker = ask.prefer, asker != best.id, let w = live[best.id] {
+        // A peer asking for one of its own tasks (it names the task and itself; a user's question relayed by a peer
+        // names no task, and a peer cannot ask for another) is sent elsewhere: that task counts there until its next
+        // load report, or the end of the window the first such task opened (`PeerChoice.reserved`).
+        if ask.taskId != nil, ask.prefer == sender, sender != best.id, let w = live[best.id] {
             let held = PeerChoice.reserved(count: w.reserved, at: w.reservedAt, now: t)
             live[best.id]?.reserved = held < Int.max ? held + 1 : held
-            live[best.id]?.reservedAt = t
+            if held == 0 { live[best.id]?.reservedAt = t }
         }
         // Debug, not info: a busy grid asks this for thousands of tasks a second.
         logger.debug(

@@ -11,9 +11,12 @@ public import GridCore
 /// 3. `afterForwardFailed`: a best peer that cannot be reached or does not trust this one is passed over: the task runs
 ///    here. Any other failure is the task's answer.
 ///
-/// The manager's answer is reused for `answerReuseSeconds` (`reusable`): it knows the peers' task load only from their
-/// `LOAD_UPDATE`s, which come at most every 50 ms, so asking again within that time gets the same answer for one more
-/// round trip. A busy peer given thousands of tasks a second asks about once per interval, not once per task.
+/// The manager's answer is reused for `answerReuseSeconds` (`reusable`) when it kept the task here (`keeps`): it knows
+/// the peers' task load only from their `LOAD_UPDATE`s, which come at most every 50 ms, so asking again within that
+/// time gets the same answer for one more round trip. A busy peer given thousands of tasks a second asks about once
+/// per interval, not once per task, while no other peer is clearly less busy; an answer that sends a task elsewhere
+/// stands for that task (the manager counts it on the peer it named), and a peer with no ticket that lasts a forward's
+/// wait does not ask at all (`ticketLasts`).
 public enum TaskRouting {
     public enum Reason: String, Hashable, Sendable {
         case confidential
@@ -66,10 +69,7 @@ public enum TaskRouting {
         guard asked else { return .runHere(.managerDidNotAnswer) }
         guard let best, !best.isEmpty, best != selfId else { return .runHere(.noBetterPeer) }
         if let theirs, !TaskLoad.worthForwarding(mine: mine, theirs: theirs) { return .runHere(.noBetterPeer) }
-        guard let expires = ticketExpires, waitSeconds.isFinite, waitSeconds >= 0 else { return .runHere(.noTicket) }
-        // A wait beyond a day is no wait a ticket covers; the sum never traps.
-        let (until, overflow) = now.addingReportingOverflow(Int64(min(waitSeconds, 86_400).rounded(.up)))
-        guard !overflow, expires > until else { return .runHere(.noTicket) }
+        guard ticketLasts(expires: ticketExpires, now: now, waitSeconds: waitSeconds) else { return .runHere(.noTicket) }
         return .forward(to: best)
     }
 
@@ -87,12 +87,21 @@ public enum TaskRouting {
     /// How long an answer is reused: the shortest interval of the peers' load reports to the manager.
     public static let answerReuseSeconds = 0.05
 
-    /// Whether an answer is kept for the next tasks (`reusable`): only one that keeps them here (this peer, or none).
-    /// One that names another peer stands for one task: the manager counts each task it sends a peer's way
-    /// (`PeerChoice.reserved`), so the next busy task asks again. Before, every task of the next 50 ms followed it, to
-    /// a peer that had looked idle in a report already old.
-    public static func keeps(_ answer: Answer, selfId: String?) -> Bool {
-        answer.best == nil || answer.best == selfId
+    /// Whether the manager's answer, as this peer took it (`choice`), is kept for the next tasks (`reusable`): only
+    /// when it kept the task here. One that sent it to another peer stands for that task: the manager counts each task
+    /// it sends a peer's way (`PeerChoice.reserved`), so the next busy task asks again. Before, every task of the next
+    /// 50 ms followed it, to a peer that had looked idle in a report already old.
+    public static func keeps(_ choice: Choice) -> Bool {
+        if case .forward = choice { return false }
+        return true
+    }
+
+    /// Whether the user's ticket held here (`expires`, Unix seconds) lasts a forward's whole wait: the receiving peer
+    /// checks it. A wait beyond a day is no wait a ticket covers; the sum never traps.
+    public static func ticketLasts(expires: Int64?, now: Int64, waitSeconds: Double) -> Bool {
+        guard let expires, waitSeconds.isFinite, waitSeconds >= 0 else { return false }
+        let (until, overflow) = now.addingReportingOverflow(Int64(min(waitSeconds, 86_400).rounded(.up)))
+        return !overflow && expires > until
     }
 
     /// `last` when it is recent enough at `now` to stand for the manager's answer; nil: ask. A time that is not finite,

@@ -27,7 +27,7 @@ public enum PeerChoice {
 
     /// The tasks the manager has sent a peer's way since its last load report (`GET_BEST_PEER` answers that named it
     /// to another peer, each for one task): counted on top of what it reported while `reservedSeconds` have not passed
-    /// since the last, at most `maxReserved`. Before, every peer that asked within a report's interval was sent to the
+    /// since the first of them (`at`: the window does not slide, so they always end), at most `maxReserved`. Before, every peer that asked within a report's interval was sent to the
     /// same idle-looking peer, and reused the answer for every task of the next 50 ms: two peers given tasks at the
     /// same pace forwarded a quarter of their tasks to each other and back (a peer that had forwarded its tasks away
     /// looked idle in its next report). Never traps; a time that is not finite, or a clock that went back, counts none.
@@ -38,9 +38,9 @@ public enum PeerChoice {
 
     /// How long tasks sent a peer's way count on it without a load report of its own: a few of its report intervals.
     public static let reservedSeconds = 0.25
-    /// The most tasks counted so: a peer that asks in a loop (or relays a user's questions) can make others look busy,
-    /// and so keep tasks where they are, for `reservedSeconds` at most; it never blocks them.
-    public static let maxReserved = 1024
+    /// The most tasks counted so: a peer that asks for its own tasks in a loop can make others look busy by this much
+    /// (which keeps other peers' tasks where they were sent, never blocks them), window after window.
+    public static let maxReserved = 256
 
     /// Work per slot (`TaskLoad.busy`).
     public static func busy(jobs: Int, tasks: Int, slots: Int) -> Double { TaskLoad.busy(jobs: jobs, tasks: tasks, slots: slots) }

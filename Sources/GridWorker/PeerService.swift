@@ -1140,9 +1140,18 @@ public actor PeerService: Service {
             guard here else { throw refusedHere() }
             return try await runHere(mine, connection: caller.connection, via: caller.peer)
         }
+        // Forwarded with the user's ticket (from the manager, when it checked the user's token here) and this peer's
+        // signature over it and the task. Without a ticket that lasts the wait no forward can follow, and the manager
+        // is not asked (a review: it counted a task on the peer it named that never came, for every task).
+        let wait = (task.timeout ?? config.defaultTaskSeconds) + 60
+        guard TaskRouting.ticketLasts(expires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait) else {
+            guard here else { throw refusedHere() }
+            return try await runHere(mine, connection: caller.connection, via: caller.peer)
+        }
         var best: String?
         var theirs: Double?
         var asked = true
+        var fresh = false
         if let recent = TaskRouting.reusable(lastBestPeer, now: Self.uptime()) {
             best = recent.best
         } else {
@@ -1151,19 +1160,18 @@ public actor PeerService: Service {
                     best = b.peer.workerId
                     theirs = b.load
                 }
-                let answer = TaskRouting.Answer(best: best, at: Self.uptime())
-                lastBestPeer = TaskRouting.keeps(answer, selfId: selfId) ? answer : nil
+                fresh = true
             } catch {
                 logger.info("could not ask the manager for a peer; running here", metadata: ["grid.error": "\(error)"])
                 asked = false
             }
         }
-        // Forwarded with the user's ticket (from the manager, when it checked the user's token here) and this peer's
-        // signature over it and the task.
-        let wait = (task.timeout ?? config.defaultTaskSeconds) + 60
+        // This peer's load now (the manager knows it from the last report); a peer that may not run the task itself
+        // (no sandbox, not the owner's) counts as full, so any peer named is better (a review: it refused the task).
         let choice = TaskRouting.afterAsking(
             asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait, theirs: theirs,
-            mine: TaskLoad.busy(jobs: jobsRunning, tasks: taskLoad(), slots: config.slots))
+            mine: here ? TaskLoad.busy(jobs: jobsRunning, tasks: taskLoad(), slots: config.slots) : .infinity)
+        if fresh { lastBestPeer = TaskRouting.keeps(choice) ? TaskRouting.Answer(best: selfId, at: Self.uptime()) : nil }
         guard case .forward(let target) = choice, let ticket = tickets[user] else {
             guard here else { throw refusedHere() }
             return try await runHere(mine, connection: caller.connection, via: caller.peer)

@@ -85,6 +85,72 @@ import Testing
         }
     }
 
+    /// A peer that may not run another user's task (no task sandbox) hands it on even to a peer busier than itself:
+    /// it counts as full. (A first version checked the manager's answer against the asker's own load, and this idle
+    /// peer refused alice's task while a sandboxed peer could take it.)
+    @Test func aPeerWithoutATaskSandboxHandsATaskToABusierSandboxedPeer() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let boxed = try await grid.startWorker("boxed", owner: owner, cpus: 1, peer: true)
+            let alice = try await grid.user("alice")
+            // The only worker there is takes the job: its one slot is full for the whole test.
+            let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 60\n", cpus: 1, ramGb: 1))
+            _ = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
+            let bare = try await grid.startWorker("bare", owner: owner, cpus: 1, peer: true, unsandboxedTasks: true)
+            let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(bare.peerPort), grant: alice.grantSource)
+            defer { link.close() }
+            var last = ""
+            let handed = try await eventually(timeout: 30, interval: 0.1) {
+                do {
+                    let r = try await Self.result(link, Self.task("t-\(UUID().uuidString.prefix(8))"))
+                    last = "\(r)"
+                    return r.outcome.ok && r.peer == boxed.workerId
+                } catch {
+                    last = "\(error)"
+                    return false
+                }
+            }
+            #expect(handed, "alice's task was not handed to the busy sandboxed peer: \(last)")
+            _ = try await alice.cancel(job.job.id)
+        }
+    }
+
+    /// The manager counts a task it sends a peer's way on that peer until it reports: the next busy peer asking within
+    /// that time is not sent to the same idle-looking peer. Only a peer's asks for its own tasks count: one sent in
+    /// another peer's name (a forged `prefer`) reserves nothing.
+    @Test func aTaskSentAPeersWayCountsOnItAndAForgedAskerCountsNothing() async throws {
+        try await withTestGrid(workers: 0) { grid in
+            let owner = try await grid.user("owner")
+            let busy = try await grid.startWorker("busy", owner: owner, cpus: 1, peer: true)
+            let alice = try await grid.user("alice")
+            let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 60\n", cpus: 1, ramGb: 1))
+            _ = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
+            let idle = try await grid.startWorker("idle", owner: owner, cpus: 1, peer: true)
+            func best(_ task: String, prefer: String, from asker: InProcessWorker? = nil) async throws -> String? {
+                let message = GridMessage.getBestPeer(Msg.GetBestPeer(taskId: task, prefer: prefer))
+                guard case .bestPeer(let b) = try await (asker ?? busy).agent.ask(message) else { return nil }
+                return b.peer.workerId
+            }
+            // The idle peer's own reports (each resets what was counted on it) may fall between two asks: tried again.
+            var seen: [String?] = []
+            let counted = try await eventually(timeout: 30, interval: 0.3) {
+                seen = [try await best("t-1", prefer: busy.workerId), try await best("t-2", prefer: busy.workerId)]
+                return seen == [idle.workerId, busy.workerId]
+            }
+            #expect(counted, "the second busy ask was sent to the same idle peer: \(seen)")
+            // Past the window, the idle peer is idle again. Asks it sends in the busy peer's name (a forged `prefer`)
+            // count nothing on it: the busy peer's next ask is still sent there.
+            var after: String?
+            let forged = try await eventually(timeout: 30, interval: 0.3) {
+                for i in 0..<5 { _ = try await best("f-\(i)", prefer: busy.workerId, from: idle) }
+                after = try await best("t-3", prefer: busy.workerId)
+                return after == idle.workerId
+            }
+            #expect(forged, "asks in another peer's name made the idle peer look busy: \(String(describing: after))")
+            _ = try await alice.cancel(job.job.id)
+        }
+    }
+
     /// A user could send tasks to a busy peer, close the connection and send more: each stayed queued with its program
     /// and arguments until it ran, without bound, and the worker ran out of memory. A user's waiting tasks are bounded
     /// (the next is refused as rate limited, saying why), and those of a connection that closed are dropped.

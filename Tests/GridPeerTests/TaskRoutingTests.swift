@@ -46,13 +46,32 @@ import Testing
         #expect(choice(theirs: -5, mine: 0) == .forward(to: "w-2"))
     }
 
-    /// Only an answer that keeps tasks here is reused for the next 50 ms; one naming another peer stands for one task
-    /// (before, every task of the next 50 ms followed it to a peer that had looked idle in an old report).
-    @Test func onlyAnAnswerThatKeepsTasksHereIsReused() {
-        #expect(TaskRouting.keeps(TaskRouting.Answer(best: nil, at: 1), selfId: "w-1"))
-        #expect(TaskRouting.keeps(TaskRouting.Answer(best: "w-1", at: 1), selfId: "w-1"))
-        #expect(!TaskRouting.keeps(TaskRouting.Answer(best: "w-2", at: 1), selfId: "w-1"))
-        #expect(!TaskRouting.keeps(TaskRouting.Answer(best: "w-2", at: 1), selfId: nil))
+    /// Only an answer that kept the task here is reused for the next 50 ms; one that sent it to another peer stands for
+    /// that task (before, every task of the next 50 ms followed it to a peer that had looked idle in an old report).
+    @Test func onlyAnAnswerThatKeptTheTaskHereIsReused() {
+        #expect(TaskRouting.keeps(.runHere(.noBetterPeer)))
+        #expect(TaskRouting.keeps(.runHere(.noTicket)))
+        #expect(!TaskRouting.keeps(.forward(to: "w-2")))
+        // A peer that may not run the task itself counts as full: any peer named is better, however busy.
+        #expect(
+            TaskRouting.afterAsking(
+                asked: true, best: "w-2", selfId: "w-1", ticketExpires: 1_000_400, now: 1_000_000, waitSeconds: 60, theirs: 40, mine: .infinity)
+                == .forward(to: "w-2"))
+    }
+
+    /// No ask without a ticket that lasts a forward's wait (the manager would count a task that never comes), at the
+    /// boundaries of the wait and of the clock.
+    @Test func aTicketMustLastTheWholeWaitAndNoSumTraps() {
+        #expect(TaskRouting.ticketLasts(expires: 1_000_061, now: 1_000_000, waitSeconds: 60))
+        #expect(!TaskRouting.ticketLasts(expires: 1_000_060, now: 1_000_000, waitSeconds: 60))
+        #expect(!TaskRouting.ticketLasts(expires: 1_000_060, now: 1_000_000, waitSeconds: 59.1), "a part second counts whole")
+        #expect(!TaskRouting.ticketLasts(expires: nil, now: 0, waitSeconds: 1))
+        #expect(!TaskRouting.ticketLasts(expires: .max, now: .max, waitSeconds: 1), "no trap")
+        #expect(!TaskRouting.ticketLasts(expires: .max, now: 0, waitSeconds: .nan))
+        #expect(!TaskRouting.ticketLasts(expires: .max, now: 0, waitSeconds: -1))
+        #expect(!TaskRouting.ticketLasts(expires: .max, now: 0, waitSeconds: .infinity))
+        #expect(TaskRouting.ticketLasts(expires: 100_000, now: 0, waitSeconds: 1e300), "a wait beyond a day is a day")
+        #expect(TaskRouting.ticketLasts(expires: 0, now: .min, waitSeconds: 1), "a clock far back still sums")
     }
 
     @Test func theManagersBestPeerIsUsedOnlyWithATicketThatLastsTheWait() {

@@ -156,7 +156,7 @@ public final class InProcessGrid: Sendable {
         let task = Task {
             do { try await group.run() } catch { workerLogger.error("worker \(name) ended: \(error)") }
         }
-        let worker = InProcessWorker(name: name, peerPort: config.port, peerService: peers?.service, group: group, task: task)
+        let worker = InProcessWorker(name: name, peerPort: config.port, peerService: peers?.service, agent: agent, group: group, task: task)
         workers.withLock { $0.append(worker) }
         guard let id = await first(of: registered, within: timeout) else {
             task.cancel()
@@ -180,16 +180,19 @@ public final class InProcessWorker: Sendable {
     public let peerPort: Int?
     /// Its peer services, if it offers them.
     public let peerService: PeerService?
+    /// Its link to the manager (a test asks the manager as the worker would).
+    public let agent: WorkerAgent
     public let id = Mutex<String>("")
     /// Its status page's port, if it was started with one (`statusPage:`).
     public let statusPort = Mutex<Int?>(nil)
     let group: ServiceGroup
     let task: Task<Void, Never>
 
-    init(name: String, peerPort: Int?, peerService: PeerService?, group: ServiceGroup, task: Task<Void, Never>) {
+    init(name: String, peerPort: Int?, peerService: PeerService?, agent: WorkerAgent, group: ServiceGroup, task: Task<Void, Never>) {
         self.name = name
         self.peerPort = peerPort
         self.peerService = peerService
+        self.agent = agent
         self.group = group
         self.task = task
     }
