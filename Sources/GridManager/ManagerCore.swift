@@ -715,13 +715,14 @@ public actor ManagerCore {
         guard let best = PeerChoice.best(candidates, prefer: ask.prefer), let info = peers[best.id] else {
             return .error(Msg.Error(GridError(.notFound, "no peer is online to run the task")))
         }
-        // A peer asking for one of its own tasks (it names the task and itself; a user's question relayed by a peer
-        // names no task, and a peer cannot ask for another) is sent elsewhere: that task counts there until its next
-        // load report, or the end of the window the first such task opened (`PeerChoice.reserved`).
-        if ask.taskId != nil, ask.prefer == sender, sender != best.id, let w = live[best.id] {
-            let held = PeerChoice.reserved(count: w.reserved, at: w.reservedAt, now: t)
-            live[best.id]?.reserved = held < Int.max ? held + 1 : held
-            if held == 0 { live[best.id]?.reservedAt = t }
+        // A peer asking for one of its own tasks is sent elsewhere: that task counts there until its next load report,
+        // or the end of the window the first such task opened (`PeerChoice.counts`, `reserve`).
+        if PeerChoice.counts(taskId: ask.taskId, prefer: ask.prefer, sender: sender, senderIsPeer: peers[sender] != nil, best: best.id),
+            let w = live[best.id]
+        {
+            let next = PeerChoice.reserve(count: w.reserved, at: w.reservedAt, now: t)
+            live[best.id]?.reserved = next.count
+            live[best.id]?.reservedAt = next.at
         }
         // Debug, not info: a busy grid asks this for thousands of tasks a second.
         logger.debug(

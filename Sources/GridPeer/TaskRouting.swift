@@ -6,12 +6,15 @@ public import GridCore
 /// 1. `first`: a confidential task, or one another peer forwarded, runs here (the manager never hears of it); so does
 ///    any task when a slot is free here (a free slot is as good as the least-loaded peer's, without a round trip, as
 ///    Ray's local-first scheduling does) or when there is no manager to ask. Only a busy peer asks.
-/// 2. `afterAsking`: the manager's best peer, unless it is this one or none; and only with the user's ticket valid for
-///    the whole wait (the task's timeout and a minute), since the receiving peer checks it. Otherwise it runs here.
-/// 3. `afterForwardFailed`: a best peer that cannot be reached or does not trust this one is passed over: the task runs
-///    here. Any other failure is the task's answer.
+/// 2. `afterAsking`: the manager's best peer, unless it is this one or none, or not clearly less busy than this peer
+///    is now (`TaskLoad.worthForwarding`; a peer that may not run the task itself counts as full); and only with the
+///    user's ticket valid for the whole wait (the task's timeout and a minute), since the receiving peer checks it (a
+///    peer without one does not ask, `ticketLasts`). Otherwise it runs here.
+/// 3. `runsHereAfterForwardFailed`: a best peer that cannot be reached or does not trust this one is passed over: the
+///    task runs here. Any other failure is the task's answer.
 ///
-/// The manager's answer is reused for `answerReuseSeconds` (`reusable`) when it kept the task here (`keeps`): it knows
+/// A decision to keep a task here is reused for `answerReuseSeconds` (`reusable`, `keeps`), only by a peer that may run
+/// the task itself: the manager knows
 /// the peers' task load only from their `LOAD_UPDATE`s, which come at most every 50 ms, so asking again within that
 /// time gets the same answer for one more round trip. A busy peer given thousands of tasks a second asks about once
 /// per interval, not once per task, while no other peer is clearly less busy; an answer that sends a task elsewhere
@@ -91,7 +94,10 @@ public enum TaskRouting {
     /// when it kept the task here. One that sent it to another peer stands for that task: the manager counts each task
     /// it sends a peer's way (`PeerChoice.reserved`), so the next busy task asks again. Before, every task of the next
     /// 50 ms followed it, to a peer that had looked idle in a report already old.
-    public static func keeps(_ choice: Choice) -> Bool {
+    /// `mayRunHere`: this peer may run the task itself; a peer that may not (no task sandbox, not the owner's) keeps
+    /// nothing, since another user's task it could not run would find a kept answer and be refused (a review).
+    public static func keeps(_ choice: Choice, mayRunHere: Bool) -> Bool {
+        guard mayRunHere else { return false }
         if case .forward = choice { return false }
         return true
     }
@@ -111,10 +117,17 @@ public enum TaskRouting {
         return last
     }
 
-    /// The answer to keep after a forward to `target` failed: none if it named `target` (the tasks of the next moments
-    /// must not try the same unreachable peer), else the one kept.
-    public static func afterForwardFailed(_ last: Answer?, target: String) -> Answer? {
-        last?.best == target ? nil : last
+    /// `reusable`, for a task this peer may run itself (`mayRunHere`) only: one it may not run always asks.
+    public static func reusable(_ last: Answer?, now: Double, mayRunHere: Bool) -> Answer? {
+        mayRunHere ? reusable(last, now: now) : nil
+    }
+
+    /// Whether a decision of an ask that began at `askedAt` replaces `last`: only one that began later (answers come
+    /// back out of order when many tasks wait on the manager at once; a late one must not overwrite a fresher one).
+    public static func replaces(_ last: Answer?, askedAt: Double) -> Bool {
+        guard let last else { return true }
+        guard askedAt.isFinite else { return false }
+        return !last.at.isFinite || askedAt >= last.at
     }
 
     /// Whether a forward that failed with `code` falls back to running here.

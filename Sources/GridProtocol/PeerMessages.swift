@@ -88,7 +88,8 @@ extension Msg {
 
     /// Which online peer is least loaded? `prefer` wins ties (the asking peer, to save a hop). A peer asking where to
     /// send one of its tasks names the task (`taskId`): the manager then counts that task on the peer it names until
-    /// that peer's next load report (`PeerChoice.reserved`). A user's question, relayed by a peer, names none.
+    /// that peer's next load report (`PeerChoice.counts`, `reserved`), if it asks in its own name (`prefer` is the
+    /// sender). A user's question, relayed by a peer, names none.
     public struct GetBestPeer: Hashable, Sendable, Codable {
         public var taskId: String?
         public var prefer: String?

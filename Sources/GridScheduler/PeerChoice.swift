@@ -36,6 +36,21 @@ public enum PeerChoice {
         return min(count, maxReserved)
     }
 
+    /// Whether an answer naming `best` counts a task on it: the ask names a task (`taskId`; a user's question relayed
+    /// by a peer names none) and comes from an online peer (`senderIsPeer`) asking in its own name (`prefer` is the
+    /// sender: a worker asking in another's name counts nothing), and `best` is another peer.
+    public static func counts(taskId: String?, prefer: WorkerID?, sender: WorkerID, senderIsPeer: Bool, best: WorkerID) -> Bool {
+        taskId != nil && senderIsPeer && prefer == sender && best != sender
+    }
+
+    /// One more task counted on a peer holding `count` since `at`: the count and the start of its window. The window
+    /// starts with the first task counted and does not slide (a review: a worker asking in a loop kept every peer
+    /// looking busy for ever); an expired one starts again. Never traps.
+    public static func reserve(count: Int, at: Double, now: Double) -> (count: Int, at: Double) {
+        let held = reserved(count: count, at: at, now: now)
+        return held == 0 ? (1, now) : (min(held + 1, maxReserved), at)
+    }
+
     /// How long tasks sent a peer's way count on it without a load report of its own: a few of its report intervals.
     public static let reservedSeconds = 0.25
     /// The most tasks counted so: a peer that asks for its own tasks in a loop can make others look busy by this much

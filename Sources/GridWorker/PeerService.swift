@@ -311,7 +311,8 @@ public actor PeerService: Service {
         return GridError(.forbidden, "worker \(id.prefix(64)) is no peer (its manager barred it: join token revoked, or quarantined)")
     }
 
-    /// The manager's last answer to `GET_BEST_PEER` for a task, reused for a moment (`TaskRouting.reusable`).
+    /// The last decision to keep a task here after asking the manager (`GET_BEST_PEER`), reused for a moment
+    /// (`TaskRouting.reusable`, `keeps`), with when its ask began.
     private var lastBestPeer: TaskRouting.Answer?
     /// Users' tickets of forwarded tasks whose manager signature was already checked.
     private var goodTickets = PeerTrust.TicketMemo()
@@ -1152,7 +1153,8 @@ public actor PeerService: Service {
         var theirs: Double?
         var asked = true
         var fresh = false
-        if let recent = TaskRouting.reusable(lastBestPeer, now: Self.uptime()) {
+        let askedAt = Self.uptime()
+        if let recent = TaskRouting.reusable(lastBestPeer, now: askedAt, mayRunHere: here) {
             best = recent.best
         } else {
             do {
@@ -1171,7 +1173,9 @@ public actor PeerService: Service {
         let choice = TaskRouting.afterAsking(
             asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait, theirs: theirs,
             mine: here ? TaskLoad.busy(jobs: jobsRunning, tasks: taskLoad(), slots: config.slots) : .infinity)
-        if fresh { lastBestPeer = TaskRouting.keeps(choice) ? TaskRouting.Answer(best: selfId, at: Self.uptime()) : nil }
+        if fresh, TaskRouting.replaces(lastBestPeer, askedAt: askedAt) {
+            lastBestPeer = TaskRouting.keeps(choice, mayRunHere: here) ? TaskRouting.Answer(best: selfId, at: askedAt) : nil
+        }
         guard case .forward(let target) = choice, let ticket = tickets[user] else {
             guard here else { throw refusedHere() }
             return try await runHere(mine, connection: caller.connection, via: caller.peer)
@@ -1187,7 +1191,6 @@ public actor PeerService: Service {
             }
             return r
         } catch let e as GridError where TaskRouting.runsHereAfterForwardFailed(e.code) {
-            lastBestPeer = TaskRouting.afterForwardFailed(lastBestPeer, target: target)
             logger.info(
                 "best peer unreachable or not trusted; running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(TerminalText.field(e.message, maxCharacters: 300))"])
             guard here else { throw refusedHere() }

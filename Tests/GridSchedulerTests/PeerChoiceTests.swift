@@ -61,6 +61,28 @@ struct PeerChoiceTests {
         #expect(PeerChoice.best([peer("a", busy: 4), peer("b", busy: idle)], prefer: "a")?.id == "b", "still clearly less work")
     }
 
+    /// Only an online peer asking for its own task counts one on another peer; the window starts with the first and
+    /// does not slide, and the count stops at its cap.
+    @Test func onlyAPeersOwnAskCountsAndTheWindowNeverSlides() {
+        #expect(PeerChoice.counts(taskId: "t", prefer: "a", sender: "a", senderIsPeer: true, best: "b"))
+        #expect(!PeerChoice.counts(taskId: nil, prefer: "a", sender: "a", senderIsPeer: true, best: "b"), "a user's question relayed")
+        #expect(!PeerChoice.counts(taskId: "t", prefer: "c", sender: "a", senderIsPeer: true, best: "b"), "in another peer's name")
+        #expect(!PeerChoice.counts(taskId: "t", prefer: nil, sender: "a", senderIsPeer: true, best: "b"))
+        #expect(!PeerChoice.counts(taskId: "t", prefer: "a", sender: "a", senderIsPeer: false, best: "b"), "no peer (quarantined, no port)")
+        #expect(!PeerChoice.counts(taskId: "t", prefer: "a", sender: "a", senderIsPeer: true, best: "a"), "kept at home")
+        #expect(PeerChoice.reserve(count: 0, at: 0, now: 10) == (1, 10))
+        #expect(PeerChoice.reserve(count: 1, at: 10, now: 10.2) == (2, 10), "the window keeps its start")
+        #expect(PeerChoice.reserve(count: 2, at: 10, now: 10.25) == (1, 10.25), "an expired window starts again")
+        #expect(PeerChoice.reserve(count: PeerChoice.maxReserved, at: 10, now: 10.1) == (PeerChoice.maxReserved, 10))
+        #expect(PeerChoice.reserve(count: .max, at: 10, now: 10.1) == (PeerChoice.maxReserved, 10), "no trap")
+        #expect(PeerChoice.reserve(count: 5, at: .nan, now: 10) == (1, 10))
+        // A loop of asks a tenth of a second apart: the count ends a quarter of a second after the first.
+        var held = (count: 0, at: 0.0)
+        for k in 0..<3 { held = PeerChoice.reserve(count: held.count, at: held.at, now: 100 + Double(k) * 0.1) }
+        #expect(held == (3, 100))
+        #expect(PeerChoice.reserved(count: held.count, at: held.at, now: 100.3) == 0)
+    }
+
     @Test func aPeerThatIsStoppingIsNeverChosen() {
         // Idle, and the asker: still not chosen, since its peer services stop first.
         #expect(PeerChoice.best([peer("a", busy: 0, stopping: true), peer("b", busy: 1, load: 1)], prefer: "a")?.id == "b")
