@@ -85,17 +85,25 @@ import Testing
         }
     }
 
+    /// A grid's first peer (`name`, one slot) with that slot held by a job of alice's for the whole test (the only
+    /// worker there is takes it): the owner, the peer, alice and her job.
+    static func peerWithItsSlotHeld(_ grid: InProcessGrid, _ name: String) async throws -> (
+        owner: GridClient, peer: InProcessWorker, alice: GridClient, job: JobID
+    ) {
+        let owner = try await grid.user("owner")
+        let peer = try await grid.startWorker(name, owner: owner, cpus: 1, peer: true)
+        let alice = try await grid.user("alice")
+        let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 60\n", cpus: 1, ramGb: 1))
+        _ = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
+        return (owner, peer, alice, job.job.id)
+    }
+
     /// A peer that may not run another user's task (no task sandbox) hands it on even to a peer busier than itself:
     /// it counts as full. (A first version checked the manager's answer against the asker's own load, and this idle
     /// peer refused alice's task while a sandboxed peer could take it.)
     @Test func aPeerWithoutATaskSandboxHandsATaskToABusierSandboxedPeer() async throws {
         try await withTestGrid(workers: 0) { grid in
-            let owner = try await grid.user("owner")
-            let boxed = try await grid.startWorker("boxed", owner: owner, cpus: 1, peer: true)
-            let alice = try await grid.user("alice")
-            // The only worker there is takes the job: its one slot is full for the whole test.
-            let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 60\n", cpus: 1, ramGb: 1))
-            _ = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
+            let (owner, boxed, alice, job) = try await Self.peerWithItsSlotHeld(grid, "boxed")
             let bare = try await grid.startWorker("bare", owner: owner, cpus: 1, peer: true, unsandboxedTasks: true)
             let link = try await PeerLink.connect(host: "127.0.0.1", port: try #require(bare.peerPort), grant: alice.grantSource)
             defer { link.close() }
@@ -111,7 +119,7 @@ import Testing
                 }
             }
             #expect(handed, "alice's task was not handed to the busy sandboxed peer: \(last)")
-            _ = try await alice.cancel(job.job.id)
+            _ = try await alice.cancel(job)
         }
     }
 
@@ -120,11 +128,7 @@ import Testing
     /// another peer's name (a forged `prefer`) reserves nothing.
     @Test func aTaskSentAPeersWayCountsOnItAndAForgedAskerCountsNothing() async throws {
         try await withTestGrid(workers: 0) { grid in
-            let owner = try await grid.user("owner")
-            let busy = try await grid.startWorker("busy", owner: owner, cpus: 1, peer: true)
-            let alice = try await grid.user("alice")
-            let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 60\n", cpus: 1, ramGb: 1))
-            _ = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
+            let (owner, busy, alice, job) = try await Self.peerWithItsSlotHeld(grid, "busy")
             let idle = try await grid.startWorker("idle", owner: owner, cpus: 1, peer: true)
             // `task` nil: a question that counts nothing (as a user's relayed one), to look without touching.
             func best(_ task: String?, prefer: String, from asker: InProcessWorker? = nil) async throws -> String? {
@@ -146,7 +150,7 @@ import Testing
             let after = try await best(nil, prefer: busy.workerId)
             let forged = after == idle.workerId
             #expect(forged, "asks in another peer's name made the idle peer look busy: \(String(describing: after))")
-            _ = try await alice.cancel(job.job.id)
+            _ = try await alice.cancel(job)
         }
     }
 
