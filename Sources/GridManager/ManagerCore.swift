@@ -33,6 +33,10 @@ public actor ManagerCore {
         /// (monotonic): `PeerChoice.reserved`.
         var reserved = 0
         var reservedAt = 0.0
+        /// Tasks of its own it had counted on other peers in its current window, and when that began
+        /// (`PeerChoice.mayCount`).
+        var spent = 0
+        var spentAt = 0.0
         /// It said it is stopping: no new job goes to it.
         var stopping = false
         /// Its disk is under the free space it keeps: no new job goes to it while it says so.
@@ -717,12 +721,18 @@ public actor ManagerCore {
         }
         // A peer asking for one of its own tasks is sent elsewhere: that task counts there until its next load report,
         // or the end of the window the first such task opened (`PeerChoice.counts`, `reserve`).
+        // A peer counts no more tasks in a window than it reported holding (`mayCount`): one asking in a loop makes
+        // others look busier by its own load at most.
         if PeerChoice.counts(taskId: ask.taskId, prefer: ask.prefer, sender: sender, senderIsPeer: peers[sender] != nil, best: best.id),
+            let asker = live[sender], PeerChoice.mayCount(spent: asker.spent, at: asker.spentAt, now: t, reported: asker.tasks),
             let w = live[best.id]
         {
             let next = PeerChoice.reserve(count: w.reserved, at: w.reservedAt, now: t)
             live[best.id]?.reserved = next.count
             live[best.id]?.reservedAt = next.at
+            let spent = PeerChoice.reserve(count: asker.spent, at: asker.spentAt, now: t)
+            live[sender]?.spent = spent.count
+            live[sender]?.spentAt = spent.at
         }
         // Debug, not info: a busy grid asks this for thousands of tasks a second.
         logger.debug(

@@ -76,15 +76,25 @@ public enum TaskRouting {
         return .forward(to: best)
     }
 
-    /// An answer of the manager's to `GET_BEST_PEER`: the peer it named (nil: none), and when it came (seconds on a
-    /// monotonic clock).
+    /// An answer of the manager's to `GET_BEST_PEER`: the peer it named (nil: none), when it came (`at`) and when its
+    /// question was sent (`askedAt`; `at` unless given), in seconds on a monotonic clock.
     public struct Answer: Hashable, Sendable {
         public var best: String?
         public var at: Double
-        public init(best: String?, at: Double) {
+        public var askedAt: Double
+        public init(best: String?, at: Double, askedAt: Double? = nil) {
             self.best = best
             self.at = at
+            self.askedAt = askedAt ?? at
         }
+    }
+
+    /// What this peer keeps after asking (`last`: what it kept before): a decision to keep the task here, reused from
+    /// when its answer came (`answeredAt`) for `answerReuseSeconds`; nothing after a forward, or for a task this peer
+    /// may not run (`keeps`); and `last` unchanged when its question was sent later than this one's (`replaces`).
+    public static func remember(_ last: Answer?, choice: Choice, askedAt: Double, answeredAt: Double, mayRunHere: Bool) -> Answer? {
+        guard replaces(last, askedAt: askedAt) else { return last }
+        return keeps(choice, mayRunHere: mayRunHere) ? Answer(best: nil, at: answeredAt, askedAt: askedAt) : nil
     }
 
     /// How long an answer is reused: the shortest interval of the peers' load reports to the manager.
@@ -127,7 +137,7 @@ public enum TaskRouting {
     public static func replaces(_ last: Answer?, askedAt: Double) -> Bool {
         guard let last else { return true }
         guard askedAt.isFinite else { return false }
-        return !last.at.isFinite || askedAt >= last.at
+        return !last.askedAt.isFinite || askedAt >= last.askedAt
     }
 
     /// Whether a forward that failed with `code` falls back to running here.

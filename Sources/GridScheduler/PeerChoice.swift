@@ -43,6 +43,14 @@ public enum PeerChoice {
         taskId != nil && senderIsPeer && prefer == sender && best != sender
     }
 
+    /// Whether a peer that has counted `spent` of its tasks on others in the window that began at `at` may count one
+    /// more: no more than the tasks it last reported holding (`reported`, at least one, at most `maxReserved`), since
+    /// it can forward no more than it holds (a review: a peer asking in a loop kept every peer looking full). Never
+    /// traps; the window as `reserved` keeps it.
+    public static func mayCount(spent: Int, at: Double, now: Double, reported: Int) -> Bool {
+        reserved(count: spent, at: at, now: now) < min(max(1, reported), maxReserved)
+    }
+
     /// One more task counted on a peer holding `count` since `at`: the count and the start of its window. The window
     /// starts with the first task counted and does not slide (a review: a worker asking in a loop kept every peer
     /// looking busy for ever); an expired one starts again. Never traps.

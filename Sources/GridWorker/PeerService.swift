@@ -1173,8 +1173,8 @@ public actor PeerService: Service {
         let choice = TaskRouting.afterAsking(
             asked: asked, best: best, selfId: selfId, ticketExpires: tickets[user]?.expires, now: Self.nowS(), waitSeconds: wait, theirs: theirs,
             mine: here ? TaskLoad.busy(jobs: jobsRunning, tasks: taskLoad(), slots: config.slots) : .infinity)
-        if fresh, TaskRouting.replaces(lastBestPeer, askedAt: askedAt) {
-            lastBestPeer = TaskRouting.keeps(choice, mayRunHere: here) ? TaskRouting.Answer(best: selfId, at: askedAt) : nil
+        if fresh {
+            lastBestPeer = TaskRouting.remember(lastBestPeer, choice: choice, askedAt: askedAt, answeredAt: Self.uptime(), mayRunHere: here)
         }
         guard case .forward(let target) = choice, let ticket = tickets[user] else {
             guard here else { throw refusedHere() }

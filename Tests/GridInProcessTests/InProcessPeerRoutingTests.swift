@@ -93,7 +93,7 @@ import Testing
         let owner = try await grid.user("owner")
         let peer = try await grid.startWorker(name, owner: owner, cpus: 1, peer: true)
         let alice = try await grid.user("alice")
-        let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 60\n", cpus: 1, ramGb: 1))
+        let job = try await alice.submit(InProcessScenarioTests.job("hold", "# grid: sleep 600\n", cpus: 1, ramGb: 1, minutes: 15))
         _ = try await InProcessScenarioTests.wait(alice, job.job.id, for: [.running])
         return (owner, peer, alice, job.job.id)
     }
@@ -125,7 +125,7 @@ import Testing
 
     /// The manager counts a task it sends a peer's way on that peer until it reports: the next busy peer asking within
     /// that time is not sent to the same idle-looking peer. Only a peer's asks for its own tasks count: one sent in
-    /// another peer's name (a forged `prefer`) reserves nothing.
+    /// another peer's name (a forged `prefer`) counts nothing.
     @Test func aTaskSentAPeersWayCountsOnItAndAForgedAskerCountsNothing() async throws {
         try await withTestGrid(workers: 0) { grid in
             let (owner, busy, alice, job) = try await Self.peerWithItsSlotHeld(grid, "busy")
@@ -143,10 +143,12 @@ import Testing
                 return seen == [idle.workerId, busy.workerId]
             }
             #expect(counted, "the second busy ask was sent to the same idle peer: \(seen)")
-            // Past the window, the idle peer is idle again. Asks it sends in the busy peer's name (a forged `prefer`)
-            // count nothing on it: a look right after them still names it.
-            _ = try await eventually(timeout: 30, interval: 0.1) { try await best(nil, prefer: busy.workerId) == idle.workerId }
-            for i in 0..<5 { _ = try await best("f-\(i)", prefer: busy.workerId, from: idle) }
+            // Past the window, the idle peer is idle again. Asks the busy peer sends in the idle one's name (a forged
+            // `prefer`: the answer names the idle peer, not the sender) count nothing on it: a look right after them
+            // still names it.
+            let quiet = try await eventually(timeout: 30, interval: 0.1) { try await best(nil, prefer: busy.workerId) == idle.workerId }
+            #expect(quiet, "the idle peer never looked idle again")
+            for i in 0..<5 { _ = try await best("f-\(i)", prefer: idle.workerId) }
             let after = try await best(nil, prefer: busy.workerId)
             let forged = after == idle.workerId
             #expect(forged, "asks in another peer's name made the idle peer look busy: \(String(describing: after))")

@@ -129,14 +129,21 @@ import Testing
     /// A late decision never overwrites a fresher one; a peer that may not run a task itself never reuses or keeps one
     /// (a review: another user's task found the owner's kept answer and was refused).
     @Test func aLateOrForeignDecisionIsNeitherKeptNorReused() {
-        let kept = TaskRouting.Answer(best: "w-1", at: 100)
+        let kept = TaskRouting.Answer(best: "w-1", at: 100.2, askedAt: 100)
         #expect(TaskRouting.replaces(nil, askedAt: 5))
         #expect(TaskRouting.replaces(kept, askedAt: 100.01))
         #expect(!TaskRouting.replaces(kept, askedAt: 99.9), "an ask that began before the kept one came back later")
         #expect(!TaskRouting.replaces(kept, askedAt: .nan))
         #expect(TaskRouting.replaces(TaskRouting.Answer(best: "w-1", at: .nan), askedAt: 1))
-        #expect(TaskRouting.reusable(kept, now: 100.01, mayRunHere: true) == kept)
-        #expect(TaskRouting.reusable(kept, now: 100.01, mayRunHere: false) == nil)
+        // Remembered from when the answer came, not when it was asked: a slow manager's answers are still reused.
+        let slow = TaskRouting.remember(nil, choice: .runHere(.noBetterPeer), askedAt: 10, answeredAt: 10.2, mayRunHere: true)
+        #expect(slow == TaskRouting.Answer(best: nil, at: 10.2, askedAt: 10))
+        #expect(TaskRouting.reusable(slow, now: 10.22, mayRunHere: true) == slow)
+        #expect(TaskRouting.remember(slow, choice: .runHere(.noBetterPeer), askedAt: 9, answeredAt: 10.3, mayRunHere: true) == slow, "late")
+        #expect(TaskRouting.remember(slow, choice: .forward(to: "w-2"), askedAt: 10.1, answeredAt: 10.3, mayRunHere: true) == nil)
+        #expect(TaskRouting.remember(slow, choice: .runHere(.noBetterPeer), askedAt: 10.1, answeredAt: 10.3, mayRunHere: false) == nil)
+        #expect(TaskRouting.reusable(kept, now: 100.21, mayRunHere: true) == kept)
+        #expect(TaskRouting.reusable(kept, now: 100.21, mayRunHere: false) == nil)
         #expect(!TaskRouting.keeps(.runHere(.noBetterPeer), mayRunHere: false))
     }
 

@@ -76,6 +76,14 @@ struct PeerChoiceTests {
         #expect(PeerChoice.reserve(count: PeerChoice.maxReserved, at: 10, now: 10.1) == (PeerChoice.maxReserved, 10))
         #expect(PeerChoice.reserve(count: .max, at: 10, now: 10.1) == (PeerChoice.maxReserved, 10), "no trap")
         #expect(PeerChoice.reserve(count: 5, at: .nan, now: 10) == (1, 10))
+        // A peer counts no more of its tasks in a window than it reported holding (at least one).
+        #expect(PeerChoice.mayCount(spent: 0, at: 0, now: 10, reported: 0))
+        #expect(!PeerChoice.mayCount(spent: 1, at: 10, now: 10.1, reported: 0))
+        #expect(PeerChoice.mayCount(spent: 4, at: 10, now: 10.1, reported: 5))
+        #expect(!PeerChoice.mayCount(spent: 5, at: 10, now: 10.1, reported: 5))
+        #expect(PeerChoice.mayCount(spent: 5, at: 10, now: 10.25, reported: 5), "a new window")
+        #expect(!PeerChoice.mayCount(spent: PeerChoice.maxReserved, at: 10, now: 10.1, reported: .max), "no trap, the cap")
+        #expect(PeerChoice.mayCount(spent: .max, at: .nan, now: 10, reported: .min))
         // A loop of asks a tenth of a second apart: the count ends a quarter of a second after the first.
         var held = (count: 0, at: 0.0)
         for k in 0..<3 { held = PeerChoice.reserve(count: held.count, at: held.at, now: 100 + Double(k) * 0.1) }
