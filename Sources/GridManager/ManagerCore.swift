@@ -29,7 +29,7 @@ public actor ManagerCore {
         var lastLoadWrite: Double
         /// Function tasks queued or running on the peer (peer services).
         var tasks = 0
-        /// Tasks sent its way by `GET_BEST_PEER` answers since its last load report, and when the last was
+        /// Tasks sent its way by `GET_BEST_PEER` answers since its last load report, and when their window began
         /// (monotonic): `PeerChoice.reserved`.
         var reserved = 0
         var reservedAt = 0.0
@@ -720,9 +720,9 @@ public actor ManagerCore {
             return .error(Msg.Error(GridError(.notFound, "no peer is online to run the task")))
         }
         // A peer asking for one of its own tasks is sent elsewhere: that task counts there until its next load report,
-        // or the end of the window the first such task opened (`PeerChoice.counts`, `reserve`).
-        // A peer counts no more tasks in a window than it reported holding (`mayCount`): one asking in a loop makes
-        // others look busier by its own load at most.
+        // or the end of the window the first such task opened (`PeerChoice.counts`, `reserve`); no more of them in a
+        // window than the peer reported holding (`mayCount`): one asking in a loop makes others look busier by its own
+        // load at most.
         if PeerChoice.counts(taskId: ask.taskId, prefer: ask.prefer, sender: sender, senderIsPeer: peers[sender] != nil, best: best.id),
             let asker = live[sender], PeerChoice.mayCount(spent: asker.spent, at: asker.spentAt, now: t, reported: asker.tasks),
             let w = live[best.id]

@@ -3,8 +3,8 @@ public import GridCore
 /// Which online peer runs a public function task, for `GET_BEST_PEER` (a pure decision, issue 14): the one with the least
 /// work per slot (grid jobs and function tasks), then the asking peer (it saves a hop), then the lowest machine load,
 /// then the id. The asker keeps its task, though, unless that peer has a free slot or clearly less work than the asker
-/// (`TaskLoad.worthForwarding`): between peers that are both saturated, a forward only moves the queue, at the cost of a hop, a
-/// signature and two checks of it (as Ray spills a task back only to a node with room for it). A peer that said it is stopping is never chosen: its peer services are the first thing it stops, so a
+/// (`TaskLoad.worthForwarding`): between peers that are both saturated, a forward only moves the queue, at the cost of
+/// a hop, a signature and two checks of it (as Ray spills a task back only to a node with room for it). A peer that said it is stopping is never chosen: its peer services are the first thing it stops, so a
 /// task forwarded to it would fail, and the asking peer would run it after a failed round trip.
 public enum PeerChoice {
     /// An online peer as the manager sees it.
@@ -27,10 +27,11 @@ public enum PeerChoice {
 
     /// The tasks the manager has sent a peer's way since its last load report (`GET_BEST_PEER` answers that named it
     /// to another peer, each for one task): counted on top of what it reported while `reservedSeconds` have not passed
-    /// since the first of them (`at`: the window does not slide, so they always end), at most `maxReserved`. Before, every peer that asked within a report's interval was sent to the
-    /// same idle-looking peer, and reused the answer for every task of the next 50 ms: two peers given tasks at the
-    /// same pace forwarded a quarter of their tasks to each other and back (a peer that had forwarded its tasks away
-    /// looked idle in its next report). Never traps; a time that is not finite, or a clock that went back, counts none.
+    /// since the first of them (`at`: the window does not slide, so they always end), at most `maxReserved`. Before,
+    /// every peer that asked within a report's interval was sent to the same idle-looking peer, and reused the answer
+    /// for every task of the next 50 ms: two peers given tasks at the same pace forwarded a quarter of their tasks to
+    /// each other and back (a peer that had forwarded its tasks away looked idle in its next report). Never traps; a
+    /// time that is not finite, or a clock that went back, counts none.
     public static func reserved(count: Int, at: Double, now: Double) -> Int {
         guard count > 0, at.isFinite, now.isFinite, now >= at, now - at < reservedSeconds else { return 0 }
         return min(count, maxReserved)
