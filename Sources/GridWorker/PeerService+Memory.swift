@@ -220,8 +220,11 @@ extension PeerService {
         outgoingSync[peer] = nil
     }
 
-    /// The newest replica of `key` among its owners; when they have none (peers just changed), every other peer is
-    /// asked. Owners that lacked the newest version get it (read repair).
+    /// The newest replica of `key` among its owners (asked at once, not one after another); when they have none (peers
+    /// just changed), every other peer is asked. Owners that lacked the newest version get it (read repair).
+    /// A key is said to be absent (nil) only when at least one of its owners answered: when none did (each was
+    /// stopped, overloaded or gone, and the manager has not said so yet), a peer that was never an owner lacking it
+    /// proves nothing, and the reader is told to try again (`unreachable`), never that the key does not exist.
     func readEntry(_ key: String) async throws -> Msg.MemEntry? {
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         // A replica here answers at once: every write goes to every owner, and one that missed a write (its peer was
@@ -229,32 +232,26 @@ extension PeerService {
         if let selfId, owners.contains(selfId), let local = memory.get(key) {
             return Msg.MemEntry(key: key, value: local.value, version: local.version, origin: local.origin, seal: local.seal)
         }
-        var found: [String: Msg.MemEntry] = [:]
-        var reachable = 0
-        var refusal: GridError?
         let mandate = mandate(for: key)
-        for owner in owners {
-            let (reached, entry) = await replica(of: key, on: owner, mandate: mandate, refusal: &refusal)
-            if reached { reachable += 1 }
-            if let entry { found[owner] = entry }
+        var asked = await replicas(of: key, on: owners, mandate: mandate)
+        if asked.found.isEmpty {
+            let others = await replicas(of: key, on: memberIds.filter { !owners.contains($0) }, mandate: mandate)
+            asked.found = others.found
+            asked.refusal = asked.refusal ?? others.refusal
         }
-        if found.isEmpty {
-            for peer in memberIds where !owners.contains(peer) {
-                let (reached, entry) = await replica(of: key, on: peer, mandate: mandate, refusal: &refusal)
-                if reached { reachable += 1 }
-                if let entry { found[peer] = entry }
-            }
-        }
+        let found = asked.found
         // Found nowhere while a peer refused this one's mandate: the key may well be there; say why it was refused,
         // not that there is none.
-        if found.isEmpty, let refusal {
+        if found.isEmpty, let refusal = asked.refusal {
             // Asked of the manager (not taken from the refusing peer, which may lie): a mandate whose certificate's
             // token was revoked is dropped, so the person's next session's takes its place.
             if let certificate = mandate?.certificate { _ = await standing(of: certificate) }
             throw GridError(
                 .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
         }
-        if reachable == 0 { throw GridError(.unreachable, "no peer holding this key could be reached; try again") }
+        if found.isEmpty && asked.answered == 0 {
+            throw GridError(.unreachable, "none of the peers holding this key (\(owners.joined(separator: ", "))) answered; try again")
+        }
         let newest = found.values.max { a, b in
             MemoryTable.Entry(value: b.value, version: b.version, origin: b.origin)
                 .isNewer(than: MemoryTable.Entry(value: a.value, version: a.version, origin: a.origin))
@@ -282,35 +279,59 @@ extension PeerService {
         return newest
     }
 
+    /// The replicas of `key` on `peers`, asked at once: the good ones found (by peer), how many of the peers answered
+    /// (with a replica or without), and a refusal of `mandate` if one refused it.
+    private func replicas(
+        of key: String, on peers: [String], mandate: PeerTrust.Mandate?
+    ) async -> (found: [String: Msg.MemEntry], answered: Int, refusal: GridError?) {
+        var found: [String: Msg.MemEntry] = [:]
+        var answered = 0
+        var refusal: GridError?
+        await withTaskGroup(of: (String, Bool, Msg.MemEntry?, GridError?).self) { group in
+            for peer in peers {
+                group.addTask {
+                    let (reached, entry, refused) = await self.replica(of: key, on: peer, mandate: mandate)
+                    return (peer, reached, entry, refused)
+                }
+            }
+            for await (peer, reached, entry, refused) in group {
+                if reached { answered += 1 }
+                if let entry { found[peer] = entry }
+                // One refusal is kept, the same whichever peer answered first.
+                if let refused, refusal.map({ refused.message < $0.message }) ?? true { refusal = refused }
+            }
+        }
+        return (found, answered, refusal)
+    }
+
     /// Peer `peer`'s replica of `key`, read with `mandate` (the key's user's, nil for a public key): whether the peer
-    /// answered, and its entry if it has one; a refusal is kept in `refusal`.
-    private func replica(of key: String, on peer: String, mandate: PeerTrust.Mandate?, refusal: inout GridError?) async -> (Bool, Msg.MemEntry?) {
+    /// answered, its entry if it has one, and its refusal if it refused the mandate.
+    private func replica(of key: String, on peer: String, mandate: PeerTrust.Mandate?) async -> (Bool, Msg.MemEntry?, GridError?) {
         if peer == selfId {
-            return (true, memory.get(key).map { Msg.MemEntry(key: key, value: $0.value, version: $0.version, origin: $0.origin, seal: $0.seal) })
+            return (true, memory.get(key).map { Msg.MemEntry(key: key, value: $0.value, version: $0.version, origin: $0.origin, seal: $0.seal) }, nil)
         }
         let answer: GridMessage
         do {
             answer = try await fetch([key], from: peer, mandate: mandate)
         } catch let e as GridError where e.code == .forbidden {
-            refusal = e
-            return (false, nil)
+            return (false, nil, e)
         } catch {
-            return (false, nil)
+            return (false, nil, nil)
         }
-        guard case .memEntries(let m) = answer else { return (false, nil) }
+        guard case .memEntries(let m) = answer else { return (false, nil, nil) }
         // A version this peer would refuse in a `MEM_SYNC` is not taken from an answer either: the read repair would
         // store it here and on the other owners, and a version from the far future pins the key against every write.
-        guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil) }
+        guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil, nil) }
         if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) ?? EntryRules.check(key: entry.key, origin: entry.origin, value: entry.value, encodedSize: Self.encodedSize) {
             logger.warning("ignored a replica with a bad version or size", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
-            return (true, nil)
+            return (true, nil, nil)
         }
         // Nor one its writer did not seal for the key's person: a peer's answer is a claim.
         if let refusal = checkSeal(of: entry) {
             logger.warning("ignored a replica without a good seal", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
-            return (true, nil)
+            return (true, nil, nil)
         }
-        return (true, entry)
+        return (true, entry, nil)
     }
 
     /// `MEM_FETCH` of `keys` from `peer` with `mandate`: the mandate itself the first time this peer shows it there,
