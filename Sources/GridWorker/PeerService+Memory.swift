@@ -222,9 +222,12 @@ extension PeerService {
 
     /// The newest replica of `key` among its owners (asked at once, not one after another); when they have none (peers
     /// just changed), every other peer is asked. Owners that lacked the newest version get it (read repair).
-    /// A key is said to be absent (nil) only when at least one of its owners answered: when none did (each was
-    /// stopped, overloaded or gone, and the manager has not said so yet), a peer that was never an owner lacking it
-    /// proves nothing, and the reader is told to try again (`unreachable`), never that the key does not exist.
+    /// A key is said to be absent (nil) only when at least one of its owners answered without it (an owner's "none"
+    /// counts, as a replica's does in Dynamo-style stores: one silent owner, even a hostile member that answers
+    /// nothing, must not make every absent key it owns unreadable and every public name it owns unclaimable). When no
+    /// owner answered (each was stopped, overloaded or gone, and the manager has not said so yet), a peer that was
+    /// never an owner lacking it proves nothing: the reader is told to try again (`unreachable`), never that the key
+    /// does not exist.
     func readEntry(_ key: String) async throws -> Msg.MemEntry? {
         let owners = Rendezvous.owners(of: key, among: memberIds, replicas: config.replicas)
         // A replica here answers at once: every write goes to every owner, and one that missed a write (its peer was
