@@ -10,9 +10,9 @@ public import GridCore
 ///    is now (`TaskLoad.worthForwarding`; a peer that may not run the task itself counts as full); and only with the
 ///    user's ticket valid for the whole wait (the task's timeout and a minute), since the receiving peer checks it (a
 ///    peer without one does not ask, `ticketLasts`). Otherwise it runs here.
-/// 3. `runsHereAfterForwardFailed`: a best peer that cannot be reached, does not trust this one, has no room left in
-///    its queue (`rateLimited`: its load report was old) or no sandbox that works now is passed over: the task runs
-///    here. Any other failure is the task's answer (it was checked here before it went: a refusal there is of it).
+/// 3. `runsHereAfterForwardFailed`: a best peer that cannot be reached, does not trust this one, or has no room left
+///    in its queue (`rateLimited`: its load report was old; it ran nothing) is passed over: the task runs here. Any
+///    other failure is the task's answer (it was checked here before it went: a refusal there is of it).
 ///
 /// A decision to keep a task here is reused for `answerReuseSeconds` (`reusable`, `keeps`), only by a peer that may run
 /// the task itself: the manager knows
@@ -142,9 +142,9 @@ public enum TaskRouting {
     }
 
     /// Whether a forward that failed with `code` falls back to running here: the failure was the peer's (it could not
-    /// be reached, did not trust this one, had no room or no sandbox), not the task's. A peer that ran out of time on
+    /// be reached, did not trust this one, or had no room in its queue), not the task's. A peer that ran out of time on
     /// the task (`timeout`) or found it malformed did run it, or would refuse it anywhere.
     public static func runsHereAfterForwardFailed(_ code: GridError.Code) -> Bool {
-        code == .unreachable || code == .unauthorized || code == .rateLimited || code == .sandboxUnavailable
+        code == .unreachable || code == .unauthorized || code == .rateLimited
     }
 }

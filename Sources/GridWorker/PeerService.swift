@@ -1192,7 +1192,7 @@ public actor PeerService: Service {
             return r
         } catch let e as GridError where TaskRouting.runsHereAfterForwardFailed(e.code) {
             logger.info(
-                "the best peer could not take the task (unreachable, distrusting, full or without a sandbox); running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(TerminalText.field(e.message, maxCharacters: 300))"])
+                "the best peer could not take the task (unreachable, distrusting or full); running here", metadata: ["grid.worker.id": "\(target)", "grid.error": "\(TerminalText.field(e.message, maxCharacters: 300))"])
             guard here else { throw refusedHere() }
             return try await runHere(mine, connection: caller.connection, via: caller.peer)
         }
