@@ -236,23 +236,28 @@ extension PeerService {
             return Msg.MemEntry(key: key, value: local.value, version: local.version, origin: local.origin, seal: local.seal)
         }
         let mandate = mandate(for: key)
-        var asked = await replicas(of: key, on: owners, mandate: mandate)
-        if asked.found.isEmpty {
+        let fromOwners = await replicas(of: key, on: owners, mandate: mandate)
+        var found = fromOwners.found
+        var refusal = fromOwners.refusal
+        if found.isEmpty {
             let others = await replicas(of: key, on: memberIds.filter { !owners.contains($0) }, mandate: mandate)
-            asked.found = others.found
-            asked.refusal = asked.refusal ?? others.refusal
+            found = others.found
+            refusal = refusal ?? others.refusal
         }
-        let found = asked.found
-        // Found nowhere while a peer refused this one's mandate: the key may well be there; say why it was refused,
-        // not that there is none.
-        if found.isEmpty, let refusal = asked.refusal {
-            // Asked of the manager (not taken from the refusing peer, which may lie): a mandate whose certificate's
-            // token was revoked is dropped, so the person's next session's takes its place.
-            if let certificate = mandate?.certificate { _ = await standing(of: certificate) }
-            throw GridError(
-                .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
-        }
-        if found.isEmpty && asked.answered == 0 {
+        if found.isEmpty {
+            // An owner answered without it: absent. A refusal elsewhere, even another owner's, does not outweigh that
+            // (a review: one hostile member answering `forbidden` to every read made every absent key unreadable, and
+            // every public name unclaimable).
+            guard fromOwners.answered.isEmpty else { return nil }
+            // No owner answered, but a peer refused this one's mandate: the key may well be there; say why it was
+            // refused, not that there is none.
+            if let refusal {
+                // Asked of the manager (not taken from the refusing peer, which may lie): a mandate whose certificate's
+                // token was revoked is dropped, so the person's next session's takes its place.
+                if let certificate = mandate?.certificate { _ = await standing(of: certificate) }
+                throw GridError(
+                    .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
+            }
             throw GridError(.unreachable, "none of the peers holding this key (\(owners.joined(separator: ", "))) answered; try again")
         }
         let newest = found.values.max { a, b in
@@ -277,28 +282,42 @@ extension PeerService {
         }
         if let newest {
             let size = Self.wireSize(of: newest, valueBytes: (try? GridJSON.encode(newest.value).count) ?? 0)
-            for owner in owners where found[owner] != newest { _ = await push([newest], to: owner, bytes: size) as PushOutcome }
+            // Owners that answered without it, or with an older version; one that did not answer catches up at the next
+            // repair pass (a review: the read waited on a push to a stopped owner, past a client's patience).
+            for owner in owners where fromOwners.answered.contains(owner) && found[owner] != newest {
+                _ = await push([newest], to: owner, bytes: size) as PushOutcome
+            }
         }
         return newest
     }
 
-    /// The replicas of `key` on `peers`, asked at once: the good ones found (by peer), how many of the peers answered
-    /// (with a replica or without), and a refusal of `mandate` if one refused it.
+    /// How many peers one read asks at once (its second round asks every peer that is no owner).
+    static let readFanOut = 8
+
+    /// The replicas of `key` on `peers`, asked at once (at most `readFanOut` at a time): the good ones found (by peer),
+    /// the peers that answered (with a good replica or without one), and a refusal of `mandate` if one refused it.
     private func replicas(
         of key: String, on peers: [String], mandate: PeerTrust.Mandate?
-    ) async -> (found: [String: Msg.MemEntry], answered: Int, refusal: GridError?) {
+    ) async -> (found: [String: Msg.MemEntry], answered: Set<String>, refusal: GridError?) {
         var found: [String: Msg.MemEntry] = [:]
-        var answered = 0
+        var answered: Set<String> = []
         var refusal: GridError?
+        let ask: @Sendable (String) async -> (String, Bool, Msg.MemEntry?, GridError?) = { peer in
+            let (reached, entry, refused) = await self.replica(of: key, on: peer, mandate: mandate)
+            return (peer, reached, entry, refused)
+        }
         await withTaskGroup(of: (String, Bool, Msg.MemEntry?, GridError?).self) { group in
-            for peer in peers {
-                group.addTask {
-                    let (reached, entry, refused) = await self.replica(of: key, on: peer, mandate: mandate)
-                    return (peer, reached, entry, refused)
+            var waiting = peers[...]
+            var inFlight = 0
+            while inFlight > 0 || !waiting.isEmpty {
+                while let peer = waiting.first, inFlight < Self.readFanOut {
+                    waiting.removeFirst()
+                    inFlight += 1
+                    group.addTask { await ask(peer) }
                 }
-            }
-            for await (peer, reached, entry, refused) in group {
-                if reached { answered += 1 }
+                guard let (peer, reached, entry, refused) = await group.next() else { break }
+                inFlight -= 1
+                if reached { answered.insert(peer) }
                 if let entry { found[peer] = entry }
                 // One refusal is kept, the same whichever peer answered first.
                 if let refused, refusal.map({ refused.message < $0.message }) ?? true { refusal = refused }
@@ -308,7 +327,8 @@ extension PeerService {
     }
 
     /// Peer `peer`'s replica of `key`, read with `mandate` (the key's user's, nil for a public key): whether the peer
-    /// answered, its entry if it has one, and its refusal if it refused the mandate.
+    /// answered (a replica it gave that is no good counts as no answer: it proves neither that the key is there nor
+    /// that it is not), its entry if it has one, and its refusal if it refused the mandate.
     private func replica(of key: String, on peer: String, mandate: PeerTrust.Mandate?) async -> (Bool, Msg.MemEntry?, GridError?) {
         if peer == selfId {
             return (true, memory.get(key).map { Msg.MemEntry(key: key, value: $0.value, version: $0.version, origin: $0.origin, seal: $0.seal) }, nil)
@@ -317,7 +337,8 @@ extension PeerService {
         do {
             answer = try await fetch([key], from: peer, mandate: mandate)
         } catch let e as GridError where e.code == .forbidden {
-            return (false, nil, e)
+            // A public key is read with no mandate: a refusal of one is no refusal (a hostile peer's word).
+            return (false, nil, mandate == nil ? nil : e)
         } catch {
             return (false, nil, nil)
         }
@@ -327,12 +348,12 @@ extension PeerService {
         guard let entry = m.entries.first(where: { $0.key == key }) else { return (true, nil, nil) }
         if let refusal = VersionRules.check(entry.version, nowMs: Self.nowMs()) ?? EntryRules.check(key: entry.key, origin: entry.origin, value: entry.value, encodedSize: Self.encodedSize) {
             logger.warning("ignored a replica with a bad version or size", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
-            return (true, nil, nil)
+            return (false, nil, nil)
         }
         // Nor one its writer did not seal for the key's person: a peer's answer is a claim.
         if let refusal = checkSeal(of: entry) {
             logger.warning("ignored a replica without a good seal", metadata: ["grid.worker.id": "\(peer)", "grid.error": "\(refusal.message)"])
-            return (true, nil, nil)
+            return (false, nil, nil)
         }
         return (true, entry, nil)
     }
@@ -398,7 +419,12 @@ extension PeerService {
                 truncated = true
                 break
             }
-            if (try? await readEntry(key))??.value != nil { live.append(key) }
+            do {
+                if try await readEntry(key)?.value != nil { live.append(key) }
+            } catch {
+                // Not read now (its owners did not answer, say): it may be there, so the listing says it may miss some.
+                truncated = true
+            }
         }
         return (live, truncated || all.count > 2 * config.maxListed)
     }

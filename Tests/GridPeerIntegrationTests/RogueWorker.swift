@@ -79,15 +79,21 @@ final class RawWorker: @unchecked Sendable {
 /// A plain TCP listener the test controls, posing as a peer: it records every byte it receives, and answers every
 /// `HELLO` with a `HELLO_OK` carrying `credential` and a proof over the caller's nonce: a real one when it holds the key
 /// the credential names (`signer`: a worker of Mallory's own), else one it could not have made (a credential replayed
-/// without its key). A `SESSION` is accepted as it comes; any other request is answered `ERROR not_found`.
+/// without its key). A `SESSION` is accepted as it comes, and a peer's `PEER_AUTH` too when the test says so
+/// (`acceptingPeers`: a member honest peers open links to); any other request is answered `ERROR` with `code`
+/// (`not_found` unless the test says otherwise).
 final class RogueListener: @unchecked Sendable {
     // Safe: state behind the mutex; the socket is only used by the accept thread and closed by `stop`.
     let port: Int
+    private let code: String
+    private let acceptingPeers: Bool
     private let fd: Int32
     private let state = Mutex<(bytes: Data, credential: PeerTrust.Credential?, signer: PeerTrust.Signer?, workerId: String, stopped: Bool)>(
         (Data(), nil, nil, "", false))
 
-    init() throws {
+    init(answering code: GridError.Code = .notFound, acceptingPeers: Bool = false) throws {
+        self.code = code.rawValue
+        self.acceptingPeers = acceptingPeers
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -163,8 +169,10 @@ final class RogueListener: @unchecked Sendable {
                 case "SESSION":
                     let user = ((m["ticket"] as? [String: Any])?["user"] as? String) ?? ""
                     answer = ["type": "HELLO_OK", "id": m["id"] ?? 0, "version": ProtocolVersion.current, "worker_id": workerId, "owner": user, "heartbeat_seconds": 0]
+                case "PEER_AUTH" where acceptingPeers:
+                    answer = ["type": "OK", "id": m["id"] ?? 0]
                 default:
-                    answer = ["type": "ERROR", "id": m["id"] ?? 0, "code": "not_found", "message": "nothing here"]
+                    answer = ["type": "ERROR", "id": m["id"] ?? 0, "code": code, "message": "nothing here"]
                 }
                 guard let reply = try? JSONSerialization.data(withJSONObject: answer) else { continue }
                 _ = (reply + Data([0x0A])).withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

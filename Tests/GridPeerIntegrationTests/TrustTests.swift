@@ -586,6 +586,52 @@ import Testing
         #expect(m.refused?[claim]?.contains("no owner") == true, "\(m)")
     }
 
+    /// A member that answers every read `forbidden` (Mallory's: registered and proven, a listener of hers) hides
+    /// nothing: an owner that answered without a key outweighs a refusal, and a refusal of a public key, read with no
+    /// mandate, is none. (Before, any refusal met while a key was found nowhere was the answer, so every absent key
+    /// read `forbidden`; a `GET_MEM` of a public name, which reads the person's own name first, failed; and no new
+    /// public name could be published.)
+    @Test func aMemberThatRefusesEveryReadHidesNoKeyAndBlocksNoPublicName() async throws {
+        let g = try await PeerGrid(label: "trust-refuser")
+        defer { g.shutdown() }
+        let peers = try await g.startPeers(2)
+        let mallory = try await g.grid.user("mallory")
+        let signer = PeerTrust.Signer()
+        let rogue = try RogueListener(answering: .forbidden, acceptingPeers: true)
+        defer { rogue.stop() }
+        let worker = try RawWorker(
+            gridPort: g.grid.gridPort, token: try await mallory.createToken(kind: "worker").token, peerKey: signer.publicKey, host: "127.0.0.1",
+            peerPort: rogue.port)
+        defer { worker.stop() }
+        rogue.pose(as: worker.id, credential: worker.credential, signer: signer)
+        for p in peers {
+            let listed = await eventually(timeout: 30) { (try? await g.status(p))?.peers.contains { $0.workerId == worker.id } == true }
+            #expect(listed, "\(p.name) never listed Mallory's worker")
+        }
+        let alice = try await g.link(peers[0])
+        defer { alice.close() }
+        func code(_ m: GridMessage) async -> GridError.Code? {
+            do {
+                _ = try await alice.request(m, timeout: 60)
+                return nil
+            } catch let e as GridError { return e.code } catch { return .internal }
+        }
+        for i in 0..<4 { #expect(await code(.getMem(Msg.MemKey(key: "absent-\(i)"))) == .notFound, "absent-\(i)") }
+        for i in 0..<4 {
+            let name = "notice-\(i)"
+            #expect(await code(.setMem(Msg.SetMem(key: name, value: .string("for all \(i)"), isPublic: true))) == nil, "publishing \(name)")
+            for p in peers {
+                let l = try await g.link(p)
+                defer { l.close() }
+                guard case .memResult(let r) = try await l.request(.getMem(Msg.MemKey(key: name)), timeout: 60).message else {
+                    throw TestGridError("no MEM_RESULT")
+                }
+                #expect(r.value == .string("for all \(i)"), "\(name) through \(p.name)")
+            }
+        }
+        #expect(rogue.received.contains("MEM_FETCH"), "the honest peers never asked Mallory's worker: the test proves nothing")
+    }
+
     /// A public name's deletion names no owner, and an owner that held nothing of the name kept anyone's: Mallory's
     /// sealed deletion, as new as her clock likes, made Alice's claim lose by version on both owners (and, during churn,
     /// made the old owner drop Alice's good copy). A deletion now bars only its own person's copies: Alice publishes
