@@ -109,7 +109,7 @@ import Testing
     /// reads it once the owners answer. (Said `not_found` before: the reading peer counted its own answer.)
     @Test func aKeyWhoseOwnersDoNotAnswerIsNotSaidToBeAbsent() async throws {
         // Stopped workers stay online for the whole test: offline only after two minutes of silence.
-        let g = try await PeerGrid(label: "mem-owners-stopped", managerExtra: ["--lease-seconds", "120"])
+        let g = try await PeerGrid(label: "mem-owners-stopped", leaseSeconds: 120)
         defer { g.shutdown() }
         let peers = try await g.startPeers(3)
         let ids = peers.map(\.id)

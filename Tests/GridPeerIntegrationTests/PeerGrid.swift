@@ -26,9 +26,10 @@ final class PeerGrid: @unchecked Sendable {
     let alice: GridClient
     var token: String { alice.token ?? "" }
 
-    init(label: String, managerExtra: [String] = [], managerEnvironment: [String: String] = [:]) async throws {
+    /// `leaseSeconds`: how long the manager keeps a silent worker online (and its jobs).
+    init(label: String, leaseSeconds: Double = 3, managerExtra: [String] = [], managerEnvironment: [String: String] = [:]) async throws {
         grid = try TestGrid(label: label)
-        try await grid.startManager(extraEnvironment: managerEnvironment, extra: managerExtra)
+        try await grid.startManager(leaseSeconds: leaseSeconds, extraEnvironment: managerEnvironment, extra: managerExtra)
         alice = try await grid.user("alice")
     }
 

@@ -857,7 +857,8 @@ import Testing
     @Test func tasksForwardedAsAUserRunApartFromTheUsersOwnInterpreters() async throws {
         let g = try await PeerGrid(label: "trust-forward")
         defer { g.shutdown() }
-        let honest = try await g.startPeers(1)[0]
+        // One slot: Alice's tasks there take turns, and the next finds the interpreter the last one used.
+        let honest = try await g.startPeers(1, slots: 1)[0]
         let (_, signer, rogue) = try await g.rogueMallory()
         defer { rogue.stop() }
         let alice = try await g.link(honest)
