@@ -245,19 +245,20 @@ extension PeerService {
             refusal = refusal ?? others.refusal
         }
         if found.isEmpty {
-            // An owner answered without it: absent. A refusal elsewhere, even another owner's, does not outweigh that
-            // (a review: one hostile member answering `forbidden` to every read made every absent key unreadable, and
-            // every public name unclaimable).
-            guard fromOwners.answered.isEmpty else { return nil }
-            // No owner answered, but a peer refused this one's mandate: the key may well be there; say why it was
-            // refused, not that there is none.
+            // A peer refused this one's mandate: the key may well be there. The manager (not the refusing peer, which
+            // may lie) says whether the person's token still stands; one that does not drops the mandate (the next
+            // session's takes its place) and the read is refused, saying why. One that stands makes the refusal a
+            // peer's word against the owners that answered without the key: absent (a review: one hostile member
+            // answering `forbidden` to every read made every absent key unreadable, and every public name
+            // unclaimable). With no owner answering, the refusal is all there is to say.
             if let refusal {
-                // Asked of the manager (not taken from the refusing peer, which may lie): a mandate whose certificate's
-                // token was revoked is dropped, so the person's next session's takes its place.
-                if let certificate = mandate?.certificate { _ = await standing(of: certificate) }
-                throw GridError(
-                    .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
+                let revoked: GridError? = if let certificate = mandate?.certificate { await standing(of: certificate) } else { nil }
+                if revoked != nil || fromOwners.answered.isEmpty {
+                    throw GridError(
+                        .forbidden, "the peers holding this key would not give it to this peer (\(refusal.message)); open a new session here and try again")
+                }
             }
+            guard fromOwners.answered.isEmpty else { return nil }
             throw GridError(.unreachable, "none of the peers holding this key (\(owners.joined(separator: ", "))) answered; try again")
         }
         let newest = found.values.max { a, b in
