@@ -133,7 +133,9 @@ struct OCIRunnerTests {
         gone.executableURL = URL(fileURLWithPath: "/bin/true")
         try gone.run()
         gone.waitUntilExit()
-        func container(_ labels: [String: String]) throws -> String {
+        /// `orphan`: another test's runner may sweep it between its creation and its start (a hog run saw the start
+        /// answer 404): gone is what this test wants of it.
+        func container(_ labels: [String: String], orphan: Bool = false) throws -> String {
             let body: [String: Any] = [
                 "Image": OCIRunner.defaultImage, "Cmd": ["python3", "-c", "import time; time.sleep(600)"], "Labels": labels,
                 "HostConfig": ["NetworkMode": "none"],
@@ -141,11 +143,11 @@ struct OCIRunnerTests {
             let created = try engine.call("POST", "/containers/create", json: body)
             let id = try #require((created.json as? [String: Any])?["Id"] as? String, "\(created.message)")
             let started = try engine.call("POST", "/containers/\(id)/start")
-            #expect(started.status == 204, "\(started.message)")
+            #expect(started.status == 204 || (orphan && started.status == 404), "\(started.message)")
             return id
         }
         let ns = OCIRunner.pidNamespace
-        let orphan = try container(["campusgrid.job": "1-1", OCIRunner.ownerLabel: "\(gone.processIdentifier)", OCIRunner.namespaceLabel: ns])
+        let orphan = try container(["campusgrid.job": "1-1", OCIRunner.ownerLabel: "\(gone.processIdentifier)", OCIRunner.namespaceLabel: ns], orphan: true)
         let kept = [
             try container(["campusgrid.job": "2-1", OCIRunner.ownerLabel: "\(getpid())", OCIRunner.namespaceLabel: ns]),
             try container(["campusgrid.job": "3-1", OCIRunner.ownerLabel: "\(gone.processIdentifier)", OCIRunner.namespaceLabel: "pid:[1]"]),
