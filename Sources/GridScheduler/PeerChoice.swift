@@ -4,8 +4,9 @@ public import GridCore
 /// work per slot (grid jobs and function tasks), then the asking peer (it saves a hop), then the lowest machine load,
 /// then the id. The asker keeps its task, though, unless that peer has a free slot or clearly less work than the asker
 /// (`TaskLoad.worthForwarding`): between peers that are both saturated, a forward only moves the queue, at the cost of
-/// a hop, a signature and two checks of it (as Ray spills a task back only to a node with room for it). A peer that said it is stopping is never chosen: its peer services are the first thing it stops, so a
-/// task forwarded to it would fail, and the asking peer would run it after a failed round trip.
+/// a hop, a signature and two checks of it (as Ray spills a task back only to a node with room for it). A peer that
+/// said it is stopping is never chosen: its peer services are the first thing it stops, so a task forwarded to it
+/// would fail, and the asking peer would run it after a failed round trip.
 public enum PeerChoice {
     /// An online peer as the manager sees it.
     public struct Candidate: Hashable, Sendable {
